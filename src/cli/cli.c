@@ -1,0 +1,42 @@
+/* `doze` command dispatch and usage. */
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+
+static const char usage[] =
+    "doze - transformer inference that skips what it does not need\n"
+    "\n"
+    "usage: doze COMMAND [ARGS]\n"
+    "\n"
+    "  generate MODEL [--prompt TEXT] [--steps N] [--temp T] [--top-p P] [--top-k K]\n"
+    "                 [--seed S] [--no-stop] [--trace FILE] [--logits FILE] [--ctx N]\n"
+    "      prints the prompt and its continuation; N counts positions, prompt included\n"
+    "      (default 256). --trace writes 'input next' per step, --logits every step's\n"
+    "      float32 logits.\n"
+    "  tokenize MODEL (--text T | --file F) [--no-bos]\n"
+    "  ppl MODEL TEXTFILE [--ctx N]\n"
+    "      perplexity over the stories of TEXTFILE (split at <|endoftext|> lines)\n"
+    "  bench MODEL [--steps N] [--json]\n"
+    "      decode tokens/s and GB/s, SIMD vs reference kernels, vs a plain read loop\n"
+    "  init --dim D --hidden H --layers L --heads NH --kv-heads NKV --vocab V --ctx T\n"
+    "       --seed S [--type f32|f16|q8_0] -o OUT.gguf\n"
+    "  convert llama2c CKPT TOKENIZER -o OUT.gguf [--type f32|f16|q8_0]\n"
+    "  convert gguf IN.gguf -o OUT.gguf --type f32|f16|q8_0\n";
+
+int doze_cli_main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        out_bytes(usage, sizeof usage - 1);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc, argv);
+    if (strcmp(cmd, "ppl") == 0) return cmd_ppl(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "init") == 0) return cmd_init(argc, argv);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
+    err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,123 @@
+/* `doze bench`: steady-state decode speed with the SIMD and the reference
+ * kernels, and the bandwidth of a plain SIMD read loop over the model's own
+ * weights, all in one run so that the ratios mean something on a noisy
+ * machine. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/kernels.h"
+#include "../kernels/types.h"
+#include "../model.h"
+#include "cli_util.h"
+#include "commands.h"
+
+typedef struct {
+    double tok_per_s;
+    double gb_per_s;
+} speed;
+
+/* Bytes of weights one decode step reads: every layer matrix, the classifier,
+ * one embedding row. */
+static double bytes_per_token(const doze_model *m) {
+    const doze_model_info *c = &m->info;
+    double out = (double)doze_type_row_bytes(m->output.type, (uint64_t)c->dim) * c->vocab_size;
+    double emb = (double)doze_type_row_bytes(m->token_embd.type, (uint64_t)c->dim);
+    return (double)c->layer_weight_bytes + out + emb;
+}
+
+static int run_decode(doze_model *m, int steps, speed *out) {
+    doze_error e;
+    doze_session *s = doze_session_new(m, &e);
+    if (!s) return cli_print_error("bench", &e);
+    const doze_model_info *c = doze_model_get_info(m);
+    int token = c->bos_id >= 0 ? c->bos_id : 0;
+    const int warmup = 4;
+    double t0 = 0;
+    for (int i = 0; i < steps + warmup; i++) {
+        if (i == warmup) t0 = io_now_ms();
+        if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
+        if (doze_session_step(s, token, &e) != DOZE_OK) {
+            doze_session_free(s);
+            return cli_print_error("bench", &e);
+        }
+        const float *l = doze_session_logits(s);
+        int best = 0;
+        for (int v = 1; v < c->vocab_size; v++)
+            if (l[v] > l[best]) best = v;
+        token = best;
+    }
+    double ms = io_now_ms() - t0;
+    doze_session_free(s);
+    out->tok_per_s = steps * 1000.0 / ms;
+    out->gb_per_s = out->tok_per_s * bytes_per_token(m) / 1e9;
+    return 0;
+}
+
+/* best of several passes of the read loop over the model's arena */
+static double read_loop_gbs(const doze_model *m, uint32_t *sink) {
+    size_t n = m->arena_size / 64 * 64;
+    if (n == 0) return 0.0;
+    double best = 0.0;
+    for (int pass = 0; pass < 8; pass++) {
+        double t0 = io_now_ms();
+        *sink ^= doze_read_probe(m->arena, n);
+        double ms = io_now_ms() - t0;
+        double gbs = (double)n / (ms * 1e6 + 1e-9);
+        if (gbs > best) best = gbs;
+    }
+    return best;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *path = cli_positional(argc, argv, 0);
+    int bad = 0;
+    long long steps = cli_opt_int(argc, argv, "--steps", 64, &bad);
+    int json = cli_flag(argc, argv, "--json");
+    if (!path || bad || steps < 1) {
+        err_printf("usage: doze bench MODEL [--steps N] [--json]\n");
+        return 2;
+    }
+    doze_model_params mp = doze_model_default_params();
+    mp.context_length = 256;
+    doze_model *m = cli_load_model(path, &mp);
+    if (!m) return 1;
+    const doze_model_info *c = doze_model_get_info(m);
+    speed simd, ref;
+    uint32_t sink = 0;
+    double read_gbs = read_loop_gbs(m, &sink);
+    int rc = run_decode(m, (int)steps, &simd);
+    if (rc == 0) {
+        model_use_kernels(m, DOZE_KERNELS_REFERENCE);
+        int ref_steps = (int)(steps / 4 > 4 ? steps / 4 : 4);
+        rc = run_decode(m, ref_steps, &ref);
+        model_use_kernels(m, DOZE_KERNELS_SIMD);
+    }
+    double read2 = read_loop_gbs(m, &sink);
+    if (read2 > read_gbs) read_gbs = read2;
+    if (rc == 0) {
+        double mb = bytes_per_token(m) / 1e6;
+        if (json) {
+            out_printf("{\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"vocab\":%d,"
+                       "\"mb_per_token\":%.3f,\"simd_tok_s\":%.2f,\"simd_gb_s\":%.3f,"
+                       "\"reference_tok_s\":%.2f,\"reference_gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
+                       "\"simd_over_reference\":%.3f,\"simd_of_read_loop\":%.3f,\"sink\":%u}\n",
+                       doze_type_name(c->weight_type), c->dim, c->n_layers, c->vocab_size, mb,
+                       simd.tok_per_s, simd.gb_per_s, ref.tok_per_s, ref.gb_per_s, read_gbs,
+                       simd.tok_per_s / ref.tok_per_s, simd.gb_per_s / read_gbs, sink & 1u);
+        } else {
+            out_printf("model      dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, %s, "
+                       "%.2f MB read per token\n",
+                       c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                       c->vocab_size, doze_type_name(c->weight_type), mb);
+            out_printf("simd       %8.2f tok/s  %6.2f GB/s\n", simd.tok_per_s, simd.gb_per_s);
+            out_printf("reference  %8.2f tok/s  %6.2f GB/s\n", ref.tok_per_s, ref.gb_per_s);
+            out_printf("read loop            %6.2f GB/s (best of 16 passes over %.2f MB)\n",
+                       read_gbs, (double)m->arena_size / 1e6);
+            out_printf("simd / reference %.2fx, simd / read loop %.0f%%%s\n",
+                       simd.tok_per_s / ref.tok_per_s, 100.0 * simd.gb_per_s / read_gbs,
+                       (sink & 1u) ? " " : "");
+        }
+    }
+    doze_model_free(m);
+    return rc;
+}

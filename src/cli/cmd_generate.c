@@ -1,0 +1,174 @@
+/* `doze generate` and `doze tokenize`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+
+/* Encodes text with the model's tokenizer into a fresh array. */
+static int32_t *encode(const doze_model *m, const char *text, size_t len, int bos, int *n,
+                       doze_error *e) {
+    int need = 0;
+    if (doze_tokenize(m, text, len, bos, NULL, 0, &need, e) != DOZE_OK) return NULL;
+    int32_t *ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
+    if (!ids) {
+        e->code = DOZE_ERR_OUT_OF_MEMORY;
+        strcpy(e->message, "out of memory");
+        return NULL;
+    }
+    if (doze_tokenize(m, text, len, bos, ids, need, n, e) != DOZE_OK) {
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *path = cli_positional(argc, argv, 0);
+    const char *text = cli_opt(argc, argv, "--text");
+    const char *file = cli_opt(argc, argv, "--file");
+    if (!path || (!text && !file)) {
+        err_printf("usage: doze tokenize MODEL (--text T | --file F) [--no-bos]\n");
+        return 2;
+    }
+    doze_model_params mp = doze_model_default_params();
+    mp.context_length = 1;
+    doze_model *m = cli_load_model(path, &mp);
+    if (!m) return 1;
+    size_t len = text ? strlen(text) : 0;
+    uint8_t *buf = NULL;
+    if (file) {
+        buf = cli_read_file(file, &len);
+        if (!buf) {
+            doze_model_free(m);
+            return 1;
+        }
+        text = (const char *)buf;
+    }
+    doze_error e;
+    int n = 0;
+    int32_t *ids = encode(m, text, len, !cli_flag(argc, argv, "--no-bos"), &n, &e);
+    int rc = 0;
+    if (!ids) {
+        rc = cli_print_error("tokenize", &e);
+    } else {
+        for (int i = 0; i < n; i++) out_printf(i ? " %d" : "%d", (int)ids[i]);
+        out_printf("\n");
+    }
+    free(ids);
+    free(buf);
+    doze_model_free(m);
+    return rc;
+}
+
+typedef struct {
+    intptr_t trace, logits;
+} gen_outputs;
+
+int cmd_generate(int argc, char **argv) {
+    const char *path = cli_positional(argc, argv, 0);
+    if (!path) {
+        err_printf("usage: doze generate MODEL [--prompt TEXT] [--steps N] ... (see doze --help)\n");
+        return 2;
+    }
+    int bad = 0;
+    const char *prompt = cli_opt(argc, argv, "--prompt");
+    long long steps = cli_opt_int(argc, argv, "--steps", 256, &bad);
+    doze_sampler_params sp = doze_sampler_default_params();
+    sp.temperature = (float)cli_opt_float(argc, argv, "--temp", 1.0, &bad);
+    sp.top_p = (float)cli_opt_float(argc, argv, "--top-p", 1.0, &bad);
+    sp.top_k = (int)cli_opt_int(argc, argv, "--top-k", 0, &bad);
+    sp.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", 42, &bad);
+    long long ctx = cli_opt_int(argc, argv, "--ctx", 0, &bad);
+    int no_stop = cli_flag(argc, argv, "--no-stop");
+    if (bad) return 2;
+    if (steps < 1 || ctx < 0) {
+        err_printf("doze: --steps must be >= 1 and --ctx >= 0\n");
+        return 2;
+    }
+    doze_model_params mp = doze_model_default_params();
+    mp.context_length = (int)(ctx > 0 ? ctx : (steps < (1 << 20) ? steps : (1 << 20)));
+    doze_model *m = cli_load_model(path, &mp);
+    if (!m) return 1;
+    const doze_model_info *info = doze_model_get_info(m);
+    if (steps > info->context_length) steps = info->context_length;
+
+    doze_error e;
+    int rc = 1, n_prompt = 0;
+    int32_t *ids = NULL;
+    doze_session *s = NULL;
+    doze_sampler *smp = NULL;
+    gen_outputs o = {-1, -1};
+    const char *trace_path = cli_opt(argc, argv, "--trace");
+    const char *logits_path = cli_opt(argc, argv, "--logits");
+    if (trace_path && (o.trace = io_open(trace_path, "w")) < 0) {
+        err_printf("doze: cannot write %s\n", trace_path);
+        goto done;
+    }
+    if (logits_path && (o.logits = io_open(logits_path, "w")) < 0) {
+        err_printf("doze: cannot write %s\n", logits_path);
+        goto done;
+    }
+    ids = encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, 1, &n_prompt, &e);
+    if (!ids) {
+        cli_print_error("prompt", &e);
+        goto done;
+    }
+    if (n_prompt < 1) {
+        err_printf("doze: the model has no BOS token and the prompt is empty\n");
+        goto done;
+    }
+    s = doze_session_new(m, &e);
+    smp = s ? doze_sampler_new(&sp, info->vocab_size, &e) : NULL;
+    if (!s || !smp) {
+        cli_print_error("generate", &e);
+        goto done;
+    }
+    double t0 = io_now_ms(), t_first = 0;
+    int generated = 0;
+    int token = ids[0];
+    for (int pos = 0; pos < steps; pos++) {
+        if (doze_session_step(s, token, &e) != DOZE_OK) {
+            cli_print_error("step", &e);
+            goto done;
+        }
+        const float *logits = doze_session_logits(s);
+        int next;
+        if (pos < n_prompt - 1) {
+            next = ids[pos + 1];
+        } else {
+            next = doze_sampler_sample(smp, logits);
+            if (generated++ == 0) t_first = io_now_ms();
+        }
+        if (o.trace >= 0) {
+            char line[32];
+            int len = snprintf(line, sizeof line, "%d %d\n", token, next);
+            io_write(o.trace, line, (size_t)len);
+        }
+        if (o.logits >= 0) io_write(o.logits, logits, (size_t)info->vocab_size * sizeof(float));
+        if (next == info->bos_id && !no_stop) break;
+        char piece[DOZE_MAX_PIECE];
+        size_t plen = 0;
+        if (doze_token_to_piece(m, token, next, piece, sizeof piece, &plen, &e) != DOZE_OK) {
+            cli_print_error("decode", &e);
+            goto done;
+        }
+        out_bytes(piece, plen);
+        token = next;
+    }
+    out_printf("\n");
+    double t1 = io_now_ms();
+    if (generated > 1)
+        err_printf("doze: %d tokens, %.1f tok/s after the first (%.1f ms to first token)\n",
+                   generated, (generated - 1) * 1000.0 / (t1 - t_first + 1e-9), t_first - t0);
+    rc = 0;
+done:
+    if (o.trace >= 0) io_close(o.trace);
+    if (o.logits >= 0) io_close(o.logits);
+    doze_sampler_free(smp);
+    doze_session_free(s);
+    free(ids);
+    doze_model_free(m);
+    return rc;
+}

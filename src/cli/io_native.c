@@ -1,0 +1,55 @@
+/* io.h on a POSIX host: a handle is the FILE pointer itself. */
+#define _POSIX_C_SOURCE 200809L
+#include "io.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static FILE *io_file(intptr_t fd) {
+    if (fd == IO_STDOUT) return stdout;
+    if (fd == IO_STDERR) return stderr;
+    if (fd == -1 || fd == 0) return NULL;
+    return (FILE *)fd;
+}
+
+intptr_t io_open(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode[0] == 'w' ? "wb" : "rb");
+    return f ? (intptr_t)f : -1;
+}
+
+int64_t io_read(intptr_t fd, void *buf, size_t n) {
+    FILE *f = io_file(fd);
+    if (!f) return -1;
+    size_t got = fread(buf, 1, n, f);
+    if (got == 0 && ferror(f)) return -1;
+    return (int64_t)got;
+}
+
+int io_write(intptr_t fd, const void *buf, size_t n) {
+    FILE *f = io_file(fd);
+    if (!f) return -1;
+    if (n && fwrite(buf, 1, n, f) != n) return -1;
+    if (fd == IO_STDERR) fflush(f);
+    return 0;
+}
+
+int64_t io_size(intptr_t fd) {
+    FILE *f = io_file(fd);
+    if (!f || fd == IO_STDOUT || fd == IO_STDERR) return -1;
+    long cur = ftell(f);
+    if (cur < 0 || fseek(f, 0, SEEK_END) != 0) return -1;
+    long end = ftell(f);
+    fseek(f, cur, SEEK_SET);
+    return end;
+}
+
+void io_close(intptr_t fd) {
+    FILE *f = io_file(fd);
+    if (f && fd != IO_STDOUT && fd != IO_STDERR) fclose(f);
+}
+
+double io_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}

@@ -1,0 +1,57 @@
+/* Making GGUF files: importing llama2.c checkpoints, re-typing a GGUF, and
+ * seeded random models. Each fills a gguf_builder (a writer plus the tensor
+ * buffers it owns); the caller writes it with gguf_writer_write. */
+#ifndef DOZE_CONVERT_H
+#define DOZE_CONVERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "doze.h"
+#include "gguf.h"
+
+typedef struct {
+    gguf_writer *w;
+    void **bufs; /* tensor data owned by the builder */
+    size_t n_bufs, cap_bufs;
+} gguf_builder;
+
+doze_status gguf_builder_init(gguf_builder *b, doze_error *err);
+void gguf_builder_free(gguf_builder *b);
+/* Adds a tensor given as f32 values, stored as `type` when it is a matrix
+ * whose rows fit the type's blocks; vectors (and rows that do not fit) stay
+ * f32. ne as in GGUF (ne[0] = columns). */
+doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_dims,
+                                 const uint64_t *ne, const float *values, int type,
+                                 doze_error *err);
+
+/* The llama.* metadata of a model of this shape (rms eps 1e-5, rope theta
+ * 10000, rope over the whole head). */
+doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, int hidden_dim,
+                                   int n_layers, int n_heads, int n_kv_heads, int context_length,
+                                   doze_error *err);
+/* The tokenizer.ggml.* block (model "llama"): pieces are UTF-8 (U+2581 for
+ * spaces), types as in tokenizer.h. */
+doze_status gguf_builder_set_tokenizer(gguf_builder *b, int n, const char *const *pieces,
+                                       const float *scores, const int32_t *types, int bos, int eos,
+                                       int unk, doze_error *err);
+
+/* llama2.c legacy (v0) checkpoint + tokenizer.bin -> GGUF (llama). */
+doze_status convert_llama2c(const uint8_t *ckpt, size_t ckpt_n, const uint8_t *tok, size_t tok_n,
+                            int type, const char *name, gguf_builder *out, doze_error *err);
+
+/* A parsed GGUF file held in memory -> the same model with matrices in `type`. */
+doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,
+                           doze_error *err);
+
+typedef struct {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, context_length;
+    uint64_t seed;
+    int type;
+} doze_init_params;
+
+/* A seeded random llama model of any shape, with a synthetic tokenizer
+ * (<unk>, <s>, </s>, the 256 byte tokens, then made-up words). */
+doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, doze_error *err);
+
+#endif

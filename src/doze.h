@@ -1,0 +1,167 @@
+/* Doze — a transformer runtime for the web (C core).
+ *
+ * The public C API: opaque handles, params structs with *_default_params(),
+ * and status codes with messages. Every function that can fail returns a
+ * doze_status and fills a caller-owned doze_error (which may be NULL).
+ * Nothing here exits, aborts or keeps global state.
+ */
+#ifndef DOZE_H
+#define DOZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes -------------------------------------------------------- */
+
+typedef enum {
+    DOZE_OK = 0,
+    DOZE_ERR_INVALID_ARGUMENT = 1, /* a caller passed something unusable */
+    DOZE_ERR_BAD_MAGIC = 2,        /* not a GGUF / llama2.c file */
+    DOZE_ERR_UNSUPPORTED_VERSION = 3,
+    DOZE_ERR_TRUNCATED = 4,        /* the bytes ended before the file did */
+    DOZE_ERR_BAD_FORMAT = 5,       /* malformed structure (sizes, offsets, duplicates) */
+    DOZE_ERR_UNSUPPORTED_TYPE = 6, /* tensor or value type we cannot read */
+    DOZE_ERR_BAD_SHAPE = 7,        /* dimensions inconsistent with the config */
+    DOZE_ERR_MISSING = 8,          /* a required tensor or key is absent */
+    DOZE_ERR_OUT_OF_MEMORY = 9,
+    DOZE_ERR_IO = 10,
+    DOZE_ERR_TOKEN_RANGE = 11,     /* token id out of the vocabulary */
+    DOZE_ERR_BAD_UTF8 = 12,
+    DOZE_ERR_CONTEXT_FULL = 13,    /* the session has no position left */
+    DOZE_ERR_ABORTED = 14,
+    DOZE_ERR_STATE = 15,           /* call not valid in the object's current state */
+    DOZE_STATUS_COUNT_ = 16
+} doze_status;
+
+#define DOZE_ERROR_MESSAGE_MAX 256
+
+typedef struct {
+    int code;                              /* a doze_status */
+    char message[DOZE_ERROR_MESSAGE_MAX];  /* NUL-terminated, human readable */
+} doze_error;
+
+/* Stable upper-case name of a status ("BAD_MAGIC", "TRUNCATED", ...). */
+const char *doze_status_name(int code);
+
+/* ---- tensor types (ggml's numbering) --------------------------------------- */
+
+typedef enum {
+    DOZE_TYPE_F32 = 0,
+    DOZE_TYPE_F16 = 1,
+    DOZE_TYPE_Q4_0 = 2,
+    DOZE_TYPE_Q8_0 = 8
+} doze_type;
+
+/* "f32", "f16", "q8_0", or NULL for an unsupported type. */
+const char *doze_type_name(int type);
+/* Parses "f32" | "f16" | "q8_0"; returns -1 when unknown. */
+int doze_type_from_name(const char *name);
+
+/* ---- model ---------------------------------------------------------------- */
+
+typedef struct doze_model doze_model;
+typedef struct doze_loader doze_loader;
+typedef struct doze_session doze_session;
+
+typedef enum {
+    DOZE_KERNELS_SIMD = 0,      /* wasm SIMD128 (natively through SIMDe) */
+    DOZE_KERNELS_REFERENCE = 1  /* scalar reference kernels */
+} doze_kernel_set;
+
+typedef struct {
+    int context_length;   /* 0: the model's own; otherwise min(this, model's) */
+    int kernels;          /* a doze_kernel_set */
+    uint64_t max_memory;  /* 0: no limit; else fail with OUT_OF_MEMORY above it */
+} doze_model_params;
+
+doze_model_params doze_model_default_params(void);
+
+typedef struct {
+    char architecture[32];
+    int dim;            /* embedding length */
+    int hidden_dim;     /* feed-forward length */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int rope_dim;
+    int vocab_size;
+    int context_length; /* as used by sessions (after params) */
+    float norm_eps;
+    float rope_theta;
+    int weight_type;    /* type of the attention/FFN matrices (a doze_type) */
+    int tied_output;    /* 1: classifier shares token_embd */
+    uint64_t n_params;
+    uint64_t weight_bytes;       /* bytes of all tensors as stored */
+    uint64_t layer_weight_bytes; /* bytes read per token by the layers */
+    int bos_id, eos_id, unk_id;  /* -1 where the model has none */
+} doze_model_info;
+
+/* Streaming load: feed the GGUF file in order, in chunks of any size
+ * (1 byte included). Tensor bytes are copied straight into their final place.
+ * On any error the loader is left failed; free it. */
+doze_loader *doze_loader_new(const doze_model_params *params, doze_error *err);
+doze_status doze_loader_feed(doze_loader *ld, const void *bytes, size_t n, doze_error *err);
+/* Bytes the loader expects in total (0 until the header has been parsed). */
+uint64_t doze_loader_total_bytes(const doze_loader *ld);
+uint64_t doze_loader_loaded_bytes(const doze_loader *ld);
+/* Ends the stream: on success *out owns the model and the loader is spent. */
+doze_status doze_loader_finish(doze_loader *ld, doze_model **out, doze_error *err);
+void doze_loader_free(doze_loader *ld);
+
+/* Whole-buffer convenience over the loader. */
+doze_status doze_model_load_memory(const void *bytes, size_t n, const doze_model_params *params,
+                                   doze_model **out, doze_error *err);
+void doze_model_free(doze_model *m);
+const doze_model_info *doze_model_get_info(const doze_model *m);
+
+/* ---- tokenizer (lives in the model) ------------------------------------------ */
+
+/* Encodes UTF-8 text as llama.cpp/SentencePiece do (dummy leading space,
+ * merges by score, byte fallback). Writes up to cap ids; *n_out gets the
+ * count needed (call again with a larger buffer if *n_out > cap). */
+doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int add_bos,
+                          int32_t *out, int cap, int *n_out, doze_error *err);
+/* The bytes token `token` decodes to after `prev` (-1 if none): the leading
+ * space of a piece following BOS is dropped, <0xNN> tokens give their byte,
+ * control tokens give nothing. Writes up to cap bytes into buf and the
+ * piece's length into *len (a piece is at most DOZE_MAX_PIECE bytes). */
+#define DOZE_MAX_PIECE 256
+doze_status doze_token_to_piece(const doze_model *m, int prev, int token, char *buf, size_t cap,
+                                size_t *len, doze_error *err);
+
+/* ---- session: KV cache + scratch ------------------------------------------------ */
+
+doze_session *doze_session_new(doze_model *m, doze_error *err);
+void doze_session_free(doze_session *s);
+void doze_session_reset(doze_session *s);
+int doze_session_pos(const doze_session *s);
+/* Runs one token at the next position; its logits become available. */
+doze_status doze_session_step(doze_session *s, int token, doze_error *err);
+/* (vocab_size) logits of the last step. */
+const float *doze_session_logits(const doze_session *s);
+
+/* ---- sampler -------------------------------------------------------------------- */
+
+typedef struct doze_sampler doze_sampler;
+
+typedef struct {
+    float temperature; /* 0: greedy (argmax) */
+    int top_k;         /* 0: off */
+    float top_p;       /* 1: off */
+    uint64_t seed;
+} doze_sampler_params;
+
+doze_sampler_params doze_sampler_default_params(void);
+doze_sampler *doze_sampler_new(const doze_sampler_params *p, int vocab_size, doze_error *err);
+void doze_sampler_free(doze_sampler *s);
+int doze_sampler_sample(doze_sampler *s, const float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DOZE_H */

@@ -1,0 +1,97 @@
+/* gguf_builder: a GGUF writer that owns its tensors' bytes, and the f32 ->
+ * any-type conversion used by every path that makes model files. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "error.h"
+#include "kernels/types.h"
+
+doze_status gguf_builder_init(gguf_builder *b, doze_error *err) {
+    memset(b, 0, sizeof *b);
+    b->w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
+    if (!b->w) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a GGUF writer");
+    return DOZE_OK;
+}
+
+void gguf_builder_free(gguf_builder *b) {
+    if (!b) return;
+    gguf_writer_free(b->w);
+    for (size_t i = 0; i < b->n_bufs; i++) free(b->bufs[i]);
+    free(b->bufs);
+    memset(b, 0, sizeof *b);
+}
+
+static doze_status keep(gguf_builder *b, void *p, doze_error *err) {
+    if (b->n_bufs == b->cap_bufs) {
+        size_t cap = b->cap_bufs ? b->cap_bufs * 2 : 64;
+        void **nb = realloc(b->bufs, cap * sizeof *nb);
+        if (!nb) {
+            free(p);
+            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        b->bufs = nb;
+        b->cap_bufs = cap;
+    }
+    b->bufs[b->n_bufs++] = p;
+    return DOZE_OK;
+}
+
+doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_dims,
+                                 const uint64_t *ne, const float *values, int type,
+                                 doze_error *err) {
+    uint64_t rows = 1;
+    for (uint32_t i = 1; i < n_dims; i++) rows *= ne[i];
+    const doze_type_traits *t = doze_type_traits_of(type);
+    if (!t) return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE, "cannot convert to type %d", type);
+    if (n_dims < 2 || ne[0] % (uint64_t)t->block_size != 0) t = doze_type_traits_of(DOZE_TYPE_F32);
+    uint64_t row_bytes = doze_type_row_bytes(t->type, ne[0]);
+    void *data = malloc((size_t)(row_bytes * rows));
+    if (!data)
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for tensor %s", name);
+    for (uint64_t r = 0; r < rows; r++)
+        t->quantize_row(values + r * ne[0], (uint8_t *)data + r * row_bytes, (int64_t)ne[0]);
+    doze_status st = keep(b, data, err);
+    if (st != DOZE_OK) return st;
+    return gguf_writer_add_tensor(b->w, name, (uint32_t)t->type, n_dims, ne, data, err);
+}
+
+doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, int hidden_dim,
+                                   int n_layers, int n_heads, int n_kv_heads, int context_length,
+                                   doze_error *err) {
+    doze_status st;
+    gguf_writer *w = b->w;
+    if ((st = gguf_writer_set_str(w, "general.architecture", "llama", err))) return st;
+    if ((st = gguf_writer_set_str(w, "general.name", name, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "llama.context_length", (uint32_t)context_length, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)dim, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)n_layers, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)hidden_dim, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)n_heads, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)n_kv_heads, err)))
+        return st;
+    if ((st = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err))) return st;
+    if ((st = gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f, err))) return st;
+    return gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(dim / n_heads), err);
+}
+
+doze_status gguf_builder_set_tokenizer(gguf_builder *b, int n, const char *const *pieces,
+                                       const float *scores, const int32_t *types, int bos, int eos,
+                                       int unk, doze_error *err) {
+    doze_status st;
+    gguf_writer *w = b->w;
+    if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama", err))) return st;
+    if ((st = gguf_writer_set_arr(w, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, (uint64_t)n, pieces,
+                                  err)))
+        return st;
+    if ((st = gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, (uint64_t)n, scores,
+                                  err)))
+        return st;
+    if ((st = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, (uint64_t)n,
+                                  types, err)))
+        return st;
+    if ((st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos, err))) return st;
+    if ((st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk, err))) return st;
+    return gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", 1, err);
+}

@@ -1,0 +1,127 @@
+/* Seeded random llama models of any shape, for tests and benchmarks.
+ * Weights are uniform in +-1/sqrt(fan_in) (xorshift64*, seed given), norms
+ * are 1 + small noise; the tokenizer is synthetic: <unk>, <s>, </s>, the 256
+ * byte tokens, then made-up words built from letters. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "error.h"
+
+static uint64_t next_u64(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+/* uniform in [-1, 1) */
+static float next_sym(uint64_t *s) { return (float)((next_u64(s) >> 40) / 8388608.0 - 1.0); }
+
+static void fill(float *x, uint64_t n, float scale, float offset, uint64_t *s) {
+    for (uint64_t i = 0; i < n; i++) x[i] = offset + scale * next_sym(s);
+}
+
+static doze_status synth_tokenizer(int vocab, gguf_builder *out, doze_error *err) {
+    char **pieces = calloc((size_t)vocab, sizeof *pieces);
+    float *scores = malloc((size_t)vocab * sizeof *scores);
+    int32_t *types = malloc((size_t)vocab * sizeof *types);
+    doze_status st = DOZE_OK;
+    if (!pieces || !scores || !types) {
+        st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a tokenizer");
+        goto done;
+    }
+    for (int i = 0; i < vocab && st == DOZE_OK; i++) {
+        char buf[32];
+        if (i == 0) {
+            snprintf(buf, sizeof buf, "<unk>");
+            types[i] = 2;
+        } else if (i == 1 || i == 2) {
+            snprintf(buf, sizeof buf, i == 1 ? "<s>" : "</s>");
+            types[i] = 3;
+        } else if (i < 3 + 256) {
+            snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
+            types[i] = 6;
+        } else {
+            /* word j: U+2581 then letters of j in base 26, or bare letters */
+            int j = i - 259, o = 0;
+            if (j % 2 == 0) {
+                buf[o++] = (char)0xE2;
+                buf[o++] = (char)0x96;
+                buf[o++] = (char)0x81;
+            }
+            j /= 2;
+            do {
+                buf[o++] = (char)('a' + j % 26);
+                j /= 26;
+            } while (j > 0 && o < 30);
+            buf[o] = '\0';
+            types[i] = 1;
+        }
+        scores[i] = i < 259 ? 0.0f : -(float)(i - 259);
+        pieces[i] = malloc(strlen(buf) + 1);
+        if (!pieces[i]) st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a tokenizer");
+        else strcpy(pieces[i], buf);
+    }
+    if (st == DOZE_OK)
+        st = gguf_builder_set_tokenizer(out, vocab, (const char *const *)pieces, scores, types, 1, 2,
+                                        0, err);
+done:
+    if (pieces)
+        for (int i = 0; i < vocab; i++) free(pieces[i]);
+    free(pieces);
+    free(scores);
+    free(types);
+    return st;
+}
+
+doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, doze_error *err) {
+    if (p->dim <= 0 || p->hidden_dim <= 0 || p->n_layers <= 0 || p->n_heads <= 0 ||
+        p->n_kv_heads <= 0 || p->vocab_size < 3 || p->context_length <= 0 ||
+        p->dim % p->n_heads != 0 || p->n_heads % p->n_kv_heads != 0 || (p->dim / p->n_heads) % 2)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                         "init: dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, ctx %d "
+                         "is not a valid shape (heads must divide dim into even head sizes, kv heads "
+                         "must divide heads, vocab >= 3)",
+                         p->dim, p->hidden_dim, p->n_layers, p->n_heads, p->n_kv_heads,
+                         p->vocab_size, p->context_length);
+    uint64_t seed = p->seed ? p->seed : 0x9E3779B97F4A7C15ull;
+    uint64_t D = (uint64_t)p->dim, H = (uint64_t)p->hidden_dim, V = (uint64_t)p->vocab_size;
+    uint64_t kv = D / (uint64_t)p->n_heads * (uint64_t)p->n_kv_heads;
+    uint64_t largest = V * D > H * D ? V * D : H * D;
+    float *buf = malloc((size_t)largest * sizeof(float));
+    if (!buf) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for init");
+    doze_status st = gguf_builder_set_llama(out, "doze-init", p->dim, p->hidden_dim, p->n_layers,
+                                            p->n_heads, p->n_kv_heads, p->context_length, err);
+    if (st == DOZE_OK) st = synth_tokenizer(p->vocab_size, out, err);
+    char nm[64];
+    uint64_t ne[2];
+#define ADD(nmstr, c, r, scale, offset) \
+    do { \
+        if (st == DOZE_OK) { \
+            ne[0] = (c); \
+            ne[1] = (r); \
+            fill(buf, (c) * ((r) ? (r) : 1), (scale), (offset), &seed); \
+            st = gguf_builder_add_f32(out, nmstr, (r) ? 2u : 1u, ne, buf, p->type, err); \
+        } \
+    } while (0)
+    float sd = 1.0f / sqrtf((float)D), sh = 1.0f / sqrtf((float)H);
+    ADD("token_embd.weight", D, V, 1.0f, 0.0f);
+    for (int l = 0; l < p->n_layers && st == DOZE_OK; l++) {
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   ADD(nm, D, 0, 0.1f, 1.0f);
+        snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      ADD(nm, D, D, sd, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);      ADD(nm, D, kv, sd, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      ADD(nm, D, kv, sd, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); ADD(nm, D, D, sd, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    ADD(nm, D, 0, 0.1f, 1.0f);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    ADD(nm, D, H, sd, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    ADD(nm, H, D, sh, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      ADD(nm, D, H, sd, 0.0f);
+    }
+    ADD("output_norm.weight", D, 0, 0.1f, 1.0f);
+#undef ADD
+    free(buf);
+    return st;
+}

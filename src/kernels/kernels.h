@@ -1,0 +1,56 @@
+/* Compute kernels. Two tables with the same signatures: the SIMD one
+ * (wasm_simd128.h intrinsics; natively through SIMDe) and the scalar
+ * reference used by differential tests and `bench`'s baseline. The tables
+ * are constants; a model picks one at load. */
+#ifndef DOZE_KERNELS_H
+#define DOZE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name; /* "simd" | "reference" */
+
+    /* y(rows) = W(rows, cols) @ x(cols), W row-major f32. */
+    void (*matvec_f32)(float *y, const float *w, const float *x, int rows, int cols);
+    /* same, W in IEEE half */
+    void (*matvec_f16)(float *y, const uint16_t *w, const float *x, int rows, int cols);
+    /* same, W in q8_0 blocks (cols % 32 == 0), x given as q8_0 blocks made
+     * by quantize_q8_0 (integer dot products, one scale per block pair). */
+    void (*matvec_q8_0)(float *y, const void *w, const void *xq, int rows, int cols);
+    /* xq(n/32 blocks) = x(n) in q8_0, n % 32 == 0 (ggml's rounding). */
+    void (*quantize_q8_0)(const float *x, void *xq, int n);
+
+    /* out(n) = x(n) / rms(x) * weight(n), rms = sqrt(mean(x^2) + eps) */
+    void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
+    /* x(n) = softmax(x) in place (max-subtracted, doze_expf) */
+    void (*softmax)(float *x, int n);
+    /* Rotates adjacent pairs (v[2i], v[2i+1]) of the first rope_dim values of
+     * each of n_heads heads of v(n_heads, head_dim) by the angle whose cos and
+     * sin are cos_t(rope_dim/2) and sin_t(rope_dim/2). */
+    void (*rope)(float *v, int n_heads, int head_dim, int rope_dim, const float *cos_t,
+                 const float *sin_t);
+    /* out(n) = silu(gate) * up, silu(g) = g / (1 + doze_expf(-g)) */
+    void (*swiglu)(float *out, const float *gate, const float *up, int n);
+    /* One query head over n_pos cached positions:
+     *   att(t) = q . k_t / sqrt(head_dim) for t with valid == NULL or valid[t]
+     *   (others get -inf, i.e. weight 0), softmax, out = sum_t att(t) v_t.
+     * q(head_dim); k_t = k + t*stride, v_t = v + t*stride; att(n_pos) scratch. */
+    void (*attention)(float *out, const float *q, const float *k, const float *v, int n_pos,
+                      int head_dim, int stride, const uint8_t *valid, float *att);
+    /* y(n) += x(n) */
+    void (*add)(float *y, const float *x, int n);
+} doze_kernels;
+
+extern const doze_kernels doze_kernels_simd;
+extern const doze_kernels doze_kernels_reference;
+
+/* exp(x) for float, the same bits on every platform (no libm): used by
+ * softmax and silu in both tables and by the sampler. */
+float doze_expf(float x);
+
+/* Sums a buffer of n bytes (n % 64 == 0) with 128-bit loads: the plain read
+ * loop that benchmarks compare the decode bandwidth against. */
+uint32_t doze_read_probe(const void *buf, size_t n);
+
+#endif

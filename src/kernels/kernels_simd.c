@@ -1,0 +1,567 @@
+/* The SIMD kernels: wasm SIMD128 intrinsics only (natively through SIMDe).
+ *
+ * Determinism: only exactly-rounded operations (f32 add/sub/mul/div/sqrt,
+ * integer ops, bit ops) in a fixed order, no FMA, no relaxed SIMD, no
+ * approximate reciprocals, no libm beyond sqrtf. So this table gives the same
+ * bits natively and in wasm. It differs from the reference table only in the
+ * order of float summations (vector lanes, several accumulators); the
+ * element-wise kernels (rope, swiglu, add, quantize_q8_0) and matvec_q8_0
+ * give the reference's bits exactly.
+ *
+ * Layout notes: W is row-major, rows(rows) x cols; the matvecs do 4 output
+ * rows per pass (x loaded once for the 4), 2 column accumulators per row for
+ * ILP, horizontal sums only at the end. Scalar tails handle sizes that are
+ * not multiples of the vector width. */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "simd.h"
+#include "types.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* sum of the 4 lanes of v */
+static inline float hsum_f32x4(v128_t v) {
+    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+    return wasm_f32x4_extract_lane(v, 0);
+}
+
+static inline int32_t hsum_i32x4(v128_t v) {
+    v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+    v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+    return wasm_i32x4_extract_lane(v, 0);
+}
+
+/* (sum a, sum b, sum c, sum d) for 4 f32x4 */
+static inline v128_t hsum4_f32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
+    v128_t ab = wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    v128_t cd = wasm_f32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+    /* ab = (a0+a2, b0+b2, a1+a3, b1+b3), cd likewise */
+    return wasm_f32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+static inline v128_t hsum4_i32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
+    v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+static inline float hmax_f32x4(v128_t v) {
+    v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+    v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+    return wasm_f32x4_extract_lane(v, 0);
+}
+
+/* IEEE halves -> f32, exactly, no branches. With a half in the top 16 bits
+ * of a u32 lane, an arithmetic shift right by 3 smears the sign over bits
+ * 31..28 and puts exponent+mantissa at bits 27..13; masking keeps sign +
+ * exponent + mantissa, and the multiply by 2^112 rebiases the exponent (exact
+ * for normals, subnormals and zeros; the sign rides along). Halves with
+ * exponent 31 (inf/nan) would come out as 2^16..2^17: they get the f32
+ * exponent all-ones ORed in (mantissa kept). */
+static inline v128_t f16hi_to_f32x4(v128_t hi16, v128_t infnan_hi16) {
+    v128_t v = wasm_v128_and(wasm_i32x4_shr(hi16, 3), wasm_i32x4_splat((int32_t)0x8fffe000u));
+    return wasm_v128_or(wasm_f32x4_mul(v, wasm_f32x4_splat(0x1p112f)), infnan_hi16);
+}
+
+/* 0x7f80 in the i16 lanes of h holding an inf/nan half, else 0 */
+static inline v128_t f16x8_infnan(v128_t h) {
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    return wasm_v128_and(wasm_i16x8_eq(wasm_v128_and(h, e), e), wasm_i16x8_splat(0x7f80));
+}
+
+/* the 8 halves of h as f32x4 lanes 0-3 (*lo) and 4-7 (*hi) */
+static inline void f16x8_to_f32x4x2(v128_t h, v128_t *lo, v128_t *hi) {
+    const v128_t z = wasm_i16x8_splat(0);
+    v128_t inf = f16x8_infnan(h);
+    *lo = f16hi_to_f32x4(wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11),
+                         wasm_i16x8_shuffle(z, inf, 0, 8, 1, 9, 2, 10, 3, 11));
+    *hi = f16hi_to_f32x4(wasm_i16x8_shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15),
+                         wasm_i16x8_shuffle(z, inf, 4, 12, 5, 13, 6, 14, 7, 15));
+}
+
+/* f32x4 of 4 halves held in the low 16 bits of u32 lanes */
+static inline v128_t f16x4_to_f32x4(v128_t h) {
+    return f16hi_to_f32x4(wasm_i32x4_shl(h, 16), wasm_i32x4_shl(f16x8_infnan(h), 16));
+}
+
+/* e^x lane-wise: the exact sequence of operations of doze_expf (expf.c; see
+ * there for the method). Keep the two in step. */
+static inline v128_t exp_f32x4(v128_t x) {
+    const v128_t log2e = wasm_f32x4_splat(0x1.715476p+0f);
+    const v128_t round_magic = wasm_f32x4_splat(0x1.8p+23f);
+    const v128_t ln2_hi = wasm_f32x4_splat(0x1.62e4p-1f);
+    const v128_t ln2_lo = wasm_f32x4_splat(0x1.7f7d1cp-20f);
+
+    /* xc = x < -110 ? -110 : x; xc = 90 < xc ? 90 : xc (NaN passes) */
+    v128_t xc = wasm_f32x4_pmax(x, wasm_f32x4_splat(-110.0f));
+    xc = wasm_f32x4_pmin(xc, wasm_f32x4_splat(90.0f));
+
+    v128_t t = wasm_f32x4_add(wasm_f32x4_mul(xc, log2e), round_magic);
+    v128_t nf = wasm_f32x4_sub(t, round_magic);
+    v128_t n = wasm_i32x4_sub(t, round_magic);
+
+    v128_t r = wasm_f32x4_sub(xc, wasm_f32x4_mul(nf, ln2_hi));
+    r = wasm_f32x4_sub(r, wasm_f32x4_mul(nf, ln2_lo));
+    v128_t r2 = wasm_f32x4_mul(r, r);
+    v128_t p = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_splat(0x1.6d1610p-10f), r),
+                              wasm_f32x4_splat(0x1.121076p-7f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(0x1.555516p-5f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(0x1.5554d8p-3f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(0x1.000000p-1f));
+    v128_t y = wasm_f32x4_add(wasm_f32x4_mul(p, r2), r);
+    y = wasm_f32x4_add(y, wasm_f32x4_splat(1.0f));
+
+    v128_t n1 = wasm_i32x4_shr(n, 1);
+    v128_t n2 = wasm_i32x4_sub(n, n1);
+    v128_t s1 = wasm_i32x4_shl(wasm_i32x4_add(n1, wasm_i32x4_splat(127)), 23);
+    v128_t s2 = wasm_i32x4_shl(wasm_i32x4_add(n2, wasm_i32x4_splat(127)), 23);
+    v128_t res = wasm_f32x4_mul(wasm_f32x4_mul(y, s1), s2);
+    return wasm_v128_bitselect(x, res, wasm_f32x4_ne(x, x));
+}
+
+/* out(4) = exp(in(4)) through exp_f32x4: not in kernels.h, exported only so
+ * test_kernels can check it against doze_expf bit for bit. */
+void doze_simd_expf_x4(float *out, const float *in);
+void doze_simd_expf_x4(float *out, const float *in) {
+    wasm_v128_store(out, exp_f32x4(wasm_v128_load(in)));
+}
+
+/* ---- matvecs ----------------------------------------------------------- */
+
+/* y(rows) = W(rows, cols) @ x(cols), W f32 row-major */
+static void simd_matvec_f32(float *y, const float *w, const float *x, int rows, int cols) {
+    const size_t ld = (size_t)cols;
+    const int c8 = cols & ~7, c4 = cols & ~3;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const float *w0 = w + (size_t)r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int c = 0;
+        for (; c < c8; c += 8) {
+            v128_t xa = wasm_v128_load(x + c), xb = wasm_v128_load(x + c + 4);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), xa));
+            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wasm_v128_load(w0 + c + 4), xb));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w1 + c), xa));
+            b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(wasm_v128_load(w1 + c + 4), xb));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(w2 + c), xa));
+            b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(wasm_v128_load(w2 + c + 4), xb));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(w3 + c), xa));
+            b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(wasm_v128_load(w3 + c + 4), xb));
+        }
+        if (c < c4) {
+            v128_t xa = wasm_v128_load(x + c);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), xa));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w1 + c), xa));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(w2 + c), xa));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(w3 + c), xa));
+            c += 4;
+        }
+        float s[4];
+        wasm_v128_store(s, hsum4_f32x4(wasm_f32x4_add(a0, b0), wasm_f32x4_add(a1, b1),
+                                       wasm_f32x4_add(a2, b2), wasm_f32x4_add(a3, b3)));
+        for (; c < cols; c++) {
+            s[0] += w0[c] * x[c];
+            s[1] += w1[c] * x[c];
+            s[2] += w2[c] * x[c];
+            s[3] += w3[c] * x[c];
+        }
+        y[r] = s[0];
+        y[r + 1] = s[1];
+        y[r + 2] = s[2];
+        y[r + 3] = s[3];
+    }
+    for (; r < rows; r++) {
+        const float *w0 = w + (size_t)r * ld;
+        v128_t a0 = wasm_f32x4_splat(0.0f), b0 = a0;
+        int c = 0;
+        for (; c < c8; c += 8) {
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), wasm_v128_load(x + c)));
+            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wasm_v128_load(w0 + c + 4), wasm_v128_load(x + c + 4)));
+        }
+        if (c < c4) {
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), wasm_v128_load(x + c)));
+            c += 4;
+        }
+        float s = hsum_f32x4(wasm_f32x4_add(a0, b0));
+        for (; c < cols; c++) s += w0[c] * x[c];
+        y[r] = s;
+    }
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W IEEE half row-major; 8 halves (one
+ * 16-byte load) per row per step, widened in registers. */
+static void simd_matvec_f16(float *y, const uint16_t *w, const float *x, int rows, int cols) {
+    const size_t ld = (size_t)cols;
+    const int c8 = cols & ~7;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const uint16_t *w0 = w + (size_t)r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int c = 0;
+        for (; c < c8; c += 8) {
+            v128_t xa = wasm_v128_load(x + c), xb = wasm_v128_load(x + c + 4);
+            v128_t lo, hi;
+            f16x8_to_f32x4x2(wasm_v128_load(w0 + c), &lo, &hi);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(lo, xa));
+            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(hi, xb));
+            f16x8_to_f32x4x2(wasm_v128_load(w1 + c), &lo, &hi);
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(lo, xa));
+            b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(hi, xb));
+            f16x8_to_f32x4x2(wasm_v128_load(w2 + c), &lo, &hi);
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(lo, xa));
+            b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(hi, xb));
+            f16x8_to_f32x4x2(wasm_v128_load(w3 + c), &lo, &hi);
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(lo, xa));
+            b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(hi, xb));
+        }
+        float s[4];
+        wasm_v128_store(s, hsum4_f32x4(wasm_f32x4_add(a0, b0), wasm_f32x4_add(a1, b1),
+                                       wasm_f32x4_add(a2, b2), wasm_f32x4_add(a3, b3)));
+        for (; c < cols; c++) {
+            s[0] += doze_f16_to_f32(w0[c]) * x[c];
+            s[1] += doze_f16_to_f32(w1[c]) * x[c];
+            s[2] += doze_f16_to_f32(w2[c]) * x[c];
+            s[3] += doze_f16_to_f32(w3[c]) * x[c];
+        }
+        y[r] = s[0];
+        y[r + 1] = s[1];
+        y[r + 2] = s[2];
+        y[r + 3] = s[3];
+    }
+    for (; r < rows; r++) {
+        const uint16_t *w0 = w + (size_t)r * ld;
+        v128_t a0 = wasm_f32x4_splat(0.0f), b0 = a0;
+        int c = 0;
+        for (; c < c8; c += 8) {
+            v128_t lo, hi;
+            f16x8_to_f32x4x2(wasm_v128_load(w0 + c), &lo, &hi);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(lo, wasm_v128_load(x + c)));
+            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(hi, wasm_v128_load(x + c + 4)));
+        }
+        float s = hsum_f32x4(wasm_f32x4_add(a0, b0));
+        for (; c < cols; c++) s += doze_f16_to_f32(w0[c]) * x[c];
+        y[r] = s;
+    }
+}
+
+/* 8 int8 at p sign-extended to i16x8 (wasm: one i16x8.load8x8; written as
+ * load64_zero + extend so SIMDe on plain SSE2 gets movq + unpack + shift) */
+static inline v128_t load_i8x8(const int8_t *p) {
+    return wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(p));
+}
+
+/* i32x4 whose lane sum is the dot of the 32 int8 of w with those of x, x
+ * given sign-extended to i16 as x0..x3 (8 values each). */
+static inline v128_t q8_dot_i32x4(const int8_t *wq, v128_t x0, v128_t x1, v128_t x2, v128_t x3) {
+    v128_t s0 = wasm_i32x4_dot_i16x8(load_i8x8(wq), x0);
+    v128_t s1 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 8), x1);
+    v128_t s2 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 16), x2);
+    v128_t s3 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 24), x3);
+    return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
+}
+
+/* blocks of x whose scales are converted to f32 at once (stack buffer) */
+#define Q8_CHUNK 512
+
+/* y(rows) = W(rows, cols/32 blocks) @ xq(cols/32 blocks). Per block: exact
+ * int32 dot (int8 sign-extended to i16, products summed pairwise into i32
+ * lanes), converted to f32, times dw*dx, accumulated over blocks in block
+ * order: the reference's exact sequence of float operations, so the bits
+ * match it. 4 rows per pass: their block sums are gathered into one i32x4
+ * and scaled together. x's scales are converted once per chunk of blocks
+ * (the running sums are carried in y across chunks, exactly). */
+static void simd_matvec_q8_0(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0;
+    float dxs[Q8_CHUNK];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int be = nb - bc < Q8_CHUNK ? nb : bc + Q8_CHUNK;
+        for (int b = bc; b < be; b++) dxs[b - bc] = doze_f16_to_f32(xb[b].d);
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            const doze_block_q8_0 *w0 = wb + (size_t)r * (size_t)nb, *w1 = w0 + nb, *w2 = w1 + nb,
+                                  *w3 = w2 + nb;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + r);
+            for (int b = bc; b < be; b++) {
+                const int8_t *xs = xb[b].qs;
+                v128_t x0 = load_i8x8(xs), x1 = load_i8x8(xs + 8);
+                v128_t x2 = load_i8x8(xs + 16), x3 = load_i8x8(xs + 24);
+                v128_t isum = hsum4_i32x4(q8_dot_i32x4(w0[b].qs, x0, x1, x2, x3),
+                                          q8_dot_i32x4(w1[b].qs, x0, x1, x2, x3),
+                                          q8_dot_i32x4(w2[b].qs, x0, x1, x2, x3),
+                                          q8_dot_i32x4(w3[b].qs, x0, x1, x2, x3));
+                v128_t dw = f16x4_to_f32x4(wasm_i32x4_make(w0[b].d, w1[b].d, w2[b].d, w3[b].d));
+                v128_t d = wasm_f32x4_mul(dw, wasm_v128_load32_splat(&dxs[b - bc]));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum), d));
+            }
+            wasm_v128_store(y + r, acc);
+        }
+        for (; r < rows; r++) {
+            const doze_block_q8_0 *w0 = wb + (size_t)r * (size_t)nb;
+            float s = bc == 0 ? 0.0f : y[r];
+            for (int b = bc; b < be; b++) {
+                const int8_t *xs = xb[b].qs;
+                int32_t isum = hsum_i32x4(q8_dot_i32x4(w0[b].qs, load_i8x8(xs), load_i8x8(xs + 8),
+                                                       load_i8x8(xs + 16), load_i8x8(xs + 24)));
+                float d = doze_f16_to_f32(w0[b].d) * dxs[b - bc];
+                s += (float)isum * d;
+            }
+            y[r] = s;
+        }
+    }
+}
+
+/* xq(n/32 blocks) = x(n) in q8_0: amax by vector max, d = amax/127 stored as
+ * f16, q = round-half-away(x * (1/d)) (= roundf, built from trunc: exact),
+ * narrowed i32 -> i16 -> i8 with saturation (|q| <= 127 anyway). Same bytes
+ * as the reference. */
+static void simd_quantize_q8_0(const float *x, void *xq, int n) {
+    doze_block_q8_0 *out = xq;
+    const v128_t half = wasm_f32x4_splat(0.5f);
+    const v128_t sign_mask = wasm_i32x4_splat((int32_t)0x80000000u);
+    const v128_t one = wasm_f32x4_splat(1.0f);
+    for (int i = 0; i < n / DOZE_QK8_0; i++) {
+        const float *xb = x + (size_t)i * DOZE_QK8_0;
+        v128_t v[8];
+        for (int j = 0; j < 8; j++) v[j] = wasm_v128_load(xb + 4 * j);
+        v128_t m0 = wasm_f32x4_pmax(wasm_f32x4_abs(v[0]), wasm_f32x4_abs(v[1]));
+        v128_t m1 = wasm_f32x4_pmax(wasm_f32x4_abs(v[2]), wasm_f32x4_abs(v[3]));
+        v128_t m2 = wasm_f32x4_pmax(wasm_f32x4_abs(v[4]), wasm_f32x4_abs(v[5]));
+        v128_t m3 = wasm_f32x4_pmax(wasm_f32x4_abs(v[6]), wasm_f32x4_abs(v[7]));
+        float amax = hmax_f32x4(wasm_f32x4_pmax(wasm_f32x4_pmax(m0, m1), wasm_f32x4_pmax(m2, m3)));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = doze_f32_to_f16(d);
+        const v128_t vid = wasm_f32x4_splat(id);
+        v128_t q[8];
+        for (int j = 0; j < 8; j++) {
+            v128_t s = wasm_f32x4_mul(v[j], vid);
+            v128_t t = wasm_f32x4_trunc(s);
+            /* |s - t| >= 0.5: one step away from zero, with s's sign */
+            v128_t away = wasm_f32x4_ge(wasm_f32x4_abs(wasm_f32x4_sub(s, t)), half);
+            v128_t step = wasm_v128_or(wasm_v128_and(s, sign_mask), one);
+            t = wasm_f32x4_add(t, wasm_v128_and(away, step));
+            q[j] = wasm_i32x4_trunc_sat_f32x4(t);
+        }
+        v128_t q01 = wasm_i16x8_narrow_i32x4(q[0], q[1]), q23 = wasm_i16x8_narrow_i32x4(q[2], q[3]);
+        v128_t q45 = wasm_i16x8_narrow_i32x4(q[4], q[5]), q67 = wasm_i16x8_narrow_i32x4(q[6], q[7]);
+        wasm_v128_store(out[i].qs, wasm_i8x16_narrow_i16x8(q01, q23));
+        wasm_v128_store(out[i].qs + 16, wasm_i8x16_narrow_i16x8(q45, q67));
+    }
+}
+
+/* ---- element-wise and small kernels ------------------------------------ */
+
+/* out(n) = x(n) * (1 / sqrt(mean(x^2) + eps)) * weight(n) */
+static void simd_rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+    v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t x0 = wasm_v128_load(x + i), x1 = wasm_v128_load(x + i + 4);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(x0, x0));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(x1, x1));
+    }
+    if (i + 4 <= n) {
+        v128_t x0 = wasm_v128_load(x + i);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(x0, x0));
+        i += 4;
+    }
+    float ss = hsum_f32x4(wasm_f32x4_add(a0, a1));
+    for (; i < n; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    v128_t vs = wasm_f32x4_splat(scale);
+    i = 0;
+    for (; i + 4 <= n; i += 4)
+        wasm_v128_store(out + i, wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(x + i), vs),
+                                                wasm_v128_load(weight + i)));
+    for (; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+/* x(n) = softmax(x) in place. All -inf (nothing to weigh): all zeros. */
+static void simd_softmax(float *x, int n) {
+    if (n <= 0) return;
+    int i = 0;
+    float max = x[0];
+    if (n >= 4) {
+        v128_t m = wasm_v128_load(x);
+        for (i = 4; i + 4 <= n; i += 4) m = wasm_f32x4_pmax(m, wasm_v128_load(x + i));
+        max = hmax_f32x4(m);
+    }
+    for (; i < n; i++)
+        if (x[i] > max) max = x[i];
+    if (max == -INFINITY) {
+        for (i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    const v128_t vmax = wasm_f32x4_splat(max);
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    for (i = 0; i + 4 <= n; i += 4) {
+        v128_t e = exp_f32x4(wasm_f32x4_sub(wasm_v128_load(x + i), vmax));
+        wasm_v128_store(x + i, e);
+        acc = wasm_f32x4_add(acc, e);
+    }
+    float sum = hsum_f32x4(acc);
+    for (; i < n; i++) {
+        x[i] = doze_expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    const v128_t vinv = wasm_f32x4_splat(inv);
+    for (i = 0; i + 4 <= n; i += 4) wasm_v128_store(x + i, wasm_f32x4_mul(wasm_v128_load(x + i), vinv));
+    for (; i < n; i++) x[i] *= inv;
+}
+
+/* v(n_heads, head_dim): pairs (v[2i], v[2i+1]), i < rope_dim/2, rotated by
+ * cos_t(i), sin_t(i). 4 pairs per step: de-interleave 8 values into evens A
+ * and odds B, A' = A c - B s, B' = A s + B c, interleave back. */
+static void simd_rope(float *v, int n_heads, int head_dim, int rope_dim, const float *cos_t,
+                      const float *sin_t) {
+    const int half = rope_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *vh = v + (size_t)h * (size_t)head_dim;
+        int i = 0;
+        for (; i + 4 <= half; i += 4) {
+            v128_t lo = wasm_v128_load(vh + 2 * i), hi = wasm_v128_load(vh + 2 * i + 4);
+            v128_t a = wasm_i32x4_shuffle(lo, hi, 0, 2, 4, 6);
+            v128_t b = wasm_i32x4_shuffle(lo, hi, 1, 3, 5, 7);
+            v128_t c = wasm_v128_load(cos_t + i), s = wasm_v128_load(sin_t + i);
+            v128_t a2 = wasm_f32x4_sub(wasm_f32x4_mul(a, c), wasm_f32x4_mul(b, s));
+            v128_t b2 = wasm_f32x4_add(wasm_f32x4_mul(a, s), wasm_f32x4_mul(b, c));
+            wasm_v128_store(vh + 2 * i, wasm_i32x4_shuffle(a2, b2, 0, 4, 1, 5));
+            wasm_v128_store(vh + 2 * i + 4, wasm_i32x4_shuffle(a2, b2, 2, 6, 3, 7));
+        }
+        for (; i < half; i++) {
+            float v0 = vh[2 * i], v1 = vh[2 * i + 1];
+            float c = cos_t[i], s = sin_t[i];
+            vh[2 * i] = v0 * c - v1 * s;
+            vh[2 * i + 1] = v0 * s + v1 * c;
+        }
+    }
+}
+
+/* out(n) = gate / (1 + exp(-gate)) * up */
+static void simd_swiglu(float *out, const float *gate, const float *up, int n) {
+    const v128_t one = wasm_f32x4_splat(1.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v128_t g = wasm_v128_load(gate + i);
+        v128_t silu = wasm_f32x4_div(g, wasm_f32x4_add(one, exp_f32x4(wasm_f32x4_neg(g))));
+        wasm_v128_store(out + i, wasm_f32x4_mul(silu, wasm_v128_load(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        float silu = g / (1.0f + doze_expf(-g));
+        out[i] = silu * up[i];
+    }
+}
+
+/* a(n) . b(n) */
+static inline float dot_f32(const float *a, const float *b, int n) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
+        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(a + i + 4), wasm_v128_load(b + i + 4)));
+    }
+    if (i + 4 <= n) {
+        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
+        i += 4;
+    }
+    float s = hsum_f32x4(wasm_f32x4_add(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* out(head_dim) = sum_t softmax(q . k_t / sqrt(head_dim))_t v_t over the
+ * valid t < n_pos; k_t = k + t*stride, v_t = v + t*stride; att(n_pos) scratch
+ * (holds the weights after). Invalid positions are never read. */
+static void simd_attention(float *out, const float *q, const float *k, const float *v, int n_pos,
+                           int head_dim, int stride, const uint8_t *valid, float *att) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const size_t st = (size_t)stride;
+    for (int t = 0; t < n_pos; t++)
+        att[t] = (valid && !valid[t]) ? -INFINITY : dot_f32(q, k + (size_t)t * st, head_dim) * scale;
+    simd_softmax(att, n_pos);
+
+    /* out += a_t v_t in position order; 2 positions per pass halve the
+     * traffic on out and keep the per-element order of the reference. */
+    int i = 0;
+    for (; i + 4 <= head_dim; i += 4) wasm_v128_store(out + i, wasm_f32x4_splat(0.0f));
+    for (; i < head_dim; i++) out[i] = 0.0f;
+    int t = 0;
+    while (t < n_pos) {
+        if (valid && !valid[t]) {
+            t++;
+            continue;
+        }
+        int t2 = t + 1;
+        while (t2 < n_pos && valid && !valid[t2]) t2++;
+        const float *v0 = v + (size_t)t * st;
+        const float a0 = att[t];
+        const v128_t va0 = wasm_f32x4_splat(a0);
+        if (t2 < n_pos) {
+            const float *v1 = v + (size_t)t2 * st;
+            const float a1 = att[t2];
+            const v128_t va1 = wasm_f32x4_splat(a1);
+            for (i = 0; i + 4 <= head_dim; i += 4) {
+                v128_t o = wasm_v128_load(out + i);
+                o = wasm_f32x4_add(o, wasm_f32x4_mul(va0, wasm_v128_load(v0 + i)));
+                o = wasm_f32x4_add(o, wasm_f32x4_mul(va1, wasm_v128_load(v1 + i)));
+                wasm_v128_store(out + i, o);
+            }
+            for (; i < head_dim; i++) {
+                out[i] += a0 * v0[i];
+                out[i] += a1 * v1[i];
+            }
+        } else {
+            for (i = 0; i + 4 <= head_dim; i += 4)
+                wasm_v128_store(out + i, wasm_f32x4_add(wasm_v128_load(out + i),
+                                                        wasm_f32x4_mul(va0, wasm_v128_load(v0 + i))));
+            for (; i < head_dim; i++) out[i] += a0 * v0[i];
+        }
+        t = t2 + 1;
+    }
+}
+
+/* y(n) += x(n) */
+static void simd_add(float *y, const float *x, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_v128_load(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+/* Sum of buf(n bytes, n % 64 == 0) as u32 lanes, 4 accumulators, folded. */
+uint32_t doze_read_probe(const void *buf, size_t n) {
+    const uint8_t *p = buf;
+    v128_t s0 = wasm_i32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        s0 = wasm_i32x4_add(s0, wasm_v128_load(p + i));
+        s1 = wasm_i32x4_add(s1, wasm_v128_load(p + i + 16));
+        s2 = wasm_i32x4_add(s2, wasm_v128_load(p + i + 32));
+        s3 = wasm_i32x4_add(s3, wasm_v128_load(p + i + 48));
+    }
+    v128_t s = wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
+    return (uint32_t)hsum_i32x4(s);
+}
+
+const doze_kernels doze_kernels_simd = {
+    .name = "simd",
+    .matvec_f32 = simd_matvec_f32,
+    .matvec_f16 = simd_matvec_f16,
+    .matvec_q8_0 = simd_matvec_q8_0,
+    .quantize_q8_0 = simd_quantize_q8_0,
+    .rmsnorm = simd_rmsnorm,
+    .softmax = simd_softmax,
+    .rope = simd_rope,
+    .swiglu = simd_swiglu,
+    .attention = simd_attention,
+    .add = simd_add,
+};

@@ -1,0 +1,118 @@
+/* The per-type traits table and the scalar conversions behind it. */
+#include "types.h"
+
+#include <math.h>
+#include <string.h>
+
+float doze_f16_to_f32(uint16_t h) {
+    /* Move exponent+mantissa into place and rescale by 2^112: exact for
+     * normals and subnormals; infinities and NaNs get the f32 exponent. */
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t bits = (uint32_t)(h & 0x7fffu) << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    f *= 0x1p112f;
+    memcpy(&bits, &f, 4);
+    if ((h & 0x7c00u) == 0x7c00u) bits |= 0x7f800000u;
+    bits |= sign;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t doze_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) { /* inf or nan */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+    }
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (ax < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+        /* value = ax as float; subnormal half unit is 2^-24 */
+        float a;
+        memcpy(&a, &ax, 4);
+        float scaled = a * 0x1p24f; /* exact */
+        /* round half to even */
+        float r = nearbyintf(scaled);
+        return (uint16_t)(sign | (uint16_t)r);
+    }
+    /* normal: rebias exponent, round mantissa 23 -> 10 bits, half to even */
+    uint32_t mant_odd = (ax >> 13) & 1u;
+    ax += 0xfffu + mant_odd;
+    ax -= (uint32_t)(127 - 15) << 23;
+    return (uint16_t)(sign | (ax >> 13));
+}
+
+static void f32_dequantize_row(const void *src, float *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f32_quantize_row(const float *src, void *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f16_dequantize_row(const void *src, float *dst, int64_t n) {
+    const uint16_t *h = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = doze_f16_to_f32(h[i]);
+}
+
+static void f16_quantize_row(const float *src, void *dst, int64_t n) {
+    uint16_t *h = dst;
+    for (int64_t i = 0; i < n; i++) h[i] = doze_f32_to_f16(src[i]);
+}
+
+static void q8_0_dequantize_row(const void *src, float *dst, int64_t n) {
+    const doze_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / DOZE_QK8_0; i++) {
+        float d = doze_f16_to_f32(b[i].d);
+        for (int j = 0; j < DOZE_QK8_0; j++) dst[i * DOZE_QK8_0 + j] = d * (float)b[i].qs[j];
+    }
+}
+
+/* ggml's q8_0: d = max|x| / 127, q = round(x / d) */
+static void q8_0_quantize_row(const float *src, void *dst, int64_t n) {
+    doze_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / DOZE_QK8_0; i++) {
+        const float *x = src + i * DOZE_QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < DOZE_QK8_0; j++) {
+            float a = fabsf(x[j]);
+            if (a > amax) amax = a;
+        }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = doze_f32_to_f16(d);
+        for (int j = 0; j < DOZE_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+static const doze_type_traits type_table[] = {
+    {DOZE_TYPE_F32, "f32", 1, 4, f32_dequantize_row, f32_quantize_row},
+    {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row},
+    {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
+     q8_0_quantize_row},
+};
+
+const doze_type_traits *doze_type_traits_of(int type) {
+    for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
+        if (type_table[i].type == type) return &type_table[i];
+    return NULL;
+}
+
+uint64_t doze_type_row_bytes(int type, uint64_t n) {
+    const doze_type_traits *t = doze_type_traits_of(type);
+    if (!t || n % (uint64_t)t->block_size != 0) return 0;
+    return n / (uint64_t)t->block_size * (uint64_t)t->block_bytes;
+}
+
+const char *doze_type_name(int type) {
+    const doze_type_traits *t = doze_type_traits_of(type);
+    return t ? t->name : NULL;
+}
+
+int doze_type_from_name(const char *name) {
+    for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
+        if (strcmp(type_table[i].name, name) == 0) return type_table[i].type;
+    return -1;
+}

@@ -1,0 +1,394 @@
+/* Model: configuration from GGUF metadata, tensor layout, weight wiring,
+ * typed matrix-vector products, and the public model/tokenizer accessors. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels/types.h"
+
+#define MAX_DIM 65536
+#define MAX_LAYERS 1024
+#define MAX_HEADS 1024
+#define MAX_CONTEXT (1 << 20)
+#define ARENA_ALIGN 64
+
+doze_model_params doze_model_default_params(void) {
+    doze_model_params p;
+    memset(&p, 0, sizeof p);
+    p.context_length = 0;
+    p.kernels = DOZE_KERNELS_SIMD;
+    p.max_memory = 0;
+    return p;
+}
+
+/* reads an integer key into *out, range-checked; `def` < 0 means required */
+static doze_status get_dim(const gguf_header *h, const char *key, int64_t def, int64_t lo,
+                           int64_t hi, int *out, doze_error *err) {
+    int64_t v;
+    doze_status st = gguf_get_int(h, key, &v, err);
+    if (st == DOZE_ERR_MISSING && def >= 0) {
+        v = def;
+    } else if (st != DOZE_OK) {
+        return st;
+    }
+    if (v < lo || v > hi)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%s = %lld is out of range [%lld, %lld]", key,
+                         (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return DOZE_OK;
+}
+
+doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params *p,
+                                   doze_model_info *info, doze_error *err) {
+    memset(info, 0, sizeof *info);
+    const gguf_string *arch;
+    doze_status st = gguf_get_string(h, "general.architecture", &arch, err);
+    if (st != DOZE_OK) return st;
+    if (strcmp(arch->data, "llama") != 0)
+        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                         "architecture \"%.64s\" is not supported (only \"llama\")", arch->data);
+    snprintf(info->architecture, sizeof info->architecture, "%s", arch->data);
+
+    if ((st = get_dim(h, "llama.embedding_length", -1, 1, MAX_DIM, &info->dim, err))) return st;
+    if ((st = get_dim(h, "llama.block_count", -1, 1, MAX_LAYERS, &info->n_layers, err))) return st;
+    if ((st = get_dim(h, "llama.feed_forward_length", -1, 1, 16 * MAX_DIM, &info->hidden_dim, err)))
+        return st;
+    if ((st = get_dim(h, "llama.attention.head_count", -1, 1, MAX_HEADS, &info->n_heads, err)))
+        return st;
+    if ((st = get_dim(h, "llama.attention.head_count_kv", info->n_heads, 1, MAX_HEADS,
+                      &info->n_kv_heads, err)))
+        return st;
+    if ((st = get_dim(h, "llama.context_length", 2048, 1, MAX_CONTEXT, &info->context_length, err)))
+        return st;
+    if (info->dim % info->n_heads != 0)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "head_count %d does not divide embedding_length %d",
+                         info->n_heads, info->dim);
+    if (info->n_heads % info->n_kv_heads != 0)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "head_count_kv %d does not divide head_count %d",
+                         info->n_kv_heads, info->n_heads);
+    info->head_dim = info->dim / info->n_heads;
+    if ((st = get_dim(h, "llama.rope.dimension_count", info->head_dim, 0, info->head_dim,
+                      &info->rope_dim, err)))
+        return st;
+    if (info->rope_dim % 2 != 0)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "rope.dimension_count %d is odd", info->rope_dim);
+
+    double eps = 1e-5, theta = 10000.0;
+    st = gguf_get_float(h, "llama.attention.layer_norm_rms_epsilon", &eps, err);
+    if (st != DOZE_OK && st != DOZE_ERR_MISSING) return st;
+    st = gguf_get_float(h, "llama.rope.freq_base", &theta, err);
+    if (st != DOZE_OK && st != DOZE_ERR_MISSING) return st;
+    doze_error_clear(err);
+    if (!(eps > 0.0 && eps < 1.0))
+        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "layer_norm_rms_epsilon %g is out of range", eps);
+    if (!(theta > 0.0 && theta < 1e12))
+        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "rope.freq_base %g is out of range", theta);
+    info->norm_eps = (float)eps;
+    info->rope_theta = (float)theta;
+
+    if (p && p->context_length > 0 && p->context_length < info->context_length)
+        info->context_length = p->context_length;
+
+    const gguf_tensor *emb = gguf_find_tensor(h, "token_embd.weight");
+    if (!emb) return doze_fail(err, DOZE_ERR_MISSING, "tensor token_embd.weight is missing");
+    if (emb->n_dims != 2 || emb->ne[0] != (uint64_t)info->dim || emb->ne[1] > (1u << 24))
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                         "tensor token_embd.weight: shape {%llu, %llu} does not match dim %d",
+                         (unsigned long long)emb->ne[0], (unsigned long long)emb->ne[1], info->dim);
+    info->vocab_size = (int)emb->ne[1];
+    info->tied_output = gguf_find_tensor(h, "output.weight") == NULL;
+    info->bos_id = info->eos_id = info->unk_id = -1;
+    return DOZE_OK;
+}
+
+/* ---- plan: which tensors, what shapes, where in the arena ------------------- */
+
+typedef struct {
+    char name[64];
+    uint64_t cols, rows; /* rows == 0: a vector of cols */
+} tensor_spec;
+
+static int spec_list(const doze_model_info *c, tensor_spec *s, int cap) {
+    int n = 0;
+    uint64_t q = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
+    uint64_t kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+#define SPEC(nm, co, ro) \
+    do { \
+        if (n < cap) { \
+            snprintf(s[n].name, sizeof s[n].name, "%s", nm); \
+            s[n].cols = (co); \
+            s[n].rows = (ro); \
+        } \
+        n++; \
+    } while (0)
+    SPEC("token_embd.weight", c->dim, c->vocab_size);
+    SPEC("output_norm.weight", c->dim, 0);
+    if (!c->tied_output) SPEC("output.weight", c->dim, c->vocab_size);
+    for (int l = 0; l < c->n_layers; l++) {
+        char nm[64];
+#define LSPEC(suffix, co, ro) \
+        snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
+        SPEC(nm, co, ro)
+        LSPEC("attn_norm.weight", c->dim, 0);
+        LSPEC("attn_q.weight", c->dim, q);
+        LSPEC("attn_k.weight", c->dim, kv);
+        LSPEC("attn_v.weight", c->dim, kv);
+        LSPEC("attn_output.weight", q, c->dim);
+        LSPEC("ffn_norm.weight", c->dim, 0);
+        LSPEC("ffn_gate.weight", c->dim, c->hidden_dim);
+        LSPEC("ffn_up.weight", c->dim, c->hidden_dim);
+        LSPEC("ffn_down.weight", c->hidden_dim, c->dim);
+#undef LSPEC
+    }
+#undef SPEC
+    return n;
+}
+
+static int slot_by_offset(const void *a, const void *b) {
+    const doze_tensor_slot *x = a, *y = b;
+    return x->src->offset < y->src->offset ? -1 : x->src->offset > y->src->offset;
+}
+
+void model_plan_free(doze_model_plan *plan) {
+    free(plan->slots);
+    memset(plan, 0, sizeof *plan);
+}
+
+doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_model_plan *plan,
+                       doze_error *err) {
+    memset(plan, 0, sizeof *plan);
+    int n = spec_list(info, NULL, 0);
+    tensor_spec *specs = malloc((size_t)n * sizeof *specs);
+    plan->slots = calloc((size_t)n, sizeof *plan->slots);
+    if (!specs || !plan->slots) {
+        free(specs);
+        model_plan_free(plan);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory planning %d tensors", n);
+    }
+    spec_list(info, specs, n);
+    uint64_t arena = 0;
+    doze_status st = DOZE_OK;
+    for (int i = 0; i < n; i++) {
+        const gguf_tensor *t = gguf_find_tensor(h, specs[i].name);
+        if (!t) {
+            st = doze_fail(err, DOZE_ERR_MISSING, "tensor %s is missing", specs[i].name);
+            break;
+        }
+        int is_vec = specs[i].rows == 0;
+        int ok = is_vec ? (t->ne[0] == specs[i].cols && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1)
+                        : (t->ne[0] == specs[i].cols && t->ne[1] == specs[i].rows && t->ne[2] == 1 &&
+                           t->ne[3] == 1);
+        if (!ok) {
+            st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                           "tensor %s: shape {%llu, %llu, %llu, %llu}, expected {%llu, %llu}",
+                           specs[i].name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                           (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
+                           (unsigned long long)specs[i].cols,
+                           (unsigned long long)(is_vec ? 1 : specs[i].rows));
+            break;
+        }
+        if (!doze_type_traits_of((int)t->type)) {
+            st = doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE, "tensor %s: type %u is not supported",
+                           specs[i].name, t->type);
+            break;
+        }
+        if (is_vec && t->type != DOZE_TYPE_F32 && t->type != DOZE_TYPE_F16) {
+            st = doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                           "tensor %s: norm weights must be f32 or f16, not %s", specs[i].name,
+                           doze_type_name((int)t->type));
+            break;
+        }
+        /* norms are kept as f32 in the arena: f16 norms are widened at finish */
+        uint64_t bytes = is_vec ? specs[i].cols * 4u : t->n_bytes;
+        if (is_vec && t->type == DOZE_TYPE_F16) bytes += t->n_bytes; /* staging for the f16 bytes */
+        plan->slots[i].src = t;
+        plan->slots[i].arena_offset = (size_t)arena;
+        plan->slots[i].copy_offset = (size_t)arena + (is_vec && t->type == DOZE_TYPE_F16 ? specs[i].cols * 4u : 0u);
+        arena += (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        if (arena > (uint64_t)SIZE_MAX / 2) {
+            st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "weights of %llu bytes cannot be addressed",
+                           (unsigned long long)arena);
+            break;
+        }
+    }
+    free(specs);
+    if (st != DOZE_OK) {
+        model_plan_free(plan);
+        return st;
+    }
+    plan->n_slots = (size_t)n;
+    plan->arena_size = (size_t)arena;
+    qsort(plan->slots, plan->n_slots, sizeof *plan->slots, slot_by_offset);
+    return DOZE_OK;
+}
+
+/* ---- assemble -------------------------------------------------------------- */
+
+static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char *name) {
+    for (size_t i = 0; i < plan->n_slots; i++)
+        if (strcmp(plan->slots[i].src->name.data, name) == 0) return &plan->slots[i];
+    return NULL;
+}
+
+/* For a norm stored as f16, the f16 bytes were staged after the f32 room. */
+static const float *wire_vector(doze_model *m, const doze_tensor_slot *s) {
+    float *dst = (float *)(m->arena + s->arena_offset);
+    if (s->src->type == DOZE_TYPE_F16) {
+        const uint16_t *staged = (const uint16_t *)(m->arena + s->copy_offset);
+        for (uint64_t i = 0; i < s->src->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
+    }
+    return dst;
+}
+
+static doze_matrix wire_matrix(doze_model *m, const doze_tensor_slot *s) {
+    doze_matrix w;
+    w.type = (int)s->src->type;
+    w.cols = (int)s->src->ne[0];
+    w.rows = (int)s->src->ne[1];
+    w.data = m->arena + s->arena_offset;
+    return w;
+}
+
+doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model_plan *plan,
+                           doze_error *err) {
+    doze_model_info *c = &m->info;
+    char nm[64];
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    size_t half = (size_t)(c->rope_dim / 2);
+    size_t rope_n = (size_t)c->context_length * (half ? half : 1);
+    m->rope_cos = malloc(rope_n * sizeof(float));
+    m->rope_sin = malloc(rope_n * sizeof(float));
+    if (!m->layers || !m->rope_cos || !m->rope_sin)
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for %d layers and RoPE tables",
+                         c->n_layers);
+
+    m->token_embd = wire_matrix(m, find_slot(plan, "token_embd.weight"));
+    m->output_norm = wire_vector(m, find_slot(plan, "output_norm.weight"));
+    m->output = c->tied_output ? m->token_embd : wire_matrix(m, find_slot(plan, "output.weight"));
+    int wtype = -1;
+    uint64_t layer_bytes = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        doze_layer *L = &m->layers[l];
+#define VEC(field, suffix) \
+        snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
+        L->field = wire_vector(m, find_slot(plan, nm));
+#define MAT(field, suffix) \
+        snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
+        L->field = wire_matrix(m, find_slot(plan, nm)); \
+        layer_bytes += find_slot(plan, nm)->src->n_bytes; \
+        if (wtype < 0) wtype = L->field.type;
+        VEC(attn_norm, "attn_norm.weight");
+        VEC(ffn_norm, "ffn_norm.weight");
+        MAT(wq, "attn_q.weight");
+        MAT(wk, "attn_k.weight");
+        MAT(wv, "attn_v.weight");
+        MAT(wo, "attn_output.weight");
+        MAT(w_gate, "ffn_gate.weight");
+        MAT(w_up, "ffn_up.weight");
+        MAT(w_down, "ffn_down.weight");
+#undef VEC
+#undef MAT
+    }
+    c->weight_type = wtype;
+    c->layer_weight_bytes = layer_bytes;
+    uint64_t params = 0, bytes = 0;
+    for (size_t i = 0; i < plan->n_slots; i++) {
+        const gguf_tensor *t = plan->slots[i].src;
+        params += t->ne[0] * t->ne[1];
+        bytes += t->n_bytes;
+    }
+    c->n_params = params;
+    c->weight_bytes = bytes;
+
+    /* RoPE: angle(pos, i) = pos * theta^(-2i / rope_dim), in double so that
+     * every platform's libm rounds to the same float. */
+    for (int pos = 0; pos < c->context_length; pos++) {
+        for (size_t i = 0; i < half; i++) {
+            double freq = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / (double)c->rope_dim);
+            double angle = (double)pos * (double)(float)freq;
+            m->rope_cos[(size_t)pos * half + i] = (float)cos(angle);
+            m->rope_sin[(size_t)pos * half + i] = (float)sin(angle);
+        }
+    }
+
+    doze_status st = tokenizer_from_gguf(h, &m->tok, err);
+    if (st == DOZE_ERR_MISSING) {
+        m->tok = NULL;
+        doze_error_clear(err);
+    } else if (st != DOZE_OK) {
+        doze_error_prefix(err, "tokenizer");
+        return st;
+    } else {
+        if (tokenizer_vocab_size(m->tok) != c->vocab_size)
+            return doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                             "tokenizer has %d tokens but token_embd has %d rows",
+                             tokenizer_vocab_size(m->tok), c->vocab_size);
+        c->bos_id = tokenizer_bos(m->tok);
+        c->eos_id = tokenizer_eos(m->tok);
+        c->unk_id = tokenizer_unk(m->tok);
+    }
+    return DOZE_OK;
+}
+
+void doze_model_free(doze_model *m) {
+    if (!m) return;
+    tokenizer_free(m->tok);
+    free(m->layers);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->arena);
+    free(m);
+}
+
+const doze_model_info *doze_model_get_info(const doze_model *m) { return m ? &m->info : NULL; }
+
+/* ---- typed products ------------------------------------------------------------ */
+
+void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
+                  void *xq_scratch) {
+    switch (w->type) {
+    case DOZE_TYPE_F32:
+        m->kern->matvec_f32(y, (const float *)w->data, x, w->rows, w->cols);
+        break;
+    case DOZE_TYPE_F16:
+        m->kern->matvec_f16(y, (const uint16_t *)w->data, x, w->rows, w->cols);
+        break;
+    case DOZE_TYPE_Q8_0:
+        m->kern->quantize_q8_0(x, xq_scratch, w->cols);
+        m->kern->matvec_q8_0(y, w->data, xq_scratch, w->rows, w->cols);
+        break;
+    default:
+        break; /* unreachable: types are checked at load */
+    }
+}
+
+void model_embed(const doze_model *m, int token, float *out) {
+    const doze_type_traits *t = doze_type_traits_of(m->token_embd.type);
+    uint64_t row = doze_type_row_bytes(m->token_embd.type, (uint64_t)m->token_embd.cols);
+    t->dequantize_row((const uint8_t *)m->token_embd.data + (size_t)token * row, out,
+                      m->token_embd.cols);
+}
+
+/* ---- tokenizer accessors ----------------------------------------------------------- */
+
+doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int add_bos,
+                          int32_t *out, int cap, int *n_out, doze_error *err) {
+    if (!m || (!text && len)) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model or text");
+    if (!m->tok) return doze_fail(err, DOZE_ERR_MISSING, "the model has no tokenizer");
+    return tokenizer_encode(m->tok, text ? text : "", len, add_bos, out, cap, n_out, err);
+}
+
+doze_status doze_token_to_piece(const doze_model *m, int prev, int token, char *buf, size_t cap,
+                                size_t *len, doze_error *err) {
+    if (!m) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model");
+    if (!m->tok) return doze_fail(err, DOZE_ERR_MISSING, "the model has no tokenizer");
+    return tokenizer_decode(m->tok, prev, token, buf, cap, len, err);
+}
+
+void model_use_kernels(doze_model *m, int kernel_set) {
+    m->kern = kernel_set == DOZE_KERNELS_REFERENCE ? &doze_kernels_reference : &doze_kernels_simd;
+}

@@ -1,0 +1,579 @@
+/* SentencePiece-style BPE tokenizer (GGUF tokenizer.ggml.model = "llama").
+ *
+ * Encoding follows llama.cpp's SPM tokenizer: the text (with a dummy leading
+ * space when add_space_prefix is set) has its spaces replaced by U+2581, is
+ * split into UTF-8 characters, and adjacent symbols are merged greedily: at
+ * each step the adjacent pair whose concatenation is a vocabulary piece with
+ * the highest score (ties: the leftmost pair) is merged. A doubly linked list
+ * of symbols plus a binary max-heap of candidate pairs (with lazy deletion of
+ * stale entries) makes this O(n log n). Final symbols that are not pieces are
+ * written as their bytes through the <0xNN> tokens.
+ *
+ * llama.cpp additionally "resegments" a final symbol that is not a token by
+ * splitting it back along the merge that created it. Since a pair is only
+ * ever merged when its concatenation IS a token, every merged symbol is a
+ * token and only unmerged single characters can miss the vocabulary; for
+ * those llama.cpp's rev_merge lookup finds nothing and it falls back to
+ * bytes. Resegmenting therefore reduces to "token, or its bytes", which is
+ * what emit_symbol() does.
+ */
+#include "tokenizer.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+struct doze_tokenizer {
+    int n_vocab;
+    char *text;          /* every piece, each NUL-terminated */
+    size_t *offset;      /* (n_vocab) start of each piece in text */
+    uint32_t *len;       /* (n_vocab) bytes of each piece */
+    float *score;        /* (n_vocab) */
+    int32_t *type;       /* (n_vocab) DOZE_TOKEN_* (other values decode as normal) */
+    int16_t *byte_value; /* (n_vocab) byte of a <0xNN> byte token, else -1 */
+    int32_t *table;      /* open-addressing hash: piece -> id, -1 = empty */
+    uint32_t table_mask; /* table size - 1 (a power of two) */
+    int32_t byte_token[256]; /* token for each byte in encoding, -1 if none */
+    int bos, eos, unk;       /* -1 when absent */
+    int add_space_prefix;
+};
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* malloc(n * size) with overflow check; NULL on failure (or overflow). */
+static void *alloc_array(size_t n, size_t size) {
+    if (size != 0 && n > SIZE_MAX / size) return NULL;
+    size_t bytes = n * size;
+    return malloc(bytes ? bytes : 1);
+}
+
+/* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
+ * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static size_t utf8_seq_len(const unsigned char *s, size_t n, size_t i) {
+    unsigned char c = s[i];
+    if (c < 0x80) return 1;
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;      /* overlong */
+        else if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;      /* overlong */
+        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n - i < need) return 0;
+    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+    for (size_t k = 2; k < need; k++)
+        if ((s[i + k] & 0xC0) != 0x80) return 0;
+    return need;
+}
+
+/* Offset of the first invalid byte, or SIZE_MAX when all of s is valid. */
+static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t l = utf8_seq_len(s, n, i);
+        if (l == 0) return i;
+        i += l;
+    }
+    return SIZE_MAX;
+}
+
+static uint32_t hash_bytes(const char *s, size_t n) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* Id of the piece s[0..n), or -1. */
+static int lookup(const doze_tokenizer *t, const char *s, size_t n) {
+    uint32_t i = hash_bytes(s, n) & t->table_mask;
+    for (;;) {
+        int32_t id = t->table[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->text + t->offset[id], s, n) == 0) return id;
+        i = (i + 1) & t->table_mask;
+    }
+}
+
+/* Inserts id; a later duplicate piece replaces the earlier one (as
+ * llama.cpp's token_to_id map does). */
+static void table_insert(doze_tokenizer *t, int id) {
+    const char *s = t->text + t->offset[id];
+    size_t n = t->len[id];
+    uint32_t i = hash_bytes(s, n) & t->table_mask;
+    for (;;) {
+        int32_t cur = t->table[i];
+        if (cur < 0) {
+            t->table[i] = id;
+            return;
+        }
+        if (t->len[cur] == n && memcmp(t->text + t->offset[cur], s, n) == 0) {
+            t->table[i] = id;
+            return;
+        }
+        i = (i + 1) & t->table_mask;
+    }
+}
+
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* The byte of a "<0xNN>" piece, or -1. */
+static int parse_byte_piece(const char *s, size_t n) {
+    if (n != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>') return -1;
+    int a = hex_digit(s[3]), b = hex_digit(s[4]);
+    if (a < 0 || b < 0) return -1;
+    return a * 16 + b;
+}
+
+/* ---- construction ---------------------------------------------------------------- */
+
+void tokenizer_free(doze_tokenizer *t) {
+    if (!t) return;
+    free(t->text);
+    free(t->offset);
+    free(t->len);
+    free(t->score);
+    free(t->type);
+    free(t->byte_value);
+    free(t->table);
+    free(t);
+}
+
+/* Optional special-token id: -1 when absent, BAD_FORMAT when out of range. */
+static doze_status get_special_id(const gguf_header *h, const char *key, int n_vocab, int *out,
+                                  doze_error *err) {
+    int64_t v = -1;
+    doze_status st = gguf_get_int(h, key, &v, err);
+    if (st == DOZE_ERR_MISSING) {
+        doze_error_clear(err);
+        *out = -1;
+        return DOZE_OK;
+    }
+    if (st != DOZE_OK) return st;
+    if (v < 0 || v >= n_vocab)
+        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "%s = %lld is outside the vocabulary (0..%d)",
+                         key, (long long)v, n_vocab - 1);
+    *out = (int)v;
+    return DOZE_OK;
+}
+
+/* Optional array: *data = NULL when absent; BAD_FORMAT when its length is not n. */
+static doze_status get_optional_array(const gguf_header *h, const char *key, int want_type,
+                                      uint64_t n, const void **data, doze_error *err) {
+    uint32_t type = 0;
+    uint64_t count = 0;
+    *data = NULL;
+    doze_status st = gguf_get_array(h, key, want_type, &type, &count, data, err);
+    if (st == DOZE_ERR_MISSING) {
+        doze_error_clear(err);
+        *data = NULL;
+        return DOZE_OK;
+    }
+    if (st != DOZE_OK) {
+        *data = NULL;
+        return st;
+    }
+    if (count != n) {
+        *data = NULL;
+        return doze_fail(err, DOZE_ERR_BAD_FORMAT,
+                         "%s has %llu entries but tokenizer.ggml.tokens has %llu", key,
+                         (unsigned long long)count, (unsigned long long)n);
+    }
+    return DOZE_OK;
+}
+
+doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze_error *err) {
+    if (!out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_from_gguf: out is NULL");
+    *out = NULL;
+    if (!h) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_from_gguf: header is NULL");
+
+    const gguf_string *model = NULL;
+    doze_status st = gguf_get_string(h, "tokenizer.ggml.model", &model, err);
+    if (st == DOZE_ERR_MISSING)
+        return doze_fail(err, DOZE_ERR_MISSING, "no tokenizer: tokenizer.ggml.model is absent");
+    if (st != DOZE_OK) return st;
+    if (model->len != 5 || memcmp(model->data, "llama", 5) != 0)
+        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                         "tokenizer model '%.64s' is not supported (only 'llama')", model->data);
+
+    uint32_t tokens_type = 0;
+    uint64_t n = 0;
+    const void *tokens_data = NULL;
+    st = gguf_get_array(h, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tokens_type, &n,
+                        &tokens_data, err);
+    if (st != DOZE_OK) return st;
+    if (n == 0) return doze_fail(err, DOZE_ERR_BAD_FORMAT, "tokenizer.ggml.tokens is empty");
+    if (n > (uint64_t)INT32_MAX / 4)
+        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "tokenizer.ggml.tokens has too many entries (%llu)",
+                         (unsigned long long)n);
+    const gguf_string *pieces = (const gguf_string *)tokens_data;
+    int n_vocab = (int)n;
+
+    const void *scores_data = NULL, *types_data = NULL;
+    st = get_optional_array(h, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, n, &scores_data, err);
+    if (st != DOZE_OK) return st;
+    st = get_optional_array(h, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, n, &types_data, err);
+    if (st != DOZE_OK) return st;
+    const float *scores = (const float *)scores_data;
+    const int32_t *types = (const int32_t *)types_data;
+
+    int bos = -1, eos = -1, unk = -1;
+    if ((st = get_special_id(h, "tokenizer.ggml.bos_token_id", n_vocab, &bos, err)) != DOZE_OK)
+        return st;
+    if ((st = get_special_id(h, "tokenizer.ggml.eos_token_id", n_vocab, &eos, err)) != DOZE_OK)
+        return st;
+    if ((st = get_special_id(h, "tokenizer.ggml.unknown_token_id", n_vocab, &unk, err)) != DOZE_OK)
+        return st;
+
+    int64_t add_space = 1;
+    st = gguf_get_int(h, "tokenizer.ggml.add_space_prefix", &add_space, err);
+    if (st == DOZE_ERR_MISSING) {
+        doze_error_clear(err);
+        add_space = 1;
+    } else if (st != DOZE_OK) {
+        return st;
+    }
+
+    /* validate the pieces and size the text buffer */
+    uint64_t total = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        const gguf_string *p = &pieces[i];
+        if (p->len > UINT32_MAX - 1 || (p->len > 0 && !p->data))
+            return doze_fail(err, DOZE_ERR_BAD_FORMAT, "token %d has an unusable piece", i);
+        int type = types ? types[i] : DOZE_TOKEN_NORMAL;
+        if (type != DOZE_TOKEN_BYTE) {
+            size_t bad = utf8_first_invalid((const unsigned char *)p->data, (size_t)p->len);
+            if (bad != SIZE_MAX)
+                return doze_fail(err, DOZE_ERR_BAD_UTF8,
+                                 "token %d: piece is not valid UTF-8 (byte %zu)", i, bad);
+        }
+        total += p->len + 1;
+        if (total > (uint64_t)SIZE_MAX / 2)
+            return doze_fail(err, DOZE_ERR_BAD_FORMAT, "tokenizer pieces are too large");
+    }
+
+    doze_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the tokenizer");
+    uint32_t table_size = 16;
+    while (table_size < 2u * (uint32_t)n_vocab) table_size *= 2;
+    t->n_vocab = n_vocab;
+    t->text = alloc_array((size_t)total, 1);
+    t->offset = alloc_array((size_t)n_vocab, sizeof *t->offset);
+    t->len = alloc_array((size_t)n_vocab, sizeof *t->len);
+    t->score = alloc_array((size_t)n_vocab, sizeof *t->score);
+    t->type = alloc_array((size_t)n_vocab, sizeof *t->type);
+    t->byte_value = alloc_array((size_t)n_vocab, sizeof *t->byte_value);
+    t->table = alloc_array(table_size, sizeof *t->table);
+    if (!t->text || !t->offset || !t->len || !t->score || !t->type || !t->byte_value || !t->table) {
+        tokenizer_free(t);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a %d-token vocabulary",
+                         n_vocab);
+    }
+    t->table_mask = table_size - 1;
+    t->bos = bos;
+    t->eos = eos;
+    t->unk = unk;
+    t->add_space_prefix = add_space != 0;
+
+    size_t off = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        const gguf_string *p = &pieces[i];
+        t->offset[i] = off;
+        t->len[i] = (uint32_t)p->len;
+        if (p->len) memcpy(t->text + off, p->data, (size_t)p->len);
+        t->text[off + p->len] = '\0';
+        off += (size_t)p->len + 1;
+        t->score[i] = scores ? scores[i] : 0.0f;
+        t->type[i] = types ? types[i] : DOZE_TOKEN_NORMAL;
+        t->byte_value[i] = (int16_t)(t->type[i] == DOZE_TOKEN_BYTE
+                                         ? parse_byte_piece(t->text + t->offset[i], t->len[i])
+                                         : -1);
+    }
+    for (uint32_t i = 0; i < table_size; i++) t->table[i] = -1;
+    for (int i = 0; i < n_vocab; i++) table_insert(t, i);
+
+    /* byte fallback as llama.cpp's byte_to_token: the "<0xNN>" piece, else
+     * the single-byte piece, else (here) the unknown token */
+    static const char hex[] = "0123456789ABCDEF";
+    for (int b = 0; b < 256; b++) {
+        char buf[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        int id = lookup(t, buf, 6);
+        if (id < 0) {
+            char c = (char)b;
+            id = lookup(t, &c, 1);
+        }
+        t->byte_token[b] = id >= 0 ? id : unk;
+    }
+
+    *out = t;
+    return DOZE_OK;
+}
+
+int tokenizer_vocab_size(const doze_tokenizer *t) { return t ? t->n_vocab : 0; }
+int tokenizer_bos(const doze_tokenizer *t) { return t ? t->bos : -1; }
+int tokenizer_eos(const doze_tokenizer *t) { return t ? t->eos : -1; }
+int tokenizer_unk(const doze_tokenizer *t) { return t ? t->unk : -1; }
+
+const char *tokenizer_piece(const doze_tokenizer *t, int token) {
+    if (!t || token < 0 || token >= t->n_vocab) return NULL;
+    return t->text + t->offset[token];
+}
+
+/* ---- encoding ---------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t start; /* byte offset in the escaped text */
+    int32_t n;     /* bytes; 0 once merged into its left neighbour */
+    int32_t prev, next;
+} symbol;
+
+typedef struct {
+    float score;
+    int32_t left, right;
+    int32_t size; /* bytes of the pair when it was queued */
+} bigram;
+
+typedef struct {
+    bigram *items;
+    size_t n, cap;
+} bigram_heap;
+
+/* a comes out before b: higher score, then leftmost */
+static int bigram_before(const bigram *a, const bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(bigram_heap *hp, bigram b) {
+    /* capacity is preallocated for the worst case (see tokenizer_encode) */
+    size_t i = hp->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!bigram_before(&b, &hp->items[parent])) break;
+        hp->items[i] = hp->items[parent];
+        i = parent;
+    }
+    hp->items[i] = b;
+}
+
+static bigram heap_pop(bigram_heap *hp) {
+    bigram top = hp->items[0];
+    bigram last = hp->items[--hp->n];
+    size_t i = 0, n = hp->n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && bigram_before(&hp->items[c + 1], &hp->items[c])) c++;
+        if (!bigram_before(&hp->items[c], &last)) break;
+        hp->items[i] = hp->items[c];
+        i = c;
+    }
+    if (n > 0) hp->items[i] = last;
+    return top;
+}
+
+static void try_add_bigram(const doze_tokenizer *t, const char *text, const symbol *syms,
+                           bigram_heap *hp, int left, int right) {
+    if (left < 0 || right < 0) return;
+    int32_t size = syms[left].n + syms[right].n;
+    int id = lookup(t, text + syms[left].start, (size_t)size);
+    if (id < 0) return;
+    if (hp->n >= hp->cap) return; /* cannot happen: cap covers every push */
+    bigram b = {t->score[id], left, right, size};
+    heap_push(hp, b);
+}
+
+typedef struct {
+    int32_t *out;
+    int cap;
+    int count;
+} emitter;
+
+static void emit(emitter *e, int id) {
+    if (e->count < e->cap) e->out[e->count] = id;
+    e->count++;
+}
+
+/* The symbol's token, or its bytes through the byte tokens. */
+static doze_status emit_symbol(const doze_tokenizer *t, const char *text, const symbol *s,
+                               emitter *e, doze_error *err) {
+    int id = lookup(t, text + s->start, (size_t)s->n);
+    if (id >= 0) {
+        emit(e, id);
+        return DOZE_OK;
+    }
+    for (int32_t j = 0; j < s->n; j++) {
+        unsigned char b = (unsigned char)text[s->start + j];
+        int bid = t->byte_token[b];
+        if (bid < 0)
+            return doze_fail(err, DOZE_ERR_MISSING,
+                             "cannot encode byte 0x%02X: the vocabulary has no <0x%02X> token "
+                             "and no unknown token",
+                             b, b);
+        emit(e, bid);
+    }
+    return DOZE_OK;
+}
+
+doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t len, int add_bos,
+                             int32_t *out, int cap, int *n_out, doze_error *err) {
+    if (n_out) *n_out = 0;
+    if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_encode: invalid arguments");
+    size_t bad = utf8_first_invalid((const unsigned char *)text, len);
+    if (bad != SIZE_MAX)
+        return doze_fail(err, DOZE_ERR_BAD_UTF8, "invalid UTF-8 in the text at byte offset %zu",
+                         bad);
+
+    emitter e = {out, cap, 0};
+    if (add_bos && t->bos >= 0) emit(&e, t->bos);
+    if (len == 0) {
+        *n_out = e.count;
+        return DOZE_OK;
+    }
+
+    /* escape: dummy prefix + every ' ' as U+2581 (3 bytes) */
+    size_t spaces = 0;
+    for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
+    const size_t limit = (size_t)INT32_MAX / 8;
+    if (len > limit || spaces > limit)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "text too long to tokenize (%zu bytes)",
+                         len);
+    size_t esc_len = len + 2 * spaces + (t->add_space_prefix ? 3 : 0);
+    if (esc_len > limit)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "text too long to tokenize (%zu bytes)",
+                         len);
+
+    char *esc = alloc_array(esc_len, 1);
+    symbol *syms = alloc_array(esc_len, sizeof *syms);
+    /* pushes: at most n-1 seeds + 2 per merge (at most n-1 merges) */
+    bigram_heap hp = {alloc_array(3 * esc_len, sizeof(bigram)), 0, 3 * esc_len};
+    if (!esc || !syms || !hp.items) {
+        free(esc);
+        free(syms);
+        free(hp.items);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", len);
+    }
+
+    size_t k = 0;
+    if (t->add_space_prefix) {
+        memcpy(esc, "\xE2\x96\x81", 3);
+        k = 3;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ') {
+            memcpy(esc + k, "\xE2\x96\x81", 3);
+            k += 3;
+        } else {
+            esc[k++] = text[i];
+        }
+    }
+
+    /* one symbol per UTF-8 character (the escaped text is valid UTF-8) */
+    int n_syms = 0;
+    for (size_t i = 0; i < esc_len;) {
+        size_t l = utf8_seq_len((const unsigned char *)esc, esc_len, i);
+        if (l == 0) l = 1; /* cannot happen after validation */
+        symbol *s = &syms[n_syms];
+        s->start = (int32_t)i;
+        s->n = (int32_t)l;
+        s->prev = n_syms - 1;
+        i += l;
+        s->next = i >= esc_len ? -1 : n_syms + 1;
+        n_syms++;
+    }
+
+    for (int i = 1; i < n_syms; i++) try_add_bigram(t, esc, syms, &hp, i - 1, i);
+
+    while (hp.n > 0) {
+        bigram b = heap_pop(&hp);
+        symbol *l = &syms[b.left], *r = &syms[b.right];
+        /* stale: one side already merged away or grown since queued */
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size || l->next != b.right) continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) syms[r->next].prev = b.left;
+        try_add_bigram(t, esc, syms, &hp, l->prev, b.left);
+        try_add_bigram(t, esc, syms, &hp, b.left, l->next);
+    }
+
+    doze_status st = DOZE_OK;
+    for (int i = 0; i != -1 && st == DOZE_OK; i = syms[i].next)
+        st = emit_symbol(t, esc, &syms[i], &e, err);
+
+    free(esc);
+    free(syms);
+    free(hp.items);
+    if (st != DOZE_OK) return st;
+    *n_out = e.count;
+    return DOZE_OK;
+}
+
+/* ---- decoding ------------------------------------------------------------------------ */
+
+doze_status tokenizer_decode(const doze_tokenizer *t, int prev, int token, char *buf, size_t cap,
+                             size_t *len, doze_error *err) {
+    if (len) *len = 0;
+    if (!t || !len || (cap > 0 && !buf))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_decode: invalid arguments");
+    if (token < 0 || token >= t->n_vocab)
+        return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token %d is outside the vocabulary (0..%d)",
+                         token, t->n_vocab - 1);
+    if (prev < -1 || prev >= t->n_vocab)
+        return doze_fail(err, DOZE_ERR_TOKEN_RANGE,
+                         "previous token %d is outside the vocabulary (0..%d, or -1)", prev,
+                         t->n_vocab - 1);
+
+    size_t n = 0;
+    int type = t->type[token];
+    if (type == DOZE_TOKEN_CONTROL) {
+        /* nothing */
+    } else if (type == DOZE_TOKEN_BYTE && t->byte_value[token] >= 0) {
+        if (cap > 0) buf[0] = (char)t->byte_value[token];
+        n = 1;
+    } else {
+        const char *p = t->text + t->offset[token];
+        size_t plen = t->len[token];
+        int drop_space = t->bos >= 0 && prev == t->bos;
+        for (size_t i = 0; i < plen;) {
+            char c;
+            size_t step;
+            if (plen - i >= 3 && memcmp(p + i, "\xE2\x96\x81", 3) == 0) {
+                c = ' ';
+                step = 3;
+            } else {
+                c = p[i];
+                step = 1;
+            }
+            i += step;
+            if (drop_space && c == ' ' && n == 0) {
+                drop_space = 0;
+                continue;
+            }
+            drop_space = 0;
+            if (n < cap) buf[n] = c;
+            n++;
+        }
+    }
+    if (n < cap) buf[n] = '\0';
+    *len = n;
+    return DOZE_OK;
+}

@@ -1,0 +1,55 @@
+/* SentencePiece-style BPE tokenizer (GGUF tokenizer.ggml.model = "llama"):
+ * merges by score, byte fallback through <0xNN> tokens, BOS, and decoding
+ * with the leading-space rule. Built from a GGUF header's tokenizer.ggml.*
+ * keys; owns copies of everything it needs (the header may be freed). */
+#ifndef DOZE_TOKENIZER_H
+#define DOZE_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "doze.h"
+#include "gguf.h"
+
+typedef struct doze_tokenizer doze_tokenizer;
+
+/* GGUF token types (tokenizer.ggml.token_type) */
+enum {
+    DOZE_TOKEN_NORMAL = 1,
+    DOZE_TOKEN_UNKNOWN = 2,
+    DOZE_TOKEN_CONTROL = 3,
+    DOZE_TOKEN_USER_DEFINED = 4,
+    DOZE_TOKEN_UNUSED = 5,
+    DOZE_TOKEN_BYTE = 6
+};
+
+/* Reads tokenizer.ggml.{model, tokens, scores, token_type, bos_token_id,
+ * eos_token_id, unknown_token_id} (and add_space_prefix when present).
+ * MISSING when there is no tokenizer; BAD_FORMAT for mismatched arrays or
+ * out-of-range special ids; UNSUPPORTED_TYPE for a model other than "llama". */
+doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze_error *err);
+void tokenizer_free(doze_tokenizer *t);
+
+int tokenizer_vocab_size(const doze_tokenizer *t);
+int tokenizer_bos(const doze_tokenizer *t); /* -1 if none */
+int tokenizer_eos(const doze_tokenizer *t);
+int tokenizer_unk(const doze_tokenizer *t);
+
+/* Encodes len bytes of UTF-8 (BAD_UTF8 if invalid). With add_bos, BOS first.
+ * A non-empty text gets the dummy leading space (U+2581) as SentencePiece
+ * does; spaces become U+2581. Writes min(cap, count) ids into out and the
+ * full count into *n_out. */
+doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t len, int add_bos,
+                             int32_t *out, int cap, int *n_out, doze_error *err);
+
+/* Bytes of `token` as text, given the previous token `prev` (-1 if none):
+ * U+2581 becomes a space; after BOS a leading space is dropped; <0xNN> byte
+ * tokens give that byte; control tokens give nothing. Writes up to cap bytes
+ * to buf, *len gets the length. TOKEN_RANGE for an id out of the vocabulary. */
+doze_status tokenizer_decode(const doze_tokenizer *t, int prev, int token, char *buf, size_t cap,
+                             size_t *len, doze_error *err);
+
+/* The raw piece of a token (as stored), for debugging and tests. */
+const char *tokenizer_piece(const doze_tokenizer *t, int token);
+
+#endif

@@ -1,0 +1,626 @@
+/* Differential tests of the compute kernels: the SIMD table against the
+ * scalar reference on seeded random inputs of many shapes (including ones
+ * that are not multiples of the vector widths), doze_expf against libm and
+ * its f32x4 twin, and the edge cases. One summary line per kernel. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/types.h"
+#include "test_util.h"
+
+/* exported by kernels_simd.c for this test only: out(4) = exp_f32x4(in(4)) */
+void doze_simd_expf_x4(float *out, const float *in);
+
+static const doze_kernels *S = &doze_kernels_simd;
+static const doze_kernels *R = &doze_kernels_reference;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+typedef struct {
+    uint64_t s;
+} rng_t;
+
+static uint64_t rng_next(rng_t *r) {
+    uint64_t x = r->s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    r->s = x;
+    return x;
+}
+
+static uint32_t rng_u32(rng_t *r) { return (uint32_t)(rng_next(r) >> 32); }
+
+/* uniform in [-1, 1) */
+static float rng_f(rng_t *r) { return (float)((double)(rng_next(r) >> 40) / (double)(1u << 23) - 1.0); }
+
+static void fill(rng_t *r, float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = rng_f(r) * scale;
+}
+
+static uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* relative error of a against b, measured against magnitude mag (> 0) */
+static double relerr(double a, double b, double mag) { return fabs(a - b) / (mag > 0 ? mag : 1e-30); }
+
+/* ---- doze_expf ---------------------------------------------------------- */
+
+static void test_expf(void) {
+    double max_rel = 0.0, max_sub_abs = 0.0;
+    float worst_x = 0.0f;
+    long n_checked = 0, x4_mismatch = 0;
+    float in[4], out[4];
+    int k = 0;
+    /* dense sweep over the interesting range, every step a new float */
+    for (float x = -104.0f; x < 89.0f; x += 0.000371f) {
+        float got = doze_expf(x);
+        double want = exp((double)x);
+        if (want >= FLT_MIN && want <= FLT_MAX) {
+            double e = fabs((double)got - want) / want;
+            if (e > max_rel) {
+                max_rel = e;
+                worst_x = x;
+            }
+        } else if (want < FLT_MIN) {
+            double e = fabs((double)got - want);
+            if (e > max_sub_abs) max_sub_abs = e;
+        } else {
+            CHECK_MSG(isinf(got), "expf(%a) = %a, want inf", (double)x, (double)got);
+        }
+        n_checked++;
+        in[k++] = x;
+        if (k == 4) {
+            doze_simd_expf_x4(out, in);
+            for (int j = 0; j < 4; j++)
+                if (f2u(out[j]) != f2u(doze_expf(in[j]))) x4_mismatch++;
+            k = 0;
+        }
+    }
+    /* small |x| densely */
+    for (float x = -1e-3f; x < 1e-3f; x += 3.7e-7f) {
+        double want = exp((double)x);
+        double e = fabs((double)doze_expf(x) - want) / want;
+        if (e > max_rel) {
+            max_rel = e;
+            worst_x = x;
+        }
+    }
+    /* random bit patterns (every class: nan, inf, subnormal, huge) for the
+     * bit-for-bit agreement of the f32x4 twin */
+    rng_t r = {0x9e3779b97f4a7c15ull};
+    for (int i = 0; i < 400000; i++) {
+        for (int j = 0; j < 4; j++) in[j] = u2f(rng_u32(&r));
+        if (i & 1) /* half of them in the non-trivial range */
+            for (int j = 0; j < 4; j++) in[j] = rng_f(&r) * 120.0f;
+        doze_simd_expf_x4(out, in);
+        for (int j = 0; j < 4; j++) {
+            float s = doze_expf(in[j]);
+            if (f2u(out[j]) != f2u(s)) x4_mismatch++;
+            if (!isnan(in[j])) {
+                double want = exp((double)in[j]);
+                if (want >= FLT_MIN && want <= FLT_MAX) {
+                    double e = fabs((double)s - want) / want;
+                    if (e > max_rel) {
+                        max_rel = e;
+                        worst_x = in[j];
+                    }
+                }
+            }
+        }
+    }
+    CHECK_MSG(max_rel < 2e-6, "max rel error %g at %a", max_rel, (double)worst_x);
+    CHECK_MSG(max_sub_abs <= 0x1p-149, "subnormal range abs error %g", max_sub_abs);
+    CHECK_MSG(x4_mismatch == 0, "%ld f32x4 exp results differ from doze_expf", x4_mismatch);
+
+    /* edge cases */
+    CHECK(isnan(doze_expf(NAN)));
+    CHECK(isnan(doze_expf(-NAN)));
+    CHECK(doze_expf(-INFINITY) == 0.0f && !signbit(doze_expf(-INFINITY)));
+    CHECK(isinf(doze_expf(INFINITY)) && doze_expf(INFINITY) > 0);
+    CHECK(doze_expf(0.0f) == 1.0f);
+    CHECK(doze_expf(-0.0f) == 1.0f);
+    CHECK(doze_expf(1e-30f) == 1.0f);
+    CHECK(doze_expf(FLT_MAX) == INFINITY);
+    CHECK(doze_expf(-FLT_MAX) == 0.0f);
+    CHECK(doze_expf(88.8f) == INFINITY);
+    CHECK(doze_expf(100.0f) == INFINITY);
+    CHECK(isfinite(doze_expf(88.7f)) && doze_expf(88.7f) > 3.0e38f);
+    CHECK(doze_expf(-87.0f) > 0.0f && doze_expf(-87.0f) < 2e-38f);
+    CHECK(doze_expf(-100.0f) > 0.0f && doze_expf(-100.0f) < 1e-43f); /* subnormal */
+    CHECK(doze_expf(-104.0f) == 0.0f);
+    CHECK(doze_expf(-200.0f) == 0.0f);
+    CHECK(fabs((double)doze_expf(1.0f) - exp(1.0)) < 3e-7);
+    {
+        float e4[4] = {NAN, -INFINITY, INFINITY, 0.0f}, o4[4];
+        doze_simd_expf_x4(o4, e4);
+        CHECK(isnan(o4[0]) && o4[1] == 0.0f && isinf(o4[2]) && o4[3] == 1.0f);
+    }
+    printf("expf: %ld sweep points, max rel error %.3g (%.2f ulp-ish) at %a, subnormal abs %.3g, "
+           "f32x4 mismatches %ld\n",
+           n_checked, max_rel, max_rel / 0x1p-24, (double)worst_x, max_sub_abs, x4_mismatch);
+}
+
+/* ---- matvec f32 / f16 ---------------------------------------------------- */
+
+/* Checks y_s, y_r against the double-precision product; returns the max of
+ * |y_s - y_r| / sum|w x| over the rows (and accumulates into *max). */
+static void check_matvec(const char *what, const float *ys, const float *yr, const double *yd,
+                         const double *mag, int rows, int cols, double *max) {
+    for (int i = 0; i < rows; i++) {
+        double e = relerr(ys[i], yr[i], mag[i]);
+        double es = relerr(ys[i], yd[i], mag[i]);
+        if (e > *max) *max = e;
+        CHECK_MSG(e < 1e-5 && es < 1e-5, "%s %dx%d row %d: simd %.9g ref %.9g exact %.9g", what, rows,
+                  cols, i, (double)ys[i], (double)yr[i], yd[i]);
+    }
+}
+
+static void run_matvec_f32(rng_t *r, int rows, int cols, double *max) {
+    float *w = xmalloc((size_t)rows * cols * sizeof *w);
+    float *x = xmalloc((size_t)cols * sizeof *x);
+    float *ys = xmalloc((size_t)rows * sizeof *ys), *yr = xmalloc((size_t)rows * sizeof *yr);
+    double *yd = xmalloc((size_t)rows * sizeof *yd), *mag = xmalloc((size_t)rows * sizeof *mag);
+    fill(r, w, (size_t)rows * cols, 1.0f);
+    fill(r, x, (size_t)cols, 3.0f);
+    for (int i = 0; i < rows; i++) {
+        yd[i] = mag[i] = 0;
+        for (int c = 0; c < cols; c++) {
+            double p = (double)w[(size_t)i * cols + c] * x[c];
+            yd[i] += p;
+            mag[i] += fabs(p);
+        }
+    }
+    S->matvec_f32(ys, w, x, rows, cols);
+    R->matvec_f32(yr, w, x, rows, cols);
+    check_matvec("matvec_f32", ys, yr, yd, mag, rows, cols, max);
+    free(w), free(x), free(ys), free(yr), free(yd), free(mag);
+}
+
+static void test_matvec_f32(void) {
+    rng_t r = {12345};
+    double max = 0;
+    for (int rows = 1; rows <= 9; rows++)
+        for (int cols = 1; cols <= 70; cols++) run_matvec_f32(&r, rows, cols, &max);
+    run_matvec_f32(&r, 288, 768, &max);
+    run_matvec_f32(&r, 768, 288, &max);
+    run_matvec_f32(&r, 13, 1027, &max);
+    printf("matvec_f32: max |simd-ref| / sum|w*x| = %.3g\n", max);
+}
+
+/* random half: mostly ordinary values, some subnormals, zeros, large ones */
+static uint16_t rand_half(rng_t *r) {
+    uint32_t k = rng_u32(r) % 16;
+    uint16_t sign = (uint16_t)((rng_u32(r) & 1) << 15);
+    if (k == 0) return (uint16_t)(sign | (rng_u32(r) % 0x400)); /* subnormal or zero */
+    if (k == 1) return (uint16_t)(sign | (0x7800 + rng_u32(r) % 0x400)); /* 32768..65504 */
+    if (k == 2) return (uint16_t)(sign | (0x0400 + rng_u32(r) % 0x400)); /* smallest normals */
+    return doze_f32_to_f16(rng_f(r));
+}
+
+static void run_matvec_f16(rng_t *r, int rows, int cols, double *max) {
+    uint16_t *w = xmalloc((size_t)rows * cols * sizeof *w);
+    float *x = xmalloc((size_t)cols * sizeof *x);
+    float *ys = xmalloc((size_t)rows * sizeof *ys), *yr = xmalloc((size_t)rows * sizeof *yr);
+    double *yd = xmalloc((size_t)rows * sizeof *yd), *mag = xmalloc((size_t)rows * sizeof *mag);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = rand_half(r);
+    fill(r, x, (size_t)cols, 3.0f);
+    for (int i = 0; i < rows; i++) {
+        yd[i] = mag[i] = 0;
+        for (int c = 0; c < cols; c++) {
+            double p = (double)doze_f16_to_f32(w[(size_t)i * cols + c]) * x[c];
+            yd[i] += p;
+            mag[i] += fabs(p);
+        }
+    }
+    S->matvec_f16(ys, w, x, rows, cols);
+    R->matvec_f16(yr, w, x, rows, cols);
+    check_matvec("matvec_f16", ys, yr, yd, mag, rows, cols, max);
+    free(w), free(x), free(ys), free(yr), free(yd), free(mag);
+}
+
+static void test_matvec_f16(void) {
+    rng_t r = {777};
+    double max = 0;
+    for (int rows = 1; rows <= 9; rows++)
+        for (int cols = 1; cols <= 70; cols++) run_matvec_f16(&r, rows, cols, &max);
+    run_matvec_f16(&r, 288, 768, &max);
+    run_matvec_f16(&r, 768, 288, &max);
+    run_matvec_f16(&r, 11, 1001, &max);
+
+    /* Every finite half through the vector widening, exactly: W(4, 8) all h,
+     * x = (1, 0, ..., 0) makes y = h (+ zeros). */
+    long bad = 0;
+    float x[8] = {1, 0, 0, 0, 0, 0, 0, 0}, y[4];
+    uint16_t w[32];
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        if ((h & 0x7c00u) == 0x7c00u) continue; /* inf / nan: below */
+        for (int i = 0; i < 32; i++) w[i] = (uint16_t)h;
+        S->matvec_f16(y, w, x, 4, 8);
+        float want = doze_f16_to_f32((uint16_t)h);
+        for (int i = 0; i < 4; i++)
+            if (y[i] != want) bad++;
+    }
+    CHECK_MSG(bad == 0, "%ld finite halves widened wrongly by the SIMD matvec_f16", bad);
+    /* inf / nan weights: W(4, 8) with one special value per row on column 0 */
+    {
+        uint16_t ws[32] = {0};
+        ws[0] = 0x7c00;  /* +inf */
+        ws[8] = 0xfc00;  /* -inf */
+        ws[16] = 0x7e00; /* nan */
+        ws[24] = 0x7bff; /* 65504 */
+        S->matvec_f16(y, ws, x, 4, 8);
+        CHECK(y[0] == INFINITY && y[1] == -INFINITY && isnan(y[2]) && y[3] == 65504.0f);
+    }
+    printf("matvec_f16: max |simd-ref| / sum|w*x| = %.3g, all 63488 finite halves exact\n", max);
+}
+
+/* ---- q8_0 ---------------------------------------------------------------- */
+
+static void test_quantize_q8_0(void) {
+    rng_t r = {4242};
+    const doze_type_traits *tt = doze_type_traits_of(DOZE_TYPE_Q8_0);
+    CHECK(tt != NULL);
+    long blocks = 0, diffs = 0, diffs_tt = 0;
+    for (int rep = 0; rep < 300; rep++) {
+        int nb = 1 + (int)(rng_u32(&r) % 12);
+        int n = nb * DOZE_QK8_0;
+        float *x = xmalloc((size_t)n * sizeof *x);
+        float scale = ldexpf(1.0f, (int)(rng_u32(&r) % 40) - 20);
+        fill(&r, x, (size_t)n, scale);
+        if (rep % 5 == 0) /* an all-zero block */
+            memset(x, 0, DOZE_QK8_0 * sizeof *x);
+        if (rep % 7 == 0) { /* ties: d = 1, x = k + 0.5 */
+            for (int j = 0; j < DOZE_QK8_0; j++) x[j] = (float)((int)(rng_u32(&r) % 253) - 126) + 0.5f;
+            x[0] = 127.0f;
+            x[1] = -2.5f;
+            x[2] = 2.5f;
+            x[3] = -0.5f;
+            x[4] = 0.5f;
+        }
+        if (rep % 11 == 0 && nb > 1) /* a block with a single nonzero, negative */
+            for (int j = 0; j < DOZE_QK8_0; j++) x[DOZE_QK8_0 * (nb - 1) + j] = j == 17 ? -3.0e-3f : 0.0f;
+        doze_block_q8_0 *qs = xmalloc((size_t)nb * sizeof *qs), *qr = xmalloc((size_t)nb * sizeof *qr),
+                        *qt = xmalloc((size_t)nb * sizeof *qt);
+        S->quantize_q8_0(x, qs, n);
+        R->quantize_q8_0(x, qr, n);
+        tt->quantize_row(x, qt, n);
+        if (memcmp(qs, qr, (size_t)nb * sizeof *qs) != 0) diffs++;
+        if (memcmp(qt, qr, (size_t)nb * sizeof *qs) != 0) diffs_tt++;
+        if (rep % 7 == 0) {
+            CHECK(qr[0].qs[1] == -3 && qr[0].qs[2] == 3 && qr[0].qs[3] == -1 && qr[0].qs[4] == 1);
+            CHECK(qr[0].qs[0] == 127 && doze_f16_to_f32(qr[0].d) == 1.0f);
+        }
+        blocks += nb;
+        free(x), free(qs), free(qr), free(qt);
+    }
+    CHECK_MSG(diffs == 0, "%ld rows quantized differently by simd and reference", diffs);
+    CHECK_MSG(diffs_tt == 0, "%ld rows quantized differently by reference and type traits", diffs_tt);
+    printf("quantize_q8_0: %ld blocks, simd == reference == type traits bytes (%ld, %ld diffs)\n", blocks,
+           diffs, diffs_tt);
+}
+
+static long q8_exact = 0, q8_total = 0;
+
+static void run_matvec_q8_0(rng_t *r, int rows, int cols, int extreme, double *max) {
+    int nb = cols / DOZE_QK8_0;
+    float *wf = xmalloc((size_t)rows * cols * sizeof *wf);
+    float *x = xmalloc((size_t)cols * sizeof *x);
+    doze_block_q8_0 *w = xmalloc((size_t)rows * nb * sizeof *w), *xq = xmalloc((size_t)nb * sizeof *xq);
+    float *ys = xmalloc((size_t)rows * sizeof *ys), *yr = xmalloc((size_t)rows * sizeof *yr);
+    fill(r, wf, (size_t)rows * cols, 0.1f);
+    fill(r, x, (size_t)cols, 2.0f);
+    doze_type_traits_of(DOZE_TYPE_Q8_0)->quantize_row(wf, w, (int64_t)rows * cols);
+    if (extreme) /* -128 everywhere in some blocks: the largest products */
+        for (int i = 0; i < rows * nb; i += 3)
+            for (int j = 0; j < DOZE_QK8_0; j++) w[i].qs[j] = -128;
+    S->quantize_q8_0(x, xq, cols);
+    if (extreme)
+        for (int j = 0; j < DOZE_QK8_0; j++) xq[0].qs[j] = (int8_t)(j & 1 ? -128 : 127);
+    S->matvec_q8_0(ys, w, xq, rows, cols);
+    R->matvec_q8_0(yr, w, xq, rows, cols);
+    for (int i = 0; i < rows; i++) {
+        double mag = 0, exact = 0;
+        for (int b = 0; b < nb; b++) {
+            const doze_block_q8_0 *wb = &w[(size_t)i * nb + b];
+            double d = (double)doze_f16_to_f32(wb->d) * doze_f16_to_f32(xq[b].d);
+            for (int j = 0; j < DOZE_QK8_0; j++) {
+                double p = d * wb->qs[j] * xq[b].qs[j];
+                mag += fabs(p);
+                exact += p;
+            }
+        }
+        double e = relerr(ys[i], yr[i], mag);
+        if (e > *max) *max = e;
+        q8_total++;
+        if (f2u(ys[i]) == f2u(yr[i])) q8_exact++;
+        CHECK_MSG(e <= 1e-6 && relerr(yr[i], exact, mag) < 1e-5, "matvec_q8_0 %dx%d row %d: simd %.9g ref %.9g exact %.9g",
+                  rows, cols, i, (double)ys[i], (double)yr[i], exact);
+    }
+    free(wf), free(x), free(w), free(xq), free(ys), free(yr);
+}
+
+static void test_matvec_q8_0(void) {
+    rng_t r = {99};
+    double max = 0;
+    for (int rows = 1; rows <= 9; rows++)
+        for (int nb = 1; nb <= 8; nb++) run_matvec_q8_0(&r, rows, nb * DOZE_QK8_0, 0, &max);
+    for (int rows = 1; rows <= 9; rows++) run_matvec_q8_0(&r, rows, 5 * DOZE_QK8_0, 1, &max);
+    run_matvec_q8_0(&r, 288, 768, 0, &max);
+    run_matvec_q8_0(&r, 768, 288, 0, &max);
+    run_matvec_q8_0(&r, 1001, 2048, 0, &max);
+    CHECK_MSG(q8_exact == q8_total, "q8_0: only %ld of %ld rows bit-identical to the reference", q8_exact,
+              q8_total);
+    printf("matvec_q8_0: max rel |simd-ref| = %.3g, %ld/%ld rows bit-identical\n", max, q8_exact, q8_total);
+}
+
+/* ---- small kernels ---------------------------------------------------------- */
+
+static void test_rmsnorm(void) {
+    rng_t r = {5};
+    double max = 0;
+    for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
+        float *x = xmalloc((size_t)n * sizeof *x), *w = xmalloc((size_t)n * sizeof *w);
+        float *os = xmalloc((size_t)n * sizeof *os), *orf = xmalloc((size_t)n * sizeof *orf);
+        fill(&r, x, (size_t)n, 4.0f);
+        fill(&r, w, (size_t)n, 1.5f);
+        S->rmsnorm(os, x, w, n, 1e-5f);
+        R->rmsnorm(orf, x, w, n, 1e-5f);
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        double scale = 1.0 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) {
+            double mag = fabs((double)x[i] * scale * w[i]) + 1e-30;
+            double e = relerr(os[i], orf[i], mag);
+            if (e > max) max = e;
+            CHECK_MSG(e < 1e-5 && relerr(os[i], x[i] * scale * w[i], mag) < 1e-5, "rmsnorm n=%d i=%d", n, i);
+        }
+        free(x), free(w), free(os), free(orf);
+    }
+    printf("rmsnorm: max rel |simd-ref| = %.3g\n", max);
+}
+
+static void test_softmax(void) {
+    rng_t r = {6};
+    double max = 0;
+    for (int n = 1; n <= 200; n += (n < 40 ? 1 : 13)) {
+        float *xs = xmalloc((size_t)n * sizeof *xs), *xr = xmalloc((size_t)n * sizeof *xr);
+        fill(&r, xs, (size_t)n, 12.0f);
+        if (n > 3) xs[n / 2] = -INFINITY; /* a masked entry */
+        memcpy(xr, xs, (size_t)n * sizeof *xs);
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++) mx = xs[i] > mx ? xs[i] : mx;
+        for (int i = 0; i < n; i++) sum += exp(xs[i] - mx);
+        double *want = xmalloc((size_t)n * sizeof *want);
+        for (int i = 0; i < n; i++) want[i] = exp(xs[i] - mx) / sum;
+        S->softmax(xs, n);
+        R->softmax(xr, n);
+        double tot = 0;
+        for (int i = 0; i < n; i++) {
+            double e = relerr(xs[i], xr[i], fabs(want[i]) + 1e-30);
+            if (e > max) max = e;
+            tot += xs[i];
+            CHECK_MSG(e < 1e-5 && relerr(xs[i], want[i], want[i] + 1e-30) < 1e-5, "softmax n=%d i=%d %g %g %g",
+                      n, i, (double)xs[i], (double)xr[i], want[i]);
+        }
+        if (n > 3) CHECK(xs[n / 2] == 0.0f && xr[n / 2] == 0.0f);
+        CHECK(fabs(tot - 1.0) < 1e-5);
+        free(xs), free(xr), free(want);
+    }
+    /* all -inf: zeros, not NaN */
+    float z[7];
+    for (int i = 0; i < 7; i++) z[i] = -INFINITY;
+    S->softmax(z, 7);
+    for (int i = 0; i < 7; i++) CHECK(z[i] == 0.0f);
+    for (int i = 0; i < 7; i++) z[i] = -INFINITY;
+    R->softmax(z, 7);
+    for (int i = 0; i < 7; i++) CHECK(z[i] == 0.0f);
+    printf("softmax: max rel |simd-ref| = %.3g\n", max);
+}
+
+static void test_rope(void) {
+    rng_t r = {7};
+    long diffs = 0, cases = 0;
+    const int dims[] = {2, 4, 6, 8, 10, 16, 18, 32, 48, 64, 70, 128};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int head_dim = dims[di];
+        for (int rope_dim = 0; rope_dim <= head_dim; rope_dim += 2) {
+            int n_heads = 1 + (int)(rng_u32(&r) % 5);
+            size_t n = (size_t)n_heads * head_dim;
+            float *vs = xmalloc(n * sizeof *vs), *vr = xmalloc(n * sizeof *vr);
+            float *ct = xmalloc((size_t)(rope_dim / 2 + 1) * sizeof *ct),
+                  *st = xmalloc((size_t)(rope_dim / 2 + 1) * sizeof *st);
+            fill(&r, vs, n, 2.0f);
+            memcpy(vr, vs, n * sizeof *vs);
+            for (int i = 0; i < rope_dim / 2; i++) {
+                double a = rng_f(&r) * 10.0;
+                ct[i] = (float)cos(a);
+                st[i] = (float)sin(a);
+            }
+            S->rope(vs, n_heads, head_dim, rope_dim, ct, st);
+            R->rope(vr, n_heads, head_dim, rope_dim, ct, st);
+            if (memcmp(vs, vr, n * sizeof *vs) != 0) diffs++;
+            cases++;
+            free(vs), free(vr), free(ct), free(st);
+        }
+    }
+    /* one by hand: (1, 2) by 90 degrees -> (-2, 1) */
+    float v[4] = {1, 2, 3, 4}, c[2] = {0, 1}, s[2] = {1, 0};
+    S->rope(v, 1, 4, 4, c, s);
+    CHECK(v[0] == -2 && v[1] == 1 && v[2] == 3 && v[3] == 4);
+    CHECK_MSG(diffs == 0, "%ld rope cases differ", diffs);
+    printf("rope: %ld shapes, simd bit-identical to reference (%ld diffs)\n", cases, diffs);
+}
+
+static void test_swiglu_add(void) {
+    rng_t r = {8};
+    long diffs = 0, adiffs = 0;
+    double max_rel = 0;
+    for (int n = 1; n <= 100; n++) {
+        float *g = xmalloc((size_t)n * sizeof *g), *u = xmalloc((size_t)n * sizeof *u);
+        float *os = xmalloc((size_t)n * sizeof *os), *orf = xmalloc((size_t)n * sizeof *orf);
+        fill(&r, g, (size_t)n, 30.0f);
+        fill(&r, u, (size_t)n, 3.0f);
+        if (n > 5) {
+            g[0] = 100.0f;
+            g[1] = -100.0f;
+            g[2] = 0.0f;
+            g[3] = -0.0f;
+        }
+        S->swiglu(os, g, u, n);
+        R->swiglu(orf, g, u, n);
+        if (memcmp(os, orf, (size_t)n * sizeof *os) != 0) diffs++;
+        for (int i = 0; i < n; i++) {
+            double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+            double e = relerr(os[i], want, fabs(want) + 1e-30);
+            if (fabs(want) > 1e-30 && e > max_rel) max_rel = e;
+        }
+        memcpy(os, g, (size_t)n * sizeof *os);
+        memcpy(orf, g, (size_t)n * sizeof *os);
+        S->add(os, u, n);
+        R->add(orf, u, n);
+        if (memcmp(os, orf, (size_t)n * sizeof *os) != 0) adiffs++;
+        for (int i = 0; i < n; i++) CHECK(orf[i] == g[i] + u[i]);
+        free(g), free(u), free(os), free(orf);
+    }
+    CHECK_MSG(diffs == 0, "%ld swiglu sizes differ", diffs);
+    CHECK_MSG(adiffs == 0, "%ld add sizes differ", adiffs);
+    CHECK_MSG(max_rel < 1e-5, "swiglu vs double: %g", max_rel);
+    printf("swiglu: simd bit-identical to reference, max rel vs double %.3g; add: bit-identical\n", max_rel);
+}
+
+static void test_attention(void) {
+    rng_t r = {9};
+    double max = 0, max_compact = 0;
+    const int dims[] = {1, 3, 4, 7, 8, 16, 48, 64, 67};
+    long cases = 0;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int hd = dims[di];
+        for (int n_pos = 1; n_pos <= 40; n_pos += (n_pos < 12 ? 1 : 7)) {
+            for (int masked = 0; masked <= 1; masked++) {
+                int stride = hd * (1 + (int)(rng_u32(&r) % 3)) + (int)(rng_u32(&r) % 3);
+                size_t kvn = (size_t)n_pos * stride;
+                float *k = xmalloc(kvn * sizeof *k), *v = xmalloc(kvn * sizeof *v);
+                float *q = xmalloc((size_t)hd * sizeof *q);
+                float *os = xmalloc((size_t)hd * sizeof *os), *orf = xmalloc((size_t)hd * sizeof *orf);
+                float *oc = xmalloc((size_t)hd * sizeof *oc), *ocs = xmalloc((size_t)hd * sizeof *ocs);
+                float *as = xmalloc((size_t)n_pos * sizeof *as), *ar = xmalloc((size_t)n_pos * sizeof *ar);
+                float *ac = xmalloc((size_t)n_pos * sizeof *ac);
+                uint8_t *valid = xmalloc((size_t)n_pos);
+                fill(&r, k, kvn, 2.0f);
+                fill(&r, v, kvn, 1.0f);
+                fill(&r, q, (size_t)hd, 2.0f);
+                int nv = 0;
+                for (int t = 0; t < n_pos; t++) {
+                    valid[t] = masked ? (rng_u32(&r) % 3 != 0) : 1;
+                    if (masked && t == n_pos - 1) valid[t] = 1; /* at least one */
+                    if (!valid[t]) /* hidden positions hold garbage: must not leak */
+                        for (int i = 0; i < hd; i++) k[(size_t)t * stride + i] = v[(size_t)t * stride + i] = NAN;
+                    nv += valid[t];
+                }
+                /* the valid positions alone, compacted */
+                float *kc = xmalloc((size_t)nv * hd * sizeof *kc + 4), *vc = xmalloc((size_t)nv * hd * sizeof *vc + 4);
+                for (int t = 0, j = 0; t < n_pos; t++)
+                    if (valid[t]) {
+                        memcpy(kc + (size_t)j * hd, k + (size_t)t * stride, (size_t)hd * sizeof *kc);
+                        memcpy(vc + (size_t)j * hd, v + (size_t)t * stride, (size_t)hd * sizeof *vc);
+                        j++;
+                    }
+                const uint8_t *vm = masked ? valid : NULL;
+                S->attention(os, q, k, v, n_pos, hd, stride, vm, as);
+                R->attention(orf, q, k, v, n_pos, hd, stride, vm, ar);
+                R->attention(oc, q, kc, vc, nv, hd, hd, NULL, ac);
+                S->attention(ocs, q, kc, vc, nv, hd, hd, NULL, ac);
+                for (int t = 0; t < n_pos; t++)
+                    if (!valid[t]) CHECK(as[t] == 0.0f && ar[t] == 0.0f);
+                for (int i = 0; i < hd; i++) {
+                    double mag = 0;
+                    for (int t = 0; t < n_pos; t++)
+                        if (valid[t]) mag += fabs((double)ar[t] * v[(size_t)t * stride + i]);
+                    mag += 1e-30;
+                    double e = relerr(os[i], orf[i], mag);
+                    double ec = relerr(ocs[i], os[i], mag);
+                    if (e > max) max = e;
+                    if (ec > max_compact) max_compact = ec;
+                    CHECK_MSG(e < 1e-5 && ec < 1e-5, "attention hd=%d n_pos=%d i=%d: %g %g %g", hd, n_pos, i,
+                              (double)os[i], (double)orf[i], (double)ocs[i]);
+                    /* the reference ignores hidden positions exactly */
+                    CHECK_MSG(f2u(orf[i]) == f2u(oc[i]), "ref attention masked != compacted, hd=%d n_pos=%d", hd,
+                              n_pos);
+                }
+                cases++;
+                free(k), free(v), free(q), free(os), free(orf), free(oc), free(ocs), free(as), free(ar), free(ac);
+                free(valid), free(kc), free(vc);
+            }
+        }
+    }
+    /* nothing valid: zeros */
+    {
+        float k[8] = {0}, v[8] = {1, 1, 1, 1, 1, 1, 1, 1}, q[4] = {1, 1, 1, 1}, o[4] = {9, 9, 9, 9}, a[2];
+        uint8_t valid[2] = {0, 0};
+        S->attention(o, q, k, v, 2, 4, 4, valid, a);
+        for (int i = 0; i < 4; i++) CHECK(o[i] == 0.0f);
+        for (int i = 0; i < 4; i++) o[i] = 9;
+        R->attention(o, q, k, v, 2, 4, 4, valid, a);
+        for (int i = 0; i < 4; i++) CHECK(o[i] == 0.0f);
+    }
+    printf("attention: %ld cases, max rel |simd-ref| = %.3g, masked vs compacted (simd) %.3g\n", cases, max,
+           max_compact);
+}
+
+static void test_read_probe(void) {
+    rng_t r = {10};
+    size_t n = 64 * 1000;
+    uint8_t *buf = xmalloc(n);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rng_u32(&r);
+    for (size_t len = 0; len <= n; len += 64 * 37) {
+        uint32_t want = 0;
+        for (size_t i = 0; i < len; i += 4) {
+            uint32_t u;
+            memcpy(&u, buf + i, 4);
+            want += u;
+        }
+        CHECK(doze_read_probe(buf, len) == want);
+    }
+    free(buf);
+    printf("read_probe: ok\n");
+}
+
+int main(void) {
+    CHECK(strcmp(S->name, "simd") == 0 && strcmp(R->name, "reference") == 0);
+    test_expf();
+    test_matvec_f32();
+    test_matvec_f16();
+    test_quantize_q8_0();
+    test_matvec_q8_0();
+    test_rmsnorm();
+    test_softmax();
+    test_rope();
+    test_swiglu_add();
+    test_attention();
+    test_read_probe();
+    return test_finish("test_kernels");
+}

@@ -1,0 +1,120 @@
+// The wasm build runs the same CLI as the native one: identical bytes out for
+// init, generate (greedy and sampled), tokenize and ppl on the suite's own
+// seeded models; and, with ../shared present, the llama2.c reference runs
+// reproduced in wasm (pairs exact, logits within 1e-4 relative).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hasShared, nativeCli, readFloats, readPairs, root, run, scratch, shared, sharedSkip } from './helpers.js';
+
+const dir = scratch();
+const wasmPath = join(root, 'js', 'dist', 'doze.wasm');
+
+test('the native CLI and the wasm module are built', () => {
+  assert.ok(existsSync(nativeCli), `missing ${nativeCli}: run npm run build`);
+  assert.ok(existsSync(wasmPath), `missing ${wasmPath}: run npm run build`);
+});
+
+const initArgs = ['init', '--dim', '64', '--hidden', '160', '--layers', '3', '--heads', '4',
+  '--kv-heads', '2', '--vocab', '300', '--ctx', '128', '--seed', '7'];
+
+for (const type of ['f32', 'f16', 'q8_0']) {
+  test(`init (${type}) writes byte-identical files natively and in wasm`, () => {
+    const a = join(dir, `n-${type}.gguf`), b = join(dir, `w-${type}.gguf`);
+    assert.equal(run('native', [...initArgs, '--type', type, '-o', a]).status, 0);
+    const w = run('wasm', [...initArgs, '--type', type, '-o', b]);
+    assert.equal(w.status, 0, w.stderr);
+    assert.ok(readFileSync(a).equals(readFileSync(b)));
+  });
+
+  test(`generate (${type}) prints the same text natively and in wasm, greedy and sampled`, () => {
+    const model = join(dir, `n-${type}.gguf`);
+    for (const extra of [['--temp', '0'], ['--temp', '0.9', '--top-p', '0.9', '--seed', '123'],
+      ['--temp', '1.2', '--top-k', '20', '--seed', '5']]) {
+      const args = ['generate', model, '--prompt', 'hello world', '--steps', '60', '--no-stop', ...extra];
+      const n = run('native', args), w = run('wasm', args);
+      assert.equal(n.status, 0, n.stderr);
+      assert.equal(w.status, 0, w.stderr);
+      assert.ok(n.stdout.length > 20, 'some text was generated');
+      assert.ok(n.stdout.equals(w.stdout), `outputs differ for ${extra.join(' ')}`);
+    }
+  });
+}
+
+test('tokenize and ppl print the same natively and in wasm', () => {
+  const model = join(dir, 'n-f32.gguf');
+  const text = join(dir, 'text.txt');
+  writeFileSync(text, 'one story here.\n<|endoftext|>\nAnother, with ünïcödé and 😀 too.\n<|endoftext|>\n');
+  for (const args of [['tokenize', model, '--text', 'héllo wörld 😀'], ['ppl', model, text]]) {
+    const n = run('native', args), w = run('wasm', args);
+    assert.equal(n.status, 0, n.stderr);
+    assert.equal(w.status, 0, w.stderr);
+    assert.ok(n.stdout.equals(w.stdout), `${args[0]} differs`);
+  }
+});
+
+test('errors are reported the same way: exit code and message', () => {
+  const bad = join(dir, 'bad.gguf');
+  writeFileSync(bad, 'not a gguf file at all');
+  const n = run('native', ['generate', bad]), w = run('wasm', ['generate', bad]);
+  assert.equal(n.status, 1);
+  assert.equal(w.status, 1);
+  assert.match(n.stderr, /BAD_MAGIC/);
+  assert.equal(n.stderr, w.stderr);
+});
+
+function compareRun(name, trace, logits, vocab) {
+  const got = readPairs(trace), ref = readPairs(join(shared, 'models', `${name}.pairs`));
+  assert.deepEqual(got, ref, `${name}: token pairs`);
+  const a = readFloats(logits), r = readFloats(join(shared, 'models', `${name}.logits.f32`));
+  assert.equal(a.length, r.length);
+  assert.equal(a.length, ref.length * vocab);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const tol = 1e-4 * Math.max(1, Math.abs(r[i]));
+    worst = Math.max(worst, Math.abs(a[i] - r[i]) / tol);
+  }
+  assert.ok(worst <= 1, `${name}: worst logit error ${worst} x tolerance`);
+  console.log(`# wasm ${name}: ${ref.length} steps identical, worst logit error ${worst.toFixed(4)} of tolerance`);
+}
+
+test('wasm reproduces the llama2.c reference runs of stories260K (F32)', { skip: sharedSkip }, () => {
+  const model = join(dir, 'stories260K.gguf');
+  const c = run('wasm', ['convert', 'llama2c', join(shared, 'models', 'stories260K.bin'),
+    join(shared, 'models', 'tok512.bin'), '-o', model]);
+  assert.equal(c.status, 0, c.stderr);
+  const runs = [
+    ['stories260K.greedy', ['--steps', '200']],
+    ['stories260K.prompt', ['--steps', '120', '--prompt', 'One day, a dog']],
+    ['stories260K.long', ['--steps', '512', '--prompt', 'Once upon a time', '--no-stop']],
+  ];
+  for (const [name, args] of runs) {
+    const trace = join(dir, `${name}.pairs`), logits = join(dir, `${name}.logits`);
+    const g = run('wasm', ['generate', model, '--temp', '0', ...args, '--trace', trace, '--logits', logits]);
+    assert.equal(g.status, 0, g.stderr);
+    compareRun(name, trace, logits, 512);
+  }
+});
+
+test('wasm reproduces the llama-2-tiny-random.gguf reference run', { skip: sharedSkip }, () => {
+  const trace = join(dir, 'tiny.pairs'), logits = join(dir, 'tiny.logits');
+  const g = run('wasm', ['generate', join(shared, 'models', 'llama-2-tiny-random.gguf'), '--temp', '0',
+    '--steps', '24', '--prompt', 'Hello world', '--no-stop', '--trace', trace, '--logits', logits]);
+  assert.equal(g.status, 0, g.stderr);
+  compareRun('llama-2-tiny-random', trace, logits, 32000);
+});
+
+test('wasm ppl of stories260K on tinystories-dev is 4.2413', { skip: sharedSkip }, () => {
+  const model = join(dir, 'stories260K.gguf');
+  if (!existsSync(model)) return;
+  const p = run('wasm', ['ppl', model, join(shared, 'text', 'tinystories-dev.txt')]);
+  assert.equal(p.status, 0, p.stderr);
+  const m = /^ppl ([\d.]+) tokens (\d+)/.exec(p.stdout.toString());
+  assert.ok(m, p.stdout.toString());
+  console.log(`# wasm ${p.stdout.toString().trim()}`);
+  assert.ok(Math.abs(Number(m[1]) - 4.2413) <= 4.2413e-3);
+  assert.equal(Number(m[2]), 48657);
+});
+
+void hasShared;

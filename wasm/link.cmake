@@ -1,0 +1,42 @@
+# Link settings for the standalone doze.wasm (included from CMakeLists.txt,
+# EMSCRIPTEN branch, target doze_wasm). No Emscripten JS is used: the module
+# is loaded by js/src/wasm.js, which supplies the env.host_* imports
+# (wasm/io_host.c), env.emscripten_notify_memory_growth and a minimal WASI
+# shim. DOZE_WASM_OUT (default js/dist) is set by CMakeLists.txt.
+
+set(DOZE_WASM_INITIAL_MEMORY 16777216 CACHE STRING "initial wasm memory, bytes")
+set(DOZE_WASM_STACK_SIZE 1048576 CACHE STRING "wasm shadow stack, bytes")
+
+set_target_properties(doze_wasm PROPERTIES
+  OUTPUT_NAME doze
+  SUFFIX ".wasm"
+  RUNTIME_OUTPUT_DIRECTORY ${DOZE_WASM_OUT})
+
+# Emscripten 3.1.6 rejects undefined symbols it has no JS library entry for,
+# even ones declared with import_module("env") (as io_host.c does). A JS
+# library naming them (bodies unused: we ship no Emscripten JS) makes them
+# plain env imports while every other undefined symbol stays a link error.
+set(DOZE_WASM_HOST_IMPORTS host_open host_read host_write host_size host_close host_now)
+set(_doze_lib "mergeInto(LibraryManager.library, {\n")
+foreach(fn ${DOZE_WASM_HOST_IMPORTS})
+  string(APPEND _doze_lib "  ${fn}: function() { throw new Error('${fn}: provided by js/src/wasm.js'); },\n")
+endforeach()
+string(APPEND _doze_lib "});\n")
+set(DOZE_WASM_HOST_LIBRARY ${CMAKE_BINARY_DIR}/doze_host_imports.js)
+file(CONFIGURE OUTPUT ${DOZE_WASM_HOST_LIBRARY} CONTENT "${_doze_lib}")
+
+# Emscripten 3.1.6 spells the stack setting TOTAL_STACK (STACK_SIZE came in
+# 3.1.25, which keeps TOTAL_STACK as an alias).
+target_link_options(doze_wasm PRIVATE
+  -O3
+  -msimd128
+  -sSTANDALONE_WASM=1
+  --no-entry
+  -sALLOW_MEMORY_GROWTH=1
+  -sMAXIMUM_MEMORY=4GB
+  -sINITIAL_MEMORY=${DOZE_WASM_INITIAL_MEMORY}
+  -sTOTAL_STACK=${DOZE_WASM_STACK_SIZE}
+  "-sEXPORTED_FUNCTIONS=['_malloc','_free','_doze_cli_main']"
+  "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
+set_property(TARGET doze_wasm APPEND PROPERTY LINK_DEPENDS
+  ${DOZE_WASM_HOST_LIBRARY} ${CMAKE_CURRENT_LIST_FILE})
