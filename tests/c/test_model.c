@@ -1,0 +1,238 @@
+/* The forward pass on the suite's own seeded models (no ../shared needed):
+ * SIMD kernels agree with the reference kernels, F16/Q8_0 track F32,
+ * streaming in any chunking gives the same model, sessions are independent,
+ * errors for out-of-range tokens and a full context, and the sampler. */
+#include <stdint.h>
+
+#include "model_fixture.h"
+#include "test_util.h"
+
+static doze_model *load(const mem_buf *f, int kernels, int ctx) {
+    doze_model_params p = doze_model_default_params();
+    p.kernels = kernels;
+    p.context_length = ctx;
+    doze_model *m = NULL;
+    doze_error e;
+    if (doze_model_load_memory(f->data, f->len, &p, &m, &e) != DOZE_OK) {
+        fprintf(stderr, "load: %s\n", e.message);
+        return NULL;
+    }
+    return m;
+}
+
+/* runs tokens through a fresh session; logits of every step into out (n * vocab) */
+static int run_tokens(doze_model *m, const int *tokens, int n, float *out) {
+    doze_error e;
+    doze_session *s = doze_session_new(m, &e);
+    if (!s) return -1;
+    int vocab = doze_model_get_info(m)->vocab_size;
+    for (int i = 0; i < n; i++) {
+        if (doze_session_step(s, tokens[i], &e) != DOZE_OK) {
+            doze_session_free(s);
+            return -1;
+        }
+        memcpy(out + (size_t)i * vocab, doze_session_logits(s), (size_t)vocab * sizeof(float));
+    }
+    doze_session_free(s);
+    return 0;
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (fabs((double)b[i]) > 1 ? fabs((double)b[i]) : 1);
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+/* max |a - b| over max |b|: error relative to the logits' scale */
+static double scaled_diff(const float *a, const float *b, size_t n) {
+    double worst = 0, scale = 1e-9;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > worst) worst = d;
+        if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
+    }
+    return worst / scale;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+typedef struct {
+    int dim, hidden, layers, heads, kv, vocab;
+} shape;
+
+int main(void) {
+    const shape shapes[] = {
+        {64, 160, 2, 4, 4, 300},   /* multi-head attention */
+        {96, 250, 3, 6, 2, 400},   /* GQA, hidden not a multiple of 4 or 32 */
+        {32, 64, 1, 1, 1, 259},    /* one head */
+        {40, 100, 2, 5, 5, 270},   /* head_dim 8, dims not multiples of 32 */
+    };
+    enum { N = 24 };
+    int tokens[N];
+    for (int i = 0; i < N; i++) tokens[i] = (i * 37 + 11) % 259;
+    tokens[0] = 1;
+
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const shape *sh = &shapes[si];
+        mem_buf f32 = fixture_gguf(sh->dim, sh->hidden, sh->layers, sh->heads, sh->kv, sh->vocab,
+                                   64, 100 + si, DOZE_TYPE_F32);
+        CHECK(f32.data != NULL);
+        doze_model *simd = load(&f32, DOZE_KERNELS_SIMD, 0);
+        doze_model *ref = load(&f32, DOZE_KERNELS_REFERENCE, 0);
+        CHECK(simd && ref);
+        if (!simd || !ref) return test_finish("test_model");
+        const doze_model_info *info = doze_model_get_info(simd);
+        CHECK(info->dim == sh->dim && info->n_layers == sh->layers && info->n_kv_heads == sh->kv);
+        CHECK(info->vocab_size == sh->vocab && info->context_length == 64 && info->tied_output);
+        size_t nl = (size_t)N * sh->vocab;
+        float *a = malloc(nl * 4), *b = malloc(nl * 4), *c = malloc(nl * 4);
+        CHECK(run_tokens(simd, tokens, N, a) == 0);
+        CHECK(run_tokens(ref, tokens, N, b) == 0);
+        double d_ref = max_rel_diff(a, b, nl);
+        CHECK_MSG(d_ref < 1e-4, "shape %zu: simd vs reference %.3g", si, d_ref);
+
+        /* the KV cache: a second run from scratch gives the same bits */
+        CHECK(run_tokens(simd, tokens, N, c) == 0);
+        CHECK(memcmp(a, c, nl * 4) == 0);
+
+        /* streaming in odd chunk sizes gives the same model (same logits bits) */
+        doze_error e;
+        doze_loader *ld = doze_loader_new(NULL, &e);
+        size_t at = 0, chunk = 1;
+        doze_status st = DOZE_OK;
+        while (at < f32.len && st == DOZE_OK) {
+            size_t n = chunk < f32.len - at ? chunk : f32.len - at;
+            st = doze_loader_feed(ld, f32.data + at, n, &e);
+            CHECK(doze_loader_loaded_bytes(ld) == at + n || doze_loader_total_bytes(ld) > 0);
+            at += n;
+            chunk = chunk * 3 + 1;
+            if (chunk > 5000) chunk = 7;
+        }
+        doze_model *streamed = NULL;
+        if (st == DOZE_OK) st = doze_loader_finish(ld, &streamed, &e);
+        doze_loader_free(ld);
+        CHECK_MSG(st == DOZE_OK, "streamed load: %s", e.message);
+        if (streamed) {
+            CHECK(doze_loader_total_bytes(NULL) == 0);
+            CHECK(run_tokens(streamed, tokens, N, c) == 0);
+            CHECK(memcmp(a, c, nl * 4) == 0);
+            doze_model_free(streamed);
+        }
+
+        /* quantized types track f32 */
+        const int types[2] = {DOZE_TYPE_F16, DOZE_TYPE_Q8_0};
+        for (int t = 0; t < 2; t++) {
+            mem_buf fq = fixture_gguf(sh->dim, sh->hidden, sh->layers, sh->heads, sh->kv, sh->vocab,
+                                      64, 100 + si, types[t]);
+            doze_model *mq = load(&fq, DOZE_KERNELS_SIMD, 0);
+            doze_model *mqr = load(&fq, DOZE_KERNELS_REFERENCE, 0);
+            CHECK(mq && mqr);
+            if (mq && mqr) {
+                CHECK(run_tokens(mq, tokens, N, c) == 0);
+                int agree = 0;
+                for (int i = 0; i < N; i++)
+                    agree += argmax(c + (size_t)i * sh->vocab, sh->vocab) ==
+                             argmax(a + (size_t)i * sh->vocab, sh->vocab);
+                double d = scaled_diff(c, a, nl);
+                printf("shape %zu %s: max diff vs f32 %.3g of the logits' range, argmax agreement %d/%d\n", si,
+                       doze_type_name(types[t]), d, agree, N);
+                CHECK(d < (types[t] == DOZE_TYPE_F16 ? 0.005 : 0.05));
+                CHECK(agree >= N * 3 / 4);
+                float *r = malloc(nl * 4);
+                CHECK(run_tokens(mqr, tokens, N, r) == 0);
+                /* q8_0 quantizes activations: a last-bit difference upstream can
+                 * move one rounding, so its tolerance is a quantization step */
+                double dr = scaled_diff(c, r, nl);
+                CHECK_MSG(dr < (types[t] == DOZE_TYPE_F16 ? 1e-5 : 1e-2), "%s simd vs reference %.3g",
+                          doze_type_name(types[t]), dr);
+                free(r);
+            }
+            doze_model_free(mq);
+            doze_model_free(mqr);
+            free(fq.data);
+        }
+
+        /* two sessions interleaved do not disturb each other */
+        doze_session *s1 = doze_session_new(simd, &e), *s2 = doze_session_new(simd, &e);
+        CHECK(s1 && s2);
+        int ok = 1;
+        for (int i = 0; i < N && s1 && s2; i++) {
+            doze_session_step(s1, tokens[i], &e);
+            doze_session_step(s2, tokens[N - 1 - i], &e);
+            ok &= memcmp(doze_session_logits(s1), a + (size_t)i * sh->vocab,
+                         (size_t)sh->vocab * 4) == 0;
+        }
+        CHECK(ok);
+        /* errors: out-of-range tokens, full context */
+        CHECK(doze_session_step(s1, -1, &e) == DOZE_ERR_TOKEN_RANGE);
+        CHECK(doze_session_step(s1, sh->vocab, &e) == DOZE_ERR_TOKEN_RANGE);
+        CHECK(strstr(e.message, "out of range") != NULL);
+        while (doze_session_pos(s1) < 64) CHECK(doze_session_step(s1, 5, &e) == DOZE_OK);
+        CHECK(doze_session_step(s1, 5, &e) == DOZE_ERR_CONTEXT_FULL);
+        doze_session_reset(s1);
+        CHECK(doze_session_pos(s1) == 0 && doze_session_step(s1, 1, &e) == DOZE_OK);
+        doze_session_free(s1);
+        doze_session_free(s2);
+
+        free(a);
+        free(b);
+        free(c);
+        doze_model_free(simd);
+        doze_model_free(ref);
+        free(f32.data);
+    }
+
+    /* sampler: greedy is argmax; a seed fixes the draws; top-k and top-p cut */
+    {
+        enum { V = 50 };
+        float logits[V];
+        for (int i = 0; i < V; i++) logits[i] = (float)((i * 7) % V) / 10.0f;
+        int top = argmax(logits, V);
+        doze_sampler_params p = doze_sampler_default_params();
+        doze_error e;
+        p.temperature = 0;
+        doze_sampler *g = doze_sampler_new(&p, V, &e);
+        CHECK(g && doze_sampler_sample(g, logits) == top);
+        doze_sampler_free(g);
+        p.temperature = 1.0f;
+        p.seed = 99;
+        doze_sampler *s1 = doze_sampler_new(&p, V, &e), *s2 = doze_sampler_new(&p, V, &e);
+        int same = 1, distinct = 0, seen[V] = {0};
+        for (int i = 0; i < 2000; i++) {
+            int x = doze_sampler_sample(s1, logits);
+            same &= x == doze_sampler_sample(s2, logits);
+            distinct += !seen[x];
+            seen[x]++;
+        }
+        CHECK(same);
+        CHECK(distinct > 20);
+        CHECK(seen[top] > seen[0]); /* the most likely is drawn more than the least */
+        doze_sampler_free(s1);
+        doze_sampler_free(s2);
+        p.top_k = 3;
+        doze_sampler *k = doze_sampler_new(&p, V, &e);
+        /* the three best logits are ids with (i*7)%50 in {49, 48, 47} */
+        for (int i = 0; i < 500; i++) {
+            int x = doze_sampler_sample(k, logits);
+            int v = (x * 7) % V;
+            CHECK(v >= 47);
+        }
+        doze_sampler_free(k);
+        p.top_k = 0;
+        p.top_p = 0.05f;
+        doze_sampler *tp = doze_sampler_new(&p, V, &e);
+        for (int i = 0; i < 200; i++) CHECK(doze_sampler_sample(tp, logits) == top);
+        doze_sampler_free(tp);
+        p.top_p = 0;
+        CHECK(doze_sampler_new(&p, V, &e) == NULL && e.code == DOZE_ERR_INVALID_ARGUMENT);
+    }
+    return test_finish("test_model");
+}
