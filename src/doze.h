@@ -145,6 +145,61 @@ doze_status doze_session_step(doze_session *s, int token, doze_error *err);
 /* (vocab_size) logits of the last step. */
 const float *doze_session_logits(const doze_session *s);
 
+/* ---- skipping: masks, budget, gates ------------------------------------------------ */
+
+/* A step's mask: which layers ran (n_layers bytes, 1 = ran) and, per layer,
+ * which query heads ran ((n_layers, n_heads) bytes). A skipped layer adds
+ * nothing to the token's residual stream and writes no key/value (later
+ * tokens do not attend to this position at that layer). A skipped head
+ * computes no Q slice, no attention and no slice of the output projection. */
+
+/* Runs one token with exactly these gates (NULL head_on: every head of a
+ * running layer). The forced-mask API, for analysis and tests. */
+doze_status doze_session_step_masked(doze_session *s, int token, const uint8_t *layer_on,
+                                     const uint8_t *head_on, doze_error *err);
+/* The mask the last step used: (n_layers) and (n_layers, n_heads). */
+const uint8_t *doze_session_layer_mask(const doze_session *s);
+const uint8_t *doze_session_head_mask(const doze_session *s);
+/* Fraction of the dense per-token layer compute (attention + FFN, by their
+ * multiply-accumulate counts at this position, the router's own included)
+ * the last step spent. 1 for a dense step. */
+float doze_session_compute(const doze_session *s);
+
+/* Budget b in (0, 1]: the fraction of the dense per-token layer compute the
+ * gates may spend; 1 is dense. May change between steps. */
+doze_status doze_session_set_budget(doze_session *s, float budget, doze_error *err);
+float doze_session_get_budget(const doze_session *s);
+
+typedef struct doze_gates doze_gates;
+
+typedef struct {
+    int protect_layers; /* the first N layers are never skipped whole (default 1) */
+    int protect_tokens; /* the first N positions run dense (default 1: BOS) */
+    float ridge;        /* regularization of the training-free fit (default 1e-2) */
+    uint64_t random_seed; /* nonzero: random routers instead of the fit (the floor that
+                             real gates must beat), still calibrated to the budget */
+} doze_gates_params;
+
+doze_gates_params doze_gates_default_params(void);
+
+/* The training-free router: runs the dense model over `tokens` (one
+ * sequence; BOS first) and fits, per layer, a linear map from the normed
+ * residual entering the layer to the log of each head's and the layer's
+ * contribution to the stream, then calibrates the budget -> threshold table
+ * on the same tokens. */
+doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
+                                 const doze_gates_params *p, doze_gates **out, doze_error *err);
+/* Gate files: a small GGUF (see README) that names the model it belongs to. */
+doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, doze_gates **out,
+                            doze_error *err);
+/* Writes the gate file through fn (returns 0 on success). */
+doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void *bytes, size_t n),
+                            void *ctx, doze_error *err);
+void doze_gates_free(doze_gates *g);
+/* Uses g for this session's decisions (NULL: none, every step is dense).
+ * g must outlive the session's use of it. */
+doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err);
+
 /* ---- sampler -------------------------------------------------------------------- */
 
 typedef struct doze_sampler doze_sampler;

@@ -40,12 +40,23 @@ static doze_status keep(gguf_builder *b, void *p, doze_error *err) {
 doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_dims,
                                  const uint64_t *ne, const float *values, int type,
                                  doze_error *err) {
+    if (!b || !name || !ne || !values || n_dims < 1 || n_dims > GGUF_MAX_DIMS)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "gguf_builder_add_f32: invalid arguments");
     uint64_t rows = 1;
-    for (uint32_t i = 1; i < n_dims; i++) rows *= ne[i];
+    for (uint32_t i = 1; i < n_dims; i++) {
+        if (ne[i] == 0 || rows > UINT64_MAX / ne[i])
+            return doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s: dimension %u is %llu", name, i,
+                             (unsigned long long)ne[i]);
+        rows *= ne[i];
+    }
     const doze_type_traits *t = doze_type_traits_of(type);
     if (!t) return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE, "cannot convert to type %d", type);
     if (n_dims < 2 || ne[0] % (uint64_t)t->block_size != 0) t = doze_type_traits_of(DOZE_TYPE_F32);
     uint64_t row_bytes = doze_type_row_bytes(t->type, ne[0]);
+    /* sizes in uint64, checked against size_t (32 bits in wasm) before malloc */
+    if (ne[0] == 0 || row_bytes == 0 || rows > SIZE_MAX / row_bytes)
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "tensor %s: %llu rows of %llu bytes do not fit in memory",
+                         name, (unsigned long long)rows, (unsigned long long)row_bytes);
     void *data = malloc((size_t)(row_bytes * rows));
     if (!data)
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for tensor %s", name);
@@ -61,6 +72,8 @@ doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, i
                                    doze_error *err) {
     doze_status st;
     gguf_writer *w = b->w;
+    if (dim <= 0 || n_heads <= 0 || dim % n_heads != 0)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%d heads do not divide dim %d", n_heads, dim);
     if ((st = gguf_writer_set_str(w, "general.architecture", "llama", err))) return st;
     if ((st = gguf_writer_set_str(w, "general.name", name, err))) return st;
     if ((st = gguf_writer_set_u32(w, "llama.context_length", (uint32_t)context_length, err))) return st;

@@ -80,17 +80,26 @@ done:
 doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, doze_error *err) {
     if (p->dim <= 0 || p->hidden_dim <= 0 || p->n_layers <= 0 || p->n_heads <= 0 ||
         p->n_kv_heads <= 0 || p->vocab_size < 3 || p->context_length <= 0 ||
-        p->dim % p->n_heads != 0 || p->n_heads % p->n_kv_heads != 0 || (p->dim / p->n_heads) % 2)
+        p->dim % p->n_heads != 0 || p->n_heads % p->n_kv_heads != 0 || (p->dim / p->n_heads) % 2 ||
+        p->dim > 65536 || p->hidden_dim > 16 * 65536 || p->n_layers > 1024 ||
+        p->vocab_size > (1 << 24) || p->context_length > (1 << 20))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE,
                          "init: dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, ctx %d "
                          "is not a valid shape (heads must divide dim into even head sizes, kv heads "
-                         "must divide heads, vocab >= 3)",
+                         "must divide heads, vocab >= 3; at most dim 65536, hidden 1048576, 1024 layers, "
+                         "vocab 2^24, ctx 2^20)",
                          p->dim, p->hidden_dim, p->n_layers, p->n_heads, p->n_kv_heads,
                          p->vocab_size, p->context_length);
     uint64_t seed = p->seed ? p->seed : 0x9E3779B97F4A7C15ull;
     uint64_t D = (uint64_t)p->dim, H = (uint64_t)p->hidden_dim, V = (uint64_t)p->vocab_size;
     uint64_t kv = D / (uint64_t)p->n_heads * (uint64_t)p->n_kv_heads;
-    uint64_t largest = V * D > H * D ? V * D : H * D;
+    /* the largest tensor: (V, D), (D, D), (H, D) or (D, H) */
+    uint64_t widest = V > H ? V : H;
+    if (D > widest) widest = D;
+    uint64_t largest = widest * D;
+    if (largest > SIZE_MAX / sizeof(float))
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "init: a %llu x %llu tensor does not fit in memory",
+                         (unsigned long long)widest, (unsigned long long)D);
     float *buf = malloc((size_t)largest * sizeof(float));
     if (!buf) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for init");
     doze_status st = gguf_builder_set_llama(out, "doze-init", p->dim, p->hidden_dim, p->n_layers,

@@ -62,6 +62,12 @@ static doze_status import_tokenizer(const uint8_t *tok, size_t tok_n, int vocab,
         }
         size_t spaces = 0;
         for (int32_t j = 0; j < len; j++) spaces += tok[at + (size_t)j] == ' ';
+        /* each space grows to 3 bytes: keep the size within size_t (wasm32) */
+        if ((size_t)len > (SIZE_MAX - 1) / 3) {
+            st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "tokenizer.bin: token %d is too long (%d bytes)",
+                           i, len);
+            goto done;
+        }
         char *p = malloc((size_t)len + 2 * spaces + 1);
         if (!p) {
             st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory reading the tokenizer");
@@ -102,11 +108,13 @@ doze_status convert_llama2c(const uint8_t *ckpt, size_t ckpt_n, const uint8_t *t
     int32_t hdr[7];
     for (int i = 0; i < 7; i++) hdr[i] = read_i32(ckpt + 4 * i);
     int dim = hdr[0], hidden = hdr[1], n_layers = hdr[2], n_heads = hdr[3], n_kv = hdr[4];
-    int vocab = hdr[5] < 0 ? -hdr[5] : hdr[5], seq_len = hdr[6];
+    /* INT32_MIN has no positive counterpart: negating it would overflow */
+    int vocab = hdr[5] == INT32_MIN ? 0 : hdr[5] < 0 ? -hdr[5] : hdr[5], seq_len = hdr[6];
     int shared = hdr[5] > 0;
+    /* vocab >= 3: ids 0, 1 and 2 are <unk>, <s> and </s> */
     if (dim <= 0 || dim > MAX_LLAMA2C_DIM || hidden <= 0 || hidden > 16 * MAX_LLAMA2C_DIM ||
-        n_layers <= 0 || n_layers > 1024 || n_heads <= 0 || n_kv <= 0 || vocab <= 0 ||
-        vocab > (1 << 24) || hdr[5] == INT32_MIN || seq_len <= 0 || seq_len > (1 << 20))
+        n_layers <= 0 || n_layers > 1024 || n_heads <= 0 || n_kv <= 0 || vocab < 3 ||
+        vocab > (1 << 24) || seq_len <= 0 || seq_len > (1 << 20))
         return doze_fail(err, DOZE_ERR_BAD_FORMAT,
                          "checkpoint header {dim %d, hidden %d, layers %d, heads %d, kv_heads %d, "
                          "vocab %d, seq_len %d} is not a llama2.c model",
@@ -119,7 +127,7 @@ doze_status convert_llama2c(const uint8_t *ckpt, size_t ckpt_n, const uint8_t *t
     uint64_t D = (uint64_t)dim, H = (uint64_t)hidden, L = (uint64_t)n_layers, V = (uint64_t)vocab;
     uint64_t floats = V * D + L * (D + D * D + 2 * kv_dim * D + D * D + D + 3 * H * D) + D +
                       (uint64_t)seq_len * hd + (shared ? 0 : V * D);
-    if (floats > (uint64_t)(ckpt_n - 28) / 4)
+    if (floats > (uint64_t)(ckpt_n - 28) / 4 || floats > SIZE_MAX / sizeof(float))
         return doze_fail(err, DOZE_ERR_TRUNCATED,
                          "checkpoint: needs %llu bytes of weights, has %zu",
                          (unsigned long long)(floats * 4), ckpt_n - 28);

@@ -29,6 +29,7 @@ struct doze_loader {
     uint64_t pos;      /* absolute file offset of the next byte */
     uint64_t total;    /* data_offset + data_size */
     size_t next_slot;  /* first slot not yet complete */
+    uint8_t *scratch;  /* plan.scratch_size bytes for model_slot_finalize */
     doze_error failure;
 };
 
@@ -54,6 +55,8 @@ static void loader_release(doze_loader *ld) {
     ld->hlen = ld->hcap = 0;
     gguf_header_free(&ld->header);
     model_plan_free(&ld->plan);
+    free(ld->scratch);
+    ld->scratch = NULL;
     doze_model_free(ld->model);
     ld->model = NULL;
 }
@@ -95,8 +98,12 @@ static void route_bytes(doze_loader *ld, const uint8_t *p, size_t n) {
             uint8_t *dst = ld->model->arena + s->copy_offset;
             memcpy(dst + (a - t0), p + (a - start), (size_t)(b - a));
         }
-        if (t1 <= end) ld->next_slot++;
-        else break;
+        if (t1 <= end) {
+            model_slot_finalize(&ld->model->info, s, ld->model->arena, ld->scratch);
+            ld->next_slot++;
+        } else {
+            break;
+        }
     }
     ld->pos = end;
 }
@@ -112,15 +119,41 @@ static doze_status begin_data(doze_loader *ld, doze_error *err) {
     if (st != DOZE_OK) return st;
     st = model_plan(&ld->header, &m->info, &ld->plan, err);
     if (st != DOZE_OK) return st;
-    if (ld->params.max_memory && ld->plan.arena_size > ld->params.max_memory)
-        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY,
-                         "model needs %zu bytes of weights, more than the %llu allowed",
-                         ld->plan.arena_size, (unsigned long long)ld->params.max_memory);
+    {
+        /* Hostile input: everything this model will allocate, in uint64
+         * (size_t is 32 bits in wasm), checked before any weight is
+         * allocated or copied: the arena, the scratch, the RoPE tables and
+         * one session's KV cache at the context in use (so that the size_t
+         * products in model_assemble and doze_session_new cannot wrap). */
+        const doze_model_info *c = &m->info;
+        uint64_t half = c->rope_dim / 2 ? (uint64_t)(c->rope_dim / 2) : 1;
+        uint64_t rope = 2 * (uint64_t)c->context_length * half * sizeof(float);
+        uint64_t kv = 2 * (uint64_t)c->n_layers * (uint64_t)c->context_length *
+                      (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim * sizeof(float);
+        uint64_t need = (uint64_t)ld->plan.arena_size + ld->plan.scratch_size + rope + kv;
+        if (rope > SIZE_MAX / 2 || kv > SIZE_MAX / 2 || need > SIZE_MAX / 2 ||
+            (ld->params.max_memory && need > ld->params.max_memory))
+            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY,
+                             "model needs %llu bytes (weights %llu, KV cache %llu for context %d), "
+                             "more than the %llu allowed",
+                             (unsigned long long)need, (unsigned long long)ld->plan.arena_size,
+                             (unsigned long long)kv, c->context_length,
+                             (unsigned long long)(ld->params.max_memory &&
+                                                          ld->params.max_memory < SIZE_MAX / 2
+                                                      ? ld->params.max_memory
+                                                      : SIZE_MAX / 2));
+    }
     m->arena = malloc(ld->plan.arena_size ? ld->plan.arena_size : 1);
     if (!m->arena)
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the weights",
                          ld->plan.arena_size);
     m->arena_size = ld->plan.arena_size;
+    if (ld->plan.scratch_size) {
+        ld->scratch = malloc(ld->plan.scratch_size);
+        if (!ld->scratch)
+            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes of scratch",
+                             ld->plan.scratch_size);
+    }
     ld->total = ld->header.data_offset + ld->header.data_size;
     ld->pos = 0;
     ld->next_slot = 0;
@@ -159,11 +192,17 @@ doze_status doze_loader_feed(doze_loader *ld, const void *bytes, size_t n, doze_
     if (n == 0) return DOZE_OK;
     if (!bytes) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no bytes");
     const uint8_t *p = bytes;
-    if (ld->state == LD_HEADER) {
-        if (ld->hlen + n > ld->hcap) {
+    /* Header bytes are buffered only up to the next parse attempt; what
+     * follows the header goes straight to its tensors, so a whole file fed
+     * at once is not copied twice and the memory check in begin_data runs
+     * before any weight is copied. hlen <= next_try <= 2 * HEADER_MAX, so
+     * the sizes here cannot wrap a 32-bit size_t. */
+    while (ld->state == LD_HEADER && n > 0) {
+        size_t k = ld->next_try > ld->hlen ? ld->next_try - ld->hlen : 1;
+        if (k > n) k = n;
+        if (ld->hlen + k > ld->hcap) {
             size_t cap = ld->hcap ? ld->hcap : HEADER_FIRST_TRY;
-            while (cap < ld->hlen + n) cap *= 2;
-            if (cap > HEADER_MAX + (size_t)n) cap = HEADER_MAX + n;
+            while (cap < ld->hlen + k) cap *= 2;
             uint8_t *nb = realloc(ld->hbuf, cap);
             if (!nb)
                 return loader_fail(ld, err,
@@ -172,8 +211,10 @@ doze_status doze_loader_feed(doze_loader *ld, const void *bytes, size_t n, doze_
             ld->hbuf = nb;
             ld->hcap = cap;
         }
-        memcpy(ld->hbuf + ld->hlen, p, n);
-        ld->hlen += n;
+        memcpy(ld->hbuf + ld->hlen, p, k);
+        ld->hlen += k;
+        p += k;
+        n -= k;
         if (ld->hlen >= ld->next_try) {
             doze_status st = try_header(ld, err);
             if (st == DOZE_ERR_TRUNCATED) {
@@ -181,13 +222,12 @@ doze_status doze_loader_feed(doze_loader *ld, const void *bytes, size_t n, doze_
                     return loader_fail(ld, err,
                                        doze_fail(err, DOZE_ERR_BAD_FORMAT,
                                                  "GGUF header is larger than %u bytes", HEADER_MAX));
-                return DOZE_OK;
+                continue;
             }
             if (st != DOZE_OK) return loader_fail(ld, err, st);
         }
-        return DOZE_OK;
     }
-    route_bytes(ld, p, n);
+    if (n > 0) route_bytes(ld, p, n);
     return DOZE_OK;
 }
 

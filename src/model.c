@@ -202,12 +202,32 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
                            doze_type_name((int)t->type));
             break;
         }
-        /* norms are kept as f32 in the arena: f16 norms are widened at finish */
-        uint64_t bytes = is_vec ? specs[i].cols * 4u : t->n_bytes;
-        if (is_vec && t->type == DOZE_TYPE_F16) bytes += t->n_bytes; /* staging for the f16 bytes */
-        plan->slots[i].src = t;
-        plan->slots[i].arena_offset = (size_t)arena;
-        plan->slots[i].copy_offset = (size_t)arena + (is_vec && t->type == DOZE_TYPE_F16 ? specs[i].cols * 4u : 0u);
+        doze_tensor_slot *slot = &plan->slots[i];
+        slot->src = t;
+        slot->kind = SLOT_PLAIN;
+        slot->final_type = (int)t->type;
+        uint64_t bytes = t->n_bytes;       /* room in the arena */
+        uint64_t copy_at = 0;              /* where the raw bytes go, within that room */
+        if (is_vec && t->type == DOZE_TYPE_F16) {
+            /* kept as f32; the f16 bytes are staged after the f32 room */
+            slot->kind = SLOT_NORM_F16;
+            slot->final_type = DOZE_TYPE_F32;
+            copy_at = specs[i].cols * 4u;
+            bytes = copy_at + t->n_bytes;
+        } else if (strstr(specs[i].name, "attn_output") != NULL) {
+            /* per-head column blocks; q8_0 blocks cannot split a head whose
+             * size is not a multiple of 32: such heads are kept in f32 */
+            slot->kind = SLOT_HEAD_BLOCKS;
+            if (t->type == DOZE_TYPE_Q8_0 && info->head_dim % DOZE_QK8_0 != 0)
+                slot->final_type = DOZE_TYPE_F32;
+            uint64_t final_bytes = (uint64_t)info->n_heads * (uint64_t)info->dim *
+                                   doze_type_row_bytes(slot->final_type, (uint64_t)info->head_dim);
+            bytes = final_bytes > t->n_bytes ? final_bytes : t->n_bytes;
+            uint64_t scratch = t->n_bytes + t->ne[0] * sizeof(float); /* raw copy + one row */
+            if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
+        }
+        slot->arena_offset = (size_t)arena;
+        slot->copy_offset = (size_t)(arena + copy_at);
         arena += (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
         if (arena > (uint64_t)SIZE_MAX / 2) {
             st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "weights of %llu bytes cannot be addressed",
@@ -234,23 +254,60 @@ static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char
     return NULL;
 }
 
-/* For a norm stored as f16, the f16 bytes were staged after the f32 room. */
-static const float *wire_vector(doze_model *m, const doze_tensor_slot *s) {
-    float *dst = (float *)(m->arena + s->arena_offset);
-    if (s->src->type == DOZE_TYPE_F16) {
-        const uint16_t *staged = (const uint16_t *)(m->arena + s->copy_offset);
-        for (uint64_t i = 0; i < s->src->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
+void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s, uint8_t *arena,
+                         uint8_t *scratch) {
+    const gguf_tensor *t = s->src;
+    if (s->kind == SLOT_NORM_F16) {
+        float *dst = (float *)(arena + s->arena_offset);
+        const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);
+        for (uint64_t i = 0; i < t->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
+    } else if (s->kind == SLOT_HEAD_BLOCKS) {
+        /* W(dim, n_heads * head_dim) row-major -> (n_heads, dim, head_dim) */
+        const int dim = info->dim, hd = info->head_dim, nh = info->n_heads;
+        const doze_type_traits *src_t = doze_type_traits_of((int)t->type);
+        const doze_type_traits *dst_t = doze_type_traits_of(s->final_type);
+        size_t src_row = (size_t)doze_type_row_bytes((int)t->type, t->ne[0]);
+        memcpy(scratch, arena + s->copy_offset, (size_t)t->n_bytes);
+        uint8_t *dst = arena + s->arena_offset;
+        if (s->final_type == (int)t->type) {
+            /* same type: move whole blocks (head_dim is a multiple of the block size) */
+            size_t seg = (size_t)doze_type_row_bytes(s->final_type, (uint64_t)hd);
+            for (int h = 0; h < nh; h++)
+                for (int r = 0; r < dim; r++)
+                    memcpy(dst + ((size_t)h * dim + r) * seg, scratch + (size_t)r * src_row + h * seg,
+                           seg);
+        } else {
+            /* widen each row, then cut it into heads */
+            float *row = (float *)(scratch + (size_t)t->n_bytes);
+            size_t seg = (size_t)doze_type_row_bytes(s->final_type, (uint64_t)hd);
+            for (int r = 0; r < dim; r++) {
+                src_t->dequantize_row(scratch + (size_t)r * src_row, row, (int64_t)t->ne[0]);
+                for (int h = 0; h < nh; h++)
+                    dst_t->quantize_row(row + (size_t)h * hd, dst + ((size_t)h * dim + r) * seg, hd);
+            }
+        }
     }
-    return dst;
 }
 
 static doze_matrix wire_matrix(doze_model *m, const doze_tensor_slot *s) {
     doze_matrix w;
-    w.type = (int)s->src->type;
+    w.type = s->final_type;
     w.cols = (int)s->src->ne[0];
     w.rows = (int)s->src->ne[1];
     w.data = m->arena + s->arena_offset;
     return w;
+}
+
+/* the per-head blocks of a HEAD_BLOCKS slot into out(n_heads) */
+static void wire_head_blocks(doze_model *m, const doze_tensor_slot *s, doze_matrix *out) {
+    const doze_model_info *c = &m->info;
+    size_t seg = (size_t)doze_type_row_bytes(s->final_type, (uint64_t)c->head_dim);
+    for (int h = 0; h < c->n_heads; h++) {
+        out[h].type = s->final_type;
+        out[h].rows = c->dim;
+        out[h].cols = c->head_dim;
+        out[h].data = m->arena + s->arena_offset + (size_t)h * (size_t)c->dim * seg;
+    }
 }
 
 doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model_plan *plan,
@@ -258,16 +315,17 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
     doze_model_info *c = &m->info;
     char nm[64];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    m->wo_heads = calloc((size_t)c->n_layers * (size_t)c->n_heads, sizeof *m->wo_heads);
     size_t half = (size_t)(c->rope_dim / 2);
     size_t rope_n = (size_t)c->context_length * (half ? half : 1);
     m->rope_cos = malloc(rope_n * sizeof(float));
     m->rope_sin = malloc(rope_n * sizeof(float));
-    if (!m->layers || !m->rope_cos || !m->rope_sin)
+    if (!m->layers || !m->wo_heads || !m->rope_cos || !m->rope_sin)
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for %d layers and RoPE tables",
                          c->n_layers);
 
     m->token_embd = wire_matrix(m, find_slot(plan, "token_embd.weight"));
-    m->output_norm = wire_vector(m, find_slot(plan, "output_norm.weight"));
+    m->output_norm = (const float *)(m->arena + find_slot(plan, "output_norm.weight")->arena_offset);
     m->output = c->tied_output ? m->token_embd : wire_matrix(m, find_slot(plan, "output.weight"));
     int wtype = -1;
     uint64_t layer_bytes = 0;
@@ -275,7 +333,7 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
         doze_layer *L = &m->layers[l];
 #define VEC(field, suffix) \
         snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
-        L->field = wire_vector(m, find_slot(plan, nm));
+        L->field = (const float *)(m->arena + find_slot(plan, nm)->arena_offset);
 #define MAT(field, suffix) \
         snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
         L->field = wire_matrix(m, find_slot(plan, nm)); \
@@ -286,7 +344,11 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
         MAT(wq, "attn_q.weight");
         MAT(wk, "attn_k.weight");
         MAT(wv, "attn_v.weight");
-        MAT(wo, "attn_output.weight");
+        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l);
+        L->wo_head = m->wo_heads + (size_t)l * (size_t)c->n_heads;
+        wire_head_blocks(m, find_slot(plan, nm), L->wo_head);
+        layer_bytes += (uint64_t)c->n_heads * (uint64_t)c->dim *
+                       doze_type_row_bytes(L->wo_head[0].type, (uint64_t)c->head_dim);
         MAT(w_gate, "ffn_gate.weight");
         MAT(w_up, "ffn_up.weight");
         MAT(w_down, "ffn_down.weight");
@@ -338,6 +400,7 @@ void doze_model_free(doze_model *m) {
     if (!m) return;
     tokenizer_free(m->tok);
     free(m->layers);
+    free(m->wo_heads);
     free(m->rope_cos);
     free(m->rope_sin);
     free(m->arena);

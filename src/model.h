@@ -25,7 +25,9 @@ typedef struct {
     doze_matrix wq;         /* (n_heads * head_dim, dim) */
     doze_matrix wk;         /* (n_kv_heads * head_dim, dim) */
     doze_matrix wv;         /* (n_kv_heads * head_dim, dim) */
-    doze_matrix wo;         /* (dim, n_heads * head_dim) */
+    doze_matrix *wo_head;   /* (n_heads) blocks of attn_output, each (dim, head_dim):
+                               head h's columns, stored contiguously so that a
+                               skipped head's weights are not read */
     const float *ffn_norm;  /* (dim) */
     doze_matrix w_gate;     /* (hidden_dim, dim) */
     doze_matrix w_up;       /* (hidden_dim, dim) */
@@ -37,6 +39,7 @@ struct doze_model {
     const doze_kernels *kern;
     doze_matrix token_embd; /* (vocab_size, dim) */
     doze_layer *layers;     /* (n_layers) */
+    doze_matrix *wo_heads;  /* (n_layers, n_heads): the layers' wo_head arrays */
     const float *output_norm; /* (dim) */
     doze_matrix output;     /* (vocab_size, dim); token_embd when tied */
     doze_tokenizer *tok;    /* NULL when the file has no tokenizer */
@@ -51,18 +54,27 @@ struct doze_model {
 doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params *p,
                                    doze_model_info *info, doze_error *err);
 
+/* How a tensor's file bytes become its in-memory form. */
+typedef enum {
+    SLOT_PLAIN,       /* used as stored */
+    SLOT_NORM_F16,    /* an f16 vector widened to f32 */
+    SLOT_HEAD_BLOCKS  /* attn_output split into per-head column blocks */
+} doze_slot_kind;
+
 /* Where each tensor the model needs goes: filled by model_plan(). */
 typedef struct {
     const gguf_tensor *src; /* the tensor in the header */
+    doze_slot_kind kind;
+    int final_type;         /* type in memory (HEAD_BLOCKS may widen q8_0 to f32) */
     size_t arena_offset;    /* where the tensor lives in the arena */
-    size_t copy_offset;     /* where the file's bytes are copied (differs for
-                               f16 norms, which are staged then widened) */
+    size_t copy_offset;     /* where the file's bytes are copied */
 } doze_tensor_slot;
 
 typedef struct {
     doze_tensor_slot *slots; /* sorted by src->offset */
     size_t n_slots;
     size_t arena_size;
+    size_t scratch_size;     /* bytes model_slot_finalize needs as scratch */
 } doze_model_plan;
 
 /* Checks every tensor the config needs exists with the right shape and a
@@ -70,6 +82,11 @@ typedef struct {
 doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_model_plan *plan,
                        doze_error *err);
 void model_plan_free(doze_model_plan *plan);
+
+/* Turns a slot's copied file bytes into their in-memory form, once all of
+ * them have arrived (scratch: plan->scratch_size bytes). */
+void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s, uint8_t *arena,
+                         uint8_t *scratch);
 
 /* Wires a model's matrices to the arena per the plan; builds the tokenizer,
  * RoPE tables. Takes ownership of arena on success only. */
@@ -83,6 +100,19 @@ void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const flo
 
 /* Embedding row of `token` as floats: out(dim). */
 void model_embed(const doze_model *m, int token, float *out);
+
+/* What a dense step can record for calibrating the training-free router. */
+typedef struct {
+    float *xn;          /* (n_layers, dim) normed residual entering each layer */
+    float *in_norm;     /* (n_layers) ||x|| entering each layer */
+    float *update_norm; /* (n_layers) ||x_out - x_in|| of each layer */
+    float *head_norm;   /* (n_layers, n_heads) ||Wo_h att_h|| */
+} doze_step_trace;
+
+/* One step with a forced mask (layer_on NULL: decided by the session's
+ * gates and budget, or dense) that also fills trace when not NULL. */
+doze_status session_step(doze_session *s, int token, const uint8_t *layer_on,
+                         const uint8_t *head_on, doze_step_trace *trace, doze_error *err);
 
 /* Switches the kernel table (benchmarks compare SIMD and reference). */
 void model_use_kernels(doze_model *m, int kernel_set);

@@ -1,33 +1,56 @@
 /* A session: one conversation's KV cache and scratch, and the forward pass
  * of one token (llama: RMSNorm, RoPE on adjacent pairs, grouped-query
- * attention over the cache, SwiGLU, tied or untied classifier). */
+ * attention over the cache, SwiGLU, tied or untied classifier), with the
+ * layer and head gates of DESIGN.md:
+ *  - a skipped layer adds nothing to the token's stream and writes no K/V;
+ *    its position is marked invalid at that layer, so later tokens do not
+ *    attend to it there;
+ *  - a skipped head computes no Q slice, no attention and no slice of the
+ *    output projection (attn_output is stored per head, see model.c);
+ *  - with every gate on, the step is the dense model, bit for bit (the dense
+ *    model is this very code with all gates on). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "gates.h"
+#include "kernels/types.h"
 #include "model.h"
 
 struct doze_session {
     doze_model *model;
-    int pos;        /* next position to fill */
-    float *key;     /* (n_layers, context_length, kv_dim) */
-    float *value;   /* (n_layers, context_length, kv_dim) */
-    float *x;       /* (dim) residual stream */
-    float *xb;      /* (max(dim, q_dim)) normed input / attention output */
-    float *xb2;     /* (dim) */
-    float *q;       /* (q_dim) */
-    float *hb;      /* (hidden_dim) */
-    float *hb2;     /* (hidden_dim) */
-    float *att;     /* (context_length) attention weights of one head */
-    void *xq;       /* q8_0 blocks of the widest input vector */
-    float *logits;  /* (vocab_size) */
+    int pos;          /* next position to fill */
+    float *key;       /* (n_layers, context_length, kv_dim) */
+    float *value;     /* (n_layers, context_length, kv_dim) */
+    uint8_t *kv_valid; /* (n_layers, context_length): 0 where the layer was skipped */
+    float *x;         /* (dim) residual stream */
+    float *x_in;      /* (dim) the stream entering a layer (traces only) */
+    float *xb;        /* (max(dim, q_dim)) normed input / attention output */
+    float *xb2;       /* (dim) */
+    float *q;         /* (q_dim) */
+    float *hb;        /* (hidden_dim) */
+    float *hb2;       /* (hidden_dim) */
+    float *att;       /* (context_length) attention weights of one head */
+    void *xq;         /* q8_0 blocks of the widest input vector */
+    float *logits;    /* (vocab_size) */
+    float *z;         /* (1 + n_heads) router scores */
+    uint8_t *layer_on; /* (n_layers) last step's mask */
+    uint8_t *head_on;  /* (n_layers, n_heads) */
+    float compute;     /* last step's compute ratio */
+    float budget;
+    float lambda_adj;  /* feedback correction of the log threshold */
+    const doze_gates *gates;
+    doze_cost_model cost;
 };
 
 void doze_session_free(doze_session *s) {
     if (!s) return;
     free(s->key);
     free(s->value);
+    free(s->kv_valid);
     free(s->x);
+    free(s->x_in);
     free(s->xb);
     free(s->xb2);
     free(s->q);
@@ -36,6 +59,9 @@ void doze_session_free(doze_session *s) {
     free(s->att);
     free(s->xq);
     free(s->logits);
+    free(s->z);
+    free(s->layer_on);
+    free(s->head_on);
     free(s);
 }
 
@@ -51,43 +77,103 @@ doze_session *doze_session_new(doze_model *m, doze_error *err) {
         return NULL;
     }
     s->model = m;
-    size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    size_t q_dim = (size_t)c->n_heads * (size_t)c->head_dim;
-    size_t cache = (size_t)c->n_layers * (size_t)c->context_length * kv_dim;
-    size_t widest = (size_t)c->dim > (size_t)c->hidden_dim ? (size_t)c->dim : (size_t)c->hidden_dim;
+    s->budget = 1.0f;
+    cost_model_init(c, &s->cost);
+    uint64_t kv_dim = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    uint64_t q_dim = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
+    uint64_t cells = (uint64_t)c->n_layers * (uint64_t)c->context_length;
+    uint64_t cache = cells * kv_dim;
+    uint64_t widest = (uint64_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim);
     if (q_dim > widest) widest = q_dim;
-    s->key = malloc(cache * sizeof(float));
-    s->value = malloc(cache * sizeof(float));
+    if (cache > (uint64_t)(SIZE_MAX / 2) / sizeof(float)) {
+        doze_fail(err, DOZE_ERR_OUT_OF_MEMORY,
+                  "a KV cache of %llu values (context %d) cannot be addressed",
+                  (unsigned long long)(2 * cache), c->context_length);
+        free(s);
+        return NULL;
+    }
+    s->key = malloc((size_t)cache * sizeof(float));
+    s->value = malloc((size_t)cache * sizeof(float));
+    s->kv_valid = calloc((size_t)cells, 1);
     s->x = malloc((size_t)c->dim * sizeof(float));
-    s->xb = malloc(widest * sizeof(float));
+    s->x_in = malloc((size_t)c->dim * sizeof(float));
+    s->xb = malloc((size_t)widest * sizeof(float));
     s->xb2 = malloc((size_t)c->dim * sizeof(float));
-    s->q = malloc(q_dim * sizeof(float));
+    s->q = malloc((size_t)q_dim * sizeof(float));
     s->hb = malloc((size_t)c->hidden_dim * sizeof(float));
     s->hb2 = malloc((size_t)c->hidden_dim * sizeof(float));
     s->att = malloc((size_t)c->context_length * sizeof(float));
-    s->xq = malloc((widest / 32 + 1) * 34);
-    s->logits = malloc((size_t)c->vocab_size * sizeof(float));
-    if (!s->key || !s->value || !s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 ||
-        !s->att || !s->xq || !s->logits) {
+    s->xq = malloc((size_t)(widest / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
+    s->logits = calloc((size_t)c->vocab_size, sizeof(float));
+    s->z = malloc((size_t)(1 + c->n_heads) * sizeof(float));
+    s->layer_on = malloc((size_t)c->n_layers);
+    s->head_on = malloc((size_t)c->n_layers * (size_t)c->n_heads);
+    if (!s->key || !s->value || !s->kv_valid || !s->x || !s->x_in || !s->xb || !s->xb2 || !s->q || !s->hb ||
+        !s->hb2 || !s->att || !s->xq || !s->logits || !s->z || !s->layer_on || !s->head_on) {
         doze_fail(err, DOZE_ERR_OUT_OF_MEMORY,
-                  "out of memory for a session (KV cache of %zu bytes for context %d)",
-                  2 * cache * sizeof(float), c->context_length);
+                  "out of memory for a session (KV cache of %llu bytes for context %d)",
+                  (unsigned long long)(2 * cache * sizeof(float)), c->context_length);
         doze_session_free(s);
         return NULL;
     }
-    memset(s->logits, 0, (size_t)c->vocab_size * sizeof(float));
+    memset(s->layer_on, 1, (size_t)c->n_layers);
+    memset(s->head_on, 1, (size_t)c->n_layers * (size_t)c->n_heads);
+    s->compute = 1.0f;
     return s;
 }
 
 void doze_session_reset(doze_session *s) {
-    if (s) s->pos = 0;
+    if (!s) return;
+    s->pos = 0;
+    s->lambda_adj = 0.0f;
 }
 
 int doze_session_pos(const doze_session *s) { return s ? s->pos : 0; }
-
 const float *doze_session_logits(const doze_session *s) { return s ? s->logits : NULL; }
+const uint8_t *doze_session_layer_mask(const doze_session *s) { return s ? s->layer_on : NULL; }
+const uint8_t *doze_session_head_mask(const doze_session *s) { return s ? s->head_on : NULL; }
+float doze_session_compute(const doze_session *s) { return s ? s->compute : 0.0f; }
+float doze_session_get_budget(const doze_session *s) { return s ? s->budget : 1.0f; }
 
-doze_status doze_session_step(doze_session *s, int token, doze_error *err) {
+doze_status doze_session_set_budget(doze_session *s, float budget, doze_error *err) {
+    if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
+    if (!(budget > 0.0f && budget <= 1.0f))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "budget %g is not in (0, 1]",
+                         (double)budget);
+    s->budget = budget;
+    return DOZE_OK;
+}
+
+doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err) {
+    if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
+    const doze_model_info *c = &s->model->info;
+    if (g && (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim))
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                         "gates for %d layers x %d heads (dim %d) do not fit this model (%d x %d, dim %d)",
+                         g->n_layers, g->n_heads, g->dim, c->n_layers, c->n_heads, c->dim);
+    s->gates = g;
+    s->lambda_adj = 0.0f;
+    return DOZE_OK;
+}
+
+/* ||v|| in double (for traces only) */
+static float norm_of(const float *v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)v[i] * v[i];
+    return (float)sqrt(s);
+}
+
+/* the rows of W for head h: a (head_dim, cols) view of W(n_heads * head_dim, cols) */
+static doze_matrix head_rows(const doze_matrix *w, int h, int head_dim) {
+    doze_matrix v = *w;
+    size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
+    v.rows = head_dim;
+    v.data = (const uint8_t *)w->data + (size_t)h * (size_t)head_dim * row;
+    return v;
+}
+
+doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
+                         const uint8_t *force_head, doze_step_trace *trace, doze_error *err) {
     if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
     const doze_model *m = s->model;
     const doze_model_info *c = &m->info;
@@ -99,48 +185,124 @@ doze_status doze_session_step(doze_session *s, int token, doze_error *err) {
         return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "context of %d positions is full",
                          c->context_length);
     const int pos = s->pos;
-    const int dim = c->dim, hd = c->head_dim;
+    const int dim = c->dim, hd = c->head_dim, nh = c->n_heads;
     const int kv_dim = c->n_kv_heads * hd;
-    const int group = c->n_heads / c->n_kv_heads; /* query heads per KV head */
+    const int group = nh / c->n_kv_heads; /* query heads per KV head */
     const int half = c->rope_dim / 2;
     const float *cos_t = m->rope_cos + (size_t)pos * (size_t)half;
     const float *sin_t = m->rope_sin + (size_t)pos * (size_t)half;
 
+    /* who decides: a forced mask, the gates under a budget, or nobody (dense) */
+    const doze_gates *g = force_layer ? NULL : s->gates;
+    int gated = g && s->budget < 0.9995f && pos >= g->params.protect_tokens;
+    float log_lambda = gated ? gates_log_lambda(g, s->budget) + s->lambda_adj : 0.0f;
+    double spent = 0.0;
+
     model_embed(m, token, s->x); /* x(dim) */
     for (int l = 0; l < c->n_layers; l++) {
         const doze_layer *L = &m->layers[l];
-        size_t layer_off = (size_t)l * (size_t)c->context_length * (size_t)kv_dim;
-        float *kc = s->key + layer_off;   /* (context_length, kv_dim) */
-        float *vc = s->value + layer_off; /* (context_length, kv_dim) */
+        size_t cell = (size_t)l * (size_t)c->context_length;
+        float *kc = s->key + cell * (size_t)kv_dim;   /* (context_length, kv_dim) */
+        float *vc = s->value + cell * (size_t)kv_dim; /* (context_length, kv_dim) */
+        uint8_t *valid = s->kv_valid + cell;           /* (context_length) */
+        uint8_t *head_on = s->head_on + (size_t)l * (size_t)nh;
+
+        k->rmsnorm(s->xb, s->x, L->attn_norm, dim, c->norm_eps); /* xn(dim): the router's input */
+        if (trace) {
+            memcpy(trace->xn + (size_t)l * dim, s->xb, (size_t)dim * sizeof(float));
+            trace->in_norm[l] = norm_of(s->x, dim);
+        }
+        int layer_on = 1;
+        if (force_layer) {
+            layer_on = force_layer[l] != 0;
+            for (int h = 0; h < nh; h++) head_on[h] = force_head ? force_head[(size_t)l * nh + h] != 0 : 1;
+        } else if (gated) {
+            gates_score(g, m, l, s->xb, s->z);
+            spent += s->cost.router;
+            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on);
+        } else {
+            memset(head_on, 1, (size_t)nh);
+        }
+        s->layer_on[l] = (uint8_t)layer_on;
+        valid[pos] = (uint8_t)layer_on;
+        if (!layer_on) {
+            memset(head_on, 0, (size_t)nh);
+            if (trace) {
+                trace->update_norm[l] = 0.0f;
+                memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
+            }
+            continue; /* adds nothing, writes no K/V */
+        }
+        spent += cost_of_layer(&s->cost, 1, head_on, pos + 1);
+        if (trace) memcpy(s->x_in, s->x, (size_t)dim * sizeof(float));
+
+        /* attention: K/V always (shared by the heads of a group), Q per running head */
         float *k_here = kc + (size_t)pos * (size_t)kv_dim;
         float *v_here = vc + (size_t)pos * (size_t)kv_dim;
-
-        /* attention */
-        k->rmsnorm(s->xb, s->x, L->attn_norm, dim, c->norm_eps);
-        model_matvec(m, s->q, &L->wq, s->xb, s->xq);     /* q(n_heads, hd) */
-        model_matvec(m, k_here, &L->wk, s->xb, s->xq);   /* k(n_kv_heads, hd) */
-        model_matvec(m, v_here, &L->wv, s->xb, s->xq);   /* v(n_kv_heads, hd) */
-        k->rope(s->q, c->n_heads, hd, c->rope_dim, cos_t, sin_t);
+        model_matvec(m, k_here, &L->wk, s->xb, s->xq); /* k(n_kv_heads, hd) */
+        model_matvec(m, v_here, &L->wv, s->xb, s->xq); /* v(n_kv_heads, hd) */
         k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
-        for (int h = 0; h < c->n_heads; h++) {
+        for (int h = 0; h < nh; h++) {
+            if (!head_on[h]) continue;
+            float *qh = s->q + (size_t)h * (size_t)hd; /* q(hd) of head h */
+            doze_matrix wq_h = head_rows(&L->wq, h, hd);
+            model_matvec(m, qh, &wq_h, s->xb, s->xq);
+            k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
+        }
+        /* (xb is free now: the normed input was only needed for Q/K/V) */
+        for (int h = 0; h < nh; h++) {
+            if (!head_on[h]) continue;
             int kvh = h / group;
             k->attention(s->xb + (size_t)h * (size_t)hd, s->q + (size_t)h * (size_t)hd,
                          kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd, pos + 1, hd,
-                         kv_dim, NULL, s->att);
+                         kv_dim, valid, s->att);
         }
-        model_matvec(m, s->xb2, &L->wo, s->xb, s->xq); /* (dim) */
-        k->add(s->x, s->xb2, dim);
+        /* output projection, head by head: x += Wo_h att_h */
+        for (int h = 0; h < nh; h++) {
+            if (!head_on[h]) continue;
+            model_matvec(m, s->xb2, &L->wo_head[h], s->xb + (size_t)h * (size_t)hd, s->xq);
+            if (trace) trace->head_norm[(size_t)l * nh + h] = norm_of(s->xb2, dim);
+            k->add(s->x, s->xb2, dim);
+        }
+        if (trace)
+            for (int h = 0; h < nh; h++)
+                if (!head_on[h]) trace->head_norm[(size_t)l * nh + h] = 0.0f;
 
-        /* feed-forward: down(silu(gate(x)) * up(x)) */
+        /* feed-forward: x += down(silu(gate(xn)) * up(xn)) */
         k->rmsnorm(s->xb, s->x, L->ffn_norm, dim, c->norm_eps);
         model_matvec(m, s->hb, &L->w_gate, s->xb, s->xq);  /* (hidden_dim) */
         model_matvec(m, s->hb2, &L->w_up, s->xb, s->xq);   /* (hidden_dim) */
         k->swiglu(s->hb, s->hb, s->hb2, c->hidden_dim);
         model_matvec(m, s->xb2, &L->w_down, s->hb, s->xq); /* (dim) */
         k->add(s->x, s->xb2, dim);
+        if (trace) {
+            double u = 0;
+            for (int i = 0; i < dim; i++)
+                u += ((double)s->x[i] - s->x_in[i]) * ((double)s->x[i] - s->x_in[i]);
+            trace->update_norm[l] = (float)sqrt(u);
+        }
     }
     k->rmsnorm(s->xb, s->x, m->output_norm, dim, c->norm_eps);
     model_matvec(m, s->logits, &m->output, s->xb, s->xq); /* (vocab_size) */
+
+    int all_on = !gated && !force_layer;
+    s->compute = all_on ? 1.0f : (float)(spent / cost_dense(&s->cost, pos + 1));
+    if (gated) {
+        /* integral feedback: over-spending raises the price of compute */
+        s->lambda_adj += 1.0f * (s->compute - s->budget);
+        if (s->lambda_adj > 8.0f) s->lambda_adj = 8.0f;
+        if (s->lambda_adj < -8.0f) s->lambda_adj = -8.0f;
+    }
     s->pos++;
     return DOZE_OK;
+}
+
+doze_status doze_session_step(doze_session *s, int token, doze_error *err) {
+    return session_step(s, token, NULL, NULL, NULL, err);
+}
+
+doze_status doze_session_step_masked(doze_session *s, int token, const uint8_t *layer_on,
+                                     const uint8_t *head_on, doze_error *err) {
+    if (!layer_on) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no layer mask");
+    return session_step(s, token, layer_on, head_on, NULL, err);
 }

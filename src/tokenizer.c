@@ -259,6 +259,15 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
         if (p->len > UINT32_MAX - 1 || (p->len > 0 && !p->data))
             return doze_fail(err, DOZE_ERR_BAD_FORMAT, "token %d has an unusable piece", i);
         int type = types ? types[i] : DOZE_TOKEN_NORMAL;
+        /* decode gives at most DOZE_MAX_PIECE bytes (callers size buffers by
+         * it): U+2581 decodes to one byte, everything else to itself */
+        uint64_t decoded = 0;
+        for (uint64_t j = 0; j < p->len && decoded <= DOZE_MAX_PIECE; decoded++)
+            j += (p->len - j >= 3 && memcmp(p->data + j, "\xE2\x96\x81", 3) == 0) ? 3 : 1;
+        if (decoded > DOZE_MAX_PIECE)
+            return doze_fail(err, DOZE_ERR_BAD_FORMAT,
+                             "token %d: piece of %llu bytes decodes to more than %d bytes", i,
+                             (unsigned long long)p->len, DOZE_MAX_PIECE);
         if (type != DOZE_TOKEN_BYTE) {
             size_t bad = utf8_first_invalid((const unsigned char *)p->data, (size_t)p->len);
             if (bad != SIZE_MAX)

@@ -11,14 +11,18 @@ static const char usage[] =
     "\n"
     "  generate MODEL [--prompt TEXT] [--steps N] [--temp T] [--top-p P] [--top-k K]\n"
     "                 [--seed S] [--no-stop] [--trace FILE] [--logits FILE] [--ctx N]\n"
+    "                 [--budget B] [--gates FILE] [--calib TEXTFILE] [--masks FILE]\n"
     "      prints the prompt and its continuation; N counts positions, prompt included\n"
     "      (default 256). --trace writes 'input next' per step, --logits every step's\n"
-    "      float32 logits.\n"
+    "      float32 logits, --masks 'pos token compute layers heads/...' per step.\n"
+    "      --budget B in (0, 1]: fraction of the dense layer compute to spend.\n"
     "  tokenize MODEL (--text T | --file F) [--no-bos]\n"
-    "  ppl MODEL TEXTFILE [--ctx N]\n"
+    "  ppl MODEL TEXTFILE [--ctx N] [--budget B] [--gates FILE] [--calib TEXTFILE]\n"
     "      perplexity over the stories of TEXTFILE (split at <|endoftext|> lines)\n"
-    "  bench MODEL [--steps N] [--json]\n"
+    "  bench MODEL [--steps N] [--json] [--budget B]\n"
     "      decode tokens/s and GB/s, SIMD vs reference kernels, vs a plain read loop\n"
+    "  gates MODEL [--calib TEXTFILE] -o GATES.gguf\n"
+    "      training-free gates (calibrated on the text, or on text the model writes)\n"
     "  init --dim D --hidden H --layers L --heads NH --kv-heads NKV --vocab V --ctx T\n"
     "       --seed S [--type f32|f16|q8_0] -o OUT.gguf\n"
     "  convert llama2c CKPT TOKENIZER -o OUT.gguf [--type f32|f16|q8_0]\n"
@@ -37,6 +41,7 @@ int doze_cli_main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "init") == 0) return cmd_init(argc, argv);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
+    if (strcmp(cmd, "gates") == 0) return cmd_gates(argc, argv);
     err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
     return 2;
 }

@@ -63,7 +63,7 @@ int cmd_tokenize(int argc, char **argv) {
 }
 
 typedef struct {
-    intptr_t trace, logits;
+    intptr_t trace, logits, masks;
 } gen_outputs;
 
 int cmd_generate(int argc, char **argv) {
@@ -82,13 +82,20 @@ int cmd_generate(int argc, char **argv) {
     sp.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", 42, &bad);
     long long ctx = cli_opt_int(argc, argv, "--ctx", 0, &bad);
     int no_stop = cli_flag(argc, argv, "--no-stop");
+    double budget = cli_opt_float(argc, argv, "--budget", 1.0, &bad);
     if (bad) return 2;
+    if (!(budget > 0.0 && budget <= 1.0)) {
+        err_printf("doze: --budget must be in (0, 1]\n");
+        return 2;
+    }
+    int gating = budget < 1.0 || cli_opt(argc, argv, "--gates");
     if (steps < 1 || ctx < 0) {
         err_printf("doze: --steps must be >= 1 and --ctx >= 0\n");
         return 2;
     }
     doze_model_params mp = doze_model_default_params();
     mp.context_length = (int)(ctx > 0 ? ctx : (steps < (1 << 20) ? steps : (1 << 20)));
+    if (gating && ctx == 0 && mp.context_length < 512) mp.context_length = 512; /* room to calibrate */
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
     const doze_model_info *info = doze_model_get_info(m);
@@ -99,7 +106,8 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     doze_session *s = NULL;
     doze_sampler *smp = NULL;
-    gen_outputs o = {-1, -1};
+    doze_gates *gates = NULL;
+    gen_outputs o = {-1, -1, -1};
     const char *trace_path = cli_opt(argc, argv, "--trace");
     const char *logits_path = cli_opt(argc, argv, "--logits");
     if (trace_path && (o.trace = io_open(trace_path, "w")) < 0) {
@@ -108,6 +116,11 @@ int cmd_generate(int argc, char **argv) {
     }
     if (logits_path && (o.logits = io_open(logits_path, "w")) < 0) {
         err_printf("doze: cannot write %s\n", logits_path);
+        goto done;
+    }
+    const char *masks_path = cli_opt(argc, argv, "--masks");
+    if (masks_path && (o.masks = io_open(masks_path, "w")) < 0) {
+        err_printf("doze: cannot write %s\n", masks_path);
         goto done;
     }
     ids = encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, 1, &n_prompt, &e);
@@ -125,6 +138,15 @@ int cmd_generate(int argc, char **argv) {
         cli_print_error("generate", &e);
         goto done;
     }
+    if (gating) {
+        gates = cli_gates(argc, argv, m, 1, 0);
+        if (!gates || doze_session_set_gates(s, gates, &e) != DOZE_OK ||
+            doze_session_set_budget(s, (float)budget, &e) != DOZE_OK) {
+            if (gates) cli_print_error("gates", &e);
+            goto done;
+        }
+    }
+    double compute_sum = 0;
     double t0 = io_now_ms(), t_first = 0;
     int generated = 0;
     int token = ids[0];
@@ -147,6 +169,12 @@ int cmd_generate(int argc, char **argv) {
             io_write(o.trace, line, (size_t)len);
         }
         if (o.logits >= 0) io_write(o.logits, logits, (size_t)info->vocab_size * sizeof(float));
+        compute_sum += doze_session_compute(s);
+        if (o.masks >= 0) {
+            char line[8192];
+            cli_format_mask(m, s, pos, token, line, sizeof line);
+            io_write(o.masks, line, strlen(line));
+        }
         if (next == info->bos_id && !no_stop) break;
         char piece[DOZE_MAX_PIECE];
         size_t plen = 0;
@@ -160,12 +188,16 @@ int cmd_generate(int argc, char **argv) {
     out_printf("\n");
     double t1 = io_now_ms();
     if (generated > 1)
-        err_printf("doze: %d tokens, %.1f tok/s after the first (%.1f ms to first token)\n",
-                   generated, (generated - 1) * 1000.0 / (t1 - t_first + 1e-9), t_first - t0);
+        err_printf("doze: %d tokens, %.1f tok/s after the first (%.1f ms to first token), "
+                   "compute %.3f of dense\n",
+                   generated, (generated - 1) * 1000.0 / (t1 - t_first + 1e-9), t_first - t0,
+                   compute_sum / doze_session_pos(s));
     rc = 0;
 done:
     if (o.trace >= 0) io_close(o.trace);
     if (o.logits >= 0) io_close(o.logits);
+    if (o.masks >= 0) io_close(o.masks);
+    doze_gates_free(gates);
     doze_sampler_free(smp);
     doze_session_free(s);
     free(ids);

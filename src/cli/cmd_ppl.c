@@ -28,6 +28,7 @@ static double nll_of(const float *logits, int n, int target) {
 
 typedef struct {
     double nll;
+    double compute; /* sum of the steps' compute ratios */
     long long tokens;
     int stories;
 } ppl_total;
@@ -56,6 +57,7 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
         st = doze_session_step(s, (*ids)[i], e);
         if (st != DOZE_OK) return st;
         t->nll += nll_of(doze_session_logits(s), info->vocab_size, (*ids)[i + 1]);
+        t->compute += doze_session_compute(s);
         t->tokens++;
     }
     t->stories++;
@@ -83,12 +85,28 @@ int cmd_ppl(int argc, char **argv) {
     }
     doze_error e;
     doze_session *s = doze_session_new(m, &e);
-    int rc = 0;
+    doze_gates *gates = NULL;
+    double budget = cli_opt_float(argc, argv, "--budget", 1.0, &bad);
+    int rc = bad ? 2 : 0;
+    if (bad) goto done;
     if (!s) {
         rc = cli_print_error("ppl", &e);
         goto done;
     }
-    ppl_total total = {0.0, 0, 0};
+    if (!(budget > 0.0 && budget <= 1.0)) {
+        err_printf("doze: --budget must be in (0, 1]\n");
+        rc = 2;
+        goto done;
+    }
+    if (budget < 1.0 || cli_opt(argc, argv, "--gates")) {
+        gates = cli_gates(argc, argv, m, 1, 0);
+        if (!gates || doze_session_set_gates(s, gates, &e) != DOZE_OK ||
+            doze_session_set_budget(s, (float)budget, &e) != DOZE_OK) {
+            rc = gates ? cli_print_error("gates", &e) : 1;
+            goto done;
+        }
+    }
+    ppl_total total = {0.0, 0.0, 0, 0};
     int32_t *ids = NULL;
     int cap = 0;
     const size_t sep_len = sizeof separator - 1;
@@ -117,11 +135,17 @@ int cmd_ppl(int argc, char **argv) {
             rc = 1;
         } else {
             double mean = total.nll / (double)total.tokens;
-            out_printf("ppl %.4f tokens %lld stories %d nll %.5f\n", exp(mean), total.tokens,
-                       total.stories, mean);
+            if (gates)
+                out_printf("ppl %.4f tokens %lld stories %d nll %.5f compute %.4f budget %.2f\n",
+                           exp(mean), total.tokens, total.stories, mean,
+                           total.compute / (double)total.tokens, budget);
+            else
+                out_printf("ppl %.4f tokens %lld stories %d nll %.5f\n", exp(mean), total.tokens,
+                           total.stories, mean);
         }
     }
 done:
+    doze_gates_free(gates);
     doze_session_free(s);
     free(text);
     doze_model_free(m);

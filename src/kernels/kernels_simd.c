@@ -8,8 +8,8 @@
  * element-wise kernels (rope, swiglu, add, quantize_q8_0) and matvec_q8_0
  * give the reference's bits exactly.
  *
- * Layout notes: W is row-major, rows(rows) x cols; the matvecs do 4 output
- * rows per pass (x loaded once for the 4), 2 column accumulators per row for
+ * Layout notes: W is row-major, rows(rows) x cols; the matvecs stream it one
+ * row at a time (see the matvec section), 4 column accumulators per row for
  * ILP, horizontal sums only at the end. Scalar tails handle sizes that are
  * not multiples of the vector width. */
 #include <math.h>
@@ -35,14 +35,7 @@ static inline int32_t hsum_i32x4(v128_t v) {
     return wasm_i32x4_extract_lane(v, 0);
 }
 
-/* (sum a, sum b, sum c, sum d) for 4 f32x4 */
-static inline v128_t hsum4_f32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
-    v128_t ab = wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
-    v128_t cd = wasm_f32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
-    /* ab = (a0+a2, b0+b2, a1+a3, b1+b3), cd likewise */
-    return wasm_f32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
-}
-
+/* (sum a, sum b, sum c, sum d) for 4 i32x4 */
 static inline v128_t hsum4_i32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
     v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
     v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
@@ -132,121 +125,147 @@ void doze_simd_expf_x4(float *out, const float *in) {
 
 /* ---- matvecs ----------------------------------------------------------- */
 
-/* y(rows) = W(rows, cols) @ x(cols), W f32 row-major */
+/* All three matvecs walk W one row at a time, front to back: a single linear
+ * read stream. Decode is bound by memory bandwidth, and several rows in
+ * flight at once (4 or even 2 streams a row apart) were measured to defeat
+ * the hardware prefetcher (f32 32000x288 out of cache: ~7 GB/s with 4 rows,
+ * ~25 GB/s with 1, natively and in wasm). Within a row, 4 independent
+ * accumulators (16 columns per step) give the ILP; x stays in L1. */
+
+/* y(rows) = W(rows, cols) @ x(cols), W f32 row-major. Per row: columns in
+ * steps of 16 into accumulators a0..a3, then steps of 4 into a0, then
+ * s = hsum((a0 + a1) + (a2 + a3)), then the scalar tail in column order. */
 static void simd_matvec_f32(float *y, const float *w, const float *x, int rows, int cols) {
     const size_t ld = (size_t)cols;
-    const int c8 = cols & ~7, c4 = cols & ~3;
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const float *w0 = w + (size_t)r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
-        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
-        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        int c = 0;
-        for (; c < c8; c += 8) {
-            v128_t xa = wasm_v128_load(x + c), xb = wasm_v128_load(x + c + 4);
-            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), xa));
-            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wasm_v128_load(w0 + c + 4), xb));
-            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w1 + c), xa));
-            b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(wasm_v128_load(w1 + c + 4), xb));
-            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(w2 + c), xa));
-            b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(wasm_v128_load(w2 + c + 4), xb));
-            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(w3 + c), xa));
-            b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(wasm_v128_load(w3 + c + 4), xb));
-        }
-        if (c < c4) {
-            v128_t xa = wasm_v128_load(x + c);
-            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), xa));
-            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w1 + c), xa));
-            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(w2 + c), xa));
-            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(w3 + c), xa));
-            c += 4;
-        }
-        float s[4];
-        wasm_v128_store(s, hsum4_f32x4(wasm_f32x4_add(a0, b0), wasm_f32x4_add(a1, b1),
-                                       wasm_f32x4_add(a2, b2), wasm_f32x4_add(a3, b3)));
-        for (; c < cols; c++) {
-            s[0] += w0[c] * x[c];
-            s[1] += w1[c] * x[c];
-            s[2] += w2[c] * x[c];
-            s[3] += w3[c] * x[c];
-        }
-        y[r] = s[0];
-        y[r + 1] = s[1];
-        y[r + 2] = s[2];
-        y[r + 3] = s[3];
-    }
-    for (; r < rows; r++) {
+    const int c16 = cols & ~15, c4 = cols & ~3;
+    for (int r = 0; r < rows; r++) {
         const float *w0 = w + (size_t)r * ld;
-        v128_t a0 = wasm_f32x4_splat(0.0f), b0 = a0;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
         int c = 0;
-        for (; c < c8; c += 8) {
+        for (; c < c16; c += 16) {
             a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), wasm_v128_load(x + c)));
-            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wasm_v128_load(w0 + c + 4), wasm_v128_load(x + c + 4)));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w0 + c + 4), wasm_v128_load(x + c + 4)));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(w0 + c + 8), wasm_v128_load(x + c + 8)));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(w0 + c + 12), wasm_v128_load(x + c + 12)));
         }
-        if (c < c4) {
+        for (; c < c4; c += 4)
             a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + c), wasm_v128_load(x + c)));
-            c += 4;
-        }
-        float s = hsum_f32x4(wasm_f32x4_add(a0, b0));
+        float s = hsum_f32x4(wasm_f32x4_add(wasm_f32x4_add(a0, a1), wasm_f32x4_add(a2, a3)));
         for (; c < cols; c++) s += w0[c] * x[c];
         y[r] = s;
     }
 }
 
-/* y(rows) = W(rows, cols) @ x(cols), W IEEE half row-major; 8 halves (one
- * 16-byte load) per row per step, widened in registers. */
+/* columns of x pre-scaled per pass of simd_matvec_f16 (stack buffer) */
+#define F16_CHUNK 2048
+
+/* The halves' sign + exponent + mantissa moved into f32 position, NOT yet
+ * rescaled by 2^112: sign-extend to i32, shift left 13 (the sign lands on
+ * bits 31..28, exponent+mantissa on 27..13), clear bits 30..28. The f32 with
+ * these bits, times 2^112, is the half exactly (see f16hi_to_f32x4; the same
+ * bits as its shr-by-3 form) except for inf/nan halves. */
+static inline v128_t f16lo_unscaled(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_low_i16x8(h), 13),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+static inline v128_t f16hi_unscaled(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_high_i16x8(h), 13),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+
+/* One row of the f16 matvec over columns [c0, c1) (c0 % 16 == 0), the
+ * general path: every half widened exactly (inf/nan included) and multiplied
+ * by x. Accumulators and order as in simd_matvec_f32. */
+static float f16_row_exact(const uint16_t *w0, const float *x, int c0, int c1) {
+    v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int c = c0;
+    for (; c + 16 <= c1; c += 16) {
+        v128_t l0, h0, l1, h1;
+        f16x8_to_f32x4x2(wasm_v128_load(w0 + c), &l0, &h0);
+        f16x8_to_f32x4x2(wasm_v128_load(w0 + c + 8), &l1, &h1);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(l0, wasm_v128_load(x + c)));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(h0, wasm_v128_load(x + c + 4)));
+        a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(l1, wasm_v128_load(x + c + 8)));
+        a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(h1, wasm_v128_load(x + c + 12)));
+    }
+    for (; c + 4 <= c1; c += 4)
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4(w0 + c)),
+                                               wasm_v128_load(x + c)));
+    float s = hsum_f32x4(wasm_f32x4_add(wasm_f32x4_add(a0, a1), wasm_f32x4_add(a2, a3)));
+    for (; c < c1; c++) s += doze_f16_to_f32(w0[c]) * x[c];
+    return s;
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W IEEE half row-major, one row at a
+ * time like simd_matvec_f32 (same accumulators, same order of operations).
+ *
+ * Cheap widening: w * x is computed as w' * (x * 2^112), w' = the half's bits
+ * in f32 position (f16lo/hi_unscaled, 3 integer ops per 4 lanes), x * 2^112
+ * precomputed once per call. Both products are the same correctly rounded
+ * w * x, since scaling by 2^112 is exact for w' (when w' is a subnormal f32
+ * too) and for x as long as |x| < 2^16; so the bits equal the exact-widening
+ * path (f16_row_exact). That path is taken instead for the whole call when
+ * some finite |x| >= 2^16, and for a row holding an inf/nan half (detected
+ * by a running i16 max of |h| bits, > 0x7bff; the row is then recomputed).
+ * Columns go in chunks of F16_CHUNK (x scaled on the stack), the running
+ * sums carried in y across chunks. */
 static void simd_matvec_f16(float *y, const uint16_t *w, const float *x, int rows, int cols) {
     const size_t ld = (size_t)cols;
-    const int c8 = cols & ~7;
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const uint16_t *w0 = w + (size_t)r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
-        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
-        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        int c = 0;
-        for (; c < c8; c += 8) {
-            v128_t xa = wasm_v128_load(x + c), xb = wasm_v128_load(x + c + 4);
-            v128_t lo, hi;
-            f16x8_to_f32x4x2(wasm_v128_load(w0 + c), &lo, &hi);
-            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(lo, xa));
-            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(hi, xb));
-            f16x8_to_f32x4x2(wasm_v128_load(w1 + c), &lo, &hi);
-            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(lo, xa));
-            b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(hi, xb));
-            f16x8_to_f32x4x2(wasm_v128_load(w2 + c), &lo, &hi);
-            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(lo, xa));
-            b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(hi, xb));
-            f16x8_to_f32x4x2(wasm_v128_load(w3 + c), &lo, &hi);
-            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(lo, xa));
-            b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(hi, xb));
+    float xs[F16_CHUNK];
+    for (int cc = 0; cc < cols; cc += F16_CHUNK) {
+        const int ce = cols - cc < F16_CHUNK ? cols : cc + F16_CHUNK;
+        const int n = ce - cc, n16 = n & ~15, n4 = n & ~3;
+        /* xs = x * 2^112 on this chunk; big: some finite |x| >= 2^16 */
+        const v128_t scale = wasm_f32x4_splat(0x1p112f);
+        v128_t big = wasm_i32x4_splat(0);
+        int i = 0;
+        for (; i < n4; i += 4) {
+            v128_t v = wasm_v128_load(x + cc + i), a = wasm_f32x4_abs(v);
+            big = wasm_v128_or(big, wasm_v128_and(wasm_f32x4_ge(a, wasm_f32x4_splat(0x1p16f)),
+                                                  wasm_f32x4_lt(a, wasm_f32x4_splat(INFINITY))));
+            wasm_v128_store(xs + i, wasm_f32x4_mul(v, scale));
         }
-        float s[4];
-        wasm_v128_store(s, hsum4_f32x4(wasm_f32x4_add(a0, b0), wasm_f32x4_add(a1, b1),
-                                       wasm_f32x4_add(a2, b2), wasm_f32x4_add(a3, b3)));
-        for (; c < cols; c++) {
-            s[0] += doze_f16_to_f32(w0[c]) * x[c];
-            s[1] += doze_f16_to_f32(w1[c]) * x[c];
-            s[2] += doze_f16_to_f32(w2[c]) * x[c];
-            s[3] += doze_f16_to_f32(w3[c]) * x[c];
+        int big_s = wasm_v128_any_true(big);
+        for (; i < n; i++) {
+            float a = x[cc + i] < 0.0f ? -x[cc + i] : x[cc + i];
+            if (a >= 0x1p16f && a < INFINITY) big_s = 1;
+            xs[i] = x[cc + i] * 0x1p112f;
         }
-        y[r] = s[0];
-        y[r + 1] = s[1];
-        y[r + 2] = s[2];
-        y[r + 3] = s[3];
-    }
-    for (; r < rows; r++) {
-        const uint16_t *w0 = w + (size_t)r * ld;
-        v128_t a0 = wasm_f32x4_splat(0.0f), b0 = a0;
-        int c = 0;
-        for (; c < c8; c += 8) {
-            v128_t lo, hi;
-            f16x8_to_f32x4x2(wasm_v128_load(w0 + c), &lo, &hi);
-            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(lo, wasm_v128_load(x + c)));
-            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(hi, wasm_v128_load(x + c + 4)));
+        for (int r = 0; r < rows; r++) {
+            const uint16_t *w0 = w + (size_t)r * ld + cc;
+            float s;
+            if (big_s) {
+                s = f16_row_exact(w0 - cc, x, cc, ce);
+            } else {
+                const v128_t mag = wasm_i16x8_splat(0x7fff);
+                v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+                v128_t hmax = wasm_i16x8_splat(0);
+                int c = 0;
+                for (; c < n16; c += 16) {
+                    v128_t h0 = wasm_v128_load(w0 + c), h1 = wasm_v128_load(w0 + c + 8);
+                    hmax = wasm_i16x8_max(hmax, wasm_i16x8_max(wasm_v128_and(h0, mag), wasm_v128_and(h1, mag)));
+                    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16lo_unscaled(h0), wasm_v128_load(xs + c)));
+                    a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(f16hi_unscaled(h0), wasm_v128_load(xs + c + 4)));
+                    a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(f16lo_unscaled(h1), wasm_v128_load(xs + c + 8)));
+                    a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(f16hi_unscaled(h1), wasm_v128_load(xs + c + 12)));
+                }
+                for (; c < n4; c += 4) {
+                    v128_t h = wasm_u32x4_load16x4(w0 + c); /* zero-extended: |h| bits in lanes */
+                    hmax = wasm_i16x8_max(hmax, wasm_v128_and(h, mag));
+                    v128_t wu = wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_shr(wasm_i32x4_shl(h, 16), 16), 13),
+                                              wasm_i32x4_splat((int32_t)0x8fffe000u));
+                    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wu, wasm_v128_load(xs + c)));
+                }
+                int special = wasm_v128_any_true(wasm_i16x8_gt(hmax, wasm_i16x8_splat(0x7bff)));
+                s = hsum_f32x4(wasm_f32x4_add(wasm_f32x4_add(a0, a1), wasm_f32x4_add(a2, a3)));
+                for (; c < n; c++) {
+                    if ((w0[c] & 0x7c00u) == 0x7c00u) special = 1;
+                    s += doze_f16_to_f32(w0[c]) * x[cc + c];
+                }
+                if (special) s = f16_row_exact(w0 - cc, x, cc, ce);
+            }
+            y[r] = cc == 0 ? s : y[r] + s;
         }
-        float s = hsum_f32x4(wasm_f32x4_add(a0, b0));
-        for (; c < cols; c++) s += doze_f16_to_f32(w0[c]) * x[c];
-        y[r] = s;
     }
 }
 
@@ -257,60 +276,64 @@ static inline v128_t load_i8x8(const int8_t *p) {
 }
 
 /* i32x4 whose lane sum is the dot of the 32 int8 of w with those of x, x
- * given sign-extended to i16 as x0..x3 (8 values each). */
-static inline v128_t q8_dot_i32x4(const int8_t *wq, v128_t x0, v128_t x1, v128_t x2, v128_t x3) {
-    v128_t s0 = wasm_i32x4_dot_i16x8(load_i8x8(wq), x0);
-    v128_t s1 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 8), x1);
-    v128_t s2 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 16), x2);
-    v128_t s3 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 24), x3);
+ * given sign-extended to i16 as x[0..3] (8 values each). */
+static inline v128_t q8_dot_i32x4(const int8_t *wq, const v128_t *x) {
+    v128_t s0 = wasm_i32x4_dot_i16x8(load_i8x8(wq), x[0]);
+    v128_t s1 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 8), x[1]);
+    v128_t s2 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 16), x[2]);
+    v128_t s3 = wasm_i32x4_dot_i16x8(load_i8x8(wq + 24), x[3]);
     return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
 }
 
-/* blocks of x whose scales are converted to f32 at once (stack buffer) */
-#define Q8_CHUNK 512
+/* blocks of x prepared at once (stack: 64 + 4 bytes per block) */
+#define Q8_CHUNK 256
 
 /* y(rows) = W(rows, cols/32 blocks) @ xq(cols/32 blocks). Per block: exact
  * int32 dot (int8 sign-extended to i16, products summed pairwise into i32
  * lanes), converted to f32, times dw*dx, accumulated over blocks in block
  * order: the reference's exact sequence of float operations, so the bits
- * match it. 4 rows per pass: their block sums are gathered into one i32x4
- * and scaled together. x's scales are converted once per chunk of blocks
- * (the running sums are carried in y across chunks, exactly). */
+ * match it. One row at a time (one linear read stream); 4 blocks per step:
+ * their int sums gathered into one i32x4, converted and scaled together,
+ * then added to the row's sum lane by lane in block order. x is prepared
+ * once per chunk of blocks (quants sign-extended to i16, scales to f32; the
+ * running sums are carried in y across chunks, exactly). */
 static void simd_matvec_q8_0(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0;
     float dxs[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
     for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
         const int be = nb - bc < Q8_CHUNK ? nb : bc + Q8_CHUNK;
-        for (int b = bc; b < be; b++) dxs[b - bc] = doze_f16_to_f32(xb[b].d);
-        int r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            const doze_block_q8_0 *w0 = wb + (size_t)r * (size_t)nb, *w1 = w0 + nb, *w2 = w1 + nb,
-                                  *w3 = w2 + nb;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + r);
-            for (int b = bc; b < be; b++) {
-                const int8_t *xs = xb[b].qs;
-                v128_t x0 = load_i8x8(xs), x1 = load_i8x8(xs + 8);
-                v128_t x2 = load_i8x8(xs + 16), x3 = load_i8x8(xs + 24);
-                v128_t isum = hsum4_i32x4(q8_dot_i32x4(w0[b].qs, x0, x1, x2, x3),
-                                          q8_dot_i32x4(w1[b].qs, x0, x1, x2, x3),
-                                          q8_dot_i32x4(w2[b].qs, x0, x1, x2, x3),
-                                          q8_dot_i32x4(w3[b].qs, x0, x1, x2, x3));
-                v128_t dw = f16x4_to_f32x4(wasm_i32x4_make(w0[b].d, w1[b].d, w2[b].d, w3[b].d));
-                v128_t d = wasm_f32x4_mul(dw, wasm_v128_load32_splat(&dxs[b - bc]));
-                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum), d));
-            }
-            wasm_v128_store(y + r, acc);
+        const int n = be - bc, n4 = n & ~3;
+        for (int b = 0; b < n; b++) {
+            const int8_t *xs = xb[bc + b].qs;
+            dxs[b] = doze_f16_to_f32(xb[bc + b].d);
+            xi[4 * b] = load_i8x8(xs);
+            xi[4 * b + 1] = load_i8x8(xs + 8);
+            xi[4 * b + 2] = load_i8x8(xs + 16);
+            xi[4 * b + 3] = load_i8x8(xs + 24);
         }
-        for (; r < rows; r++) {
-            const doze_block_q8_0 *w0 = wb + (size_t)r * (size_t)nb;
+        for (int r = 0; r < rows; r++) {
+            const doze_block_q8_0 *w0 = wb + (size_t)r * (size_t)nb + bc;
             float s = bc == 0 ? 0.0f : y[r];
-            for (int b = bc; b < be; b++) {
-                const int8_t *xs = xb[b].qs;
-                int32_t isum = hsum_i32x4(q8_dot_i32x4(w0[b].qs, load_i8x8(xs), load_i8x8(xs + 8),
-                                                       load_i8x8(xs + 16), load_i8x8(xs + 24)));
-                float d = doze_f16_to_f32(w0[b].d) * dxs[b - bc];
+            int b = 0;
+            for (; b < n4; b += 4) {
+                v128_t isum = hsum4_i32x4(q8_dot_i32x4(w0[b].qs, xi + 4 * b),
+                                          q8_dot_i32x4(w0[b + 1].qs, xi + 4 * b + 4),
+                                          q8_dot_i32x4(w0[b + 2].qs, xi + 4 * b + 8),
+                                          q8_dot_i32x4(w0[b + 3].qs, xi + 4 * b + 12));
+                v128_t dw = f16x4_to_f32x4(wasm_i32x4_make(w0[b].d, w0[b + 1].d, w0[b + 2].d, w0[b + 3].d));
+                v128_t d = wasm_f32x4_mul(dw, wasm_v128_load(dxs + b));
+                v128_t p = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum), d);
+                s += wasm_f32x4_extract_lane(p, 0);
+                s += wasm_f32x4_extract_lane(p, 1);
+                s += wasm_f32x4_extract_lane(p, 2);
+                s += wasm_f32x4_extract_lane(p, 3);
+            }
+            for (; b < n; b++) {
+                int32_t isum = hsum_i32x4(q8_dot_i32x4(w0[b].qs, xi + 4 * b));
+                float d = doze_f16_to_f32(w0[b].d) * dxs[b];
                 s += (float)isum * d;
             }
             y[r] = s;

@@ -1,0 +1,142 @@
+/* Gates on the command line: `doze gates` (make a training-free gate file)
+ * and the --budget / --gates / --calib options shared by generate, ppl and
+ * bench. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+
+/* Calibration tokens: the text of --calib (BOS + encoded, up to the
+ * context), or else text the model writes itself from BOS (dense, seeded
+ * sampling at temperature 1), so that any model gets gates with no data. */
+static int32_t *calibration_tokens(int argc, char **argv, doze_model *m, int *n, doze_error *e) {
+    const doze_model_info *c = doze_model_get_info(m);
+    int cap = c->context_length < 512 ? c->context_length : 512;
+    int32_t *ids = NULL;
+    const char *path = cli_opt(argc, argv, "--calib");
+    if (path) {
+        size_t len = 0;
+        uint8_t *text = cli_read_file(path, &len);
+        if (!text) return NULL;
+        if (len > 32768) { /* plenty for 512 tokens; cut at a UTF-8 boundary */
+            len = 32768;
+            while (len > 0 && (text[len] & 0xC0) == 0x80) len--;
+        }
+        int need = 0;
+        if (doze_tokenize(m, (const char *)text, len, 1, NULL, 0, &need, e) == DOZE_OK) {
+            ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
+            if (ids && doze_tokenize(m, (const char *)text, len, 1, ids, need, n, e) != DOZE_OK) {
+                free(ids);
+                ids = NULL;
+            }
+        }
+        free(text);
+        if (ids && *n > cap) *n = cap;
+        return ids;
+    }
+    ids = malloc((size_t)cap * sizeof *ids);
+    doze_session *s = doze_session_new(m, e);
+    doze_sampler_params sp = doze_sampler_default_params();
+    sp.seed = 1234;
+    doze_sampler *smp = doze_sampler_new(&sp, c->vocab_size, e);
+    int ok = ids && s && smp;
+    ids[0] = c->bos_id >= 0 ? c->bos_id : 0;
+    for (int i = 0; ok && i + 1 < cap; i++) {
+        ok = doze_session_step(s, ids[i], e) == DOZE_OK;
+        if (ok) ids[i + 1] = doze_sampler_sample(smp, doze_session_logits(s));
+    }
+    doze_sampler_free(smp);
+    doze_session_free(s);
+    if (!ok) {
+        free(ids);
+        return NULL;
+    }
+    *n = cap;
+    return ids;
+}
+
+doze_gates *cli_gates(int argc, char **argv, doze_model *m, int required, int quiet) {
+    doze_error e;
+    const char *path = cli_opt(argc, argv, "--gates");
+    if (path) {
+        size_t n = 0;
+        uint8_t *bytes = cli_read_file(path, &n);
+        if (!bytes) return NULL;
+        doze_gates *g = NULL;
+        doze_status st = doze_gates_load(m, bytes, n, &g, &e);
+        free(bytes);
+        if (st != DOZE_OK) cli_print_error(path, &e);
+        return g;
+    }
+    if (!required) return NULL;
+    int n = 0;
+    double t0 = io_now_ms();
+    int32_t *ids = calibration_tokens(argc, argv, m, &n, &e);
+    if (!ids) {
+        cli_print_error("calibration", &e);
+        return NULL;
+    }
+    doze_gates *g = NULL;
+    doze_gates_params gp = doze_gates_default_params();
+    int bad = 0;
+    gp.random_seed = (uint64_t)cli_opt_int(argc, argv, "--random-gates", 0, &bad);
+    gp.protect_layers = (int)cli_opt_int(argc, argv, "--protect-layers", gp.protect_layers, &bad);
+    if (bad) {
+        free(ids);
+        return NULL;
+    }
+    if (doze_gates_calibrate(m, ids, n, &gp, &g, &e) != DOZE_OK) cli_print_error("gates", &e);
+    else if (!quiet)
+        err_printf("doze: training-free gates calibrated on %d tokens of %s in %.0f ms\n", n,
+                   cli_opt(argc, argv, "--calib") ? "--calib text" : "self-generated text",
+                   io_now_ms() - t0);
+    free(ids);
+    return g;
+}
+
+static int file_write(void *ctx, const void *bytes, size_t n) { return cli_write_fn(ctx, bytes, n); }
+
+int cmd_gates(int argc, char **argv) {
+    const char *path = cli_positional(argc, argv, 0);
+    const char *out = cli_opt(argc, argv, "-o");
+    if (!path || !out) {
+        err_printf("usage: doze gates MODEL [--calib TEXTFILE] -o GATES.gguf\n");
+        return 2;
+    }
+    doze_model_params mp = doze_model_default_params();
+    mp.context_length = 512;
+    doze_model *m = cli_load_model(path, &mp);
+    if (!m) return 1;
+    doze_gates *g = cli_gates(argc, argv, m, 1, 0);
+    int rc = 1;
+    if (g) {
+        intptr_t fd = io_open(out, "w");
+        doze_error e;
+        if (fd < 0) {
+            err_printf("doze: cannot write %s\n", out);
+        } else {
+            rc = doze_gates_save(g, file_write, &fd, &e) == DOZE_OK ? 0 : cli_print_error(out, &e);
+            io_close(fd);
+        }
+    }
+    doze_gates_free(g);
+    doze_model_free(m);
+    return rc;
+}
+
+void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int token, char *buf,
+                     size_t cap) {
+    const doze_model_info *c = doze_model_get_info(m);
+    const uint8_t *lm = doze_session_layer_mask(s), *hm = doze_session_head_mask(s);
+    size_t at = (size_t)snprintf(buf, cap, "%d %d %.4f ", pos, token, (double)doze_session_compute(s));
+    for (int l = 0; l < c->n_layers && at + 2 < cap; l++) buf[at++] = lm[l] ? '1' : '0';
+    for (int l = 0; l < c->n_layers && at + c->n_heads + 3 < cap; l++) {
+        buf[at++] = l ? '/' : ' ';
+        for (int h = 0; h < c->n_heads; h++)
+            buf[at++] = lm[l] ? (hm[(size_t)l * c->n_heads + h] ? '1' : '0') : '-';
+    }
+    buf[at++] = '\n';
+    buf[at] = '\0';
+}

@@ -1,0 +1,238 @@
+/* Gates: cost model, router scores, decisions and the budget table (see
+ * gates.h), and gate files (GGUF). */
+#include "gates.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gguf.h"
+#include "kernels/types.h"
+#include "model.h"
+
+doze_gates_params doze_gates_default_params(void) {
+    doze_gates_params p;
+    p.protect_layers = 1;
+    p.protect_tokens = 1;
+    p.ridge = 1e-2f;
+    p.random_seed = 0;
+    return p;
+}
+
+void cost_model_init(const doze_model_info *info, doze_cost_model *c) {
+    double dim = info->dim, hd = info->head_dim, kv = (double)info->n_kv_heads * hd;
+    c->kv = 2.0 * kv * dim;
+    c->head = 2.0 * hd * dim;
+    c->head_per_pos = 2.0 * hd;
+    c->ffn = 3.0 * dim * (double)info->hidden_dim;
+    c->router = (1.0 + info->n_heads) * dim;
+    c->n_layers = info->n_layers;
+    c->n_heads = info->n_heads;
+}
+
+static double cost_head(const doze_cost_model *c, int n_pos) {
+    return c->head + c->head_per_pos * (double)n_pos;
+}
+
+double cost_dense(const doze_cost_model *c, int n_pos) {
+    return (double)c->n_layers * (c->kv + c->ffn + (double)c->n_heads * cost_head(c, n_pos));
+}
+
+double cost_of_layer(const doze_cost_model *c, int layer_on, const uint8_t *head_on, int n_pos) {
+    if (!layer_on) return 0.0;
+    double total = c->kv + c->ffn;
+    double h1 = cost_head(c, n_pos);
+    for (int h = 0; h < c->n_heads; h++)
+        if (head_on[h]) total += h1;
+    return total;
+}
+
+doze_gates *gates_alloc(int n_layers, int n_heads, int dim) {
+    doze_gates *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->n_layers = n_layers;
+    g->n_heads = n_heads;
+    g->dim = dim;
+    g->params = doze_gates_default_params();
+    size_t rows = (size_t)n_layers * (size_t)(1 + n_heads);
+    g->router = calloc(rows * (size_t)dim, sizeof(float));
+    g->bias = calloc(rows, sizeof(float));
+    if (!g->router || !g->bias) {
+        doze_gates_free(g);
+        return NULL;
+    }
+    strcpy(g->kind, "training-free");
+    return g;
+}
+
+void doze_gates_free(doze_gates *g) {
+    if (!g) return;
+    free(g->router);
+    free(g->bias);
+    free(g);
+}
+
+void gates_score(const doze_gates *g, const doze_model *m, int layer, const float *xn, float *z) {
+    const int rows = 1 + g->n_heads;
+    m->kern->matvec_f32(z, g->router + (size_t)layer * (size_t)rows * (size_t)g->dim, xn, rows,
+                        g->dim);
+    const float *b = g->bias + (size_t)layer * (size_t)rows;
+    for (int i = 0; i < rows; i++) z[i] += b[i];
+}
+
+float gates_log_lambda(const doze_gates *g, float budget) {
+    float at = budget * GATES_BUDGET_STEPS;
+    if (at <= 0.0f) return g->log_lambda[0];
+    if (at >= GATES_BUDGET_STEPS) return g->log_lambda[GATES_BUDGET_STEPS];
+    int i = (int)at;
+    float f = at - (float)i;
+    return g->log_lambda[i] * (1.0f - f) + g->log_lambda[i + 1] * f;
+}
+
+int gates_decide(const doze_gates *g, const doze_cost_model *c, int layer, int n_pos,
+                 const float *z, float log_lambda, uint8_t *head_on) {
+    double dense = cost_dense(c, n_pos);
+    double h1 = cost_head(c, n_pos) / dense;
+    double layer_share = (c->kv + c->ffn + c->n_heads * cost_head(c, n_pos)) / dense;
+    int layer_on = layer < g->params.protect_layers || z[0] - (float)log(layer_share) >= log_lambda;
+    float head_price = log_lambda + (float)log(h1);
+    for (int h = 0; h < c->n_heads; h++) head_on[h] = (uint8_t)(layer_on && z[1 + h] >= head_price);
+    return layer_on;
+}
+
+uint32_t gates_model_fingerprint(const doze_model *m) {
+    /* FNV-1a over the shape and the final norm's and first layer's norm weights */
+    const doze_model_info *c = &m->info;
+    uint32_t h = 2166136261u;
+    int32_t shape[6] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size};
+    const uint8_t *parts[3] = {(const uint8_t *)shape, (const uint8_t *)m->output_norm,
+                               (const uint8_t *)m->layers[0].attn_norm};
+    size_t lens[3] = {sizeof shape, (size_t)c->dim * 4, (size_t)c->dim * 4};
+    for (int p = 0; p < 3; p++)
+        for (size_t i = 0; i < lens[p]; i++) {
+            h ^= parts[p][i];
+            h *= 16777619u;
+        }
+    return h;
+}
+
+/* ---- gate files ------------------------------------------------------------
+ * general.architecture = "doze-gates"; doze.gates.version = 1;
+ * doze.gates.kind ("training-free" | "trained"); doze.gates.model.{dim,
+ * block_count, head_count, vocab_size, fingerprint}; doze.gates.protect_layers,
+ * doze.gates.protect_tokens; tensors gates.router (dim, 1 + n_heads,
+ * n_layers), gates.bias (1 + n_heads, n_layers), gates.log_lambda (101). */
+
+doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void *bytes, size_t n),
+                            void *ctx, doze_error *err) {
+    if (!g || !fn) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no gates or writer");
+    gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
+    if (!w) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory");
+    doze_status st = DOZE_OK;
+    uint64_t ne_r[3] = {(uint64_t)g->dim, (uint64_t)(1 + g->n_heads), (uint64_t)g->n_layers};
+    uint64_t ne_b[2] = {(uint64_t)(1 + g->n_heads), (uint64_t)g->n_layers};
+    uint64_t ne_l[1] = {GATES_BUDGET_STEPS + 1};
+    if (!st) st = gguf_writer_set_str(w, "general.architecture", "doze-gates", err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.version", 1, err);
+    if (!st) st = gguf_writer_set_str(w, "doze.gates.kind", g->kind, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.dim", (uint32_t)g->dim, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.block_count", (uint32_t)g->n_layers, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.head_count", (uint32_t)g->n_heads, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.vocab_size", (uint32_t)g->vocab_size, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.fingerprint", g->fingerprint, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.protect_layers", (uint32_t)g->params.protect_layers, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.protect_tokens", (uint32_t)g->params.protect_tokens, err);
+    if (!st) st = gguf_writer_add_tensor(w, "gates.router", DOZE_TYPE_F32, 3, ne_r, g->router, err);
+    if (!st) st = gguf_writer_add_tensor(w, "gates.bias", DOZE_TYPE_F32, 2, ne_b, g->bias, err);
+    if (!st) st = gguf_writer_add_tensor(w, "gates.log_lambda", DOZE_TYPE_F32, 1, ne_l, g->log_lambda, err);
+    if (!st) st = gguf_writer_write(w, fn, ctx, err);
+    gguf_writer_free(w);
+    return st;
+}
+
+static doze_status expect_u32(const gguf_header *h, const char *key, int64_t want, doze_error *err) {
+    int64_t v;
+    doze_status st = gguf_get_int(h, key, &v, err);
+    if (st != DOZE_OK) return st;
+    if (v != want)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gate file: %s is %lld, the model has %lld", key,
+                         (long long)v, (long long)want);
+    return DOZE_OK;
+}
+
+static doze_status read_f32_tensor(const gguf_header *h, const uint8_t *bytes, size_t n,
+                                   const char *name, uint64_t count, float *dst, doze_error *err) {
+    const gguf_tensor *t = gguf_find_tensor(h, name);
+    if (!t) return doze_fail(err, DOZE_ERR_MISSING, "gate file: tensor %s is missing", name);
+    if (t->type != DOZE_TYPE_F32 || t->n_bytes != count * 4)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gate file: tensor %s is not %llu f32 values", name,
+                         (unsigned long long)count);
+    if (h->data_offset + t->offset + t->n_bytes > n)
+        return doze_fail(err, DOZE_ERR_TRUNCATED, "gate file: tensor %s past the end of the file", name);
+    memcpy(dst, bytes + h->data_offset + t->offset, (size_t)t->n_bytes);
+    for (uint64_t i = 0; i < count; i++)
+        if (!isfinite(dst[i]))
+            return doze_fail(err, DOZE_ERR_BAD_FORMAT, "gate file: tensor %s holds a non-finite value", name);
+    return DOZE_OK;
+}
+
+doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, doze_gates **out,
+                            doze_error *err) {
+    if (!m || !bytes || !out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, bytes or output");
+    *out = NULL;
+    gguf_header h;
+    doze_status st = gguf_parse_header(bytes, n, &h, err);
+    if (st != DOZE_OK) return st;
+    const doze_model_info *c = &m->info;
+    const gguf_string *arch = NULL;
+    doze_gates *g = NULL;
+    st = gguf_get_string(&h, "general.architecture", &arch, err);
+    if (st == DOZE_OK && strcmp(arch->data, "doze-gates") != 0)
+        st = doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE, "not a gate file (architecture \"%.64s\")",
+                       arch->data);
+    if (!st) st = expect_u32(&h, "doze.gates.version", 1, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.dim", c->dim, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.block_count", c->n_layers, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.head_count", c->n_heads, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.vocab_size", c->vocab_size, err);
+    if (!st) {
+        int64_t fp = 0;
+        st = gguf_get_int(&h, "doze.gates.model.fingerprint", &fp, err);
+        if (!st && (uint32_t)fp != gates_model_fingerprint(m))
+            st = doze_fail(err, DOZE_ERR_BAD_FORMAT,
+                           "gate file belongs to another model (fingerprint %08x, this model %08x)",
+                           (unsigned)fp, (unsigned)gates_model_fingerprint(m));
+    }
+    if (!st) {
+        g = gates_alloc(c->n_layers, c->n_heads, c->dim);
+        if (!g) st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
+    }
+    if (!st) {
+        int64_t v;
+        g->vocab_size = c->vocab_size;
+        g->fingerprint = gates_model_fingerprint(m);
+        if (gguf_get_int(&h, "doze.gates.protect_layers", &v, NULL) == DOZE_OK && v >= 0 && v <= c->n_layers)
+            g->params.protect_layers = (int)v;
+        if (gguf_get_int(&h, "doze.gates.protect_tokens", &v, NULL) == DOZE_OK && v >= 0 && v < (1 << 20))
+            g->params.protect_tokens = (int)v;
+        const gguf_string *kind = NULL;
+        if (gguf_get_string(&h, "doze.gates.kind", &kind, NULL) == DOZE_OK)
+            snprintf(g->kind, sizeof g->kind, "%s", kind->data);
+        uint64_t rows = (uint64_t)c->n_layers * (uint64_t)(1 + c->n_heads);
+        st = read_f32_tensor(&h, bytes, n, "gates.router", rows * (uint64_t)c->dim, g->router, err);
+        if (!st) st = read_f32_tensor(&h, bytes, n, "gates.bias", rows, g->bias, err);
+        if (!st)
+            st = read_f32_tensor(&h, bytes, n, "gates.log_lambda", GATES_BUDGET_STEPS + 1,
+                                 g->log_lambda, err);
+    }
+    gguf_header_free(&h);
+    if (st != DOZE_OK) {
+        doze_gates_free(g);
+        return st;
+    }
+    doze_error_clear(err);
+    *out = g;
+    return DOZE_OK;
+}

@@ -1,0 +1,229 @@
+/* The training-free router: fit per layer, by ridge regression, a linear map
+ * from the normed residual entering the layer to the log of the layer's and
+ * each head's relative contribution to the stream, measured on a dense run
+ * over calibration tokens; then tabulate budget -> threshold on the same
+ * tokens. No gradients: a closed-form fit that works on any model. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gates.h"
+#include "model.h"
+
+#define LOG_FLOOR 1e-6
+#define GRID 481               /* thresholds tried for the budget table */
+#define GRID_LO (-24.0)
+#define GRID_HI (24.0)
+
+/* Solves A x = b in place for k right-hand sides (A n x n SPD, row-major;
+ * b n x k). Returns 0, or -1 if A is not positive definite. */
+static int cholesky_solve(double *A, double *b, int n, int k) {
+    for (int j = 0; j < n; j++) {
+        double d = A[(size_t)j * n + j];
+        for (int p = 0; p < j; p++) d -= A[(size_t)j * n + p] * A[(size_t)j * n + p];
+        if (!(d > 0.0)) return -1;
+        d = sqrt(d);
+        A[(size_t)j * n + j] = d;
+        for (int i = j + 1; i < n; i++) {
+            double s = A[(size_t)i * n + j];
+            for (int p = 0; p < j; p++) s -= A[(size_t)i * n + p] * A[(size_t)j * n + p];
+            A[(size_t)i * n + j] = s / d;
+        }
+    }
+    for (int c = 0; c < k; c++) {
+        for (int i = 0; i < n; i++) { /* L y = b */
+            double s = b[(size_t)i * k + c];
+            for (int p = 0; p < i; p++) s -= A[(size_t)i * n + p] * b[(size_t)p * k + c];
+            b[(size_t)i * k + c] = s / A[(size_t)i * n + i];
+        }
+        for (int i = n - 1; i >= 0; i--) { /* L^T x = y */
+            double s = b[(size_t)i * k + c];
+            for (int p = i + 1; p < n; p++) s -= A[(size_t)p * n + i] * b[(size_t)p * k + c];
+            b[(size_t)i * k + c] = s / A[(size_t)i * n + i];
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    int n;          /* calibration tokens kept (after the protected ones) */
+    int first_pos;  /* position of the first kept token */
+    float *xn;      /* (n, n_layers, dim) */
+    float *target;  /* (n, n_layers, 1 + n_heads) log relative contributions */
+} calib_data;
+
+static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, int skip,
+                           calib_data *d, doze_error *err) {
+    const doze_model_info *c = &m->info;
+    const int L = c->n_layers, H = c->n_heads, D = c->dim;
+    d->first_pos = skip;
+    d->n = n_tokens - skip;
+    d->xn = malloc((size_t)d->n * L * D * sizeof(float));
+    d->target = malloc((size_t)d->n * L * (1 + H) * sizeof(float));
+    doze_step_trace tr;
+    tr.xn = malloc((size_t)L * D * sizeof(float));
+    tr.in_norm = malloc((size_t)L * sizeof(float));
+    tr.update_norm = malloc((size_t)L * sizeof(float));
+    tr.head_norm = malloc((size_t)L * H * sizeof(float));
+    doze_session *s = doze_session_new(m, err);
+    doze_status st = DOZE_OK;
+    if (!d->xn || !d->target || !tr.xn || !tr.in_norm || !tr.update_norm || !tr.head_norm || !s)
+        st = s ? doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for calibration")
+               : (doze_status)err->code;
+    for (int t = 0; t < n_tokens && st == DOZE_OK; t++) {
+        st = session_step(s, tokens[t], NULL, NULL, &tr, err);
+        if (st != DOZE_OK || t < skip) continue;
+        int i = t - skip;
+        memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));
+        for (int l = 0; l < L; l++) {
+            float *y = d->target + ((size_t)i * L + l) * (1 + H);
+            double in = tr.in_norm[l] > 0 ? tr.in_norm[l] : 1.0;
+            y[0] = (float)log(tr.update_norm[l] / in + LOG_FLOOR);
+            for (int h = 0; h < H; h++) y[1 + h] = (float)log(tr.head_norm[(size_t)l * H + h] / in + LOG_FLOOR);
+        }
+    }
+    doze_session_free(s);
+    free(tr.xn);
+    free(tr.in_norm);
+    free(tr.update_norm);
+    free(tr.head_norm);
+    return st;
+}
+
+/* ridge fit of layer l: router rows (1 + H, D) and bias (1 + H) */
+static doze_status fit_layer(const calib_data *d, int l, int L, int H, int D, float ridge,
+                             float *router, float *bias, doze_error *err) {
+    const int n = D + 1, k = 1 + H;
+    double *A = calloc((size_t)n * n, sizeof(double));
+    double *B = calloc((size_t)n * k, sizeof(double));
+    double *x = malloc((size_t)n * sizeof(double));
+    if (!A || !B || !x) {
+        free(A), free(B), free(x);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory fitting the router");
+    }
+    for (int i = 0; i < d->n; i++) {
+        const float *xn = d->xn + ((size_t)i * L + l) * D;
+        const float *y = d->target + ((size_t)i * L + l) * k;
+        for (int a = 0; a < D; a++) x[a] = xn[a];
+        x[D] = 1.0;
+        for (int a = 0; a < n; a++) {
+            double xa = x[a];
+            double *row = A + (size_t)a * n;
+            for (int b = 0; b <= a; b++) row[b] += xa * x[b];
+            for (int c = 0; c < k; c++) B[(size_t)a * k + c] += xa * y[c];
+        }
+    }
+    double tr = 0;
+    for (int a = 0; a < n; a++) tr += A[(size_t)a * n + a];
+    double lam = ridge * (tr / n) + 1e-9;
+    for (int a = 0; a < n; a++) {
+        for (int b = 0; b < a; b++) A[(size_t)b * n + a] = A[(size_t)a * n + b];
+        if (a < D) A[(size_t)a * n + a] += lam; /* the bias is not shrunk */
+        else A[(size_t)a * n + a] += 1e-9 * (tr / n) + 1e-12;
+    }
+    int bad = cholesky_solve(A, B, n, k);
+    if (!bad) {
+        for (int c = 0; c < k; c++) {
+            for (int a = 0; a < D; a++) router[(size_t)c * D + a] = (float)B[(size_t)a * k + c];
+            bias[c] = (float)B[(size_t)D * k + c];
+        }
+    }
+    free(A), free(B), free(x);
+    if (bad) return doze_fail(err, DOZE_ERR_BAD_FORMAT, "router fit of layer %d is singular", l);
+    return DOZE_OK;
+}
+
+/* budget -> threshold: mean compute of the calibration tokens on a grid of
+ * thresholds, inverted by interpolation */
+static doze_status tabulate(doze_gates *g, doze_model *m, const calib_data *d, doze_error *err) {
+    const int L = g->n_layers, H = g->n_heads, D = g->dim;
+    doze_cost_model cm;
+    cost_model_init(&m->info, &cm);
+    float *z = malloc((size_t)d->n * L * (1 + H) * sizeof(float));
+    double *ratio = malloc(GRID * sizeof(double));
+    uint8_t *heads = malloc((size_t)H);
+    if (!z || !ratio || !heads) {
+        free(z), free(ratio), free(heads);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the budget table");
+    }
+    for (int i = 0; i < d->n; i++)
+        for (int l = 0; l < L; l++)
+            gates_score(g, m, l, d->xn + ((size_t)i * L + l) * D, z + ((size_t)i * L + l) * (1 + H));
+    for (int gi = 0; gi < GRID; gi++) {
+        float ll = (float)(GRID_LO + (GRID_HI - GRID_LO) * gi / (GRID - 1));
+        double sum = 0;
+        for (int i = 0; i < d->n; i++) {
+            int n_pos = d->first_pos + i + 1;
+            double spent = L * cm.router;
+            for (int l = 0; l < L; l++) {
+                int on = gates_decide(g, &cm, l, n_pos, z + ((size_t)i * L + l) * (1 + H), ll, heads);
+                spent += cost_of_layer(&cm, on, heads, n_pos);
+            }
+            sum += spent / cost_dense(&cm, n_pos);
+        }
+        ratio[gi] = sum / (d->n > 0 ? d->n : 1); /* falls as the threshold rises */
+    }
+    for (int b = 0; b <= GATES_BUDGET_STEPS; b++) {
+        double want = (double)b / GATES_BUDGET_STEPS;
+        /* the lowest threshold whose compute fits the budget */
+        int gi = 0;
+        while (gi < GRID - 1 && ratio[gi] > want) gi++;
+        float ll = (float)(GRID_LO + (GRID_HI - GRID_LO) * gi / (GRID - 1));
+        if (gi > 0 && ratio[gi] <= want && ratio[gi - 1] > want) {
+            /* interpolate between the grid points around want */
+            double f = (ratio[gi - 1] - want) / (ratio[gi - 1] - ratio[gi]);
+            float prev = (float)(GRID_LO + (GRID_HI - GRID_LO) * (gi - 1) / (GRID - 1));
+            ll = prev + (float)f * (ll - prev);
+        }
+        g->log_lambda[b] = ll;
+    }
+    free(z), free(ratio), free(heads);
+    return DOZE_OK;
+}
+
+doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
+                                 const doze_gates_params *p, doze_gates **out, doze_error *err) {
+    if (!m || !tokens || !out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, tokens or output");
+    *out = NULL;
+    const doze_model_info *c = &m->info;
+    doze_gates_params params = p ? *p : doze_gates_default_params();
+    if (params.protect_layers < 0 || params.protect_tokens < 0 || !(params.ridge >= 0.0f))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "gate params out of range");
+    if (n > c->context_length) n = c->context_length;
+    int skip = params.protect_tokens < 1 ? 1 : params.protect_tokens;
+    if (n - skip < 8)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "calibration needs at least %d tokens, got %d", skip + 8, n);
+    doze_gates *g = gates_alloc(c->n_layers, c->n_heads, c->dim);
+    if (!g) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
+    g->params = params;
+    g->vocab_size = c->vocab_size;
+    g->fingerprint = gates_model_fingerprint(m);
+    calib_data d = {0, 0, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, &d, err);
+    const int rows = 1 + c->n_heads;
+    for (int l = 0; l < c->n_layers && st == DOZE_OK; l++)
+        st = fit_layer(&d, l, c->n_layers, c->n_heads, c->dim, params.ridge,
+                       g->router + (size_t)l * rows * c->dim, g->bias + (size_t)l * rows, err);
+    if (st == DOZE_OK && params.random_seed) {
+        /* random routers: scores that vary with the input but mean nothing */
+        uint64_t r = params.random_seed;
+        size_t count = (size_t)c->n_layers * rows * c->dim;
+        for (size_t i = 0; i < count; i++) {
+            r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
+            g->router[i] = (float)(((r * 0x2545F4914F6CDD1Dull) >> 40) / 8388608.0 - 1.0);
+        }
+        memset(g->bias, 0, (size_t)c->n_layers * rows * sizeof(float));
+        strcpy(g->kind, "random");
+    }
+    if (st == DOZE_OK) st = tabulate(g, m, &d, err);
+    free(d.xn);
+    free(d.target);
+    if (st != DOZE_OK) {
+        doze_gates_free(g);
+        return st;
+    }
+    *out = g;
+    return DOZE_OK;
+}
