@@ -11,7 +11,7 @@
 #include "gates.h"
 #include "model.h"
 
-#define LOG_FLOOR 1e-6
+#define LOG_FLOOR 1e-9
 #define GRID 481               /* thresholds tried for the budget table */
 #define GRID_LO (-24.0)
 #define GRID_HI (24.0)
@@ -62,28 +62,43 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     d->xn = malloc((size_t)d->n * L * D * sizeof(float));
     d->target = malloc((size_t)d->n * L * (1 + H) * sizeof(float));
     doze_step_trace tr;
+    tr.x_in = malloc((size_t)L * D * sizeof(float));
     tr.xn = malloc((size_t)L * D * sizeof(float));
+    float *layer_damage = malloc((size_t)L * sizeof(float));
+    float *attn_damage = malloc((size_t)L * sizeof(float));
     tr.in_norm = malloc((size_t)L * sizeof(float));
     tr.update_norm = malloc((size_t)L * sizeof(float));
     tr.head_norm = malloc((size_t)L * H * sizeof(float));
     doze_session *s = doze_session_new(m, err);
     doze_status st = DOZE_OK;
-    if (!d->xn || !d->target || !tr.xn || !tr.in_norm || !tr.update_norm || !tr.head_norm || !s)
+    if (!d->xn || !d->target || !tr.x_in || !tr.xn || !tr.in_norm || !tr.update_norm ||
+        !tr.head_norm || !layer_damage || !attn_damage || !s)
         st = s ? doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for calibration")
                : (doze_status)err->code;
     for (int t = 0; t < n_tokens && st == DOZE_OK; t++) {
         st = session_step(s, tokens[t], NULL, NULL, &tr, err);
         if (st != DOZE_OK || t < skip) continue;
+        st = session_damage(s, &tr, layer_damage, attn_damage, err);
+        if (st != DOZE_OK) break;
         int i = t - skip;
         memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));
+        /* targets: log of the damage of skipping the layer, and of each head:
+         * the attention's damage shared by the heads' contribution norms */
         for (int l = 0; l < L; l++) {
             float *y = d->target + ((size_t)i * L + l) * (1 + H);
-            double in = tr.in_norm[l] > 0 ? tr.in_norm[l] : 1.0;
-            y[0] = (float)log(tr.update_norm[l] / in + LOG_FLOOR);
-            for (int h = 0; h < H; h++) y[1 + h] = (float)log(tr.head_norm[(size_t)l * H + h] / in + LOG_FLOOR);
+            double total = 0;
+            for (int h = 0; h < H; h++) total += tr.head_norm[(size_t)l * H + h];
+            y[0] = (float)log(layer_damage[l] + LOG_FLOOR);
+            for (int h = 0; h < H; h++) {
+                double share = total > 0 ? tr.head_norm[(size_t)l * H + h] / total : 1.0 / H;
+                y[1 + h] = (float)log(attn_damage[l] * share + LOG_FLOOR);
+            }
         }
     }
     doze_session_free(s);
+    free(tr.x_in);
+    free(layer_damage);
+    free(attn_damage);
     free(tr.xn);
     free(tr.in_norm);
     free(tr.update_norm);

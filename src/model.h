@@ -103,6 +103,7 @@ void model_embed(const doze_model *m, int token, float *out);
 
 /* What a dense step can record for calibrating the training-free router. */
 typedef struct {
+    float *x_in;        /* (n_layers, dim) residual entering each layer */
     float *xn;          /* (n_layers, dim) normed residual entering each layer */
     float *in_norm;     /* (n_layers) ||x|| entering each layer */
     float *update_norm; /* (n_layers) ||x_out - x_in|| of each layer */
@@ -113,6 +114,15 @@ typedef struct {
  * gates and budget, or dense) that also fills trace when not NULL. */
 doze_status session_step(doze_session *s, int token, const uint8_t *layer_on,
                          const uint8_t *head_on, doze_step_trace *trace, doze_error *err);
+
+/* After a traced dense step: what skipping each layer, or each layer's
+ * attention (every head), would have done to that token — the squared
+ * distance of the final normed hidden state from the dense one, relative to
+ * its squared norm — by re-running the layers above from the traced
+ * residual. The session's state (KV cache, stream) is left as the dense step
+ * left it. layer_damage(n_layers), attn_damage(n_layers). */
+doze_status session_damage(doze_session *s, const doze_step_trace *trace, float *layer_damage,
+                           float *attn_damage, doze_error *err);
 
 /* Switches the kernel table (benchmarks compare SIMD and reference). */
 void model_use_kernels(doze_model *m, int kernel_set);

@@ -172,68 +172,26 @@ static doze_matrix head_rows(const doze_matrix *w, int h, int head_dim) {
     return v;
 }
 
-doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
-                         const uint8_t *force_head, doze_step_trace *trace, doze_error *err) {
-    if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
+/* Layer l of a running layer at position pos, in place on s->x: K/V are
+ * written, then the running heads' attention, then the FFN. xb holds the
+ * normed input (attn_norm) on entry. */
+static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
+                      doze_step_trace *trace) {
     const doze_model *m = s->model;
     const doze_model_info *c = &m->info;
     const doze_kernels *k = m->kern;
-    if (token < 0 || token >= c->vocab_size)
-        return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)", token,
-                         c->vocab_size);
-    if (s->pos >= c->context_length)
-        return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "context of %d positions is full",
-                         c->context_length);
-    const int pos = s->pos;
+    const doze_layer *L = &m->layers[l];
     const int dim = c->dim, hd = c->head_dim, nh = c->n_heads;
     const int kv_dim = c->n_kv_heads * hd;
     const int group = nh / c->n_kv_heads; /* query heads per KV head */
     const int half = c->rope_dim / 2;
     const float *cos_t = m->rope_cos + (size_t)pos * (size_t)half;
     const float *sin_t = m->rope_sin + (size_t)pos * (size_t)half;
+    size_t cell = (size_t)l * (size_t)c->context_length;
+    float *kc = s->key + cell * (size_t)kv_dim;   /* (context_length, kv_dim) */
+    float *vc = s->value + cell * (size_t)kv_dim; /* (context_length, kv_dim) */
+    const uint8_t *valid = s->kv_valid + cell;     /* (context_length) */
 
-    /* who decides: a forced mask, the gates under a budget, or nobody (dense) */
-    const doze_gates *g = force_layer ? NULL : s->gates;
-    int gated = g && s->budget < 0.9995f && pos >= g->params.protect_tokens;
-    float log_lambda = gated ? gates_log_lambda(g, s->budget) + s->lambda_adj : 0.0f;
-    double spent = 0.0;
-
-    model_embed(m, token, s->x); /* x(dim) */
-    for (int l = 0; l < c->n_layers; l++) {
-        const doze_layer *L = &m->layers[l];
-        size_t cell = (size_t)l * (size_t)c->context_length;
-        float *kc = s->key + cell * (size_t)kv_dim;   /* (context_length, kv_dim) */
-        float *vc = s->value + cell * (size_t)kv_dim; /* (context_length, kv_dim) */
-        uint8_t *valid = s->kv_valid + cell;           /* (context_length) */
-        uint8_t *head_on = s->head_on + (size_t)l * (size_t)nh;
-
-        k->rmsnorm(s->xb, s->x, L->attn_norm, dim, c->norm_eps); /* xn(dim): the router's input */
-        if (trace) {
-            memcpy(trace->xn + (size_t)l * dim, s->xb, (size_t)dim * sizeof(float));
-            trace->in_norm[l] = norm_of(s->x, dim);
-        }
-        int layer_on = 1;
-        if (force_layer) {
-            layer_on = force_layer[l] != 0;
-            for (int h = 0; h < nh; h++) head_on[h] = force_head ? force_head[(size_t)l * nh + h] != 0 : 1;
-        } else if (gated) {
-            gates_score(g, m, l, s->xb, s->z);
-            spent += s->cost.router;
-            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on);
-        } else {
-            memset(head_on, 1, (size_t)nh);
-        }
-        s->layer_on[l] = (uint8_t)layer_on;
-        valid[pos] = (uint8_t)layer_on;
-        if (!layer_on) {
-            memset(head_on, 0, (size_t)nh);
-            if (trace) {
-                trace->update_norm[l] = 0.0f;
-                memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
-            }
-            continue; /* adds nothing, writes no K/V */
-        }
-        spent += cost_of_layer(&s->cost, 1, head_on, pos + 1);
         if (trace) memcpy(s->x_in, s->x, (size_t)dim * sizeof(float));
 
         /* attention: K/V always (shared by the heads of a group), Q per running head */
@@ -281,6 +239,65 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
                 u += ((double)s->x[i] - s->x_in[i]) * ((double)s->x[i] - s->x_in[i]);
             trace->update_norm[l] = (float)sqrt(u);
         }
+}
+
+doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
+                         const uint8_t *force_head, doze_step_trace *trace, doze_error *err) {
+    if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
+    const doze_model *m = s->model;
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    if (token < 0 || token >= c->vocab_size)
+        return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)", token,
+                         c->vocab_size);
+    if (s->pos >= c->context_length)
+        return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "context of %d positions is full",
+                         c->context_length);
+    const int pos = s->pos;
+    const int dim = c->dim, nh = c->n_heads;
+
+    /* who decides: a forced mask, the gates under a budget, or nobody (dense) */
+    const doze_gates *g = force_layer ? NULL : s->gates;
+    int gated = g && s->budget < 0.9995f && pos >= g->params.protect_tokens;
+    float log_lambda = gated ? gates_log_lambda(g, s->budget) + s->lambda_adj : 0.0f;
+    double spent = 0.0;
+
+    model_embed(m, token, s->x); /* x(dim) */
+    for (int l = 0; l < c->n_layers; l++) {
+        const doze_layer *L = &m->layers[l];
+        size_t cell = (size_t)l * (size_t)c->context_length;
+        uint8_t *valid = s->kv_valid + cell;           /* (context_length) */
+        uint8_t *head_on = s->head_on + (size_t)l * (size_t)nh;
+
+        k->rmsnorm(s->xb, s->x, L->attn_norm, dim, c->norm_eps); /* xn(dim): the router's input */
+        if (trace) {
+            memcpy(trace->x_in + (size_t)l * dim, s->x, (size_t)dim * sizeof(float));
+            memcpy(trace->xn + (size_t)l * dim, s->xb, (size_t)dim * sizeof(float));
+            trace->in_norm[l] = norm_of(s->x, dim);
+        }
+        int layer_on = 1;
+        if (force_layer) {
+            layer_on = force_layer[l] != 0;
+            for (int h = 0; h < nh; h++) head_on[h] = force_head ? force_head[(size_t)l * nh + h] != 0 : 1;
+        } else if (gated) {
+            gates_score(g, m, l, s->xb, s->z);
+            spent += s->cost.router;
+            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on);
+        } else {
+            memset(head_on, 1, (size_t)nh);
+        }
+        s->layer_on[l] = (uint8_t)layer_on;
+        valid[pos] = (uint8_t)layer_on;
+        if (!layer_on) {
+            memset(head_on, 0, (size_t)nh);
+            if (trace) {
+                trace->update_norm[l] = 0.0f;
+                memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
+            }
+            continue; /* adds nothing, writes no K/V */
+        }
+        spent += cost_of_layer(&s->cost, 1, head_on, pos + 1);
+        run_layer(s, l, pos, head_on, trace);
     }
     k->rmsnorm(s->xb, s->x, m->output_norm, dim, c->norm_eps);
     model_matvec(m, s->logits, &m->output, s->xb, s->xq); /* (vocab_size) */
@@ -295,6 +312,69 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
     }
     s->pos++;
     return DOZE_OK;
+}
+
+/* ||a - b||^2 / ||b||^2 */
+static float rel_sq_dist(const float *a, const float *b, int n) {
+    double d = 0, r = 0;
+    for (int i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return (float)(d / (r > 0 ? r : 1));
+}
+
+doze_status session_damage(doze_session *s, const doze_step_trace *trace, float *layer_damage,
+                           float *attn_damage, doze_error *err) {
+    if (!s || !trace || s->pos < 1) return doze_fail(err, DOZE_ERR_STATE, "no traced step to revisit");
+    const doze_model *m = s->model;
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const int pos = s->pos - 1, dim = c->dim, nl = c->n_layers, nh = c->n_heads;
+    const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    float *saved_kv = malloc((size_t)nl * 2 * kv_dim * sizeof(float));
+    float *dense_x = malloc((size_t)dim * sizeof(float));
+    float *dense_out = malloc((size_t)dim * sizeof(float));
+    float *out = malloc((size_t)dim * sizeof(float));
+    uint8_t *all = malloc((size_t)nh), *none = calloc((size_t)nh, 1);
+    doze_status st = DOZE_OK;
+    if (!saved_kv || !dense_x || !dense_out || !out || !all || !none) {
+        st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory measuring skip damage");
+        goto done;
+    }
+    memset(all, 1, (size_t)nh);
+    for (int l = 0; l < nl; l++) {
+        size_t row = ((size_t)l * (size_t)c->context_length + (size_t)pos) * kv_dim;
+        memcpy(saved_kv + (size_t)l * 2 * kv_dim, s->key + row, kv_dim * sizeof(float));
+        memcpy(saved_kv + ((size_t)l * 2 + 1) * kv_dim, s->value + row, kv_dim * sizeof(float));
+    }
+    memcpy(dense_x, s->x, (size_t)dim * sizeof(float));
+    k->rmsnorm(dense_out, dense_x, m->output_norm, dim, c->norm_eps);
+    for (int l = 0; l < nl; l++) {
+        for (int mode = 0; mode < 2; mode++) { /* 0: skip layer l, 1: skip its attention */
+            memcpy(s->x, trace->x_in + (size_t)l * dim, (size_t)dim * sizeof(float));
+            for (int j = l + (mode == 0); j < nl; j++) {
+                k->rmsnorm(s->xb, s->x, m->layers[j].attn_norm, dim, c->norm_eps);
+                run_layer(s, j, pos, (j == l) ? none : all, NULL);
+            }
+            k->rmsnorm(out, s->x, m->output_norm, dim, c->norm_eps);
+            (mode == 0 ? layer_damage : attn_damage)[l] = rel_sq_dist(out, dense_out, dim);
+        }
+    }
+    for (int l = 0; l < nl; l++) {
+        size_t row = ((size_t)l * (size_t)c->context_length + (size_t)pos) * kv_dim;
+        memcpy(s->key + row, saved_kv + (size_t)l * 2 * kv_dim, kv_dim * sizeof(float));
+        memcpy(s->value + row, saved_kv + ((size_t)l * 2 + 1) * kv_dim, kv_dim * sizeof(float));
+    }
+    memcpy(s->x, dense_x, (size_t)dim * sizeof(float));
+done:
+    free(saved_kv);
+    free(dense_x);
+    free(dense_out);
+    free(out);
+    free(all);
+    free(none);
+    return st;
 }
 
 doze_status doze_session_step(doze_session *s, int token, doze_error *err) {
