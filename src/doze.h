@@ -200,6 +200,14 @@ void doze_gates_free(doze_gates *g);
  * g must outlive the session's use of it. */
 doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err);
 
+/* The whole-sequence forward (layer by layer over all T tokens, as training
+ * runs it) under per-token masks: layer_on (T, n_layers), head_on (T,
+ * n_layers, n_heads) (NULL: all on). Writes logits (T, vocab_size). It must
+ * reproduce the token-by-token forward with a KV cache under the same masks. */
+doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
+                                  const uint8_t *layer_on, const uint8_t *head_on, float *logits,
+                                  doze_error *err);
+
 /* ---- sampler -------------------------------------------------------------------- */
 
 typedef struct doze_sampler doze_sampler;

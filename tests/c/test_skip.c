@@ -1,0 +1,308 @@
+/* Layer and head skipping (DESIGN.md semantics) on the suite's own models:
+ * all gates on is the dense model bit for bit; a forced mask equals an
+ * independent scalar reference that zeroes the same heads and removes the
+ * same layers from the stream and from later attention; the whole-sequence
+ * forward equals the token-by-token one under the same masks; the budget's
+ * achieved compute tracks b; gate files round-trip and refuse other models. */
+#include <stdint.h>
+
+#include "../../src/gguf.h"
+#include "model_fixture.h"
+#include "test_util.h"
+
+static uint64_t rng = 0x1234567;
+static uint32_t next_u32(void) {
+    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+    return (uint32_t)((rng * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+/* ---- an independent scalar reference forward with masks (f32 weights) ---- */
+typedef struct {
+    int dim, hidden, nl, nh, nkv, hd, vocab;
+    const float *emb, *out_norm;
+    const float *attn_norm[8], *wq[8], *wk[8], *wv[8], *wo[8], *ffn_norm[8], *w1[8], *w2[8], *w3[8];
+} ref_model;
+
+static const float *tensor(const gguf_header *h, const uint8_t *file, const char *name) {
+    const gguf_tensor *t = gguf_find_tensor(h, name);
+    return t ? (const float *)(file + h->data_offset + t->offset) : NULL;
+}
+
+static void ref_rmsnorm(float *o, const float *x, const float *w, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double s = 1.0 / sqrt(ss / n + 1e-5);
+    for (int i = 0; i < n; i++) o[i] = (float)(x[i] * s * w[i]);
+}
+
+static void ref_matvec(float *y, const float *w, const float *x, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int c = 0; c < cols; c++) s += (double)w[(size_t)r * cols + c] * x[c];
+        y[r] = (float)s;
+    }
+}
+
+static void ref_rope(float *v, int n, int hd, int pos) {
+    for (int i = 0; i < n; i += 2) {
+        int j = i % hd;
+        double ang = pos * pow(10000.0, -(double)j / hd);
+        double a = v[i], b = v[i + 1];
+        v[i] = (float)(a * cos(ang) - b * sin(ang));
+        v[i + 1] = (float)(a * sin(ang) + b * cos(ang));
+    }
+}
+
+/* logits (T, vocab) of tokens under masks; K/V of a position exist at layer
+ * l only if the layer ran there */
+static void ref_forward(const ref_model *M, const int *tokens, int T, const uint8_t *lon,
+                        const uint8_t *hon, float *logits) {
+    int D = M->dim, HD = M->hd, KV = M->nkv * HD, Q = M->nh * HD;
+    float *x = malloc((size_t)D * 4), *xn = malloc((size_t)D * 4), *q = malloc((size_t)Q * 4);
+    float *att = malloc((size_t)Q * 4), *tmp = malloc((size_t)D * 4);
+    float *h1 = malloc((size_t)M->hidden * 4), *h3 = malloc((size_t)M->hidden * 4);
+    float *K = calloc((size_t)M->nl * T * KV, 4), *V = calloc((size_t)M->nl * T * KV, 4);
+    double *sc = malloc((size_t)T * sizeof(double));
+    for (int t = 0; t < T; t++) {
+        memcpy(x, M->emb + (size_t)tokens[t] * D, (size_t)D * 4);
+        for (int l = 0; l < M->nl; l++) {
+            if (!lon[(size_t)t * M->nl + l]) continue;
+            ref_rmsnorm(xn, x, M->attn_norm[l], D);
+            float *k = K + ((size_t)l * T + t) * KV, *v = V + ((size_t)l * T + t) * KV;
+            ref_matvec(q, M->wq[l], xn, Q, D);
+            ref_matvec(k, M->wk[l], xn, KV, D);
+            ref_matvec(v, M->wv[l], xn, KV, D);
+            ref_rope(q, Q, HD, t);
+            ref_rope(k, KV, HD, t);
+            memset(att, 0, (size_t)Q * 4);
+            for (int h = 0; h < M->nh; h++) {
+                if (!hon[((size_t)t * M->nl + l) * M->nh + h]) continue; /* zeroed head */
+                int kvh = h / (M->nh / M->nkv);
+                double mx = -1e300, sum = 0;
+                for (int p = 0; p <= t; p++) {
+                    sc[p] = -1e300;
+                    if (!lon[(size_t)p * M->nl + l]) continue; /* removed from later attention */
+                    double d = 0;
+                    for (int i = 0; i < HD; i++)
+                        d += (double)q[h * HD + i] * K[((size_t)l * T + p) * KV + kvh * HD + i];
+                    sc[p] = d / sqrt((double)HD);
+                    if (sc[p] > mx) mx = sc[p];
+                }
+                for (int p = 0; p <= t; p++) sum += sc[p] > -1e299 ? exp(sc[p] - mx) : 0;
+                for (int p = 0; p <= t; p++) {
+                    if (sc[p] <= -1e299) continue;
+                    double a = exp(sc[p] - mx) / sum;
+                    for (int i = 0; i < HD; i++)
+                        att[h * HD + i] += (float)(a * V[((size_t)l * T + p) * KV + kvh * HD + i]);
+                }
+            }
+            ref_matvec(tmp, M->wo[l], att, D, Q);
+            for (int i = 0; i < D; i++) x[i] += tmp[i];
+            ref_rmsnorm(xn, x, M->ffn_norm[l], D);
+            ref_matvec(h1, M->w1[l], xn, M->hidden, D);
+            ref_matvec(h3, M->w3[l], xn, M->hidden, D);
+            for (int i = 0; i < M->hidden; i++) h1[i] = (float)(h1[i] / (1.0 + exp(-h1[i])) * h3[i]);
+            ref_matvec(tmp, M->w2[l], h1, D, M->hidden);
+            for (int i = 0; i < D; i++) x[i] += tmp[i];
+        }
+        ref_rmsnorm(xn, x, M->out_norm, D);
+        ref_matvec(logits + (size_t)t * M->vocab, M->emb, xn, M->vocab, D);
+    }
+    free(x), free(xn), free(q), free(att), free(tmp), free(h1), free(h3), free(K), free(V), free(sc);
+}
+
+static double scaled_diff(const float *a, const float *b, size_t n) {
+    double worst = 0, scale = 1e-9;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs((double)a[i] - b[i]) > worst) worst = fabs((double)a[i] - b[i]);
+        if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
+    }
+    return worst / scale;
+}
+
+int main(void) {
+    enum { D = 64, HID = 160, NL = 4, NH = 4, NKV = 2, V = 300, T = 40 };
+    mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 256, 77, DOZE_TYPE_F32);
+    CHECK(f.data != NULL);
+    doze_model *m = NULL;
+    doze_error e;
+    CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
+    if (!m) return test_finish("test_skip");
+
+    int tokens[T];
+    int32_t tokens32[T];
+    for (int t = 0; t < T; t++) tokens32[t] = tokens[t] = t == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
+    uint8_t lon[T * NL], hon[T * NL * NH];
+    for (int t = 0; t < T; t++)
+        for (int l = 0; l < NL; l++) {
+            lon[t * NL + l] = t == 0 || next_u32() % 4 != 0; /* a quarter of the layers off */
+            for (int h = 0; h < NH; h++) hon[(t * NL + l) * NH + h] = next_u32() % 3 != 0;
+        }
+    size_t nlog = (size_t)T * V;
+    float *a = malloc(nlog * 4), *b = malloc(nlog * 4), *r = malloc(nlog * 4);
+
+    /* 1. all gates on == dense, bit for bit */
+    {
+        doze_session *s1 = doze_session_new(m, &e), *s2 = doze_session_new(m, &e);
+        uint8_t all_l[NL], all_h[NL * NH];
+        memset(all_l, 1, sizeof all_l);
+        memset(all_h, 1, sizeof all_h);
+        int same = 1;
+        for (int t = 0; t < T; t++) {
+            doze_session_step(s1, tokens[t], &e);
+            doze_session_step_masked(s2, tokens[t], all_l, all_h, &e);
+            same &= memcmp(doze_session_logits(s1), doze_session_logits(s2), V * 4) == 0;
+            same &= doze_session_compute(s2) > 0.999f && doze_session_compute(s2) < 1.001f;
+        }
+        CHECK_MSG(same, "all gates on differs from dense");
+        doze_session_free(s1);
+        doze_session_free(s2);
+    }
+
+    /* 2. token by token under masks; mask and compute reported */
+    {
+        doze_session *s = doze_session_new(m, &e);
+        int masks_ok = 1;
+        double compute_sum = 0;
+        for (int t = 0; t < T; t++) {
+            CHECK(doze_session_step_masked(s, tokens[t], lon + t * NL, hon + t * NL * NH, &e) == DOZE_OK);
+            memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
+            const uint8_t *lm = doze_session_layer_mask(s), *hm = doze_session_head_mask(s);
+            for (int l = 0; l < NL; l++) {
+                masks_ok &= lm[l] == lon[t * NL + l];
+                for (int h = 0; h < NH; h++)
+                    masks_ok &= hm[l * NH + h] == (lon[t * NL + l] && hon[(t * NL + l) * NH + h]);
+            }
+            float cpt = doze_session_compute(s);
+            masks_ok &= cpt > 0.0f && cpt < 1.0f;
+            compute_sum += cpt;
+        }
+        CHECK(masks_ok);
+        printf("forced masks: mean compute %.3f\n", compute_sum / T);
+        /* every layer off: only the embedding and classifier run */
+        uint8_t none[NL] = {0};
+        CHECK(doze_session_step_masked(s, 5, none, NULL, &e) == DOZE_OK);
+        CHECK(doze_session_compute(s) == 0.0f);
+        doze_session_free(s);
+    }
+
+    /* 3. the whole-sequence forward reproduces it */
+    CHECK(doze_sequence_forward(m, tokens32, T, lon, hon, b, &e) == DOZE_OK);
+    double d_seq = scaled_diff(b, a, nlog);
+    printf("sequence forward vs token by token under masks: %.3g (%s)\n", d_seq,
+           memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "not bit-identical");
+    CHECK(d_seq < 1e-6);
+
+    /* 4. an independent scalar reference */
+    {
+        gguf_header h;
+        CHECK(gguf_parse_header(f.data, f.len, &h, &e) == DOZE_OK);
+        ref_model M = {D, HID, NL, NH, NKV, D / NH, V, tensor(&h, f.data, "token_embd.weight"),
+                       tensor(&h, f.data, "output_norm.weight"), {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}};
+        for (int l = 0; l < NL; l++) {
+            char nm[64];
+#define T_(field, s)                                              \
+    snprintf(nm, sizeof nm, "blk.%d." s ".weight", l);            \
+    M.field[l] = tensor(&h, f.data, nm);
+            T_(attn_norm, "attn_norm") T_(wq, "attn_q") T_(wk, "attn_k") T_(wv, "attn_v")
+            T_(wo, "attn_output") T_(ffn_norm, "ffn_norm") T_(w1, "ffn_gate") T_(w2, "ffn_down")
+            T_(w3, "ffn_up")
+#undef T_
+        }
+        ref_forward(&M, tokens, T, lon, hon, r);
+        double d_ref = scaled_diff(a, r, nlog);
+        printf("forced masks vs scalar reference: %.3g of the logits' range\n", d_ref);
+        CHECK(d_ref < 1e-4);
+        /* and the masks matter: the reference without them differs */
+        uint8_t all_l[T * NL], all_h[T * NL * NH];
+        memset(all_l, 1, sizeof all_l);
+        memset(all_h, 1, sizeof all_h);
+        ref_forward(&M, tokens, T, all_l, all_h, r);
+        CHECK(scaled_diff(a, r, nlog) > 1e-2);
+        gguf_header_free(&h);
+    }
+
+    /* 5. budget: calibrate on self-generated text, achieved compute tracks b */
+    {
+        doze_model_params mp = doze_model_default_params();
+        doze_model *m2 = NULL;
+        mem_buf f2 = fixture_gguf(96, 256, 6, 6, 6, V, 512, 5, DOZE_TYPE_F32);
+        CHECK(doze_model_load_memory(f2.data, f2.len, &mp, &m2, &e) == DOZE_OK);
+        int32_t calib[300], text[300];
+        doze_sampler_params sp = doze_sampler_default_params();
+        sp.seed = 3;
+        doze_sampler *smp = doze_sampler_new(&sp, V, &e);
+        doze_session *s = doze_session_new(m2, &e);
+        calib[0] = 1;
+        for (int i = 0; i + 1 < 300; i++) {
+            doze_session_step(s, calib[i], &e);
+            calib[i + 1] = doze_sampler_sample(smp, doze_session_logits(s));
+        }
+        for (int i = 0; i < 300; i++) text[i] = i == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
+        doze_gates *g = NULL;
+        CHECK(doze_gates_calibrate(m2, calib, 300, NULL, &g, &e) == DOZE_OK);
+        CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK);
+        const float budgets[4] = {0.9f, 0.7f, 0.5f, 0.3f};
+        for (int bi = 0; bi < 4; bi++) {
+            doze_session_reset(s);
+            CHECK(doze_session_set_budget(s, budgets[bi], &e) == DOZE_OK);
+            double sum = 0;
+            for (int i = 0; i < 300; i++) {
+                doze_session_step(s, text[i], &e);
+                sum += doze_session_compute(s);
+            }
+            printf("budget %.2f: achieved %.4f over 300 tokens\n", budgets[bi], sum / 300);
+            CHECK(fabs(sum / 300 - budgets[bi]) <= 0.03);
+        }
+        /* b may change between tokens: a generation alternating 0.8 and 0.4 */
+        doze_session_reset(s);
+        double hi = 0, lo = 0;
+        for (int i = 0; i < 300; i++) {
+            float bb = (i / 50) % 2 ? 0.4f : 0.8f;
+            doze_session_set_budget(s, bb, &e);
+            doze_session_step(s, text[i], &e);
+            if (i % 50 >= 20) *(bb > 0.5f ? &hi : &lo) += doze_session_compute(s);
+        }
+        printf("alternating budget: %.3f while 0.8, %.3f while 0.4\n", hi / 90, lo / 90);
+        CHECK(hi / 90 > lo / 90 + 0.2);
+        CHECK(doze_session_set_budget(s, 0.0f, &e) == DOZE_ERR_INVALID_ARGUMENT);
+        CHECK(doze_session_set_budget(s, 1.5f, &e) == DOZE_ERR_INVALID_ARGUMENT);
+
+        /* gate files: save, load, same decisions; another model refuses them */
+        mem_buf gf = {NULL, 0, 0};
+        CHECK(doze_gates_save(g, mem_write, &gf, &e) == DOZE_OK);
+        printf("gate file: %zu bytes\n", gf.len);
+        doze_gates *g2 = NULL;
+        CHECK(doze_gates_load(m2, gf.data, gf.len, &g2, &e) == DOZE_OK);
+        doze_session *s2 = doze_session_new(m2, &e);
+        doze_session_set_gates(s2, g2, &e);
+        doze_session_set_budget(s2, 0.6f, &e);
+        doze_session_reset(s);
+        doze_session_set_budget(s, 0.6f, &e);
+        int same = 1;
+        for (int i = 0; i < 60; i++) {
+            doze_session_step(s, text[i], &e);
+            doze_session_step(s2, text[i], &e);
+            same &= memcmp(doze_session_logits(s), doze_session_logits(s2), V * 4) == 0;
+            same &= memcmp(doze_session_head_mask(s), doze_session_head_mask(s2), 36) == 0;
+        }
+        CHECK(same);
+        doze_gates *g3 = NULL;
+        doze_status st = doze_gates_load(m, gf.data, gf.len, &g3, &e);
+        CHECK(st == DOZE_ERR_BAD_SHAPE && g3 == NULL);
+        printf("gate file on another model: %s (%s)\n", doze_status_name(st), e.message);
+        CHECK(doze_gates_load(m2, gf.data, gf.len / 2, &g3, &e) != DOZE_OK && g3 == NULL);
+        doze_session_free(s2);
+        doze_gates_free(g2);
+        free(gf.data);
+        doze_session_free(s);
+        doze_sampler_free(smp);
+        doze_gates_free(g);
+        doze_model_free(m2);
+        free(f2.data);
+    }
+    free(a), free(b), free(r);
+    doze_model_free(m);
+    free(f.data);
+    return test_finish("test_skip");
+}
