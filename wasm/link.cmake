@@ -36,7 +36,13 @@ target_link_options(doze_wasm PRIVATE
   -sMAXIMUM_MEMORY=4GB
   -sINITIAL_MEMORY=${DOZE_WASM_INITIAL_MEMORY}
   -sTOTAL_STACK=${DOZE_WASM_STACK_SIZE}
-  "-sEXPORTED_FUNCTIONS=['_malloc','_free','_doze_cli_main']"
+  "-sEXPORTED_FUNCTIONS=['_malloc','_free','_doze_cli_main',\
+'_doze_status_name','_doze_type_name',\
+'_doze_loader_feed','_doze_loader_free','_doze_model_free',\
+'_doze_tokenize','_doze_token_to_piece',\
+'_doze_session_new','_doze_session_free','_doze_session_reset','_doze_session_pos',\
+'_doze_session_step','_doze_session_logits',\
+'_doze_sampler_sample','_doze_sampler_free']"
   "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
 set_property(TARGET doze_wasm APPEND PROPERTY LINK_DEPENDS
   ${DOZE_WASM_HOST_LIBRARY} ${CMAKE_CURRENT_LIST_FILE})

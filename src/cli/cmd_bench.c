@@ -25,6 +25,82 @@ static double bytes_per_token(const doze_model *m) {
     return (double)c->layer_weight_bytes + out + emb;
 }
 
+/* A forced uniform mask for step `step`: round(b * n_layers) layers run (at
+ * least one), spread evenly and rotated by one layer every step so that the
+ * skipped weights change from token to token as they do under real gates
+ * (a fixed mask would let the running layers sit in a large cache); every
+ * head of a running layer on. */
+static void uniform_mask(int n_layers, double b, int step, uint8_t *layer_on) {
+    int keep = (int)(b * n_layers + 0.5);
+    if (keep < 1) keep = 1;
+    memset(layer_on, 0, (size_t)n_layers);
+    for (int i = 0; i < keep; i++) layer_on[((int)((double)i * n_layers / keep) + step) % n_layers] = 1;
+}
+
+static int run_decode_masked(doze_model *m, int steps, double budget, uint8_t *layer_on,
+                             speed *out, double *compute) {
+    doze_error e;
+    doze_session *s = doze_session_new(m, &e);
+    if (!s) return cli_print_error("bench", &e);
+    const doze_model_info *c = doze_model_get_info(m);
+    int token = c->bos_id >= 0 ? c->bos_id : 0;
+    const int warmup = 4;
+    double t0 = 0, sum = 0;
+    for (int i = 0; i < steps + warmup; i++) {
+        if (i == warmup) t0 = io_now_ms();
+        if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
+        if (layer_on) uniform_mask(c->n_layers, budget, i, layer_on);
+        doze_status st = layer_on ? doze_session_step_masked(s, token, layer_on, NULL, &e)
+                                  : doze_session_step(s, token, &e);
+        if (st != DOZE_OK) {
+            doze_session_free(s);
+            return cli_print_error("bench", &e);
+        }
+        if (i >= warmup) sum += doze_session_compute(s);
+        const float *l = doze_session_logits(s);
+        int best = 0;
+        for (int v = 1; v < c->vocab_size; v++)
+            if (l[v] > l[best]) best = v;
+        token = best;
+    }
+    double ms = io_now_ms() - t0;
+    doze_session_free(s);
+    out->tok_per_s = steps * 1000.0 / ms;
+    out->gb_per_s = out->tok_per_s * bytes_per_token(m) / 1e9;
+    if (compute) *compute = sum / steps;
+    return 0;
+}
+
+/* decode speed under forced uniform masks at several budgets, against dense,
+ * beside the Amdahl bound (embedding and classifier are not skippable) */
+static int skip_table(doze_model *m, int steps, int json) {
+    const doze_model_info *c = doze_model_get_info(m);
+    const double budgets[4] = {1.0, 0.75, 0.5, 0.3};
+    uint8_t *mask = malloc((size_t)c->n_layers);
+    if (!mask) return 1;
+    double layer_share = (double)c->layer_weight_bytes / bytes_per_token(m);
+    speed dense = {0, 0};
+    int rc = 0;
+    if (!json) out_printf("budget  compute  tok/s     speedup  amdahl bound\n");
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        speed sp = {0, 0};
+        double compute = 1.0;
+        rc = run_decode_masked(m, steps, budgets[i], i == 0 ? NULL : mask, &sp, &compute);
+        if (rc) break;
+        if (i == 0) dense = sp;
+        double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute);
+        if (json)
+            out_printf("{\"budget\":%.2f,\"compute\":%.4f,\"tok_s\":%.2f,\"speedup\":%.3f,"
+                       "\"amdahl\":%.3f}\n",
+                       budgets[i], compute, sp.tok_per_s, sp.tok_per_s / dense.tok_per_s, bound);
+        else
+            out_printf("%.2f    %.3f    %8.2f  %.2fx    %.2fx\n", budgets[i], compute, sp.tok_per_s,
+                       sp.tok_per_s / dense.tok_per_s, bound);
+    }
+    free(mask);
+    return rc;
+}
+
 static int run_decode(doze_model *m, int steps, speed *out) {
     doze_error e;
     doze_session *s = doze_session_new(m, &e);
@@ -81,6 +157,11 @@ int cmd_bench(int argc, char **argv) {
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
+    if (cli_flag(argc, argv, "--skip-table")) {
+        int rc = skip_table(m, (int)steps, json);
+        doze_model_free(m);
+        return rc;
+    }
     const doze_model_info *c = doze_model_get_info(m);
     speed simd, ref;
     uint32_t sink = 0;

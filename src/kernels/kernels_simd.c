@@ -4,9 +4,10 @@
  * integer ops, bit ops) in a fixed order, no FMA, no relaxed SIMD, no
  * approximate reciprocals, no libm beyond sqrtf. So this table gives the same
  * bits natively and in wasm. It differs from the reference table only in the
- * order of float summations (vector lanes, several accumulators); the
- * element-wise kernels (rope, swiglu, add, quantize_q8_0) and matvec_q8_0
- * give the reference's bits exactly.
+ * order of float summations (vector lanes, several accumulators; for
+ * matvec_q8_0, per-lane sums of the scaled block dots); the element-wise
+ * kernels (rope, swiglu, add, quantize_q8_0) give the reference's bits
+ * exactly.
  *
  * Layout notes: W is row-major, rows(rows) x cols; the matvecs stream it one
  * row at a time (see the matvec section), 4 column accumulators per row for
@@ -33,13 +34,6 @@ static inline int32_t hsum_i32x4(v128_t v) {
     v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
     return wasm_i32x4_extract_lane(v, 0);
-}
-
-/* (sum a, sum b, sum c, sum d) for 4 i32x4 */
-static inline v128_t hsum4_i32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
-    v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
-    v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
 
 static inline float hmax_f32x4(v128_t v) {
@@ -285,27 +279,53 @@ static inline v128_t q8_dot_i32x4(const int8_t *wq, const v128_t *x) {
     return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
 }
 
-/* blocks of x prepared at once (stack: 64 + 4 bytes per block) */
+/* blocks of x prepared at once (stack: 64 + 8 bytes per block) */
 #define Q8_CHUNK 256
 
-/* y(rows) = W(rows, cols/32 blocks) @ xq(cols/32 blocks). Per block: exact
- * int32 dot (int8 sign-extended to i16, products summed pairwise into i32
- * lanes), converted to f32, times dw*dx, accumulated over blocks in block
- * order: the reference's exact sequence of float operations, so the bits
- * match it. One row at a time (one linear read stream); 4 blocks per step:
- * their int sums gathered into one i32x4, converted and scaled together,
- * then added to the row's sum lane by lane in block order. x is prepared
- * once per chunk of blocks (quants sign-extended to i16, scales to f32; the
- * running sums are carried in y across chunks, exactly). */
+/* ds[0..n) (rounded up to 4) = f16 scale of block b of w0 (34-byte stride,
+ * gathered 4 at a time into the high halves of u32 lanes by load16_lane,
+ * converted exactly by f16hi_to_f32x4) * dx[b]. Past n, the lanes repeat
+ * block n-1 (no read beyond the row); dx must hold n rounded up to 4.
+ * Returns nonzero iff some ds is inf or nan. */
+static inline int q8_row_scales(float *ds, const doze_block_q8_0 *w0, const float *dx, int n) {
+    const v128_t e = wasm_i32x4_splat(0x7f800000);
+    v128_t bad = wasm_i32x4_splat(0);
+    for (int b = 0; b < n; b += 4) {
+        const int l = n - 1;
+        v128_t h = wasm_i32x4_splat(0);
+        h = wasm_v128_load16_lane(&w0[b].d, h, 1);
+        h = wasm_v128_load16_lane(&w0[b + 1 < l ? b + 1 : l].d, h, 3);
+        h = wasm_v128_load16_lane(&w0[b + 2 < l ? b + 2 : l].d, h, 5);
+        h = wasm_v128_load16_lane(&w0[b + 3 < l ? b + 3 : l].d, h, 7);
+        v128_t d = wasm_f32x4_mul(f16hi_to_f32x4(h, f16x8_infnan(h)), wasm_v128_load(dx + b));
+        bad = wasm_v128_or(bad, wasm_i32x4_eq(wasm_v128_and(d, e), e));
+        wasm_v128_store(ds + b, d);
+    }
+    return wasm_v128_any_true(bad);
+}
+
+/* y(rows) = W(rows, cols/32 blocks) @ xq(cols/32 blocks). x is prepared once
+ * per chunk of blocks (quants sign-extended to i16, scales to f32). Per row:
+ * its block scales times x's into ds (vectorized, q8_row_scales), then per
+ * block the exact int32 dot as an i32x4 of partial sums (int8 sign-extended
+ * to i16, products summed pairwise), converted to f32, times splat(ds[b]),
+ * added into one f32x4 accumulator; one horizontal sum per row (and chunk).
+ * Not the reference's summation order (it sums block by block): equal to it
+ * within ~1e-6 of sum |w*x|, and deterministic (exact-rounded ops only).
+ * A row with an inf/nan scale product takes the reference's path instead
+ * (per block: horizontal int sum, then s += isum * d in block order), since
+ * a lane whose partial dot is 0 would turn inf * 0 into nan.
+ * One block per loop step, pointer-walked: V8 allocates registers for this
+ * without spills; wider unrolls and several rows per pass measured slower in
+ * wasm. One row at a time: one linear read stream. */
 static void simd_matvec_q8_0(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0;
-    float dxs[Q8_CHUNK];
+    float dxs[Q8_CHUNK], ds[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
     for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
-        const int be = nb - bc < Q8_CHUNK ? nb : bc + Q8_CHUNK;
-        const int n = be - bc, n4 = n & ~3;
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
         for (int b = 0; b < n; b++) {
             const int8_t *xs = xb[bc + b].qs;
             dxs[b] = doze_f16_to_f32(xb[bc + b].d);
@@ -314,29 +334,26 @@ static void simd_matvec_q8_0(float *y, const void *w, const void *xq, int rows, 
             xi[4 * b + 2] = load_i8x8(xs + 16);
             xi[4 * b + 3] = load_i8x8(xs + 24);
         }
+        for (int b = n; b & 3; b++) dxs[b] = 0.0f;
         for (int r = 0; r < rows; r++) {
-            const doze_block_q8_0 *w0 = wb + (size_t)r * (size_t)nb + bc;
-            float s = bc == 0 ? 0.0f : y[r];
-            int b = 0;
-            for (; b < n4; b += 4) {
-                v128_t isum = hsum4_i32x4(q8_dot_i32x4(w0[b].qs, xi + 4 * b),
-                                          q8_dot_i32x4(w0[b + 1].qs, xi + 4 * b + 4),
-                                          q8_dot_i32x4(w0[b + 2].qs, xi + 4 * b + 8),
-                                          q8_dot_i32x4(w0[b + 3].qs, xi + 4 * b + 12));
-                v128_t dw = f16x4_to_f32x4(wasm_i32x4_make(w0[b].d, w0[b + 1].d, w0[b + 2].d, w0[b + 3].d));
-                v128_t d = wasm_f32x4_mul(dw, wasm_v128_load(dxs + b));
-                v128_t p = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum), d);
-                s += wasm_f32x4_extract_lane(p, 0);
-                s += wasm_f32x4_extract_lane(p, 1);
-                s += wasm_f32x4_extract_lane(p, 2);
-                s += wasm_f32x4_extract_lane(p, 3);
+            const doze_block_q8_0 *p = wb + (size_t)r * (size_t)nb + bc, *pe = p + n;
+            const v128_t *xp = xi;
+            const float *dp = ds;
+            if (q8_row_scales(ds, p, dxs, n)) {
+                float s = bc == 0 ? 0.0f : y[r];
+                for (int b = 0; b < n; b++) s += (float)hsum_i32x4(q8_dot_i32x4(p[b].qs, xi + 4 * b)) * ds[b];
+                y[r] = s;
+                continue;
             }
-            for (; b < n; b++) {
-                int32_t isum = hsum_i32x4(q8_dot_i32x4(w0[b].qs, xi + 4 * b));
-                float d = doze_f16_to_f32(w0[b].d) * dxs[b];
-                s += (float)isum * d;
-            }
-            y[r] = s;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+#if defined(__clang__)
+#pragma clang loop unroll(disable)
+#endif
+            for (; p != pe; p++, xp += 4, dp++)
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(q8_dot_i32x4(p->qs, xp)),
+                                                         wasm_v128_load32_splat(dp)));
+            const float s = hsum_f32x4(acc);
+            y[r] = bc == 0 ? s : y[r] + s;
         }
     }
 }

@@ -52,9 +52,13 @@ static void count(stats *s, int code) {
     }
 }
 
+static clock_t last_clock;
+
 static void print_stats(const char *what, const stats *s) {
-    printf("%-34s %6ld variants: %5ld loaded, %5ld clean errors (", what, s->tried, s->loaded,
-           s->failed);
+    clock_t now = clock();
+    printf("%-38s %6ld variants in %5.1f s: %5ld loaded, %5ld clean errors (", what, s->tried,
+           (double)(now - last_clock) / CLOCKS_PER_SEC, s->loaded, s->failed);
+    last_clock = now;
     int first = 1;
     for (int c = 1; c < DOZE_STATUS_COUNT_; c++) {
         if (!s->codes[c]) continue;

@@ -1,0 +1,111 @@
+// The Web Worker / worker_threads side of doze-lm/worker: runs the main API
+// (./index.js) and answers the messages js/src/worker.js sends.
+//
+// Protocol (main -> worker): { id, op, args } and { op: 'abort', target: id }.
+// Worker -> main: { id, type: 'progress' | 'item' | 'result' | 'error', value | error }.
+
+import { loadModel } from './index.js';
+import { serializeError, DozeError } from './errors.js';
+
+const isNode =
+  typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
+
+let port;
+if (isNode) {
+  const { parentPort } = await import('node:worker_threads');
+  port = { post: (m, t) => parentPort.postMessage(m, t), listen: (fn) => parentPort.on('message', fn) };
+} else {
+  port = { post: (m, t) => self.postMessage(m, t), listen: (fn) => self.addEventListener('message', (e) => fn(e.data)) };
+}
+
+let model = null;
+const sessions = new Map(); // id -> Session
+let nextSession = 1;
+const controllers = new Map(); // request id -> AbortController
+
+function target(sessionId) {
+  if (sessionId == null) {
+    if (!model) throw new DozeError('STATE', 'no model loaded in this worker');
+    return model;
+  }
+  const s = sessions.get(sessionId);
+  if (!s) throw new DozeError('STATE', `no session ${sessionId} (disposed?)`);
+  return s;
+}
+
+const ops = {
+  async load({ source, options }, { id, signal }) {
+    if (model) throw new DozeError('STATE', 'this worker already holds a model');
+    model = await loadModel(source, {
+      ...options,
+      signal,
+      onProgress: options.progress ? (p) => port.post({ id, type: 'progress', value: p }) : undefined,
+    });
+    return model.info;
+  },
+  tokenize({ text, options }) {
+    return target(null).tokenize(text, options);
+  },
+  detokenize({ ids }) {
+    return target(null).detokenize(ids);
+  },
+  async generate({ session, prompt, options }, { id, signal }) {
+    const it = target(session).generate(prompt, { ...options, signal });
+    let r;
+    while (!(r = await it.next()).done) port.post({ id, type: 'item', value: r.value });
+    return r.value;
+  },
+  perplexity({ session, text }, { signal }) {
+    return target(session).perplexity(text, { signal });
+  },
+  createSession() {
+    const id = nextSession++;
+    sessions.set(id, target(null).createSession());
+    return id;
+  },
+  sessionReset({ session }) {
+    target(session).reset();
+  },
+  sessionPosition({ session }) {
+    return target(session).position;
+  },
+  sessionDispose({ session }) {
+    const s = sessions.get(session);
+    if (s) s.dispose();
+    sessions.delete(session);
+  },
+  dispose() {
+    sessions.clear();
+    if (model) model.dispose();
+    model = null;
+  },
+  async heapUsed() {
+    const { heapUsed } = await import('./index.js');
+    return heapUsed();
+  },
+};
+
+port.listen(async (msg) => {
+  if (!msg || typeof msg !== 'object') return;
+  if (msg.op === 'abort') {
+    const c = controllers.get(msg.target);
+    if (c) c.abort(msg.reason);
+    return;
+  }
+  const { id, op, args } = msg;
+  const controller = new AbortController();
+  controllers.set(id, controller);
+  try {
+    const fn = ops[op];
+    if (!fn) throw new DozeError('INVALID_ARGUMENT', `unknown worker operation ${op}`);
+    const value = await fn(args || {}, { id, signal: controller.signal });
+    const transfer = value instanceof Int32Array ? [value.buffer] : [];
+    port.post({ id, type: 'result', value }, transfer);
+  } catch (e) {
+    port.post({ id, type: 'error', error: serializeError(e) });
+  } finally {
+    controllers.delete(id);
+  }
+});
+
+port.post({ type: 'ready' });
