@@ -56,9 +56,9 @@ typedef enum {
     DOZE_TYPE_Q8_0 = 8
 } doze_type;
 
-/* "f32", "f16", "q8_0", or NULL for an unsupported type. */
+/* "f32", "f16", "q8_0", "q4_0", or NULL for an unsupported type. */
 const char *doze_type_name(int type);
-/* Parses "f32" | "f16" | "q8_0"; returns -1 when unknown. */
+/* Parses "f32" | "f16" | "q8_0" | "q4_0"; returns -1 when unknown. */
 int doze_type_from_name(const char *name);
 
 /* ---- model ---------------------------------------------------------------- */
@@ -207,6 +207,51 @@ doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_er
 doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
                                   const uint8_t *layer_on, const uint8_t *head_on, float *logits,
                                   doze_error *err);
+
+/* ---- gate fine-tuning by backprop ----------------------------------------------------
+ * The base weights stay frozen; only the routers learn. Hard decisions in the
+ * forward pass, gradients through a straight-through Gumbel-sigmoid with an
+ * annealed temperature; the loss is the KL divergence from the dense model's
+ * own next-token distribution plus a compute term pulling the expected
+ * compute to the budget; AdamW; seeded and deterministic. */
+
+typedef struct doze_trainer doze_trainer;
+
+typedef struct {
+    float budget;         /* target compute b (default 0.7) */
+    int context;          /* tokens per window T (default 128) */
+    int batch;            /* windows per step B (default 8) */
+    float lr;             /* Adam learning rate (default 3e-3) */
+    float weight_decay;   /* AdamW decay (default 1e-4) */
+    float compute_weight; /* weight of (E[compute] - b)^2 (default 20) */
+    float tau_start;      /* Gumbel-sigmoid temperature at step 0 (default 1) */
+    float tau_end;        /* ... at the last step (default 0.2) */
+    int total_steps;      /* for the annealing schedule (default 200) */
+    uint64_t seed;        /* noise (default 1) */
+} doze_train_params;
+
+typedef struct {
+    int step;
+    float loss;              /* kl + compute term */
+    float kl;                /* mean KL(dense || gated) per token, nats */
+    float expected_compute;  /* under the relaxed gates */
+    float achieved_compute;  /* under the hard decisions of this step */
+    float tau;
+} doze_train_stats;
+
+doze_train_params doze_train_default_params(void);
+/* A trainer for g (trained in place) on model m. */
+doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_params *p,
+                             doze_trainer **out, doze_error *err);
+/* One step on tokens (batch, context): each window is one sequence from
+ * position 0 (start windows with BOS). */
+doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train_stats *stats,
+                              doze_error *err);
+void doze_trainer_free(doze_trainer *t);
+/* Re-tabulates the budget -> threshold table of g on text (after training,
+ * so that every b keeps its meaning). */
+doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *tokens, int n,
+                              doze_error *err);
 
 /* ---- sampler -------------------------------------------------------------------- */
 

@@ -54,7 +54,7 @@ typedef struct {
 } calib_data;
 
 static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, int skip,
-                           calib_data *d, doze_error *err) {
+                           int with_damage, calib_data *d, doze_error *err) {
     const doze_model_info *c = &m->info;
     const int L = c->n_layers, H = c->n_heads, D = c->dim;
     d->first_pos = skip;
@@ -78,10 +78,11 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     for (int t = 0; t < n_tokens && st == DOZE_OK; t++) {
         st = session_step(s, tokens[t], NULL, NULL, &tr, err);
         if (st != DOZE_OK || t < skip) continue;
-        st = session_damage(s, &tr, layer_damage, attn_damage, err);
-        if (st != DOZE_OK) break;
         int i = t - skip;
         memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));
+        if (!with_damage) continue;
+        st = session_damage(s, &tr, layer_damage, attn_damage, err);
+        if (st != DOZE_OK) break;
         /* targets: log of the damage of skipping the layer, and of each head:
          * the attention's damage shared by the heads' contribution norms */
         for (int l = 0; l < L; l++) {
@@ -216,7 +217,7 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     g->vocab_size = c->vocab_size;
     g->fingerprint = gates_model_fingerprint(m);
     calib_data d = {0, 0, NULL, NULL};
-    doze_status st = collect(m, tokens, n, skip, &d, err);
+    doze_status st = collect(m, tokens, n, skip, 1, &d, err);
     const int rows = 1 + c->n_heads;
     for (int l = 0; l < c->n_layers && st == DOZE_OK; l++)
         st = fit_layer(&d, l, c->n_layers, c->n_heads, c->dim, params.ridge,
@@ -241,4 +242,23 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     }
     *out = g;
     return DOZE_OK;
+}
+
+doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *tokens, int n,
+                              doze_error *err) {
+    if (!m || !g || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, gates or tokens");
+    const doze_model_info *c = &m->info;
+    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
+    if (n > c->context_length) n = c->context_length;
+    int skip = g->params.protect_tokens < 1 ? 1 : g->params.protect_tokens;
+    if (n - skip < 8)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "retuning needs at least %d tokens, got %d",
+                         skip + 8, n);
+    calib_data d = {0, 0, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, 0, &d, err);
+    if (st == DOZE_OK) st = tabulate(g, m, &d, err);
+    free(d.xn);
+    free(d.target);
+    return st;
 }

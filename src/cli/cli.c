@@ -24,6 +24,9 @@ static const char usage[] =
     "      --skip-table: speed under forced uniform masks at b = 1, 0.75, 0.5, 0.3\n"
     "  gates MODEL [--calib TEXTFILE] -o GATES.gguf\n"
     "      training-free gates (calibrated on the text, or on text the model writes)\n"
+    "  finetune MODEL TEXTFILE --budget B [--steps N] [--ctx T] [--batch B] [--lr LR]\n"
+    "           [--seed S] [--gates INIT] -o GATES.gguf\n"
+    "      trains the gates by backprop (base weights frozen), prints loss and compute\n"
     "  init --dim D --hidden H --layers L --heads NH --kv-heads NKV --vocab V --ctx T\n"
     "       --seed S [--type f32|f16|q8_0] -o OUT.gguf\n"
     "  convert llama2c CKPT TOKENIZER -o OUT.gguf [--type f32|f16|q8_0]\n"
@@ -43,6 +46,7 @@ int doze_cli_main(int argc, char **argv) {
     if (strcmp(cmd, "init") == 0) return cmd_init(argc, argv);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     if (strcmp(cmd, "gates") == 0) return cmd_gates(argc, argv);
+    if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc, argv);
     err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
     return 2;
 }

@@ -13,6 +13,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_gates(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 /* --gates FILE, or (when required) training-free gates calibrated on
  * --calib TEXT or on self-generated text; NULL with a message on failure. */

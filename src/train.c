@@ -1,0 +1,623 @@
+/* Gate fine-tuning by backprop through the frozen transformer.
+ *
+ * The training forward runs B windows of T tokens layer by layer (the order
+ * of forward_seq.c) and keeps its activations in one buffer carved into
+ * named tensors. Per layer l and token n, the router scores z = R_l xn +
+ * bias (1 + n_heads values: the layer, then each head) become unit scores
+ * s = z - log(cost share) - log lambda0, and gates g:
+ *   x_mid = x_in + a,  a = sum_h g_h Wo_h o_h       (heads gated)
+ *   x_out = x_in + g_0 (a + ffn(x_mid))            (layer gated)
+ * and a token whose layer is off (hard decision) is invisible to later
+ * tokens at that layer, as at inference. With hard decisions (g in {0, 1})
+ * this is exactly the inference forward under the same masks.
+ *
+ * Gradients: straight-through over a Gumbel-sigmoid: the forward uses the
+ * hard decision 1[s + L > 0] (L logistic noise), the backward the derivative
+ * of sigmoid((s + L) / tau). Skipped heads and layers are still computed in
+ * training so that their gates get a gradient. The loss is KL(dense ||
+ * gated) on next-token distributions — distillation towards the model's own
+ * dense predictions: it needs no labels, has lower variance than the
+ * cross-entropy of the text, and says directly "do what the dense model
+ * does" — plus mu (E[compute] - b)^2, E under the relaxed gates. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gates.h"
+#include "kernels/types.h"
+#include "model.h"
+#include "train.h"
+#include "train_ops.h"
+
+typedef struct {
+    float *x_in, *xn, *rinv1, *z, *gs, *g, *q, *k, *v, *P, *o, *a, *xmid, *rinv2, *hn, *h1, *h3,
+        *hg, *f;
+    uint8_t *vis;
+} layer_acts;
+
+typedef struct { /* f32 copies of the frozen weights the backward reads */
+    float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (n_heads, dim, head_dim) */
+} layer_weights;
+
+struct doze_trainer {
+    doze_model *m;
+    doze_gates *g;
+    doze_train_params p;
+    int B, T, N, D, F, H, KV, hd, Q, KVD, L, V, U;
+    layer_weights *w;
+    float *wcls;
+    layer_acts *act;
+    float *x_final, *xf, *rinvf, *logits, *teacher;
+    /* gradient scratch */
+    float *dx, *dA, *dtmp, *dhg, *dh1, *dh3, *dhn, *dO, *dq, *dk, *dv, *dxn, *dlogits, *dz, *hbuf,
+        *hbuf2, *dbuf;
+    /* router gradients and Adam state */
+    float *dR, *db, *mR, *vR, *mb, *vb;
+    /* per position: log cost shares and normalized costs */
+    float *log_share_layer, *log_share_head, *fixed_c, *head_c, *router_c;
+    float log_lambda0;
+    uint64_t rng;
+    int step;
+    void *mem; /* everything above that is a float/byte buffer lives here */
+};
+
+doze_train_params doze_train_default_params(void) {
+    doze_train_params p;
+    p.budget = 0.7f;
+    p.context = 128;
+    p.batch = 8;
+    p.lr = 3e-3f;
+    p.weight_decay = 1e-4f;
+    p.compute_weight = 20.0f;
+    p.tau_start = 1.0f;
+    p.tau_end = 0.2f;
+    p.total_steps = 200;
+    p.seed = 1;
+    return p;
+}
+
+void doze_trainer_free(doze_trainer *t) {
+    if (!t) return;
+    free(t->mem);
+    free(t->w);
+    free(t->act);
+    free(t);
+}
+
+/* ---- memory: one buffer carved into named tensors ---------------------------- */
+
+typedef struct {
+    uint8_t *base;
+    size_t at;
+} carver;
+
+static float *carve(carver *c, size_t n) {
+    size_t off = (c->at + 63) & ~(size_t)63;
+    c->at = off + n * sizeof(float);
+    return c->base ? (float *)(c->base + off) : NULL;
+}
+
+static uint8_t *carve_bytes(carver *c, size_t n) {
+    size_t off = (c->at + 63) & ~(size_t)63;
+    c->at = off + n;
+    return c->base ? c->base + off : NULL;
+}
+
+/* lays out (or, with c->base == NULL, just measures) every buffer */
+static void layout(doze_trainer *t, carver *c) {
+    size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
+    size_t KVD = (size_t)t->KVD, U = (size_t)t->U, L = (size_t)t->L, V = (size_t)t->V;
+    for (int l = 0; l < t->L; l++) {
+        layer_weights *w = &t->w[l];
+        w->wq = carve(c, Q * D);
+        w->wk = carve(c, KVD * D);
+        w->wv = carve(c, KVD * D);
+        w->wo = carve(c, D * Q);
+        w->w1 = carve(c, F * D);
+        w->w2 = carve(c, D * F);
+        w->w3 = carve(c, F * D);
+        layer_acts *a = &t->act[l];
+        a->x_in = carve(c, N * D);
+        a->xn = carve(c, N * D);
+        a->rinv1 = carve(c, N);
+        a->z = carve(c, N * U);
+        a->gs = carve(c, N * U);
+        a->g = carve(c, N * U);
+        a->q = carve(c, N * Q);
+        a->k = carve(c, N * KVD);
+        a->v = carve(c, N * KVD);
+        a->P = carve(c, (size_t)t->B * t->H * t->T * t->T);
+        a->o = carve(c, N * Q);
+        a->a = carve(c, N * D);
+        a->xmid = carve(c, N * D);
+        a->rinv2 = carve(c, N);
+        a->hn = carve(c, N * D);
+        a->h1 = carve(c, N * F);
+        a->h3 = carve(c, N * F);
+        a->hg = carve(c, N * F);
+        a->f = carve(c, N * D);
+        a->vis = carve_bytes(c, N);
+    }
+    t->wcls = carve(c, V * D);
+    t->x_final = carve(c, N * D);
+    t->xf = carve(c, N * D);
+    t->rinvf = carve(c, N);
+    t->logits = carve(c, N * V);
+    t->teacher = carve(c, N * V);
+    t->dx = carve(c, N * D);
+    t->dA = carve(c, N * D);
+    t->dtmp = carve(c, N * D);
+    t->dhg = carve(c, N * F);
+    t->dh1 = carve(c, N * F);
+    t->dh3 = carve(c, N * F);
+    t->dhn = carve(c, N * D);
+    t->dO = carve(c, N * Q);
+    t->dq = carve(c, N * Q);
+    t->dk = carve(c, N * KVD);
+    t->dv = carve(c, N * KVD);
+    t->dxn = carve(c, N * D);
+    t->dlogits = carve(c, N * V);
+    t->dz = carve(c, N * U);
+    t->hbuf = carve(c, N * (size_t)t->hd);
+    t->hbuf2 = carve(c, N * (size_t)t->hd);
+    t->dbuf = carve(c, N * D);
+    t->dR = carve(c, L * U * D);
+    t->db = carve(c, L * U);
+    t->mR = carve(c, L * U * D);
+    t->vR = carve(c, L * U * D);
+    t->mb = carve(c, L * U);
+    t->vb = carve(c, L * U);
+    t->log_share_layer = carve(c, (size_t)t->T);
+    t->log_share_head = carve(c, (size_t)t->T);
+    t->fixed_c = carve(c, (size_t)t->T);
+    t->head_c = carve(c, (size_t)t->T);
+    t->router_c = carve(c, (size_t)t->T);
+}
+
+/* widens a model matrix into f32 */
+static void widen(float *dst, const doze_matrix *w) {
+    const doze_type_traits *tr = doze_type_traits_of(w->type);
+    size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
+    for (int r = 0; r < w->rows; r++)
+        tr->dequantize_row((const uint8_t *)w->data + (size_t)r * row, dst + (size_t)r * w->cols, w->cols);
+}
+
+doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_params *p,
+                             doze_trainer **out, doze_error *err) {
+    if (!m || !g || !out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, gates or output");
+    *out = NULL;
+    const doze_model_info *c = &m->info;
+    doze_train_params prm = p ? *p : doze_train_default_params();
+    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
+    if (!(prm.budget > 0.0f && prm.budget <= 1.0f) || prm.context < 2 || prm.context > 4096 ||
+        prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
+        !(prm.tau_start > 0.0f) || !(prm.tau_end > 0.0f) || prm.total_steps < 1 ||
+        !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "train params out of range (budget %g in (0,1], context %d in [2, min(4096, %d)], "
+                         "batch %d in [1, 1024], lr, tau > 0)",
+                         (double)prm.budget, prm.context, c->context_length, prm.batch);
+    doze_trainer *t = calloc(1, sizeof *t);
+    if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
+    t->m = m;
+    t->g = g;
+    t->p = prm;
+    t->B = prm.batch;
+    t->T = prm.context;
+    t->N = t->B * t->T;
+    t->D = c->dim;
+    t->F = c->hidden_dim;
+    t->H = c->n_heads;
+    t->KV = c->n_kv_heads;
+    t->hd = c->head_dim;
+    t->Q = t->H * t->hd;
+    t->KVD = t->KV * t->hd;
+    t->L = c->n_layers;
+    t->V = c->vocab_size;
+    t->U = 1 + t->H;
+    t->rng = prm.seed ? prm.seed : 0x9E3779B97F4A7C15ull;
+    t->w = calloc((size_t)t->L, sizeof *t->w);
+    t->act = calloc((size_t)t->L, sizeof *t->act);
+    carver measure = {NULL, 0};
+    if (t->w && t->act) layout(t, &measure);
+    t->mem = t->w && t->act ? calloc(1, measure.at + 64) : NULL;
+    if (!t->mem) {
+        doze_trainer_free(t);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for training (%zu bytes)",
+                         measure.at);
+    }
+    carver cv = {(uint8_t *)t->mem, 0};
+    layout(t, &cv);
+    for (int l = 0; l < t->L; l++) {
+        const doze_layer *ly = &m->layers[l];
+        widen(t->w[l].wq, &ly->wq);
+        widen(t->w[l].wk, &ly->wk);
+        widen(t->w[l].wv, &ly->wv);
+        for (int h = 0; h < t->H; h++)
+            widen(t->w[l].wo + (size_t)h * t->D * t->hd, &ly->wo_head[h]);
+        widen(t->w[l].w1, &ly->w_gate);
+        widen(t->w[l].w2, &ly->w_down);
+        widen(t->w[l].w3, &ly->w_up);
+    }
+    widen(t->wcls, &m->output);
+    doze_cost_model cm;
+    cost_model_init(c, &cm);
+    for (int pos = 0; pos < t->T; pos++) {
+        double dense = cost_dense(&cm, pos + 1);
+        double head = cm.head + cm.head_per_pos * (pos + 1);
+        t->log_share_layer[pos] = (float)log((cm.kv + cm.ffn + t->H * head) / dense);
+        t->log_share_head[pos] = (float)log(head / dense);
+        t->fixed_c[pos] = (float)((cm.kv + cm.ffn) / dense);
+        t->head_c[pos] = (float)(head / dense);
+        t->router_c[pos] = (float)(t->L * cm.router / dense);
+    }
+    t->log_lambda0 = gates_log_lambda(g, prm.budget);
+    *out = t;
+    return DOZE_OK;
+}
+
+float *trainer_grad_router(doze_trainer *t) { return t->dR; }
+const float *trainer_logits(const doze_trainer *t) { return t->logits; }
+
+void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on) {
+    for (int n = 0; n < t->N; n++)
+        for (int l = 0; l < t->L; l++) {
+            const float *g = t->act[l].g + (size_t)n * t->U;
+            int on = g[0] > 0.5f;
+            layer_on[(size_t)n * t->L + l] = (uint8_t)on;
+            for (int h = 0; h < t->H; h++)
+                head_on[((size_t)n * t->L + l) * t->H + h] = (uint8_t)(on && g[1 + h] > 0.5f);
+        }
+}
+float *trainer_grad_bias(doze_trainer *t) { return t->db; }
+
+/* ---- gates -------------------------------------------------------------------------- */
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + doze_expf(-x)); }
+
+static float logistic_noise(uint64_t *s) {
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    double u = ((double)((*s * 0x2545F4914F6CDD1Dull) >> 11) + 0.5) / 9007199254740992.0;
+    return (float)(log(u) - log1p(-u));
+}
+
+static int is_protected(const doze_trainer *t, int l, int u, int pos) {
+    return pos < t->g->params.protect_tokens || (u == 0 && l < t->g->params.protect_layers);
+}
+
+/* scores -> gate values used in the forward (g) and the relaxed values
+ * whose derivative the backward uses (gs) */
+static void gates_forward(doze_trainer *t, int l, train_mode mode, float tau, const uint8_t *vis_in) {
+    layer_acts *a = &t->act[l];
+    const float *R = t->g->router + (size_t)l * t->U * t->D;
+    const float *bias = t->g->bias + (size_t)l * t->U;
+    matmul_forward(a->z, a->xn, R, t->N, t->U, t->D); /* z(N, U) */
+    for (int n = 0; n < t->N; n++) {
+        int pos = n % t->T;
+        float *z = a->z + (size_t)n * t->U, *gs = a->gs + (size_t)n * t->U, *g = a->g + (size_t)n * t->U;
+        for (int u = 0; u < t->U; u++) {
+            z[u] += bias[u];
+            if (mode == TRAIN_DENSE || is_protected(t, l, u, pos)) {
+                gs[u] = g[u] = 1.0f;
+                continue;
+            }
+            float s = z[u] - (u == 0 ? t->log_share_layer[pos] : t->log_share_head[pos]) - t->log_lambda0;
+            if (mode == TRAIN_HARD || mode == TRAIN_DECIDE) {
+                float noisy = mode == TRAIN_HARD ? s + logistic_noise(&t->rng) : s;
+                gs[u] = sigmoidf(noisy / tau);
+                g[u] = noisy >= 0.0f ? 1.0f : 0.0f; /* inference runs a unit at s >= 0 */
+            } else {
+                gs[u] = sigmoidf(s / tau);
+                g[u] = gs[u];
+            }
+        }
+        int layer_on = mode == TRAIN_SOFT ? g[0] >= 0.5f : g[0] > 0.0f;
+        a->vis[n] = (uint8_t)(vis_in ? vis_in[(size_t)l * t->N + n] != 0 : layer_on);
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, float tau,
+                    const uint8_t *vis_in) {
+    const doze_model *m = t->m;
+    const doze_model_info *c = &m->info;
+    const int N = t->N, D = t->D, F = t->F, hd = t->hd;
+    float *x = t->x_final; /* the stream, carried from layer to layer */
+    for (int n = 0; n < N; n++) model_embed(m, tokens[n], x + (size_t)n * D);
+    for (int l = 0; l < t->L; l++) {
+        layer_acts *a = &t->act[l];
+        const layer_weights *w = &t->w[l];
+        const doze_layer *ly = &m->layers[l];
+        memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
+        rmsnorm_forward(a->xn, a->rinv1, a->x_in, ly->attn_norm, N, D, c->norm_eps);
+        gates_forward(t, l, mode, tau, vis_in);
+        matmul_forward(a->q, a->xn, w->wq, N, t->Q, D);
+        matmul_forward(a->k, a->xn, w->wk, N, t->KVD, D);
+        matmul_forward(a->v, a->xn, w->wv, N, t->KVD, D);
+        rope_forward(a->q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        rope_forward(a->k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        attention_forward(a->o, a->P, a->q, a->k, a->v, a->vis, t->B, t->T, t->H, t->KV, hd);
+        /* a = sum_h g_h Wo_h o_h */
+        memset(a->a, 0, (size_t)N * D * sizeof(float));
+        for (int h = 0; h < t->H; h++) {
+            for (int n = 0; n < N; n++)
+                memcpy(t->hbuf + (size_t)n * hd, a->o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
+            matmul_forward(t->dbuf, t->hbuf, w->wo + (size_t)h * D * hd, N, D, hd); /* c_h(N, D) */
+            for (int n = 0; n < N; n++) {
+                float gh = a->g[(size_t)n * t->U + 1 + h];
+                if (gh == 0.0f) continue;
+                float *an = a->a + (size_t)n * D;
+                const float *cn = t->dbuf + (size_t)n * D;
+                for (int i = 0; i < D; i++) an[i] += gh * cn[i];
+            }
+        }
+        for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
+        rmsnorm_forward(a->hn, a->rinv2, a->xmid, ly->ffn_norm, N, D, c->norm_eps);
+        matmul_forward(a->h1, a->hn, w->w1, N, F, D);
+        matmul_forward(a->h3, a->hn, w->w3, N, F, D);
+        swiglu_forward(a->hg, a->h1, a->h3, N, F);
+        matmul_forward(a->f, a->hg, w->w2, N, D, F);
+        for (int n = 0; n < N; n++) {
+            float g0 = a->g[(size_t)n * t->U];
+            for (int i = 0; i < D; i++) {
+                size_t j = (size_t)n * D + i;
+                x[j] = a->x_in[j] + g0 * (a->a[j] + a->f[j]);
+            }
+        }
+    }
+    rmsnorm_forward(t->xf, t->rinvf, x, m->output_norm, N, D, c->norm_eps);
+    matmul_forward(t->logits, t->xf, t->wcls, N, t->V, D);
+}
+
+/* softmax of logits rows into out */
+static void softmax_rows(float *out, const float *logits, int N, int V) {
+    for (int n = 0; n < N; n++) {
+        const float *l = logits + (size_t)n * V;
+        float *o = out + (size_t)n * V;
+        float mx = l[0];
+        for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        double sum = 0;
+        for (int v = 0; v < V; v++) {
+            o[v] = doze_expf(l[v] - mx);
+            sum += o[v];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int v = 0; v < V; v++) o[v] *= inv;
+    }
+}
+
+doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_error *err) {
+    for (int n = 0; n < t->N; n++)
+        if (tokens[n] < 0 || tokens[n] >= t->V)
+            return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
+                             tokens[n], t->V);
+    forward(t, tokens, TRAIN_DENSE, 1.0f, NULL);
+    softmax_rows(t->teacher, t->logits, t->N, t->V);
+    return DOZE_OK;
+}
+
+/* ---- loss ----------------------------------------------------------------------------- */
+
+/* KL(teacher || gated), mean per token; dlogits = (softmax - teacher) / N */
+static double kl_loss(doze_trainer *t) {
+    const int N = t->N, V = t->V;
+    softmax_rows(t->dlogits, t->logits, N, V);
+    double kl = 0;
+    for (int n = 0; n < N; n++) {
+        const float *p = t->teacher + (size_t)n * V, *q = t->dlogits + (size_t)n * V;
+        for (int v = 0; v < V; v++)
+            if (p[v] > 0.0f) kl += (double)p[v] * (log((double)p[v]) - log((double)q[v] + 1e-30));
+    }
+    for (size_t i = 0; i < (size_t)N * V; i++) t->dlogits[i] = (t->dlogits[i] - t->teacher[i]) / (float)N;
+    return kl / N;
+}
+
+/* relaxed probability of a unit: pi = sigmoid(s / tau) (1 when protected) */
+static float unit_prob(const doze_trainer *t, int l, int n, int u, float tau) {
+    int pos = n % t->T;
+    if (is_protected(t, l, u, pos)) return 1.0f;
+    float z = t->act[l].z[(size_t)n * t->U + u];
+    float s = z - (u == 0 ? t->log_share_layer[pos] : t->log_share_head[pos]) - t->log_lambda0;
+    return sigmoidf(s / tau);
+}
+
+/* expected compute under pi, the hard compute under g; with want_grad adds
+ * d(mu (E - b)^2)/dz into t->dz layer by layer (called per layer below) */
+static void compute_terms(doze_trainer *t, float tau, double *expected, double *achieved) {
+    double e = 0, h = 0;
+    for (int n = 0; n < t->N; n++) {
+        int pos = n % t->T;
+        e += t->router_c[pos];
+        h += t->router_c[pos];
+        for (int l = 0; l < t->L; l++) {
+            const float *g = t->act[l].g + (size_t)n * t->U;
+            double pl = unit_prob(t, l, n, 0, tau), heads_p = 0, heads_g = 0;
+            for (int u = 1; u < t->U; u++) {
+                heads_p += unit_prob(t, l, n, u, tau);
+                heads_g += g[u] > 0.5f;
+            }
+            e += pl * (t->fixed_c[pos] + heads_p * t->head_c[pos]);
+            h += (g[0] > 0.5f) * (t->fixed_c[pos] + heads_g * t->head_c[pos]);
+        }
+    }
+    *expected = e / t->N;
+    *achieved = h / t->N;
+}
+
+/* ---- backward -------------------------------------------------------------------------- */
+
+static void backward(doze_trainer *t, float tau, double expected) {
+    const doze_model *m = t->m;
+    const doze_model_info *c = &m->info;
+    const int N = t->N, D = t->D, F = t->F, hd = t->hd, U = t->U;
+    const float cgrad = 2.0f * t->p.compute_weight * (float)(expected - t->p.budget) / (float)N;
+    memset(t->dR, 0, (size_t)t->L * U * D * sizeof(float));
+    memset(t->db, 0, (size_t)t->L * U * sizeof(float));
+    memset(t->dx, 0, (size_t)N * D * sizeof(float));
+    memset(t->dtmp, 0, (size_t)N * D * sizeof(float));
+    matmul_backward(t->dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
+    rmsnorm_backward(t->dx, t->dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
+    for (int l = t->L - 1; l >= 0; l--) {
+        layer_acts *a = &t->act[l];
+        const layer_weights *w = &t->w[l];
+        const doze_layer *ly = &m->layers[l];
+        memset(t->dz, 0, (size_t)N * U * sizeof(float));
+        /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
+        for (int n = 0; n < N; n++) {
+            float g0 = a->g[(size_t)n * U];
+            const float *dxn = t->dx + (size_t)n * D;
+            float s = 0;
+            for (int i = 0; i < D; i++) {
+                size_t j = (size_t)n * D + i;
+                s += dxn[i] * (a->a[j] + a->f[j]);
+                t->dA[j] = g0 * dxn[i]; /* du, for now */
+            }
+            t->dz[(size_t)n * U] = s;
+        }
+        /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
+        memset(t->dhg, 0, (size_t)N * F * sizeof(float));
+        matmul_backward(t->dhg, t->dA, w->w2, N, D, F);
+        swiglu_backward(t->dh1, t->dh3, t->dhg, a->h1, a->h3, N, F);
+        memset(t->dhn, 0, (size_t)N * D * sizeof(float));
+        matmul_backward(t->dhn, t->dh1, w->w1, N, F, D);
+        matmul_backward(t->dhn, t->dh3, w->w3, N, F, D);
+        memset(t->dtmp, 0, (size_t)N * D * sizeof(float));
+        rmsnorm_backward(t->dtmp, t->dhn, a->xmid, a->rinv2, ly->ffn_norm, N, D); /* dm */
+        for (size_t j = 0; j < (size_t)N * D; j++) {
+            t->dA[j] += t->dtmp[j]; /* dA = du + dm */
+            t->dx[j] += t->dtmp[j]; /* x_mid = x_in + a */
+        }
+        /* a = sum_h g_h Wo_h o_h */
+        memset(t->dq, 0, (size_t)N * t->Q * sizeof(float));
+        memset(t->dk, 0, (size_t)N * t->KVD * sizeof(float));
+        memset(t->dv, 0, (size_t)N * t->KVD * sizeof(float));
+        for (int h = 0; h < t->H; h++) {
+            const float *wo = w->wo + (size_t)h * D * hd;
+            for (int n = 0; n < N; n++)
+                memcpy(t->hbuf + (size_t)n * hd, a->o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
+            matmul_forward(t->dbuf, t->hbuf, wo, N, D, hd); /* c_h(N, D), recomputed */
+            for (int n = 0; n < N; n++) {
+                const float *dAn = t->dA + (size_t)n * D, *cn = t->dbuf + (size_t)n * D;
+                float s = 0;
+                for (int i = 0; i < D; i++) s += dAn[i] * cn[i];
+                t->dz[(size_t)n * U + 1 + h] = s;
+                float gh = a->g[(size_t)n * U + 1 + h];
+                float *dc = t->dbuf + (size_t)n * D; /* dc_h = g_h dA */
+                for (int i = 0; i < D; i++) dc[i] = gh * dAn[i];
+            }
+            memset(t->hbuf2, 0, (size_t)N * hd * sizeof(float));
+            matmul_backward(t->hbuf2, t->dbuf, wo, N, D, hd); /* do_h(N, hd) */
+            for (int n = 0; n < N; n++)
+                memcpy(t->dO + (size_t)n * t->Q + (size_t)h * hd, t->hbuf2 + (size_t)n * hd,
+                       (size_t)hd * sizeof(float));
+        }
+        attention_backward(t->dq, t->dk, t->dv, t->dO, a->P, a->q, a->k, a->v, t->B, t->T, t->H,
+                           t->KV, hd);
+        rope_backward(t->dq, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        rope_backward(t->dk, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        memset(t->dxn, 0, (size_t)N * D * sizeof(float));
+        matmul_backward(t->dxn, t->dq, w->wq, N, t->Q, D);
+        matmul_backward(t->dxn, t->dk, w->wk, N, t->KVD, D);
+        matmul_backward(t->dxn, t->dv, w->wv, N, t->KVD, D);
+        /* gates: dz = dg * d(relaxed gate)/ds, plus the compute term */
+        for (int n = 0; n < N; n++) {
+            int pos = n % t->T;
+            float *dz = t->dz + (size_t)n * U;
+            const float *gs = a->gs + (size_t)n * U;
+            float pl = unit_prob(t, l, n, 0, tau), heads_p = 0;
+            for (int u = 1; u < U; u++) heads_p += unit_prob(t, l, n, u, tau);
+            for (int u = 0; u < U; u++) {
+                if (is_protected(t, l, u, pos)) {
+                    dz[u] = 0.0f;
+                    continue;
+                }
+                float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
+                float pi = unit_prob(t, l, n, u, tau);
+                float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + heads_p * t->head_c[pos])
+                                   : cgrad * pl * t->head_c[pos];
+                dz[u] = ds + dpi * pi * (1.0f - pi) / tau;
+            }
+        }
+        /* router: z = R xn + bias: dR += dz^T xn, db += sum dz, dxn += dz R */
+        float *dR = t->dR + (size_t)l * U * D, *db = t->db + (size_t)l * U;
+        const float *R = t->g->router + (size_t)l * U * D;
+        for (int n = 0; n < N; n++) {
+            const float *dz = t->dz + (size_t)n * U, *xn = a->xn + (size_t)n * D;
+            for (int u = 0; u < U; u++) {
+                if (dz[u] == 0.0f) continue;
+                db[u] += dz[u];
+                float *dr = dR + (size_t)u * D;
+                for (int i = 0; i < D; i++) dr[i] += dz[u] * xn[i];
+            }
+        }
+        matmul_backward(t->dxn, t->dz, R, N, U, D);
+        rmsnorm_backward(t->dx, t->dxn, a->x_in, a->rinv1, ly->attn_norm, N, D);
+    }
+}
+
+doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode mode, float tau,
+                              const uint8_t *vis_in, uint8_t *vis_out, int want_grad,
+                              double *loss, doze_error *err) {
+    for (int n = 0; n < t->N; n++)
+        if (tokens[n] < 0 || tokens[n] >= t->V)
+            return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
+                             tokens[n], t->V);
+    forward(t, tokens, mode, tau, vis_in);
+    double kl = kl_loss(t), expected, achieved;
+    compute_terms(t, tau, &expected, &achieved);
+    double d = expected - t->p.budget;
+    *loss = kl + t->p.compute_weight * d * d;
+    if (vis_out)
+        for (int l = 0; l < t->L; l++) memcpy(vis_out + (size_t)l * t->N, t->act[l].vis, (size_t)t->N);
+    if (want_grad) backward(t, tau, expected);
+    return DOZE_OK;
+}
+
+/* ---- the step ---------------------------------------------------------------------------- */
+
+doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train_stats *stats,
+                              doze_error *err) {
+    if (!t || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no trainer or tokens");
+    doze_status st = trainer_set_teacher(t, tokens, err);
+    if (st != DOZE_OK) return st;
+    float frac = t->p.total_steps > 1 ? (float)t->step / (float)(t->p.total_steps - 1) : 1.0f;
+    if (frac > 1.0f) frac = 1.0f;
+    float tau = t->p.tau_start * powf(t->p.tau_end / t->p.tau_start, frac); /* geometric anneal */
+    double loss;
+    st = trainer_loss_grad(t, tokens, TRAIN_HARD, tau, NULL, NULL, 1, &loss, err);
+    if (st != DOZE_OK) return st;
+    double kl = 0, expected, achieved;
+    compute_terms(t, tau, &expected, &achieved);
+    kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget);
+    /* AdamW on router weights and biases */
+    t->step++;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    float c1 = 1.0f - powf(b1, (float)t->step), c2 = 1.0f - powf(b2, (float)t->step);
+    size_t nR = (size_t)t->L * t->U * t->D, nb = (size_t)t->L * t->U;
+    for (size_t i = 0; i < nR; i++) {
+        float g = t->dR[i];
+        t->mR[i] = b1 * t->mR[i] + (1 - b1) * g;
+        t->vR[i] = b2 * t->vR[i] + (1 - b2) * g * g;
+        t->g->router[i] -= t->p.lr * ((t->mR[i] / c1) / (sqrtf(t->vR[i] / c2) + eps) +
+                                      t->p.weight_decay * t->g->router[i]);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        float g = t->db[i];
+        t->mb[i] = b1 * t->mb[i] + (1 - b1) * g;
+        t->vb[i] = b2 * t->vb[i] + (1 - b2) * g * g;
+        t->g->bias[i] -= t->p.lr * (t->mb[i] / c1) / (sqrtf(t->vb[i] / c2) + eps);
+    }
+    strcpy(t->g->kind, "trained");
+    if (stats) {
+        stats->step = t->step;
+        stats->loss = (float)loss;
+        stats->kl = (float)kl;
+        stats->expected_compute = (float)expected;
+        stats->achieved_compute = (float)achieved;
+        stats->tau = tau;
+    }
+    return DOZE_OK;
+}

@@ -1,0 +1,292 @@
+/* Training ops (see train_ops.h): SIMD (wasm_simd128 / SIMDe) for the
+ * matmuls that carry the cost, plain loops elsewhere. */
+#include "train_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/simd.h"
+
+/* ---- matmul ---------------------------------------------------------------- */
+
+static float hsum(v128_t v) {
+    return (wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) +
+           (wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3));
+}
+
+void matmul_forward_ref(float *y, const float *x, const float *w, int N, int out, int in) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < out; o++) {
+            float s = 0.0f;
+            for (int i = 0; i < in; i++) s += x[(size_t)n * in + i] * w[(size_t)o * in + i];
+            y[(size_t)n * out + o] = s;
+        }
+}
+
+void matmul_backward_ref(float *dx, const float *dy, const float *w, int N, int out, int in) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < out; o++) {
+            float g = dy[(size_t)n * out + o];
+            for (int i = 0; i < in; i++) dx[(size_t)n * in + i] += g * w[(size_t)o * in + i];
+        }
+}
+
+/* 4 tokens x 4 outputs per block: every W and x vector loaded serves 4 MACs */
+void matmul_forward(float *y, const float *x, const float *w, int N, int out, int in) {
+    const int in4 = in & ~3;
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *x0 = x + (size_t)n * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
+        int o = 0;
+        for (; o + 4 <= out; o += 4) {
+            const float *w0 = w + (size_t)o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+            v128_t acc[16];
+            for (int a = 0; a < 16; a++) acc[a] = wasm_f32x4_splat(0.0f);
+            for (int i = 0; i < in4; i += 4) {
+                v128_t xv[4] = {wasm_v128_load(x0 + i), wasm_v128_load(x1 + i), wasm_v128_load(x2 + i),
+                                wasm_v128_load(x3 + i)};
+                v128_t wv[4] = {wasm_v128_load(w0 + i), wasm_v128_load(w1 + i), wasm_v128_load(w2 + i),
+                                wasm_v128_load(w3 + i)};
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++)
+                        acc[a * 4 + b] = wasm_f32x4_add(acc[a * 4 + b], wasm_f32x4_mul(xv[a], wv[b]));
+            }
+            const float *xs[4] = {x0, x1, x2, x3}, *ws[4] = {w0, w1, w2, w3};
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++) {
+                    float s = hsum(acc[a * 4 + b]);
+                    for (int i = in4; i < in; i++) s += xs[a][i] * ws[b][i];
+                    y[(size_t)(n + a) * out + o + b] = s;
+                }
+        }
+        for (; o < out; o++) {
+            const float *w0 = w + (size_t)o * in;
+            const float *xs[4] = {x0, x1, x2, x3};
+            for (int a = 0; a < 4; a++) {
+                v128_t acc = wasm_f32x4_splat(0.0f);
+                for (int i = 0; i < in4; i += 4)
+                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(xs[a] + i), wasm_v128_load(w0 + i)));
+                float s = hsum(acc);
+                for (int i = in4; i < in; i++) s += xs[a][i] * w0[i];
+                y[(size_t)(n + a) * out + o] = s;
+            }
+        }
+    }
+    for (; n < N; n++) {
+        const float *x0 = x + (size_t)n * in;
+        for (int o = 0; o < out; o++) {
+            const float *w0 = w + (size_t)o * in;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+            for (int i = 0; i < in4; i += 4)
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(x0 + i), wasm_v128_load(w0 + i)));
+            float s = hsum(acc);
+            for (int i = in4; i < in; i++) s += x0[i] * w0[i];
+            y[(size_t)n * out + o] = s;
+        }
+    }
+}
+
+/* dx rows of 4 tokens over 8 columns kept in registers while W's rows stream */
+void matmul_backward(float *dx, const float *dy, const float *w, int N, int out, int in) {
+    const int in8 = in & ~7;
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *g[4] = {dy + (size_t)n * out, dy + (size_t)(n + 1) * out,
+                             dy + (size_t)(n + 2) * out, dy + (size_t)(n + 3) * out};
+        float *d[4] = {dx + (size_t)n * in, dx + (size_t)(n + 1) * in, dx + (size_t)(n + 2) * in,
+                       dx + (size_t)(n + 3) * in};
+        for (int i = 0; i < in8; i += 8) {
+            v128_t acc[8];
+            for (int a = 0; a < 4; a++) {
+                acc[2 * a] = wasm_v128_load(d[a] + i);
+                acc[2 * a + 1] = wasm_v128_load(d[a] + i + 4);
+            }
+            for (int o = 0; o < out; o++) {
+                const float *wr = w + (size_t)o * in + i;
+                v128_t w0 = wasm_v128_load(wr), w1 = wasm_v128_load(wr + 4);
+                for (int a = 0; a < 4; a++) {
+                    v128_t s = wasm_f32x4_splat(g[a][o]);
+                    acc[2 * a] = wasm_f32x4_add(acc[2 * a], wasm_f32x4_mul(s, w0));
+                    acc[2 * a + 1] = wasm_f32x4_add(acc[2 * a + 1], wasm_f32x4_mul(s, w1));
+                }
+            }
+            for (int a = 0; a < 4; a++) {
+                wasm_v128_store(d[a] + i, acc[2 * a]);
+                wasm_v128_store(d[a] + i + 4, acc[2 * a + 1]);
+            }
+        }
+        for (int i = in8; i < in; i++)
+            for (int o = 0; o < out; o++) {
+                float wv = w[(size_t)o * in + i];
+                for (int a = 0; a < 4; a++) d[a][i] += g[a][o] * wv;
+            }
+    }
+    if (n < N) matmul_backward_ref(dx + (size_t)n * in, dy + (size_t)n * out, w, N - n, out, in);
+}
+
+/* ---- rmsnorm ---------------------------------------------------------------- */
+
+void rmsnorm_forward(float *y, float *rinv, const float *x, const float *w, int N, int D, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * D;
+        float ss = 0.0f;
+        for (int i = 0; i < D; i++) ss += xr[i] * xr[i];
+        float r = 1.0f / sqrtf(ss / (float)D + eps);
+        rinv[n] = r;
+        for (int i = 0; i < D; i++) y[(size_t)n * D + i] = xr[i] * r * w[i];
+    }
+}
+
+/* y_i = x_i r w_i, r = (mean(x^2) + eps)^-1/2:
+ * dx_j = r w_j dy_j - r^3 x_j / D * sum_i dy_i w_i x_i */
+void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *rinv, const float *w,
+                      int N, int D) {
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * D, *g = dy + (size_t)n * D;
+        float r = rinv[n], dot = 0.0f;
+        for (int i = 0; i < D; i++) dot += g[i] * w[i] * xr[i];
+        float c = r * r * r * dot / (float)D;
+        for (int i = 0; i < D; i++) dx[(size_t)n * D + i] += r * w[i] * g[i] - c * xr[i];
+    }
+}
+
+/* ---- rope ---------------------------------------------------------------------- */
+
+static void rope_apply(float *v, int N, int T, int n_heads, int head_dim, int rope_dim,
+                       const float *cos_t, const float *sin_t, float sign) {
+    const int half = rope_dim / 2;
+    for (int n = 0; n < N; n++) {
+        int pos = n % T;
+        const float *c = cos_t + (size_t)pos * half, *s = sin_t + (size_t)pos * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *p = v + (size_t)n * n_heads * head_dim + (size_t)h * head_dim;
+            for (int i = 0; i < half; i++) {
+                float a = p[2 * i], b = p[2 * i + 1], sn = sign * s[i];
+                p[2 * i] = a * c[i] - b * sn;
+                p[2 * i + 1] = a * sn + b * c[i];
+            }
+        }
+    }
+}
+
+void rope_forward(float *v, int N, int T, int n_heads, int head_dim, int rope_dim,
+                  const float *cos_t, const float *sin_t) {
+    rope_apply(v, N, T, n_heads, head_dim, rope_dim, cos_t, sin_t, 1.0f);
+}
+
+/* a rotation's transpose is the rotation by the opposite angle */
+void rope_backward(float *dv, int N, int T, int n_heads, int head_dim, int rope_dim,
+                   const float *cos_t, const float *sin_t) {
+    rope_apply(dv, N, T, n_heads, head_dim, rope_dim, cos_t, sin_t, -1.0f);
+}
+
+/* ---- attention -------------------------------------------------------------------- */
+
+static float dot(const float *a, const float *b, int n) {
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
+    float s = hsum(acc);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(float *y, float a, const float *x, int n) {
+    v128_t av = wasm_f32x4_splat(a);
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(av, wasm_v128_load(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+void attention_forward(float *o, float *P, const float *q, const float *k, const float *v,
+                       const uint8_t *vis, int B, int T, int H, int KV, int hd) {
+    const int qs = H * hd, ks = KV * hd, group = H / KV;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int kvh = h / group;
+            for (int t = 0; t < T; t++) {
+                size_t n = (size_t)b * T + t;
+                const float *qt = q + n * qs + (size_t)h * hd;
+                float *p = P + (((size_t)b * H + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int s = 0; s <= t; s++) {
+                    size_t m = (size_t)b * T + s;
+                    if (s != t && !vis[m]) {
+                        p[s] = -INFINITY;
+                        continue;
+                    }
+                    p[s] = dot(qt, k + m * ks + (size_t)kvh * hd, hd) * scale;
+                    if (p[s] > mx) mx = p[s];
+                }
+                float sum = 0.0f;
+                for (int s = 0; s <= t; s++) {
+                    p[s] = p[s] == -INFINITY ? 0.0f : doze_expf(p[s] - mx);
+                    sum += p[s];
+                }
+                float inv = 1.0f / sum;
+                float *ot = o + n * qs + (size_t)h * hd;
+                memset(ot, 0, (size_t)hd * sizeof(float));
+                for (int s = 0; s <= t; s++) {
+                    p[s] *= inv;
+                    if (p[s] != 0.0f) axpy(ot, p[s], v + ((size_t)b * T + s) * ks + (size_t)kvh * hd, hd);
+                }
+                for (int s = t + 1; s < T; s++) p[s] = 0.0f;
+            }
+        }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *P,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int KV,
+                        int hd) {
+    const int qs = H * hd, ks = KV * hd, group = H / KV;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float dp[4096];
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int kvh = h / group;
+            for (int t = 0; t < T; t++) {
+                size_t n = (size_t)b * T + t;
+                const float *p = P + (((size_t)b * H + h) * T + t) * T;
+                const float *dot_ = dout + n * qs + (size_t)h * hd;
+                float sum = 0.0f;
+                for (int s = 0; s <= t; s++) {
+                    if (p[s] == 0.0f) {
+                        dp[s] = 0.0f;
+                        continue;
+                    }
+                    size_t m = (size_t)b * T + s;
+                    dp[s] = dot(dot_, v + m * ks + (size_t)kvh * hd, hd);
+                    axpy(dv + m * ks + (size_t)kvh * hd, p[s], dot_, hd);
+                    sum += p[s] * dp[s];
+                }
+                float *dqt = dq + n * qs + (size_t)h * hd;
+                const float *qt = q + n * qs + (size_t)h * hd;
+                for (int s = 0; s <= t; s++) {
+                    if (p[s] == 0.0f) continue;
+                    size_t m = (size_t)b * T + s;
+                    float ds = p[s] * (dp[s] - sum) * scale;
+                    axpy(dqt, ds, k + m * ks + (size_t)kvh * hd, hd);
+                    axpy(dk + m * ks + (size_t)kvh * hd, ds, qt, hd);
+                }
+            }
+        }
+}
+
+/* ---- swiglu ------------------------------------------------------------------------- */
+
+void swiglu_forward(float *g, const float *a, const float *b, int N, int F) {
+    for (size_t i = 0; i < (size_t)N * F; i++) g[i] = a[i] / (1.0f + doze_expf(-a[i])) * b[i];
+}
+
+void swiglu_backward(float *da, float *db, const float *dg, const float *a, const float *b, int N,
+                     int F) {
+    for (size_t i = 0; i < (size_t)N * F; i++) {
+        float sg = 1.0f / (1.0f + doze_expf(-a[i]));
+        float silu = a[i] * sg;
+        db[i] = dg[i] * silu;
+        da[i] = dg[i] * b[i] * sg * (1.0f + a[i] * (1.0f - sg));
+    }
+}

@@ -1,0 +1,50 @@
+/* The ops of the training forward and backward, each _forward beside its
+ * _backward (llm.c's style). Shapes in comments: N tokens (B windows of T),
+ * D model dim. Backward functions ACCUMULATE (+=) into their input-gradient
+ * outputs unless said otherwise. Only activation gradients are computed:
+ * the base weights are frozen (a weight-gradient version of matmul_backward
+ * is the one addition a full fine-tune needs). */
+#ifndef DOZE_TRAIN_OPS_H
+#define DOZE_TRAIN_OPS_H
+
+#include <stdint.h>
+
+/* y(N, out) = x(N, in) . W(out, in)^T */
+void matmul_forward(float *y, const float *x, const float *w, int N, int out, int in);
+/* dx(N, in) += dy(N, out) . W(out, in) */
+void matmul_backward(float *dx, const float *dy, const float *w, int N, int out, int in);
+/* scalar references of the two, for the differential test */
+void matmul_forward_ref(float *y, const float *x, const float *w, int N, int out, int in);
+void matmul_backward_ref(float *dx, const float *dy, const float *w, int N, int out, int in);
+
+/* y(N, D) = x / rms(x) * w; rinv(N) = 1 / rms(x) */
+void rmsnorm_forward(float *y, float *rinv, const float *x, const float *w, int N, int D, float eps);
+/* dx(N, D) += d(rmsnorm)/dx . dy */
+void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *rinv, const float *w,
+                      int N, int D);
+
+/* RoPE on adjacent pairs of the first rope_dim values of each head of
+ * v(N, n_heads * head_dim); token n sits at position pos0 + n % T. */
+void rope_forward(float *v, int N, int T, int n_heads, int head_dim, int rope_dim,
+                  const float *cos_t, const float *sin_t);
+/* in place: dv <- R^T dv */
+void rope_backward(float *dv, int N, int T, int n_heads, int head_dim, int rope_dim,
+                   const float *cos_t, const float *sin_t);
+
+/* Causal attention per window of T tokens with a visibility mask:
+ * query t sees keys p <= t with vis[p] or p == t. q(N, H*hd), k, v(N, KV*hd),
+ * out o(N, H*hd), probabilities P(B, H, T, T) (0 where not seen). */
+void attention_forward(float *o, float *P, const float *q, const float *k, const float *v,
+                       const uint8_t *vis, int B, int T, int H, int KV, int hd);
+/* dq, dk, dv += from do */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *P,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int KV,
+                        int hd);
+
+/* g(N, F) = silu(a) * b */
+void swiglu_forward(float *g, const float *a, const float *b, int N, int F);
+/* da, db (overwritten) from dg */
+void swiglu_backward(float *da, float *db, const float *dg, const float *a, const float *b, int N,
+                     int F);
+
+#endif
