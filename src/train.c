@@ -36,8 +36,10 @@ typedef struct {
     uint8_t *vis;
 } layer_acts;
 
-typedef struct { /* f32 copies of the frozen weights the backward reads */
+typedef struct { /* f32 copies of the frozen weights: as stored (for the
+                   backward) and transposed (for the forward) */
     float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (n_heads, dim, head_dim) */
+    float *tq, *tk, *tv, *to, *t1, *t2, *t3; /* transposed; to: (n_heads, head_dim, dim) */
 } layer_weights;
 
 struct doze_trainer {
@@ -46,7 +48,7 @@ struct doze_trainer {
     doze_train_params p;
     int B, T, N, D, F, H, KV, hd, Q, KVD, L, V, U;
     layer_weights *w;
-    float *wcls;
+    float *wcls, *tcls;
     layer_acts *act;
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
@@ -117,6 +119,13 @@ static void layout(doze_trainer *t, carver *c) {
         w->w1 = carve(c, F * D);
         w->w2 = carve(c, D * F);
         w->w3 = carve(c, F * D);
+        w->tq = carve(c, Q * D);
+        w->tk = carve(c, KVD * D);
+        w->tv = carve(c, KVD * D);
+        w->to = carve(c, D * Q);
+        w->t1 = carve(c, F * D);
+        w->t2 = carve(c, D * F);
+        w->t3 = carve(c, F * D);
         layer_acts *a = &t->act[l];
         a->x_in = carve(c, N * D);
         a->xn = carve(c, N * D);
@@ -140,6 +149,7 @@ static void layout(doze_trainer *t, carver *c) {
         a->vis = carve_bytes(c, N);
     }
     t->wcls = carve(c, V * D);
+    t->tcls = carve(c, V * D);
     t->x_final = carve(c, N * D);
     t->xf = carve(c, N * D);
     t->rinvf = carve(c, N);
@@ -173,6 +183,12 @@ static void layout(doze_trainer *t, carver *c) {
     t->fixed_c = carve(c, (size_t)t->T);
     t->head_c = carve(c, (size_t)t->T);
     t->router_c = carve(c, (size_t)t->T);
+}
+
+/* wt(cols, rows) = w(rows, cols)^T */
+static void transpose(float *wt, const float *w, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) wt[(size_t)c * rows + r] = w[(size_t)r * cols + c];
 }
 
 /* widens a model matrix into f32 */
@@ -242,6 +258,18 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         widen(t->w[l].w3, &ly->w_up);
     }
     widen(t->wcls, &m->output);
+    transpose(t->tcls, t->wcls, t->V, t->D);
+    for (int l = 0; l < t->L; l++) {
+        layer_weights *w = &t->w[l];
+        transpose(w->tq, w->wq, t->Q, t->D);
+        transpose(w->tk, w->wk, t->KVD, t->D);
+        transpose(w->tv, w->wv, t->KVD, t->D);
+        for (int h = 0; h < t->H; h++)
+            transpose(w->to + (size_t)h * t->hd * t->D, w->wo + (size_t)h * t->D * t->hd, t->D, t->hd);
+        transpose(w->t1, w->w1, t->F, t->D);
+        transpose(w->t2, w->w2, t->D, t->F);
+        transpose(w->t3, w->w3, t->F, t->D);
+    }
     doze_cost_model cm;
     cost_model_init(c, &cm);
     for (int pos = 0; pos < t->T; pos++) {
@@ -334,18 +362,19 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
         rmsnorm_forward(a->xn, a->rinv1, a->x_in, ly->attn_norm, N, D, c->norm_eps);
         gates_forward(t, l, mode, tau, vis_in);
-        matmul_forward(a->q, a->xn, w->wq, N, t->Q, D);
-        matmul_forward(a->k, a->xn, w->wk, N, t->KVD, D);
-        matmul_forward(a->v, a->xn, w->wv, N, t->KVD, D);
+        matmul_forward_t(a->q, a->xn, w->tq, N, t->Q, D);
+        matmul_forward_t(a->k, a->xn, w->tk, N, t->KVD, D);
+        matmul_forward_t(a->v, a->xn, w->tv, N, t->KVD, D);
         rope_forward(a->q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
         rope_forward(a->k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        attention_forward(a->o, a->P, a->q, a->k, a->v, a->vis, t->B, t->T, t->H, t->KV, hd);
+        attention_forward(a->o, a->P, a->q, a->k, a->v, a->vis, t->B, t->T, t->H, t->KV, hd,
+                          m->kern->softmax);
         /* a = sum_h g_h Wo_h o_h */
         memset(a->a, 0, (size_t)N * D * sizeof(float));
         for (int h = 0; h < t->H; h++) {
             for (int n = 0; n < N; n++)
                 memcpy(t->hbuf + (size_t)n * hd, a->o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
-            matmul_forward(t->dbuf, t->hbuf, w->wo + (size_t)h * D * hd, N, D, hd); /* c_h(N, D) */
+            matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h(N, D) */
             for (int n = 0; n < N; n++) {
                 float gh = a->g[(size_t)n * t->U + 1 + h];
                 if (gh == 0.0f) continue;
@@ -356,10 +385,10 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         }
         for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
         rmsnorm_forward(a->hn, a->rinv2, a->xmid, ly->ffn_norm, N, D, c->norm_eps);
-        matmul_forward(a->h1, a->hn, w->w1, N, F, D);
-        matmul_forward(a->h3, a->hn, w->w3, N, F, D);
-        swiglu_forward(a->hg, a->h1, a->h3, N, F);
-        matmul_forward(a->f, a->hg, w->w2, N, D, F);
+        matmul_forward_t(a->h1, a->hn, w->t1, N, F, D);
+        matmul_forward_t(a->h3, a->hn, w->t3, N, F, D);
+        swiglu_forward(a->hg, a->h1, a->h3, N, F, m->kern->swiglu);
+        matmul_forward_t(a->f, a->hg, w->t2, N, D, F);
         for (int n = 0; n < N; n++) {
             float g0 = a->g[(size_t)n * t->U];
             for (int i = 0; i < D; i++) {
@@ -369,24 +398,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         }
     }
     rmsnorm_forward(t->xf, t->rinvf, x, m->output_norm, N, D, c->norm_eps);
-    matmul_forward(t->logits, t->xf, t->wcls, N, t->V, D);
-}
-
-/* softmax of logits rows into out */
-static void softmax_rows(float *out, const float *logits, int N, int V) {
-    for (int n = 0; n < N; n++) {
-        const float *l = logits + (size_t)n * V;
-        float *o = out + (size_t)n * V;
-        float mx = l[0];
-        for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-        double sum = 0;
-        for (int v = 0; v < V; v++) {
-            o[v] = doze_expf(l[v] - mx);
-            sum += o[v];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int v = 0; v < V; v++) o[v] *= inv;
-    }
+    matmul_forward_t(t->logits, t->xf, t->tcls, N, t->V, D);
 }
 
 doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_error *err) {
@@ -395,7 +407,7 @@ doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_err
             return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
                              tokens[n], t->V);
     forward(t, tokens, TRAIN_DENSE, 1.0f, NULL);
-    softmax_rows(t->teacher, t->logits, t->N, t->V);
+    softmax_rows(t->teacher, t->logits, t->N, t->V, t->m->kern->softmax);
     return DOZE_OK;
 }
 
@@ -404,7 +416,7 @@ doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_err
 /* KL(teacher || gated), mean per token; dlogits = (softmax - teacher) / N */
 static double kl_loss(doze_trainer *t) {
     const int N = t->N, V = t->V;
-    softmax_rows(t->dlogits, t->logits, N, V);
+    softmax_rows(t->dlogits, t->logits, N, V, t->m->kern->softmax);
     double kl = 0;
     for (int n = 0; n < N; n++) {
         const float *p = t->teacher + (size_t)n * V, *q = t->dlogits + (size_t)n * V;
@@ -498,7 +510,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
             const float *wo = w->wo + (size_t)h * D * hd;
             for (int n = 0; n < N; n++)
                 memcpy(t->hbuf + (size_t)n * hd, a->o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
-            matmul_forward(t->dbuf, t->hbuf, wo, N, D, hd); /* c_h(N, D), recomputed */
+            matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h, recomputed */
             for (int n = 0; n < N; n++) {
                 const float *dAn = t->dA + (size_t)n * D, *cn = t->dbuf + (size_t)n * D;
                 float s = 0;

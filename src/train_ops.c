@@ -87,6 +87,11 @@ void matmul_forward(float *y, const float *x, const float *w, int N, int out, in
     }
 }
 
+void matmul_forward_t(float *y, const float *x, const float *wt, int N, int out, int in) {
+    memset(y, 0, (size_t)N * out * sizeof(float));
+    matmul_backward(y, x, wt, N, in, out);
+}
+
 /* dx rows of 4 tokens over 8 columns kept in registers while W's rows stream */
 void matmul_backward(float *dx, const float *dy, const float *w, int N, int out, int in) {
     const int in8 = in & ~7;
@@ -201,7 +206,8 @@ static void axpy(float *y, float a, const float *x, int n) {
 }
 
 void attention_forward(float *o, float *P, const float *q, const float *k, const float *v,
-                       const uint8_t *vis, int B, int T, int H, int KV, int hd) {
+                       const uint8_t *vis, int B, int T, int H, int KV, int hd,
+                       void (*softmax)(float *x, int n)) {
     const int qs = H * hd, ks = KV * hd, group = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int b = 0; b < B; b++)
@@ -211,26 +217,15 @@ void attention_forward(float *o, float *P, const float *q, const float *k, const
                 size_t n = (size_t)b * T + t;
                 const float *qt = q + n * qs + (size_t)h * hd;
                 float *p = P + (((size_t)b * H + h) * T + t) * T;
-                float mx = -INFINITY;
                 for (int s = 0; s <= t; s++) {
                     size_t m = (size_t)b * T + s;
-                    if (s != t && !vis[m]) {
-                        p[s] = -INFINITY;
-                        continue;
-                    }
-                    p[s] = dot(qt, k + m * ks + (size_t)kvh * hd, hd) * scale;
-                    if (p[s] > mx) mx = p[s];
+                    p[s] = (s != t && !vis[m]) ? -INFINITY
+                                               : dot(qt, k + m * ks + (size_t)kvh * hd, hd) * scale;
                 }
-                float sum = 0.0f;
-                for (int s = 0; s <= t; s++) {
-                    p[s] = p[s] == -INFINITY ? 0.0f : doze_expf(p[s] - mx);
-                    sum += p[s];
-                }
-                float inv = 1.0f / sum;
+                softmax(p, t + 1); /* -inf entries get weight 0 */
                 float *ot = o + n * qs + (size_t)h * hd;
                 memset(ot, 0, (size_t)hd * sizeof(float));
                 for (int s = 0; s <= t; s++) {
-                    p[s] *= inv;
                     if (p[s] != 0.0f) axpy(ot, p[s], v + ((size_t)b * T + s) * ks + (size_t)kvh * hd, hd);
                 }
                 for (int s = t + 1; s < T; s++) p[s] = 0.0f;
@@ -277,13 +272,34 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 
 /* ---- swiglu ------------------------------------------------------------------------- */
 
-void swiglu_forward(float *g, const float *a, const float *b, int N, int F) {
-    for (size_t i = 0; i < (size_t)N * F; i++) g[i] = a[i] / (1.0f + doze_expf(-a[i])) * b[i];
+void swiglu_forward(float *g, const float *a, const float *b, int N, int F,
+                    void (*swiglu)(float *out, const float *gate, const float *up, int n)) {
+    swiglu(g, a, b, N * F);
 }
+
+void softmax_rows(float *out, const float *x, int N, int V, void (*softmax)(float *x, int n)) {
+    if (out != x) memcpy(out, x, (size_t)N * V * sizeof(float));
+    for (int n = 0; n < N; n++) softmax(out + (size_t)n * V, V);
+}
+
+/* exp of 4 lanes with the SIMD kernels' exp (kernels_simd.c) */
+void doze_simd_expf_x4(float *out, const float *in);
 
 void swiglu_backward(float *da, float *db, const float *dg, const float *a, const float *b, int N,
                      int F) {
-    for (size_t i = 0; i < (size_t)N * F; i++) {
+    const size_t n = (size_t)N * F;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float neg[4] = {-a[i], -a[i + 1], -a[i + 2], -a[i + 3]}, e[4];
+        doze_simd_expf_x4(e, neg);
+        for (int j = 0; j < 4; j++) {
+            float sg = 1.0f / (1.0f + e[j]);
+            float silu = a[i + j] * sg;
+            db[i + j] = dg[i + j] * silu;
+            da[i + j] = dg[i + j] * b[i + j] * sg * (1.0f + a[i + j] * (1.0f - sg));
+        }
+    }
+    for (; i < n; i++) {
         float sg = 1.0f / (1.0f + doze_expf(-a[i]));
         float silu = a[i] * sg;
         db[i] = dg[i] * silu;

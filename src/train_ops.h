@@ -11,11 +11,18 @@
 
 /* y(N, out) = x(N, in) . W(out, in)^T */
 void matmul_forward(float *y, const float *x, const float *w, int N, int out, int in);
+/* the same product from the transposed weights wt(in, out), streaming rows
+ * of wt with no horizontal sums (faster for the frozen weights, which the
+ * trainer keeps transposed as well) */
+void matmul_forward_t(float *y, const float *x, const float *wt, int N, int out, int in);
 /* dx(N, in) += dy(N, out) . W(out, in) */
 void matmul_backward(float *dx, const float *dy, const float *w, int N, int out, int in);
 /* scalar references of the two, for the differential test */
 void matmul_forward_ref(float *y, const float *x, const float *w, int N, int out, int in);
 void matmul_backward_ref(float *dx, const float *dy, const float *w, int N, int out, int in);
+
+/* softmax of each row of x(N, V) into out, through the kernel table's softmax */
+void softmax_rows(float *out, const float *x, int N, int V, void (*softmax)(float *x, int n));
 
 /* y(N, D) = x / rms(x) * w; rinv(N) = 1 / rms(x) */
 void rmsnorm_forward(float *y, float *rinv, const float *x, const float *w, int N, int D, float eps);
@@ -35,14 +42,16 @@ void rope_backward(float *dv, int N, int T, int n_heads, int head_dim, int rope_
  * query t sees keys p <= t with vis[p] or p == t. q(N, H*hd), k, v(N, KV*hd),
  * out o(N, H*hd), probabilities P(B, H, T, T) (0 where not seen). */
 void attention_forward(float *o, float *P, const float *q, const float *k, const float *v,
-                       const uint8_t *vis, int B, int T, int H, int KV, int hd);
+                       const uint8_t *vis, int B, int T, int H, int KV, int hd,
+                       void (*softmax)(float *x, int n));
 /* dq, dk, dv += from do */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *P,
                         const float *q, const float *k, const float *v, int B, int T, int H, int KV,
                         int hd);
 
-/* g(N, F) = silu(a) * b */
-void swiglu_forward(float *g, const float *a, const float *b, int N, int F);
+/* g(N, F) = silu(a) * b, through the kernel table's swiglu */
+void swiglu_forward(float *g, const float *a, const float *b, int N, int F,
+                    void (*swiglu)(float *out, const float *gate, const float *up, int n));
 /* da, db (overwritten) from dg */
 void swiglu_backward(float *da, float *db, const float *dg, const float *a, const float *b, int N,
                      int F);
