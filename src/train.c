@@ -53,7 +53,7 @@ struct doze_trainer {
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
     float *dx, *dA, *dtmp, *dhg, *dh1, *dh3, *dhn, *dO, *dq, *dk, *dv, *dxn, *dlogits, *dz, *hbuf,
-        *hbuf2, *dbuf;
+        *hbuf2, *dbuf, *att_scratch;
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
@@ -172,6 +172,7 @@ static void layout(doze_trainer *t, carver *c) {
     t->hbuf = carve(c, N * (size_t)t->hd);
     t->hbuf2 = carve(c, N * (size_t)t->hd);
     t->dbuf = carve(c, N * D);
+    t->att_scratch = carve(c, ATTENTION_SCRATCH(t->T, t->hd));
     t->dR = carve(c, L * U * D);
     t->db = carve(c, L * U);
     t->mR = carve(c, L * U * D);
@@ -368,7 +369,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         rope_forward(a->q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
         rope_forward(a->k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
         attention_forward(a->o, a->P, a->q, a->k, a->v, a->vis, t->B, t->T, t->H, t->KV, hd,
-                          m->kern->softmax);
+                          m->kern->softmax, t->att_scratch);
         /* a = sum_h g_h Wo_h o_h */
         memset(a->a, 0, (size_t)N * D * sizeof(float));
         for (int h = 0; h < t->H; h++) {
@@ -527,7 +528,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
                        (size_t)hd * sizeof(float));
         }
         attention_backward(t->dq, t->dk, t->dv, t->dO, a->P, a->q, a->k, a->v, t->B, t->T, t->H,
-                           t->KV, hd);
+                           t->KV, hd, t->att_scratch);
         rope_backward(t->dq, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
         rope_backward(t->dk, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
         memset(t->dxn, 0, (size_t)N * D * sizeof(float));

@@ -205,68 +205,89 @@ static void axpy(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* kt(hd, T) = the keys (or values) of one window and KV head, transposed,
+ * so that scores over positions are vector operations with no horizontal
+ * sums (heads are small: 8 to 128 values) */
+static void gather_transposed(float *kt, const float *k, int b, int T, int ks, int kvh, int hd) {
+    for (int s = 0; s < T; s++) {
+        const float *row = k + ((size_t)b * T + s) * ks + (size_t)kvh * hd;
+        for (int i = 0; i < hd; i++) kt[(size_t)i * T + s] = row[i];
+    }
+}
+
+/* out(n) = sum_i a[i] * rows[i](n), rows of stride T: a vector over positions */
+static void combine_rows(float *out, const float *a, const float *rows, int hd, int T, int n) {
+    int s = 0;
+    for (; s + 4 <= n; s += 4) {
+        v128_t acc = wasm_f32x4_splat(0.0f);
+        for (int i = 0; i < hd; i++)
+            acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_splat(a[i]), wasm_v128_load(rows + (size_t)i * T + s)));
+        wasm_v128_store(out + s, acc);
+    }
+    for (; s < n; s++) {
+        float acc = 0.0f;
+        for (int i = 0; i < hd; i++) acc += a[i] * rows[(size_t)i * T + s];
+        out[s] = acc;
+    }
+}
+
 void attention_forward(float *o, float *P, const float *q, const float *k, const float *v,
                        const uint8_t *vis, int B, int T, int H, int KV, int hd,
-                       void (*softmax)(float *x, int n)) {
+                       void (*softmax)(float *x, int n), float *scratch) {
     const int qs = H * hd, ks = KV * hd, group = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
+    float *kt = scratch, *qscaled = scratch + (size_t)hd * T;
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int kvh = h / group;
-            for (int t = 0; t < T; t++) {
-                size_t n = (size_t)b * T + t;
-                const float *qt = q + n * qs + (size_t)h * hd;
-                float *p = P + (((size_t)b * H + h) * T + t) * T;
-                for (int s = 0; s <= t; s++) {
-                    size_t m = (size_t)b * T + s;
-                    p[s] = (s != t && !vis[m]) ? -INFINITY
-                                               : dot(qt, k + m * ks + (size_t)kvh * hd, hd) * scale;
+        for (int kvh = 0; kvh < KV; kvh++) {
+            gather_transposed(kt, k, b, T, ks, kvh, hd);
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                for (int t = 0; t < T; t++) {
+                    size_t n = (size_t)b * T + t;
+                    const float *qt = q + n * qs + (size_t)h * hd;
+                    for (int i = 0; i < hd; i++) qscaled[i] = qt[i] * scale;
+                    float *p = P + (((size_t)b * H + h) * T + t) * T;
+                    combine_rows(p, qscaled, kt, hd, T, t + 1);
+                    for (int s = 0; s < t; s++)
+                        if (!vis[(size_t)b * T + s]) p[s] = -INFINITY;
+                    softmax(p, t + 1); /* -inf entries get weight 0 */
+                    float *ot = o + n * qs + (size_t)h * hd;
+                    memset(ot, 0, (size_t)hd * sizeof(float));
+                    for (int s = 0; s <= t; s++)
+                        if (p[s] != 0.0f) axpy(ot, p[s], v + ((size_t)b * T + s) * ks + (size_t)kvh * hd, hd);
+                    for (int s = t + 1; s < T; s++) p[s] = 0.0f;
                 }
-                softmax(p, t + 1); /* -inf entries get weight 0 */
-                float *ot = o + n * qs + (size_t)h * hd;
-                memset(ot, 0, (size_t)hd * sizeof(float));
-                for (int s = 0; s <= t; s++) {
-                    if (p[s] != 0.0f) axpy(ot, p[s], v + ((size_t)b * T + s) * ks + (size_t)kvh * hd, hd);
-                }
-                for (int s = t + 1; s < T; s++) p[s] = 0.0f;
-            }
         }
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *P,
                         const float *q, const float *k, const float *v, int B, int T, int H, int KV,
-                        int hd) {
+                        int hd, float *scratch) {
     const int qs = H * hd, ks = KV * hd, group = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
-    float dp[4096];
+    float *kt = scratch, *vt = scratch + (size_t)hd * T, *dp = scratch + 2 * (size_t)hd * T;
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int kvh = h / group;
-            for (int t = 0; t < T; t++) {
-                size_t n = (size_t)b * T + t;
-                const float *p = P + (((size_t)b * H + h) * T + t) * T;
-                const float *dot_ = dout + n * qs + (size_t)h * hd;
-                float sum = 0.0f;
-                for (int s = 0; s <= t; s++) {
-                    if (p[s] == 0.0f) {
-                        dp[s] = 0.0f;
-                        continue;
+        for (int kvh = 0; kvh < KV; kvh++) {
+            gather_transposed(kt, k, b, T, ks, kvh, hd);
+            gather_transposed(vt, v, b, T, ks, kvh, hd);
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                for (int t = 0; t < T; t++) {
+                    size_t n = (size_t)b * T + t;
+                    const float *p = P + (((size_t)b * H + h) * T + t) * T;
+                    const float *dot_ = dout + n * qs + (size_t)h * hd;
+                    combine_rows(dp, dot_, vt, hd, T, t + 1); /* dp(s) = do . v_s */
+                    float sum = 0.0f;
+                    for (int s = 0; s <= t; s++) sum += p[s] * dp[s];
+                    for (int s = 0; s <= t; s++) dp[s] = p[s] * (dp[s] - sum) * scale; /* dS */
+                    const float *qt = q + n * qs + (size_t)h * hd;
+                    float *dqt = dq + n * qs + (size_t)h * hd;
+                    for (int i = 0; i < hd; i++) dqt[i] += dot(dp, kt + (size_t)i * T, t + 1);
+                    for (int s = 0; s <= t; s++) {
+                        if (p[s] == 0.0f) continue;
+                        size_t m = ((size_t)b * T + s) * ks + (size_t)kvh * hd;
+                        axpy(dk + m, dp[s], qt, hd);
+                        axpy(dv + m, p[s], dot_, hd);
                     }
-                    size_t m = (size_t)b * T + s;
-                    dp[s] = dot(dot_, v + m * ks + (size_t)kvh * hd, hd);
-                    axpy(dv + m * ks + (size_t)kvh * hd, p[s], dot_, hd);
-                    sum += p[s] * dp[s];
                 }
-                float *dqt = dq + n * qs + (size_t)h * hd;
-                const float *qt = q + n * qs + (size_t)h * hd;
-                for (int s = 0; s <= t; s++) {
-                    if (p[s] == 0.0f) continue;
-                    size_t m = (size_t)b * T + s;
-                    float ds = p[s] * (dp[s] - sum) * scale;
-                    axpy(dqt, ds, k + m * ks + (size_t)kvh * hd, hd);
-                    axpy(dk + m * ks + (size_t)kvh * hd, ds, qt, hd);
-                }
-            }
         }
 }
 

@@ -43,11 +43,13 @@ void rope_backward(float *dv, int N, int T, int n_heads, int head_dim, int rope_
  * out o(N, H*hd), probabilities P(B, H, T, T) (0 where not seen). */
 void attention_forward(float *o, float *P, const float *q, const float *k, const float *v,
                        const uint8_t *vis, int B, int T, int H, int KV, int hd,
-                       void (*softmax)(float *x, int n));
+                       void (*softmax)(float *x, int n), float *scratch);
 /* dq, dk, dv += from do */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *P,
                         const float *q, const float *k, const float *v, int B, int T, int H, int KV,
-                        int hd);
+                        int hd, float *scratch);
+/* scratch floats the two above need */
+#define ATTENTION_SCRATCH(T, hd) (2 * (size_t)(hd) * (size_t)(T) + (size_t)(T) + (size_t)(hd))
 
 /* g(N, F) = silu(a) * b, through the kernel table's swiglu */
 void swiglu_forward(float *g, const float *a, const float *b, int N, int F,
