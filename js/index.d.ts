@@ -101,11 +101,25 @@ export interface GenerateOptions {
   bos?: boolean;
   /** Do not stop when EOS or BOS is sampled (the CLI's --no-stop). */
   ignoreEos?: boolean;
+  /** Called after each prompt token's forward step (its mask, compute, budget and time). */
+  onPromptStep?: (step: PromptStep) => void;
 }
 
 export interface CompleteOptions extends GenerateOptions {
   /** Called for each streamed token. */
   onToken?: (token: Token) => void;
+}
+
+/**
+ * Which layers and heads a forward step ran. Flat row-major arrays:
+ * `layers[l]` is 1 when layer l ran, `heads[l * heads + h]` is 1 when head h
+ * of layer l ran (a skipped layer reports all its heads as 0).
+ */
+export interface StepMask {
+  /** (layers) 1 = ran. */
+  layers: Uint8Array;
+  /** (layers * heads) row-major per layer; 1 = ran. */
+  heads: Uint8Array;
 }
 
 export interface Token {
@@ -115,6 +129,101 @@ export interface Token {
   text: string;
   /** Its position in the context (-1 for the held-back item). */
   position: number;
+  /** The mask of the forward step whose logits this token was sampled from (the step at position - 1); null for the held-back item. */
+  mask: StepMask | null;
+  /** That step's achieved compute ratio (fraction of the dense layer compute, 1 = dense); null for the held-back item. */
+  compute: number | null;
+  /** The budget that step ran under (what autoBudget chose, when it is on). */
+  budget: number;
+  /** Milliseconds that step plus the sampling took (what autoBudget measures). */
+  ms: number;
+}
+
+export interface PromptStep {
+  /** The prompt token run. */
+  id: number;
+  /** Its position. */
+  position: number;
+  mask: StepMask;
+  compute: number;
+  budget: number;
+  ms: number;
+}
+
+/** A forced (or ordinary) single step's outcome: see Session#step. */
+export interface StepResult {
+  /** The position the token went to. */
+  position: number;
+  /** (vocabSize) logits, a copy. */
+  logits: Float32Array;
+  mask: StepMask;
+  compute: number;
+  /** The budget it ran under (steps without a forced mask only). */
+  budget?: number;
+  ms: number;
+}
+
+/** A forced mask for Session#step: 0/1 (or boolean) values. */
+export interface ForcedMask {
+  /** (layers) values; default all on when only `heads` is given. */
+  layers?: ArrayLike<number | boolean>;
+  /** (layers * heads) values row-major, or one (heads) array per layer; default every head of a running layer. */
+  heads?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
+}
+
+export interface AutoBudgetOptions {
+  /** The token time to hold, in milliseconds (forward step + sampling, measured with performance.now()). */
+  targetMsPerToken: number;
+  /** Lowest budget it may choose (default 0.2). */
+  min?: number;
+  /** Highest budget it may choose (default 1). */
+  max?: number;
+  /** Budget of the first token (default max). */
+  start?: number;
+  /** Integral gain per token (default 0.3). */
+  gain?: number;
+  /** Weight of the newest sample in the averaged error (default 0.3). */
+  smoothing?: number;
+}
+
+export interface CalibrateOptions {
+  /** Calibration text: encoded with BOS, cut to 512 tokens (and the context), as `doze gates --calib FILE`. */
+  text?: string;
+  /** Calibration token ids, BOS first, used as given (capped by the context). */
+  tokens?: ArrayLike<number>;
+  /** The first N layers are never skipped whole (default 1). */
+  protectLayers?: number;
+  /** The first N positions run dense (default 1: BOS). */
+  protectTokens?: number;
+  /** Ridge regularization of the fit (default 0.01). */
+  ridge?: number;
+  /** Nonzero: random routers with this seed (the floor real gates must beat), still calibrated to the budget. */
+  random?: number | bigint;
+  /** Aborts while the self-generated calibration text is written. */
+  signal?: AbortSignal;
+  /** Make them the model's gates (default true). */
+  activate?: boolean;
+}
+
+/**
+ * Per-layer routers deciding, per token, which layers and heads run under a
+ * budget. They belong to the model that made or loaded them and are freed
+ * with it (or by dispose()).
+ */
+export class Gates {
+  private constructor();
+  readonly model: Model;
+  /** 'training-free' (calibrated), 'trained', or 'random'. */
+  readonly kind: string;
+  readonly protectLayers: number;
+  readonly protectTokens: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly disposed: boolean;
+  /** The gate file: a small GGUF that `doze generate --gates` and Model#loadGates read. */
+  save(): Uint8Array;
+  /** Frees them (the model drops them if they were active). */
+  dispose(): void;
 }
 
 export interface GenerateResult {
@@ -130,6 +239,16 @@ export interface Perplexity {
   nll: number;
   /** Tokens scored (all after BOS). */
   tokens: number;
+  /** Mean achieved compute ratio of the steps (1 = dense). */
+  compute: number;
+  /** The budget the steps ran under. */
+  budget: number;
+}
+
+export interface PerplexityOptions {
+  signal?: AbortSignal;
+  /** Budget for this call (default: the model's / session's; autoBudget does not adjust it). */
+  budget?: number;
 }
 
 /** An independent KV cache over a model; each generate() continues the conversation. */
@@ -141,7 +260,20 @@ export class Session {
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
   complete(prompt: string, options?: CompleteOptions): Promise<string>;
   /** Resets the session, then scores `text`. */
-  perplexity(text: string, options?: { signal?: AbortSignal }): Promise<Perplexity>;
+  perplexity(text: string, options?: PerplexityOptions): Promise<Perplexity>;
+  /**
+   * This session's budget in (0, 1]; follows the model's (and its autoBudget)
+   * until set; `null` makes it follow again. Invalid values throw INVALID_ARGUMENT.
+   */
+  get budget(): number;
+  set budget(b: number | null);
+  /** A controller for this session alone (null: off, keeping a fixed budget of its own). */
+  autoBudget(options: AutoBudgetOptions | null): void;
+  /**
+   * Runs one token at the next position: under a forced mask when `layers`
+   * or `heads` is given, else under the budget and gates like generate().
+   */
+  step(token: number, mask?: ForcedMask): Promise<StepResult>;
   reset(): void;
   dispose(): void;
 }
@@ -156,9 +288,31 @@ export class Model {
   /** Streams a continuation of `prompt` from an empty context. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
   complete(prompt: string, options?: CompleteOptions): Promise<string>;
-  perplexity(text: string, options?: { signal?: AbortSignal }): Promise<Perplexity>;
+  perplexity(text: string, options?: PerplexityOptions): Promise<Perplexity>;
   createSession(): Session;
-  /** Frees the model and its sessions. */
+  /**
+   * Compute budget b in (0, 1] (1 = dense): the fraction of the dense
+   * per-token layer compute the gates may spend. Settable any time, also
+   * while generating (applies from the next token); setting it turns
+   * autoBudget off. A budget < 1 with no gates calibrates training-free gates
+   * on first use (self-generated text). Invalid values throw INVALID_ARGUMENT.
+   */
+  get budget(): number;
+  set budget(b: number);
+  /** Adjusts the budget between tokens to hold a token time; null turns it off (back to the fixed budget). */
+  autoBudget(options: AutoBudgetOptions | null): void;
+  /** The autoBudget settings in force (defaults filled in), or null. */
+  readonly autoBudgetOptions: Required<Omit<AutoBudgetOptions, 'start'>> | null;
+  /** The gates in use, or null; set null for dense steps whatever the budget. */
+  get gates(): Gates | null;
+  set gates(g: Gates | null);
+  /** Training-free gates (the same file as `doze gates MODEL [--calib FILE]`); they become the model's unless activate: false. */
+  calibrateGates(options?: CalibrateOptions): Promise<Gates>;
+  /** Gates from a gate file; another model's file throws BAD_SHAPE / BAD_FORMAT (UNSUPPORTED_TYPE: not a gate file). */
+  loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Gates;
+  /** The gate file of the active gates (or of `gates`); STATE when there are none. */
+  saveGates(gates?: Gates): Uint8Array;
+  /** Frees the model, its sessions and its gates. */
   dispose(): void;
 }
 

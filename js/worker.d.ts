@@ -1,11 +1,29 @@
 // Types for doze-lm/worker: the model runs in a Web Worker (or a Node
 // worker_threads Worker); the methods return promises.
 import type {
-  CompleteOptions, GenerateOptions, GenerateResult, LoadOptions, ModelInfo, ModelSource,
-  Perplexity, Token,
+  AutoBudgetOptions, CalibrateOptions, CompleteOptions, ForcedMask, GenerateOptions, GenerateResult,
+  LoadOptions, ModelInfo, ModelSource, Perplexity, PerplexityOptions, StepResult, Token,
 } from './index.js';
 
-export { DozeError, DozeErrorCode, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions, GenerateResult, Token, Perplexity } from './index.js';
+export {
+  DozeError, DozeErrorCode, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions,
+  GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
+  AutoBudgetOptions, CalibrateOptions,
+} from './index.js';
+
+/** Gates held by the worker (see Gates in doze-lm). */
+export class WorkerGates {
+  private constructor();
+  readonly model: WorkerModel;
+  readonly kind: string;
+  readonly protectLayers: number;
+  readonly protectTokens: number;
+  readonly layers: number;
+  readonly heads: number;
+  /** The gate file. */
+  save(): Promise<Uint8Array>;
+  dispose(): Promise<void>;
+}
 
 export interface WorkerLoadOptions extends LoadOptions {
   /** Move (not copy) an ArrayBuffer source into the worker. */
@@ -20,7 +38,14 @@ export class WorkerSession {
   private constructor();
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
   complete(prompt: string, options?: CompleteOptions): Promise<string>;
-  perplexity(text: string, options?: { signal?: AbortSignal }): Promise<Perplexity>;
+  perplexity(text: string, options?: PerplexityOptions): Promise<Perplexity>;
+  /** As last set here or reported by its tokens (the model's while it follows the model); setting is sent to the worker. */
+  get budget(): number;
+  set budget(b: number | null);
+  /** Asks the worker. */
+  getBudget(): Promise<number>;
+  autoBudget(options: AutoBudgetOptions | null): Promise<void>;
+  step(token: number, mask?: ForcedMask): Promise<StepResult>;
   position(): Promise<number>;
   reset(): Promise<void>;
   dispose(): Promise<void>;
@@ -33,8 +58,26 @@ export class WorkerModel {
   detokenize(ids: ArrayLike<number>): Promise<string>;
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
   complete(prompt: string, options?: CompleteOptions): Promise<string>;
-  perplexity(text: string, options?: { signal?: AbortSignal }): Promise<Perplexity>;
+  perplexity(text: string, options?: PerplexityOptions): Promise<Perplexity>;
   createSession(): Promise<WorkerSession>;
+  /**
+   * As last set here or reported by the last token of model.generate;
+   * setting it validates here (INVALID_ARGUMENT) and applies from the next
+   * token the worker computes.
+   */
+  get budget(): number;
+  set budget(b: number);
+  /** Asks the worker (e.g. what autoBudget chose). */
+  getBudget(): Promise<number>;
+  autoBudget(options: AutoBudgetOptions | null): Promise<void>;
+  /** The gates as known here (getGates() asks the worker, e.g. after an automatic calibration); setting sends them. */
+  get gates(): WorkerGates | null;
+  set gates(g: WorkerGates | null);
+  setGates(g: WorkerGates | null): Promise<WorkerGates | null>;
+  getGates(): Promise<WorkerGates | null>;
+  calibrateGates(options?: CalibrateOptions): Promise<WorkerGates>;
+  loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Promise<WorkerGates>;
+  saveGates(gates?: WorkerGates): Promise<Uint8Array>;
   /** Bytes malloc'd in the worker's wasm memory. */
   heapUsed(): Promise<number>;
   /** Frees the model and terminates the worker. */

@@ -145,6 +145,14 @@ doze_status doze_session_step(doze_session *s, int token, doze_error *err);
 /* (vocab_size) logits of the last step. */
 const float *doze_session_logits(const doze_session *s);
 
+/* ---- issue 9: batched prefill ---- */
+/* Runs n tokens at the next n positions together (matrix-matrix products),
+ * dense (every gate on, gates and budget not consulted), writing the KV
+ * cache exactly as n doze_session_step calls with all gates on would; the
+ * last token's logits become available. */
+doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, doze_error *err);
+/* ---- end of issue 9 block ---- */
+
 /* ---- skipping: masks, budget, gates ------------------------------------------------ */
 
 /* A step's mask: which layers ran (n_layers bytes, 1 = ran) and, per layer,

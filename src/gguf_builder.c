@@ -49,6 +49,11 @@ doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_d
                              (unsigned long long)ne[i]);
         rows *= ne[i];
     }
+    /* q4_0 models keep the embedding and the classifier in q8_0 (llama.cpp
+     * likewise keeps output.weight at higher precision): at 4 bits they
+     * cost the most quality for their share of the bytes */
+    if (type == DOZE_TYPE_Q4_0 && (strcmp(name, "token_embd.weight") == 0 || strcmp(name, "output.weight") == 0))
+        type = DOZE_TYPE_Q8_0;
     const doze_type_traits *t = doze_type_traits_of(type);
     if (!t) return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE, "cannot convert to type %d", type);
     if (n_dims < 2 || ne[0] % (uint64_t)t->block_size != 0) t = doze_type_traits_of(DOZE_TYPE_F32);

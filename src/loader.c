@@ -131,17 +131,16 @@ static doze_status begin_data(doze_loader *ld, doze_error *err) {
         uint64_t kv = 2 * (uint64_t)c->n_layers * (uint64_t)c->context_length *
                       (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim * sizeof(float);
         uint64_t need = (uint64_t)ld->plan.arena_size + ld->plan.scratch_size + rope + kv;
-        if (rope > SIZE_MAX / 2 || kv > SIZE_MAX / 2 || need > SIZE_MAX / 2 ||
-            (ld->params.max_memory && need > ld->params.max_memory))
+        int over_limit = ld->params.max_memory && need > ld->params.max_memory;
+        if (rope > SIZE_MAX / 2 || kv > SIZE_MAX / 2 || need > SIZE_MAX / 2 || over_limit)
             return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY,
                              "model needs %llu bytes (weights %llu, KV cache %llu for context %d), "
-                             "more than the %llu allowed",
+                             "more than %s %llu",
                              (unsigned long long)need, (unsigned long long)ld->plan.arena_size,
                              (unsigned long long)kv, c->context_length,
-                             (unsigned long long)(ld->params.max_memory &&
-                                                          ld->params.max_memory < SIZE_MAX / 2
-                                                      ? ld->params.max_memory
-                                                      : SIZE_MAX / 2));
+                             over_limit ? "the max_memory of" : "this platform can address:",
+                             (unsigned long long)(over_limit ? ld->params.max_memory
+                                                             : (uint64_t)(SIZE_MAX / 2)));
     }
     m->arena = malloc(ld->plan.arena_size ? ld->plan.arena_size : 1);
     if (!m->arena)

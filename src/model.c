@@ -218,12 +218,20 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             /* per-head column blocks; q8_0 blocks cannot split a head whose
              * size is not a multiple of 32: such heads are kept in f32 */
             slot->kind = SLOT_HEAD_BLOCKS;
-            if (t->type == DOZE_TYPE_Q8_0 && info->head_dim % DOZE_QK8_0 != 0)
+            const doze_type_traits *tt = doze_type_traits_of((int)t->type);
+            if (tt->block_size > 1 && info->head_dim % tt->block_size != 0)
                 slot->final_type = DOZE_TYPE_F32;
             uint64_t final_bytes = (uint64_t)info->n_heads * (uint64_t)info->dim *
                                    doze_type_row_bytes(slot->final_type, (uint64_t)info->head_dim);
             bytes = final_bytes > t->n_bytes ? final_bytes : t->n_bytes;
             uint64_t scratch = t->n_bytes + t->ne[0] * sizeof(float); /* raw copy + one row */
+            if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
+        } else if (!is_vec && model_interleaves((int)t->type) && specs[i].rows % 4 == 0 &&
+                   info->head_dim % 4 == 0) {
+            /* issue 9: repacked in place, 4 rows at a time (views of whole
+             * heads stay groups of 4: head_dim % 4 == 0) */
+            slot->kind = SLOT_INTERLEAVE4;
+            uint64_t scratch = 4 * doze_type_row_bytes((int)t->type, specs[i].cols);
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
         }
         slot->arena_offset = (size_t)arena;
@@ -248,6 +256,9 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
 
 /* ---- assemble -------------------------------------------------------------- */
 
+/* issue 9: types whose matrices are repacked to the x4 layout at load */
+int model_interleaves(int type) { return type == DOZE_TYPE_Q4_0 || type == DOZE_TYPE_Q8_0; }
+
 static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char *name) {
     for (size_t i = 0; i < plan->n_slots; i++)
         if (strcmp(plan->slots[i].src->name.data, name) == 0) return &plan->slots[i];
@@ -261,6 +272,25 @@ void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s,
         float *dst = (float *)(arena + s->arena_offset);
         const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);
         for (uint64_t i = 0; i < t->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
+    } else if (s->kind == SLOT_INTERLEAVE4) {
+        /* issue 9: each group of 4 rows, block by block: the 4 f16 scales,
+         * then the 4 payloads (every q type Doze has starts with its scale) */
+        const doze_type_traits *tt = doze_type_traits_of((int)t->type);
+        const size_t bb = (size_t)tt->block_bytes, pay = bb - 2;
+        const size_t nb = (size_t)(t->ne[0] / (uint64_t)tt->block_size), row = nb * bb;
+        uint8_t *base = arena + s->arena_offset;
+        for (uint64_t g = 0; g < t->ne[1] / 4; g++) {
+            uint8_t *grp = base + (size_t)g * 4 * row;
+            memcpy(scratch, grp, 4 * row);
+            for (size_t b = 0; b < nb; b++) {
+                uint8_t *o = grp + b * 4 * bb;
+                for (int r = 0; r < 4; r++) {
+                    const uint8_t *src = scratch + (size_t)r * row + b * bb;
+                    memcpy(o + 2 * r, src, 2);
+                    memcpy(o + 8 + (size_t)r * pay, src + 2, pay);
+                }
+            }
+        }
     } else if (s->kind == SLOT_HEAD_BLOCKS) {
         /* W(dim, n_heads * head_dim) row-major -> (n_heads, dim, head_dim) */
         const int dim = info->dim, hd = info->head_dim, nh = info->n_heads;
@@ -295,6 +325,7 @@ static doze_matrix wire_matrix(doze_model *m, const doze_tensor_slot *s) {
     w.cols = (int)s->src->ne[0];
     w.rows = (int)s->src->ne[1];
     w.data = m->arena + s->arena_offset;
+    w.layout = s->kind == SLOT_INTERLEAVE4;
     return w;
 }
 
@@ -422,7 +453,13 @@ void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const flo
         break;
     case DOZE_TYPE_Q8_0:
         m->kern->quantize_q8_0(x, xq_scratch, w->cols);
-        m->kern->matvec_q8_0(y, w->data, xq_scratch, w->rows, w->cols);
+        (w->layout ? m->kern->matvec_q8_0_x4 : m->kern->matvec_q8_0)(y, w->data, xq_scratch, w->rows,
+                                                                     w->cols);
+        break;
+    case DOZE_TYPE_Q4_0:
+        m->kern->quantize_q8_0(x, xq_scratch, w->cols);
+        (w->layout ? m->kern->matvec_q4_0_x4 : m->kern->matvec_q4_0)(y, w->data, xq_scratch, w->rows,
+                                                                     w->cols);
         break;
     default:
         break; /* unreachable: types are checked at load */
@@ -432,6 +469,20 @@ void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const flo
 void model_embed(const doze_model *m, int token, float *out) {
     const doze_type_traits *t = doze_type_traits_of(m->token_embd.type);
     uint64_t row = doze_type_row_bytes(m->token_embd.type, (uint64_t)m->token_embd.cols);
+    if (m->token_embd.layout) {
+        /* issue 9: the x4 layout; gather the row's blocks back one at a time */
+        const size_t bb = (size_t)t->block_bytes, pay = bb - 2, bs = (size_t)t->block_size;
+        const uint8_t *grp = (const uint8_t *)m->token_embd.data + (size_t)(token / 4) * 4 * (size_t)row;
+        const int r = token % 4;
+        uint8_t blk[64];
+        for (size_t b = 0; b < (size_t)m->token_embd.cols / bs; b++) {
+            const uint8_t *o = grp + b * 4 * bb;
+            memcpy(blk, o + 2 * r, 2);
+            memcpy(blk + 2, o + 8 + (size_t)r * pay, pay);
+            t->dequantize_row(blk, out + b * bs, (int64_t)bs);
+        }
+        return;
+    }
     t->dequantize_row((const uint8_t *)m->token_embd.data + (size_t)token * row, out,
                       m->token_embd.cols);
 }

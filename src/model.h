@@ -18,6 +18,8 @@ typedef struct {
     int rows;
     int cols;
     const void *data;
+    int layout;   /* issue 9: 0 row-major as in the file; 1 "x4": q8_0/q4_0 rows in
+                     groups of 4 with their blocks interleaved (kernels.h) */
 } doze_matrix;
 
 typedef struct {
@@ -58,7 +60,8 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
 typedef enum {
     SLOT_PLAIN,       /* used as stored */
     SLOT_NORM_F16,    /* an f16 vector widened to f32 */
-    SLOT_HEAD_BLOCKS  /* attn_output split into per-head column blocks */
+    SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks */
+    SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0 matrix repacked in place to the x4 layout */
 } doze_slot_kind;
 
 /* Where each tensor the model needs goes: filled by model_plan(). */
@@ -126,5 +129,28 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
 
 /* Switches the kernel table (benchmarks compare SIMD and reference). */
 void model_use_kernels(doze_model *m, int kernel_set);
+
+/* ---- issue 9 (Q4_0, x4 layouts, batched prefill) ---------------------------- */
+
+/* Nonzero for the types whose matrices are repacked to the x4 layout at load. */
+int model_interleaves(int type);
+
+/* A session's buffers, for the batched prefill (prefill.c); implemented in
+ * session.c. Pointers stay valid for the session's life. */
+typedef struct {
+    doze_model *model;
+    int *pos;           /* next position to fill */
+    float *key, *value; /* (n_layers, context_length, kv_dim) */
+    uint8_t *kv_valid;  /* (n_layers, context_length) */
+    float *x;           /* (dim) residual stream of the last token */
+    float *xb;          /* (max(dim, hidden, q_dim)) */
+    void *xq;           /* q8_0 blocks of the widest input vector */
+    float *logits;      /* (vocab_size) */
+    uint8_t *layer_on, *head_on; /* last step's mask */
+    float *compute;     /* last step's compute ratio */
+} doze_session_view;
+
+void session_view(doze_session *s, doze_session_view *v);
+/* ---- end of issue 9 block ---------------------------------------------------- */
 
 #endif

@@ -386,3 +386,20 @@ doze_status doze_session_step_masked(doze_session *s, int token, const uint8_t *
     if (!layer_on) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no layer mask");
     return session_step(s, token, layer_on, head_on, NULL, err);
 }
+
+/* ---- issue 9 hook: the buffers the batched prefill (prefill.c) fills ---- */
+void session_view(doze_session *s, doze_session_view *v) {
+    v->model = s->model;
+    v->pos = &s->pos;
+    v->key = s->key;
+    v->value = s->value;
+    v->kv_valid = s->kv_valid;
+    v->x = s->x;
+    v->xb = s->xb;
+    v->xq = s->xq;
+    v->logits = s->logits;
+    v->layer_on = s->layer_on;
+    v->head_on = s->head_on;
+    v->compute = &s->compute;
+}
+/* ---- end of issue 9 hook ---- */

@@ -12,8 +12,9 @@
 #include <string.h>
 
 #include "doze.h"
+#include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
 
-#define DOZE_WASM_ABI_VERSION 2
+#define DOZE_WASM_ABI_VERSION 3
 
 /* Bumped when the JS <-> wasm contract (host_* imports, exported helpers)
  * changes, so the glue can refuse a mismatched doze.wasm. */
@@ -109,4 +110,87 @@ EMSCRIPTEN_KEEPALIVE doze_sampler *doze_wasm_sampler_new(float temperature, int 
     p.top_p = top_p;
     p.seed = ((uint64_t)seed_hi << 32) | seed_lo;
     return doze_sampler_new(&p, vocab_size, err);
+}
+
+/* ---- gates (head/layer skipping) ---- */
+
+/* doze_gates_calibrate with the default params but those given: a negative
+ * protect_layers / protect_tokens / ridge keeps the default; the 64-bit
+ * random seed (0: the fitted router) comes as two 32-bit halves. Returns the
+ * gates (NULL on failure, see err). */
+EMSCRIPTEN_KEEPALIVE doze_gates *doze_wasm_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
+                                                           int protect_layers, int protect_tokens,
+                                                           float ridge, unsigned seed_lo,
+                                                           unsigned seed_hi, doze_error *err) {
+    doze_gates_params p = doze_gates_default_params();
+    if (protect_layers >= 0) p.protect_layers = protect_layers;
+    if (protect_tokens >= 0) p.protect_tokens = protect_tokens;
+    if (ridge >= 0.0f) p.ridge = ridge;
+    p.random_seed = ((uint64_t)seed_hi << 32) | seed_lo;
+    doze_gates *g = NULL;
+    if (doze_gates_calibrate(m, tokens, n, &p, &g, err) != DOZE_OK) return NULL;
+    return g;
+}
+
+/* doze_gates_load returning the gates (NULL on failure, see err). */
+EMSCRIPTEN_KEEPALIVE doze_gates *doze_wasm_gates_load(const doze_model *m, const void *bytes, size_t n,
+                                                      doze_error *err) {
+    doze_gates *g = NULL;
+    if (doze_gates_load(m, bytes, n, &g, err) != DOZE_OK) return NULL;
+    return g;
+}
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} grow_buffer;
+
+static int grow_write(void *ctx, const void *bytes, size_t n) {
+    grow_buffer *b = ctx;
+    if (n > SIZE_MAX - b->len) return 1;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (!d) return 1;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data + b->len, bytes, n);
+    b->len += n;
+    return 0;
+}
+
+/* doze_gates_save into a malloc'd buffer: out[0] gets its pointer (the JS
+ * frees it), out[1] its length. */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_gates_save(const doze_gates *g, uint32_t *out,
+                                                      doze_error *err) {
+    grow_buffer b = {NULL, 0, 0};
+    doze_status st = doze_gates_save(g, grow_write, &b, err);
+    if (st == DOZE_OK && !b.data) {
+        st = DOZE_ERR_IO;
+        if (err) {
+            err->code = st;
+            snprintf(err->message, sizeof err->message, "the gate file came out empty");
+        }
+    }
+    if (st != DOZE_OK) {
+        free(b.data);
+        return st;
+    }
+    out[0] = (uint32_t)(uintptr_t)b.data;
+    out[1] = (uint32_t)b.len;
+    return DOZE_OK;
+}
+
+/* Writes protect_layers, protect_tokens, ridge, n_layers, n_heads into
+ * out[0..5) and returns the gates' kind ("training-free", "trained",
+ * "random"). */
+EMSCRIPTEN_KEEPALIVE const char *doze_wasm_gates_info(const doze_gates *g, double *out) {
+    out[0] = g->params.protect_layers;
+    out[1] = g->params.protect_tokens;
+    out[2] = g->params.ridge;
+    out[3] = g->n_layers;
+    out[4] = g->n_heads;
+    return g->kind;
 }

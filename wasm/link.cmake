@@ -42,7 +42,10 @@ target_link_options(doze_wasm PRIVATE
 '_doze_tokenize','_doze_token_to_piece',\
 '_doze_session_new','_doze_session_free','_doze_session_reset','_doze_session_pos',\
 '_doze_session_step','_doze_session_logits',\
-'_doze_sampler_sample','_doze_sampler_free']"
+'_doze_sampler_sample','_doze_sampler_free',\
+'_doze_session_step_masked','_doze_session_layer_mask','_doze_session_head_mask',\
+'_doze_session_compute','_doze_session_set_budget','_doze_session_get_budget',\
+'_doze_session_set_gates','_doze_gates_free']"
   "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
 set_property(TARGET doze_wasm APPEND PROPERTY LINK_DEPENDS
   ${DOZE_WASM_HOST_LIBRARY} ${CMAKE_CURRENT_LIST_FILE})

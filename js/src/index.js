@@ -237,6 +237,194 @@ function readInfo(rt, m) {
   }
 }
 
+// ---- skipping: budget, gates, auto budget ------------------------------------------
+
+const CALIB_MAX_TOKENS = 512; // as `doze gates`: calibration sequences are capped here
+const CALIB_MAX_TEXT_BYTES = 32768; // and calibration text is cut here (at a UTF-8 boundary)
+const CALIB_SEED = 1234; // the seed of the self-generated calibration text (as the CLI)
+
+const now = () => performance.now();
+
+function clamp(x, lo, hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
+
+function checkBudget(b, what = 'budget') {
+  if (typeof b !== 'number' || !(b > 0 && b <= 1)) {
+    throw new DozeError('INVALID_ARGUMENT', `${what} must be a number in (0, 1], got ${String(b)}`);
+  }
+  return b;
+}
+
+/**
+ * The controller behind autoBudget(): after each generated token, the
+ * token's measured time t (its forward step + sampling) moves the budget b:
+ *   e <- exponential average (weight `smoothing`) of t / target - 1, each
+ *        sample clamped to [-0.8, 1.5] (one stall moves b only so far)
+ *   b <- clamp(b * exp(-gain * e), min, max)
+ * an integral controller, so b settles where the mean token time equals the
+ * target (or at min / max when the target is out of reach).
+ */
+class AutoBudget {
+  constructor(options) {
+    if (options == null || typeof options !== 'object') {
+      throw new DozeError('INVALID_ARGUMENT', 'autoBudget: pass { targetMsPerToken, min?, max? } or null');
+    }
+    const { targetMsPerToken, min = 0.2, max = 1, gain = 0.3, smoothing = 0.3 } = options;
+    if (typeof targetMsPerToken !== 'number' || !(targetMsPerToken > 0) || !Number.isFinite(targetMsPerToken)) {
+      throw new DozeError('INVALID_ARGUMENT', `autoBudget: targetMsPerToken must be a positive number, got ${String(targetMsPerToken)}`);
+    }
+    checkBudget(min, 'autoBudget: min');
+    checkBudget(max, 'autoBudget: max');
+    if (min > max) throw new DozeError('INVALID_ARGUMENT', `autoBudget: min ${min} is above max ${max}`);
+    if (typeof gain !== 'number' || !(gain > 0 && gain <= 2)) throw new DozeError('INVALID_ARGUMENT', 'autoBudget: gain must be in (0, 2]');
+    if (typeof smoothing !== 'number' || !(smoothing > 0 && smoothing <= 1)) throw new DozeError('INVALID_ARGUMENT', 'autoBudget: smoothing must be in (0, 1]');
+    const first = options.start ?? max;
+    checkBudget(first, 'autoBudget: start');
+    this.options = Object.freeze({ targetMsPerToken, min, max, gain, smoothing });
+    this.budget = clamp(first, min, max);
+    this.error = 0;
+    this.samples = 0;
+  }
+  /** One token took `ms`: returns the budget for the next one. */
+  observe(ms) {
+    if (!(ms > 0) || !Number.isFinite(ms)) return this.budget;
+    const { targetMsPerToken, min, max, gain, smoothing } = this.options;
+    const e = clamp(ms / targetMsPerToken - 1, -0.8, 1.5);
+    this.error = this.samples++ === 0 ? e : this.error + smoothing * (e - this.error);
+    this.budget = clamp(this.budget * Math.exp(-gain * this.error), min, max);
+    return this.budget;
+  }
+}
+
+/** What sets a budget: a fixed value, or an AutoBudget controller while one is on. */
+class BudgetState {
+  constructor(budget = 1) {
+    this.fixed = budget;
+    this.auto = null;
+  }
+  get current() {
+    return this.auto ? this.auto.budget : this.fixed;
+  }
+  set(b) {
+    this.fixed = checkBudget(b);
+    this.auto = null;
+  }
+  setAuto(options) {
+    this.auto = options == null ? null : new AutoBudget(options);
+  }
+  get autoOptions() {
+    return this.auto ? this.auto.options : null;
+  }
+}
+
+/** A step's mask: which layers ran, and which heads of each (row-major (layers, heads)). */
+function readMask(rt, s, info) {
+  const L = info.layers;
+  const H = info.heads;
+  const lp = rt.x.doze_session_layer_mask(s);
+  const hp = rt.x.doze_session_head_mask(s);
+  const u8 = rt.u8;
+  return { layers: u8.slice(lp, lp + L), heads: u8.slice(hp, hp + L * H) };
+}
+
+/** 0/1 bytes from an array-like (or, for heads, an array of per-layer arrays). */
+function maskBytes(v, n, what) {
+  let flat = v;
+  if (Array.isArray(v) && v.length && typeof v[0] === 'object' && v[0] !== null) flat = v.flatMap((r) => Array.from(r));
+  let a;
+  try {
+    a = Array.from(flat);
+  } catch {
+    a = null;
+  }
+  if (!a || a.length !== n) {
+    throw new DozeError('INVALID_ARGUMENT', `step: ${what} must have ${n} entries, got ${a ? a.length : typeof v}`);
+  }
+  return Uint8Array.from(a, (x) => (x ? 1 : 0));
+}
+
+function truncateUtf8(bytes, max) {
+  if (bytes.length <= max) return bytes;
+  let len = max;
+  while (len > 0 && (bytes[len] & 0xc0) === 0x80) len--;
+  return bytes.subarray(0, len);
+}
+
+/**
+ * Gates: the per-layer routers that decide, per token, which layers and
+ * heads run under a budget. They belong to the model that made or loaded
+ * them and are freed with it (or by dispose()).
+ */
+export class Gates {
+  #model;
+  #ptr;
+  #onDispose;
+
+  /** @internal */
+  constructor(model, ptr, onDispose) {
+    this.#model = model;
+    this.#ptr = ptr;
+    this.#onDispose = onDispose;
+    const rt = model._rt;
+    const p = rt.doze.malloc(8 * 8);
+    try {
+      const kind = rt.doze.readString(rt.x.doze_wasm_gates_info(ptr, p));
+      const v = new Float64Array(rt.x.memory.buffer, p, 5);
+      /** 'training-free' (calibrated), 'trained', or 'random' (the floor real gates must beat). */
+      this.kind = kind;
+      /** The first N layers are never skipped whole. */
+      this.protectLayers = v[0];
+      /** The first N positions run dense. */
+      this.protectTokens = v[1];
+      this.layers = v[3];
+      this.heads = v[4];
+    } finally {
+      rt.doze.free(p);
+    }
+  }
+  /** The model these gates belong to. */
+  get model() {
+    return this.#model;
+  }
+  get disposed() {
+    return !this.#ptr;
+  }
+  /** @internal */
+  _ptr() {
+    this.#model._alive();
+    if (!this.#ptr) throw new DozeError('STATE', 'these gates have been disposed');
+    return this.#ptr;
+  }
+  /**
+   * The gate file (a small GGUF; `doze generate --gates` and loadGates read it).
+   * @returns {Uint8Array}
+   */
+  save() {
+    const g = this._ptr();
+    const rt = this.#model._rt;
+    const out = rt.doze.malloc(8);
+    try {
+      rt.check(rt.x.doze_wasm_gates_save(g, out, rt.err), 'saveGates');
+      const p = rt.doze.view.getUint32(out, true);
+      const n = rt.doze.view.getUint32(out + 4, true);
+      const bytes = rt.doze.readBytes(p, n);
+      rt.doze.free(p);
+      return bytes;
+    } finally {
+      rt.doze.free(out);
+    }
+  }
+  /** Frees the gates (the model drops them if they were active: dense again). */
+  dispose() {
+    if (!this.#ptr) return;
+    this.#onDispose(this);
+    this.#model._rt.x.doze_gates_free(this.#ptr);
+    this.#ptr = 0;
+  }
+}
+
+
 /** A loaded model. Free its wasm memory with dispose(). */
 export class Model {
   #rt;
@@ -244,6 +432,14 @@ export class Model {
   #sessions = new Set();
   #shared = null; // the session behind model.generate / complete / perplexity
   #sharedBusy = false;
+  #budget = new BudgetState();
+  #gates = null; // the active Gates (null: none)
+  #gatesChosen = false; // gates set explicitly (a Gates object or null): no auto calibration
+  #allGates = new Set();
+  #calibrating = null; // the in-flight automatic calibration
+
+  /** @internal test hook: called after each step with its compute ratio, inside the timed region (a slower machine). */
+  _testAfterStep = null;
 
   /** @internal */
   constructor(rt, ptr) {
@@ -262,10 +458,219 @@ export class Model {
   get _rt() {
     return this.#rt;
   }
+  /** @internal */
+  get _budgetState() {
+    return this.#budget;
+  }
   /** True until dispose(). */
   get disposed() {
     return !this.#ptr;
   }
+
+  // ---- budget and gates ----
+
+  /**
+   * The compute budget b in (0, 1] of model.generate / complete / perplexity
+   * and of the sessions that follow the model: the fraction of the dense
+   * per-token layer compute the gates may spend (1 = dense). May be set at
+   * any time, also while generating (it applies from the next token); setting
+   * it turns autoBudget off. While autoBudget is on, this reads the
+   * controller's current value.
+   * @type {number}
+   */
+  get budget() {
+    return this.#budget.current;
+  }
+  set budget(b) {
+    this._alive();
+    this.#budget.set(b);
+  }
+
+  /**
+   * Adjusts the budget between tokens so that a token takes about
+   * `targetMsPerToken` (forward step + sampling, measured with
+   * performance.now()), within [min, max]. `null` turns it off (back to the
+   * fixed budget).
+   * @param {{targetMsPerToken: number, min?: number, max?: number, start?: number, gain?: number, smoothing?: number} | null} options
+   */
+  autoBudget(options) {
+    this._alive();
+    this.#budget.setAuto(options);
+  }
+  /** The autoBudget settings in force, or null. */
+  get autoBudgetOptions() {
+    return this.#budget.autoOptions;
+  }
+
+  /**
+   * The gates in use (null: none). Set a Gates object of this model, or null
+   * for dense steps whatever the budget. Until gates are set, a budget < 1
+   * calibrates training-free gates on first use (see calibrateGates).
+   * @type {Gates | null}
+   */
+  get gates() {
+    return this.#gates;
+  }
+  set gates(g) {
+    this._alive();
+    if (g != null) {
+      if (!(g instanceof Gates)) throw new DozeError('INVALID_ARGUMENT', 'model.gates: expected a Gates object or null');
+      if (g.model !== this) {
+        throw new DozeError('INVALID_ARGUMENT', 'model.gates: these gates belong to another model object (save them and loadGates the bytes)');
+      }
+      g._ptr();
+    }
+    this.#gates = g ?? null;
+    this.#gatesChosen = true;
+  }
+
+  /** @internal true when a step at `budget` needs gates that have not been made yet. */
+  _needsGates(budget) {
+    return budget < 1 && !this.#gates && !this.#gatesChosen;
+  }
+  /** @internal calibrates once (self-generated text) for the steps that need gates. */
+  _autoCalibrate() {
+    if (!this.#calibrating) {
+      this.#calibrating = this.calibrateGates({ activate: false })
+        .then((g) => {
+          if (!this.#gatesChosen && !this.#gates) this.gates = g;
+          return g;
+        })
+        .finally(() => (this.#calibrating = null));
+    }
+    return this.#calibrating;
+  }
+
+  #adopt(ptr) {
+    const g = new Gates(this, ptr, (x) => {
+      this.#allGates.delete(x);
+      if (this.#gates === x) this.#gates = null;
+    });
+    this.#allGates.add(g);
+    return g;
+  }
+
+  /**
+   * Makes training-free gates: runs the dense model over a token sequence
+   * (BOS first) and fits the routers to it, then the budget -> threshold
+   * table. The sequence: `tokens` as given, else `text` (encoded with BOS, cut
+   * to 512 tokens and the context), else 512 tokens (capped by the context)
+   * the model writes itself from BOS, sampling at temperature 1 with seed
+   * 1234 — exactly what `doze gates MODEL [--calib FILE]` does, so the gates
+   * (and their file) are the same. The new gates become the model's
+   * (`activate: false` to only return them).
+   * @param {CalibrateOptions} [options]
+   * @returns {Promise<Gates>}
+   */
+  async calibrateGates(options = {}) {
+    const { text, tokens, protectLayers, protectTokens, ridge, random, signal, activate = true } = options ?? {};
+    this._alive();
+    const rt = this.#rt;
+    const intOpt = (v, name) => {
+      if (v != null && !(Number.isInteger(v) && v >= 0)) {
+        throw new DozeError('INVALID_ARGUMENT', `calibrateGates: ${name} must be an integer >= 0`);
+      }
+      return v ?? -1;
+    };
+    const pl = intOpt(protectLayers, 'protectLayers');
+    const pt = intOpt(protectTokens, 'protectTokens');
+    if (ridge != null && !(typeof ridge === 'number' && ridge >= 0)) {
+      throw new DozeError('INVALID_ARGUMENT', 'calibrateGates: ridge must be a number >= 0');
+    }
+    if (signal && signal.aborted) throw abortError('calibration', signal);
+    let ids;
+    if (tokens != null) {
+      ids = Int32Array.from(tokens);
+    } else if (text != null) {
+      const bytes = truncateUtf8(new TextEncoder().encode(String(text)), CALIB_MAX_TEXT_BYTES);
+      ids = this.tokenize(new TextDecoder().decode(bytes), { bos: true });
+      ids = ids.subarray(0, Math.min(ids.length, this.info.contextLength, CALIB_MAX_TOKENS));
+    } else {
+      ids = await this.#selfGenerated(signal);
+    }
+    const [lo, hi] = random ? seedHalves(random) : [0, 0];
+    const p = rt.doze.malloc(Math.max(1, ids.length) * 4);
+    try {
+      new Int32Array(rt.x.memory.buffer, p, ids.length).set(ids);
+      const g = rt.x.doze_wasm_gates_calibrate(this._alive(), p, ids.length, pl, pt, ridge ?? -1, lo >>> 0, hi >>> 0, rt.err);
+      if (!g) throw rt.error('calibrateGates');
+      const gates = this.#adopt(g);
+      if (activate) this.gates = gates;
+      return gates;
+    } finally {
+      rt.doze.free(p);
+    }
+  }
+
+  // The CLI's calibration text: dense, seeded sampling at temperature 1 from BOS.
+  async #selfGenerated(signal) {
+    const rt = this.#rt;
+    const info = this.info;
+    const cap = Math.min(info.contextLength, CALIB_MAX_TOKENS);
+    const ids = new Int32Array(Math.max(1, cap));
+    ids[0] = info.bosId >= 0 ? info.bosId : 0;
+    let s = 0;
+    let smp = 0;
+    try {
+      s = rt.x.doze_session_new(this._alive(), rt.err);
+      if (!s) throw rt.error('calibrateGates');
+      smp = rt.x.doze_wasm_sampler_new(1, 0, 1, CALIB_SEED, 0, info.vocabSize, rt.err);
+      if (!smp) throw rt.error('calibrateGates');
+      for (let i = 0; i + 1 < cap; i++) {
+        rt.check(rt.x.doze_session_step(s, ids[i], rt.err), 'calibrateGates');
+        ids[i + 1] = rt.x.doze_sampler_sample(smp, rt.x.doze_session_logits(s));
+        if (i % 32 === 31) {
+          await yieldToEventLoop();
+          this._alive();
+          if (signal && signal.aborted) throw abortError('calibration', signal);
+        }
+      }
+      return ids.subarray(0, cap);
+    } finally {
+      if (smp) rt.x.doze_sampler_free(smp);
+      if (s) rt.x.doze_session_free(s);
+    }
+  }
+
+  /**
+   * Gates from a gate file (`doze gates ... -o F`, or saveGates()). Files made
+   * for another model are refused (BAD_SHAPE for another shape, BAD_FORMAT for
+   * other weights, UNSUPPORTED_TYPE for a GGUF that is no gate file). The
+   * gates become the model's unless `activate: false`.
+   * @param {ArrayBuffer|ArrayBufferView} bytes
+   * @param {{activate?: boolean}} [options]
+   * @returns {Gates}
+   */
+  loadGates(bytes, { activate = true } = {}) {
+    const m = this._alive();
+    if (!(bytes instanceof ArrayBuffer || ArrayBuffer.isView(bytes))) {
+      throw new DozeError('INVALID_ARGUMENT', 'loadGates: expected the gate file as a Uint8Array or ArrayBuffer');
+    }
+    const rt = this.#rt;
+    const p = rt.doze.writeBytes(bytes);
+    try {
+      const g = rt.x.doze_wasm_gates_load(m, p, bytes.byteLength, rt.err);
+      if (!g) throw rt.error('loadGates');
+      const gates = this.#adopt(g);
+      if (activate) this.gates = gates;
+      return gates;
+    } finally {
+      rt.doze.free(p);
+    }
+  }
+
+  /**
+   * The gate file (GGUF bytes) of the active gates, or of `gates`.
+   * @param {Gates} [gates]
+   * @returns {Uint8Array}
+   */
+  saveGates(gates = this.#gates) {
+    this._alive();
+    if (!gates) throw new DozeError('STATE', 'saveGates: the model has no gates (calibrateGates() or loadGates() first)');
+    return gates.save();
+  }
+
+  // ---- text ----
 
   /**
    * Token ids of `text` (SentencePiece-style: dummy leading space, BPE merges,
@@ -386,7 +791,7 @@ export class Model {
    * double precision from the logits (as `doze ppl` does per story).
    * @param {string} text
    * @param {{signal?: AbortSignal}} [options]
-   * @returns {Promise<{perplexity: number, nll: number, tokens: number}>}
+   * @returns {Promise<Perplexity>}
    */
   async perplexity(text, options = {}) {
     const { session, release } = this.#acquire();
@@ -397,17 +802,17 @@ export class Model {
     }
   }
 
-  /** Frees the model and its sessions; the object is unusable afterwards. */
+  /** Frees the model, its sessions and its gates; the object is unusable afterwards. */
   dispose() {
     if (!this.#ptr) return;
     for (const s of [...this.#sessions]) s.dispose();
+    for (const g of [...this.#allGates]) g.dispose();
     this.#shared = null;
     this.#rt.x.doze_model_free(this.#ptr);
     this.#ptr = 0;
   }
 }
 
-/** Piece bytes -> text, with a streaming UTF-8 decoder (characters may span tokens). */
 class PieceDecoder {
   constructor(rt, model) {
     this.rt = rt;
@@ -472,6 +877,10 @@ function seedHalves(seed) {
  * An independent KV cache over a model: a conversation. Each generate()
  * continues where the previous one stopped.
  */
+/**
+ * An independent KV cache over a model: a conversation. Each generate()
+ * continues where the previous one stopped.
+ */
 export class Session {
   #model;
   #ptr;
@@ -479,6 +888,11 @@ export class Session {
   #pending = -1; // last sampled token, not yet run through the model
   #last = -1; // last token run (for detokenizing what follows)
   #busy = false;
+  #own = null; // a BudgetState of its own, or null: follow the model's
+  #cGates = null; // the Gates object set on the C session
+  #cBudget = 1; // the budget set on the C session
+  #stepMs = 0; // time of the last step
+  #stepBudget = 1; // budget of the last step
 
   /** @internal */
   constructor(model, ptr, onDispose) {
@@ -503,6 +917,39 @@ export class Session {
     return this.#model;
   }
 
+  #state() {
+    return this.#own ?? this.#model._budgetState;
+  }
+
+  /**
+   * This session's budget (see Model#budget). Until set, the session follows
+   * the model's budget (and autoBudget); `null` makes it follow again.
+   * @type {number}
+   */
+  get budget() {
+    return this.#state().current;
+  }
+  set budget(b) {
+    this.#alive();
+    if (b == null) {
+      this.#own = null;
+      return;
+    }
+    checkBudget(b);
+    this.#own = new BudgetState(b);
+  }
+
+  /**
+   * autoBudget for this session alone (see Model#autoBudget); `null` turns
+   * it off for this session (which then keeps a fixed budget of its own).
+   */
+  autoBudget(options) {
+    this.#alive();
+    const st = new BudgetState(this.#own ? this.#own.fixed : this.#model._budgetState.fixed);
+    st.setAuto(options);
+    this.#own = st;
+  }
+
   /** Empties the context. */
   reset() {
     this.#model._rt.x.doze_session_reset(this.#alive());
@@ -510,9 +957,45 @@ export class Session {
     this.#last = -1;
   }
 
-  #step(token) {
+  // The gates and budget of the next step, on the C session.
+  #apply(budget) {
     const rt = this.#model._rt;
-    rt.check(rt.x.doze_session_step(this.#alive(), token, rt.err));
+    const s = this.#alive();
+    const g = this.#model.gates;
+    if (g !== this.#cGates) {
+      rt.check(rt.x.doze_session_set_gates(s, g ? g._ptr() : 0, rt.err), 'gates');
+      this.#cGates = g;
+    }
+    if (budget !== this.#cBudget) {
+      rt.check(rt.x.doze_session_set_budget(s, budget, rt.err), 'budget');
+      this.#cBudget = budget;
+    }
+  }
+
+  // Before a normal step: calibrates first when the budget needs gates the
+  // model does not have yet; returns the budget the step will use.
+  async #prepare(budget = this.#state().current) {
+    if (this.#model._needsGates(budget)) {
+      await this.#model._autoCalibrate();
+      this.#alive();
+    }
+    this.#apply(budget);
+    return budget;
+  }
+  #ready(budget = this.#state().current) {
+    return !this.#model._needsGates(budget);
+  }
+
+  #step(token, layers = 0, heads = 0) {
+    const rt = this.#model._rt;
+    const s = this.#alive();
+    const t0 = now();
+    if (layers) rt.check(rt.x.doze_session_step_masked(s, token, layers, heads, rt.err));
+    else rt.check(rt.x.doze_session_step(s, token, rt.err));
+    const hook = this.#model._testAfterStep;
+    if (hook) hook(rt.x.doze_session_compute(s)); // inside the timed region
+    this.#stepMs = now() - t0;
+    this.#stepBudget = this.#cBudget;
     this.#last = token;
   }
 
@@ -520,6 +1003,17 @@ export class Session {
     const rt = this.#model._rt;
     const p = rt.x.doze_session_logits(this.#alive());
     return new Float32Array(rt.x.memory.buffer, p, this.#model.info.vocabSize);
+  }
+
+  /** Mask, compute ratio and budget of the last step. */
+  #report() {
+    const rt = this.#model._rt;
+    const s = this.#alive();
+    return {
+      mask: readMask(rt, s, this.#model.info),
+      compute: rt.x.doze_session_compute(s),
+      budget: this.#stepBudget,
+    };
   }
 
   #lock() {
@@ -546,6 +1040,7 @@ export class Session {
       signal,
       bos,
       ignoreEos = false,
+      onPromptStep,
     } = options;
     const model = this.#model;
     const rt = model._rt;
@@ -571,8 +1066,11 @@ export class Session {
 
       // The prompt: one forward step per token, checking for abort now and then.
       for (let i = 0; i < feed.length; i++) {
+        if (this.#ready()) this.#apply(this.#state().current);
+        else await this.#prepare();
         this.#step(feed[i]);
         this.#pending = -1;
+        if (onPromptStep) onPromptStep({ id: feed[i], position: this.position - 1, ...this.#report(), ms: this.#stepMs });
         if (i % 16 === 15 && i + 1 < feed.length) {
           await yieldToEventLoop();
           this.#alive();
@@ -586,7 +1084,9 @@ export class Session {
       let reason = 'length';
       const limit = Math.max(0, Number(maxTokens));
       while (count < limit) {
+        const t0 = now();
         const next = rt.x.doze_sampler_sample(sampler, this.#logits().byteOffset);
+        const ms = this.#stepMs + (now() - t0);
         this.#pending = next;
         const position = this.position; // where `next` would go
         if (stopIds.has(next) || (!ignoreEos && (next === info.eosId || next === info.bosId))) {
@@ -594,6 +1094,9 @@ export class Session {
           break;
         }
         count++;
+        const report = this.#report();
+        const auto = this.#state().auto;
+        if (auto) auto.observe(ms);
         let text = piece.text(this.#last, next);
         const last = count >= limit || position >= info.contextLength;
         let stopped = false;
@@ -616,7 +1119,7 @@ export class Session {
         }
         if (last && !stopped) text += piece.flush();
         emitted += text;
-        yield { id: next, text, position };
+        yield { id: next, text, position, ...report, ms };
         if (stopped) {
           reason = 'stop';
           break;
@@ -629,6 +1132,9 @@ export class Session {
         await yieldToEventLoop();
         this.#alive();
         if (signal && signal.aborted) throw abortError('generation', signal);
+        if (this.#ready()) this.#apply(this.#state().current);
+        else await this.#prepare();
+        if (signal && signal.aborted) throw abortError('generation', signal);
         this.#step(next);
         this.#pending = -1;
       }
@@ -636,7 +1142,7 @@ export class Session {
         const tail = (reason === 'eos' ? held : '') + piece.flush();
         if (tail) {
           emitted += tail;
-          yield { id: -1, text: tail, position: -1 };
+          yield { id: -1, text: tail, position: -1, mask: null, compute: null, budget: this.#stepBudget, ms: 0 };
         }
       }
       return { reason, tokens: count, text: emitted };
@@ -658,23 +1164,75 @@ export class Session {
   }
 
   /**
-   * Perplexity of `text` from an empty context (this resets the session).
-   * @param {string} text
-   * @param {{signal?: AbortSignal}} [options]
-   * @returns {Promise<{perplexity: number, nll: number, tokens: number}>}
+   * Runs one token at the next position and returns its logits, mask and
+   * compute ratio. With `layers` (n_layers 0/1 values) and optionally `heads`
+   * (n_layers * n_heads values, row-major, or one array per layer) the step
+   * runs exactly that mask (a forced mask, for analysis); without, it runs
+   * under the session's budget and the model's gates like generate() does. A
+   * skipped layer reports all its heads as 0. Drops a token generate()
+   * sampled but had not run yet.
+   * @param {number} token
+   * @param {{layers?: ArrayLike<number|boolean>, heads?: ArrayLike<number|boolean> | ArrayLike<number|boolean>[]}} [mask]
+   * @returns {Promise<StepResult>}
    */
-  async perplexity(text, { signal } = {}) {
+  async step(token, { layers, heads } = {}) {
+    this.#lock();
+    const rt = this.#model._rt;
+    const info = this.#model.info;
+    let p = 0;
+    try {
+      if (!Number.isInteger(token)) throw new DozeError('INVALID_ARGUMENT', 'step: the token must be an integer id');
+      if (layers == null && heads == null) {
+        await this.#prepare();
+        this.#step(token);
+      } else {
+        const L = info.layers;
+        const H = info.heads;
+        const lb = layers == null ? new Uint8Array(L).fill(1) : maskBytes(layers, L, 'layers');
+        const hb = heads == null ? null : maskBytes(heads, L * H, 'heads');
+        p = rt.doze.malloc(L + L * H);
+        rt.u8.set(lb, p);
+        if (hb) rt.u8.set(hb, p + L);
+        this.#step(token, p, hb ? p + L : 0);
+      }
+      this.#pending = -1;
+      const { mask, compute, budget } = this.#report();
+      const r = { position: this.position - 1, logits: this.#logits().slice(), mask, compute, ms: this.#stepMs };
+      if (layers == null && heads == null) r.budget = budget;
+      return r;
+    } finally {
+      if (p) rt.doze.free(p);
+      this.#busy = false;
+    }
+  }
+
+  /**
+   * Perplexity of `text` from an empty context (this resets the session),
+   * under `budget` (default: the session's budget; autoBudget does not adjust
+   * it here). `compute` is the mean achieved compute ratio of the steps.
+   * @param {string} text
+   * @param {{signal?: AbortSignal, budget?: number}} [options]
+   * @returns {Promise<Perplexity>}
+   */
+  async perplexity(text, { signal, budget } = {}) {
     if (signal && signal.aborted) throw abortError('perplexity', signal);
+    if (budget != null) checkBudget(budget, 'perplexity: budget');
     this.#lock();
     try {
+      const b = budget ?? this.#state().current;
+      if (!this.#ready(b)) await this.#prepare(b);
       this.reset();
       const info = this.#model.info;
+      const rt = this.#model._rt;
       let ids = this.#model.tokenize(text, { bos: true });
       if (ids.length > info.contextLength) ids = ids.subarray(0, info.contextLength);
       let sum = 0;
+      let computeSum = 0;
       const n = info.vocabSize;
       for (let i = 0; i + 1 < ids.length; i++) {
+        this.#apply(b);
         this.#step(ids[i]);
+        computeSum += rt.x.doze_session_compute(this.#ptr);
         const l = this.#logits();
         // -log softmax(l)[target] in double, as src/cli/cmd_ppl.c does it
         let max = l[0];
@@ -691,7 +1249,7 @@ export class Session {
       const tokens = Math.max(0, ids.length - 1);
       if (tokens === 0) throw new DozeError('INVALID_ARGUMENT', 'perplexity: the text gives no token to score');
       const nll = sum / tokens;
-      return { perplexity: Math.exp(nll), nll, tokens };
+      return { perplexity: Math.exp(nll), nll, tokens, compute: computeSum / tokens, budget: b };
     } finally {
       this.#busy = false;
     }
@@ -717,12 +1275,59 @@ export class Session {
  * @property {AbortSignal} [signal] aborts the generation
  * @property {boolean} [bos] prepend BOS (default: when the session is empty)
  * @property {boolean} [ignoreEos] do not stop at EOS / BOS (the CLI's --no-stop)
+ * @property {(s: PromptStep) => void} [onPromptStep] called after each prompt token's step
+ */
+/**
+ * @typedef {object} StepMask
+ * @property {Uint8Array} layers (n_layers) 1 = the layer ran
+ * @property {Uint8Array} heads (n_layers * n_heads) row-major: heads[l * n_heads + h] = 1 when head h of layer l ran
  */
 /**
  * @typedef {object} Token
  * @property {number} id token id (-1 for a last item carrying only held-back text)
  * @property {string} text its text; the texts concatenate to the output
  * @property {number} position its position in the context
+ * @property {StepMask|null} mask the mask of the step whose logits this token was sampled from
+ * @property {number|null} compute that step's achieved compute ratio (1 = dense)
+ * @property {number} budget the budget that step ran under
+ * @property {number} ms milliseconds that step and the sampling took
+ */
+/**
+ * @typedef {object} PromptStep
+ * @property {number} id the prompt token run
+ * @property {number} position its position
+ * @property {StepMask} mask
+ * @property {number} compute
+ * @property {number} budget
+ * @property {number} ms
+ */
+/**
+ * @typedef {object} StepResult
+ * @property {number} position the position the token went to
+ * @property {Float32Array} logits (vocab_size) a copy
+ * @property {StepMask} mask
+ * @property {number} compute
+ * @property {number} [budget] the budget (unforced steps only)
+ * @property {number} ms
+ */
+/**
+ * @typedef {object} Perplexity
+ * @property {number} perplexity
+ * @property {number} nll mean negative log-likelihood (nats)
+ * @property {number} tokens tokens scored
+ * @property {number} compute mean achieved compute ratio of the steps
+ * @property {number} budget the budget they ran under
+ */
+/**
+ * @typedef {object} CalibrateOptions
+ * @property {string} [text] calibration text (encoded with BOS, cut to 512 tokens)
+ * @property {ArrayLike<number>} [tokens] calibration token ids, BOS first (used as given)
+ * @property {number} [protectLayers] the first N layers are never skipped whole (default 1)
+ * @property {number} [protectTokens] the first N positions run dense (default 1: BOS)
+ * @property {number} [ridge] regularization of the fit (default 0.01)
+ * @property {number|bigint} [random] nonzero: random routers with this seed (a baseline), still calibrated to the budget
+ * @property {AbortSignal} [signal] aborts writing the self-generated text
+ * @property {boolean} [activate] make them the model's gates (default true)
  */
 /**
  * @typedef {object} GenerateResult

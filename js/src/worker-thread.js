@@ -22,6 +22,35 @@ let model = null;
 const sessions = new Map(); // id -> Session
 let nextSession = 1;
 const controllers = new Map(); // request id -> AbortController
+const gatesById = new Map(); // id -> Gates
+const gatesIds = new WeakMap(); // Gates -> id
+let nextGates = 1;
+
+/** The postMessage form of a Gates object (registered under an id). */
+function describe(g) {
+  if (!g) return null;
+  let id = gatesIds.get(g);
+  if (!id) {
+    id = nextGates++;
+    gatesIds.set(g, id);
+    gatesById.set(id, g);
+  }
+  return { id, kind: g.kind, protectLayers: g.protectLayers, protectTokens: g.protectTokens, layers: g.layers, heads: g.heads };
+}
+
+function gatesOf(id) {
+  if (id == null) return null;
+  const g = gatesById.get(id);
+  if (!g || g.disposed) throw new DozeError('STATE', 'these gates have been disposed');
+  return g;
+}
+
+/** Buffers worth moving rather than copying in a reply. */
+function transferables(value) {
+  if (ArrayBuffer.isView(value)) return [value.buffer];
+  if (value && value.logits instanceof Float32Array) return [value.logits.buffer];
+  return [];
+}
 
 function target(sessionId) {
   if (sessionId == null) {
@@ -50,13 +79,50 @@ const ops = {
     return target(null).detokenize(ids);
   },
   async generate({ session, prompt, options }, { id, signal }) {
-    const it = target(session).generate(prompt, { ...options, signal });
+    const { promptSteps, ...rest } = options || {};
+    const onPromptStep = promptSteps ? (v) => port.post({ id, type: 'prompt', value: v }) : undefined;
+    const it = target(session).generate(prompt, { ...rest, signal, onPromptStep });
     let r;
     while (!(r = await it.next()).done) port.post({ id, type: 'item', value: r.value });
     return r.value;
   },
-  perplexity({ session, text }, { signal }) {
-    return target(session).perplexity(text, { signal });
+  perplexity({ session, text, options }, { signal }) {
+    return target(session).perplexity(text, { ...options, signal });
+  },
+  step({ session, token, mask }) {
+    return target(session).step(token, mask || {});
+  },
+  setBudget({ session, budget }) {
+    target(session).budget = budget;
+    return target(session).budget;
+  },
+  getBudget({ session }) {
+    return target(session).budget;
+  },
+  autoBudget({ session, options }) {
+    target(session).autoBudget(options);
+  },
+  async calibrateGates({ options }, { signal }) {
+    return describe(await target(null).calibrateGates({ ...options, signal }));
+  },
+  loadGates({ bytes, options }) {
+    return describe(target(null).loadGates(bytes, options));
+  },
+  saveGates({ gates }) {
+    const m = target(null);
+    return m.saveGates(gates == null ? undefined : gatesOf(gates));
+  },
+  setGates({ gates }) {
+    target(null).gates = gatesOf(gates);
+    return describe(target(null).gates);
+  },
+  getGates() {
+    return describe(target(null).gates);
+  },
+  gatesDispose({ gates }) {
+    const g = gatesById.get(gates);
+    if (g) g.dispose();
+    gatesById.delete(gates);
   },
   createSession() {
     const id = nextSession++;
@@ -76,6 +142,7 @@ const ops = {
   },
   dispose() {
     sessions.clear();
+    gatesById.clear();
     if (model) model.dispose();
     model = null;
   },
@@ -99,7 +166,7 @@ port.listen(async (msg) => {
     const fn = ops[op];
     if (!fn) throw new DozeError('INVALID_ARGUMENT', `unknown worker operation ${op}`);
     const value = await fn(args || {}, { id, signal: controller.signal });
-    const transfer = value instanceof Int32Array ? [value.buffer] : [];
+    const transfer = transferables(value);
     port.post({ id, type: 'result', value }, transfer);
   } catch (e) {
     port.post({ id, type: 'error', error: serializeError(e) });

@@ -54,7 +54,7 @@ class Rpc {
   constructor(w) {
     this.w = w;
     this.next = 1;
-    this.pending = new Map(); // id -> { resolve, reject, onItem, onProgress }
+    this.pending = new Map(); // id -> { resolve, reject, onItem, onProgress, onPrompt }
     this.dead = null;
     this.ready = new Promise((resolve, reject) => {
       this.readyResolve = resolve;
@@ -72,6 +72,7 @@ class Rpc {
     if (!p) return;
     if (m.type === 'progress') p.onProgress?.(m.value);
     else if (m.type === 'item') p.onItem?.(m.value);
+    else if (m.type === 'prompt') p.onPrompt?.(m.value);
     else {
       this.#settle(m.id);
       if (m.type === 'result') p.resolve(m.value);
@@ -92,11 +93,11 @@ class Rpc {
     }
   }
   /** Sends a request; returns { id, promise }. */
-  start(op, args, { transfer = [], onItem, onProgress, signal } = {}) {
+  start(op, args, { transfer = [], onItem, onProgress, onPrompt, signal } = {}) {
     const id = this.next++;
     const promise = new Promise((resolve, reject) => {
       if (this.dead) return reject(this.dead);
-      this.pending.set(id, { resolve, reject, onItem, onProgress });
+      this.pending.set(id, { resolve, reject, onItem, onProgress, onPrompt });
       this.w.ref();
       try {
         this.w.post({ id, op, args }, transfer);
@@ -203,7 +204,7 @@ export async function loadModel(source, options = {}) {
 }
 
 /** Streams a generate request's items as an async iterator. */
-async function* stream(rpc, args, signal) {
+async function* stream(rpc, args, signal, onPromptStep, onItem) {
   if (signal && signal.aborted) throw abortError('generation', signal);
   const queue = [];
   let wake = null;
@@ -213,9 +214,11 @@ async function* stream(rpc, args, signal) {
   const { id, promise } = rpc.start('generate', args, {
     signal,
     onItem: (item) => {
+      onItem?.(item);
       queue.push(item);
       wake?.();
     },
+    onPrompt: onPromptStep,
   });
   promise.then(
     (r) => {
@@ -259,28 +262,119 @@ async function collect(gen, onToken) {
 }
 
 function strip(options = {}) {
-  const { signal, onToken, ...rest } = options;
+  const { signal, onToken, onPromptStep, ...rest } = options;
   void onToken;
-  return { rest, signal };
+  if (onPromptStep) rest.promptSteps = true;
+  return { rest, signal, onPromptStep };
+}
+
+function checkBudget(b, what = 'budget') {
+  if (typeof b !== 'number' || !(b > 0 && b <= 1)) {
+    throw new DozeError('INVALID_ARGUMENT', `${what} must be a number in (0, 1], got ${String(b)}`);
+  }
+  return b;
+}
+
+function bytesOf(bytes) {
+  if (bytes instanceof ArrayBuffer) return new Uint8Array(bytes.slice(0));
+  if (ArrayBuffer.isView(bytes)) return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength).slice();
+  throw new DozeError('INVALID_ARGUMENT', 'loadGates: expected the gate file as a Uint8Array or ArrayBuffer');
+}
+
+/** Gates living in the worker (see Gates in doze-lm). */
+export class WorkerGates {
+  #rpc;
+  /** @internal */
+  constructor(rpc, d, model) {
+    this.#rpc = rpc;
+    /** @internal */
+    this._id = d.id;
+    this.model = model;
+    this.kind = d.kind;
+    this.protectLayers = d.protectLayers;
+    this.protectTokens = d.protectTokens;
+    this.layers = d.layers;
+    this.heads = d.heads;
+  }
+  /** @returns {Promise<Uint8Array>} the gate file */
+  save() {
+    return this.#rpc.call('saveGates', { gates: this._id });
+  }
+  /** Frees them in the worker (the model drops them if they were active). */
+  dispose() {
+    this.model._dropGates(this);
+    return this.#rpc.call('gatesDispose', { gates: this._id }).catch(() => {});
+  }
+}
+
+/** Budget plumbing shared by WorkerModel and WorkerSession. */
+function budgetApi(rpc, session, cache) {
+  return {
+    set(b) {
+      if (b == null && session != null) {
+        cache.value = undefined;
+      } else {
+        checkBudget(b);
+        cache.value = b;
+      }
+      rpc.call('setBudget', { session, budget: b ?? null }).then((v) => {
+        if (b != null) cache.value = v;
+      }, () => {});
+    },
+    get: () => rpc.call('getBudget', { session }).then((v) => (cache.value = v)),
+    auto: (options) => rpc.call('autoBudget', { session, options: options ?? null }),
+  };
 }
 
 /** A session in the worker (see Session in doze-lm). */
 export class WorkerSession {
   #rpc;
   #id;
-  constructor(rpc, id) {
+  #budget = { value: undefined };
+  #api;
+  #model;
+  constructor(rpc, id, model) {
     this.#rpc = rpc;
     this.#id = id;
+    this.#model = model;
+    this.#api = budgetApi(rpc, id, this.#budget);
   }
   generate(prompt, options = {}) {
-    const { rest, signal } = strip(options);
-    return stream(this.#rpc, { session: this.#id, prompt, options: rest }, signal);
+    const { rest, signal, onPromptStep } = strip(options);
+    return stream(this.#rpc, { session: this.#id, prompt, options: rest }, signal, onPromptStep, (t) => {
+      if (t.id >= 0 && this.#budget.value !== undefined) this.#budget.value = t.budget;
+    });
   }
   complete(prompt, options = {}) {
     return collect(this.generate(prompt, options), options.onToken);
   }
-  perplexity(text, { signal } = {}) {
-    return this.#rpc.call('perplexity', { session: this.#id, text }, { signal });
+  perplexity(text, { signal, budget } = {}) {
+    if (budget != null) checkBudget(budget, 'perplexity: budget');
+    return this.#rpc.call('perplexity', { session: this.#id, text, options: { budget } }, { signal });
+  }
+  /**
+   * The session's budget as last set here or reported by its tokens (the
+   * model's while the session follows it); set it any time (null: follow
+   * the model again). getBudget() asks the worker.
+   */
+  get budget() {
+    return this.#budget.value ?? this.#model.budget;
+  }
+  set budget(b) {
+    this.#api.set(b);
+  }
+  /** @returns {Promise<number>} */
+  getBudget() {
+    return this.#api.get();
+  }
+  /** @returns {Promise<void>} */
+  autoBudget(options) {
+    if (this.#budget.value === undefined) this.#budget.value = this.#model.budget;
+    return this.#api.auto(options);
+  }
+  /** One step, optionally under a forced mask (see Session#step). */
+  step(token, mask = {}) {
+    return this.#rpc.call('step', { session: this.#id, token, mask });
   }
   /** @returns {Promise<number>} */
   position() {
@@ -297,10 +391,89 @@ export class WorkerSession {
 /** A model living in a worker. Methods return promises (generate: an async iterator). */
 export class WorkerModel {
   #rpc;
+  #budget = { value: 1 };
+  #api;
+  #gates = null;
+  #known = new Map(); // gates id -> WorkerGates
   constructor(rpc, info) {
     this.#rpc = rpc;
+    this.#api = budgetApi(rpc, null, this.#budget);
     /** Same fields as Model#info. */
     this.info = info;
+  }
+  #wrap(d) {
+    if (!d) return null;
+    let g = this.#known.get(d.id);
+    if (!g) this.#known.set(d.id, (g = new WorkerGates(this.#rpc, d, this)));
+    return g;
+  }
+  /** @internal */
+  _dropGates(g) {
+    this.#known.delete(g._id);
+    if (this.#gates === g) this.#gates = null;
+  }
+  /**
+   * The budget (see Model#budget) as last set here or reported by the last
+   * token of model.generate (autoBudget moves it in the worker); setting it
+   * is sent to the worker and applies from its next token. getBudget() asks
+   * the worker.
+   */
+  get budget() {
+    return this.#budget.value;
+  }
+  set budget(b) {
+    this.#api.set(b);
+  }
+  /** @returns {Promise<number>} */
+  getBudget() {
+    return this.#api.get();
+  }
+  /** @returns {Promise<void>} */
+  autoBudget(options) {
+    return this.#api.auto(options);
+  }
+  /** The gates in use as known here (getGates() asks the worker, e.g. after an automatic calibration). */
+  get gates() {
+    return this.#gates;
+  }
+  set gates(g) {
+    this.#checkGates(g);
+    this.setGates(g).catch(() => {});
+  }
+  #checkGates(g) {
+    if (g != null && (!(g instanceof WorkerGates) || g.model !== this)) {
+      throw new DozeError('INVALID_ARGUMENT', 'model.gates: expected null or a WorkerGates object of this model');
+    }
+  }
+  /** Sets the gates in the worker (null: dense whatever the budget). @returns {Promise<WorkerGates|null>} */
+  async setGates(g) {
+    this.#checkGates(g);
+    this.#gates = g ?? null;
+    return this.#wrap(await this.#rpc.call('setGates', { gates: g ? g._id : null }));
+  }
+  /** @returns {Promise<WorkerGates|null>} */
+  async getGates() {
+    this.#gates = this.#wrap(await this.#rpc.call('getGates', {}));
+    return this.#gates;
+  }
+  /** @returns {Promise<WorkerGates>} */
+  async calibrateGates(options = {}) {
+    const { signal, ...rest } = options ?? {};
+    if (rest.tokens != null) rest.tokens = Array.from(rest.tokens);
+    const g = this.#wrap(await this.#rpc.call('calibrateGates', { options: rest }, { signal }));
+    if (rest.activate !== false) this.#gates = g;
+    return g;
+  }
+  /** @returns {Promise<WorkerGates>} */
+  async loadGates(bytes, options = {}) {
+    const copy = bytesOf(bytes);
+    const g = this.#wrap(await this.#rpc.call('loadGates', { bytes: copy, options }, { transfer: [copy.buffer] }));
+    if (options.activate !== false) this.#gates = g;
+    return g;
+  }
+  /** @returns {Promise<Uint8Array>} the gate file of the active gates (or of `gates`) */
+  saveGates(gates) {
+    return this.#rpc.call('saveGates', { gates: gates ? gates._id : null });
   }
   /** @returns {Promise<Int32Array>} */
   tokenize(text, options = {}) {
@@ -311,18 +484,21 @@ export class WorkerModel {
     return this.#rpc.call('detokenize', { ids: Array.from(ids) });
   }
   generate(prompt, options = {}) {
-    const { rest, signal } = strip(options);
-    return stream(this.#rpc, { session: null, prompt, options: rest }, signal);
+    const { rest, signal, onPromptStep } = strip(options);
+    return stream(this.#rpc, { session: null, prompt, options: rest }, signal, onPromptStep, (t) => {
+      if (t.id >= 0) this.#budget.value = t.budget;
+    });
   }
   complete(prompt, options = {}) {
     return collect(this.generate(prompt, options), options.onToken);
   }
-  perplexity(text, { signal } = {}) {
-    return this.#rpc.call('perplexity', { session: null, text }, { signal });
+  perplexity(text, { signal, budget } = {}) {
+    if (budget != null) checkBudget(budget, 'perplexity: budget');
+    return this.#rpc.call('perplexity', { session: null, text, options: { budget } }, { signal });
   }
   /** @returns {Promise<WorkerSession>} */
   async createSession() {
-    return new WorkerSession(this.#rpc, await this.#rpc.call('createSession', {}));
+    return new WorkerSession(this.#rpc, await this.#rpc.call('createSession', {}), this);
   }
   /** Bytes malloc'd in the worker's wasm memory. */
   heapUsed() {

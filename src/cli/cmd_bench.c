@@ -129,6 +129,44 @@ static int run_decode(doze_model *m, int steps, speed *out) {
     return 0;
 }
 
+/* issue 9: prompt processing: a prompt of n tokens (BOS, then a fixed
+ * pseudo-random walk over the vocabulary) through doze_session_prefill,
+ * best of `reps` runs (the first one is a warm-up); *first_ms: the first
+ * run's time to its logits. */
+static int run_prefill(doze_model *m, int n, int reps, double *tok_s, double *first_ms) {
+    doze_error e;
+    const doze_model_info *c = doze_model_get_info(m);
+    if (n > c->context_length) n = c->context_length;
+    int32_t *toks = malloc((size_t)n * sizeof *toks);
+    doze_session *s = toks ? doze_session_new(m, &e) : NULL;
+    if (!s) {
+        free(toks);
+        return cli_print_error("bench", &e);
+    }
+    uint32_t r = 1;
+    for (int i = 0; i < n; i++) {
+        r = r * 1664525u + 1013904223u;
+        toks[i] = i == 0 && c->bos_id >= 0 ? c->bos_id : (int32_t)((r >> 8) % (uint32_t)c->vocab_size);
+    }
+    double best = 1e30;
+    for (int k = 0; k < reps + 1; k++) {
+        doze_session_reset(s);
+        double t0 = io_now_ms();
+        if (doze_session_prefill(s, toks, n, &e) != DOZE_OK) {
+            doze_session_free(s);
+            free(toks);
+            return cli_print_error("bench", &e);
+        }
+        double ms = io_now_ms() - t0;
+        if (k == 0 && first_ms) *first_ms = ms;
+        if (k > 0 && ms < best) best = ms;
+    }
+    *tok_s = n * 1000.0 / best;
+    doze_session_free(s);
+    free(toks);
+    return 0;
+}
+
 /* best of several passes of the read loop over the model's arena */
 static double read_loop_gbs(const doze_model *m, uint32_t *sink) {
     size_t n = m->arena_size / 64 * 64;
@@ -166,11 +204,15 @@ int cmd_bench(int argc, char **argv) {
     speed simd, ref;
     uint32_t sink = 0;
     double read_gbs = read_loop_gbs(m, &sink);
-    int rc = run_decode(m, (int)steps, &simd);
+    const int n_prompt = 128;
+    double prompt_simd = 0, prompt_ref = 0, prompt_first_ms = 0;
+    int rc = run_prefill(m, n_prompt, 3, &prompt_simd, &prompt_first_ms);
+    if (rc == 0) rc = run_decode(m, (int)steps, &simd);
     if (rc == 0) {
         model_use_kernels(m, DOZE_KERNELS_REFERENCE);
         int ref_steps = (int)(steps / 4 > 4 ? steps / 4 : 4);
         rc = run_decode(m, ref_steps, &ref);
+        if (rc == 0) rc = run_prefill(m, 32, 1, &prompt_ref, NULL);
         model_use_kernels(m, DOZE_KERNELS_SIMD);
     }
     double read2 = read_loop_gbs(m, &sink);
@@ -181,22 +223,28 @@ int cmd_bench(int argc, char **argv) {
             out_printf("{\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"vocab\":%d,"
                        "\"mb_per_token\":%.3f,\"simd_tok_s\":%.2f,\"simd_gb_s\":%.3f,"
                        "\"reference_tok_s\":%.2f,\"reference_gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
-                       "\"simd_over_reference\":%.3f,\"simd_of_read_loop\":%.3f,\"sink\":%u}\n",
+                       "\"simd_over_reference\":%.3f,\"simd_of_read_loop\":%.3f,"
+                       "\"prompt_tokens\":%d,\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,"
+                       "\"reference_prompt_tok_s\":%.2f,\"prompt_over_decode\":%.3f,\"sink\":%u}\n",
                        doze_type_name(c->weight_type), c->dim, c->n_layers, c->vocab_size, mb,
                        simd.tok_per_s, simd.gb_per_s, ref.tok_per_s, ref.gb_per_s, read_gbs,
-                       simd.tok_per_s / ref.tok_per_s, simd.gb_per_s / read_gbs, sink & 1u);
+                       simd.tok_per_s / ref.tok_per_s, simd.gb_per_s / read_gbs, n_prompt, prompt_simd,
+                       prompt_first_ms, prompt_ref, prompt_simd / simd.tok_per_s, sink & 1u);
         } else {
             out_printf("model      dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, %s, "
                        "%.2f MB read per token\n",
                        c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                        c->vocab_size, doze_type_name(c->weight_type), mb);
+            out_printf("prompt     %8.2f tok/s  (%d-token prefill, best of 3; first run %.1f ms)\n",
+                       prompt_simd, n_prompt, prompt_first_ms);
+            out_printf("ref prompt %8.2f tok/s  (32-token prefill, reference kernels)\n", prompt_ref);
             out_printf("simd       %8.2f tok/s  %6.2f GB/s\n", simd.tok_per_s, simd.gb_per_s);
             out_printf("reference  %8.2f tok/s  %6.2f GB/s\n", ref.tok_per_s, ref.gb_per_s);
             out_printf("read loop            %6.2f GB/s (best of 16 passes over %.2f MB)\n",
                        read_gbs, (double)m->arena_size / 1e6);
-            out_printf("simd / reference %.2fx, simd / read loop %.0f%%%s\n",
+            out_printf("simd / reference %.2fx, simd / read loop %.0f%%, prompt / decode %.2fx%s\n",
                        simd.tok_per_s / ref.tok_per_s, 100.0 * simd.gb_per_s / read_gbs,
-                       (sink & 1u) ? " " : "");
+                       prompt_simd / simd.tok_per_s, (sink & 1u) ? " " : "");
         }
     }
     doze_model_free(m);

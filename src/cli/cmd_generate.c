@@ -150,7 +150,28 @@ int cmd_generate(int argc, char **argv) {
     double t0 = io_now_ms(), t_first = 0;
     int generated = 0;
     int token = ids[0];
-    for (int pos = 0; pos < steps; pos++) {
+    int pos0 = 0;
+    /* issue 9: the prompt in one batched prefill when nothing per step is
+     * asked for and the run is dense */
+    if (n_prompt > 1 && o.trace < 0 && o.logits < 0 && o.masks < 0 && !gating && n_prompt - 1 <= steps) {
+        if (doze_session_prefill(s, ids, n_prompt - 1, &e) != DOZE_OK) {
+            cli_print_error("prefill", &e);
+            goto done;
+        }
+        compute_sum += n_prompt - 1;
+        pos0 = n_prompt - 1;
+        token = ids[n_prompt - 1];
+        for (int i = 1; i < n_prompt; i++) {
+            char piece[DOZE_MAX_PIECE];
+            size_t plen = 0;
+            if (doze_token_to_piece(m, ids[i - 1], ids[i], piece, sizeof piece, &plen, &e) != DOZE_OK) {
+                cli_print_error("decode", &e);
+                goto done;
+            }
+            out_bytes(piece, plen);
+        }
+    }
+    for (int pos = pos0; pos < steps; pos++) {
         if (doze_session_step(s, token, &e) != DOZE_OK) {
             cli_print_error("step", &e);
             goto done;

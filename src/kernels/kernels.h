@@ -18,6 +18,26 @@ typedef struct {
     /* same, W in q8_0 blocks (cols % 32 == 0), x given as q8_0 blocks made
      * by quantize_q8_0 (integer dot products, one scale per block pair). */
     void (*matvec_q8_0)(float *y, const void *w, const void *xq, int rows, int cols);
+    /* ---- Q4_0 and the 4-row interleaved layouts (issue 9) ----
+     * y(rows) = W(rows, cols/32 blocks of q4_0) @ xq, xq as for matvec_q8_0;
+     * per block the exact int32 dot of (q - 8) and x's quants, times
+     * f16(dw) * f16(dx), summed over blocks in block order. */
+    void (*matvec_q4_0)(float *y, const void *w, const void *xq, int rows, int cols);
+    /* The same products with W in the "x4" layout (rows % 4 == 0): rows in
+     * groups of 4, each group's blocks interleaved block by block: the 4
+     * rows' f16 scales, then their 4 payloads (doze_block_q4_0x4 /
+     * doze_block_q8_0x4). Same numbers as the row-major kernels. */
+    void (*matvec_q4_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
+    void (*matvec_q8_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
+    /* Matrix-matrix (prefill): Y(n, rows) (row stride ldy) = X(n, cols) (row
+     * stride ldx, or n q8_0 vectors of cols/32 blocks each) @ W^T, every
+     * token's row of Y bit-identical to the matvec of that token. */
+    void (*matmul_f32)(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
+                       int cols);
+    /* layout: 0 row-major, 1 x4 (quantized types only) */
+    void (*matmul_q)(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
+                     int rows, int cols);
+    /* ---- end of issue 9 block ---- */
     /* xq(n/32 blocks) = x(n) in q8_0, n % 32 == 0 (ggml's rounding). */
     void (*quantize_q8_0)(const float *x, void *xq, int n);
 

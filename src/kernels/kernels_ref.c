@@ -47,8 +47,107 @@ static void ref_matvec_q8_0(float *y, const void *w, const void *xq, int rows, i
     }
 }
 
+/* ---- issue 9: q4_0, the x4 layouts, matmul ------------------------------ */
+
+/* exact int32 dot of a q4_0 payload (q - 8) with 32 int8 of x */
+static int32_t q4_dot(const uint8_t *qs, const int8_t *x) {
+    int32_t isum = 0;
+    for (int j = 0; j < DOZE_QK4_0 / 2; j++) {
+        isum += ((int32_t)(qs[j] & 0x0f) - 8) * (int32_t)x[j];
+        isum += ((int32_t)(qs[j] >> 4) - 8) * (int32_t)x[j + DOZE_QK4_0 / 2];
+    }
+    return isum;
+}
+
+static int32_t q8_dot(const int8_t *qs, const int8_t *x) {
+    int32_t isum = 0;
+    for (int j = 0; j < DOZE_QK8_0; j++) isum += (int32_t)qs[j] * (int32_t)x[j];
+    return isum;
+}
+
+/* y(rows) = W(rows, cols/32 q4_0 blocks) @ xq: per block the exact int32
+ * dot, times dw*dx, summed in float in block order. */
+static void ref_matvec_q4_0(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q4_0 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    int nb = cols / DOZE_QK4_0;
+    for (int r = 0; r < rows; r++) {
+        const doze_block_q4_0 *wr = wb + (size_t)r * (size_t)nb;
+        float s = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            float d = doze_f16_to_f32(wr[b].d) * doze_f16_to_f32(xb[b].d);
+            s += (float)q4_dot(wr[b].qs, xb[b].qs) * d;
+        }
+        y[r] = s;
+    }
+}
+
+/* the same with W in the x4 layout (rows % 4 == 0) */
+static void ref_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q4_0x4 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    int nb = cols / DOZE_QK4_0;
+    for (int r = 0; r < rows; r++) {
+        const doze_block_q4_0x4 *wg = wb + (size_t)(r / 4) * (size_t)nb;
+        float s = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            float d = doze_f16_to_f32(wg[b].d[r % 4]) * doze_f16_to_f32(xb[b].d);
+            s += (float)q4_dot(wg[b].qs[r % 4], xb[b].qs) * d;
+        }
+        y[r] = s;
+    }
+}
+
+static void ref_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0x4 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    int nb = cols / DOZE_QK8_0;
+    for (int r = 0; r < rows; r++) {
+        const doze_block_q8_0x4 *wg = wb + (size_t)(r / 4) * (size_t)nb;
+        float s = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            float d = doze_f16_to_f32(wg[b].d[r % 4]) * doze_f16_to_f32(xb[b].d);
+            s += (float)q8_dot(wg[b].qs[r % 4], xb[b].qs) * d;
+        }
+        y[r] = s;
+    }
+}
+
+/* Y(n, rows) = X(n, cols) @ W^T: token by token, the matvec's loops */
+static void ref_matmul_f32(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
+                           int cols) {
+    for (int t = 0; t < n; t++) ref_matvec_f32(y + (size_t)t * ldy, w, x + (size_t)t * ldx, rows, cols);
+}
+
+static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
+                         int rows, int cols) {
+    size_t xs = (size_t)(cols / DOZE_QK8_0);
+    for (int t = 0; t < n; t++) {
+        float *yt = y + (size_t)t * ldy;
+        const doze_block_q8_0 *xt = (const doze_block_q8_0 *)xq + (size_t)t * xs;
+        if (type == DOZE_TYPE_Q8_0)
+            (layout ? ref_matvec_q8_0_x4 : ref_matvec_q8_0)(yt, w, xt, rows, cols);
+        else if (type == DOZE_TYPE_Q4_0)
+            (layout ? ref_matvec_q4_0_x4 : ref_matvec_q4_0)(yt, w, xt, rows, cols);
+        else if (type == DOZE_TYPE_F16)
+            ref_matvec_f16(yt, w, (const float *)xq + (size_t)t * (size_t)cols, rows, cols);
+    }
+}
+
+/* ---- end of issue 9 block ---------------------------------------------- */
+
 /* xq(n/32 blocks) = x(n): d = max|x|/127 (stored as f16), q = round(x/d),
  * halves away from zero (ggml's reference quantizer). */
+/* roundf to int8 as the SIMD kernel's saturating conversion does: NaN
+ * (from a hostile model's weights) gives 0, +-inf saturate; converting
+ * those with a plain cast would be undefined behaviour. Finite values of a
+ * block (|x| <= 127 after scaling) are unchanged. */
+static int8_t q8_round(float v) {
+    if (!(v == v)) return 0;
+    float r = roundf(v);
+    return (int8_t)(r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r);
+}
+
 static void ref_quantize_q8_0(const float *x, void *xq, int n) {
     doze_block_q8_0 *b = xq;
     for (int i = 0; i < n / DOZE_QK8_0; i++) {
@@ -61,7 +160,7 @@ static void ref_quantize_q8_0(const float *x, void *xq, int n) {
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = doze_f32_to_f16(d);
-        for (int j = 0; j < DOZE_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(xb[j] * id);
+        for (int j = 0; j < DOZE_QK8_0; j++) b[i].qs[j] = q8_round(xb[j] * id);
     }
 }
 
@@ -151,6 +250,11 @@ const doze_kernels doze_kernels_reference = {
     .matvec_f32 = ref_matvec_f32,
     .matvec_f16 = ref_matvec_f16,
     .matvec_q8_0 = ref_matvec_q8_0,
+    .matvec_q4_0 = ref_matvec_q4_0,
+    .matvec_q4_0_x4 = ref_matvec_q4_0_x4,
+    .matvec_q8_0_x4 = ref_matvec_q8_0_x4,
+    .matmul_f32 = ref_matmul_f32,
+    .matmul_q = ref_matmul_q,
     .quantize_q8_0 = ref_quantize_q8_0,
     .rmsnorm = ref_rmsnorm,
     .softmax = ref_softmax,

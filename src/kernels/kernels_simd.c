@@ -358,6 +358,189 @@ static void simd_matvec_q8_0(float *y, const void *w, const void *xq, int rows, 
     }
 }
 
+/* ---- issue 9: q4_0, the x4 layouts, matmul ------------------------------ */
+
+/* i32x4 whose lane sum is the dot of the 32 nibbles of a q4_0 payload q
+ * (unsigned, 0..15: the -8 is taken off by the caller) with x's quants,
+ * given as i16 in the order prep_x(..., q4 = 1) makes: the payload read as
+ * 8 u16 lanes k = byte 2k | byte 2k+1 << 8 holds elements 2k (bits 0-3),
+ * 2k+16 (4-7), 2k+1 (8-11), 2k+17 (12-15): shifts and masks isolate them
+ * without any widening, and x is permuted to match. */
+static inline v128_t q4_dot_u_i32x4(v128_t q, const v128_t *x) {
+    const v128_t m = wasm_i16x8_splat(0x0f);
+    v128_t s0 = wasm_i32x4_dot_i16x8(wasm_v128_and(q, m), x[0]);
+    v128_t s1 = wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(q, 4), m), x[1]);
+    v128_t s2 = wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(q, 8), m), x[2]);
+    v128_t s3 = wasm_i32x4_dot_i16x8(wasm_u16x8_shr(q, 12), x[3]);
+    return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
+}
+
+/* lane r = the lane sum of p_r (4 horizontal sums at once) */
+static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
+    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 2, 6), wasm_i32x4_shuffle(p0, p1, 1, 5, 3, 7));
+    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 2, 6), wasm_i32x4_shuffle(p2, p3, 1, 5, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
+}
+
+/* x prepared for a chunk of n blocks: quants sign-extended to i16 (4 per
+ * block; q4: permuted as x[0,2,..,14], x[16,18,..,30], x[1,3,..,15],
+ * x[17,..,31] for q4_dot_u_i32x4), scales as f32, and 8 * (sum of the
+ * block's quants) (the q4 -8). */
+static void prep_x(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *corr, int q4) {
+    for (int b = 0; b < n; b++) {
+        const int8_t *xs = xb[b].qs;
+        dxs[b] = doze_f16_to_f32(xb[b].d);
+        xi[4 * b] = load_i8x8(xs);
+        xi[4 * b + 1] = load_i8x8(xs + 8);
+        xi[4 * b + 2] = load_i8x8(xs + 16);
+        xi[4 * b + 3] = load_i8x8(xs + 24);
+        v128_t s = wasm_i16x8_add(wasm_i16x8_add(xi[4 * b], xi[4 * b + 1]),
+                                  wasm_i16x8_add(xi[4 * b + 2], xi[4 * b + 3]));
+        corr[b] = 8 * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(s));
+        if (q4) {
+            v128_t n0 = xi[4 * b], n1 = xi[4 * b + 1], n2 = xi[4 * b + 2], n3 = xi[4 * b + 3];
+            xi[4 * b] = wasm_i16x8_shuffle(n0, n1, 0, 2, 4, 6, 8, 10, 12, 14);
+            xi[4 * b + 1] = wasm_i16x8_shuffle(n2, n3, 0, 2, 4, 6, 8, 10, 12, 14);
+            xi[4 * b + 2] = wasm_i16x8_shuffle(n0, n1, 1, 3, 5, 7, 9, 11, 13, 15);
+            xi[4 * b + 3] = wasm_i16x8_shuffle(n2, n3, 1, 3, 5, 7, 9, 11, 13, 15);
+        }
+    }
+}
+
+/* the 4 f16 scales at d (4 consecutive halves) as f32x4, exactly */
+static inline v128_t f16x4_at(const uint16_t *d) { return f16x4_to_f32x4(wasm_u32x4_load16x4(d)); }
+
+/* y(rows) = W(rows, cols/32 q4_0 blocks, x4 layout) @ xq. Per group of 4
+ * rows and block: 4 payload dots, their 4 horizontal sums at once
+ * (hsum4_i32x4), minus 8 * sum(x) (exact int32 = the reference's isum),
+ * converted, times the 4 rows' dw * dx, added to the group's f32x4: lane r
+ * is row r's sum in block order, the reference's very operations, so the
+ * same bits. One linear read stream. */
+static void simd_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q4_0x4 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK4_0;
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_x(xb + bc, n, xi, dxs, corr, 1);
+        for (int g = 0; g < rows / 4; g++) {
+            const doze_block_q4_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int b = 0; b < n; b++, p++) {
+                const v128_t *x = xi + 4 * b;
+                v128_t ds = wasm_f32x4_mul(f16x4_at(p->d), wasm_f32x4_splat(dxs[b]));
+                v128_t i = hsum4_i32x4(q4_dot_u_i32x4(wasm_v128_load(p->qs[0]), x),
+                                       q4_dot_u_i32x4(wasm_v128_load(p->qs[1]), x),
+                                       q4_dot_u_i32x4(wasm_v128_load(p->qs[2]), x),
+                                       q4_dot_u_i32x4(wasm_v128_load(p->qs[3]), x));
+                i = wasm_i32x4_sub(i, wasm_i32x4_splat(corr[b]));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+/* the same for q8_0 payloads in the x4 layout */
+static void simd_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0x4 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0;
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_x(xb + bc, n, xi, dxs, corr, 0);
+        for (int g = 0; g < rows / 4; g++) {
+            const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int b = 0; b < n; b++, p++) {
+                const v128_t *x = xi + 4 * b;
+                v128_t ds = wasm_f32x4_mul(f16x4_at(p->d), wasm_f32x4_splat(dxs[b]));
+                v128_t i = hsum4_i32x4(q8_dot_i32x4(p->qs[0], x), q8_dot_i32x4(p->qs[1], x),
+                                       q8_dot_i32x4(p->qs[2], x), q8_dot_i32x4(p->qs[3], x));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+/* q4_0 in the file's row-major layout (used where rows % 4 != 0 or views
+ * are not groups of 4): row by row, block by block, the reference's order. */
+static void simd_matvec_q4_0(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q4_0 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK4_0;
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_x(xb + bc, n, xi, dxs, corr, 1);
+        for (int r = 0; r < rows; r++) {
+            const doze_block_q4_0 *p = wb + (size_t)r * (size_t)nb + bc;
+            float s = bc == 0 ? 0.0f : y[r];
+            for (int b = 0; b < n; b++) {
+                int32_t i = hsum_i32x4(q4_dot_u_i32x4(wasm_v128_load(p[b].qs), xi + 4 * b)) - corr[b];
+                s += (float)i * (doze_f16_to_f32(p[b].d) * dxs[b]);
+            }
+            y[r] = s;
+        }
+    }
+}
+
+/* rows per tile of the matmuls: a tile's weights (<= ~24 KB) stay in L1
+ * while every token passes over them; a multiple of 4 (x4 groups) */
+static int tile_rows(size_t row_bytes, int rows) {
+    size_t t = (24u * 1024u / (row_bytes ? row_bytes : 1)) & ~(size_t)3;
+    if (t < 4) t = 4;
+    return (int)(t < (size_t)rows ? t : (size_t)rows);
+}
+
+/* Y(n, rows) = X(n, cols) @ W^T: W in tiles of rows, each tile read from
+ * memory once and applied to every token by the matvec itself (so each
+ * token's numbers are the matvec's bits). */
+static void simd_matmul_f32(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
+                            int cols) {
+    const int tr = tile_rows((size_t)cols * 4u, rows);
+    for (int r0 = 0; r0 < rows; r0 += tr) {
+        const int nr = rows - r0 < tr ? rows - r0 : tr;
+        for (int t = 0; t < n; t++)
+            simd_matvec_f32(y + (size_t)t * ldy + r0, w + (size_t)r0 * (size_t)cols, x + (size_t)t * ldx,
+                            nr, cols);
+    }
+}
+
+static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
+                          int rows, int cols) {
+    const doze_type_traits *tt = doze_type_traits_of(type);
+    const size_t row_bytes = (size_t)doze_type_row_bytes(type, (uint64_t)cols);
+    const int tr = tile_rows(row_bytes, rows);
+    const size_t xs = type == DOZE_TYPE_F16 ? (size_t)cols * 4u : (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
+    if (!tt) return;
+    for (int r0 = 0; r0 < rows; r0 += tr) {
+        const int nr = rows - r0 < tr ? rows - r0 : tr;
+        const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
+        for (int t = 0; t < n; t++) {
+            float *yt = y + (size_t)t * ldy + r0;
+            const void *xt = (const uint8_t *)xq + (size_t)t * xs;
+            if (type == DOZE_TYPE_Q8_0)
+                (layout ? simd_matvec_q8_0_x4 : simd_matvec_q8_0)(yt, wt, xt, nr, cols);
+            else if (type == DOZE_TYPE_Q4_0)
+                (layout ? simd_matvec_q4_0_x4 : simd_matvec_q4_0)(yt, wt, xt, nr, cols);
+            else if (type == DOZE_TYPE_F16)
+                simd_matvec_f16(yt, (const uint16_t *)wt, (const float *)xt, nr, cols);
+        }
+    }
+}
+
+/* ---- end of issue 9 block ---------------------------------------------- */
+
 /* xq(n/32 blocks) = x(n) in q8_0: amax by vector max, d = amax/127 stored as
  * f16, q = round-half-away(x * (1/d)) (= roundf, built from trunc: exact),
  * narrowed i32 -> i16 -> i8 with saturation (|q| <= 127 anyway). Same bytes
@@ -597,6 +780,11 @@ const doze_kernels doze_kernels_simd = {
     .matvec_f32 = simd_matvec_f32,
     .matvec_f16 = simd_matvec_f16,
     .matvec_q8_0 = simd_matvec_q8_0,
+    .matvec_q4_0 = simd_matvec_q4_0,
+    .matvec_q4_0_x4 = simd_matvec_q4_0_x4,
+    .matvec_q8_0_x4 = simd_matvec_q8_0_x4,
+    .matmul_f32 = simd_matmul_f32,
+    .matmul_q = simd_matmul_q,
     .quantize_q8_0 = simd_quantize_q8_0,
     .rmsnorm = simd_rmsnorm,
     .softmax = simd_softmax,

@@ -70,6 +70,16 @@ static void q8_0_dequantize_row(const void *src, float *dst, int64_t n) {
     }
 }
 
+/* roundf to int8 as the SIMD kernel's saturating conversion does: NaN
+ * (from a hostile model's weights) gives 0, +-inf saturate; converting
+ * those with a plain cast would be undefined behaviour. Finite values of a
+ * block (|x| <= 127 after scaling) are unchanged. */
+static int8_t q8_round(float v) {
+    if (!(v == v)) return 0;
+    float r = roundf(v);
+    return (int8_t)(r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r);
+}
+
 /* ggml's q8_0: d = max|x| / 127, q = round(x / d) */
 static void q8_0_quantize_row(const float *src, void *dst, int64_t n) {
     doze_block_q8_0 *b = dst;
@@ -83,7 +93,51 @@ static void q8_0_quantize_row(const float *src, void *dst, int64_t n) {
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = doze_f32_to_f16(d);
-        for (int j = 0; j < DOZE_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < DOZE_QK8_0; j++) b[i].qs[j] = q8_round(x[j] * id);
+    }
+}
+
+static void q4_0_dequantize_row(const void *src, float *dst, int64_t n) {
+    const doze_block_q4_0 *b = src;
+    for (int64_t i = 0; i < n / DOZE_QK4_0; i++) {
+        float d = doze_f16_to_f32(b[i].d);
+        for (int j = 0; j < DOZE_QK4_0 / 2; j++) {
+            dst[i * DOZE_QK4_0 + j] = (float)((int)(b[i].qs[j] & 0x0f) - 8) * d;
+            dst[i * DOZE_QK4_0 + j + DOZE_QK4_0 / 2] = (float)((int)(b[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+/* ggml's (int8_t)(v) then min(15, .) for v = x / d + 8.5 (>= 0.5 for
+ * finite blocks); NaN (from a hostile model) gives 0 instead of the
+ * undefined cast, +-inf saturate to 0 and 15. */
+static uint8_t q4_trunc(float v) {
+    if (!(v >= 1.0f)) return 0;
+    if (v >= 15.0f) return 15;
+    return (uint8_t)(int8_t)v;
+}
+
+/* ggml's q4_0 (quantize_row_q4_0_ref): the signed value of largest
+ * magnitude maps to -8, d = max / -8, q = min(15, (int8_t)(x / d + 8.5)). */
+static void q4_0_quantize_row(const float *src, void *dst, int64_t n) {
+    doze_block_q4_0 *b = dst;
+    for (int64_t i = 0; i < n / DOZE_QK4_0; i++) {
+        const float *x = src + i * DOZE_QK4_0;
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < DOZE_QK4_0; j++) {
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        }
+        float d = max / -8.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = doze_f32_to_f16(d);
+        for (int j = 0; j < DOZE_QK4_0 / 2; j++) {
+            uint8_t q0 = q4_trunc(x[j] * id + 8.5f);
+            uint8_t q1 = q4_trunc(x[j + DOZE_QK4_0 / 2] * id + 8.5f);
+            b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
     }
 }
 
@@ -92,6 +146,8 @@ static const doze_type_traits type_table[] = {
     {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row},
     {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
      q8_0_quantize_row},
+    {DOZE_TYPE_Q4_0, "q4_0", DOZE_QK4_0, (int)sizeof(doze_block_q4_0), q4_0_dequantize_row,
+     q4_0_quantize_row},
 };
 
 const doze_type_traits *doze_type_traits_of(int type) {

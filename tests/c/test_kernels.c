@@ -646,6 +646,140 @@ static void test_read_probe(void) {
     printf("read_probe: ok\n");
 }
 
+/* ---- issue 9: q4_0, the x4 layouts, matmul --------------------------------- */
+
+/* rows(rows) of W in the x4 layout from row-major blocks (bb bytes each,
+ * f16 scale first), as model.c's SLOT_INTERLEAVE4 repacks them */
+static void to_x4(const uint8_t *src, uint8_t *dst, int rows, int nb, int bb) {
+    size_t row = (size_t)nb * bb, pay = (size_t)bb - 2;
+    for (int g = 0; g < rows / 4; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *o = dst + (size_t)g * 4 * row + (size_t)b * 4 * bb;
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *s = src + ((size_t)g * 4 + r) * row + (size_t)b * bb;
+                memcpy(o + 2 * r, s, 2);
+                memcpy(o + 8 + r * pay, s + 2, pay);
+            }
+        }
+}
+
+static void test_q4_0_and_x4(void) {
+    rng_t r = {0x51ed2701ull};
+    const doze_type_traits *q4 = doze_type_traits_of(DOZE_TYPE_Q4_0);
+    const doze_type_traits *q8 = doze_type_traits_of(DOZE_TYPE_Q8_0);
+    CHECK(q4 && q4->block_size == 32 && q4->block_bytes == 18 && doze_type_from_name("q4_0") == DOZE_TYPE_Q4_0);
+    /* ggml's quantizer on a known block: max-magnitude value -> q 0, d = max / -8 */
+    float xb[32], back[32];
+    for (int j = 0; j < 32; j++) xb[j] = (float)(j - 12) * 0.25f; /* max |x| = 4.75 at j = 31 */
+    doze_block_q4_0 blk;
+    q4->quantize_row(xb, &blk, 32);
+    CHECK(doze_f16_to_f32(blk.d) == doze_f16_to_f32(doze_f32_to_f16(4.75f / -8.0f)));
+    CHECK((blk.qs[15] >> 4) == 0); /* element 31 */
+    q4->dequantize_row(&blk, back, 32);
+    double werr = 0;
+    for (int j = 0; j < 32; j++) werr = fmax(werr, fabs(back[j] - xb[j]));
+    CHECK_MSG(werr <= 0.5 * 4.75 / 8 + 1e-3, "q4_0 round trip error %g", werr);
+
+    const int shapes[][2] = {{4, 32}, {8, 64}, {12, 288}, {64, 768}, {36, 96}, {16, 8192 + 64}};
+    long n_bits = 0, n_x4 = 0, bad = 0;
+    double worst = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int rows = shapes[si][0], cols = shapes[si][1], nb = cols / 32;
+        float *w = xmalloc((size_t)rows * cols * 4), *x = xmalloc((size_t)cols * 4);
+        uint8_t *w4 = xmalloc((size_t)rows * nb * 18), *w4x = xmalloc((size_t)rows * nb * 18);
+        uint8_t *w8 = xmalloc((size_t)rows * nb * 34), *w8x = xmalloc((size_t)rows * nb * 34);
+        void *xq = xmalloc((size_t)nb * 34);
+        float *ys = xmalloc((size_t)rows * 4), *yr = xmalloc((size_t)rows * 4), *yx = xmalloc((size_t)rows * 4);
+        fill(&r, w, (size_t)rows * cols, 1.0f);
+        fill(&r, x, (size_t)cols, 3.0f);
+        for (int i = 0; i < rows; i++) {
+            q4->quantize_row(w + (size_t)i * cols, w4 + (size_t)i * nb * 18, cols);
+            q8->quantize_row(w + (size_t)i * cols, w8 + (size_t)i * nb * 34, cols);
+        }
+        to_x4(w4, w4x, rows, nb, 18);
+        to_x4(w8, w8x, rows, nb, 34);
+        R->quantize_q8_0(x, xq, cols);
+        /* q4_0: SIMD row-major and x4, reference x4: all the reference's bits */
+        R->matvec_q4_0(yr, w4, xq, rows, cols);
+        S->matvec_q4_0(ys, w4, xq, rows, cols);
+        n_bits += memcmp(ys, yr, (size_t)rows * 4) != 0;
+        S->matvec_q4_0_x4(yx, w4x, xq, rows, cols);
+        n_x4 += memcmp(yx, yr, (size_t)rows * 4) != 0;
+        R->matvec_q4_0_x4(yx, w4x, xq, rows, cols);
+        n_x4 += memcmp(yx, yr, (size_t)rows * 4) != 0;
+        /* against the dequantized product in double */
+        for (int i = 0; i < rows; i++) {
+            float wd[8192 + 64], xd[8192 + 64];
+            q4->dequantize_row(w4 + (size_t)i * nb * 18, wd, cols);
+            q8->dequantize_row(xq, xd, cols);
+            double sum = 0, mag = 0;
+            for (int j = 0; j < cols; j++) sum += (double)wd[j] * xd[j], mag += fabs((double)wd[j] * xd[j]);
+            double e = relerr(yr[i], sum, mag);
+            if (e > worst) worst = e;
+            if (e > 1e-5) bad++;
+        }
+        /* q8_0 x4: the reference's bits */
+        R->matvec_q8_0(yr, w8, xq, rows, cols);
+        S->matvec_q8_0_x4(yx, w8x, xq, rows, cols);
+        n_x4 += memcmp(yx, yr, (size_t)rows * 4) != 0;
+        R->matvec_q8_0_x4(yx, w8x, xq, rows, cols);
+        n_x4 += memcmp(yx, yr, (size_t)rows * 4) != 0;
+        free(w), free(x), free(w4), free(w4x), free(w8), free(w8x), free(xq), free(ys), free(yr), free(yx);
+    }
+    CHECK_MSG(n_bits == 0, "simd matvec_q4_0 differs from the reference in %ld shapes", n_bits);
+    CHECK_MSG(n_x4 == 0, "x4 matvecs differ from the reference in %ld cases", n_x4);
+    CHECK_MSG(bad == 0, "%ld q4_0 rows off the exact product by > 1e-5 (worst %g)", bad, worst);
+    printf("q4_0/x4     simd and x4 kernels bit-identical to the reference; worst %.2g of sum|w x| vs double\n",
+           worst);
+}
+
+/* every token's row of a matmul equals that token's matvec, bit for bit */
+static void test_matmul(void) {
+    rng_t r = {0xabcdef12ull};
+    const int n = 5, rows = 100, cols = 96, nb = cols / 32;
+    long diff = 0;
+    float *w = xmalloc((size_t)rows * cols * 4), *x = xmalloc((size_t)n * cols * 4);
+    float *y = xmalloc((size_t)n * rows * 4), *y1 = xmalloc((size_t)rows * 4);
+    uint8_t *wq = xmalloc((size_t)rows * nb * 34), *wx = xmalloc((size_t)rows * nb * 34);
+    uint8_t *xq = xmalloc((size_t)n * nb * 34);
+    uint16_t *wh = xmalloc((size_t)rows * cols * 2);
+    fill(&r, w, (size_t)rows * cols, 1.0f);
+    fill(&r, x, (size_t)n * cols, 2.0f);
+    for (int k = 0; k < 2; k++) {
+        const doze_kernels *K = k ? R : S;
+        K->matmul_f32(y, rows, w, x, cols, n, rows, cols);
+        for (int t = 0; t < n; t++) {
+            K->matvec_f32(y1, w, x + (size_t)t * cols, rows, cols);
+            diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+        }
+        for (int i = 0; i < rows * cols; i++) wh[i] = doze_f32_to_f16(w[i]);
+        K->matmul_q(DOZE_TYPE_F16, 0, y, rows, wh, x, n, rows, cols);
+        for (int t = 0; t < n; t++) {
+            K->matvec_f16(y1, wh, x + (size_t)t * cols, rows, cols);
+            diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+        }
+        for (int t = 0; t < n; t++) K->quantize_q8_0(x + (size_t)t * cols, xq + (size_t)t * nb * 34, cols);
+        for (int type = 0; type < 2; type++) {
+            const doze_type_traits *tt = doze_type_traits_of(type ? DOZE_TYPE_Q4_0 : DOZE_TYPE_Q8_0);
+            for (int i = 0; i < rows; i++) tt->quantize_row(w + (size_t)i * cols, wq + (size_t)i * nb * tt->block_bytes, cols);
+            to_x4(wq, wx, rows, nb, tt->block_bytes);
+            for (int layout = 0; layout < 2; layout++) {
+                K->matmul_q(tt->type, layout, y, rows, layout ? wx : wq, xq, n, rows, cols);
+                for (int t = 0; t < n; t++) {
+                    const void *xt = xq + (size_t)t * nb * 34;
+                    void (*mv)(float *, const void *, const void *, int, int) =
+                        type ? (layout ? K->matvec_q4_0_x4 : K->matvec_q4_0) : (layout ? K->matvec_q8_0_x4 : K->matvec_q8_0);
+                    mv(y1, layout ? wx : wq, xt, rows, cols);
+                    diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+                }
+            }
+        }
+    }
+    CHECK_MSG(diff == 0, "%ld matmul token rows differ from the matvec", diff);
+    printf("matmul      every token's row bit-identical to its matvec (f32, f16, q8_0, q4_0, x4; both tables)\n");
+    free(w), free(x), free(y), free(y1), free(wq), free(wx), free(xq), free(wh);
+}
+
 int main(void) {
     CHECK(strcmp(S->name, "simd") == 0 && strcmp(R->name, "reference") == 0);
     test_expf();
@@ -659,5 +793,7 @@ int main(void) {
     test_swiglu_add();
     test_attention();
     test_read_probe();
+    test_q4_0_and_x4();
+    test_matmul();
     return test_finish("test_kernels");
 }
