@@ -261,6 +261,25 @@ void doze_trainer_free(doze_trainer *t);
 doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *tokens, int n,
                               doze_error *err);
 
+/* A whole fine-tuning run over a text, as `doze finetune` and the JS
+ * finetuneGates run it: the text is split into stories at lines
+ * "<|endoftext|>", each encoded with BOS; every step draws `batch` stories
+ * (seeded) and trains on the first `context` tokens from each story's start.
+ * With init NULL the run starts from training-free gates calibrated on the
+ * text's first 512 tokens; otherwise from a copy of init. */
+typedef struct doze_finetune doze_finetune;
+doze_status doze_finetune_new(doze_model *m, const doze_gates *init, const doze_train_params *p,
+                              const char *text, size_t len, doze_finetune **out, doze_error *err);
+doze_status doze_finetune_step(doze_finetune *f, doze_train_stats *stats, doze_error *err);
+/* Retunes the budget table on the text; the gates are then ready to use. */
+doze_status doze_finetune_finish(doze_finetune *f, doze_error *err);
+/* The gates being trained (owned by f until taken). */
+doze_gates *doze_finetune_gates(doze_finetune *f);
+/* Hands the gates over to the caller (who frees them); f keeps none. */
+doze_gates *doze_finetune_take_gates(doze_finetune *f);
+int doze_finetune_tokens(const doze_finetune *f); /* tokens of text encoded */
+void doze_finetune_free(doze_finetune *f);
+
 /* ---- sampler -------------------------------------------------------------------- */
 
 typedef struct doze_sampler doze_sampler;
