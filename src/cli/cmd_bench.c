@@ -129,6 +129,50 @@ static int run_decode(doze_model *m, int steps, speed *out) {
     return 0;
 }
 
+/* decode under the gates at a budget (the router decides), beside dense */
+static int budget_bench(doze_model *m, int argc, char **argv, double budget, int steps, int json) {
+    doze_gates *g = cli_gates(argc, argv, m, 1, json);
+    if (!g) return 1;
+    doze_error e;
+    const doze_model_info *c = doze_model_get_info(m);
+    speed dense = {0, 0}, gated = {0, 0};
+    double compute = 1.0;
+    int rc = run_decode(m, steps, &dense);
+    doze_session *s = rc ? NULL : doze_session_new(m, &e);
+    if (!rc && (!s || doze_session_set_gates(s, g, &e) != DOZE_OK ||
+                doze_session_set_budget(s, (float)budget, &e) != DOZE_OK))
+        rc = cli_print_error("bench", &e);
+    if (!rc) {
+        int token = c->bos_id >= 0 ? c->bos_id : 0;
+        double t0 = 0, sum = 0;
+        for (int i = 0; i < steps + 4 && !rc; i++) {
+            if (i == 4) t0 = io_now_ms();
+            if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
+            if (doze_session_step(s, token, &e) != DOZE_OK) rc = cli_print_error("bench", &e);
+            if (i >= 4) sum += doze_session_compute(s);
+            const float *l = doze_session_logits(s);
+            int best = 0;
+            for (int v = 1; v < c->vocab_size; v++)
+                if (l[v] > l[best]) best = v;
+            token = best;
+        }
+        gated.tok_per_s = steps * 1000.0 / (io_now_ms() - t0);
+        compute = sum / steps;
+    }
+    if (!rc) {
+        if (json)
+            out_printf("{\"budget\":%.3f,\"compute\":%.4f,\"dense_tok_s\":%.2f,\"gated_tok_s\":%.2f,"
+                       "\"speedup\":%.3f}\n",
+                       budget, compute, dense.tok_per_s, gated.tok_per_s, gated.tok_per_s / dense.tok_per_s);
+        else
+            out_printf("budget %.2f: compute %.3f, %.2f tok/s vs dense %.2f tok/s: %.2fx\n", budget,
+                       compute, gated.tok_per_s, dense.tok_per_s, gated.tok_per_s / dense.tok_per_s);
+    }
+    doze_session_free(s);
+    doze_gates_free(g);
+    return rc;
+}
+
 /* issue 9: prompt processing: a prompt of n tokens (BOS, then a fixed
  * pseudo-random walk over the vocabulary) through doze_session_prefill,
  * best of `reps` runs (the first one is a warm-up); *first_ms: the first
@@ -195,6 +239,17 @@ int cmd_bench(int argc, char **argv) {
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
+    double budget = cli_opt_float(argc, argv, "--budget", 1.0, &bad);
+    if (bad || !(budget > 0.0 && budget <= 1.0)) {
+        err_printf("doze: --budget must be in (0, 1]\n");
+        doze_model_free(m);
+        return 2;
+    }
+    if (budget < 1.0 || cli_opt(argc, argv, "--gates")) {
+        int rc = budget_bench(m, argc, argv, budget, (int)steps, json);
+        doze_model_free(m);
+        return rc;
+    }
     if (cli_flag(argc, argv, "--skip-table")) {
         int rc = skip_table(m, (int)steps, json);
         doze_model_free(m);
