@@ -205,6 +205,57 @@ export interface CalibrateOptions {
   activate?: boolean;
 }
 
+/** One step of Model#finetuneGates, as onStep receives it. */
+export interface FinetuneStep {
+  /** 1, 2, ..., steps. */
+  step: number;
+  /** kl + computeWeight * (expectedCompute - budget)^2. */
+  loss: number;
+  /** Mean KL(dense || gated) per token, nats. */
+  kl: number;
+  /** Achieved compute ratio under this step's hard decisions. */
+  compute: number;
+  /** Expected compute ratio under the relaxed (Gumbel-sigmoid) gates. */
+  expectedCompute: number;
+  /** The Gumbel-sigmoid temperature of the step (annealed tauStart -> tauEnd). */
+  tau: number;
+  /** batch * contextLength tokens over the step's time. */
+  tokensPerSecond: number;
+  /** Milliseconds the step took. */
+  ms: number;
+}
+
+export interface FinetuneOptions {
+  /** The compute budget b in (0, 1] to train for (default 0.7). */
+  budget?: number;
+  /** Training steps (default 200); also the length of the temperature schedule. */
+  steps?: number;
+  /** Tokens per training window T (default 128; at most the model's context). */
+  contextLength?: number;
+  /** Windows (stories) per step (default 8). */
+  batch?: number;
+  /** AdamW learning rate (default 3e-3). */
+  lr?: number;
+  /** AdamW weight decay (default 1e-4). */
+  weightDecay?: number;
+  /** Weight of (E[compute] - b)^2 in the loss (default 20). */
+  computeWeight?: number;
+  /** Gumbel-sigmoid temperature at the first step (default 1). */
+  tauStart?: number;
+  /** ... at the last step (default 0.2). */
+  tauEnd?: number;
+  /** The run's seed (story choice and noise; default 1): same seed, same gates. */
+  seed?: number | bigint;
+  /** Start from (a copy of) these gates; default null: training-free gates calibrated on the text's first 512 tokens. */
+  init?: Gates | null;
+  /** Called after each step. */
+  onStep?: (step: FinetuneStep) => void;
+  /** Aborts between steps: rejects with an AbortError (code ABORTED) and frees the run. */
+  signal?: AbortSignal;
+  /** Make the trained gates the model's (default true). */
+  activate?: boolean;
+}
+
 /**
  * Per-layer routers deciding, per token, which layers and heads run under a
  * budget. They belong to the model that made or loaded them and are freed
@@ -308,6 +359,15 @@ export class Model {
   set gates(g: Gates | null);
   /** Training-free gates (the same file as `doze gates MODEL [--calib FILE]`); they become the model's unless activate: false. */
   calibrateGates(options?: CalibrateOptions): Promise<Gates>;
+  /**
+   * Trains gates on `text` (stories separated by "<|endoftext|>" lines) by
+   * backprop, the base weights frozen, then retunes their budget table on the
+   * text. The same run as `doze finetune MODEL TEXTFILE --budget B --steps N
+   * --ctx T --batch B --seed S -o F`: saveGates() gives F's bytes. Yields to
+   * the event loop between steps. The gates become the model's unless
+   * activate: false.
+   */
+  finetuneGates(text: string, options?: FinetuneOptions): Promise<Gates>;
   /** Gates from a gate file; another model's file throws BAD_SHAPE / BAD_FORMAT (UNSUPPORTED_TYPE: not a gate file). */
   loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Gates;
   /** The gate file of the active gates (or of `gates`); STATE when there are none. */

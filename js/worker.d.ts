@@ -1,14 +1,14 @@
 // Types for doze-lm/worker: the model runs in a Web Worker (or a Node
 // worker_threads Worker); the methods return promises.
 import type {
-  AutoBudgetOptions, CalibrateOptions, CompleteOptions, ForcedMask, GenerateOptions, GenerateResult,
+  AutoBudgetOptions, CalibrateOptions, CompleteOptions, FinetuneOptions, ForcedMask, GenerateOptions, GenerateResult,
   LoadOptions, ModelInfo, ModelSource, Perplexity, PerplexityOptions, StepResult, Token,
 } from './index.js';
 
 export {
   DozeError, DozeErrorCode, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions,
   GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
-  AutoBudgetOptions, CalibrateOptions,
+  AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep,
 } from './index.js';
 
 /** Gates held by the worker (see Gates in doze-lm). */
@@ -76,6 +76,12 @@ export class WorkerModel {
   setGates(g: WorkerGates | null): Promise<WorkerGates | null>;
   getGates(): Promise<WorkerGates | null>;
   calibrateGates(options?: CalibrateOptions): Promise<WorkerGates>;
+  /**
+   * Model#finetuneGates in the worker: onStep events are streamed back, an
+   * abort of `signal` is forwarded (the worker stops at the next step
+   * boundary and frees the run); `init` is a WorkerGates of this model.
+   */
+  finetuneGates(text: string, options?: Omit<FinetuneOptions, 'init'> & { init?: WorkerGates | null }): Promise<WorkerGates>;
   loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Promise<WorkerGates>;
   saveGates(gates?: WorkerGates): Promise<Uint8Array>;
   /** Bytes malloc'd in the worker's wasm memory. */

@@ -1,7 +1,7 @@
 /* Seeded random llama models of any shape, for tests and benchmarks.
  * Weights are uniform in +-1/sqrt(fan_in) (xorshift64*, seed given), norms
  * are 1 + small noise; the tokenizer is synthetic: <unk>, <s>, </s>, the 256
- * byte tokens, then made-up words built from letters. */
+ * byte tokens, the space piece U+2581, then made-up words built from letters. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +44,14 @@ static doze_status synth_tokenizer(int vocab, gguf_builder *out, doze_error *err
         } else if (i < 3 + 256) {
             snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
             types[i] = 6;
+        } else if (i == 3 + 256) {
+            /* the space piece, so that spaces do not fall back to the bytes
+             * of U+2581 (which would decode as the character itself) */
+            snprintf(buf, sizeof buf, "\xE2\x96\x81");
+            types[i] = 1;
         } else {
             /* word j: U+2581 then letters of j in base 26, or bare letters */
-            int j = i - 259, o = 0;
+            int j = i - 260, o = 0;
             if (j % 2 == 0) {
                 buf[o++] = (char)0xE2;
                 buf[o++] = (char)0x96;

@@ -14,7 +14,7 @@
 #include "doze.h"
 #include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
 
-#define DOZE_WASM_ABI_VERSION 3
+#define DOZE_WASM_ABI_VERSION 4
 
 /* Bumped when the JS <-> wasm contract (host_* imports, exported helpers)
  * changes, so the glue can refuse a mismatched doze.wasm. */
@@ -193,4 +193,67 @@ EMSCRIPTEN_KEEPALIVE const char *doze_wasm_gates_info(const doze_gates *g, doubl
     out[3] = g->n_layers;
     out[4] = g->n_heads;
     return g->kind;
+}
+
+/* ---- gate fine-tuning (doze_finetune_*) ---- */
+
+/* The fields of doze_train_default_params(), in the order of
+ * doze_wasm_finetune_new's arguments, as doubles into out[0..9): budget,
+ * context, batch, lr, weight_decay, compute_weight, tau_start, tau_end,
+ * total_steps, seed. Returns how many fields there are. */
+EMSCRIPTEN_KEEPALIVE int doze_wasm_train_default_params(double *out) {
+    doze_train_params p = doze_train_default_params();
+    out[0] = p.budget;
+    out[1] = p.context;
+    out[2] = p.batch;
+    out[3] = p.lr;
+    out[4] = p.weight_decay;
+    out[5] = p.compute_weight;
+    out[6] = p.tau_start;
+    out[7] = p.tau_end;
+    out[8] = p.total_steps;
+    out[9] = (double)p.seed;
+    return 10;
+}
+
+/* doze_finetune_new with every doze_train_params field as an argument (the
+ * 64-bit seed as two 32-bit halves); init NULL starts from training-free
+ * gates calibrated on the text. Returns the run (NULL on failure, see err). */
+EMSCRIPTEN_KEEPALIVE doze_finetune *doze_wasm_finetune_new(doze_model *m, const doze_gates *init,
+                                                           float budget, int context, int batch,
+                                                           float lr, float weight_decay,
+                                                           float compute_weight, float tau_start,
+                                                           float tau_end, int total_steps,
+                                                           unsigned seed_lo, unsigned seed_hi,
+                                                           const char *text, size_t len,
+                                                           doze_error *err) {
+    doze_train_params p = doze_train_default_params();
+    p.budget = budget;
+    p.context = context;
+    p.batch = batch;
+    p.lr = lr;
+    p.weight_decay = weight_decay;
+    p.compute_weight = compute_weight;
+    p.tau_start = tau_start;
+    p.tau_end = tau_end;
+    p.total_steps = total_steps;
+    p.seed = ((uint64_t)seed_hi << 32) | seed_lo;
+    doze_finetune *f = NULL;
+    if (doze_finetune_new(m, init, &p, text, len, &f, err) != DOZE_OK) return NULL;
+    return f;
+}
+
+/* doze_finetune_step writing the stats as doubles into out[0..6): step,
+ * loss, kl, expected_compute, achieved_compute, tau. */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_finetune_step(doze_finetune *f, double *out, doze_error *err) {
+    doze_train_stats s;
+    doze_status st = doze_finetune_step(f, &s, err);
+    if (st != DOZE_OK) return st;
+    out[0] = s.step;
+    out[1] = s.loss;
+    out[2] = s.kl;
+    out[3] = s.expected_compute;
+    out[4] = s.achieved_compute;
+    out[5] = s.tau;
+    return DOZE_OK;
 }

@@ -437,6 +437,7 @@ export class Model {
   #gatesChosen = false; // gates set explicitly (a Gates object or null): no auto calibration
   #allGates = new Set();
   #calibrating = null; // the in-flight automatic calibration
+  #finetunes = new Set(); // in-flight finetuneGates runs ({ free })
 
   /** @internal test hook: called after each step with its compute ratio, inside the timed region (a slower machine). */
   _testAfterStep = null;
@@ -670,6 +671,115 @@ export class Model {
     return gates.save();
   }
 
+  /**
+   * Trains gates on `text` by backprop (the base weights stay frozen; only
+   * the routers learn): the text is split into stories at lines
+   * "<|endoftext|>", each encoded with BOS; every step draws `batch` stories
+   * (seeded) and trains on the first `contextLength` tokens of each, the loss
+   * being the KL divergence from the dense model plus a term pulling the
+   * expected compute to `budget`. After the last step the budget table is
+   * retuned on the text, so every budget keeps its meaning. The same code
+   * and seed as `doze finetune MODEL TEXTFILE --budget B --steps N --ctx T
+   * --batch B --seed S -o F`: saveGates() then gives F's bytes. Between
+   * steps the event loop runs (the page stays responsive, `signal` is
+   * seen); an abort frees the run and rejects with an AbortError (code
+   * ABORTED). The new gates become the model's unless `activate: false`.
+   * @param {string} text
+   * @param {FinetuneOptions} [options]
+   * @returns {Promise<Gates>}
+   */
+  async finetuneGates(text, options = {}) {
+    const {
+      budget, steps, contextLength, batch, lr, weightDecay, computeWeight, tauStart, tauEnd, seed,
+      init = null, onStep, signal, activate = true,
+    } = options ?? {};
+    this._alive();
+    const rt = this.#rt;
+    const bad = (msg) => new DozeError('INVALID_ARGUMENT', `finetuneGates: ${msg}`);
+    if (typeof text !== 'string') throw bad('the text must be a string');
+    const d = trainDefaults(rt);
+    const int = (v, name, lo, def) => {
+      if (v == null) return def;
+      if (!Number.isInteger(v) || v < lo) throw bad(`${name} must be an integer >= ${lo}, got ${String(v)}`);
+      return v;
+    };
+    const num = (v, name, def, positive = true) => {
+      if (v == null) return def;
+      if (typeof v !== 'number' || !Number.isFinite(v) || (positive ? !(v > 0) : !(v >= 0))) {
+        throw bad(`${name} must be a number ${positive ? '> 0' : '>= 0'}, got ${String(v)}`);
+      }
+      return v;
+    };
+    const p = {
+      budget: budget == null ? d.budget : checkBudget(budget, 'finetuneGates: budget'),
+      steps: int(steps, 'steps', 1, d.steps),
+      contextLength: int(contextLength, 'contextLength', 2, d.contextLength),
+      batch: int(batch, 'batch', 1, d.batch),
+      lr: num(lr, 'lr', d.lr),
+      weightDecay: num(weightDecay, 'weightDecay', d.weightDecay, false),
+      computeWeight: num(computeWeight, 'computeWeight', d.computeWeight, false),
+      tauStart: num(tauStart, 'tauStart', d.tauStart),
+      tauEnd: num(tauEnd, 'tauEnd', d.tauEnd),
+    };
+    if (init != null) {
+      if (!(init instanceof Gates)) throw bad('init must be a Gates object or null');
+      if (init.model !== this) throw bad('init belongs to another model object (save it and loadGates the bytes)');
+      init._ptr();
+    }
+    if (onStep != null && typeof onStep !== 'function') throw bad('onStep must be a function');
+    if (signal && signal.aborted) throw abortError('fine-tuning', signal);
+    const [lo, hi] = seedHalves(seed ?? d.seed);
+    let f = 0;
+    const run = { free: () => {} };
+    try {
+      const bytes = new TextEncoder().encode(text);
+      const tp = rt.doze.writeBytes(bytes);
+      try {
+        f = rt.x.doze_wasm_finetune_new(
+          this._alive(), init ? init._ptr() : 0, p.budget, p.contextLength, p.batch, p.lr, p.weightDecay,
+          p.computeWeight, p.tauStart, p.tauEnd, p.steps, lo >>> 0, hi >>> 0, tp, bytes.length, rt.err);
+      } finally {
+        rt.doze.free(tp);
+      }
+      if (!f) throw rt.error('finetuneGates');
+      // dispose() while a step is awaited frees the run first
+      run.free = () => {
+        if (f) rt.x.doze_finetune_free(f);
+        f = 0;
+      };
+      this.#finetunes.add(run);
+      const tokensPerStep = p.batch * p.contextLength;
+      const out = rt.doze.malloc(8 * 8);
+      try {
+        for (let i = 0; i < p.steps; i++) {
+          const t0 = now();
+          rt.check(rt.x.doze_wasm_finetune_step(f, out, rt.err), 'finetuneGates');
+          const ms = now() - t0;
+          const v = new Float64Array(rt.x.memory.buffer, out, 6);
+          const stats = {
+            step: v[0], loss: v[1], kl: v[2], compute: v[4], expectedCompute: v[3], tau: v[5],
+            tokensPerSecond: (tokensPerStep * 1000) / Math.max(ms, 1e-6), ms,
+          };
+          if (onStep) onStep(stats);
+          await yieldToEventLoop();
+          if (!f) this._alive(); // disposed meanwhile
+          if (signal && signal.aborted) throw abortError('fine-tuning', signal);
+        }
+      } finally {
+        rt.doze.free(out);
+      }
+      rt.check(rt.x.doze_finetune_finish(f, rt.err), 'finetuneGates');
+      const g = rt.x.doze_finetune_take_gates(f);
+      if (!g) throw new DozeError('STATE', 'finetuneGates: the run has no gates');
+      const gates = this.#adopt(g);
+      if (activate) this.gates = gates;
+      return gates;
+    } finally {
+      this.#finetunes.delete(run);
+      run.free();
+    }
+  }
+
   // ---- text ----
 
   /**
@@ -806,6 +916,7 @@ export class Model {
   dispose() {
     if (!this.#ptr) return;
     for (const s of [...this.#sessions]) s.dispose();
+    for (const r of [...this.#finetunes]) r.free();
     for (const g of [...this.#allGates]) g.dispose();
     this.#shared = null;
     this.#rt.x.doze_model_free(this.#ptr);
@@ -860,6 +971,26 @@ function heldSuffix(s, stops) {
     }
   }
   return best;
+}
+
+/** doze_train_default_params(), read from the wasm once per runtime. */
+const trainDefaultsCache = new WeakMap();
+function trainDefaults(rt) {
+  let d = trainDefaultsCache.get(rt);
+  if (d) return d;
+  const p = rt.doze.malloc(8 * 16);
+  try {
+    rt.x.doze_wasm_train_default_params(p);
+    const v = new Float64Array(rt.x.memory.buffer, p, 10);
+    d = Object.freeze({
+      budget: v[0], contextLength: v[1], batch: v[2], lr: v[3], weightDecay: v[4], computeWeight: v[5],
+      tauStart: v[6], tauEnd: v[7], steps: v[8], seed: v[9],
+    });
+  } finally {
+    rt.doze.free(p);
+  }
+  trainDefaultsCache.set(rt, d);
+  return d;
 }
 
 function seedHalves(seed) {
@@ -1328,6 +1459,34 @@ export class Session {
  * @property {number|bigint} [random] nonzero: random routers with this seed (a baseline), still calibrated to the budget
  * @property {AbortSignal} [signal] aborts writing the self-generated text
  * @property {boolean} [activate] make them the model's gates (default true)
+ */
+/**
+ * @typedef {object} FinetuneOptions
+ * @property {number} [budget] the compute budget b to train for (default 0.7)
+ * @property {number} [steps] training steps (default 200); also the length of the temperature schedule
+ * @property {number} [contextLength] tokens per window T (default 128; at most the model's context)
+ * @property {number} [batch] windows per step (default 8)
+ * @property {number} [lr] AdamW learning rate (default 3e-3)
+ * @property {number} [weightDecay] AdamW decay (default 1e-4)
+ * @property {number} [computeWeight] weight of (E[compute] - b)^2 in the loss (default 20)
+ * @property {number} [tauStart] Gumbel-sigmoid temperature at the first step (default 1)
+ * @property {number} [tauEnd] ... at the last step (default 0.2)
+ * @property {number|bigint} [seed] the run's seed: story choice and noise (default 1)
+ * @property {Gates|null} [init] start from (a copy of) these gates instead of training-free ones calibrated on the text
+ * @property {(s: FinetuneStep) => void} [onStep] called after each step
+ * @property {AbortSignal} [signal] aborts between steps (rejects with an AbortError, code ABORTED)
+ * @property {boolean} [activate] make the trained gates the model's (default true)
+ */
+/**
+ * @typedef {object} FinetuneStep
+ * @property {number} step 1, 2, ... steps
+ * @property {number} loss kl + the compute term
+ * @property {number} kl mean KL(dense || gated) per token, nats
+ * @property {number} compute achieved compute ratio under this step's hard decisions
+ * @property {number} expectedCompute expected compute ratio under the relaxed gates
+ * @property {number} tau the Gumbel-sigmoid temperature of the step
+ * @property {number} tokensPerSecond batch * contextLength tokens over the step's time
+ * @property {number} ms milliseconds the step took
  */
 /**
  * @typedef {object} GenerateResult

@@ -105,6 +105,12 @@ const ops = {
   async calibrateGates({ options }, { signal }) {
     return describe(await target(null).calibrateGates({ ...options, signal }));
   },
+  async finetuneGates({ text, options }, { id, signal }) {
+    const { init, stream, ...rest } = options || {};
+    const onStep = stream ? (v) => port.post({ id, type: 'item', value: v }) : undefined;
+    const g = await target(null).finetuneGates(text, { ...rest, init: gatesOf(init), onStep, signal });
+    return describe(g);
+  },
   loadGates({ bytes, options }) {
     return describe(target(null).loadGates(bytes, options));
   },

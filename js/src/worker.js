@@ -464,6 +464,26 @@ export class WorkerModel {
     if (rest.activate !== false) this.#gates = g;
     return g;
   }
+  /**
+   * Model#finetuneGates in the worker: `onStep` events are streamed back,
+   * `signal` is forwarded (the worker stops between steps and frees the run),
+   * `init` is a WorkerGates of this model or null.
+   * @returns {Promise<WorkerGates>}
+   */
+  async finetuneGates(text, options = {}) {
+    const { signal, onStep, init, ...rest } = options ?? {};
+    if (signal && signal.aborted) throw abortError('fine-tuning', signal);
+    if (init != null && (!(init instanceof WorkerGates) || init.model !== this)) {
+      throw new DozeError('INVALID_ARGUMENT', 'finetuneGates: init must be null or a WorkerGates object of this model');
+    }
+    if (onStep != null && typeof onStep !== 'function') {
+      throw new DozeError('INVALID_ARGUMENT', 'finetuneGates: onStep must be a function');
+    }
+    const opts = { ...rest, init: init ? init._id : null, stream: !!onStep };
+    const g = this.#wrap(await this.#rpc.call('finetuneGates', { text, options: opts }, { signal, onItem: onStep }));
+    if (rest.activate !== false) this.#gates = g;
+    return g;
+  }
   /** @returns {Promise<WorkerGates>} */
   async loadGates(bytes, options = {}) {
     const copy = bytesOf(bytes);
