@@ -120,6 +120,8 @@ export interface StepMask {
   layers: Uint8Array;
   /** (layers * heads) row-major per layer; 1 = ran. */
   heads: Uint8Array;
+  /** (layers * ceil(hiddenDim / 32)) FFN blocks (32 intermediate channels each), row-major per layer; 1 = ran. */
+  ffn: Uint8Array;
 }
 
 export interface Token {
@@ -169,6 +171,8 @@ export interface ForcedMask {
   layers?: ArrayLike<number | boolean>;
   /** (layers * heads) values row-major, or one (heads) array per layer; default every head of a running layer. */
   heads?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
+  /** (layers * ceil(hiddenDim / 32)) FFN-block values row-major, or one array per layer; default every block of a running layer. */
+  ffn?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
 }
 
 export interface AutoBudgetOptions {

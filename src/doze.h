@@ -161,13 +161,27 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
  * tokens do not attend to this position at that layer). A skipped head
  * computes no Q slice, no attention and no slice of the output projection. */
 
+/* Issue 8: FFN blocks. The FFN intermediate dimension of every layer is cut
+ * into blocks of 32 channels (the last one shorter when hidden_dim % 32 !=
+ * 0): n_blocks = ceil(hidden_dim / 32). A skipped block computes none of its
+ * ffn_gate/ffn_up rows and none of its ffn_down columns (ffn_down is stored
+ * per block at load, so its weights are not read). */
+#define DOZE_FFN_BLOCK_SIZE 32
+int doze_model_ffn_blocks(const doze_model *m);
+
 /* Runs one token with exactly these gates (NULL head_on: every head of a
  * running layer). The forced-mask API, for analysis and tests. */
 doze_status doze_session_step_masked(doze_session *s, int token, const uint8_t *layer_on,
                                      const uint8_t *head_on, doze_error *err);
-/* The mask the last step used: (n_layers) and (n_layers, n_heads). */
+/* The same with FFN blocks: ffn_on (n_layers, n_blocks) (NULL: every block of
+ * a running layer). */
+doze_status doze_session_step_masked3(doze_session *s, int token, const uint8_t *layer_on,
+                                      const uint8_t *head_on, const uint8_t *ffn_on, doze_error *err);
+/* The mask the last step used: (n_layers), (n_layers, n_heads) and
+ * (n_layers, n_blocks) (all 0 for a skipped layer). */
 const uint8_t *doze_session_layer_mask(const doze_session *s);
 const uint8_t *doze_session_head_mask(const doze_session *s);
+const uint8_t *doze_session_ffn_mask(const doze_session *s);
 /* Fraction of the dense per-token layer compute (attention + FFN, by their
  * multiply-accumulate counts at this position, the router's own included)
  * the last step spent. 1 for a dense step. */
@@ -186,15 +200,17 @@ typedef struct {
     float ridge;        /* regularization of the training-free fit (default 1e-2) */
     uint64_t random_seed; /* nonzero: random routers instead of the fit (the floor that
                              real gates must beat), still calibrated to the budget */
+    int ffn_gates;      /* 1 (default): gate the FFN blocks too; 0: heads and layers only
+                           (every FFN block of a running layer runs) */
 } doze_gates_params;
 
 doze_gates_params doze_gates_default_params(void);
 
 /* The training-free router: runs the dense model over `tokens` (one
  * sequence; BOS first) and fits, per layer, a linear map from the normed
- * residual entering the layer to the log of each head's and the layer's
- * contribution to the stream, then calibrates the budget -> threshold table
- * on the same tokens. */
+ * residual entering the layer to the log of the damage of skipping the
+ * layer, each head and each FFN block, then calibrates the budget ->
+ * threshold table on the same tokens. */
 doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
                                  const doze_gates_params *p, doze_gates **out, doze_error *err);
 /* Gate files: a small GGUF (see README) that names the model it belongs to. */
@@ -215,6 +231,10 @@ doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_er
 doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
                                   const uint8_t *layer_on, const uint8_t *head_on, float *logits,
                                   doze_error *err);
+/* The same with FFN blocks: ffn_on (T, n_layers, n_blocks) (NULL: all on). */
+doze_status doze_sequence_forward3(doze_model *m, const int32_t *tokens, int T,
+                                   const uint8_t *layer_on, const uint8_t *head_on,
+                                   const uint8_t *ffn_on, float *logits, doze_error *err);
 
 /* ---- gate fine-tuning by backprop ----------------------------------------------------
  * The base weights stay frozen; only the routers learn. Hard decisions in the
@@ -236,6 +256,8 @@ typedef struct {
     float tau_end;        /* ... at the last step (default 0.2) */
     int total_steps;      /* for the annealing schedule (default 200) */
     uint64_t seed;        /* noise (default 1) */
+    int ffn_gates;        /* doze_finetune_new without init gates: whether the training-free
+                             gates it starts from gate FFN blocks (default 1) */
 } doze_train_params;
 
 typedef struct {
@@ -295,6 +317,91 @@ doze_sampler_params doze_sampler_default_params(void);
 doze_sampler *doze_sampler_new(const doze_sampler_params *p, int vocab_size, doze_error *err);
 void doze_sampler_free(doze_sampler *s);
 int doze_sampler_sample(doze_sampler *s, const float *logits);
+
+/* ---- issue 7: full-model training and tokenizer training ------------------------------
+ * Every weight learns: embedding, norms, Q/K/V/O, FFN, classifier (tied to
+ * the embedding or not). Next-token cross-entropy over batches of windows,
+ * AdamW, global-norm gradient clipping, warm-up then cosine or linear decay
+ * of the learning rate. Seeded and deterministic: the same seed and thread
+ * count give the same bits, natively (OpenMP threads over independent rows,
+ * never racing reductions) and in wasm (one thread). Checkpoints are GGUF
+ * model files that also carry the optimizer state and the data RNG, so a
+ * run resumed from one continues exactly as it would have without the stop. */
+
+typedef struct doze_full_trainer doze_full_trainer;
+
+enum { DOZE_LR_COSINE = 0, DOZE_LR_LINEAR = 1 };
+
+typedef struct {
+    /* shape (the vocabulary size comes from the vocabulary) */
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads;
+    int context;        /* T: tokens per window, and the model's context length (default 256) */
+    int tied;           /* 1: the classifier is the embedding (default 1) */
+    /* optimization */
+    int batch;          /* windows per step (default 8) */
+    int total_steps;    /* for the schedule (default 1000) */
+    int warmup_steps;   /* linear warm-up from 0 (default 100) */
+    int schedule;       /* DOZE_LR_COSINE (default) or DOZE_LR_LINEAR, down to min_lr */
+    float lr;           /* peak learning rate (default 1e-3) */
+    float min_lr;       /* at the last step (default lr / 10) */
+    float weight_decay; /* AdamW, on matrices and the embedding (default 0.1) */
+    float beta1, beta2, eps; /* Adam (0.9, 0.95, 1e-8) */
+    float grad_clip;    /* global L2 norm; 0: off (default 1) */
+    float init_std;     /* weights ~ N(0, init_std), output projections / sqrt(2 L) (0.02) */
+    uint64_t seed;      /* initialization and data order (default 1) */
+    int threads;        /* OpenMP threads; 0: OpenMP's default (ignored without OpenMP) */
+} doze_full_params;
+
+typedef struct {
+    int step;        /* steps done, this one included */
+    float loss;      /* mean next-token cross-entropy of the batch, nats */
+    float grad_norm; /* global L2 norm before clipping */
+    float lr;        /* learning rate used */
+} doze_full_stats;
+
+doze_full_params doze_full_default_params(void);
+/* A new seeded model of the given shape with the vocabulary of a GGUF file
+ * (its tokenizer.ggml.* keys, e.g. one written by doze_vocab_train). */
+doze_status doze_full_trainer_new(const doze_full_params *p, const void *vocab, size_t vocab_n,
+                                  doze_full_trainer **out, doze_error *err);
+/* Resumes from a checkpoint (doze_full_trainer_save with the state). */
+doze_status doze_full_trainer_resume(const void *ckpt, size_t n, doze_full_trainer **out,
+                                     doze_error *err);
+void doze_full_trainer_free(doze_full_trainer *t);
+const doze_full_params *doze_full_trainer_params(const doze_full_trainer *t);
+int doze_full_trainer_vocab_size(const doze_full_trainer *t);
+int doze_full_trainer_steps_done(const doze_full_trainer *t);
+/* Changes total_steps (e.g. to extend a resumed run; changes the schedule). */
+doze_status doze_full_trainer_set_total_steps(doze_full_trainer *t, int total_steps, doze_error *err);
+/* Draws a batch (batch, context + 1) of windows at seeded random offsets of
+ * a token stream (n >= context + 1) with the trainer's RNG (checkpointed). */
+doze_status doze_full_trainer_sample(doze_full_trainer *t, const int32_t *stream, size_t n,
+                                     int32_t *windows, doze_error *err);
+/* One step on windows (batch, context + 1): tokens 0..T-1 of each window
+ * are the input, 1..T the targets. */
+doze_status doze_full_trainer_step(doze_full_trainer *t, const int32_t *windows,
+                                   doze_full_stats *stats, doze_error *err);
+/* Mean next-token cross-entropy (nats) over n_windows windows (context + 1
+ * tokens each), forward only. */
+doze_status doze_full_trainer_eval(doze_full_trainer *t, const int32_t *windows, int n_windows,
+                                   double *loss, doze_error *err);
+/* Writes the model as GGUF (llama, with the vocabulary), matrices in `type`
+ * (a doze_type); with_state: f32 only, plus the Adam moments and the run's
+ * state, which doze_full_trainer_resume reads (the file still loads as a
+ * model). */
+doze_status doze_full_trainer_save(const doze_full_trainer *t, const char *name, int type,
+                                   int with_state,
+                                   int (*fn)(void *ctx, const void *bytes, size_t n), void *ctx,
+                                   doze_error *err);
+
+/* Trains a SentencePiece-style BPE vocabulary of `size` pieces on the
+ * stories of text (split at "<|endoftext|>" lines): <unk>, <s>, </s>, the
+ * 256 <0xNN> byte tokens, U+2581 and frequent multi-byte characters, then
+ * merges (score -k for the k-th); writes it as a vocab-only GGUF. */
+doze_status doze_vocab_train(const char *text, size_t len, int size,
+                             int (*fn)(void *ctx, const void *bytes, size_t n), void *ctx,
+                             doze_error *err);
+/* ---- end of issue 7 block ---- */
 
 #ifdef __cplusplus
 }

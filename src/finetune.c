@@ -82,9 +82,9 @@ void doze_finetune_free(doze_finetune *f) {
 }
 
 static doze_gates *gates_copy(const doze_gates *src) {
-    doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->dim);
+    doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->n_blocks, src->dim);
     if (!g) return NULL;
-    size_t rows = (size_t)src->n_layers * (size_t)(1 + src->n_heads);
+    size_t rows = (size_t)src->n_layers * (size_t)gates_rows(src);
     memcpy(g->router, src->router, rows * (size_t)src->dim * sizeof(float));
     memcpy(g->bias, src->bias, rows * sizeof(float));
     memcpy(g->log_lambda, src->log_lambda, sizeof g->log_lambda);
@@ -114,7 +114,9 @@ doze_status doze_finetune_new(doze_model *m, const doze_gates *init, const doze_
             if (!f->g) st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
         } else {
             int n = f->n_ids < 512 ? f->n_ids : 512;
-            st = doze_gates_calibrate(m, f->ids, n, NULL, &f->g, err);
+            doze_gates_params gp = doze_gates_default_params();
+            gp.ffn_gates = f->p.ffn_gates;
+            st = doze_gates_calibrate(m, f->ids, n, &gp, &f->g, err);
         }
     }
     if (st == DOZE_OK) st = doze_trainer_new(m, f->g, &f->p, &f->t, err);

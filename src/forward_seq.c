@@ -3,7 +3,8 @@
  * order of operations as session.c, so that under the same masks it gives
  * the token-by-token numbers. Masks follow DOZE_MASK semantics: a skipped
  * layer leaves the token's stream unchanged and its position is invisible
- * to later tokens at that layer; a skipped head adds nothing. */
+ * to later tokens at that layer; a skipped head adds nothing; a skipped FFN
+ * block computes nothing (issue 8). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,12 @@ static doze_matrix rows_of(const doze_matrix *w, int first, int n) {
 doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
                                   const uint8_t *layer_on, const uint8_t *head_on, float *logits,
                                   doze_error *err) {
+    return doze_sequence_forward3(m, tokens, T, layer_on, head_on, NULL, logits, err);
+}
+
+doze_status doze_sequence_forward3(doze_model *m, const int32_t *tokens, int T,
+                                   const uint8_t *layer_on, const uint8_t *head_on,
+                                   const uint8_t *ffn_on, float *logits, doze_error *err) {
     if (!m || !tokens || !logits || T <= 0)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, tokens or logits");
     const doze_model_info *c = &m->info;
@@ -54,7 +61,7 @@ doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
                              tokens[t], t, c->vocab_size);
     const int dim = c->dim, hd = c->head_dim, nh = c->n_heads, nl = c->n_layers;
     const int kv_dim = c->n_kv_heads * hd, q_dim = nh * hd, group = nh / c->n_kv_heads;
-    const int half = c->rope_dim / 2;
+    const int half = c->rope_dim / 2, nb = m->n_ffn_blocks;
     size_t widest = (size_t)(dim > c->hidden_dim ? dim : c->hidden_dim);
     if ((size_t)q_dim > widest) widest = (size_t)q_dim;
     seq_buffers b;
@@ -114,13 +121,8 @@ doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
                 model_matvec(m, b.tmp, &L->wo_head[h], o, b.xq);
                 k->add(x, b.tmp, dim);
             }
-            float *xn = b.xn + (size_t)t * dim;
-            k->rmsnorm(xn, x, L->ffn_norm, dim, c->norm_eps);
-            model_matvec(m, b.hb, &L->w_gate, xn, b.xq);
-            model_matvec(m, b.hb2, &L->w_up, xn, b.xq);
-            k->swiglu(b.hb, b.hb, b.hb2, c->hidden_dim);
-            model_matvec(m, b.tmp, &L->w_down, b.hb, b.xq);
-            k->add(x, b.tmp, dim);
+            const uint8_t *fo = ffn_on ? ffn_on + ((size_t)t * nl + l) * nb : NULL;
+            model_ffn(m, l, x, fo, b.xn + (size_t)t * dim, b.hb, b.hb2, b.tmp, b.xq, NULL);
         }
     }
     for (int t = 0; t < T; t++) {

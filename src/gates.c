@@ -18,6 +18,7 @@ doze_gates_params doze_gates_default_params(void) {
     p.protect_tokens = 1;
     p.ridge = 1e-2f;
     p.random_seed = 0;
+    p.ffn_gates = 1;
     return p;
 }
 
@@ -27,9 +28,21 @@ void cost_model_init(const doze_model_info *info, doze_cost_model *c) {
     c->head = 2.0 * hd * dim;
     c->head_per_pos = 2.0 * hd;
     c->ffn = 3.0 * dim * (double)info->hidden_dim;
+    c->ffn_channel = 3.0 * dim;
     c->router = (1.0 + info->n_heads) * dim;
+    c->router_block = dim;
     c->n_layers = info->n_layers;
     c->n_heads = info->n_heads;
+    c->n_blocks = ffn_n_blocks(info->hidden_dim);
+    c->hidden = info->hidden_dim;
+}
+
+double cost_block(const doze_cost_model *c, int j) {
+    return c->ffn_channel * (double)ffn_block_width(c->hidden, j);
+}
+
+double cost_router(const doze_cost_model *c, int n_blocks) {
+    return c->router + (double)n_blocks * c->router_block;
 }
 
 static double cost_head(const doze_cost_model *c, int n_pos) {
@@ -40,23 +53,28 @@ double cost_dense(const doze_cost_model *c, int n_pos) {
     return (double)c->n_layers * (c->kv + c->ffn + (double)c->n_heads * cost_head(c, n_pos));
 }
 
-double cost_of_layer(const doze_cost_model *c, int layer_on, const uint8_t *head_on, int n_pos) {
+double cost_of_layer(const doze_cost_model *c, int layer_on, const uint8_t *head_on,
+                     const uint8_t *blk_on, int n_pos) {
     if (!layer_on) return 0.0;
-    double total = c->kv + c->ffn;
+    double total = c->kv;
     double h1 = cost_head(c, n_pos);
     for (int h = 0; h < c->n_heads; h++)
         if (head_on[h]) total += h1;
+    if (!blk_on) return total + c->ffn;
+    for (int j = 0; j < c->n_blocks; j++)
+        if (blk_on[j]) total += cost_block(c, j);
     return total;
 }
 
-doze_gates *gates_alloc(int n_layers, int n_heads, int dim) {
+doze_gates *gates_alloc(int n_layers, int n_heads, int n_blocks, int dim) {
     doze_gates *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->n_layers = n_layers;
     g->n_heads = n_heads;
+    g->n_blocks = n_blocks;
     g->dim = dim;
     g->params = doze_gates_default_params();
-    size_t rows = (size_t)n_layers * (size_t)(1 + n_heads);
+    size_t rows = (size_t)n_layers * (size_t)(1 + n_heads + n_blocks);
     g->router = calloc(rows * (size_t)dim, sizeof(float));
     g->bias = calloc(rows, sizeof(float));
     if (!g->router || !g->bias) {
@@ -75,7 +93,7 @@ void doze_gates_free(doze_gates *g) {
 }
 
 void gates_score(const doze_gates *g, const doze_model *m, int layer, const float *xn, float *z) {
-    const int rows = 1 + g->n_heads;
+    const int rows = gates_rows(g);
     m->kern->matvec_f32(z, g->router + (size_t)layer * (size_t)rows * (size_t)g->dim, xn, rows,
                         g->dim);
     const float *b = g->bias + (size_t)layer * (size_t)rows;
@@ -92,13 +110,25 @@ float gates_log_lambda(const doze_gates *g, float budget) {
 }
 
 int gates_decide(const doze_gates *g, const doze_cost_model *c, int layer, int n_pos,
-                 const float *z, float log_lambda, uint8_t *head_on) {
+                 const float *z, float log_lambda, uint8_t *head_on, uint8_t *blk_on) {
     double dense = cost_dense(c, n_pos);
     double h1 = cost_head(c, n_pos) / dense;
     double layer_share = (c->kv + c->ffn + c->n_heads * cost_head(c, n_pos)) / dense;
     int layer_on = layer < g->params.protect_layers || z[0] - (float)log(layer_share) >= log_lambda;
     float head_price = log_lambda + (float)log(h1);
     for (int h = 0; h < c->n_heads; h++) head_on[h] = (uint8_t)(layer_on && z[1 + h] >= head_price);
+    if (g->n_blocks == 0) {
+        memset(blk_on, layer_on, (size_t)c->n_blocks);
+    } else {
+        const float *zb = z + 1 + c->n_heads;
+        float full_price = log_lambda + (float)log(cost_block(c, 0) / dense);
+        for (int j = 0; j < c->n_blocks; j++) {
+            float price = ffn_block_width(c->hidden, j) == DOZE_FFN_BLOCK
+                              ? full_price
+                              : log_lambda + (float)log(cost_block(c, j) / dense);
+            blk_on[j] = (uint8_t)(layer_on && zb[j] >= price);
+        }
+    }
     return layer_on;
 }
 
@@ -119,11 +149,14 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
 }
 
 /* ---- gate files ------------------------------------------------------------
- * general.architecture = "doze-gates"; doze.gates.version = 1;
- * doze.gates.kind ("training-free" | "trained"); doze.gates.model.{dim,
- * block_count, head_count, vocab_size, fingerprint}; doze.gates.protect_layers,
- * doze.gates.protect_tokens; tensors gates.router (dim, 1 + n_heads,
- * n_layers), gates.bias (1 + n_heads, n_layers), gates.log_lambda (101). */
+ * general.architecture = "doze-gates"; doze.gates.version = 2 (1 is still
+ * read: no FFN block gates); doze.gates.kind ("training-free" | "trained" |
+ * "random"); doze.gates.model.{dim, block_count, head_count, vocab_size,
+ * fingerprint}; doze.gates.protect_layers, doze.gates.protect_tokens;
+ * (version 2) doze.gates.ffn_block (32, channels per FFN block) and
+ * doze.gates.ffn_blocks (NB: ceil(hidden_dim / 32), or 0 for gates without
+ * FFN block rows); tensors gates.router (dim, 1 + n_heads + NB, n_layers),
+ * gates.bias (1 + n_heads + NB, n_layers), gates.log_lambda (101). */
 
 doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void *bytes, size_t n),
                             void *ctx, doze_error *err) {
@@ -131,11 +164,13 @@ doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void
     gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
     if (!w) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory");
     doze_status st = DOZE_OK;
-    uint64_t ne_r[3] = {(uint64_t)g->dim, (uint64_t)(1 + g->n_heads), (uint64_t)g->n_layers};
-    uint64_t ne_b[2] = {(uint64_t)(1 + g->n_heads), (uint64_t)g->n_layers};
+    uint64_t ne_r[3] = {(uint64_t)g->dim, (uint64_t)gates_rows(g), (uint64_t)g->n_layers};
+    uint64_t ne_b[2] = {(uint64_t)gates_rows(g), (uint64_t)g->n_layers};
     uint64_t ne_l[1] = {GATES_BUDGET_STEPS + 1};
     if (!st) st = gguf_writer_set_str(w, "general.architecture", "doze-gates", err);
-    if (!st) st = gguf_writer_set_u32(w, "doze.gates.version", 1, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.version", 2, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_block", DOZE_FFN_BLOCK, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_blocks", (uint32_t)g->n_blocks, err);
     if (!st) st = gguf_writer_set_str(w, "doze.gates.kind", g->kind, err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.dim", (uint32_t)g->dim, err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.block_count", (uint32_t)g->n_layers, err);
@@ -192,7 +227,19 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
     if (st == DOZE_OK && strcmp(arch->data, "doze-gates") != 0)
         st = doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE, "not a gate file (architecture \"%.64s\")",
                        arch->data);
-    if (!st) st = expect_u32(&h, "doze.gates.version", 1, err);
+    int64_t version = 0, n_blocks = 0;
+    if (!st) st = gguf_get_int(&h, "doze.gates.version", &version, err);
+    if (!st && version != 1 && version != 2)
+        st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION, "gate file version %lld (this reads 1 and 2)",
+                       (long long)version);
+    if (!st && version >= 2) {
+        st = expect_u32(&h, "doze.gates.ffn_block", DOZE_FFN_BLOCK, err);
+        if (!st) st = gguf_get_int(&h, "doze.gates.ffn_blocks", &n_blocks, err);
+        if (!st && n_blocks != 0 && n_blocks != ffn_n_blocks(c->hidden_dim))
+            st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                           "gate file: doze.gates.ffn_blocks is %lld, the model has %d FFN blocks",
+                           (long long)n_blocks, ffn_n_blocks(c->hidden_dim));
+    }
     if (!st) st = expect_u32(&h, "doze.gates.model.dim", c->dim, err);
     if (!st) st = expect_u32(&h, "doze.gates.model.block_count", c->n_layers, err);
     if (!st) st = expect_u32(&h, "doze.gates.model.head_count", c->n_heads, err);
@@ -206,7 +253,7 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
                            (unsigned)fp, (unsigned)gates_model_fingerprint(m));
     }
     if (!st) {
-        g = gates_alloc(c->n_layers, c->n_heads, c->dim);
+        g = gates_alloc(c->n_layers, c->n_heads, (int)n_blocks, c->dim);
         if (!g) st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
     }
     if (!st) {
@@ -220,7 +267,7 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
         const gguf_string *kind = NULL;
         if (gguf_get_string(&h, "doze.gates.kind", &kind, NULL) == DOZE_OK)
             snprintf(g->kind, sizeof g->kind, "%s", kind->data);
-        uint64_t rows = (uint64_t)c->n_layers * (uint64_t)(1 + c->n_heads);
+        uint64_t rows = (uint64_t)c->n_layers * (uint64_t)gates_rows(g);
         st = read_f32_tensor(&h, bytes, n, "gates.router", rows * (uint64_t)c->dim, g->router, err);
         if (!st) st = read_f32_tensor(&h, bytes, n, "gates.bias", rows, g->bias, err);
         if (!st)

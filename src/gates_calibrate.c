@@ -1,8 +1,16 @@
 /* The training-free router: fit per layer, by ridge regression, a linear map
- * from the normed residual entering the layer to the log of the layer's and
- * each head's relative contribution to the stream, measured on a dense run
+ * from the normed residual entering the layer to the log of the damage of
+ * skipping the layer, each head and each FFN block, measured on a dense run
  * over calibration tokens; then tabulate budget -> threshold on the same
- * tokens. No gradients: a closed-form fit that works on any model. */
+ * tokens. No gradients: a closed-form fit that works on any model.
+ *
+ * Damage (session_damage): the squared distance of the final normed hidden
+ * state from the dense one when the layer, its attention, or its whole FFN
+ * is skipped and the layers above are re-run. A head gets its attention's
+ * damage in proportion to its output norm ||Wo_h att_h||, and an FFN block
+ * its FFN's damage times ||W_down_j h_j||^2 / ||sum_k W_down_k h_k||^2
+ * (issue 8): a linearized estimate of what the part of the update the block
+ * writes does at the output. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,18 +57,22 @@ static int cholesky_solve(double *A, double *b, int n, int k) {
 typedef struct {
     int n;          /* calibration tokens kept (after the protected ones) */
     int first_pos;  /* position of the first kept token */
+    int U;          /* targets per layer: 1 + n_heads + n_blocks */
     float *xn;      /* (n, n_layers, dim) */
-    float *target;  /* (n, n_layers, 1 + n_heads) log relative contributions */
+    float *target;  /* (n, n_layers, U) log damages */
 } calib_data;
 
+/* nb: FFN block targets (0: none) */
 static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, int skip,
-                           int with_damage, calib_data *d, doze_error *err) {
+                           int with_damage, int nb, calib_data *d, doze_error *err) {
     const doze_model_info *c = &m->info;
-    const int L = c->n_layers, H = c->n_heads, D = c->dim;
+    const int L = c->n_layers, H = c->n_heads, D = c->dim, NB = m->n_ffn_blocks;
+    const int U = 1 + H + nb;
     d->first_pos = skip;
     d->n = n_tokens - skip;
+    d->U = U;
     d->xn = malloc((size_t)d->n * L * D * sizeof(float));
-    d->target = malloc((size_t)d->n * L * (1 + H) * sizeof(float));
+    d->target = malloc((size_t)d->n * L * U * sizeof(float));
     doze_step_trace tr;
     tr.x_in = malloc((size_t)L * D * sizeof(float));
     tr.xn = malloc((size_t)L * D * sizeof(float));
@@ -69,30 +81,47 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     tr.in_norm = malloc((size_t)L * sizeof(float));
     tr.update_norm = malloc((size_t)L * sizeof(float));
     tr.head_norm = malloc((size_t)L * H * sizeof(float));
+    tr.block_norm = malloc((size_t)L * NB * sizeof(float));
+    tr.ffn_norm = malloc((size_t)L * sizeof(float));
+    float *ffn_damage = malloc((size_t)L * sizeof(float));
     doze_session *s = doze_session_new(m, err);
     doze_status st = DOZE_OK;
     if (!d->xn || !d->target || !tr.x_in || !tr.xn || !tr.in_norm || !tr.update_norm ||
-        !tr.head_norm || !layer_damage || !attn_damage || !s)
+        !tr.head_norm || !tr.block_norm || !tr.ffn_norm || !ffn_damage || !layer_damage || !attn_damage || !s)
         st = s ? doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for calibration")
                : (doze_status)err->code;
     for (int t = 0; t < n_tokens && st == DOZE_OK; t++) {
-        st = session_step(s, tokens[t], NULL, NULL, &tr, err);
+        st = session_step(s, tokens[t], NULL, NULL, NULL, &tr, err);
         if (st != DOZE_OK || t < skip) continue;
         int i = t - skip;
         memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));
         if (!with_damage) continue;
-        st = session_damage(s, &tr, layer_damage, attn_damage, err);
+        st = session_damage(s, &tr, layer_damage, attn_damage, nb ? ffn_damage : NULL, err);
         if (st != DOZE_OK) break;
-        /* targets: log of the damage of skipping the layer, and of each head:
-         * the attention's damage shared by the heads' contribution norms */
+        /* targets: log of the damage of skipping the layer; of each head:
+         * the attention's damage shared by the heads' contribution norms; of
+         * each FFN block: see below */
         for (int l = 0; l < L; l++) {
-            float *y = d->target + ((size_t)i * L + l) * (1 + H);
+            float *y = d->target + ((size_t)i * L + l) * U;
             double total = 0;
             for (int h = 0; h < H; h++) total += tr.head_norm[(size_t)l * H + h];
             y[0] = (float)log(layer_damage[l] + LOG_FLOOR);
             for (int h = 0; h < H; h++) {
                 double share = total > 0 ? tr.head_norm[(size_t)l * H + h] / total : 1.0 / H;
                 y[1 + h] = (float)log(attn_damage[l] * share + LOG_FLOOR);
+            }
+            if (!nb) continue;
+            /* a block's damage: the FFN's, times the block's share of the
+             * FFN update's squared norm: damage_j = g ||W_down_j h_j||^2 with
+             * g = damage / ||sum_j W_down_j h_j||^2 the measured gain from a
+             * perturbation of the stream at this layer to the output (a
+             * linearized, isotropic estimate; consistent with the measured
+             * FFN damage when the blocks' updates are orthogonal) */
+            const float *bn = tr.block_norm + (size_t)l * NB;
+            double fn2 = (double)tr.ffn_norm[l] * tr.ffn_norm[l];
+            for (int j = 0; j < NB; j++) {
+                double share = fn2 > 0 ? (double)bn[j] * bn[j] / fn2 : 1.0 / NB;
+                y[1 + H + j] = (float)log(ffn_damage[l] * share + LOG_FLOOR);
             }
         }
     }
@@ -104,13 +133,16 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     free(tr.in_norm);
     free(tr.update_norm);
     free(tr.head_norm);
+    free(tr.block_norm);
+    free(tr.ffn_norm);
+    free(ffn_damage);
     return st;
 }
 
-/* ridge fit of layer l: router rows (1 + H, D) and bias (1 + H) */
-static doze_status fit_layer(const calib_data *d, int l, int L, int H, int D, float ridge,
-                             float *router, float *bias, doze_error *err) {
-    const int n = D + 1, k = 1 + H;
+/* ridge fit of layer l: router rows (U, D) and bias (U) */
+static doze_status fit_layer(const calib_data *d, int l, int L, int D, float ridge, float *router,
+                             float *bias, doze_error *err) {
+    const int n = D + 1, k = d->U;
     double *A = calloc((size_t)n * n, sizeof(double));
     double *B = calloc((size_t)n * k, sizeof(double));
     double *x = malloc((size_t)n * sizeof(double));
@@ -153,28 +185,29 @@ static doze_status fit_layer(const calib_data *d, int l, int L, int H, int D, fl
 /* budget -> threshold: mean compute of the calibration tokens on a grid of
  * thresholds, inverted by interpolation */
 static doze_status tabulate(doze_gates *g, doze_model *m, const calib_data *d, doze_error *err) {
-    const int L = g->n_layers, H = g->n_heads, D = g->dim;
+    const int L = g->n_layers, H = g->n_heads, D = g->dim, U = gates_rows(g);
     doze_cost_model cm;
     cost_model_init(&m->info, &cm);
-    float *z = malloc((size_t)d->n * L * (1 + H) * sizeof(float));
+    float *z = malloc((size_t)d->n * L * U * sizeof(float));
     double *ratio = malloc(GRID * sizeof(double));
-    uint8_t *heads = malloc((size_t)H);
+    uint8_t *heads = malloc((size_t)H + (size_t)cm.n_blocks);
     if (!z || !ratio || !heads) {
         free(z), free(ratio), free(heads);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the budget table");
     }
+    uint8_t *blocks = heads + H;
     for (int i = 0; i < d->n; i++)
         for (int l = 0; l < L; l++)
-            gates_score(g, m, l, d->xn + ((size_t)i * L + l) * D, z + ((size_t)i * L + l) * (1 + H));
+            gates_score(g, m, l, d->xn + ((size_t)i * L + l) * D, z + ((size_t)i * L + l) * U);
     for (int gi = 0; gi < GRID; gi++) {
         float ll = (float)(GRID_LO + (GRID_HI - GRID_LO) * gi / (GRID - 1));
         double sum = 0;
         for (int i = 0; i < d->n; i++) {
             int n_pos = d->first_pos + i + 1;
-            double spent = L * cm.router;
+            double spent = L * cost_router(&cm, g->n_blocks);
             for (int l = 0; l < L; l++) {
-                int on = gates_decide(g, &cm, l, n_pos, z + ((size_t)i * L + l) * (1 + H), ll, heads);
-                spent += cost_of_layer(&cm, on, heads, n_pos);
+                int on = gates_decide(g, &cm, l, n_pos, z + ((size_t)i * L + l) * U, ll, heads, blocks);
+                spent += cost_of_layer(&cm, on, heads, blocks, n_pos);
             }
             sum += spent / cost_dense(&cm, n_pos);
         }
@@ -211,16 +244,17 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     if (n - skip < 8)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "calibration needs at least %d tokens, got %d", skip + 8, n);
-    doze_gates *g = gates_alloc(c->n_layers, c->n_heads, c->dim);
+    const int nb = params.ffn_gates ? m->n_ffn_blocks : 0;
+    doze_gates *g = gates_alloc(c->n_layers, c->n_heads, nb, c->dim);
     if (!g) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
     g->params = params;
     g->vocab_size = c->vocab_size;
     g->fingerprint = gates_model_fingerprint(m);
-    calib_data d = {0, 0, NULL, NULL};
-    doze_status st = collect(m, tokens, n, skip, 1, &d, err);
-    const int rows = 1 + c->n_heads;
+    calib_data d = {0, 0, 0, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, 1, nb, &d, err);
+    const int rows = gates_rows(g);
     for (int l = 0; l < c->n_layers && st == DOZE_OK; l++)
-        st = fit_layer(&d, l, c->n_layers, c->n_heads, c->dim, params.ridge,
+        st = fit_layer(&d, l, c->n_layers, c->dim, params.ridge,
                        g->router + (size_t)l * rows * c->dim, g->bias + (size_t)l * rows, err);
     if (st == DOZE_OK && params.random_seed) {
         /* random routers: scores that vary with the input but mean nothing */
@@ -248,15 +282,16 @@ doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *token
                               doze_error *err) {
     if (!m || !g || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, gates or tokens");
     const doze_model_info *c = &m->info;
-    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim)
+    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
+        (g->n_blocks != 0 && g->n_blocks != m->n_ffn_blocks))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
     if (n > c->context_length) n = c->context_length;
     int skip = g->params.protect_tokens < 1 ? 1 : g->params.protect_tokens;
     if (n - skip < 8)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "retuning needs at least %d tokens, got %d",
                          skip + 8, n);
-    calib_data d = {0, 0, NULL, NULL};
-    doze_status st = collect(m, tokens, n, skip, 0, &d, err);
+    calib_data d = {0, 0, 0, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, 0, 0, &d, err);
     if (st == DOZE_OK) st = tabulate(g, m, &d, err);
     free(d.xn);
     free(d.target);

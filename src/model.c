@@ -226,6 +226,12 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             bytes = final_bytes > t->n_bytes ? final_bytes : t->n_bytes;
             uint64_t scratch = t->n_bytes + t->ne[0] * sizeof(float); /* raw copy + one row */
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
+        } else if (strstr(specs[i].name, "ffn_down") != NULL) {
+            /* issue 8: per-FFN-block column blocks (a 32-wide block is one
+             * q4_0/q8_0 block per row, so the type is kept); same size */
+            slot->kind = SLOT_FFN_BLOCKS;
+            uint64_t scratch = t->n_bytes;
+            if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
         } else if (!is_vec && model_interleaves((int)t->type) && specs[i].rows % 4 == 0 &&
                    info->head_dim % 4 == 0) {
             /* issue 9: repacked in place, 4 rows at a time (views of whole
@@ -265,6 +271,33 @@ static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char
     return NULL;
 }
 
+/* issue 9: a q4_0/q8_0 matrix (rows % 4 == 0, cols values per row) repacked
+ * in place to the x4 layout: each group of 4 rows, block by block: the 4
+ * f16 scales, then the 4 payloads (every q type Doze has starts with its
+ * scale). tmp: 4 rows' bytes. */
+static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, uint8_t *tmp) {
+    const doze_type_traits *tt = doze_type_traits_of(type);
+    const size_t bb = (size_t)tt->block_bytes, pay = bb - 2;
+    const size_t nb = (size_t)(cols / (uint64_t)tt->block_size), row = nb * bb;
+    for (uint64_t g = 0; g < rows / 4; g++) {
+        uint8_t *grp = base + (size_t)g * 4 * row;
+        memcpy(tmp, grp, 4 * row);
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = grp + b * 4 * bb;
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *src = tmp + (size_t)r * row + b * bb;
+                memcpy(o + 2 * r, src, 2);
+                memcpy(o + 8 + (size_t)r * pay, src + 2, pay);
+            }
+        }
+    }
+}
+
+/* issue 8: whether ffn_down's per-block (dim, 32) matrices are kept x4 */
+static int ffn_blocks_interleave(const doze_model_info *info, int type) {
+    return model_interleaves(type) && info->dim % 4 == 0;
+}
+
 void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s, uint8_t *arena,
                          uint8_t *scratch) {
     const gguf_tensor *t = s->src;
@@ -273,23 +306,27 @@ void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s,
         const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);
         for (uint64_t i = 0; i < t->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
     } else if (s->kind == SLOT_INTERLEAVE4) {
-        /* issue 9: each group of 4 rows, block by block: the 4 f16 scales,
-         * then the 4 payloads (every q type Doze has starts with its scale) */
-        const doze_type_traits *tt = doze_type_traits_of((int)t->type);
-        const size_t bb = (size_t)tt->block_bytes, pay = bb - 2;
-        const size_t nb = (size_t)(t->ne[0] / (uint64_t)tt->block_size), row = nb * bb;
-        uint8_t *base = arena + s->arena_offset;
-        for (uint64_t g = 0; g < t->ne[1] / 4; g++) {
-            uint8_t *grp = base + (size_t)g * 4 * row;
-            memcpy(scratch, grp, 4 * row);
-            for (size_t b = 0; b < nb; b++) {
-                uint8_t *o = grp + b * 4 * bb;
-                for (int r = 0; r < 4; r++) {
-                    const uint8_t *src = scratch + (size_t)r * row + b * bb;
-                    memcpy(o + 2 * r, src, 2);
-                    memcpy(o + 8 + (size_t)r * pay, src + 2, pay);
-                }
+        interleave4(arena + s->arena_offset, (int)t->type, t->ne[1], t->ne[0], scratch);
+    } else if (s->kind == SLOT_FFN_BLOCKS) {
+        /* W(dim, hidden) row-major -> per block j: (dim, width_j), blocks in
+         * order; then each block x4-interleaved where that applies */
+        const int dim = info->dim, hid = info->hidden_dim, nb = ffn_n_blocks(hid);
+        const int type = (int)t->type;
+        const size_t src_row = (size_t)doze_type_row_bytes(type, (uint64_t)hid);
+        memcpy(scratch, arena + s->copy_offset, (size_t)t->n_bytes);
+        uint8_t *dst = arena + s->arena_offset;
+        size_t off = 0;
+        for (int j = 0; j < nb; j++) {
+            const int w = ffn_block_width(hid, j);
+            const size_t seg = (size_t)doze_type_row_bytes(type, (uint64_t)w);
+            const size_t col = (size_t)doze_type_row_bytes(type, (uint64_t)j * DOZE_FFN_BLOCK);
+            for (int r = 0; r < dim; r++)
+                memcpy(dst + off + (size_t)r * seg, scratch + (size_t)r * src_row + col, seg);
+            if (ffn_blocks_interleave(info, type)) {
+                uint8_t tmp[4 * 64];
+                interleave4(dst + off, type, (uint64_t)dim, (uint64_t)w, tmp);
             }
+            off += (size_t)dim * seg;
         }
     } else if (s->kind == SLOT_HEAD_BLOCKS) {
         /* W(dim, n_heads * head_dim) row-major -> (n_heads, dim, head_dim) */
@@ -341,17 +378,34 @@ static void wire_head_blocks(doze_model *m, const doze_tensor_slot *s, doze_matr
     }
 }
 
+/* issue 8: the per-FFN-block matrices of a FFN_BLOCKS slot into out(n_ffn_blocks) */
+static void wire_ffn_blocks(doze_model *m, const doze_tensor_slot *s, doze_matrix *out) {
+    const doze_model_info *c = &m->info;
+    size_t off = 0;
+    for (int j = 0; j < m->n_ffn_blocks; j++) {
+        const int w = ffn_block_width(c->hidden_dim, j);
+        out[j].type = s->final_type;
+        out[j].rows = c->dim;
+        out[j].cols = w;
+        out[j].data = m->arena + s->arena_offset + off;
+        out[j].layout = ffn_blocks_interleave(c, s->final_type);
+        off += (size_t)c->dim * (size_t)doze_type_row_bytes(s->final_type, (uint64_t)w);
+    }
+}
+
 doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model_plan *plan,
                            doze_error *err) {
     doze_model_info *c = &m->info;
     char nm[64];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     m->wo_heads = calloc((size_t)c->n_layers * (size_t)c->n_heads, sizeof *m->wo_heads);
+    m->n_ffn_blocks = ffn_n_blocks(c->hidden_dim);
+    m->down_blks = calloc((size_t)c->n_layers * (size_t)m->n_ffn_blocks, sizeof *m->down_blks);
     size_t half = (size_t)(c->rope_dim / 2);
     size_t rope_n = (size_t)c->context_length * (half ? half : 1);
     m->rope_cos = malloc(rope_n * sizeof(float));
     m->rope_sin = malloc(rope_n * sizeof(float));
-    if (!m->layers || !m->wo_heads || !m->rope_cos || !m->rope_sin)
+    if (!m->layers || !m->wo_heads || !m->down_blks || !m->rope_cos || !m->rope_sin)
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for %d layers and RoPE tables",
                          c->n_layers);
 
@@ -382,7 +436,10 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
                        doze_type_row_bytes(L->wo_head[0].type, (uint64_t)c->head_dim);
         MAT(w_gate, "ffn_gate.weight");
         MAT(w_up, "ffn_up.weight");
-        MAT(w_down, "ffn_down.weight");
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);
+        L->w_down_blk = m->down_blks + (size_t)l * (size_t)m->n_ffn_blocks;
+        wire_ffn_blocks(m, find_slot(plan, nm), L->w_down_blk);
+        layer_bytes += find_slot(plan, nm)->src->n_bytes;
 #undef VEC
 #undef MAT
     }
@@ -432,6 +489,7 @@ void doze_model_free(doze_model *m) {
     tokenizer_free(m->tok);
     free(m->layers);
     free(m->wo_heads);
+    free(m->down_blks);
     free(m->rope_cos);
     free(m->rope_sin);
     free(m->arena);
@@ -442,8 +500,10 @@ const doze_model_info *doze_model_get_info(const doze_model *m) { return m ? &m-
 
 /* ---- typed products ------------------------------------------------------------ */
 
-void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
-                  void *xq_scratch) {
+/* y = W x with x given both as floats and, for the quantized types, as its
+ * q8_0 blocks xq (already made) */
+static void matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x,
+                            const void *xq) {
     switch (w->type) {
     case DOZE_TYPE_F32:
         m->kern->matvec_f32(y, (const float *)w->data, x, w->rows, w->cols);
@@ -452,39 +512,100 @@ void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const flo
         m->kern->matvec_f16(y, (const uint16_t *)w->data, x, w->rows, w->cols);
         break;
     case DOZE_TYPE_Q8_0:
-        m->kern->quantize_q8_0(x, xq_scratch, w->cols);
-        (w->layout ? m->kern->matvec_q8_0_x4 : m->kern->matvec_q8_0)(y, w->data, xq_scratch, w->rows,
-                                                                     w->cols);
+        (w->layout ? m->kern->matvec_q8_0_x4 : m->kern->matvec_q8_0)(y, w->data, xq, w->rows, w->cols);
         break;
     case DOZE_TYPE_Q4_0:
-        m->kern->quantize_q8_0(x, xq_scratch, w->cols);
-        (w->layout ? m->kern->matvec_q4_0_x4 : m->kern->matvec_q4_0)(y, w->data, xq_scratch, w->rows,
-                                                                     w->cols);
+        (w->layout ? m->kern->matvec_q4_0_x4 : m->kern->matvec_q4_0)(y, w->data, xq, w->rows, w->cols);
         break;
     default:
         break; /* unreachable: types are checked at load */
     }
 }
 
-void model_embed(const doze_model *m, int token, float *out) {
-    const doze_type_traits *t = doze_type_traits_of(m->token_embd.type);
-    uint64_t row = doze_type_row_bytes(m->token_embd.type, (uint64_t)m->token_embd.cols);
-    if (m->token_embd.layout) {
+void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
+                  void *xq_scratch) {
+    if (w->type == DOZE_TYPE_Q8_0 || w->type == DOZE_TYPE_Q4_0)
+        m->kern->quantize_q8_0(x, xq_scratch, w->cols);
+    matvec_prepared(m, y, w, x, xq_scratch);
+}
+
+/* rows [first, first + n) of W (first % 4 == 0 where W is x4) */
+static doze_matrix rows_view(const doze_matrix *w, int first, int n) {
+    doze_matrix v = *w;
+    size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
+    v.rows = n;
+    v.data = (const uint8_t *)w->data + (size_t)first * row;
+    return v;
+}
+
+void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, float *xn, float *hb,
+               float *hb2, float *tmp, void *xq, float *block_norm) {
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const doze_layer *L = &m->layers[layer];
+    const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks;
+    const int quantized = m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q8_0 ||
+                          m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q4_0;
+    k->rmsnorm(xn, x, L->ffn_norm, dim, c->norm_eps); /* xn(dim) */
+    /* h = silu(gate xn) * up xn over each run of running blocks */
+    for (int j = 0; j < nb;) {
+        if (blk_on && !blk_on[j]) {
+            j++;
+            continue;
+        }
+        int e = j + 1;
+        while (e < nb && (!blk_on || blk_on[e])) e++;
+        const int r0 = j * DOZE_FFN_BLOCK, r1 = e * DOZE_FFN_BLOCK < hid ? e * DOZE_FFN_BLOCK : hid;
+        doze_matrix wg = rows_view(&L->w_gate, r0, r1 - r0), wu = rows_view(&L->w_up, r0, r1 - r0);
+        model_matvec(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
+        model_matvec(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
+        k->swiglu(hb + r0, hb + r0, hb2 + r0, r1 - r0);
+        j = e;
+    }
+    /* x += W_down_j h_j, block by block in block order (for the quantized
+     * types h's q8_0 blocks are exactly its 32-channel blocks) */
+    doze_block_q8_0 *hq = xq;
+    if (quantized)
+        for (int j = 0; j < nb; j++)
+            if (!blk_on || blk_on[j])
+                k->quantize_q8_0(hb + (size_t)j * DOZE_FFN_BLOCK, hq + j, DOZE_FFN_BLOCK);
+    for (int j = 0; j < nb; j++) {
+        if (blk_on && !blk_on[j]) {
+            if (block_norm) block_norm[j] = 0.0f;
+            continue;
+        }
+        matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * DOZE_FFN_BLOCK, hq + j); /* (dim) */
+        if (block_norm) {
+            double ss = 0;
+            for (int i = 0; i < dim; i++) ss += (double)tmp[i] * tmp[i];
+            block_norm[j] = (float)sqrt(ss);
+        }
+        k->add(x, tmp, dim);
+    }
+}
+
+void model_dequantize_row(const doze_matrix *w, int r, float *out) {
+    const doze_type_traits *t = doze_type_traits_of(w->type);
+    uint64_t row = doze_type_row_bytes(w->type, (uint64_t)w->cols);
+    if (w->layout) {
         /* issue 9: the x4 layout; gather the row's blocks back one at a time */
         const size_t bb = (size_t)t->block_bytes, pay = bb - 2, bs = (size_t)t->block_size;
-        const uint8_t *grp = (const uint8_t *)m->token_embd.data + (size_t)(token / 4) * 4 * (size_t)row;
-        const int r = token % 4;
+        const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / 4) * 4 * (size_t)row;
+        const int k = r % 4;
         uint8_t blk[64];
-        for (size_t b = 0; b < (size_t)m->token_embd.cols / bs; b++) {
+        for (size_t b = 0; b < (size_t)w->cols / bs; b++) {
             const uint8_t *o = grp + b * 4 * bb;
-            memcpy(blk, o + 2 * r, 2);
-            memcpy(blk + 2, o + 8 + (size_t)r * pay, pay);
+            memcpy(blk, o + 2 * k, 2);
+            memcpy(blk + 2, o + 8 + (size_t)k * pay, pay);
             t->dequantize_row(blk, out + b * bs, (int64_t)bs);
         }
         return;
     }
-    t->dequantize_row((const uint8_t *)m->token_embd.data + (size_t)token * row, out,
-                      m->token_embd.cols);
+    t->dequantize_row((const uint8_t *)w->data + (size_t)r * row, out, w->cols);
+}
+
+void model_embed(const doze_model *m, int token, float *out) {
+    model_dequantize_row(&m->token_embd, token, out);
 }
 
 /* ---- tokenizer accessors ----------------------------------------------------------- */

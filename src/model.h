@@ -33,8 +33,22 @@ typedef struct {
     const float *ffn_norm;  /* (dim) */
     doze_matrix w_gate;     /* (hidden_dim, dim) */
     doze_matrix w_up;       /* (hidden_dim, dim) */
-    doze_matrix w_down;     /* (dim, hidden_dim) */
+    doze_matrix *w_down_blk; /* (n_ffn_blocks) blocks of ffn_down, each (dim, width):
+                               the columns of FFN block j (intermediate channels
+                               32j .. 32j + width), stored contiguously so that a
+                               skipped block's weights are not read (issue 8) */
 } doze_layer;
+
+/* issue 8: FFN blocks. The FFN intermediate dimension is cut into blocks of
+ * DOZE_FFN_BLOCK channels (the last one shorter when hidden_dim % 32 != 0).
+ * A skipped block computes none of its ffn_gate/ffn_up rows and none of its
+ * ffn_down columns. */
+#define DOZE_FFN_BLOCK 32
+static inline int ffn_n_blocks(int hidden_dim) { return (hidden_dim + DOZE_FFN_BLOCK - 1) / DOZE_FFN_BLOCK; }
+static inline int ffn_block_width(int hidden_dim, int j) {
+    int w = hidden_dim - j * DOZE_FFN_BLOCK;
+    return w < DOZE_FFN_BLOCK ? w : DOZE_FFN_BLOCK;
+}
 
 struct doze_model {
     doze_model_info info;
@@ -42,6 +56,8 @@ struct doze_model {
     doze_matrix token_embd; /* (vocab_size, dim) */
     doze_layer *layers;     /* (n_layers) */
     doze_matrix *wo_heads;  /* (n_layers, n_heads): the layers' wo_head arrays */
+    doze_matrix *down_blks; /* (n_layers, n_ffn_blocks): the layers' w_down_blk arrays */
+    int n_ffn_blocks;       /* ffn_n_blocks(hidden_dim) */
     const float *output_norm; /* (dim) */
     doze_matrix output;     /* (vocab_size, dim); token_embd when tied */
     doze_tokenizer *tok;    /* NULL when the file has no tokenizer */
@@ -61,6 +77,8 @@ typedef enum {
     SLOT_PLAIN,       /* used as stored */
     SLOT_NORM_F16,    /* an f16 vector widened to f32 */
     SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks */
+    SLOT_FFN_BLOCKS,  /* issue 8: ffn_down split into per-block column blocks (x4 inside
+                         each block for q4_0/q8_0 when dim % 4 == 0) */
     SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0 matrix repacked in place to the x4 layout */
 } doze_slot_kind;
 
@@ -101,6 +119,9 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
                   void *xq_scratch);
 
+/* Row r of W as floats: out(cols) (any layout). */
+void model_dequantize_row(const doze_matrix *w, int r, float *out);
+
 /* Embedding row of `token` as floats: out(dim). */
 void model_embed(const doze_model *m, int token, float *out);
 
@@ -111,21 +132,36 @@ typedef struct {
     float *in_norm;     /* (n_layers) ||x|| entering each layer */
     float *update_norm; /* (n_layers) ||x_out - x_in|| of each layer */
     float *head_norm;   /* (n_layers, n_heads) ||Wo_h att_h|| */
+    float *block_norm;  /* (n_layers, n_ffn_blocks) ||W_down_j h_j|| (may be NULL) */
+    float *ffn_norm;    /* (n_layers) ||sum_j W_down_j h_j||, the FFN's update (may be NULL) */
 } doze_step_trace;
+
+/* issue 8: the FFN of one token on x(dim) in place: x += sum over running
+ * blocks j of W_down_j swiglu(W_gate_j xn, W_up_j xn), xn = ffn_norm(x).
+ * blk_on (n_ffn_blocks, NULL: all on). Runs of consecutive running blocks
+ * share one gate/up matvec, so all-on is one call each: the dense FFN.
+ * Scratch: xn(dim), hb, hb2 (hidden_dim), tmp(dim), xq (q8_0 of hidden).
+ * block_norm (n_ffn_blocks, may be NULL) gets ||W_down_j h_j|| (0 when off).
+ * Every path (token step, whole sequence, prefill) uses these operations. */
+void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, float *xn, float *hb,
+               float *hb2, float *tmp, void *xq, float *block_norm);
 
 /* One step with a forced mask (layer_on NULL: decided by the session's
  * gates and budget, or dense) that also fills trace when not NULL. */
 doze_status session_step(doze_session *s, int token, const uint8_t *layer_on,
-                         const uint8_t *head_on, doze_step_trace *trace, doze_error *err);
+                         const uint8_t *head_on, const uint8_t *ffn_on, doze_step_trace *trace,
+                         doze_error *err);
 
 /* After a traced dense step: what skipping each layer, or each layer's
  * attention (every head), would have done to that token — the squared
  * distance of the final normed hidden state from the dense one, relative to
  * its squared norm — by re-running the layers above from the traced
  * residual. The session's state (KV cache, stream) is left as the dense step
- * left it. layer_damage(n_layers), attn_damage(n_layers). */
+ * left it. layer_damage(n_layers), attn_damage(n_layers); ffn_damage
+ * (n_layers, may be NULL): what skipping the layer's whole FFN (every block,
+ * heads all on) would do (issue 8). */
 doze_status session_damage(doze_session *s, const doze_step_trace *trace, float *layer_damage,
-                           float *attn_damage, doze_error *err);
+                           float *attn_damage, float *ffn_damage, doze_error *err);
 
 /* Switches the kernel table (benchmarks compare SIMD and reference). */
 void model_use_kernels(doze_model *m, int kernel_set);
@@ -147,6 +183,7 @@ typedef struct {
     void *xq;           /* q8_0 blocks of the widest input vector */
     float *logits;      /* (vocab_size) */
     uint8_t *layer_on, *head_on; /* last step's mask */
+    uint8_t *ffn_on;    /* (n_layers, n_ffn_blocks) last step's FFN blocks */
     float *compute;     /* last step's compute ratio */
 } doze_session_view;
 

@@ -4,7 +4,8 @@
  * while every token keeps the token-by-token path's exact operations: the
  * matmuls give each token the matvec's bits, and norms, RoPE, attention
  * over the cache (causal: token t sees positions <= pos + t), the per-head
- * output projections (added in head order) and the FFN are the same kernel
+ * output projections (added in head order), the FFN's down projection
+ * (added FFN block by block, in block order) and the rest are the same kernel
  * calls on the same data. So the KV cache and the last token's logits are
  * bit-identical to n calls of doze_session_step with every gate on.
  * Prefill is dense: gates and budget are not consulted (the mask reported
@@ -102,8 +103,11 @@ static void prefill_chunk(doze_session_view *v, const prefill_buffers *b, const 
         mm(m, b->h2, hid, &L->w_up, b->xn, dim, n, b->scratch);
         for (int t = 0; t < n; t++)
             k->swiglu(b->h1 + (size_t)t * hid, b->h1 + (size_t)t * hid, b->h2 + (size_t)t * hid, hid);
-        mm(m, b->y, dim, &L->w_down, b->h1, hid, n, b->scratch);
-        for (int t = 0; t < n; t++) k->add(b->x + (size_t)t * dim, b->y + (size_t)t * dim, dim);
+        /* issue 8: down FFN block by FFN block, added in block order (model_ffn) */
+        for (int j = 0; j < m->n_ffn_blocks; j++) {
+            mm(m, b->y, dim, &L->w_down_blk[j], b->h1 + (size_t)j * DOZE_FFN_BLOCK, hid, n, b->scratch);
+            for (int t = 0; t < n; t++) k->add(b->x + (size_t)t * dim, b->y + (size_t)t * dim, dim);
+        }
     }
     memcpy(v->x, b->x + (size_t)(n - 1) * dim, (size_t)dim * sizeof(float));
     *v->pos = pos + n;
@@ -152,6 +156,7 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
     model_matvec(m, v.logits, &m->output, v.xb, v.xq);
     memset(v.layer_on, 1, (size_t)c->n_layers);
     memset(v.head_on, 1, (size_t)c->n_layers * (size_t)c->n_heads);
+    memset(v.ffn_on, 1, (size_t)c->n_layers * (size_t)m->n_ffn_blocks);
     *v.compute = 1.0f;
     return DOZE_OK;
 }

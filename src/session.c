@@ -7,6 +7,8 @@
  *    attend to it there;
  *  - a skipped head computes no Q slice, no attention and no slice of the
  *    output projection (attn_output is stored per head, see model.c);
+ *  - a skipped FFN block (issue 8) computes none of its gate/up rows and
+ *    none of its down columns (ffn_down is stored per block, see model.c);
  *  - with every gate on, the step is the dense model, bit for bit (the dense
  *    model is this very code with all gates on). */
 #include <math.h>
@@ -34,9 +36,11 @@ struct doze_session {
     float *att;       /* (context_length) attention weights of one head */
     void *xq;         /* q8_0 blocks of the widest input vector */
     float *logits;    /* (vocab_size) */
-    float *z;         /* (1 + n_heads) router scores */
+    float *z;         /* (1 + n_heads + n_ffn_blocks) router scores */
+    float *tmp;       /* (dim) one FFN block's output */
     uint8_t *layer_on; /* (n_layers) last step's mask */
     uint8_t *head_on;  /* (n_layers, n_heads) */
+    uint8_t *ffn_on;   /* (n_layers, n_ffn_blocks) */
     float compute;     /* last step's compute ratio */
     float budget;
     float lambda_adj;  /* feedback correction of the log threshold */
@@ -60,8 +64,10 @@ void doze_session_free(doze_session *s) {
     free(s->xq);
     free(s->logits);
     free(s->z);
+    free(s->tmp);
     free(s->layer_on);
     free(s->head_on);
+    free(s->ffn_on);
     free(s);
 }
 
@@ -105,11 +111,15 @@ doze_session *doze_session_new(doze_model *m, doze_error *err) {
     s->att = malloc((size_t)c->context_length * sizeof(float));
     s->xq = malloc((size_t)(widest / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
     s->logits = calloc((size_t)c->vocab_size, sizeof(float));
-    s->z = malloc((size_t)(1 + c->n_heads) * sizeof(float));
+    const size_t nb = (size_t)m->n_ffn_blocks;
+    s->z = malloc((size_t)(1 + c->n_heads + nb) * sizeof(float));
+    s->tmp = malloc((size_t)c->dim * sizeof(float));
     s->layer_on = malloc((size_t)c->n_layers);
     s->head_on = malloc((size_t)c->n_layers * (size_t)c->n_heads);
+    s->ffn_on = malloc((size_t)c->n_layers * nb);
     if (!s->key || !s->value || !s->kv_valid || !s->x || !s->x_in || !s->xb || !s->xb2 || !s->q || !s->hb ||
-        !s->hb2 || !s->att || !s->xq || !s->logits || !s->z || !s->layer_on || !s->head_on) {
+        !s->hb2 || !s->att || !s->xq || !s->logits || !s->z || !s->tmp || !s->layer_on || !s->head_on ||
+        !s->ffn_on) {
         doze_fail(err, DOZE_ERR_OUT_OF_MEMORY,
                   "out of memory for a session (KV cache of %llu bytes for context %d)",
                   (unsigned long long)(2 * cache * sizeof(float)), c->context_length);
@@ -118,6 +128,7 @@ doze_session *doze_session_new(doze_model *m, doze_error *err) {
     }
     memset(s->layer_on, 1, (size_t)c->n_layers);
     memset(s->head_on, 1, (size_t)c->n_layers * (size_t)c->n_heads);
+    memset(s->ffn_on, 1, (size_t)c->n_layers * nb);
     s->compute = 1.0f;
     return s;
 }
@@ -132,6 +143,8 @@ int doze_session_pos(const doze_session *s) { return s ? s->pos : 0; }
 const float *doze_session_logits(const doze_session *s) { return s ? s->logits : NULL; }
 const uint8_t *doze_session_layer_mask(const doze_session *s) { return s ? s->layer_on : NULL; }
 const uint8_t *doze_session_head_mask(const doze_session *s) { return s ? s->head_on : NULL; }
+const uint8_t *doze_session_ffn_mask(const doze_session *s) { return s ? s->ffn_on : NULL; }
+int doze_model_ffn_blocks(const doze_model *m) { return m ? m->n_ffn_blocks : 0; }
 float doze_session_compute(const doze_session *s) { return s ? s->compute : 0.0f; }
 float doze_session_get_budget(const doze_session *s) { return s ? s->budget : 1.0f; }
 
@@ -147,10 +160,13 @@ doze_status doze_session_set_budget(doze_session *s, float budget, doze_error *e
 doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err) {
     if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
     const doze_model_info *c = &s->model->info;
-    if (g && (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim))
+    if (g && (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
+              (g->n_blocks != 0 && g->n_blocks != s->model->n_ffn_blocks)))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE,
-                         "gates for %d layers x %d heads (dim %d) do not fit this model (%d x %d, dim %d)",
-                         g->n_layers, g->n_heads, g->dim, c->n_layers, c->n_heads, c->dim);
+                         "gates for %d layers x %d heads x %d FFN blocks (dim %d) do not fit this model "
+                         "(%d x %d x %d, dim %d)",
+                         g->n_layers, g->n_heads, g->n_blocks, g->dim, c->n_layers, c->n_heads,
+                         s->model->n_ffn_blocks, c->dim);
     s->gates = g;
     s->lambda_adj = 0.0f;
     return DOZE_OK;
@@ -176,7 +192,7 @@ static doze_matrix head_rows(const doze_matrix *w, int h, int head_dim) {
  * written, then the running heads' attention, then the FFN. xb holds the
  * normed input (attn_norm) on entry. */
 static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
-                      doze_step_trace *trace) {
+                      const uint8_t *blk_on, doze_step_trace *trace) {
     const doze_model *m = s->model;
     const doze_model_info *c = &m->info;
     const doze_kernels *k = m->kern;
@@ -226,13 +242,15 @@ static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
             for (int h = 0; h < nh; h++)
                 if (!head_on[h]) trace->head_norm[(size_t)l * nh + h] = 0.0f;
 
-        /* feed-forward: x += down(silu(gate(xn)) * up(xn)) */
-        k->rmsnorm(s->xb, s->x, L->ffn_norm, dim, c->norm_eps);
-        model_matvec(m, s->hb, &L->w_gate, s->xb, s->xq);  /* (hidden_dim) */
-        model_matvec(m, s->hb2, &L->w_up, s->xb, s->xq);   /* (hidden_dim) */
-        k->swiglu(s->hb, s->hb, s->hb2, c->hidden_dim);
-        model_matvec(m, s->xb2, &L->w_down, s->hb, s->xq); /* (dim) */
-        k->add(s->x, s->xb2, dim);
+        /* feed-forward over the running blocks: x += sum_j down_j(silu(gate_j(xn)) * up_j(xn)) */
+        if (trace && trace->ffn_norm) memcpy(s->xb2, s->x, (size_t)dim * sizeof(float));
+        model_ffn(m, l, s->x, blk_on, s->xb, s->hb, s->hb2, s->tmp, s->xq,
+                  trace && trace->block_norm ? trace->block_norm + (size_t)l * m->n_ffn_blocks : NULL);
+        if (trace && trace->ffn_norm) {
+            double u = 0;
+            for (int i = 0; i < dim; i++) u += ((double)s->x[i] - s->xb2[i]) * ((double)s->x[i] - s->xb2[i]);
+            trace->ffn_norm[l] = (float)sqrt(u);
+        }
         if (trace) {
             double u = 0;
             for (int i = 0; i < dim; i++)
@@ -242,7 +260,8 @@ static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
 }
 
 doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
-                         const uint8_t *force_head, doze_step_trace *trace, doze_error *err) {
+                         const uint8_t *force_head, const uint8_t *force_ffn, doze_step_trace *trace,
+                         doze_error *err) {
     if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
     const doze_model *m = s->model;
     const doze_model_info *c = &m->info;
@@ -254,7 +273,7 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
         return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "context of %d positions is full",
                          c->context_length);
     const int pos = s->pos;
-    const int dim = c->dim, nh = c->n_heads;
+    const int dim = c->dim, nh = c->n_heads, nb = m->n_ffn_blocks;
 
     /* who decides: a forced mask, the gates under a budget, or nobody (dense) */
     const doze_gates *g = force_layer ? NULL : s->gates;
@@ -268,6 +287,7 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
         size_t cell = (size_t)l * (size_t)c->context_length;
         uint8_t *valid = s->kv_valid + cell;           /* (context_length) */
         uint8_t *head_on = s->head_on + (size_t)l * (size_t)nh;
+        uint8_t *blk_on = s->ffn_on + (size_t)l * (size_t)nb;
 
         k->rmsnorm(s->xb, s->x, L->attn_norm, dim, c->norm_eps); /* xn(dim): the router's input */
         if (trace) {
@@ -279,25 +299,31 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
         if (force_layer) {
             layer_on = force_layer[l] != 0;
             for (int h = 0; h < nh; h++) head_on[h] = force_head ? force_head[(size_t)l * nh + h] != 0 : 1;
+            for (int j = 0; j < nb; j++) blk_on[j] = force_ffn ? force_ffn[(size_t)l * nb + j] != 0 : 1;
         } else if (gated) {
             gates_score(g, m, l, s->xb, s->z);
-            spent += s->cost.router;
-            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on);
+            spent += cost_router(&s->cost, g->n_blocks);
+            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on, blk_on);
         } else {
             memset(head_on, 1, (size_t)nh);
+            memset(blk_on, 1, (size_t)nb);
         }
         s->layer_on[l] = (uint8_t)layer_on;
         valid[pos] = (uint8_t)layer_on;
         if (!layer_on) {
             memset(head_on, 0, (size_t)nh);
+            memset(blk_on, 0, (size_t)nb);
             if (trace) {
                 trace->update_norm[l] = 0.0f;
                 memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
+                if (trace->block_norm)
+                    memset(trace->block_norm + (size_t)l * nb, 0, (size_t)nb * sizeof(float));
+                if (trace->ffn_norm) trace->ffn_norm[l] = 0.0f;
             }
             continue; /* adds nothing, writes no K/V */
         }
-        spent += cost_of_layer(&s->cost, 1, head_on, pos + 1);
-        run_layer(s, l, pos, head_on, trace);
+        spent += cost_of_layer(&s->cost, 1, head_on, blk_on, pos + 1);
+        run_layer(s, l, pos, head_on, blk_on, trace);
     }
     k->rmsnorm(s->xb, s->x, m->output_norm, dim, c->norm_eps);
     model_matvec(m, s->logits, &m->output, s->xb, s->xq); /* (vocab_size) */
@@ -325,7 +351,7 @@ static float rel_sq_dist(const float *a, const float *b, int n) {
 }
 
 doze_status session_damage(doze_session *s, const doze_step_trace *trace, float *layer_damage,
-                           float *attn_damage, doze_error *err) {
+                           float *attn_damage, float *ffn_damage, doze_error *err) {
     if (!s || !trace || s->pos < 1) return doze_fail(err, DOZE_ERR_STATE, "no traced step to revisit");
     const doze_model *m = s->model;
     const doze_model_info *c = &m->info;
@@ -336,13 +362,15 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
     float *dense_x = malloc((size_t)dim * sizeof(float));
     float *dense_out = malloc((size_t)dim * sizeof(float));
     float *out = malloc((size_t)dim * sizeof(float));
-    uint8_t *all = malloc((size_t)nh), *none = calloc((size_t)nh, 1);
+    const int nb = m->n_ffn_blocks;
+    const size_t nmask = (size_t)(nh > nb ? nh : nb);
+    uint8_t *all = malloc(nmask), *none = calloc(nmask, 1);
     doze_status st = DOZE_OK;
     if (!saved_kv || !dense_x || !dense_out || !out || !all || !none) {
         st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory measuring skip damage");
         goto done;
     }
-    memset(all, 1, (size_t)nh);
+    memset(all, 1, nmask);
     for (int l = 0; l < nl; l++) {
         size_t row = ((size_t)l * (size_t)c->context_length + (size_t)pos) * kv_dim;
         memcpy(saved_kv + (size_t)l * 2 * kv_dim, s->key + row, kv_dim * sizeof(float));
@@ -351,14 +379,17 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
     memcpy(dense_x, s->x, (size_t)dim * sizeof(float));
     k->rmsnorm(dense_out, dense_x, m->output_norm, dim, c->norm_eps);
     for (int l = 0; l < nl; l++) {
-        for (int mode = 0; mode < 2; mode++) { /* 0: skip layer l, 1: skip its attention */
+        /* 0: skip layer l, 1: skip its attention, 2: skip its FFN */
+        for (int mode = 0; mode < (ffn_damage ? 3 : 2); mode++) {
             memcpy(s->x, trace->x_in + (size_t)l * dim, (size_t)dim * sizeof(float));
             for (int j = l + (mode == 0); j < nl; j++) {
                 k->rmsnorm(s->xb, s->x, m->layers[j].attn_norm, dim, c->norm_eps);
-                run_layer(s, j, pos, (j == l) ? none : all, NULL);
+                run_layer(s, j, pos, (j == l && mode == 1) ? none : all,
+                          (j == l && mode == 2) ? none : all, NULL);
             }
             k->rmsnorm(out, s->x, m->output_norm, dim, c->norm_eps);
-            (mode == 0 ? layer_damage : attn_damage)[l] = rel_sq_dist(out, dense_out, dim);
+            float d = rel_sq_dist(out, dense_out, dim);
+            (mode == 0 ? layer_damage : mode == 1 ? attn_damage : ffn_damage)[l] = d;
         }
     }
     for (int l = 0; l < nl; l++) {
@@ -378,13 +409,19 @@ done:
 }
 
 doze_status doze_session_step(doze_session *s, int token, doze_error *err) {
-    return session_step(s, token, NULL, NULL, NULL, err);
+    return session_step(s, token, NULL, NULL, NULL, NULL, err);
 }
 
 doze_status doze_session_step_masked(doze_session *s, int token, const uint8_t *layer_on,
                                      const uint8_t *head_on, doze_error *err) {
     if (!layer_on) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no layer mask");
-    return session_step(s, token, layer_on, head_on, NULL, err);
+    return session_step(s, token, layer_on, head_on, NULL, NULL, err);
+}
+
+doze_status doze_session_step_masked3(doze_session *s, int token, const uint8_t *layer_on,
+                                      const uint8_t *head_on, const uint8_t *ffn_on, doze_error *err) {
+    if (!layer_on) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no layer mask");
+    return session_step(s, token, layer_on, head_on, ffn_on, NULL, err);
 }
 
 /* ---- issue 9 hook: the buffers the batched prefill (prefill.c) fills ---- */
@@ -400,6 +437,7 @@ void session_view(doze_session *s, doze_session_view *v) {
     v->logits = s->logits;
     v->layer_on = s->layer_on;
     v->head_on = s->head_on;
+    v->ffn_on = s->ffn_on;
     v->compute = &s->compute;
 }
 /* ---- end of issue 9 hook ---- */

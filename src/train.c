@@ -3,10 +3,12 @@
  * The training forward runs B windows of T tokens layer by layer (the order
  * of forward_seq.c) and keeps its activations in one buffer carved into
  * named tensors. Per layer l and token n, the router scores z = R_l xn +
- * bias (1 + n_heads values: the layer, then each head) become unit scores
- * s = z - log(cost share) - log lambda0, and gates g:
+ * bias (1 + n_heads + n_blocks values: the layer, each head, each FFN block)
+ * become unit scores s = z - log(cost share) - log lambda0, and gates g:
  *   x_mid = x_in + a,  a = sum_h g_h Wo_h o_h       (heads gated)
- *   x_out = x_in + g_0 (a + ffn(x_mid))            (layer gated)
+ *   f = sum_j g_j W_down_j hg_j,  hg = swiglu(W_gate hn, W_up hn),
+ *       hn = rmsnorm(x_mid)                         (FFN blocks gated)
+ *   x_out = x_in + g_0 (a + f)                     (layer gated)
  * and a token whose layer is off (hard decision) is invisible to later
  * tokens at that layer, as at inference. With hard decisions (g in {0, 1})
  * this is exactly the inference forward under the same masks.
@@ -47,17 +49,21 @@ struct doze_trainer {
     doze_gates *g;
     doze_train_params p;
     int B, T, N, D, F, H, KV, hd, Q, KVD, L, V, U;
+    int NB; /* FFN block gates per layer (0: none) */
     layer_weights *w;
     float *wcls, *tcls;
     layer_acts *act;
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
     float *dx, *dA, *dtmp, *dhg, *dh1, *dh3, *dhn, *dO, *dq, *dk, *dv, *dxn, *dlogits, *dz, *hbuf,
-        *hbuf2, *dbuf, *att_scratch;
+        *hbuf2, *dbuf, *att_scratch, *hgm;
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
     float *log_share_layer, *log_share_head, *fixed_c, *head_c, *router_c;
+    /* FFN blocks: per position the FFN's share of the dense compute, per
+     * block its fraction of the FFN */
+    float *ffn_c, *log_ffn_c, *blk_frac, *log_blk_frac;
     float log_lambda0;
     uint64_t rng;
     int step;
@@ -76,6 +82,7 @@ doze_train_params doze_train_default_params(void) {
     p.tau_end = 0.2f;
     p.total_steps = 200;
     p.seed = 1;
+    p.ffn_gates = 1;
     return p;
 }
 
@@ -173,6 +180,7 @@ static void layout(doze_trainer *t, carver *c) {
     t->hbuf2 = carve(c, N * (size_t)t->hd);
     t->dbuf = carve(c, N * D);
     t->att_scratch = carve(c, ATTENTION_SCRATCH(t->T, t->hd));
+    t->hgm = carve(c, N * F);
     t->dR = carve(c, L * U * D);
     t->db = carve(c, L * U);
     t->mR = carve(c, L * U * D);
@@ -184,6 +192,10 @@ static void layout(doze_trainer *t, carver *c) {
     t->fixed_c = carve(c, (size_t)t->T);
     t->head_c = carve(c, (size_t)t->T);
     t->router_c = carve(c, (size_t)t->T);
+    t->ffn_c = carve(c, (size_t)t->T);
+    t->log_ffn_c = carve(c, (size_t)t->T);
+    t->blk_frac = carve(c, (size_t)t->NB + 1);
+    t->log_blk_frac = carve(c, (size_t)t->NB + 1);
 }
 
 /* wt(cols, rows) = w(rows, cols)^T */
@@ -192,13 +204,12 @@ static void transpose(float *wt, const float *w, int rows, int cols) {
         for (int c = 0; c < cols; c++) wt[(size_t)c * rows + r] = w[(size_t)r * cols + c];
 }
 
-/* widens a model matrix into f32 */
-static void widen(float *dst, const doze_matrix *w) {
-    const doze_type_traits *tr = doze_type_traits_of(w->type);
-    size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
-    for (int r = 0; r < w->rows; r++)
-        tr->dequantize_row((const uint8_t *)w->data + (size_t)r * row, dst + (size_t)r * w->cols, w->cols);
+/* widens a model matrix into f32 (dst(rows, cols), row stride ld) */
+static void widen_ld(float *dst, int ld, const doze_matrix *w) {
+    for (int r = 0; r < w->rows; r++) model_dequantize_row(w, r, dst + (size_t)r * ld);
 }
+
+static void widen(float *dst, const doze_matrix *w) { widen_ld(dst, w->cols, w); }
 
 doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_params *p,
                              doze_trainer **out, doze_error *err) {
@@ -206,7 +217,8 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     *out = NULL;
     const doze_model_info *c = &m->info;
     doze_train_params prm = p ? *p : doze_train_default_params();
-    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim)
+    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
+        (g->n_blocks != 0 && g->n_blocks != m->n_ffn_blocks))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
     if (!(prm.budget > 0.0f && prm.budget <= 1.0f) || prm.context < 2 || prm.context > 4096 ||
         prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
@@ -233,7 +245,8 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     t->KVD = t->KV * t->hd;
     t->L = c->n_layers;
     t->V = c->vocab_size;
-    t->U = 1 + t->H;
+    t->NB = g->n_blocks;
+    t->U = 1 + t->H + t->NB;
     t->rng = prm.seed ? prm.seed : 0x9E3779B97F4A7C15ull;
     t->w = calloc((size_t)t->L, sizeof *t->w);
     t->act = calloc((size_t)t->L, sizeof *t->act);
@@ -255,7 +268,8 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         for (int h = 0; h < t->H; h++)
             widen(t->w[l].wo + (size_t)h * t->D * t->hd, &ly->wo_head[h]);
         widen(t->w[l].w1, &ly->w_gate);
-        widen(t->w[l].w2, &ly->w_down);
+        for (int j = 0; j < m->n_ffn_blocks; j++) /* W2(D, F) from its column blocks */
+            widen_ld(t->w[l].w2 + (size_t)j * DOZE_FFN_BLOCK, t->F, &ly->w_down_blk[j]);
         widen(t->w[l].w3, &ly->w_up);
     }
     widen(t->wcls, &m->output);
@@ -278,9 +292,15 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         double head = cm.head + cm.head_per_pos * (pos + 1);
         t->log_share_layer[pos] = (float)log((cm.kv + cm.ffn + t->H * head) / dense);
         t->log_share_head[pos] = (float)log(head / dense);
-        t->fixed_c[pos] = (float)((cm.kv + cm.ffn) / dense);
+        t->fixed_c[pos] = (float)((cm.kv + (t->NB ? 0.0 : cm.ffn)) / dense);
         t->head_c[pos] = (float)(head / dense);
-        t->router_c[pos] = (float)(t->L * cm.router / dense);
+        t->router_c[pos] = (float)(t->L * cost_router(&cm, t->NB) / dense);
+        t->ffn_c[pos] = (float)(cm.ffn / dense);
+        t->log_ffn_c[pos] = (float)log(cm.ffn / dense);
+    }
+    for (int j = 0; j < t->NB; j++) {
+        t->blk_frac[j] = (float)(cost_block(&cm, j) / cm.ffn);
+        t->log_blk_frac[j] = (float)log(cost_block(&cm, j) / cm.ffn);
     }
     t->log_lambda0 = gates_log_lambda(g, prm.budget);
     *out = t;
@@ -290,7 +310,8 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
 float *trainer_grad_router(doze_trainer *t) { return t->dR; }
 const float *trainer_logits(const doze_trainer *t) { return t->logits; }
 
-void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on) {
+void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, uint8_t *ffn_on) {
+    const int nb = t->m->n_ffn_blocks;
     for (int n = 0; n < t->N; n++)
         for (int l = 0; l < t->L; l++) {
             const float *g = t->act[l].g + (size_t)n * t->U;
@@ -298,6 +319,10 @@ void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on) {
             layer_on[(size_t)n * t->L + l] = (uint8_t)on;
             for (int h = 0; h < t->H; h++)
                 head_on[((size_t)n * t->L + l) * t->H + h] = (uint8_t)(on && g[1 + h] > 0.5f);
+            if (ffn_on)
+                for (int j = 0; j < nb; j++)
+                    ffn_on[((size_t)n * t->L + l) * nb + j] =
+                        (uint8_t)(on && (t->NB == 0 || g[1 + t->H + j] > 0.5f));
         }
 }
 float *trainer_grad_bias(doze_trainer *t) { return t->db; }
@@ -316,6 +341,18 @@ static int is_protected(const doze_trainer *t, int l, int u, int pos) {
     return pos < t->g->params.protect_tokens || (u == 0 && l < t->g->params.protect_layers);
 }
 
+/* log of unit u's share of the dense compute at position pos */
+static float unit_log_share(const doze_trainer *t, int u, int pos) {
+    if (u == 0) return t->log_share_layer[pos];
+    if (u <= t->H) return t->log_share_head[pos];
+    return t->log_ffn_c[pos] + t->log_blk_frac[u - 1 - t->H];
+}
+
+/* unit u's compute (a head's or an FFN block's) at position pos */
+static float unit_cost(const doze_trainer *t, int u, int pos) {
+    return u <= t->H ? t->head_c[pos] : t->ffn_c[pos] * t->blk_frac[u - 1 - t->H];
+}
+
 /* scores -> gate values used in the forward (g) and the relaxed values
  * whose derivative the backward uses (gs) */
 static void gates_forward(doze_trainer *t, int l, train_mode mode, float tau, const uint8_t *vis_in) {
@@ -332,7 +369,7 @@ static void gates_forward(doze_trainer *t, int l, train_mode mode, float tau, co
                 gs[u] = g[u] = 1.0f;
                 continue;
             }
-            float s = z[u] - (u == 0 ? t->log_share_layer[pos] : t->log_share_head[pos]) - t->log_lambda0;
+            float s = z[u] - unit_log_share(t, u, pos) - t->log_lambda0;
             if (mode == TRAIN_HARD || mode == TRAIN_DECIDE) {
                 float noisy = mode == TRAIN_HARD ? s + logistic_noise(&t->rng) : s;
                 gs[u] = sigmoidf(noisy / tau);
@@ -389,7 +426,17 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         matmul_forward_t(a->h1, a->hn, w->t1, N, F, D);
         matmul_forward_t(a->h3, a->hn, w->t3, N, F, D);
         swiglu_forward(a->hg, a->h1, a->h3, N, F, m->kern->swiglu);
-        matmul_forward_t(a->f, a->hg, w->t2, N, D, F);
+        const float *hg = a->hg;
+        if (t->NB) { /* f = sum_j g_j W_down_j hg_j = W_down (hg * g_block(channel)) */
+            for (int n = 0; n < N; n++) {
+                const float *gb = a->g + (size_t)n * t->U + 1 + t->H;
+                const float *src = a->hg + (size_t)n * F;
+                float *dst = t->hgm + (size_t)n * F;
+                for (int i = 0; i < F; i++) dst[i] = gb[i / DOZE_FFN_BLOCK] * src[i];
+            }
+            hg = t->hgm;
+        }
+        matmul_forward_t(a->f, hg, w->t2, N, D, F);
         for (int n = 0; n < N; n++) {
             float g0 = a->g[(size_t)n * t->U];
             for (int i = 0; i < D; i++) {
@@ -433,7 +480,7 @@ static float unit_prob(const doze_trainer *t, int l, int n, int u, float tau) {
     int pos = n % t->T;
     if (is_protected(t, l, u, pos)) return 1.0f;
     float z = t->act[l].z[(size_t)n * t->U + u];
-    float s = z - (u == 0 ? t->log_share_layer[pos] : t->log_share_head[pos]) - t->log_lambda0;
+    float s = z - unit_log_share(t, u, pos) - t->log_lambda0;
     return sigmoidf(s / tau);
 }
 
@@ -447,13 +494,14 @@ static void compute_terms(doze_trainer *t, float tau, double *expected, double *
         h += t->router_c[pos];
         for (int l = 0; l < t->L; l++) {
             const float *g = t->act[l].g + (size_t)n * t->U;
-            double pl = unit_prob(t, l, n, 0, tau), heads_p = 0, heads_g = 0;
+            double pl = unit_prob(t, l, n, 0, tau), units_p = 0, units_g = 0;
             for (int u = 1; u < t->U; u++) {
-                heads_p += unit_prob(t, l, n, u, tau);
-                heads_g += g[u] > 0.5f;
+                double c = unit_cost(t, u, pos);
+                units_p += c * unit_prob(t, l, n, u, tau);
+                units_g += c * (g[u] > 0.5f);
             }
-            e += pl * (t->fixed_c[pos] + heads_p * t->head_c[pos]);
-            h += (g[0] > 0.5f) * (t->fixed_c[pos] + heads_g * t->head_c[pos]);
+            e += pl * (t->fixed_c[pos] + units_p);
+            h += (g[0] > 0.5f) * (t->fixed_c[pos] + units_g);
         }
     }
     *expected = e / t->N;
@@ -492,7 +540,22 @@ static void backward(doze_trainer *t, float tau, double expected) {
         }
         /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
         memset(t->dhg, 0, (size_t)N * F * sizeof(float));
-        matmul_backward(t->dhg, t->dA, w->w2, N, D, F);
+        matmul_backward(t->dhg, t->dA, w->w2, N, D, F); /* W_down^T df */
+        if (t->NB) { /* dg_j = df . (W_down_j hg_j); dhg = g_j W_down_j^T df */
+            for (int n = 0; n < N; n++) {
+                const float *gb = a->g + (size_t)n * U + 1 + t->H;
+                float *dzb = t->dz + (size_t)n * U + 1 + t->H;
+                const float *hgn = a->hg + (size_t)n * F;
+                float *dh = t->dhg + (size_t)n * F;
+                for (int j = 0; j < t->NB; j++) {
+                    const int i0 = j * DOZE_FFN_BLOCK, i1 = i0 + ffn_block_width(F, j);
+                    float sg = 0;
+                    for (int i = i0; i < i1; i++) sg += hgn[i] * dh[i];
+                    dzb[j] = sg;
+                    for (int i = i0; i < i1; i++) dh[i] *= gb[j];
+                }
+            }
+        }
         swiglu_backward(t->dh1, t->dh3, t->dhg, a->h1, a->h3, N, F);
         memset(t->dhn, 0, (size_t)N * D * sizeof(float));
         matmul_backward(t->dhn, t->dh1, w->w1, N, F, D);
@@ -540,8 +603,8 @@ static void backward(doze_trainer *t, float tau, double expected) {
             int pos = n % t->T;
             float *dz = t->dz + (size_t)n * U;
             const float *gs = a->gs + (size_t)n * U;
-            float pl = unit_prob(t, l, n, 0, tau), heads_p = 0;
-            for (int u = 1; u < U; u++) heads_p += unit_prob(t, l, n, u, tau);
+            float pl = unit_prob(t, l, n, 0, tau), units_p = 0;
+            for (int u = 1; u < U; u++) units_p += unit_cost(t, u, pos) * unit_prob(t, l, n, u, tau);
             for (int u = 0; u < U; u++) {
                 if (is_protected(t, l, u, pos)) {
                     dz[u] = 0.0f;
@@ -549,8 +612,8 @@ static void backward(doze_trainer *t, float tau, double expected) {
                 }
                 float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
                 float pi = unit_prob(t, l, n, u, tau);
-                float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + heads_p * t->head_c[pos])
-                                   : cgrad * pl * t->head_c[pos];
+                float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + units_p)
+                                   : cgrad * pl * unit_cost(t, u, pos);
                 dz[u] = ds + dpi * pi * (1.0f - pi) / tau;
             }
         }

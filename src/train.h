@@ -27,10 +27,11 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
                               double *loss, doze_error *err);
 /* After a forward: the logits (batch * context, vocab) and the hard masks
  * it used: layer_on (batch * context, n_layers), head_on (batch * context,
- * n_layers, n_heads). */
+ * n_layers, n_heads), ffn_on (batch * context, n_layers, the model's
+ * n_ffn_blocks; may be NULL). */
 const float *trainer_logits(const doze_trainer *t);
-void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on);
-float *trainer_grad_router(doze_trainer *t); /* (n_layers, 1 + n_heads, dim) */
-float *trainer_grad_bias(doze_trainer *t);   /* (n_layers, 1 + n_heads) */
+void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, uint8_t *ffn_on);
+float *trainer_grad_router(doze_trainer *t); /* (n_layers, 1 + n_heads + n_blocks, dim) */
+float *trainer_grad_bias(doze_trainer *t);   /* (n_layers, 1 + n_heads + n_blocks) */
 
 #endif

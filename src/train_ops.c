@@ -327,3 +327,168 @@ void swiglu_backward(float *da, float *db, const float *dg, const float *a, cons
         da[i] = dg[i] * b[i] * sg * (1.0f + a[i] * (1.0f - sg));
     }
 }
+
+/* ---- issue 7: full-model training: weight gradients and threads ---------------------- */
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int train_threads(int threads) {
+#ifdef _OPENMP
+    return threads > 0 ? threads : omp_get_max_threads();
+#else
+    (void)threads;
+    return 1;
+#endif
+}
+
+/* One row of c over columns [j0, M): c_j += sum_k a_k b_kj, k in order; the
+ * element a_k of row r is a[r * ars + k * aks] (so that nn and tn share it). */
+static void gemm_row(float *c, const float *a, size_t aks, const float *b, int ldb, int K, int j0,
+                     int M) {
+    int j = j0;
+    for (; j + 8 <= M; j += 8) {
+        v128_t x0 = wasm_v128_load(c + j), x1 = wasm_v128_load(c + j + 4);
+        for (int k = 0; k < K; k++) {
+            const float *br = b + (size_t)k * ldb + j;
+            v128_t s = wasm_f32x4_splat(a[(size_t)k * aks]);
+            x0 = wasm_f32x4_add(x0, wasm_f32x4_mul(s, wasm_v128_load(br)));
+            x1 = wasm_f32x4_add(x1, wasm_f32x4_mul(s, wasm_v128_load(br + 4)));
+        }
+        wasm_v128_store(c + j, x0);
+        wasm_v128_store(c + j + 4, x1);
+    }
+    for (; j < M; j++) {
+        float s = c[j];
+        for (int k = 0; k < K; k++) s += a[(size_t)k * aks] * b[(size_t)k * ldb + j];
+        c[j] = s;
+    }
+}
+
+/* 4 rows of c; a_r(k) = a[r * ars + k * aks] */
+static void gemm_rows4(float *c, int ldc, const float *a, size_t ars, size_t aks, const float *b,
+                       int ldb, int K, int M) {
+    float *c0 = c, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+    const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars;
+    const int M8 = M & ~7;
+    for (int j = 0; j < M8; j += 8) {
+        v128_t x00 = wasm_v128_load(c0 + j), x01 = wasm_v128_load(c0 + j + 4);
+        v128_t x10 = wasm_v128_load(c1 + j), x11 = wasm_v128_load(c1 + j + 4);
+        v128_t x20 = wasm_v128_load(c2 + j), x21 = wasm_v128_load(c2 + j + 4);
+        v128_t x30 = wasm_v128_load(c3 + j), x31 = wasm_v128_load(c3 + j + 4);
+        for (int k = 0; k < K; k++) {
+            const float *br = b + (size_t)k * ldb + j;
+            v128_t b0 = wasm_v128_load(br), b1 = wasm_v128_load(br + 4);
+            size_t ak = (size_t)k * aks;
+            v128_t s = wasm_f32x4_splat(a0[ak]);
+            x00 = wasm_f32x4_add(x00, wasm_f32x4_mul(s, b0));
+            x01 = wasm_f32x4_add(x01, wasm_f32x4_mul(s, b1));
+            s = wasm_f32x4_splat(a1[ak]);
+            x10 = wasm_f32x4_add(x10, wasm_f32x4_mul(s, b0));
+            x11 = wasm_f32x4_add(x11, wasm_f32x4_mul(s, b1));
+            s = wasm_f32x4_splat(a2[ak]);
+            x20 = wasm_f32x4_add(x20, wasm_f32x4_mul(s, b0));
+            x21 = wasm_f32x4_add(x21, wasm_f32x4_mul(s, b1));
+            s = wasm_f32x4_splat(a3[ak]);
+            x30 = wasm_f32x4_add(x30, wasm_f32x4_mul(s, b0));
+            x31 = wasm_f32x4_add(x31, wasm_f32x4_mul(s, b1));
+        }
+        wasm_v128_store(c0 + j, x00);
+        wasm_v128_store(c0 + j + 4, x01);
+        wasm_v128_store(c1 + j, x10);
+        wasm_v128_store(c1 + j + 4, x11);
+        wasm_v128_store(c2 + j, x20);
+        wasm_v128_store(c2 + j + 4, x21);
+        wasm_v128_store(c3 + j, x30);
+        wasm_v128_store(c3 + j + 4, x31);
+    }
+    if (M8 < M)
+        for (int r = 0; r < 4; r++) gemm_row(c + (size_t)r * ldc, a + r * ars, aks, b, ldb, K, M8, M);
+}
+
+/* k in chunks so that the rows of b in use stay in cache; each element is
+ * still summed in k order (partial sums stored and reloaded exactly) */
+#define GEMM_KC 256
+
+static void gemm_any(float *c, int ldc, const float *a, size_t ars, size_t aks, const float *b,
+                     int ldb, int N, int K, int M) {
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        int kn = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        const float *ak = a + (size_t)k0 * aks, *bk = b + (size_t)k0 * ldb;
+        int n = 0;
+        for (; n + 4 <= N; n += 4)
+            gemm_rows4(c + (size_t)n * ldc, ldc, ak + (size_t)n * ars, ars, aks, bk, ldb, kn, M);
+        for (; n < N; n++) gemm_row(c + (size_t)n * ldc, ak + (size_t)n * ars, aks, bk, ldb, kn, 0, M);
+    }
+}
+
+void gemm_nn(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int N, int K, int M) {
+    gemm_any(c, ldc, a, (size_t)lda, 1, b, ldb, N, K, M);
+}
+
+void gemm_tn(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int N, int K, int M) {
+    gemm_any(c, ldc, a, 1, (size_t)lda, b, ldb, N, K, M);
+}
+
+void matmul_backward_weights_ref(float *dw, const float *dy, const float *x, int N, int out, int in) {
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) {
+            float s = dw[(size_t)o * in + i];
+            for (int n = 0; n < N; n++) s += dy[(size_t)n * out + o] * x[(size_t)n * in + i];
+            dw[(size_t)o * in + i] = s;
+        }
+}
+
+/* rows handed to a thread at a time (a multiple of 4), dynamically: on a
+ * shared machine a thread that loses its core does not hold up the others.
+ * Products below PAR_MIN_WORK multiply-adds stay on one thread (waking a
+ * team costs more than they take). */
+#define PAR_ROWS 16
+#define PAR_MIN_WORK 4e6
+
+void matmul_backward_weights(float *dw, const float *dy, const float *x, int N, int out, int in,
+                             int threads) {
+    const int nt = train_threads(threads), blocks = (out + PAR_ROWS - 1) / PAR_ROWS;
+    const int big = blocks > 1 && (double)N * out * in >= PAR_MIN_WORK;
+    (void)nt, (void)big;
+    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && big)")
+    for (int bi = 0; bi < blocks; bi++) {
+        int r0 = bi * PAR_ROWS, rn = out - r0 < PAR_ROWS ? out - r0 : PAR_ROWS;
+        gemm_tn(dw + (size_t)r0 * in, in, dy + r0, out, x, in, rn, N, in);
+    }
+}
+
+void matmul_forward_t_par(float *y, const float *x, const float *wt, int N, int out, int in,
+                          int threads) {
+    const int nt = train_threads(threads), blocks = (N + PAR_ROWS - 1) / PAR_ROWS;
+    const int big = blocks > 1 && (double)N * out * in >= PAR_MIN_WORK;
+    (void)nt, (void)big;
+    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && big)")
+    for (int bi = 0; bi < blocks; bi++) {
+        int r0 = bi * PAR_ROWS, rn = N - r0 < PAR_ROWS ? N - r0 : PAR_ROWS;
+        memset(y + (size_t)r0 * out, 0, (size_t)rn * out * sizeof(float));
+        gemm_nn(y + (size_t)r0 * out, out, x + (size_t)r0 * in, in, wt, out, rn, in, out);
+    }
+}
+
+void matmul_backward_par(float *dx, const float *dy, const float *w, int N, int out, int in,
+                         int threads) {
+    const int nt = train_threads(threads), blocks = (N + PAR_ROWS - 1) / PAR_ROWS;
+    const int big = blocks > 1 && (double)N * out * in >= PAR_MIN_WORK;
+    (void)nt, (void)big;
+    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && big)")
+    for (int bi = 0; bi < blocks; bi++) {
+        int r0 = bi * PAR_ROWS, rn = N - r0 < PAR_ROWS ? N - r0 : PAR_ROWS;
+        gemm_nn(dx + (size_t)r0 * in, in, dy + (size_t)r0 * out, out, w, in, rn, out, in);
+    }
+}
+
+void rmsnorm_backward_weights(float *dw, const float *dy, const float *x, const float *rinv, int N,
+                              int D) {
+    for (int n = 0; n < N; n++) {
+        const float *g = dy + (size_t)n * D, *xr = x + (size_t)n * D;
+        float r = rinv[n];
+        for (int i = 0; i < D; i++) dw[i] += g[i] * xr[i] * r;
+    }
+}

@@ -318,14 +318,19 @@ class BudgetState {
   }
 }
 
-/** A step's mask: which layers ran, and which heads of each (row-major (layers, heads)). */
+/** FFN blocks per layer: the FFN intermediate channels in blocks of 32 (issue 8). */
+const ffnBlocks = (info) => Math.ceil(info.hiddenDim / 32);
+
+/** A step's mask: which layers ran, which heads of each (row-major (layers, heads)) and which FFN blocks of each (row-major (layers, ffnBlocks)). */
 function readMask(rt, s, info) {
   const L = info.layers;
   const H = info.heads;
+  const NB = ffnBlocks(info);
   const lp = rt.x.doze_session_layer_mask(s);
   const hp = rt.x.doze_session_head_mask(s);
+  const fp = rt.x.doze_session_ffn_mask(s);
   const u8 = rt.u8;
-  return { layers: u8.slice(lp, lp + L), heads: u8.slice(hp, hp + L * H) };
+  return { layers: u8.slice(lp, lp + L), heads: u8.slice(hp, hp + L * H), ffn: u8.slice(fp, fp + L * NB) };
 }
 
 /** 0/1 bytes from an array-like (or, for heads, an array of per-layer arrays). */
@@ -1117,11 +1122,11 @@ export class Session {
     return !this.#model._needsGates(budget);
   }
 
-  #step(token, layers = 0, heads = 0) {
+  #step(token, layers = 0, heads = 0, ffn = 0) {
     const rt = this.#model._rt;
     const s = this.#alive();
     const t0 = now();
-    if (layers) rt.check(rt.x.doze_session_step_masked(s, token, layers, heads, rt.err));
+    if (layers) rt.check(rt.x.doze_session_step_masked3(s, token, layers, heads, ffn, rt.err));
     else rt.check(rt.x.doze_session_step(s, token, rt.err));
     const hook = this.#model._testAfterStep;
     if (hook) hook(rt.x.doze_session_compute(s)); // inside the timed region
@@ -1298,33 +1303,37 @@ export class Session {
    * Runs one token at the next position and returns its logits, mask and
    * compute ratio. With `layers` (n_layers 0/1 values) and optionally `heads`
    * (n_layers * n_heads values, row-major, or one array per layer) the step
-   * runs exactly that mask (a forced mask, for analysis); without, it runs
+   * runs exactly that mask (a forced mask, for analysis; `ffn`: n_layers *
+   * ceil(hiddenDim / 32) FFN-block values, default all on); without, it runs
    * under the session's budget and the model's gates like generate() does. A
    * skipped layer reports all its heads as 0. Drops a token generate()
    * sampled but had not run yet.
    * @param {number} token
-   * @param {{layers?: ArrayLike<number|boolean>, heads?: ArrayLike<number|boolean> | ArrayLike<number|boolean>[]}} [mask]
+   * @param {{layers?: ArrayLike<number|boolean>, heads?: ArrayLike<number|boolean> | ArrayLike<number|boolean>[], ffn?: ArrayLike<number|boolean> | ArrayLike<number|boolean>[]}} [mask]
    * @returns {Promise<StepResult>}
    */
-  async step(token, { layers, heads } = {}) {
+  async step(token, { layers, heads, ffn } = {}) {
     this.#lock();
     const rt = this.#model._rt;
     const info = this.#model.info;
     let p = 0;
     try {
       if (!Number.isInteger(token)) throw new DozeError('INVALID_ARGUMENT', 'step: the token must be an integer id');
-      if (layers == null && heads == null) {
+      if (layers == null && heads == null && ffn == null) {
         await this.#prepare();
         this.#step(token);
       } else {
         const L = info.layers;
         const H = info.heads;
+        const NB = ffnBlocks(info);
         const lb = layers == null ? new Uint8Array(L).fill(1) : maskBytes(layers, L, 'layers');
         const hb = heads == null ? null : maskBytes(heads, L * H, 'heads');
-        p = rt.doze.malloc(L + L * H);
+        const fb = ffn == null ? null : maskBytes(ffn, L * NB, 'ffn');
+        p = rt.doze.malloc(L + L * H + L * NB);
         rt.u8.set(lb, p);
         if (hb) rt.u8.set(hb, p + L);
-        this.#step(token, p, hb ? p + L : 0);
+        if (fb) rt.u8.set(fb, p + L + L * H);
+        this.#step(token, p, hb ? p + L : 0, fb ? p + L + L * H : 0);
       }
       this.#pending = -1;
       const { mask, compute, budget } = this.#report();

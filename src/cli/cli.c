@@ -31,7 +31,13 @@ static const char usage[] =
     "  init --dim D --hidden H --layers L --heads NH --kv-heads NKV --vocab V --ctx T\n"
     "       --seed S [--type f32|f16|q8_0] -o OUT.gguf\n"
     "  convert llama2c CKPT TOKENIZER -o OUT.gguf [--type f32|f16|q8_0]\n"
-    "  convert gguf IN.gguf -o OUT.gguf --type f32|f16|q8_0\n";
+    "  convert gguf IN.gguf -o OUT.gguf --type f32|f16|q8_0\n"
+    "  vocab TEXTFILE --size N -o VOCAB.gguf\n"
+    "      trains a SentencePiece-style BPE vocabulary (byte fallback) on the text\n"
+    "  train TEXTFILE --vocab VOCAB --dim D --layers L --heads H [--kv-heads K] [--hidden F]\n"
+    "        [--ctx T] [--steps N] [--batch B] [--lr LR] [--seed S] [--eval TEXTFILE]\n"
+    "        [--ckpt CKPT] [--resume CKPT] -o MODEL.gguf   (doze train --help: all options)\n"
+    "      trains a whole model from scratch; prints train/eval loss and tokens/s\n";
 
 int doze_cli_main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0 ||
@@ -48,6 +54,8 @@ int doze_cli_main(int argc, char **argv) {
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     if (strcmp(cmd, "gates") == 0) return cmd_gates(argc, argv);
     if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc, argv);
+    if (strcmp(cmd, "vocab") == 0) return cmd_vocab(argc, argv);
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
     return 2;
 }

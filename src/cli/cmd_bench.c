@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../gates.h"
 #include "../kernels/kernels.h"
 #include "../kernels/types.h"
 #include "../model.h"
@@ -37,8 +38,32 @@ static void uniform_mask(int n_layers, double b, int step, uint8_t *layer_on) {
     for (int i = 0; i < keep; i++) layer_on[((int)((double)i * n_layers / keep) + step) % n_layers] = 1;
 }
 
+/* issue 8: a forced mask that skips only FFN blocks: every layer and head
+ * runs, and per layer the number of FFN blocks that brings the step's
+ * compute (at position pos) to b, spread evenly and rotated every step (and
+ * staggered across layers) so that the skipped weights change from token
+ * to token. */
+static void ffn_mask(const doze_model *m, double b, int step, int pos, uint8_t *layer_on,
+                     uint8_t *ffn_on) {
+    const doze_model_info *c = doze_model_get_info(m);
+    const int nb = m->n_ffn_blocks, nl = c->n_layers;
+    doze_cost_model cm;
+    cost_model_init(c, &cm);
+    double dense = cost_dense(&cm, pos + 1);
+    double attn = nl * (cm.kv + c->n_heads * (cm.head + cm.head_per_pos * (pos + 1)));
+    double frac = (b * dense - attn) / (nl * cm.ffn);
+    int keep = (int)(frac * nb + 0.5);
+    if (keep < 0) keep = 0;
+    if (keep > nb) keep = nb;
+    memset(layer_on, 1, (size_t)nl);
+    memset(ffn_on, 0, (size_t)nl * (size_t)nb);
+    for (int l = 0; l < nl; l++)
+        for (int i = 0; i < keep; i++)
+            ffn_on[(size_t)l * nb + ((int)((double)i * nb / keep) + step + 3 * l) % nb] = 1;
+}
+
 static int run_decode_masked(doze_model *m, int steps, double budget, uint8_t *layer_on,
-                             speed *out, double *compute) {
+                             uint8_t *ffn_on, speed *out, double *compute) {
     doze_error e;
     doze_session *s = doze_session_new(m, &e);
     if (!s) return cli_print_error("bench", &e);
@@ -49,8 +74,9 @@ static int run_decode_masked(doze_model *m, int steps, double budget, uint8_t *l
     for (int i = 0; i < steps + warmup; i++) {
         if (i == warmup) t0 = io_now_ms();
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
-        if (layer_on) uniform_mask(c->n_layers, budget, i, layer_on);
-        doze_status st = layer_on ? doze_session_step_masked(s, token, layer_on, NULL, &e)
+        if (layer_on && ffn_on) ffn_mask(m, budget, i, doze_session_pos(s), layer_on, ffn_on);
+        else if (layer_on) uniform_mask(c->n_layers, budget, i, layer_on);
+        doze_status st = layer_on ? doze_session_step_masked3(s, token, layer_on, NULL, ffn_on, &e)
                                   : doze_session_step(s, token, &e);
         if (st != DOZE_OK) {
             doze_session_free(s);
@@ -72,32 +98,40 @@ static int run_decode_masked(doze_model *m, int steps, double budget, uint8_t *l
 }
 
 /* decode speed under forced uniform masks at several budgets, against dense,
- * beside the Amdahl bound (embedding and classifier are not skippable) */
-static int skip_table(doze_model *m, int steps, int json) {
+ * beside the Amdahl bound (embedding and classifier are not skippable);
+ * ffn: masks that skip only FFN blocks (issue 8) */
+static int skip_table(doze_model *m, int steps, int json, int ffn) {
     const doze_model_info *c = doze_model_get_info(m);
-    const double budgets[4] = {1.0, 0.75, 0.5, 0.3};
+    const double layer_budgets[4] = {1.0, 0.75, 0.5, 0.3}, ffn_budgets[4] = {1.0, 0.75, 0.6, 0.5};
+    const double *budgets = ffn ? ffn_budgets : layer_budgets;
     uint8_t *mask = malloc((size_t)c->n_layers);
-    if (!mask) return 1;
+    uint8_t *fmask = malloc((size_t)c->n_layers * (size_t)m->n_ffn_blocks + 1);
+    if (!mask || !fmask) {
+        free(mask), free(fmask);
+        return 1;
+    }
     double layer_share = (double)c->layer_weight_bytes / bytes_per_token(m);
     speed dense = {0, 0};
     int rc = 0;
-    if (!json) out_printf("budget  compute  tok/s     speedup  amdahl bound\n");
+    if (!json) out_printf("%sbudget  compute  tok/s     speedup  amdahl bound\n", ffn ? "FFN blocks only\n" : "");
     for (int i = 0; i < 4 && rc == 0; i++) {
         speed sp = {0, 0};
         double compute = 1.0;
-        rc = run_decode_masked(m, steps, budgets[i], i == 0 ? NULL : mask, &sp, &compute);
+        rc = run_decode_masked(m, steps, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp,
+                               &compute);
         if (rc) break;
         if (i == 0) dense = sp;
         double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute);
         if (json)
-            out_printf("{\"budget\":%.2f,\"compute\":%.4f,\"tok_s\":%.2f,\"speedup\":%.3f,"
-                       "\"amdahl\":%.3f}\n",
-                       budgets[i], compute, sp.tok_per_s, sp.tok_per_s / dense.tok_per_s, bound);
+            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"tok_s\":%.2f,"
+                       "\"speedup\":%.3f,\"amdahl\":%.3f}\n",
+                       ffn ? "ffn" : "layers", budgets[i], compute, sp.tok_per_s, sp.tok_per_s / dense.tok_per_s, bound);
         else
             out_printf("%.2f    %.3f    %8.2f  %.2fx    %.2fx\n", budgets[i], compute, sp.tok_per_s,
                        sp.tok_per_s / dense.tok_per_s, bound);
     }
     free(mask);
+    free(fmask);
     return rc;
 }
 
@@ -232,7 +266,7 @@ int cmd_bench(int argc, char **argv) {
     long long steps = cli_opt_int(argc, argv, "--steps", 64, &bad);
     int json = cli_flag(argc, argv, "--json");
     if (!path || bad || steps < 1) {
-        err_printf("usage: doze bench MODEL [--steps N] [--json]\n");
+        err_printf("usage: doze bench MODEL [--steps N] [--json] [--skip-table [ffn]]\n");
         return 2;
     }
     doze_model_params mp = doze_model_default_params();
@@ -251,7 +285,8 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     if (cli_flag(argc, argv, "--skip-table")) {
-        int rc = skip_table(m, (int)steps, json);
+        const char *mode = cli_positional(argc, argv, 1);
+        int rc = skip_table(m, (int)steps, json, mode && strcmp(mode, "ffn") == 0);
         doze_model_free(m);
         return rc;
     }

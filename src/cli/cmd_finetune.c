@@ -24,10 +24,11 @@ int cmd_finetune(int argc, char **argv) {
     tp.lr = (float)cli_opt_float(argc, argv, "--lr", tp.lr, &bad);
     tp.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)tp.seed, &bad);
     tp.compute_weight = (float)cli_opt_float(argc, argv, "--compute-weight", tp.compute_weight, &bad);
+    tp.ffn_gates = !cli_flag(argc, argv, "--no-ffn-gates");
     int quiet = cli_flag(argc, argv, "--quiet");
     if (!path || !text_path || !out || bad) {
         err_printf("usage: doze finetune MODEL TEXTFILE --budget B [--steps N] [--ctx T] [--batch B]\n"
-                   "       [--lr LR] [--seed S] [--gates INIT] -o GATES.gguf\n");
+                   "       [--lr LR] [--seed S] [--gates INIT] [--no-ffn-gates] -o GATES.gguf\n");
         return 2;
     }
     doze_model_params mp = doze_model_default_params();

@@ -83,6 +83,7 @@ doze_gates *cli_gates(int argc, char **argv, doze_model *m, int required, int qu
     int bad = 0;
     gp.random_seed = (uint64_t)cli_opt_int(argc, argv, "--random-gates", 0, &bad);
     gp.protect_layers = (int)cli_opt_int(argc, argv, "--protect-layers", gp.protect_layers, &bad);
+    gp.ffn_gates = !cli_flag(argc, argv, "--no-ffn-gates");
     if (bad) {
         free(ids);
         return NULL;
@@ -102,7 +103,7 @@ int cmd_gates(int argc, char **argv) {
     const char *path = cli_positional(argc, argv, 0);
     const char *out = cli_opt(argc, argv, "-o");
     if (!path || !out) {
-        err_printf("usage: doze gates MODEL [--calib TEXTFILE] -o GATES.gguf\n");
+        err_printf("usage: doze gates MODEL [--calib TEXTFILE] [--no-ffn-gates] -o GATES.gguf\n");
         return 2;
     }
     doze_model_params mp = doze_model_default_params();
@@ -126,16 +127,30 @@ int cmd_gates(int argc, char **argv) {
     return rc;
 }
 
+size_t cli_mask_line_size(const doze_model *m) {
+    const doze_model_info *c = doze_model_get_info(m);
+    return (size_t)c->n_layers * (size_t)(c->n_heads + doze_model_ffn_blocks(m) + 3) + 64;
+}
+
+/* "pos token compute layers heads ffn": layers as 0/1; per layer its heads
+ * and (issue 8) its FFN blocks as 0/1, '-' for a skipped layer, layers
+ * separated by '/'. buf: cli_mask_line_size(m) bytes. */
 void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int token, char *buf,
                      size_t cap) {
     const doze_model_info *c = doze_model_get_info(m);
+    const int nb = doze_model_ffn_blocks(m);
     const uint8_t *lm = doze_session_layer_mask(s), *hm = doze_session_head_mask(s);
+    const uint8_t *fm = doze_session_ffn_mask(s);
     size_t at = (size_t)snprintf(buf, cap, "%d %d %.4f ", pos, token, (double)doze_session_compute(s));
     for (int l = 0; l < c->n_layers && at + 2 < cap; l++) buf[at++] = lm[l] ? '1' : '0';
     for (int l = 0; l < c->n_layers && at + c->n_heads + 3 < cap; l++) {
         buf[at++] = l ? '/' : ' ';
         for (int h = 0; h < c->n_heads; h++)
             buf[at++] = lm[l] ? (hm[(size_t)l * c->n_heads + h] ? '1' : '0') : '-';
+    }
+    for (int l = 0; l < c->n_layers && at + nb + 3 < cap; l++) {
+        buf[at++] = l ? '/' : ' ';
+        for (int j = 0; j < nb; j++) buf[at++] = lm[l] ? (fm[(size_t)l * nb + j] ? '1' : '0') : '-';
     }
     buf[at++] = '\n';
     buf[at] = '\0';

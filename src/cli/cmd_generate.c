@@ -192,9 +192,13 @@ int cmd_generate(int argc, char **argv) {
         if (o.logits >= 0) io_write(o.logits, logits, (size_t)info->vocab_size * sizeof(float));
         compute_sum += doze_session_compute(s);
         if (o.masks >= 0) {
-            char line[8192];
-            cli_format_mask(m, s, pos, token, line, sizeof line);
-            io_write(o.masks, line, strlen(line));
+            size_t cap = cli_mask_line_size(m);
+            char *line = malloc(cap);
+            if (line) {
+                cli_format_mask(m, s, pos, token, line, cap);
+                io_write(o.masks, line, strlen(line));
+                free(line);
+            }
         }
         if (next == info->bos_id && !no_stop) break;
         char piece[DOZE_MAX_PIECE];

@@ -1,11 +1,13 @@
-/* Layer and head skipping (DESIGN.md semantics) on the suite's own models:
- * all gates on is the dense model bit for bit; a forced mask equals an
- * independent scalar reference that zeroes the same heads and removes the
- * same layers from the stream and from later attention; the whole-sequence
+/* Layer, head and FFN-block skipping (DESIGN.md semantics) on the suite's
+ * own models: all gates on is the dense model bit for bit; a forced mask
+ * equals an independent scalar reference that zeroes the same heads and the
+ * same FFN intermediate channels (blocks of 32) and removes the same layers
+ * from the stream and from later attention; the whole-sequence
  * forward equals the token-by-token one under the same masks; the budget's
  * achieved compute tracks b; gate files round-trip and refuse other models. */
 #include <stdint.h>
 
+#include "../../src/gates.h"
 #include "../../src/gguf.h"
 #include "model_fixture.h"
 #include "test_util.h"
@@ -56,7 +58,8 @@ static void ref_rope(float *v, int n, int hd, int pos) {
 /* logits (T, vocab) of tokens under masks; K/V of a position exist at layer
  * l only if the layer ran there */
 static void ref_forward(const ref_model *M, const int *tokens, int T, const uint8_t *lon,
-                        const uint8_t *hon, float *logits) {
+                        const uint8_t *hon, const uint8_t *fon, float *logits) {
+    const int NB = (M->hidden + 31) / 32;
     int D = M->dim, HD = M->hd, KV = M->nkv * HD, Q = M->nh * HD;
     float *x = malloc((size_t)D * 4), *xn = malloc((size_t)D * 4), *q = malloc((size_t)Q * 4);
     float *att = malloc((size_t)Q * 4), *tmp = malloc((size_t)D * 4);
@@ -102,6 +105,9 @@ static void ref_forward(const ref_model *M, const int *tokens, int T, const uint
             ref_matvec(h1, M->w1[l], xn, M->hidden, D);
             ref_matvec(h3, M->w3[l], xn, M->hidden, D);
             for (int i = 0; i < M->hidden; i++) h1[i] = (float)(h1[i] / (1.0 + exp(-h1[i])) * h3[i]);
+            if (fon) /* a skipped FFN block: its 32 channels contribute nothing */
+                for (int i = 0; i < M->hidden; i++)
+                    if (!fon[((size_t)t * M->nl + l) * NB + i / 32]) h1[i] = 0.0f;
             ref_matvec(tmp, M->w2[l], h1, D, M->hidden);
             for (int i = 0; i < D; i++) x[i] += tmp[i];
         }
@@ -121,22 +127,25 @@ static double scaled_diff(const float *a, const float *b, size_t n) {
 }
 
 int main(void) {
-    enum { D = 64, HID = 160, NL = 4, NH = 4, NKV = 2, V = 300, T = 40 };
+    /* HID = 176: 5 FFN blocks of 32 and a last one of 16 */
+    enum { D = 64, HID = 176, NL = 4, NH = 4, NKV = 2, V = 300, T = 40, NB = 6 };
     mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 256, 77, DOZE_TYPE_F32);
     CHECK(f.data != NULL);
     doze_model *m = NULL;
     doze_error e;
     CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
     if (!m) return test_finish("test_skip");
+    CHECK(doze_model_ffn_blocks(m) == NB);
 
     int tokens[T];
     int32_t tokens32[T];
     for (int t = 0; t < T; t++) tokens32[t] = tokens[t] = t == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
-    uint8_t lon[T * NL], hon[T * NL * NH];
+    uint8_t lon[T * NL], hon[T * NL * NH], fon[T * NL * NB];
     for (int t = 0; t < T; t++)
         for (int l = 0; l < NL; l++) {
             lon[t * NL + l] = t == 0 || next_u32() % 4 != 0; /* a quarter of the layers off */
             for (int h = 0; h < NH; h++) hon[(t * NL + l) * NH + h] = next_u32() % 3 != 0;
+            for (int j = 0; j < NB; j++) fon[(t * NL + l) * NB + j] = next_u32() % 2 != 0; /* half the blocks */
         }
     size_t nlog = (size_t)T * V;
     float *a = malloc(nlog * 4), *b = malloc(nlog * 4), *r = malloc(nlog * 4);
@@ -144,19 +153,26 @@ int main(void) {
     /* 1. all gates on == dense, bit for bit */
     {
         doze_session *s1 = doze_session_new(m, &e), *s2 = doze_session_new(m, &e);
-        uint8_t all_l[NL], all_h[NL * NH];
+        doze_session *s3 = doze_session_new(m, &e);
+        uint8_t all_l[NL], all_h[NL * NH], all_f[NL * NB];
         memset(all_l, 1, sizeof all_l);
         memset(all_h, 1, sizeof all_h);
+        memset(all_f, 1, sizeof all_f);
         int same = 1;
         for (int t = 0; t < T; t++) {
             doze_session_step(s1, tokens[t], &e);
             doze_session_step_masked(s2, tokens[t], all_l, all_h, &e);
+            doze_session_step_masked3(s3, tokens[t], all_l, all_h, all_f, &e);
             same &= memcmp(doze_session_logits(s1), doze_session_logits(s2), V * 4) == 0;
+            same &= memcmp(doze_session_logits(s1), doze_session_logits(s3), V * 4) == 0;
             same &= doze_session_compute(s2) > 0.999f && doze_session_compute(s2) < 1.001f;
+            same &= doze_session_compute(s3) > 0.999f && doze_session_compute(s3) < 1.001f;
+            same &= memcmp(doze_session_ffn_mask(s1), all_f, sizeof all_f) == 0;
         }
         CHECK_MSG(same, "all gates on differs from dense");
         doze_session_free(s1);
         doze_session_free(s2);
+        doze_session_free(s3);
     }
 
     /* 2. token by token under masks; mask and compute reported */
@@ -164,20 +180,38 @@ int main(void) {
         doze_session *s = doze_session_new(m, &e);
         int masks_ok = 1;
         double compute_sum = 0;
+        doze_cost_model cm;
+        cost_model_init(doze_model_get_info(m), &cm);
+        double worst_cost = 0;
         for (int t = 0; t < T; t++) {
-            CHECK(doze_session_step_masked(s, tokens[t], lon + t * NL, hon + t * NL * NH, &e) == DOZE_OK);
+            CHECK(doze_session_step_masked3(s, tokens[t], lon + t * NL, hon + t * NL * NH, fon + t * NL * NB,
+                                            &e) == DOZE_OK);
             memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
             const uint8_t *lm = doze_session_layer_mask(s), *hm = doze_session_head_mask(s);
+            const uint8_t *fm = doze_session_ffn_mask(s);
+            double want = 0; /* the compute by hand: K/V, running heads, running blocks' channels */
             for (int l = 0; l < NL; l++) {
-                masks_ok &= lm[l] == lon[t * NL + l];
-                for (int h = 0; h < NH; h++)
-                    masks_ok &= hm[l * NH + h] == (lon[t * NL + l] && hon[(t * NL + l) * NH + h]);
+                int on = lon[t * NL + l];
+                masks_ok &= lm[l] == on;
+                for (int h = 0; h < NH; h++) {
+                    int hon_ = on && hon[(t * NL + l) * NH + h];
+                    masks_ok &= hm[l * NH + h] == hon_;
+                    want += hon_ * (cm.head + cm.head_per_pos * (t + 1));
+                }
+                want += on * cm.kv;
+                for (int j = 0; j < NB; j++) {
+                    int fon_ = on && fon[(t * NL + l) * NB + j];
+                    masks_ok &= fm[l * NB + j] == fon_;
+                    want += fon_ * 3.0 * D * (j == NB - 1 ? HID - 32 * (NB - 1) : 32);
+                }
             }
             float cpt = doze_session_compute(s);
+            worst_cost = fmax(worst_cost, fabs(cpt - want / cost_dense(&cm, t + 1)));
             masks_ok &= cpt > 0.0f && cpt < 1.0f;
             compute_sum += cpt;
         }
         CHECK(masks_ok);
+        CHECK(worst_cost < 1e-6);
         printf("forced masks: mean compute %.3f\n", compute_sum / T);
         /* every layer off: only the embedding and classifier run */
         uint8_t none[NL] = {0};
@@ -187,7 +221,7 @@ int main(void) {
     }
 
     /* 3. the whole-sequence forward reproduces it */
-    CHECK(doze_sequence_forward(m, tokens32, T, lon, hon, b, &e) == DOZE_OK);
+    CHECK(doze_sequence_forward3(m, tokens32, T, lon, hon, fon, b, &e) == DOZE_OK);
     double d_seq = scaled_diff(b, a, nlog);
     printf("sequence forward vs token by token under masks: %.3g (%s)\n", d_seq,
            memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "not bit-identical");
@@ -209,17 +243,77 @@ int main(void) {
             T_(w3, "ffn_up")
 #undef T_
         }
-        ref_forward(&M, tokens, T, lon, hon, r);
+        ref_forward(&M, tokens, T, lon, hon, fon, r);
         double d_ref = scaled_diff(a, r, nlog);
-        printf("forced masks vs scalar reference: %.3g of the logits' range\n", d_ref);
+        printf("forced masks (layers, heads, FFN blocks) vs scalar reference: %.3g of the logits' range\n",
+               d_ref);
         CHECK(d_ref < 1e-4);
-        /* and the masks matter: the reference without them differs */
+        /* and the masks matter: the reference without them, or without the
+         * FFN blocks' only, differs */
         uint8_t all_l[T * NL], all_h[T * NL * NH];
         memset(all_l, 1, sizeof all_l);
         memset(all_h, 1, sizeof all_h);
-        ref_forward(&M, tokens, T, all_l, all_h, r);
+        ref_forward(&M, tokens, T, all_l, all_h, NULL, r);
         CHECK(scaled_diff(a, r, nlog) > 1e-2);
+        ref_forward(&M, tokens, T, lon, hon, NULL, r);
+        CHECK(scaled_diff(a, r, nlog) > 1e-2);
+        /* FFN blocks only, token by token and whole-sequence, vs the reference */
+        doze_session *s = doze_session_new(m, &e);
+        memset(all_l, 1, sizeof all_l);
+        for (int t = 0; t < T; t++) {
+            CHECK(doze_session_step_masked3(s, tokens[t], all_l, NULL, fon + t * NL * NB, &e) == DOZE_OK);
+            memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
+        }
+        doze_session_free(s);
+        ref_forward(&M, tokens, T, all_l, all_h, fon, r);
+        double d_ffn = scaled_diff(a, r, nlog);
+        CHECK(doze_sequence_forward3(m, tokens32, T, all_l, NULL, fon, b, &e) == DOZE_OK);
+        printf("FFN-block masks only vs scalar reference: %.3g; whole-sequence: %s\n", d_ffn,
+               memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT");
+        CHECK(d_ffn < 1e-4);
+        CHECK(memcmp(a, b, nlog * 4) == 0);
         gguf_header_free(&h);
+    }
+
+    /* 4b. FFN-block masks on f16, q8_0 and q4_0 weights (ffn_down stored per
+     * block, x4-interleaved inside a block for q8_0/q4_0): token by token =
+     * whole sequence bit for bit, and close to the f32 model under the same
+     * masks (a misplaced block would be far off) */
+    {
+        enum { QH = 160, QB = 5 };
+        mem_buf ff = fixture_gguf(D, QH, NL, NH, NKV, V, 256, 78, DOZE_TYPE_F32);
+        doze_model *mf = NULL;
+        CHECK(doze_model_load_memory(ff.data, ff.len, NULL, &mf, &e) == DOZE_OK);
+        uint8_t qf[T * NL * QB], all_l[T * NL];
+        memset(all_l, 1, sizeof all_l);
+        for (int i = 0; i < T * NL * QB; i++) qf[i] = next_u32() % 3 != 0;
+        float *ref32 = malloc(nlog * 4);
+        CHECK(doze_sequence_forward3(mf, tokens32, T, all_l, NULL, qf, ref32, &e) == DOZE_OK);
+        const int types[3] = {DOZE_TYPE_F16, DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
+        for (int ti = 0; ti < 3; ti++) {
+            mem_buf fq = fixture_gguf(D, QH, NL, NH, NKV, V, 256, 78, types[ti]);
+            doze_model *mq = NULL;
+            CHECK(doze_model_load_memory(fq.data, fq.len, NULL, &mq, &e) == DOZE_OK);
+            if (!mq) continue;
+            doze_session *s = doze_session_new(mq, &e);
+            for (int t = 0; t < T; t++) {
+                CHECK(doze_session_step_masked3(s, tokens[t], all_l, NULL, qf + t * NL * QB, &e) == DOZE_OK);
+                memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
+            }
+            CHECK(doze_sequence_forward3(mq, tokens32, T, all_l, NULL, qf, b, &e) == DOZE_OK);
+            double d32 = scaled_diff(a, ref32, nlog);
+            printf("%s, FFN-block masks: whole-sequence %s; vs f32 %.3g of the logits' range\n",
+                   doze_type_name(types[ti]), memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT",
+                   d32);
+            CHECK(memcmp(a, b, nlog * 4) == 0);
+            CHECK(d32 < (types[ti] == DOZE_TYPE_Q4_0 ? 0.15 : 0.03));
+            doze_session_free(s);
+            doze_model_free(mq);
+            free(fq.data);
+        }
+        free(ref32);
+        doze_model_free(mf);
+        free(ff.data);
     }
 
     /* 5. budget: calibrate on self-generated text, achieved compute tracks b */
@@ -279,14 +373,70 @@ int main(void) {
         doze_session_set_budget(s2, 0.6f, &e);
         doze_session_reset(s);
         doze_session_set_budget(s, 0.6f, &e);
-        int same = 1;
+        int same = 1, blocks_off = 0;
         for (int i = 0; i < 60; i++) {
             doze_session_step(s, text[i], &e);
             doze_session_step(s2, text[i], &e);
             same &= memcmp(doze_session_logits(s), doze_session_logits(s2), V * 4) == 0;
             same &= memcmp(doze_session_head_mask(s), doze_session_head_mask(s2), 36) == 0;
+            same &= memcmp(doze_session_ffn_mask(s), doze_session_ffn_mask(s2), 6 * 8) == 0;
+            for (int l = 0; l < 6; l++)
+                for (int j = 0; j < 8; j++)
+                    blocks_off += doze_session_layer_mask(s)[l] && !doze_session_ffn_mask(s)[l * 8 + j];
         }
         CHECK(same);
+        printf("gates at b = 0.6: %d FFN blocks of running layers skipped over 60 tokens\n", blocks_off);
+        CHECK(blocks_off > 0);
+
+        /* heads + layers only (ffn_gates = 0): every block of a running layer
+         * runs; the budget still holds; such a file read back as version 1
+         * (a version-1 file has no FFN block keys) gives the same */
+        {
+            doze_gates_params gp = doze_gates_default_params();
+            gp.ffn_gates = 0;
+            doze_gates *gh = NULL, *gv1 = NULL;
+            CHECK(doze_gates_calibrate(m2, calib, 300, &gp, &gh, &e) == DOZE_OK);
+            CHECK(gh && gh->n_blocks == 0);
+            mem_buf hf = {NULL, 0, 0};
+            CHECK(doze_gates_save(gh, mem_write, &hf, &e) == DOZE_OK);
+            /* patch doze.gates.version (key, u32 type, value) to 1 */
+            const char key[] = "doze.gates.version";
+            int patched = 0;
+            for (size_t i = 0; i + sizeof key + 8 <= hf.len && !patched; i++)
+                if (memcmp(hf.data + i, key, sizeof key - 1) == 0) {
+                    uint32_t one = 1;
+                    memcpy(hf.data + i + sizeof key - 1 + 4, &one, 4);
+                    patched = 1;
+                }
+            CHECK(patched);
+            CHECK(doze_gates_load(m2, hf.data, hf.len, &gv1, &e) == DOZE_OK);
+            CHECK(gv1 && gv1->n_blocks == 0);
+            doze_session *s3 = doze_session_new(m2, &e), *s4 = doze_session_new(m2, &e);
+            doze_session_set_gates(s3, gh, &e);
+            doze_session_set_gates(s4, gv1, &e);
+            doze_session_set_budget(s3, 0.7f, &e);
+            doze_session_set_budget(s4, 0.7f, &e);
+            double sum = 0;
+            int all_blocks = 1, same_v1 = 1;
+            for (int i = 0; i < 300; i++) {
+                doze_session_step(s3, text[i], &e);
+                doze_session_step(s4, text[i], &e);
+                sum += doze_session_compute(s3);
+                for (int l = 0; l < 6; l++)
+                    for (int j = 0; j < 8; j++)
+                        all_blocks &= doze_session_ffn_mask(s3)[l * 8 + j] == doze_session_layer_mask(s3)[l];
+                same_v1 &= memcmp(doze_session_logits(s3), doze_session_logits(s4), V * 4) == 0;
+            }
+            printf("heads + layers gates at b = 0.70: achieved %.4f; version-1 file: %s\n", sum / 300,
+                   same_v1 ? "same decisions" : "DIFFERENT");
+            CHECK(all_blocks && same_v1);
+            CHECK(fabs(sum / 300 - 0.7) <= 0.03);
+            doze_session_free(s3);
+            doze_session_free(s4);
+            doze_gates_free(gh);
+            doze_gates_free(gv1);
+            free(hf.data);
+        }
         doze_gates *g3 = NULL;
         doze_status st = doze_gates_load(m, gf.data, gf.len, &g3, &e);
         CHECK(st == DOZE_ERR_BAD_SHAPE && g3 == NULL);

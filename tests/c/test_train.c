@@ -1,6 +1,7 @@
 /* Gate training: the router gradients from backprop match central finite
  * differences of the relaxed loss (soft gates, fixed visibility) for several
- * masks, skipped layers and heads included; the training ops' SIMD matmuls
+ * masks, skipped layers, heads and FFN blocks included (the FFN blocks'
+ * router rows are checked on their own too); the training ops' SIMD matmuls
  * match their scalar references; training reduces the loss and holds the
  * compute near the budget; the trained gates, used through the inference
  * path, give the whole-sequence forward's logits. */
@@ -54,8 +55,10 @@ int main(void) {
     doze_gates *g = NULL;
     CHECK(doze_gates_calibrate(m, calib, 40, NULL, &g, &e) == DOZE_OK);
     if (!g) return test_finish("test_train");
-    /* make the scores varied: some layers and heads fall below the threshold */
-    const int U = 1 + NH;
+    /* make the scores varied: some layers, heads and FFN blocks fall below the threshold */
+    const int NB = doze_model_ffn_blocks(m); /* 40 channels: a block of 32 and one of 8 */
+    const int U = gates_rows(g);
+    CHECK(NB == 2 && g->n_blocks == NB && U == 1 + NH + NB);
     for (int i = 0; i < NL * U * D; i++) g->router[i] += (float)(uni() - 0.5);
     for (int i = 0; i < NL * U; i++) g->bias[i] += (float)(uni() * 6 - 3);
 
@@ -74,7 +77,7 @@ int main(void) {
     uint8_t vis[NL * B * T];
     double worst = 0, worst_small = 0;
     int bad = 0;
-    int checked = 0, skipped_layers = 0, off_heads = 0;
+    int checked = 0, skipped_layers = 0, off_heads = 0, checked_blocks = 0;
     for (int trial = 0; trial < 4; trial++) {
         const float tau = trial == 3 ? 0.5f : 1.0f;
         double loss;
@@ -92,6 +95,14 @@ int main(void) {
         for (int k = 0; k < 30; k++) {
             int is_bias = k % 3 == 0;
             size_t idx = is_bias ? (size_t)(uni() * NL * U) : (size_t)(uni() * nR);
+            if (k % 6 == 2) { /* an FFN block's router row */
+                int l = (int)(uni() * NL), j = (int)(uni() * NB), i = (int)(uni() * D);
+                idx = ((size_t)l * U + 1 + NH + j) * D + i;
+                checked_blocks++;
+            } else if (k % 6 == 3) { /* an FFN block's bias */
+                idx = (size_t)(uni() * NL) * U + 1 + NH + (size_t)(uni() * NB);
+                checked_blocks++;
+            }
             float *param = is_bias ? &g->bias[idx] : &g->router[idx];
             double analytic = is_bias ? gb[idx] : gR[idx];
             const float h = 1e-2f;
@@ -117,10 +128,12 @@ int main(void) {
         free(gR), free(gb);
     }
     (void)off_heads;
-    printf("gradient check: %d parameters; worst relative error %.3g where |grad| >= 1e-3, worst "
-           "absolute error %.2g below (f32, h = 1e-2); %d skipped layer positions in the masks\n",
-           checked, worst, worst_small, skipped_layers);
+    printf("gradient check: %d parameters (%d of FFN block gates); worst relative error %.3g where "
+           "|grad| >= 1e-3, worst absolute error %.2g below (f32, h = 1e-2); %d skipped layer "
+           "positions in the masks\n",
+           checked, checked_blocks, worst, worst_small, skipped_layers);
     CHECK(checked >= 100);
+    CHECK(checked_blocks >= 20);
     CHECK(skipped_layers > 0);
     CHECK(bad == 0);
     CHECK(worst < 5e-3);
@@ -144,11 +157,12 @@ int main(void) {
     {
         double loss;
         CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss, &e) == DOZE_OK);
-        uint8_t lon[B * T * NL], hon[B * T * NL * NH];
-        trainer_masks(t, lon, hon);
-        int off_l = 0, off_h = 0;
+        uint8_t lon[B * T * NL], hon[B * T * NL * NH], fon[B * T * NL * 2];
+        trainer_masks(t, lon, hon, fon);
+        int off_l = 0, off_h = 0, off_b = 0;
         for (int i = 0; i < B * T * NL; i++) off_l += !lon[i];
         for (int i = 0; i < B * T * NL * NH; i++) off_h += !hon[i];
+        for (int i = 0; i < B * T * NL * NB; i++) off_b += lon[i / NB] && !fon[i];
         const float *tl = trainer_logits(t);
         double worst_tok = 0, worst_seq = 0, scale = 1e-9;
         float seq_logits[T * V];
@@ -156,7 +170,8 @@ int main(void) {
             doze_session *s = doze_session_new(m, &e);
             for (int i = 0; i < T; i++) {
                 size_t n = (size_t)b * T + i;
-                CHECK(doze_session_step_masked(s, tokens[n], lon + n * NL, hon + n * NL * NH, &e) == DOZE_OK);
+                CHECK(doze_session_step_masked3(s, tokens[n], lon + n * NL, hon + n * NL * NH,
+                                                fon + n * NL * NB, &e) == DOZE_OK);
                 const float *sl = doze_session_logits(s);
                 for (int v = 0; v < V; v++) {
                     worst_tok = fmax(worst_tok, fabs(sl[v] - tl[n * V + v]));
@@ -164,15 +179,17 @@ int main(void) {
                 }
             }
             doze_session_free(s);
-            CHECK(doze_sequence_forward(m, tokens + b * T, T, lon + (size_t)b * T * NL,
-                                        hon + (size_t)b * T * NL * NH, seq_logits, &e) == DOZE_OK);
+            CHECK(doze_sequence_forward3(m, tokens + b * T, T, lon + (size_t)b * T * NL,
+                                         hon + (size_t)b * T * NL * NH, fon + (size_t)b * T * NL * NB,
+                                         seq_logits, &e) == DOZE_OK);
             for (int i = 0; i < T * V; i++)
                 worst_seq = fmax(worst_seq, fabs(seq_logits[i] - tl[(size_t)b * T * V + i]));
         }
-        printf("training forward vs inference under the trained gates' decisions (%d layers and %d "
-               "heads off): token-by-token %.3g, whole-sequence %.3g of the logits' range\n",
-               off_l, off_h, worst_tok / scale, worst_seq / scale);
-        CHECK(off_l > 0 && off_h > 0);
+        printf("training forward vs inference under the trained gates' decisions (%d layers, %d "
+               "heads and %d FFN blocks of running layers off): token-by-token %.3g, whole-sequence "
+               "%.3g of the logits' range\n",
+               off_l, off_h, off_b, worst_tok / scale, worst_seq / scale);
+        CHECK(off_l > 0 && off_h > 0 && off_b > 0);
         CHECK(worst_tok / scale < 1e-5 && worst_seq / scale < 1e-5);
     }
 

@@ -111,7 +111,7 @@ test('gates hold the budget: mean compute within 0.03 of b = 0.5 and 0.8; a new 
       const c = mean(r.tokens.map((t) => t.compute));
       figures.push(`b ${b}: mean compute ${c.toFixed(4)}`);
       assert.ok(Math.abs(c - b) <= 0.03, `b ${b}: mean compute ${c}`);
-      assert.ok(r.tokens.some((t) => !allOnes(t.mask.layers) || !allOnes(t.mask.heads)), 'something was skipped');
+      assert.ok(r.tokens.some((t) => !allOnes(t.mask.layers) || !allOnes(t.mask.heads) || !allOnes(t.mask.ffn)), 'something was skipped');
     }
     // mid-generation: b = 1 for 40 tokens, then 0.5
     m.budget = 1;

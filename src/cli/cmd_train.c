@@ -1,0 +1,262 @@
+/* `doze train`: trains a whole model from scratch on a text (every weight;
+ * the gate fine-tuning is `doze finetune`). The text is split into stories
+ * at "<|endoftext|>" lines, each encoded with BOS by the vocabulary's
+ * tokenizer and concatenated into one stream; every step draws `batch`
+ * windows of ctx + 1 tokens at seeded random offsets. Prints the training
+ * loss, the eval loss (on fixed windows of --eval's stream) and tokens/s;
+ * writes checkpoints that --resume continues exactly. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gguf.h"
+#include "../tokenizer.h"
+#include "../vocab.h"
+#include "cli_util.h"
+#include "commands.h"
+
+typedef struct {
+    const doze_tokenizer *tok;
+    int32_t *ids;
+    size_t n, cap;
+    long long bytes, stories;
+    doze_error e;
+    int failed;
+} stream_ctx;
+
+static int add_story(void *ctx, const char *s, size_t len) {
+    stream_ctx *c = ctx;
+    int need = 0;
+    if (tokenizer_encode(c->tok, s, len, 1, NULL, 0, &need, &c->e) != DOZE_OK) return c->failed = 1;
+    if (c->n + (size_t)need > c->cap) {
+        size_t cap = c->cap ? c->cap : 1 << 16;
+        while (cap < c->n + (size_t)need) cap *= 2;
+        int32_t *ni = realloc(c->ids, cap * sizeof *ni);
+        if (!ni) {
+            c->e.code = DOZE_ERR_OUT_OF_MEMORY;
+            strcpy(c->e.message, "out of memory encoding the text");
+            return c->failed = 1;
+        }
+        c->ids = ni;
+        c->cap = cap;
+    }
+    int got = 0;
+    if (tokenizer_encode(c->tok, s, len, 1, c->ids + c->n, need, &got, &c->e) != DOZE_OK) return c->failed = 1;
+    c->n += (size_t)got;
+    c->bytes += (long long)len;
+    c->stories++;
+    return 0;
+}
+
+/* the text's stories as one stream of tokens; NULL (message printed) on failure */
+static int encode_text(const char *path, const doze_tokenizer *tok, stream_ctx *c) {
+    memset(c, 0, sizeof *c);
+    c->tok = tok;
+    size_t n = 0;
+    char *text = (char *)cli_read_file(path, &n);
+    if (!text) return 1;
+    text_for_each_story(text, n, add_story, c);
+    free(text);
+    if (c->failed) return cli_print_error(path, &c->e);
+    return 0;
+}
+
+static int save(const doze_full_trainer *t, const char *path, const char *name, int type, int with_state) {
+    intptr_t fd = io_open(path, "w");
+    if (fd < 0) {
+        err_printf("doze: cannot write %s\n", path);
+        return 1;
+    }
+    doze_error e;
+    doze_status st = doze_full_trainer_save(t, name, type, with_state, cli_write_fn, &fd, &e);
+    io_close(fd);
+    return st == DOZE_OK ? 0 : cli_print_error(path, &e);
+}
+
+static const char usage_text[] =
+    "usage: doze train TEXTFILE --vocab VOCAB --dim D --layers L --heads H [--kv-heads K]\n"
+    "       [--hidden F] [--ctx T] [--steps N] [--batch B] [--lr LR] [--min-lr LR]\n"
+    "       [--warmup N] [--schedule cosine|linear] [--wd W] [--clip C] [--seed S]\n"
+    "       [--untied] [--threads N] [--eval TEXTFILE] [--eval-every N] [--eval-windows N]\n"
+    "       [--ckpt CKPT] [--ckpt-every N] [--resume CKPT] [--until STEP] [--log-every N]\n"
+    "       [--name NAME] [--type f32|q8_0] -o MODEL.gguf\n"
+    "  --ckpt writes the model with the optimizer state (every --ckpt-every steps and at\n"
+    "  the end); --resume continues from one exactly (the checkpoint's shape, vocabulary\n"
+    "  and settings; --steps may extend the schedule); --until stops after that step.\n";
+
+int cmd_train(int argc, char **argv) {
+    const char *text_path = cli_positional(argc, argv, 0);
+    const char *out = cli_opt(argc, argv, "-o");
+    const char *vocab_path = cli_opt(argc, argv, "--vocab");
+    const char *resume = cli_opt(argc, argv, "--resume");
+    const char *ckpt = cli_opt(argc, argv, "--ckpt");
+    const char *eval_path = cli_opt(argc, argv, "--eval");
+    const char *name = cli_opt(argc, argv, "--name");
+    const char *sched = cli_opt(argc, argv, "--schedule");
+    const char *type_name = cli_opt(argc, argv, "--type");
+    int bad = 0;
+    doze_full_params p = doze_full_default_params();
+    p.dim = (int)cli_opt_int(argc, argv, "--dim", p.dim, &bad);
+    p.n_layers = (int)cli_opt_int(argc, argv, "--layers", p.n_layers, &bad);
+    p.n_heads = (int)cli_opt_int(argc, argv, "--heads", p.n_heads, &bad);
+    p.n_kv_heads = (int)cli_opt_int(argc, argv, "--kv-heads", p.n_heads, &bad);
+    /* SwiGLU's usual 8/3 dim, rounded up to a multiple of 32 */
+    p.hidden_dim = (int)cli_opt_int(argc, argv, "--hidden", (8 * p.dim / 3 + 31) / 32 * 32, &bad);
+    p.context = (int)cli_opt_int(argc, argv, "--ctx", p.context, &bad);
+    p.total_steps = (int)cli_opt_int(argc, argv, "--steps", p.total_steps, &bad);
+    p.batch = (int)cli_opt_int(argc, argv, "--batch", p.batch, &bad);
+    p.lr = (float)cli_opt_float(argc, argv, "--lr", p.lr, &bad);
+    p.min_lr = (float)cli_opt_float(argc, argv, "--min-lr", p.lr / 10, &bad);
+    p.warmup_steps = (int)cli_opt_int(argc, argv, "--warmup", p.total_steps < 1000 ? p.total_steps / 10 : 100, &bad);
+    p.weight_decay = (float)cli_opt_float(argc, argv, "--wd", p.weight_decay, &bad);
+    p.grad_clip = (float)cli_opt_float(argc, argv, "--clip", p.grad_clip, &bad);
+    p.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)p.seed, &bad);
+    p.threads = (int)cli_opt_int(argc, argv, "--threads", 0, &bad);
+    p.tied = !cli_flag(argc, argv, "--untied");
+    if (sched && strcmp(sched, "cosine") != 0 && strcmp(sched, "linear") != 0) bad = 1;
+    if (sched) p.schedule = strcmp(sched, "linear") == 0 ? DOZE_LR_LINEAR : DOZE_LR_COSINE;
+    long long eval_every = cli_opt_int(argc, argv, "--eval-every", 100, &bad);
+    long long eval_windows = cli_opt_int(argc, argv, "--eval-windows", 64, &bad);
+    long long ckpt_every = cli_opt_int(argc, argv, "--ckpt-every", 0, &bad);
+    long long log_every = cli_opt_int(argc, argv, "--log-every", 10, &bad);
+    long long until = cli_opt_int(argc, argv, "--until", 0, &bad); /* stop after this step (0: the end) */
+    int type = type_name ? doze_type_from_name(type_name) : DOZE_TYPE_F32;
+    if (!text_path || !out || (!vocab_path && !resume) || bad || type < 0 || eval_every < 0 ||
+        eval_windows < 1 || ckpt_every < 0 || log_every < 1 || until < 0) {
+        err_printf("%s", usage_text);
+        return 2;
+    }
+    if (!name) name = "doze";
+
+    doze_error e;
+    doze_full_trainer *t = NULL;
+    uint8_t *file = NULL;
+    size_t file_n = 0;
+    gguf_header h;
+    memset(&h, 0, sizeof h);
+    doze_tokenizer *tok = NULL;
+    stream_ctx train, eval;
+    memset(&train, 0, sizeof train);
+    memset(&eval, 0, sizeof eval);
+    int32_t *batch = NULL, *ewin = NULL;
+    int rc = 1, n_ewin = 0;
+
+    /* the vocabulary: the given file, or the checkpoint's own */
+    file = cli_read_file(resume ? resume : vocab_path, &file_n);
+    if (!file) goto done;
+    if (gguf_parse_header(file, file_n, &h, &e) != DOZE_OK || tokenizer_from_gguf(&h, &tok, &e) != DOZE_OK) {
+        cli_print_error(resume ? resume : vocab_path, &e);
+        goto done;
+    }
+    if (resume) {
+        if (doze_full_trainer_resume(file, file_n, &t, &e) != DOZE_OK) {
+            cli_print_error(resume, &e);
+            goto done;
+        }
+        if (cli_opt(argc, argv, "--steps") &&
+            doze_full_trainer_set_total_steps(t, p.total_steps, &e) != DOZE_OK) {
+            cli_print_error("--steps", &e);
+            goto done;
+        }
+        if (vocab_path) err_printf("doze: --resume: the checkpoint's own vocabulary is used, not %s\n", vocab_path);
+    } else if (doze_full_trainer_new(&p, file, file_n, &t, &e) != DOZE_OK) {
+        cli_print_error("train", &e);
+        goto done;
+    }
+    free(file);
+    file = NULL;
+    p = *doze_full_trainer_params(t);
+    const int T = p.context;
+
+    double t0 = io_now_ms();
+    if (encode_text(text_path, tok, &train)) goto done;
+    if (train.n < (size_t)T + 1) {
+        err_printf("doze: %s has %zu tokens: fewer than one window of %d\n", text_path, train.n, T + 1);
+        goto done;
+    }
+    if (eval_path) {
+        if (encode_text(eval_path, tok, &eval)) goto done;
+        n_ewin = (int)((eval.n - 1) / (size_t)T);
+        if (n_ewin > eval_windows) n_ewin = (int)eval_windows;
+        if (n_ewin < 1) {
+            err_printf("doze: %s has %zu tokens: fewer than one window of %d\n", eval_path, eval.n, T + 1);
+            goto done;
+        }
+        ewin = malloc((size_t)n_ewin * (T + 1) * sizeof *ewin);
+        if (!ewin) goto done;
+        for (int w = 0; w < n_ewin; w++)
+            memcpy(ewin + (size_t)w * (T + 1), eval.ids + (size_t)w * T, (size_t)(T + 1) * sizeof *ewin);
+    }
+    batch = malloc((size_t)p.batch * (T + 1) * sizeof *batch);
+    if (!batch) goto done;
+    const doze_full_params *q = &p;
+    out_printf("model: dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, ctx %d, %s classifier\n",
+               q->dim, q->hidden_dim, q->n_layers, q->n_heads, q->n_kv_heads,
+               doze_full_trainer_vocab_size(t), T, q->tied ? "tied" : "untied");
+    out_printf("train: %lld stories, %zu tokens (%.3f tokens/byte); %d steps of %d x %d tokens (%.2f epochs), "
+               "lr %g -> %g (%s, %d warm-up), wd %g, clip %g, seed %llu, %s\n",
+               train.stories, train.n, (double)train.n / (double)train.bytes, q->total_steps, q->batch, T,
+               (double)q->total_steps * q->batch * T / (double)train.n, (double)q->lr, (double)q->min_lr,
+               q->schedule == DOZE_LR_LINEAR ? "linear" : "cosine", q->warmup_steps,
+               (double)q->weight_decay, (double)q->grad_clip, (unsigned long long)q->seed,
+               resume ? "resumed" : "from scratch");
+    if (eval_path)
+        out_printf("eval: %lld stories, %zu tokens; %d windows of %d tokens (encoded in %.1f s)\n",
+                   eval.stories, eval.n, n_ewin, T, (io_now_ms() - t0) / 1000.0);
+
+    const int start = doze_full_trainer_steps_done(t);
+    const int end = until > 0 && until < q->total_steps ? (int)until : q->total_steps;
+    double run_ms = 0, window_ms = 0, eval_ms = 0;
+    long long window_tokens = 0;
+    for (int step = start; step < end; step++) {
+        doze_full_stats s;
+        double s0 = io_now_ms();
+        if (doze_full_trainer_sample(t, train.ids, train.n, batch, &e) != DOZE_OK ||
+            doze_full_trainer_step(t, batch, &s, &e) != DOZE_OK) {
+            cli_print_error("train", &e);
+            goto done;
+        }
+        double ms = io_now_ms() - s0;
+        run_ms += ms;
+        window_ms += ms;
+        window_tokens += (long long)q->batch * T;
+        int last = step + 1 == end;
+        if ((step + 1) % log_every == 0 || last || step == start) {
+            out_printf("step %5d/%d  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s\n", s.step, q->total_steps,
+                       (double)s.loss, (double)s.lr, (double)s.grad_norm,
+                       window_tokens * 1000.0 / (window_ms + 1e-9));
+            window_ms = 0;
+            window_tokens = 0;
+        }
+        if (n_ewin && ((eval_every && (step + 1) % eval_every == 0) || last)) {
+            double e0 = io_now_ms(), loss;
+            if (doze_full_trainer_eval(t, ewin, n_ewin, &loss, &e) != DOZE_OK) {
+                cli_print_error("eval", &e);
+                goto done;
+            }
+            eval_ms += io_now_ms() - e0;
+            double per_byte = loss * (double)eval.n / (double)eval.bytes;
+            out_printf("eval  %5d  loss %.4f  ppl %.3f  (~%.4f nats/byte, %.4f bits/byte)\n", s.step, loss,
+                       exp(loss), per_byte, per_byte / log(2.0));
+        }
+        if (ckpt && ((ckpt_every && (step + 1) % ckpt_every == 0) || last)) {
+            if (save(t, ckpt, name, DOZE_TYPE_F32, 1) || save(t, out, name, type, 0)) goto done;
+            out_printf("saved %s and %s at step %d\n", ckpt, out, s.step);
+        }
+    }
+    long long done_tokens = (long long)(end > start ? end - start : 0) * q->batch * T;
+    out_printf("trained %d steps (%lld tokens) in %.1f s: %.0f tok/s (eval %.1f s more)\n",
+               end > start ? end - start : 0, done_tokens, run_ms / 1000.0,
+               done_tokens * 1000.0 / (run_ms + 1e-9), eval_ms / 1000.0);
+    rc = save(t, out, name, type, 0);
+done:
+    doze_full_trainer_free(t);
+    tokenizer_free(tok);
+    gguf_header_free(&h);
+    free(file);
+    free(train.ids);
+    free(eval.ids);
+    free(batch);
+    free(ewin);
+    return rc;
+}
