@@ -252,6 +252,8 @@ typedef struct {
     float lr;             /* Adam learning rate (default 3e-3) */
     float weight_decay;   /* AdamW decay (default 1e-4) */
     float compute_weight; /* weight of (E[compute] - b)^2 (default 20) */
+    float dual_rate;      /* step of a Lagrange multiplier on E[compute] - b, so that the
+                             run itself ends at the budget (default 0: off) */
     float tau_start;      /* Gumbel-sigmoid temperature at step 0 (default 1) */
     float tau_end;        /* ... at the last step (default 0.2) */
     int total_steps;      /* for the annealing schedule (default 200) */

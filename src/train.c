@@ -65,6 +65,7 @@ struct doze_trainer {
      * block its fraction of the FFN */
     float *ffn_c, *log_ffn_c, *blk_frac, *log_blk_frac;
     float log_lambda0;
+    float dual; /* Lagrange multiplier of E[compute] = budget */
     uint64_t rng;
     int step;
     void *mem; /* everything above that is a float/byte buffer lives here */
@@ -78,6 +79,7 @@ doze_train_params doze_train_default_params(void) {
     p.lr = 3e-3f;
     p.weight_decay = 1e-4f;
     p.compute_weight = 20.0f;
+    p.dual_rate = 0.0f;
     p.tau_start = 1.0f;
     p.tau_end = 0.2f;
     p.total_steps = 200;
@@ -514,7 +516,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
     const doze_model *m = t->m;
     const doze_model_info *c = &m->info;
     const int N = t->N, D = t->D, F = t->F, hd = t->hd, U = t->U;
-    const float cgrad = 2.0f * t->p.compute_weight * (float)(expected - t->p.budget) / (float)N;
+    const float cgrad = (2.0f * t->p.compute_weight * (float)(expected - t->p.budget) + t->dual) / (float)N;
     memset(t->dR, 0, (size_t)t->L * U * D * sizeof(float));
     memset(t->db, 0, (size_t)t->L * U * sizeof(float));
     memset(t->dx, 0, (size_t)N * D * sizeof(float));
@@ -645,7 +647,7 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
     double kl = kl_loss(t), expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
     double d = expected - t->p.budget;
-    *loss = kl + t->p.compute_weight * d * d;
+    *loss = kl + t->p.compute_weight * d * d + t->dual * d;
     if (vis_out)
         for (int l = 0; l < t->L; l++) memcpy(vis_out + (size_t)l * t->N, t->act[l].vis, (size_t)t->N);
     if (want_grad) backward(t, tau, expected);
@@ -667,7 +669,12 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
     if (st != DOZE_OK) return st;
     double kl = 0, expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
-    kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget);
+    kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget) -
+         t->dual * (expected - t->p.budget);
+    /* dual ascent on the compute constraint: the multiplier grows while the
+     * expected compute stays above the budget (and shrinks below it), so the
+     * run ends at the budget instead of leaving it to the retune */
+    t->dual += t->p.dual_rate * (float)(expected - t->p.budget);
     /* AdamW on router weights and biases */
     t->step++;
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;

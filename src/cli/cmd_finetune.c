@@ -24,6 +24,7 @@ int cmd_finetune(int argc, char **argv) {
     tp.lr = (float)cli_opt_float(argc, argv, "--lr", tp.lr, &bad);
     tp.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)tp.seed, &bad);
     tp.compute_weight = (float)cli_opt_float(argc, argv, "--compute-weight", tp.compute_weight, &bad);
+    tp.dual_rate = (float)cli_opt_float(argc, argv, "--dual-rate", tp.dual_rate, &bad);
     tp.ffn_gates = !cli_flag(argc, argv, "--no-ffn-gates");
     int quiet = cli_flag(argc, argv, "--quiet");
     if (!path || !text_path || !out || bad) {
