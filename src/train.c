@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "carve.h"
 #include "error.h"
 #include "gates.h"
 #include "kernels/types.h"
@@ -98,22 +99,6 @@ void doze_trainer_free(doze_trainer *t) {
 
 /* ---- memory: one buffer carved into named tensors ---------------------------- */
 
-typedef struct {
-    uint8_t *base;
-    size_t at;
-} carver;
-
-static float *carve(carver *c, size_t n) {
-    size_t off = (c->at + 63) & ~(size_t)63;
-    c->at = off + n * sizeof(float);
-    return c->base ? (float *)(c->base + off) : NULL;
-}
-
-static uint8_t *carve_bytes(carver *c, size_t n) {
-    size_t off = (c->at + 63) & ~(size_t)63;
-    c->at = off + n;
-    return c->base ? c->base + off : NULL;
-}
 
 /* lays out (or, with c->base == NULL, just measures) every buffer */
 static void layout(doze_trainer *t, carver *c) {

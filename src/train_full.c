@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "convert.h"
+#include "carve.h"
 #include "error.h"
 #include "gguf.h"
 #include "kernels/kernels.h"
@@ -134,9 +135,6 @@ static void transpose(float *wt, const float *w, int rows, int cols) {
 }
 
 void full_params_changed(doze_full_trainer *t) {
-    const int nt = t->nt;
-    (void)nt;
-    DOZE_OMP("omp parallel for schedule(dynamic) num_threads(nt) if(nt > 1)")
     for (int i = 0; i < t->n_tensors; i++) {
         const full_tensor *x = &t->tensors[i];
         if (x->n_dims == 2) transpose(t->wt + x->toff, t->params + x->off, (int)x->ne[1], (int)x->ne[0]);
@@ -173,16 +171,6 @@ static void add_tensor(doze_full_trainer *t, const char *name, uint64_t cols, ui
     if (x->n_dims == 2) t->n_wt += (size_t)(cols * rows);
 }
 
-typedef struct {
-    uint8_t *base;
-    size_t at;
-} carver;
-
-static float *carve(carver *c, size_t n) {
-    size_t off = (c->at + 63) & ~(size_t)63;
-    c->at = off + n * sizeof(float);
-    return c->base ? (float *)(c->base + off) : NULL;
-}
 
 static void layout(doze_full_trainer *t, carver *c) {
     size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
@@ -299,6 +287,15 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
     add_tensor(t, "output_norm.weight", D, 1, 0);
     if (!p->tied) add_tensor(t, "output.weight", D, (uint64_t)V, 1);
 
+    /* sizes in double first: size_t is 32 bits in wasm */
+    double floats = (double)t->n_params * 5 + (double)t->L * ((double)t->B * t->H * t->T * t->T +
+                    (double)t->N * (5.0 * t->D + 2.0 * t->Q + 2.0 * t->KVD + 3.0 * t->F)) +
+                    (double)t->N * (8.0 * t->D + t->V + 3.0 * t->F + 2.0 * t->Q + 2.0 * t->KVD);
+    if (floats * sizeof(float) > (double)SIZE_MAX / 2) {
+        doze_full_trainer_free(t);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "training this shape needs %.3g GB, more than "
+                         "this platform can address", floats * sizeof(float) / 1e9);
+    }
     carver measure = {NULL, 0};
     layout(t, &measure);
     t->params = calloc(t->n_params, sizeof(float));
@@ -396,6 +393,8 @@ static int thread_id(void) {
 /* the first nb windows of the buffers (inp/tgt filled) */
 static void forward(doze_full_trainer *t, int nb) {
     const int N = nb * t->T, D = t->D, F = t->F, T = t->T, hd = t->hd, nt = t->nt;
+    const int big_att = (double)T * T * D >= 1e6; /* threads pay for themselves */
+    (void)big_att;
     const doze_kernels *kern = &doze_kernels_simd;
     const float eps = 1e-5f;
     float *x = t->x;
@@ -410,7 +409,7 @@ static void forward(doze_full_trainer *t, int nb) {
         matmul_forward_t_par(a->v, a->xn, WT_(t, LT(l, TL_V)), N, t->KVD, D, nt);
         rope_forward(a->q, N, T, t->H, hd, hd, t->rope_cos, t->rope_sin);
         rope_forward(a->k, N, T, t->KV, hd, hd, t->rope_cos, t->rope_sin);
-        DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1)")
+        DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
         for (int b = 0; b < nb; b++) {
             size_t r = (size_t)b * T;
             attention_forward(a->o + r * t->Q, a->P + (size_t)b * t->H * T * T, a->q + r * t->Q,
@@ -435,7 +434,7 @@ static void loss_rows(doze_full_trainer *t, int N, float scale_n) {
     const int V = t->V, nt = t->nt;
     (void)nt;
     void (*softmax)(float *, int) = doze_kernels_simd.softmax;
-    DOZE_OMP("omp parallel for schedule(dynamic, 64) num_threads(nt) if(nt > 1 && N >= 256)")
+    DOZE_OMP("omp parallel for schedule(dynamic, 64) num_threads(nt) if(nt > 1 && (double)N * V >= 1e6)")
     for (int n = 0; n < N; n++) {
         float *row = t->logits + (size_t)n * V;
         softmax(row, V);
@@ -449,6 +448,8 @@ static void loss_rows(doze_full_trainer *t, int N, float scale_n) {
 
 static void backward(doze_full_trainer *t) {
     const int N = t->N, D = t->D, F = t->F, T = t->T, hd = t->hd, nt = t->nt, nb = t->B;
+    const int big_att = (double)T * T * D >= 1e6;
+    (void)big_att;
     const size_t ND = (size_t)N * D;
     memset(t->grads, 0, t->n_params * sizeof(float));
     /* classifier and final norm */
@@ -480,7 +481,7 @@ static void backward(doze_full_trainer *t) {
         memset(t->dq, 0, (size_t)N * t->Q * sizeof(float));
         memset(t->dk, 0, (size_t)N * t->KVD * sizeof(float));
         memset(t->dv, 0, (size_t)N * t->KVD * sizeof(float));
-        DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1)")
+        DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
         for (int b = 0; b < nb; b++) {
             size_t r = (size_t)b * T;
             attention_backward(t->dq + r * t->Q, t->dk + r * t->KVD, t->dv + r * t->KVD,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byte_buffer.h"
 #include "doze.h"
 #include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
 
@@ -140,33 +141,13 @@ EMSCRIPTEN_KEEPALIVE doze_gates *doze_wasm_gates_load(const doze_model *m, const
     return g;
 }
 
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} grow_buffer;
-
-static int grow_write(void *ctx, const void *bytes, size_t n) {
-    grow_buffer *b = ctx;
-    if (n > SIZE_MAX - b->len) return 1;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d) return 1;
-        b->data = d;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->data + b->len, bytes, n);
-    b->len += n;
-    return 0;
-}
 
 /* doze_gates_save into a malloc'd buffer: out[0] gets its pointer (the JS
  * frees it), out[1] its length. */
 EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_gates_save(const doze_gates *g, uint32_t *out,
                                                       doze_error *err) {
-    grow_buffer b = {NULL, 0, 0};
-    doze_status st = doze_gates_save(g, grow_write, &b, err);
+    doze_byte_buffer b = {NULL, 0, 0};
+    doze_status st = doze_gates_save(g, doze_byte_buffer_write, &b, err);
     if (st == DOZE_OK && !b.data) {
         st = DOZE_ERR_IO;
         if (err) {

@@ -1,6 +1,7 @@
 /* `doze vocab`: trains a SentencePiece-style BPE vocabulary on a text and
  * writes it as a vocab-only GGUF; then encodes the text with it through
  * the runtime's tokenizer and checks that every story round-trips. */
+#include "../byte_buffer.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,25 +11,8 @@
 #include "cli_util.h"
 #include "commands.h"
 
-typedef struct {
-    unsigned char *data;
-    size_t len, cap;
-} membuf;
-
-static int mem_write(void *ctx, const void *p, size_t n) {
-    membuf *b = ctx;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->len + n) cap *= 2;
-        unsigned char *nd = realloc(b->data, cap);
-        if (!nd) return 1;
-        b->data = nd;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
+typedef doze_byte_buffer membuf;
+#define mem_write doze_byte_buffer_write
 
 typedef struct {
     const doze_tokenizer *tok;

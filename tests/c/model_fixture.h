@@ -2,6 +2,7 @@
 #ifndef DOZE_MODEL_FIXTURE_H
 #define DOZE_MODEL_FIXTURE_H
 
+#include "../../src/byte_buffer.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,25 +10,8 @@
 #include "../../src/convert.h"
 #include "../../src/doze.h"
 
-typedef struct {
-    unsigned char *data;
-    size_t len, cap;
-} mem_buf;
-
-static int mem_write(void *ctx, const void *p, size_t n) {
-    mem_buf *b = ctx;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        unsigned char *nd = realloc(b->data, cap);
-        if (!nd) return 1;
-        b->data = nd;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
+typedef doze_byte_buffer mem_buf;
+#define mem_write doze_byte_buffer_write
 
 /* A GGUF file of a random model in memory; data NULL on failure. */
 static mem_buf fixture_gguf(int dim, int hidden, int layers, int heads, int kv_heads, int vocab,

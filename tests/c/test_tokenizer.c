@@ -4,6 +4,7 @@
  * vocabulary, round trips, speed on 100 KB of text, the real tokenizer inside
  * llama-2-tiny-random.gguf, and llama2.c's tok512 converted to GGUF against
  * the prompts recorded by run.c. */
+#include "../../src/byte_buffer.h"
 #include <stdint.h>
 #include <time.h>
 
@@ -18,25 +19,6 @@
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-typedef struct {
-    unsigned char *p;
-    size_t n, cap;
-} membuf;
-
-static int membuf_write(void *ctx, const void *bytes, size_t n) {
-    membuf *m = ctx;
-    if (m->n + n > m->cap) {
-        size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->n + n) cap *= 2;
-        unsigned char *p = realloc(m->p, cap);
-        if (!p) return 1;
-        m->p = p;
-        m->cap = cap;
-    }
-    if (n) memcpy(m->p + m->n, bytes, n);
-    m->n += n;
-    return 0;
-}
 
 /* Parses a GGUF in memory and builds a tokenizer from it (freeing the header
  * right away: the tokenizer must own what it needs). */
@@ -70,7 +52,7 @@ static doze_status build_from_spec(const vocab_spec *s, doze_tokenizer **out, do
     gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
     if (!w) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "gguf_writer_new failed");
     doze_status st = DOZE_OK;
-    membuf m = {0};
+    doze_byte_buffer m = {0};
     if (st == DOZE_OK) st = gguf_writer_set_str(w, "general.architecture", "llama", err);
     if (st == DOZE_OK && s->model) st = gguf_writer_set_str(w, "tokenizer.ggml.model", s->model, err);
     if (st == DOZE_OK)
@@ -90,15 +72,15 @@ static doze_status build_from_spec(const vocab_spec *s, doze_tokenizer **out, do
         st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)s->unk, err);
     if (st == DOZE_OK && s->add_space_prefix != OMIT)
         st = gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", s->add_space_prefix, err);
-    if (st == DOZE_OK) st = gguf_writer_write(w, membuf_write, &m, err);
+    if (st == DOZE_OK) st = gguf_writer_write(w, doze_byte_buffer_write, &m, err);
     gguf_writer_free(w);
     if (st != DOZE_OK) {
         fprintf(stderr, "writing the test GGUF failed: %s\n", err ? err->message : "");
-        free(m.p);
+        free(m.data);
         return st;
     }
-    st = tokenizer_from_bytes(m.p, m.n, out, err);
-    free(m.p);
+    st = tokenizer_from_bytes(m.data, m.len, out, err);
+    free(m.data);
     return st;
 }
 
@@ -434,12 +416,12 @@ static void test_synthetic_errors(void) {
     /* a header without any tokenizer */
     {
         gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
-        membuf m = {0};
+        doze_byte_buffer m = {0};
         CHECK(w && gguf_writer_set_str(w, "general.architecture", "llama", &err) == DOZE_OK);
-        CHECK(w && gguf_writer_write(w, membuf_write, &m, &err) == DOZE_OK);
+        CHECK(w && gguf_writer_write(w, doze_byte_buffer_write, &m, &err) == DOZE_OK);
         gguf_writer_free(w);
-        CHECK(tokenizer_from_bytes(m.p, m.n, &t, &err) == DOZE_ERR_MISSING && t == NULL);
-        free(m.p);
+        CHECK(tokenizer_from_bytes(m.data, m.len, &t, &err) == DOZE_ERR_MISSING && t == NULL);
+        free(m.data);
     }
     CHECK(tokenizer_from_gguf(NULL, &t, &err) == DOZE_ERR_INVALID_ARGUMENT);
     tokenizer_free(NULL);

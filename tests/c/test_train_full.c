@@ -324,6 +324,55 @@ static void test_training(void) {
     free(vocab.data);
 }
 
+
+/* the committed default model (models/): loads with its gates, and scores
+ * the first dev story about as `doze ppl` reported when it was made */
+static void test_default_model(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/doze-stories.gguf", DOZE_SOURCE_DIR);
+    size_t n = 0, gn = 0;
+    unsigned char *bytes = test_read_file(path, &n);
+    if (!bytes) {
+        printf("skipping the default model: %s is absent\n", path);
+        return;
+    }
+    doze_model *m = NULL;
+    doze_error e;
+    CHECK(doze_model_load_memory(bytes, n, NULL, &m, &e) == DOZE_OK);
+    free(bytes);
+    if (!m) return;
+    const doze_model_info *info = doze_model_get_info(m);
+    CHECK(info->dim == 128 && info->n_layers == 4 && info->vocab_size == 1024 && info->tied_output == 1 &&
+          info->context_length == 256);
+    snprintf(path, sizeof path, "%s/models/doze-stories.gates.gguf", DOZE_SOURCE_DIR);
+    unsigned char *gb = test_read_file(path, &gn);
+    doze_gates *g = NULL;
+    CHECK(gb && doze_gates_load(m, gb, gn, &g, &e) == DOZE_OK);
+    free(gb);
+    const char *story = "Once upon a time, there was a little girl named Lily. She loved to play "
+                        "outside in the sun. One day, she saw a big red ball in the park.";
+    int32_t ids[128];
+    int got = 0;
+    CHECK(doze_tokenize(m, story, strlen(story), 1, ids, 128, &got, &e) == DOZE_OK && got <= 128);
+    doze_session *s = doze_session_new(m, &e);
+    double nll = 0;
+    for (int i = 0; s && i + 1 < got; i++) {
+        CHECK(doze_session_step(s, ids[i], &e) == DOZE_OK);
+        const float *lg = doze_session_logits(s);
+        double mx = lg[0], sum = 0;
+        for (int v = 1; v < info->vocab_size; v++) mx = fmax(mx, lg[v]);
+        for (int v = 0; v < info->vocab_size; v++) sum += exp(lg[v] - mx);
+        nll += log(sum) - (lg[ids[i + 1]] - mx);
+    }
+    nll /= got - 1;
+    printf("default model: %d tokens of a plain story, mean nll %.3f (%.2f bytes per token)\n", got - 1,
+           nll, (double)strlen(story) / (got - 1));
+    CHECK(nll < 2.0);
+    doze_session_free(s);
+    doze_gates_free(g);
+    doze_model_free(m);
+}
+
 int main(void) {
     test_products();
     /* any GGUF with a tokenizer serves as the vocabulary: a fixture model's (50 pieces) */
@@ -335,5 +384,6 @@ int main(void) {
     }
     free(f.data);
     test_training();
+    test_default_model();
     return test_finish("test_train_full");
 }

@@ -4,31 +4,15 @@
  * breaks, digits, repeated spaces), merges applied (tokens per byte well
  * below 1), errors; the CLI command; and on the TinyStories text when
  * ../shared is present. */
+#include "../../src/byte_buffer.h"
 #include <stdint.h>
 
 #include "../../src/tokenizer.h"
 #include "../../src/vocab.h"
 #include "test_util.h"
 
-typedef struct {
-    unsigned char *data;
-    size_t len, cap;
-} mem_buf;
-
-static int mem_write(void *ctx, const void *p, size_t n) {
-    mem_buf *b = ctx;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        unsigned char *nd = realloc(b->data, cap);
-        if (!nd) return 1;
-        b->data = nd;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
+typedef doze_byte_buffer mem_buf;
+#define mem_write doze_byte_buffer_write
 
 static const char *const sentences[] = {
     "Once upon a time, there was a little girl named Lily.",
