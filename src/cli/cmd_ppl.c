@@ -30,6 +30,7 @@ typedef struct {
     double nll;
     double compute; /* sum of the steps' compute ratios */
     long long tokens;
+    long long bytes; /* text bytes of the predicted tokens: nats per byte compare vocabularies */
     int stories;
 } ppl_total;
 
@@ -57,6 +58,10 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
         st = doze_session_step(s, (*ids)[i], e);
         if (st != DOZE_OK) return st;
         t->nll += nll_of(doze_session_logits(s), info->vocab_size, (*ids)[i + 1]);
+        char piece[DOZE_MAX_PIECE];
+        size_t plen = 0;
+        if (doze_token_to_piece(m, (*ids)[i], (*ids)[i + 1], piece, sizeof piece, &plen, e) == DOZE_OK)
+            t->bytes += (long long)plen;
         t->compute += doze_session_compute(s);
         t->tokens++;
     }
@@ -106,7 +111,7 @@ int cmd_ppl(int argc, char **argv) {
             goto done;
         }
     }
-    ppl_total total = {0.0, 0.0, 0, 0};
+    ppl_total total = {0.0, 0.0, 0, 0, 0};
     int32_t *ids = NULL;
     int cap = 0;
     const size_t sep_len = sizeof separator - 1;
@@ -135,13 +140,15 @@ int cmd_ppl(int argc, char **argv) {
             rc = 1;
         } else {
             double mean = total.nll / (double)total.tokens;
+            double per_byte = total.bytes > 0 ? total.nll / (double)total.bytes : 0.0;
             if (gates)
-                out_printf("ppl %.4f tokens %lld stories %d nll %.5f compute %.4f budget %.2f\n",
+                out_printf("ppl %.4f tokens %lld stories %d nll %.5f compute %.4f budget %.2f "
+                           "bytes %lld nats/byte %.4f\n",
                            exp(mean), total.tokens, total.stories, mean,
-                           total.compute / (double)total.tokens, budget);
+                           total.compute / (double)total.tokens, budget, total.bytes, per_byte);
             else
-                out_printf("ppl %.4f tokens %lld stories %d nll %.5f\n", exp(mean), total.tokens,
-                           total.stories, mean);
+                out_printf("ppl %.4f tokens %lld stories %d nll %.5f bytes %lld nats/byte %.4f\n",
+                           exp(mean), total.tokens, total.stories, mean, total.bytes, per_byte);
         }
     }
 done:
