@@ -62,11 +62,19 @@ static void ffn_mask(const doze_model *m, double b, int step, int pos, uint8_t *
             ffn_on[(size_t)l * nb + ((int)((double)i * nb / keep) + step + 3 * l) % nb] = 1;
 }
 
-static int run_decode_masked(doze_model *m, int steps, double budget, uint8_t *layer_on,
-                             uint8_t *ffn_on, speed *out, double *compute) {
+/* Greedy decode of steps tokens (after 4 warm-up steps): dense; or under
+ * forced uniform masks (layer_on, and ffn_on for FFN-only masks) at budget;
+ * or, with gates, under the router's own decisions at budget. */
+static int decode_run(doze_model *m, int steps, const doze_gates *gates, double budget,
+                      uint8_t *layer_on, uint8_t *ffn_on, speed *out, double *compute) {
     doze_error e;
     doze_session *s = doze_session_new(m, &e);
     if (!s) return cli_print_error("bench", &e);
+    if (gates && (doze_session_set_gates(s, gates, &e) != DOZE_OK ||
+                  doze_session_set_budget(s, (float)budget, &e) != DOZE_OK)) {
+        doze_session_free(s);
+        return cli_print_error("bench", &e);
+    }
     const doze_model_info *c = doze_model_get_info(m);
     int token = c->bos_id >= 0 ? c->bos_id : 0;
     const int warmup = 4;
@@ -117,8 +125,8 @@ static int skip_table(doze_model *m, int steps, int json, int ffn) {
     for (int i = 0; i < 4 && rc == 0; i++) {
         speed sp = {0, 0};
         double compute = 1.0;
-        rc = run_decode_masked(m, steps, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp,
-                               &compute);
+        rc = decode_run(m, steps, NULL, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp,
+                        &compute);
         if (rc) break;
         if (i == 0) dense = sp;
         double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute);
@@ -136,63 +144,17 @@ static int skip_table(doze_model *m, int steps, int json, int ffn) {
 }
 
 static int run_decode(doze_model *m, int steps, speed *out) {
-    doze_error e;
-    doze_session *s = doze_session_new(m, &e);
-    if (!s) return cli_print_error("bench", &e);
-    const doze_model_info *c = doze_model_get_info(m);
-    int token = c->bos_id >= 0 ? c->bos_id : 0;
-    const int warmup = 4;
-    double t0 = 0;
-    for (int i = 0; i < steps + warmup; i++) {
-        if (i == warmup) t0 = io_now_ms();
-        if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
-        if (doze_session_step(s, token, &e) != DOZE_OK) {
-            doze_session_free(s);
-            return cli_print_error("bench", &e);
-        }
-        const float *l = doze_session_logits(s);
-        int best = 0;
-        for (int v = 1; v < c->vocab_size; v++)
-            if (l[v] > l[best]) best = v;
-        token = best;
-    }
-    double ms = io_now_ms() - t0;
-    doze_session_free(s);
-    out->tok_per_s = steps * 1000.0 / ms;
-    out->gb_per_s = out->tok_per_s * bytes_per_token(m) / 1e9;
-    return 0;
+    return decode_run(m, steps, NULL, 1.0, NULL, NULL, out, NULL);
 }
 
 /* decode under the gates at a budget (the router decides), beside dense */
 static int budget_bench(doze_model *m, int argc, char **argv, double budget, int steps, int json) {
     doze_gates *g = cli_gates(argc, argv, m, 1, json);
     if (!g) return 1;
-    doze_error e;
-    const doze_model_info *c = doze_model_get_info(m);
     speed dense = {0, 0}, gated = {0, 0};
     double compute = 1.0;
     int rc = run_decode(m, steps, &dense);
-    doze_session *s = rc ? NULL : doze_session_new(m, &e);
-    if (!rc && (!s || doze_session_set_gates(s, g, &e) != DOZE_OK ||
-                doze_session_set_budget(s, (float)budget, &e) != DOZE_OK))
-        rc = cli_print_error("bench", &e);
-    if (!rc) {
-        int token = c->bos_id >= 0 ? c->bos_id : 0;
-        double t0 = 0, sum = 0;
-        for (int i = 0; i < steps + 4 && !rc; i++) {
-            if (i == 4) t0 = io_now_ms();
-            if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
-            if (doze_session_step(s, token, &e) != DOZE_OK) rc = cli_print_error("bench", &e);
-            if (i >= 4) sum += doze_session_compute(s);
-            const float *l = doze_session_logits(s);
-            int best = 0;
-            for (int v = 1; v < c->vocab_size; v++)
-                if (l[v] > l[best]) best = v;
-            token = best;
-        }
-        gated.tok_per_s = steps * 1000.0 / (io_now_ms() - t0);
-        compute = sum / steps;
-    }
+    if (!rc) rc = decode_run(m, steps, g, budget, NULL, NULL, &gated, &compute);
     if (!rc) {
         if (json)
             out_printf("{\"budget\":%.3f,\"compute\":%.4f,\"dense_tok_s\":%.2f,\"gated_tok_s\":%.2f,"
@@ -202,7 +164,6 @@ static int budget_bench(doze_model *m, int argc, char **argv, double budget, int
             out_printf("budget %.2f: compute %.3f, %.2f tok/s vs dense %.2f tok/s: %.2fx\n", budget,
                        compute, gated.tok_per_s, dense.tok_per_s, gated.tok_per_s / dense.tok_per_s);
     }
-    doze_session_free(s);
     doze_gates_free(g);
     return rc;
 }
