@@ -30,7 +30,7 @@ RESUME=""
 if [ "${RESUME_FROM:-}" != "" ]; then RESUME="--resume $RESUME_FROM"; fi
 "$DOZE" train "$TRAIN" --vocab "$OUT/doze-stories.vocab.gguf" \
     --dim 128 --layers 4 --heads 4 --kv-heads 4 --hidden 352 --ctx 256 \
-    --batch 8 --steps 1500 --lr 2e-3 --min-lr 2e-4 --warmup 150 --schedule cosine \
+    --batch 8 --steps 2400 --lr 2e-3 --min-lr 2e-4 --warmup 150 --schedule cosine \
     --wd 0.1 --clip 1 --seed 1 \
     --eval "$DEV" --eval-every 100 --eval-windows 64 \
     --ckpt "$WORK/doze-stories.ckpt.gguf" --ckpt-every 100 $RESUME \
