@@ -12,24 +12,12 @@ import { loadModel } from '../../js/src/index.js';
 import { root, run, scratch } from '../js/helpers.js';
 import { initModel, storiesModel } from '../js/package_fixtures.js';
 import { startServer } from '../../web-demo/serve.js';
+import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
 
-const CHROMIUM = process.env.DOZE_CHROMIUM || '/usr/bin/chromium';
-let playwright = null;
-try {
-  playwright = await import('playwright-core');
-} catch {
-  /* skipped below */
-}
-const skip = !existsSync(CHROMIUM)
-  ? `Chromium not found at ${CHROMIUM} (apt-get install chromium)`
-  : !playwright
-    ? 'playwright-core is not installed (npm ci)'
-    : !existsSync(join(root, 'build', 'doze')) || !existsSync(join(root, 'js', 'dist', 'doze.wasm'))
-      ? 'build/doze or js/dist/doze.wasm missing (npm run build)'
-      : false;
-
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic'];
+const skip = skipReason
+  || (!existsSync(join(root, 'build', 'doze')) || !existsSync(join(root, 'js', 'dist', 'doze.wasm'))
+    ? 'build/doze or js/dist/doze.wasm missing (npm run build)'
+    : false);
 
 let dir;
 let browser;

@@ -10,19 +10,9 @@ import { join } from 'node:path';
 import { loadModel } from '../../js/src/index.js';
 import { root, scratch } from '../js/helpers.js';
 import { initModel, serve, storiesModel } from '../js/package_fixtures.js';
+import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
 
-const CHROMIUM = process.env.DOZE_CHROMIUM || '/usr/bin/chromium';
-let playwright = null;
-try {
-  playwright = await import('playwright-core');
-} catch {
-  /* skipped below */
-}
-const skip = !existsSync(CHROMIUM)
-  ? `Chromium not found at ${CHROMIUM} (apt-get install chromium)`
-  : !playwright
-    ? 'playwright-core is not installed (npm ci)'
-    : false;
+const skip = skipReason;
 
 const PROMPT = 'Once upon a time';
 const OPTS = { temperature: 0, maxTokens: 40 };
@@ -72,8 +62,7 @@ test('Chromium: fetch with progress, generate in the Worker, same tokens as Node
     context = await playwright.chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-quic'],
+      args: ARGS,
     });
     const tab = context.pages()[0] || (await context.newPage());
     const errors = [];

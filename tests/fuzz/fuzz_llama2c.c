@@ -8,28 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byte_buffer.h"
 #include "convert.h"
 #include "doze.h"
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static int put(void *ctx, const void *bytes, size_t n) {
-    buf *b = ctx;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q) return 1;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, bytes, n);
-    b->n += n;
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
@@ -49,12 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     doze_status st = convert_llama2c(cc, ckn, tc, tl, type, "fuzz", &b, &e);
     if (st != DOZE_OK && (e.code != (int)st || !e.message[0])) __builtin_trap();
     if (st == DOZE_OK) {
-        buf out = {NULL, 0, 0};
-        if (gguf_writer_write(b.w, put, &out, &e) != DOZE_OK) __builtin_trap();
+        doze_byte_buffer out = {NULL, 0, 0};
+        if (gguf_writer_write(b.w, doze_byte_buffer_write, &out, &e) != DOZE_OK) __builtin_trap();
         doze_model_params p = doze_model_default_params();
         p.context_length = 2;
         doze_model *m = NULL;
-        st = doze_model_load_memory(out.p, out.n, &p, &m, &e);
+        st = doze_model_load_memory(out.data, out.len, &p, &m, &e);
         if (st != DOZE_OK && (e.code != (int)st || !e.message[0])) __builtin_trap();
         if (m) {
             doze_session *s = doze_session_new(m, &e);
@@ -62,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             doze_session_free(s);
             doze_model_free(m);
         }
-        free(out.p);
+        free(out.data);
     }
     gguf_builder_free(&b);
     free(tc);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byte_buffer.h"
 #include "convert.h"
 #include "doze.h"
 #include "gguf.h"
@@ -54,36 +55,21 @@ static doze_tokenizer *build(int with_bytes) {
     if (with_bytes) gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0, &e);
     else gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", 0, &e);
     /* write to memory and parse back: the tokenizer reads a header */
-    struct { uint8_t *p; size_t n, cap; } m = {NULL, 0, 0};
-    extern int fuzz_put(void *, const void *, size_t);
-    if (gguf_writer_write(w, fuzz_put, &m, &e) != DOZE_OK) __builtin_trap();
+    doze_byte_buffer m = {NULL, 0, 0};
+    if (gguf_writer_write(w, doze_byte_buffer_write, &m, &e) != DOZE_OK) __builtin_trap();
     gguf_writer_free(w);
     gguf_header h;
-    if (gguf_parse_header(m.p, m.n, &h, &e) != DOZE_OK) __builtin_trap();
+    if (gguf_parse_header(m.data, m.len, &h, &e) != DOZE_OK) __builtin_trap();
     doze_tokenizer *t = NULL;
     if (tokenizer_from_gguf(&h, &t, &e) != DOZE_OK) {
         fprintf(stderr, "fuzz_tokenizer: %s\n", e.message);
         __builtin_trap();
     }
     gguf_header_free(&h);
-    free(m.p);
+    free(m.data);
     return t;
 }
 
-int fuzz_put(void *ctx, const void *bytes, size_t n) {
-    struct { uint8_t *p; size_t n, cap; } *b = ctx;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q) return 1;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, bytes, n);
-    b->n += n;
-    return 0;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
