@@ -117,8 +117,31 @@ static uint8_t q4_trunc(float v) {
     return (uint8_t)(int8_t)v;
 }
 
-/* ggml's q4_0 (quantize_row_q4_0_ref): the signed value of largest
- * magnitude maps to -8, d = max / -8, q = min(15, (int8_t)(x / d + 8.5)). */
+/* q4_0 code of x for scale inverse id: min(15, (int8_t)(x * id + 8.5)) as
+ * ggml's reference quantizer rounds (q - 8 is round-half-up of x / d,
+ * clamped to [-8, 7]) */
+static uint8_t q4_code(float x, float id) { return q4_trunc(x * id + 8.5f); }
+
+/* sum over the block of (x - d * (code - 8))^2 */
+static double q4_block_error(const float *x, float d, float id) {
+    double e = 0.0;
+    for (int j = 0; j < DOZE_QK4_0; j++) {
+        double r = (double)x[j] - (double)d * (double)((int)q4_code(x[j], id) - 8);
+        e += r * r;
+    }
+    return e;
+}
+
+/* Scale candidates per block: ggml's choice (the signed value of largest
+ * magnitude maps to -8, d = max / -8) plus Q4_SCALE_STEPS scales spread
+ * from max / -8 to max / -6 (codes rounded differently, the extreme one
+ * clipped), each refitted by least squares (d = sum x q / sum q^2 for the
+ * codes it gives). The stored d is the f16 of the candidate whose f16 scale
+ * reconstructs the block with the smallest squared error, so quantizing is
+ * never worse than ggml's rule; the file format is ggml's Q4_0 unchanged. */
+#define Q4_SCALE_STEPS 16
+#define Q4_REFITS 1
+
 static void q4_0_quantize_row(const float *src, void *dst, int64_t n) {
     doze_block_q4_0 *b = dst;
     for (int64_t i = 0; i < n / DOZE_QK4_0; i++) {
@@ -130,12 +153,44 @@ static void q4_0_quantize_row(const float *src, void *dst, int64_t n) {
                 max = x[j];
             }
         }
-        float d = max / -8.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = doze_f32_to_f16(d);
+        /* ggml's scale first: ties keep it */
+        uint16_t best_h = doze_f32_to_f16(max / -8.0f);
+        float best_d = doze_f16_to_f32(best_h);
+        double best_e = q4_block_error(x, best_d, best_d != 0.0f ? 1.0f / best_d : 0.0f);
+        for (int k = 0; k <= Q4_SCALE_STEPS && max != 0.0f && best_e > 0.0; k++) {
+            float denom = -8.0f + 2.0f * (float)k / (float)Q4_SCALE_STEPS;
+            float id = denom / max;
+            double sxq = 0.0, sqq = 0.0;
+            for (int j = 0; j < DOZE_QK4_0; j++) {
+                int q = (int)q4_code(x[j], id) - 8;
+                sxq += (double)x[j] * q;
+                sqq += (double)q * q;
+            }
+            if (sqq <= 0.0) continue;
+            /* alternate codes and least-squares scale while the error drops */
+            for (int it = 0; it < Q4_REFITS; it++) {
+                uint16_t h = doze_f32_to_f16((float)(sxq / sqq));
+                float d = doze_f16_to_f32(h);
+                if (!(d == d) || d == 0.0f || isinf(d)) break;
+                double e = q4_block_error(x, d, 1.0f / d);
+                if (!(e < best_e)) break;
+                best_e = e;
+                best_h = h;
+                best_d = d;
+                sxq = sqq = 0.0;
+                for (int j = 0; j < DOZE_QK4_0; j++) {
+                    int q = (int)q4_code(x[j], 1.0f / d) - 8;
+                    sxq += (double)x[j] * q;
+                    sqq += (double)q * q;
+                }
+                if (sqq <= 0.0) break;
+            }
+        }
+        float id = best_d != 0.0f ? 1.0f / best_d : 0.0f;
+        b[i].d = best_h;
         for (int j = 0; j < DOZE_QK4_0 / 2; j++) {
-            uint8_t q0 = q4_trunc(x[j] * id + 8.5f);
-            uint8_t q1 = q4_trunc(x[j + DOZE_QK4_0 / 2] * id + 8.5f);
+            uint8_t q0 = q4_code(x[j], id);
+            uint8_t q1 = q4_code(x[j + DOZE_QK4_0 / 2], id);
             b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
         }
     }

@@ -118,8 +118,8 @@ int main(void) {
     char cmd[4096];
     const char *ckpt = shared(0, "models/stories260K.bin");
     const char *tok = shared(1, "models/tok512.bin");
-    const char *types[3] = {"f32", "f16", "q8_0"};
-    for (int t = 0; t < 3; t++) {
+    const char *types[4] = {"f32", "f16", "q8_0", "q4_0"};
+    for (int t = 0; t < 4; t++) {
         snprintf(cmd, sizeof cmd, "%s convert llama2c %s %s --type %s -o %s/stories260K-%s.gguf",
                  DOZE_CLI, ckpt, tok, types[t], DOZE_BUILD_DIR, types[t]);
         CHECK(run(cmd) == 0);
@@ -163,9 +163,14 @@ int main(void) {
                     shared(6, "models/llama-2-tiny-random.logits.f32"), 32000);
     }
 
-    /* F16 and Q8_0: greedy prefix and teacher-forced argmax agreement */
-    const double need[3] = {1.0, 0.97, 0.93};
-    for (int t = 1; t < 3; t++) {
+    /* F16, Q8_0 and Q4_0: greedy prefix and teacher-forced argmax agreement.
+     * Q4_0 (issue 9) must follow for its first 30 tokens: the reference's
+     * top-2 logit margin is 0.22 at token 28 and 0.54 at token 31, so 4-bit
+     * weight noise decides there (ggml's own scale rule diverges at 28; the
+     * error-minimizing scale search in types.c reaches 30). */
+    const double need[4] = {1.0, 0.97, 0.93, 0.80};
+    const int need_prefix[4] = {200, 40, 40, 30};
+    for (int t = 1; t < 4; t++) {
         snprintf(cmd, sizeof cmd,
                  "%s generate %s/stories260K-%s.gguf --temp 0 --steps 200 --trace %s/greedy-%s.pairs "
                  "> /dev/null",
@@ -180,7 +185,7 @@ int main(void) {
         printf("%s: greedy run follows the reference for %d of 200 tokens; argmax agrees on "
                "%.2f%% of %d steps of stories260K.long\n",
                types[t], prefix, 100.0 * agree, steps);
-        CHECK_MSG(prefix >= 40, "%s greedy prefix %d < 40", types[t], prefix);
+        CHECK_MSG(prefix >= need_prefix[t], "%s greedy prefix %d < %d", types[t], prefix, need_prefix[t]);
         CHECK_MSG(agree >= need[t], "%s agreement %.4f < %.2f", types[t], agree, need[t]);
     }
 
