@@ -221,14 +221,133 @@ static double read_loop_gbs(const doze_model *m, uint32_t *sink) {
     return best;
 }
 
+/* ---- several models side by side (issue 9's ratios) -------------------- */
+
+#define BENCH_MAX_MODELS 8
+
+/* One decode round per model, in turn, `rounds` times: each round decodes
+ * `steps` greedy tokens after 2 untimed ones (the previous model's round has
+ * just evicted this one's weights from the caches); each model keeps its
+ * best round (steady state) and its mean. Sessions restart when full. */
+static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *best, speed *mean) {
+    doze_error e;
+    doze_session *ss[BENCH_MAX_MODELS] = {0};
+    int token[BENCH_MAX_MODELS];
+    double total_ms[BENCH_MAX_MODELS] = {0};
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        ss[i] = doze_session_new(ms[i], &e);
+        if (!ss[i]) rc = cli_print_error("bench", &e);
+        const doze_model_info *c = doze_model_get_info(ms[i]);
+        token[i] = c->bos_id >= 0 ? c->bos_id : 0;
+        best[i].tok_per_s = 0.0;
+    }
+    for (int r = 0; r < rounds && rc == 0; r++) {
+        for (int i = 0; i < n && rc == 0; i++) {
+            const doze_model_info *c = doze_model_get_info(ms[i]);
+            double t0 = 0;
+            for (int k = 0; k < steps + 2 && rc == 0; k++) {
+                if (k == 2) t0 = io_now_ms();
+                if (doze_session_pos(ss[i]) >= c->context_length) doze_session_reset(ss[i]);
+                if (doze_session_step(ss[i], token[i], &e) != DOZE_OK) {
+                    rc = cli_print_error("bench", &e);
+                    break;
+                }
+                const float *l = doze_session_logits(ss[i]);
+                int b = 0;
+                for (int v = 1; v < c->vocab_size; v++)
+                    if (l[v] > l[b]) b = v;
+                token[i] = b;
+            }
+            double ms_round = io_now_ms() - t0;
+            total_ms[i] += ms_round;
+            double tps = steps * 1000.0 / ms_round;
+            if (tps > best[i].tok_per_s) best[i].tok_per_s = tps;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        doze_session_free(ss[i]);
+        double bpt = bytes_per_token(ms[i]);
+        best[i].gb_per_s = best[i].tok_per_s * bpt / 1e9;
+        mean[i].tok_per_s = total_ms[i] > 0 ? (double)rounds * steps * 1000.0 / total_ms[i] : 0.0;
+        mean[i].gb_per_s = mean[i].tok_per_s * bpt / 1e9;
+    }
+    return rc;
+}
+
+/* `doze bench A.gguf B.gguf ...`: the models' decode interleaved round by
+ * round in one run, so that ratios between types (Q8_0 vs F32, Q4_0 vs
+ * Q8_0) are measured under the same machine load; per model also the read
+ * loop over its own weights (interleaved the same way, best pass) and the
+ * 128-token prefill. */
+static int compare_models(int argc, char **argv, int n_paths, int steps, int json) {
+    doze_model *ms[BENCH_MAX_MODELS] = {0};
+    speed best[BENCH_MAX_MODELS], mean[BENCH_MAX_MODELS];
+    double read_gbs[BENCH_MAX_MODELS] = {0}, prompt[BENCH_MAX_MODELS] = {0}, first_ms[BENCH_MAX_MODELS] = {0};
+    int rc = 0;
+    doze_model_params mp = doze_model_default_params();
+    mp.context_length = 256;
+    for (int i = 0; i < n_paths && rc == 0; i++) {
+        ms[i] = cli_load_model(cli_positional(argc, argv, i), &mp);
+        if (!ms[i]) rc = 1;
+    }
+    uint32_t sink = 0;
+    const int rounds = 8;
+    if (rc == 0) {
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < n_paths; i++) {
+                double g = read_loop_gbs(ms[i], &sink);
+                if (g > read_gbs[i]) read_gbs[i] = g;
+            }
+        for (int i = 0; i < n_paths && rc == 0; i++) rc = run_prefill(ms[i], 128, 3, &prompt[i], &first_ms[i]);
+    }
+    if (rc == 0) rc = decode_rounds(ms, n_paths, rounds, steps, best, mean);
+    if (rc == 0) {
+        if (!json)
+            out_printf("decode: best of %d rounds of %d tokens per model, the models in turn; read loop: best "
+                       "pass over the model's weights\n"
+                       "type   MB/token  prompt tok/s  decode tok/s  (mean)    GB/s  of read loop  vs %s\n",
+                       rounds, steps, doze_type_name(doze_model_get_info(ms[0])->weight_type));
+        for (int i = 0; i < n_paths; i++) {
+            const doze_model_info *c = doze_model_get_info(ms[i]);
+            double ratio = best[i].tok_per_s / best[0].tok_per_s;
+            if (json)
+                out_printf("{\"model\":%d,\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"mb_per_token\":%.3f,"
+                           "\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,\"decode_tok_s\":%.2f,"
+                           "\"decode_mean_tok_s\":%.2f,\"gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
+                           "\"of_read_loop\":%.3f,\"vs_first\":%.3f,\"sink\":%u}\n",
+                           i, doze_type_name(c->weight_type), c->dim, c->n_layers, bytes_per_token(ms[i]) / 1e6,
+                           prompt[i], first_ms[i], best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
+                           read_gbs[i], best[i].gb_per_s / read_gbs[i], ratio, sink & 1u);
+            else
+                out_printf("%-5s  %8.2f  %12.1f  %12.1f  (%6.1f)  %6.2f  %5.0f%% of %5.1f  %.2fx%s\n",
+                           doze_type_name(c->weight_type), bytes_per_token(ms[i]) / 1e6, prompt[i],
+                           best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
+                           100.0 * best[i].gb_per_s / read_gbs[i], read_gbs[i], ratio, (sink & 1u) ? " " : "");
+        }
+    }
+    for (int i = 0; i < n_paths; i++) doze_model_free(ms[i]);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *path = cli_positional(argc, argv, 0);
     int bad = 0;
     long long steps = cli_opt_int(argc, argv, "--steps", 64, &bad);
     int json = cli_flag(argc, argv, "--json");
     if (!path || bad || steps < 1) {
-        err_printf("usage: doze bench MODEL [--steps N] [--json] [--skip-table [ffn]]\n");
+        err_printf("usage: doze bench MODEL [--steps N] [--json] [--skip-table [ffn]]\n"
+                   "       doze bench MODEL MODEL... [--steps N] [--json]   (side by side, in turn)\n");
         return 2;
+    }
+    int n_paths = 0;
+    while (n_paths <= BENCH_MAX_MODELS && cli_positional(argc, argv, n_paths)) n_paths++;
+    if (n_paths > 1 && !cli_flag(argc, argv, "--skip-table")) {
+        if (n_paths > BENCH_MAX_MODELS) {
+            err_printf("doze: bench compares at most %d models\n", BENCH_MAX_MODELS);
+            return 2;
+        }
+        return compare_models(argc, argv, n_paths, cli_opt(argc, argv, "--steps") ? (int)steps : 16, json);
     }
     doze_model_params mp = doze_model_default_params();
     mp.context_length = 256;
