@@ -470,6 +470,81 @@ static void simd_matvec_q8_0_x4(float *y, const void *w, const void *xq, int row
     }
 }
 
+/* Two tokens at once over the x4 layouts (the prefill's matmul): each
+ * group's weights are loaded and widened (q8) or split into nibbles (q4)
+ * once for both tokens, and its 4 f16 scales converted once; each token then
+ * gets exactly the single-token kernel's operations (exact int32 dots, the
+ * same float ops in block order), so the same bits as
+ * simd_matvec_q8_0_x4 / simd_matvec_q4_0_x4. x is prepared per chunk of
+ * Q8_CHUNK2 blocks (two tokens' worth on the stack). */
+#define Q8_CHUNK2 128
+
+/* the 4 i16x8 of a q8 payload (32 int8), sign-extended */
+static inline void q8_widen(const int8_t *wq, v128_t *v) {
+    v[0] = load_i8x8(wq);
+    v[1] = load_i8x8(wq + 8);
+    v[2] = load_i8x8(wq + 16);
+    v[3] = load_i8x8(wq + 24);
+}
+
+/* the 4 i16x8 of a q4 payload's nibbles in q4_dot_u_i32x4's order */
+static inline void q4_split(v128_t q, v128_t *v) {
+    const v128_t m = wasm_i16x8_splat(0x0f);
+    v[0] = wasm_v128_and(q, m);
+    v[1] = wasm_v128_and(wasm_u16x8_shr(q, 4), m);
+    v[2] = wasm_v128_and(wasm_u16x8_shr(q, 8), m);
+    v[3] = wasm_u16x8_shr(q, 12);
+}
+
+static inline v128_t dot4_i32x4(const v128_t *w, const v128_t *x) {
+    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(w[0], x[0]), wasm_i32x4_dot_i16x8(w[1], x[1])),
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(w[2], x[2]), wasm_i32x4_dot_i16x8(w[3], x[3])));
+}
+
+static void simd_matvec2_qx4(int q4, float *ya, float *yb, const void *w, const void *xqa, const void *xqb,
+                             int rows, int cols) {
+    const int nb = cols / DOZE_QK8_0;
+    const size_t group_bytes = q4 ? sizeof(doze_block_q4_0x4) : sizeof(doze_block_q8_0x4);
+    float dxa[Q8_CHUNK2], dxb[Q8_CHUNK2];
+    int32_t ca[Q8_CHUNK2], cb[Q8_CHUNK2];
+    v128_t xa[Q8_CHUNK2 * 4], xb[Q8_CHUNK2 * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK2) {
+        const int n = nb - bc < Q8_CHUNK2 ? nb - bc : Q8_CHUNK2;
+        prep_x((const doze_block_q8_0 *)xqa + bc, n, xa, dxa, ca, q4);
+        prep_x((const doze_block_q8_0 *)xqb + bc, n, xb, dxb, cb, q4);
+        for (int g = 0; g < rows / 4; g++) {
+            const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * group_bytes;
+            v128_t acc_a = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(ya + 4 * g);
+            v128_t acc_b = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(yb + 4 * g);
+            for (int b = 0; b < n; b++, p += group_bytes) {
+                const v128_t *x0 = xa + 4 * b, *x1 = xb + 4 * b;
+                v128_t pa[4], pb[4], wv[4];
+                const uint16_t *d;
+                for (int r = 0; r < 4; r++) {
+                    if (q4) q4_split(wasm_v128_load(((const doze_block_q4_0x4 *)p)->qs[r]), wv);
+                    else q8_widen(((const doze_block_q8_0x4 *)p)->qs[r], wv);
+                    pa[r] = dot4_i32x4(wv, x0);
+                    pb[r] = dot4_i32x4(wv, x1);
+                }
+                d = q4 ? ((const doze_block_q4_0x4 *)p)->d : ((const doze_block_q8_0x4 *)p)->d;
+                const v128_t dw = f16x4_at(d);
+                v128_t ia = hsum4_i32x4(pa[0], pa[1], pa[2], pa[3]);
+                v128_t ib = hsum4_i32x4(pb[0], pb[1], pb[2], pb[3]);
+                if (q4) {
+                    ia = wasm_i32x4_sub(ia, wasm_i32x4_splat(ca[b]));
+                    ib = wasm_i32x4_sub(ib, wasm_i32x4_splat(cb[b]));
+                }
+                acc_a = wasm_f32x4_add(acc_a, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(ia),
+                                                             wasm_f32x4_mul(dw, wasm_f32x4_splat(dxa[b]))));
+                acc_b = wasm_f32x4_add(acc_b, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(ib),
+                                                             wasm_f32x4_mul(dw, wasm_f32x4_splat(dxb[b]))));
+            }
+            wasm_v128_store(ya + 4 * g, acc_a);
+            wasm_v128_store(yb + 4 * g, acc_b);
+        }
+    }
+}
+
 /* q4_0 in the file's row-major layout (used where rows % 4 != 0 or views
  * are not groups of 4): row by row, block by block, the reference's order. */
 static void simd_matvec_q4_0(float *y, const void *w, const void *xq, int rows, int cols) {
@@ -526,7 +601,13 @@ static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
-        for (int t = 0; t < n; t++) {
+        int t = 0;
+        if (layout && (type == DOZE_TYPE_Q8_0 || type == DOZE_TYPE_Q4_0) && nr % 4 == 0)
+            for (; t + 1 < n; t += 2)
+                simd_matvec2_qx4(type == DOZE_TYPE_Q4_0, y + (size_t)t * ldy + r0, y + (size_t)(t + 1) * ldy + r0,
+                                 wt, (const uint8_t *)xq + (size_t)t * xs, (const uint8_t *)xq + (size_t)(t + 1) * xs,
+                                 nr, cols);
+        for (; t < n; t++) {
             float *yt = y + (size_t)t * ldy + r0;
             const void *xt = (const uint8_t *)xq + (size_t)t * xs;
             if (type == DOZE_TYPE_Q8_0)
