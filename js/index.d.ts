@@ -238,7 +238,7 @@ export interface FinetuneOptions {
   contextLength?: number;
   /** Windows (stories) per step (default 8). */
   batch?: number;
-  /** AdamW learning rate (default 3e-3). */
+  /** AdamW learning rate (default 2e-2). */
   lr?: number;
   /** AdamW weight decay (default 1e-4). */
   weightDecay?: number;

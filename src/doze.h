@@ -249,7 +249,7 @@ typedef struct {
     float budget;         /* target compute b (default 0.7) */
     int context;          /* tokens per window T (default 128) */
     int batch;            /* windows per step B (default 8) */
-    float lr;             /* Adam learning rate (default 3e-3) */
+    float lr;             /* Adam learning rate (default 2e-2) */
     float weight_decay;   /* AdamW decay (default 1e-4) */
     float compute_weight; /* weight of (E[compute] - b)^2 (default 20) */
     float dual_rate;      /* step of a Lagrange multiplier on E[compute] - b, so that the

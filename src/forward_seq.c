@@ -122,7 +122,9 @@ doze_status doze_sequence_forward3(doze_model *m, const int32_t *tokens, int T,
                 k->add(x, b.tmp, dim);
             }
             const uint8_t *fo = ffn_on ? ffn_on + ((size_t)t * nl + l) * nb : NULL;
-            model_ffn(m, l, x, fo, b.xn + (size_t)t * dim, b.hb, b.hb2, b.tmp, b.xq, NULL);
+            float *hn = b.xn + (size_t)t * dim; /* (the normed input is no longer needed) */
+            k->rmsnorm(hn, x, L->ffn_norm, dim, c->norm_eps);
+            model_ffn(m, l, x, fo, hn, b.hb, b.hb2, b.tmp, b.xq, NULL);
         }
     }
     for (int t = 0; t < T; t++) {

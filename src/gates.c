@@ -41,8 +41,10 @@ double cost_block(const doze_cost_model *c, int j) {
     return c->ffn_channel * (double)ffn_block_width(c->hidden, j);
 }
 
-double cost_router(const doze_cost_model *c, int n_blocks) {
-    return c->router + (double)n_blocks * c->router_block;
+double cost_router(const doze_cost_model *c) { return c->router; }
+
+double cost_block_router(const doze_cost_model *c, int n_blocks) {
+    return (double)n_blocks * c->router_block;
 }
 
 static double cost_head(const doze_cost_model *c, int n_pos) {
@@ -93,11 +95,18 @@ void doze_gates_free(doze_gates *g) {
 }
 
 void gates_score(const doze_gates *g, const doze_model *m, int layer, const float *xn, float *z) {
-    const int rows = gates_rows(g);
-    m->kern->matvec_f32(z, g->router + (size_t)layer * (size_t)rows * (size_t)g->dim, xn, rows,
-                        g->dim);
+    const int rows = gates_rows(g), n = 1 + g->n_heads;
+    m->kern->matvec_f32(z, g->router + (size_t)layer * (size_t)rows * (size_t)g->dim, xn, n, g->dim);
     const float *b = g->bias + (size_t)layer * (size_t)rows;
-    for (int i = 0; i < rows; i++) z[i] += b[i];
+    for (int i = 0; i < n; i++) z[i] += b[i];
+}
+
+void gates_score_blocks(const doze_gates *g, const doze_model *m, int layer, const float *hn, float *zb) {
+    if (g->n_blocks == 0) return;
+    const int rows = gates_rows(g), first = 1 + g->n_heads;
+    const size_t at = (size_t)layer * (size_t)rows + (size_t)first;
+    m->kern->matvec_f32(zb, g->router + at * (size_t)g->dim, hn, g->n_blocks, g->dim);
+    for (int j = 0; j < g->n_blocks; j++) zb[j] += g->bias[at + (size_t)j];
 }
 
 float gates_log_lambda(const doze_gates *g, float budget) {
@@ -110,26 +119,30 @@ float gates_log_lambda(const doze_gates *g, float budget) {
 }
 
 int gates_decide(const doze_gates *g, const doze_cost_model *c, int layer, int n_pos,
-                 const float *z, float log_lambda, uint8_t *head_on, uint8_t *blk_on) {
+                 const float *z, float log_lambda, uint8_t *head_on) {
     double dense = cost_dense(c, n_pos);
     double h1 = cost_head(c, n_pos) / dense;
     double layer_share = (c->kv + c->ffn + c->n_heads * cost_head(c, n_pos)) / dense;
     int layer_on = layer < g->params.protect_layers || z[0] - (float)log(layer_share) >= log_lambda;
     float head_price = log_lambda + (float)log(h1);
     for (int h = 0; h < c->n_heads; h++) head_on[h] = (uint8_t)(layer_on && z[1 + h] >= head_price);
-    if (g->n_blocks == 0) {
-        memset(blk_on, layer_on, (size_t)c->n_blocks);
-    } else {
-        const float *zb = z + 1 + c->n_heads;
-        float full_price = log_lambda + (float)log(cost_block(c, 0) / dense);
-        for (int j = 0; j < c->n_blocks; j++) {
-            float price = ffn_block_width(c->hidden, j) == DOZE_FFN_BLOCK
-                              ? full_price
-                              : log_lambda + (float)log(cost_block(c, j) / dense);
-            blk_on[j] = (uint8_t)(layer_on && zb[j] >= price);
-        }
-    }
     return layer_on;
+}
+
+void gates_decide_blocks(const doze_gates *g, const doze_cost_model *c, int n_pos, const float *zb,
+                         float log_lambda, uint8_t *blk_on) {
+    if (g->n_blocks == 0) {
+        memset(blk_on, 1, (size_t)c->n_blocks);
+        return;
+    }
+    double dense = cost_dense(c, n_pos);
+    float full_price = log_lambda + (float)log(cost_block(c, 0) / dense);
+    for (int j = 0; j < c->n_blocks; j++) {
+        float price = ffn_block_width(c->hidden, j) == DOZE_FFN_BLOCK
+                          ? full_price
+                          : log_lambda + (float)log(cost_block(c, j) / dense);
+        blk_on[j] = (uint8_t)(zb[j] >= price);
+    }
 }
 
 uint32_t gates_model_fingerprint(const doze_model *m) {
@@ -149,14 +162,20 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
 }
 
 /* ---- gate files ------------------------------------------------------------
- * general.architecture = "doze-gates"; doze.gates.version = 2 (1 is still
- * read: no FFN block gates); doze.gates.kind ("training-free" | "trained" |
- * "random"); doze.gates.model.{dim, block_count, head_count, vocab_size,
- * fingerprint}; doze.gates.protect_layers, doze.gates.protect_tokens;
- * (version 2) doze.gates.ffn_block (32, channels per FFN block) and
- * doze.gates.ffn_blocks (NB: ceil(hidden_dim / 32), or 0 for gates without
- * FFN block rows); tensors gates.router (dim, 1 + n_heads + NB, n_layers),
- * gates.bias (1 + n_heads + NB, n_layers), gates.log_lambda (101). */
+ * general.architecture = "doze-gates"; doze.gates.version = 3;
+ * doze.gates.kind ("training-free" | "trained" | "random");
+ * doze.gates.model.{dim, block_count, head_count, vocab_size, fingerprint};
+ * doze.gates.protect_layers, doze.gates.protect_tokens;
+ * doze.gates.ffn_block (32, channels per FFN block) and doze.gates.ffn_blocks
+ * (NB: ceil(hidden_dim / 32), or 0 for gates without FFN block rows);
+ * tensors gates.router (dim, 1 + n_heads + NB, n_layers), gates.bias
+ * (1 + n_heads + NB, n_layers), gates.log_lambda (101).
+ *
+ * Versions: 3 — FFN block rows read the FFN's input hn (after attention).
+ * 2 — the same layout, but block rows read the layer input xn: files with
+ * FFN block rows are refused (their block rows mean something else), files
+ * with ffn_blocks = 0 (heads + layers only) load as they are. 1 — no FFN
+ * block keys: heads + layers only. */
 
 doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void *bytes, size_t n),
                             void *ctx, doze_error *err) {
@@ -168,7 +187,7 @@ doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void
     uint64_t ne_b[2] = {(uint64_t)gates_rows(g), (uint64_t)g->n_layers};
     uint64_t ne_l[1] = {GATES_BUDGET_STEPS + 1};
     if (!st) st = gguf_writer_set_str(w, "general.architecture", "doze-gates", err);
-    if (!st) st = gguf_writer_set_u32(w, "doze.gates.version", 2, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.version", GATES_FILE_VERSION, err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_block", DOZE_FFN_BLOCK, err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_blocks", (uint32_t)g->n_blocks, err);
     if (!st) st = gguf_writer_set_str(w, "doze.gates.kind", g->kind, err);
@@ -229,9 +248,9 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
                        arch->data);
     int64_t version = 0, n_blocks = 0;
     if (!st) st = gguf_get_int(&h, "doze.gates.version", &version, err);
-    if (!st && version != 1 && version != 2)
-        st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION, "gate file version %lld (this reads 1 and 2)",
-                       (long long)version);
+    if (!st && (version < 1 || version > GATES_FILE_VERSION))
+        st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION, "gate file version %lld (this reads 1 to %d)",
+                       (long long)version, GATES_FILE_VERSION);
     if (!st && version >= 2) {
         st = expect_u32(&h, "doze.gates.ffn_block", DOZE_FFN_BLOCK, err);
         if (!st) st = gguf_get_int(&h, "doze.gates.ffn_blocks", &n_blocks, err);
@@ -239,6 +258,11 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
             st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
                            "gate file: doze.gates.ffn_blocks is %lld, the model has %d FFN blocks",
                            (long long)n_blocks, ffn_n_blocks(c->hidden_dim));
+        if (!st && version == 2 && n_blocks != 0)
+            st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION,
+                           "gate file version 2 with FFN block gates: its block gates read the layer's "
+                           "input, this version's read the FFN's input (after attention); make the gate "
+                           "file again (doze gates / doze finetune)");
     }
     if (!st) st = expect_u32(&h, "doze.gates.model.dim", c->dim, err);
     if (!st) st = expect_u32(&h, "doze.gates.model.block_count", c->n_layers, err);

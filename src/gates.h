@@ -1,15 +1,18 @@
-/* Gates: the per-layer routers that decide, per token, which layers and
- * query heads run; the cost model that turns decisions into a compute
- * ratio; and the budget -> threshold table.
+/* Gates: the per-layer routers that decide, per token, which layers, query
+ * heads and FFN blocks run; the cost model that turns decisions into a
+ * compute ratio; and the budget -> threshold table.
  *
- * A router reads the normed residual entering its layer, xn(dim), and
- * predicts z(1 + n_heads + n_blocks) = R xn + bias: z[0] the log of the
- * damage of skipping the layer, z[1 + h] that of head h, z[1 + n_heads + j]
- * that of FFN block j (issue 8). A unit (the whole layer, a head, an FFN
- * block) runs when exp(z) / cost_fraction >= lambda, i.e. when its predicted
- * importance per unit of compute clears the price lambda that the budget
- * sets. Gates with n_blocks == 0 (version-1 files, --no-ffn-gates) run
- * every FFN block of a running layer. */
+ * A layer's router has 1 + n_heads + n_blocks rows, scoring the log of the
+ * damage of skipping a unit. Rows 0 (the layer) and 1 + h (head h) read the
+ * normed residual entering the layer, xn = rmsnorm(x, attn_norm), and are
+ * decided before the layer runs; rows 1 + n_heads + j (FFN block j, issue 8)
+ * read the FFN's own input, hn = rmsnorm(x + attention output, ffn_norm),
+ * and are decided after the layer's attention (gate file version 3; in
+ * version 2 they read xn, and such files are refused). z = R xn + bias (or
+ * R hn + bias for block rows). A unit runs when exp(z) / cost_fraction >=
+ * lambda, i.e. when its predicted importance per unit of compute clears the
+ * price lambda that the budget sets. Gates with n_blocks == 0 (version-1
+ * files, --no-ffn-gates) run every FFN block of a running layer. */
 #ifndef DOZE_GATES_H
 #define DOZE_GATES_H
 
@@ -18,6 +21,7 @@
 #include "doze.h"
 
 #define GATES_BUDGET_STEPS 100 /* lambda table at b = 0, 0.01, ..., 1 */
+#define GATES_FILE_VERSION 3   /* doze.gates.version written (see gates.c) */
 
 struct doze_gates {
     int n_layers, n_heads, dim, vocab_size;
@@ -37,8 +41,8 @@ typedef struct {
     double head_per_pos; /* one head's attention per attended position */
     double ffn;          /* gate, up, down */
     double ffn_channel;  /* one FFN intermediate channel: its gate and up rows, its down column */
-    double router;       /* one layer's router without FFN block rows */
-    double router_block; /* one FFN block row of a router */
+    double router;       /* one layer's layer and head rows (spent whenever gated) */
+    double router_block; /* one FFN block row of a router (spent when the layer runs) */
     int n_layers, n_heads;
     int n_blocks;        /* FFN blocks per layer (the model's) */
     int hidden;          /* FFN intermediate size */
@@ -47,8 +51,12 @@ typedef struct {
 void cost_model_init(const doze_model_info *info, doze_cost_model *c);
 /* one FFN block's compute (the last block may be narrower) */
 double cost_block(const doze_cost_model *c, int j);
-/* one layer's router for gates with n_blocks FFN block rows */
-double cost_router(const doze_cost_model *c, int n_blocks);
+/* one layer's layer and head rows of a router: spent for every layer a
+ * gated token decides */
+double cost_router(const doze_cost_model *c);
+/* the n_blocks FFN block rows of a router: spent only when the layer runs
+ * (they are read after its attention) */
+double cost_block_router(const doze_cost_model *c, int n_blocks);
 /* Dense layer compute of a token attending to n_pos positions. */
 double cost_dense(const doze_cost_model *c, int n_pos);
 
@@ -59,17 +67,26 @@ doze_gates *gates_alloc(int n_layers, int n_heads, int n_blocks, int dim);
 /* rows of a layer's router: 1 + n_heads + n_blocks */
 static inline int gates_rows(const doze_gates *g) { return 1 + g->n_heads + g->n_blocks; }
 
-/* z(1 + n_heads + n_blocks) for layer l from xn(dim). */
+/* z(1 + n_heads) for layer l from xn(dim), the normed layer input: the
+ * layer's and the heads' scores. */
 void gates_score(const doze_gates *g, const doze_model *m, int layer, const float *xn, float *z);
+/* zb(n_blocks) for layer l from hn(dim), the normed FFN input (after the
+ * layer's attention): the FFN blocks' scores (nothing when n_blocks == 0). */
+void gates_score_blocks(const doze_gates *g, const doze_model *m, int layer, const float *hn, float *zb);
 
 /* The log threshold for a budget (interpolated in the table). */
 float gates_log_lambda(const doze_gates *g, float budget);
 
-/* Decides layer l from its scores at a token attending n_pos positions;
- * fills head_on(n_heads) and blk_on(c->n_blocks); returns whether the layer
- * runs. */
+/* Decides layer l from its scores z(1 + n_heads) at a token attending n_pos
+ * positions; fills head_on(n_heads) (all 0 for a skipped layer); returns
+ * whether the layer runs. */
 int gates_decide(const doze_gates *g, const doze_cost_model *c, int layer, int n_pos,
-                 const float *z, float log_lambda, uint8_t *head_on, uint8_t *blk_on);
+                 const float *z, float log_lambda, uint8_t *head_on);
+/* Decides the FFN blocks of a running layer from their scores zb(n_blocks)
+ * (gates_score_blocks); fills blk_on(c->n_blocks) (all 1 when the gates have
+ * no block rows). */
+void gates_decide_blocks(const doze_gates *g, const doze_cost_model *c, int n_pos, const float *zb,
+                         float log_lambda, uint8_t *blk_on);
 
 /* The compute of a decided layer (0 if skipped), router excluded; blk_on
  * NULL: every FFN block. */

@@ -1,8 +1,10 @@
 /* The training-free router: fit per layer, by ridge regression, a linear map
- * from the normed residual entering the layer to the log of the damage of
- * skipping the layer, each head and each FFN block, measured on a dense run
- * over calibration tokens; then tabulate budget -> threshold on the same
- * tokens. No gradients: a closed-form fit that works on any model.
+ * from the normed residual entering the layer (xn) to the log of the damage
+ * of skipping the layer and each head, and from the FFN's normed input (hn,
+ * after the layer's attention) to the log of the damage of skipping each FFN
+ * block, measured on a dense run over calibration tokens; then tabulate
+ * budget -> threshold on the same tokens. No gradients: a closed-form fit
+ * that works on any model.
  *
  * Damage (session_damage): the squared distance of the final normed hidden
  * state from the dense one when the layer, its attention, or its whole FFN
@@ -58,13 +60,14 @@ typedef struct {
     int n;          /* calibration tokens kept (after the protected ones) */
     int first_pos;  /* position of the first kept token */
     int U;          /* targets per layer: 1 + n_heads + n_blocks */
-    float *xn;      /* (n, n_layers, dim) */
+    float *xn;      /* (n, n_layers, dim) normed layer inputs */
+    float *hn;      /* (n, n_layers, dim) normed FFN inputs (NULL when not needed) */
     float *target;  /* (n, n_layers, U) log damages */
 } calib_data;
 
-/* nb: FFN block targets (0: none) */
+/* nb: FFN block targets (0: none); want_hn: keep the FFN inputs */
 static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, int skip,
-                           int with_damage, int nb, calib_data *d, doze_error *err) {
+                           int with_damage, int nb, int want_hn, calib_data *d, doze_error *err) {
     const doze_model_info *c = &m->info;
     const int L = c->n_layers, H = c->n_heads, D = c->dim, NB = m->n_ffn_blocks;
     const int U = 1 + H + nb;
@@ -72,10 +75,12 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     d->n = n_tokens - skip;
     d->U = U;
     d->xn = malloc((size_t)d->n * L * D * sizeof(float));
+    d->hn = want_hn ? malloc((size_t)d->n * L * D * sizeof(float)) : NULL;
     d->target = malloc((size_t)d->n * L * U * sizeof(float));
     doze_step_trace tr;
     tr.x_in = malloc((size_t)L * D * sizeof(float));
     tr.xn = malloc((size_t)L * D * sizeof(float));
+    tr.hn = malloc((size_t)L * D * sizeof(float));
     float *layer_damage = malloc((size_t)L * sizeof(float));
     float *attn_damage = malloc((size_t)L * sizeof(float));
     tr.in_norm = malloc((size_t)L * sizeof(float));
@@ -86,7 +91,7 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     float *ffn_damage = malloc((size_t)L * sizeof(float));
     doze_session *s = doze_session_new(m, err);
     doze_status st = DOZE_OK;
-    if (!d->xn || !d->target || !tr.x_in || !tr.xn || !tr.in_norm || !tr.update_norm ||
+    if (!d->xn || (want_hn && !d->hn) || !d->target || !tr.x_in || !tr.xn || !tr.hn || !tr.in_norm || !tr.update_norm ||
         !tr.head_norm || !tr.block_norm || !tr.ffn_norm || !ffn_damage || !layer_damage || !attn_damage || !s)
         st = s ? doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for calibration")
                : (doze_status)err->code;
@@ -95,6 +100,7 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
         if (st != DOZE_OK || t < skip) continue;
         int i = t - skip;
         memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));
+        if (d->hn) memcpy(d->hn + (size_t)i * L * D, tr.hn, (size_t)L * D * sizeof(float));
         if (!with_damage) continue;
         st = session_damage(s, &tr, layer_damage, attn_damage, nb ? ffn_damage : NULL, err);
         if (st != DOZE_OK) break;
@@ -130,6 +136,7 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     free(layer_damage);
     free(attn_damage);
     free(tr.xn);
+    free(tr.hn);
     free(tr.in_norm);
     free(tr.update_norm);
     free(tr.head_norm);
@@ -139,10 +146,11 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     return st;
 }
 
-/* ridge fit of layer l: router rows (U, D) and bias (U) */
-static doze_status fit_layer(const calib_data *d, int l, int L, int D, float ridge, float *router,
-                             float *bias, doze_error *err) {
-    const int n = D + 1, k = d->U;
+/* ridge fit of layer l from the inputs in (n, n_layers, dim) (d->xn or
+ * d->hn) to the targets c0 .. c0 + k: router rows (k, D) and bias (k) */
+static doze_status fit_layer(const calib_data *d, const float *in, int c0, int k, int l, int L, int D,
+                             float ridge, float *router, float *bias, doze_error *err) {
+    const int n = D + 1;
     double *A = calloc((size_t)n * n, sizeof(double));
     double *B = calloc((size_t)n * k, sizeof(double));
     double *x = malloc((size_t)n * sizeof(double));
@@ -151,8 +159,8 @@ static doze_status fit_layer(const calib_data *d, int l, int L, int D, float rid
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory fitting the router");
     }
     for (int i = 0; i < d->n; i++) {
-        const float *xn = d->xn + ((size_t)i * L + l) * D;
-        const float *y = d->target + ((size_t)i * L + l) * k;
+        const float *xn = in + ((size_t)i * L + l) * D;
+        const float *y = d->target + ((size_t)i * L + l) * d->U + c0;
         for (int a = 0; a < D; a++) x[a] = xn[a];
         x[D] = 1.0;
         for (int a = 0; a < n; a++) {
@@ -197,17 +205,23 @@ static doze_status tabulate(doze_gates *g, doze_model *m, const calib_data *d, d
     }
     uint8_t *blocks = heads + H;
     for (int i = 0; i < d->n; i++)
-        for (int l = 0; l < L; l++)
-            gates_score(g, m, l, d->xn + ((size_t)i * L + l) * D, z + ((size_t)i * L + l) * U);
+        for (int l = 0; l < L; l++) {
+            float *zl = z + ((size_t)i * L + l) * U;
+            gates_score(g, m, l, d->xn + ((size_t)i * L + l) * D, zl);
+            if (g->n_blocks) gates_score_blocks(g, m, l, d->hn + ((size_t)i * L + l) * D, zl + 1 + H);
+        }
     for (int gi = 0; gi < GRID; gi++) {
         float ll = (float)(GRID_LO + (GRID_HI - GRID_LO) * gi / (GRID - 1));
         double sum = 0;
         for (int i = 0; i < d->n; i++) {
             int n_pos = d->first_pos + i + 1;
-            double spent = L * cost_router(&cm, g->n_blocks);
+            double spent = L * cost_router(&cm);
             for (int l = 0; l < L; l++) {
-                int on = gates_decide(g, &cm, l, n_pos, z + ((size_t)i * L + l) * U, ll, heads, blocks);
-                spent += cost_of_layer(&cm, on, heads, blocks, n_pos);
+                const float *zl = z + ((size_t)i * L + l) * U;
+                int on = gates_decide(g, &cm, l, n_pos, zl, ll, heads);
+                if (!on) continue;
+                gates_decide_blocks(g, &cm, n_pos, zl + 1 + H, ll, blocks);
+                spent += cost_block_router(&cm, g->n_blocks) + cost_of_layer(&cm, 1, heads, blocks, n_pos);
             }
             sum += spent / cost_dense(&cm, n_pos);
         }
@@ -250,12 +264,17 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     g->params = params;
     g->vocab_size = c->vocab_size;
     g->fingerprint = gates_model_fingerprint(m);
-    calib_data d = {0, 0, 0, NULL, NULL};
-    doze_status st = collect(m, tokens, n, skip, 1, nb, &d, err);
-    const int rows = gates_rows(g);
-    for (int l = 0; l < c->n_layers && st == DOZE_OK; l++)
-        st = fit_layer(&d, l, c->n_layers, c->dim, params.ridge,
-                       g->router + (size_t)l * rows * c->dim, g->bias + (size_t)l * rows, err);
+    calib_data d = {0, 0, 0, NULL, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, 1, nb, nb > 0, &d, err);
+    const int rows = gates_rows(g), first = 1 + c->n_heads;
+    for (int l = 0; l < c->n_layers && st == DOZE_OK; l++) {
+        /* the layer and its heads from xn; its FFN blocks from hn */
+        float *R = g->router + (size_t)l * rows * c->dim, *bias = g->bias + (size_t)l * rows;
+        st = fit_layer(&d, d.xn, 0, first, l, c->n_layers, c->dim, params.ridge, R, bias, err);
+        if (st == DOZE_OK && nb)
+            st = fit_layer(&d, d.hn, first, nb, l, c->n_layers, c->dim, params.ridge,
+                           R + (size_t)first * c->dim, bias + first, err);
+    }
     if (st == DOZE_OK && params.random_seed) {
         /* random routers: scores that vary with the input but mean nothing */
         uint64_t r = params.random_seed;
@@ -269,6 +288,7 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     }
     if (st == DOZE_OK) st = tabulate(g, m, &d, err);
     free(d.xn);
+    free(d.hn);
     free(d.target);
     if (st != DOZE_OK) {
         doze_gates_free(g);
@@ -290,10 +310,11 @@ doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *token
     if (n - skip < 8)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "retuning needs at least %d tokens, got %d",
                          skip + 8, n);
-    calib_data d = {0, 0, 0, NULL, NULL};
-    doze_status st = collect(m, tokens, n, skip, 0, 0, &d, err);
+    calib_data d = {0, 0, 0, NULL, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, 0, 0, g->n_blocks > 0, &d, err);
     if (st == DOZE_OK) st = tabulate(g, m, &d, err);
     free(d.xn);
+    free(d.hn);
     free(d.target);
     return st;
 }

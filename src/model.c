@@ -538,7 +538,7 @@ static doze_matrix rows_view(const doze_matrix *w, int first, int n) {
     return v;
 }
 
-void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, float *xn, float *hb,
+void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, const float *xn, float *hb,
                float *hb2, float *tmp, void *xq, float *block_norm) {
     const doze_model_info *c = &m->info;
     const doze_kernels *k = m->kern;
@@ -546,8 +546,7 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks;
     const int quantized = m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q8_0 ||
                           m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q4_0;
-    k->rmsnorm(xn, x, L->ffn_norm, dim, c->norm_eps); /* xn(dim) */
-    /* h = silu(gate xn) * up xn over each run of running blocks */
+    /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given) */
     for (int j = 0; j < nb;) {
         if (blk_on && !blk_on[j]) {
             j++;

@@ -134,16 +134,18 @@ typedef struct {
     float *head_norm;   /* (n_layers, n_heads) ||Wo_h att_h|| */
     float *block_norm;  /* (n_layers, n_ffn_blocks) ||W_down_j h_j|| (may be NULL) */
     float *ffn_norm;    /* (n_layers) ||sum_j W_down_j h_j||, the FFN's update (may be NULL) */
+    float *hn;          /* (n_layers, dim) the FFN's normed input, after attention (may be NULL) */
 } doze_step_trace;
 
 /* issue 8: the FFN of one token on x(dim) in place: x += sum over running
- * blocks j of W_down_j swiglu(W_gate_j xn, W_up_j xn), xn = ffn_norm(x).
- * blk_on (n_ffn_blocks, NULL: all on). Runs of consecutive running blocks
- * share one gate/up matvec, so all-on is one call each: the dense FFN.
- * Scratch: xn(dim), hb, hb2 (hidden_dim), tmp(dim), xq (q8_0 of hidden).
+ * blocks j of W_down_j swiglu(W_gate_j xn, W_up_j xn), where xn(dim) holds
+ * rmsnorm(x, ffn_norm) on entry (the caller norms: the block gates read it
+ * first). blk_on (n_ffn_blocks, NULL: all on). Runs of consecutive running
+ * blocks share one gate/up matvec, so all-on is one call each: the dense FFN.
+ * Scratch: hb, hb2 (hidden_dim), tmp(dim), xq (q8_0 of hidden).
  * block_norm (n_ffn_blocks, may be NULL) gets ||W_down_j h_j|| (0 when off).
  * Every path (token step, whole sequence, prefill) uses these operations. */
-void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, float *xn, float *hb,
+void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, const float *xn, float *hb,
                float *hb2, float *tmp, void *xq, float *block_norm);
 
 /* One step with a forced mask (layer_on NULL: decided by the session's

@@ -9,6 +9,8 @@
  *    output projection (attn_output is stored per head, see model.c);
  *  - a skipped FFN block (issue 8) computes none of its gate/up rows and
  *    none of its down columns (ffn_down is stored per block, see model.c);
+ *    the blocks are decided after the layer's attention, from the FFN's
+ *    input hn = rmsnorm(x + attention, ffn_norm) (gates.h);
  *  - with every gate on, the step is the dense model, bit for bit (the dense
  *    model is this very code with all gates on). */
 #include <math.h>
@@ -36,7 +38,8 @@ struct doze_session {
     float *att;       /* (context_length) attention weights of one head */
     void *xq;         /* q8_0 blocks of the widest input vector */
     float *logits;    /* (vocab_size) */
-    float *z;         /* (1 + n_heads + n_ffn_blocks) router scores */
+    float *z;         /* (1 + n_heads + n_ffn_blocks) router scores: the layer's and its
+                         heads' (from xn), then its FFN blocks' (from hn) */
     float *tmp;       /* (dim) one FFN block's output */
     uint8_t *layer_on; /* (n_layers) last step's mask */
     uint8_t *head_on;  /* (n_layers, n_heads) */
@@ -188,11 +191,11 @@ static doze_matrix head_rows(const doze_matrix *w, int h, int head_dim) {
     return v;
 }
 
-/* Layer l of a running layer at position pos, in place on s->x: K/V are
- * written, then the running heads' attention, then the FFN. xb holds the
+/* The attention of running layer l at position pos, in place on s->x: K/V
+ * are written, then the running heads' attention is added. xb holds the
  * normed input (attn_norm) on entry. */
-static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
-                      const uint8_t *blk_on, doze_step_trace *trace) {
+static void run_attention(doze_session *s, int l, int pos, const uint8_t *head_on,
+                          doze_step_trace *trace) {
     const doze_model *m = s->model;
     const doze_model_info *c = &m->info;
     const doze_kernels *k = m->kern;
@@ -208,55 +211,76 @@ static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
     float *vc = s->value + cell * (size_t)kv_dim; /* (context_length, kv_dim) */
     const uint8_t *valid = s->kv_valid + cell;     /* (context_length) */
 
-        if (trace) memcpy(s->x_in, s->x, (size_t)dim * sizeof(float));
+    if (trace) memcpy(s->x_in, s->x, (size_t)dim * sizeof(float));
 
-        /* attention: K/V always (shared by the heads of a group), Q per running head */
-        float *k_here = kc + (size_t)pos * (size_t)kv_dim;
-        float *v_here = vc + (size_t)pos * (size_t)kv_dim;
-        model_matvec(m, k_here, &L->wk, s->xb, s->xq); /* k(n_kv_heads, hd) */
-        model_matvec(m, v_here, &L->wv, s->xb, s->xq); /* v(n_kv_heads, hd) */
-        k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
-        for (int h = 0; h < nh; h++) {
-            if (!head_on[h]) continue;
-            float *qh = s->q + (size_t)h * (size_t)hd; /* q(hd) of head h */
-            doze_matrix wq_h = head_rows(&L->wq, h, hd);
-            model_matvec(m, qh, &wq_h, s->xb, s->xq);
-            k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
-        }
-        /* (xb is free now: the normed input was only needed for Q/K/V) */
-        for (int h = 0; h < nh; h++) {
-            if (!head_on[h]) continue;
-            int kvh = h / group;
-            k->attention(s->xb + (size_t)h * (size_t)hd, s->q + (size_t)h * (size_t)hd,
-                         kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd, pos + 1, hd,
-                         kv_dim, valid, s->att);
-        }
-        /* output projection, head by head: x += Wo_h att_h */
-        for (int h = 0; h < nh; h++) {
-            if (!head_on[h]) continue;
-            model_matvec(m, s->xb2, &L->wo_head[h], s->xb + (size_t)h * (size_t)hd, s->xq);
-            if (trace) trace->head_norm[(size_t)l * nh + h] = norm_of(s->xb2, dim);
-            k->add(s->x, s->xb2, dim);
-        }
-        if (trace)
-            for (int h = 0; h < nh; h++)
-                if (!head_on[h]) trace->head_norm[(size_t)l * nh + h] = 0.0f;
+    /* attention: K/V always (shared by the heads of a group), Q per running head */
+    float *k_here = kc + (size_t)pos * (size_t)kv_dim;
+    float *v_here = vc + (size_t)pos * (size_t)kv_dim;
+    model_matvec(m, k_here, &L->wk, s->xb, s->xq); /* k(n_kv_heads, hd) */
+    model_matvec(m, v_here, &L->wv, s->xb, s->xq); /* v(n_kv_heads, hd) */
+    k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
+    for (int h = 0; h < nh; h++) {
+        if (!head_on[h]) continue;
+        float *qh = s->q + (size_t)h * (size_t)hd; /* q(hd) of head h */
+        doze_matrix wq_h = head_rows(&L->wq, h, hd);
+        model_matvec(m, qh, &wq_h, s->xb, s->xq);
+        k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
+    }
+    /* (xb is free now: the normed input was only needed for Q/K/V) */
+    for (int h = 0; h < nh; h++) {
+        if (!head_on[h]) continue;
+        int kvh = h / group;
+        k->attention(s->xb + (size_t)h * (size_t)hd, s->q + (size_t)h * (size_t)hd,
+                     kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd, pos + 1, hd,
+                     kv_dim, valid, s->att);
+    }
+    /* output projection, head by head: x += Wo_h att_h */
+    for (int h = 0; h < nh; h++) {
+        if (!head_on[h]) continue;
+        model_matvec(m, s->xb2, &L->wo_head[h], s->xb + (size_t)h * (size_t)hd, s->xq);
+        if (trace) trace->head_norm[(size_t)l * nh + h] = norm_of(s->xb2, dim);
+        k->add(s->x, s->xb2, dim);
+    }
+    if (trace)
+        for (int h = 0; h < nh; h++)
+            if (!head_on[h]) trace->head_norm[(size_t)l * nh + h] = 0.0f;
+}
 
-        /* feed-forward over the running blocks: x += sum_j down_j(silu(gate_j(xn)) * up_j(xn)) */
-        if (trace && trace->ffn_norm) memcpy(s->xb2, s->x, (size_t)dim * sizeof(float));
-        model_ffn(m, l, s->x, blk_on, s->xb, s->hb, s->hb2, s->tmp, s->xq,
-                  trace && trace->block_norm ? trace->block_norm + (size_t)l * m->n_ffn_blocks : NULL);
-        if (trace && trace->ffn_norm) {
-            double u = 0;
-            for (int i = 0; i < dim; i++) u += ((double)s->x[i] - s->xb2[i]) * ((double)s->x[i] - s->xb2[i]);
-            trace->ffn_norm[l] = (float)sqrt(u);
-        }
-        if (trace) {
-            double u = 0;
-            for (int i = 0; i < dim; i++)
-                u += ((double)s->x[i] - s->x_in[i]) * ((double)s->x[i] - s->x_in[i]);
-            trace->update_norm[l] = (float)sqrt(u);
-        }
+/* The FFN of running layer l over its running blocks, in place on s->x:
+ * x += sum_j down_j(silu(gate_j(hn)) * up_j(hn)). xb holds hn =
+ * rmsnorm(x, ffn_norm) on entry. */
+static void run_ffn(doze_session *s, int l, const uint8_t *blk_on, doze_step_trace *trace) {
+    const doze_model *m = s->model;
+    const int dim = m->info.dim;
+    if (trace && trace->ffn_norm) memcpy(s->xb2, s->x, (size_t)dim * sizeof(float));
+    model_ffn(m, l, s->x, blk_on, s->xb, s->hb, s->hb2, s->tmp, s->xq,
+              trace && trace->block_norm ? trace->block_norm + (size_t)l * m->n_ffn_blocks : NULL);
+    if (trace && trace->ffn_norm) {
+        double u = 0;
+        for (int i = 0; i < dim; i++) u += ((double)s->x[i] - s->xb2[i]) * ((double)s->x[i] - s->xb2[i]);
+        trace->ffn_norm[l] = (float)sqrt(u);
+    }
+    if (trace) {
+        double u = 0;
+        for (int i = 0; i < dim; i++)
+            u += ((double)s->x[i] - s->x_in[i]) * ((double)s->x[i] - s->x_in[i]);
+        trace->update_norm[l] = (float)sqrt(u);
+    }
+}
+
+/* xb = hn = rmsnorm(x, ffn_norm of layer l): the FFN's input */
+static void ffn_input(doze_session *s, int l) {
+    const doze_model *m = s->model;
+    m->kern->rmsnorm(s->xb, s->x, m->layers[l].ffn_norm, m->info.dim, m->info.norm_eps);
+}
+
+/* A running layer under forced masks: attention, then the FFN. xb holds the
+ * normed input on entry. */
+static void run_layer(doze_session *s, int l, int pos, const uint8_t *head_on,
+                      const uint8_t *blk_on, doze_step_trace *trace) {
+    run_attention(s, l, pos, head_on, trace);
+    ffn_input(s, l);
+    run_ffn(s, l, blk_on, trace);
 }
 
 doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
@@ -301,9 +325,10 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
             for (int h = 0; h < nh; h++) head_on[h] = force_head ? force_head[(size_t)l * nh + h] != 0 : 1;
             for (int j = 0; j < nb; j++) blk_on[j] = force_ffn ? force_ffn[(size_t)l * nb + j] != 0 : 1;
         } else if (gated) {
+            /* the layer and its heads now; its FFN blocks after its attention */
             gates_score(g, m, l, s->xb, s->z);
-            spent += cost_router(&s->cost, g->n_blocks);
-            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on, blk_on);
+            spent += cost_router(&s->cost);
+            layer_on = gates_decide(g, &s->cost, l, pos + 1, s->z, log_lambda, head_on);
         } else {
             memset(head_on, 1, (size_t)nh);
             memset(blk_on, 1, (size_t)nb);
@@ -322,8 +347,16 @@ doze_status session_step(doze_session *s, int token, const uint8_t *force_layer,
             }
             continue; /* adds nothing, writes no K/V */
         }
+        run_attention(s, l, pos, head_on, trace);
+        ffn_input(s, l); /* xb = hn(dim): the FFN's input, the block rows' input */
+        if (trace && trace->hn) memcpy(trace->hn + (size_t)l * dim, s->xb, (size_t)dim * sizeof(float));
+        if (gated) {
+            gates_score_blocks(g, m, l, s->xb, s->z + 1 + nh);
+            spent += cost_block_router(&s->cost, g->n_blocks);
+            gates_decide_blocks(g, &s->cost, pos + 1, s->z + 1 + nh, log_lambda, blk_on);
+        }
         spent += cost_of_layer(&s->cost, 1, head_on, blk_on, pos + 1);
-        run_layer(s, l, pos, head_on, blk_on, trace);
+        run_ffn(s, l, blk_on, trace);
     }
     k->rmsnorm(s->xb, s->x, m->output_norm, dim, c->norm_eps);
     model_matvec(m, s->logits, &m->output, s->xb, s->xq); /* (vocab_size) */

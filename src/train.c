@@ -2,9 +2,11 @@
  *
  * The training forward runs B windows of T tokens layer by layer (the order
  * of forward_seq.c) and keeps its activations in one buffer carved into
- * named tensors. Per layer l and token n, the router scores z = R_l xn +
- * bias (1 + n_heads + n_blocks values: the layer, each head, each FFN block)
- * become unit scores s = z - log(cost share) - log lambda0, and gates g:
+ * named tensors. Per layer l and token n, the router scores (1 + n_heads +
+ * n_blocks values: the layer and each head, z = R xn + bias from the normed
+ * layer input; each FFN block, z = R_blk hn + bias from the FFN's normed
+ * input after attention) become unit scores s = z - log(cost share) -
+ * log lambda0, and gates g:
  *   x_mid = x_in + a,  a = sum_h g_h Wo_h o_h       (heads gated)
  *   f = sum_j g_j W_down_j hg_j,  hg = swiglu(W_gate hn, W_up hn),
  *       hn = rmsnorm(x_mid)                         (FFN blocks gated)
@@ -16,7 +18,9 @@
  * Gradients: straight-through over a Gumbel-sigmoid: the forward uses the
  * hard decision 1[s + L > 0] (L logistic noise), the backward the derivative
  * of sigmoid((s + L) / tau). Skipped heads and layers are still computed in
- * training so that their gates get a gradient. The loss is KL(dense ||
+ * training so that their gates get a gradient. The scores' gradient also
+ * flows into the routers' inputs (xn, hn) and on through the network, as it
+ * should for the exact gradient of the relaxed loss. The loss is KL(dense ||
  * gated) on next-token distributions — distillation towards the model's own
  * dense predictions: it needs no labels, has lower variance than the
  * cross-entropy of the text, and says directly "do what the dense model
@@ -57,7 +61,7 @@ struct doze_trainer {
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
     float *dx, *dA, *dtmp, *dhg, *dh1, *dh3, *dhn, *dO, *dq, *dk, *dv, *dxn, *dlogits, *dz, *hbuf,
-        *hbuf2, *dbuf, *att_scratch, *hgm;
+        *hbuf2, *dbuf, *att_scratch, *hgm, *zbuf;
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
@@ -77,7 +81,7 @@ doze_train_params doze_train_default_params(void) {
     p.budget = 0.7f;
     p.context = 128;
     p.batch = 8;
-    p.lr = 3e-3f;
+    p.lr = 2e-2f;
     p.weight_decay = 1e-4f;
     p.compute_weight = 20.0f;
     p.dual_rate = 0.0f;
@@ -168,6 +172,7 @@ static void layout(doze_trainer *t, carver *c) {
     t->dbuf = carve(c, N * D);
     t->att_scratch = carve(c, ATTENTION_SCRATCH(t->T, t->hd));
     t->hgm = carve(c, N * F);
+    t->zbuf = carve(c, N * U);
     t->dR = carve(c, L * U * D);
     t->db = carve(c, L * U);
     t->mR = carve(c, L * U * D);
@@ -279,9 +284,10 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         double head = cm.head + cm.head_per_pos * (pos + 1);
         t->log_share_layer[pos] = (float)log((cm.kv + cm.ffn + t->H * head) / dense);
         t->log_share_head[pos] = (float)log(head / dense);
-        t->fixed_c[pos] = (float)((cm.kv + (t->NB ? 0.0 : cm.ffn)) / dense);
+        /* a running layer: K/V, and the FFN (no block gates) or the block rows of its router */
+        t->fixed_c[pos] = (float)((cm.kv + (t->NB ? cost_block_router(&cm, t->NB) : cm.ffn)) / dense);
         t->head_c[pos] = (float)(head / dense);
-        t->router_c[pos] = (float)(t->L * cost_router(&cm, t->NB) / dense);
+        t->router_c[pos] = (float)(t->L * cost_router(&cm) / dense);
         t->ffn_c[pos] = (float)(cm.ffn / dense);
         t->log_ffn_c[pos] = (float)log(cm.ffn / dense);
     }
@@ -341,17 +347,23 @@ static float unit_cost(const doze_trainer *t, int u, int pos) {
 }
 
 /* scores -> gate values used in the forward (g) and the relaxed values
- * whose derivative the backward uses (gs) */
-static void gates_forward(doze_trainer *t, int l, train_mode mode, float tau, const uint8_t *vis_in) {
+ * whose derivative the backward uses (gs), for units u0 .. u1 of layer l
+ * from their router rows' input in(N, D): the layer and its heads (u0 = 0,
+ * u1 = 1 + H) from xn, which also sets the layer's visibility; the FFN
+ * blocks (1 + H .. U) from hn */
+static void gates_forward(doze_trainer *t, int l, int u0, int u1, const float *in, train_mode mode,
+                          float tau, const uint8_t *vis_in) {
     layer_acts *a = &t->act[l];
-    const float *R = t->g->router + (size_t)l * t->U * t->D;
+    const int k = u1 - u0;
+    if (k <= 0) return;
+    const float *R = t->g->router + ((size_t)l * t->U + (size_t)u0) * t->D;
     const float *bias = t->g->bias + (size_t)l * t->U;
-    matmul_forward(a->z, a->xn, R, t->N, t->U, t->D); /* z(N, U) */
+    matmul_forward(t->zbuf, in, R, t->N, k, t->D); /* (N, k) */
     for (int n = 0; n < t->N; n++) {
         int pos = n % t->T;
         float *z = a->z + (size_t)n * t->U, *gs = a->gs + (size_t)n * t->U, *g = a->g + (size_t)n * t->U;
-        for (int u = 0; u < t->U; u++) {
-            z[u] += bias[u];
+        for (int u = u0; u < u1; u++) {
+            z[u] = t->zbuf[(size_t)n * k + (u - u0)] + bias[u];
             if (mode == TRAIN_DENSE || is_protected(t, l, u, pos)) {
                 gs[u] = g[u] = 1.0f;
                 continue;
@@ -366,6 +378,7 @@ static void gates_forward(doze_trainer *t, int l, train_mode mode, float tau, co
                 g[u] = gs[u];
             }
         }
+        if (u0 > 0) continue;
         int layer_on = mode == TRAIN_SOFT ? g[0] >= 0.5f : g[0] > 0.0f;
         a->vis[n] = (uint8_t)(vis_in ? vis_in[(size_t)l * t->N + n] != 0 : layer_on);
     }
@@ -386,7 +399,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         const doze_layer *ly = &m->layers[l];
         memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
         rmsnorm_forward(a->xn, a->rinv1, a->x_in, ly->attn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, mode, tau, vis_in);
+        gates_forward(t, l, 0, 1 + t->H, a->xn, mode, tau, vis_in); /* the layer and its heads */
         matmul_forward_t(a->q, a->xn, w->tq, N, t->Q, D);
         matmul_forward_t(a->k, a->xn, w->tk, N, t->KVD, D);
         matmul_forward_t(a->v, a->xn, w->tv, N, t->KVD, D);
@@ -410,6 +423,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         }
         for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
         rmsnorm_forward(a->hn, a->rinv2, a->xmid, ly->ffn_norm, N, D, c->norm_eps);
+        gates_forward(t, l, 1 + t->H, t->U, a->hn, mode, tau, vis_in); /* its FFN blocks */
         matmul_forward_t(a->h1, a->hn, w->t1, N, F, D);
         matmul_forward_t(a->h3, a->hn, w->t3, N, F, D);
         swiglu_forward(a->hg, a->h1, a->h3, N, F, m->kern->swiglu);
@@ -497,6 +511,51 @@ static void compute_terms(doze_trainer *t, float tau, double *expected, double *
 
 /* ---- backward -------------------------------------------------------------------------- */
 
+/* units u0 .. u1 of layer l: dz (the loss's gradient w.r.t. the gate
+ * values, in t->dz) becomes the gradient w.r.t. the scores: the relaxed
+ * gate's derivative, plus the compute term's (cgrad = d(penalty)/dE / N) */
+static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, float cgrad) {
+    const int U = t->U;
+    const layer_acts *a = &t->act[l];
+    for (int n = 0; n < t->N; n++) {
+        int pos = n % t->T;
+        float *dz = t->dz + (size_t)n * U;
+        const float *gs = a->gs + (size_t)n * U;
+        float pl = unit_prob(t, l, n, 0, tau), units_p = 0;
+        if (u0 == 0)
+            for (int u = 1; u < U; u++) units_p += unit_cost(t, u, pos) * unit_prob(t, l, n, u, tau);
+        for (int u = u0; u < u1; u++) {
+            if (is_protected(t, l, u, pos)) {
+                dz[u] = 0.0f;
+                continue;
+            }
+            float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
+            float pi = unit_prob(t, l, n, u, tau);
+            float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + units_p) : cgrad * pl * unit_cost(t, u, pos);
+            dz[u] = ds + dpi * pi * (1.0f - pi) / tau;
+        }
+    }
+}
+
+/* the router rows of units u0 .. u1 of layer l, z = R in + bias:
+ * dR += dz^T in, db += sum dz, din += dz R */
+static void router_backward(doze_trainer *t, int l, int u0, int u1, const float *in, float *din) {
+    const int N = t->N, D = t->D, U = t->U, k = u1 - u0;
+    if (k <= 0) return;
+    float *dR = t->dR + (size_t)l * U * D, *db = t->db + (size_t)l * U;
+    for (int n = 0; n < N; n++) {
+        const float *dz = t->dz + (size_t)n * U, *x = in + (size_t)n * D;
+        for (int u = u0; u < u1; u++) {
+            t->zbuf[(size_t)n * k + (u - u0)] = dz[u];
+            if (dz[u] == 0.0f) continue;
+            db[u] += dz[u];
+            float *dr = dR + (size_t)u * D;
+            for (int i = 0; i < D; i++) dr[i] += dz[u] * x[i];
+        }
+    }
+    matmul_backward(din, t->zbuf, t->g->router + ((size_t)l * U + (size_t)u0) * D, N, k, D);
+}
+
 static void backward(doze_trainer *t, float tau, double expected) {
     const doze_model *m = t->m;
     const doze_model_info *c = &m->info;
@@ -547,6 +606,9 @@ static void backward(doze_trainer *t, float tau, double expected) {
         memset(t->dhn, 0, (size_t)N * D * sizeof(float));
         matmul_backward(t->dhn, t->dh1, w->w1, N, F, D);
         matmul_backward(t->dhn, t->dh3, w->w3, N, F, D);
+        /* the FFN blocks' gates read hn: their scores' gradient, their router rows' */
+        score_backward(t, l, 1 + t->H, U, tau, cgrad);
+        router_backward(t, l, 1 + t->H, U, a->hn, t->dhn);
         memset(t->dtmp, 0, (size_t)N * D * sizeof(float));
         rmsnorm_backward(t->dtmp, t->dhn, a->xmid, a->rinv2, ly->ffn_norm, N, D); /* dm */
         for (size_t j = 0; j < (size_t)N * D; j++) {
@@ -585,38 +647,9 @@ static void backward(doze_trainer *t, float tau, double expected) {
         matmul_backward(t->dxn, t->dq, w->wq, N, t->Q, D);
         matmul_backward(t->dxn, t->dk, w->wk, N, t->KVD, D);
         matmul_backward(t->dxn, t->dv, w->wv, N, t->KVD, D);
-        /* gates: dz = dg * d(relaxed gate)/ds, plus the compute term */
-        for (int n = 0; n < N; n++) {
-            int pos = n % t->T;
-            float *dz = t->dz + (size_t)n * U;
-            const float *gs = a->gs + (size_t)n * U;
-            float pl = unit_prob(t, l, n, 0, tau), units_p = 0;
-            for (int u = 1; u < U; u++) units_p += unit_cost(t, u, pos) * unit_prob(t, l, n, u, tau);
-            for (int u = 0; u < U; u++) {
-                if (is_protected(t, l, u, pos)) {
-                    dz[u] = 0.0f;
-                    continue;
-                }
-                float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
-                float pi = unit_prob(t, l, n, u, tau);
-                float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + units_p)
-                                   : cgrad * pl * unit_cost(t, u, pos);
-                dz[u] = ds + dpi * pi * (1.0f - pi) / tau;
-            }
-        }
-        /* router: z = R xn + bias: dR += dz^T xn, db += sum dz, dxn += dz R */
-        float *dR = t->dR + (size_t)l * U * D, *db = t->db + (size_t)l * U;
-        const float *R = t->g->router + (size_t)l * U * D;
-        for (int n = 0; n < N; n++) {
-            const float *dz = t->dz + (size_t)n * U, *xn = a->xn + (size_t)n * D;
-            for (int u = 0; u < U; u++) {
-                if (dz[u] == 0.0f) continue;
-                db[u] += dz[u];
-                float *dr = dR + (size_t)u * D;
-                for (int i = 0; i < D; i++) dr[i] += dz[u] * xn[i];
-            }
-        }
-        matmul_backward(t->dxn, t->dz, R, N, U, D);
+        /* the layer's and the heads' gates read xn */
+        score_backward(t, l, 0, 1 + t->H, tau, cgrad);
+        router_backward(t, l, 0, 1 + t->H, a->xn, t->dxn);
         rmsnorm_backward(t->dx, t->dxn, a->x_in, a->rinv1, ly->attn_norm, N, D);
     }
 }

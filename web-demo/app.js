@@ -1030,7 +1030,7 @@ async function finetune() {
     steps: num(el.ftSteps, { min: 1, max: 100000, int: true, fallback: 40 }),
     contextLength: num(el.ftCtx, { min: 2, max: ctxMax, int: true, fallback: Math.min(64, ctxMax) }),
     batch: num(el.ftBatch, { min: 1, max: 256, int: true, fallback: 4 }),
-    lr: num(el.ftLr, { min: 1e-7, max: 1, fallback: 3e-3 }),
+    lr: num(el.ftLr, { min: 1e-7, max: 1, fallback: 2e-2 }),
     seed: num(el.ftSeed, { min: 0, int: true, fallback: 1 }),
   };
   const ac = new AbortController();

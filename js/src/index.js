@@ -1475,7 +1475,7 @@ export class Session {
  * @property {number} [steps] training steps (default 200); also the length of the temperature schedule
  * @property {number} [contextLength] tokens per window T (default 128; at most the model's context)
  * @property {number} [batch] windows per step (default 8)
- * @property {number} [lr] AdamW learning rate (default 3e-3)
+ * @property {number} [lr] AdamW learning rate (default 2e-2)
  * @property {number} [weightDecay] AdamW decay (default 1e-4)
  * @property {number} [computeWeight] weight of (E[compute] - b)^2 in the loss (default 20)
  * @property {number} [tauStart] Gumbel-sigmoid temperature at the first step (default 1)

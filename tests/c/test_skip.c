@@ -4,11 +4,14 @@
  * same FFN intermediate channels (blocks of 32) and removes the same layers
  * from the stream and from later attention; the whole-sequence
  * forward equals the token-by-token one under the same masks; the budget's
- * achieved compute tracks b; gate files round-trip and refuse other models. */
+ * achieved compute tracks b; the layer and head gates read the layer's input
+ * and the FFN block gates the FFN's input (after attention); gate files
+ * round-trip, refuse other models and version-2 files with block gates. */
 #include <stdint.h>
 
 #include "../../src/gates.h"
 #include "../../src/gguf.h"
+#include "../../src/model.h"
 #include "model_fixture.h"
 #include "test_util.h"
 
@@ -387,6 +390,80 @@ int main(void) {
         CHECK(same);
         printf("gates at b = 0.6: %d FFN blocks of running layers skipped over 60 tokens\n", blocks_off);
         CHECK(blocks_off > 0);
+
+        /* what the gates read: the first gated step of a sequence (position
+         * 1; position 0 is protected, so no feedback yet) decides its layers
+         * and heads from xn, the normed layer input, and its FFN blocks from
+         * hn, the normed FFN input after the layer's attention, both traced
+         * (random routers: their scores follow their inputs closely) */
+        {
+            doze_gates_params rp = doze_gates_default_params();
+            rp.random_seed = 5;
+            doze_gates *gr = NULL;
+            CHECK(doze_gates_calibrate(m2, calib, 300, &rp, &gr, &e) == DOZE_OK);
+            doze_session_set_gates(s, gr, &e);
+            enum { L2 = 6, D2 = 96, H2 = 6, NB2 = 8 };
+            doze_step_trace tr;
+            float x_in[L2 * D2], xn[L2 * D2], hn[L2 * D2], in_norm[L2], upd[L2], hnorm[L2 * H2];
+            tr.x_in = x_in, tr.xn = xn, tr.hn = hn, tr.in_norm = in_norm, tr.update_norm = upd;
+            tr.head_norm = hnorm, tr.block_norm = NULL, tr.ffn_norm = NULL;
+            doze_cost_model cm;
+            cost_model_init(&m2->info, &cm);
+            float z[1 + H2 + NB2];
+            uint8_t ho[H2], bo[NB2], bo_xn[NB2];
+            int agree = 1, checked_layers = 0, blocks_decided = 0, xn_would_differ = 0;
+            for (int trial = 0; trial < 40; trial++) {
+                const float bb = 0.75f + 0.05f * (float)(trial % 5);
+                doze_session_reset(s);
+                doze_session_set_budget(s, bb, &e);
+                CHECK(doze_session_step(s, 1, &e) == DOZE_OK);
+                CHECK(session_step(s, text[1 + trial], NULL, NULL, NULL, &tr, &e) == DOZE_OK);
+                const float ll = gates_log_lambda(gr, bb);
+                for (int l = 0; l < L2; l++) {
+                    gates_score(gr, m2, l, xn + l * D2, z);
+                    int on = gates_decide(gr, &cm, l, 2, z, ll, ho);
+                    agree &= on == doze_session_layer_mask(s)[l];
+                    agree &= memcmp(ho, doze_session_head_mask(s) + l * H2, H2) == 0;
+                    if (!on) continue;
+                    checked_layers++;
+                    gates_score_blocks(gr, m2, l, hn + l * D2, z + 1 + H2);
+                    gates_decide_blocks(gr, &cm, 2, z + 1 + H2, ll, bo);
+                    agree &= memcmp(bo, doze_session_ffn_mask(s) + l * NB2, NB2) == 0;
+                    for (int j = 0; j < NB2; j++) blocks_decided += !bo[j];
+                    /* the same rows read from xn would decide otherwise */
+                    gates_score_blocks(gr, m2, l, xn + l * D2, z + 1 + H2);
+                    gates_decide_blocks(gr, &cm, 2, z + 1 + H2, ll, bo_xn);
+                    xn_would_differ += memcmp(bo, bo_xn, NB2) != 0;
+                }
+            }
+            printf("gate inputs: %d running layers (%d blocks off) decided as from xn (layer, heads) and hn "
+                   "(FFN blocks): %s; reading xn instead would change %d of them\n",
+                   checked_layers, blocks_decided, agree ? "yes" : "NO", xn_would_differ);
+            CHECK(agree && checked_layers > 50 && blocks_decided > 0 && xn_would_differ > 0);
+            doze_session_set_gates(s, g, &e);
+            doze_gates_free(gr);
+        }
+
+        /* a version-2 file with FFN block gates (they read the layer input
+         * there) is refused with a clear error */
+        {
+            mem_buf v2 = {malloc(gf.len), gf.len, gf.len};
+            memcpy(v2.data, gf.data, gf.len);
+            const char key[] = "doze.gates.version";
+            int patched = 0;
+            for (size_t i = 0; i + sizeof key + 8 <= v2.len && !patched; i++)
+                if (memcmp(v2.data + i, key, sizeof key - 1) == 0) {
+                    uint32_t two = 2;
+                    memcpy(v2.data + i + sizeof key - 1 + 4, &two, 4);
+                    patched = 1;
+                }
+            CHECK(patched);
+            doze_gates *gv2 = NULL;
+            doze_status st2 = doze_gates_load(m2, v2.data, v2.len, &gv2, &e);
+            printf("version-2 gate file with FFN block gates: %s (%s)\n", doze_status_name(st2), e.message);
+            CHECK(st2 == DOZE_ERR_UNSUPPORTED_VERSION && gv2 == NULL);
+            free(v2.data);
+        }
 
         /* heads + layers only (ffn_gates = 0): every block of a running layer
          * runs; the budget still holds; such a file read back as version 1
