@@ -133,10 +133,12 @@ static int spec_list(const doze_model_info *c, tensor_spec *s, int cap) {
 #define LSPEC(suffix, co, ro) \
         snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
         SPEC(nm, co, ro)
+        /* the arena follows this order: a step reads K, V, then Q (per
+         * head), so that its weights are one forward stream */
         LSPEC("attn_norm.weight", c->dim, 0);
-        LSPEC("attn_q.weight", c->dim, q);
         LSPEC("attn_k.weight", c->dim, kv);
         LSPEC("attn_v.weight", c->dim, kv);
+        LSPEC("attn_q.weight", c->dim, q);
         LSPEC("attn_output.weight", q, c->dim);
         LSPEC("ffn_norm.weight", c->dim, 0);
         LSPEC("ffn_gate.weight", c->dim, c->hidden_dim);
@@ -232,7 +234,7 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             slot->kind = SLOT_FFN_BLOCKS;
             uint64_t scratch = t->n_bytes;
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
-        } else if (!is_vec && model_interleaves((int)t->type) && specs[i].rows % 4 == 0 &&
+        } else if (!is_vec && model_x4_fits((int)t->type, specs[i].rows, specs[i].cols) &&
                    info->head_dim % 4 == 0) {
             /* issue 9: repacked in place, 4 rows at a time (views of whole
              * heads stay groups of 4: head_dim % 4 == 0) */
@@ -263,7 +265,15 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
 /* ---- assemble -------------------------------------------------------------- */
 
 /* issue 9: types whose matrices are repacked to the x4 layout at load */
-int model_interleaves(int type) { return type == DOZE_TYPE_Q4_0 || type == DOZE_TYPE_Q8_0; }
+int model_interleaves(int type) {
+    return type == DOZE_TYPE_Q4_0 || type == DOZE_TYPE_Q8_0 || type == DOZE_TYPE_F32;
+}
+
+int model_x4_fits(int type, uint64_t rows, uint64_t cols) {
+    if (!model_interleaves(type) || rows % 4 != 0) return 0;
+    /* f32 chunks are 4 columns; q types' rows are whole blocks already */
+    return type != DOZE_TYPE_F32 || cols % 4 == 0;
+}
 
 static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char *name) {
     for (size_t i = 0; i < plan->n_slots; i++)
@@ -271,11 +281,23 @@ static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char
     return NULL;
 }
 
-/* issue 9: a q4_0/q8_0 matrix (rows % 4 == 0, cols values per row) repacked
- * in place to the x4 layout: each group of 4 rows, block by block: the 4
- * f16 scales, then the 4 payloads (every q type Doze has starts with its
- * scale). tmp: 4 rows' bytes. */
+/* issue 9: a matrix (model_x4_fits) repacked in place to its type's x4
+ * layout (kernels.h), each group of 4 rows on its own. q4_0/q8_0, block by
+ * block: the 4 f16 scales, then the 4 payloads (every q type Doze has
+ * starts with its scale). f32, 4 columns at a time: the 4 rows' 16 bytes.
+ * tmp: 4 rows' bytes. */
 static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, uint8_t *tmp) {
+    if (type == DOZE_TYPE_F32) {
+        const size_t row = (size_t)cols * 4u, chunk = 16;
+        for (uint64_t g = 0; g < rows / 4; g++) {
+            uint8_t *grp = base + (size_t)g * 4 * row;
+            memcpy(tmp, grp, 4 * row);
+            for (size_t k = 0; k < row / chunk; k++)
+                for (int r = 0; r < 4; r++)
+                    memcpy(grp + (k * 4 + (size_t)r) * chunk, tmp + (size_t)r * row + k * chunk, chunk);
+        }
+        return;
+    }
     const doze_type_traits *tt = doze_type_traits_of(type);
     const size_t bb = (size_t)tt->block_bytes, pay = bb - 2;
     const size_t nb = (size_t)(cols / (uint64_t)tt->block_size), row = nb * bb;
@@ -293,10 +315,6 @@ static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, u
     }
 }
 
-/* issue 8: whether ffn_down's per-block (dim, 32) matrices are kept x4 */
-static int ffn_blocks_interleave(const doze_model_info *info, int type) {
-    return model_interleaves(type) && info->dim % 4 == 0;
-}
 
 void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s, uint8_t *arena,
                          uint8_t *scratch) {
@@ -322,8 +340,8 @@ void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s,
             const size_t col = (size_t)doze_type_row_bytes(type, (uint64_t)j * DOZE_FFN_BLOCK);
             for (int r = 0; r < dim; r++)
                 memcpy(dst + off + (size_t)r * seg, scratch + (size_t)r * src_row + col, seg);
-            if (ffn_blocks_interleave(info, type)) {
-                uint8_t tmp[4 * 64];
+            if (model_x4_fits(type, (uint64_t)dim, (uint64_t)w)) {
+                uint8_t tmp[4 * DOZE_FFN_BLOCK * 4]; /* 4 rows of <= 32 f32 */
                 interleave4(dst + off, type, (uint64_t)dim, (uint64_t)w, tmp);
             }
             off += (size_t)dim * seg;
@@ -353,6 +371,13 @@ void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s,
                     dst_t->quantize_row(row + (size_t)h * hd, dst + ((size_t)h * dim + r) * seg, hd);
             }
         }
+        /* issue 9: each head's (dim, head_dim) matrix x4 where it fits (the
+         * raw copy in scratch is no longer needed: 4 rows of tmp) */
+        if (model_x4_fits(s->final_type, (uint64_t)dim, (uint64_t)hd)) {
+            const size_t seg = (size_t)doze_type_row_bytes(s->final_type, (uint64_t)hd);
+            for (int h = 0; h < nh; h++)
+                interleave4(dst + (size_t)h * dim * seg, s->final_type, (uint64_t)dim, (uint64_t)hd, scratch);
+        }
     }
 }
 
@@ -375,6 +400,7 @@ static void wire_head_blocks(doze_model *m, const doze_tensor_slot *s, doze_matr
         out[h].rows = c->dim;
         out[h].cols = c->head_dim;
         out[h].data = m->arena + s->arena_offset + (size_t)h * (size_t)c->dim * seg;
+        out[h].layout = model_x4_fits(s->final_type, (uint64_t)c->dim, (uint64_t)c->head_dim);
     }
 }
 
@@ -388,7 +414,7 @@ static void wire_ffn_blocks(doze_model *m, const doze_tensor_slot *s, doze_matri
         out[j].rows = c->dim;
         out[j].cols = w;
         out[j].data = m->arena + s->arena_offset + off;
-        out[j].layout = ffn_blocks_interleave(c, s->final_type);
+        out[j].layout = model_x4_fits(s->final_type, (uint64_t)c->dim, (uint64_t)w);
         off += (size_t)c->dim * (size_t)doze_type_row_bytes(s->final_type, (uint64_t)w);
     }
 }
@@ -506,7 +532,8 @@ static void matvec_prepared(const doze_model *m, float *y, const doze_matrix *w,
                             const void *xq) {
     switch (w->type) {
     case DOZE_TYPE_F32:
-        m->kern->matvec_f32(y, (const float *)w->data, x, w->rows, w->cols);
+        (w->layout ? m->kern->matvec_f32_x4 : m->kern->matvec_f32)(y, (const float *)w->data, x, w->rows,
+                                                                   w->cols);
         break;
     case DOZE_TYPE_F16:
         m->kern->matvec_f16(y, (const uint16_t *)w->data, x, w->rows, w->cols);
@@ -587,6 +614,12 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
 void model_dequantize_row(const doze_matrix *w, int r, float *out) {
     const doze_type_traits *t = doze_type_traits_of(w->type);
     uint64_t row = doze_type_row_bytes(w->type, (uint64_t)w->cols);
+    if (w->layout && w->type == DOZE_TYPE_F32) {
+        /* issue 9: f32 x4: the row's 4-column chunks, 64 bytes apart */
+        const float *grp = (const float *)w->data + (size_t)(r / 4) * 4 * (size_t)w->cols;
+        for (int c = 0; c < w->cols; c += 4) memcpy(out + c, grp + (size_t)c * 4 + (size_t)(r % 4) * 4, 16);
+        return;
+    }
     if (w->layout) {
         /* issue 9: the x4 layout; gather the row's blocks back one at a time */
         const size_t bb = (size_t)t->block_bytes, pay = bb - 2, bs = (size_t)t->block_size;

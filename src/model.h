@@ -18,8 +18,9 @@ typedef struct {
     int rows;
     int cols;
     const void *data;
-    int layout;   /* issue 9: 0 row-major as in the file; 1 "x4": q8_0/q4_0 rows in
-                     groups of 4 with their blocks interleaved (kernels.h) */
+    int layout;   /* issue 9: 0 row-major as in the file; 1 "x4": rows in groups of 4
+                     with their blocks (q8_0/q4_0) or 4-column chunks (f32)
+                     interleaved (kernels.h) */
 } doze_matrix;
 
 typedef struct {
@@ -76,10 +77,11 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
 typedef enum {
     SLOT_PLAIN,       /* used as stored */
     SLOT_NORM_F16,    /* an f16 vector widened to f32 */
-    SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks */
+    SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks (x4 inside each
+                         head where model_x4_fits) */
     SLOT_FFN_BLOCKS,  /* issue 8: ffn_down split into per-block column blocks (x4 inside
-                         each block for q4_0/q8_0 when dim % 4 == 0) */
-    SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0 matrix repacked in place to the x4 layout */
+                         each block where model_x4_fits) */
+    SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0/f32 matrix repacked in place to the x4 layout */
 } doze_slot_kind;
 
 /* Where each tensor the model needs goes: filled by model_plan(). */
@@ -170,6 +172,9 @@ void model_use_kernels(doze_model *m, int kernel_set);
 
 /* Nonzero for the types whose matrices are repacked to the x4 layout at load. */
 int model_interleaves(int type);
+/* Nonzero when a (rows, cols) matrix of type takes the x4 layout: an
+ * interleaving type, rows % 4 == 0, and for f32 cols % 4 == 0. */
+int model_x4_fits(int type, uint64_t rows, uint64_t cols);
 
 /* A session's buffers, for the batched prefill (prefill.c); implemented in
  * session.c. Pointers stay valid for the session's life. */

@@ -28,7 +28,7 @@ static void mm(const doze_model *m, float *y, int ldy, const doze_matrix *w, con
     const doze_kernels *k = m->kern;
     const int cols = w->cols;
     if (w->type == DOZE_TYPE_F32) {
-        k->matmul_f32(y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
+        k->matmul_f32(w->layout, y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
     } else if (w->type == DOZE_TYPE_F16) {
         float *xc = scratch;
         for (int t = 0; t < n; t++)

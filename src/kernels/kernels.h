@@ -29,12 +29,21 @@ typedef struct {
      * doze_block_q8_0x4). Same numbers as the row-major kernels. */
     void (*matvec_q4_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
     void (*matvec_q8_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
+    /* f32 W in the x4 layout (rows % 4 == 0, cols % 4 == 0): rows in groups
+     * of 4, each group's columns in chunks of 4: chunk k of the group holds
+     * w[4g+0][4k..4k+3], w[4g+1][4k..4k+3], ..., w[4g+3][4k..4k+3] (64 bytes),
+     * so the matrix is one linear stream and one x vector serves 4 rows. The
+     * order of the sum, fixed (both tables give the same bits): l[j] = the
+     * sum over columns c = j (mod 4), in column order, of w[r][c] * x[c];
+     * y[r] = (l[0] + l[2]) + (l[1] + l[3]). A view of whole groups (rows
+     * first % 4 == 0) gives the same bits as the whole matrix. */
+    void (*matvec_f32_x4)(float *y, const float *w, const float *x, int rows, int cols);
     /* Matrix-matrix (prefill): Y(n, rows) (row stride ldy) = X(n, cols) (row
      * stride ldx, or n q8_0 vectors of cols/32 blocks each) @ W^T, every
      * token's row of Y bit-identical to the matvec of that token. */
-    void (*matmul_f32)(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
-                       int cols);
-    /* layout: 0 row-major, 1 x4 (quantized types only) */
+    void (*matmul_f32)(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
+                       int rows, int cols);
+    /* layout (both matmuls): 0 row-major, 1 the type's x4 layout */
     void (*matmul_q)(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
                      int rows, int cols);
     /* ---- end of issue 9 block ---- */

@@ -113,10 +113,25 @@ static void ref_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows
     }
 }
 
+/* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (rows % 4 == 0,
+ * cols % 4 == 0): w(r, c) is at (r / 4) * 4 * cols + (c / 4) * 16 + (r % 4) * 4
+ * + c % 4. The sum in the order kernels.h fixes for this layout: four
+ * partial sums l[j] over the columns c = j (mod 4) in column order, then
+ * (l[0] + l[2]) + (l[1] + l[3]). */
+static void ref_matvec_f32_x4(float *y, const float *w, const float *x, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+        const float *wg = w + (size_t)(r / 4) * 4u * (size_t)cols + (size_t)(r % 4) * 4u;
+        float l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int c = 0; c < cols; c++) l[c % 4] += wg[(size_t)(c / 4) * 16u + (size_t)(c % 4)] * x[c];
+        y[r] = (l[0] + l[2]) + (l[1] + l[3]);
+    }
+}
+
 /* Y(n, rows) = X(n, cols) @ W^T: token by token, the matvec's loops */
-static void ref_matmul_f32(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
-                           int cols) {
-    for (int t = 0; t < n; t++) ref_matvec_f32(y + (size_t)t * ldy, w, x + (size_t)t * ldx, rows, cols);
+static void ref_matmul_f32(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
+                           int rows, int cols) {
+    for (int t = 0; t < n; t++)
+        (layout ? ref_matvec_f32_x4 : ref_matvec_f32)(y + (size_t)t * ldy, w, x + (size_t)t * ldx, rows, cols);
 }
 
 static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
@@ -248,6 +263,7 @@ static void ref_add(float *y, const float *x, int n) {
 const doze_kernels doze_kernels_reference = {
     .name = "reference",
     .matvec_f32 = ref_matvec_f32,
+    .matvec_f32_x4 = ref_matvec_f32_x4,
     .matvec_f16 = ref_matvec_f16,
     .matvec_q8_0 = ref_matvec_q8_0,
     .matvec_q4_0 = ref_matvec_q4_0,

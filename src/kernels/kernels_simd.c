@@ -150,6 +150,49 @@ static void simd_matvec_f32(float *y, const float *w, const float *x, int rows, 
     }
 }
 
+/* The 4 row sums of the x4 kernels: lane r = (a_r[0] + a_r[2]) + (a_r[1] +
+ * a_r[3]), hsum_f32x4's order, for the 4 accumulators at once. */
+static inline v128_t hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+    v128_t v0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+    v128_t v1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+    return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (rows % 4 == 0,
+ * cols % 4 == 0; kernels.h). One linear stream: per group of 4 rows, each
+ * 64-byte chunk holds the 4 rows' values of 4 columns, so one load of x
+ * serves 4 weight vectors. Row r's accumulator lane j sums w[r][4k+j] x[4k+j]
+ * over k in order; y[r] = (lane 0 + lane 2) + (lane 1 + lane 3). Two chunks
+ * per loop step (the same order). */
+static void simd_matvec_f32_x4(float *y, const float *w, const float *x, int rows, int cols) {
+    const int c8 = cols & ~7;
+    for (int g = 0; g < rows / 4; g++) {
+        const float *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (; c < c8; c += 8, p += 32) {
+            v128_t xv = wasm_v128_load(x + c);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(p), xv));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(p + 4), xv));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(p + 8), xv));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(p + 12), xv));
+            xv = wasm_v128_load(x + c + 4);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(p + 16), xv));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(p + 20), xv));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(p + 24), xv));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(p + 28), xv));
+        }
+        if (c < cols) {
+            v128_t xv = wasm_v128_load(x + c);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(p), xv));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(p + 4), xv));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(p + 8), xv));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(p + 12), xv));
+        }
+        wasm_v128_store(y + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+    }
+}
+
 /* columns of x pre-scaled per pass of simd_matvec_f16 (stack buffer) */
 #define F16_CHUNK 2048
 
@@ -505,14 +548,14 @@ static int tile_rows(size_t row_bytes, int rows) {
 /* Y(n, rows) = X(n, cols) @ W^T: W in tiles of rows, each tile read from
  * memory once and applied to every token by the matvec itself (so each
  * token's numbers are the matvec's bits). */
-static void simd_matmul_f32(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
-                            int cols) {
+static void simd_matmul_f32(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
+                            int rows, int cols) {
     const int tr = tile_rows((size_t)cols * 4u, rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         for (int t = 0; t < n; t++)
-            simd_matvec_f32(y + (size_t)t * ldy + r0, w + (size_t)r0 * (size_t)cols, x + (size_t)t * ldx,
-                            nr, cols);
+            (layout ? simd_matvec_f32_x4 : simd_matvec_f32)(y + (size_t)t * ldy + r0, w + (size_t)r0 * (size_t)cols,
+                                                            x + (size_t)t * ldx, nr, cols);
     }
 }
 
@@ -779,6 +822,7 @@ const doze_kernels doze_kernels_simd = {
     .name = "simd",
     .matvec_f32 = simd_matvec_f32,
     .matvec_f16 = simd_matvec_f16,
+    .matvec_f32_x4 = simd_matvec_f32_x4,
     .matvec_q8_0 = simd_matvec_q8_0,
     .matvec_q4_0 = simd_matvec_q4_0,
     .matvec_q4_0_x4 = simd_matvec_q4_0_x4,

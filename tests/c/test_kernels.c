@@ -166,6 +166,19 @@ static void test_expf(void) {
 
 /* ---- matvec f32 / f16 ---------------------------------------------------- */
 
+/* issue 9: W(rows, cols) f32 row-major -> the x4 layout of kernels.h (rows % 4
+ * == 0, cols % 4 == 0), written from its definition: w(r, c) goes to
+ * (r / 4) * 4 * cols + (c / 4) * 16 + (r % 4) * 4 + c % 4 */
+static void to_x4_f32(const float *src, float *dst, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)(r / 4) * 4 * cols + (size_t)(c / 4) * 16 + (size_t)(r % 4) * 4 + (size_t)(c % 4)] =
+                src[(size_t)r * cols + c];
+}
+
+/* counts rows where the two tables' x4 products differ in any bit */
+static long x4_f32_mismatch;
+
 /* Checks y_s, y_r against the double-precision product; returns the max of
  * |y_s - y_r| / sum|w x| over the rows (and accumulates into *max). */
 static void check_matvec(const char *what, const float *ys, const float *yr, const double *yd,
@@ -197,6 +210,22 @@ static void run_matvec_f32(rng_t *r, int rows, int cols, double *max) {
     S->matvec_f32(ys, w, x, rows, cols);
     R->matvec_f32(yr, w, x, rows, cols);
     check_matvec("matvec_f32", ys, yr, yd, mag, rows, cols, max);
+    if (rows % 4 == 0 && cols % 4 == 0) {
+        /* the x4 layout: SIMD and reference in the fixed order, bit for bit;
+         * both near the exact product; a view of the groups from row 4 on
+         * gives the whole matrix's bits */
+        float *wx = xmalloc((size_t)rows * cols * sizeof *wx);
+        to_x4_f32(w, wx, rows, cols);
+        S->matvec_f32_x4(ys, wx, x, rows, cols);
+        R->matvec_f32_x4(yr, wx, x, rows, cols);
+        x4_f32_mismatch += memcmp(ys, yr, (size_t)rows * sizeof *ys) != 0;
+        check_matvec("matvec_f32_x4", ys, yr, yd, mag, rows, cols, max);
+        if (rows > 4) {
+            S->matvec_f32_x4(yr, wx + (size_t)4 * cols, x, rows - 4, cols);
+            x4_f32_mismatch += memcmp(ys + 4, yr, (size_t)(rows - 4) * sizeof *ys) != 0;
+        }
+        free(wx);
+    }
     free(w), free(x), free(ys), free(yr), free(yd), free(mag);
 }
 
@@ -207,8 +236,11 @@ static void test_matvec_f32(void) {
         for (int cols = 1; cols <= 70; cols++) run_matvec_f32(&r, rows, cols, &max);
     run_matvec_f32(&r, 288, 768, &max);
     run_matvec_f32(&r, 768, 288, &max);
+    run_matvec_f32(&r, 288, 32, &max);
+    run_matvec_f32(&r, 288, 48, &max);
     run_matvec_f32(&r, 13, 1027, &max);
-    printf("matvec_f32: max |simd-ref| / sum|w*x| = %.3g\n", max);
+    CHECK_MSG(x4_f32_mismatch == 0, "matvec_f32_x4: simd and reference differ in %ld cases", x4_f32_mismatch);
+    printf("matvec_f32: max |simd-ref| / sum|w*x| = %.3g; x4 layout: simd and reference bit-identical\n", max);
 }
 
 /* random half: mostly ordinary values, some subnormals, zeros, large ones */
@@ -747,11 +779,19 @@ static void test_matmul(void) {
     fill(&r, x, (size_t)n * cols, 2.0f);
     for (int k = 0; k < 2; k++) {
         const doze_kernels *K = k ? R : S;
-        K->matmul_f32(y, rows, w, x, cols, n, rows, cols);
+        K->matmul_f32(0, y, rows, w, x, cols, n, rows, cols);
         for (int t = 0; t < n; t++) {
             K->matvec_f32(y1, w, x + (size_t)t * cols, rows, cols);
             diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
         }
+        float *wx4 = xmalloc((size_t)rows * cols * 4);
+        to_x4_f32(w, wx4, rows, cols);
+        K->matmul_f32(1, y, rows, wx4, x, cols, n, rows, cols);
+        for (int t = 0; t < n; t++) {
+            K->matvec_f32_x4(y1, wx4, x + (size_t)t * cols, rows, cols);
+            diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+        }
+        free(wx4);
         for (int i = 0; i < rows * cols; i++) wh[i] = doze_f32_to_f16(w[i]);
         K->matmul_q(DOZE_TYPE_F16, 0, y, rows, wh, x, n, rows, cols);
         for (int t = 0; t < n; t++) {
