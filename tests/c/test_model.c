@@ -1,9 +1,12 @@
 /* The forward pass on the suite's own seeded models (no ../shared needed):
  * SIMD kernels agree with the reference kernels, F16/Q8_0 track F32,
  * streaming in any chunking gives the same model, sessions are independent,
- * errors for out-of-range tokens and a full context, and the sampler. */
+ * errors for out-of-range tokens and a full context, the sampler, and
+ * (issue 9) the x4 layouts: every weight row read back through the layout
+ * equals the file's row. */
 #include <stdint.h>
 
+#include "../../src/model.h"
 #include "model_fixture.h"
 #include "test_util.h"
 
@@ -68,6 +71,72 @@ typedef struct {
     int dim, hidden, layers, heads, kv, vocab;
 } shape;
 
+/* issue 9: the matrices of m (loaded from the GGUF in f) read back row by
+ * row through their in-memory layout (x4 or not) equal the file's f32 rows;
+ * returns the number of x4 matrices seen */
+static int check_layout_rows(const doze_model *m, const mem_buf *f) {
+    gguf_header h;
+    doze_error e;
+    if (gguf_parse_header(f->data, f->len, &h, &e) != DOZE_OK) {
+        CHECK_MSG(0, "parse: %s", e.message);
+        return 0;
+    }
+    const doze_model_info *c = &m->info;
+    const int hd = c->head_dim, dim = c->dim;
+    float *row = malloc(65536 * sizeof *row);
+    int n_x4 = 0, bad = 0;
+    const char *names[6] = {"attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up", "attn_output"};
+    char nm[64];
+    for (int l = 0; l < c->n_layers; l++) {
+        const doze_layer *L = &m->layers[l];
+        const doze_matrix *mats[5] = {&L->wq, &L->wk, &L->wv, &L->w_gate, &L->w_up};
+        for (int i = 0; i < 6; i++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, names[i]);
+            const gguf_tensor *t = gguf_find_tensor(&h, nm);
+            const float *raw = (const float *)(f->data + h.data_offset + t->offset);
+            const int cols = (int)t->ne[0];
+            if (i < 5) {
+                n_x4 += mats[i]->layout;
+                for (int r = 0; r < mats[i]->rows; r++) {
+                    model_dequantize_row(mats[i], r, row);
+                    bad += memcmp(row, raw + (size_t)r * cols, (size_t)cols * 4) != 0;
+                }
+            } else { /* per-head blocks of attn_output: head hh's columns */
+                for (int hh = 0; hh < c->n_heads; hh++) {
+                    n_x4 += L->wo_head[hh].layout;
+                    for (int r = 0; r < dim; r++) {
+                        model_dequantize_row(&L->wo_head[hh], r, row);
+                        bad += memcmp(row, raw + (size_t)r * cols + (size_t)hh * hd, (size_t)hd * 4) != 0;
+                    }
+                }
+            }
+        }
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);
+        const gguf_tensor *t = gguf_find_tensor(&h, nm);
+        const float *raw = (const float *)(f->data + h.data_offset + t->offset);
+        for (int j = 0; j < m->n_ffn_blocks; j++) {
+            const doze_matrix *d = &L->w_down_blk[j];
+            n_x4 += d->layout;
+            for (int r = 0; r < dim; r++) {
+                model_dequantize_row(d, r, row);
+                bad += memcmp(row, raw + (size_t)r * c->hidden_dim + (size_t)j * DOZE_FFN_BLOCK,
+                              (size_t)d->cols * 4) != 0;
+            }
+        }
+    }
+    const gguf_tensor *t = gguf_find_tensor(&h, "token_embd.weight");
+    const float *raw = (const float *)(f->data + h.data_offset + t->offset);
+    n_x4 += m->token_embd.layout;
+    for (int tok = 0; tok < c->vocab_size; tok++) {
+        model_embed(m, tok, row);
+        bad += memcmp(row, raw + (size_t)tok * dim, (size_t)dim * 4) != 0;
+    }
+    CHECK_MSG(bad == 0, "%d weight rows differ from the file through their layout", bad);
+    free(row);
+    gguf_header_free(&h);
+    return n_x4;
+}
+
 int main(void) {
     const shape shapes[] = {
         {64, 160, 2, 4, 4, 300},   /* multi-head attention */
@@ -92,6 +161,11 @@ int main(void) {
         const doze_model_info *info = doze_model_get_info(simd);
         CHECK(info->dim == sh->dim && info->n_layers == sh->layers && info->n_kv_heads == sh->kv);
         CHECK(info->vocab_size == sh->vocab && info->context_length == 64 && info->tied_output);
+        {
+            int n_x4 = check_layout_rows(simd, &f32);
+            printf("shape %zu f32: %d matrices in the x4 layout, every row reads back as in the file\n", si, n_x4);
+            CHECK(n_x4 > 0);
+        }
         size_t nl = (size_t)N * sh->vocab;
         float *a = malloc(nl * 4), *b = malloc(nl * 4), *c = malloc(nl * 4);
         CHECK(run_tokens(simd, tokens, N, a) == 0);
