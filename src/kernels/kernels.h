@@ -67,9 +67,24 @@ typedef struct {
      * q(head_dim); k_t = k + t*stride, v_t = v + t*stride; att(n_pos) scratch. */
     void (*attention)(float *out, const float *q, const float *k, const float *v, int n_pos,
                       int head_dim, int stride, const uint8_t *valid, float *att);
+    /* All the running query heads of one layer (head_on == NULL or
+     * head_on[h]) for one token: out(n_heads, head_dim) gets head h's
+     * `attention` of q(n_heads, head_dim)'s head h over KV head h / group
+     * (k + (h / group) * head_dim, v likewise; stride, valid as there),
+     * with exactly `attention`'s bits; skipped heads' out is not touched.
+     * The cache is walked position by position (each K and V row once, front
+     * to back, for up to DOZE_ATT_HEADS heads at a time), which a cache that
+     * has gone cold reads much faster than head by head.
+     * att: min(n_heads, DOZE_ATT_HEADS) * n_pos scratch. */
+    void (*attention_heads)(float *out, const float *q, const float *k, const float *v, int n_heads,
+                            int group, int n_pos, int head_dim, int stride, const uint8_t *valid,
+                            const uint8_t *head_on, float *att);
     /* y(n) += x(n) */
     void (*add)(float *y, const float *x, int n);
 } doze_kernels;
+
+/* query heads per pass of attention_heads (bounds its scratch) */
+#define DOZE_ATT_HEADS 16
 
 extern const doze_kernels doze_kernels_simd;
 extern const doze_kernels doze_kernels_reference;

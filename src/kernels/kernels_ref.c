@@ -255,6 +255,17 @@ static void ref_attention(float *out, const float *q, const float *k, const floa
     }
 }
 
+/* every running head through ref_attention, head by head */
+static void ref_attention_heads(float *out, const float *q, const float *k, const float *v, int n_heads,
+                                int group, int n_pos, int head_dim, int stride, const uint8_t *valid,
+                                const uint8_t *head_on, float *att) {
+    const size_t hd = (size_t)head_dim;
+    for (int h = 0; h < n_heads; h++)
+        if (!head_on || head_on[h])
+            ref_attention(out + (size_t)h * hd, q + (size_t)h * hd, k + (size_t)(h / group) * hd,
+                          v + (size_t)(h / group) * hd, n_pos, head_dim, stride, valid, att);
+}
+
 /* y(n) += x(n) */
 static void ref_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
@@ -277,5 +288,6 @@ const doze_kernels doze_kernels_reference = {
     .rope = ref_rope,
     .swiglu = ref_swiglu,
     .attention = ref_attention,
+    .attention_heads = ref_attention_heads,
     .add = ref_add,
 };

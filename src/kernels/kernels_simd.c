@@ -796,6 +796,78 @@ static void simd_attention(float *out, const float *q, const float *k, const flo
     }
 }
 
+/* attention for all running heads, position-major (kernels.h). Per head
+ * the very operations of simd_attention: the same dot_f32 per position, the
+ * same softmax, and the same pairs of valid positions (t, t2) added to out
+ * in the same per-element order; only the loops are swapped, so that each
+ * cache row is read once for every head of the pass. */
+static void simd_attention_heads(float *out, const float *q, const float *k, const float *v, int n_heads,
+                                 int group, int n_pos, int head_dim, int stride, const uint8_t *valid,
+                                 const uint8_t *head_on, float *att) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const size_t st = (size_t)stride, hd = (size_t)head_dim, np = (size_t)n_pos;
+    for (int h0 = 0; h0 < n_heads; h0 += DOZE_ATT_HEADS) {
+        const int h1 = n_heads - h0 < DOZE_ATT_HEADS ? n_heads : h0 + DOZE_ATT_HEADS;
+        for (int t = 0; t < n_pos; t++) {
+            const float *kt = k + (size_t)t * st;
+            const int off = valid && !valid[t];
+            for (int h = h0; h < h1; h++) {
+                if (head_on && !head_on[h]) continue;
+                att[(size_t)(h - h0) * np + (size_t)t] =
+                    off ? -INFINITY : dot_f32(q + (size_t)h * hd, kt + (size_t)(h / group) * hd, head_dim) * scale;
+            }
+        }
+        for (int h = h0; h < h1; h++) {
+            if (head_on && !head_on[h]) continue;
+            simd_softmax(att + (size_t)(h - h0) * np, n_pos);
+            float *o = out + (size_t)h * hd;
+            int i = 0;
+            for (; i + 4 <= head_dim; i += 4) wasm_v128_store(o + i, wasm_f32x4_splat(0.0f));
+            for (; i < head_dim; i++) o[i] = 0.0f;
+        }
+        int t = 0;
+        while (t < n_pos) {
+            if (valid && !valid[t]) {
+                t++;
+                continue;
+            }
+            int t2 = t + 1;
+            while (t2 < n_pos && valid && !valid[t2]) t2++;
+            for (int h = h0; h < h1; h++) {
+                if (head_on && !head_on[h]) continue;
+                const float *a = att + (size_t)(h - h0) * np;
+                const size_t kvo = (size_t)(h / group) * hd;
+                const float *v0 = v + (size_t)t * st + kvo;
+                float *o = out + (size_t)h * hd;
+                const float a0 = a[t];
+                const v128_t va0 = wasm_f32x4_splat(a0);
+                int i;
+                if (t2 < n_pos) {
+                    const float *v1 = v + (size_t)t2 * st + kvo;
+                    const float a1 = a[t2];
+                    const v128_t va1 = wasm_f32x4_splat(a1);
+                    for (i = 0; i + 4 <= head_dim; i += 4) {
+                        v128_t x = wasm_v128_load(o + i);
+                        x = wasm_f32x4_add(x, wasm_f32x4_mul(va0, wasm_v128_load(v0 + i)));
+                        x = wasm_f32x4_add(x, wasm_f32x4_mul(va1, wasm_v128_load(v1 + i)));
+                        wasm_v128_store(o + i, x);
+                    }
+                    for (; i < head_dim; i++) {
+                        o[i] += a0 * v0[i];
+                        o[i] += a1 * v1[i];
+                    }
+                } else {
+                    for (i = 0; i + 4 <= head_dim; i += 4)
+                        wasm_v128_store(o + i, wasm_f32x4_add(wasm_v128_load(o + i),
+                                                              wasm_f32x4_mul(va0, wasm_v128_load(v0 + i))));
+                    for (; i < head_dim; i++) o[i] += a0 * v0[i];
+                }
+            }
+            t = t2 + 1;
+        }
+    }
+}
+
 /* y(n) += x(n) */
 static void simd_add(float *y, const float *x, int n) {
     int i = 0;
@@ -835,5 +907,6 @@ const doze_kernels doze_kernels_simd = {
     .rope = simd_rope,
     .swiglu = simd_swiglu,
     .attention = simd_attention,
+    .attention_heads = simd_attention_heads,
     .add = simd_add,
 };
