@@ -33,7 +33,7 @@ static void mm(const doze_model *m, float *y, int ldy, const doze_matrix *w, con
         float *xc = scratch;
         for (int t = 0; t < n; t++)
             memcpy(xc + (size_t)t * cols, x + (size_t)t * ldx, (size_t)cols * sizeof(float));
-        k->matmul_q(w->type, 0, y, ldy, w->data, xc, n, w->rows, cols);
+        k->matmul_q(w->type, w->layout, y, ldy, w->data, xc, n, w->rows, cols);
     } else {
         doze_block_q8_0 *q = scratch;
         const size_t nb = (size_t)(cols / DOZE_QK8_0);

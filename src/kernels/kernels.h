@@ -38,6 +38,13 @@ typedef struct {
      * y[r] = (l[0] + l[2]) + (l[1] + l[3]). A view of whole groups (rows
      * first % 4 == 0) gives the same bits as the whole matrix. */
     void (*matvec_f32_x4)(float *y, const float *w, const float *x, int rows, int cols);
+    /* f16 W in the x4 layout (rows % 4 == 0, cols % 8 == 0), chunks of 8
+     * columns: chunk k of group g holds w[4g+0][8k..8k+7], ...,
+     * w[4g+3][8k..8k+7] (64 bytes). The sum in matvec_f32_x4's order over
+     * the widened halves (the same bits as matvec_f32_x4 on W widened to
+     * f32). W must hold no inf/nan half (the loader keeps such matrices
+     * row-major); x may be anything. */
+    void (*matvec_f16_x4)(float *y, const uint16_t *w, const float *x, int rows, int cols);
     /* Matrix-matrix (prefill): Y(n, rows) (row stride ldy) = X(n, cols) (row
      * stride ldx, or n q8_0 vectors of cols/32 blocks each) @ W^T, every
      * token's row of Y bit-identical to the matvec of that token. */

@@ -127,6 +127,18 @@ static void ref_matvec_f32_x4(float *y, const float *w, const float *x, int rows
     }
 }
 
+/* the same with W f16 in its x4 layout (cols % 8 == 0): w(r, c) at (r / 4)
+ * * 4 * cols + (c / 8) * 32 + (r % 4) * 8 + c % 8 (any halves) */
+static void ref_matvec_f16_x4(float *y, const uint16_t *w, const float *x, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *wg = w + (size_t)(r / 4) * 4u * (size_t)cols + (size_t)(r % 4) * 8u;
+        float l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int c = 0; c < cols; c++)
+            l[c % 4] += doze_f16_to_f32(wg[(size_t)(c / 8) * 32u + (size_t)(c % 8)]) * x[c];
+        y[r] = (l[0] + l[2]) + (l[1] + l[3]);
+    }
+}
+
 /* Y(n, rows) = X(n, cols) @ W^T: token by token, the matvec's loops */
 static void ref_matmul_f32(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
                            int rows, int cols) {
@@ -145,7 +157,8 @@ static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w,
         else if (type == DOZE_TYPE_Q4_0)
             (layout ? ref_matvec_q4_0_x4 : ref_matvec_q4_0)(yt, w, xt, rows, cols);
         else if (type == DOZE_TYPE_F16)
-            ref_matvec_f16(yt, w, (const float *)xq + (size_t)t * (size_t)cols, rows, cols);
+            (layout ? ref_matvec_f16_x4 : ref_matvec_f16)(yt, w, (const float *)xq + (size_t)t * (size_t)cols, rows,
+                                                          cols);
     }
 }
 
@@ -275,6 +288,7 @@ const doze_kernels doze_kernels_reference = {
     .name = "reference",
     .matvec_f32 = ref_matvec_f32,
     .matvec_f32_x4 = ref_matvec_f32_x4,
+    .matvec_f16_x4 = ref_matvec_f16_x4,
     .matvec_f16 = ref_matvec_f16,
     .matvec_q8_0 = ref_matvec_q8_0,
     .matvec_q4_0 = ref_matvec_q4_0,

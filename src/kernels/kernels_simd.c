@@ -306,6 +306,73 @@ static void simd_matvec_f16(float *y, const uint16_t *w, const float *x, int row
     }
 }
 
+/* The same bits as f16lo_unscaled / f16hi_unscaled, 3 ops per 4 lanes on
+ * V8 (whose extend_high costs an extra shift): each half duplicated into
+ * both halves of a u32 lane (one unpack), an arithmetic shift right by 3
+ * (sign copies on bits 31..28, the half's low 15 bits on 27..13, debris on
+ * 12..0), the mask keeping bits 31 and 27..13. */
+static inline v128_t f16lo_unscaled_dup(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 0, 0, 1, 1, 2, 2, 3, 3), 3),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+static inline v128_t f16hi_unscaled_dup(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 4, 4, 5, 5, 6, 6, 7, 7), 3),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W f16 in the x4 layout (kernels.h; no
+ * inf/nan halves). Fast path as in simd_matvec_f16: w' (the half's bits in
+ * f32 position, 3 integer ops per 4 lanes) times x * 2^112 (scaled as it is
+ * loaded, 2 multiplies per 4 rows x 8 columns) is the correctly rounded w * x
+ * while every finite |x| < 2^16; otherwise the exact path widens w (w' *
+ * 2^112) and multiplies by x itself. Both in matvec_f32_x4's order. */
+static void simd_matvec_f16_x4(float *y, const uint16_t *w, const float *x, int rows, int cols) {
+    const v128_t k112 = wasm_f32x4_splat(0x1p112f);
+    int big = 0;
+    {
+        v128_t b = wasm_i32x4_splat(0);
+        for (int c = 0; c < cols; c += 4) {
+            v128_t a = wasm_f32x4_abs(wasm_v128_load(x + c));
+            b = wasm_v128_or(b, wasm_v128_and(wasm_f32x4_ge(a, wasm_f32x4_splat(0x1p16f)),
+                                              wasm_f32x4_lt(a, wasm_f32x4_splat(INFINITY))));
+        }
+        big = wasm_v128_any_true(b);
+    }
+    for (int g = 0; g < rows / 4; g++) {
+        const uint16_t *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        if (!big) {
+            for (int c = 0; c < cols; c += 8, p += 32) {
+                const v128_t x0 = wasm_f32x4_mul(wasm_v128_load(x + c), k112);
+                const v128_t x1 = wasm_f32x4_mul(wasm_v128_load(x + c + 4), k112);
+                v128_t h = wasm_v128_load(p);
+                a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+                h = wasm_v128_load(p + 8);
+                a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+                h = wasm_v128_load(p + 16);
+                a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+                h = wasm_v128_load(p + 24);
+                a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+            }
+        } else {
+            for (int c = 0; c < cols; c += 8, p += 32) {
+                const v128_t x0 = wasm_v128_load(x + c), x1 = wasm_v128_load(x + c + 4);
+                v128_t *acc[4] = {&a0, &a1, &a2, &a3};
+                for (int r = 0; r < 4; r++) {
+                    v128_t h = wasm_v128_load(p + 8 * r);
+                    *acc[r] = wasm_f32x4_add(*acc[r], wasm_f32x4_mul(wasm_f32x4_mul(f16lo_unscaled_dup(h), k112), x0));
+                    *acc[r] = wasm_f32x4_add(*acc[r], wasm_f32x4_mul(wasm_f32x4_mul(f16hi_unscaled_dup(h), k112), x1));
+                }
+            }
+        }
+        wasm_v128_store(y + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+    }
+}
+
 /* 8 int8 at p sign-extended to i16x8 (wasm: one i16x8.load8x8; written as
  * load64_zero + extend so SIMDe on plain SSE2 gets movq + unpack + shift) */
 static inline v128_t load_i8x8(const int8_t *p) {
@@ -577,7 +644,8 @@ static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w
             else if (type == DOZE_TYPE_Q4_0)
                 (layout ? simd_matvec_q4_0_x4 : simd_matvec_q4_0)(yt, wt, xt, nr, cols);
             else if (type == DOZE_TYPE_F16)
-                simd_matvec_f16(yt, (const uint16_t *)wt, (const float *)xt, nr, cols);
+                (layout ? simd_matvec_f16_x4 : simd_matvec_f16)(yt, (const uint16_t *)wt, (const float *)xt, nr,
+                                                                cols);
         }
     }
 }
@@ -895,6 +963,7 @@ const doze_kernels doze_kernels_simd = {
     .matvec_f32 = simd_matvec_f32,
     .matvec_f16 = simd_matvec_f16,
     .matvec_f32_x4 = simd_matvec_f32_x4,
+    .matvec_f16_x4 = simd_matvec_f16_x4,
     .matvec_q8_0 = simd_matvec_q8_0,
     .matvec_q4_0 = simd_matvec_q4_0,
     .matvec_q4_0_x4 = simd_matvec_q4_0_x4,

@@ -253,6 +253,8 @@ static uint16_t rand_half(rng_t *r) {
     return doze_f32_to_f16(rng_f(r));
 }
 
+static long x4_f16_mismatch;
+
 static void run_matvec_f16(rng_t *r, int rows, int cols, double *max) {
     uint16_t *w = xmalloc((size_t)rows * cols * sizeof *w);
     float *x = xmalloc((size_t)cols * sizeof *x);
@@ -271,6 +273,30 @@ static void run_matvec_f16(rng_t *r, int rows, int cols, double *max) {
     S->matvec_f16(ys, w, x, rows, cols);
     R->matvec_f16(yr, w, x, rows, cols);
     check_matvec("matvec_f16", ys, yr, yd, mag, rows, cols, max);
+    if (rows % 4 == 0 && cols % 8 == 0) {
+        /* issue 9, the x4 layout (rand_half gives no inf/nan): SIMD ==
+         * reference == matvec_f32_x4 of the widened W, bit for bit; with x
+         * as drawn and with x large (|x| >= 2^16: the exact path) */
+        uint16_t *wx = xmalloc((size_t)rows * cols * sizeof *wx);
+        float *wf = xmalloc((size_t)rows * cols * sizeof *wf), *wfx = xmalloc((size_t)rows * cols * sizeof *wfx);
+        float *y3 = xmalloc((size_t)rows * sizeof *y3);
+        for (int i = 0; i < rows; i++)
+            for (int c = 0; c < cols; c++) {
+                wx[(size_t)(i / 4) * 4 * cols + (size_t)(c / 8) * 32 + (size_t)(i % 4) * 8 + (size_t)(c % 8)] =
+                    w[(size_t)i * cols + c];
+                wf[(size_t)i * cols + c] = doze_f16_to_f32(w[(size_t)i * cols + c]);
+            }
+        to_x4_f32(wf, wfx, rows, cols);
+        for (int big = 0; big < 2; big++) {
+            if (big) x[cols / 2] = 0x1p17f;
+            S->matvec_f16_x4(ys, wx, x, rows, cols);
+            R->matvec_f16_x4(yr, wx, x, rows, cols);
+            S->matvec_f32_x4(y3, wfx, x, rows, cols);
+            x4_f16_mismatch += memcmp(ys, yr, (size_t)rows * 4) != 0 || memcmp(ys, y3, (size_t)rows * 4) != 0;
+            if (!big) check_matvec("matvec_f16_x4", ys, yr, yd, mag, rows, cols, max);
+        }
+        free(wx), free(wf), free(wfx), free(y3);
+    }
     free(w), free(x), free(ys), free(yr), free(yd), free(mag);
 }
 
@@ -282,6 +308,9 @@ static void test_matvec_f16(void) {
     run_matvec_f16(&r, 288, 768, &max);
     run_matvec_f16(&r, 768, 288, &max);
     run_matvec_f16(&r, 11, 1001, &max);
+    run_matvec_f16(&r, 288, 32, &max);
+    run_matvec_f16(&r, 288, 48, &max);
+    CHECK_MSG(x4_f16_mismatch == 0, "matvec_f16_x4: simd, reference and f32_x4 differ in %ld cases", x4_f16_mismatch);
 
     /* Every finite half through the vector widening, exactly: W(4, 8) all h,
      * x = (1, 0, ..., 0) makes y = h (+ zeros). */
@@ -293,6 +322,9 @@ static void test_matvec_f16(void) {
         for (int i = 0; i < 32; i++) w[i] = (uint16_t)h;
         S->matvec_f16(y, w, x, 4, 8);
         float want = doze_f16_to_f32((uint16_t)h);
+        for (int i = 0; i < 4; i++)
+            if (y[i] != want) bad++;
+        S->matvec_f16_x4(y, w, x, 4, 8); /* the x4 layout of a constant W is W */
         for (int i = 0; i < 4; i++)
             if (y[i] != want) bad++;
     }
@@ -307,7 +339,8 @@ static void test_matvec_f16(void) {
         S->matvec_f16(y, ws, x, 4, 8);
         CHECK(y[0] == INFINITY && y[1] == -INFINITY && isnan(y[2]) && y[3] == 65504.0f);
     }
-    printf("matvec_f16: max |simd-ref| / sum|w*x| = %.3g, all 63488 finite halves exact\n", max);
+    printf("matvec_f16: max |simd-ref| / sum|w*x| = %.3g, all 63488 finite halves exact (x4 too); x4 layout: "
+           "simd, reference and f32_x4 of the widened W bit-identical\n", max);
 }
 
 /* ---- q8_0 ---------------------------------------------------------------- */
@@ -852,6 +885,19 @@ static void test_matmul(void) {
         for (int t = 0; t < n; t++) {
             K->matvec_f16(y1, wh, x + (size_t)t * cols, rows, cols);
             diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+        }
+        {
+            uint16_t *whx = xmalloc((size_t)rows * cols * 2);
+            for (int i = 0; i < rows; i++)
+                for (int c = 0; c < cols; c++)
+                    whx[(size_t)(i / 4) * 4 * cols + (size_t)(c / 8) * 32 + (size_t)(i % 4) * 8 + (size_t)(c % 8)] =
+                        wh[(size_t)i * cols + c];
+            K->matmul_q(DOZE_TYPE_F16, 1, y, rows, whx, x, n, rows, cols);
+            for (int t = 0; t < n; t++) {
+                K->matvec_f16_x4(y1, whx, x + (size_t)t * cols, rows, cols);
+                diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+            }
+            free(whx);
         }
         for (int t = 0; t < n; t++) K->quantize_q8_0(x + (size_t)t * cols, xq + (size_t)t * nb * 34, cols);
         for (int type = 0; type < 2; type++) {
