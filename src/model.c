@@ -277,6 +277,16 @@ int model_x4_fits(int type, uint64_t rows, uint64_t cols) {
     return 1;
 }
 
+/* nonzero when one of n q8_0 blocks has an inf/nan scale */
+static int q8_has_special_scale(const uint8_t *p, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + i * sizeof(doze_block_q8_0), 2);
+        if ((h & 0x7c00u) == 0x7c00u) return 1;
+    }
+    return 0;
+}
+
 /* nonzero when n halves hold an inf or nan */
 static int f16_has_special(const uint8_t *p, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) {
@@ -331,9 +341,12 @@ static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, u
 void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8_t *arena,
                          uint8_t *scratch) {
     const gguf_tensor *t = s->src;
-    /* issue 9: f16 with an inf/nan half anywhere: no x4 for this tensor */
+    /* issue 9: f16 with an inf/nan half anywhere, q8_0 with an inf/nan
+     * scale: no x4 for this tensor (the x4 kernels take none) */
     if (s->final_type == DOZE_TYPE_F16 && s->kind != SLOT_NORM_F16 && s->kind != SLOT_PLAIN)
         s->x4_off = f16_has_special(arena + s->copy_offset, t->n_bytes / 2);
+    if (s->final_type == DOZE_TYPE_Q8_0 && t->type == DOZE_TYPE_Q8_0 && s->kind != SLOT_PLAIN)
+        s->x4_off = q8_has_special_scale(arena + s->copy_offset, t->n_bytes / sizeof(doze_block_q8_0));
     if (s->kind == SLOT_NORM_F16) {
         float *dst = (float *)(arena + s->arena_offset);
         const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);

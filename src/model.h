@@ -92,7 +92,8 @@ typedef struct {
     size_t arena_offset;    /* where the tensor lives in the arena */
     size_t copy_offset;     /* where the file's bytes are copied */
     int x4_off;             /* set by model_slot_finalize: an f16 tensor holding an
-                               inf/nan half stays row-major (matvec_f16_x4 takes none) */
+                               inf/nan half, a q8_0 one with an inf/nan scale, stays
+                               row-major (matvec_f16_x4 / _q8_0_x4 take none) */
 } doze_tensor_slot;
 
 typedef struct {

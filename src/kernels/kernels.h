@@ -26,7 +26,9 @@ typedef struct {
     /* The same products with W in the "x4" layout (rows % 4 == 0): rows in
      * groups of 4, each group's blocks interleaved block by block: the 4
      * rows' f16 scales, then their 4 payloads (doze_block_q4_0x4 /
-     * doze_block_q8_0x4). Same numbers as the row-major kernels. */
+     * doze_block_q8_0x4). Same numbers as the row-major kernels.
+     * matvec_q8_0_x4 takes no inf/nan weight scale (the loader keeps such
+     * a tensor row-major). */
     void (*matvec_q4_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
     void (*matvec_q8_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
     /* f32 W in the x4 layout (rows % 4 == 0, cols % 4 == 0): rows in groups

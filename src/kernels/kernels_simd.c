@@ -373,10 +373,15 @@ static void simd_matvec_f16_x4(float *y, const uint16_t *w, const float *x, int 
     }
 }
 
-/* 8 int8 at p sign-extended to i16x8 (wasm: one i16x8.load8x8; written as
- * load64_zero + extend so SIMDe on plain SSE2 gets movq + unpack + shift) */
+/* 8 int8 at p sign-extended to i16x8: in wasm one i16x8.load8x8 (V8: one
+ * pmovsxbw from memory); natively load64_zero + extend, so that SIMDe on
+ * plain SSE2 gets movq + unpack + shift. The same values either way. */
 static inline v128_t load_i8x8(const int8_t *p) {
+#if defined(__wasm_simd128__)
+    return wasm_i16x8_load8x8(p);
+#else
     return wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(p));
+#endif
 }
 
 /* i32x4 whose lane sum is the dot of the 32 int8 of w with those of x, x
@@ -485,10 +490,12 @@ static inline v128_t q4_dot_u_i32x4(v128_t q, const v128_t *x) {
     return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
 }
 
-/* lane r = the lane sum of p_r (4 horizontal sums at once) */
+/* lane r = the lane sum of p_r (4 horizontal sums at once; exact). Only
+ * unpack patterns (0,4,1,5), (2,6,3,7), (0,1,4,5), (2,3,6,7): one
+ * instruction each on V8, where other two-source shuffles take three. */
 static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
-    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 2, 6), wasm_i32x4_shuffle(p0, p1, 1, 5, 3, 7));
-    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 2, 6), wasm_i32x4_shuffle(p2, p3, 1, 5, 3, 7));
+    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5), wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7));
+    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5), wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7));
     return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
 }
 
@@ -554,23 +561,30 @@ static void simd_matvec_q4_0_x4(float *y, const void *w, const void *xq, int row
     }
 }
 
-/* the same for q8_0 payloads in the x4 layout */
+/* the same for q8_0 payloads in the x4 layout; the 4 rows' scales must be
+ * finite (the loader keeps a q8_0 tensor with an inf/nan scale row-major),
+ * which allows simd_matvec_f16's cheap widening: d' (the half's bits in f32
+ * position, 3 integer ops) times dx * 2^112 is the correctly rounded d * dx
+ * (|dx| < 2^16 as a half; an inf/nan dx gives what d * dx gives). */
 static void simd_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0x4 *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0;
+    const v128_t mask = wasm_i32x4_splat((int32_t)0x8fffe000u);
     float dxs[Q8_CHUNK];
     int32_t corr[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
     for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
         const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
         prep_x(xb + bc, n, xi, dxs, corr, 0);
+        for (int b = 0; b < n; b++) dxs[b] *= 0x1p112f;
         for (int g = 0; g < rows / 4; g++) {
             const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
             for (int b = 0; b < n; b++, p++) {
                 const v128_t *x = xi + 4 * b;
-                v128_t ds = wasm_f32x4_mul(f16x4_at(p->d), wasm_f32x4_splat(dxs[b]));
+                v128_t ds = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(p->d), 13), mask),
+                                           wasm_v128_load32_splat(dxs + b));
                 v128_t i = hsum4_i32x4(q8_dot_i32x4(p->qs[0], x), q8_dot_i32x4(p->qs[1], x),
                                        q8_dot_i32x4(p->qs[2], x), q8_dot_i32x4(p->qs[3], x));
                 acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
