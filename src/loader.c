@@ -88,7 +88,7 @@ static void route_bytes(doze_loader *ld, const uint8_t *p, size_t n) {
     uint64_t start = ld->pos, end = ld->pos + n;
     uint64_t base = ld->header.data_offset;
     while (ld->next_slot < ld->plan.n_slots) {
-        const doze_tensor_slot *s = &ld->plan.slots[ld->next_slot];
+        doze_tensor_slot *s = &ld->plan.slots[ld->next_slot];
         uint64_t t0 = base + s->src->offset;
         uint64_t t1 = t0 + s->src->n_bytes;
         if (t0 >= end) break;

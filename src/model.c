@@ -133,10 +133,12 @@ static int spec_list(const doze_model_info *c, tensor_spec *s, int cap) {
 #define LSPEC(suffix, co, ro) \
         snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
         SPEC(nm, co, ro)
+        /* the arena follows this order: a step reads K, V, then Q (per
+         * head), so that its weights are one forward stream */
         LSPEC("attn_norm.weight", c->dim, 0);
-        LSPEC("attn_q.weight", c->dim, q);
         LSPEC("attn_k.weight", c->dim, kv);
         LSPEC("attn_v.weight", c->dim, kv);
+        LSPEC("attn_q.weight", c->dim, q);
         LSPEC("attn_output.weight", q, c->dim);
         LSPEC("ffn_norm.weight", c->dim, 0);
         LSPEC("ffn_gate.weight", c->dim, c->hidden_dim);
@@ -232,7 +234,7 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             slot->kind = SLOT_FFN_BLOCKS;
             uint64_t scratch = t->n_bytes;
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
-        } else if (!is_vec && model_interleaves((int)t->type) && specs[i].rows % 4 == 0 &&
+        } else if (!is_vec && model_x4_fits((int)t->type, specs[i].rows, specs[i].cols) &&
                    info->head_dim % 4 == 0) {
             /* issue 9: repacked in place, 4 rows at a time (views of whole
              * heads stay groups of 4: head_dim % 4 == 0) */
@@ -263,7 +265,37 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
 /* ---- assemble -------------------------------------------------------------- */
 
 /* issue 9: types whose matrices are repacked to the x4 layout at load */
-int model_interleaves(int type) { return type == DOZE_TYPE_Q4_0 || type == DOZE_TYPE_Q8_0; }
+int model_interleaves(int type) {
+    return type == DOZE_TYPE_Q4_0 || type == DOZE_TYPE_Q8_0 || type == DOZE_TYPE_F32 || type == DOZE_TYPE_F16;
+}
+
+int model_x4_fits(int type, uint64_t rows, uint64_t cols) {
+    if (!model_interleaves(type) || rows % 4 != 0) return 0;
+    /* 16-byte chunks: 4 f32 or 8 f16 columns; q types' rows are whole blocks */
+    if (type == DOZE_TYPE_F32) return cols % 4 == 0;
+    if (type == DOZE_TYPE_F16) return cols % 8 == 0;
+    return 1;
+}
+
+/* nonzero when one of n q8_0 blocks has an inf/nan scale */
+static int q8_has_special_scale(const uint8_t *p, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + i * sizeof(doze_block_q8_0), 2);
+        if ((h & 0x7c00u) == 0x7c00u) return 1;
+    }
+    return 0;
+}
+
+/* nonzero when n halves hold an inf or nan */
+static int f16_has_special(const uint8_t *p, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        if ((h & 0x7c00u) == 0x7c00u) return 1;
+    }
+    return 0;
+}
 
 static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char *name) {
     for (size_t i = 0; i < plan->n_slots; i++)
@@ -271,11 +303,23 @@ static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char
     return NULL;
 }
 
-/* issue 9: a q4_0/q8_0 matrix (rows % 4 == 0, cols values per row) repacked
- * in place to the x4 layout: each group of 4 rows, block by block: the 4
- * f16 scales, then the 4 payloads (every q type Doze has starts with its
- * scale). tmp: 4 rows' bytes. */
+/* issue 9: a matrix (model_x4_fits) repacked in place to its type's x4
+ * layout (kernels.h), each group of 4 rows on its own. q4_0/q8_0, block by
+ * block: the 4 f16 scales, then the 4 payloads (every q type Doze has
+ * starts with its scale). f32/f16, 16 bytes (4 or 8 columns) at a time: the
+ * 4 rows' 16 bytes. tmp: 4 rows' bytes. */
 static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, uint8_t *tmp) {
+    if (type == DOZE_TYPE_F32 || type == DOZE_TYPE_F16) {
+        const size_t row = (size_t)cols * (type == DOZE_TYPE_F32 ? 4u : 2u), chunk = 16;
+        for (uint64_t g = 0; g < rows / 4; g++) {
+            uint8_t *grp = base + (size_t)g * 4 * row;
+            memcpy(tmp, grp, 4 * row);
+            for (size_t k = 0; k < row / chunk; k++)
+                for (int r = 0; r < 4; r++)
+                    memcpy(grp + (k * 4 + (size_t)r) * chunk, tmp + (size_t)r * row + k * chunk, chunk);
+        }
+        return;
+    }
     const doze_type_traits *tt = doze_type_traits_of(type);
     const size_t bb = (size_t)tt->block_bytes, pay = bb - 2;
     const size_t nb = (size_t)(cols / (uint64_t)tt->block_size), row = nb * bb;
@@ -293,20 +337,22 @@ static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, u
     }
 }
 
-/* issue 8: whether ffn_down's per-block (dim, 32) matrices are kept x4 */
-static int ffn_blocks_interleave(const doze_model_info *info, int type) {
-    return model_interleaves(type) && info->dim % 4 == 0;
-}
 
-void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s, uint8_t *arena,
+void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8_t *arena,
                          uint8_t *scratch) {
     const gguf_tensor *t = s->src;
+    /* issue 9: f16 with an inf/nan half anywhere, q8_0 with an inf/nan
+     * scale: no x4 for this tensor (the x4 kernels take none) */
+    if (s->final_type == DOZE_TYPE_F16 && s->kind != SLOT_NORM_F16 && s->kind != SLOT_PLAIN)
+        s->x4_off = f16_has_special(arena + s->copy_offset, t->n_bytes / 2);
+    if (s->final_type == DOZE_TYPE_Q8_0 && t->type == DOZE_TYPE_Q8_0 && s->kind != SLOT_PLAIN)
+        s->x4_off = q8_has_special_scale(arena + s->copy_offset, t->n_bytes / sizeof(doze_block_q8_0));
     if (s->kind == SLOT_NORM_F16) {
         float *dst = (float *)(arena + s->arena_offset);
         const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);
         for (uint64_t i = 0; i < t->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
     } else if (s->kind == SLOT_INTERLEAVE4) {
-        interleave4(arena + s->arena_offset, (int)t->type, t->ne[1], t->ne[0], scratch);
+        if (!s->x4_off) interleave4(arena + s->arena_offset, (int)t->type, t->ne[1], t->ne[0], scratch);
     } else if (s->kind == SLOT_FFN_BLOCKS) {
         /* W(dim, hidden) row-major -> per block j: (dim, width_j), blocks in
          * order; then each block x4-interleaved where that applies */
@@ -322,8 +368,8 @@ void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s,
             const size_t col = (size_t)doze_type_row_bytes(type, (uint64_t)j * DOZE_FFN_BLOCK);
             for (int r = 0; r < dim; r++)
                 memcpy(dst + off + (size_t)r * seg, scratch + (size_t)r * src_row + col, seg);
-            if (ffn_blocks_interleave(info, type)) {
-                uint8_t tmp[4 * 64];
+            if (model_x4_fits(type, (uint64_t)dim, (uint64_t)w) && !s->x4_off) {
+                uint8_t tmp[4 * DOZE_FFN_BLOCK * 4]; /* 4 rows of <= 32 f32 */
                 interleave4(dst + off, type, (uint64_t)dim, (uint64_t)w, tmp);
             }
             off += (size_t)dim * seg;
@@ -353,6 +399,13 @@ void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s,
                     dst_t->quantize_row(row + (size_t)h * hd, dst + ((size_t)h * dim + r) * seg, hd);
             }
         }
+        /* issue 9: each head's (dim, head_dim) matrix x4 where it fits (the
+         * raw copy in scratch is no longer needed: 4 rows of tmp) */
+        if (model_x4_fits(s->final_type, (uint64_t)dim, (uint64_t)hd) && !s->x4_off) {
+            const size_t seg = (size_t)doze_type_row_bytes(s->final_type, (uint64_t)hd);
+            for (int h = 0; h < nh; h++)
+                interleave4(dst + (size_t)h * dim * seg, s->final_type, (uint64_t)dim, (uint64_t)hd, scratch);
+        }
     }
 }
 
@@ -362,7 +415,7 @@ static doze_matrix wire_matrix(doze_model *m, const doze_tensor_slot *s) {
     w.cols = (int)s->src->ne[0];
     w.rows = (int)s->src->ne[1];
     w.data = m->arena + s->arena_offset;
-    w.layout = s->kind == SLOT_INTERLEAVE4;
+    w.layout = s->kind == SLOT_INTERLEAVE4 && !s->x4_off;
     return w;
 }
 
@@ -375,6 +428,7 @@ static void wire_head_blocks(doze_model *m, const doze_tensor_slot *s, doze_matr
         out[h].rows = c->dim;
         out[h].cols = c->head_dim;
         out[h].data = m->arena + s->arena_offset + (size_t)h * (size_t)c->dim * seg;
+        out[h].layout = model_x4_fits(s->final_type, (uint64_t)c->dim, (uint64_t)c->head_dim) && !s->x4_off;
     }
 }
 
@@ -388,7 +442,7 @@ static void wire_ffn_blocks(doze_model *m, const doze_tensor_slot *s, doze_matri
         out[j].rows = c->dim;
         out[j].cols = w;
         out[j].data = m->arena + s->arena_offset + off;
-        out[j].layout = ffn_blocks_interleave(c, s->final_type);
+        out[j].layout = model_x4_fits(s->final_type, (uint64_t)c->dim, (uint64_t)w) && !s->x4_off;
         off += (size_t)c->dim * (size_t)doze_type_row_bytes(s->final_type, (uint64_t)w);
     }
 }
@@ -506,10 +560,12 @@ static void matvec_prepared(const doze_model *m, float *y, const doze_matrix *w,
                             const void *xq) {
     switch (w->type) {
     case DOZE_TYPE_F32:
-        m->kern->matvec_f32(y, (const float *)w->data, x, w->rows, w->cols);
+        (w->layout ? m->kern->matvec_f32_x4 : m->kern->matvec_f32)(y, (const float *)w->data, x, w->rows,
+                                                                   w->cols);
         break;
     case DOZE_TYPE_F16:
-        m->kern->matvec_f16(y, (const uint16_t *)w->data, x, w->rows, w->cols);
+        (w->layout ? m->kern->matvec_f16_x4 : m->kern->matvec_f16)(y, (const uint16_t *)w->data, x, w->rows,
+                                                                   w->cols);
         break;
     case DOZE_TYPE_Q8_0:
         (w->layout ? m->kern->matvec_q8_0_x4 : m->kern->matvec_q8_0)(y, w->data, xq, w->rows, w->cols);
@@ -586,6 +642,19 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
 void model_dequantize_row(const doze_matrix *w, int r, float *out) {
     const doze_type_traits *t = doze_type_traits_of(w->type);
     uint64_t row = doze_type_row_bytes(w->type, (uint64_t)w->cols);
+    if (w->layout && w->type == DOZE_TYPE_F32) {
+        /* issue 9: f32 x4: the row's 4-column chunks, 64 bytes apart */
+        const float *grp = (const float *)w->data + (size_t)(r / 4) * 4 * (size_t)w->cols;
+        for (int c = 0; c < w->cols; c += 4) memcpy(out + c, grp + (size_t)c * 4 + (size_t)(r % 4) * 4, 16);
+        return;
+    }
+    if (w->layout && w->type == DOZE_TYPE_F16) {
+        /* issue 9: f16 x4: the row's 8-column chunks, 64 bytes apart */
+        const uint16_t *grp = (const uint16_t *)w->data + (size_t)(r / 4) * 4 * (size_t)w->cols;
+        for (int c = 0; c < w->cols; c++)
+            out[c] = doze_f16_to_f32(grp[(size_t)(c / 8) * 32 + (size_t)(r % 4) * 8 + (size_t)(c % 8)]);
+        return;
+    }
     if (w->layout) {
         /* issue 9: the x4 layout; gather the row's blocks back one at a time */
         const size_t bb = (size_t)t->block_bytes, pay = bb - 2, bs = (size_t)t->block_size;

@@ -18,8 +18,9 @@ typedef struct {
     int rows;
     int cols;
     const void *data;
-    int layout;   /* issue 9: 0 row-major as in the file; 1 "x4": q8_0/q4_0 rows in
-                     groups of 4 with their blocks interleaved (kernels.h) */
+    int layout;   /* issue 9: 0 row-major as in the file; 1 "x4": rows in groups of 4
+                     with their blocks (q8_0/q4_0) or 16-byte chunks (4 f32, 8 f16
+                     columns) interleaved (kernels.h) */
 } doze_matrix;
 
 typedef struct {
@@ -76,10 +77,11 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
 typedef enum {
     SLOT_PLAIN,       /* used as stored */
     SLOT_NORM_F16,    /* an f16 vector widened to f32 */
-    SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks */
+    SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks (x4 inside each
+                         head where model_x4_fits) */
     SLOT_FFN_BLOCKS,  /* issue 8: ffn_down split into per-block column blocks (x4 inside
-                         each block for q4_0/q8_0 when dim % 4 == 0) */
-    SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0 matrix repacked in place to the x4 layout */
+                         each block where model_x4_fits) */
+    SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0/f32/f16 matrix repacked in place to the x4 layout */
 } doze_slot_kind;
 
 /* Where each tensor the model needs goes: filled by model_plan(). */
@@ -89,6 +91,9 @@ typedef struct {
     int final_type;         /* type in memory (HEAD_BLOCKS may widen q8_0 to f32) */
     size_t arena_offset;    /* where the tensor lives in the arena */
     size_t copy_offset;     /* where the file's bytes are copied */
+    int x4_off;             /* set by model_slot_finalize: an f16 tensor holding an
+                               inf/nan half, a q8_0 one with an inf/nan scale, stays
+                               row-major (matvec_f16_x4 / _q8_0_x4 take none) */
 } doze_tensor_slot;
 
 typedef struct {
@@ -106,7 +111,7 @@ void model_plan_free(doze_model_plan *plan);
 
 /* Turns a slot's copied file bytes into their in-memory form, once all of
  * them have arrived (scratch: plan->scratch_size bytes). */
-void model_slot_finalize(const doze_model_info *info, const doze_tensor_slot *s, uint8_t *arena,
+void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8_t *arena,
                          uint8_t *scratch);
 
 /* Wires a model's matrices to the arena per the plan; builds the tokenizer,
@@ -172,6 +177,10 @@ void model_use_kernels(doze_model *m, int kernel_set);
 
 /* Nonzero for the types whose matrices are repacked to the x4 layout at load. */
 int model_interleaves(int type);
+/* Nonzero when a (rows, cols) matrix of type takes the x4 layout: an
+ * interleaving type, rows % 4 == 0, and cols % 4 == 0 for f32, % 8 for f16
+ * (an f16 tensor with an inf/nan half stays row-major: slot x4_off). */
+int model_x4_fits(int type, uint64_t rows, uint64_t cols);
 
 /* A session's buffers, for the batched prefill (prefill.c); implemented in
  * session.c. Pointers stay valid for the session's life. */

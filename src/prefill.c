@@ -28,12 +28,12 @@ static void mm(const doze_model *m, float *y, int ldy, const doze_matrix *w, con
     const doze_kernels *k = m->kern;
     const int cols = w->cols;
     if (w->type == DOZE_TYPE_F32) {
-        k->matmul_f32(y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
+        k->matmul_f32(w->layout, y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
     } else if (w->type == DOZE_TYPE_F16) {
         float *xc = scratch;
         for (int t = 0; t < n; t++)
             memcpy(xc + (size_t)t * cols, x + (size_t)t * ldx, (size_t)cols * sizeof(float));
-        k->matmul_q(w->type, 0, y, ldy, w->data, xc, n, w->rows, cols);
+        k->matmul_q(w->type, w->layout, y, ldy, w->data, xc, n, w->rows, cols);
     } else {
         doze_block_q8_0 *q = scratch;
         const size_t nb = (size_t)(cols / DOZE_QK8_0);

@@ -35,7 +35,7 @@ struct doze_session {
     float *q;         /* (q_dim) */
     float *hb;        /* (hidden_dim) */
     float *hb2;       /* (hidden_dim) */
-    float *att;       /* (context_length) attention weights of one head */
+    float *att;       /* (min(n_heads, DOZE_ATT_HEADS), context_length) attention weights */
     void *xq;         /* q8_0 blocks of the widest input vector */
     float *logits;    /* (vocab_size) */
     float *z;         /* (1 + n_heads + n_ffn_blocks) router scores: the layer's and its
@@ -111,7 +111,8 @@ doze_session *doze_session_new(doze_model *m, doze_error *err) {
     s->q = malloc((size_t)q_dim * sizeof(float));
     s->hb = malloc((size_t)c->hidden_dim * sizeof(float));
     s->hb2 = malloc((size_t)c->hidden_dim * sizeof(float));
-    s->att = malloc((size_t)c->context_length * sizeof(float));
+    s->att = malloc((size_t)(c->n_heads < DOZE_ATT_HEADS ? c->n_heads : DOZE_ATT_HEADS) *
+                    (size_t)c->context_length * sizeof(float));
     s->xq = malloc((size_t)(widest / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
     s->logits = calloc((size_t)c->vocab_size, sizeof(float));
     const size_t nb = (size_t)m->n_ffn_blocks;
@@ -227,13 +228,9 @@ static void run_attention(doze_session *s, int l, int pos, const uint8_t *head_o
         k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
     }
     /* (xb is free now: the normed input was only needed for Q/K/V) */
-    for (int h = 0; h < nh; h++) {
-        if (!head_on[h]) continue;
-        int kvh = h / group;
-        k->attention(s->xb + (size_t)h * (size_t)hd, s->q + (size_t)h * (size_t)hd,
-                     kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd, pos + 1, hd,
-                     kv_dim, valid, s->att);
-    }
+    /* every running head at once: the cache rows are read front to back
+     * (the weights streamed since the last step have evicted them) */
+    k->attention_heads(s->xb, s->q, kc, vc, nh, group, pos + 1, hd, kv_dim, valid, head_on, s->att);
     /* output projection, head by head: x += Wo_h att_h */
     for (int h = 0; h < nh; h++) {
         if (!head_on[h]) continue;

@@ -26,15 +26,33 @@ typedef struct {
     /* The same products with W in the "x4" layout (rows % 4 == 0): rows in
      * groups of 4, each group's blocks interleaved block by block: the 4
      * rows' f16 scales, then their 4 payloads (doze_block_q4_0x4 /
-     * doze_block_q8_0x4). Same numbers as the row-major kernels. */
+     * doze_block_q8_0x4). Same numbers as the row-major kernels.
+     * matvec_q8_0_x4 takes no inf/nan weight scale (the loader keeps such
+     * a tensor row-major). */
     void (*matvec_q4_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
     void (*matvec_q8_0_x4)(float *y, const void *w, const void *xq, int rows, int cols);
+    /* f32 W in the x4 layout (rows % 4 == 0, cols % 4 == 0): rows in groups
+     * of 4, each group's columns in chunks of 4: chunk k of the group holds
+     * w[4g+0][4k..4k+3], w[4g+1][4k..4k+3], ..., w[4g+3][4k..4k+3] (64 bytes),
+     * so the matrix is one linear stream and one x vector serves 4 rows. The
+     * order of the sum, fixed (both tables give the same bits): l[j] = the
+     * sum over columns c = j (mod 4), in column order, of w[r][c] * x[c];
+     * y[r] = (l[0] + l[2]) + (l[1] + l[3]). A view of whole groups (rows
+     * first % 4 == 0) gives the same bits as the whole matrix. */
+    void (*matvec_f32_x4)(float *y, const float *w, const float *x, int rows, int cols);
+    /* f16 W in the x4 layout (rows % 4 == 0, cols % 8 == 0), chunks of 8
+     * columns: chunk k of group g holds w[4g+0][8k..8k+7], ...,
+     * w[4g+3][8k..8k+7] (64 bytes). The sum in matvec_f32_x4's order over
+     * the widened halves (the same bits as matvec_f32_x4 on W widened to
+     * f32). W must hold no inf/nan half (the loader keeps such matrices
+     * row-major); x may be anything. */
+    void (*matvec_f16_x4)(float *y, const uint16_t *w, const float *x, int rows, int cols);
     /* Matrix-matrix (prefill): Y(n, rows) (row stride ldy) = X(n, cols) (row
      * stride ldx, or n q8_0 vectors of cols/32 blocks each) @ W^T, every
      * token's row of Y bit-identical to the matvec of that token. */
-    void (*matmul_f32)(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
-                       int cols);
-    /* layout: 0 row-major, 1 x4 (quantized types only) */
+    void (*matmul_f32)(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
+                       int rows, int cols);
+    /* layout (both matmuls): 0 row-major, 1 the type's x4 layout */
     void (*matmul_q)(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
                      int rows, int cols);
     /* ---- end of issue 9 block ---- */
@@ -58,9 +76,24 @@ typedef struct {
      * q(head_dim); k_t = k + t*stride, v_t = v + t*stride; att(n_pos) scratch. */
     void (*attention)(float *out, const float *q, const float *k, const float *v, int n_pos,
                       int head_dim, int stride, const uint8_t *valid, float *att);
+    /* All the running query heads of one layer (head_on == NULL or
+     * head_on[h]) for one token: out(n_heads, head_dim) gets head h's
+     * `attention` of q(n_heads, head_dim)'s head h over KV head h / group
+     * (k + (h / group) * head_dim, v likewise; stride, valid as there),
+     * with exactly `attention`'s bits; skipped heads' out is not touched.
+     * The cache is walked position by position (each K and V row once, front
+     * to back, for up to DOZE_ATT_HEADS heads at a time), which a cache that
+     * has gone cold reads much faster than head by head.
+     * att: min(n_heads, DOZE_ATT_HEADS) * n_pos scratch. */
+    void (*attention_heads)(float *out, const float *q, const float *k, const float *v, int n_heads,
+                            int group, int n_pos, int head_dim, int stride, const uint8_t *valid,
+                            const uint8_t *head_on, float *att);
     /* y(n) += x(n) */
     void (*add)(float *y, const float *x, int n);
 } doze_kernels;
+
+/* query heads per pass of attention_heads (bounds its scratch) */
+#define DOZE_ATT_HEADS 16
 
 extern const doze_kernels doze_kernels_simd;
 extern const doze_kernels doze_kernels_reference;

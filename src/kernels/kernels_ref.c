@@ -113,10 +113,37 @@ static void ref_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows
     }
 }
 
+/* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (rows % 4 == 0,
+ * cols % 4 == 0): w(r, c) is at (r / 4) * 4 * cols + (c / 4) * 16 + (r % 4) * 4
+ * + c % 4. The sum in the order kernels.h fixes for this layout: four
+ * partial sums l[j] over the columns c = j (mod 4) in column order, then
+ * (l[0] + l[2]) + (l[1] + l[3]). */
+static void ref_matvec_f32_x4(float *y, const float *w, const float *x, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+        const float *wg = w + (size_t)(r / 4) * 4u * (size_t)cols + (size_t)(r % 4) * 4u;
+        float l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int c = 0; c < cols; c++) l[c % 4] += wg[(size_t)(c / 4) * 16u + (size_t)(c % 4)] * x[c];
+        y[r] = (l[0] + l[2]) + (l[1] + l[3]);
+    }
+}
+
+/* the same with W f16 in its x4 layout (cols % 8 == 0): w(r, c) at (r / 4)
+ * * 4 * cols + (c / 8) * 32 + (r % 4) * 8 + c % 8 (any halves) */
+static void ref_matvec_f16_x4(float *y, const uint16_t *w, const float *x, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *wg = w + (size_t)(r / 4) * 4u * (size_t)cols + (size_t)(r % 4) * 8u;
+        float l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int c = 0; c < cols; c++)
+            l[c % 4] += doze_f16_to_f32(wg[(size_t)(c / 8) * 32u + (size_t)(c % 8)]) * x[c];
+        y[r] = (l[0] + l[2]) + (l[1] + l[3]);
+    }
+}
+
 /* Y(n, rows) = X(n, cols) @ W^T: token by token, the matvec's loops */
-static void ref_matmul_f32(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
-                           int cols) {
-    for (int t = 0; t < n; t++) ref_matvec_f32(y + (size_t)t * ldy, w, x + (size_t)t * ldx, rows, cols);
+static void ref_matmul_f32(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
+                           int rows, int cols) {
+    for (int t = 0; t < n; t++)
+        (layout ? ref_matvec_f32_x4 : ref_matvec_f32)(y + (size_t)t * ldy, w, x + (size_t)t * ldx, rows, cols);
 }
 
 static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
@@ -130,7 +157,8 @@ static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w,
         else if (type == DOZE_TYPE_Q4_0)
             (layout ? ref_matvec_q4_0_x4 : ref_matvec_q4_0)(yt, w, xt, rows, cols);
         else if (type == DOZE_TYPE_F16)
-            ref_matvec_f16(yt, w, (const float *)xq + (size_t)t * (size_t)cols, rows, cols);
+            (layout ? ref_matvec_f16_x4 : ref_matvec_f16)(yt, w, (const float *)xq + (size_t)t * (size_t)cols, rows,
+                                                          cols);
     }
 }
 
@@ -240,6 +268,17 @@ static void ref_attention(float *out, const float *q, const float *k, const floa
     }
 }
 
+/* every running head through ref_attention, head by head */
+static void ref_attention_heads(float *out, const float *q, const float *k, const float *v, int n_heads,
+                                int group, int n_pos, int head_dim, int stride, const uint8_t *valid,
+                                const uint8_t *head_on, float *att) {
+    const size_t hd = (size_t)head_dim;
+    for (int h = 0; h < n_heads; h++)
+        if (!head_on || head_on[h])
+            ref_attention(out + (size_t)h * hd, q + (size_t)h * hd, k + (size_t)(h / group) * hd,
+                          v + (size_t)(h / group) * hd, n_pos, head_dim, stride, valid, att);
+}
+
 /* y(n) += x(n) */
 static void ref_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
@@ -248,6 +287,8 @@ static void ref_add(float *y, const float *x, int n) {
 const doze_kernels doze_kernels_reference = {
     .name = "reference",
     .matvec_f32 = ref_matvec_f32,
+    .matvec_f32_x4 = ref_matvec_f32_x4,
+    .matvec_f16_x4 = ref_matvec_f16_x4,
     .matvec_f16 = ref_matvec_f16,
     .matvec_q8_0 = ref_matvec_q8_0,
     .matvec_q4_0 = ref_matvec_q4_0,
@@ -261,5 +302,6 @@ const doze_kernels doze_kernels_reference = {
     .rope = ref_rope,
     .swiglu = ref_swiglu,
     .attention = ref_attention,
+    .attention_heads = ref_attention_heads,
     .add = ref_add,
 };

@@ -150,6 +150,49 @@ static void simd_matvec_f32(float *y, const float *w, const float *x, int rows, 
     }
 }
 
+/* The 4 row sums of the x4 kernels: lane r = (a_r[0] + a_r[2]) + (a_r[1] +
+ * a_r[3]), hsum_f32x4's order, for the 4 accumulators at once. */
+static inline v128_t hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+    v128_t v0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+    v128_t v1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+    return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (rows % 4 == 0,
+ * cols % 4 == 0; kernels.h). One linear stream: per group of 4 rows, each
+ * 64-byte chunk holds the 4 rows' values of 4 columns, so one load of x
+ * serves 4 weight vectors. Row r's accumulator lane j sums w[r][4k+j] x[4k+j]
+ * over k in order; y[r] = (lane 0 + lane 2) + (lane 1 + lane 3). Two chunks
+ * per loop step (the same order). */
+static void simd_matvec_f32_x4(float *y, const float *w, const float *x, int rows, int cols) {
+    const int c8 = cols & ~7;
+    for (int g = 0; g < rows / 4; g++) {
+        const float *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (; c < c8; c += 8, p += 32) {
+            v128_t xv = wasm_v128_load(x + c);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(p), xv));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(p + 4), xv));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(p + 8), xv));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(p + 12), xv));
+            xv = wasm_v128_load(x + c + 4);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(p + 16), xv));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(p + 20), xv));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(p + 24), xv));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(p + 28), xv));
+        }
+        if (c < cols) {
+            v128_t xv = wasm_v128_load(x + c);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(p), xv));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(p + 4), xv));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(p + 8), xv));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(p + 12), xv));
+        }
+        wasm_v128_store(y + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+    }
+}
+
 /* columns of x pre-scaled per pass of simd_matvec_f16 (stack buffer) */
 #define F16_CHUNK 2048
 
@@ -263,10 +306,82 @@ static void simd_matvec_f16(float *y, const uint16_t *w, const float *x, int row
     }
 }
 
-/* 8 int8 at p sign-extended to i16x8 (wasm: one i16x8.load8x8; written as
- * load64_zero + extend so SIMDe on plain SSE2 gets movq + unpack + shift) */
+/* The same bits as f16lo_unscaled / f16hi_unscaled, 3 ops per 4 lanes on
+ * V8 (whose extend_high costs an extra shift): each half duplicated into
+ * both halves of a u32 lane (one unpack), an arithmetic shift right by 3
+ * (sign copies on bits 31..28, the half's low 15 bits on 27..13, debris on
+ * 12..0), the mask keeping bits 31 and 27..13. */
+static inline v128_t f16lo_unscaled_dup(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 0, 0, 1, 1, 2, 2, 3, 3), 3),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+static inline v128_t f16hi_unscaled_dup(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 4, 4, 5, 5, 6, 6, 7, 7), 3),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W f16 in the x4 layout (kernels.h; no
+ * inf/nan halves). Fast path as in simd_matvec_f16: w' (the half's bits in
+ * f32 position, 3 integer ops per 4 lanes) times x * 2^112 (scaled as it is
+ * loaded, 2 multiplies per 4 rows x 8 columns) is the correctly rounded w * x
+ * while every finite |x| < 2^16; otherwise the exact path widens w (w' *
+ * 2^112) and multiplies by x itself. Both in matvec_f32_x4's order. */
+static void simd_matvec_f16_x4(float *y, const uint16_t *w, const float *x, int rows, int cols) {
+    const v128_t k112 = wasm_f32x4_splat(0x1p112f);
+    int big = 0;
+    {
+        v128_t b = wasm_i32x4_splat(0);
+        for (int c = 0; c < cols; c += 4) {
+            v128_t a = wasm_f32x4_abs(wasm_v128_load(x + c));
+            b = wasm_v128_or(b, wasm_v128_and(wasm_f32x4_ge(a, wasm_f32x4_splat(0x1p16f)),
+                                              wasm_f32x4_lt(a, wasm_f32x4_splat(INFINITY))));
+        }
+        big = wasm_v128_any_true(b);
+    }
+    for (int g = 0; g < rows / 4; g++) {
+        const uint16_t *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        if (!big) {
+            for (int c = 0; c < cols; c += 8, p += 32) {
+                const v128_t x0 = wasm_f32x4_mul(wasm_v128_load(x + c), k112);
+                const v128_t x1 = wasm_f32x4_mul(wasm_v128_load(x + c + 4), k112);
+                v128_t h = wasm_v128_load(p);
+                a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+                h = wasm_v128_load(p + 8);
+                a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+                h = wasm_v128_load(p + 16);
+                a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+                h = wasm_v128_load(p + 24);
+                a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(f16lo_unscaled_dup(h), x0));
+                a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(f16hi_unscaled_dup(h), x1));
+            }
+        } else {
+            for (int c = 0; c < cols; c += 8, p += 32) {
+                const v128_t x0 = wasm_v128_load(x + c), x1 = wasm_v128_load(x + c + 4);
+                v128_t *acc[4] = {&a0, &a1, &a2, &a3};
+                for (int r = 0; r < 4; r++) {
+                    v128_t h = wasm_v128_load(p + 8 * r);
+                    *acc[r] = wasm_f32x4_add(*acc[r], wasm_f32x4_mul(wasm_f32x4_mul(f16lo_unscaled_dup(h), k112), x0));
+                    *acc[r] = wasm_f32x4_add(*acc[r], wasm_f32x4_mul(wasm_f32x4_mul(f16hi_unscaled_dup(h), k112), x1));
+                }
+            }
+        }
+        wasm_v128_store(y + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+    }
+}
+
+/* 8 int8 at p sign-extended to i16x8: in wasm one i16x8.load8x8 (V8: one
+ * pmovsxbw from memory); natively load64_zero + extend, so that SIMDe on
+ * plain SSE2 gets movq + unpack + shift. The same values either way. */
 static inline v128_t load_i8x8(const int8_t *p) {
+#if defined(__wasm_simd128__)
+    return wasm_i16x8_load8x8(p);
+#else
     return wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(p));
+#endif
 }
 
 /* i32x4 whose lane sum is the dot of the 32 int8 of w with those of x, x
@@ -375,10 +490,12 @@ static inline v128_t q4_dot_u_i32x4(v128_t q, const v128_t *x) {
     return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
 }
 
-/* lane r = the lane sum of p_r (4 horizontal sums at once) */
+/* lane r = the lane sum of p_r (4 horizontal sums at once; exact). Only
+ * unpack patterns (0,4,1,5), (2,6,3,7), (0,1,4,5), (2,3,6,7): one
+ * instruction each on V8, where other two-source shuffles take three. */
 static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
-    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 2, 6), wasm_i32x4_shuffle(p0, p1, 1, 5, 3, 7));
-    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 2, 6), wasm_i32x4_shuffle(p2, p3, 1, 5, 3, 7));
+    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5), wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7));
+    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5), wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7));
     return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
 }
 
@@ -444,23 +561,30 @@ static void simd_matvec_q4_0_x4(float *y, const void *w, const void *xq, int row
     }
 }
 
-/* the same for q8_0 payloads in the x4 layout */
+/* the same for q8_0 payloads in the x4 layout; the 4 rows' scales must be
+ * finite (the loader keeps a q8_0 tensor with an inf/nan scale row-major),
+ * which allows simd_matvec_f16's cheap widening: d' (the half's bits in f32
+ * position, 3 integer ops) times dx * 2^112 is the correctly rounded d * dx
+ * (|dx| < 2^16 as a half; an inf/nan dx gives what d * dx gives). */
 static void simd_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0x4 *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0;
+    const v128_t mask = wasm_i32x4_splat((int32_t)0x8fffe000u);
     float dxs[Q8_CHUNK];
     int32_t corr[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
     for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
         const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
         prep_x(xb + bc, n, xi, dxs, corr, 0);
+        for (int b = 0; b < n; b++) dxs[b] *= 0x1p112f;
         for (int g = 0; g < rows / 4; g++) {
             const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
             for (int b = 0; b < n; b++, p++) {
                 const v128_t *x = xi + 4 * b;
-                v128_t ds = wasm_f32x4_mul(f16x4_at(p->d), wasm_f32x4_splat(dxs[b]));
+                v128_t ds = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(p->d), 13), mask),
+                                           wasm_v128_load32_splat(dxs + b));
                 v128_t i = hsum4_i32x4(q8_dot_i32x4(p->qs[0], x), q8_dot_i32x4(p->qs[1], x),
                                        q8_dot_i32x4(p->qs[2], x), q8_dot_i32x4(p->qs[3], x));
                 acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
@@ -580,14 +704,14 @@ static int tile_rows(size_t row_bytes, int rows) {
 /* Y(n, rows) = X(n, cols) @ W^T: W in tiles of rows, each tile read from
  * memory once and applied to every token by the matvec itself (so each
  * token's numbers are the matvec's bits). */
-static void simd_matmul_f32(float *y, int ldy, const float *w, const float *x, int ldx, int n, int rows,
-                            int cols) {
+static void simd_matmul_f32(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
+                            int rows, int cols) {
     const int tr = tile_rows((size_t)cols * 4u, rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         for (int t = 0; t < n; t++)
-            simd_matvec_f32(y + (size_t)t * ldy + r0, w + (size_t)r0 * (size_t)cols, x + (size_t)t * ldx,
-                            nr, cols);
+            (layout ? simd_matvec_f32_x4 : simd_matvec_f32)(y + (size_t)t * ldy + r0, w + (size_t)r0 * (size_t)cols,
+                                                            x + (size_t)t * ldx, nr, cols);
     }
 }
 
@@ -615,7 +739,8 @@ static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w
             else if (type == DOZE_TYPE_Q4_0)
                 (layout ? simd_matvec_q4_0_x4 : simd_matvec_q4_0)(yt, wt, xt, nr, cols);
             else if (type == DOZE_TYPE_F16)
-                simd_matvec_f16(yt, (const uint16_t *)wt, (const float *)xt, nr, cols);
+                (layout ? simd_matvec_f16_x4 : simd_matvec_f16)(yt, (const uint16_t *)wt, (const float *)xt, nr,
+                                                                cols);
         }
     }
 }
@@ -834,6 +959,78 @@ static void simd_attention(float *out, const float *q, const float *k, const flo
     }
 }
 
+/* attention for all running heads, position-major (kernels.h). Per head
+ * the very operations of simd_attention: the same dot_f32 per position, the
+ * same softmax, and the same pairs of valid positions (t, t2) added to out
+ * in the same per-element order; only the loops are swapped, so that each
+ * cache row is read once for every head of the pass. */
+static void simd_attention_heads(float *out, const float *q, const float *k, const float *v, int n_heads,
+                                 int group, int n_pos, int head_dim, int stride, const uint8_t *valid,
+                                 const uint8_t *head_on, float *att) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const size_t st = (size_t)stride, hd = (size_t)head_dim, np = (size_t)n_pos;
+    for (int h0 = 0; h0 < n_heads; h0 += DOZE_ATT_HEADS) {
+        const int h1 = n_heads - h0 < DOZE_ATT_HEADS ? n_heads : h0 + DOZE_ATT_HEADS;
+        for (int t = 0; t < n_pos; t++) {
+            const float *kt = k + (size_t)t * st;
+            const int off = valid && !valid[t];
+            for (int h = h0; h < h1; h++) {
+                if (head_on && !head_on[h]) continue;
+                att[(size_t)(h - h0) * np + (size_t)t] =
+                    off ? -INFINITY : dot_f32(q + (size_t)h * hd, kt + (size_t)(h / group) * hd, head_dim) * scale;
+            }
+        }
+        for (int h = h0; h < h1; h++) {
+            if (head_on && !head_on[h]) continue;
+            simd_softmax(att + (size_t)(h - h0) * np, n_pos);
+            float *o = out + (size_t)h * hd;
+            int i = 0;
+            for (; i + 4 <= head_dim; i += 4) wasm_v128_store(o + i, wasm_f32x4_splat(0.0f));
+            for (; i < head_dim; i++) o[i] = 0.0f;
+        }
+        int t = 0;
+        while (t < n_pos) {
+            if (valid && !valid[t]) {
+                t++;
+                continue;
+            }
+            int t2 = t + 1;
+            while (t2 < n_pos && valid && !valid[t2]) t2++;
+            for (int h = h0; h < h1; h++) {
+                if (head_on && !head_on[h]) continue;
+                const float *a = att + (size_t)(h - h0) * np;
+                const size_t kvo = (size_t)(h / group) * hd;
+                const float *v0 = v + (size_t)t * st + kvo;
+                float *o = out + (size_t)h * hd;
+                const float a0 = a[t];
+                const v128_t va0 = wasm_f32x4_splat(a0);
+                int i;
+                if (t2 < n_pos) {
+                    const float *v1 = v + (size_t)t2 * st + kvo;
+                    const float a1 = a[t2];
+                    const v128_t va1 = wasm_f32x4_splat(a1);
+                    for (i = 0; i + 4 <= head_dim; i += 4) {
+                        v128_t x = wasm_v128_load(o + i);
+                        x = wasm_f32x4_add(x, wasm_f32x4_mul(va0, wasm_v128_load(v0 + i)));
+                        x = wasm_f32x4_add(x, wasm_f32x4_mul(va1, wasm_v128_load(v1 + i)));
+                        wasm_v128_store(o + i, x);
+                    }
+                    for (; i < head_dim; i++) {
+                        o[i] += a0 * v0[i];
+                        o[i] += a1 * v1[i];
+                    }
+                } else {
+                    for (i = 0; i + 4 <= head_dim; i += 4)
+                        wasm_v128_store(o + i, wasm_f32x4_add(wasm_v128_load(o + i),
+                                                              wasm_f32x4_mul(va0, wasm_v128_load(v0 + i))));
+                    for (; i < head_dim; i++) o[i] += a0 * v0[i];
+                }
+            }
+            t = t2 + 1;
+        }
+    }
+}
+
 /* y(n) += x(n) */
 static void simd_add(float *y, const float *x, int n) {
     int i = 0;
@@ -860,6 +1057,8 @@ const doze_kernels doze_kernels_simd = {
     .name = "simd",
     .matvec_f32 = simd_matvec_f32,
     .matvec_f16 = simd_matvec_f16,
+    .matvec_f32_x4 = simd_matvec_f32_x4,
+    .matvec_f16_x4 = simd_matvec_f16_x4,
     .matvec_q8_0 = simd_matvec_q8_0,
     .matvec_q4_0 = simd_matvec_q4_0,
     .matvec_q4_0_x4 = simd_matvec_q4_0_x4,
@@ -872,5 +1071,6 @@ const doze_kernels doze_kernels_simd = {
     .rope = simd_rope,
     .swiglu = simd_swiglu,
     .attention = simd_attention,
+    .attention_heads = simd_attention_heads,
     .add = simd_add,
 };

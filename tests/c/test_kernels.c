@@ -166,6 +166,19 @@ static void test_expf(void) {
 
 /* ---- matvec f32 / f16 ---------------------------------------------------- */
 
+/* issue 9: W(rows, cols) f32 row-major -> the x4 layout of kernels.h (rows % 4
+ * == 0, cols % 4 == 0), written from its definition: w(r, c) goes to
+ * (r / 4) * 4 * cols + (c / 4) * 16 + (r % 4) * 4 + c % 4 */
+static void to_x4_f32(const float *src, float *dst, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)(r / 4) * 4 * cols + (size_t)(c / 4) * 16 + (size_t)(r % 4) * 4 + (size_t)(c % 4)] =
+                src[(size_t)r * cols + c];
+}
+
+/* counts rows where the two tables' x4 products differ in any bit */
+static long x4_f32_mismatch;
+
 /* Checks y_s, y_r against the double-precision product; returns the max of
  * |y_s - y_r| / sum|w x| over the rows (and accumulates into *max). */
 static void check_matvec(const char *what, const float *ys, const float *yr, const double *yd,
@@ -197,6 +210,22 @@ static void run_matvec_f32(rng_t *r, int rows, int cols, double *max) {
     S->matvec_f32(ys, w, x, rows, cols);
     R->matvec_f32(yr, w, x, rows, cols);
     check_matvec("matvec_f32", ys, yr, yd, mag, rows, cols, max);
+    if (rows % 4 == 0 && cols % 4 == 0) {
+        /* the x4 layout: SIMD and reference in the fixed order, bit for bit;
+         * both near the exact product; a view of the groups from row 4 on
+         * gives the whole matrix's bits */
+        float *wx = xmalloc((size_t)rows * cols * sizeof *wx);
+        to_x4_f32(w, wx, rows, cols);
+        S->matvec_f32_x4(ys, wx, x, rows, cols);
+        R->matvec_f32_x4(yr, wx, x, rows, cols);
+        x4_f32_mismatch += memcmp(ys, yr, (size_t)rows * sizeof *ys) != 0;
+        check_matvec("matvec_f32_x4", ys, yr, yd, mag, rows, cols, max);
+        if (rows > 4) {
+            S->matvec_f32_x4(yr, wx + (size_t)4 * cols, x, rows - 4, cols);
+            x4_f32_mismatch += memcmp(ys + 4, yr, (size_t)(rows - 4) * sizeof *ys) != 0;
+        }
+        free(wx);
+    }
     free(w), free(x), free(ys), free(yr), free(yd), free(mag);
 }
 
@@ -207,8 +236,11 @@ static void test_matvec_f32(void) {
         for (int cols = 1; cols <= 70; cols++) run_matvec_f32(&r, rows, cols, &max);
     run_matvec_f32(&r, 288, 768, &max);
     run_matvec_f32(&r, 768, 288, &max);
+    run_matvec_f32(&r, 288, 32, &max);
+    run_matvec_f32(&r, 288, 48, &max);
     run_matvec_f32(&r, 13, 1027, &max);
-    printf("matvec_f32: max |simd-ref| / sum|w*x| = %.3g\n", max);
+    CHECK_MSG(x4_f32_mismatch == 0, "matvec_f32_x4: simd and reference differ in %ld cases", x4_f32_mismatch);
+    printf("matvec_f32: max |simd-ref| / sum|w*x| = %.3g; x4 layout: simd and reference bit-identical\n", max);
 }
 
 /* random half: mostly ordinary values, some subnormals, zeros, large ones */
@@ -220,6 +252,8 @@ static uint16_t rand_half(rng_t *r) {
     if (k == 2) return (uint16_t)(sign | (0x0400 + rng_u32(r) % 0x400)); /* smallest normals */
     return doze_f32_to_f16(rng_f(r));
 }
+
+static long x4_f16_mismatch;
 
 static void run_matvec_f16(rng_t *r, int rows, int cols, double *max) {
     uint16_t *w = xmalloc((size_t)rows * cols * sizeof *w);
@@ -239,6 +273,30 @@ static void run_matvec_f16(rng_t *r, int rows, int cols, double *max) {
     S->matvec_f16(ys, w, x, rows, cols);
     R->matvec_f16(yr, w, x, rows, cols);
     check_matvec("matvec_f16", ys, yr, yd, mag, rows, cols, max);
+    if (rows % 4 == 0 && cols % 8 == 0) {
+        /* issue 9, the x4 layout (rand_half gives no inf/nan): SIMD ==
+         * reference == matvec_f32_x4 of the widened W, bit for bit; with x
+         * as drawn and with x large (|x| >= 2^16: the exact path) */
+        uint16_t *wx = xmalloc((size_t)rows * cols * sizeof *wx);
+        float *wf = xmalloc((size_t)rows * cols * sizeof *wf), *wfx = xmalloc((size_t)rows * cols * sizeof *wfx);
+        float *y3 = xmalloc((size_t)rows * sizeof *y3);
+        for (int i = 0; i < rows; i++)
+            for (int c = 0; c < cols; c++) {
+                wx[(size_t)(i / 4) * 4 * cols + (size_t)(c / 8) * 32 + (size_t)(i % 4) * 8 + (size_t)(c % 8)] =
+                    w[(size_t)i * cols + c];
+                wf[(size_t)i * cols + c] = doze_f16_to_f32(w[(size_t)i * cols + c]);
+            }
+        to_x4_f32(wf, wfx, rows, cols);
+        for (int big = 0; big < 2; big++) {
+            if (big) x[cols / 2] = 0x1p17f;
+            S->matvec_f16_x4(ys, wx, x, rows, cols);
+            R->matvec_f16_x4(yr, wx, x, rows, cols);
+            S->matvec_f32_x4(y3, wfx, x, rows, cols);
+            x4_f16_mismatch += memcmp(ys, yr, (size_t)rows * 4) != 0 || memcmp(ys, y3, (size_t)rows * 4) != 0;
+            if (!big) check_matvec("matvec_f16_x4", ys, yr, yd, mag, rows, cols, max);
+        }
+        free(wx), free(wf), free(wfx), free(y3);
+    }
     free(w), free(x), free(ys), free(yr), free(yd), free(mag);
 }
 
@@ -250,6 +308,9 @@ static void test_matvec_f16(void) {
     run_matvec_f16(&r, 288, 768, &max);
     run_matvec_f16(&r, 768, 288, &max);
     run_matvec_f16(&r, 11, 1001, &max);
+    run_matvec_f16(&r, 288, 32, &max);
+    run_matvec_f16(&r, 288, 48, &max);
+    CHECK_MSG(x4_f16_mismatch == 0, "matvec_f16_x4: simd, reference and f32_x4 differ in %ld cases", x4_f16_mismatch);
 
     /* Every finite half through the vector widening, exactly: W(4, 8) all h,
      * x = (1, 0, ..., 0) makes y = h (+ zeros). */
@@ -261,6 +322,9 @@ static void test_matvec_f16(void) {
         for (int i = 0; i < 32; i++) w[i] = (uint16_t)h;
         S->matvec_f16(y, w, x, 4, 8);
         float want = doze_f16_to_f32((uint16_t)h);
+        for (int i = 0; i < 4; i++)
+            if (y[i] != want) bad++;
+        S->matvec_f16_x4(y, w, x, 4, 8); /* the x4 layout of a constant W is W */
         for (int i = 0; i < 4; i++)
             if (y[i] != want) bad++;
     }
@@ -275,7 +339,8 @@ static void test_matvec_f16(void) {
         S->matvec_f16(y, ws, x, 4, 8);
         CHECK(y[0] == INFINITY && y[1] == -INFINITY && isnan(y[2]) && y[3] == 65504.0f);
     }
-    printf("matvec_f16: max |simd-ref| / sum|w*x| = %.3g, all 63488 finite halves exact\n", max);
+    printf("matvec_f16: max |simd-ref| / sum|w*x| = %.3g, all 63488 finite halves exact (x4 too); x4 layout: "
+           "simd, reference and f32_x4 of the widened W bit-identical\n", max);
 }
 
 /* ---- q8_0 ---------------------------------------------------------------- */
@@ -549,6 +614,61 @@ static void test_swiglu_add(void) {
     printf("swiglu: simd bit-identical to reference, max rel vs double %.3g; add: bit-identical\n", max_rel);
 }
 
+/* attention_heads: per running head, bit for bit `attention` of that head
+ * (SIMD and reference each against themselves), skipped heads' output
+ * untouched; GQA groups, masks, more heads than one pass takes */
+static void test_attention_heads(void) {
+    rng_t r = {0x77aa11ull};
+    const int cfg[][3] = {{6, 1, 48}, {12, 3, 64}, {4, 4, 7}, {20, 2, 16}, {33, 1, 8}, {1, 1, 67}};
+    long cases = 0, diff = 0, touched = 0;
+    double max = 0;
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
+        const int nh = cfg[ci][0], group = cfg[ci][1], hd = cfg[ci][2], nkv = nh / group;
+        for (int n_pos = 1; n_pos <= 70; n_pos += 23) {
+            for (int masked = 0; masked <= 1; masked++) {
+                const int stride = nkv * hd + (int)(rng_u32(&r) % 3);
+                const size_t kvn = (size_t)n_pos * stride, qn = (size_t)nh * hd;
+                float *k = xmalloc(kvn * 4), *v = xmalloc(kvn * 4), *q = xmalloc(qn * 4);
+                float *o1 = xmalloc(qn * 4), *o2 = xmalloc(qn * 4), *o3 = xmalloc(qn * 4);
+                float *att = xmalloc((size_t)(nh < DOZE_ATT_HEADS ? nh : DOZE_ATT_HEADS) * n_pos * 4);
+                uint8_t *valid = xmalloc((size_t)n_pos), *on = xmalloc((size_t)nh);
+                fill(&r, k, kvn, 2.0f);
+                fill(&r, v, kvn, 1.0f);
+                fill(&r, q, qn, 2.0f);
+                for (int t = 0; t < n_pos; t++) valid[t] = masked ? (rng_u32(&r) % 3 != 0) || t == n_pos - 1 : 1;
+                for (int h = 0; h < nh; h++) on[h] = masked ? (rng_u32(&r) % 4 != 0) : 1;
+                const uint8_t *vm = masked ? valid : NULL, *hm = masked ? on : NULL;
+                for (int k2 = 0; k2 < 2; k2++) {
+                    const doze_kernels *K = k2 ? R : S;
+                    for (size_t i = 0; i < qn; i++) o1[i] = o2[i] = 7.0f;
+                    K->attention_heads(o1, q, k, v, nh, group, n_pos, hd, stride, vm, hm, att);
+                    for (int h = 0; h < nh; h++) {
+                        if (hm && !hm[h]) {
+                            for (int i = 0; i < hd; i++) touched += o1[(size_t)h * hd + i] != 7.0f;
+                            continue;
+                        }
+                        K->attention(o2 + (size_t)h * hd, q + (size_t)h * hd, k + (size_t)(h / group) * hd,
+                                     v + (size_t)(h / group) * hd, n_pos, hd, stride, vm, att);
+                    }
+                    diff += memcmp(o1, o2, qn * 4) != 0;
+                    if (k2 == 0) memcpy(o3, o1, qn * 4);
+                }
+                for (size_t i = 0; i < qn; i++) { /* simd vs reference */
+                    double e = fabs((double)o3[i] - o1[i]);
+                    if (e > max) max = e;
+                }
+                cases++;
+                free(k), free(v), free(q), free(o1), free(o2), free(o3), free(att), free(valid), free(on);
+            }
+        }
+    }
+    CHECK_MSG(diff == 0, "attention_heads differs from per-head attention in %ld cases", diff);
+    CHECK_MSG(touched == 0, "attention_heads wrote %ld values of skipped heads", touched);
+    CHECK_MSG(max < 1e-5, "attention_heads simd vs reference %g", max);
+    printf("attention_heads: %ld cases, bit-identical to per-head attention (both tables); simd vs ref %.3g\n",
+           cases, max);
+}
+
 static void test_attention(void) {
     rng_t r = {9};
     double max = 0, max_compact = 0;
@@ -781,16 +901,37 @@ static long matmul_shape(int n, int rows, int cols) {
     fill(&r, x, (size_t)n * cols, 2.0f);
     for (int k = 0; k < 2; k++) {
         const doze_kernels *K = k ? R : S;
-        K->matmul_f32(y, rows, w, x, cols, n, rows, cols);
+        K->matmul_f32(0, y, rows, w, x, cols, n, rows, cols);
         for (int t = 0; t < n; t++) {
             K->matvec_f32(y1, w, x + (size_t)t * cols, rows, cols);
             diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
         }
+        float *wx4 = xmalloc((size_t)rows * cols * 4);
+        to_x4_f32(w, wx4, rows, cols);
+        K->matmul_f32(1, y, rows, wx4, x, cols, n, rows, cols);
+        for (int t = 0; t < n; t++) {
+            K->matvec_f32_x4(y1, wx4, x + (size_t)t * cols, rows, cols);
+            diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+        }
+        free(wx4);
         for (int i = 0; i < rows * cols; i++) wh[i] = doze_f32_to_f16(w[i]);
         K->matmul_q(DOZE_TYPE_F16, 0, y, rows, wh, x, n, rows, cols);
         for (int t = 0; t < n; t++) {
             K->matvec_f16(y1, wh, x + (size_t)t * cols, rows, cols);
             diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+        }
+        {
+            uint16_t *whx = xmalloc((size_t)rows * cols * 2);
+            for (int i = 0; i < rows; i++)
+                for (int c = 0; c < cols; c++)
+                    whx[(size_t)(i / 4) * 4 * cols + (size_t)(c / 8) * 32 + (size_t)(i % 4) * 8 + (size_t)(c % 8)] =
+                        wh[(size_t)i * cols + c];
+            K->matmul_q(DOZE_TYPE_F16, 1, y, rows, whx, x, n, rows, cols);
+            for (int t = 0; t < n; t++) {
+                K->matvec_f16_x4(y1, whx, x + (size_t)t * cols, rows, cols);
+                diff += memcmp(y1, y + (size_t)t * rows, (size_t)rows * 4) != 0;
+            }
+            free(whx);
         }
         for (int t = 0; t < n; t++) K->quantize_q8_0(x + (size_t)t * cols, xq + (size_t)t * nb * 34, cols);
         for (int type = 0; type < 2; type++) {
@@ -817,6 +958,7 @@ int main(void) {
     CHECK(strcmp(S->name, "simd") == 0 && strcmp(R->name, "reference") == 0);
     test_expf();
     test_matvec_f32();
+    test_attention_heads();
     test_matvec_f16();
     test_quantize_q8_0();
     test_matvec_q8_0();
