@@ -704,28 +704,104 @@ static int tile_rows(size_t row_bytes, int rows) {
 /* Y(n, rows) = X(n, cols) @ W^T: W in tiles of rows, each tile read from
  * memory once and applied to every token by the matvec itself (so each
  * token's numbers are the matvec's bits). */
+/* Two tokens at once over the f32 x4 layout: each weight vector is loaded
+ * once and multiplied by both tokens' x; each token's accumulators get
+ * exactly simd_matvec_f32_x4's operations in its order, so the same bits. */
+static void simd_matvec2_f32_x4(float *ya, float *yb, const float *w, const float *xa, const float *xb, int rows,
+                                int cols) {
+    for (int g = 0; g < rows / 4; g++) {
+        const float *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int c = 0; c < cols; c += 4, p += 16) {
+            const v128_t u = wasm_v128_load(xa + c), v = wasm_v128_load(xb + c);
+            v128_t wv = wasm_v128_load(p);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wv, u));
+            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wv, v));
+            wv = wasm_v128_load(p + 4);
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wv, u));
+            b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(wv, v));
+            wv = wasm_v128_load(p + 8);
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wv, u));
+            b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(wv, v));
+            wv = wasm_v128_load(p + 12);
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wv, u));
+            b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(wv, v));
+        }
+        wasm_v128_store(ya + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+        wasm_v128_store(yb + 4 * g, hsum4_f32x4(b0, b1, b2, b3));
+    }
+}
+
+/* Y(n, rows) = X(n, cols) @ W^T over an f32 tile (x4 layout: tokens in
+ * pairs through simd_matvec2_f32_x4, an odd last one alone) */
+static void f32_x4_tile_tokens(float *y, int ldy, const float *wt, const float *x, int ldx, int n, int nr,
+                               int cols) {
+    int t = 0;
+    for (; t + 1 < n; t += 2)
+        simd_matvec2_f32_x4(y + (size_t)t * ldy, y + (size_t)(t + 1) * ldy, wt, x + (size_t)t * ldx,
+                            x + (size_t)(t + 1) * ldx, nr, cols);
+    if (t < n) simd_matvec_f32_x4(y + (size_t)t * ldy, wt, x + (size_t)t * ldx, nr, cols);
+}
+
+/* Y(n, rows) = X(n, cols) @ W^T: W in tiles of rows, each tile read from
+ * memory once and applied to every token (so each token's numbers are the
+ * matvec's bits). */
 static void simd_matmul_f32(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
                             int rows, int cols) {
     const int tr = tile_rows((size_t)cols * 4u, rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
-        for (int t = 0; t < n; t++)
-            (layout ? simd_matvec_f32_x4 : simd_matvec_f32)(y + (size_t)t * ldy + r0, w + (size_t)r0 * (size_t)cols,
-                                                            x + (size_t)t * ldx, nr, cols);
+        const float *wt = w + (size_t)r0 * (size_t)cols;
+        if (layout) {
+            f32_x4_tile_tokens(y + r0, ldy, wt, x, ldx, n, nr, cols);
+            continue;
+        }
+        for (int t = 0; t < n; t++) simd_matvec_f32(y + (size_t)t * ldy + r0, wt, x + (size_t)t * ldx, nr, cols);
     }
 }
+
+/* f32 values of an f16 x4 tile (nr rows, no inf/nan halves), exactly, in
+ * the f32 x4 layout: per 8 columns the f16 chunk holds each row's 8 halves,
+ * the f32 layout two chunks of 4 columns x 4 rows. */
+static void f16_x4_tile_to_f32_x4(float *out, const uint16_t *w, int nr, int cols) {
+    const v128_t k112 = wasm_f32x4_splat(0x1p112f);
+    for (int g = 0; g < nr / 4; g++) {
+        const uint16_t *p = w + (size_t)g * 4u * (size_t)cols;
+        float *o = out + (size_t)g * 4u * (size_t)cols;
+        for (int c = 0; c < cols; c += 8, p += 32, o += 32)
+            for (int r = 0; r < 4; r++) {
+                const v128_t h = wasm_v128_load(p + 8 * r);
+                wasm_v128_store(o + 4 * r, wasm_f32x4_mul(f16lo_unscaled_dup(h), k112));
+                wasm_v128_store(o + 16 + 4 * r, wasm_f32x4_mul(f16hi_unscaled_dup(h), k112));
+            }
+    }
+}
+
+/* f32 scratch for one widened f16 tile (on the stack) */
+#define F16_TILE_FLOATS 16384
 
 static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
                           int rows, int cols) {
     const doze_type_traits *tt = doze_type_traits_of(type);
     const size_t row_bytes = (size_t)doze_type_row_bytes(type, (uint64_t)cols);
-    const int tr = tile_rows(row_bytes, rows);
+    /* an f16 x4 tile is widened to f32 first: sized by its f32 bytes */
+    const int tr = tile_rows(layout && type == DOZE_TYPE_F16 ? (size_t)cols * 4u : row_bytes, rows);
     const size_t xs = type == DOZE_TYPE_F16 ? (size_t)cols * 4u : (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
     if (!tt) return;
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
         int t = 0;
+        if (layout && type == DOZE_TYPE_F16 && n > 1 && (size_t)nr * (size_t)cols <= F16_TILE_FLOATS) {
+            /* widened once, exactly, then the f32 x4 path: w * x rounds the
+             * same either way, and simd_matvec_f16_x4 keeps matvec_f32_x4's
+             * order, so each token gets that matvec's bits */
+            float tile[F16_TILE_FLOATS];
+            f16_x4_tile_to_f32_x4(tile, (const uint16_t *)wt, nr, cols);
+            f32_x4_tile_tokens(y + r0, ldy, tile, (const float *)xq, cols, n, nr, cols);
+            continue;
+        }
         if (layout && (type == DOZE_TYPE_Q8_0 || type == DOZE_TYPE_Q4_0) && nr % 4 == 0)
             for (; t + 1 < n; t += 2)
                 simd_matvec2_qx4(type == DOZE_TYPE_Q4_0, y + (size_t)t * ldy + r0, y + (size_t)(t + 1) * ldy + r0,

@@ -899,6 +899,8 @@ static long matmul_shape(int n, int rows, int cols) {
     uint16_t *wh = xmalloc((size_t)rows * cols * 2);
     fill(&r, w, (size_t)rows * cols, 1.0f);
     fill(&r, x, (size_t)n * cols, 2.0f);
+    /* token 1 holds an |x| >= 2^16: the f16 matvecs' exact-widening path */
+    x[(size_t)cols + 1] = 70000.0f;
     for (int k = 0; k < 2; k++) {
         const doze_kernels *K = k ? R : S;
         K->matmul_f32(0, y, rows, w, x, cols, n, rows, cols);
