@@ -236,16 +236,39 @@ static double read_loop_gbs(const doze_model *m, uint32_t *sink) {
 
 #define BENCH_MAX_MODELS 8
 
+/* One read-loop pass over the model's weights, GB/s */
+static double read_pass_gbs(const doze_model *m, uint32_t *sink) {
+    size_t n = m->arena_size / 64 * 64;
+    if (n == 0) return 0.0;
+    double t0 = io_now_ms();
+    *sink ^= doze_read_probe(m->arena, n);
+    return (double)n / ((io_now_ms() - t0) * 1e6 + 1e-9);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define BENCH_MAX_ROUNDS 64
+
 /* One decode round per model, in turn, `rounds` times: each round decodes
  * `steps` greedy tokens after 2 untimed ones (the previous model's round has
  * just evicted this one's weights from the caches); each model keeps its
- * best round (steady state) and its mean. Sessions restart when full. */
-static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *best, speed *mean) {
+ * best round (steady state) and its mean. With read_best: before each
+ * round, one read-loop pass over the same model's weights, so that decode
+ * and read loop are sampled in the same minutes; read_best[i] keeps the
+ * best pass and ratio[i] the median over rounds of (the round's decode GB/s
+ * / its read pass's GB/s). Sessions restart when full. */
+static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *best, speed *mean,
+                         double *read_best, double *ratio, uint32_t *sink) {
     doze_error e;
     doze_session *ss[BENCH_MAX_MODELS] = {0};
     int token[BENCH_MAX_MODELS];
     double total_ms[BENCH_MAX_MODELS] = {0};
+    double ratios[BENCH_MAX_MODELS][BENCH_MAX_ROUNDS];
     int rc = 0;
+    if (rounds > BENCH_MAX_ROUNDS) rounds = BENCH_MAX_ROUNDS;
     for (int i = 0; i < n && rc == 0; i++) {
         ss[i] = doze_session_new(ms[i], &e);
         if (!ss[i]) rc = cli_print_error("bench", &e);
@@ -256,6 +279,11 @@ static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *b
     for (int r = 0; r < rounds && rc == 0; r++) {
         for (int i = 0; i < n && rc == 0; i++) {
             const doze_model_info *c = doze_model_get_info(ms[i]);
+            double read = 0.0;
+            if (read_best) {
+                read = read_pass_gbs(ms[i], sink);
+                if (read > read_best[i]) read_best[i] = read;
+            }
             double t0 = 0;
             for (int k = 0; k < steps + 2 && rc == 0; k++) {
                 if (k == 2) t0 = io_now_ms();
@@ -270,6 +298,7 @@ static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *b
             total_ms[i] += ms_round;
             double tps = steps * 1000.0 / ms_round;
             if (tps > best[i].tok_per_s) best[i].tok_per_s = tps;
+            ratios[i][r] = read > 0 ? tps * bytes_per_token(ms[i]) / 1e9 / read : 0.0;
         }
     }
     for (int i = 0; i < n; i++) {
@@ -278,6 +307,10 @@ static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *b
         best[i].gb_per_s = best[i].tok_per_s * bpt / 1e9;
         mean[i].tok_per_s = total_ms[i] > 0 ? (double)rounds * steps * 1000.0 / total_ms[i] : 0.0;
         mean[i].gb_per_s = mean[i].tok_per_s * bpt / 1e9;
+        if (ratio && rc == 0) {
+            qsort(ratios[i], (size_t)rounds, sizeof(double), cmp_double);
+            ratio[i] = rounds % 2 ? ratios[i][rounds / 2] : 0.5 * (ratios[i][rounds / 2 - 1] + ratios[i][rounds / 2]);
+        }
     }
     return rc;
 }
@@ -308,29 +341,32 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
             }
         for (int i = 0; i < n_paths && rc == 0; i++) rc = run_prefill(ms[i], 128, 3, &prompt[i], &first_ms[i]);
     }
-    if (rc == 0) rc = decode_rounds(ms, n_paths, rounds, steps, best, mean);
+    double ratio[BENCH_MAX_MODELS] = {0};
+    if (rc == 0) rc = decode_rounds(ms, n_paths, rounds, steps, best, mean, read_gbs, ratio, &sink);
     if (rc == 0) {
         if (!json)
-            out_printf("decode: best of %d rounds of %d tokens per model, the models in turn; read loop: best "
-                       "pass over the model's weights\n"
-                       "type   MB/token  prompt tok/s  decode tok/s  (mean)    GB/s  of read loop  vs %s\n",
+            out_printf("decode: best of %d rounds of %d tokens per model, the models in turn; read loop: one pass\n"
+                       "over the model's weights before each round (best pass; 'median' = median over rounds of\n"
+                       "the round's decode GB/s / its pass's)\n"
+                       "type   MB/token  prompt tok/s  decode tok/s  (mean)    GB/s  of read loop (median)  vs %s\n",
                        rounds, steps, doze_type_name(doze_model_get_info(ms[0])->weight_type));
         for (int i = 0; i < n_paths; i++) {
             const doze_model_info *c = doze_model_get_info(ms[i]);
-            double ratio = best[i].tok_per_s / best[0].tok_per_s;
+            double vs_first = best[i].tok_per_s / best[0].tok_per_s;
             if (json)
                 out_printf("{\"model\":%d,\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"mb_per_token\":%.3f,"
                            "\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,\"decode_tok_s\":%.2f,"
                            "\"decode_mean_tok_s\":%.2f,\"gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
-                           "\"of_read_loop\":%.3f,\"vs_first\":%.3f,\"sink\":%u}\n",
+                           "\"of_read_loop\":%.3f,\"of_read_loop_median\":%.3f,\"vs_first\":%.3f,\"sink\":%u}\n",
                            i, doze_type_name(c->weight_type), c->dim, c->n_layers, bytes_per_token(ms[i]) / 1e6,
                            prompt[i], first_ms[i], best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
-                           read_gbs[i], best[i].gb_per_s / read_gbs[i], ratio, sink & 1u);
+                           read_gbs[i], best[i].gb_per_s / read_gbs[i], ratio[i], vs_first, sink & 1u);
             else
-                out_printf("%-5s  %8.2f  %12.1f  %12.1f  (%6.1f)  %6.2f  %5.0f%% of %5.1f  %.2fx%s\n",
+                out_printf("%-5s  %8.2f  %12.1f  %12.1f  (%6.1f)  %6.2f  %5.0f%% of %5.1f (%3.0f%%)  %.2fx%s\n",
                            doze_type_name(c->weight_type), bytes_per_token(ms[i]) / 1e6, prompt[i],
                            best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
-                           100.0 * best[i].gb_per_s / read_gbs[i], read_gbs[i], ratio, (sink & 1u) ? " " : "");
+                           100.0 * best[i].gb_per_s / read_gbs[i], read_gbs[i], 100.0 * ratio[i], vs_first,
+                           (sink & 1u) ? " " : "");
         }
     }
     for (int i = 0; i < n_paths; i++) doze_model_free(ms[i]);
@@ -384,11 +420,13 @@ int cmd_bench(int argc, char **argv) {
     const int n_prompt = 128;
     double prompt_simd = 0, prompt_ref = 0, prompt_first_ms = 0;
     int rc = run_prefill(m, n_prompt, 3, &prompt_simd, &prompt_first_ms);
-    /* steady state: best of 4 rounds of steps/4 tokens, as the read loop is
-     * a best of passes (the mean is printed beside it) */
+    /* steady state: best of 8 rounds of steps/8 tokens, as the read loop is
+     * a best of passes (the mean is printed beside it); a read pass before
+     * each round (median of the per-round ratios printed too) */
     speed simd_mean = {0, 0};
-    const int round_steps = steps / 4 > 1 ? (int)(steps / 4) : 1;
-    if (rc == 0) rc = decode_rounds(&m, 1, 4, round_steps, &simd, &simd_mean);
+    const int round_steps = steps / 8 > 1 ? (int)(steps / 8) : 1;
+    double ratio = 0.0;
+    if (rc == 0) rc = decode_rounds(&m, 1, 8, round_steps, &simd, &simd_mean, &read_gbs, &ratio, &sink);
     if (rc == 0) {
         model_use_kernels(m, DOZE_KERNELS_REFERENCE);
         int ref_steps = (int)(steps / 4 > 4 ? steps / 4 : 4);
@@ -404,12 +442,12 @@ int cmd_bench(int argc, char **argv) {
             out_printf("{\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"vocab\":%d,"
                        "\"mb_per_token\":%.3f,\"simd_tok_s\":%.2f,\"simd_mean_tok_s\":%.2f,\"simd_gb_s\":%.3f,"
                        "\"reference_tok_s\":%.2f,\"reference_gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
-                       "\"simd_over_reference\":%.3f,\"simd_of_read_loop\":%.3f,"
+                       "\"simd_over_reference\":%.3f,\"simd_of_read_loop\":%.3f,\"simd_of_read_loop_median\":%.3f,"
                        "\"prompt_tokens\":%d,\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,"
                        "\"reference_prompt_tok_s\":%.2f,\"prompt_over_decode\":%.3f,\"sink\":%u}\n",
                        doze_type_name(c->weight_type), c->dim, c->n_layers, c->vocab_size, mb,
                        simd.tok_per_s, simd_mean.tok_per_s, simd.gb_per_s, ref.tok_per_s, ref.gb_per_s, read_gbs,
-                       simd.tok_per_s / ref.tok_per_s, simd.gb_per_s / read_gbs, n_prompt, prompt_simd,
+                       simd.tok_per_s / ref.tok_per_s, simd.gb_per_s / read_gbs, ratio, n_prompt, prompt_simd,
                        prompt_first_ms, prompt_ref, prompt_simd / simd.tok_per_s, sink & 1u);
         } else {
             out_printf("model      dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, %s, "
@@ -419,13 +457,14 @@ int cmd_bench(int argc, char **argv) {
             out_printf("prompt     %8.2f tok/s  (%d-token prefill, best of 3; first run %.1f ms)\n",
                        prompt_simd, n_prompt, prompt_first_ms);
             out_printf("ref prompt %8.2f tok/s  (32-token prefill, reference kernels)\n", prompt_ref);
-            out_printf("simd       %8.2f tok/s  %6.2f GB/s  (best of 4 rounds of %d tokens; mean %.2f tok/s)\n",
+            out_printf("simd       %8.2f tok/s  %6.2f GB/s  (best of 8 rounds of %d tokens; mean %.2f tok/s)\n",
                        simd.tok_per_s, simd.gb_per_s, round_steps, simd_mean.tok_per_s);
             out_printf("reference  %8.2f tok/s  %6.2f GB/s\n", ref.tok_per_s, ref.gb_per_s);
-            out_printf("read loop            %6.2f GB/s (best of 16 passes over %.2f MB)\n",
+            out_printf("read loop            %6.2f GB/s (best pass over %.2f MB; passes before and between the rounds)\n",
                        read_gbs, (double)m->arena_size / 1e6);
-            out_printf("simd / reference %.2fx, simd / read loop %.0f%%, prompt / decode %.2fx%s\n",
-                       simd.tok_per_s / ref.tok_per_s, 100.0 * simd.gb_per_s / read_gbs,
+            out_printf("simd / reference %.2fx, simd / read loop %.0f%% (median per round %.0f%%), "
+                       "prompt / decode %.2fx%s\n",
+                       simd.tok_per_s / ref.tok_per_s, 100.0 * simd.gb_per_s / read_gbs, 100.0 * ratio,
                        prompt_simd / simd.tok_per_s, (sink & 1u) ? " " : "");
         }
     }
