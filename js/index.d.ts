@@ -286,6 +286,13 @@ export interface GenerateResult {
   reason: 'eos' | 'stop' | 'length' | 'context';
   tokens: number;
   text: string;
+  /** Prompt tokens fed (BOS and a pending token included). */
+  promptTokens: number;
+  /**
+   * Milliseconds spent on the prompt, up to the first sampled token. A dense
+   * prompt (budget 1, no onPromptStep) runs as batched prefill.
+   */
+  promptMs: number;
 }
 
 export interface Perplexity {

@@ -15,7 +15,7 @@
 #include "doze.h"
 #include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
 
-#define DOZE_WASM_ABI_VERSION 4
+#define DOZE_WASM_ABI_VERSION 5
 
 /* Bumped when the JS <-> wasm contract (host_* imports, exported helpers)
  * changes, so the glue can refuse a mismatched doze.wasm. */

@@ -41,7 +41,7 @@ target_link_options(doze_wasm PRIVATE
 '_doze_loader_feed','_doze_loader_free','_doze_model_free',\
 '_doze_tokenize','_doze_token_to_piece',\
 '_doze_session_new','_doze_session_free','_doze_session_reset','_doze_session_pos',\
-'_doze_session_step','_doze_session_logits',\
+'_doze_session_step','_doze_session_logits','_doze_session_prefill',\
 '_doze_sampler_sample','_doze_sampler_free',\
 '_doze_session_step_masked','_doze_session_layer_mask','_doze_session_head_mask',\
 '_doze_session_step_masked3','_doze_session_ffn_mask',\

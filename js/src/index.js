@@ -244,6 +244,8 @@ const CALIB_MAX_TEXT_BYTES = 32768; // and calibration text is cut here (at a UT
 const CALIB_SEED = 1234; // the seed of the self-generated calibration text (as the CLI)
 
 const now = () => performance.now();
+const DENSE_BUDGET = 0.9995; // session.c: a budget at or above this runs dense
+const PREFILL_PASS = 64; // prompt tokens per doze_session_prefill call (abort checked between)
 
 function clamp(x, lo, hi) {
   return x < lo ? lo : x > hi ? hi : x;
@@ -1200,8 +1202,36 @@ export class Session {
       if (!sampler) throw rt.error('generate');
       piece = new PieceDecoder(rt, model._alive());
 
-      // The prompt: one forward step per token, checking for abort now and then.
-      for (let i = 0; i < feed.length; i++) {
+      const promptT0 = now();
+      // The prompt. Dense and unobserved (no budget below 1, no
+      // onPromptStep): all but its last token in batched prefill passes
+      // (matrix-matrix products; the same KV cache bits as token by token),
+      // PREFILL_PASS tokens per call, checking for abort between passes.
+      let first = 0;
+      if (!onPromptStep && feed.length > 1 && this.#state().current >= DENSE_BUDGET && this.#ready()) {
+        this.#apply(this.#state().current);
+        const n = feed.length - 1;
+        const ids = rt.doze.malloc(Math.min(n, PREFILL_PASS) * 4);
+        try {
+          for (let i = 0; i < n; i += PREFILL_PASS) {
+            const k = Math.min(PREFILL_PASS, n - i);
+            new Int32Array(rt.x.memory.buffer, ids, k).set(feed.slice(i, i + k));
+            rt.check(rt.x.doze_session_prefill(this.#alive(), ids, k, rt.err), 'prefill');
+            this.#last = feed[i + k - 1];
+            if (i + k < n) {
+              await yieldToEventLoop();
+              this.#alive();
+              if (signal && signal.aborted) throw abortError('generation', signal);
+            }
+          }
+        } finally {
+          rt.doze.free(ids);
+        }
+        this.#pending = -1;
+        first = n;
+      }
+      // The rest of the prompt: one forward step per token.
+      for (let i = first; i < feed.length; i++) {
         if (this.#ready()) this.#apply(this.#state().current);
         else await this.#prepare();
         this.#step(feed[i]);
@@ -1214,6 +1244,7 @@ export class Session {
         }
       }
 
+      const promptMs = now() - promptT0;
       let count = 0;
       let held = ''; // text held back while it may be the start of a stop string
       let emitted = '';
@@ -1281,7 +1312,7 @@ export class Session {
           yield { id: -1, text: tail, position: -1, mask: null, compute: null, budget: this.#stepBudget, ms: 0 };
         }
       }
-      return { reason, tokens: count, text: emitted };
+      return { reason, tokens: count, text: emitted, promptTokens: feed.length, promptMs };
     } finally {
       if (sampler) rt.x.doze_sampler_free(sampler);
       if (piece) piece.free();
@@ -1502,6 +1533,8 @@ export class Session {
  * @property {'length'|'eos'|'stop'|'context'} reason why generation ended
  * @property {number} tokens tokens generated
  * @property {string} text the whole output
+ * @property {number} promptTokens prompt tokens fed (BOS and a pending token included)
+ * @property {number} promptMs milliseconds spent on the prompt (batched prefill when dense and unobserved)
  */
 
 export default loadModel;

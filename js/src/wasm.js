@@ -12,7 +12,7 @@
 // load time, an unknown WASI function returns ENOSYS.
 
 const DEFAULT_WASM = new URL('../dist/doze.wasm', import.meta.url);
-const ABI_VERSION = 4; // wasm/exports.c DOZE_WASM_ABI_VERSION
+const ABI_VERSION = 5; // wasm/exports.c DOZE_WASM_ABI_VERSION
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;

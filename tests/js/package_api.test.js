@@ -411,3 +411,37 @@ test('an engine without wasm SIMD gets a clear NO_WASM_SIMD error', async () => 
     WebAssembly.validate = validate;
   }
 });
+
+test('a dense prompt runs as batched prefill, giving the token-by-token results', async () => {
+  const model = await loadModel(mainPath);
+  try {
+    // > 64 tokens: several prefill passes; the last prompt token is a normal step
+    const prompt = 'Once upon a time there was a little girl named Lily. She loved to play outside. '.repeat(4);
+    let steps = 0;
+    model._testAfterStep = () => { steps++; };
+    const run = async (opts) => {
+      steps = 0;
+      const ids = [];
+      const it = model.generate(prompt, { maxTokens: 24, ...opts });
+      let r;
+      while (!(r = await it.next()).done) ids.push(r.value.id);
+      return { ids, steps, result: r.value };
+    };
+    for (const sampling of [{ temperature: 0 }, { temperature: 0.9, seed: 5 }]) {
+      const batched = await run(sampling);
+      const stepwise = await run({ ...sampling, onPromptStep: () => {} }); // observed: token by token
+      assert.ok(batched.result.promptTokens > 64, `prompt of ${batched.result.promptTokens} tokens`);
+      assert.equal(batched.result.promptTokens, stepwise.result.promptTokens);
+      assert.deepEqual(batched.ids, stepwise.ids);
+      // the prompt cost one step call (its last token) instead of one per token
+      assert.equal(stepwise.steps - batched.steps, batched.result.promptTokens - 1);
+      assert.ok(batched.result.promptMs >= 0 && stepwise.result.promptMs >= 0);
+    }
+    // under a budget below 1 the prompt is gated token by token
+    model.budget = 0.6;
+    const gated = await run({ temperature: 0 });
+    assert.equal(gated.steps, gated.result.promptTokens + gated.ids.length - 1);
+  } finally {
+    model.dispose();
+  }
+});
