@@ -984,6 +984,31 @@ static inline float dot_f32(const float *a, const float *b, int n) {
     return s;
 }
 
+/* out(n) += a0 * v0 (then += a1 * v1 when v1): per element the first
+ * product added, then the second, as the attention kernels' value sums take
+ * valid positions in pairs */
+static inline void add_weighted_rows(float *out, const float *v0, float a0, const float *v1, float a1, int n) {
+    const v128_t va0 = wasm_f32x4_splat(a0);
+    int i;
+    if (v1) {
+        const v128_t va1 = wasm_f32x4_splat(a1);
+        for (i = 0; i + 4 <= n; i += 4) {
+            v128_t o = wasm_v128_load(out + i);
+            o = wasm_f32x4_add(o, wasm_f32x4_mul(va0, wasm_v128_load(v0 + i)));
+            o = wasm_f32x4_add(o, wasm_f32x4_mul(va1, wasm_v128_load(v1 + i)));
+            wasm_v128_store(out + i, o);
+        }
+        for (; i < n; i++) {
+            out[i] += a0 * v0[i];
+            out[i] += a1 * v1[i];
+        }
+    } else {
+        for (i = 0; i + 4 <= n; i += 4)
+            wasm_v128_store(out + i, wasm_f32x4_add(wasm_v128_load(out + i), wasm_f32x4_mul(va0, wasm_v128_load(v0 + i))));
+        for (; i < n; i++) out[i] += a0 * v0[i];
+    }
+}
+
 /* out(head_dim) = sum_t softmax(q . k_t / sqrt(head_dim))_t v_t over the
  * valid t < n_pos; k_t = k + t*stride, v_t = v + t*stride; att(n_pos) scratch
  * (holds the weights after). Invalid positions are never read. */
@@ -1008,29 +1033,8 @@ static void simd_attention(float *out, const float *q, const float *k, const flo
         }
         int t2 = t + 1;
         while (t2 < n_pos && valid && !valid[t2]) t2++;
-        const float *v0 = v + (size_t)t * st;
-        const float a0 = att[t];
-        const v128_t va0 = wasm_f32x4_splat(a0);
-        if (t2 < n_pos) {
-            const float *v1 = v + (size_t)t2 * st;
-            const float a1 = att[t2];
-            const v128_t va1 = wasm_f32x4_splat(a1);
-            for (i = 0; i + 4 <= head_dim; i += 4) {
-                v128_t o = wasm_v128_load(out + i);
-                o = wasm_f32x4_add(o, wasm_f32x4_mul(va0, wasm_v128_load(v0 + i)));
-                o = wasm_f32x4_add(o, wasm_f32x4_mul(va1, wasm_v128_load(v1 + i)));
-                wasm_v128_store(out + i, o);
-            }
-            for (; i < head_dim; i++) {
-                out[i] += a0 * v0[i];
-                out[i] += a1 * v1[i];
-            }
-        } else {
-            for (i = 0; i + 4 <= head_dim; i += 4)
-                wasm_v128_store(out + i, wasm_f32x4_add(wasm_v128_load(out + i),
-                                                        wasm_f32x4_mul(va0, wasm_v128_load(v0 + i))));
-            for (; i < head_dim; i++) out[i] += a0 * v0[i];
-        }
+        add_weighted_rows(out, v + (size_t)t * st, att[t], t2 < n_pos ? v + (size_t)t2 * st : NULL,
+                          t2 < n_pos ? att[t2] : 0.0f, head_dim);
         t = t2 + 1;
     }
 }
@@ -1077,30 +1081,8 @@ static void simd_attention_heads(float *out, const float *q, const float *k, con
                 const float *a = att + (size_t)(h - h0) * np;
                 const size_t kvo = (size_t)(h / group) * hd;
                 const float *v0 = v + (size_t)t * st + kvo;
-                float *o = out + (size_t)h * hd;
-                const float a0 = a[t];
-                const v128_t va0 = wasm_f32x4_splat(a0);
-                int i;
-                if (t2 < n_pos) {
-                    const float *v1 = v + (size_t)t2 * st + kvo;
-                    const float a1 = a[t2];
-                    const v128_t va1 = wasm_f32x4_splat(a1);
-                    for (i = 0; i + 4 <= head_dim; i += 4) {
-                        v128_t x = wasm_v128_load(o + i);
-                        x = wasm_f32x4_add(x, wasm_f32x4_mul(va0, wasm_v128_load(v0 + i)));
-                        x = wasm_f32x4_add(x, wasm_f32x4_mul(va1, wasm_v128_load(v1 + i)));
-                        wasm_v128_store(o + i, x);
-                    }
-                    for (; i < head_dim; i++) {
-                        o[i] += a0 * v0[i];
-                        o[i] += a1 * v1[i];
-                    }
-                } else {
-                    for (i = 0; i + 4 <= head_dim; i += 4)
-                        wasm_v128_store(o + i, wasm_f32x4_add(wasm_v128_load(o + i),
-                                                              wasm_f32x4_mul(va0, wasm_v128_load(v0 + i))));
-                    for (; i < head_dim; i++) o[i] += a0 * v0[i];
-                }
+                add_weighted_rows(out + (size_t)h * hd, v0, a[t], t2 < n_pos ? v + (size_t)t2 * st + kvo : NULL,
+                                  t2 < n_pos ? a[t2] : 0.0f, head_dim);
             }
             t = t2 + 1;
         }

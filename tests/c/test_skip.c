@@ -129,6 +129,18 @@ static double scaled_diff(const float *a, const float *b, size_t n) {
     return worst / scale;
 }
 
+/* Sets a saved gate file's doze.gates.version (key, u32 type tag, value)
+ * to `version` in place; 1 when the key was found. */
+static int patch_gates_version(uint8_t *data, size_t len, uint32_t version) {
+    const char key[] = "doze.gates.version";
+    for (size_t i = 0; i + sizeof key + 8 <= len; i++)
+        if (memcmp(data + i, key, sizeof key - 1) == 0) {
+            memcpy(data + i + sizeof key - 1 + 4, &version, 4);
+            return 1;
+        }
+    return 0;
+}
+
 int main(void) {
     /* HID = 176: 5 FFN blocks of 32 and a last one of 16 */
     enum { D = 64, HID = 176, NL = 4, NH = 4, NKV = 2, V = 300, T = 40, NB = 6 };
@@ -449,15 +461,7 @@ int main(void) {
         {
             mem_buf v2 = {malloc(gf.len), gf.len, gf.len};
             memcpy(v2.data, gf.data, gf.len);
-            const char key[] = "doze.gates.version";
-            int patched = 0;
-            for (size_t i = 0; i + sizeof key + 8 <= v2.len && !patched; i++)
-                if (memcmp(v2.data + i, key, sizeof key - 1) == 0) {
-                    uint32_t two = 2;
-                    memcpy(v2.data + i + sizeof key - 1 + 4, &two, 4);
-                    patched = 1;
-                }
-            CHECK(patched);
+            CHECK(patch_gates_version(v2.data, v2.len, 2));
             doze_gates *gv2 = NULL;
             doze_status st2 = doze_gates_load(m2, v2.data, v2.len, &gv2, &e);
             printf("version-2 gate file with FFN block gates: %s (%s)\n", doze_status_name(st2), e.message);
@@ -476,16 +480,7 @@ int main(void) {
             CHECK(gh && gh->n_blocks == 0);
             mem_buf hf = {NULL, 0, 0};
             CHECK(doze_gates_save(gh, mem_write, &hf, &e) == DOZE_OK);
-            /* patch doze.gates.version (key, u32 type, value) to 1 */
-            const char key[] = "doze.gates.version";
-            int patched = 0;
-            for (size_t i = 0; i + sizeof key + 8 <= hf.len && !patched; i++)
-                if (memcmp(hf.data + i, key, sizeof key - 1) == 0) {
-                    uint32_t one = 1;
-                    memcpy(hf.data + i + sizeof key - 1 + 4, &one, 4);
-                    patched = 1;
-                }
-            CHECK(patched);
+            CHECK(patch_gates_version(hf.data, hf.len, 1));
             CHECK(doze_gates_load(m2, hf.data, hf.len, &gv1, &e) == DOZE_OK);
             CHECK(gv1 && gv1->n_blocks == 0);
             doze_session *s3 = doze_session_new(m2, &e), *s4 = doze_session_new(m2, &e);
