@@ -415,14 +415,19 @@ test('an engine without wasm SIMD gets a clear NO_WASM_SIMD error', async () => 
 test('a dense prompt runs as batched prefill, giving the token-by-token results', async () => {
   const model = await loadModel(mainPath);
   try {
-    // > 64 tokens: several prefill passes; the last prompt token is a normal step
-    const prompt = 'Once upon a time there was a little girl named Lily. She loved to play outside. '.repeat(4);
+    // > 64 tokens (several prefill passes; the last prompt token is a normal
+    // step) that leave room for the continuation in the model's context
+    const words = 'Once upon a time there was a little girl named Lily. She loved to play outside.'.split(' ');
+    const room = model.info.contextLength - 20;
+    let prompt = '';
+    for (let i = 0; model.tokenize(prompt + ' ' + words[i % words.length]).length <= Math.min(room, 160); i++)
+      prompt += (i ? ' ' : '') + words[i % words.length];
     let steps = 0;
     model._testAfterStep = () => { steps++; };
     const run = async (opts) => {
       steps = 0;
       const ids = [];
-      const it = model.generate(prompt, { maxTokens: 24, ...opts });
+      const it = model.generate(prompt, { maxTokens: 16, ...opts });
       let r;
       while (!(r = await it.next()).done) ids.push(r.value.id);
       return { ids, steps, result: r.value };
