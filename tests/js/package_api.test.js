@@ -442,6 +442,15 @@ test('a dense prompt runs as batched prefill, giving the token-by-token results'
       assert.equal(stepwise.steps - batched.steps, batched.result.promptTokens - 1);
       assert.ok(batched.result.promptMs >= 0 && stepwise.result.promptMs >= 0);
     }
+    // abort between prefill passes: AbortError, and the model still generates the same
+    const base = await heapUsed();
+    const ac = new AbortController();
+    setImmediate(() => ac.abort()); // fires at the yield after the first pass
+    await assert.rejects((async () => {
+      for await (const t of model.generate(prompt, { temperature: 0, maxTokens: 16, signal: ac.signal })) void t;
+    })(), (e) => e.name === 'AbortError' && e.code === 'ABORTED');
+    assert.equal(await heapUsed(), base);
+    assert.deepEqual((await run({ temperature: 0 })).ids, (await run({ temperature: 0, onPromptStep: () => {} })).ids);
     // under a budget below 1 the prompt is gated token by token
     model.budget = 0.6;
     const gated = await run({ temperature: 0 });
