@@ -80,6 +80,10 @@ export interface ModelInfo {
   bosId: number;
   eosId: number;
   unkId: number;
+  /** Issue 8: intermediate channels per FFN block: 16 when the FFN weights are f32/f16 and hiddenDim < 256, else 32. */
+  ffnBlock: number;
+  /** FFN blocks per layer: ceil(hiddenDim / ffnBlock). */
+  ffnBlocks: number;
 }
 
 export interface GenerateOptions {
@@ -120,7 +124,7 @@ export interface StepMask {
   layers: Uint8Array;
   /** (layers * heads) row-major per layer; 1 = ran. */
   heads: Uint8Array;
-  /** (layers * ceil(hiddenDim / 32)) FFN blocks (32 intermediate channels each), row-major per layer; 1 = ran. */
+  /** (layers * ffnBlocks) FFN blocks (ffnBlock intermediate channels each: see ModelInfo), row-major per layer; 1 = ran. */
   ffn: Uint8Array;
 }
 
@@ -171,7 +175,7 @@ export interface ForcedMask {
   layers?: ArrayLike<number | boolean>;
   /** (layers * heads) values row-major, or one (heads) array per layer; default every head of a running layer. */
   heads?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
-  /** (layers * ceil(hiddenDim / 32)) FFN-block values row-major, or one array per layer; default every block of a running layer. */
+  /** (layers * info.ffnBlocks) FFN-block values row-major, or one array per layer; default every block of a running layer. */
   ffn?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
 }
 

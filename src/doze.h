@@ -99,6 +99,8 @@ typedef struct {
     uint64_t weight_bytes;       /* bytes of all tensors as stored */
     uint64_t layer_weight_bytes; /* bytes read per token by the layers */
     int bos_id, eos_id, unk_id;  /* -1 where the model has none */
+    int ffn_block;               /* issue 8: channels per FFN block (16 or 32; see
+                                    doze_model_ffn_block) */
 } doze_model_info;
 
 /* Streaming load: feed the GGUF file in order, in chunks of any size
@@ -162,11 +164,16 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
  * computes no Q slice, no attention and no slice of the output projection. */
 
 /* Issue 8: FFN blocks. The FFN intermediate dimension of every layer is cut
- * into blocks of 32 channels (the last one shorter when hidden_dim % 32 !=
- * 0): n_blocks = ceil(hidden_dim / 32). A skipped block computes none of its
- * ffn_gate/ffn_up rows and none of its ffn_down columns (ffn_down is stored
- * per block at load, so its weights are not read). */
-#define DOZE_FFN_BLOCK_SIZE 32
+ * into blocks of doze_model_ffn_block(m) channels (the last one shorter when
+ * hidden_dim is not a multiple): n_blocks = ceil(hidden_dim / block). The
+ * block size is a property of the model: 16 when ffn_gate, ffn_up and
+ * ffn_down are all f32 or f16 and hidden_dim < 8 * 32 (small FFNs get finer
+ * blocks), else 32 (a quantized ffn_down splits only at whole 32-element
+ * blocks). A skipped block computes none of its ffn_gate/ffn_up rows and none
+ * of its ffn_down columns (ffn_down is stored per block at load, so its
+ * weights are not read). */
+#define DOZE_FFN_BLOCK_SIZE 32 /* the largest block size (and that of most models) */
+int doze_model_ffn_block(const doze_model *m);
 int doze_model_ffn_blocks(const doze_model *m);
 
 /* Runs one token with exactly these gates (NULL head_on: every head of a

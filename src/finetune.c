@@ -89,6 +89,7 @@ static doze_gates *gates_copy(const doze_gates *src) {
     memcpy(g->bias, src->bias, rows * sizeof(float));
     memcpy(g->log_lambda, src->log_lambda, sizeof g->log_lambda);
     g->params = src->params;
+    g->ffn_block = src->ffn_block;
     g->vocab_size = src->vocab_size;
     g->fingerprint = src->fingerprint;
     memcpy(g->kind, src->kind, sizeof g->kind);

@@ -33,12 +33,13 @@ void cost_model_init(const doze_model_info *info, doze_cost_model *c) {
     c->router_block = dim;
     c->n_layers = info->n_layers;
     c->n_heads = info->n_heads;
-    c->n_blocks = ffn_n_blocks(info->hidden_dim);
+    c->ffn_block = info->ffn_block;
+    c->n_blocks = ffn_n_blocks(info->hidden_dim, c->ffn_block);
     c->hidden = info->hidden_dim;
 }
 
 double cost_block(const doze_cost_model *c, int j) {
-    return c->ffn_channel * (double)ffn_block_width(c->hidden, j);
+    return c->ffn_channel * (double)ffn_block_width(c->hidden, c->ffn_block, j);
 }
 
 double cost_router(const doze_cost_model *c) { return c->router; }
@@ -74,6 +75,7 @@ doze_gates *gates_alloc(int n_layers, int n_heads, int n_blocks, int dim) {
     g->n_layers = n_layers;
     g->n_heads = n_heads;
     g->n_blocks = n_blocks;
+    g->ffn_block = DOZE_FFN_BLOCK;
     g->dim = dim;
     g->params = doze_gates_default_params();
     size_t rows = (size_t)n_layers * (size_t)(1 + n_heads + n_blocks);
@@ -138,7 +140,7 @@ void gates_decide_blocks(const doze_gates *g, const doze_cost_model *c, int n_po
     double dense = cost_dense(c, n_pos);
     float full_price = log_lambda + (float)log(cost_block(c, 0) / dense);
     for (int j = 0; j < c->n_blocks; j++) {
-        float price = ffn_block_width(c->hidden, j) == DOZE_FFN_BLOCK
+        float price = ffn_block_width(c->hidden, c->ffn_block, j) == c->ffn_block
                           ? full_price
                           : log_lambda + (float)log(cost_block(c, j) / dense);
         blk_on[j] = (uint8_t)(zb[j] >= price);
@@ -166,8 +168,10 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
  * doze.gates.kind ("training-free" | "trained" | "random");
  * doze.gates.model.{dim, block_count, head_count, vocab_size, fingerprint};
  * doze.gates.protect_layers, doze.gates.protect_tokens;
- * doze.gates.ffn_block (32, channels per FFN block) and doze.gates.ffn_blocks
- * (NB: ceil(hidden_dim / 32), or 0 for gates without FFN block rows);
+ * doze.gates.ffn_block (the model's channels per FFN block: 16 or 32, see
+ * doze_model_ffn_block) and doze.gates.ffn_blocks (NB: ceil(hidden_dim /
+ * ffn_block), or 0 for gates without FFN block rows); a file with FFN block
+ * rows whose ffn_block is not the model's is refused;
  * tensors gates.router (dim, 1 + n_heads + NB, n_layers), gates.bias
  * (1 + n_heads + NB, n_layers), gates.log_lambda (101).
  *
@@ -188,7 +192,7 @@ doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void
     uint64_t ne_l[1] = {GATES_BUDGET_STEPS + 1};
     if (!st) st = gguf_writer_set_str(w, "general.architecture", "doze-gates", err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.version", GATES_FILE_VERSION, err);
-    if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_block", DOZE_FFN_BLOCK, err);
+    if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_block", (uint32_t)g->ffn_block, err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.ffn_blocks", (uint32_t)g->n_blocks, err);
     if (!st) st = gguf_writer_set_str(w, "doze.gates.kind", g->kind, err);
     if (!st) st = gguf_writer_set_u32(w, "doze.gates.model.dim", (uint32_t)g->dim, err);
@@ -252,12 +256,19 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
         st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION, "gate file version %lld (this reads 1 to %d)",
                        (long long)version, GATES_FILE_VERSION);
     if (!st && version >= 2) {
-        st = expect_u32(&h, "doze.gates.ffn_block", DOZE_FFN_BLOCK, err);
+        int64_t fb = 0;
+        st = gguf_get_int(&h, "doze.gates.ffn_block", &fb, err);
         if (!st) st = gguf_get_int(&h, "doze.gates.ffn_blocks", &n_blocks, err);
-        if (!st && n_blocks != 0 && n_blocks != ffn_n_blocks(c->hidden_dim))
+        /* the block size matters only to files with FFN block rows */
+        if (!st && n_blocks != 0 && fb != c->ffn_block)
+            st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                           "gate file: FFN blocks of %lld channels (doze.gates.ffn_block), the model's "
+                           "are %d channels; make the gate file again for this model",
+                           (long long)fb, c->ffn_block);
+        if (!st && n_blocks != 0 && n_blocks != m->n_ffn_blocks)
             st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
                            "gate file: doze.gates.ffn_blocks is %lld, the model has %d FFN blocks",
-                           (long long)n_blocks, ffn_n_blocks(c->hidden_dim));
+                           (long long)n_blocks, m->n_ffn_blocks);
         if (!st && version == 2 && n_blocks != 0)
             st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION,
                            "gate file version 2 with FFN block gates: its block gates read the layer's "
@@ -278,6 +289,7 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
     }
     if (!st) {
         g = gates_alloc(c->n_layers, c->n_heads, (int)n_blocks, c->dim);
+        if (g) g->ffn_block = c->ffn_block;
         if (!g) st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
     }
     if (!st) {

@@ -26,6 +26,7 @@
 struct doze_gates {
     int n_layers, n_heads, dim, vocab_size;
     int n_blocks;          /* FFN block gates per layer: 0 or the model's n_ffn_blocks */
+    int ffn_block;         /* channels per FFN block: the model's info.ffn_block */
     uint32_t fingerprint;  /* of the model the gates belong to */
     doze_gates_params params;
     float *router;         /* (n_layers, 1 + n_heads + n_blocks, dim) */
@@ -46,6 +47,7 @@ typedef struct {
     int n_layers, n_heads;
     int n_blocks;        /* FFN blocks per layer (the model's) */
     int hidden;          /* FFN intermediate size */
+    int ffn_block;       /* channels per FFN block (the model's) */
 } doze_cost_model;
 
 void cost_model_init(const doze_model_info *info, doze_cost_model *c);

@@ -262,6 +262,7 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     doze_gates *g = gates_alloc(c->n_layers, c->n_heads, nb, c->dim);
     if (!g) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
     g->params = params;
+    g->ffn_block = c->ffn_block;
     g->vocab_size = c->vocab_size;
     g->fingerprint = gates_model_fingerprint(m);
     calib_data d = {0, 0, 0, NULL, NULL, NULL};

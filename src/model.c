@@ -42,6 +42,24 @@ static doze_status get_dim(const gguf_header *h, const char *key, int64_t def, i
     return DOZE_OK;
 }
 
+/* issue 8: channels per FFN block. 16 when every layer's ffn_gate, ffn_up and
+ * ffn_down is f32 or f16 and hidden_dim < 8 * 32 (a small FFN: finer blocks
+ * give the router more to choose from); else 32 (a q8_0/q4_0 ffn_down can be
+ * cut only at whole 32-element blocks; larger FFNs have blocks enough). A
+ * missing tensor gives 32 here and is reported by model_plan. */
+static int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
+    if (info->hidden_dim >= 8 * DOZE_FFN_BLOCK) return DOZE_FFN_BLOCK;
+    static const char *const names[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+    char nm[64];
+    for (int l = 0; l < info->n_layers; l++)
+        for (int i = 0; i < 3; i++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, names[i]);
+            const gguf_tensor *t = gguf_find_tensor(h, nm);
+            if (!t || (t->type != DOZE_TYPE_F32 && t->type != DOZE_TYPE_F16)) return DOZE_FFN_BLOCK;
+        }
+    return DOZE_FFN_BLOCK_SMALL;
+}
+
 doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params *p,
                                    doze_model_info *info, doze_error *err) {
     memset(info, 0, sizeof *info);
@@ -102,6 +120,7 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
     info->vocab_size = (int)emb->ne[1];
     info->tied_output = gguf_find_tensor(h, "output.weight") == NULL;
     info->bos_id = info->eos_id = info->unk_id = -1;
+    info->ffn_block = model_ffn_block_of(h, info);
     return DOZE_OK;
 }
 
@@ -356,16 +375,17 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
     } else if (s->kind == SLOT_FFN_BLOCKS) {
         /* W(dim, hidden) row-major -> per block j: (dim, width_j), blocks in
          * order; then each block x4-interleaved where that applies */
-        const int dim = info->dim, hid = info->hidden_dim, nb = ffn_n_blocks(hid);
+        const int dim = info->dim, hid = info->hidden_dim, fb = info->ffn_block;
+        const int nb = ffn_n_blocks(hid, fb);
         const int type = (int)t->type;
         const size_t src_row = (size_t)doze_type_row_bytes(type, (uint64_t)hid);
         memcpy(scratch, arena + s->copy_offset, (size_t)t->n_bytes);
         uint8_t *dst = arena + s->arena_offset;
         size_t off = 0;
         for (int j = 0; j < nb; j++) {
-            const int w = ffn_block_width(hid, j);
+            const int w = ffn_block_width(hid, fb, j);
             const size_t seg = (size_t)doze_type_row_bytes(type, (uint64_t)w);
-            const size_t col = (size_t)doze_type_row_bytes(type, (uint64_t)j * DOZE_FFN_BLOCK);
+            const size_t col = (size_t)doze_type_row_bytes(type, (uint64_t)j * fb);
             for (int r = 0; r < dim; r++)
                 memcpy(dst + off + (size_t)r * seg, scratch + (size_t)r * src_row + col, seg);
             if (model_x4_fits(type, (uint64_t)dim, (uint64_t)w) && !s->x4_off) {
@@ -437,7 +457,7 @@ static void wire_ffn_blocks(doze_model *m, const doze_tensor_slot *s, doze_matri
     const doze_model_info *c = &m->info;
     size_t off = 0;
     for (int j = 0; j < m->n_ffn_blocks; j++) {
-        const int w = ffn_block_width(c->hidden_dim, j);
+        const int w = ffn_block_width(c->hidden_dim, c->ffn_block, j);
         out[j].type = s->final_type;
         out[j].rows = c->dim;
         out[j].cols = w;
@@ -453,7 +473,7 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
     char nm[64];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     m->wo_heads = calloc((size_t)c->n_layers * (size_t)c->n_heads, sizeof *m->wo_heads);
-    m->n_ffn_blocks = ffn_n_blocks(c->hidden_dim);
+    m->n_ffn_blocks = ffn_n_blocks(c->hidden_dim, c->ffn_block);
     m->down_blks = calloc((size_t)c->n_layers * (size_t)m->n_ffn_blocks, sizeof *m->down_blks);
     size_t half = (size_t)(c->rope_dim / 2);
     size_t rope_n = (size_t)c->context_length * (half ? half : 1);
@@ -599,7 +619,7 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     const doze_model_info *c = &m->info;
     const doze_kernels *k = m->kern;
     const doze_layer *L = &m->layers[layer];
-    const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks;
+    const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks, fb = c->ffn_block;
     const int quantized = m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q8_0 ||
                           m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q4_0;
     /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given) */
@@ -610,7 +630,7 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
         }
         int e = j + 1;
         while (e < nb && (!blk_on || blk_on[e])) e++;
-        const int r0 = j * DOZE_FFN_BLOCK, r1 = e * DOZE_FFN_BLOCK < hid ? e * DOZE_FFN_BLOCK : hid;
+        const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
         doze_matrix wg = rows_view(&L->w_gate, r0, r1 - r0), wu = rows_view(&L->w_up, r0, r1 - r0);
         model_matvec(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
         model_matvec(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
@@ -618,18 +638,18 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
         j = e;
     }
     /* x += W_down_j h_j, block by block in block order (for the quantized
-     * types h's q8_0 blocks are exactly its 32-channel blocks) */
+     * types fb is 32 and h's q8_0 blocks are exactly its FFN blocks) */
     doze_block_q8_0 *hq = xq;
     if (quantized)
         for (int j = 0; j < nb; j++)
             if (!blk_on || blk_on[j])
-                k->quantize_q8_0(hb + (size_t)j * DOZE_FFN_BLOCK, hq + j, DOZE_FFN_BLOCK);
+                k->quantize_q8_0(hb + (size_t)j * fb, hq + j, fb);
     for (int j = 0; j < nb; j++) {
         if (blk_on && !blk_on[j]) {
             if (block_norm) block_norm[j] = 0.0f;
             continue;
         }
-        matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * DOZE_FFN_BLOCK, hq + j); /* (dim) */
+        matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * fb, hq + j); /* (dim) */
         if (block_norm) {
             double ss = 0;
             for (int i = 0; i < dim; i++) ss += (double)tmp[i] * tmp[i];

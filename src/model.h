@@ -36,19 +36,20 @@ typedef struct {
     doze_matrix w_up;       /* (hidden_dim, dim) */
     doze_matrix *w_down_blk; /* (n_ffn_blocks) blocks of ffn_down, each (dim, width):
                                the columns of FFN block j (intermediate channels
-                               32j .. 32j + width), stored contiguously so that a
+                               fb*j .. fb*j + width), stored contiguously so that a
                                skipped block's weights are not read (issue 8) */
 } doze_layer;
 
 /* issue 8: FFN blocks. The FFN intermediate dimension is cut into blocks of
- * DOZE_FFN_BLOCK channels (the last one shorter when hidden_dim % 32 != 0).
- * A skipped block computes none of its ffn_gate/ffn_up rows and none of its
- * ffn_down columns. */
-#define DOZE_FFN_BLOCK 32
-static inline int ffn_n_blocks(int hidden_dim) { return (hidden_dim + DOZE_FFN_BLOCK - 1) / DOZE_FFN_BLOCK; }
-static inline int ffn_block_width(int hidden_dim, int j) {
-    int w = hidden_dim - j * DOZE_FFN_BLOCK;
-    return w < DOZE_FFN_BLOCK ? w : DOZE_FFN_BLOCK;
+ * fb channels (the model's info.ffn_block: 16 or 32; the last block shorter
+ * when hidden_dim % fb != 0). A skipped block computes none of its
+ * ffn_gate/ffn_up rows and none of its ffn_down columns. */
+#define DOZE_FFN_BLOCK 32       /* the block size of quantized or larger FFNs */
+#define DOZE_FFN_BLOCK_SMALL 16 /* f32/f16 FFNs of fewer than 8 blocks of 32 */
+static inline int ffn_n_blocks(int hidden_dim, int fb) { return (hidden_dim + fb - 1) / fb; }
+static inline int ffn_block_width(int hidden_dim, int fb, int j) {
+    int w = hidden_dim - j * fb;
+    return w < fb ? w : fb;
 }
 
 struct doze_model {
@@ -58,7 +59,7 @@ struct doze_model {
     doze_layer *layers;     /* (n_layers) */
     doze_matrix *wo_heads;  /* (n_layers, n_heads): the layers' wo_head arrays */
     doze_matrix *down_blks; /* (n_layers, n_ffn_blocks): the layers' w_down_blk arrays */
-    int n_ffn_blocks;       /* ffn_n_blocks(hidden_dim) */
+    int n_ffn_blocks;       /* ffn_n_blocks(hidden_dim, info.ffn_block) */
     const float *output_norm; /* (dim) */
     doze_matrix output;     /* (vocab_size, dim); token_embd when tied */
     doze_tokenizer *tok;    /* NULL when the file has no tokenizer */

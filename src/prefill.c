@@ -105,7 +105,7 @@ static void prefill_chunk(doze_session_view *v, const prefill_buffers *b, const 
             k->swiglu(b->h1 + (size_t)t * hid, b->h1 + (size_t)t * hid, b->h2 + (size_t)t * hid, hid);
         /* issue 8: down FFN block by FFN block, added in block order (model_ffn) */
         for (int j = 0; j < m->n_ffn_blocks; j++) {
-            mm(m, b->y, dim, &L->w_down_blk[j], b->h1 + (size_t)j * DOZE_FFN_BLOCK, hid, n, b->scratch);
+            mm(m, b->y, dim, &L->w_down_blk[j], b->h1 + (size_t)j * c->ffn_block, hid, n, b->scratch);
             for (int t = 0; t < n; t++) k->add(b->x + (size_t)t * dim, b->y + (size_t)t * dim, dim);
         }
     }

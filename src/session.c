@@ -149,6 +149,7 @@ const uint8_t *doze_session_layer_mask(const doze_session *s) { return s ? s->la
 const uint8_t *doze_session_head_mask(const doze_session *s) { return s ? s->head_on : NULL; }
 const uint8_t *doze_session_ffn_mask(const doze_session *s) { return s ? s->ffn_on : NULL; }
 int doze_model_ffn_blocks(const doze_model *m) { return m ? m->n_ffn_blocks : 0; }
+int doze_model_ffn_block(const doze_model *m) { return m ? m->info.ffn_block : 0; }
 float doze_session_compute(const doze_session *s) { return s ? s->compute : 0.0f; }
 float doze_session_get_budget(const doze_session *s) { return s ? s->budget : 1.0f; }
 

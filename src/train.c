@@ -261,7 +261,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
             widen(t->w[l].wo + (size_t)h * t->D * t->hd, &ly->wo_head[h]);
         widen(t->w[l].w1, &ly->w_gate);
         for (int j = 0; j < m->n_ffn_blocks; j++) /* W2(D, F) from its column blocks */
-            widen_ld(t->w[l].w2 + (size_t)j * DOZE_FFN_BLOCK, t->F, &ly->w_down_blk[j]);
+            widen_ld(t->w[l].w2 + (size_t)j * c->ffn_block, t->F, &ly->w_down_blk[j]);
         widen(t->w[l].w3, &ly->w_up);
     }
     widen(t->wcls, &m->output);
@@ -433,7 +433,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
                 const float *gb = a->g + (size_t)n * t->U + 1 + t->H;
                 const float *src = a->hg + (size_t)n * F;
                 float *dst = t->hgm + (size_t)n * F;
-                for (int i = 0; i < F; i++) dst[i] = gb[i / DOZE_FFN_BLOCK] * src[i];
+                for (int i = 0; i < F; i++) dst[i] = gb[i / c->ffn_block] * src[i];
             }
             hg = t->hgm;
         }
@@ -594,7 +594,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
                 const float *hgn = a->hg + (size_t)n * F;
                 float *dh = t->dhg + (size_t)n * F;
                 for (int j = 0; j < t->NB; j++) {
-                    const int i0 = j * DOZE_FFN_BLOCK, i1 = i0 + ffn_block_width(F, j);
+                    const int i0 = j * c->ffn_block, i1 = i0 + ffn_block_width(F, c->ffn_block, j);
                     float sg = 0;
                     for (int i = i0; i < i1; i++) sg += hgn[i] * dh[i];
                     dzb[j] = sg;

@@ -198,7 +198,7 @@ function showInfo(info) {
     ['Model', state.modelName],
     ['Architecture', info.architecture],
     ['Layers × heads', `${info.layers} × ${info.heads} (KV heads ${info.kvHeads})`],
-    ['Width', `dim ${info.dim}, FFN ${info.hiddenDim}${info.ffnBlocks ? ` (${info.ffnBlocks} blocks)` : ''}`],
+    ['Width', `dim ${info.dim}, FFN ${info.hiddenDim}${info.ffnBlocks ? ` (${info.ffnBlocks} blocks of ${info.ffnBlock})` : ''}`],
     ['Parameters', `${fmtCount(info.params)} (${info.weightType})`],
     ['Size', fmtBytes(info.bytes)],
     ['Context', `${info.contextLength} positions`],

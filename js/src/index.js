@@ -200,7 +200,7 @@ export async function loadModel(source, options = {}) {
 const INFO_FIELDS = [
   'dim', 'hiddenDim', 'layers', 'heads', 'kvHeads', 'headDim', 'ropeDim', 'vocabSize',
   'contextLength', 'normEps', 'ropeTheta', 'weightTypeId', 'tiedOutput', 'params', 'bytes',
-  'layerBytes', 'bosId', 'eosId', 'unkId',
+  'layerBytes', 'bosId', 'eosId', 'unkId', 'ffnBlock',
 ];
 
 function readInfo(rt, m) {
@@ -231,6 +231,9 @@ function readInfo(rt, m) {
       bosId: raw.bosId,
       eosId: raw.eosId,
       unkId: raw.unkId,
+      // issue 8: channels per FFN block (16 for small f32/f16 FFNs, else 32) and blocks per layer
+      ffnBlock: raw.ffnBlock || 32,
+      ffnBlocks: Math.ceil(raw.hiddenDim / (raw.ffnBlock || 32)),
     });
   } finally {
     rt.doze.free(p);
@@ -320,8 +323,8 @@ class BudgetState {
   }
 }
 
-/** FFN blocks per layer: the FFN intermediate channels in blocks of 32 (issue 8). */
-const ffnBlocks = (info) => Math.ceil(info.hiddenDim / 32);
+/** FFN blocks per layer: the FFN intermediate channels in blocks of info.ffnBlock (issue 8). */
+const ffnBlocks = (info) => info.ffnBlocks;
 
 /** A step's mask: which layers ran, which heads of each (row-major (layers, heads)) and which FFN blocks of each (row-major (layers, ffnBlocks)). */
 function readMask(rt, s, info) {
@@ -1335,7 +1338,7 @@ export class Session {
    * compute ratio. With `layers` (n_layers 0/1 values) and optionally `heads`
    * (n_layers * n_heads values, row-major, or one array per layer) the step
    * runs exactly that mask (a forced mask, for analysis; `ffn`: n_layers *
-   * ceil(hiddenDim / 32) FFN-block values, default all on); without, it runs
+   * info.ffnBlocks FFN-block values, default all on); without, it runs
    * under the session's budget and the model's gates like generate() does. A
    * skipped layer reports all its heads as 0. Drops a token generate()
    * sampled but had not run yet.

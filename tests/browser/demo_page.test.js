@@ -44,7 +44,7 @@ before(async () => {
   copyFileSync(stories, join(models, 'doze-stories.gguf'));
   sh(['gates', join(models, 'doze-stories.gguf'), '--calib', calib, '-o', join(models, 'doze-stories.gates.gguf')]);
   const m = await loadModel(stories);
-  small = { file: stories, layers: m.info.layers, heads: m.info.heads };
+  small = { file: stories, layers: m.info.layers, heads: m.info.heads, ffnBlocks: m.info.ffnBlocks };
   m.dispose();
   // ~5 ms per dense token in wasm: a few hundred tokens give time to move the slider
   slow = { file: join(dir, 'slow.gguf'), gates: join(dir, 'slow.gates.gguf') };
@@ -117,7 +117,8 @@ test('demo: default model with progress, streaming, masks, fine-tuning and downl
     assert.equal(await grid.locator('td.cell.head').count(), small.layers * small.heads);
     assert.equal(await grid.locator('tbody tr').count(), small.layers);
     const blocks = Number(await grid.getAttribute('data-ffn-blocks'));
-    if (blocks) assert.equal(await grid.locator('.fcell.ffn').count(), small.layers * blocks);
+    assert.equal(blocks, small.ffnBlocks, 'the grid has the model\'s FFN blocks per layer');
+    assert.equal(await grid.locator('.fcell.ffn').count(), small.layers * blocks);
     // click selects; the keyboard moves the selection
     await page.click('[data-testid=token] >> nth=1');
     await page.mouse.move(5, 5);

@@ -135,7 +135,7 @@ static int check_layout_rows(const doze_model *m, const mem_buf *f) {
             n_x4 += d->layout;
             for (int r = 0; r < dim; r++) {
                 model_dequantize_row(d, r, row);
-                raw_row(f, &h, t, (size_t)r * c->hidden_dim + (size_t)j * DOZE_FFN_BLOCK, d->cols, want);
+                raw_row(f, &h, t, (size_t)r * c->hidden_dim + (size_t)j * c->ffn_block, d->cols, want);
                 bad += memcmp(row, want, (size_t)d->cols * 4) != 0;
             }
         }

@@ -1,12 +1,14 @@
 /* Layer, head and FFN-block skipping (DESIGN.md semantics) on the suite's
  * own models: all gates on is the dense model bit for bit; a forced mask
  * equals an independent scalar reference that zeroes the same heads and the
- * same FFN intermediate channels (blocks of 32) and removes the same layers
+ * same FFN intermediate channels (blocks of 16 on small f32/f16 FFNs, of 32
+ * otherwise: both are run) and removes the same layers
  * from the stream and from later attention; the whole-sequence
  * forward equals the token-by-token one under the same masks; the budget's
  * achieved compute tracks b; the layer and head gates read the layer's input
  * and the FFN block gates the FFN's input (after attention); gate files
- * round-trip, refuse other models and version-2 files with block gates. */
+ * round-trip, refuse other models, version-2 files with block gates and
+ * files whose FFN block size is not the model's. */
 #include <stdint.h>
 
 #include "../../src/gates.h"
@@ -26,6 +28,7 @@ typedef struct {
     int dim, hidden, nl, nh, nkv, hd, vocab;
     const float *emb, *out_norm;
     const float *attn_norm[8], *wq[8], *wk[8], *wv[8], *wo[8], *ffn_norm[8], *w1[8], *w2[8], *w3[8];
+    int fb; /* channels per FFN block */
 } ref_model;
 
 static const float *tensor(const gguf_header *h, const uint8_t *file, const char *name) {
@@ -62,7 +65,7 @@ static void ref_rope(float *v, int n, int hd, int pos) {
  * l only if the layer ran there */
 static void ref_forward(const ref_model *M, const int *tokens, int T, const uint8_t *lon,
                         const uint8_t *hon, const uint8_t *fon, float *logits) {
-    const int NB = (M->hidden + 31) / 32;
+    const int NB = (M->hidden + M->fb - 1) / M->fb;
     int D = M->dim, HD = M->hd, KV = M->nkv * HD, Q = M->nh * HD;
     float *x = malloc((size_t)D * 4), *xn = malloc((size_t)D * 4), *q = malloc((size_t)Q * 4);
     float *att = malloc((size_t)Q * 4), *tmp = malloc((size_t)D * 4);
@@ -108,9 +111,9 @@ static void ref_forward(const ref_model *M, const int *tokens, int T, const uint
             ref_matvec(h1, M->w1[l], xn, M->hidden, D);
             ref_matvec(h3, M->w3[l], xn, M->hidden, D);
             for (int i = 0; i < M->hidden; i++) h1[i] = (float)(h1[i] / (1.0 + exp(-h1[i])) * h3[i]);
-            if (fon) /* a skipped FFN block: its 32 channels contribute nothing */
+            if (fon) /* a skipped FFN block: its fb channels contribute nothing */
                 for (int i = 0; i < M->hidden; i++)
-                    if (!fon[((size_t)t * M->nl + l) * NB + i / 32]) h1[i] = 0.0f;
+                    if (!fon[((size_t)t * M->nl + l) * NB + i / M->fb]) h1[i] = 0.0f;
             ref_matvec(tmp, M->w2[l], h1, D, M->hidden);
             for (int i = 0; i < D; i++) x[i] += tmp[i];
         }
@@ -129,21 +132,124 @@ static double scaled_diff(const float *a, const float *b, size_t n) {
     return worst / scale;
 }
 
-/* Sets a saved gate file's doze.gates.version (key, u32 type tag, value)
- * to `version` in place; 1 when the key was found. */
-static int patch_gates_version(uint8_t *data, size_t len, uint32_t version) {
-    const char key[] = "doze.gates.version";
-    for (size_t i = 0; i + sizeof key + 8 <= len; i++)
-        if (memcmp(data + i, key, sizeof key - 1) == 0) {
-            memcpy(data + i + sizeof key - 1 + 4, &version, 4);
+/* Sets a saved gate file's u32 key (key, u32 type tag, value) to `value`
+ * in place; 1 when the key was found. */
+static int patch_gates_u32(uint8_t *data, size_t len, const char *key, uint32_t value) {
+    const size_t n = strlen(key);
+    for (size_t i = 0; i + n + 9 <= len; i++)
+        if (memcmp(data + i, key, n) == 0 && data[i + n] == 4 /* GGUF u32 tag */) {
+            memcpy(data + i + n + 4, &value, 4);
             return 1;
         }
     return 0;
 }
+static int patch_gates_version(uint8_t *data, size_t len, uint32_t version) {
+    return patch_gates_u32(data, len, "doze.gates.version", version);
+}
+
+/* The reference's weights from a fixture file (f32). */
+static ref_model ref_of(const gguf_header *h, const uint8_t *file, int dim, int hid, int nl, int nh,
+                        int nkv, int vocab, int fb) {
+    ref_model M = {dim, hid, nl, nh, nkv, dim / nh, vocab, tensor(h, file, "token_embd.weight"),
+                   tensor(h, file, "output_norm.weight"), {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, fb};
+    for (int l = 0; l < nl; l++) {
+        char nm[64];
+#define T_(field, s)                                              \
+    snprintf(nm, sizeof nm, "blk.%d." s ".weight", l);            \
+    M.field[l] = tensor(h, file, nm);
+        T_(attn_norm, "attn_norm") T_(wq, "attn_q") T_(wk, "attn_k") T_(wv, "attn_v")
+        T_(wo, "attn_output") T_(ffn_norm, "ffn_norm") T_(w1, "ffn_gate") T_(w2, "ffn_down")
+        T_(w3, "ffn_up")
+#undef T_
+    }
+    return M;
+}
+
+/* The FFN block size of a model of FFN size hid and type `type` is want_fb;
+ * on it, all blocks on == dense bit for bit; forced masks of layers, heads
+ * and FFN blocks: the whole-sequence forward == token by token bit for bit,
+ * and (f32) == the scalar reference with blocks of want_fb, or (f16) close to
+ * the f32 model of the same seed under the same masks. */
+static void check_block_size(int hid, int type, int want_fb) {
+    enum { D = 64, NL = 3, NH = 4, NKV = 2, V = 200, T = 24 };
+    const int nb = (hid + want_fb - 1) / want_fb;
+    const uint64_t rng_main = rng; /* its own random stream: the main test's stays as it was */
+    rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(hid * 64 + type);
+    mem_buf f = fixture_gguf(D, hid, NL, NH, NKV, V, 128, 91, type);
+    doze_model *m = NULL;
+    doze_error e;
+    CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
+    if (!m) {
+        free(f.data);
+        rng = rng_main;
+        return;
+    }
+    CHECK(doze_model_ffn_block(m) == want_fb && doze_model_get_info(m)->ffn_block == want_fb);
+    CHECK(doze_model_ffn_blocks(m) == nb);
+    int tokens[T];
+    int32_t tokens32[T];
+    for (int t = 0; t < T; t++) tokens32[t] = tokens[t] = t == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
+    uint8_t *lon = malloc(T * NL), *hon = malloc(T * NL * NH), *fon = malloc((size_t)T * NL * nb);
+    uint8_t *all_f = malloc((size_t)NL * nb), all_l[NL];
+    memset(all_f, 1, (size_t)NL * nb);
+    memset(all_l, 1, sizeof all_l);
+    for (int t = 0; t < T; t++)
+        for (int l = 0; l < NL; l++) {
+            lon[t * NL + l] = t == 0 || next_u32() % 4 != 0;
+            for (int h = 0; h < NH; h++) hon[(t * NL + l) * NH + h] = next_u32() % 3 != 0;
+            for (int j = 0; j < nb; j++) fon[(size_t)(t * NL + l) * nb + j] = next_u32() % 2 != 0;
+        }
+    const size_t nlog = (size_t)T * V;
+    float *a = malloc(nlog * 4), *b = malloc(nlog * 4), *r = malloc(nlog * 4);
+    doze_session *s1 = doze_session_new(m, &e), *s2 = doze_session_new(m, &e);
+    int same = 1;
+    for (int t = 0; t < T; t++) {
+        doze_session_step(s1, tokens[t], &e);
+        doze_session_step_masked3(s2, tokens[t], all_l, NULL, all_f, &e);
+        same &= memcmp(doze_session_logits(s1), doze_session_logits(s2), V * 4) == 0;
+    }
+    doze_session_reset(s2);
+    for (int t = 0; t < T; t++) {
+        CHECK(doze_session_step_masked3(s2, tokens[t], lon + t * NL, hon + t * NL * NH,
+                                        fon + (size_t)t * NL * nb, &e) == DOZE_OK);
+        memcpy(a + (size_t)t * V, doze_session_logits(s2), V * 4);
+    }
+    CHECK(doze_sequence_forward3(m, tokens32, T, lon, hon, fon, b, &e) == DOZE_OK);
+    double d_ref;
+    if (type == DOZE_TYPE_F32) {
+        gguf_header h;
+        CHECK(gguf_parse_header(f.data, f.len, &h, &e) == DOZE_OK);
+        ref_model M = ref_of(&h, f.data, D, hid, NL, NH, NKV, V, want_fb);
+        ref_forward(&M, tokens, T, lon, hon, fon, r);
+        gguf_header_free(&h);
+    } else {
+        mem_buf f32 = fixture_gguf(D, hid, NL, NH, NKV, V, 128, 91, DOZE_TYPE_F32);
+        doze_model *m32 = NULL;
+        CHECK(doze_model_load_memory(f32.data, f32.len, NULL, &m32, &e) == DOZE_OK);
+        CHECK(m32 && doze_model_ffn_block(m32) == want_fb);
+        if (m32) CHECK(doze_sequence_forward3(m32, tokens32, T, lon, hon, fon, r, &e) == DOZE_OK);
+        doze_model_free(m32);
+        free(f32.data);
+    }
+    d_ref = scaled_diff(a, r, nlog);
+    printf("%s FFN %d, blocks of %d (%d): all on == dense %s; masks: whole-sequence %s, vs %s %.3g\n",
+           doze_type_name(type), hid, want_fb, nb, same ? "yes" : "NO",
+           memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT",
+           type == DOZE_TYPE_F32 ? "scalar reference" : "f32", d_ref);
+    CHECK(same);
+    CHECK(memcmp(a, b, nlog * 4) == 0);
+    CHECK(d_ref < (type == DOZE_TYPE_F32 ? 1e-4 : 0.03));
+    doze_session_free(s1);
+    doze_session_free(s2);
+    doze_model_free(m);
+    free(f.data), free(lon), free(hon), free(fon), free(all_f), free(a), free(b), free(r);
+    rng = rng_main;
+}
 
 int main(void) {
-    /* HID = 176: 5 FFN blocks of 32 and a last one of 16 */
-    enum { D = 64, HID = 176, NL = 4, NH = 4, NKV = 2, V = 300, T = 40, NB = 6 };
+    /* HID = 172, f32: a small FFN, so blocks of 16: 10 of 16 and a last one
+     * of 12 */
+    enum { D = 64, HID = 172, NL = 4, NH = 4, NKV = 2, V = 300, T = 40, FB = 16, NB = 11 };
     mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 256, 77, DOZE_TYPE_F32);
     CHECK(f.data != NULL);
     doze_model *m = NULL;
@@ -151,6 +257,13 @@ int main(void) {
     CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
     if (!m) return test_finish("test_skip");
     CHECK(doze_model_ffn_blocks(m) == NB);
+    CHECK(doze_model_ffn_block(m) == FB);
+    /* the block size by model: blocks of 16 for f32/f16 FFNs under 8 * 32
+     * channels (the last one 12 wide: f16 keeps it row-major), else 32 (a
+     * last block of 16; q8_0 and q4_0 in 4b below) */
+    check_block_size(172, DOZE_TYPE_F16, 16);
+    check_block_size(248, DOZE_TYPE_F32, 16);
+    check_block_size(272, DOZE_TYPE_F32, 32);
 
     int tokens[T];
     int32_t tokens32[T];
@@ -217,7 +330,7 @@ int main(void) {
                 for (int j = 0; j < NB; j++) {
                     int fon_ = on && fon[(t * NL + l) * NB + j];
                     masks_ok &= fm[l * NB + j] == fon_;
-                    want += fon_ * 3.0 * D * (j == NB - 1 ? HID - 32 * (NB - 1) : 32);
+                    want += fon_ * 3.0 * D * (j == NB - 1 ? HID - FB * (NB - 1) : FB);
                 }
             }
             float cpt = doze_session_compute(s);
@@ -246,18 +359,7 @@ int main(void) {
     {
         gguf_header h;
         CHECK(gguf_parse_header(f.data, f.len, &h, &e) == DOZE_OK);
-        ref_model M = {D, HID, NL, NH, NKV, D / NH, V, tensor(&h, f.data, "token_embd.weight"),
-                       tensor(&h, f.data, "output_norm.weight"), {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}};
-        for (int l = 0; l < NL; l++) {
-            char nm[64];
-#define T_(field, s)                                              \
-    snprintf(nm, sizeof nm, "blk.%d." s ".weight", l);            \
-    M.field[l] = tensor(&h, f.data, nm);
-            T_(attn_norm, "attn_norm") T_(wq, "attn_q") T_(wk, "attn_k") T_(wv, "attn_v")
-            T_(wo, "attn_output") T_(ffn_norm, "ffn_norm") T_(w1, "ffn_gate") T_(w2, "ffn_down")
-            T_(w3, "ffn_up")
-#undef T_
-        }
+        ref_model M = ref_of(&h, f.data, D, HID, NL, NH, NKV, V, FB);
         ref_forward(&M, tokens, T, lon, hon, fon, r);
         double d_ref = scaled_diff(a, r, nlog);
         printf("forced masks (layers, heads, FFN blocks) vs scalar reference: %.3g of the logits' range\n",
@@ -291,31 +393,38 @@ int main(void) {
     }
 
     /* 4b. FFN-block masks on f16, q8_0 and q4_0 weights (ffn_down stored per
-     * block, x4-interleaved inside a block for q8_0/q4_0): token by token =
-     * whole sequence bit for bit, and close to the f32 model under the same
-     * masks (a misplaced block would be far off) */
+     * block, x4-interleaved inside a block): token by token = whole sequence
+     * bit for bit, and close to the f32 model under the same masks (a
+     * misplaced block would be far off). f32 and f16 have blocks of 16 here,
+     * q8_0 and q4_0 of 32: their masks are the same channels (each block of
+     * 32 is two of 16) */
     {
         enum { QH = 160, QB = 5 };
         mem_buf ff = fixture_gguf(D, QH, NL, NH, NKV, V, 256, 78, DOZE_TYPE_F32);
         doze_model *mf = NULL;
         CHECK(doze_model_load_memory(ff.data, ff.len, NULL, &mf, &e) == DOZE_OK);
-        uint8_t qf[T * NL * QB], all_l[T * NL];
+        uint8_t qf[T * NL * QB], qf16[T * NL * QB * 2], all_l[T * NL];
         memset(all_l, 1, sizeof all_l);
         for (int i = 0; i < T * NL * QB; i++) qf[i] = next_u32() % 3 != 0;
+        for (int i = 0; i < T * NL * QB * 2; i++) qf16[i] = qf[i / 2];
+        CHECK(mf && doze_model_ffn_block(mf) == 16 && doze_model_ffn_blocks(mf) == 2 * QB);
         float *ref32 = malloc(nlog * 4);
-        CHECK(doze_sequence_forward3(mf, tokens32, T, all_l, NULL, qf, ref32, &e) == DOZE_OK);
+        CHECK(doze_sequence_forward3(mf, tokens32, T, all_l, NULL, qf16, ref32, &e) == DOZE_OK);
         const int types[3] = {DOZE_TYPE_F16, DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
         for (int ti = 0; ti < 3; ti++) {
             mem_buf fq = fixture_gguf(D, QH, NL, NH, NKV, V, 256, 78, types[ti]);
             doze_model *mq = NULL;
             CHECK(doze_model_load_memory(fq.data, fq.len, NULL, &mq, &e) == DOZE_OK);
             if (!mq) continue;
+            const int qfb = types[ti] == DOZE_TYPE_F16 ? 16 : 32, qnb = QH / qfb;
+            CHECK(doze_model_ffn_block(mq) == qfb && doze_model_ffn_blocks(mq) == qnb);
+            const uint8_t *msk = qfb == 16 ? qf16 : qf;
             doze_session *s = doze_session_new(mq, &e);
             for (int t = 0; t < T; t++) {
-                CHECK(doze_session_step_masked3(s, tokens[t], all_l, NULL, qf + t * NL * QB, &e) == DOZE_OK);
+                CHECK(doze_session_step_masked3(s, tokens[t], all_l, NULL, msk + t * NL * qnb, &e) == DOZE_OK);
                 memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
             }
-            CHECK(doze_sequence_forward3(mq, tokens32, T, all_l, NULL, qf, b, &e) == DOZE_OK);
+            CHECK(doze_sequence_forward3(mq, tokens32, T, all_l, NULL, msk, b, &e) == DOZE_OK);
             double d32 = scaled_diff(a, ref32, nlog);
             printf("%s, FFN-block masks: whole-sequence %s; vs f32 %.3g of the logits' range\n",
                    doze_type_name(types[ti]), memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT",
@@ -467,6 +576,21 @@ int main(void) {
             printf("version-2 gate file with FFN block gates: %s (%s)\n", doze_status_name(st2), e.message);
             CHECK(st2 == DOZE_ERR_UNSUPPORTED_VERSION && gv2 == NULL);
             free(v2.data);
+        }
+
+        /* a file whose FFN block size is not the model's (blocks of 32 here;
+         * the same rows cut in blocks of 16) is refused with a clear error */
+        {
+            CHECK(doze_model_ffn_block(m2) == 32 && g->ffn_block == 32);
+            mem_buf o = {malloc(gf.len), gf.len, gf.len};
+            memcpy(o.data, gf.data, gf.len);
+            CHECK(patch_gates_u32(o.data, o.len, "doze.gates.ffn_block", 16));
+            doze_gates *go = NULL;
+            doze_status so = doze_gates_load(m2, o.data, o.len, &go, &e);
+            printf("gate file with FFN blocks of 16 on a model with blocks of 32: %s (%s)\n",
+                   doze_status_name(so), e.message);
+            CHECK(so == DOZE_ERR_BAD_SHAPE && go == NULL && strstr(e.message, "ffn_block") != NULL);
+            free(o.data);
         }
 
         /* heads + layers only (ffn_gates = 0): every block of a running layer

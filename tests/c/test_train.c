@@ -42,30 +42,41 @@ static void test_matmuls(void) {
     CHECK(worst_f < 1e-6 && worst_b < 1e-6);
 }
 
-int main(void) {
-    test_matmuls();
-    enum { D = 16, HID = 40, NL = 3, NH = 4, NKV = 2, V = 50, B = 2, T = 8 };
+/* The gradient check, training steps and training forward = inference on an
+ * f32 model of FFN size HID, whose FFN blocks are FB channels (want_nb of
+ * them). */
+static void check_trainer(const int HID, const int FB, const int want_nb) {
+    enum { D = 16, NL = 3, NH = 4, NKV = 2, V = 50, B = 2, T = 8 };
+    printf("-- FFN %d: blocks of %d\n", HID, FB);
     mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 64, 11, DOZE_TYPE_F32);
     doze_model *m = NULL;
     doze_error e;
     CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
-    if (!m) return test_finish("test_train");
+    if (!m) {
+        free(f.data);
+        return;
+    }
+    CHECK(doze_model_ffn_block(m) == FB);
     int32_t calib[40];
     for (int i = 0; i < 40; i++) calib[i] = i == 0 ? 1 : 3 + (int)(uni() * (V - 3));
     doze_gates *g = NULL;
     CHECK(doze_gates_calibrate(m, calib, 40, NULL, &g, &e) == DOZE_OK);
-    if (!g) return test_finish("test_train");
+    if (!g) {
+        doze_model_free(m);
+        free(f.data);
+        return;
+    }
     /* make the scores varied: some layers, heads and FFN blocks fall below the threshold */
-    const int NB = doze_model_ffn_blocks(m); /* 40 channels: a block of 32 and one of 8 */
+    const int NB = doze_model_ffn_blocks(m); /* the last block narrower */
     const int U = gates_rows(g);
-    CHECK(NB == 2 && g->n_blocks == NB && U == 1 + NH + NB);
+    CHECK(NB == want_nb && g->n_blocks == NB && U == 1 + NH + NB);
     for (int i = 0; i < NL * U * D; i++) g->router[i] += (float)(uni() - 0.5);
     for (int i = 0; i < NL * U; i++) g->bias[i] += (float)(uni() * 6 - 3);
 
     doze_train_params p = doze_train_default_params();
     p.batch = B;
     p.context = T;
-    p.budget = 0.6f;
+    p.budget = 0.5f;
     p.compute_weight = 5.0f;
     doze_trainer *t = NULL;
     CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
@@ -157,7 +168,8 @@ int main(void) {
     {
         double loss;
         CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss, &e) == DOZE_OK);
-        uint8_t lon[B * T * NL], hon[B * T * NL * NH], fon[B * T * NL * 2];
+        uint8_t lon[B * T * NL], hon[B * T * NL * NH];
+        uint8_t *fon = malloc((size_t)B * T * NL * NB);
         trainer_masks(t, lon, hon, fon);
         int off_l = 0, off_h = 0, off_b = 0;
         for (int i = 0; i < B * T * NL; i++) off_l += !lon[i];
@@ -191,11 +203,18 @@ int main(void) {
                off_l, off_h, off_b, worst_tok / scale, worst_seq / scale);
         CHECK(off_l > 0 && off_h > 0 && off_b > 0);
         CHECK(worst_tok / scale < 1e-5 && worst_seq / scale < 1e-5);
+        free(fon);
     }
 
     doze_trainer_free(t);
     doze_gates_free(g);
     doze_model_free(m);
     free(f.data);
+}
+
+int main(void) {
+    test_matmuls();
+    check_trainer(40, 16, 3);  /* a small f32 FFN: blocks of 16, 16 and 8 */
+    check_trainer(264, 32, 9); /* 8 * 32 channels and more: 8 blocks of 32 and one of 8 */
     return test_finish("test_train");
 }

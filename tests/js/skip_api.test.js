@@ -184,6 +184,9 @@ for (const [name, getPath, skip] of [['init', () => initPath, false], ['stories2
     const cliBytes = readFileSync(cliFile);
     const m = await loadModel(path);
     try {
+      // issue 8: the init model's FFN (344 channels) has blocks of 32, stories260K's (172, f32) of 16
+      assert.equal(m.info.ffnBlock, name === 'init' ? 32 : 16);
+      assert.equal(m.info.ffnBlocks, Math.ceil(m.info.hiddenDim / m.info.ffnBlock));
       const g = await m.calibrateGates({ text: TEXT });
       const bytes = m.saveGates();
       assert.ok(bytes instanceof Uint8Array);
@@ -220,9 +223,11 @@ for (const [name, getPath, skip] of [['init', () => initPath, false], ['stories2
         for (const s of steps_) {
           const line = ref.masks[s.pos];
           if (!line) continue;
-          const ms = maskString(s.mask, m.info.layers, m.info.heads);
+          const ms = maskString(s.mask, m.info.layers, m.info.heads, m.info.ffnBlocks);
+          assert.equal(s.mask.ffn.length, m.info.layers * m.info.ffnBlocks);
           assert.equal(ms.layers, line.layers, `pos ${s.pos} layers`);
           assert.equal(ms.heads, line.heads, `pos ${s.pos} heads`);
+          assert.equal(ms.ffn, line.ffn, `pos ${s.pos} FFN blocks`);
           assert.ok(Math.abs(s.compute - line.compute) < 6e-5, `pos ${s.pos} compute ${s.compute} vs ${line.compute}`);
         }
         if (cliOpts[1] === '0') console.log(`# ${name} b = 0.6 greedy = CLI: ${JSON.stringify(r.text.slice(0, 60))} (compute ${mean(r.tokens.map((t) => t.compute)).toFixed(3)})`);

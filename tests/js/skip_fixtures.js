@@ -59,23 +59,27 @@ export function cliGenerateMasked(model, prompt, steps, extra = []) {
   const r = cli(['generate', model, '--prompt', prompt, '--steps', String(steps), '--trace', trace,
     '--masks', masks, ...extra]);
   const lines = readFileSync(masks, 'utf8').trim().split('\n').map((l) => {
-    const [pos, token, compute, layers, heads] = l.split(' ');
-    return { pos: Number(pos), token: Number(token), compute: Number(compute), layers, heads };
+    const [pos, token, compute, layers, heads, ffn] = l.split(' ');
+    return { pos: Number(pos), token: Number(token), compute: Number(compute), layers, heads, ffn };
   });
   return { pairs: readPairs(trace), masks: lines, stdout: r.stdout.toString() };
 }
 
-/** A mask in the CLI's --masks notation: "101100 1111/----/1111/...". */
-export function maskString(mask, layers, heads) {
+/** A mask in the CLI's --masks notation: "101100 1111/----/1111/... 0110/----/1111/..." (FFN blocks: ffnBlocks per layer). */
+export function maskString(mask, layers, heads, ffnBlocks = 0) {
   let l = '';
   const h = [];
+  const f = [];
   for (let i = 0; i < layers; i++) {
     l += mask.layers[i] ? '1' : '0';
     let row = '';
     for (let j = 0; j < heads; j++) row += mask.layers[i] ? (mask.heads[i * heads + j] ? '1' : '0') : '-';
     h.push(row);
+    let frow = '';
+    for (let j = 0; j < ffnBlocks; j++) frow += mask.layers[i] ? (mask.ffn[i * ffnBlocks + j] ? '1' : '0') : '-';
+    f.push(frow);
   }
-  return { layers: l, heads: h.join('/') };
+  return { layers: l, heads: h.join('/'), ffn: f.join('/') };
 }
 
 export async function collect(gen) {
