@@ -31,14 +31,6 @@ static void free_buffers(seq_buffers *b) {
     free(b->tmp), free(b->hb), free(b->hb2), free(b->att), free(b->xq), free(b->valid);
 }
 
-static doze_matrix rows_of(const doze_matrix *w, int first, int n) {
-    doze_matrix v = *w;
-    size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
-    v.rows = n;
-    v.data = (const uint8_t *)w->data + (size_t)first * row;
-    return v;
-}
-
 doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
                                   const uint8_t *layer_on, const uint8_t *head_on, float *logits,
                                   doze_error *err) {
@@ -101,7 +93,7 @@ doze_status doze_sequence_forward3(doze_model *m, const int32_t *tokens, int T,
             for (int h = 0; h < nh; h++) {
                 if (ho && !ho[h]) continue;
                 float *qh = b.q + (size_t)t * q_dim + (size_t)h * hd;
-                doze_matrix wq_h = rows_of(&L->wq, h * hd, hd);
+                doze_matrix wq_h = model_rows(&L->wq, h * hd, hd);
                 model_matvec(m, qh, &wq_h, xn, b.xq);
                 k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
             }

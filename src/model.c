@@ -605,8 +605,7 @@ void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const flo
     matvec_prepared(m, y, w, x, xq_scratch);
 }
 
-/* rows [first, first + n) of W (first % 4 == 0 where W is x4) */
-static doze_matrix rows_view(const doze_matrix *w, int first, int n) {
+doze_matrix model_rows(const doze_matrix *w, int first, int n) {
     doze_matrix v = *w;
     size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
     v.rows = n;
@@ -631,7 +630,7 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
         int e = j + 1;
         while (e < nb && (!blk_on || blk_on[e])) e++;
         const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
-        doze_matrix wg = rows_view(&L->w_gate, r0, r1 - r0), wu = rows_view(&L->w_up, r0, r1 - r0);
+        doze_matrix wg = model_rows(&L->w_gate, r0, r1 - r0), wu = model_rows(&L->w_up, r0, r1 - r0);
         model_matvec(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
         model_matvec(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
         k->swiglu(hb + r0, hb + r0, hb2 + r0, r1 - r0);

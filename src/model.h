@@ -120,6 +120,10 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
 doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model_plan *plan,
                            doze_error *err);
 
+/* A view of rows [first, first + n) of W, e.g. one head's rows (first % 4
+ * == 0 where W is in an x4 layout: views are whole groups). */
+doze_matrix model_rows(const doze_matrix *w, int first, int n);
+
 /* y = W x for any supported type (quantizes x into xq_scratch when needed:
  * (cols / 32) q8_0 blocks). */
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,

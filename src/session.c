@@ -184,15 +184,6 @@ static float norm_of(const float *v, int n) {
     return (float)sqrt(s);
 }
 
-/* the rows of W for head h: a (head_dim, cols) view of W(n_heads * head_dim, cols) */
-static doze_matrix head_rows(const doze_matrix *w, int h, int head_dim) {
-    doze_matrix v = *w;
-    size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
-    v.rows = head_dim;
-    v.data = (const uint8_t *)w->data + (size_t)h * (size_t)head_dim * row;
-    return v;
-}
-
 /* The attention of running layer l at position pos, in place on s->x: K/V
  * are written, then the running heads' attention is added. xb holds the
  * normed input (attn_norm) on entry. */
@@ -224,7 +215,7 @@ static void run_attention(doze_session *s, int l, int pos, const uint8_t *head_o
     for (int h = 0; h < nh; h++) {
         if (!head_on[h]) continue;
         float *qh = s->q + (size_t)h * (size_t)hd; /* q(hd) of head h */
-        doze_matrix wq_h = head_rows(&L->wq, h, hd);
+        doze_matrix wq_h = model_rows(&L->wq, h * hd, hd) /* head h: (hd, dim) */;
         model_matvec(m, qh, &wq_h, s->xb, s->xq);
         k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
     }

@@ -35,12 +35,15 @@
 #include "kernels/types.h"
 #include "model.h"
 #include "train.h"
+#include "train_acts.h"
 #include "train_ops.h"
 
 typedef struct {
-    float *x_in, *xn, *rinv1, *z, *gs, *g, *q, *k, *v, *P, *o, *a, *xmid, *rinv2, *hn, *h1, *h3,
-        *hg, *f;
-    uint8_t *vis;
+    block_acts b; /* the block's own activations */
+    float *z, *gs, *g; /* (N, 1 + n_heads + NB) router scores, relaxed and hard gates */
+    float *a;          /* (N, dim) attention's update */
+    float *f;          /* (N, dim) the FFN's update */
+    uint8_t *vis;      /* (N) positions visible at this layer */
 } layer_acts;
 
 typedef struct { /* f32 copies of the frozen weights: as stored (for the
@@ -60,8 +63,8 @@ struct doze_trainer {
     layer_acts *act;
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
-    float *dx, *dA, *dtmp, *dhg, *dh1, *dh3, *dhn, *dO, *dq, *dk, *dv, *dxn, *dlogits, *dz, *hbuf,
-        *hbuf2, *dbuf, *att_scratch, *hgm, *zbuf;
+    block_grads gr;
+    float *dA, *dlogits, *dz, *hbuf, *hbuf2, *dbuf, *att_scratch, *hgm, *zbuf;
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
@@ -108,6 +111,7 @@ void doze_trainer_free(doze_trainer *t) {
 static void layout(doze_trainer *t, carver *c) {
     size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
     size_t KVD = (size_t)t->KVD, U = (size_t)t->U, L = (size_t)t->L, V = (size_t)t->V;
+    const block_sizes bs = {N, D, Q, KVD, F, (size_t)t->B * t->H * t->T * t->T};
     for (int l = 0; l < t->L; l++) {
         layer_weights *w = &t->w[l];
         w->wq = carve(c, Q * D);
@@ -125,24 +129,11 @@ static void layout(doze_trainer *t, carver *c) {
         w->t2 = carve(c, D * F);
         w->t3 = carve(c, F * D);
         layer_acts *a = &t->act[l];
-        a->x_in = carve(c, N * D);
-        a->xn = carve(c, N * D);
-        a->rinv1 = carve(c, N);
+        carve_block_acts(c, &a->b, &bs);
         a->z = carve(c, N * U);
         a->gs = carve(c, N * U);
         a->g = carve(c, N * U);
-        a->q = carve(c, N * Q);
-        a->k = carve(c, N * KVD);
-        a->v = carve(c, N * KVD);
-        a->P = carve(c, (size_t)t->B * t->H * t->T * t->T);
-        a->o = carve(c, N * Q);
         a->a = carve(c, N * D);
-        a->xmid = carve(c, N * D);
-        a->rinv2 = carve(c, N);
-        a->hn = carve(c, N * D);
-        a->h1 = carve(c, N * F);
-        a->h3 = carve(c, N * F);
-        a->hg = carve(c, N * F);
         a->f = carve(c, N * D);
         a->vis = carve_bytes(c, N);
     }
@@ -153,18 +144,8 @@ static void layout(doze_trainer *t, carver *c) {
     t->rinvf = carve(c, N);
     t->logits = carve(c, N * V);
     t->teacher = carve(c, N * V);
-    t->dx = carve(c, N * D);
+    carve_block_grads(c, &t->gr, &bs);
     t->dA = carve(c, N * D);
-    t->dtmp = carve(c, N * D);
-    t->dhg = carve(c, N * F);
-    t->dh1 = carve(c, N * F);
-    t->dh3 = carve(c, N * F);
-    t->dhn = carve(c, N * D);
-    t->dO = carve(c, N * Q);
-    t->dq = carve(c, N * Q);
-    t->dk = carve(c, N * KVD);
-    t->dv = carve(c, N * KVD);
-    t->dxn = carve(c, N * D);
     t->dlogits = carve(c, N * V);
     t->dz = carve(c, N * U);
     t->hbuf = carve(c, N * (size_t)t->hd);
@@ -397,21 +378,21 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
         layer_acts *a = &t->act[l];
         const layer_weights *w = &t->w[l];
         const doze_layer *ly = &m->layers[l];
-        memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
-        rmsnorm_forward(a->xn, a->rinv1, a->x_in, ly->attn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, 0, 1 + t->H, a->xn, mode, tau, vis_in); /* the layer and its heads */
-        matmul_forward_t(a->q, a->xn, w->tq, N, t->Q, D);
-        matmul_forward_t(a->k, a->xn, w->tk, N, t->KVD, D);
-        matmul_forward_t(a->v, a->xn, w->tv, N, t->KVD, D);
-        rope_forward(a->q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        rope_forward(a->k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        attention_forward(a->o, a->P, a->q, a->k, a->v, a->vis, t->B, t->T, t->H, t->KV, hd,
+        memcpy(a->b.x_in, x, (size_t)N * D * sizeof(float));
+        rmsnorm_forward(a->b.xn, a->b.rinv1, a->b.x_in, ly->attn_norm, N, D, c->norm_eps);
+        gates_forward(t, l, 0, 1 + t->H, a->b.xn, mode, tau, vis_in); /* the layer and its heads */
+        matmul_forward_t(a->b.q, a->b.xn, w->tq, N, t->Q, D);
+        matmul_forward_t(a->b.k, a->b.xn, w->tk, N, t->KVD, D);
+        matmul_forward_t(a->b.v, a->b.xn, w->tv, N, t->KVD, D);
+        rope_forward(a->b.q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        rope_forward(a->b.k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        attention_forward(a->b.o, a->b.P, a->b.q, a->b.k, a->b.v, a->vis, t->B, t->T, t->H, t->KV, hd,
                           m->kern->softmax, t->att_scratch);
         /* a = sum_h g_h Wo_h o_h */
         memset(a->a, 0, (size_t)N * D * sizeof(float));
         for (int h = 0; h < t->H; h++) {
             for (int n = 0; n < N; n++)
-                memcpy(t->hbuf + (size_t)n * hd, a->o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
+                memcpy(t->hbuf + (size_t)n * hd, a->b.o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
             matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h(N, D) */
             for (int n = 0; n < N; n++) {
                 float gh = a->g[(size_t)n * t->U + 1 + h];
@@ -421,17 +402,17 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
                 for (int i = 0; i < D; i++) an[i] += gh * cn[i];
             }
         }
-        for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
-        rmsnorm_forward(a->hn, a->rinv2, a->xmid, ly->ffn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, 1 + t->H, t->U, a->hn, mode, tau, vis_in); /* its FFN blocks */
-        matmul_forward_t(a->h1, a->hn, w->t1, N, F, D);
-        matmul_forward_t(a->h3, a->hn, w->t3, N, F, D);
-        swiglu_forward(a->hg, a->h1, a->h3, N, F, m->kern->swiglu);
-        const float *hg = a->hg;
+        for (size_t i = 0; i < (size_t)N * D; i++) a->b.xmid[i] = a->b.x_in[i] + a->a[i];
+        rmsnorm_forward(a->b.hn, a->b.rinv2, a->b.xmid, ly->ffn_norm, N, D, c->norm_eps);
+        gates_forward(t, l, 1 + t->H, t->U, a->b.hn, mode, tau, vis_in); /* its FFN blocks */
+        matmul_forward_t(a->b.h1, a->b.hn, w->t1, N, F, D);
+        matmul_forward_t(a->b.h3, a->b.hn, w->t3, N, F, D);
+        swiglu_forward(a->b.hg, a->b.h1, a->b.h3, N, F, m->kern->swiglu);
+        const float *hg = a->b.hg;
         if (t->NB) { /* f = sum_j g_j W_down_j hg_j = W_down (hg * g_block(channel)) */
             for (int n = 0; n < N; n++) {
                 const float *gb = a->g + (size_t)n * t->U + 1 + t->H;
-                const float *src = a->hg + (size_t)n * F;
+                const float *src = a->b.hg + (size_t)n * F;
                 float *dst = t->hgm + (size_t)n * F;
                 for (int i = 0; i < F; i++) dst[i] = gb[i / c->ffn_block] * src[i];
             }
@@ -442,7 +423,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
             float g0 = a->g[(size_t)n * t->U];
             for (int i = 0; i < D; i++) {
                 size_t j = (size_t)n * D + i;
-                x[j] = a->x_in[j] + g0 * (a->a[j] + a->f[j]);
+                x[j] = a->b.x_in[j] + g0 * (a->a[j] + a->f[j]);
             }
         }
     }
@@ -563,10 +544,10 @@ static void backward(doze_trainer *t, float tau, double expected) {
     const float cgrad = (2.0f * t->p.compute_weight * (float)(expected - t->p.budget) + t->dual) / (float)N;
     memset(t->dR, 0, (size_t)t->L * U * D * sizeof(float));
     memset(t->db, 0, (size_t)t->L * U * sizeof(float));
-    memset(t->dx, 0, (size_t)N * D * sizeof(float));
-    memset(t->dtmp, 0, (size_t)N * D * sizeof(float));
-    matmul_backward(t->dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
-    rmsnorm_backward(t->dx, t->dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
+    memset(t->gr.dx, 0, (size_t)N * D * sizeof(float));
+    memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
+    matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
+    rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
     for (int l = t->L - 1; l >= 0; l--) {
         layer_acts *a = &t->act[l];
         const layer_weights *w = &t->w[l];
@@ -575,7 +556,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
         /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
         for (int n = 0; n < N; n++) {
             float g0 = a->g[(size_t)n * U];
-            const float *dxn = t->dx + (size_t)n * D;
+            const float *dxn = t->gr.dx + (size_t)n * D;
             float s = 0;
             for (int i = 0; i < D; i++) {
                 size_t j = (size_t)n * D + i;
@@ -585,14 +566,14 @@ static void backward(doze_trainer *t, float tau, double expected) {
             t->dz[(size_t)n * U] = s;
         }
         /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
-        memset(t->dhg, 0, (size_t)N * F * sizeof(float));
-        matmul_backward(t->dhg, t->dA, w->w2, N, D, F); /* W_down^T df */
+        memset(t->gr.dhg, 0, (size_t)N * F * sizeof(float));
+        matmul_backward(t->gr.dhg, t->dA, w->w2, N, D, F); /* W_down^T df */
         if (t->NB) { /* dg_j = df . (W_down_j hg_j); dhg = g_j W_down_j^T df */
             for (int n = 0; n < N; n++) {
                 const float *gb = a->g + (size_t)n * U + 1 + t->H;
                 float *dzb = t->dz + (size_t)n * U + 1 + t->H;
-                const float *hgn = a->hg + (size_t)n * F;
-                float *dh = t->dhg + (size_t)n * F;
+                const float *hgn = a->b.hg + (size_t)n * F;
+                float *dh = t->gr.dhg + (size_t)n * F;
                 for (int j = 0; j < t->NB; j++) {
                     const int i0 = j * c->ffn_block, i1 = i0 + ffn_block_width(F, c->ffn_block, j);
                     float sg = 0;
@@ -602,27 +583,27 @@ static void backward(doze_trainer *t, float tau, double expected) {
                 }
             }
         }
-        swiglu_backward(t->dh1, t->dh3, t->dhg, a->h1, a->h3, N, F);
-        memset(t->dhn, 0, (size_t)N * D * sizeof(float));
-        matmul_backward(t->dhn, t->dh1, w->w1, N, F, D);
-        matmul_backward(t->dhn, t->dh3, w->w3, N, F, D);
+        swiglu_backward(t->gr.dh1, t->gr.dh3, t->gr.dhg, a->b.h1, a->b.h3, N, F);
+        memset(t->gr.dhn, 0, (size_t)N * D * sizeof(float));
+        matmul_backward(t->gr.dhn, t->gr.dh1, w->w1, N, F, D);
+        matmul_backward(t->gr.dhn, t->gr.dh3, w->w3, N, F, D);
         /* the FFN blocks' gates read hn: their scores' gradient, their router rows' */
         score_backward(t, l, 1 + t->H, U, tau, cgrad);
-        router_backward(t, l, 1 + t->H, U, a->hn, t->dhn);
-        memset(t->dtmp, 0, (size_t)N * D * sizeof(float));
-        rmsnorm_backward(t->dtmp, t->dhn, a->xmid, a->rinv2, ly->ffn_norm, N, D); /* dm */
+        router_backward(t, l, 1 + t->H, U, a->b.hn, t->gr.dhn);
+        memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
+        rmsnorm_backward(t->gr.dtmp, t->gr.dhn, a->b.xmid, a->b.rinv2, ly->ffn_norm, N, D); /* dm */
         for (size_t j = 0; j < (size_t)N * D; j++) {
-            t->dA[j] += t->dtmp[j]; /* dA = du + dm */
-            t->dx[j] += t->dtmp[j]; /* x_mid = x_in + a */
+            t->dA[j] += t->gr.dtmp[j]; /* dA = du + dm */
+            t->gr.dx[j] += t->gr.dtmp[j]; /* x_mid = x_in + a */
         }
         /* a = sum_h g_h Wo_h o_h */
-        memset(t->dq, 0, (size_t)N * t->Q * sizeof(float));
-        memset(t->dk, 0, (size_t)N * t->KVD * sizeof(float));
-        memset(t->dv, 0, (size_t)N * t->KVD * sizeof(float));
+        memset(t->gr.dq, 0, (size_t)N * t->Q * sizeof(float));
+        memset(t->gr.dk, 0, (size_t)N * t->KVD * sizeof(float));
+        memset(t->gr.dv, 0, (size_t)N * t->KVD * sizeof(float));
         for (int h = 0; h < t->H; h++) {
             const float *wo = w->wo + (size_t)h * D * hd;
             for (int n = 0; n < N; n++)
-                memcpy(t->hbuf + (size_t)n * hd, a->o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
+                memcpy(t->hbuf + (size_t)n * hd, a->b.o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
             matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h, recomputed */
             for (int n = 0; n < N; n++) {
                 const float *dAn = t->dA + (size_t)n * D, *cn = t->dbuf + (size_t)n * D;
@@ -636,21 +617,21 @@ static void backward(doze_trainer *t, float tau, double expected) {
             memset(t->hbuf2, 0, (size_t)N * hd * sizeof(float));
             matmul_backward(t->hbuf2, t->dbuf, wo, N, D, hd); /* do_h(N, hd) */
             for (int n = 0; n < N; n++)
-                memcpy(t->dO + (size_t)n * t->Q + (size_t)h * hd, t->hbuf2 + (size_t)n * hd,
+                memcpy(t->gr.dO + (size_t)n * t->Q + (size_t)h * hd, t->hbuf2 + (size_t)n * hd,
                        (size_t)hd * sizeof(float));
         }
-        attention_backward(t->dq, t->dk, t->dv, t->dO, a->P, a->q, a->k, a->v, t->B, t->T, t->H,
+        attention_backward(t->gr.dq, t->gr.dk, t->gr.dv, t->gr.dO, a->b.P, a->b.q, a->b.k, a->b.v, t->B, t->T, t->H,
                            t->KV, hd, t->att_scratch);
-        rope_backward(t->dq, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        rope_backward(t->dk, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        memset(t->dxn, 0, (size_t)N * D * sizeof(float));
-        matmul_backward(t->dxn, t->dq, w->wq, N, t->Q, D);
-        matmul_backward(t->dxn, t->dk, w->wk, N, t->KVD, D);
-        matmul_backward(t->dxn, t->dv, w->wv, N, t->KVD, D);
+        rope_backward(t->gr.dq, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        rope_backward(t->gr.dk, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
+        memset(t->gr.dxn, 0, (size_t)N * D * sizeof(float));
+        matmul_backward(t->gr.dxn, t->gr.dq, w->wq, N, t->Q, D);
+        matmul_backward(t->gr.dxn, t->gr.dk, w->wk, N, t->KVD, D);
+        matmul_backward(t->gr.dxn, t->gr.dv, w->wv, N, t->KVD, D);
         /* the layer's and the heads' gates read xn */
         score_backward(t, l, 0, 1 + t->H, tau, cgrad);
-        router_backward(t, l, 0, 1 + t->H, a->xn, t->dxn);
-        rmsnorm_backward(t->dx, t->dxn, a->x_in, a->rinv1, ly->attn_norm, N, D);
+        router_backward(t, l, 0, 1 + t->H, a->b.xn, t->gr.dxn);
+        rmsnorm_backward(t->gr.dx, t->gr.dxn, a->b.x_in, a->b.rinv1, ly->attn_norm, N, D);
     }
 }
 

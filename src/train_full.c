@@ -33,6 +33,7 @@
 #include "kernels/kernels.h"
 #include "tokenizer.h"
 #include "train_full.h"
+#include "train_acts.h"
 #include "train_ops.h"
 #include "vocab.h"
 
@@ -43,10 +44,6 @@
 /* tensors of a layer, in file order */
 enum { TL_ATTN_NORM, TL_Q, TL_K, TL_V, TL_O, TL_FFN_NORM, TL_GATE, TL_DOWN, TL_UP, TL_COUNT };
 
-typedef struct {
-    float *x_in, *xn, *rinv1, *q, *k, *v, *P, *o, *xmid, *rinv2, *hn, *h1, *h3, *hg;
-} full_acts;
-
 struct doze_full_trainer {
     doze_full_params p;
     int V, D, F, H, KV, hd, Q, KVD, L, B, T, N;
@@ -55,9 +52,9 @@ struct doze_full_trainer {
     int n_tensors;
     size_t n_params, n_wt;
     float *params, *grads, *m, *v, *wt;
-    full_acts *act;
+    block_acts *act;
     float *x, *xf, *rinvf, *logits, *row_loss;
-    float *dx, *dtmp, *dhg, *dh1, *dh3, *dhn, *dO, *dq, *dk, *dv, *dxn;
+    block_grads gr;
     float *att_scratch;
     size_t att_per_thread;
     float *rope_cos, *rope_sin;
@@ -175,39 +172,14 @@ static void add_tensor(doze_full_trainer *t, const char *name, uint64_t cols, ui
 static void layout(doze_full_trainer *t, carver *c) {
     size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
     size_t KVD = (size_t)t->KVD, V = (size_t)t->V, T = (size_t)t->T;
-    for (int l = 0; l < t->L; l++) {
-        full_acts *a = &t->act[l];
-        a->x_in = carve(c, N * D);
-        a->xn = carve(c, N * D);
-        a->rinv1 = carve(c, N);
-        a->q = carve(c, N * Q);
-        a->k = carve(c, N * KVD);
-        a->v = carve(c, N * KVD);
-        a->P = carve(c, (size_t)t->B * t->H * T * T);
-        a->o = carve(c, N * Q);
-        a->xmid = carve(c, N * D);
-        a->rinv2 = carve(c, N);
-        a->hn = carve(c, N * D);
-        a->h1 = carve(c, N * F);
-        a->h3 = carve(c, N * F);
-        a->hg = carve(c, N * F);
-    }
+    const block_sizes bs = {N, D, Q, KVD, F, (size_t)t->B * t->H * T * T};
+    for (int l = 0; l < t->L; l++) carve_block_acts(c, &t->act[l], &bs);
     t->x = carve(c, N * D);
     t->xf = carve(c, N * D);
     t->rinvf = carve(c, N);
     t->logits = carve(c, N * V);
     t->row_loss = carve(c, N);
-    t->dx = carve(c, N * D);
-    t->dtmp = carve(c, N * D);
-    t->dhg = carve(c, N * F);
-    t->dh1 = carve(c, N * F);
-    t->dh3 = carve(c, N * F);
-    t->dhn = carve(c, N * D);
-    t->dO = carve(c, N * Q);
-    t->dq = carve(c, N * Q);
-    t->dk = carve(c, N * KVD);
-    t->dv = carve(c, N * KVD);
-    t->dxn = carve(c, N * D);
+    carve_block_grads(c, &t->gr, &bs);
     t->att_scratch = carve(c, t->att_per_thread * (size_t)t->nt);
     t->rope_cos = carve(c, T * (size_t)(t->hd / 2));
     t->rope_sin = carve(c, T * (size_t)(t->hd / 2));
@@ -401,7 +373,7 @@ static void forward(doze_full_trainer *t, int nb) {
     const float *embd = P_(t, 0);
     for (int n = 0; n < N; n++) memcpy(x + (size_t)n * D, embd + (size_t)t->inp[n] * D, (size_t)D * sizeof(float));
     for (int l = 0; l < t->L; l++) {
-        full_acts *a = &t->act[l];
+        block_acts *a = &t->act[l];
         memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
         rmsnorm_forward(a->xn, a->rinv1, a->x_in, P_(t, LT(l, TL_ATTN_NORM)), N, D, eps);
         matmul_forward_t_par(a->q, a->xn, WT_(t, LT(l, TL_Q)), N, t->Q, D, nt);
@@ -416,14 +388,14 @@ static void forward(doze_full_trainer *t, int nb) {
                               a->k + r * t->KVD, a->v + r * t->KVD, t->vis + r, 1, T, t->H, t->KV,
                               hd, kern->softmax, t->att_scratch + (size_t)thread_id() * t->att_per_thread);
         }
-        matmul_forward_t_par(t->dtmp, a->o, WT_(t, LT(l, TL_O)), N, D, t->Q, nt);
-        for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + t->dtmp[i];
+        matmul_forward_t_par(t->gr.dtmp, a->o, WT_(t, LT(l, TL_O)), N, D, t->Q, nt);
+        for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + t->gr.dtmp[i];
         rmsnorm_forward(a->hn, a->rinv2, a->xmid, P_(t, LT(l, TL_FFN_NORM)), N, D, eps);
         matmul_forward_t_par(a->h1, a->hn, WT_(t, LT(l, TL_GATE)), N, F, D, nt);
         matmul_forward_t_par(a->h3, a->hn, WT_(t, LT(l, TL_UP)), N, F, D, nt);
         swiglu_forward(a->hg, a->h1, a->h3, N, F, kern->swiglu);
-        matmul_forward_t_par(t->dtmp, a->hg, WT_(t, LT(l, TL_DOWN)), N, D, F, nt);
-        for (size_t i = 0; i < (size_t)N * D; i++) x[i] = a->xmid[i] + t->dtmp[i];
+        matmul_forward_t_par(t->gr.dtmp, a->hg, WT_(t, LT(l, TL_DOWN)), N, D, F, nt);
+        for (size_t i = 0; i < (size_t)N * D; i++) x[i] = a->xmid[i] + t->gr.dtmp[i];
     }
     rmsnorm_forward(t->xf, t->rinvf, x, P_(t, out_norm_index(t)), N, D, eps);
     matmul_forward_t_par(t->logits, t->xf, WT_(t, cls_index(t)), N, t->V, D, nt);
@@ -454,58 +426,58 @@ static void backward(doze_full_trainer *t) {
     memset(t->grads, 0, t->n_params * sizeof(float));
     /* classifier and final norm */
     const int ci = cls_index(t), oi = out_norm_index(t);
-    memset(t->dtmp, 0, ND * sizeof(float));
-    matmul_backward_par(t->dtmp, t->logits, P_(t, ci), N, t->V, D, nt); /* dxf */
+    memset(t->gr.dtmp, 0, ND * sizeof(float));
+    matmul_backward_par(t->gr.dtmp, t->logits, P_(t, ci), N, t->V, D, nt); /* dxf */
     matmul_backward_weights(G_(t, ci), t->logits, t->xf, N, t->V, D, nt);
-    rmsnorm_backward_weights(G_(t, oi), t->dtmp, t->x, t->rinvf, N, D);
-    memset(t->dx, 0, ND * sizeof(float));
-    rmsnorm_backward(t->dx, t->dtmp, t->x, t->rinvf, P_(t, oi), N, D);
+    rmsnorm_backward_weights(G_(t, oi), t->gr.dtmp, t->x, t->rinvf, N, D);
+    memset(t->gr.dx, 0, ND * sizeof(float));
+    rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x, t->rinvf, P_(t, oi), N, D);
     for (int l = t->L - 1; l >= 0; l--) {
-        const full_acts *a = &t->act[l];
+        const block_acts *a = &t->act[l];
         /* x_out = x_mid + W2 hg: dx is d/dx_out, and d/dx_mid so far */
-        matmul_backward_weights(G_(t, LT(l, TL_DOWN)), t->dx, a->hg, N, D, F, nt);
-        memset(t->dhg, 0, (size_t)N * F * sizeof(float));
-        matmul_backward_par(t->dhg, t->dx, P_(t, LT(l, TL_DOWN)), N, D, F, nt);
-        swiglu_backward(t->dh1, t->dh3, t->dhg, a->h1, a->h3, N, F);
-        matmul_backward_weights(G_(t, LT(l, TL_GATE)), t->dh1, a->hn, N, F, D, nt);
-        matmul_backward_weights(G_(t, LT(l, TL_UP)), t->dh3, a->hn, N, F, D, nt);
-        memset(t->dhn, 0, ND * sizeof(float));
-        matmul_backward_par(t->dhn, t->dh1, P_(t, LT(l, TL_GATE)), N, F, D, nt);
-        matmul_backward_par(t->dhn, t->dh3, P_(t, LT(l, TL_UP)), N, F, D, nt);
-        rmsnorm_backward_weights(G_(t, LT(l, TL_FFN_NORM)), t->dhn, a->xmid, a->rinv2, N, D);
-        rmsnorm_backward(t->dx, t->dhn, a->xmid, a->rinv2, P_(t, LT(l, TL_FFN_NORM)), N, D);
+        matmul_backward_weights(G_(t, LT(l, TL_DOWN)), t->gr.dx, a->hg, N, D, F, nt);
+        memset(t->gr.dhg, 0, (size_t)N * F * sizeof(float));
+        matmul_backward_par(t->gr.dhg, t->gr.dx, P_(t, LT(l, TL_DOWN)), N, D, F, nt);
+        swiglu_backward(t->gr.dh1, t->gr.dh3, t->gr.dhg, a->h1, a->h3, N, F);
+        matmul_backward_weights(G_(t, LT(l, TL_GATE)), t->gr.dh1, a->hn, N, F, D, nt);
+        matmul_backward_weights(G_(t, LT(l, TL_UP)), t->gr.dh3, a->hn, N, F, D, nt);
+        memset(t->gr.dhn, 0, ND * sizeof(float));
+        matmul_backward_par(t->gr.dhn, t->gr.dh1, P_(t, LT(l, TL_GATE)), N, F, D, nt);
+        matmul_backward_par(t->gr.dhn, t->gr.dh3, P_(t, LT(l, TL_UP)), N, F, D, nt);
+        rmsnorm_backward_weights(G_(t, LT(l, TL_FFN_NORM)), t->gr.dhn, a->xmid, a->rinv2, N, D);
+        rmsnorm_backward(t->gr.dx, t->gr.dhn, a->xmid, a->rinv2, P_(t, LT(l, TL_FFN_NORM)), N, D);
         /* x_mid = x_in + Wo o: dx is now d/dx_mid */
-        matmul_backward_weights(G_(t, LT(l, TL_O)), t->dx, a->o, N, D, t->Q, nt);
-        memset(t->dO, 0, (size_t)N * t->Q * sizeof(float));
-        matmul_backward_par(t->dO, t->dx, P_(t, LT(l, TL_O)), N, D, t->Q, nt);
-        memset(t->dq, 0, (size_t)N * t->Q * sizeof(float));
-        memset(t->dk, 0, (size_t)N * t->KVD * sizeof(float));
-        memset(t->dv, 0, (size_t)N * t->KVD * sizeof(float));
+        matmul_backward_weights(G_(t, LT(l, TL_O)), t->gr.dx, a->o, N, D, t->Q, nt);
+        memset(t->gr.dO, 0, (size_t)N * t->Q * sizeof(float));
+        matmul_backward_par(t->gr.dO, t->gr.dx, P_(t, LT(l, TL_O)), N, D, t->Q, nt);
+        memset(t->gr.dq, 0, (size_t)N * t->Q * sizeof(float));
+        memset(t->gr.dk, 0, (size_t)N * t->KVD * sizeof(float));
+        memset(t->gr.dv, 0, (size_t)N * t->KVD * sizeof(float));
         DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
         for (int b = 0; b < nb; b++) {
             size_t r = (size_t)b * T;
-            attention_backward(t->dq + r * t->Q, t->dk + r * t->KVD, t->dv + r * t->KVD,
-                               t->dO + r * t->Q, a->P + (size_t)b * t->H * T * T, a->q + r * t->Q,
+            attention_backward(t->gr.dq + r * t->Q, t->gr.dk + r * t->KVD, t->gr.dv + r * t->KVD,
+                               t->gr.dO + r * t->Q, a->P + (size_t)b * t->H * T * T, a->q + r * t->Q,
                                a->k + r * t->KVD, a->v + r * t->KVD, 1, T, t->H, t->KV, hd,
                                t->att_scratch + (size_t)thread_id() * t->att_per_thread);
         }
-        rope_backward(t->dq, N, T, t->H, hd, hd, t->rope_cos, t->rope_sin);
-        rope_backward(t->dk, N, T, t->KV, hd, hd, t->rope_cos, t->rope_sin);
-        matmul_backward_weights(G_(t, LT(l, TL_Q)), t->dq, a->xn, N, t->Q, D, nt);
-        matmul_backward_weights(G_(t, LT(l, TL_K)), t->dk, a->xn, N, t->KVD, D, nt);
-        matmul_backward_weights(G_(t, LT(l, TL_V)), t->dv, a->xn, N, t->KVD, D, nt);
-        memset(t->dxn, 0, ND * sizeof(float));
-        matmul_backward_par(t->dxn, t->dq, P_(t, LT(l, TL_Q)), N, t->Q, D, nt);
-        matmul_backward_par(t->dxn, t->dk, P_(t, LT(l, TL_K)), N, t->KVD, D, nt);
-        matmul_backward_par(t->dxn, t->dv, P_(t, LT(l, TL_V)), N, t->KVD, D, nt);
-        rmsnorm_backward_weights(G_(t, LT(l, TL_ATTN_NORM)), t->dxn, a->x_in, a->rinv1, N, D);
-        rmsnorm_backward(t->dx, t->dxn, a->x_in, a->rinv1, P_(t, LT(l, TL_ATTN_NORM)), N, D);
+        rope_backward(t->gr.dq, N, T, t->H, hd, hd, t->rope_cos, t->rope_sin);
+        rope_backward(t->gr.dk, N, T, t->KV, hd, hd, t->rope_cos, t->rope_sin);
+        matmul_backward_weights(G_(t, LT(l, TL_Q)), t->gr.dq, a->xn, N, t->Q, D, nt);
+        matmul_backward_weights(G_(t, LT(l, TL_K)), t->gr.dk, a->xn, N, t->KVD, D, nt);
+        matmul_backward_weights(G_(t, LT(l, TL_V)), t->gr.dv, a->xn, N, t->KVD, D, nt);
+        memset(t->gr.dxn, 0, ND * sizeof(float));
+        matmul_backward_par(t->gr.dxn, t->gr.dq, P_(t, LT(l, TL_Q)), N, t->Q, D, nt);
+        matmul_backward_par(t->gr.dxn, t->gr.dk, P_(t, LT(l, TL_K)), N, t->KVD, D, nt);
+        matmul_backward_par(t->gr.dxn, t->gr.dv, P_(t, LT(l, TL_V)), N, t->KVD, D, nt);
+        rmsnorm_backward_weights(G_(t, LT(l, TL_ATTN_NORM)), t->gr.dxn, a->x_in, a->rinv1, N, D);
+        rmsnorm_backward(t->gr.dx, t->gr.dxn, a->x_in, a->rinv1, P_(t, LT(l, TL_ATTN_NORM)), N, D);
     }
     /* embedding rows, in token order */
     float *ge = G_(t, 0);
     for (int n = 0; n < N; n++) {
         float *g = ge + (size_t)t->inp[n] * D;
-        const float *d = t->dx + (size_t)n * D;
+        const float *d = t->gr.dx + (size_t)n * D;
         for (int i = 0; i < D; i++) g[i] += d[i];
     }
 }

@@ -984,6 +984,19 @@ static inline float dot_f32(const float *a, const float *b, int n) {
     return s;
 }
 
+/* out(n) = 0 */
+static inline void zero_f32(float *out, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) wasm_v128_store(out + i, wasm_f32x4_splat(0.0f));
+    for (; i < n; i++) out[i] = 0.0f;
+}
+
+/* the first position >= t visible under valid (NULL: all), or n */
+static inline int next_visible(const uint8_t *valid, int t, int n) {
+    while (t < n && valid && !valid[t]) t++;
+    return t;
+}
+
 /* out(n) += a0 * v0 (then += a1 * v1 when v1): per element the first
  * product added, then the second, as the attention kernels' value sums take
  * valid positions in pairs */
@@ -1022,20 +1035,12 @@ static void simd_attention(float *out, const float *q, const float *k, const flo
 
     /* out += a_t v_t in position order; 2 positions per pass halve the
      * traffic on out and keep the per-element order of the reference. */
-    int i = 0;
-    for (; i + 4 <= head_dim; i += 4) wasm_v128_store(out + i, wasm_f32x4_splat(0.0f));
-    for (; i < head_dim; i++) out[i] = 0.0f;
-    int t = 0;
-    while (t < n_pos) {
-        if (valid && !valid[t]) {
-            t++;
-            continue;
-        }
-        int t2 = t + 1;
-        while (t2 < n_pos && valid && !valid[t2]) t2++;
+    zero_f32(out, head_dim);
+    for (int t = next_visible(valid, 0, n_pos); t < n_pos;) {
+        const int t2 = next_visible(valid, t + 1, n_pos);
         add_weighted_rows(out, v + (size_t)t * st, att[t], t2 < n_pos ? v + (size_t)t2 * st : NULL,
                           t2 < n_pos ? att[t2] : 0.0f, head_dim);
-        t = t2 + 1;
+        t = next_visible(valid, t2 + 1, n_pos);
     }
 }
 
@@ -1063,19 +1068,10 @@ static void simd_attention_heads(float *out, const float *q, const float *k, con
         for (int h = h0; h < h1; h++) {
             if (head_on && !head_on[h]) continue;
             simd_softmax(att + (size_t)(h - h0) * np, n_pos);
-            float *o = out + (size_t)h * hd;
-            int i = 0;
-            for (; i + 4 <= head_dim; i += 4) wasm_v128_store(o + i, wasm_f32x4_splat(0.0f));
-            for (; i < head_dim; i++) o[i] = 0.0f;
+            zero_f32(out + (size_t)h * hd, head_dim);
         }
-        int t = 0;
-        while (t < n_pos) {
-            if (valid && !valid[t]) {
-                t++;
-                continue;
-            }
-            int t2 = t + 1;
-            while (t2 < n_pos && valid && !valid[t2]) t2++;
+        for (int t = next_visible(valid, 0, n_pos); t < n_pos;) {
+            const int t2 = next_visible(valid, t + 1, n_pos);
             for (int h = h0; h < h1; h++) {
                 if (head_on && !head_on[h]) continue;
                 const float *a = att + (size_t)(h - h0) * np;
@@ -1084,7 +1080,7 @@ static void simd_attention_heads(float *out, const float *q, const float *k, con
                 add_weighted_rows(out + (size_t)h * hd, v0, a[t], t2 < n_pos ? v + (size_t)t2 * st + kvo : NULL,
                                   t2 < n_pos ? a[t2] : 0.0f, head_dim);
             }
-            t = t2 + 1;
+            t = next_visible(valid, t2 + 1, n_pos);
         }
     }
 }
