@@ -232,6 +232,43 @@ static double read_loop_gbs(const doze_model *m, uint32_t *sink) {
     return best;
 }
 
+/* The matrix-vector products of one dense decode step alone (every layer's
+ * Q, K, V, per-head output, gate, up and per-block down projections, then
+ * the classifier), on a fixed activation, best of 5 passes, as tokens/s:
+ * what decode could reach with these kernels if attention, norms, RoPE,
+ * sampling and the rest cost nothing. A ceiling for the ratios between
+ * types that the kernels themselves set. 0 when out of memory. */
+static double matvecs_tok_s(const doze_model *m) {
+    const doze_model_info *c = &m->info;
+    int n = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    if (c->n_heads * c->head_dim > n) n = c->n_heads * c->head_dim;
+    int ny = n > c->vocab_size ? n : c->vocab_size;
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)ny * sizeof *y);
+    void *xq = malloc(((size_t)n / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
+    double best = 0.0;
+    if (x && y && xq) {
+        for (int i = 0; i < n; i++) x[i] = (float)((i * 37) % 17 - 8) * 0.0625f;
+        for (int pass = 0; pass < 5; pass++) {
+            double t0 = io_now_ms();
+            for (int l = 0; l < c->n_layers; l++) {
+                const doze_layer *L = &m->layers[l];
+                model_matvec(m, y, &L->wq, x, xq);
+                model_matvec(m, y, &L->wk, x, xq);
+                model_matvec(m, y, &L->wv, x, xq);
+                for (int h = 0; h < c->n_heads; h++) model_matvec(m, y, &L->wo_head[h], x, xq);
+                model_matvec(m, y, &L->w_gate, x, xq);
+                model_matvec(m, y, &L->w_up, x, xq);
+                for (int j = 0; j < m->n_ffn_blocks; j++) model_matvec(m, y, &L->w_down_blk[j], x, xq);
+            }
+            model_matvec(m, y, &m->output, x, xq);
+            double ms = io_now_ms() - t0;
+            if (ms > 0 && 1000.0 / ms > best) best = 1000.0 / ms;
+        }
+    }
+    free(x), free(y), free(xq);
+    return best;
+}
+
 /* ---- several models side by side (issue 9's ratios) -------------------- */
 
 #define BENCH_MAX_MODELS 8
@@ -324,6 +361,7 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
     doze_model *ms[BENCH_MAX_MODELS] = {0};
     speed best[BENCH_MAX_MODELS], mean[BENCH_MAX_MODELS];
     double read_gbs[BENCH_MAX_MODELS] = {0}, prompt[BENCH_MAX_MODELS] = {0}, first_ms[BENCH_MAX_MODELS] = {0};
+    double mv[BENCH_MAX_MODELS] = {0};
     int rc = 0;
     doze_model_params mp = doze_model_default_params();
     mp.context_length = 256;
@@ -340,6 +378,11 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
                 if (g > read_gbs[i]) read_gbs[i] = g;
             }
         for (int i = 0; i < n_paths && rc == 0; i++) rc = run_prefill(ms[i], 128, 3, &prompt[i], &first_ms[i]);
+        for (int pass = 0; pass < 2; pass++) /* interleaved like the read loop */
+            for (int i = 0; i < n_paths; i++) {
+                double t = matvecs_tok_s(ms[i]);
+                if (t > mv[i]) mv[i] = t;
+            }
     }
     double ratio[BENCH_MAX_MODELS] = {0};
     if (rc == 0) rc = decode_rounds(ms, n_paths, rounds, steps, best, mean, read_gbs, ratio, &sink);
@@ -347,8 +390,9 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
         if (!json)
             out_printf("decode: best of %d rounds of %d tokens per model, the models in turn; read loop: one pass\n"
                        "over the model's weights before each round (best pass; 'median' = median over rounds of\n"
-                       "the round's decode GB/s / its pass's)\n"
-                       "type   MB/token  prompt tok/s  decode tok/s  (mean)    GB/s  of read loop (median)  vs %s\n",
+                       "the round's decode GB/s / its pass's); matvecs: the step's matrix-vector products alone\n"
+                       "(best of 10 passes), the ceiling these kernels put on decode; 'vs' = decode / the first model's\n"
+                       "type   MB/token  prompt tok/s  decode tok/s  (mean)    GB/s  of read loop (median)  matvecs tok/s  vs %s\n",
                        rounds, steps, doze_type_name(doze_model_get_info(ms[0])->weight_type));
         for (int i = 0; i < n_paths; i++) {
             const doze_model_info *c = doze_model_get_info(ms[i]);
@@ -357,15 +401,16 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
                 out_printf("{\"model\":%d,\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"mb_per_token\":%.3f,"
                            "\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,\"decode_tok_s\":%.2f,"
                            "\"decode_mean_tok_s\":%.2f,\"gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
-                           "\"of_read_loop\":%.3f,\"of_read_loop_median\":%.3f,\"vs_first\":%.3f,\"sink\":%u}\n",
+                           "\"of_read_loop\":%.3f,\"of_read_loop_median\":%.3f,\"matvecs_tok_s\":%.2f,"
+                           "\"vs_first\":%.3f,\"sink\":%u}\n",
                            i, doze_type_name(c->weight_type), c->dim, c->n_layers, bytes_per_token(ms[i]) / 1e6,
                            prompt[i], first_ms[i], best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
-                           read_gbs[i], best[i].gb_per_s / read_gbs[i], ratio[i], vs_first, sink & 1u);
+                           read_gbs[i], best[i].gb_per_s / read_gbs[i], ratio[i], mv[i], vs_first, sink & 1u);
             else
-                out_printf("%-5s  %8.2f  %12.1f  %12.1f  (%6.1f)  %6.2f  %5.0f%% of %5.1f (%3.0f%%)  %.2fx%s\n",
+                out_printf("%-5s  %8.2f  %12.1f  %12.1f  (%6.1f)  %6.2f  %5.0f%% of %5.1f (%3.0f%%)  %13.1f  %.2fx%s\n",
                            doze_type_name(c->weight_type), bytes_per_token(ms[i]) / 1e6, prompt[i],
                            best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
-                           100.0 * best[i].gb_per_s / read_gbs[i], read_gbs[i], 100.0 * ratio[i], vs_first,
+                           100.0 * best[i].gb_per_s / read_gbs[i], read_gbs[i], 100.0 * ratio[i], mv[i], vs_first,
                            (sink & 1u) ? " " : "");
         }
     }

@@ -42,6 +42,23 @@ for (const type of ['f32', 'f16', 'q8_0']) {
   });
 }
 
+test('bench A B --json: one record per model, natively and in wasm', () => {
+  const models = [join(dir, 'n-f32.gguf'), join(dir, 'n-q8_0.gguf')];
+  for (const where of ['native', 'wasm']) {
+    const r = run(where, ['bench', ...models, '--steps', '2', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const recs = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(recs.map((x) => x.type), ['f32', 'q8_0']);
+    for (const x of recs) {
+      for (const k of ['prompt_tok_s', 'decode_tok_s', 'gb_s', 'read_loop_gb_s', 'matvecs_tok_s'])
+        assert.ok(Number.isFinite(x[k]) && x[k] > 0, `${where} ${x.type} ${k} = ${x[k]}`);
+      assert.equal(x.dim, 64);
+      assert.equal(x.layers, 3);
+    }
+    assert.equal(recs[0].vs_first, 1);
+  }
+});
+
 test('tokenize and ppl print the same natively and in wasm', () => {
   const model = join(dir, 'n-f32.gguf');
   const text = join(dir, 'text.txt');
