@@ -18,6 +18,8 @@ typedef struct {
 
 doze_status gguf_builder_init(gguf_builder *b, doze_error *err);
 void gguf_builder_free(gguf_builder *b);
+/* Hands p (malloc'd) to the builder, which frees it (also on failure). */
+doze_status gguf_builder_keep(gguf_builder *b, void *p, doze_error *err);
 /* Adds a tensor given as f32 values, stored as `type` when it is a matrix
  * whose rows fit the type's blocks; vectors (and rows that do not fit) stay
  * f32. ne as in GGUF (ne[0] = columns). */

@@ -101,6 +101,9 @@ typedef struct {
     int bos_id, eos_id, unk_id;  /* -1 where the model has none */
     int ffn_block;               /* issue 8: channels per FFN block (16 or 32; see
                                     doze_model_ffn_block) */
+    uint32_t ffn_order;          /* issue 8: 0, or the doze.ffn_order key of a file whose
+                                    FFN channels doze_ffn_order_write reordered (a hash of
+                                    the order; gate files are bound to it) */
 } doze_model_info;
 
 /* Streaming load: feed the GGUF file in order, in chunks of any size
@@ -227,6 +230,35 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
 doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void *bytes, size_t n),
                             void *ctx, doze_error *err);
 void doze_gates_free(doze_gates *g);
+
+/* FFN channel order (issue 8; see src/ffn_order.c). The FFN's intermediate
+ * channels can be permuted without changing the model's function; grouping
+ * the channels that matter on the same tokens into the same blocks makes FFN
+ * blocks cheaper to skip. */
+typedef struct {
+    int max_tokens;        /* calibration tokens used (default 4096) */
+    float keep;            /* the share of a layer's blocks a token keeps that the order is
+                              made for, in (0, 1) (default 0.6) */
+    int tries_per_channel; /* local-search swaps tried per channel and layer (default 40) */
+    uint64_t seed;         /* of the search (default 1) */
+} doze_ffn_order_params;
+
+doze_ffn_order_params doze_ffn_order_default_params(void);
+/* Runs the dense model over tokens (one sequence, BOS first; the session
+ * restarts when its context is full) and finds each layer's channel order:
+ * perm (n_layers, hidden_dim), new channel c of layer l = old channel
+ * perm[l * hidden_dim + c]. kept (n_layers, 2; may be NULL): the share of the
+ * FFN contribution the tokens keep in their top blocks, before and after.
+ * Needs 2 to 64 FFN blocks per layer. Deterministic for a given seed. */
+doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, const doze_ffn_order_params *p,
+                           int32_t *perm, float *kept, doze_error *err);
+/* Writes the GGUF model `file` with each layer's FFN channels in the order
+ * perm (ffn_gate and ffn_up rows, ffn_down columns; ffn_down must be f32 or
+ * f16) and the key doze.ffn_order, through fn (returns 0 on success). The
+ * written model computes what the original does (up to the order of the
+ * FFN's float sums). */
+doze_status doze_ffn_order_write(const void *file, size_t n, const int32_t *perm, int n_layers, int hidden_dim,
+                                 int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx, doze_error *err);
 /* Uses g for this session's decisions (NULL: none, every step is dense).
  * g must outlive the session's use of it. */
 doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err);

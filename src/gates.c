@@ -148,7 +148,8 @@ void gates_decide_blocks(const doze_gates *g, const doze_cost_model *c, int n_po
 }
 
 uint32_t gates_model_fingerprint(const doze_model *m) {
-    /* FNV-1a over the shape and the final norm's and first layer's norm weights */
+    /* FNV-1a over the shape and the final norm's and first layer's norm weights,
+     * then the FFN order (info.ffn_order) when there is one */
     const doze_model_info *c = &m->info;
     uint32_t h = 2166136261u;
     int32_t shape[6] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size};
@@ -160,6 +161,12 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
             h ^= parts[p][i];
             h *= 16777619u;
         }
+    /* issue 8: a model whose FFN channels were reordered is another model
+     * to its block rows (files without the key keep their fingerprint) */
+    for (int b = 0; c->ffn_order && b < 4; b++) {
+        h ^= (uint8_t)(c->ffn_order >> (8 * b));
+        h *= 16777619u;
+    }
     return h;
 }
 

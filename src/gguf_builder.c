@@ -22,7 +22,7 @@ void gguf_builder_free(gguf_builder *b) {
     memset(b, 0, sizeof *b);
 }
 
-static doze_status keep(gguf_builder *b, void *p, doze_error *err) {
+doze_status gguf_builder_keep(gguf_builder *b, void *p, doze_error *err) {
     if (b->n_bufs == b->cap_bufs) {
         size_t cap = b->cap_bufs ? b->cap_bufs * 2 : 64;
         void **nb = realloc(b->bufs, cap * sizeof *nb);
@@ -67,7 +67,7 @@ doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_d
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for tensor %s", name);
     for (uint64_t r = 0; r < rows; r++)
         t->quantize_row(values + r * ne[0], (uint8_t *)data + r * row_bytes, (int64_t)ne[0]);
-    doze_status st = keep(b, data, err);
+    doze_status st = gguf_builder_keep(b, data, err);
     if (st != DOZE_OK) return st;
     return gguf_writer_add_tensor(b->w, name, (uint32_t)t->type, n_dims, ne, data, err);
 }

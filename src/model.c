@@ -121,6 +121,14 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
     info->tied_output = gguf_find_tensor(h, "output.weight") == NULL;
     info->bos_id = info->eos_id = info->unk_id = -1;
     info->ffn_block = model_ffn_block_of(h, info);
+    int64_t order = 0;
+    info->ffn_order = 0;
+    if (gguf_find_kv(h, "doze.ffn_order")) {
+        if ((st = gguf_get_int(h, "doze.ffn_order", &order, err)) != DOZE_OK) return st;
+        if (order < 0 || order > UINT32_MAX)
+            return doze_fail(err, DOZE_ERR_BAD_FORMAT, "doze.ffn_order %lld is not a u32", (long long)order);
+        info->ffn_order = (uint32_t)order;
+    }
     return DOZE_OK;
 }
 

@@ -29,6 +29,9 @@ static const char usage[] =
     "           [--seed S] [--gates INIT] [--compute-weight W] [--dual-rate R]\n"
     "           [--no-ffn-gates] -o GATES.gguf\n"
     "      trains the gates by backprop (base weights frozen), prints loss and compute\n"
+    "  order-ffn MODEL --calib TEXTFILE [--tokens N] [--keep F] [--tries N] [--seed S] -o OUT.gguf\n"
+    "      the same model with each layer's FFN channels grouped into blocks by what they\n"
+    "      contribute on the text, so that FFN blocks skip at less cost (f32/f16 ffn_down)\n"
     "  init --dim D --hidden H --layers L --heads NH --kv-heads NKV --vocab V --ctx T\n"
     "       --seed S [--type f32|f16|q8_0] -o OUT.gguf\n"
     "  convert llama2c CKPT TOKENIZER -o OUT.gguf [--type f32|f16|q8_0]\n"
@@ -57,6 +60,7 @@ int doze_cli_main(int argc, char **argv) {
     if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc, argv);
     if (strcmp(cmd, "vocab") == 0) return cmd_vocab(argc, argv);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(cmd, "order-ffn") == 0) return cmd_order(argc, argv);
     err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
     return 2;
 }

@@ -59,6 +59,26 @@ test('bench A B --json: one record per model, natively and in wasm', () => {
   }
 });
 
+test('order-ffn writes byte-identical models natively and in wasm; the model still runs', () => {
+  const model = join(dir, 'n-f32.gguf');
+  const text = join(dir, 'order.txt');
+  writeFileSync(text, 'the cat sat on the mat. a dog ran to the park and the cat ran after it. '.repeat(40));
+  const a = join(dir, 'ordered-n.gguf'), b = join(dir, 'ordered-w.gguf');
+  const n = run('native', ['order-ffn', model, '--calib', text, '--tokens', '400', '-o', a]);
+  const w = run('wasm', ['order-ffn', model, '--calib', text, '--tokens', '400', '-o', b]);
+  assert.equal(n.status, 0, n.stderr);
+  assert.equal(w.status, 0, w.stderr);
+  assert.ok(n.stdout.equals(w.stdout));
+  assert.match(n.stdout.toString(), /layer  2: 0\.\d+ -> 0\.\d+/);
+  assert.ok(readFileSync(a).equals(readFileSync(b)), 'ordered files differ');
+  assert.ok(!readFileSync(a).equals(readFileSync(model)));
+  const g = run('native', ['generate', a, '--prompt', 'hello', '--steps', '20', '--temp', '0']);
+  assert.equal(g.status, 0, g.stderr);
+  const bad = run('native', ['order-ffn', join(dir, 'n-q8_0.gguf'), '--calib', text, '-o', join(dir, 'x.gguf')]);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr.toString(), /ffn_down/);
+});
+
 test('tokenize and ppl print the same natively and in wasm', () => {
   const model = join(dir, 'n-f32.gguf');
   const text = join(dir, 'text.txt');

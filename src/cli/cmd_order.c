@@ -1,0 +1,101 @@
+/* `doze order-ffn`: rewrites a model with each layer's FFN channels grouped
+ * into blocks by what they contribute on calibration text (issue 8; the
+ * method is in src/ffn_order.c), so that FFN blocks skip at less cost. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+
+/* BOS + the text's first `max_bytes` bytes (cut at a UTF-8 boundary), encoded */
+static int32_t *text_tokens(doze_model *m, const char *path, size_t max_bytes, int *n, doze_error *e) {
+    size_t len = 0;
+    uint8_t *text = cli_read_file(path, &len);
+    if (!text) return NULL;
+    if (len > max_bytes) {
+        len = max_bytes;
+        while (len > 0 && (text[len] & 0xC0) == 0x80) len--;
+    }
+    int need = 0;
+    int32_t *ids = NULL;
+    if (doze_tokenize(m, (const char *)text, len, 1, NULL, 0, &need, e) == DOZE_OK) {
+        ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
+        if (ids && doze_tokenize(m, (const char *)text, len, 1, ids, need, n, e) != DOZE_OK) {
+            free(ids);
+            ids = NULL;
+        }
+    }
+    free(text);
+    return ids;
+}
+
+int cmd_order(int argc, char **argv) {
+    const char *path = cli_positional(argc, argv, 0);
+    const char *calib = cli_opt(argc, argv, "--calib");
+    const char *out = cli_opt(argc, argv, "-o");
+    int bad = 0;
+    doze_ffn_order_params p = doze_ffn_order_default_params();
+    p.max_tokens = (int)cli_opt_int(argc, argv, "--tokens", p.max_tokens, &bad);
+    p.keep = (float)cli_opt_float(argc, argv, "--keep", p.keep, &bad);
+    p.tries_per_channel = (int)cli_opt_int(argc, argv, "--tries", p.tries_per_channel, &bad);
+    p.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)p.seed, &bad);
+    if (!path || !calib || !out || bad) {
+        err_printf("usage: doze order-ffn MODEL --calib TEXTFILE [--tokens N] [--keep F] [--tries N] [--seed S]\n"
+                   "       -o OUT.gguf\n");
+        return 2;
+    }
+    size_t n = 0;
+    uint8_t *file = cli_read_file(path, &n);
+    if (!file) return 1;
+    doze_error e;
+    doze_model_params mp = doze_model_default_params();
+    doze_model *m = NULL;
+    int32_t *ids = NULL, *perm = NULL;
+    float *kept = NULL;
+    int rc = 1, n_ids = 0;
+    if (doze_model_load_memory(file, n, &mp, &m, &e) != DOZE_OK) {
+        cli_print_error(path, &e);
+        goto done;
+    }
+    const doze_model_info *c = doze_model_get_info(m);
+    /* about 4 bytes of English per token: enough text for max_tokens */
+    ids = text_tokens(m, calib, (size_t)p.max_tokens * 8u + 64u, &n_ids, &e);
+    if (!ids) {
+        cli_print_error(calib, &e);
+        goto done;
+    }
+    perm = malloc((size_t)c->n_layers * (size_t)c->hidden_dim * sizeof *perm);
+    kept = malloc((size_t)c->n_layers * 2 * sizeof *kept);
+    if (!perm || !kept) {
+        err_printf("doze: out of memory\n");
+        goto done;
+    }
+    double t0 = io_now_ms();
+    if (doze_ffn_order(m, ids, n_ids, &p, perm, kept, &e) != DOZE_OK) {
+        cli_print_error("order-ffn", &e);
+        goto done;
+    }
+    int nb = doze_model_ffn_blocks(m), used = n_ids < p.max_tokens ? n_ids : p.max_tokens;
+    err_printf("doze: FFN channels ordered on %d tokens in %.1f s\n", used, (io_now_ms() - t0) / 1000.0);
+    out_printf("share of each token's FFN contribution kept by its top %d of %d blocks (of %d channels),\n"
+               "before -> after the order\n",
+               (int)(p.keep * (float)nb + 0.5f), nb, doze_model_ffn_block(m));
+    for (int l = 0; l < c->n_layers; l++)
+        out_printf("layer %2d: %.4f -> %.4f\n", l, (double)kept[2 * l], (double)kept[2 * l + 1]);
+    intptr_t fd = io_open(out, "w");
+    if (fd < 0) {
+        err_printf("doze: cannot write %s\n", out);
+        goto done;
+    }
+    rc = doze_ffn_order_write(file, n, perm, c->n_layers, c->hidden_dim, cli_write_fn, &fd, &e) == DOZE_OK
+             ? 0
+             : cli_print_error(out, &e);
+    io_close(fd);
+done:
+    free(kept);
+    free(perm);
+    free(ids);
+    doze_model_free(m);
+    free(file);
+    return rc;
+}
