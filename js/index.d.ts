@@ -84,6 +84,8 @@ export interface ModelInfo {
   ffnBlock: number;
   /** FFN blocks per layer: ceil(hiddenDim / ffnBlock). */
   ffnBlocks: number;
+  /** Issue 8: 0, or the doze.ffn_order key (a hash of the channel order) of a model whose FFN channels `doze order-ffn` grouped into blocks; gate files are bound to it. */
+  ffnOrder: number;
 }
 
 export interface GenerateOptions {

@@ -200,7 +200,7 @@ export async function loadModel(source, options = {}) {
 const INFO_FIELDS = [
   'dim', 'hiddenDim', 'layers', 'heads', 'kvHeads', 'headDim', 'ropeDim', 'vocabSize',
   'contextLength', 'normEps', 'ropeTheta', 'weightTypeId', 'tiedOutput', 'params', 'bytes',
-  'layerBytes', 'bosId', 'eosId', 'unkId', 'ffnBlock',
+  'layerBytes', 'bosId', 'eosId', 'unkId', 'ffnBlock', 'ffnOrder',
 ];
 
 function readInfo(rt, m) {
@@ -234,6 +234,8 @@ function readInfo(rt, m) {
       // issue 8: channels per FFN block (16 for small f32/f16 FFNs, else 32) and blocks per layer
       ffnBlock: raw.ffnBlock || 32,
       ffnBlocks: Math.ceil(raw.hiddenDim / (raw.ffnBlock || 32)),
+      // issue 8: 0, or the doze.ffn_order key of a model `doze order-ffn` rewrote
+      ffnOrder: raw.ffnOrder || 0,
     });
   } finally {
     rt.doze.free(p);

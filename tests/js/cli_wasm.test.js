@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadModel } from '../../js/src/index.js';
 import { hasShared, nativeCli, readFloats, readPairs, root, run, scratch, shared, sharedSkip } from './helpers.js';
 
 const dir = scratch();
@@ -59,7 +60,7 @@ test('bench A B --json: one record per model, natively and in wasm', () => {
   }
 });
 
-test('order-ffn writes byte-identical models natively and in wasm; the model still runs', () => {
+test('order-ffn writes byte-identical models natively and in wasm; the model still runs', async () => {
   const model = join(dir, 'n-f32.gguf');
   const text = join(dir, 'order.txt');
   writeFileSync(text, 'the cat sat on the mat. a dog ran to the park and the cat ran after it. '.repeat(40));
@@ -74,6 +75,12 @@ test('order-ffn writes byte-identical models natively and in wasm; the model sti
   assert.ok(!readFileSync(a).equals(readFileSync(model)));
   const g = run('native', ['generate', a, '--prompt', 'hello', '--steps', '20', '--temp', '0']);
   assert.equal(g.status, 0, g.stderr);
+  const m = await loadModel(readFileSync(a));
+  try {
+    assert.ok(m.info.ffnOrder > 0, 'info.ffnOrder names the order');
+  } finally {
+    m.dispose();
+  }
   const bad = run('native', ['order-ffn', join(dir, 'n-q8_0.gguf'), '--calib', text, '-o', join(dir, 'x.gguf')]);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr.toString(), /ffn_down/);

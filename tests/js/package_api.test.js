@@ -95,6 +95,7 @@ test('model.info describes the init model', async () => {
     // issue 8: a small f32 FFN (160 < 8 * 32 channels): blocks of 16
     assert.equal(i.ffnBlock, 16);
     assert.equal(i.ffnBlocks, 10);
+    assert.equal(i.ffnOrder, 0); // not rewritten by doze order-ffn
     assert.equal(i.bosId, 1);
     assert.equal(i.eosId, 2);
     assert.ok(i.bytes > 64 * 300 * 4);
