@@ -238,7 +238,7 @@ export interface FinetuneStep {
 export interface FinetuneOptions {
   /** The compute budget b in (0, 1] to train for (default 0.7). */
   budget?: number;
-  /** Training steps (default 200); also the length of the temperature schedule. */
+  /** Training steps (default 400); also the length of the temperature schedule. */
   steps?: number;
   /** Tokens per training window T (default 128; at most the model's context). */
   contextLength?: number;

@@ -36,7 +36,7 @@ if [ "${RESUME_FROM:-}" != "" ]; then RESUME="--resume $RESUME_FROM"; fi
     --ckpt "$WORK/doze-stories.ckpt.gguf" --ckpt-every 100 $RESUME \
     --name doze-stories -o "$OUT/doze-stories.gguf"
 
-"$DOZE" finetune "$OUT/doze-stories.gguf" "$TRAIN" --budget 0.7 --seed 1 --quiet \
+"$DOZE" finetune "$OUT/doze-stories.gguf" "$TRAIN" --budget 0.7 --seed 1 --steps 200 --quiet \
     -o "$OUT/doze-stories.gates.gguf"
 
 "$DOZE" ppl "$OUT/doze-stories.gguf" "$DEV"

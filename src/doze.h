@@ -295,7 +295,7 @@ typedef struct {
                              run itself ends at the budget (default 0: off) */
     float tau_start;      /* Gumbel-sigmoid temperature at step 0 (default 1) */
     float tau_end;        /* ... at the last step (default 0.2) */
-    int total_steps;      /* for the annealing schedule (default 200) */
+    int total_steps;      /* for the annealing schedule (default 400) */
     uint64_t seed;        /* noise (default 1) */
     int ffn_gates;        /* doze_finetune_new without init gates: whether the training-free
                              gates it starts from gate FFN blocks (default 1) */

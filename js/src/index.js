@@ -1508,7 +1508,7 @@ export class Session {
 /**
  * @typedef {object} FinetuneOptions
  * @property {number} [budget] the compute budget b to train for (default 0.7)
- * @property {number} [steps] training steps (default 200); also the length of the temperature schedule
+ * @property {number} [steps] training steps (default 400); also the length of the temperature schedule
  * @property {number} [contextLength] tokens per window T (default 128; at most the model's context)
  * @property {number} [batch] windows per step (default 8)
  * @property {number} [lr] AdamW learning rate (default 2e-2)
