@@ -236,10 +236,13 @@ void doze_gates_free(doze_gates *g);
  * the channels that matter on the same tokens into the same blocks makes FFN
  * blocks cheaper to skip. */
 typedef struct {
-    int max_tokens;        /* calibration tokens used (default 4096) */
+    int max_tokens;        /* calibration tokens used (default 4096; fewer when their
+                              contributions, n_layers * tokens * hidden_dim floats, would
+                              pass 256 MiB) */
     float keep;            /* the share of a layer's blocks a token keeps that the order is
                               made for, in (0, 1) (default 0.6) */
-    int tries_per_channel; /* local-search swaps tried per channel and layer (default 40) */
+    int tries_per_channel; /* local-search swaps tried per channel and layer (default 40;
+                              fewer on large FFNs, to bound the work) */
     uint64_t seed;         /* of the search (default 1) */
 } doze_ffn_order_params;
 

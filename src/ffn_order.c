@@ -29,6 +29,11 @@
 #include "kernels/types.h"
 #include "model.h"
 
+/* bounds: the contributions kept in memory, and the search's work per layer
+ * (about a minute natively at the limit; stories260K needs 1e9) */
+#define ORDER_MAX_BYTES (256ll << 20)
+#define ORDER_MAX_WORK 4e10
+
 doze_ffn_order_params doze_ffn_order_default_params(void) {
     doze_ffn_order_params p;
     p.max_tokens = 4096;
@@ -119,8 +124,19 @@ doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, c
     int K = (int)lroundf(p.keep * (float)nb);
     if (K < 1) K = 1;
     if (K > nb - 1) K = nb - 1;
-    const int n = n_tokens < p.max_tokens ? n_tokens : p.max_tokens;
+    /* tokens: at most max_tokens, and no more than keep the contributions
+     * (n_layers, T, hidden_dim) floats within ORDER_MAX_BYTES */
+    long long cap = ORDER_MAX_BYTES / ((long long)L * H * (long long)sizeof(float)) + 1;
+    int n = n_tokens < p.max_tokens ? n_tokens : p.max_tokens;
+    if (n > cap) n = (int)cap;
+    if (n < 2)
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "ffn order: a layer of %d channels leaves no room", H);
     const int T = n - 1; /* position 0 (BOS) runs dense under any budget: not counted */
+    /* the search's work, T * n_blocks * (n_blocks - K) per swap, bounded */
+    long long tries = (long long)p.tries_per_channel * H;
+    const double per_try = (double)T * nb * (nb - K);
+    if (tries * per_try > ORDER_MAX_WORK) tries = (long long)(ORDER_MAX_WORK / per_try);
+    if (tries < H && p.tries_per_channel > 0) tries = H;
 
     doze_step_trace tr;
     memset(&tr, 0, sizeof tr);
@@ -176,8 +192,7 @@ doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, c
     for (int l = 0; l < L && st == DOZE_OK; l++) {
         for (int k = 0; k < H; k++) blk[k] = k / fb;
         float before, after;
-        search_layer(contrib + (size_t)l * T * H, T, H, nb, K, p.tries_per_channel * H, &rng, blk, bm, &before,
-                     &after);
+        search_layer(contrib + (size_t)l * T * H, T, H, nb, K, (int)tries, &rng, blk, bm, &before, &after);
         int at = 0;
         for (int j = 0; j < nb; j++)
             for (int k = 0; k < H; k++)

@@ -76,7 +76,7 @@ int cmd_order(int argc, char **argv) {
         goto done;
     }
     int nb = doze_model_ffn_blocks(m), used = n_ids < p.max_tokens ? n_ids : p.max_tokens;
-    err_printf("doze: FFN channels ordered on %d tokens in %.1f s\n", used, (io_now_ms() - t0) / 1000.0);
+    err_printf("doze: FFN channels ordered on up to %d tokens in %.1f s\n", used, (io_now_ms() - t0) / 1000.0);
     out_printf("share of each token's FFN contribution kept by its top %d of %d blocks (of %d channels),\n"
                "before -> after the order\n",
                (int)(p.keep * (float)nb + 0.5f), nb, doze_model_ffn_block(m));
