@@ -3,6 +3,7 @@
  * tokens keep in their top blocks; the rewritten model computes what the
  * original does (only the FFN's float sums change order); gate files are
  * bound to the order; files whose ffn_down cannot be reordered are refused. */
+#include "../../src/gguf.h"
 #include "model_fixture.h"
 #include "test_util.h"
 
@@ -45,6 +46,24 @@ static double logits_gap(doze_model *a, doze_model *b, const int32_t *tokens, in
     doze_session_free(sa);
     doze_session_free(sb);
     return worst / (hi - lo);
+}
+
+/* src with its doze.ffn_order key replaced by v */
+static mem_buf with_order_key(const mem_buf *src, const gguf_value *v) {
+    mem_buf out = {NULL, 0, 0};
+    gguf_header h;
+    doze_error e;
+    if (gguf_parse_header(src->data, src->len, &h, &e) != DOZE_OK) return out;
+    gguf_writer *w = gguf_writer_new(h.alignment);
+    doze_status st = gguf_writer_copy_kvs(w, &h, &e);
+    if (st == DOZE_OK) st = gguf_writer_set(w, "doze.ffn_order", v, &e);
+    for (uint64_t i = 0; i < h.n_tensors && st == DOZE_OK; i++)
+        st = gguf_writer_add_tensor(w, h.tensors[i].name.data, h.tensors[i].type, h.tensors[i].n_dims,
+                                    h.tensors[i].ne, src->data + h.data_offset + h.tensors[i].offset, &e);
+    if (st == DOZE_OK) st = gguf_writer_write(w, mem_write, &out, &e);
+    gguf_writer_free(w);
+    gguf_header_free(&h);
+    return out;
 }
 
 static void check_type(int type, int32_t *tokens) {
@@ -110,6 +129,21 @@ static void check_type(int type, int32_t *tokens) {
         }
         doze_model_free(mo2);
         free(o2.data);
+        /* a key that is not a u32 refuses the file, with a reason */
+        gguf_value bad_str = {.type = GGUF_TYPE_STRING};
+        bad_str.v.str.data = "shuffled";
+        bad_str.v.str.len = 8;
+        gguf_value bad_neg = {.type = GGUF_TYPE_INT64};
+        bad_neg.v.i64 = -5;
+        const gguf_value *bads[2] = {&bad_str, &bad_neg};
+        for (int k = 0; k < 2; k++) {
+            mem_buf x = with_order_key(&o, bads[k]);
+            doze_model *mx = NULL;
+            doze_status st = doze_model_load_memory(x.data, x.len, NULL, &mx, &e);
+            CHECK(x.data && st != DOZE_OK && mx == NULL);
+            printf("doze.ffn_order %s: %s\n", k ? "-5" : "\"shuffled\"", e.message);
+            free(x.data);
+        }
     }
     doze_model_free(mo);
     free(o.data);
