@@ -105,7 +105,9 @@ static void search_layer(const float *m, int T, int H, int nb, int K, int tries,
 }
 
 doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, const doze_ffn_order_params *params,
-                           int32_t *perm, float *kept, doze_error *err) {
+                           int32_t *perm, float *kept, doze_error *caller_err) {
+    doze_error local;
+    doze_error *err = caller_err ? caller_err : &local;
     if (!m || !tokens || !perm || n_tokens < 2)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "doze_ffn_order: no model, tokens (at least 2) or output");
     const doze_ffn_order_params p = params ? *params : doze_ffn_order_default_params();
@@ -234,7 +236,10 @@ static int ffn_tensor(const char *name, int *layer) {
 }
 
 doze_status doze_ffn_order_write(const void *file, size_t n, const int32_t *perm, int n_layers, int hidden_dim,
-                                 int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx, doze_error *err) {
+                                 int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                                 doze_error *caller_err) {
+    doze_error local;
+    doze_error *err = caller_err ? caller_err : &local;
     if (!file || !perm || !fn || n_layers < 1 || hidden_dim < 1)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "doze_ffn_order_write: invalid arguments");
     /* each layer's order is a permutation of 0..hidden_dim-1 */

@@ -246,6 +246,10 @@ int main(void) {
         int32_t badtok[3] = {1, V, 4};
         int32_t one[NL * 256];
         CHECK(doze_ffn_order(m, badtok, 3, NULL, one, NULL, &e) == DOZE_ERR_TOKEN_RANGE);
+        CHECK(doze_ffn_order(m, badtok, 3, NULL, one, NULL, NULL) == DOZE_ERR_TOKEN_RANGE); /* no error struct */
+        mem_buf none = {NULL, 0, 0};
+        CHECK(doze_ffn_order_write(f.data, f.len, badtok, NL, 256, mem_write, &none, NULL) == DOZE_ERR_INVALID_ARGUMENT);
+        CHECK(none.len == 0);
         doze_ffn_order_params p = doze_ffn_order_default_params();
         p.keep = 1.0f;
         CHECK(doze_ffn_order(m, tokens, NTOK, &p, one, NULL, &e) == DOZE_ERR_INVALID_ARGUMENT);
