@@ -29,6 +29,25 @@ static int32_t *text_tokens(doze_model *m, const char *path, size_t max_bytes, i
     return ids;
 }
 
+/* discards the bytes: a dry run of the rewrite checks the file first */
+static int discard(void *ctx, const void *bytes, size_t n) {
+    (void)ctx, (void)bytes, (void)n;
+    return 0;
+}
+
+/* opens the output on the first write, so that a rewrite that fails
+ * before writing leaves no file behind */
+typedef struct {
+    const char *path;
+    intptr_t fd;
+} lazy_file;
+
+static int lazy_write(void *ctx, const void *bytes, size_t n) {
+    lazy_file *f = ctx;
+    if (f->fd < 0 && (f->fd = io_open(f->path, "w")) < 0) return 1;
+    return io_write(f->fd, bytes, n);
+}
+
 int cmd_order(int argc, char **argv) {
     const char *path = cli_positional(argc, argv, 0);
     const char *calib = cli_opt(argc, argv, "--calib");
@@ -70,6 +89,13 @@ int cmd_order(int argc, char **argv) {
         err_printf("doze: out of memory\n");
         goto done;
     }
+    /* the file must be rewritable (f32/f16 ffn_down, ...) before the search */
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < c->hidden_dim; k++) perm[(size_t)l * c->hidden_dim + k] = k;
+    if (doze_ffn_order_write(file, n, perm, c->n_layers, c->hidden_dim, discard, NULL, &e) != DOZE_OK) {
+        cli_print_error(path, &e);
+        goto done;
+    }
     double t0 = io_now_ms();
     if (doze_ffn_order(m, ids, n_ids, &p, perm, kept, &e) != DOZE_OK) {
         cli_print_error("order-ffn", &e);
@@ -82,15 +108,11 @@ int cmd_order(int argc, char **argv) {
                (int)(p.keep * (float)nb + 0.5f), nb, doze_model_ffn_block(m));
     for (int l = 0; l < c->n_layers; l++)
         out_printf("layer %2d: %.4f -> %.4f\n", l, (double)kept[2 * l], (double)kept[2 * l + 1]);
-    intptr_t fd = io_open(out, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", out);
-        goto done;
-    }
-    rc = doze_ffn_order_write(file, n, perm, c->n_layers, c->hidden_dim, cli_write_fn, &fd, &e) == DOZE_OK
+    lazy_file lf = {out, -1};
+    rc = doze_ffn_order_write(file, n, perm, c->n_layers, c->hidden_dim, lazy_write, &lf, &e) == DOZE_OK
              ? 0
              : cli_print_error(out, &e);
-    io_close(fd);
+    if (lf.fd >= 0) io_close(lf.fd);
 done:
     free(kept);
     free(perm);

@@ -81,9 +81,13 @@ test('order-ffn writes byte-identical models natively and in wasm; the model sti
   } finally {
     m.dispose();
   }
-  const bad = run('native', ['order-ffn', join(dir, 'n-q8_0.gguf'), '--calib', text, '-o', join(dir, 'x.gguf')]);
-  assert.notEqual(bad.status, 0);
-  assert.match(bad.stderr.toString(), /ffn_down/);
+  for (const where of ['native', 'wasm']) { // refused before the search, and no file is left behind
+    const out = join(dir, `x-${where}.gguf`);
+    const bad = run(where, ['order-ffn', join(dir, 'n-q8_0.gguf'), '--calib', text, '-o', out]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr.toString(), /ffn_down\.weight is q8_0.*UNSUPPORTED_TYPE/);
+    assert.ok(!existsSync(out), `${where} left ${out}`);
+  }
 });
 
 test('tokenize and ppl print the same natively and in wasm', () => {
