@@ -87,14 +87,16 @@ doze_status doze_sequence_forward3(doze_model *m, const int32_t *tokens, int T,
             float *xn = b.xn + (size_t)t * dim;
             k->rmsnorm(xn, b.x + (size_t)t * dim, L->attn_norm, dim, c->norm_eps);
             float *kt = b.key + (size_t)t * kv_dim, *vt = b.value + (size_t)t * kv_dim;
-            model_matvec(m, kt, &L->wk, xn, b.xq);
-            model_matvec(m, vt, &L->wv, xn, b.xq);
+            const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv};
+            model_prepare_input(m, qkv, 3, xn, b.xq); /* once for K, V and every Q head */
+            model_matvec_prepared(m, kt, &L->wk, xn, b.xq);
+            model_matvec_prepared(m, vt, &L->wv, xn, b.xq);
             k->rope(kt, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
             for (int h = 0; h < nh; h++) {
                 if (ho && !ho[h]) continue;
                 float *qh = b.q + (size_t)t * q_dim + (size_t)h * hd;
                 doze_matrix wq_h = model_rows(&L->wq, h * hd, hd);
-                model_matvec(m, qh, &wq_h, xn, b.xq);
+                model_matvec_prepared(m, qh, &wq_h, xn, b.xq);
                 k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
             }
         }

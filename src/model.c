@@ -606,6 +606,22 @@ static void matvec_prepared(const doze_model *m, float *y, const doze_matrix *w,
     }
 }
 
+static int is_quantized(const doze_matrix *w) {
+    return w->type == DOZE_TYPE_Q8_0 || w->type == DOZE_TYPE_Q4_0;
+}
+
+void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq) {
+    for (int i = 0; i < n; i++)
+        if (is_quantized(w[i])) {
+            m->kern->quantize_q8_0(x, xq, w[i]->cols);
+            return;
+        }
+}
+
+void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq) {
+    matvec_prepared(m, y, w, x, xq);
+}
+
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
                   void *xq_scratch) {
     if (w->type == DOZE_TYPE_Q8_0 || w->type == DOZE_TYPE_Q4_0)
@@ -629,7 +645,10 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks, fb = c->ffn_block;
     const int quantized = m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q8_0 ||
                           m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q4_0;
-    /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given) */
+    /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given;
+     * quantized once for all of them) */
+    const doze_matrix *gu[2] = {&L->w_gate, &L->w_up};
+    model_prepare_input(m, gu, 2, xn, xq);
     for (int j = 0; j < nb;) {
         if (blk_on && !blk_on[j]) {
             j++;
@@ -639,8 +658,8 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
         while (e < nb && (!blk_on || blk_on[e])) e++;
         const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
         doze_matrix wg = model_rows(&L->w_gate, r0, r1 - r0), wu = model_rows(&L->w_up, r0, r1 - r0);
-        model_matvec(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
-        model_matvec(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
+        matvec_prepared(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
+        matvec_prepared(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
         k->swiglu(hb + r0, hb + r0, hb2 + r0, r1 - r0);
         j = e;
     }

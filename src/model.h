@@ -128,6 +128,12 @@ doze_matrix model_rows(const doze_matrix *w, int first, int n);
  * (cols / 32) q8_0 blocks). */
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
                   void *xq_scratch);
+/* Activations quantized once for several products with the same input
+ * (issue 9): when any of w[0..n) is q8_0/q4_0, xq = x(cols) as q8_0 blocks;
+ * then model_matvec_prepared(m, y, w[i], x, xq) for each (and for row views
+ * of them) gives model_matvec's bits. */
+void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq);
+void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq);
 
 /* Row r of W as floats: out(cols) (any layout). */
 void model_dequantize_row(const doze_matrix *w, int r, float *out);

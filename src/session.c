@@ -209,14 +209,16 @@ static void run_attention(doze_session *s, int l, int pos, const uint8_t *head_o
     /* attention: K/V always (shared by the heads of a group), Q per running head */
     float *k_here = kc + (size_t)pos * (size_t)kv_dim;
     float *v_here = vc + (size_t)pos * (size_t)kv_dim;
-    model_matvec(m, k_here, &L->wk, s->xb, s->xq); /* k(n_kv_heads, hd) */
-    model_matvec(m, v_here, &L->wv, s->xb, s->xq); /* v(n_kv_heads, hd) */
+    const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    model_prepare_input(m, qkv, 3, s->xb, s->xq); /* xb quantized once for K, V and every Q head */
+    model_matvec_prepared(m, k_here, &L->wk, s->xb, s->xq); /* k(n_kv_heads, hd) */
+    model_matvec_prepared(m, v_here, &L->wv, s->xb, s->xq); /* v(n_kv_heads, hd) */
     k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
     for (int h = 0; h < nh; h++) {
         if (!head_on[h]) continue;
         float *qh = s->q + (size_t)h * (size_t)hd; /* q(hd) of head h */
         doze_matrix wq_h = model_rows(&L->wq, h * hd, hd) /* head h: (hd, dim) */;
-        model_matvec(m, qh, &wq_h, s->xb, s->xq);
+        model_matvec_prepared(m, qh, &wq_h, s->xb, s->xq);
         k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
     }
     /* (xb is free now: the normed input was only needed for Q/K/V) */
