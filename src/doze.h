@@ -262,6 +262,9 @@ doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, c
  * FFN's float sums). */
 doze_status doze_ffn_order_write(const void *file, size_t n, const int32_t *perm, int n_layers, int hidden_dim,
                                  int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx, doze_error *err);
+/* What doze_ffn_order_write would refuse about the file itself (truncated,
+ * another shape, a quantized ffn_down), found before any search. */
+doze_status doze_ffn_order_check(const void *file, size_t n, int n_layers, int hidden_dim, doze_error *err);
 /* Uses g for this session's decisions (NULL: none, every step is dense).
  * g must outlive the session's use of it. */
 doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err);

@@ -182,8 +182,10 @@ doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, c
         if (st != DOZE_OK || t == 0) continue;
         for (int l = 0; l < L; l++) {
             const float *hn = tr.hn + (size_t)l * D;
-            model_matvec(m, g, &m->layers[l].w_gate, hn, xq);
-            model_matvec(m, u, &m->layers[l].w_up, hn, xq);
+            const doze_matrix *gu[2] = {&m->layers[l].w_gate, &m->layers[l].w_up};
+            model_prepare_input(m, gu, 2, hn, xq);
+            model_matvec_prepared(m, g, gu[0], hn, xq);
+            model_matvec_prepared(m, u, gu[1], hn, xq);
             m->kern->swiglu(g, g, u, H);
             float *out = contrib + ((size_t)l * T + (t - 1)) * H;
             for (int k = 0; k < H; k++) out[k] = fabsf(g[k]) * colnorm[(size_t)l * H + k];
@@ -237,6 +239,57 @@ static int ffn_tensor(const char *name, int *layer) {
     return -1;
 }
 
+/* element size of an ffn_down whose columns can be moved (f32, f16), else 0 */
+static size_t movable_elem(uint32_t type) {
+    return type == DOZE_TYPE_F32 ? 4 : type == DOZE_TYPE_F16 ? 2 : 0;
+}
+
+/* What the rewrite needs of the file itself: whole, n_layers layers of
+ * hidden_dim FFN channels, an ffn_down whose columns can be moved; *prev
+ * gets its earlier doze.ffn_order (0: none). */
+static doze_status check_file(const gguf_header *h, size_t n, int n_layers, int hidden_dim, int64_t *prev,
+                              doze_error *err) {
+    int64_t layers = 0, hid = 0;
+    *prev = 0;
+    if (h->data_offset + h->data_size > n)
+        return doze_fail(err, DOZE_ERR_TRUNCATED, "file has %zu bytes, its tensors need %llu", n,
+                         (unsigned long long)(h->data_offset + h->data_size));
+    doze_status st = gguf_get_int(h, "llama.block_count", &layers, err);
+    if (st == DOZE_OK) st = gguf_get_int(h, "llama.feed_forward_length", &hid, err);
+    if (st == DOZE_OK && (layers != n_layers || hid != hidden_dim))
+        st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "the order is for %d layers of %d channels, the file has %lld of %lld",
+                       n_layers, hidden_dim, (long long)layers, (long long)hid);
+    if (st == DOZE_OK && gguf_find_kv(h, "doze.ffn_order")) st = gguf_get_int(h, "doze.ffn_order", prev, err);
+    for (uint64_t i = 0; i < h->n_tensors && st == DOZE_OK; i++) {
+        const gguf_tensor *t = &h->tensors[i];
+        int l = -1, kind = ffn_tensor(t->name.data, &l);
+        if (kind < 0) continue;
+        if (l < 0 || l >= n_layers || t->n_dims != 2 || t->ne[kind == 2 ? 0 : 1] != (uint64_t)hidden_dim)
+            st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s does not have %d FFN channels", t->name.data,
+                           hidden_dim);
+        else if (kind == 2 && !movable_elem(t->type))
+            st = doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                           "tensor %s is %s: its columns (the FFN channels) cannot be reordered inside quant "
+                           "blocks; order an f32 or f16 file, then convert it",
+                           t->name.data, doze_type_name((int)t->type));
+    }
+    return st;
+}
+
+doze_status doze_ffn_order_check(const void *file, size_t n, int n_layers, int hidden_dim, doze_error *caller_err) {
+    doze_error local;
+    doze_error *err = caller_err ? caller_err : &local;
+    if (!file || n_layers < 1 || hidden_dim < 1)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "doze_ffn_order_check: invalid arguments");
+    gguf_header h;
+    int64_t prev;
+    doze_status st = gguf_parse_header(file, n, &h, err);
+    if (st != DOZE_OK) return st;
+    st = check_file(&h, n, n_layers, hidden_dim, &prev, err);
+    gguf_header_free(&h);
+    return st;
+}
+
 doze_status doze_ffn_order_write(const void *file, size_t n, const int32_t *perm, int n_layers, int hidden_dim,
                                  int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
                                  doze_error *caller_err) {
@@ -265,17 +318,8 @@ doze_status doze_ffn_order_write(const void *file, size_t n, const int32_t *perm
     doze_status st = gguf_parse_header(file, n, &h, err);
     if (st != DOZE_OK) return st;
     const uint8_t *bytes = file;
-    int64_t layers = 0, hid = 0, prev = 0;
-    if (h.data_offset + h.data_size > n)
-        st = doze_fail(err, DOZE_ERR_TRUNCATED, "file has %zu bytes, its tensors need %llu", n,
-                       (unsigned long long)(h.data_offset + h.data_size));
-    if (st == DOZE_OK) st = gguf_get_int(&h, "llama.block_count", &layers, err);
-    if (st == DOZE_OK) st = gguf_get_int(&h, "llama.feed_forward_length", &hid, err);
-    if (st == DOZE_OK && (layers != n_layers || hid != hidden_dim))
-        st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "the order is for %d layers of %d channels, the file has %lld of %lld",
-                       n_layers, hidden_dim, (long long)layers, (long long)hid);
-    if (st == DOZE_OK && gguf_find_kv(&h, "doze.ffn_order") && gguf_get_int(&h, "doze.ffn_order", &prev, err))
-        st = (doze_status)err->code;
+    int64_t prev = 0;
+    st = check_file(&h, n, n_layers, hidden_dim, &prev, err);
     gguf_builder b;
     int have_b = 0;
     if (st == DOZE_OK && (st = gguf_builder_init(&b, err)) == DOZE_OK) have_b = 1;
@@ -291,31 +335,17 @@ doze_status doze_ffn_order_write(const void *file, size_t n, const int32_t *perm
             st = gguf_writer_add_tensor(b.w, t->name.data, t->type, t->n_dims, t->ne, src, err);
             continue;
         }
-        if (l < 0 || l >= n_layers || t->n_dims != 2 ||
-            t->ne[kind == 2 ? 0 : 1] != (uint64_t)hidden_dim) {
-            st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s does not have %d FFN channels", t->name.data,
-                           hidden_dim);
-            break;
-        }
-        size_t elem = t->type == DOZE_TYPE_F32 ? 4 : t->type == DOZE_TYPE_F16 ? 2 : 0;
-        if (kind == 2 && !elem) {
-            st = doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                           "tensor %s is %s: its columns (the FFN channels) cannot be reordered inside quant "
-                           "blocks; order an f32 or f16 file, then convert it",
-                           t->name.data, doze_type_name((int)t->type));
-            break;
-        }
         uint8_t *out = malloc((size_t)t->n_bytes ? (size_t)t->n_bytes : 1);
         if (!out) {
             st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for tensor %s", t->name.data);
             break;
         }
         const int32_t *pl = perm + (size_t)l * hidden_dim;
-        const size_t row_bytes = (size_t)doze_type_row_bytes((int)t->type, t->ne[0]);
+        const size_t row_bytes = (size_t)doze_type_row_bytes((int)t->type, t->ne[0]), elem = movable_elem(t->type);
         if (kind < 2) /* gate / up: row c of the new file is row perm[c] of the old */
             for (int c = 0; c < hidden_dim; c++)
                 memcpy(out + (size_t)c * row_bytes, src + (size_t)pl[c] * row_bytes, row_bytes);
-        else /* down: in every row, column c is the old column perm[c] */
+        else /* down (checked: f32/f16): in every row, column c is the old column perm[c] */
             for (uint64_t r = 0; r < t->ne[1]; r++)
                 for (int c = 0; c < hidden_dim; c++)
                     memcpy(out + r * row_bytes + (size_t)c * elem, src + r * row_bytes + (size_t)pl[c] * elem, elem);

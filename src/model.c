@@ -584,8 +584,7 @@ const doze_model_info *doze_model_get_info(const doze_model *m) { return m ? &m-
 
 /* y = W x with x given both as floats and, for the quantized types, as its
  * q8_0 blocks xq (already made) */
-static void matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x,
-                            const void *xq) {
+void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq) {
     switch (w->type) {
     case DOZE_TYPE_F32:
         (w->layout ? m->kern->matvec_f32_x4 : m->kern->matvec_f32)(y, (const float *)w->data, x, w->rows,
@@ -618,15 +617,10 @@ void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n
         }
 }
 
-void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq) {
-    matvec_prepared(m, y, w, x, xq);
-}
-
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
                   void *xq_scratch) {
-    if (w->type == DOZE_TYPE_Q8_0 || w->type == DOZE_TYPE_Q4_0)
-        m->kern->quantize_q8_0(x, xq_scratch, w->cols);
-    matvec_prepared(m, y, w, x, xq_scratch);
+    model_prepare_input(m, &w, 1, x, xq_scratch);
+    model_matvec_prepared(m, y, w, x, xq_scratch);
 }
 
 doze_matrix model_rows(const doze_matrix *w, int first, int n) {
@@ -643,8 +637,7 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     const doze_kernels *k = m->kern;
     const doze_layer *L = &m->layers[layer];
     const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks, fb = c->ffn_block;
-    const int quantized = m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q8_0 ||
-                          m->layers[layer].w_down_blk[0].type == DOZE_TYPE_Q4_0;
+    const int quantized = is_quantized(&L->w_down_blk[0]);
     /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given;
      * quantized once for all of them) */
     const doze_matrix *gu[2] = {&L->w_gate, &L->w_up};
@@ -658,8 +651,8 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
         while (e < nb && (!blk_on || blk_on[e])) e++;
         const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
         doze_matrix wg = model_rows(&L->w_gate, r0, r1 - r0), wu = model_rows(&L->w_up, r0, r1 - r0);
-        matvec_prepared(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
-        matvec_prepared(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
+        model_matvec_prepared(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
+        model_matvec_prepared(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
         k->swiglu(hb + r0, hb + r0, hb2 + r0, r1 - r0);
         j = e;
     }
@@ -675,7 +668,7 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
             if (block_norm) block_norm[j] = 0.0f;
             continue;
         }
-        matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * fb, hq + j); /* (dim) */
+        model_matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * fb, hq + j); /* (dim) */
         if (block_norm) {
             double ss = 0;
             for (int i = 0; i < dim; i++) ss += (double)tmp[i] * tmp[i];

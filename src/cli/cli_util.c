@@ -186,3 +186,36 @@ const char *cli_positional(int argc, char **argv, int index) {
 int cli_write_fn(void *ctx, const void *bytes, size_t n) {
     return io_write(*(intptr_t *)ctx, bytes, n);
 }
+
+int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int bos, int *n, doze_error *e) {
+    int need = 0;
+    if (doze_tokenize(m, text, len, bos, NULL, 0, &need, e) != DOZE_OK) return NULL;
+    int32_t *ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
+    if (!ids) {
+        e->code = DOZE_ERR_OUT_OF_MEMORY;
+        strcpy(e->message, "out of memory");
+        return NULL;
+    }
+    if (doze_tokenize(m, text, len, bos, ids, need, n, e) != DOZE_OK) {
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
+int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes, int *n, doze_error *e) {
+    size_t len = 0;
+    uint8_t *text = cli_read_file(path, &len);
+    if (!text) {
+        e->code = DOZE_ERR_IO;
+        snprintf(e->message, sizeof e->message, "cannot read %s", path);
+        return NULL;
+    }
+    if (len > max_bytes) {
+        len = max_bytes;
+        while (len > 0 && (text[len] & 0xC0) == 0x80) len--;
+    }
+    int32_t *ids = cli_encode(m, (const char *)text, len, 1, n, e);
+    free(text);
+    return ids;
+}

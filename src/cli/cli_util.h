@@ -19,6 +19,13 @@ uint8_t *cli_read_file(const char *path, size_t *n);
 /* Streams a GGUF file into a model; NULL (message printed) on failure. */
 doze_model *cli_load_model(const char *path, const doze_model_params *p);
 
+/* Encodes text with the model's tokenizer into a fresh array (*n ids);
+ * NULL with e set on failure. */
+int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int bos, int *n, doze_error *e);
+/* BOS + the first max_bytes bytes of a text file (cut at a UTF-8 boundary),
+ * encoded; NULL with e set on failure. */
+int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes, int *n, doze_error *e);
+
 /* Option lookup: returns the value following `name` in argv, or NULL. */
 const char *cli_opt(int argc, char **argv, const char *name);
 int cli_flag(int argc, char **argv, const char *name);

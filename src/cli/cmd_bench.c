@@ -252,12 +252,12 @@ static double matvecs_tok_s(const doze_model *m) {
             double t0 = io_now_ms();
             for (int l = 0; l < c->n_layers; l++) {
                 const doze_layer *L = &m->layers[l];
-                model_matvec(m, y, &L->wq, x, xq);
-                model_matvec(m, y, &L->wk, x, xq);
-                model_matvec(m, y, &L->wv, x, xq);
+                const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+                model_prepare_input(m, qkv, 3, x, xq); /* once, as decode does */
+                for (int i = 0; i < 3; i++) model_matvec_prepared(m, y, qkv[i], x, xq);
                 for (int h = 0; h < c->n_heads; h++) model_matvec(m, y, &L->wo_head[h], x, xq);
-                model_matvec(m, y, &L->w_gate, x, xq);
-                model_matvec(m, y, &L->w_up, x, xq);
+                model_prepare_input(m, gu, 2, x, xq);
+                for (int i = 0; i < 2; i++) model_matvec_prepared(m, y, gu[i], x, xq);
                 for (int j = 0; j < m->n_ffn_blocks; j++) model_matvec(m, y, &L->w_down_blk[j], x, xq);
             }
             model_matvec(m, y, &m->output, x, xq);

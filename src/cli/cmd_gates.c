@@ -17,22 +17,7 @@ static int32_t *calibration_tokens(int argc, char **argv, doze_model *m, int *n,
     int32_t *ids = NULL;
     const char *path = cli_opt(argc, argv, "--calib");
     if (path) {
-        size_t len = 0;
-        uint8_t *text = cli_read_file(path, &len);
-        if (!text) return NULL;
-        if (len > 32768) { /* plenty for 512 tokens; cut at a UTF-8 boundary */
-            len = 32768;
-            while (len > 0 && (text[len] & 0xC0) == 0x80) len--;
-        }
-        int need = 0;
-        if (doze_tokenize(m, (const char *)text, len, 1, NULL, 0, &need, e) == DOZE_OK) {
-            ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
-            if (ids && doze_tokenize(m, (const char *)text, len, 1, ids, need, n, e) != DOZE_OK) {
-                free(ids);
-                ids = NULL;
-            }
-        }
-        free(text);
+        ids = cli_encode_file(m, path, 32768, n, e); /* plenty for 512 tokens */
         if (ids && *n > cap) *n = cap;
         return ids;
     }

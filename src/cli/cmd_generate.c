@@ -6,24 +6,6 @@
 #include "cli_util.h"
 #include "commands.h"
 
-/* Encodes text with the model's tokenizer into a fresh array. */
-static int32_t *encode(const doze_model *m, const char *text, size_t len, int bos, int *n,
-                       doze_error *e) {
-    int need = 0;
-    if (doze_tokenize(m, text, len, bos, NULL, 0, &need, e) != DOZE_OK) return NULL;
-    int32_t *ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
-    if (!ids) {
-        e->code = DOZE_ERR_OUT_OF_MEMORY;
-        strcpy(e->message, "out of memory");
-        return NULL;
-    }
-    if (doze_tokenize(m, text, len, bos, ids, need, n, e) != DOZE_OK) {
-        free(ids);
-        return NULL;
-    }
-    return ids;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *path = cli_positional(argc, argv, 0);
     const char *text = cli_opt(argc, argv, "--text");
@@ -48,7 +30,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     doze_error e;
     int n = 0;
-    int32_t *ids = encode(m, text, len, !cli_flag(argc, argv, "--no-bos"), &n, &e);
+    int32_t *ids = cli_encode(m, text, len, !cli_flag(argc, argv, "--no-bos"), &n, &e);
     int rc = 0;
     if (!ids) {
         rc = cli_print_error("tokenize", &e);
@@ -123,7 +105,7 @@ int cmd_generate(int argc, char **argv) {
         err_printf("doze: cannot write %s\n", masks_path);
         goto done;
     }
-    ids = encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, 1, &n_prompt, &e);
+    ids = cli_encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, 1, &n_prompt, &e);
     if (!ids) {
         cli_print_error("prompt", &e);
         goto done;

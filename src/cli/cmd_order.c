@@ -2,38 +2,9 @@
  * into blocks by what they contribute on calibration text (issue 8; the
  * method is in src/ffn_order.c), so that FFN blocks skip at less cost. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli_util.h"
 #include "commands.h"
-
-/* BOS + the text's first `max_bytes` bytes (cut at a UTF-8 boundary), encoded */
-static int32_t *text_tokens(doze_model *m, const char *path, size_t max_bytes, int *n, doze_error *e) {
-    size_t len = 0;
-    uint8_t *text = cli_read_file(path, &len);
-    if (!text) return NULL;
-    if (len > max_bytes) {
-        len = max_bytes;
-        while (len > 0 && (text[len] & 0xC0) == 0x80) len--;
-    }
-    int need = 0;
-    int32_t *ids = NULL;
-    if (doze_tokenize(m, (const char *)text, len, 1, NULL, 0, &need, e) == DOZE_OK) {
-        ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
-        if (ids && doze_tokenize(m, (const char *)text, len, 1, ids, need, n, e) != DOZE_OK) {
-            free(ids);
-            ids = NULL;
-        }
-    }
-    free(text);
-    return ids;
-}
-
-/* discards the bytes: a dry run of the rewrite checks the file first */
-static int discard(void *ctx, const void *bytes, size_t n) {
-    (void)ctx, (void)bytes, (void)n;
-    return 0;
-}
 
 /* opens the output on the first write, so that a rewrite that fails
  * before writing leaves no file behind */
@@ -78,7 +49,7 @@ int cmd_order(int argc, char **argv) {
     }
     const doze_model_info *c = doze_model_get_info(m);
     /* about 4 bytes of English per token: enough text for max_tokens */
-    ids = text_tokens(m, calib, (size_t)p.max_tokens * 8u + 64u, &n_ids, &e);
+    ids = cli_encode_file(m, calib, (size_t)p.max_tokens * 8u + 64u, &n_ids, &e);
     if (!ids) {
         cli_print_error(calib, &e);
         goto done;
@@ -90,9 +61,7 @@ int cmd_order(int argc, char **argv) {
         goto done;
     }
     /* the file must be rewritable (f32/f16 ffn_down, ...) before the search */
-    for (int l = 0; l < c->n_layers; l++)
-        for (int k = 0; k < c->hidden_dim; k++) perm[(size_t)l * c->hidden_dim + k] = k;
-    if (doze_ffn_order_write(file, n, perm, c->n_layers, c->hidden_dim, discard, NULL, &e) != DOZE_OK) {
+    if (doze_ffn_order_check(file, n, c->n_layers, c->hidden_dim, &e) != DOZE_OK) {
         cli_print_error(path, &e);
         goto done;
     }
