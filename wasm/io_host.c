@@ -2,7 +2,7 @@
  * "env" module, provided by js/src/wasm.js (Node: fs.*Sync; browser: console
  * for stdout/stderr, no files). Handles are small ints chosen by the host;
  * 1 and 2 are stdout/stderr, -1 is failure. */
-#include "cli/io.h"
+#include "io.h"
 
 #include <string.h>
 

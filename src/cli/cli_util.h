@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../doze.h"
+#include "doze.h"
 #include "io.h"
 
 /* printf to stdout / stderr through io_write */

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gates.h"
-#include "../kernels/kernels.h"
-#include "../kernels/types.h"
-#include "../model.h"
+#include "gates.h"
+#include "kernels.h"
+#include "types.h"
+#include "model.h"
 #include "cli_util.h"
 #include "commands.h"
 

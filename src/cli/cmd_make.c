@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../convert.h"
+#include "convert.h"
 #include "cli_util.h"
 #include "commands.h"
 

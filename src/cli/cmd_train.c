@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gguf.h"
-#include "../tokenizer.h"
-#include "../vocab.h"
+#include "gguf.h"
+#include "tokenizer.h"
+#include "vocab.h"
 #include "cli_util.h"
 #include "commands.h"
 

@@ -1,13 +1,13 @@
 /* `doze vocab`: trains a SentencePiece-style BPE vocabulary on a text and
  * writes it as a vocab-only GGUF; then encodes the text with it through
  * the runtime's tokenizer and checks that every story round-trips. */
-#include "../byte_buffer.h"
+#include "byte_buffer.h"
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gguf.h"
-#include "../tokenizer.h"
-#include "../vocab.h"
+#include "gguf.h"
+#include "tokenizer.h"
+#include "vocab.h"
 #include "cli_util.h"
 #include "commands.h"
 

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "../doze.h"
+#include "doze.h"
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

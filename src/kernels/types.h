@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../doze.h"
+#include "doze.h"
 
 #define DOZE_QK8_0 32 /* values per q8_0 block: f16 scale d, then 32 int8 */
 

@@ -2,13 +2,13 @@
 #ifndef DOZE_MODEL_FIXTURE_H
 #define DOZE_MODEL_FIXTURE_H
 
-#include "../../src/byte_buffer.h"
+#include "byte_buffer.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/convert.h"
-#include "../../src/doze.h"
+#include "convert.h"
+#include "doze.h"
 
 typedef doze_byte_buffer mem_buf;
 #define mem_write doze_byte_buffer_write

@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "../../src/gguf.h"
-#include "../../src/tokenizer.h"
+#include "gguf.h"
+#include "tokenizer.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

@@ -3,7 +3,7 @@
  * tokens keep in their top blocks; the rewritten model computes what the
  * original does (only the FFN's float sums change order); gate files are
  * bound to the order; files whose ffn_down cannot be reordered are refused. */
-#include "../../src/gguf.h"
+#include "gguf.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

@@ -3,7 +3,7 @@
 #include <stdint.h>
 
 #include "gguf.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "test_util.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */

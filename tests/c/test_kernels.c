@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/kernels.h"
-#include "kernels/types.h"
+#include "kernels.h"
+#include "types.h"
 #include "test_util.h"
 
 /* exported by kernels_simd.c for this test only: out(4) = exp_f32x4(in(4)) */

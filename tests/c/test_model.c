@@ -7,8 +7,8 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "../../src/kernels/types.h"
-#include "../../src/model.h"
+#include "types.h"
+#include "model.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/model.h"
+#include "model.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

@@ -7,7 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 
-#include "../../src/doze.h"
+#include "doze.h"
 #include "test_util.h"
 
 static char shared_buf[8][512];

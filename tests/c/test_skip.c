@@ -11,9 +11,9 @@
  * files whose FFN block size is not the model's. */
 #include <stdint.h>
 
-#include "../../src/gates.h"
-#include "../../src/gguf.h"
-#include "../../src/model.h"
+#include "gates.h"
+#include "gguf.h"
+#include "model.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

@@ -4,7 +4,7 @@
  * vocabulary, round trips, speed on 100 KB of text, the real tokenizer inside
  * llama-2-tiny-random.gguf, and llama2.c's tok512 converted to GGUF against
  * the prompts recorded by run.c. */
-#include "../../src/byte_buffer.h"
+#include "byte_buffer.h"
 #include <stdint.h>
 #include <time.h>
 

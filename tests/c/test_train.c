@@ -7,9 +7,9 @@
  * path, give the whole-sequence forward's logits. */
 #include <stdint.h>
 
-#include "../../src/gates.h"
-#include "../../src/train.h"
-#include "../../src/train_ops.h"
+#include "gates.h"
+#include "train.h"
+#include "train_ops.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

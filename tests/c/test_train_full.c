@@ -8,10 +8,10 @@
  * window as the trainer does (training forward = inference). */
 #include <stdint.h>
 
-#include "../../src/tokenizer.h"
-#include "../../src/train_full.h"
-#include "../../src/train_ops.h"
-#include "../../src/vocab.h"
+#include "tokenizer.h"
+#include "train_full.h"
+#include "train_ops.h"
+#include "vocab.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

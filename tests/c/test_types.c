@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../../src/kernels/types.h"
+#include "types.h"
 #include "test_util.h"
 
 static uint32_t bits_of(float f) {

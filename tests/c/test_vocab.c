@@ -4,11 +4,11 @@
  * breaks, digits, repeated spaces), merges applied (tokens per byte well
  * below 1), errors; the CLI command; and on the TinyStories text when
  * ../shared is present. */
-#include "../../src/byte_buffer.h"
+#include "byte_buffer.h"
 #include <stdint.h>
 
-#include "../../src/tokenizer.h"
-#include "../../src/vocab.h"
+#include "tokenizer.h"
+#include "vocab.h"
 #include "test_util.h"
 
 typedef doze_byte_buffer mem_buf;

@@ -5,7 +5,7 @@
 
 #include "convert.h"
 #include "error.h"
-#include "kernels/types.h"
+#include "types.h"
 
 doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,
                            doze_error *err) {

@@ -5,7 +5,7 @@
 
 #include "convert.h"
 #include "error.h"
-#include "kernels/types.h"
+#include "types.h"
 
 doze_status gguf_builder_init(gguf_builder *b, doze_error *err) {
     memset(b, 0, sizeof *b);

@@ -19,7 +19,7 @@
 
 #include "error.h"
 #include "gates.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "model.h"
 
 struct doze_session {

@@ -28,7 +28,7 @@
 #include "convert.h"
 #include "error.h"
 #include "gguf.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "model.h"
 
 /* bounds: the contributions kept in memory, and the search's work per layer

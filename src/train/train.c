@@ -32,7 +32,7 @@
 #include "carve.h"
 #include "error.h"
 #include "gates.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "model.h"
 #include "train.h"
 #include "train_acts.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/types.h"
+#include "types.h"
 
 #define MAX_DIM 65536
 #define MAX_LAYERS 1024

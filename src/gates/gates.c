@@ -9,7 +9,7 @@
 
 #include "error.h"
 #include "gguf.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "model.h"
 
 doze_gates_params doze_gates_default_params(void) {

@@ -5,8 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "kernels/kernels.h"
-#include "kernels/simd.h"
+#include "kernels.h"
+#include "simd.h"
 
 /* ---- matmul ---------------------------------------------------------------- */
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "model.h"
 
 typedef struct {

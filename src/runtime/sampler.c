@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 
 typedef struct {
     float p;

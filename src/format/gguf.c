@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/types.h"
+#include "types.h"
 
 /* Sanity limits: anything beyond these is rejected as malformed at once so
  * that a hostile header cannot keep a streaming caller buffering forever. */

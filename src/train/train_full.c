@@ -30,7 +30,7 @@
 #include "carve.h"
 #include "error.h"
 #include "gguf.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "tokenizer.h"
 #include "train_full.h"
 #include "train_acts.h"

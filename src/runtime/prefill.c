@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/types.h"
+#include "types.h"
 #include "model.h"
 
 /* tokens per pass: bounds the scratch (a chunk is itself an exact prefill) */

@@ -9,7 +9,7 @@
 
 #include "doze.h"
 #include "gguf.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "tokenizer.h"
 
 /* A weight matrix W(rows, cols) stored row-major in `type`: GGUF ne = {cols, rows}. */
