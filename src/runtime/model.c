@@ -678,6 +678,28 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     }
 }
 
+/* Y(n, w->rows) (stride ldy) = X(n, w->cols) (stride ldx) @ W^T, each
+ * token's x prepared as model_matvec prepares it (q8_0 for quantized W).
+ * scratch: n * max(cols * 4, (cols/32) * 34) bytes. */
+void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
+               int n, void *scratch) {
+    const doze_kernels *k = m->kern;
+    const int cols = w->cols;
+    if (w->type == DOZE_TYPE_F32) {
+        k->matmul_f32(w->layout, y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
+    } else if (w->type == DOZE_TYPE_F16) {
+        float *xc = scratch;
+        for (int t = 0; t < n; t++)
+            memcpy(xc + (size_t)t * cols, x + (size_t)t * ldx, (size_t)cols * sizeof(float));
+        k->matmul_q(w->type, w->layout, y, ldy, w->data, xc, n, w->rows, cols);
+    } else {
+        doze_block_q8_0 *q = scratch;
+        const size_t nb = (size_t)(cols / DOZE_QK8_0);
+        for (int t = 0; t < n; t++) k->quantize_q8_0(x + (size_t)t * ldx, q + (size_t)t * nb, cols);
+        k->matmul_q(w->type, w->layout, y, ldy, w->data, q, n, w->rows, cols);
+    }
+}
+
 void model_dequantize_row(const doze_matrix *w, int r, float *out) {
     const doze_type_traits *t = doze_type_traits_of(w->type);
     uint64_t row = doze_type_row_bytes(w->type, (uint64_t)w->cols);

@@ -135,6 +135,12 @@ void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const flo
 void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq);
 void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq);
 
+/* Y(n, w->rows) (stride ldy) = X(n, w->cols) (stride ldx) @ W^T: each
+ * token's row of Y has the bits model_matvec gives that token. scratch:
+ * n * max(cols * 4, (cols/32) * 34) bytes. */
+void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
+                  int n, void *scratch);
+
 /* Row r of W as floats: out(cols) (any layout). */
 void model_dequantize_row(const doze_matrix *w, int r, float *out);
 

@@ -20,28 +20,6 @@
 /* tokens per pass: bounds the scratch (a chunk is itself an exact prefill) */
 #define PREFILL_CHUNK 64
 
-/* Y(n, w->rows) (stride ldy) = X(n, w->cols) (stride ldx) @ W^T, each
- * token's x prepared as model_matvec prepares it (q8_0 for quantized W).
- * scratch: n * max(cols * 4, (cols/32) * 34) bytes. */
-static void mm(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
-               int n, void *scratch) {
-    const doze_kernels *k = m->kern;
-    const int cols = w->cols;
-    if (w->type == DOZE_TYPE_F32) {
-        k->matmul_f32(w->layout, y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
-    } else if (w->type == DOZE_TYPE_F16) {
-        float *xc = scratch;
-        for (int t = 0; t < n; t++)
-            memcpy(xc + (size_t)t * cols, x + (size_t)t * ldx, (size_t)cols * sizeof(float));
-        k->matmul_q(w->type, w->layout, y, ldy, w->data, xc, n, w->rows, cols);
-    } else {
-        doze_block_q8_0 *q = scratch;
-        const size_t nb = (size_t)(cols / DOZE_QK8_0);
-        for (int t = 0; t < n; t++) k->quantize_q8_0(x + (size_t)t * ldx, q + (size_t)t * nb, cols);
-        k->matmul_q(w->type, w->layout, y, ldy, w->data, q, n, w->rows, cols);
-    }
-}
-
 typedef struct {
     float *x, *xn, *q, *att_out, *y, *h1, *h2, *att;
     void *scratch;
@@ -74,9 +52,9 @@ static void prefill_chunk(doze_session_view *v, const prefill_buffers *b, const 
             k->rmsnorm(b->xn + (size_t)t * dim, b->x + (size_t)t * dim, L->attn_norm, dim, c->norm_eps);
         }
         /* K, V straight into the cache; Q(n, q_dim) */
-        mm(m, kc + (size_t)pos * kv_dim, kv_dim, &L->wk, b->xn, dim, n, b->scratch);
-        mm(m, vc + (size_t)pos * kv_dim, kv_dim, &L->wv, b->xn, dim, n, b->scratch);
-        mm(m, b->q, q_dim, &L->wq, b->xn, dim, n, b->scratch);
+        model_matmul(m, kc + (size_t)pos * kv_dim, kv_dim, &L->wk, b->xn, dim, n, b->scratch);
+        model_matmul(m, vc + (size_t)pos * kv_dim, kv_dim, &L->wv, b->xn, dim, n, b->scratch);
+        model_matmul(m, b->q, q_dim, &L->wq, b->xn, dim, n, b->scratch);
         for (int t = 0; t < n; t++) {
             const float *cos_t = m->rope_cos + (size_t)(pos + t) * (size_t)half;
             const float *sin_t = m->rope_sin + (size_t)(pos + t) * (size_t)half;
@@ -93,19 +71,19 @@ static void prefill_chunk(doze_session_view *v, const prefill_buffers *b, const 
             }
         /* output projection head by head: x_t += Wo_h att_t,h, heads in order */
         for (int h = 0; h < nh; h++) {
-            mm(m, b->y, dim, &L->wo_head[h], b->att_out + (size_t)h * hd, q_dim, n, b->scratch);
+            model_matmul(m, b->y, dim, &L->wo_head[h], b->att_out + (size_t)h * hd, q_dim, n, b->scratch);
             for (int t = 0; t < n; t++) k->add(b->x + (size_t)t * dim, b->y + (size_t)t * dim, dim);
         }
         /* feed-forward */
         for (int t = 0; t < n; t++)
             k->rmsnorm(b->xn + (size_t)t * dim, b->x + (size_t)t * dim, L->ffn_norm, dim, c->norm_eps);
-        mm(m, b->h1, hid, &L->w_gate, b->xn, dim, n, b->scratch);
-        mm(m, b->h2, hid, &L->w_up, b->xn, dim, n, b->scratch);
+        model_matmul(m, b->h1, hid, &L->w_gate, b->xn, dim, n, b->scratch);
+        model_matmul(m, b->h2, hid, &L->w_up, b->xn, dim, n, b->scratch);
         for (int t = 0; t < n; t++)
             k->swiglu(b->h1 + (size_t)t * hid, b->h1 + (size_t)t * hid, b->h2 + (size_t)t * hid, hid);
         /* issue 8: down FFN block by FFN block, added in block order (model_ffn) */
         for (int j = 0; j < m->n_ffn_blocks; j++) {
-            mm(m, b->y, dim, &L->w_down_blk[j], b->h1 + (size_t)j * c->ffn_block, hid, n, b->scratch);
+            model_matmul(m, b->y, dim, &L->w_down_blk[j], b->h1 + (size_t)j * c->ffn_block, hid, n, b->scratch);
             for (int t = 0; t < n; t++) k->add(b->x + (size_t)t * dim, b->y + (size_t)t * dim, dim);
         }
     }
