@@ -41,10 +41,13 @@ int cmd_init(int argc, char **argv) {
     p.context_length = (int)cli_opt_int(argc, argv, "--ctx", 256, &bad);
     p.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", 1, &bad);
     p.type = parse_type(argc, argv, DOZE_TYPE_F32);
+    p.arch = cli_opt(argc, argv, "--arch");
+    p.head_dim = (int)cli_opt_int(argc, argv, "--head-dim", 0, &bad);
     const char *out = cli_opt(argc, argv, "-o");
     if (bad || p.type < 0 || !out) {
         err_printf("usage: doze init --dim D --hidden H --layers L --heads NH --kv-heads NKV "
-                   "--vocab V --ctx T --seed S [--type f32|f16|q8_0] -o OUT.gguf\n");
+                   "--vocab V --ctx T --seed S [--type f32|f16|q8_0|q4_0] [--arch llama|llama3|qwen2|qwen3] "
+                   "[--head-dim HD] -o OUT.gguf\n");
         return 2;
     }
     gguf_builder b;

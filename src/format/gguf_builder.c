@@ -1,5 +1,6 @@
 /* gguf_builder: a GGUF writer that owns its tensors' bytes, and the f32 ->
  * any-type conversion used by every path that makes model files. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,25 +73,39 @@ doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_d
     return gguf_writer_add_tensor(b->w, name, (uint32_t)t->type, n_dims, ne, data, err);
 }
 
-doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, int hidden_dim,
-                                   int n_layers, int n_heads, int n_kv_heads, int context_length,
-                                   doze_error *err) {
+doze_status gguf_builder_set_arch(gguf_builder *b, const char *arch, const char *name, int dim, int hidden_dim,
+                                  int n_layers, int n_heads, int n_kv_heads, int head_dim, int context_length,
+                                  float rope_theta, doze_error *err) {
     doze_status st;
     gguf_writer *w = b->w;
-    if (dim <= 0 || n_heads <= 0 || dim % n_heads != 0)
+    if (dim <= 0 || n_heads <= 0 || (head_dim == 0 && dim % n_heads != 0))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%d heads do not divide dim %d", n_heads, dim);
-    if ((st = gguf_writer_set_str(w, "general.architecture", "llama", err))) return st;
+    char key[96];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
+    if ((st = gguf_writer_set_str(w, "general.architecture", arch, err))) return st;
     if ((st = gguf_writer_set_str(w, "general.name", name, err))) return st;
-    if ((st = gguf_writer_set_u32(w, "llama.context_length", (uint32_t)context_length, err))) return st;
-    if ((st = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)dim, err))) return st;
-    if ((st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)n_layers, err))) return st;
-    if ((st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)hidden_dim, err))) return st;
-    if ((st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)n_heads, err))) return st;
-    if ((st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)n_kv_heads, err)))
-        return st;
-    if ((st = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err))) return st;
-    if ((st = gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f, err))) return st;
-    return gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(dim / n_heads), err);
+    if ((st = gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)context_length, err))) return st;
+    if ((st = gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)dim, err))) return st;
+    if ((st = gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)n_layers, err))) return st;
+    if ((st = gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)hidden_dim, err))) return st;
+    if ((st = gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)n_heads, err))) return st;
+    if ((st = gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)n_kv_heads, err))) return st;
+    const float eps = strcmp(arch, "llama") == 0 ? 1e-5f : 1e-6f;
+    if ((st = gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), eps, err))) return st;
+    if ((st = gguf_writer_set_f32(w, KEY("rope.freq_base"), rope_theta, err))) return st;
+    if (head_dim) {
+        if ((st = gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)head_dim, err))) return st;
+        if ((st = gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)head_dim, err))) return st;
+    }
+    st = gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)(head_dim ? head_dim : dim / n_heads), err);
+#undef KEY
+    return st;
+}
+
+doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, int hidden_dim, int n_layers,
+                                   int n_heads, int n_kv_heads, int context_length, doze_error *err) {
+    return gguf_builder_set_arch(b, "llama", name, dim, hidden_dim, n_layers, n_heads, n_kv_heads, 0, context_length,
+                                 10000.0f, err);
 }
 
 doze_status gguf_builder_set_tokenizer(gguf_builder *b, int n, const char *const *pieces,

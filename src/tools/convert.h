@@ -50,10 +50,22 @@ typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, context_length;
     uint64_t seed;
     int type;
+    const char *arch; /* NULL or "llama"; "llama3" (llama with rope theta 500000 and
+                         Llama 3.1's rope_freqs factors), "qwen2" (Q/K/V biases, NEOX
+                         RoPE, theta 1e6), "qwen3" (q/k norms, NEOX RoPE) */
+    int head_dim;     /* 0: dim / n_heads; else written as attention.key_length */
 } doze_init_params;
 
-/* A seeded random llama model of any shape, with a synthetic tokenizer
- * (<unk>, <s>, </s>, the 256 byte tokens, then made-up words). */
+/* The ARCH.* metadata of a model of this shape (rms eps 1e-5 for llama,
+ * 1e-6 for qwen; head_dim 0: dim / n_heads, else written as key/value
+ * length). */
+doze_status gguf_builder_set_arch(gguf_builder *b, const char *arch, const char *name, int dim, int hidden_dim,
+                                  int n_layers, int n_heads, int n_kv_heads, int head_dim, int context_length,
+                                  float rope_theta, doze_error *err);
+
+/* A seeded random model of any shape and supported architecture, with
+ * llama.cpp's tensor names and keys, and a synthetic tokenizer (<unk>,
+ * <s>, </s>, the 256 byte tokens, then made-up words). */
 doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, doze_error *err);
 
 #endif

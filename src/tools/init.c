@@ -82,33 +82,61 @@ done:
     return st;
 }
 
+/* Llama 3.1's RoPE frequency factors (rope_freqs.weight) for rope_dim / 2
+ * pairs: long wavelengths slowed 8x, short ones kept, a smooth ramp between
+ * (original context 8192, low/high frequency factors 1 and 4). */
+static void llama3_freq_factors(float *out, int pairs, float theta, int rope_dim) {
+    const double factor = 8.0, low = 1.0, high = 4.0, old_ctx = 8192.0;
+    const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+    for (int i = 0; i < pairs; i++) {
+        double freq = 1.0 / pow((double)theta, (double)(2 * i) / rope_dim);
+        double wavelen = 2.0 * 3.14159265358979323846 / freq;
+        if (wavelen < high_wavelen) out[i] = 1.0f;
+        else if (wavelen > low_wavelen) out[i] = (float)factor;
+        else {
+            double smooth = (old_ctx / wavelen - low) / (high - low);
+            out[i] = (float)(1.0 / ((1.0 - smooth) / factor + smooth));
+        }
+    }
+}
+
 doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, doze_error *err) {
+    const char *arch = p->arch ? p->arch : "llama";
+    const int llama3 = strcmp(arch, "llama3") == 0, qwen2 = strcmp(arch, "qwen2") == 0,
+              qwen3 = strcmp(arch, "qwen3") == 0;
+    if (!llama3 && !qwen2 && !qwen3 && strcmp(arch, "llama") != 0)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "init: architecture \"%.32s\" is not one of llama, llama3, "
+                         "qwen2, qwen3", arch);
+    const int hd = p->head_dim ? p->head_dim : (p->n_heads > 0 ? p->dim / p->n_heads : 0);
     if (p->dim <= 0 || p->hidden_dim <= 0 || p->n_layers <= 0 || p->n_heads <= 0 ||
-        p->n_kv_heads <= 0 || p->vocab_size < 3 || p->context_length <= 0 ||
-        p->dim % p->n_heads != 0 || p->n_heads % p->n_kv_heads != 0 || (p->dim / p->n_heads) % 2 ||
-        p->dim > 65536 || p->hidden_dim > 16 * 65536 || p->n_layers > 1024 ||
+        p->n_kv_heads <= 0 || p->vocab_size < 3 || p->context_length <= 0 || p->head_dim < 0 ||
+        (p->head_dim == 0 && p->dim % p->n_heads != 0) || p->n_heads % p->n_kv_heads != 0 || hd % 2 ||
+        hd <= 0 || hd > 4096 || p->dim > 65536 || p->hidden_dim > 16 * 65536 || p->n_layers > 1024 ||
         p->vocab_size > (1 << 24) || p->context_length > (1 << 20))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE,
-                         "init: dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, ctx %d "
-                         "is not a valid shape (heads must divide dim into even head sizes, kv heads "
-                         "must divide heads, vocab >= 3; at most dim 65536, hidden 1048576, 1024 layers, "
-                         "vocab 2^24, ctx 2^20)",
-                         p->dim, p->hidden_dim, p->n_layers, p->n_heads, p->n_kv_heads,
-                         p->vocab_size, p->context_length);
+                         "init: dim %d, hidden %d, layers %d, heads %d, kv heads %d, head dim %d, vocab %d, ctx %d "
+                         "is not a valid shape (heads must divide dim into even head sizes unless a head dim is "
+                         "given, kv heads must divide heads, vocab >= 3; at most dim 65536, hidden 1048576, "
+                         "1024 layers, vocab 2^24, ctx 2^20)",
+                         p->dim, p->hidden_dim, p->n_layers, p->n_heads, p->n_kv_heads, hd, p->vocab_size,
+                         p->context_length);
     uint64_t seed = p->seed ? p->seed : 0x9E3779B97F4A7C15ull;
     uint64_t D = (uint64_t)p->dim, H = (uint64_t)p->hidden_dim, V = (uint64_t)p->vocab_size;
-    uint64_t kv = D / (uint64_t)p->n_heads * (uint64_t)p->n_kv_heads;
-    /* the largest tensor: (V, D), (D, D), (H, D) or (D, H) */
+    uint64_t Q = (uint64_t)hd * (uint64_t)p->n_heads, kv = (uint64_t)hd * (uint64_t)p->n_kv_heads;
+    /* the largest tensor: (V, D), (Q, D), (H, D) or (D, H) */
     uint64_t widest = V > H ? V : H;
     if (D > widest) widest = D;
-    uint64_t largest = widest * D;
+    if (Q > widest) widest = Q;
+    uint64_t largest = widest * (D > Q ? D : Q);
     if (largest > SIZE_MAX / sizeof(float))
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "init: a %llu x %llu tensor does not fit in memory",
                          (unsigned long long)widest, (unsigned long long)D);
     float *buf = malloc((size_t)largest * sizeof(float));
     if (!buf) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for init");
-    doze_status st = gguf_builder_set_llama(out, "doze-init", p->dim, p->hidden_dim, p->n_layers,
-                                            p->n_heads, p->n_kv_heads, p->context_length, err);
+    const float theta = llama3 ? 500000.0f : (qwen2 || qwen3) ? 1000000.0f : 10000.0f;
+    doze_status st = gguf_builder_set_arch(out, llama3 ? "llama" : arch, "doze-init", p->dim, p->hidden_dim,
+                                           p->n_layers, p->n_heads, p->n_kv_heads, p->head_dim, p->context_length,
+                                           theta, err);
     if (st == DOZE_OK) st = synth_tokenizer(p->vocab_size, out, err);
     char nm[64];
     uint64_t ne[2];
@@ -118,17 +146,31 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
             ne[0] = (c); \
             ne[1] = (r); \
             fill(buf, (c) * ((r) ? (r) : 1), (scale), (offset), &seed); \
-            st = gguf_builder_add_f32(out, nmstr, (r) ? 2u : 1u, ne, buf, p->type, err); \
+            st = gguf_builder_add_f32(out, nmstr, (r) ? 2u : 1u, ne, buf, (r) ? p->type : DOZE_TYPE_F32, err); \
         } \
     } while (0)
-    float sd = 1.0f / sqrtf((float)D), sh = 1.0f / sqrtf((float)H);
+    float sd = 1.0f / sqrtf((float)D), sh = 1.0f / sqrtf((float)H), sq = 1.0f / sqrtf((float)Q);
     ADD("token_embd.weight", D, V, 1.0f, 0.0f);
+    if (llama3 && st == DOZE_OK) {
+        ne[0] = (uint64_t)hd / 2;
+        llama3_freq_factors(buf, hd / 2, theta, hd);
+        st = gguf_builder_add_f32(out, "rope_freqs.weight", 1u, ne, buf, DOZE_TYPE_F32, err);
+    }
     for (int l = 0; l < p->n_layers && st == DOZE_OK; l++) {
         snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   ADD(nm, D, 0, 0.1f, 1.0f);
-        snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      ADD(nm, D, D, sd, 0.0f);
+        snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      ADD(nm, D, Q, sd, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);      ADD(nm, D, kv, sd, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      ADD(nm, D, kv, sd, 0.0f);
-        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); ADD(nm, D, D, sd, 0.0f);
+        if (qwen2) {
+            snprintf(nm, sizeof nm, "blk.%d.attn_q.bias", l);    ADD(nm, Q, 0, 0.5f, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.attn_k.bias", l);    ADD(nm, kv, 0, 0.5f, 0.0f);
+            snprintf(nm, sizeof nm, "blk.%d.attn_v.bias", l);    ADD(nm, kv, 0, 0.5f, 0.0f);
+        }
+        if (qwen3) {
+            snprintf(nm, sizeof nm, "blk.%d.attn_q_norm.weight", l); ADD(nm, (uint64_t)hd, 0, 0.1f, 1.0f);
+            snprintf(nm, sizeof nm, "blk.%d.attn_k_norm.weight", l); ADD(nm, (uint64_t)hd, 0, 0.1f, 1.0f);
+        }
+        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); ADD(nm, Q, D, sq, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    ADD(nm, D, 0, 0.1f, 1.0f);
         snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    ADD(nm, D, H, sd, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    ADD(nm, H, D, sh, 0.0f);
