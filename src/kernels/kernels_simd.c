@@ -914,7 +914,7 @@ static inline void kq_scales_mins(const uint8_t *q, v128_t *sc_lo, v128_t *sc_hi
 }
 
 /* Q4_K (five_bits 0) and Q5_K (1), row-major. */
-static void simd_matvec_kq(int five_bits, float *y, const void *w, const void *xq, int rows, int cols) {
+static inline __attribute__((always_inline)) void simd_matvec_kq(int five_bits, float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
@@ -978,7 +978,9 @@ static void simd_matvec_kq(int five_bits, float *y, const void *w, const void *x
                 }
                 v128_t sc_lo, sc_hi, mm_lo, mm_hi;
                 kq_scales_mins(scales, &sc_lo, &sc_hi, &mm_lo, &mm_hi);
-                const v128_t d = wasm_f32x4_splat(doze_f16_to_f32(dh)), dm = wasm_f32x4_splat(doze_f16_to_f32(mh));
+                /* d and dmin widened together, exactly (f16x4_to_f32x4) */
+                const v128_t dd = f16x4_to_f32x4(wasm_i32x4_make((int32_t)dh, (int32_t)mh, 0, 0));
+                const v128_t d = wasm_i32x4_shuffle(dd, dd, 0, 0, 0, 0), dm = wasm_i32x4_shuffle(dd, dd, 1, 1, 1, 1);
                 const v128_t A0 = wasm_i32x4_mul(hsum4_i32x4(P[0], P[1], P[2], P[3]), sc_lo);
                 const v128_t A1 = wasm_i32x4_mul(hsum4_i32x4(P[4], P[5], P[6], P[7]), sc_hi);
                 const v128_t B0 = wasm_i32x4_mul(wasm_v128_load(xsum + bl), mm_lo);
