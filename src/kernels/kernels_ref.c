@@ -201,14 +201,22 @@ static int kq_code(const uint8_t *qs, const uint8_t *qh, int j, int l) {
     return q;
 }
 
-static void ref_matvec_kq(int five_bits, float *y, const void *w, const void *xq, int rows, int cols) {
+/* super-block i of row r: row-major, or in the K-quant x4 layout (rows in
+ * groups of 4, the group's 4 blocks i side by side) */
+static const uint8_t *kq_block(const void *w, int layout, int r, int i, int nsb, size_t bb) {
+    const size_t at = layout ? ((size_t)(r / 4) * (size_t)nsb + (size_t)i) * 4 + (size_t)(r % 4)
+                             : (size_t)r * (size_t)nsb + (size_t)i;
+    return (const uint8_t *)w + at * bb;
+}
+
+static void ref_matvec_kq(int five_bits, int layout, float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nsb = cols / DOZE_QK_K;
     const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
     for (int r = 0; r < rows; r++) {
         float s = 0.0f;
         for (int i = 0; i < nsb; i++) {
-            const uint8_t *blk = (const uint8_t *)w + ((size_t)r * (size_t)nsb + (size_t)i) * bb;
+            const uint8_t *blk = kq_block(w, layout, r, i, nsb, bb);
             const uint8_t *scales, *qs, *qh = NULL;
             uint16_t dh, mh;
             if (five_bits) {
@@ -234,10 +242,16 @@ static void ref_matvec_kq(int five_bits, float *y, const void *w, const void *xq
 }
 
 static void ref_matvec_q4_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    ref_matvec_kq(0, y, w, xq, rows, cols);
+    ref_matvec_kq(0, 0, y, w, xq, rows, cols);
 }
 static void ref_matvec_q5_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    ref_matvec_kq(1, y, w, xq, rows, cols);
+    ref_matvec_kq(1, 0, y, w, xq, rows, cols);
+}
+static void ref_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_kq(0, 1, y, w, xq, rows, cols);
+}
+static void ref_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_kq(1, 1, y, w, xq, rows, cols);
 }
 
 /* code (0..63) of value v (0..255) of a Q6_K super-block */
@@ -248,14 +262,14 @@ static int q6_code(const doze_block_q6_K *b, int v) {
     return nib | (((b->qh[32 * half + l] >> (2 * t)) & 3) << 4);
 }
 
-static void ref_matvec_q6_K(float *y, const void *w, const void *xq, int rows, int cols) {
+static void ref_matvec_q6_K_any(int layout, float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q6_K *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nsb = cols / DOZE_QK_K;
     for (int r = 0; r < rows; r++) {
         float s = 0.0f;
         for (int i = 0; i < nsb; i++) {
-            const doze_block_q6_K *b = wb + (size_t)r * (size_t)nsb + i;
+            const doze_block_q6_K *b = (const doze_block_q6_K *)kq_block(wb, layout, r, i, nsb, sizeof *wb);
             const float d = doze_f16_to_f32(b->d);
             for (int j = 0; j < 8; j++) { /* x block j: groups 2j, 2j+1 */
                 const doze_block_q8_0 *x = xb + 8 * i + j;
@@ -270,6 +284,13 @@ static void ref_matvec_q6_K(float *y, const void *w, const void *xq, int rows, i
         }
         y[r] = s;
     }
+}
+
+static void ref_matvec_q6_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_q6_K_any(0, y, w, xq, rows, cols);
+}
+static void ref_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_q6_K_any(1, y, w, xq, rows, cols);
 }
 
 /* y(rows) = W(rows, cols) @ x(cols), W in bf16 */
@@ -292,9 +313,9 @@ static void ref_matvec_bf16(float *y, const void *w, const void *x, int rows, in
     } \
     const doze_products doze_ref_##T = {{MV0, NULL}, {ref_##T##_mm0, NULL}};
 
-REF_PRODUCTS_ROWS(q4_K, ref_matvec_q4_K)
-REF_PRODUCTS_ROWS(q5_K, ref_matvec_q5_K)
-REF_PRODUCTS_ROWS(q6_K, ref_matvec_q6_K)
+REF_PRODUCTS(q4_K, ref_matvec_q4_K, ref_matvec_q4_K_x4)
+REF_PRODUCTS(q5_K, ref_matvec_q5_K, ref_matvec_q5_K_x4)
+REF_PRODUCTS(q6_K, ref_matvec_q6_K, ref_matvec_q6_K_x4)
 REF_PRODUCTS_ROWS(bf16, ref_matvec_bf16)
 
 static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,

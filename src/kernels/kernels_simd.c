@@ -895,17 +895,23 @@ static void prep_kx(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, in
     }
 }
 
-/* the 8 6-bit scales (sc) and mins (m) of a Q4_K/Q5_K scales field as i32x4
- * pairs (lanes = sub-blocks 0..3, 4..7) */
+/* The 8 6-bit scales and 8 mins of a Q4_K/Q5_K scales field q as bytes
+ * [sc0..sc7, m0..m7]. As u32 lanes of the 12 bytes (16 read: the field sits
+ * inside its block): scales 0-3 = q[0..3] & 63, mins 0-3 = q[4..7] & 63,
+ * scales 4-7 = q[8..11] & 15 | (q[0..3] >> 6) << 4, mins 4-7 = q[8..11] >> 4
+ * | (q[4..7] >> 6) << 4. */
+static inline v128_t kq_scale_bytes(const uint8_t *q) {
+    const v128_t b = wasm_v128_load(q);
+    const v128_t a = wasm_i32x4_shuffle(b, b, 0, 2, 1, 2), c = wasm_i32x4_shuffle(b, b, 0, 0, 1, 1);
+    const v128_t low = wasm_v128_or(wasm_v128_and(a, wasm_i32x4_make(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0)),
+                                    wasm_v128_and(wasm_u32x4_shr(a, 4), wasm_i32x4_make(0, 0, 0, 0x0f0f0f0f)));
+    const v128_t high = wasm_v128_and(wasm_i32x4_shl(wasm_u32x4_shr(c, 6), 4), wasm_i32x4_make(0, 0x30303030, 0, 0x30303030));
+    return wasm_v128_or(low, high);
+}
+
+/* the same as i32x4 pairs (lanes = sub-blocks 0..3, 4..7) */
 static inline void kq_scales_mins(const uint8_t *q, v128_t *sc_lo, v128_t *sc_hi, v128_t *m_lo, v128_t *m_hi) {
-    uint32_t w0, w1, w2;
-    memcpy(&w0, q, 4);
-    memcpy(&w1, q + 4, 4);
-    memcpy(&w2, q + 8, 4);
-    const uint32_t s03 = w0 & 0x3f3f3f3fu, m03 = w1 & 0x3f3f3f3fu;
-    const uint32_t s47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-    const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-    const v128_t v = wasm_i32x4_make((int32_t)s03, (int32_t)s47, (int32_t)m03, (int32_t)m47);
+    const v128_t v = kq_scale_bytes(q);
     const v128_t lo = wasm_u16x8_extend_low_u8x16(v), hi = wasm_u16x8_extend_high_u8x16(v);
     *sc_lo = wasm_u32x4_extend_low_u16x8(lo);
     *sc_hi = wasm_u32x4_extend_high_u16x8(lo);
@@ -1005,6 +1011,116 @@ static void simd_matvec_q5_K(float *y, const void *w, const void *xq, int rows, 
     simd_matvec_kq(1, y, w, xq, rows, cols);
 }
 
+/* Q4_K / Q5_K in the K-quant x4 layout (rows in groups of 4, the group's 4
+ * blocks i side by side, repacked at load): each x block is loaded once for
+ * 4 rows, the 4 rows' sub-block dots are summed horizontally at once (lane =
+ * row), and lane r then gets row r's reference operations in the
+ * reference's order (per x block in block order): the same bits as the
+ * reference. */
+static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bits, float *y, const void *w,
+                                                                     const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(doze_block_q5_K, qs) : offsetof(doze_block_q4_K, qs);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), b4 = wasm_i16x8_splat(0x10), lo16 = wasm_i32x4_splat(0xffff);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsum[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_kx(xb + bc, n, xi, dxs, corr, xs);
+        for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const int bl = (i - i0) * 8;
+                v128_t I[8]; /* sub-block j's dots, lane = row */
+                for (int k = 0; k < 4; k++) {
+                    const v128_t *xl = xi + 4 * (bl + 2 * k), *xh = xl + 4;
+                    v128_t Pl[4], Ph[4];
+                    for (int r = 0; r < 4; r++) {
+                        const uint8_t *qs = b4r + (size_t)r * bb + qs_at + 32 * (size_t)k;
+                        const v128_t v0 = wasm_v128_load(qs), v1 = wasm_v128_load(qs + 16);
+                        v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
+                        v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v0, 8), m4), o1 = wasm_v128_and(wasm_u16x8_shr(v1, 8), m4);
+                        v128_t E0 = wasm_v128_and(wasm_u16x8_shr(v0, 4), m4), E1 = wasm_v128_and(wasm_u16x8_shr(v1, 4), m4);
+                        v128_t O0 = wasm_u16x8_shr(v0, 12), O1 = wasm_u16x8_shr(v1, 12);
+                        if (five_bits) {
+                            const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q5_K, qh);
+                            const v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
+                            const v128_t a0 = wasm_u16x8_shr(h0, 2 * k), a1 = wasm_u16x8_shr(h1, 2 * k);
+                            const v128_t c0 = wasm_u16x8_shr(h0, 2 * k + 1), c1 = wasm_u16x8_shr(h1, 2 * k + 1);
+                            e0 = wasm_v128_or(e0, wasm_v128_and(wasm_i16x8_shl(a0, 4), b4));
+                            e1 = wasm_v128_or(e1, wasm_v128_and(wasm_i16x8_shl(a1, 4), b4));
+                            o0 = wasm_v128_or(o0, wasm_v128_and(wasm_u16x8_shr(a0, 4), b4));
+                            o1 = wasm_v128_or(o1, wasm_v128_and(wasm_u16x8_shr(a1, 4), b4));
+                            E0 = wasm_v128_or(E0, wasm_v128_and(wasm_i16x8_shl(c0, 4), b4));
+                            E1 = wasm_v128_or(E1, wasm_v128_and(wasm_i16x8_shl(c1, 4), b4));
+                            O0 = wasm_v128_or(O0, wasm_v128_and(wasm_u16x8_shr(c0, 4), b4));
+                            O1 = wasm_v128_or(O1, wasm_v128_and(wasm_u16x8_shr(c1, 4), b4));
+                        }
+                        Pl[r] = wasm_i32x4_add(
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, xl[0]), wasm_i32x4_dot_i16x8(e1, xl[1])),
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(o0, xl[2]), wasm_i32x4_dot_i16x8(o1, xl[3])));
+                        Ph[r] = wasm_i32x4_add(
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(E0, xh[0]), wasm_i32x4_dot_i16x8(E1, xh[1])),
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(O0, xh[2]), wasm_i32x4_dot_i16x8(O1, xh[3])));
+                    }
+                    I[2 * k] = hsum4_i32x4(Pl[0], Pl[1], Pl[2], Pl[3]);
+                    I[2 * k + 1] = hsum4_i32x4(Ph[0], Ph[1], Ph[2], Ph[3]);
+                }
+                /* the 4 rows' scales and mins, transposed: lane = row */
+                v128_t sv[4];
+                for (int r = 0; r < 4; r++) sv[r] = kq_scale_bytes(b4r + (size_t)r * bb + 4);
+                const v128_t u0 = wasm_i8x16_shuffle(sv[0], sv[1], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u1 = wasm_i8x16_shuffle(sv[2], sv[3], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u2 = wasm_i8x16_shuffle(sv[0], sv[1], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t u3 = wasm_i8x16_shuffle(sv[2], sv[3], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t T[4] = {wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15),
+                                     wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15)};
+                /* the 4 rows' d and dmin */
+                v128_t dv = wasm_i32x4_splat(0);
+                dv = wasm_v128_load32_lane(b4r, dv, 0);
+                dv = wasm_v128_load32_lane(b4r + bb, dv, 1);
+                dv = wasm_v128_load32_lane(b4r + 2 * bb, dv, 2);
+                dv = wasm_v128_load32_lane(b4r + 3 * bb, dv, 3);
+                const v128_t d = f16x4_to_f32x4(wasm_v128_and(dv, lo16)), dm = f16x4_to_f32x4(wasm_u32x4_shr(dv, 16));
+                for (int j = 0; j < 8; j++) {
+                    /* T[j / 4] (sc) and T[2 + j / 4] (m): 4 bytes per j */
+                    const v128_t ts = T[j / 4], tm = T[2 + j / 4];
+                    const int q = j % 4;
+                    const v128_t sc = q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(ts))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(ts)))
+                                            : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(ts))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(ts)));
+                    const v128_t mm = q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(tm))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(tm)))
+                                            : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(tm))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(tm)));
+                    const v128_t A = wasm_i32x4_mul(I[j], sc);
+                    const v128_t B = wasm_i32x4_mul(mm, wasm_i32x4_splat(xsum[bl + j]));
+                    const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
+                                                    wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(B)));
+                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load32_splat(dxs + bl + j), f));
+                }
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+static void simd_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_kq_x4(0, y, w, xq, rows, cols);
+}
+static void simd_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_kq_x4(1, y, w, xq, rows, cols);
+}
+
 /* Q6_K, row-major. Per half super-block (4 x blocks): the 6-bit codes
  * (0..63, unsigned) of each quarter as even/odd u16 lanes, dotted with x;
  * per x block A = sc_a * (sum_a q x - 32 xs_a) + sc_b * (sum_b q x - 32 xs_b)
@@ -1073,6 +1189,90 @@ static void simd_matvec_q6_K(float *y, const void *w, const void *xq, int rows, 
     }
 }
 
+/* Q6_K in the K-quant x4 layout: per quarter of a half super-block (one x
+ * block), the 4 rows' group dots summed horizontally at once (lane = row),
+ * then per lane row r's reference operations in the reference's order: the
+ * same bits as the reference. */
+static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = sizeof(doze_block_q6_K);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), m30 = wasm_i16x8_splat(0x30);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsa[Q8_CHUNK], xsb[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_kx(xb + bc, n, xi, dxs, corr, xs);
+        for (int b = 0; b < n; b++) {
+            xsa[b] = 32 * xs[2 * b];
+            xsb[b] = 32 * xs[2 * b + 1];
+        }
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                /* the 4 rows' 16 scales transposed: T[q] holds groups 4q..4q+3,
+                 * 4 bytes (rows) each */
+                const v128_t s0 = wasm_v128_load(b4r + offsetof(doze_block_q6_K, scales));
+                const v128_t s1 = wasm_v128_load(b4r + bb + offsetof(doze_block_q6_K, scales));
+                const v128_t s2 = wasm_v128_load(b4r + 2 * bb + offsetof(doze_block_q6_K, scales));
+                const v128_t s3 = wasm_v128_load(b4r + 3 * bb + offsetof(doze_block_q6_K, scales));
+                const v128_t u0 = wasm_i8x16_shuffle(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u1 = wasm_i8x16_shuffle(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u2 = wasm_i8x16_shuffle(s0, s1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t u3 = wasm_i8x16_shuffle(s2, s3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t T[4] = {wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15),
+                                     wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15)};
+                v128_t dh = wasm_i32x4_splat(0);
+                dh = wasm_v128_load16_lane(b4r + offsetof(doze_block_q6_K, d), dh, 0);
+                dh = wasm_v128_load16_lane(b4r + bb + offsetof(doze_block_q6_K, d), dh, 2);
+                dh = wasm_v128_load16_lane(b4r + 2 * bb + offsetof(doze_block_q6_K, d), dh, 4);
+                dh = wasm_v128_load16_lane(b4r + 3 * bb + offsetof(doze_block_q6_K, d), dh, 6);
+                const v128_t d = f16x4_to_f32x4(dh);
+                for (int half = 0; half < 2; half++) {
+                    const int bl = (i - i0) * 8 + 4 * half;
+                    for (int t = 0; t < 4; t++) {
+                        const v128_t *x = xi + 4 * (bl + t);
+                        const int ns = t < 2 ? 0 : 4;
+                        v128_t Pa[4], Pb[4];
+                        for (int r = 0; r < 4; r++) {
+                            const uint8_t *ql = b4r + (size_t)r * bb + 64 * half + 32 * (t & 1);
+                            const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q6_K, qh) + 32 * half;
+                            const v128_t la = wasm_v128_load(ql), lb = wasm_v128_load(ql + 16);
+                            const v128_t ha = wasm_u16x8_shr(wasm_v128_load(qh), 2 * t);
+                            const v128_t hb = wasm_u16x8_shr(wasm_v128_load(qh + 16), 2 * t);
+                            const v128_t ea = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns), m4),
+                                                           wasm_v128_and(wasm_i16x8_shl(ha, 4), m30));
+                            const v128_t oa = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns + 8), m4),
+                                                           wasm_v128_and(wasm_u16x8_shr(ha, 4), m30));
+                            const v128_t eb = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns), m4),
+                                                           wasm_v128_and(wasm_i16x8_shl(hb, 4), m30));
+                            const v128_t ob = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns + 8), m4),
+                                                           wasm_v128_and(wasm_u16x8_shr(hb, 4), m30));
+                            Pa[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(ea, x[0]), wasm_i32x4_dot_i16x8(oa, x[2]));
+                            Pb[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(eb, x[1]), wasm_i32x4_dot_i16x8(ob, x[3]));
+                        }
+                        /* groups 8 half + 2t (a) and + 1 (b): byte (2t % 4) * 4 of T[2 half + t / 2] */
+                        const v128_t tg = T[2 * half + t / 2];
+                        const v128_t e16 = (t & 1) ? wasm_i16x8_extend_high_i8x16(tg) : wasm_i16x8_extend_low_i8x16(tg);
+                        const v128_t sa = wasm_i32x4_extend_low_i16x8(e16), sb = wasm_i32x4_extend_high_i16x8(e16);
+                        const v128_t va = wasm_i32x4_sub(hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]), wasm_i32x4_splat(xsa[bl + t]));
+                        const v128_t vb = wasm_i32x4_sub(hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), wasm_i32x4_splat(xsb[bl + t]));
+                        const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, va), wasm_i32x4_mul(sb, vb));
+                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
+                                                                 wasm_f32x4_mul(d, wasm_v128_load32_splat(dxs + bl + t))));
+                    }
+                }
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
 /* BF16, row-major: the halves widened by a shift (exact), 4 accumulators
  * over 16 columns, scalar tail */
 static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, int cols) {
@@ -1107,9 +1307,21 @@ static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, i
     } \
     const doze_products doze_simd_##T = {{MV0, NULL}, {T##_mm0, NULL}};
 
-SIMD_PRODUCTS_ROWS(q4_K, simd_matvec_q4_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q4_K))
-SIMD_PRODUCTS_ROWS(q5_K, simd_matvec_q5_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
-SIMD_PRODUCTS_ROWS(q6_K, simd_matvec_q6_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
+/* a type with an x4 layout: both matmuls through matmul_tiles */
+#define SIMD_PRODUCTS_X4(T, MV0, MV1, ROW_BYTES) \
+    static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        const size_t rb = (ROW_BYTES); \
+        matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        const size_t rb = (ROW_BYTES); \
+        matmul_tiles(rb, rb, MV1, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    const doze_products doze_simd_##T = {{MV0, MV1}, {T##_mm0, T##_mm1}};
+
+SIMD_PRODUCTS_X4(q4_K, simd_matvec_q4_K, simd_matvec_q4_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q4_K))
+SIMD_PRODUCTS_X4(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
+SIMD_PRODUCTS_X4(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
 
 static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,

@@ -265,6 +265,40 @@ static void q4_0_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
     x4_row_blocks(grp, k, (size_t)cols / DOZE_QK4_0, sizeof(doze_block_q4_0), DOZE_QK4_0, q4_0_dequantize_row, out);
 }
 
+/* K-quants: the 4 rows' super-block i side by side (whole blocks: their
+ * scales sit inside the block) */
+static void x4_pack_superblocks(uint8_t *grp, uint64_t cols, size_t bb, uint8_t *tmp) {
+    const size_t nsb = (size_t)cols / DOZE_QK_K, row = nsb * bb;
+    memcpy(tmp, grp, 4 * row);
+    for (size_t i = 0; i < nsb; i++)
+        for (size_t r = 0; r < 4; r++) memcpy(grp + (i * 4 + r) * bb, tmp + r * row + i * bb, bb);
+}
+
+static void x4_row_superblocks(const uint8_t *grp, int k, uint64_t cols, size_t bb,
+                               void (*deq)(const void *, float *, int64_t), float *out) {
+    for (size_t i = 0; i < (size_t)cols / DOZE_QK_K; i++)
+        deq(grp + (i * 4 + (size_t)k) * bb, out + i * DOZE_QK_K, DOZE_QK_K);
+}
+
+static void q4_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_superblocks(grp, cols, sizeof(doze_block_q4_K), tmp);
+}
+static void q5_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_superblocks(grp, cols, sizeof(doze_block_q5_K), tmp);
+}
+static void q6_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_superblocks(grp, cols, sizeof(doze_block_q6_K), tmp);
+}
+static void q6_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q6_K), doze_q6_K_dequantize_row, out);
+}
+static void q4_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q4_K), doze_q4_K_dequantize_row, out);
+}
+static void q5_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q5_K), doze_q5_K_dequantize_row, out);
+}
+
 /* f16: an inf or nan half anywhere (matvec_f16_x4 takes none) */
 static int f16_x4_refuses(const uint8_t *p, uint64_t n_bytes) {
     for (uint64_t i = 0; i < n_bytes / 2; i++) {
@@ -301,14 +335,14 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
                         q4_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK4_0, q4_0_x4_pack, q4_0_x4_row,
                         NULL, {&doze_simd_q4_0, &doze_ref_q4_0}},
     [DOZE_TYPE_Q4_K] = {DOZE_TYPE_Q4_K, "q4_k", DOZE_QK_K, (int)sizeof(doze_block_q4_K), doze_q4_K_dequantize_row,
-                        doze_q4_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, 0, NULL, NULL, NULL,
-                        {&doze_simd_q4_K, &doze_ref_q4_K}},
+                        doze_q4_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q4_K_x4_pack,
+                        q4_K_x4_row, NULL, {&doze_simd_q4_K, &doze_ref_q4_K}},
     [DOZE_TYPE_Q5_K] = {DOZE_TYPE_Q5_K, "q5_k", DOZE_QK_K, (int)sizeof(doze_block_q5_K), doze_q5_K_dequantize_row,
-                        doze_q5_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, 0, NULL, NULL, NULL,
-                        {&doze_simd_q5_K, &doze_ref_q5_K}},
+                        doze_q5_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q5_K_x4_pack,
+                        q5_K_x4_row, NULL, {&doze_simd_q5_K, &doze_ref_q5_K}},
     [DOZE_TYPE_Q6_K] = {DOZE_TYPE_Q6_K, "q6_k", DOZE_QK_K, (int)sizeof(doze_block_q6_K), doze_q6_K_dequantize_row,
-                        doze_q6_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, 0, NULL, NULL, NULL,
-                        {&doze_simd_q6_K, &doze_ref_q6_K}},
+                        doze_q6_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q6_K_x4_pack,
+                        q6_K_x4_row, NULL, {&doze_simd_q6_K, &doze_ref_q6_K}},
     [DOZE_TYPE_BF16] = {DOZE_TYPE_BF16, "bf16", 1, 2, doze_bf16_dequantize_row, doze_bf16_quantize_row, DOZE_TYPE_F32,
                         -1, 0, NULL, NULL, NULL, {&doze_simd_bf16, &doze_ref_bf16}},
 };

@@ -170,9 +170,9 @@ static const int kq_types[4] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, 
 
 static void test_products(void) {
     const doze_kernels *S = &doze_kernels_simd, *R = &doze_kernels_reference;
-    static const int shapes[][2] = {{1, 256}, {3, 512}, {7, 768}, {9, 256}, {5, 2048}, {2, 9216}, {64, 1536}};
+    static const int shapes[][2] = {{1, 256}, {3, 512}, {8, 768}, {9, 256}, {4, 2048}, {2, 9216}, {64, 1536}, {12, 8448}, {8, 256}, {300, 256}};
     double worst[4] = {0}, worst_exact[4] = {0};
-    long mm_bad = 0;
+    long mm_bad = 0, x4_bad = 0, x4_runs = 0;
     for (int ti = 0; ti < 4; ti++) {
         const doze_type_traits *t = doze_type_traits_of(kq_types[ti]);
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -219,15 +219,33 @@ static void test_products(void) {
                 CHECK_MSG(es < 2e-6 && ee < 2e-6, "%s %dx%d row %d: simd %.9g ref %.9g exact %.9g", t->name, rows,
                           cols, r, ys[r], yr[r], exact);
             }
+            /* the x4 layout (repacked as the loader does): both sets give the
+             * reference's row-major bits */
+            if (t->x4_cols && rows % 4 == 0 && cols % t->x4_cols == 0) {
+                uint8_t *wx = malloc(rb * (size_t)rows), *tmp = malloc(4 * rb);
+                memcpy(wx, w, rb * (size_t)rows);
+                for (int g = 0; g < rows / 4; g++) t->x4_pack(wx + (size_t)g * 4 * rb, (uint64_t)cols, tmp);
+                float *yx = malloc((size_t)rows * sizeof(float)), *row = malloc((size_t)cols * sizeof(float));
+                for (int set = 0; set < 2; set++) {
+                    t->products[set]->matvec[1](yx, wx, xa, rows, cols);
+                    x4_bad += memcmp(yx, yr, (size_t)rows * sizeof(float)) != 0;
+                }
+                for (int r = 0; r < rows; r++) { /* the row gather */
+                    t->x4_row(wx + (size_t)(r / 4) * 4 * rb, r % 4, (uint64_t)cols, row);
+                    x4_bad += memcmp(row, wf + (size_t)r * cols, (size_t)cols * sizeof(float)) != 0;
+                }
+                x4_runs++;
+                free(wx), free(tmp), free(yx), free(row);
+            }
             /* matmul: every token's row the matvec's bits, both sets */
             for (int set = 0; set < 2; set++) {
-                float *ym = malloc((size_t)rows * 4 * sizeof(float)), y1[64];
+                float *ym = malloc((size_t)rows * 4 * sizeof(float)), *y1 = malloc((size_t)rows * sizeof(float));
                 t->products[set]->matmul[0](ym, rows, w, xa, xs, 4, rows, cols);
                 for (int k = 0; k < 4; k++) {
                     t->products[set]->matvec[0](y1, w, xa + (size_t)k * xs, rows, cols);
                     mm_bad += memcmp(y1, ym + (size_t)k * rows, (size_t)rows * sizeof(float)) != 0;
                 }
-                free(ym);
+                free(ym), free(y1);
             }
             free(w), free(wf), free(x), free(xd), free(xa), free(ys), free(yr);
         }
@@ -237,6 +255,8 @@ static void test_products(void) {
     printf("\n");
     (void)S;
     CHECK_MSG(mm_bad == 0, "%ld matmul rows differ from their matvec", mm_bad);
+    CHECK_MSG(x4_bad == 0 && x4_runs >= 4, "x4 layout: %ld of %ld differ from the row-major reference", x4_bad, x4_runs);
+    printf("x4 layouts (q4_k, q5_k, q6_k): simd and reference give the row-major reference's bits (%ld shapes)\n", x4_runs);
 }
 
 /* ---- models ------------------------------------------------------------------ */
@@ -324,7 +344,11 @@ static void test_models(void) {
                    "FFN block %d, %.2f MB of layer weights\n",
                    name, worst / scale, simd_ref / scale, ci->ffn_block, (double)ci->layer_weight_bytes / 1e6);
             CHECK_MSG(worst / scale <= cases[c].bound, "%s: %.4f", name, worst / scale);
-            CHECK_MSG(simd_ref / scale <= 1e-4, "%s: simd vs reference %.3g", name, simd_ref / scale);
+            /* the products give the same bits in both sets (x4) or nearly
+             * (row-major), the other kernels differ in summation order: an
+             * activation's q8_0 code can round the other way, hence a bound
+             * of quantization size, not 1e-6 */
+            CHECK_MSG(simd_ref / scale <= 3e-3, "%s: simd vs reference %.3g", name, simd_ref / scale);
             /* a K-quant ffn_down is cut at whole super-blocks */
             const int kq = cases[c].type != DOZE_TYPE_BF16;
             CHECK(ci->ffn_block == (kq ? 256 : 32));
