@@ -53,10 +53,15 @@ typedef enum {
     DOZE_TYPE_F32 = 0,
     DOZE_TYPE_F16 = 1,
     DOZE_TYPE_Q4_0 = 2,
-    DOZE_TYPE_Q8_0 = 8
+    DOZE_TYPE_Q8_0 = 8,
+    DOZE_TYPE_Q4_K = 12,
+    DOZE_TYPE_Q5_K = 13,
+    DOZE_TYPE_Q6_K = 14,
+    DOZE_TYPE_BF16 = 30
 } doze_type;
 
-/* "f32", "f16", "q8_0", "q4_0", or NULL for an unsupported type. */
+/* "f32", "f16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16", or NULL
+ * for an unsupported type. */
 const char *doze_type_name(int type);
 /* Parses "f32" | "f16" | "q8_0" | "q4_0"; returns -1 when unknown. */
 int doze_type_from_name(const char *name);
@@ -99,7 +104,7 @@ typedef struct {
     uint64_t weight_bytes;       /* bytes of all tensors as stored */
     uint64_t layer_weight_bytes; /* bytes read per token by the layers */
     int bos_id, eos_id, unk_id;  /* -1 where the model has none */
-    int ffn_block;               /* issue 8: channels per FFN block (16 or 32; see
+    int ffn_block;               /* channels per FFN block (16, 32 or 256; see
                                     doze_model_ffn_block) */
     uint32_t ffn_order;          /* issue 8: 0, or the doze.ffn_order key of a file whose
                                     FFN channels doze_ffn_order_write reordered (a hash of
@@ -177,11 +182,12 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
  * hidden_dim is not a multiple): n_blocks = ceil(hidden_dim / block). The
  * block size is a property of the model: 16 when ffn_gate, ffn_up and
  * ffn_down are all f32 or f16 and hidden_dim < 8 * 32 (small FFNs get finer
- * blocks), else 32 (a quantized ffn_down splits only at whole 32-element
- * blocks). A skipped block computes none of its ffn_gate/ffn_up rows and none
+ * blocks), 256 when an ffn_down is a K-quant (q4_k, q5_k, q6_k: it splits
+ * only at whole 256-value super-blocks), else 32 (a q8_0/q4_0 ffn_down
+ * splits only at whole 32-element blocks). A skipped block computes none of its ffn_gate/ffn_up rows and none
  * of its ffn_down columns (ffn_down is stored per block at load, so its
  * weights are not read). */
-#define DOZE_FFN_BLOCK_SIZE 32 /* the largest block size (and that of most models) */
+#define DOZE_FFN_BLOCK_SIZE 256 /* the largest block size (32 for most models) */
 int doze_model_ffn_block(const doze_model *m);
 int doze_model_ffn_blocks(const doze_model *m);
 

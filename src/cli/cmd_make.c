@@ -23,8 +23,9 @@ static int write_builder(gguf_builder *b, const char *out_path) {
 static int parse_type(int argc, char **argv, int def) {
     const char *t = cli_opt(argc, argv, "--type");
     if (!t) return def;
-    int type = doze_type_from_name(t);
-    if (type < 0) err_printf("doze: unknown --type \"%s\" (f32, f16 or q8_0)\n", t);
+    int type = convert_type_from_name(t);
+    if (type < 0)
+        err_printf("doze: unknown --type \"%s\" (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m)\n", t);
     return type;
 }
 
@@ -46,7 +47,7 @@ int cmd_init(int argc, char **argv) {
     const char *out = cli_opt(argc, argv, "-o");
     if (bad || p.type < 0 || !out) {
         err_printf("usage: doze init --dim D --hidden H --layers L --heads NH --kv-heads NKV "
-                   "--vocab V --ctx T --seed S [--type f32|f16|q8_0|q4_0] [--arch llama|llama3|qwen2|qwen3] "
+                   "--vocab V --ctx T --seed S [--type T] [--arch llama|llama3|qwen2|qwen3] "
                    "[--head-dim HD] -o OUT.gguf\n");
         return 2;
     }

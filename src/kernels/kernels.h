@@ -8,8 +8,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* One weight type's products in one kernel set. x is the input in the
+ * type's activation form (doze_type_traits.act_type): f32 values, or q8_0
+ * blocks made by quantize_q8_0. */
+/* y(rows) = W(rows, cols) @ x */
+typedef void (*doze_matvec_fn)(float *y, const void *w, const void *x, int rows, int cols);
+/* Y(n, rows) (row stride ldy) = X @ W^T for the n inputs at x, x + ldx, ...
+ * (ldx in bytes): every token's row of Y bit-identical to its matvec */
+typedef void (*doze_matmul_fn)(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows,
+                               int cols);
+typedef struct {
+    doze_matvec_fn matvec[2]; /* [layout]: 0 row-major, 1 the type's x4 layout (NULL: none) */
+    doze_matmul_fn matmul[2];
+} doze_products;
+
 typedef struct {
     const char *name; /* "simd" | "reference" */
+    int set;          /* DOZE_KERNELS_SIMD | DOZE_KERNELS_REFERENCE: the column of
+                         doze_type_traits.products this table's products are in */
 
     /* y(rows) = W(rows, cols) @ x(cols), W row-major f32. */
     void (*matvec_f32)(float *y, const float *w, const float *x, int rows, int cols);
@@ -18,8 +34,7 @@ typedef struct {
     /* same, W in q8_0 blocks (cols % 32 == 0), x given as q8_0 blocks made
      * by quantize_q8_0 (integer dot products, one scale per block pair). */
     void (*matvec_q8_0)(float *y, const void *w, const void *xq, int rows, int cols);
-    /* ---- Q4_0 and the 4-row interleaved layouts (issue 9) ----
-     * y(rows) = W(rows, cols/32 blocks of q4_0) @ xq, xq as for matvec_q8_0;
+    /* y(rows) = W(rows, cols/32 blocks of q4_0) @ xq, xq as for matvec_q8_0;
      * per block the exact int32 dot of (q - 8) and x's quants, times
      * f16(dw) * f16(dx), summed over blocks in block order. */
     void (*matvec_q4_0)(float *y, const void *w, const void *xq, int rows, int cols);
@@ -52,10 +67,11 @@ typedef struct {
      * token's row of Y bit-identical to the matvec of that token. */
     void (*matmul_f32)(int layout, float *y, int ldy, const float *w, const float *x, int ldx, int n,
                        int rows, int cols);
-    /* layout (both matmuls): 0 row-major, 1 the type's x4 layout */
+    /* layout (both matmuls): 0 row-major, 1 the type's x4 layout. matmul_q:
+     * any type but f32 through its products row (xq: n inputs in the type's
+     * activation form, back to back) */
     void (*matmul_q)(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
                      int rows, int cols);
-    /* ---- end of issue 9 block ---- */
     /* xq(n/32 blocks) = x(n) in q8_0, n % 32 == 0 (ggml's rounding). */
     void (*quantize_q8_0)(const float *x, void *xq, int n);
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "kquants.h"
 #include "types.h"
 
 /* y(rows) = W(rows, cols) @ x(cols) */
@@ -47,7 +48,7 @@ static void ref_matvec_q8_0(float *y, const void *w, const void *xq, int rows, i
     }
 }
 
-/* ---- issue 9: q4_0, the x4 layouts, matmul ------------------------------ */
+/* ---- q4_0, the x4 layouts, matmul ------------------------------------- */
 
 /* exact int32 dot of a q4_0 payload (q - 8) with 32 int8 of x */
 static int32_t q4_dot(const uint8_t *qs, const int8_t *x) {
@@ -146,23 +147,184 @@ static void ref_matmul_f32(int layout, float *y, int ldy, const float *w, const 
         (layout ? ref_matvec_f32_x4 : ref_matvec_f32)(y + (size_t)t * ldy, w, x + (size_t)t * ldx, rows, cols);
 }
 
-static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
-                         int rows, int cols) {
-    size_t xs = (size_t)(cols / DOZE_QK8_0);
-    for (int t = 0; t < n; t++) {
-        float *yt = y + (size_t)t * ldy;
-        const doze_block_q8_0 *xt = (const doze_block_q8_0 *)xq + (size_t)t * xs;
-        if (type == DOZE_TYPE_Q8_0)
-            (layout ? ref_matvec_q8_0_x4 : ref_matvec_q8_0)(yt, w, xt, rows, cols);
-        else if (type == DOZE_TYPE_Q4_0)
-            (layout ? ref_matvec_q4_0_x4 : ref_matvec_q4_0)(yt, w, xt, rows, cols);
-        else if (type == DOZE_TYPE_F16)
-            (layout ? ref_matvec_f16_x4 : ref_matvec_f16)(yt, w, (const float *)xq + (size_t)t * (size_t)cols, rows,
-                                                          cols);
+/* the n inputs at x, x + ldx, ... (bytes) through one matvec each */
+static void ref_matmul_each(doze_matvec_fn mv, float *y, int ldy, const void *w, const void *x, size_t ldx, int n,
+                            int rows, int cols) {
+    for (int t = 0; t < n; t++) mv(y + (size_t)t * ldy, w, (const uint8_t *)x + (size_t)t * ldx, rows, cols);
+}
+
+/* A type's product row from its two matvecs (layout 0 and x4): the matvecs
+ * behind doze_matvec_fn's signature, the matmuls token by token. */
+#define REF_PRODUCTS(T, MV0, MV1) \
+    static void ref_##T##_mv0(float *y, const void *w, const void *x, int rows, int cols) { \
+        MV0(y, w, x, rows, cols); \
+    } \
+    static void ref_##T##_mv1(float *y, const void *w, const void *x, int rows, int cols) { \
+        MV1(y, w, x, rows, cols); \
+    } \
+    static void ref_##T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, \
+                              int cols) { \
+        ref_matmul_each(ref_##T##_mv0, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    static void ref_##T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, \
+                              int cols) { \
+        ref_matmul_each(ref_##T##_mv1, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    const doze_products doze_ref_##T = {{ref_##T##_mv0, ref_##T##_mv1}, {ref_##T##_mm0, ref_##T##_mm1}};
+
+REF_PRODUCTS(f32, ref_matvec_f32, ref_matvec_f32_x4)
+REF_PRODUCTS(f16, ref_matvec_f16, ref_matvec_f16_x4)
+REF_PRODUCTS(q8_0, ref_matvec_q8_0, ref_matvec_q8_0_x4)
+REF_PRODUCTS(q4_0, ref_matvec_q4_0, ref_matvec_q4_0_x4)
+
+/* ---- K-quants and BF16 ------------------------------------------------------
+ * The K-quant products take x as q8_0 blocks: one x block per 32-value
+ * sub-block (Q4_K, Q5_K), or per pair of 16-value groups (Q6_K). Per x block
+ * b, exact integer sums, then the float part in one fixed order:
+ *   Q4_K/Q5_K: s += dx_b * (d * (float)(sc * sum q x) - dmin * (float)(m * sum x))
+ *   Q6_K:      s += (float)(sc_a * sum_a (q - 32) x + sc_b * sum_b (q - 32) x) * (d * dx_b)
+ * summed over the blocks of a row in block order. */
+
+/* sum over a q8_0 block's quants */
+static int32_t q8_sum(const int8_t *x, int n) {
+    int32_t s = 0;
+    for (int j = 0; j < n; j++) s += x[j];
+    return s;
+}
+
+/* Q4_K (five_bits 0) and Q5_K (1) rows: value l of sub-block j of a
+ * super-block as its code (0..15 or 0..31) */
+static int kq_code(const uint8_t *qs, const uint8_t *qh, int j, int l) {
+    const uint8_t byte = qs[32 * (j / 2) + l];
+    int q = j & 1 ? byte >> 4 : byte & 0x0f;
+    if (qh) q |= ((qh[l] >> j) & 1) << 4;
+    return q;
+}
+
+/* super-block i of row r: row-major, or in the K-quant x4 layout (rows in
+ * groups of 4, the group's 4 blocks i side by side) */
+static const uint8_t *kq_block(const void *w, int layout, int r, int i, int nsb, size_t bb) {
+    const size_t at = layout ? ((size_t)(r / 4) * (size_t)nsb + (size_t)i) * 4 + (size_t)(r % 4)
+                             : (size_t)r * (size_t)nsb + (size_t)i;
+    return (const uint8_t *)w + at * bb;
+}
+
+static void ref_matvec_kq(int five_bits, int layout, float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nsb = cols / DOZE_QK_K;
+    const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
+    for (int r = 0; r < rows; r++) {
+        float s = 0.0f;
+        for (int i = 0; i < nsb; i++) {
+            const uint8_t *blk = kq_block(w, layout, r, i, nsb, bb);
+            const uint8_t *scales, *qs, *qh = NULL;
+            uint16_t dh, mh;
+            if (five_bits) {
+                const doze_block_q5_K *b = (const doze_block_q5_K *)blk;
+                scales = b->scales, qs = b->qs, qh = b->qh, dh = b->d, mh = b->dmin;
+            } else {
+                const doze_block_q4_K *b = (const doze_block_q4_K *)blk;
+                scales = b->scales, qs = b->qs, dh = b->d, mh = b->dmin;
+            }
+            const float d = doze_f16_to_f32(dh), dmin = doze_f16_to_f32(mh);
+            for (int j = 0; j < 8; j++) {
+                const doze_block_q8_0 *x = xb + 8 * i + j;
+                int sc, m;
+                doze_kq_scale_min(scales, j, &sc, &m);
+                int32_t isum = 0;
+                for (int l = 0; l < 32; l++) isum += kq_code(qs, qh, j, l) * (int32_t)x->qs[l];
+                const float dx = doze_f16_to_f32(x->d);
+                s += dx * (d * (float)(sc * isum) - dmin * (float)(m * q8_sum(x->qs, 32)));
+            }
+        }
+        y[r] = s;
     }
 }
 
-/* ---- end of issue 9 block ---------------------------------------------- */
+static void ref_matvec_q4_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_kq(0, 0, y, w, xq, rows, cols);
+}
+static void ref_matvec_q5_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_kq(1, 0, y, w, xq, rows, cols);
+}
+static void ref_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_kq(0, 1, y, w, xq, rows, cols);
+}
+static void ref_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_kq(1, 1, y, w, xq, rows, cols);
+}
+
+/* code (0..63) of value v (0..255) of a Q6_K super-block */
+static int q6_code(const doze_block_q6_K *b, int v) {
+    const int half = v / 128, t = (v % 128) / 32, l = v % 32;
+    const uint8_t lo = b->ql[64 * half + l + 32 * (t & 1)];
+    const int nib = t < 2 ? lo & 0x0f : lo >> 4;
+    return nib | (((b->qh[32 * half + l] >> (2 * t)) & 3) << 4);
+}
+
+static void ref_matvec_q6_K_any(int layout, float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q6_K *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nsb = cols / DOZE_QK_K;
+    for (int r = 0; r < rows; r++) {
+        float s = 0.0f;
+        for (int i = 0; i < nsb; i++) {
+            const doze_block_q6_K *b = (const doze_block_q6_K *)kq_block(wb, layout, r, i, nsb, sizeof *wb);
+            const float d = doze_f16_to_f32(b->d);
+            for (int j = 0; j < 8; j++) { /* x block j: groups 2j, 2j+1 */
+                const doze_block_q8_0 *x = xb + 8 * i + j;
+                int32_t a = 0;
+                for (int g = 0; g < 2; g++) {
+                    int32_t isum = 0;
+                    for (int l = 0; l < 16; l++) isum += (q6_code(b, 32 * j + 16 * g + l) - 32) * (int32_t)x->qs[16 * g + l];
+                    a += (int32_t)b->scales[2 * j + g] * isum;
+                }
+                s += (float)a * (d * doze_f16_to_f32(x->d));
+            }
+        }
+        y[r] = s;
+    }
+}
+
+static void ref_matvec_q6_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_q6_K_any(0, y, w, xq, rows, cols);
+}
+static void ref_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_q6_K_any(1, y, w, xq, rows, cols);
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W in bf16 */
+static void ref_matvec_bf16(float *y, const void *w, const void *x, int rows, int cols) {
+    const uint16_t *wh = w;
+    const float *xf = x;
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *wr = wh + (size_t)r * (size_t)cols;
+        float s = 0.0f;
+        for (int c = 0; c < cols; c++) s += doze_bf16_to_f32(wr[c]) * xf[c];
+        y[r] = s;
+    }
+}
+
+/* a row-major-only type's product row */
+#define REF_PRODUCTS_ROWS(T, MV0) \
+    static void ref_##T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, \
+                              int cols) { \
+        ref_matmul_each(MV0, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    const doze_products doze_ref_##T = {{MV0, NULL}, {ref_##T##_mm0, NULL}};
+
+REF_PRODUCTS(q4_K, ref_matvec_q4_K, ref_matvec_q4_K_x4)
+REF_PRODUCTS(q5_K, ref_matvec_q5_K, ref_matvec_q5_K_x4)
+REF_PRODUCTS(q6_K, ref_matvec_q6_K, ref_matvec_q6_K_x4)
+REF_PRODUCTS_ROWS(bf16, ref_matvec_bf16)
+
+static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
+                         int rows, int cols) {
+    const doze_type_traits *t = doze_type_traits_of(type);
+    if (t && t->products[DOZE_KERNELS_REFERENCE]->matmul[layout])
+        t->products[DOZE_KERNELS_REFERENCE]->matmul[layout](y, ldy, w, xq, doze_type_act_bytes(t, cols), n, rows,
+                                                            cols);
+}
 
 /* xq(n/32 blocks) = x(n): d = max|x|/127 (stored as f16), q = round(x/d),
  * halves away from zero (ggml's reference quantizer). */
@@ -286,6 +448,7 @@ static void ref_add(float *y, const float *x, int n) {
 
 const doze_kernels doze_kernels_reference = {
     .name = "reference",
+    .set = DOZE_KERNELS_REFERENCE,
     .matvec_f32 = ref_matvec_f32,
     .matvec_f32_x4 = ref_matvec_f32_x4,
     .matvec_f16_x4 = ref_matvec_f16_x4,

@@ -16,8 +16,10 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
+#include "kquants.h"
 #include "simd.h"
 #include "types.h"
 
@@ -473,7 +475,7 @@ static void simd_matvec_q8_0(float *y, const void *w, const void *xq, int rows, 
     }
 }
 
-/* ---- issue 9: q4_0, the x4 layouts, matmul ------------------------------ */
+/* ---- q4_0, the x4 layouts, matmul ------------------------------------- */
 
 /* i32x4 whose lane sum is the dot of the 32 nibbles of a q4_0 payload q
  * (unsigned, 0..15: the -8 is taken off by the caller) with x's quants,
@@ -781,47 +783,553 @@ static void f16_x4_tile_to_f32_x4(float *out, const uint16_t *w, int nr, int col
 /* f32 scratch for one widened f16 tile (on the stack) */
 #define F16_TILE_FLOATS 16384
 
-static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
-                          int rows, int cols) {
-    const doze_type_traits *tt = doze_type_traits_of(type);
-    const size_t row_bytes = (size_t)doze_type_row_bytes(type, (uint64_t)cols);
-    /* an f16 x4 tile is widened to f32 first: sized by its f32 bytes */
-    const int tr = tile_rows(layout && type == DOZE_TYPE_F16 ? (size_t)cols * 4u : row_bytes, rows);
-    const size_t xs = type == DOZE_TYPE_F16 ? (size_t)cols * 4u : (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
-    if (!tt) return;
+/* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T: W in tiles
+ * of rows (sized by tile_row_bytes), each tile read from memory once and
+ * applied to every token by the matvec itself (tokens in pairs through mv2
+ * where given and the tile is whole x4 groups), so each token gets the
+ * matvec's bits. */
+typedef void (*matvec2_fn)(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols);
+
+static void matmul_tiles(size_t tile_row_bytes, size_t row_bytes, doze_matvec_fn mv, matvec2_fn mv2, float *y,
+                         int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    const int tr = tile_rows(tile_row_bytes, rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
         int t = 0;
-        if (layout && type == DOZE_TYPE_F16 && n > 1 && (size_t)nr * (size_t)cols <= F16_TILE_FLOATS) {
-            /* widened once, exactly, then the f32 x4 path: w * x rounds the
-             * same either way, and simd_matvec_f16_x4 keeps matvec_f32_x4's
-             * order, so each token gets that matvec's bits */
+        if (mv2 && nr % 4 == 0)
+            for (; t + 1 < n; t += 2)
+                mv2(y + (size_t)t * ldy + r0, y + (size_t)(t + 1) * ldy + r0, wt, (const uint8_t *)x + (size_t)t * ldx,
+                    (const uint8_t *)x + (size_t)(t + 1) * ldx, nr, cols);
+        for (; t < n; t++) mv(y + (size_t)t * ldy + r0, wt, (const uint8_t *)x + (size_t)t * ldx, nr, cols);
+    }
+}
+
+/* ---- the per-type product rows ------------------------------------------- */
+
+static void f32_mv0(float *y, const void *w, const void *x, int rows, int cols) { simd_matvec_f32(y, w, x, rows, cols); }
+static void f32_mv1(float *y, const void *w, const void *x, int rows, int cols) {
+    simd_matvec_f32_x4(y, w, x, rows, cols);
+}
+static void f32_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    simd_matmul_f32(0, y, ldy, w, x, (int)(ldx / sizeof(float)), n, rows, cols);
+}
+static void f32_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    simd_matmul_f32(1, y, ldy, w, x, (int)(ldx / sizeof(float)), n, rows, cols);
+}
+const doze_products doze_simd_f32 = {{f32_mv0, f32_mv1}, {f32_mm0, f32_mm1}};
+
+static void f16_mv0(float *y, const void *w, const void *x, int rows, int cols) { simd_matvec_f16(y, w, x, rows, cols); }
+static void f16_mv1(float *y, const void *w, const void *x, int rows, int cols) {
+    simd_matvec_f16_x4(y, w, x, rows, cols);
+}
+static void f16_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    matmul_tiles((size_t)cols * 2u, (size_t)cols * 2u, f16_mv0, NULL, y, ldy, w, x, ldx, n, rows, cols);
+}
+/* an f16 x4 tile is widened to f32 first (sized by its f32 bytes): w * x
+ * rounds the same either way, and simd_matvec_f16_x4 keeps matvec_f32_x4's
+ * order, so each token gets that matvec's bits */
+static void f16_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    const size_t row_bytes = (size_t)cols * 2u;
+    const int tr = tile_rows((size_t)cols * 4u, rows);
+    for (int r0 = 0; r0 < rows; r0 += tr) {
+        const int nr = rows - r0 < tr ? rows - r0 : tr;
+        const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
+        if (n > 1 && (size_t)nr * (size_t)cols <= F16_TILE_FLOATS) {
             float tile[F16_TILE_FLOATS];
             f16_x4_tile_to_f32_x4(tile, (const uint16_t *)wt, nr, cols);
-            f32_x4_tile_tokens(y + r0, ldy, tile, (const float *)xq, cols, n, nr, cols);
+            f32_x4_tile_tokens(y + r0, ldy, tile, x, (int)(ldx / sizeof(float)), n, nr, cols);
             continue;
         }
-        if (layout && (type == DOZE_TYPE_Q8_0 || type == DOZE_TYPE_Q4_0) && nr % 4 == 0)
-            for (; t + 1 < n; t += 2)
-                simd_matvec2_qx4(type == DOZE_TYPE_Q4_0, y + (size_t)t * ldy + r0, y + (size_t)(t + 1) * ldy + r0,
-                                 wt, (const uint8_t *)xq + (size_t)t * xs, (const uint8_t *)xq + (size_t)(t + 1) * xs,
-                                 nr, cols);
-        for (; t < n; t++) {
-            float *yt = y + (size_t)t * ldy + r0;
-            const void *xt = (const uint8_t *)xq + (size_t)t * xs;
-            if (type == DOZE_TYPE_Q8_0)
-                (layout ? simd_matvec_q8_0_x4 : simd_matvec_q8_0)(yt, wt, xt, nr, cols);
-            else if (type == DOZE_TYPE_Q4_0)
-                (layout ? simd_matvec_q4_0_x4 : simd_matvec_q4_0)(yt, wt, xt, nr, cols);
-            else if (type == DOZE_TYPE_F16)
-                (layout ? simd_matvec_f16_x4 : simd_matvec_f16)(yt, (const uint16_t *)wt, (const float *)xt, nr,
-                                                                cols);
+        for (int t = 0; t < n; t++)
+            simd_matvec_f16_x4(y + (size_t)t * ldy + r0, (const uint16_t *)wt,
+                               (const float *)((const uint8_t *)x + (size_t)t * ldx), nr, cols);
+    }
+}
+const doze_products doze_simd_f16 = {{f16_mv0, f16_mv1}, {f16_mm0, f16_mm1}};
+
+static void q8_0_mv2(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols) {
+    simd_matvec2_qx4(0, ya, yb, w, xa, xb, rows, cols);
+}
+static void q8_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    const size_t rb = (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
+    matmul_tiles(rb, rb, simd_matvec_q8_0, NULL, y, ldy, w, x, ldx, n, rows, cols);
+}
+static void q8_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    const size_t rb = (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
+    matmul_tiles(rb, rb, simd_matvec_q8_0_x4, q8_0_mv2, y, ldy, w, x, ldx, n, rows, cols);
+}
+const doze_products doze_simd_q8_0 = {{simd_matvec_q8_0, simd_matvec_q8_0_x4}, {q8_0_mm0, q8_0_mm1}};
+
+static void q4_0_mv2(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols) {
+    simd_matvec2_qx4(1, ya, yb, w, xa, xb, rows, cols);
+}
+static void q4_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    const size_t rb = (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0);
+    matmul_tiles(rb, rb, simd_matvec_q4_0, NULL, y, ldy, w, x, ldx, n, rows, cols);
+}
+static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    const size_t rb = (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0);
+    matmul_tiles(rb, rb, simd_matvec_q4_0_x4, q4_0_mv2, y, ldy, w, x, ldx, n, rows, cols);
+}
+const doze_products doze_simd_q4_0 = {{simd_matvec_q4_0, simd_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};
+
+/* ---- K-quants and BF16 ----------------------------------------------------
+ * x as q8_0 blocks, one per 32-value sub-block (kernels_ref.c has the
+ * definition). Per super-block the 8 sub-blocks' exact int32 dots as two
+ * i32x4 (lane = sub-block), the integer scale products, then per lane the
+ * reference's float operations for that x block; lanes are summed at the end
+ * of the row (the only difference from the reference: the order of the sum
+ * over blocks). One row at a time: one linear read stream. */
+
+/* x for a chunk of n blocks as prep_x(q4 = 1) makes it, plus each block's
+ * two 16-value quant sums xs[2b] (values 0..15), xs[2b + 1] (16..31) */
+static void prep_kx(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *corr, int32_t *xs) {
+    prep_x(xb, n, xi, dxs, corr, 1);
+    for (int b = 0; b < n; b++) {
+        /* xi[0] + xi[2]: values 0..15 (evens, odds); xi[1] + xi[3]: 16..31 */
+        v128_t a = wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b], xi[4 * b + 2]));
+        v128_t c = wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b + 1], xi[4 * b + 3]));
+        xs[2 * b] = hsum_i32x4(a);
+        xs[2 * b + 1] = hsum_i32x4(c);
+    }
+}
+
+/* The 8 6-bit scales and 8 mins of a Q4_K/Q5_K scales field q as bytes
+ * [sc0..sc7, m0..m7]. As u32 lanes of the 12 bytes (16 read: the field sits
+ * inside its block): scales 0-3 = q[0..3] & 63, mins 0-3 = q[4..7] & 63,
+ * scales 4-7 = q[8..11] & 15 | (q[0..3] >> 6) << 4, mins 4-7 = q[8..11] >> 4
+ * | (q[4..7] >> 6) << 4. */
+static inline v128_t kq_scale_bytes(const uint8_t *q) {
+    const v128_t b = wasm_v128_load(q);
+    const v128_t a = wasm_i32x4_shuffle(b, b, 0, 2, 1, 2), c = wasm_i32x4_shuffle(b, b, 0, 0, 1, 1);
+    const v128_t low = wasm_v128_or(wasm_v128_and(a, wasm_i32x4_make(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0)),
+                                    wasm_v128_and(wasm_u32x4_shr(a, 4), wasm_i32x4_make(0, 0, 0, 0x0f0f0f0f)));
+    const v128_t high = wasm_v128_and(wasm_i32x4_shl(wasm_u32x4_shr(c, 6), 4), wasm_i32x4_make(0, 0x30303030, 0, 0x30303030));
+    return wasm_v128_or(low, high);
+}
+
+/* the same as i32x4 pairs (lanes = sub-blocks 0..3, 4..7) */
+static inline void kq_scales_mins(const uint8_t *q, v128_t *sc_lo, v128_t *sc_hi, v128_t *m_lo, v128_t *m_hi) {
+    const v128_t v = kq_scale_bytes(q);
+    const v128_t lo = wasm_u16x8_extend_low_u8x16(v), hi = wasm_u16x8_extend_high_u8x16(v);
+    *sc_lo = wasm_u32x4_extend_low_u16x8(lo);
+    *sc_hi = wasm_u32x4_extend_high_u16x8(lo);
+    *m_lo = wasm_u32x4_extend_low_u16x8(hi);
+    *m_hi = wasm_u32x4_extend_high_u16x8(hi);
+}
+
+/* Q4_K (five_bits 0) and Q5_K (1), row-major. */
+static inline __attribute__((always_inline)) void simd_matvec_kq(int five_bits, float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), b4 = wasm_i16x8_splat(0x10);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsum[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) { /* Q8_CHUNK: whole super-blocks */
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_kx(xb + bc, n, xi, dxs, corr, xs);
+        for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * (size_t)nsb * bb;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *blk = row + (size_t)i * bb;
+                const uint8_t *scales, *qs, *qh = NULL;
+                uint16_t dh, mh;
+                if (five_bits) {
+                    const doze_block_q5_K *p = (const doze_block_q5_K *)blk;
+                    scales = p->scales, qs = p->qs, qh = p->qh, dh = p->d, mh = p->dmin;
+                } else {
+                    const doze_block_q4_K *p = (const doze_block_q4_K *)blk;
+                    scales = p->scales, qs = p->qs, dh = p->d, mh = p->dmin;
+                }
+                const int bl = (i - i0) * 8; /* first x block of the super-block in the chunk */
+                v128_t P[8];
+                v128_t h0 = wasm_i32x4_splat(0), h1 = h0;
+                if (qh) {
+                    h0 = wasm_v128_load(qh);
+                    h1 = wasm_v128_load(qh + 16);
+                }
+                for (int k = 0; k < 4; k++) {
+                    const v128_t v0 = wasm_v128_load(qs + 32 * k), v1 = wasm_v128_load(qs + 32 * k + 16);
+                    const v128_t *xl = xi + 4 * (bl + 2 * k), *xh = xl + 4;
+                    v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
+                    v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v0, 8), m4), o1 = wasm_v128_and(wasm_u16x8_shr(v1, 8), m4);
+                    v128_t E0 = wasm_v128_and(wasm_u16x8_shr(v0, 4), m4), E1 = wasm_v128_and(wasm_u16x8_shr(v1, 4), m4);
+                    v128_t O0 = wasm_u16x8_shr(v0, 12), O1 = wasm_u16x8_shr(v1, 12);
+                    if (qh) {
+                        /* the fifth bit of value l of sub-block j is bit j of
+                         * qh[l]: in a u16 lane, bit j (even value), j + 8 (odd) */
+                        const v128_t a0 = wasm_u16x8_shr(h0, 2 * k), a1 = wasm_u16x8_shr(h1, 2 * k);
+                        const v128_t c0 = wasm_u16x8_shr(h0, 2 * k + 1), c1 = wasm_u16x8_shr(h1, 2 * k + 1);
+                        e0 = wasm_v128_or(e0, wasm_v128_and(wasm_i16x8_shl(a0, 4), b4));
+                        e1 = wasm_v128_or(e1, wasm_v128_and(wasm_i16x8_shl(a1, 4), b4));
+                        o0 = wasm_v128_or(o0, wasm_v128_and(wasm_u16x8_shr(a0, 4), b4));
+                        o1 = wasm_v128_or(o1, wasm_v128_and(wasm_u16x8_shr(a1, 4), b4));
+                        E0 = wasm_v128_or(E0, wasm_v128_and(wasm_i16x8_shl(c0, 4), b4));
+                        E1 = wasm_v128_or(E1, wasm_v128_and(wasm_i16x8_shl(c1, 4), b4));
+                        O0 = wasm_v128_or(O0, wasm_v128_and(wasm_u16x8_shr(c0, 4), b4));
+                        O1 = wasm_v128_or(O1, wasm_v128_and(wasm_u16x8_shr(c1, 4), b4));
+                    }
+                    P[2 * k] = wasm_i32x4_add(
+                        wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, xl[0]), wasm_i32x4_dot_i16x8(e1, xl[1])),
+                        wasm_i32x4_add(wasm_i32x4_dot_i16x8(o0, xl[2]), wasm_i32x4_dot_i16x8(o1, xl[3])));
+                    P[2 * k + 1] = wasm_i32x4_add(
+                        wasm_i32x4_add(wasm_i32x4_dot_i16x8(E0, xh[0]), wasm_i32x4_dot_i16x8(E1, xh[1])),
+                        wasm_i32x4_add(wasm_i32x4_dot_i16x8(O0, xh[2]), wasm_i32x4_dot_i16x8(O1, xh[3])));
+                }
+                v128_t sc_lo, sc_hi, mm_lo, mm_hi;
+                kq_scales_mins(scales, &sc_lo, &sc_hi, &mm_lo, &mm_hi);
+                /* d and dmin widened together, exactly (f16x4_to_f32x4) */
+                const v128_t dd = f16x4_to_f32x4(wasm_i32x4_make((int32_t)dh, (int32_t)mh, 0, 0));
+                const v128_t d = wasm_i32x4_shuffle(dd, dd, 0, 0, 0, 0), dm = wasm_i32x4_shuffle(dd, dd, 1, 1, 1, 1);
+                const v128_t A0 = wasm_i32x4_mul(hsum4_i32x4(P[0], P[1], P[2], P[3]), sc_lo);
+                const v128_t A1 = wasm_i32x4_mul(hsum4_i32x4(P[4], P[5], P[6], P[7]), sc_hi);
+                const v128_t B0 = wasm_i32x4_mul(wasm_v128_load(xsum + bl), mm_lo);
+                const v128_t B1 = wasm_i32x4_mul(wasm_v128_load(xsum + bl + 4), mm_hi);
+                const v128_t f0 = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A0)),
+                                                 wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(B0)));
+                const v128_t f1 = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A1)),
+                                                 wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(B1)));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(dxs + bl), f0));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(dxs + bl + 4), f1));
+            }
+            const float s = hsum_f32x4(acc);
+            y[r] = bc == 0 ? s : y[r] + s;
         }
     }
 }
 
-/* ---- end of issue 9 block ---------------------------------------------- */
+static void simd_matvec_q4_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_kq(0, y, w, xq, rows, cols);
+}
+static void simd_matvec_q5_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_kq(1, y, w, xq, rows, cols);
+}
+
+/* Q4_K / Q5_K in the K-quant x4 layout (rows in groups of 4, the group's 4
+ * blocks i side by side, repacked at load): each x block is loaded once for
+ * 4 rows, the 4 rows' sub-block dots are summed horizontally at once (lane =
+ * row), and lane r then gets row r's reference operations in the
+ * reference's order (per x block in block order): the same bits as the
+ * reference. */
+static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bits, float *y, const void *w,
+                                                                     const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(doze_block_q5_K, qs) : offsetof(doze_block_q4_K, qs);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), b4 = wasm_i16x8_splat(0x10), lo16 = wasm_i32x4_splat(0xffff);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsum[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_kx(xb + bc, n, xi, dxs, corr, xs);
+        for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const int bl = (i - i0) * 8;
+                v128_t I[8]; /* sub-block j's dots, lane = row */
+                for (int k = 0; k < 4; k++) {
+                    const v128_t *xl = xi + 4 * (bl + 2 * k), *xh = xl + 4;
+                    v128_t Pl[4], Ph[4];
+                    for (int r = 0; r < 4; r++) {
+                        const uint8_t *qs = b4r + (size_t)r * bb + qs_at + 32 * (size_t)k;
+                        const v128_t v0 = wasm_v128_load(qs), v1 = wasm_v128_load(qs + 16);
+                        v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
+                        v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v0, 8), m4), o1 = wasm_v128_and(wasm_u16x8_shr(v1, 8), m4);
+                        v128_t E0 = wasm_v128_and(wasm_u16x8_shr(v0, 4), m4), E1 = wasm_v128_and(wasm_u16x8_shr(v1, 4), m4);
+                        v128_t O0 = wasm_u16x8_shr(v0, 12), O1 = wasm_u16x8_shr(v1, 12);
+                        if (five_bits) {
+                            const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q5_K, qh);
+                            const v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
+                            const v128_t a0 = wasm_u16x8_shr(h0, 2 * k), a1 = wasm_u16x8_shr(h1, 2 * k);
+                            const v128_t c0 = wasm_u16x8_shr(h0, 2 * k + 1), c1 = wasm_u16x8_shr(h1, 2 * k + 1);
+                            e0 = wasm_v128_or(e0, wasm_v128_and(wasm_i16x8_shl(a0, 4), b4));
+                            e1 = wasm_v128_or(e1, wasm_v128_and(wasm_i16x8_shl(a1, 4), b4));
+                            o0 = wasm_v128_or(o0, wasm_v128_and(wasm_u16x8_shr(a0, 4), b4));
+                            o1 = wasm_v128_or(o1, wasm_v128_and(wasm_u16x8_shr(a1, 4), b4));
+                            E0 = wasm_v128_or(E0, wasm_v128_and(wasm_i16x8_shl(c0, 4), b4));
+                            E1 = wasm_v128_or(E1, wasm_v128_and(wasm_i16x8_shl(c1, 4), b4));
+                            O0 = wasm_v128_or(O0, wasm_v128_and(wasm_u16x8_shr(c0, 4), b4));
+                            O1 = wasm_v128_or(O1, wasm_v128_and(wasm_u16x8_shr(c1, 4), b4));
+                        }
+                        Pl[r] = wasm_i32x4_add(
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, xl[0]), wasm_i32x4_dot_i16x8(e1, xl[1])),
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(o0, xl[2]), wasm_i32x4_dot_i16x8(o1, xl[3])));
+                        Ph[r] = wasm_i32x4_add(
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(E0, xh[0]), wasm_i32x4_dot_i16x8(E1, xh[1])),
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(O0, xh[2]), wasm_i32x4_dot_i16x8(O1, xh[3])));
+                    }
+                    I[2 * k] = hsum4_i32x4(Pl[0], Pl[1], Pl[2], Pl[3]);
+                    I[2 * k + 1] = hsum4_i32x4(Ph[0], Ph[1], Ph[2], Ph[3]);
+                }
+                /* the 4 rows' scales and mins, transposed: lane = row */
+                v128_t sv[4];
+                for (int r = 0; r < 4; r++) sv[r] = kq_scale_bytes(b4r + (size_t)r * bb + 4);
+                const v128_t u0 = wasm_i8x16_shuffle(sv[0], sv[1], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u1 = wasm_i8x16_shuffle(sv[2], sv[3], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u2 = wasm_i8x16_shuffle(sv[0], sv[1], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t u3 = wasm_i8x16_shuffle(sv[2], sv[3], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t T[4] = {wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15),
+                                     wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15)};
+                /* the 4 rows' d and dmin */
+                v128_t dv = wasm_i32x4_splat(0);
+                dv = wasm_v128_load32_lane(b4r, dv, 0);
+                dv = wasm_v128_load32_lane(b4r + bb, dv, 1);
+                dv = wasm_v128_load32_lane(b4r + 2 * bb, dv, 2);
+                dv = wasm_v128_load32_lane(b4r + 3 * bb, dv, 3);
+                const v128_t d = f16x4_to_f32x4(wasm_v128_and(dv, lo16)), dm = f16x4_to_f32x4(wasm_u32x4_shr(dv, 16));
+                for (int j = 0; j < 8; j++) {
+                    /* T[j / 4] (sc) and T[2 + j / 4] (m): 4 bytes per j */
+                    const v128_t ts = T[j / 4], tm = T[2 + j / 4];
+                    const int q = j % 4;
+                    const v128_t sc = q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(ts))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(ts)))
+                                            : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(ts))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(ts)));
+                    const v128_t mm = q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(tm))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(tm)))
+                                            : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(tm))
+                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(tm)));
+                    const v128_t A = wasm_i32x4_mul(I[j], sc);
+                    const v128_t B = wasm_i32x4_mul(mm, wasm_i32x4_splat(xsum[bl + j]));
+                    const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
+                                                    wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(B)));
+                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load32_splat(dxs + bl + j), f));
+                }
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+static void simd_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_kq_x4(0, y, w, xq, rows, cols);
+}
+static void simd_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_kq_x4(1, y, w, xq, rows, cols);
+}
+
+/* Q6_K, row-major. Per half super-block (4 x blocks): the 6-bit codes
+ * (0..63, unsigned) of each quarter as even/odd u16 lanes, dotted with x;
+ * per x block A = sc_a * (sum_a q x - 32 xs_a) + sc_b * (sum_b q x - 32 xs_b)
+ * (exact), then (float)A * (d * dx) per lane. */
+static void simd_matvec_q6_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q6_K *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const v128_t m4 = wasm_i16x8_splat(0x0f), m30 = wasm_i16x8_splat(0x30);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsa[Q8_CHUNK], xsb[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_kx(xb + bc, n, xi, dxs, corr, xs);
+        for (int b = 0; b < n; b++) {
+            xsa[b] = 32 * xs[2 * b];
+            xsb[b] = 32 * xs[2 * b + 1];
+        }
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int r = 0; r < rows; r++) {
+            const doze_block_q6_K *row = wb + (size_t)r * (size_t)nsb;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+            for (int i = i0; i < i1; i++) {
+                const doze_block_q6_K *p = row + i;
+                const v128_t d = wasm_f32x4_splat(doze_f16_to_f32(p->d));
+                /* the 16 scales as i32: groups 2t (a) and 2t+1 (b) of each half */
+                const v128_t s16 = wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(p->scales));
+                const v128_t s16b = wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(p->scales + 8));
+                for (int half = 0; half < 2; half++) {
+                    const uint8_t *ql = p->ql + 64 * half, *qh = p->qh + 32 * half;
+                    const v128_t L0 = wasm_v128_load(ql), L1 = wasm_v128_load(ql + 16);
+                    const v128_t L2 = wasm_v128_load(ql + 32), L3 = wasm_v128_load(ql + 48);
+                    const v128_t H0 = wasm_v128_load(qh), H1 = wasm_v128_load(qh + 16);
+                    const int bl = (i - i0) * 8 + 4 * half;
+                    v128_t Pa[4], Pb[4];
+                    for (int t = 0; t < 4; t++) {
+                        const v128_t la = t & 1 ? L2 : L0, lb = t & 1 ? L3 : L1;
+                        const int ns = t < 2 ? 0 : 4;
+                        const v128_t ha = wasm_u16x8_shr(H0, 2 * t), hb = wasm_u16x8_shr(H1, 2 * t);
+                        const v128_t ea = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns), m4),
+                                                       wasm_v128_and(wasm_i16x8_shl(ha, 4), m30));
+                        const v128_t oa = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns + 8), m4),
+                                                       wasm_v128_and(wasm_u16x8_shr(ha, 4), m30));
+                        const v128_t eb = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns), m4),
+                                                       wasm_v128_and(wasm_i16x8_shl(hb, 4), m30));
+                        const v128_t ob = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns + 8), m4),
+                                                       wasm_v128_and(wasm_u16x8_shr(hb, 4), m30));
+                        const v128_t *x = xi + 4 * (bl + t);
+                        Pa[t] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(ea, x[0]), wasm_i32x4_dot_i16x8(oa, x[2]));
+                        Pb[t] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(eb, x[1]), wasm_i32x4_dot_i16x8(ob, x[3]));
+                    }
+                    const v128_t sh = half ? s16b : s16; /* i16: a0 b0 a1 b1 a2 b2 a3 b3 */
+                    const v128_t se = wasm_i32x4_extend_low_i16x8(wasm_i16x8_shuffle(sh, sh, 0, 2, 4, 6, 0, 2, 4, 6));
+                    const v128_t so = wasm_i32x4_extend_low_i16x8(wasm_i16x8_shuffle(sh, sh, 1, 3, 5, 7, 1, 3, 5, 7));
+                    const v128_t va = wasm_i32x4_sub(hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]), wasm_v128_load(xsa + bl));
+                    const v128_t vb = wasm_i32x4_sub(hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), wasm_v128_load(xsb + bl));
+                    const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(va, se), wasm_i32x4_mul(vb, so));
+                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
+                                                             wasm_f32x4_mul(d, wasm_v128_load(dxs + bl))));
+                }
+            }
+            const float s = hsum_f32x4(acc);
+            y[r] = bc == 0 ? s : y[r] + s;
+        }
+    }
+}
+
+/* Q6_K in the K-quant x4 layout: per quarter of a half super-block (one x
+ * block), the 4 rows' group dots summed horizontally at once (lane = row),
+ * then per lane row r's reference operations in the reference's order: the
+ * same bits as the reference. */
+static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = sizeof(doze_block_q6_K);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), m30 = wasm_i16x8_splat(0x30);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsa[Q8_CHUNK], xsb[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_kx(xb + bc, n, xi, dxs, corr, xs);
+        for (int b = 0; b < n; b++) {
+            xsa[b] = 32 * xs[2 * b];
+            xsb[b] = 32 * xs[2 * b + 1];
+        }
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                /* the 4 rows' 16 scales transposed: T[q] holds groups 4q..4q+3,
+                 * 4 bytes (rows) each */
+                const v128_t s0 = wasm_v128_load(b4r + offsetof(doze_block_q6_K, scales));
+                const v128_t s1 = wasm_v128_load(b4r + bb + offsetof(doze_block_q6_K, scales));
+                const v128_t s2 = wasm_v128_load(b4r + 2 * bb + offsetof(doze_block_q6_K, scales));
+                const v128_t s3 = wasm_v128_load(b4r + 3 * bb + offsetof(doze_block_q6_K, scales));
+                const v128_t u0 = wasm_i8x16_shuffle(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u1 = wasm_i8x16_shuffle(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const v128_t u2 = wasm_i8x16_shuffle(s0, s1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t u3 = wasm_i8x16_shuffle(s2, s3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const v128_t T[4] = {wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15),
+                                     wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11),
+                                     wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15)};
+                v128_t dh = wasm_i32x4_splat(0);
+                dh = wasm_v128_load16_lane(b4r + offsetof(doze_block_q6_K, d), dh, 0);
+                dh = wasm_v128_load16_lane(b4r + bb + offsetof(doze_block_q6_K, d), dh, 2);
+                dh = wasm_v128_load16_lane(b4r + 2 * bb + offsetof(doze_block_q6_K, d), dh, 4);
+                dh = wasm_v128_load16_lane(b4r + 3 * bb + offsetof(doze_block_q6_K, d), dh, 6);
+                const v128_t d = f16x4_to_f32x4(dh);
+                for (int half = 0; half < 2; half++) {
+                    const int bl = (i - i0) * 8 + 4 * half;
+                    for (int t = 0; t < 4; t++) {
+                        const v128_t *x = xi + 4 * (bl + t);
+                        const int ns = t < 2 ? 0 : 4;
+                        v128_t Pa[4], Pb[4];
+                        for (int r = 0; r < 4; r++) {
+                            const uint8_t *ql = b4r + (size_t)r * bb + 64 * half + 32 * (t & 1);
+                            const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q6_K, qh) + 32 * half;
+                            const v128_t la = wasm_v128_load(ql), lb = wasm_v128_load(ql + 16);
+                            const v128_t ha = wasm_u16x8_shr(wasm_v128_load(qh), 2 * t);
+                            const v128_t hb = wasm_u16x8_shr(wasm_v128_load(qh + 16), 2 * t);
+                            const v128_t ea = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns), m4),
+                                                           wasm_v128_and(wasm_i16x8_shl(ha, 4), m30));
+                            const v128_t oa = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns + 8), m4),
+                                                           wasm_v128_and(wasm_u16x8_shr(ha, 4), m30));
+                            const v128_t eb = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns), m4),
+                                                           wasm_v128_and(wasm_i16x8_shl(hb, 4), m30));
+                            const v128_t ob = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns + 8), m4),
+                                                           wasm_v128_and(wasm_u16x8_shr(hb, 4), m30));
+                            Pa[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(ea, x[0]), wasm_i32x4_dot_i16x8(oa, x[2]));
+                            Pb[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(eb, x[1]), wasm_i32x4_dot_i16x8(ob, x[3]));
+                        }
+                        /* groups 8 half + 2t (a) and + 1 (b): byte (2t % 4) * 4 of T[2 half + t / 2] */
+                        const v128_t tg = T[2 * half + t / 2];
+                        const v128_t e16 = (t & 1) ? wasm_i16x8_extend_high_i8x16(tg) : wasm_i16x8_extend_low_i8x16(tg);
+                        const v128_t sa = wasm_i32x4_extend_low_i16x8(e16), sb = wasm_i32x4_extend_high_i16x8(e16);
+                        const v128_t va = wasm_i32x4_sub(hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]), wasm_i32x4_splat(xsa[bl + t]));
+                        const v128_t vb = wasm_i32x4_sub(hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), wasm_i32x4_splat(xsb[bl + t]));
+                        const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, va), wasm_i32x4_mul(sb, vb));
+                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
+                                                                 wasm_f32x4_mul(d, wasm_v128_load32_splat(dxs + bl + t))));
+                    }
+                }
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+/* BF16, row-major: the halves widened by a shift (exact), 4 accumulators
+ * over 16 columns, scalar tail */
+static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, int cols) {
+    const uint16_t *wh = w;
+    const float *xf = x;
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *wr = wh + (size_t)r * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (; c + 16 <= cols; c += 16) {
+            const v128_t h0 = wasm_v128_load(wr + c), h1 = wasm_v128_load(wr + c + 8);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(h0), 16),
+                                                   wasm_v128_load(xf + c)));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(h0), 16),
+                                                   wasm_v128_load(xf + c + 4)));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(h1), 16),
+                                                   wasm_v128_load(xf + c + 8)));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(h1), 16),
+                                                   wasm_v128_load(xf + c + 12)));
+        }
+        float s = hsum_f32x4(wasm_f32x4_add(wasm_f32x4_add(a0, a1), wasm_f32x4_add(a2, a3)));
+        for (; c < cols; c++) s += doze_bf16_to_f32(wr[c]) * xf[c];
+        y[r] = s;
+    }
+}
+
+/* a row-major-only type's product row: matmul through matmul_tiles */
+#define SIMD_PRODUCTS_ROWS(T, MV0, ROW_BYTES) \
+    static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        const size_t rb = (ROW_BYTES); \
+        matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    const doze_products doze_simd_##T = {{MV0, NULL}, {T##_mm0, NULL}};
+
+/* a type with an x4 layout: both matmuls through matmul_tiles */
+#define SIMD_PRODUCTS_X4(T, MV0, MV1, ROW_BYTES) \
+    static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        const size_t rb = (ROW_BYTES); \
+        matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        const size_t rb = (ROW_BYTES); \
+        matmul_tiles(rb, rb, MV1, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    const doze_products doze_simd_##T = {{MV0, MV1}, {T##_mm0, T##_mm1}};
+
+SIMD_PRODUCTS_X4(q4_K, simd_matvec_q4_K, simd_matvec_q4_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q4_K))
+SIMD_PRODUCTS_X4(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
+SIMD_PRODUCTS_X4(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
+SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
+
+static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
+                          int rows, int cols) {
+    const doze_type_traits *t = doze_type_traits_of(type);
+    if (t && t->products[DOZE_KERNELS_SIMD]->matmul[layout])
+        t->products[DOZE_KERNELS_SIMD]->matmul[layout](y, ldy, w, xq, doze_type_act_bytes(t, cols), n, rows, cols);
+}
 
 /* xq(n/32 blocks) = x(n) in q8_0: amax by vector max, d = amax/127 stored as
  * f16, q = round-half-away(x * (1/d)) (= roundf, built from trunc: exact),
@@ -1109,6 +1617,7 @@ uint32_t doze_read_probe(const void *buf, size_t n) {
 
 const doze_kernels doze_kernels_simd = {
     .name = "simd",
+    .set = DOZE_KERNELS_SIMD,
     .matvec_f32 = simd_matvec_f32,
     .matvec_f16 = simd_matvec_f16,
     .matvec_f32_x4 = simd_matvec_f32_x4,

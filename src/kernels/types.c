@@ -1,6 +1,8 @@
 /* The per-type traits table and the scalar conversions behind it. */
 #include "types.h"
 
+#include "kquants.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -196,19 +198,163 @@ static void q4_0_quantize_row(const float *src, void *dst, int64_t n) {
     }
 }
 
-static const doze_type_traits type_table[] = {
-    {DOZE_TYPE_F32, "f32", 1, 4, f32_dequantize_row, f32_quantize_row},
-    {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row},
-    {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
-     q8_0_quantize_row},
-    {DOZE_TYPE_Q4_0, "q4_0", DOZE_QK4_0, (int)sizeof(doze_block_q4_0), q4_0_dequantize_row,
-     q4_0_quantize_row},
+/* ---- the x4 layouts (kernels.h): repack of a group of 4 rows, row gather -- */
+
+/* f32/f16: the 4 rows' 16-byte chunks (4 f32 or 8 f16 columns) side by side */
+static void x4_pack_chunks(uint8_t *grp, size_t row, uint8_t *tmp) {
+    const size_t chunk = 16;
+    memcpy(tmp, grp, 4 * row);
+    for (size_t k = 0; k < row / chunk; k++)
+        for (int r = 0; r < 4; r++) memcpy(grp + (k * 4 + (size_t)r) * chunk, tmp + (size_t)r * row + k * chunk, chunk);
+}
+
+static void f32_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) { x4_pack_chunks(grp, (size_t)cols * 4u, tmp); }
+static void f16_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) { x4_pack_chunks(grp, (size_t)cols * 2u, tmp); }
+
+/* row k of an f32 x4 group: its 4-column chunks, 64 bytes apart */
+static void f32_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    const float *g = (const float *)grp;
+    for (uint64_t c = 0; c < cols; c += 4) memcpy(out + c, g + (size_t)c * 4 + (size_t)k * 4, 16);
+}
+
+/* row k of an f16 x4 group: its 8-column chunks, 64 bytes apart */
+static void f16_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    const uint16_t *g = (const uint16_t *)grp;
+    for (uint64_t c = 0; c < cols; c++)
+        out[c] = doze_f16_to_f32(g[(size_t)(c / 8) * 32 + (size_t)k * 8 + (size_t)(c % 8)]);
+}
+
+/* q types whose block is an f16 scale then a payload: block by block, the
+ * 4 rows' scales, then their 4 payloads */
+static void x4_pack_blocks(uint8_t *grp, size_t nb, size_t bb, uint8_t *tmp) {
+    const size_t pay = bb - 2, row = nb * bb;
+    memcpy(tmp, grp, 4 * row);
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *o = grp + b * 4 * bb;
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *src = tmp + (size_t)r * row + b * bb;
+            memcpy(o + 2 * r, src, 2);
+            memcpy(o + 8 + (size_t)r * pay, src + 2, pay);
+        }
+    }
+}
+
+/* row k of such an x4 group, gathered back one block at a time */
+static void x4_row_blocks(const uint8_t *grp, int k, size_t nb, size_t bb, size_t bs,
+                          void (*deq)(const void *, float *, int64_t), float *out) {
+    const size_t pay = bb - 2;
+    uint8_t blk[64];
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *o = grp + b * 4 * bb;
+        memcpy(blk, o + 2 * (size_t)k, 2);
+        memcpy(blk + 2, o + 8 + (size_t)k * pay, pay);
+        deq(blk, out + b * bs, (int64_t)bs);
+    }
+}
+
+static void q8_0_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_blocks(grp, (size_t)cols / DOZE_QK8_0, sizeof(doze_block_q8_0), tmp);
+}
+static void q4_0_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_blocks(grp, (size_t)cols / DOZE_QK4_0, sizeof(doze_block_q4_0), tmp);
+}
+static void q8_0_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_blocks(grp, k, (size_t)cols / DOZE_QK8_0, sizeof(doze_block_q8_0), DOZE_QK8_0, q8_0_dequantize_row, out);
+}
+static void q4_0_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_blocks(grp, k, (size_t)cols / DOZE_QK4_0, sizeof(doze_block_q4_0), DOZE_QK4_0, q4_0_dequantize_row, out);
+}
+
+/* K-quants: the 4 rows' super-block i side by side (whole blocks: their
+ * scales sit inside the block) */
+static void x4_pack_superblocks(uint8_t *grp, uint64_t cols, size_t bb, uint8_t *tmp) {
+    const size_t nsb = (size_t)cols / DOZE_QK_K, row = nsb * bb;
+    memcpy(tmp, grp, 4 * row);
+    for (size_t i = 0; i < nsb; i++)
+        for (size_t r = 0; r < 4; r++) memcpy(grp + (i * 4 + r) * bb, tmp + r * row + i * bb, bb);
+}
+
+static void x4_row_superblocks(const uint8_t *grp, int k, uint64_t cols, size_t bb,
+                               void (*deq)(const void *, float *, int64_t), float *out) {
+    for (size_t i = 0; i < (size_t)cols / DOZE_QK_K; i++)
+        deq(grp + (i * 4 + (size_t)k) * bb, out + i * DOZE_QK_K, DOZE_QK_K);
+}
+
+static void q4_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_superblocks(grp, cols, sizeof(doze_block_q4_K), tmp);
+}
+static void q5_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_superblocks(grp, cols, sizeof(doze_block_q5_K), tmp);
+}
+static void q6_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
+    x4_pack_superblocks(grp, cols, sizeof(doze_block_q6_K), tmp);
+}
+static void q6_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q6_K), doze_q6_K_dequantize_row, out);
+}
+static void q4_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q4_K), doze_q4_K_dequantize_row, out);
+}
+static void q5_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
+    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q5_K), doze_q5_K_dequantize_row, out);
+}
+
+/* f16: an inf or nan half anywhere (matvec_f16_x4 takes none) */
+static int f16_x4_refuses(const uint8_t *p, uint64_t n_bytes) {
+    for (uint64_t i = 0; i < n_bytes / 2; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        if ((h & 0x7c00u) == 0x7c00u) return 1;
+    }
+    return 0;
+}
+
+/* q8_0: a block with an inf/nan scale (matvec_q8_0_x4 takes none) */
+static int q8_0_x4_refuses(const uint8_t *p, uint64_t n_bytes) {
+    for (uint64_t i = 0; i < n_bytes / sizeof(doze_block_q8_0); i++) {
+        uint16_t h;
+        memcpy(&h, p + i * sizeof(doze_block_q8_0), 2);
+        if ((h & 0x7c00u) == 0x7c00u) return 1;
+    }
+    return 0;
+}
+
+/* ---- the table, indexed by doze_type ---------------------------------------- */
+
+#define N_TYPE_SLOTS 32
+
+static const doze_type_traits type_table[N_TYPE_SLOTS] = {
+    [DOZE_TYPE_F32] = {DOZE_TYPE_F32, "f32", 1, 4, f32_dequantize_row, f32_quantize_row, DOZE_TYPE_F32, -1, 4,
+                       f32_x4_pack, f32_x4_row, NULL, {&doze_simd_f32, &doze_ref_f32}},
+    [DOZE_TYPE_F16] = {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row, DOZE_TYPE_F32, -1, 8,
+                       f16_x4_pack, f16_x4_row, f16_x4_refuses, {&doze_simd_f16, &doze_ref_f16}},
+    [DOZE_TYPE_Q8_0] = {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
+                        q8_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK8_0, q8_0_x4_pack, q8_0_x4_row,
+                        q8_0_x4_refuses, {&doze_simd_q8_0, &doze_ref_q8_0}},
+    [DOZE_TYPE_Q4_0] = {DOZE_TYPE_Q4_0, "q4_0", DOZE_QK4_0, (int)sizeof(doze_block_q4_0), q4_0_dequantize_row,
+                        q4_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK4_0, q4_0_x4_pack, q4_0_x4_row,
+                        NULL, {&doze_simd_q4_0, &doze_ref_q4_0}},
+    [DOZE_TYPE_Q4_K] = {DOZE_TYPE_Q4_K, "q4_k", DOZE_QK_K, (int)sizeof(doze_block_q4_K), doze_q4_K_dequantize_row,
+                        doze_q4_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q4_K_x4_pack,
+                        q4_K_x4_row, NULL, {&doze_simd_q4_K, &doze_ref_q4_K}},
+    [DOZE_TYPE_Q5_K] = {DOZE_TYPE_Q5_K, "q5_k", DOZE_QK_K, (int)sizeof(doze_block_q5_K), doze_q5_K_dequantize_row,
+                        doze_q5_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q5_K_x4_pack,
+                        q5_K_x4_row, NULL, {&doze_simd_q5_K, &doze_ref_q5_K}},
+    [DOZE_TYPE_Q6_K] = {DOZE_TYPE_Q6_K, "q6_k", DOZE_QK_K, (int)sizeof(doze_block_q6_K), doze_q6_K_dequantize_row,
+                        doze_q6_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q6_K_x4_pack,
+                        q6_K_x4_row, NULL, {&doze_simd_q6_K, &doze_ref_q6_K}},
+    [DOZE_TYPE_BF16] = {DOZE_TYPE_BF16, "bf16", 1, 2, doze_bf16_dequantize_row, doze_bf16_quantize_row, DOZE_TYPE_F32,
+                        -1, 0, NULL, NULL, NULL, {&doze_simd_bf16, &doze_ref_bf16}},
 };
 
 const doze_type_traits *doze_type_traits_of(int type) {
-    for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
-        if (type_table[i].type == type) return &type_table[i];
-    return NULL;
+    if (type < 0 || type >= N_TYPE_SLOTS || !type_table[type].name) return NULL;
+    return &type_table[type];
+}
+
+size_t doze_type_act_bytes(const doze_type_traits *t, int cols) {
+    return t->act_type == DOZE_TYPE_Q8_0 ? (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0)
+                                         : (size_t)cols * sizeof(float);
 }
 
 uint64_t doze_type_row_bytes(int type, uint64_t n) {
@@ -223,7 +369,7 @@ const char *doze_type_name(int type) {
 }
 
 int doze_type_from_name(const char *name) {
-    for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
-        if (strcmp(type_table[i].name, name) == 0) return type_table[i].type;
+    for (int i = 0; i < N_TYPE_SLOTS; i++)
+        if (type_table[i].name && strcmp(type_table[i].name, name) == 0) return type_table[i].type;
     return -1;
 }

@@ -1,5 +1,7 @@
 /* Per-tensor-type traits: one table row per type (block size, bytes per
- * block, row conversion). A new type is a new row. */
+ * block, row conversion, the activation form its products take, the x4
+ * repack, and its products in both kernel sets). A new type is a new row,
+ * its kernels, and a test. */
 #ifndef DOZE_TYPES_H
 #define DOZE_TYPES_H
 
@@ -7,6 +9,7 @@
 #include <stdint.h>
 
 #include "doze.h"
+#include "kernels.h"
 
 #define DOZE_QK8_0 32 /* values per q8_0 block: f16 scale d, then 32 int8 */
 
@@ -47,7 +50,34 @@ typedef struct {
     void (*dequantize_row)(const void *src, float *dst, int64_t n);
     /* dst = src(n) in this type (round to nearest); n a multiple of block_size */
     void (*quantize_row)(const float *src, void *dst, int64_t n);
+    /* The input form the products take: DOZE_TYPE_F32 (x as floats) or
+     * DOZE_TYPE_Q8_0 (x as q8_0 blocks of 32, quantize_q8_0). */
+    int act_type;
+    /* The type a matrix is re-quantized to when it must be cut at columns
+     * that are not whole blocks (per-head blocks of attn_output): tried
+     * first, f32 when that does not divide either. -1: cuts anywhere. */
+    int split_type;
+    /* The x4 layout (kernels.h) fits W(rows, cols) when rows % 4 == 0 and
+     * cols % x4_cols == 0; 0: the type is never repacked. */
+    int x4_cols;
+    /* repacks one group of 4 rows of cols values (4 rows' bytes at grp) in
+     * place to the x4 layout; tmp: 4 rows' bytes */
+    void (*x4_pack)(uint8_t *grp, uint64_t cols, uint8_t *tmp);
+    /* row k (0..3) of an x4 group of rows of cols values, as floats */
+    void (*x4_row)(const uint8_t *grp, int k, uint64_t cols, float *out);
+    /* nonzero when a tensor's bytes (n_bytes at data, file layout) hold a
+     * value the x4 kernels take not (inf/nan scales or halves): such a
+     * tensor stays row-major. NULL: every tensor can be repacked. */
+    int (*x4_refuses)(const uint8_t *data, uint64_t n_bytes);
+    /* the products, [DOZE_KERNELS_SIMD] and [DOZE_KERNELS_REFERENCE] */
+    const doze_products *products[2];
 } doze_type_traits;
+
+/* The kernel sets' product rows (kernels_simd.c, kernels_ref.c). */
+extern const doze_products doze_simd_f32, doze_simd_f16, doze_simd_q8_0, doze_simd_q4_0;
+extern const doze_products doze_ref_f32, doze_ref_f16, doze_ref_q8_0, doze_ref_q4_0;
+extern const doze_products doze_simd_q4_K, doze_simd_q5_K, doze_simd_q6_K, doze_simd_bf16;
+extern const doze_products doze_ref_q4_K, doze_ref_q5_K, doze_ref_q6_K, doze_ref_bf16;
 
 /* NULL for a type Doze cannot read. */
 const doze_type_traits *doze_type_traits_of(int type);
@@ -55,6 +85,9 @@ const doze_type_traits *doze_type_traits_of(int type);
 /* Bytes of a row of n values, or 0 if n is not a multiple of the block
  * size or the type is unknown. */
 uint64_t doze_type_row_bytes(int type, uint64_t n);
+
+/* Bytes of one input in t's activation form for a row of cols values. */
+size_t doze_type_act_bytes(const doze_type_traits *t, int cols);
 
 /* IEEE half <-> single, exact for every value (round-to-nearest-even down). */
 float doze_f16_to_f32(uint16_t h);

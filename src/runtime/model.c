@@ -22,21 +22,28 @@ doze_model_params doze_model_default_params(void) {
     return p;
 }
 
-/* issue 8: channels per FFN block. 16 when every layer's ffn_gate, ffn_up and
- * ffn_down is f32 or f16 and hidden_dim < 8 * 32 (a small FFN: finer blocks
- * give the router more to choose from); else 32 (a q8_0/q4_0 ffn_down can be
- * cut only at whole 32-element blocks; larger FFNs have blocks enough). A
- * missing tensor gives 32 here and is reported by model_plan. */
+/* Channels per FFN block. ffn_down is cut into blocks of columns, which
+ * must be whole blocks of its type: the largest block size of any layer's
+ * ffn_down when that exceeds 32 (256 for the K-quants: one super-block per
+ * row per FFN block). Else 16 when every layer's ffn_gate, ffn_up and
+ * ffn_down has 1-value blocks (f32, f16) and hidden_dim < 8 * 32 (a small
+ * FFN: finer blocks give the router more to choose from); else 32 (q8_0,
+ * q4_0 blocks; larger FFNs have blocks enough). A missing tensor or an
+ * unknown type is reported by model_plan. */
 int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
-    if (info->hidden_dim >= 8 * DOZE_FFN_BLOCK) return DOZE_FFN_BLOCK;
     static const char *const names[3] = {"ffn_gate", "ffn_up", "ffn_down"};
     char nm[64];
+    int widest = 1, all_unit = 1;
     for (int l = 0; l < info->n_layers; l++)
         for (int i = 0; i < 3; i++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, names[i]);
             const gguf_tensor *t = gguf_find_tensor(h, nm);
-            if (!t || (t->type != DOZE_TYPE_F32 && t->type != DOZE_TYPE_F16)) return DOZE_FFN_BLOCK;
+            const doze_type_traits *tt = t ? doze_type_traits_of((int)t->type) : NULL;
+            if (!tt || tt->block_size > 1) all_unit = 0;
+            if (tt && i == 2 && tt->block_size > widest) widest = tt->block_size;
         }
+    if (widest > DOZE_FFN_BLOCK) return widest;
+    if (info->hidden_dim >= 8 * DOZE_FFN_BLOCK || !all_unit) return DOZE_FFN_BLOCK;
     return DOZE_FFN_BLOCK_SMALL;
 }
 
@@ -123,27 +130,31 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             copy_at = specs[i].cols * 4u;
             bytes = copy_at + t->n_bytes;
         } else if (strstr(specs[i].name, "attn_output") != NULL) {
-            /* per-head column blocks; q8_0 blocks cannot split a head whose
-             * size is not a multiple of 32: such heads are kept in f32 */
+            /* per-head column blocks; blocks cannot split a head whose size
+             * is not a multiple of the block size: such heads are re-quantized
+             * to the type's split type (K-quants: q8_0), or kept in f32 */
             slot->kind = SLOT_HEAD_BLOCKS;
             const doze_type_traits *tt = doze_type_traits_of((int)t->type);
-            if (tt->block_size > 1 && info->head_dim % tt->block_size != 0)
-                slot->final_type = DOZE_TYPE_F32;
+            if (info->head_dim % tt->block_size != 0) {
+                const doze_type_traits *st = doze_type_traits_of(tt->split_type);
+                slot->final_type = st && info->head_dim % st->block_size == 0 ? st->type : DOZE_TYPE_F32;
+            }
             uint64_t final_bytes = (uint64_t)info->n_heads * (uint64_t)info->dim *
                                    doze_type_row_bytes(slot->final_type, (uint64_t)info->head_dim);
             bytes = final_bytes > t->n_bytes ? final_bytes : t->n_bytes;
             uint64_t scratch = t->n_bytes + t->ne[0] * sizeof(float); /* raw copy + one row */
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
         } else if (strstr(specs[i].name, "ffn_down") != NULL) {
-            /* issue 8: per-FFN-block column blocks (a 32-wide block is one
-             * q4_0/q8_0 block per row, so the type is kept); same size */
+            /* per-FFN-block column blocks (an FFN block is whole blocks of
+             * the type per row, model_ffn_block_of, so the type is kept);
+             * same size */
             slot->kind = SLOT_FFN_BLOCKS;
             uint64_t scratch = t->n_bytes;
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
         } else if (!is_vec && model_x4_fits((int)t->type, specs[i].rows, specs[i].cols) &&
                    info->head_dim % 4 == 0) {
-            /* issue 9: repacked in place, 4 rows at a time (views of whole
-             * heads stay groups of 4: head_dim % 4 == 0) */
+            /* repacked in place, 4 rows at a time (views of whole heads stay
+             * groups of 4: head_dim % 4 == 0) */
             slot->kind = SLOT_INTERLEAVE4;
             uint64_t scratch = 4 * doze_type_row_bytes((int)t->type, specs[i].cols);
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
@@ -170,37 +181,15 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
 
 /* ---- assemble -------------------------------------------------------------- */
 
-/* issue 9: types whose matrices are repacked to the x4 layout at load */
+/* types whose matrices are repacked to the x4 layout at load */
 int model_interleaves(int type) {
-    return type == DOZE_TYPE_Q4_0 || type == DOZE_TYPE_Q8_0 || type == DOZE_TYPE_F32 || type == DOZE_TYPE_F16;
+    const doze_type_traits *t = doze_type_traits_of(type);
+    return t && t->x4_cols > 0;
 }
 
 int model_x4_fits(int type, uint64_t rows, uint64_t cols) {
-    if (!model_interleaves(type) || rows % 4 != 0) return 0;
-    /* 16-byte chunks: 4 f32 or 8 f16 columns; q types' rows are whole blocks */
-    if (type == DOZE_TYPE_F32) return cols % 4 == 0;
-    if (type == DOZE_TYPE_F16) return cols % 8 == 0;
-    return 1;
-}
-
-/* nonzero when one of n q8_0 blocks has an inf/nan scale */
-static int q8_has_special_scale(const uint8_t *p, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, p + i * sizeof(doze_block_q8_0), 2);
-        if ((h & 0x7c00u) == 0x7c00u) return 1;
-    }
-    return 0;
-}
-
-/* nonzero when n halves hold an inf or nan */
-static int f16_has_special(const uint8_t *p, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, p + 2 * i, 2);
-        if ((h & 0x7c00u) == 0x7c00u) return 1;
-    }
-    return 0;
+    const doze_type_traits *t = doze_type_traits_of(type);
+    return t && t->x4_cols > 0 && rows % 4 == 0 && cols % (uint64_t)t->x4_cols == 0;
 }
 
 static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char *name) {
@@ -209,50 +198,22 @@ static const doze_tensor_slot *find_slot(const doze_model_plan *plan, const char
     return NULL;
 }
 
-/* issue 9: a matrix (model_x4_fits) repacked in place to its type's x4
- * layout (kernels.h), each group of 4 rows on its own. q4_0/q8_0, block by
- * block: the 4 f16 scales, then the 4 payloads (every q type Doze has
- * starts with its scale). f32/f16, 16 bytes (4 or 8 columns) at a time: the
- * 4 rows' 16 bytes. tmp: 4 rows' bytes. */
+/* A matrix (model_x4_fits) repacked in place to its type's x4 layout
+ * (kernels.h), each group of 4 rows on its own. tmp: 4 rows' bytes. */
 static void interleave4(uint8_t *base, int type, uint64_t rows, uint64_t cols, uint8_t *tmp) {
-    if (type == DOZE_TYPE_F32 || type == DOZE_TYPE_F16) {
-        const size_t row = (size_t)cols * (type == DOZE_TYPE_F32 ? 4u : 2u), chunk = 16;
-        for (uint64_t g = 0; g < rows / 4; g++) {
-            uint8_t *grp = base + (size_t)g * 4 * row;
-            memcpy(tmp, grp, 4 * row);
-            for (size_t k = 0; k < row / chunk; k++)
-                for (int r = 0; r < 4; r++)
-                    memcpy(grp + (k * 4 + (size_t)r) * chunk, tmp + (size_t)r * row + k * chunk, chunk);
-        }
-        return;
-    }
     const doze_type_traits *tt = doze_type_traits_of(type);
-    const size_t bb = (size_t)tt->block_bytes, pay = bb - 2;
-    const size_t nb = (size_t)(cols / (uint64_t)tt->block_size), row = nb * bb;
-    for (uint64_t g = 0; g < rows / 4; g++) {
-        uint8_t *grp = base + (size_t)g * 4 * row;
-        memcpy(tmp, grp, 4 * row);
-        for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = grp + b * 4 * bb;
-            for (int r = 0; r < 4; r++) {
-                const uint8_t *src = tmp + (size_t)r * row + b * bb;
-                memcpy(o + 2 * r, src, 2);
-                memcpy(o + 8 + (size_t)r * pay, src + 2, pay);
-            }
-        }
-    }
+    const size_t row = (size_t)doze_type_row_bytes(type, cols);
+    for (uint64_t g = 0; g < rows / 4; g++) tt->x4_pack(base + (size_t)g * 4 * row, cols, tmp);
 }
-
 
 void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8_t *arena,
                          uint8_t *scratch) {
     const gguf_tensor *t = s->src;
-    /* issue 9: f16 with an inf/nan half anywhere, q8_0 with an inf/nan
-     * scale: no x4 for this tensor (the x4 kernels take none) */
-    if (s->final_type == DOZE_TYPE_F16 && s->kind != SLOT_NORM_F16 && s->kind != SLOT_PLAIN)
-        s->x4_off = f16_has_special(arena + s->copy_offset, t->n_bytes / 2);
-    if (s->final_type == DOZE_TYPE_Q8_0 && t->type == DOZE_TYPE_Q8_0 && s->kind != SLOT_PLAIN)
-        s->x4_off = q8_has_special_scale(arena + s->copy_offset, t->n_bytes / sizeof(doze_block_q8_0));
+    /* values the type's x4 kernels take not (f16 inf/nan halves, q8_0
+     * inf/nan scales): no x4 for this tensor */
+    const doze_type_traits *ft = doze_type_traits_of(s->final_type);
+    if (s->final_type == (int)t->type && s->kind != SLOT_NORM_F16 && s->kind != SLOT_PLAIN && ft->x4_refuses)
+        s->x4_off = ft->x4_refuses(arena + s->copy_offset, t->n_bytes);
     if (s->kind == SLOT_NORM_F16) {
         float *dst = (float *)(arena + s->arena_offset);
         const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);
@@ -284,7 +245,7 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
             for (int r = 0; r < dim; r++)
                 memcpy(dst + off + (size_t)r * seg, scratch + (size_t)r * src_row + col, seg);
             if (model_x4_fits(type, (uint64_t)dim, (uint64_t)w) && !s->x4_off) {
-                uint8_t tmp[4 * DOZE_FFN_BLOCK * 4]; /* 4 rows of <= 32 f32 */
+                uint8_t tmp[4 * 256 * 4]; /* 4 rows of <= 256 f32 */
                 interleave4(dst + off, type, (uint64_t)dim, (uint64_t)w, tmp);
             }
             off += (size_t)dim * seg;
@@ -314,7 +275,7 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
                     dst_t->quantize_row(row + (size_t)h * hd, dst + ((size_t)h * dim + r) * seg, hd);
             }
         }
-        /* issue 9: each head's (dim, head_dim) matrix x4 where it fits (the
+        /* each head's (dim, head_dim) matrix x4 where it fits (the
          * raw copy in scratch is no longer needed: 4 rows of tmp) */
         if (model_x4_fits(s->final_type, (uint64_t)dim, (uint64_t)hd) && !s->x4_off) {
             const size_t seg = (size_t)doze_type_row_bytes(s->final_type, (uint64_t)hd);
@@ -347,7 +308,7 @@ static void wire_head_blocks(doze_model *m, const doze_tensor_slot *s, doze_matr
     }
 }
 
-/* issue 8: the per-FFN-block matrices of a FFN_BLOCKS slot into out(n_ffn_blocks) */
+/* the per-FFN-block matrices of a FFN_BLOCKS slot into out(n_ffn_blocks) */
 static void wire_ffn_blocks(doze_model *m, const doze_tensor_slot *s, doze_matrix *out) {
     const doze_model_info *c = &m->info;
     size_t off = 0;
@@ -486,29 +447,12 @@ const doze_model_info *doze_model_get_info(const doze_model *m) { return m ? &m-
 /* y = W x with x given both as floats and, for the quantized types, as its
  * q8_0 blocks xq (already made) */
 void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq) {
-    switch (w->type) {
-    case DOZE_TYPE_F32:
-        (w->layout ? m->kern->matvec_f32_x4 : m->kern->matvec_f32)(y, (const float *)w->data, x, w->rows,
-                                                                   w->cols);
-        break;
-    case DOZE_TYPE_F16:
-        (w->layout ? m->kern->matvec_f16_x4 : m->kern->matvec_f16)(y, (const uint16_t *)w->data, x, w->rows,
-                                                                   w->cols);
-        break;
-    case DOZE_TYPE_Q8_0:
-        (w->layout ? m->kern->matvec_q8_0_x4 : m->kern->matvec_q8_0)(y, w->data, xq, w->rows, w->cols);
-        break;
-    case DOZE_TYPE_Q4_0:
-        (w->layout ? m->kern->matvec_q4_0_x4 : m->kern->matvec_q4_0)(y, w->data, xq, w->rows, w->cols);
-        break;
-    default:
-        break; /* unreachable: types are checked at load */
-    }
+    const doze_type_traits *t = doze_type_traits_of(w->type); /* checked at load */
+    t->products[m->kern->set]->matvec[w->layout](y, w->data, t->act_type == DOZE_TYPE_F32 ? (const void *)x : xq,
+                                                  w->rows, w->cols);
 }
 
-static int is_quantized(const doze_matrix *w) {
-    return w->type == DOZE_TYPE_Q8_0 || w->type == DOZE_TYPE_Q4_0;
-}
+static int is_quantized(const doze_matrix *w) { return doze_type_traits_of(w->type)->act_type == DOZE_TYPE_Q8_0; }
 
 void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq) {
     for (int i = 0; i < n; i++)
@@ -558,18 +502,20 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
         j = e;
     }
     /* x += W_down_j h_j, block by block in block order (for the quantized
-     * types fb is 32 and h's q8_0 blocks are exactly its FFN blocks) */
+     * types fb is a multiple of 32: FFN block j is h's q8_0 blocks
+     * j * fb / 32 ..) */
     doze_block_q8_0 *hq = xq;
+    const size_t qpb = (size_t)fb / DOZE_QK8_0; /* q8_0 blocks per FFN block */
     if (quantized)
         for (int j = 0; j < nb; j++)
             if (!blk_on || blk_on[j])
-                k->quantize_q8_0(hb + (size_t)j * fb, hq + j, fb);
+                k->quantize_q8_0(hb + (size_t)j * fb, hq + (size_t)j * qpb, fb);
     for (int j = 0; j < nb; j++) {
         if (blk_on && !blk_on[j]) {
             if (block_norm) block_norm[j] = 0.0f;
             continue;
         }
-        model_matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * fb, hq + j); /* (dim) */
+        model_matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * fb, hq + (size_t)j * qpb); /* (dim) */
         if (block_norm) {
             double ss = 0;
             for (int i = 0; i < dim; i++) ss += (double)tmp[i] * tmp[i];
@@ -584,51 +530,22 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
  * scratch: n * max(cols * 4, (cols/32) * 34) bytes. */
 void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
                int n, void *scratch) {
-    const doze_kernels *k = m->kern;
-    const int cols = w->cols;
-    if (w->type == DOZE_TYPE_F32) {
-        k->matmul_f32(w->layout, y, ldy, (const float *)w->data, x, ldx, n, w->rows, cols);
-    } else if (w->type == DOZE_TYPE_F16) {
-        float *xc = scratch;
-        for (int t = 0; t < n; t++)
-            memcpy(xc + (size_t)t * cols, x + (size_t)t * ldx, (size_t)cols * sizeof(float));
-        k->matmul_q(w->type, w->layout, y, ldy, w->data, xc, n, w->rows, cols);
-    } else {
-        doze_block_q8_0 *q = scratch;
-        const size_t nb = (size_t)(cols / DOZE_QK8_0);
-        for (int t = 0; t < n; t++) k->quantize_q8_0(x + (size_t)t * ldx, q + (size_t)t * nb, cols);
-        k->matmul_q(w->type, w->layout, y, ldy, w->data, q, n, w->rows, cols);
+    const doze_type_traits *t = doze_type_traits_of(w->type);
+    const doze_matmul_fn mm = t->products[m->kern->set]->matmul[w->layout];
+    if (t->act_type == DOZE_TYPE_F32) {
+        mm(y, ldy, w->data, x, (size_t)ldx * sizeof(float), n, w->rows, w->cols);
+        return;
     }
+    const size_t xs = doze_type_act_bytes(t, w->cols);
+    for (int i = 0; i < n; i++) m->kern->quantize_q8_0(x + (size_t)i * ldx, (uint8_t *)scratch + (size_t)i * xs, w->cols);
+    mm(y, ldy, w->data, scratch, xs, n, w->rows, w->cols);
 }
 
 void model_dequantize_row(const doze_matrix *w, int r, float *out) {
     const doze_type_traits *t = doze_type_traits_of(w->type);
-    uint64_t row = doze_type_row_bytes(w->type, (uint64_t)w->cols);
-    if (w->layout && w->type == DOZE_TYPE_F32) {
-        /* issue 9: f32 x4: the row's 4-column chunks, 64 bytes apart */
-        const float *grp = (const float *)w->data + (size_t)(r / 4) * 4 * (size_t)w->cols;
-        for (int c = 0; c < w->cols; c += 4) memcpy(out + c, grp + (size_t)c * 4 + (size_t)(r % 4) * 4, 16);
-        return;
-    }
-    if (w->layout && w->type == DOZE_TYPE_F16) {
-        /* issue 9: f16 x4: the row's 8-column chunks, 64 bytes apart */
-        const uint16_t *grp = (const uint16_t *)w->data + (size_t)(r / 4) * 4 * (size_t)w->cols;
-        for (int c = 0; c < w->cols; c++)
-            out[c] = doze_f16_to_f32(grp[(size_t)(c / 8) * 32 + (size_t)(r % 4) * 8 + (size_t)(c % 8)]);
-        return;
-    }
+    const size_t row = (size_t)doze_type_row_bytes(w->type, (uint64_t)w->cols);
     if (w->layout) {
-        /* issue 9: the x4 layout; gather the row's blocks back one at a time */
-        const size_t bb = (size_t)t->block_bytes, pay = bb - 2, bs = (size_t)t->block_size;
-        const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / 4) * 4 * (size_t)row;
-        const int k = r % 4;
-        uint8_t blk[64];
-        for (size_t b = 0; b < (size_t)w->cols / bs; b++) {
-            const uint8_t *o = grp + b * 4 * bb;
-            memcpy(blk, o + 2 * k, 2);
-            memcpy(blk + 2, o + 8 + (size_t)k * pay, pay);
-            t->dequantize_row(blk, out + b * bs, (int64_t)bs);
-        }
+        t->x4_row((const uint8_t *)w->data + (size_t)(r / 4) * 4 * row, r % 4, (uint64_t)w->cols, out);
         return;
     }
     t->dequantize_row((const uint8_t *)w->data + (size_t)r * row, out, w->cols);

@@ -43,7 +43,7 @@ typedef struct {
 } doze_layer;
 
 /* issue 8: FFN blocks. The FFN intermediate dimension is cut into blocks of
- * fb channels (the model's info.ffn_block: 16 or 32; the last block shorter
+ * fb channels (the model's info.ffn_block: 16, 32 or 256; the last block shorter
  * when hidden_dim % fb != 0). A skipped block computes none of its
  * ffn_gate/ffn_up rows and none of its ffn_down columns. */
 #define DOZE_FFN_BLOCK 32       /* the block size of quantized or larger FFNs */

@@ -1,11 +1,53 @@
 /* Re-typing a GGUF: every matrix is widened to f32 and stored again in the
- * target type (vectors stay f32); the metadata is copied as it is. */
+ * target type or mix (vectors stay f32); the metadata is copied as it is. */
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "convert.h"
 #include "error.h"
 #include "types.h"
+
+int convert_type_from_name(const char *name) {
+    char low[16];
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof low; i++) low[i] = (char)tolower((unsigned char)name[i]);
+    if (name[i]) return -1;
+    low[i] = '\0';
+    if (strcmp(low, "q4_k_m") == 0) return DOZE_CONVERT_Q4_K_M;
+    return doze_type_from_name(low);
+}
+
+/* llama.cpp's use_more_bits: the layers whose attn_v / ffn_down get more
+ * bits in the _M mixes */
+static int use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
+int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uint64_t *ne, int n_layers,
+                        int tied) {
+    if (n_dims < 2) return DOZE_TYPE_F32;
+    int type = target;
+    if (target == DOZE_CONVERT_Q4_K_M) {
+        int layer = -1;
+        if (sscanf(name, "blk.%d.", &layer) != 1) layer = -1;
+        type = DOZE_TYPE_Q4_K;
+        if (strcmp(name, "output.weight") == 0 || (tied && strcmp(name, "token_embd.weight") == 0))
+            type = DOZE_TYPE_Q6_K;
+        else if ((ends_with(name, "attn_v.weight") || ends_with(name, "ffn_down.weight")) && layer >= 0 &&
+                 use_more_bits(layer, n_layers))
+            type = DOZE_TYPE_Q6_K;
+    }
+    const doze_type_traits *t = doze_type_traits_of(type);
+    if (!t) return -1;
+    if (ne[0] % (uint64_t)t->block_size != 0)
+        type = t->block_size > DOZE_QK8_0 && ne[0] % DOZE_QK8_0 == 0 ? DOZE_TYPE_Q8_0 : DOZE_TYPE_F32;
+    return type;
+}
 
 doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,
                            doze_error *err) {
@@ -28,6 +70,13 @@ doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder
         return st;
     }
     st = gguf_writer_copy_kvs(out->w, &h, err);
+    /* what the mixes need to know of the model: its layers, a classifier */
+    int n_layers = 0, tied = 1;
+    for (uint64_t i = 0; i < h.n_tensors; i++) {
+        int l;
+        if (sscanf(h.tensors[i].name.data, "blk.%d.", &l) == 1 && l >= n_layers) n_layers = l + 1;
+        if (strcmp(h.tensors[i].name.data, "output.weight") == 0) tied = 0;
+    }
     float *values = NULL;
     for (uint64_t i = 0; i < h.n_tensors && st == DOZE_OK; i++) {
         const gguf_tensor *t = &h.tensors[i];
@@ -49,7 +98,8 @@ doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder
         const uint8_t *src = file + h.data_offset + t->offset;
         for (uint64_t r = 0; r < count / t->ne[0]; r++)
             tr->dequantize_row(src + r * row_bytes, values + r * t->ne[0], (int64_t)t->ne[0]);
-        st = gguf_builder_add_f32(out, t->name.data, t->n_dims, t->ne, values, type, err);
+        const int tt = convert_tensor_type(type, t->name.data, t->n_dims, t->ne, n_layers, tied);
+        st = gguf_builder_add_f32(out, t->name.data, t->n_dims, t->ne, values, tt < 0 ? type : tt, err);
     }
     free(values);
     gguf_header_free(&h);

@@ -42,6 +42,27 @@ doze_status gguf_builder_set_tokenizer(gguf_builder *b, int n, const char *const
 doze_status convert_llama2c(const uint8_t *ckpt, size_t ckpt_n, const uint8_t *tok, size_t tok_n,
                             int type, const char *name, gguf_builder *out, doze_error *err);
 
+/* Conversion targets: a doze_type (every matrix in that type; where a
+ * matrix's rows are not whole blocks of it: q8_0 for the K-quants, else
+ * f32), or this mix: llama.cpp's Q4_K_M choice of types, tensor by tensor
+ * (convert_tensor_type). */
+#define DOZE_CONVERT_Q4_K_M 1000
+
+/* "f32" ... "q6_k", "bf16" (doze_type_from_name), or "q4_k_m"; -1 if unknown. */
+int convert_type_from_name(const char *name);
+
+/* The type tensor `name` (n_dims, ne as in GGUF) is stored in when a model
+ * of n_layers layers is converted to `target` (tied: no output.weight, the
+ * embedding is the classifier too). Q4_K_M, as llama.cpp picks it for a
+ * llama model: q6_k for the classifier (output.weight, or token_embd when
+ * tied), for attn_v and ffn_down in the layers use_more_bits picks (the
+ * first and last eighth, and every third between); q4_k for every other
+ * matrix. A matrix whose rows are not whole blocks of its type falls back
+ * to q8_0 (llama.cpp: q5_0 for q4_k, a type Doze does not have), then f32;
+ * vectors stay f32. */
+int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uint64_t *ne, int n_layers,
+                        int tied);
+
 /* A parsed GGUF file held in memory -> the same model with matrices in `type`. */
 doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,
                            doze_error *err);
@@ -49,7 +70,7 @@ doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, context_length;
     uint64_t seed;
-    int type;
+    int type; /* a conversion target (convert_type_from_name) */
     const char *arch; /* NULL or "llama"; "llama3" (llama with rope theta 500000 and
                          Llama 3.1's rope_freqs factors), "qwen2" (Q/K/V biases, NEOX
                          RoPE, theta 1e6), "qwen3" (q/k norms, NEOX RoPE) */

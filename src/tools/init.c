@@ -146,7 +146,9 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
             ne[0] = (c); \
             ne[1] = (r); \
             fill(buf, (c) * ((r) ? (r) : 1), (scale), (offset), &seed); \
-            st = gguf_builder_add_f32(out, nmstr, (r) ? 2u : 1u, ne, buf, (r) ? p->type : DOZE_TYPE_F32, err); \
+            st = gguf_builder_add_f32(out, nmstr, (r) ? 2u : 1u, ne, buf, \
+                                      convert_tensor_type(p->type, nmstr, (r) ? 2u : 1u, ne, p->n_layers, 1), \
+                                      err); \
         } \
     } while (0)
     float sd = 1.0f / sqrtf((float)D), sh = 1.0f / sqrtf((float)H), sq = 1.0f / sqrtf((float)Q);

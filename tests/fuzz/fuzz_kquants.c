@@ -1,0 +1,98 @@
+/* libFuzzer target: K-quant and BF16 blocks as a hostile file holds them.
+ *
+ * Byte 0 picks the type (q4_k, q5_k, q6_k, bf16: low 2 bits) and the rows
+ * (1..4: next 2 bits); byte 1 seeds the input vector; the rest are the
+ * weight bytes (as many whole rows of 256 values as it holds, at most 8
+ * super-blocks per row). Every row is dequantized, re-quantized and
+ * dequantized again, and multiplied by x with both kernel sets and through
+ * matmul: no undefined behaviour anywhere (ASan + UBSan abort), and where
+ * the weights are finite and moderate the SIMD product equals the
+ * reference within 1e-5 of sum |w * x|, and matmul gives matvec's bits.
+ *
+ * Build: CC=clang cmake -S . -B build-fuzz -DDOZE_FUZZ=ON && cmake --build build-fuzz
+ * Run:   build-fuzz/fuzz_kquants tests/fuzz/corpus/fuzz_kquants -max_total_time=60 */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "kquants.h"
+#include "types.h"
+
+static const int types[4] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, DOZE_TYPE_BF16};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 2) return 0;
+    const doze_type_traits *t = doze_type_traits_of(types[data[0] & 3]);
+    int rows = 1 + ((data[0] >> 2) & 3);
+    uint32_t seed = 0x9e3779b9u * (1u + data[1]);
+    data += 2;
+    size -= 2;
+    /* cols: whole super-blocks the bytes hold for `rows` rows, at most 8 */
+    const size_t sb = (size_t)doze_type_row_bytes(t->type, 256);
+    size_t nsb = size / ((size_t)rows * sb);
+    if (nsb == 0) {
+        rows = 1;
+        nsb = size / sb;
+    }
+    if (nsb == 0) return 0;
+    if (nsb > 8) nsb = 8;
+    const int cols = (int)(nsb * 256);
+    const size_t rb = nsb * sb;
+    uint8_t *w = malloc(rb * (size_t)rows), *w2 = malloc(rb);
+    float *wf = malloc((size_t)rows * cols * sizeof(float)), *back = malloc((size_t)cols * sizeof(float));
+    float *x = malloc((size_t)cols * 2 * sizeof(float));
+    const size_t xs = doze_type_act_bytes(t, cols);
+    uint8_t *xa = malloc(xs * 2);
+    float ys[4], yr[4], ym[8], y1[4];
+    memcpy(w, data, rb * (size_t)rows);
+
+    int sane = 1;
+    for (int r = 0; r < rows; r++) {
+        float *row = wf + (size_t)r * cols;
+        t->dequantize_row(w + (size_t)r * rb, row, cols);
+        int finite = 1, small = 1;
+        for (int c = 0; c < cols; c++) {
+            finite &= isfinite(row[c]) && fabsf(row[c]) < 1e15f;
+            small &= fabsf(row[c]) < 1e4f;
+        }
+        sane &= finite;
+        /* the quantizer on what a row holds (inf/nan included) */
+        t->quantize_row(row, w2, cols);
+        t->dequantize_row(w2, back, cols);
+        if (small) /* a row whose scales fit in f16 re-quantizes to finite values */
+            for (int c = 0; c < cols; c++)
+                if (!isfinite(back[c])) __builtin_trap();
+    }
+    for (int i = 0; i < 2 * cols; i++) {
+        seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
+        x[i] = (float)((int32_t)(seed >> 8) - (1 << 23)) / (float)(1 << 21);
+    }
+    for (int k = 0; k < 2; k++) {
+        if (t->act_type == DOZE_TYPE_Q8_0) doze_kernels_reference.quantize_q8_0(x + (size_t)k * cols, xa + k * xs, cols);
+        else memcpy(xa + k * xs, x + (size_t)k * cols, xs);
+    }
+    t->products[DOZE_KERNELS_SIMD]->matvec[0](ys, w, xa, rows, cols);
+    t->products[DOZE_KERNELS_REFERENCE]->matvec[0](yr, w, xa, rows, cols);
+    for (int set = 0; set < 2; set++) {
+        t->products[set]->matmul[0](ym, rows, w, xa, xs, 2, rows, cols);
+        for (int k = 0; k < 2; k++) {
+            t->products[set]->matvec[0](y1, w, xa + k * xs, rows, cols);
+            if (memcmp(y1, ym + k * rows, (size_t)rows * sizeof(float)) != 0 && sane) __builtin_trap();
+        }
+    }
+    if (sane) {
+        float xd[8 * 256];
+        if (t->act_type == DOZE_TYPE_Q8_0) doze_type_traits_of(DOZE_TYPE_Q8_0)->dequantize_row(xa, xd, cols);
+        else memcpy(xd, x, (size_t)cols * sizeof(float));
+        for (int r = 0; r < rows; r++) {
+            double mag = 0;
+            for (int c = 0; c < cols; c++) mag += fabs((double)wf[(size_t)r * cols + c] * xd[c]);
+            if (fabs((double)ys[r] - yr[r]) > 1e-5 * mag + 1e-30) __builtin_trap();
+        }
+    }
+    free(w), free(w2), free(wf), free(back), free(x), free(xa);
+    return 0;
+}
