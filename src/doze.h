@@ -156,6 +156,21 @@ int doze_token_is_eog(const doze_model *m, int token);
 doze_status doze_token_to_piece(const doze_model *m, int prev, int token, char *buf, size_t cap,
                                 size_t *len, doze_error *err);
 
+/* A tokenizer without a model: read from a GGUF file's metadata alone (the
+ * tensors are not needed, so vocabulary-only GGUFs work, and so does the
+ * start of any model file). bytes must hold the whole header (TRUNCATED
+ * otherwise: read more of the file and call again). The functions behave as
+ * doze_tokenize, doze_token_to_piece and doze_token_is_eog. */
+typedef struct doze_vocab doze_vocab;
+doze_status doze_vocab_load(const void *bytes, size_t n, doze_vocab **out, doze_error *err);
+void doze_vocab_free(doze_vocab *v);
+int doze_vocab_size(const doze_vocab *v);
+doze_status doze_vocab_tokenize(const doze_vocab *v, const char *text, size_t len, int flags,
+                                int32_t *out, int cap, int *n_out, doze_error *err);
+doze_status doze_vocab_token_to_piece(const doze_vocab *v, int prev, int token, char *buf,
+                                      size_t cap, size_t *len, doze_error *err);
+int doze_vocab_is_eog(const doze_vocab *v, int token);
+
 /* ---- session: KV cache + scratch ------------------------------------------------ */
 
 doze_session *doze_session_new(doze_model *m, doze_error *err);

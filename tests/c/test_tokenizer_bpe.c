@@ -135,6 +135,131 @@ static int run_vectors(const char *rel, int is_bpe) {
     return 1;
 }
 
+
+static int ids_are(const int32_t *got, int n, const int32_t *want, int n_want) {
+    if (n != n_want) return 0;
+    for (int i = 0; i < n; i++)
+        if (got[i] != want[i]) return 0;
+    return 1;
+}
+
+/* The file's bytes with tokenizer.ggml.pre's value replaced (GGUF without
+ * tensors: nothing after the metadata moves). */
+static unsigned char *with_pre(const unsigned char *b, size_t n, const char *pre, size_t *out_n) {
+    static const char key[] = "tokenizer.ggml.pre";
+    size_t kl = strlen(key), at = 0;
+    while (at + kl <= n && memcmp(b + at, key, kl) != 0) at++;
+    if (at + kl + 12 > n) return NULL;
+    size_t v = at + kl + 4; /* past the key and its type */
+    uint64_t old = 0;
+    for (int i = 7; i >= 0; i--) old = old << 8 | b[v + (size_t)i];
+    size_t pl = strlen(pre), tail = v + 8 + (size_t)old;
+    *out_n = n - (size_t)old + pl;
+    unsigned char *o = malloc(*out_n);
+    if (!o) return NULL;
+    memcpy(o, b, v);
+    for (int i = 0; i < 8; i++) o[v + (size_t)i] = (unsigned char)((uint64_t)pl >> (8 * i));
+    memcpy(o + v + 8, pre, pl);
+    memcpy(o + v + 8 + pl, b + tail, n - tail);
+    return o;
+}
+
+/* Special tokens, BOS/EOS, end of generation, the vocabulary-only API and an
+ * unknown pre-tokenizer; the ids are llama.cpp's (node-llama-cpp). */
+static void test_specials(void) {
+    char path[512];
+    test_shared_path(path, sizeof path, "models/vocab/ggml-vocab-falcon.gguf");
+    size_t n = 0;
+    unsigned char *bytes = test_read_file(path, &n);
+    if (!bytes) return;
+    doze_error e = {0};
+    doze_vocab *v = NULL;
+    CHECK(doze_vocab_load(bytes, 1000, &v, &e) == DOZE_ERR_TRUNCATED && v == NULL);
+    CHECK(doze_vocab_load(bytes, n, &v, &e) == DOZE_OK && v != NULL);
+    if (v) {
+        const char *s = "Hello world <|endoftext|> don't";
+        int32_t ids[64];
+        int got = 0;
+        static const int32_t plain[] = {9856, 1079, 204, 39, 103, 415, 1487, 2164, 54146, 794, 18, 95};
+        static const int32_t special[] = {9856, 1079, 204, 11, 794, 18, 95};
+        CHECK(doze_vocab_tokenize(v, s, strlen(s), 0, ids, 64, &got, &e) == DOZE_OK &&
+              ids_are(ids, got, plain, 12));
+        CHECK(doze_vocab_tokenize(v, s, strlen(s), DOZE_TOKENIZE_PARSE_SPECIAL, ids, 64, &got, &e) ==
+                  DOZE_OK &&
+              ids_are(ids, got, special, 7));
+        /* falcon says nothing of add_bos_token: byte-level BPE adds none */
+        CHECK(doze_vocab_tokenize(v, s, strlen(s), DOZE_TOKENIZE_ADD_SPECIAL, ids, 64, &got, &e) ==
+                  DOZE_OK &&
+              ids_are(ids, got, plain, 12));
+        CHECK(doze_vocab_is_eog(v, 11) && !doze_vocab_is_eog(v, 9856) && !doze_vocab_is_eog(v, -1));
+        char piece[DOZE_MAX_PIECE];
+        size_t len = 0;
+        CHECK(doze_vocab_token_to_piece(v, -1, 1079, piece, sizeof piece, &len, &e) == DOZE_OK &&
+              len == 6 && memcmp(piece, " world", 6) == 0);
+        CHECK(doze_vocab_token_to_piece(v, -1, 11, piece, sizeof piece, &len, &e) == DOZE_OK &&
+              len == 0); /* a control token prints nothing */
+        doze_vocab_free(v);
+    }
+    /* an unknown pre-tokenizer is refused, by name */
+    size_t m = 0;
+    unsigned char *bad = with_pre(bytes, n, "no-such-pre", &m);
+    CHECK(bad != NULL);
+    if (bad) {
+        v = NULL;
+        CHECK(doze_vocab_load(bad, m, &v, &e) == DOZE_ERR_UNSUPPORTED_TYPE && v == NULL);
+        CHECK_MSG(strstr(e.message, "no-such-pre") != NULL, "%s", e.message);
+        free(bad);
+    }
+    /* the same tokens and merges under Llama 3's pre-tokenizer: BOS by
+     * default, digits in threes, a word that is a token taken whole */
+    unsigned char *l3 = with_pre(bytes, n, "llama-bpe", &m);
+    if (l3 && doze_vocab_load(l3, m, &v, &e) == DOZE_OK) {
+        int32_t ids[64];
+        int got = 0;
+        CHECK(doze_vocab_tokenize(v, "1234567", 7, DOZE_TOKENIZE_ADD_SPECIAL, ids, 64, &got, &e) ==
+                  DOZE_OK &&
+              got == 4 && ids[0] == 11);
+        doze_vocab_free(v);
+    } else {
+        CHECK_MSG(0, "llama-bpe variant: %s", e.message);
+    }
+    free(l3);
+    free(bytes);
+
+    /* SentencePiece: BOS by default, </s> only with parse_special, EOS ends generation */
+    test_shared_path(path, sizeof path, "models/ggml-vocab-llama-spm.gguf");
+    bytes = test_read_file(path, &n);
+    if (bytes && doze_vocab_load(bytes, n, &v, &e) == DOZE_OK) {
+        int32_t ids[64];
+        int got = 0;
+        static const int32_t sp[] = {1, 15043, 29871, 2, 29871, 3186};
+        CHECK(doze_vocab_tokenize(v, "Hello </s> world", 16,
+                                  DOZE_TOKENIZE_ADD_SPECIAL | DOZE_TOKENIZE_PARSE_SPECIAL, ids, 64,
+                                  &got, &e) == DOZE_OK &&
+              ids_are(ids, got, sp, 6));
+        CHECK(doze_vocab_tokenize(v, "Hello </s> world", 16, 0, ids, 64, &got, &e) == DOZE_OK &&
+              got > 4 && ids[0] != 1);
+        for (int i = 0; i < got; i++) CHECK(ids[i] != 2);
+        CHECK(doze_vocab_is_eog(v, 2) && !doze_vocab_is_eog(v, 1));
+        doze_vocab_free(v);
+    }
+    free(bytes);
+
+    /* deepseek-coder: add_bos_token = true, EOS 32014 */
+    test_shared_path(path, sizeof path, "models/vocab/ggml-vocab-deepseek-coder.gguf");
+    bytes = test_read_file(path, &n);
+    if (bytes && doze_vocab_load(bytes, n, &v, &e) == DOZE_OK) {
+        int32_t ids[8];
+        int got = 0;
+        CHECK(doze_vocab_tokenize(v, "Hello", 5, DOZE_TOKENIZE_ADD_SPECIAL, ids, 8, &got, &e) ==
+                  DOZE_OK &&
+              got == 2 && ids[0] == 32013 && ids[1] == 17535);
+        CHECK(doze_vocab_is_eog(v, 32014));
+        doze_vocab_free(v);
+    }
+    free(bytes);
+}
+
 int main(void) {
     static const struct {
         const char *rel;
@@ -153,6 +278,7 @@ int main(void) {
         printf("SKIP: ../shared/models is absent\n");
         return TEST_SKIP;
     }
+    test_specials();
     if (test_failures) fprintf(stderr, "%d failures\n", test_failures);
     return test_failures ? 1 : 0;
 }
