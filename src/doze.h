@@ -137,18 +137,50 @@ const doze_model_info *doze_model_get_info(const doze_model *m);
 
 /* ---- tokenizer (lives in the model) ------------------------------------------ */
 
-/* Encodes UTF-8 text as llama.cpp/SentencePiece do (dummy leading space,
- * merges by score, byte fallback). Writes up to cap ids; *n_out gets the
- * count needed (call again with a larger buffer if *n_out > cap). */
-doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int add_bos,
+/* doze_tokenize flags */
+enum {
+    /* add BOS / EOS where the vocabulary says (tokenizer.ggml.add_bos_token,
+     * add_eos_token; SentencePiece vocabularies add BOS by default) */
+    DOZE_TOKENIZE_ADD_SPECIAL = 1,
+    /* match control tokens written in the text (<|im_start|>, <|eot_id|>,
+     * ...) as single tokens; without it they are ordinary text */
+    DOZE_TOKENIZE_PARSE_SPECIAL = 2
+};
+
+/* Encodes UTF-8 text as llama.cpp does: SentencePiece (dummy leading space,
+ * merges by score, byte fallback) or byte-level BPE (the pre-tokenizer named
+ * by tokenizer.ggml.pre, merges by rank); special tokens as flags say (user-
+ * defined tokens always match, as in llama.cpp). Writes up to cap ids;
+ * *n_out gets the count needed (call again with a larger buffer if
+ * *n_out > cap). */
+doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int flags,
                           int32_t *out, int cap, int *n_out, doze_error *err);
+/* 1 if generation should stop at this token: EOS, EOT, EOM and the other
+ * end-of-turn tokens llama.cpp recognizes (<|im_end|>, <|eot_id|>,
+ * <|endoftext|>, <end_of_turn>, ...); 0 otherwise (or out of range). */
+int doze_token_is_eog(const doze_model *m, int token);
 /* The bytes token `token` decodes to after `prev` (-1 if none): the leading
  * space of a piece following BOS is dropped, <0xNN> tokens give their byte,
  * control tokens give nothing. Writes up to cap bytes into buf and the
  * piece's length into *len (a piece is at most DOZE_MAX_PIECE bytes). */
-#define DOZE_MAX_PIECE 256
+#define DOZE_MAX_PIECE 1024
 doze_status doze_token_to_piece(const doze_model *m, int prev, int token, char *buf, size_t cap,
                                 size_t *len, doze_error *err);
+
+/* A tokenizer without a model: read from a GGUF file's metadata alone (the
+ * tensors are not needed, so vocabulary-only GGUFs work, and so does the
+ * start of any model file). bytes must hold the whole header (TRUNCATED
+ * otherwise: read more of the file and call again). The functions behave as
+ * doze_tokenize, doze_token_to_piece and doze_token_is_eog. */
+typedef struct doze_vocab doze_vocab;
+doze_status doze_vocab_load(const void *bytes, size_t n, doze_vocab **out, doze_error *err);
+void doze_vocab_free(doze_vocab *v);
+int doze_vocab_size(const doze_vocab *v);
+doze_status doze_vocab_tokenize(const doze_vocab *v, const char *text, size_t len, int flags,
+                                int32_t *out, int cap, int *n_out, doze_error *err);
+doze_status doze_vocab_token_to_piece(const doze_vocab *v, int prev, int token, char *buf,
+                                      size_t cap, size_t *len, doze_error *err);
+int doze_vocab_is_eog(const doze_vocab *v, int token);
 
 /* ---- session: KV cache + scratch ------------------------------------------------ */
 

@@ -15,7 +15,7 @@ import { openSource } from './sources.js';
 export { DozeError, hasWasmSimd };
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
-const MAX_PIECE = 256; // DOZE_MAX_PIECE
+const MAX_PIECE = 1024; // DOZE_MAX_PIECE
 const WEIGHT_TYPES = { 0: 'f32', 1: 'f16', 2: 'q4_0', 8: 'q8_0' };
 const IN_MEMORY_YIELD_BYTES = 16 << 20;
 

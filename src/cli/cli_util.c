@@ -126,10 +126,51 @@ doze_model *cli_load_model(const char *path, const doze_model_params *p) {
     return m;
 }
 
+doze_vocab *cli_load_vocab(const char *path) {
+    doze_error e;
+    intptr_t fd = io_open(path, "r");
+    if (fd < 0) {
+        err_printf("doze: cannot open %s\n", path);
+        return NULL;
+    }
+    /* the header is at the start: read more of the file until it parses */
+    size_t have = 0, want = 1 << 20;
+    uint8_t *buf = NULL;
+    doze_vocab *v = NULL;
+    doze_status st = DOZE_ERR_TRUNCATED;
+    int eof = 0;
+    while (st == DOZE_ERR_TRUNCATED && !eof) {
+        uint8_t *p = realloc(buf, want);
+        if (!p) {
+            st = e.code = DOZE_ERR_OUT_OF_MEMORY;
+            snprintf(e.message, sizeof e.message, "out of memory");
+            break;
+        }
+        buf = p;
+        while (have < want) {
+            int64_t got = io_read(fd, buf + have, want - have);
+            if (got <= 0) {
+                eof = 1;
+                break;
+            }
+            have += (size_t)got;
+        }
+        st = doze_vocab_load(buf, have, &v, &e);
+        want *= 2;
+    }
+    free(buf);
+    io_close(fd);
+    if (st != DOZE_OK) {
+        cli_print_error(path, &e);
+        return NULL;
+    }
+    return v;
+}
+
 /* options take a value unless they are known flags */
 static int is_flag(const char *a) {
     static const char *const flags[] = {"--no-stop", "--no-bos", "--json", "--help", "--skip-table", "--quiet",
-                                         "--no-ffn-gates", NULL};
+                                         "--no-ffn-gates", "--special", NULL};
     for (int i = 0; flags[i]; i++)
         if (strcmp(a, flags[i]) == 0) return 1;
     return 0;
@@ -187,16 +228,16 @@ int cli_write_fn(void *ctx, const void *bytes, size_t n) {
     return io_write(*(intptr_t *)ctx, bytes, n);
 }
 
-int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int bos, int *n, doze_error *e) {
+int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int flags, int *n, doze_error *e) {
     int need = 0;
-    if (doze_tokenize(m, text, len, bos, NULL, 0, &need, e) != DOZE_OK) return NULL;
+    if (doze_tokenize(m, text, len, flags, NULL, 0, &need, e) != DOZE_OK) return NULL;
     int32_t *ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
     if (!ids) {
         e->code = DOZE_ERR_OUT_OF_MEMORY;
         strcpy(e->message, "out of memory");
         return NULL;
     }
-    if (doze_tokenize(m, text, len, bos, ids, need, n, e) != DOZE_OK) {
+    if (doze_tokenize(m, text, len, flags, ids, need, n, e) != DOZE_OK) {
         free(ids);
         return NULL;
     }
@@ -215,7 +256,7 @@ int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes
         len = max_bytes;
         while (len > 0 && (text[len] & 0xC0) == 0x80) len--;
     }
-    int32_t *ids = cli_encode(m, (const char *)text, len, 1, n, e);
+    int32_t *ids = cli_encode(m, (const char *)text, len, DOZE_TOKENIZE_ADD_SPECIAL, n, e);
     free(text);
     return ids;
 }

@@ -20,8 +20,11 @@ uint8_t *cli_read_file(const char *path, size_t *n);
 doze_model *cli_load_model(const char *path, const doze_model_params *p);
 
 /* Encodes text with the model's tokenizer into a fresh array (*n ids);
- * NULL with e set on failure. */
-int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int bos, int *n, doze_error *e);
+ * flags as doze_tokenize's (DOZE_TOKENIZE_*); NULL with e set on failure. */
+int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int flags, int *n, doze_error *e);
+/* Reads only the tokenizer of a GGUF file (its header: a vocabulary-only
+ * file works); NULL (message printed) on failure. */
+doze_vocab *cli_load_vocab(const char *path);
 /* BOS + the first max_bytes bytes of a text file (cut at a UTF-8 boundary),
  * encoded; NULL with e set on failure. */
 int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes, int *n, doze_error *e);

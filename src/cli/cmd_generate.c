@@ -6,33 +6,40 @@
 #include "cli_util.h"
 #include "commands.h"
 
+/* Only the tokenizer is read (the file's header), so vocabulary-only GGUFs
+ * tokenize too. */
 int cmd_tokenize(int argc, char **argv) {
     const char *path = cli_positional(argc, argv, 0);
     const char *text = cli_opt(argc, argv, "--text");
     const char *file = cli_opt(argc, argv, "--file");
     if (!path || (!text && !file)) {
-        err_printf("usage: doze tokenize MODEL (--text T | --file F) [--no-bos]\n");
+        err_printf("usage: doze tokenize MODEL (--text T | --file F) [--no-bos] [--special]\n");
         return 2;
     }
-    doze_model_params mp = doze_model_default_params();
-    mp.context_length = 1;
-    doze_model *m = cli_load_model(path, &mp);
-    if (!m) return 1;
+    doze_vocab *v = cli_load_vocab(path);
+    if (!v) return 1;
     size_t len = text ? strlen(text) : 0;
     uint8_t *buf = NULL;
     if (file) {
         buf = cli_read_file(file, &len);
         if (!buf) {
-            doze_model_free(m);
+            doze_vocab_free(v);
             return 1;
         }
         text = (const char *)buf;
     }
+    int flags = (cli_flag(argc, argv, "--no-bos") ? 0 : DOZE_TOKENIZE_ADD_SPECIAL) |
+                (cli_flag(argc, argv, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
     doze_error e;
-    int n = 0;
-    int32_t *ids = cli_encode(m, text, len, !cli_flag(argc, argv, "--no-bos"), &n, &e);
-    int rc = 0;
-    if (!ids) {
+    int n = 0, rc = 0;
+    int32_t *ids = NULL;
+    doze_status st = doze_vocab_tokenize(v, text, len, flags, NULL, 0, &n, &e);
+    if (st == DOZE_OK) {
+        ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+        st = ids ? doze_vocab_tokenize(v, text, len, flags, ids, n, &n, &e) : DOZE_ERR_OUT_OF_MEMORY;
+        if (!ids) snprintf(e.message, sizeof e.message, "out of memory"), e.code = st;
+    }
+    if (st != DOZE_OK) {
         rc = cli_print_error("tokenize", &e);
     } else {
         for (int i = 0; i < n; i++) out_printf(i ? " %d" : "%d", (int)ids[i]);
@@ -40,7 +47,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     free(ids);
     free(buf);
-    doze_model_free(m);
+    doze_vocab_free(v);
     return rc;
 }
 
@@ -105,7 +112,9 @@ int cmd_generate(int argc, char **argv) {
         err_printf("doze: cannot write %s\n", masks_path);
         goto done;
     }
-    ids = cli_encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, 1, &n_prompt, &e);
+    int flags = DOZE_TOKENIZE_ADD_SPECIAL |
+                (cli_flag(argc, argv, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
+    ids = cli_encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, flags, &n_prompt, &e);
     if (!ids) {
         cli_print_error("prompt", &e);
         goto done;
@@ -182,7 +191,10 @@ int cmd_generate(int argc, char **argv) {
                 free(line);
             }
         }
-        if (next == info->bos_id && !no_stop) break;
+        /* BOS (llama2.c's end of story) or any end-of-generation token */
+        if ((next == info->bos_id || (pos >= n_prompt - 1 && doze_token_is_eog(m, next))) &&
+            !no_stop)
+            break;
         char piece[DOZE_MAX_PIECE];
         size_t plen = 0;
         if (doze_token_to_piece(m, token, next, piece, sizeof piece, &plen, &e) != DOZE_OK) {

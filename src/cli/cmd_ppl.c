@@ -37,7 +37,7 @@ typedef struct {
 static doze_status score_story(doze_model *m, doze_session *s, const char *text, size_t len,
                                int32_t **ids, int *cap, ppl_total *t, doze_error *e) {
     int n = 0;
-    doze_status st = doze_tokenize(m, text, len, 1, *ids, *cap, &n, e);
+    doze_status st = doze_tokenize(m, text, len, DOZE_TOKENIZE_ADD_SPECIAL, *ids, *cap, &n, e);
     if (st != DOZE_OK) return st;
     if (n > *cap) {
         int32_t *nb = realloc(*ids, (size_t)n * sizeof *nb);
@@ -48,7 +48,7 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
         }
         *ids = nb;
         *cap = n;
-        st = doze_tokenize(m, text, len, 1, *ids, *cap, &n, e);
+        st = doze_tokenize(m, text, len, DOZE_TOKENIZE_ADD_SPECIAL, *ids, *cap, &n, e);
         if (st != DOZE_OK) return st;
     }
     const doze_model_info *info = doze_model_get_info(m);

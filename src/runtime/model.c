@@ -557,11 +557,15 @@ void model_embed(const doze_model *m, int token, float *out) {
 
 /* ---- tokenizer accessors ----------------------------------------------------------- */
 
-doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int add_bos,
+doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int flags,
                           int32_t *out, int cap, int *n_out, doze_error *err) {
     if (!m || (!text && len)) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model or text");
     if (!m->tok) return doze_fail(err, DOZE_ERR_MISSING, "the model has no tokenizer");
-    return tokenizer_encode(m->tok, text ? text : "", len, add_bos, out, cap, n_out, err);
+    return tokenizer_encode(m->tok, text ? text : "", len, flags, out, cap, n_out, err);
+}
+
+int doze_token_is_eog(const doze_model *m, int token) {
+    return m && m->tok ? tokenizer_is_eog(m->tok, token) : 0;
 }
 
 doze_status doze_token_to_piece(const doze_model *m, int prev, int token, char *buf, size_t cap,

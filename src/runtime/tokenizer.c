@@ -25,20 +25,7 @@
 
 #include "error.h"
 
-struct doze_tokenizer {
-    int n_vocab;
-    char *text;          /* every piece, each NUL-terminated */
-    size_t *offset;      /* (n_vocab) start of each piece in text */
-    uint32_t *len;       /* (n_vocab) bytes of each piece */
-    float *score;        /* (n_vocab) */
-    int32_t *type;       /* (n_vocab) DOZE_TOKEN_* (other values decode as normal) */
-    int16_t *byte_value; /* (n_vocab) byte of a <0xNN> byte token, else -1 */
-    int32_t *table;      /* open-addressing hash: piece -> id, -1 = empty */
-    uint32_t table_mask; /* table size - 1 (a power of two) */
-    int32_t byte_token[256]; /* token for each byte in encoding, -1 if none */
-    int bos, eos, unk;       /* -1 when absent */
-    int add_space_prefix;
-};
+#include "tokenizer_impl.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -88,17 +75,9 @@ static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
     return SIZE_MAX;
 }
 
-static uint32_t hash_bytes(const char *s, size_t n) {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
+static uint32_t hash_bytes(const char *s, size_t n) { return tok_hash(2166136261u, s, n); }
 
-/* Id of the piece s[0..n), or -1. */
-static int lookup(const doze_tokenizer *t, const char *s, size_t n) {
+int tok_lookup(const doze_tokenizer *t, const char *s, size_t n) {
     uint32_t i = hash_bytes(s, n) & t->table_mask;
     for (;;) {
         int32_t id = t->table[i];
@@ -152,8 +131,12 @@ void tokenizer_free(doze_tokenizer *t) {
     free(t->len);
     free(t->score);
     free(t->type);
+    free(t->attr);
     free(t->byte_value);
     free(t->table);
+    free(t->eog);
+    free(t->special);
+    bpe_free(t);
     free(t);
 }
 
@@ -173,6 +156,17 @@ static doze_status get_special_id(const gguf_header *h, const char *key, int n_v
                          key, (long long)v, n_vocab - 1);
     *out = (int)v;
     return DOZE_OK;
+}
+
+/* Optional integer or bool key: *out keeps its default when absent. */
+static doze_status get_optional_int(const gguf_header *h, const char *key, int64_t *out,
+                                    doze_error *err) {
+    doze_status st = gguf_get_int(h, key, out, err);
+    if (st == DOZE_ERR_MISSING) {
+        doze_error_clear(err);
+        return DOZE_OK;
+    }
+    return st;
 }
 
 /* Optional array: *data = NULL when absent; BAD_FORMAT when its length is not n. */
@@ -200,6 +194,92 @@ static doze_status get_optional_array(const gguf_header *h, const char *key, int
     return DOZE_OK;
 }
 
+static int piece_is(const doze_tokenizer *t, int id, const char *s) {
+    size_t n = strlen(s);
+    return t->len[id] == n && memcmp(t->text + t->offset[id], s, n) == 0;
+}
+
+/* The first token (by id) whose piece is one of names, or -1. */
+static int find_by_text(const doze_tokenizer *t, const char *const *names, size_t n_names) {
+    for (int i = 0; i < t->n_vocab; i++)
+        for (size_t k = 0; k < n_names; k++)
+            if (piece_is(t, i, names[k])) return i;
+    return -1;
+}
+
+/* The tokens that end generation, by llama.cpp's rule: the EOS, EOT and EOM
+ * ids, the FIM pad/repo/file-separator tokens, and every token whose text is
+ * one of the usual end-of-turn markers. Those marker tokens count as control
+ * tokens whatever their type says (llama.cpp overrides the type). */
+static void find_eog(doze_tokenizer *t, int fim_pad, int fim_rep, int fim_sep) {
+    static const char *const eot_names[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+        "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of"
+        "\xE2\x96\x81" "sentence\xEF\xBD\x9C>", "<end_of_utterance>"};
+    static const char *const eog_names[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+        "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]",
+        "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+        "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>", "[e~["};
+    static const char *const pad_names[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
+                                            "[PAD]"};
+    static const char *const rep_names[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+                                            "<REPO>", "<reponame>"};
+    static const char *const sep_names[] = {"<|file_sep|>"};
+    static const char *const eom_names[] = {"<|eom_id|>"};
+#define NAMES(a) a, sizeof(a) / sizeof(a[0])
+    if (t->eot < 0) t->eot = find_by_text(t, NAMES(eot_names));
+    if (t->eom < 0) t->eom = find_by_text(t, NAMES(eom_names));
+    if (fim_pad < 0) fim_pad = find_by_text(t, NAMES(pad_names));
+    if (fim_rep < 0) fim_rep = find_by_text(t, NAMES(rep_names));
+    if (fim_sep < 0) fim_sep = find_by_text(t, NAMES(sep_names));
+    int ids[] = {t->eot, t->eom, fim_pad, fim_rep, fim_sep};
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+        if (ids[k] < 0) continue;
+        t->attr[ids[k]] |= TOK_ATTR_CONTROL;
+        t->eog[ids[k]] = 1;
+    }
+    for (int i = 0; i < t->n_vocab; i++)
+        for (size_t k = 0; k < sizeof eog_names / sizeof eog_names[0]; k++)
+            if (piece_is(t, i, eog_names[k])) {
+                t->eog[i] = 1;
+                t->attr[i] |= TOK_ATTR_CONTROL;
+            }
+#undef NAMES
+    if (t->eos >= 0) t->eog[t->eos] = 1;
+}
+
+/* Special tokens matched in the text before the model's own algorithm
+ * (control, user-defined and unknown tokens), longest first (ties by id). */
+static int special_cmp_len(const doze_tokenizer *t, int32_t a, int32_t b) {
+    if (t->len[a] != t->len[b]) return t->len[a] > t->len[b] ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+static void sort_specials(doze_tokenizer *t) {
+    /* insertion sort: vocabularies carry at most a few thousand specials */
+    for (int i = 1; i < t->n_special; i++) {
+        int32_t x = t->special[i];
+        int j = i - 1;
+        while (j >= 0 && special_cmp_len(t, t->special[j], x) > 0) {
+            t->special[j + 1] = t->special[j];
+            j--;
+        }
+        t->special[j + 1] = x;
+    }
+}
+
+static uint16_t attr_of_type(int32_t type) {
+    switch (type) {
+    case DOZE_TOKEN_NORMAL: return TOK_ATTR_NORMAL;
+    case DOZE_TOKEN_UNKNOWN: return TOK_ATTR_UNKNOWN;
+    case DOZE_TOKEN_CONTROL: return TOK_ATTR_CONTROL;
+    case DOZE_TOKEN_USER_DEFINED: return TOK_ATTR_USER_DEFINED;
+    case DOZE_TOKEN_UNUSED: return TOK_ATTR_UNUSED;
+    case DOZE_TOKEN_BYTE: return TOK_ATTR_BYTE;
+    default: return 0;
+    }
+}
+
 doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze_error *err) {
     if (!out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_from_gguf: out is NULL");
     *out = NULL;
@@ -210,9 +290,16 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     if (st == DOZE_ERR_MISSING)
         return doze_fail(err, DOZE_ERR_MISSING, "no tokenizer: tokenizer.ggml.model is absent");
     if (st != DOZE_OK) return st;
-    if (model->len != 5 || memcmp(model->data, "llama", 5) != 0)
+    int kind;
+    if (model->len == 5 && memcmp(model->data, "llama", 5) == 0) {
+        kind = TOK_KIND_SPM;
+    } else if (model->len == 4 && memcmp(model->data, "gpt2", 4) == 0) {
+        kind = TOK_KIND_BPE;
+    } else {
         return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "tokenizer model '%.64s' is not supported (only 'llama')", model->data);
+                         "tokenizer model '%.*s' is not supported (only 'llama' and 'gpt2')",
+                         (int)(model->len > 64 ? 64 : model->len), model->data);
+    }
 
     uint32_t tokens_type = 0;
     uint64_t n = 0;
@@ -235,22 +322,19 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     const float *scores = (const float *)scores_data;
     const int32_t *types = (const int32_t *)types_data;
 
-    int bos = -1, eos = -1, unk = -1;
-    if ((st = get_special_id(h, "tokenizer.ggml.bos_token_id", n_vocab, &bos, err)) != DOZE_OK)
-        return st;
-    if ((st = get_special_id(h, "tokenizer.ggml.eos_token_id", n_vocab, &eos, err)) != DOZE_OK)
-        return st;
-    if ((st = get_special_id(h, "tokenizer.ggml.unknown_token_id", n_vocab, &unk, err)) != DOZE_OK)
-        return st;
+    int bos = -1, eos = -1, unk = -1, eot = -1, eom = -1, fim_pad = -1, fim_rep = -1, fim_sep = -1;
+    static const char *const id_keys[] = {
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id", "tokenizer.ggml.fim_pad_token_id",
+        "tokenizer.ggml.fim_rep_token_id", "tokenizer.ggml.fim_sep_token_id"};
+    int *id_out[] = {&bos, &eos, &unk, &eot, &eom, &fim_pad, &fim_rep, &fim_sep};
+    for (size_t k = 0; k < sizeof id_keys / sizeof id_keys[0]; k++)
+        if ((st = get_special_id(h, id_keys[k], n_vocab, id_out[k], err)) != DOZE_OK) return st;
 
-    int64_t add_space = 1;
-    st = gguf_get_int(h, "tokenizer.ggml.add_space_prefix", &add_space, err);
-    if (st == DOZE_ERR_MISSING) {
-        doze_error_clear(err);
-        add_space = 1;
-    } else if (st != DOZE_OK) {
+    int64_t add_space = kind == TOK_KIND_SPM;
+    if ((st = get_optional_int(h, "tokenizer.ggml.add_space_prefix", &add_space, err)) != DOZE_OK)
         return st;
-    }
 
     /* validate the pieces and size the text buffer */
     uint64_t total = 0;
@@ -260,11 +344,12 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
             return doze_fail(err, DOZE_ERR_BAD_FORMAT, "token %d has an unusable piece", i);
         int type = types ? types[i] : DOZE_TOKEN_NORMAL;
         /* decode gives at most DOZE_MAX_PIECE bytes (callers size buffers by
-         * it): U+2581 decodes to one byte, everything else to itself */
+         * it): U+2581 decodes to one byte, a byte-level BPE code point to at
+         * most its own bytes, everything else to itself */
         uint64_t decoded = 0;
         for (uint64_t j = 0; j < p->len && decoded <= DOZE_MAX_PIECE; decoded++)
             j += (p->len - j >= 3 && memcmp(p->data + j, "\xE2\x96\x81", 3) == 0) ? 3 : 1;
-        if (decoded > DOZE_MAX_PIECE)
+        if (kind == TOK_KIND_SPM && decoded > DOZE_MAX_PIECE)
             return doze_fail(err, DOZE_ERR_BAD_FORMAT,
                              "token %d: piece of %llu bytes decodes to more than %d bytes", i,
                              (unsigned long long)p->len, DOZE_MAX_PIECE);
@@ -283,15 +368,20 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the tokenizer");
     uint32_t table_size = 16;
     while (table_size < 2u * (uint32_t)n_vocab) table_size *= 2;
+    t->kind = kind;
     t->n_vocab = n_vocab;
     t->text = alloc_array((size_t)total, 1);
     t->offset = alloc_array((size_t)n_vocab, sizeof *t->offset);
     t->len = alloc_array((size_t)n_vocab, sizeof *t->len);
     t->score = alloc_array((size_t)n_vocab, sizeof *t->score);
     t->type = alloc_array((size_t)n_vocab, sizeof *t->type);
+    t->attr = alloc_array((size_t)n_vocab, sizeof *t->attr);
     t->byte_value = alloc_array((size_t)n_vocab, sizeof *t->byte_value);
     t->table = alloc_array(table_size, sizeof *t->table);
-    if (!t->text || !t->offset || !t->len || !t->score || !t->type || !t->byte_value || !t->table) {
+    t->eog = calloc((size_t)n_vocab, 1);
+    t->special = alloc_array((size_t)n_vocab, sizeof *t->special);
+    if (!t->text || !t->offset || !t->len || !t->score || !t->type || !t->attr ||
+        !t->byte_value || !t->table || !t->eog || !t->special) {
         tokenizer_free(t);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a %d-token vocabulary",
                          n_vocab);
@@ -300,7 +390,22 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     t->bos = bos;
     t->eos = eos;
     t->unk = unk;
+    t->eot = eot;
+    t->eom = eom;
     t->add_space_prefix = add_space != 0;
+
+    if (kind == TOK_KIND_BPE && (st = bpe_init(t, h, err)) != DOZE_OK) {
+        tokenizer_free(t);
+        return st;
+    }
+    int64_t add_bos = kind == TOK_KIND_SPM ? 1 : t->pre.add_bos, add_eos = 0;
+    if ((st = get_optional_int(h, "tokenizer.ggml.add_bos_token", &add_bos, err)) != DOZE_OK ||
+        (st = get_optional_int(h, "tokenizer.ggml.add_eos_token", &add_eos, err)) != DOZE_OK) {
+        tokenizer_free(t);
+        return st;
+    }
+    t->add_bos = add_bos != 0;
+    t->add_eos = add_eos != 0;
 
     size_t off = 0;
     for (int i = 0; i < n_vocab; i++) {
@@ -312,6 +417,7 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
         off += (size_t)p->len + 1;
         t->score[i] = scores ? scores[i] : 0.0f;
         t->type[i] = types ? types[i] : DOZE_TOKEN_NORMAL;
+        t->attr[i] = attr_of_type(t->type[i]);
         t->byte_value[i] = (int16_t)(t->type[i] == DOZE_TOKEN_BYTE
                                          ? parse_byte_piece(t->text + t->offset[i], t->len[i])
                                          : -1);
@@ -319,15 +425,57 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     for (uint32_t i = 0; i < table_size; i++) t->table[i] = -1;
     for (int i = 0; i < n_vocab; i++) table_insert(t, i);
 
+    find_eog(t, fim_pad, fim_rep, fim_sep);
+
+    /* Phi-3's files: llama.cpp strips the white space after its special
+     * tokens (the model was trained that way), chosen by the model's name */
+    const gguf_string *name = NULL;
+    int phi3 = 0;
+    if (gguf_get_string(h, "general.name", &name, err) == DOZE_OK) {
+        char low[64];
+        size_t nl = name->len < sizeof low - 1 ? (size_t)name->len : sizeof low - 1;
+        for (size_t i = 0; i < nl; i++) {
+            char c = name->data[i];
+            low[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        }
+        low[nl] = '\0';
+        phi3 = strstr(low, "phi-3") || strstr(low, "phi3");
+    }
+    doze_error_clear(err);
+
+    for (int i = 0; i < n_vocab; i++)
+        if ((t->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)) &&
+            t->len[i] > 0)
+            t->special[t->n_special++] = i;
+    sort_specials(t);
+    if (phi3) {
+        for (int k = 0; k < t->n_special; k++) t->attr[t->special[k]] |= TOK_ATTR_RSTRIP;
+        for (int i = 0; i < n_vocab; i++) {
+            if (piece_is(t, i, "</s>")) t->attr[i] |= TOK_ATTR_RSTRIP;
+            if (piece_is(t, i, "<unk>") || piece_is(t, i, "<s>") || piece_is(t, i, "<|endoftext|>"))
+                t->attr[i] &= (uint16_t)~TOK_ATTR_RSTRIP;
+        }
+    }
+
+    /* byte-level BPE pieces decode to their bytes: checked once built */
+    for (int i = 0; kind == TOK_KIND_BPE && i < n_vocab; i++) {
+        size_t dl = 0;
+        if (tokenizer_decode(t, -1, i, NULL, 0, &dl, err) != DOZE_OK || dl > DOZE_MAX_PIECE) {
+            tokenizer_free(t);
+            return doze_fail(err, DOZE_ERR_BAD_FORMAT, "token %d decodes to more than %d bytes",
+                             i, DOZE_MAX_PIECE);
+        }
+    }
+
     /* byte fallback as llama.cpp's byte_to_token: the "<0xNN>" piece, else
      * the single-byte piece, else (here) the unknown token */
     static const char hex[] = "0123456789ABCDEF";
     for (int b = 0; b < 256; b++) {
         char buf[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
-        int id = lookup(t, buf, 6);
+        int id = tok_lookup(t, buf, 6);
         if (id < 0) {
             char c = (char)b;
-            id = lookup(t, &c, 1);
+            id = tok_lookup(t, &c, 1);
         }
         t->byte_token[b] = id >= 0 ? id : unk;
     }
@@ -337,6 +485,11 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
 }
 
 int tokenizer_vocab_size(const doze_tokenizer *t) { return t ? t->n_vocab : 0; }
+int tokenizer_is_eog(const doze_tokenizer *t, int token) {
+    return t && token >= 0 && token < t->n_vocab && t->eog[token];
+}
+int tokenizer_eot(const doze_tokenizer *t) { return t ? t->eot : -1; }
+int tokenizer_add_bos(const doze_tokenizer *t) { return t ? t->add_bos : 0; }
 int tokenizer_bos(const doze_tokenizer *t) { return t ? t->bos : -1; }
 int tokenizer_eos(const doze_tokenizer *t) { return t ? t->eos : -1; }
 int tokenizer_unk(const doze_tokenizer *t) { return t ? t->unk : -1; }
@@ -402,30 +555,20 @@ static void try_add_bigram(const doze_tokenizer *t, const char *text, const symb
                            bigram_heap *hp, int left, int right) {
     if (left < 0 || right < 0) return;
     int32_t size = syms[left].n + syms[right].n;
-    int id = lookup(t, text + syms[left].start, (size_t)size);
+    int id = tok_lookup(t, text + syms[left].start, (size_t)size);
     if (id < 0) return;
     if (hp->n >= hp->cap) return; /* cannot happen: cap covers every push */
     bigram b = {t->score[id], left, right, size};
     heap_push(hp, b);
 }
 
-typedef struct {
-    int32_t *out;
-    int cap;
-    int count;
-} emitter;
-
-static void emit(emitter *e, int id) {
-    if (e->count < e->cap) e->out[e->count] = id;
-    e->count++;
-}
 
 /* The symbol's token, or its bytes through the byte tokens. */
 static doze_status emit_symbol(const doze_tokenizer *t, const char *text, const symbol *s,
-                               emitter *e, doze_error *err) {
-    int id = lookup(t, text + s->start, (size_t)s->n);
+                               tok_emitter *e, doze_error *err) {
+    int id = tok_lookup(t, text + s->start, (size_t)s->n);
     if (id >= 0) {
-        emit(e, id);
+        tok_emit(e, id);
         return DOZE_OK;
     }
     for (int32_t j = 0; j < s->n; j++) {
@@ -436,39 +579,20 @@ static doze_status emit_symbol(const doze_tokenizer *t, const char *text, const 
                              "cannot encode byte 0x%02X: the vocabulary has no <0x%02X> token "
                              "and no unknown token",
                              b, b);
-        emit(e, bid);
+        tok_emit(e, bid);
     }
     return DOZE_OK;
 }
 
-doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t len, int add_bos,
-                             int32_t *out, int cap, int *n_out, doze_error *err) {
-    if (n_out) *n_out = 0;
-    if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out))
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_encode: invalid arguments");
-    size_t bad = utf8_first_invalid((const unsigned char *)text, len);
-    if (bad != SIZE_MAX)
-        return doze_fail(err, DOZE_ERR_BAD_UTF8, "invalid UTF-8 in the text at byte offset %zu",
-                         bad);
-
-    emitter e = {out, cap, 0};
-    if (add_bos && t->bos >= 0) emit(&e, t->bos);
-    if (len == 0) {
-        *n_out = e.count;
-        return DOZE_OK;
-    }
-
+/* SentencePiece on one stretch of text (no special tokens in it): spaces
+ * become U+2581, with a dummy one in front when prefix is set. */
+static doze_status spm_encode_fragment(const doze_tokenizer *t, const char *text, size_t len,
+                                       int prefix, tok_emitter *e, doze_error *err) {
     /* escape: dummy prefix + every ' ' as U+2581 (3 bytes) */
     size_t spaces = 0;
     for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
-    const size_t limit = (size_t)INT32_MAX / 8;
-    if (len > limit || spaces > limit)
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "text too long to tokenize (%zu bytes)",
-                         len);
-    size_t esc_len = len + 2 * spaces + (t->add_space_prefix ? 3 : 0);
-    if (esc_len > limit)
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "text too long to tokenize (%zu bytes)",
-                         len);
+    size_t esc_len = len + 2 * spaces + (prefix ? 3 : 0);
+    if (esc_len == 0) return DOZE_OK;
 
     char *esc = alloc_array(esc_len, 1);
     symbol *syms = alloc_array(esc_len, sizeof *syms);
@@ -482,7 +606,7 @@ doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t l
     }
 
     size_t k = 0;
-    if (t->add_space_prefix) {
+    if (prefix) {
         memcpy(esc, "\xE2\x96\x81", 3);
         k = 3;
     }
@@ -526,12 +650,172 @@ doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t l
 
     doze_status st = DOZE_OK;
     for (int i = 0; i != -1 && st == DOZE_OK; i = syms[i].next)
-        st = emit_symbol(t, esc, &syms[i], &e, err);
+        st = emit_symbol(t, esc, &syms[i], e, err);
 
     free(esc);
     free(syms);
     free(hp.items);
+    return st;
+}
+
+/* A stretch of the text: raw text [start, start + len) or a special token. */
+typedef struct {
+    size_t start, len;
+    int32_t token; /* -1: raw text */
+} fragment;
+
+typedef struct {
+    fragment *items;
+    size_t n, cap;
+} fragment_list;
+
+static int frag_push(fragment_list *l, size_t start, size_t len, int32_t token) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        fragment *p = realloc(l->items, cap * sizeof *p);
+        if (!p) return 0;
+        l->items = p;
+        l->cap = cap;
+    }
+    fragment f = {start, len, token};
+    l->items[l->n++] = f;
+    return 1;
+}
+
+static int is_c_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* First occurrence of needle[0..m) in s[0..n), or SIZE_MAX. */
+static size_t find_bytes(const char *s, size_t n, const char *needle, size_t m) {
+    if (m == 0 || m > n) return SIZE_MAX;
+    const char *p = s, *end = s + n - m + 1;
+    while (p < end) {
+        const char *q = memchr(p, needle[0], (size_t)(end - p));
+        if (!q) return SIZE_MAX;
+        if (memcmp(q, needle, m) == 0) return (size_t)(q - s);
+        p = q + 1;
+    }
+    return SIZE_MAX;
+}
+
+/* Splits the text at special tokens as llama.cpp does: each special token,
+ * longest first, cuts every raw stretch at each of its occurrences. Control
+ * and unknown tokens only when parse_special; user-defined tokens always.
+ * Tokens marked lstrip/rstrip eat the white space beside them. */
+static doze_status partition(const doze_tokenizer *t, const char *text, size_t len,
+                             int parse_special, fragment_list *out, doze_error *err) {
+    fragment_list cur = {0}, next = {0};
+    doze_status st = DOZE_OK;
+    if (!frag_push(&cur, 0, len, -1)) goto oom;
+    /* byte pairs present in the text: a token whose first two bytes never
+     * occur together cannot match (most of them, for a short text) */
+    uint8_t *pairs = calloc(65536 / 8, 1);
+    if (!pairs) goto oom;
+    for (size_t i = 0; i + 1 < len; i++) {
+        unsigned v = (unsigned)(unsigned char)text[i] << 8 | (unsigned char)text[i + 1];
+        pairs[v >> 3] |= (uint8_t)(1u << (v & 7));
+    }
+    for (int k = 0; k < t->n_special; k++) {
+        int32_t id = t->special[k];
+        uint16_t a = t->attr[id];
+        if (!parse_special && (a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
+        const char *piece = t->text + t->offset[id];
+        size_t m = t->len[id];
+        if (m > len) continue;
+        if (m >= 2) {
+            unsigned v = (unsigned)(unsigned char)piece[0] << 8 | (unsigned char)piece[1];
+            if (!(pairs[v >> 3] & (1u << (v & 7)))) continue;
+        }
+        int changed = 0;
+        next.n = 0;
+        for (size_t f = 0; f < cur.n; f++) {
+            fragment fr = cur.items[f];
+            if (fr.token >= 0) {
+                if (!frag_push(&next, fr.start, fr.len, fr.token)) goto oom_pairs;
+                continue;
+            }
+            size_t base = fr.start, rest = fr.len;
+            for (;;) {
+                size_t at = find_bytes(text + base, rest, piece, m);
+                if (at == SIZE_MAX) {
+                    if (rest > 0 && !frag_push(&next, base, rest, -1)) goto oom_pairs;
+                    break;
+                }
+                changed = 1;
+                size_t left = at;
+                if (a & TOK_ATTR_LSTRIP)
+                    while (left > 0 && is_c_space(text[base + left - 1])) left--;
+                if (left > 0 && !frag_push(&next, base, left, -1)) goto oom_pairs;
+                if (!frag_push(&next, base + at, m, id)) goto oom_pairs;
+                base += at + m;
+                rest -= at + m;
+                if (a & TOK_ATTR_RSTRIP)
+                    while (rest > 0 && is_c_space(text[base])) {
+                        base++;
+                        rest--;
+                    }
+            }
+        }
+        if (changed) {
+            fragment_list tmp = cur;
+            cur = next;
+            next = tmp;
+        }
+    }
+    free(pairs);
+    free(next.items);
+    *out = cur;
+    return st;
+oom_pairs:
+    free(pairs);
+oom:
+    free(cur.items);
+    free(next.items);
+    return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", len);
+}
+
+doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t len, int flags,
+                             int32_t *out, int cap, int *n_out, doze_error *err) {
+    if (n_out) *n_out = 0;
+    if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_encode: invalid arguments");
+    size_t bad = utf8_first_invalid((const unsigned char *)text, len);
+    if (bad != SIZE_MAX)
+        return doze_fail(err, DOZE_ERR_BAD_UTF8, "invalid UTF-8 in the text at byte offset %zu",
+                         bad);
+    const size_t limit = (size_t)INT32_MAX / 8;
+    if (len > limit)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "text too long to tokenize (%zu bytes)",
+                         len);
+    int add_special = (flags & DOZE_TOKENIZE_ADD_SPECIAL) != 0;
+    int parse_special = (flags & DOZE_TOKENIZE_PARSE_SPECIAL) != 0;
+
+    tok_emitter e = {out, cap, 0};
+    if (add_special && t->add_bos && t->bos >= 0) tok_emit(&e, t->bos);
+
+    doze_status st = DOZE_OK;
+    if (len > 0) {
+        fragment_list frags = {0};
+        st = partition(t, text, len, parse_special, &frags, err);
+        int prev_special = 1; /* SentencePiece's dummy space: at the start and after a special */
+        for (size_t f = 0; st == DOZE_OK && f < frags.n; f++) {
+            const fragment *fr = &frags.items[f];
+            if (fr->token >= 0) {
+                tok_emit(&e, fr->token);
+                prev_special = 1;
+            } else if (t->kind == TOK_KIND_BPE) {
+                st = bpe_encode_fragment(t, text + fr->start, fr->len, &e, err);
+            } else {
+                st = spm_encode_fragment(t, text + fr->start, fr->len,
+                                         t->add_space_prefix && prev_special, &e, err);
+                prev_special = 0;
+            }
+        }
+        free(frags.items);
+    }
     if (st != DOZE_OK) return st;
+    if (add_special && t->add_eos && t->eos >= 0) tok_emit(&e, t->eos);
     *n_out = e.count;
     return DOZE_OK;
 }
@@ -553,8 +837,22 @@ doze_status tokenizer_decode(const doze_tokenizer *t, int prev, int token, char 
 
     size_t n = 0;
     int type = t->type[token];
-    if (type == DOZE_TOKEN_CONTROL) {
+    uint16_t attr = t->attr[token];
+    if (attr & TOK_ATTR_CONTROL) {
         /* nothing */
+    } else if (t->kind == TOK_KIND_BPE && type != DOZE_TOKEN_BYTE) {
+        const char *p = t->text + t->offset[token];
+        size_t plen = t->len[token];
+        if (attr & TOK_ATTR_UNKNOWN) {
+            /* nothing, as llama.cpp */
+        } else if (attr & TOK_ATTR_NORMAL) {
+            n = bpe_decode_piece(t, p, plen, buf, cap);
+        } else {
+            /* user-defined and other tokens: their text as it is */
+            for (size_t i = 0; i < plen; i++)
+                if (i < cap) buf[i] = p[i];
+            n = plen;
+        }
     } else if (type == DOZE_TOKEN_BYTE && t->byte_value[token] >= 0) {
         if (cap > 0) buf[0] = (char)t->byte_value[token];
         n = 1;

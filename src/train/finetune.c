@@ -45,7 +45,7 @@ static doze_status encode_stories(doze_finetune *f, const char *text, size_t n, 
         while (b > a && (text[b - 1] == '\n' || text[b - 1] == '\r')) b--;
         if (b > a) {
             int need = 0;
-            doze_status st = doze_tokenize(f->m, text + a, b - a, 1, NULL, 0, &need, err);
+            doze_status st = doze_tokenize(f->m, text + a, b - a, DOZE_TOKENIZE_ADD_SPECIAL, NULL, 0, &need, err);
             if (st != DOZE_OK) return st;
             while (len + (size_t)need > cap) {
                 cap *= 2;
@@ -61,7 +61,7 @@ static doze_status encode_stories(doze_finetune *f, const char *text, size_t n, 
             }
             f->starts[f->n_starts++] = (int)len;
             int got = 0;
-            st = doze_tokenize(f->m, text + a, b - a, 1, f->ids + len, need, &got, err);
+            st = doze_tokenize(f->m, text + a, b - a, DOZE_TOKENIZE_ADD_SPECIAL, f->ids + len, need, &got, err);
             if (st != DOZE_OK) return st;
             len += (size_t)got;
         }

@@ -377,9 +377,15 @@ static void test_synthetic_errors(void) {
     }
 
     s = syn_spec(&v, 0);
-    s.model = "gpt2";
+    s.model = "bert";
     CHECK(build_from_spec(&s, &t, &err) == DOZE_ERR_UNSUPPORTED_TYPE && t == NULL);
-    CHECK(strstr(err.message, "gpt2") != NULL);
+    CHECK(strstr(err.message, "bert") != NULL);
+
+    /* byte-level BPE needs its merges */
+    s = syn_spec(&v, 0);
+    s.model = "gpt2";
+    CHECK(build_from_spec(&s, &t, &err) == DOZE_ERR_MISSING && t == NULL);
+    CHECK(strstr(err.message, "merges") != NULL);
 
     s = syn_spec(&v, 0);
     s.model = NULL;
