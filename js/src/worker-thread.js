@@ -65,10 +65,11 @@ function target(sessionId) {
 const ops = {
   async load({ source, options }, { id, signal }) {
     if (model) throw new DozeError('STATE', 'this worker already holds a model');
+    const { progress, ...rest } = options;
     model = await loadModel(source, {
-      ...options,
+      ...rest,
       signal,
-      onProgress: options.progress ? (p) => port.post({ id, type: 'progress', value: p }) : undefined,
+      onProgress: progress ? (p) => port.post({ id, type: 'progress', value: p }) : undefined,
     });
     return model.info;
   },
