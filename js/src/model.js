@@ -7,7 +7,8 @@ import { BudgetState } from './budget.js';
 import { Gates, calibrate, finetune, checkCalibrateOptions, checkFinetuneOptions } from './gates.js';
 import { Session } from './session.js';
 import { PieceDecoder } from './text.js';
-import { bool, checkOptions, invalid } from './options.js';
+import { bool, checkOptions, invalid, tokenIds } from './options.js';
+import { API } from './api.js';
 
 const WEIGHT_TYPES = { 0: 'f32', 1: 'f16', 2: 'q4_0', 8: 'q8_0' };
 
@@ -107,7 +108,7 @@ export class Model {
   }
   set budget(b) {
     this._alive();
-    this.#budget.set(b);
+    this.#budget.set(API.Model.budget.check(b));
   }
   autoBudget(options) {
     this._alive();
@@ -122,14 +123,9 @@ export class Model {
   }
   set gates(g) {
     this._alive();
-    if (g != null) {
-      if (!(g instanceof Gates)) throw invalid('model.gates: expected a Gates object or null');
-      if (g.model !== this) {
-        throw invalid('model.gates: these gates belong to another model object (save them and loadGates the bytes)');
-      }
-      g._ptr();
-    }
-    this.#gates = g ?? null;
+    g = API.Model.gates.check(g, this, Gates);
+    if (g) g._ptr();
+    this.#gates = g;
     this.#gatesChosen = true;
   }
 
@@ -242,6 +238,7 @@ export class Model {
 
   /** The text of token ids, as the CLI prints them. */
   detokenize(ids) {
+    tokenIds(ids, 'detokenize: ids');
     const m = this._alive();
     const piece = new PieceDecoder(this.#rt, m);
     try {
@@ -310,6 +307,11 @@ export class Model {
     } finally {
       release();
     }
+  }
+
+  /** Bytes malloc'd in this model's wasm memory (shared with the models of the same runtime). */
+  async heapUsed() {
+    return this.#rt.heapUsed();
   }
 
   /** Frees the model, its sessions (and their unfinished generations) and its gates. */

@@ -3,7 +3,8 @@
 
 import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
-import { BudgetState, checkBudget } from './budget.js';
+import { BudgetState } from './budget.js';
+import { API } from './api.js';
 import { checkOptions, any, budget as budgetOption, signal as signalOption, invalid } from './options.js';
 import { checkGenerateOptions, generateTokens } from './generate.js';
 import { collect } from './text.js';
@@ -96,11 +97,12 @@ export class SessionCore {
   ready(budget = this.state().current) {
     return !this.model._needsGates(budget);
   }
-  step(token, layers = 0, heads = 0, ffn = 0) {
+  // mask: 0, or a doze_mask in wasm memory (a forced step)
+  step(token, mask = 0) {
     const rt = this.rt;
     const s = this.alive();
     const t0 = now();
-    if (layers) rt.check(rt.x.doze_session_step_masked3(s, token, layers, heads, ffn, rt.err));
+    if (mask) rt.check(rt.x.doze_session_step_masked(s, token, mask, rt.err));
     else rt.check(rt.x.doze_session_step(s, token, rt.err));
     const hook = this.model._testAfterStep;
     if (hook) hook(rt.x.doze_session_compute(s)); // inside the timed region
@@ -175,12 +177,13 @@ export class Session {
   }
   set budget(b) {
     this.#core.alive();
-    if (b == null) {
-      this.#core.own = null;
-      return;
-    }
-    checkBudget(b);
-    this.#core.own = new BudgetState(b);
+    b = API.Session.budget.check(b);
+    this.#core.own = b == null ? null : new BudgetState(b);
+  }
+
+  /** True after dispose() (or the model's). */
+  get disposed() {
+    return !this.#core.ptr || this.#core.model.disposed;
   }
 
   /**
@@ -240,16 +243,19 @@ export class Session {
         const lb = layers == null ? new Uint8Array(L).fill(1) : maskBytes(layers, L, 'layers');
         const hb = heads == null ? null : maskBytes(heads, L * H, 'heads');
         const fb = ffn == null ? null : maskBytes(ffn, L * NB, 'ffn');
-        p = rt.doze.malloc(L + L * H + L * NB);
-        rt.u8.set(lb, p);
-        if (hb) rt.u8.set(hb, p + L);
-        if (fb) rt.u8.set(fb, p + L + L * H);
-        c.step(token, p, hb ? p + L : 0, fb ? p + L + L * H : 0);
+        // a doze_mask (three wasm32 pointers: layers, heads, ffn), then the bytes
+        p = rt.doze.malloc(12 + L + L * H + L * NB);
+        const at = p + 12;
+        rt.u8.set(lb, at);
+        if (hb) rt.u8.set(hb, at + L);
+        if (fb) rt.u8.set(fb, at + L + L * H);
+        new Uint32Array(rt.u8.buffer, p, 3).set([at, hb ? at + L : 0, fb ? at + L + L * H : 0]);
+        c.step(token, p);
       }
       c.pending = -1;
       const { mask: m, compute, budget } = c.report();
       const r = { position: c.position - 1, logits: c.logits().slice(), mask: m, compute, ms: c.stepMs };
-      if (layers == null && heads == null) r.budget = budget;
+      if (layers == null && heads == null && ffn == null) r.budget = budget;
       return r;
     } finally {
       if (p) rt.doze.free(p);

@@ -87,6 +87,7 @@ test('generate / complete / perplexity / step / tokenize / gates options are che
     await invalid(m.perplexity('Once upon a time', { budgte: 0.5 }), /unknown option 'budgte'/);
     await invalid(() => m.tokenize('x', { bos: 'no' }), /tokenize: bos must be true or false/);
     await invalid(() => m.tokenize('x', { eos: true }), /tokenize: unknown option 'eos'/);
+    await invalid(() => m.detokenize(5), /detokenize: ids must be an array of integer token ids, got 5/);
     const s = m.createSession();
     await invalid(s.step(1, { layer: [1, 1] }), /step: mask: unknown option 'layer'/);
     await invalid(s.generate('x', { maxTokens: -1 }).next(), /maxTokens/);
