@@ -1,4 +1,10 @@
-// Types for doze-lm (ESM). The worker entry's types are in worker.d.ts.
+// Types for doze-lm (ESM): the one source of the package's types (the
+// JavaScript in src/ carries no type annotations of its own). The worker
+// entry's types (worker.d.ts) are derived from these.
+//
+// Options: every option is checked for type and range, and an option name
+// the call does not know is refused; both throw (or reject with) a DozeError
+// with code INVALID_ARGUMENT naming the call and the option.
 
 /** Stable error codes: the C library's status names plus the JS side's. */
 export type DozeErrorCode =
@@ -42,7 +48,7 @@ export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** Aborts the load at any point: rejects with an AbortError (code ABORTED) and frees what it took. */
   signal?: AbortSignal;
-  /** Positions per session (KV cache length); default the model's own, capped by it. */
+  /** Positions per session (KV cache length): an integer in [1, the model's own]; default the model's own. */
   contextLength?: number;
   /** Refuse (OUT_OF_MEMORY) a model needing more than this many bytes. */
   maxMemory?: number;
@@ -52,7 +58,7 @@ export interface LoadOptions {
   wasm?: WasmSource;
 }
 
-export type WeightType = 'f32' | 'f16' | 'q8_0' | string;
+export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
 
 export interface ModelInfo {
   architecture: string;
@@ -80,16 +86,16 @@ export interface ModelInfo {
   bosId: number;
   eosId: number;
   unkId: number;
-  /** Issue 8: intermediate channels per FFN block: 16 when the FFN weights are f32/f16 and hiddenDim < 256, else 32. */
+  /** Intermediate channels per FFN block: 16 when the FFN weights are f32/f16 and hiddenDim < 256, else 32. */
   ffnBlock: number;
   /** FFN blocks per layer: ceil(hiddenDim / ffnBlock). */
   ffnBlocks: number;
-  /** Issue 8: 0, or the doze.ffn_order key (a hash of the channel order) of a model whose FFN channels `doze order-ffn` grouped into blocks; gate files are bound to it. */
+  /** 0, or the doze.ffn_order key (a hash of the channel order) of a model whose FFN channels `doze order-ffn` grouped into blocks; gate files are bound to it. */
   ffnOrder: number;
 }
 
 export interface GenerateOptions {
-  /** Tokens to generate at most (default: until the context is full). */
+  /** Tokens to generate at most: an integer >= 0 or Infinity (the default: until the context is full). */
   maxTokens?: number;
   /** 0 = greedy (argmax); default 1. */
   temperature?: number;
@@ -109,6 +115,15 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Called after each prompt token's forward step (its mask, compute, budget and time). */
   onPromptStep?: (step: PromptStep) => void;
+  /**
+   * A prompt that does not fit the free positions is an error (CONTEXT_FULL,
+   * naming the prompt's tokens and the context); 'start' drops its first
+   * tokens instead (a BOS stays), keeping room for min(maxTokens, half the
+   * free positions) generated tokens.
+   */
+  truncate?: 'start';
+  /** Use only the prompt's last N tokens (a BOS in front counts and stays). Not with truncate. */
+  keepLast?: number;
 }
 
 export interface CompleteOptions extends GenerateOptions {
@@ -131,16 +146,21 @@ export interface StepMask {
 }
 
 export interface Token {
-  /** Token id; -1 for a last item carrying only text held back at the end. */
+  /**
+   * Token id. -1 for a last item that carries text held back until the end
+   * (the rest of a character split over tokens, or text that could have begun
+   * a stop string); it comes with the mask, compute and budget of the step
+   * that ended the generation.
+   */
   id: number;
   /** Its text; pieces concatenate to valid UTF-8 (a character split over tokens comes whole with the last one). */
   text: string;
-  /** Its position in the context (-1 for the held-back item). */
+  /** Its position in the context (-1 for the last item carrying held-back text). */
   position: number;
-  /** The mask of the forward step whose logits this token was sampled from (the step at position - 1); null for the held-back item. */
-  mask: StepMask | null;
-  /** That step's achieved compute ratio (fraction of the dense layer compute, 1 = dense); null for the held-back item. */
-  compute: number | null;
+  /** The mask of the forward step whose logits this token was sampled from (the step at position - 1). */
+  mask: StepMask;
+  /** That step's achieved compute ratio (fraction of the dense layer compute, 1 = dense). */
+  compute: number;
   /** The budget that step ran under (what autoBudget chose, when it is on). */
   budget: number;
   /** Milliseconds that step plus the sampling took (what autoBudget measures). */
@@ -323,6 +343,8 @@ export interface PerplexityOptions {
 export class Session {
   private constructor();
   readonly model: Model;
+  /** True after dispose() (or the model's). */
+  readonly disposed: boolean;
   /** Tokens in the KV cache. */
   readonly position: number;
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
@@ -338,8 +360,8 @@ export class Session {
   /** A controller for this session alone (null: off, keeping a fixed budget of its own). */
   autoBudget(options: AutoBudgetOptions | null): void;
   /**
-   * Runs one token at the next position: under a forced mask when `layers`
-   * or `heads` is given, else under the budget and gates like generate().
+   * Runs one token at the next position: under a forced mask when `layers`,
+   * `heads` or `ffn` is given, else under the budget and gates like generate().
    */
   step(token: number, mask?: ForcedMask): Promise<StepResult>;
   reset(): void;
@@ -389,7 +411,9 @@ export class Model {
   loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Gates;
   /** The gate file of the active gates (or of `gates`); STATE when there are none. */
   saveGates(gates?: Gates): Uint8Array;
-  /** Frees the model, its sessions and its gates. */
+  /** Bytes malloc'd in this model's wasm memory (shared by the models of one runtime): for leak checks. A Promise, as in the worker entry. */
+  heapUsed(): Promise<number>;
+  /** Frees the model, its sessions (and what unfinished generations hold) and its gates. */
   dispose(): void;
 }
 

@@ -1,93 +1,70 @@
-// Types for doze-lm/worker: the model runs in a Web Worker (or a Node
-// worker_threads Worker); the methods return promises.
+// Types for doze-lm/worker, derived from the main types (index.d.ts): the
+// same classes and members, with the model in a Web Worker (or a Node
+// worker_threads Worker).
+//   - methods return Promises (generate: the same async iterator);
+//   - getters are synchronous and cached: every reply and streamed item from
+//     the worker carries the current values, so they are exact after any
+//     awaited call (during a stream they follow the worker, which may be a
+//     few tokens ahead of the item in hand);
+//   - setters check the value at once (INVALID_ARGUMENT is thrown here) and
+//     apply in the worker from its next step;
+//   - Model, Session and Gates stand for their proxies, and are what the
+//     methods take and return (a main-thread object is refused).
 import type {
-  AutoBudgetOptions, CalibrateOptions, CompleteOptions, FinetuneOptions, ForcedMask, GenerateOptions, GenerateResult,
-  LoadOptions, ModelInfo, ModelSource, Perplexity, PerplexityOptions, StepResult, Token,
+  FinetuneOptions, Gates, LoadOptions, Model, ModelSource, Session,
 } from './index.js';
 
 export {
   DozeError, DozeErrorCode, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions,
-  GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
-  AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep,
+  CompleteOptions, GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
+  AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep, WeightType, WasmSource,
 } from './index.js';
 
-/** Gates held by the worker (see Gates in doze-lm). */
-export class WorkerGates {
-  private constructor();
-  readonly model: WorkerModel;
-  readonly kind: string;
-  readonly protectLayers: number;
-  readonly protectTokens: number;
-  readonly layers: number;
-  readonly heads: number;
-  /** The gate file. */
-  save(): Promise<Uint8Array>;
-  dispose(): Promise<void>;
-}
+/** A main-thread type as the worker entry has it: objects become their proxies. */
+type Remote<T> = T extends Model ? WorkerModel : T extends Session ? WorkerSession : T extends Gates ? WorkerGates : T;
 
-export interface WorkerLoadOptions extends LoadOptions {
+/** Fine-tuning options with `init` a proxy. */
+export type WorkerFinetuneOptions = Omit<FinetuneOptions, 'init'> & { init?: WorkerGates | null };
+
+type RemoteArg<A> = 'init' extends keyof NonNullable<A> ? WorkerFinetuneOptions | Extract<A, undefined> : Remote<A>;
+type RemoteArgs<A extends unknown[]> = { [I in keyof A]: RemoteArg<A[I]> };
+
+/** A method as the proxy has it. */
+type RemoteMethod<F> = F extends (...args: infer A) => infer R
+  ? R extends AsyncGenerator<infer Y, infer Ret, infer N>
+    ? (...args: RemoteArgs<A>) => AsyncGenerator<Y, Ret, N>
+    : (...args: RemoteArgs<A>) => Promise<Remote<Awaited<R>>>
+  : never;
+
+/** The members of a main-thread class as its proxy has them. */
+type RemoteMembers<T> = {
+  [K in keyof T]: T[K] extends (...args: never[]) => unknown ? RemoteMethod<T[K]> : Remote<T[K]>;
+};
+
+/** The worker's model: the members of Model. dispose() also ends the worker. */
+export interface WorkerModel extends RemoteMembers<Model> {}
+/** A session in the worker: the members of Session. */
+export interface WorkerSession extends Omit<RemoteMembers<Session>, 'budget'> {
+  get budget(): number;
+  /** null: follow the model's budget again. */
+  set budget(b: number | null);
+}
+/** Gates held by the worker: the members of Gates. */
+export interface WorkerGates extends RemoteMembers<Gates> {}
+
+type ProxyClass<T> = abstract new (...args: never[]) => T;
+export declare const WorkerModel: ProxyClass<WorkerModel>;
+export declare const WorkerSession: ProxyClass<WorkerSession>;
+export declare const WorkerGates: ProxyClass<WorkerGates>;
+export { WorkerModel as Model, WorkerSession as Session, WorkerGates as Gates };
+
+export interface WorkerLoadOptions extends Omit<LoadOptions, 'wasm'> {
   /** Move (not copy) an ArrayBuffer source into the worker. */
   transfer?: boolean;
   /** Another URL of worker-thread.js (default: next to worker.js). */
   workerUrl?: string | URL;
-  /** Must be postMessage-able: a URL string or a WebAssembly.Module. */
-  wasm?: string | URL | WebAssembly.Module;
-}
-
-export class WorkerSession {
-  private constructor();
-  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
-  complete(prompt: string, options?: CompleteOptions): Promise<string>;
-  perplexity(text: string, options?: PerplexityOptions): Promise<Perplexity>;
-  /** As last set here or reported by its tokens (the model's while it follows the model); setting is sent to the worker. */
-  get budget(): number;
-  set budget(b: number | null);
-  /** Asks the worker. */
-  getBudget(): Promise<number>;
-  autoBudget(options: AutoBudgetOptions | null): Promise<void>;
-  step(token: number, mask?: ForcedMask): Promise<StepResult>;
-  position(): Promise<number>;
-  reset(): Promise<void>;
-  dispose(): Promise<void>;
-}
-
-export class WorkerModel {
-  private constructor();
-  readonly info: ModelInfo;
-  tokenize(text: string, options?: { bos?: boolean }): Promise<Int32Array>;
-  detokenize(ids: ArrayLike<number>): Promise<string>;
-  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
-  complete(prompt: string, options?: CompleteOptions): Promise<string>;
-  perplexity(text: string, options?: PerplexityOptions): Promise<Perplexity>;
-  createSession(): Promise<WorkerSession>;
-  /**
-   * As last set here or reported by the last token of model.generate;
-   * setting it validates here (INVALID_ARGUMENT) and applies from the next
-   * token the worker computes.
-   */
-  get budget(): number;
-  set budget(b: number);
-  /** Asks the worker (e.g. what autoBudget chose). */
-  getBudget(): Promise<number>;
-  autoBudget(options: AutoBudgetOptions | null): Promise<void>;
-  /** The gates as known here (getGates() asks the worker, e.g. after an automatic calibration); setting sends them. */
-  get gates(): WorkerGates | null;
-  set gates(g: WorkerGates | null);
-  setGates(g: WorkerGates | null): Promise<WorkerGates | null>;
-  getGates(): Promise<WorkerGates | null>;
-  calibrateGates(options?: CalibrateOptions): Promise<WorkerGates>;
-  /**
-   * Model#finetuneGates in the worker: onStep events are streamed back, an
-   * abort of `signal` is forwarded (the worker stops at the next step
-   * boundary and frees the run); `init` is a WorkerGates of this model.
-   */
-  finetuneGates(text: string, options?: Omit<FinetuneOptions, 'init'> & { init?: WorkerGates | null }): Promise<WorkerGates>;
-  loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Promise<WorkerGates>;
-  saveGates(gates?: WorkerGates): Promise<Uint8Array>;
-  /** Bytes malloc'd in the worker's wasm memory. */
-  heapUsed(): Promise<number>;
-  /** Frees the model and terminates the worker. */
-  dispose(): Promise<void>;
+  /** Must be postMessage-able: a URL (string or URL), the bytes, or a WebAssembly.Module. */
+  wasm?: string | URL | ArrayBuffer | ArrayBufferView | WebAssembly.Module;
 }
 
 export function loadModel(source: ModelSource, options?: WorkerLoadOptions): Promise<WorkerModel>;

@@ -298,7 +298,7 @@ async function refreshGates() {
   const m = state.model;
   if (!m || state.gates) return;
   try {
-    const g = await m.getGates();
+    const g = m.gates; // cached: exact once the generation's last reply arrived
     if (g && m === state.model && !state.gates) setGates({ kind: g.kind, source: '(calibrated automatically on first use)' });
   } catch {
     /* the model went away */

@@ -1,11 +1,23 @@
 // The Web Worker / worker_threads side of doze-lm/worker: runs the main API
-// (./index.js) and answers the messages js/src/worker.js sends.
+// (./index.js) and answers the messages js/src/worker.js sends, for every
+// member of the table in api.js.
 //
-// Protocol (main -> worker): { id, op, args } and { op: 'abort', target: id }.
-// Worker -> main: { id, type: 'progress' | 'item' | 'result' | 'error', value | error }.
+// Protocol (main -> worker):
+//   { id, op: 'load', source, options }        loads the worker's one model
+//   { id, op: 'call', ref, name, args }        a method of a registered object
+//   { id, op: 'set', ref, name, value }        a setter
+//   { op: 'abort', target: id }                aborts a request's signal
+// Worker -> main: { id, type: 'result' | 'error' | 'item' | 'event', value |
+// error, cb, states }. Objects (Model, Session, Gates) travel as
+// { $ref, cls, values } and are registered here under their id; `states`
+// carries the current getter values of every registered object.
+// In arguments: { $ref } is a registered object, { $cb: name } a callback
+// (its calls come back as 'event' messages), { $signal: true } the request's
+// AbortSignal.
 
-import { loadModel } from './index.js';
+import { loadModel, Model, Session, Gates } from './index.js';
 import { serializeError, DozeError } from './errors.js';
+import { API } from './api.js';
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
@@ -18,31 +30,69 @@ if (isNode) {
   port = { post: (m, t) => self.postMessage(m, t), listen: (fn) => self.addEventListener('message', (e) => fn(e.data)) };
 }
 
-let model = null;
-const sessions = new Map(); // id -> Session
-let nextSession = 1;
-const controllers = new Map(); // request id -> AbortController
-const gatesById = new Map(); // id -> Gates
-const gatesIds = new WeakMap(); // Gates -> id
-let nextGates = 1;
+const CLASSES = [['Model', Model], ['Session', Session], ['Gates', Gates]];
+const classOf = (o) => CLASSES.find(([, C]) => o instanceof C)?.[0];
 
-/** The postMessage form of a Gates object (registered under an id). */
-function describe(g) {
-  if (!g) return null;
-  let id = gatesIds.get(g);
-  if (!id) {
-    id = nextGates++;
-    gatesIds.set(g, id);
-    gatesById.set(id, g);
-  }
-  return { id, kind: g.kind, protectLayers: g.protectLayers, protectTokens: g.protectTokens, layers: g.layers, heads: g.heads };
+const objects = new Map(); // id -> object
+const ids = new WeakMap(); // object -> id
+let nextId = 1;
+let model = null;
+const controllers = new Map(); // request id -> AbortController
+
+/** A value for postMessage: registered objects as references. */
+function encode(v) {
+  const cls = v != null && typeof v === 'object' ? classOf(v) : undefined;
+  if (!cls) return v;
+  let id = ids.get(v);
+  if (id) return { $ref: id };
+  id = nextId++;
+  ids.set(v, id);
+  objects.set(id, v);
+  const values = {};
+  for (const [name, d] of Object.entries(API[cls])) if (d.kind === 'value') values[name] = encode(v[name]);
+  return { $ref: id, cls, values };
 }
 
-function gatesOf(id) {
-  if (id == null) return null;
-  const g = gatesById.get(id);
-  if (!g || g.disposed) throw new DozeError('STATE', 'these gates have been disposed');
-  return g;
+/** Getter values of every registered object; disposed objects are reported once more, then dropped. */
+function states() {
+  const out = {};
+  for (const [id, o] of objects) {
+    const cls = classOf(o);
+    const s = {};
+    for (const [name, d] of Object.entries(API[cls])) {
+      if (d.kind !== 'get' && d.kind !== 'getset') continue;
+      try {
+        s[name] = { value: encode(o[name]) };
+      } catch (e) {
+        s[name] = { error: serializeError(e) };
+      }
+    }
+    out[id] = s;
+    if (o.disposed && o !== model) objects.delete(id);
+  }
+  return out;
+}
+
+function lookup(ref) {
+  const o = objects.get(ref);
+  if (!o) throw new DozeError('STATE', 'this object has been disposed');
+  return o;
+}
+
+/** Arguments from the main thread: references, callbacks and the signal restored (one level into option objects). */
+function decode(v, id, signal) {
+  if (v == null || typeof v !== 'object') return v;
+  if (v.$ref) return lookup(v.$ref);
+  if (v.$cb) return (x) => port.post({ id, type: 'event', cb: v.$cb, value: encode(x), states: states() });
+  if (v.$signal) return signal;
+  if (Object.getPrototypeOf(v) === Object.prototype) {
+    const o = {};
+    for (const [k, x] of Object.entries(v)) {
+      o[k] = x != null && typeof x === 'object' && (x.$ref || x.$cb || x.$signal) ? decode(x, id, signal) : x;
+    }
+    return o;
+  }
+  return v;
 }
 
 /** Buffers worth moving rather than copying in a reply. */
@@ -52,109 +102,29 @@ function transferables(value) {
   return [];
 }
 
-function target(sessionId) {
-  if (sessionId == null) {
-    if (!model) throw new DozeError('STATE', 'no model loaded in this worker');
-    return model;
-  }
-  const s = sessions.get(sessionId);
-  if (!s) throw new DozeError('STATE', `no session ${sessionId} (disposed?)`);
-  return s;
-}
-
 const ops = {
-  async load({ source, options }, { id, signal }) {
+  async load({ source, options }, id, signal) {
     if (model) throw new DozeError('STATE', 'this worker already holds a model');
-    model = await loadModel(source, {
-      ...options,
-      signal,
-      onProgress: options.progress ? (p) => port.post({ id, type: 'progress', value: p }) : undefined,
-    });
-    return model.info;
+    model = await loadModel(source, decode(options, id, signal));
+    return model;
   },
-  tokenize({ text, options }) {
-    return target(null).tokenize(text, options);
+  async call({ ref, name, args }, id, signal) {
+    const target = lookup(ref);
+    const d = API[classOf(target)][name];
+    if (!d || (d.kind !== 'call' && d.kind !== 'stream')) throw new DozeError('INVALID_ARGUMENT', `no method ${name}`);
+    const a = (args || []).map((x) => decode(x, id, signal));
+    if (d.kind === 'stream') {
+      const it = target[name](...a);
+      let r;
+      while (!(r = await it.next()).done) port.post({ id, type: 'item', value: r.value, states: states() });
+      return r.value;
+    }
+    return target[name](...a);
   },
-  detokenize({ ids }) {
-    return target(null).detokenize(ids);
-  },
-  async generate({ session, prompt, options }, { id, signal }) {
-    const { promptSteps, ...rest } = options || {};
-    const onPromptStep = promptSteps ? (v) => port.post({ id, type: 'prompt', value: v }) : undefined;
-    const it = target(session).generate(prompt, { ...rest, signal, onPromptStep });
-    let r;
-    while (!(r = await it.next()).done) port.post({ id, type: 'item', value: r.value });
-    return r.value;
-  },
-  perplexity({ session, text, options }, { signal }) {
-    return target(session).perplexity(text, { ...options, signal });
-  },
-  step({ session, token, mask }) {
-    return target(session).step(token, mask || {});
-  },
-  setBudget({ session, budget }) {
-    target(session).budget = budget;
-    return target(session).budget;
-  },
-  getBudget({ session }) {
-    return target(session).budget;
-  },
-  autoBudget({ session, options }) {
-    target(session).autoBudget(options);
-  },
-  async calibrateGates({ options }, { signal }) {
-    return describe(await target(null).calibrateGates({ ...options, signal }));
-  },
-  async finetuneGates({ text, options }, { id, signal }) {
-    const { init, stream, ...rest } = options || {};
-    const onStep = stream ? (v) => port.post({ id, type: 'item', value: v }) : undefined;
-    const g = await target(null).finetuneGates(text, { ...rest, init: gatesOf(init), onStep, signal });
-    return describe(g);
-  },
-  loadGates({ bytes, options }) {
-    return describe(target(null).loadGates(bytes, options));
-  },
-  saveGates({ gates }) {
-    const m = target(null);
-    return m.saveGates(gates == null ? undefined : gatesOf(gates));
-  },
-  setGates({ gates }) {
-    target(null).gates = gatesOf(gates);
-    return describe(target(null).gates);
-  },
-  getGates() {
-    return describe(target(null).gates);
-  },
-  gatesDispose({ gates }) {
-    const g = gatesById.get(gates);
-    if (g) g.dispose();
-    gatesById.delete(gates);
-  },
-  createSession() {
-    const id = nextSession++;
-    sessions.set(id, target(null).createSession());
-    return id;
-  },
-  sessionReset({ session }) {
-    target(session).reset();
-  },
-  sessionPosition({ session }) {
-    return target(session).position;
-  },
-  sessionDispose({ session }) {
-    const s = sessions.get(session);
-    if (s) s.dispose();
-    sessions.delete(session);
-  },
-  dispose() {
-    sessions.clear();
-    gatesById.clear();
-    if (model) model.dispose();
-    model = null;
-  },
-  async heapUsed() {
-    const { heapUsed } = await import('./index.js');
-    return heapUsed();
+  set({ ref, name, value }, id, signal) {
+    const target = lookup(ref);
+    if (API[classOf(target)][name]?.kind !== 'getset') throw new DozeError('INVALID_ARGUMENT', `no setter ${name}`);
+    target[name] = decode(value, id, signal);
   },
 };
 
@@ -165,17 +135,16 @@ port.listen(async (msg) => {
     if (c) c.abort(msg.reason);
     return;
   }
-  const { id, op, args } = msg;
+  const { id, op } = msg;
   const controller = new AbortController();
   controllers.set(id, controller);
   try {
     const fn = ops[op];
     if (!fn) throw new DozeError('INVALID_ARGUMENT', `unknown worker operation ${op}`);
-    const value = await fn(args || {}, { id, signal: controller.signal });
-    const transfer = transferables(value);
-    port.post({ id, type: 'result', value }, transfer);
+    const value = encode(await fn(msg, id, controller.signal));
+    port.post({ id, type: 'result', value, states: states() }, transferables(value));
   } catch (e) {
-    port.post({ id, type: 'error', error: serializeError(e) });
+    port.post({ id, type: 'error', error: serializeError(e), states: states() });
   } finally {
     controllers.delete(id);
   }

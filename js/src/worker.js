@@ -6,10 +6,24 @@
 //   for await (const t of model.generate('Once', { maxTokens: 50, signal })) ...
 //   model.dispose(); // also ends the worker
 //
-// One worker per loaded model. Abort signals on this side become messages.
+// One worker per loaded model. The proxies Model, Session and Gates are
+// built from the table in api.js, member for member:
+//   - methods return Promises (generate: an async iterator), with callbacks
+//     (onProgress, onPromptStep, onStep, onToken) called back from the worker
+//     and abort signals forwarded;
+//   - getters are cached: every reply and every streamed item from the worker
+//     carries the current getter values of its objects, so after any awaited
+//     call they are exact, and during a stream they follow the worker (which
+//     may be a few tokens ahead of the item in hand);
+//   - setters check the value here (a bad value throws at once, as on the
+//     main thread), show it at once, and apply in the worker from its next
+//     step.
 
 import { DozeError, deserializeError, abortError } from './errors.js';
 import { hasWasmSimd } from './wasm.js';
+import { API } from './api.js';
+import { checkOptions, bool, any } from './options.js';
+import { LOAD_OPTIONS } from './load.js';
 
 export { DozeError, hasWasmSimd };
 
@@ -49,12 +63,14 @@ async function spawn(workerUrl) {
   };
 }
 
-/** Request/response over a worker; streams for generate. */
+/** One worker: requests and replies, the proxies of its objects and their cached getter values. */
 class Rpc {
   constructor(w) {
     this.w = w;
     this.next = 1;
-    this.pending = new Map(); // id -> { resolve, reject, onItem, onProgress, onPrompt }
+    this.pending = new Map(); // id -> { resolve, reject, onItem, callbacks }
+    this.proxies = new Map(); // ref -> proxy
+    this.writes = new Map(); // `${ref}.${name}` -> setter messages not yet answered
     this.dead = null;
     this.ready = new Promise((resolve, reject) => {
       this.readyResolve = resolve;
@@ -69,15 +85,51 @@ class Rpc {
       return this.readyResolve();
     }
     const p = this.pending.get(m.id);
+    if (p && p.write && (m.type === 'result' || m.type === 'error')) this.#written(p.write);
+    const value = this.decode(m.value); // first: it may introduce the objects the states are about
+    this.#apply(m.states);
     if (!p) return;
-    if (m.type === 'progress') p.onProgress?.(m.value);
-    else if (m.type === 'item') p.onItem?.(m.value);
-    else if (m.type === 'prompt') p.onPrompt?.(m.value);
+    if (m.type === 'item') p.onItem?.(value);
+    else if (m.type === 'event') p.callbacks?.[m.cb]?.(value);
     else {
       this.#settle(m.id);
-      if (m.type === 'result') p.resolve(m.value);
+      if (m.type === 'result') p.resolve(value);
       else p.reject(deserializeError(m.error));
     }
+  }
+  #written(key) {
+    const n = (this.writes.get(key) || 1) - 1;
+    if (n) this.writes.set(key, n);
+    else this.writes.delete(key);
+  }
+  /** The worker's getter values into the proxies' caches (a value set here and not yet answered wins). */
+  #apply(states) {
+    if (!states) return;
+    for (const [ref, s] of Object.entries(states)) {
+      const proxy = this.proxies.get(Number(ref));
+      if (!proxy) continue;
+      const cache = proxy[STATE];
+      for (const [name, v] of Object.entries(s)) {
+        const fresh = v.error ? { error: v.error } : { value: this.decode(v.value) };
+        if (!this.writes.has(`${ref}.${name}`)) cache[name] = fresh;
+      }
+      if (cache.disposed?.value === true && !(proxy instanceof WorkerModel)) this.proxies.delete(Number(ref));
+    }
+  }
+  /** A value from the worker: { $ref } becomes the object's proxy. */
+  decode(v) {
+    if (v == null || typeof v !== 'object' || !v.$ref) return v;
+    let p = this.proxies.get(v.$ref);
+    if (!p) {
+      const C = PROXY_CLASSES[v.cls];
+      p = Object.create(C.prototype);
+      p[RPC] = this;
+      p[REF] = v.$ref;
+      p[STATE] = {};
+      this.proxies.set(v.$ref, p);
+      for (const [name, x] of Object.entries(v.values || {})) p[STATE][name] = { value: this.decode(x) };
+    }
+    return p;
   }
   #settle(id) {
     this.pending.delete(id);
@@ -93,17 +145,19 @@ class Rpc {
     }
   }
   /** Sends a request; returns { id, promise }. */
-  start(op, args, { transfer = [], onItem, onProgress, onPrompt, signal } = {}) {
+  start(msg, { transfer = [], onItem, callbacks, signal, write } = {}) {
     const id = this.next++;
     const promise = new Promise((resolve, reject) => {
       if (this.dead) return reject(this.dead);
-      this.pending.set(id, { resolve, reject, onItem, onProgress, onPrompt });
+      this.pending.set(id, { resolve, reject, onItem, callbacks, write });
+      if (write) this.writes.set(write, (this.writes.get(write) || 0) + 1);
       this.w.ref();
       try {
-        this.w.post({ id, op, args }, transfer);
+        this.w.post({ ...msg, id }, transfer);
       } catch (e) {
         this.#settle(id);
-        reject(new DozeError('INVALID_ARGUMENT', `cannot send ${op} to the worker: ${e.message}`, { cause: e }));
+        if (write) this.#written(write);
+        reject(new DozeError('INVALID_ARGUMENT', `cannot send ${msg.name || msg.op} to the worker: ${e.message}`, { cause: e }));
       }
     });
     if (signal && !this.dead) {
@@ -113,9 +167,6 @@ class Rpc {
       promise.then(done, done);
     }
     return { id, promise };
-  }
-  call(op, args, opts) {
-    return this.start(op, args, opts).promise;
   }
   abort(id, reason) {
     if (this.dead) return;
@@ -132,93 +183,55 @@ class Rpc {
   }
 }
 
-function responseTotal(res) {
-  const enc = res.headers.get('content-encoding');
-  if (enc && enc !== 'identity') return 0;
-  const n = Number(res.headers.get('content-length'));
-  return Number.isFinite(n) && n > 0 ? n : 0;
-}
-
-/** Turns a source into something postMessage can carry (and what to transfer). */
-function portable(source, options) {
-  if (typeof source === 'string') {
-    if (!isNode && globalThis.location && !/^[a-z][a-z0-9+.-]*:/i.test(source)) {
-      return { source: new URL(source, globalThis.location.href).href, transfer: [] };
-    }
-    return { source, transfer: [] };
-  }
-  if (source instanceof URL) return { source: source.href, transfer: [] };
-  if (typeof Response !== 'undefined' && source instanceof Response) {
-    if (!source.ok) throw new DozeError('IO', `fetching ${source.url || 'the response'}: HTTP ${source.status}`);
-    return { source: source.body, transfer: [source.body], totalBytes: responseTotal(source) };
-  }
-  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) {
-    return { source, transfer: [source] };
-  }
-  if (source instanceof ArrayBuffer) {
-    return { source, transfer: options.transfer ? [source] : [] };
-  }
-  if (ArrayBuffer.isView(source)) {
-    const whole = source.byteOffset === 0 && source.byteLength === source.buffer.byteLength;
-    return { source, transfer: options.transfer && whole ? [source.buffer] : [] };
-  }
-  return { source, transfer: [] }; // Blob / File: cloned by reference
-}
+const RPC = Symbol('rpc');
+const REF = Symbol('ref');
+const STATE = Symbol('state');
 
 /**
- * Loads a model in a new worker. Same options as doze-lm's loadModel, plus
- * `transfer: true` to move (not copy) an ArrayBuffer source into the worker
- * and `workerUrl` to use another copy of worker-thread.js.
- * @returns {Promise<WorkerModel>}
+ * Arguments for postMessage: proxies as references; in option objects,
+ * functions as callbacks and the AbortSignal as the request's own.
  */
-export async function loadModel(source, options = {}) {
-  const { onProgress, signal, contextLength, maxMemory, totalBytes, wasm, workerUrl } = options;
-  if (signal && signal.aborted) throw abortError('loading the model', signal);
-  const rpc = new Rpc(await spawn(workerUrl));
-  try {
-    await rpc.ready;
-    const p = portable(source, options);
-    const wasmOpt = wasm instanceof URL ? wasm.href : wasm;
-    const info = await rpc.call(
-      'load',
-      {
-        source: p.source,
-        options: {
-          contextLength,
-          maxMemory,
-          totalBytes: totalBytes ?? p.totalBytes,
-          wasm: wasmOpt,
-          progress: !!onProgress,
-        },
-      },
-      { transfer: p.transfer, onProgress, signal },
-    );
-    return new WorkerModel(rpc, info);
-  } catch (e) {
-    rpc.terminate();
-    if (signal && signal.aborted && !(e instanceof DozeError && e.code === 'ABORTED')) {
-      throw abortError('loading the model', signal);
+function marshal(args) {
+  const callbacks = {};
+  let signal;
+  const one = (v) => {
+    if (v != null && typeof v === 'object' && v[REF]) return { $ref: v[REF] };
+    return v;
+  };
+  const out = args.map((a) => {
+    if (a == null || typeof a !== 'object' || a[REF] || Object.getPrototypeOf(a) !== Object.prototype) return one(a);
+    const o = {};
+    for (const [k, v] of Object.entries(a)) {
+      if (typeof v === 'function') {
+        callbacks[k] = v;
+        o[k] = { $cb: k };
+      } else if (k === 'signal' && v != null) {
+        signal = v;
+        o[k] = { $signal: true };
+      } else {
+        o[k] = one(v);
+      }
     }
-    throw e;
-  }
+    return o;
+  });
+  return { args: out, callbacks, signal };
 }
 
-/** Streams a generate request's items as an async iterator. */
-async function* stream(rpc, args, signal, onPromptStep, onItem) {
+/** Streams a request's items as an async iterator; closing it early aborts the request in the worker. */
+async function* stream(rpc, msg, callbacks, signal) {
   if (signal && signal.aborted) throw abortError('generation', signal);
   const queue = [];
   let wake = null;
   let finished = false;
   let failure = null;
   let result;
-  const { id, promise } = rpc.start('generate', args, {
+  const { id, promise } = rpc.start(msg, {
     signal,
+    callbacks,
     onItem: (item) => {
-      onItem?.(item);
       queue.push(item);
       wake?.();
     },
-    onPrompt: onPromptStep,
   });
   promise.then(
     (r) => {
@@ -252,286 +265,125 @@ async function* stream(rpc, args, signal, onPromptStep, onItem) {
   }
 }
 
-async function collect(gen, onToken) {
-  let text = '';
-  for await (const t of gen) {
-    text += t.text;
-    if (onToken) onToken(t);
-  }
-  return text;
-}
-
-function strip(options = {}) {
-  const { signal, onToken, onPromptStep, ...rest } = options;
-  void onToken;
-  if (onPromptStep) rest.promptSteps = true;
-  return { rest, signal, onPromptStep };
-}
-
-function checkBudget(b, what = 'budget') {
-  if (typeof b !== 'number' || !(b > 0 && b <= 1)) {
-    throw new DozeError('INVALID_ARGUMENT', `${what} must be a number in (0, 1], got ${String(b)}`);
-  }
-  return b;
-}
-
-function bytesOf(bytes) {
-  if (bytes instanceof ArrayBuffer) return new Uint8Array(bytes.slice(0));
-  if (ArrayBuffer.isView(bytes)) return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength).slice();
-  throw new DozeError('INVALID_ARGUMENT', 'loadGates: expected the gate file as a Uint8Array or ArrayBuffer');
-}
-
-/** Gates living in the worker (see Gates in doze-lm). */
-export class WorkerGates {
-  #rpc;
-  /** @internal */
-  constructor(rpc, d, model) {
-    this.#rpc = rpc;
-    /** @internal */
-    this._id = d.id;
-    this.model = model;
-    this.kind = d.kind;
-    this.protectLayers = d.protectLayers;
-    this.protectTokens = d.protectTokens;
-    this.layers = d.layers;
-    this.heads = d.heads;
-  }
-  /** @returns {Promise<Uint8Array>} the gate file */
-  save() {
-    return this.#rpc.call('saveGates', { gates: this._id });
-  }
-  /** Frees them in the worker (the model drops them if they were active). */
-  dispose() {
-    this.model._dropGates(this);
-    return this.#rpc.call('gatesDispose', { gates: this._id }).catch(() => {});
-  }
-}
-
-/** Budget plumbing shared by WorkerModel and WorkerSession. */
-function budgetApi(rpc, session, cache) {
-  return {
-    set(b) {
-      if (b == null && session != null) {
-        cache.value = undefined;
-      } else {
-        checkBudget(b);
-        cache.value = b;
+/** A proxy class for one row of the API table. */
+function proxyClass(name, after = {}) {
+  const C = { [name]: class {} }[name];
+  for (const [member, d] of Object.entries(API[name])) {
+    if (d.kind === 'value' || d.kind === 'get' || d.kind === 'getset') {
+      const desc = {
+        get() {
+          const c = this[STATE][member];
+          if (!c) return undefined;
+          if (c.error) throw deserializeError(c.error);
+          return c.value;
+        },
+      };
+      if (d.kind === 'getset') {
+        desc.set = function (v) {
+          const rpc = this[RPC];
+          if (rpc.dead) throw rpc.dead;
+          const checked = d.check(v, this, PROXY_CLASSES.Gates);
+          const key = `${this[REF]}.${member}`;
+          rpc.start({ op: 'set', ref: this[REF], name: member, value: marshal([checked]).args[0] }, { write: key })
+            .promise.catch(() => {});
+          // shown at once; a session's budget set to null follows the model's
+          this[STATE][member] = { value: member === 'budget' && checked == null ? this.model.budget : checked };
+        };
       }
-      rpc.call('setBudget', { session, budget: b ?? null }).then((v) => {
-        if (b != null) cache.value = v;
-      }, () => {});
-    },
-    get: () => rpc.call('getBudget', { session }).then((v) => (cache.value = v)),
-    auto: (options) => rpc.call('autoBudget', { session, options: options ?? null }),
-  };
+      Object.defineProperty(C.prototype, member, desc);
+    } else if (d.kind === 'stream') {
+      C.prototype[member] = function (...a) {
+        const { args, callbacks, signal } = marshal(a);
+        return stream(this[RPC], { op: 'call', ref: this[REF], name: member, args }, callbacks, signal);
+      };
+    } else {
+      const hook = after[member];
+      C.prototype[member] = async function (...a) {
+        const rpc = this[RPC];
+        if (hook && rpc.dead) return undefined;
+        const { args, callbacks, signal } = marshal(a);
+        if (signal && signal.aborted) throw abortError(member, signal);
+        const r = rpc.start({ op: 'call', ref: this[REF], name: member, args }, { callbacks, signal });
+        if (!hook) return r.promise;
+        try {
+          return await r.promise;
+        } finally {
+          await hook(this);
+        }
+      };
+    }
+  }
+  return C;
 }
 
-/** A session in the worker (see Session in doze-lm). */
-export class WorkerSession {
-  #rpc;
-  #id;
-  #budget = { value: undefined };
-  #api;
-  #model;
-  constructor(rpc, id, model) {
-    this.#rpc = rpc;
-    this.#id = id;
-    this.#model = model;
-    this.#api = budgetApi(rpc, id, this.#budget);
-  }
-  generate(prompt, options = {}) {
-    const { rest, signal, onPromptStep } = strip(options);
-    return stream(this.#rpc, { session: this.#id, prompt, options: rest }, signal, onPromptStep, (t) => {
-      if (t.id >= 0 && this.#budget.value !== undefined) this.#budget.value = t.budget;
-    });
-  }
-  complete(prompt, options = {}) {
-    return collect(this.generate(prompt, options), options.onToken);
-  }
-  perplexity(text, { signal, budget } = {}) {
-    if (budget != null) checkBudget(budget, 'perplexity: budget');
-    return this.#rpc.call('perplexity', { session: this.#id, text, options: { budget } }, { signal });
-  }
-  /**
-   * The session's budget as last set here or reported by its tokens (the
-   * model's while the session follows it); set it any time (null: follow
-   * the model again). getBudget() asks the worker.
-   */
-  get budget() {
-    return this.#budget.value ?? this.#model.budget;
-  }
-  set budget(b) {
-    this.#api.set(b);
-  }
-  /** @returns {Promise<number>} */
-  getBudget() {
-    return this.#api.get();
-  }
-  /** @returns {Promise<void>} */
-  autoBudget(options) {
-    if (this.#budget.value === undefined) this.#budget.value = this.#model.budget;
-    return this.#api.auto(options);
-  }
-  /** One step, optionally under a forced mask (see Session#step). */
-  step(token, mask = {}) {
-    return this.#rpc.call('step', { session: this.#id, token, mask });
-  }
-  /** @returns {Promise<number>} */
-  position() {
-    return this.#rpc.call('sessionPosition', { session: this.#id });
-  }
-  reset() {
-    return this.#rpc.call('sessionReset', { session: this.#id });
-  }
-  dispose() {
-    return this.#rpc.call('sessionDispose', { session: this.#id }).catch(() => {});
-  }
+/** A model living in a worker: the members of Model (see api.js for getters and setters). */
+export const WorkerModel = proxyClass('Model', { dispose: (m) => m[RPC].terminate() });
+/** A session in the worker: the members of Session. */
+export const WorkerSession = proxyClass('Session');
+/** Gates held by the worker: the members of Gates. */
+export const WorkerGates = proxyClass('Gates');
+const PROXY_CLASSES = { Model: WorkerModel, Session: WorkerSession, Gates: WorkerGates };
+export { WorkerModel as Model, WorkerSession as Session, WorkerGates as Gates };
+
+function responseTotal(res) {
+  const enc = res.headers.get('content-encoding');
+  if (enc && enc !== 'identity') return 0;
+  const n = Number(res.headers.get('content-length'));
+  return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
-/** A model living in a worker. Methods return promises (generate: an async iterator). */
-export class WorkerModel {
-  #rpc;
-  #budget = { value: 1 };
-  #api;
-  #gates = null;
-  #known = new Map(); // gates id -> WorkerGates
-  constructor(rpc, info) {
-    this.#rpc = rpc;
-    this.#api = budgetApi(rpc, null, this.#budget);
-    /** Same fields as Model#info. */
-    this.info = info;
-  }
-  #wrap(d) {
-    if (!d) return null;
-    let g = this.#known.get(d.id);
-    if (!g) this.#known.set(d.id, (g = new WorkerGates(this.#rpc, d, this)));
-    return g;
-  }
-  /** @internal */
-  _dropGates(g) {
-    this.#known.delete(g._id);
-    if (this.#gates === g) this.#gates = null;
-  }
-  /**
-   * The budget (see Model#budget) as last set here or reported by the last
-   * token of model.generate (autoBudget moves it in the worker); setting it
-   * is sent to the worker and applies from its next token. getBudget() asks
-   * the worker.
-   */
-  get budget() {
-    return this.#budget.value;
-  }
-  set budget(b) {
-    this.#api.set(b);
-  }
-  /** @returns {Promise<number>} */
-  getBudget() {
-    return this.#api.get();
-  }
-  /** @returns {Promise<void>} */
-  autoBudget(options) {
-    return this.#api.auto(options);
-  }
-  /** The gates in use as known here (getGates() asks the worker, e.g. after an automatic calibration). */
-  get gates() {
-    return this.#gates;
-  }
-  set gates(g) {
-    this.#checkGates(g);
-    this.setGates(g).catch(() => {});
-  }
-  #checkGates(g) {
-    if (g != null && (!(g instanceof WorkerGates) || g.model !== this)) {
-      throw new DozeError('INVALID_ARGUMENT', 'model.gates: expected null or a WorkerGates object of this model');
+/** Turns a source into something postMessage can carry (and what to transfer). */
+function portable(source, transfer) {
+  if (typeof source === 'string') {
+    if (!isNode && globalThis.location && !/^[a-z][a-z0-9+.-]*:/i.test(source)) {
+      return { source: new URL(source, globalThis.location.href).href, transfer: [] };
     }
+    return { source, transfer: [] };
   }
-  /** Sets the gates in the worker (null: dense whatever the budget). @returns {Promise<WorkerGates|null>} */
-  async setGates(g) {
-    this.#checkGates(g);
-    this.#gates = g ?? null;
-    return this.#wrap(await this.#rpc.call('setGates', { gates: g ? g._id : null }));
+  if (source instanceof URL) return { source: source.href, transfer: [] };
+  if (typeof Response !== 'undefined' && source instanceof Response) {
+    if (!source.ok) throw new DozeError('IO', `fetching ${source.url || 'the response'}: HTTP ${source.status}`);
+    return { source: source.body, transfer: [source.body], totalBytes: responseTotal(source) };
   }
-  /** @returns {Promise<WorkerGates|null>} */
-  async getGates() {
-    this.#gates = this.#wrap(await this.#rpc.call('getGates', {}));
-    return this.#gates;
+  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) {
+    return { source, transfer: [source] };
   }
-  /** @returns {Promise<WorkerGates>} */
-  async calibrateGates(options = {}) {
-    const { signal, ...rest } = options ?? {};
-    if (rest.tokens != null) rest.tokens = Array.from(rest.tokens);
-    const g = this.#wrap(await this.#rpc.call('calibrateGates', { options: rest }, { signal }));
-    if (rest.activate !== false) this.#gates = g;
-    return g;
+  if (source instanceof ArrayBuffer) {
+    return { source, transfer: transfer ? [source] : [] };
   }
-  /**
-   * Model#finetuneGates in the worker: `onStep` events are streamed back,
-   * `signal` is forwarded (the worker stops between steps and frees the run),
-   * `init` is a WorkerGates of this model or null.
-   * @returns {Promise<WorkerGates>}
-   */
-  async finetuneGates(text, options = {}) {
-    const { signal, onStep, init, ...rest } = options ?? {};
-    if (signal && signal.aborted) throw abortError('fine-tuning', signal);
-    if (init != null && (!(init instanceof WorkerGates) || init.model !== this)) {
-      throw new DozeError('INVALID_ARGUMENT', 'finetuneGates: init must be null or a WorkerGates object of this model');
+  if (ArrayBuffer.isView(source)) {
+    const whole = source.byteOffset === 0 && source.byteLength === source.buffer.byteLength;
+    return { source, transfer: transfer && whole ? [source.buffer] : [] };
+  }
+  return { source, transfer: [] }; // Blob / File: cloned by reference
+}
+
+const WORKER_LOAD_OPTIONS = { ...LOAD_OPTIONS, transfer: bool, workerUrl: any };
+
+/**
+ * Loads a model in a new worker. Same options as doze-lm's loadModel, plus
+ * `transfer: true` to move (not copy) an ArrayBuffer source into the worker
+ * and `workerUrl` to use another copy of worker-thread.js.
+ */
+export async function loadModel(source, options) {
+  const o = checkOptions('loadModel', options, WORKER_LOAD_OPTIONS);
+  const { signal, workerUrl, transfer, wasm, ...rest } = o;
+  if (signal && signal.aborted) throw abortError('loading the model', signal);
+  const rpc = new Rpc(await spawn(workerUrl));
+  try {
+    await rpc.ready;
+    const p = portable(source, transfer);
+    const opts = { ...rest, signal, wasm: wasm instanceof URL ? wasm.href : wasm, totalBytes: rest.totalBytes ?? p.totalBytes };
+    for (const k of Object.keys(opts)) if (opts[k] === undefined) delete opts[k];
+    const m = marshal([opts]);
+    return await rpc.start({ op: 'load', source: p.source, options: m.args[0] },
+      { transfer: p.transfer, callbacks: m.callbacks, signal }).promise;
+  } catch (e) {
+    rpc.terminate();
+    if (signal && signal.aborted && !(e instanceof DozeError && e.code === 'ABORTED')) {
+      throw abortError('loading the model', signal);
     }
-    if (onStep != null && typeof onStep !== 'function') {
-      throw new DozeError('INVALID_ARGUMENT', 'finetuneGates: onStep must be a function');
-    }
-    const opts = { ...rest, init: init ? init._id : null, stream: !!onStep };
-    const g = this.#wrap(await this.#rpc.call('finetuneGates', { text, options: opts }, { signal, onItem: onStep }));
-    if (rest.activate !== false) this.#gates = g;
-    return g;
-  }
-  /** @returns {Promise<WorkerGates>} */
-  async loadGates(bytes, options = {}) {
-    const copy = bytesOf(bytes);
-    const g = this.#wrap(await this.#rpc.call('loadGates', { bytes: copy, options }, { transfer: [copy.buffer] }));
-    if (options.activate !== false) this.#gates = g;
-    return g;
-  }
-  /** @returns {Promise<Uint8Array>} the gate file of the active gates (or of `gates`) */
-  saveGates(gates) {
-    return this.#rpc.call('saveGates', { gates: gates ? gates._id : null });
-  }
-  /** @returns {Promise<Int32Array>} */
-  tokenize(text, options = {}) {
-    return this.#rpc.call('tokenize', { text, options });
-  }
-  /** @returns {Promise<string>} */
-  detokenize(ids) {
-    return this.#rpc.call('detokenize', { ids: Array.from(ids) });
-  }
-  generate(prompt, options = {}) {
-    const { rest, signal, onPromptStep } = strip(options);
-    return stream(this.#rpc, { session: null, prompt, options: rest }, signal, onPromptStep, (t) => {
-      if (t.id >= 0) this.#budget.value = t.budget;
-    });
-  }
-  complete(prompt, options = {}) {
-    return collect(this.generate(prompt, options), options.onToken);
-  }
-  perplexity(text, { signal, budget } = {}) {
-    if (budget != null) checkBudget(budget, 'perplexity: budget');
-    return this.#rpc.call('perplexity', { session: null, text, options: { budget } }, { signal });
-  }
-  /** @returns {Promise<WorkerSession>} */
-  async createSession() {
-    return new WorkerSession(this.#rpc, await this.#rpc.call('createSession', {}), this);
-  }
-  /** Bytes malloc'd in the worker's wasm memory. */
-  heapUsed() {
-    return this.#rpc.call('heapUsed', {});
-  }
-  /** Frees the model and ends the worker. */
-  async dispose() {
-    if (this.#rpc.dead) return;
-    try {
-      await this.#rpc.call('dispose', {});
-    } finally {
-      await this.#rpc.terminate();
-    }
+    throw e;
   }
 }
 

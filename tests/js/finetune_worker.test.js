@@ -34,7 +34,7 @@ test('worker: finetuneGates streams onStep and its gates save to the main-thread
     assert.ok(wg instanceof worker.WorkerGates);
     assert.equal(wg.kind, 'trained');
     assert.equal(w.gates, wg, 'activated');
-    assert.equal(await w.getGates(), wg);
+    assert.equal(w.gates, wg);
     assert.equal(ws.length, O.steps, 'one streamed onStep per step');
     assert.deepEqual(ws.map(plain), ds.map(plain), 'the same step stats as the main thread');
     assert.ok(ws.every((s) => s.tokensPerSecond > 0 && Number.isFinite(s.ms)));
@@ -87,7 +87,7 @@ test('worker: a cancel after 2 steps rejects with ABORTED, frees the run in the 
     assert.ok(seen.length >= 2 && seen.length < 400, `${seen.length} steps streamed`);
     assert.equal(await w.heapUsed(), base, 'the worker heap is back to its baseline');
     console.log(`# worker cancel at step 2: ${seen.length} steps streamed before the rejection`);
-    assert.equal(await w.getGates(), null);
+    assert.equal(w.gates, null);
     assert.equal(await w.complete('Once upon a time', { maxTokens: 20, temperature: 0, ignoreEos: true }), before);
     const pre = new AbortController();
     pre.abort();

@@ -32,7 +32,8 @@ test('worker: gates, budget and masks/compute in the token objects as on the mai
     d.budget = 0.5;
     w.budget = 0.5;
     assert.equal(w.budget, 0.5);
-    assert.equal(await w.getBudget(), 0.5);
+    assert.equal(await w.complete('', { maxTokens: 0 }), '');
+    assert.equal(w.budget, 0.5, 'as the worker reports it');
     assert.throws(() => (w.budget = 0), { code: 'INVALID_ARGUMENT' });
     assert.throws(() => (w.budget = 1.01), { code: 'INVALID_ARGUMENT' });
     const promptD = [];
@@ -66,10 +67,12 @@ test('worker: gates, budget and masks/compute in the token objects as on the mai
     const g2 = await w.loadGates(bytes);
     assert.equal(w.gates, g2);
     assert.notEqual(g2, wg);
-    await w.setGates(null);
-    assert.equal((await w.getGates()), null);
+    w.gates = null;
+    assert.equal(w.gates, null);
+    assert.equal(await w.complete('', { maxTokens: 0 }), '');
+    assert.equal(w.gates, null, 'as the worker reports it');
     await assert.rejects(w.loadGates(new Uint8Array(16)), { code: 'BAD_MAGIC' });
-    await w.setGates(wg);
+    w.gates = wg;
     const s = await w.createSession();
     const L = w.info.layers;
     const r = await s.step(1, { layers: Array.from({ length: L }, (_, l) => (l < 2 ? 1 : 0)) });
@@ -78,7 +81,10 @@ test('worker: gates, budget and masks/compute in the token objects as on the mai
     assert.ok(r.compute < 0.5);
     s.budget = 0.8;
     assert.equal(s.budget, 0.8);
-    assert.equal(await s.getBudget(), 0.8);
+    assert.equal(s.position, 1);
+    await s.reset();
+    assert.equal(s.budget, 0.8, 'as the worker reports it');
+    assert.equal(s.position, 0);
     const text = TEXT.slice(0, 800);
     const pw = await w.perplexity(text, { budget: 0.5 });
     assert.deepEqual(pw, await d.perplexity(text, { budget: 0.5 }));
@@ -93,7 +99,7 @@ test('worker: gates, budget and masks/compute in the token objects as on the mai
     await w.autoBudget({ targetMsPerToken: 1e-6, min: 0.3 });
     const lo = await collect(w.generate(PROMPT, { ...opts, maxTokens: 60 }));
     assert.equal(lo.tokens.at(-1).budget, 0.3);
-    assert.equal(await w.getBudget(), 0.3);
+    assert.equal(w.budget, 0.3, 'what autoBudget chose, reported by the worker');
     await assert.rejects(w.autoBudget({ targetMsPerToken: -1 }), { code: 'INVALID_ARGUMENT' });
     await w.autoBudget(null);
     console.log(`# worker: b 0.5 mean compute ${c.toFixed(4)} (= main thread); budget change applied at token ${switched}; ppl at 0.5: ${pw.perplexity.toPrecision(4)}`);

@@ -1,0 +1,222 @@
+// The generation loop of a session: the prompt (batched prefill when dense
+// and unobserved, else token by token under the budget), then sample, emit,
+// step until EOS, a stop, maxTokens, the end of the context or an abort.
+
+import { DozeError, abortError } from './errors.js';
+import { now, yieldToEventLoop } from './runtime.js';
+import { DENSE_BUDGET } from './budget.js';
+import { PieceDecoder, StopText } from './text.js';
+import { bool, checkOptions, func, int, invalid, num, oneOf, seed, seedHalves, signal } from './options.js';
+
+const PREFILL_PASS = 64; // prompt tokens per doze_session_prefill call (abort checked between)
+
+const stopValue = (v, where) => {
+  const ok = (x) => typeof x === 'string' || (Number.isInteger(x) && x >= 0);
+  if (!(ok(v) || (Array.isArray(v) && v.every(ok)))) {
+    throw invalid(`${where} must be a string, a token id, or an array of them`);
+  }
+  return v;
+};
+
+export const GENERATE_OPTIONS = {
+  maxTokens: int(0, Infinity, { infinite: true }),
+  temperature: num(0),
+  topK: int(0),
+  topP: num(0, 1, { loOpen: true }),
+  seed,
+  stop: stopValue,
+  signal,
+  bos: bool,
+  ignoreEos: bool,
+  onPromptStep: func,
+  truncate: oneOf('start'),
+  keepLast: int(1),
+};
+const COMPLETE_OPTIONS = { ...GENERATE_OPTIONS, onToken: func };
+
+/** Checked options of generate() / complete() (`withOnToken`: complete's). */
+export function checkGenerateOptions(call, prompt, options, withOnToken = false) {
+  if (typeof prompt !== 'string' && prompt != null) throw invalid(`${call}: the prompt must be a string`);
+  const o = checkOptions(call, options, withOnToken ? COMPLETE_OPTIONS : GENERATE_OPTIONS);
+  if (o.truncate != null && o.keepLast != null) throw invalid(`${call}: give truncate or keepLast, not both`);
+  return o;
+}
+
+/**
+ * The prompt ids to feed, after the context check: a prompt that does not
+ * fit the free positions is an error naming both numbers, unless `keepLast`
+ * (keep its last N tokens) or `truncate: 'start'` (drop its start so that it
+ * fits with room for min(maxTokens, half the free positions) tokens) says
+ * what to drop. A BOS in front stays in front.
+ */
+function fitPrompt(feed, free, context, hasBos, o) {
+  let keep = feed.length;
+  if (o.keepLast != null) keep = Math.min(keep, o.keepLast);
+  else if (o.truncate === 'start' && feed.length > free) {
+    const room = Math.min(o.maxTokens ?? Infinity, Math.floor(free / 2));
+    keep = Math.max(1, free - room);
+  }
+  if (keep < feed.length) {
+    const head = hasBos && keep > 1 ? [feed[0]] : [];
+    feed = [...head, ...feed.slice(feed.length - (keep - head.length))];
+  }
+  if (feed.length > free) {
+    const used = hasBos ? ' (BOS included)' : '';
+    throw new DozeError('CONTEXT_FULL',
+      `generate: the prompt is ${feed.length} tokens${used} but the context has ${free} of ${context} positions free` +
+      " (use truncate: 'start' or keepLast to keep the prompt's end)");
+  }
+  return feed;
+}
+
+/**
+ * Streams one item per generated token from `core` (a SessionCore);
+ * returns the GenerateResult. `o` holds checked options.
+ */
+export async function* generateTokens(core, prompt, o) {
+  const {
+    maxTokens = Infinity,
+    temperature = 1,
+    topK = 0,
+    topP = 1,
+    stop = [],
+    signal: sig,
+    bos,
+    ignoreEos = false,
+    onPromptStep,
+  } = o;
+  const model = core.model;
+  const rt = model._rt;
+  const info = model.info;
+  if (sig && sig.aborted) throw abortError('generation', sig);
+  core.lock();
+  let sampler = 0;
+  let piece = null;
+  // An abandoned generator never reaches its finally: the session's
+  // dispose() frees through this instead.
+  const release = () => {
+    if (sampler) rt.x.doze_sampler_free(sampler);
+    sampler = 0;
+    if (piece) piece.free();
+    piece = null;
+    core.inflight.delete(release);
+  };
+  core.inflight.add(release);
+  try {
+    const stops = (Array.isArray(stop) ? stop : [stop]).filter((s) => s != null);
+    const stopText = new StopText(stops.filter((s) => typeof s === 'string' && s.length > 0));
+    const stopIds = new Set(stops.filter((s) => typeof s === 'number'));
+    const position0 = core.position;
+    const empty = position0 === 0 && core.pending < 0;
+    const withBos = bos ?? empty;
+    const promptIds = model.tokenize(prompt ?? '', { bos: withBos });
+    let feed = core.pending >= 0 ? [core.pending, ...promptIds] : [...promptIds];
+    if (feed.length === 0) {
+      throw invalid('generate: empty prompt and the model has no BOS token');
+    }
+    const hasBos = withBos && core.pending < 0 && info.bosId >= 0 && feed[0] === info.bosId;
+    feed = fitPrompt(feed, info.contextLength - position0, info.contextLength, hasBos, o);
+    const [lo, hi] = seedHalves(o.seed);
+    sampler = rt.x.doze_wasm_sampler_new(temperature, topK, topP, lo >>> 0, hi >>> 0, info.vocabSize, rt.err);
+    if (!sampler) throw rt.error('generate');
+    piece = new PieceDecoder(rt, model._alive());
+
+    const promptT0 = now();
+    // The prompt. Dense and unobserved (no budget below 1, no
+    // onPromptStep): all but its last token in batched prefill passes
+    // (matrix-matrix products; the same KV cache bits as token by token),
+    // PREFILL_PASS tokens per call, checking for abort between passes.
+    let first = 0;
+    if (!onPromptStep && feed.length > 1 && core.state().current >= DENSE_BUDGET && core.ready()) {
+      core.apply(core.state().current);
+      const n = feed.length - 1;
+      const ids = rt.doze.malloc(Math.min(n, PREFILL_PASS) * 4);
+      try {
+        for (let i = 0; i < n; i += PREFILL_PASS) {
+          const k = Math.min(PREFILL_PASS, n - i);
+          new Int32Array(rt.x.memory.buffer, ids, k).set(feed.slice(i, i + k));
+          rt.check(rt.x.doze_session_prefill(core.alive(), ids, k, rt.err), 'prefill');
+          core.last = feed[i + k - 1];
+          if (i + k < n) {
+            await yieldToEventLoop();
+            core.alive();
+            if (sig && sig.aborted) throw abortError('generation', sig);
+          }
+        }
+      } finally {
+        rt.doze.free(ids);
+      }
+      core.pending = -1;
+      first = n;
+    }
+    // The rest of the prompt: one forward step per token.
+    for (let i = first; i < feed.length; i++) {
+      if (core.ready()) core.apply(core.state().current);
+      else await core.prepare();
+      core.step(feed[i]);
+      core.pending = -1;
+      if (onPromptStep) onPromptStep({ id: feed[i], position: core.position - 1, ...core.report(), ms: core.stepMs });
+      if (i % 16 === 15 && i + 1 < feed.length) {
+        await yieldToEventLoop();
+        core.alive();
+        if (sig && sig.aborted) throw abortError('generation', sig);
+      }
+    }
+
+    const promptMs = now() - promptT0;
+    let count = 0;
+    let emitted = '';
+    let reason = 'length';
+    const limit = maxTokens;
+    while (count < limit) {
+      const t0 = now();
+      const next = rt.x.doze_sampler_sample(sampler, core.logits().byteOffset);
+      const ms = core.stepMs + (now() - t0);
+      core.pending = next;
+      const position = core.position; // where `next` would go
+      if (stopIds.has(next) || (!ignoreEos && (next === info.eosId || next === info.bosId))) {
+        reason = stopIds.has(next) ? 'stop' : 'eos';
+        break;
+      }
+      count++;
+      const report = core.report();
+      const auto = core.state().auto;
+      if (auto) auto.observe(ms);
+      const last = count >= limit || position >= info.contextLength;
+      let { text, stopped } = stopText.push(piece.text(core.last, next), last);
+      if (last && !stopped) text += piece.flush();
+      emitted += text;
+      yield { id: next, text, position, ...report, ms };
+      if (stopped) {
+        reason = 'stop';
+        break;
+      }
+      if (position >= info.contextLength) {
+        reason = 'context';
+        break;
+      }
+      if (count >= limit) break;
+      await yieldToEventLoop();
+      core.alive();
+      if (sig && sig.aborted) throw abortError('generation', sig);
+      if (core.ready()) core.apply(core.state().current);
+      else await core.prepare();
+      if (sig && sig.aborted) throw abortError('generation', sig);
+      core.step(next);
+      core.pending = -1;
+    }
+    if (reason === 'eos' || (reason === 'stop' && stopText.held)) {
+      const tail = (reason === 'eos' ? stopText.held : '') + piece.flush();
+      if (tail) {
+        emitted += tail;
+        // Text held back until the end: it comes with the step that ended
+        // the generation (whose logits gave EOS or the stop id).
+        yield { id: -1, text: tail, position: -1, ...core.report(), ms: 0 };
+      }
+    }
+    return { reason, tokens: count, text: emitted, promptTokens: feed.length, promptMs };
+  } finally {
+    release();
+    core.busy = false;
+  }
+}

@@ -1,0 +1,320 @@
+// Session: one KV cache over a model (a conversation), its budget, forced
+// and gated single steps, and perplexity. The generation loop is generate.js.
+
+import { DozeError, abortError } from './errors.js';
+import { now, yieldToEventLoop } from './runtime.js';
+import { BudgetState } from './budget.js';
+import { API } from './api.js';
+import { checkOptions, any, budget as budgetOption, signal as signalOption, invalid } from './options.js';
+import { checkGenerateOptions, generateTokens } from './generate.js';
+import { collect } from './text.js';
+
+/** A step's mask: which layers ran, which heads of each (row-major (layers, heads)) and which FFN blocks of each (row-major (layers, ffnBlocks)). */
+function readMask(rt, s, info) {
+  const L = info.layers;
+  const H = info.heads;
+  const NB = info.ffnBlocks;
+  const lp = rt.x.doze_session_layer_mask(s);
+  const hp = rt.x.doze_session_head_mask(s);
+  const fp = rt.x.doze_session_ffn_mask(s);
+  const u8 = rt.u8;
+  return { layers: u8.slice(lp, lp + L), heads: u8.slice(hp, hp + L * H), ffn: u8.slice(fp, fp + L * NB) };
+}
+
+/** 0/1 bytes from an array-like (or, for heads and ffn, an array of per-layer arrays). */
+function maskBytes(v, n, what) {
+  let flat = v;
+  if (Array.isArray(v) && v.length && typeof v[0] === 'object' && v[0] !== null) flat = v.flatMap((r) => Array.from(r));
+  let a;
+  try {
+    a = Array.from(flat);
+  } catch {
+    a = null;
+  }
+  if (!a || a.length !== n) {
+    throw invalid(`step: ${what} must have ${n} entries, got ${a ? a.length : typeof v}`);
+  }
+  return Uint8Array.from(a, (x) => (x ? 1 : 0));
+}
+
+/**
+ * The state behind a Session: the C session, the token sampled but not run
+ * yet, the gates and budget last set on the C side, the last step's time and
+ * budget, and the wasm memory of generations in flight.
+ */
+export class SessionCore {
+  constructor(model, ptr) {
+    this.model = model;
+    this.rt = model._rt;
+    this.ptr = ptr;
+    this.pending = -1; // last sampled token, not yet run through the model
+    this.last = -1; // last token run (for detokenizing what follows)
+    this.busy = false;
+    this.own = null; // a BudgetState of its own, or null: follow the model's
+    this.cGates = null; // the Gates object set on the C session
+    this.cBudget = 1; // the budget set on the C session
+    this.stepMs = 0; // time of the last step
+    this.stepBudget = 1; // budget of the last step
+    // Frees of generations started and not finished: an abandoned generator
+    // never runs its finally, so dispose() runs these.
+    this.inflight = new Set();
+  }
+  alive() {
+    this.model._alive();
+    if (!this.ptr) throw new DozeError('STATE', 'the session has been disposed');
+    return this.ptr;
+  }
+  get position() {
+    return this.rt.x.doze_session_pos(this.alive());
+  }
+  state() {
+    return this.own ?? this.model._budgetState;
+  }
+  // The gates and budget of the next step, on the C session.
+  apply(budget) {
+    const rt = this.rt;
+    const s = this.alive();
+    const g = this.model.gates;
+    if (g !== this.cGates) {
+      rt.check(rt.x.doze_session_set_gates(s, g ? g._ptr() : 0, rt.err), 'gates');
+      this.cGates = g;
+    }
+    if (budget !== this.cBudget) {
+      rt.check(rt.x.doze_session_set_budget(s, budget, rt.err), 'budget');
+      this.cBudget = budget;
+    }
+  }
+  // Before a normal step: calibrates first when the budget needs gates the
+  // model does not have yet; returns the budget the step will use.
+  async prepare(budget = this.state().current) {
+    if (this.model._needsGates(budget)) {
+      await this.model._autoCalibrate();
+      this.alive();
+    }
+    this.apply(budget);
+    return budget;
+  }
+  ready(budget = this.state().current) {
+    return !this.model._needsGates(budget);
+  }
+  // mask: 0, or a doze_mask in wasm memory (a forced step)
+  step(token, mask = 0) {
+    const rt = this.rt;
+    const s = this.alive();
+    const t0 = now();
+    if (mask) rt.check(rt.x.doze_session_step_masked(s, token, mask, rt.err));
+    else rt.check(rt.x.doze_session_step(s, token, rt.err));
+    const hook = this.model._testAfterStep;
+    if (hook) hook(rt.x.doze_session_compute(s)); // inside the timed region
+    this.stepMs = now() - t0;
+    this.stepBudget = this.cBudget;
+    this.last = token;
+  }
+  logits() {
+    const p = this.rt.x.doze_session_logits(this.alive());
+    return new Float32Array(this.rt.x.memory.buffer, p, this.model.info.vocabSize);
+  }
+  /** Mask, compute ratio and budget of the last step. */
+  report() {
+    const s = this.alive();
+    return {
+      mask: readMask(this.rt, s, this.model.info),
+      compute: this.rt.x.doze_session_compute(s),
+      budget: this.stepBudget,
+    };
+  }
+  lock() {
+    this.alive();
+    if (this.busy) throw new DozeError('STATE', 'this session is already generating; use another session');
+    this.busy = true;
+  }
+  reset() {
+    this.rt.x.doze_session_reset(this.alive());
+    this.pending = -1;
+    this.last = -1;
+  }
+  free() {
+    for (const f of [...this.inflight]) f();
+    this.inflight.clear();
+    if (this.ptr) this.rt.x.doze_session_free(this.ptr);
+    this.ptr = 0;
+  }
+}
+
+const PERPLEXITY_OPTIONS = { signal: signalOption, budget: budgetOption };
+const STEP_MASK = { layers: any, heads: any, ffn: any };
+
+/**
+ * An independent KV cache over a model: a conversation. Each generate()
+ * continues where the previous one stopped.
+ */
+export class Session {
+  #core;
+  #onDispose;
+
+  /** @internal */
+  constructor(model, ptr, onDispose) {
+    this.#core = new SessionCore(model, ptr);
+    this.#onDispose = onDispose;
+  }
+
+  /** Positions used so far (tokens in the KV cache). */
+  get position() {
+    return this.#core.position;
+  }
+
+  /** The model this session runs. */
+  get model() {
+    return this.#core.model;
+  }
+
+  /**
+   * This session's budget (see Model#budget). Until set, the session follows
+   * the model's budget (and autoBudget); `null` makes it follow again.
+   */
+  get budget() {
+    return this.#core.state().current;
+  }
+  set budget(b) {
+    this.#core.alive();
+    b = API.Session.budget.check(b);
+    this.#core.own = b == null ? null : new BudgetState(b);
+  }
+
+  /** True after dispose() (or the model's). */
+  get disposed() {
+    return !this.#core.ptr || this.#core.model.disposed;
+  }
+
+  /**
+   * autoBudget for this session alone (see Model#autoBudget); `null` turns
+   * it off for this session (which then keeps a fixed budget of its own).
+   */
+  autoBudget(options) {
+    const c = this.#core;
+    c.alive();
+    const st = new BudgetState(c.own ? c.own.fixed : c.model._budgetState.fixed);
+    st.setAuto(options);
+    c.own = st;
+  }
+
+  /** Empties the context. */
+  reset() {
+    this.#core.reset();
+  }
+
+  /**
+   * Adds `prompt` to this session's context (with BOS when the context is
+   * empty) and generates from there. See Model#generate for the options.
+   */
+  async *generate(prompt, options) {
+    const o = checkGenerateOptions('generate', prompt, options);
+    return yield* generateTokens(this.#core, prompt, o);
+  }
+
+  /** The whole continuation as one string (see generate()). */
+  async complete(prompt, options) {
+    const { onToken, ...rest } = checkGenerateOptions('complete', prompt, options, true);
+    return collect(generateTokens(this.#core, prompt, rest), onToken);
+  }
+
+  /**
+   * Runs one token at the next position and returns its logits, mask and
+   * compute ratio: under the given mask (forced: `layers`, `heads`, `ffn`),
+   * else under the session's budget and the model's gates like generate().
+   * Drops a token generate() sampled but had not run yet.
+   */
+  async step(token, mask) {
+    const { layers, heads, ffn } = checkOptions('step: mask', mask, STEP_MASK);
+    const c = this.#core;
+    c.lock();
+    const rt = c.rt;
+    const info = c.model.info;
+    let p = 0;
+    try {
+      if (!Number.isInteger(token)) throw invalid('step: the token must be an integer id');
+      if (layers == null && heads == null && ffn == null) {
+        await c.prepare();
+        c.step(token);
+      } else {
+        const L = info.layers;
+        const H = info.heads;
+        const NB = info.ffnBlocks;
+        const lb = layers == null ? new Uint8Array(L).fill(1) : maskBytes(layers, L, 'layers');
+        const hb = heads == null ? null : maskBytes(heads, L * H, 'heads');
+        const fb = ffn == null ? null : maskBytes(ffn, L * NB, 'ffn');
+        // a doze_mask (three wasm32 pointers: layers, heads, ffn), then the bytes
+        p = rt.doze.malloc(12 + L + L * H + L * NB);
+        const at = p + 12;
+        rt.u8.set(lb, at);
+        if (hb) rt.u8.set(hb, at + L);
+        if (fb) rt.u8.set(fb, at + L + L * H);
+        new Uint32Array(rt.u8.buffer, p, 3).set([at, hb ? at + L : 0, fb ? at + L + L * H : 0]);
+        c.step(token, p);
+      }
+      c.pending = -1;
+      const { mask: m, compute, budget } = c.report();
+      const r = { position: c.position - 1, logits: c.logits().slice(), mask: m, compute, ms: c.stepMs };
+      if (layers == null && heads == null && ffn == null) r.budget = budget;
+      return r;
+    } finally {
+      if (p) rt.doze.free(p);
+      c.busy = false;
+    }
+  }
+
+  /**
+   * Perplexity of `text` from an empty context (this resets the session),
+   * under `budget` (default: the session's budget; autoBudget does not adjust
+   * it here). `compute` is the mean achieved compute ratio of the steps.
+   */
+  async perplexity(text, options) {
+    const { signal, budget } = checkOptions('perplexity', options, PERPLEXITY_OPTIONS);
+    if (typeof text !== 'string') throw invalid('perplexity: the text must be a string');
+    if (signal && signal.aborted) throw abortError('perplexity', signal);
+    const c = this.#core;
+    c.lock();
+    try {
+      const b = budget ?? c.state().current;
+      if (!c.ready(b)) await c.prepare(b);
+      c.reset();
+      const info = c.model.info;
+      const rt = c.rt;
+      let ids = c.model.tokenize(text, { bos: true });
+      if (ids.length > info.contextLength) ids = ids.subarray(0, info.contextLength);
+      let sum = 0;
+      let computeSum = 0;
+      const n = info.vocabSize;
+      for (let i = 0; i + 1 < ids.length; i++) {
+        c.apply(b);
+        c.step(ids[i]);
+        computeSum += rt.x.doze_session_compute(c.ptr);
+        const l = c.logits();
+        // -log softmax(l)[target] in double, as src/cli/cmd_ppl.c does it
+        let max = l[0];
+        for (let j = 1; j < n; j++) if (l[j] > max) max = l[j];
+        let s = 0;
+        for (let j = 0; j < n; j++) s += Math.exp(Math.fround(l[j] - max));
+        sum += Math.log(s) - Math.fround(l[ids[i + 1]] - max);
+        if (i % 16 === 15) {
+          await yieldToEventLoop();
+          c.alive();
+          if (signal && signal.aborted) throw abortError('perplexity', signal);
+        }
+      }
+      const tokens = Math.max(0, ids.length - 1);
+      if (tokens === 0) throw invalid('perplexity: the text gives no token to score');
+      const nll = sum / tokens;
+      return { perplexity: Math.exp(nll), nll, tokens, compute: computeSum / tokens, budget: b };
+    } finally {
+      c.busy = false;
+    }
+  }
+
+  /** Frees the KV cache (and what an unfinished generate() holds). */
+  dispose() {
+    if (!this.#core.ptr) return;
+    this.#core.free();
+    this.#onDispose(this);
+  }
+}
