@@ -181,13 +181,18 @@ function modelRecipe(modelsDir) {
   return null;
 }
 
-/** Makes what the demo needs and is missing. Returns notes for the user. */
+/**
+ * Makes what the demo needs and is missing. Returns { notes, errors }: notes
+ * are for the user; an error means the page could not work, and the server
+ * must not start (no URL to a page that cannot run models).
+ */
 export function buildMissing({ modelsDir = join(root, 'models') } = {}) {
   const notes = [];
+  const errors = [];
   const wasm = join(root, 'js', 'dist', 'doze.wasm');
   if (!existsSync(wasm)) {
     if (!sh('npm', ['run', 'build:wasm']) || !existsSync(wasm)) {
-      notes.push('js/dist/doze.wasm is missing and `npm run build:wasm` failed: the page cannot run models.');
+      errors.push('js/dist/doze.wasm is missing and `npm run build:wasm` failed (npm run setup installs the tools).');
     }
   }
   if (!existsSync(join(modelsDir, DEFAULT_MODEL))) {
@@ -196,13 +201,13 @@ export function buildMissing({ modelsDir = join(root, 'models') } = {}) {
       if (!existsSync(join(root, 'build', 'doze'))) sh('npm', ['run', 'build:native']);
       console.log('demo: making the default model (it is trained from scratch: this takes a while, once;');
       console.log('demo: press Ctrl+C and run `node web-demo/serve.js --no-build` to skip it)');
-      if (!sh(recipe[0], recipe[1])) notes.push(`making the default model failed (${recipe[0]} ${recipe[1].join(' ')})`);
+      if (!sh(recipe[0], recipe[1])) errors.push(`making the default model failed (${recipe[0]} ${recipe[1].join(' ')})`);
     }
     if (!existsSync(join(modelsDir, DEFAULT_MODEL))) {
       notes.push(`no default model (${join(modelsDir, DEFAULT_MODEL)}): the page will ask for a GGUF file or URL.`);
     }
   }
-  return notes;
+  return { notes, errors };
 }
 
 function parseArgs(argv) {
@@ -234,8 +239,18 @@ async function main() {
     console.error(`demo: ${e.message}`);
     process.exit(2);
   }
-  const notes = o.build ? buildMissing({ modelsDir: o.modelsDir }) : [];
-  const s = await startServer({ port: o.port, host: o.host, modelsDir: o.modelsDir });
+  const { notes, errors } = o.build ? buildMissing({ modelsDir: o.modelsDir }) : { notes: [], errors: [] };
+  if (errors.length) {
+    for (const e of errors) console.error(`demo: error: ${e}`);
+    process.exit(1);
+  }
+  let s;
+  try {
+    s = await startServer({ port: o.port, host: o.host, modelsDir: o.modelsDir });
+  } catch (e) {
+    console.error(`demo: error: cannot listen on ${o.host}:${o.port}: ${e.message}`);
+    process.exit(1);
+  }
   for (const n of notes) console.log(`demo: note: ${n}`);
   console.log(`Doze web demo: ${s.url}  (Ctrl+C to stop)`);
   const stop = () => s.close().then(() => process.exit(0));
