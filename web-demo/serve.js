@@ -22,6 +22,8 @@ export const root = resolve(here, '..');
 
 export const DEFAULT_MODEL = 'doze-stories.gguf';
 export const DEFAULT_GATES = 'doze-stories.gates.gguf';
+// perplexity and compute per budget with the default gates (scripts/measure-budgets.sh)
+export const DEFAULT_COSTS = 'doze-stories.gates.ppl.json';
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -60,6 +62,7 @@ export function demoConfig(modelsDir) {
   return {
     defaultModel: has(DEFAULT_MODEL) ? `models/${DEFAULT_MODEL}` : null,
     defaultGates: has(DEFAULT_MODEL) && has(DEFAULT_GATES) ? `models/${DEFAULT_GATES}` : null,
+    defaultCosts: has(DEFAULT_MODEL) && has(DEFAULT_GATES) && has(DEFAULT_COSTS) ? `models/${DEFAULT_COSTS}` : null,
     models: files.filter((f) => !/\.(gates|vocab)\.gguf$/.test(f)).map((f) => `models/${f}`),
     gates: files.filter((f) => f.endsWith('.gates.gguf')).map((f) => `models/${f}`),
   };
