@@ -28,6 +28,8 @@ if command -v dpkg >/dev/null 2>&1; then
   for pkg in $APT_PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
   done
+  # a CI image may start without node (a user running `npm run ...` has it)
+  command -v node >/dev/null 2>&1 || need="$need nodejs npm"
   if [ -n "$need" ]; then
     SUDO=""
     if [ "$(id -u)" != "0" ]; then
