@@ -32,6 +32,7 @@ const el = {
   ignoreEos: $('ignore-eos'),
   budget: $('budget'),
   budgetValue: $('budget-value'),
+  budgetCost: $('budget-cost'),
   autoBudget: $('auto-budget'),
   autoTarget: $('auto-target'),
   generate: $('generate'),
@@ -82,6 +83,8 @@ const state = {
   defaultText: '',
   ft: { steps: [], total: 0, budget: 0.7 },
   autoTargetEdited: false,
+  costs: null, // measured { budget, compute, ppl }[] for the active model + gates, or null
+  defaultCosts: null, // { gates: URL, points } from config.json
 };
 
 // ---------------------------------------------------------------- helpers
@@ -214,38 +217,59 @@ function showInfo(info) {
   el.modelInfo.hidden = false;
 }
 
-/** Loads a model (a URL string or a File) into a new worker; gatesUrl: a gate file to fetch afterwards. */
+/**
+ * Loads a model (a URL string or a File) into a new worker; gatesUrl: a gate
+ * file to fetch afterwards. The previous model keeps working until the new
+ * one has loaded: a failed load (bad file, 404, cancel) leaves it, its info
+ * and its gates as they were.
+ */
 async function load(source, name, { gatesUrl = null } = {}) {
   await stopEverything();
-  if (state.model) {
-    const old = state.model;
-    state.model = null;
-    state.info = null;
-    await old.dispose().catch(() => {});
-  }
-  clearTokens();
-  setGates(null);
-  state.modelName = name;
-  el.modelInfo.hidden = true;
+  const shown = {
+    label: el.progressLabel.textContent,
+    text: el.progressText.textContent,
+    value: el.progress.value,
+  };
   resetProgress(`Loading ${name}`);
   setStatus(el.modelStatus, `Loading ${name}…`);
   const ac = new AbortController();
   state.loading = { ac };
   updateButtons();
   const contextLength = num(el.ctxLen, { min: 2, int: true, fallback: undefined });
+  let model;
   try {
-    const model = await loadModel(source, { onProgress, signal: ac.signal, contextLength });
-    state.model = model;
-    state.info = model.info;
+    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength });
   } catch (e) {
     state.loading = null;
-    el.progress.value = 0;
-    el.progressText.textContent = isAbort(e) ? 'Cancelled' : 'Failed';
-    setStatus(el.modelStatus, isAbort(e) ? 'Loading cancelled.' : `Could not load ${name}: ${describeError(e)}`, isAbort(e) ? '' : 'error');
+    const why = isAbort(e) ? 'Loading cancelled' : `Could not load ${name}: ${describeError(e)}`;
+    if (state.model) {
+      // the working model stays: show its progress line again
+      el.progressLabel.textContent = shown.label;
+      el.progress.value = shown.value;
+      el.progressText.textContent = shown.text;
+      setStatus(el.modelStatus, `${why}. Still using ${state.modelName}.`, isAbort(e) ? '' : 'error');
+    } else {
+      el.progressLabel.textContent = 'No model';
+      el.progress.value = 0;
+      el.progressText.textContent = isAbort(e) ? 'Cancelled' : 'Failed';
+      setStatus(el.modelStatus, `${why}.`, isAbort(e) ? '' : 'error');
+    }
+    el.modelStatus.dataset.failed = isAbort(e) ? 'cancelled' : 'error';
     updateButtons();
     return false;
   }
+  if (state.model) {
+    const old = state.model;
+    state.model = null;
+    await old.dispose().catch(() => {});
+  }
+  clearTokens();
+  setGates(null);
+  state.model = model;
+  state.info = model.info;
+  state.modelName = name;
   state.loading = null;
+  delete el.modelStatus.dataset.failed;
   el.progress.value = 100;
   if (!/^100%/.test(el.progressText.textContent)) el.progressText.textContent = `100% — ${fmtBytes(state.info.bytes)}`;
   el.progressLabel.textContent = 'Loaded';
@@ -277,15 +301,19 @@ async function loadGatesFrom(src, name) {
     }
     if (m !== state.model) return;
     const g = await m.loadGates(bytes);
-    setGates({ kind: g.kind, source: `from ${name}` });
+    const measured = typeof src === 'string' && state.defaultCosts && src === state.defaultCosts.gates ? state.defaultCosts.points : null;
+    setGates({ kind: g.kind, source: `from ${name}` }, measured);
   } catch (e) {
     setStatus(el.gatesStatus, `Could not use the gate file ${name}: ${describeError(e)}`, 'error');
   }
   updateButtons();
 }
 
-function setGates(g) {
+/** g: the active gates as shown, or null; costs: what each budget costs with them, when measured. */
+function setGates(g, costs = null) {
   state.gates = g;
+  state.costs = g ? costs : null;
+  showBudgetCost(Number(el.budget.value));
   if (!g) {
     setStatus(el.gatesStatus, 'None yet: a budget below 1 calibrates training-free gates on first use.');
   } else {
@@ -310,6 +338,47 @@ async function refreshGates() {
 function showBudget(b) {
   el.budgetValue.textContent = b.toFixed(2);
   el.statBudget.textContent = b.toFixed(2);
+  showBudgetCost(b);
+}
+
+/**
+ * What budget b costs in quality, from measured perplexities (held-out text,
+ * these gates): exact at a measured budget, else interpolated in log ppl
+ * between the two nearest (marked ≈).
+ */
+function budgetCost(points, b) {
+  if (!points || !points.length) return null;
+  const pts = [...points].sort((x, y) => x.budget - y.budget);
+  const dense = pts.find((p) => p.budget === 1) || pts[pts.length - 1];
+  const exact = pts.find((p) => Math.abs(p.budget - b) < 1e-6);
+  if (exact) return { ppl: exact.ppl, compute: exact.compute, dense: dense.ppl, approx: false };
+  const hi = pts.findIndex((p) => p.budget > b);
+  if (hi <= 0) return null; // outside what was measured
+  const a = pts[hi - 1], c = pts[hi];
+  const t = (b - a.budget) / (c.budget - a.budget);
+  const ppl = Math.exp(Math.log(a.ppl) + t * (Math.log(c.ppl) - Math.log(a.ppl)));
+  return { ppl, compute: a.compute + t * (c.compute - a.compute), dense: dense.ppl, approx: true };
+}
+
+function fmtPpl(p) {
+  return p >= 1000 ? p.toExponential(1) : p >= 100 ? p.toFixed(0) : p.toFixed(1);
+}
+
+function showBudgetCost(b) {
+  if (!el.budgetCost) return;
+  const c = budgetCost(state.costs, b);
+  if (!c) {
+    el.budgetCost.textContent = state.model
+      ? 'Quality cost: not measured for this model and gates.'
+      : '';
+    el.budgetCost.dataset.ppl = '';
+    return;
+  }
+  const ratio = c.ppl / c.dense;
+  el.budgetCost.textContent = `Quality cost at b = ${b.toFixed(2)}: perplexity ${c.approx ? '≈ ' : ''}${fmtPpl(c.ppl)}`
+    + ` (dense ${fmtPpl(c.dense)}, ${ratio < 10 ? ratio.toFixed(2) : ratio.toFixed(0)}×) on held-out text, measured with these gates.`;
+  el.budgetCost.dataset.ppl = String(c.ppl);
+  el.budgetCost.classList.toggle('warn', ratio >= 2);
 }
 
 function applyBudgetToModel() {
@@ -468,8 +537,6 @@ function updateStats() {
     const rate = n / ((g.tLast - g.t0) / 1000);
     el.statRate.textContent = rate >= 100 ? rate.toFixed(0) : rate.toFixed(1);
   }
-  const last = state.tokens[n - 1];
-  if (last) el.statBudget.textContent = last.budget.toFixed(2);
 }
 
 function readSampling() {
@@ -1161,6 +1228,14 @@ async function start() {
     if (r.ok) cfg = await r.json();
   } catch {
     /* a static host without the demo server */
+  }
+  if (cfg && cfg.defaultCosts && cfg.defaultGates) {
+    try {
+      const r = await fetch(cfg.defaultCosts);
+      if (r.ok) state.defaultCosts = { gates: cfg.defaultGates, points: (await r.json()).points };
+    } catch {
+      /* no costs: the slider says so */
+    }
   }
   const modelUrl = params.get('model') || (cfg && cfg.defaultModel) || null;
   const gatesUrl = params.get('gates') || (params.get('model') ? null : cfg && cfg.defaultGates) || null;

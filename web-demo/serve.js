@@ -22,6 +22,8 @@ export const root = resolve(here, '..');
 
 export const DEFAULT_MODEL = 'doze-stories.gguf';
 export const DEFAULT_GATES = 'doze-stories.gates.gguf';
+// perplexity and compute per budget with the default gates (scripts/measure-budgets.sh)
+export const DEFAULT_COSTS = 'doze-stories.gates.ppl.json';
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -60,6 +62,7 @@ export function demoConfig(modelsDir) {
   return {
     defaultModel: has(DEFAULT_MODEL) ? `models/${DEFAULT_MODEL}` : null,
     defaultGates: has(DEFAULT_MODEL) && has(DEFAULT_GATES) ? `models/${DEFAULT_GATES}` : null,
+    defaultCosts: has(DEFAULT_MODEL) && has(DEFAULT_GATES) && has(DEFAULT_COSTS) ? `models/${DEFAULT_COSTS}` : null,
     models: files.filter((f) => !/\.(gates|vocab)\.gguf$/.test(f)).map((f) => `models/${f}`),
     gates: files.filter((f) => f.endsWith('.gates.gguf')).map((f) => `models/${f}`),
   };
@@ -181,13 +184,18 @@ function modelRecipe(modelsDir) {
   return null;
 }
 
-/** Makes what the demo needs and is missing. Returns notes for the user. */
+/**
+ * Makes what the demo needs and is missing. Returns { notes, errors }: notes
+ * are for the user; an error means the page could not work, and the server
+ * must not start (no URL to a page that cannot run models).
+ */
 export function buildMissing({ modelsDir = join(root, 'models') } = {}) {
   const notes = [];
+  const errors = [];
   const wasm = join(root, 'js', 'dist', 'doze.wasm');
   if (!existsSync(wasm)) {
     if (!sh('npm', ['run', 'build:wasm']) || !existsSync(wasm)) {
-      notes.push('js/dist/doze.wasm is missing and `npm run build:wasm` failed: the page cannot run models.');
+      errors.push('js/dist/doze.wasm is missing and `npm run build:wasm` failed (npm run setup installs the tools).');
     }
   }
   if (!existsSync(join(modelsDir, DEFAULT_MODEL))) {
@@ -196,13 +204,13 @@ export function buildMissing({ modelsDir = join(root, 'models') } = {}) {
       if (!existsSync(join(root, 'build', 'doze'))) sh('npm', ['run', 'build:native']);
       console.log('demo: making the default model (it is trained from scratch: this takes a while, once;');
       console.log('demo: press Ctrl+C and run `node web-demo/serve.js --no-build` to skip it)');
-      if (!sh(recipe[0], recipe[1])) notes.push(`making the default model failed (${recipe[0]} ${recipe[1].join(' ')})`);
+      if (!sh(recipe[0], recipe[1])) errors.push(`making the default model failed (${recipe[0]} ${recipe[1].join(' ')})`);
     }
     if (!existsSync(join(modelsDir, DEFAULT_MODEL))) {
       notes.push(`no default model (${join(modelsDir, DEFAULT_MODEL)}): the page will ask for a GGUF file or URL.`);
     }
   }
-  return notes;
+  return { notes, errors };
 }
 
 function parseArgs(argv) {
@@ -234,8 +242,18 @@ async function main() {
     console.error(`demo: ${e.message}`);
     process.exit(2);
   }
-  const notes = o.build ? buildMissing({ modelsDir: o.modelsDir }) : [];
-  const s = await startServer({ port: o.port, host: o.host, modelsDir: o.modelsDir });
+  const { notes, errors } = o.build ? buildMissing({ modelsDir: o.modelsDir }) : { notes: [], errors: [] };
+  if (errors.length) {
+    for (const e of errors) console.error(`demo: error: ${e}`);
+    process.exit(1);
+  }
+  let s;
+  try {
+    s = await startServer({ port: o.port, host: o.host, modelsDir: o.modelsDir });
+  } catch (e) {
+    console.error(`demo: error: cannot listen on ${o.host}:${o.port}: ${e.message}`);
+    process.exit(1);
+  }
   for (const n of notes) console.log(`demo: note: ${n}`);
   console.log(`Doze web demo: ${s.url}  (Ctrl+C to stop)`);
   const stop = () => s.close().then(() => process.exit(0));

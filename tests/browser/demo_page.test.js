@@ -2,8 +2,12 @@
 // served by web-demo/serve.js, it loads the default model with progress,
 // streams tokens with masks, changes the budget mid-generation, stops,
 // fine-tunes the gates with a live chart and downloads a gate file; a
-// phone-sized viewport must not scroll sideways; no console errors anywhere.
-// Screenshots: /tmp/doze-demo-desktop.png, /tmp/doze-demo-phone.png.
+// phone-sized viewport must not scroll sideways; at 1280×800 Generate is in
+// view and the slider says what each budget costs (measured, shipped beside
+// the default gates); a failed load (404, truncated file) leaves the working
+// model, its info and gates as they were; no console errors anywhere.
+// Screenshots: /tmp/doze-demo-desktop.png, /tmp/doze-demo-phone.png,
+// /tmp/doze-demo-failed-load.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,15 +18,17 @@ import { initModel, storiesModel } from '../js/package_fixtures.js';
 import { startServer } from '../../web-demo/serve.js';
 import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
 
-const skip = skipReason
-  || (!existsSync(join(root, 'build', 'doze')) || !existsSync(join(root, 'js', 'dist', 'doze.wasm'))
-    ? 'build/doze or js/dist/doze.wasm missing (npm run build)'
-    : false);
+// a missing build fails here (npm test builds first); only a knowingly absent browser skips
+const skip = skipReason;
+for (const f of [join(root, 'build', 'doze'), join(root, 'js', 'dist', 'doze.wasm')]) {
+  if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build (npm test builds first)`);
+}
 
 let dir;
 let browser;
 let withDefault; // server whose models/ holds doze-stories.gguf (+ gates)
 let noDefault; // server with an empty models/
+let shipped; // server on the repository's models/: the real default model, its gates and measured costs
 let small; // { file, layers, heads }
 let slow; // a bigger init model (slow enough to act on mid-generation) and its gates
 const errors = [];
@@ -53,6 +59,7 @@ before(async () => {
   sh(['gates', slow.file, '--calib', calib, '-o', slow.gates]);
   withDefault = await startServer({ port: 0, modelsDir: models });
   noDefault = await startServer({ port: 0, modelsDir: join(dir, 'empty') });
+  shipped = await startServer({ port: 0, modelsDir: join(root, 'models') });
   browser = await playwright.chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
 });
 
@@ -60,6 +67,7 @@ after(async () => {
   if (browser) await browser.close();
   if (withDefault) await withDefault.close();
   if (noDefault) await noDefault.close();
+  if (shipped) await shipped.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -138,6 +146,7 @@ test('demo: default model with progress, streaming, masks, fine-tuning and downl
     assert.equal(await page.$eval('[data-testid=finetune-chart]', (c) => c.dataset.steps), '3');
     assert.match(await page.textContent('#gates-status'), /trained/);
     assert.equal(await page.$eval('#budget-value', (o) => o.textContent), '0.60');
+    assert.equal(await page.textContent('#stat-budget'), '0.60', '"budget now" follows the slider fine-tuning moved');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#ft-download')]);
     const saved = join(dir, download.suggestedFilename());
     await download.saveAs(saved);
@@ -156,6 +165,7 @@ test('demo: default model with progress, streaming, masks, fine-tuning and downl
     const mean = toks.reduce((a, t) => a + t.compute, 0) / toks.length;
     assert.ok(mean < 0.95, `mean compute ${mean}`);
     assert.ok(toks.every((t) => t.budget === 0.6));
+    assert.equal(await page.textContent('#stat-budget'), '0.60');
     await page.screenshot({ path: '/tmp/doze-demo-desktop.png', fullPage: true });
   } finally {
     await context.close();
@@ -228,6 +238,120 @@ test('demo: no default model -> file pickers; the budget slider acts mid-generat
     assert.ok(stopped >= 5 && stopped < 480, `${stopped} tokens`);
     assert.match(await page.textContent('#gen-status'), /Stopped after/);
     assert.equal(await page.isEnabled('[data-testid=generate]'), true);
+  } finally {
+    await context.close();
+  }
+});
+
+const setBudget = (page, b) => page.$eval('[data-testid=budget]', (s, v) => {
+  s.value = v;
+  s.dispatchEvent(new Event('input', { bubbles: true }));
+}, String(b));
+
+test('demo at 1280×800: Generate in view, fields in line, the slider shows measured costs', { skip, timeout: 30000 }, async () => {
+  const { context, page } = await open(shipped.url, { width: 1280, height: 800 });
+  try {
+    const box = (sel) => page.$eval(sel, (e) => {
+      const r = e.getBoundingClientRect();
+      return { top: r.top, bottom: r.bottom, height: r.height };
+    });
+    const gen = await box('[data-testid=generate]');
+    assert.ok(gen.bottom <= 800, `Generate ends at y = ${gen.bottom}, below the fold`);
+    assert.ok((await box('[data-testid=budget]')).bottom <= 800, 'the budget slider is in view');
+    // the fine-tuning fields: one line of label each, inputs on one line
+    const labels = await Promise.all(['ft-budget', 'ft-steps', 'ft-ctx', 'ft-batch'].map((id) => box(`label[for=${id}]`)));
+    const inputs = await Promise.all(['#ft-budget', '#ft-steps', '#ft-ctx', '#ft-batch'].map((id) => box(id)));
+    assert.ok(labels.every((l) => Math.abs(l.height - labels[1].height) < 1), `label heights ${labels.map((l) => l.height)}`);
+    assert.ok(inputs.every((i) => Math.abs(i.top - inputs[0].top) < 1), `input tops ${inputs.map((i) => i.top)}`);
+
+    // the shipped gates come with measured perplexities (models/doze-stories.gates.ppl.json)
+    assert.match(await page.textContent('#gates-status'), /doze-stories\.gates\.gguf/);
+    const costs = JSON.parse(readFileSync(join(root, 'models', 'doze-stories.gates.ppl.json'), 'utf8')).points;
+    const at = (b) => costs.find((p) => p.budget === b).ppl;
+    for (const b of [1, 0.7, 0.5]) {
+      await setBudget(page, b);
+      const shown = Number(await page.$eval('[data-testid=budget-cost]', (e) => e.dataset.ppl));
+      assert.equal(shown, at(b), `b = ${b}`);
+      assert.match(await page.textContent('[data-testid=budget-cost]'), new RegExp(`perplexity ${at(b).toFixed(1).replace('.', '\\.')}`));
+    }
+    // between measured budgets: interpolated, marked ≈, between its neighbours
+    await setBudget(page, 0.65);
+    const mid = Number(await page.$eval('[data-testid=budget-cost]', (e) => e.dataset.ppl));
+    assert.ok(mid > at(0.7) && mid < at(0.6), `b = 0.65: ${mid}`);
+    assert.match(await page.textContent('[data-testid=budget-cost]'), /≈/);
+    // other gates: no measured cost is claimed
+    await page.setInputFiles('#gates-file', join(dir, 'models', 'doze-stories.gates.gguf'));
+    await page.waitForFunction(() => /Could not use|Active:/.test(document.getElementById('gates-status').textContent));
+    if (/Active:/.test(await page.textContent('#gates-status'))) {
+      assert.match(await page.textContent('[data-testid=budget-cost]'), /not measured/);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
+/** Counts pixels of a PNG near an RGB colour, decoded by the page itself. */
+async function countColour(page, png, [r, g, b], tol = 40) {
+  return page.evaluate(async ({ data, r, g, b, tol }) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${data}`;
+    await img.decode();
+    const c = document.createElement('canvas');
+    c.width = img.width;
+    c.height = img.height;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (Math.abs(px[i] - r) <= tol && Math.abs(px[i + 1] - g) <= tol && Math.abs(px[i + 2] - b) <= tol) n++;
+    }
+    return n;
+  }, { data: png.toString('base64'), r, g, b, tol });
+}
+
+test('demo: a failed load (404, truncated file) keeps the working model, its info and gates', { skip, timeout: 60000 }, async () => {
+  const { context, page } = await open(shipped.url, { width: 1280, height: 800 });
+  try {
+    const info = await page.textContent('#model-info');
+    const gates = await page.textContent('#gates-status');
+    assert.match(info, /doze-stories\.gguf/);
+    const fails = async () => {
+      await page.waitForFunction(() => !!document.getElementById('model-status').dataset.failed, null, { timeout: 30000 });
+      const status = await page.textContent('#model-status');
+      assert.match(status, /Still using doze-stories\.gguf/);
+      assert.equal(await page.textContent('#progress-label'), 'Loaded', 'no "Loading ..." label left behind');
+      assert.equal(await page.$eval('[data-testid=progress]', (p) => p.value), 100);
+      assert.equal(await page.textContent('#model-info'), info, 'the working model\'s info is intact');
+      assert.equal(await page.isVisible('#model-info'), true);
+      assert.equal(await page.textContent('#gates-status'), gates);
+      return status;
+    };
+
+    // a 404
+    await page.fill('#model-url', 'models/missing.gguf');
+    await page.click('#load-url');
+    assert.match(await fails(), /Could not load missing\.gguf/);
+    await page.$eval('#model-status', (s) => delete s.dataset.failed);
+
+    // half a model file
+    const whole = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+    const half = join(dir, 'half.gguf');
+    writeFileSync(half, whole.subarray(0, whole.length >> 1));
+    await page.setInputFiles('#model-file', half);
+    assert.match(await fails(), /Could not load half\.gguf: TRUNCATED/);
+
+    // the screenshot shows it: the error in red, the progress bar still full
+    const shot = await page.locator('#model-section').screenshot({ path: '/tmp/doze-demo-failed-load.png' });
+    const red = await countColour(page, shot, [164, 14, 38], 50);
+    const blue = await countColour(page, shot, [0, 117, 255], 60);
+    assert.ok(red > 100, `error text pixels: ${red}`);
+    const barWidth = await page.$eval('[data-testid=progress]', (p) => p.getBoundingClientRect().width);
+    assert.ok(blue > barWidth * 4, `progress bar pixels: ${blue} (bar ${barWidth} px wide)`);
+
+    // ... and the model still generates
+    await generate(page, { maxTokens: 8, temperature: 0 });
+    assert.ok(await page.locator('[data-testid=token]').count() > 0);
   } finally {
     await context.close();
   }
