@@ -373,7 +373,9 @@ doze_status doze_session_truncate(doze_session *s, int pos, doze_error *err);
 #define DOZE_SPEC_MAX_K 8
 
 typedef struct {
-    int k;              /* tokens drafted per step, 1..DOZE_SPEC_MAX_K; 0: adaptive (default) */
+    int k;              /* tokens drafted per step, 1..DOZE_SPEC_MAX_K; 0: adaptive (default):
+                           1..DOZE_SPEC_MAX_K, or 0 drafts (a plain dense step) while the
+                           measured costs say no draft pays */
     float draft_budget; /* the draft's budget in (0, 1); 0: adaptive (default) */
     int timed;          /* adaptive choices from 1 (default): measured wall-clock costs of
                            the draft steps and the verify passes; 0: a fixed cost model

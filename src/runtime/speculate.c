@@ -98,7 +98,10 @@ double spec_controller_rate(const spec_controller *c, int k, int j) {
 void spec_controller_choose(const spec_controller *c, int max_k, int *k_out, float *budget_out) {
     int best_k = 1, best_j = 0;
     double best = -1.0;
-    const int k_lo = c->fixed_k ? c->fixed_k : 1, k_hi = c->fixed_k ? c->fixed_k : DOZE_SPEC_MAX_K;
+    /* k 0 (chosen only when k is not fixed) is a plain dense step: where no
+     * draft pays (a verify costing a token what a step does), the run falls
+     * back to dense decoding, and the exploration turns keep trying drafts */
+    const int k_lo = c->fixed_k ? c->fixed_k : 0, k_hi = c->fixed_k ? c->fixed_k : DOZE_SPEC_MAX_K;
     for (int j = 0; j < c->n_budgets; j++)
         for (int k = k_lo; k <= k_hi; k++) {
             const double r = spec_controller_rate(c, k, j);
@@ -112,10 +115,12 @@ void spec_controller_choose(const spec_controller *c, int max_k, int *k_out, flo
         /* exploration turns: every budget in turn, and one draft longer than
          * the best (extrapolated figures are not trusted for ever) */
         const int e = c->steps / SPEC_EXPLORE;
-        if (e % 2 == 0 && c->n_budgets > 1)
+        if (e % 2 == 0 && c->n_budgets > 1) {
             best_j = (e / 2) % c->n_budgets;
-        else if (!c->fixed_k)
+            if (best_k == 0) best_k = 1;
+        } else if (!c->fixed_k) {
             best_k = best_k < DOZE_SPEC_MAX_K ? best_k + 1 : best_k - 1;
+        }
     }
     *k_out = best_k < max_k ? best_k : max_k;
     *budget_out = c->budgets[best_j];
@@ -126,7 +131,13 @@ void spec_controller_update(spec_controller *c, int k, float budget, int accepte
     for (int i = 1; i < c->n_budgets; i++)
         if (fabsf(c->budgets[i] - budget) < fabsf(c->budgets[j] - budget)) j = i;
     c->steps++;
-    if (k <= 0) return;
+    if (k <= 0) {
+        if (vcost > 0)
+            c->verify_cost[1] = c->verify_cost[1] > 0
+                                    ? SPEC_COST_KEEP * c->verify_cost[1] + (1 - SPEC_COST_KEEP) * vcost
+                                    : vcost;
+        return;
+    }
     const int judged = accepted + (accepted < k); /* the first refused draft was judged too */
     c->hits[j] = SPEC_DECAY * c->hits[j] + accepted;
     c->trials[j] = SPEC_DECAY * c->trials[j] + judged;

@@ -29,7 +29,8 @@ typedef struct {
 } spec_controller;
 
 void spec_controller_init(spec_controller *c, int fixed_k, float fixed_budget);
-/* The next step's k (1..max_k) and draft budget. */
+/* The next step's k (0..max_k; 0, a plain dense step, only when k is not
+ * fixed and no draft is predicted to pay) and draft budget. */
 void spec_controller_choose(const spec_controller *c, int max_k, int *k, float *budget);
 /* After a step at (k, budget): accepted of k drafts kept, draft_cost the mean
  * cost of its draft steps, verify_cost that of its verify of k + 1 tokens. */
