@@ -394,6 +394,82 @@ doze_gates *doze_finetune_take_gates(doze_finetune *f);
 int doze_finetune_tokens(const doze_finetune *f); /* tokens of text encoded */
 void doze_finetune_free(doze_finetune *f);
 
+/* ---- speculation: the dozing model drafts, the whole model verifies -----------------
+ * Lossless speed from the gates: draft k tokens at a low budget (the
+ * session's gates deciding as usual), run the whole model once over them as
+ * a batch, keep what it agrees with, roll the cache back past the rest.
+ * Greedy output is the dense model's token for token (the same logits, bit
+ * for bit: the verify is the batched dense forward, which equals stepping);
+ * sampled output follows the dense distribution (speculative sampling's
+ * accept/reject rule); the KV cache kept after a step is the dense one. */
+
+/* Forgets positions >= pos (0 <= pos <= doze_session_pos): at every layer
+ * they are no longer valid, and the next step runs at pos. Continuing from
+ * there gives exactly (bits of logits and K/V) what a session that never ran
+ * the forgotten tokens gives. The last step's outputs belonged to a
+ * forgotten position, so when pos < doze_session_pos they are cleared:
+ * logits all 0, masks all on, compute 1 (step the token at pos to get
+ * logits again). The budget's feedback (a running price of compute, not
+ * part of the sequence) is kept, except that pos 0 resets it as
+ * doze_session_reset does. */
+doze_status doze_session_truncate(doze_session *s, int pos, doze_error *err);
+
+#define DOZE_SPEC_MAX_K 8
+
+typedef struct {
+    int k;              /* tokens drafted per step, 1..DOZE_SPEC_MAX_K; 0: adaptive (default):
+                           1..DOZE_SPEC_MAX_K, or 0 drafts (a plain dense step) while the
+                           measured costs say no draft pays */
+    float draft_budget; /* the draft's budget in (0, 1); 0: adaptive (default) */
+    int timed;          /* adaptive choices from 1 (default): measured wall-clock costs of
+                           the draft steps and the verify passes; 0: a fixed cost model
+                           (multiply-accumulates; deterministic, so a seeded sampled run
+                           is reproducible) */
+} doze_spec_params;
+
+doze_spec_params doze_spec_default_params(void);
+
+/* Flags of an emitted token. */
+enum {
+    DOZE_SPEC_DRAFTED = 1, /* the draft proposed it */
+    DOZE_SPEC_ACCEPTED = 2 /* ... and the whole model accepted it */
+};
+
+typedef struct {
+    int n;                                /* tokens emitted, 1..k + 1 */
+    int32_t tokens[DOZE_SPEC_MAX_K + 1];  /* in order; the last one is not yet in the session */
+    uint8_t flags[DOZE_SPEC_MAX_K + 1];   /* DOZE_SPEC_* per token (the last: 0, the whole
+                                             model's own choice) */
+    int k;                                /* tokens drafted this step */
+    int accepted;                         /* of them kept (n - 1) */
+    float draft_budget;                   /* the draft's budget this step */
+    float draft_compute;                  /* mean achieved compute of the draft steps */
+    float acceptance;                     /* running rate of drafted tokens accepted */
+    double draft_ms, verify_ms;           /* time spent (timed only; else 0) */
+} doze_spec_result;
+
+typedef struct doze_speculator doze_speculator;
+typedef struct doze_sampler doze_sampler; /* (the sampler section below) */
+
+/* A speculator drafting with s's gates (doze_session_set_gates; required).
+ * s must outlive it. The session's own budget is left as it is between
+ * steps (the draft sets its own during a step). */
+doze_speculator *doze_speculator_new(doze_session *s, const doze_spec_params *p, doze_error *err);
+void doze_speculator_free(doze_speculator *sp);
+
+/* One speculative step. The session holds the sequence but its last token,
+ * `token` (e.g. the prompt's last token after a prefill of the others, or
+ * the last token the previous step emitted). Runs token and k drafts, emits
+ * 1..k+1 tokens drawn by smp (greedy or sampling, as its params say) into
+ * r, and leaves the session holding token and the accepted drafts, its
+ * logits the dense ones the last emitted token was drawn from. Near the
+ * end of the context k shrinks (to 0: one dense step). */
+doze_status doze_speculative_step(doze_speculator *sp, doze_sampler *smp, int token, doze_spec_result *r,
+                                  doze_error *err);
+/* (vocab_size) dense logits emitted token i (0 <= i < r->n) of the last
+ * step was drawn from (for sampling: before the accept/reject rule). */
+const float *doze_speculator_logits(const doze_speculator *sp, int i);
+
 /* ---- sampler -------------------------------------------------------------------- */
 
 typedef struct doze_sampler doze_sampler;

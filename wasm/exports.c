@@ -238,3 +238,40 @@ EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_finetune_step(doze_finetune *f, doubl
     out[5] = s.tau;
     return DOZE_OK;
 }
+
+/* ---- speculation -------------------------------------------------------------------- */
+
+/* A speculator over s (gates set) with k (0: adaptive), draft_budget (0:
+ * adaptive) and timed (1: measured costs, 0: the cost model). */
+EMSCRIPTEN_KEEPALIVE doze_speculator *doze_wasm_speculator_new(doze_session *s, int k, float draft_budget, int timed,
+                                                               doze_error *err) {
+    doze_spec_params p = doze_spec_default_params();
+    p.k = k;
+    p.draft_budget = draft_budget;
+    p.timed = timed;
+    return doze_speculator_new(s, &p, err);
+}
+
+/* doze_speculative_step writing the emitted tokens into tokens[0..n) and
+ * their flags (DOZE_SPEC_DRAFTED 1 | DOZE_SPEC_ACCEPTED 2) into flags[0..n),
+ * n <= DOZE_SPEC_MAX_K + 1 = 9, and the step as doubles into out[0..8): n,
+ * k, accepted, draft_budget, draft_compute, acceptance (running), draft_ms,
+ * verify_ms. */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_speculative_step(doze_speculator *sp, doze_sampler *smp, int token,
+                                                            int32_t *tokens, uint8_t *flags, double *out,
+                                                            doze_error *err) {
+    doze_spec_result r;
+    doze_status st = doze_speculative_step(sp, smp, token, &r, err);
+    if (st != DOZE_OK) return st;
+    memcpy(tokens, r.tokens, (size_t)r.n * sizeof *tokens);
+    memcpy(flags, r.flags, (size_t)r.n);
+    out[0] = r.n;
+    out[1] = r.k;
+    out[2] = r.accepted;
+    out[3] = r.draft_budget;
+    out[4] = r.draft_compute;
+    out[5] = r.acceptance;
+    out[6] = r.draft_ms;
+    out[7] = r.verify_ms;
+    return DOZE_OK;
+}

@@ -78,6 +78,14 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     int gating = budget < 1.0 || cli_opt(argc, argv, "--gates");
+    /* speculative decoding (speculate_cli.c): lossless, so the session stays dense
+     * and the gates only draft */
+    const int speculative = cli_flag(argc, argv, "--speculative");
+    if (speculative && budget < 1.0) {
+        err_printf("doze: --speculative keeps the dense output; the draft's budget is --draft-budget\n");
+        return 2;
+    }
+    if (speculative) gating = 1;
     if (steps < 1 || ctx < 0) {
         err_printf("doze: --steps must be >= 1 and --ctx >= 0\n");
         return 2;
@@ -136,6 +144,10 @@ int cmd_generate(int argc, char **argv) {
             if (gates) cli_print_error("gates", &e);
             goto done;
         }
+    }
+    if (speculative) {
+        rc = cli_speculative_generate(argc, argv, m, s, smp, ids, n_prompt, (int)steps, no_stop);
+        goto done;
     }
     double compute_sum = 0;
     double t0 = io_now_ms(), t_first = 0;

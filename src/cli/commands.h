@@ -27,6 +27,11 @@ size_t cli_mask_line_size(const doze_model *m);
 void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int token, char *buf,
                      size_t cap);
 
+/* generate --speculative (speculate_cli.c): the run after the prompt is
+ * encoded and the session (with gates) and sampler are made. */
+int cli_speculative_generate(int argc, char **argv, doze_model *m, doze_session *s, doze_sampler *smp,
+                             const int32_t *ids, int n_prompt, int steps, int no_stop);
+
 /* The entry point shared by the native binary and the wasm module. */
 int doze_cli_main(int argc, char **argv);
 

@@ -154,3 +154,36 @@ done:
     free(b.block);
     return st;
 }
+
+/* ---- speculation: the dense verify pass with every token's logits ---------------------- */
+
+doze_status session_verify(doze_session *s, const int32_t *tokens, int n, float *logits, doze_error *err) {
+    if (!s || !tokens || !logits || n <= 0)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session, tokens or logits");
+    doze_model *m = session_model(s);
+    const doze_model_info *c = &m->info;
+    doze_status st = check_tokens(m, tokens, n, err);
+    if (st) return st;
+    if (n > c->context_length - doze_session_pos(s))
+        return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d positions left", n,
+                         c->context_length - doze_session_pos(s), c->context_length);
+    const int chunk = n < FORWARD_CHUNK ? n : FORWARD_CHUNK;
+    chunk_buffers b;
+    st = chunk_buffers_new(m, chunk, c->context_length, &b, err);
+    if (st) return st;
+    for (int t0 = 0; t0 < n; t0 += chunk) {
+        const int k = n - t0 < chunk ? n - t0 : chunk;
+        for (int t = 0; t < k; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * c->dim); /* x(k, dim) */
+        copy_masks(m, NULL, 0, k, &b.mk); /* forced, every unit on: dense */
+        session_run(s, k, b.x, &b.mk, 1, &b.ls, NULL);
+        /* b.x holds the k final streams; the last one's logits are the session's */
+        for (int t = 0; t + 1 < k; t++) {
+            m->kern->rmsnorm(b.ls.xn, b.x + (size_t)t * c->dim, m->output_norm, c->dim, c->norm_eps);
+            model_matvec(m, logits + (size_t)(t0 + t) * c->vocab_size, &m->output, b.ls.xn, b.ls.xq);
+        }
+        memcpy(logits + (size_t)(t0 + k - 1) * c->vocab_size, doze_session_logits(s),
+               (size_t)c->vocab_size * sizeof(float));
+    }
+    free(b.block);
+    return DOZE_OK;
+}

@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "kernels.h"
+#include "sampler.h"
 
 typedef struct {
     float p;
@@ -97,9 +98,12 @@ static int by_prob_desc(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-int doze_sampler_sample(doze_sampler *s, const float *logits) {
+/* The sampler's distribution before the draw: softmax(logits / T) in
+ * s->probs and, when top-k or top-p cut it, the kept candidates sorted in
+ * s->candidates[0..*kept). Returns 1 when sorted (cut), 0 when the whole
+ * s->probs is the distribution. Not for greedy samplers. */
+static int sampler_prepare(doze_sampler *s, const float *logits, int *kept_out) {
     const int n = s->vocab_size;
-    if (s->params.temperature == 0.0f || s->params.top_k == 1) return argmax(logits, n);
     float inv_t = 1.0f / s->params.temperature;
     float max = logits[0] * inv_t;
     for (int i = 1; i < n; i++)
@@ -132,6 +136,15 @@ int doze_sampler_sample(doze_sampler *s, const float *logits) {
             }
         }
     }
+    *kept_out = kept;
+    return sorted;
+}
+
+int doze_sampler_sample(doze_sampler *s, const float *logits) {
+    const int n = s->vocab_size;
+    if (sampler_greedy(s)) return argmax(logits, n);
+    int kept = n;
+    const int sorted = sampler_prepare(s, logits, &kept);
     float u = rng_f32(&s->rng);
     if (!sorted) {
         float cdf = 0.0f;
@@ -149,4 +162,43 @@ int doze_sampler_sample(doze_sampler *s, const float *logits) {
         if (target < cdf) return s->candidates[i].id;
     }
     return s->candidates[kept - 1].id;
+}
+
+/* ---- for speculative sampling (sampler.h) ---------------------------------------- */
+
+int sampler_greedy(const doze_sampler *s) { return s->params.temperature == 0.0f || s->params.top_k == 1; }
+
+int sampler_argmax(const doze_sampler *s, const float *logits) { return argmax(logits, s->vocab_size); }
+
+void sampler_distribution(doze_sampler *s, const float *logits, float *dist) {
+    const int n = s->vocab_size;
+    if (sampler_greedy(s)) {
+        memset(dist, 0, (size_t)n * sizeof *dist);
+        dist[argmax(logits, n)] = 1.0f;
+        return;
+    }
+    int kept = n;
+    if (!sampler_prepare(s, logits, &kept)) {
+        memcpy(dist, s->probs, (size_t)n * sizeof *dist);
+        return;
+    }
+    float mass = 0.0f;
+    for (int i = 0; i < kept; i++) mass += s->candidates[i].p;
+    memset(dist, 0, (size_t)n * sizeof *dist);
+    for (int i = 0; i < kept; i++) dist[s->candidates[i].id] = s->candidates[i].p / mass;
+}
+
+float sampler_uniform(doze_sampler *s) { return rng_f32(&s->rng); }
+
+int sampler_draw(doze_sampler *s, const float *weights, float total) {
+    const int n = s->vocab_size;
+    float target = rng_f32(&s->rng) * total, cdf = 0.0f;
+    int last = 0;
+    for (int i = 0; i < n; i++) {
+        if (weights[i] <= 0.0f) continue;
+        cdf += weights[i];
+        last = i;
+        if (target < cdf) return i;
+    }
+    return last; /* rounding: the target above the summed weight */
 }

@@ -323,3 +323,32 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
     free(block);
     return DOZE_OK;
 }
+
+/* ---- speculation: rollback, and the verified logits --------------------------------- */
+
+doze_status doze_session_truncate(doze_session *s, int pos, doze_error *err) {
+    if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
+    if (pos < 0 || pos > s->pos)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
+                         pos, s->pos);
+    if (pos == s->pos) return DOZE_OK;
+    const doze_model *m = s->model;
+    const doze_model_info *c = &m->info;
+    /* the forgotten positions are marked invalid at every layer (their K/V
+     * rows stay as they were: no step reads a row it has not written) */
+    for (int l = 0; l < c->n_layers; l++)
+        memset(s->kv.valid + (size_t)l * c->context_length + pos, 0, (size_t)(c->context_length - pos));
+    s->pos = pos;
+    /* the last step belonged to a forgotten position */
+    memset(s->logits, 0, (size_t)c->vocab_size * sizeof(float));
+    memset(s->mk.layer_on, 1, (size_t)c->n_layers);
+    memset(s->mk.head_on, 1, (size_t)c->n_layers * (size_t)c->n_heads);
+    memset(s->mk.ffn_on, 1, (size_t)c->n_layers * (size_t)m->n_ffn_blocks);
+    s->compute = 1.0f;
+    if (pos == 0) s->lambda_adj = 0.0f; /* as doze_session_reset */
+    return DOZE_OK;
+}
+
+void session_set_logits(doze_session *s, const float *logits) {
+    memcpy(s->logits, logits, (size_t)s->model->info.vocab_size * sizeof(float));
+}

@@ -60,4 +60,16 @@ void batch_masks_carve(carver *c, const doze_model *m, int n, batch_masks *mk);
 doze_status check_tokens(const doze_model *m, const int32_t *tokens, int n, doze_error *err);
 doze_status check_mask(const doze_mask *mask, doze_error *err);
 
+/* ---- speculation ---- */
+
+/* Runs n tokens at the session's next positions densely (every unit, whatever
+ * the gates and budget), batched as a prefill, and writes every token's
+ * logits: logits(n, vocab_size), row t = the logits a dense step of token t
+ * would leave (the same bits). The session's logits are the last row's. */
+doze_status session_verify(doze_session *s, const int32_t *tokens, int n, float *logits, doze_error *err);
+
+/* Makes logits(vocab_size) the session's last-step logits (after a truncate,
+ * the verified logits of the position now last). */
+void session_set_logits(doze_session *s, const float *logits);
+
 #endif
