@@ -1,8 +1,8 @@
 /* Gate fine-tuning by backprop through the frozen transformer.
  *
- * The training forward runs B windows of T tokens layer by layer (the order
- * of forward_seq.c) and keeps its activations in one buffer carved into
- * named tensors. Per layer l and token n, the router scores (1 + n_heads +
+ * The training forward runs B windows of T tokens layer by layer, each
+ * layer the shared training block (block.c) with its gates, and keeps its
+ * activations in one buffer carved into named tensors. Per layer l and token n, the router scores (1 + n_heads +
  * n_blocks values: the layer and each head, z = R xn + bias from the normed
  * layer input; each FFN block, z = R_blk hn + bias from the FFN's normed
  * input after attention) become unit scores s = z - log(cost share) -
@@ -37,19 +37,18 @@
 #include "train.h"
 #include "train_acts.h"
 #include "train_ops.h"
+#include "block.h"
 
 typedef struct {
     block_acts b; /* the block's own activations */
     float *z, *gs, *g; /* (N, 1 + n_heads + NB) router scores, relaxed and hard gates */
-    float *a;          /* (N, dim) attention's update */
-    float *f;          /* (N, dim) the FFN's update */
     uint8_t *vis;      /* (N) positions visible at this layer */
 } layer_acts;
 
 typedef struct { /* f32 copies of the frozen weights: as stored (for the
                    backward) and transposed (for the forward) */
-    float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (n_heads, dim, head_dim) */
-    float *tq, *tk, *tv, *to, *t1, *t2, *t3; /* transposed; to: (n_heads, head_dim, dim) */
+    float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (dim, n_heads * head_dim) */
+    float *tq, *tk, *tv, *to, *t1, *t2, *t3; /* transposed */
 } layer_weights;
 
 struct doze_trainer {
@@ -64,7 +63,11 @@ struct doze_trainer {
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
     block_grads gr;
-    float *dA, *dlogits, *dz, *hbuf, *hbuf2, *dbuf, *att_scratch, *hgm, *zbuf;
+    float *dlogits, *dz, *att_scratch, *zbuf;
+    /* the pass under way, for the block's router hooks */
+    train_mode mode;
+    float tau, cgrad;
+    const uint8_t *vis_in;
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
@@ -90,7 +93,7 @@ doze_train_params doze_train_default_params(void) {
     p.dual_rate = 0.0f;
     p.tau_start = 1.0f;
     p.tau_end = 0.2f;
-    p.total_steps = 400; /* 200 until issue 8's FFN order: gates of both kinds keep improving to
+    p.total_steps = 400; /* 200 before the FFN channel order: gates of both kinds keep improving to
                             ~400 steps (stories260K, b = 0.7: heads + layers 7.06 -> 6.95,
                             + ordered FFN blocks 5.70 -> 5.55), little after (800: 6.82 / 5.53) */
     p.seed = 1;
@@ -135,8 +138,6 @@ static void layout(doze_trainer *t, carver *c) {
         a->z = carve(c, N * U);
         a->gs = carve(c, N * U);
         a->g = carve(c, N * U);
-        a->a = carve(c, N * D);
-        a->f = carve(c, N * D);
         a->vis = carve_bytes(c, N);
     }
     t->wcls = carve(c, V * D);
@@ -147,14 +148,9 @@ static void layout(doze_trainer *t, carver *c) {
     t->logits = carve(c, N * V);
     t->teacher = carve(c, N * V);
     carve_block_grads(c, &t->gr, &bs);
-    t->dA = carve(c, N * D);
     t->dlogits = carve(c, N * V);
     t->dz = carve(c, N * U);
-    t->hbuf = carve(c, N * (size_t)t->hd);
-    t->hbuf2 = carve(c, N * (size_t)t->hd);
-    t->dbuf = carve(c, N * D);
-    t->att_scratch = carve(c, ATTENTION_SCRATCH(t->T, t->hd));
-    t->hgm = carve(c, N * F);
+    t->att_scratch = carve(c, block_att_per_thread(t->T, t->hd));
     t->zbuf = carve(c, N * U);
     t->dR = carve(c, L * U * D);
     t->db = carve(c, L * U);
@@ -240,8 +236,8 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         widen(t->w[l].wq, &ly->wq);
         widen(t->w[l].wk, &ly->wk);
         widen(t->w[l].wv, &ly->wv);
-        for (int h = 0; h < t->H; h++)
-            widen(t->w[l].wo + (size_t)h * t->D * t->hd, &ly->wo_head[h]);
+        for (int h = 0; h < t->H; h++) /* Wo(D, Q) from its heads' column blocks */
+            widen_ld(t->w[l].wo + (size_t)h * t->hd, t->Q, &ly->wo_head[h]);
         widen(t->w[l].w1, &ly->w_gate);
         for (int j = 0; j < m->n_ffn_blocks; j++) /* W2(D, F) from its column blocks */
             widen_ld(t->w[l].w2 + (size_t)j * c->ffn_block, t->F, &ly->w_down_blk[j]);
@@ -254,8 +250,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         transpose(w->tq, w->wq, t->Q, t->D);
         transpose(w->tk, w->wk, t->KVD, t->D);
         transpose(w->tv, w->wv, t->KVD, t->D);
-        for (int h = 0; h < t->H; h++)
-            transpose(w->to + (size_t)h * t->hd * t->D, w->wo + (size_t)h * t->D * t->hd, t->D, t->hd);
+        transpose(w->to, w->wo, t->D, t->Q);
         transpose(w->t1, w->w1, t->F, t->D);
         transpose(w->t2, w->w2, t->D, t->F);
         transpose(w->t3, w->w3, t->F, t->D);
@@ -369,67 +364,86 @@ static void gates_forward(doze_trainer *t, int l, int u0, int u1, const float *i
 
 /* ---- forward ------------------------------------------------------------------------ */
 
+/* the block's router hooks: the pass under way is in t */
+static void decide_hook(void *ctx, int l, int u0, int u1, const float *in) {
+    doze_trainer *t = ctx;
+    gates_forward(t, l, u0, u1, in, t->mode, t->tau, t->vis_in);
+}
+
+static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, float cgrad);
+static void router_backward(doze_trainer *t, int l, int u0, int u1, const float *in, float *din);
+
+static void router_backward_hook(void *ctx, int l, int u0, int u1, const float *in, float *din) {
+    doze_trainer *t = ctx;
+    score_backward(t, l, u0, u1, t->tau, t->cgrad);
+    router_backward(t, l, u0, u1, in, din);
+}
+
+static block_shape shape_of(doze_trainer *t) {
+    const doze_model *m = t->m;
+    block_shape s;
+    memset(&s, 0, sizeof s);
+    s.T = t->T;
+    s.D = t->D;
+    s.F = t->F;
+    s.H = t->H;
+    s.KV = t->KV;
+    s.hd = t->hd;
+    s.rope_dim = m->info.rope_dim;
+    s.eps = m->info.norm_eps;
+    s.rope_cos = m->rope_cos;
+    s.rope_sin = m->rope_sin;
+    s.softmax = m->kern->softmax;
+    s.swiglu = m->kern->swiglu;
+    s.threads = 1;
+    s.att_scratch = t->att_scratch;
+    s.att_per_thread = block_att_per_thread(t->T, t->hd);
+    s.all_visible = NULL; /* always gated */
+    s.ffn_block = m->info.ffn_block;
+    return s;
+}
+
+static block_weights weights_of(const doze_trainer *t, int l) {
+    const layer_weights *lw = &t->w[l];
+    block_weights w;
+    w.attn_norm = t->m->layers[l].attn_norm;
+    w.ffn_norm = t->m->layers[l].ffn_norm;
+    w.wq = lw->wq, w.wk = lw->wk, w.wv = lw->wv, w.wo = lw->wo;
+    w.w1 = lw->w1, w.w2 = lw->w2, w.w3 = lw->w3;
+    w.tq = lw->tq, w.tk = lw->tk, w.tv = lw->tv, w.to = lw->to;
+    w.t1 = lw->t1, w.t2 = lw->t2, w.t3 = lw->t3;
+    return w;
+}
+
+static block_gating gating_of(doze_trainer *t, int l) {
+    block_gating g;
+    g.U = t->U;
+    g.NB = t->NB;
+    g.g = t->act[l].g;
+    g.dg = t->dz;
+    g.vis = t->act[l].vis;
+    g.decide = decide_hook;
+    g.router_backward = router_backward_hook;
+    g.ctx = t;
+    return g;
+}
+
 static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, float tau,
                     const uint8_t *vis_in) {
     const doze_model *m = t->m;
-    const doze_model_info *c = &m->info;
-    const int N = t->N, D = t->D, F = t->F, hd = t->hd;
+    const int N = t->N, D = t->D;
+    const block_shape s = shape_of(t);
+    t->mode = mode;
+    t->tau = tau;
+    t->vis_in = vis_in;
     float *x = t->x_final; /* the stream, carried from layer to layer */
     for (int n = 0; n < N; n++) model_embed(m, tokens[n], x + (size_t)n * D);
     for (int l = 0; l < t->L; l++) {
-        layer_acts *a = &t->act[l];
-        const layer_weights *w = &t->w[l];
-        const doze_layer *ly = &m->layers[l];
-        memcpy(a->b.x_in, x, (size_t)N * D * sizeof(float));
-        rmsnorm_forward(a->b.xn, a->b.rinv1, a->b.x_in, ly->attn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, 0, 1 + t->H, a->b.xn, mode, tau, vis_in); /* the layer and its heads */
-        matmul_forward_t(a->b.q, a->b.xn, w->tq, N, t->Q, D);
-        matmul_forward_t(a->b.k, a->b.xn, w->tk, N, t->KVD, D);
-        matmul_forward_t(a->b.v, a->b.xn, w->tv, N, t->KVD, D);
-        rope_forward(a->b.q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        rope_forward(a->b.k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        attention_forward(a->b.o, a->b.P, a->b.q, a->b.k, a->b.v, a->vis, t->B, t->T, t->H, t->KV, hd,
-                          m->kern->softmax, t->att_scratch);
-        /* a = sum_h g_h Wo_h o_h */
-        memset(a->a, 0, (size_t)N * D * sizeof(float));
-        for (int h = 0; h < t->H; h++) {
-            for (int n = 0; n < N; n++)
-                memcpy(t->hbuf + (size_t)n * hd, a->b.o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
-            matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h(N, D) */
-            for (int n = 0; n < N; n++) {
-                float gh = a->g[(size_t)n * t->U + 1 + h];
-                if (gh == 0.0f) continue;
-                float *an = a->a + (size_t)n * D;
-                const float *cn = t->dbuf + (size_t)n * D;
-                for (int i = 0; i < D; i++) an[i] += gh * cn[i];
-            }
-        }
-        for (size_t i = 0; i < (size_t)N * D; i++) a->b.xmid[i] = a->b.x_in[i] + a->a[i];
-        rmsnorm_forward(a->b.hn, a->b.rinv2, a->b.xmid, ly->ffn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, 1 + t->H, t->U, a->b.hn, mode, tau, vis_in); /* its FFN blocks */
-        matmul_forward_t(a->b.h1, a->b.hn, w->t1, N, F, D);
-        matmul_forward_t(a->b.h3, a->b.hn, w->t3, N, F, D);
-        swiglu_forward(a->b.hg, a->b.h1, a->b.h3, N, F, m->kern->swiglu);
-        const float *hg = a->b.hg;
-        if (t->NB) { /* f = sum_j g_j W_down_j hg_j = W_down (hg * g_block(channel)) */
-            for (int n = 0; n < N; n++) {
-                const float *gb = a->g + (size_t)n * t->U + 1 + t->H;
-                const float *src = a->b.hg + (size_t)n * F;
-                float *dst = t->hgm + (size_t)n * F;
-                for (int i = 0; i < F; i++) dst[i] = gb[i / c->ffn_block] * src[i];
-            }
-            hg = t->hgm;
-        }
-        matmul_forward_t(a->f, hg, w->t2, N, D, F);
-        for (int n = 0; n < N; n++) {
-            float g0 = a->g[(size_t)n * t->U];
-            for (int i = 0; i < D; i++) {
-                size_t j = (size_t)n * D + i;
-                x[j] = a->b.x_in[j] + g0 * (a->a[j] + a->f[j]);
-            }
-        }
+        const block_weights w = weights_of(t, l);
+        const block_gating g = gating_of(t, l);
+        block_forward(&s, &w, &t->act[l].b, &g, l, x, &t->gr, t->B);
     }
-    rmsnorm_forward(t->xf, t->rinvf, x, m->output_norm, N, D, c->norm_eps);
+    rmsnorm_forward(t->xf, t->rinvf, x, m->output_norm, N, D, m->info.norm_eps);
     matmul_forward_t(t->logits, t->xf, t->tcls, N, t->V, D);
 }
 
@@ -541,9 +555,10 @@ static void router_backward(doze_trainer *t, int l, int u0, int u1, const float 
 
 static void backward(doze_trainer *t, float tau, double expected) {
     const doze_model *m = t->m;
-    const doze_model_info *c = &m->info;
-    const int N = t->N, D = t->D, F = t->F, hd = t->hd, U = t->U;
-    const float cgrad = (2.0f * t->p.compute_weight * (float)(expected - t->p.budget) + t->dual) / (float)N;
+    const int N = t->N, D = t->D, U = t->U;
+    const block_shape s = shape_of(t);
+    t->tau = tau;
+    t->cgrad = (2.0f * t->p.compute_weight * (float)(expected - t->p.budget) + t->dual) / (float)N;
     memset(t->dR, 0, (size_t)t->L * U * D * sizeof(float));
     memset(t->db, 0, (size_t)t->L * U * sizeof(float));
     memset(t->gr.dx, 0, (size_t)N * D * sizeof(float));
@@ -551,89 +566,9 @@ static void backward(doze_trainer *t, float tau, double expected) {
     matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
     rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
     for (int l = t->L - 1; l >= 0; l--) {
-        layer_acts *a = &t->act[l];
-        const layer_weights *w = &t->w[l];
-        const doze_layer *ly = &m->layers[l];
-        memset(t->dz, 0, (size_t)N * U * sizeof(float));
-        /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
-        for (int n = 0; n < N; n++) {
-            float g0 = a->g[(size_t)n * U];
-            const float *dxn = t->gr.dx + (size_t)n * D;
-            float s = 0;
-            for (int i = 0; i < D; i++) {
-                size_t j = (size_t)n * D + i;
-                s += dxn[i] * (a->a[j] + a->f[j]);
-                t->dA[j] = g0 * dxn[i]; /* du, for now */
-            }
-            t->dz[(size_t)n * U] = s;
-        }
-        /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
-        memset(t->gr.dhg, 0, (size_t)N * F * sizeof(float));
-        matmul_backward(t->gr.dhg, t->dA, w->w2, N, D, F); /* W_down^T df */
-        if (t->NB) { /* dg_j = df . (W_down_j hg_j); dhg = g_j W_down_j^T df */
-            for (int n = 0; n < N; n++) {
-                const float *gb = a->g + (size_t)n * U + 1 + t->H;
-                float *dzb = t->dz + (size_t)n * U + 1 + t->H;
-                const float *hgn = a->b.hg + (size_t)n * F;
-                float *dh = t->gr.dhg + (size_t)n * F;
-                for (int j = 0; j < t->NB; j++) {
-                    const int i0 = j * c->ffn_block, i1 = i0 + ffn_block_width(F, c->ffn_block, j);
-                    float sg = 0;
-                    for (int i = i0; i < i1; i++) sg += hgn[i] * dh[i];
-                    dzb[j] = sg;
-                    for (int i = i0; i < i1; i++) dh[i] *= gb[j];
-                }
-            }
-        }
-        swiglu_backward(t->gr.dh1, t->gr.dh3, t->gr.dhg, a->b.h1, a->b.h3, N, F);
-        memset(t->gr.dhn, 0, (size_t)N * D * sizeof(float));
-        matmul_backward(t->gr.dhn, t->gr.dh1, w->w1, N, F, D);
-        matmul_backward(t->gr.dhn, t->gr.dh3, w->w3, N, F, D);
-        /* the FFN blocks' gates read hn: their scores' gradient, their router rows' */
-        score_backward(t, l, 1 + t->H, U, tau, cgrad);
-        router_backward(t, l, 1 + t->H, U, a->b.hn, t->gr.dhn);
-        memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
-        rmsnorm_backward(t->gr.dtmp, t->gr.dhn, a->b.xmid, a->b.rinv2, ly->ffn_norm, N, D); /* dm */
-        for (size_t j = 0; j < (size_t)N * D; j++) {
-            t->dA[j] += t->gr.dtmp[j]; /* dA = du + dm */
-            t->gr.dx[j] += t->gr.dtmp[j]; /* x_mid = x_in + a */
-        }
-        /* a = sum_h g_h Wo_h o_h */
-        memset(t->gr.dq, 0, (size_t)N * t->Q * sizeof(float));
-        memset(t->gr.dk, 0, (size_t)N * t->KVD * sizeof(float));
-        memset(t->gr.dv, 0, (size_t)N * t->KVD * sizeof(float));
-        for (int h = 0; h < t->H; h++) {
-            const float *wo = w->wo + (size_t)h * D * hd;
-            for (int n = 0; n < N; n++)
-                memcpy(t->hbuf + (size_t)n * hd, a->b.o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
-            matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h, recomputed */
-            for (int n = 0; n < N; n++) {
-                const float *dAn = t->dA + (size_t)n * D, *cn = t->dbuf + (size_t)n * D;
-                float s = 0;
-                for (int i = 0; i < D; i++) s += dAn[i] * cn[i];
-                t->dz[(size_t)n * U + 1 + h] = s;
-                float gh = a->g[(size_t)n * U + 1 + h];
-                float *dc = t->dbuf + (size_t)n * D; /* dc_h = g_h dA */
-                for (int i = 0; i < D; i++) dc[i] = gh * dAn[i];
-            }
-            memset(t->hbuf2, 0, (size_t)N * hd * sizeof(float));
-            matmul_backward(t->hbuf2, t->dbuf, wo, N, D, hd); /* do_h(N, hd) */
-            for (int n = 0; n < N; n++)
-                memcpy(t->gr.dO + (size_t)n * t->Q + (size_t)h * hd, t->hbuf2 + (size_t)n * hd,
-                       (size_t)hd * sizeof(float));
-        }
-        attention_backward(t->gr.dq, t->gr.dk, t->gr.dv, t->gr.dO, a->b.P, a->b.q, a->b.k, a->b.v, t->B, t->T, t->H,
-                           t->KV, hd, t->att_scratch);
-        rope_backward(t->gr.dq, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        rope_backward(t->gr.dk, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        memset(t->gr.dxn, 0, (size_t)N * D * sizeof(float));
-        matmul_backward(t->gr.dxn, t->gr.dq, w->wq, N, t->Q, D);
-        matmul_backward(t->gr.dxn, t->gr.dk, w->wk, N, t->KVD, D);
-        matmul_backward(t->gr.dxn, t->gr.dv, w->wv, N, t->KVD, D);
-        /* the layer's and the heads' gates read xn */
-        score_backward(t, l, 0, 1 + t->H, tau, cgrad);
-        router_backward(t, l, 0, 1 + t->H, a->b.xn, t->gr.dxn);
-        rmsnorm_backward(t->gr.dx, t->gr.dxn, a->b.x_in, a->b.rinv1, ly->attn_norm, N, D);
+        const block_weights w = weights_of(t, l);
+        const block_gating g = gating_of(t, l);
+        block_backward(&s, &w, &t->act[l].b, &g, l, &t->gr, NULL, t->B);
     }
 }
 
