@@ -129,7 +129,7 @@ doze_model *cli_load_model(const char *path, const doze_model_params *p) {
 /* options take a value unless they are known flags */
 static int is_flag(const char *a) {
     static const char *const flags[] = {"--no-stop", "--no-bos", "--json", "--help", "--skip-table", "--quiet",
-                                         "--no-ffn-gates", NULL};
+                                         "--no-ffn-gates", "--joint", NULL};
     for (int i = 0; flags[i]; i++)
         if (strcmp(a, flags[i]) == 0) return 1;
     return 0;

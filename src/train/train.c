@@ -38,6 +38,7 @@
 #include "train_acts.h"
 #include "train_ops.h"
 #include "block.h"
+#include "train_joint.h"
 
 typedef struct {
     block_acts b; /* the block's own activations */
@@ -68,6 +69,11 @@ struct doze_trainer {
     train_mode mode;
     float tau, cgrad;
     const uint8_t *vis_in;
+    /* joint training: the weights that learn (NULL: gates only); teaching:
+     * the pass under way is the dense teacher's (the model's own weights) */
+    joint_weights *jw;
+    int teaching;
+    const int32_t *tokens; /* of the pass under way */
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
@@ -77,6 +83,12 @@ struct doze_trainer {
     float *ffn_c, *log_ffn_c, *blk_frac, *log_blk_frac;
     float log_lambda0;
     float dual; /* Lagrange multiplier of E[compute] = budget */
+    /* a budget range: each window its own budget (or dense), its log lambda,
+     * its expected compute and the compute term's gradient per token */
+    int ranged;
+    float *win_b, *win_ll, *win_e, *win_cg;
+    uint8_t *win_dense;
+    double penalty; /* the compute term of the last loss */
     uint64_t rng;
     int step;
     void *mem; /* everything above that is a float/byte buffer lives here */
@@ -98,11 +110,21 @@ doze_train_params doze_train_default_params(void) {
                             + ordered FFN blocks 5.70 -> 5.55), little after (800: 6.82 / 5.53) */
     p.seed = 1;
     p.ffn_gates = 1;
+    p.joint = 0;
+    p.task_loss = DOZE_LOSS_KL;
+    p.weight_lr = 5e-4f;
+    p.weight_clip = 1.0f;
+    p.weight_lr_min = 0.0f;
+    p.weight_warmup = 0;
+    p.budget_lo = 0.0f;
+    p.budget_hi = 0.0f;
+    p.dense_fraction = 0.2f;
     return p;
 }
 
 void doze_trainer_free(doze_trainer *t) {
     if (!t) return;
+    joint_weights_free(t->jw);
     free(t->mem);
     free(t->w);
     free(t->act);
@@ -167,6 +189,11 @@ static void layout(doze_trainer *t, carver *c) {
     t->log_ffn_c = carve(c, (size_t)t->T);
     t->blk_frac = carve(c, (size_t)t->NB + 1);
     t->log_blk_frac = carve(c, (size_t)t->NB + 1);
+    t->win_b = carve(c, (size_t)t->B);
+    t->win_ll = carve(c, (size_t)t->B);
+    t->win_e = carve(c, (size_t)t->B);
+    t->win_cg = carve(c, (size_t)t->B);
+    t->win_dense = carve_bytes(c, (size_t)t->B);
 }
 
 /* wt(cols, rows) = w(rows, cols)^T */
@@ -194,10 +221,17 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     if (!(prm.budget > 0.0f && prm.budget <= 1.0f) || prm.context < 2 || prm.context > 4096 ||
         prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
         !(prm.tau_start > 0.0f) || !(prm.tau_end > 0.0f) || prm.total_steps < 1 ||
-        !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f))
+        !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f) ||
+        (prm.task_loss != DOZE_LOSS_KL && prm.task_loss != DOZE_LOSS_CE) ||
+        (prm.joint && (!(prm.weight_lr > 0.0f) || !(prm.weight_clip >= 0.0f) ||
+                       !(prm.weight_lr_min >= 0.0f) || prm.weight_warmup < 0)) ||
+        (prm.budget_lo != 0.0f && !(prm.budget_lo > 0.0f && prm.budget_lo <= prm.budget_hi &&
+                                    prm.budget_hi <= 1.0f && prm.dense_fraction >= 0.0f &&
+                                    prm.dense_fraction < 1.0f)))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "train params out of range (budget %g in (0,1], context %d in [2, min(4096, %d)], "
-                         "batch %d in [1, 1024], lr, tau > 0)",
+                         "batch %d in [1, 1024], lr, tau > 0, loss KL or CE, budget range "
+                         "0 < lo <= hi <= 1, dense fraction in [0, 1))",
                          (double)prm.budget, prm.context, c->context_length, prm.batch);
     doze_trainer *t = calloc(1, sizeof *t);
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
@@ -274,6 +308,18 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         t->log_blk_frac[j] = (float)log(cost_block(&cm, j) / cm.ffn);
     }
     t->log_lambda0 = gates_log_lambda(g, prm.budget);
+    t->ranged = prm.budget_lo > 0.0f;
+    for (int w = 0; w < t->B && t->ranged; w++) { /* until a step draws them */
+        t->win_b[w] = 0.5f * (prm.budget_lo + prm.budget_hi);
+        t->win_ll[w] = gates_log_lambda(g, t->win_b[w]);
+    }
+    if (prm.joint) {
+        doze_status st = joint_weights_new(m, &t->jw, err);
+        if (st != DOZE_OK) {
+            doze_trainer_free(t);
+            return st;
+        }
+    }
     *out = t;
     return DOZE_OK;
 }
@@ -297,10 +343,24 @@ void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, u
         }
 }
 float *trainer_grad_bias(doze_trainer *t) { return t->db; }
+joint_weights *trainer_joint(doze_trainer *t) { return t->jw; }
+
+doze_status trainer_write_model(const doze_trainer *t, const void *file, size_t n,
+                                int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                                doze_error *err) {
+    if (!t->jw) return doze_fail(err, DOZE_ERR_STATE, "only joint training changes the model");
+    return joint_write(t->jw, file, n, fn, ctx, err);
+}
 
 /* ---- gates -------------------------------------------------------------------------- */
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + doze_expf(-x)); }
+
+/* in (0, 1) */
+static double uniform(uint64_t *s) {
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    return ((double)((*s * 0x2545F4914F6CDD1Dull) >> 11) + 0.5) / 9007199254740992.0;
+}
 
 static float logistic_noise(uint64_t *s) {
     *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
@@ -308,8 +368,16 @@ static float logistic_noise(uint64_t *s) {
     return (float)(log(u) - log1p(-u));
 }
 
-static int is_protected(const doze_trainer *t, int l, int u, int pos) {
-    return pos < t->g->params.protect_tokens || (u == 0 && l < t->g->params.protect_layers);
+/* a unit always on at token n: protected by the gates' params, or its window is dense */
+static int is_protected(const doze_trainer *t, int l, int u, int n) {
+    int pos = n % t->T;
+    return pos < t->g->params.protect_tokens || (u == 0 && l < t->g->params.protect_layers) ||
+           (t->ranged && t->win_dense[n / t->T]);
+}
+
+/* the threshold offset log lambda of token n's budget */
+static float log_lambda_of(const doze_trainer *t, int n) {
+    return t->ranged ? t->win_ll[n / t->T] : t->log_lambda0;
 }
 
 /* log of unit u's share of the dense compute at position pos */
@@ -342,11 +410,11 @@ static void gates_forward(doze_trainer *t, int l, int u0, int u1, const float *i
         float *z = a->z + (size_t)n * t->U, *gs = a->gs + (size_t)n * t->U, *g = a->g + (size_t)n * t->U;
         for (int u = u0; u < u1; u++) {
             z[u] = t->zbuf[(size_t)n * k + (u - u0)] + bias[u];
-            if (mode == TRAIN_DENSE || is_protected(t, l, u, pos)) {
+            if (mode == TRAIN_DENSE || is_protected(t, l, u, n)) {
                 gs[u] = g[u] = 1.0f;
                 continue;
             }
-            float s = z[u] - unit_log_share(t, u, pos) - t->log_lambda0;
+            float s = z[u] - unit_log_share(t, u, pos) - log_lambda_of(t, n);
             if (mode == TRAIN_HARD || mode == TRAIN_DECIDE) {
                 float noisy = mode == TRAIN_HARD ? s + logistic_noise(&t->rng) : s;
                 gs[u] = sigmoidf(noisy / tau);
@@ -404,6 +472,7 @@ static block_shape shape_of(doze_trainer *t) {
 }
 
 static block_weights weights_of(const doze_trainer *t, int l) {
+    if (t->jw && !t->teaching) return joint_block(t->jw, l);
     const layer_weights *lw = &t->w[l];
     block_weights w;
     w.attn_norm = t->m->layers[l].attn_norm;
@@ -436,15 +505,22 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
     t->mode = mode;
     t->tau = tau;
     t->vis_in = vis_in;
+    t->tokens = tokens;
+    const int learned = t->jw && !t->teaching;
     float *x = t->x_final; /* the stream, carried from layer to layer */
-    for (int n = 0; n < N; n++) model_embed(m, tokens[n], x + (size_t)n * D);
+    for (int n = 0; n < N; n++)
+        if (learned)
+            memcpy(x + (size_t)n * D, joint_embedding(t->jw) + (size_t)tokens[n] * D, (size_t)D * sizeof(float));
+        else
+            model_embed(m, tokens[n], x + (size_t)n * D);
     for (int l = 0; l < t->L; l++) {
         const block_weights w = weights_of(t, l);
         const block_gating g = gating_of(t, l);
         block_forward(&s, &w, &t->act[l].b, &g, l, x, &t->gr, t->B);
     }
-    rmsnorm_forward(t->xf, t->rinvf, x, m->output_norm, N, D, m->info.norm_eps);
-    matmul_forward_t(t->logits, t->xf, t->tcls, N, t->V, D);
+    rmsnorm_forward(t->xf, t->rinvf, x, learned ? joint_output_norm(t->jw) : m->output_norm, N, D,
+                    m->info.norm_eps);
+    matmul_forward_t(t->logits, t->xf, learned ? joint_classifier_t(t->jw) : t->tcls, N, t->V, D);
 }
 
 doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_error *err) {
@@ -452,7 +528,9 @@ doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_err
         if (tokens[n] < 0 || tokens[n] >= t->V)
             return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
                              tokens[n], t->V);
+    t->teaching = 1; /* the model's own weights, dense */
     forward(t, tokens, TRAIN_DENSE, 1.0f, NULL);
+    t->teaching = 0;
     softmax_rows(t->teacher, t->logits, t->N, t->V, t->m->kern->softmax);
     return DOZE_OK;
 }
@@ -473,21 +551,44 @@ static double kl_loss(doze_trainer *t) {
     return kl / N;
 }
 
+/* cross-entropy of each window's next tokens (the last position of a
+ * window has none: it does not count), mean per counted token;
+ * dlogits = (softmax - onehot) / count */
+static double ce_loss(doze_trainer *t) {
+    const int N = t->N, V = t->V, T = t->T;
+    const int count = t->B * (T - 1);
+    softmax_rows(t->dlogits, t->logits, N, V, t->m->kern->softmax);
+    double ce = 0;
+    for (int n = 0; n < N; n++) {
+        float *q = t->dlogits + (size_t)n * V;
+        if (n % T == T - 1) {
+            memset(q, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const int y = t->tokens[n + 1];
+        ce -= log((double)q[y] + 1e-30);
+        q[y] -= 1.0f;
+        for (int v = 0; v < V; v++) q[v] /= (float)count;
+    }
+    return ce / count;
+}
+
 /* relaxed probability of a unit: pi = sigmoid(s / tau) (1 when protected) */
 static float unit_prob(const doze_trainer *t, int l, int n, int u, float tau) {
     int pos = n % t->T;
-    if (is_protected(t, l, u, pos)) return 1.0f;
+    if (is_protected(t, l, u, n)) return 1.0f;
     float z = t->act[l].z[(size_t)n * t->U + u];
-    float s = z - unit_log_share(t, u, pos) - t->log_lambda0;
+    float s = z - unit_log_share(t, u, pos) - log_lambda_of(t, n);
     return sigmoidf(s / tau);
 }
 
 /* expected compute under pi, the hard compute under g; with want_grad adds
  * d(mu (E - b)^2)/dz into t->dz layer by layer (called per layer below) */
 static void compute_terms(doze_trainer *t, float tau, double *expected, double *achieved) {
-    double e = 0, h = 0;
+    double e = 0, h = 0, ew = 0;
     for (int n = 0; n < t->N; n++) {
         int pos = n % t->T;
+        double e0 = e;
         e += t->router_c[pos];
         h += t->router_c[pos];
         for (int l = 0; l < t->L; l++) {
@@ -500,6 +601,11 @@ static void compute_terms(doze_trainer *t, float tau, double *expected, double *
             }
             e += pl * (t->fixed_c[pos] + units_p);
             h += (g[0] > 0.5f) * (t->fixed_c[pos] + units_g);
+        }
+        ew += e - e0; /* each window's mean, for a budget range */
+        if (pos == t->T - 1) {
+            t->win_e[n / t->T] = (float)(ew / t->T);
+            ew = 0;
         }
     }
     *expected = e / t->N;
@@ -522,10 +628,11 @@ static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, fl
         if (u0 == 0)
             for (int u = 1; u < U; u++) units_p += unit_cost(t, u, pos) * unit_prob(t, l, n, u, tau);
         for (int u = u0; u < u1; u++) {
-            if (is_protected(t, l, u, pos)) {
+            if (is_protected(t, l, u, n)) {
                 dz[u] = 0.0f;
                 continue;
             }
+            if (t->ranged) cgrad = t->win_cg[n / t->T];
             float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
             float pi = unit_prob(t, l, n, u, tau);
             float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + units_p) : cgrad * pl * unit_cost(t, u, pos);
@@ -563,12 +670,34 @@ static void backward(doze_trainer *t, float tau, double expected) {
     memset(t->db, 0, (size_t)t->L * U * sizeof(float));
     memset(t->gr.dx, 0, (size_t)N * D * sizeof(float));
     memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
-    matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
-    rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
+    joint_weights *jw = t->jw;
+    if (!jw) {
+        matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
+        rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
+        for (int l = t->L - 1; l >= 0; l--) {
+            const block_weights w = weights_of(t, l);
+            const block_gating g = gating_of(t, l);
+            block_backward(&s, &w, &t->act[l].b, &g, l, &t->gr, NULL, t->B);
+        }
+        return;
+    }
+    /* joint: the weights' gradients too, the same path in reverse */
+    memset(joint_grads(jw), 0, joint_n_params(jw) * sizeof(float));
+    matmul_backward(t->gr.dtmp, t->dlogits, joint_classifier(jw), N, t->V, D); /* dxf */
+    matmul_backward_weights(joint_classifier_grad(jw), t->dlogits, t->xf, N, t->V, D, 1);
+    rmsnorm_backward_weights(joint_output_norm_grad(jw), t->gr.dtmp, t->x_final, t->rinvf, N, D);
+    rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, joint_output_norm(jw), N, D);
     for (int l = t->L - 1; l >= 0; l--) {
-        const block_weights w = weights_of(t, l);
+        const block_weights w = joint_block(jw, l);
+        block_weight_grads dw = joint_block_grads(jw, l);
         const block_gating g = gating_of(t, l);
-        block_backward(&s, &w, &t->act[l].b, &g, l, &t->gr, NULL, t->B);
+        block_backward(&s, &w, &t->act[l].b, &g, l, &t->gr, &dw, t->B);
+    }
+    float *ge = joint_embedding_grad(jw); /* embedding rows, in token order */
+    for (int n = 0; n < N; n++) {
+        float *gr = ge + (size_t)t->tokens[n] * D;
+        const float *d = t->gr.dx + (size_t)n * D;
+        for (int i = 0; i < D; i++) gr[i] += d[i];
     }
 }
 
@@ -580,14 +709,39 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
             return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
                              tokens[n], t->V);
     forward(t, tokens, mode, tau, vis_in);
-    double kl = kl_loss(t), expected, achieved;
+    double kl = t->p.task_loss == DOZE_LOSS_CE ? ce_loss(t) : kl_loss(t), expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
     double d = expected - t->p.budget;
-    *loss = kl + t->p.compute_weight * d * d + t->dual * d;
+    if (!t->ranged) {
+        *loss = kl + t->p.compute_weight * d * d + t->dual * d;
+    } else { /* mu * mean over the gated windows of (E_w - b_w)^2 */
+        int active = 0;
+        for (int w = 0; w < t->B; w++) active += !t->win_dense[w];
+        double pen = 0;
+        for (int w = 0; w < t->B; w++) {
+            double dw = t->win_dense[w] ? 0.0 : (double)t->win_e[w] - t->win_b[w];
+            pen += dw * dw;
+            t->win_cg[w] = active ? (float)(2.0 * t->p.compute_weight * dw / ((double)active * t->T)) : 0.0f;
+        }
+        t->penalty = active ? t->p.compute_weight * pen / active : 0.0;
+        *loss = kl + t->penalty;
+    }
     if (vis_out)
         for (int l = 0; l < t->L; l++) memcpy(vis_out + (size_t)l * t->N, t->act[l].vis, (size_t)t->N);
     if (want_grad) backward(t, tau, expected);
     return DOZE_OK;
+}
+
+/* the weights' learning rate at step (from 0): linear warm-up, then constant
+ * or a cosine down to weight_lr_min */
+static float weight_lr_at(const doze_train_params *p, int step) {
+    if (step < p->weight_warmup) return p->weight_lr * (float)(step + 1) / (float)p->weight_warmup;
+    if (!(p->weight_lr_min > 0.0f)) return p->weight_lr;
+    int span = p->total_steps - p->weight_warmup;
+    double prog = span > 1 ? (double)(step - p->weight_warmup) / (double)(span - 1) : 1.0;
+    if (prog > 1.0) prog = 1.0;
+    return (float)(p->weight_lr_min + 0.5 * (p->weight_lr - p->weight_lr_min) *
+                                          (1.0 + cos(3.14159265358979323846 * prog)));
 }
 
 /* ---- the step ---------------------------------------------------------------------------- */
@@ -595,22 +749,32 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
 doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train_stats *stats,
                               doze_error *err) {
     if (!t || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no trainer or tokens");
-    doze_status st = trainer_set_teacher(t, tokens, err);
+    doze_status st = t->p.task_loss == DOZE_LOSS_KL ? trainer_set_teacher(t, tokens, err) : DOZE_OK;
     if (st != DOZE_OK) return st;
     float frac = t->p.total_steps > 1 ? (float)t->step / (float)(t->p.total_steps - 1) : 1.0f;
     if (frac > 1.0f) frac = 1.0f;
     float tau = t->p.tau_start * powf(t->p.tau_end / t->p.tau_start, frac); /* geometric anneal */
+    if (t->ranged) /* each window its budget, drawn from the range, or dense */
+        for (int w = 0; w < t->B; w++) {
+            t->win_dense[w] = uniform(&t->rng) < t->p.dense_fraction;
+            t->win_b[w] = t->win_dense[w] ? 1.0f
+                          : t->p.budget_lo + (t->p.budget_hi - t->p.budget_lo) * (float)uniform(&t->rng);
+            t->win_ll[w] = gates_log_lambda(t->g, t->win_b[w]);
+        }
     double loss;
     st = trainer_loss_grad(t, tokens, TRAIN_HARD, tau, NULL, NULL, 1, &loss, err);
     if (st != DOZE_OK) return st;
     double kl = 0, expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
-    kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget) -
-         t->dual * (expected - t->p.budget);
+    if (t->ranged)
+        kl = loss - t->penalty;
+    else
+        kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget) -
+             t->dual * (expected - t->p.budget);
     /* dual ascent on the compute constraint: the multiplier grows while the
      * expected compute stays above the budget (and shrinks below it), so the
      * run ends at the budget instead of leaving it to the retune */
-    t->dual += t->p.dual_rate * (float)(expected - t->p.budget);
+    if (!t->ranged) t->dual += t->p.dual_rate * (float)(expected - t->p.budget);
     /* AdamW on router weights and biases */
     t->step++;
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -628,6 +792,12 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
         t->mb[i] = b1 * t->mb[i] + (1 - b1) * g;
         t->vb[i] = b2 * t->vb[i] + (1 - b2) * g * g;
         t->g->bias[i] -= t->p.lr * (t->mb[i] / c1) / (sqrtf(t->vb[i] / c2) + eps);
+    }
+    if (t->jw) { /* the weights: Adam, their gradient clipped */
+        double norm = joint_adam_step(t->jw, weight_lr_at(&t->p, t->step - 1), 0.0f, t->p.weight_clip,
+                                      t->step);
+        if (!isfinite(norm))
+            return doze_fail(err, DOZE_ERR_STATE, "the weights' gradient is not finite (step %d)", t->step);
     }
     strcpy(t->g->kind, "trained");
     if (stats) {
