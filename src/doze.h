@@ -104,6 +104,12 @@ typedef struct {
     uint32_t ffn_order;          /* issue 8: 0, or the doze.ffn_order key of a file whose
                                     FFN channels doze_ffn_order_write reordered (a hash of
                                     the order; gate files are bound to it) */
+    /* the architecture's switches (src/runtime/arch.c) */
+    int rope_neox;               /* 1: RoPE pairs (i, i + rope_dim/2) (qwen2, qwen3); 0: (2i, 2i+1) */
+    int qkv_bias;                /* 1: Q, K and V projections add a bias */
+    int qk_norm;                 /* 1: per-head RMSNorm of q and k before RoPE */
+    float rope_scale;            /* linear RoPE scaling: positions divided by it (1: none) */
+    int rope_freq_factors;       /* 1: rope_freqs.weight divides each pair's frequency (Llama 3.1+) */
 } doze_model_info;
 
 /* Streaming load: feed the GGUF file in order, in chunks of any size
@@ -150,13 +156,13 @@ doze_status doze_session_step(doze_session *s, int token, doze_error *err);
 /* (vocab_size) logits of the last step. */
 const float *doze_session_logits(const doze_session *s);
 
-/* ---- issue 9: batched prefill ---- */
-/* Runs n tokens at the next n positions together (matrix-matrix products),
- * dense (every gate on, gates and budget not consulted), writing the KV
- * cache exactly as n doze_session_step calls with all gates on would; the
- * last token's logits become available. */
+/* Runs n tokens at the next n positions together (matrix-matrix products:
+ * each tile of weights is read once for all of them), exactly as n
+ * doze_session_step calls would with every gate on; the last token's
+ * logits, mask and compute become available. Under a budget with gates, the
+ * gates decide per token as a step would, at the price of compute the batch
+ * starts with (the budget's feedback then follows token by token). */
 doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, doze_error *err);
-/* ---- end of issue 9 block ---- */
 
 /* ---- skipping: masks, budget, gates ------------------------------------------------ */
 
@@ -179,14 +185,20 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
 int doze_model_ffn_block(const doze_model *m);
 int doze_model_ffn_blocks(const doze_model *m);
 
-/* Runs one token with exactly these gates (NULL head_on: every head of a
- * running layer). The forced-mask API, for analysis and tests. */
-doze_status doze_session_step_masked(doze_session *s, int token, const uint8_t *layer_on,
-                                     const uint8_t *head_on, doze_error *err);
-/* The same with FFN blocks: ffn_on (n_layers, n_blocks) (NULL: every block of
- * a running layer). */
-doze_status doze_session_step_masked3(doze_session *s, int token, const uint8_t *layer_on,
-                                      const uint8_t *head_on, const uint8_t *ffn_on, doze_error *err);
+/* A mask: which units run for a token, or for each of T tokens (the arrays
+ * then hold T of these rows one after the other). A nonzero byte runs. */
+typedef struct {
+    const uint8_t *layers; /* (n_layers); required */
+    const uint8_t *heads;  /* (n_layers, n_heads); NULL: every head of a running layer */
+    const uint8_t *ffn;    /* (n_layers, n_blocks); NULL: every FFN block of a running layer */
+} doze_mask;
+
+/* Runs one token with exactly this mask (the forced-mask API, for analysis
+ * and tests). */
+doze_status doze_session_step_masked(doze_session *s, int token, const doze_mask *mask, doze_error *err);
+/* A batched prefill of n tokens under their masks (rows of n tokens). */
+doze_status doze_session_prefill_masked(doze_session *s, const int32_t *tokens, int n, const doze_mask *mask,
+                                        doze_error *err);
 /* The mask the last step used: (n_layers), (n_layers, n_heads) and
  * (n_layers, n_blocks) (all 0 for a skipped layer). */
 const uint8_t *doze_session_layer_mask(const doze_session *s);
@@ -269,17 +281,12 @@ doze_status doze_ffn_order_check(const void *file, size_t n, int n_layers, int h
  * g must outlive the session's use of it. */
 doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_error *err);
 
-/* The whole-sequence forward (layer by layer over all T tokens, as training
- * runs it) under per-token masks: layer_on (T, n_layers), head_on (T,
- * n_layers, n_heads) (NULL: all on). Writes logits (T, vocab_size). It must
- * reproduce the token-by-token forward with a KV cache under the same masks. */
-doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T,
-                                  const uint8_t *layer_on, const uint8_t *head_on, float *logits,
-                                  doze_error *err);
-/* The same with FFN blocks: ffn_on (T, n_layers, n_blocks) (NULL: all on). */
-doze_status doze_sequence_forward3(doze_model *m, const int32_t *tokens, int T,
-                                   const uint8_t *layer_on, const uint8_t *head_on,
-                                   const uint8_t *ffn_on, float *logits, doze_error *err);
+/* The whole-sequence forward (layer by layer over the T tokens, the order
+ * training runs) under per-token masks (rows of T tokens; NULL: dense).
+ * Writes logits (T, vocab_size): the bits of the token-by-token forward with
+ * a KV cache under the same masks. */
+doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T, const doze_mask *mask,
+                                  float *logits, doze_error *err);
 
 /* ---- gate fine-tuning by backprop ----------------------------------------------------
  * The base weights stay frozen; only the routers learn. Hard decisions in the

@@ -1129,11 +1129,11 @@ export class Session {
     return !this.#model._needsGates(budget);
   }
 
-  #step(token, layers = 0, heads = 0, ffn = 0) {
+  #step(token, mask = 0) {
     const rt = this.#model._rt;
     const s = this.#alive();
     const t0 = now();
-    if (layers) rt.check(rt.x.doze_session_step_masked3(s, token, layers, heads, ffn, rt.err));
+    if (mask) rt.check(rt.x.doze_session_step_masked(s, token, mask, rt.err));
     else rt.check(rt.x.doze_session_step(s, token, rt.err));
     const hook = this.#model._testAfterStep;
     if (hook) hook(rt.x.doze_session_compute(s)); // inside the timed region
@@ -1365,11 +1365,14 @@ export class Session {
         const lb = layers == null ? new Uint8Array(L).fill(1) : maskBytes(layers, L, 'layers');
         const hb = heads == null ? null : maskBytes(heads, L * H, 'heads');
         const fb = ffn == null ? null : maskBytes(ffn, L * NB, 'ffn');
-        p = rt.doze.malloc(L + L * H + L * NB);
-        rt.u8.set(lb, p);
-        if (hb) rt.u8.set(hb, p + L);
-        if (fb) rt.u8.set(fb, p + L + L * H);
-        this.#step(token, p, hb ? p + L : 0, fb ? p + L + L * H : 0);
+        // a doze_mask (three wasm32 pointers: layers, heads, ffn), then the bytes
+        p = rt.doze.malloc(12 + L + L * H + L * NB);
+        const at = p + 12;
+        rt.u8.set(lb, at);
+        if (hb) rt.u8.set(hb, at + L);
+        if (fb) rt.u8.set(fb, at + L + L * H);
+        new Uint32Array(rt.u8.buffer, p, 3).set([at, hb ? at + L : 0, fb ? at + L + L * H : 0]);
+        this.#step(token, p);
       }
       this.#pending = -1;
       const { mask, compute, budget } = this.#report();

@@ -99,7 +99,7 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
         if (layer_on && ffn_on) ffn_mask(m, budget, i, doze_session_pos(s), layer_on, ffn_on);
         else if (layer_on) uniform_mask(c->n_layers, budget, i, layer_on);
-        doze_status st = layer_on ? doze_session_step_masked3(s, token, layer_on, NULL, ffn_on, &e)
+        doze_status st = layer_on ? doze_session_step_masked(s, token, &(doze_mask){layer_on, NULL, ffn_on}, &e)
                                   : doze_session_step(s, token, &e);
         if (st != DOZE_OK) {
             doze_session_free(s);

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "gates.h"
 #include "model.h"
+#include "session.h"
 
 #define LOG_FLOOR 1e-9
 #define GRID 481               /* thresholds tried for the budget table */
@@ -96,7 +97,7 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
         st = s ? doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for calibration")
                : (doze_status)err->code;
     for (int t = 0; t < n_tokens && st == DOZE_OK; t++) {
-        st = session_step(s, tokens[t], NULL, NULL, NULL, &tr, err);
+        st = session_step(s, tokens[t], NULL, &tr, err);
         if (st != DOZE_OK || t < skip) continue;
         int i = t - skip;
         memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));

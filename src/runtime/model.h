@@ -31,6 +31,8 @@ typedef struct {
     doze_matrix *wo_head;   /* (n_heads) blocks of attn_output, each (dim, head_dim):
                                head h's columns, stored contiguously so that a
                                skipped head's weights are not read */
+    const float *bq, *bk, *bv; /* (q_dim), (kv_dim), (kv_dim) Q/K/V biases, or NULL */
+    const float *q_norm, *k_norm; /* (head_dim) per-head RMSNorm weights of q and k, or NULL */
     const float *ffn_norm;  /* (dim) */
     doze_matrix w_gate;     /* (hidden_dim, dim) */
     doze_matrix w_up;       /* (hidden_dim, dim) */
@@ -69,10 +71,14 @@ struct doze_model {
     size_t arena_size;
 };
 
-/* The model configuration read from a GGUF header (llama architecture),
- * validated. Fills info (without sizes of weights). */
+/* The model configuration read from a GGUF header through its
+ * architecture's description (arch.c), validated. Fills info (without
+ * sizes of weights). */
 doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params *p,
                                    doze_model_info *info, doze_error *err);
+
+/* Channels per FFN block for this file's FFN tensor types (see doze.h). */
+int model_ffn_block_of(const gguf_header *h, const doze_model_info *info);
 
 /* How a tensor's file bytes become its in-memory form. */
 typedef enum {
@@ -92,6 +98,8 @@ typedef struct {
     int final_type;         /* type in memory (HEAD_BLOCKS may widen q8_0 to f32) */
     size_t arena_offset;    /* where the tensor lives in the arena */
     size_t copy_offset;     /* where the file's bytes are copied */
+    int neox;               /* rows (or entries) of each head reordered at load so that
+                               NEOX RoPE runs as adjacent pairs (arch_neox_to_adjacent) */
     int x4_off;             /* set by model_slot_finalize: an f16 tensor holding an
                                inf/nan half, a q8_0 one with an inf/nan scale, stays
                                row-major (matvec_f16_x4 / _q8_0_x4 take none) */
@@ -147,18 +155,6 @@ void model_dequantize_row(const doze_matrix *w, int r, float *out);
 /* Embedding row of `token` as floats: out(dim). */
 void model_embed(const doze_model *m, int token, float *out);
 
-/* What a dense step can record for calibrating the training-free router. */
-typedef struct {
-    float *x_in;        /* (n_layers, dim) residual entering each layer */
-    float *xn;          /* (n_layers, dim) normed residual entering each layer */
-    float *in_norm;     /* (n_layers) ||x|| entering each layer */
-    float *update_norm; /* (n_layers) ||x_out - x_in|| of each layer */
-    float *head_norm;   /* (n_layers, n_heads) ||Wo_h att_h|| */
-    float *block_norm;  /* (n_layers, n_ffn_blocks) ||W_down_j h_j|| (may be NULL) */
-    float *ffn_norm;    /* (n_layers) ||sum_j W_down_j h_j||, the FFN's update (may be NULL) */
-    float *hn;          /* (n_layers, dim) the FFN's normed input, after attention (may be NULL) */
-} doze_step_trace;
-
 /* issue 8: the FFN of one token on x(dim) in place: x += sum over running
  * blocks j of W_down_j swiglu(W_gate_j xn, W_up_j xn), where xn(dim) holds
  * rmsnorm(x, ffn_norm) on entry (the caller norms: the block gates read it
@@ -170,27 +166,8 @@ typedef struct {
 void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, const float *xn, float *hb,
                float *hb2, float *tmp, void *xq, float *block_norm);
 
-/* One step with a forced mask (layer_on NULL: decided by the session's
- * gates and budget, or dense) that also fills trace when not NULL. */
-doze_status session_step(doze_session *s, int token, const uint8_t *layer_on,
-                         const uint8_t *head_on, const uint8_t *ffn_on, doze_step_trace *trace,
-                         doze_error *err);
-
-/* After a traced dense step: what skipping each layer, or each layer's
- * attention (every head), would have done to that token — the squared
- * distance of the final normed hidden state from the dense one, relative to
- * its squared norm — by re-running the layers above from the traced
- * residual. The session's state (KV cache, stream) is left as the dense step
- * left it. layer_damage(n_layers), attn_damage(n_layers); ffn_damage
- * (n_layers, may be NULL): what skipping the layer's whole FFN (every block,
- * heads all on) would do (issue 8). */
-doze_status session_damage(doze_session *s, const doze_step_trace *trace, float *layer_damage,
-                           float *attn_damage, float *ffn_damage, doze_error *err);
-
 /* Switches the kernel table (benchmarks compare SIMD and reference). */
 void model_use_kernels(doze_model *m, int kernel_set);
-
-/* ---- issue 9 (Q4_0, x4 layouts, batched prefill) ---------------------------- */
 
 /* Nonzero for the types whose matrices are repacked to the x4 layout at load. */
 int model_interleaves(int type);
@@ -199,23 +176,5 @@ int model_interleaves(int type);
  * (an f16 tensor with an inf/nan half stays row-major: slot x4_off). */
 int model_x4_fits(int type, uint64_t rows, uint64_t cols);
 
-/* A session's buffers, for the batched prefill (prefill.c); implemented in
- * session.c. Pointers stay valid for the session's life. */
-typedef struct {
-    doze_model *model;
-    int *pos;           /* next position to fill */
-    float *key, *value; /* (n_layers, context_length, kv_dim) */
-    uint8_t *kv_valid;  /* (n_layers, context_length) */
-    float *x;           /* (dim) residual stream of the last token */
-    float *xb;          /* (max(dim, hidden, q_dim)) */
-    void *xq;           /* q8_0 blocks of the widest input vector */
-    float *logits;      /* (vocab_size) */
-    uint8_t *layer_on, *head_on; /* last step's mask */
-    uint8_t *ffn_on;    /* (n_layers, n_ffn_blocks) last step's FFN blocks */
-    float *compute;     /* last step's compute ratio */
-} doze_session_view;
-
-void session_view(doze_session *s, doze_session_view *v);
-/* ---- end of issue 9 block ---------------------------------------------------- */
 
 #endif

@@ -30,6 +30,7 @@
 #include "gguf.h"
 #include "types.h"
 #include "model.h"
+#include "session.h"
 
 /* bounds: the contributions kept in memory, and the search's work per layer
  * (about a minute natively at the limit; stories260K needs 1e9) */
@@ -178,7 +179,7 @@ doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, c
     /* the dense run: h of every layer at every token from the traced hn */
     for (int t = 0; t < n && st == DOZE_OK; t++) {
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
-        st = session_step(s, tokens[t], NULL, NULL, NULL, &tr, err);
+        st = session_step(s, tokens[t], NULL, &tr, err);
         if (st != DOZE_OK || t == 0) continue;
         for (int l = 0; l < L; l++) {
             const float *hn = tr.hn + (size_t)l * D;

@@ -1,8 +1,10 @@
-/* Issue 9: the batched prefill against the token-by-token path (bit-exact
- * logits and KV cache, identical greedy continuation) for f32, f16, q8_0 and
- * q4_0 on random models (GQA, head sizes that do and do not fit q blocks,
- * prompts longer than a prefill chunk), with SIMD and reference kernels;
- * and Q4_0's greedy run of stories260K against llama2.c's (../shared). */
+/* The batched prefill against the token-by-token path (bit-exact logits and
+ * KV cache, identical greedy continuation) for f32, f16, q8_0 and q4_0 on
+ * random models (GQA, head sizes that do and do not fit q blocks, prompts
+ * longer than a prefill chunk), with SIMD and reference kernels; the same
+ * under random forced masks (skipped layers, heads, FFN blocks); a prefill
+ * under gates and a budget; and Q4_0's greedy run of stories260K against
+ * llama2.c's (../shared). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "session.h"
 #include "model_fixture.h"
 #include "test_util.h"
 
@@ -48,16 +51,14 @@ static void check_model(const char *label, const mem_buf *f, int kernels, int n,
         if (d > worst) worst = d;
         diff_bits += memcmp(&la[v], &lb[v], 4) != 0;
     }
-    doze_session_view va, vb;
-    session_view(a, &va);
-    session_view(b, &vb);
+    const kv_cache *ka = session_kv(a), *kb = session_kv(b);
     size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     long kv_diff = 0;
     for (int l = 0; l < c->n_layers; l++) {
         size_t o = (size_t)l * c->context_length * kv_dim;
-        kv_diff += memcmp(va.key + o, vb.key + o, (size_t)n * kv_dim * 4) != 0;
-        kv_diff += memcmp(va.value + o, vb.value + o, (size_t)n * kv_dim * 4) != 0;
-        kv_diff += memcmp(va.kv_valid + (size_t)l * c->context_length, vb.kv_valid + (size_t)l * c->context_length,
+        kv_diff += memcmp(ka->key + o, kb->key + o, (size_t)n * kv_dim * 4) != 0;
+        kv_diff += memcmp(ka->value + o, kb->value + o, (size_t)n * kv_dim * 4) != 0;
+        kv_diff += memcmp(ka->valid + (size_t)l * c->context_length, kb->valid + (size_t)l * c->context_length,
                           (size_t)n) != 0;
     }
     int same_tokens = 1;
@@ -78,6 +79,112 @@ static void check_model(const char *label, const mem_buf *f, int kernels, int n,
     free(toks);
     doze_session_free(a);
     doze_session_free(b);
+    doze_model_free(m);
+}
+
+/* n tokens under random masks: a masked prefill vs masked steps (same bits
+ * in logits, K/V of running layers, validity, reported mask). */
+static void check_masked(const char *label, const mem_buf *f, int n) {
+    doze_error e;
+    doze_model *m = NULL;
+    CHECK_MSG(doze_model_load_memory(f->data, f->len, NULL, &m, &e) == DOZE_OK, "%s: %s", label, e.message);
+    if (!m) return;
+    const doze_model_info *c = doze_model_get_info(m);
+    const int NL = c->n_layers, NH = c->n_heads, NB = doze_model_ffn_blocks(m);
+    doze_session *a = doze_session_new(m, &e), *b = doze_session_new(m, &e);
+    int32_t *toks = malloc((size_t)n * sizeof *toks);
+    uint8_t *lon = malloc((size_t)n * NL), *hon = malloc((size_t)n * NL * NH), *fon = malloc((size_t)n * NL * NB);
+    uint64_t r = 99;
+#define RND() (r = r * 6364136223846793005ull + 1442695040888963407ull, (r >> 33))
+    for (int i = 0; i < n; i++) {
+        toks[i] = (int32_t)(RND() % (uint64_t)c->vocab_size);
+        /* every 5th token dense (a chunk where all run must also be exact) */
+        for (int l = 0; l < NL; l++) lon[i * NL + l] = i % 5 == 0 || RND() % 4 != 0;
+        for (int h = 0; h < NL * NH; h++) hon[(size_t)i * NL * NH + h] = i % 5 == 0 || RND() % 3 != 0;
+        for (int j = 0; j < NL * NB; j++) fon[(size_t)i * NL * NB + j] = i % 5 == 0 || RND() % 3 != 0;
+    }
+#undef RND
+    for (int i = 0; i < n; i++)
+        CHECK(doze_session_step_masked(a, toks[i], &(doze_mask){lon + i * NL, hon + (size_t)i * NL * NH,
+                                                                fon + (size_t)i * NL * NB}, &e) == DOZE_OK);
+    CHECK_MSG(doze_session_prefill_masked(b, toks, n, &(doze_mask){lon, hon, fon}, &e) == DOZE_OK, "%s: %s", label,
+              e.message);
+    long diff_bits = 0, kv_diff = 0;
+    const float *la = doze_session_logits(a), *lb = doze_session_logits(b);
+    for (int v = 0; v < c->vocab_size; v++) diff_bits += memcmp(&la[v], &lb[v], 4) != 0;
+    const kv_cache *ka = session_kv(a), *kb = session_kv(b);
+    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < NL; l++)
+        for (int i = 0; i < n; i++) {
+            const size_t cell = (size_t)l * c->context_length + (size_t)i;
+            kv_diff += ka->valid[cell] != kb->valid[cell] || ka->valid[cell] != lon[i * NL + l];
+            if (ka->valid[cell])
+                kv_diff += memcmp(ka->key + cell * kv_dim, kb->key + cell * kv_dim, kv_dim * 4) != 0 ||
+                           memcmp(ka->value + cell * kv_dim, kb->value + cell * kv_dim, kv_dim * 4) != 0;
+        }
+    int same_mask = memcmp(doze_session_layer_mask(a), doze_session_layer_mask(b), (size_t)NL) == 0 &&
+                    memcmp(doze_session_head_mask(a), doze_session_head_mask(b), (size_t)NL * NH) == 0 &&
+                    memcmp(doze_session_ffn_mask(a), doze_session_ffn_mask(b), (size_t)NL * NB) == 0;
+    CHECK_MSG(diff_bits == 0, "%s: %ld logits differ", label, diff_bits);
+    CHECK_MSG(kv_diff == 0, "%s: %ld KV rows or validity marks differ", label, kv_diff);
+    CHECK_MSG(same_mask, "%s: the reported mask differs", label);
+    CHECK(doze_session_compute(a) == doze_session_compute(b) && doze_session_compute(a) < 1.0f);
+    printf("%-34s masked prompt %3d: logits %s, KV %s\n", label, n, diff_bits ? "DIFFERENT" : "bit-identical",
+           kv_diff ? "DIFFERENT" : "identical");
+    /* a mask without its layers is refused */
+    CHECK(doze_session_prefill_masked(b, toks, 1, &(doze_mask){NULL, hon, NULL}, &e) == DOZE_ERR_INVALID_ARGUMENT);
+    free(toks), free(lon), free(hon), free(fon);
+    doze_session_free(a);
+    doze_session_free(b);
+    doze_model_free(m);
+}
+
+/* A prompt prefilled under training-free gates at budget b: the gates skip
+ * (compute of the last token < 1, some layer invalid somewhere), and at
+ * b = 1 the gated prefill is the dense one. */
+static void check_gated(const mem_buf *f) {
+    doze_error e;
+    doze_model *m = NULL;
+    CHECK(doze_model_load_memory(f->data, f->len, NULL, &m, &e) == DOZE_OK);
+    if (!m) return;
+    const doze_model_info *c = doze_model_get_info(m);
+    enum { N = 150 };
+    int32_t toks[N];
+    uint64_t r = 5;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((r >> 33) % (uint64_t)c->vocab_size);
+    }
+    doze_gates_params gp = doze_gates_default_params();
+    doze_gates *g = NULL;
+    CHECK(doze_gates_calibrate(m, toks, N, &gp, &g, &e) == DOZE_OK);
+    doze_session *a = doze_session_new(m, &e), *b = doze_session_new(m, &e);
+    CHECK(doze_session_set_gates(a, g, &e) == DOZE_OK && doze_session_set_gates(b, g, &e) == DOZE_OK);
+    CHECK(doze_session_prefill(a, toks, N, &e) == DOZE_OK); /* budget 1: dense */
+    for (int i = 0; i < N; i++) CHECK(doze_session_step(b, toks[i], &e) == DOZE_OK);
+    CHECK(memcmp(doze_session_logits(a), doze_session_logits(b), (size_t)c->vocab_size * 4) == 0);
+    doze_session_reset(a);
+    CHECK(doze_session_set_budget(a, 0.5f, &e) == DOZE_OK);
+    CHECK(doze_session_prefill(a, toks, N, &e) == DOZE_OK);
+    const kv_cache *ka = session_kv(a);
+    long skipped = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < N; i++) skipped += !ka->valid[(size_t)l * c->context_length + i];
+    /* the same prompt stepped under the same gates and budget */
+    doze_session_reset(b);
+    CHECK(doze_session_set_budget(b, 0.5f, &e) == DOZE_OK);
+    for (int i = 0; i < N; i++) CHECK(doze_session_step(b, toks[i], &e) == DOZE_OK);
+    const kv_cache *kb = session_kv(b);
+    long skipped_steps = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < N; i++) skipped_steps += !kb->valid[(size_t)l * c->context_length + i];
+    printf("gated prefill at b = 0.5: %ld of %d layer positions skipped (stepped: %ld)\n", skipped, N * c->n_layers,
+           skipped_steps);
+    CHECK(skipped > 0);
+    CHECK(skipped_steps > 0);
+    doze_session_free(a);
+    doze_session_free(b);
+    doze_gates_free(g);
     doze_model_free(m);
 }
 
@@ -146,6 +253,12 @@ int main(void) {
                 snprintf(label, sizeof label, "%s dim %d hd %d %s", doze_type_name(types[t]), shapes[sh].dim,
                          shapes[sh].dim / shapes[sh].heads, k ? "reference" : "simd");
                 check_model(label, &f, k ? DOZE_KERNELS_REFERENCE : DOZE_KERNELS_SIMD, sh ? 70 : 37, 12);
+            }
+            {
+                char label[96];
+                snprintf(label, sizeof label, "%s dim %d", doze_type_name(types[t]), shapes[sh].dim);
+                check_masked(label, &f, sh ? 70 : 37);
+                if (sh == 0 && t == 0) check_gated(&f);
             }
             if (sh == 0) {
                 char label[96];

@@ -1,0 +1,156 @@
+/* Many tokens through the whole model, layer by layer (each layer runs for
+ * every token of a chunk before the next layer): the batched prefill of a
+ * session and the whole-sequence forward that training reproduces. Both
+ * are the layer body (layer.c) over chunks of tokens, so a chunk, a prompt
+ * and a sequence give exactly the bits of the same tokens stepped one by
+ * one under the same masks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "layer.h"
+#include "session.h"
+
+/* tokens per pass: bounds the scratch (a chunk is itself an exact forward) */
+#define FORWARD_CHUNK 64
+/* ... under gates: the price of compute is fixed within a pass, and the
+ * budget's feedback moves it between passes, so gated passes are shorter */
+#define GATED_CHUNK 16
+
+/* The masks of n tokens copied from a doze_mask into a batch (NULL heads
+ * or ffn: all on; NULL mask: dense), as 0/1 bytes. */
+static void copy_masks(const doze_model *m, const doze_mask *src, int t0, int n, batch_masks *dst) {
+    const doze_model_info *c = &m->info;
+    const size_t nl = (size_t)c->n_layers, nh = (size_t)c->n_heads, nb = (size_t)m->n_ffn_blocks;
+    for (size_t i = 0; i < (size_t)n * nl; i++)
+        dst->layer_on[i] = src && src->layers ? src->layers[(size_t)t0 * nl + i] != 0 : 1;
+    for (size_t i = 0; i < (size_t)n * nl * nh; i++)
+        dst->head_on[i] = src && src->heads ? src->heads[(size_t)t0 * nl * nh + i] != 0 : 1;
+    for (size_t i = 0; i < (size_t)n * nl * nb; i++)
+        dst->ffn_on[i] = src && src->ffn ? src->ffn[(size_t)t0 * nl * nb + i] != 0 : 1;
+}
+
+void batch_masks_carve(carver *c, const doze_model *m, int n, batch_masks *mk) {
+    const size_t nl = (size_t)m->info.n_layers;
+    mk->layer_on = carve_bytes(c, (size_t)n * nl);
+    mk->head_on = carve_bytes(c, (size_t)n * nl * (size_t)m->info.n_heads);
+    mk->ffn_on = carve_bytes(c, (size_t)n * nl * (size_t)m->n_ffn_blocks);
+}
+
+doze_status check_tokens(const doze_model *m, const int32_t *tokens, int n, doze_error *err) {
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->info.vocab_size)
+            return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d at %d is out of range [0, %d)", tokens[t], t,
+                             m->info.vocab_size);
+    return DOZE_OK;
+}
+
+doze_status check_mask(const doze_mask *mask, doze_error *err) {
+    if (mask && !mask->layers)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "a mask needs its layers (heads and ffn may be NULL)");
+    return DOZE_OK;
+}
+
+/* Buffers of a chunked forward: the streams, masks and layer scratch. */
+typedef struct {
+    uint8_t *block;
+    float *x;     /* (chunk, dim) */
+    batch_masks mk;
+    layer_scratch ls;
+} chunk_buffers;
+
+static doze_status chunk_buffers_new(const doze_model *m, int chunk, int ctx, chunk_buffers *b, doze_error *err) {
+    carver c = {NULL, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        b->x = carve(&c, (size_t)chunk * (size_t)m->info.dim);
+        batch_masks_carve(&c, m, chunk, &b->mk);
+        layer_scratch_carve(&c, m, chunk, ctx, &b->ls);
+        if (pass == 0) {
+            b->block = malloc(c.at + 64);
+            if (!b->block)
+                return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a forward of %d tokens", chunk);
+            c = (carver){(uint8_t *)(((uintptr_t)b->block + 63) & ~(uintptr_t)63), 0};
+        }
+    }
+    return DOZE_OK;
+}
+
+doze_status session_prefill(doze_session *s, const int32_t *tokens, int n, const doze_mask *mask,
+                            doze_error *err) {
+    if (!s || (!tokens && n > 0) || n < 0)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session or tokens");
+    if (check_mask(mask, err)) return err ? err->code : DOZE_ERR_INVALID_ARGUMENT;
+    if (n == 0) return DOZE_OK;
+    doze_model *m = session_model(s);
+    const doze_model_info *c = &m->info;
+    doze_status st = check_tokens(m, tokens, n, err);
+    if (st) return st;
+    const int pos0 = doze_session_pos(s);
+    if (n > c->context_length - pos0)
+        return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "a prompt of %d tokens does not fit: %d of %d positions left",
+                         n, c->context_length - pos0, c->context_length);
+    const int most = !mask && session_gated(s) ? GATED_CHUNK : FORWARD_CHUNK;
+    const int chunk = n < most ? n : most;
+    chunk_buffers b;
+    st = chunk_buffers_new(m, chunk, c->context_length, &b, err);
+    if (st) return st;
+    for (int t0 = 0; t0 < n; t0 += chunk) {
+        const int k = n - t0 < chunk ? n - t0 : chunk;
+        for (int t = 0; t < k; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * c->dim); /* x(k, dim) */
+        if (mask) copy_masks(m, mask, t0, k, &b.mk);
+        session_run(s, k, b.x, &b.mk, mask != NULL, &b.ls, NULL);
+    }
+    free(b.block);
+    return DOZE_OK;
+}
+
+doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, doze_error *err) {
+    return session_prefill(s, tokens, n, NULL, err);
+}
+
+doze_status doze_session_prefill_masked(doze_session *s, const int32_t *tokens, int n, const doze_mask *mask,
+                                        doze_error *err) {
+    if (!mask) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no masks");
+    return session_prefill(s, tokens, n, mask, err);
+}
+
+doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T, const doze_mask *mask, float *logits,
+                                  doze_error *err) {
+    if (!m || !tokens || !logits || T <= 0)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, tokens or logits");
+    if (check_mask(mask, err)) return err ? err->code : DOZE_ERR_INVALID_ARGUMENT;
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    if (T > c->context_length)
+        return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "%d tokens exceed the context of %d", T, c->context_length);
+    doze_status st = check_tokens(m, tokens, T, err);
+    if (st) return st;
+    const int dim = c->dim, chunk = T < FORWARD_CHUNK ? T : FORWARD_CHUNK;
+    const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    const size_t cells = (size_t)c->n_layers * (size_t)T;
+    /* a cache of the sequence's own T positions */
+    kv_cache kv = {malloc(cells * kv_dim * sizeof(float)), malloc(cells * kv_dim * sizeof(float)), calloc(cells, 1), T};
+    chunk_buffers b = {0};
+    if (!kv.key || !kv.value || !kv.valid) {
+        st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a %d-token forward", T);
+        goto done;
+    }
+    st = chunk_buffers_new(m, chunk, T, &b, err);
+    if (st) goto done;
+    for (int t0 = 0; t0 < T; t0 += chunk) {
+        const int n = T - t0 < chunk ? T - t0 : chunk;
+        for (int t = 0; t < n; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * dim); /* x(n, dim) */
+        copy_masks(m, mask, t0, n, &b.mk);
+        for (int l = 0; l < c->n_layers; l++) layer_forward(m, l, &kv, t0, n, b.x, &b.mk, NULL, &b.ls, NULL);
+        for (int t = 0; t < n; t++) {
+            k->rmsnorm(b.ls.xn, b.x + (size_t)t * dim, m->output_norm, dim, c->norm_eps);
+            model_matvec(m, logits + (size_t)(t0 + t) * c->vocab_size, &m->output, b.ls.xn, b.ls.xq);
+        }
+    }
+done:
+    free(kv.key);
+    free(kv.value);
+    free(kv.valid);
+    free(b.block);
+    return st;
+}

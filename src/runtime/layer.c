@@ -1,0 +1,314 @@
+/* The layer body (layer.h): attention then FFN for a batch of tokens.
+ *
+ * One token (the decode step) uses matrix-vector products with the normed
+ * input quantized once for K, V and every Q head; a batch uses the tiled
+ * matrix-matrix products (each tile of weights read once for all tokens).
+ * The two give each token the same bits (model_matmul's contract), and
+ * every other operation — norms, RoPE, attention over the cache, the
+ * output projection added head by head in head order, the FFN's down
+ * projection added block by block in block order — is the same call on the
+ * same data, so a batch equals its tokens run one by one. */
+#include "layer.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "session.h"
+#include "types.h"
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+void layer_scratch_carve(carver *c, const doze_model *m, int n_max, int ctx, layer_scratch *s) {
+    const doze_model_info *i = &m->info;
+    const size_t n = (size_t)n_max, dim = (size_t)i->dim, hid = (size_t)i->hidden_dim;
+    const size_t q_dim = (size_t)i->n_heads * (size_t)i->head_dim;
+    const size_t kv_dim = (size_t)i->n_kv_heads * (size_t)i->head_dim;
+    const size_t widest = max_sz(max_sz(dim, hid), q_dim);
+    const size_t att_heads = (size_t)(i->n_heads < DOZE_ATT_HEADS ? i->n_heads : DOZE_ATT_HEADS);
+    s->n_max = n_max;
+    s->xn = carve(c, n * dim);
+    s->gx = carve(c, n * max_sz(dim, q_dim));
+    s->q = carve(c, n * q_dim);
+    s->att_out = carve(c, n * q_dim);
+    s->y = carve(c, n * max_sz(dim, kv_dim));
+    s->h1 = carve(c, n * hid);
+    s->h2 = carve(c, n * hid);
+    s->att = carve(c, att_heads * (size_t)ctx);
+    s->x_in = carve(c, dim);
+    s->x_ffn = carve(c, dim);
+    s->mm = carve_bytes(c, n * (widest * sizeof(float) + sizeof(doze_block_q8_0)));
+    s->xq = carve_bytes(c, (widest / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
+    s->run = (int *)carve_bytes(c, n * sizeof(int));
+    s->sel = (int *)carve_bytes(c, n * sizeof(int));
+}
+
+/* ||v|| in double (traces only) */
+static float norm_of(const float *v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)v[i] * v[i];
+    return (float)sqrt(s);
+}
+
+/* ||a - b|| in double (traces only) */
+static float dist_of(const float *a, const float *b, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return (float)sqrt(s);
+}
+
+/* Y(k, w->rows) (stride ldy) = W @ rows sel[0..k) of X (stride ldx): the
+ * selected rows are gathered first unless they are all of X in order. */
+static void product(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
+                    const int *sel, int k, int n_all, layer_scratch *s) {
+    if (k == n_all) {
+        model_matmul(m, y, ldy, w, x, ldx, k, s->mm);
+        return;
+    }
+    const int cols = w->cols;
+    for (int i = 0; i < k; i++)
+        memcpy(s->gx + (size_t)i * cols, x + (size_t)sel[i] * ldx, (size_t)cols * sizeof(float));
+    model_matmul(m, y, ldy, w, s->gx, cols, k, s->mm);
+}
+
+/* A token's new key and value rows k(kv_dim), v(kv_dim) as the
+ * architecture has them before RoPE: biases added, keys RMS-normed head by
+ * head where the model says so. */
+static void finish_kv(const doze_model *m, const doze_layer *L, float *kr, float *vr) {
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
+    if (L->bk) k->add(kr, L->bk, kv_dim);
+    if (L->bv) k->add(vr, L->bv, kv_dim);
+    if (L->k_norm)
+        for (int g = 0; g < c->n_kv_heads; g++) k->rmsnorm(kr + (size_t)g * hd, kr + (size_t)g * hd, L->k_norm, hd, c->norm_eps);
+}
+
+/* Query head h's q(head_dim) likewise: its bias slice, its RMSNorm. */
+static void finish_q(const doze_model *m, const doze_layer *L, int h, float *qh) {
+    const doze_model_info *c = &m->info;
+    const int hd = c->head_dim;
+    if (L->bq) m->kern->add(qh, L->bq + (size_t)h * hd, hd);
+    if (L->q_norm) m->kern->rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
+}
+
+/* The attention of a batch's running tokens (s->run[0..nr)), in place on
+ * their streams: K/V into the cache, Q per running head, attention over the
+ * cache, the output projection head by head. s->xn holds the normed inputs
+ * (indexed by batch position). */
+static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, int n, int nr, float *x,
+                      const batch_masks *mk, layer_scratch *s, doze_step_trace *trace) {
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const doze_layer *L = &m->layers[l];
+    const int dim = c->dim, hd = c->head_dim, nh = c->n_heads, nl = c->n_layers;
+    const int kv_dim = c->n_kv_heads * hd, q_dim = nh * hd;
+    const int group = nh / c->n_kv_heads; /* query heads per KV head */
+    const int half = c->rope_dim / 2;
+    const size_t cell = (size_t)l * (size_t)kv->ctx;
+    float *kc = kv->key + cell * (size_t)kv_dim;   /* (ctx, kv_dim) */
+    float *vc = kv->value + cell * (size_t)kv_dim; /* (ctx, kv_dim) */
+    const uint8_t *valid = kv->valid + cell;       /* (ctx) */
+#define HEAD_ON(t) (mk->head_on + ((size_t)(t) * nl + l) * nh)
+
+    if (n == 1) {
+        /* decode: the normed input quantized once for K, V and every Q head */
+        const float *cos_t = m->rope_cos + (size_t)pos * half, *sin_t = m->rope_sin + (size_t)pos * half;
+        const uint8_t *head_on = HEAD_ON(0);
+        float *k_here = kc + (size_t)pos * kv_dim, *v_here = vc + (size_t)pos * kv_dim;
+        const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        model_prepare_input(m, qkv, 3, s->xn, s->xq);
+        model_matvec_prepared(m, k_here, &L->wk, s->xn, s->xq); /* k(n_kv_heads, hd) */
+        model_matvec_prepared(m, v_here, &L->wv, s->xn, s->xq); /* v(n_kv_heads, hd) */
+        finish_kv(m, L, k_here, v_here);
+        k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
+        for (int h = 0; h < nh; h++) {
+            if (!head_on[h]) continue;
+            float *qh = s->q + (size_t)h * hd; /* q(hd) of head h */
+            doze_matrix wq_h = model_rows(&L->wq, h * hd, hd); /* (hd, dim) */
+            model_matvec_prepared(m, qh, &wq_h, s->xn, s->xq);
+            finish_q(m, L, h, qh);
+            k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
+        }
+        /* every running head at once: the cache rows are read front to back */
+        k->attention_heads(s->att_out, s->q, kc, vc, nh, group, pos + 1, hd, kv_dim, valid, head_on, s->att);
+        for (int h = 0; h < nh; h++) {
+            if (!head_on[h]) {
+                if (trace) trace->head_norm[(size_t)l * nh + h] = 0.0f;
+                continue;
+            }
+            model_matvec(m, s->y, &L->wo_head[h], s->att_out + (size_t)h * hd, s->xq); /* (dim) */
+            if (trace) trace->head_norm[(size_t)l * nh + h] = norm_of(s->y, dim);
+            k->add(x, s->y, dim);
+        }
+        return;
+    }
+
+    /* K, V of the running tokens, straight into the cache when all run */
+    if (nr == n) {
+        model_matmul(m, kc + (size_t)pos * kv_dim, kv_dim, &L->wk, s->xn, dim, n, s->mm);
+        model_matmul(m, vc + (size_t)pos * kv_dim, kv_dim, &L->wv, s->xn, dim, n, s->mm);
+    } else {
+        const doze_matrix *kvw[2] = {&L->wk, &L->wv};
+        float *dst[2] = {kc, vc};
+        for (int w = 0; w < 2; w++) {
+            product(m, s->y, kv_dim, kvw[w], s->xn, dim, s->run, nr, n, s); /* (nr, kv_dim) */
+            for (int r = 0; r < nr; r++)
+                memcpy(dst[w] + (size_t)(pos + s->run[r]) * kv_dim, s->y + (size_t)r * kv_dim,
+                       (size_t)kv_dim * sizeof(float));
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        const int p = pos + s->run[r];
+        finish_kv(m, L, kc + (size_t)p * kv_dim, vc + (size_t)p * kv_dim);
+        k->rope(kc + (size_t)p * kv_dim, c->n_kv_heads, hd, c->rope_dim, m->rope_cos + (size_t)p * half,
+                m->rope_sin + (size_t)p * half);
+    }
+    /* Q(nr, q_dim): one product when every running token runs every head,
+     * else head by head over the tokens running it */
+    int all_heads = 1;
+    for (int r = 0; r < nr && all_heads; r++)
+        for (int h = 0; h < nh; h++) all_heads &= HEAD_ON(s->run[r])[h] != 0;
+    if (all_heads) {
+        product(m, s->q, q_dim, &L->wq, s->xn, dim, s->run, nr, n, s);
+    } else {
+        for (int h = 0; h < nh; h++) {
+            int ns = 0;
+            for (int r = 0; r < nr; r++)
+                if (HEAD_ON(s->run[r])[h]) s->sel[ns++] = s->run[r];
+            if (!ns) continue;
+            doze_matrix wq_h = model_rows(&L->wq, h * hd, hd);
+            product(m, s->y, hd, &wq_h, s->xn, dim, s->sel, ns, n, s); /* (ns, hd) */
+            for (int i = 0, r = 0; i < ns; i++) {
+                while (s->run[r] != s->sel[i]) r++;
+                memcpy(s->q + (size_t)r * q_dim + (size_t)h * hd, s->y + (size_t)i * hd, (size_t)hd * sizeof(float));
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        const int t = s->run[r], p = pos + t;
+        const uint8_t *head_on = HEAD_ON(t);
+        for (int h = 0; h < nh; h++)
+            if (head_on[h]) {
+                float *qh = s->q + (size_t)r * q_dim + (size_t)h * hd;
+                finish_q(m, L, h, qh);
+                k->rope(qh, 1, hd, c->rope_dim, m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
+            }
+        /* causal: token t sees the positions up to its own */
+        k->attention_heads(s->att_out + (size_t)r * q_dim, s->q + (size_t)r * q_dim, kc, vc, nh, group, p + 1, hd,
+                           kv_dim, valid, head_on, s->att);
+    }
+    /* output projection head by head: x_t += Wo_h att_t,h, heads in order */
+    for (int h = 0; h < nh; h++) {
+        int ns = 0;
+        for (int r = 0; r < nr; r++)
+            if (HEAD_ON(s->run[r])[h]) s->sel[ns++] = r; /* running indices */
+        if (!ns) continue;
+        product(m, s->y, dim, &L->wo_head[h], s->att_out + (size_t)h * hd, q_dim, s->sel, ns, nr, s);
+        for (int i = 0; i < ns; i++) k->add(x + (size_t)s->run[s->sel[i]] * dim, s->y + (size_t)i * dim, dim);
+    }
+#undef HEAD_ON
+}
+
+/* The FFN of the running tokens over their running blocks, in place on
+ * their streams: x += sum_j down_j(silu(gate_j hn) * up_j hn). s->xn holds
+ * hn = rmsnorm(x, ffn_norm) (by batch position). */
+static void ffn(const doze_model *m, int l, int n, int nr, float *x, const batch_masks *mk, layer_scratch *s,
+                doze_step_trace *trace) {
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const doze_layer *L = &m->layers[l];
+    const int dim = c->dim, hid = c->hidden_dim, nl = c->n_layers, nb = m->n_ffn_blocks, fb = c->ffn_block;
+#define BLK_ON(t) (mk->ffn_on + ((size_t)(t) * nl + l) * nb)
+
+    if (n == 1) {
+        model_ffn(m, l, x, BLK_ON(0), s->xn, s->h1, s->h2, s->y, s->xq,
+                  trace && trace->block_norm ? trace->block_norm + (size_t)l * nb : NULL);
+        return;
+    }
+    int all_blocks = 1;
+    for (int r = 0; r < nr && all_blocks; r++)
+        for (int j = 0; j < nb; j++) all_blocks &= BLK_ON(s->run[r])[j] != 0;
+    if (all_blocks) {
+        /* gate and up as whole products, then down block by block */
+        product(m, s->h1, hid, &L->w_gate, s->xn, dim, s->run, nr, n, s);
+        product(m, s->h2, hid, &L->w_up, s->xn, dim, s->run, nr, n, s);
+        for (int r = 0; r < nr; r++)
+            k->swiglu(s->h1 + (size_t)r * hid, s->h1 + (size_t)r * hid, s->h2 + (size_t)r * hid, hid);
+        for (int j = 0; j < nb; j++) {
+            model_matmul(m, s->y, dim, &L->w_down_blk[j], s->h1 + (size_t)j * fb, hid, nr, s->mm);
+            for (int r = 0; r < nr; r++) k->add(x + (size_t)s->run[r] * dim, s->y + (size_t)r * dim, dim);
+        }
+        return;
+    }
+    /* block by block over the tokens running it (x gets the blocks in order) */
+    for (int j = 0; j < nb; j++) {
+        int ns = 0;
+        for (int r = 0; r < nr; r++)
+            if (BLK_ON(s->run[r])[j]) s->sel[ns++] = s->run[r];
+        if (!ns) continue;
+        const int w = ffn_block_width(hid, fb, j);
+        doze_matrix wg = model_rows(&L->w_gate, j * fb, w), wu = model_rows(&L->w_up, j * fb, w);
+        product(m, s->h1, w, &wg, s->xn, dim, s->sel, ns, n, s); /* (ns, w) */
+        product(m, s->h2, w, &wu, s->xn, dim, s->sel, ns, n, s);
+        for (int i = 0; i < ns; i++) k->swiglu(s->h1 + (size_t)i * w, s->h1 + (size_t)i * w, s->h2 + (size_t)i * w, w);
+        model_matmul(m, s->y, dim, &L->w_down_blk[j], s->h1, w, ns, s->mm); /* (ns, dim) */
+        for (int i = 0; i < ns; i++) k->add(x + (size_t)s->sel[i] * dim, s->y + (size_t)i * dim, dim);
+    }
+#undef BLK_ON
+}
+
+void layer_forward(const doze_model *m, int l, const kv_cache *kv, int pos, int n, float *x, batch_masks *mk,
+                   const layer_decider *d, layer_scratch *s, doze_step_trace *trace) {
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const doze_layer *L = &m->layers[l];
+    const int dim = c->dim, nh = c->n_heads, nl = c->n_layers, nb = m->n_ffn_blocks;
+    uint8_t *valid = kv->valid + (size_t)l * (size_t)kv->ctx;
+
+    /* the attention's normed input, who runs (the router reads xn) */
+    int nr = 0;
+    for (int t = 0; t < n; t++) {
+        float *xt = x + (size_t)t * dim, *xn = s->xn + (size_t)t * dim;
+        uint8_t *layer_on = mk->layer_on + (size_t)t * nl + l;
+        uint8_t *head_on = mk->head_on + ((size_t)t * nl + l) * nh;
+        uint8_t *blk_on = mk->ffn_on + ((size_t)t * nl + l) * nb;
+        k->rmsnorm(xn, xt, L->attn_norm, dim, c->norm_eps);
+        if (trace) {
+            memcpy(trace->x_in + (size_t)l * dim, xt, (size_t)dim * sizeof(float));
+            memcpy(trace->xn + (size_t)l * dim, xn, (size_t)dim * sizeof(float));
+            trace->in_norm[l] = norm_of(xt, dim);
+            memcpy(s->x_in, xt, (size_t)dim * sizeof(float));
+        }
+        *layer_on = d ? (uint8_t)(d->layer(d->ctx, l, t, xn, head_on) != 0) : (uint8_t)(*layer_on != 0);
+        valid[pos + t] = *layer_on;
+        if (*layer_on) {
+            s->run[nr++] = t;
+            continue;
+        }
+        memset(head_on, 0, (size_t)nh); /* adds nothing, writes no K/V */
+        memset(blk_on, 0, (size_t)nb);
+        if (trace) {
+            trace->update_norm[l] = 0.0f;
+            memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
+            if (trace->block_norm) memset(trace->block_norm + (size_t)l * nb, 0, (size_t)nb * sizeof(float));
+            if (trace->ffn_norm) trace->ffn_norm[l] = 0.0f;
+        }
+    }
+    if (!nr) return;
+    attention(m, l, kv, pos, n, nr, x, mk, s, trace);
+
+    /* the FFN's normed input, its blocks (the block routers read hn) */
+    for (int r = 0; r < nr; r++) {
+        const int t = s->run[r];
+        float *hn = s->xn + (size_t)t * dim;
+        k->rmsnorm(hn, x + (size_t)t * dim, L->ffn_norm, dim, c->norm_eps);
+        if (trace && trace->hn) memcpy(trace->hn + (size_t)l * dim, hn, (size_t)dim * sizeof(float));
+        if (d) d->ffn(d->ctx, l, t, hn, mk->ffn_on + ((size_t)t * nl + l) * nb);
+    }
+    if (trace && trace->ffn_norm) memcpy(s->x_ffn, x, (size_t)dim * sizeof(float));
+    ffn(m, l, n, nr, x, mk, s, trace);
+    if (trace) {
+        if (trace->ffn_norm) trace->ffn_norm[l] = dist_of(x, s->x_ffn, dim);
+        trace->update_norm[l] = dist_of(x, s->x_in, dim);
+    }
+}
