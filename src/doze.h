@@ -350,12 +350,29 @@ typedef struct {
     uint64_t seed;        /* noise (default 1) */
     int ffn_gates;        /* doze_finetune_new without init gates: whether the training-free
                              gates it starts from gate FFN blocks (default 1) */
+    /* joint training: the model's weights learn together with its routers */
+    int joint;            /* 1: every weight learns too (default 0: gates only) */
+    int task_loss;        /* DOZE_LOSS_KL (default): distillation towards the dense model's
+                             next-token distribution; DOZE_LOSS_CE: the text's next tokens */
+    float weight_lr;      /* joint: Adam learning rate of the weights (default 5e-4) */
+    float weight_clip;    /* joint: the weights' gradient norm is clipped to this (default 1;
+                             0: no clipping) */
+    float weight_lr_min;  /* joint: the weights' learning rate decays to this along a cosine
+                             over total_steps (default 0: constant weight_lr) */
+    int weight_warmup;    /* joint: steps of linear warm-up of the weights' rate (default 0) */
+    float budget_lo, budget_hi; /* a budget range instead of one budget: each window draws
+                             its budget uniformly from [lo, hi] (default 0: off), so that one
+                             set of gates (and, joint, one model) serves every budget */
+    float dense_fraction; /* with a range: the share of windows that run dense (default 0.2) */
 } doze_train_params;
+
+enum { DOZE_LOSS_KL = 0, DOZE_LOSS_CE = 1 };
 
 typedef struct {
     int step;
     float loss;              /* kl + compute term */
-    float kl;                /* mean KL(dense || gated) per token, nats */
+    float kl;                /* the task loss: mean KL(dense || gated) per token, nats (or the
+                                cross-entropy with DOZE_LOSS_CE) */
     float expected_compute;  /* under the relaxed gates */
     float achieved_compute;  /* under the hard decisions of this step */
     float tau;
@@ -387,6 +404,16 @@ doze_status doze_finetune_new(doze_model *m, const doze_gates *init, const doze_
 doze_status doze_finetune_step(doze_finetune *f, doze_train_stats *stats, doze_error *err);
 /* Retunes the budget table on the text; the gates are then ready to use. */
 doze_status doze_finetune_finish(doze_finetune *f, doze_error *err);
+/* Joint fine-tuning (params.joint): writes the fine-tuned model through fn:
+ * the GGUF file the model was loaded from (file, n), with the trained
+ * weights (f32) in place of its own and every other key and tensor kept. */
+doze_status doze_finetune_write_model(doze_finetune *f, const void *file, size_t n,
+                                      int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                                      doze_error *err);
+/* Joint: instead of doze_finetune_finish, retunes the gates' budget table on
+ * the text with the fine-tuned model (loaded from what
+ * doze_finetune_write_model wrote) and makes them that model's gates. */
+doze_status doze_finetune_finish_joint(doze_finetune *f, doze_model *trained, doze_error *err);
 /* The gates being trained (owned by f until taken). */
 doze_gates *doze_finetune_gates(doze_finetune *f);
 /* Hands the gates over to the caller (who frees them); f keeps none. */

@@ -275,3 +275,72 @@ EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_speculative_step(doze_speculator *sp,
     out[7] = r.verify_ms;
     return DOZE_OK;
 }
+
+/* ---- joint fine-tuning: the model's weights learn with its gates ---- */
+
+/* The joint fields of doze_train_default_params() as doubles into out[0..4):
+ * joint, task_loss (0 KL, 1 cross-entropy), weight_lr, weight_clip.
+ * Returns how many fields there are. */
+EMSCRIPTEN_KEEPALIVE int doze_wasm_joint_default_params(double *out) {
+    doze_train_params p = doze_train_default_params();
+    out[0] = p.joint;
+    out[1] = p.task_loss;
+    out[2] = p.weight_lr;
+    out[3] = p.weight_clip;
+    return 4;
+}
+
+/* doze_wasm_finetune_new's arguments, then the joint ones (joint 0 or 1,
+ * task_loss 0 KL / 1 cross-entropy, weight_lr, weight_clip). Steps go
+ * through doze_wasm_finetune_step as for gates alone (one call per step:
+ * progress and abort are the caller's loop); the run ends with
+ * doze_wasm_finetune_write_model, loading what it wrote, and
+ * doze_wasm_finetune_finish_joint on that model. */
+EMSCRIPTEN_KEEPALIVE doze_finetune *doze_wasm_finetune_new_joint(
+    doze_model *m, const doze_gates *init, float budget, int context, int batch, float lr,
+    float weight_decay, float compute_weight, float tau_start, float tau_end, int total_steps,
+    unsigned seed_lo, unsigned seed_hi, int joint, int task_loss, float weight_lr,
+    float weight_clip, const char *text, size_t len, doze_error *err) {
+    doze_train_params p = doze_train_default_params();
+    p.budget = budget;
+    p.context = context;
+    p.batch = batch;
+    p.lr = lr;
+    p.weight_decay = weight_decay;
+    p.compute_weight = compute_weight;
+    p.tau_start = tau_start;
+    p.tau_end = tau_end;
+    p.total_steps = total_steps;
+    p.seed = ((uint64_t)seed_hi << 32) | seed_lo;
+    p.joint = joint;
+    p.task_loss = task_loss;
+    p.weight_lr = weight_lr;
+    p.weight_clip = weight_clip;
+    doze_finetune *f = NULL;
+    if (doze_finetune_new(m, init, &p, text, len, &f, err) != DOZE_OK) return NULL;
+    return f;
+}
+
+/* doze_finetune_write_model into a malloc'd buffer: file (n bytes) is the
+ * GGUF the model was loaded from; out[0] gets the new file's pointer (the
+ * JS frees it), out[1] its length. */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_finetune_write_model(doze_finetune *f, const void *file,
+                                                                size_t n, uint32_t *out,
+                                                                doze_error *err) {
+    doze_byte_buffer b = {NULL, 0, 0};
+    doze_status st = doze_finetune_write_model(f, file, n, doze_byte_buffer_write, &b, err);
+    if (st != DOZE_OK) {
+        free(b.data);
+        return st;
+    }
+    out[0] = (uint32_t)(uintptr_t)b.data;
+    out[1] = (uint32_t)b.len;
+    return DOZE_OK;
+}
+
+/* doze_finetune_finish_joint: the gates retuned on (and made for) the
+ * fine-tuned model, loaded from doze_wasm_finetune_write_model's bytes */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_finetune_finish_joint(doze_finetune *f, doze_model *trained,
+                                                                 doze_error *err) {
+    return doze_finetune_finish_joint(f, trained, err);
+}

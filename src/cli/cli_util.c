@@ -170,7 +170,7 @@ doze_vocab *cli_load_vocab(const char *path) {
 /* options take a value unless they are known flags */
 static int is_flag(const char *a) {
     static const char *const flags[] = {"--no-stop", "--no-bos", "--json", "--help", "--skip-table", "--quiet",
-                                         "--no-ffn-gates", "--special", "--speculative", NULL};
+                                         "--no-ffn-gates", "--special", "--speculative", "--joint", NULL};
     for (int i = 0; flags[i]; i++)
         if (strcmp(a, flags[i]) == 0) return 1;
     return 0;

@@ -6,9 +6,11 @@
  * loss, the eval loss (on fixed windows of --eval's stream) and tokens/s;
  * writes checkpoints that --resume continues exactly. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "byte_buffer.h"
 #include "gguf.h"
 #include "tokenizer.h"
 #include "vocab.h"
@@ -80,9 +82,118 @@ static const char usage_text[] =
     "       [--untied] [--threads N] [--eval TEXTFILE] [--eval-every N] [--eval-windows N]\n"
     "       [--ckpt CKPT] [--ckpt-every N] [--resume CKPT] [--until STEP] [--log-every N]\n"
     "       [--name NAME] [--type f32|q8_0] -o MODEL.gguf\n"
+    "       [--gates [--budget-range LO:HI] [--dense-fraction F] [--gates-out GATES.gguf]]\n"
+    "  --gates trains the weights and the routers together (cross-entropy plus the compute\n"
+    "  term; each window's budget drawn from the range, default 0.4:1, some windows dense)\n"
+    "  and writes the model (f32) with its gate file (default MODEL.gates.gguf).\n"
     "  --ckpt writes the model with the optimizer state (every --ckpt-every steps and at\n"
     "  the end); --resume continues from one exactly (the checkpoint's shape, vocabulary\n"
     "  and settings; --steps may extend the schedule); --until stops after that step.\n";
+
+/* --gates: the seeded initial model of t, then weights and routers trained
+ * together by the joint fine-tuning run (cross-entropy, a budget range),
+ * the model and its gates (retuned on the text) written together */
+static int train_with_gates(int argc, char **argv, doze_full_trainer *t, const char *text_path,
+                            const char *out, const char *name) {
+    const doze_full_params *q = doze_full_trainer_params(t);
+    int bad = 0;
+    doze_train_params tp = doze_train_default_params();
+    tp.joint = 1;
+    tp.task_loss = DOZE_LOSS_CE;
+    tp.context = q->context;
+    tp.batch = q->batch;
+    tp.total_steps = q->total_steps;
+    tp.weight_lr = q->lr;
+    tp.weight_lr_min = q->min_lr;
+    tp.weight_warmup = q->warmup_steps;
+    tp.weight_clip = q->grad_clip;
+    tp.seed = q->seed;
+    tp.budget_lo = 0.4f;
+    tp.budget_hi = 1.0f;
+    const char *range = cli_opt(argc, argv, "--budget-range");
+    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2) bad = 1;
+    tp.dense_fraction = (float)cli_opt_float(argc, argv, "--dense-fraction", tp.dense_fraction, &bad);
+    tp.lr = (float)cli_opt_float(argc, argv, "--gates-lr", tp.lr, &bad);
+    if (bad) {
+        err_printf("%s", usage_text);
+        return 2;
+    }
+    char gates_path[1024];
+    const char *gates_out = cli_opt(argc, argv, "--gates-out");
+    if (!gates_out) {
+        size_t n = strlen(out);
+        int cut = n > 5 && strcmp(out + n - 5, ".gguf") == 0 ? 5 : 0;
+        snprintf(gates_path, sizeof gates_path, "%.*s.gates.gguf", (int)(n - (size_t)cut), out);
+        gates_out = gates_path;
+    }
+    doze_error e;
+    doze_byte_buffer init = {NULL, 0, 0}, trained = {NULL, 0, 0};
+    doze_model *m = NULL, *m2 = NULL;
+    doze_finetune *f = NULL;
+    char *text = NULL;
+    size_t text_n = 0;
+    int rc = 1;
+    doze_model_params mp = doze_model_default_params();
+    mp.context_length = q->context;
+    if (doze_full_trainer_save(t, name, DOZE_TYPE_F32, 0, doze_byte_buffer_write, &init, &e) != DOZE_OK ||
+        doze_model_load_memory(init.data, init.len, &mp, &m, &e) != DOZE_OK) {
+        cli_print_error("the initial model", &e);
+        goto done;
+    }
+    if (!(text = (char *)cli_read_file(text_path, &text_n))) goto done;
+    if (doze_finetune_new(m, NULL, &tp, text, text_n, &f, &e) != DOZE_OK) {
+        cli_print_error("train --gates", &e);
+        goto done;
+    }
+    out_printf("joint: weights and gates from scratch on %d tokens; %d steps of %d x %d, weight lr "
+               "%g -> %g (%d warm-up), budgets %.2f..%.2f, %.0f%% of windows dense\n",
+               doze_finetune_tokens(f), tp.total_steps, tp.batch, tp.context,
+               (double)tp.weight_lr, (double)tp.weight_lr_min, tp.weight_warmup, (double)tp.budget_lo,
+               (double)tp.budget_hi, 100.0 * tp.dense_fraction);
+    long long log_every = cli_opt_int(argc, argv, "--log-every", 10, &bad);
+    double t0 = io_now_ms();
+    for (int step = 0; step < tp.total_steps; step++) {
+        doze_train_stats s;
+        if (doze_finetune_step(f, &s, &e) != DOZE_OK) {
+            cli_print_error("train --gates", &e);
+            goto done;
+        }
+        if ((step + 1) % (log_every > 0 ? log_every : 10) == 0 || step + 1 == tp.total_steps || step == 0)
+            out_printf("step %5d/%d  ce %.4f  loss %.4f  compute %.3f (expected %.3f)  tau %.3f  %.0f tok/s\n",
+                       s.step, tp.total_steps, (double)s.kl, (double)s.loss, (double)s.achieved_compute,
+                       (double)s.expected_compute, (double)s.tau,
+                       (double)(step + 1) * tp.batch * tp.context * 1000.0 / (io_now_ms() - t0 + 1e-9));
+    }
+    if (doze_finetune_write_model(f, init.data, init.len, doze_byte_buffer_write, &trained, &e) != DOZE_OK ||
+        doze_model_load_memory(trained.data, trained.len, &mp, &m2, &e) != DOZE_OK ||
+        doze_finetune_finish_joint(f, m2, &e) != DOZE_OK) {
+        cli_print_error(out, &e);
+        goto done;
+    }
+    intptr_t fd = io_open(out, "w");
+    if (fd < 0 || cli_write_fn(&fd, trained.data, trained.len) != 0) {
+        if (fd >= 0) io_close(fd);
+        err_printf("doze: cannot write %s\n", out);
+        goto done;
+    }
+    io_close(fd);
+    fd = io_open(gates_out, "w");
+    if (fd < 0) {
+        err_printf("doze: cannot write %s\n", gates_out);
+        goto done;
+    }
+    rc = doze_gates_save(doze_finetune_gates(f), cli_write_fn, &fd, &e) == DOZE_OK ? 0 : cli_print_error(gates_out, &e);
+    io_close(fd);
+    if (!rc) out_printf("wrote %s and its gates %s\n", out, gates_out);
+done:
+    doze_finetune_free(f);
+    doze_model_free(m2);
+    doze_model_free(m);
+    free(init.data);
+    free(trained.data);
+    free(text);
+    return rc;
+}
 
 int cmd_train(int argc, char **argv) {
     const char *text_path = cli_positional(argc, argv, 0);
@@ -165,6 +276,14 @@ int cmd_train(int argc, char **argv) {
     }
     free(file);
     file = NULL;
+    if (cli_flag(argc, argv, "--gates")) {
+        if (resume) {
+            err_printf("doze: train --gates does not resume\n");
+            goto done;
+        }
+        rc = train_with_gates(argc, argv, t, text_path, out, name);
+        goto done;
+    }
     p = *doze_full_trainer_params(t);
     const int T = p.context;
 

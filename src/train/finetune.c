@@ -7,6 +7,7 @@
 #include "error.h"
 #include "gates.h"
 #include "model.h"
+#include "train.h"
 
 struct doze_finetune {
     doze_model *m;
@@ -149,7 +150,29 @@ doze_status doze_finetune_step(doze_finetune *f, doze_train_stats *stats, doze_e
 
 doze_status doze_finetune_finish(doze_finetune *f, doze_error *err) {
     if (!f || !f->g) return doze_fail(err, DOZE_ERR_STATE, "no gates to finish");
+    if (f->p.joint)
+        return doze_fail(err, DOZE_ERR_STATE, "joint fine-tuning changed the model: finish with "
+                         "doze_finetune_finish_joint on the fine-tuned model");
     return doze_gates_retune(f->m, f->g, f->ids, f->n_ids < 512 ? f->n_ids : 512, err);
+}
+
+doze_status doze_finetune_write_model(doze_finetune *f, const void *file, size_t n,
+                                      int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                                      doze_error *err) {
+    if (!f || !f->t || !file || !fn)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no fine-tune in progress, file or output");
+    return trainer_write_model(f->t, file, n, fn, ctx, err);
+}
+
+doze_status doze_finetune_finish_joint(doze_finetune *f, doze_model *trained, doze_error *err) {
+    if (!f || !f->g || !trained) return doze_fail(err, DOZE_ERR_STATE, "no gates or model to finish");
+    const doze_model_info *a = &f->m->info, *b = &trained->info;
+    if (a->dim != b->dim || a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
+        a->hidden_dim != b->hidden_dim || a->vocab_size != b->vocab_size)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "the fine-tuned model is not the shape trained");
+    doze_status st = doze_gates_retune(trained, f->g, f->ids, f->n_ids < 512 ? f->n_ids : 512, err);
+    if (st == DOZE_OK) f->g->fingerprint = gates_model_fingerprint(trained);
+    return st;
 }
 
 doze_gates *doze_finetune_gates(doze_finetune *f) { return f ? f->g : NULL; }

@@ -1,8 +1,8 @@
 /* Gate fine-tuning by backprop through the frozen transformer.
  *
- * The training forward runs B windows of T tokens layer by layer (the order
- * of forward_seq.c) and keeps its activations in one buffer carved into
- * named tensors. Per layer l and token n, the router scores (1 + n_heads +
+ * The training forward runs B windows of T tokens layer by layer, each
+ * layer the shared training block (block.c) with its gates, and keeps its
+ * activations in one buffer carved into named tensors. Per layer l and token n, the router scores (1 + n_heads +
  * n_blocks values: the layer and each head, z = R xn + bias from the normed
  * layer input; each FFN block, z = R_blk hn + bias from the FFN's normed
  * input after attention) become unit scores s = z - log(cost share) -
@@ -37,19 +37,19 @@
 #include "train.h"
 #include "train_acts.h"
 #include "train_ops.h"
+#include "block.h"
+#include "train_joint.h"
 
 typedef struct {
     block_acts b; /* the block's own activations */
     float *z, *gs, *g; /* (N, 1 + n_heads + NB) router scores, relaxed and hard gates */
-    float *a;          /* (N, dim) attention's update */
-    float *f;          /* (N, dim) the FFN's update */
     uint8_t *vis;      /* (N) positions visible at this layer */
 } layer_acts;
 
 typedef struct { /* f32 copies of the frozen weights: as stored (for the
                    backward) and transposed (for the forward) */
-    float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (n_heads, dim, head_dim) */
-    float *tq, *tk, *tv, *to, *t1, *t2, *t3; /* transposed; to: (n_heads, head_dim, dim) */
+    float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (dim, n_heads * head_dim) */
+    float *tq, *tk, *tv, *to, *t1, *t2, *t3; /* transposed */
 } layer_weights;
 
 struct doze_trainer {
@@ -64,7 +64,16 @@ struct doze_trainer {
     float *x_final, *xf, *rinvf, *logits, *teacher;
     /* gradient scratch */
     block_grads gr;
-    float *dA, *dlogits, *dz, *hbuf, *hbuf2, *dbuf, *att_scratch, *hgm, *zbuf;
+    float *dlogits, *dz, *att_scratch, *zbuf;
+    /* the pass under way, for the block's router hooks */
+    train_mode mode;
+    float tau, cgrad;
+    const uint8_t *vis_in;
+    /* joint training: the weights that learn (NULL: gates only); teaching:
+     * the pass under way is the dense teacher's (the model's own weights) */
+    joint_weights *jw;
+    int teaching;
+    const int32_t *tokens; /* of the pass under way */
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
     /* per position: log cost shares and normalized costs */
@@ -74,6 +83,12 @@ struct doze_trainer {
     float *ffn_c, *log_ffn_c, *blk_frac, *log_blk_frac;
     float log_lambda0;
     float dual; /* Lagrange multiplier of E[compute] = budget */
+    /* a budget range: each window its own budget (or dense), its log lambda,
+     * its expected compute and the compute term's gradient per token */
+    int ranged;
+    float *win_b, *win_ll, *win_e, *win_cg;
+    uint8_t *win_dense;
+    double penalty; /* the compute term of the last loss */
     uint64_t rng;
     int step;
     void *mem; /* everything above that is a float/byte buffer lives here */
@@ -90,16 +105,26 @@ doze_train_params doze_train_default_params(void) {
     p.dual_rate = 0.0f;
     p.tau_start = 1.0f;
     p.tau_end = 0.2f;
-    p.total_steps = 400; /* 200 until issue 8's FFN order: gates of both kinds keep improving to
+    p.total_steps = 400; /* 200 before the FFN channel order: gates of both kinds keep improving to
                             ~400 steps (stories260K, b = 0.7: heads + layers 7.06 -> 6.95,
                             + ordered FFN blocks 5.70 -> 5.55), little after (800: 6.82 / 5.53) */
     p.seed = 1;
     p.ffn_gates = 1;
+    p.joint = 0;
+    p.task_loss = DOZE_LOSS_KL;
+    p.weight_lr = 5e-4f;
+    p.weight_clip = 1.0f;
+    p.weight_lr_min = 0.0f;
+    p.weight_warmup = 0;
+    p.budget_lo = 0.0f;
+    p.budget_hi = 0.0f;
+    p.dense_fraction = 0.2f;
     return p;
 }
 
 void doze_trainer_free(doze_trainer *t) {
     if (!t) return;
+    joint_weights_free(t->jw);
     free(t->mem);
     free(t->w);
     free(t->act);
@@ -135,8 +160,6 @@ static void layout(doze_trainer *t, carver *c) {
         a->z = carve(c, N * U);
         a->gs = carve(c, N * U);
         a->g = carve(c, N * U);
-        a->a = carve(c, N * D);
-        a->f = carve(c, N * D);
         a->vis = carve_bytes(c, N);
     }
     t->wcls = carve(c, V * D);
@@ -147,14 +170,9 @@ static void layout(doze_trainer *t, carver *c) {
     t->logits = carve(c, N * V);
     t->teacher = carve(c, N * V);
     carve_block_grads(c, &t->gr, &bs);
-    t->dA = carve(c, N * D);
     t->dlogits = carve(c, N * V);
     t->dz = carve(c, N * U);
-    t->hbuf = carve(c, N * (size_t)t->hd);
-    t->hbuf2 = carve(c, N * (size_t)t->hd);
-    t->dbuf = carve(c, N * D);
-    t->att_scratch = carve(c, ATTENTION_SCRATCH(t->T, t->hd));
-    t->hgm = carve(c, N * F);
+    t->att_scratch = carve(c, block_att_per_thread(t->T, t->hd));
     t->zbuf = carve(c, N * U);
     t->dR = carve(c, L * U * D);
     t->db = carve(c, L * U);
@@ -171,6 +189,11 @@ static void layout(doze_trainer *t, carver *c) {
     t->log_ffn_c = carve(c, (size_t)t->T);
     t->blk_frac = carve(c, (size_t)t->NB + 1);
     t->log_blk_frac = carve(c, (size_t)t->NB + 1);
+    t->win_b = carve(c, (size_t)t->B);
+    t->win_ll = carve(c, (size_t)t->B);
+    t->win_e = carve(c, (size_t)t->B);
+    t->win_cg = carve(c, (size_t)t->B);
+    t->win_dense = carve_bytes(c, (size_t)t->B);
 }
 
 /* wt(cols, rows) = w(rows, cols)^T */
@@ -198,10 +221,17 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     if (!(prm.budget > 0.0f && prm.budget <= 1.0f) || prm.context < 2 || prm.context > 4096 ||
         prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
         !(prm.tau_start > 0.0f) || !(prm.tau_end > 0.0f) || prm.total_steps < 1 ||
-        !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f))
+        !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f) ||
+        (prm.task_loss != DOZE_LOSS_KL && prm.task_loss != DOZE_LOSS_CE) ||
+        (prm.joint && (!(prm.weight_lr > 0.0f) || !(prm.weight_clip >= 0.0f) ||
+                       !(prm.weight_lr_min >= 0.0f) || prm.weight_warmup < 0)) ||
+        (prm.budget_lo != 0.0f && !(prm.budget_lo > 0.0f && prm.budget_lo <= prm.budget_hi &&
+                                    prm.budget_hi <= 1.0f && prm.dense_fraction >= 0.0f &&
+                                    prm.dense_fraction < 1.0f)))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "train params out of range (budget %g in (0,1], context %d in [2, min(4096, %d)], "
-                         "batch %d in [1, 1024], lr, tau > 0)",
+                         "batch %d in [1, 1024], lr, tau > 0, loss KL or CE, budget range "
+                         "0 < lo <= hi <= 1, dense fraction in [0, 1))",
                          (double)prm.budget, prm.context, c->context_length, prm.batch);
     doze_trainer *t = calloc(1, sizeof *t);
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
@@ -240,8 +270,8 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         widen(t->w[l].wq, &ly->wq);
         widen(t->w[l].wk, &ly->wk);
         widen(t->w[l].wv, &ly->wv);
-        for (int h = 0; h < t->H; h++)
-            widen(t->w[l].wo + (size_t)h * t->D * t->hd, &ly->wo_head[h]);
+        for (int h = 0; h < t->H; h++) /* Wo(D, Q) from its heads' column blocks */
+            widen_ld(t->w[l].wo + (size_t)h * t->hd, t->Q, &ly->wo_head[h]);
         widen(t->w[l].w1, &ly->w_gate);
         for (int j = 0; j < m->n_ffn_blocks; j++) /* W2(D, F) from its column blocks */
             widen_ld(t->w[l].w2 + (size_t)j * c->ffn_block, t->F, &ly->w_down_blk[j]);
@@ -254,8 +284,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         transpose(w->tq, w->wq, t->Q, t->D);
         transpose(w->tk, w->wk, t->KVD, t->D);
         transpose(w->tv, w->wv, t->KVD, t->D);
-        for (int h = 0; h < t->H; h++)
-            transpose(w->to + (size_t)h * t->hd * t->D, w->wo + (size_t)h * t->D * t->hd, t->D, t->hd);
+        transpose(w->to, w->wo, t->D, t->Q);
         transpose(w->t1, w->w1, t->F, t->D);
         transpose(w->t2, w->w2, t->D, t->F);
         transpose(w->t3, w->w3, t->F, t->D);
@@ -279,6 +308,18 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         t->log_blk_frac[j] = (float)log(cost_block(&cm, j) / cm.ffn);
     }
     t->log_lambda0 = gates_log_lambda(g, prm.budget);
+    t->ranged = prm.budget_lo > 0.0f;
+    for (int w = 0; w < t->B && t->ranged; w++) { /* until a step draws them */
+        t->win_b[w] = 0.5f * (prm.budget_lo + prm.budget_hi);
+        t->win_ll[w] = gates_log_lambda(g, t->win_b[w]);
+    }
+    if (prm.joint) {
+        doze_status st = joint_weights_new(m, &t->jw, err);
+        if (st != DOZE_OK) {
+            doze_trainer_free(t);
+            return st;
+        }
+    }
     *out = t;
     return DOZE_OK;
 }
@@ -302,10 +343,24 @@ void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, u
         }
 }
 float *trainer_grad_bias(doze_trainer *t) { return t->db; }
+joint_weights *trainer_joint(doze_trainer *t) { return t->jw; }
+
+doze_status trainer_write_model(const doze_trainer *t, const void *file, size_t n,
+                                int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                                doze_error *err) {
+    if (!t->jw) return doze_fail(err, DOZE_ERR_STATE, "only joint training changes the model");
+    return joint_write(t->jw, file, n, fn, ctx, err);
+}
 
 /* ---- gates -------------------------------------------------------------------------- */
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + doze_expf(-x)); }
+
+/* in (0, 1) */
+static double uniform(uint64_t *s) {
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    return ((double)((*s * 0x2545F4914F6CDD1Dull) >> 11) + 0.5) / 9007199254740992.0;
+}
 
 static float logistic_noise(uint64_t *s) {
     *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
@@ -313,8 +368,16 @@ static float logistic_noise(uint64_t *s) {
     return (float)(log(u) - log1p(-u));
 }
 
-static int is_protected(const doze_trainer *t, int l, int u, int pos) {
-    return pos < t->g->params.protect_tokens || (u == 0 && l < t->g->params.protect_layers);
+/* a unit always on at token n: protected by the gates' params, or its window is dense */
+static int is_protected(const doze_trainer *t, int l, int u, int n) {
+    int pos = n % t->T;
+    return pos < t->g->params.protect_tokens || (u == 0 && l < t->g->params.protect_layers) ||
+           (t->ranged && t->win_dense[n / t->T]);
+}
+
+/* the threshold offset log lambda of token n's budget */
+static float log_lambda_of(const doze_trainer *t, int n) {
+    return t->ranged ? t->win_ll[n / t->T] : t->log_lambda0;
 }
 
 /* log of unit u's share of the dense compute at position pos */
@@ -347,11 +410,11 @@ static void gates_forward(doze_trainer *t, int l, int u0, int u1, const float *i
         float *z = a->z + (size_t)n * t->U, *gs = a->gs + (size_t)n * t->U, *g = a->g + (size_t)n * t->U;
         for (int u = u0; u < u1; u++) {
             z[u] = t->zbuf[(size_t)n * k + (u - u0)] + bias[u];
-            if (mode == TRAIN_DENSE || is_protected(t, l, u, pos)) {
+            if (mode == TRAIN_DENSE || is_protected(t, l, u, n)) {
                 gs[u] = g[u] = 1.0f;
                 continue;
             }
-            float s = z[u] - unit_log_share(t, u, pos) - t->log_lambda0;
+            float s = z[u] - unit_log_share(t, u, pos) - log_lambda_of(t, n);
             if (mode == TRAIN_HARD || mode == TRAIN_DECIDE) {
                 float noisy = mode == TRAIN_HARD ? s + logistic_noise(&t->rng) : s;
                 gs[u] = sigmoidf(noisy / tau);
@@ -369,68 +432,95 @@ static void gates_forward(doze_trainer *t, int l, int u0, int u1, const float *i
 
 /* ---- forward ------------------------------------------------------------------------ */
 
+/* the block's router hooks: the pass under way is in t */
+static void decide_hook(void *ctx, int l, int u0, int u1, const float *in) {
+    doze_trainer *t = ctx;
+    gates_forward(t, l, u0, u1, in, t->mode, t->tau, t->vis_in);
+}
+
+static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, float cgrad);
+static void router_backward(doze_trainer *t, int l, int u0, int u1, const float *in, float *din);
+
+static void router_backward_hook(void *ctx, int l, int u0, int u1, const float *in, float *din) {
+    doze_trainer *t = ctx;
+    score_backward(t, l, u0, u1, t->tau, t->cgrad);
+    router_backward(t, l, u0, u1, in, din);
+}
+
+static block_shape shape_of(doze_trainer *t) {
+    const doze_model *m = t->m;
+    block_shape s;
+    memset(&s, 0, sizeof s);
+    s.T = t->T;
+    s.D = t->D;
+    s.F = t->F;
+    s.H = t->H;
+    s.KV = t->KV;
+    s.hd = t->hd;
+    s.rope_dim = m->info.rope_dim;
+    s.eps = m->info.norm_eps;
+    s.rope_cos = m->rope_cos;
+    s.rope_sin = m->rope_sin;
+    s.softmax = m->kern->softmax;
+    s.swiglu = m->kern->swiglu;
+    s.threads = 1;
+    s.att_scratch = t->att_scratch;
+    s.att_per_thread = block_att_per_thread(t->T, t->hd);
+    s.all_visible = NULL; /* always gated */
+    s.ffn_block = m->info.ffn_block;
+    return s;
+}
+
+static block_weights weights_of(const doze_trainer *t, int l) {
+    if (t->jw && !t->teaching) return joint_block(t->jw, l);
+    const layer_weights *lw = &t->w[l];
+    block_weights w;
+    w.attn_norm = t->m->layers[l].attn_norm;
+    w.ffn_norm = t->m->layers[l].ffn_norm;
+    w.wq = lw->wq, w.wk = lw->wk, w.wv = lw->wv, w.wo = lw->wo;
+    w.w1 = lw->w1, w.w2 = lw->w2, w.w3 = lw->w3;
+    w.tq = lw->tq, w.tk = lw->tk, w.tv = lw->tv, w.to = lw->to;
+    w.t1 = lw->t1, w.t2 = lw->t2, w.t3 = lw->t3;
+    return w;
+}
+
+static block_gating gating_of(doze_trainer *t, int l) {
+    block_gating g;
+    g.U = t->U;
+    g.NB = t->NB;
+    g.g = t->act[l].g;
+    g.dg = t->dz;
+    g.vis = t->act[l].vis;
+    g.decide = decide_hook;
+    g.router_backward = router_backward_hook;
+    g.ctx = t;
+    return g;
+}
+
 static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, float tau,
                     const uint8_t *vis_in) {
     const doze_model *m = t->m;
-    const doze_model_info *c = &m->info;
-    const int N = t->N, D = t->D, F = t->F, hd = t->hd;
+    const int N = t->N, D = t->D;
+    const block_shape s = shape_of(t);
+    t->mode = mode;
+    t->tau = tau;
+    t->vis_in = vis_in;
+    t->tokens = tokens;
+    const int learned = t->jw && !t->teaching;
     float *x = t->x_final; /* the stream, carried from layer to layer */
-    for (int n = 0; n < N; n++) model_embed(m, tokens[n], x + (size_t)n * D);
+    for (int n = 0; n < N; n++)
+        if (learned)
+            memcpy(x + (size_t)n * D, joint_embedding(t->jw) + (size_t)tokens[n] * D, (size_t)D * sizeof(float));
+        else
+            model_embed(m, tokens[n], x + (size_t)n * D);
     for (int l = 0; l < t->L; l++) {
-        layer_acts *a = &t->act[l];
-        const layer_weights *w = &t->w[l];
-        const doze_layer *ly = &m->layers[l];
-        memcpy(a->b.x_in, x, (size_t)N * D * sizeof(float));
-        rmsnorm_forward(a->b.xn, a->b.rinv1, a->b.x_in, ly->attn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, 0, 1 + t->H, a->b.xn, mode, tau, vis_in); /* the layer and its heads */
-        matmul_forward_t(a->b.q, a->b.xn, w->tq, N, t->Q, D);
-        matmul_forward_t(a->b.k, a->b.xn, w->tk, N, t->KVD, D);
-        matmul_forward_t(a->b.v, a->b.xn, w->tv, N, t->KVD, D);
-        rope_forward(a->b.q, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        rope_forward(a->b.k, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        attention_forward(a->b.o, a->b.P, a->b.q, a->b.k, a->b.v, a->vis, t->B, t->T, t->H, t->KV, hd,
-                          m->kern->softmax, t->att_scratch);
-        /* a = sum_h g_h Wo_h o_h */
-        memset(a->a, 0, (size_t)N * D * sizeof(float));
-        for (int h = 0; h < t->H; h++) {
-            for (int n = 0; n < N; n++)
-                memcpy(t->hbuf + (size_t)n * hd, a->b.o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
-            matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h(N, D) */
-            for (int n = 0; n < N; n++) {
-                float gh = a->g[(size_t)n * t->U + 1 + h];
-                if (gh == 0.0f) continue;
-                float *an = a->a + (size_t)n * D;
-                const float *cn = t->dbuf + (size_t)n * D;
-                for (int i = 0; i < D; i++) an[i] += gh * cn[i];
-            }
-        }
-        for (size_t i = 0; i < (size_t)N * D; i++) a->b.xmid[i] = a->b.x_in[i] + a->a[i];
-        rmsnorm_forward(a->b.hn, a->b.rinv2, a->b.xmid, ly->ffn_norm, N, D, c->norm_eps);
-        gates_forward(t, l, 1 + t->H, t->U, a->b.hn, mode, tau, vis_in); /* its FFN blocks */
-        matmul_forward_t(a->b.h1, a->b.hn, w->t1, N, F, D);
-        matmul_forward_t(a->b.h3, a->b.hn, w->t3, N, F, D);
-        swiglu_forward(a->b.hg, a->b.h1, a->b.h3, N, F, m->kern->swiglu);
-        const float *hg = a->b.hg;
-        if (t->NB) { /* f = sum_j g_j W_down_j hg_j = W_down (hg * g_block(channel)) */
-            for (int n = 0; n < N; n++) {
-                const float *gb = a->g + (size_t)n * t->U + 1 + t->H;
-                const float *src = a->b.hg + (size_t)n * F;
-                float *dst = t->hgm + (size_t)n * F;
-                for (int i = 0; i < F; i++) dst[i] = gb[i / c->ffn_block] * src[i];
-            }
-            hg = t->hgm;
-        }
-        matmul_forward_t(a->f, hg, w->t2, N, D, F);
-        for (int n = 0; n < N; n++) {
-            float g0 = a->g[(size_t)n * t->U];
-            for (int i = 0; i < D; i++) {
-                size_t j = (size_t)n * D + i;
-                x[j] = a->b.x_in[j] + g0 * (a->a[j] + a->f[j]);
-            }
-        }
+        const block_weights w = weights_of(t, l);
+        const block_gating g = gating_of(t, l);
+        block_forward(&s, &w, &t->act[l].b, &g, l, x, &t->gr, t->B);
     }
-    rmsnorm_forward(t->xf, t->rinvf, x, m->output_norm, N, D, c->norm_eps);
-    matmul_forward_t(t->logits, t->xf, t->tcls, N, t->V, D);
+    rmsnorm_forward(t->xf, t->rinvf, x, learned ? joint_output_norm(t->jw) : m->output_norm, N, D,
+                    m->info.norm_eps);
+    matmul_forward_t(t->logits, t->xf, learned ? joint_classifier_t(t->jw) : t->tcls, N, t->V, D);
 }
 
 doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_error *err) {
@@ -438,7 +528,9 @@ doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_err
         if (tokens[n] < 0 || tokens[n] >= t->V)
             return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
                              tokens[n], t->V);
+    t->teaching = 1; /* the model's own weights, dense */
     forward(t, tokens, TRAIN_DENSE, 1.0f, NULL);
+    t->teaching = 0;
     softmax_rows(t->teacher, t->logits, t->N, t->V, t->m->kern->softmax);
     return DOZE_OK;
 }
@@ -459,21 +551,44 @@ static double kl_loss(doze_trainer *t) {
     return kl / N;
 }
 
+/* cross-entropy of each window's next tokens (the last position of a
+ * window has none: it does not count), mean per counted token;
+ * dlogits = (softmax - onehot) / count */
+static double ce_loss(doze_trainer *t) {
+    const int N = t->N, V = t->V, T = t->T;
+    const int count = t->B * (T - 1);
+    softmax_rows(t->dlogits, t->logits, N, V, t->m->kern->softmax);
+    double ce = 0;
+    for (int n = 0; n < N; n++) {
+        float *q = t->dlogits + (size_t)n * V;
+        if (n % T == T - 1) {
+            memset(q, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const int y = t->tokens[n + 1];
+        ce -= log((double)q[y] + 1e-30);
+        q[y] -= 1.0f;
+        for (int v = 0; v < V; v++) q[v] /= (float)count;
+    }
+    return ce / count;
+}
+
 /* relaxed probability of a unit: pi = sigmoid(s / tau) (1 when protected) */
 static float unit_prob(const doze_trainer *t, int l, int n, int u, float tau) {
     int pos = n % t->T;
-    if (is_protected(t, l, u, pos)) return 1.0f;
+    if (is_protected(t, l, u, n)) return 1.0f;
     float z = t->act[l].z[(size_t)n * t->U + u];
-    float s = z - unit_log_share(t, u, pos) - t->log_lambda0;
+    float s = z - unit_log_share(t, u, pos) - log_lambda_of(t, n);
     return sigmoidf(s / tau);
 }
 
 /* expected compute under pi, the hard compute under g; with want_grad adds
  * d(mu (E - b)^2)/dz into t->dz layer by layer (called per layer below) */
 static void compute_terms(doze_trainer *t, float tau, double *expected, double *achieved) {
-    double e = 0, h = 0;
+    double e = 0, h = 0, ew = 0;
     for (int n = 0; n < t->N; n++) {
         int pos = n % t->T;
+        double e0 = e;
         e += t->router_c[pos];
         h += t->router_c[pos];
         for (int l = 0; l < t->L; l++) {
@@ -486,6 +601,11 @@ static void compute_terms(doze_trainer *t, float tau, double *expected, double *
             }
             e += pl * (t->fixed_c[pos] + units_p);
             h += (g[0] > 0.5f) * (t->fixed_c[pos] + units_g);
+        }
+        ew += e - e0; /* each window's mean, for a budget range */
+        if (pos == t->T - 1) {
+            t->win_e[n / t->T] = (float)(ew / t->T);
+            ew = 0;
         }
     }
     *expected = e / t->N;
@@ -508,10 +628,11 @@ static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, fl
         if (u0 == 0)
             for (int u = 1; u < U; u++) units_p += unit_cost(t, u, pos) * unit_prob(t, l, n, u, tau);
         for (int u = u0; u < u1; u++) {
-            if (is_protected(t, l, u, pos)) {
+            if (is_protected(t, l, u, n)) {
                 dz[u] = 0.0f;
                 continue;
             }
+            if (t->ranged) cgrad = t->win_cg[n / t->T];
             float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
             float pi = unit_prob(t, l, n, u, tau);
             float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + units_p) : cgrad * pl * unit_cost(t, u, pos);
@@ -541,99 +662,42 @@ static void router_backward(doze_trainer *t, int l, int u0, int u1, const float 
 
 static void backward(doze_trainer *t, float tau, double expected) {
     const doze_model *m = t->m;
-    const doze_model_info *c = &m->info;
-    const int N = t->N, D = t->D, F = t->F, hd = t->hd, U = t->U;
-    const float cgrad = (2.0f * t->p.compute_weight * (float)(expected - t->p.budget) + t->dual) / (float)N;
+    const int N = t->N, D = t->D, U = t->U;
+    const block_shape s = shape_of(t);
+    t->tau = tau;
+    t->cgrad = (2.0f * t->p.compute_weight * (float)(expected - t->p.budget) + t->dual) / (float)N;
     memset(t->dR, 0, (size_t)t->L * U * D * sizeof(float));
     memset(t->db, 0, (size_t)t->L * U * sizeof(float));
     memset(t->gr.dx, 0, (size_t)N * D * sizeof(float));
     memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
-    matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
-    rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
+    joint_weights *jw = t->jw;
+    if (!jw) {
+        matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
+        rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
+        for (int l = t->L - 1; l >= 0; l--) {
+            const block_weights w = weights_of(t, l);
+            const block_gating g = gating_of(t, l);
+            block_backward(&s, &w, &t->act[l].b, &g, l, &t->gr, NULL, t->B);
+        }
+        return;
+    }
+    /* joint: the weights' gradients too, the same path in reverse */
+    memset(joint_grads(jw), 0, joint_n_params(jw) * sizeof(float));
+    matmul_backward(t->gr.dtmp, t->dlogits, joint_classifier(jw), N, t->V, D); /* dxf */
+    matmul_backward_weights(joint_classifier_grad(jw), t->dlogits, t->xf, N, t->V, D, 1);
+    rmsnorm_backward_weights(joint_output_norm_grad(jw), t->gr.dtmp, t->x_final, t->rinvf, N, D);
+    rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, joint_output_norm(jw), N, D);
     for (int l = t->L - 1; l >= 0; l--) {
-        layer_acts *a = &t->act[l];
-        const layer_weights *w = &t->w[l];
-        const doze_layer *ly = &m->layers[l];
-        memset(t->dz, 0, (size_t)N * U * sizeof(float));
-        /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
-        for (int n = 0; n < N; n++) {
-            float g0 = a->g[(size_t)n * U];
-            const float *dxn = t->gr.dx + (size_t)n * D;
-            float s = 0;
-            for (int i = 0; i < D; i++) {
-                size_t j = (size_t)n * D + i;
-                s += dxn[i] * (a->a[j] + a->f[j]);
-                t->dA[j] = g0 * dxn[i]; /* du, for now */
-            }
-            t->dz[(size_t)n * U] = s;
-        }
-        /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
-        memset(t->gr.dhg, 0, (size_t)N * F * sizeof(float));
-        matmul_backward(t->gr.dhg, t->dA, w->w2, N, D, F); /* W_down^T df */
-        if (t->NB) { /* dg_j = df . (W_down_j hg_j); dhg = g_j W_down_j^T df */
-            for (int n = 0; n < N; n++) {
-                const float *gb = a->g + (size_t)n * U + 1 + t->H;
-                float *dzb = t->dz + (size_t)n * U + 1 + t->H;
-                const float *hgn = a->b.hg + (size_t)n * F;
-                float *dh = t->gr.dhg + (size_t)n * F;
-                for (int j = 0; j < t->NB; j++) {
-                    const int i0 = j * c->ffn_block, i1 = i0 + ffn_block_width(F, c->ffn_block, j);
-                    float sg = 0;
-                    for (int i = i0; i < i1; i++) sg += hgn[i] * dh[i];
-                    dzb[j] = sg;
-                    for (int i = i0; i < i1; i++) dh[i] *= gb[j];
-                }
-            }
-        }
-        swiglu_backward(t->gr.dh1, t->gr.dh3, t->gr.dhg, a->b.h1, a->b.h3, N, F);
-        memset(t->gr.dhn, 0, (size_t)N * D * sizeof(float));
-        matmul_backward(t->gr.dhn, t->gr.dh1, w->w1, N, F, D);
-        matmul_backward(t->gr.dhn, t->gr.dh3, w->w3, N, F, D);
-        /* the FFN blocks' gates read hn: their scores' gradient, their router rows' */
-        score_backward(t, l, 1 + t->H, U, tau, cgrad);
-        router_backward(t, l, 1 + t->H, U, a->b.hn, t->gr.dhn);
-        memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
-        rmsnorm_backward(t->gr.dtmp, t->gr.dhn, a->b.xmid, a->b.rinv2, ly->ffn_norm, N, D); /* dm */
-        for (size_t j = 0; j < (size_t)N * D; j++) {
-            t->dA[j] += t->gr.dtmp[j]; /* dA = du + dm */
-            t->gr.dx[j] += t->gr.dtmp[j]; /* x_mid = x_in + a */
-        }
-        /* a = sum_h g_h Wo_h o_h */
-        memset(t->gr.dq, 0, (size_t)N * t->Q * sizeof(float));
-        memset(t->gr.dk, 0, (size_t)N * t->KVD * sizeof(float));
-        memset(t->gr.dv, 0, (size_t)N * t->KVD * sizeof(float));
-        for (int h = 0; h < t->H; h++) {
-            const float *wo = w->wo + (size_t)h * D * hd;
-            for (int n = 0; n < N; n++)
-                memcpy(t->hbuf + (size_t)n * hd, a->b.o + (size_t)n * t->Q + (size_t)h * hd, (size_t)hd * sizeof(float));
-            matmul_forward_t(t->dbuf, t->hbuf, w->to + (size_t)h * hd * D, N, D, hd); /* c_h, recomputed */
-            for (int n = 0; n < N; n++) {
-                const float *dAn = t->dA + (size_t)n * D, *cn = t->dbuf + (size_t)n * D;
-                float s = 0;
-                for (int i = 0; i < D; i++) s += dAn[i] * cn[i];
-                t->dz[(size_t)n * U + 1 + h] = s;
-                float gh = a->g[(size_t)n * U + 1 + h];
-                float *dc = t->dbuf + (size_t)n * D; /* dc_h = g_h dA */
-                for (int i = 0; i < D; i++) dc[i] = gh * dAn[i];
-            }
-            memset(t->hbuf2, 0, (size_t)N * hd * sizeof(float));
-            matmul_backward(t->hbuf2, t->dbuf, wo, N, D, hd); /* do_h(N, hd) */
-            for (int n = 0; n < N; n++)
-                memcpy(t->gr.dO + (size_t)n * t->Q + (size_t)h * hd, t->hbuf2 + (size_t)n * hd,
-                       (size_t)hd * sizeof(float));
-        }
-        attention_backward(t->gr.dq, t->gr.dk, t->gr.dv, t->gr.dO, a->b.P, a->b.q, a->b.k, a->b.v, t->B, t->T, t->H,
-                           t->KV, hd, t->att_scratch);
-        rope_backward(t->gr.dq, N, t->T, t->H, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        rope_backward(t->gr.dk, N, t->T, t->KV, hd, c->rope_dim, m->rope_cos, m->rope_sin);
-        memset(t->gr.dxn, 0, (size_t)N * D * sizeof(float));
-        matmul_backward(t->gr.dxn, t->gr.dq, w->wq, N, t->Q, D);
-        matmul_backward(t->gr.dxn, t->gr.dk, w->wk, N, t->KVD, D);
-        matmul_backward(t->gr.dxn, t->gr.dv, w->wv, N, t->KVD, D);
-        /* the layer's and the heads' gates read xn */
-        score_backward(t, l, 0, 1 + t->H, tau, cgrad);
-        router_backward(t, l, 0, 1 + t->H, a->b.xn, t->gr.dxn);
-        rmsnorm_backward(t->gr.dx, t->gr.dxn, a->b.x_in, a->b.rinv1, ly->attn_norm, N, D);
+        const block_weights w = joint_block(jw, l);
+        block_weight_grads dw = joint_block_grads(jw, l);
+        const block_gating g = gating_of(t, l);
+        block_backward(&s, &w, &t->act[l].b, &g, l, &t->gr, &dw, t->B);
+    }
+    float *ge = joint_embedding_grad(jw); /* embedding rows, in token order */
+    for (int n = 0; n < N; n++) {
+        float *gr = ge + (size_t)t->tokens[n] * D;
+        const float *d = t->gr.dx + (size_t)n * D;
+        for (int i = 0; i < D; i++) gr[i] += d[i];
     }
 }
 
@@ -645,14 +709,39 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
             return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)",
                              tokens[n], t->V);
     forward(t, tokens, mode, tau, vis_in);
-    double kl = kl_loss(t), expected, achieved;
+    double kl = t->p.task_loss == DOZE_LOSS_CE ? ce_loss(t) : kl_loss(t), expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
     double d = expected - t->p.budget;
-    *loss = kl + t->p.compute_weight * d * d + t->dual * d;
+    if (!t->ranged) {
+        *loss = kl + t->p.compute_weight * d * d + t->dual * d;
+    } else { /* mu * mean over the gated windows of (E_w - b_w)^2 */
+        int active = 0;
+        for (int w = 0; w < t->B; w++) active += !t->win_dense[w];
+        double pen = 0;
+        for (int w = 0; w < t->B; w++) {
+            double dw = t->win_dense[w] ? 0.0 : (double)t->win_e[w] - t->win_b[w];
+            pen += dw * dw;
+            t->win_cg[w] = active ? (float)(2.0 * t->p.compute_weight * dw / ((double)active * t->T)) : 0.0f;
+        }
+        t->penalty = active ? t->p.compute_weight * pen / active : 0.0;
+        *loss = kl + t->penalty;
+    }
     if (vis_out)
         for (int l = 0; l < t->L; l++) memcpy(vis_out + (size_t)l * t->N, t->act[l].vis, (size_t)t->N);
     if (want_grad) backward(t, tau, expected);
     return DOZE_OK;
+}
+
+/* the weights' learning rate at step (from 0): linear warm-up, then constant
+ * or a cosine down to weight_lr_min */
+static float weight_lr_at(const doze_train_params *p, int step) {
+    if (step < p->weight_warmup) return p->weight_lr * (float)(step + 1) / (float)p->weight_warmup;
+    if (!(p->weight_lr_min > 0.0f)) return p->weight_lr;
+    int span = p->total_steps - p->weight_warmup;
+    double prog = span > 1 ? (double)(step - p->weight_warmup) / (double)(span - 1) : 1.0;
+    if (prog > 1.0) prog = 1.0;
+    return (float)(p->weight_lr_min + 0.5 * (p->weight_lr - p->weight_lr_min) *
+                                          (1.0 + cos(3.14159265358979323846 * prog)));
 }
 
 /* ---- the step ---------------------------------------------------------------------------- */
@@ -660,22 +749,32 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
 doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train_stats *stats,
                               doze_error *err) {
     if (!t || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no trainer or tokens");
-    doze_status st = trainer_set_teacher(t, tokens, err);
+    doze_status st = t->p.task_loss == DOZE_LOSS_KL ? trainer_set_teacher(t, tokens, err) : DOZE_OK;
     if (st != DOZE_OK) return st;
     float frac = t->p.total_steps > 1 ? (float)t->step / (float)(t->p.total_steps - 1) : 1.0f;
     if (frac > 1.0f) frac = 1.0f;
     float tau = t->p.tau_start * powf(t->p.tau_end / t->p.tau_start, frac); /* geometric anneal */
+    if (t->ranged) /* each window its budget, drawn from the range, or dense */
+        for (int w = 0; w < t->B; w++) {
+            t->win_dense[w] = uniform(&t->rng) < t->p.dense_fraction;
+            t->win_b[w] = t->win_dense[w] ? 1.0f
+                          : t->p.budget_lo + (t->p.budget_hi - t->p.budget_lo) * (float)uniform(&t->rng);
+            t->win_ll[w] = gates_log_lambda(t->g, t->win_b[w]);
+        }
     double loss;
     st = trainer_loss_grad(t, tokens, TRAIN_HARD, tau, NULL, NULL, 1, &loss, err);
     if (st != DOZE_OK) return st;
     double kl = 0, expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
-    kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget) -
-         t->dual * (expected - t->p.budget);
+    if (t->ranged)
+        kl = loss - t->penalty;
+    else
+        kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget) -
+             t->dual * (expected - t->p.budget);
     /* dual ascent on the compute constraint: the multiplier grows while the
      * expected compute stays above the budget (and shrinks below it), so the
      * run ends at the budget instead of leaving it to the retune */
-    t->dual += t->p.dual_rate * (float)(expected - t->p.budget);
+    if (!t->ranged) t->dual += t->p.dual_rate * (float)(expected - t->p.budget);
     /* AdamW on router weights and biases */
     t->step++;
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -693,6 +792,12 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
         t->mb[i] = b1 * t->mb[i] + (1 - b1) * g;
         t->vb[i] = b2 * t->vb[i] + (1 - b2) * g * g;
         t->g->bias[i] -= t->p.lr * (t->mb[i] / c1) / (sqrtf(t->vb[i] / c2) + eps);
+    }
+    if (t->jw) { /* the weights: Adam, their gradient clipped */
+        double norm = joint_adam_step(t->jw, weight_lr_at(&t->p, t->step - 1), 0.0f, t->p.weight_clip,
+                                      t->step);
+        if (!isfinite(norm))
+            return doze_fail(err, DOZE_ERR_STATE, "the weights' gradient is not finite (step %d)", t->step);
     }
     strcpy(t->g->kind, "trained");
     if (stats) {

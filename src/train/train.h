@@ -2,6 +2,7 @@
 #ifndef DOZE_TRAIN_H
 #define DOZE_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "doze.h"
@@ -33,5 +34,11 @@ const float *trainer_logits(const doze_trainer *t);
 void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, uint8_t *ffn_on);
 float *trainer_grad_router(doze_trainer *t); /* (n_layers, 1 + n_heads + n_blocks, dim) */
 float *trainer_grad_bias(doze_trainer *t);   /* (n_layers, 1 + n_heads + n_blocks) */
+/* joint training's weights (NULL when only the gates learn) */
+struct joint_weights *trainer_joint(doze_trainer *t);
+/* joint: the model file (the GGUF m was loaded from) with the trained weights */
+doze_status trainer_write_model(const doze_trainer *t, const void *file, size_t n,
+                                int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                                doze_error *err);
 
 #endif

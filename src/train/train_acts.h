@@ -1,6 +1,6 @@
 /* The activations and gradient scratch a transformer block's training
- * forward and backward keep, shared by the gate trainer (train.c) and the
- * full trainer (train_full.c), carved from their one buffer. */
+ * forward and backward keep (block.c), shared by every trainer, carved from
+ * the trainer's one buffer. */
 #ifndef DOZE_TRAIN_ACTS_H
 #define DOZE_TRAIN_ACTS_H
 
@@ -17,10 +17,12 @@ typedef struct {
     float *k, *v; /* (N, kv_dim), k after RoPE */
     float *P;     /* (B, n_heads, T, T) attention probabilities */
     float *o;     /* (N, q_dim) attention output before W_o */
+    float *a;     /* (N, dim) attention's update (gated: sum_h g_h Wo_h o_h) */
     float *xmid;  /* (N, dim) residual after attention */
     float *rinv2; /* (N) FFN norm's 1 / rms */
     float *hn;    /* (N, dim) FFN norm output */
     float *h1, *h3, *hg; /* (N, hidden) gate, up, silu(gate) * up */
+    float *f;     /* (N, dim) the FFN's update */
 } block_acts;
 
 /* gradient scratch of one layer's backward, reused layer after layer */
@@ -30,6 +32,9 @@ typedef struct {
     float *dhn, *dxn;           /* (N, dim) */
     float *dO, *dq;             /* (N, q_dim) */
     float *dk, *dv;             /* (N, kv_dim) */
+    float *dA, *dbuf;           /* (N, dim) gated: d/d(attention update), a head's product */
+    float *og;                  /* (N, q_dim) gated: o times its heads' gates */
+    float *hgm;                 /* (N, hidden) gated: hg times its blocks' gates */
 } block_grads;
 
 typedef struct {
@@ -45,12 +50,14 @@ static inline void carve_block_acts(carver *c, block_acts *a, const block_sizes 
     a->v = carve(c, s->N * s->kv_dim);
     a->P = carve(c, s->att);
     a->o = carve(c, s->N * s->q_dim);
+    a->a = carve(c, s->N * s->dim);
     a->xmid = carve(c, s->N * s->dim);
     a->rinv2 = carve(c, s->N);
     a->hn = carve(c, s->N * s->dim);
     a->h1 = carve(c, s->N * s->hidden);
     a->h3 = carve(c, s->N * s->hidden);
     a->hg = carve(c, s->N * s->hidden);
+    a->f = carve(c, s->N * s->dim);
 }
 
 static inline void carve_block_grads(carver *c, block_grads *g, const block_sizes *s) {
@@ -65,6 +72,10 @@ static inline void carve_block_grads(carver *c, block_grads *g, const block_size
     g->dk = carve(c, s->N * s->kv_dim);
     g->dv = carve(c, s->N * s->kv_dim);
     g->dxn = carve(c, s->N * s->dim);
+    g->dA = carve(c, s->N * s->dim);
+    g->dbuf = carve(c, s->N * s->dim);
+    g->og = carve(c, s->N * s->q_dim);
+    g->hgm = carve(c, s->N * s->hidden);
 }
 
 #endif

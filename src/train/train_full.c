@@ -1,15 +1,11 @@
-/* Full-model training (issue 7): every weight learns.
+/* Full-model training: every weight learns.
  *
- * The structure follows the gate trainer (train.c) and llm.c: parameters in
- * one flat buffer carved into named tensors (so AdamW, clipping and the
- * checkpoint see one array), activations of B windows of T tokens in one
- * buffer carved into named tensors, each op's _forward beside its _backward
- * (train_ops.c). The forward of a layer, per token:
- *   xn = rmsnorm(x_in) * attn_norm
- *   q, k, v = Wq xn, Wk xn, Wv xn; RoPE on q, k; causal attention -> o
- *   x_mid = x_in + Wo o
- *   hn = rmsnorm(x_mid) * ffn_norm
- *   x_out = x_mid + W2 (silu(W1 hn) * W3 hn)
+ * llm.c's structure: parameters in one flat buffer carved into named
+ * tensors (so AdamW, clipping and the checkpoint see one array), activations
+ * of B windows of T tokens in one buffer carved into named tensors. Each
+ * layer is the shared training block (block.c) without gates:
+ *   x_mid = x_in + Wo attention(rmsnorm(x_in))
+ *   x_out = x_mid + W2 (silu(W1 hn) * W3 hn),  hn = rmsnorm(x_mid)
  * then logits = Wcls (rmsnorm(x_L) * output_norm), Wcls the embedding when
  * tied; the loss is the mean next-token cross-entropy. The backward walks
  * the same ops in reverse, accumulating weight gradients
@@ -34,12 +30,9 @@
 #include "tokenizer.h"
 #include "train_full.h"
 #include "train_acts.h"
+#include "block.h"
 #include "train_ops.h"
 #include "vocab.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* tensors of a layer, in file order */
 enum { TL_ATTN_NORM, TL_Q, TL_K, TL_V, TL_O, TL_FFN_NORM, TL_GATE, TL_DOWN, TL_UP, TL_COUNT };
@@ -232,7 +225,7 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
     t->T = p->context;
     t->N = t->B * t->T;
     t->nt = train_threads(p->threads);
-    t->att_per_thread = (ATTENTION_SCRATCH(t->T, t->hd) + 15) & ~(size_t)15;
+    t->att_per_thread = block_att_per_thread(t->T, t->hd);
     t->rng = (p->seed ^ 0xD1B54A32D192ED03ull) | 1;
 
     const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, Q = (uint64_t)t->Q,
@@ -261,8 +254,8 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
 
     /* sizes in double first: size_t is 32 bits in wasm */
     double floats = (double)t->n_params * 5 + (double)t->L * ((double)t->B * t->H * t->T * t->T +
-                    (double)t->N * (5.0 * t->D + 2.0 * t->Q + 2.0 * t->KVD + 3.0 * t->F)) +
-                    (double)t->N * (8.0 * t->D + t->V + 3.0 * t->F + 2.0 * t->Q + 2.0 * t->KVD);
+                    (double)t->N * (7.0 * t->D + 2.0 * t->Q + 2.0 * t->KVD + 3.0 * t->F)) +
+                    (double)t->N * (10.0 * t->D + t->V + 4.0 * t->F + 3.0 * t->Q + 2.0 * t->KVD);
     if (floats * sizeof(float) > (double)SIZE_MAX / 2) {
         doze_full_trainer_free(t);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "training this shape needs %.3g GB, more than "
@@ -354,50 +347,77 @@ doze_status doze_full_trainer_new(const doze_full_params *p, const void *vocab, 
 
 /* ---- forward and backward ------------------------------------------------------------- */
 
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
+/* the block's shape and scratch, and layer l's weights and their gradients */
+static block_shape shape_of(const doze_full_trainer *t) {
+    block_shape s;
+    memset(&s, 0, sizeof s);
+    s.T = t->T;
+    s.D = t->D;
+    s.F = t->F;
+    s.H = t->H;
+    s.KV = t->KV;
+    s.hd = t->hd;
+    s.rope_dim = t->hd;
+    s.eps = 1e-5f;
+    s.rope_cos = t->rope_cos;
+    s.rope_sin = t->rope_sin;
+    s.softmax = doze_kernels_simd.softmax;
+    s.swiglu = doze_kernels_simd.swiglu;
+    s.threads = t->nt;
+    s.att_scratch = t->att_scratch;
+    s.att_per_thread = t->att_per_thread;
+    s.all_visible = t->vis;
+    s.ffn_block = t->F;
+    return s;
+}
+
+static block_weights weights_of(const doze_full_trainer *t, int l) {
+    block_weights w;
+    w.attn_norm = P_(t, LT(l, TL_ATTN_NORM));
+    w.ffn_norm = P_(t, LT(l, TL_FFN_NORM));
+    w.wq = P_(t, LT(l, TL_Q));
+    w.wk = P_(t, LT(l, TL_K));
+    w.wv = P_(t, LT(l, TL_V));
+    w.wo = P_(t, LT(l, TL_O));
+    w.w1 = P_(t, LT(l, TL_GATE));
+    w.w2 = P_(t, LT(l, TL_DOWN));
+    w.w3 = P_(t, LT(l, TL_UP));
+    w.tq = WT_(t, LT(l, TL_Q));
+    w.tk = WT_(t, LT(l, TL_K));
+    w.tv = WT_(t, LT(l, TL_V));
+    w.to = WT_(t, LT(l, TL_O));
+    w.t1 = WT_(t, LT(l, TL_GATE));
+    w.t2 = WT_(t, LT(l, TL_DOWN));
+    w.t3 = WT_(t, LT(l, TL_UP));
+    return w;
+}
+
+static block_weight_grads grads_of(const doze_full_trainer *t, int l) {
+    block_weight_grads g;
+    g.attn_norm = G_(t, LT(l, TL_ATTN_NORM));
+    g.ffn_norm = G_(t, LT(l, TL_FFN_NORM));
+    g.wq = G_(t, LT(l, TL_Q));
+    g.wk = G_(t, LT(l, TL_K));
+    g.wv = G_(t, LT(l, TL_V));
+    g.wo = G_(t, LT(l, TL_O));
+    g.w1 = G_(t, LT(l, TL_GATE));
+    g.w2 = G_(t, LT(l, TL_DOWN));
+    g.w3 = G_(t, LT(l, TL_UP));
+    return g;
 }
 
 /* the first nb windows of the buffers (inp/tgt filled) */
 static void forward(doze_full_trainer *t, int nb) {
-    const int N = nb * t->T, D = t->D, F = t->F, T = t->T, hd = t->hd, nt = t->nt;
-    const int big_att = (double)T * T * D >= 1e6; /* threads pay for themselves */
-    (void)big_att;
-    const doze_kernels *kern = &doze_kernels_simd;
-    const float eps = 1e-5f;
+    const int N = nb * t->T, D = t->D, nt = t->nt;
+    const block_shape s = shape_of(t);
     float *x = t->x;
     const float *embd = P_(t, 0);
     for (int n = 0; n < N; n++) memcpy(x + (size_t)n * D, embd + (size_t)t->inp[n] * D, (size_t)D * sizeof(float));
     for (int l = 0; l < t->L; l++) {
-        block_acts *a = &t->act[l];
-        memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
-        rmsnorm_forward(a->xn, a->rinv1, a->x_in, P_(t, LT(l, TL_ATTN_NORM)), N, D, eps);
-        matmul_forward_t_par(a->q, a->xn, WT_(t, LT(l, TL_Q)), N, t->Q, D, nt);
-        matmul_forward_t_par(a->k, a->xn, WT_(t, LT(l, TL_K)), N, t->KVD, D, nt);
-        matmul_forward_t_par(a->v, a->xn, WT_(t, LT(l, TL_V)), N, t->KVD, D, nt);
-        rope_forward(a->q, N, T, t->H, hd, hd, t->rope_cos, t->rope_sin);
-        rope_forward(a->k, N, T, t->KV, hd, hd, t->rope_cos, t->rope_sin);
-        DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
-        for (int b = 0; b < nb; b++) {
-            size_t r = (size_t)b * T;
-            attention_forward(a->o + r * t->Q, a->P + (size_t)b * t->H * T * T, a->q + r * t->Q,
-                              a->k + r * t->KVD, a->v + r * t->KVD, t->vis + r, 1, T, t->H, t->KV,
-                              hd, kern->softmax, t->att_scratch + (size_t)thread_id() * t->att_per_thread);
-        }
-        matmul_forward_t_par(t->gr.dtmp, a->o, WT_(t, LT(l, TL_O)), N, D, t->Q, nt);
-        for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + t->gr.dtmp[i];
-        rmsnorm_forward(a->hn, a->rinv2, a->xmid, P_(t, LT(l, TL_FFN_NORM)), N, D, eps);
-        matmul_forward_t_par(a->h1, a->hn, WT_(t, LT(l, TL_GATE)), N, F, D, nt);
-        matmul_forward_t_par(a->h3, a->hn, WT_(t, LT(l, TL_UP)), N, F, D, nt);
-        swiglu_forward(a->hg, a->h1, a->h3, N, F, kern->swiglu);
-        matmul_forward_t_par(t->gr.dtmp, a->hg, WT_(t, LT(l, TL_DOWN)), N, D, F, nt);
-        for (size_t i = 0; i < (size_t)N * D; i++) x[i] = a->xmid[i] + t->gr.dtmp[i];
+        const block_weights w = weights_of(t, l);
+        block_forward(&s, &w, &t->act[l], NULL, l, x, &t->gr, nb);
     }
-    rmsnorm_forward(t->xf, t->rinvf, x, P_(t, out_norm_index(t)), N, D, eps);
+    rmsnorm_forward(t->xf, t->rinvf, x, P_(t, out_norm_index(t)), N, D, 1e-5f);
     matmul_forward_t_par(t->logits, t->xf, WT_(t, cls_index(t)), N, t->V, D, nt);
 }
 
@@ -419,10 +439,9 @@ static void loss_rows(doze_full_trainer *t, int N, float scale_n) {
 }
 
 static void backward(doze_full_trainer *t) {
-    const int N = t->N, D = t->D, F = t->F, T = t->T, hd = t->hd, nt = t->nt, nb = t->B;
-    const int big_att = (double)T * T * D >= 1e6;
-    (void)big_att;
+    const int N = t->N, D = t->D, nt = t->nt;
     const size_t ND = (size_t)N * D;
+    const block_shape s = shape_of(t);
     memset(t->grads, 0, t->n_params * sizeof(float));
     /* classifier and final norm */
     const int ci = cls_index(t), oi = out_norm_index(t);
@@ -433,45 +452,9 @@ static void backward(doze_full_trainer *t) {
     memset(t->gr.dx, 0, ND * sizeof(float));
     rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x, t->rinvf, P_(t, oi), N, D);
     for (int l = t->L - 1; l >= 0; l--) {
-        const block_acts *a = &t->act[l];
-        /* x_out = x_mid + W2 hg: dx is d/dx_out, and d/dx_mid so far */
-        matmul_backward_weights(G_(t, LT(l, TL_DOWN)), t->gr.dx, a->hg, N, D, F, nt);
-        memset(t->gr.dhg, 0, (size_t)N * F * sizeof(float));
-        matmul_backward_par(t->gr.dhg, t->gr.dx, P_(t, LT(l, TL_DOWN)), N, D, F, nt);
-        swiglu_backward(t->gr.dh1, t->gr.dh3, t->gr.dhg, a->h1, a->h3, N, F);
-        matmul_backward_weights(G_(t, LT(l, TL_GATE)), t->gr.dh1, a->hn, N, F, D, nt);
-        matmul_backward_weights(G_(t, LT(l, TL_UP)), t->gr.dh3, a->hn, N, F, D, nt);
-        memset(t->gr.dhn, 0, ND * sizeof(float));
-        matmul_backward_par(t->gr.dhn, t->gr.dh1, P_(t, LT(l, TL_GATE)), N, F, D, nt);
-        matmul_backward_par(t->gr.dhn, t->gr.dh3, P_(t, LT(l, TL_UP)), N, F, D, nt);
-        rmsnorm_backward_weights(G_(t, LT(l, TL_FFN_NORM)), t->gr.dhn, a->xmid, a->rinv2, N, D);
-        rmsnorm_backward(t->gr.dx, t->gr.dhn, a->xmid, a->rinv2, P_(t, LT(l, TL_FFN_NORM)), N, D);
-        /* x_mid = x_in + Wo o: dx is now d/dx_mid */
-        matmul_backward_weights(G_(t, LT(l, TL_O)), t->gr.dx, a->o, N, D, t->Q, nt);
-        memset(t->gr.dO, 0, (size_t)N * t->Q * sizeof(float));
-        matmul_backward_par(t->gr.dO, t->gr.dx, P_(t, LT(l, TL_O)), N, D, t->Q, nt);
-        memset(t->gr.dq, 0, (size_t)N * t->Q * sizeof(float));
-        memset(t->gr.dk, 0, (size_t)N * t->KVD * sizeof(float));
-        memset(t->gr.dv, 0, (size_t)N * t->KVD * sizeof(float));
-        DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
-        for (int b = 0; b < nb; b++) {
-            size_t r = (size_t)b * T;
-            attention_backward(t->gr.dq + r * t->Q, t->gr.dk + r * t->KVD, t->gr.dv + r * t->KVD,
-                               t->gr.dO + r * t->Q, a->P + (size_t)b * t->H * T * T, a->q + r * t->Q,
-                               a->k + r * t->KVD, a->v + r * t->KVD, 1, T, t->H, t->KV, hd,
-                               t->att_scratch + (size_t)thread_id() * t->att_per_thread);
-        }
-        rope_backward(t->gr.dq, N, T, t->H, hd, hd, t->rope_cos, t->rope_sin);
-        rope_backward(t->gr.dk, N, T, t->KV, hd, hd, t->rope_cos, t->rope_sin);
-        matmul_backward_weights(G_(t, LT(l, TL_Q)), t->gr.dq, a->xn, N, t->Q, D, nt);
-        matmul_backward_weights(G_(t, LT(l, TL_K)), t->gr.dk, a->xn, N, t->KVD, D, nt);
-        matmul_backward_weights(G_(t, LT(l, TL_V)), t->gr.dv, a->xn, N, t->KVD, D, nt);
-        memset(t->gr.dxn, 0, ND * sizeof(float));
-        matmul_backward_par(t->gr.dxn, t->gr.dq, P_(t, LT(l, TL_Q)), N, t->Q, D, nt);
-        matmul_backward_par(t->gr.dxn, t->gr.dk, P_(t, LT(l, TL_K)), N, t->KVD, D, nt);
-        matmul_backward_par(t->gr.dxn, t->gr.dv, P_(t, LT(l, TL_V)), N, t->KVD, D, nt);
-        rmsnorm_backward_weights(G_(t, LT(l, TL_ATTN_NORM)), t->gr.dxn, a->x_in, a->rinv1, N, D);
-        rmsnorm_backward(t->gr.dx, t->gr.dxn, a->x_in, a->rinv1, P_(t, LT(l, TL_ATTN_NORM)), N, D);
+        const block_weights w = weights_of(t, l);
+        block_weight_grads g = grads_of(t, l);
+        block_backward(&s, &w, &t->act[l], NULL, l, &t->gr, &g, t->B);
     }
     /* embedding rows, in token order */
     float *ge = G_(t, 0);

@@ -328,7 +328,7 @@ void swiglu_backward(float *da, float *db, const float *dg, const float *a, cons
     }
 }
 
-/* ---- issue 7: full-model training: weight gradients and threads ---------------------- */
+/* ---- weight gradients and threads ----------------------------------------------------- */
 
 #ifdef _OPENMP
 #include <omp.h>

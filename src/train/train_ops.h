@@ -1,9 +1,9 @@
 /* The ops of the training forward and backward, each _forward beside its
- * _backward (llm.c's style). Shapes in comments: N tokens (B windows of T),
- * D model dim. Backward functions ACCUMULATE (+=) into their input-gradient
- * outputs unless said otherwise. Only activation gradients are computed:
- * the base weights are frozen (a weight-gradient version of matmul_backward
- * is the one addition a full fine-tune needs). */
+ * _backward (llm.c's style); block.c composes them into a layer. Shapes in
+ * comments: N tokens (B windows of T), D model dim. Backward functions
+ * ACCUMULATE (+=) into their input-gradient outputs unless said otherwise;
+ * the weight gradients are separate functions (below), for the trainers
+ * whose weights learn. */
 #ifndef DOZE_TRAIN_OPS_H
 #define DOZE_TRAIN_OPS_H
 
@@ -60,7 +60,7 @@ void swiglu_backward(float *da, float *db, const float *dg, const float *a, cons
 
 #endif
 
-/* ---- issue 7: full-model training: weight gradients and threads ---------------
+/* ---- weight gradients and threads ----------------------------------------------
  * General products with row strides, SIMD (4 rows x 8 columns in registers),
  * each element summed over k in plain order: the same bits whatever the
  * blocking, so any split of rows across threads gives the same result. The

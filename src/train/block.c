@@ -1,0 +1,249 @@
+/* One block's training forward and backward (see block.h). Each stage of
+ * the backward undoes the matching stage of the forward, in reverse. */
+#include "block.h"
+
+#include <string.h>
+
+#include "train_ops.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+size_t block_att_per_thread(int T, int hd) { return (ATTENTION_SCRATCH(T, hd) + 15) & ~(size_t)15; }
+
+/* attention windows in parallel when they are big enough to pay for the threads */
+static int big_attention(const block_shape *s) { return (double)s->T * s->T * s->D >= 1e6; }
+
+/* ---- attention output: a = Wo o, or sum_h g_h Wo_h o_h ------------------------------ */
+
+static void attn_out_forward(const block_shape *s, const block_weights *w, block_acts *a,
+                             const block_gating *gt, float *dbuf, int N) {
+    const int D = s->D, hd = s->hd, Q = s->H * s->hd;
+    if (!gt) {
+        matmul_forward_t_par(a->a, a->o, w->to, N, D, Q, s->threads);
+        return;
+    }
+    memset(a->a, 0, (size_t)N * D * sizeof(float));
+    for (int h = 0; h < s->H; h++) {
+        /* c_h(N, D) = o_h(N, hd) Wo_h^T: rows h*hd .. of the transposed Wo */
+        memset(dbuf, 0, (size_t)N * D * sizeof(float));
+        gemm_nn(dbuf, D, a->o + (size_t)h * hd, Q, w->to + (size_t)h * hd * D, D, N, hd, D);
+        for (int n = 0; n < N; n++) {
+            float gh = gt->g[(size_t)n * gt->U + 1 + h];
+            if (gh == 0.0f) continue;
+            float *an = a->a + (size_t)n * D;
+            const float *cn = dbuf + (size_t)n * D;
+            for (int i = 0; i < D; i++) an[i] += gh * cn[i];
+        }
+    }
+}
+
+/* from dA (N, D) = d/da: dO (overwritten) = d/do; dg of the heads; dWo */
+static void attn_out_backward(const block_shape *s, const block_weights *w, const block_acts *a,
+                              const block_gating *gt, block_grads *gr, const float *dA, float *dwo,
+                              int N) {
+    const int D = s->D, hd = s->hd, Q = s->H * s->hd;
+    memset(gr->dO, 0, (size_t)N * Q * sizeof(float));
+    if (!gt) {
+        if (dwo) matmul_backward_weights(dwo, dA, a->o, N, D, Q, s->threads);
+        matmul_backward_par(gr->dO, dA, w->wo, N, D, Q, s->threads);
+        return;
+    }
+    const int U = gt->U;
+    for (int h = 0; h < s->H; h++) {
+        memset(gr->dbuf, 0, (size_t)N * D * sizeof(float)); /* c_h, recomputed */
+        gemm_nn(gr->dbuf, D, a->o + (size_t)h * hd, Q, w->to + (size_t)h * hd * D, D, N, hd, D);
+        for (int n = 0; n < N; n++) {
+            const float *dAn = dA + (size_t)n * D, *cn = gr->dbuf + (size_t)n * D;
+            float sum = 0;
+            for (int i = 0; i < D; i++) sum += dAn[i] * cn[i];
+            gt->dg[(size_t)n * U + 1 + h] = sum;
+            float gh = gt->g[(size_t)n * U + 1 + h];
+            float *dc = gr->dbuf + (size_t)n * D; /* dc_h = g_h dA */
+            for (int i = 0; i < D; i++) dc[i] = gh * dAn[i];
+        }
+        /* do_h(N, hd) = dc_h Wo_h: columns h*hd .. of Wo */
+        gemm_nn(gr->dO + (size_t)h * hd, Q, gr->dbuf, D, w->wo + (size_t)h * hd, Q, N, D, hd);
+    }
+    if (dwo) { /* dWo += dA^T (o * g_head) */
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < s->H; h++) {
+                float gh = gt->g[(size_t)n * U + 1 + h];
+                const float *on = a->o + (size_t)n * Q + (size_t)h * hd;
+                float *ogn = gr->og + (size_t)n * Q + (size_t)h * hd;
+                for (int i = 0; i < hd; i++) ogn[i] = gh * on[i];
+            }
+        matmul_backward_weights(dwo, dA, gr->og, N, D, Q, s->threads);
+    }
+}
+
+/* ---- FFN down projection: f = W2 hg, or W2 (hg * g_block) ------------------------------ */
+
+/* the input of W2: hg itself, or hgm = hg times its channels' block gates */
+static const float *ffn_down_input(const block_shape *s, const block_acts *a, const block_gating *gt,
+                                   float *hgm, int N) {
+    if (!gt || !gt->NB) return a->hg;
+    const int F = s->F;
+    for (int n = 0; n < N; n++) {
+        const float *gb = gt->g + (size_t)n * gt->U + 1 + s->H;
+        const float *src = a->hg + (size_t)n * F;
+        float *dst = hgm + (size_t)n * F;
+        for (int i = 0; i < F; i++) dst[i] = gb[i / s->ffn_block] * src[i];
+    }
+    return hgm;
+}
+
+/* from du = d/df: dhg (overwritten), dg of the FFN blocks, dW2 */
+static void ffn_down_backward(const block_shape *s, const block_weights *w, const block_acts *a,
+                              const block_gating *gt, block_grads *gr, const float *du, float *dw2,
+                              int N) {
+    const int D = s->D, F = s->F;
+    if (dw2) matmul_backward_weights(dw2, du, ffn_down_input(s, a, gt, gr->hgm, N), N, D, F, s->threads);
+    memset(gr->dhg, 0, (size_t)N * F * sizeof(float));
+    matmul_backward_par(gr->dhg, du, w->w2, N, D, F, s->threads); /* W_down^T df */
+    if (!gt || !gt->NB) return;
+    const int U = gt->U;
+    for (int n = 0; n < N; n++) { /* dg_j = df . (W_down_j hg_j); dhg = g_j W_down_j^T df */
+        const float *gb = gt->g + (size_t)n * U + 1 + s->H;
+        float *dgb = gt->dg + (size_t)n * U + 1 + s->H;
+        const float *hgn = a->hg + (size_t)n * F;
+        float *dh = gr->dhg + (size_t)n * F;
+        for (int j = 0; j < gt->NB; j++) {
+            const int i0 = j * s->ffn_block, i1 = i0 + (F - i0 < s->ffn_block ? F - i0 : s->ffn_block);
+            float sg = 0;
+            for (int i = i0; i < i1; i++) sg += hgn[i] * dh[i];
+            dgb[j] = sg;
+            for (int i = i0; i < i1; i++) dh[i] *= gb[j];
+        }
+    }
+}
+
+/* ---- the block --------------------------------------------------------------------------- */
+
+void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
+                   const block_gating *gt, int layer, float *x, block_grads *scratch, int nb) {
+    const int T = s->T, N = nb * T, D = s->D, F = s->F, hd = s->hd, nt = s->threads;
+    const int Q = s->H * hd, KVD = s->KV * hd;
+    const int big_att = big_attention(s);
+    (void)nt, (void)big_att;
+    memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
+    rmsnorm_forward(a->xn, a->rinv1, a->x_in, w->attn_norm, N, D, s->eps);
+    if (gt) gt->decide(gt->ctx, layer, 0, 1 + s->H, a->xn); /* the layer and its heads */
+    const uint8_t *vis = gt ? gt->vis : s->all_visible;
+    matmul_forward_t_par(a->q, a->xn, w->tq, N, Q, D, nt);
+    matmul_forward_t_par(a->k, a->xn, w->tk, N, KVD, D, nt);
+    matmul_forward_t_par(a->v, a->xn, w->tv, N, KVD, D, nt);
+    rope_forward(a->q, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
+    rope_forward(a->k, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
+    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
+    for (int b = 0; b < nb; b++) {
+        size_t r = (size_t)b * T;
+        attention_forward(a->o + r * Q, a->P + (size_t)b * s->H * T * T, a->q + r * Q, a->k + r * KVD,
+                          a->v + r * KVD, vis + r, 1, T, s->H, s->KV, hd, s->softmax,
+                          s->att_scratch + (size_t)thread_id() * s->att_per_thread);
+    }
+    attn_out_forward(s, w, a, gt, scratch->dbuf, N);
+    for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
+    rmsnorm_forward(a->hn, a->rinv2, a->xmid, w->ffn_norm, N, D, s->eps);
+    if (gt && gt->NB) gt->decide(gt->ctx, layer, 1 + s->H, gt->U, a->hn); /* its FFN blocks */
+    matmul_forward_t_par(a->h1, a->hn, w->t1, N, F, D, nt);
+    matmul_forward_t_par(a->h3, a->hn, w->t3, N, F, D, nt);
+    swiglu_forward(a->hg, a->h1, a->h3, N, F, s->swiglu);
+    matmul_forward_t_par(a->f, ffn_down_input(s, a, gt, scratch->hgm, N), w->t2, N, D, F, nt);
+    if (!gt) {
+        for (size_t i = 0; i < (size_t)N * D; i++) x[i] = a->xmid[i] + a->f[i];
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        float g0 = gt->g[(size_t)n * gt->U];
+        for (int i = 0; i < D; i++) {
+            size_t j = (size_t)n * D + i;
+            x[j] = a->x_in[j] + g0 * (a->a[j] + a->f[j]);
+        }
+    }
+}
+
+void block_backward(const block_shape *s, const block_weights *w, const block_acts *a,
+                    const block_gating *gt, int layer, block_grads *gr, block_weight_grads *dw,
+                    int nb) {
+    const int T = s->T, N = nb * T, D = s->D, F = s->F, hd = s->hd, nt = s->threads;
+    const int Q = s->H * hd, KVD = s->KV * hd;
+    const size_t ND = (size_t)N * D;
+    const int big_att = big_attention(s);
+    (void)big_att;
+    /* the residual: dx holds d/dx_out; du = d/d(update of the FFN) */
+    const float *du = gr->dx;
+    if (gt) { /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
+        memset(gt->dg, 0, (size_t)N * gt->U * sizeof(float));
+        for (int n = 0; n < N; n++) {
+            float g0 = gt->g[(size_t)n * gt->U];
+            const float *dxn = gr->dx + (size_t)n * D;
+            float sum = 0;
+            for (int i = 0; i < D; i++) {
+                size_t j = (size_t)n * D + i;
+                sum += dxn[i] * (a->a[j] + a->f[j]);
+                gr->dA[j] = g0 * dxn[i];
+            }
+            gt->dg[(size_t)n * gt->U] = sum;
+        }
+        du = gr->dA;
+    }
+    /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
+    ffn_down_backward(s, w, a, gt, gr, du, dw ? dw->w2 : NULL, N);
+    swiglu_backward(gr->dh1, gr->dh3, gr->dhg, a->h1, a->h3, N, F);
+    if (dw) {
+        matmul_backward_weights(dw->w1, gr->dh1, a->hn, N, F, D, nt);
+        matmul_backward_weights(dw->w3, gr->dh3, a->hn, N, F, D, nt);
+    }
+    memset(gr->dhn, 0, ND * sizeof(float));
+    matmul_backward_par(gr->dhn, gr->dh1, w->w1, N, F, D, nt);
+    matmul_backward_par(gr->dhn, gr->dh3, w->w3, N, F, D, nt);
+    if (gt && gt->NB) gt->router_backward(gt->ctx, layer, 1 + s->H, gt->U, a->hn, gr->dhn);
+    if (dw) rmsnorm_backward_weights(dw->ffn_norm, gr->dhn, a->xmid, a->rinv2, N, D);
+    if (!gt) {
+        /* x_out = x_mid + f: dx becomes d/dx_mid; a is added to x_in */
+        rmsnorm_backward(gr->dx, gr->dhn, a->xmid, a->rinv2, w->ffn_norm, N, D);
+    } else {
+        memset(gr->dtmp, 0, ND * sizeof(float));
+        rmsnorm_backward(gr->dtmp, gr->dhn, a->xmid, a->rinv2, w->ffn_norm, N, D); /* dm */
+        for (size_t j = 0; j < ND; j++) {
+            gr->dA[j] += gr->dtmp[j]; /* dA = du + dm */
+            gr->dx[j] += gr->dtmp[j]; /* x_mid = x_in + a */
+        }
+    }
+    attn_out_backward(s, w, a, gt, gr, gt ? gr->dA : gr->dx, dw ? dw->wo : NULL, N);
+    memset(gr->dq, 0, (size_t)N * Q * sizeof(float));
+    memset(gr->dk, 0, (size_t)N * KVD * sizeof(float));
+    memset(gr->dv, 0, (size_t)N * KVD * sizeof(float));
+    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
+    for (int b = 0; b < nb; b++) {
+        size_t r = (size_t)b * T;
+        attention_backward(gr->dq + r * Q, gr->dk + r * KVD, gr->dv + r * KVD, gr->dO + r * Q,
+                           a->P + (size_t)b * s->H * T * T, a->q + r * Q, a->k + r * KVD,
+                           a->v + r * KVD, 1, T, s->H, s->KV, hd,
+                           s->att_scratch + (size_t)thread_id() * s->att_per_thread);
+    }
+    rope_backward(gr->dq, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
+    rope_backward(gr->dk, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
+    if (dw) {
+        matmul_backward_weights(dw->wq, gr->dq, a->xn, N, Q, D, nt);
+        matmul_backward_weights(dw->wk, gr->dk, a->xn, N, KVD, D, nt);
+        matmul_backward_weights(dw->wv, gr->dv, a->xn, N, KVD, D, nt);
+    }
+    memset(gr->dxn, 0, ND * sizeof(float));
+    matmul_backward_par(gr->dxn, gr->dq, w->wq, N, Q, D, nt);
+    matmul_backward_par(gr->dxn, gr->dk, w->wk, N, KVD, D, nt);
+    matmul_backward_par(gr->dxn, gr->dv, w->wv, N, KVD, D, nt);
+    if (gt) gt->router_backward(gt->ctx, layer, 0, 1 + s->H, a->xn, gr->dxn);
+    if (dw) rmsnorm_backward_weights(dw->attn_norm, gr->dxn, a->x_in, a->rinv1, N, D);
+    rmsnorm_backward(gr->dx, gr->dxn, a->x_in, a->rinv1, w->attn_norm, N, D);
+}

@@ -1,0 +1,267 @@
+/* Joint training's weights (see train_joint.h). */
+#include "train_joint.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gguf.h"
+#include "model.h"
+
+/* tensors of a layer, in file order */
+enum { JL_ATTN_NORM, JL_Q, JL_K, JL_V, JL_O, JL_FFN_NORM, JL_GATE, JL_DOWN, JL_UP, JL_COUNT };
+
+typedef struct {
+    char name[48];
+    size_t off;    /* floats into params */
+    size_t toff;   /* its transposed copy (matrices), floats into wt */
+    int rows, cols; /* GGUF: ne[0] = cols, ne[1] = rows (1 for vectors) */
+    int decay;
+} joint_tensor;
+
+struct joint_weights {
+    int L, tied;
+    joint_tensor *tensors;
+    int n_tensors;
+    size_t n_params, n_wt;
+    float *params, *grads, *m, *v, *wt;
+};
+
+static int LT(int l, int k) { return 1 + l * JL_COUNT + k; }
+static int out_norm_index(const joint_weights *j) { return 1 + j->L * JL_COUNT; }
+static int cls_index(const joint_weights *j) { return j->tied ? 0 : 2 + j->L * JL_COUNT; }
+static float *P_(const joint_weights *j, int i) { return j->params + j->tensors[i].off; }
+static float *G_(const joint_weights *j, int i) { return j->grads + j->tensors[i].off; }
+static float *WT_(const joint_weights *j, int i) { return j->wt + j->tensors[i].toff; }
+
+void joint_weights_free(joint_weights *j) {
+    if (!j) return;
+    free(j->tensors);
+    free(j->params);
+    free(j->grads);
+    free(j->m);
+    free(j->v);
+    free(j->wt);
+    free(j);
+}
+
+static void add_tensor(joint_weights *j, const char *name, int rows, int cols, int decay) {
+    joint_tensor *x = &j->tensors[j->n_tensors++];
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->rows = rows;
+    x->cols = cols;
+    x->decay = decay;
+    x->off = j->n_params;
+    j->n_params += (size_t)rows * (size_t)cols;
+    x->toff = j->n_wt;
+    if (rows > 1) j->n_wt += (size_t)rows * (size_t)cols;
+}
+
+/* wt(cols, rows) = w(rows, cols)^T */
+static void transpose(float *wt, const float *w, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) wt[(size_t)c * rows + r] = w[(size_t)r * cols + c];
+}
+
+void joint_params_changed(joint_weights *j) {
+    for (int i = 0; i < j->n_tensors; i++) {
+        const joint_tensor *x = &j->tensors[i];
+        if (x->rows > 1) transpose(j->wt + x->toff, j->params + x->off, x->rows, x->cols);
+    }
+}
+
+/* dst(rows, cols) with row stride ld from a model matrix */
+static void widen_ld(float *dst, int ld, const doze_matrix *w) {
+    for (int r = 0; r < w->rows; r++) model_dequantize_row(w, r, dst + (size_t)r * ld);
+}
+
+doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_error *err) {
+    *out = NULL;
+    const doze_model_info *c = &m->info;
+    const int D = c->dim, F = c->hidden_dim, hd = c->head_dim, Q = c->n_heads * hd;
+    const int KVD = c->n_kv_heads * hd, V = c->vocab_size;
+    joint_weights *j = calloc(1, sizeof *j);
+    if (!j) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for joint training");
+    j->L = c->n_layers;
+    j->tied = c->tied_output;
+    j->tensors = calloc((size_t)(3 + j->L * JL_COUNT), sizeof *j->tensors);
+    if (!j->tensors) {
+        joint_weights_free(j);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for joint training");
+    }
+    char nm[48];
+    add_tensor(j, "token_embd.weight", V, D, 1);
+    for (int l = 0; l < j->L; l++) {
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   add_tensor(j, nm, 1, D, 0);
+        snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      add_tensor(j, nm, Q, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);      add_tensor(j, nm, KVD, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      add_tensor(j, nm, KVD, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); add_tensor(j, nm, D, Q, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    add_tensor(j, nm, 1, D, 0);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    add_tensor(j, nm, F, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    add_tensor(j, nm, D, F, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      add_tensor(j, nm, F, D, 1);
+    }
+    add_tensor(j, "output_norm.weight", 1, D, 0);
+    if (!j->tied) add_tensor(j, "output.weight", V, D, 1);
+    /* sizes in double first: size_t is 32 bits in wasm */
+    if (((double)j->n_params * 4 + (double)j->n_wt) * sizeof(float) > (double)SIZE_MAX / 2) {
+        joint_weights_free(j);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "this model is too large to train here");
+    }
+    j->params = calloc(j->n_params, sizeof(float));
+    j->grads = calloc(j->n_params, sizeof(float));
+    j->m = calloc(j->n_params, sizeof(float));
+    j->v = calloc(j->n_params, sizeof(float));
+    j->wt = calloc(j->n_wt ? j->n_wt : 1, sizeof(float));
+    if (!j->params || !j->grads || !j->m || !j->v || !j->wt) {
+        size_t bytes = (4 * j->n_params + j->n_wt) * sizeof(float);
+        joint_weights_free(j);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for joint training (%zu bytes)", bytes);
+    }
+    widen_ld(P_(j, 0), D, &m->token_embd);
+    for (int l = 0; l < j->L; l++) {
+        const doze_layer *ly = &m->layers[l];
+        memcpy(P_(j, LT(l, JL_ATTN_NORM)), ly->attn_norm, (size_t)D * sizeof(float));
+        memcpy(P_(j, LT(l, JL_FFN_NORM)), ly->ffn_norm, (size_t)D * sizeof(float));
+        widen_ld(P_(j, LT(l, JL_Q)), D, &ly->wq);
+        widen_ld(P_(j, LT(l, JL_K)), D, &ly->wk);
+        widen_ld(P_(j, LT(l, JL_V)), D, &ly->wv);
+        for (int h = 0; h < c->n_heads; h++) /* Wo(D, Q) from its heads' column blocks */
+            widen_ld(P_(j, LT(l, JL_O)) + (size_t)h * hd, Q, &ly->wo_head[h]);
+        widen_ld(P_(j, LT(l, JL_GATE)), D, &ly->w_gate);
+        widen_ld(P_(j, LT(l, JL_UP)), D, &ly->w_up);
+        for (int b = 0; b < m->n_ffn_blocks; b++) /* W2(D, F) from its column blocks */
+            widen_ld(P_(j, LT(l, JL_DOWN)) + (size_t)b * c->ffn_block, F, &ly->w_down_blk[b]);
+    }
+    memcpy(P_(j, out_norm_index(j)), m->output_norm, (size_t)D * sizeof(float));
+    if (!j->tied) widen_ld(P_(j, cls_index(j)), D, &m->output);
+    joint_params_changed(j);
+    *out = j;
+    return DOZE_OK;
+}
+
+block_weights joint_block(const joint_weights *j, int l) {
+    block_weights w;
+    w.attn_norm = P_(j, LT(l, JL_ATTN_NORM));
+    w.ffn_norm = P_(j, LT(l, JL_FFN_NORM));
+    w.wq = P_(j, LT(l, JL_Q));
+    w.wk = P_(j, LT(l, JL_K));
+    w.wv = P_(j, LT(l, JL_V));
+    w.wo = P_(j, LT(l, JL_O));
+    w.w1 = P_(j, LT(l, JL_GATE));
+    w.w2 = P_(j, LT(l, JL_DOWN));
+    w.w3 = P_(j, LT(l, JL_UP));
+    w.tq = WT_(j, LT(l, JL_Q));
+    w.tk = WT_(j, LT(l, JL_K));
+    w.tv = WT_(j, LT(l, JL_V));
+    w.to = WT_(j, LT(l, JL_O));
+    w.t1 = WT_(j, LT(l, JL_GATE));
+    w.t2 = WT_(j, LT(l, JL_DOWN));
+    w.t3 = WT_(j, LT(l, JL_UP));
+    return w;
+}
+
+block_weight_grads joint_block_grads(joint_weights *j, int l) {
+    block_weight_grads g;
+    g.attn_norm = G_(j, LT(l, JL_ATTN_NORM));
+    g.ffn_norm = G_(j, LT(l, JL_FFN_NORM));
+    g.wq = G_(j, LT(l, JL_Q));
+    g.wk = G_(j, LT(l, JL_K));
+    g.wv = G_(j, LT(l, JL_V));
+    g.wo = G_(j, LT(l, JL_O));
+    g.w1 = G_(j, LT(l, JL_GATE));
+    g.w2 = G_(j, LT(l, JL_DOWN));
+    g.w3 = G_(j, LT(l, JL_UP));
+    return g;
+}
+
+const float *joint_embedding(const joint_weights *j) { return P_(j, 0); }
+float *joint_embedding_grad(joint_weights *j) { return G_(j, 0); }
+const float *joint_output_norm(const joint_weights *j) { return P_(j, out_norm_index(j)); }
+float *joint_output_norm_grad(joint_weights *j) { return G_(j, out_norm_index(j)); }
+const float *joint_classifier(const joint_weights *j) { return P_(j, cls_index(j)); }
+const float *joint_classifier_t(const joint_weights *j) { return WT_(j, cls_index(j)); }
+float *joint_classifier_grad(joint_weights *j) { return G_(j, cls_index(j)); }
+float *joint_params(joint_weights *j) { return j->params; }
+float *joint_grads(joint_weights *j) { return j->grads; }
+size_t joint_n_params(const joint_weights *j) { return j->n_params; }
+
+int joint_n_tensors(const joint_weights *j) { return j->n_tensors; }
+
+void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, const char **name) {
+    const joint_tensor *x = &j->tensors[k];
+    *off = x->off;
+    *n = (size_t)x->rows * (size_t)x->cols;
+    *name = x->name;
+}
+
+double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step) {
+    double ss = 0;
+    for (size_t i = 0; i < j->n_params; i++) ss += (double)j->grads[i] * j->grads[i];
+    double norm = sqrt(ss);
+    const float scale = clip > 0.0f && norm > clip ? (float)(clip / norm) : 1.0f;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float c1 = (float)(1.0 - pow((double)b1, (double)step));
+    const float c2 = (float)(1.0 - pow((double)b2, (double)step));
+    for (int k = 0; k < j->n_tensors; k++) {
+        const joint_tensor *x = &j->tensors[k];
+        const float wd = x->decay ? weight_decay : 0.0f;
+        float *w = j->params + x->off, *g = j->grads + x->off, *m = j->m + x->off, *v = j->v + x->off;
+        const size_t n = (size_t)x->rows * (size_t)x->cols;
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] * scale;
+            m[i] = b1 * m[i] + (1.0f - b1) * gi;
+            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+            w[i] -= lr * ((m[i] / c1) / (sqrtf(v[i] / c2) + eps) + wd * w[i]);
+        }
+    }
+    joint_params_changed(j);
+    return norm;
+}
+
+doze_status joint_write(const joint_weights *j, const void *file, size_t n,
+                        int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                        doze_error *err) {
+    gguf_header h;
+    doze_status st = gguf_parse_header(file, n, &h, err);
+    if (st != DOZE_OK) return st;
+    if (h.data_offset + h.data_size > n) {
+        gguf_header_free(&h);
+        return doze_fail(err, DOZE_ERR_TRUNCATED, "the model file is truncated");
+    }
+    gguf_writer *w = gguf_writer_new(h.alignment);
+    if (!w) {
+        gguf_header_free(&h);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory writing the model");
+    }
+    st = gguf_writer_copy_kvs(w, &h, err);
+    int found = 0;
+    for (uint64_t i = 0; i < h.n_tensors && st == DOZE_OK; i++) {
+        const gguf_tensor *t = &h.tensors[i];
+        const joint_tensor *x = NULL;
+        for (int k = 0; k < j->n_tensors && !x; k++)
+            if (strcmp(j->tensors[k].name, t->name.data) == 0) x = &j->tensors[k];
+        if (!x) { /* not trained: as it was */
+            st = gguf_writer_add_tensor(w, t->name.data, t->type, t->n_dims, t->ne,
+                                        (const uint8_t *)file + h.data_offset + t->offset, err);
+            continue;
+        }
+        if (t->ne[0] != (uint64_t)x->cols || t->ne[1] != (uint64_t)x->rows || t->ne[2] != 1 || t->ne[3] != 1) {
+            st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s of the file is not the trained model's shape",
+                           x->name);
+            break;
+        }
+        found++;
+        st = gguf_writer_add_tensor(w, t->name.data, DOZE_TYPE_F32, t->n_dims, t->ne, j->params + x->off, err);
+    }
+    if (st == DOZE_OK && found != j->n_tensors)
+        st = doze_fail(err, DOZE_ERR_MISSING, "the file lacks %d of the trained tensors: not the model trained",
+                       j->n_tensors - found);
+    if (st == DOZE_OK) st = gguf_writer_write(w, fn, ctx, err);
+    gguf_writer_free(w);
+    gguf_header_free(&h);
+    return st;
+}

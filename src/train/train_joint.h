@@ -1,0 +1,55 @@
+/* The weights of joint training (routers and model together): every
+ * weight of an existing model widened to f32 in one flat buffer carved into
+ * named tensors (GGUF names and shapes), with their gradients, AdamW state
+ * and the transposed copies the block's forward reads; written back into
+ * the model's own GGUF file when the run ends. */
+#ifndef DOZE_TRAIN_JOINT_H
+#define DOZE_TRAIN_JOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "block.h"
+#include "doze.h"
+
+typedef struct joint_weights joint_weights;
+
+/* f32 copies of m's weights (any type m holds) */
+doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_error *err);
+void joint_weights_free(joint_weights *j);
+
+/* layer l's weights for the block, and their gradients */
+block_weights joint_block(const joint_weights *j, int l);
+block_weight_grads joint_block_grads(joint_weights *j, int l);
+const float *joint_embedding(const joint_weights *j); /* (V, D) */
+float *joint_embedding_grad(joint_weights *j);
+const float *joint_output_norm(const joint_weights *j); /* (D) */
+float *joint_output_norm_grad(joint_weights *j);
+const float *joint_classifier(const joint_weights *j);   /* (V, D); the embedding when tied */
+const float *joint_classifier_t(const joint_weights *j); /* (D, V) */
+float *joint_classifier_grad(joint_weights *j);
+
+/* the flat buffers, for the optimizer and the gradient check */
+float *joint_params(joint_weights *j);
+float *joint_grads(joint_weights *j);
+size_t joint_n_params(const joint_weights *j);
+/* after writing into joint_params: refreshes the transposed copies */
+void joint_params_changed(joint_weights *j);
+/* the named tensors: k in [0, joint_n_tensors): its first float in the flat
+ * buffers, its size, its name */
+int joint_n_tensors(const joint_weights *j);
+void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, const char **name);
+
+/* One AdamW step (betas 0.9, 0.999; decay on matrices and the embedding)
+ * after clipping the gradient to norm clip (0: no clipping); step counts
+ * from 1. Returns the gradient's norm before clipping. */
+double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step);
+
+/* Writes `file` (the GGUF the model was loaded from: same shapes) with the
+ * trained weights in place of its own, f32, every other key and tensor as
+ * it was. */
+doze_status joint_write(const joint_weights *j, const void *file, size_t n,
+                        int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
+                        doze_error *err);
+
+#endif

@@ -1,0 +1,265 @@
+/* Joint training (weights and routers together): the gradients of the
+ * routers and of every weight tensor match central finite differences of
+ * the relaxed loss (soft gates, fixed visibility with skipped layers), for
+ * distillation (KL) and cross-entropy; steps lower the loss; the fine-tuned
+ * model written into the original GGUF loads and, under the trainer's hard
+ * decisions, the token-by-token inference path gives the training forward's
+ * logits (skipped layers write no K/V; skipped heads and FFN blocks compute
+ * nothing); the written model with its retuned gates tracks the budget. */
+#include <stdint.h>
+
+#include "gates.h"
+#include "train.h"
+#include "train_joint.h"
+#include "model_fixture.h"
+#include "test_util.h"
+
+enum { D = 16, HID = 40, NL = 3, NH = 4, NKV = 2, V = 50, B = 2, T = 8 };
+
+static uint64_t rng = 2024;
+static double uni(void) {
+    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+    return (double)((rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+/* central difference of the soft loss in *param (weights: refresh the transposed copies) */
+static double finite_diff(doze_trainer *t, const int32_t *tokens, const uint8_t *vis, float *param,
+                          float h, joint_weights *jw) {
+    doze_error e;
+    double lp, lm;
+    float keep = *param;
+    *param = keep + h;
+    if (jw) joint_params_changed(jw);
+    trainer_loss_grad(t, tokens, TRAIN_SOFT, 1.0f, vis, NULL, 0, &lp, &e);
+    *param = keep - h;
+    if (jw) joint_params_changed(jw);
+    trainer_loss_grad(t, tokens, TRAIN_SOFT, 1.0f, vis, NULL, 0, &lm, &e);
+    *param = keep;
+    if (jw) joint_params_changed(jw);
+    return (lp - lm) / (2.0 * h);
+}
+
+typedef struct {
+    int checked, bad;
+    double worst; /* relative, where the gradient is not tiny */
+} tally;
+
+static void compare(tally *s, const char *what, double analytic, double fd) {
+    double scale = fmax(fabs(fd), fabs(analytic)), err_abs = fabs(fd - analytic);
+    if (scale >= 1e-3) s->worst = fmax(s->worst, err_abs / scale);
+    s->checked++;
+    if (err_abs > 2e-2 * scale + 2e-5) {
+        s->bad++;
+        printf("  %s: backprop %.6g, finite difference %.6g\n", what, analytic, fd);
+    }
+}
+
+/* ranged: each window its own budget (drawn by a few steps first) */
+static void gradient_check(doze_model *m, doze_gates *g, const int32_t *tokens, int loss, int ranged) {
+    doze_error e;
+    doze_train_params p = doze_train_default_params();
+    p.batch = B;
+    p.context = T;
+    p.budget = 0.5f;
+    p.compute_weight = 5.0f;
+    p.joint = 1;
+    p.task_loss = loss;
+    if (ranged) {
+        p.budget_lo = 0.3f;
+        p.budget_hi = 0.9f;
+        p.dense_fraction = 0.3f;
+        p.weight_lr = 1e-4f;
+        p.lr = 1e-3f;
+    }
+    doze_trainer *t = NULL;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    if (!t) return;
+    joint_weights *jw = trainer_joint(t);
+    CHECK(jw != NULL);
+    doze_train_stats st;
+    for (int i = 0; i < 3 * ranged; i++) CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+    CHECK(trainer_set_teacher(t, tokens, &e) == DOZE_OK);
+    uint8_t vis[NL * B * T];
+    int skipped = 0;
+    for (int i = 0; i < NL * B * T; i++) skipped += !(vis[i] = (i % T) == 0 || uni() < 0.7);
+    double loss_v;
+    CHECK(trainer_loss_grad(t, tokens, TRAIN_SOFT, 1.0f, vis, NULL, 1, &loss_v, &e) == DOZE_OK);
+    const int U = gates_rows(g);
+    const size_t nR = (size_t)NL * U * D, np = joint_n_params(jw);
+    float *gR = malloc(nR * 4), *gb = malloc((size_t)NL * U * 4), *gw = malloc(np * 4);
+    memcpy(gR, trainer_grad_router(t), nR * 4);
+    memcpy(gb, trainer_grad_bias(t), (size_t)NL * U * 4);
+    memcpy(gw, joint_grads(jw), np * 4);
+    tally routers = {0, 0, 0}, weights = {0, 0, 0};
+    char what[96];
+    for (int k = 0; k < 24; k++) { /* router rows and biases, of every unit kind */
+        int is_bias = k % 3 == 0;
+        size_t idx = is_bias ? (size_t)(uni() * NL * U) : (size_t)(uni() * nR);
+        float *param = is_bias ? &g->bias[idx] : &g->router[idx];
+        snprintf(what, sizeof what, "%s[%zu]", is_bias ? "bias" : "router", idx);
+        compare(&routers, what, is_bias ? gb[idx] : gR[idx], finite_diff(t, tokens, vis, param, 1e-2f, NULL));
+    }
+    float *w = joint_params(jw);
+    int zero_only = 0;
+    for (int k = 0; k < joint_n_tensors(jw); k++) { /* 4 elements of every weight tensor */
+        size_t off, n;
+        const char *name;
+        joint_tensor_span(jw, k, &off, &n, &name);
+        for (int r = 0; r < 4; r++) {
+            size_t i = off + (size_t)(uni() * n);
+            if (k == 0) /* the embedding: rows of tokens in the batch */
+                i = off + (size_t)tokens[(int)(uni() * B * T)] * D + (size_t)(uni() * D);
+            snprintf(what, sizeof what, "%s[%zu]", name, i - off);
+            compare(&weights, what, gw[i], finite_diff(t, tokens, vis, &w[i], 1e-2f, jw));
+            zero_only += gw[i] == 0.0f;
+        }
+    }
+    printf("joint gradient check (%s%s, %d skipped layer positions): routers %d checked, worst relative "
+           "error %.3g; weights %d in %d tensors, worst %.3g (f32, h = 1e-2)\n",
+           loss == DOZE_LOSS_CE ? "cross-entropy" : "KL", ranged ? ", budgets per window" : "", skipped, routers.checked, routers.worst,
+           weights.checked, joint_n_tensors(jw), weights.worst);
+    CHECK(skipped > 0);
+    CHECK(routers.checked >= 24 && weights.checked >= 4 * (2 + 9 * NL));
+    CHECK(routers.bad == 0 && weights.bad == 0);
+    CHECK(routers.worst < 2e-2 && weights.worst < 2e-2); /* f32 noise at |grad| ~ 1e-3 */
+    CHECK(zero_only < weights.checked / 4); /* the check saw real gradients */
+    free(gR), free(gb), free(gw);
+    doze_trainer_free(t);
+}
+
+static doze_gates *gates_copy_for_test(const doze_gates *src) {
+    doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->n_blocks, src->dim);
+    size_t rows = (size_t)src->n_layers * (size_t)gates_rows(src);
+    memcpy(g->router, src->router, rows * (size_t)src->dim * sizeof(float));
+    memcpy(g->bias, src->bias, rows * sizeof(float));
+    memcpy(g->log_lambda, src->log_lambda, sizeof g->log_lambda);
+    g->params = src->params;
+    g->ffn_block = src->ffn_block;
+    return g;
+}
+
+int main(void) {
+    mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 512, 11, DOZE_TYPE_F32);
+    doze_model *m = NULL;
+    doze_error e;
+    CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
+    if (!m) return test_finish("test_train_joint");
+    int32_t calib[300];
+    for (int i = 0; i < 300; i++) calib[i] = i == 0 ? 1 : 3 + (int)(uni() * (V - 3));
+    doze_gates *g = NULL;
+    CHECK(doze_gates_calibrate(m, calib, 300, NULL, &g, &e) == DOZE_OK);
+    if (!g) return test_finish("test_train_joint");
+    const int U = gates_rows(g), NB = doze_model_ffn_blocks(m);
+    CHECK(NB == 3 && U == 1 + NH + NB);
+    for (int i = 0; i < NL * U * D; i++) g->router[i] += (float)(uni() - 0.5);
+    for (int i = 0; i < NL * U; i++) g->bias[i] += (float)(uni() * 6 - 3);
+    int32_t tokens[B * T];
+    for (int i = 0; i < B * T; i++) tokens[i] = i % T == 0 ? 1 : 3 + (int)(uni() * (V - 3));
+
+    doze_gates *g0 = gates_copy_for_test(g);
+    gradient_check(m, g, tokens, DOZE_LOSS_KL, 0);
+    gradient_check(m, g, tokens, DOZE_LOSS_CE, 0);
+    gradient_check(m, g0, tokens, DOZE_LOSS_KL, 1); /* its steps move g0's routers */
+    doze_gates_free(g0);
+
+    /* steps on one batch lower the loss; the routers and the weights move */
+    doze_train_params p = doze_train_default_params();
+    p.batch = B;
+    p.context = T;
+    p.budget = 0.6f;
+    p.joint = 1;
+    p.weight_lr = 3e-3f;
+    doze_trainer *t = NULL;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    if (!t) return test_finish("test_train_joint");
+    float w0 = joint_params(trainer_joint(t))[D * 3 + 5];
+    doze_train_stats st;
+    float first = 0, last = 0;
+    for (int i = 0; i < 30; i++) {
+        CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        if (i == 0) first = st.kl;
+        last = st.kl;
+    }
+    printf("30 joint steps on one batch: KL %.4f -> %.4f, compute %.3f (expected %.3f)\n", (double)first,
+           (double)last, (double)st.achieved_compute, (double)st.expected_compute);
+    CHECK(isfinite(last) && last < 0.7f * first);
+    CHECK(joint_params(trainer_joint(t))[D * 3 + 5] != w0);
+
+    /* training forward = inference: the written model under the trainer's
+     * hard decisions (no noise), token by token with a KV cache */
+    double loss_v;
+    CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss_v, &e) == DOZE_OK);
+    uint8_t lon[B * T * NL], hon[B * T * NL * NH], fon[B * T * NL * 3];
+    trainer_masks(t, lon, hon, fon);
+    int off_l = 0, off_h = 0, off_b = 0;
+    for (int i = 0; i < B * T * NL; i++) off_l += !lon[i];
+    for (int i = 0; i < B * T * NL * NH; i++) off_h += !hon[i];
+    for (int i = 0; i < B * T * NL * NB; i++) off_b += lon[i / NB] && !fon[i];
+    mem_buf out = {NULL, 0, 0};
+    CHECK(trainer_write_model(t, f.data, f.len, mem_write, &out, &e) == DOZE_OK);
+    doze_model *m2 = NULL;
+    CHECK(doze_model_load_memory(out.data, out.len, NULL, &m2, &e) == DOZE_OK);
+    if (!m2) return test_finish("test_train_joint");
+    const float *tl = trainer_logits(t);
+    double worst = 0, scale = 1e-9, moved = 0;
+    doze_session *s0 = doze_session_new(m, &e);
+    for (int b = 0; b < B; b++) {
+        doze_session *s = doze_session_new(m2, &e);
+        doze_session_reset(s0);
+        for (int i = 0; i < T; i++) {
+            size_t n = (size_t)b * T + i;
+            const doze_mask mk = {lon + n * NL, hon + n * NL * NH, fon + n * NL * NB};
+            CHECK(doze_session_step_masked(s, tokens[n], &mk, &e) == DOZE_OK);
+            CHECK(doze_session_step_masked(s0, tokens[n], &mk, &e) == DOZE_OK);
+            const float *sl = doze_session_logits(s), *ol = doze_session_logits(s0);
+            for (int v = 0; v < V; v++) {
+                worst = fmax(worst, fabs(sl[v] - tl[n * V + v]));
+                moved = fmax(moved, fabs(ol[v] - tl[n * V + v]));
+                scale = fmax(scale, fabs(tl[n * V + v]));
+            }
+        }
+        doze_session_free(s);
+    }
+    doze_session_free(s0);
+    printf("joint training forward vs inference of the written model under its decisions (%d layers, "
+           "%d heads, %d FFN blocks of running layers off): %.3g of the logits' range (the original "
+           "model: %.3g)\n",
+           off_l, off_h, off_b, worst / scale, moved / scale);
+    CHECK(off_l > 0 && off_h > 0 && off_b > 0);
+    CHECK(worst / scale < 1e-5);
+    CHECK(moved / scale > 1e-3); /* the written weights are the trained ones */
+
+    /* the written model keeps the file's other keys and refuses another file */
+    mem_buf other = fixture_gguf(D, HID + 8, NL, NH, NKV, V, 512, 11, DOZE_TYPE_F32);
+    mem_buf junk = {NULL, 0, 0};
+    CHECK(trainer_write_model(t, other.data, other.len, mem_write, &junk, &e) == DOZE_ERR_BAD_SHAPE);
+    printf("another file: %s\n", e.message);
+    free(junk.data);
+    free(other.data);
+
+    /* its gates, retuned on it, hold the budget */
+    CHECK(doze_gates_retune(m2, g, calib, 300, &e) == DOZE_OK);
+    g->fingerprint = gates_model_fingerprint(m2);
+    doze_session *s = doze_session_new(m2, &e);
+    CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK);
+    const float budgets[2] = {0.8f, 0.6f};
+    for (int bi = 0; bi < 2; bi++) {
+        doze_session_reset(s);
+        CHECK(doze_session_set_budget(s, budgets[bi], &e) == DOZE_OK);
+        double sum = 0;
+        for (int i = 0; i < 300; i++) {
+            doze_session_step(s, calib[i], &e);
+            sum += doze_session_compute(s);
+        }
+        printf("budget %.2f: achieved %.4f over 300 tokens\n", (double)budgets[bi], sum / 300);
+        CHECK(fabs(sum / 300 - budgets[bi]) <= 0.03);
+    }
+    doze_session_free(s);
+    doze_model_free(m2);
+    free(out.data);
+    doze_trainer_free(t);
+    doze_gates_free(g);
+    doze_model_free(m);
+    free(f.data);
+    return test_finish("test_train_joint");
+}
