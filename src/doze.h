@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The library's version: the same string as js/package.json's "version"
+ * (a test checks that they agree); `doze --version` prints it. */
+#define DOZE_VERSION "0.1.0"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -499,19 +503,58 @@ const float *doze_speculator_logits(const doze_speculator *sp, int i);
 
 /* ---- sampler -------------------------------------------------------------------- */
 
+/* Picks the next token from a step's logits. The stages run in llama.cpp's
+ * default order (common/sampling: penalties, top-k, top-p, min-p,
+ * temperature, then the draw):
+ *   1. penalties, over the last repeat_last_n tokens given to
+ *      doze_sampler_accept: a token seen c > 0 times there has its logit
+ *      divided by repeat_penalty when positive (multiplied when <= 0), then
+ *      lowered by c * frequency_penalty + presence_penalty;
+ *   2. top-k: the k largest logits (ties: lower id first);
+ *   3. top-p: of those, by falling probability (softmax of the logits so
+ *      far, temperature not yet applied), the smallest prefix whose mass
+ *      reaches top_p;
+ *   4. min-p: of those, the tokens whose probability is at least min_p times
+ *      the largest one's (logit >= max + log(min_p));
+ *   5. temperature: softmax(logit / T) over what is left, and one seeded
+ *      draw. T = 0 (or top_k = 1) is greedy: the largest penalized logit.
+ * Only temperature and the draw run when nothing else is on, in vocabulary
+ * order, as they always have (same seed, same tokens as before).
+ *
+ * History: the penalties see only what the caller hands to
+ * doze_sampler_accept — every token of the context in order, the prompt's
+ * included (as llama.cpp does), and each sampled token once it is kept.
+ * doze_sampler_sample never records its own pick. doze_sampler_reset
+ * forgets the history (for a new conversation); the RNG runs on.
+ *
+ * RNG: xorshift64* (see sampler.c), so a seed gives the same tokens on
+ * every platform, natively and in wasm. */
 typedef struct doze_sampler doze_sampler;
 
 typedef struct {
-    float temperature; /* 0: greedy (argmax) */
-    int top_k;         /* 0: off */
-    float top_p;       /* 1: off */
+    float temperature;       /* 0: greedy (argmax); >= 0 */
+    int top_k;               /* 0: off; >= 0 */
+    float top_p;             /* 1: off; in (0, 1] */
     uint64_t seed;
+    float min_p;             /* 0: off; in [0, 1] */
+    float repeat_penalty;    /* 1: off; > 0 */
+    int repeat_last_n;       /* tokens of history the penalties look at: 64; 0: off; >= 0 */
+    float frequency_penalty; /* 0: off; per occurrence */
+    float presence_penalty;  /* 0: off; once per token present */
 } doze_sampler_params;
 
 doze_sampler_params doze_sampler_default_params(void);
+/* DOZE_OK when every field is in range; otherwise INVALID_ARGUMENT naming
+ * the first field that is not (and the rule it breaks). */
+doze_status doze_sampler_params_check(const doze_sampler_params *p, doze_error *err);
 doze_sampler *doze_sampler_new(const doze_sampler_params *p, int vocab_size, doze_error *err);
 void doze_sampler_free(doze_sampler *s);
 int doze_sampler_sample(doze_sampler *s, const float *logits);
+/* Adds a token of the context to the history the penalties look at;
+ * TOKEN_RANGE when it is not in the vocabulary. */
+doze_status doze_sampler_accept(doze_sampler *s, int token, doze_error *err);
+/* Forgets the history. */
+void doze_sampler_reset(doze_sampler *s);
 
 /* ---- issue 7: full-model training and tokenizer training ------------------------------
  * Every weight learns: embedding, norms, Q/K/V/O, FFN, classifier (tied to

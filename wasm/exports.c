@@ -22,7 +22,7 @@
 EMSCRIPTEN_KEEPALIVE int doze_wasm_abi_version(void) { return DOZE_WASM_ABI_VERSION; }
 
 /* The package version, as a NUL-terminated string in wasm memory. */
-EMSCRIPTEN_KEEPALIVE const char *doze_wasm_version(void) { return "0.1.0"; }
+EMSCRIPTEN_KEEPALIVE const char *doze_wasm_version(void) { return DOZE_VERSION; }
 
 /* Flushes libc's stdio buffers (anything printed with printf); the glue calls
  * it after each callMain. The CLI itself writes through io.h, unbuffered. */
@@ -112,6 +112,34 @@ EMSCRIPTEN_KEEPALIVE doze_sampler *doze_wasm_sampler_new(float temperature, int 
     p.seed = ((uint64_t)seed_hi << 32) | seed_lo;
     return doze_sampler_new(&p, vocab_size, err);
 }
+
+/* doze_sampler_new with every doze_sampler_params field (the stages in
+ * doze.h's order); the 64-bit seed as two 32-bit halves. */
+EMSCRIPTEN_KEEPALIVE doze_sampler *doze_wasm_sampler_new_full(float temperature, int top_k, float top_p,
+                                                              float min_p, float repeat_penalty,
+                                                              int repeat_last_n, float frequency_penalty,
+                                                              float presence_penalty, unsigned seed_lo,
+                                                              unsigned seed_hi, int vocab_size,
+                                                              doze_error *err) {
+    doze_sampler_params p = doze_sampler_default_params();
+    p.temperature = temperature;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.repeat_penalty = repeat_penalty;
+    p.repeat_last_n = repeat_last_n;
+    p.frequency_penalty = frequency_penalty;
+    p.presence_penalty = presence_penalty;
+    p.seed = ((uint64_t)seed_hi << 32) | seed_lo;
+    return doze_sampler_new(&p, vocab_size, err);
+}
+
+/* doze_sampler_accept / doze_sampler_reset (the penalties' history). */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_sampler_accept(doze_sampler *s, int token, doze_error *err) {
+    return doze_sampler_accept(s, token, err);
+}
+
+EMSCRIPTEN_KEEPALIVE void doze_wasm_sampler_reset(doze_sampler *s) { doze_sampler_reset(s); }
 
 /* ---- gates (head/layer skipping) ---- */
 

@@ -9,9 +9,11 @@
 #define DOZE_HOST_IMPORT(name) \
     __attribute__((import_module("env"), import_name(#name)))
 
-/* mode: 0 = read, 1 = write (create/truncate). Returns a handle or -1. */
+/* mode: 0 = read, 1 = write (create/truncate). Returns a handle, or a
+ * negative IO_ERR_* (io.h) saying why not. */
 DOZE_HOST_IMPORT(host_open) int32_t host_open(const char *path, uint32_t path_len, int32_t mode);
-/* Reads up to n bytes at the file's current position; count, 0 at EOF, -1. */
+/* Reads up to n bytes at the file's current position; count, 0 at EOF, or a
+ * negative IO_ERR_*. */
 DOZE_HOST_IMPORT(host_read) int32_t host_read(int32_t fd, void *buf, uint32_t n);
 /* Writes all n bytes; 0 on success, -1 on failure. */
 DOZE_HOST_IMPORT(host_write) int32_t host_write(int32_t fd, const void *buf, uint32_t n);
@@ -25,9 +27,10 @@ DOZE_HOST_IMPORT(host_now) double host_now(void);
 #define IO_CHUNK ((size_t)1 << 30)
 
 intptr_t io_open(const char *path, const char *mode) {
-    if (!path || !mode) return -1;
+    if (!path || !mode) return IO_ERR_OTHER;
     int32_t fd = host_open(path, (uint32_t)strlen(path), mode[0] == 'w' ? 1 : 0);
-    if (fd < 0 || fd == IO_STDOUT || fd == IO_STDERR) return -1;
+    if (fd < 0) return fd >= IO_ERR_LOOP ? fd : IO_ERR_OTHER;
+    if (fd == IO_STDOUT || fd == IO_STDERR) return IO_ERR_OTHER;
     return (intptr_t)fd;
 }
 
@@ -40,7 +43,7 @@ int64_t io_read(intptr_t fd, void *buf, size_t n) {
         size_t want = n - got;
         if (want > IO_CHUNK) want = IO_CHUNK;
         int32_t r = host_read((int32_t)fd, p + got, (uint32_t)want);
-        if (r < 0) return got ? (int64_t)got : -1;
+        if (r < 0) return got ? (int64_t)got : (r >= IO_ERR_LOOP ? r : IO_ERR_OTHER);
         if (r == 0) break;
         got += (size_t)r;
     }

@@ -142,6 +142,16 @@ function browserHost() {
   };
 }
 
+// Why a file could not be opened or read, as io.h's negative IO_ERR_* codes
+// (the CLI prints the reason as the native build does).
+const IO_REASONS = {
+  ENOENT: -2, EACCES: -3, EPERM: -3, EISDIR: -4, ENOTDIR: -5, ENAMETOOLONG: -6,
+  EROFS: -7, ENOSPC: -8, EMFILE: -9, ENFILE: -9, ELOOP: -10,
+};
+function ioReason(e) {
+  return (e && IO_REASONS[e.code]) || -1;
+}
+
 async function nodeHost() {
   const fs = await import('node:fs');
   const files = new Map(); // handle -> OS fd
@@ -170,8 +180,8 @@ async function nodeHost() {
         const h = next++;
         files.set(h, fd);
         return h;
-      } catch {
-        return -1;
+      } catch (e) {
+        return ioReason(e);
       }
     },
     read(h, view) {
@@ -179,8 +189,8 @@ async function nodeHost() {
       if (fd === undefined) return -1;
       try {
         return fs.readSync(fd, view, 0, view.length, null);
-      } catch {
-        return -1;
+      } catch (e) {
+        return ioReason(e);
       }
     },
     write(h, bytes) {
@@ -225,8 +235,11 @@ async function nodeHost() {
  *   Where the module is; default js/dist/doze.wasm next to this package.
  * @param {object} [options.host] Overrides for the host functions, merged over
  *   the default (Node: the file system; browser: no files, console output):
- *     open(path: string, mode: 'r'|'w') -> handle (>= 3) or -1
- *     read(handle, view: Uint8Array) -> bytes read, 0 at end of file, -1 on error
+ *     open(path: string, mode: 'r'|'w') -> handle (>= 3), or -1 on failure (or
+ *       a reason: -2 ENOENT, -3 EACCES, -4 EISDIR, ... as IO_REASONS; a thrown
+ *       Node fs error is mapped the same way)
+ *     read(handle, view: Uint8Array) -> bytes read, 0 at end of file, -1 (or a
+ *       reason, as for open) on error
  *     write(handle, bytes: Uint8Array) -> void (throw on error); 1/2 go to
  *       stdout/stderr by default
  *     size(handle) -> bytes or -1;  close(handle);  now() -> milliseconds
@@ -264,17 +277,17 @@ export async function instantiateDoze({ wasm, host } = {}) {
       try {
         const path = decoder.decode(view(pathPtr, pathLen));
         const r = h.open(path, mode === 1 ? 'w' : 'r');
-        return typeof r === 'number' && r >= 3 ? r | 0 : -1;
-      } catch {
-        return -1;
+        return typeof r === 'number' && (r >= 3 || r < 0) ? r | 0 : -1;
+      } catch (e) {
+        return ioReason(e);
       }
     },
     host_read(fd, ptr, n) {
       try {
         const r = h.read(fd, view(ptr, n));
         return typeof r === 'number' ? r | 0 : -1;
-      } catch {
-        return -1;
+      } catch (e) {
+        return ioReason(e);
       }
     },
     host_write(fd, ptr, n) {

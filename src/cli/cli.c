@@ -1,74 +1,74 @@
-/* `doze` command dispatch and usage. */
+/* `doze` command dispatch, --version and the overview help, all from the
+ * commands' own tables. */
 #include <string.h>
 
 #include "cli_util.h"
 #include "commands.h"
 
-static const char usage[] =
-    "doze - transformer inference that skips what it does not need\n"
-    "\n"
-    "usage: doze COMMAND [ARGS]\n"
-    "\n"
-    "  generate MODEL [--prompt TEXT] [--steps N] [--temp T] [--top-p P] [--top-k K]\n"
-    "                 [--seed S] [--no-stop] [--trace FILE] [--logits FILE] [--ctx N]\n"
-    "                 [--budget B] [--gates FILE] [--calib TEXTFILE] [--masks FILE] [--special]\n"
-    "      prints the prompt and its continuation; N counts positions, prompt included\n"
-    "      (stops at BOS or an end-of-generation token unless --no-stop; --special: control\n"
-    "      tokens written in the prompt, e.g. <|im_start|>, are single tokens)\n"
-    "      (default 256). --trace writes 'input next' per step, --logits every step's\n"
-    "      float32 logits, --masks 'pos token compute layers heads/...' per step.\n"
-    "      --budget B in (0, 1]: fraction of the dense layer compute to spend.\n"
-    "      --speculative [--draft-budget B] [--draft-k K] [--spec-trace FILE]: the gates\n"
-    "      draft K tokens at budget B, the whole model verifies them in one batch: the\n"
-    "      dense model's text, faster (K 1..8, B in (0, 1); unset: chosen as it runs).\n"
-    "  tokenize MODEL (--text T | --file F) [--no-bos] [--special]\n"
-    "      token ids (reads only the tokenizer: vocabulary-only GGUFs work);\n"
-    "      --special: control tokens written in the text (<|im_start|>, ...) match\n"
-    "  ppl MODEL TEXTFILE [--ctx N] [--budget B] [--gates FILE] [--calib TEXTFILE]\n"
-    "      perplexity over the stories of TEXTFILE (split at <|endoftext|> lines)\n"
-    "  bench MODEL [--steps N] [--json] [--skip-table] [--budget B [--gates F]]\n"
-    "      decode tokens/s and GB/s, SIMD vs reference kernels, vs a plain read loop;\n"
-    "      --skip-table: speed under forced uniform masks at b = 1, 0.75, 0.5, 0.3;\n"
-    "      --budget B: decode under the gates at budget B beside dense\n"
-    "  gates MODEL [--calib TEXTFILE] -o GATES.gguf\n"
-    "      training-free gates (calibrated on the text, or on text the model writes)\n"
-    "  finetune MODEL TEXTFILE --budget B [--steps N] [--ctx T] [--batch B] [--lr LR]\n"
-    "           [--seed S] [--gates INIT] [--compute-weight W] [--dual-rate R]\n"
-    "           [--no-ffn-gates] -o GATES.gguf\n"
-    "      trains the gates by backprop (base weights frozen), prints loss and compute\n"
-    "  order-ffn MODEL --calib TEXTFILE [--tokens N] [--keep F] [--tries N] [--seed S] -o OUT.gguf\n"
-    "      the same model with each layer's FFN channels grouped into blocks by what they\n"
-    "      contribute on the text, so that FFN blocks skip at less cost (f32/f16 ffn_down)\n"
-    "  init --dim D --hidden H --layers L --heads NH --kv-heads NKV --vocab V --ctx T\n"
-    "       --seed S [--type T] -o OUT.gguf\n"
-    "  convert llama2c CKPT TOKENIZER -o OUT.gguf [--type T]\n"
-    "  convert gguf IN.gguf -o OUT.gguf --type T\n"
-    "      T: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, or q4_k_m (llama.cpp's mix)\n"
-    "  vocab TEXTFILE --size N -o VOCAB.gguf\n"
-    "      trains a SentencePiece-style BPE vocabulary (byte fallback) on the text\n"
-    "  train TEXTFILE --vocab VOCAB --dim D --layers L --heads H [--kv-heads K] [--hidden F]\n"
-    "        [--ctx T] [--steps N] [--batch B] [--lr LR] [--seed S] [--eval TEXTFILE]\n"
-    "        [--ckpt CKPT] [--resume CKPT] -o MODEL.gguf   (doze train --help: all options)\n"
-    "      trains a whole model from scratch; prints train/eval loss and tokens/s\n";
+typedef struct {
+    const cli_command *spec;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {&cmd_generate_spec, cmd_generate}, {&cmd_tokenize_spec, cmd_tokenize}, {&cmd_ppl_spec, cmd_ppl},
+    {&cmd_bench_spec, cmd_bench},       {&cmd_gates_spec, cmd_gates},       {&cmd_finetune_spec, cmd_finetune},
+    {&cmd_order_spec, cmd_order},       {&cmd_init_spec, cmd_init},         {&cmd_convert_spec, cmd_convert},
+    {&cmd_vocab_spec, cmd_vocab},       {&cmd_train_spec, cmd_train},
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+static void overview(int to_stderr) {
+    void (*p)(const char *, ...) = to_stderr ? err_printf : out_printf;
+    p("doze %s - transformer inference that skips what it does not need\n\n"
+      "usage: doze COMMAND [ARGS] [options]\n"
+      "       doze COMMAND --help     that command's arguments and options\n"
+      "       doze --version\n\ncommands:\n",
+      DOZE_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++) {
+        const cli_command *c = commands[i].spec;
+        p("  %-10s %s\n", c->name, c->summary);
+    }
+}
+
+static const command *find(const char *name) {
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].spec->name, name) == 0) return &commands[i];
+    return NULL;
+}
 
 int doze_cli_main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0 ||
-        strcmp(argv[1], "-h") == 0) {
-        out_bytes(usage, sizeof usage - 1);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        overview(1);
+        return 2;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
-    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc, argv);
-    if (strcmp(cmd, "ppl") == 0) return cmd_ppl(argc, argv);
-    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
-    if (strcmp(cmd, "init") == 0) return cmd_init(argc, argv);
-    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
-    if (strcmp(cmd, "gates") == 0) return cmd_gates(argc, argv);
-    if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc, argv);
-    if (strcmp(cmd, "vocab") == 0) return cmd_vocab(argc, argv);
-    if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
-    if (strcmp(cmd, "order-ffn") == 0) return cmd_order(argc, argv);
-    err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        if (argc == 2) {
+            overview(0);
+            return 0;
+        }
+        const command *c = argc == 3 ? find(argv[2]) : NULL;
+        if (!c) {
+            err_printf("doze: help takes one command name%s%s%s\n", argc == 3 ? ", not \"" : "",
+                       argc == 3 ? argv[2] : "", argc == 3 ? "\"" : "");
+            return 2;
+        }
+        cli_print_help(c->spec, 0);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        if (argc > 2) {
+            err_printf("doze: --version takes no arguments\n");
+            return 2;
+        }
+        out_printf("doze %s\n", DOZE_VERSION);
+        return 0;
+    }
+    const command *c = find(cmd);
+    if (c) return c->run(argc, argv);
+    if (cmd[0] == '-') err_printf("doze: unknown option %s (options go after the command)\n", cmd);
+    else err_printf("doze: unknown command \"%s\"\n", cmd);
+    overview(1);
     return 2;
 }

@@ -49,16 +49,38 @@ int cli_print_error(const char *what, const doze_error *e) {
     return 1;
 }
 
+const char *io_reason(int64_t code) {
+    switch (code) {
+    case IO_ERR_NOENT: return "No such file or directory (ENOENT)";
+    case IO_ERR_ACCES: return "Permission denied (EACCES)";
+    case IO_ERR_ISDIR: return "Is a directory (EISDIR)";
+    case IO_ERR_NOTDIR: return "Not a directory (ENOTDIR)";
+    case IO_ERR_NAMETOOLONG: return "File name too long (ENAMETOOLONG)";
+    case IO_ERR_ROFS: return "Read-only file system (EROFS)";
+    case IO_ERR_NOSPC: return "No space left on device (ENOSPC)";
+    case IO_ERR_MFILE: return "Too many open files (EMFILE)";
+    case IO_ERR_LOOP: return "Too many levels of symbolic links (ELOOP)";
+    default: return "I/O error";
+    }
+}
+
+intptr_t cli_open_write(const char *path) {
+    intptr_t fd = io_open(path, "w");
+    if (fd < 0) err_printf("doze: cannot write %s: %s\n", path, io_reason(fd));
+    return fd;
+}
+
 uint8_t *cli_read_file(const char *path, size_t *n) {
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {
-        err_printf("doze: cannot open %s\n", path);
+        err_printf("doze: cannot open %s: %s\n", path, io_reason(fd));
         return NULL;
     }
     size_t cap = 1 << 16, len = 0;
     int64_t size = io_size(fd);
     if (size > 0) cap = (size_t)size + 1;
     uint8_t *buf = malloc(cap);
+    int64_t why = 0;
     for (;;) {
         if (!buf) break;
         if (len == cap) {
@@ -73,6 +95,7 @@ uint8_t *cli_read_file(const char *path, size_t *n) {
         }
         int64_t got = io_read(fd, buf + len, cap - len);
         if (got < 0) {
+            why = got;
             free(buf);
             buf = NULL;
             break;
@@ -81,7 +104,7 @@ uint8_t *cli_read_file(const char *path, size_t *n) {
         len += (size_t)got;
     }
     io_close(fd);
-    if (!buf) err_printf("doze: cannot read %s\n", path);
+    if (!buf) err_printf("doze: cannot read %s: %s\n", path, why ? io_reason(why) : "out of memory");
     else *n = len;
     return buf;
 }
@@ -90,7 +113,7 @@ doze_model *cli_load_model(const char *path, const doze_model_params *p) {
     doze_error e;
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {
-        err_printf("doze: cannot open %s\n", path);
+        err_printf("doze: cannot open %s: %s\n", path, io_reason(fd));
         return NULL;
     }
     doze_loader *ld = doze_loader_new(p, &e);
@@ -108,7 +131,7 @@ doze_model *cli_load_model(const char *path, const doze_model_params *p) {
         if (got < 0) {
             st = DOZE_ERR_IO;
             e.code = st;
-            snprintf(e.message, sizeof e.message, "read error");
+            snprintf(e.message, sizeof e.message, "cannot read: %s", io_reason(got));
             break;
         }
         if (got == 0) break;
@@ -130,7 +153,7 @@ doze_vocab *cli_load_vocab(const char *path) {
     doze_error e;
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {
-        err_printf("doze: cannot open %s\n", path);
+        err_printf("doze: cannot open %s: %s\n", path, io_reason(fd));
         return NULL;
     }
     /* the header is at the start: read more of the file until it parses */
@@ -165,63 +188,6 @@ doze_vocab *cli_load_vocab(const char *path) {
         return NULL;
     }
     return v;
-}
-
-/* options take a value unless they are known flags */
-static int is_flag(const char *a) {
-    static const char *const flags[] = {"--no-stop", "--no-bos", "--json", "--help", "--skip-table", "--quiet",
-                                         "--no-ffn-gates", "--special", "--speculative", "--joint", NULL};
-    for (int i = 0; flags[i]; i++)
-        if (strcmp(a, flags[i]) == 0) return 1;
-    return 0;
-}
-
-const char *cli_opt(int argc, char **argv, const char *name) {
-    for (int i = 2; i < argc - 1; i++)
-        if (strcmp(argv[i], name) == 0) return argv[i + 1];
-    return NULL;
-}
-
-int cli_flag(int argc, char **argv, const char *name) {
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
-    return 0;
-}
-
-long long cli_opt_int(int argc, char **argv, const char *name, long long def, int *bad) {
-    const char *v = cli_opt(argc, argv, name);
-    if (!v) return def;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (*v == '\0' || *end != '\0') {
-        err_printf("doze: %s expects an integer, got \"%s\"\n", name, v);
-        *bad = 1;
-    }
-    return x;
-}
-
-double cli_opt_float(int argc, char **argv, const char *name, double def, int *bad) {
-    const char *v = cli_opt(argc, argv, name);
-    if (!v) return def;
-    char *end;
-    double x = strtod(v, &end);
-    if (*v == '\0' || *end != '\0') {
-        err_printf("doze: %s expects a number, got \"%s\"\n", name, v);
-        *bad = 1;
-    }
-    return x;
-}
-
-const char *cli_positional(int argc, char **argv, int index) {
-    int k = 0;
-    for (int i = 2; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] == '-') {
-            if (!is_flag(argv[i])) i++; /* skip its value */
-            continue;
-        }
-        if (k++ == index) return argv[i];
-    }
-    return NULL;
 }
 
 int cli_write_fn(void *ctx, const void *bytes, size_t n) {

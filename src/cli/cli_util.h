@@ -1,5 +1,5 @@
 /* Shared plumbing of the CLI commands: buffered output, argument parsing,
- * whole-file reads, streaming model loads. */
+ * whole-file reads, streaming model loads. Options: cli_options.h. */
 #ifndef DOZE_CLI_UTIL_H
 #define DOZE_CLI_UTIL_H
 
@@ -14,7 +14,10 @@ void out_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void err_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void out_bytes(const char *p, size_t n);
 
-/* Reads a whole file; NULL (with a message on stderr) on failure. */
+/* Opens a file for writing; a negative IO_ERR_* (message with the reason
+ * printed) on failure. */
+intptr_t cli_open_write(const char *path);
+/* Reads a whole file; NULL (with a message and the reason on stderr) on failure. */
 uint8_t *cli_read_file(const char *path, size_t *n);
 /* Streams a GGUF file into a model; NULL (message printed) on failure. */
 doze_model *cli_load_model(const char *path, const doze_model_params *p);
@@ -28,15 +31,6 @@ doze_vocab *cli_load_vocab(const char *path);
 /* BOS + the first max_bytes bytes of a text file (cut at a UTF-8 boundary),
  * encoded; NULL with e set on failure. */
 int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes, int *n, doze_error *e);
-
-/* Option lookup: returns the value following `name` in argv, or NULL. */
-const char *cli_opt(int argc, char **argv, const char *name);
-int cli_flag(int argc, char **argv, const char *name);
-/* Parses an integer / float option with a default; sets *bad on a malformed value. */
-long long cli_opt_int(int argc, char **argv, const char *name, long long def, int *bad);
-double cli_opt_float(int argc, char **argv, const char *name, double def, int *bad);
-/* The i-th positional argument after the command (options and their values skipped). */
-const char *cli_positional(int argc, char **argv, int index);
 
 int cli_print_error(const char *what, const doze_error *e);
 

@@ -159,8 +159,8 @@ static int run_decode(doze_model *m, int steps, speed *out) {
 }
 
 /* decode under the gates at a budget (the router decides), beside dense */
-static int budget_bench(doze_model *m, int argc, char **argv, double budget, int steps, int json) {
-    doze_gates *g = cli_gates(argc, argv, m, 1, json);
+static int budget_bench(doze_model *m, const cli_args *a, double budget, int steps, int json) {
+    doze_gates *g = cli_gates(a, m, 1, json);
     if (!g) return 1;
     speed dense = {0, 0}, gated = {0, 0};
     double compute = 1.0;
@@ -357,7 +357,7 @@ static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *b
  * Q8_0) are measured under the same machine load; per model also the read
  * loop over its own weights (interleaved the same way, best pass) and the
  * 128-token prefill. */
-static int compare_models(int argc, char **argv, int n_paths, int steps, int json) {
+static int compare_models(const cli_args *a, int n_paths, int steps, int json) {
     doze_model *ms[BENCH_MAX_MODELS] = {0};
     speed best[BENCH_MAX_MODELS], mean[BENCH_MAX_MODELS];
     double read_gbs[BENCH_MAX_MODELS] = {0}, prompt[BENCH_MAX_MODELS] = {0}, first_ms[BENCH_MAX_MODELS] = {0};
@@ -366,7 +366,7 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
     doze_model_params mp = doze_model_default_params();
     mp.context_length = 256;
     for (int i = 0; i < n_paths && rc == 0; i++) {
-        ms[i] = cli_load_model(cli_positional(argc, argv, i), &mp);
+        ms[i] = cli_load_model(cli_pos(a, i), &mp);
         if (!ms[i]) rc = 1;
     }
     uint32_t sink = 0;
@@ -418,43 +418,58 @@ static int compare_models(int argc, char **argv, int n_paths, int steps, int jso
     return rc;
 }
 
+static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn]", NULL};
+static const cli_option bench_options[] = {
+    {"--steps", CLI_INT, "N", "decode steps to time (default 64; 16 per round side by side)", NULL, 0},
+    {"--json", CLI_FLAG, NULL, "one JSON record per line", NULL, 0},
+    {"--skip-table", CLI_FLAG, NULL, "speed under forced uniform masks at b = 1, 0.75, 0.5, 0.3\n"
+                                     "(then 'ffn': masks that skip FFN blocks only)", NULL, 0},
+    CLI_BUDGET_OPTION,
+    CLI_GATE_OPTIONS,
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_bench_spec = {
+    "bench", bench_forms, 1, BENCH_MAX_MODELS, "decode and prefill speed, SIMD vs reference kernels",
+    "Decode tokens/s and GB/s with the SIMD and the reference kernels beside a plain read\n"
+    "loop over the model's weights, and the 128-token prefill. Several models: their decode\n"
+    "interleaved round by round, so that the ratios between them mean something.\n"
+    "--skip-table: speed under forced masks; --budget B: decode under the gates beside dense.",
+    bench_options,
+};
+
 int cmd_bench(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    int bad = 0;
-    long long steps = cli_opt_int(argc, argv, "--steps", 64, &bad);
-    int json = cli_flag(argc, argv, "--json");
-    if (!path || bad || steps < 1) {
-        err_printf("usage: doze bench MODEL [--steps N] [--json] [--skip-table [ffn]]\n"
-                   "       doze bench MODEL MODEL... [--steps N] [--json]   (side by side, in turn)\n");
-        return 2;
+    cli_args a;
+    int prc = cli_parse(&cmd_bench_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    long long steps = cli_get_int(&a, "--steps", 64);
+    int json = cli_has(&a, "--json");
+    double budget = cli_get_float(&a, "--budget", 1.0);
+    if (steps < 1 || steps > (1 << 24)) return cli_usage_error(&a, "--steps must be in 1..16777216");
+    if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
+    int skip = cli_has(&a, "--skip-table"), ffn = 0;
+    if (skip) {
+        if (a.n_pos > 2 || (a.n_pos == 2 && strcmp(cli_pos(&a, 1), "ffn") != 0))
+            return cli_usage_error(&a, "--skip-table takes one model (and then 'ffn' or nothing), not \"%s\"",
+                                   cli_pos(&a, 1));
+        ffn = a.n_pos == 2;
     }
-    int n_paths = 0;
-    while (n_paths <= BENCH_MAX_MODELS && cli_positional(argc, argv, n_paths)) n_paths++;
-    if (n_paths > 1 && !cli_flag(argc, argv, "--skip-table")) {
-        if (n_paths > BENCH_MAX_MODELS) {
-            err_printf("doze: bench compares at most %d models\n", BENCH_MAX_MODELS);
-            return 2;
-        }
-        return compare_models(argc, argv, n_paths, cli_opt(argc, argv, "--steps") ? (int)steps : 16, json);
+    int gated = budget < 1.0 || cli_has(&a, "--gates");
+    if (a.n_pos > 1 && !skip) {
+        if (gated) return cli_usage_error(&a, "--budget and --gates take one model");
+        return compare_models(&a, a.n_pos, cli_has(&a, "--steps") ? (int)steps : 16, json);
     }
     doze_model_params mp = doze_model_default_params();
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
-    double budget = cli_opt_float(argc, argv, "--budget", 1.0, &bad);
-    if (bad || !(budget > 0.0 && budget <= 1.0)) {
-        err_printf("doze: --budget must be in (0, 1]\n");
-        doze_model_free(m);
-        return 2;
-    }
-    if (budget < 1.0 || cli_opt(argc, argv, "--gates")) {
-        int rc = budget_bench(m, argc, argv, budget, (int)steps, json);
+    if (gated) {
+        int rc = budget_bench(m, &a, budget, (int)steps, json);
         doze_model_free(m);
         return rc;
     }
-    if (cli_flag(argc, argv, "--skip-table")) {
-        const char *mode = cli_positional(argc, argv, 1);
-        int rc = skip_table(m, (int)steps, json, mode && strcmp(mode, "ffn") == 0);
+    if (skip) {
+        int rc = skip_table(m, (int)steps, json, ffn);
         doze_model_free(m);
         return rc;
     }

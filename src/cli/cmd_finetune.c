@@ -1,9 +1,7 @@
 /* `doze finetune`: trains the gates of a model on a text by backprop (the
  * base weights stay frozen), retunes the budget table on the text and
- * writes the gate file. With --joint the model's weights learn together
- * with its gates, and the fine-tuned model is written beside the gate file
- * (--model-out). The run itself is doze_finetune_* (src/train/finetune.c),
- * the same code the JS side drives. */
+ * writes the gate file. The run itself is doze_finetune_* (src/finetune.c),
+ * the same code the JS finetuneGates drives. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +34,8 @@ static int finish_joint(doze_finetune *f, const char *path, const char *model_ou
         cli_print_error("retune", &e);
         goto done;
     }
-    intptr_t fd = io_open(model_out, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", model_out);
-        goto done;
-    }
+    intptr_t fd = cli_open_write(model_out);
+    if (fd < 0) goto done;
     rc = cli_write_fn(&fd, buf.data, buf.len) == 0 ? 0 : 1;
     io_close(fd);
     if (rc) err_printf("doze: cannot write %s\n", model_out);
@@ -51,40 +46,68 @@ done:
     return rc;
 }
 
+
+static const char *const finetune_forms[] = {"MODEL TEXTFILE", NULL};
+static const char *const finetune_losses[] = {"kl", "ce", NULL};
+static const cli_option finetune_options[] = {
+    {"-o", CLI_STRING, "GATES.gguf", "where to write the trained gates", NULL, 1},
+    {"--budget", CLI_FLOAT, "B", "the compute budget to train for, in (0, 1] (default 0.7)", NULL, 0},
+    {"--steps", CLI_INT, "N", "training steps (default 400)", NULL, 0},
+    {"--ctx", CLI_INT, "T", "tokens per story window (default 128)", NULL, 0},
+    {"--batch", CLI_INT, "B", "stories per step (default 8)", NULL, 0},
+    {"--lr", CLI_FLOAT, "LR", "learning rate (default 0.02)", NULL, 0},
+    {"--seed", CLI_INT, "S", "seed of the story draws and the relaxation's noise (default 1)", NULL, 0},
+    {"--gates", CLI_STRING, "INIT", "start from this gate file (default: training-free gates\n"
+                                    "calibrated on the text)", NULL, 0},
+    {"--compute-weight", CLI_FLOAT, "W", "weight of the compute term in the loss (default 20)", NULL, 0},
+    {"--dual-rate", CLI_FLOAT, "R", "step size of the compute weight's dual update (default 0: fixed)", NULL, 0},
+    {"--no-ffn-gates", CLI_FLAG, NULL, "train head and layer gates only, not FFN blocks", NULL, 0},
+    {"--quiet", CLI_FLAG, NULL, "print only the last step", NULL, 0},
+    {"--joint", CLI_FLAG, NULL, "the model's weights learn with its gates (needs --model-out)", NULL, 0},
+    {"--model-out", CLI_STRING, "MODEL.gguf", "--joint: where the fine-tuned model goes", NULL, 0},
+    {"--loss", CLI_STRING, "L", "--joint: kl (distillation from the dense model, default) or ce", finetune_losses, 0},
+    {"--weight-lr", CLI_FLOAT, "LR", "--joint: the weights' learning rate (default 5e-4)", NULL, 0},
+    {"--budget-range", CLI_STRING, "LO:HI", "each window draws its budget from [LO, HI]", NULL, 0},
+    {"--dense-fraction", CLI_FLOAT, "F", "with --budget-range: the share of windows run dense", NULL, 0},
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_finetune_spec = {
+    "finetune", finetune_forms, 2, 2, "trains the gates by backprop (base weights frozen)",
+    "Trains the gates on the text by backprop through the frozen model towards the budget,\n"
+    "prints loss and compute per step, retunes the budget table and writes the gate file.",
+    finetune_options,
+};
+
 int cmd_finetune(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    const char *text_path = cli_positional(argc, argv, 1);
-    const char *out = cli_opt(argc, argv, "-o");
-    int bad = 0;
+    cli_args a;
+    int prc = cli_parse(&cmd_finetune_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    const char *text_path = cli_pos(&a, 1);
+    const char *out = cli_get(&a, "-o");
     doze_train_params tp = doze_train_default_params();
-    tp.budget = (float)cli_opt_float(argc, argv, "--budget", tp.budget, &bad);
-    tp.total_steps = (int)cli_opt_int(argc, argv, "--steps", tp.total_steps, &bad);
-    tp.context = (int)cli_opt_int(argc, argv, "--ctx", tp.context, &bad);
-    tp.batch = (int)cli_opt_int(argc, argv, "--batch", tp.batch, &bad);
-    tp.lr = (float)cli_opt_float(argc, argv, "--lr", tp.lr, &bad);
-    tp.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)tp.seed, &bad);
-    tp.compute_weight = (float)cli_opt_float(argc, argv, "--compute-weight", tp.compute_weight, &bad);
-    tp.dual_rate = (float)cli_opt_float(argc, argv, "--dual-rate", tp.dual_rate, &bad);
-    tp.ffn_gates = !cli_flag(argc, argv, "--no-ffn-gates");
-    tp.joint = cli_flag(argc, argv, "--joint");
-    tp.weight_lr = (float)cli_opt_float(argc, argv, "--weight-lr", tp.weight_lr, &bad);
-    const char *loss = cli_opt(argc, argv, "--loss");
+    tp.budget = (float)cli_get_float(&a, "--budget", tp.budget);
+    tp.total_steps = (int)cli_get_int(&a, "--steps", tp.total_steps);
+    tp.context = (int)cli_get_int(&a, "--ctx", tp.context);
+    tp.batch = (int)cli_get_int(&a, "--batch", tp.batch);
+    tp.lr = (float)cli_get_float(&a, "--lr", tp.lr);
+    tp.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)tp.seed);
+    tp.compute_weight = (float)cli_get_float(&a, "--compute-weight", tp.compute_weight);
+    tp.dual_rate = (float)cli_get_float(&a, "--dual-rate", tp.dual_rate);
+    tp.ffn_gates = !cli_has(&a, "--no-ffn-gates");
+    tp.joint = cli_has(&a, "--joint");
+    tp.weight_lr = (float)cli_get_float(&a, "--weight-lr", tp.weight_lr);
+    const char *loss = cli_get(&a, "--loss");
     if (loss && strcmp(loss, "ce") == 0) tp.task_loss = DOZE_LOSS_CE;
-    else if (loss && strcmp(loss, "kl") != 0) bad = 1;
-    const char *range = cli_opt(argc, argv, "--budget-range");
-    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2) bad = 1;
-    tp.dense_fraction = (float)cli_opt_float(argc, argv, "--dense-fraction", tp.dense_fraction, &bad);
-    const char *model_out = cli_opt(argc, argv, "--model-out");
-    int quiet = cli_flag(argc, argv, "--quiet");
-    if (!path || !text_path || !out || bad || (tp.joint != (model_out != NULL))) {
-        err_printf("usage: doze finetune MODEL TEXTFILE --budget B [--steps N] [--ctx T] [--batch B]\n"
-                   "       [--lr LR] [--seed S] [--gates INIT] [--no-ffn-gates] -o GATES.gguf\n"
-                   "       [--joint --model-out MODEL.gguf [--loss kl|ce] [--weight-lr LR]]\n"
-                   "       [--budget-range LO:HI [--dense-fraction F]]\n"
-                   "  --joint: the model's weights learn with its gates (MODEL a GGUF file); the\n"
-                   "  fine-tuned model goes to --model-out, its gates to -o\n");
-        return 2;
-    }
+    const char *range = cli_get(&a, "--budget-range");
+    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2)
+        return cli_usage_error(&a, "--budget-range takes LO:HI, not \"%s\"", range);
+    tp.dense_fraction = (float)cli_get_float(&a, "--dense-fraction", tp.dense_fraction);
+    const char *model_out = cli_get(&a, "--model-out");
+    if (tp.joint != (model_out != NULL)) return cli_usage_error(&a, "--joint and --model-out go together");
+    int quiet = cli_has(&a, "--quiet");
+    if (cli_get_int(&a, "--steps", 1) < 0 || cli_get_int(&a, "--steps", 1) > (1 << 30))
+        return cli_usage_error(&a, "--steps must be >= 0");
     doze_model_params mp = doze_model_default_params();
     mp.context_length = tp.context > 512 ? tp.context : 512;
     doze_model *m = cli_load_model(path, &mp);
@@ -96,7 +119,7 @@ int cmd_finetune(int argc, char **argv) {
     doze_gates *init = NULL;
     doze_finetune *f = NULL;
     if (!text) goto done;
-    if (cli_opt(argc, argv, "--gates") && !(init = cli_gates(argc, argv, m, 0, quiet))) goto done;
+    if (cli_has(&a, "--gates") && !(init = cli_gates(&a, m, 0, quiet))) goto done;
     double t0 = io_now_ms();
     if (doze_finetune_new(m, init, &tp, text, n, &f, &e) != DOZE_OK) {
         cli_print_error("finetune", &e);
@@ -130,11 +153,8 @@ int cmd_finetune(int argc, char **argv) {
         cli_print_error("retune", &e);
         goto done;
     }
-    intptr_t fd = io_open(out, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", out);
-        goto done;
-    }
+    intptr_t fd = cli_open_write(out);
+    if (fd < 0) goto done;
     rc = doze_gates_save(doze_finetune_gates(f), file_write, &fd, &e) == DOZE_OK ? 0 : cli_print_error(out, &e);
     io_close(fd);
 done:

@@ -11,11 +11,10 @@
 /* Calibration tokens: the text of --calib (BOS + encoded, up to the
  * context), or else text the model writes itself from BOS (dense, seeded
  * sampling at temperature 1), so that any model gets gates with no data. */
-static int32_t *calibration_tokens(int argc, char **argv, doze_model *m, int *n, doze_error *e) {
+static int32_t *calibration_tokens(const char *path, doze_model *m, int *n, doze_error *e) {
     const doze_model_info *c = doze_model_get_info(m);
     int cap = c->context_length < 512 ? c->context_length : 512;
     int32_t *ids = NULL;
-    const char *path = cli_opt(argc, argv, "--calib");
     if (path) {
         ids = cli_encode_file(m, path, 32768, n, e); /* plenty for 512 tokens */
         if (ids && *n > cap) *n = cap;
@@ -42,9 +41,17 @@ static int32_t *calibration_tokens(int argc, char **argv, doze_model *m, int *n,
     return ids;
 }
 
-doze_gates *cli_gates(int argc, char **argv, doze_model *m, int required, int quiet) {
+/* the value of a shared gate option, NULL where the command's table does
+ * not have it (finetune takes --gates but calibrates nothing itself) */
+static const char *table_value(const cli_args *a, const char *name) {
+    for (int k = 0; a->cmd->options[k].name; k++)
+        if (strcmp(a->cmd->options[k].name, name) == 0) return a->values[k];
+    return NULL;
+}
+
+doze_gates *cli_gates(const cli_args *a, doze_model *m, int required, int quiet) {
     doze_error e;
-    const char *path = cli_opt(argc, argv, "--gates");
+    const char *path = table_value(a, "--gates");
     if (path) {
         size_t n = 0;
         uint8_t *bytes = cli_read_file(path, &n);
@@ -58,25 +65,22 @@ doze_gates *cli_gates(int argc, char **argv, doze_model *m, int required, int qu
     if (!required) return NULL;
     int n = 0;
     double t0 = io_now_ms();
-    int32_t *ids = calibration_tokens(argc, argv, m, &n, &e);
+    const char *calib = table_value(a, "--calib");
+    int32_t *ids = calibration_tokens(calib, m, &n, &e);
     if (!ids) {
         cli_print_error("calibration", &e);
         return NULL;
     }
     doze_gates *g = NULL;
     doze_gates_params gp = doze_gates_default_params();
-    int bad = 0;
-    gp.random_seed = (uint64_t)cli_opt_int(argc, argv, "--random-gates", 0, &bad);
-    gp.protect_layers = (int)cli_opt_int(argc, argv, "--protect-layers", gp.protect_layers, &bad);
-    gp.ffn_gates = !cli_flag(argc, argv, "--no-ffn-gates");
-    if (bad) {
-        free(ids);
-        return NULL;
-    }
+    const char *seed = table_value(a, "--random-gates"), *protect = table_value(a, "--protect-layers");
+    if (seed) gp.random_seed = (uint64_t)strtoll(seed, NULL, 10);
+    if (protect) gp.protect_layers = (int)strtol(protect, NULL, 10);
+    gp.ffn_gates = table_value(a, "--no-ffn-gates") == NULL;
     if (doze_gates_calibrate(m, ids, n, &gp, &g, &e) != DOZE_OK) cli_print_error("gates", &e);
     else if (!quiet)
         err_printf("doze: training-free gates calibrated on %d tokens of %s in %.0f ms\n", n,
-                   cli_opt(argc, argv, "--calib") ? "--calib text" : "self-generated text",
+                   calib ? "--calib text" : "self-generated text",
                    io_now_ms() - t0);
     free(ids);
     return g;
@@ -84,25 +88,35 @@ doze_gates *cli_gates(int argc, char **argv, doze_model *m, int required, int qu
 
 static int file_write(void *ctx, const void *bytes, size_t n) { return cli_write_fn(ctx, bytes, n); }
 
+static const char *const gates_forms[] = {"MODEL", NULL};
+static const cli_option gates_options[] = {
+    {"-o", CLI_STRING, "GATES.gguf", "where to write the gate file", NULL, 1},
+    CLI_GATE_OPTIONS,
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_gates_spec = {
+    "gates", gates_forms, 1, 1, "writes training-free gates for a model",
+    "Writes training-free gates for the model: a router fitted on --calib's text, or on\n"
+    "512 tokens the model writes itself. (--gates FILE loads an existing gate file.)",
+    gates_options,
+};
+
 int cmd_gates(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    const char *out = cli_opt(argc, argv, "-o");
-    if (!path || !out) {
-        err_printf("usage: doze gates MODEL [--calib TEXTFILE] [--no-ffn-gates] -o GATES.gguf\n");
-        return 2;
-    }
+    cli_args a;
+    int prc = cli_parse(&cmd_gates_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    const char *out = cli_get(&a, "-o");
     doze_model_params mp = doze_model_default_params();
     mp.context_length = 512;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
-    doze_gates *g = cli_gates(argc, argv, m, 1, 0);
+    doze_gates *g = cli_gates(&a, m, 1, 0);
     int rc = 1;
     if (g) {
-        intptr_t fd = io_open(out, "w");
+        intptr_t fd = cli_open_write(out);
         doze_error e;
-        if (fd < 0) {
-            err_printf("doze: cannot write %s\n", out);
-        } else {
+        if (fd >= 0) {
             rc = doze_gates_save(g, file_write, &fd, &e) == DOZE_OK ? 0 : cli_print_error(out, &e);
             io_close(fd);
         }

@@ -6,16 +6,30 @@
 #include "cli_util.h"
 #include "commands.h"
 
-/* Only the tokenizer is read (the file's header), so vocabulary-only GGUFs
- * tokenize too. */
+static const char *const tokenize_forms[] = {"MODEL", NULL};
+static const cli_option tokenize_options[] = {
+    {"--text", CLI_STRING, "TEXT", "the text to encode", NULL, 0},
+    {"--file", CLI_STRING, "FILE", "encode this file's bytes instead", NULL, 0},
+    {"--no-bos", CLI_FLAG, NULL, "no BOS token in front", NULL, 0},
+    {"--special", CLI_FLAG, NULL, "control tokens written in the text (<|im_start|>, ...) are single tokens", NULL, 0},
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_tokenize_spec = {
+    "tokenize", tokenize_forms, 1, 1, "prints the token ids of a text",
+    "Prints the token ids of --text or of --file's bytes with the model's tokenizer\n"
+    "(BOS first unless --no-bos), separated by spaces. Reads only the tokenizer:\n"
+    "vocabulary-only GGUFs work.",
+    tokenize_options,
+};
+
 int cmd_tokenize(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    const char *text = cli_opt(argc, argv, "--text");
-    const char *file = cli_opt(argc, argv, "--file");
-    if (!path || (!text && !file)) {
-        err_printf("usage: doze tokenize MODEL (--text T | --file F) [--no-bos] [--special]\n");
-        return 2;
-    }
+    cli_args a;
+    int prc = cli_parse(&cmd_tokenize_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    const char *text = cli_get(&a, "--text");
+    const char *file = cli_get(&a, "--file");
+    if (!text == !file) return cli_usage_error(&a, "give one of --text and --file");
     doze_vocab *v = cli_load_vocab(path);
     if (!v) return 1;
     size_t len = text ? strlen(text) : 0;
@@ -28,8 +42,8 @@ int cmd_tokenize(int argc, char **argv) {
         }
         text = (const char *)buf;
     }
-    int flags = (cli_flag(argc, argv, "--no-bos") ? 0 : DOZE_TOKENIZE_ADD_SPECIAL) |
-                (cli_flag(argc, argv, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
+    const int flags = (cli_has(&a, "--no-bos") ? 0 : DOZE_TOKENIZE_ADD_SPECIAL) |
+                      (cli_has(&a, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
     doze_error e;
     int n = 0, rc = 0;
     int32_t *ids = NULL;
@@ -55,41 +69,117 @@ typedef struct {
     intptr_t trace, logits, masks;
 } gen_outputs;
 
+static const char *const generate_forms[] = {"MODEL", NULL};
+static const cli_option generate_options[] = {
+    {"--prompt", CLI_STRING, "TEXT", "the text to continue (default: none; BOS alone)", NULL, 0},
+    {"--steps", CLI_INT, "N", "positions to run, the prompt's included (default 256)", NULL, 0},
+    {"--ctx", CLI_INT, "N", "context length (default: --steps; at most the model's own)", NULL, 0},
+    {"--keep-last", CLI_INT, "N", "a prompt longer than N tokens keeps only its last N (after BOS)\n"
+                                  "(default: a prompt longer than the context is an error)", NULL, 0},
+    {"--temp", CLI_FLOAT, "T", "temperature (default 1; 0: greedy)", NULL, 0},
+    {"--top-k", CLI_INT, "K", "sample among the K most likely tokens (default 0: off)", NULL, 0},
+    {"--top-p", CLI_FLOAT, "P", "nucleus: the most likely tokens up to mass P (default 1: off)", NULL, 0},
+    {"--min-p", CLI_FLOAT, "P", "drop tokens below P times the top token's probability\n(default 0: off)",
+     NULL, 0},
+    {"--repeat-penalty", CLI_FLOAT, "R", "divide the logit (> 0; multiply if <= 0) of tokens seen in\n"
+                                         "the last --repeat-last-n tokens by R (default 1: off)", NULL, 0},
+    {"--repeat-last-n", CLI_INT, "N", "tokens the penalties look back over (default 64; 0: off;\n"
+                                      "-1: the whole context)", NULL, 0},
+    {"--frequency-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F per occurrence (default 0)",
+     NULL, 0},
+    {"--presence-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F once (default 0)", NULL, 0},
+    {"--seed", CLI_INT, "S", "sampling seed (default 42)", NULL, 0},
+    {"--no-stop", CLI_FLAG, NULL, "keep going past a BOS token", NULL, 0},
+    {"--trace", CLI_STRING, "FILE", "write 'input next' token ids per step", NULL, 0},
+    {"--logits", CLI_STRING, "FILE", "write every step's float32 logits", NULL, 0},
+    {"--masks", CLI_STRING, "FILE", "write 'pos token compute layers heads/... ffn/...' per step", NULL, 0},
+    {"--special", CLI_FLAG, NULL, "control tokens written in the prompt (<|im_start|>, ...) are single tokens",
+     NULL, 0},
+    {"--speculative", CLI_FLAG, NULL, "the gates draft, the whole model verifies in one batch: the dense\n"
+                                      "model's text, faster where drafts are accepted", NULL, 0},
+    {"--draft-budget", CLI_FLOAT, "B", "the draft's budget in (0, 1) (default: chosen as it runs)", NULL, 0},
+    {"--draft-k", CLI_INT, "K", "tokens drafted per step, 1..8 (default: chosen as it runs)", NULL, 0},
+    {"--spec-trace", CLI_STRING, "FILE", "write each speculative step's k, budget and acceptance", NULL, 0},
+    CLI_BUDGET_OPTION,
+    CLI_GATE_OPTIONS,
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_generate_spec = {
+    "generate", generate_forms, 1, 1, "prints the prompt and its continuation",
+    "Prints the prompt and its continuation, and on stderr the speed and the compute spent.\n"
+    "--steps counts positions, the prompt's included. Sampling runs llama.cpp's order:\n"
+    "penalties, top-k, top-p, min-p, temperature. With --budget below 1 (or --gates) the\n"
+    "gates decide per token which heads, layers and FFN blocks doze.",
+    generate_options,
+};
+
+/* The sampler's settings from the options; 2 (usage error printed) when
+ * one is out of range. */
+static int sampler_options(const cli_args *a, int context, doze_sampler_params *sp) {
+    *sp = doze_sampler_default_params();
+    sp->temperature = (float)cli_get_float(a, "--temp", sp->temperature);
+    long long top_k = cli_get_int(a, "--top-k", sp->top_k);
+    if (top_k < 0 || top_k > (1 << 30)) return cli_usage_error(a, "--top-k must be >= 0 (0: off)");
+    sp->top_k = (int)top_k;
+    sp->top_p = (float)cli_get_float(a, "--top-p", sp->top_p);
+    sp->min_p = (float)cli_get_float(a, "--min-p", sp->min_p);
+    sp->repeat_penalty = (float)cli_get_float(a, "--repeat-penalty", sp->repeat_penalty);
+    long long last_n = cli_get_int(a, "--repeat-last-n", sp->repeat_last_n);
+    if (last_n < -1 || last_n > (1 << 30)) return cli_usage_error(a, "--repeat-last-n must be -1, 0 or more");
+    sp->repeat_last_n = last_n == -1 ? context : (int)last_n;
+    sp->frequency_penalty = (float)cli_get_float(a, "--frequency-penalty", sp->frequency_penalty);
+    sp->presence_penalty = (float)cli_get_float(a, "--presence-penalty", sp->presence_penalty);
+    sp->seed = (uint64_t)cli_get_int(a, "--seed", (long long)sp->seed);
+    doze_error e;
+    if (doze_sampler_params_check(sp, &e) != DOZE_OK) return cli_usage_error(a, "%s", e.message);
+    return 0;
+}
+
+/* The prompt's tokens: BOS + the text; with --keep-last N, BOS + the last
+ * N tokens of the text's. NULL (message printed) on failure. */
+static int32_t *prompt_tokens(const cli_args *a, const doze_model *m, int *n) {
+    const char *prompt = cli_get(a, "--prompt");
+    doze_error e;
+    const int flags = DOZE_TOKENIZE_ADD_SPECIAL | (cli_has(a, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
+    int32_t *ids = cli_encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, flags, n, &e);
+    if (!ids) {
+        cli_print_error("prompt", &e);
+        return NULL;
+    }
+    long long keep = cli_get_int(a, "--keep-last", 0);
+    int has_bos = *n > 0 && ids[0] == doze_model_get_info(m)->bos_id;
+    if (keep > 0 && *n - has_bos > keep) {
+        int drop = *n - has_bos - (int)keep;
+        memmove(ids + has_bos, ids + has_bos + drop, (size_t)keep * sizeof *ids);
+        err_printf("doze: --keep-last %lld: the prompt's first %d tokens dropped\n", keep, drop);
+        *n = has_bos + (int)keep;
+    }
+    return ids;
+}
+
 int cmd_generate(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    if (!path) {
-        err_printf("usage: doze generate MODEL [--prompt TEXT] [--steps N] ... (see doze --help)\n");
-        return 2;
-    }
-    int bad = 0;
-    const char *prompt = cli_opt(argc, argv, "--prompt");
-    long long steps = cli_opt_int(argc, argv, "--steps", 256, &bad);
-    doze_sampler_params sp = doze_sampler_default_params();
-    sp.temperature = (float)cli_opt_float(argc, argv, "--temp", 1.0, &bad);
-    sp.top_p = (float)cli_opt_float(argc, argv, "--top-p", 1.0, &bad);
-    sp.top_k = (int)cli_opt_int(argc, argv, "--top-k", 0, &bad);
-    sp.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", 42, &bad);
-    long long ctx = cli_opt_int(argc, argv, "--ctx", 0, &bad);
-    int no_stop = cli_flag(argc, argv, "--no-stop");
-    double budget = cli_opt_float(argc, argv, "--budget", 1.0, &bad);
-    if (bad) return 2;
-    if (!(budget > 0.0 && budget <= 1.0)) {
-        err_printf("doze: --budget must be in (0, 1]\n");
-        return 2;
-    }
-    int gating = budget < 1.0 || cli_opt(argc, argv, "--gates");
+    cli_args a;
+    int prc = cli_parse(&cmd_generate_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    long long steps = cli_get_int(&a, "--steps", 256);
+    long long ctx = cli_get_int(&a, "--ctx", 0);
+    int no_stop = cli_has(&a, "--no-stop");
+    double budget = cli_get_float(&a, "--budget", 1.0);
+    if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
+    if (steps < 1) return cli_usage_error(&a, "--steps must be >= 1");
+    if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: --steps)");
+    if (cli_has(&a, "--keep-last") && cli_get_int(&a, "--keep-last", 0) < 1)
+        return cli_usage_error(&a, "--keep-last must be >= 1");
+    doze_sampler_params sp;
+    if (sampler_options(&a, 1, &sp)) return 2; /* checked now; the window of -1 is set below */
+    int gating = budget < 1.0 || cli_has(&a, "--gates");
     /* speculative decoding (speculate_cli.c): lossless, so the session stays dense
      * and the gates only draft */
-    const int speculative = cli_flag(argc, argv, "--speculative");
-    if (speculative && budget < 1.0) {
-        err_printf("doze: --speculative keeps the dense output; the draft's budget is --draft-budget\n");
-        return 2;
-    }
+    const int speculative = cli_has(&a, "--speculative");
+    if (speculative && budget < 1.0)
+        return cli_usage_error(&a, "--speculative keeps the dense output; the draft's budget is --draft-budget");
     if (speculative) gating = 1;
-    if (steps < 1 || ctx < 0) {
-        err_printf("doze: --steps must be >= 1 and --ctx >= 0\n");
-        return 2;
-    }
     doze_model_params mp = doze_model_default_params();
     mp.context_length = (int)(ctx > 0 ? ctx : (steps < (1 << 20) ? steps : (1 << 20)));
     if (gating && ctx == 0 && mp.context_length < 512) mp.context_length = 512; /* room to calibrate */
@@ -97,6 +187,7 @@ int cmd_generate(int argc, char **argv) {
     if (!m) return 1;
     const doze_model_info *info = doze_model_get_info(m);
     if (steps > info->context_length) steps = info->context_length;
+    if (cli_get_int(&a, "--repeat-last-n", 0) == -1) sp.repeat_last_n = info->context_length;
 
     doze_error e;
     int rc = 1, n_prompt = 0;
@@ -105,30 +196,27 @@ int cmd_generate(int argc, char **argv) {
     doze_sampler *smp = NULL;
     doze_gates *gates = NULL;
     gen_outputs o = {-1, -1, -1};
-    const char *trace_path = cli_opt(argc, argv, "--trace");
-    const char *logits_path = cli_opt(argc, argv, "--logits");
-    if (trace_path && (o.trace = io_open(trace_path, "w")) < 0) {
-        err_printf("doze: cannot write %s\n", trace_path);
-        goto done;
-    }
-    if (logits_path && (o.logits = io_open(logits_path, "w")) < 0) {
-        err_printf("doze: cannot write %s\n", logits_path);
-        goto done;
-    }
-    const char *masks_path = cli_opt(argc, argv, "--masks");
-    if (masks_path && (o.masks = io_open(masks_path, "w")) < 0) {
-        err_printf("doze: cannot write %s\n", masks_path);
-        goto done;
-    }
-    int flags = DOZE_TOKENIZE_ADD_SPECIAL |
-                (cli_flag(argc, argv, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
-    ids = cli_encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, flags, &n_prompt, &e);
-    if (!ids) {
-        cli_print_error("prompt", &e);
-        goto done;
-    }
+    const char *trace_path = cli_get(&a, "--trace");
+    const char *logits_path = cli_get(&a, "--logits");
+    const char *masks_path = cli_get(&a, "--masks");
+    if (trace_path && (o.trace = cli_open_write(trace_path)) < 0) goto done;
+    if (logits_path && (o.logits = cli_open_write(logits_path)) < 0) goto done;
+    if (masks_path && (o.masks = cli_open_write(masks_path)) < 0) goto done;
+    ids = prompt_tokens(&a, m, &n_prompt);
+    if (!ids) goto done;
     if (n_prompt < 1) {
         err_printf("doze: the model has no BOS token and the prompt is empty\n");
+        goto done;
+    }
+    if (n_prompt > steps) { /* not silently cut: the user says which tokens to keep */
+        if (steps < info->context_length)
+            err_printf("doze: the prompt has %d tokens but --steps is %lld (it counts positions, the "
+                       "prompt's included; --keep-last N keeps the prompt's last N tokens)\n",
+                       n_prompt, steps);
+        else
+            err_printf("doze: the prompt has %d tokens but the context holds %d (--ctx or --steps can "
+                       "raise it up to the model's own; --keep-last N keeps the prompt's last N tokens)\n",
+                       n_prompt, info->context_length);
         goto done;
     }
     s = doze_session_new(m, &e);
@@ -138,15 +226,21 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (gating) {
-        gates = cli_gates(argc, argv, m, 1, 0);
+        gates = cli_gates(&a, m, 1, 0);
         if (!gates || doze_session_set_gates(s, gates, &e) != DOZE_OK ||
             doze_session_set_budget(s, (float)budget, &e) != DOZE_OK) {
             if (gates) cli_print_error("gates", &e);
             goto done;
         }
     }
+    /* the penalties look at the whole context, the prompt's tokens included */
+    for (int i = 0; i < n_prompt; i++)
+        if (doze_sampler_accept(smp, ids[i], &e) != DOZE_OK) {
+            cli_print_error("prompt", &e);
+            goto done;
+        }
     if (speculative) {
-        rc = cli_speculative_generate(argc, argv, m, s, smp, ids, n_prompt, (int)steps, no_stop);
+        rc = cli_speculative_generate(&a, m, s, smp, ids, n_prompt, (int)steps, no_stop);
         goto done;
     }
     double compute_sum = 0;
@@ -156,7 +250,7 @@ int cmd_generate(int argc, char **argv) {
     int pos0 = 0;
     /* issue 9: the prompt in one batched prefill when nothing per step is
      * asked for and the run is dense */
-    if (n_prompt > 1 && o.trace < 0 && o.logits < 0 && o.masks < 0 && !gating && n_prompt - 1 <= steps) {
+    if (n_prompt > 1 && o.trace < 0 && o.logits < 0 && o.masks < 0 && !gating) {
         if (doze_session_prefill(s, ids, n_prompt - 1, &e) != DOZE_OK) {
             cli_print_error("prefill", &e);
             goto done;
@@ -185,6 +279,10 @@ int cmd_generate(int argc, char **argv) {
             next = ids[pos + 1];
         } else {
             next = doze_sampler_sample(smp, logits);
+            if (doze_sampler_accept(smp, next, &e) != DOZE_OK) {
+                cli_print_error("sample", &e);
+                goto done;
+            }
             if (generated++ == 0) t_first = io_now_ms();
         }
         if (o.trace >= 0) {
@@ -203,10 +301,7 @@ int cmd_generate(int argc, char **argv) {
                 free(line);
             }
         }
-        /* BOS (llama2.c's end of story) or any end-of-generation token */
-        if ((next == info->bos_id || (pos >= n_prompt - 1 && doze_token_is_eog(m, next))) &&
-            !no_stop)
-            break;
+        if ((next == info->bos_id || (pos >= n_prompt - 1 && doze_token_is_eog(m, next))) && !no_stop) break;
         char piece[DOZE_MAX_PIECE];
         size_t plen = 0;
         if (doze_token_to_piece(m, token, next, piece, sizeof piece, &plen, &e) != DOZE_OK) {

@@ -8,11 +8,8 @@
 #include "commands.h"
 
 static int write_builder(gguf_builder *b, const char *out_path) {
-    intptr_t fd = io_open(out_path, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", out_path);
-        return 1;
-    }
+    intptr_t fd = cli_open_write(out_path);
+    if (fd < 0) return 1;
     doze_error e;
     doze_status st = gguf_writer_write(b->w, cli_write_fn, &fd, &e);
     io_close(fd);
@@ -20,37 +17,60 @@ static int write_builder(gguf_builder *b, const char *out_path) {
     return 0;
 }
 
-static int parse_type(int argc, char **argv, int def) {
-    const char *t = cli_opt(argc, argv, "--type");
-    if (!t) return def;
-    int type = convert_type_from_name(t);
-    if (type < 0)
-        err_printf("doze: unknown --type \"%s\" (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m)\n", t);
-    return type;
+/* --type: validated against cli_weight_types by the parser */
+static int parse_type(const cli_args *a, int def) {
+    const char *t = cli_get(a, "--type");
+    return t ? convert_type_from_name(t) : def;
 }
 
+#define TYPE_OPTION(help) {"--type", CLI_STRING, "TYPE", help, cli_weight_types, 0}
+
+static const char *const init_forms[] = {"", NULL};
+static const char *const init_archs[] = {"llama", "llama3", "qwen2", "qwen3", NULL};
+static const cli_option init_options[] = {
+    {"-o", CLI_STRING, "OUT.gguf", "where to write the model", NULL, 1},
+    {"--dim", CLI_INT, "D", "model width (default 64)", NULL, 0},
+    {"--hidden", CLI_INT, "H", "FFN width (default 172)", NULL, 0},
+    {"--layers", CLI_INT, "L", "layers (default 2)", NULL, 0},
+    {"--heads", CLI_INT, "NH", "query heads (default 4)", NULL, 0},
+    {"--kv-heads", CLI_INT, "NKV", "key/value heads (default: --heads)", NULL, 0},
+    {"--vocab", CLI_INT, "V", "vocabulary size (default 512)", NULL, 0},
+    {"--ctx", CLI_INT, "T", "context length (default 256)", NULL, 0},
+    {"--seed", CLI_INT, "S", "seed of the random weights (default 1)", NULL, 0},
+    TYPE_OPTION("weight type (default f32)"),
+    {"--arch", CLI_STRING, "ARCH", "architecture (default llama)", init_archs, 0},
+    {"--head-dim", CLI_INT, "HD", "head size when it is not dim / heads (written as key_length)", NULL, 0},
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_init_spec = {
+    "init", init_forms, 0, 0, "writes a model of random weights (seeded)",
+    "Writes a model (llama, llama3, qwen2 or qwen3) of seeded random weights and a synthetic vocabulary (byte tokens\n"
+    "and made-up words): a model of any shape for tests and speed measurements.",
+    init_options,
+};
+
 int cmd_init(int argc, char **argv) {
-    int bad = 0;
+    cli_args a;
+    int prc = cli_parse(&cmd_init_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
     doze_init_params p;
     memset(&p, 0, sizeof p);
-    p.dim = (int)cli_opt_int(argc, argv, "--dim", 64, &bad);
-    p.hidden_dim = (int)cli_opt_int(argc, argv, "--hidden", 172, &bad);
-    p.n_layers = (int)cli_opt_int(argc, argv, "--layers", 2, &bad);
-    p.n_heads = (int)cli_opt_int(argc, argv, "--heads", 4, &bad);
-    p.n_kv_heads = (int)cli_opt_int(argc, argv, "--kv-heads", p.n_heads, &bad);
-    p.vocab_size = (int)cli_opt_int(argc, argv, "--vocab", 512, &bad);
-    p.context_length = (int)cli_opt_int(argc, argv, "--ctx", 256, &bad);
-    p.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", 1, &bad);
-    p.type = parse_type(argc, argv, DOZE_TYPE_F32);
-    p.arch = cli_opt(argc, argv, "--arch");
-    p.head_dim = (int)cli_opt_int(argc, argv, "--head-dim", 0, &bad);
-    const char *out = cli_opt(argc, argv, "-o");
-    if (bad || p.type < 0 || !out) {
-        err_printf("usage: doze init --dim D --hidden H --layers L --heads NH --kv-heads NKV "
-                   "--vocab V --ctx T --seed S [--type T] [--arch llama|llama3|qwen2|qwen3] "
-                   "[--head-dim HD] -o OUT.gguf\n");
-        return 2;
-    }
+    static const char *const dims[] = {"--dim", "--hidden", "--layers", "--heads", "--kv-heads", "--vocab", "--ctx"};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (cli_has(&a, dims[i]) && (cli_get_int(&a, dims[i], 1) < 1 || cli_get_int(&a, dims[i], 1) > (1 << 30)))
+            return cli_usage_error(&a, "%s must be >= 1", dims[i]);
+    p.dim = (int)cli_get_int(&a, "--dim", 64);
+    p.hidden_dim = (int)cli_get_int(&a, "--hidden", 172);
+    p.n_layers = (int)cli_get_int(&a, "--layers", 2);
+    p.n_heads = (int)cli_get_int(&a, "--heads", 4);
+    p.n_kv_heads = (int)cli_get_int(&a, "--kv-heads", p.n_heads);
+    p.vocab_size = (int)cli_get_int(&a, "--vocab", 512);
+    p.context_length = (int)cli_get_int(&a, "--ctx", 256);
+    p.seed = (uint64_t)cli_get_int(&a, "--seed", 1);
+    p.type = parse_type(&a, DOZE_TYPE_F32);
+    p.arch = cli_get(&a, "--arch");
+    p.head_dim = (int)cli_get_int(&a, "--head-dim", 0);
+    const char *out = cli_get(&a, "-o");
     gguf_builder b;
     doze_error e;
     if (gguf_builder_init(&b, &e) != DOZE_OK) return cli_print_error("init", &e);
@@ -60,27 +80,38 @@ int cmd_init(int argc, char **argv) {
     return rc;
 }
 
+static const char *const convert_forms[] = {"llama2c CKPT TOKENIZER", "gguf IN.gguf", NULL};
+static const cli_option convert_options[] = {
+    {"-o", CLI_STRING, "OUT.gguf", "where to write the model", NULL, 1},
+    TYPE_OPTION("weight type of the matrices (default f32; vectors stay f32)"),
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_convert_spec = {
+    "convert", convert_forms, 2, 3, "converts a llama2.c checkpoint, or retypes a GGUF",
+    "llama2c: a llama2.c checkpoint and its tokenizer.bin into a GGUF model.\n"
+    "gguf: the same model with its matrices in another --type (metadata copied as it is).",
+    convert_options,
+};
+
 int cmd_convert(int argc, char **argv) {
-    const char *kind = cli_positional(argc, argv, 0);
-    const char *out = cli_opt(argc, argv, "-o");
-    int type = parse_type(argc, argv, DOZE_TYPE_F32);
-    if (!kind || !out || type < 0) {
-        err_printf("usage: doze convert llama2c CKPT TOKENIZER -o OUT.gguf [--type T]\n"
-                   "       doze convert gguf IN.gguf -o OUT.gguf --type T\n");
-        return 2;
-    }
+    cli_args a;
+    int prc = cli_parse(&cmd_convert_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *kind = cli_pos(&a, 0);
+    const char *out = cli_get(&a, "-o");
+    int type = parse_type(&a, DOZE_TYPE_F32);
+    if (strcmp(kind, "llama2c") == 0 && a.n_pos != 3)
+        return cli_usage_error(&a, "convert llama2c takes CKPT and TOKENIZER");
+    if (strcmp(kind, "gguf") == 0 && a.n_pos != 2) return cli_usage_error(&a, "convert gguf takes one IN.gguf");
+    if (strcmp(kind, "llama2c") != 0 && strcmp(kind, "gguf") != 0)
+        return cli_usage_error(&a, "convert takes llama2c or gguf, not \"%s\"", kind);
     gguf_builder b;
     doze_error e;
     if (gguf_builder_init(&b, &e) != DOZE_OK) return cli_print_error("convert", &e);
     int rc = 1;
     if (strcmp(kind, "llama2c") == 0) {
-        const char *ckpt_path = cli_positional(argc, argv, 1);
-        const char *tok_path = cli_positional(argc, argv, 2);
-        if (!ckpt_path || !tok_path) {
-            err_printf("usage: doze convert llama2c CKPT TOKENIZER -o OUT.gguf [--type T]\n");
-            gguf_builder_free(&b);
-            return 2;
-        }
+        const char *ckpt_path = cli_pos(&a, 1);
+        const char *tok_path = cli_pos(&a, 2);
         size_t cn = 0, tn = 0;
         uint8_t *ckpt = cli_read_file(ckpt_path, &cn);
         uint8_t *tok = ckpt ? cli_read_file(tok_path, &tn) : NULL;
@@ -99,19 +130,15 @@ int cmd_convert(int argc, char **argv) {
         }
         free(ckpt);
         free(tok);
-    } else if (strcmp(kind, "gguf") == 0) {
-        const char *in = cli_positional(argc, argv, 1);
+    } else {
+        const char *in = cli_pos(&a, 1);
         size_t n = 0;
-        uint8_t *file = in ? cli_read_file(in, &n) : NULL;
-        if (!in) err_printf("usage: doze convert gguf IN.gguf -o OUT.gguf --type T\n");
+        uint8_t *file = cli_read_file(in, &n);
         if (file) {
             if (convert_retype(file, n, type, &b, &e) == DOZE_OK) rc = write_builder(&b, out);
             else rc = cli_print_error(in, &e);
         }
         free(file);
-    } else {
-        err_printf("doze: convert takes llama2c or gguf, not \"%s\"\n", kind);
-        rc = 2;
     }
     gguf_builder_free(&b);
     return rc;

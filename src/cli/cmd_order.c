@@ -19,21 +19,39 @@ static int lazy_write(void *ctx, const void *bytes, size_t n) {
     return io_write(f->fd, bytes, n);
 }
 
+static const char *const order_forms[] = {"MODEL", NULL};
+static const cli_option order_options[] = {
+    {"--calib", CLI_STRING, "TEXTFILE", "the text whose FFN activity decides the order", NULL, 1},
+    {"-o", CLI_STRING, "OUT.gguf", "where to write the reordered model", NULL, 1},
+    {"--tokens", CLI_INT, "N", "tokens of the text to use (default 4096)", NULL, 0},
+    {"--keep", CLI_FLOAT, "F", "the share of blocks the order is tuned to keep (default 0.6)", NULL, 0},
+    {"--tries", CLI_INT, "N", "swap tries per channel in the search (default 40)", NULL, 0},
+    {"--seed", CLI_INT, "S", "seed of the search (default 1)", NULL, 0},
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_order_spec = {
+    "order-ffn", order_forms, 1, 1, "groups each layer's FFN channels into blocks that skip well",
+    "The same model with each layer's FFN channels grouped into blocks by what they\n"
+    "contribute on the text, so that FFN blocks skip at less cost (f32/f16 ffn_down).",
+    order_options,
+};
+
 int cmd_order(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    const char *calib = cli_opt(argc, argv, "--calib");
-    const char *out = cli_opt(argc, argv, "-o");
-    int bad = 0;
+    cli_args a;
+    int prc = cli_parse(&cmd_order_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    const char *calib = cli_get(&a, "--calib");
+    const char *out = cli_get(&a, "-o");
     doze_ffn_order_params p = doze_ffn_order_default_params();
-    p.max_tokens = (int)cli_opt_int(argc, argv, "--tokens", p.max_tokens, &bad);
-    p.keep = (float)cli_opt_float(argc, argv, "--keep", p.keep, &bad);
-    p.tries_per_channel = (int)cli_opt_int(argc, argv, "--tries", p.tries_per_channel, &bad);
-    p.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)p.seed, &bad);
-    if (!path || !calib || !out || bad) {
-        err_printf("usage: doze order-ffn MODEL --calib TEXTFILE [--tokens N] [--keep F] [--tries N] [--seed S]\n"
-                   "       -o OUT.gguf\n");
-        return 2;
-    }
+    if (cli_get_int(&a, "--tokens", 1) < 1 || cli_get_int(&a, "--tokens", 1) > (1 << 28))
+        return cli_usage_error(&a, "--tokens must be >= 1");
+    if (cli_get_int(&a, "--tries", 1) < 0 || cli_get_int(&a, "--tries", 1) > (1 << 20))
+        return cli_usage_error(&a, "--tries must be >= 0");
+    p.max_tokens = (int)cli_get_int(&a, "--tokens", p.max_tokens);
+    p.keep = (float)cli_get_float(&a, "--keep", p.keep);
+    p.tries_per_channel = (int)cli_get_int(&a, "--tries", p.tries_per_channel);
+    p.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)p.seed);
     size_t n = 0;
     uint8_t *file = cli_read_file(path, &n);
     if (!file) return 1;

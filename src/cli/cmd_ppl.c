@@ -69,15 +69,31 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
     return DOZE_OK;
 }
 
+static const char *const ppl_forms[] = {"MODEL TEXTFILE", NULL};
+static const cli_option ppl_options[] = {
+    {"--ctx", CLI_INT, "N", "context length; longer stories are cut to it (default: the model's)", NULL, 0},
+    CLI_BUDGET_OPTION,
+    CLI_GATE_OPTIONS,
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_ppl_spec = {
+    "ppl", ppl_forms, 2, 2, "perplexity over the stories of a text",
+    "Perplexity over the stories of TEXTFILE (split at <|endoftext|> lines, each encoded\n"
+    "with BOS and cut to the context), with nats per byte to compare vocabularies; with\n"
+    "--budget below 1 (or --gates) under the gates, with the compute spent.",
+    ppl_options,
+};
+
 int cmd_ppl(int argc, char **argv) {
-    const char *path = cli_positional(argc, argv, 0);
-    const char *text_path = cli_positional(argc, argv, 1);
-    int bad = 0;
-    long long ctx = cli_opt_int(argc, argv, "--ctx", 0, &bad);
-    if (!path || !text_path || bad || ctx < 0) {
-        err_printf("usage: doze ppl MODEL TEXTFILE [--ctx N]\n");
-        return 2;
-    }
+    cli_args a;
+    int prc = cli_parse(&cmd_ppl_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *path = cli_pos(&a, 0);
+    const char *text_path = cli_pos(&a, 1);
+    long long ctx = cli_get_int(&a, "--ctx", 0);
+    double budget = cli_get_float(&a, "--budget", 1.0);
+    if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: the model's)");
+    if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     doze_model_params mp = doze_model_default_params();
     mp.context_length = (int)ctx;
     doze_model *m = cli_load_model(path, &mp);
@@ -91,20 +107,13 @@ int cmd_ppl(int argc, char **argv) {
     doze_error e;
     doze_session *s = doze_session_new(m, &e);
     doze_gates *gates = NULL;
-    double budget = cli_opt_float(argc, argv, "--budget", 1.0, &bad);
-    int rc = bad ? 2 : 0;
-    if (bad) goto done;
+    int rc = 0;
     if (!s) {
         rc = cli_print_error("ppl", &e);
         goto done;
     }
-    if (!(budget > 0.0 && budget <= 1.0)) {
-        err_printf("doze: --budget must be in (0, 1]\n");
-        rc = 2;
-        goto done;
-    }
-    if (budget < 1.0 || cli_opt(argc, argv, "--gates")) {
-        gates = cli_gates(argc, argv, m, 1, 0);
+    if (budget < 1.0 || cli_has(&a, "--gates")) {
+        gates = cli_gates(&a, m, 1, 0);
         if (!gates || doze_session_set_gates(s, gates, &e) != DOZE_OK ||
             doze_session_set_budget(s, (float)budget, &e) != DOZE_OK) {
             rc = gates ? cli_print_error("gates", &e) : 1;

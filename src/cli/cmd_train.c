@@ -64,39 +64,73 @@ static int encode_text(const char *path, const doze_tokenizer *tok, stream_ctx *
 }
 
 static int save(const doze_full_trainer *t, const char *path, const char *name, int type, int with_state) {
-    intptr_t fd = io_open(path, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", path);
-        return 1;
-    }
+    intptr_t fd = cli_open_write(path);
+    if (fd < 0) return 1;
     doze_error e;
     doze_status st = doze_full_trainer_save(t, name, type, with_state, cli_write_fn, &fd, &e);
     io_close(fd);
     return st == DOZE_OK ? 0 : cli_print_error(path, &e);
 }
 
-static const char usage_text[] =
-    "usage: doze train TEXTFILE --vocab VOCAB --dim D --layers L --heads H [--kv-heads K]\n"
-    "       [--hidden F] [--ctx T] [--steps N] [--batch B] [--lr LR] [--min-lr LR]\n"
-    "       [--warmup N] [--schedule cosine|linear] [--wd W] [--clip C] [--seed S]\n"
-    "       [--untied] [--threads N] [--eval TEXTFILE] [--eval-every N] [--eval-windows N]\n"
-    "       [--ckpt CKPT] [--ckpt-every N] [--resume CKPT] [--until STEP] [--log-every N]\n"
-    "       [--name NAME] [--type f32|q8_0] -o MODEL.gguf\n"
-    "       [--gates [--budget-range LO:HI] [--dense-fraction F] [--gates-out GATES.gguf]]\n"
-    "  --gates trains the weights and the routers together (cross-entropy plus the compute\n"
-    "  term; each window's budget drawn from the range, default 0.4:1, some windows dense)\n"
-    "  and writes the model (f32) with its gate file (default MODEL.gates.gguf).\n"
-    "  --ckpt writes the model with the optimizer state (every --ckpt-every steps and at\n"
-    "  the end); --resume continues from one exactly (the checkpoint's shape, vocabulary\n"
-    "  and settings; --steps may extend the schedule); --until stops after that step.\n";
+static const char *const schedules[] = {"cosine", "linear", NULL};
+static const char *const train_forms[] = {"TEXTFILE", NULL};
+static const cli_option train_options[] = {
+    {"-o", CLI_STRING, "MODEL.gguf", "where to write the model", NULL, 1},
+    {"--vocab", CLI_STRING, "VOCAB", "the vocabulary (a GGUF: `doze vocab` writes one); required\n"
+                                     "unless --resume", NULL, 0},
+    {"--dim", CLI_INT, "D", "model width (default 128)", NULL, 0},
+    {"--layers", CLI_INT, "L", "layers (default 4)", NULL, 0},
+    {"--heads", CLI_INT, "H", "query heads (default 4)", NULL, 0},
+    {"--kv-heads", CLI_INT, "K", "key/value heads (default: --heads)", NULL, 0},
+    {"--hidden", CLI_INT, "F", "FFN width (default: 8/3 dim, rounded up to 32)", NULL, 0},
+    {"--ctx", CLI_INT, "T", "tokens per training window (default 256)", NULL, 0},
+    {"--steps", CLI_INT, "N", "optimizer steps (default 1000); with --resume: extends the schedule", NULL, 0},
+    {"--batch", CLI_INT, "B", "windows per step (default 8)", NULL, 0},
+    {"--lr", CLI_FLOAT, "LR", "peak learning rate (default 0.001)", NULL, 0},
+    {"--min-lr", CLI_FLOAT, "LR", "final learning rate (default: --lr / 10)", NULL, 0},
+    {"--warmup", CLI_INT, "N", "warm-up steps (default: steps / 10, at most 100)", NULL, 0},
+    {"--schedule", CLI_STRING, "S", "learning-rate decay after the warm-up (default cosine)", schedules, 0},
+    {"--wd", CLI_FLOAT, "W", "AdamW weight decay (default 0.1)", NULL, 0},
+    {"--clip", CLI_FLOAT, "C", "global gradient-norm clip (default 1)", NULL, 0},
+    {"--seed", CLI_INT, "S", "seed of the weights and the window draws (default 1)", NULL, 0},
+    {"--untied", CLI_FLAG, NULL, "a classifier of its own (default: tied to the embedding)", NULL, 0},
+    {"--threads", CLI_INT, "N", "threads (default 0: all cores; results do not depend on it)", NULL, 0},
+    {"--eval", CLI_STRING, "TEXTFILE", "held-out text: eval loss on fixed windows of it", NULL, 0},
+    {"--eval-every", CLI_INT, "N", "steps between evals (default 100; 0: at the end only)", NULL, 0},
+    {"--eval-windows", CLI_INT, "N", "eval windows (default 64)", NULL, 0},
+    {"--ckpt", CLI_STRING, "CKPT", "write the model with the optimizer state here (every\n"
+                                   "--ckpt-every steps and at the end)", NULL, 0},
+    {"--ckpt-every", CLI_INT, "N", "steps between checkpoints (default 0: at the end only)", NULL, 0},
+    {"--resume", CLI_STRING, "CKPT", "continue from a checkpoint exactly (its shape, vocabulary and\n"
+                                     "settings)", NULL, 0},
+    {"--until", CLI_INT, "STEP", "stop after this step (default 0: at the end)", NULL, 0},
+    {"--log-every", CLI_INT, "N", "steps between loss lines (default 10)", NULL, 0},
+    {"--name", CLI_STRING, "NAME", "the model's general.name (default doze)", NULL, 0},
+    {"--type", CLI_STRING, "TYPE", "weight type of the model written (default f32; the\n"
+                                   "checkpoint stays f32)", cli_weight_types, 0},
+    {"--gates", CLI_FLAG, NULL, "train the weights and the routers together (cross-entropy plus the\n"
+                                "compute term); writes the model (f32) and its gate file", NULL, 0},
+    {"--budget-range", CLI_STRING, "LO:HI", "--gates: each window's budget drawn from [LO, HI] (default 0.4:1)",
+     NULL, 0},
+    {"--dense-fraction", CLI_FLOAT, "F", "--gates: the share of windows run dense", NULL, 0},
+    {"--gates-lr", CLI_FLOAT, "LR", "--gates: the routers' learning rate", NULL, 0},
+    {"--gates-out", CLI_STRING, "GATES.gguf", "--gates: the gate file (default MODEL.gates.gguf)", NULL, 0},
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_train_spec = {
+    "train", train_forms, 1, 1, "trains a whole model from scratch",
+    "Trains every weight of a model from scratch on the text's stories (split at\n"
+    "<|endoftext|> lines); prints train and eval loss and tokens/s; writes checkpoints\n"
+    "that --resume continues exactly.",
+    train_options,
+};
 
 /* --gates: the seeded initial model of t, then weights and routers trained
  * together by the joint fine-tuning run (cross-entropy, a budget range),
  * the model and its gates (retuned on the text) written together */
-static int train_with_gates(int argc, char **argv, doze_full_trainer *t, const char *text_path,
+static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char *text_path,
                             const char *out, const char *name) {
     const doze_full_params *q = doze_full_trainer_params(t);
-    int bad = 0;
     doze_train_params tp = doze_train_default_params();
     tp.joint = 1;
     tp.task_loss = DOZE_LOSS_CE;
@@ -110,16 +144,13 @@ static int train_with_gates(int argc, char **argv, doze_full_trainer *t, const c
     tp.seed = q->seed;
     tp.budget_lo = 0.4f;
     tp.budget_hi = 1.0f;
-    const char *range = cli_opt(argc, argv, "--budget-range");
-    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2) bad = 1;
-    tp.dense_fraction = (float)cli_opt_float(argc, argv, "--dense-fraction", tp.dense_fraction, &bad);
-    tp.lr = (float)cli_opt_float(argc, argv, "--gates-lr", tp.lr, &bad);
-    if (bad) {
-        err_printf("%s", usage_text);
-        return 2;
-    }
+    const char *range = cli_get(a, "--budget-range");
+    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2)
+        return cli_usage_error(a, "--budget-range takes LO:HI, not \"%s\"", range);
+    tp.dense_fraction = (float)cli_get_float(a, "--dense-fraction", tp.dense_fraction);
+    tp.lr = (float)cli_get_float(a, "--gates-lr", tp.lr);
     char gates_path[1024];
-    const char *gates_out = cli_opt(argc, argv, "--gates-out");
+    const char *gates_out = cli_get(a, "--gates-out");
     if (!gates_out) {
         size_t n = strlen(out);
         int cut = n > 5 && strcmp(out + n - 5, ".gguf") == 0 ? 5 : 0;
@@ -150,7 +181,7 @@ static int train_with_gates(int argc, char **argv, doze_full_trainer *t, const c
                doze_finetune_tokens(f), tp.total_steps, tp.batch, tp.context,
                (double)tp.weight_lr, (double)tp.weight_lr_min, tp.weight_warmup, (double)tp.budget_lo,
                (double)tp.budget_hi, 100.0 * tp.dense_fraction);
-    long long log_every = cli_opt_int(argc, argv, "--log-every", 10, &bad);
+    long long log_every = cli_get_int(a, "--log-every", 10);
     double t0 = io_now_ms();
     for (int step = 0; step < tp.total_steps; step++) {
         doze_train_stats s;
@@ -170,18 +201,16 @@ static int train_with_gates(int argc, char **argv, doze_full_trainer *t, const c
         cli_print_error(out, &e);
         goto done;
     }
-    intptr_t fd = io_open(out, "w");
-    if (fd < 0 || cli_write_fn(&fd, trained.data, trained.len) != 0) {
-        if (fd >= 0) io_close(fd);
+    intptr_t fd = cli_open_write(out);
+    if (fd < 0) goto done;
+    if (cli_write_fn(&fd, trained.data, trained.len) != 0) {
+        io_close(fd);
         err_printf("doze: cannot write %s\n", out);
         goto done;
     }
     io_close(fd);
-    fd = io_open(gates_out, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", gates_out);
-        goto done;
-    }
+    fd = cli_open_write(gates_out);
+    if (fd < 0) goto done;
     rc = doze_gates_save(doze_finetune_gates(f), cli_write_fn, &fd, &e) == DOZE_OK ? 0 : cli_print_error(gates_out, &e);
     io_close(fd);
     if (!rc) out_printf("wrote %s and its gates %s\n", out, gates_out);
@@ -196,47 +225,53 @@ done:
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *text_path = cli_positional(argc, argv, 0);
-    const char *out = cli_opt(argc, argv, "-o");
-    const char *vocab_path = cli_opt(argc, argv, "--vocab");
-    const char *resume = cli_opt(argc, argv, "--resume");
-    const char *ckpt = cli_opt(argc, argv, "--ckpt");
-    const char *eval_path = cli_opt(argc, argv, "--eval");
-    const char *name = cli_opt(argc, argv, "--name");
-    const char *sched = cli_opt(argc, argv, "--schedule");
-    const char *type_name = cli_opt(argc, argv, "--type");
-    int bad = 0;
-    doze_full_params p = doze_full_default_params();
-    p.dim = (int)cli_opt_int(argc, argv, "--dim", p.dim, &bad);
-    p.n_layers = (int)cli_opt_int(argc, argv, "--layers", p.n_layers, &bad);
-    p.n_heads = (int)cli_opt_int(argc, argv, "--heads", p.n_heads, &bad);
-    p.n_kv_heads = (int)cli_opt_int(argc, argv, "--kv-heads", p.n_heads, &bad);
-    /* SwiGLU's usual 8/3 dim, rounded up to a multiple of 32 */
-    p.hidden_dim = (int)cli_opt_int(argc, argv, "--hidden", (8 * p.dim / 3 + 31) / 32 * 32, &bad);
-    p.context = (int)cli_opt_int(argc, argv, "--ctx", p.context, &bad);
-    p.total_steps = (int)cli_opt_int(argc, argv, "--steps", p.total_steps, &bad);
-    p.batch = (int)cli_opt_int(argc, argv, "--batch", p.batch, &bad);
-    p.lr = (float)cli_opt_float(argc, argv, "--lr", p.lr, &bad);
-    p.min_lr = (float)cli_opt_float(argc, argv, "--min-lr", p.lr / 10, &bad);
-    p.warmup_steps = (int)cli_opt_int(argc, argv, "--warmup", p.total_steps < 1000 ? p.total_steps / 10 : 100, &bad);
-    p.weight_decay = (float)cli_opt_float(argc, argv, "--wd", p.weight_decay, &bad);
-    p.grad_clip = (float)cli_opt_float(argc, argv, "--clip", p.grad_clip, &bad);
-    p.seed = (uint64_t)cli_opt_int(argc, argv, "--seed", (long long)p.seed, &bad);
-    p.threads = (int)cli_opt_int(argc, argv, "--threads", 0, &bad);
-    p.tied = !cli_flag(argc, argv, "--untied");
-    if (sched && strcmp(sched, "cosine") != 0 && strcmp(sched, "linear") != 0) bad = 1;
-    if (sched) p.schedule = strcmp(sched, "linear") == 0 ? DOZE_LR_LINEAR : DOZE_LR_COSINE;
-    long long eval_every = cli_opt_int(argc, argv, "--eval-every", 100, &bad);
-    long long eval_windows = cli_opt_int(argc, argv, "--eval-windows", 64, &bad);
-    long long ckpt_every = cli_opt_int(argc, argv, "--ckpt-every", 0, &bad);
-    long long log_every = cli_opt_int(argc, argv, "--log-every", 10, &bad);
-    long long until = cli_opt_int(argc, argv, "--until", 0, &bad); /* stop after this step (0: the end) */
-    int type = type_name ? doze_type_from_name(type_name) : DOZE_TYPE_F32;
-    if (!text_path || !out || (!vocab_path && !resume) || bad || type < 0 || eval_every < 0 ||
-        eval_windows < 1 || ckpt_every < 0 || log_every < 1 || until < 0) {
-        err_printf("%s", usage_text);
-        return 2;
+    cli_args a;
+    int prc = cli_parse(&cmd_train_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *text_path = cli_pos(&a, 0);
+    const char *out = cli_get(&a, "-o");
+    const char *vocab_path = cli_get(&a, "--vocab");
+    const char *resume = cli_get(&a, "--resume");
+    const char *ckpt = cli_get(&a, "--ckpt");
+    const char *eval_path = cli_get(&a, "--eval");
+    const char *name = cli_get(&a, "--name");
+    const char *sched = cli_get(&a, "--schedule");
+    const char *type_name = cli_get(&a, "--type");
+    static const char *const ints[] = {"--dim", "--layers", "--heads", "--kv-heads", "--hidden", "--ctx",
+                                       "--steps", "--batch", "--warmup", "--threads", "--eval-every",
+                                       "--eval-windows", "--ckpt-every", "--log-every", "--until"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        long long v = cli_get_int(&a, ints[i], 0);
+        if (v < 0 || v > (1 << 30)) return cli_usage_error(&a, "%s must be >= 0", ints[i]);
     }
+    doze_full_params p = doze_full_default_params();
+    p.dim = (int)cli_get_int(&a, "--dim", p.dim);
+    p.n_layers = (int)cli_get_int(&a, "--layers", p.n_layers);
+    p.n_heads = (int)cli_get_int(&a, "--heads", p.n_heads);
+    p.n_kv_heads = (int)cli_get_int(&a, "--kv-heads", p.n_heads);
+    /* SwiGLU's usual 8/3 dim, rounded up to a multiple of 32 */
+    p.hidden_dim = (int)cli_get_int(&a, "--hidden", (8 * p.dim / 3 + 31) / 32 * 32);
+    p.context = (int)cli_get_int(&a, "--ctx", p.context);
+    p.total_steps = (int)cli_get_int(&a, "--steps", p.total_steps);
+    p.batch = (int)cli_get_int(&a, "--batch", p.batch);
+    p.lr = (float)cli_get_float(&a, "--lr", p.lr);
+    p.min_lr = (float)cli_get_float(&a, "--min-lr", p.lr / 10);
+    p.warmup_steps = (int)cli_get_int(&a, "--warmup", p.total_steps < 1000 ? p.total_steps / 10 : 100);
+    p.weight_decay = (float)cli_get_float(&a, "--wd", p.weight_decay);
+    p.grad_clip = (float)cli_get_float(&a, "--clip", p.grad_clip);
+    p.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)p.seed);
+    p.threads = (int)cli_get_int(&a, "--threads", 0);
+    p.tied = !cli_has(&a, "--untied");
+    if (sched) p.schedule = strcmp(sched, "linear") == 0 ? DOZE_LR_LINEAR : DOZE_LR_COSINE;
+    long long eval_every = cli_get_int(&a, "--eval-every", 100);
+    long long eval_windows = cli_get_int(&a, "--eval-windows", 64);
+    long long ckpt_every = cli_get_int(&a, "--ckpt-every", 0);
+    long long log_every = cli_get_int(&a, "--log-every", 10);
+    long long until = cli_get_int(&a, "--until", 0); /* stop after this step (0: the end) */
+    int type = type_name ? doze_type_from_name(type_name) : DOZE_TYPE_F32;
+    if (!vocab_path && !resume) return cli_usage_error(&a, "missing --vocab VOCAB (or --resume CKPT)");
+    if (eval_windows < 1) return cli_usage_error(&a, "--eval-windows must be >= 1");
+    if (log_every < 1) return cli_usage_error(&a, "--log-every must be >= 1");
     if (!name) name = "doze";
 
     doze_error e;
@@ -264,7 +299,7 @@ int cmd_train(int argc, char **argv) {
             cli_print_error(resume, &e);
             goto done;
         }
-        if (cli_opt(argc, argv, "--steps") &&
+        if (cli_has(&a, "--steps") &&
             doze_full_trainer_set_total_steps(t, p.total_steps, &e) != DOZE_OK) {
             cli_print_error("--steps", &e);
             goto done;
@@ -276,12 +311,12 @@ int cmd_train(int argc, char **argv) {
     }
     free(file);
     file = NULL;
-    if (cli_flag(argc, argv, "--gates")) {
+    if (cli_has(&a, "--gates")) {
         if (resume) {
             err_printf("doze: train --gates does not resume\n");
             goto done;
         }
-        rc = train_with_gates(argc, argv, t, text_path, out, name);
+        rc = train_with_gates(&a, t, text_path, out, name);
         goto done;
     }
     p = *doze_full_trainer_params(t);

@@ -69,16 +69,29 @@ static void print_piece(const char *p) {
     }
 }
 
+static const char *const vocab_forms[] = {"TEXTFILE", NULL};
+static const cli_option vocab_options[] = {
+    {"-o", CLI_STRING, "VOCAB.gguf", "where to write the vocabulary (a vocabulary-only GGUF)", NULL, 1},
+    {"--size", CLI_INT, "N", "pieces in the vocabulary (default 512)", NULL, 0},
+    {"--quiet", CLI_FLAG, NULL, "do not print the first and last merges", NULL, 0},
+    CLI_OPTIONS_END,
+};
+const cli_command cmd_vocab_spec = {
+    "vocab", vocab_forms, 1, 1, "trains a SentencePiece-style BPE vocabulary on a text",
+    "Trains a SentencePiece-style BPE vocabulary (byte fallback) on the text, checks that\n"
+    "every story round-trips through the runtime's tokenizer, and writes it.",
+    vocab_options,
+};
+
 int cmd_vocab(int argc, char **argv) {
-    const char *text_path = cli_positional(argc, argv, 0);
-    const char *out = cli_opt(argc, argv, "-o");
-    int bad = 0;
-    long long size = cli_opt_int(argc, argv, "--size", 512, &bad);
-    int quiet = cli_flag(argc, argv, "--quiet");
-    if (!text_path || !out || bad) {
-        err_printf("usage: doze vocab TEXTFILE --size N -o VOCAB.gguf [--quiet]\n");
-        return 2;
-    }
+    cli_args a;
+    int prc = cli_parse(&cmd_vocab_spec, argc, argv, &a);
+    if (prc >= 0) return prc;
+    const char *text_path = cli_pos(&a, 0);
+    const char *out = cli_get(&a, "-o");
+    long long size = cli_get_int(&a, "--size", 512);
+    int quiet = cli_has(&a, "--quiet");
+    if (size < 1 || size > (1 << 24)) return cli_usage_error(&a, "--size must be in 1..16777216");
     size_t n = 0;
     char *text = (char *)cli_read_file(text_path, &n);
     if (!text) return 1;
@@ -136,11 +149,8 @@ int cmd_vocab(int argc, char **argv) {
         err_printf("doze: %lld stories did not decode to themselves\n", c.mismatches);
         goto done;
     }
-    intptr_t fd = io_open(out, "w");
-    if (fd < 0) {
-        err_printf("doze: cannot write %s\n", out);
-        goto done;
-    }
+    intptr_t fd = cli_open_write(out);
+    if (fd < 0) goto done;
     rc = io_write(fd, file.data, file.len) == 0 ? 0 : 1;
     io_close(fd);
     if (rc) err_printf("doze: cannot write %s\n", out);

@@ -5,6 +5,13 @@
 #include <stddef.h>
 
 #include "doze.h"
+#include "cli_options.h"
+
+/* Each command's option table (in its cmd_*.c, beside the code that reads
+ * it) and its entry point. */
+extern const cli_command cmd_generate_spec, cmd_tokenize_spec, cmd_ppl_spec, cmd_bench_spec,
+    cmd_init_spec, cmd_convert_spec, cmd_gates_spec, cmd_finetune_spec, cmd_vocab_spec,
+    cmd_train_spec, cmd_order_spec;
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -18,9 +25,25 @@ int cmd_vocab(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_order(int argc, char **argv);
 
+/* Rows for option tables: the budget of generate, ppl and bench, and the
+ * gate options they share with `doze gates` (cli_gates reads those the
+ * command's table has). */
+#define CLI_BUDGET_OPTION                                                                             \
+    {"--budget", CLI_FLOAT, "B", "fraction of the dense layer compute to spend, in (0, 1] (default 1:\n"  \
+                                 "dense); below 1 the gates decide what dozes", NULL, 0}
+#define CLI_GATE_OPTIONS                                                                              \
+    {"--gates", CLI_STRING, "FILE", "a gate file (default: training-free gates calibrated now)", NULL, 0}, \
+    {"--calib", CLI_STRING, "TEXTFILE", "calibrate the training-free gates on this text (default: on\n"   \
+                                        "512 tokens the model writes itself)", NULL, 0},                  \
+    {"--no-ffn-gates", CLI_FLAG, NULL, "calibrated gates skip heads and layers only, not FFN blocks",     \
+     NULL, 0},                                                                                         \
+    {"--protect-layers", CLI_INT, "N", "calibrated gates never skip the first N layers", NULL, 0},         \
+    {"--random-gates", CLI_INT, "SEED", "random gates (a baseline for experiments) instead of the\n"     \
+                                        "calibrated router", NULL, 0}
+
 /* --gates FILE, or (when required) training-free gates calibrated on
  * --calib TEXT or on self-generated text; NULL with a message on failure. */
-doze_gates *cli_gates(int argc, char **argv, doze_model *m, int required, int quiet);
+doze_gates *cli_gates(const cli_args *a, doze_model *m, int required, int quiet);
 /* One --masks line: "pos token compute layers heads/heads/..." */
 /* bytes a mask line of m needs */
 size_t cli_mask_line_size(const doze_model *m);
@@ -29,7 +52,7 @@ void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int to
 
 /* generate --speculative (speculate_cli.c): the run after the prompt is
  * encoded and the session (with gates) and sampler are made. */
-int cli_speculative_generate(int argc, char **argv, doze_model *m, doze_session *s, doze_sampler *smp,
+int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, doze_sampler *smp,
                              const int32_t *ids, int n_prompt, int steps, int no_stop);
 
 /* The entry point shared by the native binary and the wasm module. */

@@ -10,10 +10,28 @@
 #define IO_STDOUT 1
 #define IO_STDERR 2
 
+/* Why an open or a read failed: the negative values io_open and io_read
+ * return (io_reason names them). */
+enum {
+    IO_ERR_OTHER = -1,
+    IO_ERR_NOENT = -2,       /* no such file or directory */
+    IO_ERR_ACCES = -3,       /* permission denied */
+    IO_ERR_ISDIR = -4,       /* is a directory */
+    IO_ERR_NOTDIR = -5,      /* a component of the path is not a directory */
+    IO_ERR_NAMETOOLONG = -6,
+    IO_ERR_ROFS = -7,        /* read-only file system */
+    IO_ERR_NOSPC = -8,       /* no space left on device */
+    IO_ERR_MFILE = -9,       /* too many open files */
+    IO_ERR_LOOP = -10,       /* too many symbolic links */
+};
+
 /* Opens a file; mode "r" (read) or "w" (create/truncate). Returns a handle
- * (never 1 or 2), or -1 on failure. */
+ * (never 1 or 2), or a negative IO_ERR_* on failure. */
 intptr_t io_open(const char *path, const char *mode);
-/* Reads up to n bytes; returns the count (0 at end of file) or -1. */
+/* "No such file or directory (ENOENT)" for a negative IO_ERR_* code. */
+const char *io_reason(int64_t code);
+/* Reads up to n bytes; returns the count (0 at end of file) or a negative
+ * IO_ERR_*. */
 int64_t io_read(intptr_t fd, void *buf, size_t n);
 /* Writes all n bytes (fd may be IO_STDOUT / IO_STDERR); 0 on success. */
 int io_write(intptr_t fd, const void *buf, size_t n);

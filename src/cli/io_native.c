@@ -2,8 +2,27 @@
 #define _POSIX_C_SOURCE 200809L
 #include "io.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <time.h>
+
+/* errno as io.h's portable reason (the wasm host reports the same codes) */
+static int io_errno(int e) {
+    switch (e) {
+    case ENOENT: return IO_ERR_NOENT;
+    case EACCES:
+    case EPERM: return IO_ERR_ACCES;
+    case EISDIR: return IO_ERR_ISDIR;
+    case ENOTDIR: return IO_ERR_NOTDIR;
+    case ENAMETOOLONG: return IO_ERR_NAMETOOLONG;
+    case EROFS: return IO_ERR_ROFS;
+    case ENOSPC: return IO_ERR_NOSPC;
+    case EMFILE:
+    case ENFILE: return IO_ERR_MFILE;
+    case ELOOP: return IO_ERR_LOOP;
+    default: return IO_ERR_OTHER;
+    }
+}
 
 static FILE *io_file(intptr_t fd) {
     if (fd == IO_STDOUT) return stdout;
@@ -13,15 +32,17 @@ static FILE *io_file(intptr_t fd) {
 }
 
 intptr_t io_open(const char *path, const char *mode) {
+    errno = 0;
     FILE *f = fopen(path, mode[0] == 'w' ? "wb" : "rb");
-    return f ? (intptr_t)f : -1;
+    return f ? (intptr_t)f : io_errno(errno);
 }
 
 int64_t io_read(intptr_t fd, void *buf, size_t n) {
     FILE *f = io_file(fd);
     if (!f) return -1;
+    errno = 0;
     size_t got = fread(buf, 1, n, f);
-    if (got == 0 && ferror(f)) return -1;
+    if (got == 0 && ferror(f)) return io_errno(errno);
     return (int64_t)got;
 }
 

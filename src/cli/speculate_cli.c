@@ -10,13 +10,11 @@
 #include "cli_util.h"
 #include "commands.h"
 
-int cli_speculative_generate(int argc, char **argv, doze_model *m, doze_session *s, doze_sampler *smp,
+int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, doze_sampler *smp,
                              const int32_t *ids, int n_prompt, int steps, int no_stop) {
-    int bad = 0;
     doze_spec_params sp = doze_spec_default_params();
-    sp.draft_budget = (float)cli_opt_float(argc, argv, "--draft-budget", 0.0, &bad);
-    sp.k = (int)cli_opt_int(argc, argv, "--draft-k", 0, &bad);
-    if (bad) return 2;
+    sp.draft_budget = (float)cli_get_float(a, "--draft-budget", 0.0);
+    sp.k = (int)cli_get_int(a, "--draft-k", 0);
     if (n_prompt > steps) {
         err_printf("doze: --speculative: the prompt (%d tokens) does not fit in --steps %d\n", n_prompt, steps);
         return 2;
@@ -25,7 +23,7 @@ int cli_speculative_generate(int argc, char **argv, doze_model *m, doze_session 
     doze_error e;
     int rc = 1;
     intptr_t trace = -1;
-    const char *trace_path = cli_opt(argc, argv, "--spec-trace");
+    const char *trace_path = cli_get(a, "--spec-trace");
     doze_speculator *spec = doze_speculator_new(s, &sp, &e);
     if (!spec) return cli_print_error("speculative", &e);
     if (trace_path && (trace = io_open(trace_path, "w")) < 0) {

@@ -349,12 +349,17 @@ static doze_status check_cross(gguf_header *h, doze_error *err) {
 
 /* One tensor info; validates everything local to it. `t` receives the fields
  * (name left empty); *name_p / *name_len point at the name in the buffer. */
-static doze_status rd_tensor(reader *r, uint64_t index, uint32_t alignment, gguf_tensor *t,
+static doze_status rd_tensor(reader *r, uint64_t index, uint64_t count, uint32_t alignment, gguf_tensor *t,
                              const uint8_t **name_p, uint64_t *name_len) {
-    char where[SHOWN + 32];
-    snprintf(where, sizeof where, "tensor #%llu", (unsigned long long)index);
+    char where[SHOWN + 48];
+    /* "of N": a tensor count that is too large (a flipped bit) shows up
+     * here, reading tensor infos out of what is really the data */
+    snprintf(where, sizeof where, "tensor #%llu of the header's %llu", (unsigned long long)index,
+             (unsigned long long)count);
     doze_status st = rd_string(r, where, name_p, name_len);
     if (st) return st;
+    if (*name_len == 0)
+        return doze_fail(r->err, DOZE_ERR_BAD_FORMAT, "%s has an empty name (is the tensor count right?)", where);
     snprintf(where, sizeof where, "tensor %.*s", shown_len(*name_len), (const char *)*name_p);
     if ((st = rd_need(r, 4, where, "n_dims"))) return st;
     uint32_t n_dims = le32(r->b + r->pos);
@@ -475,7 +480,7 @@ static doze_status parse(const uint8_t *buf, size_t n, gguf_header *h, int store
         gguf_tensor t;
         const uint8_t *np;
         uint64_t nlen;
-        if ((st = rd_tensor(&r, i, h->alignment, &t, &np, &nlen))) return st;
+        if ((st = rd_tensor(&r, i, n_tensors, h->alignment, &t, &np, &nlen))) return st;
         if (t.offset + t.n_bytes > data_size) data_size = t.offset + t.n_bytes;
         if (store) {
             h->tensors[i] = t;

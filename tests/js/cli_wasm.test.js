@@ -1,6 +1,7 @@
 // The wasm build runs the same CLI as the native one: identical bytes out for
-// init, generate (greedy and sampled), tokenize and ppl on the suite's own
-// seeded models; and, with ../shared present, the llama2.c reference runs
+// init, generate (greedy and sampled, with every sampling option), tokenize
+// and ppl on the suite's own seeded models; the same usage errors, help,
+// version and file errors; and, with ../shared present, the llama2.c reference runs
 // reproduced in wasm (pairs exact, logits within 1e-4 relative).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,6 +43,51 @@ for (const type of ['f32', 'f16', 'q8_0']) {
     }
   });
 }
+
+test('the sampling options (penalties, min-p, top-k, top-p) draw the same ids natively and in wasm', () => {
+  const model = join(dir, 'n-f32.gguf');
+  const base = ['generate', model, '--prompt', 'hello world', '--steps', '80', '--no-stop', '--temp', '1.3',
+    '--seed', '11'];
+  const penalty = ['--repeat-penalty', '1.8', '--repeat-last-n', '16'];
+  // each option set, and the one it must differ from (this random model is
+  // so sure of itself that min-p only matters once a penalty has worked)
+  for (const [extra, without] of [
+    [penalty, []],
+    [['--frequency-penalty', '1.5', '--presence-penalty', '0.5', '--repeat-last-n', '-1'], []],
+    [[...penalty, '--min-p', '0.3'], penalty],
+    [[...penalty, '--top-k', '40', '--top-p', '0.9', '--min-p', '0.05', '--temp', '0.8'], penalty],
+  ]) {
+    const n = run('native', [...base, ...extra]), w = run('wasm', [...base, ...extra]);
+    const ref = run('native', [...base, ...without]);
+    assert.equal(n.status, 0, n.stderr);
+    assert.equal(w.status, 0, w.stderr);
+    assert.ok(n.stdout.equals(w.stdout), `outputs differ for ${extra.join(' ')}`);
+    assert.ok(!n.stdout.equals(ref.stdout), `${extra.join(' ')} changes nothing`);
+  }
+});
+
+test('usage errors, --help and --version are the same natively and in wasm', () => {
+  const model = join(dir, 'n-f32.gguf');
+  const pkg = JSON.parse(readFileSync(join(root, 'js', 'package.json'), 'utf8'));
+  const cases = [
+    [['--version'], 0, new RegExp(`^doze ${pkg.version.replace(/\./g, '\\.')}\n$`)],
+    [['generate', '--help'], 0, /^usage: doze generate MODEL/],
+    [['ppl', model, 'x.txt', '--budgte', '0.5'], 2, /unknown option --budgte \(did you mean --budget\?\)/],
+    [['generate', model, '--steps'], 2, /--steps needs a value/],
+    [['generate', model, '--top-p', '2'], 2, /top_p 2 must be in \(0, 1\]/],
+    [['generate', join(dir, 'absent.gguf')], 1, /No such file or directory \(ENOENT\)/],
+    [['generate', model, '--prompt', 'hello world '.repeat(40), '--steps', '32'], 1,
+      /the prompt has \d+ tokens but the context holds 32/],
+  ];
+  for (const [args, status, pattern] of cases) {
+    const n = run('native', args), w = run('wasm', args);
+    assert.equal(n.status, status, `${args.join(' ')}: ${n.stderr}`);
+    assert.equal(w.status, status, `${args.join(' ')} (wasm): ${w.stderr}`);
+    assert.match(status === 0 ? n.stdout.toString() : n.stderr, pattern);
+    assert.ok(n.stdout.equals(w.stdout), `${args.join(' ')}: stdout differs`);
+    assert.equal(n.stderr, w.stderr, `${args.join(' ')}: stderr differs`);
+  }
+});
 
 test('bench A B --json: one record per model, natively and in wasm', () => {
   const models = [join(dir, 'n-f32.gguf'), join(dir, 'n-q8_0.gguf')];
