@@ -61,6 +61,7 @@ int doze_cli_main(int argc, char **argv) {
     if (strcmp(cmd, "vocab") == 0) return cmd_vocab(argc, argv);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "order-ffn") == 0) return cmd_order(argc, argv);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     err_printf("doze: unknown command \"%s\" (try doze --help)\n", cmd);
     return 2;
 }

@@ -17,6 +17,7 @@ int cmd_finetune(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_order(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 /* --gates FILE, or (when required) training-free gates calibrated on
  * --calib TEXT or on self-generated text; NULL with a message on failure. */
