@@ -829,6 +829,36 @@ export class Model {
   }
 
   /**
+   * A string-valued key of the model's GGUF metadata ('general.name',
+   * 'tokenizer.chat_template', ...), or null when absent or not a string.
+   * @param {string} key
+   * @returns {string|null}
+   */
+  metadata(key) {
+    const m = this._alive();
+    const rt = this.#rt;
+    const kp = rt.doze.writeString(key);
+    try {
+      const p = rt.x.doze_model_meta_string(m, kp) >>> 0;
+      return p ? rt.doze.readString(p) : null;
+    } finally {
+      rt.doze.free(kp);
+    }
+  }
+
+  /**
+   * A token's text as the vocabulary stores it, control tokens included
+   * ('<s>', '<|im_end|>'); null for an id out of range.
+   * @param {number} id
+   * @returns {string|null}
+   */
+  tokenText(id) {
+    const m = this._alive();
+    const p = this.#rt.x.doze_wasm_token_text(m, id | 0) >>> 0;
+    return p ? this.#rt.doze.readString(p) : null;
+  }
+
+  /**
    * The text of a sequence of token ids (as the CLI prints them: a piece after
    * BOS loses its leading space, control tokens print nothing).
    * @param {ArrayLike<number>} ids
@@ -877,6 +907,18 @@ export class Model {
     }
     const s = this.createSession();
     return { session: s, release: () => s.dispose() };
+  }
+
+  /**
+   * Streams the assistant's reply to `messages` rendered with the model's
+   * chat template (see chat.js, loaded on first use: it needs @huggingface/jinja).
+   * @param {Array<{role: string, content: string}>} messages
+   * @param {object} [options]
+   * @returns {AsyncGenerator<Token, GenerateResult, void>}
+   */
+  async *chat(messages, options) {
+    const { chat } = await import('./chat.js');
+    return yield* chat(this, messages, options);
   }
 
   /**
