@@ -104,6 +104,12 @@ typedef struct {
     uint32_t ffn_order;          /* issue 8: 0, or the doze.ffn_order key of a file whose
                                     FFN channels doze_ffn_order_write reordered (a hash of
                                     the order; gate files are bound to it) */
+    /* the architecture's switches (src/runtime/arch.c) */
+    int rope_neox;               /* 1: RoPE pairs (i, i + rope_dim/2) (qwen2, qwen3); 0: (2i, 2i+1) */
+    int qkv_bias;                /* 1: Q, K and V projections add a bias */
+    int qk_norm;                 /* 1: per-head RMSNorm of q and k before RoPE */
+    float rope_scale;            /* linear RoPE scaling: positions divided by it (1: none) */
+    int rope_freq_factors;       /* 1: rope_freqs.weight divides each pair's frequency (Llama 3.1+) */
 } doze_model_info;
 
 /* Streaming load: feed the GGUF file in order, in chunks of any size

@@ -70,6 +70,27 @@ static void product(const doze_model *m, float *y, int ldy, const doze_matrix *w
     model_matmul(m, y, ldy, w, s->gx, cols, k, s->mm);
 }
 
+/* A token's new key and value rows k(kv_dim), v(kv_dim) as the
+ * architecture has them before RoPE: biases added, keys RMS-normed head by
+ * head where the model says so. */
+static void finish_kv(const doze_model *m, const doze_layer *L, float *kr, float *vr) {
+    const doze_model_info *c = &m->info;
+    const doze_kernels *k = m->kern;
+    const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
+    if (L->bk) k->add(kr, L->bk, kv_dim);
+    if (L->bv) k->add(vr, L->bv, kv_dim);
+    if (L->k_norm)
+        for (int g = 0; g < c->n_kv_heads; g++) k->rmsnorm(kr + (size_t)g * hd, kr + (size_t)g * hd, L->k_norm, hd, c->norm_eps);
+}
+
+/* Query head h's q(head_dim) likewise: its bias slice, its RMSNorm. */
+static void finish_q(const doze_model *m, const doze_layer *L, int h, float *qh) {
+    const doze_model_info *c = &m->info;
+    const int hd = c->head_dim;
+    if (L->bq) m->kern->add(qh, L->bq + (size_t)h * hd, hd);
+    if (L->q_norm) m->kern->rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
+}
+
 /* The attention of a batch's running tokens (s->run[0..nr)), in place on
  * their streams: K/V into the cache, Q per running head, attention over the
  * cache, the output projection head by head. s->xn holds the normed inputs
@@ -98,12 +119,14 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
         model_prepare_input(m, qkv, 3, s->xn, s->xq);
         model_matvec_prepared(m, k_here, &L->wk, s->xn, s->xq); /* k(n_kv_heads, hd) */
         model_matvec_prepared(m, v_here, &L->wv, s->xn, s->xq); /* v(n_kv_heads, hd) */
+        finish_kv(m, L, k_here, v_here);
         k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
         for (int h = 0; h < nh; h++) {
             if (!head_on[h]) continue;
             float *qh = s->q + (size_t)h * hd; /* q(hd) of head h */
             doze_matrix wq_h = model_rows(&L->wq, h * hd, hd); /* (hd, dim) */
             model_matvec_prepared(m, qh, &wq_h, s->xn, s->xq);
+            finish_q(m, L, h, qh);
             k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
         }
         /* every running head at once: the cache rows are read front to back */
@@ -136,6 +159,7 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
     }
     for (int r = 0; r < nr; r++) {
         const int p = pos + s->run[r];
+        finish_kv(m, L, kc + (size_t)p * kv_dim, vc + (size_t)p * kv_dim);
         k->rope(kc + (size_t)p * kv_dim, c->n_kv_heads, hd, c->rope_dim, m->rope_cos + (size_t)p * half,
                 m->rope_sin + (size_t)p * half);
     }
@@ -164,9 +188,11 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
         const int t = s->run[r], p = pos + t;
         const uint8_t *head_on = HEAD_ON(t);
         for (int h = 0; h < nh; h++)
-            if (head_on[h])
-                k->rope(s->q + (size_t)r * q_dim + (size_t)h * hd, 1, hd, c->rope_dim,
-                        m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
+            if (head_on[h]) {
+                float *qh = s->q + (size_t)r * q_dim + (size_t)h * hd;
+                finish_q(m, L, h, qh);
+                k->rope(qh, 1, hd, c->rope_dim, m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
+            }
         /* causal: token t sees the positions up to its own */
         k->attention_heads(s->att_out + (size_t)r * q_dim, s->q + (size_t)r * q_dim, kc, vc, nh, group, p + 1, hd,
                            kv_dim, valid, head_on, s->att);

@@ -7,13 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "error.h"
 #include "types.h"
 
-#define MAX_DIM 65536
-#define MAX_LAYERS 1024
-#define MAX_HEADS 1024
-#define MAX_CONTEXT (1 << 20)
 #define ARENA_ALIGN 64
 
 doze_model_params doze_model_default_params(void) {
@@ -25,29 +22,12 @@ doze_model_params doze_model_default_params(void) {
     return p;
 }
 
-/* reads an integer key into *out, range-checked; `def` < 0 means required */
-static doze_status get_dim(const gguf_header *h, const char *key, int64_t def, int64_t lo,
-                           int64_t hi, int *out, doze_error *err) {
-    int64_t v;
-    doze_status st = gguf_get_int(h, key, &v, err);
-    if (st == DOZE_ERR_MISSING && def >= 0) {
-        v = def;
-    } else if (st != DOZE_OK) {
-        return st;
-    }
-    if (v < lo || v > hi)
-        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%s = %lld is out of range [%lld, %lld]", key,
-                         (long long)v, (long long)lo, (long long)hi);
-    *out = (int)v;
-    return DOZE_OK;
-}
-
 /* issue 8: channels per FFN block. 16 when every layer's ffn_gate, ffn_up and
  * ffn_down is f32 or f16 and hidden_dim < 8 * 32 (a small FFN: finer blocks
  * give the router more to choose from); else 32 (a q8_0/q4_0 ffn_down can be
  * cut only at whole 32-element blocks; larger FFNs have blocks enough). A
  * missing tensor gives 32 here and is reported by model_plan. */
-static int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
+int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
     if (info->hidden_dim >= 8 * DOZE_FFN_BLOCK) return DOZE_FFN_BLOCK;
     static const char *const names[3] = {"ffn_gate", "ffn_up", "ffn_down"};
     char nm[64];
@@ -60,121 +40,15 @@ static int model_ffn_block_of(const gguf_header *h, const doze_model_info *info)
     return DOZE_FFN_BLOCK_SMALL;
 }
 
-doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params *p,
-                                   doze_model_info *info, doze_error *err) {
-    memset(info, 0, sizeof *info);
-    const gguf_string *arch;
-    doze_status st = gguf_get_string(h, "general.architecture", &arch, err);
-    if (st != DOZE_OK) return st;
-    if (strcmp(arch->data, "llama") != 0)
-        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "architecture \"%.64s\" is not supported (only \"llama\")", arch->data);
-    snprintf(info->architecture, sizeof info->architecture, "%s", arch->data);
-
-    if ((st = get_dim(h, "llama.embedding_length", -1, 1, MAX_DIM, &info->dim, err))) return st;
-    if ((st = get_dim(h, "llama.block_count", -1, 1, MAX_LAYERS, &info->n_layers, err))) return st;
-    if ((st = get_dim(h, "llama.feed_forward_length", -1, 1, 16 * MAX_DIM, &info->hidden_dim, err)))
-        return st;
-    if ((st = get_dim(h, "llama.attention.head_count", -1, 1, MAX_HEADS, &info->n_heads, err)))
-        return st;
-    if ((st = get_dim(h, "llama.attention.head_count_kv", info->n_heads, 1, MAX_HEADS,
-                      &info->n_kv_heads, err)))
-        return st;
-    if ((st = get_dim(h, "llama.context_length", 2048, 1, MAX_CONTEXT, &info->context_length, err)))
-        return st;
-    if (info->dim % info->n_heads != 0)
-        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "head_count %d does not divide embedding_length %d",
-                         info->n_heads, info->dim);
-    if (info->n_heads % info->n_kv_heads != 0)
-        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "head_count_kv %d does not divide head_count %d",
-                         info->n_kv_heads, info->n_heads);
-    info->head_dim = info->dim / info->n_heads;
-    if ((st = get_dim(h, "llama.rope.dimension_count", info->head_dim, 0, info->head_dim,
-                      &info->rope_dim, err)))
-        return st;
-    if (info->rope_dim % 2 != 0)
-        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "rope.dimension_count %d is odd", info->rope_dim);
-
-    double eps = 1e-5, theta = 10000.0;
-    st = gguf_get_float(h, "llama.attention.layer_norm_rms_epsilon", &eps, err);
-    if (st != DOZE_OK && st != DOZE_ERR_MISSING) return st;
-    st = gguf_get_float(h, "llama.rope.freq_base", &theta, err);
-    if (st != DOZE_OK && st != DOZE_ERR_MISSING) return st;
-    doze_error_clear(err);
-    if (!(eps > 0.0 && eps < 1.0))
-        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "layer_norm_rms_epsilon %g is out of range", eps);
-    if (!(theta > 0.0 && theta < 1e12))
-        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "rope.freq_base %g is out of range", theta);
-    info->norm_eps = (float)eps;
-    info->rope_theta = (float)theta;
-
-    if (p && p->context_length > 0 && p->context_length < info->context_length)
-        info->context_length = p->context_length;
-
-    const gguf_tensor *emb = gguf_find_tensor(h, "token_embd.weight");
-    if (!emb) return doze_fail(err, DOZE_ERR_MISSING, "tensor token_embd.weight is missing");
-    if (emb->n_dims != 2 || emb->ne[0] != (uint64_t)info->dim || emb->ne[1] > (1u << 24))
-        return doze_fail(err, DOZE_ERR_BAD_SHAPE,
-                         "tensor token_embd.weight: shape {%llu, %llu} does not match dim %d",
-                         (unsigned long long)emb->ne[0], (unsigned long long)emb->ne[1], info->dim);
-    info->vocab_size = (int)emb->ne[1];
-    info->tied_output = gguf_find_tensor(h, "output.weight") == NULL;
-    info->bos_id = info->eos_id = info->unk_id = -1;
-    info->ffn_block = model_ffn_block_of(h, info);
-    int64_t order = 0;
-    info->ffn_order = 0;
-    if (gguf_find_kv(h, "doze.ffn_order")) {
-        if ((st = gguf_get_int(h, "doze.ffn_order", &order, err)) != DOZE_OK) return st;
-        if (order < 0 || order > UINT32_MAX)
-            return doze_fail(err, DOZE_ERR_BAD_FORMAT, "doze.ffn_order %lld is not a u32", (long long)order);
-        info->ffn_order = (uint32_t)order;
-    }
-    return DOZE_OK;
-}
-
 /* ---- plan: which tensors, what shapes, where in the arena ------------------- */
 
-typedef struct {
-    char name[64];
-    uint64_t cols, rows; /* rows == 0: a vector of cols */
-} tensor_spec;
-
-static int spec_list(const doze_model_info *c, tensor_spec *s, int cap) {
-    int n = 0;
-    uint64_t q = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
-    uint64_t kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
-#define SPEC(nm, co, ro) \
-    do { \
-        if (n < cap) { \
-            snprintf(s[n].name, sizeof s[n].name, "%s", nm); \
-            s[n].cols = (co); \
-            s[n].rows = (ro); \
-        } \
-        n++; \
-    } while (0)
-    SPEC("token_embd.weight", c->dim, c->vocab_size);
-    SPEC("output_norm.weight", c->dim, 0);
-    if (!c->tied_output) SPEC("output.weight", c->dim, c->vocab_size);
-    for (int l = 0; l < c->n_layers; l++) {
-        char nm[64];
-#define LSPEC(suffix, co, ro) \
-        snprintf(nm, sizeof nm, "blk.%d." suffix, l); \
-        SPEC(nm, co, ro)
-        /* the arena follows this order: a step reads K, V, then Q (per
-         * head), so that its weights are one forward stream */
-        LSPEC("attn_norm.weight", c->dim, 0);
-        LSPEC("attn_k.weight", c->dim, kv);
-        LSPEC("attn_v.weight", c->dim, kv);
-        LSPEC("attn_q.weight", c->dim, q);
-        LSPEC("attn_output.weight", q, c->dim);
-        LSPEC("ffn_norm.weight", c->dim, 0);
-        LSPEC("ffn_gate.weight", c->dim, c->hidden_dim);
-        LSPEC("ffn_up.weight", c->dim, c->hidden_dim);
-        LSPEC("ffn_down.weight", c->hidden_dim, c->dim);
-#undef LSPEC
-    }
-#undef SPEC
-    return n;
+/* Q and K projections, their biases and norm weights: what RoPE rotates */
+static int rotated_by_rope(const char *name) {
+    static const char *const parts[] = {".attn_q.weight", ".attn_k.weight", ".attn_q.bias",
+                                        ".attn_k.bias",   ".attn_q_norm.",   ".attn_k_norm."};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (strstr(name, parts[i])) return 1;
+    return 0;
 }
 
 static int slot_by_offset(const void *a, const void *b) {
@@ -190,7 +64,7 @@ void model_plan_free(doze_model_plan *plan) {
 doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_model_plan *plan,
                        doze_error *err) {
     memset(plan, 0, sizeof *plan);
-    int n = spec_list(info, NULL, 0);
+    int n = arch_tensor_specs(info, NULL, 0);
     tensor_spec *specs = malloc((size_t)n * sizeof *specs);
     plan->slots = calloc((size_t)n, sizeof *plan->slots);
     if (!specs || !plan->slots) {
@@ -198,7 +72,7 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
         model_plan_free(plan);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory planning %d tensors", n);
     }
-    spec_list(info, specs, n);
+    arch_tensor_specs(info, specs, n);
     uint64_t arena = 0;
     doze_status st = DOZE_OK;
     for (int i = 0; i < n; i++) {
@@ -233,6 +107,11 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
         }
         doze_tensor_slot *slot = &plan->slots[i];
         slot->src = t;
+        if (info->rope_neox && rotated_by_rope(specs[i].name)) {
+            slot->neox = 1;
+            uint64_t scratch = (uint64_t)info->head_dim * (is_vec ? 4u : doze_type_row_bytes((int)t->type, t->ne[0]));
+            if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
+        }
         slot->kind = SLOT_PLAIN;
         slot->final_type = (int)t->type;
         uint64_t bytes = t->n_bytes;       /* room in the arena */
@@ -378,7 +257,15 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
         float *dst = (float *)(arena + s->arena_offset);
         const uint16_t *staged = (const uint16_t *)(arena + s->copy_offset);
         for (uint64_t i = 0; i < t->ne[0]; i++) dst[i] = doze_f16_to_f32(staged[i]);
-    } else if (s->kind == SLOT_INTERLEAVE4) {
+    }
+    if (s->neox) {
+        /* before any repacking: whole rows (or f32 entries) move */
+        const int vec = t->ne[1] == 1;
+        arch_neox_to_adjacent(arena + (vec ? s->arena_offset : s->copy_offset), vec ? t->ne[0] : t->ne[1],
+                              vec ? 4u : doze_type_row_bytes((int)t->type, t->ne[0]), info->head_dim, info->rope_dim,
+                              scratch);
+    }
+    if (s->kind == SLOT_INTERLEAVE4) {
         if (!s->x4_off) interleave4(arena + s->arena_offset, (int)t->type, t->ne[1], t->ne[0], scratch);
     } else if (s->kind == SLOT_FFN_BLOCKS) {
         /* W(dim, hidden) row-major -> per block j: (dim, width_j), blocks in
@@ -508,6 +395,15 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
         if (wtype < 0) wtype = L->field.type;
         VEC(attn_norm, "attn_norm.weight");
         VEC(ffn_norm, "ffn_norm.weight");
+        if (c->qkv_bias) {
+            VEC(bq, "attn_q.bias");
+            VEC(bk, "attn_k.bias");
+            VEC(bv, "attn_v.bias");
+        }
+        if (c->qk_norm) {
+            VEC(q_norm, "attn_q_norm.weight");
+            VEC(k_norm, "attn_k_norm.weight");
+        }
         MAT(wq, "attn_q.weight");
         MAT(wk, "attn_k.weight");
         MAT(wv, "attn_v.weight");
@@ -537,11 +433,16 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
     c->weight_bytes = bytes;
 
     /* RoPE: angle(pos, i) = pos * theta^(-2i / rope_dim), in double so that
-     * every platform's libm rounds to the same float. */
+     * every platform's libm rounds to the same float; positions divided by
+     * a linear scaling factor, frequencies by Llama 3's per-pair factors. */
+    const float *factors =
+        c->rope_freq_factors ? (const float *)(m->arena + find_slot(plan, "rope_freqs.weight")->arena_offset) : NULL;
     for (int pos = 0; pos < c->context_length; pos++) {
         for (size_t i = 0; i < half; i++) {
             double freq = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / (double)c->rope_dim);
-            double angle = (double)pos * (double)(float)freq;
+            double f = (double)(float)freq;
+            if (factors) f /= (double)factors[i];
+            double angle = (c->rope_scale != 1.0f ? (double)pos / (double)c->rope_scale : (double)pos) * f;
             m->rope_cos[(size_t)pos * half + i] = (float)cos(angle);
             m->rope_sin[(size_t)pos * half + i] = (float)sin(angle);
         }

@@ -31,6 +31,8 @@ typedef struct {
     doze_matrix *wo_head;   /* (n_heads) blocks of attn_output, each (dim, head_dim):
                                head h's columns, stored contiguously so that a
                                skipped head's weights are not read */
+    const float *bq, *bk, *bv; /* (q_dim), (kv_dim), (kv_dim) Q/K/V biases, or NULL */
+    const float *q_norm, *k_norm; /* (head_dim) per-head RMSNorm weights of q and k, or NULL */
     const float *ffn_norm;  /* (dim) */
     doze_matrix w_gate;     /* (hidden_dim, dim) */
     doze_matrix w_up;       /* (hidden_dim, dim) */
@@ -72,10 +74,14 @@ struct doze_model {
     size_t arena_size;
 };
 
-/* The model configuration read from a GGUF header (llama architecture),
- * validated. Fills info (without sizes of weights). */
+/* The model configuration read from a GGUF header through its
+ * architecture's description (arch.c), validated. Fills info (without
+ * sizes of weights). */
 doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params *p,
                                    doze_model_info *info, doze_error *err);
+
+/* Channels per FFN block for this file's FFN tensor types (see doze.h). */
+int model_ffn_block_of(const gguf_header *h, const doze_model_info *info);
 
 /* How a tensor's file bytes become its in-memory form. */
 typedef enum {
@@ -95,6 +101,8 @@ typedef struct {
     int final_type;         /* type in memory (HEAD_BLOCKS may widen q8_0 to f32) */
     size_t arena_offset;    /* where the tensor lives in the arena */
     size_t copy_offset;     /* where the file's bytes are copied */
+    int neox;               /* rows (or entries) of each head reordered at load so that
+                               NEOX RoPE runs as adjacent pairs (arch_neox_to_adjacent) */
     int x4_off;             /* set by model_slot_finalize: an f16 tensor holding an
                                inf/nan half, a q8_0 one with an inf/nan scale, stays
                                row-major (matvec_f16_x4 / _q8_0_x4 take none) */
