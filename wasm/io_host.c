@@ -27,11 +27,12 @@ DOZE_HOST_IMPORT(host_now) double host_now(void);
 intptr_t io_open(const char *path, const char *mode) {
     if (!path || !mode) return -1;
     int32_t fd = host_open(path, (uint32_t)strlen(path), mode[0] == 'w' ? 1 : 0);
-    if (fd < 0 || fd == IO_STDOUT || fd == IO_STDERR) return -1;
+    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return -1;
     return (intptr_t)fd;
 }
 
-/* Like fread: keeps reading until n bytes or end of file. */
+/* Like fread: keeps reading until n bytes or end of file (handle 0 is
+ * stdin: the host's read(0, ...) waits for input). */
 int64_t io_read(intptr_t fd, void *buf, size_t n) {
     if (fd < 0) return -1;
     unsigned char *p = (unsigned char *)buf;
@@ -60,13 +61,13 @@ int io_write(intptr_t fd, const void *buf, size_t n) {
 }
 
 int64_t io_size(intptr_t fd) {
-    if (fd < 0 || fd == IO_STDOUT || fd == IO_STDERR) return -1;
+    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return -1;
     double s = host_size((int32_t)fd);
     return s < 0 ? -1 : (int64_t)s;
 }
 
 void io_close(intptr_t fd) {
-    if (fd < 0 || fd == IO_STDOUT || fd == IO_STDERR) return;
+    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return;
     host_close((int32_t)fd);
 }
 

@@ -39,7 +39,8 @@ target_link_options(doze_wasm PRIVATE
   "-sEXPORTED_FUNCTIONS=['_malloc','_free','_doze_cli_main',\
 '_doze_status_name','_doze_type_name',\
 '_doze_loader_feed','_doze_loader_free','_doze_model_free',\
-'_doze_tokenize','_doze_token_to_piece','_doze_model_meta_string',\
+'_doze_tokenize','_doze_token_to_piece',\
+'_doze_model_meta_string',\
 '_doze_session_new','_doze_session_free','_doze_session_reset','_doze_session_pos',\
 '_doze_session_step','_doze_session_logits','_doze_session_prefill',\
 '_doze_sampler_sample','_doze_sampler_free',\

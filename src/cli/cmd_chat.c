@@ -103,6 +103,11 @@ static size_t stop_prefix_len(const char *s, size_t n, const char *stop) {
     return 0;
 }
 
+/* Whether a sampled token ends the assistant's turn as a token: the
+ * vocabulary's EOS (vocabularies with end-of-turn control tokens such as
+ * <|im_end|> or <|eot_id|> stop here once the tokenizer reports them). */
+static int ends_turn(const doze_model *m, int token) { return token == doze_model_get_info(m)->eos_id; }
+
 typedef struct {
     doze_model *m;
     doze_session *s;
@@ -154,7 +159,7 @@ static int reply_turn(chat_state *c, int max_steps, const char *eot, char **repl
     while (generated < max_steps && !stopped) {
         int next = doze_sampler_sample(c->smp, doze_session_logits(c->s));
         generated++;
-        if (next == info->eos_id) break; /* end of turn as a token */
+        if (ends_turn(c->m, next)) break;
         char piece[DOZE_MAX_PIECE];
         size_t plen = 0;
         if (doze_token_to_piece(c->m, prev, next, piece, sizeof piece, &plen, e) != DOZE_OK) goto fail;
@@ -278,11 +283,7 @@ int cmd_chat(int argc, char **argv) {
         err_printf("doze: out of memory\n");
         goto done;
     }
-    in = io_open("/dev/stdin", "r");
-    if (in < 0) {
-        err_printf("doze: cannot read stdin\n");
-        goto done;
-    }
+    in = IO_STDIN;
     for (;;) {
         err_printf("> ");
         int got = read_line(in, &line, &line_cap, &line_len);
@@ -338,7 +339,6 @@ int cmd_chat(int argc, char **argv) {
     }
     rc = 0;
 done:
-    if (in >= 0) io_close(in);
     free(line);
     free(prompt);
     conv_free(&conv);

@@ -14,7 +14,7 @@ import { getLlama } from 'node-llama-cpp';
 import { chatPrompt, endOfTurnStrings, renderChat } from '../../js/src/chat.js';
 import { loadModel } from '../../js/src/index.js';
 import { instantiateDoze } from '../../js/src/wasm.js';
-import { root } from './helpers.js';
+import { root, run } from './helpers.js';
 
 // ---- the templates, as published in each model's tokenizer_config.json ----
 
@@ -466,4 +466,23 @@ test('model.chat() renders the GGUF template, streams like generate and refuses 
     model.dispose();
     bare.dispose();
   }
+});
+
+test('doze chat runs the same conversation natively and in wasm (piped stdin, greedy)', () => {
+  const model = join(root, 'models', 'doze-stories.gguf');
+  const args = ['chat', model, '--template', 'chatml', '--system', 'You tell stories.', '--steps', '16', '--temp', '0'];
+  const input = Buffer.from('Tell me about a cat.\nWhat happened next?\n/exit\nnot read\n');
+  const native = run('native', args, { input });
+  const wasm = run('wasm', args, { input });
+  assert.equal(native.status, 0, native.stderr);
+  assert.equal(wasm.status, 0, wasm.stderr);
+  const replies = native.stdout.toString().split('\n').filter((l) => l.length > 0);
+  assert.equal((native.stderr.match(/reply \d+ tokens/g) || []).length, 2, native.stderr);
+  assert.ok(replies.length >= 2, native.stdout.toString());
+  assert.equal(wasm.stdout.toString(), native.stdout.toString());
+  // the second turn reuses the first turn's tokens in the KV cache
+  const cached = [...native.stderr.matchAll(/\((\d+) from the cache\)/g)].map((m) => Number(m[1]));
+  assert.deepEqual(cached.length, 2);
+  assert.equal(cached[0], 0);
+  assert.ok(cached[1] > 16, native.stderr);
 });
