@@ -112,6 +112,8 @@ export interface GenerateOptions {
   /** Prepend BOS to the prompt (default: when the context is empty). */
   bos?: boolean;
   /** Do not stop when EOS or BOS is sampled (the CLI's --no-stop). */
+  /** Control tokens written in the prompt (<|im_start|>, ...) are single tokens (default false: text). */
+  parseSpecial?: boolean;
   ignoreEos?: boolean;
   /** Called after each prompt token's forward step (its mask, compute, budget and time). */
   onPromptStep?: (step: PromptStep) => void;
@@ -373,8 +375,19 @@ export class Model {
   readonly info: ModelInfo;
   readonly disposed: boolean;
   /** Token ids, BOS first unless { bos: false }. */
-  tokenize(text: string, options?: { bos?: boolean }): Int32Array;
+  /** parseSpecial: control tokens written in the text (<|im_start|>, ...) are single tokens. */
+  tokenize(text: string, options?: { bos?: boolean; parseSpecial?: boolean }): Int32Array;
   detokenize(ids: ArrayLike<number>): string;
+  /** A string-valued GGUF metadata key ('general.name', 'tokenizer.chat_template', ...), or null. */
+  metadata(key: string): string | null;
+  /** A token's text as the vocabulary stores it, control tokens included ('<s>', '<|im_end|>'); null out of range. */
+  tokenText(id: number): string | null;
+  /**
+   * Streams the assistant's reply to `messages` rendered with the model's chat
+   * template (tokenizer.chat_template, via @huggingface/jinja), from an empty
+   * context; stops at EOS and the template's end-of-turn text or token.
+   */
+  chat(messages: import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
   /** Streams a continuation of `prompt` from an empty context. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
   complete(prompt: string, options?: CompleteOptions): Promise<string>;

@@ -138,6 +138,10 @@ doze_status doze_model_load_memory(const void *bytes, size_t n, const doze_model
                                    doze_model **out, doze_error *err);
 void doze_model_free(doze_model *m);
 const doze_model_info *doze_model_get_info(const doze_model *m);
+/* A string-valued metadata key of the model's GGUF file ("general.name",
+ * "tokenizer.chat_template", ...): NUL-terminated, owned by the model;
+ * NULL when the key is absent or not a string. */
+const char *doze_model_meta_string(const doze_model *m, const char *key);
 
 /* ---- tokenizer (lives in the model) ------------------------------------------ */
 

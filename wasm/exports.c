@@ -12,8 +12,10 @@
 #include <string.h>
 
 #include "byte_buffer.h"
+#include "chat_template.h"
 #include "doze.h"
 #include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
+#include "model.h" /* read-only: the tokenizer doze_wasm_token_text reads */
 
 #define DOZE_WASM_ABI_VERSION 5
 
@@ -97,6 +99,39 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_model_info(const doze_model *m, double *out, 
 
 EMSCRIPTEN_KEEPALIVE const char *doze_wasm_model_architecture(const doze_model *m) {
     return doze_model_get_info(m)->architecture;
+}
+
+/* A token's text as the vocabulary stores it (control tokens included:
+ * "<s>", "<|im_end|>"), NUL-terminated in wasm memory; NULL when the id is
+ * out of range or the model has no tokenizer. */
+EMSCRIPTEN_KEEPALIVE const char *doze_wasm_token_text(const doze_model *m, int token) {
+    if (!m || !m->tok || token < 0 || token >= tokenizer_vocab_size(m->tok)) return NULL;
+    return tokenizer_piece(m->tok, token);
+}
+
+/* ---- chat templates (the native renderer, for `doze chat` in wasm and tests) ---- */
+
+/* chat_template_apply on n messages given as fields[2 i] = role, fields[2 i
+ * + 1] = content: out[0] gets the malloc'd rendering (the JS frees it),
+ * out[1] its length. */
+EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_chat_render(const char *tmpl, const char *const *fields, int n,
+                                                       int add_generation_prompt, uint32_t *out,
+                                                       doze_error *err) {
+    if (n < 0 || n > (1 << 20)) return DOZE_ERR_INVALID_ARGUMENT;
+    chat_message *msgs = malloc((size_t)(n ? n : 1) * sizeof *msgs);
+    if (!msgs) return DOZE_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < n; i++) {
+        msgs[i].role = fields[2 * i];
+        msgs[i].content = fields[2 * i + 1];
+    }
+    char *text = NULL;
+    size_t len = 0;
+    doze_status st = chat_template_apply(tmpl, msgs, (size_t)n, add_generation_prompt, &text, &len, err);
+    free(msgs);
+    if (st != DOZE_OK) return st;
+    out[0] = (uint32_t)(uintptr_t)text;
+    out[1] = (uint32_t)len;
+    return DOZE_OK;
 }
 
 /* ---- sampler ---- */

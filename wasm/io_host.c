@@ -30,11 +30,12 @@ intptr_t io_open(const char *path, const char *mode) {
     if (!path || !mode) return IO_ERR_OTHER;
     int32_t fd = host_open(path, (uint32_t)strlen(path), mode[0] == 'w' ? 1 : 0);
     if (fd < 0) return fd >= IO_ERR_LOOP ? fd : IO_ERR_OTHER;
-    if (fd == IO_STDOUT || fd == IO_STDERR) return IO_ERR_OTHER;
+    if (fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return IO_ERR_OTHER;
     return (intptr_t)fd;
 }
 
-/* Like fread: keeps reading until n bytes or end of file. */
+/* Like fread: keeps reading until n bytes or end of file (handle 0 is
+ * stdin: the host's read(0, ...) waits for input). */
 int64_t io_read(intptr_t fd, void *buf, size_t n) {
     if (fd < 0) return -1;
     unsigned char *p = (unsigned char *)buf;
@@ -63,13 +64,13 @@ int io_write(intptr_t fd, const void *buf, size_t n) {
 }
 
 int64_t io_size(intptr_t fd) {
-    if (fd < 0 || fd == IO_STDOUT || fd == IO_STDERR) return -1;
+    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return -1;
     double s = host_size((int32_t)fd);
     return s < 0 ? -1 : (int64_t)s;
 }
 
 void io_close(intptr_t fd) {
-    if (fd < 0 || fd == IO_STDOUT || fd == IO_STDERR) return;
+    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return;
     host_close((int32_t)fd);
 }
 

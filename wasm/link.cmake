@@ -42,6 +42,7 @@ target_link_options(doze_wasm PRIVATE
 '_doze_tokenize','_doze_token_to_piece','_doze_token_is_eog',\
 '_doze_vocab_load','_doze_vocab_free','_doze_vocab_size','_doze_vocab_tokenize',\
 '_doze_vocab_token_to_piece','_doze_vocab_is_eog',\
+'_doze_model_meta_string',\
 '_doze_session_new','_doze_session_free','_doze_session_reset','_doze_session_pos',\
 '_doze_session_step','_doze_session_logits','_doze_session_prefill',\
 '_doze_sampler_sample','_doze_sampler_free',\

@@ -283,6 +283,7 @@ async function load(source, name, { gatesUrl = null } = {}) {
   renderMask();
   if (gatesUrl) await loadGatesFrom(gatesUrl, gatesUrl.split('/').pop());
   updateButtons();
+  window.dispatchEvent(new CustomEvent('doze-model', { detail: { model: state.model, source, name } })); // chat.js
   return true;
 }
 

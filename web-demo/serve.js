@@ -77,6 +77,7 @@ export function startServer({ port = 0, host = '127.0.0.1', modelsDir = join(roo
   const mounts = [
     ['/js/', join(root, 'js')],
     ['/models/', modelsDir],
+    ['/vendor/jinja/', join(root, 'node_modules', '@huggingface', 'jinja', 'dist')], // chat.js's template engine
     ['/', here],
   ];
   const server = createServer((req, res) => {

@@ -27,6 +27,7 @@ export const GENERATE_OPTIONS = {
   stop: stopValue,
   signal,
   bos: bool,
+  parseSpecial: bool,
   ignoreEos: bool,
   onPromptStep: func,
   truncate: oneOf('start'),
@@ -82,6 +83,7 @@ export async function* generateTokens(core, prompt, o) {
     stop = [],
     signal: sig,
     bos,
+    parseSpecial = false,
     ignoreEos = false,
     onPromptStep,
   } = o;
@@ -109,7 +111,7 @@ export async function* generateTokens(core, prompt, o) {
     const position0 = core.position;
     const empty = position0 === 0 && core.pending < 0;
     const withBos = bos ?? empty;
-    const promptIds = model.tokenize(prompt ?? '', { bos: withBos });
+    const promptIds = model.tokenize(prompt ?? '', { bos: withBos, parseSpecial });
     let feed = core.pending >= 0 ? [core.pending, ...promptIds] : [...promptIds];
     if (feed.length === 0) {
       throw invalid('generate: empty prompt and the model has no BOS token');
@@ -174,7 +176,7 @@ export async function* generateTokens(core, prompt, o) {
       const ms = core.stepMs + (now() - t0);
       core.pending = next;
       const position = core.position; // where `next` would go
-      if (stopIds.has(next) || (!ignoreEos && (next === info.eosId || next === info.bosId))) {
+      if (stopIds.has(next) || (!ignoreEos && (next === info.bosId || rt.x.doze_token_is_eog(model._alive(), next)))) {
         reason = stopIds.has(next) ? 'stop' : 'eos';
         break;
       }

@@ -58,7 +58,7 @@ function readInfo(rt, m) {
 }
 
 const ACTIVATE_OPTIONS = { activate: bool };
-const TOKENIZE_OPTIONS = { bos: bool };
+const TOKENIZE_OPTIONS = { bos: bool, parseSpecial: bool };
 
 /** A loaded model. Free its wasm memory with dispose(). */
 export class Model {
@@ -209,7 +209,8 @@ export class Model {
 
   /** Token ids of `text`, BOS first unless `bos: false`. */
   tokenize(text, options) {
-    const { bos = true } = checkOptions('tokenize', options, TOKENIZE_OPTIONS);
+    const { bos = true, parseSpecial = false } = checkOptions('tokenize', options, TOKENIZE_OPTIONS);
+    const flags = (bos ? 1 : 0) | (parseSpecial ? 2 : 0); // DOZE_TOKENIZE_ADD_SPECIAL | _PARSE_SPECIAL
     const m = this._alive();
     const rt = this.#rt;
     const bytes = new TextEncoder().encode(String(text));
@@ -219,13 +220,13 @@ export class Model {
     try {
       let cap = bytes.length + 2;
       ids = rt.doze.malloc(cap * 4);
-      rt.check(rt.x.doze_tokenize(m, tp, bytes.length, bos ? 1 : 0, ids, cap, nOut, rt.err), 'tokenize');
+      rt.check(rt.x.doze_tokenize(m, tp, bytes.length, flags, ids, cap, nOut, rt.err), 'tokenize');
       let n = rt.doze.view.getInt32(nOut, true);
       if (n > cap) {
         rt.doze.free(ids);
         cap = n;
         ids = rt.doze.malloc(cap * 4);
-        rt.check(rt.x.doze_tokenize(m, tp, bytes.length, bos ? 1 : 0, ids, cap, nOut, rt.err), 'tokenize');
+        rt.check(rt.x.doze_tokenize(m, tp, bytes.length, flags, ids, cap, nOut, rt.err), 'tokenize');
         n = rt.doze.view.getInt32(nOut, true);
       }
       return new Int32Array(rt.x.memory.buffer, ids, n).slice();
@@ -237,6 +238,33 @@ export class Model {
   }
 
   /** The text of token ids, as the CLI prints them. */
+  /** A string-valued key of the model's GGUF metadata, or null. */
+  metadata(key) {
+    if (typeof key !== 'string') throw invalid('metadata: the key must be a string');
+    const m = this._alive();
+    const rt = this.#rt;
+    const kp = rt.doze.writeString(key);
+    try {
+      const p = rt.x.doze_model_meta_string(m, kp) >>> 0;
+      return p ? rt.doze.readString(p) : null;
+    } finally {
+      rt.doze.free(kp);
+    }
+  }
+
+  /** A token's text as the vocabulary stores it (control tokens included), or null. */
+  tokenText(id) {
+    const m = this._alive();
+    const p = this.#rt.x.doze_wasm_token_text(m, id | 0) >>> 0;
+    return p ? this.#rt.doze.readString(p) : null;
+  }
+
+  /** The assistant's reply to `messages`, rendered with the model's chat template (chat.js). */
+  async *chat(messages, options) {
+    const { chat } = await import('./chat.js');
+    return yield* chat(this, messages, options);
+  }
+
   detokenize(ids) {
     tokenIds(ids, 'detokenize: ids');
     const m = this._alive();

@@ -185,6 +185,7 @@ async function nodeHost() {
       }
     },
     read(h, view) {
+      if (h === 0) return this.stdin(view);
       const fd = files.get(h);
       if (fd === undefined) return -1;
       try {
@@ -221,6 +222,20 @@ async function nodeHost() {
     },
     stdout: (bytes) => writeAll(1, bytes),
     stderr: (bytes) => writeAll(2, bytes),
+    // Blocking read of the process's stdin (doze chat); EAGAIN on a
+    // non-blocking pipe waits a little and retries; 0 at end of input.
+    stdin(view) {
+      for (;;) {
+        try {
+          return fs.readSync(0, view, 0, view.length, null);
+        } catch (e) {
+          if (e.code === 'EOF') return 0;
+          if (e.code !== 'EAGAIN') return -1;
+          sleeper ??= new Int32Array(new SharedArrayBuffer(4));
+          Atomics.wait(sleeper, 0, 0, 5);
+        }
+      }
+    },
     flush() {},
   };
 }
@@ -240,6 +255,7 @@ async function nodeHost() {
  *       Node fs error is mapped the same way)
  *     read(handle, view: Uint8Array) -> bytes read, 0 at end of file, -1 (or a
  *       reason, as for open) on error
+ *       handle 0 is stdin (Node: stdin(view), a blocking read of fd 0)
  *     write(handle, bytes: Uint8Array) -> void (throw on error); 1/2 go to
  *       stdout/stderr by default
  *     size(handle) -> bytes or -1;  close(handle);  now() -> milliseconds

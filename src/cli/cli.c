@@ -14,7 +14,7 @@ static const command commands[] = {
     {&cmd_generate_spec, cmd_generate}, {&cmd_tokenize_spec, cmd_tokenize}, {&cmd_ppl_spec, cmd_ppl},
     {&cmd_bench_spec, cmd_bench},       {&cmd_gates_spec, cmd_gates},       {&cmd_finetune_spec, cmd_finetune},
     {&cmd_order_spec, cmd_order},       {&cmd_init_spec, cmd_init},         {&cmd_convert_spec, cmd_convert},
-    {&cmd_vocab_spec, cmd_vocab},       {&cmd_train_spec, cmd_train},
+    {&cmd_vocab_spec, cmd_vocab},       {&cmd_train_spec, cmd_train},       {&cmd_chat_spec, cmd_chat},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -11,7 +11,7 @@
  * it) and its entry point. */
 extern const cli_command cmd_generate_spec, cmd_tokenize_spec, cmd_ppl_spec, cmd_bench_spec,
     cmd_init_spec, cmd_convert_spec, cmd_gates_spec, cmd_finetune_spec, cmd_vocab_spec,
-    cmd_train_spec, cmd_order_spec;
+    cmd_train_spec, cmd_order_spec, cmd_chat_spec;
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -24,6 +24,7 @@ int cmd_finetune(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_order(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 /* Rows for option tables: the budget of generate, ppl and bench, and the
  * gate options they share with `doze gates` (cli_gates reads those the

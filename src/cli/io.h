@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define IO_STDIN 0 /* io_read only (doze chat's input) */
 #define IO_STDOUT 1
 #define IO_STDERR 2
 

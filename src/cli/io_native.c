@@ -25,9 +25,10 @@ static int io_errno(int e) {
 }
 
 static FILE *io_file(intptr_t fd) {
+    if (fd == IO_STDIN) return stdin;
     if (fd == IO_STDOUT) return stdout;
     if (fd == IO_STDERR) return stderr;
-    if (fd == -1 || fd == 0) return NULL;
+    if (fd == -1) return NULL;
     return (FILE *)fd;
 }
 
@@ -56,7 +57,7 @@ int io_write(intptr_t fd, const void *buf, size_t n) {
 
 int64_t io_size(intptr_t fd) {
     FILE *f = io_file(fd);
-    if (!f || fd == IO_STDOUT || fd == IO_STDERR) return -1;
+    if (!f || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return -1;
     long cur = ftell(f);
     if (cur < 0 || fseek(f, 0, SEEK_END) != 0) return -1;
     long end = ftell(f);
@@ -66,7 +67,7 @@ int64_t io_size(intptr_t fd) {
 
 void io_close(intptr_t fd) {
     FILE *f = io_file(fd);
-    if (f && fd != IO_STDOUT && fd != IO_STDERR) fclose(f);
+    if (f && fd != IO_STDIN && fd != IO_STDOUT && fd != IO_STDERR) fclose(f);
 }
 
 double io_now_ms(void) {

@@ -409,7 +409,9 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
         }
     }
 
-    doze_status st = tokenizer_from_gguf(h, &m->tok, err);
+    doze_status st = model_meta_from_gguf(h, &m->meta, &m->meta_bytes, err);
+    if (st != DOZE_OK) return st;
+    st = tokenizer_from_gguf(h, &m->tok, err);
     if (st == DOZE_ERR_MISSING) {
         m->tok = NULL;
         doze_error_clear(err);
@@ -431,6 +433,7 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
 void doze_model_free(doze_model *m) {
     if (!m) return;
     tokenizer_free(m->tok);
+    free(m->meta);
     free(m->layers);
     free(m->wo_heads);
     free(m->down_blks);

@@ -65,6 +65,9 @@ struct doze_model {
     const float *output_norm; /* (dim) */
     doze_matrix output;     /* (vocab_size, dim); token_embd when tied */
     doze_tokenizer *tok;    /* NULL when the file has no tokenizer */
+    char *meta;             /* the file's string-valued keys as "key\0value\0" pairs
+                               (model_meta.c); NULL when there are none */
+    size_t meta_bytes;
     float *rope_cos;        /* (context_length, rope_dim / 2) */
     float *rope_sin;        /* (context_length, rope_dim / 2) */
     uint8_t *arena;         /* all tensor bytes, each tensor 64-byte aligned */
@@ -125,6 +128,10 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
 
 /* Wires a model's matrices to the arena per the plan; builds the tokenizer,
  * RoPE tables. Takes ownership of arena on success only. */
+/* Copies the string-valued metadata of h (model_meta.c) into *out as
+ * "key\0value\0" pairs, *n their bytes (NULL, 0 when there are none). */
+doze_status model_meta_from_gguf(const gguf_header *h, char **out, size_t *n, doze_error *err);
+
 doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model_plan *plan,
                            doze_error *err);
 

@@ -1,0 +1,120 @@
+// Chat: a conversation rendered with the model's own chat template
+// (tokenizer.chat_template, a Jinja template) by @huggingface/jinja, then
+// generated like Model#generate until the end of the assistant's turn.
+//
+// Kept out of index.js's static imports: the bare '@huggingface/jinja'
+// specifier needs a bundler or an import map in a browser, so the Model
+// loads this module on first use of chat() and pages that never chat never
+// need it.
+
+import { Template } from '@huggingface/jinja';
+import { DozeError } from './errors.js';
+
+/**
+ * The texts that end an assistant turn in the common template families.
+ * A template that writes one of them is stopped there; the vocabulary's
+ * end-of-generation tokens (EOS/EOT) stop generation as well.
+ */
+export const END_OF_TURN = Object.freeze(['<|im_end|>', '<|eot_id|>', '<end_of_turn>', '<|end|>', '<|eom_id|>']);
+
+// The prompt holds the template's control tokens (<|im_start|>, <|eot_id|>,
+// ...): it must be tokenized with control tokens matched as single tokens.
+// This is the one place that asks for it, as the option the tokenizer and
+// generate take (a vocabulary without those tokens reads them as text).
+const PARSE_SPECIAL = Object.freeze({ parseSpecial: true });
+
+const invalid = (msg) => new DozeError('INVALID_ARGUMENT', msg);
+
+function checkMessages(call, messages) {
+  if (!Array.isArray(messages)) throw invalid(`${call}: messages must be an array of { role, content }`);
+  messages.forEach((m, i) => {
+    if (m === null || typeof m !== 'object') throw invalid(`${call}: messages[${i}] is not an object`);
+    if (typeof m.role !== 'string' || !m.role) throw invalid(`${call}: messages[${i}].role must be a non-empty string`);
+    if (typeof m.content !== 'string') throw invalid(`${call}: messages[${i}].content must be a string`);
+  });
+}
+
+/**
+ * Renders a chat template as transformers' apply_chat_template and llama.cpp
+ * do: the template sees `messages`, `add_generation_prompt`, `bos_token`,
+ * `eos_token` and any extra variables given (e.g. `enable_thinking: false`
+ * for Qwen3).
+ * @param {string} template a Jinja chat template (tokenizer.chat_template)
+ * @param {Array<{role: string, content: string}>} messages
+ * @param {{addGenerationPrompt?: boolean, bosToken?: string, eosToken?: string, [extra: string]: unknown}} [options]
+ * @returns {string}
+ */
+export function renderChat(template, messages, options = {}) {
+  if (typeof template !== 'string' || !template) throw invalid('renderChat: the template must be a non-empty string');
+  checkMessages('renderChat', messages);
+  const { addGenerationPrompt = false, bosToken = '', eosToken = '', ...extra } = options ?? {};
+  let compiled;
+  try {
+    compiled = new Template(template);
+  } catch (e) {
+    throw new DozeError('BAD_FORMAT', `renderChat: the template does not parse: ${e.message}`, { cause: e });
+  }
+  try {
+    return compiled.render({
+      ...extra,
+      messages,
+      add_generation_prompt: !!addGenerationPrompt,
+      bos_token: String(bosToken),
+      eos_token: String(eosToken),
+    });
+  } catch (e) {
+    throw new DozeError('BAD_FORMAT', `renderChat: the template failed: ${e.message}`, { cause: e });
+  }
+}
+
+/** The END_OF_TURN texts a template writes. */
+export function endOfTurnStrings(template) {
+  return END_OF_TURN.filter((s) => template.includes(s));
+}
+
+/** The id of a text that the vocabulary has as one control token, or null. */
+function singleTokenId(model, text) {
+  const ids = model.tokenize(text, { bos: false, ...PARSE_SPECIAL });
+  return ids.length === 1 ? ids[0] : null;
+}
+
+/**
+ * The prompt model.chat() feeds for `messages`: the model's template
+ * rendered with add_generation_prompt, without a leading BOS text (the
+ * tokenizer adds BOS itself, as llama.cpp does, so it is not doubled).
+ * @returns {{prompt: string, template: string, stop: Array<string|number>}}
+ */
+export function chatPrompt(model, messages, options = {}) {
+  checkMessages('chat', messages);
+  const { template, addGenerationPrompt = true, templateContext = {} } = options;
+  const tmpl = template ?? model.metadata('tokenizer.chat_template');
+  if (typeof tmpl !== 'string' || !tmpl) {
+    throw new DozeError('MISSING', 'chat: the model has no chat template (tokenizer.chat_template); pass { template }');
+  }
+  const { bosId, eosId } = model.info;
+  const bosToken = bosId >= 0 ? model.tokenText(bosId) ?? '' : '';
+  const eosToken = eosId >= 0 ? model.tokenText(eosId) ?? '' : '';
+  let prompt = renderChat(tmpl, messages, { ...templateContext, addGenerationPrompt, bosToken, eosToken });
+  if (bosToken && prompt.startsWith(bosToken)) prompt = prompt.slice(bosToken.length);
+  const eot = endOfTurnStrings(tmpl);
+  const ids = eot.map((s) => singleTokenId(model, s)).filter((id) => id != null);
+  return { prompt, template: tmpl, stop: [...eot, ...ids] };
+}
+
+/**
+ * Streams the assistant's reply to `messages`, like Model#generate (same
+ * items, same result), from an empty context. Stops at the vocabulary's
+ * EOS, at the template family's end-of-turn text or token, at `stop`, or at
+ * maxTokens. Options: those of generate, plus `template` (instead of the
+ * model's tokenizer.chat_template), `addGenerationPrompt` (default true) and
+ * `templateContext` (extra template variables, e.g. { enable_thinking: false }).
+ * @param {import('../index.js').Model} model
+ * @param {Array<{role: string, content: string}>} messages
+ * @param {object} [options]
+ */
+export async function* chat(model, messages, options = {}) {
+  const { template, addGenerationPrompt, templateContext, stop, ...generateOptions } = options ?? {};
+  const p = chatPrompt(model, messages, { template, addGenerationPrompt, templateContext });
+  const extra = stop == null ? [] : Array.isArray(stop) ? stop : [stop];
+  return yield* model.generate(p.prompt, { ...generateOptions, ...PARSE_SPECIAL, stop: [...p.stop, ...extra] });
+}

@@ -1,0 +1,80 @@
+// The web demo's chat mode (web-demo/chat.js) in Debian's Chromium: a model
+// whose GGUF has a chat template gets a Chat panel that answers two turns
+// (rendered with the template in the page, generated in the worker); a
+// model without one gets no panel; no console errors.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer } from '../../web-demo/serve.js';
+import { ARGS, CHROMIUM, playwright, skipReason } from '../browser/chromium.js';
+import { withStringKey } from './chat_fixtures.js';
+import { root, scratch } from './helpers.js';
+
+const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+let dir;
+let server;
+let browser;
+const errors = [];
+
+before(async () => {
+  if (skipReason) return;
+  dir = scratch();
+  const models = join(dir, 'models');
+  mkdirSync(models);
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  writeFileSync(join(models, 'chat.gguf'), withStringKey(plain, 'tokenizer.chat_template', CHATML));
+  writeFileSync(join(models, 'plain.gguf'), plain);
+  server = await startServer({ port: 0, modelsDir: models });
+  browser = await playwright.chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function open(query) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e}`));
+  await page.goto(new URL(query, server.url).href);
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30000 });
+  return page;
+}
+
+test('a model with a chat template gets a chat panel that answers two turns', { skip: skipReason }, async () => {
+  const page = await open('?model=models/chat.gguf');
+  await page.waitForSelector('#chat-section', { timeout: 15000 });
+  assert.match(await page.textContent('#chat-help'), /<\|im_end\|>/);
+  await page.fill('#max-tokens', '12');
+  await page.fill('#temperature', '0');
+  for (const [i, text] of ['Tell me a story about a bird.', 'What happened then?'].entries()) {
+    await page.fill('#chat-input', text);
+    await page.click('#chat-send');
+    await page.waitForFunction((n) => document.getElementById('chat-section').dataset.turns === String(n), i + 1, { timeout: 30000 });
+  }
+  const log = await page.$$eval('#chat-log li', (lis) => lis.map((li) => ({ role: li.dataset.role, text: li.textContent })));
+  assert.deepEqual(log.map((l) => l.role), ['user', 'assistant', 'user', 'assistant']);
+  assert.equal(log[0].text, 'Tell me a story about a bird.');
+  assert.ok(log[1].text.trim().length > 0 && log[3].text.trim().length > 0, JSON.stringify(log));
+  assert.equal(await page.$$eval('#chat-log .error', (x) => x.length), 0);
+  await (await page.$('#chat-section')).screenshot({ path: '/tmp/doze-demo-chat.png' });
+  // Clear empties the conversation
+  await page.click('#chat-clear');
+  assert.equal(await page.$$eval('#chat-log li', (x) => x.length), 0);
+  await page.close();
+});
+
+test('a model without a chat template gets no chat panel', { skip: skipReason }, async () => {
+  const page = await open('?model=models/plain.gguf');
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('model-status').textContent), null, { timeout: 30000 });
+  await page.waitForTimeout(500); // the metadata read that finds no template
+  assert.equal(await page.$('#chat-section'), null);
+  await page.close();
+  assert.deepEqual(errors, []);
+});
