@@ -231,7 +231,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "ppl %s %s --budget 1.5", model, text);
     expect_usage(cmd, "ppl", "--budget must be in (0, 1]");
     snprintf(cmd, sizeof cmd, "init --type q5_1 -o %s/x.gguf", dir);
-    expect_usage(cmd, "init", "--type takes one of f32, f16, q8_0, q4_0, not \"q5_1\"");
+    expect_usage(cmd, "init", "--type takes one of f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m, not \"q5_1\"");
     snprintf(cmd, sizeof cmd, "init --dim 32 %s/x.gguf", dir);
     expect_usage(cmd, "init", "takes no arguments");
     snprintf(cmd, sizeof cmd, "init --dim 32");

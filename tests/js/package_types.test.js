@@ -62,7 +62,7 @@ function typecheck(docs) {
     compilerOptions: {
       strict: true, noEmit: true, allowJs: true, checkJs: true, skipLibCheck: false,
       module: 'esnext', target: 'es2022', moduleResolution: 'bundler', lib: ['es2022', 'dom', 'dom.iterable'], types: [],
-      paths: { 'doze-lm': [join(root, 'js/index.d.ts')], 'doze-lm/worker': [join(root, 'js/worker.d.ts')] },
+      paths: { 'doze-lm': [join(root, 'js/index.d.ts')], 'doze-lm/worker': [join(root, 'js/worker.d.ts')], 'doze-lm/models': [join(root, 'js/models.d.ts')], 'doze-lm/chat': [join(root, 'js/chat.d.ts')] },
     },
     files: ['node-shim.d.ts', join(root, 'js/index.d.ts'), join(root, 'js/worker.d.ts'), ...files],
   }));
