@@ -21,7 +21,7 @@ for b in 0.7 0.5; do
 done
 P=$(head -c 700 "$DEV" | tr '\n' ' ')
 # unobserved, so the prompt goes through the batched prefill
-"$DOZE" generate "$M" --prompt "$P" --steps 240 > "$OUT/prefill.txt" 2>/dev/null
+"$DOZE" generate "$M" --prompt "$P" --steps 400 > "$OUT/prefill.txt" 2>/dev/null
 "$DOZE" ppl "$M" "$DEV" --ctx 128 > "$OUT/ppl.txt" 2>/dev/null
 "$DOZE" ppl "$M" "$DEV" --ctx 128 --budget 0.6 --calib "$W/calib.txt" > "$OUT/ppl0.6.txt" 2>/dev/null
 "$DOZE" finetune "$M" "$TRAIN" --budget 0.6 --steps 20 --ctx 64 --batch 4 -o "$W/ft.gates.gguf" 2>&1 \
