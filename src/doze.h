@@ -110,7 +110,7 @@ typedef struct {
     int bos_id, eos_id, unk_id;  /* -1 where the model has none */
     int ffn_block;               /* channels per FFN block (16, 32 or 256; see
                                     doze_model_ffn_block) */
-    uint32_t ffn_order;          /* issue 8: 0, or the doze.ffn_order key of a file whose
+    uint32_t ffn_order;          /* 0, or the doze.ffn_order key of a file whose
                                     FFN channels doze_ffn_order_write reordered (a hash of
                                     the order; gate files are bound to it) */
     /* the architecture's switches (src/runtime/arch.c) */
@@ -217,7 +217,7 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
  * tokens do not attend to this position at that layer). A skipped head
  * computes no Q slice, no attention and no slice of the output projection. */
 
-/* Issue 8: FFN blocks. The FFN intermediate dimension of every layer is cut
+/* FFN blocks. The FFN intermediate dimension of every layer is cut
  * into blocks of doze_model_ffn_block(m) channels (the last one shorter when
  * hidden_dim is not a multiple): n_blocks = ceil(hidden_dim / block). The
  * block size is a property of the model: 16 when ffn_gate, ffn_up and
@@ -289,7 +289,7 @@ doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void
                             void *ctx, doze_error *err);
 void doze_gates_free(doze_gates *g);
 
-/* FFN channel order (issue 8; see src/ffn_order.c). The FFN's intermediate
+/* FFN channel order (see src/tools/ffn_order.c). The FFN's intermediate
  * channels can be permuted without changing the model's function; grouping
  * the channels that matter on the same tokens into the same blocks makes FFN
  * blocks cheaper to skip. */
@@ -560,7 +560,7 @@ doze_status doze_sampler_accept(doze_sampler *s, int token, doze_error *err);
 /* Forgets the history. */
 void doze_sampler_reset(doze_sampler *s);
 
-/* ---- issue 7: full-model training and tokenizer training ------------------------------
+/* ---- full-model training and tokenizer training ------------------------------
  * Every weight learns: embedding, norms, Q/K/V/O, FFN, classifier (tied to
  * the embedding or not). Next-token cross-entropy over batches of windows,
  * AdamW, global-norm gradient clipping, warm-up then cosine or linear decay
@@ -643,7 +643,6 @@ doze_status doze_full_trainer_save(const doze_full_trainer *t, const char *name,
 doze_status doze_vocab_train(const char *text, size_t len, int size,
                              int (*fn)(void *ctx, const void *bytes, size_t n), void *ctx,
                              doze_error *err);
-/* ---- end of issue 7 block ---- */
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,7 @@ static void uniform_mask(int n_layers, double b, int step, uint8_t *layer_on) {
     for (int i = 0; i < keep; i++) layer_on[((int)((double)i * n_layers / keep) + step) % n_layers] = 1;
 }
 
-/* issue 8: a forced mask that skips only FFN blocks: every layer and head
+/* A forced mask that skips only FFN blocks: every layer and head
  * runs, and per layer the number of FFN blocks that brings the step's
  * compute (at position pos) to b, spread evenly and rotated every step (and
  * staggered across layers) so that the skipped weights change from token
@@ -118,7 +118,7 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
 
 /* decode speed under forced uniform masks at several budgets, against dense,
  * beside the Amdahl bound (embedding and classifier are not skippable);
- * ffn: masks that skip only FFN blocks (issue 8) */
+ * ffn: masks that skip only FFN blocks */
 static int skip_table(doze_model *m, int steps, int json, int ffn) {
     const doze_model_info *c = doze_model_get_info(m);
     const double layer_budgets[4] = {1.0, 0.75, 0.5, 0.3}, ffn_budgets[4] = {1.0, 0.75, 0.6, 0.5};
@@ -179,7 +179,7 @@ static int budget_bench(doze_model *m, const cli_args *a, double budget, int ste
     return rc;
 }
 
-/* issue 9: prompt processing: a prompt of n tokens (BOS, then a fixed
+/* Prompt processing: a prompt of n tokens (BOS, then a fixed
  * pseudo-random walk over the vocabulary) through doze_session_prefill,
  * best of `reps` runs (the first one is a warm-up); *first_ms: the first
  * run's time to its logits. */
@@ -269,7 +269,7 @@ static double matvecs_tok_s(const doze_model *m) {
     return best;
 }
 
-/* ---- several models side by side (issue 9's ratios) -------------------- */
+/* ---- several models side by side (ratios under one load) -------------------- */
 
 #define BENCH_MAX_MODELS 8
 

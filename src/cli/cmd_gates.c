@@ -132,7 +132,7 @@ size_t cli_mask_line_size(const doze_model *m) {
 }
 
 /* "pos token compute layers heads ffn": layers as 0/1; per layer its heads
- * and (issue 8) its FFN blocks as 0/1, '-' for a skipped layer, layers
+ * and its FFN blocks as 0/1, '-' for a skipped layer, layers
  * separated by '/'. buf: cli_mask_line_size(m) bytes. */
 void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int token, char *buf,
                      size_t cap) {

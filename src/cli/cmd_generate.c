@@ -248,7 +248,7 @@ int cmd_generate(int argc, char **argv) {
     int generated = 0;
     int token = ids[0];
     int pos0 = 0;
-    /* issue 9: the prompt in one batched prefill when nothing per step is
+    /* The prompt in one batched prefill when nothing per step is
      * asked for and the run is dense */
     if (n_prompt > 1 && o.trace < 0 && o.logits < 0 && o.masks < 0 && !gating) {
         if (doze_session_prefill(s, ids, n_prompt - 1, &e) != DOZE_OK) {

@@ -1,5 +1,5 @@
 /* `doze order-ffn`: rewrites a model with each layer's FFN channels grouped
- * into blocks by what they contribute on calibration text (issue 8; the
+ * into blocks by what they contribute on calibration text (the
  * method is in src/ffn_order.c), so that FFN blocks skip at less cost. */
 #include <stdlib.h>
 

@@ -161,7 +161,7 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
             h ^= parts[p][i];
             h *= 16777619u;
         }
-    /* issue 8: a model whose FFN channels were reordered is another model
+    /* a model whose FFN channels were reordered is another model
      * to its block rows (files without the key keep their fingerprint) */
     for (int b = 0; c->ffn_order && b < 4; b++) {
         h ^= (uint8_t)(c->ffn_order >> (8 * b));

@@ -5,7 +5,7 @@
  * A layer's router has 1 + n_heads + n_blocks rows, scoring the log of the
  * damage of skipping a unit. Rows 0 (the layer) and 1 + h (head h) read the
  * normed residual entering the layer, xn = rmsnorm(x, attn_norm), and are
- * decided before the layer runs; rows 1 + n_heads + j (FFN block j, issue 8)
+ * decided before the layer runs; rows 1 + n_heads + j (FFN block j)
  * read the FFN's own input, hn = rmsnorm(x + attention output, ffn_norm),
  * and are decided after the layer's attention (gate file version 3; in
  * version 2 they read xn, and such files are refused). z = R xn + bias (or

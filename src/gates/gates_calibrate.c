@@ -10,8 +10,8 @@
  * state from the dense one when the layer, its attention, or its whole FFN
  * is skipped and the layers above are re-run. A head gets its attention's
  * damage in proportion to its output norm ||Wo_h att_h||, and an FFN block
- * its FFN's damage times ||W_down_j h_j||^2 / ||sum_k W_down_k h_k||^2
- * (issue 8): a linearized estimate of what the part of the update the block
+ * its FFN's damage times ||W_down_j h_j||^2 / ||sum_k W_down_k h_k||^2:
+ * a linearized estimate of what the part of the update the block
  * writes does at the output. */
 #include <math.h>
 #include <stdlib.h>

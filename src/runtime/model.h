@@ -18,7 +18,7 @@ typedef struct {
     int rows;
     int cols;
     const void *data;
-    int layout;   /* issue 9: 0 row-major as in the file; 1 "x4": rows in groups of 4
+    int layout;   /* 0 row-major as in the file; 1 "x4": rows in groups of 4
                      with their blocks (q8_0/q4_0) or 16-byte chunks (4 f32, 8 f16
                      columns) interleaved (kernels.h) */
 } doze_matrix;
@@ -39,10 +39,10 @@ typedef struct {
     doze_matrix *w_down_blk; /* (n_ffn_blocks) blocks of ffn_down, each (dim, width):
                                the columns of FFN block j (intermediate channels
                                fb*j .. fb*j + width), stored contiguously so that a
-                               skipped block's weights are not read (issue 8) */
+                               skipped block's weights are not read */
 } doze_layer;
 
-/* issue 8: FFN blocks. The FFN intermediate dimension is cut into blocks of
+/* FFN blocks. The FFN intermediate dimension is cut into blocks of
  * fb channels (the model's info.ffn_block: 16, 32 or 256; the last block shorter
  * when hidden_dim % fb != 0). A skipped block computes none of its
  * ffn_gate/ffn_up rows and none of its ffn_down columns. */
@@ -89,9 +89,9 @@ typedef enum {
     SLOT_NORM_F16,    /* an f16 vector widened to f32 */
     SLOT_HEAD_BLOCKS, /* attn_output split into per-head column blocks (x4 inside each
                          head where model_x4_fits) */
-    SLOT_FFN_BLOCKS,  /* issue 8: ffn_down split into per-block column blocks (x4 inside
+    SLOT_FFN_BLOCKS,  /* ffn_down split into per-block column blocks (x4 inside
                          each block where model_x4_fits) */
-    SLOT_INTERLEAVE4  /* issue 9: a q4_0/q8_0/f32/f16 matrix repacked in place to the x4 layout */
+    SLOT_INTERLEAVE4  /* a q4_0/q8_0/f32/f16 matrix repacked in place to the x4 layout */
 } doze_slot_kind;
 
 /* Where each tensor the model needs goes: filled by model_plan(). */
@@ -144,7 +144,8 @@ doze_matrix model_rows(const doze_matrix *w, int first, int n);
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
                   void *xq_scratch);
 /* Activations quantized once for several products with the same input
- * (issue 9): when any of w[0..n) is q8_0/q4_0, xq = x(cols) as q8_0 blocks;
+ * (decode's K, V and every Q head share one): when any of w[0..n) wants
+ * q8_0 activations, xq = x(cols) as q8_0 blocks;
  * then model_matvec_prepared(m, y, w[i], x, xq) for each (and for row views
  * of them) gives model_matvec's bits. */
 void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq);
@@ -162,7 +163,7 @@ void model_dequantize_row(const doze_matrix *w, int r, float *out);
 /* Embedding row of `token` as floats: out(dim). */
 void model_embed(const doze_model *m, int token, float *out);
 
-/* issue 8: the FFN of one token on x(dim) in place: x += sum over running
+/* The FFN of one token on x(dim) in place: x += sum over running
  * blocks j of W_down_j swiglu(W_gate_j xn, W_up_j xn), where xn(dim) holds
  * rmsnorm(x, ffn_norm) on entry (the caller norms: the block gates read it
  * first). blk_on (n_ffn_blocks, NULL: all on). Runs of consecutive running

@@ -1,4 +1,4 @@
-/* FFN channel order (issue 8): which intermediate channels share an FFN block.
+/* FFN channel order: which intermediate channels share an FFN block.
  *
  * A SwiGLU FFN computes the same function under any permutation of its
  * intermediate channels (rows of ffn_gate and ffn_up, columns of ffn_down

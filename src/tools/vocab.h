@@ -1,4 +1,4 @@
-/* Tokenizer training (issue 7): a SentencePiece-style BPE vocabulary with
+/* Tokenizer training: a SentencePiece-style BPE vocabulary with
  * byte fallback, in the form the runtime's tokenizer (tokenizer.c) reads,
  * and the story splitting shared by `doze vocab` and `doze train`. */
 #ifndef DOZE_VOCAB_H

@@ -1,4 +1,4 @@
-/* Hostile and broken model files (issue 3): every real and seeded model file
+/* Hostile and broken model files: every real and seeded model file
  * is truncated at many offsets and has bytes flipped at random (fixed seed);
  * every variant goes through the streaming loader in random chunk sizes and
  * must give either a clean error (code != OK, a message, nothing leaked: the

@@ -1,4 +1,4 @@
-/* FFN channel order (issue 8, src/ffn_order.c): the order is a permutation
+/* FFN channel order (src/tools/ffn_order.c): the order is a permutation
  * per layer, found deterministically, and raises the contribution the
  * tokens keep in their top blocks; the rewritten model computes what the
  * original does (only the FFN's float sums change order); gate files are

@@ -166,7 +166,7 @@ static void test_expf(void) {
 
 /* ---- matvec f32 / f16 ---------------------------------------------------- */
 
-/* issue 9: W(rows, cols) f32 row-major -> the x4 layout of kernels.h (rows % 4
+/* W(rows, cols) f32 row-major -> the x4 layout of kernels.h (rows % 4
  * == 0, cols % 4 == 0), written from its definition: w(r, c) goes to
  * (r / 4) * 4 * cols + (c / 4) * 16 + (r % 4) * 4 + c % 4 */
 static void to_x4_f32(const float *src, float *dst, int rows, int cols) {
@@ -274,7 +274,7 @@ static void run_matvec_f16(rng_t *r, int rows, int cols, double *max) {
     R->matvec_f16(yr, w, x, rows, cols);
     check_matvec("matvec_f16", ys, yr, yd, mag, rows, cols, max);
     if (rows % 4 == 0 && cols % 8 == 0) {
-        /* issue 9, the x4 layout (rand_half gives no inf/nan): SIMD ==
+        /* the x4 layout (rand_half gives no inf/nan): SIMD ==
          * reference == matvec_f32_x4 of the widened W, bit for bit; with x
          * as drawn and with x large (|x| >= 2^16: the exact path) */
         uint16_t *wx = xmalloc((size_t)rows * cols * sizeof *wx);
@@ -766,7 +766,7 @@ static void test_read_probe(void) {
     printf("read_probe: ok\n");
 }
 
-/* ---- issue 9: q4_0, the x4 layouts, matmul --------------------------------- */
+/* ---- q4_0, the x4 layouts, matmul --------------------------------- */
 
 /* rows(rows) of W in the x4 layout from row-major blocks (bb bytes each,
  * f16 scale first), as model.c's SLOT_INTERLEAVE4 repacks them */

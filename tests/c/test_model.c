@@ -2,7 +2,7 @@
  * SIMD kernels agree with the reference kernels, F16/Q8_0 track F32,
  * streaming in any chunking gives the same model, sessions are independent,
  * errors for out-of-range tokens and a full context, the sampler, and
- * (issue 9) the x4 layouts: every weight row read back through the layout
+ * the x4 layouts: every weight row read back through the layout
  * equals the file's row. */
 #include <math.h>
 #include <stdint.h>
@@ -87,7 +87,7 @@ static void raw_row(const mem_buf *f, const gguf_header *h, const gguf_tensor *t
     }
 }
 
-/* issue 9: the matrices of m (loaded from the GGUF in f, f32 or f16) read
+/* The matrices of m (loaded from the GGUF in f, f32 or f16) read
  * back row by row through their in-memory layout (x4 or not) equal the
  * file's rows; returns the number of x4 matrices seen */
 static int check_layout_rows(const doze_model *m, const mem_buf *f) {

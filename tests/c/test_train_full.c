@@ -1,4 +1,4 @@
-/* Full-model training (issue 7): the weight-gradient products match scalar
+/* Full-model training: the weight-gradient products match scalar
  * references and do not depend on the thread count; the gradients of every
  * tensor kind (embedding, norms, Q/K/V/O, FFN, classifier; tied and
  * untied) match central finite differences on a tiny seeded model; a tiny

@@ -1,4 +1,4 @@
-// Corrupted model files through the wasm build (issue 3): truncated and
+// Corrupted model files through the wasm build: truncated and
 // byte-flipped variants of seeded and reference models go through the wasm
 // CLI's `generate FILE --steps 4`. Every run must end with exit code 0 or 1
 // and, on failure, a "doze: ..." message; never a trap (the CLI's 134).

@@ -92,7 +92,7 @@ test('model.info describes the init model', async () => {
     assert.deepEqual([i.dim, i.hiddenDim, i.layers, i.heads, i.kvHeads, i.headDim, i.vocabSize, i.contextLength],
       [64, 160, 2, 4, 2, 16, 300, 128]);
     assert.equal(i.weightType, 'f32');
-    // issue 8: a small f32 FFN (160 < 8 * 32 channels): blocks of 16
+    // A small f32 FFN (160 < 8 * 32 channels): blocks of 16
     assert.equal(i.ffnBlock, 16);
     assert.equal(i.ffnBlocks, 10);
     assert.equal(i.ffnOrder, 0); // not rewritten by doze order-ffn

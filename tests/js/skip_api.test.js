@@ -184,7 +184,7 @@ for (const [name, getPath, skip] of [['init', () => initPath, false], ['stories2
     const cliBytes = readFileSync(cliFile);
     const m = await loadModel(path);
     try {
-      // issue 8: the init model's FFN (344 channels) has blocks of 32, stories260K's (172, f32) of 16
+      // The init model's FFN (344 channels) has blocks of 32, stories260K's (172, f32) of 16
       assert.equal(m.info.ffnBlock, name === 'init' ? 32 : 16);
       assert.equal(m.info.ffnBlocks, Math.ceil(m.info.hiddenDim / m.info.ffnBlock));
       const g = await m.calibrateGates({ text: TEXT });
