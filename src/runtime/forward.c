@@ -17,9 +17,7 @@
  * budget's feedback moves it between passes, so gated passes are shorter */
 #define GATED_CHUNK 16
 
-/* The masks of n tokens copied from a doze_mask into a batch (NULL heads
- * or ffn: all on; NULL mask: dense), as 0/1 bytes. */
-static void copy_masks(const doze_model *m, const doze_mask *src, int t0, int n, batch_masks *dst) {
+void batch_masks_copy(const doze_model *m, const doze_mask *src, int t0, int n, batch_masks *dst) {
     const doze_model_info *c = &m->info;
     const size_t nl = (size_t)c->n_layers, nh = (size_t)c->n_heads, nb = (size_t)m->n_ffn_blocks;
     for (size_t i = 0; i < (size_t)n * nl; i++)
@@ -59,19 +57,23 @@ typedef struct {
     layer_scratch ls;
 } chunk_buffers;
 
+typedef struct {
+    const doze_model *m;
+    int chunk, ctx;
+    chunk_buffers *b;
+} chunk_plan;
+
+static void chunk_carve(carver *c, void *ctx) {
+    const chunk_plan *p = ctx;
+    p->b->x = carve(c, (size_t)p->chunk * (size_t)p->m->info.dim);
+    batch_masks_carve(c, p->m, p->chunk, &p->b->mk);
+    layer_scratch_carve(c, p->m, p->chunk, p->ctx, &p->b->ls);
+}
+
 static doze_status chunk_buffers_new(const doze_model *m, int chunk, int ctx, chunk_buffers *b, doze_error *err) {
-    carver c = {NULL, 0};
-    for (int pass = 0; pass < 2; pass++) {
-        b->x = carve(&c, (size_t)chunk * (size_t)m->info.dim);
-        batch_masks_carve(&c, m, chunk, &b->mk);
-        layer_scratch_carve(&c, m, chunk, ctx, &b->ls);
-        if (pass == 0) {
-            b->block = malloc(c.at + 64);
-            if (!b->block)
-                return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a forward of %d tokens", chunk);
-            c = (carver){(uint8_t *)(((uintptr_t)b->block + 63) & ~(uintptr_t)63), 0};
-        }
-    }
+    chunk_plan p = {m, chunk, ctx, b};
+    b->block = carve_alloc(chunk_carve, &p);
+    if (!b->block) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a forward of %d tokens", chunk);
     return DOZE_OK;
 }
 
@@ -97,7 +99,7 @@ doze_status session_prefill(doze_session *s, const int32_t *tokens, int n, const
     for (int t0 = 0; t0 < n; t0 += chunk) {
         const int k = n - t0 < chunk ? n - t0 : chunk;
         for (int t = 0; t < k; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * c->dim); /* x(k, dim) */
-        if (mask) copy_masks(m, mask, t0, k, &b.mk);
+        if (mask) batch_masks_copy(m, mask, t0, k, &b.mk);
         session_run(s, k, b.x, &b.mk, mask != NULL, &b.ls, NULL);
     }
     free(b.block);
@@ -140,7 +142,7 @@ doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T, c
     for (int t0 = 0; t0 < T; t0 += chunk) {
         const int n = T - t0 < chunk ? T - t0 : chunk;
         for (int t = 0; t < n; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * dim); /* x(n, dim) */
-        copy_masks(m, mask, t0, n, &b.mk);
+        batch_masks_copy(m, mask, t0, n, &b.mk);
         for (int l = 0; l < c->n_layers; l++) layer_forward(m, l, &kv, t0, n, b.x, &b.mk, NULL, &b.ls, NULL);
         for (int t = 0; t < n; t++) {
             k->rmsnorm(b.ls.xn, b.x + (size_t)t * dim, m->output_norm, dim, c->norm_eps);
@@ -174,7 +176,7 @@ doze_status session_verify(doze_session *s, const int32_t *tokens, int n, float 
     for (int t0 = 0; t0 < n; t0 += chunk) {
         const int k = n - t0 < chunk ? n - t0 : chunk;
         for (int t = 0; t < k; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * c->dim); /* x(k, dim) */
-        copy_masks(m, NULL, 0, k, &b.mk); /* forced, every unit on: dense */
+        batch_masks_copy(m, NULL, 0, k, &b.mk); /* forced, every unit on: dense */
         session_run(s, k, b.x, &b.mk, 1, &b.ls, NULL);
         /* b.x holds the k final streams; the last one's logits are the session's */
         for (int t = 0; t + 1 < k; t++) {

@@ -31,7 +31,8 @@ struct doze_session {
     doze_cost_model cost;
 };
 
-static void session_carve(carver *c, doze_session *s) {
+static void session_carve(carver *c, void *ctx) {
+    doze_session *s = ctx;
     const doze_model *m = s->model;
     const doze_model_info *i = &m->info;
     const size_t cells = (size_t)i->n_layers * (size_t)i->context_length;
@@ -74,17 +75,13 @@ doze_session *doze_session_new(doze_model *m, doze_error *err) {
     s->model = m;
     s->budget = 1.0f;
     cost_model_init(c, &s->cost);
-    carver measure = {NULL, 0};
-    session_carve(&measure, s);
-    s->block = malloc(measure.at + 64);
+    s->block = carve_alloc(session_carve, s);
     if (!s->block) {
         doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a session (KV cache of %llu bytes for context %d)",
                   (unsigned long long)(2 * cache * sizeof(float)), c->context_length);
         free(s);
         return NULL;
     }
-    carver cut = {(uint8_t *)(((uintptr_t)s->block + 63) & ~(uintptr_t)63), 0};
-    session_carve(&cut, s);
     memset(s->kv.valid, 0, (size_t)c->n_layers * (size_t)c->context_length);
     memset(s->logits, 0, (size_t)c->vocab_size * sizeof(float));
     memset(s->mk.layer_on, 1, (size_t)c->n_layers);
@@ -195,8 +192,8 @@ void session_run(doze_session *s, int n, float *x, batch_masks *mk, int forced, 
     const int dim = c->dim, nl = c->n_layers, nh = c->n_heads, nb = m->n_ffn_blocks;
     const int pos = s->pos;
     /* who decides: forced masks, the gates under a budget, or nobody (dense) */
-    const doze_gates *g = forced ? NULL : s->gates;
-    const int gated = g && s->budget < 0.9995f && pos + n - 1 >= g->params.protect_tokens;
+    const doze_gates *g = s->gates;
+    const int gated = !forced && session_gated(s) && pos + n - 1 >= g->params.protect_tokens;
     gate_ctx gc = {s, pos, gated ? gates_log_lambda(g, s->budget) + s->lambda_adj : 0.0f};
     const layer_decider d = {&gc, decide_layer, decide_ffn};
     if (!forced && !gated) {
@@ -238,12 +235,7 @@ doze_status session_step(doze_session *s, int token, const doze_mask *mask, doze
         return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)", token, c->vocab_size);
     if (s->pos >= c->context_length)
         return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "context of %d positions is full", c->context_length);
-    if (mask) {
-        const size_t nl = (size_t)c->n_layers, nh = (size_t)c->n_heads, nb = (size_t)m->n_ffn_blocks;
-        for (size_t i = 0; i < nl; i++) s->mk.layer_on[i] = mask->layers[i] != 0;
-        for (size_t i = 0; i < nl * nh; i++) s->mk.head_on[i] = mask->heads ? mask->heads[i] != 0 : 1;
-        for (size_t i = 0; i < nl * nb; i++) s->mk.ffn_on[i] = mask->ffn ? mask->ffn[i] != 0 : 1;
-    }
+    if (mask) batch_masks_copy(m, mask, 0, 1, &s->mk);
     model_embed(m, token, s->x); /* x(dim) */
     session_run(s, 1, s->x, &s->mk, mask != NULL, &s->ls, trace);
     return DOZE_OK;
@@ -268,6 +260,26 @@ static float rel_sq_dist(const float *a, const float *b, int n) {
     return (float)(d / (r > 0 ? r : 1));
 }
 
+/* session_damage's buffers, carved from one allocation */
+typedef struct {
+    const doze_model *m;
+    float *saved_kv;  /* (n_layers, 2, kv_dim) the traced step's K/V */
+    float *dense_x;   /* (dim) its stream */
+    float *dense_out; /* (dim) its final normed state */
+    float *out;       /* (dim) a re-run's final normed state */
+    batch_masks mk;   /* one token's mask */
+} damage_buffers;
+
+static void damage_carve(carver *c, void *ctx) {
+    damage_buffers *b = ctx;
+    const doze_model_info *i = &b->m->info;
+    b->saved_kv = carve(c, (size_t)i->n_layers * 2 * (size_t)i->n_kv_heads * (size_t)i->head_dim);
+    b->dense_x = carve(c, (size_t)i->dim);
+    b->dense_out = carve(c, (size_t)i->dim);
+    b->out = carve(c, (size_t)i->dim);
+    batch_masks_carve(c, b->m, 1, &b->mk);
+}
+
 doze_status session_damage(doze_session *s, const doze_step_trace *trace, float *layer_damage,
                            float *attn_damage, float *ffn_damage, doze_error *err) {
     if (!s || !trace || s->pos < 1) return doze_fail(err, DOZE_ERR_STATE, "no traced step to revisit");
@@ -276,22 +288,11 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
     const doze_kernels *k = m->kern;
     const int pos = s->pos - 1, dim = c->dim, nl = c->n_layers, nh = c->n_heads, nb = m->n_ffn_blocks;
     const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    carver cv = {NULL, 0};
-    uint8_t *block = NULL;
-    float *saved_kv = NULL, *dense_x = NULL, *dense_out = NULL, *out = NULL;
-    batch_masks mk;
-    for (int pass = 0; pass < 2; pass++) {
-        saved_kv = carve(&cv, (size_t)nl * 2 * kv_dim);
-        dense_x = carve(&cv, (size_t)dim);
-        dense_out = carve(&cv, (size_t)dim);
-        out = carve(&cv, (size_t)dim);
-        batch_masks_carve(&cv, m, 1, &mk);
-        if (pass == 0) {
-            block = malloc(cv.at + 64);
-            if (!block) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory measuring skip damage");
-            cv = (carver){(uint8_t *)(((uintptr_t)block + 63) & ~(uintptr_t)63), 0};
-        }
-    }
+    damage_buffers b = {m, NULL, NULL, NULL, NULL, {NULL, NULL, NULL}};
+    uint8_t *block = carve_alloc(damage_carve, &b);
+    if (!block) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory measuring skip damage");
+    float *saved_kv = b.saved_kv, *dense_x = b.dense_x, *dense_out = b.dense_out, *out = b.out;
+    batch_masks mk = b.mk;
     for (int l = 0; l < nl; l++) {
         size_t row = ((size_t)l * (size_t)c->context_length + (size_t)pos) * kv_dim;
         memcpy(saved_kv + (size_t)l * 2 * kv_dim, s->kv.key + row, kv_dim * sizeof(float));

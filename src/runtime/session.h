@@ -57,6 +57,9 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
 
 /* Shared by the drivers. */
 void batch_masks_carve(carver *c, const doze_model *m, int n, batch_masks *mk);
+/* Tokens t0 .. t0 + n - 1 of src (rows of tokens; NULL heads or ffn: all
+ * on; NULL src: dense) into dst as 0/1 bytes. */
+void batch_masks_copy(const doze_model *m, const doze_mask *src, int t0, int n, batch_masks *dst);
 doze_status check_tokens(const doze_model *m, const int32_t *tokens, int n, doze_error *err);
 doze_status check_mask(const doze_mask *mask, doze_error *err);
 
