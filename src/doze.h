@@ -92,7 +92,7 @@ doze_model_params doze_model_default_params(void);
 typedef struct {
     char architecture[32];
     int dim;            /* embedding length */
-    int hidden_dim;     /* feed-forward length */
+    int hidden_dim;     /* feed-forward length (MoE: of each expert) */
     int n_layers;
     int n_heads;
     int n_kv_heads;
@@ -119,6 +119,13 @@ typedef struct {
     int qk_norm;                 /* 1: per-head RMSNorm of q and k before RoPE */
     float rope_scale;            /* linear RoPE scaling: positions divided by it (1: none) */
     int rope_freq_factors;       /* 1: rope_freqs.weight divides each pair's frequency (Llama 3.1+) */
+    /* mixture of experts (llama with expert_count, qwen3moe): each layer's
+     * FFN is n_experts experts of hidden_dim channels, of which a router
+     * picks the top n_experts_used per token (softmax, top-k, the k weights
+     * renormalized to sum 1); the layer's FFN is then one FFN block
+     * (ffn_block = hidden_dim) that runs the experts or dozes */
+    int n_experts;               /* 0: a dense FFN */
+    int n_experts_used;          /* the model's k (0 when dense) */
 } doze_model_info;
 
 /* Streaming load: feed the GGUF file in order, in chunks of any size
@@ -237,6 +244,9 @@ typedef struct {
     const uint8_t *layers; /* (n_layers); required */
     const uint8_t *heads;  /* (n_layers, n_heads); NULL: every head of a running layer */
     const uint8_t *ffn;    /* (n_layers, n_blocks); NULL: every FFN block of a running layer */
+    const uint8_t *experts; /* MoE: (n_layers, n_experts), the experts that run where the
+                               layer's FFN runs (their router probabilities renormalized
+                               over them); NULL: the model's own top-k */
 } doze_mask;
 
 /* Runs one token with exactly this mask (the forced-mask API, for analysis
@@ -250,6 +260,9 @@ doze_status doze_session_prefill_masked(doze_session *s, const int32_t *tokens, 
 const uint8_t *doze_session_layer_mask(const doze_session *s);
 const uint8_t *doze_session_head_mask(const doze_session *s);
 const uint8_t *doze_session_ffn_mask(const doze_session *s);
+/* MoE: the experts the last step ran, (n_layers, n_experts) (all 0 where
+ * the layer or its FFN dozed); NULL for a dense model. */
+const uint8_t *doze_session_expert_mask(const doze_session *s);
 /* Fraction of the dense per-token layer compute (attention + FFN, by their
  * multiply-accumulate counts at this position, the router's own included)
  * the last step spent. 1 for a dense step. */

@@ -99,7 +99,7 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
         if (layer_on && ffn_on) ffn_mask(m, budget, i, doze_session_pos(s), layer_on, ffn_on);
         else if (layer_on) uniform_mask(c->n_layers, budget, i, layer_on);
-        doze_status st = layer_on ? doze_session_step_masked(s, token, &(doze_mask){layer_on, NULL, ffn_on}, &e)
+        doze_status st = layer_on ? doze_session_step_masked(s, token, &(doze_mask){layer_on, NULL, ffn_on, NULL}, &e)
                                   : doze_session_step(s, token, &e);
         if (st != DOZE_OK) {
             doze_session_free(s);
@@ -256,6 +256,21 @@ static double matvecs_tok_s(const doze_model *m) {
                 model_prepare_input(m, qkv, 3, x, xq); /* once, as decode does */
                 for (int i = 0; i < 3; i++) model_matvec_prepared(m, y, qkv[i], x, xq);
                 for (int h = 0; h < c->n_heads; h++) model_matvec(m, y, &L->wo_head[h], x, xq);
+                if (c->n_experts) {
+                    /* the router and the model's k experts (the first k: all cost the same) */
+                    const int hid = c->hidden_dim;
+                    model_matvec(m, y, &L->w_router, x, xq);
+                    for (int e = 0; e < c->n_experts_used; e++) {
+                        const doze_matrix wg = model_rows(&L->w_gate, e * hid, hid);
+                        const doze_matrix wu = model_rows(&L->w_up, e * hid, hid);
+                        const doze_matrix wd = model_rows(&L->w_down, e * c->dim, c->dim);
+                        const doze_matrix *ex[2] = {&wg, &wu};
+                        model_prepare_input(m, ex, 2, x, xq);
+                        for (int i = 0; i < 2; i++) model_matvec_prepared(m, y, ex[i], x, xq);
+                        model_matvec(m, y, &wd, x, xq);
+                    }
+                    continue;
+                }
                 model_prepare_input(m, gu, 2, x, xq);
                 for (int i = 0; i < 2; i++) model_matvec_prepared(m, y, gu[i], x, xq);
                 for (int j = 0; j < m->n_ffn_blocks; j++) model_matvec(m, y, &L->w_down_blk[j], x, xq);

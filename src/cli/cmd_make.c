@@ -26,7 +26,7 @@ static int parse_type(const cli_args *a, int def) {
 #define TYPE_OPTION(help) {"--type", CLI_STRING, "TYPE", help, cli_weight_types, 0}
 
 static const char *const init_forms[] = {"", NULL};
-static const char *const init_archs[] = {"llama", "llama3", "qwen2", "qwen3", NULL};
+static const char *const init_archs[] = {"llama", "llama3", "qwen2", "qwen3", "qwen3moe", NULL};
 static const cli_option init_options[] = {
     {"-o", CLI_STRING, "OUT.gguf", "where to write the model", NULL, 1},
     {"--dim", CLI_INT, "D", "model width (default 64)", NULL, 0},
@@ -40,12 +40,17 @@ static const cli_option init_options[] = {
     TYPE_OPTION("weight type (default f32)"),
     {"--arch", CLI_STRING, "ARCH", "architecture (default llama)", init_archs, 0},
     {"--head-dim", CLI_INT, "HD", "head size when it is not dim / heads (written as key_length)", NULL, 0},
+    {"--experts", CLI_INT, "E", "a mixture of E experts of --hidden channels per layer (llama; qwen3moe: default 4)",
+     NULL, 0},
+    {"--top-k", CLI_INT, "K", "experts each token uses (default 2)", NULL, 0},
     CLI_OPTIONS_END,
 };
 const cli_command cmd_init_spec = {
     "init", init_forms, 0, 0, "writes a model of random weights (seeded)",
-    "Writes a model (llama, llama3, qwen2 or qwen3) of seeded random weights and a synthetic vocabulary (byte tokens\n"
-    "and made-up words): a model of any shape for tests and speed measurements.",
+    "Writes a model (llama, llama3, qwen2, qwen3 or qwen3moe) of seeded random weights and a synthetic vocabulary\n"
+    "(byte tokens and made-up words): a model of any shape for tests and speed measurements. --experts makes a\n"
+    "mixture of experts as llama.cpp names it (ffn_gate_inp and the ffn_*_exps stacks; expert_count and\n"
+    "expert_used_count).",
     init_options,
 };
 
@@ -70,6 +75,13 @@ int cmd_init(int argc, char **argv) {
     p.type = parse_type(&a, DOZE_TYPE_F32);
     p.arch = cli_get(&a, "--arch");
     p.head_dim = (int)cli_get_int(&a, "--head-dim", 0);
+    const int moe_arch = p.arch && strcmp(p.arch, "qwen3moe") == 0;
+    if (cli_has(&a, "--experts") && cli_get_int(&a, "--experts", 0) < 1)
+        return cli_usage_error(&a, "--experts must be >= 1");
+    if (cli_has(&a, "--top-k") && !cli_has(&a, "--experts") && !moe_arch)
+        return cli_usage_error(&a, "--top-k needs --experts (or --arch qwen3moe)");
+    p.n_experts = (int)cli_get_int(&a, "--experts", moe_arch ? 4 : 0);
+    p.n_experts_used = p.n_experts ? (int)cli_get_int(&a, "--top-k", p.n_experts < 2 ? p.n_experts : 2) : 0;
     const char *out = cli_get(&a, "-o");
     gguf_builder b;
     doze_error e;

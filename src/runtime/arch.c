@@ -12,12 +12,14 @@
 #define MAX_LAYERS 1024
 #define MAX_HEADS 1024
 #define MAX_CONTEXT (1 << 20)
+#define MAX_EXPERTS 1024
 
 static const doze_arch ARCHS[] = {
-    /* name     rope          qkv_bias qk_norm */
-    {"llama", ROPE_ADJACENT, 0, 0},
-    {"qwen2", ROPE_NEOX, 1, 0},
-    {"qwen3", ROPE_NEOX, 0, 1},
+    /* name        rope          qkv_bias qk_norm experts */
+    {"llama", ROPE_ADJACENT, 0, 0, ARCH_MOE_OPTIONAL},
+    {"qwen2", ROPE_NEOX, 1, 0, ARCH_DENSE},
+    {"qwen3", ROPE_NEOX, 0, 1, ARCH_DENSE},
+    {"qwen3moe", ROPE_NEOX, 0, 1, ARCH_MOE},
 };
 
 const doze_arch *arch_find(const char *name) {
@@ -26,7 +28,7 @@ const doze_arch *arch_find(const char *name) {
     return NULL;
 }
 
-const char *arch_names(void) { return "llama, qwen2, qwen3"; }
+const char *arch_names(void) { return "llama, qwen2, qwen3, qwen3moe"; }
 
 int arch_tensor_specs(const doze_model_info *c, tensor_spec *s, int cap) {
     int n = 0;
@@ -38,6 +40,7 @@ int arch_tensor_specs(const doze_model_info *c, tensor_spec *s, int cap) {
             snprintf(s[n].name, sizeof s[n].name, "%s", nm); \
             s[n].cols = (co); \
             s[n].rows = (ro); \
+            s[n].experts = 0; \
         } \
         n++; \
     } while (0)
@@ -65,6 +68,18 @@ int arch_tensor_specs(const doze_model_info *c, tensor_spec *s, int cap) {
         if (c->qk_norm) LSPEC("attn_q_norm.weight", c->head_dim, 0);
         LSPEC("attn_output.weight", q, c->dim);
         LSPEC("ffn_norm.weight", c->dim, 0);
+        if (c->n_experts) {
+            /* the router, then each expert's gate, up and down matrices
+             * (expert e's rows of each stack are contiguous) */
+            LSPEC("ffn_gate_inp.weight", c->dim, (uint64_t)c->n_experts);
+            LSPEC("ffn_gate_exps.weight", c->dim, c->hidden_dim);
+            if (n <= cap) s[n - 1].experts = (uint64_t)c->n_experts;
+            LSPEC("ffn_up_exps.weight", c->dim, c->hidden_dim);
+            if (n <= cap) s[n - 1].experts = (uint64_t)c->n_experts;
+            LSPEC("ffn_down_exps.weight", c->hidden_dim, c->dim);
+            if (n <= cap) s[n - 1].experts = (uint64_t)c->n_experts;
+            continue;
+        }
         LSPEC("ffn_gate.weight", c->dim, c->hidden_dim);
         LSPEC("ffn_up.weight", c->dim, c->hidden_dim);
         LSPEC("ffn_down.weight", c->hidden_dim, c->dim);
@@ -145,6 +160,27 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
     int key_len = 0, value_len = 0;
     if ((st = get_dim(h, a, "attention.key_length", 0, 0, MAX_DIM, &key_len, err))) return st;
     if ((st = get_dim(h, a, "attention.value_length", key_len, 0, MAX_DIM, &value_len, err))) return st;
+    /* experts: expert_count > 0 makes the FFN a mixture (qwen3moe always);
+     * qwen3moe's experts are expert_feed_forward_length wide (else, as
+     * llama.cpp, feed_forward_length / expert_used_count) */
+    if ((st = get_dim(h, a, "expert_count", arch->experts == ARCH_MOE ? -1 : 0, 0, MAX_EXPERTS, &info->n_experts,
+                      err)))
+        return st;
+    if (arch->experts == ARCH_DENSE) info->n_experts = 0;
+    if (arch->experts == ARCH_MOE && info->n_experts == 0)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%s.expert_count is 0: a %s model needs experts", a, a);
+    if (info->n_experts) {
+        if ((st = get_dim(h, a, "expert_used_count", -1, 0, MAX_EXPERTS, &info->n_experts_used, err))) return st;
+        if (info->n_experts_used < 1 || info->n_experts_used > info->n_experts)
+            return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%s.expert_used_count %d is not in [1, expert_count %d]", a,
+                             info->n_experts_used, info->n_experts);
+        if (arch->experts == ARCH_MOE &&
+            (st = get_dim(h, a, "expert_feed_forward_length", info->hidden_dim / info->n_experts_used, 1,
+                          16 * MAX_DIM, &info->hidden_dim, err)))
+            return st;
+        if (info->hidden_dim < 1)
+            return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%s: the experts' feed-forward length is 0", a);
+    }
     if (key_len != value_len)
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "attention.key_length %d != value_length %d is not supported",
                          key_len, value_len);
@@ -199,7 +235,7 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
     info->vocab_size = (int)emb->ne[1];
     info->tied_output = gguf_find_tensor(h, "output.weight") == NULL;
     info->bos_id = info->eos_id = info->unk_id = -1;
-    info->ffn_block = model_ffn_block_of(h, info);
+    info->ffn_block = info->n_experts ? info->hidden_dim : model_ffn_block_of(h, info);
     info->ffn_order = 0;
     if (gguf_find_kv(h, "doze.ffn_order")) {
         int64_t order = 0;

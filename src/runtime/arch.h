@@ -21,17 +21,23 @@ typedef struct {
     doze_rope_style rope;
     int qkv_bias;          /* 1: attn_q/k/v.bias required; 0: loaded when present */
     int qk_norm;           /* attn_q_norm / attn_k_norm (head_dim) required */
+    int experts;           /* ARCH_DENSE, ARCH_MOE_OPTIONAL (expert_count > 0 makes it
+                              MoE), ARCH_MOE (always) */
 } doze_arch;
+
+enum { ARCH_DENSE = 0, ARCH_MOE_OPTIONAL = 1, ARCH_MOE = 2 };
 
 /* NULL for an architecture Doze does not run. */
 const doze_arch *arch_find(const char *name);
-/* "llama", "qwen2", "qwen3": the names arch_find knows, for messages. */
+/* "llama", "qwen2", "qwen3", "qwen3moe": the names arch_find knows, for messages. */
 const char *arch_names(void);
 
-/* A tensor the model reads: rows == 0 is a vector of cols. */
+/* A tensor the model reads: rows == 0 is a vector of cols; experts > 0 a
+ * stack of that many (rows, cols) matrices (GGUF ne = {cols, rows, experts}),
+ * each expert's matrix contiguous. */
 typedef struct {
     char name[64];
-    uint64_t cols, rows;
+    uint64_t cols, rows, experts;
 } tensor_spec;
 
 /* The tensors of a model with this config, in arena order (the order a step

@@ -26,6 +26,10 @@ void batch_masks_copy(const doze_model *m, const doze_mask *src, int t0, int n, 
         dst->head_on[i] = src && src->heads ? src->heads[(size_t)t0 * nl * nh + i] != 0 : 1;
     for (size_t i = 0; i < (size_t)n * nl * nb; i++)
         dst->ffn_on[i] = src && src->ffn ? src->ffn[(size_t)t0 * nl * nb + i] != 0 : 1;
+    const size_t ne = (size_t)c->n_experts;
+    dst->experts_forced = ne && src && src->experts;
+    if (dst->experts_forced)
+        for (size_t i = 0; i < (size_t)n * nl * ne; i++) dst->expert_on[i] = src->experts[(size_t)t0 * nl * ne + i] != 0;
 }
 
 void batch_masks_carve(carver *c, const doze_model *m, int n, batch_masks *mk) {
@@ -33,6 +37,8 @@ void batch_masks_carve(carver *c, const doze_model *m, int n, batch_masks *mk) {
     mk->layer_on = carve_bytes(c, (size_t)n * nl);
     mk->head_on = carve_bytes(c, (size_t)n * nl * (size_t)m->info.n_heads);
     mk->ffn_on = carve_bytes(c, (size_t)n * nl * (size_t)m->n_ffn_blocks);
+    mk->expert_on = carve_bytes(c, (size_t)n * nl * (size_t)m->info.n_experts);
+    mk->experts_forced = 0;
 }
 
 doze_status check_tokens(const doze_model *m, const int32_t *tokens, int n, doze_error *err) {

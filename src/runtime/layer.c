@@ -40,6 +40,7 @@ void layer_scratch_carve(carver *c, const doze_model *m, int n_max, int ctx, lay
     s->xq = carve_bytes(c, (widest / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
     s->run = (int *)carve_bytes(c, n * sizeof(int));
     s->sel = (int *)carve_bytes(c, n * sizeof(int));
+    moe_scratch_carve(c, m, n_max, &s->moe);
 }
 
 /* ||v|| in double (traces only) */
@@ -287,6 +288,8 @@ void layer_forward(const doze_model *m, int l, const kv_cache *kv, int pos, int 
         }
         memset(head_on, 0, (size_t)nh); /* adds nothing, writes no K/V */
         memset(blk_on, 0, (size_t)nb);
+        if (c->n_experts)
+            memset(mk->expert_on + ((size_t)t * nl + l) * (size_t)c->n_experts, 0, (size_t)c->n_experts);
         if (trace) {
             trace->update_norm[l] = 0.0f;
             memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
@@ -306,7 +309,22 @@ void layer_forward(const doze_model *m, int l, const kv_cache *kv, int pos, int 
         if (d) d->ffn(d->ctx, l, t, hn, mk->ffn_on + ((size_t)t * nl + l) * nb);
     }
     if (trace && trace->ffn_norm) memcpy(s->x_ffn, x, (size_t)dim * sizeof(float));
-    ffn(m, l, n, nr, x, mk, s, trace);
+    if (c->n_experts) {
+        /* the experts of the tokens whose FFN runs (its one block) */
+        const size_t E = (size_t)c->n_experts, stride = (size_t)nl * E;
+        uint8_t *on = mk->expert_on + (size_t)l * E;
+        int ns = 0;
+        for (int r = 0; r < nr; r++) {
+            const int t = s->run[r];
+            if (mk->ffn_on[(size_t)t * nl + l]) s->sel[ns++] = t;
+            else memset(on + (size_t)t * stride, 0, E);
+        }
+        float *bn = trace && trace->block_norm ? trace->block_norm + l : NULL;
+        if (bn) *bn = 0.0f;
+        moe_ffn(m, l, ns, s->sel, x, s->xn, on, stride, mk->experts_forced, &s->moe, bn);
+    } else {
+        ffn(m, l, n, nr, x, mk, s, trace);
+    }
     if (trace) {
         if (trace->ffn_norm) trace->ffn_norm[l] = dist_of(x, s->x_ffn, dim);
         trace->update_norm[l] = dist_of(x, s->x_in, dim);

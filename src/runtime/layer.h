@@ -16,6 +16,7 @@
 
 #include "carve.h"
 #include "model.h"
+#include "moe.h"
 
 typedef struct doze_step_trace doze_step_trace; /* session.h */
 
@@ -28,13 +29,17 @@ typedef struct {
 } kv_cache;
 
 /* The units of a batch of n tokens: layer_on (n, n_layers), head_on (n,
- * n_layers, n_heads), ffn_on (n, n_layers, n_blocks). Forced masks are read
- * from here; decided ones are written here; either way they end up holding
- * what ran (all 0 for a skipped layer). */
+ * n_layers, n_heads), ffn_on (n, n_layers, n_blocks), expert_on (n,
+ * n_layers, n_experts; MoE only). Forced masks are read from here; decided
+ * ones are written here; either way they end up holding what ran (all 0 for
+ * a skipped layer). The experts are read only when experts_forced; else
+ * the model's routing writes them. */
 typedef struct {
     uint8_t *layer_on;
     uint8_t *head_on;
     uint8_t *ffn_on;
+    uint8_t *expert_on;
+    int experts_forced;
 } batch_masks;
 
 /* Who decides, token by token (the gates under a budget); NULL: the masks
@@ -66,6 +71,7 @@ typedef struct {
     void *xq;       /* q8_0 blocks of the widest vector (one token's prepared input) */
     int *run;       /* (n_max) batch indices of the running tokens */
     int *sel;       /* (n_max) running indices selected for one product */
+    moe_scratch moe; /* the experts' (MoE models) */
 } layer_scratch;
 
 /* Measures (c->base NULL) or carves the scratch. */

@@ -89,16 +89,17 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             break;
         }
         int is_vec = specs[i].rows == 0;
+        const uint64_t n_exp = specs[i].experts ? specs[i].experts : 1;
         int ok = is_vec ? (t->ne[0] == specs[i].cols && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1)
-                        : (t->ne[0] == specs[i].cols && t->ne[1] == specs[i].rows && t->ne[2] == 1 &&
+                        : (t->ne[0] == specs[i].cols && t->ne[1] == specs[i].rows && t->ne[2] == n_exp &&
                            t->ne[3] == 1);
         if (!ok) {
             st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
-                           "tensor %s: shape {%llu, %llu, %llu, %llu}, expected {%llu, %llu}",
+                           "tensor %s: shape {%llu, %llu, %llu, %llu}, expected {%llu, %llu, %llu}",
                            specs[i].name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
                            (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
                            (unsigned long long)specs[i].cols,
-                           (unsigned long long)(is_vec ? 1 : specs[i].rows));
+                           (unsigned long long)(is_vec ? 1 : specs[i].rows), (unsigned long long)n_exp);
             break;
         }
         if (!doze_type_traits_of((int)t->type)) {
@@ -129,6 +130,15 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
             slot->final_type = DOZE_TYPE_F32;
             copy_at = specs[i].cols * 4u;
             bytes = copy_at + t->n_bytes;
+        } else if (specs[i].experts) {
+            /* a stack of experts: repacked in place 4 rows at a time when
+             * each expert's rows are whole groups of 4, so that an expert's
+             * view stays its own bytes */
+            if (model_x4_fits((int)t->type, specs[i].rows, specs[i].cols)) {
+                slot->kind = SLOT_INTERLEAVE4;
+                uint64_t scratch = 4 * doze_type_row_bytes((int)t->type, specs[i].cols);
+                if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;
+            }
         } else if (strstr(specs[i].name, "attn_output") != NULL) {
             /* per-head column blocks; blocks cannot split a head whose size
              * is not a multiple of the block size: such heads are re-quantized
@@ -227,7 +237,7 @@ void model_slot_finalize(const doze_model_info *info, doze_tensor_slot *s, uint8
                               scratch);
     }
     if (s->kind == SLOT_INTERLEAVE4) {
-        if (!s->x4_off) interleave4(arena + s->arena_offset, (int)t->type, t->ne[1], t->ne[0], scratch);
+        if (!s->x4_off) interleave4(arena + s->arena_offset, (int)t->type, t->ne[1] * t->ne[2], t->ne[0], scratch);
     } else if (s->kind == SLOT_FFN_BLOCKS) {
         /* W(dim, hidden) row-major -> per block j: (dim, width_j), blocks in
          * order; then each block x4-interleaved where that applies */
@@ -289,7 +299,7 @@ static doze_matrix wire_matrix(doze_model *m, const doze_tensor_slot *s) {
     doze_matrix w;
     w.type = s->final_type;
     w.cols = (int)s->src->ne[0];
-    w.rows = (int)s->src->ne[1];
+    w.rows = (int)(s->src->ne[1] * s->src->ne[2]); /* a stack of experts: all their rows */
     w.data = m->arena + s->arena_offset;
     w.layout = s->kind == SLOT_INTERLEAVE4 && !s->x4_off;
     return w;
@@ -373,6 +383,17 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
         wire_head_blocks(m, find_slot(plan, nm), L->wo_head);
         layer_bytes += (uint64_t)c->n_heads * (uint64_t)c->dim *
                        doze_type_row_bytes(L->wo_head[0].type, (uint64_t)c->head_dim);
+        if (c->n_experts) {
+            MAT(w_router, "ffn_gate_inp.weight");
+            const uint64_t before = layer_bytes;
+            MAT(w_gate, "ffn_gate_exps.weight");
+            MAT(w_up, "ffn_up_exps.weight");
+            MAT(w_down, "ffn_down_exps.weight");
+            /* a token reads the router and k of the experts */
+            layer_bytes = before + (layer_bytes - before) / (uint64_t)c->n_experts * (uint64_t)c->n_experts_used;
+            L->w_down_blk = NULL;
+            continue;
+        }
         MAT(w_gate, "ffn_gate.weight");
         MAT(w_up, "ffn_up.weight");
         snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);

@@ -34,12 +34,16 @@ typedef struct {
     const float *bq, *bk, *bv; /* (q_dim), (kv_dim), (kv_dim) Q/K/V biases, or NULL */
     const float *q_norm, *k_norm; /* (head_dim) per-head RMSNorm weights of q and k, or NULL */
     const float *ffn_norm;  /* (dim) */
-    doze_matrix w_gate;     /* (hidden_dim, dim) */
-    doze_matrix w_up;       /* (hidden_dim, dim) */
+    doze_matrix w_gate;     /* (hidden_dim, dim); MoE: (n_experts * hidden_dim, dim), the
+                               experts' matrices one after the other */
+    doze_matrix w_up;       /* likewise */
+    doze_matrix w_router;   /* MoE: (n_experts, dim) router logits (ffn_gate_inp) */
+    doze_matrix w_down;     /* MoE: (n_experts * dim, hidden_dim), expert e's (dim,
+                               hidden_dim) down projection at rows e * dim */
     doze_matrix *w_down_blk; /* (n_ffn_blocks) blocks of ffn_down, each (dim, width):
                                the columns of FFN block j (intermediate channels
                                fb*j .. fb*j + width), stored contiguously so that a
-                               skipped block's weights are not read */
+                               skipped block's weights are not read; NULL for MoE */
 } doze_layer;
 
 /* FFN blocks. The FFN intermediate dimension is cut into blocks of

@@ -105,6 +105,9 @@ const float *doze_session_logits(const doze_session *s) { return s ? s->logits :
 const uint8_t *doze_session_layer_mask(const doze_session *s) { return s ? s->mk.layer_on : NULL; }
 const uint8_t *doze_session_head_mask(const doze_session *s) { return s ? s->mk.head_on : NULL; }
 const uint8_t *doze_session_ffn_mask(const doze_session *s) { return s ? s->mk.ffn_on : NULL; }
+const uint8_t *doze_session_expert_mask(const doze_session *s) {
+    return s && s->model->info.n_experts ? s->mk.expert_on : NULL;
+}
 int doze_model_ffn_blocks(const doze_model *m) { return m ? m->n_ffn_blocks : 0; }
 int doze_model_ffn_block(const doze_model *m) { return m ? m->info.ffn_block : 0; }
 float doze_session_compute(const doze_session *s) { return s ? s->compute : 0.0f; }
@@ -201,6 +204,7 @@ void session_run(doze_session *s, int n, float *x, batch_masks *mk, int forced, 
         memset(mk->head_on, 1, (size_t)n * nl * nh);
         memset(mk->ffn_on, 1, (size_t)n * nl * nb);
     }
+    if (!forced) mk->experts_forced = 0; /* the model's routing (or the gates') */
     for (int l = 0; l < nl; l++) layer_forward(m, l, &s->kv, pos, n, x, mk, gated ? &d : NULL, ls, trace);
 
     for (int t = 0; t < n; t++) {
@@ -218,6 +222,8 @@ void session_run(doze_session *s, int n, float *x, batch_masks *mk, int forced, 
         memcpy(s->mk.layer_on, mk->layer_on + t * nl, (size_t)nl);
         memcpy(s->mk.head_on, mk->head_on + t * nl * nh, (size_t)nl * nh);
         memcpy(s->mk.ffn_on, mk->ffn_on + t * nl * nb, (size_t)nl * nb);
+        const size_t ne = (size_t)nl * (size_t)c->n_experts;
+        memcpy(s->mk.expert_on, mk->expert_on + t * ne, ne);
     }
     if (x != s->x) memcpy(s->x, x + (size_t)(n - 1) * dim, (size_t)dim * sizeof(float));
     m->kern->rmsnorm(s->ls.xn, s->x, m->output_norm, dim, c->norm_eps);
@@ -288,7 +294,7 @@ doze_status session_damage(doze_session *s, const doze_step_trace *trace, float 
     const doze_kernels *k = m->kern;
     const int pos = s->pos - 1, dim = c->dim, nl = c->n_layers, nh = c->n_heads, nb = m->n_ffn_blocks;
     const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    damage_buffers b = {m, NULL, NULL, NULL, NULL, {NULL, NULL, NULL}};
+    damage_buffers b = {m, NULL, NULL, NULL, NULL, {NULL, NULL, NULL, NULL, 0}};
     uint8_t *block = carve_alloc(damage_carve, &b);
     if (!block) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory measuring skip damage");
     float *saved_kv = b.saved_kv, *dense_x = b.dense_x, *dense_out = b.dense_out, *out = b.out;

@@ -31,6 +31,8 @@ static int ends_with(const char *s, const char *tail) {
 int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uint64_t *ne, int n_layers,
                         int tied) {
     if (n_dims < 2) return DOZE_TYPE_F32;
+    /* a mixture's router stays f32, as llama.cpp's quantizer keeps it */
+    if (strstr(name, "ffn_gate_inp.weight")) return DOZE_TYPE_F32;
     int type = target;
     if (target == DOZE_CONVERT_Q4_K_M) {
         int layer = -1;

@@ -73,8 +73,12 @@ typedef struct {
     int type; /* a conversion target (convert_type_from_name) */
     const char *arch; /* NULL or "llama"; "llama3" (llama with rope theta 500000 and
                          Llama 3.1's rope_freqs factors), "qwen2" (Q/K/V biases, NEOX
-                         RoPE, theta 1e6), "qwen3" (q/k norms, NEOX RoPE) */
+                         RoPE, theta 1e6), "qwen3" (q/k norms, NEOX RoPE), "qwen3moe"
+                         (qwen3 with experts) */
     int head_dim;     /* 0: dim / n_heads; else written as attention.key_length */
+    int n_experts;    /* > 0: each FFN a mixture of n_experts experts of hidden_dim
+                         channels (llama, qwen3moe; qwen3moe needs them) */
+    int n_experts_used; /* the top-k of a mixture, in [1, n_experts] */
 } doze_init_params;
 
 /* The ARCH.* metadata of a model of this shape (rms eps 1e-5 for llama,

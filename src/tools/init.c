@@ -103,10 +103,16 @@ static void llama3_freq_factors(float *out, int pairs, float theta, int rope_dim
 doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, doze_error *err) {
     const char *arch = p->arch ? p->arch : "llama";
     const int llama3 = strcmp(arch, "llama3") == 0, qwen2 = strcmp(arch, "qwen2") == 0,
-              qwen3 = strcmp(arch, "qwen3") == 0;
+              qwen3moe = strcmp(arch, "qwen3moe") == 0, qwen3 = qwen3moe || strcmp(arch, "qwen3") == 0;
     if (!llama3 && !qwen2 && !qwen3 && strcmp(arch, "llama") != 0)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "init: architecture \"%.32s\" is not one of llama, llama3, "
-                         "qwen2, qwen3", arch);
+                         "qwen2, qwen3, qwen3moe", arch);
+    const int E = p->n_experts, K = p->n_experts_used;
+    if (E < 0 || E > 1024 || (E > 0 && (K < 1 || K > E)) || (qwen3moe && E == 0) || (E > 0 && (qwen2 || (qwen3 && !qwen3moe))))
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE,
+                         "init: %d experts, top-%d is not a valid mixture for %s (experts in [1, 1024] for llama, "
+                         "llama3 or qwen3moe, which needs them; top-k in [1, experts])",
+                         E, K, arch);
     const int hd = p->head_dim ? p->head_dim : (p->n_heads > 0 ? p->dim / p->n_heads : 0);
     if (p->dim <= 0 || p->hidden_dim <= 0 || p->n_layers <= 0 || p->n_heads <= 0 ||
         p->n_kv_heads <= 0 || p->vocab_size < 3 || p->context_length <= 0 || p->head_dim < 0 ||
@@ -128,6 +134,7 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
     if (D > widest) widest = D;
     if (Q > widest) widest = Q;
     uint64_t largest = widest * (D > Q ? D : Q);
+    if (E > 0 && (uint64_t)E * H * D > largest) largest = (uint64_t)E * H * D; /* a stack of experts */
     if (largest > SIZE_MAX / sizeof(float))
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "init: a %llu x %llu tensor does not fit in memory",
                          (unsigned long long)widest, (unsigned long long)D);
@@ -137,6 +144,16 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
     doze_status st = gguf_builder_set_arch(out, llama3 ? "llama" : arch, "doze-init", p->dim, p->hidden_dim,
                                            p->n_layers, p->n_heads, p->n_kv_heads, p->head_dim, p->context_length,
                                            theta, err);
+    if (st == DOZE_OK && E > 0) {
+        /* llama.cpp's mixture keys; qwen3moe's experts are expert_feed_forward_length wide */
+        char key[64];
+        snprintf(key, sizeof key, "%s.expert_count", qwen3moe ? "qwen3moe" : "llama");
+        st = gguf_writer_set_u32(out->w, key, (uint32_t)E, err);
+        snprintf(key, sizeof key, "%s.expert_used_count", qwen3moe ? "qwen3moe" : "llama");
+        if (st == DOZE_OK) st = gguf_writer_set_u32(out->w, key, (uint32_t)K, err);
+        if (st == DOZE_OK && qwen3moe)
+            st = gguf_writer_set_u32(out->w, "qwen3moe.expert_feed_forward_length", (uint32_t)H, err);
+    }
     if (st == DOZE_OK) st = synth_tokenizer(p->vocab_size, out, err);
     char nm[64];
     uint64_t ne[2];
@@ -174,6 +191,26 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
         }
         snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); ADD(nm, Q, D, sq, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    ADD(nm, D, 0, 0.1f, 1.0f);
+        if (E > 0) {
+            /* the router (kept f32, as llama.cpp's quantizer keeps it), then
+             * the stacks {cols, rows, experts} */
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", l);
+            if (st == DOZE_OK) {
+                ne[0] = D;
+                ne[1] = (uint64_t)E;
+                fill(buf, D * (uint64_t)E, 4.0f * sd, 0.0f, &seed);
+                st = gguf_builder_add_f32(out, nm, 2u, ne, buf, DOZE_TYPE_F32, err);
+            }
+            static const char *const stacks[3] = {"ffn_gate_exps", "ffn_down_exps", "ffn_up_exps"};
+            for (int i = 0; i < 3 && st == DOZE_OK; i++) {
+                uint64_t ne3[3] = {i == 1 ? H : D, i == 1 ? D : H, (uint64_t)E};
+                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, stacks[i]);
+                fill(buf, D * H * (uint64_t)E, i == 1 ? sh : sd, 0.0f, &seed);
+                st = gguf_builder_add_f32(out, nm, 3u, ne3, buf,
+                                          convert_tensor_type(p->type, nm, 3u, ne3, p->n_layers, 1), err);
+            }
+            continue;
+        }
         snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    ADD(nm, D, H, sd, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    ADD(nm, H, D, sh, 0.0f);
         snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      ADD(nm, D, H, sd, 0.0f);

@@ -215,6 +215,11 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     *out = NULL;
     const doze_model_info *c = &m->info;
     doze_train_params prm = p ? *p : doze_train_default_params();
+    /* the trainer's FFN is the dense one; a mixture's router and experts
+     * have no gradients here */
+    if (c->n_experts)
+        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                         "training gates on a mixture of experts (%d experts) is not supported", c->n_experts);
     if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
         (g->n_blocks != 0 && g->n_blocks != m->n_ffn_blocks))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");

@@ -423,7 +423,8 @@ typedef struct {
     uint32_t value;
     const char *tensor;   /* NULL: none */
     const char *rename;   /* NULL with tensor set: drop it */
-    int extra_dim;        /* re-add `tensor` with ne[0] doubled (bad shape) */
+    int extra_dim;        /* re-add `tensor` with ne[0] doubled (bad shape); > 1: with
+                             ne[2] = extra_dim instead (a stack of that many experts) */
 } edit;
 
 static mem_buf rebuild(const mem_buf *src, const edit *ed) {
@@ -453,8 +454,10 @@ static mem_buf rebuild(const mem_buf *src, const edit *ed) {
         const void *data = src->data + h.data_offset + t->offset;
         if (ed->tensor && strcmp(name, ed->tensor) == 0) {
             if (ed->extra_dim) {
-                ne[0] *= 2;
-                big = calloc((size_t)t->n_bytes * 2, 1);
+                const uint64_t grow = ed->extra_dim > 1 ? (uint64_t)ed->extra_dim : 2;
+                if (ed->extra_dim > 1) ne[2] = grow;
+                else ne[0] *= 2;
+                big = calloc((size_t)(t->n_bytes * grow), 1);
                 data = big;
             } else if (!ed->rename) {
                 continue;
@@ -574,7 +577,7 @@ static void test_tokenizer_blocks(void) {
     printf("hostile tokenizer blocks:\n");
     enum { V = 300 };
     for (int c = 0; c < 7; c++) {
-        doze_init_params ip = {32, 64, 1, 2, 2, V, 16, 7, DOZE_TYPE_F32, NULL, 0};
+        doze_init_params ip = {32, 64, 1, 2, 2, V, 16, 7, DOZE_TYPE_F32, NULL, 0, 0, 0};
         gguf_builder b;
         doze_error e;
         CHECK(gguf_builder_init(&b, &e) == DOZE_OK);
@@ -639,6 +642,79 @@ static void test_tokenizer_blocks(void) {
         CHECK(gguf_writer_write(b.w, mem_write, &f, &e) == DOZE_OK);
         gguf_builder_free(&b);
         load_expect(what, &f, 0, 8, want, needle);
+        free(f.data);
+    }
+}
+
+/* A seeded mixture of experts (llama with expert_count, or qwen3moe) of 4
+ * experts, top-2. */
+static mem_buf moe_fixture(const char *arch, int type, uint64_t seed) {
+    mem_buf out = {NULL, 0, 0};
+    doze_init_params ip = {64, 64, 2, 4, 2, 300, 32, seed, type, arch, 0, 4, 2};
+    gguf_builder b;
+    doze_error e;
+    if (gguf_builder_init(&b, &e) != DOZE_OK) return out;
+    if (convert_init_random(&ip, &b, &e) == DOZE_OK) gguf_writer_write(b.w, mem_write, &out, &e);
+    gguf_builder_free(&b);
+    return out;
+}
+
+/* malformed mixtures: every one a clean error that names what is wrong */
+static void test_moe_hostile(const mem_buf *llama_moe, const mem_buf *qwen_moe) {
+    printf("hand-made hostile mixtures of experts:\n");
+    load_expect("llama MoE as written", llama_moe, 0, 8, DOZE_OK, NULL);
+    load_expect("qwen3moe as written", qwen_moe, 0, 8, DOZE_OK, NULL);
+    struct {
+        const char *what;
+        int qwen;
+        edit ed;
+        doze_status want;
+        const char *needle;
+    } cases[] = {
+        {"expert_used_count > expert_count", 0, {"llama.expert_used_count", 0, 5, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "expert_used_count"},
+        {"expert_used_count 0", 0, {"llama.expert_used_count", 0, 0, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "expert_used_count"},
+        {"expert_used_count missing", 0, {"llama.expert_used_count", 1, 0, NULL, NULL, 0}, DOZE_ERR_MISSING,
+         "expert_used_count"},
+        {"expert_count absurd", 0, {"llama.expert_count", 0, 1u << 30, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "expert_count"},
+        /* llama without experts is dense: its dense FFN is missing */
+        {"llama expert_count 0", 0, {"llama.expert_count", 0, 0, NULL, NULL, 0}, DOZE_ERR_MISSING,
+         "ffn_gate.weight"},
+        {"expert_count 3 for stacks of 4", 0, {"llama.expert_count", 0, 3, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "ffn_gate_inp"},
+        {"expert_count 8 for stacks of 4", 0, {"llama.expert_count", 0, 8, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "ffn_gate_inp"},
+        {"missing router", 0, {NULL, 0, 0, "blk.1.ffn_gate_inp.weight", NULL, 0}, DOZE_ERR_MISSING,
+         "blk.1.ffn_gate_inp.weight"},
+        {"missing up stack", 0, {NULL, 0, 0, "blk.0.ffn_up_exps.weight", NULL, 0}, DOZE_ERR_MISSING,
+         "blk.0.ffn_up_exps.weight"},
+        {"router of the wrong width", 0, {NULL, 0, 0, "blk.0.ffn_gate_inp.weight", "blk.0.ffn_gate_inp.weight", 1},
+         DOZE_ERR_BAD_SHAPE, "blk.0.ffn_gate_inp.weight"},
+        {"gate stack of the wrong width", 0, {NULL, 0, 0, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_gate_exps.weight", 1},
+         DOZE_ERR_BAD_SHAPE, "blk.0.ffn_gate_exps.weight"},
+        {"down stack of 3 experts", 0, {NULL, 0, 0, "blk.1.ffn_down_exps.weight", "blk.1.ffn_down_exps.weight", 3},
+         DOZE_ERR_BAD_SHAPE, "blk.1.ffn_down_exps.weight"},
+        {"up stack of 5 experts", 0, {NULL, 0, 0, "blk.0.ffn_up_exps.weight", "blk.0.ffn_up_exps.weight", 5},
+         DOZE_ERR_BAD_SHAPE, "blk.0.ffn_up_exps.weight"},
+        {"qwen3moe expert_count 0", 1, {"qwen3moe.expert_count", 0, 0, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "needs experts"},
+        {"qwen3moe expert_count missing", 1, {"qwen3moe.expert_count", 1, 0, NULL, NULL, 0}, DOZE_ERR_MISSING,
+         "expert_count"},
+        {"qwen3moe expert_used_count 9", 1, {"qwen3moe.expert_used_count", 0, 9, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE,
+         "expert_used_count"},
+        {"qwen3moe expert_feed_forward_length 0", 1, {"qwen3moe.expert_feed_forward_length", 0, 0, NULL, NULL, 0},
+         DOZE_ERR_BAD_SHAPE, "expert_feed_forward_length"},
+        {"qwen3moe expert_feed_forward_length wrong", 1,
+         {"qwen3moe.expert_feed_forward_length", 0, 96, NULL, NULL, 0}, DOZE_ERR_BAD_SHAPE, "ffn_gate_exps"},
+        {"qwen3moe stack of 2 experts", 1, {NULL, 0, 0, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_gate_exps.weight", 2},
+         DOZE_ERR_BAD_SHAPE, "blk.0.ffn_gate_exps.weight"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mem_buf f = rebuild(cases[i].qwen ? qwen_moe : llama_moe, &cases[i].ed);
+        CHECK_MSG(f.data != NULL, "%s: rebuild failed", cases[i].what);
+        load_expect(cases[i].what, &f, 0, 8, cases[i].want, cases[i].needle);
         free(f.data);
     }
 }
@@ -713,6 +789,18 @@ int main(void) {
         test_memory(&first);
     }
     test_tokenizer_blocks();
+
+    /* mixtures of experts: hand-made malformed ones, then the random sweep */
+    mem_buf lmoe = moe_fixture("llama", DOZE_TYPE_F32, 21), qmoe = moe_fixture("qwen3moe", DOZE_TYPE_Q8_0, 22);
+    CHECK(lmoe.data != NULL && qmoe.data != NULL);
+    if (lmoe.data && qmoe.data) {
+        test_moe_hostile(&lmoe, &qmoe);
+        check_still_loads(lmoe.data, lmoe.len);
+        sweep_gguf("init llama MoE f32", lmoe.data, lmoe.len, 300, (int)(300 * scale));
+        sweep_gguf("init qwen3moe q8_0", qmoe.data, qmoe.len, 300, (int)(300 * scale));
+    }
+    free(lmoe.data);
+    free(qmoe.data);
 
     /* the reference files */
     size_t n = 0;

@@ -282,7 +282,7 @@ static int run(doze_model *m, const int *tok, int n, const uint8_t *ffn_on, floa
     uint8_t layer_on[64];
     memset(layer_on, 1, sizeof layer_on);
     for (int i = 0; i < n; i++) {
-        const doze_mask mk = {layer_on, NULL, ffn_on};
+        const doze_mask mk = {layer_on, NULL, ffn_on, NULL};
         if (doze_session_step_masked(s, tok[i], &mk, &e) != DOZE_OK) {
             fprintf(stderr, "step: %s\n", e.message);
             doze_session_free(s);

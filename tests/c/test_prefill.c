@@ -106,8 +106,8 @@ static void check_masked(const char *label, const mem_buf *f, int n) {
 #undef RND
     for (int i = 0; i < n; i++)
         CHECK(doze_session_step_masked(a, toks[i], &(doze_mask){lon + i * NL, hon + (size_t)i * NL * NH,
-                                                                fon + (size_t)i * NL * NB}, &e) == DOZE_OK);
-    CHECK_MSG(doze_session_prefill_masked(b, toks, n, &(doze_mask){lon, hon, fon}, &e) == DOZE_OK, "%s: %s", label,
+                                                                fon + (size_t)i * NL * NB, NULL}, &e) == DOZE_OK);
+    CHECK_MSG(doze_session_prefill_masked(b, toks, n, &(doze_mask){lon, hon, fon, NULL}, &e) == DOZE_OK, "%s: %s", label,
               e.message);
     long diff_bits = 0, kv_diff = 0;
     const float *la = doze_session_logits(a), *lb = doze_session_logits(b);
@@ -132,7 +132,7 @@ static void check_masked(const char *label, const mem_buf *f, int n) {
     printf("%-34s masked prompt %3d: logits %s, KV %s\n", label, n, diff_bits ? "DIFFERENT" : "bit-identical",
            kv_diff ? "DIFFERENT" : "identical");
     /* a mask without its layers is refused */
-    CHECK(doze_session_prefill_masked(b, toks, 1, &(doze_mask){NULL, hon, NULL}, &e) == DOZE_ERR_INVALID_ARGUMENT);
+    CHECK(doze_session_prefill_masked(b, toks, 1, &(doze_mask){NULL, hon, NULL, NULL}, &e) == DOZE_ERR_INVALID_ARGUMENT);
     free(toks), free(lon), free(hon), free(fon);
     doze_session_free(a);
     doze_session_free(b);

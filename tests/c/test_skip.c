@@ -206,15 +206,15 @@ static void check_block_size(int hid, int type, int want_fb) {
     int same = 1;
     for (int t = 0; t < T; t++) {
         doze_session_step(s1, tokens[t], &e);
-        doze_session_step_masked(s2, tokens[t], &(doze_mask){all_l, NULL, all_f}, &e);
+        doze_session_step_masked(s2, tokens[t], &(doze_mask){all_l, NULL, all_f, NULL}, &e);
         same &= memcmp(doze_session_logits(s1), doze_session_logits(s2), V * 4) == 0;
     }
     doze_session_reset(s2);
     for (int t = 0; t < T; t++) {
-        CHECK(doze_session_step_masked(s2, tokens[t], &(doze_mask){lon + t * NL, hon + t * NL * NH, fon + (size_t)t * NL * nb}, &e) == DOZE_OK);
+        CHECK(doze_session_step_masked(s2, tokens[t], &(doze_mask){lon + t * NL, hon + t * NL * NH, fon + (size_t)t * NL * nb, NULL}, &e) == DOZE_OK);
         memcpy(a + (size_t)t * V, doze_session_logits(s2), V * 4);
     }
-    CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){lon, hon, fon}, b, &e) == DOZE_OK);
+    CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){lon, hon, fon, NULL}, b, &e) == DOZE_OK);
     double d_ref;
     if (type == DOZE_TYPE_F32) {
         gguf_header h;
@@ -227,7 +227,7 @@ static void check_block_size(int hid, int type, int want_fb) {
         doze_model *m32 = NULL;
         CHECK(doze_model_load_memory(f32.data, f32.len, NULL, &m32, &e) == DOZE_OK);
         CHECK(m32 && doze_model_ffn_block(m32) == want_fb);
-        if (m32) CHECK(doze_sequence_forward(m32, tokens32, T, &(doze_mask){lon, hon, fon}, r, &e) == DOZE_OK);
+        if (m32) CHECK(doze_sequence_forward(m32, tokens32, T, &(doze_mask){lon, hon, fon, NULL}, r, &e) == DOZE_OK);
         doze_model_free(m32);
         free(f32.data);
     }
@@ -289,8 +289,8 @@ int main(void) {
         int same = 1;
         for (int t = 0; t < T; t++) {
             doze_session_step(s1, tokens[t], &e);
-            doze_session_step_masked(s2, tokens[t], &(doze_mask){all_l, all_h, NULL}, &e);
-            doze_session_step_masked(s3, tokens[t], &(doze_mask){all_l, all_h, all_f}, &e);
+            doze_session_step_masked(s2, tokens[t], &(doze_mask){all_l, all_h, NULL, NULL}, &e);
+            doze_session_step_masked(s3, tokens[t], &(doze_mask){all_l, all_h, all_f, NULL}, &e);
             same &= memcmp(doze_session_logits(s1), doze_session_logits(s2), V * 4) == 0;
             same &= memcmp(doze_session_logits(s1), doze_session_logits(s3), V * 4) == 0;
             same &= doze_session_compute(s2) > 0.999f && doze_session_compute(s2) < 1.001f;
@@ -312,7 +312,7 @@ int main(void) {
         cost_model_init(doze_model_get_info(m), &cm);
         double worst_cost = 0;
         for (int t = 0; t < T; t++) {
-            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){lon + t * NL, hon + t * NL * NH, fon + t * NL * NB}, &e) == DOZE_OK);
+            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){lon + t * NL, hon + t * NL * NH, fon + t * NL * NB, NULL}, &e) == DOZE_OK);
             memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
             const uint8_t *lm = doze_session_layer_mask(s), *hm = doze_session_head_mask(s);
             const uint8_t *fm = doze_session_ffn_mask(s);
@@ -342,13 +342,13 @@ int main(void) {
         printf("forced masks: mean compute %.3f\n", compute_sum / T);
         /* every layer off: only the embedding and classifier run */
         uint8_t none[NL] = {0};
-        CHECK(doze_session_step_masked(s, 5, &(doze_mask){none, NULL, NULL}, &e) == DOZE_OK);
+        CHECK(doze_session_step_masked(s, 5, &(doze_mask){none, NULL, NULL, NULL}, &e) == DOZE_OK);
         CHECK(doze_session_compute(s) == 0.0f);
         doze_session_free(s);
     }
 
     /* 3. the whole-sequence forward reproduces it */
-    CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){lon, hon, fon}, b, &e) == DOZE_OK);
+    CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){lon, hon, fon, NULL}, b, &e) == DOZE_OK);
     double d_seq = scaled_diff(b, a, nlog);
     printf("sequence forward vs token by token under masks: %.3g (%s)\n", d_seq,
            memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "not bit-identical");
@@ -377,13 +377,13 @@ int main(void) {
         doze_session *s = doze_session_new(m, &e);
         memset(all_l, 1, sizeof all_l);
         for (int t = 0; t < T; t++) {
-            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){all_l, NULL, fon + t * NL * NB}, &e) == DOZE_OK);
+            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){all_l, NULL, fon + t * NL * NB, NULL}, &e) == DOZE_OK);
             memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
         }
         doze_session_free(s);
         ref_forward(&M, tokens, T, all_l, all_h, fon, r);
         double d_ffn = scaled_diff(a, r, nlog);
-        CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){all_l, NULL, fon}, b, &e) == DOZE_OK);
+        CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){all_l, NULL, fon, NULL}, b, &e) == DOZE_OK);
         printf("FFN-block masks only vs scalar reference: %.3g; whole-sequence: %s\n", d_ffn,
                memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT");
         CHECK(d_ffn < 1e-4);
@@ -408,7 +408,7 @@ int main(void) {
         for (int i = 0; i < T * NL * QB * 2; i++) qf16[i] = qf[i / 2];
         CHECK(mf && doze_model_ffn_block(mf) == 16 && doze_model_ffn_blocks(mf) == 2 * QB);
         float *ref32 = malloc(nlog * 4);
-        CHECK(doze_sequence_forward(mf, tokens32, T, &(doze_mask){all_l, NULL, qf16}, ref32, &e) == DOZE_OK);
+        CHECK(doze_sequence_forward(mf, tokens32, T, &(doze_mask){all_l, NULL, qf16, NULL}, ref32, &e) == DOZE_OK);
         const int types[3] = {DOZE_TYPE_F16, DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
         for (int ti = 0; ti < 3; ti++) {
             mem_buf fq = fixture_gguf(D, QH, NL, NH, NKV, V, 256, 78, types[ti]);
@@ -420,10 +420,10 @@ int main(void) {
             const uint8_t *msk = qfb == 16 ? qf16 : qf;
             doze_session *s = doze_session_new(mq, &e);
             for (int t = 0; t < T; t++) {
-                CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){all_l, NULL, msk + t * NL * qnb}, &e) == DOZE_OK);
+                CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){all_l, NULL, msk + t * NL * qnb, NULL}, &e) == DOZE_OK);
                 memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
             }
-            CHECK(doze_sequence_forward(mq, tokens32, T, &(doze_mask){all_l, NULL, msk}, b, &e) == DOZE_OK);
+            CHECK(doze_sequence_forward(mq, tokens32, T, &(doze_mask){all_l, NULL, msk, NULL}, b, &e) == DOZE_OK);
             double d32 = scaled_diff(a, ref32, nlog);
             printf("%s, FFN-block masks: whole-sequence %s; vs f32 %.3g of the logits' range\n",
                    doze_type_name(types[ti]), memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT",

@@ -79,7 +79,7 @@ static void check_truncate(doze_model *m, const char *label) {
     /* forced masks: layer 1 skipped at odd positions, head 0 off at position 2,
      * so that validity marks differ by position */
     uint8_t layers[16], heads[64];
-    doze_mask mk = {layers, heads, NULL};
+    doze_mask mk = {layers, heads, NULL, NULL};
     for (int p = 0; p < 10; p++) {
         for (int l = 0; l < nl; l++) layers[l] = !(l == 1 && p % 2);
         for (int i = 0; i < nl * nh; i++) heads[i] = !(p == 2 && i == 0);

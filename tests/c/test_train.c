@@ -182,7 +182,7 @@ static void check_trainer(const int HID, const int FB, const int want_nb) {
             doze_session *s = doze_session_new(m, &e);
             for (int i = 0; i < T; i++) {
                 size_t n = (size_t)b * T + i;
-                CHECK(doze_session_step_masked(s, tokens[n], &(doze_mask){lon + n * NL, hon + n * NL * NH, fon + n * NL * NB}, &e) == DOZE_OK);
+                CHECK(doze_session_step_masked(s, tokens[n], &(doze_mask){lon + n * NL, hon + n * NL * NH, fon + n * NL * NB, NULL}, &e) == DOZE_OK);
                 const float *sl = doze_session_logits(s);
                 for (int v = 0; v < V; v++) {
                     worst_tok = fmax(worst_tok, fabs(sl[v] - tl[n * V + v]));
@@ -190,7 +190,7 @@ static void check_trainer(const int HID, const int FB, const int want_nb) {
                 }
             }
             doze_session_free(s);
-            CHECK(doze_sequence_forward(m, tokens + b * T, T, &(doze_mask){lon + (size_t)b * T * NL, hon + (size_t)b * T * NL * NH, fon + (size_t)b * T * NL * NB}, seq_logits, &e) == DOZE_OK);
+            CHECK(doze_sequence_forward(m, tokens + b * T, T, &(doze_mask){lon + (size_t)b * T * NL, hon + (size_t)b * T * NL * NH, fon + (size_t)b * T * NL * NB, NULL}, seq_logits, &e) == DOZE_OK);
             for (int i = 0; i < T * V; i++)
                 worst_seq = fmax(worst_seq, fabs(seq_logits[i] - tl[(size_t)b * T * V + i]));
         }

@@ -208,7 +208,7 @@ int main(void) {
         doze_session_reset(s0);
         for (int i = 0; i < T; i++) {
             size_t n = (size_t)b * T + i;
-            const doze_mask mk = {lon + n * NL, hon + n * NL * NH, fon + n * NL * NB};
+            const doze_mask mk = {lon + n * NL, hon + n * NL * NH, fon + n * NL * NB, NULL};
             CHECK(doze_session_step_masked(s, tokens[n], &mk, &e) == DOZE_OK);
             CHECK(doze_session_step_masked(s0, tokens[n], &mk, &e) == DOZE_OK);
             const float *sl = doze_session_logits(s), *ol = doze_session_logits(s0);

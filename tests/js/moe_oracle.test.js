@@ -1,0 +1,178 @@
+// Mixture-of-experts models against llama.cpp itself (node-llama-cpp, CPU
+// build): seeded random MoE models written by `doze init` (llama with
+// expert_count / expert_used_count, Mixtral-style, and qwen3moe with its
+// expert_feed_forward_length) are read by both runtimes; from the same
+// prompt ids, 48 greedy steps must give the same ids and next-token
+// distributions within max |dp| <= 1e-4 for F32, and for the quantized types
+// within the bounds of the dense oracle (llama_oracle.test.js: llama.cpp
+// rounds the activations to 8 bits per 32 where Doze uses Q8_0 too, but in
+// its own order). Doze runs natively (the CLI's greedy run, --trace / --logits) and
+// in wasm (the package's Session#step), which must agree bit for bit.
+//
+// The router's logits are scaled up (init draws them 4x wider than the
+// other matrices) so that top-k is decided by clear margins and a wrong
+// choice of experts would show; the expert weights are what the dense
+// models use. node-llama-cpp is a required dev dependency: this file imports
+// it statically, so without it the suite fails rather than skips.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { getLlama } from 'node-llama-cpp';
+
+import { loadModel } from '../../js/src/index.js';
+import { readFloats, readPairs, run, scratch } from './helpers.js';
+
+const STEPS = 48;
+const PROMPT = 'the cat sat on the mat';
+// 4 experts of 96 channels, top-2; rows and columns whole 32-blocks (Q8_0,
+// Q4_0). Width 64 keeps the tied random classifier's distributions soft.
+const COMMON = ['--dim', '32', '--hidden', '64', '--layers', '2', '--heads', '4', '--vocab', '512', '--ctx', '128',
+  '--seed', '11', '--experts', '4', '--top-k', '2'];
+
+const ARCHS = [
+  { name: 'llama (expert_count 4, top-2)', args: ['--arch', 'llama'] },
+  { name: 'qwen3moe (4 experts, top-2, q/k norms, GQA 4/2)', args: ['--arch', 'qwen3moe', '--kv-heads', '2'] },
+];
+
+const TYPES = [
+  { type: 'f32', maxDp: 1e-4 },
+  { type: 'q8_0', maxDp: 2.5e-2 },
+  { type: 'q4_0', maxDp: 2e-2 },
+];
+
+/** p = softmax(logits), in double. */
+function softmax(logits) {
+  let m = -Infinity;
+  for (const v of logits) m = Math.max(m, v);
+  const p = new Float64Array(logits.length);
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += (p[i] = Math.exp(logits[i] - m));
+  for (let i = 0; i < p.length; i++) p[i] /= s;
+  return p;
+}
+
+const argmax = (p) => p.reduce((b, v, i) => (v > p[b] ? i : b), 0);
+
+/** llama.cpp: the prompt ids, then STEPS greedy tokens and their full distributions. */
+async function llamaRun(llama, path, promptIds) {
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  // F32 KV cache and no flash attention: llama.cpp's defaults round keys and
+  // values to F16, which would be llama.cpp's error, not Doze's.
+  const ctx = await model.createContext({
+    contextSize: 128, batchSize: 128, threads: 1, flashAttention: false,
+    experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+  });
+  try {
+    const seq = ctx.getSequence();
+    const out = [];
+    const V = model.tokens.vocabSize ?? 512;
+    for await (const r of seq.evaluateWithMetadata([...promptIds], { probabilities: true }, { temperature: 0 })) {
+      const p = new Float64Array(V);
+      for (const [id, v] of r.probabilities) p[id] = v;
+      out.push({ id: r.token, p });
+      if (out.length >= STEPS) break;
+    }
+    return out;
+  } finally {
+    await ctx.dispose();
+    await model.dispose();
+  }
+}
+
+/** Doze natively: the CLI's own greedy run from the prompt; its ids and the
+ * distributions of the STEPS positions from the prompt's last token on. */
+function nativeRun(path, dir) {
+  const logits = join(dir, 'logits.f32'), trace = join(dir, 'trace.txt');
+  const r = run('native', ['generate', path, '--prompt', PROMPT, '--steps', String(STEPS + 16), '--temp', '0',
+    '--no-stop', '--trace', trace, '--logits', logits]);
+  assert.equal(r.status, 0, r.stderr);
+  const steps = readPairs(trace);
+  const all = readFloats(logits);
+  const V = all.length / steps.length;
+  return { steps, V, all };
+}
+
+/** Doze in wasm: the package's session, step by step over the same ids. */
+async function wasmRun(model, promptIds, followIds) {
+  const s = model.createSession();
+  try {
+    const out = [];
+    const ids = [...promptIds, ...followIds];
+    for (let i = 0; i < promptIds.length - 1 + STEPS; i++) {
+      const { logits } = await s.step(ids[i]);
+      if (i >= promptIds.length - 1) out.push(softmax(logits));
+    }
+    return out;
+  } finally {
+    s.dispose();
+  }
+}
+
+/** max |dp| over the vocabulary and steps; the steps whose greedy id differs
+ * from llama.cpp's without being a near tie (llama.cpp's own probabilities
+ * of the two ids further apart than `tol`). */
+function compare(ref, ps, tol) {
+  let maxDp = 0;
+  const bad = [];
+  for (let t = 0; t < ref.length; t++) {
+    const a = argmax(ps[t]);
+    if (a !== ref[t].id) {
+      const gap = ref[t].p[ref[t].id] - ref[t].p[a];
+      if (tol < 1e-3 || gap > tol) bad.push(`step ${t}: doze ${a}, llama.cpp ${ref[t].id} (gap ${gap.toExponential(2)})`);
+    }
+    for (let i = 0; i < ps[t].length; i++) maxDp = Math.max(maxDp, Math.abs(ps[t][i] - ref[t].p[i]));
+  }
+  return { maxDp, bad };
+}
+
+test('llama.cpp oracle, mixtures of experts: llama and qwen3moe x type, 48 greedy steps, natively and in wasm',
+  { timeout: 600_000 }, async (t) => {
+    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+    const dir = scratch();
+    const failures = [];
+    try {
+      for (const [ai, arch] of ARCHS.entries()) {
+        for (const { type, maxDp } of TYPES) {
+          const path = join(dir, `a${ai}-${type}.gguf`);
+          const init = run('native', ['init', '-o', path, ...COMMON, ...arch.args, '--type', type]);
+          assert.equal(init.status, 0, init.stderr);
+          const model = await loadModel(readFileSync(path));
+          let ref, natPs, wasmPs;
+          try {
+            const promptIds = Array.from(model.tokenize(PROMPT, { bos: true }));
+            ref = await llamaRun(llama, path, promptIds);
+            assert.equal(ref.length, STEPS);
+            // the native run generates by itself: it must follow llama.cpp's ids
+            const nat = nativeRun(path, dir);
+            assert.deepEqual(nat.steps.slice(0, promptIds.length - 1).map((s) => s[0]), promptIds.slice(0, -1));
+            natPs = [];
+            for (let k = 0; k < STEPS; k++) {
+              const at = promptIds.length - 1 + k;
+              natPs.push(softmax(nat.all.subarray(at * nat.V, (at + 1) * nat.V)));
+            }
+            wasmPs = await wasmRun(model, promptIds, ref.map((r) => r.id));
+          } finally {
+            model.dispose();
+          }
+          const tag = `${arch.name} ${type}`;
+          const cn = compare(ref, natPs, maxDp), cw = compare(ref, wasmPs, maxDp);
+          let nw = 0;
+          for (let k = 0; k < STEPS; k++) for (let i = 0; i < natPs[k].length; i++) nw = Math.max(nw, Math.abs(natPs[k][i] - wasmPs[k][i]));
+          const maxP = Math.max(...ref.map((r) => r.p[r.id]));
+          t.diagnostic(`${tag}: max|dp| native ${cn.maxDp.toExponential(2)} wasm ${cw.maxDp.toExponential(2)}; top p ${maxP.toFixed(3)}`);
+          // a one-hot distribution would compare nothing
+          if (!(maxP < 0.999)) failures.push(`${tag}: a peaked distribution (top p ${maxP})`);
+          if (nw !== 0) failures.push(`${tag}: native and wasm differ (${nw})`);
+          for (const b of cn.bad) failures.push(`${tag}: native greedy id differs at ${b}`);
+          for (const b of cw.bad) failures.push(`${tag}: wasm greedy id differs at ${b}`);
+          if (!(cn.maxDp <= maxDp)) failures.push(`${tag}: native max|dp| ${cn.maxDp.toExponential(2)} > ${maxDp}`);
+          if (!(cw.maxDp <= maxDp)) failures.push(`${tag}: wasm max|dp| ${cw.maxDp.toExponential(2)} > ${maxDp}`);
+        }
+      }
+    } finally {
+      await llama.dispose();
+    }
+    assert.deepEqual(failures, []);
+  });
