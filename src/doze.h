@@ -372,6 +372,9 @@ typedef struct {
                              its budget uniformly from [lo, hi] (default 0: off), so that one
                              set of gates (and, joint, one model) serves every budget */
     float dense_fraction; /* with a range: the share of windows that run dense (default 0.2) */
+    int lora_rank;        /* joint: 0 (default) fine-tunes every weight; R > 0 trains rank-R
+                             adapters W = W0 + B A on the projections instead (embedding,
+                             classifier and norms frozen), merged into the weights written */
 } doze_train_params;
 
 enum { DOZE_LOSS_KL = 0, DOZE_LOSS_CE = 1 };

@@ -119,6 +119,7 @@ doze_train_params doze_train_default_params(void) {
     p.budget_lo = 0.0f;
     p.budget_hi = 0.0f;
     p.dense_fraction = 0.2f;
+    p.lora_rank = 0;
     return p;
 }
 
@@ -233,6 +234,9 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
                          "batch %d in [1, 1024], lr, tau > 0, loss KL or CE, budget range "
                          "0 < lo <= hi <= 1, dense fraction in [0, 1))",
                          (double)prm.budget, prm.context, c->context_length, prm.batch);
+    if (prm.lora_rank < 0 || (prm.lora_rank > 0 && !prm.joint))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "low-rank adapters (rank %d) need joint training and a rank >= 1", prm.lora_rank);
     doze_trainer *t = calloc(1, sizeof *t);
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
     t->m = m;
@@ -315,6 +319,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     }
     if (prm.joint) {
         doze_status st = joint_weights_new(m, &t->jw, err);
+        if (st == DOZE_OK && prm.lora_rank > 0) st = joint_lora_init(t->jw, prm.lora_rank, prm.seed, err);
         if (st != DOZE_OK) {
             doze_trainer_free(t);
             return st;
@@ -699,6 +704,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
         const float *d = t->gr.dx + (size_t)n * D;
         for (int i = 0; i < D; i++) gr[i] += d[i];
     }
+    joint_lora_backward(jw); /* adapters: from the merged weights' gradients */
 }
 
 doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode mode, float tau,
