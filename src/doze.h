@@ -375,6 +375,8 @@ typedef struct {
     int lora_rank;        /* joint: 0 (default) fine-tunes every weight; R > 0 trains rank-R
                              adapters W = W0 + B A on the projections instead (embedding,
                              classifier and norms frozen), merged into the weights written */
+    float noise_end;      /* scale of the decisions' logistic noise at the last step, in [0, 1];
+                             it falls linearly from 1 (default 1: constant) */
 } doze_train_params;
 
 enum { DOZE_LOSS_KL = 0, DOZE_LOSS_CE = 1 };

@@ -8,7 +8,8 @@
  * nothing); the written model with its retuned gates tracks the budget.
  * Low-rank adapters: their gradients match finite differences too, and the
  * model written is the base with W0 + B A in every projection, the rest
- * untouched. */
+ * untouched. With the decisions' noise annealed to 0 the last step trains
+ * under the inference rule's masks. */
 #include <stdint.h>
 
 #include "gates.h"
@@ -251,6 +252,46 @@ static void lora_check(doze_model *m, doze_gates *g, const int32_t *tokens, cons
     doze_trainer_free(t);
 }
 
+/* noise_end = 0: the last step's decisions are the inference rule's (no
+ * noise); at the default (1) the noise still flips some of them */
+static void noise_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
+    int differ[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        doze_error e;
+        doze_train_params p = doze_train_default_params();
+        p.batch = B;
+        p.context = T;
+        p.budget = 0.6f;
+        p.joint = 1;
+        p.total_steps = 2;
+        p.noise_end = k == 0 ? 0.0f : 1.0f;
+        p.lr = 1e-12f; /* the step's updates leave the decisions as they were */
+        p.weight_lr = 1e-12f;
+        doze_trainer *t = NULL;
+        CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+        if (!t) return;
+        doze_train_stats st;
+        CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        uint8_t l1[B * T * NL], h1[B * T * NL * NH], l2[B * T * NL], h2[B * T * NL * NH];
+        trainer_masks(t, l1, h1, NULL);
+        double loss;
+        CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss, &e) == DOZE_OK);
+        trainer_masks(t, l2, h2, NULL);
+        for (int i = 0; i < B * T * NL; i++) differ[k] += l1[i] != l2[i];
+        for (int i = 0; i < B * T * NL * NH; i++) differ[k] += h1[i] != h2[i];
+        doze_trainer_free(t);
+    }
+    printf("last step's decisions vs the inference rule's: %d differ with noise_end 0, %d with the noise kept\n",
+           differ[0], differ[1]);
+    CHECK(differ[0] == 0 && differ[1] > 0);
+    doze_error e;
+    doze_train_params p = doze_train_default_params();
+    p.noise_end = 1.5f;
+    doze_trainer *t = NULL;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
+}
+
 static doze_gates *gates_copy_for_test(const doze_gates *src) {
     doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->n_blocks, src->dim);
     size_t rows = (size_t)src->n_layers * (size_t)gates_rows(src);
@@ -287,6 +328,7 @@ int main(void) {
     doze_gates_free(g0);
     doze_gates *g1 = gates_copy_for_test(g);
     lora_check(m, g1, tokens, &f);
+    noise_check(m, g1, tokens);
     doze_gates_free(g1);
 
     /* steps on one batch lower the loss; the routers and the weights move */
