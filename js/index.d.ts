@@ -313,6 +313,12 @@ export interface JointFinetuneOptions extends Omit<FinetuneOptions, 'onStep' | '
   budgetRange?: [number, number];
   /** With budgetRange: the share of windows run dense (default 0.2). */
   denseFraction?: number;
+  /** The weights' rate decays along a cosine to this by the last step (default: constant weightLr). */
+  weightLrMin?: number;
+  /** Steps of linear warm-up of the weights' rate (default 0). */
+  weightWarmup?: number;
+  /** The decisions' logistic noise falls linearly from 1 to this by the last step (default 1: constant). */
+  noiseEnd?: number;
   /** Called after each step. */
   onProgress?: (step: JointFinetuneStep) => void;
 }

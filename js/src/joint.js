@@ -34,6 +34,9 @@ export const JOINT_OPTIONS = {
   weightClip: num(0),
   budgetRange,
   denseFraction: num(0, 1, { hiOpen: true }),
+  weightLrMin: num(0),
+  weightWarmup: int(0),
+  noiseEnd: num(0, 1),
   onProgress: func,
 };
 
@@ -53,8 +56,8 @@ function jointDefaults(rt) {
   const p = rt.doze.malloc(8 * 8);
   try {
     rt.x.doze_wasm_joint_default_params(p);
-    const v = new Float64Array(rt.x.memory.buffer, p, 6);
-    d = Object.freeze({ loss: v[1] === 1 ? 'ce' : 'kl', weightLr: v[2], weightClip: v[3], denseFraction: v[4] });
+    const v = new Float64Array(rt.x.memory.buffer, p, 7);
+    d = Object.freeze({ loss: v[1] === 1 ? 'ce' : 'kl', weightLr: v[2], weightClip: v[3], denseFraction: v[4], noiseEnd: v[6] });
   } finally {
     rt.doze.free(p);
   }
@@ -100,6 +103,9 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
     lora: o.lora ?? 0,
     range: o.budgetRange ?? [0, 0],
     denseFraction: o.denseFraction ?? j.denseFraction,
+    weightLrMin: o.weightLrMin ?? 0,
+    weightWarmup: o.weightWarmup ?? 0,
+    noiseEnd: o.noiseEnd ?? j.noiseEnd,
   };
   const { init = null, onProgress, signal: sig, source } = o;
   if (init != null) {
@@ -130,7 +136,7 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
       f = rt.x.doze_wasm_finetune_new_joint(
         model._alive(), init ? init._ptr() : 0, p.budget, p.contextLength, p.batch, p.lr, p.weightDecay,
         p.computeWeight, p.tauStart, p.tauEnd, p.steps, lo >>> 0, hi >>> 0, 1, p.loss, p.weightLr, p.weightClip,
-        p.lora, p.range[0], p.range[1], p.denseFraction, tp, bytes.length, rt.err);
+        p.lora, p.range[0], p.range[1], p.denseFraction, p.weightLrMin, p.weightWarmup, p.noiseEnd, tp, bytes.length, rt.err);
     } finally {
       rt.doze.free(tp);
     }

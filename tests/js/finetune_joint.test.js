@@ -103,6 +103,7 @@ test('finetune: abort after 2 steps rejects with ABORTED, frees the run (heap ba
     await assert.rejects(m.finetune(TEXT, { ...O, source, loss: 'mse' }), { code: 'INVALID_ARGUMENT' });
     await assert.rejects(m.finetune(TEXT, { ...O, source, budgetRange: [0.8, 0.4] }), { code: 'INVALID_ARGUMENT' });
     await assert.rejects(m.finetune(TEXT, { ...O, source, lora: 0 }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(m.finetune(TEXT, { ...O, source, noiseEnd: 2 }), { code: 'INVALID_ARGUMENT' });
     await assert.rejects(m.finetune(TEXT, { ...O, source, lora: 65 }), { code: 'INVALID_ARGUMENT' }, 'rank above the smallest side');
     await assert.rejects(m.finetune(TEXT, { ...O, source: source.subarray(0, 1000) }), (e) => e.code !== undefined, 'a truncated file');
     assert.equal(await heapUsed(), base, 'nothing left behind by the refusals');
@@ -123,6 +124,11 @@ test('worker: finetune streams onProgress and returns the main thread\'s bytes; 
     const ranged = await w.finetune(TEXT, { ...O, source, budgetRange: [0.4, 0.9], denseFraction: 0.25 });
     const nr = cliJoint('native', ['--budget-range', '0.4:0.9', '--dense-fraction', '0.25']);
     assert.deepEqual(ranged.model, nr.model, 'a budget range: = the CLI');
+    const sched = { weightLrMin: 1e-4, weightWarmup: 2, noiseEnd: 0 };
+    const rs = await w.finetune(TEXT, { ...O, ...sched, source });
+    const ns = cliJoint('native', ['--weight-lr-min', '1e-4', '--weight-warmup', '2', '--noise-end', '0']);
+    assert.deepEqual(rs.model, ns.model, 'the weights\' schedule and the noise: = the CLI');
+    assert.deepEqual(rs.gates, ns.gates);
   } finally {
     await w.dispose();
   }
