@@ -103,6 +103,16 @@ export interface GenerateOptions {
   topK?: number;
   /** Nucleus sampling mass in (0, 1] (1 = off, the default). */
   topP?: number;
+  /** Drop tokens whose probability is below minP times the top token's, in [0, 1] (0 = off, the default). */
+  minP?: number;
+  /** A token seen in the last repeatLastN tokens: logit / r if > 0, logit * r if <= 0; > 0 (1 = off, the default). */
+  repeatPenalty?: number;
+  /** Tokens of the context (the session's earlier tokens and the prompt included) the penalties look back over: default 64; 0 off; -1 the whole context. */
+  repeatLastN?: number;
+  /** Minus this per occurrence in the window (0 = off, the default). */
+  frequencyPenalty?: number;
+  /** Minus this once for a token present in the window (0 = off, the default). */
+  presencePenalty?: number;
   /** Sampler seed (xorshift64*, as the CLI's --seed); default random. */
   seed?: number | bigint;
   /** Stop strings (cut from the output) and/or token ids (not output). */

@@ -23,6 +23,11 @@ export const GENERATE_OPTIONS = {
   temperature: num(0),
   topK: int(0),
   topP: num(0, 1, { loOpen: true }),
+  minP: num(0, 1),
+  repeatPenalty: num(0, Infinity, { loOpen: true }),
+  repeatLastN: int(-1),
+  frequencyPenalty: num(),
+  presencePenalty: num(),
   seed,
   stop: stopValue,
   signal,
@@ -80,6 +85,11 @@ export async function* generateTokens(core, prompt, o) {
     temperature = 1,
     topK = 0,
     topP = 1,
+    minP = 0,
+    repeatPenalty = 1,
+    repeatLastN = 64,
+    frequencyPenalty = 0,
+    presencePenalty = 0,
     stop = [],
     signal: sig,
     bos,
@@ -119,8 +129,19 @@ export async function* generateTokens(core, prompt, o) {
     const hasBos = withBos && core.pending < 0 && info.bosId >= 0 && feed[0] === info.bosId;
     feed = fitPrompt(feed, info.contextLength - position0, info.contextLength, hasBos, o);
     const [lo, hi] = seedHalves(o.seed);
-    sampler = rt.x.doze_wasm_sampler_new(temperature, topK, topP, lo >>> 0, hi >>> 0, info.vocabSize, rt.err);
+    const lastN = repeatLastN === -1 ? info.contextLength : repeatLastN;
+    sampler = rt.x.doze_wasm_sampler_new_full(temperature, topK, topP, minP, repeatPenalty, lastN,
+      frequencyPenalty, presencePenalty, lo >>> 0, hi >>> 0, info.vocabSize, rt.err);
     if (!sampler) throw rt.error('generate');
+    // The penalties look back over the context (the session's earlier
+    // tokens, then this prompt), as llama.cpp's sampler and the CLI do.
+    const penalties = lastN > 0 && (repeatPenalty !== 1 || frequencyPenalty !== 0 || presencePenalty !== 0);
+    if (penalties) {
+      const context = [...core.history, ...feed];
+      for (const id of context.slice(Math.max(0, context.length - lastN))) {
+        rt.check(rt.x.doze_wasm_sampler_accept(sampler, id, rt.err), 'generate');
+      }
+    }
     piece = new PieceDecoder(rt, model._alive());
 
     const promptT0 = now();
@@ -139,6 +160,7 @@ export async function* generateTokens(core, prompt, o) {
           new Int32Array(rt.x.memory.buffer, ids, k).set(feed.slice(i, i + k));
           rt.check(rt.x.doze_session_prefill(core.alive(), ids, k, rt.err), 'prefill');
           core.last = feed[i + k - 1];
+          core.history.push(...feed.slice(i, i + k));
           if (i + k < n) {
             await yieldToEventLoop();
             core.alive();
@@ -173,6 +195,7 @@ export async function* generateTokens(core, prompt, o) {
     while (count < limit) {
       const t0 = now();
       const next = rt.x.doze_sampler_sample(sampler, core.logits().byteOffset);
+      if (penalties) rt.check(rt.x.doze_wasm_sampler_accept(sampler, next, rt.err), 'generate');
       const ms = core.stepMs + (now() - t0);
       core.pending = next;
       const position = core.position; // where `next` would go

@@ -49,6 +49,7 @@ export class SessionCore {
     this.ptr = ptr;
     this.pending = -1; // last sampled token, not yet run through the model
     this.last = -1; // last token run (for detokenizing what follows)
+    this.history = []; // the tokens run, in order (the sampler's penalties look back over them)
     this.busy = false;
     this.own = null; // a BudgetState of its own, or null: follow the model's
     this.cGates = null; // the Gates object set on the C session
@@ -109,6 +110,7 @@ export class SessionCore {
     this.stepMs = now() - t0;
     this.stepBudget = this.cBudget;
     this.last = token;
+    this.history.push(token);
   }
   logits() {
     const p = this.rt.x.doze_session_logits(this.alive());
@@ -132,6 +134,7 @@ export class SessionCore {
     this.rt.x.doze_session_reset(this.alive());
     this.pending = -1;
     this.last = -1;
+    this.history = [];
   }
   free() {
     for (const f of [...this.inflight]) f();
