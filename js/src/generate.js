@@ -1,10 +1,9 @@
-// The generation loop of a session: the prompt (batched prefill when dense
-// and unobserved, else token by token under the budget), then sample, emit,
+// The generation loop of a session: the prompt (batched prefill unless each
+// prompt step is observed, then token by token), then sample, emit,
 // step until EOS, a stop, maxTokens, the end of the context or an abort.
 
 import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
-import { DENSE_BUDGET } from './budget.js';
 import { PieceDecoder, StopText } from './text.js';
 import { speculativeOption, speculativeTokens } from './speculate.js';
 import { bool, checkOptions, func, int, invalid, num, oneOf, seed, seedHalves, signal } from './options.js';
@@ -76,9 +75,9 @@ function fitPrompt(feed, free, context, hasBos, o) {
 }
 
 /**
- * Runs `ids` through the session as batched dense prefill passes (matrix-
- * matrix products; the same KV cache bits as token by token), PREFILL_PASS
- * tokens per call, checking for abort between passes.
+ * Runs `ids` through the session as batched prefill passes under its
+ * current budget and gates, PREFILL_PASS tokens per call, checking for abort
+ * between passes.
  */
 export async function prefill(core, ids, sig) {
   const rt = core.rt;
@@ -163,13 +162,16 @@ export async function* generateTokens(core, prompt, o) {
       const ctx = { feed, sampler, piece, stopText, stopIds, sig, promptT0, prefill, own: (f) => owned.push(f) };
       return yield* speculativeTokens(core, o, ctx);
     }
-    // The prompt. Dense and unobserved (no budget below 1, no
-    // onPromptStep): all but its last token in batched prefill passes
-    // (matrix-matrix products; the same KV cache bits as token by token),
-    // PREFILL_PASS tokens per call, checking for abort between passes.
+    // The prompt, unobserved (no onPromptStep): all but its last token in
+    // batched prefill passes (prefill()). Dense, these are matrix-matrix
+    // products with the same KV cache bits as token by token; under a budget
+    // the gates decide per token inside each batch (a dozing layer or head is
+    // left out of the batch's products) and the budget's feedback runs token
+    // by token.
     let first = 0;
-    if (!onPromptStep && feed.length > 1 && core.state().current >= DENSE_BUDGET && core.ready()) {
-      core.apply(core.state().current);
+    if (!onPromptStep && feed.length > 1) {
+      if (core.ready()) core.apply(core.state().current);
+      else await core.prepare();
       await prefill(core, feed.slice(0, -1), sig);
       core.pending = -1;
       first = feed.length - 1;
