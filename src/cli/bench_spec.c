@@ -17,6 +17,8 @@ typedef struct {
     int timed_tokens; /* tokens emitted in that time */
     int steps, drafted, accepted, k_used[DOZE_SPEC_MAX_K + 1];
     double budget_sum;
+    double draft_ms, verify_ms; /* summed over the steps */
+    int verified;               /* tokens through the verify passes (k + 1 per step) */
 } spec_run;
 
 /* Dense greedy: prompt[0 .. n-1) as prefill, then one step per token until
@@ -66,6 +68,9 @@ static int spec_run_once(doze_model *m, const doze_gates *g, const doze_spec_par
         r->accepted += res.accepted;
         r->k_used[res.k]++;
         r->budget_sum += res.draft_budget;
+        r->draft_ms += res.draft_ms;
+        r->verify_ms += res.verify_ms;
+        r->verified += res.k + 1;
     }
     r->ms = io_now_ms() - t1;
     r->timed_tokens = after_first;
@@ -145,6 +150,11 @@ int bench_speculative(doze_model *m, const cli_args *a, int steps, int rounds, i
         sum.drafted += s.drafted;
         sum.accepted += s.accepted;
         sum.budget_sum += s.budget_sum;
+        sum.draft_ms += s.draft_ms;
+        sum.verify_ms += s.verify_ms;
+        sum.verified += s.verified;
+        sum.ms += d.ms; /* dense time per token, summed below */
+        sum.timed_tokens += d.timed_tokens;
         for (int k = 0; k <= DOZE_SPEC_MAX_K; k++) sum.k_used[k] += s.k_used[k];
         if (!json)
             out_printf("round %d: dense %8.1f tok/s, speculative %8.1f tok/s: %.2fx (acceptance %.2f, %d steps)\n",
@@ -161,12 +171,19 @@ int bench_speculative(doze_model *m, const cli_args *a, int steps, int rounds, i
     const double acc = sum.drafted ? (double)sum.accepted / sum.drafted : 0.0;
     const double mean_k = sum.steps ? (double)sum.drafted / sum.steps : 0.0;
     const double mean_b = sum.steps ? sum.budget_sum / sum.steps : 0.0;
+    /* where the time goes: a verified token against a dense step (the
+     * verify must cost a token well under a step for drafts to pay) */
+    const double step_ms = sum.timed_tokens ? sum.ms / sum.timed_tokens : 0.0;
+    const double verify_tok_ms = sum.verified ? sum.verify_ms / sum.verified : 0.0;
+    const double draft_step_ms = sum.drafted ? sum.draft_ms / sum.drafted : 0.0;
     if (json) {
         out_printf("{\"tokens\":%d,\"rounds\":%d,\"dense_tok_s\":%.2f,\"speculative_tok_s\":%.2f,\"speedup\":%.3f,"
                    "\"speedup_min\":%.3f,\"speedup_max\":%.3f,\"acceptance\":%.3f,\"mean_k\":%.3f,"
-                   "\"mean_draft_budget\":%.3f,\"fixed_k\":%d,\"fixed_draft_budget\":%.3f,\"identical\":true}\n",
+                   "\"mean_draft_budget\":%.3f,\"fixed_k\":%d,\"fixed_draft_budget\":%.3f,\"dense_step_ms\":%.4f,"
+                   "\"verify_ms_per_token\":%.4f,\"draft_step_ms\":%.4f,\"identical\":true}\n",
                    total - n, rounds, sd[rounds / 2], ss[rounds / 2], sorted[rounds / 2], sorted[0],
-                   sorted[rounds - 1], acc, mean_k, mean_b, sp.k, (double)sp.draft_budget);
+                   sorted[rounds - 1], acc, mean_k, mean_b, sp.k, (double)sp.draft_budget, step_ms, verify_tok_ms,
+                   draft_step_ms);
     } else {
         out_printf("speculative / dense: median %.2fx (range %.2f - %.2f over %d rounds of %d tokens; "
                    "dense median %.1f tok/s, speculative %.1f tok/s), output identical\n",
@@ -177,6 +194,10 @@ int bench_speculative(doze_model *m, const cli_args *a, int steps, int rounds, i
         for (int k = 0; k <= DOZE_SPEC_MAX_K; k++)
             if (sum.k_used[k]) out_printf(" %d:%d", k, sum.k_used[k]);
         out_printf("\n");
+        out_printf("per token: dense step %.4f ms, verify %.4f ms per verified token (%.2f steps), "
+                   "draft step %.4f ms (%.2f steps)\n",
+                   step_ms, verify_tok_ms, step_ms > 0 ? verify_tok_ms / step_ms : 0.0, draft_step_ms,
+                   step_ms > 0 ? draft_step_ms / step_ms : 0.0);
     }
     rc = 0;
 done:
