@@ -136,6 +136,53 @@ export interface GenerateOptions {
   truncate?: 'start';
   /** Use only the prompt's last N tokens (a BOS in front counts and stays). Not with truncate. */
   keepLast?: number;
+  /**
+   * Self-speculative decoding: the gates draft tokens at a low budget, the
+   * whole model verifies them in one batched pass. The output is the dense
+   * model's (greedy: the same tokens and logits; sampled: the dense
+   * distribution), whatever the budget. `true`: k and the draft budget chosen
+   * as the run goes; an object fixes what it gives. Needs gates (calibrated
+   * on first use like a budget < 1). Not with onPromptStep.
+   */
+  speculative?: boolean | SpeculativeOptions;
+}
+
+export interface SpeculativeOptions {
+  /** Tokens drafted per step, 1..8 (default: adaptive, 0..8). */
+  k?: number;
+  /** The draft's budget in (0, 1) (default: adaptive, 0.3..0.8). */
+  draftBudget?: number;
+  /** Adaptive choices from measured times (default true); false: a fixed cost model, so a seeded sampled run is reproducible. */
+  timed?: boolean;
+}
+
+/** One speculative step: what it drafted and what the whole model kept. */
+export interface SpeculativeStep {
+  /** Tokens drafted (0: a plain dense step). */
+  k: number;
+  /** Of them accepted (the step emitted accepted + 1 tokens). */
+  accepted: number;
+  /** The draft's budget. */
+  draftBudget: number;
+  /** The draft steps' mean achieved compute ratio. */
+  draftCompute: number;
+  /** Running rate of drafted tokens accepted, over the generation so far. */
+  acceptance: number;
+  /** Milliseconds drafting, verifying, and the whole step. */
+  draftMs: number;
+  verifyMs: number;
+  ms: number;
+}
+
+/** A speculative generation's totals (GenerateResult#speculation). */
+export interface SpeculativeSummary {
+  steps: number;
+  drafted: number;
+  accepted: number;
+  /** accepted / drafted (0 when nothing was drafted). */
+  acceptance: number;
+  draftMs: number;
+  verifyMs: number;
 }
 
 export interface CompleteOptions extends GenerateOptions {
@@ -175,8 +222,14 @@ export interface Token {
   compute: number;
   /** The budget that step ran under (what autoBudget chose, when it is on). */
   budget: number;
-  /** Milliseconds that step plus the sampling took (what autoBudget measures). */
+  /** Milliseconds that step plus the sampling took (what autoBudget measures; speculative: the step's time shared by its tokens). */
   ms: number;
+  /** Speculative: the draft proposed this token (false otherwise). */
+  drafted: boolean;
+  /** Speculative: the draft proposed it and the whole model accepted it (false otherwise; a token the whole model chose itself is not drafted). */
+  accepted: boolean;
+  /** Speculative: the step that emitted this token (null otherwise, and on the held-back-text item). */
+  speculation: SpeculativeStep | null;
 }
 
 export interface PromptStep {
@@ -331,6 +384,8 @@ export interface GenerateResult {
    * prompt (budget 1, no onPromptStep) runs as batched prefill.
    */
   promptMs: number;
+  /** Speculative generation: its totals (null otherwise). */
+  speculation: SpeculativeSummary | null;
 }
 
 export interface Perplexity {
@@ -377,6 +432,13 @@ export class Session {
    */
   step(token: number, mask?: ForcedMask): Promise<StepResult>;
   reset(): void;
+  /**
+   * Rolls the KV cache back to its first `position` tokens (0 <= position <=
+   * this.position; INVALID_ARGUMENT otherwise): continuing gives exactly what
+   * a session that never ran the later tokens gives. Drops a token generate()
+   * sampled but had not run.
+   */
+  truncate(position: number): void;
   dispose(): void;
 }
 

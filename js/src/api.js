@@ -63,6 +63,7 @@ export const API = {
     budget: getset((b) => (b == null ? null : checkBudget(b))),
     autoBudget: call,
     reset: call,
+    truncate: call,
     generate: stream,
     complete: call,
     step: call,

@@ -458,8 +458,8 @@ test('a dense prompt runs as batched prefill, giving the token-by-token results'
     })(), (e) => e.name === 'AbortError' && e.code === 'ABORTED');
     assert.equal(await heapUsed(), base);
     assert.deepEqual((await run({ temperature: 0 })).ids, (await run({ temperature: 0, onPromptStep: () => {} })).ids);
-    // under a budget below 1 the prompt prefills in batches too (the gates
-    // decide per token inside each batch): one step call per generated token
+    // under a budget below 1 the prompt is batched too (the gates decide per
+    // token inside each batch): one step call for its last token again
     model.budget = 0.6;
     const gated = await run({ temperature: 0 });
     assert.equal(gated.steps, gated.ids.length);
