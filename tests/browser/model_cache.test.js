@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { loadModel, listCachedModels, deleteCachedModel } from '../../js/src/index.js';
+import * as W from '../../js/src/worker.js';
 import { root, scratch } from '../js/helpers.js';
 import { initModel, storiesModel } from '../js/package_fixtures.js';
 import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
@@ -99,6 +100,9 @@ test('Node: the cache option and the cache calls need the Cache API', async () =
   await assert.rejects(loadModel(model, { cache: 1 }), (e) => e.code === 'INVALID_ARGUMENT');
   await assert.rejects(listCachedModels(), (e) => e.code === 'INVALID_ARGUMENT' && /Cache API/.test(e.message));
   await assert.rejects(deleteCachedModel('http://x/m.gguf'), (e) => e.code === 'INVALID_ARGUMENT');
+  // the worker entry refuses it before starting a worker
+  await assert.rejects(W.loadModel(model, { cache: true }), (e) => e.code === 'INVALID_ARGUMENT' && /Cache API/.test(e.message));
+  await assert.rejects(W.listCachedModels(), (e) => e.code === 'INVALID_ARGUMENT');
   const m = await loadModel(model, { cache: false }); // false: no cache, anywhere
   assert.equal(m.info.cache, undefined);
   m.dispose();
