@@ -42,6 +42,31 @@ export interface LoadProgress {
   total: number;
   /** 'download' while bytes arrive; one final 'done' with loaded === total. */
   phase: 'download' | 'done';
+  /** Only with the `cache` option: true when the bytes come from the browser cache, false when from the network. */
+  fromCache?: boolean;
+}
+
+/** The `cache` option of loadModel: true, or the SHA-256 (64 hex digits) the model file must have. */
+export type CacheOption = boolean | { sha256?: string };
+
+/** What loadModel did with the cache (model.info.cache; only with the `cache` option). */
+export interface ModelCacheInfo {
+  /** The bytes came from the cache (no download). */
+  fromCache: boolean;
+  /** A download was stored in the cache by this load. */
+  stored: boolean;
+  /** Why a download was not stored (e.g. the storage quota). */
+  error?: string;
+}
+
+/** A model kept in the browser cache. */
+export interface CachedModel {
+  url: string;
+  bytes: number;
+  /** The SHA-256 checked when it was stored (loaded with { cache: { sha256 } }), else null. */
+  sha256: string | null;
+  /** ISO 8601 time it was stored. */
+  storedAt: string | null;
 }
 
 export interface LoadOptions {
@@ -56,6 +81,13 @@ export interface LoadOptions {
   totalBytes?: number;
   /** A custom location of doze.wasm, its bytes, or a precompiled WebAssembly.Module. */
   wasm?: WasmSource;
+  /**
+   * Browser only (the Cache API; an http(s) URL source): use a cached copy of the model when its size
+   * (and sha256, when given) checks, else download and store the completed download. Where there is no
+   * Cache API (Node, insecure pages) a true value is an INVALID_ARGUMENT error. A download whose
+   * SHA-256 differs from the given one rejects with code IO and is not stored.
+   */
+  cache?: CacheOption;
 }
 
 export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
@@ -92,6 +124,8 @@ export interface ModelInfo {
   ffnBlocks: number;
   /** 0, or the doze.ffn_order key (a hash of the channel order) of a model whose FFN channels `doze order-ffn` grouped into blocks; gate files are bound to it. */
   ffnOrder: number;
+  /** Only when loaded with the `cache` option: where the bytes came from. */
+  cache?: ModelCacheInfo;
 }
 
 export interface GenerateOptions {
@@ -504,6 +538,11 @@ export class Model {
 
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
 export default loadModel;
+
+/** The models in the browser cache (loadModel's `cache` option). Rejects with INVALID_ARGUMENT without the Cache API. */
+export function listCachedModels(): Promise<CachedModel[]>;
+/** Deletes the cached copy of a model URL; resolves to true if there was one. */
+export function deleteCachedModel(url: string | URL): Promise<boolean>;
 
 /** True when the engine supports WebAssembly SIMD128 (doze.wasm needs it). */
 export function hasWasmSimd(): boolean;

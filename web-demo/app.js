@@ -174,16 +174,17 @@ function resetProgress(label) {
   el.progressText.textContent = 'Starting…';
 }
 
-function onProgress({ loaded, total, phase }) {
+function onProgress({ loaded, total, phase, fromCache }) {
+  const from = fromCache ? ' from cache' : '';
   if (phase === 'done' || (total > 0 && loaded >= total)) {
     el.progress.value = 100;
-    el.progressText.textContent = `100% — ${fmtBytes(total || loaded)}`;
+    el.progressText.textContent = `100% — ${fmtBytes(total || loaded)}${from}`;
     return;
   }
   if (total > 0) {
     const pct = Math.min(100, (loaded / total) * 100);
     el.progress.value = pct;
-    el.progressText.textContent = `${pct.toFixed(0)}% — ${fmtBytes(loaded)} of ${fmtBytes(total)}`;
+    el.progressText.textContent = `${pct.toFixed(0)}% — ${fmtBytes(loaded)} of ${fmtBytes(total)}${from}`;
   } else {
     el.progress.removeAttribute('value'); // indeterminate until the size is known
     el.progressText.textContent = `${fmtBytes(loaded)}`;
@@ -208,6 +209,7 @@ function showInfo(info) {
     ['Size', fmtBytes(info.bytes)],
     ['Context', `${info.contextLength} positions`],
   ];
+  if (info.cache) rows.push(['Source', info.cache.fromCache ? 'browser cache' : info.cache.stored ? 'network (now cached)' : 'network']);
   el.modelInfo.replaceChildren();
   for (const [k, v] of rows) {
     const dt = document.createElement('dt');
@@ -240,7 +242,9 @@ async function load(source, name, { gatesUrl = null } = {}) {
   const contextLength = num(el.ctxLen, { min: 2, int: true, fallback: undefined });
   let model;
   try {
-    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength });
+    // a model URL is kept in the browser cache (where the page has the Cache API)
+    const cache = typeof source === 'string' && typeof caches !== 'undefined' && window.isSecureContext;
+    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength, ...(cache ? { cache: true } : {}) });
   } catch (e) {
     state.loading = null;
     const why = isAbort(e) ? 'Loading cancelled' : `Could not load ${name}: ${describeError(e)}`;
@@ -276,7 +280,7 @@ async function load(source, name, { gatesUrl = null } = {}) {
   if (!/^100%/.test(el.progressText.textContent)) el.progressText.textContent = `100% — ${fmtBytes(state.info.bytes)}`;
   el.progressLabel.textContent = 'Loaded';
   showInfo(state.info);
-  setStatus(el.modelStatus, `Ready: ${name}.`);
+  setStatus(el.modelStatus, `Ready: ${name}${model.info.cache?.fromCache ? ' (from cache)' : ''}.`);
   el.ftCtx.max = String(state.info.contextLength);
   applyBudgetToModel();
   updateFinetuneSupport();
