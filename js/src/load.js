@@ -5,7 +5,7 @@ import { abortError, toDozeError } from './errors.js';
 import { getRuntime, yieldToEventLoop } from './runtime.js';
 import { openSource } from './sources.js';
 import { Model } from './model.js';
-import { checkOptions, func, int, invalid, num, signal } from './options.js';
+import { checkOptions, func, int, invalid, num, oneOf, signal } from './options.js';
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
 const IN_MEMORY_YIELD_BYTES = 16 << 20;
@@ -25,8 +25,9 @@ export const LOAD_OPTIONS = {
   maxMemory: num(0),
   totalBytes: num(0),
   wasm: wasmOption,
+  simd: oneOf('auto', 'relaxed', 'strict'),
 };
-export const RUNTIME_OPTIONS = { wasm: wasmOption };
+export const RUNTIME_OPTIONS = { wasm: wasmOption, simd: oneOf('auto', 'relaxed', 'strict') };
 
 /** Checked options of loadModel (`extra`: more accepted names, e.g. the worker entry's). */
 export function checkLoadOptions(options, extra = {}) {
@@ -36,10 +37,10 @@ export function checkLoadOptions(options, extra = {}) {
 /** Loads a GGUF model, streaming its bytes into wasm memory. */
 export async function loadModel(source, options) {
   const o = checkLoadOptions(options);
-  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm } = o;
+  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  const rt = await getRuntime({ wasm });
+  const rt = await getRuntime({ wasm, simd });
   const x = rt.x;
   let src = null;
   let ld = 0;

@@ -20,12 +20,12 @@
 //     step.
 
 import { DozeError, deserializeError, abortError } from './errors.js';
-import { hasWasmSimd } from './wasm.js';
+import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { API } from './api.js';
 import { checkOptions, bool, any } from './options.js';
 import { LOAD_OPTIONS } from './load.js';
 
-export { DozeError, hasWasmSimd };
+export { DozeError, hasRelaxedSimd, hasWasmSimd };
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
