@@ -78,6 +78,8 @@ extern const doze_products doze_simd_f32, doze_simd_f16, doze_simd_q8_0, doze_si
 extern const doze_products doze_ref_f32, doze_ref_f16, doze_ref_q8_0, doze_ref_q4_0;
 extern const doze_products doze_simd_q4_K, doze_simd_q5_K, doze_simd_q6_K, doze_simd_bf16;
 extern const doze_products doze_ref_q4_K, doze_ref_q5_K, doze_ref_q6_K, doze_ref_bf16;
+extern const doze_products doze_simd_q4_1, doze_simd_q5_0, doze_simd_q5_1, doze_simd_iq4_nl;
+extern const doze_products doze_ref_q4_1, doze_ref_q5_0, doze_ref_q5_1, doze_ref_iq4_nl;
 
 /* NULL for a type Doze cannot read. */
 const doze_type_traits *doze_type_traits_of(int type);
