@@ -1,10 +1,9 @@
-// The generation loop of a session: the prompt (batched prefill when dense
-// and unobserved, else token by token under the budget), then sample, emit,
+// The generation loop of a session: the prompt (batched prefill unless each
+// prompt step is observed, then token by token), then sample, emit,
 // step until EOS, a stop, maxTokens, the end of the context or an abort.
 
 import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
-import { DENSE_BUDGET } from './budget.js';
 import { PieceDecoder, StopText } from './text.js';
 import { bool, checkOptions, func, int, invalid, num, oneOf, seed, seedHalves, signal } from './options.js';
 
@@ -124,13 +123,16 @@ export async function* generateTokens(core, prompt, o) {
     piece = new PieceDecoder(rt, model._alive());
 
     const promptT0 = now();
-    // The prompt. Dense and unobserved (no budget below 1, no
-    // onPromptStep): all but its last token in batched prefill passes
-    // (matrix-matrix products; the same KV cache bits as token by token),
-    // PREFILL_PASS tokens per call, checking for abort between passes.
+    // The prompt, unobserved (no onPromptStep): all but its last token in
+    // batched prefill passes, PREFILL_PASS tokens per call, checking for
+    // abort between passes. Dense, these are matrix-matrix products with the
+    // same KV cache bits as token by token; under a budget the gates decide
+    // per token inside each batch (a dozing layer or head is left out of the
+    // batch's products) and the budget's feedback runs token by token.
     let first = 0;
-    if (!onPromptStep && feed.length > 1 && core.state().current >= DENSE_BUDGET && core.ready()) {
-      core.apply(core.state().current);
+    if (!onPromptStep && feed.length > 1) {
+      if (core.ready()) core.apply(core.state().current);
+      else await core.prepare();
       const n = feed.length - 1;
       const ids = rt.doze.malloc(Math.min(n, PREFILL_PASS) * 4);
       try {
