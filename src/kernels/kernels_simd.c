@@ -1329,14 +1329,26 @@ SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
  * x as q8_0 blocks, one per weight block (kernels_ref.c has the order of the
  * float operations). The integer dots as for q4_0: a 16-byte payload read
  * as u16 lanes, nibbles isolated by shifts and masks against x permuted by
- * prep_x(q4 = 1); Q5's fifth bits come from the qh halves splatted to every
- * lane: lane k's bit (2k or 2k + 1) is moved to bit 15 by one multiply, then
- * to bit 4. IQ4_NL's nibbles index its grid byte-wise (swizzle) against x
- * in order. x4 layout: one block of 4 rows at a time, lane = row, each lane
- * the reference's operations in its order: the same bits. Row-major: the
+ * prep_x(q4 = 1) (Q4_1). Q5_0/Q5_1 and IQ4_NL work byte-wise against x in
+ * order: low and high nibbles of the payload are elements 0..15 and
+ * 16..31; Q5's fifth bits are ORed in from qh expanded by a 256-entry table
+ * (wasm has no per-lane variable shift: bit tests in u16 lanes measured 6x
+ * slower), IQ4_NL's nibbles index its grid (swizzle). x4 layout: one block
+ * of 4 rows at a time, lane = row, each lane the reference's operations in
+ * its order: the same bits. Row-major: the
  * integer dot in SIMD, the float part per block as the reference does it. */
 
 enum { Q32_Q5_0, Q32_Q4_1, Q32_Q5_1, Q32_IQ4_NL };
+
+/* byte i of q5_bits[b] = 0x10 if bit i of b is set: a qh byte expanded to
+ * the fifth bits of 8 codes */
+#define Q5_B2B(b) \
+    ((((b) >> 0 & 1ull) << 4) | (((b) >> 1 & 1ull) << 12) | (((b) >> 2 & 1ull) << 20) | (((b) >> 3 & 1ull) << 28) | \
+     (((b) >> 4 & 1ull) << 36) | (((b) >> 5 & 1ull) << 44) | (((b) >> 6 & 1ull) << 52) | (((b) >> 7 & 1ull) << 60))
+#define Q5_T4(n) Q5_B2B(n), Q5_B2B(n + 1), Q5_B2B(n + 2), Q5_B2B(n + 3)
+#define Q5_T16(n) Q5_T4(n), Q5_T4(n + 4), Q5_T4(n + 8), Q5_T4(n + 12)
+#define Q5_T64(n) Q5_T16(n), Q5_T16(n + 16), Q5_T16(n + 32), Q5_T16(n + 48)
+static const uint64_t q5_bits[256] = {Q5_T64(0), Q5_T64(64), Q5_T64(128), Q5_T64(192)};
 
 /* i32x4 whose lane sum is the dot of a payload's 32 codes (Q5_0: q, the
  * -16 is taken off by the caller; IQ4_NL: grid values) with x */
@@ -1351,23 +1363,25 @@ static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint
                               wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(hi), x[2]),
                                              wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(hi), x[3])));
     }
-    const int five = kind != Q32_Q4_1;
-    const v128_t m = wasm_i16x8_splat(0x0f);
-    const v128_t q = wasm_v128_load(five ? pl + 4 : pl);
-    v128_t e0 = wasm_v128_and(q, m), e1 = wasm_v128_and(wasm_u16x8_shr(q, 4), m);
-    v128_t e2 = wasm_v128_and(wasm_u16x8_shr(q, 8), m), e3 = wasm_u16x8_shr(q, 12);
-    if (five) {
-        /* lane k: bit 2k (elements 2k, 2k + 16) or 2k + 1 (2k + 1, 2k + 17)
-         * of the low (elements 0..15) or high (16..31) half of qh */
-        const v128_t ce = wasm_i16x8_make((int16_t)0x8000, 0x2000, 0x0800, 0x0200, 0x0080, 0x0020, 0x0008, 0x0002);
-        const v128_t co = wasm_i16x8_make(0x4000, 0x1000, 0x0400, 0x0100, 0x0040, 0x0010, 0x0004, 0x0001);
-        const v128_t b4 = wasm_i16x8_splat(0x10);
-        const v128_t hl = wasm_v128_load16_splat(pl), hh = wasm_v128_load16_splat(pl + 2);
-        e0 = wasm_v128_or(e0, wasm_v128_and(wasm_u16x8_shr(wasm_i16x8_mul(hl, ce), 11), b4));
-        e1 = wasm_v128_or(e1, wasm_v128_and(wasm_u16x8_shr(wasm_i16x8_mul(hh, ce), 11), b4));
-        e2 = wasm_v128_or(e2, wasm_v128_and(wasm_u16x8_shr(wasm_i16x8_mul(hl, co), 11), b4));
-        e3 = wasm_v128_or(e3, wasm_v128_and(wasm_u16x8_shr(wasm_i16x8_mul(hh, co), 11), b4));
+    if (kind != Q32_Q4_1) {
+        /* codes in element order: low nibbles (0..15), high (16..31), each
+         * byte ORed with its fifth bit, expanded from qh a byte at a time */
+        uint32_t h;
+        memcpy(&h, pl, 4);
+        const v128_t v = wasm_v128_load(pl + 4);
+        const v128_t lo = wasm_v128_or(wasm_v128_and(v, wasm_i8x16_splat(0x0f)),
+                                       wasm_i64x2_make((int64_t)q5_bits[h & 0xff], (int64_t)q5_bits[(h >> 8) & 0xff]));
+        const v128_t hi = wasm_v128_or(wasm_u8x16_shr(v, 4), wasm_i64x2_make((int64_t)q5_bits[(h >> 16) & 0xff],
+                                                                            (int64_t)q5_bits[h >> 24]));
+        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), x[0]),
+                                             wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), x[1])),
+                              wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), x[2]),
+                                             wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), x[3])));
     }
+    const v128_t m = wasm_i16x8_splat(0x0f);
+    const v128_t q = wasm_v128_load(pl);
+    const v128_t e0 = wasm_v128_and(q, m), e1 = wasm_v128_and(wasm_u16x8_shr(q, 4), m);
+    const v128_t e2 = wasm_v128_and(wasm_u16x8_shr(q, 8), m), e3 = wasm_u16x8_shr(q, 12);
     return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, x[0]), wasm_i32x4_dot_i16x8(e1, x[1])),
                           wasm_i32x4_add(wasm_i32x4_dot_i16x8(e2, x[2]), wasm_i32x4_dot_i16x8(e3, x[3])));
 }
@@ -1382,7 +1396,7 @@ static inline size_t q32_block_bytes(int kind) {
 /* x for a chunk: prep_x, and per block dx * sum(x) (the min's factor) */
 static inline void q32_prep(int kind, const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *corr,
                             float *dxsum) {
-    prep_x(xb, n, xi, dxs, corr, kind != Q32_IQ4_NL);
+    prep_x(xb, n, xi, dxs, corr, kind == Q32_Q4_1);
     for (int b = 0; b < n; b++) dxsum[b] = dxs[b] * (float)(corr[b] / 8);
 }
 
