@@ -18,6 +18,7 @@ export {
   DozeError, DozeErrorCode, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions,
   CompleteOptions, GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
   AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep, WeightType, WasmSource,
+  CacheOption, ModelCacheInfo, CachedModel, listCachedModels, deleteCachedModel,
 } from './index.js';
 
 /** A main-thread type as the worker entry has it: objects become their proxies. */

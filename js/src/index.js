@@ -9,6 +9,7 @@
 // wasm/exports.c; the modules here do streaming, bookkeeping and text:
 //   runtime.js   one doze.wasm instance (shared), heapUsed, event-loop yield
 //   load.js      loadModel: the byte stream into the C loader
+//   cache.js     the browser model cache (loadModel's cache option)
 //   model.js     Model: info, tokenizer, sessions, budget and gates
 //   session.js   Session: a KV cache, single steps, perplexity
 //   generate.js  the generation loop (prompt, sampling, stops, context)
@@ -25,6 +26,7 @@ import { RUNTIME_OPTIONS, loadModel } from './load.js';
 import { checkOptions } from './options.js';
 
 export { DozeError, hasWasmSimd, loadModel };
+export { listCachedModels, deleteCachedModel } from './cache.js';
 export { Model } from './model.js';
 export { Session } from './session.js';
 export { Gates } from './gates.js';

@@ -11,6 +11,8 @@
 // Every import is checked up front: an unknown env import is an error at
 // load time, an unknown WASI function returns ENOSYS.
 
+import { nodeModule } from './node.js';
+
 const DEFAULT_WASM = new URL('../dist/doze.wasm', import.meta.url);
 const ABI_VERSION = 5; // wasm/exports.c DOZE_WASM_ABI_VERSION
 
@@ -48,7 +50,7 @@ function isUrlLike(s) {
 }
 
 async function readNodeFile(pathOrUrl) {
-  const fs = await import('node:fs/promises');
+  const fs = await nodeModule('node:fs/promises');
   try {
     return await fs.readFile(pathOrUrl);
   } catch (e) {
@@ -153,7 +155,7 @@ function ioReason(e) {
 }
 
 async function nodeHost() {
-  const fs = await import('node:fs');
+  const fs = await nodeModule('node:fs');
   const files = new Map(); // handle -> OS fd
   let next = 3; // 1 and 2 are stdout / stderr; never handed out
   let sleeper = null;

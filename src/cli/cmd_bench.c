@@ -418,12 +418,19 @@ static int compare_models(const cli_args *a, int n_paths, int steps, int json) {
     return rc;
 }
 
-static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn]", NULL};
+static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn]",
+                                          "MODEL --speculative [--draft-budget B] [--draft-k K]", NULL};
 static const cli_option bench_options[] = {
     {"--steps", CLI_INT, "N", "decode steps to time (default 64; 16 per round side by side)", NULL, 0},
     {"--json", CLI_FLAG, NULL, "one JSON record per line", NULL, 0},
     {"--skip-table", CLI_FLAG, NULL, "speed under forced uniform masks at b = 1, 0.75, 0.5, 0.3\n"
                                      "(then 'ffn': masks that skip FFN blocks only)", NULL, 0},
+    {"--speculative", CLI_FLAG, NULL, "greedy self-speculation (the gates draft, the whole model\n"
+                                      "verifies) against dense decoding, same output checked", NULL, 0},
+    {"--draft-budget", CLI_FLOAT, "B", "--speculative: the draft's budget in (0, 1) (default: adaptive)", NULL, 0},
+    {"--draft-k", CLI_INT, "K", "--speculative: tokens drafted per step, 1..8 (default: adaptive)", NULL, 0},
+    {"--rounds", CLI_INT, "R", "--speculative: interleaved rounds (default 5)", NULL, 0},
+    {"--prompt", CLI_STRING, "TEXT", "--speculative: the prompt (default \"Once upon a time\")", NULL, 0},
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
     CLI_OPTIONS_END,
@@ -433,7 +440,8 @@ const cli_command cmd_bench_spec = {
     "Decode tokens/s and GB/s with the SIMD and the reference kernels beside a plain read\n"
     "loop over the model's weights, and the 128-token prefill. Several models: their decode\n"
     "interleaved round by round, so that the ratios between them mean something.\n"
-    "--skip-table: speed under forced masks; --budget B: decode under the gates beside dense.",
+    "--skip-table: speed under forced masks; --budget B: decode under the gates beside dense;\n"
+    "--speculative: greedy self-speculation beside dense (--steps tokens, default 200).",
     bench_options,
 };
 
@@ -454,6 +462,12 @@ int cmd_bench(int argc, char **argv) {
                                    cli_pos(&a, 1));
         ffn = a.n_pos == 2;
     }
+    const int speculative = cli_has(&a, "--speculative");
+    if (!speculative && (cli_has(&a, "--draft-budget") || cli_has(&a, "--draft-k") || cli_has(&a, "--rounds") ||
+                         cli_has(&a, "--prompt")))
+        return cli_usage_error(&a, "--draft-budget, --draft-k, --rounds and --prompt go with --speculative");
+    if (speculative && (skip || a.n_pos > 1 || budget < 1.0))
+        return cli_usage_error(&a, "--speculative takes one model, and no --budget (the draft's is --draft-budget)");
     int gated = budget < 1.0 || cli_has(&a, "--gates");
     if (a.n_pos > 1 && !skip) {
         if (gated) return cli_usage_error(&a, "--budget and --gates take one model");
@@ -463,6 +477,12 @@ int cmd_bench(int argc, char **argv) {
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
+    if (speculative) {
+        int rc = bench_speculative(m, &a, cli_has(&a, "--steps") ? (int)steps : 200,
+                                   (int)cli_get_int(&a, "--rounds", 5), json);
+        doze_model_free(m);
+        return rc;
+    }
     if (gated) {
         int rc = budget_bench(m, &a, budget, (int)steps, json);
         doze_model_free(m);

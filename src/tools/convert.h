@@ -76,6 +76,10 @@ typedef struct {
                          Llama 3.1's rope_freqs factors), "qwen2" (Q/K/V biases, NEOX
                          RoPE, theta 1e6), "qwen3" (q/k norms, NEOX RoPE) */
     int head_dim;     /* 0: dim / n_heads; else written as attention.key_length */
+    int untied;       /* 1: a classifier of its own (output.weight); 0: tied to the embedding */
+    float embd_scale; /* the embedding's (and an untied classifier's) values are uniform in
+                         +-embd_scale (0: 1); the logits scale with it, so a small one gives
+                         soft next-token distributions */
 } doze_init_params;
 
 /* The ARCH.* metadata of a model of this shape (rms eps 1e-5 for llama,

@@ -244,6 +244,17 @@ int main(void) {
     expect_usage(cmd, "tokenize", "give one of --text and --file");
     snprintf(cmd, sizeof cmd, "bench %s --skip-table layers", model);
     expect_usage(cmd, "bench", "--skip-table takes one model");
+    snprintf(cmd, sizeof cmd, "bench %s --draft-k 2", model);
+    expect_usage(cmd, "bench", "--draft-budget, --draft-k, --rounds and --prompt go with --speculative");
+    snprintf(cmd, sizeof cmd, "bench %s --speculative --budget 0.5", model);
+    expect_usage(cmd, "bench", "--speculative takes one model, and no --budget");
+    /* bench --speculative: dense and speculative greedy give the same tokens (checked every round) */
+    snprintf(cmd, sizeof cmd, "bench %s --speculative --draft-k 3 --draft-budget 0.5 --steps 24 --rounds 1 --json", model);
+    r = run(cmd);
+    CHECK_MSG(r.status == 0 && strstr(r.out, "\"identical\":true") && strstr(r.out, "\"fixed_k\":3") &&
+                  strstr(r.out, "\"tokens\":24"),
+              "bench --speculative: %d %s %s", r.status, r.out, r.err);
+    done(&r);
     snprintf(cmd, sizeof cmd, "train %s -o %s/x.gguf", text, dir);
     expect_usage(cmd, "train", "missing --vocab VOCAB");
     snprintf(cmd, sizeof cmd, "train %s --vocab v --schedule exp -o %s/x.gguf", text, dir);
