@@ -11,7 +11,7 @@ export type DozeErrorCode =
   | 'INVALID_ARGUMENT' | 'BAD_MAGIC' | 'UNSUPPORTED_VERSION' | 'TRUNCATED' | 'BAD_FORMAT'
   | 'UNSUPPORTED_TYPE' | 'BAD_SHAPE' | 'MISSING' | 'OUT_OF_MEMORY' | 'IO' | 'TOKEN_RANGE'
   | 'BAD_UTF8' | 'CONTEXT_FULL' | 'ABORTED' | 'STATE'
-  | 'NO_WASM_SIMD' | 'NO_WASM_FILE' | 'WASM_IMPORTS' | 'WORKER';
+  | 'NO_WASM_SIMD' | 'NO_RELAXED_SIMD' | 'NO_WASM_FILE' | 'WASM_IMPORTS' | 'WORKER';
 
 /** Every error Doze throws on purpose. Aborts: name 'AbortError', code 'ABORTED'. */
 export class DozeError extends Error {
@@ -88,7 +88,16 @@ export interface LoadOptions {
    * SHA-256 differs from the given one rejects with code IO and is not stored.
    */
   cache?: CacheOption;
+  /**
+   * Which build: 'auto' (default) loads doze-relaxed.wasm (Q8_0/Q4_0 products on the relaxed-SIMD
+   * int8 dot; the same results bit for bit) where hasRelaxedSimd(), else doze.wasm; 'relaxed' insists
+   * (NO_RELAXED_SIMD error where the engine lacks it); 'strict' always loads doze.wasm.
+   * With `wasm` given, that module is used as it is. model.info.simd says which one runs.
+   */
+  simd?: SimdChoice;
 }
+
+export type SimdChoice = 'auto' | 'relaxed' | 'strict';
 
 export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
 
@@ -126,6 +135,8 @@ export interface ModelInfo {
   ffnOrder: number;
   /** Only when loaded with the `cache` option: where the bytes came from. */
   cache?: ModelCacheInfo;
+  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm). */
+  simd: 'relaxed' | 'strict';
 }
 
 export interface GenerateOptions {
@@ -547,8 +558,11 @@ export function deleteCachedModel(url: string | URL): Promise<boolean>;
 /** True when the engine supports WebAssembly SIMD128 (doze.wasm needs it). */
 export function hasWasmSimd(): boolean;
 
+/** True when the engine has relaxed SIMD whose int8 dot product gives exact results (what simd: 'auto' picks doze-relaxed.wasm by). */
+export function hasRelaxedSimd(): boolean;
+
 /** Bytes malloc'd in the (shared) wasm memory of a runtime: for leak checks. */
-export function heapUsed(options?: { wasm?: WasmSource }): Promise<number>;
+export function heapUsed(options?: { wasm?: WasmSource; simd?: SimdChoice }): Promise<number>;
 
 export interface Runtime {
   heapUsed(): number;
@@ -556,4 +570,4 @@ export interface Runtime {
   version(): string;
 }
 /** The shared doze.wasm instance for a `wasm` option (created on first use). */
-export function getRuntime(options?: { wasm?: WasmSource }): Promise<Runtime>;
+export function getRuntime(options?: { wasm?: WasmSource; simd?: SimdChoice }): Promise<Runtime>;

@@ -16,6 +16,7 @@
 #include "doze.h"
 #include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
 #include "model.h" /* read-only: the tokenizer doze_wasm_token_text reads */
+#include "types.h" /* doze_relaxed_simd_native */
 
 #define DOZE_WASM_ABI_VERSION 5
 
@@ -25,6 +26,10 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_abi_version(void) { return DOZE_WASM_ABI_VERS
 
 /* The package version, as a NUL-terminated string in wasm memory. */
 EMSCRIPTEN_KEEPALIVE const char *doze_wasm_version(void) { return DOZE_VERSION; }
+
+/* 1 in doze-relaxed.wasm (q8_0/q4_0 products on the relaxed-SIMD int8 dot),
+ * 0 in the strict SIMD build: what model.info.simd reports */
+EMSCRIPTEN_KEEPALIVE int doze_wasm_relaxed_simd(void) { return doze_relaxed_simd_native(); }
 
 /* Flushes libc's stdio buffers (anything printed with printf); the glue calls
  * it after each callMain. The CLI itself writes through io.h, unbuffered. */

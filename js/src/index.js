@@ -19,13 +19,13 @@
 //   options.js   option checking
 // The types are in ../index.d.ts (the one source of them).
 
-import { hasWasmSimd } from './wasm.js';
+import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { DozeError } from './errors.js';
 import { getRuntime as runtimeFor, heapUsed as heapUsedOf } from './runtime.js';
 import { RUNTIME_OPTIONS, loadModel } from './load.js';
 import { checkOptions } from './options.js';
 
-export { DozeError, hasWasmSimd, loadModel };
+export { DozeError, hasRelaxedSimd, hasWasmSimd, loadModel };
 export { listCachedModels, deleteCachedModel } from './cache.js';
 export { Model } from './model.js';
 export { Session } from './session.js';

@@ -6,7 +6,7 @@ import { getRuntime, yieldToEventLoop } from './runtime.js';
 import { openSource } from './sources.js';
 import { cacheOption, openCachedSource } from './cache.js';
 import { Model } from './model.js';
-import { checkOptions, func, int, invalid, num, signal } from './options.js';
+import { checkOptions, func, int, invalid, num, oneOf, signal } from './options.js';
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
 const IN_MEMORY_YIELD_BYTES = 16 << 20;
@@ -27,8 +27,9 @@ export const LOAD_OPTIONS = {
   totalBytes: num(0),
   wasm: wasmOption,
   cache: cacheOption,
+  simd: oneOf('auto', 'relaxed', 'strict'),
 };
-export const RUNTIME_OPTIONS = { wasm: wasmOption };
+export const RUNTIME_OPTIONS = { wasm: wasmOption, simd: oneOf('auto', 'relaxed', 'strict') };
 
 /** Checked options of loadModel (`extra`: more accepted names, e.g. the worker entry's). */
 export function checkLoadOptions(options, extra = {}) {
@@ -51,10 +52,10 @@ async function withCacheInfo(model, src) {
 /** Loads a GGUF model, streaming its bytes into wasm memory. */
 export async function loadModel(source, options) {
   const o = checkLoadOptions(options);
-  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, cache } = o;
+  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, cache, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  const rt = await getRuntime({ wasm });
+  const rt = await getRuntime({ wasm, simd });
   const x = rt.x;
   let src = null;
   let ld = 0;

@@ -51,6 +51,8 @@ function readInfo(rt, m) {
       ffnBlocks: Math.ceil(raw.hiddenDim / (raw.ffnBlock || 32)),
       // 0, or the doze.ffn_order key of a model `doze order-ffn` rewrote
       ffnOrder: raw.ffnOrder || 0,
+      // which build runs it: 'relaxed' (doze-relaxed.wasm) or 'strict'
+      simd: rt.simd,
     });
   } finally {
     rt.doze.free(p);

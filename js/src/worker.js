@@ -20,7 +20,7 @@
 //     step.
 
 import { DozeError, deserializeError, abortError } from './errors.js';
-import { hasWasmSimd } from './wasm.js';
+import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { API } from './api.js';
 import { checkOptions, bool, any } from './options.js';
 import { LOAD_OPTIONS } from './load.js';
@@ -28,7 +28,7 @@ import { nodeModule } from './node.js';
 
 // The cache is the origin's, the same from any thread: these run here.
 export { listCachedModels, deleteCachedModel } from './cache.js';
-export { DozeError, hasWasmSimd };
+export { DozeError, hasRelaxedSimd, hasWasmSimd };
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;

@@ -245,7 +245,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "bench %s --skip-table layers", model);
     expect_usage(cmd, "bench", "--skip-table takes one model");
     snprintf(cmd, sizeof cmd, "bench %s --draft-k 2", model);
-    expect_usage(cmd, "bench", "--draft-budget, --draft-k, --rounds and --prompt go with --speculative");
+    expect_usage(cmd, "bench", "--draft-budget, --draft-k and --prompt go with --speculative");
     snprintf(cmd, sizeof cmd, "bench %s --speculative --budget 0.5", model);
     expect_usage(cmd, "bench", "--speculative takes one model, and no --budget");
     /* bench --speculative: dense and speculative greedy give the same tokens (checked every round) */
