@@ -4,8 +4,9 @@
 import { abortError, toDozeError } from './errors.js';
 import { getRuntime, yieldToEventLoop } from './runtime.js';
 import { openSource } from './sources.js';
+import { cacheOption, openCachedSource } from './cache.js';
 import { Model } from './model.js';
-import { checkOptions, func, int, invalid, num, signal } from './options.js';
+import { checkOptions, func, int, invalid, num, oneOf, signal } from './options.js';
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
 const IN_MEMORY_YIELD_BYTES = 16 << 20;
@@ -25,27 +26,44 @@ export const LOAD_OPTIONS = {
   maxMemory: num(0),
   totalBytes: num(0),
   wasm: wasmOption,
+  cache: cacheOption,
+  simd: oneOf('auto', 'relaxed', 'strict'),
 };
-export const RUNTIME_OPTIONS = { wasm: wasmOption };
+export const RUNTIME_OPTIONS = { wasm: wasmOption, simd: oneOf('auto', 'relaxed', 'strict') };
 
 /** Checked options of loadModel (`extra`: more accepted names, e.g. the worker entry's). */
 export function checkLoadOptions(options, extra = {}) {
   return checkOptions('loadModel', options, { ...LOAD_OPTIONS, ...extra });
 }
 
+/** Stores a completed download (cache option) and says in model.info.cache where the bytes came from. */
+async function withCacheInfo(model, src) {
+  let r;
+  try {
+    r = await src.commit();
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  model.info = Object.freeze({ ...model.info, cache: Object.freeze({ fromCache: src.fromCache, ...r }) });
+  return model;
+}
+
 /** Loads a GGUF model, streaming its bytes into wasm memory. */
 export async function loadModel(source, options) {
   const o = checkLoadOptions(options);
-  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm } = o;
+  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, cache, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  const rt = await getRuntime({ wasm });
+  const rt = await getRuntime({ wasm, simd });
   const x = rt.x;
   let src = null;
   let ld = 0;
   let stage = 0;
   try {
-    src = await openSource(source, { signal: sig, totalBytes });
+    src = cache
+      ? await openCachedSource(source, cache, { signal: sig, totalBytes })
+      : await openSource(source, { signal: sig, totalBytes });
     ld = x.doze_wasm_loader_new(contextLength, maxMemory, rt.err);
     if (!ld) throw rt.error('loadModel');
     stage = rt.doze.malloc(STAGING_BYTES);
@@ -55,7 +73,7 @@ export async function loadModel(source, options) {
     const report = (phase) => {
       if (!onProgress) return;
       if (!total) total = x.doze_wasm_loader_total_bytes(ld);
-      onProgress({ loaded, total: total || 0, phase });
+      onProgress(cache ? { loaded, total: total || 0, phase, fromCache: src.fromCache } : { loaded, total: total || 0, phase });
     };
     report('download');
     for (;;) {
@@ -83,13 +101,14 @@ export async function loadModel(source, options) {
     }
     const m = x.doze_wasm_loader_finish(ld, rt.err);
     if (!m) throw rt.error();
-    const model = new Model(rt, m);
+    let model = new Model(rt, m);
     if (contextLength > model.info.contextLength) {
       // the loader caps the context at the model's own; asking for more is a mistake
       const own = model.info.contextLength;
       model.dispose();
       throw invalid(`loadModel: contextLength ${contextLength} is above the model's own context of ${own} positions`);
     }
+    if (cache) model = await withCacheInfo(model, src);
     total = loaded;
     report('done');
     return model;

@@ -32,6 +32,7 @@ export class Runtime {
   constructor(doze) {
     this.doze = doze;
     this.x = doze.exports;
+    this.simd = doze.simd;
     this.err = doze.malloc(this.x.doze_wasm_error_size());
     this.x.doze_wasm_error_clear(this.err);
   }
@@ -69,10 +70,10 @@ const moduleRuntimes = new WeakMap(); // WebAssembly.Module -> Promise<Runtime>
  * The runtime for a `wasm` option (default: dist/doze.wasm next to this
  * package), instantiated once and shared.
  */
-export function getRuntime({ wasm } = {}) {
+export function getRuntime({ wasm, simd = 'auto' } = {}) {
   const make = async () => {
     try {
-      return new Runtime(await instantiateDoze({ wasm }));
+      return new Runtime(await instantiateDoze({ wasm, simd }));
     } catch (e) {
       throw toDozeError(e, 'NO_WASM_FILE');
     }
@@ -82,7 +83,7 @@ export function getRuntime({ wasm } = {}) {
     p = moduleRuntimes.get(wasm);
     if (!p) moduleRuntimes.set(wasm, (p = make()));
   } else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) {
-    const key = wasm == null ? '' : String(wasm);
+    const key = `${simd}|${wasm == null ? '' : String(wasm)}`;
     p = runtimes.get(key);
     if (!p) runtimes.set(key, (p = make()));
   } else {
@@ -91,7 +92,7 @@ export function getRuntime({ wasm } = {}) {
   p.catch(() => {
     // do not cache failures
     if (wasm instanceof WebAssembly.Module) moduleRuntimes.delete(wasm);
-    else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) runtimes.delete(wasm == null ? '' : String(wasm));
+    else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) runtimes.delete(`${simd}|${wasm == null ? '' : String(wasm)}`);
   });
   return p;
 }

@@ -40,6 +40,9 @@ static const cli_option init_options[] = {
     TYPE_OPTION("weight type (default f32)"),
     {"--arch", CLI_STRING, "ARCH", "architecture (default llama)", init_archs, 0},
     {"--head-dim", CLI_INT, "HD", "head size when it is not dim / heads (written as key_length)", NULL, 0},
+    {"--untied", CLI_FLAG, NULL, "a classifier of its own (output.weight; default: tied to the embedding)", NULL, 0},
+    {"--embd-scale", CLI_FLOAT, "S", "embedding (and untied classifier) values uniform in +-S\n"
+                                     "(default 1; a small S gives soft next-token distributions)", NULL, 0},
     {"--experts", CLI_INT, "E", "a mixture of E experts of --hidden channels per layer (llama; qwen3moe: default 4)",
      NULL, 0},
     {"--top-k", CLI_INT, "K", "experts each token uses (default 2)", NULL, 0},
@@ -75,6 +78,10 @@ int cmd_init(int argc, char **argv) {
     p.type = parse_type(&a, DOZE_TYPE_F32);
     p.arch = cli_get(&a, "--arch");
     p.head_dim = (int)cli_get_int(&a, "--head-dim", 0);
+    p.untied = cli_has(&a, "--untied");
+    double es = cli_get_float(&a, "--embd-scale", 1.0);
+    if (!(es > 0.0 && es <= 1e6)) return cli_usage_error(&a, "--embd-scale must be in (0, 1e6]");
+    p.embd_scale = (float)es;
     const int moe_arch = p.arch && strcmp(p.arch, "qwen3moe") == 0;
     if (cli_has(&a, "--experts") && cli_get_int(&a, "--experts", 0) < 1)
         return cli_usage_error(&a, "--experts must be >= 1");

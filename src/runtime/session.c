@@ -207,15 +207,25 @@ void session_run(doze_session *s, int n, float *x, batch_masks *mk, int forced, 
     if (!forced) mk->experts_forced = 0; /* the model's routing (or the gates') */
     for (int l = 0; l < nl; l++) layer_forward(m, l, &s->kv, pos, n, x, mk, gated ? &d : NULL, ls, trace);
 
+    /* Integral feedback: over-spending raises the price of compute. A batch's
+     * tokens were all decided at one price, so the batch is one decision and
+     * moves the price once, by its mean error; adding every token's error
+     * would swing the price n times as far and the next tokens would pay for
+     * the whole batch's error. */
+    float error = 0.0f;
+    int decided = 0;
     for (int t = 0; t < n; t++) {
         const int gated_t = gated && !protected_pos(s, pos + t);
         s->compute = forced || gated_t ? token_compute(s, mk, t, pos + t, gated_t) : 1.0f;
         if (gated_t) {
-            /* integral feedback: over-spending raises the price of compute */
-            s->lambda_adj += 1.0f * (s->compute - s->budget);
-            if (s->lambda_adj > 8.0f) s->lambda_adj = 8.0f;
-            if (s->lambda_adj < -8.0f) s->lambda_adj = -8.0f;
+            error += s->compute - s->budget;
+            decided++;
         }
+    }
+    if (decided) {
+        s->lambda_adj += 1.0f * (error / (float)decided);
+        if (s->lambda_adj > 8.0f) s->lambda_adj = 8.0f;
+        if (s->lambda_adj < -8.0f) s->lambda_adj = -8.0f;
     }
     if (mk != &s->mk) {
         const size_t t = (size_t)n - 1;

@@ -577,7 +577,7 @@ static void test_tokenizer_blocks(void) {
     printf("hostile tokenizer blocks:\n");
     enum { V = 300 };
     for (int c = 0; c < 7; c++) {
-        doze_init_params ip = {32, 64, 1, 2, 2, V, 16, 7, DOZE_TYPE_F32, NULL, 0, 0, 0};
+        doze_init_params ip = {32, 64, 1, 2, 2, V, 16, 7, DOZE_TYPE_F32, NULL, 0, 0, 0.0f, 0, 0};
         gguf_builder b;
         doze_error e;
         CHECK(gguf_builder_init(&b, &e) == DOZE_OK);
@@ -650,7 +650,7 @@ static void test_tokenizer_blocks(void) {
  * experts, top-2. */
 static mem_buf moe_fixture(const char *arch, int type, uint64_t seed) {
     mem_buf out = {NULL, 0, 0};
-    doze_init_params ip = {64, 64, 2, 4, 2, 300, 32, seed, type, arch, 0, 4, 2};
+    doze_init_params ip = {64, 64, 2, 4, 2, 300, 32, seed, type, arch, 0, 0, 0.0f, 4, 2};
     gguf_builder b;
     doze_error e;
     if (gguf_builder_init(&b, &e) != DOZE_OK) return out;
