@@ -99,7 +99,10 @@ export interface LoadOptions {
 
 export type SimdChoice = 'auto' | 'relaxed' | 'strict';
 
-export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
+/** The type of layer 0's attn_q.weight (a mixed file such as Q4_K_M reports its q4_k). */
+export type WeightType =
+  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'iq4_nl' | 'q4_k' | 'q5_k' | 'q6_k'
+  | (string & {});
 
 export interface ModelInfo {
   architecture: string;
@@ -127,7 +130,7 @@ export interface ModelInfo {
   bosId: number;
   eosId: number;
   unkId: number;
-  /** Intermediate channels per FFN block: 16 when the FFN weights are f32/f16 and hiddenDim < 256, else 32. */
+  /** Intermediate channels per FFN block: 256 when an ffn_down is a K-quant; else 16 when the FFN weights are unquantized (f32/f16/bf16) and hiddenDim < 256; else 32. */
   ffnBlock: number;
   /** FFN blocks per layer: ceil(hiddenDim / ffnBlock). */
   ffnBlocks: number;
@@ -166,9 +169,9 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Prepend BOS to the prompt (default: when the context is empty). */
   bos?: boolean;
-  /** Do not stop when EOS or BOS is sampled (the CLI's --no-stop). */
   /** Control tokens written in the prompt (<|im_start|>, ...) are single tokens (default false: text). */
   parseSpecial?: boolean;
+  /** Do not stop when BOS or an end-of-generation token (EOS, <|eot_id|>, <|im_end|>, ...) is sampled (the CLI's --no-stop). */
   ignoreEos?: boolean;
   /** Called after each prompt token's forward step (its mask, compute, budget and time). */
   onPromptStep?: (step: PromptStep) => void;
@@ -418,15 +421,15 @@ export class Gates {
 }
 
 export interface GenerateResult {
-  /** 'eos': EOS or BOS sampled; 'stop': a stop string or id; 'length': maxTokens; 'context': the context is full. */
+  /** 'eos': BOS or an end-of-generation token sampled; 'stop': a stop string or id; 'length': maxTokens; 'context': the context is full. */
   reason: 'eos' | 'stop' | 'length' | 'context';
   tokens: number;
   text: string;
   /** Prompt tokens fed (BOS and a pending token included). */
   promptTokens: number;
   /**
-   * Milliseconds spent on the prompt, up to the first sampled token. A dense
-   * prompt (budget 1, no onPromptStep) runs as batched prefill.
+   * Milliseconds spent on the prompt, up to the first sampled token. Without
+   * onPromptStep the prompt runs as batched prefill (gated batches under a budget).
    */
   promptMs: number;
   /** Speculative generation: its totals (null otherwise). */
@@ -502,7 +505,7 @@ export class Model {
   /**
    * Streams the assistant's reply to `messages` rendered with the model's chat
    * template (tokenizer.chat_template, via @huggingface/jinja), from an empty
-   * context; stops at EOS and the template's end-of-turn text or token.
+   * context; stops at an end-of-generation token and the template's end-of-turn text.
    */
   chat(messages: import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
   /** Streams a continuation of `prompt` from an empty context. */

@@ -10,7 +10,11 @@ import { PieceDecoder } from './text.js';
 import { bool, checkOptions, invalid, tokenIds } from './options.js';
 import { API } from './api.js';
 
-const WEIGHT_TYPES = { 0: 'f32', 1: 'f16', 2: 'q4_0', 8: 'q8_0' };
+/** The C type table's name of a ggml type id ('q4_k', 'bf16', ...). */
+function typeName(rt, id) {
+  const p = rt.x.doze_type_name(id);
+  return p ? rt.doze.readString(p) : `type${id}`;
+}
 
 const INFO_FIELDS = [
   'dim', 'hiddenDim', 'layers', 'heads', 'kvHeads', 'headDim', 'ropeDim', 'vocabSize',
@@ -38,7 +42,7 @@ function readInfo(rt, m) {
       contextLength: raw.contextLength,
       normEps: raw.normEps,
       ropeTheta: raw.ropeTheta,
-      weightType: WEIGHT_TYPES[raw.weightTypeId] ?? `type${raw.weightTypeId}`,
+      weightType: typeName(rt, raw.weightTypeId),
       tiedOutput: raw.tiedOutput === 1,
       params: raw.params,
       bytes: raw.bytes,
