@@ -399,6 +399,49 @@ export interface FinetuneOptions {
   activate?: boolean;
 }
 
+/** One step of Model#finetune, as onProgress receives it. */
+export interface JointFinetuneStep extends FinetuneStep {
+  /** The run's number of steps. */
+  steps: number;
+  /** The task loss of the step: KL to the dense model (loss 'kl') or the text's cross-entropy (loss 'ce'), nats per token. */
+  kl: number;
+}
+
+export interface JointFinetuneOptions extends Omit<FinetuneOptions, 'onStep' | 'activate'> {
+  /** The bytes of this model's GGUF file (required): the new model is this file with the trained weights (f32) in place of its own. */
+  source: ArrayBuffer | ArrayBufferView;
+  /** Joint training of weights and gates (the default; false is finetuneGates()). */
+  joint?: boolean;
+  /** Rank of low-rank adapters W = W0 + B A on the projections, merged into the weights written (default: every weight learns). */
+  lora?: number;
+  /** 'kl' (default): distillation towards the dense model's next-token distribution; 'ce': the text's next tokens. */
+  loss?: 'kl' | 'ce';
+  /** Adam learning rate of the weights (or adapters) (default 5e-4). */
+  weightLr?: number;
+  /** The weights' gradient norm is clipped to this (default 1; 0: no clipping). */
+  weightClip?: number;
+  /** Each window draws its budget from [lo, hi] instead of one budget, so one model and gate file serve every budget. */
+  budgetRange?: [number, number];
+  /** With budgetRange: the share of windows run dense (default 0.2). */
+  denseFraction?: number;
+  /** The weights' rate decays along a cosine to this by the last step (default: constant weightLr). */
+  weightLrMin?: number;
+  /** Steps of linear warm-up of the weights' rate (default 0). */
+  weightWarmup?: number;
+  /** The decisions' logistic noise falls linearly from 1 to this by the last step (default 1: constant). */
+  noiseEnd?: number;
+  /** Called after each step. */
+  onProgress?: (step: JointFinetuneStep) => void;
+}
+
+/** What Model#finetune returns: load them with loadModel(model) and model.loadGates(gates). */
+export interface JointFinetuneResult {
+  /** The fine-tuned model's GGUF file. */
+  model: Uint8Array;
+  /** Its gate file, retuned on the fine-tuned model. */
+  gates: Uint8Array;
+}
+
 /**
  * Per-layer routers deciding, per token, which layers and heads run under a
  * budget. They belong to the model that made or loaded them and are freed
@@ -540,6 +583,14 @@ export class Model {
    * activate: false.
    */
   finetuneGates(text: string, options?: FinetuneOptions): Promise<Gates>;
+  /**
+   * Fine-tunes the weights together with the gates on `text` (joint
+   * training: every weight, or rank-`lora` adapters merged when written),
+   * the same run as `doze finetune MODEL TEXTFILE --joint --model-out M -o G`.
+   * This model is not changed (an aborted run leaves it as it was): the
+   * result is the new model's file and its gate file, as bytes.
+   */
+  finetune(text: string, options: JointFinetuneOptions): Promise<JointFinetuneResult>;
   /** Gates from a gate file; another model's file throws BAD_SHAPE / BAD_FORMAT (UNSUPPORTED_TYPE: not a gate file). */
   loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Gates;
   /** The gate file of the active gates (or of `gates`); STATE when there are none. */

@@ -44,6 +44,7 @@ export const API = {
     loadGates: call,
     saveGates: call,
     finetuneGates: call,
+    finetune: call,
     tokenize: call,
     detokenize: call,
     metadata: call,
