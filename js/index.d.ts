@@ -352,6 +352,8 @@ export interface CalibrateOptions {
 export interface FinetuneStep {
   /** 1, 2, ..., steps. */
   step: number;
+  /** The run's number of steps. */
+  steps: number;
   /** kl + computeWeight * (expectedCompute - budget)^2. */
   loss: number;
   /** Mean KL(dense || gated) per token, nats. */
@@ -401,8 +403,6 @@ export interface FinetuneOptions {
 
 /** One step of Model#finetune, as onProgress receives it. */
 export interface JointFinetuneStep extends FinetuneStep {
-  /** The run's number of steps. */
-  steps: number;
   /** The task loss of the step: KL to the dense model (loss 'kl') or the text's cross-entropy (loss 'ce'), nats per token. */
   kl: number;
 }
