@@ -364,6 +364,7 @@ static int compare_models(const cli_args *a, int n_paths, int steps, int json) {
     double mv[BENCH_MAX_MODELS] = {0};
     int rc = 0;
     doze_model_params mp = doze_model_default_params();
+    if (cli_threads_option(a, &mp)) return 2;
     mp.context_length = 256;
     for (int i = 0; i < n_paths && rc == 0; i++) {
         ms[i] = cli_load_model(cli_pos(a, i), &mp);
@@ -426,6 +427,7 @@ static const cli_option bench_options[] = {
                                      "(then 'ffn': masks that skip FFN blocks only)", NULL, 0},
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
+    CLI_THREADS_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_bench_spec = {
@@ -460,6 +462,7 @@ int cmd_bench(int argc, char **argv) {
         return compare_models(&a, a.n_pos, cli_has(&a, "--steps") ? (int)steps : 16, json);
     }
     doze_model_params mp = doze_model_default_params();
+    if (cli_threads_option(&a, &mp)) return 2;
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
