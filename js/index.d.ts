@@ -56,12 +56,23 @@ export interface LoadOptions {
   totalBytes?: number;
   /** A custom location of doze.wasm, its bytes, or a precompiled WebAssembly.Module. */
   wasm?: WasmSource;
+  /**
+   * Threads for the forward pass, an integer in [1, 64]; default the cores
+   * (navigator.hardwareConcurrency / os.availableParallelism()), at most 8.
+   * More than 1 loads doze-mt.wasm and starts one worker per extra thread;
+   * results are bit-identical for any count. Without SharedArrayBuffer (a
+   * page that is not cross-origin isolated) it falls back to 1 thread with
+   * one console warning (see info.threads).
+   */
+  threads?: number;
 }
 
 export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
 
 export interface ModelInfo {
   architecture: string;
+  /** Threads the model runs on (1 after a fallback). */
+  threads: number;
   layers: number;
   heads: number;
   kvHeads: number;

@@ -19,6 +19,7 @@ const el = {
   urlForm: $('url-form'),
   modelUrl: $('model-url'),
   ctxLen: $('ctx-len'),
+  threads: $('threads'),
   cancelLoad: $('cancel-load'),
   gatesStatus: $('gates-status'),
   gatesFile: $('gates-file'),
@@ -205,6 +206,7 @@ function showInfo(info) {
     ['Parameters', `${fmtCount(info.params)} (${info.weightType})`],
     ['Size', fmtBytes(info.bytes)],
     ['Context', `${info.contextLength} positions`],
+    ['Threads', `${info.threads}${info.threads === 1 && !globalThis.crossOriginIsolated ? ' (the page is not cross-origin isolated)' : ''}`],
   ];
   el.modelInfo.replaceChildren();
   for (const [k, v] of rows) {
@@ -236,9 +238,10 @@ async function load(source, name, { gatesUrl = null } = {}) {
   state.loading = { ac };
   updateButtons();
   const contextLength = num(el.ctxLen, { min: 2, int: true, fallback: undefined });
+  const threads = num(el.threads, { min: 1, max: 64, int: true, fallback: undefined });
   let model;
   try {
-    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength });
+    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength, threads });
   } catch (e) {
     state.loading = null;
     const why = isAbort(e) ? 'Loading cancelled' : `Could not load ${name}: ${describeError(e)}`;

@@ -6,6 +6,7 @@ import { getRuntime, yieldToEventLoop } from './runtime.js';
 import { openSource } from './sources.js';
 import { Model } from './model.js';
 import { checkOptions, func, int, invalid, num, signal } from './options.js';
+import { MAX_THREADS, defaultThreads, startPool, threadsUnavailable, warnFallback } from './pool.js';
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
 const IN_MEMORY_YIELD_BYTES = 16 << 20;
@@ -25,6 +26,7 @@ export const LOAD_OPTIONS = {
   maxMemory: num(0),
   totalBytes: num(0),
   wasm: wasmOption,
+  threads: int(1, MAX_THREADS),
 };
 export const RUNTIME_OPTIONS = { wasm: wasmOption };
 
@@ -39,7 +41,21 @@ export async function loadModel(source, options) {
   const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  const rt = await getRuntime({ wasm });
+  // threads: doze-mt.wasm on a shared memory; 1 (or no SharedArrayBuffer,
+  // or a custom single-thread wasm): doze.wasm as ever
+  let threads = o.threads ?? (await defaultThreads());
+  if (threads > 1) {
+    const why = threadsUnavailable();
+    if (why) {
+      warnFallback(why);
+      threads = 1;
+    }
+  }
+  const rt = await getRuntime({ wasm, threaded: threads > 1 });
+  if (threads > 1 && !rt.doze.threaded) {
+    warnFallback('the wasm option gave a module without threads (build doze-mt.wasm)');
+    threads = 1;
+  }
   const x = rt.x;
   let src = null;
   let ld = 0;
@@ -83,7 +99,20 @@ export async function loadModel(source, options) {
     }
     const m = x.doze_wasm_loader_finish(ld, rt.err);
     if (!m) throw rt.error();
-    const model = new Model(rt, m);
+    let pool = null;
+    if (threads > 1) {
+      try {
+        pool = await startPool(rt, m, threads);
+      } catch (e) {
+        if (!e.leakModel) x.doze_model_free(m);
+        throw e;
+      }
+    }
+    const model = new Model(rt, m, pool);
+    if (sig && sig.aborted) {
+      model.dispose();
+      throw abortError('loading the model', sig);
+    }
     if (contextLength > model.info.contextLength) {
       // the loader caps the context at the model's own; asking for more is a mistake
       const own = model.info.contextLength;

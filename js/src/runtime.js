@@ -34,6 +34,7 @@ export class Runtime {
     this.x = doze.exports;
     this.err = doze.malloc(this.x.doze_wasm_error_size());
     this.x.doze_wasm_error_clear(this.err);
+    this.baseHeap = this.x.doze_wasm_heap_used(); // what the runtime itself holds
   }
   get u8() {
     return new Uint8Array(this.x.memory.buffer);
@@ -69,7 +70,10 @@ const moduleRuntimes = new WeakMap(); // WebAssembly.Module -> Promise<Runtime>
  * The runtime for a `wasm` option (default: dist/doze.wasm next to this
  * package), instantiated once and shared.
  */
-export function getRuntime({ wasm } = {}) {
+export const THREADED_WASM = new URL('../dist/doze-mt.wasm', import.meta.url);
+
+export function getRuntime({ wasm, threaded = false } = {}) {
+  if (threaded && wasm == null) wasm = THREADED_WASM;
   const make = async () => {
     try {
       return new Runtime(await instantiateDoze({ wasm }));
@@ -98,5 +102,11 @@ export function getRuntime({ wasm } = {}) {
 
 /** Bytes malloc'd inside a runtime's wasm memory (for leak checks). */
 export async function heapUsed(options) {
-  return (await getRuntime(options)).heapUsed();
+  if (options && options.wasm != null) return (await getRuntime(options)).heapUsed();
+  // the default runtimes: doze.wasm, plus doze-mt.wasm once a threaded model made it
+  let n = (await getRuntime()).heapUsed();
+  const mt = runtimes.get(String(THREADED_WASM));
+  // (its own fixed allocations excluded, so a baseline taken before it existed holds)
+  if (mt) n += await mt.then((r) => r.heapUsed() - r.baseHeap, () => 0);
+  return n;
 }

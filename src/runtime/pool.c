@@ -1,15 +1,19 @@
 /* The thread pool (pool.h): pthreads natively, host-started workers in wasm.
  *
- * Protocol: the caller writes the job's fields, sets pending to the number
- * of workers and bumps gen. Every worker (participating or not) waits for
- * gen to change, runs its part if it has one, and decrements pending; the
- * caller runs part 0 and spins until pending is 0. Since the next job is
- * only written once every worker has acknowledged this one, a worker never
- * reads a half-written job. Workers spin a little, then sleep (a condition
- * variable natively, memory.atomic.wait32 in wasm); the caller never
- * sleeps (a browser's main thread may not), it spins. The pool is only used
- * once every worker has entered its loop (started == threads - 1): before
- * that, jobs run on the caller alone. */
+ * Protocol: the caller writes the job's fields, then publishes one 64-bit
+ * state word (job id, parts, next part to claim) and bumps gen to wake the
+ * workers. Everyone — the caller included — claims parts by compare-and-swap
+ * on the state word and runs them; the caller then spins until every part
+ * is done. Since parts are claimed, not assigned, a worker the system has not
+ * scheduled (or not yet started) never holds a job up: the caller runs the
+ * parts nobody claimed, and the cut into parts, hence every bit of the result,
+ * does not depend on who ran what. A claim names its job (id and parts in
+ * the same word), so a late worker cannot take a part of the next job with
+ * the previous job's count; and the next job's fields are only written once
+ * every part of this one is done, so a part always reads its own job.
+ * Workers spin a little, then sleep (a condition variable natively,
+ * memory.atomic.wait32 in wasm); the caller never sleeps (a browser's main
+ * thread may not), it spins. */
 #include "pool.h"
 
 #include <stdatomic.h>
@@ -38,8 +42,10 @@
 
 struct doze_pool {
     int n; /* threads, the caller included */
-    _Atomic int gen;      /* bumped per job (and once more to stop) */
-    _Atomic int pending;  /* workers yet to acknowledge the current job */
+    _Atomic int gen;      /* bumped per job (and once more to stop): what sleepers wait on */
+    _Atomic uint64_t state; /* job id << 32 | parts << 16 | next part to claim */
+    _Atomic int done;     /* parts of the current job finished */
+    uint32_t job;         /* the current job's id (the caller's) */
     _Atomic int stop;
     _Atomic int busy;     /* a caller is running a job */
     _Atomic int started;  /* workers that entered their loop */
@@ -48,7 +54,7 @@ struct doze_pool {
     /* the current job, written before gen is bumped */
     pool_fn fn;
     void *args;
-    int n_items, align, parts;
+    int n_items, align;
 #if POOL_WASM
     uint8_t *stacks; /* (n - 1) stacks of POOL_STACK_BYTES */
 #else
@@ -72,6 +78,8 @@ static void cpu_relax(void) {
 
 int pool_threads(const doze_pool *p) { return p ? p->n : 1; }
 
+int pool_started(doze_pool *p) { return p ? atomic_load(&p->started) : 0; }
+
 /* items [begin, end) of part i of parts */
 static void part_range(int n, int align, int parts, int i, int *begin, int *end) {
     const long long units = ((long long)n + align - 1) / align;
@@ -80,11 +88,18 @@ static void part_range(int n, int align, int parts, int i, int *begin, int *end)
     *end = (int)(e < n ? e : n);
 }
 
-static void run_part(doze_pool *p, int i) {
-    if (i >= p->parts) return;
-    int b, e;
-    part_range(p->n_items, p->align, p->parts, i, &b, &e);
-    if (b < e) p->fn(p->args, b, e, i);
+/* Claims and runs parts of the current job until none is left. */
+static void help(doze_pool *p) {
+    for (;;) {
+        uint64_t st = atomic_load(&p->state);
+        const int parts = (int)((st >> 16) & 0xffff), k = (int)(st & 0xffff);
+        if (k >= parts) return;
+        if (!atomic_compare_exchange_weak(&p->state, &st, st + 1)) continue;
+        int b, e;
+        part_range(p->n_items, p->align, parts, k, &b, &e);
+        if (b < e) p->fn(p->args, b, e, k);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
 }
 
 /* Waits until gen differs from seen (or the pool stops: a worker that
@@ -129,13 +144,12 @@ static void wake_all(doze_pool *p) {
 void pool_work(doze_pool *p, int i) {
     if (!p || i < 1 || i >= p->n) return;
     atomic_fetch_add(&p->alive, 1);
-    int seen = atomic_load(&p->gen); /* no job is posted before every worker started */
+    int seen = atomic_load(&p->gen);
     atomic_fetch_add(&p->started, 1);
     for (;;) {
+        help(p); /* a job posted before this worker looked */
         seen = wait_job(p, seen);
         if (atomic_load(&p->stop)) break;
-        run_part(p, i);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
     atomic_fetch_sub(&p->alive, 1);
 }
@@ -149,9 +163,9 @@ void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_it
     if (parts > n / min_items) parts = n / min_items;
     const int units = (int)(((long long)n + align - 1) / align);
     if (parts > units) parts = units;
+    if (!p) parts = 1;
     int expected = 0;
-    if (parts <= 1 || atomic_load(&p->started) != p->n - 1 ||
-        !atomic_compare_exchange_strong(&p->busy, &expected, 1)) {
+    if (parts <= 1 || !atomic_compare_exchange_strong(&p->busy, &expected, 1)) {
         fn(args, 0, n, 0); /* alone: the same bits */
         return;
     }
@@ -159,15 +173,16 @@ void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_it
     p->args = args;
     p->n_items = n;
     p->align = align;
-    p->parts = parts;
-    atomic_store(&p->pending, p->n - 1);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes the job, ordered before the sleepers check */
+    atomic_store(&p->done, 0);
+    p->job++;
+    atomic_store(&p->state, (uint64_t)p->job << 32 | (uint64_t)parts << 16); /* publishes the fields */
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: ordered before the sleepers check */
     wake_all(p);
-    run_part(p, 0);
-    for (unsigned s = 0; atomic_load_explicit(&p->pending, memory_order_acquire) != 0; s++) {
+    help(p);
+    for (unsigned s = 0; atomic_load_explicit(&p->done, memory_order_acquire) != parts; s++) {
         cpu_relax();
 #if !POOL_WASM
-        if (s > POOL_SPINS) sched_yield();
+        if (s > 1000) sched_yield(); /* a claimed part's thread may be waiting for this core */
 #endif
     }
     atomic_store(&p->busy, 0);

@@ -50,5 +50,8 @@ void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_it
  * aligned) and the worker's loop (returns after pool_free began). */
 void *pool_stack_top(doze_pool *p, int i);
 void pool_work(doze_pool *p, int i);
+/* workers that have entered pool_work (the host waits for threads - 1 before
+ * handing out the model, so that freeing it never races a worker's start) */
+int pool_started(doze_pool *p);
 
 #endif
