@@ -1,7 +1,8 @@
 #!/bin/sh
 # The speed table of the README (issue 9): init models of llama2.c's
 # stories15M and stories110M shapes in F32, F16, Q8_0 and Q4_0, decoded side
-# by side in one run per shape (`doze bench A B C D`: rounds interleaved, so
+# by side in one run per shape (`doze bench A B C D`: rounds interleaved, every
+# figure a median (min-max) of them, UNRELIABLE past a 2x spread, so
 # the ratios between types see the same machine load), in wasm under Node
 # (one thread) and natively. Needs `npm run build` first.
 #   sh bench/speed.sh [OUTDIR]     (models are written to OUTDIR, default a temp dir)

@@ -1,10 +1,13 @@
 // Draws docs/quality-compute.svg from docs/quality.json: perplexity (log
 // scale) against the compute achieved, one line per series. No
-// dependencies: `node docs/plot_quality.mjs` after editing the data.
+// dependencies: `node docs/plot_quality.mjs` after editing the data;
+// `node docs/plot_quality.mjs joint.json joint-compute.svg` draws another
+// data file of docs/ the same way.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const here = new URL('.', import.meta.url);
-const data = JSON.parse(readFileSync(new URL('quality.json', here), 'utf8'));
+const [dataFile = 'quality.json', svgFile = 'quality-compute.svg'] = process.argv.slice(2);
+const data = JSON.parse(readFileSync(new URL(dataFile, here), 'utf8'));
 
 const W = 720, H = 420;
 const M = { left: 64, right: 24, top: 40, bottom: 96 };
@@ -52,5 +55,5 @@ data.series.forEach((s, i) => {
   out.push(`<text x="${lx + 28}" y="${ly}">${s.name}</text>`);
 });
 out.push('</svg>');
-writeFileSync(new URL('quality-compute.svg', here), out.join('\n') + '\n');
-console.log('wrote docs/quality-compute.svg');
+writeFileSync(new URL(svgFile, here), out.join('\n') + '\n');
+console.log(`wrote docs/${svgFile}`);

@@ -11,7 +11,7 @@ export type DozeErrorCode =
   | 'INVALID_ARGUMENT' | 'BAD_MAGIC' | 'UNSUPPORTED_VERSION' | 'TRUNCATED' | 'BAD_FORMAT'
   | 'UNSUPPORTED_TYPE' | 'BAD_SHAPE' | 'MISSING' | 'OUT_OF_MEMORY' | 'IO' | 'TOKEN_RANGE'
   | 'BAD_UTF8' | 'CONTEXT_FULL' | 'ABORTED' | 'STATE'
-  | 'NO_WASM_SIMD' | 'NO_WASM_FILE' | 'WASM_IMPORTS' | 'WORKER';
+  | 'NO_WASM_SIMD' | 'NO_RELAXED_SIMD' | 'NO_WASM_FILE' | 'WASM_IMPORTS' | 'WORKER';
 
 /** Every error Doze throws on purpose. Aborts: name 'AbortError', code 'ABORTED'. */
 export class DozeError extends Error {
@@ -42,6 +42,31 @@ export interface LoadProgress {
   total: number;
   /** 'download' while bytes arrive; one final 'done' with loaded === total. */
   phase: 'download' | 'done';
+  /** Only with the `cache` option: true when the bytes come from the browser cache, false when from the network. */
+  fromCache?: boolean;
+}
+
+/** The `cache` option of loadModel: true, or the SHA-256 (64 hex digits) the model file must have. */
+export type CacheOption = boolean | { sha256?: string };
+
+/** What loadModel did with the cache (model.info.cache; only with the `cache` option). */
+export interface ModelCacheInfo {
+  /** The bytes came from the cache (no download). */
+  fromCache: boolean;
+  /** A download was stored in the cache by this load. */
+  stored: boolean;
+  /** Why a download was not stored (e.g. the storage quota). */
+  error?: string;
+}
+
+/** A model kept in the browser cache. */
+export interface CachedModel {
+  url: string;
+  bytes: number;
+  /** The SHA-256 checked when it was stored (loaded with { cache: { sha256 } }), else null. */
+  sha256: string | null;
+  /** ISO 8601 time it was stored. */
+  storedAt: string | null;
 }
 
 export interface LoadOptions {
@@ -63,9 +88,29 @@ export interface LoadOptions {
    * results are bit-identical for any count. Without SharedArrayBuffer (a
    * page that is not cross-origin isolated) it falls back to 1 thread with
    * one console warning (see info.threads).
+   * simd: 'relaxed' with more than 1 thread is an INVALID_ARGUMENT error, and with simd:
+   * 'relaxed' the default is 1 thread: doze-mt.wasm is built with strict SIMD only.
    */
   threads?: number;
+  /**
+   * Browser only (the Cache API; an http(s) URL source): use a cached copy of the model when its size
+   * (and sha256, when given) checks, else download and store the completed download. Where there is no
+   * Cache API (Node, insecure pages) a true value is an INVALID_ARGUMENT error. A download whose
+   * SHA-256 differs from the given one rejects with code IO and is not stored.
+   */
+  cache?: CacheOption;
+  /**
+   * Which build: 'auto' (default) loads doze-relaxed.wasm (Q8_0/Q4_0 products on the relaxed-SIMD
+   * int8 dot; the same results bit for bit) where hasRelaxedSimd(), else doze.wasm; 'relaxed' insists
+   * (NO_RELAXED_SIMD error where the engine lacks it); 'strict' always loads doze.wasm.
+   * With `wasm` given, that module is used as it is. model.info.simd says which one runs.
+   * On more than 1 thread the model runs doze-mt.wasm, which has strict SIMD only: 'auto' and
+   * 'strict' load it, 'relaxed' means 1 thread (see `threads`).
+   */
+  simd?: SimdChoice;
 }
+
+export type SimdChoice = 'auto' | 'relaxed' | 'strict';
 
 export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
 
@@ -103,6 +148,10 @@ export interface ModelInfo {
   ffnBlocks: number;
   /** 0, or the doze.ffn_order key (a hash of the channel order) of a model whose FFN channels `doze order-ffn` grouped into blocks; gate files are bound to it. */
   ffnOrder: number;
+  /** Only when loaded with the `cache` option: where the bytes came from. */
+  cache?: ModelCacheInfo;
+  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm, or doze-mt.wasm on more than 1 thread). */
+  simd: 'relaxed' | 'strict';
 }
 
 export interface GenerateOptions {
@@ -114,6 +163,16 @@ export interface GenerateOptions {
   topK?: number;
   /** Nucleus sampling mass in (0, 1] (1 = off, the default). */
   topP?: number;
+  /** Drop tokens whose probability is below minP times the top token's, in [0, 1] (0 = off, the default). */
+  minP?: number;
+  /** A token seen in the last repeatLastN tokens: logit / r if > 0, logit * r if <= 0; > 0 (1 = off, the default). */
+  repeatPenalty?: number;
+  /** Tokens of the context (the session's earlier tokens and the prompt included) the penalties look back over: default 64; 0 off; -1 the whole context. */
+  repeatLastN?: number;
+  /** Minus this per occurrence in the window (0 = off, the default). */
+  frequencyPenalty?: number;
+  /** Minus this once for a token present in the window (0 = off, the default). */
+  presencePenalty?: number;
   /** Sampler seed (xorshift64*, as the CLI's --seed); default random. */
   seed?: number | bigint;
   /** Stop strings (cut from the output) and/or token ids (not output). */
@@ -137,6 +196,53 @@ export interface GenerateOptions {
   truncate?: 'start';
   /** Use only the prompt's last N tokens (a BOS in front counts and stays). Not with truncate. */
   keepLast?: number;
+  /**
+   * Self-speculative decoding: the gates draft tokens at a low budget, the
+   * whole model verifies them in one batched pass. The output is the dense
+   * model's (greedy: the same tokens and logits; sampled: the dense
+   * distribution), whatever the budget. `true`: k and the draft budget chosen
+   * as the run goes; an object fixes what it gives. Needs gates (calibrated
+   * on first use like a budget < 1). Not with onPromptStep.
+   */
+  speculative?: boolean | SpeculativeOptions;
+}
+
+export interface SpeculativeOptions {
+  /** Tokens drafted per step, 1..8 (default: adaptive, 0..8). */
+  k?: number;
+  /** The draft's budget in (0, 1) (default: adaptive, 0.3..0.8). */
+  draftBudget?: number;
+  /** Adaptive choices from measured times (default true); false: a fixed cost model, so a seeded sampled run is reproducible. */
+  timed?: boolean;
+}
+
+/** One speculative step: what it drafted and what the whole model kept. */
+export interface SpeculativeStep {
+  /** Tokens drafted (0: a plain dense step). */
+  k: number;
+  /** Of them accepted (the step emitted accepted + 1 tokens). */
+  accepted: number;
+  /** The draft's budget. */
+  draftBudget: number;
+  /** The draft steps' mean achieved compute ratio. */
+  draftCompute: number;
+  /** Running rate of drafted tokens accepted, over the generation so far. */
+  acceptance: number;
+  /** Milliseconds drafting, verifying, and the whole step. */
+  draftMs: number;
+  verifyMs: number;
+  ms: number;
+}
+
+/** A speculative generation's totals (GenerateResult#speculation). */
+export interface SpeculativeSummary {
+  steps: number;
+  drafted: number;
+  accepted: number;
+  /** accepted / drafted (0 when nothing was drafted). */
+  acceptance: number;
+  draftMs: number;
+  verifyMs: number;
 }
 
 export interface CompleteOptions extends GenerateOptions {
@@ -176,8 +282,14 @@ export interface Token {
   compute: number;
   /** The budget that step ran under (what autoBudget chose, when it is on). */
   budget: number;
-  /** Milliseconds that step plus the sampling took (what autoBudget measures). */
+  /** Milliseconds that step plus the sampling took (what autoBudget measures; speculative: the step's time shared by its tokens). */
   ms: number;
+  /** Speculative: the draft proposed this token (false otherwise). */
+  drafted: boolean;
+  /** Speculative: the draft proposed it and the whole model accepted it (false otherwise; a token the whole model chose itself is not drafted). */
+  accepted: boolean;
+  /** Speculative: the step that emitted this token (null otherwise, and on the held-back-text item). */
+  speculation: SpeculativeStep | null;
 }
 
 export interface PromptStep {
@@ -299,6 +411,49 @@ export interface FinetuneOptions {
   activate?: boolean;
 }
 
+/** One step of Model#finetune, as onProgress receives it. */
+export interface JointFinetuneStep extends FinetuneStep {
+  /** The run's number of steps. */
+  steps: number;
+  /** The task loss of the step: KL to the dense model (loss 'kl') or the text's cross-entropy (loss 'ce'), nats per token. */
+  kl: number;
+}
+
+export interface JointFinetuneOptions extends Omit<FinetuneOptions, 'onStep' | 'activate'> {
+  /** The bytes of this model's GGUF file (required): the new model is this file with the trained weights (f32) in place of its own. */
+  source: ArrayBuffer | ArrayBufferView;
+  /** Joint training of weights and gates (the default; false is finetuneGates()). */
+  joint?: boolean;
+  /** Rank of low-rank adapters W = W0 + B A on the projections, merged into the weights written (default: every weight learns). */
+  lora?: number;
+  /** 'kl' (default): distillation towards the dense model's next-token distribution; 'ce': the text's next tokens. */
+  loss?: 'kl' | 'ce';
+  /** Adam learning rate of the weights (or adapters) (default 5e-4). */
+  weightLr?: number;
+  /** The weights' gradient norm is clipped to this (default 1; 0: no clipping). */
+  weightClip?: number;
+  /** Each window draws its budget from [lo, hi] instead of one budget, so one model and gate file serve every budget. */
+  budgetRange?: [number, number];
+  /** With budgetRange: the share of windows run dense (default 0.2). */
+  denseFraction?: number;
+  /** The weights' rate decays along a cosine to this by the last step (default: constant weightLr). */
+  weightLrMin?: number;
+  /** Steps of linear warm-up of the weights' rate (default 0). */
+  weightWarmup?: number;
+  /** The decisions' logistic noise falls linearly from 1 to this by the last step (default 1: constant). */
+  noiseEnd?: number;
+  /** Called after each step. */
+  onProgress?: (step: JointFinetuneStep) => void;
+}
+
+/** What Model#finetune returns: load them with loadModel(model) and model.loadGates(gates). */
+export interface JointFinetuneResult {
+  /** The fine-tuned model's GGUF file. */
+  model: Uint8Array;
+  /** Its gate file, retuned on the fine-tuned model. */
+  gates: Uint8Array;
+}
+
 /**
  * Per-layer routers deciding, per token, which layers and heads run under a
  * budget. They belong to the model that made or loaded them and are freed
@@ -332,6 +487,8 @@ export interface GenerateResult {
    * prompt (budget 1, no onPromptStep) runs as batched prefill.
    */
   promptMs: number;
+  /** Speculative generation: its totals (null otherwise). */
+  speculation: SpeculativeSummary | null;
 }
 
 export interface Perplexity {
@@ -378,6 +535,13 @@ export class Session {
    */
   step(token: number, mask?: ForcedMask): Promise<StepResult>;
   reset(): void;
+  /**
+   * Rolls the KV cache back to its first `position` tokens (0 <= position <=
+   * this.position; INVALID_ARGUMENT otherwise): continuing gives exactly what
+   * a session that never ran the later tokens gives. Drops a token generate()
+   * sampled but had not run.
+   */
+  truncate(position: number): void;
   dispose(): void;
 }
 
@@ -431,6 +595,14 @@ export class Model {
    * activate: false.
    */
   finetuneGates(text: string, options?: FinetuneOptions): Promise<Gates>;
+  /**
+   * Fine-tunes the weights together with the gates on `text` (joint
+   * training: every weight, or rank-`lora` adapters merged when written),
+   * the same run as `doze finetune MODEL TEXTFILE --joint --model-out M -o G`.
+   * This model is not changed (an aborted run leaves it as it was): the
+   * result is the new model's file and its gate file, as bytes.
+   */
+  finetune(text: string, options: JointFinetuneOptions): Promise<JointFinetuneResult>;
   /** Gates from a gate file; another model's file throws BAD_SHAPE / BAD_FORMAT (UNSUPPORTED_TYPE: not a gate file). */
   loadGates(bytes: ArrayBuffer | ArrayBufferView, options?: { activate?: boolean }): Gates;
   /** The gate file of the active gates (or of `gates`); STATE when there are none. */
@@ -444,11 +616,19 @@ export class Model {
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
 export default loadModel;
 
+/** The models in the browser cache (loadModel's `cache` option). Rejects with INVALID_ARGUMENT without the Cache API. */
+export function listCachedModels(): Promise<CachedModel[]>;
+/** Deletes the cached copy of a model URL; resolves to true if there was one. */
+export function deleteCachedModel(url: string | URL): Promise<boolean>;
+
 /** True when the engine supports WebAssembly SIMD128 (doze.wasm needs it). */
 export function hasWasmSimd(): boolean;
 
+/** True when the engine has relaxed SIMD whose int8 dot product gives exact results (what simd: 'auto' picks doze-relaxed.wasm by). */
+export function hasRelaxedSimd(): boolean;
+
 /** Bytes malloc'd in the (shared) wasm memory of a runtime: for leak checks. */
-export function heapUsed(options?: { wasm?: WasmSource }): Promise<number>;
+export function heapUsed(options?: { wasm?: WasmSource; simd?: SimdChoice }): Promise<number>;
 
 export interface Runtime {
   heapUsed(): number;
@@ -456,4 +636,4 @@ export interface Runtime {
   version(): string;
 }
 /** The shared doze.wasm instance for a `wasm` option (created on first use). */
-export function getRuntime(options?: { wasm?: WasmSource }): Promise<Runtime>;
+export function getRuntime(options?: { wasm?: WasmSource; simd?: SimdChoice }): Promise<Runtime>;

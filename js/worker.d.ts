@@ -15,9 +15,10 @@ import type {
 } from './index.js';
 
 export {
-  DozeError, DozeErrorCode, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions,
+  DozeError, DozeErrorCode, hasRelaxedSimd, hasWasmSimd, LoadOptions, LoadProgress, ModelInfo, ModelSource, GenerateOptions,
   CompleteOptions, GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
-  AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep, WeightType, WasmSource,
+  AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep, WeightType, WasmSource, SimdChoice,
+  CacheOption, ModelCacheInfo, CachedModel, listCachedModels, deleteCachedModel,
 } from './index.js';
 
 /** A main-thread type as the worker entry has it: objects become their proxies. */

@@ -57,17 +57,21 @@ typedef enum {
     DOZE_TYPE_F32 = 0,
     DOZE_TYPE_F16 = 1,
     DOZE_TYPE_Q4_0 = 2,
+    DOZE_TYPE_Q4_1 = 3,
+    DOZE_TYPE_Q5_0 = 6,
+    DOZE_TYPE_Q5_1 = 7,
     DOZE_TYPE_Q8_0 = 8,
     DOZE_TYPE_Q4_K = 12,
     DOZE_TYPE_Q5_K = 13,
     DOZE_TYPE_Q6_K = 14,
+    DOZE_TYPE_IQ4_NL = 20,
     DOZE_TYPE_BF16 = 30
 } doze_type;
 
-/* "f32", "f16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16", or NULL
- * for an unsupported type. */
+/* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_k",
+ * "q5_k", "q6_k", "bf16", or NULL for an unsupported type. */
 const char *doze_type_name(int type);
-/* Parses "f32" | "f16" | "q8_0" | "q4_0"; returns -1 when unknown. */
+/* Parses a name doze_type_name gives; returns -1 when unknown. */
 int doze_type_from_name(const char *name);
 
 /* ---- model ---------------------------------------------------------------- */
@@ -384,6 +388,11 @@ typedef struct {
                              its budget uniformly from [lo, hi] (default 0: off), so that one
                              set of gates (and, joint, one model) serves every budget */
     float dense_fraction; /* with a range: the share of windows that run dense (default 0.2) */
+    int lora_rank;        /* joint: 0 (default) fine-tunes every weight; R > 0 trains rank-R
+                             adapters W = W0 + B A on the projections instead (embedding,
+                             classifier and norms frozen), merged into the weights written */
+    float noise_end;      /* scale of the decisions' logistic noise at the last step, in [0, 1];
+                             it falls linearly from 1 (default 1: constant) */
 } doze_train_params;
 
 enum { DOZE_LOSS_KL = 0, DOZE_LOSS_CE = 1 };

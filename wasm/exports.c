@@ -16,6 +16,7 @@
 #include "doze.h"
 #include "gates.h" /* read-only: the fields doze_wasm_gates_info reports */
 #include "model.h" /* read-only: the tokenizer doze_wasm_token_text reads */
+#include "types.h" /* doze_relaxed_simd_native */
 
 #define DOZE_WASM_ABI_VERSION 5
 
@@ -25,6 +26,10 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_abi_version(void) { return DOZE_WASM_ABI_VERS
 
 /* The package version, as a NUL-terminated string in wasm memory. */
 EMSCRIPTEN_KEEPALIVE const char *doze_wasm_version(void) { return DOZE_VERSION; }
+
+/* 1 in doze-relaxed.wasm (q8_0/q4_0 products on the relaxed-SIMD int8 dot),
+ * 0 in the strict SIMD build: what model.info.simd reports */
+EMSCRIPTEN_KEEPALIVE int doze_wasm_relaxed_simd(void) { return doze_relaxed_simd_native(); }
 
 /* Flushes libc's stdio buffers (anything printed with printf); the glue calls
  * it after each callMain. The CLI itself writes through io.h, unbuffered. */
@@ -361,20 +366,25 @@ EMSCRIPTEN_KEEPALIVE doze_status doze_wasm_speculative_step(doze_speculator *sp,
 
 /* ---- joint fine-tuning: the model's weights learn with its gates ---- */
 
-/* The joint fields of doze_train_default_params() as doubles into out[0..4):
- * joint, task_loss (0 KL, 1 cross-entropy), weight_lr, weight_clip.
- * Returns how many fields there are. */
+/* The joint fields of doze_train_default_params() as doubles into out[0..6):
+ * joint, task_loss (0 KL, 1 cross-entropy), weight_lr, weight_clip,
+ * dense_fraction, lora_rank, noise_end. Returns how many fields there are. */
 EMSCRIPTEN_KEEPALIVE int doze_wasm_joint_default_params(double *out) {
     doze_train_params p = doze_train_default_params();
     out[0] = p.joint;
     out[1] = p.task_loss;
     out[2] = p.weight_lr;
     out[3] = p.weight_clip;
-    return 4;
+    out[4] = p.dense_fraction;
+    out[5] = p.lora_rank;
+    out[6] = p.noise_end;
+    return 7;
 }
 
 /* doze_wasm_finetune_new's arguments, then the joint ones (joint 0 or 1,
- * task_loss 0 KL / 1 cross-entropy, weight_lr, weight_clip). Steps go
+ * task_loss 0 KL / 1 cross-entropy, weight_lr, weight_clip, lora_rank (0:
+ * every weight), budget_lo, budget_hi (0, 0: the one budget),
+ * dense_fraction, weight_lr_min, weight_warmup, noise_end). Steps go
  * through doze_wasm_finetune_step as for gates alone (one call per step:
  * progress and abort are the caller's loop); the run ends with
  * doze_wasm_finetune_write_model, loading what it wrote, and
@@ -383,7 +393,8 @@ EMSCRIPTEN_KEEPALIVE doze_finetune *doze_wasm_finetune_new_joint(
     doze_model *m, const doze_gates *init, float budget, int context, int batch, float lr,
     float weight_decay, float compute_weight, float tau_start, float tau_end, int total_steps,
     unsigned seed_lo, unsigned seed_hi, int joint, int task_loss, float weight_lr,
-    float weight_clip, const char *text, size_t len, doze_error *err) {
+    float weight_clip, int lora_rank, float budget_lo, float budget_hi, float dense_fraction,
+    float weight_lr_min, int weight_warmup, float noise_end, const char *text, size_t len, doze_error *err) {
     doze_train_params p = doze_train_default_params();
     p.budget = budget;
     p.context = context;
@@ -399,6 +410,13 @@ EMSCRIPTEN_KEEPALIVE doze_finetune *doze_wasm_finetune_new_joint(
     p.task_loss = task_loss;
     p.weight_lr = weight_lr;
     p.weight_clip = weight_clip;
+    p.lora_rank = lora_rank;
+    p.budget_lo = budget_lo;
+    p.budget_hi = budget_hi;
+    p.dense_fraction = dense_fraction;
+    p.weight_lr_min = weight_lr_min;
+    p.weight_warmup = weight_warmup;
+    p.noise_end = noise_end;
     doze_finetune *f = NULL;
     if (doze_finetune_new(m, init, &p, text, len, &f, err) != DOZE_OK) return NULL;
     return f;

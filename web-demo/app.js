@@ -36,6 +36,8 @@ const el = {
   budgetCost: $('budget-cost'),
   autoBudget: $('auto-budget'),
   autoTarget: $('auto-target'),
+  speculative: $('speculative'),
+  statAccept: $('stat-accept'),
   generate: $('generate'),
   stop: $('stop'),
   statTokens: $('stat-tokens'),
@@ -173,16 +175,17 @@ function resetProgress(label) {
   el.progressText.textContent = 'Starting…';
 }
 
-function onProgress({ loaded, total, phase }) {
+function onProgress({ loaded, total, phase, fromCache }) {
+  const from = fromCache ? ' from cache' : '';
   if (phase === 'done' || (total > 0 && loaded >= total)) {
     el.progress.value = 100;
-    el.progressText.textContent = `100% — ${fmtBytes(total || loaded)}`;
+    el.progressText.textContent = `100% — ${fmtBytes(total || loaded)}${from}`;
     return;
   }
   if (total > 0) {
     const pct = Math.min(100, (loaded / total) * 100);
     el.progress.value = pct;
-    el.progressText.textContent = `${pct.toFixed(0)}% — ${fmtBytes(loaded)} of ${fmtBytes(total)}`;
+    el.progressText.textContent = `${pct.toFixed(0)}% — ${fmtBytes(loaded)} of ${fmtBytes(total)}${from}`;
   } else {
     el.progress.removeAttribute('value'); // indeterminate until the size is known
     el.progressText.textContent = `${fmtBytes(loaded)}`;
@@ -208,6 +211,7 @@ function showInfo(info) {
     ['Context', `${info.contextLength} positions`],
     ['Threads', `${info.threads}${info.threads === 1 && !globalThis.crossOriginIsolated ? ' (the page is not cross-origin isolated)' : ''}`],
   ];
+  if (info.cache) rows.push(['Source', info.cache.fromCache ? 'browser cache' : info.cache.stored ? 'network (now cached)' : 'network']);
   el.modelInfo.replaceChildren();
   for (const [k, v] of rows) {
     const dt = document.createElement('dt');
@@ -241,7 +245,9 @@ async function load(source, name, { gatesUrl = null } = {}) {
   const threads = num(el.threads, { min: 1, max: 64, int: true, fallback: undefined });
   let model;
   try {
-    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength, threads });
+    // a model URL is kept in the browser cache (where the page has the Cache API)
+    const cache = typeof source === 'string' && typeof caches !== 'undefined' && window.isSecureContext;
+    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength, threads, ...(cache ? { cache: true } : {}) });
   } catch (e) {
     state.loading = null;
     const why = isAbort(e) ? 'Loading cancelled' : `Could not load ${name}: ${describeError(e)}`;
@@ -277,7 +283,7 @@ async function load(source, name, { gatesUrl = null } = {}) {
   if (!/^100%/.test(el.progressText.textContent)) el.progressText.textContent = `100% — ${fmtBytes(state.info.bytes)}`;
   el.progressLabel.textContent = 'Loaded';
   showInfo(state.info);
-  setStatus(el.modelStatus, `Ready: ${name}.`);
+  setStatus(el.modelStatus, `Ready: ${name}${model.info.cache?.fromCache ? ' (from cache)' : ''}.`);
   el.ftCtx.max = String(state.info.contextLength);
   applyBudgetToModel();
   updateFinetuneSupport();
@@ -460,7 +466,10 @@ function onToken(t) {
     // text held back until the end (no token of its own)
     if (t.text) pending.push({ tail: t.text });
   } else {
-    const tok = { id: t.id, text: t.text, compute: t.compute ?? 1, budget: t.budget, ms: t.ms, mask: t.mask, position: t.position, el: null };
+    const tok = {
+      id: t.id, text: t.text, compute: t.compute ?? 1, budget: t.budget, ms: t.ms, mask: t.mask, position: t.position,
+      drafted: !!t.drafted, accepted: !!t.accepted, speculation: t.speculation ?? null, el: null,
+    };
     state.tokens.push(tok);
     pending.push(tok);
     const g = state.generating;
@@ -477,7 +486,11 @@ function onToken(t) {
 }
 
 function tokenTitle(t, i) {
-  return `token ${i + 1} · id ${t.id} · compute ${t.compute.toFixed(3)} · budget ${t.budget.toFixed(2)} · ${t.ms.toFixed(2)} ms`;
+  const base = `token ${i + 1} · id ${t.id} · compute ${t.compute.toFixed(3)} · budget ${t.budget.toFixed(2)} · ${t.ms.toFixed(2)} ms`;
+  const sp = t.speculation;
+  if (!sp) return base;
+  const how = t.accepted ? 'drafted and accepted' : 'the whole model\'s own token';
+  return `${base} · ${how} (step: ${sp.accepted} of ${sp.k} drafts accepted at draft budget ${sp.draftBudget.toFixed(2)})`;
 }
 
 function flush() {
@@ -493,7 +506,8 @@ function flush() {
     }
     const i = state.tokens.indexOf(p);
     const span = document.createElement('span');
-    span.className = p.text ? 'tok' : 'tok empty';
+    span.className = (p.text ? 'tok' : 'tok empty') + (p.accepted ? ' accepted' : '');
+    if (p.speculation) span.dataset.accepted = String(p.accepted);
     span.dataset.testid = 'token';
     span.dataset.i = String(i);
     span.dataset.compute = p.compute.toFixed(4);
@@ -525,8 +539,12 @@ function updateStats() {
     el.statRate.textContent = '–';
     el.statMs.textContent = '–';
     el.statCompute.textContent = '–';
+    el.statAccept.textContent = '–';
     return;
   }
+  // speculative: the running rate of drafted tokens the whole model accepted
+  const sp = state.tokens[n - 1].speculation;
+  el.statAccept.textContent = sp ? `${Math.round(100 * sp.acceptance)}%` : '–';
   let c = 0;
   let ms = 0;
   for (const t of state.tokens) {
@@ -575,7 +593,15 @@ async function generate() {
   state.generating = run;
   el.maskTitle.setAttribute('aria-live', 'off'); // no announcement per streamed token
   updateButtons();
-  const needsGates = (el.autoBudget.checked || Number(el.budget.value) < 1) && !m.gates;
+  // speculative: off, adaptive (k and the draft budget chosen as it runs) or "k,budget" fixed
+  const spec = el.speculative.value;
+  const speculative = spec !== 'off';
+  if (spec === 'adaptive') opts.speculative = true;
+  else if (speculative) {
+    const [k, draftBudget] = spec.split(',').map(Number);
+    opts.speculative = { k, draftBudget };
+  }
+  const needsGates = (speculative || el.autoBudget.checked || Number(el.budget.value) < 1) && !m.gates;
   setStatus(el.genStatus, needsGates ? 'Generating… (calibrating training-free gates first: the first token takes a moment)' : 'Generating…');
   let message;
   let kind = '';
@@ -586,6 +612,8 @@ async function generate() {
       if (r.done) {
         const res = r.value || {};
         message = `Done: ${state.tokens.length} tokens — ${REASONS[res.reason] || res.reason || 'finished'}.`;
+        const sp = res.speculation;
+        if (sp) message += ` Speculative: ${sp.accepted} of ${sp.drafted} drafted tokens accepted (${Math.round(100 * sp.acceptance)}%) in ${sp.steps} steps.`;
         el.genStatus.dataset.reason = res.reason || '';
         break;
       }

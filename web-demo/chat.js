@@ -17,6 +17,17 @@ import { renderChat, endOfTurnStrings } from 'doze-lm/chat';
 const SCALAR = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
 const MAX_TOKENS_KEPT = 1 << 19; // vocabularies larger than this give no BOS/EOS texts
 
+/** The model's copy in doze-lm's browser cache (the `cache` option keeps it under this documented name), or null. */
+async function cachedCopy(url) {
+  try {
+    if (typeof caches === 'undefined') return null;
+    const c = await caches.open('doze-lm-models');
+    return (await c.match(new URL(url, location.href).href)) || null;
+  } catch {
+    return null;
+  }
+}
+
 /** A byte source read in order: pull(n) resolves to n more bytes (fewer at the end). */
 function byteReader(source) {
   let reader;
@@ -27,7 +38,7 @@ function byteReader(source) {
   return {
     async need(n) {
       if (!reader) {
-        const res = await fetch(source);
+        const res = (await cachedCopy(source)) || (await fetch(source));
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
         reader = res.body.getReader();
       }

@@ -44,6 +44,7 @@ export const API = {
     loadGates: call,
     saveGates: call,
     finetuneGates: call,
+    finetune: call,
     tokenize: call,
     detokenize: call,
     metadata: call,
@@ -63,6 +64,7 @@ export const API = {
     budget: getset((b) => (b == null ? null : checkBudget(b))),
     autoBudget: call,
     reset: call,
+    truncate: call,
     generate: stream,
     complete: call,
     step: call,
@@ -83,6 +85,7 @@ export const API = {
 };
 
 /** Module exports of doze-lm that doze-lm/worker has too (the worker entry's loadModel takes two more options). */
-export const MODULE_EXPORTS = ['loadModel', 'default', 'DozeError', 'hasWasmSimd', 'Model', 'Session', 'Gates'];
+export const MODULE_EXPORTS = ['loadModel', 'default', 'DozeError', 'hasWasmSimd', 'hasRelaxedSimd', 'Model', 'Session', 'Gates',
+  'listCachedModels', 'deleteCachedModel'];
 /** Module exports only the main entry has: they concern the calling thread's own wasm instance (in the worker entry: model.heapUsed()). */
 export const MAIN_ONLY_EXPORTS = ['getRuntime', 'heapUsed'];

@@ -5,7 +5,7 @@
  * (`BAD_MAGIC`, `TRUNCATED`, `UNSUPPORTED_VERSION`, `BAD_FORMAT`,
  * `UNSUPPORTED_TYPE`, `BAD_SHAPE`, `MISSING`, `OUT_OF_MEMORY`, `IO`,
  * `TOKEN_RANGE`, `BAD_UTF8`, `CONTEXT_FULL`, `ABORTED`, `STATE`,
- * `INVALID_ARGUMENT`) or one of the JS side's (`NO_WASM_SIMD`,
+ * `INVALID_ARGUMENT`) or one of the JS side's (`NO_WASM_SIMD`, `NO_RELAXED_SIMD`,
  * `NO_WASM_FILE`, `WASM_IMPORTS`, `WORKER`). Aborts have `name` 'AbortError'
  * and code 'ABORTED', like the DOMException fetch() throws.
  */

@@ -168,7 +168,7 @@ export const FINETUNE_OPTIONS = {
 
 /** doze_train_default_params(), read from the wasm once per runtime. */
 const trainDefaultsCache = new WeakMap();
-function trainDefaults(rt) {
+export function trainDefaults(rt) {
   let d = trainDefaultsCache.get(rt);
   if (d) return d;
   const p = rt.doze.malloc(8 * 16);

@@ -5,6 +5,7 @@
 import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
 import { PieceDecoder, StopText } from './text.js';
+import { speculativeOption, speculativeTokens } from './speculate.js';
 import { bool, checkOptions, func, int, invalid, num, oneOf, seed, seedHalves, signal } from './options.js';
 
 const PREFILL_PASS = 64; // prompt tokens per doze_session_prefill call (abort checked between)
@@ -22,6 +23,11 @@ export const GENERATE_OPTIONS = {
   temperature: num(0),
   topK: int(0),
   topP: num(0, 1, { loOpen: true }),
+  minP: num(0, 1),
+  repeatPenalty: num(0, Infinity, { loOpen: true }),
+  repeatLastN: int(-1),
+  frequencyPenalty: num(),
+  presencePenalty: num(),
   seed,
   stop: stopValue,
   signal,
@@ -31,6 +37,7 @@ export const GENERATE_OPTIONS = {
   onPromptStep: func,
   truncate: oneOf('start'),
   keepLast: int(1),
+  speculative: speculativeOption,
 };
 const COMPLETE_OPTIONS = { ...GENERATE_OPTIONS, onToken: func };
 
@@ -39,6 +46,16 @@ export function checkGenerateOptions(call, prompt, options, withOnToken = false)
   if (typeof prompt !== 'string' && prompt != null) throw invalid(`${call}: the prompt must be a string`);
   const o = checkOptions(call, options, withOnToken ? COMPLETE_OPTIONS : GENERATE_OPTIONS);
   if (o.truncate != null && o.keepLast != null) throw invalid(`${call}: give truncate or keepLast, not both`);
+  if (o.speculative && o.onPromptStep) {
+    throw invalid(`${call}: onPromptStep is not available with speculative (the prompt runs densely in batches)`);
+  }
+  // The draft and the verify sample from fixed distributions; penalties that
+  // move with each accepted token would break the accept/reject rule.
+  const penalized = ['repeatPenalty', 'frequencyPenalty', 'presencePenalty'].filter(
+    (k) => o[k] !== undefined && o[k] !== (k === 'repeatPenalty' ? 1 : 0));
+  if (o.speculative && penalized.length) {
+    throw invalid(`${call}: ${penalized[0]} is not available with speculative`);
+  }
   return o;
 }
 
@@ -70,6 +87,34 @@ function fitPrompt(feed, free, context, hasBos, o) {
 }
 
 /**
+ * Runs `ids` through the session as batched prefill passes under its
+ * current budget and gates, PREFILL_PASS tokens per call, checking for abort
+ * between passes.
+ */
+export async function prefill(core, ids, sig) {
+  const rt = core.rt;
+  const n = ids.length;
+  if (n === 0) return;
+  const buf = rt.doze.malloc(Math.min(n, PREFILL_PASS) * 4);
+  try {
+    for (let i = 0; i < n; i += PREFILL_PASS) {
+      const k = Math.min(PREFILL_PASS, n - i);
+      const part = ids.slice(i, i + k);
+      new Int32Array(rt.x.memory.buffer, buf, k).set(part);
+      rt.check(rt.x.doze_session_prefill(core.alive(), buf, k, rt.err), 'prefill');
+      core.ran(...part);
+      if (i + k < n) {
+        await yieldToEventLoop();
+        core.alive();
+        if (sig && sig.aborted) throw abortError('generation', sig);
+      }
+    }
+  } finally {
+    rt.doze.free(buf);
+  }
+}
+
+/**
  * Streams one item per generated token from `core` (a SessionCore);
  * returns the GenerateResult. `o` holds checked options.
  */
@@ -79,6 +124,11 @@ export async function* generateTokens(core, prompt, o) {
     temperature = 1,
     topK = 0,
     topP = 1,
+    minP = 0,
+    repeatPenalty = 1,
+    repeatLastN = 64,
+    frequencyPenalty = 0,
+    presencePenalty = 0,
     stop = [],
     signal: sig,
     bos,
@@ -93,6 +143,7 @@ export async function* generateTokens(core, prompt, o) {
   core.lock();
   let sampler = 0;
   let piece = null;
+  const owned = []; // frees of what the speculative loop allocates
   // An abandoned generator never reaches its finally: the session's
   // dispose() frees through this instead.
   const release = () => {
@@ -100,6 +151,7 @@ export async function* generateTokens(core, prompt, o) {
     sampler = 0;
     if (piece) piece.free();
     piece = null;
+    while (owned.length) owned.pop()();
     core.inflight.delete(release);
   };
   core.inflight.add(release);
@@ -118,40 +170,39 @@ export async function* generateTokens(core, prompt, o) {
     const hasBos = withBos && core.pending < 0 && info.bosId >= 0 && feed[0] === info.bosId;
     feed = fitPrompt(feed, info.contextLength - position0, info.contextLength, hasBos, o);
     const [lo, hi] = seedHalves(o.seed);
-    sampler = rt.x.doze_wasm_sampler_new(temperature, topK, topP, lo >>> 0, hi >>> 0, info.vocabSize, rt.err);
+    const lastN = repeatLastN === -1 ? info.contextLength : repeatLastN;
+    sampler = rt.x.doze_wasm_sampler_new_full(temperature, topK, topP, minP, repeatPenalty, lastN,
+      frequencyPenalty, presencePenalty, lo >>> 0, hi >>> 0, info.vocabSize, rt.err);
     if (!sampler) throw rt.error('generate');
+    // The penalties look back over the context (the session's earlier
+    // tokens, then this prompt), as llama.cpp's sampler and the CLI do.
+    const penalties = lastN > 0 && (repeatPenalty !== 1 || frequencyPenalty !== 0 || presencePenalty !== 0);
+    if (penalties) {
+      const context = [...core.tokens, ...feed];
+      for (const id of context.slice(Math.max(0, context.length - lastN))) {
+        rt.check(rt.x.doze_wasm_sampler_accept(sampler, id, rt.err), 'generate');
+      }
+    }
     piece = new PieceDecoder(rt, model._alive());
 
     const promptT0 = now();
+    if (o.speculative) {
+      const ctx = { feed, sampler, piece, stopText, stopIds, sig, promptT0, prefill, own: (f) => owned.push(f) };
+      return yield* speculativeTokens(core, o, ctx);
+    }
     // The prompt, unobserved (no onPromptStep): all but its last token in
-    // batched prefill passes, PREFILL_PASS tokens per call, checking for
-    // abort between passes. Dense, these are matrix-matrix products with the
-    // same KV cache bits as token by token; under a budget the gates decide
-    // per token inside each batch (a dozing layer or head is left out of the
-    // batch's products) and the budget's feedback runs token by token.
+    // batched prefill passes (prefill()). Dense, these are matrix-matrix
+    // products with the same KV cache bits as token by token; under a budget
+    // the gates decide per token inside each batch (a dozing layer or head is
+    // left out of the batch's products) and the budget's feedback runs token
+    // by token.
     let first = 0;
     if (!onPromptStep && feed.length > 1) {
       if (core.ready()) core.apply(core.state().current);
       else await core.prepare();
-      const n = feed.length - 1;
-      const ids = rt.doze.malloc(Math.min(n, PREFILL_PASS) * 4);
-      try {
-        for (let i = 0; i < n; i += PREFILL_PASS) {
-          const k = Math.min(PREFILL_PASS, n - i);
-          new Int32Array(rt.x.memory.buffer, ids, k).set(feed.slice(i, i + k));
-          rt.check(rt.x.doze_session_prefill(core.alive(), ids, k, rt.err), 'prefill');
-          core.last = feed[i + k - 1];
-          if (i + k < n) {
-            await yieldToEventLoop();
-            core.alive();
-            if (sig && sig.aborted) throw abortError('generation', sig);
-          }
-        }
-      } finally {
-        rt.doze.free(ids);
-      }
+      await prefill(core, feed.slice(0, -1), sig);
       core.pending = -1;
-      first = n;
+      first = feed.length - 1;
     }
     // The rest of the prompt: one forward step per token.
     for (let i = first; i < feed.length; i++) {
@@ -175,6 +226,7 @@ export async function* generateTokens(core, prompt, o) {
     while (count < limit) {
       const t0 = now();
       const next = rt.x.doze_sampler_sample(sampler, core.logits().byteOffset);
+      if (penalties) rt.check(rt.x.doze_wasm_sampler_accept(sampler, next, rt.err), 'generate');
       const ms = core.stepMs + (now() - t0);
       core.pending = next;
       const position = core.position; // where `next` would go
@@ -183,7 +235,7 @@ export async function* generateTokens(core, prompt, o) {
         break;
       }
       count++;
-      const report = core.report();
+      const report = { ...core.report(), drafted: false, accepted: false, speculation: null };
       const auto = core.state().auto;
       if (auto) auto.observe(ms);
       const last = count >= limit || position >= info.contextLength;
@@ -215,10 +267,10 @@ export async function* generateTokens(core, prompt, o) {
         emitted += tail;
         // Text held back until the end: it comes with the step that ended
         // the generation (whose logits gave EOS or the stop id).
-        yield { id: -1, text: tail, position: -1, ...core.report(), ms: 0 };
+        yield { id: -1, text: tail, position: -1, ...core.report(), ms: 0, drafted: false, accepted: false, speculation: null };
       }
     }
-    return { reason, tokens: count, text: emitted, promptTokens: feed.length, promptMs };
+    return { reason, tokens: count, text: emitted, promptTokens: feed.length, promptMs, speculation: null };
   } finally {
     release();
     core.busy = false;

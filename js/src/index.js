@@ -9,6 +9,7 @@
 // wasm/exports.c; the modules here do streaming, bookkeeping and text:
 //   runtime.js   one doze.wasm instance (shared), heapUsed, event-loop yield
 //   load.js      loadModel: the byte stream into the C loader
+//   cache.js     the browser model cache (loadModel's cache option)
 //   model.js     Model: info, tokenizer, sessions, budget and gates
 //   session.js   Session: a KV cache, single steps, perplexity
 //   generate.js  the generation loop (prompt, sampling, stops, context)
@@ -18,13 +19,14 @@
 //   options.js   option checking
 // The types are in ../index.d.ts (the one source of them).
 
-import { hasWasmSimd } from './wasm.js';
+import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { DozeError } from './errors.js';
 import { getRuntime as runtimeFor, heapUsed as heapUsedOf } from './runtime.js';
 import { RUNTIME_OPTIONS, loadModel } from './load.js';
 import { checkOptions } from './options.js';
 
-export { DozeError, hasWasmSimd, loadModel };
+export { DozeError, hasRelaxedSimd, hasWasmSimd, loadModel };
+export { listCachedModels, deleteCachedModel } from './cache.js';
 export { Model } from './model.js';
 export { Session } from './session.js';
 export { Gates } from './gates.js';

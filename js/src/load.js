@@ -4,8 +4,9 @@
 import { abortError, toDozeError } from './errors.js';
 import { getRuntime, yieldToEventLoop } from './runtime.js';
 import { openSource } from './sources.js';
+import { cacheOption, openCachedSource } from './cache.js';
 import { Model } from './model.js';
-import { checkOptions, func, int, invalid, num, signal } from './options.js';
+import { checkOptions, func, int, invalid, num, oneOf, signal } from './options.js';
 import { MAX_THREADS, defaultThreads, startPool, threadsUnavailable, warnFallback } from './pool.js';
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
@@ -27,23 +28,48 @@ export const LOAD_OPTIONS = {
   totalBytes: num(0),
   wasm: wasmOption,
   threads: int(1, MAX_THREADS),
+  cache: cacheOption,
+  simd: oneOf('auto', 'relaxed', 'strict'),
 };
-export const RUNTIME_OPTIONS = { wasm: wasmOption };
+export const RUNTIME_OPTIONS = { wasm: wasmOption, simd: oneOf('auto', 'relaxed', 'strict') };
 
 /** Checked options of loadModel (`extra`: more accepted names, e.g. the worker entry's). */
 export function checkLoadOptions(options, extra = {}) {
   return checkOptions('loadModel', options, { ...LOAD_OPTIONS, ...extra });
 }
 
+/** Stores a completed download (cache option) and says in model.info.cache where the bytes came from. */
+async function withCacheInfo(model, src) {
+  let r;
+  try {
+    r = await src.commit();
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  model.info = Object.freeze({ ...model.info, cache: Object.freeze({ fromCache: src.fromCache, ...r }) });
+  return model;
+}
+
 /** Loads a GGUF model, streaming its bytes into wasm memory. */
 export async function loadModel(source, options) {
   const o = checkLoadOptions(options);
-  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm } = o;
+  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, cache, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  // threads: doze-mt.wasm on a shared memory; 1 (or no SharedArrayBuffer,
-  // or a custom single-thread wasm): doze.wasm as ever
-  let threads = o.threads ?? (await defaultThreads());
+  // Two wasm variants speed things up, and they do not combine: doze-mt.wasm
+  // (threads) is built with strict SIMD only, because doze-relaxed.wasm is
+  // linked outside Emscripten (wasm/relaxed.cmake) against single-thread
+  // libraries, and a shared-memory relaxed build would be a fourth module for
+  // a smaller gain than threads give. So threads win the default: more than 1
+  // thread loads doze-mt.wasm; 1 thread (or no SharedArrayBuffer, or a custom
+  // single-thread wasm) chooses between doze.wasm and doze-relaxed.wasm as
+  // ever. simd: 'relaxed' asks for the relaxed build, so it defaults to 1
+  // thread and refuses more.
+  if (simd === 'relaxed' && o.threads > 1) {
+    throw invalid(`loadModel: simd: 'relaxed' runs on 1 thread (the threaded build, doze-mt.wasm, has strict SIMD only), got threads: ${o.threads}`);
+  }
+  let threads = o.threads ?? (simd === 'relaxed' ? 1 : await defaultThreads());
   if (threads > 1) {
     const why = threadsUnavailable();
     if (why) {
@@ -51,7 +77,7 @@ export async function loadModel(source, options) {
       threads = 1;
     }
   }
-  const rt = await getRuntime({ wasm, threaded: threads > 1 });
+  const rt = await getRuntime({ wasm, simd, threaded: threads > 1 });
   if (threads > 1 && !rt.doze.threaded) {
     warnFallback('the wasm option gave a module without threads (build doze-mt.wasm)');
     threads = 1;
@@ -61,7 +87,9 @@ export async function loadModel(source, options) {
   let ld = 0;
   let stage = 0;
   try {
-    src = await openSource(source, { signal: sig, totalBytes });
+    src = cache
+      ? await openCachedSource(source, cache, { signal: sig, totalBytes })
+      : await openSource(source, { signal: sig, totalBytes });
     ld = x.doze_wasm_loader_new(contextLength, maxMemory, rt.err);
     if (!ld) throw rt.error('loadModel');
     stage = rt.doze.malloc(STAGING_BYTES);
@@ -71,7 +99,7 @@ export async function loadModel(source, options) {
     const report = (phase) => {
       if (!onProgress) return;
       if (!total) total = x.doze_wasm_loader_total_bytes(ld);
-      onProgress({ loaded, total: total || 0, phase });
+      onProgress(cache ? { loaded, total: total || 0, phase, fromCache: src.fromCache } : { loaded, total: total || 0, phase });
     };
     report('download');
     for (;;) {
@@ -108,7 +136,7 @@ export async function loadModel(source, options) {
         throw e;
       }
     }
-    const model = new Model(rt, m, pool);
+    let model = new Model(rt, m, pool);
     if (sig && sig.aborted) {
       model.dispose();
       throw abortError('loading the model', sig);
@@ -119,6 +147,7 @@ export async function loadModel(source, options) {
       model.dispose();
       throw invalid(`loadModel: contextLength ${contextLength} is above the model's own context of ${own} positions`);
     }
+    if (cache) model = await withCacheInfo(model, src);
     total = loaded;
     report('done');
     return model;

@@ -5,6 +5,7 @@
 import { DozeError } from './errors.js';
 import { BudgetState } from './budget.js';
 import { Gates, calibrate, finetune, checkCalibrateOptions, checkFinetuneOptions } from './gates.js';
+import { checkJointOptions, finetuneJoint } from './joint.js';
 import { Session } from './session.js';
 import { PieceDecoder } from './text.js';
 import { bool, checkOptions, invalid, tokenIds } from './options.js';
@@ -51,6 +52,8 @@ function readInfo(rt, m) {
       ffnBlocks: Math.ceil(raw.hiddenDim / (raw.ffnBlock || 32)),
       // 0, or the doze.ffn_order key of a model `doze order-ffn` rewrote
       ffnOrder: raw.ffnOrder || 0,
+      // which build runs it: 'relaxed' (doze-relaxed.wasm) or 'strict'
+      simd: rt.simd,
     });
   } finally {
     rt.doze.free(p);
@@ -205,6 +208,20 @@ export class Model {
     if (typeof text !== 'string') throw invalid('finetuneGates: the text must be a string');
     const g = await finetune(this, this.#rt, text, o, (r) => this.#finetunes.add(r), (r) => this.#finetunes.delete(r));
     return this.#adopt(g, o.activate ?? true);
+  }
+
+  /**
+   * Fine-tunes the model's weights together with its gates on `text` (joint
+   * training; every weight, or rank-`lora` adapters merged when written);
+   * the same run as `doze finetune MODEL TEXT --joint`. This model is left
+   * as it was: returns { model, gates }, the new model's GGUF bytes (written
+   * from `options.source`, this model's own file) and its gate file.
+   */
+  async finetune(text, options) {
+    const o = checkJointOptions(options);
+    this._alive();
+    if (typeof text !== 'string') throw invalid('finetune: the text must be a string');
+    return finetuneJoint(this, this.#rt, text, o, (r) => this.#finetunes.add(r), (r) => this.#finetunes.delete(r));
   }
 
   // ---- text ----

@@ -36,7 +36,10 @@ async function run({ module, memory, pool, index, stackTop }, post) {
 
 const isNode = typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
 if (isNode && typeof self === 'undefined') {
-  const { parentPort } = await import('node:worker_threads');
+  // a variable specifier, hidden from bundlers as js/src/node.js does (this
+  // file is loaded by URL, so it imports nothing of the package)
+  const name = 'node:worker_threads';
+  const { parentPort } = await import(/* @vite-ignore */ /* webpackIgnore: true */ name);
   parentPort.once('message', (msg) => run(msg, (m) => parentPort.postMessage(m)));
 } else {
   self.onmessage = (ev) => run(ev.data, (m) => self.postMessage(m));

@@ -5,6 +5,7 @@
 
 import { DozeError } from './errors.js';
 import { yieldToEventLoop } from './runtime.js';
+import { nodeModule } from './node.js';
 
 const isNode = typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
 const START_TIMEOUT_MS = 30000;
@@ -15,7 +16,7 @@ const DEFAULT_CAP = 8;
 export async function defaultThreads() {
   let n = 1;
   if (isNode) {
-    const os = await import('node:os');
+    const os = await nodeModule('node:os');
     n = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   } else if (typeof navigator !== 'undefined' && navigator.hardwareConcurrency) {
     n = navigator.hardwareConcurrency;
@@ -48,7 +49,7 @@ export function warnFallback(reason) {
 
 async function spawn(url) {
   if (isNode) {
-    const { Worker } = await import('node:worker_threads');
+    const { Worker } = await nodeModule('node:worker_threads');
     const w = new Worker(url);
     w.unref(); // a pool never keeps the process alive
     live++;

@@ -32,6 +32,7 @@ export class Runtime {
   constructor(doze) {
     this.doze = doze;
     this.x = doze.exports;
+    this.simd = doze.simd;
     this.err = doze.malloc(this.x.doze_wasm_error_size());
     this.x.doze_wasm_error_clear(this.err);
     this.baseHeap = this.x.doze_wasm_heap_used(); // what the runtime itself holds
@@ -66,17 +67,22 @@ export class Runtime {
 const runtimes = new Map(); // key -> Promise<Runtime>
 const moduleRuntimes = new WeakMap(); // WebAssembly.Module -> Promise<Runtime>
 
-/**
- * The runtime for a `wasm` option (default: dist/doze.wasm next to this
- * package), instantiated once and shared.
- */
 export const THREADED_WASM = new URL('../dist/doze-mt.wasm', import.meta.url);
 
-export function getRuntime({ wasm, threaded = false } = {}) {
-  if (threaded && wasm == null) wasm = THREADED_WASM;
+/**
+ * The runtime for a `wasm` option (default: dist/doze.wasm next to this
+ * package, or doze-relaxed.wasm by `simd`; dist/doze-mt.wasm when
+ * `threaded`), instantiated once and shared.
+ */
+export function getRuntime({ wasm, simd = 'auto', threaded = false } = {}) {
+  if (threaded && wasm == null) {
+    // doze-mt.wasm is built with strict SIMD only (js/src/load.js says why)
+    wasm = THREADED_WASM;
+    simd = 'strict';
+  }
   const make = async () => {
     try {
-      return new Runtime(await instantiateDoze({ wasm }));
+      return new Runtime(await instantiateDoze({ wasm, simd }));
     } catch (e) {
       throw toDozeError(e, 'NO_WASM_FILE');
     }
@@ -86,7 +92,7 @@ export function getRuntime({ wasm, threaded = false } = {}) {
     p = moduleRuntimes.get(wasm);
     if (!p) moduleRuntimes.set(wasm, (p = make()));
   } else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) {
-    const key = wasm == null ? '' : String(wasm);
+    const key = `${simd}|${wasm == null ? '' : String(wasm)}`;
     p = runtimes.get(key);
     if (!p) runtimes.set(key, (p = make()));
   } else {
@@ -95,7 +101,7 @@ export function getRuntime({ wasm, threaded = false } = {}) {
   p.catch(() => {
     // do not cache failures
     if (wasm instanceof WebAssembly.Module) moduleRuntimes.delete(wasm);
-    else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) runtimes.delete(wasm == null ? '' : String(wasm));
+    else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) runtimes.delete(`${simd}|${wasm == null ? '' : String(wasm)}`);
   });
   return p;
 }
@@ -103,9 +109,10 @@ export function getRuntime({ wasm, threaded = false } = {}) {
 /** Bytes malloc'd inside a runtime's wasm memory (for leak checks). */
 export async function heapUsed(options) {
   if (options && options.wasm != null) return (await getRuntime(options)).heapUsed();
-  // the default runtimes: doze.wasm, plus doze-mt.wasm once a threaded model made it
-  let n = (await getRuntime()).heapUsed();
-  const mt = runtimes.get(String(THREADED_WASM));
+  // the default runtimes: doze.wasm (or doze-relaxed.wasm), plus doze-mt.wasm
+  // once a threaded model made it
+  let n = (await getRuntime(options)).heapUsed();
+  const mt = runtimes.get(`strict|${THREADED_WASM}`);
   // (its own fixed allocations excluded, so a baseline taken before it existed holds)
   if (mt) n += await mt.then((r) => r.heapUsed() - r.baseHeap, () => 0);
   return n;

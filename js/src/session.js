@@ -49,6 +49,7 @@ export class SessionCore {
     this.ptr = ptr;
     this.pending = -1; // last sampled token, not yet run through the model
     this.last = -1; // last token run (for detokenizing what follows)
+    this.tokens = []; // the tokens in the KV cache, in order (what truncate() goes back to; the sampler's penalties look back over them)
     this.busy = false;
     this.own = null; // a BudgetState of its own, or null: follow the model's
     this.cGates = null; // the Gates object set on the C session
@@ -108,7 +109,19 @@ export class SessionCore {
     if (hook) hook(rt.x.doze_session_compute(s)); // inside the timed region
     this.stepMs = now() - t0;
     this.stepBudget = this.cBudget;
-    this.last = token;
+    this.ran(token);
+  }
+  /** Records tokens the C session now holds (after a step, a prefill or a speculative step). */
+  ran(...ids) {
+    for (const id of ids) this.tokens.push(id);
+    if (ids.length) this.last = ids[ids.length - 1];
+  }
+  /** Forgets positions >= pos (the C session's cache and its record here). */
+  truncate(pos) {
+    const rt = this.rt;
+    rt.check(rt.x.doze_session_truncate(this.alive(), pos, rt.err), 'truncate');
+    this.tokens.length = Math.min(this.tokens.length, pos);
+    this.last = pos > 0 && this.tokens.length === pos ? this.tokens[pos - 1] : -1;
   }
   logits() {
     const p = this.rt.x.doze_session_logits(this.alive());
@@ -132,6 +145,7 @@ export class SessionCore {
     this.rt.x.doze_session_reset(this.alive());
     this.pending = -1;
     this.last = -1;
+    this.tokens = [];
   }
   free() {
     for (const f of [...this.inflight]) f();
@@ -201,6 +215,23 @@ export class Session {
   /** Empties the context. */
   reset() {
     this.#core.reset();
+  }
+
+  /**
+   * Rolls the KV cache back to its first `position` tokens (0 <= position <=
+   * this.position): continuing from there is exactly what a session that
+   * never ran the later tokens does. A token generate() sampled but had not
+   * run yet is dropped too.
+   */
+  truncate(position) {
+    const c = this.#core;
+    const pos = c.position;
+    if (!Number.isInteger(position) || position < 0 || position > pos) {
+      throw invalid(`truncate: the position must be an integer in [0, ${pos}], got ${position}`);
+    }
+    if (c.busy) throw new DozeError('STATE', 'truncate: this session is generating');
+    c.truncate(position);
+    c.pending = -1;
   }
 
   /**

@@ -2,6 +2,7 @@
 // (except where the caller already holds it: ArrayBuffer / Uint8Array).
 
 import { DozeError, abortError } from './errors.js';
+import { nodeModule } from './node.js';
 
 export const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
@@ -155,7 +156,7 @@ function responseSource(res, signal, what) {
 }
 
 async function fileSource(path) {
-  const fs = await import('node:fs/promises');
+  const fs = await nodeModule('node:fs/promises');
   let fh;
   try {
     fh = await fs.open(path, 'r');
@@ -185,7 +186,7 @@ async function fileSource(path) {
 
 async function urlSource(url, signal) {
   if (url.protocol === 'file:' && isNode) {
-    const { fileURLToPath } = await import('node:url');
+    const { fileURLToPath } = await nodeModule('node:url');
     return fileSource(fileURLToPath(url));
   }
   let res;

@@ -11,7 +11,12 @@
 // Every import is checked up front: an unknown env import is an error at
 // load time, an unknown WASI function returns ENOSYS.
 
+import { nodeModule } from './node.js';
+
 const DEFAULT_WASM = new URL('../dist/doze.wasm', import.meta.url);
+// The same module with the q8_0/q4_0 products on the relaxed-SIMD int8 dot
+// (same results, bit for bit: see src/kernels/kernels_relaxed.c).
+const RELAXED_WASM = new URL('../dist/doze-relaxed.wasm', import.meta.url);
 const ABI_VERSION = 5; // wasm/exports.c DOZE_WASM_ABI_VERSION
 
 const isNode =
@@ -32,6 +37,36 @@ export function hasWasmSimd() {
   }
 }
 
+// (func (param i32 i32 i32) (result i32)
+//   (i32x4.extract_lane 0 (i32x4.relaxed_dot_i8x16_i7x16_add_s
+//     (i8x16.splat p0) (i8x16.splat p1) (i32x4.splat p2))))  exported as "f"
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 127, 127, 127, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0,
+  10, 22, 1, 20, 0, 32, 0, 253, 15, 32, 1, 253, 15, 32, 2, 253, 17, 253, 147, 2, 253, 27, 0, 11,
+]);
+
+let relaxedOk = null;
+/**
+ * True when this engine has relaxed SIMD and its int8 dot product returns
+ * the exact dot for the operands doze-relaxed.wasm passes (second operand in
+ * [0, 127]). Not only validation: Node 20's --experimental-wasm-relaxed-simd
+ * validates the instruction, but its baseline compiler returns twice the dot
+ * on x64, and a module whose results depend on the tier is no use.
+ */
+export function hasRelaxedSimd() {
+  if (relaxedOk !== null) return relaxedOk;
+  relaxedOk = false;
+  try {
+    if (typeof WebAssembly === 'object' && WebAssembly.validate(RELAXED_PROBE)) {
+      const f = new WebAssembly.Instance(new WebAssembly.Module(RELAXED_PROBE)).exports.f;
+      relaxedOk = f(-3, 5, 7) === -53 && f(-128, 127, 1) === -65023 && f(127, 127, -1) === 64515;
+    }
+  } catch {
+    relaxedOk = false;
+  }
+  return relaxedOk;
+}
+
 /** Thrown (as a value) by the proc_exit shim; callMain turns it into a code. */
 export class DozeExit extends Error {
   constructor(code) {
@@ -48,7 +83,7 @@ function isUrlLike(s) {
 }
 
 async function readNodeFile(pathOrUrl) {
-  const fs = await import('node:fs/promises');
+  const fs = await nodeModule('node:fs/promises');
   try {
     return await fs.readFile(pathOrUrl);
   } catch (e) {
@@ -95,6 +130,31 @@ async function compileWasm(source) {
     return compileFromUrl(new URL(source, globalThis.location ? globalThis.location.href : undefined));
   }
   throw new TypeError('instantiateDoze: wasm must be a URL, path, ArrayBuffer, typed array or WebAssembly.Module');
+}
+
+// Which module to load: a given `wasm` as it is; else doze-relaxed.wasm where
+// simd is 'relaxed' (an error when the engine lacks it) or 'auto' and the
+// engine has it (the strict build when that file cannot be read), else
+// doze.wasm.
+async function chooseWasm(wasm, simd) {
+  if (simd !== 'auto' && simd !== 'relaxed' && simd !== 'strict') {
+    throw new TypeError(`instantiateDoze: simd must be 'auto', 'relaxed' or 'strict', got ${String(simd)}`);
+  }
+  if (simd === 'relaxed' && !hasRelaxedSimd()) {
+    const err = new Error(
+      "simd: 'relaxed' was asked for, but this engine has no (working) relaxed SIMD " +
+        '(Chrome and Edge >= 114, Node >= 22; Node 20 behind its flag gives wrong dots and is not used)',
+    );
+    err.code = 'NO_RELAXED_SIMD';
+    throw err;
+  }
+  if (wasm != null || simd === 'strict' || !hasRelaxedSimd()) return wasm;
+  if (simd === 'relaxed') return RELAXED_WASM;
+  try {
+    return await compileFromUrl(RELAXED_WASM);
+  } catch {
+    return null; // e.g. a build or a server without doze-relaxed.wasm
+  }
 }
 
 // ---- default hosts --------------------------------------------------------------
@@ -153,7 +213,7 @@ function ioReason(e) {
 }
 
 async function nodeHost() {
-  const fs = await import('node:fs');
+  const fs = await nodeModule('node:fs');
   const files = new Map(); // handle -> OS fd
   let next = 3; // 1 and 2 are stdout / stderr; never handed out
   let sleeper = null;
@@ -264,7 +324,7 @@ async function nodeHost() {
  *   The Uint8Array views point into wasm memory: valid only during the call.
  *   Host functions are called with `this` set to the merged host object.
  */
-export async function instantiateDoze({ wasm, host } = {}) {
+export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
   if (!hasWasmSimd()) {
     const err = new Error(
       'This JavaScript engine does not support WebAssembly SIMD (simd128), which doze needs ' +
@@ -274,7 +334,7 @@ export async function instantiateDoze({ wasm, host } = {}) {
     throw err;
   }
 
-  const module = await compileWasm(wasm);
+  const module = await compileWasm(await chooseWasm(wasm, simd));
   const base = isNode ? await nodeHost() : browserHost();
   const h = Object.assign(base, { now: () => performance.now() }, host || {});
 
@@ -534,6 +594,8 @@ export async function instantiateDoze({ wasm, host } = {}) {
     get module() {
       return module;
     },
+    /** 'relaxed' (doze-relaxed.wasm: q8_0/q4_0 on the relaxed-SIMD dot) or 'strict' */
+    simd: typeof exports.doze_wasm_relaxed_simd === 'function' && exports.doze_wasm_relaxed_simd() ? 'relaxed' : 'strict',
     get instance() {
       return instance;
     },

@@ -18,17 +18,19 @@
 import { loadModel, Model, Session, Gates } from './index.js';
 import { serializeError, DozeError } from './errors.js';
 import { API } from './api.js';
+import { nodeModule } from './node.js';
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
 
+// No top-level await: not every bundler's worker output format has it.
 let port;
-if (isNode) {
-  const { parentPort } = await import('node:worker_threads');
-  port = { post: (m, t) => parentPort.postMessage(m, t), listen: (fn) => parentPort.on('message', fn) };
-} else {
-  port = { post: (m, t) => self.postMessage(m, t), listen: (fn) => self.addEventListener('message', (e) => fn(e.data)) };
-}
+const portReady = isNode
+  ? nodeModule('node:worker_threads').then(({ parentPort }) => ({
+    post: (m, t) => parentPort.postMessage(m, t),
+    listen: (fn) => parentPort.on('message', fn),
+  }))
+  : Promise.resolve({ post: (m, t) => self.postMessage(m, t), listen: (fn) => self.addEventListener('message', (e) => fn(e.data)) });
 
 const CLASSES = [['Model', Model], ['Session', Session], ['Gates', Gates]];
 const classOf = (o) => CLASSES.find(([, C]) => o instanceof C)?.[0];
@@ -128,26 +130,33 @@ const ops = {
   },
 };
 
-port.listen(async (msg) => {
-  if (!msg || typeof msg !== 'object') return;
-  if (msg.op === 'abort') {
-    const c = controllers.get(msg.target);
-    if (c) c.abort(msg.reason);
-    return;
-  }
-  const { id, op } = msg;
-  const controller = new AbortController();
-  controllers.set(id, controller);
-  try {
-    const fn = ops[op];
-    if (!fn) throw new DozeError('INVALID_ARGUMENT', `unknown worker operation ${op}`);
-    const value = encode(await fn(msg, id, controller.signal));
-    port.post({ id, type: 'result', value, states: states() }, transferables(value));
-  } catch (e) {
-    port.post({ id, type: 'error', error: serializeError(e), states: states() });
-  } finally {
-    controllers.delete(id);
-  }
-});
+function listen() {
+  port.listen(async (msg) => {
+    if (!msg || typeof msg !== 'object') return;
+    if (msg.op === 'abort') {
+      const c = controllers.get(msg.target);
+      if (c) c.abort(msg.reason);
+      return;
+    }
+    const { id, op } = msg;
+    const controller = new AbortController();
+    controllers.set(id, controller);
+    try {
+      const fn = ops[op];
+      if (!fn) throw new DozeError('INVALID_ARGUMENT', `unknown worker operation ${op}`);
+      const value = encode(await fn(msg, id, controller.signal));
+      port.post({ id, type: 'result', value, states: states() }, transferables(value));
+    } catch (e) {
+      port.post({ id, type: 'error', error: serializeError(e), states: states() });
+    } finally {
+      controllers.delete(id);
+    }
+  });
 
-port.post({ type: 'ready' });
+  port.post({ type: 'ready' });
+}
+
+portReady.then((p) => {
+  port = p;
+  listen();
+});

@@ -20,19 +20,22 @@
 //     step.
 
 import { DozeError, deserializeError, abortError } from './errors.js';
-import { hasWasmSimd } from './wasm.js';
+import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { API } from './api.js';
 import { checkOptions, bool, any } from './options.js';
 import { LOAD_OPTIONS } from './load.js';
+import { nodeModule } from './node.js';
 
-export { DozeError, hasWasmSimd };
+// The cache is the origin's, the same from any thread: these run here.
+export { listCachedModels, deleteCachedModel } from './cache.js';
+export { DozeError, hasRelaxedSimd, hasWasmSimd };
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
 
 async function spawn(workerUrl) {
   if (isNode) {
-    const { Worker } = await import('node:worker_threads');
+    const { Worker } = await nodeModule('node:worker_threads');
     const w = workerUrl ? new Worker(new URL(workerUrl)) : new Worker(new URL('./worker-thread.js', import.meta.url));
     return {
       post: (m, t) => w.postMessage(m, t),

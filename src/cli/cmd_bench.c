@@ -1,7 +1,10 @@
 /* `doze bench`: steady-state decode speed with the SIMD and the reference
  * kernels, and the bandwidth of a plain SIMD read loop over the model's own
  * weights, all in one run so that the ratios mean something on a noisy
- * machine. */
+ * machine. Every figure is a series of rounds, the things compared taking
+ * their rounds in turn (A, B, A, B...), printed as median (min-max), and
+ * marked UNRELIABLE when its rounds spread more than 2x (rounds.h); a ratio
+ * is the series of per-round ratios. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +13,7 @@
 #include "types.h"
 #include "model.h"
 #include "cli_util.h"
+#include "rounds.h"
 #include "commands.h"
 
 typedef struct {
@@ -116,10 +120,26 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
     return 0;
 }
 
+/* ---- figures as rounds ------------------------------------------------------ */
+
+/* "MED (MIN-MAX)[ UNRELIABLE]" of a series, in a caller's buffer */
+static const char *fmt_rounds(char *buf, size_t cap, const doze_rounds *r, int decimals) {
+    doze_rounds_format(buf, cap, r, decimals);
+    return buf;
+}
+#define FMT(r, d) fmt_rounds((char[64]){0}, 64, (r), (d))
+
+/* JSON members for a series: "name":median,"name_min":..,"name_max":.. */
+static void json_rounds(const char *name, const doze_rounds *r, int last) {
+    out_printf("\"%s\":%.3f,\"%s_min\":%.3f,\"%s_max\":%.3f%s", name, doze_rounds_median(r), name, doze_rounds_min(r),
+               name, doze_rounds_max(r), last ? "" : ",");
+}
+
 /* decode speed under forced uniform masks at several budgets, against dense,
  * beside the Amdahl bound (embedding and classifier are not skippable);
- * ffn: masks that skip only FFN blocks */
-static int skip_table(doze_model *m, int steps, int json, int ffn) {
+ * ffn: masks that skip only FFN blocks. The budgets take their rounds in
+ * turn; speedup = per round, the budget's tok/s / that round's dense. */
+static int skip_table(doze_model *m, int steps, int rounds, int json, int ffn) {
     const doze_model_info *c = doze_model_get_info(m);
     const double layer_budgets[4] = {1.0, 0.75, 0.5, 0.3}, ffn_budgets[4] = {1.0, 0.75, 0.6, 0.5};
     const double *budgets = ffn ? ffn_budgets : layer_budgets;
@@ -130,114 +150,127 @@ static int skip_table(doze_model *m, int steps, int json, int ffn) {
         return 1;
     }
     double layer_share = (double)c->layer_weight_bytes / bytes_per_token(m);
-    speed dense = {0, 0};
+    doze_rounds tps[4] = {{{0}, 0}}, speedup[4] = {{{0}, 0}};
+    double compute[4] = {1.0, 1.0, 1.0, 1.0};
     int rc = 0;
-    if (!json) out_printf("%sbudget  compute  tok/s     speedup  amdahl bound\n", ffn ? "FFN blocks only\n" : "");
+    for (int r = 0; r < rounds && rc == 0; r++)
+        for (int i = 0; i < 4 && rc == 0; i++) {
+            speed sp = {0, 0};
+            rc = decode_run(m, steps, NULL, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp, &compute[i]);
+            doze_rounds_add(&tps[i], sp.tok_per_s);
+        }
+    if (rc == 0 && !json)
+        out_printf("%sbudget  compute  tok/s: median (min-max) of %d rounds    speedup              amdahl bound\n",
+                   ffn ? "FFN blocks only\n" : "", rounds);
     for (int i = 0; i < 4 && rc == 0; i++) {
-        speed sp = {0, 0};
-        double compute = 1.0;
-        rc = decode_run(m, steps, NULL, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp,
-                        &compute);
-        if (rc) break;
-        if (i == 0) dense = sp;
-        double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute);
-        if (json)
-            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"tok_s\":%.2f,"
-                       "\"speedup\":%.3f,\"amdahl\":%.3f}\n",
-                       ffn ? "ffn" : "layers", budgets[i], compute, sp.tok_per_s, sp.tok_per_s / dense.tok_per_s, bound);
-        else
-            out_printf("%.2f    %.3f    %8.2f  %.2fx    %.2fx\n", budgets[i], compute, sp.tok_per_s,
-                       sp.tok_per_s / dense.tok_per_s, bound);
+        doze_rounds_ratio(&speedup[i], &tps[i], &tps[0]);
+        double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute[i]);
+        if (json) {
+            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"rounds\":%d,", ffn ? "ffn" : "layers",
+                       budgets[i], compute[i], rounds);
+            json_rounds("tok_s", &tps[i], 0);
+            json_rounds("speedup", &speedup[i], 0);
+            out_printf("\"amdahl\":%.3f,\"unreliable\":%d}\n", bound,
+                       doze_rounds_unreliable(&tps[i]) || doze_rounds_unreliable(&speedup[i]));
+        } else {
+            out_printf("%.2f    %.3f    %-36s  %-20s %.2fx\n", budgets[i], compute[i], FMT(&tps[i], 2),
+                       FMT(&speedup[i], 2), bound);
+        }
     }
     free(mask);
     free(fmask);
     return rc;
 }
 
-static int run_decode(doze_model *m, int steps, speed *out) {
-    return decode_run(m, steps, NULL, 1.0, NULL, NULL, out, NULL);
-}
-
-/* decode under the gates at a budget (the router decides), beside dense */
-static int budget_bench(doze_model *m, const cli_args *a, double budget, int steps, int json) {
+/* decode under the gates at a budget (the router decides), beside dense:
+ * dense and gated rounds in turn, the speedup per round */
+static int budget_bench(doze_model *m, const cli_args *a, double budget, int steps, int rounds, int json) {
     doze_gates *g = cli_gates(a, m, 1, json);
     if (!g) return 1;
-    speed dense = {0, 0}, gated = {0, 0};
+    doze_rounds dense = {{0}, 0}, gated = {{0}, 0}, speedup = {{0}, 0};
     double compute = 1.0;
-    int rc = run_decode(m, steps, &dense);
-    if (!rc) rc = decode_run(m, steps, g, budget, NULL, NULL, &gated, &compute);
+    int rc = 0;
+    for (int r = 0; r < rounds && rc == 0; r++) {
+        speed d = {0, 0}, gs = {0, 0};
+        rc = decode_run(m, steps, NULL, 1.0, NULL, NULL, &d, NULL);
+        if (!rc) rc = decode_run(m, steps, g, budget, NULL, NULL, &gs, &compute);
+        doze_rounds_add(&dense, d.tok_per_s);
+        doze_rounds_add(&gated, gs.tok_per_s);
+    }
+    doze_rounds_ratio(&speedup, &gated, &dense);
     if (!rc) {
-        if (json)
-            out_printf("{\"budget\":%.3f,\"compute\":%.4f,\"dense_tok_s\":%.2f,\"gated_tok_s\":%.2f,"
-                       "\"speedup\":%.3f}\n",
-                       budget, compute, dense.tok_per_s, gated.tok_per_s, gated.tok_per_s / dense.tok_per_s);
-        else
-            out_printf("budget %.2f: compute %.3f, %.2f tok/s vs dense %.2f tok/s: %.2fx\n", budget,
-                       compute, gated.tok_per_s, dense.tok_per_s, gated.tok_per_s / dense.tok_per_s);
+        int bad = doze_rounds_unreliable(&dense) || doze_rounds_unreliable(&gated) || doze_rounds_unreliable(&speedup);
+        if (json) {
+            out_printf("{\"budget\":%.3f,\"compute\":%.4f,\"rounds\":%d,", budget, compute, rounds);
+            json_rounds("dense_tok_s", &dense, 0);
+            json_rounds("gated_tok_s", &gated, 0);
+            json_rounds("speedup", &speedup, 0);
+            out_printf("\"unreliable\":%d}\n", bad);
+        } else {
+            out_printf("budget %.2f: compute %.3f; tok/s, median (min-max) of %d rounds of %d tokens, dense and gated "
+                       "in turn:\n  gated   %s\n  dense   %s\n  speedup %s\n",
+                       budget, compute, rounds, steps, FMT(&gated, 2), FMT(&dense, 2), FMT(&speedup, 2));
+        }
     }
     doze_gates_free(g);
     return rc;
 }
 
-/* Prompt processing: a prompt of n tokens (BOS, then a fixed
- * pseudo-random walk over the vocabulary) through doze_session_prefill,
- * best of `reps` runs (the first one is a warm-up); *first_ms: the first
- * run's time to its logits. */
-static int run_prefill(doze_model *m, int n, int reps, double *tok_s, double *first_ms) {
+/* Prompt processing: a prompt of n tokens (BOS, then a fixed pseudo-random
+ * walk over the vocabulary) through doze_session_prefill. */
+typedef struct {
+    doze_session *s;
+    int32_t *toks;
+    int n;
+} prefill_job;
+
+static int prefill_open(doze_model *m, int n, prefill_job *j) {
     doze_error e;
     const doze_model_info *c = doze_model_get_info(m);
     if (n > c->context_length) n = c->context_length;
-    int32_t *toks = malloc((size_t)n * sizeof *toks);
-    doze_session *s = toks ? doze_session_new(m, &e) : NULL;
-    if (!s) {
-        free(toks);
+    j->n = n;
+    j->toks = malloc((size_t)(n > 0 ? n : 1) * sizeof *j->toks);
+    if (!j->toks) {
+        err_printf("bench: out of memory\n");
+        return 1;
+    }
+    j->s = doze_session_new(m, &e);
+    if (!j->s) {
+        free(j->toks);
+        j->toks = NULL;
         return cli_print_error("bench", &e);
     }
     uint32_t r = 1;
     for (int i = 0; i < n; i++) {
         r = r * 1664525u + 1013904223u;
-        toks[i] = i == 0 && c->bos_id >= 0 ? c->bos_id : (int32_t)((r >> 8) % (uint32_t)c->vocab_size);
+        j->toks[i] = i == 0 && c->bos_id >= 0 ? c->bos_id : (int32_t)((r >> 8) % (uint32_t)c->vocab_size);
     }
-    double best = 1e30;
-    for (int k = 0; k < reps + 1; k++) {
-        doze_session_reset(s);
-        double t0 = io_now_ms();
-        if (doze_session_prefill(s, toks, n, &e) != DOZE_OK) {
-            doze_session_free(s);
-            free(toks);
-            return cli_print_error("bench", &e);
-        }
-        double ms = io_now_ms() - t0;
-        if (k == 0 && first_ms) *first_ms = ms;
-        if (k > 0 && ms < best) best = ms;
-    }
-    *tok_s = n * 1000.0 / best;
-    doze_session_free(s);
-    free(toks);
     return 0;
 }
 
-/* best of several passes of the read loop over the model's arena */
-static double read_loop_gbs(const doze_model *m, uint32_t *sink) {
-    size_t n = m->arena_size / 64 * 64;
-    if (n == 0) return 0.0;
-    double best = 0.0;
-    for (int pass = 0; pass < 8; pass++) {
-        double t0 = io_now_ms();
-        *sink ^= doze_read_probe(m->arena, n);
-        double ms = io_now_ms() - t0;
-        double gbs = (double)n / (ms * 1e6 + 1e-9);
-        if (gbs > best) best = gbs;
-    }
-    return best;
+/* one prefill from an empty context: tok/s into *tok_s, ms into *ms */
+static int prefill_once(prefill_job *j, double *tok_s, double *ms_out) {
+    doze_error e;
+    doze_session_reset(j->s);
+    double t0 = io_now_ms();
+    if (doze_session_prefill(j->s, j->toks, j->n, &e) != DOZE_OK) return cli_print_error("bench", &e);
+    double ms = io_now_ms() - t0;
+    if (ms_out) *ms_out = ms;
+    *tok_s = j->n * 1000.0 / (ms > 0 ? ms : 1e-9);
+    return 0;
+}
+
+static void prefill_close(prefill_job *j) {
+    doze_session_free(j->s);
+    free(j->toks);
 }
 
 /* The matrix-vector products of one dense decode step alone (every layer's
  * Q, K, V, per-head output, gate, up and per-block down projections, then
- * the classifier), on a fixed activation, best of 5 passes, as tokens/s:
- * what decode could reach with these kernels if attention, norms, RoPE,
- * sampling and the rest cost nothing. A ceiling for the ratios between
- * types that the kernels themselves set. 0 when out of memory. */
+ * the classifier), on a fixed activation, one pass, as tokens/s: what decode
+ * could reach with these kernels if attention, norms, RoPE, sampling and the
+ * rest cost nothing. A ceiling for the ratios between types that the kernels
+ * themselves set. 0 when out of memory. */
 static double matvecs_tok_s(const doze_model *m) {
     const doze_model_info *c = &m->info;
     int n = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
@@ -245,33 +278,27 @@ static double matvecs_tok_s(const doze_model *m) {
     int ny = n > c->vocab_size ? n : c->vocab_size;
     float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)ny * sizeof *y);
     void *xq = malloc(((size_t)n / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
-    double best = 0.0;
+    double tps = 0.0;
     if (x && y && xq) {
         for (int i = 0; i < n; i++) x[i] = (float)((i * 37) % 17 - 8) * 0.0625f;
-        for (int pass = 0; pass < 5; pass++) {
-            double t0 = io_now_ms();
-            for (int l = 0; l < c->n_layers; l++) {
-                const doze_layer *L = &m->layers[l];
-                const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
-                model_prepare_input(m, qkv, 3, x, xq); /* once, as decode does */
-                for (int i = 0; i < 3; i++) model_matvec_prepared(m, y, qkv[i], x, xq);
-                for (int h = 0; h < c->n_heads; h++) model_matvec(m, y, &L->wo_head[h], x, xq);
-                model_prepare_input(m, gu, 2, x, xq);
-                for (int i = 0; i < 2; i++) model_matvec_prepared(m, y, gu[i], x, xq);
-                for (int j = 0; j < m->n_ffn_blocks; j++) model_matvec(m, y, &L->w_down_blk[j], x, xq);
-            }
-            model_matvec(m, y, &m->output, x, xq);
-            double ms = io_now_ms() - t0;
-            if (ms > 0 && 1000.0 / ms > best) best = 1000.0 / ms;
+        double t0 = io_now_ms();
+        for (int l = 0; l < c->n_layers; l++) {
+            const doze_layer *L = &m->layers[l];
+            const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+            model_prepare_input(m, qkv, 3, x, xq); /* once, as decode does */
+            for (int i = 0; i < 3; i++) model_matvec_prepared(m, y, qkv[i], x, xq);
+            for (int h = 0; h < c->n_heads; h++) model_matvec(m, y, &L->wo_head[h], x, xq);
+            model_prepare_input(m, gu, 2, x, xq);
+            for (int i = 0; i < 2; i++) model_matvec_prepared(m, y, gu[i], x, xq);
+            for (int j = 0; j < m->n_ffn_blocks; j++) model_matvec(m, y, &L->w_down_blk[j], x, xq);
         }
+        model_matvec(m, y, &m->output, x, xq);
+        double ms = io_now_ms() - t0;
+        tps = 1000.0 / (ms > 0 ? ms : 1e-9);
     }
     free(x), free(y), free(xq);
-    return best;
+    return tps;
 }
-
-/* ---- several models side by side (ratios under one load) -------------------- */
-
-#define BENCH_MAX_MODELS 8
 
 /* One read-loop pass over the model's weights, GB/s */
 static double read_pass_gbs(const doze_model *m, uint32_t *sink) {
@@ -282,86 +309,104 @@ static double read_pass_gbs(const doze_model *m, uint32_t *sink) {
     return (double)n / ((io_now_ms() - t0) * 1e6 + 1e-9);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+/* ---- one or several models, every figure in interleaved rounds ---------------- */
+
+#define BENCH_MAX_MODELS 8
+
+typedef struct {
+    doze_rounds prompt, decode, read, of_read, matvecs, vs_first, ref_decode, ref_prompt, over_ref;
+    double prompt_first_ms;
+} model_figures;
+
+/* One decode round of `steps` greedy tokens after 2 untimed ones (the
+ * previous round has just evicted this model's weights from the caches) on
+ * the model's own session, restarted when full. */
+static int decode_round(doze_model *m, doze_session *s, int *token, int steps, double *tok_s) {
+    doze_error e;
+    const doze_model_info *c = doze_model_get_info(m);
+    double t0 = 0;
+    for (int k = 0; k < steps + 2; k++) {
+        if (k == 2) t0 = io_now_ms();
+        if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
+        if (doze_session_step(s, *token, &e) != DOZE_OK) return cli_print_error("bench", &e);
+        *token = greedy_pick(doze_session_logits(s), c->vocab_size);
+    }
+    double ms = io_now_ms() - t0;
+    *tok_s = steps * 1000.0 / (ms > 0 ? ms : 1e-9);
+    return 0;
 }
 
-#define BENCH_MAX_ROUNDS 64
-
-/* One decode round per model, in turn, `rounds` times: each round decodes
- * `steps` greedy tokens after 2 untimed ones (the previous model's round has
- * just evicted this one's weights from the caches); each model keeps its
- * best round (steady state) and its mean. With read_best: before each
- * round, one read-loop pass over the same model's weights, so that decode
- * and read loop are sampled in the same minutes; read_best[i] keeps the
- * best pass and ratio[i] the median over rounds of (the round's decode GB/s
- * / its read pass's GB/s). Sessions restart when full. */
-static int decode_rounds(doze_model **ms, int n, int rounds, int steps, speed *best, speed *mean,
-                         double *read_best, double *ratio, uint32_t *sink) {
+/* Per round, every model in turn: a read-loop pass over its weights, a
+ * decode round, a matvecs pass, a 128-token prefill (and with `reference`,
+ * one model: a decode round and a 32-token prefill with the reference
+ * kernels). A warm-up round first, not counted (its prefill time is
+ * reported as the first run's). */
+static int measure(doze_model **ms, int n, int rounds, int steps, int reference, model_figures *f, uint32_t *sink) {
     doze_error e;
     doze_session *ss[BENCH_MAX_MODELS] = {0};
+    prefill_job pj[BENCH_MAX_MODELS] = {{0}}, pr = {0};
     int token[BENCH_MAX_MODELS];
-    double total_ms[BENCH_MAX_MODELS] = {0};
-    double ratios[BENCH_MAX_MODELS][BENCH_MAX_ROUNDS];
     int rc = 0;
-    if (rounds > BENCH_MAX_ROUNDS) rounds = BENCH_MAX_ROUNDS;
     for (int i = 0; i < n && rc == 0; i++) {
         ss[i] = doze_session_new(ms[i], &e);
         if (!ss[i]) rc = cli_print_error("bench", &e);
+        else rc = prefill_open(ms[i], 128, &pj[i]);
         const doze_model_info *c = doze_model_get_info(ms[i]);
         token[i] = c->bos_id >= 0 ? c->bos_id : 0;
-        best[i].tok_per_s = 0.0;
     }
-    for (int r = 0; r < rounds && rc == 0; r++) {
+    if (rc == 0 && reference) rc = prefill_open(ms[0], 32, &pr);
+    const int ref_steps = steps / 4 > 2 ? steps / 4 : 2;
+    for (int r = -1; r < rounds && rc == 0; r++) {
         for (int i = 0; i < n && rc == 0; i++) {
-            const doze_model_info *c = doze_model_get_info(ms[i]);
-            double read = 0.0;
-            if (read_best) {
-                read = read_pass_gbs(ms[i], sink);
-                if (read > read_best[i]) read_best[i] = read;
+            double read = read_pass_gbs(ms[i], sink), tps = 0, mv = 0, pt = 0, pms = 0;
+            rc = decode_round(ms[i], ss[i], &token[i], steps, &tps);
+            if (rc == 0) mv = matvecs_tok_s(ms[i]);
+            if (rc == 0) rc = prefill_once(&pj[i], &pt, &pms);
+            if (r < 0) {
+                f[i].prompt_first_ms = pms;
+                continue;
             }
-            double t0 = 0;
-            for (int k = 0; k < steps + 2 && rc == 0; k++) {
-                if (k == 2) t0 = io_now_ms();
-                if (doze_session_pos(ss[i]) >= c->context_length) doze_session_reset(ss[i]);
-                if (doze_session_step(ss[i], token[i], &e) != DOZE_OK) {
-                    rc = cli_print_error("bench", &e);
-                    break;
-                }
-                token[i] = greedy_pick(doze_session_logits(ss[i]), c->vocab_size);
+            doze_rounds_add(&f[i].read, read);
+            doze_rounds_add(&f[i].decode, tps);
+            doze_rounds_add(&f[i].of_read, read > 0 ? tps * bytes_per_token(ms[i]) / 1e9 / read : 0.0);
+            doze_rounds_add(&f[i].matvecs, mv);
+            doze_rounds_add(&f[i].prompt, pt);
+            if (reference && rc == 0) {
+                double rt = 0, rp = 0;
+                model_use_kernels(ms[i], DOZE_KERNELS_REFERENCE);
+                rc = decode_round(ms[i], ss[i], &token[i], ref_steps, &rt);
+                if (rc == 0) rc = prefill_once(&pr, &rp, NULL);
+                model_use_kernels(ms[i], DOZE_KERNELS_SIMD);
+                doze_rounds_add(&f[i].ref_decode, rt);
+                doze_rounds_add(&f[i].ref_prompt, rp);
             }
-            double ms_round = io_now_ms() - t0;
-            total_ms[i] += ms_round;
-            double tps = steps * 1000.0 / ms_round;
-            if (tps > best[i].tok_per_s) best[i].tok_per_s = tps;
-            ratios[i][r] = read > 0 ? tps * bytes_per_token(ms[i]) / 1e9 / read : 0.0;
         }
     }
     for (int i = 0; i < n; i++) {
         doze_session_free(ss[i]);
-        double bpt = bytes_per_token(ms[i]);
-        best[i].gb_per_s = best[i].tok_per_s * bpt / 1e9;
-        mean[i].tok_per_s = total_ms[i] > 0 ? (double)rounds * steps * 1000.0 / total_ms[i] : 0.0;
-        mean[i].gb_per_s = mean[i].tok_per_s * bpt / 1e9;
-        if (ratio && rc == 0) {
-            qsort(ratios[i], (size_t)rounds, sizeof(double), cmp_double);
-            ratio[i] = rounds % 2 ? ratios[i][rounds / 2] : 0.5 * (ratios[i][rounds / 2 - 1] + ratios[i][rounds / 2]);
-        }
+        if (pj[i].s) prefill_close(&pj[i]);
+        doze_rounds_ratio(&f[i].vs_first, &f[i].decode, &f[0].decode);
+        if (reference) doze_rounds_ratio(&f[i].over_ref, &f[i].decode, &f[i].ref_decode);
     }
+    if (pr.s) prefill_close(&pr);
     return rc;
 }
 
-/* `doze bench A.gguf B.gguf ...`: the models' decode interleaved round by
- * round in one run, so that ratios between types (Q8_0 vs F32, Q4_0 vs
- * Q8_0) are measured under the same machine load; per model also the read
- * loop over its own weights (interleaved the same way, best pass) and the
- * 128-token prefill. */
-static int compare_models(const cli_args *a, int n_paths, int steps, int json) {
+static int any_unreliable(const model_figures *f, int reference) {
+    const doze_rounds *all[6] = {&f->prompt, &f->decode, &f->read, &f->matvecs, &f->vs_first, &f->of_read};
+    int bad = 0;
+    for (int i = 0; i < 6; i++) bad |= doze_rounds_unreliable(all[i]);
+    if (reference) bad |= doze_rounds_unreliable(&f->ref_decode) || doze_rounds_unreliable(&f->over_ref);
+    return bad;
+}
+
+/* `doze bench A.gguf B.gguf ...` (and one model): the models take their
+ * rounds in turn, so that ratios between types (Q8_0 vs F32, Q4_0 vs Q8_0)
+ * are measured under the same machine load. */
+static int bench_models(const cli_args *a, int n_paths, int steps, int rounds, int json) {
     doze_model *ms[BENCH_MAX_MODELS] = {0};
-    speed best[BENCH_MAX_MODELS], mean[BENCH_MAX_MODELS];
-    double read_gbs[BENCH_MAX_MODELS] = {0}, prompt[BENCH_MAX_MODELS] = {0}, first_ms[BENCH_MAX_MODELS] = {0};
-    double mv[BENCH_MAX_MODELS] = {0};
+    static model_figures f[BENCH_MAX_MODELS];
+    memset(f, 0, sizeof f);
     int rc = 0;
     doze_model_params mp = doze_model_default_params();
     if (cli_threads_option(a, &mp)) return 2;
@@ -371,60 +416,73 @@ static int compare_models(const cli_args *a, int n_paths, int steps, int json) {
         if (!ms[i]) rc = 1;
     }
     uint32_t sink = 0;
-    const int rounds = 8;
-    if (rc == 0) {
-        for (int pass = 0; pass < 2; pass++)
-            for (int i = 0; i < n_paths; i++) {
-                double g = read_loop_gbs(ms[i], &sink);
-                if (g > read_gbs[i]) read_gbs[i] = g;
-            }
-        for (int i = 0; i < n_paths && rc == 0; i++) rc = run_prefill(ms[i], 128, 3, &prompt[i], &first_ms[i]);
-        for (int pass = 0; pass < 2; pass++) /* interleaved like the read loop */
-            for (int i = 0; i < n_paths; i++) {
-                double t = matvecs_tok_s(ms[i]);
-                if (t > mv[i]) mv[i] = t;
-            }
+    const int reference = n_paths == 1;
+    if (rc == 0) rc = measure(ms, n_paths, rounds, steps, reference, f, &sink);
+    if (rc == 0 && !json) {
+        out_printf("median (min-max) of %d rounds, the models in turn%s; per round and model: a read-loop pass\n"
+                   "over its weights, %d decode tokens, the step's matrix-vector products alone (matvecs: the\n"
+                   "ceiling these kernels put on decode), a 128-token prefill; ratios are per round.\n"
+                   "UNRELIABLE: rounds spread more than 2x (a busy machine): rerun before trusting it.\n",
+                   rounds, reference ? " (then the reference kernels)" : "", steps);
     }
-    double ratio[BENCH_MAX_MODELS] = {0};
-    if (rc == 0) rc = decode_rounds(ms, n_paths, rounds, steps, best, mean, read_gbs, ratio, &sink);
-    if (rc == 0) {
-        if (!json)
-            out_printf("decode: best of %d rounds of %d tokens per model, the models in turn; read loop: one pass\n"
-                       "over the model's weights before each round (best pass; 'median' = median over rounds of\n"
-                       "the round's decode GB/s / its pass's); matvecs: the step's matrix-vector products alone\n"
-                       "(best of 10 passes), the ceiling these kernels put on decode; 'vs' = decode / the first model's\n"
-                       "type   MB/token  prompt tok/s  decode tok/s  (mean)    GB/s  of read loop (median)  matvecs tok/s  vs %s\n",
-                       rounds, steps, doze_type_name(doze_model_get_info(ms[0])->weight_type));
-        for (int i = 0; i < n_paths; i++) {
-            const doze_model_info *c = doze_model_get_info(ms[i]);
-            double vs_first = best[i].tok_per_s / best[0].tok_per_s;
-            if (json)
-                out_printf("{\"model\":%d,\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"mb_per_token\":%.3f,"
-                           "\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,\"decode_tok_s\":%.2f,"
-                           "\"decode_mean_tok_s\":%.2f,\"gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
-                           "\"of_read_loop\":%.3f,\"of_read_loop_median\":%.3f,\"matvecs_tok_s\":%.2f,"
-                           "\"vs_first\":%.3f,\"sink\":%u}\n",
-                           i, doze_type_name(c->weight_type), c->dim, c->n_layers, bytes_per_token(ms[i]) / 1e6,
-                           prompt[i], first_ms[i], best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
-                           read_gbs[i], best[i].gb_per_s / read_gbs[i], ratio[i], mv[i], vs_first, sink & 1u);
-            else
-                out_printf("%-5s  %8.2f  %12.1f  %12.1f  (%6.1f)  %6.2f  %5.0f%% of %5.1f (%3.0f%%)  %13.1f  %.2fx%s\n",
-                           doze_type_name(c->weight_type), bytes_per_token(ms[i]) / 1e6, prompt[i],
-                           best[i].tok_per_s, mean[i].tok_per_s, best[i].gb_per_s,
-                           100.0 * best[i].gb_per_s / read_gbs[i], read_gbs[i], 100.0 * ratio[i], mv[i], vs_first,
-                           (sink & 1u) ? " " : "");
+    for (int i = 0; i < n_paths && rc == 0; i++) {
+        const doze_model_info *c = doze_model_get_info(ms[i]);
+        const double mb = bytes_per_token(ms[i]) / 1e6;
+        const int bad = any_unreliable(&f[i], reference);
+        if (json) {
+            out_printf("{\"model\":%d,\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"vocab\":%d,\"mb_per_token\":%.3f,"
+                       "\"rounds\":%d,\"steps\":%d,\"prompt_tokens\":%d,\"prompt_first_ms\":%.2f,",
+                       i, doze_type_name(c->weight_type), c->dim, c->n_layers, c->vocab_size, mb, rounds, steps,
+                       128 < c->context_length ? 128 : c->context_length, f[i].prompt_first_ms);
+            json_rounds("prompt_tok_s", &f[i].prompt, 0);
+            json_rounds("decode_tok_s", &f[i].decode, 0);
+            out_printf("\"gb_s\":%.3f,", doze_rounds_median(&f[i].decode) * mb / 1e3);
+            json_rounds("read_loop_gb_s", &f[i].read, 0);
+            json_rounds("of_read_loop", &f[i].of_read, 0);
+            json_rounds("matvecs_tok_s", &f[i].matvecs, 0);
+            json_rounds("vs_first", &f[i].vs_first, 0);
+            if (reference) {
+                json_rounds("reference_tok_s", &f[i].ref_decode, 0);
+                json_rounds("reference_prompt_tok_s", &f[i].ref_prompt, 0);
+                json_rounds("simd_over_reference", &f[i].over_ref, 0);
+            }
+            out_printf("\"unreliable\":%d,\"sink\":%u}\n", bad, sink & 1u);
+            continue;
+        }
+        out_printf("%s  dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, %.2f MB read per token%s\n",
+                   doze_type_name(c->weight_type), c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                   c->vocab_size, mb, (sink & 1u) ? " " : "");
+        out_printf("  prompt tok/s     %s  (first run %.1f ms)\n", FMT(&f[i].prompt, 1), f[i].prompt_first_ms);
+        out_printf("  decode tok/s     %s\n", FMT(&f[i].decode, 1));
+        out_printf("  read loop GB/s   %s; decode GB/s / read loop's %s\n", FMT(&f[i].read, 2), FMT(&f[i].of_read, 2));
+        out_printf("  matvecs tok/s    %s\n", FMT(&f[i].matvecs, 1));
+        if (i > 0)
+            out_printf("  decode vs %-5s  %s\n", doze_type_name(doze_model_get_info(ms[0])->weight_type),
+                       FMT(&f[i].vs_first, 2));
+        if (reference) {
+            out_printf("  reference decode %s tok/s, prompt %s tok/s (32 tokens)\n", FMT(&f[i].ref_decode, 2),
+                       FMT(&f[i].ref_prompt, 1));
+            out_printf("  simd / reference %s\n", FMT(&f[i].over_ref, 2));
         }
     }
     for (int i = 0; i < n_paths; i++) doze_model_free(ms[i]);
     return rc;
 }
 
-static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn]", NULL};
+static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn]",
+                                          "MODEL --speculative [--draft-budget B] [--draft-k K]", NULL};
 static const cli_option bench_options[] = {
-    {"--steps", CLI_INT, "N", "decode steps to time (default 64; 16 per round side by side)", NULL, 0},
+    {"--steps", CLI_INT, "N", "decode tokens timed per round (default 16)", NULL, 0},
+    {"--rounds", CLI_INT, "N", "rounds per figure (default 5): median (min-max) printed, UNRELIABLE\n"
+                               "when they spread more than 2x", NULL, 0},
     {"--json", CLI_FLAG, NULL, "one JSON record per line", NULL, 0},
     {"--skip-table", CLI_FLAG, NULL, "speed under forced uniform masks at b = 1, 0.75, 0.5, 0.3\n"
                                      "(then 'ffn': masks that skip FFN blocks only)", NULL, 0},
+    {"--speculative", CLI_FLAG, NULL, "greedy self-speculation (the gates draft, the whole model\n"
+                                      "verifies) against dense decoding, same output checked", NULL, 0},
+    {"--draft-budget", CLI_FLOAT, "B", "--speculative: the draft's budget in (0, 1) (default: adaptive)", NULL, 0},
+    {"--draft-k", CLI_INT, "K", "--speculative: tokens drafted per step, 1..8 (default: adaptive)", NULL, 0},
+    {"--prompt", CLI_STRING, "TEXT", "--speculative: the prompt (default \"Once upon a time\")", NULL, 0},
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
@@ -432,10 +490,12 @@ static const cli_option bench_options[] = {
 };
 const cli_command cmd_bench_spec = {
     "bench", bench_forms, 1, BENCH_MAX_MODELS, "decode and prefill speed, SIMD vs reference kernels",
-    "Decode tokens/s and GB/s with the SIMD and the reference kernels beside a plain read\n"
-    "loop over the model's weights, and the 128-token prefill. Several models: their decode\n"
-    "interleaved round by round, so that the ratios between them mean something.\n"
-    "--skip-table: speed under forced masks; --budget B: decode under the gates beside dense.",
+    "Decode and 128-token prefill tokens/s, the step's matrix-vector products alone, and a\n"
+    "plain read loop over the model's weights; one model: also the reference kernels. Every\n"
+    "figure from interleaved rounds (several models: theirs in turn), printed as median\n"
+    "(min-max), UNRELIABLE when the rounds spread more than 2x.\n"
+    "--skip-table: speed under forced masks; --budget B: decode under the gates beside dense;\n"
+    "--speculative: greedy self-speculation beside dense (--steps tokens, default 200).",
     bench_options,
 };
 
@@ -444,10 +504,11 @@ int cmd_bench(int argc, char **argv) {
     int prc = cli_parse(&cmd_bench_spec, argc, argv, &a);
     if (prc >= 0) return prc;
     const char *path = cli_pos(&a, 0);
-    long long steps = cli_get_int(&a, "--steps", 64);
+    long long steps = cli_get_int(&a, "--steps", 16), rounds = cli_get_int(&a, "--rounds", 5);
     int json = cli_has(&a, "--json");
     double budget = cli_get_float(&a, "--budget", 1.0);
     if (steps < 1 || steps > (1 << 24)) return cli_usage_error(&a, "--steps must be in 1..16777216");
+    if (rounds < 1 || rounds > DOZE_ROUNDS_MAX) return cli_usage_error(&a, "--rounds must be in 1..%d", DOZE_ROUNDS_MAX);
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     int skip = cli_has(&a, "--skip-table"), ffn = 0;
     if (skip) {
@@ -456,81 +517,26 @@ int cmd_bench(int argc, char **argv) {
                                    cli_pos(&a, 1));
         ffn = a.n_pos == 2;
     }
+    const int speculative = cli_has(&a, "--speculative");
+    if (!speculative && (cli_has(&a, "--draft-budget") || cli_has(&a, "--draft-k") || cli_has(&a, "--prompt")))
+        return cli_usage_error(&a, "--draft-budget, --draft-k and --prompt go with --speculative");
+    if (speculative && (skip || a.n_pos > 1 || budget < 1.0))
+        return cli_usage_error(&a, "--speculative takes one model, and no --budget (the draft's is --draft-budget)");
     int gated = budget < 1.0 || cli_has(&a, "--gates");
-    if (a.n_pos > 1 && !skip) {
-        if (gated) return cli_usage_error(&a, "--budget and --gates take one model");
-        return compare_models(&a, a.n_pos, cli_has(&a, "--steps") ? (int)steps : 16, json);
-    }
+    if (!skip && !gated && !speculative) return bench_models(&a, a.n_pos, (int)steps, (int)rounds, json);
+    if (a.n_pos > 1 && !skip) return cli_usage_error(&a, "--budget and --gates take one model");
     doze_model_params mp = doze_model_default_params();
     if (cli_threads_option(&a, &mp)) return 2;
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
-    if (gated) {
-        int rc = budget_bench(m, &a, budget, (int)steps, json);
+    if (speculative) {
+        int rc = bench_speculative(m, &a, cli_has(&a, "--steps") ? (int)steps : 200, (int)rounds, json);
         doze_model_free(m);
         return rc;
     }
-    if (skip) {
-        int rc = skip_table(m, (int)steps, json, ffn);
-        doze_model_free(m);
-        return rc;
-    }
-    const doze_model_info *c = doze_model_get_info(m);
-    speed simd = {0, 0}, ref = {0, 0};
-    uint32_t sink = 0;
-    double read_gbs = read_loop_gbs(m, &sink);
-    const int n_prompt = 128;
-    double prompt_simd = 0, prompt_ref = 0, prompt_first_ms = 0;
-    int rc = run_prefill(m, n_prompt, 3, &prompt_simd, &prompt_first_ms);
-    /* steady state: best of 8 rounds of steps/8 tokens, as the read loop is
-     * a best of passes (the mean is printed beside it); a read pass before
-     * each round (median of the per-round ratios printed too) */
-    speed simd_mean = {0, 0};
-    const int round_steps = steps / 8 > 1 ? (int)(steps / 8) : 1;
-    double ratio = 0.0;
-    if (rc == 0) rc = decode_rounds(&m, 1, 8, round_steps, &simd, &simd_mean, &read_gbs, &ratio, &sink);
-    if (rc == 0) {
-        model_use_kernels(m, DOZE_KERNELS_REFERENCE);
-        int ref_steps = (int)(steps / 4 > 4 ? steps / 4 : 4);
-        rc = run_decode(m, ref_steps, &ref);
-        if (rc == 0) rc = run_prefill(m, 32, 1, &prompt_ref, NULL);
-        model_use_kernels(m, DOZE_KERNELS_SIMD);
-    }
-    double read2 = read_loop_gbs(m, &sink);
-    if (read2 > read_gbs) read_gbs = read2;
-    if (rc == 0) {
-        double mb = bytes_per_token(m) / 1e6;
-        if (json) {
-            out_printf("{\"type\":\"%s\",\"dim\":%d,\"layers\":%d,\"vocab\":%d,"
-                       "\"mb_per_token\":%.3f,\"simd_tok_s\":%.2f,\"simd_mean_tok_s\":%.2f,\"simd_gb_s\":%.3f,"
-                       "\"reference_tok_s\":%.2f,\"reference_gb_s\":%.3f,\"read_loop_gb_s\":%.3f,"
-                       "\"simd_over_reference\":%.3f,\"simd_of_read_loop\":%.3f,\"simd_of_read_loop_median\":%.3f,"
-                       "\"prompt_tokens\":%d,\"prompt_tok_s\":%.2f,\"prompt_first_ms\":%.2f,"
-                       "\"reference_prompt_tok_s\":%.2f,\"prompt_over_decode\":%.3f,\"sink\":%u}\n",
-                       doze_type_name(c->weight_type), c->dim, c->n_layers, c->vocab_size, mb,
-                       simd.tok_per_s, simd_mean.tok_per_s, simd.gb_per_s, ref.tok_per_s, ref.gb_per_s, read_gbs,
-                       simd.tok_per_s / ref.tok_per_s, simd.gb_per_s / read_gbs, ratio, n_prompt, prompt_simd,
-                       prompt_first_ms, prompt_ref, prompt_simd / simd.tok_per_s, sink & 1u);
-        } else {
-            out_printf("model      dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, %s, "
-                       "%.2f MB read per token\n",
-                       c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                       c->vocab_size, doze_type_name(c->weight_type), mb);
-            out_printf("prompt     %8.2f tok/s  (%d-token prefill, best of 3; first run %.1f ms)\n",
-                       prompt_simd, n_prompt, prompt_first_ms);
-            out_printf("ref prompt %8.2f tok/s  (32-token prefill, reference kernels)\n", prompt_ref);
-            out_printf("simd       %8.2f tok/s  %6.2f GB/s  (best of 8 rounds of %d tokens; mean %.2f tok/s)\n",
-                       simd.tok_per_s, simd.gb_per_s, round_steps, simd_mean.tok_per_s);
-            out_printf("reference  %8.2f tok/s  %6.2f GB/s\n", ref.tok_per_s, ref.gb_per_s);
-            out_printf("read loop            %6.2f GB/s (best pass over %.2f MB; passes before and between the rounds)\n",
-                       read_gbs, (double)m->arena_size / 1e6);
-            out_printf("simd / reference %.2fx, simd / read loop %.0f%% (median per round %.0f%%), "
-                       "prompt / decode %.2fx%s\n",
-                       simd.tok_per_s / ref.tok_per_s, 100.0 * simd.gb_per_s / read_gbs, 100.0 * ratio,
-                       prompt_simd / simd.tok_per_s, (sink & 1u) ? " " : "");
-        }
-    }
+    int rc = gated ? budget_bench(m, &a, budget, (int)steps, (int)rounds, json)
+                   : skip_table(m, (int)steps, (int)rounds, json, ffn);
     doze_model_free(m);
     return rc;
 }

@@ -67,6 +67,11 @@ static const cli_option finetune_options[] = {
     {"--model-out", CLI_STRING, "MODEL.gguf", "--joint: where the fine-tuned model goes", NULL, 0},
     {"--loss", CLI_STRING, "L", "--joint: kl (distillation from the dense model, default) or ce", finetune_losses, 0},
     {"--weight-lr", CLI_FLOAT, "LR", "--joint: the weights' learning rate (default 5e-4)", NULL, 0},
+    {"--weight-lr-min", CLI_FLOAT, "LR", "--joint: the weights' rate decays to this along a cosine (default: constant)", NULL, 0},
+    {"--weight-warmup", CLI_INT, "N", "--joint: steps of linear warm-up of the weights' rate (default 0)", NULL, 0},
+    {"--noise-end", CLI_FLOAT, "S", "the decisions' noise falls linearly from 1 to S by the last step (default 1)", NULL, 0},
+    {"--lora", CLI_INT, "R", "--joint: rank-R adapters on the projections instead of every weight,\n"
+                             "merged into the model written", NULL, 0},
     {"--budget-range", CLI_STRING, "LO:HI", "each window draws its budget from [LO, HI]", NULL, 0},
     {"--dense-fraction", CLI_FLOAT, "F", "with --budget-range: the share of windows run dense", NULL, 0},
     CLI_OPTIONS_END,
@@ -97,6 +102,10 @@ int cmd_finetune(int argc, char **argv) {
     tp.ffn_gates = !cli_has(&a, "--no-ffn-gates");
     tp.joint = cli_has(&a, "--joint");
     tp.weight_lr = (float)cli_get_float(&a, "--weight-lr", tp.weight_lr);
+    tp.weight_lr_min = (float)cli_get_float(&a, "--weight-lr-min", tp.weight_lr_min);
+    tp.weight_warmup = (int)cli_get_int(&a, "--weight-warmup", tp.weight_warmup);
+    tp.lora_rank = (int)cli_get_int(&a, "--lora", tp.lora_rank);
+    tp.noise_end = (float)cli_get_float(&a, "--noise-end", tp.noise_end);
     const char *loss = cli_get(&a, "--loss");
     if (loss && strcmp(loss, "ce") == 0) tp.task_loss = DOZE_LOSS_CE;
     const char *range = cli_get(&a, "--budget-range");

@@ -72,6 +72,8 @@ typedef struct {
 static const char *const generate_forms[] = {"MODEL", NULL};
 static const cli_option generate_options[] = {
     {"--prompt", CLI_STRING, "TEXT", "the text to continue (default: none; BOS alone)", NULL, 0},
+    {"--prompt-ids", CLI_STRING, "IDS", "the prompt as token ids instead of text (separated by spaces or\n"
+                                        "commas; nothing added, BOS included only if given)", NULL, 0},
     {"--steps", CLI_INT, "N", "positions to run, the prompt's included (default 256)", NULL, 0},
     {"--ctx", CLI_INT, "N", "context length (default: --steps; at most the model's own)", NULL, 0},
     {"--keep-last", CLI_INT, "N", "a prompt longer than N tokens keeps only its last N (after BOS)\n"
@@ -138,8 +140,45 @@ static int sampler_options(const cli_args *a, int context, doze_sampler_params *
 
 /* The prompt's tokens: BOS + the text; with --keep-last N, BOS + the last
  * N tokens of the text's. NULL (message printed) on failure. */
+/* --prompt-ids: ids in [0, vocab), separated by spaces or commas. NULL
+ * (message printed) when one is not an id of the model or there are none. */
+static int32_t *prompt_ids(const char *list, const doze_model *m, int *n) {
+    const int vocab = doze_model_get_info(m)->vocab_size;
+    int32_t *ids = malloc((strlen(list) / 2 + 1) * sizeof *ids); /* an id and a separator each */
+    if (!ids) {
+        err_printf("doze: out of memory for --prompt-ids\n");
+        return NULL;
+    }
+    int count = 0;
+    for (const char *p = list; *p;) {
+        if (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') {
+            p++;
+            continue;
+        }
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v >= vocab || (*end && *end != ' ' && *end != ',' && *end != '\t' && *end != '\n')) {
+            err_printf("doze: --prompt-ids: \"%.*s\" is not a token id of this model (0..%d)\n",
+                       (int)strcspn(p, " ,\t\n") > 32 ? 32 : (int)strcspn(p, " ,\t\n"), p, vocab - 1);
+            free(ids);
+            return NULL;
+        }
+        ids[count++] = (int32_t)v;
+        p = end;
+    }
+    if (count == 0) {
+        err_printf("doze: --prompt-ids: no ids given\n");
+        free(ids);
+        return NULL;
+    }
+    *n = count;
+    return ids;
+}
+
 static int32_t *prompt_tokens(const cli_args *a, const doze_model *m, int *n) {
     const char *prompt = cli_get(a, "--prompt");
+    const char *list = cli_get(a, "--prompt-ids");
+    if (list) return prompt_ids(list, m, n);
     doze_error e;
     const int flags = DOZE_TOKENIZE_ADD_SPECIAL | (cli_has(a, "--special") ? DOZE_TOKENIZE_PARSE_SPECIAL : 0);
     int32_t *ids = cli_encode(m, prompt ? prompt : "", prompt ? strlen(prompt) : 0, flags, n, &e);
@@ -170,6 +209,8 @@ int cmd_generate(int argc, char **argv) {
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     if (steps < 1) return cli_usage_error(&a, "--steps must be >= 1");
     if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: --steps)");
+    if (cli_has(&a, "--prompt") && cli_has(&a, "--prompt-ids"))
+        return cli_usage_error(&a, "give --prompt or --prompt-ids, not both");
     if (cli_has(&a, "--keep-last") && cli_get_int(&a, "--keep-last", 0) < 1)
         return cli_usage_error(&a, "--keep-last must be >= 1");
     doze_sampler_params sp;

@@ -40,6 +40,9 @@ static const cli_option init_options[] = {
     TYPE_OPTION("weight type (default f32)"),
     {"--arch", CLI_STRING, "ARCH", "architecture (default llama)", init_archs, 0},
     {"--head-dim", CLI_INT, "HD", "head size when it is not dim / heads (written as key_length)", NULL, 0},
+    {"--untied", CLI_FLAG, NULL, "a classifier of its own (output.weight; default: tied to the embedding)", NULL, 0},
+    {"--embd-scale", CLI_FLOAT, "S", "embedding (and untied classifier) values uniform in +-S\n"
+                                     "(default 1; a small S gives soft next-token distributions)", NULL, 0},
     CLI_OPTIONS_END,
 };
 const cli_command cmd_init_spec = {
@@ -70,6 +73,10 @@ int cmd_init(int argc, char **argv) {
     p.type = parse_type(&a, DOZE_TYPE_F32);
     p.arch = cli_get(&a, "--arch");
     p.head_dim = (int)cli_get_int(&a, "--head-dim", 0);
+    p.untied = cli_has(&a, "--untied");
+    double es = cli_get_float(&a, "--embd-scale", 1.0);
+    if (!(es > 0.0 && es <= 1e6)) return cli_usage_error(&a, "--embd-scale must be in (0, 1e6]");
+    p.embd_scale = (float)es;
     const char *out = cli_get(&a, "-o");
     gguf_builder b;
     doze_error e;

@@ -61,6 +61,10 @@ void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int to
 int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, doze_sampler *smp,
                              const int32_t *ids, int n_prompt, int steps, int no_stop);
 
+/* bench --speculative (bench_spec.c): greedy speculative vs dense decode
+ * tokens/s from a prompt, `rounds` interleaved rounds of `steps` tokens. */
+int bench_speculative(doze_model *m, const cli_args *a, int steps, int rounds, int json);
+
 /* The entry point shared by the native binary and the wasm module. */
 int doze_cli_main(int argc, char **argv);
 

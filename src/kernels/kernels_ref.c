@@ -4,9 +4,11 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "kquants.h"
+#include "quants32.h"
 #include "types.h"
 
 /* y(rows) = W(rows, cols) @ x(cols) */
@@ -317,6 +319,79 @@ REF_PRODUCTS(q4_K, ref_matvec_q4_K, ref_matvec_q4_K_x4)
 REF_PRODUCTS(q5_K, ref_matvec_q5_K, ref_matvec_q5_K_x4)
 REF_PRODUCTS(q6_K, ref_matvec_q6_K, ref_matvec_q6_K_x4)
 REF_PRODUCTS_ROWS(bf16, ref_matvec_bf16)
+
+/* ---- Q4_1, Q5_0, Q5_1, IQ4_NL ---------------------------------------------
+ * x as q8_0 blocks, one per weight block. Per block b, the exact int32 dot
+ * of the weight codes (Q5_0: q - 16; IQ4_NL: the grid value) with x's
+ * quants, then in this order:
+ *   Q5_0, IQ4_NL: s += (float)isum * (d * dx)
+ *   Q4_1, Q5_1:   s += (float)isum * (d * dx) + m * (dx * (float)sum x)
+ * summed over the blocks of a row in block order. */
+
+typedef struct {
+    size_t bb;  /* bytes per block */
+    int nh;     /* halves at the block's start: d (and m) */
+    int five;   /* a qh field (4 bytes) after them */
+    int kind;   /* 0: q - 16 (Q5_0), 1: q (Q4_1, Q5_1), 2: grid (IQ4_NL) */
+} q32_form;
+
+static const q32_form form_q4_1 = {sizeof(doze_block_q4_1), 2, 0, 1};
+static const q32_form form_q5_0 = {sizeof(doze_block_q5_0), 1, 1, 0};
+static const q32_form form_q5_1 = {sizeof(doze_block_q5_1), 2, 1, 1};
+static const q32_form form_iq4_nl = {sizeof(doze_block_iq4_nl), 1, 0, 2};
+
+static void ref_matvec_q32(const q32_form *f, int layout, float *y, const void *w, const void *xq, int rows,
+                           int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK32;
+    const size_t pay = f->bb - 2 * (size_t)f->nh;
+    for (int r = 0; r < rows; r++) {
+        float s = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            /* the block's halves and payload: row-major, or the x4 layout
+             * (the 4 rows' d, then m, then their payloads) */
+            uint16_t dh, mh = 0;
+            const uint8_t *p;
+            if (layout) {
+                const uint8_t *g = (const uint8_t *)w + ((size_t)(r / 4) * (size_t)nb + (size_t)b) * 4 * f->bb;
+                memcpy(&dh, g + 2 * (r % 4), 2);
+                if (f->nh == 2) memcpy(&mh, g + 8 + 2 * (r % 4), 2);
+                p = g + 8 * (size_t)f->nh + (size_t)(r % 4) * pay;
+            } else {
+                const uint8_t *blk = (const uint8_t *)w + ((size_t)r * (size_t)nb + (size_t)b) * f->bb;
+                memcpy(&dh, blk, 2);
+                if (f->nh == 2) memcpy(&mh, blk + 2, 2);
+                p = blk + 2 * (size_t)f->nh;
+            }
+            const uint8_t *qh = f->five ? p : NULL, *qs = f->five ? p + 4 : p;
+            const int8_t *x = xb[b].qs;
+            int32_t isum = 0;
+            for (int j = 0; j < DOZE_QK32; j++) {
+                const int q = doze_q32_code(qs, qh, j);
+                isum += (f->kind == 0 ? q - 16 : f->kind == 1 ? q : doze_iq4nl_values[q]) * (int32_t)x[j];
+            }
+            const float dx = doze_f16_to_f32(xb[b].d);
+            if (f->nh == 2)
+                s += (float)isum * (doze_f16_to_f32(dh) * dx) + doze_f16_to_f32(mh) * (dx * (float)q8_sum(x, 32));
+            else
+                s += (float)isum * (doze_f16_to_f32(dh) * dx);
+        }
+        y[r] = s;
+    }
+}
+
+#define REF_Q32(T) \
+    static void ref_matvec_##T(float *y, const void *w, const void *xq, int rows, int cols) { \
+        ref_matvec_q32(&form_##T, 0, y, w, xq, rows, cols); \
+    } \
+    static void ref_matvec_##T##_x4(float *y, const void *w, const void *xq, int rows, int cols) { \
+        ref_matvec_q32(&form_##T, 1, y, w, xq, rows, cols); \
+    } \
+    REF_PRODUCTS(T, ref_matvec_##T, ref_matvec_##T##_x4)
+REF_Q32(q4_1)
+REF_Q32(q5_0)
+REF_Q32(q5_1)
+REF_Q32(iq4_nl)
 
 static void ref_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
                          int rows, int cols) {

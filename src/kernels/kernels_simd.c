@@ -20,6 +20,7 @@
 
 #include "kernels.h"
 #include "kquants.h"
+#include "quants32.h"
 #include "simd.h"
 #include "types.h"
 
@@ -1323,6 +1324,156 @@ SIMD_PRODUCTS_X4(q4_K, simd_matvec_q4_K, simd_matvec_q4_K_x4, (size_t)(cols / DO
 SIMD_PRODUCTS_X4(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
 SIMD_PRODUCTS_X4(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
+
+/* ---- Q4_1, Q5_0, Q5_1, IQ4_NL ----------------------------------------------
+ * x as q8_0 blocks, one per weight block (kernels_ref.c has the order of the
+ * float operations). The integer dots as for q4_0: a 16-byte payload read
+ * as u16 lanes, nibbles isolated by shifts and masks against x permuted by
+ * prep_x(q4 = 1) (Q4_1). Q5_0/Q5_1 and IQ4_NL work byte-wise against x in
+ * order: low and high nibbles of the payload are elements 0..15 and
+ * 16..31; Q5's fifth bits are ORed in from qh expanded by a 256-entry table
+ * (wasm has no per-lane variable shift: bit tests in u16 lanes measured 6x
+ * slower), IQ4_NL's nibbles index its grid (swizzle). x4 layout: one block
+ * of 4 rows at a time, lane = row, each lane the reference's operations in
+ * its order: the same bits. Row-major: the
+ * integer dot in SIMD, the float part per block as the reference does it. */
+
+enum { Q32_Q5_0, Q32_Q4_1, Q32_Q5_1, Q32_IQ4_NL };
+
+/* byte i of q5_bits[b] = 0x10 if bit i of b is set: a qh byte expanded to
+ * the fifth bits of 8 codes */
+#define Q5_B2B(b) \
+    ((((b) >> 0 & 1ull) << 4) | (((b) >> 1 & 1ull) << 12) | (((b) >> 2 & 1ull) << 20) | (((b) >> 3 & 1ull) << 28) | \
+     (((b) >> 4 & 1ull) << 36) | (((b) >> 5 & 1ull) << 44) | (((b) >> 6 & 1ull) << 52) | (((b) >> 7 & 1ull) << 60))
+#define Q5_T4(n) Q5_B2B(n), Q5_B2B(n + 1), Q5_B2B(n + 2), Q5_B2B(n + 3)
+#define Q5_T16(n) Q5_T4(n), Q5_T4(n + 4), Q5_T4(n + 8), Q5_T4(n + 12)
+#define Q5_T64(n) Q5_T16(n), Q5_T16(n + 16), Q5_T16(n + 32), Q5_T16(n + 48)
+static const uint64_t q5_bits[256] = {Q5_T64(0), Q5_T64(64), Q5_T64(128), Q5_T64(192)};
+
+/* i32x4 whose lane sum is the dot of a payload's 32 codes (Q5_0: q, the
+ * -16 is taken off by the caller; IQ4_NL: grid values) with x */
+static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint8_t *pl, const v128_t *x,
+                                                            v128_t grid) {
+    if (kind == Q32_IQ4_NL) {
+        const v128_t v = wasm_v128_load(pl);
+        const v128_t lo = wasm_i8x16_swizzle(grid, wasm_v128_and(v, wasm_i8x16_splat(0x0f)));
+        const v128_t hi = wasm_i8x16_swizzle(grid, wasm_u8x16_shr(v, 4));
+        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(lo), x[0]),
+                                             wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(lo), x[1])),
+                              wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(hi), x[2]),
+                                             wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(hi), x[3])));
+    }
+    if (kind != Q32_Q4_1) {
+        /* codes in element order: low nibbles (0..15), high (16..31), each
+         * byte ORed with its fifth bit, expanded from qh a byte at a time */
+        uint32_t h;
+        memcpy(&h, pl, 4);
+        const v128_t v = wasm_v128_load(pl + 4);
+        const v128_t lo = wasm_v128_or(wasm_v128_and(v, wasm_i8x16_splat(0x0f)),
+                                       wasm_i64x2_make((int64_t)q5_bits[h & 0xff], (int64_t)q5_bits[(h >> 8) & 0xff]));
+        const v128_t hi = wasm_v128_or(wasm_u8x16_shr(v, 4), wasm_i64x2_make((int64_t)q5_bits[(h >> 16) & 0xff],
+                                                                            (int64_t)q5_bits[h >> 24]));
+        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), x[0]),
+                                             wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), x[1])),
+                              wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), x[2]),
+                                             wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), x[3])));
+    }
+    const v128_t m = wasm_i16x8_splat(0x0f);
+    const v128_t q = wasm_v128_load(pl);
+    const v128_t e0 = wasm_v128_and(q, m), e1 = wasm_v128_and(wasm_u16x8_shr(q, 4), m);
+    const v128_t e2 = wasm_v128_and(wasm_u16x8_shr(q, 8), m), e3 = wasm_u16x8_shr(q, 12);
+    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, x[0]), wasm_i32x4_dot_i16x8(e1, x[1])),
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(e2, x[2]), wasm_i32x4_dot_i16x8(e3, x[3])));
+}
+
+static inline size_t q32_block_bytes(int kind) {
+    return kind == Q32_Q5_0 ? sizeof(doze_block_q5_0)
+           : kind == Q32_Q4_1 ? sizeof(doze_block_q4_1)
+           : kind == Q32_Q5_1 ? sizeof(doze_block_q5_1)
+                              : sizeof(doze_block_iq4_nl);
+}
+
+/* x for a chunk: prep_x, and per block dx * sum(x) (the min's factor) */
+static inline void q32_prep(int kind, const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *corr,
+                            float *dxsum) {
+    prep_x(xb, n, xi, dxs, corr, kind == Q32_Q4_1);
+    for (int b = 0; b < n; b++) dxsum[b] = dxs[b] * (float)(corr[b] / 8);
+}
+
+static inline __attribute__((always_inline)) void simd_matvec_q32_x4(int kind, float *y, const void *w,
+                                                                      const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK32, nh = kind == Q32_Q4_1 || kind == Q32_Q5_1 ? 2 : 1;
+    const size_t bb = q32_block_bytes(kind), pay = bb - 2 * (size_t)nh;
+    const v128_t grid = wasm_v128_load(doze_iq4nl_values);
+    float dxs[Q8_CHUNK], dxsum[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        q32_prep(kind, xb + bc, n, xi, dxs, corr, dxsum);
+        for (int g = 0; g < rows / 4; g++) {
+            const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * 4 * bb;
+            const uint8_t *pe = p + (size_t)n * 4 * bb;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int b = 0; p != pe; p += 4 * bb, b++) {
+                const v128_t *x = xi + 4 * b;
+                const uint8_t *pl = p + 8 * (size_t)nh;
+                v128_t i = hsum4_i32x4(q32_dot(kind, pl, x, grid), q32_dot(kind, pl + pay, x, grid),
+                                       q32_dot(kind, pl + 2 * pay, x, grid), q32_dot(kind, pl + 3 * pay, x, grid));
+                if (kind == Q32_Q5_0) i = wasm_i32x4_sub(i, wasm_i32x4_splat(2 * corr[b]));
+                v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i),
+                                          wasm_f32x4_mul(f16x4_at((const uint16_t *)p), wasm_f32x4_splat(dxs[b])));
+                if (nh == 2)
+                    t = wasm_f32x4_add(t, wasm_f32x4_mul(f16x4_at((const uint16_t *)(p + 8)), wasm_f32x4_splat(dxsum[b])));
+                acc = wasm_f32x4_add(acc, t);
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void simd_matvec_q32(int kind, float *y, const void *w,
+                                                                   const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK32, nh = kind == Q32_Q4_1 || kind == Q32_Q5_1 ? 2 : 1;
+    const size_t bb = q32_block_bytes(kind);
+    const v128_t grid = wasm_v128_load(doze_iq4nl_values);
+    float dxs[Q8_CHUNK], dxsum[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        q32_prep(kind, xb + bc, n, xi, dxs, corr, dxsum);
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *p = (const uint8_t *)w + ((size_t)r * (size_t)nb + (size_t)bc) * bb;
+            float s = bc == 0 ? 0.0f : y[r];
+            for (int b = 0; b < n; b++, p += bb) {
+                uint16_t dh, mh = 0;
+                memcpy(&dh, p, 2);
+                if (nh == 2) memcpy(&mh, p + 2, 2);
+                int32_t i = hsum_i32x4(q32_dot(kind, p + 2 * (size_t)nh, xi + 4 * b, grid));
+                if (kind == Q32_Q5_0) i -= 2 * corr[b];
+                if (nh == 2) s += (float)i * (doze_f16_to_f32(dh) * dxs[b]) + doze_f16_to_f32(mh) * dxsum[b];
+                else s += (float)i * (doze_f16_to_f32(dh) * dxs[b]);
+            }
+            y[r] = s;
+        }
+    }
+}
+
+#define SIMD_Q32(T, KIND) \
+    static void simd_matvec_##T(float *y, const void *w, const void *xq, int rows, int cols) { \
+        simd_matvec_q32(KIND, y, w, xq, rows, cols); \
+    } \
+    static void simd_matvec_##T##_x4(float *y, const void *w, const void *xq, int rows, int cols) { \
+        simd_matvec_q32_x4(KIND, y, w, xq, rows, cols); \
+    } \
+    SIMD_PRODUCTS_X4(T, simd_matvec_##T, simd_matvec_##T##_x4, (size_t)(cols / DOZE_QK32) * sizeof(doze_block_##T))
+SIMD_Q32(q4_1, Q32_Q4_1)
+SIMD_Q32(q5_0, Q32_Q5_0)
+SIMD_Q32(q5_1, Q32_Q5_1)
+SIMD_Q32(iq4_nl, Q32_IQ4_NL)
 
 static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w, const void *xq, int n,
                           int rows, int cols) {

@@ -2,6 +2,7 @@
 #include "types.h"
 
 #include "kquants.h"
+#include "quants32.h"
 
 #include <math.h>
 #include <string.h>
@@ -265,6 +266,46 @@ static void q4_0_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
     x4_row_blocks(grp, k, (size_t)cols / DOZE_QK4_0, sizeof(doze_block_q4_0), DOZE_QK4_0, q4_0_dequantize_row, out);
 }
 
+/* Q4_1, Q5_0, Q5_1, IQ4_NL: block by block, the 4 rows' first half (d),
+ * then for Q4_1/Q5_1 their second half (m), then their 4 payloads (the rest
+ * of the block: qh and qs, or qs). nh: halves at the block's start. */
+static void x4_pack_q32(uint8_t *grp, uint64_t cols, size_t bb, size_t nh, uint8_t *tmp) {
+    const size_t nb = (size_t)cols / DOZE_QK32, row = nb * bb, pay = bb - 2 * nh;
+    memcpy(tmp, grp, 4 * row);
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *o = grp + b * 4 * bb;
+        for (size_t r = 0; r < 4; r++) {
+            const uint8_t *src = tmp + r * row + b * bb;
+            for (size_t h = 0; h < nh; h++) memcpy(o + 8 * h + 2 * r, src + 2 * h, 2);
+            memcpy(o + 8 * nh + r * pay, src + 2 * nh, pay);
+        }
+    }
+}
+
+static void x4_row_q32(const uint8_t *grp, int k, uint64_t cols, size_t bb, size_t nh,
+                       void (*deq)(const void *, float *, int64_t), float *out) {
+    const size_t pay = bb - 2 * nh;
+    uint8_t blk[32];
+    for (size_t b = 0; b < (size_t)cols / DOZE_QK32; b++) {
+        const uint8_t *o = grp + b * 4 * bb;
+        for (size_t h = 0; h < nh; h++) memcpy(blk + 2 * h, o + 8 * h + 2 * (size_t)k, 2);
+        memcpy(blk + 2 * nh, o + 8 * nh + (size_t)k * pay, pay);
+        deq(blk, out + b * DOZE_QK32, DOZE_QK32);
+    }
+}
+
+#define Q32_X4(T, NH) \
+    static void T##_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) { \
+        x4_pack_q32(grp, cols, sizeof(doze_block_##T), NH, tmp); \
+    } \
+    static void T##_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) { \
+        x4_row_q32(grp, k, cols, sizeof(doze_block_##T), NH, doze_##T##_dequantize_row, out); \
+    }
+Q32_X4(q4_1, 2)
+Q32_X4(q5_0, 1)
+Q32_X4(q5_1, 2)
+Q32_X4(iq4_nl, 1)
+
 /* K-quants: the 4 rows' super-block i side by side (whole blocks: their
  * scales sit inside the block) */
 static void x4_pack_superblocks(uint8_t *grp, uint64_t cols, size_t bb, uint8_t *tmp) {
@@ -330,10 +371,10 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
                        f16_x4_pack, f16_x4_row, f16_x4_refuses, {&doze_simd_f16, &doze_ref_f16}},
     [DOZE_TYPE_Q8_0] = {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
                         q8_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK8_0, q8_0_x4_pack, q8_0_x4_row,
-                        q8_0_x4_refuses, {&doze_simd_q8_0, &doze_ref_q8_0}},
+                        q8_0_x4_refuses, {&DOZE_SIMD_Q8_0, &doze_ref_q8_0}},
     [DOZE_TYPE_Q4_0] = {DOZE_TYPE_Q4_0, "q4_0", DOZE_QK4_0, (int)sizeof(doze_block_q4_0), q4_0_dequantize_row,
                         q4_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK4_0, q4_0_x4_pack, q4_0_x4_row,
-                        NULL, {&doze_simd_q4_0, &doze_ref_q4_0}},
+                        NULL, {&DOZE_SIMD_Q4_0, &doze_ref_q4_0}},
     [DOZE_TYPE_Q4_K] = {DOZE_TYPE_Q4_K, "q4_k", DOZE_QK_K, (int)sizeof(doze_block_q4_K), doze_q4_K_dequantize_row,
                         doze_q4_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q4_K_x4_pack,
                         q4_K_x4_row, NULL, {&doze_simd_q4_K, &doze_ref_q4_K}},
@@ -343,6 +384,18 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
     [DOZE_TYPE_Q6_K] = {DOZE_TYPE_Q6_K, "q6_k", DOZE_QK_K, (int)sizeof(doze_block_q6_K), doze_q6_K_dequantize_row,
                         doze_q6_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K, q6_K_x4_pack,
                         q6_K_x4_row, NULL, {&doze_simd_q6_K, &doze_ref_q6_K}},
+    [DOZE_TYPE_Q4_1] = {DOZE_TYPE_Q4_1, "q4_1", DOZE_QK32, (int)sizeof(doze_block_q4_1), doze_q4_1_dequantize_row,
+                        doze_q4_1_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32, q4_1_x4_pack, q4_1_x4_row,
+                        NULL, {&doze_simd_q4_1, &doze_ref_q4_1}},
+    [DOZE_TYPE_Q5_0] = {DOZE_TYPE_Q5_0, "q5_0", DOZE_QK32, (int)sizeof(doze_block_q5_0), doze_q5_0_dequantize_row,
+                        doze_q5_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32, q5_0_x4_pack, q5_0_x4_row,
+                        NULL, {&doze_simd_q5_0, &doze_ref_q5_0}},
+    [DOZE_TYPE_Q5_1] = {DOZE_TYPE_Q5_1, "q5_1", DOZE_QK32, (int)sizeof(doze_block_q5_1), doze_q5_1_dequantize_row,
+                        doze_q5_1_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32, q5_1_x4_pack, q5_1_x4_row,
+                        NULL, {&doze_simd_q5_1, &doze_ref_q5_1}},
+    [DOZE_TYPE_IQ4_NL] = {DOZE_TYPE_IQ4_NL, "iq4_nl", DOZE_QK32, (int)sizeof(doze_block_iq4_nl),
+                          doze_iq4_nl_dequantize_row, doze_iq4_nl_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32,
+                          iq4_nl_x4_pack, iq4_nl_x4_row, NULL, {&doze_simd_iq4_nl, &doze_ref_iq4_nl}},
     [DOZE_TYPE_BF16] = {DOZE_TYPE_BF16, "bf16", 1, 2, doze_bf16_dequantize_row, doze_bf16_quantize_row, DOZE_TYPE_F32,
                         -1, 0, NULL, NULL, NULL, {&doze_simd_bf16, &doze_ref_bf16}},
 };

@@ -44,9 +44,16 @@ int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uin
     }
     const doze_type_traits *t = doze_type_traits_of(type);
     if (!t) return -1;
-    if (ne[0] % (uint64_t)t->block_size != 0)
-        type = t->block_size > DOZE_QK8_0 && ne[0] % DOZE_QK8_0 == 0 ? DOZE_TYPE_Q8_0 : DOZE_TYPE_F32;
-    return type;
+    if (ne[0] % (uint64_t)t->block_size == 0) return type;
+    /* llama.cpp's fallbacks for rows that are not whole super-blocks (a
+     * type of 32-value blocks at about the same bits), f16 when even those
+     * do not fit; other types keep such a matrix in f32 */
+    int fb = type == DOZE_TYPE_Q4_K ? DOZE_TYPE_Q5_0
+             : type == DOZE_TYPE_Q5_K ? DOZE_TYPE_Q5_1
+             : type == DOZE_TYPE_Q6_K ? DOZE_TYPE_Q8_0
+                                      : -1;
+    if (fb < 0) return DOZE_TYPE_F32;
+    return ne[0] % DOZE_QK8_0 == 0 ? fb : DOZE_TYPE_F16;
 }
 
 doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,

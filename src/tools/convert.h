@@ -43,8 +43,8 @@ doze_status convert_llama2c(const uint8_t *ckpt, size_t ckpt_n, const uint8_t *t
                             int type, const char *name, gguf_builder *out, doze_error *err);
 
 /* Conversion targets: a doze_type (every matrix in that type; where a
- * matrix's rows are not whole blocks of it: q8_0 for the K-quants, else
- * f32), or this mix: llama.cpp's Q4_K_M choice of types, tensor by tensor
+ * matrix's rows are not whole blocks of it: convert_tensor_type's
+ * fallbacks), or this mix: llama.cpp's Q4_K_M choice of types, tensor by tensor
  * (convert_tensor_type). */
 #define DOZE_CONVERT_Q4_K_M 1000
 
@@ -58,8 +58,9 @@ int convert_type_from_name(const char *name);
  * tied), for attn_v and ffn_down in the layers use_more_bits picks (the
  * first and last eighth, and every third between); q4_k for every other
  * matrix. A matrix whose rows are not whole blocks of its type falls back
- * to q8_0 (llama.cpp: q5_0 for q4_k, a type Doze does not have), then f32;
- * vectors stay f32. */
+ * as llama.cpp's does: q4_k to q5_0, q5_k to q5_1, q6_k to q8_0, f16 when
+ * the rows are not whole 32-value blocks either (so a model of dim 576 gets
+ * llama.cpp's mix); other types to f32. Vectors stay f32. */
 int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uint64_t *ne, int n_layers,
                         int tied);
 
@@ -75,6 +76,10 @@ typedef struct {
                          Llama 3.1's rope_freqs factors), "qwen2" (Q/K/V biases, NEOX
                          RoPE, theta 1e6), "qwen3" (q/k norms, NEOX RoPE) */
     int head_dim;     /* 0: dim / n_heads; else written as attention.key_length */
+    int untied;       /* 1: a classifier of its own (output.weight); 0: tied to the embedding */
+    float embd_scale; /* the embedding's (and an untied classifier's) values are uniform in
+                         +-embd_scale (0: 1); the logits scale with it, so a small one gives
+                         soft next-token distributions */
 } doze_init_params;
 
 /* The ARCH.* metadata of a model of this shape (rms eps 1e-5 for llama,

@@ -1,6 +1,7 @@
 /* Seeded random llama models of any shape, for tests and benchmarks.
  * Weights are uniform in +-1/sqrt(fan_in) (xorshift64*, seed given), norms
- * are 1 + small noise; the tokenizer is synthetic: <unk>, <s>, </s>, the 256
+ * are 1 + small noise (the embedding and an untied classifier: +-embd_scale,
+ * default 1); the tokenizer is synthetic: <unk>, <s>, </s>, the 256
  * byte tokens, the space piece U+2581, then made-up words built from letters. */
 #include <math.h>
 #include <stdio.h>
@@ -147,12 +148,13 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
             ne[1] = (r); \
             fill(buf, (c) * ((r) ? (r) : 1), (scale), (offset), &seed); \
             st = gguf_builder_add_f32(out, nmstr, (r) ? 2u : 1u, ne, buf, \
-                                      convert_tensor_type(p->type, nmstr, (r) ? 2u : 1u, ne, p->n_layers, 1), \
+                                      convert_tensor_type(p->type, nmstr, (r) ? 2u : 1u, ne, p->n_layers, \
+                                                          !p->untied), \
                                       err); \
         } \
     } while (0)
     float sd = 1.0f / sqrtf((float)D), sh = 1.0f / sqrtf((float)H), sq = 1.0f / sqrtf((float)Q);
-    ADD("token_embd.weight", D, V, 1.0f, 0.0f);
+    ADD("token_embd.weight", D, V, p->embd_scale > 0.0f ? p->embd_scale : 1.0f, 0.0f);
     if (llama3 && st == DOZE_OK) {
         ne[0] = (uint64_t)hd / 2;
         llama3_freq_factors(buf, hd / 2, theta, hd);
@@ -179,6 +181,7 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
         snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      ADD(nm, D, H, sd, 0.0f);
     }
     ADD("output_norm.weight", D, 0, 0.1f, 1.0f);
+    if (p->untied) ADD("output.weight", D, V, p->embd_scale > 0.0f ? p->embd_scale : 1.0f, 0.0f);
 #undef ADD
     free(buf);
     return st;

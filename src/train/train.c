@@ -68,6 +68,7 @@ struct doze_trainer {
     /* the pass under way, for the block's router hooks */
     train_mode mode;
     float tau, cgrad;
+    float noise; /* the logistic noise's scale in the step under way */
     const uint8_t *vis_in;
     /* joint training: the weights that learn (NULL: gates only); teaching:
      * the pass under way is the dense teacher's (the model's own weights) */
@@ -119,6 +120,8 @@ doze_train_params doze_train_default_params(void) {
     p.budget_lo = 0.0f;
     p.budget_hi = 0.0f;
     p.dense_fraction = 0.2f;
+    p.lora_rank = 0;
+    p.noise_end = 1.0f;
     return p;
 }
 
@@ -222,6 +225,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
         !(prm.tau_start > 0.0f) || !(prm.tau_end > 0.0f) || prm.total_steps < 1 ||
         !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f) ||
+        !(prm.noise_end >= 0.0f && prm.noise_end <= 1.0f) ||
         (prm.task_loss != DOZE_LOSS_KL && prm.task_loss != DOZE_LOSS_CE) ||
         (prm.joint && (!(prm.weight_lr > 0.0f) || !(prm.weight_clip >= 0.0f) ||
                        !(prm.weight_lr_min >= 0.0f) || prm.weight_warmup < 0)) ||
@@ -233,6 +237,9 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
                          "batch %d in [1, 1024], lr, tau > 0, loss KL or CE, budget range "
                          "0 < lo <= hi <= 1, dense fraction in [0, 1))",
                          (double)prm.budget, prm.context, c->context_length, prm.batch);
+    if (prm.lora_rank < 0 || (prm.lora_rank > 0 && !prm.joint))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "low-rank adapters (rank %d) need joint training and a rank >= 1", prm.lora_rank);
     doze_trainer *t = calloc(1, sizeof *t);
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
     t->m = m;
@@ -253,6 +260,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     t->NB = g->n_blocks;
     t->U = 1 + t->H + t->NB;
     t->rng = prm.seed ? prm.seed : 0x9E3779B97F4A7C15ull;
+    t->noise = 1.0f;
     t->w = calloc((size_t)t->L, sizeof *t->w);
     t->act = calloc((size_t)t->L, sizeof *t->act);
     carver measure = {NULL, 0};
@@ -315,6 +323,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     }
     if (prm.joint) {
         doze_status st = joint_weights_new(m, &t->jw, err);
+        if (st == DOZE_OK && prm.lora_rank > 0) st = joint_lora_init(t->jw, prm.lora_rank, prm.seed, err);
         if (st != DOZE_OK) {
             doze_trainer_free(t);
             return st;
@@ -416,7 +425,7 @@ static void gates_forward(doze_trainer *t, int l, int u0, int u1, const float *i
             }
             float s = z[u] - unit_log_share(t, u, pos) - log_lambda_of(t, n);
             if (mode == TRAIN_HARD || mode == TRAIN_DECIDE) {
-                float noisy = mode == TRAIN_HARD ? s + logistic_noise(&t->rng) : s;
+                float noisy = mode == TRAIN_HARD ? s + t->noise * logistic_noise(&t->rng) : s;
                 gs[u] = sigmoidf(noisy / tau);
                 g[u] = noisy >= 0.0f ? 1.0f : 0.0f; /* inference runs a unit at s >= 0 */
             } else {
@@ -699,6 +708,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
         const float *d = t->gr.dx + (size_t)n * D;
         for (int i = 0; i < D; i++) gr[i] += d[i];
     }
+    joint_lora_backward(jw); /* adapters: from the merged weights' gradients */
 }
 
 doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode mode, float tau,
@@ -754,6 +764,9 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
     float frac = t->p.total_steps > 1 ? (float)t->step / (float)(t->p.total_steps - 1) : 1.0f;
     if (frac > 1.0f) frac = 1.0f;
     float tau = t->p.tau_start * powf(t->p.tau_end / t->p.tau_start, frac); /* geometric anneal */
+    /* the decisions' noise, from full scale to noise_end: at 0 the last steps
+     * train the weights under the very masks inference will use */
+    t->noise = 1.0f + (t->p.noise_end - 1.0f) * frac;
     if (t->ranged) /* each window its budget, drawn from the range, or dense */
         for (int w = 0; w < t->B; w++) {
             t->win_dense[w] = uniform(&t->rng) < t->p.dense_fraction;

@@ -19,6 +19,9 @@ typedef struct {
     size_t toff;   /* its transposed copy (matrices), floats into wt */
     int rows, cols; /* GGUF: ne[0] = cols, ne[1] = rows (1 for vectors) */
     int decay;
+    int lora;      /* a projection with a low-rank adapter (joint_lora_init) */
+    size_t a_off, b_off; /* its A (rank, cols) and B (rows, rank), floats into lp */
+    size_t w0_off; /* its frozen base weights, floats into w0 */
 } joint_tensor;
 
 struct joint_weights {
@@ -27,6 +30,11 @@ struct joint_weights {
     int n_tensors;
     size_t n_params, n_wt;
     float *params, *grads, *m, *v, *wt;
+    /* low-rank adapters (rank > 0): W = W0 + B A on every projection, only
+     * A and B learn; params holds the merged W the block reads */
+    int rank;
+    size_t n_lora, n_w0;
+    float *w0, *lp, *lg, *lm, *lv;
 };
 
 static int LT(int l, int k) { return 1 + l * JL_COUNT + k; }
@@ -44,6 +52,11 @@ void joint_weights_free(joint_weights *j) {
     free(j->m);
     free(j->v);
     free(j->wt);
+    free(j->w0);
+    free(j->lp);
+    free(j->lg);
+    free(j->lm);
+    free(j->lv);
     free(j);
 }
 
@@ -198,7 +211,10 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
     *name = x->name;
 }
 
+static double lora_adam_step(joint_weights *j, float lr, float clip, int step);
+
 double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step) {
+    if (j->rank > 0) return lora_adam_step(j, lr, clip, step);
     double ss = 0;
     for (size_t i = 0; i < j->n_params; i++) ss += (double)j->grads[i] * j->grads[i];
     double norm = sqrt(ss);
@@ -264,4 +280,150 @@ doze_status joint_write(const joint_weights *j, const void *file, size_t n,
     gguf_writer_free(w);
     gguf_header_free(&h);
     return st;
+}
+
+/* ---- low-rank adapters ------------------------------------------------------ */
+
+/* the layers' projections (q, k, v, o, gate, down, up); not the embedding,
+ * the classifier or the norms, which stay as they are */
+static int is_projection(const joint_weights *j, int i) {
+    if (i == 0 || i == out_norm_index(j) || i == cls_index(j)) return 0;
+    int k = (i - 1) % JL_COUNT;
+    return k != JL_ATTN_NORM && k != JL_FFN_NORM;
+}
+
+/* W = W0 + B A for one adapted tensor: W (rows, cols), B (rows, r), A (r, cols) */
+static void lora_merge(joint_weights *j, const joint_tensor *x) {
+    const int r = j->rank;
+    const float *A = j->lp + x->a_off, *Bm = j->lp + x->b_off, *w0 = j->w0 + x->w0_off;
+    float *w = j->params + x->off;
+    for (int row = 0; row < x->rows; row++) {
+        float *wr = w + (size_t)row * x->cols;
+        memcpy(wr, w0 + (size_t)row * x->cols, (size_t)x->cols * sizeof(float));
+        for (int k = 0; k < r; k++) {
+            const float b = Bm[(size_t)row * r + k];
+            const float *ak = A + (size_t)k * x->cols;
+            for (int c = 0; c < x->cols; c++) wr[c] += b * ak[c];
+        }
+    }
+}
+
+void joint_lora_changed(joint_weights *j) {
+    for (int i = 0; i < j->n_tensors; i++)
+        if (j->tensors[i].lora) lora_merge(j, &j->tensors[i]);
+    joint_params_changed(j);
+}
+
+doze_status joint_lora_init(joint_weights *j, int rank, uint64_t seed, doze_error *err) {
+    if (j->rank > 0) return doze_fail(err, DOZE_ERR_STATE, "the adapters are already there");
+    int side = 0;
+    for (int i = 0; i < j->n_tensors; i++) {
+        const joint_tensor *x = &j->tensors[i];
+        if (!is_projection(j, i)) continue;
+        int s = x->rows < x->cols ? x->rows : x->cols;
+        if (side == 0 || s < side) side = s;
+    }
+    if (rank < 1 || rank > side)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "the adapters' rank must be in [1, %d] (the smallest projection's side), not %d", side,
+                         rank);
+    size_t nl = 0, nw = 0;
+    for (int i = 0; i < j->n_tensors; i++) {
+        joint_tensor *x = &j->tensors[i];
+        if (!is_projection(j, i)) continue;
+        x->lora = 1;
+        x->a_off = nl;
+        nl += (size_t)rank * (size_t)x->cols;
+        x->b_off = nl;
+        nl += (size_t)x->rows * (size_t)rank;
+        x->w0_off = nw;
+        nw += (size_t)x->rows * (size_t)x->cols;
+    }
+    j->w0 = malloc(nw * sizeof(float));
+    j->lp = calloc(nl, sizeof(float));
+    j->lg = calloc(nl, sizeof(float));
+    j->lm = calloc(nl, sizeof(float));
+    j->lv = calloc(nl, sizeof(float));
+    if (!j->w0 || !j->lp || !j->lg || !j->lm || !j->lv) {
+        free(j->w0), free(j->lp), free(j->lg), free(j->lm), free(j->lv);
+        j->w0 = j->lp = j->lg = j->lm = j->lv = NULL;
+        for (int i = 0; i < j->n_tensors; i++) j->tensors[i].lora = 0;
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the adapters");
+    }
+    /* B = 0, so the run starts at the model itself; A uniform in
+     * +-1/sqrt(cols) (its rows then carry B's gradient from the first step) */
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x5DEECE66Dull;
+    for (int i = 0; i < j->n_tensors; i++) {
+        const joint_tensor *x = &j->tensors[i];
+        if (!x->lora) continue;
+        memcpy(j->w0 + x->w0_off, j->params + x->off, (size_t)x->rows * x->cols * sizeof(float));
+        const float scale = 1.0f / sqrtf((float)x->cols);
+        for (size_t k = 0; k < (size_t)rank * x->cols; k++) {
+            s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
+            double u = (double)((s * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+            j->lp[x->a_off + k] = (float)(2.0 * u - 1.0) * scale;
+        }
+    }
+    j->rank = rank;
+    j->n_lora = nl;
+    j->n_w0 = nw;
+    return DOZE_OK;
+}
+
+void joint_lora_backward(joint_weights *j) {
+    if (j->rank == 0) return;
+    const int r = j->rank;
+    for (int i = 0; i < j->n_tensors; i++) {
+        const joint_tensor *x = &j->tensors[i];
+        if (!x->lora) continue;
+        const float *G = j->grads + x->off, *A = j->lp + x->a_off, *Bm = j->lp + x->b_off;
+        float *dA = j->lg + x->a_off, *dB = j->lg + x->b_off;
+        memset(dA, 0, (size_t)r * x->cols * sizeof(float));
+        for (int row = 0; row < x->rows; row++) {
+            const float *gr = G + (size_t)row * x->cols;
+            for (int k = 0; k < r; k++) {
+                /* dB = G A^T, dA = B^T G */
+                const float *ak = A + (size_t)k * x->cols;
+                float *dak = dA + (size_t)k * x->cols;
+                const float b = Bm[(size_t)row * r + k];
+                double acc = 0;
+                for (int c = 0; c < x->cols; c++) {
+                    acc += (double)gr[c] * ak[c];
+                    dak[c] += b * gr[c];
+                }
+                dB[(size_t)row * r + k] = (float)acc;
+            }
+        }
+    }
+}
+
+static double lora_adam_step(joint_weights *j, float lr, float clip, int step) {
+    double ss = 0;
+    for (size_t i = 0; i < j->n_lora; i++) ss += (double)j->lg[i] * j->lg[i];
+    double norm = sqrt(ss);
+    const float scale = clip > 0.0f && norm > clip ? (float)(clip / norm) : 1.0f;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float c1 = (float)(1.0 - pow((double)b1, (double)step));
+    const float c2 = (float)(1.0 - pow((double)b2, (double)step));
+    for (size_t i = 0; i < j->n_lora; i++) {
+        float gi = j->lg[i] * scale;
+        j->lm[i] = b1 * j->lm[i] + (1.0f - b1) * gi;
+        j->lv[i] = b2 * j->lv[i] + (1.0f - b2) * gi * gi;
+        j->lp[i] -= lr * (j->lm[i] / c1) / (sqrtf(j->lv[i] / c2) + eps);
+    }
+    joint_lora_changed(j);
+    return norm;
+}
+
+int joint_lora_rank(const joint_weights *j) { return j->rank; }
+float *joint_lora_params(joint_weights *j) { return j->lp; }
+float *joint_lora_grads(joint_weights *j) { return j->lg; }
+size_t joint_lora_n_params(const joint_weights *j) { return j->n_lora; }
+
+int joint_lora_span(const joint_weights *j, int k, const float **a, const float **b) {
+    const joint_tensor *x = &j->tensors[k];
+    if (!x->lora) return 0;
+    *a = j->lp + x->a_off;
+    *b = j->lp + x->b_off;
+    return 1;
 }

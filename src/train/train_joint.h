@@ -42,8 +42,27 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
 
 /* One AdamW step (betas 0.9, 0.999; decay on matrices and the embedding)
  * after clipping the gradient to norm clip (0: no clipping); step counts
- * from 1. Returns the gradient's norm before clipping. */
+ * from 1. With adapters: Adam on A and B (their gradient clipped), then
+ * the merge. Returns the gradient's norm before clipping. */
 double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step);
+
+/* Low-rank adapters instead of full fine-tuning: every projection (q, k,
+ * v, o, gate, down, up) becomes W = W0 + B A with W0 frozen, A (rank, cols),
+ * B (rows, rank) = 0 at first; the embedding, classifier and norms stay
+ * frozen. Only A and B learn (joint_adam_step), and the merged W is what
+ * the block reads and joint_write saves, so inference costs what it did. */
+doze_status joint_lora_init(joint_weights *j, int rank, uint64_t seed, doze_error *err);
+int joint_lora_rank(const joint_weights *j); /* 0: full fine-tuning */
+/* after the weights' gradients (joint_grads) are in: the adapters' gradients,
+ * dA = B^T dW, dB = dW A^T */
+void joint_lora_backward(joint_weights *j);
+float *joint_lora_params(joint_weights *j);
+float *joint_lora_grads(joint_weights *j);
+size_t joint_lora_n_params(const joint_weights *j);
+/* after writing into joint_lora_params: merges W = W0 + B A again */
+void joint_lora_changed(joint_weights *j);
+/* tensor k's adapter: A (rank, cols), B (rows, rank); 0 when it has none */
+int joint_lora_span(const joint_weights *j, int k, const float **a, const float **b);
 
 /* Writes `file` (the GGUF the model was loaded from: same shapes) with the
  * trained weights in place of its own, f32, every other key and tensor as

@@ -5,7 +5,8 @@
 // phone-sized viewport must not scroll sideways; at 1280×800 Generate is in
 // view and the slider says what each budget costs (measured, shipped beside
 // the default gates); a failed load (404, truncated file) leaves the working
-// model, its info and gates as they were; no console errors anywhere.
+// model, its info and gates as they were; the next visit loads the model
+// from the browser cache; no console errors anywhere.
 // Screenshots: /tmp/doze-demo-desktop.png, /tmp/doze-demo-phone.png,
 // /tmp/doze-demo-failed-load.png.
 import { test, before, after } from 'node:test';
@@ -351,6 +352,26 @@ test('demo: a failed load (404, truncated file) keeps the working model, its inf
 
     // ... and the model still generates
     await generate(page, { maxTokens: 8, temperature: 0 });
+    assert.ok(await page.locator('[data-testid=token]').count() > 0);
+  } finally {
+    await context.close();
+  }
+});
+
+test('demo: the default model comes from the browser cache on the next visit', { skip, timeout: 60000 }, async () => {
+  const { context, page } = await open(withDefault.url);
+  const fetched = () => withDefault.requests.filter((p) => p === '/models/doze-stories.gguf').length;
+  try {
+    const before = fetched();
+    assert.match(await page.textContent('#model-info'), /Sourcenetwork \(now cached\)/);
+    assert.doesNotMatch(await page.textContent('#model-status'), /from cache/);
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30000 });
+    assert.match(await page.textContent('#model-status'), /^Ready: doze-stories\.gguf \(from cache\)\./);
+    assert.match(await page.textContent('#progress-text'), /^100% — .* from cache$/);
+    assert.match(await page.textContent('#model-info'), /Sourcebrowser cache/);
+    assert.equal(fetched(), before, `the model was not downloaded again: ${JSON.stringify(withDefault.requests.slice(-30))}`);
+    await generate(page, { maxTokens: 6, temperature: 0 });
     assert.ok(await page.locator('[data-testid=token]').count() > 0);
   } finally {
     await context.close();

@@ -17,7 +17,7 @@ typedef doze_byte_buffer mem_buf;
 static mem_buf fixture_gguf(int dim, int hidden, int layers, int heads, int kv_heads, int vocab,
                             int ctx, uint64_t seed, int type) {
     mem_buf out = {NULL, 0, 0};
-    doze_init_params p = {dim, hidden, layers, heads, kv_heads, vocab, ctx, seed, type, NULL, 0};
+    doze_init_params p = {dim, hidden, layers, heads, kv_heads, vocab, ctx, seed, type, NULL, 0, 0, 0.0f};
     gguf_builder b;
     doze_error e;
     if (gguf_builder_init(&b, &e) != DOZE_OK) return out;

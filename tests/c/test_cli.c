@@ -230,8 +230,8 @@ int main(void) {
     expect_usage(cmd, "ppl", "missing TEXTFILE");
     snprintf(cmd, sizeof cmd, "ppl %s %s --budget 1.5", model, text);
     expect_usage(cmd, "ppl", "--budget must be in (0, 1]");
-    snprintf(cmd, sizeof cmd, "init --type q5_1 -o %s/x.gguf", dir);
-    expect_usage(cmd, "init", "--type takes one of f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m, not \"q5_1\"");
+    snprintf(cmd, sizeof cmd, "init --type q3_k -o %s/x.gguf", dir);
+    expect_usage(cmd, "init", "--type takes one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q4_k, q5_k, q6_k, q4_k_m, not \"q3_k\"");
     snprintf(cmd, sizeof cmd, "init --dim 32 %s/x.gguf", dir);
     expect_usage(cmd, "init", "takes no arguments");
     snprintf(cmd, sizeof cmd, "init --dim 32");
@@ -244,6 +244,17 @@ int main(void) {
     expect_usage(cmd, "tokenize", "give one of --text and --file");
     snprintf(cmd, sizeof cmd, "bench %s --skip-table layers", model);
     expect_usage(cmd, "bench", "--skip-table takes one model");
+    snprintf(cmd, sizeof cmd, "bench %s --draft-k 2", model);
+    expect_usage(cmd, "bench", "--draft-budget, --draft-k and --prompt go with --speculative");
+    snprintf(cmd, sizeof cmd, "bench %s --speculative --budget 0.5", model);
+    expect_usage(cmd, "bench", "--speculative takes one model, and no --budget");
+    /* bench --speculative: dense and speculative greedy give the same tokens (checked every round) */
+    snprintf(cmd, sizeof cmd, "bench %s --speculative --draft-k 3 --draft-budget 0.5 --steps 24 --rounds 1 --json", model);
+    r = run(cmd);
+    CHECK_MSG(r.status == 0 && strstr(r.out, "\"identical\":true") && strstr(r.out, "\"fixed_k\":3") &&
+                  strstr(r.out, "\"tokens\":24"),
+              "bench --speculative: %d %s %s", r.status, r.out, r.err);
+    done(&r);
     snprintf(cmd, sizeof cmd, "train %s -o %s/x.gguf", text, dir);
     expect_usage(cmd, "train", "missing --vocab VOCAB");
     snprintf(cmd, sizeof cmd, "train %s --vocab v --schedule exp -o %s/x.gguf", text, dir);

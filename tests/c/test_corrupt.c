@@ -574,7 +574,7 @@ static void test_tokenizer_blocks(void) {
     printf("hostile tokenizer blocks:\n");
     enum { V = 300 };
     for (int c = 0; c < 7; c++) {
-        doze_init_params ip = {32, 64, 1, 2, 2, V, 16, 7, DOZE_TYPE_F32, NULL, 0};
+        doze_init_params ip = {32, 64, 1, 2, 2, V, 16, 7, DOZE_TYPE_F32, NULL, 0, 0, 0.0f};
         gguf_builder b;
         doze_error e;
         CHECK(gguf_builder_init(&b, &e) == DOZE_OK);

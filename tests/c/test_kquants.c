@@ -1,4 +1,5 @@
-/* The K-quants (Q4_K, Q5_K, Q6_K) and BF16: dequantization of hand-built
+/* The K-quants (Q4_K, Q5_K, Q6_K), BF16 and the 32-value fallback types
+ * (Q4_1, Q5_0, Q5_1, IQ4_NL): dequantization of hand-built
  * blocks against hand-computed values, quantization error on gaussian rows
  * against ggml's own quantizer (llama.cpp's libggml-base.so from
  * node-llama-cpp, when installed: same RMS error or better), the SIMD
@@ -9,8 +10,11 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "convert.h"
+#include "gguf.h"
 #include "kquants.h"
 #include "model.h"
+#include "quants32.h"
 #include "model_fixture.h"
 #include "test_util.h"
 #include "types.h"
@@ -71,6 +75,35 @@ static void test_dequantize_by_hand(void) {
     CHECK(y[200] == -24.0f);  /* ql[72] >> 4 = 4, (qh[40] >> 4) & 3 = 1: q 20 - 32, scale 4 */
     CHECK(y[255] == 24.5f);   /* ql[127] >> 4 = 7, qh[63] >> 6 = 2: q 39 - 32, scale 7 */
 
+    /* the 32-value types: qs[j] = j | (15 - j) << 4, so element j < 16 has
+     * nibble j, element 16 + j nibble 15 - j; fifth bits of elements 1, 17
+     * and 31 (qh = 0x80020002) */
+    uint8_t qs32[16];
+    for (int j = 0; j < 16; j++) qs32[j] = (uint8_t)(j | ((15 - j) << 4));
+    const uint8_t qh32[4] = {0x02, 0x00, 0x02, 0x80};
+    doze_block_q4_1 c41 = {0x3c00, 0xc000, {0}}; /* d 1, m -2 */
+    memcpy(c41.qs, qs32, 16);
+    doze_q4_1_dequantize_row(&c41, y, 32);
+    CHECK(y[0] == -2.0f && y[5] == 3.0f && y[16] == 13.0f && y[31] == -2.0f);
+    doze_block_q5_0 c50 = {0x3800, {0}, {0}}; /* d 0.5 */
+    memcpy(c50.qh, qh32, 4);
+    memcpy(c50.qs, qs32, 16);
+    doze_q5_0_dequantize_row(&c50, y, 32);
+    CHECK(y[0] == -8.0f);  /* (0 - 16) / 2 */
+    CHECK(y[1] == 0.5f);   /* (1 + 16 - 16) / 2 */
+    CHECK(y[17] == 7.0f);  /* (14 + 16 - 16) / 2 */
+    CHECK(y[31] == 0.0f);  /* (0 + 16 - 16) / 2 */
+    CHECK(y[30] == -7.5f); /* (1 - 16) / 2 */
+    doze_block_q5_1 c51 = {0x4000, 0x3c00, {0}, {0}}; /* d 2, m 1 */
+    memcpy(c51.qh, qh32, 4);
+    memcpy(c51.qs, qs32, 16);
+    doze_q5_1_dequantize_row(&c51, y, 32);
+    CHECK(y[0] == 1.0f && y[1] == 35.0f && y[17] == 61.0f && y[31] == 33.0f && y[30] == 3.0f);
+    doze_block_iq4_nl cnl = {0xb800, {0}}; /* d -0.5 */
+    memcpy(cnl.qs, qs32, 16);
+    doze_iq4_nl_dequantize_row(&cnl, y, 32);
+    CHECK(y[0] == 63.5f && y[15] == -56.5f && y[16] == -56.5f && y[23] == -0.5f && y[24] == 5.0f);
+
     const uint16_t bf[4] = {0x3f80, 0xc000, 0x0001, 0x7f80};
     doze_bf16_dequantize_row(bf, y, 4);
     CHECK(y[0] == 1.0f && y[1] == -2.0f && y[2] == 0x1p-133f && isinf(y[3]));
@@ -85,7 +118,7 @@ static void test_dequantize_by_hand(void) {
     CHECK(doze_type_row_bytes(DOZE_TYPE_BF16, 3) == 6);
     CHECK(doze_type_from_name("q4_k") == DOZE_TYPE_Q4_K && doze_type_from_name("bf16") == DOZE_TYPE_BF16);
     CHECK(convert_type_from_name("Q6_K") == DOZE_TYPE_Q6_K && convert_type_from_name("q4_k_m") == DOZE_CONVERT_Q4_K_M);
-    printf("dequantize: hand-built q4_k, q5_k, q6_k, bf16 blocks give the hand-computed values\n");
+    printf("dequantize: hand-built q4_k, q5_k, q6_k, bf16, q4_1, q5_0, q5_1, iq4_nl blocks give the hand-computed values\n");
 }
 
 /* ---- quantization error against ggml's --------------------------------------- */
@@ -119,13 +152,17 @@ static void test_quantize_error(void) {
     const int n = 256 * 64;
     float *x = malloc((size_t)n * sizeof(float));
     void *mine = malloc((size_t)n * 2), *theirs = malloc((size_t)n * 2);
-    /* RMS error relative to the RMS of these gaussian rows: what ggml's
-     * reference rules give (measured: 0.071931, 0.036084, 0.017689,
-     * 0.001661), with 2% of slack */
+    /* RMS error relative to the RMS of these gaussian rows, measured, with
+     * 2% of slack: the K-quants and BF16 give ggml's bytes (0.071931,
+     * 0.036084, 0.017689, 0.001661); Q4_1, Q5_0, Q5_1, IQ4_NL search more
+     * scales than ggml (0.070316, 0.040471, 0.033838, 0.074565; ggml's
+     * rules give 0.079315, 0.042615, 0.038047, 0.076039) */
     static const struct {
         int type;
         double bound;
-    } cases[] = {{DOZE_TYPE_Q4_K, 0.0734}, {DOZE_TYPE_Q5_K, 0.0368}, {DOZE_TYPE_Q6_K, 0.0181}, {DOZE_TYPE_BF16, 0.0017}};
+    } cases[] = {{DOZE_TYPE_Q4_K, 0.0734}, {DOZE_TYPE_Q5_K, 0.0368}, {DOZE_TYPE_Q6_K, 0.0181},
+                 {DOZE_TYPE_BF16, 0.0017},  {DOZE_TYPE_Q4_1, 0.0718},  {DOZE_TYPE_Q5_0, 0.0413},
+                 {DOZE_TYPE_Q5_1, 0.0346},  {DOZE_TYPE_IQ4_NL, 0.0761}};
     for (int dist = 0; dist < 2; dist++) {
         for (int i = 0; i < n; i++) x[i] = dist ? (uniform() * 2 - 1) * 3 : gaussian();
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -150,7 +187,8 @@ static void test_quantize_error(void) {
     for (int i = 0; i < 256; i++) x[i] = 0.0f;
     for (int i = 256; i < 512; i++) x[i] = 1.5f;
     for (int i = 512; i < 768; i++) x[i] = i % 3 ? NAN : INFINITY;
-    for (size_t c = 0; c < 3; c++) {
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        if (cases[c].type == DOZE_TYPE_BF16) continue;
         const doze_type_traits *t = doze_type_traits_of(cases[c].type);
         float y[768];
         t->quantize_row(x, mine, 768);
@@ -166,14 +204,16 @@ static void test_quantize_error(void) {
 
 /* ---- products ------------------------------------------------------------------ */
 
-static const int kq_types[4] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, DOZE_TYPE_BF16};
+static const int kq_types[] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, DOZE_TYPE_BF16,
+                               DOZE_TYPE_Q4_1, DOZE_TYPE_Q5_0, DOZE_TYPE_Q5_1, DOZE_TYPE_IQ4_NL};
+#define N_KQ_TYPES (int)(sizeof kq_types / sizeof kq_types[0])
 
 static void test_products(void) {
     const doze_kernels *S = &doze_kernels_simd, *R = &doze_kernels_reference;
     static const int shapes[][2] = {{1, 256}, {3, 512}, {8, 768}, {9, 256}, {4, 2048}, {2, 9216}, {64, 1536}, {12, 8448}, {8, 256}, {300, 256}};
-    double worst[4] = {0}, worst_exact[4] = {0};
+    double worst[N_KQ_TYPES] = {0}, worst_exact[N_KQ_TYPES] = {0};
     long mm_bad = 0, x4_bad = 0, x4_runs = 0;
-    for (int ti = 0; ti < 4; ti++) {
+    for (int ti = 0; ti < N_KQ_TYPES; ti++) {
         const doze_type_traits *t = doze_type_traits_of(kq_types[ti]);
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const int rows = shapes[si][0], cols = shapes[si][1];
@@ -256,7 +296,7 @@ static void test_products(void) {
     (void)S;
     CHECK_MSG(mm_bad == 0, "%ld matmul rows differ from their matvec", mm_bad);
     CHECK_MSG(x4_bad == 0 && x4_runs >= 4, "x4 layout: %ld of %ld differ from the row-major reference", x4_bad, x4_runs);
-    printf("x4 layouts (q4_k, q5_k, q6_k): simd and reference give the row-major reference's bits (%ld shapes)\n", x4_runs);
+    printf("x4 layouts (q4_k, q5_k, q6_k, q4_1, q5_0, q5_1, iq4_nl): simd and reference give the row-major reference's bits (%ld shapes)\n", x4_runs);
 }
 
 /* ---- models ------------------------------------------------------------------ */
@@ -324,7 +364,8 @@ static void test_models(void) {
         int type;
         double bound; /* max |logit - f32 logit| / max |f32 logit| */
     } cases[] = {{DOZE_TYPE_BF16, 0.002}, {DOZE_TYPE_Q6_K, 0.012}, {DOZE_TYPE_Q5_K, 0.025},
-                 {DOZE_TYPE_Q4_K, 0.05}, {DOZE_CONVERT_Q4_K_M, 0.03}};
+                 {DOZE_TYPE_Q4_K, 0.05}, {DOZE_CONVERT_Q4_K_M, 0.03}, {DOZE_TYPE_Q5_0, 0.025},
+                 {DOZE_TYPE_Q5_1, 0.025}, {DOZE_TYPE_Q4_1, 0.05},       {DOZE_TYPE_IQ4_NL, 0.05}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         mem_buf q = retype(&f32, cases[c].type);
         CHECK(q.data != NULL);
@@ -351,7 +392,8 @@ static void test_models(void) {
             CHECK_MSG(simd_ref / scale <= 3e-3, "%s: simd vs reference %.3g", name, simd_ref / scale);
             /* a K-quant ffn_down is cut at whole super-blocks */
             const int kq = cases[c].type != DOZE_TYPE_BF16;
-            CHECK(ci->ffn_block == (kq ? 256 : 32));
+            const doze_type_traits *tt = doze_type_traits_of(cases[c].type);
+            CHECK(ci->ffn_block == (kq && (!tt || tt->block_size == 256) ? 256 : 32));
             if (kq) {
                 /* the blocks are disjoint, consecutive runs of the arena, so a
                  * skipped block's bytes are not read; skipping one changes the
@@ -392,10 +434,77 @@ static void test_models(void) {
     free(f32.data);
 }
 
+/* llama.cpp's Q4_K_M mix on a model whose rows are not whole super-blocks
+ * (dim 576, SmolLM2-135M's; hidden 1536 is): the fallbacks, tensor by
+ * tensor, as llama.cpp picks them, and the model tracks the F32 one */
+static void test_fallback_mix(void) {
+    const uint64_t ne576[2] = {576, 64}, ne1536[2] = {1536, 64}, ne48[2] = {48, 64};
+    CHECK(convert_tensor_type(DOZE_TYPE_Q4_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_Q5_0);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q5_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_Q5_1);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q6_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_Q8_0);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q4_K, "blk.0.attn_q.weight", 2, ne48, 8, 1) == DOZE_TYPE_F16);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q4_K, "blk.0.ffn_down.weight", 2, ne1536, 8, 1) == DOZE_TYPE_Q4_K);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q5_0, "blk.0.attn_q.weight", 2, ne48, 8, 1) == DOZE_TYPE_F32);
+    mem_buf f32 = fixture_gguf(576, 1536, 8, 9, 3, 300, 64, 11, DOZE_TYPE_F32);
+    CHECK(f32.data != NULL);
+    if (!f32.data) return;
+    mem_buf q = retype(&f32, DOZE_CONVERT_Q4_K_M);
+    CHECK(q.data != NULL);
+    if (!q.data) {
+        free(f32.data);
+        return;
+    }
+    gguf_header h;
+    doze_error e;
+    CHECK(gguf_parse_header(q.data, q.len, &h, &e) == DOZE_OK);
+    int n_q50 = 0, n_q80 = 0, n_q6k = 0, n_q4k = 0, other = 0;
+    for (uint64_t i = 0; i < h.n_tensors; i++) {
+        const char *name = h.tensors[i].name.data;
+        const int t = (int)h.tensors[i].type, more = strstr(name, "blk.0.") || strstr(name, "blk.7.") ||
+                                                   strstr(name, "blk.3.") || strstr(name, "blk.6.");
+        if (h.tensors[i].n_dims < 2) continue;
+        if (strcmp(name, "token_embd.weight") == 0) /* tied: the classifier's q6_k, falling back */
+            n_q80 += t == DOZE_TYPE_Q8_0, other += t != DOZE_TYPE_Q8_0;
+        else if (strstr(name, "ffn_down")) /* rows of 1536: whole super-blocks */
+            n_q6k += more && t == DOZE_TYPE_Q6_K, n_q4k += !more && t == DOZE_TYPE_Q4_K,
+                other += t != (more ? DOZE_TYPE_Q6_K : DOZE_TYPE_Q4_K);
+        else if (strstr(name, "attn_v")) /* q6_k in use_more_bits layers, falling back */
+            n_q80 += more && t == DOZE_TYPE_Q8_0, n_q50 += !more && t == DOZE_TYPE_Q5_0,
+                other += t != (more ? DOZE_TYPE_Q8_0 : DOZE_TYPE_Q5_0);
+        else
+            n_q50 += t == DOZE_TYPE_Q5_0, other += t != DOZE_TYPE_Q5_0;
+    }
+    gguf_header_free(&h);
+    printf("q4_k_m of a dim-576 model: %d q5_0, %d q8_0, %d q6_k, %d q4_k matrices, %d others\n", n_q50, n_q80,
+           n_q6k, n_q4k, other);
+    CHECK(other == 0 && n_q80 == 1 + 4 && n_q6k == 4 && n_q4k == 4 && n_q50 == 8 * 5 + 4);
+    doze_model *mf = load(&f32, DOZE_KERNELS_SIMD), *m = load(&q, DOZE_KERNELS_SIMD);
+    CHECK(mf && m);
+    const int n = 8, vocab = 300;
+    int tok[8];
+    for (int i = 0; i < n; i++) tok[i] = 3 + (i * 41) % 290;
+    float *ref = malloc((size_t)n * vocab * sizeof(float)), *got = malloc((size_t)n * vocab * sizeof(float));
+    if (mf && m && run(mf, tok, n, NULL, ref) == 0 && run(m, tok, n, NULL, got) == 0) {
+        double worst = 0, scale = 1e-9;
+        for (size_t i = 0; i < (size_t)n * vocab; i++) {
+            worst = fmax(worst, fabs((double)got[i] - ref[i]));
+            scale = fmax(scale, fabs((double)ref[i]));
+        }
+        printf("model q4_k_m (dim 576): max |logit - f32's| / max |f32 logit| = %.4f\n", worst / scale);
+        CHECK_MSG(worst / scale <= 0.03, "dim-576 q4_k_m: %.4f", worst / scale);
+    }
+    free(ref), free(got);
+    doze_model_free(mf);
+    doze_model_free(m);
+    free(q.data);
+    free(f32.data);
+}
+
 int main(void) {
     test_dequantize_by_hand();
     test_quantize_error();
     test_products();
     test_models();
+    test_fallback_mix();
     return test_finish("test_kquants");
 }

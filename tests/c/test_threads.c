@@ -198,5 +198,19 @@ int main(void) {
             }
             free(f.data);
         }
+    /* the other weight types (their own row kernels and block sizes; rows of
+     * dim 512 and hidden 1024 are whole K-quant blocks), dense and masked */
+    static const int more[7] = {DOZE_TYPE_Q4_1, DOZE_TYPE_Q5_0, DOZE_TYPE_Q5_1, DOZE_TYPE_IQ4_NL,
+                                DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K};
+    for (int t = 0; t < 7; t++) {
+        mem_buf f = fixture_gguf(512, 1024, 2, 8, 8, 600, 128, 31 + (uint64_t)t, more[t]);
+        CHECK(f.data != NULL);
+        if (!f.data) continue;
+        char label[96];
+        snprintf(label, sizeof label, "%s dim 512", doze_type_name(more[t]));
+        check(label, &f, DOZE_KERNELS_SIMD, 0);
+        check(label, &f, DOZE_KERNELS_SIMD, 1);
+        free(f.data);
+    }
     return test_finish("test_threads");
 }

@@ -5,10 +5,15 @@
  * model written into the original GGUF loads and, under the trainer's hard
  * decisions, the token-by-token inference path gives the training forward's
  * logits (skipped layers write no K/V; skipped heads and FFN blocks compute
- * nothing); the written model with its retuned gates tracks the budget. */
+ * nothing); the written model with its retuned gates tracks the budget.
+ * Low-rank adapters: their gradients match finite differences too, and the
+ * model written is the base with W0 + B A in every projection, the rest
+ * untouched. With the decisions' noise annealed to 0 the last step trains
+ * under the inference rule's masks. */
 #include <stdint.h>
 
 #include "gates.h"
+#include "gguf.h"
 #include "train.h"
 #include "train_joint.h"
 #include "model_fixture.h"
@@ -127,6 +132,166 @@ static void gradient_check(doze_model *m, doze_gates *g, const int32_t *tokens, 
     doze_trainer_free(t);
 }
 
+
+/* a tensor of a GGUF file as f32 (the fixture and joint_write store f32) */
+static const float *file_tensor(const gguf_header *h, const uint8_t *file, const char *name, size_t *n) {
+    for (uint64_t i = 0; i < h->n_tensors; i++)
+        if (strcmp(h->tensors[i].name.data, name) == 0 && h->tensors[i].type == DOZE_TYPE_F32) {
+            *n = (size_t)(h->tensors[i].ne[0] * h->tensors[i].ne[1]);
+            return (const float *)(file + h->data_offset + h->tensors[i].offset);
+        }
+    return NULL;
+}
+
+static void lora_check(doze_model *m, doze_gates *g, const int32_t *tokens, const mem_buf *file) {
+    doze_error e;
+    doze_train_params p = doze_train_default_params();
+    p.batch = B;
+    p.context = T;
+    p.budget = 0.5f;
+    p.compute_weight = 5.0f;
+    p.joint = 1;
+    p.lora_rank = 3;
+    p.weight_lr = 2e-2f; /* a few steps move B off zero, so that A's gradient is not zero */
+    p.lr = 1e-3f;
+    doze_trainer *t = NULL;
+    /* a rank no projection can hold, or adapters without joint training: refused */
+    p.lora_rank = D + 1;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
+    printf("rank %d: %s\n", D + 1, e.message);
+    p.lora_rank = 3;
+    p.joint = 0;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
+    p.joint = 1;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    if (!t) return;
+    joint_weights *jw = trainer_joint(t);
+    CHECK(joint_lora_rank(jw) == 3);
+    const size_t nl = joint_lora_n_params(jw);
+    /* adapters on 7 projections per layer: A (3, cols) and B (rows, 3) */
+    const int Qd = NH * (D / NH), KVD = NKV * (D / NH);
+    CHECK(nl == (size_t)NL * 3 * ((D + Qd) + 2 * (D + KVD) + (Qd + D) + 2 * (D + HID) + (HID + D)));
+    doze_train_stats st;
+    for (int i = 0; i < 4; i++) CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+    CHECK(trainer_set_teacher(t, tokens, &e) == DOZE_OK);
+    uint8_t vis[NL * B * T];
+    for (int i = 0; i < NL * B * T; i++) vis[i] = (i % T) == 0 || uni() < 0.7;
+    double loss_v;
+    CHECK(trainer_loss_grad(t, tokens, TRAIN_SOFT, 1.0f, vis, NULL, 1, &loss_v, &e) == DOZE_OK);
+    float *gl = malloc(nl * 4);
+    memcpy(gl, joint_lora_grads(jw), nl * 4);
+    float *lp = joint_lora_params(jw);
+    tally s = {0, 0, 0};
+    char what[64];
+    int zero_only = 0;
+    for (int k = 0; k < 60; k++) {
+        size_t i = (size_t)(uni() * nl);
+        double keep = lp[i], lplus, lminus;
+        const float h = 1e-2f;
+        lp[i] = (float)(keep + h);
+        joint_lora_changed(jw);
+        trainer_loss_grad(t, tokens, TRAIN_SOFT, 1.0f, vis, NULL, 0, &lplus, &e);
+        lp[i] = (float)(keep - h);
+        joint_lora_changed(jw);
+        trainer_loss_grad(t, tokens, TRAIN_SOFT, 1.0f, vis, NULL, 0, &lminus, &e);
+        lp[i] = (float)keep;
+        joint_lora_changed(jw);
+        snprintf(what, sizeof what, "adapter[%zu]", i);
+        compare(&s, what, gl[i], (lplus - lminus) / (2.0 * h));
+        zero_only += gl[i] == 0.0f;
+    }
+    printf("adapter gradient check (rank 3, KL): %d of %zu adapter values checked, worst relative error "
+           "%.3g (f32, h = 1e-2)\n", s.checked, nl, s.worst);
+    CHECK(s.bad == 0 && s.worst < 2e-2);
+    CHECK(zero_only < s.checked / 4);
+    free(gl);
+
+    /* the model written is the base with W0 + B A in every projection; the
+     * embedding, norms and classifier are the base's own */
+    for (int i = 0; i < 20; i++) CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+    mem_buf out = {NULL, 0, 0};
+    CHECK(trainer_write_model(t, file->data, file->len, mem_write, &out, &e) == DOZE_OK);
+    gguf_header hb, ho;
+    CHECK(gguf_parse_header(file->data, file->len, &hb, &e) == DOZE_OK);
+    CHECK(gguf_parse_header(out.data, out.len, &ho, &e) == DOZE_OK);
+    double worst = 0, moved = 0;
+    int adapted = 0, frozen = 0;
+    for (int k = 0; k < joint_n_tensors(jw); k++) {
+        size_t off, n, nb = 0, no = 0;
+        const char *name;
+        joint_tensor_span(jw, k, &off, &n, &name);
+        const float *w0 = file_tensor(&hb, file->data, name, &nb), *w = file_tensor(&ho, out.data, name, &no);
+        CHECK(w0 && w && nb == n && no == n);
+        if (!w0 || !w || nb != n || no != n) continue;
+        const float *A, *Bm;
+        if (!joint_lora_span(jw, k, &A, &Bm)) {
+            CHECK(memcmp(w0, w, n * 4) == 0);
+            frozen++;
+            continue;
+        }
+        adapted++;
+        size_t cols = (size_t)ho.tensors[0].ne[0];
+        for (uint64_t q = 0; q < ho.n_tensors; q++)
+            if (strcmp(ho.tensors[q].name.data, name) == 0) cols = (size_t)ho.tensors[q].ne[0];
+        const size_t rows = n / cols;
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) {
+                double ba = 0;
+                for (int q = 0; q < 3; q++) ba += (double)Bm[r * 3 + q] * A[(size_t)q * cols + c];
+                worst = fmax(worst, fabs(w[r * cols + c] - (w0[r * cols + c] + ba)));
+                moved = fmax(moved, fabs(ba));
+            }
+    }
+    printf("written model with rank-3 adapters: %d projections = W0 + B A within %.3g (|B A| up to %.3g), "
+           "%d other tensors as they were\n", adapted, worst, moved, frozen);
+    CHECK(adapted == 7 * NL && frozen == 2 + 2 * NL);
+    CHECK(worst < 1e-6 && moved > 1e-3);
+    gguf_header_free(&hb);
+    gguf_header_free(&ho);
+    free(out.data);
+    doze_trainer_free(t);
+}
+
+/* noise_end = 0: the last step's decisions are the inference rule's (no
+ * noise); at the default (1) the noise still flips some of them */
+static void noise_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
+    int differ[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        doze_error e;
+        doze_train_params p = doze_train_default_params();
+        p.batch = B;
+        p.context = T;
+        p.budget = 0.6f;
+        p.joint = 1;
+        p.total_steps = 2;
+        p.noise_end = k == 0 ? 0.0f : 1.0f;
+        p.lr = 1e-12f; /* the step's updates leave the decisions as they were */
+        p.weight_lr = 1e-12f;
+        doze_trainer *t = NULL;
+        CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+        if (!t) return;
+        doze_train_stats st;
+        CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        uint8_t l1[B * T * NL], h1[B * T * NL * NH], l2[B * T * NL], h2[B * T * NL * NH];
+        trainer_masks(t, l1, h1, NULL);
+        double loss;
+        CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss, &e) == DOZE_OK);
+        trainer_masks(t, l2, h2, NULL);
+        for (int i = 0; i < B * T * NL; i++) differ[k] += l1[i] != l2[i];
+        for (int i = 0; i < B * T * NL * NH; i++) differ[k] += h1[i] != h2[i];
+        doze_trainer_free(t);
+    }
+    printf("last step's decisions vs the inference rule's: %d differ with noise_end 0, %d with the noise kept\n",
+           differ[0], differ[1]);
+    CHECK(differ[0] == 0 && differ[1] > 0);
+    doze_error e;
+    doze_train_params p = doze_train_default_params();
+    p.noise_end = 1.5f;
+    doze_trainer *t = NULL;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
+}
+
 static doze_gates *gates_copy_for_test(const doze_gates *src) {
     doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->n_blocks, src->dim);
     size_t rows = (size_t)src->n_layers * (size_t)gates_rows(src);
@@ -161,6 +326,10 @@ int main(void) {
     gradient_check(m, g, tokens, DOZE_LOSS_CE, 0);
     gradient_check(m, g0, tokens, DOZE_LOSS_KL, 1); /* its steps move g0's routers */
     doze_gates_free(g0);
+    doze_gates *g1 = gates_copy_for_test(g);
+    lora_check(m, g1, tokens, &f);
+    noise_check(m, g1, tokens);
+    doze_gates_free(g1);
 
     /* steps on one batch lower the loss; the routers and the weights move */
     doze_train_params p = doze_train_default_params();

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadModel } from '../../js/src/index.js';
+import { hasRelaxedSimd, loadModel } from '../../js/src/index.js';
 import { liveWorkers } from '../../js/src/pool.js';
 import { run, scratch } from './helpers.js';
 
@@ -62,4 +62,28 @@ test('dispose ends the workers; the option is validated', async () => {
   await assert.rejects(loadModel(path, { threads: 0 }), /threads/);
   await assert.rejects(loadModel(path, { threads: 65 }), /threads/);
   await assert.rejects(loadModel(path, { threads: 1.5 }), /threads/);
+});
+
+// doze-mt.wasm has strict SIMD only (docs/threads.md): more than 1 thread
+// runs the strict build; simd 'relaxed' means 1 thread and refuses more.
+test('threads and simd: the threaded build is strict; relaxed is one thread', async () => {
+  const path = initModel('q8_0');
+  const strict = await loadModel(path, { threads: 2, simd: 'strict' });
+  assert.equal(strict.info.threads, 2);
+  assert.equal(strict.info.simd, 'strict');
+  strict.dispose();
+  const auto = await loadModel(path, { threads: 2 });
+  assert.equal(auto.info.threads, 2);
+  assert.equal(auto.info.simd, 'strict');
+  auto.dispose();
+  await assert.rejects(loadModel(path, { threads: 2, simd: 'relaxed' }), (e) => e.code === 'INVALID_ARGUMENT' && /relaxed/.test(e.message));
+  if (hasRelaxedSimd()) {
+    const relaxed = await loadModel(path, { simd: 'relaxed' });
+    assert.equal(relaxed.info.threads, 1);
+    assert.equal(relaxed.info.simd, 'relaxed');
+    relaxed.dispose();
+  } else {
+    // the default thread count gives way: the relaxed build's own error, not the threads one
+    await assert.rejects(loadModel(path, { simd: 'relaxed' }), (e) => e.code === 'NO_RELAXED_SIMD');
+  }
 });

@@ -1,0 +1,249 @@
+/* Q8_0 and Q4_0 products on the relaxed-SIMD int8 dot product
+ * (i32x4.relaxed_dot_i8x16_i7x16_add_s), for doze-relaxed.wasm.
+ *
+ * What the instruction leaves open: the bytes of its second operand b may be
+ * read as signed or unsigned, and the i16 sums of adjacent product pairs may
+ * saturate or wrap. Both only matter when a byte of b has its top bit set:
+ * with every b byte in [0, 127] the two readings agree and a pair sum is at
+ * most 2 * 128 * 127 = 32512 < 2^15, so every engine (x86 pmaddubsw or
+ * vpdpbusd, ARM sdot, the scalar fallback) returns the exact int32 dot.
+ * These kernels only ever pass such a b:
+ *   q4_0: b = the weight nibbles (0..15), a = x's quants as they are;
+ *   q8_0: x's quants split as x = l - 128 * s (l = x & 127, s = the sign
+ *         bit as 0/1), a = the weights: dot(w, x) = dot(w, l) - 128 dot(w, s),
+ *         exact for every int8 x and w, -128 included.
+ * So every block's integer dot is exact, and the float work around it is
+ * kernels_simd.c's sequence of operations: these products give the strict
+ * SIMD kernels' bits, on every engine. Nothing may differ.
+ *
+ * Which products: the x4 layouts (what the loader repacks every matrix with
+ * rows % 4 == 0 to: the decode and prefill paths) and row-major q4_0;
+ * row-major q8_0 keeps the strict kernel (its float sums are per i32 lane of
+ * the strict int16 products, a partition the relaxed dot does not make).
+ *
+ * Outside a relaxed-SIMD wasm build (natively, or wasm without
+ * -mrelaxed-simd) the instruction is emulated with strict SIMD: the exact
+ * dot, which the native tests check these kernels with. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "simd.h"
+#include "types.h"
+
+/* i32x4: lane j = c[j] + sum of a[4j+k] * b[4j+k], k = 0..3 (a int8, b in
+ * [0, 127]: see the top of the file) */
+#if defined(__wasm_relaxed_simd__)
+static inline v128_t dot_i8_u7_add(v128_t a, v128_t b, v128_t c) {
+    return (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)a, (__i8x16)b, (__i32x4)c);
+}
+#else
+static inline v128_t dot_i8_u7_add(v128_t a, v128_t b, v128_t c) {
+    v128_t lo = wasm_i16x8_extmul_low_i8x16(a, b), hi = wasm_i16x8_extmul_high_i8x16(a, b);
+    v128_t pairs = wasm_i16x8_add(wasm_i16x8_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14),
+                                  wasm_i16x8_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15));
+    return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(pairs), c);
+}
+#endif
+
+int doze_relaxed_simd_native(void) {
+#if defined(__wasm_relaxed_simd__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline int32_t hsum_i32x4(v128_t v) {
+    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
+           wasm_i32x4_extract_lane(v, 3);
+}
+
+/* lane r = the lane sum of p_r (kernels_simd.c's hsum4_i32x4; exact) */
+static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
+    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5), wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7));
+    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5), wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
+}
+
+/* 4 halves (low 16 bits of the u32 lanes of h) as f32x4, exactly, inf/nan
+ * included (kernels_simd.c's f16x4_to_f32x4: an exact conversion, so the
+ * same bits) */
+static inline v128_t f16x4_to_f32x4(v128_t h) {
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    v128_t infnan = wasm_v128_and(wasm_i16x8_eq(wasm_v128_and(h, e), e), wasm_i16x8_splat(0x7f80));
+    v128_t hi = wasm_i32x4_shl(h, 16), inf_hi = wasm_i32x4_shl(infnan, 16);
+    v128_t v = wasm_v128_and(wasm_i32x4_shr(hi, 3), wasm_i32x4_splat((int32_t)0x8fffe000u));
+    return wasm_v128_or(wasm_f32x4_mul(v, wasm_f32x4_splat(0x1p112f)), inf_hi);
+}
+
+/* blocks of x prepared at once (stack: 32 + 8 bytes per block, q8: 64 + 4) */
+#define RX_CHUNK 256
+
+/* x for q4_0 products, n blocks: quants as 2 v128 per block (elements 0-15,
+ * 16-31: the low and high nibbles' partners), scales as f32, and
+ * 8 * (sum of the block's quants), the q4 -8 taken off the exact dot. */
+static void prep_x_q4(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *corr) {
+    const v128_t ones = wasm_i8x16_splat(1);
+    for (int b = 0; b < n; b++) {
+        xi[2 * b] = wasm_v128_load(xb[b].qs);
+        xi[2 * b + 1] = wasm_v128_load(xb[b].qs + 16);
+        dxs[b] = doze_f16_to_f32(xb[b].d);
+        corr[b] = 8 * hsum_i32x4(dot_i8_u7_add(xi[2 * b], ones, dot_i8_u7_add(xi[2 * b + 1], ones, wasm_i32x4_splat(0))));
+    }
+}
+
+/* x for q8_0 products, n blocks: per block l (x & 127) and s (x < 0 as 0/1)
+ * for elements 0-15 and 16-31: xi[4b..4b+3] = l0, l1, s0, s1; scales as
+ * f32. */
+static void prep_x_q8(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs) {
+    const v128_t m = wasm_i8x16_splat(127);
+    for (int b = 0; b < n; b++) {
+        v128_t x0 = wasm_v128_load(xb[b].qs), x1 = wasm_v128_load(xb[b].qs + 16);
+        xi[4 * b] = wasm_v128_and(x0, m);
+        xi[4 * b + 1] = wasm_v128_and(x1, m);
+        xi[4 * b + 2] = wasm_u8x16_shr(x0, 7);
+        xi[4 * b + 3] = wasm_u8x16_shr(x1, 7);
+        dxs[b] = doze_f16_to_f32(xb[b].d);
+    }
+}
+
+/* i32x4 whose lane sum is the dot of the 32 nibbles of q4_0 payload q (0..15)
+ * with x's quants (x[0], x[1] as prep_x_q4 makes them) */
+static inline v128_t q4_dot_u(v128_t q, const v128_t *x) {
+    const v128_t m = wasm_i8x16_splat(0x0f);
+    return dot_i8_u7_add(x[1], wasm_u8x16_shr(q, 4), dot_i8_u7_add(x[0], wasm_v128_and(q, m), wasm_i32x4_splat(0)));
+}
+
+/* i32x4 whose lane sum is the dot of the 32 int8 at wq with x's quants (x[0..3]
+ * as prep_x_q8 makes them) */
+static inline v128_t q8_dot(const int8_t *wq, const v128_t *x) {
+    const v128_t z = wasm_i32x4_splat(0);
+    v128_t w0 = wasm_v128_load(wq), w1 = wasm_v128_load(wq + 16);
+    v128_t l = dot_i8_u7_add(w1, x[1], dot_i8_u7_add(w0, x[0], z));
+    v128_t s = dot_i8_u7_add(w1, x[3], dot_i8_u7_add(w0, x[2], z));
+    return wasm_i32x4_sub(l, wasm_i32x4_shl(s, 7));
+}
+
+/* y(rows) = W(rows, cols/32 q4_0 blocks, x4 layout) @ xq: per group of 4 rows
+ * and block, the 4 exact block dots minus 8 * sum(x), converted, times the 4
+ * rows' dw * dx, added to the group's f32x4: the operations of
+ * kernels_simd.c's simd_matvec_q4_0_x4 (which are the reference's). */
+static void relaxed_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q4_0x4 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK4_0;
+    float dxs[RX_CHUNK];
+    int32_t corr[RX_CHUNK];
+    v128_t xi[RX_CHUNK * 2];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x_q4(xb + bc, n, xi, dxs, corr);
+        for (int g = 0; g < rows / 4; g++) {
+            const doze_block_q4_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int b = 0; b < n; b++, p++) {
+                const v128_t *x = xi + 2 * b;
+                v128_t ds = wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4(p->d)), wasm_f32x4_splat(dxs[b]));
+                v128_t i = hsum4_i32x4(q4_dot_u(wasm_v128_load(p->qs[0]), x), q4_dot_u(wasm_v128_load(p->qs[1]), x),
+                                       q4_dot_u(wasm_v128_load(p->qs[2]), x), q4_dot_u(wasm_v128_load(p->qs[3]), x));
+                i = wasm_i32x4_sub(i, wasm_i32x4_splat(corr[b]));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+/* the same for q8_0 payloads in the x4 layout (finite weight scales, as the
+ * loader guarantees for x4 q8_0): d' (the half's bits in f32 position) times
+ * dx * 2^112 is the correctly rounded d * dx, as in simd_matvec_q8_0_x4 */
+static void relaxed_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0x4 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0;
+    const v128_t mask = wasm_i32x4_splat((int32_t)0x8fffe000u);
+    float dxs[RX_CHUNK];
+    v128_t xi[RX_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x_q8(xb + bc, n, xi, dxs);
+        for (int b = 0; b < n; b++) dxs[b] *= 0x1p112f;
+        for (int g = 0; g < rows / 4; g++) {
+            const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int b = 0; b < n; b++, p++) {
+                const v128_t *x = xi + 4 * b;
+                v128_t ds = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(p->d), 13), mask),
+                                           wasm_v128_load32_splat(dxs + b));
+                v128_t i = hsum4_i32x4(q8_dot(p->qs[0], x), q8_dot(p->qs[1], x), q8_dot(p->qs[2], x),
+                                       q8_dot(p->qs[3], x));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+/* q4_0 row-major: row by row, block by block, the reference's order (as
+ * kernels_simd.c's simd_matvec_q4_0) */
+static void relaxed_matvec_q4_0(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q4_0 *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK4_0;
+    float dxs[RX_CHUNK];
+    int32_t corr[RX_CHUNK];
+    v128_t xi[RX_CHUNK * 2];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x_q4(xb + bc, n, xi, dxs, corr);
+        for (int r = 0; r < rows; r++) {
+            const doze_block_q4_0 *p = wb + (size_t)r * (size_t)nb + bc;
+            float s = bc == 0 ? 0.0f : y[r];
+            for (int b = 0; b < n; b++) {
+                int32_t i = hsum_i32x4(q4_dot_u(wasm_v128_load(p[b].qs), xi + 2 * b)) - corr[b];
+                s += (float)i * (doze_f16_to_f32(p[b].d) * dxs[b]);
+            }
+            y[r] = s;
+        }
+    }
+}
+
+/* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T: W in tiles of
+ * rows whose weights (<= ~24 KB) stay in L1 while every token passes over
+ * them, each token through the matvec itself (so the matvec's bits). */
+static void tiles(doze_matvec_fn mv, size_t row_bytes, float *y, int ldy, const void *w, const void *x, size_t ldx,
+                  int n, int rows, int cols) {
+    size_t t = (24u * 1024u / (row_bytes ? row_bytes : 1)) & ~(size_t)3;
+    if (t < 4) t = 4;
+    const int tr = (int)(t < (size_t)rows ? t : (size_t)rows);
+    for (int r0 = 0; r0 < rows; r0 += tr) {
+        const int nr = rows - r0 < tr ? rows - r0 : tr;
+        const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
+        for (int k = 0; k < n; k++) mv(y + (size_t)k * ldy + r0, wt, (const uint8_t *)x + (size_t)k * ldx, nr, cols);
+    }
+}
+
+/* ---- the product rows ------------------------------------------------------ */
+
+static void q8_0_mv0(float *y, const void *w, const void *x, int rows, int cols) {
+    doze_simd_q8_0.matvec[0](y, w, x, rows, cols);
+}
+static void q8_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    doze_simd_q8_0.matmul[0](y, ldy, w, x, ldx, n, rows, cols);
+}
+static void q8_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    tiles(relaxed_matvec_q8_0_x4, (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0), y, ldy, w, x, ldx, n, rows,
+          cols);
+}
+const doze_products doze_relaxed_q8_0 = {{q8_0_mv0, relaxed_matvec_q8_0_x4}, {q8_0_mm0, q8_0_mm1}};
+
+static void q4_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    tiles(relaxed_matvec_q4_0, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
+          cols);
+}
+static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    tiles(relaxed_matvec_q4_0_x4, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
+          cols);
+}
+const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};

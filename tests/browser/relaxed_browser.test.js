@@ -1,0 +1,90 @@
+// doze-relaxed.wasm in Chromium: the Q8_0/Q4_0 products on the relaxed-SIMD
+// int8 dot must give the strict build's bits (src/kernels/kernels_relaxed.c
+// says why they can), for decode steps and a batched prefill, in V8's
+// baseline compiler (Liftoff) and in its optimizing one (TurboFan) alike:
+// each browser run loads one model in both builds and compares every logit.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { root, scratch, run } from '../js/helpers.js';
+import { initModel, serve } from '../js/package_fixtures.js';
+import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
+
+const page = `<!doctype html><meta charset="utf-8"><title>doze-lm relaxed SIMD test</title>
+<script type="module">
+window.runBoth = async (modelUrl) => {
+  const M = await import('/js/src/index.js');
+  const out = { hasRelaxed: M.hasRelaxedSimd() };
+  for (const simd of ['strict', 'relaxed']) {
+    const m = await M.loadModel(modelUrl, { simd });
+    const s = m.createSession();
+    const logits = [];
+    // a prompt (batched prefill: its KV cache feeds every later step), then single steps
+    for await (const t of s.generate('Once upon a time there was a little dog who liked to run in the park', { maxTokens: 1, temperature: 0 })) void t;
+    for (let i = 0; i < 6; i++) logits.push(Array.from((await s.step((i * 37 + 5) % m.info.vocabSize)).logits));
+    const gen = [];
+    for await (const t of m.generate('Once upon a time', { temperature: 0, maxTokens: 12 })) gen.push(t.id);
+    out[simd] = { info: m.info.simd, logits, gen };
+    s.dispose?.();
+    m.dispose();
+  }
+  return out;
+};
+window.dozeReady = true;
+</script>`;
+
+function oddModel(dir) {
+  // rows that are not a multiple of 4 (vocab 302): the row-major products
+  const out = join(dir, 'odd-q4_0.gguf');
+  const r = run('native', ['init', '--dim', '64', '--hidden', '128', '--layers', '2', '--heads', '4', '--kv-heads', '2',
+    '--vocab', '302', '--ctx', '128', '--seed', '3', '--type', 'q4_0', '-o', out]);
+  if (r.status !== 0) throw new Error(`doze init failed: ${r.stderr}`);
+  return out;
+}
+
+for (const tier of ['--liftoff-only', '--no-liftoff']) {
+  test(`Chromium (${tier}): doze-relaxed.wasm gives doze.wasm's bits for q8_0 and q4_0`, { skip: skipReason, timeout: 240000 }, async () => {
+    const dir = scratch();
+    const models = { q8_0: initModel('q8_0', dir), q4_0: initModel('q4_0', dir), odd_q4_0: oddModel(dir) };
+    writeFileSync(join(dir, 'index.html'), page);
+    const routes = { '/': join(dir, 'index.html') };
+    for (const [k, f] of Object.entries(models)) routes[`/${k}.gguf`] = f;
+    const srv = await serve({ routes, roots: { '/js/': join(root, 'js') } });
+    const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
+    let context;
+    try {
+      context = await playwright.chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM, headless: true, args: [...ARGS, `--js-flags=${tier}`],
+      });
+      const tab = context.pages()[0] || (await context.newPage());
+      const errors = [];
+      tab.on('pageerror', (e) => errors.push(String(e)));
+      await tab.goto(`${srv.url}/`);
+      await tab.waitForFunction(() => window.dozeReady === true);
+      for (const k of Object.keys(models)) {
+        const r = await tab.evaluate((u) => window.runBoth(u), `${srv.url}/${k}.gguf`);
+        assert.deepEqual(errors, []);
+        assert.equal(r.hasRelaxed, true, 'Chromium has a working relaxed SIMD');
+        assert.equal(r.strict.info, 'strict');
+        assert.equal(r.relaxed.info, 'relaxed');
+        let differ = 0, n = 0, mag = 0;
+        r.strict.logits.forEach((row, i) => row.forEach((v, j) => {
+          n++;
+          mag += Math.abs(v);
+          if (!Object.is(v, r.relaxed.logits[i][j])) differ++;
+        }));
+        assert.ok(n > 1000 && mag > 0, 'logits were compared');
+        assert.equal(differ, 0, `${k}: ${differ} of ${n} logits differ between the builds`);
+        assert.deepEqual(r.relaxed.gen, r.strict.gen, `${k}: greedy tokens`);
+        console.log(`# ${tier} ${k}: ${n} logits and ${r.strict.gen.length} greedy tokens identical in both builds`);
+      }
+      assert.ok(srv.requests.includes('/js/dist/doze-relaxed.wasm') && srv.requests.includes('/js/dist/doze.wasm'));
+    } finally {
+      if (context) await context.close();
+      await srv.close();
+      rmSync(profile, { recursive: true, force: true });
+    }
+  });
+}

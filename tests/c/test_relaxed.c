@@ -1,0 +1,106 @@
+/* kernels_relaxed.c against the strict SIMD rows: the same bits, for every
+ * product (x4 matvec and matmul, row-major matvec and matmul), on random
+ * weights and inputs with every int8 value (-128 included) and the extreme
+ * ones on purpose. Natively the relaxed dot is emulated (the exact dot every
+ * engine returns for the operands these kernels pass); the instruction
+ * itself is tested in wasm (tests/js/relaxed_wasm.test.js). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "test_util.h"
+#include "types.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+/* a finite half in [2^-10, 2^3) of either sign */
+static uint16_t rand_scale(void) {
+    return (uint16_t)(((next_u32() & 1) << 15) | ((5 + next_u32() % 13) << 10) | (next_u32() & 0x3ff));
+}
+
+/* random q8_0 blocks: quants uniform over all int8 (mode 0), only the
+ * extremes -128, -127, 127 (mode 1), or small (mode 2) */
+static void fill_q8(doze_block_q8_0 *b, size_t n, int mode) {
+    static const int8_t ext[3] = {-128, -127, 127};
+    for (size_t i = 0; i < n; i++) {
+        b[i].d = rand_scale();
+        for (int k = 0; k < DOZE_QK8_0; k++)
+            b[i].qs[k] = mode == 0 ? (int8_t)next_u32() : mode == 1 ? ext[next_u32() % 3] : (int8_t)(next_u32() % 7) - 3;
+    }
+}
+
+static long compare(const char *what, const float *a, const float *b, size_t n, int rows, int cols) {
+    if (memcmp(a, b, n * sizeof(float)) == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+            fprintf(stderr, "%s %dx%d: [%zu] relaxed %.9g strict %.9g\n", what, rows, cols, i, a[i], b[i]);
+            break;
+        }
+    return 1;
+}
+
+int main(void) {
+    static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048},
+                                    {8, 8224}, {5, 96},  {7, 288},  {64, 320}, {3, 32}};
+    const int types[2] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
+    const doze_products *relaxed[2] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0};
+    const doze_products *strict[2] = {&doze_simd_q8_0, &doze_simd_q4_0};
+    long runs = 0, bad = 0;
+    for (int ti = 0; ti < 2; ti++) {
+        const doze_type_traits *t = doze_type_traits_of(types[ti]);
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int mode = 0; mode < 3; mode++) {
+                const int rows = shapes[si][0], cols = shapes[si][1], nb = cols / DOZE_QK8_0, n_tok = 5;
+                const size_t rb = (size_t)doze_type_row_bytes(t->type, (uint64_t)cols);
+                const size_t xs = (size_t)nb * sizeof(doze_block_q8_0);
+                uint8_t *w = malloc(rb * (size_t)rows), *wx = malloc(rb * (size_t)rows), *tmp = malloc(4 * rb);
+                doze_block_q8_0 *x = malloc(xs * n_tok);
+                float *ya = malloc((size_t)rows * n_tok * sizeof(float)), *yb = malloc((size_t)rows * n_tok * sizeof(float));
+                if (t->type == DOZE_TYPE_Q8_0) {
+                    fill_q8((doze_block_q8_0 *)w, (size_t)rows * nb, mode);
+                } else {
+                    for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)next_u32();
+                    for (size_t i = 0; i < (size_t)rows * nb; i++) ((doze_block_q4_0 *)w)[i].d = rand_scale();
+                    if (mode == 1) /* nibbles 0 and 15 only */
+                        for (size_t i = 0; i < (size_t)rows * nb; i++)
+                            for (int k = 0; k < DOZE_QK4_0 / 2; k++)
+                                ((doze_block_q4_0 *)w)[i].qs[k] = (uint8_t)((next_u32() & 1 ? 0x0f : 0) | (next_u32() & 1 ? 0xf0 : 0));
+                }
+                fill_q8(x, (size_t)nb * n_tok, mode);
+                /* row-major */
+                relaxed[ti]->matvec[0](ya, w, x, rows, cols);
+                strict[ti]->matvec[0](yb, w, x, rows, cols);
+                bad += compare("matvec row-major", ya, yb, (size_t)rows, rows, cols);
+                relaxed[ti]->matmul[0](ya, rows, w, x, xs, n_tok, rows, cols);
+                strict[ti]->matmul[0](yb, rows, w, x, xs, n_tok, rows, cols);
+                bad += compare("matmul row-major", ya, yb, (size_t)rows * n_tok, rows, cols);
+                runs += 2;
+                if (rows % 4 == 0) { /* the x4 layout, repacked as the loader does */
+                    memcpy(wx, w, rb * (size_t)rows);
+                    for (int g = 0; g < rows / 4; g++) t->x4_pack(wx + (size_t)g * 4 * rb, (uint64_t)cols, tmp);
+                    relaxed[ti]->matvec[1](ya, wx, x, rows, cols);
+                    strict[ti]->matvec[1](yb, wx, x, rows, cols);
+                    bad += compare("matvec x4", ya, yb, (size_t)rows, rows, cols);
+                    relaxed[ti]->matmul[1](ya, rows, wx, x, xs, n_tok, rows, cols);
+                    strict[ti]->matmul[1](yb, rows, wx, x, xs, n_tok, rows, cols);
+                    bad += compare("matmul x4", ya, yb, (size_t)rows * n_tok, rows, cols);
+                    /* and not trivially: the products are not all zero */
+                    float mag = 0;
+                    for (int i = 0; i < rows; i++) mag += ya[i] < 0 ? -ya[i] : ya[i];
+                    CHECK_MSG(mag > 0, "%s %dx%d: all-zero products", t->name, rows, cols);
+                    runs += 2;
+                }
+                free(w), free(wx), free(tmp), free(x), free(ya), free(yb);
+            }
+    }
+    printf("relaxed q8_0/q4_0 products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
+           doze_relaxed_simd_native() ? "relaxed" : "emulated", bad, runs);
+    CHECK(runs >= 100);
+    CHECK(bad == 0);
+    return test_finish("test_relaxed");
+}

@@ -1,0 +1,135 @@
+// Joint fine-tuning from doze-lm: model.finetune(text, { source, ... }) gives
+// the same model file and gate file, byte for byte, as `doze finetune
+// --joint --model-out` (full fine-tuning, and rank-R adapters), one
+// onProgress per step; the result loads and its gates hold the budget; an
+// abort frees the run (heap back to baseline) and leaves the model as it was;
+// the same through doze-lm/worker; the argument errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModel, heapUsed } from '../../js/src/index.js';
+import * as worker from '../../js/src/worker.js';
+import { hasShared, run, scratch, shared } from './helpers.js';
+
+const dir = scratch();
+const initPath = join(dir, 'fj-init.gguf');
+{
+  const r = run('native', ['init', '--dim', '64', '--hidden', '160', '--layers', '3', '--heads', '4', '--kv-heads', '4',
+    '--vocab', '300', '--ctx', '256', '--seed', '3', '-o', initPath]);
+  if (r.status !== 0) throw new Error(`doze init failed: ${r.stderr}`);
+}
+const source = new Uint8Array(readFileSync(initPath));
+const TEXT = hasShared
+  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
+  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+const textFile = join(dir, 'fj-text.txt');
+writeFileSync(textFile, TEXT);
+const O = { budget: 0.6, steps: 6, contextLength: 64, batch: 2, seed: 5, weightLr: 2e-3 };
+
+/** `doze finetune --joint` on the `which` CLI: the model and gate files' bytes. */
+function cliJoint(which, extra = [], o = O) {
+  const tag = `${which}-${extra.join('_')}`;
+  const model = join(dir, `fj-${tag}.gguf`);
+  const gates = join(dir, `fj-${tag}.gates.gguf`);
+  const r = run(which, ['finetune', initPath, textFile, '--budget', String(o.budget), '--steps', String(o.steps),
+    '--ctx', String(o.contextLength), '--batch', String(o.batch), '--seed', String(o.seed), '--weight-lr', String(o.weightLr),
+    '--joint', '--model-out', model, ...extra, '-o', gates]);
+  if (r.status !== 0) throw new Error(`doze finetune --joint (${which}) failed: ${r.stderr}`);
+  return { model: new Uint8Array(readFileSync(model)), gates: new Uint8Array(readFileSync(gates)) };
+}
+
+test('finetune (joint) = `doze finetune --joint` byte for byte, full and --lora; onProgress per step; the result loads and holds its budget', async () => {
+  const m = await loadModel(initPath);
+  try {
+    const before = await m.perplexity(TEXT.slice(0, 2000));
+    for (const [opts, extra] of [[{}, []], [{ lora: 4 }, ['--lora', '4']], [{ loss: 'ce' }, ['--loss', 'ce']]]) {
+      const native = cliJoint('native', extra);
+      const steps = [];
+      const r = await m.finetune(TEXT, { ...O, ...opts, source, onProgress: (s) => steps.push(s) });
+      assert.ok(r.model instanceof Uint8Array && r.gates instanceof Uint8Array);
+      assert.deepEqual(r.model, native.model, `JS model file = the CLI's (${extra.join(' ') || 'full'})`);
+      assert.deepEqual(r.gates, native.gates, `JS gate file = the CLI's (${extra.join(' ') || 'full'})`);
+      assert.notDeepEqual(r.model, source, 'the weights moved');
+      assert.equal(steps.length, O.steps);
+      steps.forEach((s, i) => {
+        assert.equal(s.step, i + 1);
+        assert.equal(s.steps, O.steps);
+        for (const k of ['loss', 'kl', 'compute', 'expectedCompute', 'tau', 'tokensPerSecond', 'ms']) {
+          assert.ok(Number.isFinite(s[k]), `${k} ${s[k]}`);
+        }
+        assert.ok(s.compute > 0 && s.compute <= 1);
+      });
+      // the new model with its gates, on text
+      const m2 = await loadModel(r.model);
+      try {
+        const g = m2.loadGates(r.gates);
+        assert.equal(g.kind, 'trained');
+        const p = await m2.perplexity(TEXT.slice(0, 3000), { budget: O.budget });
+        assert.ok(Number.isFinite(p.perplexity));
+        assert.ok(Math.abs(p.compute - O.budget) <= 0.05, `compute ${p.compute} at b ${O.budget}`);
+        console.log(`# joint ${extra.join(' ') || 'full'}: ${r.model.length}-byte model = CLI's; ppl at b ${O.budget} ${p.perplexity.toFixed(3)}, compute ${p.compute.toFixed(3)}`);
+      } finally {
+        m2.dispose();
+      }
+    }
+    const after = await m.perplexity(TEXT.slice(0, 2000));
+    assert.equal(after.perplexity, before.perplexity, 'the model fine-tuned from is unchanged');
+  } finally {
+    m.dispose();
+  }
+});
+
+test('finetune: abort after 2 steps rejects with ABORTED, frees the run (heap back to baseline), the model as it was', async () => {
+  const m = await loadModel(initPath);
+  try {
+    const before = await m.complete('Once upon a time', { maxTokens: 20, temperature: 0, ignoreEos: true });
+    const base = await heapUsed();
+    const ac = new AbortController();
+    let seen = 0;
+    await assert.rejects(
+      m.finetune(TEXT, { ...O, steps: 400, source, signal: ac.signal, onProgress: (s) => { seen = s.step; if (s.step === 2) ac.abort(); } }),
+      (e) => e.code === 'ABORTED' && e.name === 'AbortError',
+    );
+    assert.equal(seen, 2);
+    assert.equal(await heapUsed(), base, 'heap back to its baseline');
+    assert.equal(await m.complete('Once upon a time', { maxTokens: 20, temperature: 0, ignoreEos: true }), before);
+    const pre = new AbortController();
+    pre.abort();
+    await assert.rejects(m.finetune(TEXT, { ...O, source, signal: pre.signal }), { code: 'ABORTED' });
+    // argument errors
+    await assert.rejects(m.finetune(TEXT, { ...O }), { code: 'INVALID_ARGUMENT' }, 'no source');
+    await assert.rejects(m.finetune(TEXT, { ...O, source, joint: false }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(m.finetune(TEXT, { ...O, source, loss: 'mse' }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(m.finetune(TEXT, { ...O, source, budgetRange: [0.8, 0.4] }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(m.finetune(TEXT, { ...O, source, lora: 0 }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(m.finetune(TEXT, { ...O, source, noiseEnd: 2 }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(m.finetune(TEXT, { ...O, source, lora: 65 }), { code: 'INVALID_ARGUMENT' }, 'rank above the smallest side');
+    await assert.rejects(m.finetune(TEXT, { ...O, source: source.subarray(0, 1000) }), (e) => e.code !== undefined, 'a truncated file');
+    assert.equal(await heapUsed(), base, 'nothing left behind by the refusals');
+  } finally {
+    m.dispose();
+  }
+});
+
+test('worker: finetune streams onProgress and returns the main thread\'s bytes; a budget range runs', async () => {
+  const w = await worker.loadModel(initPath);
+  try {
+    const ws = [];
+    const r = await w.finetune(TEXT, { ...O, source, onProgress: (s) => ws.push(s.step) });
+    assert.deepEqual(ws, [1, 2, 3, 4, 5, 6]);
+    const native = cliJoint('native', []);
+    assert.deepEqual(r.model, native.model);
+    assert.deepEqual(r.gates, native.gates);
+    const ranged = await w.finetune(TEXT, { ...O, source, budgetRange: [0.4, 0.9], denseFraction: 0.25 });
+    const nr = cliJoint('native', ['--budget-range', '0.4:0.9', '--dense-fraction', '0.25']);
+    assert.deepEqual(ranged.model, nr.model, 'a budget range: = the CLI');
+    const sched = { weightLrMin: 1e-4, weightWarmup: 2, noiseEnd: 0 };
+    const rs = await w.finetune(TEXT, { ...O, ...sched, source });
+    const ns = cliJoint('native', ['--weight-lr-min', '1e-4', '--weight-warmup', '2', '--noise-end', '0']);
+    assert.deepEqual(rs.model, ns.model, 'the weights\' schedule and the noise: = the CLI');
+    assert.deepEqual(rs.gates, ns.gates);
+  } finally {
+    await w.dispose();
+  }
+});

@@ -1,0 +1,222 @@
+// llama.cpp itself (node-llama-cpp, CPU build) as the oracle for every
+// architecture x weight type: a seeded random model written by `doze init`
+// is read by both runtimes; from the same prompt ids, 48 greedy steps must
+// give the same ids, and the next-token distributions must agree:
+// max |dp| <= 1e-4 for F32/F16/BF16, and for the quantized types within the
+// figure measured (docs/exactness.md) with a margin. Doze runs natively (the
+// CLI's --trace/--logits) and in wasm (the package's Session#step).
+//
+// node-llama-cpp is a required dev dependency: this file imports it
+// statically, so without it the suite fails rather than skips.
+//
+// DOZE_ORACLE_TABLE=1 prints the markdown table of docs/exactness.md;
+// DOZE_ORACLE_ARCH=qwen3 runs the architectures whose name starts so.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { getLlama } from 'node-llama-cpp';
+
+import { loadModel } from '../../js/src/index.js';
+import { readFloats, run, scratch } from './helpers.js';
+
+const STEPS = 48;
+const PROMPT = 'the cat sat on the mat';
+const COMMON = ['--hidden', '512', '--layers', '2', '--vocab', '512', '--ctx', '128', '--seed', '11'];
+
+// Row lengths (dim 256, hidden 512, heads x head size 256..768) are whole
+// 256-blocks so that the K-quant types are used for every matrix. The
+// embedding and classifier ranges (--embd-scale) give soft distributions
+// (greedy p mostly 0.1-0.5): a one-hot distribution would hide any error.
+// A tied random classifier favours the token just seen, so the tied model
+// repeats a token or two; the untied ones wander over the vocabulary.
+const ARCHS = [
+  { name: 'llama (MHA, tied)', args: ['--arch', 'llama', '--dim', '256', '--heads', '4', '--embd-scale', '0.1'] },
+  { name: 'llama3 (rope_freqs, GQA 8/2, untied)',
+    args: ['--arch', 'llama3', '--dim', '256', '--heads', '8', '--kv-heads', '2', '--untied', '--embd-scale', '0.4'] },
+  { name: 'qwen2 (QKV biases, GQA 4/2, untied)',
+    args: ['--arch', 'qwen2', '--dim', '256', '--heads', '4', '--kv-heads', '2', '--untied', '--embd-scale', '0.4'] },
+  { name: 'qwen3 (q/k norms, head 128 != 256/6, GQA 6/3, untied)',
+    args: ['--arch', 'qwen3', '--dim', '256', '--heads', '6', '--kv-heads', '3', '--head-dim', '128', '--untied',
+      '--embd-scale', '0.4'] },
+];
+
+// One row per weight type: `doze init --type` name and the largest max |dp|
+// accepted: 1e-4 for F32 (the issue's bound; measured ~1e-6); for the others
+// about 3x the worst figure measured over the architectures above (natively
+// and in wasm: the same bits). Both runtimes read the same weight bytes; the
+// gap is llama.cpp's rounding of the activations: to F16 / BF16 for F16 /
+// BF16 weights, to 8 bits per 32 (Q8_0) for Q8_0 / Q4_0, per 256 (Q8_K) for
+// the K-quants, where Doze keeps F32 activations for F16 / BF16 and uses
+// Q8_0 for all quantized types. docs/exactness.md has the table and the
+// evidence. Adding a type is one line here.
+const TYPES = [
+  { type: 'f32', maxDp: 1e-4 },
+  { type: 'f16', maxDp: 4e-3 },
+  { type: 'bf16', maxDp: 2.5e-2 },
+  { type: 'q8_0', maxDp: 2.5e-2 },
+  { type: 'q4_0', maxDp: 2e-2 },
+  { type: 'q4_k', maxDp: 0.1 },
+  { type: 'q5_k', maxDp: 0.12 },
+  { type: 'q6_k', maxDp: 0.12 },
+  { type: 'q4_k_m', maxDp: 0.12 },
+];
+
+/** p = softmax(logits), in double. */
+function softmax(logits) {
+  let m = -Infinity;
+  for (const v of logits) m = Math.max(m, v);
+  const p = new Float64Array(logits.length);
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += (p[i] = Math.exp(logits[i] - m));
+  for (let i = 0; i < p.length; i++) p[i] /= s;
+  return p;
+}
+
+const argmax = (p) => p.reduce((b, v, i) => (v > p[b] ? i : b), 0);
+
+/** llama.cpp: the prompt ids, then STEPS greedy tokens and their full distributions. */
+async function llamaRun(llama, path, promptIds) {
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  // F32 KV cache and no flash attention: llama.cpp's defaults round keys and
+  // values to F16, which would be llama.cpp's error, not Doze's.
+  const ctx = await model.createContext({
+    contextSize: 128, batchSize: 128, threads: 1, flashAttention: false,
+    experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+  });
+  try {
+    const seq = ctx.getSequence();
+    const out = [];
+    const V = model.tokens.vocabSize ?? 512;
+    for await (const r of seq.evaluateWithMetadata([...promptIds], { probabilities: true }, { temperature: 0 })) {
+      const p = new Float64Array(V);
+      for (const [id, v] of r.probabilities) p[id] = v;
+      out.push({ id: r.token, p });
+      if (out.length >= STEPS) break;
+    }
+    return out;
+  } finally {
+    await ctx.dispose();
+    await model.dispose();
+  }
+}
+
+/**
+ * Doze natively: the CLI fed the prompt and llama.cpp's greedy ids
+ * (--prompt-ids), token by token; the distributions of the STEPS positions
+ * from the prompt's last token on.
+ */
+function nativeRun(path, dir, promptIds, followIds) {
+  const logits = join(dir, 'logits.f32');
+  const ids = [...promptIds, ...followIds.slice(0, STEPS - 1)];
+  const r = run('native', ['generate', path, '--prompt-ids', ids.join(' '), '--steps', String(ids.length),
+    '--temp', '0', '--no-stop', '--logits', logits]);
+  assert.equal(r.status, 0, r.stderr);
+  const all = readFloats(logits);
+  const V = all.length / ids.length;
+  const out = [];
+  for (let k = 0; k < STEPS; k++) out.push(softmax(all.subarray((promptIds.length - 1 + k) * V, (promptIds.length + k) * V)));
+  return out;
+}
+
+/** Doze in wasm: the package's session, step by step over the same ids. */
+async function wasmRun(model, promptIds, followIds) {
+  const s = model.createSession();
+  try {
+    const out = [];
+    const ids = [...promptIds, ...followIds];
+    for (let i = 0; i < promptIds.length - 1 + STEPS; i++) {
+      const { logits } = await s.step(ids[i]);
+      if (i >= promptIds.length - 1) out.push(softmax(logits));
+    }
+    return out;
+  } finally {
+    s.dispose();
+  }
+}
+
+/**
+ * max |dp| over the vocabulary and steps; the steps whose greedy id differs
+ * from llama.cpp's (`flips`), and of those the ones that are not near ties
+ * (llama.cpp's own probabilities of the two ids further apart than `tol`).
+ */
+function compare(ref, ps, tol) {
+  let maxDp = 0;
+  let flips = 0;
+  const bad = [];
+  for (let t = 0; t < ref.length; t++) {
+    const p = ps[t];
+    const a = argmax(p);
+    if (a !== ref[t].id) {
+      flips++;
+      const gap = ref[t].p[ref[t].id] - ref[t].p[a];
+      if (gap > tol) bad.push(`step ${t}: doze ${a}, llama.cpp ${ref[t].id} (gap ${gap.toExponential(2)})`);
+    }
+    for (let i = 0; i < p.length; i++) maxDp = Math.max(maxDp, Math.abs(p[i] - ref[t].p[i]));
+  }
+  return { maxDp, flips, bad };
+}
+
+test('llama.cpp oracle: every architecture x type, 48 greedy steps, natively and in wasm', { timeout: 600_000 },
+  async (t) => {
+    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+    const dir = scratch();
+    const rows = [];
+    const failures = [];
+    try {
+      for (const [ai, arch] of ARCHS.entries()) {
+        if (process.env.DOZE_ORACLE_ARCH && !arch.name.startsWith(process.env.DOZE_ORACLE_ARCH)) continue;
+        // the F32 model, to put each type's gap beside its quantization error
+        const f32Path = join(dir, `a${ai}-f32-ref.gguf`);
+        const initF32 = run('native', ['init', '-o', f32Path, ...COMMON, ...arch.args, '--type', 'f32']);
+        assert.equal(initF32.status, 0, initF32.stderr);
+        const f32Model = await loadModel(readFileSync(f32Path));
+        try {
+          for (const { type, maxDp } of TYPES) {
+            const path = join(dir, `a${ai}-${type}.gguf`);
+            const init = run('native', ['init', '-o', path, ...COMMON, ...arch.args, '--type', type]);
+            assert.equal(init.status, 0, init.stderr);
+
+            const model = await loadModel(readFileSync(path));
+            let ref, natPs, wasmPs, f32Ps;
+            try {
+              // the prompt as Doze tokenizes it (BOS first); llama.cpp gets the same ids
+              const promptIds = Array.from(model.tokenize(PROMPT, { bos: true }));
+              ref = await llamaRun(llama, path, promptIds);
+              assert.equal(ref.length, STEPS);
+              natPs = nativeRun(path, dir, promptIds, ref.map((r) => r.id));
+              wasmPs = await wasmRun(model, promptIds, ref.map((r) => r.id));
+              f32Ps = await wasmRun(f32Model, promptIds, ref.map((r) => r.id));
+            } finally {
+              model.dispose();
+            }
+            const cn = compare(ref, natPs, maxDp);
+            const cw = compare(ref, wasmPs, maxDp);
+            rows.push({ arch: arch.name, type, native: cn.maxDp, wasm: cw.maxDp, flips: cn.flips, flipsW: cw.flips,
+              quant: compare(ref, f32Ps, 1).maxDp, maxP: Math.max(...ref.map((r) => r.p[r.id])) });
+            const tag = `${arch.name} ${type}`;
+            // the same logits bit for bit natively and in wasm
+            let nw = 0;
+            for (let k = 0; k < STEPS; k++) for (let i = 0; i < natPs[k].length; i++) nw = Math.max(nw, Math.abs(natPs[k][i] - wasmPs[k][i]));
+            if (nw !== 0) failures.push(`${tag}: native and wasm differ (${nw})`);
+            for (const b of cn.bad) failures.push(`${tag}: native greedy id differs at ${b}`);
+            for (const b of cw.bad) failures.push(`${tag}: wasm greedy id differs at ${b}`);
+            if (!(cn.maxDp <= maxDp)) failures.push(`${tag}: native max|dp| ${cn.maxDp.toExponential(2)} > ${maxDp}`);
+            if (!(cw.maxDp <= maxDp)) failures.push(`${tag}: wasm max|dp| ${cw.maxDp.toExponential(2)} > ${maxDp}`);
+          }
+        } finally {
+          f32Model.dispose();
+        }
+      }
+    } finally {
+      await llama.dispose();
+    }
+    const fmt = (x) => x.toExponential(1);
+    const table = ['| architecture | type | max \\|Δp\\| native | max \\|Δp\\| wasm | near-tie flips | vs Doze on the F32 model | largest greedy p |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+      ...rows.map((r) => `| ${r.arch} | ${r.type} | ${fmt(r.native)} | ${fmt(r.wasm)} | ${r.flips} | ${fmt(r.quant)} | ${r.maxP.toFixed(3)} |`)];
+    if (process.env.DOZE_ORACLE_TABLE) console.log(table.join('\n'));
+    for (const r of rows) t.diagnostic(`${r.arch} ${r.type}: max|dp| native ${fmt(r.native)} wasm ${fmt(r.wasm)}; near-tie flips ${r.flips}/${r.flipsW}; F32 model ${fmt(r.quant)}; top p ${r.maxP.toFixed(3)}`);
+    assert.deepEqual(failures, []);
+  });
