@@ -82,6 +82,17 @@ export interface LoadOptions {
   /** A custom location of doze.wasm, its bytes, or a precompiled WebAssembly.Module. */
   wasm?: WasmSource;
   /**
+   * Threads for the forward pass, an integer in [1, 64]; default the cores
+   * (navigator.hardwareConcurrency / os.availableParallelism()), at most 8.
+   * More than 1 loads doze-mt.wasm and starts one worker per extra thread;
+   * results are bit-identical for any count. Without SharedArrayBuffer (a
+   * page that is not cross-origin isolated) it falls back to 1 thread with
+   * one console warning (see info.threads).
+   * simd: 'relaxed' with more than 1 thread is an INVALID_ARGUMENT error, and with simd:
+   * 'relaxed' the default is 1 thread: doze-mt.wasm is built with strict SIMD only.
+   */
+  threads?: number;
+  /**
    * Browser only (the Cache API; an http(s) URL source): use a cached copy of the model when its size
    * (and sha256, when given) checks, else download and store the completed download. Where there is no
    * Cache API (Node, insecure pages) a true value is an INVALID_ARGUMENT error. A download whose
@@ -93,6 +104,8 @@ export interface LoadOptions {
    * int8 dot; the same results bit for bit) where hasRelaxedSimd(), else doze.wasm; 'relaxed' insists
    * (NO_RELAXED_SIMD error where the engine lacks it); 'strict' always loads doze.wasm.
    * With `wasm` given, that module is used as it is. model.info.simd says which one runs.
+   * On more than 1 thread the model runs doze-mt.wasm, which has strict SIMD only: 'auto' and
+   * 'strict' load it, 'relaxed' means 1 thread (see `threads`).
    */
   simd?: SimdChoice;
 }
@@ -106,6 +119,8 @@ export type WeightType =
 
 export interface ModelInfo {
   architecture: string;
+  /** Threads the model runs on (1 after a fallback). */
+  threads: number;
   layers: number;
   heads: number;
   kvHeads: number;
@@ -138,7 +153,7 @@ export interface ModelInfo {
   ffnOrder: number;
   /** Only when loaded with the `cache` option: where the bytes came from. */
   cache?: ModelCacheInfo;
-  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm). */
+  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm, or doze-mt.wasm on more than 1 thread). */
   simd: 'relaxed' | 'strict';
 }
 

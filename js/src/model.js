@@ -80,15 +80,17 @@ export class Model {
   #allGates = new Set();
   #calibrating = null; // the in-flight automatic calibration
   #finetunes = new Set(); // in-flight finetuneGates runs ({ free })
+  #pool = null; // the thread pool's workers (js/src/pool.js), or null
 
   /** @internal test hook: called after each step with its compute ratio, inside the timed region (a slower machine). */
   _testAfterStep = null;
 
   /** @internal */
-  constructor(rt, ptr) {
+  constructor(rt, ptr, pool = null) {
     this.#rt = rt;
     this.#ptr = ptr;
-    this.info = readInfo(rt, ptr);
+    this.#pool = pool;
+    this.info = Object.freeze({ ...readInfo(rt, ptr), threads: pool ? pool.threads : 1 });
   }
 
   /** @internal */
@@ -370,7 +372,9 @@ export class Model {
     for (const r of [...this.#finetunes]) r.free();
     for (const g of [...this.#allGates]) g.dispose();
     this.#shared = null;
-    this.#rt.x.doze_model_free(this.#ptr);
+    this.#rt.x.doze_model_free(this.#ptr); // stops the pool: its workers leave their loop
     this.#ptr = 0;
+    if (this.#pool) this.#pool.stop();
+    this.#pool = null;
   }
 }
