@@ -82,6 +82,17 @@ export interface LoadOptions {
   /** A custom location of doze.wasm, its bytes, or a precompiled WebAssembly.Module. */
   wasm?: WasmSource;
   /**
+   * Threads for the forward pass, an integer in [1, 64]; default the cores
+   * (navigator.hardwareConcurrency / os.availableParallelism()), at most 8.
+   * More than 1 loads doze-mt.wasm and starts one worker per extra thread;
+   * results are bit-identical for any count. Without SharedArrayBuffer (a
+   * page that is not cross-origin isolated) it falls back to 1 thread with
+   * one console warning (see info.threads).
+   * simd: 'relaxed' with more than 1 thread is an INVALID_ARGUMENT error, and with simd:
+   * 'relaxed' the default is 1 thread: doze-mt.wasm is built with strict SIMD only.
+   */
+  threads?: number;
+  /**
    * Browser only (the Cache API; an http(s) URL source): use a cached copy of the model when its size
    * (and sha256, when given) checks, else download and store the completed download. Where there is no
    * Cache API (Node, insecure pages) a true value is an INVALID_ARGUMENT error. A download whose
@@ -93,16 +104,23 @@ export interface LoadOptions {
    * int8 dot; the same results bit for bit) where hasRelaxedSimd(), else doze.wasm; 'relaxed' insists
    * (NO_RELAXED_SIMD error where the engine lacks it); 'strict' always loads doze.wasm.
    * With `wasm` given, that module is used as it is. model.info.simd says which one runs.
+   * On more than 1 thread the model runs doze-mt.wasm, which has strict SIMD only: 'auto' and
+   * 'strict' load it, 'relaxed' means 1 thread (see `threads`).
    */
   simd?: SimdChoice;
 }
 
 export type SimdChoice = 'auto' | 'relaxed' | 'strict';
 
-export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0' | (string & {});
+/** The type of layer 0's attn_q.weight (a mixed file such as Q4_K_M reports its q4_k). */
+export type WeightType =
+  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'iq4_nl' | 'q4_k' | 'q5_k' | 'q6_k'
+  | (string & {});
 
 export interface ModelInfo {
   architecture: string;
+  /** Threads the model runs on (1 after a fallback). */
+  threads: number;
   layers: number;
   heads: number;
   kvHeads: number;
@@ -127,7 +145,7 @@ export interface ModelInfo {
   bosId: number;
   eosId: number;
   unkId: number;
-  /** Intermediate channels per FFN block: 16 when the FFN weights are f32/f16 and hiddenDim < 256, else 32. */
+  /** Intermediate channels per FFN block: 256 when an ffn_down is a K-quant; else 16 when the FFN weights are unquantized (f32/f16/bf16) and hiddenDim < 256; else 32. */
   ffnBlock: number;
   /** FFN blocks per layer: ceil(hiddenDim / ffnBlock). */
   ffnBlocks: number;
@@ -135,7 +153,7 @@ export interface ModelInfo {
   ffnOrder: number;
   /** Only when loaded with the `cache` option: where the bytes came from. */
   cache?: ModelCacheInfo;
-  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm). */
+  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm, or doze-mt.wasm on more than 1 thread). */
   simd: 'relaxed' | 'strict';
 }
 
@@ -166,9 +184,9 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Prepend BOS to the prompt (default: when the context is empty). */
   bos?: boolean;
-  /** Do not stop when EOS or BOS is sampled (the CLI's --no-stop). */
   /** Control tokens written in the prompt (<|im_start|>, ...) are single tokens (default false: text). */
   parseSpecial?: boolean;
+  /** Do not stop when BOS or an end-of-generation token (EOS, <|eot_id|>, <|im_end|>, ...) is sampled (the CLI's --no-stop). */
   ignoreEos?: boolean;
   /** Called after each prompt token's forward step (its mask, compute, budget and time). */
   onPromptStep?: (step: PromptStep) => void;
@@ -349,6 +367,8 @@ export interface CalibrateOptions {
 export interface FinetuneStep {
   /** 1, 2, ..., steps. */
   step: number;
+  /** The run's number of steps. */
+  steps: number;
   /** kl + computeWeight * (expectedCompute - budget)^2. */
   loss: number;
   /** Mean KL(dense || gated) per token, nats. */
@@ -398,8 +418,6 @@ export interface FinetuneOptions {
 
 /** One step of Model#finetune, as onProgress receives it. */
 export interface JointFinetuneStep extends FinetuneStep {
-  /** The run's number of steps. */
-  steps: number;
   /** The task loss of the step: KL to the dense model (loss 'kl') or the text's cross-entropy (loss 'ce'), nats per token. */
   kl: number;
 }
@@ -461,15 +479,15 @@ export class Gates {
 }
 
 export interface GenerateResult {
-  /** 'eos': EOS or BOS sampled; 'stop': a stop string or id; 'length': maxTokens; 'context': the context is full. */
+  /** 'eos': BOS or an end-of-generation token sampled; 'stop': a stop string or id; 'length': maxTokens; 'context': the context is full. */
   reason: 'eos' | 'stop' | 'length' | 'context';
   tokens: number;
   text: string;
   /** Prompt tokens fed (BOS and a pending token included). */
   promptTokens: number;
   /**
-   * Milliseconds spent on the prompt, up to the first sampled token. A dense
-   * prompt (budget 1, no onPromptStep) runs as batched prefill.
+   * Milliseconds spent on the prompt, up to the first sampled token. Without
+   * onPromptStep the prompt runs as batched prefill (gated batches under a budget).
    */
   promptMs: number;
   /** Speculative generation: its totals (null otherwise). */
@@ -545,7 +563,7 @@ export class Model {
   /**
    * Streams the assistant's reply to `messages` rendered with the model's chat
    * template (tokenizer.chat_template, via @huggingface/jinja), from an empty
-   * context; stops at EOS and the template's end-of-turn text or token.
+   * context; stops at an end-of-generation token and the template's end-of-turn text.
    */
   chat(messages: import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
   /** Streams a continuation of `prompt` from an empty context. */

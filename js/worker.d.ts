@@ -19,7 +19,9 @@ export {
   CompleteOptions, GenerateResult, Token, Perplexity, PerplexityOptions, StepMask, StepResult, PromptStep, ForcedMask,
   AutoBudgetOptions, CalibrateOptions, FinetuneOptions, FinetuneStep, WeightType, WasmSource, SimdChoice,
   CacheOption, ModelCacheInfo, CachedModel, listCachedModels, deleteCachedModel,
+  SpeculativeOptions, SpeculativeStep, SpeculativeSummary, JointFinetuneStep, JointFinetuneOptions, JointFinetuneResult,
 } from './index.js';
+export { ChatMessage, ChatOptions } from './chat.js';
 
 /** A main-thread type as the worker entry has it: objects become their proxies. */
 type Remote<T> = T extends Model ? WorkerModel : T extends Session ? WorkerSession : T extends Gates ? WorkerGates : T;
@@ -27,7 +29,10 @@ type Remote<T> = T extends Model ? WorkerModel : T extends Session ? WorkerSessi
 /** Fine-tuning options with `init` a proxy. */
 export type WorkerFinetuneOptions = Omit<FinetuneOptions, 'init'> & { init?: WorkerGates | null };
 
-type RemoteArg<A> = 'init' extends keyof NonNullable<A> ? WorkerFinetuneOptions | Extract<A, undefined> : Remote<A>;
+/** An argument as the proxy takes it: options with an `init` gate take its proxy, the rest as they are. */
+type RemoteArg<A> = A extends undefined ? A
+  : A extends { init?: unknown } ? Omit<A, 'init'> & { init?: WorkerGates | null }
+  : Remote<A>;
 type RemoteArgs<A extends unknown[]> = { [I in keyof A]: RemoteArg<A[I]> };
 
 /** A method as the proxy has it. */

@@ -12,7 +12,7 @@ cmake --build build -j2
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 [ -f build-wasm/CMakeCache.txt ] || emcmake cmake -S . -B build-wasm -DCMAKE_BUILD_TYPE=Release
 cmake --build build-wasm -j2
-[ -f js/dist/doze.wasm ] || { echo "build: js/dist/doze.wasm was not produced" >&2; exit 1; }
+for w in doze.wasm doze-mt.wasm; do [ -f js/dist/$w ] || { echo "build: js/dist/$w was not produced" >&2; exit 1; }; done
 
 # The npm package (js/) ships the default model, its gates and what each
 # budget costs (js/models/, a copy: npm pack takes only files under js/).

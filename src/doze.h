@@ -89,6 +89,8 @@ typedef struct {
     int context_length;   /* 0: the model's own; otherwise min(this, model's) */
     int kernels;          /* a doze_kernel_set */
     uint64_t max_memory;  /* 0: no limit; else fail with OUT_OF_MEMORY above it */
+    int threads;          /* forward-pass threads, 1 .. 64 (0 counts as 1); see
+                             doze_model_set_threads */
 } doze_model_params;
 
 doze_model_params doze_model_default_params(void);
@@ -149,6 +151,16 @@ doze_status doze_model_load_memory(const void *bytes, size_t n, const doze_model
                                    doze_model **out, doze_error *err);
 void doze_model_free(doze_model *m);
 const doze_model_info *doze_model_get_info(const doze_model *m);
+/* Threads for the model's forward pass (1 .. 64; the calling thread counts
+ * as one; 1: no pool). Results are bit-identical for any count. Natively the
+ * threads start here; in wasm (the threaded build) the host starts a worker
+ * per extra thread (js/src/pool.js) and until they all run, work stays on
+ * the caller. A build without threads fails INVALID_ARGUMENT for n > 1. Sessions
+ * made before a change keep working (their attention uses at most the
+ * threads they were made with). One caller at a time uses the threads; a
+ * concurrent caller runs alone. */
+doze_status doze_model_set_threads(doze_model *m, int n_threads, doze_error *err);
+int doze_model_threads(const doze_model *m);
 /* A string-valued metadata key of the model's GGUF file ("general.name",
  * "tokenizer.chat_template", ...): NUL-terminated, owned by the model;
  * NULL when the key is absent or not a string. */

@@ -52,6 +52,26 @@ EMSCRIPTEN_KEEPALIVE void doze_wasm_error_clear(doze_error *e) {
     e->message[0] = '\0';
 }
 
+/* ---- threads (js/src/pool.js) ---- */
+
+/* doze_model_set_threads; the pool the host's workers join (NULL: none). */
+EMSCRIPTEN_KEEPALIVE int doze_wasm_set_threads(doze_model *m, int n, doze_error *err) {
+    return (int)doze_model_set_threads(m, n, err);
+}
+EMSCRIPTEN_KEEPALIVE doze_pool *doze_wasm_model_pool(doze_model *m) { return m ? m->pool : NULL; }
+EMSCRIPTEN_KEEPALIVE void *doze_wasm_pool_stack_top(doze_pool *p, int i) { return pool_stack_top(p, i); }
+/* a worker's loop: returns when the model is freed */
+EMSCRIPTEN_KEEPALIVE void doze_wasm_pool_work(doze_pool *p, int i) { pool_work(p, i); }
+EMSCRIPTEN_KEEPALIVE int doze_wasm_pool_started(doze_pool *p) { return pool_started(p); }
+/* 1 in doze-mt.wasm */
+EMSCRIPTEN_KEEPALIVE int doze_wasm_has_threads(void) {
+#if defined(__wasm_atomics__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* ---- loader ---- */
 
 /* doze_loader_new with the default params but context_length (0: the

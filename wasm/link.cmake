@@ -7,11 +7,6 @@
 set(DOZE_WASM_INITIAL_MEMORY 16777216 CACHE STRING "initial wasm memory, bytes")
 set(DOZE_WASM_STACK_SIZE 1048576 CACHE STRING "wasm shadow stack, bytes")
 
-set_target_properties(doze_wasm PROPERTIES
-  OUTPUT_NAME doze
-  SUFFIX ".wasm"
-  RUNTIME_OUTPUT_DIRECTORY ${DOZE_WASM_OUT})
-
 # Emscripten 3.1.6 rejects undefined symbols it has no JS library entry for,
 # even ones declared with import_module("env") (as io_host.c does). A JS
 # library naming them (bodies unused: we ship no Emscripten JS) makes them
@@ -27,7 +22,7 @@ file(CONFIGURE OUTPUT ${DOZE_WASM_HOST_LIBRARY} CONTENT "${_doze_lib}")
 
 # Emscripten 3.1.6 spells the stack setting TOTAL_STACK (STACK_SIZE came in
 # 3.1.25, which keeps TOTAL_STACK as an alias).
-target_link_options(doze_wasm PRIVATE
+set(_doze_link_options
   -O3
   -msimd128
   -sSTANDALONE_WASM=1
@@ -53,5 +48,28 @@ target_link_options(doze_wasm PRIVATE
 '_doze_finetune_finish','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\
 '_doze_session_truncate','_doze_speculator_free','_doze_speculator_logits']"
   "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
+
+set_target_properties(doze_wasm PROPERTIES
+  OUTPUT_NAME doze
+  SUFFIX ".wasm"
+  RUNTIME_OUTPUT_DIRECTORY ${DOZE_WASM_OUT})
+target_link_options(doze_wasm PRIVATE ${_doze_link_options})
 set_property(TARGET doze_wasm APPEND PROPERTY LINK_DEPENDS
   ${DOZE_WASM_HOST_LIBRARY} ${CMAKE_CURRENT_LIST_FILE})
+
+# doze-mt.wasm: the same module for threads (js/src/pool.js). Its memory is
+# shared and imported (env.memory, made by the glue), so that every worker
+# instantiates the module on it; wasm-ld then makes the data segments
+# passive, initialised once by whichever instance starts first. Without
+# -pthread Emscripten adds no thread runtime: the pool (src/runtime/pool.c)
+# is ours, and each worker gets its stack from the pool.
+if(DOZE_WASM_THREADS)
+  set_target_properties(doze_wasm_mt PROPERTIES
+    OUTPUT_NAME doze-mt
+    SUFFIX ".wasm"
+    RUNTIME_OUTPUT_DIRECTORY ${DOZE_WASM_OUT})
+  target_link_options(doze_wasm_mt PRIVATE ${_doze_link_options}
+    -matomics -mbulk-memory -Wl,--shared-memory -Wl,--import-memory)
+  set_property(TARGET doze_wasm_mt APPEND PROPERTY LINK_DEPENDS
+    ${DOZE_WASM_HOST_LIBRARY} ${CMAKE_CURRENT_LIST_FILE})
+endif()

@@ -19,6 +19,7 @@ const el = {
   urlForm: $('url-form'),
   modelUrl: $('model-url'),
   ctxLen: $('ctx-len'),
+  threads: $('threads'),
   cancelLoad: $('cancel-load'),
   gatesStatus: $('gates-status'),
   gatesFile: $('gates-file'),
@@ -208,6 +209,7 @@ function showInfo(info) {
     ['Parameters', `${fmtCount(info.params)} (${info.weightType})`],
     ['Size', fmtBytes(info.bytes)],
     ['Context', `${info.contextLength} positions`],
+    ['Threads', `${info.threads}${info.threads === 1 && !globalThis.crossOriginIsolated ? ' (the page is not cross-origin isolated)' : ''}`],
   ];
   if (info.cache) rows.push(['Source', info.cache.fromCache ? 'browser cache' : info.cache.stored ? 'network (now cached)' : 'network']);
   el.modelInfo.replaceChildren();
@@ -240,11 +242,12 @@ async function load(source, name, { gatesUrl = null } = {}) {
   state.loading = { ac };
   updateButtons();
   const contextLength = num(el.ctxLen, { min: 2, int: true, fallback: undefined });
+  const threads = num(el.threads, { min: 1, max: 64, int: true, fallback: undefined });
   let model;
   try {
     // a model URL is kept in the browser cache (where the page has the Cache API)
     const cache = typeof source === 'string' && typeof caches !== 'undefined' && window.isSecureContext;
-    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength, ...(cache ? { cache: true } : {}) });
+    model = await loadModel(source, { onProgress, signal: ac.signal, contextLength, threads, ...(cache ? { cache: true } : {}) });
   } catch (e) {
     state.loading = null;
     const why = isAbort(e) ? 'Loading cancelled' : `Could not load ${name}: ${describeError(e)}`;

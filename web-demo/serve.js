@@ -118,6 +118,9 @@ export function startServer({ port = 0, host = '127.0.0.1', modelsDir = join(roo
       'content-length': size,
       'cache-control': 'no-cache',
       'x-content-type-options': 'nosniff',
+      // cross-origin isolation: SharedArrayBuffer, so the model can run on threads
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-embedder-policy': 'require-corp',
     });
     if (req.method === 'HEAD') return res.end();
     const stream = createReadStream(file);

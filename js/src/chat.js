@@ -9,6 +9,7 @@
 
 import { Template } from '@huggingface/jinja';
 import { DozeError } from './errors.js';
+import { bool, string } from './options.js';
 
 /**
  * The texts that end an assistant turn in the common template families.
@@ -113,7 +114,14 @@ export function chatPrompt(model, messages, options = {}) {
  * @param {object} [options]
  */
 export async function* chat(model, messages, options = {}) {
+  if (options != null && (typeof options !== 'object' || Array.isArray(options))) throw invalid('chat: options must be an object');
   const { template, addGenerationPrompt, templateContext, stop, ...generateOptions } = options ?? {};
+  // the chat's own options; generate checks the rest
+  if (template != null) string(template, 'chat: template');
+  if (addGenerationPrompt != null) bool(addGenerationPrompt, 'chat: addGenerationPrompt');
+  if (templateContext != null && (typeof templateContext !== 'object' || Array.isArray(templateContext))) {
+    throw invalid('chat: templateContext must be an object of template variables');
+  }
   const p = chatPrompt(model, messages, { template, addGenerationPrompt, templateContext });
   const extra = stop == null ? [] : Array.isArray(stop) ? stop : [stop];
   return yield* model.generate(p.prompt, { ...generateOptions, ...PARSE_SPECIAL, stop: [...p.stop, ...extra] });

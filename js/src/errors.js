@@ -30,10 +30,21 @@ export function abortError(what = 'the operation', signal) {
   return new DozeError('ABORTED', `${what} was aborted${why}`, reason !== undefined ? { cause: reason } : undefined);
 }
 
-/** Turns anything thrown into a DozeError (codes from wasm.js kept). */
+/** Every code a DozeError can carry (index.d.ts: DozeErrorCode). */
+const DOZE_CODES = new Set([
+  'INVALID_ARGUMENT', 'BAD_MAGIC', 'UNSUPPORTED_VERSION', 'TRUNCATED', 'BAD_FORMAT', 'UNSUPPORTED_TYPE', 'BAD_SHAPE',
+  'MISSING', 'OUT_OF_MEMORY', 'IO', 'TOKEN_RANGE', 'BAD_UTF8', 'CONTEXT_FULL', 'ABORTED', 'STATE',
+  'NO_WASM_SIMD', 'NO_RELAXED_SIMD', 'NO_WASM_FILE', 'WASM_IMPORTS', 'WORKER',
+]);
+
+/**
+ * Turns anything thrown into a DozeError. A Doze code already on the error
+ * (wasm.js tags its errors) is kept; another code (Node's EISDIR, EIO, ...)
+ * stays in the message and the cause, and the error gets fallbackCode.
+ */
 export function toDozeError(e, fallbackCode = 'IO', context = '') {
   if (e instanceof DozeError) return e;
-  const code = e && typeof e.code === 'string' && /^[A-Z_]+$/.test(e.code) ? e.code : fallbackCode;
+  const code = e && typeof e.code === 'string' && DOZE_CODES.has(e.code) ? e.code : fallbackCode;
   const msg = e && e.message ? e.message : String(e);
   return new DozeError(code, context ? `${context}: ${msg}` : msg, { cause: e });
 }

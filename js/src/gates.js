@@ -186,15 +186,9 @@ export function trainDefaults(rt) {
   return d;
 }
 
-/**
- * Trains gates for `model` on `text` (see Model#finetuneGates); returns the
- * doze_gates pointer. `o` holds checked options (`init` a Gates of this
- * model or null). `track(run)` / `untrack(run)` let the model free a run
- * in flight at its dispose().
- */
-export async function finetune(model, rt, text, o, track, untrack) {
-  const d = trainDefaults(rt);
-  const p = {
+/** The parameters both trainers take from checked options `o` and the C defaults `d`. */
+export function gateRunParams(o, d) {
+  return {
     budget: o.budget ?? d.budget,
     steps: o.steps ?? d.steps,
     contextLength: o.contextLength ?? d.contextLength,
@@ -205,12 +199,56 @@ export async function finetune(model, rt, text, o, track, untrack) {
     tauStart: o.tauStart ?? d.tauStart,
     tauEnd: o.tauEnd ?? d.tauEnd,
   };
-  const { init = null, onStep, signal: sig } = o;
-  if (init != null) {
-    if (!(init instanceof Gates)) throw invalid('finetuneGates: init must be a Gates object or null');
-    if (init.model !== model) throw invalid('finetuneGates: init belongs to another model object (save it and loadGates the bytes)');
-    init._ptr();
+}
+
+/** A run's starting gates: null, or live Gates of this very model object. */
+export function checkInit(model, init, call) {
+  if (init == null) return;
+  if (!(init instanceof Gates)) throw invalid(`${call}: init must be a Gates object or null`);
+  if (init.model !== model) throw invalid(`${call}: init belongs to another model object (save it and loadGates the bytes)`);
+  init._ptr();
+}
+
+/**
+ * Runs the `p.steps` optimizer steps of the run `getRun()` (a doze_finetune
+ * pointer, 0 once the model's dispose() freed it), reporting each to
+ * `onStep`; yields to the event loop between steps so that aborts and
+ * dispose() are served.
+ */
+export async function runSteps(model, rt, getRun, p, call, onStep, sig) {
+  const tokensPerStep = p.batch * p.contextLength;
+  const out = rt.doze.malloc(8 * 8);
+  try {
+    for (let i = 0; i < p.steps; i++) {
+      const t0 = now();
+      rt.check(rt.x.doze_wasm_finetune_step(getRun(), out, rt.err), call);
+      const ms = now() - t0;
+      const v = new Float64Array(rt.x.memory.buffer, out, 6);
+      const stats = {
+        step: v[0], steps: p.steps, loss: v[1], kl: v[2], compute: v[4], expectedCompute: v[3], tau: v[5],
+        tokensPerSecond: (tokensPerStep * 1000) / Math.max(ms, 1e-6), ms,
+      };
+      if (onStep) onStep(stats);
+      await yieldToEventLoop();
+      if (!getRun()) model._alive(); // disposed meanwhile
+      if (sig && sig.aborted) throw abortError('fine-tuning', sig);
+    }
+  } finally {
+    rt.doze.free(out);
   }
+}
+
+/**
+ * Trains gates for `model` on `text` (see Model#finetuneGates); returns the
+ * doze_gates pointer. `o` holds checked options (`init` a Gates of this
+ * model or null). `track(run)` / `untrack(run)` let the model free a run
+ * in flight at its dispose().
+ */
+export async function finetune(model, rt, text, o, track, untrack) {
+  const d = trainDefaults(rt);
+  const p = gateRunParams(o, d);
+  const { init = null, onStep, signal: sig } = o;
+  checkInit(model, init, 'finetuneGates');
   if (sig && sig.aborted) throw abortError('fine-tuning', sig);
   const [lo, hi] = seedHalves(o.seed ?? d.seed);
   let f = 0;
@@ -232,26 +270,7 @@ export async function finetune(model, rt, text, o, track, untrack) {
       f = 0;
     };
     track(run);
-    const tokensPerStep = p.batch * p.contextLength;
-    const out = rt.doze.malloc(8 * 8);
-    try {
-      for (let i = 0; i < p.steps; i++) {
-        const t0 = now();
-        rt.check(rt.x.doze_wasm_finetune_step(f, out, rt.err), 'finetuneGates');
-        const ms = now() - t0;
-        const v = new Float64Array(rt.x.memory.buffer, out, 6);
-        const stats = {
-          step: v[0], loss: v[1], kl: v[2], compute: v[4], expectedCompute: v[3], tau: v[5],
-          tokensPerSecond: (tokensPerStep * 1000) / Math.max(ms, 1e-6), ms,
-        };
-        if (onStep) onStep(stats);
-        await yieldToEventLoop();
-        if (!f) model._alive(); // disposed meanwhile
-        if (sig && sig.aborted) throw abortError('fine-tuning', sig);
-      }
-    } finally {
-      rt.doze.free(out);
-    }
+    await runSteps(model, rt, () => f, p, 'finetuneGates', onStep, sig);
     rt.check(rt.x.doze_finetune_finish(f, rt.err), 'finetuneGates');
     const g = rt.x.doze_finetune_take_gates(f);
     if (!g) throw new DozeError('STATE', 'finetuneGates: the run has no gates');

@@ -6,8 +6,7 @@
 // the caller exactly what it had.
 
 import { DozeError, abortError } from './errors.js';
-import { now, yieldToEventLoop } from './runtime.js';
-import { FINETUNE_OPTIONS, Gates, trainDefaults } from './gates.js';
+import { FINETUNE_OPTIONS, checkInit, gateRunParams, runSteps, trainDefaults } from './gates.js';
 import { bool, checkOptions, func, int, invalid, num, oneOf, seedHalves } from './options.js';
 
 const bytesOption = (v, where) => {
@@ -88,15 +87,7 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
   const d = trainDefaults(rt);
   const j = jointDefaults(rt);
   const p = {
-    budget: o.budget ?? d.budget,
-    steps: o.steps ?? d.steps,
-    contextLength: o.contextLength ?? d.contextLength,
-    batch: o.batch ?? d.batch,
-    lr: o.lr ?? d.lr,
-    weightDecay: o.weightDecay ?? d.weightDecay,
-    computeWeight: o.computeWeight ?? d.computeWeight,
-    tauStart: o.tauStart ?? d.tauStart,
-    tauEnd: o.tauEnd ?? d.tauEnd,
+    ...gateRunParams(o, d),
     loss: (o.loss ?? j.loss) === 'ce' ? 1 : 0,
     weightLr: o.weightLr ?? j.weightLr,
     weightClip: o.weightClip ?? j.weightClip,
@@ -108,11 +99,7 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
     noiseEnd: o.noiseEnd ?? j.noiseEnd,
   };
   const { init = null, onProgress, signal: sig, source } = o;
-  if (init != null) {
-    if (!(init instanceof Gates)) throw invalid('finetune: init must be a Gates object or null');
-    if (init.model !== model) throw invalid('finetune: init belongs to another model object (save it and loadGates the bytes)');
-    init._ptr();
-  }
+  checkInit(model, init, 'finetune');
   if (sig && sig.aborted) throw abortError('fine-tuning', sig);
   const [lo, hi] = seedHalves(o.seed ?? d.seed);
   let f = 0;
@@ -141,23 +128,9 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
       rt.doze.free(tp);
     }
     if (!f) throw rt.error('finetune');
-    const tokensPerStep = p.batch * p.contextLength;
+    await runSteps(model, rt, () => f, p, 'finetune', onProgress, sig);
     const out = rt.doze.malloc(8 * 8);
     try {
-      for (let i = 0; i < p.steps; i++) {
-        const t0 = now();
-        rt.check(rt.x.doze_wasm_finetune_step(f, out, rt.err), 'finetune');
-        const ms = now() - t0;
-        const v = new Float64Array(rt.x.memory.buffer, out, 6);
-        const stats = {
-          step: v[0], steps: p.steps, loss: v[1], kl: v[2], compute: v[4], expectedCompute: v[3], tau: v[5],
-          tokensPerSecond: (tokensPerStep * 1000) / Math.max(ms, 1e-6), ms,
-        };
-        if (onProgress) onProgress(stats);
-        await yieldToEventLoop();
-        if (!f) model._alive(); // disposed meanwhile
-        if (sig && sig.aborted) throw abortError('fine-tuning', sig);
-      }
       // the new model file, from the original one with the trained weights
       file = rt.doze.writeBytes(source);
       rt.check(rt.x.doze_wasm_finetune_write_model(f, file, source.byteLength, out, rt.err), 'finetune');

@@ -7,6 +7,7 @@ import { openSource } from './sources.js';
 import { cacheOption, openCachedSource } from './cache.js';
 import { Model } from './model.js';
 import { checkOptions, func, int, invalid, num, oneOf, signal } from './options.js';
+import { MAX_THREADS, defaultThreads, startPool, threadsUnavailable, warnFallback } from './pool.js';
 
 const STAGING_BYTES = 1 << 18; // bounded copy area in wasm memory for loading
 const IN_MEMORY_YIELD_BYTES = 16 << 20;
@@ -26,6 +27,7 @@ export const LOAD_OPTIONS = {
   maxMemory: num(0),
   totalBytes: num(0),
   wasm: wasmOption,
+  threads: int(1, MAX_THREADS),
   cache: cacheOption,
   simd: oneOf('auto', 'relaxed', 'strict'),
 };
@@ -55,7 +57,31 @@ export async function loadModel(source, options) {
   const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, cache, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  const rt = await getRuntime({ wasm, simd });
+  // Two wasm variants speed things up, and they do not combine: doze-mt.wasm
+  // (threads) is built with strict SIMD only, because doze-relaxed.wasm is
+  // linked outside Emscripten (wasm/relaxed.cmake) against single-thread
+  // libraries, and a shared-memory relaxed build would be a fourth module for
+  // a smaller gain than threads give. So threads win the default: more than 1
+  // thread loads doze-mt.wasm; 1 thread (or no SharedArrayBuffer, or a custom
+  // single-thread wasm) chooses between doze.wasm and doze-relaxed.wasm as
+  // ever. simd: 'relaxed' asks for the relaxed build, so it defaults to 1
+  // thread and refuses more.
+  if (simd === 'relaxed' && o.threads > 1) {
+    throw invalid(`loadModel: simd: 'relaxed' runs on 1 thread (the threaded build, doze-mt.wasm, has strict SIMD only), got threads: ${o.threads}`);
+  }
+  let threads = o.threads ?? (simd === 'relaxed' ? 1 : await defaultThreads());
+  if (threads > 1) {
+    const why = threadsUnavailable();
+    if (why) {
+      warnFallback(why);
+      threads = 1;
+    }
+  }
+  const rt = await getRuntime({ wasm, simd, threaded: threads > 1 });
+  if (threads > 1 && !rt.doze.threaded) {
+    warnFallback('the wasm option gave a module without threads (build doze-mt.wasm)');
+    threads = 1;
+  }
   const x = rt.x;
   let src = null;
   let ld = 0;
@@ -101,7 +127,20 @@ export async function loadModel(source, options) {
     }
     const m = x.doze_wasm_loader_finish(ld, rt.err);
     if (!m) throw rt.error();
-    let model = new Model(rt, m);
+    let pool = null;
+    if (threads > 1) {
+      try {
+        pool = await startPool(rt, m, threads);
+      } catch (e) {
+        if (!e.leakModel) x.doze_model_free(m);
+        throw e;
+      }
+    }
+    let model = new Model(rt, m, pool);
+    if (sig && sig.aborted) {
+      model.dispose();
+      throw abortError('loading the model', sig);
+    }
     if (contextLength > model.info.contextLength) {
       // the loader caps the context at the model's own; asking for more is a mistake
       const own = model.info.contextLength;

@@ -11,7 +11,11 @@ import { PieceDecoder } from './text.js';
 import { bool, checkOptions, invalid, tokenIds } from './options.js';
 import { API } from './api.js';
 
-const WEIGHT_TYPES = { 0: 'f32', 1: 'f16', 2: 'q4_0', 8: 'q8_0' };
+/** The C type table's name of a ggml type id ('q4_k', 'bf16', ...). */
+function typeName(rt, id) {
+  const p = rt.x.doze_type_name(id);
+  return p ? rt.doze.readString(p) : `type${id}`;
+}
 
 const INFO_FIELDS = [
   'dim', 'hiddenDim', 'layers', 'heads', 'kvHeads', 'headDim', 'ropeDim', 'vocabSize',
@@ -39,7 +43,7 @@ function readInfo(rt, m) {
       contextLength: raw.contextLength,
       normEps: raw.normEps,
       ropeTheta: raw.ropeTheta,
-      weightType: WEIGHT_TYPES[raw.weightTypeId] ?? `type${raw.weightTypeId}`,
+      weightType: typeName(rt, raw.weightTypeId),
       tiedOutput: raw.tiedOutput === 1,
       params: raw.params,
       bytes: raw.bytes,
@@ -76,15 +80,17 @@ export class Model {
   #allGates = new Set();
   #calibrating = null; // the in-flight automatic calibration
   #finetunes = new Set(); // in-flight finetuneGates runs ({ free })
+  #pool = null; // the thread pool's workers (js/src/pool.js), or null
 
   /** @internal test hook: called after each step with its compute ratio, inside the timed region (a slower machine). */
   _testAfterStep = null;
 
   /** @internal */
-  constructor(rt, ptr) {
+  constructor(rt, ptr, pool = null) {
     this.#rt = rt;
     this.#ptr = ptr;
-    this.info = readInfo(rt, ptr);
+    this.#pool = pool;
+    this.info = Object.freeze({ ...readInfo(rt, ptr), threads: pool ? pool.threads : 1 });
   }
 
   /** @internal */
@@ -366,7 +372,9 @@ export class Model {
     for (const r of [...this.#finetunes]) r.free();
     for (const g of [...this.#allGates]) g.dispose();
     this.#shared = null;
-    this.#rt.x.doze_model_free(this.#ptr);
+    this.#rt.x.doze_model_free(this.#ptr); // stops the pool: its workers leave their loop
     this.#ptr = 0;
+    if (this.#pool) this.#pool.stop();
+    this.#pool = null;
   }
 }

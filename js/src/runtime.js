@@ -35,6 +35,7 @@ export class Runtime {
     this.simd = doze.simd;
     this.err = doze.malloc(this.x.doze_wasm_error_size());
     this.x.doze_wasm_error_clear(this.err);
+    this.baseHeap = this.x.doze_wasm_heap_used(); // what the runtime itself holds
   }
   get u8() {
     return new Uint8Array(this.x.memory.buffer);
@@ -66,11 +67,19 @@ export class Runtime {
 const runtimes = new Map(); // key -> Promise<Runtime>
 const moduleRuntimes = new WeakMap(); // WebAssembly.Module -> Promise<Runtime>
 
+export const THREADED_WASM = new URL('../dist/doze-mt.wasm', import.meta.url);
+
 /**
  * The runtime for a `wasm` option (default: dist/doze.wasm next to this
- * package), instantiated once and shared.
+ * package, or doze-relaxed.wasm by `simd`; dist/doze-mt.wasm when
+ * `threaded`), instantiated once and shared.
  */
-export function getRuntime({ wasm, simd = 'auto' } = {}) {
+export function getRuntime({ wasm, simd = 'auto', threaded = false } = {}) {
+  if (threaded && wasm == null) {
+    // doze-mt.wasm is built with strict SIMD only (js/src/load.js says why)
+    wasm = THREADED_WASM;
+    simd = 'strict';
+  }
   const make = async () => {
     try {
       return new Runtime(await instantiateDoze({ wasm, simd }));
@@ -99,5 +108,12 @@ export function getRuntime({ wasm, simd = 'auto' } = {}) {
 
 /** Bytes malloc'd inside a runtime's wasm memory (for leak checks). */
 export async function heapUsed(options) {
-  return (await getRuntime(options)).heapUsed();
+  if (options && options.wasm != null) return (await getRuntime(options)).heapUsed();
+  // the default runtimes: doze.wasm (or doze-relaxed.wasm), plus doze-mt.wasm
+  // once a threaded model made it
+  let n = (await getRuntime(options)).heapUsed();
+  const mt = runtimes.get(`strict|${THREADED_WASM}`);
+  // (its own fixed allocations excluded, so a baseline taken before it existed holds)
+  if (mt) n += await mt.then((r) => r.heapUsed() - r.baseHeap, () => 0);
+  return n;
 }

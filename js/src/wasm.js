@@ -339,7 +339,7 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
   const h = Object.assign(base, { now: () => performance.now() }, host || {});
 
   let instance = null;
-  const mem = () => instance.exports.memory;
+  const mem = () => instance.exports.memory || imports.env.memory;
   const u8 = () => new Uint8Array(mem().buffer);
   const dv = () => new DataView(mem().buffer);
   const encoder = new TextEncoder();
@@ -351,7 +351,7 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
   const env = {
     host_open(pathPtr, pathLen, mode) {
       try {
-        const path = decoder.decode(view(pathPtr, pathLen));
+        const path = decoder.decode(view(pathPtr, pathLen).slice());
         const r = h.open(path, mode === 1 ? 'w' : 'r');
         return typeof r === 'number' && (r >= 3 || r < 0) ? r | 0 : -1;
       } catch (e) {
@@ -414,7 +414,7 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
           const d = dv();
           const p = d.getUint32((iovs >>> 0) + i * 8, true);
           const l = d.getUint32((iovs >>> 0) + i * 8 + 4, true);
-          if (l) (fd === 1 ? h.stdout : h.stderr).call(h, view(p, l));
+          if (l) (fd === 1 ? h.stdout : h.stderr).call(h, importedMemory ? view(p, l).slice() : view(p, l));
           total += l;
         }
       } catch {
@@ -475,8 +475,14 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
   // Check every import now rather than failing halfway through a run.
   const imports = { env: {}, wasi_snapshot_preview1: {} };
   const missing = [];
+  let importedMemory = null;
   for (const imp of WebAssembly.Module.imports(module)) {
-    if (imp.kind !== 'function') {
+    if (imp.module === 'env' && imp.name === 'memory' && imp.kind === 'memory') {
+      // doze-mt.wasm: a shared memory the pool's workers instantiate on too
+      // (limits: wasm/link.cmake's INITIAL_MEMORY and MAXIMUM_MEMORY)
+      importedMemory = new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true });
+      imports.env.memory = importedMemory;
+    } else if (imp.kind !== 'function') {
       missing.push(`${imp.module}.${imp.name} (${imp.kind})`);
     } else if (imp.module === 'env' && imp.name in env) {
       imports.env[imp.name] = env[imp.name];
@@ -493,7 +499,7 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
   }
 
   instance = await WebAssembly.instantiate(module, imports);
-  const exports = instance.exports;
+  const exports = importedMemory ? { ...instance.exports, memory: importedMemory } : instance.exports;
   if (!(exports.memory instanceof WebAssembly.Memory)) {
     throw new Error('doze.wasm does not export its memory');
   }
@@ -548,7 +554,8 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
     } else {
       end = p + (len >>> 0);
     }
-    return decoder.decode(m.subarray(p, end));
+    // TextDecoder refuses views of a SharedArrayBuffer (doze-mt.wasm): copy
+    return decoder.decode(importedMemory ? m.slice(p, end) : m.subarray(p, end));
   }
 
   /**
@@ -594,6 +601,10 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
     },
     get exports() {
       return exports;
+    },
+    /** True for doze-mt.wasm (shared memory: the thread pool can run). */
+    get threaded() {
+      return importedMemory !== null;
     },
     get memory() {
       return exports.memory;

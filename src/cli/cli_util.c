@@ -1,5 +1,6 @@
 /* Plumbing for the CLI commands (see cli_util.h). */
 #include "cli_util.h"
+#include "commands.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -225,4 +226,11 @@ int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes
     int32_t *ids = cli_encode(m, (const char *)text, len, DOZE_TOKENIZE_ADD_SPECIAL, n, e);
     free(text);
     return ids;
+}
+
+int cli_threads_option(const cli_args *a, doze_model_params *mp) {
+    long long t = cli_get_int(a, "--threads", 1);
+    if (t < 1 || t > 64) return cli_usage_error(a, "--threads must be in 1..64");
+    mp->threads = (int)t;
+    return 0;
 }

@@ -424,6 +424,7 @@ static int bench_models(const cli_args *a, int n_paths, int steps, int rounds, i
     memset(f, 0, sizeof f);
     int rc = 0;
     doze_model_params mp = doze_model_default_params();
+    if (cli_threads_option(a, &mp)) return 2;
     mp.context_length = 256;
     for (int i = 0; i < n_paths && rc == 0; i++) {
         ms[i] = cli_load_model(cli_pos(a, i), &mp);
@@ -499,6 +500,7 @@ static const cli_option bench_options[] = {
     {"--prompt", CLI_STRING, "TEXT", "--speculative: the prompt (default \"Once upon a time\")", NULL, 0},
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
+    CLI_THREADS_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_bench_spec = {
@@ -539,6 +541,7 @@ int cmd_bench(int argc, char **argv) {
     if (!skip && !gated && !speculative) return bench_models(&a, a.n_pos, (int)steps, (int)rounds, json);
     if (a.n_pos > 1 && !skip) return cli_usage_error(&a, "--budget and --gates take one model");
     doze_model_params mp = doze_model_default_params();
+    if (cli_threads_option(&a, &mp)) return 2;
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;

@@ -29,6 +29,11 @@ int cmd_chat(int argc, char **argv);
 /* Rows for option tables: the budget of generate, ppl and bench, and the
  * gate options they share with `doze gates` (cli_gates reads those the
  * command's table has). */
+#define CLI_THREADS_OPTION                                                                            \
+    {"--threads", CLI_INT, "N", "threads for the forward pass, 1..64 (default 1); the results are\n"     \
+                                "the same bits for any count", NULL, 0}
+/* --threads into mp->threads; a usage error (returned, nonzero) when out of range */
+int cli_threads_option(const cli_args *a, doze_model_params *mp);
 #define CLI_BUDGET_OPTION                                                                             \
     {"--budget", CLI_FLOAT, "B", "fraction of the dense layer compute to spend, in (0, 1] (default 1:\n"  \
                                  "dense); below 1 the gates decide what dozes", NULL, 0}

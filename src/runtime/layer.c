@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "pool.h"
 #include "session.h"
 #include "types.h"
 
@@ -33,7 +34,8 @@ void layer_scratch_carve(carver *c, const doze_model *m, int n_max, int ctx, lay
     s->y = carve(c, n * max_sz(dim, kv_dim));
     s->h1 = carve(c, n * hid);
     s->h2 = carve(c, n * hid);
-    s->att = carve(c, att_heads * (size_t)ctx);
+    s->att_parts = pool_threads(m->pool);
+    s->att = carve(c, (size_t)s->att_parts * att_heads * (size_t)ctx);
     s->x_in = carve(c, dim);
     s->x_ffn = carve(c, dim);
     s->mm = carve_bytes(c, n * (widest * sizeof(float) + sizeof(doze_block_q8_0)));
@@ -92,6 +94,109 @@ static void finish_q(const doze_model *m, const doze_layer *L, int h, float *qh)
     if (L->q_norm) m->kern->rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
 }
 
+/* The parallel pieces of the attention. Decode splits the query heads
+ * (each head's Q slice is its own rows), the KV groups (each head's
+ * attention is its own), and the rows of the output projection (each part
+ * adds every running head, in head order, to its rows of x); the prefill
+ * splits its running tokens. Every output element is computed as the serial
+ * loop computes it. */
+typedef struct {
+    const doze_model *m;
+    int l;
+    const kv_cache *kv;
+    int pos;
+    int group;
+    const uint8_t *head_on; /* decode */
+    layer_scratch *s;
+    float *x;
+    const batch_masks *mk;  /* prefill */
+    doze_step_trace *trace;
+} head_job;
+
+/* q8_0 blocks of head h's attention output inside s->xq (a head's hd values
+ * are whole q8_0 blocks wherever wo_head is quantized) */
+static void *head_xq(layer_scratch *s, int h, int hd) {
+    return (uint8_t *)s->xq + (size_t)h * (size_t)(hd / DOZE_QK8_0) * sizeof(doze_block_q8_0);
+}
+
+static float *att_slice(const layer_scratch *s, int part, int n_heads, int ctx) {
+    const size_t heads = (size_t)(n_heads < DOZE_ATT_HEADS ? n_heads : DOZE_ATT_HEADS);
+    return s->att + (size_t)part * heads * (size_t)ctx;
+}
+
+/* decode: q of running heads [hb, he): projection, bias/norm, RoPE */
+static void q_heads_part(void *args, int hb, int he, int part) {
+    (void)part;
+    const head_job *j = args;
+    const doze_model *m = j->m;
+    const doze_model_info *c = &m->info;
+    const doze_layer *L = &m->layers[j->l];
+    const int hd = c->head_dim, half = c->rope_dim / 2;
+    const float *cos_t = m->rope_cos + (size_t)j->pos * half, *sin_t = m->rope_sin + (size_t)j->pos * half;
+    for (int h = hb; h < he; h++) {
+        if (!j->head_on[h]) continue;
+        float *qh = j->s->q + (size_t)h * hd; /* q(hd) of head h */
+        doze_matrix wq_h = model_rows(&L->wq, h * hd, hd); /* (hd, dim) */
+        model_matvec_prepared(m, qh, &wq_h, j->s->xn, j->s->xq);
+        finish_q(m, L, h, qh);
+        m->kern->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
+    }
+}
+
+/* decode: the running heads of KV groups [gb, ge) over the cache */
+static void attention_part(void *args, int gb, int ge, int part) {
+    const head_job *j = args;
+    const doze_model_info *c = &j->m->info;
+    const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, h0 = gb * j->group;
+    const size_t cell = (size_t)j->l * (size_t)j->kv->ctx;
+    const float *kc = j->kv->key + cell * (size_t)kv_dim, *vc = j->kv->value + cell * (size_t)kv_dim;
+    const int n_heads = (ge - gb) * j->group;
+    j->m->kern->attention_heads(j->s->att_out + (size_t)h0 * hd, j->s->q + (size_t)h0 * hd, kc + (size_t)gb * hd,
+                                vc + (size_t)gb * hd, n_heads, j->group, j->pos + 1, hd, kv_dim,
+                                j->kv->valid + cell, j->head_on + h0, att_slice(j->s, part, c->n_heads, j->kv->ctx));
+}
+
+/* decode: x[b, e) += Wo_h[b, e) att_h over the running heads, in head order */
+static void wo_rows_part(void *args, int b, int e, int part) {
+    (void)part;
+    const head_job *j = args;
+    const doze_model *m = j->m;
+    const int hd = m->info.head_dim, nh = m->info.n_heads;
+    const doze_layer *L = &m->layers[j->l];
+    for (int h = 0; h < nh; h++) {
+        if (!j->head_on[h]) continue;
+        doze_matrix v = model_rows(&L->wo_head[h], b, e - b);
+        model_matvec_prepared(m, j->s->y + b, &v, j->s->att_out + (size_t)h * hd, head_xq(j->s, h, hd));
+        m->kern->add(j->x + b, j->s->y + b, e - b);
+    }
+}
+
+/* prefill: running tokens [rb, re): their queries finished and roped, their
+ * attention over the cache (causal: token t sees the positions up to its
+ * own) */
+static void token_attention_part(void *args, int rb, int re, int part) {
+    const head_job *j = args;
+    const doze_model *m = j->m;
+    const doze_model_info *c = &m->info;
+    const doze_layer *L = &m->layers[j->l];
+    const int hd = c->head_dim, nh = c->n_heads, nl = c->n_layers, half = c->rope_dim / 2;
+    const int kv_dim = c->n_kv_heads * hd, q_dim = nh * hd;
+    const size_t cell = (size_t)j->l * (size_t)j->kv->ctx;
+    const float *kc = j->kv->key + cell * (size_t)kv_dim, *vc = j->kv->value + cell * (size_t)kv_dim;
+    for (int r = rb; r < re; r++) {
+        const int t = j->s->run[r], p = j->pos + t;
+        const uint8_t *head_on = j->mk->head_on + ((size_t)t * nl + j->l) * nh;
+        for (int h = 0; h < nh; h++)
+            if (head_on[h]) {
+                float *qh = j->s->q + (size_t)r * q_dim + (size_t)h * hd;
+                finish_q(m, L, h, qh);
+                m->kern->rope(qh, 1, hd, c->rope_dim, m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
+            }
+        m->kern->attention_heads(j->s->att_out + (size_t)r * q_dim, j->s->q + (size_t)r * q_dim, kc, vc, nh, j->group,
+                                 p + 1, hd, kv_dim, j->kv->valid + cell, head_on, att_slice(j->s, part, nh, j->kv->ctx));
+    }
+}
+
 /* The attention of a batch's running tokens (s->run[0..nr)), in place on
  * their streams: K/V into the cache, Q per running head, attention over the
  * cache, the output projection head by head. s->xn holds the normed inputs
@@ -108,7 +213,6 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
     const size_t cell = (size_t)l * (size_t)kv->ctx;
     float *kc = kv->key + cell * (size_t)kv_dim;   /* (ctx, kv_dim) */
     float *vc = kv->value + cell * (size_t)kv_dim; /* (ctx, kv_dim) */
-    const uint8_t *valid = kv->valid + cell;       /* (ctx) */
 #define HEAD_ON(t) (mk->head_on + ((size_t)(t) * nl + l) * nh)
 
     if (n == 1) {
@@ -122,25 +226,31 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
         model_matvec_prepared(m, v_here, &L->wv, s->xn, s->xq); /* v(n_kv_heads, hd) */
         finish_kv(m, L, k_here, v_here);
         k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
-        for (int h = 0; h < nh; h++) {
-            if (!head_on[h]) continue;
-            float *qh = s->q + (size_t)h * hd; /* q(hd) of head h */
-            doze_matrix wq_h = model_rows(&L->wq, h * hd, hd); /* (hd, dim) */
-            model_matvec_prepared(m, qh, &wq_h, s->xn, s->xq);
-            finish_q(m, L, h, qh);
-            k->rope(qh, 1, hd, c->rope_dim, cos_t, sin_t);
-        }
-        /* every running head at once: the cache rows are read front to back */
-        k->attention_heads(s->att_out, s->q, kc, vc, nh, group, pos + 1, hd, kv_dim, valid, head_on, s->att);
-        for (int h = 0; h < nh; h++) {
-            if (!head_on[h]) {
-                if (trace) trace->head_norm[(size_t)l * nh + h] = 0.0f;
-                continue;
+        head_job j = {m, l, kv, pos, group, head_on, s, x, NULL, trace};
+        const int per_head = hd * dim; /* multiply-adds of a head's Q or output slice */
+        pool_run(m->pool, q_heads_part, &j, nh, 1, (MODEL_MIN_PART_MACS + per_head - 1) / per_head, 0);
+        /* every running head at once, its KV groups split among the parts */
+        pool_run(m->pool, attention_part, &j, c->n_kv_heads, 1, 1, s->att_parts);
+        if (trace) {
+            for (int h = 0; h < nh; h++) {
+                if (!head_on[h]) {
+                    trace->head_norm[(size_t)l * nh + h] = 0.0f;
+                    continue;
+                }
+                model_matvec(m, s->y, &L->wo_head[h], s->att_out + (size_t)h * hd, s->xq); /* (dim) */
+                trace->head_norm[(size_t)l * nh + h] = norm_of(s->y, dim);
+                k->add(x, s->y, dim);
             }
-            model_matvec(m, s->y, &L->wo_head[h], s->att_out + (size_t)h * hd, s->xq); /* (dim) */
-            if (trace) trace->head_norm[(size_t)l * nh + h] = norm_of(s->y, dim);
-            k->add(x, s->y, dim);
+            return;
         }
+        /* the output projection: each head's input prepared, then the rows of
+         * x split among the parts, each adding the heads in head order */
+        for (int h = 0; h < nh; h++)
+            if (head_on[h]) {
+                const doze_matrix *wo = &L->wo_head[h];
+                model_prepare_input(m, &wo, 1, s->att_out + (size_t)h * hd, head_xq(s, h, hd));
+            }
+        pool_run(m->pool, wo_rows_part, &j, dim, MODEL_ROW_ALIGN, model_min_part_rows(q_dim), 0);
         return;
     }
 
@@ -185,19 +295,9 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
             }
         }
     }
-    for (int r = 0; r < nr; r++) {
-        const int t = s->run[r], p = pos + t;
-        const uint8_t *head_on = HEAD_ON(t);
-        for (int h = 0; h < nh; h++)
-            if (head_on[h]) {
-                float *qh = s->q + (size_t)r * q_dim + (size_t)h * hd;
-                finish_q(m, L, h, qh);
-                k->rope(qh, 1, hd, c->rope_dim, m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
-            }
-        /* causal: token t sees the positions up to its own */
-        k->attention_heads(s->att_out + (size_t)r * q_dim, s->q + (size_t)r * q_dim, kc, vc, nh, group, p + 1, hd,
-                           kv_dim, valid, head_on, s->att);
-    }
+    /* each running token's attention, the tokens split among the parts */
+    head_job j = {m, l, kv, pos, group, NULL, s, x, mk, NULL};
+    pool_run(m->pool, token_attention_part, &j, nr, 1, 1, s->att_parts);
     /* output projection head by head: x_t += Wo_h att_t,h, heads in order */
     for (int h = 0; h < nh; h++) {
         int ns = 0;

@@ -64,7 +64,9 @@ typedef struct {
     float *att_out; /* (n_max, q_dim) attention outputs */
     float *y;       /* (n_max, max(dim, kv_dim)) product outputs */
     float *h1, *h2; /* (n_max, hidden_dim) FFN activations */
-    float *att;     /* (min(n_heads, DOZE_ATT_HEADS), ctx) attention weights */
+    float *att;     /* (att_parts, min(n_heads, DOZE_ATT_HEADS), ctx) attention
+                       weights, one slice per part of a split attention */
+    int att_parts;  /* the model's threads when the scratch was carved */
     float *x_in;    /* (dim) a traced token's stream entering the layer */
     float *x_ffn;   /* (dim) ... entering the FFN */
     void *mm;       /* model_matmul's scratch for n_max tokens */

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "pool.h"
 
 #define HEADER_FIRST_TRY 4096u
 #define HEADER_MAX (1u << 30) /* a header larger than 1 GiB is refused */
@@ -42,6 +43,12 @@ doze_loader *doze_loader_new(const doze_model_params *params, doze_error *err) {
     ld->params = params ? *params : doze_model_default_params();
     if (ld->params.kernels != DOZE_KERNELS_SIMD && ld->params.kernels != DOZE_KERNELS_REFERENCE) {
         doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "unknown kernel set %d", ld->params.kernels);
+        free(ld);
+        return NULL;
+    }
+    if (ld->params.threads < 0 || ld->params.threads > DOZE_MAX_THREADS) {
+        doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "threads must be 1 .. %d (got %d)", DOZE_MAX_THREADS,
+                  ld->params.threads);
         free(ld);
         return NULL;
     }
@@ -258,6 +265,7 @@ doze_status doze_loader_finish(doze_loader *ld, doze_model **out, doze_error *er
                                      where));
     }
     doze_status st = model_assemble(ld->model, &ld->header, &ld->plan, err);
+    if (st == DOZE_OK && ld->params.threads > 1) st = doze_model_set_threads(ld->model, ld->params.threads, err);
     if (st != DOZE_OK) return loader_fail(ld, err, st);
     *out = ld->model;
     ld->model = NULL;

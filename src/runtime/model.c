@@ -19,6 +19,7 @@ doze_model_params doze_model_default_params(void) {
     p.context_length = 0;
     p.kernels = DOZE_KERNELS_SIMD;
     p.max_memory = 0;
+    p.threads = 1;
     return p;
 }
 
@@ -453,6 +454,7 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
 
 void doze_model_free(doze_model *m) {
     if (!m) return;
+    pool_free(m->pool);
     tokenizer_free(m->tok);
     free(m->meta);
     free(m->layers);
@@ -466,14 +468,44 @@ void doze_model_free(doze_model *m) {
 
 const doze_model_info *doze_model_get_info(const doze_model *m) { return m ? &m->info : NULL; }
 
+doze_status doze_model_set_threads(doze_model *m, int n_threads, doze_error *err) {
+    if (!m) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model");
+    doze_pool *p = NULL;
+    if (n_threads != 1) {
+        doze_status st = pool_new(n_threads, &p, err);
+        if (st != DOZE_OK) return st; /* the old pool stays */
+    }
+    pool_free(m->pool);
+    m->pool = p;
+    return DOZE_OK;
+}
+
+int doze_model_threads(const doze_model *m) { return m ? pool_threads(m->pool) : 1; }
+
 /* ---- typed products ------------------------------------------------------------ */
 
 /* y = W x with x given both as floats and, for the quantized types, as its
  * q8_0 blocks xq (already made) */
+/* one part of a split matvec: rows [b, e) of W */
+typedef struct {
+    doze_matvec_fn mv;
+    float *y;
+    const doze_matrix *w;
+    const void *x;
+} matvec_job;
+
+static void matvec_part(void *args, int b, int e, int part) {
+    (void)part;
+    const matvec_job *j = args;
+    doze_matrix v = model_rows(j->w, b, e - b);
+    j->mv(j->y + b, v.data, j->x, e - b, v.cols);
+}
+
 void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq) {
     const doze_type_traits *t = doze_type_traits_of(w->type); /* checked at load */
-    t->products[m->kern->set]->matvec[w->layout](y, w->data, t->act_type == DOZE_TYPE_F32 ? (const void *)x : xq,
-                                                  w->rows, w->cols);
+    matvec_job j = {t->products[m->kern->set]->matvec[w->layout], y, w,
+                    t->act_type == DOZE_TYPE_F32 ? (const void *)x : xq};
+    pool_run(m->pool, matvec_part, &j, w->rows, MODEL_ROW_ALIGN, model_min_part_rows(w->cols), 0);
 }
 
 static int is_quantized(const doze_matrix *w) { return doze_type_traits_of(w->type)->act_type == DOZE_TYPE_Q8_0; }
@@ -500,6 +532,65 @@ doze_matrix model_rows(const doze_matrix *w, int first, int n) {
     return v;
 }
 
+/* The FFN's two parallel phases: gate/up over runs of running blocks (split
+ * by blocks), the down projection (split by output rows, each part adding
+ * the running blocks in block order to its rows of x). */
+typedef struct {
+    const doze_model *m;
+    const doze_layer *L;
+    const uint8_t *blk_on;
+    const float *xn;
+    float *hb, *hb2, *tmp, *x;
+    const void *xq; /* xn prepared (gate/up), then h quantized by block (down) */
+    float *block_norm;
+} ffn_job;
+
+/* h = silu(gate xn) * up xn over the running blocks of [jb, je) */
+static void ffn_gate_up_part(void *args, int jb, int je, int part) {
+    (void)part;
+    const ffn_job *f = args;
+    const doze_model_info *c = &f->m->info;
+    const int hid = c->hidden_dim, fb = c->ffn_block;
+    for (int j = jb; j < je;) {
+        if (f->blk_on && !f->blk_on[j]) {
+            j++;
+            continue;
+        }
+        int e = j + 1;
+        while (e < je && (!f->blk_on || f->blk_on[e])) e++;
+        const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
+        doze_matrix wg = model_rows(&f->L->w_gate, r0, r1 - r0), wu = model_rows(&f->L->w_up, r0, r1 - r0);
+        model_matvec_prepared(f->m, f->hb + r0, &wg, f->xn, f->xq);  /* (r1 - r0) */
+        model_matvec_prepared(f->m, f->hb2 + r0, &wu, f->xn, f->xq); /* (r1 - r0) */
+        f->m->kern->swiglu(f->hb + r0, f->hb + r0, f->hb2 + r0, r1 - r0);
+        j = e;
+    }
+}
+
+/* x[b, e) += W_down_j[b, e) h_j, the running blocks in block order */
+static void ffn_down_part(void *args, int b, int e, int part) {
+    (void)part;
+    const ffn_job *f = args;
+    const doze_model_info *c = &f->m->info;
+    const int dim = c->dim, nb = f->m->n_ffn_blocks, fb = c->ffn_block;
+    const size_t qpb = (size_t)fb / DOZE_QK8_0; /* q8_0 blocks per FFN block */
+    const doze_block_q8_0 *hq = f->xq;
+    for (int j = 0; j < nb; j++) {
+        if (f->blk_on && !f->blk_on[j]) {
+            if (f->block_norm) f->block_norm[j] = 0.0f;
+            continue;
+        }
+        doze_matrix v = model_rows(&f->L->w_down_blk[j], b, e - b);
+        model_matvec_prepared(f->m, f->tmp + b, &v, f->hb + (size_t)j * fb, hq + (size_t)j * qpb); /* (e - b) */
+        if (f->block_norm) { /* one part (b = 0, e = dim) */
+            double ss = 0;
+            for (int i = 0; i < dim; i++) ss += (double)f->tmp[i] * f->tmp[i];
+            f->block_norm[j] = (float)sqrt(ss);
+        }
+        f->m->kern->add(f->x + b, f->tmp + b, e - b);
+    }
+}
+
 void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, const float *xn, float *hb,
                float *hb2, float *tmp, void *xq, float *block_norm) {
     const doze_model_info *c = &m->info;
@@ -507,46 +598,41 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     const doze_layer *L = &m->layers[layer];
     const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks, fb = c->ffn_block;
     const int quantized = is_quantized(&L->w_down_blk[0]);
+    ffn_job f = {m, L, blk_on, xn, hb, hb2, tmp, x, xq, block_norm};
     /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given;
-     * quantized once for all of them) */
+     * quantized once for all of them); a run cut between two parts gives the
+     * same rows (views of whole x4 groups: fb % 16 == 0) */
     const doze_matrix *gu[2] = {&L->w_gate, &L->w_up};
     model_prepare_input(m, gu, 2, xn, xq);
-    for (int j = 0; j < nb;) {
-        if (blk_on && !blk_on[j]) {
-            j++;
-            continue;
-        }
-        int e = j + 1;
-        while (e < nb && (!blk_on || blk_on[e])) e++;
-        const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
-        doze_matrix wg = model_rows(&L->w_gate, r0, r1 - r0), wu = model_rows(&L->w_up, r0, r1 - r0);
-        model_matvec_prepared(m, hb + r0, &wg, xn, xq);  /* (r1 - r0) */
-        model_matvec_prepared(m, hb2 + r0, &wu, xn, xq); /* (r1 - r0) */
-        k->swiglu(hb + r0, hb + r0, hb2 + r0, r1 - r0);
-        j = e;
-    }
-    /* x += W_down_j h_j, block by block in block order (for the quantized
+    const int min_blocks = (MODEL_MIN_PART_MACS + 2 * fb * dim - 1) / (2 * fb * dim);
+    pool_run(m->pool, ffn_gate_up_part, &f, nb, 1, min_blocks, 0);
+    /* h quantized block by block for the down projection (for the quantized
      * types fb is a multiple of 32: FFN block j is h's q8_0 blocks
      * j * fb / 32 ..) */
     doze_block_q8_0 *hq = xq;
-    const size_t qpb = (size_t)fb / DOZE_QK8_0; /* q8_0 blocks per FFN block */
+    const size_t qpb = (size_t)fb / DOZE_QK8_0;
     if (quantized)
         for (int j = 0; j < nb; j++)
-            if (!blk_on || blk_on[j])
-                k->quantize_q8_0(hb + (size_t)j * fb, hq + (size_t)j * qpb, fb);
-    for (int j = 0; j < nb; j++) {
-        if (blk_on && !blk_on[j]) {
-            if (block_norm) block_norm[j] = 0.0f;
-            continue;
-        }
-        model_matvec_prepared(m, tmp, &L->w_down_blk[j], hb + (size_t)j * fb, hq + (size_t)j * qpb); /* (dim) */
-        if (block_norm) {
-            double ss = 0;
-            for (int i = 0; i < dim; i++) ss += (double)tmp[i] * tmp[i];
-            block_norm[j] = (float)sqrt(ss);
-        }
-        k->add(x, tmp, dim);
-    }
+            if (!blk_on || blk_on[j]) k->quantize_q8_0(hb + (size_t)j * fb, hq + (size_t)j * qpb, fb);
+    pool_run(m->pool, ffn_down_part, &f, dim, MODEL_ROW_ALIGN, model_min_part_rows(hid), block_norm ? 1 : 0);
+}
+
+/* one part of a split matmul: rows [b, e) of W for every token */
+typedef struct {
+    doze_matmul_fn mm;
+    float *y;
+    int ldy;
+    const doze_matrix *w;
+    const void *x;
+    size_t ldx; /* bytes */
+    int n;
+} matmul_job;
+
+static void matmul_part(void *args, int b, int e, int part) {
+    (void)part;
+    const matmul_job *j = args;
+    doze_matrix v = model_rows(j->w, b, e - b);
+    j->mm(j->y + b, j->ldy, v.data, j->x, j->ldx, j->n, e - b, v.cols);
 }
 
 /* Y(n, w->rows) (stride ldy) = X(n, w->cols) (stride ldx) @ W^T, each
@@ -555,14 +641,16 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
 void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
                int n, void *scratch) {
     const doze_type_traits *t = doze_type_traits_of(w->type);
-    const doze_matmul_fn mm = t->products[m->kern->set]->matmul[w->layout];
-    if (t->act_type == DOZE_TYPE_F32) {
-        mm(y, ldy, w->data, x, (size_t)ldx * sizeof(float), n, w->rows, w->cols);
-        return;
+    matmul_job j = {t->products[m->kern->set]->matmul[w->layout], y, ldy, w, x, (size_t)ldx * sizeof(float), n};
+    if (t->act_type != DOZE_TYPE_F32) {
+        const size_t xs = doze_type_act_bytes(t, w->cols);
+        for (int i = 0; i < n; i++)
+            m->kern->quantize_q8_0(x + (size_t)i * ldx, (uint8_t *)scratch + (size_t)i * xs, w->cols);
+        j.x = scratch;
+        j.ldx = xs;
     }
-    const size_t xs = doze_type_act_bytes(t, w->cols);
-    for (int i = 0; i < n; i++) m->kern->quantize_q8_0(x + (size_t)i * ldx, (uint8_t *)scratch + (size_t)i * xs, w->cols);
-    mm(y, ldy, w->data, scratch, xs, n, w->rows, w->cols);
+    /* rows split among the threads: each token's row of Y is its matvec's bits whatever the cut */
+    pool_run(m->pool, matmul_part, &j, w->rows, MODEL_ROW_ALIGN, model_min_part_rows(w->cols * n), 0);
 }
 
 void model_dequantize_row(const doze_matrix *w, int r, float *out) {

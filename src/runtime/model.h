@@ -10,6 +10,7 @@
 #include "doze.h"
 #include "gguf.h"
 #include "kernels.h"
+#include "pool.h"
 #include "tokenizer.h"
 
 /* A weight matrix W(rows, cols) stored row-major in `type`: GGUF ne = {cols, rows}. */
@@ -76,7 +77,20 @@ struct doze_model {
     float *rope_sin;        /* (context_length, rope_dim / 2) */
     uint8_t *arena;         /* all tensor bytes, each tensor 64-byte aligned */
     size_t arena_size;
+    doze_pool *pool;        /* the forward pass's threads (NULL: one) */
 };
+
+/* Rows per part of a split product: whole x4 groups and whole row tiles of
+ * every kernel, so a part computes its rows exactly as the whole does. */
+#define MODEL_ROW_ALIGN 16
+/* Fewest multiply-adds worth a part of their own (the dispatch costs a few
+ * microseconds). */
+#define MODEL_MIN_PART_MACS 32768
+/* Rows of W(., cols) a part takes at least. */
+static inline int model_min_part_rows(int cols) {
+    int r = (MODEL_MIN_PART_MACS + cols - 1) / (cols > 0 ? cols : 1);
+    return r < MODEL_ROW_ALIGN ? MODEL_ROW_ALIGN : r;
+}
 
 /* The model configuration read from a GGUF header through its
  * architecture's description (arch.c), validated. Fills info (without

@@ -401,6 +401,13 @@ test('model.chat() renders the GGUF template, streams like generate and refuses 
     await assert.rejects(async () => {
       for await (const t of model.chat([{ role: 'user', content: 3 }])) void t;
     }, { code: 'INVALID_ARGUMENT' });
+    // the chat's own options are checked like generate's
+    for (const [bad, what] of [[{ addGenerationPrompt: 'yes' }, /addGenerationPrompt/], [{ templateContext: 'x' }, /templateContext/],
+      [{ template: 42 }, /template/], [{ maxTokens: -1 }, /maxTokens/]]) {
+      await assert.rejects(async () => {
+        for await (const t of model.chat(messages, bad)) void t;
+      }, { code: 'INVALID_ARGUMENT', message: what });
+    }
   } finally {
     model.dispose();
     bare.dispose();

@@ -57,6 +57,10 @@ const TYPES = [
   { type: 'bf16', maxDp: 2.5e-2 },
   { type: 'q8_0', maxDp: 2.5e-2 },
   { type: 'q4_0', maxDp: 2e-2 },
+  { type: 'q4_1', maxDp: 0.07 },
+  { type: 'q5_0', maxDp: 0.05 },
+  { type: 'q5_1', maxDp: 0.09 },
+  { type: 'iq4_nl', maxDp: 0.05 },
   { type: 'q4_k', maxDp: 0.1 },
   { type: 'q5_k', maxDp: 0.12 },
   { type: 'q6_k', maxDp: 0.12 },
@@ -181,6 +185,8 @@ test('llama.cpp oracle: every architecture x type, 48 greedy steps, natively and
             const model = await loadModel(readFileSync(path));
             let ref, natPs, wasmPs, f32Ps;
             try {
+              // q4_k_m keeps attn_q at q4_k (llama.cpp's mix)
+              assert.equal(model.info.weightType, type === 'q4_k_m' ? 'q4_k' : type);
               // the prompt as Doze tokenizes it (BOS first); llama.cpp gets the same ids
               const promptIds = Array.from(model.tokenize(PROMPT, { bos: true }));
               ref = await llamaRun(llama, path, promptIds);

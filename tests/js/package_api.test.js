@@ -294,6 +294,8 @@ test('malformed inputs reject with stable codes, and leave the heap at baseline'
     ['not a model', () => new TextEncoder().encode('hello, I am not a GGUF file at all'), 'BAD_MAGIC'],
     ['stream that errors midway', () => slowStream(mainBytes, { size: 8192, failAt: 65536 }), 'IO'],
     ['missing file', () => join(dir, 'nope.gguf'), 'IO'],
+    // Node's own code (EISDIR) is not a Doze code: it stays in the message
+    ['a directory', () => dir, 'IO'],
   ];
   for (const [what, make, code] of cases) {
     await assert.rejects(loadModel(make()), (e) => {

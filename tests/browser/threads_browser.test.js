@@ -1,0 +1,77 @@
+// Threads in Chromium: a page that is not cross-origin isolated asks for 2
+// threads and gets 1, with one console warning and the same tokens; the same
+// page served with COOP/COEP runs on 2 threads (workers on doze-mt.wasm)
+// with the same tokens as 1 thread, and dispose leaves it working.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { root, scratch } from '../js/helpers.js';
+import { initModel, serve } from '../js/package_fixtures.js';
+import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
+
+const page = `<!doctype html><meta charset="utf-8"><title>doze-lm threads</title>
+<script type="module">
+window.runDoze = async (modelUrl) => {
+  const M = await import('/js/src/index.js');
+  const gen = async (threads) => {
+    const m = await M.loadModel(modelUrl, { threads });
+    const ids = [];
+    for await (const t of m.generate('Once upon a time', { temperature: 0, maxTokens: 24 })) ids.push(t.id);
+    const info = m.info.threads;
+    m.dispose();
+    return { ids, threads: info };
+  };
+  const one = await gen(1);
+  const two = await gen(2);
+  const twoAgain = await gen(2);
+  return { one, two, twoAgain, isolated: globalThis.crossOriginIsolated };
+};
+window.dozeReady = true;
+</script>`;
+
+const COI = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+for (const isolated of [false, true]) {
+  test(`Chromium ${isolated ? 'with' : 'without'} COOP/COEP: threads ${isolated ? 'run' : 'fall back to 1 with a warning'}, same tokens`,
+    { skip: skipReason, timeout: 180000 }, async () => {
+      const dir = scratch();
+      const model = initModel('f32', dir);
+      const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
+      writeFileSync(join(dir, 'index.html'), page);
+      const srv = await serve({ routes: { '/': join(dir, 'index.html'), '/model.gguf': model },
+        roots: { '/js/': join(root, 'js') }, headers: isolated ? COI : {} });
+      let context;
+      try {
+        context = await playwright.chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
+        const tab = context.pages()[0] || (await context.newPage());
+        const errors = [];
+        const warnings = [];
+        tab.on('pageerror', (e) => errors.push(String(e)));
+        tab.on('console', (m) => { if (m.type() === 'warning') warnings.push(m.text()); });
+        await tab.goto(`${srv.url}/`);
+        await tab.waitForFunction(() => window.dozeReady === true);
+        const r = await tab.evaluate((u) => window.runDoze(u), `${srv.url}/model.gguf`);
+        assert.deepEqual(errors, []);
+        assert.equal(r.isolated, isolated);
+        assert.equal(r.one.threads, 1);
+        assert.deepEqual(r.two.ids, r.one.ids, 'the same tokens on 2 threads');
+        assert.deepEqual(r.twoAgain.ids, r.one.ids);
+        const fallbacks = warnings.filter((w) => w.includes('running on 1 thread'));
+        if (isolated) {
+          assert.equal(r.two.threads, 2);
+          assert.equal(fallbacks.length, 0);
+          assert.ok(srv.requests.includes('/js/dist/doze-mt.wasm'));
+        } else {
+          assert.equal(r.two.threads, 1);
+          assert.equal(fallbacks.length, 1, `one warning: ${JSON.stringify(warnings)}`);
+          assert.match(fallbacks[0], /cross-origin isolated/);
+        }
+      } finally {
+        if (context) await context.close();
+        await srv.close();
+        rmSync(profile, { recursive: true, force: true });
+      }
+    });
+}

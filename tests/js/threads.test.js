@@ -1,0 +1,89 @@
+// Threads change nothing: the same init models loaded with 1, 2 and 3
+// threads (doze-mt.wasm and its worker pool; 1 thread is doze.wasm) give
+// bit-identical logits for a prompt stepped token by token, and the same
+// tokens, masks and compute for a generation (prompt prefilled) under the
+// gates at budget 0.5; dispose ends every worker; the option is validated.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { hasRelaxedSimd, loadModel } from '../../js/src/index.js';
+import { liveWorkers } from '../../js/src/pool.js';
+import { run, scratch } from './helpers.js';
+
+const dir = scratch();
+function initModel(type) {
+  const out = join(dir, `threads-${type}.gguf`);
+  const r = run('native', ['init', '--dim', '256', '--hidden', '768', '--layers', '2', '--heads', '4',
+    '--vocab', '500', '--ctx', '256', '--seed', '5', '--type', type, '-o', out]);
+  if (r.status !== 0) throw new Error(r.stderr);
+  return out;
+}
+
+async function runAll(path, threads) {
+  const model = await loadModel(path, { threads });
+  assert.equal(model.info.threads, threads);
+  const s = model.createSession();
+  const logits = [];
+  for (const t of [1, 7, 42, 99, 300, 12, 5, 77]) logits.push(Buffer.from((await s.step(t)).logits.buffer).toString('base64'));
+  s.dispose();
+  const gen = [];
+  model.budget = 0.5; // training-free gates calibrated now, on this model's threads
+  for await (const t of model.generate('Once upon a time there was a', { maxTokens: 12, temperature: 0 }))
+    gen.push(JSON.stringify({ id: t.id, mask: t.mask, compute: t.compute }));
+  model.dispose();
+  return { logits, gen };
+}
+
+for (const type of ['f32', 'q8_0']) {
+  test(`${type}: 1, 2 and 3 threads give the same bits`, async () => {
+    const path = initModel(type);
+    const one = await runAll(path, 1);
+    for (const threads of [2, 3]) {
+      const r = await runAll(path, threads);
+      assert.deepEqual(r.logits, one.logits, `${threads} threads: stepped logits differ`);
+      assert.deepEqual(r.gen, one.gen, `${threads} threads: the gated generation differs`);
+    }
+    assert.ok(one.gen.some((g) => JSON.parse(g).compute < 1), 'the budget skipped something');
+  });
+}
+
+test('dispose ends the workers; the option is validated', async () => {
+  const path = initModel('f32');
+  // the earlier tests' workers end asynchronously after their dispose
+  for (let i = 0; i < 500 && liveWorkers() !== 0; i++) await sleep(10);
+  const before = liveWorkers();
+  assert.equal(before, 0, 'the earlier models left workers running');
+  const model = await loadModel(path, { threads: 3 });
+  assert.equal(liveWorkers(), before + 2);
+  model.dispose();
+  for (let i = 0; i < 200 && liveWorkers() !== before; i++) await sleep(10);
+  assert.equal(liveWorkers(), before);
+  await assert.rejects(loadModel(path, { threads: 0 }), /threads/);
+  await assert.rejects(loadModel(path, { threads: 65 }), /threads/);
+  await assert.rejects(loadModel(path, { threads: 1.5 }), /threads/);
+});
+
+// doze-mt.wasm has strict SIMD only (docs/threads.md): more than 1 thread
+// runs the strict build; simd 'relaxed' means 1 thread and refuses more.
+test('threads and simd: the threaded build is strict; relaxed is one thread', async () => {
+  const path = initModel('q8_0');
+  const strict = await loadModel(path, { threads: 2, simd: 'strict' });
+  assert.equal(strict.info.threads, 2);
+  assert.equal(strict.info.simd, 'strict');
+  strict.dispose();
+  const auto = await loadModel(path, { threads: 2 });
+  assert.equal(auto.info.threads, 2);
+  assert.equal(auto.info.simd, 'strict');
+  auto.dispose();
+  await assert.rejects(loadModel(path, { threads: 2, simd: 'relaxed' }), (e) => e.code === 'INVALID_ARGUMENT' && /relaxed/.test(e.message));
+  if (hasRelaxedSimd()) {
+    const relaxed = await loadModel(path, { simd: 'relaxed' });
+    assert.equal(relaxed.info.threads, 1);
+    assert.equal(relaxed.info.simd, 'relaxed');
+    relaxed.dispose();
+  } else {
+    // the default thread count gives way: the relaxed build's own error, not the threads one
+    await assert.rejects(loadModel(path, { simd: 'relaxed' }), (e) => e.code === 'NO_RELAXED_SIMD');
+  }
+});
