@@ -649,14 +649,7 @@ static void test_tokenizer_blocks(void) {
 /* A seeded mixture of experts (llama with expert_count, or qwen3moe) of 4
  * experts, top-2. */
 static mem_buf moe_fixture(const char *arch, int type, uint64_t seed) {
-    mem_buf out = {NULL, 0, 0};
-    doze_init_params ip = {64, 64, 2, 4, 2, 300, 32, seed, type, arch, 0, 0, 0.0f, 4, 2};
-    gguf_builder b;
-    doze_error e;
-    if (gguf_builder_init(&b, &e) != DOZE_OK) return out;
-    if (convert_init_random(&ip, &b, &e) == DOZE_OK) gguf_writer_write(b.w, mem_write, &out, &e);
-    gguf_builder_free(&b);
-    return out;
+    return fixture_moe_gguf(arch, 64, 64, 2, 4, 2, 300, 32, seed, type, 4, 2);
 }
 
 /* malformed mixtures: every one a clean error that names what is wrong */

@@ -212,5 +212,17 @@ int main(void) {
         check(label, &f, DOZE_KERNELS_SIMD, 1);
         free(f.data);
     }
+    /* mixtures of experts (4 experts, top 2; the router and the experts'
+     * products are split by rows), dense: the model's own routing */
+    static const char *const moe_archs[2] = {"llama", "qwen3moe"};
+    for (int a = 0; a < 2; a++) {
+        mem_buf f = fixture_moe_gguf(moe_archs[a], 512, 512, 2, 8, 4, 600, 128, 41 + (uint64_t)a, DOZE_TYPE_Q8_0, 4, 2);
+        CHECK(f.data != NULL);
+        if (!f.data) continue;
+        char label[96];
+        snprintf(label, sizeof label, "%s moe 4x2 q8_0", moe_archs[a]);
+        check(label, &f, DOZE_KERNELS_SIMD, 0);
+        free(f.data);
+    }
     return test_finish("test_threads");
 }
