@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adamw.h"
 #include "carve.h"
 #include "error.h"
 #include "gates.h"
@@ -793,24 +794,11 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
      * expected compute stays above the budget (and shrinks below it), so the
      * run ends at the budget instead of leaving it to the retune */
     if (!t->ranged) t->dual += t->p.dual_rate * (float)(expected - t->p.budget);
-    /* AdamW on router weights and biases */
+    /* AdamW on router weights (decayed) and biases */
     t->step++;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    float c1 = 1.0f - powf(b1, (float)t->step), c2 = 1.0f - powf(b2, (float)t->step);
-    size_t nR = (size_t)t->L * t->U * t->D, nb = (size_t)t->L * t->U;
-    for (size_t i = 0; i < nR; i++) {
-        float g = t->dR[i];
-        t->mR[i] = b1 * t->mR[i] + (1 - b1) * g;
-        t->vR[i] = b2 * t->vR[i] + (1 - b2) * g * g;
-        t->g->router[i] -= t->p.lr * ((t->mR[i] / c1) / (sqrtf(t->vR[i] / c2) + eps) +
-                                      t->p.weight_decay * t->g->router[i]);
-    }
-    for (size_t i = 0; i < nb; i++) {
-        float g = t->db[i];
-        t->mb[i] = b1 * t->mb[i] + (1 - b1) * g;
-        t->vb[i] = b2 * t->vb[i] + (1 - b2) * g * g;
-        t->g->bias[i] -= t->p.lr * (t->mb[i] / c1) / (sqrtf(t->vb[i] / c2) + eps);
-    }
+    const adamw_step as = adamw_at(t->p.lr, 0.9f, 0.999f, 1e-8f, t->step);
+    adamw_update(&as, t->g->router, t->dR, t->mR, t->vR, (size_t)t->L * t->U * t->D, 1.0f, t->p.weight_decay, 1);
+    adamw_update(&as, t->g->bias, t->db, t->mb, t->vb, (size_t)t->L * t->U, 1.0f, 0.0f, 1);
     if (t->jw) { /* the weights: Adam, their gradient clipped */
         double norm = joint_adam_step(t->jw, weight_lr_at(&t->p, t->step - 1), 0.0f, t->p.weight_clip,
                                       t->step);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adamw.h"
 #include "convert.h"
 #include "carve.h"
 #include "error.h"
@@ -526,31 +527,17 @@ doze_status doze_full_trainer_step(doze_full_trainer *t, const int32_t *windows,
     double loss;
     doze_status st = full_loss_grad(t, windows, 1, &loss, err);
     if (st != DOZE_OK) return st;
-    double ss = 0;
-    for (size_t i = 0; i < t->n_params; i++) ss += (double)t->grads[i] * t->grads[i];
-    double norm = sqrt(ss);
+    const double norm = adamw_grad_norm(t->grads, t->n_params);
     if (!isfinite(norm)) return doze_fail(err, DOZE_ERR_STATE, "the gradient is not finite (step %d)", t->step + 1);
-    const float scale = t->p.grad_clip > 0.0f && norm > t->p.grad_clip ? (float)(t->p.grad_clip / norm) : 1.0f;
+    const float scale = adamw_clip_scale(norm, t->p.grad_clip);
     const float lr = (float)lr_at(&t->p, t->step);
     t->step++;
-    const float b1 = t->p.beta1, b2 = t->p.beta2, eps = t->p.eps;
-    const float c1 = (float)(1.0 - pow((double)b1, (double)t->step));
-    const float c2 = (float)(1.0 - pow((double)b2, (double)t->step));
-    const int nt = t->nt;
-    (void)nt;
+    const adamw_step as = adamw_at(lr, t->p.beta1, t->p.beta2, t->p.eps, t->step);
     for (int k = 0; k < t->n_tensors; k++) {
         const full_tensor *x = &t->tensors[k];
-        const float wd = x->decay ? t->p.weight_decay : 0.0f;
-        float *w = t->params + x->off, *g = t->grads + x->off, *m = t->m + x->off, *v = t->v + x->off;
-        const long n = (long)(x->ne[0] * x->ne[1]);
-        DOZE_OMP("omp parallel for schedule(static) num_threads(nt) if(nt > 1 && n >= (1L << 20))")
-        for (long j = 0; j < n; j++) {
-            float gj = g[j] * scale;
-            m[j] = b1 * m[j] + (1.0f - b1) * gj;
-            v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
-            float mh = m[j] / c1, vh = v[j] / c2;
-            w[j] -= lr * (mh / (sqrtf(vh) + eps) + wd * w[j]);
-        }
+        const size_t o = x->off;
+        adamw_update(&as, t->params + o, t->grads + o, t->m + o, t->v + o, (size_t)(x->ne[0] * x->ne[1]), scale,
+                     x->decay ? t->p.weight_decay : 0.0f, t->nt);
     }
     full_params_changed(t);
     if (stats) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adamw.h"
 #include "error.h"
 #include "gguf.h"
 #include "model.h"
@@ -215,24 +216,13 @@ static double lora_adam_step(joint_weights *j, float lr, float clip, int step);
 
 double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step) {
     if (j->rank > 0) return lora_adam_step(j, lr, clip, step);
-    double ss = 0;
-    for (size_t i = 0; i < j->n_params; i++) ss += (double)j->grads[i] * j->grads[i];
-    double norm = sqrt(ss);
-    const float scale = clip > 0.0f && norm > clip ? (float)(clip / norm) : 1.0f;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    const float c1 = (float)(1.0 - pow((double)b1, (double)step));
-    const float c2 = (float)(1.0 - pow((double)b2, (double)step));
+    const double norm = adamw_grad_norm(j->grads, j->n_params);
+    const float scale = adamw_clip_scale(norm, clip);
+    const adamw_step as = adamw_at(lr, 0.9f, 0.999f, 1e-8f, step);
     for (int k = 0; k < j->n_tensors; k++) {
         const joint_tensor *x = &j->tensors[k];
-        const float wd = x->decay ? weight_decay : 0.0f;
-        float *w = j->params + x->off, *g = j->grads + x->off, *m = j->m + x->off, *v = j->v + x->off;
-        const size_t n = (size_t)x->rows * (size_t)x->cols;
-        for (size_t i = 0; i < n; i++) {
-            float gi = g[i] * scale;
-            m[i] = b1 * m[i] + (1.0f - b1) * gi;
-            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-            w[i] -= lr * ((m[i] / c1) / (sqrtf(v[i] / c2) + eps) + wd * w[i]);
-        }
+        adamw_update(&as, j->params + x->off, j->grads + x->off, j->m + x->off, j->v + x->off,
+                     (size_t)x->rows * (size_t)x->cols, scale, x->decay ? weight_decay : 0.0f, 1);
     }
     joint_params_changed(j);
     return norm;
@@ -398,19 +388,9 @@ void joint_lora_backward(joint_weights *j) {
 }
 
 static double lora_adam_step(joint_weights *j, float lr, float clip, int step) {
-    double ss = 0;
-    for (size_t i = 0; i < j->n_lora; i++) ss += (double)j->lg[i] * j->lg[i];
-    double norm = sqrt(ss);
-    const float scale = clip > 0.0f && norm > clip ? (float)(clip / norm) : 1.0f;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    const float c1 = (float)(1.0 - pow((double)b1, (double)step));
-    const float c2 = (float)(1.0 - pow((double)b2, (double)step));
-    for (size_t i = 0; i < j->n_lora; i++) {
-        float gi = j->lg[i] * scale;
-        j->lm[i] = b1 * j->lm[i] + (1.0f - b1) * gi;
-        j->lv[i] = b2 * j->lv[i] + (1.0f - b2) * gi * gi;
-        j->lp[i] -= lr * (j->lm[i] / c1) / (sqrtf(j->lv[i] / c2) + eps);
-    }
+    const double norm = adamw_grad_norm(j->lg, j->n_lora);
+    const adamw_step as = adamw_at(lr, 0.9f, 0.999f, 1e-8f, step);
+    adamw_update(&as, j->lp, j->lg, j->lm, j->lv, j->n_lora, adamw_clip_scale(norm, clip), 0.0f, 1);
     joint_lora_changed(j);
     return norm;
 }
