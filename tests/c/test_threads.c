@@ -84,15 +84,16 @@ static int run(const mem_buf *f, int kernels, int threads, int mode, run_out *o)
              doze_session_set_gates(s, g, &e) == DOZE_OK && doze_session_set_budget(s, 0.5f, &e) == DOZE_OK;
     }
     if (ok)
-        ok = (mode == 1 ? doze_session_prefill_masked(s, toks, n_prompt, &(doze_mask){lon, hon, fon}, &e)
+        ok = (mode == 1 ? doze_session_prefill_masked(s, toks, n_prompt, &(doze_mask){.layers = lon, .heads = hon, .ffn = fon}, &e)
                         : doze_session_prefill(s, toks, n_prompt, &e)) == DOZE_OK;
     if (ok) memcpy(o->logits, doze_session_logits(s), (size_t)V * 4);
     for (int i = 0; ok && i < N_STEPS; i++) {
         const int p = n_prompt + i;
         o->toks[i] = argmax(doze_session_logits(s), V);
         ok = (mode == 1 ? doze_session_step_masked(s, o->toks[i],
-                                                   &(doze_mask){lon + (size_t)p * NL, hon + (size_t)p * NL * NH,
-                                                                fon + (size_t)p * NL * NB},
+                                                   &(doze_mask){.layers = lon + (size_t)p * NL,
+                                                                .heads = hon + (size_t)p * NL * NH,
+                                                                .ffn = fon + (size_t)p * NL * NB},
                                                    &e)
                         : doze_session_step(s, o->toks[i], &e)) == DOZE_OK;
         if (!ok) break;
