@@ -19,10 +19,9 @@ import { test } from 'node:test';
 import { getLlama } from 'node-llama-cpp';
 
 import { loadModel } from '../../js/src/index.js';
-import { readFloats, run, scratch } from './helpers.js';
+import { run, scratch } from './helpers.js';
+import { PROMPT, STEPS, compare, llamaRun, nativeRun, wasmRun } from './oracle.js';
 
-const STEPS = 48;
-const PROMPT = 'the cat sat on the mat';
 const COMMON = ['--hidden', '512', '--layers', '2', '--vocab', '512', '--ctx', '128', '--seed', '11'];
 
 // Row lengths (dim 256, hidden 512, heads x head size 256..768) are whole
@@ -66,101 +65,6 @@ const TYPES = [
   { type: 'q6_k', maxDp: 0.12 },
   { type: 'q4_k_m', maxDp: 0.12 },
 ];
-
-/** p = softmax(logits), in double. */
-function softmax(logits) {
-  let m = -Infinity;
-  for (const v of logits) m = Math.max(m, v);
-  const p = new Float64Array(logits.length);
-  let s = 0;
-  for (let i = 0; i < logits.length; i++) s += (p[i] = Math.exp(logits[i] - m));
-  for (let i = 0; i < p.length; i++) p[i] /= s;
-  return p;
-}
-
-const argmax = (p) => p.reduce((b, v, i) => (v > p[b] ? i : b), 0);
-
-/** llama.cpp: the prompt ids, then STEPS greedy tokens and their full distributions. */
-async function llamaRun(llama, path, promptIds) {
-  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-  // F32 KV cache and no flash attention: llama.cpp's defaults round keys and
-  // values to F16, which would be llama.cpp's error, not Doze's.
-  const ctx = await model.createContext({
-    contextSize: 128, batchSize: 128, threads: 1, flashAttention: false,
-    experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
-  });
-  try {
-    const seq = ctx.getSequence();
-    const out = [];
-    const V = model.tokens.vocabSize ?? 512;
-    for await (const r of seq.evaluateWithMetadata([...promptIds], { probabilities: true }, { temperature: 0 })) {
-      const p = new Float64Array(V);
-      for (const [id, v] of r.probabilities) p[id] = v;
-      out.push({ id: r.token, p });
-      if (out.length >= STEPS) break;
-    }
-    return out;
-  } finally {
-    await ctx.dispose();
-    await model.dispose();
-  }
-}
-
-/**
- * Doze natively: the CLI fed the prompt and llama.cpp's greedy ids
- * (--prompt-ids), token by token; the distributions of the STEPS positions
- * from the prompt's last token on.
- */
-function nativeRun(path, dir, promptIds, followIds) {
-  const logits = join(dir, 'logits.f32');
-  const ids = [...promptIds, ...followIds.slice(0, STEPS - 1)];
-  const r = run('native', ['generate', path, '--prompt-ids', ids.join(' '), '--steps', String(ids.length),
-    '--temp', '0', '--no-stop', '--logits', logits]);
-  assert.equal(r.status, 0, r.stderr);
-  const all = readFloats(logits);
-  const V = all.length / ids.length;
-  const out = [];
-  for (let k = 0; k < STEPS; k++) out.push(softmax(all.subarray((promptIds.length - 1 + k) * V, (promptIds.length + k) * V)));
-  return out;
-}
-
-/** Doze in wasm: the package's session, step by step over the same ids. */
-async function wasmRun(model, promptIds, followIds) {
-  const s = model.createSession();
-  try {
-    const out = [];
-    const ids = [...promptIds, ...followIds];
-    for (let i = 0; i < promptIds.length - 1 + STEPS; i++) {
-      const { logits } = await s.step(ids[i]);
-      if (i >= promptIds.length - 1) out.push(softmax(logits));
-    }
-    return out;
-  } finally {
-    s.dispose();
-  }
-}
-
-/**
- * max |dp| over the vocabulary and steps; the steps whose greedy id differs
- * from llama.cpp's (`flips`), and of those the ones that are not near ties
- * (llama.cpp's own probabilities of the two ids further apart than `tol`).
- */
-function compare(ref, ps, tol) {
-  let maxDp = 0;
-  let flips = 0;
-  const bad = [];
-  for (let t = 0; t < ref.length; t++) {
-    const p = ps[t];
-    const a = argmax(p);
-    if (a !== ref[t].id) {
-      flips++;
-      const gap = ref[t].p[ref[t].id] - ref[t].p[a];
-      if (gap > tol) bad.push(`step ${t}: doze ${a}, llama.cpp ${ref[t].id} (gap ${gap.toExponential(2)})`);
-    }
-    for (let i = 0; i < p.length; i++) maxDp = Math.max(maxDp, Math.abs(p[i] - ref[t].p[i]));
-  }
-  return { maxDp, flips, bad };
-}
 
 test('llama.cpp oracle: every architecture x type, 48 greedy steps, natively and in wasm', { timeout: 600_000 },
   async (t) => {
