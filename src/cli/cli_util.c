@@ -50,6 +50,21 @@ int cli_print_error(const char *what, const doze_error *e) {
     return 1;
 }
 
+int cli_ends_generation(const doze_model *m, int next, int sampled, int no_stop) {
+    if (no_stop) return 0;
+    return next == doze_model_get_info(m)->bos_id || (sampled && doze_token_is_eog(m, next));
+}
+
+int cli_print_piece(const doze_model *m, int prev, int next) {
+    char piece[DOZE_MAX_PIECE];
+    size_t plen = 0;
+    doze_error e;
+    if (doze_token_to_piece(m, prev, next, piece, sizeof piece, &plen, &e) != DOZE_OK)
+        return cli_print_error("decode", &e);
+    out_bytes(piece, plen);
+    return 0;
+}
+
 const char *io_reason(int64_t code) {
     switch (code) {
     case IO_ERR_NOENT: return "No such file or directory (ENOENT)";

@@ -34,6 +34,14 @@ int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes
 
 int cli_print_error(const char *what, const doze_error *e);
 
+/* 1 when `next` ends a generation: BOS (llama2.c's rule), or, when it was
+ * sampled (not a prompt token fed), any end-of-generation token of the
+ * vocabulary; never with no_stop */
+int cli_ends_generation(const doze_model *m, int next, int sampled, int no_stop);
+
+/* prints the text of `next` after `prev`; 0, or 1 after printing the error */
+int cli_print_piece(const doze_model *m, int prev, int next);
+
 /* gguf_write_fn over an io handle */
 int cli_write_fn(void *ctx, const void *bytes, size_t n);
 

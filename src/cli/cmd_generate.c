@@ -301,15 +301,8 @@ int cmd_generate(int argc, char **argv) {
         compute_sum += n_prompt - 1;
         pos0 = n_prompt - 1;
         token = ids[n_prompt - 1];
-        for (int i = 1; i < n_prompt; i++) {
-            char piece[DOZE_MAX_PIECE];
-            size_t plen = 0;
-            if (doze_token_to_piece(m, ids[i - 1], ids[i], piece, sizeof piece, &plen, &e) != DOZE_OK) {
-                cli_print_error("decode", &e);
-                goto done;
-            }
-            out_bytes(piece, plen);
-        }
+        for (int i = 1; i < n_prompt; i++)
+            if (cli_print_piece(m, ids[i - 1], ids[i])) goto done;
     }
     for (int pos = pos0; pos < steps; pos++) {
         if (doze_session_step(s, token, &e) != DOZE_OK) {
@@ -344,14 +337,8 @@ int cmd_generate(int argc, char **argv) {
                 free(line);
             }
         }
-        if ((next == info->bos_id || (pos >= n_prompt - 1 && doze_token_is_eog(m, next))) && !no_stop) break;
-        char piece[DOZE_MAX_PIECE];
-        size_t plen = 0;
-        if (doze_token_to_piece(m, token, next, piece, sizeof piece, &plen, &e) != DOZE_OK) {
-            cli_print_error("decode", &e);
-            goto done;
-        }
-        out_bytes(piece, plen);
+        if (cli_ends_generation(m, next, pos >= n_prompt - 1, no_stop)) break;
+        if (cli_print_piece(m, token, next)) goto done;
         token = next;
     }
     out_printf("\n");

@@ -19,7 +19,6 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
         err_printf("doze: --speculative: the prompt (%d tokens) does not fit in --steps %d\n", n_prompt, steps);
         return 2;
     }
-    const doze_model_info *info = doze_model_get_info(m);
     doze_error e;
     int rc = 1;
     intptr_t trace = -1;
@@ -34,15 +33,8 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
         cli_print_error("prefill", &e);
         goto done;
     }
-    for (int i = 1; i < n_prompt; i++) {
-        char piece[DOZE_MAX_PIECE];
-        size_t plen = 0;
-        if (doze_token_to_piece(m, ids[i - 1], ids[i], piece, sizeof piece, &plen, &e) != DOZE_OK) {
-            cli_print_error("decode", &e);
-            goto done;
-        }
-        out_bytes(piece, plen);
-    }
+    for (int i = 1; i < n_prompt; i++)
+        if (cli_print_piece(m, ids[i - 1], ids[i])) goto done;
     double t_first = 0, t_end = 0, budget_sum = 0;
     int token = ids[n_prompt - 1], pos = n_prompt - 1, generated = 0, after_first = 0, n_steps = 0;
     int drafted = 0, accepted = 0, stop = 0, k_used[DOZE_SPEC_MAX_K + 1] = {0};
@@ -69,17 +61,11 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
             const int next = r.tokens[i];
             generated++;
             if (n_steps > 1) after_first++;
-            if (next == info->bos_id && !no_stop) {
+            if (cli_ends_generation(m, next, 1, no_stop)) {
                 stop = 1;
                 break;
             }
-            char piece[DOZE_MAX_PIECE];
-            size_t plen = 0;
-            if (doze_token_to_piece(m, token, next, piece, sizeof piece, &plen, &e) != DOZE_OK) {
-                cli_print_error("decode", &e);
-                goto done;
-            }
-            out_bytes(piece, plen);
+            if (cli_print_piece(m, token, next)) goto done;
             token = next;
         }
     }
