@@ -404,10 +404,16 @@ static void test_models(void) {
                               (size_t)L->w_down_blk[j].rows *
                                   doze_type_row_bytes(L->w_down_blk[j].type, (uint64_t)L->w_down_blk[j].cols) ==
                           (const uint8_t *)L->w_down_blk[j + 1].data);
-                uint8_t on[3 * 3];
-                memset(on, 1, sizeof on);
-                on[3 + 1] = 0; /* layer 1, block 1 */
-                CHECK(run(m, tok, n, on, got) == 0);
+                /* (n_layers, n_ffn_blocks): 32-weight types cut the FFN into more blocks */
+                const int nb = m->n_ffn_blocks;
+                uint8_t *on = malloc((size_t)ci->n_layers * (size_t)nb);
+                CHECK(on != NULL);
+                if (on) {
+                    memset(on, 1, (size_t)ci->n_layers * (size_t)nb);
+                    on[nb + 1] = 0; /* layer 1, block 1 */
+                }
+                CHECK(on && run(m, tok, n, on, got) == 0);
+                free(on);
                 double d = 0;
                 float *dense = malloc((size_t)n * vocab * sizeof(float));
                 run(m, tok, n, NULL, dense);
