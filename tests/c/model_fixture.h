@@ -14,7 +14,7 @@ typedef doze_byte_buffer mem_buf;
 #define mem_write doze_byte_buffer_write
 
 /* A GGUF file of the random model `p` describes, in memory; data NULL on failure. */
-static mem_buf fixture_from_params(const doze_init_params *p) {
+static inline mem_buf fixture_from_params(const doze_init_params *p) {
     mem_buf out = {NULL, 0, 0};
     gguf_builder b;
     doze_error e;
@@ -29,7 +29,7 @@ static mem_buf fixture_from_params(const doze_init_params *p) {
 }
 
 /* A dense llama model of random weights. */
-static mem_buf fixture_gguf(int dim, int hidden, int layers, int heads, int kv_heads, int vocab,
+static inline mem_buf fixture_gguf(int dim, int hidden, int layers, int heads, int kv_heads, int vocab,
                             int ctx, uint64_t seed, int type) {
     doze_init_params p = {dim, hidden, layers, heads, kv_heads, vocab, ctx, seed, type, NULL, 0, 0, 0.0f, 0, 0};
     return fixture_from_params(&p);
@@ -37,7 +37,7 @@ static mem_buf fixture_gguf(int dim, int hidden, int layers, int heads, int kv_h
 
 /* A mixture of experts (arch "llama" with expert_count, or "qwen3moe"):
  * `experts` experts of `hidden` channels each, top `used`. */
-static mem_buf fixture_moe_gguf(const char *arch, int dim, int hidden, int layers, int heads, int kv_heads, int vocab,
+static inline mem_buf fixture_moe_gguf(const char *arch, int dim, int hidden, int layers, int heads, int kv_heads, int vocab,
                                 int ctx, uint64_t seed, int type, int experts, int used) {
     doze_init_params p = {dim, hidden, layers, heads, kv_heads, vocab, ctx, seed, type, arch, 0, 0, 0.0f,
                           experts, used};
