@@ -11,7 +11,10 @@
  * version 2 they read xn, and such files are refused). z = R xn + bias (or
  * R hn + bias for block rows). A unit runs when exp(z) / cost_fraction >=
  * lambda, i.e. when its predicted importance per unit of compute clears the
- * price lambda that the budget sets. Gates with n_blocks == 0 (version-1
+ * price lambda that the budget sets. A mixture of experts' FFN is one block;
+ * where it runs, its experts are decided against the same price from the
+ * model's router probabilities and calibrated constants (expert_bias,
+ * gates_decide_experts). Gates with n_blocks == 0 (version-1
  * files, --no-ffn-gates) run every FFN block of a running layer. */
 #ifndef DOZE_GATES_H
 #define DOZE_GATES_H

@@ -12,7 +12,10 @@
  * damage in proportion to its output norm ||Wo_h att_h||, and an FFN block
  * its FFN's damage times ||W_down_j h_j||^2 / ||sum_k W_down_k h_k||^2:
  * a linearized estimate of what the part of the update the block
- * writes does at the output. */
+ * writes does at the output. A mixture's experts get the same kind of
+ * estimate from the distance the update moves when one expert is dropped
+ * (the others renormalized), reduced to one constant per layer and expert
+ * (see collect and fit_experts). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
