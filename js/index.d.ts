@@ -151,6 +151,10 @@ export interface ModelInfo {
   ffnBlocks: number;
   /** 0, or the doze.ffn_order key (a hash of the channel order) of a model whose FFN channels `doze order-ffn` grouped into blocks; gate files are bound to it. */
   ffnOrder: number;
+  /** A mixture of experts: experts per layer (0 when dense). */
+  experts: number;
+  /** A mixture of experts: the model's top k, the experts each token uses at budget 1 (0 when dense). */
+  expertsUsed: number;
   /** Only when loaded with the `cache` option: where the bytes came from. */
   cache?: ModelCacheInfo;
   /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm, or doze-mt.wasm on more than 1 thread). */
@@ -265,6 +269,8 @@ export interface StepMask {
   heads: Uint8Array;
   /** (layers * ffnBlocks) FFN blocks (ffnBlock intermediate channels each: see ModelInfo), row-major per layer; 1 = ran. */
   ffn: Uint8Array;
+  /** A mixture of experts only (absent on a dense model and on speculative items): (layers * info.experts) row-major per layer; 1 = the expert ran (all 0 where the layer or its FFN dozed). */
+  experts?: Uint8Array;
 }
 
 export interface Token {
@@ -327,6 +333,8 @@ export interface ForcedMask {
   heads?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
   /** (layers * info.ffnBlocks) FFN-block values row-major, or one array per layer; default every block of a running layer. */
   ffn?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
+  /** A mixture of experts only: (layers * info.experts) values row-major, or one array per layer: the experts that run where the layer's FFN runs, their router probabilities renormalized over them (any number, none included); default the model's own top k. */
+  experts?: ArrayLike<number | boolean> | ArrayLike<number | boolean>[];
 }
 
 export interface AutoBudgetOptions {
@@ -534,7 +542,7 @@ export class Session {
   autoBudget(options: AutoBudgetOptions | null): void;
   /**
    * Runs one token at the next position: under a forced mask when `layers`,
-   * `heads` or `ffn` is given, else under the budget and gates like generate().
+   * `heads`, `ffn` or `experts` is given, else under the budget and gates like generate().
    */
   step(token: number, mask?: ForcedMask): Promise<StepResult>;
   reset(): void;

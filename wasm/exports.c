@@ -105,7 +105,8 @@ enum {
     INFO_DIM, INFO_HIDDEN_DIM, INFO_N_LAYERS, INFO_N_HEADS, INFO_N_KV_HEADS, INFO_HEAD_DIM,
     INFO_ROPE_DIM, INFO_VOCAB_SIZE, INFO_CONTEXT_LENGTH, INFO_NORM_EPS, INFO_ROPE_THETA,
     INFO_WEIGHT_TYPE, INFO_TIED_OUTPUT, INFO_N_PARAMS, INFO_WEIGHT_BYTES,
-    INFO_LAYER_WEIGHT_BYTES, INFO_BOS_ID, INFO_EOS_ID, INFO_UNK_ID, INFO_FFN_BLOCK, INFO_FFN_ORDER, INFO_COUNT
+    INFO_LAYER_WEIGHT_BYTES, INFO_BOS_ID, INFO_EOS_ID, INFO_UNK_ID, INFO_FFN_BLOCK, INFO_FFN_ORDER, INFO_N_EXPERTS,
+    INFO_N_EXPERTS_USED, INFO_COUNT
 };
 
 /* Writes the numeric fields of doze_model_info, in the order above, as
@@ -117,6 +118,7 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_model_info(const doze_model *m, double *out, 
         i->rope_dim, i->vocab_size, i->context_length, i->norm_eps, i->rope_theta,
         i->weight_type, i->tied_output, (double)i->n_params, (double)i->weight_bytes,
         (double)i->layer_weight_bytes, i->bos_id, i->eos_id, i->unk_id, i->ffn_block, (double)i->ffn_order,
+        i->n_experts, i->n_experts_used,
     };
     for (int k = 0; k < n && k < INFO_COUNT; k++) out[k] = v[k];
     return INFO_COUNT;

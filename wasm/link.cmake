@@ -42,7 +42,7 @@ set(_doze_link_options
 '_doze_session_step','_doze_session_logits','_doze_session_prefill',\
 '_doze_sampler_sample','_doze_sampler_free',\
 '_doze_session_step_masked','_doze_session_layer_mask','_doze_session_head_mask',\
-'_doze_session_prefill_masked','_doze_session_ffn_mask',\
+'_doze_session_prefill_masked','_doze_session_ffn_mask','_doze_session_expert_mask',\
 '_doze_session_compute','_doze_session_set_budget','_doze_session_get_budget',\
 '_doze_session_set_gates','_doze_gates_free',\
 '_doze_finetune_finish','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\

@@ -824,45 +824,56 @@ function renderMask() {
   const parts = [table];
 
   if (B) {
-    const wrap = document.createElement('div');
-    wrap.className = 'ffn-wrap';
-    const h = document.createElement('p');
-    h.className = 'help';
-    let ffnRan = 0;
-    for (let k = 0; k < L * B; k++) ffnRan += t.mask.ffn[k] ? 1 : 0;
-    h.textContent = `FFN blocks (${B} per layer): ${ffnRan} of ${L * B} ran. Solid: ran; outlined: skipped; hatched: layer skipped.`;
-    wrap.append(h);
-    for (let l = 0; l < L; l++) {
-      const row = document.createElement('div');
-      row.className = 'ffn-row';
-      const lab = document.createElement('span');
-      lab.className = 'lab';
-      lab.textContent = `L${l} FFN`;
-      const cells = document.createElement('div');
-      cells.className = 'ffn-cells';
-      cells.setAttribute('role', 'img');
-      let n = 0;
-      for (let j = 0; j < B; j++) {
-        const on = !!layers[l] && !!t.mask.ffn[l * B + j];
-        n += on ? 1 : 0;
-        const c = document.createElement('span');
-        c.className = `fcell ffn ${!layers[l] ? 'layer-off' : on ? 'ran' : 'off'}`;
-        c.dataset.state = !layers[l] ? 'layer-skipped' : on ? 'ran' : 'skipped';
-        cells.append(c);
-      }
-      cells.setAttribute('aria-label', `layer ${l}: ${layers[l] ? `${n} of ${B} FFN blocks ran` : 'layer skipped'}`);
-      const cnt = document.createElement('span');
-      cnt.textContent = layers[l] ? `${n}/${B}` : 'dozed';
-      row.append(lab, cells, cnt);
-      wrap.append(row);
-    }
-    parts.push(wrap);
+    parts.push(unitRows(t.mask.ffn, layers, B, 'ffn', 'FFN', 'FFN blocks',
+      `FFN blocks (${B} per layer)`));
   }
+  // a mixture of experts: which of each layer's experts ran
+  const E = t.mask.experts ? t.mask.experts.length / L : 0;
+  if (E) parts.push(unitRows(t.mask.experts, layers, E, 'expert', 'experts', 'experts', `Experts (${E} per layer)`));
   grid.replaceChildren(...parts);
   grid.dataset.layers = String(L);
   grid.dataset.heads = String(H);
   grid.dataset.token = String(i);
   grid.dataset.ffnBlocks = String(B);
+  grid.dataset.experts = String(E);
+}
+
+/** Rows of a per-layer unit (FFN blocks, experts): `on` (layers * per) 0/1, solid where it ran. */
+function unitRows(on, layers, per, kind, rowLabel, noun, title) {
+  const L = layers.length;
+  const wrap = document.createElement('div');
+  wrap.className = `ffn-wrap ${kind}-wrap`;
+  const h = document.createElement('p');
+  h.className = 'help';
+  let ran = 0;
+  for (let k = 0; k < L * per; k++) ran += on[k] ? 1 : 0;
+  h.textContent = `${title}: ${ran} of ${L * per} ran. Solid: ran; outlined: skipped; hatched: layer skipped.`;
+  wrap.append(h);
+  for (let l = 0; l < L; l++) {
+    const row = document.createElement('div');
+    row.className = 'ffn-row';
+    const lab = document.createElement('span');
+    lab.className = 'lab';
+    lab.textContent = `L${l} ${rowLabel}`;
+    const cells = document.createElement('div');
+    cells.className = 'ffn-cells';
+    cells.setAttribute('role', 'img');
+    let n = 0;
+    for (let j = 0; j < per; j++) {
+      const ok = !!layers[l] && !!on[l * per + j];
+      n += ok ? 1 : 0;
+      const c = document.createElement('span');
+      c.className = `fcell ${kind} ${!layers[l] ? 'layer-off' : ok ? 'ran' : 'off'}`;
+      c.dataset.state = !layers[l] ? 'layer-skipped' : ok ? 'ran' : 'skipped';
+      cells.append(c);
+    }
+    cells.setAttribute('aria-label', `layer ${l}: ${layers[l] ? `${n} of ${per} ${noun} ran` : 'layer skipped'}`);
+    const cnt = document.createElement('span');
+    cnt.textContent = layers[l] ? `${n}/${per}` : 'dozed';
+    row.append(lab, cells, cnt);
+    wrap.append(row);
+  }
+  return wrap;
 }
 
 // ---------------------------------------------------------------- sequence strip

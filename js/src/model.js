@@ -20,7 +20,7 @@ function typeName(rt, id) {
 const INFO_FIELDS = [
   'dim', 'hiddenDim', 'layers', 'heads', 'kvHeads', 'headDim', 'ropeDim', 'vocabSize',
   'contextLength', 'normEps', 'ropeTheta', 'weightTypeId', 'tiedOutput', 'params', 'bytes',
-  'layerBytes', 'bosId', 'eosId', 'unkId', 'ffnBlock', 'ffnOrder',
+  'layerBytes', 'bosId', 'eosId', 'unkId', 'ffnBlock', 'ffnOrder', 'experts', 'expertsUsed',
 ];
 
 function readInfo(rt, m) {
@@ -56,6 +56,9 @@ function readInfo(rt, m) {
       ffnBlocks: Math.ceil(raw.hiddenDim / (raw.ffnBlock || 32)),
       // 0, or the doze.ffn_order key of a model `doze order-ffn` rewrote
       ffnOrder: raw.ffnOrder || 0,
+      // a mixture of experts: experts per layer and the model's top k (0 when dense)
+      experts: raw.experts || 0,
+      expertsUsed: raw.expertsUsed || 0,
       // which build runs it: 'relaxed' (doze-relaxed.wasm) or 'strict'
       simd: rt.simd,
     });

@@ -9,7 +9,7 @@ import { checkOptions, any, budget as budgetOption, signal as signalOption, inva
 import { checkGenerateOptions, generateTokens } from './generate.js';
 import { collect } from './text.js';
 
-/** A step's mask: which layers ran, which heads of each (row-major (layers, heads)) and which FFN blocks of each (row-major (layers, ffnBlocks)). */
+/** A step's mask: which layers ran, which heads of each (row-major (layers, heads)), which FFN blocks of each (row-major (layers, ffnBlocks)) and, on a mixture of experts, which experts of each (row-major (layers, experts)). */
 function readMask(rt, s, info) {
   const L = info.layers;
   const H = info.heads;
@@ -18,7 +18,12 @@ function readMask(rt, s, info) {
   const hp = rt.x.doze_session_head_mask(s);
   const fp = rt.x.doze_session_ffn_mask(s);
   const u8 = rt.u8;
-  return { layers: u8.slice(lp, lp + L), heads: u8.slice(hp, hp + L * H), ffn: u8.slice(fp, fp + L * NB) };
+  const m = { layers: u8.slice(lp, lp + L), heads: u8.slice(hp, hp + L * H), ffn: u8.slice(fp, fp + L * NB) };
+  if (info.experts) {
+    const ep = rt.x.doze_session_expert_mask(s);
+    m.experts = u8.slice(ep, ep + L * info.experts);
+  }
+  return m;
 }
 
 /** 0/1 bytes from an array-like (or, for heads and ffn, an array of per-layer arrays). */
@@ -156,7 +161,7 @@ export class SessionCore {
 }
 
 const PERPLEXITY_OPTIONS = { signal: signalOption, budget: budgetOption };
-const STEP_MASK = { layers: any, heads: any, ffn: any };
+const STEP_MASK = { layers: any, heads: any, ffn: any, experts: any };
 
 /**
  * An independent KV cache over a model: a conversation. Each generate()
@@ -251,12 +256,14 @@ export class Session {
 
   /**
    * Runs one token at the next position and returns its logits, mask and
-   * compute ratio: under the given mask (forced: `layers`, `heads`, `ffn`),
+   * compute ratio: under the given mask (forced: `layers`, `heads`, `ffn`,
+   * `experts`),
    * else under the session's budget and the model's gates like generate().
    * Drops a token generate() sampled but had not run yet.
    */
   async step(token, mask) {
-    const { layers, heads, ffn } = checkOptions('step: mask', mask, STEP_MASK);
+    const { layers, heads, ffn, experts } = checkOptions('step: mask', mask, STEP_MASK);
+    const forced = layers != null || heads != null || ffn != null || experts != null;
     const c = this.#core;
     c.lock();
     const rt = c.rt;
@@ -264,7 +271,8 @@ export class Session {
     let p = 0;
     try {
       if (!Number.isInteger(token)) throw invalid('step: the token must be an integer id');
-      if (layers == null && heads == null && ffn == null) {
+      if (experts != null && !info.experts) throw invalid('step: experts are for a mixture of experts; this model is dense');
+      if (!forced) {
         await c.prepare();
         c.step(token);
       } else {
@@ -274,19 +282,23 @@ export class Session {
         const lb = layers == null ? new Uint8Array(L).fill(1) : maskBytes(layers, L, 'layers');
         const hb = heads == null ? null : maskBytes(heads, L * H, 'heads');
         const fb = ffn == null ? null : maskBytes(ffn, L * NB, 'ffn');
-        // a doze_mask (three wasm32 pointers: layers, heads, ffn), then the bytes
-        p = rt.doze.malloc(12 + L + L * H + L * NB);
-        const at = p + 12;
+        const NE = L * info.experts;
+        const eb = experts == null ? null : maskBytes(experts, NE, 'experts');
+        // a doze_mask (four wasm32 pointers: layers, heads, ffn, experts), then the bytes
+        p = rt.doze.malloc(16 + L + L * H + L * NB + NE);
+        const at = p + 16;
+        const eAt = at + L + L * H + L * NB;
         rt.u8.set(lb, at);
         if (hb) rt.u8.set(hb, at + L);
         if (fb) rt.u8.set(fb, at + L + L * H);
-        new Uint32Array(rt.u8.buffer, p, 3).set([at, hb ? at + L : 0, fb ? at + L + L * H : 0]);
+        if (eb) rt.u8.set(eb, eAt);
+        new Uint32Array(rt.u8.buffer, p, 4).set([at, hb ? at + L : 0, fb ? at + L + L * H : 0, eb ? eAt : 0]);
         c.step(token, p);
       }
       c.pending = -1;
       const { mask: m, compute, budget } = c.report();
       const r = { position: c.position - 1, logits: c.logits().slice(), mask: m, compute, ms: c.stepMs };
-      if (layers == null && heads == null && ffn == null) r.budget = budget;
+      if (!forced) r.budget = budget;
       return r;
     } finally {
       if (p) rt.doze.free(p);

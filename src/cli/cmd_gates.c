@@ -128,12 +128,13 @@ int cmd_gates(int argc, char **argv) {
 
 size_t cli_mask_line_size(const doze_model *m) {
     const doze_model_info *c = doze_model_get_info(m);
-    return (size_t)c->n_layers * (size_t)(c->n_heads + doze_model_ffn_blocks(m) + 3) + 64;
+    return (size_t)c->n_layers * (size_t)(c->n_heads + doze_model_ffn_blocks(m) + c->n_experts + 4) + 64;
 }
 
-/* "pos token compute layers heads ffn": layers as 0/1; per layer its heads
- * and its FFN blocks as 0/1, '-' for a skipped layer, layers
- * separated by '/'. buf: cli_mask_line_size(m) bytes. */
+/* "pos token compute layers heads ffn [experts]": layers as 0/1; per layer
+ * its heads and its FFN blocks as 0/1, '-' for a skipped layer, layers
+ * separated by '/'; a mixture of experts adds its experts per layer the
+ * same way (all 0 where the FFN dozed). buf: cli_mask_line_size(m) bytes. */
 void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int token, char *buf,
                      size_t cap) {
     const doze_model_info *c = doze_model_get_info(m);
@@ -150,6 +151,12 @@ void cli_format_mask(const doze_model *m, const doze_session *s, int pos, int to
     for (int l = 0; l < c->n_layers && at + nb + 3 < cap; l++) {
         buf[at++] = l ? '/' : ' ';
         for (int j = 0; j < nb; j++) buf[at++] = lm[l] ? (fm[(size_t)l * nb + j] ? '1' : '0') : '-';
+    }
+    const uint8_t *em = doze_session_expert_mask(s);
+    const int ne = c->n_experts;
+    for (int l = 0; em && l < c->n_layers && at + ne + 3 < cap; l++) {
+        buf[at++] = l ? '/' : ' ';
+        for (int e = 0; e < ne; e++) buf[at++] = lm[l] ? (em[(size_t)l * ne + e] ? '1' : '0') : '-';
     }
     buf[at++] = '\n';
     buf[at] = '\0';

@@ -94,7 +94,7 @@ static const cli_option generate_options[] = {
     {"--no-stop", CLI_FLAG, NULL, "keep going past a BOS token", NULL, 0},
     {"--trace", CLI_STRING, "FILE", "write 'input next' token ids per step", NULL, 0},
     {"--logits", CLI_STRING, "FILE", "write every step's float32 logits", NULL, 0},
-    {"--masks", CLI_STRING, "FILE", "write 'pos token compute layers heads/... ffn/...' per step", NULL, 0},
+    {"--masks", CLI_STRING, "FILE", "write 'pos token compute layers heads/... ffn/...' per step (MoE: then experts/...)", NULL, 0},
     {"--special", CLI_FLAG, NULL, "control tokens written in the prompt (<|im_start|>, ...) are single tokens",
      NULL, 0},
     {"--speculative", CLI_FLAG, NULL, "the gates draft, the whole model verifies in one batch: the dense\n"

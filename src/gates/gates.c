@@ -11,6 +11,7 @@
 #include "gguf.h"
 #include "types.h"
 #include "model.h"
+#include "moe.h"
 
 doze_gates_params doze_gates_default_params(void) {
     doze_gates_params p;
@@ -36,9 +37,15 @@ void cost_model_init(const doze_model_info *info, doze_cost_model *c) {
     c->ffn_block = info->ffn_block;
     c->n_blocks = ffn_n_blocks(info->hidden_dim, c->ffn_block);
     c->hidden = info->hidden_dim;
+    c->n_experts = info->n_experts;
+    c->experts_used = info->n_experts_used;
+    c->expert = 3.0 * dim * (double)info->hidden_dim;
+    c->moe_router = dim * (double)info->n_experts;
+    if (c->n_experts) c->ffn = c->moe_router + (double)c->experts_used * c->expert;
 }
 
 double cost_block(const doze_cost_model *c, int j) {
+    if (c->n_experts) return c->ffn;
     return c->ffn_channel * (double)ffn_block_width(c->hidden, c->ffn_block, j);
 }
 
@@ -57,12 +64,20 @@ double cost_dense(const doze_cost_model *c, int n_pos) {
 }
 
 double cost_of_layer(const doze_cost_model *c, int layer_on, const uint8_t *head_on,
-                     const uint8_t *blk_on, int n_pos) {
+                     const uint8_t *blk_on, const uint8_t *expert_on, int n_pos) {
     if (!layer_on) return 0.0;
     double total = c->kv;
     double h1 = cost_head(c, n_pos);
     for (int h = 0; h < c->n_heads; h++)
         if (head_on[h]) total += h1;
+    if (c->n_experts) {
+        if (blk_on && !blk_on[0]) return total;
+        if (!expert_on) return total + c->ffn;
+        total += c->moe_router;
+        for (int e = 0; e < c->n_experts; e++)
+            if (expert_on[e]) total += c->expert;
+        return total;
+    }
     if (!blk_on) return total + c->ffn;
     for (int j = 0; j < c->n_blocks; j++)
         if (blk_on[j]) total += cost_block(c, j);
@@ -91,6 +106,7 @@ doze_gates *gates_alloc(int n_layers, int n_heads, int n_blocks, int dim) {
 
 void doze_gates_free(doze_gates *g) {
     if (!g) return;
+    free(g->expert_bias);
     free(g->router);
     free(g->bias);
     free(g);
@@ -147,6 +163,29 @@ void gates_decide_blocks(const doze_gates *g, const doze_cost_model *c, int n_po
     }
 }
 
+void gates_decide_experts(const doze_gates *g, const doze_cost_model *c, int layer, int n_pos, const float *probs,
+                          float log_lambda, uint8_t *on) {
+    const int E = c->n_experts, k = c->experts_used;
+    /* the model's top k and the sum their weights are normalized by */
+    moe_top_k_of(probs, E, k, on);
+    double sum = 0.0;
+    for (int e = 0; e < E; e++)
+        if (on[e]) sum += probs[e];
+    if (!(g && g->expert_bias && g->n_experts == E && sum > 0.0)) return;
+    /* an expert's price: its share of the dense compute */
+    const float price = log_lambda + (float)log(c->expert / cost_dense(c, n_pos));
+    memset(on, 0, (size_t)E);
+    for (int i = 0; i < k; i++) {
+        const int e = moe_next(probs, E, on);
+        if (i > 0) {
+            const double w = probs[e] / sum;
+            const float z = (float)(2.0 * log(w / (1.0 - w) + 1e-30)) + g->expert_bias[(size_t)layer * E + e];
+            if (!(z >= price)) break;
+        }
+        on[e] = 1;
+    }
+}
+
 uint32_t gates_model_fingerprint(const doze_model *m) {
     /* FNV-1a over the shape and the final norm's and first layer's norm weights,
      * then the FFN order (info.ffn_order) when there is one */
@@ -181,6 +220,11 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
  * rows whose ffn_block is not the model's is refused;
  * tensors gates.router (dim, 1 + n_heads + NB, n_layers), gates.bias
  * (1 + n_heads + NB, n_layers), gates.log_lambda (101).
+ * MoE: doze.gates.experts (E: the model's expert count, or 0 / absent for
+ * gates that leave the model's top k alone) and, when E > 0, the tensor
+ * gates.expert_bias (E, n_layers) (doze_gates.expert_bias); a file whose E
+ * is not the model's is refused. Readers that do not know the key run the
+ * model's top k under the same file.
  *
  * Versions: 3 — FFN block rows read the FFN's input hn (after attention).
  * 2 — the same layout, but block rows read the layer input xn: files with
@@ -212,6 +256,11 @@ doze_status doze_gates_save(const doze_gates *g, int (*fn)(void *ctx, const void
     if (!st) st = gguf_writer_add_tensor(w, "gates.router", DOZE_TYPE_F32, 3, ne_r, g->router, err);
     if (!st) st = gguf_writer_add_tensor(w, "gates.bias", DOZE_TYPE_F32, 2, ne_b, g->bias, err);
     if (!st) st = gguf_writer_add_tensor(w, "gates.log_lambda", DOZE_TYPE_F32, 1, ne_l, g->log_lambda, err);
+    if (!st && g->expert_bias) {
+        uint64_t ne_e[2] = {(uint64_t)g->n_experts, (uint64_t)g->n_layers};
+        st = gguf_writer_set_u32(w, "doze.gates.experts", (uint32_t)g->n_experts, err);
+        if (!st) st = gguf_writer_add_tensor(w, "gates.expert_bias", DOZE_TYPE_F32, 2, ne_e, g->expert_bias, err);
+    }
     if (!st) st = gguf_writer_write(w, fn, ctx, err);
     gguf_writer_free(w);
     return st;
@@ -316,6 +365,19 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
         if (!st)
             st = read_f32_tensor(&h, bytes, n, "gates.log_lambda", GATES_BUDGET_STEPS + 1,
                                  g->log_lambda, err);
+        int64_t ne = 0;
+        if (!st && gguf_get_int(&h, "doze.gates.experts", &ne, NULL) == DOZE_OK && ne != 0) {
+            if (ne != c->n_experts)
+                st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "gate file: doze.gates.experts is %lld, the model has %d experts",
+                               (long long)ne, c->n_experts);
+            else if (!(g->expert_bias = malloc((size_t)c->n_layers * (size_t)ne * sizeof(float))))
+                st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
+            else {
+                g->n_experts = (int)ne;
+                st = read_f32_tensor(&h, bytes, n, "gates.expert_bias", (uint64_t)c->n_layers * (uint64_t)ne,
+                                     g->expert_bias, err);
+            }
+        }
     }
     gguf_header_free(&h);
     if (st != DOZE_OK) {

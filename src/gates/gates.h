@@ -11,7 +11,10 @@
  * version 2 they read xn, and such files are refused). z = R xn + bias (or
  * R hn + bias for block rows). A unit runs when exp(z) / cost_fraction >=
  * lambda, i.e. when its predicted importance per unit of compute clears the
- * price lambda that the budget sets. Gates with n_blocks == 0 (version-1
+ * price lambda that the budget sets. A mixture of experts' FFN is one block;
+ * where it runs, its experts are decided against the same price from the
+ * model's router probabilities and calibrated constants (expert_bias,
+ * gates_decide_experts). Gates with n_blocks == 0 (version-1
  * files, --no-ffn-gates) run every FFN block of a running layer. */
 #ifndef DOZE_GATES_H
 #define DOZE_GATES_H
@@ -33,6 +36,13 @@ struct doze_gates {
     float *bias;           /* (n_layers, 1 + n_heads + n_blocks) */
     float log_lambda[GATES_BUDGET_STEPS + 1]; /* log threshold per budget step */
     char kind[32];         /* "training-free" or "trained" */
+    /* MoE: the experts' calibrated log damage, (n_layers, n_experts):
+     * expert e of layer l, among the model's top k with routing weight w
+     * (the top k's probabilities over their sum), is predicted to do
+     * log damage 2 log(w / (1 - w)) + expert_bias[l, e] when dropped (see
+     * gates_calibrate.c). NULL (n_experts 0): the model's own top k. */
+    int n_experts;
+    float *expert_bias;
 };
 
 /* Multiply-accumulate counts of one token's layer compute. */
@@ -48,10 +58,16 @@ typedef struct {
     int n_blocks;        /* FFN blocks per layer (the model's) */
     int hidden;          /* FFN intermediate size */
     int ffn_block;       /* channels per FFN block (the model's) */
+    /* MoE (n_experts > 0): the layer's FFN is one block whose dense compute
+     * (ffn) is the model's router plus its k experts */
+    int n_experts, experts_used;
+    double expert;       /* one expert: its gate, up and down matrices */
+    double moe_router;   /* the model's router logits (spent whenever the FFN runs) */
 } doze_cost_model;
 
 void cost_model_init(const doze_model_info *info, doze_cost_model *c);
-/* one FFN block's compute (the last block may be narrower) */
+/* one FFN block's compute (the last block may be narrower; MoE: the whole
+ * FFN at the model's top k) */
 double cost_block(const doze_cost_model *c, int j);
 /* one layer's layer and head rows of a router: spent for every layer a
  * gated token decides */
@@ -90,9 +106,19 @@ int gates_decide(const doze_gates *g, const doze_cost_model *c, int layer, int n
 void gates_decide_blocks(const doze_gates *g, const doze_cost_model *c, int n_pos, const float *zb,
                          float log_lambda, uint8_t *blk_on);
 
+/* Decides the experts of MoE layer l for a token whose FFN runs, from the
+ * model's router probabilities probs(n_experts): the model's top k in
+ * order of probability (ties to the lower index), the first always, each
+ * next one while its predicted damage per unit of compute clears the
+ * price; they stop at the first that does not. Fills on(n_experts). Gates
+ * without expert rows (n_experts 0) give the model's top k. */
+void gates_decide_experts(const doze_gates *g, const doze_cost_model *c, int layer, int n_pos, const float *probs,
+                          float log_lambda, uint8_t *on);
+
 /* The compute of a decided layer (0 if skipped), router excluded; blk_on
- * NULL: every FFN block. */
+ * NULL: every FFN block; expert_on (MoE, n_experts; NULL: the model's k)
+ * the experts that ran where the FFN ran. */
 double cost_of_layer(const doze_cost_model *c, int layer_on, const uint8_t *head_on,
-                     const uint8_t *blk_on, int n_pos);
+                     const uint8_t *blk_on, const uint8_t *expert_on, int n_pos);
 
 #endif

@@ -12,7 +12,10 @@
  * damage in proportion to its output norm ||Wo_h att_h||, and an FFN block
  * its FFN's damage times ||W_down_j h_j||^2 / ||sum_k W_down_k h_k||^2:
  * a linearized estimate of what the part of the update the block
- * writes does at the output. */
+ * writes does at the output. A mixture's experts get the same kind of
+ * estimate from the distance the update moves when one expert is dropped
+ * (the others renormalized), reduced to one constant per layer and expert
+ * (see collect and fit_experts). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,21 +67,43 @@ typedef struct {
     float *xn;      /* (n, n_layers, dim) normed layer inputs */
     float *hn;      /* (n, n_layers, dim) normed FFN inputs (NULL when not needed) */
     float *target;  /* (n, n_layers, U) log damages */
+    int E;          /* MoE: experts per layer (0: dense) */
+    float *probs;   /* MoE: (n, n_layers, E) router probabilities (0 where the FFN dozed) */
+    double *eb_sum; /* MoE, with damage: (n_layers, E) sums of the experts' calibration targets */
+    int *eb_count;  /* ... and how many each sum holds */
 } calib_data;
+
+static void calib_free(calib_data *d) {
+    free(d->xn);
+    free(d->hn);
+    free(d->target);
+    free(d->probs);
+    free(d->eb_sum);
+    free(d->eb_count);
+}
 
 /* nb: FFN block targets (0: none); want_hn: keep the FFN inputs */
 static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, int skip,
                            int with_damage, int nb, int want_hn, calib_data *d, doze_error *err) {
     const doze_model_info *c = &m->info;
     const int L = c->n_layers, H = c->n_heads, D = c->dim, NB = m->n_ffn_blocks;
-    const int U = 1 + H + nb;
+    const int U = 1 + H + nb, E = c->n_experts;
     d->first_pos = skip;
     d->n = n_tokens - skip;
     d->U = U;
     d->xn = malloc((size_t)d->n * L * D * sizeof(float));
     d->hn = want_hn ? malloc((size_t)d->n * L * D * sizeof(float)) : NULL;
     d->target = malloc((size_t)d->n * L * U * sizeof(float));
+    d->E = E;
+    /* the experts' targets need the FFN's damage (FFN gates on) */
+    const int expert_targets = E && with_damage && nb;
+    if (E) d->probs = malloc((size_t)d->n * L * E * sizeof(float));
+    if (expert_targets) {
+        d->eb_sum = calloc((size_t)L * E, sizeof(double));
+        d->eb_count = calloc((size_t)L * E, sizeof(int));
+    }
     doze_step_trace tr;
+    memset(&tr, 0, sizeof tr);
     tr.x_in = malloc((size_t)L * D * sizeof(float));
     tr.xn = malloc((size_t)L * D * sizeof(float));
     tr.hn = malloc((size_t)L * D * sizeof(float));
@@ -90,10 +115,15 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     tr.block_norm = malloc((size_t)L * NB * sizeof(float));
     tr.ffn_norm = malloc((size_t)L * sizeof(float));
     float *ffn_damage = malloc((size_t)L * sizeof(float));
+    if (E) {
+        tr.expert_probs = malloc((size_t)L * E * sizeof(float));
+        tr.expert_drop = malloc((size_t)L * E * sizeof(float));
+    }
     doze_session *s = doze_session_new(m, err);
     doze_status st = DOZE_OK;
     if (!d->xn || (want_hn && !d->hn) || !d->target || !tr.x_in || !tr.xn || !tr.hn || !tr.in_norm || !tr.update_norm ||
-        !tr.head_norm || !tr.block_norm || !tr.ffn_norm || !ffn_damage || !layer_damage || !attn_damage || !s)
+        !tr.head_norm || !tr.block_norm || !tr.ffn_norm || !ffn_damage || !layer_damage || !attn_damage || !s ||
+        (E && (!d->probs || !tr.expert_probs || !tr.expert_drop)) || (expert_targets && (!d->eb_sum || !d->eb_count)))
         st = s ? doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for calibration")
                : (doze_status)err->code;
     for (int t = 0; t < n_tokens && st == DOZE_OK; t++) {
@@ -102,6 +132,7 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
         int i = t - skip;
         memcpy(d->xn + (size_t)i * L * D, tr.xn, (size_t)L * D * sizeof(float));
         if (d->hn) memcpy(d->hn + (size_t)i * L * D, tr.hn, (size_t)L * D * sizeof(float));
+        if (E) memcpy(d->probs + (size_t)i * L * E, tr.expert_probs, (size_t)L * E * sizeof(float));
         if (!with_damage) continue;
         st = session_damage(s, &tr, layer_damage, attn_damage, nb ? ffn_damage : NULL, err);
         if (st != DOZE_OK) break;
@@ -130,6 +161,29 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
                 double share = fn2 > 0 ? (double)bn[j] * bn[j] / fn2 : 1.0 / NB;
                 y[1 + H + j] = (float)log(ffn_damage[l] * share + LOG_FLOOR);
             }
+            if (!expert_targets) continue;
+            /* an expert's damage, the same way: the FFN's damage times the
+             * squared distance its update moves when the expert alone is
+             * dropped (the others renormalized, as the model's rule does)
+             * over the update's squared norm. Dropping expert e of weight w
+             * moves the update by w (y_e - update) / (1 - w), so the target
+             * kept is that log damage less 2 log(w / (1 - w)): what is left,
+             * averaged per expert, is the constant its predicted log damage
+             * adds to the routing term at run time (gates_decide_experts).
+             * The top expert (never dropped alone) and a lone one teach
+             * nothing. */
+            const float *pr = tr.expert_probs + (size_t)l * E, *dr = tr.expert_drop + (size_t)l * E;
+            double psum = 0;
+            for (int e = 0; e < E; e++)
+                if (dr[e] > 0.0f) psum += pr[e];
+            if (!(fn2 > 0) || !(psum > 0)) continue;
+            for (int e = 0; e < E; e++) {
+                const double w = dr[e] > 0.0f ? pr[e] / psum : 0.0;
+                if (!(w > 0.0 && w < 1.0)) continue;
+                const double dmg = ffn_damage[l] * (double)dr[e] * dr[e] / fn2;
+                d->eb_sum[(size_t)l * E + e] += log(dmg + LOG_FLOOR) - 2.0 * log(w / (1.0 - w));
+                d->eb_count[(size_t)l * E + e]++;
+            }
         }
     }
     doze_session_free(s);
@@ -143,6 +197,8 @@ static doze_status collect(doze_model *m, const int32_t *tokens, int n_tokens, i
     free(tr.head_norm);
     free(tr.block_norm);
     free(tr.ffn_norm);
+    free(tr.expert_probs);
+    free(tr.expert_drop);
     free(ffn_damage);
     return st;
 }
@@ -199,12 +255,13 @@ static doze_status tabulate(doze_gates *g, doze_model *m, const calib_data *d, d
     cost_model_init(&m->info, &cm);
     float *z = malloc((size_t)d->n * L * U * sizeof(float));
     double *ratio = malloc(GRID * sizeof(double));
-    uint8_t *heads = malloc((size_t)H + (size_t)cm.n_blocks);
+    const int E = d->E;
+    uint8_t *heads = malloc((size_t)H + (size_t)cm.n_blocks + (size_t)E);
     if (!z || !ratio || !heads) {
         free(z), free(ratio), free(heads);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the budget table");
     }
-    uint8_t *blocks = heads + H;
+    uint8_t *blocks = heads + H, *experts = blocks + cm.n_blocks;
     for (int i = 0; i < d->n; i++)
         for (int l = 0; l < L; l++) {
             float *zl = z + ((size_t)i * L + l) * U;
@@ -222,7 +279,10 @@ static doze_status tabulate(doze_gates *g, doze_model *m, const calib_data *d, d
                 int on = gates_decide(g, &cm, l, n_pos, zl, ll, heads);
                 if (!on) continue;
                 gates_decide_blocks(g, &cm, n_pos, zl + 1 + H, ll, blocks);
-                spent += cost_block_router(&cm, g->n_blocks) + cost_of_layer(&cm, 1, heads, blocks, n_pos);
+                if (E && blocks[0])
+                    gates_decide_experts(g, &cm, l, n_pos, d->probs + ((size_t)i * L + l) * E, ll, experts);
+                spent += cost_block_router(&cm, g->n_blocks) +
+                         cost_of_layer(&cm, 1, heads, blocks, E ? experts : NULL, n_pos);
             }
             sum += spent / cost_dense(&cm, n_pos);
         }
@@ -246,6 +306,31 @@ static doze_status tabulate(doze_gates *g, doze_model *m, const calib_data *d, d
     return DOZE_OK;
 }
 
+/* The experts' constants (gates.h expert_bias): each expert's mean target;
+ * an expert never dropped in calibration gets its layer's mean (no
+ * evidence that it differs), a layer with none the mean over the model. */
+static doze_status fit_experts(doze_gates *g, const calib_data *d, doze_error *err) {
+    const int L = g->n_layers, E = d->E;
+    g->expert_bias = malloc((size_t)L * E * sizeof(float));
+    if (!g->expert_bias) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the expert gates");
+    g->n_experts = E;
+    double all = 0;
+    long all_n = 0;
+    for (int i = 0; i < L * E; i++) all += d->eb_sum[i], all_n += d->eb_count[i];
+    const double model_mean = all_n ? all / (double)all_n : log(LOG_FLOOR);
+    for (int l = 0; l < L; l++) {
+        double sum = 0;
+        long cnt = 0;
+        for (int e = 0; e < E; e++) sum += d->eb_sum[(size_t)l * E + e], cnt += d->eb_count[(size_t)l * E + e];
+        const double layer_mean = cnt ? sum / (double)cnt : model_mean;
+        for (int e = 0; e < E; e++) {
+            const int c = d->eb_count[(size_t)l * E + e];
+            g->expert_bias[(size_t)l * E + e] = (float)(c ? d->eb_sum[(size_t)l * E + e] / c : layer_mean);
+        }
+    }
+    return DOZE_OK;
+}
+
 doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
                                  const doze_gates_params *p, doze_gates **out, doze_error *err) {
     if (!m || !tokens || !out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, tokens or output");
@@ -266,8 +351,9 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     g->ffn_block = c->ffn_block;
     g->vocab_size = c->vocab_size;
     g->fingerprint = gates_model_fingerprint(m);
-    calib_data d = {0, 0, 0, NULL, NULL, NULL};
+    calib_data d = {0, 0, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     doze_status st = collect(m, tokens, n, skip, 1, nb, nb > 0, &d, err);
+    if (st == DOZE_OK && d.eb_sum) st = fit_experts(g, &d, err);
     const int rows = gates_rows(g), first = 1 + c->n_heads;
     for (int l = 0; l < c->n_layers && st == DOZE_OK; l++) {
         /* the layer and its heads from xn; its FFN blocks from hn */
@@ -289,9 +375,7 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
         strcpy(g->kind, "random");
     }
     if (st == DOZE_OK) st = tabulate(g, m, &d, err);
-    free(d.xn);
-    free(d.hn);
-    free(d.target);
+    calib_free(&d);
     if (st != DOZE_OK) {
         doze_gates_free(g);
         return st;
@@ -312,11 +396,9 @@ doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *token
     if (n - skip < 8)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "retuning needs at least %d tokens, got %d",
                          skip + 8, n);
-    calib_data d = {0, 0, 0, NULL, NULL, NULL};
+    calib_data d = {0, 0, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     doze_status st = collect(m, tokens, n, skip, 0, 0, g->n_blocks > 0, &d, err);
     if (st == DOZE_OK) st = tabulate(g, m, &d, err);
-    free(d.xn);
-    free(d.hn);
-    free(d.target);
+    calib_free(&d);
     return st;
 }

@@ -395,6 +395,9 @@ void layer_forward(const doze_model *m, int l, const kv_cache *kv, int pos, int 
             memset(trace->head_norm + (size_t)l * nh, 0, (size_t)nh * sizeof(float));
             if (trace->block_norm) memset(trace->block_norm + (size_t)l * nb, 0, (size_t)nb * sizeof(float));
             if (trace->ffn_norm) trace->ffn_norm[l] = 0.0f;
+            const size_t E = (size_t)c->n_experts;
+            if (trace->expert_probs && E) memset(trace->expert_probs + (size_t)l * E, 0, E * sizeof(float));
+            if (trace->expert_drop && E) memset(trace->expert_drop + (size_t)l * E, 0, E * sizeof(float));
         }
     }
     if (!nr) return;
@@ -419,9 +422,18 @@ void layer_forward(const doze_model *m, int l, const kv_cache *kv, int pos, int 
             if (mk->ffn_on[(size_t)t * nl + l]) s->sel[ns++] = t;
             else memset(on + (size_t)t * stride, 0, E);
         }
-        float *bn = trace && trace->block_norm ? trace->block_norm + l : NULL;
-        if (bn) *bn = 0.0f;
-        moe_ffn(m, l, ns, s->sel, x, s->xn, on, stride, mk->experts_forced, &s->moe, bn);
+        moe_trace mt = {NULL, NULL, NULL};
+        if (trace) {
+            mt.block_norm = trace->block_norm ? trace->block_norm + l : NULL;
+            mt.probs = trace->expert_probs ? trace->expert_probs + (size_t)l * E : NULL;
+            mt.drop = trace->expert_drop ? trace->expert_drop + (size_t)l * E : NULL;
+            if (mt.block_norm) *mt.block_norm = 0.0f;
+            if (mt.probs) memset(mt.probs, 0, E * sizeof(float));
+            if (mt.drop) memset(mt.drop, 0, E * sizeof(float));
+        }
+        const moe_decider md = {d ? d->ctx : NULL, d ? d->experts : NULL};
+        moe_ffn(m, l, ns, s->sel, x, s->xn, on, stride, mk->experts_forced, d && d->experts ? &md : NULL, &s->moe,
+                trace ? &mt : NULL);
     } else {
         ffn(m, l, n, nr, x, mk, s, trace);
     }

@@ -52,6 +52,9 @@ typedef struct {
     /* The FFN blocks of running layer l for token t, from hn(dim), the FFN's
      * normed input; fills blk_on(n_blocks). */
     void (*ffn)(void *ctx, int l, int t, const float *hn, uint8_t *blk_on);
+    /* MoE: the experts of running FFN l for token t, from the router's
+     * probabilities probs(n_experts); fills on(n_experts). */
+    void (*experts)(void *ctx, int l, int t, const float *probs, uint8_t *on);
 } layer_decider;
 
 /* Scratch of the layer body for batches of up to n_max tokens over a cache

@@ -125,7 +125,8 @@ doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_er
     if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session");
     const doze_model_info *c = &s->model->info;
     if (g && (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
-              (g->n_blocks != 0 && g->n_blocks != s->model->n_ffn_blocks)))
+              (g->n_blocks != 0 && g->n_blocks != s->model->n_ffn_blocks) ||
+              (g->n_experts != 0 && g->n_experts != c->n_experts)))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE,
                          "gates for %d layers x %d heads x %d FFN blocks (dim %d) do not fit this model "
                          "(%d x %d x %d, dim %d)",
@@ -172,18 +173,28 @@ static void decide_ffn(void *ctx, int l, int t, const float *hn, uint8_t *blk_on
     gates_decide_blocks(s->gates, &s->cost, p + 1, zb, gc->log_lambda, blk_on);
 }
 
+static void decide_experts(void *ctx, int l, int t, const float *probs, uint8_t *on) {
+    gate_ctx *gc = ctx;
+    doze_session *s = gc->s;
+    const int p = gc->pos + t;
+    /* protected positions, and gates without expert rows, take the model's top k */
+    gates_decide_experts(protected_pos(s, p) ? NULL : s->gates, &s->cost, l, p + 1, probs, gc->log_lambda, on);
+}
+
 /* The compute ratio of batch token t at position p under its masks (the
  * routers' own cost included when the gates decided). */
 static float token_compute(const doze_session *s, const batch_masks *mk, int t, int p, int gated) {
     const doze_model *m = s->model;
     const int nl = m->info.n_layers, nh = m->info.n_heads, nb = m->n_ffn_blocks;
+    const size_t ne = (size_t)m->info.n_experts;
     double spent = 0.0;
     for (int l = 0; l < nl; l++) {
         if (gated) spent += cost_router(&s->cost);
         if (!mk->layer_on[(size_t)t * nl + l]) continue;
         if (gated) spent += cost_block_router(&s->cost, s->gates->n_blocks);
         spent += cost_of_layer(&s->cost, 1, mk->head_on + ((size_t)t * nl + l) * nh,
-                               mk->ffn_on + ((size_t)t * nl + l) * nb, p + 1);
+                               mk->ffn_on + ((size_t)t * nl + l) * nb,
+                               ne ? mk->expert_on + ((size_t)t * nl + l) * ne : NULL, p + 1);
     }
     return (float)(spent / cost_dense(&s->cost, p + 1));
 }
@@ -198,7 +209,7 @@ void session_run(doze_session *s, int n, float *x, batch_masks *mk, int forced, 
     const doze_gates *g = s->gates;
     const int gated = !forced && session_gated(s) && pos + n - 1 >= g->params.protect_tokens;
     gate_ctx gc = {s, pos, gated ? gates_log_lambda(g, s->budget) + s->lambda_adj : 0.0f};
-    const layer_decider d = {&gc, decide_layer, decide_ffn};
+    const layer_decider d = {&gc, decide_layer, decide_ffn, c->n_experts ? decide_experts : NULL};
     if (!forced && !gated) {
         memset(mk->layer_on, 1, (size_t)n * nl);
         memset(mk->head_on, 1, (size_t)n * nl * nh);

@@ -17,6 +17,10 @@ typedef struct doze_step_trace {
     float *block_norm;  /* (n_layers, n_ffn_blocks) ||W_down_j h_j|| (may be NULL) */
     float *ffn_norm;    /* (n_layers) ||sum_j W_down_j h_j||, the FFN's update (may be NULL) */
     float *hn;          /* (n_layers, dim) the FFN's normed input, after attention (may be NULL) */
+    float *expert_probs; /* MoE: (n_layers, n_experts) router probabilities (may be NULL) */
+    float *expert_drop;  /* MoE: (n_layers, n_experts) how far the FFN's update moves when a
+                            running expert alone is dropped, the others renormalized (0 for
+                            the others; may be NULL) */
 } doze_step_trace;
 
 doze_model *session_model(const doze_session *s);

@@ -8,7 +8,11 @@
  * achieved compute tracks b; the layer and head gates read the layer's input
  * and the FFN block gates the FFN's input (after attention); gate files
  * round-trip, refuse other models, version-2 files with block gates and
- * files whose FFN block size is not the model's. */
+ * files whose FFN block size is not the model's. Mixtures of experts: the
+ * model's own top k is what b = 1 runs (forced back, or gates at b = 1, the
+ * same bits); forced expert masks equal the scalar reference, the whole
+ * sequence and a batched prefill give the steps' bits; under a budget the
+ * experts doze too, and achieved compute still tracks b. */
 #include <stdint.h>
 
 #include "gates.h"
@@ -30,6 +34,10 @@ typedef struct {
     const float *emb, *out_norm;
     const float *attn_norm[8], *wq[8], *wk[8], *wv[8], *wo[8], *ffn_norm[8], *w1[8], *w2[8], *w3[8];
     int fb; /* channels per FFN block */
+    /* a mixture of experts (E > 0): the router (E, dim) and expert e's
+     * gate/up (hidden, dim) and down (dim, hidden) at e * hidden * dim */
+    int E;
+    const float *router[8], *ge[8], *ue[8], *de[8];
 } ref_model;
 
 static const float *tensor(const gguf_header *h, const uint8_t *file, const char *name) {
@@ -64,8 +72,41 @@ static void ref_rope(float *v, int n, int hd, int pos) {
 
 /* logits (T, vocab) of tokens under masks; K/V of a position exist at layer
  * l only if the layer ran there */
+/* a mixture's FFN of layer l on hn(dim) into out(dim): the experts of
+ * on(E), their softmax probabilities renormalized over them */
+static void ref_moe(const ref_model *M, int l, const float *hn, const uint8_t *on, float *out) {
+    const int D = M->dim, HID = M->hidden, E = M->E;
+    float pr[64], *h1 = malloc((size_t)HID * 4), *h3 = malloc((size_t)HID * 4), *y = malloc((size_t)D * 4);
+    ref_matvec(pr, M->router[l], hn, E, D);
+    double mx = -1e300, sum = 0, p[64];
+    for (int e = 0; e < E; e++) mx = pr[e] > mx ? pr[e] : mx;
+    for (int e = 0; e < E; e++) p[e] = exp(pr[e] - mx);
+    for (int e = 0; e < E; e++) sum += on[e] ? p[e] : 0.0;
+    memset(out, 0, (size_t)D * 4);
+    for (int e = 0; e < E; e++) {
+        if (!on[e]) continue;
+        const size_t off = (size_t)e * HID * D;
+        ref_matvec(h1, M->ge[l] + off, hn, HID, D);
+        ref_matvec(h3, M->ue[l] + off, hn, HID, D);
+        for (int i = 0; i < HID; i++) h1[i] = (float)(h1[i] / (1.0 + exp(-h1[i])) * h3[i]);
+        ref_matvec(y, M->de[l] + off, h1, D, HID);
+        for (int i = 0; i < D; i++) out[i] += (float)(p[e] / sum * y[i]);
+    }
+    free(h1), free(h3), free(y);
+}
+
+/* eon (T, nl, E): a mixture's experts (ignored when dense); fon (T, nl, 1)
+ * then says whether the mixture runs at all */
+static void ref_forward_moe(const ref_model *M, const int *tokens, int T, const uint8_t *lon,
+                            const uint8_t *hon, const uint8_t *fon, const uint8_t *eon, float *logits);
+
 static void ref_forward(const ref_model *M, const int *tokens, int T, const uint8_t *lon,
                         const uint8_t *hon, const uint8_t *fon, float *logits) {
+    ref_forward_moe(M, tokens, T, lon, hon, fon, NULL, logits);
+}
+
+static void ref_forward_moe(const ref_model *M, const int *tokens, int T, const uint8_t *lon,
+                            const uint8_t *hon, const uint8_t *fon, const uint8_t *eon, float *logits) {
     const int NB = (M->hidden + M->fb - 1) / M->fb;
     int D = M->dim, HD = M->hd, KV = M->nkv * HD, Q = M->nh * HD;
     float *x = malloc((size_t)D * 4), *xn = malloc((size_t)D * 4), *q = malloc((size_t)Q * 4);
@@ -109,6 +150,12 @@ static void ref_forward(const ref_model *M, const int *tokens, int T, const uint
             ref_matvec(tmp, M->wo[l], att, D, Q);
             for (int i = 0; i < D; i++) x[i] += tmp[i];
             ref_rmsnorm(xn, x, M->ffn_norm[l], D);
+            if (M->E) {
+                if (fon && !fon[(size_t)t * M->nl + l]) continue;
+                ref_moe(M, l, xn, eon + ((size_t)t * M->nl + l) * M->E, tmp);
+                for (int i = 0; i < D; i++) x[i] += tmp[i];
+                continue;
+            }
             ref_matvec(h1, M->w1[l], xn, M->hidden, D);
             ref_matvec(h3, M->w3[l], xn, M->hidden, D);
             for (int i = 0; i < M->hidden; i++) h1[i] = (float)(h1[i] / (1.0 + exp(-h1[i])) * h3[i]);
@@ -152,7 +199,8 @@ static int patch_gates_version(uint8_t *data, size_t len, uint32_t version) {
 static ref_model ref_of(const gguf_header *h, const uint8_t *file, int dim, int hid, int nl, int nh,
                         int nkv, int vocab, int fb) {
     ref_model M = {dim, hid, nl, nh, nkv, dim / nh, vocab, tensor(h, file, "token_embd.weight"),
-                   tensor(h, file, "output_norm.weight"), {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, fb};
+                   tensor(h, file, "output_norm.weight"), {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, fb,
+                   0, {0}, {0}, {0}, {0}};
     for (int l = 0; l < nl; l++) {
         char nm[64];
 #define T_(field, s)                                              \
@@ -161,6 +209,7 @@ static ref_model ref_of(const gguf_header *h, const uint8_t *file, int dim, int 
         T_(attn_norm, "attn_norm") T_(wq, "attn_q") T_(wk, "attn_k") T_(wv, "attn_v")
         T_(wo, "attn_output") T_(ffn_norm, "ffn_norm") T_(w1, "ffn_gate") T_(w2, "ffn_down")
         T_(w3, "ffn_up")
+        T_(router, "ffn_gate_inp") T_(ge, "ffn_gate_exps") T_(ue, "ffn_up_exps") T_(de, "ffn_down_exps")
 #undef T_
     }
     return M;
@@ -244,6 +293,269 @@ static void check_block_size(int hid, int type, int want_fb) {
     doze_model_free(m);
     free(f.data), free(lon), free(hon), free(fon), free(all_f), free(a), free(b), free(r);
     rng = rng_main;
+}
+
+/* ---- mixtures of experts: experts as units under masks and the budget ---- */
+
+/* experts on per running FFN of a session's last step (and the count of
+ * running FFNs, with any over k or none at all flagged in *bad) */
+static int moe_count(const doze_session *s, int nl, int E, int k, int *ffns, int *bad) {
+    const uint8_t *lm = doze_session_layer_mask(s), *fm = doze_session_ffn_mask(s), *em = doze_session_expert_mask(s);
+    int n = 0;
+    for (int l = 0; l < nl; l++) {
+        int c = 0;
+        for (int e = 0; e < E; e++) c += em[l * E + e] != 0;
+        if (lm[l] && fm[l]) {
+            (*ffns)++;
+            n += c;
+            *bad |= c < 1 || c > k;
+        } else {
+            *bad |= c != 0;
+        }
+    }
+    return n;
+}
+
+static void test_moe(void) {
+    enum { D = 64, HID = 64, NL = 4, NH = 4, NKV = 2, V = 300, T = 40, E = 8, K = 2 };
+    doze_error e;
+    mem_buf f = fixture_moe_gguf("llama", D, HID, NL, NH, NKV, V, 256, 91, DOZE_TYPE_F32, E, K);
+    doze_model *m = NULL;
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
+    if (!m) return;
+    CHECK(doze_model_ffn_blocks(m) == 1);
+    int tokens[T];
+    int32_t tokens32[T];
+    for (int t = 0; t < T; t++) tokens32[t] = tokens[t] = t == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
+    const size_t nlog = (size_t)T * V;
+    float *a = malloc(nlog * 4), *b = malloc(nlog * 4), *r = malloc(nlog * 4);
+    uint8_t top[T * NL * E], all_l[T * NL], all_h[T * NL * NH], all_f[T * NL];
+    memset(all_l, 1, sizeof all_l);
+    memset(all_h, 1, sizeof all_h);
+    memset(all_f, 1, sizeof all_f);
+
+    /* 1. the model's own routing, recorded; forced back it gives the same
+     * bits, and so do gates at b = 1 */
+    {
+        doze_session *s1 = doze_session_new(m, &e), *s2 = doze_session_new(m, &e), *s3 = doze_session_new(m, &e);
+        doze_sampler_params sp = doze_sampler_default_params();
+        int32_t calib[200];
+        doze_sampler *smp = doze_sampler_new(&sp, V, &e);
+        calib[0] = 1;
+        for (int i = 0; i + 1 < 200; i++) {
+            doze_session_step(s1, calib[i], &e);
+            calib[i + 1] = doze_sampler_sample(smp, doze_session_logits(s1));
+        }
+        doze_sampler_free(smp);
+        doze_session_reset(s1);
+        doze_gates *g = NULL;
+        CHECK(doze_gates_calibrate(m, calib, 200, NULL, &g, &e) == DOZE_OK);
+        CHECK(g && g->n_experts == E && g->expert_bias);
+        CHECK(doze_session_set_gates(s3, g, &e) == DOZE_OK && doze_session_set_budget(s3, 1.0f, &e) == DOZE_OK);
+        int same = 1, topk = 1;
+        for (int t = 0; t < T; t++) {
+            CHECK(doze_session_step(s1, tokens[t], &e) == DOZE_OK);
+            memcpy(a + (size_t)t * V, doze_session_logits(s1), V * 4);
+            memcpy(top + (size_t)t * NL * E, doze_session_expert_mask(s1), NL * E);
+            int ffns = 0, bad = 0;
+            topk &= moe_count(s1, NL, E, K, &ffns, &bad) == NL * K && !bad;
+            CHECK(doze_session_step_masked(s2, tokens[t], &(doze_mask){all_l, NULL, NULL, top + (size_t)t * NL * E}, &e) == DOZE_OK);
+            CHECK(doze_session_step(s3, tokens[t], &e) == DOZE_OK);
+            same &= memcmp(doze_session_logits(s1), doze_session_logits(s2), V * 4) == 0;
+            same &= memcmp(doze_session_logits(s1), doze_session_logits(s3), V * 4) == 0;
+            same &= memcmp(doze_session_expert_mask(s3), top + (size_t)t * NL * E, NL * E) == 0;
+            same &= doze_session_compute(s2) > 0.9999f && doze_session_compute(s2) < 1.0001f;
+            same &= doze_session_compute(s1) == 1.0f && doze_session_compute(s3) == 1.0f;
+        }
+        printf("MoE: the model's top-%d every step: %s; forced back and gates at b = 1: %s\n", K, topk ? "yes" : "NO",
+               same ? "bit-identical" : "DIFFERENT");
+        CHECK(topk && same);
+        doze_session_free(s1);
+        doze_session_free(s2);
+        doze_session_free(s3);
+        doze_gates_free(g);
+    }
+
+    /* 2. forced masks of layers, heads, FFNs and any set of experts (none
+     * and more than k included) vs the scalar reference; the reported masks
+     * and the compute by hand; the whole sequence and a batched prefill give
+     * the bits of the steps */
+    {
+        uint8_t lon[T * NL], hon[T * NL * NH], fon[T * NL], eon[T * NL * E];
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < NL; l++) {
+                lon[t * NL + l] = t == 0 || next_u32() % 5 != 0;
+                fon[t * NL + l] = next_u32() % 6 != 0;
+                for (int h = 0; h < NH; h++) hon[(t * NL + l) * NH + h] = next_u32() % 3 != 0;
+                const int want = (int)(next_u32() % 5); /* 0 .. 4 experts */
+                for (int x = 0; x < E; x++) eon[(t * NL + l) * E + x] = 0;
+                for (int i = 0; i < want; i++) eon[(t * NL + l) * E + next_u32() % E] = 1;
+            }
+        doze_session *s = doze_session_new(m, &e);
+        doze_cost_model cm;
+        cost_model_init(doze_model_get_info(m), &cm);
+        int masks_ok = 1;
+        double worst_cost = 0;
+        for (int t = 0; t < T; t++) {
+            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){lon + t * NL, hon + t * NL * NH, fon + t * NL, eon + t * NL * E}, &e) == DOZE_OK);
+            memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
+            const uint8_t *em = doze_session_expert_mask(s);
+            double want = 0;
+            for (int l = 0; l < NL; l++) {
+                const int on = lon[t * NL + l], ffn = on && fon[t * NL + l];
+                if (on) want += cm.kv;
+                for (int h = 0; h < NH; h++) want += on && hon[(t * NL + l) * NH + h] ? cm.head + cm.head_per_pos * (t + 1) : 0;
+                if (ffn) want += (double)E * D; /* the model's router */
+                for (int x = 0; x < E; x++) {
+                    const int ran = ffn && eon[(t * NL + l) * E + x];
+                    masks_ok &= em[l * E + x] == ran;
+                    want += ran * 3.0 * D * HID;
+                }
+            }
+            const double dense = NL * (cm.kv + NH * (cm.head + cm.head_per_pos * (t + 1)) + (double)E * D + K * 3.0 * D * HID);
+            worst_cost = fmax(worst_cost, fabs(doze_session_compute(s) - want / dense));
+        }
+        CHECK(masks_ok);
+        CHECK(worst_cost < 1e-6);
+        doze_session_free(s);
+        gguf_header h;
+        CHECK(gguf_parse_header(f.data, f.len, &h, &e) == DOZE_OK);
+        ref_model M = ref_of(&h, f.data, D, HID, NL, NH, NKV, V, HID);
+        M.E = E;
+        ref_forward_moe(&M, tokens, T, lon, hon, fon, eon, r);
+        const double d_ref = scaled_diff(a, r, nlog);
+        /* the experts matter: the reference under the model's own top k differs */
+        ref_forward_moe(&M, tokens, T, lon, hon, fon, top, r);
+        const double d_top = scaled_diff(a, r, nlog);
+        CHECK(doze_sequence_forward(m, tokens32, T, &(doze_mask){lon, hon, fon, eon}, b, &e) == DOZE_OK);
+        const int seq_same = memcmp(a, b, nlog * 4) == 0;
+        doze_session *sp = doze_session_new(m, &e);
+        CHECK(doze_session_prefill_masked(sp, tokens32, T, &(doze_mask){lon, hon, fon, eon}, &e) == DOZE_OK);
+        int prefill_same = memcmp(doze_session_logits(sp), a + (size_t)(T - 1) * V, V * 4) == 0;
+        for (int l = 0; l < NL; l++) /* the last token's experts as it ran them */
+            for (int x = 0; x < E; x++)
+                prefill_same &= doze_session_expert_mask(sp)[l * E + x] ==
+                                (lon[(T - 1) * NL + l] && fon[(T - 1) * NL + l] && eon[((T - 1) * NL + l) * E + x]);
+        doze_session_free(sp);
+        printf("MoE forced masks (layers, heads, FFNs, experts) vs scalar reference: %.3g of the logits' range "
+               "(vs the model's top-k: %.3g); whole sequence: %s; batched prefill: %s\n",
+               d_ref, d_top, seq_same ? "bit-identical" : "DIFFERENT", prefill_same ? "bit-identical" : "DIFFERENT");
+        CHECK(d_ref < 1e-4 && d_top > 1e-2 && seq_same && prefill_same);
+        /* the model's own routing under forced layers: reference with its
+         * top k where every FFN runs */
+        s = doze_session_new(m, &e);
+        for (int t = 0; t < T; t++) {
+            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){all_l, NULL, NULL, NULL}, &e) == DOZE_OK);
+            memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
+        }
+        doze_session_free(s);
+        ref_forward_moe(&M, tokens, T, all_l, all_h, all_f, top, r);
+        printf("MoE model routing vs scalar reference with its top-k: %.3g\n", scaled_diff(a, r, nlog));
+        CHECK(scaled_diff(a, r, nlog) < 1e-4);
+        gguf_header_free(&h);
+    }
+
+    /* 2b. qwen3moe: the whole sequence = the steps under the same expert masks */
+    {
+        mem_buf fq = fixture_moe_gguf("qwen3moe", D, HID, NL, NH, NKV, V, 256, 92, DOZE_TYPE_Q8_0, E, K);
+        doze_model *mq = NULL;
+        CHECK(fq.data && doze_model_load_memory(fq.data, fq.len, NULL, &mq, &e) == DOZE_OK);
+        uint8_t eon[T * NL * E];
+        for (size_t i = 0; i < sizeof eon; i++) eon[i] = next_u32() % 4 == 0;
+        doze_session *s = mq ? doze_session_new(mq, &e) : NULL;
+        for (int t = 0; s && t < T; t++) {
+            CHECK(doze_session_step_masked(s, tokens[t], &(doze_mask){all_l, NULL, NULL, eon + t * NL * E}, &e) == DOZE_OK);
+            memcpy(a + (size_t)t * V, doze_session_logits(s), V * 4);
+        }
+        CHECK(mq && doze_sequence_forward(mq, tokens32, T, &(doze_mask){all_l, NULL, NULL, eon}, b, &e) == DOZE_OK);
+        printf("qwen3moe q8_0 expert masks: whole sequence %s\n", memcmp(a, b, nlog * 4) == 0 ? "bit-identical" : "DIFFERENT");
+        CHECK(memcmp(a, b, nlog * 4) == 0);
+        doze_session_free(s);
+        doze_model_free(mq);
+        free(fq.data);
+    }
+
+    /* 3. the budget moves experts: an init mixture whose experts dominate
+     * the compute, gates calibrated on its own text; achieved compute
+     * tracks b, the experts per running FFN fall with b, never above k and
+     * never none where the FFN runs */
+    {
+        enum { D2 = 96, H2 = 192, L2 = 6, NH2 = 6, E2 = 8, K2 = 2, N = 300 };
+        mem_buf f2 = fixture_moe_gguf("llama", D2, H2, L2, NH2, NH2, V, 512, 93, DOZE_TYPE_F32, E2, K2);
+        doze_model *m2 = NULL;
+        CHECK(f2.data && doze_model_load_memory(f2.data, f2.len, NULL, &m2, &e) == DOZE_OK);
+        if (!m2) return;
+        int32_t calib[N], text[N];
+        doze_sampler_params sp = doze_sampler_default_params();
+        sp.seed = 4;
+        doze_sampler *smp = doze_sampler_new(&sp, V, &e);
+        doze_session *s = doze_session_new(m2, &e);
+        calib[0] = 1;
+        for (int i = 0; i + 1 < N; i++) {
+            doze_session_step(s, calib[i], &e);
+            calib[i + 1] = doze_sampler_sample(smp, doze_session_logits(s));
+        }
+        for (int i = 0; i < N; i++) text[i] = i == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
+        doze_gates *g = NULL;
+        CHECK(doze_gates_calibrate(m2, calib, N, NULL, &g, &e) == DOZE_OK);
+        CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK);
+        const float budgets[4] = {0.9f, 0.7f, 0.5f, 0.3f};
+        double per_ffn[4];
+        for (int bi = 0; bi < 4; bi++) {
+            doze_session_reset(s);
+            CHECK(doze_session_set_budget(s, budgets[bi], &e) == DOZE_OK);
+            double sum = 0;
+            int experts = 0, ffns = 0, bad = 0;
+            for (int i = 0; i < N; i++) {
+                doze_session_step(s, text[i], &e);
+                sum += doze_session_compute(s);
+                if (i) experts += moe_count(s, L2, E2, K2, &ffns, &bad);
+            }
+            per_ffn[bi] = ffns ? (double)experts / ffns : 0;
+            printf("MoE budget %.2f: achieved %.4f over %d tokens; %.3f experts per running FFN (%d FFNs of %d)%s\n",
+                   budgets[bi], sum / N, N, per_ffn[bi], ffns, (N - 1) * L2, bad ? " BAD COUNTS" : "");
+            CHECK(fabs(sum / N - budgets[bi]) <= 0.03);
+            CHECK(!bad);
+        }
+        CHECK(per_ffn[0] > per_ffn[3] && per_ffn[2] < K2 - 0.1);
+        /* the gate file keeps the experts' rows: the same decisions read
+         * back; a file for another expert count is refused */
+        mem_buf gf = {NULL, 0, 0};
+        CHECK(doze_gates_save(g, mem_write, &gf, &e) == DOZE_OK);
+        doze_gates *g2 = NULL;
+        CHECK(doze_gates_load(m2, gf.data, gf.len, &g2, &e) == DOZE_OK);
+        CHECK(g2 && g2->n_experts == E2 && memcmp(g2->expert_bias, g->expert_bias, L2 * E2 * 4) == 0);
+        doze_session *s2 = doze_session_new(m2, &e);
+        doze_session_set_gates(s2, g2, &e);
+        doze_session_reset(s);
+        doze_session_set_budget(s, 0.5f, &e);
+        doze_session_set_budget(s2, 0.5f, &e);
+        int same = 1;
+        for (int i = 0; i < 60; i++) {
+            doze_session_step(s, text[i], &e);
+            doze_session_step(s2, text[i], &e);
+            same &= memcmp(doze_session_logits(s), doze_session_logits(s2), V * 4) == 0;
+            same &= memcmp(doze_session_expert_mask(s), doze_session_expert_mask(s2), L2 * E2) == 0;
+        }
+        CHECK(same);
+        CHECK(patch_gates_u32(gf.data, gf.len, "doze.gates.experts", 4));
+        doze_gates *g3 = NULL;
+        doze_status st = doze_gates_load(m2, gf.data, gf.len, &g3, &e);
+        printf("MoE gate file: %zu bytes, same decisions read back: %s; for 4 experts: %s (%s)\n", gf.len,
+               same ? "yes" : "NO", doze_status_name(st), e.message);
+        CHECK(st == DOZE_ERR_BAD_SHAPE && g3 == NULL);
+        free(gf.data);
+        doze_session_free(s2);
+        doze_gates_free(g2);
+        doze_session_free(s);
+        doze_sampler_free(smp);
+        doze_gates_free(g);
+        doze_model_free(m2);
+        free(f2.data);
+    }
+    free(a), free(b), free(r);
+    doze_model_free(m);
+    free(f.data);
 }
 
 int main(void) {
@@ -527,6 +839,7 @@ int main(void) {
             float x_in[L2 * D2], xn[L2 * D2], hn[L2 * D2], in_norm[L2], upd[L2], hnorm[L2 * H2];
             tr.x_in = x_in, tr.xn = xn, tr.hn = hn, tr.in_norm = in_norm, tr.update_norm = upd;
             tr.head_norm = hnorm, tr.block_norm = NULL, tr.ffn_norm = NULL;
+            tr.expert_probs = NULL, tr.expert_drop = NULL;
             doze_cost_model cm;
             cost_model_init(&m2->info, &cm);
             float z[1 + H2 + NB2];
@@ -649,5 +962,6 @@ int main(void) {
     free(a), free(b), free(r);
     doze_model_free(m);
     free(f.data);
+    test_moe();
     return test_finish("test_skip");
 }

@@ -59,17 +59,18 @@ export function cliGenerateMasked(model, prompt, steps, extra = []) {
   const r = cli(['generate', model, '--prompt', prompt, '--steps', String(steps), '--trace', trace,
     '--masks', masks, ...extra]);
   const lines = readFileSync(masks, 'utf8').trim().split('\n').map((l) => {
-    const [pos, token, compute, layers, heads, ffn] = l.split(' ');
-    return { pos: Number(pos), token: Number(token), compute: Number(compute), layers, heads, ffn };
+    const [pos, token, compute, layers, heads, ffn, experts] = l.split(' ');
+    return { pos: Number(pos), token: Number(token), compute: Number(compute), layers, heads, ffn, experts };
   });
   return { pairs: readPairs(trace), masks: lines, stdout: r.stdout.toString() };
 }
 
-/** A mask in the CLI's --masks notation: "101100 1111/----/1111/... 0110/----/1111/..." (FFN blocks: ffnBlocks per layer). */
-export function maskString(mask, layers, heads, ffnBlocks = 0) {
+/** A mask in the CLI's --masks notation: "101100 1111/----/1111/... 0110/----/1111/..." (FFN blocks: ffnBlocks per layer; experts: that many per layer, a mixture's). */
+export function maskString(mask, layers, heads, ffnBlocks = 0, experts = 0) {
   let l = '';
   const h = [];
   const f = [];
+  const x = [];
   for (let i = 0; i < layers; i++) {
     l += mask.layers[i] ? '1' : '0';
     let row = '';
@@ -78,8 +79,11 @@ export function maskString(mask, layers, heads, ffnBlocks = 0) {
     let frow = '';
     for (let j = 0; j < ffnBlocks; j++) frow += mask.layers[i] ? (mask.ffn[i * ffnBlocks + j] ? '1' : '0') : '-';
     f.push(frow);
+    let xrow = '';
+    for (let j = 0; j < experts; j++) xrow += mask.layers[i] ? (mask.experts[i * experts + j] ? '1' : '0') : '-';
+    x.push(xrow);
   }
-  return { layers: l, heads: h.join('/'), ffn: f.join('/') };
+  return { layers: l, heads: h.join('/'), ffn: f.join('/'), experts: x.join('/') };
 }
 
 export async function collect(gen) {
