@@ -62,6 +62,7 @@ int cli_print_piece(const doze_model *m, int prev, int next) {
     if (doze_token_to_piece(m, prev, next, piece, sizeof piece, &plen, &e) != DOZE_OK)
         return cli_print_error("decode", &e);
     out_bytes(piece, plen);
+    io_flush(IO_STDOUT);
     return 0;
 }
 

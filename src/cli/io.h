@@ -39,6 +39,10 @@ int io_write(intptr_t fd, const void *buf, size_t n);
 /* Size of an open file in bytes, or -1 when unknown. */
 int64_t io_size(intptr_t fd);
 void io_close(intptr_t fd);
+/* Hands what was written to stdout/stderr to the reader now: generated
+ * text streams piece by piece, progress lines appear as they are made even
+ * when stdout is a file or a pipe. */
+void io_flush(intptr_t fd);
 /* Monotonic milliseconds. */
 double io_now_ms(void);
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 /* errno as io.h's portable reason (the wasm host reports the same codes) */
@@ -51,8 +52,15 @@ int io_write(intptr_t fd, const void *buf, size_t n) {
     FILE *f = io_file(fd);
     if (!f) return -1;
     if (n && fwrite(buf, 1, n, f) != n) return -1;
-    if (fd == IO_STDERR) fflush(f);
+    /* stdout to a file or pipe is block-buffered by stdio: a line (a
+     * training step, an eval) is flushed as it is finished */
+    if (fd == IO_STDERR || (fd == IO_STDOUT && n && memchr(buf, '\n', n))) fflush(f);
     return 0;
+}
+
+void io_flush(intptr_t fd) {
+    FILE *f = io_file(fd);
+    if (f) fflush(f);
 }
 
 int64_t io_size(intptr_t fd) {
