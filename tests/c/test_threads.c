@@ -84,7 +84,7 @@ static int run(const mem_buf *f, int kernels, int threads, int mode, run_out *o)
              doze_session_set_gates(s, g, &e) == DOZE_OK && doze_session_set_budget(s, 0.5f, &e) == DOZE_OK;
     }
     if (ok)
-        ok = (mode == 1 ? doze_session_prefill_masked(s, toks, n_prompt, &(doze_mask){lon, hon, fon}, &e)
+        ok = (mode == 1 ? doze_session_prefill_masked(s, toks, n_prompt, &(doze_mask){lon, hon, fon, NULL}, &e)
                         : doze_session_prefill(s, toks, n_prompt, &e)) == DOZE_OK;
     if (ok) memcpy(o->logits, doze_session_logits(s), (size_t)V * 4);
     for (int i = 0; ok && i < N_STEPS; i++) {
@@ -92,7 +92,7 @@ static int run(const mem_buf *f, int kernels, int threads, int mode, run_out *o)
         o->toks[i] = argmax(doze_session_logits(s), V);
         ok = (mode == 1 ? doze_session_step_masked(s, o->toks[i],
                                                    &(doze_mask){lon + (size_t)p * NL, hon + (size_t)p * NL * NH,
-                                                                fon + (size_t)p * NL * NB},
+                                                                fon + (size_t)p * NL * NB, NULL},
                                                    &e)
                         : doze_session_step(s, o->toks[i], &e)) == DOZE_OK;
         if (!ok) break;
