@@ -344,26 +344,34 @@ static void ref_matvec_q32(const q32_form *f, int layout, float *y, const void *
                            int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK32;
-    const size_t pay = f->bb - 2 * (size_t)f->nh;
     for (int r = 0; r < rows; r++) {
         float s = 0.0f;
         for (int b = 0; b < nb; b++) {
-            /* the block's halves and payload: row-major, or the x4 layout
-             * (the 4 rows' d, then m, then their payloads) */
+            /* the block's halves and payload: row-major, or the x4 layout */
             uint16_t dh, mh = 0;
-            const uint8_t *p;
+            uint8_t qhb[4];
+            const uint8_t *qh = NULL, *qs;
             if (layout) {
+                /* the x4 layout: the 4 rows' d, then m, then their qh
+                 * transposed (doze_q5x4_bit), then their qs */
                 const uint8_t *g = (const uint8_t *)w + ((size_t)(r / 4) * (size_t)nb + (size_t)b) * 4 * f->bb;
                 memcpy(&dh, g + 2 * (r % 4), 2);
                 if (f->nh == 2) memcpy(&mh, g + 8 + 2 * (r % 4), 2);
-                p = g + 8 * (size_t)f->nh + (size_t)(r % 4) * pay;
+                const uint8_t *p = g + 8 * (size_t)f->nh;
+                if (f->five) {
+                    memset(qhb, 0, 4);
+                    for (int j = 0; j < DOZE_QK32; j++) qhb[j / 8] |= (uint8_t)(doze_q5x4_bit(p, r % 4, j) << (j % 8));
+                    qh = qhb;
+                    p += 16;
+                }
+                qs = p + (size_t)(r % 4) * 16;
             } else {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)r * (size_t)nb + (size_t)b) * f->bb;
                 memcpy(&dh, blk, 2);
                 if (f->nh == 2) memcpy(&mh, blk + 2, 2);
-                p = blk + 2 * (size_t)f->nh;
+                const uint8_t *p = blk + 2 * (size_t)f->nh;
+                qh = f->five ? p : NULL, qs = f->five ? p + 4 : p;
             }
-            const uint8_t *qh = f->five ? p : NULL, *qs = f->five ? p + 4 : p;
             const int8_t *x = xb[b].qs;
             int32_t isum = 0;
             for (int j = 0; j < DOZE_QK32; j++) {

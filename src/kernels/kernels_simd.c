@@ -1190,25 +1190,55 @@ static void simd_matvec_q6_K(float *y, const void *w, const void *xq, int rows, 
     }
 }
 
+/* x for a chunk of n blocks for the Q6_K x4 kernel: quants sign-extended to
+ * i16 in element order (prep_x(q4 = 0)), scales as f32, and 32 * the sums
+ * of each block's values 0..15 (xsa) and 16..31 (xsb): the -32 of the codes */
+static void prep_q6x(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb) {
+    int32_t corr[Q8_CHUNK];
+    prep_x(xb, n, xi, dxs, corr, 0);
+    for (int b = 0; b < n; b++) {
+        xsa[b] = 32 * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b], xi[4 * b + 1])));
+        xsb[b] = 32 * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b + 2], xi[4 * b + 3])));
+    }
+}
+
+/* The 16 codes (0..63) of quarter t of a Q6_K half super-block from 16
+ * bytes of ql (q: ql + 32 (t & 1) + 16 k) and of qh (h: qh + 16 k), one per
+ * byte in element order: the nibble (low for t < 2, high otherwise) ORed
+ * with qh's bits 2t..2t+1 moved to bits 4..5. Byte-wise work in u16 lanes:
+ * each shift's bits that cross into the neighbouring byte are masked off,
+ * so 3-4 ops per 16 codes (the u16 even/odd split took 5 per 8). */
+static inline __attribute__((always_inline)) v128_t q6_codes(v128_t q, v128_t h, int t) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f), m30 = wasm_i8x16_splat(0x30);
+    const v128_t nib = t < 2 ? wasm_v128_and(q, m4) : wasm_v128_and(wasm_u16x8_shr(q, 4), m4);
+    const v128_t hb = t == 0   ? wasm_i16x8_shl(h, 4)
+                      : t == 1 ? wasm_i16x8_shl(h, 2)
+                      : t == 2 ? h
+                               : wasm_u16x8_shr(h, 2);
+    return wasm_v128_or(nib, wasm_v128_and(hb, m30));
+}
+
+/* the dot (as an i32x4 to sum) of 16 codes (bytes 0..63) with 16 x (i16) */
+static inline v128_t q6_dot16(v128_t c, const v128_t *x) {
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(c), x[0]),
+                          wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(c), x[1]));
+}
+
 /* Q6_K in the K-quant x4 layout: per quarter of a half super-block (one x
- * block), the 4 rows' group dots summed horizontally at once (lane = row),
- * then per lane row r's reference operations in the reference's order: the
- * same bits as the reference. */
+ * block), each row's 32 codes built byte-wise (q6_codes) and dotted with x
+ * in element order, the 4 rows' group dots summed horizontally at once
+ * (lane = row), then per lane row r's reference operations in the
+ * reference's order: the same bits as the reference. */
 static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = sizeof(doze_block_q6_K);
-    const v128_t m4 = wasm_i16x8_splat(0x0f), m30 = wasm_i16x8_splat(0x30);
     float dxs[Q8_CHUNK];
-    int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsa[Q8_CHUNK], xsb[Q8_CHUNK];
+    int32_t xsa[Q8_CHUNK], xsb[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
     for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
         const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
-        prep_kx(xb + bc, n, xi, dxs, corr, xs);
-        for (int b = 0; b < n; b++) {
-            xsa[b] = 32 * xs[2 * b];
-            xsb[b] = 32 * xs[2 * b + 1];
-        }
+        prep_q6x(xb + bc, n, xi, dxs, xsa, xsb);
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
@@ -1236,26 +1266,17 @@ static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int row
                 const v128_t d = f16x4_to_f32x4(dh);
                 for (int half = 0; half < 2; half++) {
                     const int bl = (i - i0) * 8 + 4 * half;
+#if defined(__clang__)
+#pragma clang loop unroll(full)
+#endif
                     for (int t = 0; t < 4; t++) {
                         const v128_t *x = xi + 4 * (bl + t);
-                        const int ns = t < 2 ? 0 : 4;
                         v128_t Pa[4], Pb[4];
                         for (int r = 0; r < 4; r++) {
                             const uint8_t *ql = b4r + (size_t)r * bb + 64 * half + 32 * (t & 1);
                             const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q6_K, qh) + 32 * half;
-                            const v128_t la = wasm_v128_load(ql), lb = wasm_v128_load(ql + 16);
-                            const v128_t ha = wasm_u16x8_shr(wasm_v128_load(qh), 2 * t);
-                            const v128_t hb = wasm_u16x8_shr(wasm_v128_load(qh + 16), 2 * t);
-                            const v128_t ea = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns), m4),
-                                                           wasm_v128_and(wasm_i16x8_shl(ha, 4), m30));
-                            const v128_t oa = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(la, ns + 8), m4),
-                                                           wasm_v128_and(wasm_u16x8_shr(ha, 4), m30));
-                            const v128_t eb = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns), m4),
-                                                           wasm_v128_and(wasm_i16x8_shl(hb, 4), m30));
-                            const v128_t ob = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(lb, ns + 8), m4),
-                                                           wasm_v128_and(wasm_u16x8_shr(hb, 4), m30));
-                            Pa[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(ea, x[0]), wasm_i32x4_dot_i16x8(oa, x[2]));
-                            Pb[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(eb, x[1]), wasm_i32x4_dot_i16x8(ob, x[3]));
+                            Pa[r] = q6_dot16(q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t), x);
+                            Pb[r] = q6_dot16(q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t), x + 2);
                         }
                         /* groups 8 half + 2t (a) and + 1 (b): byte (2t % 4) * 4 of T[2 half + t / 2] */
                         const v128_t tg = T[2 * half + t / 2];
@@ -1335,7 +1356,8 @@ SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
  * (wasm has no per-lane variable shift: bit tests in u16 lanes measured 6x
  * slower), IQ4_NL's nibbles index its grid (swizzle). x4 layout: one block
  * of 4 rows at a time, lane = row, each lane the reference's operations in
- * its order: the same bits. Row-major: the
+ * its order: the same bits; there Q5's fifth bits come pre-transposed by the
+ * repack (q5x4_dot: a shift and a mask per 16 codes, no table). Row-major: the
  * integer dot in SIMD, the float part per block as the reference does it. */
 
 enum { Q32_Q5_0, Q32_Q4_1, Q32_Q5_1, Q32_IQ4_NL };
@@ -1386,6 +1408,26 @@ static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint
                           wasm_i32x4_add(wasm_i32x4_dot_i16x8(e2, x[2]), wasm_i32x4_dot_i16x8(e3, x[3])));
 }
 
+/* The same for Q5_0/Q5_1 in the x4 layout: row r's 16 qs bytes at qs, the
+ * group's transposed fifth bits hv (doze_q5x4_bit): elements 0..15 take bit
+ * 2r of each byte, 16..31 bit 2r + 1, each moved to bit 4 by one u16 shift
+ * (the bits a shift carries across a byte boundary are masked off) */
+static inline __attribute__((always_inline)) v128_t q5x4_dot(const uint8_t *qs, v128_t hv, int r, const v128_t *x) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f), b4 = wasm_i8x16_splat(0x10);
+    const v128_t v = wasm_v128_load(qs);
+    const v128_t hl = r == 0 ? wasm_i16x8_shl(hv, 4) : r == 1 ? wasm_i16x8_shl(hv, 2) : r == 2 ? hv : wasm_u16x8_shr(hv, 2);
+    const v128_t hh = r == 0   ? wasm_i16x8_shl(hv, 3)
+                      : r == 1 ? wasm_i16x8_shl(hv, 1)
+                      : r == 2 ? wasm_u16x8_shr(hv, 1)
+                               : wasm_u16x8_shr(hv, 3);
+    const v128_t lo = wasm_v128_or(wasm_v128_and(v, m4), wasm_v128_and(hl, b4));
+    const v128_t hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(v, 4), m4), wasm_v128_and(hh, b4));
+    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), x[0]),
+                                         wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), x[1])),
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), x[2]),
+                                         wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), x[3])));
+}
+
 static inline size_t q32_block_bytes(int kind) {
     return kind == Q32_Q5_0 ? sizeof(doze_block_q5_0)
            : kind == Q32_Q4_1 ? sizeof(doze_block_q4_1)
@@ -1419,8 +1461,15 @@ static inline __attribute__((always_inline)) void simd_matvec_q32_x4(int kind, f
             for (int b = 0; p != pe; p += 4 * bb, b++) {
                 const v128_t *x = xi + 4 * b;
                 const uint8_t *pl = p + 8 * (size_t)nh;
-                v128_t i = hsum4_i32x4(q32_dot(kind, pl, x, grid), q32_dot(kind, pl + pay, x, grid),
-                                       q32_dot(kind, pl + 2 * pay, x, grid), q32_dot(kind, pl + 3 * pay, x, grid));
+                v128_t i;
+                if (kind == Q32_Q5_0 || kind == Q32_Q5_1) {
+                    const v128_t hv = wasm_v128_load(pl);
+                    i = hsum4_i32x4(q5x4_dot(pl + 16, hv, 0, x), q5x4_dot(pl + 32, hv, 1, x),
+                                    q5x4_dot(pl + 48, hv, 2, x), q5x4_dot(pl + 64, hv, 3, x));
+                } else {
+                    i = hsum4_i32x4(q32_dot(kind, pl, x, grid), q32_dot(kind, pl + pay, x, grid),
+                                    q32_dot(kind, pl + 2 * pay, x, grid), q32_dot(kind, pl + 3 * pay, x, grid));
+                }
                 if (kind == Q32_Q5_0) i = wasm_i32x4_sub(i, wasm_i32x4_splat(2 * corr[b]));
                 v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i),
                                           wasm_f32x4_mul(f16x4_at((const uint16_t *)p), wasm_f32x4_splat(dxs[b])));

@@ -61,6 +61,15 @@ void doze_q5_0_quantize_row(const float *src, void *dst, int64_t n);
 void doze_q5_1_quantize_row(const float *src, void *dst, int64_t n);
 void doze_iq4_nl_quantize_row(const float *src, void *dst, int64_t n);
 
+/* The x4 layout of Q5_0/Q5_1 (types.c packs it) keeps each group block's 4
+ * qh words (128 fifth bits) as 16 bytes transposed: bit 2r + j / 16 of byte
+ * j % 16 is the fifth bit of element j of row r. So the fifth bits of 16
+ * codes (one row, elements 0..15 or 16..31) are one bit position of those
+ * 16 bytes, moved to bit 4 by one uniform shift: no per-lane bit select. */
+static inline int doze_q5x4_bit(const uint8_t *hv, int r, int j) {
+    return (hv[j % 16] >> (2 * r + j / 16)) & 1;
+}
+
 /* code (0..15 / 0..31) of element j (0..31) of a block's payload */
 static inline int doze_q32_code(const uint8_t *qs, const uint8_t *qh, int j) {
     int q = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;

@@ -267,44 +267,54 @@ static void q4_0_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
 }
 
 /* Q4_1, Q5_0, Q5_1, IQ4_NL: block by block, the 4 rows' first half (d),
- * then for Q4_1/Q5_1 their second half (m), then their 4 payloads (the rest
- * of the block: qh and qs, or qs). nh: halves at the block's start. */
-static void x4_pack_q32(uint8_t *grp, uint64_t cols, size_t bb, size_t nh, uint8_t *tmp) {
-    const size_t nb = (size_t)cols / DOZE_QK32, row = nb * bb, pay = bb - 2 * nh;
+ * then for Q4_1/Q5_1 their second half (m), then for Q5_0/Q5_1 (five) their
+ * 4 qh words as 16 transposed bytes (doze_q5x4_bit), then their 4 qs (the
+ * rest of the block). nh: halves at the block's start. */
+static void x4_pack_q32(uint8_t *grp, uint64_t cols, size_t bb, size_t nh, int five, uint8_t *tmp) {
+    const size_t nb = (size_t)cols / DOZE_QK32, row = nb * bb, pay = bb - 2 * nh - (five ? 4 : 0);
+    const size_t at = 8 * nh + (five ? 16 : 0);
     memcpy(tmp, grp, 4 * row);
     for (size_t b = 0; b < nb; b++) {
         uint8_t *o = grp + b * 4 * bb;
+        if (five) memset(o + 8 * nh, 0, 16);
         for (size_t r = 0; r < 4; r++) {
             const uint8_t *src = tmp + r * row + b * bb;
             for (size_t h = 0; h < nh; h++) memcpy(o + 8 * h + 2 * r, src + 2 * h, 2);
-            memcpy(o + 8 * nh + r * pay, src + 2 * nh, pay);
+            if (five)
+                for (int j = 0; j < 32; j++)
+                    o[8 * nh + (size_t)(j % 16)] |= (uint8_t)(((src[2 * nh + (size_t)(j / 8)] >> (j % 8)) & 1) << (2 * r + (size_t)(j / 16)));
+            memcpy(o + at + r * pay, src + bb - pay, pay);
         }
     }
 }
 
-static void x4_row_q32(const uint8_t *grp, int k, uint64_t cols, size_t bb, size_t nh,
+static void x4_row_q32(const uint8_t *grp, int k, uint64_t cols, size_t bb, size_t nh, int five,
                        void (*deq)(const void *, float *, int64_t), float *out) {
-    const size_t pay = bb - 2 * nh;
+    const size_t pay = bb - 2 * nh - (five ? 4 : 0), at = 8 * nh + (five ? 16 : 0);
     uint8_t blk[32];
     for (size_t b = 0; b < (size_t)cols / DOZE_QK32; b++) {
         const uint8_t *o = grp + b * 4 * bb;
         for (size_t h = 0; h < nh; h++) memcpy(blk + 2 * h, o + 8 * h + 2 * (size_t)k, 2);
-        memcpy(blk + 2 * nh, o + 8 * nh + (size_t)k * pay, pay);
+        if (five) {
+            memset(blk + 2 * nh, 0, 4);
+            for (int j = 0; j < 32; j++) blk[2 * nh + (size_t)(j / 8)] |= (uint8_t)(doze_q5x4_bit(o + 8 * nh, k, j) << (j % 8));
+        }
+        memcpy(blk + bb - pay, o + at + (size_t)k * pay, pay);
         deq(blk, out + b * DOZE_QK32, DOZE_QK32);
     }
 }
 
-#define Q32_X4(T, NH) \
+#define Q32_X4(T, NH, FIVE) \
     static void T##_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) { \
-        x4_pack_q32(grp, cols, sizeof(doze_block_##T), NH, tmp); \
+        x4_pack_q32(grp, cols, sizeof(doze_block_##T), NH, FIVE, tmp); \
     } \
     static void T##_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) { \
-        x4_row_q32(grp, k, cols, sizeof(doze_block_##T), NH, doze_##T##_dequantize_row, out); \
+        x4_row_q32(grp, k, cols, sizeof(doze_block_##T), NH, FIVE, doze_##T##_dequantize_row, out); \
     }
-Q32_X4(q4_1, 2)
-Q32_X4(q5_0, 1)
-Q32_X4(q5_1, 2)
-Q32_X4(iq4_nl, 1)
+Q32_X4(q4_1, 2, 0)
+Q32_X4(q5_0, 1, 1)
+Q32_X4(q5_1, 2, 1)
+Q32_X4(iq4_nl, 1, 0)
 
 /* K-quants: the 4 rows' super-block i side by side (whole blocks: their
  * scales sit inside the block) */
