@@ -10,11 +10,8 @@
 # Environment: DOZE (the doze binary, default build/doze), TEXT (the folder
 # with tinystories-train.txt / tinystories-dev.txt, default ../shared/text),
 # OUT (default models/), WORK (checkpoints, default build/). Training is
-# deterministic for the seed whatever the thread count (OpenMP, natively).
+# deterministic for the seed whatever the thread count.
 set -eu
-# OpenMP threads sleep between parallel regions instead of spinning: on a
-# machine whose cores are shared with other jobs, spinning costs more than it saves
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DOZE=${DOZE:-$ROOT/build/doze}
 TEXT=${TEXT:-$ROOT/../shared/text}

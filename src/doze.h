@@ -368,7 +368,9 @@ doze_status doze_sequence_forward(doze_model *m, const int32_t *tokens, int T, c
  * forward pass, gradients through a straight-through Gumbel-sigmoid with an
  * annealed temperature; the loss is the KL divergence from the dense model's
  * own next-token distribution plus a compute term pulling the expected
- * compute to the budget; AdamW; seeded and deterministic. */
+ * compute to the budget; AdamW; seeded and deterministic. The trainer runs on
+ * the model's threads (doze_model_set_threads), with the same bits at any
+ * count. */
 
 typedef struct doze_trainer doze_trainer;
 
@@ -598,9 +600,9 @@ void doze_sampler_reset(doze_sampler *s);
  * Every weight learns: embedding, norms, Q/K/V/O, FFN, classifier (tied to
  * the embedding or not). Next-token cross-entropy over batches of windows,
  * AdamW, global-norm gradient clipping, warm-up then cosine or linear decay
- * of the learning rate. Seeded and deterministic: the same seed and thread
- * count give the same bits, natively (OpenMP threads over independent rows,
- * never racing reductions) and in wasm (one thread). Checkpoints are GGUF
+ * of the learning rate. Seeded and deterministic: the same seed gives the
+ * same bits at any thread count, natively and in wasm (the threads split
+ * independent rows and windows, never a reduction). Checkpoints are GGUF
  * model files that also carry the optimizer state and the data RNG, so a
  * run resumed from one continues exactly as it would have without the stop. */
 
@@ -625,7 +627,7 @@ typedef struct {
     float grad_clip;    /* global L2 norm; 0: off (default 1) */
     float init_std;     /* weights ~ N(0, init_std), output projections / sqrt(2 L) (0.02) */
     uint64_t seed;      /* initialization and data order (default 1) */
-    int threads;        /* OpenMP threads; 0: OpenMP's default (ignored without OpenMP) */
+    int threads;        /* 0: every core natively, 1 in wasm; > 1 needs a build with threads */
 } doze_full_params;
 
 typedef struct {

@@ -35,6 +35,7 @@
 #define POOL_THREADS 1
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 #endif
 
 #define POOL_SPINS 20000            /* a worker's busy-wait before it sleeps */
@@ -196,6 +197,15 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 #endif
+
+int pool_default_threads(void) {
+#if POOL_WASM
+    return 1; /* a wasm pool's workers are started by the host, for a model */
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > DOZE_MAX_THREADS ? DOZE_MAX_THREADS : (int)n;
+#endif
+}
 
 doze_status pool_new(int n_threads, doze_pool **out, doze_error *err) {
     *out = NULL;

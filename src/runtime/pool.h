@@ -37,6 +37,9 @@ doze_status pool_new(int n_threads, doze_pool **out, doze_error *err);
 /* Stops and joins the threads (wasm: waits for the started workers to
  * leave pool_work), frees everything. NULL is fine. */
 void pool_free(doze_pool *p);
+/* The threads a pool not owned by a model gets by default: the cores
+ * natively (at most DOZE_MAX_THREADS), 1 in wasm. */
+int pool_default_threads(void);
 /* Threads of the pool (1 for NULL). */
 int pool_threads(const doze_pool *p);
 

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "pool.h"
+
 /* one step's constants */
 typedef struct {
     float lr, b1, b2, eps;
@@ -17,10 +19,10 @@ typedef struct {
 adamw_step adamw_at(float lr, float b1, float b2, float eps, int step);
 
 /* w (n), its gradient g and moments m, v: g * scale enters the moments; wd
- * is the decoupled decay (0: none). threads > 1 splits large arrays
- * (OpenMP builds; the same bits either way). */
+ * is the decoupled decay (0: none). The pool's threads share large arrays
+ * (NULL: the caller alone; the same bits either way). */
 void adamw_update(const adamw_step *s, float *w, const float *g, float *m, float *v, size_t n, float scale,
-                  float wd, int threads);
+                  float wd, doze_pool *pool);
 
 /* the L2 norm of g (n), accumulated in double */
 double adamw_grad_norm(const float *g, size_t n);

@@ -6,22 +6,43 @@
 
 #include "train_ops.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 size_t block_att_per_thread(int T, int hd) { return (ATTENTION_SCRATCH(T, hd) + 15) & ~(size_t)15; }
 
 /* attention windows in parallel when they are big enough to pay for the threads */
 static int big_attention(const block_shape *s) { return (double)s->T * s->T * s->D >= 1e6; }
+
+/* windows [b0, b1) of attention, forward or backward, with part's scratch */
+typedef struct {
+    const block_shape *s;
+    const block_acts *a;
+    block_grads *gr; /* NULL: forward */
+    float *o;        /* forward: (N, Q) */
+    const uint8_t *vis;
+    float *P;        /* forward: (nb, H, T, T) */
+} att_windows;
+
+static void attention_part(void *args, int b0, int b1, int part) {
+    const att_windows *w = args;
+    const block_shape *s = w->s;
+    const block_acts *a = w->a;
+    const int T = s->T, hd = s->hd, Q = s->H * hd, KVD = s->KV * hd;
+    float *scratch = s->att_scratch + (size_t)part * s->att_per_thread;
+    for (int b = b0; b < b1; b++) {
+        size_t r = (size_t)b * T;
+        if (!w->gr)
+            attention_forward(w->o + r * Q, w->P + (size_t)b * s->H * T * T, a->q + r * Q, a->k + r * KVD,
+                              a->v + r * KVD, w->vis + r, 1, T, s->H, s->KV, hd, s->softmax, scratch);
+        else
+            attention_backward(w->gr->dq + r * Q, w->gr->dk + r * KVD, w->gr->dv + r * KVD, w->gr->dO + r * Q,
+                               a->P + (size_t)b * s->H * T * T, a->q + r * Q, a->k + r * KVD, a->v + r * KVD,
+                               1, T, s->H, s->KV, hd, scratch);
+    }
+}
+
+static void attention_windows(const block_shape *s, const att_windows *w, int nb) {
+    pool_run(nb > 1 && big_attention(s) ? s->pool : NULL, attention_part, (void *)w, nb, 1, 1,
+             s->att_parts > 0 ? s->att_parts : 1);
+}
 
 /* ---- attention output: a = Wo o, or sum_h g_h Wo_h o_h ------------------------------ */
 
@@ -29,7 +50,7 @@ static void attn_out_forward(const block_shape *s, const block_weights *w, block
                              const block_gating *gt, float *dbuf, int N) {
     const int D = s->D, hd = s->hd, Q = s->H * s->hd;
     if (!gt) {
-        matmul_forward_t_par(a->a, a->o, w->to, N, D, Q, s->threads);
+        matmul_forward_t_par(a->a, a->o, w->to, N, D, Q, s->pool);
         return;
     }
     memset(a->a, 0, (size_t)N * D * sizeof(float));
@@ -54,8 +75,8 @@ static void attn_out_backward(const block_shape *s, const block_weights *w, cons
     const int D = s->D, hd = s->hd, Q = s->H * s->hd;
     memset(gr->dO, 0, (size_t)N * Q * sizeof(float));
     if (!gt) {
-        if (dwo) matmul_backward_weights(dwo, dA, a->o, N, D, Q, s->threads);
-        matmul_backward_par(gr->dO, dA, w->wo, N, D, Q, s->threads);
+        if (dwo) matmul_backward_weights(dwo, dA, a->o, N, D, Q, s->pool);
+        matmul_backward_par(gr->dO, dA, w->wo, N, D, Q, s->pool);
         return;
     }
     const int U = gt->U;
@@ -82,7 +103,7 @@ static void attn_out_backward(const block_shape *s, const block_weights *w, cons
                 float *ogn = gr->og + (size_t)n * Q + (size_t)h * hd;
                 for (int i = 0; i < hd; i++) ogn[i] = gh * on[i];
             }
-        matmul_backward_weights(dwo, dA, gr->og, N, D, Q, s->threads);
+        matmul_backward_weights(dwo, dA, gr->og, N, D, Q, s->pool);
     }
 }
 
@@ -107,9 +128,9 @@ static void ffn_down_backward(const block_shape *s, const block_weights *w, cons
                               const block_gating *gt, block_grads *gr, const float *du, float *dw2,
                               int N) {
     const int D = s->D, F = s->F;
-    if (dw2) matmul_backward_weights(dw2, du, ffn_down_input(s, a, gt, gr->hgm, N), N, D, F, s->threads);
+    if (dw2) matmul_backward_weights(dw2, du, ffn_down_input(s, a, gt, gr->hgm, N), N, D, F, s->pool);
     memset(gr->dhg, 0, (size_t)N * F * sizeof(float));
-    matmul_backward_par(gr->dhg, du, w->w2, N, D, F, s->threads); /* W_down^T df */
+    matmul_backward_par(gr->dhg, du, w->w2, N, D, F, s->pool); /* W_down^T df */
     if (!gt || !gt->NB) return;
     const int U = gt->U;
     for (int n = 0; n < N; n++) { /* dg_j = df . (W_down_j hg_j); dhg = g_j W_down_j^T df */
@@ -131,10 +152,9 @@ static void ffn_down_backward(const block_shape *s, const block_weights *w, cons
 
 void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
                    const block_gating *gt, int layer, float *x, block_grads *scratch, int nb) {
-    const int T = s->T, N = nb * T, D = s->D, F = s->F, hd = s->hd, nt = s->threads;
+    const int T = s->T, N = nb * T, D = s->D, F = s->F, hd = s->hd;
     const int Q = s->H * hd, KVD = s->KV * hd;
-    const int big_att = big_attention(s);
-    (void)nt, (void)big_att;
+    doze_pool *nt = s->pool;
     memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
     rmsnorm_forward(a->xn, a->rinv1, a->x_in, w->attn_norm, N, D, s->eps);
     if (gt) gt->decide(gt->ctx, layer, 0, 1 + s->H, a->xn); /* the layer and its heads */
@@ -144,13 +164,7 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
     matmul_forward_t_par(a->v, a->xn, w->tv, N, KVD, D, nt);
     rope_forward(a->q, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     rope_forward(a->k, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
-    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
-    for (int b = 0; b < nb; b++) {
-        size_t r = (size_t)b * T;
-        attention_forward(a->o + r * Q, a->P + (size_t)b * s->H * T * T, a->q + r * Q, a->k + r * KVD,
-                          a->v + r * KVD, vis + r, 1, T, s->H, s->KV, hd, s->softmax,
-                          s->att_scratch + (size_t)thread_id() * s->att_per_thread);
-    }
+    attention_windows(s, &(att_windows){.s = s, .a = a, .o = a->o, .vis = vis, .P = a->P}, nb);
     attn_out_forward(s, w, a, gt, scratch->dbuf, N);
     for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
     rmsnorm_forward(a->hn, a->rinv2, a->xmid, w->ffn_norm, N, D, s->eps);
@@ -175,11 +189,10 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
 void block_backward(const block_shape *s, const block_weights *w, const block_acts *a,
                     const block_gating *gt, int layer, block_grads *gr, block_weight_grads *dw,
                     int nb) {
-    const int T = s->T, N = nb * T, D = s->D, F = s->F, hd = s->hd, nt = s->threads;
+    const int T = s->T, N = nb * T, D = s->D, F = s->F, hd = s->hd;
     const int Q = s->H * hd, KVD = s->KV * hd;
     const size_t ND = (size_t)N * D;
-    const int big_att = big_attention(s);
-    (void)big_att;
+    doze_pool *nt = s->pool;
     /* the residual: dx holds d/dx_out; du = d/d(update of the FFN) */
     const float *du = gr->dx;
     if (gt) { /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
@@ -224,14 +237,7 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
     memset(gr->dq, 0, (size_t)N * Q * sizeof(float));
     memset(gr->dk, 0, (size_t)N * KVD * sizeof(float));
     memset(gr->dv, 0, (size_t)N * KVD * sizeof(float));
-    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && nb > 1 && big_att)")
-    for (int b = 0; b < nb; b++) {
-        size_t r = (size_t)b * T;
-        attention_backward(gr->dq + r * Q, gr->dk + r * KVD, gr->dv + r * KVD, gr->dO + r * Q,
-                           a->P + (size_t)b * s->H * T * T, a->q + r * Q, a->k + r * KVD,
-                           a->v + r * KVD, 1, T, s->H, s->KV, hd,
-                           s->att_scratch + (size_t)thread_id() * s->att_per_thread);
-    }
+    attention_windows(s, &(att_windows){.s = s, .a = a, .gr = gr}, nb);
     rope_backward(gr->dq, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     rope_backward(gr->dk, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     if (dw) {

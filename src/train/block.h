@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pool.h"
 #include "train_acts.h"
 
 /* shapes, constants and scratch the block needs */
@@ -43,8 +44,11 @@ typedef struct {
     const float *rope_cos, *rope_sin; /* (T, rope_dim / 2) */
     void (*softmax)(float *x, int n);
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
-    int threads;              /* for the _par products and windows of attention */
-    float *att_scratch;       /* threads * att_per_thread floats */
+    doze_pool *pool;          /* threads for the _par products and windows of
+                                 attention (NULL: the caller alone) */
+    int att_parts;            /* attention scratch slots: windows run in at most
+                                 this many parts */
+    float *att_scratch;       /* att_parts * att_per_thread floats */
     size_t att_per_thread;
     const uint8_t *all_visible; /* (N) ones: the dense block's visibility */
     int ffn_block;            /* FFN channels per block gate */

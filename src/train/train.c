@@ -66,6 +66,7 @@ struct doze_trainer {
     /* gradient scratch */
     block_grads gr;
     float *dlogits, *dz, *att_scratch, *zbuf;
+    int att_parts; /* attention scratch slots: the model's threads when made */
     /* the pass under way, for the block's router hooks */
     train_mode mode;
     float tau, cgrad;
@@ -176,7 +177,7 @@ static void layout(doze_trainer *t, carver *c) {
     carve_block_grads(c, &t->gr, &bs);
     t->dlogits = carve(c, N * V);
     t->dz = carve(c, N * U);
-    t->att_scratch = carve(c, block_att_per_thread(t->T, t->hd));
+    t->att_scratch = carve(c, block_att_per_thread(t->T, t->hd) * (size_t)t->att_parts);
     t->zbuf = carve(c, N * U);
     t->dR = carve(c, L * U * D);
     t->db = carve(c, L * U);
@@ -251,6 +252,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     t->m = m;
     t->g = g;
     t->p = prm;
+    t->att_parts = pool_threads(m->pool);
     t->B = prm.batch;
     t->T = prm.context;
     t->N = t->B * t->T;
@@ -478,7 +480,8 @@ static block_shape shape_of(doze_trainer *t) {
     s.rope_sin = m->rope_sin;
     s.softmax = m->kern->softmax;
     s.swiglu = m->kern->swiglu;
-    s.threads = 1;
+    s.pool = m->pool; /* the model's threads, read at every step: they may change */
+    s.att_parts = t->att_parts;
     s.att_scratch = t->att_scratch;
     s.att_per_thread = block_att_per_thread(t->T, t->hd);
     s.all_visible = NULL; /* always gated */
@@ -699,7 +702,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
     /* joint: the weights' gradients too, the same path in reverse */
     memset(joint_grads(jw), 0, joint_n_params(jw) * sizeof(float));
     matmul_backward(t->gr.dtmp, t->dlogits, joint_classifier(jw), N, t->V, D); /* dxf */
-    matmul_backward_weights(joint_classifier_grad(jw), t->dlogits, t->xf, N, t->V, D, 1);
+    matmul_backward_weights(joint_classifier_grad(jw), t->dlogits, t->xf, N, t->V, D, t->m->pool);
     rmsnorm_backward_weights(joint_output_norm_grad(jw), t->gr.dtmp, t->x_final, t->rinvf, N, D);
     rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, joint_output_norm(jw), N, D);
     for (int l = t->L - 1; l >= 0; l--) {
@@ -797,11 +800,11 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
     /* AdamW on router weights (decayed) and biases */
     t->step++;
     const adamw_step as = adamw_at(t->p.lr, 0.9f, 0.999f, 1e-8f, t->step);
-    adamw_update(&as, t->g->router, t->dR, t->mR, t->vR, (size_t)t->L * t->U * t->D, 1.0f, t->p.weight_decay, 1);
-    adamw_update(&as, t->g->bias, t->db, t->mb, t->vb, (size_t)t->L * t->U, 1.0f, 0.0f, 1);
+    adamw_update(&as, t->g->router, t->dR, t->mR, t->vR, (size_t)t->L * t->U * t->D, 1.0f, t->p.weight_decay, t->m->pool);
+    adamw_update(&as, t->g->bias, t->db, t->mb, t->vb, (size_t)t->L * t->U, 1.0f, 0.0f, t->m->pool);
     if (t->jw) { /* the weights: Adam, their gradient clipped */
         double norm = joint_adam_step(t->jw, weight_lr_at(&t->p, t->step - 1), 0.0f, t->p.weight_clip,
-                                      t->step);
+                                      t->step, t->m->pool);
         if (!isfinite(norm))
             return doze_fail(err, DOZE_ERR_STATE, "the weights' gradient is not finite (step %d)", t->step);
     }

@@ -12,7 +12,7 @@
  * (matmul_backward_weights: dW += dy^T x) beside the activation gradients.
  *
  * Forward products use transposed copies of the matrices (no horizontal
- * sums), refreshed after every update. Threads (OpenMP, native) split the
+ * sums), refreshed after every update. Threads (the pool, pool.h) split the
  * products over independent output rows and the attention over windows;
  * every sum runs in a fixed order, so the bits do not depend on the
  * thread count. Initialization uses only additions (Irwin-Hall normals)
@@ -41,7 +41,8 @@ enum { TL_ATTN_NORM, TL_Q, TL_K, TL_V, TL_O, TL_FFN_NORM, TL_GATE, TL_DOWN, TL_U
 struct doze_full_trainer {
     doze_full_params p;
     int V, D, F, H, KV, hd, Q, KVD, L, B, T, N;
-    int nt; /* threads */
+    int nt;          /* threads */
+    doze_pool *pool; /* nt threads (NULL: one) */
     full_tensor *tensors;
     int n_tensors;
     size_t n_params, n_wt;
@@ -144,6 +145,7 @@ void doze_full_trainer_free(doze_full_trainer *t) {
     free(t->wt);
     free(t->act);
     free(t->mem);
+    pool_free(t->pool);
     gguf_header_free(&t->vocab);
     free(t);
 }
@@ -225,7 +227,14 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
     t->B = p->batch;
     t->T = p->context;
     t->N = t->B * t->T;
-    t->nt = train_threads(p->threads);
+    t->nt = p->threads > 0 ? p->threads : pool_default_threads();
+    if (t->nt > 1) {
+        doze_status st = pool_new(t->nt, &t->pool, err);
+        if (st != DOZE_OK) {
+            doze_full_trainer_free(t);
+            return st;
+        }
+    }
     t->att_per_thread = block_att_per_thread(t->T, t->hd);
     t->rng = (p->seed ^ 0xD1B54A32D192ED03ull) | 1;
 
@@ -364,7 +373,8 @@ static block_shape shape_of(const doze_full_trainer *t) {
     s.rope_sin = t->rope_sin;
     s.softmax = doze_kernels_simd.softmax;
     s.swiglu = doze_kernels_simd.swiglu;
-    s.threads = t->nt;
+    s.pool = t->pool;
+    s.att_parts = t->nt;
     s.att_scratch = t->att_scratch;
     s.att_per_thread = t->att_per_thread;
     s.all_visible = t->vis;
@@ -409,7 +419,8 @@ static block_weight_grads grads_of(const doze_full_trainer *t, int l) {
 
 /* the first nb windows of the buffers (inp/tgt filled) */
 static void forward(doze_full_trainer *t, int nb) {
-    const int N = nb * t->T, D = t->D, nt = t->nt;
+    const int N = nb * t->T, D = t->D;
+    doze_pool *nt = t->pool;
     const block_shape s = shape_of(t);
     float *x = t->x;
     const float *embd = P_(t, 0);
@@ -422,25 +433,37 @@ static void forward(doze_full_trainer *t, int nb) {
     matmul_forward_t_par(t->logits, t->xf, WT_(t, cls_index(t)), N, t->V, D, nt);
 }
 
-/* row losses; logits become dlogits = (softmax - onehot) / scale_n */
-static void loss_rows(doze_full_trainer *t, int N, float scale_n) {
-    const int V = t->V, nt = t->nt;
-    (void)nt;
+typedef struct {
+    doze_full_trainer *t;
+    float scale_n;
+} loss_job;
+
+static void loss_rows_part(void *args, int n0, int n1, int part) {
+    const loss_job *j = args;
+    doze_full_trainer *t = j->t;
+    const int V = t->V;
     void (*softmax)(float *, int) = doze_kernels_simd.softmax;
-    DOZE_OMP("omp parallel for schedule(dynamic, 64) num_threads(nt) if(nt > 1 && (double)N * V >= 1e6)")
-    for (int n = 0; n < N; n++) {
+    (void)part;
+    for (int n = n0; n < n1; n++) {
         float *row = t->logits + (size_t)n * V;
         softmax(row, V);
         int y = t->tgt[n];
         double p = row[y] > 1e-30f ? (double)row[y] : 1e-30;
         t->row_loss[n] = (float)-log(p);
         row[y] -= 1.0f;
-        for (int v = 0; v < V; v++) row[v] /= scale_n;
+        for (int v = 0; v < V; v++) row[v] /= j->scale_n;
     }
 }
 
+/* row losses; logits become dlogits = (softmax - onehot) / scale_n */
+static void loss_rows(doze_full_trainer *t, int N, float scale_n) {
+    loss_job j = {t, scale_n};
+    pool_run((double)N * t->V >= 1e6 ? t->pool : NULL, loss_rows_part, &j, N, 1, 64, 0);
+}
+
 static void backward(doze_full_trainer *t) {
-    const int N = t->N, D = t->D, nt = t->nt;
+    const int N = t->N, D = t->D;
+    doze_pool *nt = t->pool;
     const size_t ND = (size_t)N * D;
     const block_shape s = shape_of(t);
     memset(t->grads, 0, t->n_params * sizeof(float));
@@ -537,7 +560,7 @@ doze_status doze_full_trainer_step(doze_full_trainer *t, const int32_t *windows,
         const full_tensor *x = &t->tensors[k];
         const size_t o = x->off;
         adamw_update(&as, t->params + o, t->grads + o, t->m + o, t->v + o, (size_t)(x->ne[0] * x->ne[1]), scale,
-                     x->decay ? t->p.weight_decay : 0.0f, t->nt);
+                     x->decay ? t->p.weight_decay : 0.0f, t->pool);
     }
     full_params_changed(t);
     if (stats) {

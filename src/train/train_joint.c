@@ -212,17 +212,17 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
     *name = x->name;
 }
 
-static double lora_adam_step(joint_weights *j, float lr, float clip, int step);
+static double lora_adam_step(joint_weights *j, float lr, float clip, int step, doze_pool *pool);
 
-double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step) {
-    if (j->rank > 0) return lora_adam_step(j, lr, clip, step);
+double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step, doze_pool *pool) {
+    if (j->rank > 0) return lora_adam_step(j, lr, clip, step, pool);
     const double norm = adamw_grad_norm(j->grads, j->n_params);
     const float scale = adamw_clip_scale(norm, clip);
     const adamw_step as = adamw_at(lr, 0.9f, 0.999f, 1e-8f, step);
     for (int k = 0; k < j->n_tensors; k++) {
         const joint_tensor *x = &j->tensors[k];
         adamw_update(&as, j->params + x->off, j->grads + x->off, j->m + x->off, j->v + x->off,
-                     (size_t)x->rows * (size_t)x->cols, scale, x->decay ? weight_decay : 0.0f, 1);
+                     (size_t)x->rows * (size_t)x->cols, scale, x->decay ? weight_decay : 0.0f, pool);
     }
     joint_params_changed(j);
     return norm;
@@ -387,10 +387,10 @@ void joint_lora_backward(joint_weights *j) {
     }
 }
 
-static double lora_adam_step(joint_weights *j, float lr, float clip, int step) {
+static double lora_adam_step(joint_weights *j, float lr, float clip, int step, doze_pool *pool) {
     const double norm = adamw_grad_norm(j->lg, j->n_lora);
     const adamw_step as = adamw_at(lr, 0.9f, 0.999f, 1e-8f, step);
-    adamw_update(&as, j->lp, j->lg, j->lm, j->lv, j->n_lora, adamw_clip_scale(norm, clip), 0.0f, 1);
+    adamw_update(&as, j->lp, j->lg, j->lm, j->lv, j->n_lora, adamw_clip_scale(norm, clip), 0.0f, pool);
     joint_lora_changed(j);
     return norm;
 }

@@ -44,7 +44,7 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
  * after clipping the gradient to norm clip (0: no clipping); step counts
  * from 1. With adapters: Adam on A and B (their gradient clipped), then
  * the merge. Returns the gradient's norm before clipping. */
-double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step);
+double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step, doze_pool *pool);
 
 /* Low-rank adapters instead of full fine-tuning: every projection (q, k,
  * v, o, gate, down, up) becomes W = W0 + B A with W0 frozen, A (rank, cols),

@@ -330,19 +330,6 @@ void swiglu_backward(float *da, float *db, const float *dg, const float *a, cons
 
 /* ---- weight gradients and threads ----------------------------------------------------- */
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-int train_threads(int threads) {
-#ifdef _OPENMP
-    return threads > 0 ? threads : omp_get_max_threads();
-#else
-    (void)threads;
-    return 1;
-#endif
-}
-
 /* One row of c over columns [j0, M): c_j += sum_k a_k b_kj, k in order; the
  * element a_k of row r is a[r * ars + k * aks] (so that nn and tn share it). */
 static void gemm_row(float *c, const float *a, size_t aks, const float *b, int ldb, int K, int j0,
@@ -440,48 +427,71 @@ void matmul_backward_weights_ref(float *dw, const float *dy, const float *x, int
         }
 }
 
-/* rows handed to a thread at a time (a multiple of 4), dynamically: on a
- * shared machine a thread that loses its core does not hold up the others.
- * Products below PAR_MIN_WORK multiply-adds stay on one thread (waking a
- * team costs more than they take). */
+/* Rows are cut into blocks of PAR_ROWS (a multiple of 4, the kernels'
+ * register rows) and the blocks into the pool's contiguous parts. Products
+ * below PAR_MIN_WORK multiply-adds stay on the caller (waking the threads
+ * costs more than they take). */
 #define PAR_ROWS 16
 #define PAR_MIN_WORK 4e6
 
-void matmul_backward_weights(float *dw, const float *dy, const float *x, int N, int out, int in,
-                             int threads) {
-    const int nt = train_threads(threads), blocks = (out + PAR_ROWS - 1) / PAR_ROWS;
-    const int big = blocks > 1 && (double)N * out * in >= PAR_MIN_WORK;
-    (void)nt, (void)big;
-    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && big)")
-    for (int bi = 0; bi < blocks; bi++) {
-        int r0 = bi * PAR_ROWS, rn = out - r0 < PAR_ROWS ? out - r0 : PAR_ROWS;
-        gemm_tn(dw + (size_t)r0 * in, in, dy + r0, out, x, in, rn, N, in);
+typedef struct {
+    float *c;
+    const float *a, *b;
+    int N, out, in;
+} par_product;
+
+static void backward_weights_part(void *args, int b0, int b1, int part) {
+    const par_product *p = args;
+    (void)part;
+    for (int bi = b0; bi < b1; bi++) {
+        int r0 = bi * PAR_ROWS, rn = p->out - r0 < PAR_ROWS ? p->out - r0 : PAR_ROWS;
+        gemm_tn(p->c + (size_t)r0 * p->in, p->in, p->a + r0, p->out, p->b, p->in, rn, p->N, p->in);
     }
+}
+
+static void forward_t_part(void *args, int b0, int b1, int part) {
+    const par_product *p = args;
+    (void)part;
+    for (int bi = b0; bi < b1; bi++) {
+        int r0 = bi * PAR_ROWS, rn = p->N - r0 < PAR_ROWS ? p->N - r0 : PAR_ROWS;
+        memset(p->c + (size_t)r0 * p->out, 0, (size_t)rn * p->out * sizeof(float));
+        gemm_nn(p->c + (size_t)r0 * p->out, p->out, p->a + (size_t)r0 * p->in, p->in, p->b, p->out, rn, p->in,
+                p->out);
+    }
+}
+
+static void backward_part(void *args, int b0, int b1, int part) {
+    const par_product *p = args;
+    (void)part;
+    for (int bi = b0; bi < b1; bi++) {
+        int r0 = bi * PAR_ROWS, rn = p->N - r0 < PAR_ROWS ? p->N - r0 : PAR_ROWS;
+        gemm_nn(p->c + (size_t)r0 * p->in, p->in, p->a + (size_t)r0 * p->out, p->out, p->b, p->in, rn, p->out,
+                p->in);
+    }
+}
+
+static void run_blocks(doze_pool *pool, pool_fn fn, par_product *p, int rows) {
+    const int blocks = (rows + PAR_ROWS - 1) / PAR_ROWS;
+    const int big = blocks > 1 && (double)p->N * p->out * p->in >= PAR_MIN_WORK;
+    pool_run(big ? pool : NULL, fn, p, blocks, 1, 1, 0);
+}
+
+void matmul_backward_weights(float *dw, const float *dy, const float *x, int N, int out, int in,
+                             doze_pool *pool) {
+    par_product p = {dw, dy, x, N, out, in};
+    run_blocks(pool, backward_weights_part, &p, out);
 }
 
 void matmul_forward_t_par(float *y, const float *x, const float *wt, int N, int out, int in,
-                          int threads) {
-    const int nt = train_threads(threads), blocks = (N + PAR_ROWS - 1) / PAR_ROWS;
-    const int big = blocks > 1 && (double)N * out * in >= PAR_MIN_WORK;
-    (void)nt, (void)big;
-    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && big)")
-    for (int bi = 0; bi < blocks; bi++) {
-        int r0 = bi * PAR_ROWS, rn = N - r0 < PAR_ROWS ? N - r0 : PAR_ROWS;
-        memset(y + (size_t)r0 * out, 0, (size_t)rn * out * sizeof(float));
-        gemm_nn(y + (size_t)r0 * out, out, x + (size_t)r0 * in, in, wt, out, rn, in, out);
-    }
+                          doze_pool *pool) {
+    par_product p = {y, x, wt, N, out, in};
+    run_blocks(pool, forward_t_part, &p, N);
 }
 
 void matmul_backward_par(float *dx, const float *dy, const float *w, int N, int out, int in,
-                         int threads) {
-    const int nt = train_threads(threads), blocks = (N + PAR_ROWS - 1) / PAR_ROWS;
-    const int big = blocks > 1 && (double)N * out * in >= PAR_MIN_WORK;
-    (void)nt, (void)big;
-    DOZE_OMP("omp parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1 && big)")
-    for (int bi = 0; bi < blocks; bi++) {
-        int r0 = bi * PAR_ROWS, rn = N - r0 < PAR_ROWS ? N - r0 : PAR_ROWS;
-        gemm_nn(dx + (size_t)r0 * in, in, dy + (size_t)r0 * out, out, w, in, rn, out, in);
-    }
+                         doze_pool *pool) {
+    par_product p = {dx, dy, w, N, out, in};
+    run_blocks(pool, backward_part, &p, N);
 }
 
 void rmsnorm_backward_weights(float *dw, const float *dy, const float *x, const float *rinv, int N,

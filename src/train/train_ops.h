@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "pool.h"
+
 /* y(N, out) = x(N, in) . W(out, in)^T */
 void matmul_forward(float *y, const float *x, const float *w, int N, int out, int in);
 /* the same product from the transposed weights wt(in, out), streaming rows
@@ -64,8 +66,8 @@ void swiglu_backward(float *da, float *db, const float *dg, const float *a, cons
  * General products with row strides, SIMD (4 rows x 8 columns in registers),
  * each element summed over k in plain order: the same bits whatever the
  * blocking, so any split of rows across threads gives the same result. The
- * _par versions split independent output rows across `threads` OpenMP
- * threads (0: OpenMP's default; 1 or no OpenMP: serial). */
+ * _par versions split independent output rows across the pool's threads
+ * (pool.h; NULL: the caller alone), natively and in wasm. */
 
 #ifndef DOZE_TRAIN_OPS_FULL_H
 #define DOZE_TRAIN_OPS_FULL_H
@@ -76,25 +78,16 @@ void gemm_nn(float *c, int ldc, const float *a, int lda, const float *b, int ldb
 void gemm_tn(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int N, int K, int M);
 /* dW(out, in) += dy(N, out)^T . x(N, in): the weight gradient of y = x W^T */
 void matmul_backward_weights(float *dw, const float *dy, const float *x, int N, int out, int in,
-                             int threads);
+                             doze_pool *pool);
 void matmul_backward_weights_ref(float *dw, const float *dy, const float *x, int N, int out, int in);
 /* y(N, out) = x(N, in) . W^T from wt(in, out) (matmul_forward_t), threaded */
 void matmul_forward_t_par(float *y, const float *x, const float *wt, int N, int out, int in,
-                          int threads);
+                          doze_pool *pool);
 /* dx(N, in) += dy(N, out) . W(out, in) (matmul_backward), threaded */
 void matmul_backward_par(float *dx, const float *dy, const float *w, int N, int out, int in,
-                         int threads);
+                         doze_pool *pool);
 /* dw(D) += sum_n dy_n * x_n * rinv_n: the weight gradient of rmsnorm */
 void rmsnorm_backward_weights(float *dw, const float *dy, const float *x, const float *rinv, int N,
                               int D);
-/* OpenMP threads the _par functions use for `threads` (1 without OpenMP) */
-int train_threads(int threads);
-
-/* DOZE_OMP("omp parallel for ...") is the pragma with OpenMP, nothing without */
-#ifdef _OPENMP
-#define DOZE_OMP(x) _Pragma(x)
-#else
-#define DOZE_OMP(x)
-#endif
 
 #endif /* DOZE_TRAIN_OPS_FULL_H */

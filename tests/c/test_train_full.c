@@ -29,6 +29,9 @@ static void test_products(void) {
     const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {4, 4, 8}, {9, 13, 33}, {37, 64, 20}, {300, 24, 17}, {513, 40, 36}, {1030, 100, 68}};
     double worst_w = 0, worst_nn = 0, worst_tn = 0;
     int same_threads = 1;
+    doze_pool *two = NULL, *three = NULL;
+    doze_error pe;
+    CHECK(pool_new(2, &two, &pe) == DOZE_OK && pool_new(3, &three, &pe) == DOZE_OK);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int N = shapes[s][0], out = shapes[s][1], in = shapes[s][2];
         float *dy = malloc((size_t)N * out * 4), *x = malloc((size_t)N * in * 4);
@@ -38,9 +41,9 @@ static void test_products(void) {
         fill(d1, (size_t)out * in);
         memcpy(d2, d1, (size_t)out * in * 4);
         memcpy(d3, d1, (size_t)out * in * 4);
-        matmul_backward_weights(d1, dy, x, N, out, in, 1);
+        matmul_backward_weights(d1, dy, x, N, out, in, NULL);
         matmul_backward_weights_ref(d2, dy, x, N, out, in);
-        matmul_backward_weights(d3, dy, x, N, out, in, 2);
+        matmul_backward_weights(d3, dy, x, N, out, in, three);
         for (int i = 0; i < out * in; i++) worst_w = fmax(worst_w, fabs(d1[i] - d2[i]) / N);
         same_threads &= memcmp(d1, d3, (size_t)out * in * 4) == 0;
         /* gemm_nn / gemm_tn against plain loops: c(N, out) += a(N, in) b(in, out) */
@@ -66,18 +69,20 @@ static void test_products(void) {
         float *wt = malloc((size_t)in * out * 4);
         fill(wt, (size_t)in * out);
         matmul_forward_t(y1, x, wt, N, out, in);
-        matmul_forward_t_par(y2, x, wt, N, out, in, 2);
+        matmul_forward_t_par(y2, x, wt, N, out, in, two);
         same_threads &= memcmp(y1, y2, (size_t)N * out * 4) == 0;
         float *e1 = calloc((size_t)N * in, 4), *e2 = calloc((size_t)N * in, 4);
         matmul_backward(e1, dy, d2, N, out, in);
-        matmul_backward_par(e2, dy, d2, N, out, in, 2);
+        matmul_backward_par(e2, dy, d2, N, out, in, three);
         same_threads &= memcmp(e1, e2, (size_t)N * in * 4) == 0;
         free(dy), free(x), free(d1), free(d2), free(d3), free(b), free(c1), free(c2), free(at), free(c3);
         free(y1), free(y2), free(wt), free(e1), free(e2);
     }
     printf("weight-gradient product vs reference: %.2g (per term); gemm_nn %.2g, gemm_tn %.2g; "
-           "1 and 2 threads bit-identical: %s (%d threads available)\n",
-           worst_w, worst_nn, worst_tn, same_threads ? "yes" : "NO", train_threads(0));
+           "1, 2 and 3 threads bit-identical: %s (%d cores)\n",
+           worst_w, worst_nn, worst_tn, same_threads ? "yes" : "NO", pool_default_threads());
+    pool_free(two);
+    pool_free(three);
     CHECK(worst_w < 1e-6 && worst_nn == 0 && worst_tn == 0);
     CHECK(same_threads);
 }

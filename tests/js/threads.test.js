@@ -2,7 +2,8 @@
 // threads (doze-mt.wasm and its worker pool; 1 thread is doze.wasm) give
 // bit-identical logits for a prompt stepped token by token, and the same
 // tokens, masks and compute for a generation (prompt prefilled) under the
-// gates at budget 0.5; dispose ends every worker; the option is validated.
+// gates at budget 0.5; gate fine-tuning on the model's threads gives the same
+// gate file; dispose ends every worker; the option is validated.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -47,6 +48,24 @@ for (const type of ['f32', 'q8_0']) {
     assert.ok(one.gen.some((g) => JSON.parse(g).compute < 1), 'the budget skipped something');
   });
 }
+
+test('gate fine-tuning on 1 and 2 threads writes the same gates', async () => {
+  const path = initModel('f32');
+  const story = 'Once upon a time there was a little fox who loved to run in the green woods. '.repeat(6);
+  const text = Array.from({ length: 8 }, (_, i) => `${story} Story ${i}.`).join('\n<|endoftext|>\n');
+  const files = [];
+  for (const threads of [1, 2]) {
+    const model = await loadModel(path, { threads, contextLength: 128 });
+    const losses = [];
+    const gates = await model.finetuneGates(text, { steps: 3, batch: 2, contextLength: 128, budget: 0.6,
+      onStep: (st) => losses.push(st.loss) });
+    files.push({ bytes: Buffer.from(model.saveGates(gates)).toString('base64'), losses });
+    model.dispose();
+  }
+  assert.equal(files[0].losses.length, 3);
+  assert.deepEqual(files[1].losses, files[0].losses, 'the step losses differ');
+  assert.equal(files[1].bytes, files[0].bytes, 'the gate files differ');
+});
 
 test('dispose ends the workers; the option is validated', async () => {
   const path = initModel('f32');
