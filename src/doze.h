@@ -91,6 +91,9 @@ typedef struct {
     uint64_t max_memory;  /* 0: no limit; else fail with OUT_OF_MEMORY above it */
     int threads;          /* forward-pass threads, 1 .. 64 (0 counts as 1); see
                              doze_model_set_threads */
+    int experts_used;     /* a mixture of experts: 0 runs the file's top-k
+                             (expert_used_count); 1 .. n_experts runs that many
+                             per token instead (the model's info reports it) */
 } doze_model_params;
 
 doze_model_params doze_model_default_params(void);
@@ -131,7 +134,10 @@ typedef struct {
      * renormalized to sum 1); the layer's FFN is then one FFN block
      * (ffn_block = hidden_dim) that runs the experts or dozes */
     int n_experts;               /* 0: a dense FFN */
-    int n_experts_used;          /* the model's k (0 when dense) */
+    int n_experts_used;          /* the k run per token (0 when dense) */
+    int n_experts_used_file;     /* the file's own k (expert_used_count); differs from
+                                    n_experts_used when doze_model_params.experts_used
+                                    chose another */
 } doze_model_info;
 
 /* Streaming load: feed the GGUF file in order, in chunks of any size
@@ -628,6 +634,17 @@ typedef struct {
     float init_std;     /* weights ~ N(0, init_std), output projections / sqrt(2 L) (0.02) */
     uint64_t seed;      /* initialization and data order (default 1) */
     int threads;        /* 0: every core natively, 1 in wasm; > 1 needs a build with threads */
+    /* a mixture of experts (0: the dense SwiGLU FFN): each layer's FFN is
+     * n_experts experts of hidden_dim channels and a router (ffn_gate_inp);
+     * each token runs the n_experts_used of highest router probability,
+     * weighted by those probabilities renormalized to sum 1 (the runtime's
+     * rule); the selection itself gets no gradient */
+    int n_experts;      /* E: 0, or 2 .. 256 */
+    int n_experts_used; /* k in [1, E] */
+    float balance_loss; /* C of the load-balancing term C E sum_e f_e P_e per
+                           layer (Switch Transformer; f_e the share of tokens
+                           with e among their top k, P_e the mean router
+                           probability of e); default 0.01 */
 } doze_full_params;
 
 typedef struct {
@@ -635,6 +652,8 @@ typedef struct {
     float loss;      /* mean next-token cross-entropy of the batch, nats */
     float grad_norm; /* global L2 norm before clipping */
     float lr;        /* learning rate used */
+    float balance;   /* the load-balancing terms of the MoE layers, summed
+                        (added to the loss the gradient is of; 0 when dense) */
 } doze_full_stats;
 
 doze_full_params doze_full_default_params(void);

@@ -244,6 +244,14 @@ int32_t *cli_encode_file(const doze_model *m, const char *path, size_t max_bytes
     return ids;
 }
 
+int cli_experts_used_option(const cli_args *a, doze_model_params *mp) {
+    long long k = cli_get_int(a, "--experts-used", 0);
+    if (cli_has(a, "--experts-used") && (k < 1 || k > 1024))
+        return cli_usage_error(a, "--experts-used must be in 1..the model's experts");
+    mp->experts_used = (int)k;
+    return 0;
+}
+
 int cli_threads_option(const cli_args *a, doze_model_params *mp) {
     long long t = cli_get_int(a, "--threads", 1);
     if (t < 1 || t > 64) return cli_usage_error(a, "--threads must be in 1..64");

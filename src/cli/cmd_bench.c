@@ -19,6 +19,7 @@
 typedef struct {
     double tok_per_s;
     double gb_per_s;
+    double experts; /* a mixture: mean experts per (token, layer) whose FFN ran */
 } speed;
 
 /* Bytes of weights one decode step reads: every layer matrix, the classifier,
@@ -97,7 +98,8 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
     const doze_model_info *c = doze_model_get_info(m);
     int token = c->bos_id >= 0 ? c->bos_id : 0;
     const int warmup = 4;
-    double t0 = 0, sum = 0;
+    double t0 = 0, sum = 0, experts = 0;
+    long long ffns = 0;
     for (int i = 0; i < steps + warmup; i++) {
         if (i == warmup) t0 = io_now_ms();
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
@@ -110,6 +112,13 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
             return cli_print_error("bench", &e);
         }
         if (i >= warmup) sum += doze_session_compute(s);
+        const uint8_t *on = doze_session_expert_mask(s);
+        for (int l = 0; on && i >= warmup && l < c->n_layers; l++) {
+            int ran = 0;
+            for (int x = 0; x < c->n_experts; x++) ran += on[(size_t)l * c->n_experts + x];
+            experts += ran;
+            ffns += ran > 0;
+        }
         token = greedy_pick(doze_session_logits(s), c->vocab_size);
     }
     double ms = io_now_ms() - t0;
@@ -117,6 +126,7 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
     out->tok_per_s = steps * 1000.0 / ms;
     out->gb_per_s = out->tok_per_s * bytes_per_token(m) / 1e9;
     if (compute) *compute = sum / steps;
+    out->experts = ffns ? experts / (double)ffns : 0.0;
     return 0;
 }
 
@@ -155,7 +165,7 @@ static int skip_table(doze_model *m, int steps, int rounds, int json, int ffn) {
     int rc = 0;
     for (int r = 0; r < rounds && rc == 0; r++)
         for (int i = 0; i < 4 && rc == 0; i++) {
-            speed sp = {0, 0};
+            speed sp = {0, 0, 0};
             rc = decode_run(m, steps, NULL, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp, &compute[i]);
             doze_rounds_add(&tps[i], sp.tok_per_s);
         }
@@ -188,14 +198,16 @@ static int budget_bench(doze_model *m, const cli_args *a, double budget, int ste
     doze_gates *g = cli_gates(a, m, 1, json);
     if (!g) return 1;
     doze_rounds dense = {{0}, 0}, gated = {{0}, 0}, speedup = {{0}, 0};
-    double compute = 1.0;
+    double compute = 1.0, experts_dense = 0, experts_gated = 0;
     int rc = 0;
     for (int r = 0; r < rounds && rc == 0; r++) {
-        speed d = {0, 0}, gs = {0, 0};
+        speed d = {0, 0, 0}, gs = {0, 0, 0};
         rc = decode_run(m, steps, NULL, 1.0, NULL, NULL, &d, NULL);
         if (!rc) rc = decode_run(m, steps, g, budget, NULL, NULL, &gs, &compute);
         doze_rounds_add(&dense, d.tok_per_s);
         doze_rounds_add(&gated, gs.tok_per_s);
+        experts_dense = d.experts;
+        experts_gated = gs.experts;
     }
     doze_rounds_ratio(&speedup, &gated, &dense);
     if (!rc) {
@@ -210,6 +222,8 @@ static int budget_bench(doze_model *m, const cli_args *a, double budget, int ste
             out_printf("budget %.2f: compute %.3f; tok/s, median (min-max) of %d rounds of %d tokens, dense and gated "
                        "in turn:\n  gated   %s\n  dense   %s\n  speedup %s\n",
                        budget, compute, rounds, steps, FMT(&gated, 2), FMT(&dense, 2), FMT(&speedup, 2));
+            if (doze_model_get_info(m)->n_experts) /* the last round's */
+                out_printf("  experts per running FFN: gated %.3f, dense %.3f\n", experts_gated, experts_dense);
         }
     }
     doze_gates_free(g);
@@ -424,7 +438,7 @@ static int bench_models(const cli_args *a, int n_paths, int steps, int rounds, i
     memset(f, 0, sizeof f);
     int rc = 0;
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(a, &mp)) return 2;
+    if (cli_threads_option(a, &mp) || cli_experts_used_option(a, &mp)) return 2;
     mp.context_length = 256;
     for (int i = 0; i < n_paths && rc == 0; i++) {
         ms[i] = cli_load_model(cli_pos(a, i), &mp);
@@ -501,6 +515,7 @@ static const cli_option bench_options[] = {
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
+    CLI_EXPERTS_USED_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_bench_spec = {
@@ -541,7 +556,7 @@ int cmd_bench(int argc, char **argv) {
     if (!skip && !gated && !speculative) return bench_models(&a, a.n_pos, (int)steps, (int)rounds, json);
     if (a.n_pos > 1 && !skip) return cli_usage_error(&a, "--budget and --gates take one model");
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp)) return 2;
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;

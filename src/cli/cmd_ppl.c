@@ -4,11 +4,13 @@
  * BOS and the dummy leading space, truncate to the context length, and
  * average the negative log-likelihood of every token after the first. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli_util.h"
 #include "commands.h"
+#include "gates.h"
 
 static const char separator[] = "<|endoftext|>";
 
@@ -28,7 +30,10 @@ static double nll_of(const float *logits, int n, int target) {
 
 typedef struct {
     double nll;
-    double compute; /* sum of the steps' compute ratios */
+    double compute; /* sum of the steps' compute ratios (a mixture: of the file's top-k) */
+    double experts; /* a mixture: experts run, summed over tokens and layers */
+    long long ffns; /* a mixture: (token, layer) pairs whose FFN ran */
+    doze_cost_model used, file; /* a mixture: the dense costs at the k run and at the file's k */
     long long tokens;
     long long bytes; /* text bytes of the predicted tokens: nats per byte compare vocabularies */
     int stories;
@@ -62,7 +67,19 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
         size_t plen = 0;
         if (doze_token_to_piece(m, (*ids)[i], (*ids)[i + 1], piece, sizeof piece, &plen, e) == DOZE_OK)
             t->bytes += (long long)plen;
-        t->compute += doze_session_compute(s);
+        double c = doze_session_compute(s);
+        const uint8_t *on = doze_session_expert_mask(s);
+        if (on) {
+            /* compute in units of the file's own top-k, also when another k runs */
+            c *= cost_dense(&t->used, i + 1) / cost_dense(&t->file, i + 1);
+            for (int l = 0; l < info->n_layers; l++) {
+                int ran = 0;
+                for (int e2 = 0; e2 < info->n_experts; e2++) ran += on[(size_t)l * info->n_experts + e2];
+                t->experts += ran;
+                t->ffns += ran > 0;
+            }
+        }
+        t->compute += c;
         t->tokens++;
     }
     t->stories++;
@@ -75,6 +92,7 @@ static const cli_option ppl_options[] = {
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
+    CLI_EXPERTS_USED_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_ppl_spec = {
@@ -96,7 +114,7 @@ int cmd_ppl(int argc, char **argv) {
     if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: the model's)");
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp)) return 2;
     mp.context_length = (int)ctx;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
@@ -122,7 +140,15 @@ int cmd_ppl(int argc, char **argv) {
             goto done;
         }
     }
-    ppl_total total = {0.0, 0.0, 0, 0, 0};
+    ppl_total total;
+    memset(&total, 0, sizeof total);
+    const doze_model_info *info = doze_model_get_info(m);
+    if (info->n_experts) {
+        doze_model_info file = *info;
+        file.n_experts_used = info->n_experts_used_file;
+        cost_model_init(info, &total.used);
+        cost_model_init(&file, &total.file);
+    }
     int32_t *ids = NULL;
     int cap = 0;
     const size_t sep_len = sizeof separator - 1;
@@ -152,11 +178,17 @@ int cmd_ppl(int argc, char **argv) {
         } else {
             double mean = total.nll / (double)total.tokens;
             double per_byte = total.bytes > 0 ? total.nll / (double)total.bytes : 0.0;
-            if (gates)
+            char moe[160] = "";
+            if (info->n_experts)
+                snprintf(moe, sizeof moe, " experts/layer %.3f experts/ffn %.3f (top-%d of %d, file top-%d)",
+                         total.experts / ((double)total.tokens * info->n_layers),
+                         total.ffns ? total.experts / (double)total.ffns : 0.0, info->n_experts_used,
+                         info->n_experts, info->n_experts_used_file);
+            if (gates || info->n_experts)
                 out_printf("ppl %.4f tokens %lld stories %d nll %.5f compute %.4f budget %.2f "
-                           "bytes %lld nats/byte %.4f\n",
+                           "bytes %lld nats/byte %.4f%s\n",
                            exp(mean), total.tokens, total.stories, mean,
-                           total.compute / (double)total.tokens, budget, total.bytes, per_byte);
+                           total.compute / (double)total.tokens, budget, total.bytes, per_byte, moe);
             else
                 out_printf("ppl %.4f tokens %lld stories %d nll %.5f bytes %lld nats/byte %.4f\n",
                            exp(mean), total.tokens, total.stories, mean, total.bytes, per_byte);

@@ -82,7 +82,13 @@ static const cli_option train_options[] = {
     {"--layers", CLI_INT, "L", "layers (default 4)", NULL, 0},
     {"--heads", CLI_INT, "H", "query heads (default 4)", NULL, 0},
     {"--kv-heads", CLI_INT, "K", "key/value heads (default: --heads)", NULL, 0},
-    {"--hidden", CLI_INT, "F", "FFN width (default: 8/3 dim, rounded up to 32)", NULL, 0},
+    {"--hidden", CLI_INT, "F", "FFN width, each expert's with --experts (default: 8/3 dim,\n"
+                               "rounded up to 32)", NULL, 0},
+    {"--experts", CLI_INT, "E", "a mixture of E experts per layer (llama.cpp's MoE; default 0: a\n"
+                                "dense FFN)", NULL, 0},
+    {"--top-k", CLI_INT, "K", "--experts: experts each token runs (default 2)", NULL, 0},
+    {"--balance-loss", CLI_FLOAT, "C", "--experts: weight of the load-balancing loss C E sum f_e P_e\n"
+                                       "per layer (default 0.01)", NULL, 0},
     {"--ctx", CLI_INT, "T", "tokens per training window (default 256)", NULL, 0},
     {"--steps", CLI_INT, "N", "optimizer steps (default 1000); with --resume: extends the schedule", NULL, 0},
     {"--batch", CLI_INT, "B", "windows per step (default 8)", NULL, 0},
@@ -239,7 +245,8 @@ int cmd_train(int argc, char **argv) {
     const char *type_name = cli_get(&a, "--type");
     static const char *const ints[] = {"--dim", "--layers", "--heads", "--kv-heads", "--hidden", "--ctx",
                                        "--steps", "--batch", "--warmup", "--threads", "--eval-every",
-                                       "--eval-windows", "--ckpt-every", "--log-every", "--until"};
+                                       "--eval-windows", "--ckpt-every", "--log-every", "--until",
+                                       "--experts", "--top-k"};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         long long v = cli_get_int(&a, ints[i], 0);
         if (v < 0 || v > (1 << 30)) return cli_usage_error(&a, "%s must be >= 0", ints[i]);
@@ -262,6 +269,21 @@ int cmd_train(int argc, char **argv) {
     p.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)p.seed);
     p.threads = (int)cli_get_int(&a, "--threads", 0);
     p.tied = !cli_has(&a, "--untied");
+    p.n_experts = (int)cli_get_int(&a, "--experts", 0);
+    p.n_experts_used = (int)cli_get_int(&a, "--top-k", p.n_experts ? (p.n_experts < 2 ? p.n_experts : 2) : 0);
+    p.balance_loss = (float)cli_get_float(&a, "--balance-loss", p.balance_loss);
+    if (!p.n_experts && (cli_has(&a, "--top-k") || cli_has(&a, "--balance-loss")))
+        return cli_usage_error(&a, "--top-k and --balance-loss need --experts E");
+    if (cli_has(&a, "--experts") && p.n_experts < 2)
+        return cli_usage_error(&a, "--experts %d: a mixture needs at least 2 experts", p.n_experts);
+    if (p.n_experts && (p.n_experts_used < 1 || p.n_experts_used > p.n_experts))
+        return cli_usage_error(&a, "--top-k %d: each token runs 1 to %d of the %d experts", p.n_experts_used,
+                               p.n_experts, p.n_experts);
+    if (p.n_experts && cli_has(&a, "--gates"))
+        return cli_usage_error(&a, "--experts with --gates is not supported (gates are trained on dense FFNs)");
+    if (resume && (cli_has(&a, "--experts") || cli_has(&a, "--top-k") || cli_has(&a, "--balance-loss")))
+        return cli_usage_error(&a, "--resume continues the checkpoint's own mixture: no --experts, --top-k or "
+                               "--balance-loss");
     if (sched) p.schedule = strcmp(sched, "linear") == 0 ? DOZE_LR_LINEAR : DOZE_LR_COSINE;
     long long eval_every = cli_get_int(&a, "--eval-every", 100);
     long long eval_windows = cli_get_int(&a, "--eval-windows", 64);
@@ -347,6 +369,9 @@ int cmd_train(int argc, char **argv) {
     out_printf("model: dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, ctx %d, %s classifier\n",
                q->dim, q->hidden_dim, q->n_layers, q->n_heads, q->n_kv_heads,
                doze_full_trainer_vocab_size(t), T, q->tied ? "tied" : "untied");
+    if (q->n_experts)
+        out_printf("mixture: %d experts of hidden %d per layer, top-%d, balance loss %g\n", q->n_experts,
+                   q->hidden_dim, q->n_experts_used, (double)q->balance_loss);
     out_printf("train: %lld stories, %zu tokens (%.3f tokens/byte); %d steps of %d x %d tokens (%.2f epochs), "
                "lr %g -> %g (%s, %d warm-up), wd %g, clip %g, seed %llu, %s\n",
                train.stories, train.n, (double)train.n / (double)train.bytes, q->total_steps, q->batch, T,
@@ -376,8 +401,10 @@ int cmd_train(int argc, char **argv) {
         window_tokens += (long long)q->batch * T;
         int last = step + 1 == end;
         if ((step + 1) % log_every == 0 || last || step == start) {
-            out_printf("step %5d/%d  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s\n", s.step, q->total_steps,
-                       (double)s.loss, (double)s.lr, (double)s.grad_norm,
+            char bal[48] = "";
+            if (q->n_experts) snprintf(bal, sizeof bal, "  balance %.4f", (double)s.balance);
+            out_printf("step %5d/%d  loss %.4f%s  lr %.2e  gnorm %.3f  %.0f tok/s\n", s.step, q->total_steps,
+                       (double)s.loss, bal, (double)s.lr, (double)s.grad_norm,
                        window_tokens * 1000.0 / (window_ms + 1e-9));
             window_ms = 0;
             window_tokens = 0;

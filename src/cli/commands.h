@@ -34,6 +34,11 @@ int cmd_chat(int argc, char **argv);
                                 "the same bits for any count", NULL, 0}
 /* --threads into mp->threads; a usage error (returned, nonzero) when out of range */
 int cli_threads_option(const cli_args *a, doze_model_params *mp);
+#define CLI_EXPERTS_USED_OPTION                                                                       \
+    {"--experts-used", CLI_INT, "K", "a mixture of experts runs K experts per token instead of the\n"    \
+                                     "file's top-k (1..experts; default: the file's)", NULL, 0}
+/* --experts-used into mp->experts_used (the loader checks it against the model) */
+int cli_experts_used_option(const cli_args *a, doze_model_params *mp);
 #define CLI_BUDGET_OPTION                                                                             \
     {"--budget", CLI_FLOAT, "B", "fraction of the dense layer compute to spend, in (0, 1] (default 1:\n"  \
                                  "dense); below 1 the gates decide what dozes", NULL, 0}

@@ -108,6 +108,18 @@ doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, i
                                  10000.0f, err);
 }
 
+doze_status gguf_builder_set_experts(gguf_builder *b, const char *arch, int n_experts, int k, int expert_hidden,
+                                     doze_error *err) {
+    char key[64];
+    snprintf(key, sizeof key, "%s.expert_count", arch);
+    doze_status st = gguf_writer_set_u32(b->w, key, (uint32_t)n_experts, err);
+    snprintf(key, sizeof key, "%s.expert_used_count", arch);
+    if (st == DOZE_OK) st = gguf_writer_set_u32(b->w, key, (uint32_t)k, err);
+    snprintf(key, sizeof key, "%s.expert_feed_forward_length", arch);
+    if (st == DOZE_OK && expert_hidden > 0) st = gguf_writer_set_u32(b->w, key, (uint32_t)expert_hidden, err);
+    return st;
+}
+
 doze_status gguf_builder_set_tokenizer(gguf_builder *b, int n, const char *const *pieces,
                                        const float *scores, const int32_t *types, int bos, int eos,
                                        int unk, doze_error *err) {

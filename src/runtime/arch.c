@@ -226,6 +226,17 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
 
     if (p && p->context_length > 0 && p->context_length < info->context_length)
         info->context_length = p->context_length;
+    /* another top-k than the file's: only a mixture has one, and k <= its experts */
+    info->n_experts_used_file = info->n_experts_used;
+    if (p && p->experts_used != 0) {
+        if (!info->n_experts)
+            return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "experts_used %d: this model is not a mixture of "
+                             "experts", p->experts_used);
+        if (p->experts_used < 1 || p->experts_used > info->n_experts)
+            return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "experts_used %d is not in [1, %d] (the model's "
+                             "experts)", p->experts_used, info->n_experts);
+        info->n_experts_used = p->experts_used;
+    }
 
     const gguf_tensor *emb = gguf_find_tensor(h, "token_embd.weight");
     if (!emb) return doze_fail(err, DOZE_ERR_MISSING, "tensor token_embd.weight is missing");

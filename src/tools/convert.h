@@ -32,6 +32,11 @@ doze_status gguf_builder_add_f32(gguf_builder *b, const char *name, uint32_t n_d
 doze_status gguf_builder_set_llama(gguf_builder *b, const char *name, int dim, int hidden_dim,
                                    int n_layers, int n_heads, int n_kv_heads, int context_length,
                                    doze_error *err);
+/* llama.cpp's mixture keys: ARCH.expert_count = n_experts and
+ * ARCH.expert_used_count = k; expert_hidden > 0 also writes
+ * ARCH.expert_feed_forward_length (qwen3moe's experts' width). */
+doze_status gguf_builder_set_experts(gguf_builder *b, const char *arch, int n_experts, int k, int expert_hidden,
+                                     doze_error *err);
 /* The tokenizer.ggml.* block (model "llama"): pieces are UTF-8 (U+2581 for
  * spaces), types as in tokenizer.h. */
 doze_status gguf_builder_set_tokenizer(gguf_builder *b, int n, const char *const *pieces,

@@ -145,16 +145,9 @@ doze_status convert_init_random(const doze_init_params *p, gguf_builder *out, do
     doze_status st = gguf_builder_set_arch(out, llama3 ? "llama" : arch, "doze-init", p->dim, p->hidden_dim,
                                            p->n_layers, p->n_heads, p->n_kv_heads, p->head_dim, p->context_length,
                                            theta, err);
-    if (st == DOZE_OK && E > 0) {
-        /* llama.cpp's mixture keys; qwen3moe's experts are expert_feed_forward_length wide */
-        char key[64];
-        snprintf(key, sizeof key, "%s.expert_count", qwen3moe ? "qwen3moe" : "llama");
-        st = gguf_writer_set_u32(out->w, key, (uint32_t)E, err);
-        snprintf(key, sizeof key, "%s.expert_used_count", qwen3moe ? "qwen3moe" : "llama");
-        if (st == DOZE_OK) st = gguf_writer_set_u32(out->w, key, (uint32_t)K, err);
-        if (st == DOZE_OK && qwen3moe)
-            st = gguf_writer_set_u32(out->w, "qwen3moe.expert_feed_forward_length", (uint32_t)H, err);
-    }
+    /* llama.cpp's mixture keys; qwen3moe's experts are expert_feed_forward_length wide */
+    if (st == DOZE_OK && E > 0)
+        st = gguf_builder_set_experts(out, qwen3moe ? "qwen3moe" : "llama", E, K, qwen3moe ? p->hidden_dim : 0, err);
     if (st == DOZE_OK) st = synth_tokenizer(p->vocab_size, out, err);
     char nm[64];
     uint64_t ne[2];

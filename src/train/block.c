@@ -169,10 +169,14 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
     for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
     rmsnorm_forward(a->hn, a->rinv2, a->xmid, w->ffn_norm, N, D, s->eps);
     if (gt && gt->NB) gt->decide(gt->ctx, layer, 1 + s->H, gt->U, a->hn); /* its FFN blocks */
-    matmul_forward_t_par(a->h1, a->hn, w->t1, N, F, D, nt);
-    matmul_forward_t_par(a->h3, a->hn, w->t3, N, F, D, nt);
-    swiglu_forward(a->hg, a->h1, a->h3, N, F, s->swiglu);
-    matmul_forward_t_par(a->f, ffn_down_input(s, a, gt, scratch->hgm, N), w->t2, N, D, F, nt);
+    if (s->ffn) {
+        s->ffn->forward(s->ffn->ctx, layer, a->hn, a->f, N);
+    } else {
+        matmul_forward_t_par(a->h1, a->hn, w->t1, N, F, D, nt);
+        matmul_forward_t_par(a->h3, a->hn, w->t3, N, F, D, nt);
+        swiglu_forward(a->hg, a->h1, a->h3, N, F, s->swiglu);
+        matmul_forward_t_par(a->f, ffn_down_input(s, a, gt, scratch->hgm, N), w->t2, N, D, F, nt);
+    }
     if (!gt) {
         for (size_t i = 0; i < (size_t)N * D; i++) x[i] = a->xmid[i] + a->f[i];
         return;
@@ -211,15 +215,19 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
         du = gr->dA;
     }
     /* f = W2 swiglu(W1 hn, W3 hn), hn = rmsnorm(x_mid) */
-    ffn_down_backward(s, w, a, gt, gr, du, dw ? dw->w2 : NULL, N);
-    swiglu_backward(gr->dh1, gr->dh3, gr->dhg, a->h1, a->h3, N, F);
-    if (dw) {
-        matmul_backward_weights(dw->w1, gr->dh1, a->hn, N, F, D, nt);
-        matmul_backward_weights(dw->w3, gr->dh3, a->hn, N, F, D, nt);
+    if (s->ffn) {
+        s->ffn->backward(s->ffn->ctx, layer, a->hn, du, gr->dhn, N);
+    } else {
+        ffn_down_backward(s, w, a, gt, gr, du, dw ? dw->w2 : NULL, N);
+        swiglu_backward(gr->dh1, gr->dh3, gr->dhg, a->h1, a->h3, N, F);
+        if (dw) {
+            matmul_backward_weights(dw->w1, gr->dh1, a->hn, N, F, D, nt);
+            matmul_backward_weights(dw->w3, gr->dh3, a->hn, N, F, D, nt);
+        }
+        memset(gr->dhn, 0, ND * sizeof(float));
+        matmul_backward_par(gr->dhn, gr->dh1, w->w1, N, F, D, nt);
+        matmul_backward_par(gr->dhn, gr->dh3, w->w3, N, F, D, nt);
     }
-    memset(gr->dhn, 0, ND * sizeof(float));
-    matmul_backward_par(gr->dhn, gr->dh1, w->w1, N, F, D, nt);
-    matmul_backward_par(gr->dhn, gr->dh3, w->w3, N, F, D, nt);
     if (gt && gt->NB) gt->router_backward(gt->ctx, layer, 1 + s->H, gt->U, a->hn, gr->dhn);
     if (dw) rmsnorm_backward_weights(dw->ffn_norm, gr->dhn, a->xmid, a->rinv2, N, D);
     if (!gt) {

@@ -35,6 +35,17 @@
 #include "pool.h"
 #include "train_acts.h"
 
+/* An FFN other than the dense SwiGLU one (the full trainer's mixture of
+ * experts, train_moe.c), called with the layer's FFN input hn (N, D):
+ * forward writes the update f (N, D); backward writes dhn (N, D,
+ * overwritten) from du = d loss / d f and accumulates its own weights'
+ * gradients. Not combined with FFN-block gates. */
+typedef struct {
+    void (*forward)(void *ctx, int layer, const float *hn, float *f, int N);
+    void (*backward)(void *ctx, int layer, const float *hn, const float *du, float *dhn, int N);
+    void *ctx;
+} block_ffn;
+
 /* shapes, constants and scratch the block needs */
 typedef struct {
     int T;                    /* tokens per window */
@@ -52,6 +63,7 @@ typedef struct {
     size_t att_per_thread;
     const uint8_t *all_visible; /* (N) ones: the dense block's visibility */
     int ffn_block;            /* FFN channels per block gate */
+    const block_ffn *ffn;     /* NULL: the dense FFN of w1, w2, w3 */
 } block_shape;
 
 /* one layer's weights: as stored (out, in) for the backward, transposed

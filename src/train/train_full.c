@@ -16,7 +16,11 @@
  * products over independent output rows and the attention over windows;
  * every sum runs in a fixed order, so the bits do not depend on the
  * thread count. Initialization uses only additions (Irwin-Hall normals)
- * and the schedule is computed in double, so native and wasm agree. */
+ * and the schedule is computed in double, so native and wasm agree.
+ *
+ * A mixture of experts (n_experts > 0) replaces each layer's FFN by the
+ * router and the expert stacks of train_moe.c (through block.c's FFN hook);
+ * the loss adds each layer's load-balancing term. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,14 +37,18 @@
 #include "train_acts.h"
 #include "block.h"
 #include "train_ops.h"
+#include "train_moe.h"
 #include "vocab.h"
 
-/* tensors of a layer, in file order */
-enum { TL_ATTN_NORM, TL_Q, TL_K, TL_V, TL_O, TL_FFN_NORM, TL_GATE, TL_DOWN, TL_UP, TL_COUNT };
+/* tensors of a layer, in file order; a mixture's gate, down and up are its
+ * expert stacks, and its router follows them */
+enum { TL_ATTN_NORM, TL_Q, TL_K, TL_V, TL_O, TL_FFN_NORM, TL_GATE, TL_DOWN, TL_UP, TL_COUNT, TL_ROUTER = TL_COUNT };
 
 struct doze_full_trainer {
     doze_full_params p;
     int V, D, F, H, KV, hd, Q, KVD, L, B, T, N;
+    int E, K;        /* experts and experts per token (0, 0: dense) */
+    int per_layer;   /* tensors per layer: TL_COUNT, + 1 (the router) in a mixture */
     int nt;          /* threads */
     doze_pool *pool; /* nt threads (NULL: one) */
     full_tensor *tensors;
@@ -50,6 +58,10 @@ struct doze_full_trainer {
     block_acts *act;
     float *x, *xf, *rinvf, *logits, *row_loss;
     block_grads gr;
+    tmoe_acts *macts;   /* (L) a mixture's per-layer routing and expert activations */
+    tmoe_scratch msc;
+    block_ffn ffn_hook; /* the block's FFN in a mixture */
+    double last_balance;
     float *att_scratch;
     size_t att_per_thread;
     float *rope_cos, *rope_sin;
@@ -85,6 +97,7 @@ doze_full_params doze_full_default_params(void) {
     p.init_std = 0.02f;
     p.seed = 1;
     p.threads = 0;
+    p.balance_loss = 0.01f;
     return p;
 }
 
@@ -107,15 +120,20 @@ static float next_normal(uint64_t *s) {
 static float *P_(const doze_full_trainer *t, int i) { return t->params + t->tensors[i].off; }
 static float *G_(const doze_full_trainer *t, int i) { return t->grads + t->tensors[i].off; }
 static float *WT_(const doze_full_trainer *t, int i) { return t->wt + t->tensors[i].toff; }
-static int LT(int l, int k) { return 1 + l * TL_COUNT + k; }
-static int out_norm_index(const doze_full_trainer *t) { return 1 + t->L * TL_COUNT; }
-static int cls_index(const doze_full_trainer *t) { return t->p.tied ? 0 : 2 + t->L * TL_COUNT; }
+static int LT(const doze_full_trainer *t, int l, int k) { return 1 + l * t->per_layer + k; }
+static int out_norm_index(const doze_full_trainer *t) { return 1 + t->L * t->per_layer; }
+static int cls_index(const doze_full_trainer *t) { return t->p.tied ? 0 : 2 + t->L * t->per_layer; }
 
 int full_n_tensors(const doze_full_trainer *t) { return t->n_tensors; }
 const full_tensor *full_tensor_at(const doze_full_trainer *t, int i) { return &t->tensors[i]; }
 float *full_params(doze_full_trainer *t) { return t->params; }
 const float *full_grads(const doze_full_trainer *t) { return t->grads; }
 size_t full_n_params(const doze_full_trainer *t) { return t->n_params; }
+size_t full_tensor_count(const full_tensor *x) { return (size_t)(x->ne[0] * x->ne[1] * x->ne[2]); }
+double full_last_balance(const doze_full_trainer *t) { return t->last_balance; }
+const int32_t *full_moe_selected(const doze_full_trainer *t, int l) {
+    return t->E && l >= 0 && l < t->L ? t->macts[l].sel : NULL;
+}
 const doze_full_params *doze_full_trainer_params(const doze_full_trainer *t) { return &t->p; }
 int doze_full_trainer_vocab_size(const doze_full_trainer *t) { return t ? t->V : 0; }
 int doze_full_trainer_steps_done(const doze_full_trainer *t) { return t ? t->step : 0; }
@@ -129,7 +147,10 @@ static void transpose(float *wt, const float *w, int rows, int cols) {
 void full_params_changed(doze_full_trainer *t) {
     for (int i = 0; i < t->n_tensors; i++) {
         const full_tensor *x = &t->tensors[i];
-        if (x->n_dims == 2) transpose(t->wt + x->toff, t->params + x->off, (int)x->ne[1], (int)x->ne[0]);
+        const size_t m = (size_t)(x->ne[0] * x->ne[1]); /* a stack: each expert's matrix on its own */
+        if (x->n_dims >= 2)
+            for (uint64_t e = 0; e < x->ne[2]; e++)
+                transpose(t->wt + x->toff + e * m, t->params + x->off + e * m, (int)x->ne[1], (int)x->ne[0]);
     }
 }
 
@@ -144,32 +165,88 @@ void doze_full_trainer_free(doze_full_trainer *t) {
     free(t->v);
     free(t->wt);
     free(t->act);
+    free(t->macts);
     free(t->mem);
     pool_free(t->pool);
     gguf_header_free(&t->vocab);
     free(t);
 }
 
-static void add_tensor(doze_full_trainer *t, const char *name, uint64_t cols, uint64_t rows,
-                       int decay) {
+/* experts > 1: a stack of that many (rows, cols) matrices */
+static void add_tensor3(doze_full_trainer *t, const char *name, uint64_t cols, uint64_t rows, uint64_t experts,
+                        int decay) {
     full_tensor *x = &t->tensors[t->n_tensors++];
     snprintf(x->name, sizeof x->name, "%s", name);
     x->ne[0] = cols;
     x->ne[1] = rows;
-    x->n_dims = rows > 1 ? 2 : 1;
+    x->ne[2] = experts;
+    x->n_dims = experts > 1 ? 3 : rows > 1 ? 2 : 1;
     x->decay = decay;
     x->off = t->n_params;
-    t->n_params += (size_t)(cols * rows);
+    t->n_params += (size_t)(cols * rows * experts);
     x->toff = t->n_wt;
-    if (x->n_dims == 2) t->n_wt += (size_t)(cols * rows);
+    if (x->n_dims >= 2) t->n_wt += (size_t)(cols * rows * experts);
 }
 
+static void add_tensor(doze_full_trainer *t, const char *name, uint64_t cols, uint64_t rows, int decay) {
+    add_tensor3(t, name, cols, rows, 1, decay);
+}
+
+static tmoe_shape moe_shape_of(const doze_full_trainer *t) {
+    tmoe_shape s;
+    s.D = t->D;
+    s.F = t->F;
+    s.E = t->E;
+    s.K = t->K;
+    s.balance = t->p.balance_loss;
+    s.pool = t->pool;
+    s.softmax = doze_kernels_simd.softmax;
+    s.swiglu = doze_kernels_simd.swiglu;
+    return s;
+}
+
+/* layer l's router and expert stacks: as stored, transposed, and their gradients */
+static tmoe_weights moe_weights_of(const doze_full_trainer *t, int l) {
+    tmoe_weights w;
+    w.router = P_(t, LT(t, l, TL_ROUTER));
+    w.gate = P_(t, LT(t, l, TL_GATE));
+    w.up = P_(t, LT(t, l, TL_UP));
+    w.down = P_(t, LT(t, l, TL_DOWN));
+    w.t_router = WT_(t, LT(t, l, TL_ROUTER));
+    w.t_gate = WT_(t, LT(t, l, TL_GATE));
+    w.t_up = WT_(t, LT(t, l, TL_UP));
+    w.t_down = WT_(t, LT(t, l, TL_DOWN));
+    return w;
+}
+
+/* block.c's FFN hook: the mixture of layer l */
+static void moe_ffn_forward(void *ctx, int l, const float *hn, float *f, int N) {
+    doze_full_trainer *t = ctx;
+    const tmoe_shape s = moe_shape_of(t);
+    const tmoe_weights w = moe_weights_of(t, l);
+    tmoe_forward(&s, &w, &t->macts[l], &t->msc, hn, f, N);
+}
+
+static void moe_ffn_backward(void *ctx, int l, const float *hn, const float *du, float *dhn, int N) {
+    doze_full_trainer *t = ctx;
+    const tmoe_shape s = moe_shape_of(t);
+    const tmoe_weights w = moe_weights_of(t, l);
+    tmoe_grads g = {G_(t, LT(t, l, TL_ROUTER)), G_(t, LT(t, l, TL_GATE)), G_(t, LT(t, l, TL_UP)),
+                    G_(t, LT(t, l, TL_DOWN))};
+    tmoe_backward(&s, &w, &t->macts[l], &t->msc, hn, du, dhn, &g, N);
+}
 
 static void layout(doze_full_trainer *t, carver *c) {
     size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
     size_t KVD = (size_t)t->KVD, V = (size_t)t->V, T = (size_t)t->T;
-    const block_sizes bs = {N, D, Q, KVD, F, (size_t)t->B * t->H * T * T};
+    /* a mixture keeps its FFN activations in macts: the block's are empty */
+    const block_sizes bs = {N, D, Q, KVD, t->E ? 0 : F, (size_t)t->B * t->H * T * T};
     for (int l = 0; l < t->L; l++) carve_block_acts(c, &t->act[l], &bs);
+    if (t->E) {
+        const tmoe_shape ms = moe_shape_of(t);
+        for (int l = 0; l < t->L; l++) tmoe_carve_acts(c, &t->macts[l], &ms, N);
+        tmoe_carve_scratch(c, &t->msc, &ms, N);
+    }
     t->x = carve(c, N * D);
     t->xf = carve(c, N * D);
     t->rinvf = carve(c, N);
@@ -196,12 +273,22 @@ static doze_status check_params(const doze_full_params *p, doze_error *err) {
         p->total_steps < 1 || p->warmup_steps < 0 || (p->schedule != DOZE_LR_COSINE && p->schedule != DOZE_LR_LINEAR) ||
         !(p->lr > 0.0f) || !(p->min_lr >= 0.0f) || !(p->weight_decay >= 0.0f) ||
         !(p->beta1 >= 0.0f && p->beta1 < 1.0f) || !(p->beta2 >= 0.0f && p->beta2 < 1.0f) ||
-        !(p->eps > 0.0f) || !(p->grad_clip >= 0.0f) || !(p->init_std > 0.0f) || p->threads < 0)
+        !(p->eps > 0.0f) || !(p->grad_clip >= 0.0f) || !(p->init_std > 0.0f) || p->threads < 0 ||
+        !(p->balance_loss >= 0.0f))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "training params out of range (context %d in [2, 8192], batch %d in [1, 4096], "
                          "steps %d >= 1, warm-up >= 0, lr > 0, min lr >= 0, betas in [0, 1), eps > 0, "
-                         "clip >= 0)",
+                         "clip >= 0, balance loss >= 0)",
                          p->context, p->batch, p->total_steps);
+    /* a mixture: at least two experts (one is a dense FFN), k of them per token */
+    if (p->n_experts != 0 && (p->n_experts < 2 || p->n_experts > 256))
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "%d experts: a mixture needs 2 to 256 experts", p->n_experts);
+    if (p->n_experts == 0 && p->n_experts_used != 0)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "top-%d without experts: set the number of experts",
+                         p->n_experts_used);
+    if (p->n_experts && (p->n_experts_used < 1 || p->n_experts_used > p->n_experts))
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "top-%d of %d experts: k must be in [1, %d]", p->n_experts_used,
+                         p->n_experts, p->n_experts);
     return DOZE_OK;
 }
 
@@ -227,6 +314,12 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
     t->B = p->batch;
     t->T = p->context;
     t->N = t->B * t->T;
+    t->E = p->n_experts;
+    t->K = p->n_experts_used;
+    t->per_layer = TL_COUNT + (t->E ? 1 : 0);
+    t->ffn_hook.forward = moe_ffn_forward;
+    t->ffn_hook.backward = moe_ffn_backward;
+    t->ffn_hook.ctx = t;
     t->nt = p->threads > 0 ? p->threads : pool_default_threads();
     if (t->nt > 1) {
         doze_status st = pool_new(t->nt, &t->pool, err);
@@ -240,9 +333,10 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
 
     const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, Q = (uint64_t)t->Q,
                    KVD = (uint64_t)t->KVD;
-    t->tensors = calloc((size_t)(3 + t->L * TL_COUNT), sizeof *t->tensors);
+    t->tensors = calloc((size_t)(3 + t->L * t->per_layer), sizeof *t->tensors);
     t->act = calloc((size_t)t->L, sizeof *t->act);
-    if (!t->tensors || !t->act) {
+    t->macts = calloc((size_t)t->L, sizeof *t->macts);
+    if (!t->tensors || !t->act || !t->macts) {
         doze_full_trainer_free(t);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
     }
@@ -255,6 +349,14 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
         snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      add_tensor(t, nm, D, KVD, 1);
         snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); add_tensor(t, nm, Q, D, 1);
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    add_tensor(t, nm, D, 1, 0);
+        if (t->E) { /* llama.cpp's names: stacks {cols, rows, experts}, the router (E, D) */
+            const uint64_t E = (uint64_t)t->E;
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", l); add_tensor3(t, nm, D, F, E, 1);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", l); add_tensor3(t, nm, F, D, E, 1);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", l);   add_tensor3(t, nm, D, F, E, 1);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", l);  add_tensor(t, nm, D, E, 1);
+            continue;
+        }
         snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    add_tensor(t, nm, D, F, 1);
         snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    add_tensor(t, nm, F, D, 1);
         snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      add_tensor(t, nm, D, F, 1);
@@ -266,6 +368,9 @@ static doze_status create(const doze_full_params *p, int V, gguf_header *vocab,
     double floats = (double)t->n_params * 5 + (double)t->L * ((double)t->B * t->H * t->T * t->T +
                     (double)t->N * (7.0 * t->D + 2.0 * t->Q + 2.0 * t->KVD + 3.0 * t->F)) +
                     (double)t->N * (10.0 * t->D + t->V + 4.0 * t->F + 3.0 * t->Q + 2.0 * t->KVD);
+    if (t->E) /* each layer's slots (N k of them) and routing; the scratch */
+        floats += (double)t->L * t->N * (t->K * (3.0 * t->F + t->D + 4.0) + t->E + 2.0 * t->K) +
+                  (double)t->N * (3.0 * t->D + 3.0 * t->F + t->E);
     if (floats * sizeof(float) > (double)SIZE_MAX / 2) {
         doze_full_trainer_free(t);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "training this shape needs %.3g GB, more than "
@@ -341,7 +446,7 @@ doze_status doze_full_trainer_new(const doze_full_params *p, const void *vocab, 
     for (int i = 0; i < t->n_tensors; i++) {
         const full_tensor *x = &t->tensors[i];
         float *w = t->params + x->off;
-        size_t n = (size_t)(x->ne[0] * x->ne[1]);
+        size_t n = full_tensor_count(x);
         if (x->n_dims == 1) {
             for (size_t j = 0; j < n; j++) w[j] = 1.0f;
         } else {
@@ -379,41 +484,42 @@ static block_shape shape_of(const doze_full_trainer *t) {
     s.att_per_thread = t->att_per_thread;
     s.all_visible = t->vis;
     s.ffn_block = t->F;
+    s.ffn = t->E ? &t->ffn_hook : NULL;
     return s;
 }
 
 static block_weights weights_of(const doze_full_trainer *t, int l) {
     block_weights w;
-    w.attn_norm = P_(t, LT(l, TL_ATTN_NORM));
-    w.ffn_norm = P_(t, LT(l, TL_FFN_NORM));
-    w.wq = P_(t, LT(l, TL_Q));
-    w.wk = P_(t, LT(l, TL_K));
-    w.wv = P_(t, LT(l, TL_V));
-    w.wo = P_(t, LT(l, TL_O));
-    w.w1 = P_(t, LT(l, TL_GATE));
-    w.w2 = P_(t, LT(l, TL_DOWN));
-    w.w3 = P_(t, LT(l, TL_UP));
-    w.tq = WT_(t, LT(l, TL_Q));
-    w.tk = WT_(t, LT(l, TL_K));
-    w.tv = WT_(t, LT(l, TL_V));
-    w.to = WT_(t, LT(l, TL_O));
-    w.t1 = WT_(t, LT(l, TL_GATE));
-    w.t2 = WT_(t, LT(l, TL_DOWN));
-    w.t3 = WT_(t, LT(l, TL_UP));
+    w.attn_norm = P_(t, LT(t, l, TL_ATTN_NORM));
+    w.ffn_norm = P_(t, LT(t, l, TL_FFN_NORM));
+    w.wq = P_(t, LT(t, l, TL_Q));
+    w.wk = P_(t, LT(t, l, TL_K));
+    w.wv = P_(t, LT(t, l, TL_V));
+    w.wo = P_(t, LT(t, l, TL_O));
+    w.w1 = P_(t, LT(t, l, TL_GATE));
+    w.w2 = P_(t, LT(t, l, TL_DOWN));
+    w.w3 = P_(t, LT(t, l, TL_UP));
+    w.tq = WT_(t, LT(t, l, TL_Q));
+    w.tk = WT_(t, LT(t, l, TL_K));
+    w.tv = WT_(t, LT(t, l, TL_V));
+    w.to = WT_(t, LT(t, l, TL_O));
+    w.t1 = WT_(t, LT(t, l, TL_GATE));
+    w.t2 = WT_(t, LT(t, l, TL_DOWN));
+    w.t3 = WT_(t, LT(t, l, TL_UP));
     return w;
 }
 
 static block_weight_grads grads_of(const doze_full_trainer *t, int l) {
     block_weight_grads g;
-    g.attn_norm = G_(t, LT(l, TL_ATTN_NORM));
-    g.ffn_norm = G_(t, LT(l, TL_FFN_NORM));
-    g.wq = G_(t, LT(l, TL_Q));
-    g.wk = G_(t, LT(l, TL_K));
-    g.wv = G_(t, LT(l, TL_V));
-    g.wo = G_(t, LT(l, TL_O));
-    g.w1 = G_(t, LT(l, TL_GATE));
-    g.w2 = G_(t, LT(l, TL_DOWN));
-    g.w3 = G_(t, LT(l, TL_UP));
+    g.attn_norm = G_(t, LT(t, l, TL_ATTN_NORM));
+    g.ffn_norm = G_(t, LT(t, l, TL_FFN_NORM));
+    g.wq = G_(t, LT(t, l, TL_Q));
+    g.wk = G_(t, LT(t, l, TL_K));
+    g.wv = G_(t, LT(t, l, TL_V));
+    g.wo = G_(t, LT(t, l, TL_O));
+    g.w1 = G_(t, LT(t, l, TL_GATE));
+    g.w2 = G_(t, LT(t, l, TL_DOWN));
+    g.w3 = G_(t, LT(t, l, TL_UP));
     return g;
 }
 
@@ -509,11 +615,23 @@ doze_status full_loss_grad(doze_full_trainer *t, const int32_t *windows, int wan
     if (st != DOZE_OK) return st;
     forward(t, t->B);
     loss_rows(t, t->N, (float)t->N);
-    double sum = 0;
+    double sum = 0, bal = 0;
     for (int n = 0; n < t->N; n++) sum += t->row_loss[n];
-    *loss = sum / t->N;
+    for (int l = 0; l < t->L && t->E; l++) bal += t->macts[l].balance;
+    t->last_balance = bal;
+    *loss = sum / t->N + bal;
     if (want_grad) backward(t);
     return DOZE_OK;
+}
+
+const float *full_forward_logits(doze_full_trainer *t, const int32_t *windows, int nb, doze_error *err) {
+    if (!t || !windows || nb < 1 || nb > t->B) {
+        doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no trainer or windows, or not 1 .. batch of them");
+        return NULL;
+    }
+    if (load_windows(t, windows, nb, err) != DOZE_OK) return NULL;
+    forward(t, nb);
+    return t->logits;
 }
 
 doze_status doze_full_trainer_eval(doze_full_trainer *t, const int32_t *windows, int n_windows,
@@ -550,6 +668,7 @@ doze_status doze_full_trainer_step(doze_full_trainer *t, const int32_t *windows,
     double loss;
     doze_status st = full_loss_grad(t, windows, 1, &loss, err);
     if (st != DOZE_OK) return st;
+    loss -= t->last_balance; /* the cross-entropy alone is reported as the loss */
     const double norm = adamw_grad_norm(t->grads, t->n_params);
     if (!isfinite(norm)) return doze_fail(err, DOZE_ERR_STATE, "the gradient is not finite (step %d)", t->step + 1);
     const float scale = adamw_clip_scale(norm, t->p.grad_clip);
@@ -559,7 +678,7 @@ doze_status doze_full_trainer_step(doze_full_trainer *t, const int32_t *windows,
     for (int k = 0; k < t->n_tensors; k++) {
         const full_tensor *x = &t->tensors[k];
         const size_t o = x->off;
-        adamw_update(&as, t->params + o, t->grads + o, t->m + o, t->v + o, (size_t)(x->ne[0] * x->ne[1]), scale,
+        adamw_update(&as, t->params + o, t->grads + o, t->m + o, t->v + o, full_tensor_count(x), scale,
                      x->decay ? t->p.weight_decay : 0.0f, t->pool);
     }
     full_params_changed(t);
@@ -568,6 +687,7 @@ doze_status doze_full_trainer_step(doze_full_trainer *t, const int32_t *windows,
         stats->loss = (float)loss;
         stats->grad_norm = (float)norm;
         stats->lr = lr;
+        stats->balance = (float)t->last_balance;
     }
     return DOZE_OK;
 }
@@ -614,10 +734,13 @@ doze_status doze_full_trainer_save(const doze_full_trainer *t, const char *name,
     if (st != DOZE_OK) return st;
     const doze_full_params *p = &t->p;
     st = gguf_builder_set_llama(&b, name ? name : "doze", t->D, t->F, t->L, t->H, t->KV, t->T, err);
+    if (st == DOZE_OK && t->E) st = gguf_builder_set_experts(&b, "llama", t->E, t->K, 0, err);
     if (st == DOZE_OK) st = vocab_copy_kvs(b.w, &t->vocab, err);
     for (int i = 0; i < t->n_tensors && st == DOZE_OK; i++) {
         const full_tensor *x = &t->tensors[i];
-        st = gguf_builder_add_f32(&b, x->name, (uint32_t)x->n_dims, x->ne, t->params + x->off, type, err);
+        /* the router stays f32, as doze init and llama.cpp's quantizer keep it */
+        const int ty = strstr(x->name, "ffn_gate_inp") ? DOZE_TYPE_F32 : type;
+        st = gguf_builder_add_f32(&b, x->name, (uint32_t)x->n_dims, x->ne, t->params + x->off, ty, err);
     }
     if (with_state && st == DOZE_OK) {
         gguf_writer *w = b.w;
@@ -638,6 +761,7 @@ doze_status doze_full_trainer_save(const doze_full_trainer *t, const char *name,
         F32("eps", p->eps);
         F32("grad_clip", p->grad_clip);
         F32("init_std", p->init_std);
+        F32("balance_loss", p->balance_loss);
 #undef U32
 #undef F32
         if (st == DOZE_OK) st = set_u64(w, KEY_PREFIX "seed", p->seed, err);
@@ -685,9 +809,10 @@ static doze_status read_tensor(const gguf_header *h, const uint8_t *bytes, size_
                                const full_tensor *x, float *dst, doze_error *err) {
     const gguf_tensor *g = gguf_find_tensor(h, name);
     if (!g) return doze_fail(err, DOZE_ERR_MISSING, "checkpoint: tensor %s is absent", name);
-    if (g->type != DOZE_TYPE_F32 || g->ne[0] != x->ne[0] || g->ne[1] != x->ne[1])
-        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "checkpoint: tensor %s is not f32 (%llu, %llu)", name,
-                         (unsigned long long)x->ne[0], (unsigned long long)x->ne[1]);
+    if (g->type != DOZE_TYPE_F32 || g->ne[0] != x->ne[0] || g->ne[1] != x->ne[1] || g->ne[2] != x->ne[2])
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "checkpoint: tensor %s is not f32 (%llu, %llu, %llu)", name,
+                         (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
+                         (unsigned long long)x->ne[2]);
     uint64_t at = h->data_offset + g->offset;
     if (at > n || g->n_bytes > n - at)
         return doze_fail(err, DOZE_ERR_TRUNCATED, "checkpoint: tensor %s runs past the end of the file", name);
@@ -731,6 +856,12 @@ doze_status doze_full_trainer_resume(const void *ckpt, size_t n, doze_full_train
     FL(KEY_PREFIX "eps", p.eps);
     FL(KEY_PREFIX "grad_clip", p.grad_clip);
     FL(KEY_PREFIX "init_std", p.init_std);
+    /* a mixture's keys (absent: dense, or a checkpoint from before mixtures) */
+    if (gguf_find_kv(&h, "llama.expert_count")) {
+        I("llama.expert_count", p.n_experts);
+        I("llama.expert_used_count", p.n_experts_used);
+    }
+    if (gguf_find_kv(&h, KEY_PREFIX "balance_loss")) FL(KEY_PREFIX "balance_loss", p.balance_loss);
 #undef I
 #undef FL
     if (st == DOZE_OK) st = get_u64(&h, KEY_PREFIX "seed", &p.seed, err);
