@@ -12,7 +12,6 @@
 # OUT (default models/), THREADS (default 1). Training is deterministic for
 # the seed whatever the thread count.
 set -eu
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DOZE=${DOZE:-$ROOT/build/doze}
 TEXT=${TEXT:-$ROOT/../shared/text}
