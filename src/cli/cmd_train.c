@@ -12,6 +12,7 @@
 
 #include "byte_buffer.h"
 #include "gguf.h"
+#include "pool.h"
 #include "tokenizer.h"
 #include "vocab.h"
 #include "cli_util.h"
@@ -172,6 +173,8 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
     int rc = 1;
     doze_model_params mp = doze_model_default_params();
     mp.context_length = q->context;
+    /* the joint run trains on the model's threads */
+    mp.threads = q->threads > 0 ? q->threads : pool_default_threads();
     if (doze_full_trainer_save(t, name, DOZE_TYPE_F32, 0, doze_byte_buffer_write, &init, &e) != DOZE_OK ||
         doze_model_load_memory(init.data, init.len, &mp, &m, &e) != DOZE_OK) {
         cli_print_error("the initial model", &e);
