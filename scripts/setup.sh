@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # Debian 12 package names. Keep one per word; .ci/run and the clean-clone
 # check use this same script, so this is the only list.
-APT_PACKAGES="cmake gcc clang libclang-rt-14-dev libomp-dev emscripten libsimde-dev chromium clang-16 lld-16 unicode-data"
+APT_PACKAGES="cmake gcc clang libclang-rt-14-dev emscripten libsimde-dev chromium clang-16 lld-16 unicode-data"
 
 say() { echo "setup: $*"; }
 fail() { echo "setup: error: $*" >&2; exit 1; }
