@@ -27,8 +27,12 @@
 //   --prompt N          prefill prompt tokens (default 128)
 //   --shapes 15M,110M   shapes to generate (default both)
 //   --types f32,q8_0,q4_0,q4_k_m   types to generate (default these four)
-//   --doze-threads N    Doze's threads (default 1; more needs doze-mt.wasm,
-//                       which the isolated page allows)
+//   --doze-threads N[,M...]  Doze's thread counts (default 1; more needs
+//                       doze-mt.wasm, which the isolated page allows); each
+//                       count is its own run in the rounds, and the table
+//                       gives Doze's N threads against its first count's too
+//   --doze-simd S       auto (default: relaxed where the browser has it, at
+//                       one thread), strict or relaxed (loadModel's simd)
 //   --wllama-threads N  threads of the multi-thread wllama run (default 2;
 //                       0 skips it); it needs cross-origin isolation, which
 //                       the page has (COOP/COEP headers on every response)
@@ -53,13 +57,15 @@ const steps = Number(opt('--steps', 64));
 const promptLen = Number(opt('--prompt', 128));
 const shapes = opt('--shapes', '15M,110M').split(',').filter(Boolean);
 const types = opt('--types', 'f32,q8_0,q4_0,q4_k_m').split(',').filter(Boolean);
-const dozeThreads = Number(opt('--doze-threads', 1));
+const dozeThreads = String(opt('--doze-threads', '1')).split(',').map(Number);
 const wllamaThreads = Number(opt('--wllama-threads', 2));
+const dozeSimd = opt('--doze-simd', 'auto');
 const jsonOut = opt('--json', null);
 const bad = args.find((a) => a.startsWith('--'));
-if (bad || !(rounds >= 1) || !(steps >= 2) || !(promptLen >= 2)) {
+if (bad || !(rounds >= 1) || !(steps >= 2) || !(promptLen >= 2) || !dozeThreads.every((n) => Number.isInteger(n) && n >= 1) ||
+    !['auto', 'strict', 'relaxed'].includes(dozeSimd)) {
   console.error(`usage: node bench/peers.mjs [MODEL.gguf ...] [--rounds N] [--steps N] [--prompt N]
-  [--shapes 15M,110M] [--types f32,q8_0,q4_0,q4_k_m] [--doze-threads N] [--wllama-threads N] [--json FILE]`);
+  [--shapes 15M,110M] [--types f32,q8_0,q4_0,q4_k_m] [--doze-threads N[,M]] [--doze-simd auto|strict|relaxed] [--wllama-threads N] [--json FILE]`);
   process.exit(2);
 }
 if (!existsSync(join(wllamaDir, 'index.js'))) {
@@ -117,8 +123,8 @@ const promptFor = (m, text, n) => {
 };
 const STORY = 'Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog. ' +
   'One day the sun was hot and the sky was blue, so they went to the lake to swim and look for fish.';
-window.loadDoze = async (key, url, threads, promptLen) => {
-  const model = await Doze.loadModel(url, { threads });
+window.loadDoze = async (key, url, threads, promptLen, simd) => {
+  const model = await Doze.loadModel(url, { threads, simd });
   const long = promptFor(model, STORY, promptLen);
   const short = { text: 'Once upon a time', ids: Array.from(model.tokenize('Once upon a time', { bos: true })) };
   engines[key] = { model, long, short };
@@ -237,26 +243,31 @@ try {
   const ctx = Math.max(512, promptLen + steps + 16);
   for (let i = 0; i < models.length; i++) {
     const url = `${base}/model${i}.gguf`, m = models[i];
-    const d = await ev('loadDoze', 'doze', url, dozeThreads, promptLen);
-    const runs = [{ key: 'doze', label: `Doze ${d.threads}t`, dec: [], pre: [], own: [], ownPre: [] }];
+    const runs = [];
+    let d = null;
+    for (const n of dozeThreads) {
+      const key = `doze${n}`, di = await ev('loadDoze', key, url, n, promptLen, dozeSimd);
+      d ??= di;
+      runs.push({ key, doze: true, threads: di.threads, label: `Doze ${di.threads}t${dozeThreads.length > 1 ? ` ${di.simd}` : ''}`, dec: [], pre: [], own: [], ownPre: [] });
+    }
     const w1 = await ev('loadWllama', 'w1', url, 1, ctx);
-    runs.push({ key: 'w1', label: `wllama ${w1.threads}t`, dec: [], pre: [], own: [], ownPre: [] });
+    runs.push({ key: 'w1', threads: w1.threads, label: `wllama ${w1.threads}t`, dec: [], pre: [], own: [], ownPre: [] });
     if (wllamaThreads > 1) {
       const wn = await ev('loadWllama', 'wn', url, wllamaThreads, ctx);
       if (!wn.multithread) console.error(`wllama ${wllamaThreads} threads: fell back to ${wn.threads} (page not cross-origin isolated?)`);
-      runs.push({ key: 'wn', label: `wllama ${wn.threads}t`, dec: [], pre: [], own: [], ownPre: [] });
+      runs.push({ key: 'wn', threads: wn.threads, label: `wllama ${wn.threads}t`, dec: [], pre: [], own: [], ownPre: [] });
     }
-    console.error(`${m.name} ${d.type}: Doze ${d.threads} thread(s), ${d.simd} SIMD; prompt ${d.long.ids.length} tokens, short prompt ${d.short.ids.length}`);
+    console.error(`${m.name} ${d.type}: Doze ${runs.filter((r) => r.doze).map((r) => r.threads).join(', ')} thread(s), ${d.simd} SIMD; prompt ${d.long.ids.length} tokens, short prompt ${d.short.ids.length}`);
     const texts = {};
     // untimed warm-up: compiles, grows memories, fills caches
     for (const r of runs) {
-      if (r.key === 'doze') { texts[r.key] = (await ev('dozeDecode', 'doze', steps)).text; await ev('dozePrefill', 'doze'); }
+      if (r.doze) { texts[r.key] = (await ev('dozeDecode', r.key, steps)).text; await ev('dozePrefill', r.key); }
       else { texts[r.key] = (await ev('wllamaDecode', r.key, d.short, steps)).text; await ev('wllamaPrefill', r.key, d.long); }
     }
     for (let k = 0; k < rounds; k++) {
       for (const r of runs) {
-        const dec = r.key === 'doze' ? await ev('dozeDecode', 'doze', steps) : await ev('wllamaDecode', r.key, d.short, steps);
-        const pre = r.key === 'doze' ? await ev('dozePrefill', 'doze') : await ev('wllamaPrefill', r.key, d.long);
+        const dec = r.doze ? await ev('dozeDecode', r.key, steps) : await ev('wllamaDecode', r.key, d.short, steps);
+        const pre = r.doze ? await ev('dozePrefill', r.key) : await ev('wllamaPrefill', r.key, d.long);
         if (dec.n !== steps) throw new Error(`${r.label}: ${dec.n} tokens generated, not ${steps}`);
         if (dec.promptN != null && dec.promptN !== d.short.ids.length) throw new Error(`${r.label}: short prompt of ${dec.promptN} tokens, not ${d.short.ids.length}`);
         if (pre.n !== promptLen) throw new Error(`${r.label}: ${pre.n} prompt tokens, not ${promptLen}`);
@@ -265,7 +276,7 @@ try {
       console.error(`  round ${k + 1}/${rounds}: ` + runs.map((r) => `${r.label} ${r.dec.at(-1).toFixed(1)} / ${r.pre.at(-1).toFixed(1)}`).join(', '));
     }
     for (const r of runs) await ev('dispose', r.key);
-    const same = runs.slice(1).map((r) => `${r.label} ${texts[r.key] === texts.doze ? 'same' : 'differs'}`).join(', ');
+    const same = runs.slice(1).map((r) => `${r.label} ${texts[r.key] === texts[runs[0].key] ? 'same' : 'differs'}`).join(', ');
     // A generated model is labelled with the type asked of `doze init`; a
     // mixed type (Q4_K_M) or a fallback (K-quants need rows of 256: the
     // stories15M shape's dim 288 gets Q5_0) shows what layer 0 holds.
@@ -278,21 +289,36 @@ try {
   out.push(`Chromium ${browser.version()}; ${rounds} interleaved rounds; decode: ${steps} greedy tokens after a ${results[0]?.shortN}-token prompt; prefill: ${promptLen}-token prompt; Doze's build: ${[...new Set(results.map((r) => r.simd))].join(', ')} SIMD`);
   out.push('tok/s and Doze/wllama as median (min-max) over the rounds; UNRELIABLE: the rounds spread more than 2x');
   out.push('');
-  const peers = results[0]?.runs.slice(1).map((r) => r.label) ?? [];
-  out.push(`| model | type | metric | ${results[0]?.runs[0].label ?? 'Doze'} tok/s | ${peers.map((p) => `${p} tok/s | Doze / ${p}`).join(' | ')} |`);
-  out.push(`|---|---|---|---|${peers.map(() => '---|---|').join('')}`);
-  for (const res of results) {
-    const [dz, ...ws] = res.runs;
-    for (const [metric, key] of [['decode', 'dec'], ['prefill', 'pre']]) {
-      const cells = ws.map((w) => `${fmt(w[key])} | ${fmt(dz[key].map((v, k) => v / w[key][k]), 2)}`);
-      out.push(`| ${res.name} | ${res.type} | ${metric} | ${fmt(dz[key])} | ${cells.join(' | ')} |`);
+  // tok/s of every run, then the ratios that compare like with like: Doze
+  // against wllama at the same thread count (or against wllama 1t when the
+  // counts differ), and Doze's later thread counts against its first.
+  const labels = results[0]?.runs.map((r) => r.label) ?? [];
+  out.push(`| model | type | metric | ${labels.map((l) => `${l} tok/s`).join(' | ')} |`);
+  out.push(`|---|---|---|${labels.map(() => '---|').join('')}`);
+  for (const res of results)
+    for (const [metric, key] of [['decode', 'dec'], ['prefill', 'pre']])
+      out.push(`| ${res.name} | ${res.type} | ${metric} | ${res.runs.map((r) => fmt(r[key])).join(' | ')} |`);
+  const pairs = (runs) => {
+    const dz = runs.filter((r) => r.doze), ws = runs.filter((r) => !r.doze), list = [];
+    for (const x of dz) {
+      const same = ws.filter((w) => w.threads === x.threads);
+      for (const w of same.length ? same : ws.slice(0, 1)) list.push([x, w]);
+      if (x !== dz[0]) list.push([x, dz[0]]);
     }
-  }
+    return list;
+  };
+  const ratioNames = results[0] ? pairs(results[0].runs).map(([x, y]) => `${x.label} / ${y.label}`) : [];
+  out.push('');
+  out.push(`| model | type | metric | ${ratioNames.join(' | ')} |`);
+  out.push(`|---|---|---|${ratioNames.map(() => '---|').join('')}`);
+  for (const res of results)
+    for (const [metric, key] of [['decode', 'dec'], ['prefill', 'pre']])
+      out.push(`| ${res.name} | ${res.type} | ${metric} | ${pairs(res.runs).map(([x, y]) => fmt(x[key].map((v, k) => v / y[key][k]), 2)).join(' | ')} |`);
   out.push('');
   out.push("wllama's own timings (llama-server's, without its worker round trips), median tok/s decode / prefill:");
   for (const res of results) {
-    out.push(`  ${res.name} ${res.type}: ` + res.runs.slice(1).map((w) => `${w.label} ${med(w.own).toFixed(1)} / ${med(w.ownPre).toFixed(1)}`).join(', ') +
-      `; Doze's own prefill ${med(res.runs[0].ownPre).toFixed(1)}; greedy text vs Doze: ${res.greedy}`);
+    out.push(`  ${res.name} ${res.type}: ` + res.runs.filter((r) => !r.doze).map((w) => `${w.label} ${med(w.own).toFixed(1)} / ${med(w.ownPre).toFixed(1)}`).join(', ') +
+      `; Doze's own prefill ${res.runs.filter((r) => r.doze).map((r) => `${r.label} ${med(r.ownPre).toFixed(1)}`).join(', ')}; greedy text vs ${res.runs[0].label}: ${res.greedy}`);
   }
   console.log(out.join('\n'));
   if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ chromium: browser.version(), rounds, steps, promptLen, results }, null, 2));
