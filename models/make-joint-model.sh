@@ -14,14 +14,8 @@
 # Environment: DOZE (default build/doze), TEXT (default ../shared/text), OUT
 # (default models/), THREADS (default 1; the bits do not depend on it).
 set -eu
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DOZE=${DOZE:-$ROOT/build/doze}
-TEXT=${TEXT:-$ROOT/../shared/text}
-OUT=${OUT:-$ROOT/models}
+. "$(dirname "$0")/env.sh"
 THREADS=${THREADS:-1}
-mkdir -p "$OUT"
-TRAIN=$TEXT/tinystories-train.txt
-DEV=$TEXT/tinystories-dev.txt
 M=$OUT/doze-stories-joint.gguf
 G=$OUT/doze-stories-joint.gates.gguf
 

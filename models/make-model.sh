@@ -12,14 +12,9 @@
 # OUT (default models/), WORK (checkpoints, default build/). Training is
 # deterministic for the seed whatever the thread count.
 set -eu
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DOZE=${DOZE:-$ROOT/build/doze}
-TEXT=${TEXT:-$ROOT/../shared/text}
-OUT=${OUT:-$ROOT/models}
+. "$(dirname "$0")/env.sh"
 WORK=${WORK:-$ROOT/build}
-mkdir -p "$OUT" "$WORK"
-TRAIN=$TEXT/tinystories-train.txt
-DEV=$TEXT/tinystories-dev.txt
+mkdir -p "$WORK"
 
 "$DOZE" vocab "$TRAIN" --size 1024 -o "$OUT/doze-stories.vocab.gguf"
 

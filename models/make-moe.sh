@@ -12,14 +12,8 @@
 # OUT (default models/), THREADS (default 1). Training is deterministic for
 # the seed whatever the thread count.
 set -eu
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DOZE=${DOZE:-$ROOT/build/doze}
-TEXT=${TEXT:-$ROOT/../shared/text}
-OUT=${OUT:-$ROOT/models}
+. "$(dirname "$0")/env.sh"
 THREADS=${THREADS:-1}
-mkdir -p "$OUT"
-TRAIN=$TEXT/tinystories-train.txt
-DEV=$TEXT/tinystories-dev.txt
 LOG=$OUT/doze-stories-moe.train.log
 
 {

@@ -205,17 +205,22 @@ static tmoe_shape moe_shape_of(const doze_full_trainer *t) {
     return s;
 }
 
-/* layer l's router and expert stacks: as stored, transposed, and their gradients */
+/* one of the trainer's buffers: the parameters (P_), their gradients (G_) or
+ * the transposed copies (WT_) */
+typedef float *(*tensor_in)(const doze_full_trainer *t, int i);
+
+/* layer l's router and expert stacks in one buffer (tmoe_grads: the four
+ * pointers of any of them) */
+static tmoe_grads moe_tensors(const doze_full_trainer *t, int l, tensor_in at) {
+    const tmoe_grads x = {at(t, LT(t, l, TL_ROUTER)), at(t, LT(t, l, TL_GATE)), at(t, LT(t, l, TL_UP)),
+                          at(t, LT(t, l, TL_DOWN))};
+    return x;
+}
+
+/* layer l's router and expert stacks: as stored and transposed */
 static tmoe_weights moe_weights_of(const doze_full_trainer *t, int l) {
-    tmoe_weights w;
-    w.router = P_(t, LT(t, l, TL_ROUTER));
-    w.gate = P_(t, LT(t, l, TL_GATE));
-    w.up = P_(t, LT(t, l, TL_UP));
-    w.down = P_(t, LT(t, l, TL_DOWN));
-    w.t_router = WT_(t, LT(t, l, TL_ROUTER));
-    w.t_gate = WT_(t, LT(t, l, TL_GATE));
-    w.t_up = WT_(t, LT(t, l, TL_UP));
-    w.t_down = WT_(t, LT(t, l, TL_DOWN));
+    const tmoe_grads p = moe_tensors(t, l, P_), tr = moe_tensors(t, l, WT_);
+    const tmoe_weights w = {p.router, p.gate, p.up, p.down, tr.router, tr.gate, tr.up, tr.down};
     return w;
 }
 
@@ -231,8 +236,7 @@ static void moe_ffn_backward(void *ctx, int l, const float *hn, const float *du,
     doze_full_trainer *t = ctx;
     const tmoe_shape s = moe_shape_of(t);
     const tmoe_weights w = moe_weights_of(t, l);
-    tmoe_grads g = {G_(t, LT(t, l, TL_ROUTER)), G_(t, LT(t, l, TL_GATE)), G_(t, LT(t, l, TL_UP)),
-                    G_(t, LT(t, l, TL_DOWN))};
+    tmoe_grads g = moe_tensors(t, l, G_);
     tmoe_backward(&s, &w, &t->macts[l], &t->msc, hn, du, dhn, &g, N);
 }
 
@@ -488,40 +492,31 @@ static block_shape shape_of(const doze_full_trainer *t) {
     return s;
 }
 
+/* layer l's block tensors in one buffer (block_weight_grads: the nine
+ * pointers of any of them); the norms have no transposed copy, so their
+ * WT_ pointers go unused */
+static block_weight_grads block_tensors(const doze_full_trainer *t, int l, tensor_in at) {
+    block_weight_grads x;
+    x.attn_norm = at(t, LT(t, l, TL_ATTN_NORM));
+    x.ffn_norm = at(t, LT(t, l, TL_FFN_NORM));
+    x.wq = at(t, LT(t, l, TL_Q));
+    x.wk = at(t, LT(t, l, TL_K));
+    x.wv = at(t, LT(t, l, TL_V));
+    x.wo = at(t, LT(t, l, TL_O));
+    x.w1 = at(t, LT(t, l, TL_GATE));
+    x.w2 = at(t, LT(t, l, TL_DOWN));
+    x.w3 = at(t, LT(t, l, TL_UP));
+    return x;
+}
+
 static block_weights weights_of(const doze_full_trainer *t, int l) {
-    block_weights w;
-    w.attn_norm = P_(t, LT(t, l, TL_ATTN_NORM));
-    w.ffn_norm = P_(t, LT(t, l, TL_FFN_NORM));
-    w.wq = P_(t, LT(t, l, TL_Q));
-    w.wk = P_(t, LT(t, l, TL_K));
-    w.wv = P_(t, LT(t, l, TL_V));
-    w.wo = P_(t, LT(t, l, TL_O));
-    w.w1 = P_(t, LT(t, l, TL_GATE));
-    w.w2 = P_(t, LT(t, l, TL_DOWN));
-    w.w3 = P_(t, LT(t, l, TL_UP));
-    w.tq = WT_(t, LT(t, l, TL_Q));
-    w.tk = WT_(t, LT(t, l, TL_K));
-    w.tv = WT_(t, LT(t, l, TL_V));
-    w.to = WT_(t, LT(t, l, TL_O));
-    w.t1 = WT_(t, LT(t, l, TL_GATE));
-    w.t2 = WT_(t, LT(t, l, TL_DOWN));
-    w.t3 = WT_(t, LT(t, l, TL_UP));
+    const block_weight_grads p = block_tensors(t, l, P_), tr = block_tensors(t, l, WT_);
+    const block_weights w = {p.attn_norm, p.ffn_norm, p.wq, p.wk, p.wv, p.wo, p.w1, p.w2, p.w3,
+                             tr.wq, tr.wk, tr.wv, tr.wo, tr.w1, tr.w2, tr.w3};
     return w;
 }
 
-static block_weight_grads grads_of(const doze_full_trainer *t, int l) {
-    block_weight_grads g;
-    g.attn_norm = G_(t, LT(t, l, TL_ATTN_NORM));
-    g.ffn_norm = G_(t, LT(t, l, TL_FFN_NORM));
-    g.wq = G_(t, LT(t, l, TL_Q));
-    g.wk = G_(t, LT(t, l, TL_K));
-    g.wv = G_(t, LT(t, l, TL_V));
-    g.wo = G_(t, LT(t, l, TL_O));
-    g.w1 = G_(t, LT(t, l, TL_GATE));
-    g.w2 = G_(t, LT(t, l, TL_DOWN));
-    g.w3 = G_(t, LT(t, l, TL_UP));
-    return g;
-}
+static block_weight_grads grads_of(const doze_full_trainer *t, int l) { return block_tensors(t, l, G_); }
 
 /* the first nb windows of the buffers (inp/tgt filled) */
 static void forward(doze_full_trainer *t, int nb) {

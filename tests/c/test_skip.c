@@ -295,6 +295,48 @@ static void check_block_size(int hid, int type, int want_fb) {
     rng = rng_main;
 }
 
+/* A second model for the budget checks: gates calibrated on n tokens it
+ * sampled itself (the sampler seeded, so the calibration is fixed), a
+ * session on those gates, and n random tokens to run. The text is drawn
+ * after the calibration, so the test's generator stays in step with the
+ * checks that follow. Returns 0 when the model does not load. */
+typedef struct {
+    mem_buf f;
+    doze_model *m;
+    doze_session *s;
+    doze_gates *g;
+} budget_model;
+
+static int budget_model_new(budget_model *bm, mem_buf f, int V, uint64_t seed, int32_t *calib, int32_t *text,
+                            int n) {
+    doze_error e;
+    memset(bm, 0, sizeof *bm);
+    bm->f = f;
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, NULL, &bm->m, &e) == DOZE_OK);
+    if (!bm->m) return 0;
+    doze_sampler_params sp = doze_sampler_default_params();
+    sp.seed = seed;
+    doze_sampler *smp = doze_sampler_new(&sp, V, &e);
+    bm->s = doze_session_new(bm->m, &e);
+    calib[0] = 1;
+    for (int i = 0; i + 1 < n; i++) {
+        doze_session_step(bm->s, calib[i], &e);
+        calib[i + 1] = doze_sampler_sample(smp, doze_session_logits(bm->s));
+    }
+    doze_sampler_free(smp);
+    for (int i = 0; i < n; i++) text[i] = i == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
+    CHECK(doze_gates_calibrate(bm->m, calib, n, NULL, &bm->g, &e) == DOZE_OK);
+    CHECK(doze_session_set_gates(bm->s, bm->g, &e) == DOZE_OK);
+    return 1;
+}
+
+static void budget_model_free(budget_model *bm) {
+    doze_session_free(bm->s);
+    doze_gates_free(bm->g);
+    doze_model_free(bm->m);
+    free(bm->f.data);
+}
+
 /* ---- mixtures of experts: experts as units under masks and the budget ---- */
 
 /* experts on per running FFN of a session's last step (and the count of
@@ -481,24 +523,14 @@ static void test_moe(void) {
      * never none where the FFN runs */
     {
         enum { D2 = 96, H2 = 192, L2 = 6, NH2 = 6, E2 = 8, K2 = 2, N = 300 };
-        mem_buf f2 = fixture_moe_gguf("llama", D2, H2, L2, NH2, NH2, V, 512, 93, DOZE_TYPE_F32, E2, K2);
-        doze_model *m2 = NULL;
-        CHECK(f2.data && doze_model_load_memory(f2.data, f2.len, NULL, &m2, &e) == DOZE_OK);
-        if (!m2) return;
         int32_t calib[N], text[N];
-        doze_sampler_params sp = doze_sampler_default_params();
-        sp.seed = 4;
-        doze_sampler *smp = doze_sampler_new(&sp, V, &e);
-        doze_session *s = doze_session_new(m2, &e);
-        calib[0] = 1;
-        for (int i = 0; i + 1 < N; i++) {
-            doze_session_step(s, calib[i], &e);
-            calib[i + 1] = doze_sampler_sample(smp, doze_session_logits(s));
-        }
-        for (int i = 0; i < N; i++) text[i] = i == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
-        doze_gates *g = NULL;
-        CHECK(doze_gates_calibrate(m2, calib, N, NULL, &g, &e) == DOZE_OK);
-        CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK);
+        budget_model bm;
+        if (!budget_model_new(&bm, fixture_moe_gguf("llama", D2, H2, L2, NH2, NH2, V, 512, 93, DOZE_TYPE_F32, E2, K2),
+                              V, 4, calib, text, N))
+            return;
+        doze_model *m2 = bm.m;
+        doze_session *s = bm.s;
+        doze_gates *g = bm.g;
         const float budgets[4] = {0.9f, 0.7f, 0.5f, 0.3f};
         double per_ffn[4];
         for (int bi = 0; bi < 4; bi++) {
@@ -547,11 +579,7 @@ static void test_moe(void) {
         free(gf.data);
         doze_session_free(s2);
         doze_gates_free(g2);
-        doze_session_free(s);
-        doze_sampler_free(smp);
-        doze_gates_free(g);
-        doze_model_free(m2);
-        free(f2.data);
+        budget_model_free(&bm);
     }
     free(a), free(b), free(r);
     doze_model_free(m);
@@ -753,24 +781,12 @@ int main(void) {
 
     /* 5. budget: calibrate on self-generated text, achieved compute tracks b */
     {
-        doze_model_params mp = doze_model_default_params();
-        doze_model *m2 = NULL;
-        mem_buf f2 = fixture_gguf(96, 256, 6, 6, 6, V, 512, 5, DOZE_TYPE_F32);
-        CHECK(doze_model_load_memory(f2.data, f2.len, &mp, &m2, &e) == DOZE_OK);
         int32_t calib[300], text[300];
-        doze_sampler_params sp = doze_sampler_default_params();
-        sp.seed = 3;
-        doze_sampler *smp = doze_sampler_new(&sp, V, &e);
-        doze_session *s = doze_session_new(m2, &e);
-        calib[0] = 1;
-        for (int i = 0; i + 1 < 300; i++) {
-            doze_session_step(s, calib[i], &e);
-            calib[i + 1] = doze_sampler_sample(smp, doze_session_logits(s));
-        }
-        for (int i = 0; i < 300; i++) text[i] = i == 0 ? 1 : 3 + (int)(next_u32() % (V - 3));
-        doze_gates *g = NULL;
-        CHECK(doze_gates_calibrate(m2, calib, 300, NULL, &g, &e) == DOZE_OK);
-        CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK);
+        budget_model bm;
+        budget_model_new(&bm, fixture_gguf(96, 256, 6, 6, 6, V, 512, 5, DOZE_TYPE_F32), V, 3, calib, text, 300);
+        doze_model *m2 = bm.m;
+        doze_session *s = bm.s;
+        doze_gates *g = bm.g;
         const float budgets[4] = {0.9f, 0.7f, 0.5f, 0.3f};
         for (int bi = 0; bi < 4; bi++) {
             doze_session_reset(s);
@@ -953,11 +969,7 @@ int main(void) {
         doze_session_free(s2);
         doze_gates_free(g2);
         free(gf.data);
-        doze_session_free(s);
-        doze_sampler_free(smp);
-        doze_gates_free(g);
-        doze_model_free(m2);
-        free(f2.data);
+        budget_model_free(&bm);
     }
     free(a), free(b), free(r);
     doze_model_free(m);

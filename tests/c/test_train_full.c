@@ -8,12 +8,8 @@
  * window as the trainer does (training forward = inference). */
 #include <stdint.h>
 
-#include "tokenizer.h"
-#include "train_full.h"
 #include "train_ops.h"
-#include "vocab.h"
-#include "model_fixture.h"
-#include "test_util.h"
+#include "train_fixture.h"
 
 static uint64_t rng = 7;
 static double uni(void) {
@@ -99,23 +95,11 @@ static void gradient_check(const mem_buf *vocab, int tied) {
     CHECK(doze_full_trainer_new(&p, vocab->data, vocab->len, &t, &e) == DOZE_OK);
     if (!t) return;
     const int V = doze_full_trainer_vocab_size(t);
-    float *w = full_params(t);
-    /* norms away from 1 so that their gradients are generic */
-    for (int i = 0; i < full_n_tensors(t); i++) {
-        const full_tensor *x = full_tensor_at(t, i);
-        if (x->n_dims == 1)
-            for (uint64_t j = 0; j < x->ne[0]; j++) w[x->off + j] = (float)(0.6 + 0.8 * uni());
-    }
-    full_params_changed(t);
     int32_t win[B * (T + 1)];
-    for (int i = 0; i < B * (T + 1); i++) win[i] = i % (T + 1) == 0 ? 1 : 3 + (int)(uni() * 12);
     double loss;
-    CHECK(full_loss_grad(t, win, 1, &loss, &e) == DOZE_OK);
-    size_t np = full_n_params(t);
-    float *g = malloc(np * sizeof *g);
-    memcpy(g, full_grads(t), np * sizeof *g);
-    int checked = 0, bad = 0, kinds = 0;
-    double worst = 0, worst_abs = 0;
+    float *g = grad_check_start(t, uni, win, B, T, &loss);
+    grad_tally r = {0, 0, 0, 0, 0};
+    int kinds = 0;
     for (int i = 0; i < full_n_tensors(t); i++) {
         const full_tensor *x = full_tensor_at(t, i);
         size_t n = (size_t)(x->ne[0] * x->ne[1]);
@@ -124,27 +108,7 @@ static void gradient_check(const mem_buf *vocab, int tied) {
             size_t j = (size_t)(uni() * n);
             if (i == 0) /* embedding: a row of a token in the windows (other rows: exactly 0) */
                 j = (size_t)win[1 + (int)(uni() * T)] * D + (size_t)(uni() * D);
-            float *pw = &w[x->off + j], keep = *pw;
-            const float h = 1e-2f;
-            double lp, lm;
-            *pw = keep + h;
-            full_params_changed(t);
-            full_loss_grad(t, win, 0, &lp, &e);
-            *pw = keep - h;
-            full_params_changed(t);
-            full_loss_grad(t, win, 0, &lm, &e);
-            *pw = keep;
-            full_params_changed(t);
-            double fd = (lp - lm) / (2 * h), an = g[x->off + j];
-            double err_abs = fabs(fd - an), scale = fmax(fabs(fd), fabs(an));
-            if (scale >= 1e-3) worst = fmax(worst, err_abs / scale);
-            else worst_abs = fmax(worst_abs, err_abs);
-            if (err_abs > 2e-2 * scale + 1e-4) {
-                bad++;
-                printf("  %s[%zu]: backprop %.6g, finite difference %.6g\n", x->name, j, an, fd);
-            }
-            checked++;
-            any |= scale >= 1e-3;
+            any |= grad_check_entry(t, win, g, x, j, NULL, NULL, &r);
         }
         kinds += any;
     }
@@ -159,8 +123,8 @@ static void gradient_check(const mem_buf *vocab, int tied) {
     }
     printf("gradient check (%s classifier): %d entries of all %d tensors (%d with gradients >= 1e-3), "
            "loss %.4f; worst relative error %.3g, worst absolute below 1e-3: %.2g\n",
-           tied ? "tied" : "untied", checked, full_n_tensors(t), kinds, loss, worst, worst_abs);
-    CHECK(bad == 0);
+           tied ? "tied" : "untied", r.checked, full_n_tensors(t), kinds, loss, r.worst, r.worst_abs);
+    CHECK(r.bad == 0);
     CHECK(kinds == full_n_tensors(t));
     CHECK(full_n_tensors(t) == 2 + 9 * NL + !tied);
     CHECK(absent_zero);
@@ -174,55 +138,12 @@ typedef struct {
     const doze_tokenizer *tok;
 } stream;
 
-static const char story_text[] =
-    "Once upon a time, there was a little cat named Tom. Tom liked to play in the sun.\n"
-    "One day, Tom saw a big red ball. He ran to the ball and pushed it. The ball rolled away.\n"
-    "Tom was happy. He played with the ball all day. Then he went home and slept.\n"
-    "<|endoftext|>\n"
-    "Once upon a time, there was a girl named Lily. Lily liked to sing in the park.\n"
-    "One day, Lily saw a little bird. The bird was sad. Lily sang a song for the bird.\n"
-    "The bird was happy. It sang with Lily all day. Then they went home.\n"
-    "<|endoftext|>\n";
-
-static int mem_sink(void *ctx, const void *p, size_t n) { return mem_write(ctx, p, n); }
-
-static mem_buf save(const doze_full_trainer *t, int with_state) {
-    mem_buf m = {NULL, 0, 0};
-    doze_error e;
-    if (doze_full_trainer_save(t, "test", DOZE_TYPE_F32, with_state, mem_sink, &m, &e) != DOZE_OK) {
-        fprintf(stderr, "save: %s\n", e.message);
-        free(m.data);
-        m.data = NULL;
-    }
-    return m;
-}
-
 static void test_training(void) {
     /* a vocabulary trained on the text, the text as one stream of stories */
-    vocab_spec vs;
     doze_error e;
-    CHECK(vocab_train(story_text, sizeof story_text - 1, 300, &vs, &e) == DOZE_OK);
-    mem_buf vocab = {NULL, 0, 0};
-    CHECK(vocab_write(&vs, mem_sink, &vocab, &e) == DOZE_OK);
-    vocab_spec_free(&vs);
+    mem_buf vocab = story_vocab();
     int32_t ids[1024];
-    int n = 0;
-    {
-        gguf_header h;
-        doze_tokenizer *tok = NULL;
-        CHECK(gguf_parse_header(vocab.data, vocab.len, &h, &e) == DOZE_OK);
-        CHECK(tokenizer_from_gguf(&h, &tok, &e) == DOZE_OK);
-        const char *s = story_text;
-        for (int k = 0; k < 2; k++) {
-            const char *end = strstr(s, "\n<|endoftext|>");
-            int got = 0;
-            CHECK(tokenizer_encode(tok, s, (size_t)(end - s), 1, ids + n, 1024 - n, &got, &e) == DOZE_OK);
-            n += got;
-            s = end + strlen("\n<|endoftext|>\n");
-        }
-        tokenizer_free(tok);
-        gguf_header_free(&h);
-    }
+    const int n = story_stream(&vocab, 1, ids, 1024);
     enum { T = 16, B = 4 };
     doze_full_params p = doze_full_default_params();
     p.dim = 32, p.hidden_dim = 64, p.n_layers = 2, p.n_heads = 4, p.n_kv_heads = 2;

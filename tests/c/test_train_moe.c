@@ -14,13 +14,9 @@
 #include <stdint.h>
 
 #include "kernels.h"
-#include "tokenizer.h"
-#include "train_full.h"
 #include "train_moe.h"
 #include "train_ops.h"
-#include "vocab.h"
-#include "model_fixture.h"
-#include "test_util.h"
+#include "train_fixture.h"
 
 static uint64_t rng = 11;
 static double uni(void) {
@@ -167,9 +163,19 @@ static void test_op_gradients(void) {
 
 /* ---- the whole trainer ---------------------------------------------------------------- */
 
-static int selections_equal(const doze_full_trainer *t, int L, const int32_t *ref, size_t per_layer) {
-    for (int l = 0; l < L; l++)
-        if (memcmp(full_moe_selected(t, l), ref + (size_t)l * per_layer, per_layer * sizeof(int32_t))) return 0;
+/* the experts every layer selected, as recorded before the nudges */
+typedef struct {
+    int L;
+    const int32_t *ref;
+    size_t per_layer;
+} selections;
+
+/* grad_check_entry's kept: every layer selected the recorded experts */
+static int selections_equal(const doze_full_trainer *t, void *ctx) {
+    const selections *s = ctx;
+    for (int l = 0; l < s->L; l++)
+        if (memcmp(full_moe_selected(t, l), s->ref + (size_t)l * s->per_layer, s->per_layer * sizeof(int32_t)))
+            return 0;
     return 1;
 }
 
@@ -184,25 +190,17 @@ static void gradient_check(const mem_buf *vocab) {
     doze_error e;
     CHECK(doze_full_trainer_new(&p, vocab->data, vocab->len, &t, &e) == DOZE_OK);
     if (!t) return;
-    float *w = full_params(t);
-    for (int i = 0; i < full_n_tensors(t); i++) {
-        const full_tensor *x = full_tensor_at(t, i);
-        if (x->n_dims == 1)
-            for (uint64_t j = 0; j < x->ne[0]; j++) w[x->off + j] = (float)(0.6 + 0.8 * uni());
-    }
-    full_params_changed(t);
     int32_t win[B * (T + 1)];
-    for (int i = 0; i < B * (T + 1); i++) win[i] = i % (T + 1) == 0 ? 1 : 3 + (int)(uni() * 12);
     double loss;
-    CHECK(full_loss_grad(t, win, 1, &loss, &e) == DOZE_OK);
+    float *g = grad_check_start(t, uni, win, B, T, &loss);
     const double bal = full_last_balance(t);
-    const size_t per_layer = (size_t)B * T * K, np = full_n_params(t);
+    /* the experts each layer selected in that forward: the nudges must keep them */
+    const size_t per_layer = (size_t)B * T * K;
     int32_t *sel = malloc(per_layer * NL * sizeof *sel);
     for (int l = 0; l < NL; l++) memcpy(sel + l * per_layer, full_moe_selected(t, l), per_layer * sizeof *sel);
-    float *g = malloc(np * sizeof *g);
-    memcpy(g, full_grads(t), np * sizeof *g);
-    int checked = 0, bad = 0, kinds = 0, skipped = 0, moe_tensors = 0;
-    double worst = 0;
+    selections recorded = {NL, sel, per_layer};
+    grad_tally r = {0, 0, 0, 0, 0};
+    int kinds = 0, moe_tensors = 0;
     for (int i = 0; i < full_n_tensors(t); i++) {
         const full_tensor *x = full_tensor_at(t, i);
         const size_t n = full_tensor_count(x);
@@ -212,69 +210,21 @@ static void gradient_check(const mem_buf *vocab) {
         for (int k = 0; k < (is_moe ? 24 : 8); k++) {
             size_t j = (size_t)(uni() * n);
             if (i == 0) j = (size_t)win[1 + (int)(uni() * T)] * D + (size_t)(uni() * D);
-            float *pw = &w[x->off + j], keep = *pw;
-            const float h = 1e-2f;
-            double lp, lm;
-            *pw = keep + h;
-            full_params_changed(t);
-            full_loss_grad(t, win, 0, &lp, &e);
-            int same = selections_equal(t, NL, sel, per_layer);
-            *pw = keep - h;
-            full_params_changed(t);
-            full_loss_grad(t, win, 0, &lm, &e);
-            same &= selections_equal(t, NL, sel, per_layer);
-            *pw = keep;
-            full_params_changed(t);
-            if (!same) {
-                skipped++;
-                continue;
-            }
-            double fd = (lp - lm) / (2 * h), an = g[x->off + j];
-            double err_abs = fabs(fd - an), scale = fmax(fabs(fd), fabs(an));
-            if (scale >= 1e-3) worst = fmax(worst, err_abs / scale);
-            if (err_abs > 2e-2 * scale + 1e-4) {
-                bad++;
-                printf("  %s[%zu]: backprop %.6g, finite difference %.6g\n", x->name, j, an, fd);
-            }
-            checked++;
-            any |= scale >= 1e-3;
+            any |= grad_check_entry(t, win, g, x, j, selections_equal, &recorded, &r);
         }
         kinds += any;
     }
     printf("trainer gradient check (%d layers of %d experts, top-%d, C = 0.5): loss %.4f (balance %.4f); "
            "%d entries of all %d tensors (%d with gradients >= 1e-3), %d skipped (selection changed); "
-           "worst relative error %.3g\n", NL, E, K, loss, bal, checked, full_n_tensors(t), kinds, skipped, worst);
-    CHECK(bad == 0);
+           "worst relative error %.3g\n", NL, E, K, loss, bal, r.checked, full_n_tensors(t), kinds, r.skipped, r.worst);
+    CHECK(r.bad == 0);
     CHECK(kinds == full_n_tensors(t));
     CHECK(full_n_tensors(t) == 3 + 10 * NL && moe_tensors == 4 * NL);
-    CHECK(skipped < checked / 4);
+    CHECK(r.skipped < r.checked / 4);
     CHECK(bal > 0.5 * K * NL * 0.9 && bal < 0.5 * E * K * NL);
     free(g);
     free(sel);
     doze_full_trainer_free(t);
-}
-
-static const char story_text[] =
-    "Once upon a time, there was a little cat named Tom. Tom liked to play in the sun.\n"
-    "One day, Tom saw a big red ball. He ran to the ball and pushed it. The ball rolled away.\n"
-    "Tom was happy. He played with the ball all day. Then he went home and slept.\n"
-    "<|endoftext|>\n"
-    "Once upon a time, there was a girl named Lily. Lily liked to sing in the park.\n"
-    "One day, Lily saw a little bird. The bird was sad. Lily sang a song for the bird.\n"
-    "The bird was happy. It sang with Lily all day. Then they went home.\n"
-    "<|endoftext|>\n";
-
-static int mem_sink(void *ctx, const void *p, size_t n) { return mem_write(ctx, p, n); }
-
-static mem_buf save(const doze_full_trainer *t, int with_state) {
-    mem_buf m = {NULL, 0, 0};
-    doze_error e;
-    if (doze_full_trainer_save(t, "test", DOZE_TYPE_F32, with_state, mem_sink, &m, &e) != DOZE_OK) {
-        fprintf(stderr, "save: %s\n", e.message);
-        free(m.data);
-        m.data = NULL;
-    }
-    return m;
 }
 
 /* runs steps [from, to) of t on the stream */
@@ -338,33 +288,11 @@ static void test_experts_used(const mem_buf *model, const mem_buf *dense) {
 }
 
 static void test_training(void) {
-    vocab_spec vs;
     doze_error e;
-    CHECK(vocab_train(story_text, sizeof story_text - 1, 300, &vs, &e) == DOZE_OK);
-    mem_buf vocab = {NULL, 0, 0};
-    CHECK(vocab_write(&vs, mem_sink, &vocab, &e) == DOZE_OK);
-    vocab_spec_free(&vs);
+    mem_buf vocab = story_vocab();
     /* the two stories, four times over: one stream */
     int32_t ids[4096];
-    int n = 0;
-    {
-        gguf_header h;
-        doze_tokenizer *tok = NULL;
-        CHECK(gguf_parse_header(vocab.data, vocab.len, &h, &e) == DOZE_OK);
-        CHECK(tokenizer_from_gguf(&h, &tok, &e) == DOZE_OK);
-        for (int rep = 0; rep < 4; rep++) {
-            const char *s = story_text;
-            for (int k = 0; k < 2; k++) {
-                const char *end = strstr(s, "\n<|endoftext|>");
-                int got = 0;
-                CHECK(tokenizer_encode(tok, s, (size_t)(end - s), 1, ids + n, 4096 - n, &got, &e) == DOZE_OK);
-                n += got;
-                s = end + strlen("\n<|endoftext|>\n");
-            }
-        }
-        tokenizer_free(tok);
-        gguf_header_free(&h);
-    }
+    const int n = story_stream(&vocab, 4, ids, 4096);
     /* big enough that the products split over threads (>= 4e6 multiply-adds) */
     enum { T = 128, B = 4, STEPS = 12 };
     doze_full_params p = doze_full_default_params();
