@@ -63,6 +63,7 @@ struct doze_trainer {
     float *wcls, *tcls;
     layer_acts *act;
     float *x_final, *xf, *rinvf, *logits, *teacher;
+    double *row_loss; /* (N) each position's loss term, summed in order after the threads */
     /* gradient scratch */
     block_grads gr;
     float *dlogits, *dz, *att_scratch, *zbuf;
@@ -174,6 +175,7 @@ static void layout(doze_trainer *t, carver *c) {
     t->rinvf = carve(c, N);
     t->logits = carve(c, N * V);
     t->teacher = carve(c, N * V);
+    t->row_loss = (double *)carve_bytes(c, N * sizeof(double));
     carve_block_grads(c, &t->gr, &bs);
     t->dlogits = carve(c, N * V);
     t->dz = carve(c, N * U);
@@ -555,40 +557,59 @@ doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_err
 
 /* ---- loss ----------------------------------------------------------------------------- */
 
-/* KL(teacher || gated), mean per token; dlogits = (softmax - teacher) / N */
-static double kl_loss(doze_trainer *t) {
-    const int N = t->N, V = t->V;
-    softmax_rows(t->dlogits, t->logits, N, V, t->m->kern->softmax);
-    double kl = 0;
-    for (int n = 0; n < N; n++) {
-        const float *p = t->teacher + (size_t)n * V, *q = t->dlogits + (size_t)n * V;
-        for (int v = 0; v < V; v++)
-            if (p[v] > 0.0f) kl += (double)p[v] * (log((double)p[v]) - log((double)q[v] + 1e-30));
+/* The task loss by rows of the logits, split across the model's threads:
+ * each row's softmax and loss term computed alone, the terms summed in row
+ * order afterwards, so the loss and dlogits do not depend on the threads. */
+typedef struct {
+    doze_trainer *t;
+    int ce; /* cross-entropy of the next tokens (else KL to the teacher) */
+    int count; /* cross-entropy: counted tokens */
+} loss_job;
+
+static void loss_rows(void *args, int begin, int end, int part) {
+    (void)part;
+    const loss_job *j = args;
+    doze_trainer *t = j->t;
+    const int V = t->V, T = t->T, N = t->N;
+    for (int n = begin; n < end; n++) {
+        float *q = t->dlogits + (size_t)n * V;
+        memcpy(q, t->logits + (size_t)n * V, (size_t)V * sizeof(float));
+        t->m->kern->softmax(q, V);
+        double term = 0;
+        if (!j->ce) { /* KL(teacher || q); dlogits = (q - p) / N */
+            const float *p = t->teacher + (size_t)n * V;
+            for (int v = 0; v < V; v++)
+                if (p[v] > 0.0f) term += (double)p[v] * (log((double)p[v]) - log((double)q[v] + 1e-30));
+            for (int v = 0; v < V; v++) q[v] = (q[v] - p[v]) / (float)N;
+        } else if (n % T == T - 1) { /* a window's last position has no next token */
+            memset(q, 0, (size_t)V * sizeof(float));
+        } else {
+            const int y = t->tokens[n + 1];
+            term = -log((double)q[y] + 1e-30);
+            q[y] -= 1.0f;
+            for (int v = 0; v < V; v++) q[v] /= (float)j->count;
+        }
+        t->row_loss[n] = term;
     }
-    for (size_t i = 0; i < (size_t)N * V; i++) t->dlogits[i] = (t->dlogits[i] - t->teacher[i]) / (float)N;
-    return kl / N;
 }
+
+static double row_losses(doze_trainer *t, int ce, int count) {
+    loss_job j = {t, ce, count};
+    pool_run(t->m->pool, loss_rows, &j, t->N, 1, 16, 0);
+    double sum = 0;
+    for (int n = 0; n < t->N; n++) sum += t->row_loss[n];
+    return sum;
+}
+
+/* KL(dense || gated) per position, mean; dlogits = (softmax - teacher) / N */
+static double kl_loss(doze_trainer *t) { return row_losses(t, 0, 0) / t->N; }
 
 /* cross-entropy of each window's next tokens (the last position of a
  * window has none: it does not count), mean per counted token;
  * dlogits = (softmax - onehot) / count */
 static double ce_loss(doze_trainer *t) {
-    const int N = t->N, V = t->V, T = t->T;
-    const int count = t->B * (T - 1);
-    softmax_rows(t->dlogits, t->logits, N, V, t->m->kern->softmax);
-    double ce = 0;
-    for (int n = 0; n < N; n++) {
-        float *q = t->dlogits + (size_t)n * V;
-        if (n % T == T - 1) {
-            memset(q, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        const int y = t->tokens[n + 1];
-        ce -= log((double)q[y] + 1e-30);
-        q[y] -= 1.0f;
-        for (int v = 0; v < V; v++) q[v] /= (float)count;
-    }
-    return ce / count;
+    const int count = t->B * (t->T - 1);
+    return row_losses(t, 1, count) / count;
 }
 
 /* relaxed probability of a unit: pi = sigmoid(s / tau) (1 when protected) */
@@ -690,7 +711,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
     memset(t->gr.dtmp, 0, (size_t)N * D * sizeof(float));
     joint_weights *jw = t->jw;
     if (!jw) {
-        matmul_backward(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D); /* dxf */
+        matmul_backward_par(t->gr.dtmp, t->dlogits, t->wcls, N, t->V, D, m->pool); /* dxf */
         rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, m->output_norm, N, D);
         for (int l = t->L - 1; l >= 0; l--) {
             const block_weights w = weights_of(t, l);
@@ -701,7 +722,7 @@ static void backward(doze_trainer *t, float tau, double expected) {
     }
     /* joint: the weights' gradients too, the same path in reverse */
     memset(joint_grads(jw), 0, joint_n_params(jw) * sizeof(float));
-    matmul_backward(t->gr.dtmp, t->dlogits, joint_classifier(jw), N, t->V, D); /* dxf */
+    matmul_backward_par(t->gr.dtmp, t->dlogits, joint_classifier(jw), N, t->V, D, m->pool); /* dxf */
     matmul_backward_weights(joint_classifier_grad(jw), t->dlogits, t->xf, N, t->V, D, t->m->pool);
     rmsnorm_backward_weights(joint_output_norm_grad(jw), t->gr.dtmp, t->x_final, t->rinvf, N, D);
     rmsnorm_backward(t->gr.dx, t->gr.dtmp, t->x_final, t->rinvf, joint_output_norm(jw), N, D);
