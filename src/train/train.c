@@ -540,7 +540,7 @@ static void forward(doze_trainer *t, const int32_t *tokens, train_mode mode, flo
     }
     rmsnorm_forward(t->xf, t->rinvf, x, learned ? joint_output_norm(t->jw) : m->output_norm, N, D,
                     m->info.norm_eps);
-    matmul_forward_t(t->logits, t->xf, learned ? joint_classifier_t(t->jw) : t->tcls, N, t->V, D);
+    matmul_forward_t_par(t->logits, t->xf, learned ? joint_classifier_t(t->jw) : t->tcls, N, t->V, D, m->pool);
 }
 
 doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_error *err) {
@@ -551,7 +551,7 @@ doze_status trainer_set_teacher(doze_trainer *t, const int32_t *tokens, doze_err
     t->teaching = 1; /* the model's own weights, dense */
     forward(t, tokens, TRAIN_DENSE, 1.0f, NULL);
     t->teaching = 0;
-    softmax_rows(t->teacher, t->logits, t->N, t->V, t->m->kern->softmax);
+    softmax_rows_par(t->teacher, t->logits, t->N, t->V, t->m->kern->softmax, t->m->pool);
     return DOZE_OK;
 }
 

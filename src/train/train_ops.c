@@ -494,6 +494,25 @@ void matmul_backward_par(float *dx, const float *dy, const float *w, int N, int 
     run_blocks(pool, backward_part, &p, N);
 }
 
+typedef struct {
+    float *out;
+    const float *x;
+    int V;
+    void (*softmax)(float *x, int n);
+} softmax_job;
+
+static void softmax_part(void *args, int begin, int end, int part) {
+    (void)part;
+    const softmax_job *j = args;
+    softmax_rows(j->out + (size_t)begin * j->V, j->x + (size_t)begin * j->V, end - begin, j->V, j->softmax);
+}
+
+void softmax_rows_par(float *out, const float *x, int N, int V, void (*softmax)(float *x, int n),
+                      doze_pool *pool) {
+    softmax_job j = {out, x, V, softmax};
+    pool_run(pool, softmax_part, &j, N, 1, 16, 0);
+}
+
 void rmsnorm_backward_weights(float *dw, const float *dy, const float *x, const float *rinv, int N,
                               int D) {
     for (int n = 0; n < N; n++) {

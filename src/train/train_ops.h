@@ -86,6 +86,9 @@ void matmul_forward_t_par(float *y, const float *x, const float *wt, int N, int 
 /* dx(N, in) += dy(N, out) . W(out, in) (matmul_backward), threaded */
 void matmul_backward_par(float *dx, const float *dy, const float *w, int N, int out, int in,
                          doze_pool *pool);
+/* softmax_rows, rows split across the pool's threads */
+void softmax_rows_par(float *out, const float *x, int N, int V, void (*softmax)(float *x, int n),
+                      doze_pool *pool);
 /* dw(D) += sum_n dy_n * x_n * rinv_n: the weight gradient of rmsnorm */
 void rmsnorm_backward_weights(float *dw, const float *dy, const float *x, const float *rinv, int N,
                               int D);
