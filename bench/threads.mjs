@@ -4,6 +4,10 @@
 // the prompt's tokens over the time to the first token, decode the intervals
 // after it. Prints one line per run and the per-round ratios.
 //   node bench/threads.mjs [--rounds N] [A.gguf B.gguf ...]
+// --finetune MODEL.gguf TEXT: gate fine-tuning instead (model.finetuneGates,
+// --steps steps of 8 x 128 tokens, default 8), tokens/s as the median of its
+// steps after the first, 1 and 2 threads in turn each round.
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,13 +15,36 @@ import { join } from 'node:path';
 import { loadModel } from '../js/src/index.js';
 
 const args = process.argv.slice(2);
-let rounds = 3;
+let rounds = 3, steps = 8, finetune = null;
 const files = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--rounds') rounds = Number(args[++i]);
+  else if (args[i] === '--steps') steps = Number(args[++i]);
+  else if (args[i] === '--finetune') finetune = { model: args[++i], text: args[++i] };
   else files.push(args[i]);
 }
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error('--rounds takes a whole number >= 1');
+if (!(Number.isInteger(steps) && steps >= 2)) throw new Error('--steps takes a whole number >= 2');
+if (finetune && !(finetune.model && finetune.text)) throw new Error('--finetune takes MODEL.gguf TEXT');
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+if (finetune) {
+  const text = readFileSync(finetune.text, 'utf8'), got = [];
+  for (let round = 0; round < rounds; round++) {
+    const r = {};
+    for (const threads of [1, 2]) {
+      const model = await loadModel(finetune.model, { threads });
+      const tps = [];
+      await model.finetuneGates(text, { steps, batch: 8, contextLength: 128, seed: 1,
+        onStep: (p) => { if (p.step > 1) tps.push(p.tokensPerSecond); } });
+      model.dispose();
+      r[threads] = median(tps);
+      console.log(`round ${round + 1} threads ${threads}: gate fine-tuning ${r[threads].toFixed(0)} tok/s (median of steps 2-${steps})`);
+    }
+    got.push(r[2] / r[1]);
+  }
+  console.log(`gate fine-tuning: 2 / 1 threads median ${median(got).toFixed(2)} (${Math.min(...got).toFixed(2)}-${Math.max(...got).toFixed(2)})`);
+  process.exit(0);
+}
 if (files.length === 0) {
   const dir = mkdtempSync(join(tmpdir(), 'doze-threads-'));
   for (const type of ['f32', 'q8_0']) {
@@ -54,7 +81,6 @@ for (let round = 0; round < rounds; round++) {
     ratios[k].prefill.push(r[2].prefill / r[1].prefill);
   }
 }
-const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 for (const [file, r] of Object.entries(ratios))
   for (const metric of ['decode', 'prefill'])
     console.log(`${file} ${metric}: 2 / 1 threads median ${median(r[metric]).toFixed(2)} ` +
