@@ -489,8 +489,10 @@ void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, u
                         (uint8_t)(on && (t->NB == 0 || g[1 + t->H + j] > 0.5f));
         }
 }
+
 void trainer_expert_masks(const doze_trainer *t, int all, uint8_t *expert_on) {
     const int E = t->E, K = t->K;
+    if (!E) return; /* dense: no experts */
     memset(expert_on, 0, (size_t)t->N * t->L * E);
     for (int n = 0; n < t->N; n++)
         for (int l = 0; l < t->L; l++) {
