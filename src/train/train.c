@@ -316,10 +316,10 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
      * q/k norms or q/k/v biases */
     if (c->rope_neox || c->qk_norm || c->qkv_bias)
         return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "training gates on this architecture (%s%s%s) is not supported: the trainer "
-                         "computes llama attention only",
-                         c->rope_neox ? "NeoX RoPE " : "", c->qk_norm ? "q/k norms " : "",
-                         c->qkv_bias ? "q/k/v biases" : "");
+                         "training gates on a model with%s%s%s is not supported: the trainer computes "
+                         "llama attention only",
+                         c->rope_neox ? " NeoX RoPE" : "", c->qk_norm ? " q/k norms" : "",
+                         c->qkv_bias ? " q/k/v biases" : "");
     /* joint training learns dense FFN weights; a mixture's experts and
      * router are frozen here (gates alone) */
     if (c->n_experts && prm.joint)

@@ -8,11 +8,13 @@
  * - the training forward under its hard decisions (layers, heads, FFNs and
  *   each token's experts, fewer than k where the budget dozes them) gives
  *   the runtime's logits under the same masks, token by token and as a
- *   whole sequence;
+ *   whole sequence; and those decisions are the runtime's own under the
+ *   gates at the budget (a prefill decided at one price);
  * - a short fine-tune (doze_finetune, b = 0.7) lowers the loss, keeps the
  *   input gates' expert constants, and after the retune the runtime's
  *   achieved compute tracks b;
- * - joint training of a mixture is refused;
+ * - joint training of a mixture is refused, and so is a qwen3moe (the
+ *   training block computes llama attention only);
  * - 1 and 2 threads train the same gates, bit for bit. */
 #include <stdint.h>
 
@@ -230,6 +232,43 @@ static void test_grad_and_forward(void) {
         CHECK(off_l > 0 && off_h > 0 && off_f > 0 && few > 0 && few < ffns);
         CHECK(worst_tok / scale < 1e-5 && worst_seq / scale < 1e-5);
     }
+    /* ---- the trainer's decisions are the runtime's own under the gates: a
+     * fresh session prefilled with a window's first i + 1 tokens decides them
+     * all at the budget's price (a batch is one decision of the price
+     * feedback), so its last token's masks and logits are the trainer's at
+     * that token ---- */
+    {
+        double loss;
+        CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss, &e) == DOZE_OK);
+        uint8_t lon[B * T * NL], hon[B * T * NL * NH], fon[B * T * NL];
+        trainer_masks(t, lon, hon, fon);
+        trainer_expert_masks(t, 0, sel0);
+        const float *tl = trainer_logits(t);
+        int differ = 0, gated = 0;
+        double worst_g = 0, scale_g = 1e-9;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < T; i++) {
+                const size_t n = (size_t)b * T + i;
+                doze_session *s = doze_session_new(m, &e);
+                CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK && doze_session_set_budget(s, p.budget, &e) == DOZE_OK);
+                CHECK(doze_session_prefill(s, tokens + (size_t)b * T, i + 1, &e) == DOZE_OK);
+                differ += memcmp(doze_session_layer_mask(s), lon + n * NL, NL) != 0 ||
+                          memcmp(doze_session_head_mask(s), hon + n * NL * NH, NL * NH) != 0 ||
+                          memcmp(doze_session_ffn_mask(s), fon + n * NL, NL) != 0 ||
+                          memcmp(doze_session_expert_mask(s), sel0 + n * NL * E, NL * E) != 0;
+                gated += i >= g->params.protect_tokens;
+                const float *sl = doze_session_logits(s);
+                for (int v = 0; v < V; v++) {
+                    worst_g = fmax(worst_g, fabs(sl[v] - tl[n * V + v]));
+                    scale_g = fmax(scale_g, fabs(tl[n * V + v]));
+                }
+                doze_session_free(s);
+            }
+        printf("MoE trainer's decisions vs the runtime's own under the gates at b = %.2f (%d gated tokens): %d "
+               "tokens with other masks (layers, heads, FFNs or experts); logits %.3g of their range\n",
+               (double)p.budget, gated, differ, worst_g / scale_g);
+        CHECK(differ == 0 && worst_g / scale_g < 1e-5);
+    }
     free(sel0), free(sel1);
     doze_trainer_free(t);
 
@@ -244,6 +283,23 @@ static void test_grad_and_forward(void) {
     doze_gates_free(g);
     doze_model_free(m);
     free(f.data);
+
+    /* the training block computes llama attention: qwen3moe (NeoX RoPE, q/k
+     * norms) is refused, not trained wrongly */
+    mem_buf fq = fixture_moe_gguf("qwen3moe", D, HID, NL, NH, NKV, V, 64, 22, DOZE_TYPE_F32, E, K);
+    CHECK(fq.data && doze_model_load_memory(fq.data, fq.len, NULL, &m, &e) == DOZE_OK);
+    if (m) {
+        g = calibrated(m, 60, &e);
+        t = NULL;
+        p.joint = 0;
+        st = g ? doze_trainer_new(m, g, &p, &t, &e) : DOZE_ERR_STATE;
+        printf("qwen3moe: %s\n", e.message);
+        CHECK(st == DOZE_ERR_UNSUPPORTED_TYPE && !t);
+        doze_trainer_free(t);
+        doze_gates_free(g);
+        doze_model_free(m);
+    }
+    free(fq.data);
 }
 
 /* a made-up text: stories of the model's own samples, as pieces */
