@@ -603,7 +603,8 @@ export class Model {
    * text. The same run as `doze finetune MODEL TEXTFILE --budget B --steps N
    * --ctx T --batch B --seed S -o F`: saveGates() gives F's bytes. Yields to
    * the event loop between steps. The gates become the model's unless
-   * activate: false.
+   * activate: false. On a mixture of experts the FFN is one gated block and
+   * the experts are frozen; the init gates' expert constants are kept.
    */
   finetuneGates(text: string, options?: FinetuneOptions): Promise<Gates>;
   /**
@@ -611,7 +612,8 @@ export class Model {
    * training: every weight, or rank-`lora` adapters merged when written),
    * the same run as `doze finetune MODEL TEXTFILE --joint --model-out M -o G`.
    * This model is not changed (an aborted run leaves it as it was): the
-   * result is the new model's file and its gate file, as bytes.
+   * result is the new model's file and its gate file, as bytes. A mixture of
+   * experts is refused (UNSUPPORTED_TYPE; finetuneGates trains its gates).
    */
   finetune(text: string, options: JointFinetuneOptions): Promise<JointFinetuneResult>;
   /** Gates from a gate file; another model's file throws BAD_SHAPE / BAD_FORMAT (UNSUPPORTED_TYPE: not a gate file). */

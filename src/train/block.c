@@ -181,6 +181,16 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
         for (size_t i = 0; i < (size_t)N * D; i++) x[i] = a->xmid[i] + a->f[i];
         return;
     }
+    if (s->ffn && gt->NB) { /* a mixture's FFN is one block: its gate scales the whole update */
+        for (int n = 0; n < N; n++) {
+            const float g0 = gt->g[(size_t)n * gt->U], gb = gt->g[(size_t)n * gt->U + 1 + s->H];
+            for (int i = 0; i < D; i++) {
+                size_t j = (size_t)n * D + i;
+                x[j] = a->x_in[j] + g0 * (a->a[j] + gb * a->f[j]);
+            }
+        }
+        return;
+    }
     for (int n = 0; n < N; n++) {
         float g0 = gt->g[(size_t)n * gt->U];
         for (int i = 0; i < D; i++) {
@@ -199,7 +209,27 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
     doze_pool *nt = s->pool;
     /* the residual: dx holds d/dx_out; du = d/d(update of the FFN) */
     const float *du = gr->dx;
-    if (gt) { /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
+    if (gt && s->ffn && gt->NB) {
+        /* x_out = x_in + g0 (a + gb f), gb the mixture's one FFN block gate:
+         * dg0 = dx . (a + gb f); dA = g0 dx; dgb = dA . f; du = gb dA (in dbuf) */
+        memset(gt->dg, 0, (size_t)N * gt->U * sizeof(float));
+        const int ub = 1 + s->H;
+        for (int n = 0; n < N; n++) {
+            const float g0 = gt->g[(size_t)n * gt->U], gb = gt->g[(size_t)n * gt->U + ub];
+            const float *dxn = gr->dx + (size_t)n * D;
+            float sum = 0, sb = 0;
+            for (int i = 0; i < D; i++) {
+                size_t j = (size_t)n * D + i;
+                sum += dxn[i] * (a->a[j] + gb * a->f[j]);
+                gr->dA[j] = g0 * dxn[i];
+                sb += gr->dA[j] * a->f[j];
+                gr->dbuf[j] = gb * gr->dA[j];
+            }
+            gt->dg[(size_t)n * gt->U] = sum;
+            gt->dg[(size_t)n * gt->U + ub] = sb;
+        }
+        du = gr->dbuf;
+    } else if (gt) { /* x_out = x_in + g0 (a + f): dg0 = dx . (a + f); du = g0 dx */
         memset(gt->dg, 0, (size_t)N * gt->U * sizeof(float));
         for (int n = 0; n < N; n++) {
             float g0 = gt->g[(size_t)n * gt->U];

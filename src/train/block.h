@@ -35,11 +35,13 @@
 #include "pool.h"
 #include "train_acts.h"
 
-/* An FFN other than the dense SwiGLU one (the full trainer's mixture of
- * experts, train_moe.c), called with the layer's FFN input hn (N, D):
- * forward writes the update f (N, D); backward writes dhn (N, D,
- * overwritten) from du = d loss / d f and accumulates its own weights'
- * gradients. Not combined with FFN-block gates. */
+/* An FFN other than the dense SwiGLU one (a mixture of experts,
+ * train_moe.c: the full trainer's, or gate fine-tuning's frozen one),
+ * called with the layer's FFN input hn (N, D): forward writes the update
+ * f (N, D); backward writes dhn (N, D, overwritten) from du = d loss / d f
+ * and accumulates its own weights' gradients (if they learn). Gated with
+ * FFN block gates (NB = 1: a mixture's FFN is one block), the one block gate
+ * gb scales the whole update: x_out = x_in + g0 (a + gb f). */
 typedef struct {
     void (*forward)(void *ctx, int layer, const float *hn, float *f, int N);
     void (*backward)(void *ctx, int layer, const float *hn, const float *du, float *dhn, int N);

@@ -94,6 +94,16 @@ static doze_gates *gates_copy(const doze_gates *src) {
     g->vocab_size = src->vocab_size;
     g->fingerprint = src->fingerprint;
     memcpy(g->kind, src->kind, sizeof g->kind);
+    if (src->expert_bias) { /* a mixture's experts keep dozing under the trained gates */
+        const size_t n = (size_t)src->n_layers * (size_t)src->n_experts;
+        g->expert_bias = malloc(n * sizeof(float));
+        if (!g->expert_bias) {
+            doze_gates_free(g);
+            return NULL;
+        }
+        memcpy(g->expert_bias, src->expert_bias, n * sizeof(float));
+        g->n_experts = src->n_experts;
+    }
     return g;
 }
 

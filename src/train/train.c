@@ -12,7 +12,15 @@
  *       hn = rmsnorm(x_mid)                         (FFN blocks gated)
  *   x_out = x_in + g_0 (a + f)                     (layer gated)
  * and a token whose layer is off (hard decision) is invisible to later
- * tokens at that layer, as at inference. With hard decisions (g in {0, 1})
+ * tokens at that layer, as at inference. A mixture of experts' FFN is one
+ * FFN block (NB = 1): f is the frozen mixture (train_moe.c) over the
+ * experts the gates pick at inference under the window's budget
+ * (gates_decide_experts: router order, 1 to k, the chosen probabilities
+ * renormalized; the model's top k when dense or protected), gated as a
+ * whole, x_out = x_in + g_0 (a + g_ffn f); the experts' choice is a
+ * constant of the gradient, which flows through their renormalized weights
+ * and the model's router into hn, and their count prices the FFN in the
+ * compute term as the runtime's cost model does. With hard decisions (g in {0, 1})
  * this is exactly the inference forward under the same masks.
  *
  * Gradients: straight-through over a Gumbel-sigmoid: the forward uses the
@@ -40,17 +48,24 @@
 #include "train_ops.h"
 #include "block.h"
 #include "train_joint.h"
+#include "train_moe.h"
 
 typedef struct {
     block_acts b; /* the block's own activations */
     float *z, *gs, *g; /* (N, 1 + n_heads + NB) router scores, relaxed and hard gates */
     uint8_t *vis;      /* (N) positions visible at this layer */
+    tmoe_acts moe;     /* a mixture: the router, the chosen experts, their products */
+    float *fc;         /* (N) a mixture: the FFN's share of the dense compute when it
+                          runs (its router and its chosen experts) */
 } layer_acts;
 
 typedef struct { /* f32 copies of the frozen weights: as stored (for the
                    backward) and transposed (for the forward) */
     float *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* wo: (dim, n_heads * head_dim) */
     float *tq, *tk, *tv, *to, *t1, *t2, *t3; /* transposed */
+    /* a mixture (instead of w1, w2, w3): the router (E, D), the experts'
+     * gate and up (E, F, D) and down (E, D, F), and each transposed */
+    float *er, *eg, *eu, *ed, *ter, *teg, *teu, *ted;
 } layer_weights;
 
 struct doze_trainer {
@@ -58,7 +73,12 @@ struct doze_trainer {
     doze_gates *g;
     doze_train_params p;
     int B, T, N, D, F, H, KV, hd, Q, KVD, L, V, U;
-    int NB; /* FFN block gates per layer (0: none) */
+    int NB; /* FFN block gates per layer (0: none; a mixture's: 1) */
+    int E, K; /* a mixture: experts per layer, the model's k (0: dense FFN) */
+    doze_cost_model cm;
+    tmoe_scratch msc;     /* a mixture's scratch, shared by the layers */
+    block_ffn ffn_hook;   /* the block's FFN in a mixture */
+    int moe_layer;        /* the layer whose experts are being decided */
     layer_weights *w;
     float *wcls, *tcls;
     layer_acts *act;
@@ -137,6 +157,64 @@ void doze_trainer_free(doze_trainer *t) {
     free(t);
 }
 
+/* ---- a mixture of experts' FFN ------------------------------------------------- */
+
+static tmoe_shape moe_shape_of(const doze_trainer *t) {
+    tmoe_shape s;
+    memset(&s, 0, sizeof s);
+    s.D = t->D;
+    s.F = t->F;
+    s.E = t->E;
+    s.K = t->K;
+    s.balance = 0.0f; /* the experts are frozen: no load-balancing term */
+    s.pool = t->m->pool;
+    s.softmax = t->m->kern->softmax;
+    s.swiglu = t->m->kern->swiglu;
+    return s;
+}
+
+static tmoe_weights moe_weights_of(const doze_trainer *t, int l) {
+    const layer_weights *lw = &t->w[l];
+    tmoe_weights w = {lw->er, lw->eg, lw->eu, lw->ed, lw->ter, lw->teg, lw->teu, lw->ted};
+    return w;
+}
+
+static float log_lambda_of(const doze_trainer *t, int n);
+
+/* token n's experts at the layer under way, as inference picks them: the
+ * gates under the window's price (no noise: a constant of the gradient), or
+ * the model's own top k for the dense teacher, a protected position or a
+ * dense window */
+static void moe_decide(void *ctx, int n, const float *probs, uint8_t *on) {
+    const doze_trainer *t = ctx;
+    const int pos = n % t->T;
+    const int own = t->mode == TRAIN_DENSE || pos < t->g->params.protect_tokens ||
+                    (t->ranged && t->win_dense[n / t->T]);
+    gates_decide_experts(own ? NULL : t->g, &t->cm, t->moe_layer, pos + 1, probs, log_lambda_of(t, n), on);
+}
+
+static void moe_ffn_forward(void *ctx, int l, const float *hn, float *f, int N) {
+    doze_trainer *t = ctx;
+    const tmoe_shape s = moe_shape_of(t);
+    const tmoe_weights w = moe_weights_of(t, l);
+    const tmoe_decider d = {moe_decide, t};
+    layer_acts *a = &t->act[l];
+    t->moe_layer = l;
+    tmoe_forward_decided(&s, &w, &a->moe, &t->msc, hn, f, N, &d);
+    /* the FFN's compute when it runs: the model's router and the chosen experts */
+    for (int n = 0; n < N; n++)
+        a->fc[n] = (float)((t->cm.moe_router + a->moe.count[n] * t->cm.expert) /
+                           cost_dense(&t->cm, n % t->T + 1));
+}
+
+/* frozen experts: d loss / d hn only, through the experts and the router */
+static void moe_ffn_backward(void *ctx, int l, const float *hn, const float *du, float *dhn, int N) {
+    doze_trainer *t = ctx;
+    const tmoe_shape s = moe_shape_of(t);
+    const tmoe_weights w = moe_weights_of(t, l);
+    tmoe_backward(&s, &w, &t->act[l].moe, &t->msc, hn, du, dhn, NULL, N);
+}
+
 /* ---- memory: one buffer carved into named tensors ---------------------------- */
 
 
@@ -144,25 +222,38 @@ void doze_trainer_free(doze_trainer *t) {
 static void layout(doze_trainer *t, carver *c) {
     size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
     size_t KVD = (size_t)t->KVD, U = (size_t)t->U, L = (size_t)t->L, V = (size_t)t->V;
-    const block_sizes bs = {N, D, Q, KVD, F, (size_t)t->B * t->H * t->T * t->T};
+    /* a mixture's FFN keeps its own activations (tmoe_acts), not the block's */
+    const size_t FD = t->E ? 0 : F * D, E = (size_t)t->E;
+    const block_sizes bs = {N, D, Q, KVD, t->E ? 0 : F, (size_t)t->B * t->H * t->T * t->T};
+    const tmoe_shape ms = moe_shape_of(t);
     for (int l = 0; l < t->L; l++) {
         layer_weights *w = &t->w[l];
         w->wq = carve(c, Q * D);
         w->wk = carve(c, KVD * D);
         w->wv = carve(c, KVD * D);
         w->wo = carve(c, D * Q);
-        w->w1 = carve(c, F * D);
-        w->w2 = carve(c, D * F);
-        w->w3 = carve(c, F * D);
+        w->w1 = carve(c, FD);
+        w->w2 = carve(c, FD);
+        w->w3 = carve(c, FD);
         w->tq = carve(c, Q * D);
         w->tk = carve(c, KVD * D);
         w->tv = carve(c, KVD * D);
         w->to = carve(c, D * Q);
-        w->t1 = carve(c, F * D);
-        w->t2 = carve(c, D * F);
-        w->t3 = carve(c, F * D);
+        w->t1 = carve(c, FD);
+        w->t2 = carve(c, FD);
+        w->t3 = carve(c, FD);
+        w->er = carve(c, E * D);
+        w->ter = carve(c, E * D);
+        w->eg = carve(c, E * F * D);
+        w->eu = carve(c, E * F * D);
+        w->ed = carve(c, E * D * F);
+        w->teg = carve(c, E * F * D);
+        w->teu = carve(c, E * F * D);
+        w->ted = carve(c, E * D * F);
         layer_acts *a = &t->act[l];
         carve_block_acts(c, &a->b, &bs);
+        if (t->E) tmoe_carve_acts(c, &a->moe, &ms, N);
+        a->fc = carve(c, t->E ? N : 0);
         a->z = carve(c, N * U);
         a->gs = carve(c, N * U);
         a->g = carve(c, N * U);
@@ -201,6 +292,7 @@ static void layout(doze_trainer *t, carver *c) {
     t->win_e = carve(c, (size_t)t->B);
     t->win_cg = carve(c, (size_t)t->B);
     t->win_dense = carve_bytes(c, (size_t)t->B);
+    if (t->E) tmoe_carve_scratch(c, &t->msc, &ms, N);
 }
 
 /* wt(cols, rows) = w(rows, cols)^T */
@@ -222,11 +314,24 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     *out = NULL;
     const doze_model_info *c = &m->info;
     doze_train_params prm = p ? *p : doze_train_default_params();
-    /* the trainer's FFN is the dense one; a mixture's router and experts
-     * have no gradients here */
-    if (c->n_experts)
+    /* the training block computes LLaMA attention: RoPE on adjacent pairs, no
+     * q/k norms or q/k/v biases */
+    if (c->rope_neox || c->qk_norm || c->qkv_bias)
         return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "training gates on a mixture of experts (%d experts) is not supported", c->n_experts);
+                         "training gates on a model with%s%s%s is not supported: the trainer computes "
+                         "llama attention only",
+                         c->rope_neox ? " NeoX RoPE" : "", c->qk_norm ? " q/k norms" : "",
+                         c->qkv_bias ? " q/k/v biases" : "");
+    /* joint training learns dense FFN weights; a mixture's experts and
+     * router are frozen here (gates alone) */
+    if (c->n_experts && prm.joint)
+        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                         "joint training of a mixture of experts (%d experts) is not supported: fine-tune "
+                         "its gates alone (without --joint)", c->n_experts);
+    if (c->n_experts > 256)
+        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                         "training gates on a mixture of %d experts is not supported (at most 256)",
+                         c->n_experts);
     if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
         (g->n_blocks != 0 && g->n_blocks != m->n_ffn_blocks))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
@@ -269,6 +374,9 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     t->V = c->vocab_size;
     t->NB = g->n_blocks;
     t->U = 1 + t->H + t->NB;
+    t->E = c->n_experts;
+    t->K = c->n_experts ? c->n_experts_used : 0;
+    cost_model_init(c, &t->cm);
     t->rng = prm.seed ? prm.seed : 0x9E3779B97F4A7C15ull;
     t->noise = 1.0f;
     t->w = calloc((size_t)t->L, sizeof *t->w);
@@ -290,6 +398,13 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         widen(t->w[l].wv, &ly->wv);
         for (int h = 0; h < t->H; h++) /* Wo(D, Q) from its heads' column blocks */
             widen_ld(t->w[l].wo + (size_t)h * t->hd, t->Q, &ly->wo_head[h]);
+        if (t->E) { /* expert e's rows of each stack are contiguous */
+            widen(t->w[l].er, &ly->w_router);
+            widen(t->w[l].eg, &ly->w_gate);
+            widen(t->w[l].eu, &ly->w_up);
+            widen(t->w[l].ed, &ly->w_down);
+            continue;
+        }
         widen(t->w[l].w1, &ly->w_gate);
         for (int j = 0; j < m->n_ffn_blocks; j++) /* W2(D, F) from its column blocks */
             widen_ld(t->w[l].w2 + (size_t)j * c->ffn_block, t->F, &ly->w_down_blk[j]);
@@ -303,19 +418,34 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         transpose(w->tk, w->wk, t->KVD, t->D);
         transpose(w->tv, w->wv, t->KVD, t->D);
         transpose(w->to, w->wo, t->D, t->Q);
+        if (t->E) {
+            const size_t fd = (size_t)t->F * t->D;
+            transpose(w->ter, w->er, t->E, t->D);
+            for (int e = 0; e < t->E; e++) {
+                transpose(w->teg + e * fd, w->eg + e * fd, t->F, t->D);
+                transpose(w->teu + e * fd, w->eu + e * fd, t->F, t->D);
+                transpose(w->ted + e * fd, w->ed + e * fd, t->D, t->F);
+            }
+            continue;
+        }
         transpose(w->t1, w->w1, t->F, t->D);
         transpose(w->t2, w->w2, t->D, t->F);
         transpose(w->t3, w->w3, t->F, t->D);
     }
-    doze_cost_model cm;
-    cost_model_init(c, &cm);
+    if (t->E) {
+        t->ffn_hook.forward = moe_ffn_forward;
+        t->ffn_hook.backward = moe_ffn_backward;
+        t->ffn_hook.ctx = t;
+    }
+    const doze_cost_model cm = t->cm;
     for (int pos = 0; pos < t->T; pos++) {
         double dense = cost_dense(&cm, pos + 1);
         double head = cm.head + cm.head_per_pos * (pos + 1);
         t->log_share_layer[pos] = (float)log((cm.kv + cm.ffn + t->H * head) / dense);
         t->log_share_head[pos] = (float)log(head / dense);
-        /* a running layer: K/V, and the FFN (no block gates) or the block rows of its router */
-        t->fixed_c[pos] = (float)((cm.kv + (t->NB ? cost_block_router(&cm, t->NB) : cm.ffn)) / dense);
+        /* a running layer: K/V, and the FFN (no block gates) or the block rows
+         * of its router; a mixture's FFN costs what its tokens' experts do (fc) */
+        t->fixed_c[pos] = (float)((cm.kv + (t->NB ? cost_block_router(&cm, t->NB) : t->E ? 0.0 : cm.ffn)) / dense);
         t->head_c[pos] = (float)(head / dense);
         t->router_c[pos] = (float)(t->L * cost_router(&cm) / dense);
         t->ffn_c[pos] = (float)(cm.ffn / dense);
@@ -361,6 +491,20 @@ void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, u
                         (uint8_t)(on && (t->NB == 0 || g[1 + t->H + j] > 0.5f));
         }
 }
+
+void trainer_expert_masks(const doze_trainer *t, int all, uint8_t *expert_on) {
+    const int E = t->E, K = t->K;
+    if (!E) return; /* dense: no experts */
+    memset(expert_on, 0, (size_t)t->N * t->L * E);
+    for (int n = 0; n < t->N; n++)
+        for (int l = 0; l < t->L; l++) {
+            const float *g = t->act[l].g + (size_t)n * t->U;
+            if (!all && (!(g[0] > 0.5f) || (t->NB && !(g[1 + t->H] > 0.5f)))) continue; /* the FFN does not run */
+            const tmoe_acts *a = &t->act[l].moe;
+            for (int j = 0; j < a->count[n]; j++) expert_on[((size_t)n * t->L + l) * E + a->sel[(size_t)n * K + j]] = 1;
+        }
+}
+
 float *trainer_grad_bias(doze_trainer *t) { return t->db; }
 joint_weights *trainer_joint(doze_trainer *t) { return t->jw; }
 
@@ -406,9 +550,20 @@ static float unit_log_share(const doze_trainer *t, int u, int pos) {
     return t->log_ffn_c[pos] + t->log_blk_frac[u - 1 - t->H];
 }
 
-/* unit u's compute (a head's or an FFN block's) at position pos */
-static float unit_cost(const doze_trainer *t, int u, int pos) {
-    return u <= t->H ? t->head_c[pos] : t->ffn_c[pos] * t->blk_frac[u - 1 - t->H];
+/* unit u's compute (a head's or an FFN block's) at layer l, token n; a
+ * mixture's FFN block costs its router and the experts chosen for n */
+static float unit_cost(const doze_trainer *t, int l, int n, int u) {
+    const int pos = n % t->T;
+    if (u <= t->H) return t->head_c[pos];
+    if (t->E) return t->act[l].fc[n];
+    return t->ffn_c[pos] * t->blk_frac[u - 1 - t->H];
+}
+
+/* the compute of layer l running at token n besides its gated units (a
+ * mixture without FFN block gates: its FFN too) */
+static float fixed_cost(const doze_trainer *t, int l, int n) {
+    const float c = t->fixed_c[n % t->T];
+    return t->E && !t->NB ? c + t->act[l].fc[n] : c;
 }
 
 /* scores -> gate values used in the forward (g) and the relaxed values
@@ -488,6 +643,7 @@ static block_shape shape_of(doze_trainer *t) {
     s.att_per_thread = block_att_per_thread(t->T, t->hd);
     s.all_visible = NULL; /* always gated */
     s.ffn_block = m->info.ffn_block;
+    s.ffn = t->E ? &t->ffn_hook : NULL;
     return s;
 }
 
@@ -634,12 +790,12 @@ static void compute_terms(doze_trainer *t, float tau, double *expected, double *
             const float *g = t->act[l].g + (size_t)n * t->U;
             double pl = unit_prob(t, l, n, 0, tau), units_p = 0, units_g = 0;
             for (int u = 1; u < t->U; u++) {
-                double c = unit_cost(t, u, pos);
+                double c = unit_cost(t, l, n, u);
                 units_p += c * unit_prob(t, l, n, u, tau);
                 units_g += c * (g[u] > 0.5f);
             }
-            e += pl * (t->fixed_c[pos] + units_p);
-            h += (g[0] > 0.5f) * (t->fixed_c[pos] + units_g);
+            e += pl * (fixed_cost(t, l, n) + units_p);
+            h += (g[0] > 0.5f) * (fixed_cost(t, l, n) + units_g);
         }
         ew += e - e0; /* each window's mean, for a budget range */
         if (pos == t->T - 1) {
@@ -660,12 +816,11 @@ static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, fl
     const int U = t->U;
     const layer_acts *a = &t->act[l];
     for (int n = 0; n < t->N; n++) {
-        int pos = n % t->T;
         float *dz = t->dz + (size_t)n * U;
         const float *gs = a->gs + (size_t)n * U;
         float pl = unit_prob(t, l, n, 0, tau), units_p = 0;
         if (u0 == 0)
-            for (int u = 1; u < U; u++) units_p += unit_cost(t, u, pos) * unit_prob(t, l, n, u, tau);
+            for (int u = 1; u < U; u++) units_p += unit_cost(t, l, n, u) * unit_prob(t, l, n, u, tau);
         for (int u = u0; u < u1; u++) {
             if (is_protected(t, l, u, n)) {
                 dz[u] = 0.0f;
@@ -674,7 +829,7 @@ static void score_backward(doze_trainer *t, int l, int u0, int u1, float tau, fl
             if (t->ranged) cgrad = t->win_cg[n / t->T];
             float ds = dz[u] * gs[u] * (1.0f - gs[u]) / tau;
             float pi = unit_prob(t, l, n, u, tau);
-            float dpi = u == 0 ? cgrad * (t->fixed_c[pos] + units_p) : cgrad * pl * unit_cost(t, u, pos);
+            float dpi = u == 0 ? cgrad * (fixed_cost(t, l, n) + units_p) : cgrad * pl * unit_cost(t, l, n, u);
             dz[u] = ds + dpi * pi * (1.0f - pi) / tau;
         }
     }

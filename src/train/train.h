@@ -32,6 +32,11 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
  * n_ffn_blocks; may be NULL). */
 const float *trainer_logits(const doze_trainer *t);
 void trainer_masks(const doze_trainer *t, uint8_t *layer_on, uint8_t *head_on, uint8_t *ffn_on);
+/* a mixture: the experts each FFN of the last forward ran, expert_on
+ * (batch * context, n_layers, n_experts); all 0 where the layer or its FFN
+ * is off (hard decision) unless all (the experts chosen, computed for the
+ * gradient even where the FFN dozes) */
+void trainer_expert_masks(const doze_trainer *t, int all, uint8_t *expert_on);
 float *trainer_grad_router(doze_trainer *t); /* (n_layers, 1 + n_heads + n_blocks, dim) */
 float *trainer_grad_bias(doze_trainer *t);   /* (n_layers, 1 + n_heads + n_blocks) */
 /* joint training's weights (NULL when only the gates learn) */

@@ -10,6 +10,7 @@ void tmoe_carve_acts(carver *c, tmoe_acts *a, const tmoe_shape *s, size_t N) {
     const size_t E = (size_t)s->E, K = (size_t)s->K, D = (size_t)s->D, F = (size_t)s->F;
     a->probs = carve(c, N * E);
     a->sel = (int32_t *)carve_bytes(c, N * K * sizeof(int32_t));
+    a->count = (int32_t *)carve_bytes(c, N * sizeof(int32_t));
     a->w = carve(c, N * K);
     a->start = (int32_t *)carve_bytes(c, (E + 1) * sizeof(int32_t));
     a->slot_tok = (int32_t *)carve_bytes(c, N * K * sizeof(int32_t));
@@ -43,6 +44,11 @@ static void gather(float *rows, const float *src, const int32_t *slot_tok, int s
 
 void tmoe_forward(const tmoe_shape *s, const tmoe_weights *w, tmoe_acts *a, tmoe_scratch *sc,
                   const float *hn, float *f, int N) {
+    tmoe_forward_decided(s, w, a, sc, hn, f, N, NULL);
+}
+
+void tmoe_forward_decided(const tmoe_shape *s, const tmoe_weights *w, tmoe_acts *a, tmoe_scratch *sc,
+                          const float *hn, float *f, int N, const tmoe_decider *d) {
     const int D = s->D, F = s->F, E = s->E, K = s->K;
     doze_pool *nt = s->pool;
     /* routing: probabilities, the top k, their weights (the runtime's float ops, in its order) */
@@ -52,23 +58,26 @@ void tmoe_forward(const tmoe_shape *s, const tmoe_weights *w, tmoe_acts *a, tmoe
     for (int n = 0; n < N; n++) {
         float *p = a->probs + (size_t)n * E;
         s->softmax(p, E);
-        moe_top_k_of(p, E, K, on);
+        if (d) d->decide(d->ctx, n, p, on);
+        else moe_top_k_of(p, E, K, on);
         float sum = 0.0f;
         for (int e = 0; e < E; e++)
             if (on[e]) sum += p[e];
-        for (int e = 0, j = 0; e < E; e++)
+        int j = 0;
+        for (int e = 0; e < E && j < K; e++)
             if (on[e]) {
                 a->sel[(size_t)n * K + j] = e;
                 a->w[(size_t)n * K + j] = p[e] / sum;
                 a->start[e + 1]++;
                 j++;
             }
+        a->count[n] = j;
     }
     for (int e = 0; e < E; e++) a->start[e + 1] += a->start[e];
     /* slots: grouped by expert, tokens ascending within an expert */
     memcpy(sc->cursor, a->start, (size_t)E * sizeof(int32_t));
     for (int n = 0; n < N; n++)
-        for (int j = 0; j < K; j++) {
+        for (int j = 0; j < a->count[n]; j++) {
             const int e = a->sel[(size_t)n * K + j], slot = sc->cursor[e]++;
             a->slot_tok[slot] = n;
             a->slot_w[slot] = a->w[(size_t)n * K + j];
@@ -99,7 +108,7 @@ void tmoe_forward(const tmoe_shape *s, const tmoe_weights *w, tmoe_acts *a, tmoe
     for (int n = 0; n < N; n++) {
         float *fn = f + (size_t)n * D;
         memset(fn, 0, (size_t)D * sizeof(float));
-        for (int j = 0; j < K; j++) {
+        for (int j = 0; j < a->count[n]; j++) {
             const int slot = a->tok_slot[(size_t)n * K + j];
             const float wj = a->slot_w[slot];
             const float *y = a->y + (size_t)slot * D;
@@ -121,7 +130,8 @@ void tmoe_backward(const tmoe_shape *s, const tmoe_weights *w, const tmoe_acts *
         float *dp = sc->dp + (size_t)n * E;
         for (int e = 0; e < E; e++) dp[e] = bal * a->frac[e];
         float dw[256], S = 0.0f, wdw = 0.0f;
-        for (int j = 0; j < K; j++) {
+        const int cn = a->count[n];
+        for (int j = 0; j < cn; j++) {
             const int e = a->sel[(size_t)n * K + j];
             const float *y = a->y + (size_t)a->tok_slot[(size_t)n * K + j] * D;
             float acc = 0.0f;
@@ -130,7 +140,7 @@ void tmoe_backward(const tmoe_shape *s, const tmoe_weights *w, const tmoe_acts *
             S += p[e];
             wdw += a->w[(size_t)n * K + j] * acc;
         }
-        for (int j = 0; j < K; j++) dp[a->sel[(size_t)n * K + j]] += (dw[j] - wdw) / S;
+        for (int j = 0; j < cn; j++) dp[a->sel[(size_t)n * K + j]] += (dw[j] - wdw) / S;
         /* softmax: dlogit_e = p_e (dp_e - sum_i p_i dp_i) */
         float pdp = 0.0f;
         for (int e = 0; e < E; e++) pdp += p[e] * dp[e];
@@ -138,7 +148,7 @@ void tmoe_backward(const tmoe_shape *s, const tmoe_weights *w, const tmoe_acts *
     }
     /* the router: dWr += dlogit^T hn; dhn = dlogit Wr */
     memset(dhn, 0, (size_t)N * D * sizeof(float));
-    matmul_backward_weights(g->router, sc->dp, hn, N, E, D, nt);
+    if (g) matmul_backward_weights(g->router, sc->dp, hn, N, E, D, nt);
     matmul_backward_par(dhn, sc->dp, w->router, N, E, D, nt);
     /* each expert over its tokens: dy = w du */
     for (int e = 0; e < E; e++) {
@@ -154,13 +164,15 @@ void tmoe_backward(const tmoe_shape *s, const tmoe_weights *w, const tmoe_acts *
         gather(sc->gx, hn, a->slot_tok, s0, ns, D);
         const float *h1 = a->h1 + (size_t)s0 * F, *h3 = a->h3 + (size_t)s0 * F, *hg = a->hg + (size_t)s0 * F;
         /* y = Wd hg: dWd += dy^T hg, dhg = dy Wd */
-        matmul_backward_weights(g->down + (size_t)e * fd, sc->dy, hg, ns, D, F, nt);
+        if (g) matmul_backward_weights(g->down + (size_t)e * fd, sc->dy, hg, ns, D, F, nt);
         memset(sc->dhg, 0, (size_t)ns * F * sizeof(float));
         matmul_backward_par(sc->dhg, sc->dy, w->down + (size_t)e * fd, ns, D, F, nt);
         swiglu_backward(sc->dh1, sc->dh3, sc->dhg, h1, h3, ns, F);
         /* h1 = Wg x, h3 = Wu x */
-        matmul_backward_weights(g->gate + (size_t)e * fd, sc->dh1, sc->gx, ns, F, D, nt);
-        matmul_backward_weights(g->up + (size_t)e * fd, sc->dh3, sc->gx, ns, F, D, nt);
+        if (g) {
+            matmul_backward_weights(g->gate + (size_t)e * fd, sc->dh1, sc->gx, ns, F, D, nt);
+            matmul_backward_weights(g->up + (size_t)e * fd, sc->dh3, sc->gx, ns, F, D, nt);
+        }
         memset(sc->dgx, 0, (size_t)ns * D * sizeof(float));
         matmul_backward_par(sc->dgx, sc->dh1, w->gate + (size_t)e * fd, ns, F, D, nt);
         matmul_backward_par(sc->dgx, sc->dh3, w->up + (size_t)e * fd, ns, F, D, nt);

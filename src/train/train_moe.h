@@ -16,6 +16,11 @@
  * router by the renormalized weights and the balance term; the selection
  * S_n is a constant (as Mixtral and Switch train it).
  *
+ * The selection may instead come from the caller (tmoe_forward_decided: gate
+ * fine-tuning picks a token's experts as the gates do at inference under a
+ * budget, 1 to k of them); the weights are then the chosen experts'
+ * probabilities over their sum, the runtime's rule for any expert mask.
+ *
  * Tokens are served expert by expert ("slots": each (token, selected expert)
  * pair, grouped by expert, tokens ascending), so that one expert's weights
  * serve all its tokens in one product. Every sum runs in a fixed order and
@@ -55,11 +60,12 @@ typedef struct {
 /* what one layer's forward keeps for its backward (N tokens at most) */
 typedef struct {
     float *probs;       /* (N, E) router probabilities */
-    int32_t *sel;       /* (N, K) the selected experts, ascending */
+    int32_t *sel;       /* (N, K) the selected experts, ascending (count[n] of each row used) */
+    int32_t *count;     /* (N) experts each token runs: K, or 1 .. K when decided by the caller */
     float *w;           /* (N, K) their renormalized weights */
     int32_t *start;     /* (E + 1) expert e's slots are start[e] .. start[e + 1] */
     int32_t *slot_tok;  /* (N K) the token of each slot */
-    int32_t *tok_slot;  /* (N, K) the slot of each token's j-th selected expert */
+    int32_t *tok_slot;  /* (N, K) the slot of each token's j-th selected expert (j < count[n]) */
     float *slot_w;      /* (N K) the weight of each slot */
     float *h1, *h3, *hg; /* (N K, F) gate, up, silu(gate) * up per slot */
     float *y;           /* (N K, D) each slot's expert output, before its weight */
@@ -78,11 +84,23 @@ typedef struct {
 void tmoe_carve_acts(carver *c, tmoe_acts *a, const tmoe_shape *s, size_t N);
 void tmoe_carve_scratch(carver *c, tmoe_scratch *sc, const tmoe_shape *s, size_t N);
 
+/* Who picks token n's experts instead of the model's top k: decide fills
+ * on(E) from the router probabilities probs(E), 1 to K experts marked 1. */
+typedef struct {
+    void (*decide)(void *ctx, int n, const float *probs, uint8_t *on);
+    void *ctx;
+} tmoe_decider;
+
 /* f(N, D) (overwritten) from hn(N, D); fills a (and a->balance) */
 void tmoe_forward(const tmoe_shape *s, const tmoe_weights *w, tmoe_acts *a, tmoe_scratch *sc,
                   const float *hn, float *f, int N);
+/* the same with each token's experts chosen by d (NULL: the model's top k);
+ * E <= 256 */
+void tmoe_forward_decided(const tmoe_shape *s, const tmoe_weights *w, tmoe_acts *a, tmoe_scratch *sc,
+                          const float *hn, float *f, int N, const tmoe_decider *d);
 /* from du(N, D) = d loss / d f, plus the balance term's own gradient:
- * dhn(N, D) (overwritten) and the weights' gradients (accumulated) */
+ * dhn(N, D) (overwritten) and the weights' gradients (accumulated; g NULL:
+ * the weights are frozen and only dhn is computed) */
 void tmoe_backward(const tmoe_shape *s, const tmoe_weights *w, const tmoe_acts *a, tmoe_scratch *sc,
                    const float *hn, const float *du, float *dhn, tmoe_grads *g, int N);
 
