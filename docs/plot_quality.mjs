@@ -9,8 +9,10 @@ const here = new URL('.', import.meta.url);
 const [dataFile = 'quality.json', svgFile = 'quality-compute.svg'] = process.argv.slice(2);
 const data = JSON.parse(readFileSync(new URL(dataFile, here), 'utf8'));
 
-const W = 720, H = 420;
-const M = { left: 64, right: 24, top: 40, bottom: 96 };
+// the legend takes two series a row below the plot
+const rows = Math.ceil(data.series.length / 2);
+const W = 720, H = 366 + 18 * rows;
+const M = { left: 64, right: 24, top: 40, bottom: H - 324 };
 const pw = W - M.left - M.right, ph = H - M.top - M.bottom;
 const xs = data.series.flatMap((s) => s.points.map((p) => p[0]));
 const ys = data.series.flatMap((s) => s.points.map((p) => p[1]));
@@ -19,7 +21,7 @@ const ly0 = Math.floor(Math.log10(Math.min(...ys)) * 2) / 2, ly1 = Math.ceil(Mat
 // compute falls to the right: the dense model is at the left edge
 const X = (v) => M.left + ((x1 - v) / (x1 - x0)) * pw;
 const Y = (v) => M.top + (1 - (Math.log10(v) - ly0) / (ly1 - ly0)) * ph;
-const colors = ['#9aa5b1', '#3b82f6', '#d9480f', '#2b8a3e', '#7048e8'];
+const colors = ['#9aa5b1', '#3b82f6', '#d9480f', '#2b8a3e', '#7048e8', '#c2255c', '#0b7285', '#f59f00'];
 const f = (v) => v.toFixed(1);
 
 const out = [];

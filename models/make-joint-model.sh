@@ -12,17 +12,19 @@
 #   sh models/make-joint-model.sh      (after npm run build:native; ~40 min on one thread)
 #
 # Environment: DOZE (default build/doze), TEXT (default ../shared/text), OUT
-# (default models/), THREADS (default 1; the bits do not depend on it).
+# (default models/), THREADS (default 1; the bits do not depend on it),
+# STEPS (default 2400, the default model's schedule).
 set -eu
 . "$(dirname "$0")/env.sh"
 THREADS=${THREADS:-1}
+STEPS=${STEPS:-2400}
 M=$OUT/doze-stories-joint.gguf
 G=$OUT/doze-stories-joint.gates.gguf
 
 {
 "$DOZE" train "$TRAIN" --vocab "$OUT/doze-stories.vocab.gguf" \
     --dim 128 --layers 4 --heads 4 --kv-heads 4 --hidden 352 --ctx 256 \
-    --batch 8 --steps 2400 --lr 2e-3 --min-lr 2e-4 --warmup 150 --schedule cosine \
+    --batch 8 --steps "$STEPS" --lr 2e-3 --min-lr 2e-4 --warmup 150 --schedule cosine \
     --wd 0.1 --clip 1 --seed 1 --threads "$THREADS" \
     --gates --budget-range 0.4:1 --dense-fraction 0.2 --gates-out "$G" \
     --name doze-stories -o "$M"
