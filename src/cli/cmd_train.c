@@ -196,6 +196,10 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
                doze_finetune_tokens(f), tp.total_steps, tp.batch, tp.context,
                (double)tp.weight_lr, (double)tp.weight_lr_min, tp.weight_warmup, (double)tp.budget_lo,
                (double)tp.budget_hi, 100.0 * tp.dense_fraction);
+    if (q->n_experts)
+        out_printf("mixture: %d experts, each token's top %d in training (the experts' constants are "
+                   "calibrated on the trained model at the end), balance loss %g\n",
+                   q->n_experts, q->n_experts_used, (double)q->balance_loss);
     long long log_every = cli_get_int(a, "--log-every", 10);
     double t0 = io_now_ms();
     for (int step = 0; step < tp.total_steps; step++) {
