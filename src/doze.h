@@ -414,6 +414,13 @@ typedef struct {
                              classifier and norms frozen), merged into the weights written */
     float noise_end;      /* scale of the decisions' logistic noise at the last step, in [0, 1];
                              it falls linearly from 1 (default 1: constant) */
+    /* joint on a mixture of experts (the router and the expert stacks learn too) */
+    float balance_loss;   /* C of the load-balancing term C E sum_e f_e P_e per layer, f_e
+                             over the experts that ran (default 0.01, the full trainer's) */
+    int moe_top_k;        /* 1: the training forward runs each token's top k experts (the
+                             model's own rule) instead of choosing them under the budget by the
+                             gates' expert constants, which a model trained from scratch lacks
+                             until the finish calibrates them (default 0) */
 } doze_train_params;
 
 enum { DOZE_LOSS_KL = 0, DOZE_LOSS_CE = 1 };

@@ -72,6 +72,8 @@ static const cli_option finetune_options[] = {
     {"--noise-end", CLI_FLOAT, "S", "the decisions' noise falls linearly from 1 to S by the last step (default 1)", NULL, 0},
     {"--lora", CLI_INT, "R", "--joint: rank-R adapters on the projections instead of every weight,\n"
                              "merged into the model written", NULL, 0},
+    {"--balance-loss", CLI_FLOAT, "C", "--joint on a mixture of experts: weight of the load-balancing\n"
+                                       "loss (default 0.01)", NULL, 0},
     {"--budget-range", CLI_STRING, "LO:HI", "each window draws its budget from [LO, HI]", NULL, 0},
     {"--dense-fraction", CLI_FLOAT, "F", "with --budget-range: the share of windows run dense", NULL, 0},
     CLI_THREADS_OPTION,
@@ -107,6 +109,8 @@ int cmd_finetune(int argc, char **argv) {
     tp.weight_warmup = (int)cli_get_int(&a, "--weight-warmup", tp.weight_warmup);
     tp.lora_rank = (int)cli_get_int(&a, "--lora", tp.lora_rank);
     tp.noise_end = (float)cli_get_float(&a, "--noise-end", tp.noise_end);
+    tp.balance_loss = (float)cli_get_float(&a, "--balance-loss", tp.balance_loss);
+    if (cli_has(&a, "--balance-loss") && !tp.joint) return cli_usage_error(&a, "--balance-loss goes with --joint");
     const char *loss = cli_get(&a, "--loss");
     if (loss && strcmp(loss, "ce") == 0) tp.task_loss = DOZE_LOSS_CE;
     const char *range = cli_get(&a, "--budget-range");

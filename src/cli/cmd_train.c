@@ -149,6 +149,12 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
     tp.weight_warmup = q->warmup_steps;
     tp.weight_clip = q->grad_clip;
     tp.seed = q->seed;
+    /* a mixture: its router and experts learn with the gates, balanced as the
+     * full trainer would; the experts' constants do not exist before the
+     * model does, so the training forward runs each token's top k and the
+     * finish calibrates the constants on the trained model */
+    tp.balance_loss = q->balance_loss;
+    tp.moe_top_k = q->n_experts ? 1 : 0;
     tp.budget_lo = 0.4f;
     tp.budget_hi = 1.0f;
     const char *range = cli_get(a, "--budget-range");
@@ -190,6 +196,10 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
                doze_finetune_tokens(f), tp.total_steps, tp.batch, tp.context,
                (double)tp.weight_lr, (double)tp.weight_lr_min, tp.weight_warmup, (double)tp.budget_lo,
                (double)tp.budget_hi, 100.0 * tp.dense_fraction);
+    if (q->n_experts)
+        out_printf("mixture: %d experts, each token's top %d in training (the experts' constants are "
+                   "calibrated on the trained model at the end), balance loss %g\n",
+                   q->n_experts, q->n_experts_used, (double)q->balance_loss);
     long long log_every = cli_get_int(a, "--log-every", 10);
     double t0 = io_now_ms();
     for (int step = 0; step < tp.total_steps; step++) {
@@ -282,8 +292,6 @@ int cmd_train(int argc, char **argv) {
     if (p.n_experts && (p.n_experts_used < 1 || p.n_experts_used > p.n_experts))
         return cli_usage_error(&a, "--top-k %d: each token runs 1 to %d of the %d experts", p.n_experts_used,
                                p.n_experts, p.n_experts);
-    if (p.n_experts && cli_has(&a, "--gates"))
-        return cli_usage_error(&a, "--experts with --gates is not supported (gates are trained on dense FFNs)");
     if (resume && (cli_has(&a, "--experts") || cli_has(&a, "--top-k") || cli_has(&a, "--balance-loss")))
         return cli_usage_error(&a, "--resume continues the checkpoint's own mixture: no --experts, --top-k or "
                                "--balance-loss");

@@ -121,4 +121,12 @@ void gates_decide_experts(const doze_gates *g, const doze_cost_model *c, int lay
 double cost_of_layer(const doze_cost_model *c, int layer_on, const uint8_t *head_on,
                      const uint8_t *blk_on, const uint8_t *expert_on, int n_pos);
 
+/* A mixture's expert constants (expert_bias) calibrated again on model m
+ * from tokens (the first n, as doze_gates_calibrate does), replacing what g
+ * held: after joint training changed the experts, the old constants
+ * describe other experts. A dense model, or gates without an FFN block gate
+ * (no expert targets): nothing to do. Call before doze_gates_retune, whose
+ * table depends on the experts' decisions. */
+doze_status gates_refit_experts(doze_model *m, doze_gates *g, const int32_t *tokens, int n, doze_error *err);
+
 #endif

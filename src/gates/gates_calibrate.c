@@ -384,6 +384,37 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     return DOZE_OK;
 }
 
+doze_status gates_refit_experts(doze_model *m, doze_gates *g, const int32_t *tokens, int n, doze_error *err) {
+    if (!m || !g || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, gates or tokens");
+    const doze_model_info *c = &m->info;
+    /* the experts' targets need the FFN's damage, which needs its block gate */
+    if (!c->n_experts || g->n_blocks == 0) return DOZE_OK;
+    if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
+        g->n_blocks != m->n_ffn_blocks)
+        return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
+    if (n > c->context_length) n = c->context_length;
+    int skip = g->params.protect_tokens < 1 ? 1 : g->params.protect_tokens;
+    if (n - skip < 8)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "calibrating the experts needs at least %d tokens, got %d",
+                         skip + 8, n);
+    calib_data d = {0, 0, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL};
+    doze_status st = collect(m, tokens, n, skip, 1, g->n_blocks, 0, &d, err);
+    if (st == DOZE_OK) {
+        float *old = g->expert_bias; /* kept until the new constants exist */
+        const int old_e = g->n_experts;
+        g->expert_bias = NULL;
+        st = fit_experts(g, &d, err);
+        if (st == DOZE_OK) {
+            free(old);
+        } else {
+            g->expert_bias = old;
+            g->n_experts = old_e;
+        }
+    }
+    calib_free(&d);
+    return st;
+}
+
 doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *tokens, int n,
                               doze_error *err) {
     if (!m || !g || !tokens) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, gates or tokens");

@@ -180,7 +180,12 @@ doze_status doze_finetune_finish_joint(doze_finetune *f, doze_model *trained, do
     if (a->dim != b->dim || a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
         a->hidden_dim != b->hidden_dim || a->vocab_size != b->vocab_size)
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "the fine-tuned model is not the shape trained");
-    doze_status st = doze_gates_retune(trained, f->g, f->ids, f->n_ids < 512 ? f->n_ids : 512, err);
+    /* a mixture: its experts changed, so their constants are calibrated
+     * again on the trained model (a model trained from scratch gets its
+     * first meaningful ones here), then the table on those decisions */
+    const int n = f->n_ids < 512 ? f->n_ids : 512;
+    doze_status st = gates_refit_experts(trained, f->g, f->ids, n, err);
+    if (st == DOZE_OK) st = doze_gates_retune(trained, f->g, f->ids, n, err);
     if (st == DOZE_OK) f->g->fingerprint = gates_model_fingerprint(trained);
     return st;
 }

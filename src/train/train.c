@@ -20,8 +20,13 @@
  * whole, x_out = x_in + g_0 (a + g_ffn f); the experts' choice is a
  * constant of the gradient, which flows through their renormalized weights
  * and the model's router into hn, and their count prices the FFN in the
- * compute term as the runtime's cost model does. With hard decisions (g in {0, 1})
- * this is exactly the inference forward under the same masks.
+ * compute term as the runtime's cost model does. Joint on a mixture, the
+ * router and the expert stacks learn too (through the chosen experts, the
+ * choice still a constant) with the Switch load-balancing term over the
+ * experts that ran (moe_balance_ran); with moe_top_k the training forward
+ * runs each token's top k (a model trained from scratch has no expert
+ * constants until the finish calibrates them). With hard decisions (g in
+ * {0, 1}) this is exactly the inference forward under the same masks.
  *
  * Gradients: straight-through over a Gumbel-sigmoid: the forward uses the
  * hard decision 1[s + L > 0] (L logistic noise), the backward the derivative
@@ -97,6 +102,7 @@ struct doze_trainer {
      * the pass under way is the dense teacher's (the model's own weights) */
     joint_weights *jw;
     int teaching;
+    double balance; /* joint on a mixture: the load-balancing terms of the last forward, summed */
     const int32_t *tokens; /* of the pass under way */
     /* router gradients and Adam state */
     float *dR, *db, *mR, *vR, *mb, *vb;
@@ -145,6 +151,9 @@ doze_train_params doze_train_default_params(void) {
     p.dense_fraction = 0.2f;
     p.lora_rank = 0;
     p.noise_end = 1.0f;
+    p.balance_loss = 0.01f; /* the full trainer's default: a mixture fine-tuned jointly keeps
+                               the objective it was trained with */
+    p.moe_top_k = 0;
     return p;
 }
 
@@ -166,7 +175,9 @@ static tmoe_shape moe_shape_of(const doze_trainer *t) {
     s.F = t->F;
     s.E = t->E;
     s.K = t->K;
-    s.balance = 0.0f; /* the experts are frozen: no load-balancing term */
+    /* frozen experts (gates alone, or the teacher): no load-balancing term;
+     * joint, the experts learn and the router keeps spreading its load */
+    s.balance = t->jw && !t->teaching ? t->p.balance_loss : 0.0f;
     s.pool = t->m->pool;
     s.softmax = t->m->kern->softmax;
     s.swiglu = t->m->kern->swiglu;
@@ -174,6 +185,7 @@ static tmoe_shape moe_shape_of(const doze_trainer *t) {
 }
 
 static tmoe_weights moe_weights_of(const doze_trainer *t, int l) {
+    if (t->jw && !t->teaching) return joint_moe(t->jw, l);
     const layer_weights *lw = &t->w[l];
     tmoe_weights w = {lw->er, lw->eg, lw->eu, lw->ed, lw->ter, lw->teg, lw->teu, lw->ted};
     return w;
@@ -189,8 +201,37 @@ static void moe_decide(void *ctx, int n, const float *probs, uint8_t *on) {
     const doze_trainer *t = ctx;
     const int pos = n % t->T;
     const int own = t->mode == TRAIN_DENSE || pos < t->g->params.protect_tokens ||
-                    (t->ranged && t->win_dense[n / t->T]);
+                    (t->ranged && t->win_dense[n / t->T]) || t->p.moe_top_k;
     gates_decide_experts(own ? NULL : t->g, &t->cm, t->moe_layer, pos + 1, probs, log_lambda_of(t, n), on);
+}
+
+/* Joint: the balance term's f_e counts the experts that actually ran, as the
+ * runtime's load is: each token's experts chosen under its budget where the
+ * layer and its FFN run (hard decisions, decided before the FFN), over the
+ * count of those tokens (so that sum_e f_e is the mean experts per running
+ * token, k when dense); P_e stays the router's mean probability over every
+ * token. Replaces tmoe_forward_decided's f_e (every token's selection, FFN
+ * on or off) and the term; f_e is a constant of the gradient. */
+static void moe_balance_ran(doze_trainer *t, int l, int N) {
+    layer_acts *a = &t->act[l];
+    tmoe_acts *m = &a->moe;
+    const int E = t->E, K = t->K, U = t->U;
+    int ran = 0;
+    memset(m->frac, 0, (size_t)E * sizeof(float));
+    for (int n = 0; n < N; n++) {
+        const float *g = a->g + (size_t)n * U;
+        if (!(g[0] > 0.5f) || (t->NB && !(g[1 + t->H] > 0.5f))) continue;
+        ran++;
+        for (int j = 0; j < m->count[n]; j++) m->frac[m->sel[(size_t)n * K + j]] += 1.0f;
+    }
+    double bal = 0;
+    for (int e = 0; e < E; e++) {
+        m->frac[e] = ran ? m->frac[e] / (float)ran : 0.0f;
+        double pe = 0;
+        for (int n = 0; n < N; n++) pe += m->probs[(size_t)n * E + e];
+        bal += (double)m->frac[e] * (pe / N);
+    }
+    m->balance = (double)t->p.balance_loss * E * bal;
 }
 
 static void moe_ffn_forward(void *ctx, int l, const float *hn, float *f, int N) {
@@ -205,14 +246,18 @@ static void moe_ffn_forward(void *ctx, int l, const float *hn, float *f, int N) 
     for (int n = 0; n < N; n++)
         a->fc[n] = (float)((t->cm.moe_router + a->moe.count[n] * t->cm.expert) /
                            cost_dense(&t->cm, n % t->T + 1));
+    if (s.balance > 0.0f) moe_balance_ran(t, l, N);
 }
 
-/* frozen experts: d loss / d hn only, through the experts and the router */
+/* d loss / d hn through the experts and the router; joint, the router's
+ * and the experts' weight gradients too (the selection a constant, as
+ * Mixtral and Switch train it) and the balance term's; frozen, none */
 static void moe_ffn_backward(void *ctx, int l, const float *hn, const float *du, float *dhn, int N) {
     doze_trainer *t = ctx;
     const tmoe_shape s = moe_shape_of(t);
     const tmoe_weights w = moe_weights_of(t, l);
-    tmoe_backward(&s, &w, &t->act[l].moe, &t->msc, hn, du, dhn, NULL, N);
+    tmoe_grads g = t->jw ? joint_moe_grads(t->jw, l) : (tmoe_grads){NULL, NULL, NULL, NULL};
+    tmoe_backward(&s, &w, &t->act[l].moe, &t->msc, hn, du, dhn, t->jw ? &g : NULL, N);
 }
 
 /* ---- memory: one buffer carved into named tensors ---------------------------- */
@@ -322,12 +367,12 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
                          "llama attention only",
                          c->rope_neox ? " NeoX RoPE" : "", c->qk_norm ? " q/k norms" : "",
                          c->qkv_bias ? " q/k/v biases" : "");
-    /* joint training learns dense FFN weights; a mixture's experts and
-     * router are frozen here (gates alone) */
-    if (c->n_experts && prm.joint)
+    /* joint on a mixture: every weight including the router and the expert
+     * stacks; adapters are for dense projections only */
+    if (c->n_experts && prm.joint && prm.lora_rank > 0)
         return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "joint training of a mixture of experts (%d experts) is not supported: fine-tune "
-                         "its gates alone (without --joint)", c->n_experts);
+                         "low-rank adapters on a mixture of experts (%d experts) are not supported: "
+                         "fine-tune every weight jointly (without --lora)", c->n_experts);
     if (c->n_experts > 256)
         return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
                          "training gates on a mixture of %d experts is not supported (at most 256)",
@@ -339,7 +384,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
         !(prm.tau_start > 0.0f) || !(prm.tau_end > 0.0f) || prm.total_steps < 1 ||
         !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f) ||
-        !(prm.noise_end >= 0.0f && prm.noise_end <= 1.0f) ||
+        !(prm.noise_end >= 0.0f && prm.noise_end <= 1.0f) || !(prm.balance_loss >= 0.0f) ||
         (prm.task_loss != DOZE_LOSS_KL && prm.task_loss != DOZE_LOSS_CE) ||
         (prm.joint && (!(prm.weight_lr > 0.0f) || !(prm.weight_clip >= 0.0f) ||
                        !(prm.weight_lr_min >= 0.0f) || prm.weight_warmup < 0)) ||
@@ -906,6 +951,9 @@ doze_status trainer_loss_grad(doze_trainer *t, const int32_t *tokens, train_mode
     forward(t, tokens, mode, tau, vis_in);
     double kl = t->p.task_loss == DOZE_LOSS_CE ? ce_loss(t) : kl_loss(t), expected, achieved;
     compute_terms(t, tau, &expected, &achieved);
+    t->balance = 0; /* joint on a mixture: the load-balancing terms join the loss */
+    for (int l = 0; l < t->L && t->E && t->jw; l++) t->balance += t->act[l].moe.balance;
+    kl += t->balance;
     double d = expected - t->p.budget;
     if (!t->ranged) {
         *loss = kl + t->p.compute_weight * d * d + t->dual * d;
@@ -969,6 +1017,7 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
     else
         kl = loss - t->p.compute_weight * (expected - t->p.budget) * (expected - t->p.budget) -
              t->dual * (expected - t->p.budget);
+    kl -= t->balance; /* the task loss alone */
     /* dual ascent on the compute constraint: the multiplier grows while the
      * expected compute stays above the budget (and shrinks below it), so the
      * run ends at the budget instead of leaving it to the retune */

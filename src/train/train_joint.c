@@ -11,14 +11,18 @@
 #include "gguf.h"
 #include "model.h"
 
-/* tensors of a layer, in file order */
-enum { JL_ATTN_NORM, JL_Q, JL_K, JL_V, JL_O, JL_FFN_NORM, JL_GATE, JL_DOWN, JL_UP, JL_COUNT };
+/* tensors of a layer, in file order; a mixture's JL_GATE, JL_DOWN, JL_UP
+ * are the expert stacks (ffn_*_exps) and JL_ROUTER its router
+ * (ffn_gate_inp), which a dense layer lacks */
+enum { JL_ATTN_NORM, JL_Q, JL_K, JL_V, JL_O, JL_FFN_NORM, JL_GATE, JL_DOWN, JL_UP, JL_ROUTER, JL_COUNT };
 
 typedef struct {
     char name[48];
     size_t off;    /* floats into params */
     size_t toff;   /* its transposed copy (matrices), floats into wt */
     int rows, cols; /* GGUF: ne[0] = cols, ne[1] = rows (1 for vectors) */
+    int planes;    /* ne[2]: a mixture's expert stacks hold E (rows, cols) matrices, each
+                      transposed on its own; 1 otherwise */
     int decay;
     int lora;      /* a projection with a low-rank adapter (joint_lora_init) */
     size_t a_off, b_off; /* its A (rank, cols) and B (rows, rank), floats into lp */
@@ -27,8 +31,11 @@ typedef struct {
 
 struct joint_weights {
     int L, tied;
+    int E, F, D; /* a mixture: experts per layer (0: dense FFN), each expert's width, dim */
     joint_tensor *tensors;
     int n_tensors;
+    int *lt;      /* (L, JL_COUNT) each layer's tensors' indices (-1: absent) */
+    int out_norm, cls; /* the output norm's and the classifier's indices (cls 0: tied) */
     size_t n_params, n_wt;
     float *params, *grads, *m, *v, *wt;
     /* low-rank adapters (rank > 0): W = W0 + B A on every projection, only
@@ -38,9 +45,11 @@ struct joint_weights {
     float *w0, *lp, *lg, *lm, *lv;
 };
 
-static int LT(int l, int k) { return 1 + l * JL_COUNT + k; }
-static int out_norm_index(const joint_weights *j) { return 1 + j->L * JL_COUNT; }
-static int cls_index(const joint_weights *j) { return j->tied ? 0 : 2 + j->L * JL_COUNT; }
+static int LT_(const joint_weights *j, int l, int k) { return j->lt[l * JL_COUNT + k]; }
+#define LT(l, k) LT_(j, l, k)
+static int out_norm_index(const joint_weights *j) { return j->out_norm; }
+static int cls_index(const joint_weights *j) { return j->cls; }
+static size_t tensor_size(const joint_tensor *x) { return (size_t)x->planes * (size_t)x->rows * (size_t)x->cols; }
 static float *P_(const joint_weights *j, int i) { return j->params + j->tensors[i].off; }
 static float *G_(const joint_weights *j, int i) { return j->grads + j->tensors[i].off; }
 static float *WT_(const joint_weights *j, int i) { return j->wt + j->tensors[i].toff; }
@@ -48,6 +57,7 @@ static float *WT_(const joint_weights *j, int i) { return j->wt + j->tensors[i].
 void joint_weights_free(joint_weights *j) {
     if (!j) return;
     free(j->tensors);
+    free(j->lt);
     free(j->params);
     free(j->grads);
     free(j->m);
@@ -61,16 +71,24 @@ void joint_weights_free(joint_weights *j) {
     free(j);
 }
 
-static void add_tensor(joint_weights *j, const char *name, int rows, int cols, int decay) {
-    joint_tensor *x = &j->tensors[j->n_tensors++];
+/* planes (rows, cols) matrices (planes 1: one matrix or a vector); returns its index */
+static int add_tensor3(joint_weights *j, const char *name, int rows, int cols, int planes, int decay) {
+    const int i = j->n_tensors++;
+    joint_tensor *x = &j->tensors[i];
     snprintf(x->name, sizeof x->name, "%s", name);
     x->rows = rows;
     x->cols = cols;
+    x->planes = planes;
     x->decay = decay;
     x->off = j->n_params;
-    j->n_params += (size_t)rows * (size_t)cols;
+    j->n_params += tensor_size(x);
     x->toff = j->n_wt;
-    if (rows > 1) j->n_wt += (size_t)rows * (size_t)cols;
+    if (rows > 1) j->n_wt += tensor_size(x);
+    return i;
+}
+
+static int add_tensor(joint_weights *j, const char *name, int rows, int cols, int decay) {
+    return add_tensor3(j, name, rows, cols, 1, decay);
 }
 
 /* wt(cols, rows) = w(rows, cols)^T */
@@ -82,7 +100,9 @@ static void transpose(float *wt, const float *w, int rows, int cols) {
 void joint_params_changed(joint_weights *j) {
     for (int i = 0; i < j->n_tensors; i++) {
         const joint_tensor *x = &j->tensors[i];
-        if (x->rows > 1) transpose(j->wt + x->toff, j->params + x->off, x->rows, x->cols);
+        const size_t rc = (size_t)x->rows * (size_t)x->cols;
+        for (int p = 0; p < x->planes && x->rows > 1; p++) /* a stack: each expert's matrix */
+            transpose(j->wt + x->toff + p * rc, j->params + x->off + p * rc, x->rows, x->cols);
     }
 }
 
@@ -100,26 +120,40 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
     if (!j) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for joint training");
     j->L = c->n_layers;
     j->tied = c->tied_output;
+    j->E = c->n_experts;
+    j->F = F;
+    j->D = D;
+    const int E = j->E;
     j->tensors = calloc((size_t)(3 + j->L * JL_COUNT), sizeof *j->tensors);
-    if (!j->tensors) {
+    j->lt = malloc((size_t)j->L * JL_COUNT * sizeof *j->lt);
+    if (!j->tensors || !j->lt) {
         joint_weights_free(j);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for joint training");
     }
     char nm[48];
     add_tensor(j, "token_embd.weight", V, D, 1);
     for (int l = 0; l < j->L; l++) {
-        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   add_tensor(j, nm, 1, D, 0);
-        snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      add_tensor(j, nm, Q, D, 1);
-        snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);      add_tensor(j, nm, KVD, D, 1);
-        snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      add_tensor(j, nm, KVD, D, 1);
-        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); add_tensor(j, nm, D, Q, 1);
-        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    add_tensor(j, nm, 1, D, 0);
-        snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    add_tensor(j, nm, F, D, 1);
-        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    add_tensor(j, nm, D, F, 1);
-        snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      add_tensor(j, nm, F, D, 1);
+        int *lt = j->lt + (size_t)l * JL_COUNT;
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);   lt[JL_ATTN_NORM] = add_tensor(j, nm, 1, D, 0);
+        snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", l);      lt[JL_Q] = add_tensor(j, nm, Q, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", l);      lt[JL_K] = add_tensor(j, nm, KVD, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      lt[JL_V] = add_tensor(j, nm, KVD, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); lt[JL_O] = add_tensor(j, nm, D, Q, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    lt[JL_FFN_NORM] = add_tensor(j, nm, 1, D, 0);
+        if (E) { /* llama.cpp's names: stacks ne {cols, rows, E}, the router (E, D) */
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", l); lt[JL_GATE] = add_tensor3(j, nm, F, D, E, 1);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", l); lt[JL_DOWN] = add_tensor3(j, nm, D, F, E, 1);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", l);   lt[JL_UP] = add_tensor3(j, nm, F, D, E, 1);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", l);  lt[JL_ROUTER] = add_tensor(j, nm, E, D, 1);
+            continue;
+        }
+        snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", l);    lt[JL_GATE] = add_tensor(j, nm, F, D, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);    lt[JL_DOWN] = add_tensor(j, nm, D, F, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", l);      lt[JL_UP] = add_tensor(j, nm, F, D, 1);
+        lt[JL_ROUTER] = -1;
     }
-    add_tensor(j, "output_norm.weight", 1, D, 0);
-    if (!j->tied) add_tensor(j, "output.weight", V, D, 1);
+    j->out_norm = add_tensor(j, "output_norm.weight", 1, D, 0);
+    j->cls = j->tied ? 0 : add_tensor(j, "output.weight", V, D, 1);
     /* sizes in double first: size_t is 32 bits in wasm */
     if (((double)j->n_params * 4 + (double)j->n_wt) * sizeof(float) > (double)SIZE_MAX / 2) {
         joint_weights_free(j);
@@ -145,8 +179,14 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
         widen_ld(P_(j, LT(l, JL_V)), D, &ly->wv);
         for (int h = 0; h < c->n_heads; h++) /* Wo(D, Q) from its heads' column blocks */
             widen_ld(P_(j, LT(l, JL_O)) + (size_t)h * hd, Q, &ly->wo_head[h]);
+        /* a mixture's stacks: expert e's rows are contiguous, as in the file */
         widen_ld(P_(j, LT(l, JL_GATE)), D, &ly->w_gate);
         widen_ld(P_(j, LT(l, JL_UP)), D, &ly->w_up);
+        if (E) {
+            widen_ld(P_(j, LT(l, JL_DOWN)), F, &ly->w_down);
+            widen_ld(P_(j, LT(l, JL_ROUTER)), D, &ly->w_router);
+            continue;
+        }
         for (int b = 0; b < m->n_ffn_blocks; b++) /* W2(D, F) from its column blocks */
             widen_ld(P_(j, LT(l, JL_DOWN)) + (size_t)b * c->ffn_block, F, &ly->w_down_blk[b]);
     }
@@ -157,6 +197,10 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
     return DOZE_OK;
 }
 
+/* a mixture's layer has no dense FFN: its block weights' w1, w2, w3 are NULL
+ * (the block runs the trainer's FFN hook on joint_moe's weights instead) */
+static const float *dense_ffn(const joint_weights *j, const float *p) { return j->E ? NULL : p; }
+
 block_weights joint_block(const joint_weights *j, int l) {
     block_weights w;
     w.attn_norm = P_(j, LT(l, JL_ATTN_NORM));
@@ -165,17 +209,37 @@ block_weights joint_block(const joint_weights *j, int l) {
     w.wk = P_(j, LT(l, JL_K));
     w.wv = P_(j, LT(l, JL_V));
     w.wo = P_(j, LT(l, JL_O));
-    w.w1 = P_(j, LT(l, JL_GATE));
-    w.w2 = P_(j, LT(l, JL_DOWN));
-    w.w3 = P_(j, LT(l, JL_UP));
+    w.w1 = dense_ffn(j, P_(j, LT(l, JL_GATE)));
+    w.w2 = dense_ffn(j, P_(j, LT(l, JL_DOWN)));
+    w.w3 = dense_ffn(j, P_(j, LT(l, JL_UP)));
     w.tq = WT_(j, LT(l, JL_Q));
     w.tk = WT_(j, LT(l, JL_K));
     w.tv = WT_(j, LT(l, JL_V));
     w.to = WT_(j, LT(l, JL_O));
-    w.t1 = WT_(j, LT(l, JL_GATE));
-    w.t2 = WT_(j, LT(l, JL_DOWN));
-    w.t3 = WT_(j, LT(l, JL_UP));
+    w.t1 = dense_ffn(j, WT_(j, LT(l, JL_GATE)));
+    w.t2 = dense_ffn(j, WT_(j, LT(l, JL_DOWN)));
+    w.t3 = dense_ffn(j, WT_(j, LT(l, JL_UP)));
     return w;
+}
+
+int joint_experts(const joint_weights *j) { return j->E; }
+
+tmoe_weights joint_moe(const joint_weights *j, int l) {
+    tmoe_weights w;
+    w.router = P_(j, LT(l, JL_ROUTER));
+    w.gate = P_(j, LT(l, JL_GATE));
+    w.up = P_(j, LT(l, JL_UP));
+    w.down = P_(j, LT(l, JL_DOWN));
+    w.t_router = WT_(j, LT(l, JL_ROUTER));
+    w.t_gate = WT_(j, LT(l, JL_GATE));
+    w.t_up = WT_(j, LT(l, JL_UP));
+    w.t_down = WT_(j, LT(l, JL_DOWN));
+    return w;
+}
+
+tmoe_grads joint_moe_grads(joint_weights *j, int l) {
+    tmoe_grads g = {G_(j, LT(l, JL_ROUTER)), G_(j, LT(l, JL_GATE)), G_(j, LT(l, JL_UP)), G_(j, LT(l, JL_DOWN))};
+    return g;
 }
 
 block_weight_grads joint_block_grads(joint_weights *j, int l) {
@@ -186,9 +250,9 @@ block_weight_grads joint_block_grads(joint_weights *j, int l) {
     g.wk = G_(j, LT(l, JL_K));
     g.wv = G_(j, LT(l, JL_V));
     g.wo = G_(j, LT(l, JL_O));
-    g.w1 = G_(j, LT(l, JL_GATE));
-    g.w2 = G_(j, LT(l, JL_DOWN));
-    g.w3 = G_(j, LT(l, JL_UP));
+    g.w1 = j->E ? NULL : G_(j, LT(l, JL_GATE));
+    g.w2 = j->E ? NULL : G_(j, LT(l, JL_DOWN));
+    g.w3 = j->E ? NULL : G_(j, LT(l, JL_UP));
     return g;
 }
 
@@ -208,7 +272,7 @@ int joint_n_tensors(const joint_weights *j) { return j->n_tensors; }
 void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, const char **name) {
     const joint_tensor *x = &j->tensors[k];
     *off = x->off;
-    *n = (size_t)x->rows * (size_t)x->cols;
+    *n = tensor_size(x);
     *name = x->name;
 }
 
@@ -222,7 +286,7 @@ double joint_adam_step(joint_weights *j, float lr, float weight_decay, float cli
     for (int k = 0; k < j->n_tensors; k++) {
         const joint_tensor *x = &j->tensors[k];
         adamw_update(&as, j->params + x->off, j->grads + x->off, j->m + x->off, j->v + x->off,
-                     (size_t)x->rows * (size_t)x->cols, scale, x->decay ? weight_decay : 0.0f, pool);
+                     tensor_size(x), scale, x->decay ? weight_decay : 0.0f, pool);
     }
     joint_params_changed(j);
     return norm;
@@ -255,7 +319,8 @@ doze_status joint_write(const joint_weights *j, const void *file, size_t n,
                                         (const uint8_t *)file + h.data_offset + t->offset, err);
             continue;
         }
-        if (t->ne[0] != (uint64_t)x->cols || t->ne[1] != (uint64_t)x->rows || t->ne[2] != 1 || t->ne[3] != 1) {
+        if (t->ne[0] != (uint64_t)x->cols || t->ne[1] != (uint64_t)x->rows || t->ne[2] != (uint64_t)x->planes ||
+            t->ne[3] != 1) {
             st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s of the file is not the trained model's shape",
                            x->name);
             break;
@@ -278,8 +343,7 @@ doze_status joint_write(const joint_weights *j, const void *file, size_t n,
  * the classifier or the norms, which stay as they are */
 static int is_projection(const joint_weights *j, int i) {
     if (i == 0 || i == out_norm_index(j) || i == cls_index(j)) return 0;
-    int k = (i - 1) % JL_COUNT;
-    return k != JL_ATTN_NORM && k != JL_FFN_NORM;
+    return j->tensors[i].rows > 1;
 }
 
 /* W = W0 + B A for one adapted tensor: W (rows, cols), B (rows, r), A (r, cols) */
@@ -306,6 +370,12 @@ void joint_lora_changed(joint_weights *j) {
 
 doze_status joint_lora_init(joint_weights *j, int rank, uint64_t seed, doze_error *err) {
     if (j->rank > 0) return doze_fail(err, DOZE_ERR_STATE, "the adapters are already there");
+    /* an expert stack would need an adapter per expert (and the router one of
+     * its own): not done; full fine-tuning covers a mixture */
+    if (j->E)
+        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                         "low-rank adapters on a mixture of experts are not supported: fine-tune every "
+                         "weight (no --lora)");
     int side = 0;
     for (int i = 0; i < j->n_tensors; i++) {
         const joint_tensor *x = &j->tensors[i];

@@ -11,16 +11,25 @@
 
 #include "block.h"
 #include "doze.h"
+#include "train_moe.h"
 
 typedef struct joint_weights joint_weights;
 
-/* f32 copies of m's weights (any type m holds) */
+/* f32 copies of m's weights (any type m holds). A mixture of experts (a
+ * llama MoE): each layer's router ffn_gate_inp (E, D) and expert stacks
+ * ffn_gate_exps, ffn_up_exps (E, F, D) and ffn_down_exps (E, D, F) learn in
+ * place of the dense FFN, in the same flat buffers (Adam covers them). */
 doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_error *err);
 void joint_weights_free(joint_weights *j);
 
 /* layer l's weights for the block, and their gradients */
 block_weights joint_block(const joint_weights *j, int l);
 block_weight_grads joint_block_grads(joint_weights *j, int l);
+/* a mixture: E (0 when dense), layer l's router and stacks (as stored and
+ * transposed, each expert's matrix on its own), and their gradients */
+int joint_experts(const joint_weights *j);
+tmoe_weights joint_moe(const joint_weights *j, int l);
+tmoe_grads joint_moe_grads(joint_weights *j, int l);
 const float *joint_embedding(const joint_weights *j); /* (V, D) */
 float *joint_embedding_grad(joint_weights *j);
 const float *joint_output_norm(const joint_weights *j); /* (D) */
@@ -50,7 +59,8 @@ double joint_adam_step(joint_weights *j, float lr, float weight_decay, float cli
  * v, o, gate, down, up) becomes W = W0 + B A with W0 frozen, A (rank, cols),
  * B (rows, rank) = 0 at first; the embedding, classifier and norms stay
  * frozen. Only A and B learn (joint_adam_step), and the merged W is what
- * the block reads and joint_write saves, so inference costs what it did. */
+ * the block reads and joint_write saves, so inference costs what it did.
+ * Not on a mixture of experts (UNSUPPORTED_TYPE). */
 doze_status joint_lora_init(joint_weights *j, int rank, uint64_t seed, doze_error *err);
 int joint_lora_rank(const joint_weights *j); /* 0: full fine-tuning */
 /* after the weights' gradients (joint_grads) are in: the adapters' gradients,

@@ -13,8 +13,8 @@
  * - a short fine-tune (doze_finetune, b = 0.7) lowers the loss, keeps the
  *   input gates' expert constants, and after the retune the runtime's
  *   achieved compute tracks b;
- * - joint training of a mixture is refused, and so is a qwen3moe (the
- *   training block computes llama attention only);
+ * - adapters (joint --lora) on a mixture are refused, and so is a qwen3moe
+ *   (the training block computes llama attention only);
  * - 1 and 2 threads train the same gates, bit for bit. */
 #include <stdint.h>
 
@@ -272,13 +272,16 @@ static void test_grad_and_forward(void) {
     free(sel0), free(sel1);
     doze_trainer_free(t);
 
-    /* ---- joint training of a mixture is refused ---- */
+    /* ---- joint training of a mixture is test_train_moejoint's; adapters on
+     * one are refused ---- */
     p.joint = 1;
+    p.lora_rank = 2;
     t = NULL;
     doze_status st = doze_trainer_new(m, g, &p, &t, &e);
-    printf("joint on a mixture: %s\n", e.message);
+    printf("joint with adapters on a mixture: %s\n", e.message);
     CHECK(st == DOZE_ERR_UNSUPPORTED_TYPE && !t && strstr(e.message, "mixture") != NULL);
     doze_trainer_free(t);
+    p.lora_rank = 0;
 
     doze_gates_free(g);
     doze_model_free(m);

@@ -2,8 +2,10 @@
 // init` mixture (llama, 8 experts, top-2): model.finetuneGates gives the
 // native `doze finetune` gate file byte for byte (the init gates' expert
 // constants kept, so the experts still doze under the budget: fewer than 2
-// per running FFN at b = 0.6), and joint fine-tuning of a mixture is
-// UNSUPPORTED_TYPE, naming the mixture, in JS as in the CLI.
+// per running FFN at b = 0.6); joint fine-tuning of a mixture (model.finetune)
+// gives the native `doze finetune --joint` model and gate files byte for
+// byte, and adapters (lora) on a mixture are UNSUPPORTED_TYPE, naming the
+// mixture, in JS as in the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -65,15 +67,34 @@ test('finetuneGates on a mixture of experts = `doze finetune`; its experts still
   }
 });
 
-test('joint fine-tuning of a mixture: UNSUPPORTED_TYPE naming the mixture (JS and CLI)', async () => {
+test('joint fine-tuning of a mixture = `doze finetune --joint` byte for byte; --lora on a mixture: UNSUPPORTED_TYPE (JS and CLI)', async () => {
+  const nm = join(dir, 'ft-moe-joint.gguf');
+  const ng = join(dir, 'ft-moe-joint.gates.gguf');
+  let r = run('native', ['finetune', moePath, textFile, '--joint', '--model-out', nm, '--budget', String(O.budget), '--steps',
+    String(O.steps), '--ctx', String(O.contextLength), '--batch', String(O.batch), '--seed', String(O.seed), '-o', ng]);
+  assert.equal(r.status, 0, r.stderr);
+  const source = new Uint8Array(readFileSync(moePath));
   const m = await loadModel(moePath);
   try {
-    await assert.rejects(m.finetune(TEXT, { ...O, source: readFileSync(moePath) }),
+    const steps = [];
+    const out = await m.finetune(TEXT, { ...O, source, onProgress: (s) => steps.push(s) });
+    assert.equal(steps.length, O.steps);
+    assert.deepEqual(out.model, new Uint8Array(readFileSync(nm)), 'JS model file = the CLI\'s');
+    assert.deepEqual(out.gates, new Uint8Array(readFileSync(ng)), 'JS gate file = the CLI\'s');
+    assert.notDeepEqual(out.model, source, 'the weights moved');
+    const t = await loadModel(out.model);
+    try {
+      assert.equal(t.info.experts, 8);
+      t.loadGates(out.gates);
+    } finally {
+      t.dispose();
+    }
+    await assert.rejects(m.finetune(TEXT, { ...O, source, lora: 2 }),
       (e) => e instanceof DozeError && e.code === 'UNSUPPORTED_TYPE' && /mixture/.test(e.message));
   } finally {
     m.dispose();
   }
-  const r = run('native', ['finetune', moePath, textFile, '--joint', '--model-out', join(dir, 'x.gguf'), '--steps', '1',
+  r = run('native', ['finetune', moePath, textFile, '--joint', '--lora', '2', '--model-out', join(dir, 'x.gguf'), '--steps', '1',
     '-o', join(dir, 'x.gates.gguf')]);
   assert.notEqual(r.status, 0);
   assert.match(r.stderr.toString(), /mixture/);
