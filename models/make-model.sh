@@ -40,8 +40,8 @@ if [ "${RESUME_FROM:-}" != "" ]; then RESUME="--resume $RESUME_FROM"; fi
 # the model learns to doze: weights and gates together, each window at its
 # own budget in 0.4..1 (a fifth dense), distilled from the dense model
 "$DOZE" finetune "$WORK/doze-stories.dense.gguf" "$TRAIN" --joint --gates "$WORK/doze-stories.dense.gates.gguf" \
-    --budget-range 0.4:1 --dense-fraction 0.2 --weight-lr 1e-4 --weight-lr-min 1e-5 --weight-warmup 20 \
-    --noise-end 0 --steps 600 --ctx 256 --batch 8 --threads "$THREADS" --seed 1 \
+    --budget-range 0.4:1 --dense-fraction 0.2 --weight-lr 3e-4 --weight-lr-min 3e-5 --weight-warmup 20 \
+    --noise-end 0 --steps 1000 --ctx 256 --batch 8 --threads "$THREADS" --seed 1 \
     --model-out "$OUT/doze-stories.gguf" -o "$OUT/doze-stories.gates.gguf" \
     > "$OUT/doze-stories.joint.log" 2>&1 || { cat "$OUT/doze-stories.joint.log"; exit 1; }
 tail -n 3 "$OUT/doze-stories.joint.log"

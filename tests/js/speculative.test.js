@@ -201,8 +201,10 @@ test('sampled speculative follows the dense law: first two tokens over 1500 fixe
     // drafts were both accepted and refused: both branches of the rule ran
     assert.ok(judged.accepted > 0.3 * judged.drafted && judged.accepted < judged.drafted, JSON.stringify(judged));
     assert.ok(spec.x < critical(spec.df), `speculative: chi-square ${spec.x.toFixed(1)} over ${spec.df} df (critical ${critical(spec.df).toFixed(1)})`);
-    // the control: the draft's own sampling (budget 0.5) is far from the dense law
-    m.budget = 0.5;
+    // the control: sampling under a budget alone is far from the dense law,
+    // so the test can fail. At 0.3: the default model learned to doze, and
+    // at 0.5 its law is too close to dense to tell apart in 1,500 draws.
+    m.budget = 0.3;
     const draft = chi2(await sample({}));
     m.budget = 1;
     console.log(`draft chi2 ${draft.x.toFixed(1)} df ${draft.df}`);
