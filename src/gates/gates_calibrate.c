@@ -331,6 +331,17 @@ static doze_status fit_experts(doze_gates *g, const calib_data *d, doze_error *e
     return DOZE_OK;
 }
 
+/* The tokens a fit reads: at most the context, the protected first ones
+ * skipped (at least BOS), and at least 8 left to fit on. */
+static doze_status calib_window(const doze_gates_params *gp, const doze_model_info *c, int *n, int *skip, const char *what,
+                                doze_error *err) {
+    if (*n > c->context_length) *n = c->context_length;
+    *skip = gp->protect_tokens < 1 ? 1 : gp->protect_tokens;
+    if (*n - *skip < 8)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "%s needs at least %d tokens, got %d", what, *skip + 8, *n);
+    return DOZE_OK;
+}
+
 doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
                                  const doze_gates_params *p, doze_gates **out, doze_error *err) {
     if (!m || !tokens || !out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model, tokens or output");
@@ -339,11 +350,9 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     doze_gates_params params = p ? *p : doze_gates_default_params();
     if (params.protect_layers < 0 || params.protect_tokens < 0 || !(params.ridge >= 0.0f))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "gate params out of range");
-    if (n > c->context_length) n = c->context_length;
-    int skip = params.protect_tokens < 1 ? 1 : params.protect_tokens;
-    if (n - skip < 8)
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
-                         "calibration needs at least %d tokens, got %d", skip + 8, n);
+    int skip = 0;
+    doze_status win = calib_window(&params, c, &n, &skip, "calibration", err);
+    if (win != DOZE_OK) return win;
     const int nb = params.ffn_gates ? m->n_ffn_blocks : 0;
     doze_gates *g = gates_alloc(c->n_layers, c->n_heads, nb, c->dim);
     if (!g) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for gates");
@@ -392,11 +401,9 @@ doze_status gates_refit_experts(doze_model *m, doze_gates *g, const int32_t *tok
     if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
         g->n_blocks != m->n_ffn_blocks)
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
-    if (n > c->context_length) n = c->context_length;
-    int skip = g->params.protect_tokens < 1 ? 1 : g->params.protect_tokens;
-    if (n - skip < 8)
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "calibrating the experts needs at least %d tokens, got %d",
-                         skip + 8, n);
+    int skip = 0;
+    doze_status win = calib_window(&g->params, c, &n, &skip, "calibrating the experts", err);
+    if (win != DOZE_OK) return win;
     calib_data d = {0, 0, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     doze_status st = collect(m, tokens, n, skip, 1, g->n_blocks, 0, &d, err);
     if (st == DOZE_OK) {
@@ -422,11 +429,9 @@ doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *token
     if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
         (g->n_blocks != 0 && g->n_blocks != m->n_ffn_blocks))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
-    if (n > c->context_length) n = c->context_length;
-    int skip = g->params.protect_tokens < 1 ? 1 : g->params.protect_tokens;
-    if (n - skip < 8)
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "retuning needs at least %d tokens, got %d",
-                         skip + 8, n);
+    int skip = 0;
+    doze_status win = calib_window(&g->params, c, &n, &skip, "retuning", err);
+    if (win != DOZE_OK) return win;
     calib_data d = {0, 0, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     doze_status st = collect(m, tokens, n, skip, 0, 0, g->n_blocks > 0, &d, err);
     if (st == DOZE_OK) st = tabulate(g, m, &d, err);
