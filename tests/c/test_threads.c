@@ -16,6 +16,7 @@
 #include "model.h"
 #include "session.h"
 #include "model_fixture.h"
+#include "threads_fixture.h"
 #include "test_util.h"
 
 enum { N_PROMPT = 40, N_STEPS = 8, N_GATED = 96 };
@@ -164,82 +165,30 @@ static void check(const char *label, const mem_buf *f, int kernels, int mode) {
 
 /* Three joint training steps (routers and weights, cross-entropy, a budget
  * range) on the model's threads: the losses of every step (the later ones
- * see the updated weights) and the trained routers, bit for bit. */
-typedef struct {
-    float loss[3], compute[3];
-    float *router, *bias;
-    size_t n_router, n_bias;
-} train_out;
-
-static int train_run(const mem_buf *f, int threads, train_out *o) {
-    enum { B = 2, T = 128, STEPS = 3 };
-    doze_model_params mp = doze_model_default_params();
-    mp.threads = threads;
-    mp.context_length = T;
-    doze_model *m = NULL;
-    doze_gates *g = NULL;
-    doze_trainer *t = NULL;
-    doze_error e;
-    memset(o, 0, sizeof *o);
-    int ok = doze_model_load_memory(f->data, f->len, &mp, &m, &e) == DOZE_OK;
-    const int V = ok ? doze_model_get_info(m)->vocab_size : 0;
-    int32_t tokens[B * T];
-    uint64_t r = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < B * T; i++) {
-        r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
-        tokens[i] = i % T == 0 ? 1 : 3 + (int)((r * 0x2545F4914F6CDD1Dull >> 33) % (uint64_t)(V - 3));
-    }
-    ok = ok && doze_gates_calibrate(m, tokens, 64, NULL, &g, &e) == DOZE_OK;
-    doze_train_params p = doze_train_default_params();
-    p.batch = B;
-    p.context = T;
-    p.joint = 1;
-    p.task_loss = DOZE_LOSS_CE;
-    p.budget_lo = 0.4f;
-    p.budget_hi = 1.0f;
-    ok = ok && doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK;
-    for (int i = 0; ok && i < STEPS; i++) {
-        doze_train_stats st;
-        ok = doze_trainer_step(t, tokens, &st, &e) == DOZE_OK;
-        o->loss[i] = st.loss;
-        o->compute[i] = st.achieved_compute;
-    }
-    if (ok) {
-        o->n_router = (size_t)g->n_layers * gates_rows(g) * g->dim;
-        o->n_bias = (size_t)g->n_layers * gates_rows(g);
-        o->router = malloc(o->n_router * sizeof(float));
-        o->bias = malloc(o->n_bias * sizeof(float));
-        ok = o->router && o->bias;
-        if (ok) memcpy(o->router, g->router, o->n_router * sizeof(float));
-        if (ok) memcpy(o->bias, g->bias, o->n_bias * sizeof(float));
-    } else {
-        fprintf(stderr, "train at %d threads: %s\n", threads, e.message);
-    }
-    doze_trainer_free(t);
-    doze_gates_free(g);
-    doze_model_free(m);
-    return ok;
-}
-
+ * see the updated weights), the trained routers and the weights, bit for bit. */
 static void check_training(void) {
     mem_buf f = fixture_gguf(256, 768, 2, 8, 8, 600, 128, 51, DOZE_TYPE_F32);
     CHECK(f.data != NULL);
     if (!f.data) return;
-    train_out one, many;
-    CHECK(train_run(&f, 1, &one));
+    doze_train_params p = doze_train_default_params();
+    p.batch = 2;
+    p.context = 128;
+    p.joint = 1;
+    p.task_loss = DOZE_LOSS_CE;
+    p.budget_lo = 0.4f;
+    p.budget_hi = 1.0f;
+    trained_state one, many;
+    CHECK(train_at_threads(&f, 1, 128, &p, 64, 3, &one));
     for (int th = 2; th <= 3; th++) {
-        CHECK(train_run(&f, th, &many));
-        int same = memcmp(one.loss, many.loss, sizeof one.loss) == 0 &&
-                   memcmp(one.compute, many.compute, sizeof one.compute) == 0 && one.router && many.router &&
-                   memcmp(one.router, many.router, one.n_router * sizeof(float)) == 0 &&
-                   memcmp(one.bias, many.bias, one.n_bias * sizeof(float)) == 0;
-        printf("joint training, 3 steps, %d threads vs 1: losses %.6f %.6f %.6f, routers %s\n", th,
+        CHECK(train_at_threads(&f, th, 128, &p, 64, 3, &many));
+        int same = trained_identical(&one, &many);
+        printf("joint training, 3 steps, %d threads vs 1: losses %.6f %.6f %.6f, routers and weights %s\n", th,
                (double)many.loss[0], (double)many.loss[1], (double)many.loss[2], same ? "bit-identical" : "DIFFER");
         CHECK(same);
-        free(many.router), free(many.bias);
+        trained_state_free(&many);
     }
     CHECK(one.loss[2] != one.loss[0]); /* the steps did train */
-    free(one.router), free(one.bias);
+    trained_state_free(&one);
     free(f.data);
 }
 

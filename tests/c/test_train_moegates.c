@@ -22,6 +22,7 @@
 #include "train.h"
 #include "model_fixture.h"
 #include "session_fixture.h"
+#include "threads_fixture.h"
 #include "test_util.h"
 
 static uint64_t rng = 7;
@@ -376,52 +377,18 @@ static void test_finetune(void) {
 }
 
 /* the same steps at 1 and 2 threads: the same routers, bit for bit */
-static int train_threads(const mem_buf *f, int threads, float **router, float **bias, size_t *nr, size_t *nb) {
-    enum { TB = 2, TT = 32 };
-    doze_model_params mp = doze_model_default_params();
-    mp.threads = threads;
-    doze_model *m = NULL;
-    doze_gates *g = NULL;
-    doze_trainer *t = NULL;
-    doze_error e;
-    int ok = doze_model_load_memory(f->data, f->len, &mp, &m, &e) == DOZE_OK;
-    int32_t tokens[TB * TT];
-    uint64_t r = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < TB * TT; i++) {
-        r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
-        tokens[i] = i % TT == 0 ? 1 : 3 + (int)((r * 0x2545F4914F6CDD1Dull >> 33) % (uint64_t)(V - 3));
-    }
-    ok = ok && doze_gates_calibrate(m, tokens, TB * TT, NULL, &g, &e) == DOZE_OK;
-    doze_train_params p = doze_train_default_params();
-    p.batch = TB;
-    p.context = TT;
-    ok = ok && doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK;
-    for (int i = 0; ok && i < 3; i++) ok = doze_trainer_step(t, tokens, NULL, &e) == DOZE_OK;
-    if (ok) {
-        *nr = (size_t)g->n_layers * gates_rows(g) * g->dim;
-        *nb = (size_t)g->n_layers * gates_rows(g);
-        *router = malloc(*nr * sizeof(float));
-        *bias = malloc(*nb * sizeof(float));
-        memcpy(*router, g->router, *nr * sizeof(float));
-        memcpy(*bias, g->bias, *nb * sizeof(float));
-    } else {
-        fprintf(stderr, "train at %d threads: %s\n", threads, e.message);
-    }
-    doze_trainer_free(t);
-    doze_gates_free(g);
-    doze_model_free(m);
-    return ok;
-}
-
 static void test_threads(void) {
     mem_buf f = fixture_moe_gguf("llama", 128, 128, 2, 4, 2, V, 64, 25, DOZE_TYPE_F32, E, K);
-    float *r1 = NULL, *b1 = NULL, *r2 = NULL, *b2 = NULL;
-    size_t nr = 0, nb = 0;
-    CHECK(f.data && train_threads(&f, 1, &r1, &b1, &nr, &nb) && train_threads(&f, 2, &r2, &b2, &nr, &nb));
-    int same = r1 && r2 && memcmp(r1, r2, nr * sizeof(float)) == 0 && memcmp(b1, b2, nb * sizeof(float)) == 0;
+    doze_train_params p = doze_train_default_params();
+    p.batch = 2;
+    p.context = 32;
+    trained_state one, two;
+    CHECK(f.data && train_at_threads(&f, 1, 0, &p, p.batch * p.context, 3, &one) &&
+          train_at_threads(&f, 2, 0, &p, p.batch * p.context, 3, &two));
+    int same = trained_identical(&one, &two);
     printf("MoE gate training at 1 and 2 threads: routers %s\n", same ? "bit-identical" : "DIFFERENT");
     CHECK(same);
-    free(r1), free(b1), free(r2), free(b2);
+    trained_state_free(&one), trained_state_free(&two);
     free(f.data);
 }
 

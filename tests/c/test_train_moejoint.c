@@ -28,6 +28,7 @@
 #include "train_joint.h"
 #include "model_fixture.h"
 #include "session_fixture.h"
+#include "threads_fixture.h"
 #include "test_util.h"
 
 enum { D = 16, HID = 16, NL = 3, NH = 4, NKV = 2, V = 60, E = 4, K = 2, B = 2, T = 8 };
@@ -387,57 +388,22 @@ static void refusal_check(doze_model *m, doze_gates *g) {
 }
 
 /* the same joint steps at 1 and 2 threads: the same weights and routers */
-static int train_threads(const mem_buf *f, int threads, float **w, size_t *nw, float **router, size_t *nr) {
-    enum { TB = 2, TT = 32, TV = 300 };
-    doze_model_params mp = doze_model_default_params();
-    mp.threads = threads;
-    doze_model *m = NULL;
-    doze_gates *g = NULL;
-    doze_trainer *t = NULL;
-    doze_error e;
-    int ok = doze_model_load_memory(f->data, f->len, &mp, &m, &e) == DOZE_OK;
-    int32_t tokens[TB * TT];
-    uint64_t r = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < TB * TT; i++) {
-        r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
-        tokens[i] = i % TT == 0 ? 1 : 3 + (int)((r * 0x2545F4914F6CDD1Dull >> 33) % (uint64_t)(TV - 3));
-    }
-    ok = ok && doze_gates_calibrate(m, tokens, TB * TT, NULL, &g, &e) == DOZE_OK;
+static void threads_check(void) {
+    mem_buf f = fixture_moe_gguf("llama", 64, 64, 2, 4, 2, 300, 64, 25, DOZE_TYPE_F32, E, K);
     doze_train_params p = doze_train_default_params();
-    p.batch = TB;
-    p.context = TT;
+    p.batch = 2;
+    p.context = 32;
     p.joint = 1;
     p.task_loss = DOZE_LOSS_CE;
     p.budget_lo = 0.4f;
     p.budget_hi = 1.0f;
-    ok = ok && doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK;
-    for (int i = 0; ok && i < 3; i++) ok = doze_trainer_step(t, tokens, NULL, &e) == DOZE_OK;
-    if (ok) {
-        joint_weights *jw = trainer_joint(t);
-        *nw = joint_n_params(jw);
-        *w = malloc(*nw * sizeof(float));
-        memcpy(*w, joint_params(jw), *nw * sizeof(float));
-        *nr = (size_t)g->n_layers * gates_rows(g) * g->dim;
-        *router = malloc(*nr * sizeof(float));
-        memcpy(*router, g->router, *nr * sizeof(float));
-    } else {
-        fprintf(stderr, "train at %d threads: %s\n", threads, e.message);
-    }
-    doze_trainer_free(t);
-    doze_gates_free(g);
-    doze_model_free(m);
-    return ok;
-}
-
-static void threads_check(void) {
-    mem_buf f = fixture_moe_gguf("llama", 64, 64, 2, 4, 2, 300, 64, 25, DOZE_TYPE_F32, E, K);
-    float *w1 = NULL, *w2 = NULL, *r1 = NULL, *r2 = NULL;
-    size_t nw = 0, nr = 0;
-    CHECK(f.data && train_threads(&f, 1, &w1, &nw, &r1, &nr) && train_threads(&f, 2, &w2, &nw, &r2, &nr));
-    int same = w1 && w2 && memcmp(w1, w2, nw * sizeof(float)) == 0 && memcmp(r1, r2, nr * sizeof(float)) == 0;
+    trained_state one, two;
+    CHECK(f.data && train_at_threads(&f, 1, 0, &p, p.batch * p.context, 3, &one) &&
+          train_at_threads(&f, 2, 0, &p, p.batch * p.context, 3, &two));
+    int same = one.weights && trained_identical(&one, &two);
     printf("joint MoE training at 1 and 2 threads: weights and routers %s\n", same ? "bit-identical" : "DIFFERENT");
     CHECK(same);
-    free(w1), free(w2), free(r1), free(r2);
+    trained_state_free(&one), trained_state_free(&two);
     free(f.data);
 }
 
