@@ -46,26 +46,66 @@ static void attention_windows(const block_shape *s, const att_windows *w, int nb
 
 /* ---- attention output: a = Wo o, or sum_h g_h Wo_h o_h ------------------------------ */
 
+/* Under gates the product is taken head by head (each head's share is scaled
+ * by its token's gate, and its gate's gradient needs the share itself), so
+ * it cannot be one big product; instead the tokens are split across the
+ * pool: every row is computed by the same code in the same order whatever
+ * the split, so the bits do not depend on the thread count. */
+typedef struct {
+    const block_shape *s;
+    const block_weights *w;
+    const block_acts *a;
+    const block_gating *gt;
+    float *out;       /* forward: a (N, D); backward: dO (N, Q) */
+    float *dbuf;      /* (N, D): c_h, then dc_h */
+    const float *dA;  /* backward: d/da (N, D); NULL: forward */
+} heads_out_rows;
+
+static void heads_out_part(void *args, int n0, int n1, int part) {
+    const heads_out_rows *r = args;
+    const block_shape *s = r->s;
+    const int D = s->D, hd = s->hd, Q = s->H * hd, U = r->gt->U, rows = n1 - n0;
+    (void)part;
+    float *dbuf = r->dbuf + (size_t)n0 * D;
+    const float *o = r->a->o + (size_t)n0 * Q;
+    memset(r->out + (size_t)n0 * (r->dA ? Q : D), 0, (size_t)rows * (r->dA ? Q : D) * sizeof(float));
+    for (int h = 0; h < s->H; h++) {
+        /* c_h(rows, D) = o_h(rows, hd) Wo_h^T: rows h*hd .. of the transposed Wo */
+        memset(dbuf, 0, (size_t)rows * D * sizeof(float));
+        gemm_nn(dbuf, D, o + (size_t)h * hd, Q, r->w->to + (size_t)h * hd * D, D, rows, hd, D);
+        for (int n = n0; n < n1; n++) {
+            const float gh = r->gt->g[(size_t)n * U + 1 + h];
+            float *cn = r->dbuf + (size_t)n * D;
+            if (!r->dA) {
+                if (gh == 0.0f) continue;
+                float *an = r->out + (size_t)n * D;
+                for (int i = 0; i < D; i++) an[i] += gh * cn[i];
+                continue;
+            }
+            const float *dAn = r->dA + (size_t)n * D;
+            float sum = 0;
+            for (int i = 0; i < D; i++) sum += dAn[i] * cn[i];
+            r->gt->dg[(size_t)n * U + 1 + h] = sum;
+            for (int i = 0; i < D; i++) cn[i] = gh * dAn[i]; /* dc_h = g_h dA */
+        }
+        /* do_h(rows, hd) = dc_h Wo_h: columns h*hd .. of Wo */
+        if (r->dA) gemm_nn(r->out + (size_t)n0 * Q + (size_t)h * hd, Q, dbuf, D, r->w->wo + (size_t)h * hd, Q, rows, D, hd);
+    }
+}
+
+static void heads_out(const block_shape *s, const heads_out_rows *r, int N) {
+    const int big = (double)N * s->H * s->hd * s->D >= 4e6;
+    pool_run(big ? s->pool : NULL, heads_out_part, (void *)r, N, 16, 16, 0);
+}
+
 static void attn_out_forward(const block_shape *s, const block_weights *w, block_acts *a,
                              const block_gating *gt, float *dbuf, int N) {
-    const int D = s->D, hd = s->hd, Q = s->H * s->hd;
+    const int D = s->D, Q = s->H * s->hd;
     if (!gt) {
         matmul_forward_t_par(a->a, a->o, w->to, N, D, Q, s->pool);
         return;
     }
-    memset(a->a, 0, (size_t)N * D * sizeof(float));
-    for (int h = 0; h < s->H; h++) {
-        /* c_h(N, D) = o_h(N, hd) Wo_h^T: rows h*hd .. of the transposed Wo */
-        memset(dbuf, 0, (size_t)N * D * sizeof(float));
-        gemm_nn(dbuf, D, a->o + (size_t)h * hd, Q, w->to + (size_t)h * hd * D, D, N, hd, D);
-        for (int n = 0; n < N; n++) {
-            float gh = gt->g[(size_t)n * gt->U + 1 + h];
-            if (gh == 0.0f) continue;
-            float *an = a->a + (size_t)n * D;
-            const float *cn = dbuf + (size_t)n * D;
-            for (int i = 0; i < D; i++) an[i] += gh * cn[i];
-        }
-    }
+    heads_out(s, &(heads_out_rows){.s = s, .w = w, .a = a, .gt = gt, .out = a->a, .dbuf = dbuf}, N);
 }
 
 /* from dA (N, D) = d/da: dO (overwritten) = d/do; dg of the heads; dWo */
@@ -73,28 +113,14 @@ static void attn_out_backward(const block_shape *s, const block_weights *w, cons
                               const block_gating *gt, block_grads *gr, const float *dA, float *dwo,
                               int N) {
     const int D = s->D, hd = s->hd, Q = s->H * s->hd;
-    memset(gr->dO, 0, (size_t)N * Q * sizeof(float));
     if (!gt) {
+        memset(gr->dO, 0, (size_t)N * Q * sizeof(float));
         if (dwo) matmul_backward_weights(dwo, dA, a->o, N, D, Q, s->pool);
         matmul_backward_par(gr->dO, dA, w->wo, N, D, Q, s->pool);
         return;
     }
     const int U = gt->U;
-    for (int h = 0; h < s->H; h++) {
-        memset(gr->dbuf, 0, (size_t)N * D * sizeof(float)); /* c_h, recomputed */
-        gemm_nn(gr->dbuf, D, a->o + (size_t)h * hd, Q, w->to + (size_t)h * hd * D, D, N, hd, D);
-        for (int n = 0; n < N; n++) {
-            const float *dAn = dA + (size_t)n * D, *cn = gr->dbuf + (size_t)n * D;
-            float sum = 0;
-            for (int i = 0; i < D; i++) sum += dAn[i] * cn[i];
-            gt->dg[(size_t)n * U + 1 + h] = sum;
-            float gh = gt->g[(size_t)n * U + 1 + h];
-            float *dc = gr->dbuf + (size_t)n * D; /* dc_h = g_h dA */
-            for (int i = 0; i < D; i++) dc[i] = gh * dAn[i];
-        }
-        /* do_h(N, hd) = dc_h Wo_h: columns h*hd .. of Wo */
-        gemm_nn(gr->dO + (size_t)h * hd, Q, gr->dbuf, D, w->wo + (size_t)h * hd, Q, N, D, hd);
-    }
+    heads_out(s, &(heads_out_rows){.s = s, .w = w, .a = a, .gt = gt, .out = gr->dO, .dbuf = gr->dbuf, .dA = dA}, N);
     if (dwo) { /* dWo += dA^T (o * g_head) */
         for (int n = 0; n < N; n++)
             for (int h = 0; h < s->H; h++) {
