@@ -117,6 +117,9 @@ int cmd_finetune(int argc, char **argv) {
     if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2)
         return cli_usage_error(&a, "--budget-range takes LO:HI, not \"%s\"", range);
     tp.dense_fraction = (float)cli_get_float(&a, "--dense-fraction", tp.dense_fraction);
+    if (cli_has(&a, "--dense-fraction") && !range) /* one budget has no dense windows: say so, do not ignore it */
+        return cli_usage_error(&a, "--dense-fraction goes with --budget-range (one budget with dense windows: "
+                                   "--budget-range B:B)");
     const char *model_out = cli_get(&a, "--model-out");
     if (tp.joint != (model_out != NULL)) return cli_usage_error(&a, "--joint and --model-out go together");
     int quiet = cli_has(&a, "--quiet");

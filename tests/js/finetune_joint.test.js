@@ -124,6 +124,14 @@ test('worker: finetune streams onProgress and returns the main thread\'s bytes; 
     const ranged = await w.finetune(TEXT, { ...O, source, budgetRange: [0.4, 0.9], denseFraction: 0.25 });
     const nr = cliJoint('native', ['--budget-range', '0.4:0.9', '--dense-fraction', '0.25']);
     assert.deepEqual(ranged.model, nr.model, 'a budget range: = the CLI');
+    // a dense fraction needs a range, in the CLI as in JS (it used to be ignored there)
+    await assert.rejects(w.finetune(TEXT, { ...O, source, denseFraction: 0.25 }), { code: 'INVALID_ARGUMENT' });
+    const lone = run('native', ['finetune', initPath, textFile, '--steps', '1', '--joint', '--model-out', join(dir, 'x.gguf'),
+      '--dense-fraction', '0.25', '-o', join(dir, 'x.gates.gguf')]);
+    assert.equal(lone.status, 2);
+    assert.match(lone.stderr, /--dense-fraction goes with --budget-range/);
+    const fixed = cliJoint('native', ['--budget-range', '0.6:0.6', '--dense-fraction', '0.25']);
+    assert.notDeepEqual(fixed.model, native.model, 'B:B with dense windows trains differently from B alone');
     const sched = { weightLrMin: 1e-4, weightWarmup: 2, noiseEnd: 0 };
     const rs = await w.finetune(TEXT, { ...O, ...sched, source });
     const ns = cliJoint('native', ['--weight-lr-min', '1e-4', '--weight-warmup', '2', '--noise-end', '0']);
