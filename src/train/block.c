@@ -174,6 +174,30 @@ static void ffn_down_backward(const block_shape *s, const block_weights *w, cons
     }
 }
 
+/* ---- Q/K/V biases and q/k norms ------------------------------------------------------ */
+
+/* y(N, n) += b, row by row; b NULL: nothing */
+static void add_rows(float *y, const float *b, int N, int n) {
+    if (!b) return;
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
+}
+
+/* each of the rows (tokens x heads) of v, hd values, rmsnorm'd in place
+ * with weight w; raw keeps the input, rinv its 1 / rms */
+static void head_norms_forward(float *v, float *raw, float *rinv, const float *w, int rows, int hd, float eps) {
+    memcpy(raw, v, (size_t)rows * hd * sizeof(float));
+    rmsnorm_forward(v, rinv, raw, w, rows, hd, eps);
+}
+
+/* dv (rows, hd): d loss / d (normed v), replaced by d loss / d raw v */
+static void head_norms_backward(float *dv, float *scratch, const float *raw, const float *rinv, const float *w,
+                                int rows, int hd) {
+    memset(scratch, 0, (size_t)rows * hd * sizeof(float));
+    rmsnorm_backward(scratch, dv, raw, rinv, w, rows, hd);
+    memcpy(dv, scratch, (size_t)rows * hd * sizeof(float));
+}
+
 /* ---- the block --------------------------------------------------------------------------- */
 
 void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
@@ -188,6 +212,11 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
     matmul_forward_t_par(a->q, a->xn, w->tq, N, Q, D, nt);
     matmul_forward_t_par(a->k, a->xn, w->tk, N, KVD, D, nt);
     matmul_forward_t_par(a->v, a->xn, w->tv, N, KVD, D, nt);
+    add_rows(a->q, w->bq, N, Q);
+    add_rows(a->k, w->bk, N, KVD);
+    add_rows(a->v, w->bv, N, KVD);
+    if (w->q_norm) head_norms_forward(a->q, a->q_raw, a->rinv_q, w->q_norm, N * s->H, hd, s->eps);
+    if (w->k_norm) head_norms_forward(a->k, a->k_raw, a->rinv_k, w->k_norm, N * s->KV, hd, s->eps);
     rope_forward(a->q, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     rope_forward(a->k, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     attention_windows(s, &(att_windows){.s = s, .a = a, .o = a->o, .vis = vis, .P = a->P}, nb);
@@ -304,6 +333,9 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
     attention_windows(s, &(att_windows){.s = s, .a = a, .gr = gr}, nb);
     rope_backward(gr->dq, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     rope_backward(gr->dk, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
+    /* through the q/k norms (dO, spent by the attention's backward, is the scratch) */
+    if (w->q_norm) head_norms_backward(gr->dq, gr->dO, a->q_raw, a->rinv_q, w->q_norm, N * s->H, hd);
+    if (w->k_norm) head_norms_backward(gr->dk, gr->dO, a->k_raw, a->rinv_k, w->k_norm, N * s->KV, hd);
     if (dw) {
         matmul_backward_weights(dw->wq, gr->dq, a->xn, N, Q, D, nt);
         matmul_backward_weights(dw->wk, gr->dk, a->xn, N, KVD, D, nt);

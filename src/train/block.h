@@ -4,8 +4,9 @@
  *
  * Per token, over N = nb * T positions (nb windows of T tokens):
  *   xn   = rmsnorm(x_in) * attn_norm
- *   q, k, v = Wq xn, Wk xn, Wv xn; RoPE on q, k; causal attention over the
- *          visible positions -> o
+ *   q, k, v = Wq xn (+ bq), Wk xn (+ bk), Wv xn (+ bv); q, k each head
+ *          rmsnorm'd (* q_norm, k_norm) where the model has them; RoPE on q,
+ *          k; causal attention over the visible positions -> o
  *   a    = Wo o                          dense
  *        = sum_h g_h Wo_h o_h            gated (heads)
  *   x_mid = x_in + a
@@ -74,6 +75,11 @@ typedef struct {
     const float *attn_norm, *ffn_norm;             /* (D) */
     const float *wq, *wk, *wv, *wo, *w1, *w2, *w3;
     const float *tq, *tk, *tv, *to, *t1, *t2, *t3;
+    /* qwen2's Q/K/V biases (Q), (KV * hd), (KV * hd) and qwen3's per-head
+     * RMSNorms of q and k (hd), each NULL when the model has none. They are
+     * frozen: block_backward gives no gradient for them (the trainers that
+     * learn weights refuse such models). */
+    const float *bq, *bk, *bv, *q_norm, *k_norm;
 } block_weights;
 
 /* weight gradients of one layer, accumulated (+=) */

@@ -269,7 +269,9 @@ static void layout(doze_trainer *t, carver *c) {
     size_t KVD = (size_t)t->KVD, U = (size_t)t->U, L = (size_t)t->L, V = (size_t)t->V;
     /* a mixture's FFN keeps its own activations (tmoe_acts), not the block's */
     const size_t FD = t->E ? 0 : F * D, E = (size_t)t->E;
-    const block_sizes bs = {N, D, Q, KVD, t->E ? 0 : F, (size_t)t->B * t->H * t->T * t->T};
+    const int qk = t->m->info.qk_norm;
+    const block_sizes bs = {N, D, Q, KVD, t->E ? 0 : F, (size_t)t->B * t->H * t->T * t->T,
+                            qk ? (size_t)t->H : 0, qk ? (size_t)t->KV : 0};
     const tmoe_shape ms = moe_shape_of(t);
     for (int l = 0; l < t->L; l++) {
         layer_weights *w = &t->w[l];
@@ -359,14 +361,17 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     *out = NULL;
     const doze_model_info *c = &m->info;
     doze_train_params prm = p ? *p : doze_train_default_params();
-    /* the training block computes LLaMA attention: RoPE on adjacent pairs, no
-     * q/k norms or q/k/v biases */
-    if (c->rope_neox || c->qk_norm || c->qkv_bias)
+    /* Gates train through the loaded weights (NeoX rows already permuted into
+     * adjacent pairs, so the block's RoPE is the runtime's), biases and q/k
+     * norms included. Joint training learns and writes every weight: it has
+     * no gradients for biases or q/k norms, and writes llama's layout. */
+    if (prm.joint && (c->rope_neox || c->qk_norm || c->qkv_bias))
         return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "training gates on a model with%s%s%s is not supported: the trainer computes "
-                         "llama attention only",
-                         c->rope_neox ? " NeoX RoPE" : "", c->qk_norm ? " q/k norms" : "",
-                         c->qkv_bias ? " q/k/v biases" : "");
+                         "joint training of a model with %s%s%s%s%s is not supported (llama attention "
+                         "only); its gates can be fine-tuned alone (without --joint)",
+                         c->rope_neox ? "NeoX RoPE" : "", c->rope_neox && (c->qk_norm || c->qkv_bias) ? ", " : "",
+                         c->qk_norm ? "q/k norms" : "", c->qk_norm && c->qkv_bias ? ", " : "",
+                         c->qkv_bias ? "q/k/v biases" : "");
     /* joint on a mixture: every weight including the router and the expert
      * stacks; adapters are for dense projections only */
     if (c->n_experts && prm.joint && prm.lora_rank > 0)
@@ -695,9 +700,12 @@ static block_shape shape_of(doze_trainer *t) {
 static block_weights weights_of(const doze_trainer *t, int l) {
     if (t->jw && !t->teaching) return joint_block(t->jw, l);
     const layer_weights *lw = &t->w[l];
+    const doze_layer *ly = &t->m->layers[l];
     block_weights w;
-    w.attn_norm = t->m->layers[l].attn_norm;
-    w.ffn_norm = t->m->layers[l].ffn_norm;
+    w.attn_norm = ly->attn_norm;
+    w.ffn_norm = ly->ffn_norm;
+    w.bq = ly->bq, w.bk = ly->bk, w.bv = ly->bv; /* as loaded: NeoX rows already in adjacent pairs */
+    w.q_norm = ly->q_norm, w.k_norm = ly->k_norm;
     w.wq = lw->wq, w.wk = lw->wk, w.wv = lw->wv, w.wo = lw->wo;
     w.w1 = lw->w1, w.w2 = lw->w2, w.w3 = lw->w3;
     w.tq = lw->tq, w.tk = lw->tk, w.tv = lw->tv, w.to = lw->to;

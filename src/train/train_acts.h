@@ -15,6 +15,8 @@ typedef struct {
     float *rinv1; /* (N) its 1 / rms */
     float *q;     /* (N, q_dim) after RoPE */
     float *k, *v; /* (N, kv_dim), k after RoPE */
+    float *q_raw, *k_raw;   /* with q/k norms: q, k before their norms (N, q_dim), (N, kv_dim) */
+    float *rinv_q, *rinv_k; /* with q/k norms: each head's 1 / rms (N, n_heads), (N, n_kv_heads) */
     float *P;     /* (B, n_heads, T, T) attention probabilities */
     float *o;     /* (N, q_dim) attention output before W_o */
     float *a;     /* (N, dim) attention's update (gated: sum_h g_h Wo_h o_h) */
@@ -39,6 +41,7 @@ typedef struct {
 
 typedef struct {
     size_t N, dim, q_dim, kv_dim, hidden, att; /* att: B * n_heads * T * T */
+    size_t n_heads, n_kv_heads;                /* nonzero: the model has q/k norms */
 } block_sizes;
 
 static inline void carve_block_acts(carver *c, block_acts *a, const block_sizes *s) {
@@ -48,6 +51,11 @@ static inline void carve_block_acts(carver *c, block_acts *a, const block_sizes 
     a->q = carve(c, s->N * s->q_dim);
     a->k = carve(c, s->N * s->kv_dim);
     a->v = carve(c, s->N * s->kv_dim);
+    const size_t qk = s->n_heads ? 1 : 0;
+    a->q_raw = carve(c, qk * s->N * s->q_dim);
+    a->k_raw = carve(c, qk * s->N * s->kv_dim);
+    a->rinv_q = carve(c, s->N * s->n_heads);
+    a->rinv_k = carve(c, s->N * s->n_kv_heads);
     a->P = carve(c, s->att);
     a->o = carve(c, s->N * s->q_dim);
     a->a = carve(c, s->N * s->dim);

@@ -244,7 +244,7 @@ static void layout(doze_full_trainer *t, carver *c) {
     size_t N = (size_t)t->N, D = (size_t)t->D, F = (size_t)t->F, Q = (size_t)t->Q;
     size_t KVD = (size_t)t->KVD, V = (size_t)t->V, T = (size_t)t->T;
     /* a mixture keeps its FFN activations in macts: the block's are empty */
-    const block_sizes bs = {N, D, Q, KVD, t->E ? 0 : F, (size_t)t->B * t->H * T * T};
+    const block_sizes bs = {N, D, Q, KVD, t->E ? 0 : F, (size_t)t->B * t->H * T * T, 0, 0};
     for (int l = 0; l < t->L; l++) carve_block_acts(c, &t->act[l], &bs);
     if (t->E) {
         const tmoe_shape ms = moe_shape_of(t);
@@ -512,7 +512,7 @@ static block_weight_grads block_tensors(const doze_full_trainer *t, int l, tenso
 static block_weights weights_of(const doze_full_trainer *t, int l) {
     const block_weight_grads p = block_tensors(t, l, P_), tr = block_tensors(t, l, WT_);
     const block_weights w = {p.attn_norm, p.ffn_norm, p.wq, p.wk, p.wv, p.wo, p.w1, p.w2, p.w3,
-                             tr.wq, tr.wk, tr.wv, tr.wo, tr.w1, tr.w2, tr.w3};
+                             tr.wq, tr.wk, tr.wv, tr.wo, tr.w1, tr.w2, tr.w3, NULL, NULL, NULL, NULL, NULL};
     return w;
 }
 

@@ -202,7 +202,7 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
 static const float *dense_ffn(const joint_weights *j, const float *p) { return j->E ? NULL : p; }
 
 block_weights joint_block(const joint_weights *j, int l) {
-    block_weights w;
+    block_weights w = {0}; /* no biases or q/k norms: joint training refuses such models */
     w.attn_norm = P_(j, LT(l, JL_ATTN_NORM));
     w.ffn_norm = P_(j, LT(l, JL_FFN_NORM));
     w.wq = P_(j, LT(l, JL_Q));

@@ -3,8 +3,9 @@
  * masks, skipped layers, heads and FFN blocks included (the FFN blocks'
  * router rows are checked on their own too); the training ops' SIMD matmuls
  * match their scalar references; training reduces the loss and holds the
- * compute near the budget; the trained gates, used through the inference
- * path, give the whole-sequence forward's logits. */
+ * compute near the budget, for llama, qwen2 and qwen3 attention; the trained
+ * gates, used through the inference path, give the whole-sequence forward's
+ * logits. */
 #include <stdint.h>
 
 #include "gates.h"
@@ -44,11 +45,13 @@ static void test_matmuls(void) {
 
 /* The gradient check, training steps and training forward = inference on an
  * f32 model of FFN size HID, whose FFN blocks are FB channels (want_nb of
- * them). */
-static void check_trainer(const int HID, const int FB, const int want_nb) {
+ * them), of architecture arch (qwen2: Q/K/V biases and NeoX RoPE; qwen3: q/k
+ * norms and NeoX RoPE) with heads of head_dim values (0: dim / heads). */
+static void check_trainer(const char *arch, int head_dim, const int HID, const int FB, const int want_nb) {
     enum { D = 16, NL = 3, NH = 4, NKV = 2, V = 50, B = 2, T = 8 };
-    printf("-- FFN %d: blocks of %d\n", HID, FB);
-    mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 64, 11, DOZE_TYPE_F32);
+    printf("-- %s, head dim %d, FFN %d: blocks of %d\n", arch, head_dim ? head_dim : D / NH, HID, FB);
+    const doze_init_params ip = {D, HID, NL, NH, NKV, V, 64, 11, DOZE_TYPE_F32, arch, head_dim, 0, 0.0f, 0, 0};
+    mem_buf f = fixture_from_params(&ip);
     doze_model *m = NULL;
     doze_error e;
     CHECK(doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
@@ -126,10 +129,12 @@ static void check_trainer(const int HID, const int FB, const int want_nb) {
             *param = keep;
             double fd = (lp - lm) / (2 * h);
             double scale = fmax(fabs(fd), fabs(analytic));
-            /* f32 forward: the finite difference carries ~1e-6 of noise, so
-             * small gradients are held to an absolute bound instead */
+            /* f32 forward: the finite difference carries up to ~1e-5 of
+             * noise (qwen2's biases make larger logits, and the most), so a
+             * relative error is held only where that is at most 0.5% of the
+             * gradient (|grad| >= 2e-3); smaller ones to an absolute bound */
             double err_abs = fabs(fd - analytic);
-            if (scale >= 1e-3) worst = fmax(worst, err_abs / scale);
+            if (scale >= 2e-3) worst = fmax(worst, err_abs / scale);
             else worst_small = fmax(worst_small, err_abs);
             checked++;
             if (err_abs > 1e-2 * scale + 1e-5) bad++;
@@ -140,7 +145,7 @@ static void check_trainer(const int HID, const int FB, const int want_nb) {
     }
     (void)off_heads;
     printf("gradient check: %d parameters (%d of FFN block gates); worst relative error %.3g where "
-           "|grad| >= 1e-3, worst absolute error %.2g below (f32, h = 1e-2); %d skipped layer "
+           "|grad| >= 2e-3, worst absolute error %.2g below (f32, h = 1e-2); %d skipped layer "
            "positions in the masks\n",
            checked, checked_blocks, worst, worst_small, skipped_layers);
     CHECK(checked >= 100);
@@ -211,7 +216,9 @@ static void check_trainer(const int HID, const int FB, const int want_nb) {
 
 int main(void) {
     test_matmuls();
-    check_trainer(40, 16, 3);  /* a small f32 FFN: blocks of 16, 16 and 8 */
-    check_trainer(264, 32, 9); /* 8 * 32 channels and more: 8 blocks of 32 and one of 8 */
+    check_trainer("llama", 0, 40, 16, 3);  /* a small f32 FFN: blocks of 16, 16 and 8 */
+    check_trainer("llama", 0, 264, 32, 9); /* 8 * 32 channels and more: 8 blocks of 32 and one of 8 */
+    check_trainer("qwen2", 0, 40, 16, 3);  /* Q/K/V biases, NeoX RoPE */
+    check_trainer("qwen3", 8, 40, 16, 3);  /* q/k norms, NeoX RoPE, heads of 8 (4 x 8 != 16) */
     return test_finish("test_train");
 }

@@ -289,18 +289,26 @@ static void test_grad_and_forward(void) {
     doze_model_free(m);
     free(f.data);
 
-    /* the training block computes llama attention: qwen3moe (NeoX RoPE, q/k
-     * norms) is refused, not trained wrongly */
+    /* qwen3moe (NeoX RoPE, q/k norms): its gates train (through the loaded
+     * weights; test_train checks qwen2/qwen3's gradients and forward), joint
+     * training is refused, not run wrongly */
     mem_buf fq = fixture_moe_gguf("qwen3moe", D, HID, NL, NH, NKV, V, 64, 22, DOZE_TYPE_F32, E, K);
     CHECK(fq.data && doze_model_load_memory(fq.data, fq.len, NULL, &m, &e) == DOZE_OK);
     if (m) {
         g = calibrated(m, 60, &e);
         t = NULL;
         p.joint = 0;
-        st = g ? doze_trainer_new(m, g, &p, &t, &e) : DOZE_ERR_STATE;
-        printf("qwen3moe: %s\n", e.message);
-        CHECK(st == DOZE_ERR_UNSUPPORTED_TYPE && !t);
+        CHECK(g && doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK && t);
+        int32_t toks[B * T];
+        for (int i = 0; i < B * T; i++) toks[i] = i % T == 0 ? 1 : 3 + (int)(uni() * (V - 3));
+        doze_train_stats ts;
+        CHECK(t && doze_trainer_step(t, toks, &ts, &e) == DOZE_OK && isfinite(ts.loss));
         doze_trainer_free(t);
+        t = NULL;
+        p.joint = 1;
+        st = g ? doze_trainer_new(m, g, &p, &t, &e) : DOZE_ERR_STATE;
+        printf("qwen3moe: gates train (a step: loss %.4f); joint: %s\n", (double)ts.loss, e.message);
+        CHECK(st == DOZE_ERR_UNSUPPORTED_TYPE && !t && strstr(e.message, "without --joint") != NULL);
         doze_gates_free(g);
         doze_model_free(m);
     }

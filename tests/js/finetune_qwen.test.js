@@ -1,0 +1,60 @@
+// Gate fine-tuning of qwen2 (Q/K/V biases, NeoX RoPE) and qwen3 (q/k norms,
+// NeoX RoPE, heads of their own size) models from doze-lm, on seeded `doze
+// init` models: model.finetuneGates in wasm gives the native `doze finetune`
+// gate file byte for byte, the trained gates hold the budget, and joint
+// fine-tuning is UNSUPPORTED_TYPE naming what the model has, in JS as in the CLI.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModel, DozeError } from '../../js/src/index.js';
+import { hasShared, run, scratch, shared } from './helpers.js';
+
+const dir = scratch();
+const TEXT = hasShared
+  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
+  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+const textFile = join(dir, 'ftq-text.txt');
+writeFileSync(textFile, TEXT);
+const O = { budget: 0.6, steps: 5, contextLength: 64, batch: 2, seed: 5 };
+const opts = (o) => ['--budget', String(o.budget), '--steps', String(o.steps), '--ctx', String(o.contextLength),
+  '--batch', String(o.batch), '--seed', String(o.seed)];
+
+for (const [arch, extra, what] of [
+  ['qwen2', [], /NeoX RoPE, q\/k\/v biases/],
+  ['qwen3', ['--head-dim', '24'], /NeoX RoPE, q\/k norms/],
+]) {
+  test(`finetuneGates on ${arch} = \`doze finetune\`; joint refused`, async () => {
+    const path = join(dir, `ftq-${arch}.gguf`);
+    let r = run('native', ['init', '--arch', arch, '-o', path, '--dim', '64', '--hidden', '96', '--layers', '3', '--heads', '4',
+      '--kv-heads', '2', '--vocab', '300', '--ctx', '256', '--seed', '9', '--embd-scale', '0.4', ...extra]);
+    assert.equal(r.status, 0, r.stderr);
+    const outFile = join(dir, `ftq-${arch}.gates.gguf`);
+    r = run('native', ['finetune', path, textFile, ...opts(O), '-o', outFile]);
+    assert.equal(r.status, 0, r.stderr);
+    const native = new Uint8Array(readFileSync(outFile));
+    const m = await loadModel(path);
+    try {
+      const steps = [];
+      const g = await m.finetuneGates(TEXT, { ...O, onStep: (s) => steps.push(s) });
+      assert.equal(g.kind, 'trained');
+      assert.equal(steps.length, O.steps);
+      assert.ok(steps[O.steps - 1].loss < steps[0].loss, `loss ${steps[0].loss} -> ${steps[O.steps - 1].loss}`);
+      assert.deepEqual(m.saveGates(), native, 'JS saveGates() = the CLI gate file');
+      m.budget = O.budget;
+      let compute = 0, n = 0;
+      for await (const t of m.generate('Once upon a time there was', { maxTokens: 40, temperature: 0, ignoreEos: true })) {
+        if (t.id >= 0) compute += t.compute, n++;
+      }
+      assert.ok(Math.abs(compute / n - O.budget) < 0.1, `compute ${compute / n} at b ${O.budget}`);
+      await assert.rejects(m.finetune(TEXT, { ...O, source: new Uint8Array(readFileSync(path)) }),
+        (e) => e instanceof DozeError && e.code === 'UNSUPPORTED_TYPE' && what.test(e.message));
+      console.log(`# ${arch} finetuneGates: losses ${steps.map((s) => s.loss.toFixed(4)).join(' ')}; compute ${(compute / n).toFixed(3)} at b ${O.budget}`);
+    } finally {
+      m.dispose();
+    }
+    r = run('native', ['finetune', path, textFile, ...opts(O), '--joint', '--model-out', join(dir, 'x.gguf'), '-o', join(dir, 'x.g.gguf')]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, what);
+  });
+}
