@@ -102,6 +102,27 @@ void arch_neox_to_adjacent(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, i
     }
 }
 
+void arch_adjacent_to_neox(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
+                           uint8_t *tmp) {
+    const int half = rope_dim / 2;
+    for (uint64_t h0 = 0; h0 + (uint64_t)head_dim <= n_rows; h0 += (uint64_t)head_dim) {
+        uint8_t *head = data + h0 * row_bytes;
+        memcpy(tmp, head, (size_t)head_dim * row_bytes);
+        for (int i = 0; i < half; i++) {
+            memcpy(head + (size_t)i * row_bytes, tmp + (size_t)(2 * i) * row_bytes, row_bytes);
+            memcpy(head + (size_t)(i + half) * row_bytes, tmp + (size_t)(2 * i + 1) * row_bytes, row_bytes);
+        }
+    }
+}
+
+int arch_rotated_by_rope(const char *name) {
+    static const char *const parts[] = {".attn_q.weight", ".attn_k.weight", ".attn_q.bias",
+                                        ".attn_k.bias",   ".attn_q_norm.",   ".attn_k_norm."};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (strstr(name, parts[i])) return 1;
+    return 0;
+}
+
 /* reads the integer key PREFIX.name into *out, range-checked; def < 0: required */
 static doze_status get_dim(const gguf_header *h, const char *arch, const char *name, int64_t def, int64_t lo,
                            int64_t hi, int *out, doze_error *err) {

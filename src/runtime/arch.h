@@ -53,5 +53,11 @@ int arch_tensor_specs(const doze_model_info *c, tensor_spec *s, int cap);
  * row_bytes bytes. */
 void arch_neox_to_adjacent(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
                            uint8_t *tmp);
+/* The inverse (a trained model written back in its file's NeoX order). */
+void arch_adjacent_to_neox(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
+                           uint8_t *tmp);
+/* Whether a tensor's rows (or a vector's entries) are rotated by RoPE per
+ * head: q and k, their biases and their norms. */
+int arch_rotated_by_rope(const char *tensor_name);
 
 #endif

@@ -51,13 +51,6 @@ int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
 /* ---- plan: which tensors, what shapes, where in the arena ------------------- */
 
 /* Q and K projections, their biases and norm weights: what RoPE rotates */
-static int rotated_by_rope(const char *name) {
-    static const char *const parts[] = {".attn_q.weight", ".attn_k.weight", ".attn_q.bias",
-                                        ".attn_k.bias",   ".attn_q_norm.",   ".attn_k_norm."};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        if (strstr(name, parts[i])) return 1;
-    return 0;
-}
 
 static int slot_by_offset(const void *a, const void *b) {
     const doze_tensor_slot *x = a, *y = b;
@@ -116,7 +109,7 @@ doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_m
         }
         doze_tensor_slot *slot = &plan->slots[i];
         slot->src = t;
-        if (info->rope_neox && rotated_by_rope(specs[i].name)) {
+        if (info->rope_neox && arch_rotated_by_rope(specs[i].name)) {
             slot->neox = 1;
             uint64_t scratch = (uint64_t)info->head_dim * (is_vec ? 4u : doze_type_row_bytes((int)t->type, t->ne[0]));
             if (scratch > plan->scratch_size) plan->scratch_size = (size_t)scratch;

@@ -183,6 +183,13 @@ static void add_rows(float *y, const float *b, int N, int n) {
         for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
 }
 
+/* g(n) += the sum of the N rows of dy(N, n) (a bias's gradient); g NULL: nothing */
+static void sum_rows(float *g, const float *dy, int N, int n) {
+    if (!g) return;
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < n; i++) g[i] += dy[(size_t)r * n + i];
+}
+
 /* each of the rows (tokens x heads) of v, hd values, rmsnorm'd in place
  * with weight w; raw keeps the input, rinv its 1 / rms */
 static void head_norms_forward(float *v, float *raw, float *rinv, const float *w, int rows, int hd, float eps) {
@@ -334,9 +341,18 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
     rope_backward(gr->dq, N, T, s->H, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     rope_backward(gr->dk, N, T, s->KV, hd, s->rope_dim, s->rope_cos, s->rope_sin);
     /* through the q/k norms (dO, spent by the attention's backward, is the scratch) */
-    if (w->q_norm) head_norms_backward(gr->dq, gr->dO, a->q_raw, a->rinv_q, w->q_norm, N * s->H, hd);
-    if (w->k_norm) head_norms_backward(gr->dk, gr->dO, a->k_raw, a->rinv_k, w->k_norm, N * s->KV, hd);
+    if (w->q_norm) {
+        if (dw && dw->q_norm) rmsnorm_backward_weights(dw->q_norm, gr->dq, a->q_raw, a->rinv_q, N * s->H, hd);
+        head_norms_backward(gr->dq, gr->dO, a->q_raw, a->rinv_q, w->q_norm, N * s->H, hd);
+    }
+    if (w->k_norm) {
+        if (dw && dw->k_norm) rmsnorm_backward_weights(dw->k_norm, gr->dk, a->k_raw, a->rinv_k, N * s->KV, hd);
+        head_norms_backward(gr->dk, gr->dO, a->k_raw, a->rinv_k, w->k_norm, N * s->KV, hd);
+    }
     if (dw) {
+        sum_rows(dw->bq, gr->dq, N, Q);
+        sum_rows(dw->bk, gr->dk, N, KVD);
+        sum_rows(dw->bv, gr->dv, N, KVD);
         matmul_backward_weights(dw->wq, gr->dq, a->xn, N, Q, D, nt);
         matmul_backward_weights(dw->wk, gr->dk, a->xn, N, KVD, D, nt);
         matmul_backward_weights(dw->wv, gr->dv, a->xn, N, KVD, D, nt);

@@ -76,15 +76,14 @@ typedef struct {
     const float *wq, *wk, *wv, *wo, *w1, *w2, *w3;
     const float *tq, *tk, *tv, *to, *t1, *t2, *t3;
     /* qwen2's Q/K/V biases (Q), (KV * hd), (KV * hd) and qwen3's per-head
-     * RMSNorms of q and k (hd), each NULL when the model has none. They are
-     * frozen: block_backward gives no gradient for them (the trainers that
-     * learn weights refuse such models). */
+     * RMSNorms of q and k (hd), each NULL when the model has none */
     const float *bq, *bk, *bv, *q_norm, *k_norm;
 } block_weights;
 
 /* weight gradients of one layer, accumulated (+=) */
 typedef struct {
     float *attn_norm, *ffn_norm, *wq, *wk, *wv, *wo, *w1, *w2, *w3;
+    float *bq, *bk, *bv, *q_norm, *k_norm; /* NULL where the model has none */
 } block_weight_grads;
 
 /* a gated block: the caller's gate values and routers */

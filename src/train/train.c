@@ -361,17 +361,9 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     *out = NULL;
     const doze_model_info *c = &m->info;
     doze_train_params prm = p ? *p : doze_train_default_params();
-    /* Gates train through the loaded weights (NeoX rows already permuted into
-     * adjacent pairs, so the block's RoPE is the runtime's), biases and q/k
-     * norms included. Joint training learns and writes every weight: it has
-     * no gradients for biases or q/k norms, and writes llama's layout. */
-    if (prm.joint && (c->rope_neox || c->qk_norm || c->qkv_bias))
-        return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
-                         "joint training of a model with %s%s%s%s%s is not supported (llama attention "
-                         "only); its gates can be fine-tuned alone (without --joint)",
-                         c->rope_neox ? "NeoX RoPE" : "", c->rope_neox && (c->qk_norm || c->qkv_bias) ? ", " : "",
-                         c->qk_norm ? "q/k norms" : "", c->qk_norm && c->qkv_bias ? ", " : "",
-                         c->qkv_bias ? "q/k/v biases" : "");
+    /* The block trains on the weights as loaded: NeoX rows already permuted
+     * into adjacent pairs (so its RoPE is the runtime's; the joint writer
+     * puts them back), Q/K/V biases and q/k norms included. */
     /* joint on a mixture: every weight including the router and the expert
      * stacks; adapters are for dense projections only */
     if (c->n_experts && prm.joint && prm.lora_rank > 0)

@@ -496,7 +496,7 @@ static block_shape shape_of(const doze_full_trainer *t) {
  * pointers of any of them); the norms have no transposed copy, so their
  * WT_ pointers go unused */
 static block_weight_grads block_tensors(const doze_full_trainer *t, int l, tensor_in at) {
-    block_weight_grads x;
+    block_weight_grads x = {0}; /* no biases or q/k norms in the models it trains */
     x.attn_norm = at(t, LT(t, l, TL_ATTN_NORM));
     x.ffn_norm = at(t, LT(t, l, TL_FFN_NORM));
     x.wq = at(t, LT(t, l, TL_Q));

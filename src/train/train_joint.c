@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "adamw.h"
+#include "arch.h"
 #include "error.h"
 #include "gguf.h"
 #include "model.h"
@@ -14,7 +15,9 @@
 /* tensors of a layer, in file order; a mixture's JL_GATE, JL_DOWN, JL_UP
  * are the expert stacks (ffn_*_exps) and JL_ROUTER its router
  * (ffn_gate_inp), which a dense layer lacks */
-enum { JL_ATTN_NORM, JL_Q, JL_K, JL_V, JL_O, JL_FFN_NORM, JL_GATE, JL_DOWN, JL_UP, JL_ROUTER, JL_COUNT };
+enum { JL_ATTN_NORM, JL_Q, JL_K, JL_V, JL_O, JL_FFN_NORM, JL_GATE, JL_DOWN, JL_UP, JL_ROUTER,
+       JL_BQ, JL_BK, JL_BV, JL_QN, JL_KN, /* qwen2's biases, qwen3's q/k norms: -1 where absent */
+       JL_COUNT };
 
 typedef struct {
     char name[48];
@@ -31,6 +34,7 @@ typedef struct {
 
 struct joint_weights {
     int L, tied;
+    int neox, hd, rope_dim; /* NeoX RoPE: q/k rows were loaded in adjacent pairs; written back */
     int E, F, D; /* a mixture: experts per layer (0: dense FFN), each expert's width, dim */
     joint_tensor *tensors;
     int n_tensors;
@@ -120,6 +124,9 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
     if (!j) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for joint training");
     j->L = c->n_layers;
     j->tied = c->tied_output;
+    j->neox = c->rope_neox;
+    j->hd = hd;
+    j->rope_dim = c->rope_dim;
     j->E = c->n_experts;
     j->F = F;
     j->D = D;
@@ -140,6 +147,13 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
         snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      lt[JL_V] = add_tensor(j, nm, KVD, D, 1);
         snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); lt[JL_O] = add_tensor(j, nm, D, Q, 1);
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    lt[JL_FFN_NORM] = add_tensor(j, nm, 1, D, 0);
+        const doze_layer *ly = &m->layers[l];
+        lt[JL_BQ] = lt[JL_BK] = lt[JL_BV] = lt[JL_QN] = lt[JL_KN] = -1;
+        if (ly->bq) { snprintf(nm, sizeof nm, "blk.%d.attn_q.bias", l); lt[JL_BQ] = add_tensor(j, nm, 1, Q, 0); }
+        if (ly->bk) { snprintf(nm, sizeof nm, "blk.%d.attn_k.bias", l); lt[JL_BK] = add_tensor(j, nm, 1, KVD, 0); }
+        if (ly->bv) { snprintf(nm, sizeof nm, "blk.%d.attn_v.bias", l); lt[JL_BV] = add_tensor(j, nm, 1, KVD, 0); }
+        if (ly->q_norm) { snprintf(nm, sizeof nm, "blk.%d.attn_q_norm.weight", l); lt[JL_QN] = add_tensor(j, nm, 1, hd, 0); }
+        if (ly->k_norm) { snprintf(nm, sizeof nm, "blk.%d.attn_k_norm.weight", l); lt[JL_KN] = add_tensor(j, nm, 1, hd, 0); }
         if (E) { /* llama.cpp's names: stacks ne {cols, rows, E}, the router (E, D) */
             snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", l); lt[JL_GATE] = add_tensor3(j, nm, F, D, E, 1);
             snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", l); lt[JL_DOWN] = add_tensor3(j, nm, D, F, E, 1);
@@ -174,6 +188,9 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
         const doze_layer *ly = &m->layers[l];
         memcpy(P_(j, LT(l, JL_ATTN_NORM)), ly->attn_norm, (size_t)D * sizeof(float));
         memcpy(P_(j, LT(l, JL_FFN_NORM)), ly->ffn_norm, (size_t)D * sizeof(float));
+        const float *vec[5] = {ly->bq, ly->bk, ly->bv, ly->q_norm, ly->k_norm};
+        for (int k = 0; k < 5; k++)
+            if (vec[k]) memcpy(P_(j, LT(l, JL_BQ + k)), vec[k], (size_t)j->tensors[LT(l, JL_BQ + k)].cols * sizeof(float));
         widen_ld(P_(j, LT(l, JL_Q)), D, &ly->wq);
         widen_ld(P_(j, LT(l, JL_K)), D, &ly->wk);
         widen_ld(P_(j, LT(l, JL_V)), D, &ly->wv);
@@ -201,8 +218,13 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
  * (the block runs the trainer's FFN hook on joint_moe's weights instead) */
 static const float *dense_ffn(const joint_weights *j, const float *p) { return j->E ? NULL : p; }
 
+/* layer l's tensor k (params or grads), NULL where the model has none */
+static float *optional(const joint_weights *j, int l, int k, float *(*at)(const joint_weights *, int)) {
+    return LT(l, k) < 0 ? NULL : at(j, LT(l, k));
+}
+
 block_weights joint_block(const joint_weights *j, int l) {
-    block_weights w = {0}; /* no biases or q/k norms: joint training refuses such models */
+    block_weights w;
     w.attn_norm = P_(j, LT(l, JL_ATTN_NORM));
     w.ffn_norm = P_(j, LT(l, JL_FFN_NORM));
     w.wq = P_(j, LT(l, JL_Q));
@@ -219,6 +241,11 @@ block_weights joint_block(const joint_weights *j, int l) {
     w.t1 = dense_ffn(j, WT_(j, LT(l, JL_GATE)));
     w.t2 = dense_ffn(j, WT_(j, LT(l, JL_DOWN)));
     w.t3 = dense_ffn(j, WT_(j, LT(l, JL_UP)));
+    w.bq = optional(j, l, JL_BQ, P_);
+    w.bk = optional(j, l, JL_BK, P_);
+    w.bv = optional(j, l, JL_BV, P_);
+    w.q_norm = optional(j, l, JL_QN, P_);
+    w.k_norm = optional(j, l, JL_KN, P_);
     return w;
 }
 
@@ -253,6 +280,11 @@ block_weight_grads joint_block_grads(joint_weights *j, int l) {
     g.w1 = j->E ? NULL : G_(j, LT(l, JL_GATE));
     g.w2 = j->E ? NULL : G_(j, LT(l, JL_DOWN));
     g.w3 = j->E ? NULL : G_(j, LT(l, JL_UP));
+    g.bq = optional(j, l, JL_BQ, G_);
+    g.bk = optional(j, l, JL_BK, G_);
+    g.bv = optional(j, l, JL_BV, G_);
+    g.q_norm = optional(j, l, JL_QN, G_);
+    g.k_norm = optional(j, l, JL_KN, G_);
     return g;
 }
 
@@ -308,6 +340,16 @@ doze_status joint_write(const joint_weights *j, const void *file, size_t n,
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory writing the model");
     }
     st = gguf_writer_copy_kvs(w, &h, err);
+    /* the NeoX-ordered copies, alive until the write (the writer keeps pointers),
+     * then one head's scratch for the reordering */
+    size_t perm_n = 0, perm_at = 0, widest = 1;
+    for (int k = 0; k < j->n_tensors && j->neox; k++)
+        if (arch_rotated_by_rope(j->tensors[k].name)) {
+            perm_n += tensor_size(&j->tensors[k]);
+            if ((size_t)j->tensors[k].cols > widest) widest = (size_t)j->tensors[k].cols;
+        }
+    float *perm = perm_n ? malloc((perm_n + (size_t)j->hd * widest) * sizeof(float)) : NULL;
+    if (st == DOZE_OK && perm_n && !perm) st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory writing the model");
     int found = 0;
     for (uint64_t i = 0; i < h.n_tensors && st == DOZE_OK; i++) {
         const gguf_tensor *t = &h.tensors[i];
@@ -326,12 +368,23 @@ doze_status joint_write(const joint_weights *j, const void *file, size_t n,
             break;
         }
         found++;
-        st = gguf_writer_add_tensor(w, t->name.data, DOZE_TYPE_F32, t->n_dims, t->ne, j->params + x->off, err);
+        const float *data = j->params + x->off;
+        if (j->neox && arch_rotated_by_rope(x->name)) { /* back to the file's NeoX order */
+            const size_t row = x->rows > 1 ? (size_t)x->cols : 1, n_rows = x->rows > 1 ? (size_t)x->rows : (size_t)x->cols;
+            float *copy = perm + perm_at;
+            perm_at += tensor_size(x);
+            memcpy(copy, data, tensor_size(x) * sizeof(float));
+            arch_adjacent_to_neox((uint8_t *)copy, n_rows, row * sizeof(float), j->hd, j->rope_dim,
+                                  (uint8_t *)(perm + perm_n));
+            data = copy;
+        }
+        st = gguf_writer_add_tensor(w, t->name.data, DOZE_TYPE_F32, t->n_dims, t->ne, data, err);
     }
     if (st == DOZE_OK && found != j->n_tensors)
         st = doze_fail(err, DOZE_ERR_MISSING, "the file lacks %d of the trained tensors: not the model trained",
                        j->n_tensors - found);
     if (st == DOZE_OK) st = gguf_writer_write(w, fn, ctx, err);
+    free(perm);
     gguf_writer_free(w);
     gguf_header_free(&h);
     return st;

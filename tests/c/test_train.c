@@ -190,7 +190,7 @@ static void check_trainer(const char *arch, int head_dim, const int HID, const i
                 CHECK(doze_session_step_masked(s, tokens[n], &(doze_mask){lon + n * NL, hon + n * NL * NH, fon + n * NL * NB, NULL}, &e) == DOZE_OK);
                 const float *sl = doze_session_logits(s);
                 for (int v = 0; v < V; v++) {
-                    worst_tok = fmax(worst_tok, fabs(sl[v] - tl[n * V + v]));
+                    worst_tok = worst_diff(worst_tok, fabs(sl[v] - tl[n * V + v]));
                     scale = fmax(scale, fabs(tl[n * V + v]));
                 }
             }

@@ -9,7 +9,9 @@
  * Low-rank adapters: their gradients match finite differences too, and the
  * model written is the base with W0 + B A in every projection, the rest
  * untouched. With the decisions' noise annealed to 0 the last step trains
- * under the inference rule's masks. */
+ * under the inference rule's masks. The same for qwen2 (Q/K/V biases) and
+ * qwen3 (q/k norms), both NeoX RoPE: their biases' and norms' gradients,
+ * and the written file in NeoX order again. */
 #include <stdint.h>
 
 #include "gates.h"
@@ -303,6 +305,104 @@ static doze_gates *gates_copy_for_test(const doze_gates *src) {
     return g;
 }
 
+/* training forward = inference: the model t writes into file f (*out),
+ * under the trainer's hard decisions (no noise), token by token with a KV
+ * cache, gives the training forward's logits; m is the model before
+ * training. Returns the written model loaded (NULL on failure). */
+static doze_model *written_model_check(doze_trainer *t, doze_model *m, const mem_buf *f, const int32_t *tokens, int NB,
+                                       mem_buf *out) {
+    doze_error e;
+    double loss_v;
+    CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss_v, &e) == DOZE_OK);
+    uint8_t lon[B * T * NL], hon[B * T * NL * NH], fon[B * T * NL * 3];
+    CHECK(NB <= 3);
+    trainer_masks(t, lon, hon, fon);
+    int off_l = 0, off_h = 0, off_b = 0;
+    for (int i = 0; i < B * T * NL; i++) off_l += !lon[i];
+    for (int i = 0; i < B * T * NL * NH; i++) off_h += !hon[i];
+    for (int i = 0; i < B * T * NL * NB; i++) off_b += lon[i / NB] && !fon[i];
+    CHECK(trainer_write_model(t, f->data, f->len, mem_write, out, &e) == DOZE_OK);
+    doze_model *m2 = NULL;
+    CHECK(doze_model_load_memory(out->data, out->len, NULL, &m2, &e) == DOZE_OK);
+    if (!m2) return NULL;
+    const float *tl = trainer_logits(t);
+    double worst = 0, scale = 1e-9, moved = 0;
+    doze_session *s0 = doze_session_new(m, &e);
+    for (int b = 0; b < B; b++) {
+        doze_session *s = doze_session_new(m2, &e);
+        doze_session_reset(s0);
+        for (int i = 0; i < T; i++) {
+            size_t n = (size_t)b * T + i;
+            const doze_mask mk = {lon + n * NL, hon + n * NL * NH, fon + n * NL * NB, NULL};
+            CHECK(doze_session_step_masked(s, tokens[n], &mk, &e) == DOZE_OK);
+            CHECK(doze_session_step_masked(s0, tokens[n], &mk, &e) == DOZE_OK);
+            const float *sl = doze_session_logits(s), *ol = doze_session_logits(s0);
+            for (int v = 0; v < V; v++) {
+                worst = worst_diff(worst, fabs(sl[v] - tl[n * V + v]));
+                moved = fmax(moved, fabs(ol[v] - tl[n * V + v]));
+                scale = fmax(scale, fabs(tl[n * V + v]));
+            }
+        }
+        doze_session_free(s);
+    }
+    doze_session_free(s0);
+    printf("joint training forward vs inference of the written model under its decisions (%d layers, "
+           "%d heads, %d FFN blocks of running layers off): %.3g of the logits' range (the original "
+           "model: %.3g)\n",
+           off_l, off_h, off_b, worst / scale, moved / scale);
+    CHECK(off_l > 0 && off_h > 0 && off_b > 0);
+    CHECK(worst / scale < 1e-5);
+    CHECK(moved / scale > 1e-3); /* the written weights are the trained ones */
+    return m2;
+}
+
+/* random routers and biases around g's: some layers, heads and FFN blocks fall below the threshold */
+static void vary_gates(doze_gates *g) {
+    const int U = gates_rows(g);
+    for (int i = 0; i < NL * U * D; i++) g->router[i] += (float)(uni() - 0.5);
+    for (int i = 0; i < NL * U; i++) g->bias[i] += (float)(uni() * 6 - 3);
+}
+
+/* qwen2 (Q/K/V biases, NeoX RoPE) and qwen3 (q/k norms, NeoX RoPE, its own
+ * head size): the gradients of every tensor, biases and q/k norms included,
+ * and the written model (NeoX order restored in the file) = the training
+ * forward */
+static void arch_check(const char *arch, int head_dim, const int32_t *tokens, const int32_t *calib) {
+    printf("-- %s\n", arch);
+    const doze_init_params ip = {D, HID, NL, NH, NKV, V, 512, 11, DOZE_TYPE_F32, arch, head_dim, 0, 0.0f, 0, 0};
+    mem_buf f = fixture_from_params(&ip);
+    doze_model *m = NULL;
+    doze_gates *g = NULL;
+    doze_error e;
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
+    CHECK(m && doze_gates_calibrate(m, calib, 300, NULL, &g, &e) == DOZE_OK);
+    if (!g) {
+        doze_model_free(m);
+        free(f.data);
+        return;
+    }
+    vary_gates(g);
+    gradient_check(m, g, tokens, DOZE_LOSS_KL, 0);
+    doze_train_params p = doze_train_default_params();
+    p.batch = B;
+    p.context = T;
+    p.budget = 0.6f;
+    p.joint = 1;
+    p.weight_lr = 3e-3f;
+    doze_trainer *t = NULL;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    doze_train_stats st;
+    for (int i = 0; t && i < 30; i++) CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+    mem_buf out = {NULL, 0, 0};
+    doze_model *m2 = t ? written_model_check(t, m, &f, tokens, doze_model_ffn_blocks(m), &out) : NULL;
+    doze_model_free(m2);
+    free(out.data);
+    doze_trainer_free(t);
+    doze_gates_free(g);
+    doze_model_free(m);
+    free(f.data);
+}
+
 int main(void) {
     mem_buf f = fixture_gguf(D, HID, NL, NH, NKV, V, 512, 11, DOZE_TYPE_F32);
     doze_model *m = NULL;
@@ -316,8 +416,7 @@ int main(void) {
     if (!g) return test_finish("test_train_joint");
     const int U = gates_rows(g), NB = doze_model_ffn_blocks(m);
     CHECK(NB == 3 && U == 1 + NH + NB);
-    for (int i = 0; i < NL * U * D; i++) g->router[i] += (float)(uni() - 0.5);
-    for (int i = 0; i < NL * U; i++) g->bias[i] += (float)(uni() * 6 - 3);
+    vary_gates(g);
     int32_t tokens[B * T];
     for (int i = 0; i < B * T; i++) tokens[i] = i % T == 0 ? 1 : 3 + (int)(uni() * (V - 3));
 
@@ -330,6 +429,8 @@ int main(void) {
     lora_check(m, g1, tokens, &f);
     noise_check(m, g1, tokens);
     doze_gates_free(g1);
+    arch_check("qwen2", 0, tokens, calib);
+    arch_check("qwen3", 8, tokens, calib);
 
     /* steps on one batch lower the loss; the routers and the weights move */
     doze_train_params p = doze_train_default_params();
@@ -354,49 +455,9 @@ int main(void) {
     CHECK(isfinite(last) && last < 0.7f * first);
     CHECK(joint_params(trainer_joint(t))[D * 3 + 5] != w0);
 
-    /* training forward = inference: the written model under the trainer's
-     * hard decisions (no noise), token by token with a KV cache */
-    double loss_v;
-    CHECK(trainer_loss_grad(t, tokens, TRAIN_DECIDE, 1.0f, NULL, NULL, 0, &loss_v, &e) == DOZE_OK);
-    uint8_t lon[B * T * NL], hon[B * T * NL * NH], fon[B * T * NL * 3];
-    trainer_masks(t, lon, hon, fon);
-    int off_l = 0, off_h = 0, off_b = 0;
-    for (int i = 0; i < B * T * NL; i++) off_l += !lon[i];
-    for (int i = 0; i < B * T * NL * NH; i++) off_h += !hon[i];
-    for (int i = 0; i < B * T * NL * NB; i++) off_b += lon[i / NB] && !fon[i];
     mem_buf out = {NULL, 0, 0};
-    CHECK(trainer_write_model(t, f.data, f.len, mem_write, &out, &e) == DOZE_OK);
-    doze_model *m2 = NULL;
-    CHECK(doze_model_load_memory(out.data, out.len, NULL, &m2, &e) == DOZE_OK);
+    doze_model *m2 = written_model_check(t, m, &f, tokens, NB, &out);
     if (!m2) return test_finish("test_train_joint");
-    const float *tl = trainer_logits(t);
-    double worst = 0, scale = 1e-9, moved = 0;
-    doze_session *s0 = doze_session_new(m, &e);
-    for (int b = 0; b < B; b++) {
-        doze_session *s = doze_session_new(m2, &e);
-        doze_session_reset(s0);
-        for (int i = 0; i < T; i++) {
-            size_t n = (size_t)b * T + i;
-            const doze_mask mk = {lon + n * NL, hon + n * NL * NH, fon + n * NL * NB, NULL};
-            CHECK(doze_session_step_masked(s, tokens[n], &mk, &e) == DOZE_OK);
-            CHECK(doze_session_step_masked(s0, tokens[n], &mk, &e) == DOZE_OK);
-            const float *sl = doze_session_logits(s), *ol = doze_session_logits(s0);
-            for (int v = 0; v < V; v++) {
-                worst = fmax(worst, fabs(sl[v] - tl[n * V + v]));
-                moved = fmax(moved, fabs(ol[v] - tl[n * V + v]));
-                scale = fmax(scale, fabs(tl[n * V + v]));
-            }
-        }
-        doze_session_free(s);
-    }
-    doze_session_free(s0);
-    printf("joint training forward vs inference of the written model under its decisions (%d layers, "
-           "%d heads, %d FFN blocks of running layers off): %.3g of the logits' range (the original "
-           "model: %.3g)\n",
-           off_l, off_h, off_b, worst / scale, moved / scale);
-    CHECK(off_l > 0 && off_h > 0 && off_b > 0);
-    CHECK(worst / scale < 1e-5);
-    CHECK(moved / scale > 1e-3); /* the written weights are the trained ones */
 
     /* the written model keeps the file's other keys and refuses another file */
     mem_buf other = fixture_gguf(D, HID + 8, NL, NH, NKV, V, 512, 11, DOZE_TYPE_F32);

@@ -31,6 +31,10 @@ static int test_failures = 0;
         }                                                                        \
     } while (0)
 
+/* the larger of a running worst difference and a new one, where a NaN
+ * difference is the worst of all (fmax would pass it over) */
+static inline double worst_diff(double worst, double d) { return d != d ? INFINITY : fmax(worst, d); }
+
 static inline int test_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
