@@ -89,30 +89,31 @@ int arch_tensor_specs(const doze_model_info *c, tensor_spec *s, int cap) {
     return n;
 }
 
-void arch_neox_to_adjacent(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
-                           uint8_t *tmp) {
+/* NeoX halves <-> adjacent pairs within each head: dimension i and
+ * i + rope_dim / 2 are rows 2i and 2i + 1 of the adjacent order */
+static void reorder_heads(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
+                          uint8_t *tmp, int to_adjacent) {
     const int half = rope_dim / 2;
     for (uint64_t h0 = 0; h0 + (uint64_t)head_dim <= n_rows; h0 += (uint64_t)head_dim) {
         uint8_t *head = data + h0 * row_bytes;
         memcpy(tmp, head, (size_t)head_dim * row_bytes);
-        for (int i = 0; i < half; i++) {
-            memcpy(head + (size_t)(2 * i) * row_bytes, tmp + (size_t)i * row_bytes, row_bytes);
-            memcpy(head + (size_t)(2 * i + 1) * row_bytes, tmp + (size_t)(i + half) * row_bytes, row_bytes);
-        }
+        for (int i = 0; i < half; i++)
+            for (int k = 0; k < 2; k++) {
+                const size_t neox = (size_t)(i + k * half), adjacent = (size_t)(2 * i + k);
+                memcpy(head + (to_adjacent ? adjacent : neox) * row_bytes,
+                       tmp + (to_adjacent ? neox : adjacent) * row_bytes, row_bytes);
+            }
     }
+}
+
+void arch_neox_to_adjacent(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
+                           uint8_t *tmp) {
+    reorder_heads(data, n_rows, row_bytes, head_dim, rope_dim, tmp, 1);
 }
 
 void arch_adjacent_to_neox(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, int head_dim, int rope_dim,
                            uint8_t *tmp) {
-    const int half = rope_dim / 2;
-    for (uint64_t h0 = 0; h0 + (uint64_t)head_dim <= n_rows; h0 += (uint64_t)head_dim) {
-        uint8_t *head = data + h0 * row_bytes;
-        memcpy(tmp, head, (size_t)head_dim * row_bytes);
-        for (int i = 0; i < half; i++) {
-            memcpy(head + (size_t)i * row_bytes, tmp + (size_t)(2 * i) * row_bytes, row_bytes);
-            memcpy(head + (size_t)(i + half) * row_bytes, tmp + (size_t)(2 * i + 1) * row_bytes, row_bytes);
-        }
-    }
+    reorder_heads(data, n_rows, row_bytes, head_dim, rope_dim, tmp, 0);
 }
 
 int arch_rotated_by_rope(const char *name) {

@@ -363,6 +363,20 @@ static void vary_gates(doze_gates *g) {
     for (int i = 0; i < NL * U; i++) g->bias[i] += (float)(uni() * 6 - 3);
 }
 
+/* a joint trainer at b = 0.6 with a weight rate that moves a small model in a few steps */
+static doze_trainer *joint_trainer(doze_model *m, doze_gates *g) {
+    doze_train_params p = doze_train_default_params();
+    p.batch = B;
+    p.context = T;
+    p.budget = 0.6f;
+    p.joint = 1;
+    p.weight_lr = 3e-3f;
+    doze_trainer *t = NULL;
+    doze_error e;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    return t;
+}
+
 /* qwen2 (Q/K/V biases, NeoX RoPE) and qwen3 (q/k norms, NeoX RoPE, its own
  * head size): the gradients of every tensor, biases and q/k norms included,
  * and the written model (NeoX order restored in the file) = the training
@@ -383,14 +397,7 @@ static void arch_check(const char *arch, int head_dim, const int32_t *tokens, co
     }
     vary_gates(g);
     gradient_check(m, g, tokens, DOZE_LOSS_KL, 0);
-    doze_train_params p = doze_train_default_params();
-    p.batch = B;
-    p.context = T;
-    p.budget = 0.6f;
-    p.joint = 1;
-    p.weight_lr = 3e-3f;
-    doze_trainer *t = NULL;
-    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    doze_trainer *t = joint_trainer(m, g);
     doze_train_stats st;
     for (int i = 0; t && i < 30; i++) CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
     mem_buf out = {NULL, 0, 0};
@@ -433,14 +440,7 @@ int main(void) {
     arch_check("qwen3", 8, tokens, calib);
 
     /* steps on one batch lower the loss; the routers and the weights move */
-    doze_train_params p = doze_train_default_params();
-    p.batch = B;
-    p.context = T;
-    p.budget = 0.6f;
-    p.joint = 1;
-    p.weight_lr = 3e-3f;
-    doze_trainer *t = NULL;
-    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    doze_trainer *t = joint_trainer(m, g);
     if (!t) return test_finish("test_train_joint");
     float w0 = joint_params(trainer_joint(t))[D * 3 + 5];
     doze_train_stats st;

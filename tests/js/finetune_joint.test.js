@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, heapUsed } from '../../js/src/index.js';
 import * as worker from '../../js/src/worker.js';
-import { hasShared, run, scratch, shared } from './helpers.js';
+import { run, scratch, trainText } from './helpers.js';
 
 const dir = scratch();
 const initPath = join(dir, 'fj-init.gguf');
@@ -20,9 +20,7 @@ const initPath = join(dir, 'fj-init.gguf');
   if (r.status !== 0) throw new Error(`doze init failed: ${r.stderr}`);
 }
 const source = new Uint8Array(readFileSync(initPath));
-const TEXT = hasShared
-  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
-  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+const TEXT = trainText;
 const textFile = join(dir, 'fj-text.txt');
 writeFileSync(textFile, TEXT);
 const O = { budget: 0.6, steps: 6, contextLength: 64, batch: 2, seed: 5, weightLr: 2e-3 };

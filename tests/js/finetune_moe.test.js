@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, DozeError } from '../../js/src/index.js';
-import { hasShared, run, scratch, shared } from './helpers.js';
+import { run, scratch, trainText } from './helpers.js';
 
 const dir = scratch();
 const moePath = join(dir, 'ft-moe.gguf');
@@ -20,9 +20,7 @@ const moePath = join(dir, 'ft-moe.gguf');
     '--vocab', '300', '--ctx', '256', '--seed', '7', '--experts', '8', '--top-k', '2', '--embd-scale', '0.3']);
   if (r.status !== 0) throw new Error(`doze init failed: ${r.stderr}`);
 }
-const TEXT = hasShared
-  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
-  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+const TEXT = trainText;
 const textFile = join(dir, 'ft-moe-text.txt');
 writeFileSync(textFile, TEXT);
 const O = { budget: 0.6, steps: 6, contextLength: 64, batch: 2, seed: 5 };

@@ -9,12 +9,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../js/src/index.js';
-import { hasShared, run, scratch, shared } from './helpers.js';
+import { run, scratch, trainText } from './helpers.js';
 
 const dir = scratch();
-const TEXT = hasShared
-  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
-  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+const TEXT = trainText;
 const textFile = join(dir, 'ftq-text.txt');
 writeFileSync(textFile, TEXT);
 const O = { budget: 0.6, steps: 5, contextLength: 64, batch: 2, seed: 5 };

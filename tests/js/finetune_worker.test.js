@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as direct from '../../js/src/index.js';
 import * as worker from '../../js/src/worker.js';
-import { hasShared, run, scratch, shared } from './helpers.js';
+import { run, scratch, trainText } from './helpers.js';
 
 const dir = scratch();
 const initPath = join(dir, 'ftw-init.gguf');
@@ -17,9 +17,7 @@ const initPath = join(dir, 'ftw-init.gguf');
     '--vocab', '300', '--ctx', '256', '--seed', '3', '-o', initPath]);
   if (r.status !== 0) throw new Error(`doze init failed: ${r.stderr}`);
 }
-const TEXT = hasShared
-  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
-  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+const TEXT = trainText;
 const O = { budget: 0.6, steps: 8, contextLength: 64, batch: 4, seed: 5 };
 const plain = (s) => ({ step: s.step, loss: s.loss, kl: s.kl, compute: s.compute, expectedCompute: s.expectedCompute, tau: s.tau });
 

@@ -13,6 +13,12 @@ export const shared = resolve(root, '..', 'shared');
 export const hasShared = existsSync(join(shared, 'models', 'stories260K.bin'));
 export const sharedSkip = hasShared ? false : `reference data not found at ${shared}`;
 
+/** A training text: the start of tinystories-train.txt (whole UTF-8
+ * characters), or a made-up story repeated where ../shared is absent. */
+export const trainText = hasShared
+  ? readFileSync(join(shared, 'text', 'tinystories-train.txt')).subarray(0, 20000).toString('utf8').replace(/\uFFFD+$/, '')
+  : 'Once upon a time, there was a little cat named Tom. He liked to play in the sun with his ball. One day he saw a big dog.\n<|endoftext|>\n'.repeat(120);
+
 export function scratch() {
   return mkdtempSync(join(tmpdir(), 'doze-test-'));
 }
