@@ -38,7 +38,11 @@
 #include <unistd.h>
 #endif
 
-#define POOL_SPINS 20000            /* a worker's busy-wait before it sleeps */
+#if POOL_WASM /* no pause instruction: a spin is one load, so more of them for the same time */
+#define POOL_SPINS 400000
+#else
+#define POOL_SPINS 20000 /* a worker's busy-wait before it sleeps */
+#endif
 #define POOL_STACK_BYTES (512 << 10) /* a wasm worker's stack */
 
 struct doze_pool {
