@@ -83,7 +83,12 @@ for (let round = 0; round < rounds; round++) {
   for (const file of files) {
     const r = {};
     for (const threads of [1, 2]) {
-      const model = await loadModel(file, { threads });
+      // the model's own context, at most 2048 positions (a 32k-context model's KV cache would dwarf the weights)
+      let model = await loadModel(file, { threads });
+      if (model.info.contextLength > 2048) {
+        model.dispose();
+        model = await loadModel(file, { threads, contextLength: 2048 });
+      }
       if (budget !== null) {
         if (gates) model.loadGates(readFileSync(gates));
         else await model.calibrateGates();

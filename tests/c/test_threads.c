@@ -165,9 +165,11 @@ static void check(const char *label, const mem_buf *f, int kernels, int mode) {
 
 /* Three joint training steps (routers and weights, cross-entropy, a budget
  * range) on the model's threads: the losses of every step (the later ones
- * see the updated weights), the trained routers and the weights, bit for bit. */
-static void check_training(void) {
-    mem_buf f = fixture_gguf(256, 768, 2, 8, 8, 600, 128, 51, DOZE_TYPE_F32);
+ * see the updated weights), the trained routers and the weights, bit for
+ * bit; for llama, qwen2 (Q/K/V biases) and qwen3 (q/k norms, heads of 48). */
+static void check_training(const char *arch, int head_dim) {
+    const doze_init_params ip = {256, 768, 2, 8, 8, 600, 128, 51, DOZE_TYPE_F32, arch, head_dim, 0, 0.0f, 0, 0};
+    mem_buf f = fixture_from_params(&ip);
     CHECK(f.data != NULL);
     if (!f.data) return;
     doze_train_params p = doze_train_default_params();
@@ -177,13 +179,13 @@ static void check_training(void) {
     p.task_loss = DOZE_LOSS_CE;
     p.budget_lo = 0.4f;
     p.budget_hi = 1.0f;
-    trained_state one, many;
+    trained_state one = {0}, many = {0};
     CHECK(train_at_threads(&f, 1, 128, &p, 64, 3, &one));
     for (int th = 2; th <= 3; th++) {
         CHECK(train_at_threads(&f, th, 128, &p, 64, 3, &many));
         int same = trained_identical(&one, &many);
-        printf("joint training, 3 steps, %d threads vs 1: losses %.6f %.6f %.6f, routers and weights %s\n", th,
-               (double)many.loss[0], (double)many.loss[1], (double)many.loss[2], same ? "bit-identical" : "DIFFER");
+        printf("%s joint training, 3 steps, %d threads vs 1: losses %.6f %.6f %.6f, routers and weights %s\n", arch,
+               th, (double)many.loss[0], (double)many.loss[1], (double)many.loss[2], same ? "bit-identical" : "DIFFER");
         CHECK(same);
         trained_state_free(&many);
     }
@@ -258,6 +260,8 @@ int main(void) {
         check(label, &f, DOZE_KERNELS_SIMD, 0);
         free(f.data);
     }
-    check_training();
+    check_training("llama", 0);
+    check_training("qwen2", 0);
+    check_training("qwen3", 48);
     return test_finish("test_threads");
 }

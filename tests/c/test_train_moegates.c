@@ -389,7 +389,7 @@ static void test_threads(void) {
     doze_train_params p = doze_train_default_params();
     p.batch = 2;
     p.context = 32;
-    trained_state one, two;
+    trained_state one = {0}, two = {0};
     CHECK(f.data && train_at_threads(&f, 1, 0, &p, p.batch * p.context, 3, &one) &&
           train_at_threads(&f, 2, 0, &p, p.batch * p.context, 3, &two));
     int same = trained_identical(&one, &two);

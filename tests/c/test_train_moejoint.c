@@ -397,7 +397,7 @@ static void threads_check(void) {
     p.task_loss = DOZE_LOSS_CE;
     p.budget_lo = 0.4f;
     p.budget_hi = 1.0f;
-    trained_state one, two;
+    trained_state one = {0}, two = {0};
     CHECK(f.data && train_at_threads(&f, 1, 0, &p, p.batch * p.context, 3, &one) &&
           train_at_threads(&f, 2, 0, &p, p.batch * p.context, 3, &two));
     int same = one.weights && trained_identical(&one, &two);
