@@ -10,7 +10,8 @@
 // --budget B: each thread count also decodes under budget B (training-free
 // gates calibrated at load, or --gates FILE) right after dense on the same
 // loaded model; prints budget / dense decode per thread count, and the
-// compute the budget achieved.
+// compute the budget achieved. --ctx N: N positions instead of the model's own
+// context (a 32k-context model's KV cache would dwarf the weights).
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import { loadModel } from '../js/src/index.js';
 
 const args = process.argv.slice(2);
-let rounds = 3, steps = 8, finetune = null, budget = null, gates = null;
+let rounds = 3, steps = 8, finetune = null, budget = null, gates = null, ctx = 0;
 const files = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--rounds') rounds = Number(args[++i]);
@@ -27,6 +28,7 @@ for (let i = 0; i < args.length; i++) {
   else if (args[i] === '--finetune') finetune = { model: args[++i], text: args[++i] };
   else if (args[i] === '--budget') budget = Number(args[++i]);
   else if (args[i] === '--gates') gates = args[++i];
+  else if (args[i] === '--ctx') ctx = Number(args[++i]);
   else files.push(args[i]);
 }
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error('--rounds takes a whole number >= 1');
@@ -34,6 +36,7 @@ if (!(Number.isInteger(steps) && steps >= 2)) throw new Error('--steps takes a w
 if (finetune && !(finetune.model && finetune.text)) throw new Error('--finetune takes MODEL.gguf TEXT');
 if (budget !== null && !(budget > 0 && budget < 1)) throw new Error('--budget takes a number in (0, 1)');
 if (gates && budget === null) throw new Error('--gates goes with --budget');
+if (!(Number.isInteger(ctx) && ctx >= 0)) throw new Error('--ctx takes a whole number of positions');
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 if (finetune) {
   const text = readFileSync(finetune.text, 'utf8'), got = [];
@@ -83,12 +86,7 @@ for (let round = 0; round < rounds; round++) {
   for (const file of files) {
     const r = {};
     for (const threads of [1, 2]) {
-      // the model's own context, at most 2048 positions (a 32k-context model's KV cache would dwarf the weights)
-      let model = await loadModel(file, { threads });
-      if (model.info.contextLength > 2048) {
-        model.dispose();
-        model = await loadModel(file, { threads, contextLength: 2048 });
-      }
+      const model = await loadModel(file, ctx ? { threads, contextLength: ctx } : { threads });
       if (budget !== null) {
         if (gates) model.loadGates(readFileSync(gates));
         else await model.calibrateGates();

@@ -50,8 +50,6 @@ int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
 
 /* ---- plan: which tensors, what shapes, where in the arena ------------------- */
 
-/* Q and K projections, their biases and norm weights: what RoPE rotates */
-
 static int slot_by_offset(const void *a, const void *b) {
     const doze_tensor_slot *x = a, *y = b;
     return x->src->offset < y->src->offset ? -1 : x->src->offset > y->src->offset;

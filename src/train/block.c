@@ -94,7 +94,7 @@ static void heads_out_part(void *args, int n0, int n1, int part) {
 }
 
 static void heads_out(const block_shape *s, const heads_out_rows *r, int N) {
-    const int big = (double)N * s->H * s->hd * s->D >= 4e6;
+    const int big = (double)N * s->H * s->hd * s->D >= TRAIN_PAR_MIN_MACS;
     pool_run(big ? s->pool : NULL, heads_out_part, (void *)r, N, 16, 16, 0);
 }
 

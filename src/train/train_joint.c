@@ -49,6 +49,14 @@ struct joint_weights {
     float *w0, *lp, *lg, *lm, *lv;
 };
 
+/* the layer vectors only some architectures have, JL_BQ .. JL_KN in order */
+enum { OPT_VECTORS = JL_COUNT - JL_BQ };
+static const char *const opt_vector_names[OPT_VECTORS] = {"attn_q.bias", "attn_k.bias", "attn_v.bias",
+                                                          "attn_q_norm.weight", "attn_k_norm.weight"};
+static void layer_vectors(const doze_layer *ly, const float **vec) {
+    vec[0] = ly->bq, vec[1] = ly->bk, vec[2] = ly->bv, vec[3] = ly->q_norm, vec[4] = ly->k_norm;
+}
+
 static int LT_(const joint_weights *j, int l, int k) { return j->lt[l * JL_COUNT + k]; }
 #define LT(l, k) LT_(j, l, k)
 static int out_norm_index(const joint_weights *j) { return j->out_norm; }
@@ -147,13 +155,13 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
         snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", l);      lt[JL_V] = add_tensor(j, nm, KVD, D, 1);
         snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", l); lt[JL_O] = add_tensor(j, nm, D, Q, 1);
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);    lt[JL_FFN_NORM] = add_tensor(j, nm, 1, D, 0);
-        const doze_layer *ly = &m->layers[l];
-        lt[JL_BQ] = lt[JL_BK] = lt[JL_BV] = lt[JL_QN] = lt[JL_KN] = -1;
-        if (ly->bq) { snprintf(nm, sizeof nm, "blk.%d.attn_q.bias", l); lt[JL_BQ] = add_tensor(j, nm, 1, Q, 0); }
-        if (ly->bk) { snprintf(nm, sizeof nm, "blk.%d.attn_k.bias", l); lt[JL_BK] = add_tensor(j, nm, 1, KVD, 0); }
-        if (ly->bv) { snprintf(nm, sizeof nm, "blk.%d.attn_v.bias", l); lt[JL_BV] = add_tensor(j, nm, 1, KVD, 0); }
-        if (ly->q_norm) { snprintf(nm, sizeof nm, "blk.%d.attn_q_norm.weight", l); lt[JL_QN] = add_tensor(j, nm, 1, hd, 0); }
-        if (ly->k_norm) { snprintf(nm, sizeof nm, "blk.%d.attn_k_norm.weight", l); lt[JL_KN] = add_tensor(j, nm, 1, hd, 0); }
+        const float *vec[OPT_VECTORS];
+        layer_vectors(&m->layers[l], vec);
+        const int len[OPT_VECTORS] = {Q, KVD, KVD, hd, hd};
+        for (int k = 0; k < OPT_VECTORS; k++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s", l, opt_vector_names[k]);
+            lt[JL_BQ + k] = vec[k] ? add_tensor(j, nm, 1, len[k], 0) : -1;
+        }
         if (E) { /* llama.cpp's names: stacks ne {cols, rows, E}, the router (E, D) */
             snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", l); lt[JL_GATE] = add_tensor3(j, nm, F, D, E, 1);
             snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", l); lt[JL_DOWN] = add_tensor3(j, nm, D, F, E, 1);
@@ -188,8 +196,9 @@ doze_status joint_weights_new(const doze_model *m, joint_weights **out, doze_err
         const doze_layer *ly = &m->layers[l];
         memcpy(P_(j, LT(l, JL_ATTN_NORM)), ly->attn_norm, (size_t)D * sizeof(float));
         memcpy(P_(j, LT(l, JL_FFN_NORM)), ly->ffn_norm, (size_t)D * sizeof(float));
-        const float *vec[5] = {ly->bq, ly->bk, ly->bv, ly->q_norm, ly->k_norm};
-        for (int k = 0; k < 5; k++)
+        const float *vec[OPT_VECTORS];
+        layer_vectors(ly, vec);
+        for (int k = 0; k < OPT_VECTORS; k++)
             if (vec[k]) memcpy(P_(j, LT(l, JL_BQ + k)), vec[k], (size_t)j->tensors[LT(l, JL_BQ + k)].cols * sizeof(float));
         widen_ld(P_(j, LT(l, JL_Q)), D, &ly->wq);
         widen_ld(P_(j, LT(l, JL_K)), D, &ly->wk);

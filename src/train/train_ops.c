@@ -428,11 +428,9 @@ void matmul_backward_weights_ref(float *dw, const float *dy, const float *x, int
 }
 
 /* Rows are cut into blocks of PAR_ROWS (a multiple of 4, the kernels'
- * register rows) and the blocks into the pool's contiguous parts. Products
- * below PAR_MIN_WORK multiply-adds stay on the caller (waking the threads
- * costs more than they take). */
+ * register rows) and the blocks into the pool's contiguous parts; products
+ * under TRAIN_PAR_MIN_MACS stay on the caller. */
 #define PAR_ROWS 16
-#define PAR_MIN_WORK 4e6
 
 typedef struct {
     float *c;
@@ -472,7 +470,7 @@ static void backward_part(void *args, int b0, int b1, int part) {
 
 static void run_blocks(doze_pool *pool, pool_fn fn, par_product *p, int rows) {
     const int blocks = (rows + PAR_ROWS - 1) / PAR_ROWS;
-    const int big = blocks > 1 && (double)p->N * p->out * p->in >= PAR_MIN_WORK;
+    const int big = blocks > 1 && (double)p->N * p->out * p->in >= TRAIN_PAR_MIN_MACS;
     pool_run(big ? pool : NULL, fn, p, blocks, 1, 1, 0);
 }
 

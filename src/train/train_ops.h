@@ -72,6 +72,10 @@ void swiglu_backward(float *da, float *db, const float *dg, const float *a, cons
 #ifndef DOZE_TRAIN_OPS_FULL_H
 #define DOZE_TRAIN_OPS_FULL_H
 
+/* products below this many multiply-adds stay on the caller: waking the
+ * threads costs more than they take */
+#define TRAIN_PAR_MIN_MACS 4e6
+
 /* c(N, M) += a(N, K) . b(K, M) */
 void gemm_nn(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int N, int K, int M);
 /* c(N, M) += a(K, N)^T . b(K, M) */
