@@ -291,7 +291,7 @@ static double matvecs_tok_s(const doze_model *m) {
     if (c->n_heads * c->head_dim > n) n = c->n_heads * c->head_dim;
     int ny = n > c->vocab_size ? n : c->vocab_size;
     float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)ny * sizeof *y);
-    void *xq = malloc(((size_t)n / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
+    void *xq = malloc(model_input_area_bytes(m));
     double tps = 0.0;
     if (x && y && xq) {
         for (int i = 0; i < n; i++) x[i] = (float)((i * 37) % 17 - 8) * 0.0625f;

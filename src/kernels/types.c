@@ -377,7 +377,7 @@ static int q8_0_x4_refuses(const uint8_t *p, uint64_t n_bytes) {
 static const doze_type_traits type_table[N_TYPE_SLOTS] = {
     [DOZE_TYPE_F32] = {DOZE_TYPE_F32, "f32", 1, 4, f32_dequantize_row, f32_quantize_row, DOZE_TYPE_F32, -1, 4,
                        f32_x4_pack, f32_x4_row, NULL, {&doze_simd_f32, &doze_ref_f32}},
-    [DOZE_TYPE_F16] = {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row, DOZE_TYPE_F32, -1, 8,
+    [DOZE_TYPE_F16] = {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row, DOZE_TYPE_F16, -1, 8,
                        f16_x4_pack, f16_x4_row, f16_x4_refuses, {&doze_simd_f16, &doze_ref_f16}},
     [DOZE_TYPE_Q8_0] = {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
                         q8_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK8_0, q8_0_x4_pack, q8_0_x4_row,
@@ -406,7 +406,7 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
     [DOZE_TYPE_IQ4_NL] = {DOZE_TYPE_IQ4_NL, "iq4_nl", DOZE_QK32, (int)sizeof(doze_block_iq4_nl),
                           doze_iq4_nl_dequantize_row, doze_iq4_nl_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32,
                           iq4_nl_x4_pack, iq4_nl_x4_row, NULL, {&doze_simd_iq4_nl, &doze_ref_iq4_nl}},
-    [DOZE_TYPE_BF16] = {DOZE_TYPE_BF16, "bf16", 1, 2, doze_bf16_dequantize_row, doze_bf16_quantize_row, DOZE_TYPE_F32,
+    [DOZE_TYPE_BF16] = {DOZE_TYPE_BF16, "bf16", 1, 2, doze_bf16_dequantize_row, doze_bf16_quantize_row, DOZE_TYPE_BF16,
                         -1, 0, NULL, NULL, NULL, {&doze_simd_bf16, &doze_ref_bf16}},
 };
 
@@ -418,6 +418,13 @@ const doze_type_traits *doze_type_traits_of(int type) {
 size_t doze_type_act_bytes(const doze_type_traits *t, int cols) {
     return t->act_type == DOZE_TYPE_Q8_0 ? (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0)
                                          : (size_t)cols * sizeof(float);
+}
+
+void doze_round_input(int act_type, const float *x, float *out, int n) {
+    if (act_type == DOZE_TYPE_BF16)
+        for (int i = 0; i < n; i++) out[i] = doze_bf16_to_f32(doze_f32_to_bf16(x[i]));
+    else
+        for (int i = 0; i < n; i++) out[i] = doze_f16_to_f32(doze_f32_to_f16(x[i]));
 }
 
 uint64_t doze_type_row_bytes(int type, uint64_t n) {

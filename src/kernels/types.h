@@ -50,8 +50,12 @@ typedef struct {
     void (*dequantize_row)(const void *src, float *dst, int64_t n);
     /* dst = src(n) in this type (round to nearest); n a multiple of block_size */
     void (*quantize_row)(const float *src, void *dst, int64_t n);
-    /* The input form the products take: DOZE_TYPE_F32 (x as floats) or
-     * DOZE_TYPE_Q8_0 (x as q8_0 blocks of 32, quantize_q8_0). */
+    /* The input form the products take: DOZE_TYPE_F32 (x as floats),
+     * DOZE_TYPE_Q8_0 (x as q8_0 blocks of 32, quantize_q8_0), or
+     * DOZE_TYPE_F16 / DOZE_TYPE_BF16 (x as floats rounded to that 16-bit
+     * type: ggml multiplies 16-bit weights with 16-bit activations, and
+     * products of two 16-bit values are exact in f32, so Doze and llama.cpp
+     * then differ only by the order of the sums). */
     int act_type;
     /* The type a matrix is re-quantized to when it must be cut at columns
      * that are not whole blocks (per-head blocks of attn_output): tried
@@ -103,6 +107,10 @@ uint64_t doze_type_row_bytes(int type, uint64_t n);
 
 /* Bytes of one input in t's activation form for a row of cols values. */
 size_t doze_type_act_bytes(const doze_type_traits *t, int cols);
+
+/* out(n) = x(n) rounded to the 16-bit activation form act_type
+ * (DOZE_TYPE_F16 or DOZE_TYPE_BF16, nearest even), as floats; out may be x. */
+void doze_round_input(int act_type, const float *x, float *out, int n);
 
 /* IEEE half <-> single, exact for every value (round-to-nearest-even down). */
 float doze_f16_to_f32(uint16_t h);

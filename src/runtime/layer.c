@@ -39,7 +39,7 @@ void layer_scratch_carve(carver *c, const doze_model *m, int n_max, int ctx, lay
     s->x_in = carve(c, dim);
     s->x_ffn = carve(c, dim);
     s->mm = carve_bytes(c, n * (widest * sizeof(float) + sizeof(doze_block_q8_0)));
-    s->xq = carve_bytes(c, (widest / DOZE_QK8_0 + 1) * sizeof(doze_block_q8_0));
+    s->xq = carve_bytes(c, model_input_area_bytes(m));
     s->run = (int *)carve_bytes(c, n * sizeof(int));
     s->sel = (int *)carve_bytes(c, n * sizeof(int));
     moe_scratch_carve(c, m, n_max, &s->moe);
@@ -113,10 +113,10 @@ typedef struct {
     doze_step_trace *trace;
 } head_job;
 
-/* q8_0 blocks of head h's attention output inside s->xq (a head's hd values
- * are whole q8_0 blocks wherever wo_head is quantized) */
+/* head h's attention output prepared inside s->xq (a head's hd values are
+ * whole q8_0 blocks wherever wo_head is quantized) */
 static void *head_xq(layer_scratch *s, int h, int hd) {
-    return (uint8_t *)s->xq + (size_t)h * (size_t)(hd / DOZE_QK8_0) * sizeof(doze_block_q8_0);
+    return (uint8_t *)s->xq + (size_t)h * model_input_bytes(hd);
 }
 
 static float *att_slice(const layer_scratch *s, int part, int n_heads, int ctx) {

@@ -73,7 +73,7 @@ typedef struct {
     float *x_in;    /* (dim) a traced token's stream entering the layer */
     float *x_ffn;   /* (dim) ... entering the FFN */
     void *mm;       /* model_matmul's scratch for n_max tokens */
-    void *xq;       /* q8_0 blocks of the widest vector (one token's prepared input) */
+    void *xq;       /* one token's prepared input (model_input_area_bytes) */
     int *run;       /* (n_max) batch indices of the running tokens */
     int *sel;       /* (n_max) running indices selected for one product */
     moe_scratch moe; /* the experts' (MoE models) */

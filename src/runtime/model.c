@@ -475,8 +475,40 @@ int doze_model_threads(const doze_model *m) { return m ? pool_threads(m->pool) :
 
 /* ---- typed products ------------------------------------------------------------ */
 
-/* y = W x with x given both as floats and, for the quantized types, as its
- * q8_0 blocks xq (already made) */
+/* A prepared input: one vector x(cols) in each activation form a product
+ * may take besides plain floats: its q8_0 blocks, then x rounded to f16,
+ * then x rounded to bf16, each region 16-byte aligned. */
+static size_t q8_region_bytes(int cols) {
+    return ((size_t)(cols + DOZE_QK8_0 - 1) / DOZE_QK8_0 * sizeof(doze_block_q8_0) + 15) & ~(size_t)15;
+}
+
+size_t model_input_bytes(int cols) { return q8_region_bytes(cols) + 2 * (size_t)cols * sizeof(float); }
+
+size_t model_input_area_bytes(const doze_model *m) {
+    const doze_model_info *c = &m->info;
+    int widest = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    if (c->n_heads * c->head_dim > widest) widest = c->n_heads * c->head_dim;
+    size_t a = model_input_bytes(widest);
+    const size_t heads = (size_t)c->n_heads * model_input_bytes(c->head_dim);
+    const size_t blocks = (size_t)m->n_ffn_blocks * model_input_bytes(c->ffn_block);
+    if (heads > a) a = heads;
+    return blocks > a ? blocks : a;
+}
+
+/* where form act_type of a prepared input of cols values starts */
+static size_t form_offset(int act_type, int cols) {
+    if (act_type == DOZE_TYPE_Q8_0) return 0;
+    return q8_region_bytes(cols) + (act_type == DOZE_TYPE_BF16 ? (size_t)cols * sizeof(float) : 0);
+}
+
+/* dst = x(cols) in the activation form act_type (not DOZE_TYPE_F32) */
+static void make_form(const doze_model *m, int act_type, const float *x, void *dst, int cols) {
+    if (act_type == DOZE_TYPE_Q8_0)
+        m->kern->quantize_q8_0(x, dst, cols);
+    else
+        doze_round_input(act_type, x, dst, cols);
+}
+
 /* one part of a split matvec: rows [b, e) of W */
 typedef struct {
     doze_matvec_fn mv;
@@ -495,18 +527,19 @@ static void matvec_part(void *args, int b, int e, int part) {
 void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, const float *x, const void *xq) {
     const doze_type_traits *t = doze_type_traits_of(w->type); /* checked at load */
     matvec_job j = {t->products[m->kern->set]->matvec[w->layout], y, w,
-                    t->act_type == DOZE_TYPE_F32 ? (const void *)x : xq};
+                    t->act_type == DOZE_TYPE_F32 ? (const void *)x
+                                                 : (const uint8_t *)xq + form_offset(t->act_type, w->cols)};
     pool_run(m->pool, matvec_part, &j, w->rows, MODEL_ROW_ALIGN, model_min_part_rows(w->cols), 0);
 }
 
-static int is_quantized(const doze_matrix *w) { return doze_type_traits_of(w->type)->act_type == DOZE_TYPE_Q8_0; }
-
 void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq) {
-    for (int i = 0; i < n; i++)
-        if (is_quantized(w[i])) {
-            m->kern->quantize_q8_0(x, xq, w[i]->cols);
-            return;
-        }
+    uint32_t made = 0; /* bit act_type: that form is in xq */
+    for (int i = 0; i < n; i++) {
+        const int a = doze_type_traits_of(w[i]->type)->act_type;
+        if (a == DOZE_TYPE_F32 || (made >> a & 1u)) continue;
+        made |= 1u << a;
+        make_form(m, a, x, (uint8_t *)xq + form_offset(a, w[i]->cols), w[i]->cols);
+    }
 }
 
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
@@ -532,7 +565,7 @@ typedef struct {
     const uint8_t *blk_on;
     const float *xn;
     float *hb, *hb2, *tmp, *x;
-    const void *xq; /* xn prepared (gate/up), then h quantized by block (down) */
+    const void *xq; /* xn prepared (gate/up), then h prepared block by block (down) */
     float *block_norm;
 } ffn_job;
 
@@ -564,15 +597,15 @@ static void ffn_down_part(void *args, int b, int e, int part) {
     const ffn_job *f = args;
     const doze_model_info *c = &f->m->info;
     const int dim = c->dim, nb = f->m->n_ffn_blocks, fb = c->ffn_block;
-    const size_t qpb = (size_t)fb / DOZE_QK8_0; /* q8_0 blocks per FFN block */
-    const doze_block_q8_0 *hq = f->xq;
+    const size_t per_block = model_input_bytes(fb); /* a block's prepared h */
     for (int j = 0; j < nb; j++) {
         if (f->blk_on && !f->blk_on[j]) {
             if (f->block_norm) f->block_norm[j] = 0.0f;
             continue;
         }
         doze_matrix v = model_rows(&f->L->w_down_blk[j], b, e - b);
-        model_matvec_prepared(f->m, f->tmp + b, &v, f->hb + (size_t)j * fb, hq + (size_t)j * qpb); /* (e - b) */
+        model_matvec_prepared(f->m, f->tmp + b, &v, f->hb + (size_t)j * fb,
+                              (const uint8_t *)f->xq + (size_t)j * per_block); /* (e - b) */
         if (f->block_norm) { /* one part (b = 0, e = dim) */
             double ss = 0;
             for (int i = 0; i < dim; i++) ss += (double)f->tmp[i] * f->tmp[i];
@@ -585,10 +618,8 @@ static void ffn_down_part(void *args, int b, int e, int part) {
 void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, const float *xn, float *hb,
                float *hb2, float *tmp, void *xq, float *block_norm) {
     const doze_model_info *c = &m->info;
-    const doze_kernels *k = m->kern;
     const doze_layer *L = &m->layers[layer];
     const int dim = c->dim, hid = c->hidden_dim, nb = m->n_ffn_blocks, fb = c->ffn_block;
-    const int quantized = is_quantized(&L->w_down_blk[0]);
     ffn_job f = {m, L, blk_on, xn, hb, hb2, tmp, x, xq, block_norm};
     /* h = silu(gate xn) * up xn over each run of running blocks (xn = ffn_norm(x), given;
      * quantized once for all of them); a run cut between two parts gives the
@@ -597,14 +628,14 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     model_prepare_input(m, gu, 2, xn, xq);
     const int min_blocks = (MODEL_MIN_PART_MACS + 2 * fb * dim - 1) / (2 * fb * dim);
     pool_run(m->pool, ffn_gate_up_part, &f, nb, 1, min_blocks, 0);
-    /* h quantized block by block for the down projection (for the quantized
-     * types fb is a multiple of 32: FFN block j is h's q8_0 blocks
-     * j * fb / 32 ..) */
-    doze_block_q8_0 *hq = xq;
-    const size_t qpb = (size_t)fb / DOZE_QK8_0;
-    if (quantized)
-        for (int j = 0; j < nb; j++)
-            if (!blk_on || blk_on[j]) k->quantize_q8_0(hb + (size_t)j * fb, hq + (size_t)j * qpb, fb);
+    /* h prepared block by block for the down projection (a block's values
+     * are whole q8_0 blocks for the quantized types: fb % 32 == 0) */
+    const size_t per_block = model_input_bytes(fb);
+    for (int j = 0; j < nb; j++)
+        if (!blk_on || blk_on[j]) {
+            const doze_matrix *wd = &L->w_down_blk[j];
+            model_prepare_input(m, &wd, 1, hb + (size_t)j * fb, (uint8_t *)xq + (size_t)j * per_block);
+        }
     pool_run(m->pool, ffn_down_part, &f, dim, MODEL_ROW_ALIGN, model_min_part_rows(hid), block_norm ? 1 : 0);
 }
 
@@ -627,7 +658,7 @@ static void matmul_part(void *args, int b, int e, int part) {
 }
 
 /* Y(n, w->rows) (stride ldy) = X(n, w->cols) (stride ldx) @ W^T, each
- * token's x prepared as model_matvec prepares it (q8_0 for quantized W).
+ * token's x in W's activation form, as model_matvec prepares it.
  * scratch: n * max(cols * 4, (cols/32) * 34) bytes. */
 void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
                int n, void *scratch) {
@@ -636,7 +667,7 @@ void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, 
     if (t->act_type != DOZE_TYPE_F32) {
         const size_t xs = doze_type_act_bytes(t, w->cols);
         for (int i = 0; i < n; i++)
-            m->kern->quantize_q8_0(x + (size_t)i * ldx, (uint8_t *)scratch + (size_t)i * xs, w->cols);
+            make_form(m, t->act_type, x + (size_t)i * ldx, (uint8_t *)scratch + (size_t)i * xs, w->cols);
         j.x = scratch;
         j.ldx = xs;
     }

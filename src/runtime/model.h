@@ -157,13 +157,19 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
  * == 0 where W is in an x4 layout: views are whole groups). */
 doze_matrix model_rows(const doze_matrix *w, int first, int n);
 
-/* y = W x for any supported type (quantizes x into xq_scratch when needed:
- * (cols / 32) q8_0 blocks). */
+/* Bytes of one input x(cols) prepared for products of any type (its q8_0
+ * blocks and its 16-bit roundings), and of the area a layer needs for the
+ * widest one, every head's or every FFN block's side by side. */
+size_t model_input_bytes(int cols);
+size_t model_input_area_bytes(const doze_model *m);
+
+/* y = W x for any supported type (x prepared in xq_scratch when W's
+ * products take another form: model_input_bytes(cols)). */
 void model_matvec(const doze_model *m, float *y, const doze_matrix *w, const float *x,
                   void *xq_scratch);
-/* Activations quantized once for several products with the same input
- * (decode's K, V and every Q head share one): when any of w[0..n) wants
- * q8_0 activations, xq = x(cols) as q8_0 blocks;
+/* An input prepared once for several products (decode's K, V and every Q
+ * head share one): xq gets x(cols) in each activation form w[0..n) take
+ * (q8_0 blocks, or x rounded to f16 / bf16);
  * then model_matvec_prepared(m, y, w[i], x, xq) for each (and for row views
  * of them) gives model_matvec's bits. */
 void model_prepare_input(const doze_model *m, const doze_matrix *const *w, int n, const float *x, void *xq);
@@ -186,7 +192,7 @@ void model_embed(const doze_model *m, int token, float *out);
  * rmsnorm(x, ffn_norm) on entry (the caller norms: the block gates read it
  * first). blk_on (n_ffn_blocks, NULL: all on). Runs of consecutive running
  * blocks share one gate/up matvec, so all-on is one call each: the dense FFN.
- * Scratch: hb, hb2 (hidden_dim), tmp(dim), xq (q8_0 of hidden).
+ * Scratch: hb, hb2 (hidden_dim), tmp(dim), xq (model_input_area_bytes).
  * block_norm (n_ffn_blocks, may be NULL) gets ||W_down_j h_j|| (0 when off).
  * Every path (token step, whole sequence, prefill) uses these operations. */
 void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, const float *xn, float *hb,

@@ -155,7 +155,7 @@ doze_status doze_ffn_order(doze_model *m, const int32_t *tokens, int n_tokens, c
     float *colnorm = calloc((size_t)L * H, sizeof(float));        /* (L, H) ||W_down[:, c]|| */
     float *g = malloc((size_t)H * sizeof(float)), *u = malloc((size_t)H * sizeof(float));
     float *row = malloc((size_t)(fb > D ? fb : D) * sizeof(float));
-    void *xq = malloc(((size_t)D / 32 + 1) * 34);
+    void *xq = malloc(model_input_bytes(D));
     double *bm = malloc((size_t)T * nb * sizeof(double));
     int *blk = malloc((size_t)H * sizeof(int));
     doze_session *s = NULL;

@@ -104,7 +104,10 @@ static void check_type(int type, int32_t *tokens) {
         double gap = logits_gap(mo, m, tokens, 40);
         printf("%s: ordered vs original logits, 40 tokens: largest gap %.2e of the range\n", doze_type_name(type),
                gap);
-        CHECK(gap < 1e-5);
+        /* f16 rounds activations to half: a last-bit difference from the new
+         * order of the down projection's sums can move one rounding */
+        const double tol = type == DOZE_TYPE_F16 ? 1e-3 : 1e-5;
+        CHECK(gap < tol);
         /* gate files: made for the original, refused by the ordered model (and back) */
         doze_gates_params gp = doze_gates_default_params();
         doze_gates *g = NULL, *g2 = NULL;
@@ -125,7 +128,7 @@ static void check_type(int type, int32_t *tokens) {
         CHECK(o2.data && doze_model_load_memory(o2.data, o2.len, NULL, &mo2, &e) == DOZE_OK);
         if (mo2) {
             CHECK(doze_model_get_info(mo2)->ffn_order != doze_model_get_info(mo)->ffn_order);
-            CHECK(logits_gap(mo2, m, tokens, 20) < 1e-5);
+            CHECK(logits_gap(mo2, m, tokens, 20) < tol);
         }
         doze_model_free(mo2);
         free(o2.data);

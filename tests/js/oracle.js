@@ -27,8 +27,10 @@ export async function llamaRun(llama, path, promptIds) {
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
   // F32 KV cache and no flash attention: llama.cpp's defaults round keys and
   // values to F16, which would be llama.cpp's error, not Doze's.
+  // DOZE_ORACLE_BATCH=1 feeds the prompt one token at a time (llama.cpp's
+  // batched products take other kernels: docs/exactness.md).
   const ctx = await model.createContext({
-    contextSize: 128, batchSize: 128, threads: 1, flashAttention: false,
+    contextSize: 128, batchSize: Number(process.env.DOZE_ORACLE_BATCH ?? 128), threads: 1, flashAttention: false,
     experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
   });
   try {
