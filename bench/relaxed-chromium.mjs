@@ -1,4 +1,4 @@
-// Decode speed of doze.wasm (strict SIMD) and doze-relaxed.wasm (Q8_0/Q4_0 on
+// Decode speed of doze.wasm (strict SIMD) and doze-relaxed.wasm (Q8_0/Q4_0/Q5_0 on
 // the relaxed-SIMD int8 dot) in Chromium (playwright-core, Debian's
 // /usr/bin/chromium), one page, both builds loaded: rounds interleaved
 // (strict, relaxed, strict, relaxed...) so both see the same machine load.

@@ -1,4 +1,4 @@
-# doze-relaxed.wasm: doze.wasm with the q8_0/q4_0 products on the relaxed-SIMD
+# doze-relaxed.wasm: doze.wasm with the q8_0/q4_0/q5_0 products on the relaxed-SIMD
 # int8 dot (src/kernels/kernels_relaxed.c), chosen at load by js/src/wasm.js
 # where the engine has the instruction. Included from CMakeLists.txt's
 # EMSCRIPTEN branch after link.cmake.
@@ -8,7 +8,7 @@
 # i32x4.relaxed_dot_i8x16_i7x16_add_s (0xfd 0x113) as a two-operand
 # instruction and writes a module that does not validate. So the two files
 # that differ (kernels_relaxed.c with the instruction, types.c pointing the
-# q8_0/q4_0 rows at it) are compiled by clang-16, and the module is linked by
+# q8_0/q4_0/q5_0 rows at it) are compiled by clang-16, and the module is linked by
 # wasm-ld-16 from doze_wasm's other objects and Emscripten's libraries, with
 # doze.wasm's exports and memory settings, and without binaryen (no wasm-opt
 # pass over the whole module: the objects are -O3 already).

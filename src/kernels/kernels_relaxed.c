@@ -1,4 +1,4 @@
-/* Q8_0 and Q4_0 products on the relaxed-SIMD int8 dot product
+/* Q8_0, Q4_0 and Q5_0 products on the relaxed-SIMD int8 dot product
  * (i32x4.relaxed_dot_i8x16_i7x16_add_s), for doze-relaxed.wasm.
  *
  * What the instruction leaves open: the bytes of its second operand b may be
@@ -9,6 +9,7 @@
  * vpdpbusd, ARM sdot, the scalar fallback) returns the exact int32 dot.
  * These kernels only ever pass such a b:
  *   q4_0: b = the weight nibbles (0..15), a = x's quants as they are;
+ *   q5_0: b = the weights' five-bit codes (0..31), a = x's quants;
  *   q8_0: x's quants split as x = l - 128 * s (l = x & 127, s = the sign
  *         bit as 0/1), a = the weights: dot(w, x) = dot(w, l) - 128 dot(w, s),
  *         exact for every int8 x and w, -128 included.
@@ -18,8 +19,9 @@
  *
  * Which products: the x4 layouts (what the loader repacks every matrix with
  * rows % 4 == 0 to: the decode and prefill paths) and row-major q4_0;
- * row-major q8_0 keeps the strict kernel (its float sums are per i32 lane of
- * the strict int16 products, a partition the relaxed dot does not make).
+ * row-major q8_0 and q5_0 keep the strict kernels (q8_0: its float sums are
+ * per i32 lane of the strict int16 products, a partition the relaxed dot
+ * does not make; q5_0: only matrices whose rows are not a multiple of 4).
  *
  * Outside a relaxed-SIMD wasm build (natively, or wasm without
  * -mrelaxed-simd) the instruction is emulated with strict SIMD: the exact
@@ -28,6 +30,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "quants32.h"
 #include "simd.h"
 #include "types.h"
 
@@ -155,6 +158,47 @@ static void relaxed_matvec_q4_0_x4(float *y, const void *w, const void *xq, int 
     }
 }
 
+/* i32x4 whose lane sum is the dot of row r's 32 five-bit codes in a Q5_0
+ * group block (qs, fifth bits hv: simd.h's q5x4_codes) with x's quants
+ * (x[0], x[1] as prep_x_q4 makes them) */
+static inline v128_t q5x4_dot_u(const uint8_t *qs, v128_t hv, int r, const v128_t *x) {
+    v128_t lo, hi;
+    q5x4_codes(qs, hv, r, &lo, &hi);
+    return dot_i8_u7_add(x[1], hi, dot_i8_u7_add(x[0], lo, wasm_i32x4_splat(0)));
+}
+
+/* y(rows) = W(rows, cols/32 q5_0 blocks, x4 layout: per group block the 4
+ * rows' scales, 16 bytes of their fifth bits, then 4 x 16 bytes of nibbles)
+ * @ xq: the 4 exact dots of the codes minus 16 * sum(x), converted, times
+ * dw * dx: the operations of kernels_simd.c's simd_matvec_q32_x4 for q5_0. */
+static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK32;
+    const size_t gb = 4 * sizeof(doze_block_q5_0);
+    float dxs[RX_CHUNK];
+    int32_t corr[RX_CHUNK];
+    v128_t xi[RX_CHUNK * 2];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x_q4(xb + bc, n, xi, dxs, corr);
+        for (int g = 0; g < rows / 4; g++) {
+            const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * gb;
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int b = 0; b < n; b++, p += gb) {
+                const v128_t *x = xi + 2 * b;
+                const v128_t hv = wasm_v128_load(p + 8);
+                v128_t i = hsum4_i32x4(q5x4_dot_u(p + 24, hv, 0, x), q5x4_dot_u(p + 40, hv, 1, x),
+                                       q5x4_dot_u(p + 56, hv, 2, x), q5x4_dot_u(p + 72, hv, 3, x));
+                i = wasm_i32x4_sub(i, wasm_i32x4_splat(2 * corr[b]));
+                v128_t ds = wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4((const uint16_t *)p)),
+                                           wasm_f32x4_splat(dxs[b]));
+                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
 /* the same for q8_0 payloads in the x4 layout (finite weight scales, as the
  * loader guarantees for x4 q8_0): d' (the half's bits in f32 position) times
  * dx * 2^112 is the correctly rounded d * dx, as in simd_matvec_q8_0_x4 */
@@ -247,3 +291,15 @@ static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx
           cols);
 }
 const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};
+
+static void q5_0_mv0(float *y, const void *w, const void *x, int rows, int cols) {
+    doze_simd_q5_0.matvec[0](y, w, x, rows, cols);
+}
+static void q5_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    doze_simd_q5_0.matmul[0](y, ldy, w, x, ldx, n, rows, cols);
+}
+static void q5_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    tiles(relaxed_matvec_q5_0_x4, (size_t)(cols / DOZE_QK32) * sizeof(doze_block_q5_0), y, ldy, w, x, ldx, n, rows,
+          cols);
+}
+const doze_products doze_relaxed_q5_0 = {{q5_0_mv0, relaxed_matvec_q5_0_x4}, {q5_0_mm0, q5_0_mm1}};

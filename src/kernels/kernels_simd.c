@@ -1408,20 +1408,11 @@ static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint
                           wasm_i32x4_add(wasm_i32x4_dot_i16x8(e2, x[2]), wasm_i32x4_dot_i16x8(e3, x[3])));
 }
 
-/* The same for Q5_0/Q5_1 in the x4 layout: row r's 16 qs bytes at qs, the
- * group's transposed fifth bits hv (doze_q5x4_bit): elements 0..15 take bit
- * 2r of each byte, 16..31 bit 2r + 1, each moved to bit 4 by one u16 shift
- * (the bits a shift carries across a byte boundary are masked off) */
+/* The same for Q5_0/Q5_1 in the x4 layout: row r's codes (simd.h's
+ * q5x4_codes) against x */
 static inline __attribute__((always_inline)) v128_t q5x4_dot(const uint8_t *qs, v128_t hv, int r, const v128_t *x) {
-    const v128_t m4 = wasm_i8x16_splat(0x0f), b4 = wasm_i8x16_splat(0x10);
-    const v128_t v = wasm_v128_load(qs);
-    const v128_t hl = r == 0 ? wasm_i16x8_shl(hv, 4) : r == 1 ? wasm_i16x8_shl(hv, 2) : r == 2 ? hv : wasm_u16x8_shr(hv, 2);
-    const v128_t hh = r == 0   ? wasm_i16x8_shl(hv, 3)
-                      : r == 1 ? wasm_i16x8_shl(hv, 1)
-                      : r == 2 ? wasm_u16x8_shr(hv, 1)
-                               : wasm_u16x8_shr(hv, 3);
-    const v128_t lo = wasm_v128_or(wasm_v128_and(v, m4), wasm_v128_and(hl, b4));
-    const v128_t hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(v, 4), m4), wasm_v128_and(hh, b4));
+    v128_t lo, hi;
+    q5x4_codes(qs, hv, r, &lo, &hi);
     return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), x[0]),
                                          wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), x[1])),
                           wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), x[2]),

@@ -399,7 +399,7 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
                         NULL, {&doze_simd_q4_1, &doze_ref_q4_1}},
     [DOZE_TYPE_Q5_0] = {DOZE_TYPE_Q5_0, "q5_0", DOZE_QK32, (int)sizeof(doze_block_q5_0), doze_q5_0_dequantize_row,
                         doze_q5_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32, q5_0_x4_pack, q5_0_x4_row,
-                        NULL, {&doze_simd_q5_0, &doze_ref_q5_0}},
+                        NULL, {&DOZE_SIMD_Q5_0, &doze_ref_q5_0}},
     [DOZE_TYPE_Q5_1] = {DOZE_TYPE_Q5_1, "q5_1", DOZE_QK32, (int)sizeof(doze_block_q5_1), doze_q5_1_dequantize_row,
                         doze_q5_1_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32, q5_1_x4_pack, q5_1_x4_row,
                         NULL, {&doze_simd_q5_1, &doze_ref_q5_1}},

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "quants32.h"
 #include "test_util.h"
 #include "types.h"
 
@@ -47,11 +48,11 @@ static long compare(const char *what, const float *a, const float *b, size_t n, 
 int main(void) {
     static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048},
                                     {8, 8224}, {5, 96},  {7, 288},  {64, 320}, {3, 32}};
-    const int types[2] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
-    const doze_products *relaxed[2] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0};
-    const doze_products *strict[2] = {&doze_simd_q8_0, &doze_simd_q4_0};
+    const int types[3] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0, DOZE_TYPE_Q5_0};
+    const doze_products *relaxed[3] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0, &doze_relaxed_q5_0};
+    const doze_products *strict[3] = {&doze_simd_q8_0, &doze_simd_q4_0, &doze_simd_q5_0};
     long runs = 0, bad = 0;
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
         const doze_type_traits *t = doze_type_traits_of(types[ti]);
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
             for (int mode = 0; mode < 3; mode++) {
@@ -63,13 +64,25 @@ int main(void) {
                 float *ya = malloc((size_t)rows * n_tok * sizeof(float)), *yb = malloc((size_t)rows * n_tok * sizeof(float));
                 if (t->type == DOZE_TYPE_Q8_0) {
                     fill_q8((doze_block_q8_0 *)w, (size_t)rows * nb, mode);
-                } else {
+                } else if (t->type == DOZE_TYPE_Q4_0) {
                     for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)next_u32();
                     for (size_t i = 0; i < (size_t)rows * nb; i++) ((doze_block_q4_0 *)w)[i].d = rand_scale();
                     if (mode == 1) /* nibbles 0 and 15 only */
                         for (size_t i = 0; i < (size_t)rows * nb; i++)
                             for (int k = 0; k < DOZE_QK4_0 / 2; k++)
                                 ((doze_block_q4_0 *)w)[i].qs[k] = (uint8_t)((next_u32() & 1 ? 0x0f : 0) | (next_u32() & 1 ? 0xf0 : 0));
+                } else { /* q5_0: random codes; mode 1: codes 0 and 31 only */
+                    for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)next_u32();
+                    for (size_t i = 0; i < (size_t)rows * nb; i++) {
+                        doze_block_q5_0 *q = (doze_block_q5_0 *)w + i;
+                        q->d = rand_scale();
+                        if (mode == 1) {
+                            const uint32_t top = next_u32();
+                            memcpy(q->qh, &top, 4);
+                            for (int k = 0; k < DOZE_QK32 / 2; k++) /* element k, k + 16: 31 where bit set */
+                                q->qs[k] = (uint8_t)((top >> k & 1 ? 0x0f : 0) | (top >> (k + 16) & 1 ? 0xf0 : 0));
+                        }
+                    }
                 }
                 fill_q8(x, (size_t)nb * n_tok, mode);
                 /* row-major */
@@ -98,7 +111,7 @@ int main(void) {
                 free(w), free(wx), free(tmp), free(x), free(ya), free(yb);
             }
     }
-    printf("relaxed q8_0/q4_0 products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
+    printf("relaxed q8_0/q4_0/q5_0 products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
            doze_relaxed_simd_native() ? "relaxed" : "emulated", bad, runs);
     CHECK(runs >= 100);
     CHECK(bad == 0);
