@@ -57,29 +57,6 @@ int doze_relaxed_simd_native(void) {
 #endif
 }
 
-static inline int32_t hsum_i32x4(v128_t v) {
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
-           wasm_i32x4_extract_lane(v, 3);
-}
-
-/* lane r = the lane sum of p_r (kernels_simd.c's hsum4_i32x4; exact) */
-static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
-    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5), wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7));
-    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5), wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
-}
-
-/* 4 halves (low 16 bits of the u32 lanes of h) as f32x4, exactly, inf/nan
- * included (kernels_simd.c's f16x4_to_f32x4: an exact conversion, so the
- * same bits) */
-static inline v128_t f16x4_to_f32x4(v128_t h) {
-    const v128_t e = wasm_i16x8_splat(0x7c00);
-    v128_t infnan = wasm_v128_and(wasm_i16x8_eq(wasm_v128_and(h, e), e), wasm_i16x8_splat(0x7f80));
-    v128_t hi = wasm_i32x4_shl(h, 16), inf_hi = wasm_i32x4_shl(infnan, 16);
-    v128_t v = wasm_v128_and(wasm_i32x4_shr(hi, 3), wasm_i32x4_splat((int32_t)0x8fffe000u));
-    return wasm_v128_or(wasm_f32x4_mul(v, wasm_f32x4_splat(0x1p112f)), inf_hi);
-}
-
 /* blocks of x prepared at once (stack: 32 + 8 bytes per block, q8: 64 + 4) */
 #define RX_CHUNK 256
 

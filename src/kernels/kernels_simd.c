@@ -20,6 +20,7 @@
 
 #include "kernels.h"
 #include "kquants.h"
+#include "kquants_x4.h"
 #include "quants32.h"
 #include "simd.h"
 #include "types.h"
@@ -33,49 +34,10 @@ static inline float hsum_f32x4(v128_t v) {
     return wasm_f32x4_extract_lane(v, 0);
 }
 
-static inline int32_t hsum_i32x4(v128_t v) {
-    v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
-    v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
-    return wasm_i32x4_extract_lane(v, 0);
-}
-
 static inline float hmax_f32x4(v128_t v) {
     v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
     return wasm_f32x4_extract_lane(v, 0);
-}
-
-/* IEEE halves -> f32, exactly, no branches. With a half in the top 16 bits
- * of a u32 lane, an arithmetic shift right by 3 smears the sign over bits
- * 31..28 and puts exponent+mantissa at bits 27..13; masking keeps sign +
- * exponent + mantissa, and the multiply by 2^112 rebiases the exponent (exact
- * for normals, subnormals and zeros; the sign rides along). Halves with
- * exponent 31 (inf/nan) would come out as 2^16..2^17: they get the f32
- * exponent all-ones ORed in (mantissa kept). */
-static inline v128_t f16hi_to_f32x4(v128_t hi16, v128_t infnan_hi16) {
-    v128_t v = wasm_v128_and(wasm_i32x4_shr(hi16, 3), wasm_i32x4_splat((int32_t)0x8fffe000u));
-    return wasm_v128_or(wasm_f32x4_mul(v, wasm_f32x4_splat(0x1p112f)), infnan_hi16);
-}
-
-/* 0x7f80 in the i16 lanes of h holding an inf/nan half, else 0 */
-static inline v128_t f16x8_infnan(v128_t h) {
-    const v128_t e = wasm_i16x8_splat(0x7c00);
-    return wasm_v128_and(wasm_i16x8_eq(wasm_v128_and(h, e), e), wasm_i16x8_splat(0x7f80));
-}
-
-/* the 8 halves of h as f32x4 lanes 0-3 (*lo) and 4-7 (*hi) */
-static inline void f16x8_to_f32x4x2(v128_t h, v128_t *lo, v128_t *hi) {
-    const v128_t z = wasm_i16x8_splat(0);
-    v128_t inf = f16x8_infnan(h);
-    *lo = f16hi_to_f32x4(wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11),
-                         wasm_i16x8_shuffle(z, inf, 0, 8, 1, 9, 2, 10, 3, 11));
-    *hi = f16hi_to_f32x4(wasm_i16x8_shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15),
-                         wasm_i16x8_shuffle(z, inf, 4, 12, 5, 13, 6, 14, 7, 15));
-}
-
-/* f32x4 of 4 halves held in the low 16 bits of u32 lanes */
-static inline v128_t f16x4_to_f32x4(v128_t h) {
-    return f16hi_to_f32x4(wasm_i32x4_shl(h, 16), wasm_i32x4_shl(f16x8_infnan(h), 16));
 }
 
 /* e^x lane-wise: the exact sequence of operations of doze_expf (expf.c; see
@@ -493,15 +455,6 @@ static inline v128_t q4_dot_u_i32x4(v128_t q, const v128_t *x) {
     return wasm_i32x4_add(wasm_i32x4_add(s0, s1), wasm_i32x4_add(s2, s3));
 }
 
-/* lane r = the lane sum of p_r (4 horizontal sums at once; exact). Only
- * unpack patterns (0,4,1,5), (2,6,3,7), (0,1,4,5), (2,3,6,7): one
- * instruction each on V8, where other two-source shuffles take three. */
-static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
-    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5), wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7));
-    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5), wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
-}
-
 /* x prepared for a chunk of n blocks: quants sign-extended to i16 (4 per
  * block; q4: permuted as x[0,2,..,14], x[16,18,..,30], x[1,3,..,15],
  * x[17,..,31] for q4_dot_u_i32x4), scales as f32, and 8 * (sum of the
@@ -896,20 +849,6 @@ static void prep_kx(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, in
     }
 }
 
-/* The 8 6-bit scales and 8 mins of a Q4_K/Q5_K scales field q as bytes
- * [sc0..sc7, m0..m7]. As u32 lanes of the 12 bytes (16 read: the field sits
- * inside its block): scales 0-3 = q[0..3] & 63, mins 0-3 = q[4..7] & 63,
- * scales 4-7 = q[8..11] & 15 | (q[0..3] >> 6) << 4, mins 4-7 = q[8..11] >> 4
- * | (q[4..7] >> 6) << 4. */
-static inline v128_t kq_scale_bytes(const uint8_t *q) {
-    const v128_t b = wasm_v128_load(q);
-    const v128_t a = wasm_i32x4_shuffle(b, b, 0, 2, 1, 2), c = wasm_i32x4_shuffle(b, b, 0, 0, 1, 1);
-    const v128_t low = wasm_v128_or(wasm_v128_and(a, wasm_i32x4_make(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0)),
-                                    wasm_v128_and(wasm_u32x4_shr(a, 4), wasm_i32x4_make(0, 0, 0, 0x0f0f0f0f)));
-    const v128_t high = wasm_v128_and(wasm_i32x4_shl(wasm_u32x4_shr(c, 6), 4), wasm_i32x4_make(0, 0x30303030, 0, 0x30303030));
-    return wasm_v128_or(low, high);
-}
-
 /* the same as i32x4 pairs (lanes = sub-blocks 0..3, 4..7) */
 static inline void kq_scales_mins(const uint8_t *q, v128_t *sc_lo, v128_t *sc_hi, v128_t *m_lo, v128_t *m_hi) {
     const v128_t v = kq_scale_bytes(q);
@@ -1024,7 +963,7 @@ static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bit
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
     const size_t qs_at = five_bits ? offsetof(doze_block_q5_K, qs) : offsetof(doze_block_q4_K, qs);
-    const v128_t m4 = wasm_i16x8_splat(0x0f), b4 = wasm_i16x8_splat(0x10), lo16 = wasm_i32x4_splat(0xffff);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), b4 = wasm_i16x8_splat(0x10);
     float dxs[Q8_CHUNK];
     int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsum[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
@@ -1073,42 +1012,7 @@ static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bit
                     I[2 * k] = hsum4_i32x4(Pl[0], Pl[1], Pl[2], Pl[3]);
                     I[2 * k + 1] = hsum4_i32x4(Ph[0], Ph[1], Ph[2], Ph[3]);
                 }
-                /* the 4 rows' scales and mins, transposed: lane = row */
-                v128_t sv[4];
-                for (int r = 0; r < 4; r++) sv[r] = kq_scale_bytes(b4r + (size_t)r * bb + 4);
-                const v128_t u0 = wasm_i8x16_shuffle(sv[0], sv[1], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const v128_t u1 = wasm_i8x16_shuffle(sv[2], sv[3], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const v128_t u2 = wasm_i8x16_shuffle(sv[0], sv[1], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                const v128_t u3 = wasm_i8x16_shuffle(sv[2], sv[3], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                const v128_t T[4] = {wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11),
-                                     wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15),
-                                     wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11),
-                                     wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15)};
-                /* the 4 rows' d and dmin */
-                v128_t dv = wasm_i32x4_splat(0);
-                dv = wasm_v128_load32_lane(b4r, dv, 0);
-                dv = wasm_v128_load32_lane(b4r + bb, dv, 1);
-                dv = wasm_v128_load32_lane(b4r + 2 * bb, dv, 2);
-                dv = wasm_v128_load32_lane(b4r + 3 * bb, dv, 3);
-                const v128_t d = f16x4_to_f32x4(wasm_v128_and(dv, lo16)), dm = f16x4_to_f32x4(wasm_u32x4_shr(dv, 16));
-                for (int j = 0; j < 8; j++) {
-                    /* T[j / 4] (sc) and T[2 + j / 4] (m): 4 bytes per j */
-                    const v128_t ts = T[j / 4], tm = T[2 + j / 4];
-                    const int q = j % 4;
-                    const v128_t sc = q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(ts))
-                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(ts)))
-                                            : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(ts))
-                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(ts)));
-                    const v128_t mm = q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(tm))
-                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(tm)))
-                                            : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(tm))
-                                                      : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(tm)));
-                    const v128_t A = wasm_i32x4_mul(I[j], sc);
-                    const v128_t B = wasm_i32x4_mul(mm, wasm_i32x4_splat(xsum[bl + j]));
-                    const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
-                                                    wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(B)));
-                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load32_splat(dxs + bl + j), f));
-                }
+                acc = kq_x4_block(acc, b4r, bb, I, xsum + bl, dxs + bl);
             }
             wasm_v128_store(y + 4 * g, acc);
         }
@@ -1244,26 +1148,8 @@ static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int row
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
             for (int i = i0; i < i1; i++) {
                 const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
-                /* the 4 rows' 16 scales transposed: T[q] holds groups 4q..4q+3,
-                 * 4 bytes (rows) each */
-                const v128_t s0 = wasm_v128_load(b4r + offsetof(doze_block_q6_K, scales));
-                const v128_t s1 = wasm_v128_load(b4r + bb + offsetof(doze_block_q6_K, scales));
-                const v128_t s2 = wasm_v128_load(b4r + 2 * bb + offsetof(doze_block_q6_K, scales));
-                const v128_t s3 = wasm_v128_load(b4r + 3 * bb + offsetof(doze_block_q6_K, scales));
-                const v128_t u0 = wasm_i8x16_shuffle(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const v128_t u1 = wasm_i8x16_shuffle(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const v128_t u2 = wasm_i8x16_shuffle(s0, s1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                const v128_t u3 = wasm_i8x16_shuffle(s2, s3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                const v128_t T[4] = {wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11),
-                                     wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15),
-                                     wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11),
-                                     wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15)};
-                v128_t dh = wasm_i32x4_splat(0);
-                dh = wasm_v128_load16_lane(b4r + offsetof(doze_block_q6_K, d), dh, 0);
-                dh = wasm_v128_load16_lane(b4r + bb + offsetof(doze_block_q6_K, d), dh, 2);
-                dh = wasm_v128_load16_lane(b4r + 2 * bb + offsetof(doze_block_q6_K, d), dh, 4);
-                dh = wasm_v128_load16_lane(b4r + 3 * bb + offsetof(doze_block_q6_K, d), dh, 6);
-                const v128_t d = f16x4_to_f32x4(dh);
+                v128_t T[4], d;
+                q6_x4_scales(b4r, T, &d);
                 for (int half = 0; half < 2; half++) {
                     const int bl = (i - i0) * 8 + 4 * half;
 #if defined(__clang__)
@@ -1278,15 +1164,9 @@ static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int row
                             Pa[r] = q6_dot16(q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t), x);
                             Pb[r] = q6_dot16(q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t), x + 2);
                         }
-                        /* groups 8 half + 2t (a) and + 1 (b): byte (2t % 4) * 4 of T[2 half + t / 2] */
-                        const v128_t tg = T[2 * half + t / 2];
-                        const v128_t e16 = (t & 1) ? wasm_i16x8_extend_high_i8x16(tg) : wasm_i16x8_extend_low_i8x16(tg);
-                        const v128_t sa = wasm_i32x4_extend_low_i16x8(e16), sb = wasm_i32x4_extend_high_i16x8(e16);
-                        const v128_t va = wasm_i32x4_sub(hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]), wasm_i32x4_splat(xsa[bl + t]));
-                        const v128_t vb = wasm_i32x4_sub(hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), wasm_i32x4_splat(xsb[bl + t]));
-                        const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, va), wasm_i32x4_mul(sb, vb));
-                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
-                                                                 wasm_f32x4_mul(d, wasm_v128_load32_splat(dxs + bl + t))));
+                        acc = q6_x4_quarter(acc, T, d, half, t, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
+                                            hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa[bl + t], xsb[bl + t],
+                                            dxs + bl + t);
                     }
                 }
             }

@@ -12,6 +12,57 @@
 #include <simde/wasm/simd128.h>
 #endif
 
+/* ---- exact helpers both kernel files use -------------------------------- */
+
+/* sum of the 4 i32 lanes of v */
+static inline int32_t hsum_i32x4(v128_t v) {
+    v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+    v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+    return wasm_i32x4_extract_lane(v, 0);
+}
+
+/* lane r = the lane sum of p_r (4 horizontal sums at once; exact). Only
+ * unpack patterns (0,4,1,5), (2,6,3,7), (0,1,4,5), (2,3,6,7): one
+ * instruction each on V8, where other two-source shuffles take three. */
+static inline v128_t hsum4_i32x4(v128_t p0, v128_t p1, v128_t p2, v128_t p3) {
+    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5), wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7));
+    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5), wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
+}
+
+/* IEEE halves -> f32, exactly, no branches. With a half in the top 16 bits
+ * of a u32 lane, an arithmetic shift right by 3 smears the sign over bits
+ * 31..28 and puts exponent+mantissa at bits 27..13; masking keeps sign +
+ * exponent + mantissa, and the multiply by 2^112 rebiases the exponent (exact
+ * for normals, subnormals and zeros; the sign rides along). Halves with
+ * exponent 31 (inf/nan) would come out as 2^16..2^17: they get the f32
+ * exponent all-ones ORed in (mantissa kept). */
+static inline v128_t f16hi_to_f32x4(v128_t hi16, v128_t infnan_hi16) {
+    v128_t v = wasm_v128_and(wasm_i32x4_shr(hi16, 3), wasm_i32x4_splat((int32_t)0x8fffe000u));
+    return wasm_v128_or(wasm_f32x4_mul(v, wasm_f32x4_splat(0x1p112f)), infnan_hi16);
+}
+
+/* 0x7f80 in the i16 lanes of h holding an inf/nan half, else 0 */
+static inline v128_t f16x8_infnan(v128_t h) {
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    return wasm_v128_and(wasm_i16x8_eq(wasm_v128_and(h, e), e), wasm_i16x8_splat(0x7f80));
+}
+
+/* the 8 halves of h as f32x4 lanes 0-3 (*lo) and 4-7 (*hi) */
+static inline void f16x8_to_f32x4x2(v128_t h, v128_t *lo, v128_t *hi) {
+    const v128_t z = wasm_i16x8_splat(0);
+    v128_t inf = f16x8_infnan(h);
+    *lo = f16hi_to_f32x4(wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11),
+                         wasm_i16x8_shuffle(z, inf, 0, 8, 1, 9, 2, 10, 3, 11));
+    *hi = f16hi_to_f32x4(wasm_i16x8_shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15),
+                         wasm_i16x8_shuffle(z, inf, 4, 12, 5, 13, 6, 14, 7, 15));
+}
+
+/* f32x4 of 4 halves held in the low 16 bits of u32 lanes */
+static inline v128_t f16x4_to_f32x4(v128_t h) {
+    return f16hi_to_f32x4(wasm_i32x4_shl(h, 16), wasm_i32x4_shl(f16x8_infnan(h), 16));
+}
+
 /* The 32 five-bit codes (0..31) of row r of a Q5_0/Q5_1 block in the x4
  * layout: its 16 qs bytes at qs and the group's transposed fifth bits hv
  * (quants32.h's doze_q5x4_bit): elements 0..15 take bit 2r of each byte,

@@ -1,0 +1,113 @@
+/* The float side of the K-quant products in the x4 layout (4 rows' super-
+ * blocks side by side, lane = row), shared by the strict kernels
+ * (kernels_simd.c) and the relaxed-SIMD ones (kernels_relaxed.c). Each file
+ * makes the exact integer dots of the codes with x its own way; from those
+ * on, the operations here are the reference's, per lane in its order, so
+ * both give the reference's bits. */
+#ifndef DOZE_KQUANTS_X4_H
+#define DOZE_KQUANTS_X4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kquants.h"
+#include "simd.h"
+
+/* The 8 6-bit scales and 8 mins of a Q4_K/Q5_K scales field q as bytes
+ * [sc0..sc7, m0..m7]. As u32 lanes of the 12 bytes (16 read: the field sits
+ * inside its block): scales 0-3 = q[0..3] & 63, mins 0-3 = q[4..7] & 63,
+ * scales 4-7 = q[8..11] & 15 | (q[0..3] >> 6) << 4, mins 4-7 = q[8..11] >> 4
+ * | (q[4..7] >> 6) << 4. */
+static inline v128_t kq_scale_bytes(const uint8_t *q) {
+    const v128_t b = wasm_v128_load(q);
+    const v128_t a = wasm_i32x4_shuffle(b, b, 0, 2, 1, 2), c = wasm_i32x4_shuffle(b, b, 0, 0, 1, 1);
+    const v128_t low = wasm_v128_or(wasm_v128_and(a, wasm_i32x4_make(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0)),
+                                    wasm_v128_and(wasm_u32x4_shr(a, 4), wasm_i32x4_make(0, 0, 0, 0x0f0f0f0f)));
+    const v128_t high = wasm_v128_and(wasm_i32x4_shl(wasm_u32x4_shr(c, 6), 4), wasm_i32x4_make(0, 0x30303030, 0, 0x30303030));
+    return wasm_v128_or(low, high);
+}
+
+/* 4 rows' 16 bytes transposed: T[q] holds bytes 4q..4q+3 of each row, as
+ * 4 bytes per row (row 0 first) */
+static inline void kq_x4_transpose(v128_t s0, v128_t s1, v128_t s2, v128_t s3, v128_t T[4]) {
+    const v128_t u0 = wasm_i8x16_shuffle(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const v128_t u1 = wasm_i8x16_shuffle(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const v128_t u2 = wasm_i8x16_shuffle(s0, s1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const v128_t u3 = wasm_i8x16_shuffle(s2, s3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    T[0] = wasm_i16x8_shuffle(u0, u1, 0, 8, 1, 9, 2, 10, 3, 11);
+    T[1] = wasm_i16x8_shuffle(u0, u1, 4, 12, 5, 13, 6, 14, 7, 15);
+    T[2] = wasm_i16x8_shuffle(u2, u3, 0, 8, 1, 9, 2, 10, 3, 11);
+    T[3] = wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/* byte q (0..3) of each row's 4 in t, as u32 lanes */
+static inline __attribute__((always_inline)) v128_t kq_x4_byte(v128_t t, int q) {
+    return q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(t))
+                           : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_low_u8x16(t)))
+                 : (q == 2 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_high_u8x16(t))
+                           : wasm_u32x4_extend_high_u16x8(wasm_u16x8_extend_high_u8x16(t)));
+}
+
+/* Q4_K / Q5_K: acc + one x4 group block's share. b4r: the 4 rows' blocks
+ * (bb bytes each), I[j]: sub-block j's exact dot of the codes with x block
+ * j (lane = row), xsum[j]: x block j's quant sum, dxs[j]: its scale. */
+static inline __attribute__((always_inline)) v128_t kq_x4_block(v128_t acc, const uint8_t *b4r, size_t bb,
+                                                                 const v128_t I[8], const int32_t *xsum,
+                                                                 const float *dxs) {
+    /* the 4 rows' scales and mins, transposed: lane = row */
+    v128_t T[4];
+    kq_x4_transpose(kq_scale_bytes(b4r + 4), kq_scale_bytes(b4r + bb + 4), kq_scale_bytes(b4r + 2 * bb + 4),
+                    kq_scale_bytes(b4r + 3 * bb + 4), T);
+    /* the 4 rows' d and dmin */
+    v128_t dv = wasm_i32x4_splat(0);
+    dv = wasm_v128_load32_lane(b4r, dv, 0);
+    dv = wasm_v128_load32_lane(b4r + bb, dv, 1);
+    dv = wasm_v128_load32_lane(b4r + 2 * bb, dv, 2);
+    dv = wasm_v128_load32_lane(b4r + 3 * bb, dv, 3);
+    const v128_t d = f16x4_to_f32x4(wasm_v128_and(dv, wasm_i32x4_splat(0xffff)));
+    const v128_t dm = f16x4_to_f32x4(wasm_u32x4_shr(dv, 16));
+    for (int j = 0; j < 8; j++) {
+        /* T[j / 4] (sc) and T[2 + j / 4] (m): 4 bytes per j */
+        const v128_t sc = kq_x4_byte(T[j / 4], j % 4), mm = kq_x4_byte(T[2 + j / 4], j % 4);
+        const v128_t A = wasm_i32x4_mul(I[j], sc);
+        const v128_t B = wasm_i32x4_mul(mm, wasm_i32x4_splat(xsum[j]));
+        const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
+                                        wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(B)));
+        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load32_splat(dxs + j), f));
+    }
+    return acc;
+}
+
+/* Q6_K: the 4 rows' 16 scales transposed (T[q]: groups 4q..4q+3, 4 bytes
+ * each) and their d */
+static inline void q6_x4_scales(const uint8_t *b4r, v128_t T[4], v128_t *d) {
+    const size_t bb = sizeof(doze_block_q6_K), at = offsetof(doze_block_q6_K, scales);
+    kq_x4_transpose(wasm_v128_load(b4r + at), wasm_v128_load(b4r + bb + at), wasm_v128_load(b4r + 2 * bb + at),
+                    wasm_v128_load(b4r + 3 * bb + at), T);
+    const size_t dat = offsetof(doze_block_q6_K, d);
+    v128_t dh = wasm_i32x4_splat(0);
+    dh = wasm_v128_load16_lane(b4r + dat, dh, 0);
+    dh = wasm_v128_load16_lane(b4r + bb + dat, dh, 2);
+    dh = wasm_v128_load16_lane(b4r + 2 * bb + dat, dh, 4);
+    dh = wasm_v128_load16_lane(b4r + 3 * bb + dat, dh, 6);
+    *d = f16x4_to_f32x4(dh);
+}
+
+/* Q6_K: acc + quarter t of half `half` of a group block (one x block):
+ * pa, pb the exact dots of the codes of its values 0..15 and 16..31 with x
+ * (lane = row), xsa / xsb 32 * the x sums of those halves (the codes' -32),
+ * dx the x block's scale */
+static inline __attribute__((always_inline)) v128_t q6_x4_quarter(v128_t acc, const v128_t T[4], v128_t d, int half,
+                                                                   int t, v128_t pa, v128_t pb, int32_t xsa,
+                                                                   int32_t xsb, const float *dx) {
+    /* groups 8 half + 2t (a) and + 1 (b): byte (2t % 4) * 4 of T[2 half + t / 2] */
+    const v128_t tg = T[2 * half + t / 2];
+    const v128_t e16 = (t & 1) ? wasm_i16x8_extend_high_i8x16(tg) : wasm_i16x8_extend_low_i8x16(tg);
+    const v128_t sa = wasm_i32x4_extend_low_i16x8(e16), sb = wasm_i32x4_extend_high_i16x8(e16);
+    const v128_t va = wasm_i32x4_sub(pa, wasm_i32x4_splat(xsa));
+    const v128_t vb = wasm_i32x4_sub(pb, wasm_i32x4_splat(xsb));
+    const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, va), wasm_i32x4_mul(sb, vb));
+    return wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A), wasm_f32x4_mul(d, wasm_v128_load32_splat(dx))));
+}
+
+#endif
