@@ -1,4 +1,5 @@
-/* Q8_0, Q4_0 and Q5_0 products on the relaxed-SIMD int8 dot product
+/* Q8_0, Q4_0, Q5_0 and K-quant (Q4_K, Q5_K, Q6_K) products on the
+ * relaxed-SIMD int8 dot product
  * (i32x4.relaxed_dot_i8x16_i7x16_add_s), for doze-relaxed.wasm.
  *
  * What the instruction leaves open: the bytes of its second operand b may be
@@ -10,6 +11,9 @@
  * These kernels only ever pass such a b:
  *   q4_0: b = the weight nibbles (0..15), a = x's quants as they are;
  *   q5_0: b = the weights' five-bit codes (0..31), a = x's quants;
+ *   q4_K, q5_K, q6_K: b = the codes (0..15, 0..31, 0..63), a = x's quants;
+ *         the float work around the dots is kquants_x4.h's, which the
+ *         strict kernels share;
  *   q8_0: x's quants split as x = l - 128 * s (l = x & 127, s = the sign
  *         bit as 0/1), a = the weights: dot(w, x) = dot(w, l) - 128 dot(w, s),
  *         exact for every int8 x and w, -128 included.
@@ -19,9 +23,10 @@
  *
  * Which products: the x4 layouts (what the loader repacks every matrix with
  * rows % 4 == 0 to: the decode and prefill paths) and row-major q4_0;
- * row-major q8_0 and q5_0 keep the strict kernels (q8_0: its float sums are
- * per i32 lane of the strict int16 products, a partition the relaxed dot
- * does not make; q5_0: only matrices whose rows are not a multiple of 4).
+ * row-major q8_0, q5_0 and K-quants keep the strict kernels (q8_0: its float
+ * sums are per i32 lane of the strict int16 products, a partition the
+ * relaxed dot does not make; the others: only matrices whose rows are not a
+ * multiple of 4).
  *
  * Outside a relaxed-SIMD wasm build (natively, or wasm without
  * -mrelaxed-simd) the instruction is emulated with strict SIMD: the exact
@@ -30,6 +35,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "kquants_x4.h"
 #include "quants32.h"
 #include "simd.h"
 #include "types.h"
@@ -176,6 +182,138 @@ static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int 
     }
 }
 
+/* x for K-quant products, n blocks: the quants as 2 v128 per block
+ * (elements 0-15, 16-31), scales as f32, and the exact sums of the halves
+ * (xs[2b]: elements 0..15, xs[2b + 1]: 16..31) */
+static void prep_x_k(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *xs) {
+    const v128_t ones = wasm_i8x16_splat(1), z = wasm_i32x4_splat(0);
+    for (int b = 0; b < n; b++) {
+        xi[2 * b] = wasm_v128_load(xb[b].qs);
+        xi[2 * b + 1] = wasm_v128_load(xb[b].qs + 16);
+        dxs[b] = doze_f16_to_f32(xb[b].d);
+        xs[2 * b] = hsum_i32x4(dot_i8_u7_add(xi[2 * b], ones, z));
+        xs[2 * b + 1] = hsum_i32x4(dot_i8_u7_add(xi[2 * b + 1], ones, z));
+    }
+}
+
+/* Q4_K / Q5_K, one row's sub-blocks 2k and 2k + 1: their 32 qs bytes at qs
+ * hold value l of sub-block 2k in the low nibble of byte l and of 2k + 1 in
+ * the high one; Q5_K's fifth bit of value l is bit 2k (2k + 1) of qh[l].
+ * *pl, *ph: i32x4 whose lane sums are the exact dots with x blocks xl, xh. */
+static inline __attribute__((always_inline)) void kq_pair_dots(int five_bits, const uint8_t *qs, const uint8_t *qh,
+                                                               int k, const v128_t *xl, const v128_t *xh, v128_t *pl,
+                                                               v128_t *ph) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f), z = wasm_i32x4_splat(0);
+    const v128_t v0 = wasm_v128_load(qs), v1 = wasm_v128_load(qs + 16);
+    v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
+    v128_t o0 = wasm_u8x16_shr(v0, 4), o1 = wasm_u8x16_shr(v1, 4);
+    if (five_bits) {
+        const v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
+        e0 = wasm_v128_or(e0, kq_bit_to_4(h0, 2 * k));
+        e1 = wasm_v128_or(e1, kq_bit_to_4(h1, 2 * k));
+        o0 = wasm_v128_or(o0, kq_bit_to_4(h0, 2 * k + 1));
+        o1 = wasm_v128_or(o1, kq_bit_to_4(h1, 2 * k + 1));
+    }
+    *pl = dot_i8_u7_add(xl[1], e1, dot_i8_u7_add(xl[0], e0, z));
+    *ph = dot_i8_u7_add(xh[1], o1, dot_i8_u7_add(xh[0], o0, z));
+}
+
+/* Q4_K (five_bits 0) / Q5_K (1) in the K-quant x4 layout: per group block
+ * the 8 sub-blocks' exact dots of the 4 rows (lane = row), then
+ * kquants_x4.h's float work: kernels_simd.c's simd_matvec_kq_x4 bits. */
+static inline __attribute__((always_inline)) void relaxed_matvec_kq_x4(int five_bits, float *y, const void *w,
+                                                                        const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(doze_block_q5_K, qs) : offsetof(doze_block_q4_K, qs);
+    const size_t qh_at = offsetof(doze_block_q5_K, qh);
+    float dxs[RX_CHUNK];
+    int32_t xs[2 * RX_CHUNK], xsum[RX_CHUNK];
+    v128_t xi[RX_CHUNK * 2];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x_k(xb + bc, n, xi, dxs, xs);
+        for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const int bl = (i - i0) * 8;
+                v128_t I[8]; /* sub-block j's dots, lane = row */
+#if defined(__clang__)
+#pragma clang loop unroll(full) /* kq_bit_to_4's shifts are picked by k */
+#endif
+                for (int k = 0; k < 4; k++) {
+                    v128_t Pl[4], Ph[4];
+                    for (int r = 0; r < 4; r++)
+                        kq_pair_dots(five_bits, b4r + (size_t)r * bb + qs_at + 32 * (size_t)k,
+                                     b4r + (size_t)r * bb + qh_at, k, xi + 2 * (bl + 2 * k),
+                                     xi + 2 * (bl + 2 * k + 1), &Pl[r], &Ph[r]);
+                    I[2 * k] = hsum4_i32x4(Pl[0], Pl[1], Pl[2], Pl[3]);
+                    I[2 * k + 1] = hsum4_i32x4(Ph[0], Ph[1], Ph[2], Ph[3]);
+                }
+                acc = kq_x4_block(acc, b4r, bb, I, xsum + bl, dxs + bl);
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
+static void relaxed_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    relaxed_matvec_kq_x4(0, y, w, xq, rows, cols);
+}
+static void relaxed_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    relaxed_matvec_kq_x4(1, y, w, xq, rows, cols);
+}
+
+/* Q6_K in the K-quant x4 layout: per quarter of a half super-block (one x
+ * block), each row's codes (kquants_x4.h's q6_codes) dotted with x, then
+ * q6_x4_quarter: kernels_simd.c's simd_matvec_q6_K_x4 bits. */
+static void relaxed_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = sizeof(doze_block_q6_K), qh_at = offsetof(doze_block_q6_K, qh);
+    const v128_t z = wasm_i32x4_splat(0);
+    float dxs[RX_CHUNK];
+    int32_t xs[2 * RX_CHUNK];
+    v128_t xi[RX_CHUNK * 2];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x_k(xb + bc, n, xi, dxs, xs);
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                v128_t T[4], d;
+                q6_x4_scales(b4r, T, &d);
+                for (int half = 0; half < 2; half++) {
+                    const int bl = (i - i0) * 8 + 4 * half;
+#if defined(__clang__)
+#pragma clang loop unroll(full) /* q6_codes' shifts are picked by t */
+#endif
+                    for (int t = 0; t < 4; t++) {
+                        const v128_t *x = xi + 2 * (bl + t);
+                        v128_t Pa[4], Pb[4];
+                        for (int r = 0; r < 4; r++) {
+                            const uint8_t *ql = b4r + (size_t)r * bb + 64 * half + 32 * (t & 1);
+                            const uint8_t *qh = b4r + (size_t)r * bb + qh_at + 32 * half;
+                            Pa[r] = dot_i8_u7_add(x[0], q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t), z);
+                            Pb[r] = dot_i8_u7_add(x[1], q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t), z);
+                        }
+                        acc = q6_x4_quarter(acc, T, d, half, t, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
+                                            hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), 32 * xs[2 * (bl + t)],
+                                            32 * xs[2 * (bl + t) + 1], dxs + bl + t);
+                    }
+                }
+            }
+            wasm_v128_store(y + 4 * g, acc);
+        }
+    }
+}
+
 /* the same for q8_0 payloads in the x4 layout (finite weight scales, as the
  * loader guarantees for x4 q8_0): d' (the half's bits in f32 position) times
  * dx * 2^112 is the correctly rounded d * dx, as in simd_matvec_q8_0_x4 */
@@ -280,3 +418,20 @@ static void q5_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx
           cols);
 }
 const doze_products doze_relaxed_q5_0 = {{q5_0_mv0, relaxed_matvec_q5_0_x4}, {q5_0_mm0, q5_0_mm1}};
+
+/* the K-quants: row-major through the strict kernels, the x4 layout here */
+#define RELAXED_KQ(T)                                                                                              \
+    static void T##_mv0(float *y, const void *w, const void *x, int rows, int cols) {                             \
+        doze_simd_##T.matvec[0](y, w, x, rows, cols);                                                              \
+    }                                                                                                              \
+    static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        doze_simd_##T.matmul[0](y, ldy, w, x, ldx, n, rows, cols);                                                 \
+    }                                                                                                              \
+    static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        tiles(relaxed_matvec_##T##_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, \
+              rows, cols);                                                                                         \
+    }                                                                                                              \
+    const doze_products doze_relaxed_##T = {{T##_mv0, relaxed_matvec_##T##_x4}, {T##_mm0, T##_mm1}};
+RELAXED_KQ(q4_K)
+RELAXED_KQ(q5_K)
+RELAXED_KQ(q6_K)

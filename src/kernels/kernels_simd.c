@@ -1106,22 +1106,6 @@ static void prep_q6x(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, i
     }
 }
 
-/* The 16 codes (0..63) of quarter t of a Q6_K half super-block from 16
- * bytes of ql (q: ql + 32 (t & 1) + 16 k) and of qh (h: qh + 16 k), one per
- * byte in element order: the nibble (low for t < 2, high otherwise) ORed
- * with qh's bits 2t..2t+1 moved to bits 4..5. Byte-wise work in u16 lanes:
- * each shift's bits that cross into the neighbouring byte are masked off,
- * so 3-4 ops per 16 codes (the u16 even/odd split took 5 per 8). */
-static inline __attribute__((always_inline)) v128_t q6_codes(v128_t q, v128_t h, int t) {
-    const v128_t m4 = wasm_i8x16_splat(0x0f), m30 = wasm_i8x16_splat(0x30);
-    const v128_t nib = t < 2 ? wasm_v128_and(q, m4) : wasm_v128_and(wasm_u16x8_shr(q, 4), m4);
-    const v128_t hb = t == 0   ? wasm_i16x8_shl(h, 4)
-                      : t == 1 ? wasm_i16x8_shl(h, 2)
-                      : t == 2 ? h
-                               : wasm_u16x8_shr(h, 2);
-    return wasm_v128_or(nib, wasm_v128_and(hb, m30));
-}
-
 /* the dot (as an i32x4 to sum) of 16 codes (bytes 0..63) with 16 x (i16) */
 static inline v128_t q6_dot16(v128_t c, const v128_t *x) {
     return wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(c), x[0]),

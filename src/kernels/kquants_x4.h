@@ -40,6 +40,14 @@ static inline void kq_x4_transpose(v128_t s0, v128_t s1, v128_t s2, v128_t s3, v
     T[3] = wasm_i16x8_shuffle(u2, u3, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
+/* bit j (0..7) of each byte of h moved to bit 4 (0x10 or 0), byte-wise:
+ * the u16 shift's bits that cross into the neighbouring byte never land on
+ * bit 4 (a shift of at most 4 left or 3 right) */
+static inline __attribute__((always_inline)) v128_t kq_bit_to_4(v128_t h, int j) {
+    const v128_t m = j < 4 ? wasm_i16x8_shl(h, 4 - j) : j == 4 ? h : wasm_u16x8_shr(h, j - 4);
+    return wasm_v128_and(m, wasm_i8x16_splat(0x10));
+}
+
 /* byte q (0..3) of each row's 4 in t, as u32 lanes */
 static inline __attribute__((always_inline)) v128_t kq_x4_byte(v128_t t, int q) {
     return q < 2 ? (q == 0 ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(t))
@@ -76,6 +84,22 @@ static inline __attribute__((always_inline)) v128_t kq_x4_block(v128_t acc, cons
         acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load32_splat(dxs + j), f));
     }
     return acc;
+}
+
+/* The 16 codes (0..63) of quarter t of a Q6_K half super-block from 16
+ * bytes of ql (q: ql + 32 (t & 1) + 16 k) and of qh (h: qh + 16 k), one per
+ * byte in element order: the nibble (low for t < 2, high otherwise) ORed
+ * with qh's bits 2t..2t+1 moved to bits 4..5. Byte-wise work in u16 lanes:
+ * each shift's bits that cross into the neighbouring byte are masked off,
+ * so 3-4 ops per 16 codes (the u16 even/odd split took 5 per 8). */
+static inline __attribute__((always_inline)) v128_t q6_codes(v128_t q, v128_t h, int t) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f), m30 = wasm_i8x16_splat(0x30);
+    const v128_t nib = t < 2 ? wasm_v128_and(q, m4) : wasm_v128_and(wasm_u16x8_shr(q, 4), m4);
+    const v128_t hb = t == 0   ? wasm_i16x8_shl(h, 4)
+                      : t == 1 ? wasm_i16x8_shl(h, 2)
+                      : t == 2 ? h
+                               : wasm_u16x8_shr(h, 2);
+    return wasm_v128_or(nib, wasm_v128_and(hb, m30));
 }
 
 /* Q6_K: the 4 rows' 16 scales transposed (T[q]: groups 4q..4q+3, 4 bytes

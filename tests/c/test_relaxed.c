@@ -4,11 +4,13 @@
  * ones on purpose. Natively the relaxed dot is emulated (the exact dot every
  * engine returns for the operands these kernels pass); the instruction
  * itself is tested in wasm (tests/js/relaxed_wasm.test.js). */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "kquants.h"
 #include "quants32.h"
 #include "test_util.h"
 #include "types.h"
@@ -46,17 +48,21 @@ static long compare(const char *what, const float *a, const float *b, size_t n, 
 }
 
 int main(void) {
-    static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048},
-                                    {8, 8224}, {5, 96},  {7, 288},  {64, 320}, {3, 32}};
-    const int types[3] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0, DOZE_TYPE_Q5_0};
-    const doze_products *relaxed[3] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0, &doze_relaxed_q5_0};
-    const doze_products *strict[3] = {&doze_simd_q8_0, &doze_simd_q4_0, &doze_simd_q5_0};
+    static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048}, {8, 8224}, {5, 96},
+                                    {7, 288}, {64, 320}, {3, 32},  {8, 256},  {12, 512},  {4, 1024}, {6, 256}};
+    enum { NT = 6 };
+    const int types[NT] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0, DOZE_TYPE_Q5_0, DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K};
+    const doze_products *relaxed[NT] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0, &doze_relaxed_q5_0,
+                                        &doze_relaxed_q4_K, &doze_relaxed_q5_K, &doze_relaxed_q6_K};
+    const doze_products *strict[NT] = {&doze_simd_q8_0, &doze_simd_q4_0, &doze_simd_q5_0,
+                                       &doze_simd_q4_K, &doze_simd_q5_K, &doze_simd_q6_K};
     long runs = 0, bad = 0;
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < NT; ti++) {
         const doze_type_traits *t = doze_type_traits_of(types[ti]);
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
             for (int mode = 0; mode < 3; mode++) {
                 const int rows = shapes[si][0], cols = shapes[si][1], nb = cols / DOZE_QK8_0, n_tok = 5;
+                if (cols % t->block_size) continue; /* the K-quants: whole 256-blocks */
                 const size_t rb = (size_t)doze_type_row_bytes(t->type, (uint64_t)cols);
                 const size_t xs = (size_t)nb * sizeof(doze_block_q8_0);
                 uint8_t *w = malloc(rb * (size_t)rows), *wx = malloc(rb * (size_t)rows), *tmp = malloc(4 * rb);
@@ -71,6 +77,17 @@ int main(void) {
                         for (size_t i = 0; i < (size_t)rows * nb; i++)
                             for (int k = 0; k < DOZE_QK4_0 / 2; k++)
                                 ((doze_block_q4_0 *)w)[i].qs[k] = (uint8_t)((next_u32() & 1 ? 0x0f : 0) | (next_u32() & 1 ? 0xf0 : 0));
+                } else if (t->block_size == DOZE_QK_K) {
+                    /* K-quants: random codes and scales (mode 1: every code
+                     * byte 0xff, the largest codes), finite f16 d / dmin */
+                    for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = mode == 1 ? 0xff : (uint8_t)next_u32();
+                    for (size_t i = 0; i < (size_t)rows * nb / 8; i++) {
+                        uint8_t *blk = w + i * (size_t)t->block_bytes;
+                        const uint16_t d = rand_scale(), dmin = rand_scale();
+                        const size_t at = t->type == DOZE_TYPE_Q6_K ? offsetof(doze_block_q6_K, d) : 0;
+                        memcpy(blk + at, &d, 2);
+                        if (t->type != DOZE_TYPE_Q6_K) memcpy(blk + 2, &dmin, 2);
+                    }
                 } else { /* q5_0: random codes; mode 1: codes 0 and 31 only */
                     for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)next_u32();
                     for (size_t i = 0; i < (size_t)rows * nb; i++) {
@@ -111,7 +128,7 @@ int main(void) {
                 free(w), free(wx), free(tmp), free(x), free(ya), free(yb);
             }
     }
-    printf("relaxed q8_0/q4_0/q5_0 products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
+    printf("relaxed q8_0/q4_0/q5_0/q4_K/q5_K/q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
            doze_relaxed_simd_native() ? "relaxed" : "emulated", bad, runs);
     CHECK(runs >= 100);
     CHECK(bad == 0);
