@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { root, scratch, run } from '../js/helpers.js';
-import { initModel, serve } from '../js/package_fixtures.js';
+import { initModel, kquantModel, serve } from '../js/package_fixtures.js';
 import { ARGS, CHROMIUM, playwright, skipReason } from './chromium.js';
 
 const page = `<!doctype html><meta charset="utf-8"><title>doze-lm relaxed SIMD test</title>
@@ -45,9 +45,11 @@ function oddModel(dir) {
 }
 
 for (const tier of ['--liftoff-only', '--no-liftoff']) {
-  test(`Chromium (${tier}): doze-relaxed.wasm gives doze.wasm's bits for q8_0 and q4_0`, { skip: skipReason, timeout: 240000 }, async () => {
+  test(`Chromium (${tier}): doze-relaxed.wasm gives doze.wasm's bits for q8_0, q4_0, q5_0 and the K-quants`, { skip: skipReason, timeout: 240000 }, async () => {
     const dir = scratch();
-    const models = { q8_0: initModel('q8_0', dir), q4_0: initModel('q4_0', dir), odd_q4_0: oddModel(dir) };
+    const models = { q8_0: initModel('q8_0', dir), q4_0: initModel('q4_0', dir), odd_q4_0: oddModel(dir),
+      q5_0: initModel('q5_0', dir), q4_k_m: kquantModel('q4_k_m', dir), q5_k: kquantModel('q5_k', dir),
+      q6_k: kquantModel('q6_k', dir) };
     writeFileSync(join(dir, 'index.html'), page);
     const routes = { '/': join(dir, 'index.html') };
     for (const [k, f] of Object.entries(models)) routes[`/${k}.gguf`] = f;

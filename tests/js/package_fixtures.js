@@ -22,6 +22,19 @@ export function initModel(type = 'f32', dir = scratch()) {
   return out;
 }
 
+/** A seeded model whose rows are whole 256-blocks, so the K-quant types are
+ * used for every matrix (`type`: q4_k_m, q5_k, q6_k, ...). */
+export function kquantModel(type, dir = scratch()) {
+  const key = `kq-${type}`;
+  if (made.has(key)) return made.get(key);
+  const out = join(dir, `${key}.gguf`);
+  const r = run('native', ['init', '--dim', '256', '--hidden', '512', '--layers', '2', '--heads', '4', '--kv-heads', '2',
+    '--vocab', '300', '--ctx', '128', '--seed', '7', '--type', type, '-o', out]);
+  if (r.status !== 0) throw new Error(`doze init failed: ${r.stderr}`);
+  made.set(key, out);
+  return out;
+}
+
 /** stories260K converted to GGUF (null where ../shared is absent). */
 export function storiesModel(dir = scratch()) {
   if (!hasShared) return null;

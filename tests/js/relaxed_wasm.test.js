@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasRelaxedSimd, loadModel } from '../../js/src/index.js';
-import { root, run, scratch } from './helpers.js';
-import { initModel } from './package_fixtures.js';
+import { root } from './helpers.js';
+import { initModel, kquantModel } from './package_fixtures.js';
 
 const strictWasm = join(root, 'js', 'dist', 'doze.wasm');
 const relaxedWasm = join(root, 'js', 'dist', 'doze-relaxed.wasm');
@@ -49,15 +49,6 @@ for (const path of process.argv.slice(1)) {
 }
 console.log(JSON.stringify(out));
 `;
-
-// Rows of whole 256-blocks, so the K-quant types are used for every matrix
-function kquantModel(type) {
-  const out = join(scratch(), `kq-${type}.gguf`);
-  const r = run('native', ['init', '--dim', '256', '--hidden', '512', '--layers', '2', '--heads', '4', '--kv-heads', '2',
-    '--vocab', '300', '--ctx', '128', '--seed', '7', '--type', type, '-o', out]);
-  assert.equal(r.status, 0, r.stderr);
-  return out;
-}
 
 test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed build gives the strict bits (q8_0, q4_0, q5_0, K-quants)', () => {
   const models = [initModel('q8_0'), initModel('q4_0'), initModel('q5_0'), kquantModel('q4_k_m'), kquantModel('q5_k'),
