@@ -385,18 +385,6 @@ static void tiles(doze_matvec_fn mv, size_t row_bytes, float *y, int ldy, const 
 
 /* ---- the product rows ------------------------------------------------------ */
 
-static void q8_0_mv0(float *y, const void *w, const void *x, int rows, int cols) {
-    doze_simd_q8_0.matvec[0](y, w, x, rows, cols);
-}
-static void q8_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    doze_simd_q8_0.matmul[0](y, ldy, w, x, ldx, n, rows, cols);
-}
-static void q8_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    tiles(relaxed_matvec_q8_0_x4, (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0), y, ldy, w, x, ldx, n, rows,
-          cols);
-}
-const doze_products doze_relaxed_q8_0 = {{q8_0_mv0, relaxed_matvec_q8_0_x4}, {q8_0_mm0, q8_0_mm1}};
-
 static void q4_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     tiles(relaxed_matvec_q4_0, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
           cols);
@@ -407,20 +395,9 @@ static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx
 }
 const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};
 
-static void q5_0_mv0(float *y, const void *w, const void *x, int rows, int cols) {
-    doze_simd_q5_0.matvec[0](y, w, x, rows, cols);
-}
-static void q5_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    doze_simd_q5_0.matmul[0](y, ldy, w, x, ldx, n, rows, cols);
-}
-static void q5_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    tiles(relaxed_matvec_q5_0_x4, (size_t)(cols / DOZE_QK32) * sizeof(doze_block_q5_0), y, ldy, w, x, ldx, n, rows,
-          cols);
-}
-const doze_products doze_relaxed_q5_0 = {{q5_0_mv0, relaxed_matvec_q5_0_x4}, {q5_0_mm0, q5_0_mm1}};
-
-/* the K-quants: row-major through the strict kernels, the x4 layout here */
-#define RELAXED_KQ(T)                                                                                              \
+/* q8_0, q5_0 and the K-quants: row-major through the strict kernels, the
+ * x4 layout here; BV: values per block */
+#define RELAXED_X4(T, BV)                                                                                          \
     static void T##_mv0(float *y, const void *w, const void *x, int rows, int cols) {                             \
         doze_simd_##T.matvec[0](y, w, x, rows, cols);                                                              \
     }                                                                                                              \
@@ -428,10 +405,12 @@ const doze_products doze_relaxed_q5_0 = {{q5_0_mv0, relaxed_matvec_q5_0_x4}, {q5
         doze_simd_##T.matmul[0](y, ldy, w, x, ldx, n, rows, cols);                                                 \
     }                                                                                                              \
     static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
-        tiles(relaxed_matvec_##T##_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, \
+        tiles(relaxed_matvec_##T##_x4, (size_t)(cols / (BV)) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n,      \
               rows, cols);                                                                                         \
     }                                                                                                              \
     const doze_products doze_relaxed_##T = {{T##_mv0, relaxed_matvec_##T##_x4}, {T##_mm0, T##_mm1}};
-RELAXED_KQ(q4_K)
-RELAXED_KQ(q5_K)
-RELAXED_KQ(q6_K)
+RELAXED_X4(q8_0, DOZE_QK8_0)
+RELAXED_X4(q5_0, DOZE_QK32)
+RELAXED_X4(q4_K, DOZE_QK_K)
+RELAXED_X4(q5_K, DOZE_QK_K)
+RELAXED_X4(q6_K, DOZE_QK_K)
