@@ -9,8 +9,9 @@
 #include <stdint.h>
 
 /* One weight type's products in one kernel set. x is the input in the
- * type's activation form (doze_type_traits.act_type): f32 values, or q8_0
- * blocks made by quantize_q8_0. */
+ * type's activation form (doze_type_traits.act_type): f32 values (for
+ * F16 / BF16 weights rounded to that type first, doze_round_input), or
+ * q8_0 blocks made by quantize_q8_0. */
 /* y(rows) = W(rows, cols) @ x */
 typedef void (*doze_matvec_fn)(float *y, const void *w, const void *x, int rows, int cols);
 /* Y(n, rows) (row stride ldy) = X @ W^T for the n inputs at x, x + ldx, ...

@@ -477,12 +477,15 @@ int doze_model_threads(const doze_model *m) { return m ? pool_threads(m->pool) :
 
 /* A prepared input: one vector x(cols) in each activation form a product
  * may take besides plain floats: its q8_0 blocks, then x rounded to f16,
- * then x rounded to bf16, each region 16-byte aligned. */
+ * then x rounded to bf16, each region (and so each whole input) a multiple
+ * of 16 bytes. */
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 static size_t q8_region_bytes(int cols) {
-    return ((size_t)(cols + DOZE_QK8_0 - 1) / DOZE_QK8_0 * sizeof(doze_block_q8_0) + 15) & ~(size_t)15;
+    return align16((size_t)(cols + DOZE_QK8_0 - 1) / DOZE_QK8_0 * sizeof(doze_block_q8_0));
 }
+static size_t float_region_bytes(int cols) { return align16((size_t)cols * sizeof(float)); }
 
-size_t model_input_bytes(int cols) { return q8_region_bytes(cols) + 2 * (size_t)cols * sizeof(float); }
+size_t model_input_bytes(int cols) { return q8_region_bytes(cols) + 2 * float_region_bytes(cols); }
 
 size_t model_input_area_bytes(const doze_model *m) {
     const doze_model_info *c = &m->info;
@@ -498,7 +501,7 @@ size_t model_input_area_bytes(const doze_model *m) {
 /* where form act_type of a prepared input of cols values starts */
 static size_t form_offset(int act_type, int cols) {
     if (act_type == DOZE_TYPE_Q8_0) return 0;
-    return q8_region_bytes(cols) + (act_type == DOZE_TYPE_BF16 ? (size_t)cols * sizeof(float) : 0);
+    return q8_region_bytes(cols) + (act_type == DOZE_TYPE_BF16 ? float_region_bytes(cols) : 0);
 }
 
 /* dst = x(cols) in the activation form act_type (not DOZE_TYPE_F32) */

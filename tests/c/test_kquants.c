@@ -240,10 +240,11 @@ static void test_products(void) {
             uint8_t *xa = malloc(xs * 4);
             for (int k = 0; k < 4; k++) {
                 if (t->act_type == DOZE_TYPE_Q8_0) R->quantize_q8_0(x + (size_t)k * cols, xa + (size_t)k * xs, cols);
-                else memcpy(xa + (size_t)k * xs, x + (size_t)k * cols, xs);
+                else if (t->act_type == DOZE_TYPE_F32) memcpy(xa + (size_t)k * xs, x + (size_t)k * cols, xs);
+                else doze_round_input(t->act_type, x + (size_t)k * cols, (float *)(void *)(xa + (size_t)k * xs), cols);
             }
             if (t->act_type == DOZE_TYPE_Q8_0) doze_type_traits_of(DOZE_TYPE_Q8_0)->dequantize_row(xa, xd, cols);
-            else memcpy(xd, x, (size_t)cols * sizeof(float));
+            else memcpy(xd, xa, (size_t)cols * sizeof(float));
             float *ys = malloc((size_t)rows * 4 * sizeof(float)), *yr = malloc((size_t)rows * 4 * sizeof(float));
             t->products[DOZE_KERNELS_SIMD]->matvec[0](ys, w, xa, rows, cols);
             t->products[DOZE_KERNELS_REFERENCE]->matvec[0](yr, w, xa, rows, cols);

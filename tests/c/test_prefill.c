@@ -237,15 +237,16 @@ static void check_stories_q4(void) {
 }
 
 int main(void) {
-    static const int types[4] = {DOZE_TYPE_F32, DOZE_TYPE_F16, DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
+    static const int types[5] = {DOZE_TYPE_F32, DOZE_TYPE_F16, DOZE_TYPE_BF16, DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0};
+    static const uint64_t seeds[5] = {7, 8, 11, 9, 10};
     /* head_dim 16 (q heads widened to f32, GQA 4/2) and head_dim 32 (q4/q8 heads kept) */
     struct {
         int dim, hidden, layers, heads, kv;
     } shapes[2] = {{64, 96, 2, 4, 2}, {128, 160, 2, 4, 4}};
     for (int sh = 0; sh < 2; sh++)
-        for (int t = 0; t < 4; t++) {
+        for (int t = 0; t < 5; t++) {
             mem_buf f = fixture_gguf(shapes[sh].dim, shapes[sh].hidden, shapes[sh].layers, shapes[sh].heads,
-                                     shapes[sh].kv, 300, 160, 7 + (uint64_t)t, types[t]);
+                                     shapes[sh].kv, 300, 160, seeds[t], types[t]);
             CHECK(f.data != NULL);
             if (!f.data) continue;
             for (int k = 0; k < 2; k++) {

@@ -49,7 +49,8 @@ static long compare(const char *what, const float *a, const float *b, size_t n, 
 
 int main(void) {
     static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048}, {8, 8224}, {5, 96},
-                                    {7, 288}, {64, 320}, {3, 32},  {8, 256},  {12, 512},  {4, 1024}, {6, 256}};
+                                    {7, 288}, {64, 320}, {3, 32},  {8, 256},  {12, 512},  {4, 1024}, {6, 256},
+                                    {4, 8448}}; /* the last: more than one chunk of x for every type */
     enum { NT = 6 };
     const int types[NT] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0, DOZE_TYPE_Q5_0, DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K};
     const doze_products *relaxed[NT] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0, &doze_relaxed_q5_0,

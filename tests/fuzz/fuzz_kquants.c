@@ -74,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     for (int k = 0; k < 2; k++) {
         if (t->act_type == DOZE_TYPE_Q8_0) doze_kernels_reference.quantize_q8_0(x + (size_t)k * cols, xa + k * xs, cols);
-        else memcpy(xa + k * xs, x + (size_t)k * cols, xs);
+        else if (t->act_type == DOZE_TYPE_F32) memcpy(xa + k * xs, x + (size_t)k * cols, xs);
+        else doze_round_input(t->act_type, x + (size_t)k * cols, (float *)(void *)(xa + k * xs), cols);
     }
     t->products[DOZE_KERNELS_SIMD]->matvec[0](ys, w, xa, rows, cols);
     t->products[DOZE_KERNELS_REFERENCE]->matvec[0](yr, w, xa, rows, cols);
@@ -88,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sane) {
         float xd[8 * 256];
         if (t->act_type == DOZE_TYPE_Q8_0) doze_type_traits_of(DOZE_TYPE_Q8_0)->dequantize_row(xa, xd, cols);
-        else memcpy(xd, x, (size_t)cols * sizeof(float));
+        else memcpy(xd, xa, (size_t)cols * sizeof(float));
         for (int r = 0; r < rows; r++) {
             double mag = 0;
             for (int c = 0; c < cols; c++) mag += fabs((double)wf[(size_t)r * cols + c] * xd[c]);
