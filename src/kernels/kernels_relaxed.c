@@ -111,35 +111,6 @@ static inline v128_t q8_dot(const int8_t *wq, const v128_t *x) {
     return wasm_i32x4_sub(l, wasm_i32x4_shl(s, 7));
 }
 
-/* y(rows) = W(rows, cols/32 q4_0 blocks, x4 layout) @ xq: per group of 4 rows
- * and block, the 4 exact block dots minus 8 * sum(x), converted, times the 4
- * rows' dw * dx, added to the group's f32x4: the operations of
- * kernels_simd.c's simd_matvec_q4_0_x4 (which are the reference's). */
-static void relaxed_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    const doze_block_q4_0x4 *wb = w;
-    const doze_block_q8_0 *xb = xq;
-    const int nb = cols / DOZE_QK4_0;
-    float dxs[RX_CHUNK];
-    int32_t corr[RX_CHUNK];
-    v128_t xi[RX_CHUNK * 2];
-    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
-        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x_q4(xb + bc, n, xi, dxs, corr);
-        for (int g = 0; g < rows / 4; g++) {
-            const doze_block_q4_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
-            for (int b = 0; b < n; b++, p++) {
-                const v128_t *x = xi + 2 * b;
-                v128_t ds = wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4(p->d)), wasm_f32x4_splat(dxs[b]));
-                v128_t i = hsum4_i32x4(q4_dot_u(wasm_v128_load(p->qs[0]), x), q4_dot_u(wasm_v128_load(p->qs[1]), x),
-                                       q4_dot_u(wasm_v128_load(p->qs[2]), x), q4_dot_u(wasm_v128_load(p->qs[3]), x));
-                i = wasm_i32x4_sub(i, wasm_i32x4_splat(corr[b]));
-                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
-            }
-            wasm_v128_store(y + 4 * g, acc);
-        }
-    }
-}
 
 /* i32x4 whose lane sum is the dot of row r's 32 five-bit codes in a Q5_0
  * group block (qs, fifth bits hv: simd.h's q5x4_codes) with x's quants
@@ -150,14 +121,19 @@ static inline v128_t q5x4_dot_u(const uint8_t *qs, v128_t hv, int r, const v128_
     return dot_i8_u7_add(x[1], hi, dot_i8_u7_add(x[0], lo, wasm_i32x4_splat(0)));
 }
 
-/* y(rows) = W(rows, cols/32 q5_0 blocks, x4 layout: per group block the 4
- * rows' scales, 16 bytes of their fifth bits, then 4 x 16 bytes of nibbles)
- * @ xq: the 4 exact dots of the codes minus 16 * sum(x), converted, times
- * dw * dx: the operations of kernels_simd.c's simd_matvec_q32_x4 for q5_0. */
-static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+/* y(rows) = W(rows, cols/32 blocks, x4 layout) @ xq for q4_0 (five 0) and
+ * q5_0 (1): a group block holds the 4 rows' scales, q5_0's 16 bytes of
+ * their fifth bits, then 4 x 16 bytes of nibbles. Per group of 4 rows and
+ * block, the 4 exact dots of the codes minus 8 (16) * sum(x), converted,
+ * times the 4 rows' dw * dx, added to the group's f32x4: the operations of
+ * kernels_simd.c's simd_matvec_q4_0_x4 and simd_matvec_q32_x4 (which are
+ * the reference's). */
+static inline __attribute__((always_inline)) void relaxed_matvec_q45_x4(int five, float *y, const void *w,
+                                                                         const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK32;
-    const size_t gb = 4 * sizeof(doze_block_q5_0);
+    const size_t gb = five ? 4 * sizeof(doze_block_q5_0) : sizeof(doze_block_q4_0x4);
+    const size_t qs_at = five ? 24 : 8;
     float dxs[RX_CHUNK];
     int32_t corr[RX_CHUNK];
     v128_t xi[RX_CHUNK * 2];
@@ -169,10 +145,17 @@ static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int 
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
             for (int b = 0; b < n; b++, p += gb) {
                 const v128_t *x = xi + 2 * b;
-                const v128_t hv = wasm_v128_load(p + 8);
-                v128_t i = hsum4_i32x4(q5x4_dot_u(p + 24, hv, 0, x), q5x4_dot_u(p + 40, hv, 1, x),
-                                       q5x4_dot_u(p + 56, hv, 2, x), q5x4_dot_u(p + 72, hv, 3, x));
-                i = wasm_i32x4_sub(i, wasm_i32x4_splat(2 * corr[b]));
+                const uint8_t *qs = p + qs_at;
+                v128_t i;
+                if (five) {
+                    const v128_t hv = wasm_v128_load(p + 8);
+                    i = hsum4_i32x4(q5x4_dot_u(qs, hv, 0, x), q5x4_dot_u(qs + 16, hv, 1, x),
+                                    q5x4_dot_u(qs + 32, hv, 2, x), q5x4_dot_u(qs + 48, hv, 3, x));
+                } else {
+                    i = hsum4_i32x4(q4_dot_u(wasm_v128_load(qs), x), q4_dot_u(wasm_v128_load(qs + 16), x),
+                                    q4_dot_u(wasm_v128_load(qs + 32), x), q4_dot_u(wasm_v128_load(qs + 48), x));
+                }
+                i = wasm_i32x4_sub(i, wasm_i32x4_splat(five ? 2 * corr[b] : corr[b]));
                 v128_t ds = wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4((const uint16_t *)p)),
                                            wasm_f32x4_splat(dxs[b]));
                 acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
@@ -180,6 +163,13 @@ static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int 
             wasm_v128_store(y + 4 * g, acc);
         }
     }
+}
+
+static void relaxed_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    relaxed_matvec_q45_x4(0, y, w, xq, rows, cols);
+}
+static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    relaxed_matvec_q45_x4(1, y, w, xq, rows, cols);
 }
 
 /* x for K-quant products, n blocks: the quants as 2 v128 per block
