@@ -349,22 +349,22 @@ static void ref_matvec_q32(const q32_form *f, int layout, float *y, const void *
         for (int b = 0; b < nb; b++) {
             /* the block's halves and payload: row-major, or the x4 layout */
             uint16_t dh, mh = 0;
-            uint8_t qhb[4];
+            uint8_t qhb[4], qsb[16];
             const uint8_t *qh = NULL, *qs;
             if (layout) {
-                /* the x4 layout: the 4 rows' d, then m, then their qh
-                 * transposed (doze_q5x4_bit), then their qs */
+                /* the x4 layout: the 4 rows' d, then m, then (five bits)
+                 * their codes as doze_q5x4_code reads them, else their qs */
                 const uint8_t *g = (const uint8_t *)w + ((size_t)(r / 4) * (size_t)nb + (size_t)b) * 4 * f->bb;
                 memcpy(&dh, g + 2 * (r % 4), 2);
                 if (f->nh == 2) memcpy(&mh, g + 8 + 2 * (r % 4), 2);
                 const uint8_t *p = g + 8 * (size_t)f->nh;
                 if (f->five) {
-                    memset(qhb, 0, 4);
-                    for (int j = 0; j < DOZE_QK32; j++) qhb[j / 8] |= (uint8_t)(doze_q5x4_bit(p, r % 4, j) << (j % 8));
+                    doze_q5x4_to_block(p, p + 16 + (size_t)(r % 4) * 16, r % 4, qhb, qsb);
                     qh = qhb;
-                    p += 16;
+                    qs = qsb;
+                } else {
+                    qs = p + (size_t)(r % 4) * 16;
                 }
-                qs = p + (size_t)(r % 4) * 16;
             } else {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)r * (size_t)nb + (size_t)b) * f->bb;
                 memcpy(&dh, blk, 2);

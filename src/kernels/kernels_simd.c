@@ -1220,8 +1220,9 @@ SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
  * (wasm has no per-lane variable shift: bit tests in u16 lanes measured 6x
  * slower), IQ4_NL's nibbles index its grid (swizzle). x4 layout: one block
  * of 4 rows at a time, lane = row, each lane the reference's operations in
- * its order: the same bits; there Q5's fifth bits come pre-transposed by the
- * repack (q5x4_dot: a shift and a mask per 16 codes, no table). Row-major: the
+ * its order: the same bits; there Q5's codes come re-laid by the repack
+ * (simd.h's q5x4_codes: a mask for codes 0..15, two shifts, a mask and an or
+ * for 16..31, no table). Row-major: the
  * integer dot in SIMD, the float part per block as the reference does it. */
 
 enum { Q32_Q5_0, Q32_Q4_1, Q32_Q5_1, Q32_IQ4_NL };

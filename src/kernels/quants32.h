@@ -61,20 +61,33 @@ void doze_q5_0_quantize_row(const float *src, void *dst, int64_t n);
 void doze_q5_1_quantize_row(const float *src, void *dst, int64_t n);
 void doze_iq4_nl_quantize_row(const float *src, void *dst, int64_t n);
 
-/* The x4 layout of Q5_0/Q5_1 (types.c packs it) keeps each group block's 4
- * qh words (128 fifth bits) as 16 bytes transposed: bit 2r + j / 16 of byte
- * j % 16 is the fifth bit of element j of row r. So the fifth bits of 16
- * codes (one row, elements 0..15 or 16..31) are one bit position of those
- * 16 bytes, moved to bit 4 by one uniform shift: no per-lane bit select. */
-static inline int doze_q5x4_bit(const uint8_t *hv, int r, int j) {
-    return (hv[j % 16] >> (2 * r + j / 16)) & 1;
-}
-
 /* code (0..15 / 0..31) of element j (0..31) of a block's payload */
 static inline int doze_q32_code(const uint8_t *qs, const uint8_t *qh, int j) {
     int q = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;
     if (qh) q |= ((qh[j / 8] >> (j % 8)) & 1) << 4;
     return q;
+}
+
+/* The x4 layout of Q5_0/Q5_1 (types.c packs it): after the 4 rows' halves,
+ * 16 bytes h, then each row's 16 bytes q. Byte j of row r's q holds code j
+ * (0..31) in bits 0..4 and the low 3 bits of code j + 16 in bits 5..7; bits
+ * 2r and 2r + 1 of h[j] hold the top 2 bits of code j + 16. So codes 0..15
+ * are one mask away, and codes 16..31 one shift of q and one uniform shift
+ * and mask of h (no per-lane bit select): the unpacking the products pay
+ * for every weight. The same bytes as the file's blocks. */
+static inline int doze_q5x4_code(const uint8_t *h, const uint8_t *q, int r, int j) {
+    return j < 16 ? q[j] & 31 : (q[j - 16] >> 5) | (((h[j - 16] >> (2 * r)) & 3) << 3);
+}
+
+/* row r's codes in an x4 group block (h, its q) back in the file's form */
+static inline void doze_q5x4_to_block(const uint8_t *h, const uint8_t *q, int r, uint8_t qh[4], uint8_t qs[16]) {
+    for (int i = 0; i < 4; i++) qh[i] = 0;
+    for (int j = 0; j < 16; j++) {
+        const int a = doze_q5x4_code(h, q, r, j), b = doze_q5x4_code(h, q, r, j + 16);
+        qs[j] = (uint8_t)((a & 15) | (b & 15) << 4);
+        qh[j / 8] |= (uint8_t)((a >> 4) << (j % 8));
+        qh[2 + j / 8] |= (uint8_t)((b >> 4) << (j % 8));
+    }
 }
 
 #endif

@@ -64,22 +64,18 @@ static inline v128_t f16x4_to_f32x4(v128_t h) {
 }
 
 /* The 32 five-bit codes (0..31) of row r of a Q5_0/Q5_1 block in the x4
- * layout: its 16 qs bytes at qs and the group's transposed fifth bits hv
- * (quants32.h's doze_q5x4_bit): elements 0..15 take bit 2r of each byte,
- * 16..31 bit 2r + 1, each moved to bit 4 by one u16 shift (the bits a
- * shift carries across a byte boundary are masked off). *lo: elements
- * 0..15, *hi: 16..31, a byte each. */
+ * layout (quants32.h's doze_q5x4_code): its 16 bytes at qs hold codes 0..15
+ * in bits 0..4 and the low 3 bits of codes 16..31 in bits 5..7; bits 2r,
+ * 2r + 1 of the group's 16 bytes hv hold their top 2 bits, moved to bits
+ * 3..4 by one u16 shift (no bit a shift carries across a byte boundary
+ * lands there). *lo: codes 0..15, *hi: 16..31, a byte each. */
 static inline __attribute__((always_inline)) void q5x4_codes(const uint8_t *qs, v128_t hv, int r, v128_t *lo,
                                                              v128_t *hi) {
-    const v128_t m4 = wasm_i8x16_splat(0x0f), b4 = wasm_i8x16_splat(0x10);
     const v128_t v = wasm_v128_load(qs);
-    const v128_t hl = r == 0 ? wasm_i16x8_shl(hv, 4) : r == 1 ? wasm_i16x8_shl(hv, 2) : r == 2 ? hv : wasm_u16x8_shr(hv, 2);
-    const v128_t hh = r == 0   ? wasm_i16x8_shl(hv, 3)
-                      : r == 1 ? wasm_i16x8_shl(hv, 1)
-                      : r == 2 ? wasm_u16x8_shr(hv, 1)
-                               : wasm_u16x8_shr(hv, 3);
-    *lo = wasm_v128_or(wasm_v128_and(v, m4), wasm_v128_and(hl, b4));
-    *hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(v, 4), m4), wasm_v128_and(hh, b4));
+    const v128_t ht = r == 0 ? wasm_i16x8_shl(hv, 3) : r == 1 ? wasm_i16x8_shl(hv, 1) : r == 2 ? wasm_u16x8_shr(hv, 1)
+                                                                                          : wasm_u16x8_shr(hv, 3);
+    *lo = wasm_v128_and(v, wasm_i8x16_splat(0x1f));
+    *hi = wasm_v128_or(wasm_u8x16_shr(v, 5), wasm_v128_and(ht, wasm_i8x16_splat(0x18)));
 }
 
 #endif

@@ -268,8 +268,8 @@ static void q4_0_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
 
 /* Q4_1, Q5_0, Q5_1, IQ4_NL: block by block, the 4 rows' first half (d),
  * then for Q4_1/Q5_1 their second half (m), then for Q5_0/Q5_1 (five) their
- * 4 qh words as 16 transposed bytes (doze_q5x4_bit), then their 4 qs (the
- * rest of the block). nh: halves at the block's start. */
+ * codes as quants32.h's doze_q5x4_code reads them (16 bytes h, then each
+ * row's 16 bytes), else their 4 payloads. nh: halves at the block's start. */
 static void x4_pack_q32(uint8_t *grp, uint64_t cols, size_t bb, size_t nh, int five, uint8_t *tmp) {
     const size_t nb = (size_t)cols / DOZE_QK32, row = nb * bb, pay = bb - 2 * nh - (five ? 4 : 0);
     const size_t at = 8 * nh + (five ? 16 : 0);
@@ -280,10 +280,17 @@ static void x4_pack_q32(uint8_t *grp, uint64_t cols, size_t bb, size_t nh, int f
         for (size_t r = 0; r < 4; r++) {
             const uint8_t *src = tmp + r * row + b * bb;
             for (size_t h = 0; h < nh; h++) memcpy(o + 8 * h + 2 * r, src + 2 * h, 2);
-            if (five)
-                for (int j = 0; j < 32; j++)
-                    o[8 * nh + (size_t)(j % 16)] |= (uint8_t)(((src[2 * nh + (size_t)(j / 8)] >> (j % 8)) & 1) << (2 * r + (size_t)(j / 16)));
-            memcpy(o + at + r * pay, src + bb - pay, pay);
+            if (!five) {
+                memcpy(o + at + r * pay, src + bb - pay, pay);
+                continue;
+            }
+            const uint8_t *qh = src + 2 * nh, *qs = qh + 4;
+            uint8_t *q = o + at + r * pay, *hb = o + 8 * nh;
+            for (int j = 0; j < 16; j++) {
+                const int a = doze_q32_code(qs, qh, j), c = doze_q32_code(qs, qh, j + 16);
+                q[j] = (uint8_t)(a | (c & 7) << 5);
+                hb[j] |= (uint8_t)((c >> 3) << (2 * r));
+            }
         }
     }
 }
@@ -295,11 +302,10 @@ static void x4_row_q32(const uint8_t *grp, int k, uint64_t cols, size_t bb, size
     for (size_t b = 0; b < (size_t)cols / DOZE_QK32; b++) {
         const uint8_t *o = grp + b * 4 * bb;
         for (size_t h = 0; h < nh; h++) memcpy(blk + 2 * h, o + 8 * h + 2 * (size_t)k, 2);
-        if (five) {
-            memset(blk + 2 * nh, 0, 4);
-            for (int j = 0; j < 32; j++) blk[2 * nh + (size_t)(j / 8)] |= (uint8_t)(doze_q5x4_bit(o + 8 * nh, k, j) << (j % 8));
-        }
-        memcpy(blk + bb - pay, o + at + (size_t)k * pay, pay);
+        if (five)
+            doze_q5x4_to_block(o + 8 * nh, o + at + (size_t)k * pay, k, blk + 2 * nh, blk + 2 * nh + 4);
+        else
+            memcpy(blk + bb - pay, o + at + (size_t)k * pay, pay);
         deq(blk, out + b * DOZE_QK32, DOZE_QK32);
     }
 }
