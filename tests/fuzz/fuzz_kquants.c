@@ -8,7 +8,8 @@
  * dequantized again, and multiplied by x with both kernel sets and through
  * matmul: no undefined behaviour anywhere (ASan + UBSan abort), and where
  * the weights are finite and moderate the SIMD product equals the
- * reference within 1e-5 of sum |w * x|, and matmul gives matvec's bits.
+ * reference within 1e-5 of sum |w * x|, and matmul gives matvec's bits;
+ * with 4 rows, every row read back through the x4 layout is the file's.
  *
  * Build: CC=clang cmake -S . -B build-fuzz -DDOZE_FUZZ=ON && cmake --build build-fuzz
  * Run:   build-fuzz/fuzz_kquants tests/fuzz/corpus/fuzz_kquants -max_total_time=60 */
@@ -95,6 +96,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (int c = 0; c < cols; c++) mag += fabs((double)wf[(size_t)r * cols + c] * xd[c]);
             if (fabs((double)ys[r] - yr[r]) > 1e-5 * mag + 1e-30) __builtin_trap();
         }
+    }
+    /* the x4 layout (4 rows): each row read back through it is the row the
+     * file holds, bit for bit, whatever the bytes */
+    if (rows == 4 && t->x4_cols && cols % t->x4_cols == 0) {
+        uint8_t *wx = malloc(4 * rb), *tmp = malloc(4 * rb);
+        memcpy(wx, w, 4 * rb);
+        t->x4_pack(wx, (uint64_t)cols, tmp);
+        for (int r = 0; r < 4; r++) {
+            t->x4_row(wx, r, (uint64_t)cols, back);
+            if (memcmp(back, wf + (size_t)r * cols, (size_t)cols * sizeof(float)) != 0) __builtin_trap();
+        }
+        free(wx), free(tmp);
     }
     free(w), free(w2), free(wf), free(back), free(x), free(xa);
     return 0;
