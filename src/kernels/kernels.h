@@ -75,6 +75,10 @@ typedef struct {
                      int rows, int cols);
     /* xq(n/32 blocks) = x(n) in q8_0, n % 32 == 0 (ggml's rounding). */
     void (*quantize_q8_0)(const float *x, void *xq, int n);
+    /* out(n) = x(n) rounded to act_type (DOZE_TYPE_F16 or DOZE_TYPE_BF16,
+     * nearest even), as floats: doze_round_input's bits (NaN, inf,
+     * overflow and subnormals included); out may be x */
+    void (*round_input)(int act_type, const float *x, float *out, int n);
 
     /* out(n) = x(n) / rms(x) * weight(n), rms = sqrt(mean(x^2) + eps) */
     void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);

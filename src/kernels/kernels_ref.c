@@ -543,6 +543,7 @@ const doze_kernels doze_kernels_reference = {
     .matmul_f32 = ref_matmul_f32,
     .matmul_q = ref_matmul_q,
     .quantize_q8_0 = ref_quantize_q8_0,
+    .round_input = doze_round_input,
     .rmsnorm = ref_rmsnorm,
     .softmax = ref_softmax,
     .rope = ref_rope,

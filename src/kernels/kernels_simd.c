@@ -1387,6 +1387,45 @@ static void simd_matmul_q(int type, int layout, float *y, int ldy, const void *w
         t->products[DOZE_KERNELS_SIMD]->matmul[layout](y, ldy, w, xq, doze_type_act_bytes(t, cols), n, rows, cols);
 }
 
+/* x rounded to f16 or bf16 and back, 4 lanes at a time, with the scalar
+ * conversions' bits (types.c). f16, by the magnitude a = |x|'s bits: NaN ->
+ * the quiet NaN 0x7fc00000; a >= 0x477ff000 (rounds to 65520 or more, inf
+ * included) -> inf; a below the smallest normal half (2^-14) -> a multiple
+ * of 2^-24 by (a + 0.5) - 0.5 (0.5's ulp is 2^-24: round to nearest even
+ * once, then exact); else the 13 low mantissa bits rounded off, half to
+ * even, in the integer bits. The sign is ORed back. bf16: the 16 low bits
+ * rounded off, half to even; NaN keeps its top bits, made quiet. */
+static void simd_round_input(int act_type, const float *x, float *out, int n) {
+    int i = 0;
+    if (act_type == DOZE_TYPE_BF16) {
+        const v128_t hi = wasm_i32x4_splat((int32_t)0xffff0000u), abs = wasm_i32x4_splat(0x7fffffff);
+        const v128_t inf = wasm_i32x4_splat(0x7f800000), one = wasm_i32x4_splat(1);
+        for (; i + 4 <= n; i += 4) {
+            const v128_t u = wasm_v128_load(x + i);
+            const v128_t r = wasm_v128_and(
+                wasm_i32x4_add(u, wasm_i32x4_add(wasm_i32x4_splat(0x7fff), wasm_v128_and(wasm_u32x4_shr(u, 16), one))), hi);
+            const v128_t q = wasm_v128_or(wasm_v128_and(u, hi), wasm_i32x4_splat(0x00400000));
+            wasm_v128_store(out + i, wasm_v128_bitselect(q, r, wasm_i32x4_gt(wasm_v128_and(u, abs), inf)));
+        }
+        for (; i < n; i++) out[i] = doze_bf16_to_f32(doze_f32_to_bf16(x[i]));
+        return;
+    }
+    const v128_t abs = wasm_i32x4_splat(0x7fffffff), half = wasm_f32x4_splat(0.5f);
+    for (; i + 4 <= n; i += 4) {
+        const v128_t u = wasm_v128_load(x + i);
+        const v128_t a = wasm_v128_and(u, abs), sign = wasm_v128_andnot(u, abs);
+        const v128_t normal = wasm_v128_and(
+            wasm_i32x4_add(a, wasm_i32x4_add(wasm_i32x4_splat(0xfff), wasm_v128_and(wasm_u32x4_shr(a, 13), wasm_i32x4_splat(1)))),
+            wasm_i32x4_splat((int32_t)0xffffe000u));
+        const v128_t sub = wasm_f32x4_sub(wasm_f32x4_add(a, half), half);
+        v128_t r = wasm_v128_bitselect(sub, normal, wasm_i32x4_lt(a, wasm_i32x4_splat(0x38800000)));
+        r = wasm_v128_bitselect(wasm_i32x4_splat(0x7f800000), r, wasm_i32x4_ge(a, wasm_i32x4_splat(0x477ff000)));
+        r = wasm_v128_bitselect(wasm_i32x4_splat(0x7fc00000), r, wasm_i32x4_gt(a, wasm_i32x4_splat(0x7f800000)));
+        wasm_v128_store(out + i, wasm_v128_or(r, sign));
+    }
+    for (; i < n; i++) out[i] = doze_f16_to_f32(doze_f32_to_f16(x[i]));
+}
+
 /* xq(n/32 blocks) = x(n) in q8_0: amax by vector max, d = amax/127 stored as
  * f16, q = round-half-away(x * (1/d)) (= roundf, built from trunc: exact),
  * narrowed i32 -> i16 -> i8 with saturation (|q| <= 127 anyway). Same bytes
@@ -1685,6 +1724,7 @@ const doze_kernels doze_kernels_simd = {
     .matmul_f32 = simd_matmul_f32,
     .matmul_q = simd_matmul_q,
     .quantize_q8_0 = simd_quantize_q8_0,
+    .round_input = simd_round_input,
     .rmsnorm = simd_rmsnorm,
     .softmax = simd_softmax,
     .rope = simd_rope,

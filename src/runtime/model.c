@@ -509,7 +509,7 @@ static void make_form(const doze_model *m, int act_type, const float *x, void *d
     if (act_type == DOZE_TYPE_Q8_0)
         m->kern->quantize_q8_0(x, dst, cols);
     else
-        doze_round_input(act_type, x, dst, cols);
+        m->kern->round_input(act_type, x, dst, cols);
 }
 
 /* one part of a split matvec: rows [b, e) of W */

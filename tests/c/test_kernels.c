@@ -343,6 +343,52 @@ static void test_matvec_f16(void) {
            "simd, reference and f32_x4 of the widened W bit-identical\n", max);
 }
 
+/* ---- activations rounded to f16 / bf16 ----------------------------------- */
+
+/* The SIMD rounding against the scalar conversions, bit for bit, on every
+ * pattern of the bits that decide it (all values of the bits above the
+ * rounded-off ones, each with the rounded-off bits at 0, 1, just under,
+ * at and just over the half, all ones, and random: ties both ways, NaNs,
+ * infinities, overflow, subnormals of both types and of f32, both signs),
+ * through runs whose lengths leave every tail length. */
+static void test_round_input(void) {
+    const int types[2] = {DOZE_TYPE_F16, DOZE_TYPE_BF16};
+    rng_t r = {777};
+    long n_vals = 0, bad = 0;
+    enum { RUN = 4099 };
+    uint32_t *u = xmalloc(RUN * sizeof *u);
+    float *a = xmalloc(RUN * sizeof *a), *b = xmalloc(RUN * sizeof *b);
+    for (int ti = 0; ti < 2; ti++) {
+        const int low = types[ti] == DOZE_TYPE_F16 ? 13 : 16; /* bits rounded off (f16 normals) */
+        const uint32_t half = 1u << (low - 1), mask = (1u << low) - 1;
+        const uint32_t lows[7] = {0, 1, half - 1, half, half + 1, mask, 0};
+        int k = 0;
+        for (uint64_t hi = 0; hi < (1ull << (32 - low)); hi++)
+            for (int l = 0; l < 7; l++) {
+                const uint32_t lo = l == 6 ? rng_u32(&r) & mask : lows[l];
+                u[k++] = (uint32_t)(hi << low) | lo;
+                if (k == RUN || (hi + 1 == (1ull << (32 - low)) && l == 6)) {
+                    memcpy(a, u, (size_t)k * 4);
+                    const int m = k - (int)(rng_u32(&r) % 4); /* a tail of 0..3 */
+                    S->round_input(types[ti], a, b, m);
+                    R->round_input(types[ti], a, a, m); /* in place */
+                    bad += memcmp(a, b, (size_t)m * 4) != 0;
+                    n_vals += m;
+                    k = 0;
+                }
+            }
+    }
+    /* the conversions themselves on a few values */
+    const float in[6] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65519.0f, 65520.0f, 0x1p-25f, -0x1p-25f * 3};
+    const float want[6] = {1.0f, 1.0f + 0x1p-9f, 65504.0f, INFINITY, 0.0f, -0x1p-23f};
+    float got[6];
+    S->round_input(DOZE_TYPE_F16, in, got, 6);
+    for (int i = 0; i < 6; i++) CHECK_MSG(got[i] == want[i], "f16 rounding of %a: %a", (double)in[i], (double)got[i]);
+    CHECK_MSG(bad == 0, "%ld runs rounded differently by simd and reference", bad);
+    printf("round_input: %ld values (f16, bf16), simd == reference bits (%ld runs differ)\n", n_vals, bad);
+    free(u), free(a), free(b);
+}
+
 /* ---- q8_0 ---------------------------------------------------------------- */
 
 static void test_quantize_q8_0(void) {
@@ -963,6 +1009,7 @@ int main(void) {
     test_attention_heads();
     test_matvec_f16();
     test_quantize_q8_0();
+    test_round_input();
     test_matvec_q8_0();
     test_rmsnorm();
     test_softmax();
