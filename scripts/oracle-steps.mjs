@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { getLlama } from 'node-llama-cpp';
 
 import { loadModel } from '../js/src/index.js';
-import { softmax } from '../tests/js/oracle.js';
+import { llamaRun, wasmRun } from '../tests/js/oracle.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -34,36 +34,20 @@ if (!(steps >= 1) || !(batch >= 1)) {
 
 const path = positionals[0];
 const doze = await loadModel(readFileSync(path));
-const ids = Array.from(doze.tokenize(opt.prompt, { bos: true }));
 const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
-const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-const ctx = await model.createContext({ contextSize: ids.length + steps + 1, batchSize: batch, threads: 1,
-  flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
-const session = doze.createSession();
 try {
-  const V = doze.info.vocabSize;
-  let next = null;
-  let k = 0;
-  const rows = [];
-  for await (const r of ctx.getSequence().evaluateWithMetadata(ids, { probabilities: true }, { temperature: 0 })) {
-    const ref = new Float64Array(V);
-    for (const [id, v] of r.probabilities) ref[id] = v;
-    let logits;
-    for (const id of next === null ? ids : [next]) ({ logits } = await session.step(id));
-    const p = softmax(logits);
+  const ids = Array.from(doze.tokenize(opt.prompt, { bos: true }));
+  const ref = await llamaRun(llama, path, ids, { steps, batch });
+  const ps = await wasmRun(doze, ids, ref.map((r) => r.id), ref.length);
+  const rows = ps.map((p, k) => {
     let dp = 0;
-    for (let i = 0; i < V; i++) dp = Math.max(dp, Math.abs(p[i] - ref[i]));
-    rows.push(dp);
-    console.log(`position ${ids.length - 1 + k}: max |dp| ${dp.toExponential(2)} (llama.cpp's greedy p ${ref[r.token].toFixed(3)})`);
-    next = r.token;
-    if (++k >= steps) break;
-  }
+    for (let i = 0; i < p.length; i++) dp = Math.max(dp, Math.abs(p[i] - ref[k].p[i]));
+    console.log(`position ${ids.length - 1 + k}: max |dp| ${dp.toExponential(2)} (llama.cpp's greedy p ${ref[k].p[ref[k].id].toFixed(3)})`);
+    return dp;
+  });
   const sorted = [...rows].sort((a, b) => a - b);
   console.log(`${rows.length} positions: median ${sorted[sorted.length >> 1].toExponential(2)}, max ${sorted.at(-1).toExponential(2)}`);
 } finally {
-  session.dispose();
   doze.dispose();
-  await ctx.dispose();
-  await model.dispose();
   await llama.dispose();
 }

@@ -66,16 +66,19 @@ int doze_relaxed_simd_native(void) {
 /* blocks of x prepared at once (stack: 32 + 8 bytes per block, q8: 64 + 4) */
 #define RX_CHUNK 256
 
-/* x for q4_0 products, n blocks: quants as 2 v128 per block (elements 0-15,
- * 16-31: the low and high nibbles' partners), scales as f32, and
- * 8 * (sum of the block's quants), the q4 -8 taken off the exact dot. */
-static void prep_x_q4(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *corr) {
-    const v128_t ones = wasm_i8x16_splat(1);
+/* x for the products whose codes are the dot's unsigned operand (q4_0,
+ * q5_0, the K-quants), n blocks: the quants as 2 v128 per block (elements
+ * 0-15, 16-31), scales as f32, and the exact sums of the halves (xs[2b]:
+ * elements 0..15, xs[2b + 1]: 16..31), which take the codes' offsets and
+ * the K-quants' mins off the exact dots */
+static void prep_x(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *xs) {
+    const v128_t ones = wasm_i8x16_splat(1), z = wasm_i32x4_splat(0);
     for (int b = 0; b < n; b++) {
         xi[2 * b] = wasm_v128_load(xb[b].qs);
         xi[2 * b + 1] = wasm_v128_load(xb[b].qs + 16);
         dxs[b] = doze_f16_to_f32(xb[b].d);
-        corr[b] = 8 * hsum_i32x4(dot_i8_u7_add(xi[2 * b], ones, dot_i8_u7_add(xi[2 * b + 1], ones, wasm_i32x4_splat(0))));
+        xs[2 * b] = hsum_i32x4(dot_i8_u7_add(xi[2 * b], ones, z));
+        xs[2 * b + 1] = hsum_i32x4(dot_i8_u7_add(xi[2 * b + 1], ones, z));
     }
 }
 
@@ -95,7 +98,7 @@ static void prep_x_q8(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs) 
 }
 
 /* i32x4 whose lane sum is the dot of the 32 nibbles of q4_0 payload q (0..15)
- * with x's quants (x[0], x[1] as prep_x_q4 makes them) */
+ * with x's quants (x[0], x[1] as prep_x makes them) */
 static inline v128_t q4_dot_u(v128_t q, const v128_t *x) {
     const v128_t m = wasm_i8x16_splat(0x0f);
     return dot_i8_u7_add(x[1], wasm_u8x16_shr(q, 4), dot_i8_u7_add(x[0], wasm_v128_and(q, m), wasm_i32x4_splat(0)));
@@ -114,7 +117,7 @@ static inline v128_t q8_dot(const int8_t *wq, const v128_t *x) {
 
 /* i32x4 whose lane sum is the dot of row r's 32 five-bit codes in a Q5_0
  * group block (qs, fifth bits hv: simd.h's q5x4_codes) with x's quants
- * (x[0], x[1] as prep_x_q4 makes them) */
+ * (x[0], x[1] as prep_x makes them) */
 static inline v128_t q5x4_dot_u(const uint8_t *qs, v128_t hv, int r, const v128_t *x) {
     v128_t lo, hi;
     q5x4_codes(qs, hv, r, &lo, &hi);
@@ -135,11 +138,11 @@ static inline __attribute__((always_inline)) void relaxed_matvec_q45_x4(int five
     const size_t gb = five ? 4 * sizeof(doze_block_q5_0) : sizeof(doze_block_q4_0x4);
     const size_t qs_at = five ? 24 : 8;
     float dxs[RX_CHUNK];
-    int32_t corr[RX_CHUNK];
+    int32_t xs[2 * RX_CHUNK];
     v128_t xi[RX_CHUNK * 2];
     for (int bc = 0; bc < nb; bc += RX_CHUNK) {
         const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x_q4(xb + bc, n, xi, dxs, corr);
+        prep_x(xb + bc, n, xi, dxs, xs);
         for (int g = 0; g < rows / 4; g++) {
             const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * gb;
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
@@ -155,7 +158,8 @@ static inline __attribute__((always_inline)) void relaxed_matvec_q45_x4(int five
                     i = hsum4_i32x4(q4_dot_u(wasm_v128_load(qs), x), q4_dot_u(wasm_v128_load(qs + 16), x),
                                     q4_dot_u(wasm_v128_load(qs + 32), x), q4_dot_u(wasm_v128_load(qs + 48), x));
                 }
-                i = wasm_i32x4_sub(i, wasm_i32x4_splat(five ? 2 * corr[b] : corr[b]));
+                const int32_t sum = xs[2 * b] + xs[2 * b + 1];
+                i = wasm_i32x4_sub(i, wasm_i32x4_splat(five ? 16 * sum : 8 * sum));
                 v128_t ds = wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4((const uint16_t *)p)),
                                            wasm_f32x4_splat(dxs[b]));
                 acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
@@ -172,19 +176,6 @@ static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int 
     relaxed_matvec_q45_x4(1, y, w, xq, rows, cols);
 }
 
-/* x for K-quant products, n blocks: the quants as 2 v128 per block
- * (elements 0-15, 16-31), scales as f32, and the exact sums of the halves
- * (xs[2b]: elements 0..15, xs[2b + 1]: 16..31) */
-static void prep_x_k(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *xs) {
-    const v128_t ones = wasm_i8x16_splat(1), z = wasm_i32x4_splat(0);
-    for (int b = 0; b < n; b++) {
-        xi[2 * b] = wasm_v128_load(xb[b].qs);
-        xi[2 * b + 1] = wasm_v128_load(xb[b].qs + 16);
-        dxs[b] = doze_f16_to_f32(xb[b].d);
-        xs[2 * b] = hsum_i32x4(dot_i8_u7_add(xi[2 * b], ones, z));
-        xs[2 * b + 1] = hsum_i32x4(dot_i8_u7_add(xi[2 * b + 1], ones, z));
-    }
-}
 
 /* Q4_K / Q5_K, one row's sub-blocks 2k and 2k + 1: their 32 qs bytes at qs
  * hold value l of sub-block 2k in the low nibble of byte l and of 2k + 1 in
@@ -223,7 +214,7 @@ static inline __attribute__((always_inline)) void relaxed_matvec_kq_x4(int five_
     v128_t xi[RX_CHUNK * 2];
     for (int bc = 0; bc < nb; bc += RX_CHUNK) {
         const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x_k(xb + bc, n, xi, dxs, xs);
+        prep_x(xb + bc, n, xi, dxs, xs);
         for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
@@ -271,7 +262,7 @@ static void relaxed_matvec_q6_K_x4(float *y, const void *w, const void *xq, int 
     v128_t xi[RX_CHUNK * 2];
     for (int bc = 0; bc < nb; bc += RX_CHUNK) {
         const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x_k(xb + bc, n, xi, dxs, xs);
+        prep_x(xb + bc, n, xi, dxs, xs);
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
@@ -341,16 +332,16 @@ static void relaxed_matvec_q4_0(float *y, const void *w, const void *xq, int row
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK4_0;
     float dxs[RX_CHUNK];
-    int32_t corr[RX_CHUNK];
+    int32_t xs[2 * RX_CHUNK];
     v128_t xi[RX_CHUNK * 2];
     for (int bc = 0; bc < nb; bc += RX_CHUNK) {
         const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x_q4(xb + bc, n, xi, dxs, corr);
+        prep_x(xb + bc, n, xi, dxs, xs);
         for (int r = 0; r < rows; r++) {
             const doze_block_q4_0 *p = wb + (size_t)r * (size_t)nb + bc;
             float s = bc == 0 ? 0.0f : y[r];
             for (int b = 0; b < n; b++) {
-                int32_t i = hsum_i32x4(q4_dot_u(wasm_v128_load(p[b].qs), xi + 2 * b)) - corr[b];
+                int32_t i = hsum_i32x4(q4_dot_u(wasm_v128_load(p[b].qs), xi + 2 * b)) - 8 * (xs[2 * b] + xs[2 * b + 1]);
                 s += (float)i * (doze_f16_to_f32(p[b].d) * dxs[b]);
             }
             y[r] = s;

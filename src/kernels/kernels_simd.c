@@ -1407,7 +1407,7 @@ static void simd_round_input(int act_type, const float *x, float *out, int n) {
             const v128_t q = wasm_v128_or(wasm_v128_and(u, hi), wasm_i32x4_splat(0x00400000));
             wasm_v128_store(out + i, wasm_v128_bitselect(q, r, wasm_i32x4_gt(wasm_v128_and(u, abs), inf)));
         }
-        for (; i < n; i++) out[i] = doze_bf16_to_f32(doze_f32_to_bf16(x[i]));
+        doze_round_input(act_type, x + i, out + i, n - i);
         return;
     }
     const v128_t abs = wasm_i32x4_splat(0x7fffffff), half = wasm_f32x4_splat(0.5f);
@@ -1423,7 +1423,7 @@ static void simd_round_input(int act_type, const float *x, float *out, int n) {
         r = wasm_v128_bitselect(wasm_i32x4_splat(0x7fc00000), r, wasm_i32x4_gt(a, wasm_i32x4_splat(0x7f800000)));
         wasm_v128_store(out + i, wasm_v128_or(r, sign));
     }
-    for (; i < n; i++) out[i] = doze_f16_to_f32(doze_f32_to_f16(x[i]));
+    doze_round_input(act_type, x + i, out + i, n - i);
 }
 
 /* xq(n/32 blocks) = x(n) in q8_0: amax by vector max, d = amax/127 stored as

@@ -336,12 +336,7 @@ static doze_model *written_model_check(doze_trainer *t, doze_model *m, const mem
             const doze_mask mk = {lon + n * NL, hon + n * NL * NH, fon + n * NL * NB, NULL};
             CHECK(doze_session_step_masked(s, tokens[n], &mk, &e) == DOZE_OK);
             CHECK(doze_session_step_masked(s0, tokens[n], &mk, &e) == DOZE_OK);
-            const float *sl = doze_session_logits(s), *ol = doze_session_logits(s0);
-            for (int v = 0; v < V; v++) {
-                worst = worst_diff(worst, fabs(sl[v] - tl[n * V + v]));
-                moved = fmax(moved, fabs(ol[v] - tl[n * V + v]));
-                scale = fmax(scale, fabs(tl[n * V + v]));
-            }
+            logit_gaps(doze_session_logits(s), doze_session_logits(s0), tl + n * V, V, &worst, &moved, &scale);
         }
         doze_session_free(s);
     }

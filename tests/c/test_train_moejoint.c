@@ -275,12 +275,7 @@ static void written_model_check(doze_model *m, doze_gates *g, const int32_t *tok
             CHECK(doze_session_step_masked(s, tokens[n], &mk, &e) == DOZE_OK);
             CHECK(memcmp(doze_session_expert_mask(s), eon + n * NL * E, NL * E) == 0);
             CHECK(doze_session_step_masked(s0, tokens[n], &mk, &e) == DOZE_OK);
-            const float *sl = doze_session_logits(s), *ol = doze_session_logits(s0);
-            for (int v = 0; v < V; v++) {
-                worst = worst_diff(worst, fabs(sl[v] - tl[n * V + v]));
-                moved = fmax(moved, fabs(ol[v] - tl[n * V + v]));
-                scale = fmax(scale, fabs(tl[n * V + v]));
-            }
+            logit_gaps(doze_session_logits(s), doze_session_logits(s0), tl + n * V, V, &worst, &moved, &scale);
         }
         doze_session_free(s);
         const size_t r = (size_t)b * T;

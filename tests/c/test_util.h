@@ -35,6 +35,19 @@ static int test_failures = 0;
  * difference is the worst of all (fmax would pass it over) */
 static inline double worst_diff(double worst, double d) { return d != d ? INFINITY : fmax(worst, d); }
 
+/* One position's V logits against the reference ref (e.g. the training
+ * forward's): *worst gets got's largest gap (NaN-proof), *moved the largest
+ * gap of another run (orig, e.g. the model before training), *scale the
+ * largest |ref|. */
+static inline void logit_gaps(const float *got, const float *orig, const float *ref, int V, double *worst,
+                              double *moved, double *scale) {
+    for (int v = 0; v < V; v++) {
+        *worst = worst_diff(*worst, fabs(got[v] - ref[v]));
+        *moved = fmax(*moved, fabs(orig[v] - ref[v]));
+        *scale = fmax(*scale, fabs(ref[v]));
+    }
+}
+
 static inline int test_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

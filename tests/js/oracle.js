@@ -22,15 +22,19 @@ export function softmax(logits) {
 
 export const argmax = (p) => p.reduce((b, v, i) => (v > p[b] ? i : b), 0);
 
-/** llama.cpp: the prompt ids, then STEPS greedy tokens and their full distributions. */
-export async function llamaRun(llama, path, promptIds) {
+/**
+ * llama.cpp: the prompt ids, then `steps` greedy tokens and their full
+ * distributions; `batch` is its batch size.
+ */
+export async function llamaRun(llama, path, promptIds,
+  { steps = STEPS, batch = Number(process.env.DOZE_ORACLE_BATCH ?? 128) } = {}) {
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
   // F32 KV cache and no flash attention: llama.cpp's defaults round keys and
   // values to F16, which would be llama.cpp's error, not Doze's.
   // DOZE_ORACLE_BATCH=1 feeds the prompt one token at a time (llama.cpp's
   // batched products take other kernels: docs/exactness.md).
   const ctx = await model.createContext({
-    contextSize: 128, batchSize: Number(process.env.DOZE_ORACLE_BATCH ?? 128), threads: 1, flashAttention: false,
+    contextSize: Math.max(128, promptIds.length + steps + 1), batchSize: batch, threads: 1, flashAttention: false,
     experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
   });
   try {
@@ -41,7 +45,7 @@ export async function llamaRun(llama, path, promptIds) {
       const p = new Float64Array(V);
       for (const [id, v] of r.probabilities) p[id] = v;
       out.push({ id: r.token, p });
-      if (out.length >= STEPS) break;
+      if (out.length >= steps) break;
     }
     return out;
   } finally {
@@ -69,12 +73,12 @@ export function nativeRun(path, dir, promptIds, followIds) {
 }
 
 /** Doze in wasm: the package's session, step by step over the same ids. */
-export async function wasmRun(model, promptIds, followIds) {
+export async function wasmRun(model, promptIds, followIds, steps = STEPS) {
   const s = model.createSession();
   try {
     const out = [];
     const ids = [...promptIds, ...followIds];
-    for (let i = 0; i < promptIds.length - 1 + STEPS; i++) {
+    for (let i = 0; i < promptIds.length - 1 + steps; i++) {
       const { logits } = await s.step(ids[i]);
       if (i >= promptIds.length - 1) out.push(softmax(logits));
     }
