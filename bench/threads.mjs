@@ -2,7 +2,10 @@
 // doze-mt.wasm at 2): `doze init` models of the stories110M shape (or the
 // GGUF files given), rounds interleaving files and thread counts; prefill is
 // the prompt's tokens over the time to the first token, decode the intervals
-// after it. Prints one line per run and the per-round ratios.
+// after it, each timed on a model already warmed by an untimed generation
+// (wasm functions start in V8's baseline code and are optimized while they
+// run, so the first prompt after a load is slower than the next ones).
+// Prints one line per run and the per-round ratios.
 //   node bench/threads.mjs [--rounds N] [A.gguf B.gguf ...]
 // --finetune MODEL.gguf TEXT: gate fine-tuning instead (model.finetuneGates,
 // --steps steps of 8 x 128 tokens, default 8), tokens/s as the median of its
@@ -93,6 +96,7 @@ for (let round = 0; round < rounds; round++) {
       }
       // the prompt's last tokens when the context is short: room for the 33 generated
       const n = Math.min(model.tokenize(text).length, model.info.contextLength - 40);
+      await run(model, n, 1); // untimed warm-up
       r[threads] = await run(model, n, 1);
       console.log(`round ${round + 1} ${file} threads ${threads}: decode ${r[threads].decode.toFixed(1)} tok/s, ` +
         `prefill ${r[threads].prefill.toFixed(1)} tok/s (${n} prompt tokens)`);
