@@ -2,7 +2,8 @@
 // decode tokens/s and prefill tokens/s, rounds interleaved (A, B, A, B...)
 // so that both see the same machine load; prints the median and range of
 // each and of the ratio B / A.
-//   node bench/compare-builds.mjs OLD.wasm NEW.wasm MODEL.gguf [--rounds N] [--steps N] [--prompt N]
+//   node bench/compare-builds.mjs OLD.wasm NEW.wasm MODEL.gguf [--rounds N] [--steps N] [--prompt N] [--threads N]
+// (--threads: for two doze-mt.wasm builds; default the package's default)
 import { resolve } from 'node:path';
 import { loadModel } from '../js/src/index.js';
 
@@ -12,12 +13,14 @@ const opt = (name, dflt) => {
   return i >= 0 ? Number(args.splice(i, 2)[1]) : dflt;
 };
 const rounds = opt('--rounds', 5), steps = opt('--steps', 64), promptLen = opt('--prompt', 128);
+const threads = opt('--threads', 0);
 const [wa, wb, modelPath] = args;
 if (!modelPath) {
-  console.error('usage: node bench/compare-builds.mjs OLD.wasm NEW.wasm MODEL.gguf [--rounds N] [--steps N] [--prompt N]');
+  console.error('usage: node bench/compare-builds.mjs OLD.wasm NEW.wasm MODEL.gguf [--rounds N] [--steps N] [--prompt N] [--threads N]');
   process.exit(2);
 }
-const models = [await loadModel(resolve(modelPath), { wasm: resolve(wa) }), await loadModel(resolve(modelPath), { wasm: resolve(wb) })];
+const load = (w) => loadModel(resolve(modelPath), threads ? { wasm: resolve(w), threads } : { wasm: resolve(w) });
+const models = [await load(wa), await load(wb)];
 const vocab = models[0].info.vocabSize;
 // a text prompt of about promptLen tokens (the batched prefill path)
 let prompt = '';
