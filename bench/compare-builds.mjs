@@ -14,6 +14,7 @@ const opt = (name, dflt) => {
 };
 const rounds = opt('--rounds', 5), steps = opt('--steps', 64), promptLen = opt('--prompt', 128);
 const threads = opt('--threads', 0);
+if (!(Number.isInteger(threads) && threads >= 0)) throw new Error('--threads takes a whole number of threads');
 const [wa, wb, modelPath] = args;
 if (!modelPath) {
   console.error('usage: node bench/compare-builds.mjs OLD.wasm NEW.wasm MODEL.gguf [--rounds N] [--steps N] [--prompt N] [--threads N]');
