@@ -1,6 +1,7 @@
 // Threads change nothing: the same init models loaded with 1, 2 and 3
 // threads (doze-mt.wasm and its worker pool; 1 thread is doze.wasm) give
-// bit-identical logits for a prompt stepped token by token, and the same
+// bit-identical logits for a prompt stepped token by token and for a step
+// after a prefilled prompt, and the same
 // tokens, masks and compute for a generation (prompt prefilled) under the
 // gates at budget 0.5; gate fine-tuning on the model's threads gives the same
 // gate file; dispose ends every worker; the option is validated.
@@ -28,6 +29,13 @@ async function runAll(path, threads) {
   const logits = [];
   for (const t of [1, 7, 42, 99, 300, 12, 5, 77]) logits.push(Buffer.from((await s.step(t)).logits.buffer).toString('base64'));
   s.dispose();
+  // a prompt prefilled in one batch (the tiled products, two tokens at a
+  // time), then a step that attends to the keys and values it wrote
+  const p = model.createSession();
+  await p.complete('Once upon a time there was a little fox who loved to run in the green woods. '.repeat(3),
+    { maxTokens: 1, temperature: 0 });
+  logits.push(Buffer.from((await p.step(9)).logits.buffer).toString('base64'));
+  p.dispose();
   const gen = [];
   model.budget = 0.5; // training-free gates calibrated now, on this model's threads
   for await (const t of model.generate('Once upon a time there was a', { maxTokens: 12, temperature: 0 }))
@@ -36,7 +44,7 @@ async function runAll(path, threads) {
   return { logits, gen };
 }
 
-for (const type of ['f32', 'q8_0']) {
+for (const type of ['f32', 'q8_0', 'q4_0']) {
   test(`${type}: 1, 2 and 3 threads give the same bits`, async () => {
     const path = initModel(type);
     const one = await runAll(path, 1);
