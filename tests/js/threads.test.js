@@ -14,6 +14,7 @@ import { liveWorkers } from '../../js/src/pool.js';
 import { run, scratch } from './helpers.js';
 
 const dir = scratch();
+const SENTENCE = 'Once upon a time there was a little fox who loved to run in the green woods. ';
 function initModel(type) {
   const out = join(dir, `threads-${type}.gguf`);
   const r = run('native', ['init', '--dim', '256', '--hidden', '768', '--layers', '2', '--heads', '4',
@@ -32,7 +33,7 @@ async function runAll(path, threads) {
   // a prompt prefilled in one batch (the tiled products, two tokens at a
   // time), then a step that attends to the keys and values it wrote
   const p = model.createSession();
-  await p.complete('Once upon a time there was a little fox who loved to run in the green woods. '.repeat(3),
+  await p.complete(SENTENCE.repeat(3),
     { maxTokens: 1, temperature: 0 });
   logits.push(Buffer.from((await p.step(9)).logits.buffer).toString('base64'));
   p.dispose();
@@ -59,7 +60,7 @@ for (const type of ['f32', 'q8_0', 'q4_0']) {
 
 test('gate fine-tuning on 1 and 2 threads writes the same gates', async () => {
   const path = initModel('f32');
-  const story = 'Once upon a time there was a little fox who loved to run in the green woods. '.repeat(6);
+  const story = SENTENCE.repeat(6);
   const text = Array.from({ length: 8 }, (_, i) => `${story} Story ${i}.`).join('\n<|endoftext|>\n');
   const files = [];
   for (const threads of [1, 2]) {
