@@ -145,7 +145,7 @@ export interface ModelInfo {
   bosId: number;
   eosId: number;
   unkId: number;
-  /** Intermediate channels per FFN block: 256 when an ffn_down is a K-quant; else 16 when the FFN weights are unquantized (f32/f16/bf16) and hiddenDim < 256; else 32. */
+  /** Intermediate channels per FFN block: 256 when an ffn_down is a K-quant; else 16 when the FFN weights are unquantized (f32/f16/bf16) and hiddenDim < 256; else 32, doubled (up to 256) while a block's ffn_gate rows are under 64 KB and 12 blocks per layer remain. */
   ffnBlock: number;
   /** FFN blocks per layer: ceil(hiddenDim / ffnBlock). */
   ffnBlocks: number;

@@ -117,8 +117,8 @@ typedef struct {
     uint64_t weight_bytes;       /* bytes of all tensors as stored */
     uint64_t layer_weight_bytes; /* bytes read per token by the layers */
     int bos_id, eos_id, unk_id;  /* -1 where the model has none */
-    int ffn_block;               /* channels per FFN block (16, 32 or 256; see
-                                    doze_model_ffn_block) */
+    int ffn_block;               /* channels per FFN block (16, 32, 64, 128 or
+                                    256; see doze_model_ffn_block) */
     uint32_t ffn_order;          /* 0, or the doze.ffn_order key of a file whose
                                     FFN channels doze_ffn_order_write reordered (a hash of
                                     the order; gate files are bound to it) */
@@ -253,10 +253,13 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
  * ffn_down are all f32 or f16 and hidden_dim < 8 * 32 (small FFNs get finer
  * blocks), 256 when an ffn_down is a K-quant (q4_k, q5_k, q6_k: it splits
  * only at whole 256-value super-blocks), else 32 (a q8_0/q4_0 ffn_down
- * splits only at whole 32-element blocks). A skipped block computes none of its ffn_gate/ffn_up rows and none
+ * splits only at whole 32-element blocks), doubled up to 256 while one
+ * block's ffn_gate rows are under 64 KB and 12 blocks remain (a running
+ * block between skipped ones is one short read, which memory serves
+ * slowly: docs/skipping.md). A skipped block computes none of its ffn_gate/ffn_up rows and none
  * of its ffn_down columns (ffn_down is stored per block at load, so its
  * weights are not read). */
-#define DOZE_FFN_BLOCK_SIZE 256 /* the largest block size (32 for most models) */
+#define DOZE_FFN_BLOCK_SIZE 256 /* the largest block size */
 int doze_model_ffn_block(const doze_model *m);
 int doze_model_ffn_blocks(const doze_model *m);
 

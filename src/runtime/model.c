@@ -29,12 +29,20 @@ doze_model_params doze_model_default_params(void) {
  * row per FFN block). Else 16 when every layer's ffn_gate, ffn_up and
  * ffn_down has 1-value blocks (f32, f16) and hidden_dim < 8 * 32 (a small
  * FFN: finer blocks give the router more to choose from); else 32 (q8_0,
- * q4_0 blocks; larger FFNs have blocks enough). A missing tensor or an
- * unknown type is reported by model_plan. */
+ * q4_0 blocks), doubled while a block's ffn_gate rows are fewer than
+ * DOZE_FFN_BLOCK_MIN_BYTES and the FFN keeps DOZE_FFN_MIN_BLOCKS blocks.
+ * The doubling is for the memory: a running block is read as one short
+ * stream between skipped ones, and the hardware's prefetch runs well past
+ * the end of a short stream and starts slowly on the next one. With blocks
+ * of 20 KB (q8_0, dim 576, 32 channels) skipping a quarter of the FFN
+ * decoded no faster than dense; blocks of 80 KB keep most of the
+ * saving (docs/skipping.md). A missing tensor or an unknown type is
+ * reported by model_plan. */
 int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
     static const char *const names[3] = {"ffn_gate", "ffn_up", "ffn_down"};
     char nm[64];
     int widest = 1, all_unit = 1;
+    uint64_t gate_row = 0; /* the widest ffn_gate row, in bytes */
     for (int l = 0; l < info->n_layers; l++)
         for (int i = 0; i < 3; i++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, names[i]);
@@ -42,10 +50,18 @@ int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
             const doze_type_traits *tt = t ? doze_type_traits_of((int)t->type) : NULL;
             if (!tt || tt->block_size > 1) all_unit = 0;
             if (tt && i == 2 && tt->block_size > widest) widest = tt->block_size;
+            if (tt && i == 0 && info->dim % tt->block_size == 0) {
+                const uint64_t row = doze_type_row_bytes(tt->type, (uint64_t)info->dim);
+                if (row > gate_row) gate_row = row;
+            }
         }
     if (widest > DOZE_FFN_BLOCK) return widest;
-    if (info->hidden_dim >= 8 * DOZE_FFN_BLOCK || !all_unit) return DOZE_FFN_BLOCK;
-    return DOZE_FFN_BLOCK_SMALL;
+    if (info->hidden_dim < 8 * DOZE_FFN_BLOCK && all_unit) return DOZE_FFN_BLOCK_SMALL;
+    int fb = DOZE_FFN_BLOCK;
+    while (2 * fb <= DOZE_FFN_BLOCK_SIZE && (uint64_t)fb * gate_row < DOZE_FFN_BLOCK_MIN_BYTES &&
+           info->hidden_dim / (2 * fb) >= DOZE_FFN_MIN_BLOCKS)
+        fb *= 2;
+    return fb;
 }
 
 /* ---- plan: which tensors, what shapes, where in the arena ------------------- */

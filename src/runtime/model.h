@@ -48,10 +48,14 @@ typedef struct {
 } doze_layer;
 
 /* FFN blocks. The FFN intermediate dimension is cut into blocks of
- * fb channels (the model's info.ffn_block: 16, 32 or 256; the last block shorter
+ * fb channels (the model's info.ffn_block: 16, 32, 64, 128 or 256; the last block shorter
  * when hidden_dim % fb != 0). A skipped block computes none of its
  * ffn_gate/ffn_up rows and none of its ffn_down columns. */
-#define DOZE_FFN_BLOCK 32       /* the block size of quantized or larger FFNs */
+#define DOZE_FFN_BLOCK 32       /* the block size of quantized or larger FFNs, */
+#ifndef DOZE_FFN_BLOCK_MIN_BYTES     /* (-DDOZE_FFN_BLOCK_MIN_BYTES=0: never doubled) */
+#define DOZE_FFN_BLOCK_MIN_BYTES (64u << 10) /* doubled up to 256 while a block's ffn_gate */
+#endif
+#define DOZE_FFN_MIN_BLOCKS 12  /* rows are fewer bytes, keeping this many blocks */
 #define DOZE_FFN_BLOCK_SMALL 16 /* f32/f16 FFNs of fewer than 8 blocks of 32 */
 static inline int ffn_n_blocks(int hidden_dim, int fb) { return (hidden_dim + fb - 1) / fb; }
 static inline int ffn_block_width(int hidden_dim, int fb, int j) {
