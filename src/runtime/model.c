@@ -588,25 +588,31 @@ typedef struct {
     float *block_norm;
 } ffn_job;
 
-/* h = silu(gate xn) * up xn over the running blocks of [jb, je) */
-static void ffn_gate_up_part(void *args, int jb, int je, int part) {
+/* h = silu(gate xn) * up xn over the running blocks number [ob, oe) (in
+ * block order, counting running blocks only: parts share the work that
+ * runs, wherever the skipped blocks are) */
+static void ffn_gate_up_part(void *args, int ob, int oe, int part) {
     (void)part;
     const ffn_job *f = args;
     const doze_model_info *c = &f->m->info;
-    const int hid = c->hidden_dim, fb = c->ffn_block;
-    for (int j = jb; j < je;) {
-        if (f->blk_on && !f->blk_on[j]) {
-            j++;
-            continue;
+    const int hid = c->hidden_dim, fb = c->ffn_block, nb = f->m->n_ffn_blocks;
+    int j = 0, o = 0; /* block j is the o-th running one */
+    for (; j < nb; j++)
+        if (!f->blk_on || f->blk_on[j]) {
+            if (o == ob) break;
+            o++;
         }
-        int e = j + 1;
-        while (e < je && (!f->blk_on || f->blk_on[e])) e++;
+    while (o < oe) { /* j: running, number o */
+        int e = j + 1, oe_run = o + 1;
+        while (e < nb && oe_run < oe && (!f->blk_on || f->blk_on[e])) e++, oe_run++;
         const int r0 = j * fb, r1 = e * fb < hid ? e * fb : hid;
         doze_matrix wg = model_rows(&f->L->w_gate, r0, r1 - r0), wu = model_rows(&f->L->w_up, r0, r1 - r0);
         model_matvec_prepared(f->m, f->hb + r0, &wg, f->xn, f->xq);  /* (r1 - r0) */
         model_matvec_prepared(f->m, f->hb2 + r0, &wu, f->xn, f->xq); /* (r1 - r0) */
         f->m->kern->swiglu(f->hb + r0, f->hb + r0, f->hb2 + r0, r1 - r0);
-        j = e;
+        o = oe_run;
+        for (j = e; j < nb && f->blk_on && !f->blk_on[j]; j++) {
+        }
     }
 }
 
@@ -646,7 +652,9 @@ void model_ffn(const doze_model *m, int layer, float *x, const uint8_t *blk_on, 
     const doze_matrix *gu[2] = {&L->w_gate, &L->w_up};
     model_prepare_input(m, gu, 2, xn, xq);
     const int min_blocks = (MODEL_MIN_PART_MACS + 2 * fb * dim - 1) / (2 * fb * dim);
-    pool_run(m->pool, ffn_gate_up_part, &f, nb, 1, min_blocks, 0);
+    int running = nb;
+    for (int j = 0; blk_on && j < nb; j++) running -= !blk_on[j];
+    pool_run(m->pool, ffn_gate_up_part, &f, running, 1, min_blocks, 0);
     /* h prepared block by block for the down projection (a block's values
      * are whole q8_0 blocks for the quantized types: fb % 32 == 0) */
     const size_t per_block = model_input_bytes(fb);
