@@ -67,6 +67,27 @@ static void ffn_mask(const doze_model *m, double b, int step, int pos, uint8_t *
             ffn_on[(size_t)l * nb + ((int)((double)i * nb / keep) + step + 3 * l) % nb] = 1;
 }
 
+/* A forced mask that skips only heads: every layer and FFN block runs, and
+ * per layer the number of heads that brings the step's compute (at position
+ * pos) to b (none when b is below what the heads can give), spread evenly,
+ * rotated every step and staggered across layers. */
+static void heads_mask(const doze_model *m, double b, int step, int pos, uint8_t *layer_on, uint8_t *head_on) {
+    const doze_model_info *c = doze_model_get_info(m);
+    const int nh = c->n_heads, nl = c->n_layers;
+    doze_cost_model cm;
+    cost_model_init(c, &cm);
+    double dense = cost_dense(&cm, pos + 1);
+    double per_head = cm.head + cm.head_per_pos * (pos + 1);
+    double frac = (b * dense - nl * (cm.kv + cm.ffn)) / (nl * nh * per_head);
+    int keep = (int)(frac * nh + 0.5);
+    if (keep < 0) keep = 0;
+    if (keep > nh) keep = nh;
+    memset(layer_on, 1, (size_t)nl);
+    memset(head_on, 0, (size_t)nl * (size_t)nh);
+    for (int l = 0; l < nl; l++)
+        for (int i = 0; i < keep; i++) head_on[(size_t)l * nh + ((int)((double)i * nh / keep) + step + l) % nh] = 1;
+}
+
 /* argmax of l(n), first on ties. A function of its own, called per token,
  * so that in wasm V8 optimizes it (a loop inside the benchmark's own
  * once-called function would stay in the baseline compiler's code: ~150 us
@@ -85,8 +106,15 @@ __attribute__((noinline)) static int greedy_pick(const float *l, int n) {
 /* Greedy decode of steps tokens (after 4 warm-up steps): dense; or under
  * forced uniform masks (layer_on, and ffn_on for FFN-only masks) at budget;
  * or, with gates, under the router's own decisions at budget. */
-static int decode_run(doze_model *m, int steps, const doze_gates *gates, double budget,
-                      uint8_t *layer_on, uint8_t *ffn_on, speed *out, double *compute) {
+/* forced masks for decode_run: which kind, and room for them */
+typedef enum { FORCE_NONE, FORCE_LAYERS, FORCE_FFN, FORCE_HEADS } force_kind;
+typedef struct {
+    force_kind kind;
+    uint8_t *layer_on, *head_on, *ffn_on;
+} forced_masks;
+
+static int decode_run(doze_model *m, int steps, const doze_gates *gates, double budget, const forced_masks *fm,
+                      speed *out, double *compute) {
     doze_error e;
     doze_session *s = doze_session_new(m, &e);
     if (!s) return cli_print_error("bench", &e);
@@ -103,10 +131,17 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
     for (int i = 0; i < steps + warmup; i++) {
         if (i == warmup) t0 = io_now_ms();
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
-        if (layer_on && ffn_on) ffn_mask(m, budget, i, doze_session_pos(s), layer_on, ffn_on);
-        else if (layer_on) uniform_mask(c->n_layers, budget, i, layer_on);
-        doze_status st = layer_on ? doze_session_step_masked(s, token, &(doze_mask){layer_on, NULL, ffn_on, NULL}, &e)
-                                  : doze_session_step(s, token, &e);
+        const force_kind k = fm ? fm->kind : FORCE_NONE;
+        if (k == FORCE_FFN) ffn_mask(m, budget, i, doze_session_pos(s), fm->layer_on, fm->ffn_on);
+        else if (k == FORCE_HEADS) heads_mask(m, budget, i, doze_session_pos(s), fm->layer_on, fm->head_on);
+        else if (k == FORCE_LAYERS) uniform_mask(c->n_layers, budget, i, fm->layer_on);
+        doze_status st =
+            k != FORCE_NONE
+                ? doze_session_step_masked(s, token,
+                                           &(doze_mask){fm->layer_on, k == FORCE_HEADS ? fm->head_on : NULL,
+                                                        k == FORCE_FFN ? fm->ffn_on : NULL, NULL},
+                                           &e)
+                : doze_session_step(s, token, &e);
         if (st != DOZE_OK) {
             doze_session_free(s);
             return cli_print_error("bench", &e);
@@ -147,16 +182,19 @@ static void json_rounds(const char *name, const doze_rounds *r, int last) {
 
 /* decode speed under forced uniform masks at several budgets, against dense,
  * beside the Amdahl bound (embedding and classifier are not skippable);
- * ffn: masks that skip only FFN blocks. The budgets take their rounds in
- * turn; speedup = per round, the budget's tok/s / that round's dense. */
-static int skip_table(doze_model *m, int steps, int rounds, int json, int ffn) {
+ * FORCE_FFN / FORCE_HEADS: masks that skip only FFN blocks / only heads. The
+ * budgets take their rounds in turn; speedup = per round, the budget's tok/s
+ * / that round's dense. */
+static int skip_table(doze_model *m, int steps, int rounds, int json, force_kind kind) {
     const doze_model_info *c = doze_model_get_info(m);
-    const double layer_budgets[4] = {1.0, 0.75, 0.5, 0.3}, ffn_budgets[4] = {1.0, 0.75, 0.6, 0.5};
-    const double *budgets = ffn ? ffn_budgets : layer_budgets;
-    uint8_t *mask = malloc((size_t)c->n_layers);
-    uint8_t *fmask = malloc((size_t)c->n_layers * (size_t)m->n_ffn_blocks + 1);
-    if (!mask || !fmask) {
-        free(mask), free(fmask);
+    const double layer_budgets[4] = {1.0, 0.75, 0.5, 0.3}, ffn_budgets[4] = {1.0, 0.75, 0.6, 0.5},
+                 head_budgets[4] = {1.0, 0.95, 0.9, 0.85};
+    const double *budgets = kind == FORCE_FFN ? ffn_budgets : kind == FORCE_HEADS ? head_budgets : layer_budgets;
+    static const char *const kind_names[] = {"", "layers", "ffn", "heads"};
+    forced_masks fm = {kind, malloc((size_t)c->n_layers), malloc((size_t)c->n_layers * (size_t)c->n_heads),
+                       malloc((size_t)c->n_layers * (size_t)m->n_ffn_blocks + 1)};
+    if (!fm.layer_on || !fm.head_on || !fm.ffn_on) {
+        free(fm.layer_on), free(fm.head_on), free(fm.ffn_on);
         return 1;
     }
     double layer_share = (double)c->layer_weight_bytes / bytes_per_token(m);
@@ -166,17 +204,17 @@ static int skip_table(doze_model *m, int steps, int rounds, int json, int ffn) {
     for (int r = 0; r < rounds && rc == 0; r++)
         for (int i = 0; i < 4 && rc == 0; i++) {
             speed sp = {0, 0, 0};
-            rc = decode_run(m, steps, NULL, budgets[i], i == 0 ? NULL : mask, ffn ? fmask : NULL, &sp, &compute[i]);
+            rc = decode_run(m, steps, NULL, budgets[i], i == 0 ? NULL : &fm, &sp, &compute[i]);
             doze_rounds_add(&tps[i], sp.tok_per_s);
         }
     if (rc == 0 && !json)
         out_printf("%sbudget  compute  tok/s: median (min-max) of %d rounds    speedup              amdahl bound\n",
-                   ffn ? "FFN blocks only\n" : "", rounds);
+                   kind == FORCE_FFN ? "FFN blocks only\n" : kind == FORCE_HEADS ? "heads only\n" : "", rounds);
     for (int i = 0; i < 4 && rc == 0; i++) {
         doze_rounds_ratio(&speedup[i], &tps[i], &tps[0]);
         double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute[i]);
         if (json) {
-            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"rounds\":%d,", ffn ? "ffn" : "layers",
+            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"rounds\":%d,", kind_names[kind],
                        budgets[i], compute[i], rounds);
             json_rounds("tok_s", &tps[i], 0);
             json_rounds("speedup", &speedup[i], 0);
@@ -187,8 +225,7 @@ static int skip_table(doze_model *m, int steps, int rounds, int json, int ffn) {
                        FMT(&speedup[i], 2), bound);
         }
     }
-    free(mask);
-    free(fmask);
+    free(fm.layer_on), free(fm.head_on), free(fm.ffn_on);
     return rc;
 }
 
@@ -202,8 +239,8 @@ static int budget_bench(doze_model *m, const cli_args *a, double budget, int ste
     int rc = 0;
     for (int r = 0; r < rounds && rc == 0; r++) {
         speed d = {0, 0, 0}, gs = {0, 0, 0};
-        rc = decode_run(m, steps, NULL, 1.0, NULL, NULL, &d, NULL);
-        if (!rc) rc = decode_run(m, steps, g, budget, NULL, NULL, &gs, &compute);
+        rc = decode_run(m, steps, NULL, 1.0, NULL, &d, NULL);
+        if (!rc) rc = decode_run(m, steps, g, budget, NULL, &gs, &compute);
         doze_rounds_add(&dense, d.tok_per_s);
         doze_rounds_add(&gated, gs.tok_per_s);
         experts_dense = d.experts;
@@ -498,7 +535,7 @@ static int bench_models(const cli_args *a, int n_paths, int steps, int rounds, i
     return rc;
 }
 
-static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn]",
+static const char *const bench_forms[] = {"MODEL", "MODEL MODEL...", "MODEL --skip-table [ffn|heads]",
                                           "MODEL --speculative [--draft-budget B] [--draft-k K]", NULL};
 static const cli_option bench_options[] = {
     {"--steps", CLI_INT, "N", "decode tokens timed per round (default 16)", NULL, 0},
@@ -506,7 +543,8 @@ static const cli_option bench_options[] = {
                                "when they spread more than 2x", NULL, 0},
     {"--json", CLI_FLAG, NULL, "one JSON record per line", NULL, 0},
     {"--skip-table", CLI_FLAG, NULL, "speed under forced uniform masks at b = 1, 0.75, 0.5, 0.3\n"
-                                     "(then 'ffn': masks that skip FFN blocks only)", NULL, 0},
+                                     "(then 'ffn': masks that skip FFN blocks only, at b = 1, 0.75,\n"
+                                     "0.6, 0.5; 'heads': heads only, at b = 1, 0.95, 0.9, 0.85)", NULL, 0},
     {"--speculative", CLI_FLAG, NULL, "greedy self-speculation (the gates draft, the whole model\n"
                                       "verifies) against dense decoding, same output checked", NULL, 0},
     {"--draft-budget", CLI_FLOAT, "B", "--speculative: the draft's budget in (0, 1) (default: adaptive)", NULL, 0},
@@ -540,13 +578,13 @@ int cmd_bench(int argc, char **argv) {
     if (steps < 1 || steps > (1 << 24)) return cli_usage_error(&a, "--steps must be in 1..16777216");
     if (rounds < 1 || rounds > DOZE_ROUNDS_MAX) return cli_usage_error(&a, "--rounds must be in 1..%d", DOZE_ROUNDS_MAX);
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
-    int skip = cli_has(&a, "--skip-table"), ffn = 0;
-    if (skip) {
-        if (a.n_pos > 2 || (a.n_pos == 2 && strcmp(cli_pos(&a, 1), "ffn") != 0))
-            return cli_usage_error(&a, "--skip-table takes one model (and then 'ffn' or nothing), not \"%s\"",
-                                   cli_pos(&a, 1));
-        ffn = a.n_pos == 2;
-    }
+    int skip = cli_has(&a, "--skip-table");
+    force_kind kind = FORCE_LAYERS;
+    if (skip && a.n_pos == 2 && strcmp(cli_pos(&a, 1), "ffn") == 0) kind = FORCE_FFN;
+    else if (skip && a.n_pos == 2 && strcmp(cli_pos(&a, 1), "heads") == 0) kind = FORCE_HEADS;
+    else if (skip && a.n_pos >= 2)
+        return cli_usage_error(&a, "--skip-table takes one model (and then 'ffn', 'heads' or nothing), not \"%s\"",
+                               cli_pos(&a, 1));
     const int speculative = cli_has(&a, "--speculative");
     if (!speculative && (cli_has(&a, "--draft-budget") || cli_has(&a, "--draft-k") || cli_has(&a, "--prompt")))
         return cli_usage_error(&a, "--draft-budget, --draft-k and --prompt go with --speculative");
@@ -566,7 +604,7 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     int rc = gated ? budget_bench(m, &a, budget, (int)steps, (int)rounds, json)
-                   : skip_table(m, (int)steps, (int)rounds, json, ffn);
+                   : skip_table(m, (int)steps, (int)rounds, json, kind);
     doze_model_free(m);
     return rc;
 }

@@ -67,6 +67,22 @@ test('bench --skip-table --json (native): speedup per round, marker per budget',
   assert.equal(recs[0].speedup, 1);
 });
 
+test('bench --skip-table heads --json (native): heads-only masks whose compute falls to b', () => {
+  const r = run('native', ['bench', initModel('f32'), '--skip-table', 'heads', '--steps', '4', '--rounds', '2', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const recs = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(recs.map((x) => x.budget), [1, 0.95, 0.9, 0.85]);
+  assert.deepEqual([...new Set(recs.map((x) => x.masks))], ['heads']);
+  assert.equal(recs[0].compute, 1);
+  // whole heads: the achieved compute lands within half a head's share of b,
+  // and every layer's FFN still runs, so it stays above the FFN's share
+  for (const rec of recs.slice(1)) {
+    checkJson(rec, `budget ${rec.budget}`);
+    assert.ok(Math.abs(rec.compute - rec.budget) < 0.04, `budget ${rec.budget}: compute ${rec.compute}`);
+  }
+  assert.ok(recs[1].compute > recs[2].compute && recs[2].compute > recs[3].compute);
+});
+
 test('bench --rounds out of range is a usage error', () => {
   const r = run('native', ['bench', initModel('f32'), '--rounds', '0']);
   assert.equal(r.status, 2);
