@@ -93,6 +93,15 @@ export interface LoadOptions {
    */
   threads?: number;
   /**
+   * Intermediate channels per FFN block, the unit of FFN skipping: an integer in [16, 256], a multiple
+   * of 16 and of the ffn_down tensors' quant block (32; 256 for the K-quants, where 256 is the only
+   * choice); anything else is an INVALID_ARGUMENT error, as is any value on a mixture of experts.
+   * Default: chosen for the model (see ModelInfo.ffnBlock). Finer blocks give the router more to
+   * choose from; coarser ones make skipping faster in wall-clock time. Gate files are bound to the
+   * size: load a model with the ffnBlock its gates were made with.
+   */
+  ffnBlock?: number;
+  /**
    * Browser only (the Cache API; an http(s) URL source): use a cached copy of the model when its size
    * (and sha256, when given) checks, else download and store the completed download. Where there is no
    * Cache API (Node, insecure pages) a true value is an INVALID_ARGUMENT error. A download whose

@@ -94,6 +94,12 @@ typedef struct {
     int experts_used;     /* a mixture of experts: 0 runs the file's top-k
                              (expert_used_count); 1 .. n_experts runs that many
                              per token instead (the model's info reports it) */
+    int ffn_block;        /* channels per FFN block: 0 chooses (see
+                             doze_model_ffn_block); else 16 .. 256, a multiple of
+                             16 and of ffn_down's quant block (32; 256 for the
+                             K-quants). Finer blocks give the router more
+                             choice, coarser ones read faster between skips;
+                             gate files are bound to the size */
 } doze_model_params;
 
 doze_model_params doze_model_default_params(void);

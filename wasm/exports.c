@@ -75,12 +75,13 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_has_threads(void) {
 /* ---- loader ---- */
 
 /* doze_loader_new with the default params but context_length (0: the
- * model's own) and max_memory (0: no limit). */
-EMSCRIPTEN_KEEPALIVE doze_loader *doze_wasm_loader_new(int context_length, double max_memory,
+ * model's own), max_memory (0: no limit) and ffn_block (0: chosen). */
+EMSCRIPTEN_KEEPALIVE doze_loader *doze_wasm_loader_new(int context_length, double max_memory, int ffn_block,
                                                        doze_error *err) {
     doze_model_params p = doze_model_default_params();
     p.context_length = context_length;
     p.max_memory = max_memory > 0 ? (uint64_t)max_memory : 0;
+    p.ffn_block = ffn_block;
     return doze_loader_new(&p, err);
 }
 

@@ -64,9 +64,9 @@ function jointDefaults(rt) {
   return d;
 }
 
-/** Loads a GGUF already in wasm memory (ptr, n) as a second model; returns its pointer. */
-function loadFromHeap(rt, ptr, n) {
-  const ld = rt.x.doze_wasm_loader_new(0, 0, rt.err);
+/** Loads a GGUF already in wasm memory (ptr, n) as a second model, with FFN blocks of ffnBlock channels (0: chosen); returns its pointer. */
+function loadFromHeap(rt, ptr, n, ffnBlock) {
+  const ld = rt.x.doze_wasm_loader_new(0, 0, ffnBlock, rt.err);
   if (!ld) throw rt.error('finetune');
   try {
     rt.check(rt.x.doze_loader_feed(ld, ptr, n, rt.err), 'finetune');
@@ -138,8 +138,8 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
       const n = rt.doze.view.getUint32(out + 4, true);
       rt.doze.free(file);
       file = 0;
-      // its gates, retuned on it
-      trained = loadFromHeap(rt, written, n);
+      // its gates, retuned on it (with the blocks the run's gates have)
+      trained = loadFromHeap(rt, written, n, model.info.experts ? 0 : model.info.ffnBlock);
       const modelBytes = rt.doze.readBytes(written, n);
       rt.doze.free(written);
       written = 0;

@@ -28,6 +28,7 @@ export const LOAD_OPTIONS = {
   totalBytes: num(0),
   wasm: wasmOption,
   threads: int(1, MAX_THREADS),
+  ffnBlock: int(16, 256),
   cache: cacheOption,
   simd: oneOf('auto', 'relaxed', 'strict'),
 };
@@ -54,7 +55,7 @@ async function withCacheInfo(model, src) {
 /** Loads a GGUF model, streaming its bytes into wasm memory. */
 export async function loadModel(source, options) {
   const o = checkLoadOptions(options);
-  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, totalBytes, wasm, cache, simd } = o;
+  const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, ffnBlock = 0, totalBytes, wasm, cache, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
   // Two wasm variants speed things up, and they do not combine: doze-mt.wasm
@@ -90,7 +91,7 @@ export async function loadModel(source, options) {
     src = cache
       ? await openCachedSource(source, cache, { signal: sig, totalBytes })
       : await openSource(source, { signal: sig, totalBytes });
-    ld = x.doze_wasm_loader_new(contextLength, maxMemory, rt.err);
+    ld = x.doze_wasm_loader_new(contextLength, maxMemory, ffnBlock, rt.err);
     if (!ld) throw rt.error('loadModel');
     stage = rt.doze.malloc(STAGING_BYTES);
     let loaded = 0;

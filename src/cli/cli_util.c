@@ -252,6 +252,14 @@ int cli_experts_used_option(const cli_args *a, doze_model_params *mp) {
     return 0;
 }
 
+int cli_ffn_block_option(const cli_args *a, doze_model_params *mp) {
+    long long fb = cli_get_int(a, "--ffn-block", 0);
+    if (cli_has(a, "--ffn-block") && (fb < 16 || fb > DOZE_FFN_BLOCK_SIZE))
+        return cli_usage_error(a, "--ffn-block must be in 16..%d", DOZE_FFN_BLOCK_SIZE);
+    mp->ffn_block = (int)fb;
+    return 0;
+}
+
 int cli_threads_option(const cli_args *a, doze_model_params *mp) {
     long long t = cli_get_int(a, "--threads", 1);
     if (t < 1 || t > 64) return cli_usage_error(a, "--threads must be in 1..64");

@@ -475,7 +475,7 @@ static int bench_models(const cli_args *a, int n_paths, int steps, int rounds, i
     memset(f, 0, sizeof f);
     int rc = 0;
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(a, &mp) || cli_experts_used_option(a, &mp)) return 2;
+    if (cli_threads_option(a, &mp) || cli_experts_used_option(a, &mp) || cli_ffn_block_option(a, &mp)) return 2;
     mp.context_length = 256;
     for (int i = 0; i < n_paths && rc == 0; i++) {
         ms[i] = cli_load_model(cli_pos(a, i), &mp);
@@ -554,6 +554,7 @@ static const cli_option bench_options[] = {
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
     CLI_EXPERTS_USED_OPTION,
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_bench_spec = {
@@ -594,7 +595,7 @@ int cmd_bench(int argc, char **argv) {
     if (!skip && !gated && !speculative) return bench_models(&a, a.n_pos, (int)steps, (int)rounds, json);
     if (a.n_pos > 1 && !skip) return cli_usage_error(&a, "--budget and --gates take one model");
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
     mp.context_length = 256;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;

@@ -33,6 +33,7 @@ static const cli_option chat_options[] = {
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_chat_spec = {
@@ -244,7 +245,7 @@ int cmd_chat(int argc, char **argv) {
     int gating = budget < 1.0 || cli_has(&a, "--gates");
 
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
     mp.context_length = (int)(ctx > 0 && ctx < (1 << 20) ? ctx : 0);
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;

@@ -77,6 +77,7 @@ static const cli_option finetune_options[] = {
     {"--budget-range", CLI_STRING, "LO:HI", "each window draws its budget from [LO, HI]", NULL, 0},
     {"--dense-fraction", CLI_FLOAT, "F", "with --budget-range: the share of windows run dense", NULL, 0},
     CLI_THREADS_OPTION,
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_finetune_spec = {
@@ -127,7 +128,7 @@ int cmd_finetune(int argc, char **argv) {
         return cli_usage_error(&a, "--steps must be >= 0");
     doze_model_params mp = doze_model_default_params();
     mp.context_length = tp.context > 512 ? tp.context : 512;
-    if (cli_threads_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
     size_t n = 0;

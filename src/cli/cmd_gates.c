@@ -92,6 +92,7 @@ static const char *const gates_forms[] = {"MODEL", NULL};
 static const cli_option gates_options[] = {
     {"-o", CLI_STRING, "GATES.gguf", "where to write the gate file", NULL, 1},
     CLI_GATE_OPTIONS,
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_gates_spec = {
@@ -109,6 +110,7 @@ int cmd_gates(int argc, char **argv) {
     const char *out = cli_get(&a, "-o");
     doze_model_params mp = doze_model_default_params();
     mp.context_length = 512;
+    if (cli_ffn_block_option(&a, &mp)) return 2;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
     doze_gates *g = cli_gates(&a, m, 1, 0);

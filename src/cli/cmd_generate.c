@@ -106,6 +106,7 @@ static const cli_option generate_options[] = {
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
     CLI_EXPERTS_USED_OPTION,
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_generate_spec = {
@@ -224,7 +225,7 @@ int cmd_generate(int argc, char **argv) {
         return cli_usage_error(&a, "--speculative keeps the dense output; the draft's budget is --draft-budget");
     if (speculative) gating = 1;
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
     mp.context_length = (int)(ctx > 0 ? ctx : (steps < (1 << 20) ? steps : (1 << 20)));
     if (gating && ctx == 0 && mp.context_length < 512) mp.context_length = 512; /* room to calibrate */
     doze_model *m = cli_load_model(path, &mp);

@@ -27,6 +27,7 @@ static const cli_option order_options[] = {
     {"--keep", CLI_FLOAT, "F", "the share of blocks the order is tuned to keep (default 0.6)", NULL, 0},
     {"--tries", CLI_INT, "N", "swap tries per channel in the search (default 40)", NULL, 0},
     {"--seed", CLI_INT, "S", "seed of the search (default 1)", NULL, 0},
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_order_spec = {
@@ -52,11 +53,12 @@ int cmd_order(int argc, char **argv) {
     p.keep = (float)cli_get_float(&a, "--keep", p.keep);
     p.tries_per_channel = (int)cli_get_int(&a, "--tries", p.tries_per_channel);
     p.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)p.seed);
+    doze_model_params mp = doze_model_default_params();
+    if (cli_ffn_block_option(&a, &mp)) return 2;
     size_t n = 0;
     uint8_t *file = cli_read_file(path, &n);
     if (!file) return 1;
     doze_error e;
-    doze_model_params mp = doze_model_default_params();
     doze_model *m = NULL;
     int32_t *ids = NULL, *perm = NULL;
     float *kept = NULL;

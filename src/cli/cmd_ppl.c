@@ -93,6 +93,7 @@ static const cli_option ppl_options[] = {
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,
     CLI_EXPERTS_USED_OPTION,
+    CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
 const cli_command cmd_ppl_spec = {
@@ -114,7 +115,7 @@ int cmd_ppl(int argc, char **argv) {
     if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: the model's)");
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     doze_model_params mp = doze_model_default_params();
-    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp)) return 2;
+    if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
     mp.context_length = (int)ctx;
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;

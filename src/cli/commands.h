@@ -39,6 +39,11 @@ int cli_threads_option(const cli_args *a, doze_model_params *mp);
                                      "file's top-k (1..experts; default: the file's)", NULL, 0}
 /* --experts-used into mp->experts_used (the loader checks it against the model) */
 int cli_experts_used_option(const cli_args *a, doze_model_params *mp);
+#define CLI_FFN_BLOCK_OPTION                                                                          \
+    {"--ffn-block", CLI_INT, "N", "channels per FFN block, 16..256 (default: chosen for the model;\n"   \
+                                  "gate files are bound to it)", NULL, 0}
+/* --ffn-block into mp->ffn_block (the loader checks it against the model) */
+int cli_ffn_block_option(const cli_args *a, doze_model_params *mp);
 #define CLI_BUDGET_OPTION                                                                             \
     {"--budget", CLI_FLOAT, "B", "fraction of the dense layer compute to spend, in (0, 1] (default 1:\n"  \
                                  "dense); below 1 the gates decide what dozes", NULL, 0}

@@ -269,6 +269,8 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
     info->tied_output = gguf_find_tensor(h, "output.weight") == NULL;
     info->bos_id = info->eos_id = info->unk_id = -1;
     info->ffn_block = info->n_experts ? info->hidden_dim : model_ffn_block_of(h, info);
+    if (p && p->ffn_block && (st = model_check_ffn_block(h, info, p->ffn_block, err)) != DOZE_OK) return st;
+    if (p && p->ffn_block) info->ffn_block = p->ffn_block;
     info->ffn_order = 0;
     if (gguf_find_kv(h, "doze.ffn_order")) {
         int64_t order = 0;

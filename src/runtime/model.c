@@ -38,6 +38,38 @@ doze_model_params doze_model_default_params(void) {
  * decoded no faster than dense; blocks of 80 KB keep most of the
  * saving (docs/skipping.md). A missing tensor or an unknown type is
  * reported by model_plan. */
+/* the largest quant block of any layer's ffn_down (1: none quantized, or a
+ * tensor missing: model_plan reports that) */
+static int ffn_down_block_size(const gguf_header *h, const doze_model_info *info) {
+    char nm[64];
+    int widest = 1;
+    for (int l = 0; l < info->n_layers; l++) {
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", l);
+        const gguf_tensor *t = gguf_find_tensor(h, nm);
+        const doze_type_traits *tt = t ? doze_type_traits_of((int)t->type) : NULL;
+        if (tt && tt->block_size > widest) widest = tt->block_size;
+    }
+    return widest;
+}
+
+doze_status model_check_ffn_block(const gguf_header *h, const doze_model_info *info, int fb, doze_error *err) {
+    if (info->n_experts)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "ffn_block %d: a mixture of experts skips whole experts, not FFN blocks", fb);
+    /* 16: x4 views of whole groups; a quantized ffn_down's blocks: its h is
+     * quantized block by block */
+    const int unit = ffn_down_block_size(h, info) > 16 ? ffn_down_block_size(h, info) : 16;
+    if (unit == DOZE_FFN_BLOCK_SIZE && fb != unit)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "ffn_block %d: this model's FFN blocks are %d channels (its ffn_down splits only at whole "
+                         "%d-value super-blocks)", fb, unit, unit);
+    if (fb < 16 || fb > DOZE_FFN_BLOCK_SIZE || fb % unit != 0)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "ffn_block %d: this model's FFN blocks are multiples of %d channels from %d to %d", fb, unit,
+                         unit, DOZE_FFN_BLOCK_SIZE);
+    return DOZE_OK;
+}
+
 int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
     static const char *const names[3] = {"ffn_gate", "ffn_up", "ffn_down"};
     char nm[64];

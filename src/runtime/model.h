@@ -104,6 +104,9 @@ doze_status model_config_from_gguf(const gguf_header *h, const doze_model_params
 
 /* Channels per FFN block for this file's FFN tensor types (see doze.h). */
 int model_ffn_block_of(const gguf_header *h, const doze_model_info *info);
+/* DOZE_OK if fb channels per FFN block can cut this model's FFNs (a caller's
+ * choice, doze_model_params.ffn_block), else why not */
+doze_status model_check_ffn_block(const gguf_header *h, const doze_model_info *info, int fb, doze_error *err);
 
 /* How a tensor's file bytes become its in-memory form. */
 typedef enum {
