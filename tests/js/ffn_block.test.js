@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadModel, DozeError } from '../../js/src/index.js';
+import * as worker from '../../js/src/worker.js';
 import { readFileSync } from 'node:fs';
 import { run, scratch } from './helpers.js';
 
@@ -99,6 +100,23 @@ test('ffnBlock: sizes the model cannot cut are INVALID_ARGUMENT errors that name
   const k = await loadModel(kq, { ffnBlock: 256 });
   assert.equal(k.info.ffnBlock, 256);
   k.dispose();
+});
+
+test('ffnBlock through doze-lm/worker: the model there has that size and steps as on the main thread', async () => {
+  const d = await loadModel(q8, { ffnBlock: 64 });
+  const w = await worker.loadModel(q8, { ffnBlock: 64 });
+  try {
+    assert.equal(w.info.ffnBlock, 64);
+    assert.equal(w.info.ffnBlocks, 3);
+    const mask = { ffn: [[0, 1, 1], [1, 0, 1]] };
+    const sd = d.createSession();
+    const sw = await w.createSession();
+    for (const t of TOKENS.slice(0, 3)) assert.deepEqual((await sw.step(t, mask)).logits, (await sd.step(t, mask)).logits);
+    await assert.rejects(worker.loadModel(q8, { ffnBlock: 48 }), (e) => e.code === 'INVALID_ARGUMENT');
+  } finally {
+    d.dispose();
+    await w.dispose();
+  }
 });
 
 test('doze --ffn-block: the CLI takes the same sizes and refuses the same ones', () => {
