@@ -102,6 +102,33 @@ test('ffnBlock: sizes the model cannot cut are INVALID_ARGUMENT errors that name
   k.dispose();
 });
 
+test('the chosen size: blocks of 32 doubled while the ffn_gate rows of a block are under 64 KB and 12 blocks remain', async () => {
+  // SmolLM2-135M's FFN (dim 576, hidden 1536), one layer: the rule reads dim, hidden and the types only
+  const shape = ['--dim', '576', '--hidden', '1536', '--layers', '1', '--heads', '9', '--kv-heads', '3',
+    '--vocab', '64', '--ctx', '32', '--seed', '1'];
+  const cases = [
+    // q8_0 rows of 576 are 612 bytes: 32 -> 19.6 KB, 64 -> 39 KB, 128 -> 78 KB
+    ['q8_0', 128],
+    // q4_0 rows are 324 bytes: 128 -> 41 KB, but 256 would leave 6 blocks
+    ['q4_0', 128],
+    // f32 rows are 2,304 bytes: 32 -> 74 KB already
+    ['f32', 32],
+  ];
+  for (const [type, want] of cases) {
+    const m = await loadModel(init(`fb-smol-${type}`, [...shape, '--type', type]));
+    try {
+      assert.equal(m.info.ffnBlock, want, type);
+      assert.equal(m.info.ffnBlocks, 1536 / want, type);
+    } finally {
+      m.dispose();
+    }
+  }
+  // a small FFN keeps 32 (hidden 192: 64 would leave 3 blocks)
+  const small = await loadModel(q8);
+  assert.equal(small.info.ffnBlock, 32);
+  small.dispose();
+});
+
 test('ffnBlock through doze-lm/worker: the model there has that size and steps as on the main thread', async () => {
   const d = await loadModel(q8, { ffnBlock: 64 });
   const w = await worker.loadModel(q8, { ffnBlock: 64 });
