@@ -23,21 +23,6 @@ doze_model_params doze_model_default_params(void) {
     return p;
 }
 
-/* Channels per FFN block. ffn_down is cut into blocks of columns, which
- * must be whole blocks of its type: the largest block size of any layer's
- * ffn_down when that exceeds 32 (256 for the K-quants: one super-block per
- * row per FFN block). Else 16 when every layer's ffn_gate, ffn_up and
- * ffn_down has 1-value blocks (f32, f16) and hidden_dim < 8 * 32 (a small
- * FFN: finer blocks give the router more to choose from); else 32 (q8_0,
- * q4_0 blocks), doubled while a block's ffn_gate rows are fewer than
- * DOZE_FFN_BLOCK_MIN_BYTES and the FFN keeps DOZE_FFN_MIN_BLOCKS blocks.
- * The doubling is for the memory: a running block is read as one short
- * stream between skipped ones, and the hardware's prefetch runs well past
- * the end of a short stream and starts slowly on the next one. With blocks
- * of 20 KB (q8_0, dim 576, 32 channels) skipping a quarter of the FFN
- * decoded no faster than dense; blocks of 80 KB keep most of the
- * saving (docs/skipping.md). A missing tensor or an unknown type is
- * reported by model_plan. */
 /* the largest quant block of any layer's ffn_down (1: none quantized, or a
  * tensor missing: model_plan reports that) */
 static int ffn_down_block_size(const gguf_header *h, const doze_model_info *info) {
@@ -58,7 +43,7 @@ doze_status model_check_ffn_block(const gguf_header *h, const doze_model_info *i
                          "ffn_block %d: a mixture of experts skips whole experts, not FFN blocks", fb);
     /* 16: x4 views of whole groups; a quantized ffn_down's blocks: its h is
      * quantized block by block */
-    const int unit = ffn_down_block_size(h, info) > 16 ? ffn_down_block_size(h, info) : 16;
+    const int down_block = ffn_down_block_size(h, info), unit = down_block > 16 ? down_block : 16;
     if (unit == DOZE_FFN_BLOCK_SIZE && fb != unit)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "ffn_block %d: this model's FFN blocks are %d channels (its ffn_down splits only at whole "
@@ -70,10 +55,25 @@ doze_status model_check_ffn_block(const gguf_header *h, const doze_model_info *i
     return DOZE_OK;
 }
 
+/* Channels per FFN block. ffn_down is cut into blocks of columns, which
+ * must be whole blocks of its type: the largest block size of any layer's
+ * ffn_down when that exceeds 32 (256 for the K-quants: one super-block per
+ * row per FFN block). Else 16 when every layer's ffn_gate, ffn_up and
+ * ffn_down has 1-value blocks (f32, f16) and hidden_dim < 8 * 32 (a small
+ * FFN: finer blocks give the router more to choose from); else 32 (q8_0,
+ * q4_0 blocks), doubled while a block's ffn_gate rows are fewer than
+ * DOZE_FFN_BLOCK_MIN_BYTES and the FFN keeps DOZE_FFN_MIN_BLOCKS blocks.
+ * The doubling is for the memory: a running block is read as one short
+ * stream between skipped ones, and the hardware's prefetch runs well past
+ * the end of a short stream and starts slowly on the next one. With blocks
+ * of 20 KB (q8_0, dim 576, 32 channels) skipping a quarter of the FFN
+ * decoded no faster than dense; blocks of 80 KB keep most of the
+ * saving (docs/skipping.md). A missing tensor or an unknown type is
+ * reported by model_plan. */
 int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
     static const char *const names[3] = {"ffn_gate", "ffn_up", "ffn_down"};
     char nm[64];
-    int widest = 1, all_unit = 1;
+    int all_unit = 1;
     uint64_t gate_row = 0; /* the widest ffn_gate row, in bytes */
     for (int l = 0; l < info->n_layers; l++)
         for (int i = 0; i < 3; i++) {
@@ -81,12 +81,12 @@ int model_ffn_block_of(const gguf_header *h, const doze_model_info *info) {
             const gguf_tensor *t = gguf_find_tensor(h, nm);
             const doze_type_traits *tt = t ? doze_type_traits_of((int)t->type) : NULL;
             if (!tt || tt->block_size > 1) all_unit = 0;
-            if (tt && i == 2 && tt->block_size > widest) widest = tt->block_size;
             if (tt && i == 0 && info->dim % tt->block_size == 0) {
                 const uint64_t row = doze_type_row_bytes(tt->type, (uint64_t)info->dim);
                 if (row > gate_row) gate_row = row;
             }
         }
+    const int widest = ffn_down_block_size(h, info);
     if (widest > DOZE_FFN_BLOCK) return widest;
     if (info->hidden_dim < 8 * DOZE_FFN_BLOCK && all_unit) return DOZE_FFN_BLOCK_SMALL;
     int fb = DOZE_FFN_BLOCK;
@@ -643,8 +643,8 @@ static void ffn_gate_up_part(void *args, int ob, int oe, int part) {
         model_matvec_prepared(f->m, f->hb2 + r0, &wu, f->xn, f->xq); /* (r1 - r0) */
         f->m->kern->swiglu(f->hb + r0, f->hb + r0, f->hb2 + r0, r1 - r0);
         o = oe_run;
-        for (j = e; j < nb && f->blk_on && !f->blk_on[j]; j++) {
-        }
+        j = e; /* on to the next running block */
+        while (j < nb && f->blk_on && !f->blk_on[j]) j++;
     }
 }
 
