@@ -214,7 +214,7 @@ uint32_t gates_model_fingerprint(const doze_model *m) {
  * doze.gates.kind ("training-free" | "trained" | "random");
  * doze.gates.model.{dim, block_count, head_count, vocab_size, fingerprint};
  * doze.gates.protect_layers, doze.gates.protect_tokens;
- * doze.gates.ffn_block (the model's channels per FFN block: 16 or 32, see
+ * doze.gates.ffn_block (the model's channels per FFN block: 16 to 256, see
  * doze_model_ffn_block) and doze.gates.ffn_blocks (NB: ceil(hidden_dim /
  * ffn_block), or 0 for gates without FFN block rows); a file with FFN block
  * rows whose ffn_block is not the model's is refused;
@@ -319,8 +319,9 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
         if (!st && n_blocks != 0 && fb != c->ffn_block)
             st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
                            "gate file: FFN blocks of %lld channels (doze.gates.ffn_block), the model's "
-                           "are %d channels; make the gate file again for this model",
-                           (long long)fb, c->ffn_block);
+                           "are %d channels; load the model with FFN blocks of %lld (ffnBlock, --ffn-block) "
+                           "or make the gate file again for this model",
+                           (long long)fb, c->ffn_block, (long long)fb);
         if (!st && n_blocks != 0 && n_blocks != m->n_ffn_blocks)
             st = doze_fail(err, DOZE_ERR_BAD_SHAPE,
                            "gate file: doze.gates.ffn_blocks is %lld, the model has %d FFN blocks",
