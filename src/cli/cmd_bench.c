@@ -31,61 +31,55 @@ static double bytes_per_token(const doze_model *m) {
     return (double)c->layer_weight_bytes + out + emb;
 }
 
-/* A forced uniform mask for step `step`: round(b * n_layers) layers run (at
- * least one), spread evenly and rotated by one layer every step so that the
- * skipped weights change from token to token as they do under real gates
- * (a fixed mask would let the running layers sit in a large cache); every
- * head of a running layer on. */
-static void uniform_mask(int n_layers, double b, int step, uint8_t *layer_on) {
-    int keep = (int)(b * n_layers + 0.5);
-    if (keep < 1) keep = 1;
-    memset(layer_on, 0, (size_t)n_layers);
-    for (int i = 0; i < keep; i++) layer_on[((int)((double)i * n_layers / keep) + step) % n_layers] = 1;
+/* Forced masks spread the units that run evenly and rotate them every step
+ * (and stagger them across layers) so that the skipped weights change from
+ * token to token as they do under real gates: a fixed mask would let the
+ * running units sit in a large cache. */
+
+/* on(n) = `keep` of n units on, evenly spaced, starting at offset */
+static void spread_on(uint8_t *on, int n, int keep, int offset) {
+    memset(on, 0, (size_t)n);
+    for (int i = 0; i < keep; i++) on[((int)((double)i * n / keep) + offset) % n] = 1;
 }
 
-/* A forced mask that skips only FFN blocks: every layer and head
- * runs, and per layer the number of FFN blocks that brings the step's
- * compute (at position pos) to b, spread evenly and rotated every step (and
- * staggered across layers) so that the skipped weights change from token
- * to token. */
+/* round(frac * n), clamped to [lo, n] */
+static int units_kept(double frac, int n, int lo) {
+    const int keep = (int)(frac * n + 0.5);
+    return keep < lo ? lo : keep > n ? n : keep;
+}
+
+/* round(b * n_layers) layers run (at least one), every head and FFN block
+ * of a running layer on */
+static void uniform_mask(int n_layers, double b, int step, uint8_t *layer_on) {
+    spread_on(layer_on, n_layers, units_kept(b, n_layers, 1), step);
+}
+
+/* Every layer and head runs, and per layer the number of FFN blocks that
+ * brings the step's compute (at position pos) to b. */
 static void ffn_mask(const doze_model *m, double b, int step, int pos, uint8_t *layer_on,
                      uint8_t *ffn_on) {
     const doze_model_info *c = doze_model_get_info(m);
     const int nb = m->n_ffn_blocks, nl = c->n_layers;
     doze_cost_model cm;
     cost_model_init(c, &cm);
-    double dense = cost_dense(&cm, pos + 1);
-    double attn = nl * (cm.kv + c->n_heads * (cm.head + cm.head_per_pos * (pos + 1)));
-    double frac = (b * dense - attn) / (nl * cm.ffn);
-    int keep = (int)(frac * nb + 0.5);
-    if (keep < 0) keep = 0;
-    if (keep > nb) keep = nb;
+    const double attn = nl * (cm.kv + c->n_heads * (cm.head + cm.head_per_pos * (pos + 1)));
+    const int keep = units_kept((b * cost_dense(&cm, pos + 1) - attn) / (nl * cm.ffn), nb, 0);
     memset(layer_on, 1, (size_t)nl);
-    memset(ffn_on, 0, (size_t)nl * (size_t)nb);
-    for (int l = 0; l < nl; l++)
-        for (int i = 0; i < keep; i++)
-            ffn_on[(size_t)l * nb + ((int)((double)i * nb / keep) + step + 3 * l) % nb] = 1;
+    for (int l = 0; l < nl; l++) spread_on(ffn_on + (size_t)l * nb, nb, keep, step + 3 * l);
 }
 
-/* A forced mask that skips only heads: every layer and FFN block runs, and
- * per layer the number of heads that brings the step's compute (at position
- * pos) to b (none when b is below what the heads can give), spread evenly,
- * rotated every step and staggered across layers. */
+/* Every layer and FFN block runs, and per layer the number of heads that
+ * brings the step's compute (at position pos) to b (none when b is below
+ * what the heads can give). */
 static void heads_mask(const doze_model *m, double b, int step, int pos, uint8_t *layer_on, uint8_t *head_on) {
     const doze_model_info *c = doze_model_get_info(m);
     const int nh = c->n_heads, nl = c->n_layers;
     doze_cost_model cm;
     cost_model_init(c, &cm);
-    double dense = cost_dense(&cm, pos + 1);
-    double per_head = cm.head + cm.head_per_pos * (pos + 1);
-    double frac = (b * dense - nl * (cm.kv + cm.ffn)) / (nl * nh * per_head);
-    int keep = (int)(frac * nh + 0.5);
-    if (keep < 0) keep = 0;
-    if (keep > nh) keep = nh;
+    const double per_head = cm.head + cm.head_per_pos * (pos + 1);
+    const int keep = units_kept((b * cost_dense(&cm, pos + 1) - nl * (cm.kv + cm.ffn)) / (nl * nh * per_head), nh, 0);
     memset(layer_on, 1, (size_t)nl);
-    memset(head_on, 0, (size_t)nl * (size_t)nh);
-    for (int l = 0; l < nl; l++)
-        for (int i = 0; i < keep; i++) head_on[(size_t)l * nh + ((int)((double)i * nh / keep) + step + l) % nh] = 1;
+    for (int l = 0; l < nl; l++) spread_on(head_on + (size_t)l * nh, nh, keep, step + l);
 }
 
 /* argmax of l(n), first on ties. A function of its own, called per token,
@@ -103,16 +97,27 @@ __attribute__((noinline)) static int greedy_pick(const float *l, int n) {
     return best;
 }
 
-/* Greedy decode of steps tokens (after 4 warm-up steps): dense; or under
- * forced uniform masks (layer_on, and ffn_on for FFN-only masks) at budget;
- * or, with gates, under the router's own decisions at budget. */
-/* forced masks for decode_run: which kind, and room for them */
-typedef enum { FORCE_NONE, FORCE_LAYERS, FORCE_FFN, FORCE_HEADS } force_kind;
+/* The skip tables: which units the forced masks skip, the budgets they run
+ * at, their name in `--skip-table [NAME]` and the JSON, and their heading. */
+typedef enum { FORCE_LAYERS, FORCE_FFN, FORCE_HEADS } force_kind;
+static const struct {
+    const char *name, *heading;
+    double budgets[4];
+} skip_kinds[] = {
+    [FORCE_LAYERS] = {"layers", "", {1.0, 0.75, 0.5, 0.3}},
+    [FORCE_FFN] = {"ffn", "FFN blocks only\n", {1.0, 0.75, 0.6, 0.5}},
+    [FORCE_HEADS] = {"heads", "heads only\n", {1.0, 0.95, 0.9, 0.85}},
+};
+
+/* forced masks of one kind, and room for them */
 typedef struct {
     force_kind kind;
     uint8_t *layer_on, *head_on, *ffn_on;
 } forced_masks;
 
+/* Greedy decode of steps tokens (after 4 warm-up steps): dense (fm and
+ * gates NULL); or under forced masks of fm's kind at budget; or, with
+ * gates, under the router's own decisions at budget. */
 static int decode_run(doze_model *m, int steps, const doze_gates *gates, double budget, const forced_masks *fm,
                       speed *out, double *compute) {
     doze_error e;
@@ -131,17 +136,18 @@ static int decode_run(doze_model *m, int steps, const doze_gates *gates, double 
     for (int i = 0; i < steps + warmup; i++) {
         if (i == warmup) t0 = io_now_ms();
         if (doze_session_pos(s) >= c->context_length) doze_session_reset(s);
-        const force_kind k = fm ? fm->kind : FORCE_NONE;
-        if (k == FORCE_FFN) ffn_mask(m, budget, i, doze_session_pos(s), fm->layer_on, fm->ffn_on);
-        else if (k == FORCE_HEADS) heads_mask(m, budget, i, doze_session_pos(s), fm->layer_on, fm->head_on);
-        else if (k == FORCE_LAYERS) uniform_mask(c->n_layers, budget, i, fm->layer_on);
-        doze_status st =
-            k != FORCE_NONE
-                ? doze_session_step_masked(s, token,
-                                           &(doze_mask){fm->layer_on, k == FORCE_HEADS ? fm->head_on : NULL,
-                                                        k == FORCE_FFN ? fm->ffn_on : NULL, NULL},
-                                           &e)
-                : doze_session_step(s, token, &e);
+        doze_status st;
+        if (fm) {
+            const int pos = doze_session_pos(s);
+            if (fm->kind == FORCE_FFN) ffn_mask(m, budget, i, pos, fm->layer_on, fm->ffn_on);
+            else if (fm->kind == FORCE_HEADS) heads_mask(m, budget, i, pos, fm->layer_on, fm->head_on);
+            else uniform_mask(c->n_layers, budget, i, fm->layer_on);
+            const doze_mask mask = {fm->layer_on, fm->kind == FORCE_HEADS ? fm->head_on : NULL,
+                                    fm->kind == FORCE_FFN ? fm->ffn_on : NULL, NULL};
+            st = doze_session_step_masked(s, token, &mask, &e);
+        } else {
+            st = doze_session_step(s, token, &e);
+        }
         if (st != DOZE_OK) {
             doze_session_free(s);
             return cli_print_error("bench", &e);
@@ -180,17 +186,13 @@ static void json_rounds(const char *name, const doze_rounds *r, int last) {
                name, doze_rounds_max(r), last ? "" : ",");
 }
 
-/* decode speed under forced uniform masks at several budgets, against dense,
- * beside the Amdahl bound (embedding and classifier are not skippable);
- * FORCE_FFN / FORCE_HEADS: masks that skip only FFN blocks / only heads. The
- * budgets take their rounds in turn; speedup = per round, the budget's tok/s
- * / that round's dense. */
+/* decode speed under forced masks of one kind at its budgets, against
+ * dense, beside the Amdahl bound (embedding and classifier are not
+ * skippable). The budgets take their rounds in turn; speedup = per round,
+ * the budget's tok/s / that round's dense. */
 static int skip_table(doze_model *m, int steps, int rounds, int json, force_kind kind) {
     const doze_model_info *c = doze_model_get_info(m);
-    const double layer_budgets[4] = {1.0, 0.75, 0.5, 0.3}, ffn_budgets[4] = {1.0, 0.75, 0.6, 0.5},
-                 head_budgets[4] = {1.0, 0.95, 0.9, 0.85};
-    const double *budgets = kind == FORCE_FFN ? ffn_budgets : kind == FORCE_HEADS ? head_budgets : layer_budgets;
-    static const char *const kind_names[] = {"", "layers", "ffn", "heads"};
+    const double *budgets = skip_kinds[kind].budgets;
     forced_masks fm = {kind, malloc((size_t)c->n_layers), malloc((size_t)c->n_layers * (size_t)c->n_heads),
                        malloc((size_t)c->n_layers * (size_t)m->n_ffn_blocks + 1)};
     if (!fm.layer_on || !fm.head_on || !fm.ffn_on) {
@@ -209,12 +211,12 @@ static int skip_table(doze_model *m, int steps, int rounds, int json, force_kind
         }
     if (rc == 0 && !json)
         out_printf("%sbudget  compute  tok/s: median (min-max) of %d rounds    speedup              amdahl bound\n",
-                   kind == FORCE_FFN ? "FFN blocks only\n" : kind == FORCE_HEADS ? "heads only\n" : "", rounds);
+                   skip_kinds[kind].heading, rounds);
     for (int i = 0; i < 4 && rc == 0; i++) {
         doze_rounds_ratio(&speedup[i], &tps[i], &tps[0]);
         double bound = 1.0 / ((1.0 - layer_share) + layer_share * compute[i]);
         if (json) {
-            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"rounds\":%d,", kind_names[kind],
+            out_printf("{\"masks\":\"%s\",\"budget\":%.2f,\"compute\":%.4f,\"rounds\":%d,", skip_kinds[kind].name,
                        budgets[i], compute[i], rounds);
             json_rounds("tok_s", &tps[i], 0);
             json_rounds("speedup", &speedup[i], 0);
@@ -581,11 +583,13 @@ int cmd_bench(int argc, char **argv) {
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     int skip = cli_has(&a, "--skip-table");
     force_kind kind = FORCE_LAYERS;
-    if (skip && a.n_pos == 2 && strcmp(cli_pos(&a, 1), "ffn") == 0) kind = FORCE_FFN;
-    else if (skip && a.n_pos == 2 && strcmp(cli_pos(&a, 1), "heads") == 0) kind = FORCE_HEADS;
-    else if (skip && a.n_pos >= 2)
-        return cli_usage_error(&a, "--skip-table takes one model (and then 'ffn', 'heads' or nothing), not \"%s\"",
-                               cli_pos(&a, 1));
+    if (skip && a.n_pos >= 2) {
+        for (int k = FORCE_FFN; k <= FORCE_HEADS; k++)
+            if (strcmp(cli_pos(&a, 1), skip_kinds[k].name) == 0) kind = (force_kind)k;
+        if (a.n_pos > 2 || kind == FORCE_LAYERS) /* the default kind is not named */
+            return cli_usage_error(&a, "--skip-table takes one model (and then 'ffn', 'heads' or nothing), not \"%s\"",
+                                   cli_pos(&a, 1));
+    }
     const int speculative = cli_has(&a, "--speculative");
     if (!speculative && (cli_has(&a, "--draft-budget") || cli_has(&a, "--draft-k") || cli_has(&a, "--prompt")))
         return cli_usage_error(&a, "--draft-budget, --draft-k and --prompt go with --speculative");

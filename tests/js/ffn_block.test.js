@@ -10,6 +10,7 @@ import { loadModel, DozeError } from '../../js/src/index.js';
 import * as worker from '../../js/src/worker.js';
 import { readFileSync } from 'node:fs';
 import { run, scratch } from './helpers.js';
+import { calibText } from './skip_fixtures.js';
 
 const dir = scratch();
 
@@ -78,7 +79,7 @@ test('ffnBlock: the blocks have that size, and a coarse block skips what its fin
       m192.dispose();
     }
     // gate files are bound to the block size
-    await m32.calibrateGates({ text: 'Once upon a time there was a little cat. It liked to play in the sun. '.repeat(8) });
+    await m32.calibrateGates({ text: calibText() });
     const bytes = m32.saveGates();
     assert.throws(() => m64.loadGates(bytes), (e) => e instanceof DozeError && /ffn_block/.test(e.message));
   } finally {
