@@ -44,6 +44,11 @@
 #define POOL_SPINS 20000 /* a worker's busy-wait before it sleeps */
 #endif
 #define POOL_STACK_BYTES (512 << 10) /* a wasm worker's stack */
+/* Compiled code takes the stack pointer as 16-byte aligned (the wasm C ABI):
+ * knowing a frame's low bits are zero, it may address a local as frame | k
+ * rather than frame + k, so a misaligned stack makes locals alias each other.
+ * malloc gives 8. */
+#define POOL_STACK_ALIGN 16
 
 struct doze_pool {
     int n; /* threads, the caller included */
@@ -61,7 +66,8 @@ struct doze_pool {
     void *args;
     int n_items, align;
 #if POOL_WASM
-    uint8_t *stacks; /* (n - 1) stacks of POOL_STACK_BYTES */
+    uint8_t *stacks_mem; /* what malloc gave */
+    uint8_t *stacks;     /* (n - 1) stacks of POOL_STACK_BYTES, POOL_STACK_ALIGN-aligned */
 #else
     pthread_t *th;
     int n_th;        /* threads created */
@@ -223,11 +229,12 @@ doze_status pool_new(int n_threads, doze_pool **out, doze_error *err) {
     p->n = n_threads;
 #if POOL_WASM
     if (n_threads > 1) {
-        p->stacks = malloc((size_t)(n_threads - 1) * POOL_STACK_BYTES);
-        if (!p->stacks) {
+        p->stacks_mem = malloc((size_t)(n_threads - 1) * POOL_STACK_BYTES + POOL_STACK_ALIGN);
+        if (!p->stacks_mem) {
             free(p);
             return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "no memory for %d worker stacks", n_threads - 1);
         }
+        p->stacks = p->stacks_mem + (POOL_STACK_ALIGN - (uintptr_t)p->stacks_mem % POOL_STACK_ALIGN) % POOL_STACK_ALIGN;
     }
 #else
     pthread_mutex_init(&p->mu, NULL);
@@ -277,7 +284,7 @@ void pool_free(doze_pool *p) {
     __builtin_wasm_memory_atomic_notify((int *)&p->gen, (unsigned)(p->n > 1 ? p->n - 1 : 0));
 #endif
     while (atomic_load(&p->alive) != 0) cpu_relax(); /* the host's workers leave pool_work */
-    free(p->stacks);
+    free(p->stacks_mem);
 #else
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->cv);
