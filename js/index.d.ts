@@ -123,7 +123,8 @@ export type SimdChoice = 'auto' | 'relaxed' | 'strict';
 
 /** The type of layer 0's attn_q.weight (a mixed file such as Q4_K_M reports its q4_k). */
 export type WeightType =
-  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'iq4_nl' | 'q4_k' | 'q5_k' | 'q6_k'
+  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'iq4_nl' | 'iq4_xs'
+  | 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k'
   | (string & {});
 
 export interface ModelInfo {

@@ -61,15 +61,19 @@ typedef enum {
     DOZE_TYPE_Q5_0 = 6,
     DOZE_TYPE_Q5_1 = 7,
     DOZE_TYPE_Q8_0 = 8,
+    DOZE_TYPE_Q2_K = 10,
+    DOZE_TYPE_Q3_K = 11,
     DOZE_TYPE_Q4_K = 12,
     DOZE_TYPE_Q5_K = 13,
     DOZE_TYPE_Q6_K = 14,
     DOZE_TYPE_IQ4_NL = 20,
+    DOZE_TYPE_IQ4_XS = 23,
     DOZE_TYPE_BF16 = 30
 } doze_type;
 
-/* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_k",
- * "q5_k", "q6_k", "bf16", or NULL for an unsupported type. */
+/* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_k",
+ * "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "bf16", or NULL for an
+ * unsupported type. */
 const char *doze_type_name(int type);
 /* Parses a name doze_type_name gives; returns -1 when unknown. */
 int doze_type_from_name(const char *name);
@@ -257,7 +261,7 @@ doze_status doze_session_prefill(doze_session *s, const int32_t *tokens, int n, 
  * hidden_dim is not a multiple): n_blocks = ceil(hidden_dim / block). The
  * block size is a property of the model: 16 when ffn_gate, ffn_up and
  * ffn_down are all f32 or f16 and hidden_dim < 8 * 32 (small FFNs get finer
- * blocks), 256 when an ffn_down is a K-quant (q4_k, q5_k, q6_k: it splits
+ * blocks), 256 when an ffn_down is a K-quant (q2_k ... q6_k, iq4_xs: it splits
  * only at whole 256-value super-blocks), else 32 (a q8_0/q4_0 ffn_down
  * splits only at whole 32-element blocks), doubled up to 256 while one
  * block's ffn_gate rows are under 64 KB and 12 blocks remain (a running

@@ -12,8 +12,8 @@
 
 #include "cli_util.h"
 
-const char *const cli_weight_types[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1",   "q5_0",
-                                          "q5_1", "iq4_nl", "q4_k", "q5_k", "q6_k", "q4_k_m", NULL};
+const char *const cli_weight_types[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
+                                          "iq4_nl", "iq4_xs", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_k_m", NULL};
 
 typedef void (*print_fn)(const char *fmt, ...);
 

@@ -295,6 +295,87 @@ static void ref_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows
     ref_matvec_q6_K_any(1, y, w, xq, rows, cols);
 }
 
+/* Q2_K, Q3_K (x block j: groups 2j, 2j+1 of 16) and IQ4_XS (x block j:
+ * sub-block j), row-major:
+ *   Q2_K:   s += dx_j * (d * (float)(sc_a sum_a q x + sc_b sum_b q x)
+ *                        - dmin * (float)(m_a sum_a x + m_b sum_b x))
+ *   Q3_K:   s += (float)(s_a sum_a (q - 4) x + s_b sum_b (q - 4) x) * (d * dx_j)
+ *   IQ4_XS: s += (float)(ls_j * sum grid[q] x) * (d * dx_j) */
+static void ref_matvec_q2_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q2_K *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nsb = cols / DOZE_QK_K;
+    for (int r = 0; r < rows; r++) {
+        float s = 0.0f;
+        for (int i = 0; i < nsb; i++) {
+            const doze_block_q2_K *b = wb + (size_t)r * (size_t)nsb + i;
+            const float d = doze_f16_to_f32(b->d), dmin = doze_f16_to_f32(b->dmin);
+            for (int j = 0; j < 8; j++) {
+                const doze_block_q8_0 *x = xb + 8 * i + j;
+                int32_t a = 0, m = 0;
+                for (int g = 0; g < 2; g++) {
+                    int32_t isum = 0;
+                    for (int l = 0; l < 16; l++)
+                        isum += doze_k2_code(b->qs, 32 * j + 16 * g + l) * (int32_t)x->qs[16 * g + l];
+                    a += (int32_t)(b->scales[2 * j + g] & 0x0f) * isum;
+                    m += (int32_t)(b->scales[2 * j + g] >> 4) * q8_sum(x->qs + 16 * g, 16);
+                }
+                s += doze_f16_to_f32(x->d) * (d * (float)a - dmin * (float)m);
+            }
+        }
+        y[r] = s;
+    }
+}
+
+static void ref_matvec_q3_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q3_K *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nsb = cols / DOZE_QK_K;
+    for (int r = 0; r < rows; r++) {
+        float s = 0.0f;
+        for (int i = 0; i < nsb; i++) {
+            const doze_block_q3_K *b = wb + (size_t)r * (size_t)nsb + i;
+            const float d = doze_f16_to_f32(b->d);
+            for (int j = 0; j < 8; j++) {
+                const doze_block_q8_0 *x = xb + 8 * i + j;
+                int32_t a = 0;
+                for (int g = 0; g < 2; g++) {
+                    int32_t isum = 0;
+                    for (int l = 0; l < 16; l++) {
+                        const int v = 32 * j + 16 * g + l;
+                        const int q = doze_k2_code(b->qs, v) | (((b->hmask[v % 32] >> (v / 32)) & 1) << 2);
+                        isum += (q - 4) * (int32_t)x->qs[16 * g + l];
+                    }
+                    a += doze_q3_K_scale(b->scales, 2 * j + g) * isum;
+                }
+                s += (float)a * (d * doze_f16_to_f32(x->d));
+            }
+        }
+        y[r] = s;
+    }
+}
+
+static void ref_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_iq4_xs *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nsb = cols / DOZE_QK_K;
+    for (int r = 0; r < rows; r++) {
+        float s = 0.0f;
+        for (int i = 0; i < nsb; i++) {
+            const doze_block_iq4_xs *b = wb + (size_t)r * (size_t)nsb + i;
+            const float d = doze_f16_to_f32(b->d);
+            for (int j = 0; j < 8; j++) {
+                const doze_block_q8_0 *x = xb + 8 * i + j;
+                int32_t isum = 0;
+                for (int l = 0; l < 32; l++)
+                    isum += doze_iq4nl_values[doze_q32_code(b->qs + 16 * j, NULL, l)] * (int32_t)x->qs[l];
+                s += (float)(doze_iq4_xs_scale(b, j) * isum) * (d * doze_f16_to_f32(x->d));
+            }
+        }
+        y[r] = s;
+    }
+}
+
 /* y(rows) = W(rows, cols) @ x(cols), W in bf16 */
 static void ref_matvec_bf16(float *y, const void *w, const void *x, int rows, int cols) {
     const uint16_t *wh = w;
@@ -319,6 +400,9 @@ REF_PRODUCTS(q4_K, ref_matvec_q4_K, ref_matvec_q4_K_x4)
 REF_PRODUCTS(q5_K, ref_matvec_q5_K, ref_matvec_q5_K_x4)
 REF_PRODUCTS(q6_K, ref_matvec_q6_K, ref_matvec_q6_K_x4)
 REF_PRODUCTS_ROWS(bf16, ref_matvec_bf16)
+REF_PRODUCTS_ROWS(q2_K, ref_matvec_q2_K)
+REF_PRODUCTS_ROWS(q3_K, ref_matvec_q3_K)
+REF_PRODUCTS_ROWS(iq4_xs, ref_matvec_iq4_xs)
 
 /* ---- Q4_1, Q5_0, Q5_1, IQ4_NL ---------------------------------------------
  * x as q8_0 blocks, one per weight block. Per block b, the exact int32 dot

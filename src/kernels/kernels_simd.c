@@ -1166,6 +1166,171 @@ static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int row
     }
 }
 
+/* ---- Q2_K, Q3_K, IQ4_XS, row-major --------------------------------------
+ * x in element order (prep_x(q4 = 0)); per x block the exact int32 dots of
+ * its two 16-value groups (Q2_K, Q3_K) or its sub-block (IQ4_XS) as lanes
+ * of i32x4 (4 x blocks at a time), the integer scale products, then per lane
+ * kernels_ref.c's float operations for that block; lanes are summed at the
+ * end of the row. */
+
+/* prep_x(q4 = 0) plus k * the sums of each block's values 0..15 (xsa) and
+ * 16..31 (xsb) */
+static void prep_x16(const doze_block_q8_0 *xb, int n, int k, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb) {
+    int32_t corr[Q8_CHUNK];
+    prep_x(xb, n, xi, dxs, corr, 0);
+    for (int b = 0; b < n; b++) {
+        xsa[b] = k * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b], xi[4 * b + 1])));
+        xsb[b] = k * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b + 2], xi[4 * b + 3])));
+    }
+}
+
+/* i32x4 pair whose lane sums are the dots of 32 codes (u8, elements 0..15
+ * in c0, 16..31 in c1) with x block x: values 0..15 (*pa) and 16..31 (*pb) */
+static inline void dot_u8_halves(v128_t c0, v128_t c1, const v128_t *x, v128_t *pa, v128_t *pb) {
+    *pa = wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(c0), x[0]),
+                         wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(c0), x[1]));
+    *pb = wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(c1), x[2]),
+                         wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(c1), x[3]));
+}
+
+/* bit b of every byte of v moved to bit 2 (the rest cleared); 16-bit lane
+ * shifts, the mask keeps each byte's own bit */
+static inline v128_t bit_to_2(v128_t v, int b) {
+    const v128_t m = wasm_i8x16_splat(4);
+    return b >= 2 ? wasm_v128_and(wasm_u16x8_shr(v, (uint32_t)(b - 2)), m) : wasm_v128_and(wasm_i16x8_shl(v, (uint32_t)(2 - b)), m);
+}
+
+/* Q2_K (q3 0) and Q3_K (q3 1) */
+static inline __attribute__((always_inline)) void simd_matvec_k23(int q3, float *y, const void *w, const void *xq,
+                                                                 int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = q3 ? sizeof(doze_block_q3_K) : sizeof(doze_block_q2_K);
+    const v128_t m3 = wasm_i8x16_splat(3), m15 = wasm_i32x4_splat(15);
+    float dxs[Q8_CHUNK];
+    int32_t xsa[Q8_CHUNK], xsb[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) { /* Q8_CHUNK: whole super-blocks */
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_x16(xb + bc, n, q3 ? 4 : 1, xi, dxs, xsa, xsb);
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * (size_t)nsb * bb;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *blk = row + (size_t)i * bb;
+                const uint8_t *qs, *hmask = NULL;
+                int32_t sc3[16];
+                v128_t d, dm = wasm_f32x4_splat(0.0f);
+                if (q3) {
+                    const doze_block_q3_K *p = (const doze_block_q3_K *)blk;
+                    qs = p->qs, hmask = p->hmask;
+                    for (int g = 0; g < 16; g++) sc3[g] = doze_q3_K_scale(p->scales, g);
+                    d = wasm_f32x4_splat(doze_f16_to_f32(p->d));
+                } else {
+                    const doze_block_q2_K *p = (const doze_block_q2_K *)blk;
+                    qs = p->qs;
+                    /* d and dmin widened together, exactly */
+                    const v128_t dd = f16x4_to_f32x4(wasm_i32x4_make((int32_t)p->d, (int32_t)p->dmin, 0, 0));
+                    d = wasm_i32x4_shuffle(dd, dd, 0, 0, 0, 0);
+                    dm = wasm_i32x4_shuffle(dd, dd, 1, 1, 1, 1);
+                }
+                const int bl0 = (i - i0) * 8;
+                for (int half = 0; half < 2; half++) {
+                    const v128_t Q0 = wasm_v128_load(qs + 32 * half), Q1 = wasm_v128_load(qs + 32 * half + 16);
+                    const int bl = bl0 + 4 * half;
+                    v128_t Pa[4], Pb[4];
+                    for (int t = 0; t < 4; t++) {
+                        v128_t c0 = wasm_v128_and(wasm_u16x8_shr(Q0, (uint32_t)(2 * t)), m3);
+                        v128_t c1 = wasm_v128_and(wasm_u16x8_shr(Q1, (uint32_t)(2 * t)), m3);
+                        if (q3) { /* the third bit: bit 4 * half + t of hmask[l] */
+                            c0 = wasm_v128_or(c0, bit_to_2(wasm_v128_load(hmask), 4 * half + t));
+                            c1 = wasm_v128_or(c1, bit_to_2(wasm_v128_load(hmask + 16), 4 * half + t));
+                        }
+                        dot_u8_halves(c0, c1, xi + 4 * (bl + t), &Pa[t], &Pb[t]);
+                    }
+                    const v128_t sa = hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]);
+                    const v128_t sb = hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]);
+                    if (q3) {
+                        const int32_t *g = sc3 + 8 * half; /* groups a = 2t, b = 2t + 1 */
+                        const v128_t A = wasm_i32x4_add(
+                            wasm_i32x4_mul(wasm_i32x4_sub(sa, wasm_v128_load(xsa + bl)), wasm_i32x4_make(g[0], g[2], g[4], g[6])),
+                            wasm_i32x4_mul(wasm_i32x4_sub(sb, wasm_v128_load(xsb + bl)), wasm_i32x4_make(g[1], g[3], g[5], g[7])));
+                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
+                                                                 wasm_f32x4_mul(d, wasm_v128_load(dxs + bl))));
+                    } else {
+                        const doze_block_q2_K *p = (const doze_block_q2_K *)blk;
+                        const v128_t s16 = wasm_u16x8_extend_low_u8x16(wasm_v128_load64_zero(p->scales + 8 * half));
+                        const v128_t se = wasm_u32x4_extend_low_u16x8(wasm_i16x8_shuffle(s16, s16, 0, 2, 4, 6, 0, 2, 4, 6));
+                        const v128_t so = wasm_u32x4_extend_low_u16x8(wasm_i16x8_shuffle(s16, s16, 1, 3, 5, 7, 1, 3, 5, 7));
+                        const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, wasm_v128_and(se, m15)),
+                                                        wasm_i32x4_mul(sb, wasm_v128_and(so, m15)));
+                        const v128_t M = wasm_i32x4_add(wasm_i32x4_mul(wasm_v128_load(xsa + bl), wasm_u32x4_shr(se, 4)),
+                                                        wasm_i32x4_mul(wasm_v128_load(xsb + bl), wasm_u32x4_shr(so, 4)));
+                        const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
+                                                        wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(M)));
+                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(dxs + bl), f));
+                    }
+                }
+            }
+            const float s = hsum_f32x4(acc);
+            y[r] = bc == 0 ? s : y[r] + s;
+        }
+    }
+}
+
+static void simd_matvec_q2_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_k23(0, y, w, xq, rows, cols);
+}
+static void simd_matvec_q3_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    simd_matvec_k23(1, y, w, xq, rows, cols);
+}
+
+/* IQ4_XS: grid values by a table swizzle of the nibbles (IQ4_NL's dot) */
+static void simd_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_iq4_xs *wb = w;
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const v128_t grid = wasm_v128_load(doze_iq4nl_values), m4 = wasm_i8x16_splat(0x0f);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_x(xb + bc, n, xi, dxs, corr, 0);
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int r = 0; r < rows; r++) {
+            const doze_block_iq4_xs *row = wb + (size_t)r * (size_t)nsb;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+            for (int i = i0; i < i1; i++) {
+                const doze_block_iq4_xs *p = row + i;
+                const v128_t d = wasm_f32x4_splat(doze_f16_to_f32(p->d));
+                v128_t P[8];
+                for (int j = 0; j < 8; j++) {
+                    const v128_t v = wasm_v128_load(p->qs + 16 * j);
+                    const v128_t lo = wasm_i8x16_swizzle(grid, wasm_v128_and(v, m4));
+                    const v128_t hi = wasm_i8x16_swizzle(grid, wasm_u8x16_shr(v, 4));
+                    const v128_t *x = xi + 4 * ((i - i0) * 8 + j);
+                    P[j] = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(lo), x[0]),
+                                                         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(lo), x[1])),
+                                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(hi), x[2]),
+                                                         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(hi), x[3])));
+                }
+                for (int h = 0; h < 2; h++) {
+                    const int bl = (i - i0) * 8 + 4 * h;
+                    const v128_t ls = wasm_i32x4_make(doze_iq4_xs_scale(p, 4 * h), doze_iq4_xs_scale(p, 4 * h + 1),
+                                                      doze_iq4_xs_scale(p, 4 * h + 2), doze_iq4_xs_scale(p, 4 * h + 3));
+                    const v128_t A = wasm_i32x4_mul(hsum4_i32x4(P[4 * h], P[4 * h + 1], P[4 * h + 2], P[4 * h + 3]), ls);
+                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
+                                                             wasm_f32x4_mul(d, wasm_v128_load(dxs + bl))));
+                }
+            }
+            const float s = hsum_f32x4(acc);
+            y[r] = bc == 0 ? s : y[r] + s;
+        }
+    }
+}
+
 /* BF16, row-major: the halves widened by a shift (exact), 4 accumulators
  * over 16 columns, scalar tail */
 static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, int cols) {
@@ -1216,6 +1381,9 @@ SIMD_PRODUCTS_X4(q4_K, simd_matvec_q4_K, simd_matvec_q4_K_x4, (size_t)(cols / DO
 SIMD_PRODUCTS_X4(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
 SIMD_PRODUCTS_X4(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
+SIMD_PRODUCTS_ROWS(q2_K, simd_matvec_q2_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q2_K))
+SIMD_PRODUCTS_ROWS(q3_K, simd_matvec_q3_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q3_K))
+SIMD_PRODUCTS_ROWS(iq4_xs, simd_matvec_iq4_xs, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_iq4_xs))
 
 /* ---- Q4_1, Q5_0, Q5_1, IQ4_NL ----------------------------------------------
  * x as q8_0 blocks, one per weight block (kernels_ref.c has the order of the

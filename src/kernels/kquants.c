@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "quants32.h"
 #include "types.h"
 
 /* round half to even to int, clamped to [lo, hi]; NaN gives lo (a hostile
@@ -79,14 +80,52 @@ void doze_q6_K_dequantize_row(const void *src, float *dst, int64_t n) {
     }
 }
 
+void doze_q2_K_dequantize_row(const void *src, float *dst, int64_t n) {
+    const doze_block_q2_K *b = src;
+    for (int64_t i = 0; i < n / DOZE_QK_K; i++, b++, dst += DOZE_QK_K) {
+        const float d = doze_f16_to_f32(b->d), dmin = doze_f16_to_f32(b->dmin);
+        for (int g = 0; g < 16; g++) {
+            const float dl = d * (float)(b->scales[g] & 0x0f), ml = dmin * (float)(b->scales[g] >> 4);
+            for (int l = 0; l < 16; l++) dst[16 * g + l] = dl * (float)doze_k2_code(b->qs, 16 * g + l) - ml;
+        }
+    }
+}
+
+void doze_q3_K_dequantize_row(const void *src, float *dst, int64_t n) {
+    const doze_block_q3_K *b = src;
+    for (int64_t i = 0; i < n / DOZE_QK_K; i++, b++, dst += DOZE_QK_K) {
+        const float d = doze_f16_to_f32(b->d);
+        for (int g = 0; g < 16; g++) {
+            const float dl = d * (float)doze_q3_K_scale(b->scales, g);
+            for (int l = 0; l < 16; l++) {
+                const int v = 16 * g + l;
+                const int q = doze_k2_code(b->qs, v) | (((b->hmask[v % 32] >> (v / 32)) & 1) << 2);
+                dst[v] = dl * (float)(q - 4);
+            }
+        }
+    }
+}
+
+void doze_iq4_xs_dequantize_row(const void *src, float *dst, int64_t n) {
+    const doze_block_iq4_xs *b = src;
+    for (int64_t i = 0; i < n / DOZE_QK_K; i++, b++) {
+        const float d = doze_f16_to_f32(b->d);
+        for (int j = 0; j < 8; j++, dst += 32) {
+            const float dl = d * (float)doze_iq4_xs_scale(b, j);
+            for (int l = 0; l < 32; l++) dst[l] = dl * (float)doze_iq4nl_values[doze_q32_code(b->qs + 16 * j, NULL, l)];
+        }
+    }
+}
+
 /* ---- quantize: Q4_K, Q5_K --------------------------------------------------- */
 
 /* Codes L(n) in 0..nmax for x(n) as scale * L - the_min (min <= 0 folded
- * in), minimizing the weighted squared error over a sweep of nstep + 1
- * candidate scales around nmax / (max - min), each refit by weighted least
- * squares (scale and min together). Returns the scale; *the_min = -min. */
+ * in), minimizing the weighted squared error (mad: absolute error) over a
+ * sweep of nstep + 1 candidate scales around nmax / (max - min), each refit
+ * by weighted least squares (scale and min together). Returns the scale;
+ * *the_min = -min. */
 static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
-                           float rmin, float rdelta, int nstep) {
+                           float rmin, float rdelta, int nstep, int mad) {
     float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
     for (int i = 1; i < n; i++) {
         if (x[i] < min) min = x[i];
@@ -104,7 +143,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
     for (int i = 0; i < n; i++) {
         L[i] = (uint8_t)round_clamp(iscale * (x[i] - min), 0, nmax);
         const float diff = scale * (float)L[i] + min - x[i];
-        best += w[i] * diff * diff;
+        best += w[i] * (mad ? fabsf(diff) : diff * diff);
     }
     uint8_t La[32];
     for (int is = 0; is <= nstep; is++) {
@@ -128,7 +167,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
         float err = 0;
         for (int i = 0; i < n; i++) {
             const float diff = s * (float)La[i] + mn - x[i];
-            err += w[i] * diff * diff;
+            err += w[i] * (mad ? fabsf(diff) : diff * diff);
         }
         if (err < best) {
             memcpy(L, La, (size_t)n);
@@ -180,7 +219,7 @@ static void kq_codes(const float *x, int nmax, float rmin, int nstep, uint8_t *L
         for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xs[l]);
-        sc[j] = fit_scale_min(32, nmax, xs, w, L + 32 * j, &mn[j], rmin, 0.1f, nstep);
+        sc[j] = fit_scale_min(32, nmax, xs, w, L + 32 * j, &mn[j], rmin, 0.1f, nstep, 0);
     }
     pack_scales_mins(sc, mn, scales, d, dmin);
     for (int j = 0; j < 8; j++) {
@@ -299,6 +338,202 @@ void doze_q6_K_quantize_row(const float *src, void *dst, int64_t n) {
                 ql[l + 32] = (uint8_t)((q2 & 0x0f) | ((q4 & 0x0f) << 4));
                 qh[l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
             }
+        }
+    }
+}
+
+/* ---- quantize: Q2_K, Q3_K ------------------------------------------------- */
+
+/* the 2-bit codes L(256) (0..3) into a Q2_K/Q3_K qs field */
+static void pack_k2_codes(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *Lh = L + 128 * h + l;
+            qs[32 * h + l] = (uint8_t)((Lh[0] & 3) | (Lh[32] & 3) << 2 | (Lh[64] & 3) << 4 | (Lh[96] & 3) << 6);
+        }
+}
+
+void doze_q2_K_quantize_row(const float *src, void *dst, int64_t n) {
+    doze_block_q2_K *b = dst;
+    uint8_t L[DOZE_QK_K];
+    float sc[16], mn[16], w[16];
+    for (int64_t i = 0; i < n / DOZE_QK_K; i++, b++, src += DOZE_QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int g = 0; g < 16; g++) { /* per group: weights |x|, absolute error */
+            for (int l = 0; l < 16; l++) w[l] = fabsf(src[16 * g + l]);
+            sc[g] = fit_scale_min(16, 3, src + 16 * g, w, L + 16 * g, &mn[g], -0.5f, 0.1f, 15, 1);
+            if (sc[g] > max_scale) max_scale = sc[g];
+            if (mn[g] > max_min) max_min = mn[g];
+        }
+        /* 4-bit scales and mins relative to the largest (the == 0 and NaN
+         * cases give zeros) */
+        const float is = max_scale > 0 ? 15.f / max_scale : 0.f, im = max_min > 0 ? 15.f / max_min : 0.f;
+        for (int g = 0; g < 16; g++)
+            b->scales[g] = (uint8_t)(round_clamp(is * sc[g], 0, 15) | round_clamp(im * mn[g], 0, 15) << 4);
+        b->d = doze_f32_to_f16(max_scale > 0 ? max_scale / 15.f : 0.f);
+        b->dmin = doze_f32_to_f16(max_min > 0 ? max_min / 15.f : 0.f);
+        /* every value re-coded against the stored scales */
+        for (int g = 0; g < 16; g++) {
+            const float d = doze_f16_to_f32(b->d) * (float)(b->scales[g] & 0x0f);
+            if (d == 0.0f) continue;
+            const float dm = doze_f16_to_f32(b->dmin) * (float)(b->scales[g] >> 4);
+            for (int l = 0; l < 16; l++) L[16 * g + l] = (uint8_t)round_clamp((src[16 * g + l] + dm) / d, 0, 3);
+        }
+        pack_k2_codes(L, b->qs);
+    }
+}
+
+/* Signed codes L(n) in -nmax..nmax-1 for x(n) = scale * L: start from the
+ * scale that maps the largest magnitude to -nmax, then move single codes
+ * while that improves the x^2-weighted least-squares fit (up to 5 passes).
+ * Returns the fitted scale; L is stored + nmax. */
+static float fit_scale_signed_moves(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (!(amax >= GROUP_EPS)) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    const float iscale = -(float)nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (int8_t)round_clamp(iscale * x[i], -nmax, nmax - 1);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)L[i];
+        suml2 += w * (float)L[i] * (float)L[i];
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)L[i];
+            if (!(slx > 0)) continue;
+            float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+            const int l = round_clamp(x[i] * sl2 / slx, -nmax, nmax - 1);
+            if (l == L[i]) continue;
+            slx += w * x[i] * (float)l;
+            sl2 += w * (float)l * (float)l;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = (int8_t)l;
+                sumlx = slx;
+                suml2 = sl2;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0 ? sumlx / suml2 : 0.0f;
+}
+
+void doze_q3_K_quantize_row(const float *src, void *dst, int64_t n) {
+    doze_block_q3_K *b = dst;
+    int8_t L[DOZE_QK_K];
+    uint8_t U[DOZE_QK_K];
+    float sc[16];
+    for (int64_t i = 0; i < n / DOZE_QK_K; i++, b++, src += DOZE_QK_K) {
+        float max_scale = 0, amax = 0;
+        for (int g = 0; g < 16; g++) {
+            sc[g] = fit_scale_signed_moves(16, 4, src + 16 * g, L + 16 * g);
+            if (fabsf(sc[g]) > amax) {
+                amax = fabsf(sc[g]);
+                max_scale = sc[g];
+            }
+        }
+        memset(b, 0, sizeof *b);
+        if (max_scale != 0.0f && max_scale == max_scale) {
+            const float iscale = -32.f / max_scale;
+            for (int g = 0; g < 16; g++) {
+                const int l = round_clamp(iscale * sc[g], -32, 31) + 32;
+                b->scales[g % 8] |= (uint8_t)((l & 0x0f) << (g < 8 ? 0 : 4));
+                b->scales[8 + g % 4] |= (uint8_t)((l >> 4) << (2 * (g / 4)));
+            }
+            b->d = doze_f32_to_f16(1 / iscale);
+        }
+        for (int g = 0; g < 16; g++) { /* re-coded against the stored scales */
+            const float d = doze_f16_to_f32(b->d) * (float)doze_q3_K_scale(b->scales, g);
+            if (d == 0.0f) continue;
+            for (int l = 0; l < 16; l++) L[16 * g + l] = (int8_t)(round_clamp(src[16 * g + l] / d, -4, 3) + 4);
+        }
+        for (int v = 0; v < DOZE_QK_K; v++) {
+            if (L[v] > 3) b->hmask[v % 32] |= (uint8_t)(1u << (v / 32));
+            U[v] = (uint8_t)(L[v] & 3);
+        }
+        pack_k2_codes(U, b->qs);
+    }
+}
+
+/* ---- quantize: IQ4_XS ------------------------------------------------------ */
+
+/* the grid index nearest v (ties to the larger) */
+static int iq4_nearest(float v) {
+    if (!(v > doze_iq4nl_values[0])) return 0;
+    if (v >= doze_iq4nl_values[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (v < doze_iq4nl_values[mid]) hi = mid;
+        else lo = mid;
+    }
+    return v - doze_iq4nl_values[lo] < doze_iq4nl_values[hi] - v ? lo : hi;
+}
+
+/* Per 32-value sub-block the x^2-weighted least-squares scale over 16
+ * candidate grid scalings; the scales then as 6-bit multiples of the
+ * super-block's d (the largest maps to -32), and every value re-coded
+ * against its stored scale. */
+void doze_iq4_xs_quantize_row(const float *src, void *dst, int64_t n) {
+    doze_block_iq4_xs *b = dst;
+    float sc[8];
+    uint8_t L[32];
+    for (int64_t i = 0; i < n / DOZE_QK_K; i++, b++, src += DOZE_QK_K) {
+        float max_scale = 0, amax_scale = 0;
+        for (int j = 0; j < 8; j++) {
+            const float *x = src + 32 * j;
+            float amax = 0, max = 0;
+            for (int l = 0; l < 32; l++)
+                if (fabsf(x[l]) > amax) {
+                    amax = fabsf(x[l]);
+                    max = x[l];
+                }
+            sc[j] = 0;
+            if (!(amax >= GROUP_EPS)) continue;
+            float best = -1, d = 0;
+            for (int t = -8; t <= 7; t++) { /* first 1 / id = max / -grid[0], then (grid[0] + t) / max */
+                const float id = t == -8 ? -(float)doze_iq4nl_values[0] / max
+                                         : ((float)t + (float)doze_iq4nl_values[0]) / max;
+                float sqx = 0, sq2 = 0;
+                for (int l = 0; l < 32; l++) {
+                    const float q = doze_iq4nl_values[iq4_nearest(id * x[l])], w = x[l] * x[l];
+                    sqx += w * q * x[l];
+                    sq2 += w * q * q;
+                }
+                if (sq2 > 0 && (best < 0 || sqx * sqx > best * sq2)) {
+                    d = sqx / sq2;
+                    best = d * sqx;
+                }
+            }
+            sc[j] = d;
+            if (fabsf(d) > amax_scale) {
+                amax_scale = fabsf(d);
+                max_scale = d;
+            }
+        }
+        memset(b, 0, sizeof *b);
+        const float d = -max_scale / 32;
+        b->d = doze_f32_to_f16(d);
+        const float id = d != 0.0f ? 1 / d : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            const int l = round_clamp(id * sc[j], -32, 31);
+            const float dl = d * (float)l, idl = dl != 0.0f ? 1 / dl : 0.0f;
+            for (int k = 0; k < 32; k++) L[k] = (uint8_t)iq4_nearest(idl * src[32 * j + k]);
+            for (int k = 0; k < 16; k++) b->qs[16 * j + k] = (uint8_t)(L[k] | L[16 + k] << 4);
+            b->scales_l[j / 2] |= (uint8_t)(((l + 32) & 0x0f) << (4 * (j % 2)));
+            b->scales_h |= (uint16_t)(((l + 32) >> 4) << (2 * j));
         }
     }
 }

@@ -84,6 +84,8 @@ extern const doze_products doze_simd_q4_K, doze_simd_q5_K, doze_simd_q6_K, doze_
 extern const doze_products doze_ref_q4_K, doze_ref_q5_K, doze_ref_q6_K, doze_ref_bf16;
 extern const doze_products doze_simd_q4_1, doze_simd_q5_0, doze_simd_q5_1, doze_simd_iq4_nl;
 extern const doze_products doze_ref_q4_1, doze_ref_q5_0, doze_ref_q5_1, doze_ref_iq4_nl;
+extern const doze_products doze_simd_q2_K, doze_simd_q3_K, doze_simd_iq4_xs;
+extern const doze_products doze_ref_q2_K, doze_ref_q3_K, doze_ref_iq4_xs;
 /* kernels_relaxed.c: q8_0, q4_0, q5_0 and the K-quants on the relaxed-SIMD int8 dot, the same
  * bits as the strict SIMD rows. doze-relaxed.wasm (DOZE_RELAXED_SIMD) puts
  * them in the table's SIMD column; every other build only tests them. */

@@ -53,6 +53,7 @@ int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uin
     int fb = type == DOZE_TYPE_Q4_K ? DOZE_TYPE_Q5_0
              : type == DOZE_TYPE_Q5_K ? DOZE_TYPE_Q5_1
              : type == DOZE_TYPE_Q6_K ? DOZE_TYPE_Q8_0
+             : type == DOZE_TYPE_Q2_K || type == DOZE_TYPE_Q3_K || type == DOZE_TYPE_IQ4_XS ? DOZE_TYPE_IQ4_NL
                                       : -1;
     if (fb < 0) return DOZE_TYPE_F32;
     return ne[0] % DOZE_QK8_0 == 0 ? fb : DOZE_TYPE_F16;

@@ -53,7 +53,7 @@ doze_status convert_llama2c(const uint8_t *ckpt, size_t ckpt_n, const uint8_t *t
  * (convert_tensor_type). */
 #define DOZE_CONVERT_Q4_K_M 1000
 
-/* "f32" ... "q6_k", "bf16" (doze_type_from_name), or "q4_k_m"; -1 if unknown. */
+/* "f32" ... "q6_k", "iq4_xs", "bf16" (doze_type_from_name), or "q4_k_m"; -1 if unknown. */
 int convert_type_from_name(const char *name);
 
 /* The type tensor `name` (n_dims, ne as in GGUF) is stored in when a model
@@ -63,7 +63,8 @@ int convert_type_from_name(const char *name);
  * tied), for attn_v and ffn_down in the layers use_more_bits picks (the
  * first and last eighth, and every third between); q4_k for every other
  * matrix. A matrix whose rows are not whole blocks of its type falls back
- * as llama.cpp's does: q4_k to q5_0, q5_k to q5_1, q6_k to q8_0, f16 when
+ * as llama.cpp's does: q4_k to q5_0, q5_k to q5_1, q6_k to q8_0, q2_k,
+ * q3_k and iq4_xs to iq4_nl, f16 when
  * the rows are not whole 32-value blocks either (so a model of dim 576 gets
  * llama.cpp's mix); other types to f32. Vectors stay f32. */
 int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uint64_t *ne, int n_layers,

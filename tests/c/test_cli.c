@@ -230,8 +230,8 @@ int main(void) {
     expect_usage(cmd, "ppl", "missing TEXTFILE");
     snprintf(cmd, sizeof cmd, "ppl %s %s --budget 1.5", model, text);
     expect_usage(cmd, "ppl", "--budget must be in (0, 1]");
-    snprintf(cmd, sizeof cmd, "init --type q3_k -o %s/x.gguf", dir);
-    expect_usage(cmd, "init", "--type takes one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q4_k, q5_k, q6_k, q4_k_m, not \"q3_k\"");
+    snprintf(cmd, sizeof cmd, "init --type q3_k_m -o %s/x.gguf", dir);
+    expect_usage(cmd, "init", "--type takes one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q2_k, q3_k, q4_k, q5_k, q6_k, q4_k_m, not \"q3_k_m\"");
     snprintf(cmd, sizeof cmd, "init --dim 32 %s/x.gguf", dir);
     expect_usage(cmd, "init", "takes no arguments");
     snprintf(cmd, sizeof cmd, "init --dim 32");

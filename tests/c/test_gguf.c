@@ -586,9 +586,15 @@ static void test_hostile(void) {
     bb_finish(&x, 32);
     parse_expect("tensor type 99", &x, DOZE_ERR_UNSUPPORTED_TYPE);
     bb_head(&x, 3, 1, 0);
-    bb_tensor(&x, "t", 1, ne8, 10 /* ggml's q2_K */, 0); /* not in the type table */
+    bb_tensor(&x, "t", 1, ne8, 16 /* ggml's iq2_xxs */, 0); /* not in the type table */
     bb_finish(&x, 32);
-    parse_expect("tensor type q2_K", &x, DOZE_ERR_UNSUPPORTED_TYPE);
+    parse_expect("tensor type iq2_xxs", &x, DOZE_ERR_UNSUPPORTED_TYPE);
+    {
+        gguf_header h;
+        doze_error err = {0, ""};
+        CHECK(gguf_parse_header(x.b, x.n, &h, &err) == DOZE_ERR_UNSUPPORTED_TYPE &&
+              strstr(err.message, "type 16 (iq2_xxs)") != NULL); /* named as llama.cpp names it */
+    }
     bb_head(&x, 3, 1, 0);
     bb_tensor(&x, "t", 1, ne8, DOZE_TYPE_Q8_0, 0);
     bb_finish(&x, 32);

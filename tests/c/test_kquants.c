@@ -1,5 +1,5 @@
-/* The K-quants (Q4_K, Q5_K, Q6_K), BF16 and the 32-value fallback types
- * (Q4_1, Q5_0, Q5_1, IQ4_NL): dequantization of hand-built
+/* The K-quants (Q2_K ... Q6_K), IQ4_XS, BF16 and the 32-value fallback
+ * types (Q4_1, Q5_0, Q5_1, IQ4_NL): dequantization of hand-built
  * blocks against hand-computed values, quantization error on gaussian rows
  * against ggml's own quantizer (llama.cpp's libggml-base.so from
  * node-llama-cpp, when installed: same RMS error or better), the SIMD
@@ -104,6 +104,52 @@ static void test_dequantize_by_hand(void) {
     doze_iq4_nl_dequantize_row(&cnl, y, 32);
     CHECK(y[0] == 63.5f && y[15] == -56.5f && y[16] == -56.5f && y[23] == -0.5f && y[24] == 5.0f);
 
+    /* Q2_K: scale nibble g % 4 + 1, min nibble g % 3; qs[k] = k, so value
+     * v has code (qs[32 * (v / 128) + v % 32] >> 2t) & 3, t = (v % 128) / 32 */
+    doze_block_q2_K b2;
+    memset(&b2, 0, sizeof b2);
+    b2.d = 0x4000;    /* 2 */
+    b2.dmin = 0x3800; /* 0.5 */
+    for (int g = 0; g < 16; g++) b2.scales[g] = (uint8_t)((g % 4 + 1) | (g % 3) << 4);
+    for (int k = 0; k < 64; k++) b2.qs[k] = (uint8_t)k;
+    doze_q2_K_dequantize_row(&b2, y, 256);
+    CHECK(y[0] == 0.0f);     /* group 0 (scale 1, min 0), qs[0] = 0 */
+    CHECK(y[7] == 6.0f);     /* qs[7] & 3 = 3: 2 * 1 * 3 */
+    CHECK(y[37] == 5.0f);    /* group 2 (scale 3, min 2), (qs[5] >> 2) & 3 = 1: 2 * 3 * 1 - 0.5 * 2 */
+    CHECK(y[150] == 8.0f);   /* group 9 (scale 2, min 0), qs[54] & 3 = 2: 2 * 2 * 2 */
+    /* Q3_K: every scale 6-bit 33 + g (signed 1 + g), hmask bit set for
+     * v / 32 even; qs as Q2_K's */
+    doze_block_q3_K b3;
+    memset(&b3, 0, sizeof b3);
+    b3.d = 0x3800; /* 0.5 */
+    for (int g = 0; g < 16; g++) {
+        const int l = 33 + g;
+        b3.scales[g % 8] |= (uint8_t)((l & 15) << (g < 8 ? 0 : 4));
+        b3.scales[8 + g % 4] |= (uint8_t)((l >> 4) << (2 * (g / 4)));
+    }
+    for (int k = 0; k < 32; k++) b3.hmask[k] = 0x55;
+    for (int k = 0; k < 64; k++) b3.qs[k] = (uint8_t)k;
+    doze_q3_K_dequantize_row(&b3, y, 256);
+    CHECK(y[0] == 0.0f);     /* scale 1, code 0 | 4: 0.5 * 1 * 0 */
+    CHECK(y[3] == 1.5f);     /* code 3 | 4 = 7: 0.5 * 1 * 3 */
+    CHECK(y[33] == -6.0f);   /* group 2 (scale 3), v / 32 = 1 odd: code (qs[1] >> 2) & 3 = 0: 0.5 * 3 * -4 */
+    CHECK(y[255] == -32.0f); /* group 15 (scale 16), v / 32 = 7: (qs[63] >> 6) & 3 = 0: 0.5 * 16 * -4 */
+    /* IQ4_XS: scales 32 + j - 4 (j - 4 signed), qs as the IQ4_NL block's */
+    doze_block_iq4_xs bx;
+    memset(&bx, 0, sizeof bx);
+    bx.d = 0x3800; /* 0.5 */
+    for (int j = 0; j < 8; j++) {
+        const int l = 28 + j;
+        bx.scales_l[j / 2] |= (uint8_t)((l & 15) << (4 * (j % 2)));
+        bx.scales_h |= (uint16_t)((l >> 4) << (2 * j));
+    }
+    for (int j = 0; j < 8; j++) memcpy(bx.qs + 16 * j, qs32, 16);
+    doze_iq4_xs_dequantize_row(&bx, y, 256);
+    CHECK(y[0] == 254.0f);   /* sub-block 0, scale -4, grid[0] = -127: 0.5 * -4 * -127 */
+    CHECK(y[48] == -169.5f); /* sub-block 1 (scale -3), element 16: nibble 15 (113) */
+    CHECK(y[128] == 0.0f);   /* sub-block 4: scale 0 */
+    CHECK(y[255] == -190.5f); /* sub-block 7 (scale 3), element 31: nibble 0 (-127) */
+
     const uint16_t bf[4] = {0x3f80, 0xc000, 0x0001, 0x7f80};
     doze_bf16_dequantize_row(bf, y, 4);
     CHECK(y[0] == 1.0f && y[1] == -2.0f && y[2] == 0x1p-133f && isinf(y[3]));
@@ -118,7 +164,9 @@ static void test_dequantize_by_hand(void) {
     CHECK(doze_type_row_bytes(DOZE_TYPE_BF16, 3) == 6);
     CHECK(doze_type_from_name("q4_k") == DOZE_TYPE_Q4_K && doze_type_from_name("bf16") == DOZE_TYPE_BF16);
     CHECK(convert_type_from_name("Q6_K") == DOZE_TYPE_Q6_K && convert_type_from_name("q4_k_m") == DOZE_CONVERT_Q4_K_M);
-    printf("dequantize: hand-built q4_k, q5_k, q6_k, bf16, q4_1, q5_0, q5_1, iq4_nl blocks give the hand-computed values\n");
+    CHECK(doze_type_row_bytes(DOZE_TYPE_Q2_K, 512) == 168 && doze_type_row_bytes(DOZE_TYPE_Q3_K, 256) == 110 &&
+          doze_type_row_bytes(DOZE_TYPE_IQ4_XS, 768) == 408);
+    printf("dequantize: hand-built q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs, bf16, q4_1, q5_0, q5_1, iq4_nl blocks give the hand-computed values\n");
 }
 
 /* ---- quantization error against ggml's --------------------------------------- */
@@ -154,7 +202,8 @@ static void test_quantize_error(void) {
     void *mine = malloc((size_t)n * 2), *theirs = malloc((size_t)n * 2);
     /* RMS error relative to the RMS of these gaussian rows, measured, with
      * 2% of slack: the K-quants and BF16 give ggml's bytes (0.071931,
-     * 0.036084, 0.017689, 0.001661); Q4_1, Q5_0, Q5_1, IQ4_NL search more
+     * 0.036084, 0.017689, 0.001661; Q2_K, Q3_K, IQ4_XS 0.298505, 0.150916,
+     * 0.076715); Q4_1, Q5_0, Q5_1, IQ4_NL search more
      * scales than ggml (0.070316, 0.040471, 0.033838, 0.074565; ggml's
      * rules give 0.079315, 0.042615, 0.038047, 0.076039) */
     static const struct {
@@ -162,7 +211,8 @@ static void test_quantize_error(void) {
         double bound;
     } cases[] = {{DOZE_TYPE_Q4_K, 0.0734}, {DOZE_TYPE_Q5_K, 0.0368}, {DOZE_TYPE_Q6_K, 0.0181},
                  {DOZE_TYPE_BF16, 0.0017},  {DOZE_TYPE_Q4_1, 0.0718},  {DOZE_TYPE_Q5_0, 0.0413},
-                 {DOZE_TYPE_Q5_1, 0.0346},  {DOZE_TYPE_IQ4_NL, 0.0761}};
+                 {DOZE_TYPE_Q5_1, 0.0346},  {DOZE_TYPE_IQ4_NL, 0.0761}, {DOZE_TYPE_Q2_K, 0.3045},
+                 {DOZE_TYPE_Q3_K, 0.1540},  {DOZE_TYPE_IQ4_XS, 0.0783}};
     for (int dist = 0; dist < 2; dist++) {
         for (int i = 0; i < n; i++) x[i] = dist ? (uniform() * 2 - 1) * 3 : gaussian();
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -205,7 +255,8 @@ static void test_quantize_error(void) {
 /* ---- products ------------------------------------------------------------------ */
 
 static const int kq_types[] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, DOZE_TYPE_BF16,
-                               DOZE_TYPE_Q4_1, DOZE_TYPE_Q5_0, DOZE_TYPE_Q5_1, DOZE_TYPE_IQ4_NL};
+                               DOZE_TYPE_Q4_1, DOZE_TYPE_Q5_0, DOZE_TYPE_Q5_1, DOZE_TYPE_IQ4_NL,
+                               DOZE_TYPE_Q2_K, DOZE_TYPE_Q3_K, DOZE_TYPE_IQ4_XS};
 #define N_KQ_TYPES (int)(sizeof kq_types / sizeof kq_types[0])
 
 static void test_products(void) {
@@ -366,7 +417,8 @@ static void test_models(void) {
         double bound; /* max |logit - f32 logit| / max |f32 logit| */
     } cases[] = {{DOZE_TYPE_BF16, 0.002}, {DOZE_TYPE_Q6_K, 0.012}, {DOZE_TYPE_Q5_K, 0.025},
                  {DOZE_TYPE_Q4_K, 0.05}, {DOZE_CONVERT_Q4_K_M, 0.03}, {DOZE_TYPE_Q5_0, 0.025},
-                 {DOZE_TYPE_Q5_1, 0.025}, {DOZE_TYPE_Q4_1, 0.05},       {DOZE_TYPE_IQ4_NL, 0.05}};
+                 {DOZE_TYPE_Q5_1, 0.025}, {DOZE_TYPE_Q4_1, 0.05},       {DOZE_TYPE_IQ4_NL, 0.05},
+                 {DOZE_TYPE_Q3_K, 0.12}, {DOZE_TYPE_Q2_K, 0.24},        {DOZE_TYPE_IQ4_XS, 0.05}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         mem_buf q = retype(&f32, cases[c].type);
         CHECK(q.data != NULL);
@@ -453,6 +505,9 @@ static void test_fallback_mix(void) {
     CHECK(convert_tensor_type(DOZE_TYPE_Q5_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_Q5_1);
     CHECK(convert_tensor_type(DOZE_TYPE_Q6_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_Q8_0);
     CHECK(convert_tensor_type(DOZE_TYPE_Q4_K, "blk.0.attn_q.weight", 2, ne48, 8, 1) == DOZE_TYPE_F16);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q3_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_IQ4_NL);
+    CHECK(convert_tensor_type(DOZE_TYPE_Q2_K, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_IQ4_NL);
+    CHECK(convert_tensor_type(DOZE_TYPE_IQ4_XS, "blk.0.attn_q.weight", 2, ne576, 8, 1) == DOZE_TYPE_IQ4_NL);
     CHECK(convert_tensor_type(DOZE_TYPE_Q4_K, "blk.0.ffn_down.weight", 2, ne1536, 8, 1) == DOZE_TYPE_Q4_K);
     CHECK(convert_tensor_type(DOZE_TYPE_Q5_0, "blk.0.attn_q.weight", 2, ne48, 8, 1) == DOZE_TYPE_F32);
     mem_buf f32 = fixture_gguf(576, 1536, 8, 9, 3, 300, 64, 11, DOZE_TYPE_F32);

@@ -1,8 +1,9 @@
-/* libFuzzer target: K-quant, BF16, Q4_1, Q5_0, Q5_1 and IQ4_NL blocks as a
- * hostile file holds them.
+/* libFuzzer target: K-quant, IQ4_XS, BF16, Q4_1, Q5_0, Q5_1 and IQ4_NL
+ * blocks as a hostile file holds them.
  *
- * Byte 0 picks the type (q4_k, q5_k, q6_k, bf16, q4_1, q5_0, q5_1, iq4_nl:
- * low 3 bits) and the rows (1..4: next 2 bits); byte 1 seeds the input vector; the rest are the
+ * Byte 0 picks the type (q4_k, q5_k, q6_k, bf16, q4_1, q5_0, q5_1, iq4_nl,
+ * q2_k, q3_k, iq4_xs: low 3 bits, plus 8 when bit 5 is set and that names
+ * a type) and the rows (1..4: bits 3-4); byte 1 seeds the input vector; the rest are the
  * weight bytes (as many whole rows of 256 values as it holds, at most 8
  * super-blocks per row). Every row is dequantized, re-quantized and
  * dequantized again, and multiplied by x with both kernel sets and through
@@ -23,12 +24,14 @@
 #include "kquants.h"
 #include "types.h"
 
-static const int types[8] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, DOZE_TYPE_BF16,
-                             DOZE_TYPE_Q4_1, DOZE_TYPE_Q5_0, DOZE_TYPE_Q5_1, DOZE_TYPE_IQ4_NL};
+static const int types[11] = {DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K,  DOZE_TYPE_Q6_K, DOZE_TYPE_BF16,
+                              DOZE_TYPE_Q4_1, DOZE_TYPE_Q5_0,  DOZE_TYPE_Q5_1, DOZE_TYPE_IQ4_NL,
+                              DOZE_TYPE_Q2_K, DOZE_TYPE_Q3_K, DOZE_TYPE_IQ4_XS};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    const doze_type_traits *t = doze_type_traits_of(types[data[0] & 7]);
+    const int ti = (data[0] & 7) + ((data[0] & 32) && (data[0] & 7) < 3 ? 8 : 0);
+    const doze_type_traits *t = doze_type_traits_of(types[ti]);
     int rows = 1 + ((data[0] >> 3) & 3);
     uint32_t seed = 0x9e3779b9u * (1u + data[1]);
     data += 2;

@@ -65,6 +65,9 @@ const TYPES = [
   { type: 'q5_k', maxDp: 0.12 },
   { type: 'q6_k', maxDp: 0.12 },
   { type: 'q4_k_m', maxDp: 0.12 },
+  { type: 'q2_k', maxDp: 0.1 },
+  { type: 'q3_k', maxDp: 0.1 },
+  { type: 'iq4_xs', maxDp: 0.1 },
 ];
 
 test('llama.cpp oracle: every architecture x type, 48 greedy steps, natively and in wasm', { timeout: 600_000 },
@@ -83,6 +86,7 @@ test('llama.cpp oracle: every architecture x type, 48 greedy steps, natively and
         const f32Model = await loadModel(readFileSync(f32Path));
         try {
           for (const { type, maxDp } of TYPES) {
+            if (process.env.DOZE_ORACLE_TYPES && !process.env.DOZE_ORACLE_TYPES.split(',').includes(type)) continue;
             const path = join(dir, `a${ai}-${type}.gguf`);
             const init = run('native', ['init', '-o', path, ...COMMON, ...arch.args, '--type', type]);
             assert.equal(init.status, 0, init.stderr);
