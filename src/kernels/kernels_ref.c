@@ -296,19 +296,18 @@ static void ref_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows
 }
 
 /* Q2_K, Q3_K (x block j: groups 2j, 2j+1 of 16) and IQ4_XS (x block j:
- * sub-block j), row-major:
+ * sub-block j), row-major (IQ4_XS also in the K-quant x4 layout):
  *   Q2_K:   s += dx_j * (d * (float)(sc_a sum_a q x + sc_b sum_b q x)
  *                        - dmin * (float)(m_a sum_a x + m_b sum_b x))
  *   Q3_K:   s += (float)(s_a sum_a (q - 4) x + s_b sum_b (q - 4) x) * (d * dx_j)
  *   IQ4_XS: s += (float)(ls_j * sum grid[q] x) * (d * dx_j) */
 static void ref_matvec_q2_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    const doze_block_q2_K *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nsb = cols / DOZE_QK_K;
     for (int r = 0; r < rows; r++) {
         float s = 0.0f;
         for (int i = 0; i < nsb; i++) {
-            const doze_block_q2_K *b = wb + (size_t)r * (size_t)nsb + i;
+            const doze_block_q2_K *b = (const doze_block_q2_K *)w + (size_t)r * (size_t)nsb + i;
             const float d = doze_f16_to_f32(b->d), dmin = doze_f16_to_f32(b->dmin);
             for (int j = 0; j < 8; j++) {
                 const doze_block_q8_0 *x = xb + 8 * i + j;
@@ -328,13 +327,12 @@ static void ref_matvec_q2_K(float *y, const void *w, const void *xq, int rows, i
 }
 
 static void ref_matvec_q3_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    const doze_block_q3_K *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nsb = cols / DOZE_QK_K;
     for (int r = 0; r < rows; r++) {
         float s = 0.0f;
         for (int i = 0; i < nsb; i++) {
-            const doze_block_q3_K *b = wb + (size_t)r * (size_t)nsb + i;
+            const doze_block_q3_K *b = (const doze_block_q3_K *)w + (size_t)r * (size_t)nsb + i;
             const float d = doze_f16_to_f32(b->d);
             for (int j = 0; j < 8; j++) {
                 const doze_block_q8_0 *x = xb + 8 * i + j;
@@ -355,14 +353,13 @@ static void ref_matvec_q3_K(float *y, const void *w, const void *xq, int rows, i
     }
 }
 
-static void ref_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows, int cols) {
-    const doze_block_iq4_xs *wb = w;
+static void ref_matvec_iq4_xs_any(int layout, float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nsb = cols / DOZE_QK_K;
     for (int r = 0; r < rows; r++) {
         float s = 0.0f;
         for (int i = 0; i < nsb; i++) {
-            const doze_block_iq4_xs *b = wb + (size_t)r * (size_t)nsb + i;
+            const doze_block_iq4_xs *b = (const doze_block_iq4_xs *)kq_block(w, layout, r, i, nsb, sizeof *b);
             const float d = doze_f16_to_f32(b->d);
             for (int j = 0; j < 8; j++) {
                 const doze_block_q8_0 *x = xb + 8 * i + j;
@@ -374,6 +371,12 @@ static void ref_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows,
         }
         y[r] = s;
     }
+}
+static void ref_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_iq4_xs_any(0, y, w, xq, rows, cols);
+}
+static void ref_matvec_iq4_xs_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    ref_matvec_iq4_xs_any(1, y, w, xq, rows, cols);
 }
 
 /* y(rows) = W(rows, cols) @ x(cols), W in bf16 */
@@ -402,7 +405,7 @@ REF_PRODUCTS(q6_K, ref_matvec_q6_K, ref_matvec_q6_K_x4)
 REF_PRODUCTS_ROWS(bf16, ref_matvec_bf16)
 REF_PRODUCTS_ROWS(q2_K, ref_matvec_q2_K)
 REF_PRODUCTS_ROWS(q3_K, ref_matvec_q3_K)
-REF_PRODUCTS_ROWS(iq4_xs, ref_matvec_iq4_xs)
+REF_PRODUCTS(iq4_xs, ref_matvec_iq4_xs, ref_matvec_iq4_xs_x4)
 
 /* ---- Q4_1, Q5_0, Q5_1, IQ4_NL ---------------------------------------------
  * x as q8_0 blocks, one per weight block. Per block b, the exact int32 dot

@@ -1286,12 +1286,25 @@ static void simd_matvec_q3_K(float *y, const void *w, const void *xq, int rows, 
     simd_matvec_k23(1, y, w, xq, rows, cols);
 }
 
-/* IQ4_XS: grid values by a table swizzle of the nibbles (IQ4_NL's dot) */
+/* i32x4 whose lane sum is the dot of an IQ4 sub-block's 32 grid values
+ * (16 bytes of nibbles at q; grid: the 16 values) with x in element order:
+ * the values by a table swizzle of the nibbles */
+static inline v128_t iq4_dot(const uint8_t *q, const v128_t *x, v128_t grid) {
+    const v128_t v = wasm_v128_load(q);
+    const v128_t lo = wasm_i8x16_swizzle(grid, wasm_v128_and(v, wasm_i8x16_splat(0x0f)));
+    const v128_t hi = wasm_i8x16_swizzle(grid, wasm_u8x16_shr(v, 4));
+    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(lo), x[0]),
+                                         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(lo), x[1])),
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(hi), x[2]),
+                                         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(hi), x[3])));
+}
+
+/* IQ4_XS, row-major */
 static void simd_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_iq4_xs *wb = w;
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
-    const v128_t grid = wasm_v128_load(doze_iq4nl_values), m4 = wasm_i8x16_splat(0x0f);
+    const v128_t grid = wasm_v128_load(doze_iq4nl_values);
     float dxs[Q8_CHUNK];
     int32_t corr[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
@@ -1306,16 +1319,7 @@ static void simd_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows
                 const doze_block_iq4_xs *p = row + i;
                 const v128_t d = wasm_f32x4_splat(doze_f16_to_f32(p->d));
                 v128_t P[8];
-                for (int j = 0; j < 8; j++) {
-                    const v128_t v = wasm_v128_load(p->qs + 16 * j);
-                    const v128_t lo = wasm_i8x16_swizzle(grid, wasm_v128_and(v, m4));
-                    const v128_t hi = wasm_i8x16_swizzle(grid, wasm_u8x16_shr(v, 4));
-                    const v128_t *x = xi + 4 * ((i - i0) * 8 + j);
-                    P[j] = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(lo), x[0]),
-                                                         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(lo), x[1])),
-                                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(hi), x[2]),
-                                                         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(hi), x[3])));
-                }
+                for (int j = 0; j < 8; j++) P[j] = iq4_dot(p->qs + 16 * j, xi + 4 * ((i - i0) * 8 + j), grid);
                 for (int h = 0; h < 2; h++) {
                     const int bl = (i - i0) * 8 + 4 * h;
                     const v128_t ls = wasm_i32x4_make(doze_iq4_xs_scale(p, 4 * h), doze_iq4_xs_scale(p, 4 * h + 1),
@@ -1327,6 +1331,58 @@ static void simd_matvec_iq4_xs(float *y, const void *w, const void *xq, int rows
             }
             const float s = hsum_f32x4(acc);
             y[r] = bc == 0 ? s : y[r] + s;
+        }
+    }
+}
+
+/* IQ4_XS in the K-quant x4 layout (4 rows' super-block i side by side,
+ * repacked at load): each x block is loaded once for 4 rows, their dots
+ * summed horizontally at once (lane = row), and lane r then gets row r's
+ * reference operations in the reference's order: the same bits as the
+ * reference. (Q2_K and Q3_K stay row-major: with 4 rows' codes, high bits
+ * and 16 group scales live at once, the x4 form ran at half the row-major
+ * speed in V8.) */
+
+/* the f16 at byte `at` of each of the 4 rows' blocks (bb bytes apart) as
+ * f32x4, exactly: lane = row */
+static inline v128_t x4_f16(const uint8_t *b4r, size_t bb, size_t at) {
+    uint16_t h[4];
+    for (int r = 0; r < 4; r++) memcpy(&h[r], b4r + (size_t)r * bb + at, 2);
+    return f16x4_to_f32x4(wasm_i32x4_make(h[0], h[1], h[2], h[3]));
+}
+
+static void simd_matvec_iq4_xs_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = sizeof(doze_block_iq4_xs);
+    const v128_t grid = wasm_v128_load(doze_iq4nl_values);
+    float dxs[Q8_CHUNK];
+    int32_t corr[Q8_CHUNK];
+    v128_t xi[Q8_CHUNK * 4];
+    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
+        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
+        prep_x(xb + bc, n, xi, dxs, corr, 0);
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const doze_block_iq4_xs *p0 = (const doze_block_iq4_xs *)b4r, *p1 = (const doze_block_iq4_xs *)(b4r + bb),
+                                        *p2 = (const doze_block_iq4_xs *)(b4r + 2 * bb),
+                                        *p3 = (const doze_block_iq4_xs *)(b4r + 3 * bb);
+                const v128_t d = x4_f16(b4r, bb, offsetof(doze_block_iq4_xs, d));
+                for (int j = 0; j < 8; j++) {
+                    const int bl = (i - i0) * 8 + j;
+                    const v128_t *x = xi + 4 * bl;
+                    const v128_t I = hsum4_i32x4(iq4_dot(p0->qs + 16 * j, x, grid), iq4_dot(p1->qs + 16 * j, x, grid),
+                                                 iq4_dot(p2->qs + 16 * j, x, grid), iq4_dot(p3->qs + 16 * j, x, grid));
+                    const v128_t ls = wasm_i32x4_make(doze_iq4_xs_scale(p0, j), doze_iq4_xs_scale(p1, j),
+                                                      doze_iq4_xs_scale(p2, j), doze_iq4_xs_scale(p3, j));
+                    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_mul(I, ls)),
+                                                             wasm_f32x4_mul(d, wasm_v128_load32_splat(dxs + bl))));
+                }
+            }
+            wasm_v128_store(y + 4 * g, acc);
         }
     }
 }
@@ -1383,7 +1439,8 @@ SIMD_PRODUCTS_X4(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, (size_t)(cols / DO
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
 SIMD_PRODUCTS_ROWS(q2_K, simd_matvec_q2_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q2_K))
 SIMD_PRODUCTS_ROWS(q3_K, simd_matvec_q3_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q3_K))
-SIMD_PRODUCTS_ROWS(iq4_xs, simd_matvec_iq4_xs, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_iq4_xs))
+SIMD_PRODUCTS_X4(iq4_xs, simd_matvec_iq4_xs, simd_matvec_iq4_xs_x4,
+                 (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_iq4_xs))
 
 /* ---- Q4_1, Q5_0, Q5_1, IQ4_NL ----------------------------------------------
  * x as q8_0 blocks, one per weight block (kernels_ref.c has the order of the

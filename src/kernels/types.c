@@ -337,6 +337,15 @@ static void x4_row_superblocks(const uint8_t *grp, int k, uint64_t cols, size_t 
         deq(grp + (i * 4 + (size_t)k) * bb, out + i * DOZE_QK_K, DOZE_QK_K);
 }
 
+#define KQ_X4(T) \
+    static void T##_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) { \
+        x4_pack_superblocks(grp, cols, sizeof(doze_block_##T), tmp); \
+    } \
+    static void T##_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) { \
+        x4_row_superblocks(grp, k, cols, sizeof(doze_block_##T), doze_##T##_dequantize_row, out); \
+    }
+KQ_X4(iq4_xs)
+
 static void q4_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
     x4_pack_superblocks(grp, cols, sizeof(doze_block_q4_K), tmp);
 }
@@ -407,8 +416,8 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
                         doze_q3_K_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, 0, NULL, NULL, NULL,
                         {&doze_simd_q3_K, &doze_ref_q3_K}},
     [DOZE_TYPE_IQ4_XS] = {DOZE_TYPE_IQ4_XS, "iq4_xs", DOZE_QK_K, (int)sizeof(doze_block_iq4_xs),
-                          doze_iq4_xs_dequantize_row, doze_iq4_xs_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, 0, NULL,
-                          NULL, NULL, {&doze_simd_iq4_xs, &doze_ref_iq4_xs}},
+                          doze_iq4_xs_dequantize_row, doze_iq4_xs_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_Q8_0, DOZE_QK_K,
+                          iq4_xs_x4_pack, iq4_xs_x4_row, NULL, {&doze_simd_iq4_xs, &doze_ref_iq4_xs}},
     [DOZE_TYPE_Q4_1] = {DOZE_TYPE_Q4_1, "q4_1", DOZE_QK32, (int)sizeof(doze_block_q4_1), doze_q4_1_dequantize_row,
                         doze_q4_1_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK32, q4_1_x4_pack, q4_1_x4_row,
                         NULL, {&doze_simd_q4_1, &doze_ref_q4_1}},

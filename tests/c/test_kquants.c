@@ -348,7 +348,7 @@ static void test_products(void) {
     (void)S;
     CHECK_MSG(mm_bad == 0, "%ld matmul rows differ from their matvec", mm_bad);
     CHECK_MSG(x4_bad == 0 && x4_runs >= 4, "x4 layout: %ld of %ld differ from the row-major reference", x4_bad, x4_runs);
-    printf("x4 layouts (q4_k, q5_k, q6_k, q4_1, q5_0, q5_1, iq4_nl): simd and reference give the row-major reference's bits (%ld shapes)\n", x4_runs);
+    printf("x4 layouts (q4_k, q5_k, q6_k, iq4_xs, q4_1, q5_0, q5_1, iq4_nl): simd and reference give the row-major reference's bits (%ld shapes)\n", x4_runs);
 }
 
 /* ---- models ------------------------------------------------------------------ */
