@@ -1,4 +1,4 @@
-/* Q8_0, Q4_0, Q5_0 and K-quant (Q4_K, Q5_K, Q6_K) products on the
+/* Q8_0, Q4_0, Q5_0 and K-quant (Q2_K ... Q6_K) products on the
  * relaxed-SIMD int8 dot product
  * (i32x4.relaxed_dot_i8x16_i7x16_add_s), for doze-relaxed.wasm.
  *
@@ -11,7 +11,8 @@
  * These kernels only ever pass such a b:
  *   q4_0: b = the weight nibbles (0..15), a = x's quants as they are;
  *   q5_0: b = the weights' five-bit codes (0..31), a = x's quants;
- *   q4_K, q5_K, q6_K: b = the codes (0..15, 0..31, 0..63), a = x's quants;
+ *   q2_K ... q6_K: b = the codes (0..3, 0..7, 0..15, 0..31, 0..63), a = x's
+ *         quants;
  *         the float work around the dots is kquants_x4.h's, which the
  *         strict kernels share;
  *   q8_0: x's quants split as x = l - 128 * s (l = x & 127, s = the sign
@@ -349,6 +350,62 @@ static void relaxed_matvec_q4_0(float *y, const void *w, const void *xq, int row
     }
 }
 
+/* Q2_K (q3 0) / Q3_K (1), row-major: the codes (0..3, 0..7: kquants_x4.h's
+ * k23_codes) as the dot's unsigned operand, then k23_half's float work:
+ * kernels_simd.c's simd_matvec_k23 bits. */
+static inline __attribute__((always_inline)) void relaxed_matvec_k23(int q3, float *y, const void *w, const void *xq,
+                                                                      int rows, int cols) {
+    const doze_block_q8_0 *xb = xq;
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = q3 ? sizeof(doze_block_q3_K) : sizeof(doze_block_q2_K);
+    const size_t qs_at = q3 ? offsetof(doze_block_q3_K, qs) : offsetof(doze_block_q2_K, qs);
+    const v128_t z = wasm_i32x4_splat(0);
+    float dxs[RX_CHUNK];
+    int32_t xs[2 * RX_CHUNK], xsa[RX_CHUNK], xsb[RX_CHUNK];
+    v128_t xi[RX_CHUNK * 2];
+    for (int bc = 0; bc < nb; bc += RX_CHUNK) { /* RX_CHUNK: whole super-blocks */
+        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
+        prep_x(xb + bc, n, xi, dxs, xs);
+        for (int b = 0; b < n; b++) { /* Q3_K's codes are q + 4 */
+            xsa[b] = (q3 ? 4 : 1) * xs[2 * b];
+            xsb[b] = (q3 ? 4 : 1) * xs[2 * b + 1];
+        }
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * (size_t)nsb * bb;
+            v128_t acc = wasm_f32x4_splat(0.0f);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *blk = row + (size_t)i * bb;
+                int32_t sc3[16];
+                v128_t d, dm;
+                k23_super(q3, blk, &d, &dm, sc3);
+                for (int half = 0; half < 2; half++) {
+                    const int bl = (i - i0) * 8 + 4 * half;
+                    v128_t Pa[4], Pb[4];
+                    for (int t = 0; t < 4; t++) {
+                        v128_t c0, c1;
+                        k23_codes(blk + qs_at + 32 * half, q3 ? blk + offsetof(doze_block_q3_K, hmask) : NULL,
+                                  4 * half + t, &c0, &c1);
+                        Pa[t] = dot_i8_u7_add(xi[2 * (bl + t)], c0, z);
+                        Pb[t] = dot_i8_u7_add(xi[2 * (bl + t) + 1], c1, z);
+                    }
+                    acc = k23_half(q3, acc, blk, half, d, dm, sc3, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
+                                   hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa + bl, xsb + bl, dxs + bl);
+                }
+            }
+            const float s = hsum_f32x4(acc);
+            y[r] = bc == 0 ? s : y[r] + s;
+        }
+    }
+}
+
+static void relaxed_matvec_q2_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    relaxed_matvec_k23(0, y, w, xq, rows, cols);
+}
+static void relaxed_matvec_q3_K(float *y, const void *w, const void *xq, int rows, int cols) {
+    relaxed_matvec_k23(1, y, w, xq, rows, cols);
+}
+
 /* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T: W in tiles of
  * rows whose weights (<= ~24 KB) stay in L1 while every token passes over
  * them, each token through the matvec itself (so the matvec's bits). */
@@ -395,3 +452,13 @@ RELAXED_X4(q5_0, DOZE_QK32)
 RELAXED_X4(q4_K, DOZE_QK_K)
 RELAXED_X4(q5_K, DOZE_QK_K)
 RELAXED_X4(q6_K, DOZE_QK_K)
+
+/* Q2_K, Q3_K: row-major only (types.c) */
+#define RELAXED_ROWS(T)                                                                                            \
+    static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        tiles(relaxed_matvec_##T, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, rows,  \
+              cols);                                                                                               \
+    }                                                                                                              \
+    const doze_products doze_relaxed_##T = {{relaxed_matvec_##T, NULL}, {T##_mm0, NULL}};
+RELAXED_ROWS(q2_K)
+RELAXED_ROWS(q3_K)

@@ -27,13 +27,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* sum of the 4 lanes of v */
-static inline float hsum_f32x4(v128_t v) {
-    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
-    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
-    return wasm_f32x4_extract_lane(v, 0);
-}
-
 static inline float hmax_f32x4(v128_t v) {
     v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
@@ -1193,20 +1186,13 @@ static inline void dot_u8_halves(v128_t c0, v128_t c1, const v128_t *x, v128_t *
                          wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(c1), x[3]));
 }
 
-/* bit b of every byte of v moved to bit 2 (the rest cleared); 16-bit lane
- * shifts, the mask keeps each byte's own bit */
-static inline v128_t bit_to_2(v128_t v, int b) {
-    const v128_t m = wasm_i8x16_splat(4);
-    return b >= 2 ? wasm_v128_and(wasm_u16x8_shr(v, (uint32_t)(b - 2)), m) : wasm_v128_and(wasm_i16x8_shl(v, (uint32_t)(2 - b)), m);
-}
-
 /* Q2_K (q3 0) and Q3_K (q3 1) */
 static inline __attribute__((always_inline)) void simd_matvec_k23(int q3, float *y, const void *w, const void *xq,
                                                                  int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = q3 ? sizeof(doze_block_q3_K) : sizeof(doze_block_q2_K);
-    const v128_t m3 = wasm_i8x16_splat(3), m15 = wasm_i32x4_splat(15);
+    const size_t qs_at = q3 ? offsetof(doze_block_q3_K, qs) : offsetof(doze_block_q2_K, qs);
     float dxs[Q8_CHUNK];
     int32_t xsa[Q8_CHUNK], xsb[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
@@ -1219,58 +1205,20 @@ static inline __attribute__((always_inline)) void simd_matvec_k23(int q3, float 
             v128_t acc = wasm_f32x4_splat(0.0f);
             for (int i = i0; i < i1; i++) {
                 const uint8_t *blk = row + (size_t)i * bb;
-                const uint8_t *qs, *hmask = NULL;
                 int32_t sc3[16];
-                v128_t d, dm = wasm_f32x4_splat(0.0f);
-                if (q3) {
-                    const doze_block_q3_K *p = (const doze_block_q3_K *)blk;
-                    qs = p->qs, hmask = p->hmask;
-                    for (int g = 0; g < 16; g++) sc3[g] = doze_q3_K_scale(p->scales, g);
-                    d = wasm_f32x4_splat(doze_f16_to_f32(p->d));
-                } else {
-                    const doze_block_q2_K *p = (const doze_block_q2_K *)blk;
-                    qs = p->qs;
-                    /* d and dmin widened together, exactly */
-                    const v128_t dd = f16x4_to_f32x4(wasm_i32x4_make((int32_t)p->d, (int32_t)p->dmin, 0, 0));
-                    d = wasm_i32x4_shuffle(dd, dd, 0, 0, 0, 0);
-                    dm = wasm_i32x4_shuffle(dd, dd, 1, 1, 1, 1);
-                }
-                const int bl0 = (i - i0) * 8;
+                v128_t d, dm;
+                k23_super(q3, blk, &d, &dm, sc3);
                 for (int half = 0; half < 2; half++) {
-                    const v128_t Q0 = wasm_v128_load(qs + 32 * half), Q1 = wasm_v128_load(qs + 32 * half + 16);
-                    const int bl = bl0 + 4 * half;
+                    const int bl = (i - i0) * 8 + 4 * half;
                     v128_t Pa[4], Pb[4];
                     for (int t = 0; t < 4; t++) {
-                        v128_t c0 = wasm_v128_and(wasm_u16x8_shr(Q0, (uint32_t)(2 * t)), m3);
-                        v128_t c1 = wasm_v128_and(wasm_u16x8_shr(Q1, (uint32_t)(2 * t)), m3);
-                        if (q3) { /* the third bit: bit 4 * half + t of hmask[l] */
-                            c0 = wasm_v128_or(c0, bit_to_2(wasm_v128_load(hmask), 4 * half + t));
-                            c1 = wasm_v128_or(c1, bit_to_2(wasm_v128_load(hmask + 16), 4 * half + t));
-                        }
+                        v128_t c0, c1;
+                        k23_codes(blk + qs_at + 32 * half, q3 ? blk + offsetof(doze_block_q3_K, hmask) : NULL,
+                                  4 * half + t, &c0, &c1);
                         dot_u8_halves(c0, c1, xi + 4 * (bl + t), &Pa[t], &Pb[t]);
                     }
-                    const v128_t sa = hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]);
-                    const v128_t sb = hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]);
-                    if (q3) {
-                        const int32_t *g = sc3 + 8 * half; /* groups a = 2t, b = 2t + 1 */
-                        const v128_t A = wasm_i32x4_add(
-                            wasm_i32x4_mul(wasm_i32x4_sub(sa, wasm_v128_load(xsa + bl)), wasm_i32x4_make(g[0], g[2], g[4], g[6])),
-                            wasm_i32x4_mul(wasm_i32x4_sub(sb, wasm_v128_load(xsb + bl)), wasm_i32x4_make(g[1], g[3], g[5], g[7])));
-                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A),
-                                                                 wasm_f32x4_mul(d, wasm_v128_load(dxs + bl))));
-                    } else {
-                        const doze_block_q2_K *p = (const doze_block_q2_K *)blk;
-                        const v128_t s16 = wasm_u16x8_extend_low_u8x16(wasm_v128_load64_zero(p->scales + 8 * half));
-                        const v128_t se = wasm_u32x4_extend_low_u16x8(wasm_i16x8_shuffle(s16, s16, 0, 2, 4, 6, 0, 2, 4, 6));
-                        const v128_t so = wasm_u32x4_extend_low_u16x8(wasm_i16x8_shuffle(s16, s16, 1, 3, 5, 7, 1, 3, 5, 7));
-                        const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, wasm_v128_and(se, m15)),
-                                                        wasm_i32x4_mul(sb, wasm_v128_and(so, m15)));
-                        const v128_t M = wasm_i32x4_add(wasm_i32x4_mul(wasm_v128_load(xsa + bl), wasm_u32x4_shr(se, 4)),
-                                                        wasm_i32x4_mul(wasm_v128_load(xsb + bl), wasm_u32x4_shr(so, 4)));
-                        const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
-                                                        wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(M)));
-                        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(dxs + bl), f));
-                    }
+                    acc = k23_half(q3, acc, blk, half, d, dm, sc3, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
+                                   hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa + bl, xsb + bl, dxs + bl);
                 }
             }
             const float s = hsum_f32x4(acc);

@@ -12,6 +12,7 @@
 
 #include "kquants.h"
 #include "simd.h"
+#include "types.h"
 
 /* The 8 6-bit scales and 8 mins of a Q4_K/Q5_K scales field q as bytes
  * [sc0..sc7, m0..m7]. As u32 lanes of the 12 bytes (16 read: the field sits
@@ -46,6 +47,78 @@ static inline void kq_x4_transpose(v128_t s0, v128_t s1, v128_t s2, v128_t s3, v
 static inline __attribute__((always_inline)) v128_t kq_bit_to_4(v128_t h, int j) {
     const v128_t m = j < 4 ? wasm_i16x8_shl(h, 4 - j) : j == 4 ? h : wasm_u16x8_shr(h, j - 4);
     return wasm_v128_and(m, wasm_i8x16_splat(0x10));
+}
+
+/* bit b (0..7) of every byte of v moved to bit 2 (the rest cleared); 16-bit
+ * lane shifts, the mask keeps each byte's own bit */
+static inline __attribute__((always_inline)) v128_t k3_bit_to_2(v128_t v, int b) {
+    const v128_t m = wasm_i8x16_splat(4);
+    return b >= 2 ? wasm_v128_and(wasm_u16x8_shr(v, (uint32_t)(b - 2)), m)
+                  : wasm_v128_and(wasm_i16x8_shl(v, (uint32_t)(2 - b)), m);
+}
+
+/* The 2-bit codes (Q3_K: with the third bit ORed in as bit 2) of x block j
+ * (0..7) of a Q2_K / Q3_K super-block, one per byte in element order:
+ * elements 0..15 in *c0, 16..31 in *c1. q: the half's 32 qs bytes (half =
+ * j / 4), h: the 32 hmask bytes (Q3_K) or NULL. */
+static inline __attribute__((always_inline)) void k23_codes(const uint8_t *q, const uint8_t *h, int j, v128_t *c0,
+                                                           v128_t *c1) {
+    const v128_t m3 = wasm_i8x16_splat(3);
+    const uint32_t t2 = (uint32_t)(2 * (j % 4));
+    *c0 = wasm_v128_and(wasm_u16x8_shr(wasm_v128_load(q), t2), m3);
+    *c1 = wasm_v128_and(wasm_u16x8_shr(wasm_v128_load(q + 16), t2), m3);
+    if (h) {
+        *c0 = wasm_v128_or(*c0, k3_bit_to_2(wasm_v128_load(h), j));
+        *c1 = wasm_v128_or(*c1, k3_bit_to_2(wasm_v128_load(h + 16), j));
+    }
+}
+
+/* A Q2_K (q3 0) / Q3_K (1) super-block's d (and Q2_K's dmin) in every lane,
+ * widened exactly; sc3: Q3_K's 16 signed group scales */
+static inline __attribute__((always_inline)) void k23_super(int q3, const uint8_t *blk, v128_t *d, v128_t *dm,
+                                                           int32_t *sc3) {
+    if (q3) {
+        const doze_block_q3_K *p = (const doze_block_q3_K *)blk;
+        const v128_t dd = f16x4_to_f32x4(wasm_i32x4_splat((int32_t)p->d));
+        *d = dd;
+        *dm = dd;
+        for (int g = 0; g < 16; g++) sc3[g] = doze_q3_K_scale(p->scales, g);
+    } else {
+        const doze_block_q2_K *p = (const doze_block_q2_K *)blk;
+        const v128_t dd = f16x4_to_f32x4(wasm_i32x4_make((int32_t)p->d, (int32_t)p->dmin, 0, 0));
+        *d = wasm_i32x4_shuffle(dd, dd, 0, 0, 0, 0);
+        *dm = wasm_i32x4_shuffle(dd, dd, 1, 1, 1, 1);
+    }
+}
+
+/* Q2_K (q3 0) / Q3_K (1), row-major: acc + half `half` of one row's
+ * super-block blk (d, dm, sc3 from k23_super), given sa / sb: the exact dots
+ * of its 4 x blocks' values 0..15 / 16..31 with the codes (lane = x block).
+ * xsa / xsb: those x halves' sums (Q3_K: times 4, the codes' offset), dxs:
+ * the x scales, all from the half's first x block. Per lane the reference's
+ * operations for that x block. */
+static inline __attribute__((always_inline)) v128_t k23_half(int q3, v128_t acc, const uint8_t *blk, int half,
+                                                            v128_t d, v128_t dm, const int32_t *sc3, v128_t sa,
+                                                            v128_t sb, const int32_t *xsa, const int32_t *xsb,
+                                                            const float *dxs) {
+    if (q3) {
+        const int32_t *g = sc3 + 8 * half; /* groups a = 2t, b = 2t + 1 */
+        const v128_t A = wasm_i32x4_add(
+            wasm_i32x4_mul(wasm_i32x4_sub(sa, wasm_v128_load(xsa)), wasm_i32x4_make(g[0], g[2], g[4], g[6])),
+            wasm_i32x4_mul(wasm_i32x4_sub(sb, wasm_v128_load(xsb)), wasm_i32x4_make(g[1], g[3], g[5], g[7])));
+        return wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(A), wasm_f32x4_mul(d, wasm_v128_load(dxs))));
+    }
+    const doze_block_q2_K *p = (const doze_block_q2_K *)blk;
+    const v128_t m15 = wasm_i32x4_splat(15);
+    const v128_t s16 = wasm_u16x8_extend_low_u8x16(wasm_v128_load64_zero(p->scales + 8 * half));
+    const v128_t se = wasm_u32x4_extend_low_u16x8(wasm_i16x8_shuffle(s16, s16, 0, 2, 4, 6, 0, 2, 4, 6));
+    const v128_t so = wasm_u32x4_extend_low_u16x8(wasm_i16x8_shuffle(s16, s16, 1, 3, 5, 7, 1, 3, 5, 7));
+    const v128_t A = wasm_i32x4_add(wasm_i32x4_mul(sa, wasm_v128_and(se, m15)), wasm_i32x4_mul(sb, wasm_v128_and(so, m15)));
+    const v128_t M = wasm_i32x4_add(wasm_i32x4_mul(wasm_v128_load(xsa), wasm_u32x4_shr(se, 4)),
+                                    wasm_i32x4_mul(wasm_v128_load(xsb), wasm_u32x4_shr(so, 4)));
+    const v128_t f = wasm_f32x4_sub(wasm_f32x4_mul(d, wasm_f32x4_convert_i32x4(A)),
+                                    wasm_f32x4_mul(dm, wasm_f32x4_convert_i32x4(M)));
+    return wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(dxs), f));
 }
 
 /* byte q (0..3) of each row's 4 in t, as u32 lanes */

@@ -12,13 +12,20 @@
 #include <simde/wasm/simd128.h>
 #endif
 
-/* ---- exact helpers both kernel files use -------------------------------- */
+/* ---- helpers both kernel files use --------------------------------------- */
 
 /* sum of the 4 i32 lanes of v */
 static inline int32_t hsum_i32x4(v128_t v) {
     v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_i32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
     return wasm_i32x4_extract_lane(v, 0);
+}
+
+/* sum of the 4 f32 lanes of v, in this fixed order ((0 + 2) + (1 + 3)) */
+static inline float hsum_f32x4(v128_t v) {
+    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+    return wasm_f32x4_extract_lane(v, 0);
 }
 
 /* lane r = the lane sum of p_r (4 horizontal sums at once; exact). Only

@@ -51,12 +51,14 @@ int main(void) {
     static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048}, {8, 8224}, {5, 96},
                                     {7, 288}, {64, 320}, {3, 32},  {8, 256},  {12, 512},  {4, 1024}, {6, 256},
                                     {4, 8448}}; /* the last: more than one chunk of x for every type */
-    enum { NT = 6 };
-    const int types[NT] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0, DOZE_TYPE_Q5_0, DOZE_TYPE_Q4_K, DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K};
+    enum { NT = 8 };
+    const int types[NT] = {DOZE_TYPE_Q8_0, DOZE_TYPE_Q4_0, DOZE_TYPE_Q5_0, DOZE_TYPE_Q4_K,
+                           DOZE_TYPE_Q5_K, DOZE_TYPE_Q6_K, DOZE_TYPE_Q2_K, DOZE_TYPE_Q3_K};
     const doze_products *relaxed[NT] = {&doze_relaxed_q8_0, &doze_relaxed_q4_0, &doze_relaxed_q5_0,
-                                        &doze_relaxed_q4_K, &doze_relaxed_q5_K, &doze_relaxed_q6_K};
-    const doze_products *strict[NT] = {&doze_simd_q8_0, &doze_simd_q4_0, &doze_simd_q5_0,
-                                       &doze_simd_q4_K, &doze_simd_q5_K, &doze_simd_q6_K};
+                                        &doze_relaxed_q4_K, &doze_relaxed_q5_K, &doze_relaxed_q6_K,
+                                        &doze_relaxed_q2_K, &doze_relaxed_q3_K};
+    const doze_products *strict[NT] = {&doze_simd_q8_0, &doze_simd_q4_0, &doze_simd_q5_0, &doze_simd_q4_K,
+                                       &doze_simd_q5_K, &doze_simd_q6_K, &doze_simd_q2_K, &doze_simd_q3_K};
     long runs = 0, bad = 0;
     for (int ti = 0; ti < NT; ti++) {
         const doze_type_traits *t = doze_type_traits_of(types[ti]);
@@ -85,9 +87,12 @@ int main(void) {
                     for (size_t i = 0; i < (size_t)rows * nb / 8; i++) {
                         uint8_t *blk = w + i * (size_t)t->block_bytes;
                         const uint16_t d = rand_scale(), dmin = rand_scale();
-                        const size_t at = t->type == DOZE_TYPE_Q6_K ? offsetof(doze_block_q6_K, d) : 0;
+                        const size_t at = t->type == DOZE_TYPE_Q6_K   ? offsetof(doze_block_q6_K, d)
+                                          : t->type == DOZE_TYPE_Q3_K ? offsetof(doze_block_q3_K, d)
+                                          : t->type == DOZE_TYPE_Q2_K ? offsetof(doze_block_q2_K, d)
+                                                                      : 0;
                         memcpy(blk + at, &d, 2);
-                        if (t->type != DOZE_TYPE_Q6_K) memcpy(blk + 2, &dmin, 2);
+                        if (t->type != DOZE_TYPE_Q6_K && t->type != DOZE_TYPE_Q3_K) memcpy(blk + at + 2, &dmin, 2);
                     }
                 } else { /* q5_0: random codes; mode 1: codes 0 and 31 only */
                     for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)next_u32();
@@ -111,7 +116,7 @@ int main(void) {
                 strict[ti]->matmul[0](yb, rows, w, x, xs, n_tok, rows, cols);
                 bad += compare("matmul row-major", ya, yb, (size_t)rows * n_tok, rows, cols);
                 runs += 2;
-                if (rows % 4 == 0) { /* the x4 layout, repacked as the loader does */
+                if (t->x4_cols && rows % 4 == 0) { /* the x4 layout, repacked as the loader does */
                     memcpy(wx, w, rb * (size_t)rows);
                     for (int g = 0; g < rows / 4; g++) t->x4_pack(wx + (size_t)g * 4 * rb, (uint64_t)cols, tmp);
                     relaxed[ti]->matvec[1](ya, wx, x, rows, cols);
@@ -129,7 +134,7 @@ int main(void) {
                 free(w), free(wx), free(tmp), free(x), free(ya), free(yb);
             }
     }
-    printf("relaxed q8_0/q4_0/q5_0/q4_K/q5_K/q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
+    printf("relaxed q8_0/q4_0/q5_0/q2_K ... q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
            doze_relaxed_simd_native() ? "relaxed" : "emulated", bad, runs);
     CHECK(runs >= 100);
     CHECK(bad == 0);

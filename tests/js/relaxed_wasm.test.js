@@ -52,7 +52,7 @@ console.log(JSON.stringify(out));
 
 test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed build gives the strict bits (q8_0, q4_0, q5_0, K-quants)', () => {
   const models = [initModel('q8_0'), initModel('q4_0'), initModel('q5_0'), kquantModel('q4_k_m'), kquantModel('q5_k'),
-    kquantModel('q6_k')];
+    kquantModel('q6_k'), kquantModel('q3_k'), kquantModel('q2_k')];
   const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--no-liftoff', '--input-type=module', '-e', child, ...models],
     { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
