@@ -350,16 +350,19 @@ static void relaxed_matvec_q4_0(float *y, const void *w, const void *xq, int row
     }
 }
 
-/* Q2_K (q3 0) / Q3_K (1), row-major: the codes (0..3, 0..7: kquants_x4.h's
- * k23_codes) as the dot's unsigned operand, then k23_half's float work:
+/* k23_rows' integer dot here: the codes (0..3, 0..7) as the dot's unsigned
+ * operand against x's quants (x[0], x[1] as prep_x makes them) */
+static void k23_dot_relaxed(v128_t c0, v128_t c1, const v128_t *x, v128_t *pa, v128_t *pb) {
+    *pa = dot_i8_u7_add(x[0], c0, wasm_i32x4_splat(0));
+    *pb = dot_i8_u7_add(x[1], c1, wasm_i32x4_splat(0));
+}
+
+/* Q2_K (q3 0) / Q3_K (1), row-major: kquants_x4.h's k23_rows with that dot:
  * kernels_simd.c's simd_matvec_k23 bits. */
 static inline __attribute__((always_inline)) void relaxed_matvec_k23(int q3, float *y, const void *w, const void *xq,
                                                                       int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
-    const size_t bb = q3 ? sizeof(doze_block_q3_K) : sizeof(doze_block_q2_K);
-    const size_t qs_at = q3 ? offsetof(doze_block_q3_K, qs) : offsetof(doze_block_q2_K, qs);
-    const v128_t z = wasm_i32x4_splat(0);
     float dxs[RX_CHUNK];
     int32_t xs[2 * RX_CHUNK], xsa[RX_CHUNK], xsb[RX_CHUNK];
     v128_t xi[RX_CHUNK * 2];
@@ -370,32 +373,7 @@ static inline __attribute__((always_inline)) void relaxed_matvec_k23(int q3, flo
             xsa[b] = (q3 ? 4 : 1) * xs[2 * b];
             xsb[b] = (q3 ? 4 : 1) * xs[2 * b + 1];
         }
-        const int i0 = bc / 8, i1 = i0 + n / 8;
-        for (int r = 0; r < rows; r++) {
-            const uint8_t *row = (const uint8_t *)w + (size_t)r * (size_t)nsb * bb;
-            v128_t acc = wasm_f32x4_splat(0.0f);
-            for (int i = i0; i < i1; i++) {
-                const uint8_t *blk = row + (size_t)i * bb;
-                int32_t sc3[16];
-                v128_t d, dm;
-                k23_super(q3, blk, &d, &dm, sc3);
-                for (int half = 0; half < 2; half++) {
-                    const int bl = (i - i0) * 8 + 4 * half;
-                    v128_t Pa[4], Pb[4];
-                    for (int t = 0; t < 4; t++) {
-                        v128_t c0, c1;
-                        k23_codes(blk + qs_at + 32 * half, q3 ? blk + offsetof(doze_block_q3_K, hmask) : NULL,
-                                  4 * half + t, &c0, &c1);
-                        Pa[t] = dot_i8_u7_add(xi[2 * (bl + t)], c0, z);
-                        Pb[t] = dot_i8_u7_add(xi[2 * (bl + t) + 1], c1, z);
-                    }
-                    acc = k23_half(q3, acc, blk, half, d, dm, sc3, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
-                                   hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa + bl, xsb + bl, dxs + bl);
-                }
-            }
-            const float s = hsum_f32x4(acc);
-            y[r] = bc == 0 ? s : y[r] + s;
-        }
+        k23_rows(q3, y, w, rows, nsb, bc, bc / 8, bc / 8 + n / 8, xi, 2, xsa, xsb, dxs, k23_dot_relaxed);
     }
 }
 

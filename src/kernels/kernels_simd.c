@@ -1191,39 +1191,13 @@ static inline __attribute__((always_inline)) void simd_matvec_k23(int q3, float 
                                                                  int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
-    const size_t bb = q3 ? sizeof(doze_block_q3_K) : sizeof(doze_block_q2_K);
-    const size_t qs_at = q3 ? offsetof(doze_block_q3_K, qs) : offsetof(doze_block_q2_K, qs);
     float dxs[Q8_CHUNK];
     int32_t xsa[Q8_CHUNK], xsb[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
     for (int bc = 0; bc < nb; bc += Q8_CHUNK) { /* Q8_CHUNK: whole super-blocks */
         const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
         prep_x16(xb + bc, n, q3 ? 4 : 1, xi, dxs, xsa, xsb);
-        const int i0 = bc / 8, i1 = i0 + n / 8;
-        for (int r = 0; r < rows; r++) {
-            const uint8_t *row = (const uint8_t *)w + (size_t)r * (size_t)nsb * bb;
-            v128_t acc = wasm_f32x4_splat(0.0f);
-            for (int i = i0; i < i1; i++) {
-                const uint8_t *blk = row + (size_t)i * bb;
-                int32_t sc3[16];
-                v128_t d, dm;
-                k23_super(q3, blk, &d, &dm, sc3);
-                for (int half = 0; half < 2; half++) {
-                    const int bl = (i - i0) * 8 + 4 * half;
-                    v128_t Pa[4], Pb[4];
-                    for (int t = 0; t < 4; t++) {
-                        v128_t c0, c1;
-                        k23_codes(blk + qs_at + 32 * half, q3 ? blk + offsetof(doze_block_q3_K, hmask) : NULL,
-                                  4 * half + t, &c0, &c1);
-                        dot_u8_halves(c0, c1, xi + 4 * (bl + t), &Pa[t], &Pb[t]);
-                    }
-                    acc = k23_half(q3, acc, blk, half, d, dm, sc3, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
-                                   hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa + bl, xsb + bl, dxs + bl);
-                }
-            }
-            const float s = hsum_f32x4(acc);
-            y[r] = bc == 0 ? s : y[r] + s;
-        }
+        k23_rows(q3, y, w, rows, nsb, bc, bc / 8, bc / 8 + n / 8, xi, 4, xsa, xsb, dxs, dot_u8_halves);
     }
 }
 

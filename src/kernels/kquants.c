@@ -469,19 +469,6 @@ void doze_q3_K_quantize_row(const float *src, void *dst, int64_t n) {
 
 /* ---- quantize: IQ4_XS ------------------------------------------------------ */
 
-/* the grid index nearest v (ties to the larger) */
-static int iq4_nearest(float v) {
-    if (!(v > doze_iq4nl_values[0])) return 0;
-    if (v >= doze_iq4nl_values[15]) return 15;
-    int lo = 0, hi = 15;
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (v < doze_iq4nl_values[mid]) hi = mid;
-        else lo = mid;
-    }
-    return v - doze_iq4nl_values[lo] < doze_iq4nl_values[hi] - v ? lo : hi;
-}
-
 /* Per 32-value sub-block the x^2-weighted least-squares scale over 16
  * candidate grid scalings; the scales then as 6-bit multiples of the
  * super-block's d (the largest maps to -32), and every value re-coded
@@ -508,7 +495,7 @@ void doze_iq4_xs_quantize_row(const float *src, void *dst, int64_t n) {
                                          : ((float)t + (float)doze_iq4nl_values[0]) / max;
                 float sqx = 0, sq2 = 0;
                 for (int l = 0; l < 32; l++) {
-                    const float q = doze_iq4nl_values[iq4_nearest(id * x[l])], w = x[l] * x[l];
+                    const float q = doze_iq4nl_values[doze_iq4_nearest(id * x[l], 1)], w = x[l] * x[l];
                     sqx += w * q * x[l];
                     sq2 += w * q * q;
                 }
@@ -530,7 +517,7 @@ void doze_iq4_xs_quantize_row(const float *src, void *dst, int64_t n) {
         for (int j = 0; j < 8; j++) {
             const int l = round_clamp(id * sc[j], -32, 31);
             const float dl = d * (float)l, idl = dl != 0.0f ? 1 / dl : 0.0f;
-            for (int k = 0; k < 32; k++) L[k] = (uint8_t)iq4_nearest(idl * src[32 * j + k]);
+            for (int k = 0; k < 32; k++) L[k] = (uint8_t)doze_iq4_nearest(idl * src[32 * j + k], 1);
             for (int k = 0; k < 16; k++) b->qs[16 * j + k] = (uint8_t)(L[k] | L[16 + k] << 4);
             b->scales_l[j / 2] |= (uint8_t)(((l + 32) & 0x0f) << (4 * (j % 2)));
             b->scales_h |= (uint16_t)(((l + 32) >> 4) << (2 * j));

@@ -214,8 +214,7 @@ void doze_q5_1_quantize_row(const float *src, void *dst, int64_t n) {
 
 /* ---- IQ4_NL ------------------------------------------------------------------- */
 
-/* index of the grid value nearest to v (ties to the lower); NaN gives 0 */
-static int iq4_index(float v) {
+int doze_iq4_nearest(float v, int ties_up) {
     if (!(v > doze_iq4nl_values[0])) return 0;
     if (v >= doze_iq4nl_values[15]) return 15;
     int lo = 0, hi = 15;
@@ -224,8 +223,11 @@ static int iq4_index(float v) {
         if (v < doze_iq4nl_values[mid]) hi = mid;
         else lo = mid;
     }
-    return v - doze_iq4nl_values[lo] <= doze_iq4nl_values[hi] - v ? lo : hi;
+    const float dl = v - doze_iq4nl_values[lo], dh = doze_iq4nl_values[hi] - v;
+    return (ties_up ? dl < dh : dl <= dh) ? lo : hi;
 }
+
+static int iq4_index(float v) { return doze_iq4_nearest(v, 0); }
 
 static void iq4_eval(const float *x, uint16_t dh, q32_choice *c) {
     const float d = doze_f16_to_f32(dh), id = d != 0.0f && isfinite(d) ? 1.0f / d : 0.0f;

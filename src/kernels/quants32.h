@@ -48,6 +48,10 @@ _Static_assert(sizeof(doze_block_iq4_nl) == 18, "iq4_nl block must be 18 bytes")
 /* ggml's IQ4_NL grid (the file format fixes it) */
 extern const int8_t doze_iq4nl_values[16];
 
+/* index of the grid value nearest to v, ties to the lower (ties_up 0) or
+ * the upper (1, ggml's IQ4_XS rule); NaN gives 0 */
+int doze_iq4_nearest(float v, int ties_up);
+
 /* dst(n) = values; n a multiple of 32 */
 void doze_q4_1_dequantize_row(const void *src, float *dst, int64_t n);
 void doze_q5_0_dequantize_row(const void *src, float *dst, int64_t n);
