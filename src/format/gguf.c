@@ -347,8 +347,6 @@ static doze_status check_cross(gguf_header *h, doze_error *err) {
     return st;
 }
 
-/* One tensor info; validates everything local to it. `t` receives the fields
- * (name left empty); *name_p / *name_len point at the name in the buffer. */
 /* ggml's name of a tensor type Doze does not read, for the error message
  * (the type ids of ggml.h; the file format fixes them) */
 static const char *ggml_type_label(uint32_t type) {
@@ -356,10 +354,15 @@ static const char *ggml_type_label(uint32_t type) {
         [4] = "q4_2 (removed from ggml)", [5] = "q4_3 (removed from ggml)", [9] = "q8_1", [15] = "q8_k",
         [16] = "iq2_xxs", [17] = "iq2_xs", [18] = "iq3_xxs", [19] = "iq1_s", [21] = "iq3_s", [22] = "iq2_s",
         [24] = "i8", [25] = "i16", [26] = "i32", [27] = "i64", [28] = "f64", [29] = "iq1_m",
-        [34] = "tq1_0", [35] = "tq2_0", [39] = "mxfp4"};
+        [31] = "q4_0_4_4 (removed from ggml)", [32] = "q4_0_4_8 (removed from ggml)",
+        [33] = "q4_0_8_8 (removed from ggml)", [34] = "tq1_0", [35] = "tq2_0",
+        [36] = "iq4_nl_4_4 (removed from ggml)", [37] = "iq4_nl_4_8 (removed from ggml)",
+        [38] = "iq4_nl_8_8 (removed from ggml)", [39] = "mxfp4"};
     return type < sizeof names / sizeof names[0] && names[type] ? names[type] : "unknown to Doze";
 }
 
+/* One tensor info; validates everything local to it. `t` receives the fields
+ * (name left empty); *name_p / *name_len point at the name in the buffer. */
 static doze_status rd_tensor(reader *r, uint64_t index, uint64_t count, uint32_t alignment, gguf_tensor *t,
                              const uint8_t **name_p, uint64_t *name_len) {
     char where[SHOWN + 48];

@@ -490,8 +490,10 @@ void doze_iq4_xs_quantize_row(const float *src, void *dst, int64_t n) {
             sc[j] = 0;
             if (!(amax >= GROUP_EPS)) continue;
             float best = -1, d = 0;
-            for (int t = -8; t <= 7; t++) { /* first 1 / id = max / -grid[0], then (grid[0] + t) / max */
-                const float id = t == -8 ? -(float)doze_iq4nl_values[0] / max
+            for (int t = -8; t <= 7; t++) { /* first id = 1 / (max / -grid[0]), then (grid[0] + t) / max */
+                /* ggml's two roundings, not -grid[0] / max: a code on a tie
+                 * between grid values then rounds as ggml's does */
+                const float id = t == -8 ? 1.0f / (max / -(float)doze_iq4nl_values[0])
                                          : ((float)t + (float)doze_iq4nl_values[0]) / max;
                 float sqx = 0, sq2 = 0;
                 for (int l = 0; l < 32; l++) {

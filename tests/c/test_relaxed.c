@@ -116,6 +116,11 @@ int main(void) {
                 strict[ti]->matmul[0](yb, rows, w, x, xs, n_tok, rows, cols);
                 bad += compare("matmul row-major", ya, yb, (size_t)rows * n_tok, rows, cols);
                 runs += 2;
+                { /* and not trivially: the products are not all zero */
+                    float mag = 0;
+                    for (int i = 0; i < rows; i++) mag += ya[i] < 0 ? -ya[i] : ya[i];
+                    CHECK_MSG(mag > 0, "%s %dx%d: all-zero row-major products", t->name, rows, cols);
+                }
                 if (t->x4_cols && rows % 4 == 0) { /* the x4 layout, repacked as the loader does */
                     memcpy(wx, w, rb * (size_t)rows);
                     for (int g = 0; g < rows / 4; g++) t->x4_pack(wx + (size_t)g * 4 * rb, (uint64_t)cols, tmp);
