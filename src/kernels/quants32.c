@@ -227,13 +227,11 @@ int doze_iq4_nearest(float v, int ties_up) {
     return (ties_up ? dl < dh : dl <= dh) ? lo : hi;
 }
 
-static int iq4_index(float v) { return doze_iq4_nearest(v, 0); }
-
 static void iq4_eval(const float *x, uint16_t dh, q32_choice *c) {
     const float d = doze_f16_to_f32(dh), id = d != 0.0f && isfinite(d) ? 1.0f / d : 0.0f;
     c->d = dh, c->m = 0, c->err = 0.0;
     for (int j = 0; j < DOZE_QK32; j++) {
-        c->L[j] = (uint8_t)iq4_index(x[j] * id);
+        c->L[j] = (uint8_t)doze_iq4_nearest(x[j] * id, 0);
         const double r = (double)x[j] - (double)d * doze_iq4nl_values[c->L[j]];
         c->err += r * r;
     }
@@ -264,7 +262,7 @@ void doze_iq4_nl_quantize_row(const float *src, void *dst, int64_t n) {
                 float sqx_w = 0, sq2_w = 0;
                 double sqx = 0, sq2 = 0;
                 for (int j = 0; j < DOZE_QK32; j++) {
-                    const float q = doze_iq4nl_values[iq4_index(id * x[j])], w = x[j] * x[j];
+                    const float q = doze_iq4nl_values[doze_iq4_nearest(id * x[j], 0)], w = x[j] * x[j];
                     sqx_w += w * q * x[j];
                     sq2_w += w * q * q;
                     sqx += (double)q * x[j];

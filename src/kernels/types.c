@@ -337,6 +337,7 @@ static void x4_row_superblocks(const uint8_t *grp, int k, uint64_t cols, size_t 
         deq(grp + (i * 4 + (size_t)k) * bb, out + i * DOZE_QK_K, DOZE_QK_K);
 }
 
+/* a 256-value type's x4 pack and row gather */
 #define KQ_X4(T) \
     static void T##_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) { \
         x4_pack_superblocks(grp, cols, sizeof(doze_block_##T), tmp); \
@@ -344,26 +345,10 @@ static void x4_row_superblocks(const uint8_t *grp, int k, uint64_t cols, size_t 
     static void T##_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) { \
         x4_row_superblocks(grp, k, cols, sizeof(doze_block_##T), doze_##T##_dequantize_row, out); \
     }
+KQ_X4(q4_K)
+KQ_X4(q5_K)
+KQ_X4(q6_K)
 KQ_X4(iq4_xs)
-
-static void q4_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
-    x4_pack_superblocks(grp, cols, sizeof(doze_block_q4_K), tmp);
-}
-static void q5_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
-    x4_pack_superblocks(grp, cols, sizeof(doze_block_q5_K), tmp);
-}
-static void q6_K_x4_pack(uint8_t *grp, uint64_t cols, uint8_t *tmp) {
-    x4_pack_superblocks(grp, cols, sizeof(doze_block_q6_K), tmp);
-}
-static void q6_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
-    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q6_K), doze_q6_K_dequantize_row, out);
-}
-static void q4_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
-    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q4_K), doze_q4_K_dequantize_row, out);
-}
-static void q5_K_x4_row(const uint8_t *grp, int k, uint64_t cols, float *out) {
-    x4_row_superblocks(grp, k, cols, sizeof(doze_block_q5_K), doze_q5_K_dequantize_row, out);
-}
 
 /* f16: an inf or nan half anywhere (matvec_f16_x4 takes none) */
 static int f16_x4_refuses(const uint8_t *p, uint64_t n_bytes) {
