@@ -1106,30 +1106,40 @@ static void prep_q6x(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, i
     }
 }
 
-/* the dot (as an i32x4 to sum) of 16 codes (bytes 0..63) with 16 x (i16) */
-static inline v128_t q6_dot16(v128_t c, const v128_t *x) {
-    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(c), x[0]),
-                          wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(c), x[1]));
+/* the dot (as an i32x4 to sum) of 16 codes widened to i16 (c[0], c[1])
+ * with 16 x (i16) */
+static inline v128_t q6_dot16(const v128_t *c, const v128_t *x) {
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(c[0], x[0]), wasm_i32x4_dot_i16x8(c[1], x[1]));
 }
 
-/* Q6_K in the K-quant x4 layout: per quarter of a half super-block (one x
- * block), each row's 32 codes built byte-wise (q6_codes) and dotted with x
- * in element order, the 4 rows' group dots summed horizontally at once
- * (lane = row), then per lane row r's reference operations in the
- * reference's order: the same bits as the reference. */
-static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+/* 16 codes (bytes) widened to i16 */
+static inline void q6_widen(v128_t c, v128_t *w) {
+    w[0] = wasm_u16x8_extend_low_u8x16(c);
+    w[1] = wasm_u16x8_extend_high_u8x16(c);
+}
+
+/* Q6_K in the K-quant x4 layout for NT tokens (1, or 2 for the prefill's
+ * tiles): per quarter of a half super-block (one x block), each row's 32
+ * codes built byte-wise (q6_codes), widened once and dotted with every
+ * token's x in element order, the 4 rows' group dots summed horizontally at
+ * once (lane = row), then per lane row r's reference operations in the
+ * reference's order: the same bits as the reference for every token. */
+static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *const *y, const void *w,
+                                                                  const void *const *xq, int rows, int cols) {
+    enum { CH = Q8_CHUNK / 2 };
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = sizeof(doze_block_q6_K);
-    float dxs[Q8_CHUNK];
-    int32_t xsa[Q8_CHUNK], xsb[Q8_CHUNK];
-    v128_t xi[Q8_CHUNK * 4];
-    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
-        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
-        prep_q6x(xb + bc, n, xi, dxs, xsa, xsb);
+    float dxs[2][CH];
+    int32_t xsa[2][CH], xsb[2][CH];
+    v128_t xi[2][CH * 4];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++)
+            prep_q6x((const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k], xsa[k], xsb[k]);
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc[2];
+            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
             for (int i = i0; i < i1; i++) {
                 const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
                 v128_t T[4], d;
@@ -1140,23 +1150,42 @@ static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int row
 #pragma clang loop unroll(full)
 #endif
                     for (int t = 0; t < 4; t++) {
-                        const v128_t *x = xi + 4 * (bl + t);
-                        v128_t Pa[4], Pb[4];
+                        v128_t Pa[2][4], Pb[2][4];
                         for (int r = 0; r < 4; r++) {
                             const uint8_t *ql = b4r + (size_t)r * bb + 64 * half + 32 * (t & 1);
                             const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q6_K, qh) + 32 * half;
-                            Pa[r] = q6_dot16(q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t), x);
-                            Pb[r] = q6_dot16(q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t), x + 2);
+                            v128_t ca[2], cb[2];
+                            q6_widen(q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t), ca);
+                            q6_widen(q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t), cb);
+                            for (int k = 0; k < nt; k++) {
+                                const v128_t *x = xi[k] + 4 * (bl + t);
+                                Pa[k][r] = q6_dot16(ca, x);
+                                Pb[k][r] = q6_dot16(cb, x + 2);
+                            }
                         }
-                        acc = q6_x4_quarter(acc, T, d, half, t, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
-                                            hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa[bl + t], xsb[bl + t],
-                                            dxs + bl + t);
+                        for (int k = 0; k < nt; k++)
+                            acc[k] = q6_x4_quarter(acc[k], T, d, half, t, hsum4_i32x4(Pa[k][0], Pa[k][1], Pa[k][2], Pa[k][3]),
+                                                   hsum4_i32x4(Pb[k][0], Pb[k][1], Pb[k][2], Pb[k][3]),
+                                                   xsa[k][bl + t], xsb[k][bl + t], dxs[k] + bl + t);
                     }
                 }
             }
-            wasm_v128_store(y + 4 * g, acc);
+            for (int k = 0; k < nt; k++) wasm_v128_store(y[k] + 4 * g, acc[k]);
         }
     }
+}
+
+static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    q6_K_x4_tokens(1, ys, w, xs, rows, cols);
+}
+
+static void simd_matvec2_q6_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                 int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q6_K_x4_tokens(2, ys, w, xs, rows, cols);
 }
 
 /* ---- Q2_K, Q3_K, IQ4_XS, row-major --------------------------------------
@@ -1343,21 +1372,24 @@ static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, i
     } \
     const doze_products doze_simd_##T = {{MV0, NULL}, {T##_mm0, NULL}};
 
-/* a type with an x4 layout: both matmuls through matmul_tiles */
-#define SIMD_PRODUCTS_X4(T, MV0, MV1, ROW_BYTES) \
+/* a type with an x4 layout: both matmuls through matmul_tiles, the x4 one
+ * two tokens at a time by MV2 where it is given */
+#define SIMD_PRODUCTS_X4_MV2(T, MV0, MV1, MV2, ROW_BYTES) \
     static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
         const size_t rb = (ROW_BYTES); \
         matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
     } \
     static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
         const size_t rb = (ROW_BYTES); \
-        matmul_tiles(rb, rb, MV1, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+        matmul_tiles(rb, rb, MV1, MV2, y, ldy, w, x, ldx, n, rows, cols); \
     } \
     const doze_products doze_simd_##T = {{MV0, MV1}, {T##_mm0, T##_mm1}};
+#define SIMD_PRODUCTS_X4(T, MV0, MV1, ROW_BYTES) SIMD_PRODUCTS_X4_MV2(T, MV0, MV1, NULL, ROW_BYTES)
 
 SIMD_PRODUCTS_X4(q4_K, simd_matvec_q4_K, simd_matvec_q4_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q4_K))
 SIMD_PRODUCTS_X4(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
-SIMD_PRODUCTS_X4(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
+SIMD_PRODUCTS_X4_MV2(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, simd_matvec2_q6_K_x4,
+                     (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
 SIMD_PRODUCTS_ROWS(q2_K, simd_matvec_q2_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q2_K))
 SIMD_PRODUCTS_ROWS(q3_K, simd_matvec_q3_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q3_K))
@@ -1391,18 +1423,18 @@ enum { Q32_Q5_0, Q32_Q4_1, Q32_Q5_1, Q32_IQ4_NL };
 #define Q5_T64(n) Q5_T16(n), Q5_T16(n + 16), Q5_T16(n + 32), Q5_T16(n + 48)
 static const uint64_t q5_bits[256] = {Q5_T64(0), Q5_T64(64), Q5_T64(128), Q5_T64(192)};
 
-/* i32x4 whose lane sum is the dot of a payload's 32 codes (Q5_0: q, the
- * -16 is taken off by the caller; IQ4_NL: grid values) with x */
-static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint8_t *pl, const v128_t *x,
-                                                            v128_t grid) {
+/* A payload's 32 codes as 4 i16x8 in the order of its x (Q5_0: q, the -16
+ * is taken off by the caller; IQ4_NL: grid values) */
+static inline __attribute__((always_inline)) void q32_codes(int kind, const uint8_t *pl, v128_t grid, v128_t *c) {
     if (kind == Q32_IQ4_NL) {
         const v128_t v = wasm_v128_load(pl);
         const v128_t lo = wasm_i8x16_swizzle(grid, wasm_v128_and(v, wasm_i8x16_splat(0x0f)));
         const v128_t hi = wasm_i8x16_swizzle(grid, wasm_u8x16_shr(v, 4));
-        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(lo), x[0]),
-                                             wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(lo), x[1])),
-                              wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(hi), x[2]),
-                                             wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(hi), x[3])));
+        c[0] = wasm_i16x8_extend_low_i8x16(lo);
+        c[1] = wasm_i16x8_extend_high_i8x16(lo);
+        c[2] = wasm_i16x8_extend_low_i8x16(hi);
+        c[3] = wasm_i16x8_extend_high_i8x16(hi);
+        return;
     }
     if (kind != Q32_Q4_1) {
         /* codes in element order: low nibbles (0..15), high (16..31), each
@@ -1414,28 +1446,26 @@ static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint
                                        wasm_i64x2_make((int64_t)q5_bits[h & 0xff], (int64_t)q5_bits[(h >> 8) & 0xff]));
         const v128_t hi = wasm_v128_or(wasm_u8x16_shr(v, 4), wasm_i64x2_make((int64_t)q5_bits[(h >> 16) & 0xff],
                                                                             (int64_t)q5_bits[h >> 24]));
-        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), x[0]),
-                                             wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), x[1])),
-                              wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), x[2]),
-                                             wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), x[3])));
+        c[0] = wasm_u16x8_extend_low_u8x16(lo);
+        c[1] = wasm_u16x8_extend_high_u8x16(lo);
+        c[2] = wasm_u16x8_extend_low_u8x16(hi);
+        c[3] = wasm_u16x8_extend_high_u8x16(hi);
+        return;
     }
     const v128_t m = wasm_i16x8_splat(0x0f);
     const v128_t q = wasm_v128_load(pl);
-    const v128_t e0 = wasm_v128_and(q, m), e1 = wasm_v128_and(wasm_u16x8_shr(q, 4), m);
-    const v128_t e2 = wasm_v128_and(wasm_u16x8_shr(q, 8), m), e3 = wasm_u16x8_shr(q, 12);
-    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, x[0]), wasm_i32x4_dot_i16x8(e1, x[1])),
-                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(e2, x[2]), wasm_i32x4_dot_i16x8(e3, x[3])));
+    c[0] = wasm_v128_and(q, m);
+    c[1] = wasm_v128_and(wasm_u16x8_shr(q, 4), m);
+    c[2] = wasm_v128_and(wasm_u16x8_shr(q, 8), m);
+    c[3] = wasm_u16x8_shr(q, 12);
 }
 
-/* The same for Q5_0/Q5_1 in the x4 layout: row r's codes (simd.h's
- * q5x4_codes) against x */
-static inline __attribute__((always_inline)) v128_t q5x4_dot(const uint8_t *qs, v128_t hv, int r, const v128_t *x) {
-    v128_t lo, hi;
-    q5x4_codes(qs, hv, r, &lo, &hi);
-    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), x[0]),
-                                         wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), x[1])),
-                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), x[2]),
-                                         wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), x[3])));
+/* i32x4 whose lane sum is the dot of a payload's 32 codes with x */
+static inline __attribute__((always_inline)) v128_t q32_dot(int kind, const uint8_t *pl, const v128_t *x,
+                                                            v128_t grid) {
+    v128_t c[4];
+    q32_codes(kind, pl, grid, c);
+    return dot4_i32x4(c, x);
 }
 
 static inline size_t q32_block_bytes(int kind) {
@@ -1452,44 +1482,75 @@ static inline void q32_prep(int kind, const doze_block_q8_0 *xb, int n, v128_t *
     for (int b = 0; b < n; b++) dxsum[b] = dxs[b] * (float)(corr[b] / 8);
 }
 
-static inline __attribute__((always_inline)) void simd_matvec_q32_x4(int kind, float *y, const void *w,
-                                                                      const void *xq, int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+/* The x4 product for NT tokens (1, or 2 for the prefill's tiles): each
+ * group block's codes are built once and dotted with every token's x; each
+ * token's accumulator gets the one-token kernel's operations in its order,
+ * so every token gets simd_matvec_q32_x4's bits. */
+static inline __attribute__((always_inline)) void q32_x4_tokens(int kind, int nt, float *const *y, const void *w,
+                                                                 const void *const *xq, int rows, int cols) {
+    enum { CH = Q8_CHUNK / 2 };
     const int nb = cols / DOZE_QK32, nh = kind == Q32_Q4_1 || kind == Q32_Q5_1 ? 2 : 1;
     const size_t bb = q32_block_bytes(kind), pay = bb - 2 * (size_t)nh;
     const v128_t grid = wasm_v128_load(doze_iq4nl_values);
-    float dxs[Q8_CHUNK], dxsum[Q8_CHUNK];
-    int32_t corr[Q8_CHUNK];
-    v128_t xi[Q8_CHUNK * 4];
-    for (int bc = 0; bc < nb; bc += Q8_CHUNK) {
-        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
-        q32_prep(kind, xb + bc, n, xi, dxs, corr, dxsum);
+    float dxs[2][CH], dxsum[2][CH];
+    int32_t corr[2][CH];
+    v128_t xi[2][CH * 4];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++)
+            q32_prep(kind, (const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k], corr[k], dxsum[k]);
         for (int g = 0; g < rows / 4; g++) {
             const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * 4 * bb;
             const uint8_t *pe = p + (size_t)n * 4 * bb;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc[2];
+            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
             for (int b = 0; p != pe; p += 4 * bb, b++) {
-                const v128_t *x = xi + 4 * b;
                 const uint8_t *pl = p + 8 * (size_t)nh;
-                v128_t i;
+                v128_t P[2][4];
                 if (kind == Q32_Q5_0 || kind == Q32_Q5_1) {
                     const v128_t hv = wasm_v128_load(pl);
-                    i = hsum4_i32x4(q5x4_dot(pl + 16, hv, 0, x), q5x4_dot(pl + 32, hv, 1, x),
-                                    q5x4_dot(pl + 48, hv, 2, x), q5x4_dot(pl + 64, hv, 3, x));
+                    for (int r = 0; r < 4; r++) {
+                        v128_t lo, hi;
+                        q5x4_codes(pl + 16 * (r + 1), hv, r, &lo, &hi);
+                        const v128_t c[4] = {wasm_u16x8_extend_low_u8x16(lo), wasm_u16x8_extend_high_u8x16(lo),
+                                             wasm_u16x8_extend_low_u8x16(hi), wasm_u16x8_extend_high_u8x16(hi)};
+                        for (int k = 0; k < nt; k++) P[k][r] = dot4_i32x4(c, xi[k] + 4 * b);
+                    }
                 } else {
-                    i = hsum4_i32x4(q32_dot(kind, pl, x, grid), q32_dot(kind, pl + pay, x, grid),
-                                    q32_dot(kind, pl + 2 * pay, x, grid), q32_dot(kind, pl + 3 * pay, x, grid));
+                    for (int r = 0; r < 4; r++) {
+                        v128_t c[4];
+                        q32_codes(kind, pl + (size_t)r * pay, grid, c);
+                        for (int k = 0; k < nt; k++) P[k][r] = dot4_i32x4(c, xi[k] + 4 * b);
+                    }
                 }
-                if (kind == Q32_Q5_0) i = wasm_i32x4_sub(i, wasm_i32x4_splat(2 * corr[b]));
-                v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i),
-                                          wasm_f32x4_mul(f16x4_at((const uint16_t *)p), wasm_f32x4_splat(dxs[b])));
-                if (nh == 2)
-                    t = wasm_f32x4_add(t, wasm_f32x4_mul(f16x4_at((const uint16_t *)(p + 8)), wasm_f32x4_splat(dxsum[b])));
-                acc = wasm_f32x4_add(acc, t);
+                const v128_t dw = f16x4_at((const uint16_t *)p);
+                const v128_t mw = nh == 2 ? f16x4_at((const uint16_t *)(p + 8)) : dw;
+                for (int k = 0; k < nt; k++) {
+                    v128_t i = hsum4_i32x4(P[k][0], P[k][1], P[k][2], P[k][3]);
+                    if (kind == Q32_Q5_0) i = wasm_i32x4_sub(i, wasm_i32x4_splat(2 * corr[k][b]));
+                    v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), wasm_f32x4_mul(dw, wasm_f32x4_splat(dxs[k][b])));
+                    if (nh == 2) t = wasm_f32x4_add(t, wasm_f32x4_mul(mw, wasm_f32x4_splat(dxsum[k][b])));
+                    acc[k] = wasm_f32x4_add(acc[k], t);
+                }
             }
-            wasm_v128_store(y + 4 * g, acc);
+            for (int k = 0; k < nt; k++) wasm_v128_store(y[k] + 4 * g, acc[k]);
         }
     }
+}
+
+static inline __attribute__((always_inline)) void simd_matvec_q32_x4(int kind, float *y, const void *w,
+                                                                      const void *xq, int rows, int cols) {
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    q32_x4_tokens(kind, 1, ys, w, xs, rows, cols);
+}
+
+static inline __attribute__((always_inline)) void simd_matvec2_q32_x4(int kind, float *ya, float *yb, const void *w,
+                                                                       const void *xa, const void *xb, int rows,
+                                                                       int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q32_x4_tokens(kind, 2, ys, w, xs, rows, cols);
 }
 
 static inline __attribute__((always_inline)) void simd_matvec_q32(int kind, float *y, const void *w,
@@ -1528,7 +1589,12 @@ static inline __attribute__((always_inline)) void simd_matvec_q32(int kind, floa
     static void simd_matvec_##T##_x4(float *y, const void *w, const void *xq, int rows, int cols) { \
         simd_matvec_q32_x4(KIND, y, w, xq, rows, cols); \
     } \
-    SIMD_PRODUCTS_X4(T, simd_matvec_##T, simd_matvec_##T##_x4, (size_t)(cols / DOZE_QK32) * sizeof(doze_block_##T))
+    static void simd_matvec2_##T##_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, \
+                                      int cols) { \
+        simd_matvec2_q32_x4(KIND, ya, yb, w, xa, xb, rows, cols); \
+    } \
+    SIMD_PRODUCTS_X4_MV2(T, simd_matvec_##T, simd_matvec_##T##_x4, simd_matvec2_##T##_x4, \
+                         (size_t)(cols / DOZE_QK32) * sizeof(doze_block_##T))
 SIMD_Q32(q4_1, Q32_Q4_1)
 SIMD_Q32(q5_0, Q32_Q5_0)
 SIMD_Q32(q5_1, Q32_Q5_1)

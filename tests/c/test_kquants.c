@@ -325,10 +325,22 @@ static void test_products(void) {
                 memcpy(wx, w, rb * (size_t)rows);
                 for (int g = 0; g < rows / 4; g++) t->x4_pack(wx + (size_t)g * 4 * rb, (uint64_t)cols, tmp);
                 float *yx = malloc((size_t)rows * sizeof(float)), *row = malloc((size_t)cols * sizeof(float));
+                float *ym = malloc((size_t)rows * 4 * sizeof(float));
                 for (int set = 0; set < 2; set++) {
                     t->products[set]->matvec[1](yx, wx, xa, rows, cols);
                     x4_bad += memcmp(yx, yr, (size_t)rows * sizeof(float)) != 0;
+                    /* the x4 matmul (two tokens at a time where the type has
+                     * such a product, an odd one alone): each token the
+                     * matvec's bits */
+                    for (int n = 3; n <= 4; n++) {
+                        t->products[set]->matmul[1](ym, rows, wx, xa, xs, n, rows, cols);
+                        for (int k = 0; k < n; k++) {
+                            t->products[set]->matvec[1](yx, wx, xa + (size_t)k * xs, rows, cols);
+                            x4_bad += memcmp(yx, ym + (size_t)k * rows, (size_t)rows * sizeof(float)) != 0;
+                        }
+                    }
                 }
+                free(ym);
                 for (int r = 0; r < rows; r++) { /* the row gather */
                     t->x4_row(wx + (size_t)(r / 4) * 4 * rb, r % 4, (uint64_t)cols, row);
                     x4_bad += memcmp(row, wf + (size_t)r * cols, (size_t)cols * sizeof(float)) != 0;
