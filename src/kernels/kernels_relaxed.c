@@ -116,15 +116,6 @@ static inline v128_t q8_dot(const int8_t *wq, const v128_t *x) {
 }
 
 
-/* i32x4 whose lane sum is the dot of row r's 32 five-bit codes in a Q5_0
- * group block (qs, fifth bits hv: simd.h's q5x4_codes) with x's quants
- * (x[0], x[1] as prep_x makes them) */
-static inline v128_t q5x4_dot_u(const uint8_t *qs, v128_t hv, int r, const v128_t *x) {
-    v128_t lo, hi;
-    q5x4_codes(qs, hv, r, &lo, &hi);
-    return dot_i8_u7_add(x[1], hi, dot_i8_u7_add(x[0], lo, wasm_i32x4_splat(0)));
-}
-
 /* y(rows) = W(rows, cols/32 blocks, x4 layout) @ xq for q4_0 (five 0) and
  * q5_0 (1): a group block holds the 4 rows' scales, q5_0's 16 bytes of
  * their fifth bits, then 4 x 16 bytes of nibbles. Per group of 4 rows and
@@ -132,42 +123,73 @@ static inline v128_t q5x4_dot_u(const uint8_t *qs, v128_t hv, int r, const v128_
  * times the 4 rows' dw * dx, added to the group's f32x4: the operations of
  * kernels_simd.c's simd_matvec_q4_0_x4 and simd_matvec_q32_x4 (which are
  * the reference's). */
-static inline __attribute__((always_inline)) void relaxed_matvec_q45_x4(int five, float *y, const void *w,
-                                                                         const void *xq, int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+static inline __attribute__((always_inline)) void q45_x4_tokens(int five, int nt, float *const *y, const void *w,
+                                                                 const void *const *xq, int rows, int cols) {
+    enum { CH = RX_CHUNK / 2 };
     const int nb = cols / DOZE_QK32;
     const size_t gb = five ? 4 * sizeof(doze_block_q5_0) : sizeof(doze_block_q4_0x4);
     const size_t qs_at = five ? 24 : 8;
-    float dxs[RX_CHUNK];
-    int32_t xs[2 * RX_CHUNK];
-    v128_t xi[RX_CHUNK * 2];
-    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
-        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x(xb + bc, n, xi, dxs, xs);
+    const v128_t m = wasm_i8x16_splat(0x0f), z = wasm_i32x4_splat(0);
+    float dxs[2][CH];
+    int32_t xs[2][2 * CH];
+    v128_t xi[2][CH * 2];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++) prep_x((const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k], xs[k]);
         for (int g = 0; g < rows / 4; g++) {
             const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * gb;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc[2];
+            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
             for (int b = 0; b < n; b++, p += gb) {
-                const v128_t *x = xi + 2 * b;
                 const uint8_t *qs = p + qs_at;
-                v128_t i;
-                if (five) {
-                    const v128_t hv = wasm_v128_load(p + 8);
-                    i = hsum4_i32x4(q5x4_dot_u(qs, hv, 0, x), q5x4_dot_u(qs + 16, hv, 1, x),
-                                    q5x4_dot_u(qs + 32, hv, 2, x), q5x4_dot_u(qs + 48, hv, 3, x));
-                } else {
-                    i = hsum4_i32x4(q4_dot_u(wasm_v128_load(qs), x), q4_dot_u(wasm_v128_load(qs + 16), x),
-                                    q4_dot_u(wasm_v128_load(qs + 32), x), q4_dot_u(wasm_v128_load(qs + 48), x));
+                const v128_t hv = five ? wasm_v128_load(p + 8) : z;
+                v128_t P[2][4];
+                for (int r = 0; r < 4; r++) {
+                    v128_t lo, hi;
+                    if (five) {
+                        q5x4_codes(qs + 16 * r, hv, r, &lo, &hi);
+                    } else {
+                        const v128_t q = wasm_v128_load(qs + 16 * r);
+                        lo = wasm_v128_and(q, m);
+                        hi = wasm_u8x16_shr(q, 4);
+                    }
+                    for (int k = 0; k < nt; k++) {
+                        const v128_t *x = xi[k] + 2 * b;
+                        P[k][r] = dot_i8_u7_add(x[1], hi, dot_i8_u7_add(x[0], lo, z));
+                    }
                 }
-                const int32_t sum = xs[2 * b] + xs[2 * b + 1];
-                i = wasm_i32x4_sub(i, wasm_i32x4_splat(five ? 16 * sum : 8 * sum));
-                v128_t ds = wasm_f32x4_mul(f16x4_to_f32x4(wasm_u32x4_load16x4((const uint16_t *)p)),
-                                           wasm_f32x4_splat(dxs[b]));
-                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+                const v128_t dw = f16x4_to_f32x4(wasm_u32x4_load16x4((const uint16_t *)p));
+                for (int k = 0; k < nt; k++) {
+                    v128_t i = hsum4_i32x4(P[k][0], P[k][1], P[k][2], P[k][3]);
+                    const int32_t sum = xs[k][2 * b] + xs[k][2 * b + 1];
+                    i = wasm_i32x4_sub(i, wasm_i32x4_splat(five ? 16 * sum : 8 * sum));
+                    const v128_t ds = wasm_f32x4_mul(dw, wasm_f32x4_splat(dxs[k][b]));
+                    acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+                }
             }
-            wasm_v128_store(y + 4 * g, acc);
+            for (int k = 0; k < nt; k++) wasm_v128_store(y[k] + 4 * g, acc[k]);
         }
     }
+}
+
+static inline __attribute__((always_inline)) void relaxed_matvec_q45_x4(int five, float *y, const void *w,
+                                                                         const void *xq, int rows, int cols) {
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    q45_x4_tokens(five, 1, ys, w, xs, rows, cols);
+}
+
+static void relaxed_matvec2_q4_0_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                    int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q45_x4_tokens(0, 2, ys, w, xs, rows, cols);
+}
+static void relaxed_matvec2_q5_0_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                    int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q45_x4_tokens(1, 2, ys, w, xs, rows, cols);
 }
 
 static void relaxed_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
@@ -250,23 +272,26 @@ static void relaxed_matvec_q5_K_x4(float *y, const void *w, const void *xq, int 
     relaxed_matvec_kq_x4(1, y, w, xq, rows, cols);
 }
 
-/* Q6_K in the K-quant x4 layout: per quarter of a half super-block (one x
- * block), each row's codes (kquants_x4.h's q6_codes) dotted with x, then
- * q6_x4_quarter: kernels_simd.c's simd_matvec_q6_K_x4 bits. */
-static void relaxed_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+/* Q6_K in the K-quant x4 layout for NT tokens (1, or 2 for the prefill's
+ * tiles): per quarter of a half super-block (one x block), each row's codes
+ * (kquants_x4.h's q6_codes) built once and dotted with every token's x,
+ * then q6_x4_quarter: kernels_simd.c's simd_matvec_q6_K_x4 bits. */
+static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *const *y, const void *w,
+                                                                  const void *const *xq, int rows, int cols) {
+    enum { CH = RX_CHUNK / 2 };
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = sizeof(doze_block_q6_K), qh_at = offsetof(doze_block_q6_K, qh);
     const v128_t z = wasm_i32x4_splat(0);
-    float dxs[RX_CHUNK];
-    int32_t xs[2 * RX_CHUNK];
-    v128_t xi[RX_CHUNK * 2];
-    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
-        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x(xb + bc, n, xi, dxs, xs);
+    float dxs[2][CH];
+    int32_t xs[2][2 * CH];
+    v128_t xi[2][CH * 2];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++) prep_x((const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k], xs[k]);
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc[2];
+            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
             for (int i = i0; i < i1; i++) {
                 const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
                 v128_t T[4], d;
@@ -277,23 +302,41 @@ static void relaxed_matvec_q6_K_x4(float *y, const void *w, const void *xq, int 
 #pragma clang loop unroll(full) /* q6_codes' shifts are picked by t */
 #endif
                     for (int t = 0; t < 4; t++) {
-                        const v128_t *x = xi + 2 * (bl + t);
-                        v128_t Pa[4], Pb[4];
+                        v128_t Pa[2][4], Pb[2][4];
                         for (int r = 0; r < 4; r++) {
                             const uint8_t *ql = b4r + (size_t)r * bb + 64 * half + 32 * (t & 1);
                             const uint8_t *qh = b4r + (size_t)r * bb + qh_at + 32 * half;
-                            Pa[r] = dot_i8_u7_add(x[0], q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t), z);
-                            Pb[r] = dot_i8_u7_add(x[1], q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t), z);
+                            const v128_t ca = q6_codes(wasm_v128_load(ql), wasm_v128_load(qh), t);
+                            const v128_t cb = q6_codes(wasm_v128_load(ql + 16), wasm_v128_load(qh + 16), t);
+                            for (int k = 0; k < nt; k++) {
+                                const v128_t *x = xi[k] + 2 * (bl + t);
+                                Pa[k][r] = dot_i8_u7_add(x[0], ca, z);
+                                Pb[k][r] = dot_i8_u7_add(x[1], cb, z);
+                            }
                         }
-                        acc = q6_x4_quarter(acc, T, d, half, t, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
-                                            hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), 32 * xs[2 * (bl + t)],
-                                            32 * xs[2 * (bl + t) + 1], dxs + bl + t);
+                        for (int k = 0; k < nt; k++)
+                            acc[k] = q6_x4_quarter(acc[k], T, d, half, t, hsum4_i32x4(Pa[k][0], Pa[k][1], Pa[k][2], Pa[k][3]),
+                                                   hsum4_i32x4(Pb[k][0], Pb[k][1], Pb[k][2], Pb[k][3]),
+                                                   32 * xs[k][2 * (bl + t)], 32 * xs[k][2 * (bl + t) + 1],
+                                                   dxs[k] + bl + t);
                     }
                 }
             }
-            wasm_v128_store(y + 4 * g, acc);
+            for (int k = 0; k < nt; k++) wasm_v128_store(y[k] + 4 * g, acc[k]);
         }
     }
+}
+
+static void relaxed_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    q6_K_x4_tokens(1, ys, w, xs, rows, cols);
+}
+static void relaxed_matvec2_q6_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                    int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q6_K_x4_tokens(2, ys, w, xs, rows, cols);
 }
 
 /* the same for q8_0 payloads in the x4 layout (finite weight scales, as the
@@ -386,34 +429,42 @@ static void relaxed_matvec_q3_K(float *y, const void *w, const void *xq, int row
 
 /* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T: W in tiles of
  * rows whose weights (<= ~24 KB) stay in L1 while every token passes over
- * them, each token through the matvec itself (so the matvec's bits). */
-static void tiles(doze_matvec_fn mv, size_t row_bytes, float *y, int ldy, const void *w, const void *x, size_t ldx,
-                  int n, int rows, int cols) {
+ * them, each token through the matvec itself (so the matvec's bits), or two
+ * at a time through mv2 (the same bits for each) where it is given. */
+typedef void (*matvec2_fn)(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols);
+static void tiles(doze_matvec_fn mv, matvec2_fn mv2, size_t row_bytes, float *y, int ldy, const void *w,
+                  const void *x, size_t ldx, int n, int rows, int cols) {
     size_t t = (24u * 1024u / (row_bytes ? row_bytes : 1)) & ~(size_t)3;
     if (t < 4) t = 4;
     const int tr = (int)(t < (size_t)rows ? t : (size_t)rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
-        for (int k = 0; k < n; k++) mv(y + (size_t)k * ldy + r0, wt, (const uint8_t *)x + (size_t)k * ldx, nr, cols);
+        int k = 0;
+        if (mv2 && nr % 4 == 0)
+            for (; k + 1 < n; k += 2)
+                mv2(y + (size_t)k * ldy + r0, y + (size_t)(k + 1) * ldy + r0, wt, (const uint8_t *)x + (size_t)k * ldx,
+                    (const uint8_t *)x + (size_t)(k + 1) * ldx, nr, cols);
+        for (; k < n; k++) mv(y + (size_t)k * ldy + r0, wt, (const uint8_t *)x + (size_t)k * ldx, nr, cols);
     }
 }
 
 /* ---- the product rows ------------------------------------------------------ */
 
 static void q4_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    tiles(relaxed_matvec_q4_0, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
+    tiles(relaxed_matvec_q4_0, NULL, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
           cols);
 }
 static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    tiles(relaxed_matvec_q4_0_x4, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
-          cols);
+    tiles(relaxed_matvec_q4_0_x4, relaxed_matvec2_q4_0_x4, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y,
+          ldy, w, x, ldx, n, rows, cols);
 }
 const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};
 
 /* q8_0, q5_0 and the K-quants: row-major through the strict kernels, the
- * x4 layout here; BV: values per block */
-#define RELAXED_X4(T, BV)                                                                                          \
+ * x4 layout here; BV: values per block; MV2: the two-token x4 product (where
+ * sharing the codes' unpacking between two tokens pays) or NULL */
+#define RELAXED_X4(T, BV, MV2)                                                                                         \
     static void T##_mv0(float *y, const void *w, const void *x, int rows, int cols) {                             \
         doze_simd_##T.matvec[0](y, w, x, rows, cols);                                                              \
     }                                                                                                              \
@@ -421,20 +472,20 @@ const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4
         doze_simd_##T.matmul[0](y, ldy, w, x, ldx, n, rows, cols);                                                 \
     }                                                                                                              \
     static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
-        tiles(relaxed_matvec_##T##_x4, (size_t)(cols / (BV)) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n,      \
+        tiles(relaxed_matvec_##T##_x4, MV2, (size_t)(cols / (BV)) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, \
               rows, cols);                                                                                         \
     }                                                                                                              \
     const doze_products doze_relaxed_##T = {{T##_mv0, relaxed_matvec_##T##_x4}, {T##_mm0, T##_mm1}};
-RELAXED_X4(q8_0, DOZE_QK8_0)
-RELAXED_X4(q5_0, DOZE_QK32)
-RELAXED_X4(q4_K, DOZE_QK_K)
-RELAXED_X4(q5_K, DOZE_QK_K)
-RELAXED_X4(q6_K, DOZE_QK_K)
+RELAXED_X4(q8_0, DOZE_QK8_0, NULL)
+RELAXED_X4(q5_0, DOZE_QK32, relaxed_matvec2_q5_0_x4)
+RELAXED_X4(q4_K, DOZE_QK_K, NULL)
+RELAXED_X4(q5_K, DOZE_QK_K, NULL)
+RELAXED_X4(q6_K, DOZE_QK_K, relaxed_matvec2_q6_K_x4)
 
 /* Q2_K, Q3_K: row-major only (types.c) */
 #define RELAXED_ROWS(T)                                                                                            \
     static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
-        tiles(relaxed_matvec_##T, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, rows,  \
+        tiles(relaxed_matvec_##T, NULL, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, rows,  \
               cols);                                                                                               \
     }                                                                                                              \
     const doze_products doze_relaxed_##T = {{relaxed_matvec_##T, NULL}, {T##_mm0, NULL}};
