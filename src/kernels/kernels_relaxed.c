@@ -105,17 +105,6 @@ static inline v128_t q4_dot_u(v128_t q, const v128_t *x) {
     return dot_i8_u7_add(x[1], wasm_u8x16_shr(q, 4), dot_i8_u7_add(x[0], wasm_v128_and(q, m), wasm_i32x4_splat(0)));
 }
 
-/* i32x4 whose lane sum is the dot of the 32 int8 at wq with x's quants (x[0..3]
- * as prep_x_q8 makes them) */
-static inline v128_t q8_dot(const int8_t *wq, const v128_t *x) {
-    const v128_t z = wasm_i32x4_splat(0);
-    v128_t w0 = wasm_v128_load(wq), w1 = wasm_v128_load(wq + 16);
-    v128_t l = dot_i8_u7_add(w1, x[1], dot_i8_u7_add(w0, x[0], z));
-    v128_t s = dot_i8_u7_add(w1, x[3], dot_i8_u7_add(w0, x[2], z));
-    return wasm_i32x4_sub(l, wasm_i32x4_shl(s, 7));
-}
-
-
 /* y(rows) = W(rows, cols/32 blocks, x4 layout) @ xq for q4_0 (five 0) and
  * q5_0 (1): a group block holds the 4 rows' scales, q5_0's 16 bytes of
  * their fifth bits, then 4 x 16 bytes of nibbles. Per group of 4 rows and
@@ -341,32 +330,61 @@ static void relaxed_matvec2_q6_K_x4(float *ya, float *yb, const void *w, const v
 
 /* the same for q8_0 payloads in the x4 layout (finite weight scales, as the
  * loader guarantees for x4 q8_0): d' (the half's bits in f32 position) times
- * dx * 2^112 is the correctly rounded d * dx, as in simd_matvec_q8_0_x4 */
-static void relaxed_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+ * dx * 2^112 is the correctly rounded d * dx, as in simd_matvec_q8_0_x4. For
+ * NT tokens (1, or 2 for the prefill's tiles): each row's 32 weights are
+ * loaded once for both tokens, each token's accumulator gets the one-token
+ * operations in order. */
+static inline __attribute__((always_inline)) void q8_0_x4_tokens(int nt, float *const *y, const void *w,
+                                                                  const void *const *xq, int rows, int cols) {
+    enum { CH = RX_CHUNK / 2 };
     const doze_block_q8_0x4 *wb = w;
-    const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0;
-    const v128_t mask = wasm_i32x4_splat((int32_t)0x8fffe000u);
-    float dxs[RX_CHUNK];
-    v128_t xi[RX_CHUNK * 4];
-    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
-        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x_q8(xb + bc, n, xi, dxs);
-        for (int b = 0; b < n; b++) dxs[b] *= 0x1p112f;
+    const v128_t mask = wasm_i32x4_splat((int32_t)0x8fffe000u), z = wasm_i32x4_splat(0);
+    float dxs[2][CH];
+    v128_t xi[2][CH * 4];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++) {
+            prep_x_q8((const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k]);
+            for (int b = 0; b < n; b++) dxs[k][b] *= 0x1p112f;
+        }
         for (int g = 0; g < rows / 4; g++) {
             const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc[2];
+            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
             for (int b = 0; b < n; b++, p++) {
-                const v128_t *x = xi + 4 * b;
-                v128_t ds = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(p->d), 13), mask),
-                                           wasm_v128_load32_splat(dxs + b));
-                v128_t i = hsum4_i32x4(q8_dot(p->qs[0], x), q8_dot(p->qs[1], x), q8_dot(p->qs[2], x),
-                                       q8_dot(p->qs[3], x));
-                acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+                v128_t P[2][4];
+                for (int r = 0; r < 4; r++) {
+                    const v128_t w0 = wasm_v128_load(p->qs[r]), w1 = wasm_v128_load(p->qs[r] + 16);
+                    for (int k = 0; k < nt; k++) {
+                        const v128_t *x = xi[k] + 4 * b;
+                        const v128_t l = dot_i8_u7_add(w1, x[1], dot_i8_u7_add(w0, x[0], z));
+                        const v128_t sg = dot_i8_u7_add(w1, x[3], dot_i8_u7_add(w0, x[2], z));
+                        P[k][r] = wasm_i32x4_sub(l, wasm_i32x4_shl(sg, 7));
+                    }
+                }
+                const v128_t dw = wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(p->d), 13), mask);
+                for (int k = 0; k < nt; k++) {
+                    const v128_t ds = wasm_f32x4_mul(dw, wasm_v128_load32_splat(dxs[k] + b));
+                    const v128_t i = hsum4_i32x4(P[k][0], P[k][1], P[k][2], P[k][3]);
+                    acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i), ds));
+                }
             }
-            wasm_v128_store(y + 4 * g, acc);
+            for (int k = 0; k < nt; k++) wasm_v128_store(y[k] + 4 * g, acc[k]);
         }
     }
+}
+
+static void relaxed_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    q8_0_x4_tokens(1, ys, w, xs, rows, cols);
+}
+static void relaxed_matvec2_q8_0_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                    int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q8_0_x4_tokens(2, ys, w, xs, rows, cols);
 }
 
 /* q4_0 row-major: row by row, block by block, the reference's order (as
@@ -476,7 +494,7 @@ const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4
               rows, cols);                                                                                         \
     }                                                                                                              \
     const doze_products doze_relaxed_##T = {{T##_mv0, relaxed_matvec_##T##_x4}, {T##_mm0, T##_mm1}};
-RELAXED_X4(q8_0, DOZE_QK8_0, NULL)
+RELAXED_X4(q8_0, DOZE_QK8_0, relaxed_matvec2_q8_0_x4)
 RELAXED_X4(q5_0, DOZE_QK32, relaxed_matvec2_q5_0_x4)
 RELAXED_X4(q4_K, DOZE_QK_K, NULL)
 RELAXED_X4(q5_K, DOZE_QK_K, NULL)
