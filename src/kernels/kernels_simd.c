@@ -951,19 +951,17 @@ static void simd_matvec_q5_K(float *y, const void *w, const void *xq, int rows, 
     simd_matvec_kq(1, y, w, xq, rows, cols);
 }
 
-/* Q4_K / Q5_K in the K-quant x4 layout (rows in groups of 4, the group's 4
+/* Q4_K in the K-quant x4 layout (rows in groups of 4, the group's 4
  * blocks i side by side, repacked at load): each x block is loaded once for
  * 4 rows, the 4 rows' sub-block dots are summed horizontally at once (lane =
  * row), and lane r then gets row r's reference operations in the
  * reference's order (per x block in block order): the same bits as the
  * reference. */
-static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bits, float *y, const void *w,
-                                                                     const void *xq, int rows, int cols) {
+static void simd_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
-    const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
-    const size_t qs_at = five_bits ? offsetof(doze_block_q5_K, qs) : offsetof(doze_block_q4_K, qs);
-    const v128_t m4 = wasm_i16x8_splat(0x0f), b4 = wasm_i16x8_splat(0x10);
+    const size_t bb = sizeof(doze_block_q4_K), qs_at = offsetof(doze_block_q4_K, qs);
+    const v128_t m4 = wasm_i16x8_splat(0x0f);
     float dxs[Q8_CHUNK];
     int32_t corr[Q8_CHUNK], xs[2 * Q8_CHUNK], xsum[Q8_CHUNK];
     v128_t xi[Q8_CHUNK * 4];
@@ -984,24 +982,10 @@ static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bit
                     for (int r = 0; r < 4; r++) {
                         const uint8_t *qs = b4r + (size_t)r * bb + qs_at + 32 * (size_t)k;
                         const v128_t v0 = wasm_v128_load(qs), v1 = wasm_v128_load(qs + 16);
-                        v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
-                        v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v0, 8), m4), o1 = wasm_v128_and(wasm_u16x8_shr(v1, 8), m4);
-                        v128_t E0 = wasm_v128_and(wasm_u16x8_shr(v0, 4), m4), E1 = wasm_v128_and(wasm_u16x8_shr(v1, 4), m4);
-                        v128_t O0 = wasm_u16x8_shr(v0, 12), O1 = wasm_u16x8_shr(v1, 12);
-                        if (five_bits) {
-                            const uint8_t *qh = b4r + (size_t)r * bb + offsetof(doze_block_q5_K, qh);
-                            const v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
-                            const v128_t a0 = wasm_u16x8_shr(h0, 2 * k), a1 = wasm_u16x8_shr(h1, 2 * k);
-                            const v128_t c0 = wasm_u16x8_shr(h0, 2 * k + 1), c1 = wasm_u16x8_shr(h1, 2 * k + 1);
-                            e0 = wasm_v128_or(e0, wasm_v128_and(wasm_i16x8_shl(a0, 4), b4));
-                            e1 = wasm_v128_or(e1, wasm_v128_and(wasm_i16x8_shl(a1, 4), b4));
-                            o0 = wasm_v128_or(o0, wasm_v128_and(wasm_u16x8_shr(a0, 4), b4));
-                            o1 = wasm_v128_or(o1, wasm_v128_and(wasm_u16x8_shr(a1, 4), b4));
-                            E0 = wasm_v128_or(E0, wasm_v128_and(wasm_i16x8_shl(c0, 4), b4));
-                            E1 = wasm_v128_or(E1, wasm_v128_and(wasm_i16x8_shl(c1, 4), b4));
-                            O0 = wasm_v128_or(O0, wasm_v128_and(wasm_u16x8_shr(c0, 4), b4));
-                            O1 = wasm_v128_or(O1, wasm_v128_and(wasm_u16x8_shr(c1, 4), b4));
-                        }
+                        const v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
+                        const v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v0, 8), m4), o1 = wasm_v128_and(wasm_u16x8_shr(v1, 8), m4);
+                        const v128_t E0 = wasm_v128_and(wasm_u16x8_shr(v0, 4), m4), E1 = wasm_v128_and(wasm_u16x8_shr(v1, 4), m4);
+                        const v128_t O0 = wasm_u16x8_shr(v0, 12), O1 = wasm_u16x8_shr(v1, 12);
                         Pl[r] = wasm_i32x4_add(
                             wasm_i32x4_add(wasm_i32x4_dot_i16x8(e0, xl[0]), wasm_i32x4_dot_i16x8(e1, xl[1])),
                             wasm_i32x4_add(wasm_i32x4_dot_i16x8(o0, xl[2]), wasm_i32x4_dot_i16x8(o1, xl[3])));
@@ -1019,11 +1003,87 @@ static inline __attribute__((always_inline)) void simd_matvec_kq_x4(int five_bit
     }
 }
 
-static void simd_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    simd_matvec_kq_x4(0, y, w, xq, rows, cols);
+static void prep_x16(const doze_block_q8_0 *xb, int n, int k, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb);
+
+/* Q5_K in the K-quant x4 layout for NT tokens (1, or 2 for the prefill's
+ * tiles), byte-wise: per row and sub-block pair k, code l of sub-block 2k
+ * (2k + 1) is the low (high) nibble of qs byte l ORed with bit 2k (2k + 1)
+ * of qh[l] moved to bit 4 (kq_bit_to_4), 16 codes a vector in element
+ * order, widened once and dotted with every token's x (prep_x16: element
+ * order). 4-6 ops per 16 codes where the u16 even/odd form (Q4_K's) took 3
+ * per 8 for the fifth bits alone. Then, per token, kq_x4_block: the
+ * reference's float operations in its order, so its bits. */
+static inline __attribute__((always_inline)) void q5_K_x4_tokens(int nt, float *const *y, const void *w,
+                                                                  const void *const *xq, int rows, int cols) {
+    enum { CH = Q8_CHUNK / 2 };
+    const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
+    const size_t bb = sizeof(doze_block_q5_K);
+    const size_t qs_at = offsetof(doze_block_q5_K, qs), qh_at = offsetof(doze_block_q5_K, qh);
+    const v128_t m4 = wasm_i8x16_splat(0x0f);
+    float dxs[2][CH];
+    int32_t xsa[CH], xsb[CH], xsum[2][CH];
+    v128_t xi[2][CH * 4];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int t = 0; t < nt; t++) {
+            prep_x16((const doze_block_q8_0 *)xq[t] + bc, n, 1, xi[t], dxs[t], xsa, xsb);
+            for (int b = 0; b < n; b++) xsum[t][b] = xsa[b] + xsb[b];
+        }
+        const int i0 = bc / 8, i1 = i0 + n / 8;
+        for (int g = 0; g < rows / 4; g++) {
+            v128_t acc[2];
+            for (int t = 0; t < nt; t++) acc[t] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[t] + 4 * g);
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const int bl = (i - i0) * 8;
+                v128_t I[2][8]; /* sub-block j's dots, lane = row */
+#if defined(__clang__)
+#pragma clang loop unroll(full) /* kq_bit_to_4's shifts are picked by k */
+#endif
+                for (int k = 0; k < 4; k++) {
+                    v128_t Pl[2][4], Ph[2][4];
+                    for (int r = 0; r < 4; r++) {
+                        const uint8_t *qs = b4r + (size_t)r * bb + qs_at + 32 * (size_t)k;
+                        const uint8_t *qh = b4r + (size_t)r * bb + qh_at;
+                        const v128_t v0 = wasm_v128_load(qs), v1 = wasm_v128_load(qs + 16);
+                        const v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
+                        const v128_t c0 = wasm_v128_or(wasm_v128_and(v0, m4), kq_bit_to_4(h0, 2 * k));
+                        const v128_t c1 = wasm_v128_or(wasm_v128_and(v1, m4), kq_bit_to_4(h1, 2 * k));
+                        const v128_t d0 = wasm_v128_or(wasm_u8x16_shr(v0, 4), kq_bit_to_4(h0, 2 * k + 1));
+                        const v128_t d1 = wasm_v128_or(wasm_u8x16_shr(v1, 4), kq_bit_to_4(h1, 2 * k + 1));
+                        const v128_t cw[4] = {wasm_u16x8_extend_low_u8x16(c0), wasm_u16x8_extend_high_u8x16(c0),
+                                              wasm_u16x8_extend_low_u8x16(c1), wasm_u16x8_extend_high_u8x16(c1)};
+                        const v128_t dw[4] = {wasm_u16x8_extend_low_u8x16(d0), wasm_u16x8_extend_high_u8x16(d0),
+                                              wasm_u16x8_extend_low_u8x16(d1), wasm_u16x8_extend_high_u8x16(d1)};
+                        for (int t = 0; t < nt; t++) {
+                            const v128_t *xl = xi[t] + 4 * (bl + 2 * k);
+                            Pl[t][r] = dot4_i32x4(cw, xl);
+                            Ph[t][r] = dot4_i32x4(dw, xl + 4);
+                        }
+                    }
+                    for (int t = 0; t < nt; t++) {
+                        I[t][2 * k] = hsum4_i32x4(Pl[t][0], Pl[t][1], Pl[t][2], Pl[t][3]);
+                        I[t][2 * k + 1] = hsum4_i32x4(Ph[t][0], Ph[t][1], Ph[t][2], Ph[t][3]);
+                    }
+                }
+                for (int t = 0; t < nt; t++) acc[t] = kq_x4_block(acc[t], b4r, bb, I[t], xsum[t] + bl, dxs[t] + bl);
+            }
+            for (int t = 0; t < nt; t++) wasm_v128_store(y[t] + 4 * g, acc[t]);
+        }
+    }
 }
+
 static void simd_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    simd_matvec_kq_x4(1, y, w, xq, rows, cols);
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    q5_K_x4_tokens(1, ys, w, xs, rows, cols);
+}
+
+static void simd_matvec2_q5_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                 int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    q5_K_x4_tokens(2, ys, w, xs, rows, cols);
 }
 
 /* Q6_K, row-major. Per half super-block (4 x blocks): the 6-bit codes
@@ -1387,7 +1447,8 @@ static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, i
 #define SIMD_PRODUCTS_X4(T, MV0, MV1, ROW_BYTES) SIMD_PRODUCTS_X4_MV2(T, MV0, MV1, NULL, ROW_BYTES)
 
 SIMD_PRODUCTS_X4(q4_K, simd_matvec_q4_K, simd_matvec_q4_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q4_K))
-SIMD_PRODUCTS_X4(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
+SIMD_PRODUCTS_X4_MV2(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, simd_matvec2_q5_K_x4,
+                     (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q5_K))
 SIMD_PRODUCTS_X4_MV2(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, simd_matvec2_q6_K_x4,
                      (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
