@@ -192,66 +192,96 @@ static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int 
 /* Q4_K / Q5_K, one row's sub-blocks 2k and 2k + 1: their 32 qs bytes at qs
  * hold value l of sub-block 2k in the low nibble of byte l and of 2k + 1 in
  * the high one; Q5_K's fifth bit of value l is bit 2k (2k + 1) of qh[l].
- * *pl, *ph: i32x4 whose lane sums are the exact dots with x blocks xl, xh. */
-static inline __attribute__((always_inline)) void kq_pair_dots(int five_bits, const uint8_t *qs, const uint8_t *qh,
-                                                               int k, const v128_t *xl, const v128_t *xh, v128_t *pl,
-                                                               v128_t *ph) {
-    const v128_t m4 = wasm_i8x16_splat(0x0f), z = wasm_i32x4_splat(0);
+ * c[0], c[1]: sub-block 2k's codes (values 0..15, 16..31); c[2], c[3]:
+ * sub-block 2k + 1's. */
+static inline __attribute__((always_inline)) void kq_pair_codes(int five_bits, const uint8_t *qs, const uint8_t *qh,
+                                                                int k, v128_t *c) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f);
     const v128_t v0 = wasm_v128_load(qs), v1 = wasm_v128_load(qs + 16);
-    v128_t e0 = wasm_v128_and(v0, m4), e1 = wasm_v128_and(v1, m4);
-    v128_t o0 = wasm_u8x16_shr(v0, 4), o1 = wasm_u8x16_shr(v1, 4);
+    c[0] = wasm_v128_and(v0, m4), c[1] = wasm_v128_and(v1, m4);
+    c[2] = wasm_u8x16_shr(v0, 4), c[3] = wasm_u8x16_shr(v1, 4);
     if (five_bits) {
         const v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
-        e0 = wasm_v128_or(e0, kq_bit_to_4(h0, 2 * k));
-        e1 = wasm_v128_or(e1, kq_bit_to_4(h1, 2 * k));
-        o0 = wasm_v128_or(o0, kq_bit_to_4(h0, 2 * k + 1));
-        o1 = wasm_v128_or(o1, kq_bit_to_4(h1, 2 * k + 1));
+        c[0] = wasm_v128_or(c[0], kq_bit_to_4(h0, 2 * k));
+        c[1] = wasm_v128_or(c[1], kq_bit_to_4(h1, 2 * k));
+        c[2] = wasm_v128_or(c[2], kq_bit_to_4(h0, 2 * k + 1));
+        c[3] = wasm_v128_or(c[3], kq_bit_to_4(h1, 2 * k + 1));
     }
-    *pl = dot_i8_u7_add(xl[1], e1, dot_i8_u7_add(xl[0], e0, z));
-    *ph = dot_i8_u7_add(xh[1], o1, dot_i8_u7_add(xh[0], o0, z));
 }
 
-/* Q4_K (five_bits 0) / Q5_K (1) in the K-quant x4 layout: per group block
- * the 8 sub-blocks' exact dots of the 4 rows (lane = row), then
- * kquants_x4.h's float work: kernels_simd.c's simd_matvec_kq_x4 bits. */
-static inline __attribute__((always_inline)) void relaxed_matvec_kq_x4(int five_bits, float *y, const void *w,
-                                                                        const void *xq, int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+/* Q4_K (five_bits 0) / Q5_K (1) in the K-quant x4 layout for NT tokens (1,
+ * or 2 for the prefill's tiles): per group block the 8 sub-blocks' exact
+ * dots of the 4 rows (lane = row), each row's codes built once for every
+ * token, then kquants_x4.h's float work: the strict kernels' bits. */
+static inline __attribute__((always_inline)) void kq_x4_tokens(int five_bits, int nt, float *const *y, const void *w,
+                                                                const void *const *xq, int rows, int cols) {
+    enum { CH = RX_CHUNK / 2 };
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
     const size_t bb = five_bits ? sizeof(doze_block_q5_K) : sizeof(doze_block_q4_K);
     const size_t qs_at = five_bits ? offsetof(doze_block_q5_K, qs) : offsetof(doze_block_q4_K, qs);
     const size_t qh_at = offsetof(doze_block_q5_K, qh);
-    float dxs[RX_CHUNK];
-    int32_t xs[2 * RX_CHUNK], xsum[RX_CHUNK];
-    v128_t xi[RX_CHUNK * 2];
-    for (int bc = 0; bc < nb; bc += RX_CHUNK) {
-        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x(xb + bc, n, xi, dxs, xs);
-        for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
+    const v128_t z = wasm_i32x4_splat(0);
+    float dxs[2][CH];
+    int32_t xs[2 * CH], xsum[2][CH];
+    v128_t xi[2][CH * 2];
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int t = 0; t < nt; t++) {
+            prep_x((const doze_block_q8_0 *)xq[t] + bc, n, xi[t], dxs[t], xs);
+            for (int b = 0; b < n; b++) xsum[t][b] = xs[2 * b] + xs[2 * b + 1];
+        }
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc[2];
+            for (int t = 0; t < nt; t++) acc[t] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[t] + 4 * g);
             for (int i = i0; i < i1; i++) {
                 const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
                 const int bl = (i - i0) * 8;
-                v128_t I[8]; /* sub-block j's dots, lane = row */
+                v128_t I[2][8]; /* sub-block j's dots, lane = row */
 #if defined(__clang__)
 #pragma clang loop unroll(full) /* kq_bit_to_4's shifts are picked by k */
 #endif
                 for (int k = 0; k < 4; k++) {
-                    v128_t Pl[4], Ph[4];
-                    for (int r = 0; r < 4; r++)
-                        kq_pair_dots(five_bits, b4r + (size_t)r * bb + qs_at + 32 * (size_t)k,
-                                     b4r + (size_t)r * bb + qh_at, k, xi + 2 * (bl + 2 * k),
-                                     xi + 2 * (bl + 2 * k + 1), &Pl[r], &Ph[r]);
-                    I[2 * k] = hsum4_i32x4(Pl[0], Pl[1], Pl[2], Pl[3]);
-                    I[2 * k + 1] = hsum4_i32x4(Ph[0], Ph[1], Ph[2], Ph[3]);
+                    v128_t Pl[2][4], Ph[2][4];
+                    for (int r = 0; r < 4; r++) {
+                        v128_t c[4];
+                        kq_pair_codes(five_bits, b4r + (size_t)r * bb + qs_at + 32 * (size_t)k,
+                                      b4r + (size_t)r * bb + qh_at, k, c);
+                        for (int t = 0; t < nt; t++) {
+                            const v128_t *xl = xi[t] + 2 * (bl + 2 * k), *xh = xl + 2;
+                            Pl[t][r] = dot_i8_u7_add(xl[1], c[1], dot_i8_u7_add(xl[0], c[0], z));
+                            Ph[t][r] = dot_i8_u7_add(xh[1], c[3], dot_i8_u7_add(xh[0], c[2], z));
+                        }
+                    }
+                    for (int t = 0; t < nt; t++) {
+                        I[t][2 * k] = hsum4_i32x4(Pl[t][0], Pl[t][1], Pl[t][2], Pl[t][3]);
+                        I[t][2 * k + 1] = hsum4_i32x4(Ph[t][0], Ph[t][1], Ph[t][2], Ph[t][3]);
+                    }
                 }
-                acc = kq_x4_block(acc, b4r, bb, I, xsum + bl, dxs + bl);
+                for (int t = 0; t < nt; t++) acc[t] = kq_x4_block(acc[t], b4r, bb, I[t], xsum[t] + bl, dxs[t] + bl);
             }
-            wasm_v128_store(y + 4 * g, acc);
+            for (int t = 0; t < nt; t++) wasm_v128_store(y[t] + 4 * g, acc[t]);
         }
     }
+}
+
+static inline __attribute__((always_inline)) void relaxed_matvec_kq_x4(int five_bits, float *y, const void *w,
+                                                                        const void *xq, int rows, int cols) {
+    float *ys[1] = {y};
+    const void *xs[1] = {xq};
+    kq_x4_tokens(five_bits, 1, ys, w, xs, rows, cols);
+}
+static void relaxed_matvec2_q4_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                    int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    kq_x4_tokens(0, 2, ys, w, xs, rows, cols);
+}
+static void relaxed_matvec2_q5_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                    int cols) {
+    float *ys[2] = {ya, yb};
+    const void *xs[2] = {xa, xb};
+    kq_x4_tokens(1, 2, ys, w, xs, rows, cols);
 }
 
 static void relaxed_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
@@ -496,8 +526,8 @@ const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4
     const doze_products doze_relaxed_##T = {{T##_mv0, relaxed_matvec_##T##_x4}, {T##_mm0, T##_mm1}};
 RELAXED_X4(q8_0, DOZE_QK8_0, relaxed_matvec2_q8_0_x4)
 RELAXED_X4(q5_0, DOZE_QK32, relaxed_matvec2_q5_0_x4)
-RELAXED_X4(q4_K, DOZE_QK_K, NULL)
-RELAXED_X4(q5_K, DOZE_QK_K, NULL)
+RELAXED_X4(q4_K, DOZE_QK_K, relaxed_matvec2_q4_K_x4)
+RELAXED_X4(q5_K, DOZE_QK_K, relaxed_matvec2_q5_K_x4)
 RELAXED_X4(q6_K, DOZE_QK_K, relaxed_matvec2_q6_K_x4)
 
 /* Q2_K, Q3_K: row-major only (types.c) */
