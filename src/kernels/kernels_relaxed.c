@@ -30,8 +30,9 @@
  * multiple of 4).
  *
  * Outside a relaxed-SIMD wasm build (natively, or wasm without
- * -mrelaxed-simd) the instruction is emulated with strict SIMD: the exact
- * dot, which the native tests check these kernels with. */
+ * -mrelaxed-simd) the instruction is emulated with strict SIMD as x86
+ * computes it: the exact dot for every operand the kernels pass, which the
+ * native tests check these kernels with. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,10 +49,15 @@ static inline v128_t dot_i8_u7_add(v128_t a, v128_t b, v128_t c) {
     return (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)a, (__i8x16)b, (__i32x4)c);
 }
 #else
+/* as x86's pmaddubsw lowering computes it (b read unsigned, the pair sums
+ * saturated to i16): the exact dot while b is in [0, 127], as the kernels
+ * promise, and visibly not once a b lane has its top bit set, so the native
+ * tests catch a kernel that breaks the promise */
 static inline v128_t dot_i8_u7_add(v128_t a, v128_t b, v128_t c) {
-    v128_t lo = wasm_i16x8_extmul_low_i8x16(a, b), hi = wasm_i16x8_extmul_high_i8x16(a, b);
-    v128_t pairs = wasm_i16x8_add(wasm_i16x8_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14),
-                                  wasm_i16x8_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15));
+    const v128_t lo = wasm_i16x8_mul(wasm_i16x8_extend_low_i8x16(a), wasm_u16x8_extend_low_u8x16(b));
+    const v128_t hi = wasm_i16x8_mul(wasm_i16x8_extend_high_i8x16(a), wasm_u16x8_extend_high_u8x16(b));
+    const v128_t pairs = wasm_i16x8_add_sat(wasm_i16x8_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14),
+                                            wasm_i16x8_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15));
     return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(pairs), c);
 }
 #endif
