@@ -5,8 +5,9 @@
 // UNRELIABLE where the ratio's rounds spread more than 2x.
 //   node bench/compare-builds.mjs OLD.wasm NEW.wasm MODEL.gguf [--rounds N] [--steps N] [--prompt N]
 //        [--threads N] [--chromium]
-// --threads: for two doze-mt.wasm builds (default the package's default; in
-// Chromium one thread). --chromium: Debian's /usr/bin/chromium (or
+// --threads: for two threaded builds (doze-mt.wasm, doze-mt-relaxed.wasm;
+// default the package's default, in Chromium one thread; the page is
+// cross-origin isolated). --chromium: Debian's /usr/bin/chromium (or
 // DOZE_CHROMIUM) through playwright-core, where relaxed-SIMD builds run
 // without flags; Node needs --experimental-wasm-relaxed-simd for them.
 import { createServer } from 'node:http';
@@ -62,7 +63,7 @@ async function bench(M, builds, modelSrc, o) {
     s.dispose?.();
     return (r.value.promptTokens / r.value.promptMs) * 1000;
   }
-  const out = { simd: models.map((m) => m.info.simd) };
+  const out = { simd: models.map((m) => m.info.simd), threads: models.map((m) => m.info.threads) };
   for (const [name, fn] of [['decode', decode], ['prefill', prefill]]) {
     const a = [], b = [];
     await fn(models[0], 4), await fn(models[1], 4); // warm-up
@@ -92,13 +93,15 @@ window.ready = true;
 </script>`;
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    if (path === '/') { res.writeHead(200, { 'content-type': 'text/html' }); res.end(page); return; }
+    // cross-origin isolated, so that the threaded builds get their threads
+    const coi = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+    if (path === '/') { res.writeHead(200, { 'content-type': 'text/html', ...coi }); res.end(page); return; }
     let file = files[path] ?? (path.startsWith('/js/') && !path.includes('..') ? join(root, path) : null);
     let size = 0;
     try { size = file ? statSync(file).size : 0; } catch { file = null; }
     if (!file) { res.writeHead(404); res.end(); return; }
     const type = file.endsWith('.js') ? 'text/javascript' : file.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream';
-    res.writeHead(200, { 'content-type': type, 'content-length': size });
+    res.writeHead(200, { 'content-type': type, 'content-length': size, ...coi });
     createReadStream(file).pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -119,7 +122,8 @@ window.ready = true;
 
 const med = (v) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
 const fmt = (v, d = 1) => `${med(v).toFixed(d)} (${Math.min(...v).toFixed(d)}-${Math.max(...v).toFixed(d)})`;
-console.log(`A: ${wa} (${res.simd[0]} SIMD), B: ${wb} (${res.simd[1]} SIMD); median (min-max) of ${rounds} interleaved rounds`);
+const build = (k) => `${res.simd[k]} SIMD, ${res.threads[k]} thread${res.threads[k] > 1 ? 's' : ''}`;
+console.log(`A: ${wa} (${build(0)}), B: ${wb} (${build(1)}); median (min-max) of ${rounds} interleaved rounds`);
 for (const name of ['decode', 'prefill']) {
   const { a, b } = res[name];
   const ratio = a.map((x, k) => b[k] / x);

@@ -84,12 +84,10 @@ export interface LoadOptions {
   /**
    * Threads for the forward pass, an integer in [1, 64]; default the cores
    * (navigator.hardwareConcurrency / os.availableParallelism()), at most 8.
-   * More than 1 loads doze-mt.wasm and starts one worker per extra thread;
-   * results are bit-identical for any count. Without SharedArrayBuffer (a
+   * More than 1 loads doze-mt.wasm (or doze-mt-relaxed.wasm, by `simd`) and starts one worker per
+   * extra thread; results are bit-identical for any count. Without SharedArrayBuffer (a
    * page that is not cross-origin isolated) it falls back to 1 thread with
    * one console warning (see info.threads).
-   * simd: 'relaxed' with more than 1 thread is an INVALID_ARGUMENT error, and with simd:
-   * 'relaxed' the default is 1 thread: doze-mt.wasm is built with strict SIMD only.
    */
   threads?: number;
   /**
@@ -113,8 +111,7 @@ export interface LoadOptions {
    * int8 dot; the same results bit for bit) where hasRelaxedSimd(), else doze.wasm; 'relaxed' insists
    * (NO_RELAXED_SIMD error where the engine lacks it); 'strict' always loads doze.wasm.
    * With `wasm` given, that module is used as it is. model.info.simd says which one runs.
-   * On more than 1 thread the model runs doze-mt.wasm, which has strict SIMD only: 'auto' and
-   * 'strict' load it, 'relaxed' means 1 thread (see `threads`).
+   * On more than 1 thread the same choice is made between doze-mt-relaxed.wasm and doze-mt.wasm.
    */
   simd?: SimdChoice;
 }
@@ -167,7 +164,7 @@ export interface ModelInfo {
   expertsUsed: number;
   /** Only when loaded with the `cache` option: where the bytes came from. */
   cache?: ModelCacheInfo;
-  /** The build running the model: 'relaxed' (doze-relaxed.wasm) or 'strict' (doze.wasm, or doze-mt.wasm on more than 1 thread). */
+  /** The build running the model: 'relaxed' (doze-relaxed.wasm, or doze-mt-relaxed.wasm on more than 1 thread) or 'strict' (doze.wasm, or doze-mt.wasm). */
   simd: 'relaxed' | 'strict';
 }
 

@@ -58,19 +58,11 @@ export async function loadModel(source, options) {
   const { onProgress, signal: sig, contextLength = 0, maxMemory = 0, ffnBlock = 0, totalBytes, wasm, cache, simd } = o;
   if (source == null) throw invalid('loadModel: no source (a URL, a path, bytes, a Blob, a Response or a stream)');
   if (sig && sig.aborted) throw abortError('loading the model', sig);
-  // Two wasm variants speed things up, and they do not combine: doze-mt.wasm
-  // (threads) is built with strict SIMD only, because doze-relaxed.wasm is
-  // linked outside Emscripten (wasm/relaxed.cmake) against single-thread
-  // libraries, and a shared-memory relaxed build would be a fourth module for
-  // a smaller gain than threads give. So threads win the default: more than 1
-  // thread loads doze-mt.wasm; 1 thread (or no SharedArrayBuffer, or a custom
-  // single-thread wasm) chooses between doze.wasm and doze-relaxed.wasm as
-  // ever. simd: 'relaxed' asks for the relaxed build, so it defaults to 1
-  // thread and refuses more.
-  if (simd === 'relaxed' && o.threads > 1) {
-    throw invalid(`loadModel: simd: 'relaxed' runs on 1 thread (the threaded build, doze-mt.wasm, has strict SIMD only), got threads: ${o.threads}`);
-  }
-  let threads = o.threads ?? (simd === 'relaxed' ? 1 : await defaultThreads());
+  // Threads and relaxed SIMD combine: more than 1 thread loads doze-mt.wasm
+  // or its relaxed twin doze-mt-relaxed.wasm (by `simd`, as for 1 thread:
+  // doze.wasm or doze-relaxed.wasm); without SharedArrayBuffer, or with a
+  // custom single-thread `wasm`, it falls back to 1 thread.
+  let threads = o.threads ?? (await defaultThreads());
   if (threads > 1) {
     const why = threadsUnavailable();
     if (why) {

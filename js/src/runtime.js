@@ -65,24 +65,19 @@ export class Runtime {
 }
 
 const runtimes = new Map(); // key -> Promise<Runtime>
+const runtimeKey = (simd, wasm, threaded) => `${simd}|${wasm == null ? '' : String(wasm)}|${threaded ? 'mt' : '1'}`;
 const moduleRuntimes = new WeakMap(); // WebAssembly.Module -> Promise<Runtime>
-
-export const THREADED_WASM = new URL('../dist/doze-mt.wasm', import.meta.url);
 
 /**
  * The runtime for a `wasm` option (default: dist/doze.wasm next to this
- * package, or doze-relaxed.wasm by `simd`; dist/doze-mt.wasm when
- * `threaded`), instantiated once and shared.
+ * package, or doze-relaxed.wasm by `simd`; when `threaded`, dist/doze-mt.wasm
+ * or doze-mt-relaxed.wasm), instantiated once and shared.
  */
 export function getRuntime({ wasm, simd = 'auto', threaded = false } = {}) {
-  if (threaded && wasm == null) {
-    // doze-mt.wasm is built with strict SIMD only (js/src/load.js says why)
-    wasm = THREADED_WASM;
-    simd = 'strict';
-  }
+  threaded = threaded && wasm == null; // a given module is used as it is
   const make = async () => {
     try {
-      return new Runtime(await instantiateDoze({ wasm, simd }));
+      return new Runtime(await instantiateDoze({ wasm, simd, threaded }));
     } catch (e) {
       throw toDozeError(e, 'NO_WASM_FILE');
     }
@@ -92,7 +87,7 @@ export function getRuntime({ wasm, simd = 'auto', threaded = false } = {}) {
     p = moduleRuntimes.get(wasm);
     if (!p) moduleRuntimes.set(wasm, (p = make()));
   } else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) {
-    const key = `${simd}|${wasm == null ? '' : String(wasm)}`;
+    const key = runtimeKey(simd, wasm, threaded);
     p = runtimes.get(key);
     if (!p) runtimes.set(key, (p = make()));
   } else {
@@ -101,7 +96,7 @@ export function getRuntime({ wasm, simd = 'auto', threaded = false } = {}) {
   p.catch(() => {
     // do not cache failures
     if (wasm instanceof WebAssembly.Module) moduleRuntimes.delete(wasm);
-    else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) runtimes.delete(`${simd}|${wasm == null ? '' : String(wasm)}`);
+    else if (wasm == null || typeof wasm === 'string' || wasm instanceof URL) runtimes.delete(runtimeKey(simd, wasm, threaded));
   });
   return p;
 }
@@ -109,11 +104,11 @@ export function getRuntime({ wasm, simd = 'auto', threaded = false } = {}) {
 /** Bytes malloc'd inside a runtime's wasm memory (for leak checks). */
 export async function heapUsed(options) {
   if (options && options.wasm != null) return (await getRuntime(options)).heapUsed();
-  // the default runtimes: doze.wasm (or doze-relaxed.wasm), plus doze-mt.wasm
-  // once a threaded model made it
+  // the default runtimes: doze.wasm (or doze-relaxed.wasm), plus the
+  // threaded ones once a threaded model made them
   let n = (await getRuntime(options)).heapUsed();
-  const mt = runtimes.get(`strict|${THREADED_WASM}`);
-  // (its own fixed allocations excluded, so a baseline taken before it existed holds)
-  if (mt) n += await mt.then((r) => r.heapUsed() - r.baseHeap, () => 0);
+  for (const [key, mt] of runtimes)
+    // (their own fixed allocations excluded, so a baseline taken before they existed holds)
+    if (key.endsWith('|mt')) n += await mt.then((r) => r.heapUsed() - r.baseHeap, () => 0);
   return n;
 }

@@ -17,6 +17,9 @@ const DEFAULT_WASM = new URL('../dist/doze.wasm', import.meta.url);
 // The same module with the q8_0/q4_0 products on the relaxed-SIMD int8 dot
 // (same results, bit for bit: see src/kernels/kernels_relaxed.c).
 const RELAXED_WASM = new URL('../dist/doze-relaxed.wasm', import.meta.url);
+// The threaded build (shared memory, the thread pool) and its relaxed twin.
+const THREADED_WASM = new URL('../dist/doze-mt.wasm', import.meta.url);
+const THREADED_RELAXED_WASM = new URL('../dist/doze-mt-relaxed.wasm', import.meta.url);
 const ABI_VERSION = 5; // wasm/exports.c DOZE_WASM_ABI_VERSION
 
 const isNode =
@@ -132,11 +135,12 @@ async function compileWasm(source) {
   throw new TypeError('instantiateDoze: wasm must be a URL, path, ArrayBuffer, typed array or WebAssembly.Module');
 }
 
-// Which module to load: a given `wasm` as it is; else doze-relaxed.wasm where
-// simd is 'relaxed' (an error when the engine lacks it) or 'auto' and the
-// engine has it (the strict build when that file cannot be read), else
-// doze.wasm.
-async function chooseWasm(wasm, simd) {
+// Which module to load: a given `wasm` as it is; else the relaxed build
+// (doze-relaxed.wasm, threaded: doze-mt-relaxed.wasm) where simd is
+// 'relaxed' (an error when the engine lacks it) or 'auto' and the engine has
+// it (the strict build when that file cannot be read), else the strict one
+// (doze.wasm, threaded: doze-mt.wasm).
+async function chooseWasm(wasm, simd, threaded) {
   if (simd !== 'auto' && simd !== 'relaxed' && simd !== 'strict') {
     throw new TypeError(`instantiateDoze: simd must be 'auto', 'relaxed' or 'strict', got ${String(simd)}`);
   }
@@ -148,12 +152,15 @@ async function chooseWasm(wasm, simd) {
     err.code = 'NO_RELAXED_SIMD';
     throw err;
   }
-  if (wasm != null || simd === 'strict' || !hasRelaxedSimd()) return wasm;
-  if (simd === 'relaxed') return RELAXED_WASM;
+  if (wasm != null) return wasm;
+  const strict = threaded ? THREADED_WASM : null; // null: doze.wasm
+  if (simd === 'strict' || !hasRelaxedSimd()) return strict;
+  const relaxed = threaded ? THREADED_RELAXED_WASM : RELAXED_WASM;
+  if (simd === 'relaxed') return relaxed;
   try {
-    return await compileFromUrl(RELAXED_WASM);
+    return await compileFromUrl(relaxed);
   } catch {
-    return null; // e.g. a build or a server without doze-relaxed.wasm
+    return strict; // e.g. a build or a server without the relaxed file
   }
 }
 
@@ -324,7 +331,7 @@ async function nodeHost() {
  *   The Uint8Array views point into wasm memory: valid only during the call.
  *   Host functions are called with `this` set to the merged host object.
  */
-export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
+export async function instantiateDoze({ wasm, host, simd = 'auto', threaded = false } = {}) {
   if (!hasWasmSimd()) {
     const err = new Error(
       'This JavaScript engine does not support WebAssembly SIMD (simd128), which doze needs ' +
@@ -334,7 +341,7 @@ export async function instantiateDoze({ wasm, host, simd = 'auto' } = {}) {
     throw err;
   }
 
-  const module = await compileWasm(await chooseWasm(wasm, simd));
+  const module = await compileWasm(await chooseWasm(wasm, simd, threaded));
   const base = isNode ? await nodeHost() : browserHost();
   const h = Object.assign(base, { now: () => performance.now() }, host || {});
 

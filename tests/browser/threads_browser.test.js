@@ -1,7 +1,9 @@
 // Threads in Chromium: a page that is not cross-origin isolated asks for 2
 // threads and gets 1, with one console warning and the same tokens; the same
-// page served with COOP/COEP runs on 2 threads (workers on doze-mt.wasm)
-// with the same tokens as 1 thread, and dispose leaves it working.
+// page served with COOP/COEP runs on 2 threads (workers on
+// doze-mt-relaxed.wasm: Chromium has relaxed SIMD) with the same tokens as 1
+// thread (doze-relaxed.wasm) and as the strict threaded build, and dispose
+// leaves it working.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,18 +17,19 @@ const page = `<!doctype html><meta charset="utf-8"><title>doze-lm threads</title
 <script type="module">
 window.runDoze = async (modelUrl) => {
   const M = await import('/js/src/index.js');
-  const gen = async (threads) => {
-    const m = await M.loadModel(modelUrl, { threads });
+  const gen = async (threads, simd = 'auto') => {
+    const m = await M.loadModel(modelUrl, { threads, simd });
     const ids = [];
     for await (const t of m.generate('Once upon a time', { temperature: 0, maxTokens: 24 })) ids.push(t.id);
-    const info = m.info.threads;
+    const info = { threads: m.info.threads, simd: m.info.simd };
     m.dispose();
-    return { ids, threads: info };
+    return { ids, ...info };
   };
   const one = await gen(1);
   const two = await gen(2);
   const twoAgain = await gen(2);
-  return { one, two, twoAgain, isolated: globalThis.crossOriginIsolated };
+  const twoStrict = await gen(2, 'strict');
+  return { one, two, twoAgain, twoStrict, isolated: globalThis.crossOriginIsolated };
 };
 window.dozeReady = true;
 </script>`;
@@ -37,7 +40,7 @@ for (const isolated of [false, true]) {
   test(`Chromium ${isolated ? 'with' : 'without'} COOP/COEP: threads ${isolated ? 'run' : 'fall back to 1 with a warning'}, same tokens`,
     { skip: skipReason, timeout: 180000 }, async () => {
       const dir = scratch();
-      const model = initModel('f32', dir);
+      const model = initModel('q8_0', dir);
       const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
       writeFileSync(join(dir, 'index.html'), page);
       const srv = await serve({ routes: { '/': join(dir, 'index.html'), '/model.gguf': model },
@@ -58,14 +61,21 @@ for (const isolated of [false, true]) {
         assert.equal(r.one.threads, 1);
         assert.deepEqual(r.two.ids, r.one.ids, 'the same tokens on 2 threads');
         assert.deepEqual(r.twoAgain.ids, r.one.ids);
+        assert.deepEqual(r.twoStrict.ids, r.one.ids, 'the same tokens from the strict build');
+        assert.equal(r.one.simd, 'relaxed');
+        assert.equal(r.two.simd, 'relaxed');
+        assert.equal(r.twoStrict.simd, 'strict');
         const fallbacks = warnings.filter((w) => w.includes('running on 1 thread'));
         if (isolated) {
           assert.equal(r.two.threads, 2);
+          assert.equal(r.twoStrict.threads, 2);
           assert.equal(fallbacks.length, 0);
+          assert.ok(srv.requests.includes('/js/dist/doze-mt-relaxed.wasm'));
           assert.ok(srv.requests.includes('/js/dist/doze-mt.wasm'));
         } else {
           assert.equal(r.two.threads, 1);
           assert.equal(fallbacks.length, 1, `one warning: ${JSON.stringify(warnings)}`);
+          assert.ok(!srv.requests.some((q) => q.includes('doze-mt')), 'no threaded build fetched');
           assert.match(fallbacks[0], /cross-origin isolated/);
         }
       } finally {

@@ -7,17 +7,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasRelaxedSimd, loadModel } from '../../js/src/index.js';
-import { root } from './helpers.js';
+import { root, scratch } from './helpers.js';
 import { initModel, kquantModel } from './package_fixtures.js';
 
 const strictWasm = join(root, 'js', 'dist', 'doze.wasm');
 const relaxedWasm = join(root, 'js', 'dist', 'doze-relaxed.wasm');
+const threadedRelaxedWasm = join(root, 'js', 'dist', 'doze-mt-relaxed.wasm');
 
 test('relaxed build present, selection and errors in an engine without (working) relaxed SIMD', async () => {
   assert.ok(existsSync(relaxedWasm), 'npm run build makes js/dist/doze-relaxed.wasm');
+  assert.ok(existsSync(threadedRelaxedWasm), 'npm run build makes js/dist/doze-mt-relaxed.wasm');
   const m = await loadModel(initModel('q8_0'), { simd: 'strict' });
   assert.equal(m.info.simd, 'strict');
   m.dispose();
@@ -32,34 +34,40 @@ test('relaxed build present, selection and errors in an engine without (working)
 const child = `
 import { loadModel } from ${JSON.stringify(join(root, 'js', 'src', 'index.js'))};
 const out = {};
-for (const path of process.argv.slice(1)) {
+for (const path of process.argv.slice(2)) {
   const res = [];
-  for (const wasm of [${JSON.stringify(strictWasm)}, ${JSON.stringify(relaxedWasm)}]) {
-    const m = await loadModel(path, { wasm });
+  for (const [wasm, threads] of [[${JSON.stringify(strictWasm)}, 1], [${JSON.stringify(relaxedWasm)}, 1],
+      [${JSON.stringify(threadedRelaxedWasm)}, 2]]) {
+    const m = await loadModel(path, { wasm, threads });
     const s = m.createSession();
     for await (const t of s.generate('Once upon a time there was a little dog who liked to run', { maxTokens: 1, temperature: 0 })) void t;
     const logits = [];
     for (let i = 0; i < 6; i++) logits.push(...(await s.step((i * 37 + 5) % m.info.vocabSize)).logits);
-    res.push({ simd: m.info.simd, logits });
+    res.push({ simd: m.info.simd, threads: m.info.threads, logits });
     m.dispose();
   }
-  let differ = 0;
-  res[0].logits.forEach((v, i) => { if (!Object.is(v, res[1].logits[i])) differ++; });
-  out[path] = { simd: res.map((r) => r.simd), n: res[0].logits.length, differ, mag: res[0].logits.reduce((a, v) => a + Math.abs(v), 0) };
+  const differ = res.slice(1).map((r) => r.logits.filter((v, i) => !Object.is(v, res[0].logits[i])).length);
+  out[path] = { simd: res.map((r) => r.simd), threads: res.map((r) => r.threads), n: res[0].logits.length, differ,
+    mag: res[0].logits.reduce((a, v) => a + Math.abs(v), 0) };
 }
 console.log(JSON.stringify(out));
 `;
 
-test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed build gives the strict bits (q8_0, q4_0, q5_0, K-quants)', () => {
+test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed builds (1 thread, and threaded on 2) give the strict bits (q8_0, q4_0, q5_0, K-quants)', () => {
   const models = [initModel('q8_0'), initModel('q4_0'), initModel('q5_0'), kquantModel('q4_k_m'), kquantModel('q5_k'),
     kquantModel('q6_k'), kquantModel('q3_k'), kquantModel('q2_k')];
-  const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--no-liftoff', '--input-type=module', '-e', child, ...models],
+  // a file, not -e: the thread pool's workers inherit the flags, and
+  // --input-type would stop them
+  const script = join(scratch(), 'relaxed-child.mjs');
+  writeFileSync(script, child);
+  const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--no-liftoff', script, ...models],
     { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1));
   for (const p of models) {
-    assert.deepEqual(out[p].simd, ['strict', 'relaxed']);
+    assert.deepEqual(out[p].simd, ['strict', 'relaxed', 'relaxed']);
+    assert.deepEqual(out[p].threads, [1, 1, 2]);
     assert.ok(out[p].n >= 1800 && out[p].mag > 0);
-    assert.equal(out[p].differ, 0, `${p}: ${out[p].differ} of ${out[p].n} logits differ`);
+    assert.deepEqual(out[p].differ, [0, 0], `${p}: of ${out[p].n} logits, [relaxed, threaded relaxed] differ`);
   }
 });
