@@ -14,6 +14,18 @@
  * q8_0 blocks made by quantize_q8_0. */
 /* y(rows) = W(rows, cols) @ x */
 typedef void (*doze_matvec_fn)(float *y, const void *w, const void *x, int rows, int cols);
+/* the same for two inputs at once (each its own output, the matvec's bits) */
+typedef void (*doze_matvec2_fn)(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
+                                int cols);
+
+/* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T (rows of
+ * row_bytes, ldy floats apart in y): W in tiles of rows (about 24 KB of
+ * tile_row_bytes rows), each tile read from memory once and applied to every
+ * token by the matvec itself (tokens in pairs through mv2 where given and
+ * the tile is whole x4 groups), so each token gets the matvec's bits. Both
+ * SIMD sets build their matmuls on it (kernels_simd.c). */
+void doze_matmul_tiles(size_t tile_row_bytes, size_t row_bytes, doze_matvec_fn mv, doze_matvec2_fn mv2, float *y,
+                       int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols);
 /* Y(n, rows) (row stride ldy) = X @ W^T for the n inputs at x, x + ldx, ...
  * (ldx in bytes): every token's row of Y bit-identical to its matvec */
 typedef void (*doze_matmul_fn)(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows,

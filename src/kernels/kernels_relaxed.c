@@ -167,33 +167,8 @@ static inline __attribute__((always_inline)) void q45_x4_tokens(int five, int nt
     }
 }
 
-static inline __attribute__((always_inline)) void relaxed_matvec_q45_x4(int five, float *y, const void *w,
-                                                                         const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    q45_x4_tokens(five, 1, ys, w, xs, rows, cols);
-}
-
-static void relaxed_matvec2_q4_0_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                    int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q45_x4_tokens(0, 2, ys, w, xs, rows, cols);
-}
-static void relaxed_matvec2_q5_0_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                    int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q45_x4_tokens(1, 2, ys, w, xs, rows, cols);
-}
-
-static void relaxed_matvec_q4_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    relaxed_matvec_q45_x4(0, y, w, xq, rows, cols);
-}
-static void relaxed_matvec_q5_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    relaxed_matvec_q45_x4(1, y, w, xq, rows, cols);
-}
-
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q4_0_x4, relaxed_matvec2_q4_0_x4, q45_x4_tokens, 0, )
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q5_0_x4, relaxed_matvec2_q5_0_x4, q45_x4_tokens, 1, )
 
 /* Q4_K / Q5_K, one row's sub-blocks 2k and 2k + 1: their 32 qs bytes at qs
  * hold value l of sub-block 2k in the low nibble of byte l and of 2k + 1 in
@@ -271,31 +246,8 @@ static inline __attribute__((always_inline)) void kq_x4_tokens(int five_bits, in
     }
 }
 
-static inline __attribute__((always_inline)) void relaxed_matvec_kq_x4(int five_bits, float *y, const void *w,
-                                                                        const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    kq_x4_tokens(five_bits, 1, ys, w, xs, rows, cols);
-}
-static void relaxed_matvec2_q4_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                    int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    kq_x4_tokens(0, 2, ys, w, xs, rows, cols);
-}
-static void relaxed_matvec2_q5_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                    int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    kq_x4_tokens(1, 2, ys, w, xs, rows, cols);
-}
-
-static void relaxed_matvec_q4_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    relaxed_matvec_kq_x4(0, y, w, xq, rows, cols);
-}
-static void relaxed_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    relaxed_matvec_kq_x4(1, y, w, xq, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q4_K_x4, relaxed_matvec2_q4_K_x4, kq_x4_tokens, 0, )
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q5_K_x4, relaxed_matvec2_q5_K_x4, kq_x4_tokens, 1, )
 
 /* Q6_K in the K-quant x4 layout for NT tokens (1, or 2 for the prefill's
  * tiles): per quarter of a half super-block (one x block), each row's codes
@@ -352,17 +304,7 @@ static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *
     }
 }
 
-static void relaxed_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    q6_K_x4_tokens(1, ys, w, xs, rows, cols);
-}
-static void relaxed_matvec2_q6_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                    int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q6_K_x4_tokens(2, ys, w, xs, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q6_K_x4, relaxed_matvec2_q6_K_x4, q6_K_x4_tokens, )
 
 /* the same for q8_0 payloads in the x4 layout (finite weight scales, as the
  * loader guarantees for x4 q8_0): d' (the half's bits in f32 position) times
@@ -411,17 +353,7 @@ static inline __attribute__((always_inline)) void q8_0_x4_tokens(int nt, float *
     }
 }
 
-static void relaxed_matvec_q8_0_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    q8_0_x4_tokens(1, ys, w, xs, rows, cols);
-}
-static void relaxed_matvec2_q8_0_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                    int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q8_0_x4_tokens(2, ys, w, xs, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q8_0_x4, relaxed_matvec2_q8_0_x4, q8_0_x4_tokens, )
 
 /* q4_0 row-major: row by row, block by block, the reference's order (as
  * kernels_simd.c's simd_matvec_q4_0) */
@@ -481,54 +413,30 @@ static void relaxed_matvec_q3_K(float *y, const void *w, const void *xq, int row
     relaxed_matvec_k23(1, y, w, xq, rows, cols);
 }
 
-/* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T: W in tiles of
- * rows whose weights (<= ~24 KB) stay in L1 while every token passes over
- * them, each token through the matvec itself (so the matvec's bits), or two
- * at a time through mv2 (the same bits for each) where it is given. */
-typedef void (*matvec2_fn)(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols);
-static void tiles(doze_matvec_fn mv, matvec2_fn mv2, size_t row_bytes, float *y, int ldy, const void *w,
-                  const void *x, size_t ldx, int n, int rows, int cols) {
-    size_t t = (24u * 1024u / (row_bytes ? row_bytes : 1)) & ~(size_t)3;
-    if (t < 4) t = 4;
-    const int tr = (int)(t < (size_t)rows ? t : (size_t)rows);
-    for (int r0 = 0; r0 < rows; r0 += tr) {
-        const int nr = rows - r0 < tr ? rows - r0 : tr;
-        const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
-        int k = 0;
-        if (mv2 && nr % 4 == 0)
-            for (; k + 1 < n; k += 2)
-                mv2(y + (size_t)k * ldy + r0, y + (size_t)(k + 1) * ldy + r0, wt, (const uint8_t *)x + (size_t)k * ldx,
-                    (const uint8_t *)x + (size_t)(k + 1) * ldx, nr, cols);
-        for (; k < n; k++) mv(y + (size_t)k * ldy + r0, wt, (const uint8_t *)x + (size_t)k * ldx, nr, cols);
-    }
-}
-
 /* ---- the product rows ------------------------------------------------------ */
 
-static void q4_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    tiles(relaxed_matvec_q4_0, NULL, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y, ldy, w, x, ldx, n, rows,
-          cols);
-}
-static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    tiles(relaxed_matvec_q4_0_x4, relaxed_matvec2_q4_0_x4, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0), y,
-          ldy, w, x, ldx, n, rows, cols);
-}
+/* a matmul over doze_matmul_tiles (kernels.h): each token the matvec's bits */
+#define RELAXED_MATMUL(NAME, MV, MV2, ROW_BYTES) \
+    static void NAME(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
+        const size_t rb = (ROW_BYTES); \
+        doze_matmul_tiles(rb, rb, MV, MV2, y, ldy, w, x, ldx, n, rows, cols); \
+    }
+
+RELAXED_MATMUL(q4_0_mm0, relaxed_matvec_q4_0, NULL, (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0))
+RELAXED_MATMUL(q4_0_mm1, relaxed_matvec_q4_0_x4, relaxed_matvec2_q4_0_x4,
+               (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0))
 const doze_products doze_relaxed_q4_0 = {{relaxed_matvec_q4_0, relaxed_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};
 
 /* q8_0, q5_0 and the K-quants: row-major through the strict kernels, the
- * x4 layout here; BV: values per block; MV2: the two-token x4 product (where
- * sharing the codes' unpacking between two tokens pays) or NULL */
-#define RELAXED_X4(T, BV, MV2)                                                                                         \
-    static void T##_mv0(float *y, const void *w, const void *x, int rows, int cols) {                             \
-        doze_simd_##T.matvec[0](y, w, x, rows, cols);                                                              \
-    }                                                                                                              \
+ * x4 layout here; BV: values per block; MV2: the two-token x4 product */
+#define RELAXED_X4(T, BV, MV2) \
+    static void T##_mv0(float *y, const void *w, const void *x, int rows, int cols) { \
+        doze_simd_##T.matvec[0](y, w, x, rows, cols); \
+    } \
     static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
-        doze_simd_##T.matmul[0](y, ldy, w, x, ldx, n, rows, cols);                                                 \
-    }                                                                                                              \
-    static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
-        tiles(relaxed_matvec_##T##_x4, MV2, (size_t)(cols / (BV)) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, \
-              rows, cols);                                                                                         \
-    }                                                                                                              \
+        doze_simd_##T.matmul[0](y, ldy, w, x, ldx, n, rows, cols); \
+    } \
+    RELAXED_MATMUL(T##_mm1, relaxed_matvec_##T##_x4, MV2, (size_t)(cols / (BV)) * sizeof(doze_block_##T)) \
     const doze_products doze_relaxed_##T = {{T##_mv0, relaxed_matvec_##T##_x4}, {T##_mm0, T##_mm1}};
 RELAXED_X4(q8_0, DOZE_QK8_0, relaxed_matvec2_q8_0_x4)
 RELAXED_X4(q5_0, DOZE_QK32, relaxed_matvec2_q5_0_x4)
@@ -537,11 +445,8 @@ RELAXED_X4(q5_K, DOZE_QK_K, relaxed_matvec2_q5_K_x4)
 RELAXED_X4(q6_K, DOZE_QK_K, relaxed_matvec2_q6_K_x4)
 
 /* Q2_K, Q3_K: row-major only (types.c) */
-#define RELAXED_ROWS(T)                                                                                            \
-    static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
-        tiles(relaxed_matvec_##T, NULL, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T), y, ldy, w, x, ldx, n, rows,  \
-              cols);                                                                                               \
-    }                                                                                                              \
+#define RELAXED_ROWS(T) \
+    RELAXED_MATMUL(T##_mm0, relaxed_matvec_##T, NULL, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T)) \
     const doze_products doze_relaxed_##T = {{relaxed_matvec_##T, NULL}, {T##_mm0, NULL}};
 RELAXED_ROWS(q2_K)
 RELAXED_ROWS(q3_K)

@@ -737,15 +737,9 @@ static void f16_x4_tile_to_f32_x4(float *out, const uint16_t *w, int nr, int col
 /* f32 scratch for one widened f16 tile (on the stack) */
 #define F16_TILE_FLOATS 16384
 
-/* Y(n, rows) = the n inputs at x, x + ldx, ... (bytes) @ W^T: W in tiles
- * of rows (sized by tile_row_bytes), each tile read from memory once and
- * applied to every token by the matvec itself (tokens in pairs through mv2
- * where given and the tile is whole x4 groups), so each token gets the
- * matvec's bits. */
-typedef void (*matvec2_fn)(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols);
-
-static void matmul_tiles(size_t tile_row_bytes, size_t row_bytes, doze_matvec_fn mv, matvec2_fn mv2, float *y,
-                         int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+/* kernels.h */
+void doze_matmul_tiles(size_t tile_row_bytes, size_t row_bytes, doze_matvec_fn mv, doze_matvec2_fn mv2, float *y,
+                       int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     const int tr = tile_rows(tile_row_bytes, rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
@@ -778,7 +772,7 @@ static void f16_mv1(float *y, const void *w, const void *x, int rows, int cols) 
     simd_matvec_f16_x4(y, w, x, rows, cols);
 }
 static void f16_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
-    matmul_tiles((size_t)cols * 2u, (size_t)cols * 2u, f16_mv0, NULL, y, ldy, w, x, ldx, n, rows, cols);
+    doze_matmul_tiles((size_t)cols * 2u, (size_t)cols * 2u, f16_mv0, NULL, y, ldy, w, x, ldx, n, rows, cols);
 }
 /* an f16 x4 tile is widened to f32 first (sized by its f32 bytes): w * x
  * rounds the same either way, and simd_matvec_f16_x4 keeps matvec_f32_x4's
@@ -807,11 +801,11 @@ static void q8_0_mv2(float *ya, float *yb, const void *w, const void *xa, const 
 }
 static void q8_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     const size_t rb = (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
-    matmul_tiles(rb, rb, simd_matvec_q8_0, NULL, y, ldy, w, x, ldx, n, rows, cols);
+    doze_matmul_tiles(rb, rb, simd_matvec_q8_0, NULL, y, ldy, w, x, ldx, n, rows, cols);
 }
 static void q8_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     const size_t rb = (size_t)(cols / DOZE_QK8_0) * sizeof(doze_block_q8_0);
-    matmul_tiles(rb, rb, simd_matvec_q8_0_x4, q8_0_mv2, y, ldy, w, x, ldx, n, rows, cols);
+    doze_matmul_tiles(rb, rb, simd_matvec_q8_0_x4, q8_0_mv2, y, ldy, w, x, ldx, n, rows, cols);
 }
 const doze_products doze_simd_q8_0 = {{simd_matvec_q8_0, simd_matvec_q8_0_x4}, {q8_0_mm0, q8_0_mm1}};
 
@@ -820,11 +814,11 @@ static void q4_0_mv2(float *ya, float *yb, const void *w, const void *xa, const 
 }
 static void q4_0_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     const size_t rb = (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0);
-    matmul_tiles(rb, rb, simd_matvec_q4_0, NULL, y, ldy, w, x, ldx, n, rows, cols);
+    doze_matmul_tiles(rb, rb, simd_matvec_q4_0, NULL, y, ldy, w, x, ldx, n, rows, cols);
 }
 static void q4_0_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     const size_t rb = (size_t)(cols / DOZE_QK4_0) * sizeof(doze_block_q4_0);
-    matmul_tiles(rb, rb, simd_matvec_q4_0_x4, q4_0_mv2, y, ldy, w, x, ldx, n, rows, cols);
+    doze_matmul_tiles(rb, rb, simd_matvec_q4_0_x4, q4_0_mv2, y, ldy, w, x, ldx, n, rows, cols);
 }
 const doze_products doze_simd_q4_0 = {{simd_matvec_q4_0, simd_matvec_q4_0_x4}, {q4_0_mm0, q4_0_mm1}};
 
@@ -1073,18 +1067,7 @@ static inline __attribute__((always_inline)) void q5_K_x4_tokens(int nt, float *
     }
 }
 
-static void simd_matvec_q5_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    q5_K_x4_tokens(1, ys, w, xs, rows, cols);
-}
-
-static void simd_matvec2_q5_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                 int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q5_K_x4_tokens(2, ys, w, xs, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(simd_matvec_q5_K_x4, simd_matvec2_q5_K_x4, q5_K_x4_tokens, )
 
 /* Q6_K, row-major. Per half super-block (4 x blocks): the 6-bit codes
  * (0..63, unsigned) of each quarter as even/odd u16 lanes, dotted with x;
@@ -1235,18 +1218,7 @@ static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *
     }
 }
 
-static void simd_matvec_q6_K_x4(float *y, const void *w, const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    q6_K_x4_tokens(1, ys, w, xs, rows, cols);
-}
-
-static void simd_matvec2_q6_K_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
-                                 int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q6_K_x4_tokens(2, ys, w, xs, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(simd_matvec_q6_K_x4, simd_matvec2_q6_K_x4, q6_K_x4_tokens, )
 
 /* ---- Q2_K, Q3_K, IQ4_XS, row-major --------------------------------------
  * x in element order (prep_x(q4 = 0)); per x block the exact int32 dots of
@@ -1424,24 +1396,24 @@ static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, i
     }
 }
 
-/* a row-major-only type's product row: matmul through matmul_tiles */
+/* a row-major-only type's product row: matmul through doze_matmul_tiles */
 #define SIMD_PRODUCTS_ROWS(T, MV0, ROW_BYTES) \
     static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
         const size_t rb = (ROW_BYTES); \
-        matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+        doze_matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
     } \
     const doze_products doze_simd_##T = {{MV0, NULL}, {T##_mm0, NULL}};
 
-/* a type with an x4 layout: both matmuls through matmul_tiles, the x4 one
+/* a type with an x4 layout: both matmuls through doze_matmul_tiles, the x4 one
  * two tokens at a time by MV2 where it is given */
 #define SIMD_PRODUCTS_X4_MV2(T, MV0, MV1, MV2, ROW_BYTES) \
     static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
         const size_t rb = (ROW_BYTES); \
-        matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+        doze_matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
     } \
     static void T##_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
         const size_t rb = (ROW_BYTES); \
-        matmul_tiles(rb, rb, MV1, MV2, y, ldy, w, x, ldx, n, rows, cols); \
+        doze_matmul_tiles(rb, rb, MV1, MV2, y, ldy, w, x, ldx, n, rows, cols); \
     } \
     const doze_products doze_simd_##T = {{MV0, MV1}, {T##_mm0, T##_mm1}};
 #define SIMD_PRODUCTS_X4(T, MV0, MV1, ROW_BYTES) SIMD_PRODUCTS_X4_MV2(T, MV0, MV1, NULL, ROW_BYTES)
@@ -1599,21 +1571,6 @@ static inline __attribute__((always_inline)) void q32_x4_tokens(int kind, int nt
     }
 }
 
-static inline __attribute__((always_inline)) void simd_matvec_q32_x4(int kind, float *y, const void *w,
-                                                                      const void *xq, int rows, int cols) {
-    float *ys[1] = {y};
-    const void *xs[1] = {xq};
-    q32_x4_tokens(kind, 1, ys, w, xs, rows, cols);
-}
-
-static inline __attribute__((always_inline)) void simd_matvec2_q32_x4(int kind, float *ya, float *yb, const void *w,
-                                                                       const void *xa, const void *xb, int rows,
-                                                                       int cols) {
-    float *ys[2] = {ya, yb};
-    const void *xs[2] = {xa, xb};
-    q32_x4_tokens(kind, 2, ys, w, xs, rows, cols);
-}
-
 static inline __attribute__((always_inline)) void simd_matvec_q32(int kind, float *y, const void *w,
                                                                    const void *xq, int rows, int cols) {
     const doze_block_q8_0 *xb = xq;
@@ -1647,13 +1604,7 @@ static inline __attribute__((always_inline)) void simd_matvec_q32(int kind, floa
     static void simd_matvec_##T(float *y, const void *w, const void *xq, int rows, int cols) { \
         simd_matvec_q32(KIND, y, w, xq, rows, cols); \
     } \
-    static void simd_matvec_##T##_x4(float *y, const void *w, const void *xq, int rows, int cols) { \
-        simd_matvec_q32_x4(KIND, y, w, xq, rows, cols); \
-    } \
-    static void simd_matvec2_##T##_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, \
-                                      int cols) { \
-        simd_matvec2_q32_x4(KIND, ya, yb, w, xa, xb, rows, cols); \
-    } \
+    DOZE_TOKEN_PRODUCTS(simd_matvec_##T##_x4, simd_matvec2_##T##_x4, q32_x4_tokens, KIND, ) \
     SIMD_PRODUCTS_X4_MV2(T, simd_matvec_##T, simd_matvec_##T##_x4, simd_matvec2_##T##_x4, \
                          (size_t)(cols / DOZE_QK32) * sizeof(doze_block_##T))
 SIMD_Q32(q4_1, Q32_Q4_1)

@@ -85,4 +85,20 @@ static inline __attribute__((always_inline)) void q5x4_codes(const uint8_t *qs, 
     *hi = wasm_v128_or(wasm_u8x16_shr(v, 5), wasm_v128_and(ht, wasm_i8x16_splat(0x18)));
 }
 
+/* The one-token matvec MV and the two-token MV2 (the prefill's tiles) of a
+ * product written once for NT tokens, BODY(KIND..., nt, y[nt], w, x[nt],
+ * rows, cols): the last argument is the body's leading arguments with a
+ * trailing comma (`Q32_Q5_0,`), or empty for a body that takes none. */
+#define DOZE_TOKEN_PRODUCTS(MV, MV2, BODY, ...) \
+    static void MV(float *y, const void *w, const void *xq, int rows, int cols) { \
+        float *ys[1] = {y}; \
+        const void *xs[1] = {xq}; \
+        BODY(__VA_ARGS__ 1, ys, w, xs, rows, cols); \
+    } \
+    static void MV2(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols) { \
+        float *ys[2] = {ya, yb}; \
+        const void *xs[2] = {xa, xb}; \
+        BODY(__VA_ARGS__ 2, ys, w, xs, rows, cols); \
+    }
+
 #endif
