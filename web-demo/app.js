@@ -210,6 +210,7 @@ function showInfo(info) {
     ['Size', fmtBytes(info.bytes)],
     ['Context', `${info.contextLength} positions`],
     ['Threads', `${info.threads}${info.threads === 1 && !globalThis.crossOriginIsolated ? ' (the page is not cross-origin isolated)' : ''}`],
+    ['SIMD', info.simd === 'relaxed' ? 'relaxed (int8 dot products)' : 'strict'],
   ];
   if (info.cache) rows.push(['Source', info.cache.fromCache ? 'browser cache' : info.cache.stored ? 'network (now cached)' : 'network']);
   el.modelInfo.replaceChildren();
