@@ -1269,11 +1269,9 @@ static void simd_matvec_q3_K(float *y, const void *w, const void *xq, int rows, 
     simd_matvec_k23(1, y, w, xq, rows, cols);
 }
 
-/* i32x4 whose lane sum is the dot of an IQ4 sub-block's 32 grid values
- * (16 bytes of nibbles at q; grid: the 16 values) with x in element order:
- * the values by a table swizzle of the nibbles */
 /* the 32 codes of a 16-byte IQ4 payload (low nibbles: values 0..15, high:
- * 16..31) as their grid values widened to i16, in x's element order */
+ * 16..31) as their grid values (a table swizzle of the nibbles; grid: the
+ * 16 values) widened to i16, in x's element order */
 static inline void iq4_codes(const uint8_t *q, v128_t grid, v128_t *c) {
     const v128_t v = wasm_v128_load(q);
     const v128_t lo = wasm_i8x16_swizzle(grid, wasm_v128_and(v, wasm_i8x16_splat(0x0f)));
@@ -1284,6 +1282,8 @@ static inline void iq4_codes(const uint8_t *q, v128_t grid, v128_t *c) {
     c[3] = wasm_i16x8_extend_high_i8x16(hi);
 }
 
+/* i32x4 whose lane sum is the dot of an IQ4 sub-block's 32 grid values
+ * with x in element order */
 static inline v128_t iq4_dot(const uint8_t *q, const v128_t *x, v128_t grid) {
     v128_t c[4];
     iq4_codes(q, grid, c);
