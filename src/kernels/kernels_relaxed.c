@@ -112,12 +112,13 @@ static inline v128_t q4_dot_u(v128_t q, const v128_t *x) {
 }
 
 /* y(rows) = W(rows, cols/32 blocks, x4 layout) @ xq for q4_0 (five 0) and
- * q5_0 (1): a group block holds the 4 rows' scales, q5_0's 16 bytes of
- * their fifth bits, then 4 x 16 bytes of nibbles. Per group of 4 rows and
- * block, the 4 exact dots of the codes minus 8 (16) * sum(x), converted,
- * times the 4 rows' dw * dx, added to the group's f32x4: the operations of
- * kernels_simd.c's simd_matvec_q4_0_x4 and simd_matvec_q32_x4 (which are
- * the reference's). */
+ * q5_0 (1), for NT tokens (1, or 2 for the prefill's tiles): a group block
+ * holds the 4 rows' scales, q5_0's 16 bytes of their fifth bits, then 4 x
+ * 16 bytes of nibbles. Per group of 4 rows and block, each row's codes built
+ * once, the 4 exact dots of the codes minus 8 (16) * sum(x) per token,
+ * converted, times the 4 rows' dw * dx, added to the token's f32x4: the
+ * operations of kernels_simd.c's simd_matvec_q4_0_x4 and q32_x4_tokens
+ * (which are the reference's). */
 static inline __attribute__((always_inline)) void q45_x4_tokens(int five, int nt, float *const *y, const void *w,
                                                                  const void *const *xq, int rows, int cols) {
     enum { CH = RX_CHUNK / 2 };

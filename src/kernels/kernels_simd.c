@@ -1574,8 +1574,9 @@ static inline void q32_prep(int kind, const doze_block_q8_0 *xb, int n, v128_t *
 
 /* The x4 product for NT tokens (1, or 2 for the prefill's tiles): each
  * group block's codes are built once and dotted with every token's x; each
- * token's accumulator gets the one-token kernel's operations in its order,
- * so every token gets simd_matvec_q32_x4's bits. */
+ * token's accumulator gets the reference's operations in its order (per
+ * block: the exact dot, times dw * dx, plus the min's term), so every token
+ * gets the same bits at either NT. */
 static inline __attribute__((always_inline)) void q32_x4_tokens(int kind, int nt, float *const *y, const void *w,
                                                                  const void *const *xq, int rows, int cols) {
     enum { CH = Q8_CHUNK / 2 };
