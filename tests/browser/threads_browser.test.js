@@ -36,15 +36,18 @@ window.dozeReady = true;
 
 const COI = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
-for (const isolated of [false, true]) {
-  test(`Chromium ${isolated ? 'with' : 'without'} COOP/COEP: threads ${isolated ? 'run' : 'fall back to 1 with a warning'}, same tokens`,
+// [isolated, a server without doze-mt-relaxed.wasm (the threaded strict build then runs)]
+for (const [isolated, noRelaxedMt] of [[false, false], [true, false], [true, true]]) {
+  const what = !isolated ? 'fall back to 1 with a warning' : noRelaxedMt ? 'run the strict build when the relaxed one is missing' : 'run';
+  test(`Chromium ${isolated ? 'with' : 'without'} COOP/COEP: threads ${what}, same tokens`,
     { skip: skipReason, timeout: 180000 }, async () => {
       const dir = scratch();
       const model = initModel('q8_0', dir);
       const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
       writeFileSync(join(dir, 'index.html'), page);
-      const srv = await serve({ routes: { '/': join(dir, 'index.html'), '/model.gguf': model },
-        roots: { '/js/': join(root, 'js') }, headers: isolated ? COI : {} });
+      const routes = { '/': join(dir, 'index.html'), '/model.gguf': model };
+      if (noRelaxedMt) routes['/js/dist/doze-mt-relaxed.wasm'] = join(dir, 'absent.wasm'); // a 404
+      const srv = await serve({ routes, roots: { '/js/': join(root, 'js') }, headers: isolated ? COI : {} });
       let context;
       try {
         context = await playwright.chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
@@ -63,7 +66,7 @@ for (const isolated of [false, true]) {
         assert.deepEqual(r.twoAgain.ids, r.one.ids);
         assert.deepEqual(r.twoStrict.ids, r.one.ids, 'the same tokens from the strict build');
         assert.equal(r.one.simd, 'relaxed');
-        assert.equal(r.two.simd, 'relaxed');
+        assert.equal(r.two.simd, noRelaxedMt ? 'strict' : 'relaxed');
         assert.equal(r.twoStrict.simd, 'strict');
         const fallbacks = warnings.filter((w) => w.includes('running on 1 thread'));
         if (isolated) {
