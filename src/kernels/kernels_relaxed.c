@@ -387,32 +387,33 @@ static void k23_dot_relaxed(v128_t c0, v128_t c1, const v128_t *x, v128_t *pa, v
     *pb = dot_i8_u7_add(x[1], c1, wasm_i32x4_splat(0));
 }
 
-/* Q2_K (q3 0) / Q3_K (1), row-major: kquants_x4.h's k23_rows with that dot:
- * kernels_simd.c's simd_matvec_k23 bits. */
-static inline __attribute__((always_inline)) void relaxed_matvec_k23(int q3, float *y, const void *w, const void *xq,
-                                                                      int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+/* Q2_K (q3 0) / Q3_K (1), row-major, for NT tokens: kquants_x4.h's
+ * k23_rows with that dot: kernels_simd.c's k23_tokens bits. */
+static inline __attribute__((always_inline)) void k23_tokens(int q3, int nt, float *const *y, const void *w,
+                                                             const void *const *xq, int rows, int cols) {
+    enum { CH = RX_CHUNK / 2 }; /* whole super-blocks */
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
-    float dxs[RX_CHUNK];
-    int32_t xs[2 * RX_CHUNK], xsa[RX_CHUNK], xsb[RX_CHUNK];
-    v128_t xi[RX_CHUNK * 2];
-    for (int bc = 0; bc < nb; bc += RX_CHUNK) { /* RX_CHUNK: whole super-blocks */
-        const int n = nb - bc < RX_CHUNK ? nb - bc : RX_CHUNK;
-        prep_x(xb + bc, n, xi, dxs, xs);
-        for (int b = 0; b < n; b++) { /* Q3_K's codes are q + 4 */
-            xsa[b] = (q3 ? 4 : 1) * xs[2 * b];
-            xsb[b] = (q3 ? 4 : 1) * xs[2 * b + 1];
+    float dxs[2][CH];
+    int32_t xs[2 * CH], xsa[2][CH], xsb[2][CH];
+    v128_t xi[2][CH * 2];
+    const v128_t *xp[2] = {xi[0], xi[1]};
+    const int32_t *ap[2] = {xsa[0], xsa[1]}, *bp[2] = {xsb[0], xsb[1]};
+    const float *dp[2] = {dxs[0], dxs[1]};
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++) {
+            prep_x((const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k], xs);
+            for (int b = 0; b < n; b++) { /* Q3_K's codes are q + 4 */
+                xsa[k][b] = (q3 ? 4 : 1) * xs[2 * b];
+                xsb[k][b] = (q3 ? 4 : 1) * xs[2 * b + 1];
+            }
         }
-        k23_rows(q3, y, w, rows, nsb, bc, bc / 8, bc / 8 + n / 8, xi, 2, xsa, xsb, dxs, k23_dot_relaxed);
+        k23_rows(q3, nt, y, w, rows, nsb, bc, bc / 8, bc / 8 + n / 8, xp, 2, ap, bp, dp, k23_dot_relaxed);
     }
 }
 
-static void relaxed_matvec_q2_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    relaxed_matvec_k23(0, y, w, xq, rows, cols);
-}
-static void relaxed_matvec_q3_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    relaxed_matvec_k23(1, y, w, xq, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q2_K, relaxed_matvec2_q2_K, k23_tokens, 0, )
+DOZE_TOKEN_PRODUCTS(relaxed_matvec_q3_K, relaxed_matvec2_q3_K, k23_tokens, 1, )
 
 /* ---- the product rows ------------------------------------------------------ */
 
@@ -447,7 +448,7 @@ RELAXED_X4(q6_K, DOZE_QK_K, relaxed_matvec2_q6_K_x4)
 
 /* Q2_K, Q3_K: row-major only (types.c) */
 #define RELAXED_ROWS(T) \
-    RELAXED_MATMUL(T##_mm0, relaxed_matvec_##T, NULL, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T)) \
+    RELAXED_MATMUL(T##_mm0, relaxed_matvec_##T, relaxed_matvec2_##T, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_##T)) \
     const doze_products doze_relaxed_##T = {{relaxed_matvec_##T, NULL}, {T##_mm0, NULL}};
 RELAXED_ROWS(q2_K)
 RELAXED_ROWS(q3_K)

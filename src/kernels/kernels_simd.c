@@ -1248,26 +1248,26 @@ static inline void dot_u8_halves(v128_t c0, v128_t c1, const v128_t *x, v128_t *
 }
 
 /* Q2_K (q3 0) and Q3_K (q3 1) */
-static inline __attribute__((always_inline)) void simd_matvec_k23(int q3, float *y, const void *w, const void *xq,
-                                                                 int rows, int cols) {
-    const doze_block_q8_0 *xb = xq;
+static inline __attribute__((always_inline)) void k23_tokens(int q3, int nt, float *const *y, const void *w,
+                                                             const void *const *xq, int rows, int cols) {
+    enum { CH = Q8_CHUNK / 2 }; /* whole super-blocks */
     const int nb = cols / DOZE_QK8_0, nsb = cols / DOZE_QK_K;
-    float dxs[Q8_CHUNK];
-    int32_t xsa[Q8_CHUNK], xsb[Q8_CHUNK];
-    v128_t xi[Q8_CHUNK * 4];
-    for (int bc = 0; bc < nb; bc += Q8_CHUNK) { /* Q8_CHUNK: whole super-blocks */
-        const int n = nb - bc < Q8_CHUNK ? nb - bc : Q8_CHUNK;
-        prep_x16(xb + bc, n, q3 ? 4 : 1, xi, dxs, xsa, xsb);
-        k23_rows(q3, y, w, rows, nsb, bc, bc / 8, bc / 8 + n / 8, xi, 4, xsa, xsb, dxs, dot_u8_halves);
+    float dxs[2][CH];
+    int32_t xsa[2][CH], xsb[2][CH];
+    v128_t xi[2][CH * 4];
+    const v128_t *xp[2] = {xi[0], xi[1]};
+    const int32_t *ap[2] = {xsa[0], xsa[1]}, *bp[2] = {xsb[0], xsb[1]};
+    const float *dp[2] = {dxs[0], dxs[1]};
+    for (int bc = 0; bc < nb; bc += CH) {
+        const int n = nb - bc < CH ? nb - bc : CH;
+        for (int k = 0; k < nt; k++)
+            prep_x16((const doze_block_q8_0 *)xq[k] + bc, n, q3 ? 4 : 1, xi[k], dxs[k], xsa[k], xsb[k]);
+        k23_rows(q3, nt, y, w, rows, nsb, bc, bc / 8, bc / 8 + n / 8, xp, 4, ap, bp, dp, dot_u8_halves);
     }
 }
 
-static void simd_matvec_q2_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    simd_matvec_k23(0, y, w, xq, rows, cols);
-}
-static void simd_matvec_q3_K(float *y, const void *w, const void *xq, int rows, int cols) {
-    simd_matvec_k23(1, y, w, xq, rows, cols);
-}
+DOZE_TOKEN_PRODUCTS(simd_matvec_q2_K, simd_matvec2_q2_K, k23_tokens, 0, )
+DOZE_TOKEN_PRODUCTS(simd_matvec_q3_K, simd_matvec2_q3_K, k23_tokens, 1, )
 
 /* the 32 codes of a 16-byte IQ4 payload (low nibbles: values 0..15, high:
  * 16..31) as their grid values (a table swizzle of the nibbles; grid: the
@@ -1459,13 +1459,15 @@ static void simd_matvec_bf16(float *y, const void *w, const void *x, int rows, i
     }
 }
 
-/* a row-major-only type's product row: matmul through doze_matmul_tiles */
-#define SIMD_PRODUCTS_ROWS(T, MV0, ROW_BYTES) \
+/* a row-major-only type's product row: matmul through doze_matmul_tiles,
+ * two tokens at a time by MV2 where it is given */
+#define SIMD_PRODUCTS_ROWS_MV2(T, MV0, MV2, ROW_BYTES) \
     static void T##_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) { \
         const size_t rb = (ROW_BYTES); \
-        doze_matmul_tiles(rb, rb, MV0, NULL, y, ldy, w, x, ldx, n, rows, cols); \
+        doze_matmul_tiles(rb, rb, MV0, MV2, y, ldy, w, x, ldx, n, rows, cols); \
     } \
     const doze_products doze_simd_##T = {{MV0, NULL}, {T##_mm0, NULL}};
+#define SIMD_PRODUCTS_ROWS(T, MV0, ROW_BYTES) SIMD_PRODUCTS_ROWS_MV2(T, MV0, NULL, ROW_BYTES)
 
 /* a type with an x4 layout: both matmuls through doze_matmul_tiles, the x4 one
  * two tokens at a time by MV2 where it is given */
@@ -1487,8 +1489,8 @@ SIMD_PRODUCTS_X4_MV2(q5_K, simd_matvec_q5_K, simd_matvec_q5_K_x4, simd_matvec2_q
 SIMD_PRODUCTS_X4_MV2(q6_K, simd_matvec_q6_K, simd_matvec_q6_K_x4, simd_matvec2_q6_K_x4,
                      (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q6_K))
 SIMD_PRODUCTS_ROWS(bf16, simd_matvec_bf16, (size_t)cols * 2u)
-SIMD_PRODUCTS_ROWS(q2_K, simd_matvec_q2_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q2_K))
-SIMD_PRODUCTS_ROWS(q3_K, simd_matvec_q3_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q3_K))
+SIMD_PRODUCTS_ROWS_MV2(q2_K, simd_matvec_q2_K, simd_matvec2_q2_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q2_K))
+SIMD_PRODUCTS_ROWS_MV2(q3_K, simd_matvec_q3_K, simd_matvec2_q3_K, (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_q3_K))
 SIMD_PRODUCTS_X4_MV2(iq4_xs, simd_matvec_iq4_xs, simd_matvec_iq4_xs_x4, simd_matvec2_iq4_xs_x4,
                      (size_t)(cols / DOZE_QK_K) * sizeof(doze_block_iq4_xs))
 

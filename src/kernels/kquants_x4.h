@@ -125,19 +125,24 @@ static inline __attribute__((always_inline)) v128_t k23_half(int q3, v128_t acc,
  * 0..15) and c1 (16..31) with x block x, as each kernel file makes them */
 typedef void (*k23_dot_fn)(v128_t c0, v128_t c1, const v128_t *x, v128_t *pa, v128_t *pb);
 
-/* Q2_K (q3 0) / Q3_K (1), row-major: y[r] (+)= row r's dots with the chunk
- * of x blocks [bc, bc + 8 (i1 - i0)) (super-blocks i0..i1), x block b at
- * xi + xstride * b, its halves' sums xsa / xsb (Q3_K: times 4) and scale
- * dxs; dot: the file's integer dot. */
-static inline __attribute__((always_inline)) void k23_rows(int q3, float *y, const void *w, int rows, int nsb,
-                                                           int bc, int i0, int i1, const v128_t *xi, int xstride,
-                                                           const int32_t *xsa, const int32_t *xsb,
-                                                           const float *dxs, k23_dot_fn dot) {
+/* Q2_K (q3 0) / Q3_K (1), row-major, for NT tokens (1, or 2 for the
+ * prefill's tiles): y[k][r] (+)= row r's dots with token k's chunk of x
+ * blocks [bc, bc + 8 (i1 - i0)) (super-blocks i0..i1), x block b at
+ * xi[k] + xstride * b, its halves' sums xsa[k] / xsb[k] (Q3_K: times 4) and
+ * scale dxs[k]; dot: the file's integer dot. Each row's scales and codes are
+ * unpacked once for every token; each token gets the one-token operations
+ * in their order (the same bits). */
+static inline __attribute__((always_inline)) void k23_rows(int q3, int nt, float *const *y, const void *w, int rows,
+                                                           int nsb, int bc, int i0, int i1,
+                                                           const v128_t *const *xi, int xstride,
+                                                           const int32_t *const *xsa, const int32_t *const *xsb,
+                                                           const float *const *dxs, k23_dot_fn dot) {
     const size_t bb = q3 ? sizeof(doze_block_q3_K) : sizeof(doze_block_q2_K);
     const size_t qs_at = q3 ? offsetof(doze_block_q3_K, qs) : offsetof(doze_block_q2_K, qs);
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * (size_t)nsb * bb;
-        v128_t acc = wasm_f32x4_splat(0.0f);
+        v128_t acc[2];
+        for (int k = 0; k < nt; k++) acc[k] = wasm_f32x4_splat(0.0f);
         for (int i = i0; i < i1; i++) {
             const uint8_t *blk = row + (size_t)i * bb;
             int32_t sc3[16];
@@ -145,19 +150,24 @@ static inline __attribute__((always_inline)) void k23_rows(int q3, float *y, con
             k23_super(q3, blk, &d, &dm, sc3);
             for (int half = 0; half < 2; half++) {
                 const int bl = (i - i0) * 8 + 4 * half;
-                v128_t Pa[4], Pb[4];
+                v128_t Pa[2][4], Pb[2][4];
                 for (int t = 0; t < 4; t++) {
                     v128_t c0, c1;
                     k23_codes(blk + qs_at + 32 * half, q3 ? blk + offsetof(doze_block_q3_K, hmask) : NULL,
                               4 * half + t, &c0, &c1);
-                    dot(c0, c1, xi + (size_t)xstride * (size_t)(bl + t), &Pa[t], &Pb[t]);
+                    for (int k = 0; k < nt; k++)
+                        dot(c0, c1, xi[k] + (size_t)xstride * (size_t)(bl + t), &Pa[k][t], &Pb[k][t]);
                 }
-                acc = k23_half(q3, acc, blk, half, d, dm, sc3, hsum4_i32x4(Pa[0], Pa[1], Pa[2], Pa[3]),
-                               hsum4_i32x4(Pb[0], Pb[1], Pb[2], Pb[3]), xsa + bl, xsb + bl, dxs + bl);
+                for (int k = 0; k < nt; k++)
+                    acc[k] = k23_half(q3, acc[k], blk, half, d, dm, sc3, hsum4_i32x4(Pa[k][0], Pa[k][1], Pa[k][2], Pa[k][3]),
+                                      hsum4_i32x4(Pb[k][0], Pb[k][1], Pb[k][2], Pb[k][3]), xsa[k] + bl, xsb[k] + bl,
+                                      dxs[k] + bl);
             }
         }
-        const float s = hsum_f32x4(acc);
-        y[r] = bc == 0 ? s : y[r] + s;
+        for (int k = 0; k < nt; k++) {
+            const float s = hsum_f32x4(acc[k]);
+            y[k][r] = bc == 0 ? s : y[k][r] + s;
+        }
     }
 }
 
