@@ -107,7 +107,7 @@ export interface LoadOptions {
    */
   cache?: CacheOption;
   /**
-   * Which build: 'auto' (default) loads doze-relaxed.wasm (Q8_0/Q4_0 products on the relaxed-SIMD
+   * Which build: 'auto' (default) loads doze-relaxed.wasm (the quantized products on the relaxed-SIMD
    * int8 dot; the same results bit for bit) where hasRelaxedSimd(), else doze.wasm; 'relaxed' insists
    * (NO_RELAXED_SIMD error where the engine lacks it); 'strict' always loads doze.wasm.
    * With `wasm` given, that module is used as it is. model.info.simd says which one runs.

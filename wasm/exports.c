@@ -27,8 +27,9 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_abi_version(void) { return DOZE_WASM_ABI_VERS
 /* The package version, as a NUL-terminated string in wasm memory. */
 EMSCRIPTEN_KEEPALIVE const char *doze_wasm_version(void) { return DOZE_VERSION; }
 
-/* 1 in doze-relaxed.wasm (q8_0/q4_0 products on the relaxed-SIMD int8 dot),
- * 0 in the strict SIMD build: what model.info.simd reports */
+/* 1 in doze-relaxed.wasm and doze-mt-relaxed.wasm (the quantized products
+ * on the relaxed-SIMD int8 dot), 0 in the strict SIMD builds: what
+ * model.info.simd reports */
 EMSCRIPTEN_KEEPALIVE int doze_wasm_relaxed_simd(void) { return doze_relaxed_simd_native(); }
 
 /* Flushes libc's stdio buffers (anything printed with printf); the glue calls

@@ -14,7 +14,7 @@
 import { nodeModule } from './node.js';
 
 const DEFAULT_WASM = new URL('../dist/doze.wasm', import.meta.url);
-// The same module with the q8_0/q4_0 products on the relaxed-SIMD int8 dot
+// The same module with the quantized products on the relaxed-SIMD int8 dot
 // (same results, bit for bit: see src/kernels/kernels_relaxed.c).
 const RELAXED_WASM = new URL('../dist/doze-relaxed.wasm', import.meta.url);
 // The threaded build (shared memory, the thread pool) and its relaxed twin.
