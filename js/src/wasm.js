@@ -153,7 +153,7 @@ async function chooseWasm(wasm, simd, threaded) {
     throw err;
   }
   if (wasm != null) return wasm;
-  const strict = threaded ? THREADED_WASM : null; // null: doze.wasm
+  const strict = threaded ? THREADED_WASM : DEFAULT_WASM;
   if (simd === 'strict' || !hasRelaxedSimd()) return strict;
   const relaxed = threaded ? THREADED_RELAXED_WASM : RELAXED_WASM;
   if (simd === 'relaxed') return relaxed;

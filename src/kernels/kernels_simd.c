@@ -843,6 +843,17 @@ static void prep_kx(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, in
     }
 }
 
+/* prep_x(q4 = 0) plus k * the sums of each block's values 0..15 (xsa) and
+ * 16..31 (xsb) */
+static void prep_x16(const doze_block_q8_0 *xb, int n, int k, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb) {
+    int32_t corr[Q8_CHUNK];
+    prep_x(xb, n, xi, dxs, corr, 0);
+    for (int b = 0; b < n; b++) {
+        xsa[b] = k * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b], xi[4 * b + 1])));
+        xsb[b] = k * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b + 2], xi[4 * b + 3])));
+    }
+}
+
 /* the same as i32x4 pairs (lanes = sub-blocks 0..3, 4..7) */
 static inline void kq_scales_mins(const uint8_t *q, v128_t *sc_lo, v128_t *sc_hi, v128_t *m_lo, v128_t *m_hi) {
     const v128_t v = kq_scale_bytes(q);
@@ -997,8 +1008,6 @@ static void simd_matvec_q4_K_x4(float *y, const void *w, const void *xq, int row
     }
 }
 
-static void prep_x16(const doze_block_q8_0 *xb, int n, int k, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb);
-
 /* Q5_K in the K-quant x4 layout for NT tokens (1, or 2 for the prefill's
  * tiles), byte-wise: per row and sub-block pair k, code l of sub-block 2k
  * (2k + 1) is the low (high) nibble of qs byte l ORed with bit 2k (2k + 1)
@@ -1137,18 +1146,6 @@ static void simd_matvec_q6_K(float *y, const void *w, const void *xq, int rows, 
     }
 }
 
-/* x for a chunk of n blocks for the Q6_K x4 kernel: quants sign-extended to
- * i16 in element order (prep_x(q4 = 0)), scales as f32, and 32 * the sums
- * of each block's values 0..15 (xsa) and 16..31 (xsb): the -32 of the codes */
-static void prep_q6x(const doze_block_q8_0 *xb, int n, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb) {
-    int32_t corr[Q8_CHUNK];
-    prep_x(xb, n, xi, dxs, corr, 0);
-    for (int b = 0; b < n; b++) {
-        xsa[b] = 32 * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b], xi[4 * b + 1])));
-        xsb[b] = 32 * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b + 2], xi[4 * b + 3])));
-    }
-}
-
 /* the dot (as an i32x4 to sum) of 16 codes widened to i16 (c[0], c[1])
  * with 16 x (i16) */
 static inline v128_t q6_dot16(const v128_t *c, const v128_t *x) {
@@ -1178,7 +1175,7 @@ static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *
     for (int bc = 0; bc < nb; bc += CH) {
         const int n = nb - bc < CH ? nb - bc : CH;
         for (int k = 0; k < nt; k++)
-            prep_q6x((const doze_block_q8_0 *)xq[k] + bc, n, xi[k], dxs[k], xsa[k], xsb[k]);
+            prep_x16((const doze_block_q8_0 *)xq[k] + bc, n, 32, xi[k], dxs[k], xsa[k], xsb[k]); /* the codes' -32 */
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc[2];
@@ -1226,17 +1223,6 @@ DOZE_TOKEN_PRODUCTS(simd_matvec_q6_K_x4, simd_matvec2_q6_K_x4, q6_K_x4_tokens, )
  * of i32x4 (4 x blocks at a time), the integer scale products, then per lane
  * kernels_ref.c's float operations for that block; lanes are summed at the
  * end of the row. */
-
-/* prep_x(q4 = 0) plus k * the sums of each block's values 0..15 (xsa) and
- * 16..31 (xsb) */
-static void prep_x16(const doze_block_q8_0 *xb, int n, int k, v128_t *xi, float *dxs, int32_t *xsa, int32_t *xsb) {
-    int32_t corr[Q8_CHUNK];
-    prep_x(xb, n, xi, dxs, corr, 0);
-    for (int b = 0; b < n; b++) {
-        xsa[b] = k * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b], xi[4 * b + 1])));
-        xsb[b] = k * hsum_i32x4(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(xi[4 * b + 2], xi[4 * b + 3])));
-    }
-}
 
 /* i32x4 pair whose lane sums are the dots of 32 codes (u8, elements 0..15
  * in c0, 16..31 in c1) with x block x: values 0..15 (*pa) and 16..31 (*pb) */
