@@ -3,13 +3,14 @@
 # HEAD) into a temporary folder and runs the two commands of the README's
 # quick-start block verbatim there — the first (npm run demo) must end up
 # serving a page that can run models, the second (npm test) must pass.
-# Run by .ci/run; by hand: DOZE_CLEAN_CLONE_TEST=1 bash scripts/clean-clone-check.sh
+# By hand, before pushing a change to the setup (CI starts from a clean
+# checkout already): DOZE_CLEAN_CLONE_TEST=1 bash scripts/clean-clone-check.sh
 # (it builds everything from scratch: about 10-15 minutes on 2 cores).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
 if [ "${DOZE_CLEAN_CLONE_TEST:-}" != "1" ]; then
-  echo "clean-clone: skipped (set DOZE_CLEAN_CLONE_TEST=1; .ci/run does)"
+  echo "clean-clone: skipped (set DOZE_CLEAN_CLONE_TEST=1 to run it)"
   exit 0
 fi
 
