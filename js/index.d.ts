@@ -460,6 +460,8 @@ export interface JointFinetuneOptions extends Omit<FinetuneOptions, 'onStep' | '
   weightWarmup?: number;
   /** The decisions' logistic noise falls linearly from 1 to this by the last step (default 1: constant). */
   noiseEnd?: number;
+  /** Every weight also decays towards the model's own weights at this rate (decoupled, like AdamW's decay; default 0: free to drift). Not with lora. */
+  weightAnchor?: number;
   /** Called after each step. */
   onProgress?: (step: JointFinetuneStep) => void;
 }

@@ -418,6 +418,9 @@ typedef struct {
     float weight_lr_min;  /* joint: the weights' learning rate decays to this along a cosine
                              over total_steps (default 0: constant weight_lr) */
     int weight_warmup;    /* joint: steps of linear warm-up of the weights' rate (default 0) */
+    float weight_anchor;  /* joint, every weight learning: decoupled decay towards the weights
+                             the run started from, at this rate (default 0: none); keeps a
+                             fine-tune from drifting from the model's dense quality */
     float budget_lo, budget_hi; /* a budget range instead of one budget: each window draws
                              its budget uniformly from [lo, hi] (default 0: off), so that one
                              set of gates (and, joint, one model) serves every budget */

@@ -36,6 +36,7 @@ export const JOINT_OPTIONS = {
   weightLrMin: num(0),
   weightWarmup: int(0),
   noiseEnd: num(0, 1),
+  weightAnchor: num(0),
   onProgress: func,
 };
 
@@ -44,6 +45,7 @@ export function checkJointOptions(options) {
   if (o.joint === false) throw invalid('finetune: joint: false is finetuneGates() (the weights frozen)');
   if (o.source == null) throw invalid("finetune: source (the bytes of the model's GGUF file) is required: the new model is written from it");
   if (o.denseFraction != null && o.budgetRange == null) throw invalid('finetune: denseFraction goes with budgetRange');
+  if (o.weightAnchor > 0 && o.lora != null) throw invalid('finetune: weightAnchor pulls every weight towards the model\'s own; adapters (lora) start from 0 and have nothing to anchor');
   return o;
 }
 
@@ -97,6 +99,7 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
     weightLrMin: o.weightLrMin ?? 0,
     weightWarmup: o.weightWarmup ?? 0,
     noiseEnd: o.noiseEnd ?? j.noiseEnd,
+    weightAnchor: o.weightAnchor ?? 0,
   };
   const { init = null, onProgress, signal: sig, source } = o;
   checkInit(model, init, 'finetune');
@@ -123,7 +126,8 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
       f = rt.x.doze_wasm_finetune_new_joint(
         model._alive(), init ? init._ptr() : 0, p.budget, p.contextLength, p.batch, p.lr, p.weightDecay,
         p.computeWeight, p.tauStart, p.tauEnd, p.steps, lo >>> 0, hi >>> 0, 1, p.loss, p.weightLr, p.weightClip,
-        p.lora, p.range[0], p.range[1], p.denseFraction, p.weightLrMin, p.weightWarmup, p.noiseEnd, tp, bytes.length, rt.err);
+        p.lora, p.range[0], p.range[1], p.denseFraction, p.weightLrMin, p.weightWarmup, p.noiseEnd, p.weightAnchor,
+        tp, bytes.length, rt.err);
     } finally {
       rt.doze.free(tp);
     }

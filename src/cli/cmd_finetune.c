@@ -69,6 +69,8 @@ static const cli_option finetune_options[] = {
     {"--weight-lr", CLI_FLOAT, "LR", "--joint: the weights' learning rate (default 5e-4)", NULL, 0},
     {"--weight-lr-min", CLI_FLOAT, "LR", "--joint: the weights' rate decays to this along a cosine (default: constant)", NULL, 0},
     {"--weight-warmup", CLI_INT, "N", "--joint: steps of linear warm-up of the weights' rate (default 0)", NULL, 0},
+    {"--weight-anchor", CLI_FLOAT, "A", "--joint: the weights also decay towards the model's own at rate A\n"
+                                        "(default 0: free to drift)", NULL, 0},
     {"--noise-end", CLI_FLOAT, "S", "the decisions' noise falls linearly from 1 to S by the last step (default 1)", NULL, 0},
     {"--lora", CLI_INT, "R", "--joint: rank-R adapters on the projections instead of every weight,\n"
                              "merged into the model written", NULL, 0},
@@ -108,6 +110,7 @@ int cmd_finetune(int argc, char **argv) {
     tp.weight_lr = (float)cli_get_float(&a, "--weight-lr", tp.weight_lr);
     tp.weight_lr_min = (float)cli_get_float(&a, "--weight-lr-min", tp.weight_lr_min);
     tp.weight_warmup = (int)cli_get_int(&a, "--weight-warmup", tp.weight_warmup);
+    tp.weight_anchor = (float)cli_get_float(&a, "--weight-anchor", tp.weight_anchor);
     tp.lora_rank = (int)cli_get_int(&a, "--lora", tp.lora_rank);
     tp.noise_end = (float)cli_get_float(&a, "--noise-end", tp.noise_end);
     tp.balance_loss = (float)cli_get_float(&a, "--balance-loss", tp.balance_loss);

@@ -24,6 +24,11 @@ adamw_step adamw_at(float lr, float b1, float b2, float eps, int step);
 void adamw_update(const adamw_step *s, float *w, const float *g, float *m, float *v, size_t n, float scale,
                   float wd, doze_pool *pool);
 
+/* the same, the decay pulling w towards w0 (n) instead of towards 0: a
+ * fine-tune anchored to the weights it started from (L2-SP) */
+void adamw_update_toward(const adamw_step *s, float *w, const float *w0, const float *g, float *m, float *v,
+                         size_t n, float scale, float wd, doze_pool *pool);
+
 /* the L2 norm of g (n), accumulated in double */
 double adamw_grad_norm(const float *g, size_t n);
 

@@ -146,6 +146,7 @@ doze_train_params doze_train_default_params(void) {
     p.weight_clip = 1.0f;
     p.weight_lr_min = 0.0f;
     p.weight_warmup = 0;
+    p.weight_anchor = 0.0f;
     p.budget_lo = 0.0f;
     p.budget_hi = 0.0f;
     p.dense_fraction = 0.2f;
@@ -396,6 +397,11 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     if (prm.lora_rank < 0 || (prm.lora_rank > 0 && !prm.joint))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "low-rank adapters (rank %d) need joint training and a rank >= 1", prm.lora_rank);
+    if (!(prm.weight_anchor >= 0.0f) || (prm.weight_anchor > 0.0f && (!prm.joint || prm.lora_rank > 0)))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "weight anchor %g: a rate >= 0 that pulls the weights of a joint fine-tune of every "
+                         "weight (not gates only, not adapters) towards where they started",
+                         (double)prm.weight_anchor);
     doze_trainer *t = calloc(1, sizeof *t);
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
     t->m = m;
@@ -506,6 +512,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     if (prm.joint) {
         doze_status st = joint_weights_new(m, &t->jw, err);
         if (st == DOZE_OK && prm.lora_rank > 0) st = joint_lora_init(t->jw, prm.lora_rank, prm.seed, err);
+        if (st == DOZE_OK && prm.weight_anchor > 0.0f) st = joint_anchor_set(t->jw, err);
         if (st != DOZE_OK) {
             doze_trainer_free(t);
             return st;
@@ -1028,7 +1035,7 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
     adamw_update(&as, t->g->router, t->dR, t->mR, t->vR, (size_t)t->L * t->U * t->D, 1.0f, t->p.weight_decay, t->m->pool);
     adamw_update(&as, t->g->bias, t->db, t->mb, t->vb, (size_t)t->L * t->U, 1.0f, 0.0f, t->m->pool);
     if (t->jw) { /* the weights: Adam, their gradient clipped */
-        double norm = joint_adam_step(t->jw, weight_lr_at(&t->p, t->step - 1), 0.0f, t->p.weight_clip,
+        double norm = joint_adam_step(t->jw, weight_lr_at(&t->p, t->step - 1), 0.0f, t->p.weight_anchor, t->p.weight_clip,
                                       t->step, t->m->pool);
         if (!isfinite(norm))
             return doze_fail(err, DOZE_ERR_STATE, "the weights' gradient is not finite (step %d)", t->step);

@@ -47,6 +47,7 @@ struct joint_weights {
     int rank;
     size_t n_lora, n_w0;
     float *w0, *lp, *lg, *lm, *lv;
+    float *anchor; /* (n_params) the weights the run started from (NULL: no anchor) */
 };
 
 /* the layer vectors only some architectures have, JL_BQ .. JL_KN in order */
@@ -80,6 +81,7 @@ void joint_weights_free(joint_weights *j) {
     free(j->lg);
     free(j->lm);
     free(j->lv);
+    free(j->anchor);
     free(j);
 }
 
@@ -319,15 +321,31 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
 
 static double lora_adam_step(joint_weights *j, float lr, float clip, int step, doze_pool *pool);
 
-double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step, doze_pool *pool) {
+doze_status joint_anchor_set(joint_weights *j, doze_error *err) {
+    if (!j->anchor) {
+        j->anchor = malloc(j->n_params * sizeof(float));
+        if (!j->anchor)
+            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the anchor weights (%zu floats)",
+                             j->n_params);
+    }
+    memcpy(j->anchor, j->params, j->n_params * sizeof(float));
+    return DOZE_OK;
+}
+
+double joint_adam_step(joint_weights *j, float lr, float weight_decay, float anchor, float clip, int step,
+                       doze_pool *pool) {
     if (j->rank > 0) return lora_adam_step(j, lr, clip, step, pool);
     const double norm = adamw_grad_norm(j->grads, j->n_params);
     const float scale = adamw_clip_scale(norm, clip);
     const adamw_step as = adamw_at(lr, 0.9f, 0.999f, 1e-8f, step);
     for (int k = 0; k < j->n_tensors; k++) {
         const joint_tensor *x = &j->tensors[k];
-        adamw_update(&as, j->params + x->off, j->grads + x->off, j->m + x->off, j->v + x->off,
-                     tensor_size(x), scale, x->decay ? weight_decay : 0.0f, pool);
+        if (anchor > 0.0f && j->anchor)
+            adamw_update_toward(&as, j->params + x->off, j->anchor + x->off, j->grads + x->off, j->m + x->off,
+                                j->v + x->off, tensor_size(x), scale, anchor, pool);
+        else
+            adamw_update(&as, j->params + x->off, j->grads + x->off, j->m + x->off, j->v + x->off,
+                         tensor_size(x), scale, x->decay ? weight_decay : 0.0f, pool);
     }
     joint_params_changed(j);
     return norm;

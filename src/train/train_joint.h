@@ -52,8 +52,15 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
 /* One AdamW step (betas 0.9, 0.999; decay on matrices and the embedding)
  * after clipping the gradient to norm clip (0: no clipping); step counts
  * from 1. With adapters: Adam on A and B (their gradient clipped), then
- * the merge. Returns the gradient's norm before clipping. */
-double joint_adam_step(joint_weights *j, float lr, float weight_decay, float clip, int step, doze_pool *pool);
+ * the merge. anchor > 0 (after joint_anchor_set): every weight also decays
+ * towards the weights the run started from, at that rate (decoupled, as
+ * AdamW's decay). Returns the gradient's norm before clipping. */
+double joint_adam_step(joint_weights *j, float lr, float weight_decay, float anchor, float clip, int step,
+                       doze_pool *pool);
+
+/* keeps a copy of the weights as they are now, for joint_adam_step's anchor
+ * (a fine-tune that may not drift far from the model it started from) */
+doze_status joint_anchor_set(joint_weights *j, doze_error *err);
 
 /* Low-rank adapters instead of full fine-tuning: every projection (q, k,
  * v, o, gate, down, up) becomes W = W0 + B A with W0 frozen, A (rank, cols),

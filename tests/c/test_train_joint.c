@@ -11,9 +11,11 @@
  * untouched. With the decisions' noise annealed to 0 the last step trains
  * under the inference rule's masks. The same for qwen2 (Q/K/V biases) and
  * qwen3 (q/k norms), both NeoX RoPE: their biases' and norms' gradients,
- * and the written file in NeoX order again. */
+ * and the written file in NeoX order again. The anchor decays the weights
+ * towards where they started. */
 #include <stdint.h>
 
+#include "adamw.h"
 #include "gates.h"
 #include "gguf.h"
 #include "train.h"
@@ -294,6 +296,62 @@ static void noise_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
     CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
 }
 
+/* the anchor: the decay pulls each weight towards where the run started,
+ * by exactly lr * anchor * (w - w0) on a step with no gradient; over real
+ * steps the weights move less far than without it, but they still move */
+static void anchor_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
+    float w[3] = {1.0f, -2.0f, 0.5f}, w0[3] = {0.0f, -1.0f, 0.5f}, zero[3] = {0, 0, 0}, mm[3] = {0, 0, 0},
+          vv[3] = {0, 0, 0};
+    const adamw_step as = adamw_at(0.1f, 0.9f, 0.999f, 1e-8f, 1);
+    adamw_update_toward(&as, w, w0, zero, mm, vv, 3, 1.0f, 2.0f, NULL);
+    /* w - 0.1 * 2 * (w - w0): 1 - 0.2, -2 + 0.2, 0.5 */
+    CHECK(fabsf(w[0] - 0.8f) < 1e-7f && fabsf(w[1] + 1.8f) < 1e-7f && w[2] == 0.5f);
+
+    double dist[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        doze_error e;
+        doze_train_params p = doze_train_default_params();
+        p.batch = B;
+        p.context = T;
+        p.budget = 0.6f;
+        p.joint = 1;
+        p.weight_lr = 3e-3f;
+        p.weight_anchor = k == 0 ? 0.0f : 30.0f;
+        doze_trainer *t = NULL;
+        CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+        if (!t) return;
+        joint_weights *jw = trainer_joint(t);
+        const size_t n = joint_n_params(jw);
+        float *start = malloc(n * sizeof(float));
+        CHECK(start != NULL);
+        if (!start) return;
+        memcpy(start, joint_params(jw), n * sizeof(float));
+        doze_train_stats st;
+        for (int i = 0; i < 20; i++) CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        for (size_t i = 0; i < n; i++) {
+            const double d = (double)joint_params(jw)[i] - start[i];
+            dist[k] += d * d;
+        }
+        dist[k] = sqrt(dist[k]);
+        free(start);
+        doze_trainer_free(t);
+    }
+    printf("20 joint steps: the weights moved %.4f freely, %.4f anchored (rate 30)\n", dist[0], dist[1]);
+    CHECK(dist[1] > 0.0 && dist[1] < 0.7 * dist[0]);
+    /* refused where there is nothing to anchor: gates only, adapters, a negative rate */
+    const int joint[3] = {0, 1, 1}, rank[3] = {0, 2, 0};
+    const float rate[3] = {1.0f, 1.0f, -1.0f};
+    for (int k = 0; k < 3; k++) {
+        doze_error e;
+        doze_train_params p = doze_train_default_params();
+        p.joint = joint[k];
+        p.lora_rank = rank[k];
+        p.weight_anchor = rate[k];
+        doze_trainer *t = NULL;
+        CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
+    }
+}
+
 static doze_gates *gates_copy_for_test(const doze_gates *src) {
     doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->n_blocks, src->dim);
     size_t rows = (size_t)src->n_layers * (size_t)gates_rows(src);
@@ -430,6 +488,7 @@ int main(void) {
     doze_gates *g1 = gates_copy_for_test(g);
     lora_check(m, g1, tokens, &f);
     noise_check(m, g1, tokens);
+    anchor_check(m, g1, tokens);
     doze_gates_free(g1);
     arch_check("qwen2", 0, tokens, calib);
     arch_check("qwen3", 8, tokens, calib);

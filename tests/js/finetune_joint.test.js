@@ -135,6 +135,11 @@ test('worker: finetune streams onProgress and returns the main thread\'s bytes; 
     const ns = cliJoint('native', ['--weight-lr-min', '1e-4', '--weight-warmup', '2', '--noise-end', '0']);
     assert.deepEqual(rs.model, ns.model, 'the weights\' schedule and the noise: = the CLI');
     assert.deepEqual(rs.gates, ns.gates);
+    const ra = await w.finetune(TEXT, { ...O, weightAnchor: 5, source });
+    const na = cliJoint('native', ['--weight-anchor', '5']);
+    assert.deepEqual(ra.model, na.model, 'the anchor: = the CLI');
+    assert.notDeepEqual(ra.model, native.model, 'the anchor changes the weights trained');
+    await assert.rejects(w.finetune(TEXT, { ...O, source, weightAnchor: 1, lora: 2 }), { code: 'INVALID_ARGUMENT' });
   } finally {
     await w.dispose();
   }
