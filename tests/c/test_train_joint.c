@@ -256,17 +256,24 @@ static void lora_check(doze_model *m, doze_gates *g, const int32_t *tokens, cons
     doze_trainer_free(t);
 }
 
+/* the joint runs of these checks: one batch of the fixture, budget 0.6 */
+static doze_train_params joint_params_for_test(void) {
+    doze_train_params p = doze_train_default_params();
+    p.batch = B;
+    p.context = T;
+    p.budget = 0.6f;
+    p.joint = 1;
+    p.weight_lr = 3e-3f;
+    return p;
+}
+
 /* noise_end = 0: the last step's decisions are the inference rule's (no
  * noise); at the default (1) the noise still flips some of them */
 static void noise_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
     int differ[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
         doze_error e;
-        doze_train_params p = doze_train_default_params();
-        p.batch = B;
-        p.context = T;
-        p.budget = 0.6f;
-        p.joint = 1;
+        doze_train_params p = joint_params_for_test();
         p.total_steps = 2;
         p.noise_end = k == 0 ? 0.0f : 1.0f;
         p.lr = 1e-12f; /* the step's updates leave the decisions as they were */
@@ -310,12 +317,7 @@ static void anchor_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
     double dist[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
         doze_error e;
-        doze_train_params p = doze_train_default_params();
-        p.batch = B;
-        p.context = T;
-        p.budget = 0.6f;
-        p.joint = 1;
-        p.weight_lr = 3e-3f;
+        doze_train_params p = joint_params_for_test();
         p.weight_anchor = k == 0 ? 0.0f : 30.0f;
         doze_trainer *t = NULL;
         CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
@@ -418,12 +420,7 @@ static void vary_gates(doze_gates *g) {
 
 /* a joint trainer at b = 0.6 with a weight rate that moves a small model in a few steps */
 static doze_trainer *joint_trainer(doze_model *m, doze_gates *g) {
-    doze_train_params p = doze_train_default_params();
-    p.batch = B;
-    p.context = T;
-    p.budget = 0.6f;
-    p.joint = 1;
-    p.weight_lr = 3e-3f;
+    doze_train_params p = joint_params_for_test();
     doze_trainer *t = NULL;
     doze_error e;
     CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
