@@ -44,6 +44,11 @@
 #define POOL_SPINS 20000 /* a worker's busy-wait before it sleeps */
 #endif
 #define POOL_STACK_BYTES (512 << 10) /* a wasm worker's stack */
+/* Parts per thread of a job without a part limit: cores are not equal (a
+ * sibling hyperthread, another guest, a phone's little cores), and with one
+ * part each the slowest sets the pace; smaller parts claimed as each thread
+ * gets free let the faster ones take more. */
+#define POOL_PARTS_PER_THREAD 4
 /* Compiled code takes the stack pointer as 16-byte aligned (the wasm C ABI):
  * knowing a frame's low bits are zero, it may address a local as frame | k
  * rather than frame + k, so a misaligned stack makes locals alias each other.
@@ -170,7 +175,11 @@ void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_it
     if (align < 1) align = 1;
     if (min_items < 1) min_items = 1;
     int parts = p ? p->n : 1;
-    if (max_parts > 0 && parts > max_parts) parts = max_parts;
+    if (max_parts > 0) {
+        if (parts > max_parts) parts = max_parts;
+    } else {
+        parts *= POOL_PARTS_PER_THREAD;
+    }
     if (parts > n / min_items) parts = n / min_items;
     const int units = (int)(((long long)n + align - 1) / align);
     if (parts > units) parts = units;

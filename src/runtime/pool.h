@@ -1,8 +1,9 @@
 /* A persistent pool of threads for the forward pass, owned by the model.
  *
- * A job is (fn, args, n items): the items are cut into at most `threads`
- * contiguous parts, the caller runs part 0 and the pool's threads the
- * others, and pool_run returns when every part is done. The work is always
+ * A job is (fn, args, n items): the items are cut into contiguous parts
+ * (a few per thread, or at most the job's part limit), the caller and the
+ * pool's threads claim them one at a time until none is left, and pool_run
+ * returns when every part is done. The work is always
  * cut into whole output elements (rows of a product, heads, tokens) that are
  * each computed by the same code in the same order whatever the cut, so the
  * results are bit-identical for any thread count: a job run with one part
@@ -43,8 +44,9 @@ int pool_default_threads(void);
 /* Threads of the pool (1 for NULL). */
 int pool_threads(const doze_pool *p);
 
-/* fn over items [0, n): at most max_parts parts (<= 0: no limit but the
- * threads), each of at least min_items items (a smaller job runs in fewer
+/* fn over items [0, n): at most max_parts parts (per-part scratch: part <
+ * max_parts; <= 0: a few parts per thread, so that faster threads take more
+ * of them), each of at least min_items items (a smaller job runs in fewer
  * parts), part boundaries multiples of align (>= 1). Returns when every
  * part has run. p NULL: fn(args, 0, n, 0). */
 void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_items, int max_parts);
