@@ -52,9 +52,10 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
 /* One AdamW step (betas 0.9, 0.999; decay on matrices and the embedding)
  * after clipping the gradient to norm clip (0: no clipping); step counts
  * from 1. With adapters: Adam on A and B (their gradient clipped), then
- * the merge. anchor > 0 (after joint_anchor_set): every weight also decays
- * towards the weights the run started from, at that rate (decoupled, as
- * AdamW's decay). Returns the gradient's norm before clipping. */
+ * the merge. anchor > 0 (after joint_anchor_set): every weight decays
+ * towards the weights the run started from at that rate (decoupled, as
+ * AdamW's decay), in place of weight_decay's pull towards 0. Returns the
+ * gradient's norm before clipping. */
 double joint_adam_step(joint_weights *j, float lr, float weight_decay, float anchor, float clip, int step,
                        doze_pool *pool);
 
