@@ -8,6 +8,65 @@
 
 size_t block_att_per_thread(int T, int hd) { return (ATTENTION_SCRATCH(T, hd) + 15) & ~(size_t)15; }
 
+/* The row-wise steps (RMSNorm forward and backward, SwiGLU forward and
+ * backward) split across the pool by tokens: each row is computed by the
+ * same code on its own, so the bits do not depend on the cut (SwiGLU runs
+ * on the flat array, so it is cut only where rows are whole groups of 4
+ * values: the SIMD kernel's lanes). Below ROWS_PAR_MIN values the caller
+ * does them alone. */
+#define ROWS_PAR_MIN 65536
+
+enum { ROWS_NORM_FWD, ROWS_NORM_BWD, ROWS_SWIGLU_FWD, ROWS_SWIGLU_BWD };
+
+typedef struct {
+    int kind, width;       /* the step; values per token */
+    float *out, *out2;     /* norm: y / dx (+=); swiglu: g / da, db */
+    const float *in, *in2; /* norm: x; swiglu: gate, up */
+    const float *dy;       /* backward: the output's gradient */
+    float *rinv;           /* norm forward: written; backward: read */
+    const float *w;        /* norm weights */
+    float eps;
+    void (*swiglu)(float *out, const float *gate, const float *up, int n);
+} rows_step;
+
+static void rows_part(void *args, int n0, int n1, int part) {
+    const rows_step *r = args;
+    const size_t o = (size_t)n0 * r->width;
+    const int n = n1 - n0;
+    (void)part;
+    switch (r->kind) {
+    case ROWS_NORM_FWD:
+        rmsnorm_forward(r->out + o, r->rinv + n0, r->in + o, r->w, n, r->width, r->eps);
+        break;
+    case ROWS_NORM_BWD:
+        rmsnorm_backward(r->out + o, r->dy + o, r->in + o, r->rinv + n0, r->w, n, r->width);
+        break;
+    case ROWS_SWIGLU_FWD:
+        swiglu_forward(r->out + o, r->in + o, r->in2 + o, n, r->width, r->swiglu);
+        break;
+    default:
+        swiglu_backward(r->out + o, r->out2 + o, r->dy + o, r->in + o, r->in2 + o, n, r->width);
+        break;
+    }
+}
+
+static void rows_run(const block_shape *s, const rows_step *r, int N) {
+    const int whole = r->kind == ROWS_NORM_FWD || r->kind == ROWS_NORM_BWD || r->width % 4 == 0;
+    const int big = whole && (double)N * r->width >= ROWS_PAR_MIN;
+    pool_run(big ? s->pool : NULL, rows_part, (void *)r, N, 1, 16, 0);
+}
+
+static void norm_forward(const block_shape *s, float *y, float *rinv, const float *x, const float *w, int N) {
+    rows_run(s, &(rows_step){.kind = ROWS_NORM_FWD, .width = s->D, .out = y, .in = x, .rinv = rinv, .w = w,
+                             .eps = s->eps}, N);
+}
+
+static void norm_backward(const block_shape *s, float *dx, const float *dy, const float *x, const float *rinv,
+                          const float *w, int N) {
+    rows_run(s, &(rows_step){.kind = ROWS_NORM_BWD, .width = s->D, .out = dx, .in = x, .dy = dy,
+                             .rinv = (float *)rinv, .w = w}, N);
+}
+
 /* attention windows in parallel when they are big enough to pay for the threads */
 static int big_attention(const block_shape *s) { return (double)s->T * s->T * s->D >= 1e6; }
 
@@ -213,7 +272,7 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
     const int Q = s->H * hd, KVD = s->KV * hd;
     doze_pool *nt = s->pool;
     memcpy(a->x_in, x, (size_t)N * D * sizeof(float));
-    rmsnorm_forward(a->xn, a->rinv1, a->x_in, w->attn_norm, N, D, s->eps);
+    norm_forward(s, a->xn, a->rinv1, a->x_in, w->attn_norm, N);
     if (gt) gt->decide(gt->ctx, layer, 0, 1 + s->H, a->xn); /* the layer and its heads */
     const uint8_t *vis = gt ? gt->vis : s->all_visible;
     matmul_forward_t_par(a->q, a->xn, w->tq, N, Q, D, nt);
@@ -229,14 +288,15 @@ void block_forward(const block_shape *s, const block_weights *w, block_acts *a,
     attention_windows(s, &(att_windows){.s = s, .a = a, .o = a->o, .vis = vis, .P = a->P}, nb);
     attn_out_forward(s, w, a, gt, scratch->dbuf, N);
     for (size_t i = 0; i < (size_t)N * D; i++) a->xmid[i] = a->x_in[i] + a->a[i];
-    rmsnorm_forward(a->hn, a->rinv2, a->xmid, w->ffn_norm, N, D, s->eps);
+    norm_forward(s, a->hn, a->rinv2, a->xmid, w->ffn_norm, N);
     if (gt && gt->NB) gt->decide(gt->ctx, layer, 1 + s->H, gt->U, a->hn); /* its FFN blocks */
     if (s->ffn) {
         s->ffn->forward(s->ffn->ctx, layer, a->hn, a->f, N);
     } else {
         matmul_forward_t_par(a->h1, a->hn, w->t1, N, F, D, nt);
         matmul_forward_t_par(a->h3, a->hn, w->t3, N, F, D, nt);
-        swiglu_forward(a->hg, a->h1, a->h3, N, F, s->swiglu);
+        rows_run(s, &(rows_step){.kind = ROWS_SWIGLU_FWD, .width = F, .out = a->hg, .in = a->h1, .in2 = a->h3,
+                                 .swiglu = s->swiglu}, N);
         matmul_forward_t_par(a->f, ffn_down_input(s, a, gt, scratch->hgm, N), w->t2, N, D, F, nt);
     }
     if (!gt) {
@@ -311,7 +371,8 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
         s->ffn->backward(s->ffn->ctx, layer, a->hn, du, gr->dhn, N);
     } else {
         ffn_down_backward(s, w, a, gt, gr, du, dw ? dw->w2 : NULL, N);
-        swiglu_backward(gr->dh1, gr->dh3, gr->dhg, a->h1, a->h3, N, F);
+        rows_run(s, &(rows_step){.kind = ROWS_SWIGLU_BWD, .width = F, .out = gr->dh1, .out2 = gr->dh3,
+                                 .in = a->h1, .in2 = a->h3, .dy = gr->dhg}, N);
         if (dw) {
             matmul_backward_weights(dw->w1, gr->dh1, a->hn, N, F, D, nt);
             matmul_backward_weights(dw->w3, gr->dh3, a->hn, N, F, D, nt);
@@ -324,10 +385,10 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
     if (dw) rmsnorm_backward_weights(dw->ffn_norm, gr->dhn, a->xmid, a->rinv2, N, D);
     if (!gt) {
         /* x_out = x_mid + f: dx becomes d/dx_mid; a is added to x_in */
-        rmsnorm_backward(gr->dx, gr->dhn, a->xmid, a->rinv2, w->ffn_norm, N, D);
+        norm_backward(s, gr->dx, gr->dhn, a->xmid, a->rinv2, w->ffn_norm, N);
     } else {
         memset(gr->dtmp, 0, ND * sizeof(float));
-        rmsnorm_backward(gr->dtmp, gr->dhn, a->xmid, a->rinv2, w->ffn_norm, N, D); /* dm */
+        norm_backward(s, gr->dtmp, gr->dhn, a->xmid, a->rinv2, w->ffn_norm, N); /* dm */
         for (size_t j = 0; j < ND; j++) {
             gr->dA[j] += gr->dtmp[j]; /* dA = du + dm */
             gr->dx[j] += gr->dtmp[j]; /* x_mid = x_in + a */
@@ -363,5 +424,5 @@ void block_backward(const block_shape *s, const block_weights *w, const block_ac
     matmul_backward_par(gr->dxn, gr->dv, w->wv, N, KVD, D, nt);
     if (gt) gt->router_backward(gt->ctx, layer, 0, 1 + s->H, a->xn, gr->dxn);
     if (dw) rmsnorm_backward_weights(dw->attn_norm, gr->dxn, a->x_in, a->rinv1, N, D);
-    rmsnorm_backward(gr->dx, gr->dxn, a->x_in, a->rinv1, w->attn_norm, N, D);
+    norm_backward(s, gr->dx, gr->dxn, a->x_in, a->rinv1, w->attn_norm, N);
 }
