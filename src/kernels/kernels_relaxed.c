@@ -135,7 +135,7 @@ static inline __attribute__((always_inline)) void q45_x4_tokens(int five, int nt
         for (int g = 0; g < rows / 4; g++) {
             const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * gb;
             v128_t acc[2];
-            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
+            for (int k = 0; k < nt; k++) acc[k] = x4_acc_start(y[k], bc, g);
             for (int b = 0; b < n; b++, p += gb) {
                 const uint8_t *qs = p + qs_at;
                 const v128_t hv = five ? wasm_v128_load(p + 8) : z;
@@ -215,9 +215,9 @@ static inline __attribute__((always_inline)) void kq_x4_tokens(int five_bits, in
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc[2];
-            for (int t = 0; t < nt; t++) acc[t] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[t] + 4 * g);
+            for (int t = 0; t < nt; t++) acc[t] = x4_acc_start(y[t], bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 const int bl = (i - i0) * 8;
                 v128_t I[2][8]; /* sub-block j's dots, lane = row */
 #if defined(__clang__)
@@ -269,9 +269,9 @@ static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc[2];
-            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
+            for (int k = 0; k < nt; k++) acc[k] = x4_acc_start(y[k], bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 v128_t T[4], d;
                 q6_x4_scales(b4r, T, &d);
                 for (int half = 0; half < 2; half++) {
@@ -330,7 +330,7 @@ static inline __attribute__((always_inline)) void q8_0_x4_tokens(int nt, float *
         for (int g = 0; g < rows / 4; g++) {
             const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
             v128_t acc[2];
-            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
+            for (int k = 0; k < nt; k++) acc[k] = x4_acc_start(y[k], bc, g);
             for (int b = 0; b < n; b++, p++) {
                 v128_t P[2][4];
                 for (int r = 0; r < 4; r++) {

@@ -494,7 +494,7 @@ static void simd_matvec_q4_0_x4(float *y, const void *w, const void *xq, int row
         prep_x(xb + bc, n, xi, dxs, corr, 1);
         for (int g = 0; g < rows / 4; g++) {
             const doze_block_q4_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc = x4_acc_start(y, bc, g);
             for (int b = 0; b < n; b++, p++) {
                 const v128_t *x = xi + 4 * b;
                 v128_t ds = wasm_f32x4_mul(f16x4_at(p->d), wasm_f32x4_splat(dxs[b]));
@@ -529,7 +529,7 @@ static void simd_matvec_q8_0_x4(float *y, const void *w, const void *xq, int row
         for (int b = 0; b < n; b++) dxs[b] *= 0x1p112f;
         for (int g = 0; g < rows / 4; g++) {
             const doze_block_q8_0x4 *p = wb + (size_t)g * (size_t)nb + bc;
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc = x4_acc_start(y, bc, g);
             for (int b = 0; b < n; b++, p++) {
                 const v128_t *x = xi + 4 * b;
                 v128_t ds = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_load16x4(p->d), 13), mask),
@@ -587,8 +587,8 @@ static void simd_matvec2_qx4(int q4, float *ya, float *yb, const void *w, const 
         prep_x((const doze_block_q8_0 *)xqb + bc, n, xb, dxb, cb, q4);
         for (int g = 0; g < rows / 4; g++) {
             const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * group_bytes;
-            v128_t acc_a = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(ya + 4 * g);
-            v128_t acc_b = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(yb + 4 * g);
+            v128_t acc_a = x4_acc_start(ya, bc, g);
+            v128_t acc_b = x4_acc_start(yb, bc, g);
 #if defined(__wasm_atomics__) && defined(__clang__)
             /* V8 compiles this loop differently in a module on shared
              * memory (doze-mt.wasm); unrolled twice here, its prefill runs
@@ -976,9 +976,9 @@ static void simd_matvec_q4_K_x4(float *y, const void *w, const void *xq, int row
         for (int b = 0; b < n; b++) xsum[b] = xs[2 * b] + xs[2 * b + 1];
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc = x4_acc_start(y, bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 const int bl = (i - i0) * 8;
                 v128_t I[8]; /* sub-block j's dots, lane = row */
                 for (int k = 0; k < 4; k++) {
@@ -1035,9 +1035,9 @@ static inline __attribute__((always_inline)) void q5_K_x4_tokens(int nt, float *
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc[2];
-            for (int t = 0; t < nt; t++) acc[t] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[t] + 4 * g);
+            for (int t = 0; t < nt; t++) acc[t] = x4_acc_start(y[t], bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 const int bl = (i - i0) * 8;
                 v128_t I[2][8]; /* sub-block j's dots, lane = row */
 #if defined(__clang__)
@@ -1179,9 +1179,9 @@ static inline __attribute__((always_inline)) void q6_K_x4_tokens(int nt, float *
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc[2];
-            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
+            for (int k = 0; k < nt; k++) acc[k] = x4_acc_start(y[k], bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 v128_t T[4], d;
                 q6_x4_scales(b4r, T, &d);
                 for (int half = 0; half < 2; half++) {
@@ -1346,9 +1346,9 @@ static inline __attribute__((always_inline)) void iq4_xs_x4_tokens(int nt, float
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
             v128_t acc[2];
-            for (int t = 0; t < nt; t++) acc[t] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[t] + 4 * g);
+            for (int t = 0; t < nt; t++) acc[t] = x4_acc_start(y[t], bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 const doze_block_iq4_xs *p[4];
                 for (int r = 0; r < 4; r++) p[r] = (const doze_block_iq4_xs *)(b4r + (size_t)r * bb);
                 const v128_t d = x4_f16(b4r, bb, offsetof(doze_block_iq4_xs, d));
@@ -1389,9 +1389,9 @@ static void simd_matvec_iq4_xs_x4(float *y, const void *w, const void *xq, int r
         prep_x(xb + bc, n, xi, dxs, corr, 0);
         const int i0 = bc / 8, i1 = i0 + n / 8;
         for (int g = 0; g < rows / 4; g++) {
-            v128_t acc = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+            v128_t acc = x4_acc_start(y, bc, g);
             for (int i = i0; i < i1; i++) {
-                const uint8_t *b4r = (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+                const uint8_t *b4r = x4_super_blocks(w, g, nsb, i, bb);
                 const doze_block_iq4_xs *p0 = (const doze_block_iq4_xs *)b4r, *p1 = (const doze_block_iq4_xs *)(b4r + bb),
                                         *p2 = (const doze_block_iq4_xs *)(b4r + 2 * bb),
                                         *p3 = (const doze_block_iq4_xs *)(b4r + 3 * bb);
@@ -1582,7 +1582,7 @@ static inline __attribute__((always_inline)) void q32_x4_tokens(int kind, int nt
             const uint8_t *p = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)bc) * 4 * bb;
             const uint8_t *pe = p + (size_t)n * 4 * bb;
             v128_t acc[2];
-            for (int k = 0; k < nt; k++) acc[k] = bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y[k] + 4 * g);
+            for (int k = 0; k < nt; k++) acc[k] = x4_acc_start(y[k], bc, g);
             for (int b = 0; p != pe; p += 4 * bb, b++) {
                 const uint8_t *pl = p + 8 * (size_t)nh;
                 v128_t P[2][4];

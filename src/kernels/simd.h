@@ -3,6 +3,7 @@
 #ifndef DOZE_SIMD_H
 #define DOZE_SIMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__wasm_simd128__)
@@ -13,6 +14,19 @@
 #endif
 
 /* ---- helpers both kernel files use --------------------------------------- */
+
+/* The x4 products go over x in chunks of blocks; a row group's four sums
+ * start at 0 in the first chunk (bc == 0) and carry on from y(4 * g ..)
+ * after it. */
+static inline v128_t x4_acc_start(const float *y, int bc, int g) {
+    return bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
+}
+
+/* super-block i of the repacked row group g (4 rows of nsb super-blocks of
+ * bb bytes, interleaved by super-block) */
+static inline const uint8_t *x4_super_blocks(const void *w, int g, int nsb, int i, size_t bb) {
+    return (const uint8_t *)w + ((size_t)g * (size_t)nsb + (size_t)i) * 4 * bb;
+}
 
 /* sum of the 4 i32 lanes of v */
 static inline int32_t hsum_i32x4(v128_t v) {
