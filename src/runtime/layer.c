@@ -94,6 +94,47 @@ static void finish_q(const doze_model *m, const doze_layer *L, int h, float *qh)
     if (L->q_norm) m->kern->rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
 }
 
+/* x[t] += y[i] for rows i of a product, t = outer[inner[i]] (either map
+ * absent: the identity), token by token on the pool */
+typedef struct {
+    const doze_kernels *k;
+    float *x;
+    const float *y;
+    const int *outer, *inner;
+    int dim;
+} add_rows_job;
+
+static void add_row(void *args, int i) {
+    const add_rows_job *a = args;
+    int t = a->inner ? a->inner[i] : i;
+    if (a->outer) t = a->outer[t];
+    a->k->add(a->x + (size_t)t * a->dim, a->y + (size_t)i * a->dim, a->dim);
+}
+
+static void add_rows(const doze_model *m, float *x, const float *y, const int *outer, const int *inner, int rows,
+                     int dim) {
+    add_rows_job a = {m->kern, x, y, outer, inner, dim};
+    model_for_tokens(m, rows, 2 * dim, add_row, &a);
+}
+
+/* h[i] = swiglu(h[i], g[i]) for rows i of width w, on the pool */
+typedef struct {
+    const doze_kernels *k;
+    float *h;
+    const float *up;
+    int w;
+} swiglu_rows_job;
+
+static void swiglu_row(void *args, int i) {
+    const swiglu_rows_job *a = args;
+    a->k->swiglu(a->h + (size_t)i * a->w, a->h + (size_t)i * a->w, a->up + (size_t)i * a->w, a->w);
+}
+
+static void swiglu_rows(const doze_model *m, float *h, const float *up, int rows, int w) {
+    swiglu_rows_job a = {m->kern, h, up, w};
+    model_for_tokens(m, rows, 3 * w, swiglu_row, &a);
+}
+
 /* The parallel pieces of the attention. Decode splits the query heads
  * (each head's Q slice is its own rows), the KV groups (each head's
  * attention is its own), and the rows of the output projection (each part
@@ -111,6 +152,7 @@ typedef struct {
     float *x;
     const batch_masks *mk;  /* prefill */
     doze_step_trace *trace;
+    int n_rows;             /* prefill: the running tokens */
 } head_job;
 
 /* head h's attention output prepared inside s->xq (a head's hd values are
@@ -174,7 +216,27 @@ static void wo_rows_part(void *args, int b, int e, int part) {
 /* prefill: running tokens [rb, re): their queries finished and roped, their
  * attention over the cache (causal: token t sees the positions up to its
  * own) */
-static void token_attention_part(void *args, int rb, int re, int part) {
+/* The running token a prefill attention item stands for: the first, the
+ * last, the second, the one before last... Token r attends over pos + r + 1
+ * positions, so any run of consecutive items costs about the same as any
+ * other of its length, and equal parts of items are equal work (in token
+ * order the last part would hold the longest rows). */
+/* running token r's new K/V rows in the cache made what attention reads:
+ * biases, k norms, RoPE on the keys */
+static void finish_kv_row(void *args, int r) {
+    const head_job *j = args;
+    const doze_model *m = j->m;
+    const doze_model_info *c = &m->info;
+    const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2, p = j->pos + j->s->run[r];
+    const size_t cell = (size_t)j->l * (size_t)j->kv->ctx;
+    float *kr = j->kv->key + (cell + (size_t)p) * (size_t)kv_dim, *vr = j->kv->value + (cell + (size_t)p) * (size_t)kv_dim;
+    finish_kv(m, &m->layers[j->l], kr, vr);
+    m->kern->rope(kr, c->n_kv_heads, hd, c->rope_dim, m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
+}
+
+static int zigzag_row(int item, int n_rows) { return item % 2 ? n_rows - 1 - item / 2 : item / 2; }
+
+static void token_attention_part(void *args, int ib, int ie, int part) {
     const head_job *j = args;
     const doze_model *m = j->m;
     const doze_model_info *c = &m->info;
@@ -183,8 +245,8 @@ static void token_attention_part(void *args, int rb, int re, int part) {
     const int kv_dim = c->n_kv_heads * hd, q_dim = nh * hd;
     const size_t cell = (size_t)j->l * (size_t)j->kv->ctx;
     const float *kc = j->kv->key + cell * (size_t)kv_dim, *vc = j->kv->value + cell * (size_t)kv_dim;
-    for (int r = rb; r < re; r++) {
-        const int t = j->s->run[r], p = j->pos + t;
+    for (int i = ib; i < ie; i++) {
+        const int r = zigzag_row(i, j->n_rows), t = j->s->run[r], p = j->pos + t;
         const uint8_t *head_on = j->mk->head_on + ((size_t)t * nl + j->l) * nh;
         for (int h = 0; h < nh; h++)
             if (head_on[h]) {
@@ -226,7 +288,7 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
         model_matvec_prepared(m, v_here, &L->wv, s->xn, s->xq); /* v(n_kv_heads, hd) */
         finish_kv(m, L, k_here, v_here);
         k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
-        head_job j = {m, l, kv, pos, group, head_on, s, x, NULL, trace};
+        head_job j = {m, l, kv, pos, group, head_on, s, x, NULL, trace, 1};
         const int per_head = hd * dim; /* multiply-adds of a head's Q or output slice */
         pool_run(m->pool, q_heads_part, &j, nh, 1, (MODEL_MIN_PART_MACS + per_head - 1) / per_head, 0);
         /* every running head at once, its KV groups split among the parts */
@@ -268,12 +330,8 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
                        (size_t)kv_dim * sizeof(float));
         }
     }
-    for (int r = 0; r < nr; r++) {
-        const int p = pos + s->run[r];
-        finish_kv(m, L, kc + (size_t)p * kv_dim, vc + (size_t)p * kv_dim);
-        k->rope(kc + (size_t)p * kv_dim, c->n_kv_heads, hd, c->rope_dim, m->rope_cos + (size_t)p * half,
-                m->rope_sin + (size_t)p * half);
-    }
+    head_job kj = {m, l, kv, pos, group, NULL, s, x, mk, NULL, nr};
+    model_for_tokens(m, nr, 2 * kv_dim, finish_kv_row, &kj);
     /* Q(nr, q_dim): one product when every running token runs every head,
      * else head by head over the tokens running it */
     int all_heads = 1;
@@ -296,7 +354,7 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
         }
     }
     /* each running token's attention, the tokens split among the parts */
-    head_job j = {m, l, kv, pos, group, NULL, s, x, mk, NULL};
+    head_job j = {m, l, kv, pos, group, NULL, s, x, mk, NULL, nr};
     pool_run(m->pool, token_attention_part, &j, nr, 1, 1, s->att_parts);
     /* output projection head by head: x_t += Wo_h att_t,h, heads in order */
     for (int h = 0; h < nh; h++) {
@@ -305,7 +363,7 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
             if (HEAD_ON(s->run[r])[h]) s->sel[ns++] = r; /* running indices */
         if (!ns) continue;
         product(m, s->y, dim, &L->wo_head[h], s->att_out + (size_t)h * hd, q_dim, s->sel, ns, nr, s);
-        for (int i = 0; i < ns; i++) k->add(x + (size_t)s->run[s->sel[i]] * dim, s->y + (size_t)i * dim, dim);
+        add_rows(m, x, s->y, s->run, s->sel, ns, dim);
     }
 #undef HEAD_ON
 }
@@ -316,7 +374,6 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
 static void ffn(const doze_model *m, int l, int n, int nr, float *x, const batch_masks *mk, layer_scratch *s,
                 doze_step_trace *trace) {
     const doze_model_info *c = &m->info;
-    const doze_kernels *k = m->kern;
     const doze_layer *L = &m->layers[l];
     const int dim = c->dim, hid = c->hidden_dim, nl = c->n_layers, nb = m->n_ffn_blocks, fb = c->ffn_block;
 #define BLK_ON(t) (mk->ffn_on + ((size_t)(t) * nl + l) * nb)
@@ -333,11 +390,10 @@ static void ffn(const doze_model *m, int l, int n, int nr, float *x, const batch
         /* gate and up as whole products, then down block by block */
         product(m, s->h1, hid, &L->w_gate, s->xn, dim, s->run, nr, n, s);
         product(m, s->h2, hid, &L->w_up, s->xn, dim, s->run, nr, n, s);
-        for (int r = 0; r < nr; r++)
-            k->swiglu(s->h1 + (size_t)r * hid, s->h1 + (size_t)r * hid, s->h2 + (size_t)r * hid, hid);
+        swiglu_rows(m, s->h1, s->h2, nr, hid);
         for (int j = 0; j < nb; j++) {
             model_matmul(m, s->y, dim, &L->w_down_blk[j], s->h1 + (size_t)j * fb, hid, nr, s->mm);
-            for (int r = 0; r < nr; r++) k->add(x + (size_t)s->run[r] * dim, s->y + (size_t)r * dim, dim);
+            add_rows(m, x, s->y, s->run, NULL, nr, dim);
         }
         return;
     }
@@ -351,9 +407,9 @@ static void ffn(const doze_model *m, int l, int n, int nr, float *x, const batch
         doze_matrix wg = model_rows(&L->w_gate, j * fb, w), wu = model_rows(&L->w_up, j * fb, w);
         product(m, s->h1, w, &wg, s->xn, dim, s->sel, ns, n, s); /* (ns, w) */
         product(m, s->h2, w, &wu, s->xn, dim, s->sel, ns, n, s);
-        for (int i = 0; i < ns; i++) k->swiglu(s->h1 + (size_t)i * w, s->h1 + (size_t)i * w, s->h2 + (size_t)i * w, w);
+        swiglu_rows(m, s->h1, s->h2, ns, w);
         model_matmul(m, s->y, dim, &L->w_down_blk[j], s->h1, w, ns, s->mm); /* (ns, dim) */
-        for (int i = 0; i < ns; i++) k->add(x + (size_t)s->sel[i] * dim, s->y + (size_t)i * dim, dim);
+        add_rows(m, x, s->y, NULL, s->sel, ns, dim);
     }
 #undef BLK_ON
 }

@@ -716,6 +716,41 @@ static void matmul_part(void *args, int b, int e, int part) {
     j->mm(j->y + b, j->ldy, v.data, j->x, j->ldx, j->n, e - b, v.cols);
 }
 
+typedef struct {
+    model_token_fn fn;
+    void *args;
+} tokens_job;
+
+static void tokens_part(void *args, int b, int e, int part) {
+    (void)part;
+    const tokens_job *j = args;
+    for (int t = b; t < e; t++) j->fn(j->args, t);
+}
+
+/* Fewest floats worth a part of their own for elementwise work (a
+ * dispatch costs a few microseconds, a float a nanosecond or less). */
+#define MODEL_MIN_PART_VALUES 8192
+
+void model_for_tokens(const doze_model *m, int n, int values, model_token_fn fn, void *args) {
+    tokens_job j = {fn, args};
+    const int v = values > 0 ? values : 1;
+    pool_run(m->pool, tokens_part, &j, n, 1, (MODEL_MIN_PART_VALUES + v - 1) / v, 0);
+}
+
+/* one token's activation form for model_matmul */
+typedef struct {
+    const doze_model *m;
+    int act_type, cols, ldx;
+    const float *x;
+    uint8_t *dst;
+    size_t xs; /* bytes per token's form */
+} form_job;
+
+static void form_token(void *args, int t) {
+    const form_job *f = args;
+    make_form(f->m, f->act_type, f->x + (size_t)t * f->ldx, f->dst + (size_t)t * f->xs, f->cols);
+}
+
 /* Y(n, w->rows) (stride ldy) = X(n, w->cols) (stride ldx) @ W^T, each
  * token's x in W's activation form, as model_matvec prepares it.
  * scratch: n * max(cols * 4, (cols/32) * 34) bytes. */
@@ -725,8 +760,8 @@ void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, 
     matmul_job j = {t->products[m->kern->set]->matmul[w->layout], y, ldy, w, x, (size_t)ldx * sizeof(float), n};
     if (t->act_type != DOZE_TYPE_F32) {
         const size_t xs = doze_type_act_bytes(t, w->cols);
-        for (int i = 0; i < n; i++)
-            make_form(m, t->act_type, x + (size_t)i * ldx, (uint8_t *)scratch + (size_t)i * xs, w->cols);
+        form_job f = {m, t->act_type, w->cols, ldx, x, scratch, xs};
+        model_for_tokens(m, n, w->cols, form_token, &f);
         j.x = scratch;
         j.ldx = xs;
     }

@@ -188,6 +188,12 @@ void model_matvec_prepared(const doze_model *m, float *y, const doze_matrix *w, 
 void model_matmul(const doze_model *m, float *y, int ldy, const doze_matrix *w, const float *x, int ldx,
                   int n, void *scratch);
 
+/* fn(args, t) for every token t in [0, n), split among the model's threads
+ * by tokens (values: the floats a token's call touches, which sets how many
+ * tokens are worth a part). Each token's call is the same whatever the cut. */
+typedef void (*model_token_fn)(void *args, int t);
+void model_for_tokens(const doze_model *m, int n, int values, model_token_fn fn, void *args);
+
 /* Row r of W as floats: out(cols) (any layout). */
 void model_dequantize_row(const doze_matrix *w, int r, float *out);
 

@@ -44,11 +44,13 @@
 #define POOL_SPINS 20000 /* a worker's busy-wait before it sleeps */
 #endif
 #define POOL_STACK_BYTES (512 << 10) /* a wasm worker's stack */
-/* Parts per thread of a job without a part limit: cores are not equal (a
- * sibling hyperthread, another guest, a phone's little cores), and with one
- * part each the slowest sets the pace; smaller parts claimed as each thread
- * gets free let the faster ones take more. */
-#define POOL_PARTS_PER_THREAD 4
+/* A job without a part limit is cut "guided": each part takes 1/(2 * threads)
+ * of the items left, down to a tail of 1/(POOL_TAIL_DIV * threads) of the
+ * job. Cores are not equal (a sibling hyperthread, another guest, a phone's
+ * little cores) and a thread may be late to wake: large parts first keep the
+ * claims few, and the small last ones leave whoever finishes first a short
+ * wait for the others (equal parts left half a part's time idle per job). */
+#define POOL_TAIL_DIV 16
 /* Compiled code takes the stack pointer as 16-byte aligned (the wasm C ABI):
  * knowing a frame's low bits are zero, it may address a local as frame | k
  * rather than frame + k, so a misaligned stack makes locals alias each other.
@@ -61,6 +63,7 @@ struct doze_pool {
     _Atomic uint64_t state; /* job id << 32 | parts << 16 | next part to claim */
     _Atomic int done;     /* parts of the current job finished */
     uint32_t job;         /* the current job's id (the caller's) */
+    long long tail;       /* guided cut: the smallest part in align units; 0: equal parts */
     _Atomic int stop;
     _Atomic int busy;     /* a caller is running a job */
     _Atomic int started;  /* workers that entered their loop */
@@ -96,10 +99,28 @@ int pool_threads(const doze_pool *p) { return p ? p->n : 1; }
 
 int pool_started(doze_pool *p) { return p ? atomic_load(&p->started) : 0; }
 
-/* items [begin, end) of part i of parts */
-static void part_range(int n, int align, int parts, int i, int *begin, int *end) {
+/* align units left after the first k parts of a guided cut of units */
+static long long guided_left(long long units, int threads, long long tail, int k) {
+    long long left = units;
+    for (int i = 0; i < k && left > 0; i++) {
+        long long s = (left + 2LL * threads - 1) / (2LL * threads);
+        if (s < tail) s = tail;
+        left -= s < left ? s : left;
+    }
+    return left;
+}
+
+/* items [begin, end) of part i of parts (tail > 0: the guided cut) */
+static void part_range(int n, int align, int threads, long long tail, int parts, int i, int *begin, int *end) {
     const long long units = ((long long)n + align - 1) / align;
-    long long b = units * i / parts * align, e = units * (i + 1) / parts * align;
+    long long b, e;
+    if (tail > 0) {
+        b = (units - guided_left(units, threads, tail, i)) * align;
+        e = (units - guided_left(units, threads, tail, i + 1)) * align;
+    } else {
+        b = units * i / parts * align;
+        e = units * (i + 1) / parts * align;
+    }
     *begin = (int)(b < n ? b : n);
     *end = (int)(e < n ? e : n);
 }
@@ -112,7 +133,7 @@ static void help(doze_pool *p) {
         if (k >= parts) return;
         if (!atomic_compare_exchange_weak(&p->state, &st, st + 1)) continue;
         int b, e;
-        part_range(p->n_items, p->align, parts, k, &b, &e);
+        part_range(p->n_items, p->align, p->n, p->tail, parts, k, &b, &e);
         if (b < e) p->fn(p->args, b, e, k);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
     }
@@ -174,15 +195,21 @@ void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_it
     if (n <= 0) return;
     if (align < 1) align = 1;
     if (min_items < 1) min_items = 1;
-    int parts = p ? p->n : 1;
+    const int threads = p ? p->n : 1;
+    const long long units = ((long long)n + align - 1) / align;
+    long long tail = 0;
+    int parts = threads;
     if (max_parts > 0) {
         if (parts > max_parts) parts = max_parts;
+        if (parts > n / min_items) parts = n / min_items;
+        if (parts > units) parts = (int)units;
     } else {
-        parts *= POOL_PARTS_PER_THREAD;
+        tail = (units + (long long)POOL_TAIL_DIV * threads - 1) / ((long long)POOL_TAIL_DIV * threads);
+        const long long min_units = ((long long)min_items + align - 1) / align;
+        if (tail < min_units) tail = min_units;
+        parts = 0;
+        for (long long left = units; left > 0; parts++) left = guided_left(left, threads, tail, 1);
     }
-    if (parts > n / min_items) parts = n / min_items;
-    const int units = (int)(((long long)n + align - 1) / align);
-    if (parts > units) parts = units;
     if (!p) parts = 1;
     int expected = 0;
     if (parts <= 1 || !atomic_compare_exchange_strong(&p->busy, &expected, 1)) {
@@ -193,6 +220,7 @@ void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_it
     p->args = args;
     p->n_items = n;
     p->align = align;
+    p->tail = tail;
     atomic_store(&p->done, 0);
     p->job++;
     atomic_store(&p->state, (uint64_t)p->job << 32 | (uint64_t)parts << 16); /* publishes the fields */

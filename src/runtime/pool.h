@@ -44,10 +44,12 @@ int pool_default_threads(void);
 /* Threads of the pool (1 for NULL). */
 int pool_threads(const doze_pool *p);
 
-/* fn over items [0, n): at most max_parts parts (per-part scratch: part <
- * max_parts; <= 0: a few parts per thread, so that faster threads take more
- * of them), each of at least min_items items (a smaller job runs in fewer
- * parts), part boundaries multiples of align (>= 1). Returns when every
+/* fn over items [0, n): at most max_parts equal parts (per-part scratch:
+ * part < max_parts; <= 0: parts that shrink as the job runs out, so that
+ * faster threads take more of them and the last to finish waits little),
+ * each of at least min_items items (a smaller job runs in fewer parts; a
+ * shrinking cut's last part may be smaller), part boundaries multiples of
+ * align (>= 1). Returns when every
  * part has run. p NULL: fn(args, 0, n, 0). */
 void pool_run(doze_pool *p, pool_fn fn, void *args, int n, int align, int min_items, int max_parts);
 

@@ -6,7 +6,10 @@
  * training steps of routers and weights give the same losses and routers
  * at any count. The shapes are large enough that
  * every product, the heads, the KV groups and the FFN really are split (and
- * unevenly for 3). Also: the thread count is validated and reported. */
+ * unevenly for 3). Also: the thread count is validated and reported, and
+ * the pool's cuts cover every item once, on aligned boundaries, within the
+ * part limit. */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 
 #include "gates.h"
 #include "model.h"
+#include "pool.h"
 #include "session.h"
 #include "model_fixture.h"
 #include "threads_fixture.h"
@@ -194,8 +198,66 @@ static void check_training(const char *arch, int head_dim) {
     free(f.data);
 }
 
+/* what a pool job saw: how often each item ran, and its parts */
+typedef struct {
+    _Atomic int *hits;
+    _Atomic int parts, bad, largest_part;
+    int align, n, max_parts;
+} cut_probe;
+
+static void cut_probe_part(void *args, int b, int e, int part) {
+    cut_probe *c = args;
+    if (b % c->align || (e % c->align && e != c->n) || b >= e || part < 0 ||
+        (c->max_parts > 0 && part >= c->max_parts))
+        atomic_fetch_add(&c->bad, 1);
+    for (int i = b; i < e; i++) atomic_fetch_add(&c->hits[i], 1);
+    atomic_fetch_add(&c->parts, 1);
+    int big = atomic_load(&c->largest_part);
+    while (e - b > big && !atomic_compare_exchange_weak(&c->largest_part, &big, e - b)) {}
+}
+
+/* every item once, aligned cuts, parts within the limit; a shrinking cut
+ * (no limit) of a large job has several parts per thread, the first largest */
+static void check_pool_cuts(void) {
+    static const int ns[] = {1, 15, 16, 17, 100, 768, 2048, 32000, 128256};
+    static const int aligns[] = {1, 4, 16};
+    for (int threads = 1; threads <= 4; threads++) {
+        doze_pool *p = NULL;
+        doze_error e;
+        CHECK(pool_new(threads, &p, &e) == DOZE_OK);
+        if (!p) continue;
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+            for (size_t al = 0; al < sizeof aligns / sizeof aligns[0]; al++)
+                for (int max_parts = 0; max_parts <= 3; max_parts++)
+                    for (int min_items = 1; min_items <= 64; min_items *= 8) {
+                        const int n = ns[a];
+                        cut_probe c = {calloc((size_t)n, sizeof(_Atomic int)), 0, 0, 0, aligns[al], n, max_parts};
+                        if (!c.hits) continue;
+                        pool_run(p, cut_probe_part, &c, n, aligns[al], min_items, max_parts);
+                        int once = 1;
+                        for (int i = 0; i < n; i++) once &= atomic_load(&c.hits[i]) == 1;
+                        CHECK(once && atomic_load(&c.bad) == 0);
+                        if (max_parts > 0) CHECK(atomic_load(&c.parts) <= max_parts);
+                        free(c.hits);
+                    }
+        /* 32000 rows, align 16, no limit: the first part is 1/(2 * threads) of
+         * the job, the cut has more parts than threads */
+        if (threads > 1) {
+            cut_probe c = {calloc(32000, sizeof(_Atomic int)), 0, 0, 0, 16, 32000, 0};
+            if (c.hits) {
+                pool_run(p, cut_probe_part, &c, 32000, 16, 16, 0);
+                CHECK(atomic_load(&c.parts) > 2 * threads);
+                CHECK(atomic_load(&c.largest_part) == (2000 + 2 * threads - 1) / (2 * threads) * 16);
+                free(c.hits);
+            }
+        }
+        pool_free(p);
+    }
+}
+
 int main(void) {
     doze_error e;
+    check_pool_cuts();
     /* the count is validated and reported */
     {
         mem_buf f = fixture_gguf(64, 96, 1, 4, 4, 100, 32, 3, DOZE_TYPE_F32);
