@@ -15,6 +15,7 @@
 // loaded model; prints budget / dense decode per thread count, and the
 // compute the budget achieved. --ctx N: N positions instead of the model's own
 // context (a 32k-context model's KV cache would dwarf the weights).
+// --prompt N: the prompt's last N tokens (default all of it, about 350).
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -23,7 +24,7 @@ import { join } from 'node:path';
 import { loadModel } from '../js/src/index.js';
 
 const args = process.argv.slice(2);
-let rounds = 3, steps = 8, finetune = null, budget = null, gates = null, ctx = 0;
+let rounds = 3, steps = 8, finetune = null, budget = null, gates = null, ctx = 0, promptLen = 0;
 const files = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--rounds') rounds = Number(args[++i]);
@@ -32,6 +33,7 @@ for (let i = 0; i < args.length; i++) {
   else if (args[i] === '--budget') budget = Number(args[++i]);
   else if (args[i] === '--gates') gates = args[++i];
   else if (args[i] === '--ctx') ctx = Number(args[++i]);
+  else if (args[i] === '--prompt') promptLen = Number(args[++i]);
   else files.push(args[i]);
 }
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error('--rounds takes a whole number >= 1');
@@ -40,6 +42,7 @@ if (finetune && !(finetune.model && finetune.text)) throw new Error('--finetune 
 if (budget !== null && !(budget > 0 && budget < 1)) throw new Error('--budget takes a number in (0, 1)');
 if (gates && budget === null) throw new Error('--gates goes with --budget');
 if (!(Number.isInteger(ctx) && ctx >= 0)) throw new Error('--ctx takes a whole number of positions');
+if (!(Number.isInteger(promptLen) && promptLen >= 0)) throw new Error('--prompt takes a whole number of tokens');
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 if (finetune) {
   const text = readFileSync(finetune.text, 'utf8'), got = [];
@@ -95,7 +98,8 @@ for (let round = 0; round < rounds; round++) {
         else await model.calibrateGates();
       }
       // the prompt's last tokens when the context is short: room for the 33 generated
-      const n = Math.min(model.tokenize(text).length, model.info.contextLength - 40);
+      let n = Math.min(model.tokenize(text).length, model.info.contextLength - 40);
+      if (promptLen) n = Math.min(n, promptLen);
       await run(model, n, 1); // untimed warm-up
       r[threads] = await run(model, n, 1);
       console.log(`round ${round + 1} ${file} threads ${threads}: decode ${r[threads].decode.toFixed(1)} tok/s, ` +
