@@ -213,14 +213,6 @@ static void wo_rows_part(void *args, int b, int e, int part) {
     }
 }
 
-/* prefill: running tokens [rb, re): their queries finished and roped, their
- * attention over the cache (causal: token t sees the positions up to its
- * own) */
-/* The running token a prefill attention item stands for: the first, the
- * last, the second, the one before last... Token r attends over pos + r + 1
- * positions, so any run of consecutive items costs about the same as any
- * other of its length, and equal parts of items are equal work (in token
- * order the last part would hold the longest rows). */
 /* running token r's new K/V rows in the cache made what attention reads:
  * biases, k norms, RoPE on the keys */
 static void finish_kv_row(void *args, int r) {
@@ -229,13 +221,22 @@ static void finish_kv_row(void *args, int r) {
     const doze_model_info *c = &m->info;
     const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2, p = j->pos + j->s->run[r];
     const size_t cell = (size_t)j->l * (size_t)j->kv->ctx;
-    float *kr = j->kv->key + (cell + (size_t)p) * (size_t)kv_dim, *vr = j->kv->value + (cell + (size_t)p) * (size_t)kv_dim;
+    const size_t at = (cell + (size_t)p) * (size_t)kv_dim;
+    float *kr = j->kv->key + at, *vr = j->kv->value + at;
     finish_kv(m, &m->layers[j->l], kr, vr);
     m->kern->rope(kr, c->n_kv_heads, hd, c->rope_dim, m->rope_cos + (size_t)p * half, m->rope_sin + (size_t)p * half);
 }
 
+/* The running token a prefill attention item stands for: the first, the
+ * last, the second, the one before last... Token r attends over pos + r + 1
+ * positions, so any run of consecutive items costs about the same as any
+ * other of its length, and equal parts of items are equal work (in token
+ * order the last part would hold the longest rows). */
 static int zigzag_row(int item, int n_rows) { return item % 2 ? n_rows - 1 - item / 2 : item / 2; }
 
+/* prefill: the running tokens of items [ib, ie): their queries finished and
+ * roped, their attention over the cache (causal: token t sees the positions
+ * up to its own) */
 static void token_attention_part(void *args, int ib, int ie, int part) {
     const head_job *j = args;
     const doze_model *m = j->m;
