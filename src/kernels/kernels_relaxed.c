@@ -1,6 +1,7 @@
 /* Q8_0, Q4_0, Q5_0 and K-quant (Q2_K ... Q6_K) products on the
  * relaxed-SIMD int8 dot product
- * (i32x4.relaxed_dot_i8x16_i7x16_add_s), for doze-relaxed.wasm.
+ * (i32x4.relaxed_dot_i8x16_i7x16_add_s), and f32 products on the relaxed
+ * multiply-add (f32x4.relaxed_madd), for doze-relaxed.wasm.
  *
  * What the instruction leaves open: the bytes of its second operand b may be
  * read as signed or unsigned, and the i16 sums of adjacent product pairs may
@@ -19,8 +20,16 @@
  *         bit as 0/1), a = the weights: dot(w, x) = dot(w, l) - 128 dot(w, s),
  *         exact for every int8 x and w, -128 included.
  * So every block's integer dot is exact, and the float work around it is
- * kernels_simd.c's sequence of operations: these products give the strict
- * SIMD kernels' bits, on every engine. Nothing may differ.
+ * kernels_simd.c's sequence of operations: these quantized products give the
+ * strict SIMD kernels' bits, on every engine. Nothing may differ.
+ *
+ * f32 (the x4 layout) is the exception: each step of its sums is one
+ * multiply-add that the engine may fuse (one rounding: x86 with FMA, ARM)
+ * or not (two: the strict kernel's bits), so doze-relaxed.wasm's f32 logits
+ * may differ from doze.wasm's by those roundings. Within one engine the
+ * choice is fixed, so the decode and prefill products still give each token
+ * the same bits, at any thread count (the tests check both, and that V8's
+ * two tiers agree).
  *
  * Which products: the x4 layouts (what the loader repacks every matrix with
  * rows % 4 == 0 to: the decode and prefill paths) and row-major q4_0;
@@ -452,3 +461,82 @@ RELAXED_X4(q6_K, DOZE_QK_K, relaxed_matvec2_q6_K_x4)
     const doze_products doze_relaxed_##T = {{relaxed_matvec_##T, NULL}, {T##_mm0, NULL}};
 RELAXED_ROWS(q2_K)
 RELAXED_ROWS(q3_K)
+
+/* ---- f32, the x4 layout, on the relaxed multiply-add ---------------------- */
+
+/* a * b + c, lane by lane: fused (one rounding) or not (two), as the engine
+ * lowers f32x4.relaxed_madd (x86 with FMA, ARM: fused). Outside a relaxed
+ * build, the strict mul then add. */
+static inline v128_t madd_f32x4(v128_t a, v128_t b, v128_t c) {
+#if defined(__wasm_relaxed_simd__)
+    return (v128_t)__builtin_wasm_relaxed_madd_f32x4((__f32x4)a, (__f32x4)b, (__f32x4)c);
+#else
+    return wasm_f32x4_add(wasm_f32x4_mul(a, b), c);
+#endif
+}
+
+/* The 4 row sums: lane r = (a_r[0] + a_r[2]) + (a_r[1] + a_r[3]), as the
+ * strict x4 kernel sums them. */
+static inline v128_t rx_hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+    v128_t v0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+    v128_t v1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+    return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
+}
+
+/* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (kernels.h): the
+ * strict kernel's order (row r's lane j sums w[r][4k+j] x[4k+j] over k in
+ * order), each step one multiply-add */
+static void relaxed_matvec_f32_x4(float *y, const void *wv, const void *xv, int rows, int cols) {
+    const float *w = wv, *x = xv;
+    for (int g = 0; g < rows / 4; g++) {
+        const float *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < cols; c += 4, p += 16) {
+            const v128_t u = wasm_v128_load(x + c);
+            a0 = madd_f32x4(wasm_v128_load(p), u, a0);
+            a1 = madd_f32x4(wasm_v128_load(p + 4), u, a1);
+            a2 = madd_f32x4(wasm_v128_load(p + 8), u, a2);
+            a3 = madd_f32x4(wasm_v128_load(p + 12), u, a3);
+        }
+        wasm_v128_store(y + 4 * g, rx_hsum4_f32x4(a0, a1, a2, a3));
+    }
+}
+
+/* two tokens at once: each weight vector loaded once for both, each token
+ * relaxed_matvec_f32_x4's operations in its order (the same bits) */
+static void relaxed_matvec2_f32_x4(float *ya, float *yb, const void *wv, const void *xav, const void *xbv, int rows,
+                                   int cols) {
+    const float *w = wv, *xa = xav, *xb = xbv;
+    for (int g = 0; g < rows / 4; g++) {
+        const float *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int c = 0; c < cols; c += 4, p += 16) {
+            const v128_t u = wasm_v128_load(xa + c), v = wasm_v128_load(xb + c);
+            v128_t wv4 = wasm_v128_load(p);
+            a0 = madd_f32x4(wv4, u, a0);
+            b0 = madd_f32x4(wv4, v, b0);
+            wv4 = wasm_v128_load(p + 4);
+            a1 = madd_f32x4(wv4, u, a1);
+            b1 = madd_f32x4(wv4, v, b1);
+            wv4 = wasm_v128_load(p + 8);
+            a2 = madd_f32x4(wv4, u, a2);
+            b2 = madd_f32x4(wv4, v, b2);
+            wv4 = wasm_v128_load(p + 12);
+            a3 = madd_f32x4(wv4, u, a3);
+            b3 = madd_f32x4(wv4, v, b3);
+        }
+        wasm_v128_store(ya + 4 * g, rx_hsum4_f32x4(a0, a1, a2, a3));
+        wasm_v128_store(yb + 4 * g, rx_hsum4_f32x4(b0, b1, b2, b3));
+    }
+}
+
+/* row-major f32 through the strict kernels */
+static void f32_mv0(float *y, const void *w, const void *x, int rows, int cols) {
+    doze_simd_f32.matvec[0](y, w, x, rows, cols);
+}
+static void f32_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    doze_simd_f32.matmul[0](y, ldy, w, x, ldx, n, rows, cols);
+}
+RELAXED_MATMUL(f32_mm1, relaxed_matvec_f32_x4, relaxed_matvec2_f32_x4, (size_t)cols * sizeof(float))
+const doze_products doze_relaxed_f32 = {{f32_mv0, relaxed_matvec_f32_x4}, {f32_mm0, f32_mm1}};

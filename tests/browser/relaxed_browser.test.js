@@ -32,6 +32,26 @@ window.runBoth = async (modelUrl) => {
   }
   return out;
 };
+// f32: the relaxed build's products run on the relaxed multiply-add; a
+// prompt's logits as one prefill and token by token, in the build asked for
+window.runF32 = async (modelUrl, simd) => {
+  const M = await import('/js/src/index.js');
+  const m = await M.loadModel(modelUrl, { simd });
+  const prompt = 'Once upon a time there was a little dog who liked to run in the park';
+  const runs = [];
+  for (const batched of [true, false]) {
+    const s = m.createSession();
+    if (batched) for await (const t of s.generate(prompt, { maxTokens: 1, temperature: 0 })) void t;
+    else for (const id of m.tokenize(prompt, { bos: true })) await s.step(id);
+    const logits = [];
+    for (let i = 0; i < 6; i++) logits.push(...(await s.step((i * 37 + 5) % m.info.vocabSize)).logits);
+    runs.push(logits);
+    s.dispose();
+  }
+  const info = m.info.simd;
+  m.dispose();
+  return { info, prefill: runs[0], stepwise: runs[1] };
+};
 window.dozeReady = true;
 </script>`;
 
@@ -90,3 +110,53 @@ for (const tier of ['--liftoff-only', '--no-liftoff']) {
     }
   });
 }
+
+// The multiply-add may be fused or not, but the same way in V8's baseline
+// compiler and its optimizing one (both lower it through one helper), so a
+// function's bits do not change when it tiers up: the relaxed build's f32
+// logits are compared across the two tiers, and with the strict build's.
+test('Chromium: f32 on the relaxed multiply-add, the same bits in both tiers, prefill and token by token', { skip: skipReason, timeout: 240000 }, async () => {
+  const dir = scratch();
+  writeFileSync(join(dir, 'index.html'), page);
+  const srv = await serve({ routes: { '/': join(dir, 'index.html'), '/f32.gguf': initModel('f32', dir) }, roots: { '/js/': join(root, 'js') } });
+  const got = {};
+  try {
+    for (const tier of ['--liftoff-only', '--no-liftoff']) {
+      const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
+      let context;
+      try {
+        context = await playwright.chromium.launchPersistentContext(profile, {
+          executablePath: CHROMIUM, headless: true, args: [...ARGS, `--js-flags=${tier}`],
+        });
+        const tab = context.pages()[0] || (await context.newPage());
+        const errors = [];
+        tab.on('pageerror', (e) => errors.push(String(e)));
+        await tab.goto(`${srv.url}/`);
+        await tab.waitForFunction(() => window.dozeReady === true);
+        got[tier] = { relaxed: await tab.evaluate((u) => window.runF32(u, 'relaxed'), `${srv.url}/f32.gguf`),
+          strict: await tab.evaluate((u) => window.runF32(u, 'strict'), `${srv.url}/f32.gguf`) };
+        assert.deepEqual(errors, []);
+      } finally {
+        if (context) await context.close();
+        rmSync(profile, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await srv.close();
+  }
+  const same = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+  const lo = got['--liftoff-only'], hi = got['--no-liftoff'];
+  assert.equal(lo.relaxed.info, 'relaxed');
+  assert.equal(lo.strict.info, 'strict');
+  assert.ok(lo.relaxed.prefill.length > 1000);
+  for (const r of [lo.relaxed, hi.relaxed, lo.strict, hi.strict])
+    assert.ok(same(r.prefill, r.stepwise), 'prefill and token-by-token logits differ');
+  assert.ok(same(lo.relaxed.prefill, hi.relaxed.prefill), 'the relaxed build differs between the tiers');
+  assert.ok(same(lo.strict.prefill, hi.strict.prefill), 'the strict build differs between the tiers');
+  const ref = hi.strict.prefill;
+  const range = Math.max(...ref) - Math.min(...ref);
+  const worst = Math.max(...hi.relaxed.prefill.map((v, i) => Math.abs(v - ref[i])));
+  const differ = hi.relaxed.prefill.filter((v, i) => !Object.is(v, ref[i])).length;
+  assert.ok(range > 1 && worst <= 1e-4 * range, `relaxed vs strict: ${worst} of a logit range ${range}`);
+  console.log(`# f32: relaxed = itself in both tiers; vs strict ${differ} of ${ref.length} logits differ, at most ${worst.toExponential(2)} (range ${range.toFixed(2)})`);
+});

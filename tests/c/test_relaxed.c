@@ -1,9 +1,10 @@
 /* kernels_relaxed.c against the strict SIMD rows: the same bits, for every
- * product (x4 matvec and matmul, row-major matvec and matmul), on random
+ * quantized product (x4 matvec and matmul, row-major matvec and matmul), on random
  * weights and inputs with every int8 value (-128 included) and the extreme
  * ones on purpose. Natively the relaxed dot is emulated (the exact dot every
  * engine returns for the operands these kernels pass); the instruction
  * itself is tested in wasm (tests/js/relaxed_wasm.test.js). */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +46,51 @@ static long compare(const char *what, const float *a, const float *b, size_t n, 
             break;
         }
     return 1;
+}
+
+/* f32 in the x4 layout on the relaxed multiply-add: each step a * b + c
+ * fused or not (the engine's choice), so a product may differ from the strict
+ * kernel's by the roundings fusing saves, never by more than the error bound
+ * of any order of the sum: |y - exact| <= cols * 2^-24 * sum |w x| (plus the
+ * final lane additions); emulated (natively: not fused) it is the strict
+ * kernel's bits. Each token of the matmul gets the matvec's bits either way. */
+static void check_f32(long *runs, long *bad) {
+    static const int shapes[][2] = {{4, 4}, {8, 12}, {12, 288}, {16, 768}, {36, 2048}, {4, 8448}, {64, 320}};
+    const doze_type_traits *t = doze_type_traits_of(DOZE_TYPE_F32);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int rows = shapes[si][0], cols = shapes[si][1], n_tok = 5;
+        const size_t rb = (size_t)cols * sizeof(float);
+        float *w = malloc(rb * (size_t)rows), *wx = malloc(rb * (size_t)rows), *tmp = malloc(4 * rb);
+        float *x = malloc(rb * n_tok), *ya = malloc((size_t)rows * n_tok * sizeof(float));
+        float *yb = malloc((size_t)rows * n_tok * sizeof(float)), *yt = malloc((size_t)rows * sizeof(float));
+        for (int i = 0; i < rows * cols; i++) w[i] = ((float)(next_u32() % 2001) - 1000.0f) / 1000.0f;
+        for (int i = 0; i < n_tok * cols; i++) x[i] = ((float)(next_u32() % 2001) - 1000.0f) / 256.0f;
+        memcpy(wx, w, rb * (size_t)rows);
+        for (int g = 0; g < rows / 4; g++) t->x4_pack((uint8_t *)(wx + (size_t)g * 4 * cols), (uint64_t)cols, (uint8_t *)tmp);
+        doze_relaxed_f32.matmul[1](ya, rows, wx, x, rb, n_tok, rows, cols);
+        doze_simd_f32.matmul[1](yb, rows, wx, x, rb, n_tok, rows, cols);
+        if (!doze_relaxed_simd_native()) *bad += compare("f32 matmul x4", ya, yb, (size_t)rows * n_tok, rows, cols);
+        double worst = 0;
+        for (int tk = 0; tk < n_tok; tk++) {
+            doze_relaxed_f32.matvec[1](yt, wx, x + (size_t)tk * cols, rows, cols);
+            *bad += compare("f32 matmul token vs matvec", ya + (size_t)tk * rows, yt, (size_t)rows, rows, cols);
+            for (int r = 0; r < rows; r++) {
+                double exact = 0, mag = 0;
+                for (int c = 0; c < cols; c++) {
+                    exact += (double)w[(size_t)r * cols + c] * x[(size_t)tk * cols + c];
+                    mag += fabs((double)w[(size_t)r * cols + c] * x[(size_t)tk * cols + c]);
+                }
+                const double err = fabs(yt[r] - exact) / ((cols + 4) * 0x1p-24 * mag);
+                if (err > worst) worst = err;
+            }
+        }
+        CHECK_MSG(worst <= 1.0, "f32 %dx%d: error %.3g of the bound", rows, cols, worst);
+        doze_relaxed_f32.matvec[0](ya, w, x, rows, cols); /* row-major: the strict kernel */
+        doze_simd_f32.matvec[0](yb, w, x, rows, cols);
+        *bad += compare("f32 matvec row-major", ya, yb, (size_t)rows, rows, cols);
+        *runs += 3 + n_tok;
+        free(w), free(wx), free(tmp), free(x), free(ya), free(yb), free(yt);
+    }
 }
 
 int main(void) {
@@ -139,7 +185,8 @@ int main(void) {
                 free(w), free(wx), free(tmp), free(x), free(ya), free(yb);
             }
     }
-    printf("relaxed q8_0/q4_0/q5_0/q2_K ... q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
+    check_f32(&runs, &bad);
+    printf("relaxed f32/q8_0/q4_0/q5_0/q2_K ... q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
            doze_relaxed_simd_native() ? "relaxed" : "emulated", bad, runs);
     CHECK(runs >= 100);
     CHECK(bad == 0);

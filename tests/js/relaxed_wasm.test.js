@@ -33,21 +33,35 @@ test('relaxed build present, selection and errors in an engine without (working)
 
 const child = `
 import { loadModel } from ${JSON.stringify(join(root, 'js', 'src', 'index.js'))};
+const PROMPT = 'Once upon a time there was a little dog who liked to run';
 const out = {};
 for (const path of process.argv.slice(2)) {
   const res = [];
   for (const [wasm, threads] of [[${JSON.stringify(strictWasm)}, 1], [${JSON.stringify(relaxedWasm)}, 1],
       [${JSON.stringify(threadedRelaxedWasm)}, 2]]) {
     const m = await loadModel(path, { wasm, threads });
-    const s = m.createSession();
-    for await (const t of s.generate('Once upon a time there was a little dog who liked to run', { maxTokens: 1, temperature: 0 })) void t;
-    const logits = [];
-    for (let i = 0; i < 6; i++) logits.push(...(await s.step((i * 37 + 5) % m.info.vocabSize)).logits);
-    res.push({ simd: m.info.simd, threads: m.info.threads, logits });
+    // the prompt as one prefill (the matmuls), then the same prompt token by
+    // token (the matvecs): each token must get the same bits either way
+    const runs = [];
+    for (const batched of [true, false]) {
+      const s = m.createSession();
+      if (batched) for await (const t of s.generate(PROMPT, { maxTokens: 1, temperature: 0 })) void t;
+      else for (const id of m.tokenize(PROMPT, { bos: true })) await s.step(id);
+      const logits = [];
+      for (let i = 0; i < 6; i++) logits.push(...(await s.step((i * 37 + 5) % m.info.vocabSize)).logits);
+      runs.push(logits);
+      s.dispose();
+    }
+    const stepwise = runs[1].filter((v, i) => !Object.is(v, runs[0][i])).length;
+    res.push({ simd: m.info.simd, threads: m.info.threads, logits: runs[0], stepwise });
     m.dispose();
   }
   const differ = res.slice(1).map((r) => r.logits.filter((v, i) => !Object.is(v, res[0].logits[i])).length);
+  const maxDiff = res.slice(1).map((r) => Math.max(...r.logits.map((v, i) => Math.abs(v - res[0].logits[i]))));
+  const relaxedPair = res[2].logits.filter((v, i) => !Object.is(v, res[1].logits[i])).length;
   out[path] = { simd: res.map((r) => r.simd), threads: res.map((r) => r.threads), n: res[0].logits.length, differ,
+    maxDiff, relaxedPair, stepwise: res.map((r) => r.stepwise),
+    range: Math.max(...res[0].logits) - Math.min(...res[0].logits),
     mag: res[0].logits.reduce((a, v) => a + Math.abs(v), 0) };
 }
 console.log(JSON.stringify(out));
@@ -69,5 +83,26 @@ test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed builds (1 
     assert.deepEqual(out[p].threads, [1, 1, 2]);
     assert.ok(out[p].n >= 1800 && out[p].mag > 0);
     assert.deepEqual(out[p].differ, [0, 0], `${p}: of ${out[p].n} logits, [relaxed, threaded relaxed] differ`);
+    assert.deepEqual(out[p].stepwise, [0, 0, 0], `${p}: prefill and token-by-token logits differ`);
   }
+});
+
+// f32 products use the relaxed multiply-add, which the engine may fuse: the
+// relaxed builds may differ from the strict one by those roundings (far
+// below any model's own precision), and never between their 1- and
+// 2-thread runs or between a prefill and the same tokens one by one.
+test('Node --experimental-wasm-relaxed-simd --no-liftoff: f32 on the relaxed multiply-add stays consistent', () => {
+  const path = initModel('f32');
+  const script = join(scratch(), 'relaxed-f32-child.mjs');
+  writeFileSync(script, child);
+  const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--no-liftoff', script, path],
+    { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const o = JSON.parse(r.stdout.trim().split('\n').at(-1))[path];
+  assert.deepEqual(o.simd, ['strict', 'relaxed', 'relaxed']);
+  assert.ok(o.n >= 1800 && o.range > 1);
+  assert.equal(o.relaxedPair, 0, 'the relaxed build on 1 and 2 threads differs');
+  assert.deepEqual(o.stepwise, [0, 0, 0], 'prefill and token-by-token logits differ');
+  for (const d of o.maxDiff) assert.ok(d <= 1e-4 * o.range, `relaxed vs strict: ${d} of a logit range ${o.range}`);
+  console.log(`f32 relaxed vs strict: ${o.differ[0]} of ${o.n} logits differ, at most ${o.maxDiff[0].toExponential(2)} (logit range ${o.range.toFixed(2)})`);
 });
