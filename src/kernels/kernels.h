@@ -26,6 +26,13 @@ typedef void (*doze_matvec2_fn)(float *ya, float *yb, const void *w, const void 
  * SIMD sets build their matmuls on it (kernels_simd.c). */
 void doze_matmul_tiles(size_t tile_row_bytes, size_t row_bytes, doze_matvec_fn mv, doze_matvec2_fn mv2, float *y,
                        int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols);
+/* Y(n, rows) = X(n, cols) @ W^T for f16 W in the x4 layout: each tile of
+ * rows widened to f32 once (exactly) and run through f32_mv2 (two tokens)
+ * and f32_mv (an odd last one), or f16_mv on the halves where a tile is too
+ * big to widen or there is one token; the three must give a token the same
+ * bits. */
+void doze_f16_x4_matmul(doze_matvec_fn f16_mv, doze_matvec2_fn f32_mv2, doze_matvec_fn f32_mv, float *y, int ldy,
+                        const void *w, const void *x, size_t ldx, int n, int rows, int cols);
 /* Y(n, rows) (row stride ldy) = X @ W^T for the n inputs at x, x + ldx, ...
  * (ldx in bytes): every token's row of Y bit-identical to its matvec */
 typedef void (*doze_matmul_fn)(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows,

@@ -475,14 +475,6 @@ static inline v128_t madd_f32x4(v128_t a, v128_t b, v128_t c) {
 #endif
 }
 
-/* The 4 row sums: lane r = (a_r[0] + a_r[2]) + (a_r[1] + a_r[3]), as the
- * strict x4 kernel sums them. */
-static inline v128_t rx_hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
-    v128_t v0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
-    v128_t v1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
-    return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
-}
-
 /* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (kernels.h): the
  * strict kernel's order (row r's lane j sums w[r][4k+j] x[4k+j] over k in
  * order), each step one multiply-add */
@@ -498,7 +490,7 @@ static void relaxed_matvec_f32_x4(float *y, const void *wv, const void *xv, int 
             a2 = madd_f32x4(wasm_v128_load(p + 8), u, a2);
             a3 = madd_f32x4(wasm_v128_load(p + 12), u, a3);
         }
-        wasm_v128_store(y + 4 * g, rx_hsum4_f32x4(a0, a1, a2, a3));
+        wasm_v128_store(y + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
     }
 }
 
@@ -526,8 +518,8 @@ static void relaxed_matvec2_f32_x4(float *ya, float *yb, const void *wv, const v
             a3 = madd_f32x4(wv4, u, a3);
             b3 = madd_f32x4(wv4, v, b3);
         }
-        wasm_v128_store(ya + 4 * g, rx_hsum4_f32x4(a0, a1, a2, a3));
-        wasm_v128_store(yb + 4 * g, rx_hsum4_f32x4(b0, b1, b2, b3));
+        wasm_v128_store(ya + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+        wasm_v128_store(yb + 4 * g, hsum4_f32x4(b0, b1, b2, b3));
     }
 }
 
@@ -540,3 +532,26 @@ static void f32_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx,
 }
 RELAXED_MATMUL(f32_mm1, relaxed_matvec_f32_x4, relaxed_matvec2_f32_x4, (size_t)cols * sizeof(float))
 const doze_products doze_relaxed_f32 = {{f32_mv0, relaxed_matvec_f32_x4}, {f32_mm0, f32_mm1}};
+
+/* ---- f16, the x4 layout: prefill on the relaxed multiply-add --------------- */
+
+/* The prefill's tiles are widened to f32 exactly and run through the f32
+ * kernels above. x holds the activations rounded to halves (the F16
+ * activation form: halves, inf or nan), so every product w * x is exact in
+ * f32 and a fused step rounds as an unfused one: each token gets the strict
+ * f16 matvec's bits, which decode keeps (the strict kernel is the faster one
+ * there: it multiplies the halves' raw bits by x * 2^112). Row-major f16
+ * through the strict kernels. */
+static void f16_mv0(float *y, const void *w, const void *x, int rows, int cols) {
+    doze_simd_f16.matvec[0](y, w, x, rows, cols);
+}
+static void f16_mv1(float *y, const void *w, const void *x, int rows, int cols) {
+    doze_simd_f16.matvec[1](y, w, x, rows, cols);
+}
+static void f16_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    doze_simd_f16.matmul[0](y, ldy, w, x, ldx, n, rows, cols);
+}
+static void f16_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    doze_f16_x4_matmul(f16_mv1, relaxed_matvec2_f32_x4, relaxed_matvec_f32_x4, y, ldy, w, x, ldx, n, rows, cols);
+}
+const doze_products doze_relaxed_f16 = {{f16_mv0, f16_mv1}, {f16_mm0, f16_mm1}};

@@ -108,14 +108,6 @@ static void simd_matvec_f32(float *y, const float *w, const float *x, int rows, 
     }
 }
 
-/* The 4 row sums of the x4 kernels: lane r = (a_r[0] + a_r[2]) + (a_r[1] +
- * a_r[3]), hsum_f32x4's order, for the 4 accumulators at once. */
-static inline v128_t hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
-    v128_t v0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
-    v128_t v1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
-    return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
-}
-
 /* y(rows) = W(rows, cols) @ x(cols), W f32 in the x4 layout (rows % 4 == 0,
  * cols % 4 == 0; kernels.h). One linear stream: per group of 4 rows, each
  * 64-byte chunk holds the 4 rows' values of 4 columns, so one load of x
@@ -262,20 +254,6 @@ static void simd_matvec_f16(float *y, const uint16_t *w, const float *x, int row
             y[r] = cc == 0 ? s : y[r] + s;
         }
     }
-}
-
-/* The same bits as f16lo_unscaled / f16hi_unscaled, 3 ops per 4 lanes on
- * V8 (whose extend_high costs an extra shift): each half duplicated into
- * both halves of a u32 lane (one unpack), an arithmetic shift right by 3
- * (sign copies on bits 31..28, the half's low 15 bits on 27..13, debris on
- * 12..0), the mask keeping bits 31 and 27..13. */
-static inline v128_t f16lo_unscaled_dup(v128_t h) {
-    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 0, 0, 1, 1, 2, 2, 3, 3), 3),
-                         wasm_i32x4_splat((int32_t)0x8fffe000u));
-}
-static inline v128_t f16hi_unscaled_dup(v128_t h) {
-    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 4, 4, 5, 5, 6, 6, 7, 7), 3),
-                         wasm_i32x4_splat((int32_t)0x8fffe000u));
 }
 
 /* y(rows) = W(rows, cols) @ x(cols), W f16 in the x4 layout (kernels.h; no
@@ -774,25 +752,33 @@ static void f16_mv1(float *y, const void *w, const void *x, int rows, int cols) 
 static void f16_mm0(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     doze_matmul_tiles((size_t)cols * 2u, (size_t)cols * 2u, f16_mv0, NULL, y, ldy, w, x, ldx, n, rows, cols);
 }
-/* an f16 x4 tile is widened to f32 first (sized by its f32 bytes): w * x
- * rounds the same either way, and simd_matvec_f16_x4 keeps matvec_f32_x4's
- * order, so each token gets that matvec's bits */
-static void f16_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+/* kernels.h */
+void doze_f16_x4_matmul(doze_matvec_fn f16_mv, doze_matvec2_fn f32_mv2, doze_matvec_fn f32_mv, float *y, int ldy,
+                        const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
     const size_t row_bytes = (size_t)cols * 2u;
     const int tr = tile_rows((size_t)cols * 4u, rows);
     for (int r0 = 0; r0 < rows; r0 += tr) {
         const int nr = rows - r0 < tr ? rows - r0 : tr;
         const uint8_t *wt = (const uint8_t *)w + (size_t)r0 * row_bytes;
+        int t = 0;
         if (n > 1 && (size_t)nr * (size_t)cols <= F16_TILE_FLOATS) {
             float tile[F16_TILE_FLOATS];
             f16_x4_tile_to_f32_x4(tile, (const uint16_t *)wt, nr, cols);
-            f32_x4_tile_tokens(y + r0, ldy, tile, x, (int)(ldx / sizeof(float)), n, nr, cols);
+            for (; t + 1 < n; t += 2)
+                f32_mv2(y + (size_t)t * ldy + r0, y + (size_t)(t + 1) * ldy + r0, tile,
+                        (const uint8_t *)x + (size_t)t * ldx, (const uint8_t *)x + (size_t)(t + 1) * ldx, nr, cols);
+            if (t < n) f32_mv(y + (size_t)t * ldy + r0, tile, (const uint8_t *)x + (size_t)t * ldx, nr, cols);
             continue;
         }
-        for (int t = 0; t < n; t++)
-            simd_matvec_f16_x4(y + (size_t)t * ldy + r0, (const uint16_t *)wt,
-                               (const float *)((const uint8_t *)x + (size_t)t * ldx), nr, cols);
+        for (; t < n; t++) f16_mv(y + (size_t)t * ldy + r0, wt, (const uint8_t *)x + (size_t)t * ldx, nr, cols);
     }
+}
+
+static void f32_mv2(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows, int cols) {
+    simd_matvec2_f32_x4(ya, yb, w, xa, xb, rows, cols);
+}
+static void f16_mm1(float *y, int ldy, const void *w, const void *x, size_t ldx, int n, int rows, int cols) {
+    doze_f16_x4_matmul(f16_mv1, f32_mv2, f32_mv1, y, ldy, w, x, ldx, n, rows, cols);
 }
 const doze_products doze_simd_f16 = {{f16_mv0, f16_mv1}, {f16_mm0, f16_mm1}};
 

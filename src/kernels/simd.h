@@ -22,6 +22,29 @@ static inline v128_t x4_acc_start(const float *y, int bc, int g) {
     return bc == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(y + 4 * g);
 }
 
+/* The 4 row sums of the f32 x4 kernels: lane r = (a_r[0] + a_r[2]) + (a_r[1]
+ * + a_r[3]), hsum_f32x4's order, for the 4 accumulators at once. */
+static inline v128_t hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+    v128_t v0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+    v128_t v1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+    return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
+}
+
+/* Halves 0-3 (lo) or 4-7 (hi) of h in f32 position, NOT yet rescaled by
+ * 2^112: times 2^112 each is the half exactly (inf/nan halves aside). 3 ops
+ * per 4 lanes on V8 (whose extend_high costs an extra shift): each half
+ * duplicated into both halves of a u32 lane (one unpack), an arithmetic
+ * shift right by 3 (sign copies on bits 31..28, the half's low 15 bits on
+ * 27..13, debris on 12..0), the mask keeping bits 31 and 27..13. */
+static inline v128_t f16lo_unscaled_dup(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 0, 0, 1, 1, 2, 2, 3, 3), 3),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+static inline v128_t f16hi_unscaled_dup(v128_t h) {
+    return wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(h, h, 4, 4, 5, 5, 6, 6, 7, 7), 3),
+                         wasm_i32x4_splat((int32_t)0x8fffe000u));
+}
+
 /* super-block i of the repacked row group g (4 rows of nsb super-blocks of
  * bb bytes, interleaved by super-block) */
 static inline const uint8_t *x4_super_blocks(const void *w, int g, int nsb, int i, size_t bb) {

@@ -378,7 +378,7 @@ static const doze_type_traits type_table[N_TYPE_SLOTS] = {
     [DOZE_TYPE_F32] = {DOZE_TYPE_F32, "f32", 1, 4, f32_dequantize_row, f32_quantize_row, DOZE_TYPE_F32, -1, 4,
                        f32_x4_pack, f32_x4_row, NULL, {&DOZE_SIMD_F32, &doze_ref_f32}},
     [DOZE_TYPE_F16] = {DOZE_TYPE_F16, "f16", 1, 2, f16_dequantize_row, f16_quantize_row, DOZE_TYPE_F16, -1, 8,
-                       f16_x4_pack, f16_x4_row, f16_x4_refuses, {&doze_simd_f16, &doze_ref_f16}},
+                       f16_x4_pack, f16_x4_row, f16_x4_refuses, {&DOZE_SIMD_F16, &doze_ref_f16}},
     [DOZE_TYPE_Q8_0] = {DOZE_TYPE_Q8_0, "q8_0", DOZE_QK8_0, (int)sizeof(doze_block_q8_0), q8_0_dequantize_row,
                         q8_0_quantize_row, DOZE_TYPE_Q8_0, DOZE_TYPE_F32, DOZE_QK8_0, q8_0_x4_pack, q8_0_x4_row,
                         q8_0_x4_refuses, {&DOZE_SIMD_Q8_0, &doze_ref_q8_0}},

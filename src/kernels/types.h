@@ -90,13 +90,14 @@ extern const doze_products doze_ref_q2_K, doze_ref_q3_K, doze_ref_iq4_xs;
  * bits as the strict SIMD rows; f32 on the relaxed multiply-add (fused or not,
  * as the engine does it). doze-relaxed.wasm (DOZE_RELAXED_SIMD) puts
  * them in the table's SIMD column; every other build only tests them. */
-extern const doze_products doze_relaxed_f32, doze_relaxed_q8_0, doze_relaxed_q4_0, doze_relaxed_q5_0;
+extern const doze_products doze_relaxed_f32, doze_relaxed_f16, doze_relaxed_q8_0, doze_relaxed_q4_0, doze_relaxed_q5_0;
 extern const doze_products doze_relaxed_q4_K, doze_relaxed_q5_K, doze_relaxed_q6_K;
 extern const doze_products doze_relaxed_q2_K, doze_relaxed_q3_K;
 /* 1 when kernels_relaxed.c runs the relaxed instruction, 0 when it emulates it */
 int doze_relaxed_simd_native(void);
 #if defined(DOZE_RELAXED_SIMD)
 #define DOZE_SIMD_F32 doze_relaxed_f32
+#define DOZE_SIMD_F16 doze_relaxed_f16
 #define DOZE_SIMD_Q8_0 doze_relaxed_q8_0
 #define DOZE_SIMD_Q4_0 doze_relaxed_q4_0
 #define DOZE_SIMD_Q5_0 doze_relaxed_q5_0
@@ -107,6 +108,7 @@ int doze_relaxed_simd_native(void);
 #define DOZE_SIMD_Q3_K doze_relaxed_q3_K
 #else
 #define DOZE_SIMD_F32 doze_simd_f32
+#define DOZE_SIMD_F16 doze_simd_f16
 #define DOZE_SIMD_Q8_0 doze_simd_q8_0
 #define DOZE_SIMD_Q4_0 doze_simd_q4_0
 #define DOZE_SIMD_Q5_0 doze_simd_q5_0

@@ -1,5 +1,5 @@
 // doze-relaxed.wasm in Chromium: the Q8_0/Q4_0 products on the relaxed-SIMD
-// int8 dot must give the strict build's bits (src/kernels/kernels_relaxed.c
+// int8 dot, and F16's on the multiply-add (exact products), must give the strict build's bits (src/kernels/kernels_relaxed.c
 // says why they can), for decode steps and a batched prefill, in V8's
 // baseline compiler (Liftoff) and in its optimizing one (TurboFan) alike:
 // each browser run loads one model in both builds and compares every logit.
@@ -65,9 +65,9 @@ function oddModel(dir) {
 }
 
 for (const tier of ['--liftoff-only', '--no-liftoff']) {
-  test(`Chromium (${tier}): doze-relaxed.wasm gives doze.wasm's bits for q8_0, q4_0, q5_0 and the K-quants`, { skip: skipReason, timeout: 240000 }, async () => {
+  test(`Chromium (${tier}): doze-relaxed.wasm gives doze.wasm's bits for f16, q8_0, q4_0, q5_0 and the K-quants`, { skip: skipReason, timeout: 240000 }, async () => {
     const dir = scratch();
-    const models = { q8_0: initModel('q8_0', dir), q4_0: initModel('q4_0', dir), odd_q4_0: oddModel(dir),
+    const models = { f16: initModel('f16', dir), q8_0: initModel('q8_0', dir), q4_0: initModel('q4_0', dir), odd_q4_0: oddModel(dir),
       q5_0: initModel('q5_0', dir), q4_k_m: kquantModel('q4_k_m', dir), q5_k: kquantModel('q5_k', dir),
       q6_k: kquantModel('q6_k', dir) };
     writeFileSync(join(dir, 'index.html'), page);

@@ -93,6 +93,44 @@ static void check_f32(long *runs, long *bad) {
     }
 }
 
+/* f16 in the x4 layout: x holds halves (the activations rounded as every
+ * caller's F16 activation form has them), so every product is exact and a
+ * fused step rounds as an unfused one: the strict bits, matvec and matmul,
+ * each token of the matmul its matvec's bits */
+static void check_f16(long *runs, long *bad) {
+    static const int shapes[][2] = {{4, 8}, {8, 64}, {12, 288}, {16, 768}, {36, 2048}, {64, 320}};
+    const doze_type_traits *t = doze_type_traits_of(DOZE_TYPE_F16);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int rows = shapes[si][0], cols = shapes[si][1], n_tok = 5;
+        const size_t rb = (size_t)cols * 2u;
+        uint16_t *w = malloc(rb * (size_t)rows), *wx = malloc(rb * (size_t)rows), *tmp = malloc(4 * rb);
+        float *x = malloc((size_t)cols * n_tok * sizeof(float)), *ya = malloc((size_t)rows * n_tok * sizeof(float));
+        float *yb = malloc((size_t)rows * n_tok * sizeof(float)), *yt = malloc((size_t)rows * sizeof(float));
+        for (int i = 0; i < rows * cols; i++) w[i] = doze_f32_to_f16(((float)(next_u32() % 4001) - 2000.0f) / 997.0f);
+        for (int i = 0; i < n_tok * cols; i++)
+            x[i] = doze_f16_to_f32(doze_f32_to_f16(((float)(next_u32() % 4001) - 2000.0f) / 61.0f));
+        memcpy(wx, w, rb * (size_t)rows);
+        for (int g = 0; g < rows / 4; g++)
+            t->x4_pack((uint8_t *)(wx + (size_t)g * 4 * cols), (uint64_t)cols, (uint8_t *)tmp);
+        const size_t ldx = (size_t)cols * sizeof(float);
+        doze_relaxed_f16.matmul[1](ya, rows, wx, x, ldx, n_tok, rows, cols);
+        doze_simd_f16.matmul[1](yb, rows, wx, x, ldx, n_tok, rows, cols);
+        *bad += compare("f16 matmul x4", ya, yb, (size_t)rows * n_tok, rows, cols);
+        for (int tk = 0; tk < n_tok; tk++) {
+            doze_relaxed_f16.matvec[1](yt, wx, x + (size_t)tk * cols, rows, cols);
+            *bad += compare("f16 matmul token vs matvec", ya + (size_t)tk * rows, yt, (size_t)rows, rows, cols);
+        }
+        doze_relaxed_f16.matvec[0](ya, w, x, rows, cols);
+        doze_simd_f16.matvec[0](yb, w, x, rows, cols);
+        *bad += compare("f16 matvec row-major", ya, yb, (size_t)rows, rows, cols);
+        float mag = 0;
+        for (int i = 0; i < rows; i++) mag += ya[i] < 0 ? -ya[i] : ya[i];
+        CHECK_MSG(mag > 0, "f16 %dx%d: all-zero products", rows, cols);
+        *runs += 2 + n_tok;
+        free(w), free(wx), free(tmp), free(x), free(ya), free(yb), free(yt);
+    }
+}
+
 int main(void) {
     static const int shapes[][2] = {{4, 32},  {8, 64},   {12, 288}, {16, 768}, {36, 2048}, {8, 8224}, {5, 96},
                                     {7, 288}, {64, 320}, {3, 32},  {8, 256},  {12, 512},  {4, 1024}, {6, 256},
@@ -186,7 +224,8 @@ int main(void) {
             }
     }
     check_f32(&runs, &bad);
-    printf("relaxed f32/q8_0/q4_0/q5_0/q2_K ... q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
+    check_f16(&runs, &bad);
+    printf("relaxed f32/f16/q8_0/q4_0/q5_0/q2_K ... q6_K products (%s dot): %ld of %ld runs differ from the strict SIMD bits\n",
            doze_relaxed_simd_native() ? "relaxed" : "emulated", bad, runs);
     CHECK(runs >= 100);
     CHECK(bad == 0);

@@ -67,8 +67,8 @@ for (const path of process.argv.slice(2)) {
 console.log(JSON.stringify(out));
 `;
 
-test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed builds (1 thread, and threaded on 2) give the strict bits (q8_0, q4_0, q5_0, K-quants)', () => {
-  const models = [initModel('q8_0'), initModel('q4_0'), initModel('q5_0'), kquantModel('q4_k_m'), kquantModel('q5_k'),
+test('Node --experimental-wasm-relaxed-simd --no-liftoff: the relaxed builds (1 thread, and threaded on 2) give the strict bits (f16, q8_0, q4_0, q5_0, K-quants)', () => {
+  const models = [initModel('f16'), initModel('q8_0'), initModel('q4_0'), initModel('q5_0'), kquantModel('q4_k_m'), kquantModel('q5_k'),
     kquantModel('q6_k'), kquantModel('q3_k'), kquantModel('q2_k')];
   // a file, not -e: the thread pool's workers inherit the flags, and
   // --input-type would stop them
