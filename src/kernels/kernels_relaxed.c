@@ -494,33 +494,11 @@ static void relaxed_matvec_f32_x4(float *y, const void *wv, const void *xv, int 
     }
 }
 
-/* two tokens at once: each weight vector loaded once for both, each token
- * relaxed_matvec_f32_x4's operations in its order (the same bits) */
-static void relaxed_matvec2_f32_x4(float *ya, float *yb, const void *wv, const void *xav, const void *xbv, int rows,
+/* two tokens at once (simd.h), each token relaxed_matvec_f32_x4's steps in
+ * its order: the same bits */
+static void relaxed_matvec2_f32_x4(float *ya, float *yb, const void *w, const void *xa, const void *xb, int rows,
                                    int cols) {
-    const float *w = wv, *xa = xav, *xb = xbv;
-    for (int g = 0; g < rows / 4; g++) {
-        const float *p = w + (size_t)g * 4u * (size_t)cols;
-        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
-        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        for (int c = 0; c < cols; c += 4, p += 16) {
-            const v128_t u = wasm_v128_load(xa + c), v = wasm_v128_load(xb + c);
-            v128_t wv4 = wasm_v128_load(p);
-            a0 = madd_f32x4(wv4, u, a0);
-            b0 = madd_f32x4(wv4, v, b0);
-            wv4 = wasm_v128_load(p + 4);
-            a1 = madd_f32x4(wv4, u, a1);
-            b1 = madd_f32x4(wv4, v, b1);
-            wv4 = wasm_v128_load(p + 8);
-            a2 = madd_f32x4(wv4, u, a2);
-            b2 = madd_f32x4(wv4, v, b2);
-            wv4 = wasm_v128_load(p + 12);
-            a3 = madd_f32x4(wv4, u, a3);
-            b3 = madd_f32x4(wv4, v, b3);
-        }
-        wasm_v128_store(ya + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
-        wasm_v128_store(yb + 4 * g, hsum4_f32x4(b0, b1, b2, b3));
-    }
+    f32_x4_matvec2(madd_f32x4, ya, yb, w, xa, xb, rows, cols);
 }
 
 /* row-major f32 through the strict kernels */

@@ -635,36 +635,11 @@ static int tile_rows(size_t row_bytes, int rows) {
     return (int)(t < (size_t)rows ? t : (size_t)rows);
 }
 
-/* Y(n, rows) = X(n, cols) @ W^T: W in tiles of rows, each tile read from
- * memory once and applied to every token by the matvec itself (so each
- * token's numbers are the matvec's bits). */
-/* Two tokens at once over the f32 x4 layout: each weight vector is loaded
- * once and multiplied by both tokens' x; each token's accumulators get
- * exactly simd_matvec_f32_x4's operations in its order, so the same bits. */
+/* two tokens at once over the f32 x4 layout (simd.h): simd_matvec_f32_x4's
+ * operations for each token in its order, so the same bits */
 static void simd_matvec2_f32_x4(float *ya, float *yb, const float *w, const float *xa, const float *xb, int rows,
                                 int cols) {
-    for (int g = 0; g < rows / 4; g++) {
-        const float *p = w + (size_t)g * 4u * (size_t)cols;
-        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
-        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        for (int c = 0; c < cols; c += 4, p += 16) {
-            const v128_t u = wasm_v128_load(xa + c), v = wasm_v128_load(xb + c);
-            v128_t wv = wasm_v128_load(p);
-            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wv, u));
-            b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wv, v));
-            wv = wasm_v128_load(p + 4);
-            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wv, u));
-            b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(wv, v));
-            wv = wasm_v128_load(p + 8);
-            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wv, u));
-            b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(wv, v));
-            wv = wasm_v128_load(p + 12);
-            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wv, u));
-            b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(wv, v));
-        }
-        wasm_v128_store(ya + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
-        wasm_v128_store(yb + 4 * g, hsum4_f32x4(b0, b1, b2, b3));
-    }
+    f32_x4_matvec2(f32x4_mul_add, ya, yb, w, xa, xb, rows, cols);
 }
 
 /* Y(n, rows) = X(n, cols) @ W^T over an f32 tile (x4 layout: tokens in

@@ -30,6 +30,41 @@ static inline v128_t hsum4_f32x4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
     return wasm_f32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 1, 4, 5), wasm_i32x4_shuffle(v0, v1, 2, 3, 6, 7));
 }
 
+/* c + a * b in two roundings, the strict builds' multiply-add */
+static inline v128_t f32x4_mul_add(v128_t a, v128_t b, v128_t c) { return wasm_f32x4_add(c, wasm_f32x4_mul(a, b)); }
+
+/* Two tokens over the f32 x4 layout (kernels.h): each weight vector is
+ * loaded once and multiplied by both tokens' x; each token's 4 row
+ * accumulators take w[r][4k+j] x[4k+j] for k in order, through madd (the
+ * build's multiply-add, a constant the compiler inlines), then hsum4_f32x4:
+ * the single-token x4 kernel's steps in its order, so the same bits. */
+static inline __attribute__((always_inline)) void f32_x4_matvec2(v128_t (*madd)(v128_t, v128_t, v128_t), float *ya,
+                                                                 float *yb, const float *w, const float *xa,
+                                                                 const float *xb, int rows, int cols) {
+    for (int g = 0; g < rows / 4; g++) {
+        const float *p = w + (size_t)g * 4u * (size_t)cols;
+        v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int c = 0; c < cols; c += 4, p += 16) {
+            const v128_t u = wasm_v128_load(xa + c), v = wasm_v128_load(xb + c);
+            v128_t wv = wasm_v128_load(p);
+            a0 = madd(wv, u, a0);
+            b0 = madd(wv, v, b0);
+            wv = wasm_v128_load(p + 4);
+            a1 = madd(wv, u, a1);
+            b1 = madd(wv, v, b1);
+            wv = wasm_v128_load(p + 8);
+            a2 = madd(wv, u, a2);
+            b2 = madd(wv, v, b2);
+            wv = wasm_v128_load(p + 12);
+            a3 = madd(wv, u, a3);
+            b3 = madd(wv, v, b3);
+        }
+        wasm_v128_store(ya + 4 * g, hsum4_f32x4(a0, a1, a2, a3));
+        wasm_v128_store(yb + 4 * g, hsum4_f32x4(b0, b1, b2, b3));
+    }
+}
+
 /* Halves 0-3 (lo) or 4-7 (hi) of h in f32 position, NOT yet rescaled by
  * 2^112: times 2^112 each is the half exactly (inf/nan halves aside). 3 ops
  * per 4 lanes on V8 (whose extend_high costs an extra shift): each half

@@ -64,6 +64,27 @@ function oddModel(dir) {
   return out;
 }
 
+// fn(tab, errors) on the page at url in a fresh Chromium whose V8 runs only
+// the given tier; the browser and its profile are gone afterwards
+async function inChromium(url, tier, fn) {
+  const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
+  let context;
+  try {
+    context = await playwright.chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: [...ARGS, `--js-flags=${tier}`],
+    });
+    const tab = context.pages()[0] || (await context.newPage());
+    const errors = [];
+    tab.on('pageerror', (e) => errors.push(String(e)));
+    await tab.goto(`${url}/`);
+    await tab.waitForFunction(() => window.dozeReady === true);
+    return await fn(tab, errors);
+  } finally {
+    if (context) await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
 for (const tier of ['--liftoff-only', '--no-liftoff']) {
   test(`Chromium (${tier}): doze-relaxed.wasm gives doze.wasm's bits for f16, q8_0, q4_0, q5_0 and the K-quants`, { skip: skipReason, timeout: 240000 }, async () => {
     const dir = scratch();
@@ -74,39 +95,29 @@ for (const tier of ['--liftoff-only', '--no-liftoff']) {
     const routes = { '/': join(dir, 'index.html') };
     for (const [k, f] of Object.entries(models)) routes[`/${k}.gguf`] = f;
     const srv = await serve({ routes, roots: { '/js/': join(root, 'js') } });
-    const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
-    let context;
     try {
-      context = await playwright.chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM, headless: true, args: [...ARGS, `--js-flags=${tier}`],
+      await inChromium(srv.url, tier, async (tab, errors) => {
+        for (const k of Object.keys(models)) {
+          const r = await tab.evaluate((u) => window.runBoth(u), `${srv.url}/${k}.gguf`);
+          assert.deepEqual(errors, []);
+          assert.equal(r.hasRelaxed, true, 'Chromium has a working relaxed SIMD');
+          assert.equal(r.strict.info, 'strict');
+          assert.equal(r.relaxed.info, 'relaxed');
+          let differ = 0, n = 0, mag = 0;
+          r.strict.logits.forEach((row, i) => row.forEach((v, j) => {
+            n++;
+            mag += Math.abs(v);
+            if (!Object.is(v, r.relaxed.logits[i][j])) differ++;
+          }));
+          assert.ok(n > 1000 && mag > 0, 'logits were compared');
+          assert.equal(differ, 0, `${k}: ${differ} of ${n} logits differ between the builds`);
+          assert.deepEqual(r.relaxed.gen, r.strict.gen, `${k}: greedy tokens`);
+          console.log(`# ${tier} ${k}: ${n} logits and ${r.strict.gen.length} greedy tokens identical in both builds`);
+        }
       });
-      const tab = context.pages()[0] || (await context.newPage());
-      const errors = [];
-      tab.on('pageerror', (e) => errors.push(String(e)));
-      await tab.goto(`${srv.url}/`);
-      await tab.waitForFunction(() => window.dozeReady === true);
-      for (const k of Object.keys(models)) {
-        const r = await tab.evaluate((u) => window.runBoth(u), `${srv.url}/${k}.gguf`);
-        assert.deepEqual(errors, []);
-        assert.equal(r.hasRelaxed, true, 'Chromium has a working relaxed SIMD');
-        assert.equal(r.strict.info, 'strict');
-        assert.equal(r.relaxed.info, 'relaxed');
-        let differ = 0, n = 0, mag = 0;
-        r.strict.logits.forEach((row, i) => row.forEach((v, j) => {
-          n++;
-          mag += Math.abs(v);
-          if (!Object.is(v, r.relaxed.logits[i][j])) differ++;
-        }));
-        assert.ok(n > 1000 && mag > 0, 'logits were compared');
-        assert.equal(differ, 0, `${k}: ${differ} of ${n} logits differ between the builds`);
-        assert.deepEqual(r.relaxed.gen, r.strict.gen, `${k}: greedy tokens`);
-        console.log(`# ${tier} ${k}: ${n} logits and ${r.strict.gen.length} greedy tokens identical in both builds`);
-      }
       assert.ok(srv.requests.includes('/js/dist/doze-relaxed.wasm') && srv.requests.includes('/js/dist/doze.wasm'));
     } finally {
-      if (context) await context.close();
       await srv.close();
-      rmSync(profile, { recursive: true, force: true });
     }
   });
 }
@@ -121,26 +132,13 @@ test('Chromium: f32 on the relaxed multiply-add, the same bits in both tiers, pr
   const srv = await serve({ routes: { '/': join(dir, 'index.html'), '/f32.gguf': initModel('f32', dir) }, roots: { '/js/': join(root, 'js') } });
   const got = {};
   try {
-    for (const tier of ['--liftoff-only', '--no-liftoff']) {
-      const profile = mkdtempSync(join(tmpdir(), 'doze-chromium-'));
-      let context;
-      try {
-        context = await playwright.chromium.launchPersistentContext(profile, {
-          executablePath: CHROMIUM, headless: true, args: [...ARGS, `--js-flags=${tier}`],
-        });
-        const tab = context.pages()[0] || (await context.newPage());
-        const errors = [];
-        tab.on('pageerror', (e) => errors.push(String(e)));
-        await tab.goto(`${srv.url}/`);
-        await tab.waitForFunction(() => window.dozeReady === true);
-        got[tier] = { relaxed: await tab.evaluate((u) => window.runF32(u, 'relaxed'), `${srv.url}/f32.gguf`),
+    for (const tier of ['--liftoff-only', '--no-liftoff'])
+      got[tier] = await inChromium(srv.url, tier, async (tab, errors) => {
+        const r = { relaxed: await tab.evaluate((u) => window.runF32(u, 'relaxed'), `${srv.url}/f32.gguf`),
           strict: await tab.evaluate((u) => window.runF32(u, 'strict'), `${srv.url}/f32.gguf`) };
         assert.deepEqual(errors, []);
-      } finally {
-        if (context) await context.close();
-        rmSync(profile, { recursive: true, force: true });
-      }
-    }
+        return r;
+      });
   } finally {
     await srv.close();
   }
