@@ -471,7 +471,7 @@ static inline v128_t madd_f32x4(v128_t a, v128_t b, v128_t c) {
 #if defined(__wasm_relaxed_simd__)
     return (v128_t)__builtin_wasm_relaxed_madd_f32x4((__f32x4)a, (__f32x4)b, (__f32x4)c);
 #else
-    return wasm_f32x4_add(wasm_f32x4_mul(a, b), c);
+    return f32x4_mul_add(a, b, c);
 #endif
 }
 
