@@ -462,6 +462,8 @@ export interface JointFinetuneOptions extends Omit<FinetuneOptions, 'onStep' | '
   noiseEnd?: number;
   /** Every weight also decays towards the model's own weights at this rate (decoupled, like AdamW's decay; default 0: free to drift). Not with lora. */
   weightAnchor?: number;
+  /** Write the exponential moving average of the weights over the steps (Polyak averaging) instead of the last step's weights, with this decay in [0, 1), e.g. 0.999 (default 0: none). Not with lora. */
+  weightEma?: number;
   /** Called after each step. */
   onProgress?: (step: JointFinetuneStep) => void;
 }

@@ -421,6 +421,9 @@ typedef struct {
     float weight_anchor;  /* joint, every weight learning: decoupled decay towards the weights
                              the run started from, at this rate (default 0: none); keeps a
                              fine-tune from drifting from the model's dense quality */
+    float weight_ema;     /* joint, every weight learning: the model written is the
+                             exponential moving average of the weights over the steps, with
+                             this decay in (0, 1) (default 0: the last step's weights) */
     float budget_lo, budget_hi; /* a budget range instead of one budget: each window draws
                              its budget uniformly from [lo, hi] (default 0: off), so that one
                              set of gates (and, joint, one model) serves every budget */

@@ -388,7 +388,7 @@ EMSCRIPTEN_KEEPALIVE int doze_wasm_joint_default_params(double *out) {
 /* doze_wasm_finetune_new's arguments, then the joint ones (joint 0 or 1,
  * task_loss 0 KL / 1 cross-entropy, weight_lr, weight_clip, lora_rank (0:
  * every weight), budget_lo, budget_hi (0, 0: the one budget),
- * dense_fraction, weight_lr_min, weight_warmup, noise_end, weight_anchor). Steps go
+ * dense_fraction, weight_lr_min, weight_warmup, noise_end, weight_anchor, weight_ema). Steps go
  * through doze_wasm_finetune_step as for gates alone (one call per step:
  * progress and abort are the caller's loop); the run ends with
  * doze_wasm_finetune_write_model, loading what it wrote, and
@@ -398,8 +398,8 @@ EMSCRIPTEN_KEEPALIVE doze_finetune *doze_wasm_finetune_new_joint(
     float weight_decay, float compute_weight, float tau_start, float tau_end, int total_steps,
     unsigned seed_lo, unsigned seed_hi, int joint, int task_loss, float weight_lr,
     float weight_clip, int lora_rank, float budget_lo, float budget_hi, float dense_fraction,
-    float weight_lr_min, int weight_warmup, float noise_end, float weight_anchor, const char *text, size_t len,
-    doze_error *err) {
+    float weight_lr_min, int weight_warmup, float noise_end, float weight_anchor, float weight_ema, const char *text,
+    size_t len, doze_error *err) {
     doze_train_params p = doze_train_default_params();
     p.budget = budget;
     p.context = context;
@@ -423,6 +423,7 @@ EMSCRIPTEN_KEEPALIVE doze_finetune *doze_wasm_finetune_new_joint(
     p.weight_warmup = weight_warmup;
     p.noise_end = noise_end;
     p.weight_anchor = weight_anchor;
+    p.weight_ema = weight_ema;
     doze_finetune *f = NULL;
     if (doze_finetune_new(m, init, &p, text, len, &f, err) != DOZE_OK) return NULL;
     return f;

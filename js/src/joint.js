@@ -37,6 +37,7 @@ export const JOINT_OPTIONS = {
   weightWarmup: int(0),
   noiseEnd: num(0, 1),
   weightAnchor: num(0),
+  weightEma: num(0, 1, { hiOpen: true }),
   onProgress: func,
 };
 
@@ -46,6 +47,7 @@ export function checkJointOptions(options) {
   if (o.source == null) throw invalid("finetune: source (the bytes of the model's GGUF file) is required: the new model is written from it");
   if (o.denseFraction != null && o.budgetRange == null) throw invalid('finetune: denseFraction goes with budgetRange');
   if (o.weightAnchor > 0 && o.lora != null) throw invalid('finetune: weightAnchor pulls every weight towards the model\'s own; adapters (lora) start from 0 and have nothing to anchor');
+  if (o.weightEma > 0 && o.lora != null) throw invalid('finetune: weightEma averages every weight over the steps; not with adapters (lora)');
   return o;
 }
 
@@ -100,6 +102,7 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
     weightWarmup: o.weightWarmup ?? 0,
     noiseEnd: o.noiseEnd ?? j.noiseEnd,
     weightAnchor: o.weightAnchor ?? 0,
+    weightEma: o.weightEma ?? 0,
   };
   const { init = null, onProgress, signal: sig, source } = o;
   checkInit(model, init, 'finetune');
@@ -127,7 +130,7 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
         model._alive(), init ? init._ptr() : 0, p.budget, p.contextLength, p.batch, p.lr, p.weightDecay,
         p.computeWeight, p.tauStart, p.tauEnd, p.steps, lo >>> 0, hi >>> 0, 1, p.loss, p.weightLr, p.weightClip,
         p.lora, p.range[0], p.range[1], p.denseFraction, p.weightLrMin, p.weightWarmup, p.noiseEnd, p.weightAnchor,
-        tp, bytes.length, rt.err);
+        p.weightEma, tp, bytes.length, rt.err);
     } finally {
       rt.doze.free(tp);
     }

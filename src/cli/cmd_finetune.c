@@ -71,6 +71,8 @@ static const cli_option finetune_options[] = {
     {"--weight-warmup", CLI_INT, "N", "--joint: steps of linear warm-up of the weights' rate (default 0)", NULL, 0},
     {"--weight-anchor", CLI_FLOAT, "A", "--joint: the weights also decay towards the model's own at rate A\n"
                                         "(default 0: free to drift)", NULL, 0},
+    {"--weight-ema", CLI_FLOAT, "D", "--joint: write the moving average of the weights over the steps\n"
+                                     "(decay D in (0, 1), e.g. 0.999) instead of the last step's", NULL, 0},
     {"--noise-end", CLI_FLOAT, "S", "the decisions' noise falls linearly from 1 to S by the last step (default 1)", NULL, 0},
     {"--lora", CLI_INT, "R", "--joint: rank-R adapters on the projections instead of every weight,\n"
                              "merged into the model written", NULL, 0},
@@ -111,6 +113,7 @@ int cmd_finetune(int argc, char **argv) {
     tp.weight_lr_min = (float)cli_get_float(&a, "--weight-lr-min", tp.weight_lr_min);
     tp.weight_warmup = (int)cli_get_int(&a, "--weight-warmup", tp.weight_warmup);
     tp.weight_anchor = (float)cli_get_float(&a, "--weight-anchor", tp.weight_anchor);
+    tp.weight_ema = (float)cli_get_float(&a, "--weight-ema", tp.weight_ema);
     tp.lora_rank = (int)cli_get_int(&a, "--lora", tp.lora_rank);
     tp.noise_end = (float)cli_get_float(&a, "--noise-end", tp.noise_end);
     tp.balance_loss = (float)cli_get_float(&a, "--balance-loss", tp.balance_loss);

@@ -147,6 +147,7 @@ doze_train_params doze_train_default_params(void) {
     p.weight_lr_min = 0.0f;
     p.weight_warmup = 0;
     p.weight_anchor = 0.0f;
+    p.weight_ema = 0.0f;
     p.budget_lo = 0.0f;
     p.budget_hi = 0.0f;
     p.dense_fraction = 0.2f;
@@ -402,6 +403,12 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
                          "weight anchor %g: a rate >= 0 that pulls the weights of a joint fine-tune of every "
                          "weight (not gates only, not adapters) towards where they started",
                          (double)prm.weight_anchor);
+    if (!(prm.weight_ema >= 0.0f && prm.weight_ema < 1.0f) ||
+        (prm.weight_ema > 0.0f && (!prm.joint || prm.lora_rank > 0)))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "weight average %g: a decay in (0, 1) for a joint fine-tune of every weight (not gates "
+                         "only, not adapters), or 0 for none",
+                         (double)prm.weight_ema);
     doze_trainer *t = calloc(1, sizeof *t);
     if (!t) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for a trainer");
     t->m = m;
@@ -513,6 +520,7 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
         doze_status st = joint_weights_new(m, &t->jw, err);
         if (st == DOZE_OK && prm.lora_rank > 0) st = joint_lora_init(t->jw, prm.lora_rank, prm.seed, err);
         if (st == DOZE_OK && prm.weight_anchor > 0.0f) st = joint_anchor_set(t->jw, err);
+        if (st == DOZE_OK && prm.weight_ema > 0.0f) st = joint_ema_set(t->jw, err);
         if (st != DOZE_OK) {
             doze_trainer_free(t);
             return st;
@@ -1039,6 +1047,7 @@ doze_status doze_trainer_step(doze_trainer *t, const int32_t *tokens, doze_train
                                       t->step, t->m->pool);
         if (!isfinite(norm))
             return doze_fail(err, DOZE_ERR_STATE, "the weights' gradient is not finite (step %d)", t->step);
+        if (t->p.weight_ema > 0.0f) joint_ema_update(t->jw, joint_ema_decay(t->p.weight_ema, t->step));
     }
     strcpy(t->g->kind, "trained");
     if (stats) {

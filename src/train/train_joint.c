@@ -48,6 +48,7 @@ struct joint_weights {
     size_t n_lora, n_w0;
     float *w0, *lp, *lg, *lm, *lv;
     float *anchor; /* (n_params) the weights the run started from (NULL: no anchor) */
+    float *ema;    /* (n_params) the running average of the weights (NULL: none) */
 };
 
 /* the layer vectors only some architectures have, JL_BQ .. JL_KN in order */
@@ -82,6 +83,7 @@ void joint_weights_free(joint_weights *j) {
     free(j->lm);
     free(j->lv);
     free(j->anchor);
+    free(j->ema);
     free(j);
 }
 
@@ -332,6 +334,29 @@ doze_status joint_anchor_set(joint_weights *j, doze_error *err) {
     return DOZE_OK;
 }
 
+doze_status joint_ema_set(joint_weights *j, doze_error *err) {
+    if (!j->ema) {
+        j->ema = malloc(j->n_params * sizeof(float));
+        if (!j->ema)
+            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the weights' average (%zu floats)",
+                             j->n_params);
+    }
+    memcpy(j->ema, j->params, j->n_params * sizeof(float));
+    return DOZE_OK;
+}
+
+float joint_ema_decay(float decay, int step) {
+    const float warm = (1.0f + (float)step) / (10.0f + (float)step);
+    return warm < decay ? warm : decay;
+}
+
+void joint_ema_update(joint_weights *j, float decay) {
+    if (!j->ema) return;
+    for (size_t i = 0; i < j->n_params; i++) j->ema[i] = decay * j->ema[i] + (1.0f - decay) * j->params[i];
+}
+
+const float *joint_ema(const joint_weights *j) { return j->ema; }
+
 double joint_adam_step(joint_weights *j, float lr, float weight_decay, float anchor, float clip, int step,
                        doze_pool *pool) {
     if (j->rank > 0) return lora_adam_step(j, lr, clip, step, pool);
@@ -395,7 +420,7 @@ doze_status joint_write(const joint_weights *j, const void *file, size_t n,
             break;
         }
         found++;
-        const float *data = j->params + x->off;
+        const float *data = (j->ema ? j->ema : j->params) + x->off;
         if (j->neox && arch_rotated_by_rope(x->name)) { /* back to the file's NeoX order */
             const size_t row = x->rows > 1 ? (size_t)x->cols : 1, n_rows = x->rows > 1 ? (size_t)x->rows : (size_t)x->cols;
             float *copy = perm + perm_at;

@@ -59,6 +59,17 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
 double joint_adam_step(joint_weights *j, float lr, float weight_decay, float anchor, float clip, int step,
                        doze_pool *pool);
 
+/* An exponential moving average of the weights (Polyak averaging), which
+ * joint_write then writes instead of the weights themselves: set from the
+ * weights as they are now; updated after each step as ema = d ema + (1 - d) w,
+ * d = joint_ema_decay(decay, step) = min(decay, (1 + step) / (10 + step)),
+ * so that the first steps are not swamped by the starting weights. */
+doze_status joint_ema_set(joint_weights *j, doze_error *err);
+float joint_ema_decay(float decay, int step);
+void joint_ema_update(joint_weights *j, float decay);
+/* the average (n_params; NULL when none is kept) */
+const float *joint_ema(const joint_weights *j);
+
 /* keeps a copy of the weights as they are now, for joint_adam_step's anchor
  * (a fine-tune that may not drift far from the model it started from) */
 doze_status joint_anchor_set(joint_weights *j, doze_error *err);

@@ -19,6 +19,7 @@
 #include "gates.h"
 #include "gguf.h"
 #include "train.h"
+#include "model.h"
 #include "train_joint.h"
 #include "model_fixture.h"
 #include "test_util.h"
@@ -354,6 +355,72 @@ static void anchor_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
     }
 }
 
+/* the weights' moving average: after each step ema = d ema + (1 - d) w with
+ * d = min(decay, (1 + step) / (10 + step)), starting from the weights the
+ * run began with; the file written holds the average, not the weights */
+static void ema_check(doze_model *m, doze_gates *g, const int32_t *tokens, const mem_buf *f) {
+    CHECK(joint_ema_decay(0.999f, 1) == 2.0f / 11.0f && joint_ema_decay(0.5f, 1000) == 0.5f);
+    doze_error e;
+    doze_train_params p = joint_params_for_test();
+    p.weight_ema = 0.9f;
+    doze_trainer *t = NULL;
+    CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
+    if (!t) return;
+    joint_weights *jw = trainer_joint(t);
+    const size_t n = joint_n_params(jw);
+    double *want = malloc(n * sizeof(double));
+    CHECK(want != NULL && joint_ema(jw) != NULL);
+    if (!want || !joint_ema(jw)) return;
+    for (size_t i = 0; i < n; i++) want[i] = joint_params(jw)[i];
+    doze_train_stats st;
+    double worst = 0, apart = 0;
+    for (int step = 1; step <= 6; step++) {
+        CHECK(doze_trainer_step(t, tokens, &st, &e) == DOZE_OK);
+        const double d = joint_ema_decay(0.9f, step);
+        for (size_t i = 0; i < n; i++) want[i] = d * want[i] + (1.0 - d) * joint_params(jw)[i];
+    }
+    for (size_t i = 0; i < n; i++) {
+        const double err = fabs(joint_ema(jw)[i] - want[i]), gap = fabs(joint_ema(jw)[i] - joint_params(jw)[i]);
+        if (err > worst) worst = err;
+        if (gap > apart) apart = gap;
+    }
+    printf("6 joint steps with a moving average (0.9): %.2e from the recurrence in double, %.4f from the weights\n",
+           worst, apart);
+    CHECK(worst < 1e-5 && apart > 1e-4);
+    /* the file written holds the average: its token embedding (the first trained tensor) */
+    mem_buf out = {0};
+    CHECK(trainer_write_model(t, f->data, f->len, mem_write, &out, &e) == DOZE_OK);
+    doze_model *m2 = NULL;
+    CHECK(doze_model_load_memory(out.data, out.len, NULL, &m2, &e) == DOZE_OK);
+    if (m2) {
+        const int dim = m2->info.dim;
+        float *row = malloc((size_t)dim * sizeof(float));
+        CHECK(row != NULL);
+        if (row) {
+            model_embed(m2, 3, row);
+            double diff = 0;
+            for (int i = 0; i < dim; i++) diff = fmax(diff, fabs(row[i] - joint_ema(jw)[(size_t)3 * dim + i]));
+            CHECK(diff == 0.0);
+            free(row);
+        }
+        doze_model_free(m2);
+    }
+    free(out.data);
+    free(want);
+    doze_trainer_free(t);
+    /* refused where there is nothing to average or no decay: gates only, adapters, 1, a negative decay */
+    const int joint[4] = {0, 1, 1, 1}, rank[4] = {0, 2, 0, 0};
+    const float decay[4] = {0.9f, 0.9f, 1.0f, -0.5f};
+    for (int k = 0; k < 4; k++) {
+        doze_train_params q = doze_train_default_params();
+        q.joint = joint[k];
+        q.lora_rank = rank[k];
+        q.weight_ema = decay[k];
+        doze_trainer *u = NULL;
+        CHECK(doze_trainer_new(m, g, &q, &u, &e) == DOZE_ERR_INVALID_ARGUMENT && !u);
+    }
+}
+
 static doze_gates *gates_copy_for_test(const doze_gates *src) {
     doze_gates *g = gates_alloc(src->n_layers, src->n_heads, src->n_blocks, src->dim);
     size_t rows = (size_t)src->n_layers * (size_t)gates_rows(src);
@@ -486,6 +553,7 @@ int main(void) {
     lora_check(m, g1, tokens, &f);
     noise_check(m, g1, tokens);
     anchor_check(m, g1, tokens);
+    ema_check(m, g1, tokens, &f);
     doze_gates_free(g1);
     arch_check("qwen2", 0, tokens, calib);
     arch_check("qwen3", 8, tokens, calib);

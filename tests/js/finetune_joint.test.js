@@ -140,6 +140,12 @@ test('worker: finetune streams onProgress and returns the main thread\'s bytes; 
     assert.deepEqual(ra.model, na.model, 'the anchor: = the CLI');
     assert.notDeepEqual(ra.model, native.model, 'the anchor changes the weights trained');
     await assert.rejects(w.finetune(TEXT, { ...O, source, weightAnchor: 1, lora: 2 }), { code: 'INVALID_ARGUMENT' });
+    const re = await w.finetune(TEXT, { ...O, weightEma: 0.9, source });
+    const ne = cliJoint('native', ['--weight-ema', '0.9']);
+    assert.deepEqual(re.model, ne.model, 'the moving average: = the CLI');
+    assert.notDeepEqual(re.model, native.model, 'the average is not the last step\'s weights');
+    await assert.rejects(w.finetune(TEXT, { ...O, source, weightEma: 0.9, lora: 2 }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(w.finetune(TEXT, { ...O, source, weightEma: 1 }), { code: 'INVALID_ARGUMENT' });
   } finally {
     await w.dispose();
   }
