@@ -323,26 +323,23 @@ void joint_tensor_span(const joint_weights *j, int k, size_t *off, size_t *n, co
 
 static double lora_adam_step(joint_weights *j, float lr, float clip, int step, doze_pool *pool);
 
-doze_status joint_anchor_set(joint_weights *j, doze_error *err) {
-    if (!j->anchor) {
-        j->anchor = malloc(j->n_params * sizeof(float));
-        if (!j->anchor)
-            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the anchor weights (%zu floats)",
-                             j->n_params);
+/* *copy = the weights as they are now (allocated on first use; what: for
+ * the error) */
+static doze_status keep_params(const joint_weights *j, float **copy, const char *what, doze_error *err) {
+    if (!*copy) {
+        *copy = malloc(j->n_params * sizeof(float));
+        if (!*copy) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for %s (%zu floats)", what, j->n_params);
     }
-    memcpy(j->anchor, j->params, j->n_params * sizeof(float));
+    memcpy(*copy, j->params, j->n_params * sizeof(float));
     return DOZE_OK;
 }
 
+doze_status joint_anchor_set(joint_weights *j, doze_error *err) {
+    return keep_params(j, &j->anchor, "the anchor weights", err);
+}
+
 doze_status joint_ema_set(joint_weights *j, doze_error *err) {
-    if (!j->ema) {
-        j->ema = malloc(j->n_params * sizeof(float));
-        if (!j->ema)
-            return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the weights' average (%zu floats)",
-                             j->n_params);
-    }
-    memcpy(j->ema, j->params, j->n_params * sizeof(float));
-    return DOZE_OK;
+    return keep_params(j, &j->ema, "the weights' average", err);
 }
 
 float joint_ema_decay(float decay, int step) {

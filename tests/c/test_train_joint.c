@@ -304,6 +304,15 @@ static void noise_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
     CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
 }
 
+/* p with joint and lora_rank set is refused as INVALID_ARGUMENT, no trainer made */
+static int refused_as_joint(doze_model *m, doze_gates *g, doze_train_params p, int joint, int rank) {
+    doze_error e;
+    p.joint = joint;
+    p.lora_rank = rank;
+    doze_trainer *t = NULL;
+    return doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t;
+}
+
 /* the anchor: the decay pulls each weight towards where the run started,
  * by exactly lr * anchor * (w - w0) on a step with no gradient; over real
  * steps the weights move less far than without it, but they still move */
@@ -345,13 +354,9 @@ static void anchor_check(doze_model *m, doze_gates *g, const int32_t *tokens) {
     const int joint[3] = {0, 1, 1}, rank[3] = {0, 2, 0};
     const float rate[3] = {1.0f, 1.0f, -1.0f};
     for (int k = 0; k < 3; k++) {
-        doze_error e;
         doze_train_params p = doze_train_default_params();
-        p.joint = joint[k];
-        p.lora_rank = rank[k];
         p.weight_anchor = rate[k];
-        doze_trainer *t = NULL;
-        CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && !t);
+        CHECK(refused_as_joint(m, g, p, joint[k], rank[k]));
     }
 }
 
@@ -413,11 +418,8 @@ static void ema_check(doze_model *m, doze_gates *g, const int32_t *tokens, const
     const float decay[4] = {0.9f, 0.9f, 1.0f, -0.5f};
     for (int k = 0; k < 4; k++) {
         doze_train_params q = doze_train_default_params();
-        q.joint = joint[k];
-        q.lora_rank = rank[k];
         q.weight_ema = decay[k];
-        doze_trainer *u = NULL;
-        CHECK(doze_trainer_new(m, g, &q, &u, &e) == DOZE_ERR_INVALID_ARGUMENT && !u);
+        CHECK(refused_as_joint(m, g, q, joint[k], rank[k]));
     }
 }
 
