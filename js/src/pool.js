@@ -5,7 +5,7 @@
 
 import { DozeError } from './errors.js';
 import { yieldToEventLoop } from './runtime.js';
-import { nodeModule } from './node.js';
+import { nodeModule, workerExecArgv } from './node.js';
 
 const isNode = typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
 const START_TIMEOUT_MS = 30000;
@@ -47,27 +47,25 @@ export function warnFallback(reason) {
   console.warn(`doze-lm: running on 1 thread: ${reason}`);
 }
 
-async function spawn(url) {
+/** A worker running url, its messages to onMessage(data), its errors to onError(e). */
+async function spawn(url, onMessage, onError) {
   if (isNode) {
     const { Worker } = await nodeModule('node:worker_threads');
-    const w = new Worker(url);
-    w.unref(); // a pool never keeps the process alive
+    const w = new Worker(url, { execArgv: workerExecArgv() });
     live++;
     w.once('exit', () => live--);
-    return {
-      post: (m) => w.postMessage(m),
-      on: (f) => w.on('message', f),
-      onError: (f) => w.on('error', f),
-      terminate: () => w.terminate(),
-    };
+    w.on('message', onMessage);
+    w.on('error', onError);
+    // After the listeners: a 'message' listener takes a reference on the
+    // worker again, and a pool must never keep the process alive (a model
+    // left undisposed at the end of a script).
+    w.unref();
+    return { post: (m) => w.postMessage(m), terminate: () => w.terminate() };
   }
   const w = new Worker(url, { type: 'module' });
-  return {
-    post: (m) => w.postMessage(m),
-    on: (f) => w.addEventListener('message', (e) => f(e.data)),
-    onError: (f) => w.addEventListener('error', (e) => f(e.error || new Error(e.message))),
-    terminate: () => w.terminate(),
-  };
+  w.addEventListener('message', (e) => onMessage(e.data));
+  w.addEventListener('error', (e) => onError(e.error || new Error(e.message)));
+  return { post: (m) => w.postMessage(m), terminate: () => w.terminate() };
 }
 
 /**
@@ -89,12 +87,14 @@ export async function startPool(rt, m, n) {
   try {
     const url = new URL('./pool-worker.js', import.meta.url);
     for (let i = 1; i < n; i++) {
-      const w = await spawn(url);
+      const w = await spawn(
+        url,
+        (msg) => {
+          if (msg && msg.type === 'error') failure ||= new DozeError('IO', `thread ${msg.index}: ${msg.message}`);
+        },
+        (e) => (failure ||= new DozeError('IO', `thread ${i}: ${(e && e.message) || e}`)),
+      );
       workers.push(w);
-      w.on((msg) => {
-        if (msg && msg.type === 'error') failure ||= new DozeError('IO', `thread ${msg.index}: ${msg.message}`);
-      });
-      w.onError((e) => (failure ||= new DozeError('IO', `thread ${i}: ${(e && e.message) || e}`)));
       w.post({ module: rt.doze.module, memory: rt.x.memory, pool, index: i, stackTop: x.doze_wasm_pool_stack_top(pool, i) });
     }
     const t0 = performance.now();

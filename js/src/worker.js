@@ -24,7 +24,7 @@ import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { API } from './api.js';
 import { checkOptions, bool, any } from './options.js';
 import { LOAD_OPTIONS } from './load.js';
-import { nodeModule } from './node.js';
+import { nodeModule, workerExecArgv } from './node.js';
 
 // The cache is the origin's, the same from any thread: these run here.
 export { listCachedModels, deleteCachedModel } from './cache.js';
@@ -36,7 +36,10 @@ const isNode =
 async function spawn(workerUrl) {
   if (isNode) {
     const { Worker } = await nodeModule('node:worker_threads');
-    const w = workerUrl ? new Worker(new URL(workerUrl)) : new Worker(new URL('./worker-thread.js', import.meta.url));
+    const options = { execArgv: workerExecArgv() };
+    const w = workerUrl
+      ? new Worker(new URL(workerUrl), options)
+      : new Worker(new URL('./worker-thread.js', import.meta.url), options);
     return {
       post: (m, t) => w.postMessage(m, t),
       onMessage: (fn) => w.on('message', fn),

@@ -7,6 +7,7 @@
 // gate file; dispose ends every worker; the option is validated.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasRelaxedSimd, loadModel } from '../../js/src/index.js';
@@ -92,6 +93,24 @@ test('dispose ends the workers; the option is validated', async () => {
   await assert.rejects(loadModel(path, { threads: 0 }), /threads/);
   await assert.rejects(loadModel(path, { threads: 65 }), /threads/);
   await assert.rejects(loadModel(path, { threads: 1.5 }), /threads/);
+});
+
+// A script that ends without dispose() must still end: the pool's workers
+// hold no reference on the process (a 'message' listener added after unref()
+// took one back, and Node waited forever).
+test('a model left undisposed does not keep Node running', () => {
+  const path = initModel('q8_0');
+  const index = new URL('../../js/src/index.js', import.meta.url).href;
+  const script = `import { loadModel } from ${JSON.stringify(index)};
+const m = await loadModel(${JSON.stringify(path)}, { threads: 3 });
+let n = 0;
+for await (const t of m.generate('Once upon a time', { maxTokens: 4, temperature: 0 })) n++;
+console.log('threads', m.info.threads, 'tokens', n);`;
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60000 });
+  assert.equal(r.signal, null, `still running after ${Date.now() - t0} ms: the workers kept it alive`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /threads 3 tokens 4/);
 });
 
 // More than 1 thread runs doze-mt.wasm or, by simd, its relaxed twin
