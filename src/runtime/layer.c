@@ -166,16 +166,30 @@ static float *att_slice(const layer_scratch *s, int part, int n_heads, int ctx) 
     return s->att + (size_t)part * heads * (size_t)ctx;
 }
 
-/* decode: q of running heads [hb, he): projection, bias/norm, RoPE */
-static void q_heads_part(void *args, int hb, int he, int part) {
+/* decode: items [ib, ie) of the token's projections, one item per head's
+ * hd rows: the KV heads' keys (items 0 .. n_kv), their values (n_kv ..
+ * 2 n_kv), then the query heads, each running one finished and roped (the
+ * keys are finished after the job). One job for the three products, whose
+ * items cost the same, instead of three each waited for. */
+static void qkv_heads_part(void *args, int ib, int ie, int part) {
     (void)part;
     const head_job *j = args;
     const doze_model *m = j->m;
     const doze_model_info *c = &m->info;
     const doze_layer *L = &m->layers[j->l];
-    const int hd = c->head_dim, half = c->rope_dim / 2;
+    const int hd = c->head_dim, half = c->rope_dim / 2, n_kv = c->n_kv_heads, kv_dim = n_kv * hd;
     const float *cos_t = m->rope_cos + (size_t)j->pos * half, *sin_t = m->rope_sin + (size_t)j->pos * half;
-    for (int h = hb; h < he; h++) {
+    const size_t here = ((size_t)j->l * (size_t)j->kv->ctx + (size_t)j->pos) * (size_t)kv_dim;
+    for (int i = ib; i < ie; i++) {
+        if (i < 2 * n_kv) {
+            const int g = i % n_kv;
+            const doze_matrix *w = i < n_kv ? &L->wk : &L->wv;
+            float *out = (i < n_kv ? j->kv->key : j->kv->value) + here + (size_t)g * hd;
+            doze_matrix w_g = model_rows(w, g * hd, hd); /* (hd, dim) */
+            model_matvec_prepared(m, out, &w_g, j->s->xn, j->s->xq);
+            continue;
+        }
+        const int h = i - 2 * n_kv;
         if (!j->head_on[h]) continue;
         float *qh = j->s->q + (size_t)h * hd; /* q(hd) of head h */
         doze_matrix wq_h = model_rows(&L->wq, h * hd, hd); /* (hd, dim) */
@@ -285,13 +299,13 @@ static void attention(const doze_model *m, int l, const kv_cache *kv, int pos, i
         float *k_here = kc + (size_t)pos * kv_dim, *v_here = vc + (size_t)pos * kv_dim;
         const doze_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv};
         model_prepare_input(m, qkv, 3, s->xn, s->xq);
-        model_matvec_prepared(m, k_here, &L->wk, s->xn, s->xq); /* k(n_kv_heads, hd) */
-        model_matvec_prepared(m, v_here, &L->wv, s->xn, s->xq); /* v(n_kv_heads, hd) */
+        head_job j = {m, l, kv, pos, group, head_on, s, x, NULL, trace, 1};
+        const int per_head = hd * dim; /* multiply-adds of a head's K, V or Q slice */
+        /* k(n_kv_heads, hd), v(n_kv_heads, hd) into the cache, q(nh, hd) */
+        pool_run(m->pool, qkv_heads_part, &j, 2 * c->n_kv_heads + nh, 1,
+                 (MODEL_MIN_PART_MACS + per_head - 1) / per_head, 0);
         finish_kv(m, L, k_here, v_here);
         k->rope(k_here, c->n_kv_heads, hd, c->rope_dim, cos_t, sin_t);
-        head_job j = {m, l, kv, pos, group, head_on, s, x, NULL, trace, 1};
-        const int per_head = hd * dim; /* multiply-adds of a head's Q or output slice */
-        pool_run(m->pool, q_heads_part, &j, nh, 1, (MODEL_MIN_PART_MACS + per_head - 1) / per_head, 0);
         /* every running head at once, its KV groups split among the parts */
         pool_run(m->pool, attention_part, &j, c->n_kv_heads, 1, 1, s->att_parts);
         if (trace) {
