@@ -19,7 +19,10 @@ DOZE_HOST_IMPORT(host_read) int32_t host_read(int32_t fd, void *buf, uint32_t n)
 DOZE_HOST_IMPORT(host_write) int32_t host_write(int32_t fd, const void *buf, uint32_t n);
 /* Size in bytes, or -1 when unknown. */
 DOZE_HOST_IMPORT(host_size) double host_size(int32_t fd);
-DOZE_HOST_IMPORT(host_close) void host_close(int32_t fd);
+/* 0, or -1 when the file could not be closed */
+DOZE_HOST_IMPORT(host_close) int32_t host_close(int32_t fd);
+/* Deletes a file; 0 on success, -1 on failure. */
+DOZE_HOST_IMPORT(host_remove) int32_t host_remove(const char *path, uint32_t path_len);
 /* Monotonic milliseconds. */
 DOZE_HOST_IMPORT(host_now) double host_now(void);
 
@@ -69,9 +72,15 @@ int64_t io_size(intptr_t fd) {
     return s < 0 ? -1 : (int64_t)s;
 }
 
-void io_close(intptr_t fd) {
-    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return;
-    host_close((int32_t)fd);
+/* the host writes through at once (a failed write is seen by io_write) */
+int io_close(intptr_t fd) {
+    if (fd < 0 || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return 0;
+    return host_close((int32_t)fd) == 0 ? 0 : -1;
+}
+
+int io_remove(const char *path) {
+    if (!path) return -1;
+    return host_remove(path, (uint32_t)strlen(path)) == 0 ? 0 : -1;
 }
 
 /* the host writes stdout and stderr as they come: nothing is held here */

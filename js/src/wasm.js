@@ -2,7 +2,7 @@
 // our own glue: no Emscripten JS. Works in Node >= 18 and browsers.
 //
 // The module imports:
-//   env.host_open/host_read/host_write/host_size/host_close/host_now
+//   env.host_open/host_read/host_write/host_size/host_close/host_remove/host_now
 //       the CLI's I/O (wasm/io_host.c implements src/cli/io.h with them)
 //   env.emscripten_notify_memory_growth
 //       called after memory.grow; our views are rebuilt on every use anyway
@@ -200,6 +200,7 @@ function browserHost() {
     },
     size: () => -1,
     close: () => {},
+    remove: () => -1,
     stdout: (bytes) => out.write(bytes),
     stderr: (bytes) => err.write(bytes),
     flush() {
@@ -281,11 +282,11 @@ async function nodeHost() {
       const fd = files.get(h);
       if (fd === undefined) return;
       files.delete(h);
-      try {
-        fs.closeSync(fd);
-      } catch {
-        /* nothing useful to do */
-      }
+      fs.closeSync(fd); // a throw: the host reports -1
+    },
+    remove(path) {
+      if (!fs.statSync(path).isFile()) return -1; // never a device or a pipe
+      fs.unlinkSync(path);
     },
     stdout: (bytes) => writeAll(1, bytes),
     stderr: (bytes) => writeAll(2, bytes),
@@ -325,7 +326,9 @@ async function nodeHost() {
  *       handle 0 is stdin (Node: stdin(view), a blocking read of fd 0)
  *     write(handle, bytes: Uint8Array) -> void (throw on error); 1/2 go to
  *       stdout/stderr by default
- *     size(handle) -> bytes or -1;  close(handle);  now() -> milliseconds
+ *     size(handle) -> bytes or -1;  close(handle) -> -1 (or a throw) when the
+ *       file could not be closed;  remove(path) -> -1 (or a throw) when it
+ *       could not be deleted (only regular files are);  now() -> milliseconds
  *     stdout(bytes), stderr(bytes): where handles 1 and 2 go
  *     flush(): called at the end of callMain
  *   The Uint8Array views point into wasm memory: valid only during the call.
@@ -391,9 +394,17 @@ export async function instantiateDoze({ wasm, host, simd = 'auto', threaded = fa
     },
     host_close(fd) {
       try {
-        h.close(fd);
+        return h.close(fd) === -1 ? -1 : 0;
       } catch {
-        /* ignore */
+        return -1;
+      }
+    },
+    host_remove(pathPtr, pathLen) {
+      try {
+        const path = decoder.decode(view(pathPtr, pathLen).slice());
+        return h.remove(path) === -1 ? -1 : 0;
+      } catch {
+        return -1;
       }
     },
     host_now() {

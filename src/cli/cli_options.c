@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,12 +153,14 @@ static const char *closest_option(const cli_command *c, const char *name, size_t
 static int check_value(const cli_command *c, const cli_option *o, const char *v) {
     char *end = NULL;
     errno = 0;
-    if (o->kind == CLI_INT) {
+    if (o->kind == CLI_INT || o->kind == CLI_SEED) {
         long long x = strtoll(v, &end, 10);
-        (void)x;
-        if (*v == '\0' || *end != '\0')
+        if (*v == '\0' || *end != '\0' || isspace((unsigned char)*v))
             return usage_error(c, "%s expects a whole number, got \"%s\"", o->name, v);
-        if (errno == ERANGE) return usage_error(c, "%s: %s is out of range", o->name, v);
+        /* every count, size and index the commands take is an int: a larger
+         * value is refused here, not cut to its low bits */
+        if (errno == ERANGE || (o->kind == CLI_INT && (x < INT_MIN || x > INT_MAX)))
+            return usage_error(c, "%s: %s is out of range", o->name, v);
     } else if (o->kind == CLI_FLOAT) {
         double x = strtod(v, &end);
         if (*v == '\0' || *end != '\0' || isspace((unsigned char)*v))

@@ -13,7 +13,8 @@
 typedef enum {
     CLI_FLAG,   /* no value: present or not */
     CLI_STRING, /* any text, or one of `choices` */
-    CLI_INT,    /* a whole decimal number (may be negative) */
+    CLI_INT,    /* a whole decimal number that fits an int (may be negative) */
+    CLI_SEED,   /* a whole decimal number of 64 bits (seeds) */
     CLI_FLOAT,  /* a finite decimal number */
 } cli_kind;
 

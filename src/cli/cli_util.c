@@ -2,6 +2,8 @@
 #include "cli_util.h"
 #include "commands.h"
 
+#include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +87,16 @@ intptr_t cli_open_write(const char *path) {
     intptr_t fd = io_open(path, "w");
     if (fd < 0) err_printf("doze: cannot write %s: %s\n", path, io_reason(fd));
     return fd;
+}
+
+int cli_close_write(intptr_t fd, const char *path, int ok) {
+    if (fd < 0) return 1;
+    const int closed = io_close(fd) == 0;
+    if (ok && closed) return 0;
+    const int removed = io_remove(path) == 0;
+    err_printf("doze: cannot write %s: the bytes did not all reach the file%s\n", path,
+               removed ? " (the incomplete file is deleted)" : "");
+    return 1;
 }
 
 uint8_t *cli_read_file(const char *path, size_t *n) {
@@ -265,4 +277,17 @@ int cli_threads_option(const cli_args *a, doze_model_params *mp) {
     if (t < 1 || t > 64) return cli_usage_error(a, "--threads must be in 1..64");
     mp->threads = (int)t;
     return 0;
+}
+
+int cli_parse_range(const char *text, float *lo, float *hi) {
+    char *end = NULL;
+    if (!text || isspace((unsigned char)*text)) return 0;
+    const float a = strtof(text, &end);
+    if (end == text || *end != ':' || isspace((unsigned char)end[1])) return 0;
+    const char *b_at = end + 1;
+    const float b = strtof(b_at, &end);
+    if (end == b_at || *end != '\0' || !isfinite(a) || !isfinite(b)) return 0;
+    *lo = a;
+    *hi = b;
+    return 1;
 }

@@ -17,6 +17,12 @@ void out_bytes(const char *p, size_t n);
 /* Opens a file for writing; a negative IO_ERR_* (message with the reason
  * printed) on failure. */
 intptr_t cli_open_write(const char *path);
+/* Closes a file opened by cli_open_write once its writing is over: ok = 1
+ * when every write succeeded. When one failed (ok = 0) or the close does,
+ * the file is deleted, so that no partial output is left where a complete
+ * one is expected; returns 0 when the file is complete, else 1 (after a
+ * line on stderr saying the file was not written). */
+int cli_close_write(intptr_t fd, const char *path, int ok);
 /* Reads a whole file; NULL (with a message and the reason on stderr) on failure. */
 uint8_t *cli_read_file(const char *path, size_t *n);
 /* Streams a GGUF file into a model; NULL (message printed) on failure. */
@@ -41,6 +47,10 @@ int cli_ends_generation(const doze_model *m, int next, int sampled, int no_stop)
 
 /* prints the text of `next` after `prev`; 0, or 1 after printing the error */
 int cli_print_piece(const doze_model *m, int prev, int next);
+
+/* "LO:HI", two finite numbers and nothing else, into *lo, *hi; 0 when the
+ * text is not that */
+int cli_parse_range(const char *text, float *lo, float *hi);
 
 /* gguf_write_fn over an io handle */
 int cli_write_fn(void *ctx, const void *bytes, size_t n);

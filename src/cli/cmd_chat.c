@@ -29,7 +29,7 @@ static const cli_option chat_options[] = {
     {"--temp", CLI_FLOAT, "T", "temperature (default 0.8; 0: greedy)", NULL, 0},
     {"--top-p", CLI_FLOAT, "P", "nucleus sampling (default 0.95)", NULL, 0},
     {"--top-k", CLI_INT, "K", "sample among the K most likely tokens (default 40)", NULL, 0},
-    {"--seed", CLI_INT, "S", "sampling seed (default 42)", NULL, 0},
+    {"--seed", CLI_SEED, "S", "sampling seed (default 42)", NULL, 0},
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
     CLI_THREADS_OPTION,

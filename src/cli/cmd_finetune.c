@@ -36,9 +36,7 @@ static int finish_joint(doze_finetune *f, const char *path, const char *model_ou
     }
     intptr_t fd = cli_open_write(model_out);
     if (fd < 0) goto done;
-    rc = cli_write_fn(&fd, buf.data, buf.len) == 0 ? 0 : 1;
-    io_close(fd);
-    if (rc) err_printf("doze: cannot write %s\n", model_out);
+    rc = cli_close_write(fd, model_out, cli_write_fn(&fd, buf.data, buf.len) == 0);
 done:
     doze_model_free(trained);
     free(buf.data);
@@ -56,7 +54,7 @@ static const cli_option finetune_options[] = {
     {"--ctx", CLI_INT, "T", "tokens per story window (default 128)", NULL, 0},
     {"--batch", CLI_INT, "B", "stories per step (default 8)", NULL, 0},
     {"--lr", CLI_FLOAT, "LR", "learning rate (default 0.02)", NULL, 0},
-    {"--seed", CLI_INT, "S", "seed of the story draws and the relaxation's noise (default 1)", NULL, 0},
+    {"--seed", CLI_SEED, "S", "seed of the story draws and the relaxation's noise (default 1)", NULL, 0},
     {"--gates", CLI_STRING, "INIT", "start from this gate file (default: training-free gates\n"
                                     "calibrated on the text)", NULL, 0},
     {"--compute-weight", CLI_FLOAT, "W", "weight of the compute term in the loss (default 20)", NULL, 0},
@@ -121,7 +119,7 @@ int cmd_finetune(int argc, char **argv) {
     const char *loss = cli_get(&a, "--loss");
     if (loss && strcmp(loss, "ce") == 0) tp.task_loss = DOZE_LOSS_CE;
     const char *range = cli_get(&a, "--budget-range");
-    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2)
+    if (range && !cli_parse_range(range, &tp.budget_lo, &tp.budget_hi))
         return cli_usage_error(&a, "--budget-range takes LO:HI, not \"%s\"", range);
     tp.dense_fraction = (float)cli_get_float(&a, "--dense-fraction", tp.dense_fraction);
     if (cli_has(&a, "--dense-fraction") && !range) /* one budget has no dense windows: say so, do not ignore it */
@@ -130,8 +128,8 @@ int cmd_finetune(int argc, char **argv) {
     const char *model_out = cli_get(&a, "--model-out");
     if (tp.joint != (model_out != NULL)) return cli_usage_error(&a, "--joint and --model-out go together");
     int quiet = cli_has(&a, "--quiet");
-    if (cli_get_int(&a, "--steps", 1) < 0 || cli_get_int(&a, "--steps", 1) > (1 << 30))
-        return cli_usage_error(&a, "--steps must be >= 0");
+    if (cli_get_int(&a, "--steps", 1) < 1 || cli_get_int(&a, "--steps", 1) > (1 << 30))
+        return cli_usage_error(&a, "--steps must be in 1..%d", 1 << 30);
     doze_model_params mp = doze_model_default_params();
     mp.context_length = tp.context > 512 ? tp.context : 512;
     if (cli_threads_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
@@ -181,7 +179,7 @@ int cmd_finetune(int argc, char **argv) {
     intptr_t fd = cli_open_write(out);
     if (fd < 0) goto done;
     rc = doze_gates_save(doze_finetune_gates(f), file_write, &fd, &e) == DOZE_OK ? 0 : cli_print_error(out, &e);
-    io_close(fd);
+    rc = cli_close_write(fd, out, rc == 0);
 done:
     doze_finetune_free(f);
     doze_gates_free(init);

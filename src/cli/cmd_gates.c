@@ -120,7 +120,7 @@ int cmd_gates(int argc, char **argv) {
         doze_error e;
         if (fd >= 0) {
             rc = doze_gates_save(g, file_write, &fd, &e) == DOZE_OK ? 0 : cli_print_error(out, &e);
-            io_close(fd);
+            rc = cli_close_write(fd, out, rc == 0);
         }
     }
     doze_gates_free(g);

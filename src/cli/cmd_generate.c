@@ -67,6 +67,7 @@ int cmd_tokenize(int argc, char **argv) {
 
 typedef struct {
     intptr_t trace, logits, masks;
+    int failed; /* a write to one of them failed */
 } gen_outputs;
 
 static const char *const generate_forms[] = {"MODEL", NULL};
@@ -90,7 +91,7 @@ static const cli_option generate_options[] = {
     {"--frequency-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F per occurrence (default 0)",
      NULL, 0},
     {"--presence-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F once (default 0)", NULL, 0},
-    {"--seed", CLI_INT, "S", "sampling seed (default 42)", NULL, 0},
+    {"--seed", CLI_SEED, "S", "sampling seed (default 42)", NULL, 0},
     {"--no-stop", CLI_FLAG, NULL, "keep going past a BOS token", NULL, 0},
     {"--trace", CLI_STRING, "FILE", "write 'input next' token ids per step", NULL, 0},
     {"--logits", CLI_STRING, "FILE", "write every step's float32 logits", NULL, 0},
@@ -124,13 +125,13 @@ static int sampler_options(const cli_args *a, int context, doze_sampler_params *
     *sp = doze_sampler_default_params();
     sp->temperature = (float)cli_get_float(a, "--temp", sp->temperature);
     long long top_k = cli_get_int(a, "--top-k", sp->top_k);
-    if (top_k < 0 || top_k > (1 << 30)) return cli_usage_error(a, "--top-k must be >= 0 (0: off)");
+    if (top_k < 0 || top_k > (1 << 30)) return cli_usage_error(a, "--top-k must be in 0..%d (0: off)", 1 << 30);
     sp->top_k = (int)top_k;
     sp->top_p = (float)cli_get_float(a, "--top-p", sp->top_p);
     sp->min_p = (float)cli_get_float(a, "--min-p", sp->min_p);
     sp->repeat_penalty = (float)cli_get_float(a, "--repeat-penalty", sp->repeat_penalty);
     long long last_n = cli_get_int(a, "--repeat-last-n", sp->repeat_last_n);
-    if (last_n < -1 || last_n > (1 << 30)) return cli_usage_error(a, "--repeat-last-n must be -1, 0 or more");
+    if (last_n < -1 || last_n > (1 << 30)) return cli_usage_error(a, "--repeat-last-n must be -1 or in 0..%d", 1 << 30);
     sp->repeat_last_n = last_n == -1 ? context : (int)last_n;
     sp->frequency_penalty = (float)cli_get_float(a, "--frequency-penalty", sp->frequency_penalty);
     sp->presence_penalty = (float)cli_get_float(a, "--presence-penalty", sp->presence_penalty);
@@ -210,7 +211,7 @@ int cmd_generate(int argc, char **argv) {
     double budget = cli_get_float(&a, "--budget", 1.0);
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     if (steps < 1) return cli_usage_error(&a, "--steps must be >= 1");
-    if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: --steps)");
+    if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be in 0..%d (0: --steps)", 1 << 30);
     if (cli_has(&a, "--prompt") && cli_has(&a, "--prompt-ids"))
         return cli_usage_error(&a, "give --prompt or --prompt-ids, not both");
     if (cli_has(&a, "--keep-last") && cli_get_int(&a, "--keep-last", 0) < 1)
@@ -224,6 +225,15 @@ int cmd_generate(int argc, char **argv) {
     if (speculative && budget < 1.0)
         return cli_usage_error(&a, "--speculative keeps the dense output; the draft's budget is --draft-budget");
     if (speculative) gating = 1;
+    static const char *const spec_only[] = {"--draft-k", "--draft-budget", "--spec-trace"};
+    static const char *const step_outputs[] = {"--trace", "--logits", "--masks"};
+    for (size_t i = 0; i < 3; i++) {
+        if (!speculative && cli_has(&a, spec_only[i]))
+            return cli_usage_error(&a, "%s goes with --speculative", spec_only[i]);
+        if (speculative && cli_has(&a, step_outputs[i]))
+            return cli_usage_error(&a, "%s is not written by --speculative (its steps verify several tokens at "
+                                       "once; --spec-trace FILE records them)", step_outputs[i]);
+    }
     doze_model_params mp = doze_model_default_params();
     if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;
     mp.context_length = (int)(ctx > 0 ? ctx : (steps < (1 << 20) ? steps : (1 << 20)));
@@ -240,7 +250,7 @@ int cmd_generate(int argc, char **argv) {
     doze_session *s = NULL;
     doze_sampler *smp = NULL;
     doze_gates *gates = NULL;
-    gen_outputs o = {-1, -1, -1};
+    gen_outputs o = {-1, -1, -1, 0};
     const char *trace_path = cli_get(&a, "--trace");
     const char *logits_path = cli_get(&a, "--logits");
     const char *masks_path = cli_get(&a, "--masks");
@@ -326,16 +336,16 @@ int cmd_generate(int argc, char **argv) {
         if (o.trace >= 0) {
             char line[32];
             int len = snprintf(line, sizeof line, "%d %d\n", token, next);
-            io_write(o.trace, line, (size_t)len);
+            o.failed |= io_write(o.trace, line, (size_t)len) != 0;
         }
-        if (o.logits >= 0) io_write(o.logits, logits, (size_t)info->vocab_size * sizeof(float));
+        if (o.logits >= 0) o.failed |= io_write(o.logits, logits, (size_t)info->vocab_size * sizeof(float)) != 0;
         compute_sum += doze_session_compute(s);
         if (o.masks >= 0) {
             size_t cap = cli_mask_line_size(m);
             char *line = malloc(cap);
             if (line) {
                 cli_format_mask(m, s, pos, token, line, cap);
-                io_write(o.masks, line, strlen(line));
+                o.failed |= io_write(o.masks, line, strlen(line)) != 0;
                 free(line);
             }
         }
@@ -352,9 +362,10 @@ int cmd_generate(int argc, char **argv) {
                    compute_sum / doze_session_pos(s));
     rc = 0;
 done:
-    if (o.trace >= 0) io_close(o.trace);
-    if (o.logits >= 0) io_close(o.logits);
-    if (o.masks >= 0) io_close(o.masks);
+    /* a run that failed leaves none of them behind, half written */
+    if (o.trace >= 0 && cli_close_write(o.trace, trace_path, rc == 0 && !o.failed)) rc = 1;
+    if (o.logits >= 0 && cli_close_write(o.logits, logits_path, rc == 0 && !o.failed)) rc = 1;
+    if (o.masks >= 0 && cli_close_write(o.masks, masks_path, rc == 0 && !o.failed)) rc = 1;
     doze_gates_free(gates);
     doze_sampler_free(smp);
     doze_session_free(s);

@@ -12,9 +12,8 @@ static int write_builder(gguf_builder *b, const char *out_path) {
     if (fd < 0) return 1;
     doze_error e;
     doze_status st = gguf_writer_write(b->w, cli_write_fn, &fd, &e);
-    io_close(fd);
-    if (st != DOZE_OK) return cli_print_error(out_path, &e);
-    return 0;
+    if (st != DOZE_OK) cli_print_error(out_path, &e);
+    return cli_close_write(fd, out_path, st == DOZE_OK);
 }
 
 /* --type: validated against cli_weight_types by the parser */
@@ -36,7 +35,7 @@ static const cli_option init_options[] = {
     {"--kv-heads", CLI_INT, "NKV", "key/value heads (default: --heads)", NULL, 0},
     {"--vocab", CLI_INT, "V", "vocabulary size (default 512)", NULL, 0},
     {"--ctx", CLI_INT, "T", "context length (default 256)", NULL, 0},
-    {"--seed", CLI_INT, "S", "seed of the random weights (default 1)", NULL, 0},
+    {"--seed", CLI_SEED, "S", "seed of the random weights (default 1)", NULL, 0},
     TYPE_OPTION("weight type (default f32)"),
     {"--arch", CLI_STRING, "ARCH", "architecture (default llama)", init_archs, 0},
     {"--head-dim", CLI_INT, "HD", "head size when it is not dim / heads (written as key_length)", NULL, 0},
@@ -66,7 +65,7 @@ int cmd_init(int argc, char **argv) {
     static const char *const dims[] = {"--dim", "--hidden", "--layers", "--heads", "--kv-heads", "--vocab", "--ctx"};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (cli_has(&a, dims[i]) && (cli_get_int(&a, dims[i], 1) < 1 || cli_get_int(&a, dims[i], 1) > (1 << 30)))
-            return cli_usage_error(&a, "%s must be >= 1", dims[i]);
+            return cli_usage_error(&a, "%s must be in 1..%d", dims[i], 1 << 30);
     p.dim = (int)cli_get_int(&a, "--dim", 64);
     p.hidden_dim = (int)cli_get_int(&a, "--hidden", 172);
     p.n_layers = (int)cli_get_int(&a, "--layers", 2);

@@ -26,7 +26,7 @@ static const cli_option order_options[] = {
     {"--tokens", CLI_INT, "N", "tokens of the text to use (default 4096)", NULL, 0},
     {"--keep", CLI_FLOAT, "F", "the share of blocks the order is tuned to keep (default 0.6)", NULL, 0},
     {"--tries", CLI_INT, "N", "swap tries per channel in the search (default 40)", NULL, 0},
-    {"--seed", CLI_INT, "S", "seed of the search (default 1)", NULL, 0},
+    {"--seed", CLI_SEED, "S", "seed of the search (default 1)", NULL, 0},
     CLI_FFN_BLOCK_OPTION,
     CLI_OPTIONS_END,
 };
@@ -46,9 +46,9 @@ int cmd_order(int argc, char **argv) {
     const char *out = cli_get(&a, "-o");
     doze_ffn_order_params p = doze_ffn_order_default_params();
     if (cli_get_int(&a, "--tokens", 1) < 1 || cli_get_int(&a, "--tokens", 1) > (1 << 28))
-        return cli_usage_error(&a, "--tokens must be >= 1");
+        return cli_usage_error(&a, "--tokens must be in 1..%d", 1 << 28);
     if (cli_get_int(&a, "--tries", 1) < 0 || cli_get_int(&a, "--tries", 1) > (1 << 20))
-        return cli_usage_error(&a, "--tries must be >= 0");
+        return cli_usage_error(&a, "--tries must be in 0..%d", 1 << 20);
     p.max_tokens = (int)cli_get_int(&a, "--tokens", p.max_tokens);
     p.keep = (float)cli_get_float(&a, "--keep", p.keep);
     p.tries_per_channel = (int)cli_get_int(&a, "--tries", p.tries_per_channel);

@@ -112,7 +112,7 @@ int cmd_ppl(int argc, char **argv) {
     const char *text_path = cli_pos(&a, 1);
     long long ctx = cli_get_int(&a, "--ctx", 0);
     double budget = cli_get_float(&a, "--budget", 1.0);
-    if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be >= 0 (0: the model's)");
+    if (ctx < 0 || ctx > (1 << 30)) return cli_usage_error(&a, "--ctx must be in 0..%d (0: the model's)", 1 << 30);
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
     doze_model_params mp = doze_model_default_params();
     if (cli_threads_option(&a, &mp) || cli_experts_used_option(&a, &mp) || cli_ffn_block_option(&a, &mp)) return 2;

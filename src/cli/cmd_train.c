@@ -69,8 +69,8 @@ static int save(const doze_full_trainer *t, const char *path, const char *name, 
     if (fd < 0) return 1;
     doze_error e;
     doze_status st = doze_full_trainer_save(t, name, type, with_state, cli_write_fn, &fd, &e);
-    io_close(fd);
-    return st == DOZE_OK ? 0 : cli_print_error(path, &e);
+    if (st != DOZE_OK) cli_print_error(path, &e);
+    return cli_close_write(fd, path, st == DOZE_OK);
 }
 
 static const char *const schedules[] = {"cosine", "linear", NULL};
@@ -99,7 +99,7 @@ static const cli_option train_options[] = {
     {"--schedule", CLI_STRING, "S", "learning-rate decay after the warm-up (default cosine)", schedules, 0},
     {"--wd", CLI_FLOAT, "W", "AdamW weight decay (default 0.1)", NULL, 0},
     {"--clip", CLI_FLOAT, "C", "global gradient-norm clip (default 1)", NULL, 0},
-    {"--seed", CLI_INT, "S", "seed of the weights and the window draws (default 1)", NULL, 0},
+    {"--seed", CLI_SEED, "S", "seed of the weights and the window draws (default 1)", NULL, 0},
     {"--untied", CLI_FLAG, NULL, "a classifier of its own (default: tied to the embedding)", NULL, 0},
     {"--threads", CLI_INT, "N", "threads (default 0: all cores; results do not depend on it)", NULL, 0},
     {"--eval", CLI_STRING, "TEXTFILE", "held-out text: eval loss on fixed windows of it", NULL, 0},
@@ -158,7 +158,7 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
     tp.budget_lo = 0.4f;
     tp.budget_hi = 1.0f;
     const char *range = cli_get(a, "--budget-range");
-    if (range && sscanf(range, "%f:%f", &tp.budget_lo, &tp.budget_hi) != 2)
+    if (range && !cli_parse_range(range, &tp.budget_lo, &tp.budget_hi))
         return cli_usage_error(a, "--budget-range takes LO:HI, not \"%s\"", range);
     tp.dense_fraction = (float)cli_get_float(a, "--dense-fraction", tp.dense_fraction);
     tp.lr = (float)cli_get_float(a, "--gates-lr", tp.lr);
@@ -222,16 +222,11 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
     }
     intptr_t fd = cli_open_write(out);
     if (fd < 0) goto done;
-    if (cli_write_fn(&fd, trained.data, trained.len) != 0) {
-        io_close(fd);
-        err_printf("doze: cannot write %s\n", out);
-        goto done;
-    }
-    io_close(fd);
+    if (cli_close_write(fd, out, cli_write_fn(&fd, trained.data, trained.len) == 0)) goto done;
     fd = cli_open_write(gates_out);
     if (fd < 0) goto done;
     rc = doze_gates_save(doze_finetune_gates(f), cli_write_fn, &fd, &e) == DOZE_OK ? 0 : cli_print_error(gates_out, &e);
-    io_close(fd);
+    rc = cli_close_write(fd, gates_out, rc == 0);
     if (!rc) out_printf("wrote %s and its gates %s\n", out, gates_out);
 done:
     doze_finetune_free(f);
@@ -262,8 +257,12 @@ int cmd_train(int argc, char **argv) {
                                        "--experts", "--top-k"};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         long long v = cli_get_int(&a, ints[i], 0);
-        if (v < 0 || v > (1 << 30)) return cli_usage_error(&a, "%s must be >= 0", ints[i]);
+        if (v < 0 || v > (1 << 30)) return cli_usage_error(&a, "%s must be in 0..%d", ints[i], 1 << 30);
     }
+    static const char *const gates_only[] = {"--gates-out", "--budget-range", "--dense-fraction", "--gates-lr"};
+    for (size_t i = 0; i < sizeof gates_only / sizeof gates_only[0]; i++)
+        if (cli_has(&a, gates_only[i]) && !cli_has(&a, "--gates"))
+            return cli_usage_error(&a, "%s goes with --gates", gates_only[i]);
     doze_full_params p = doze_full_default_params();
     p.dim = (int)cli_get_int(&a, "--dim", p.dim);
     p.n_layers = (int)cli_get_int(&a, "--layers", p.n_layers);

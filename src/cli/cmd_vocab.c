@@ -151,9 +151,7 @@ int cmd_vocab(int argc, char **argv) {
     }
     intptr_t fd = cli_open_write(out);
     if (fd < 0) goto done;
-    rc = io_write(fd, file.data, file.len) == 0 ? 0 : 1;
-    io_close(fd);
-    if (rc) err_printf("doze: cannot write %s\n", out);
+    rc = cli_close_write(fd, out, io_write(fd, file.data, file.len) == 0);
 done:
     tokenizer_free(tok);
     gguf_header_free(&h);

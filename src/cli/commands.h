@@ -54,7 +54,7 @@ int cli_ffn_block_option(const cli_args *a, doze_model_params *mp);
     {"--no-ffn-gates", CLI_FLAG, NULL, "calibrated gates skip heads and layers only, not FFN blocks",     \
      NULL, 0},                                                                                         \
     {"--protect-layers", CLI_INT, "N", "calibrated gates never skip the first N layers", NULL, 0},         \
-    {"--random-gates", CLI_INT, "SEED", "random gates (a baseline for experiments) instead of the\n"     \
+    {"--random-gates", CLI_SEED, "SEED", "random gates (a baseline for experiments) instead of the\n"     \
                                         "calibrated router", NULL, 0}
 
 /* --gates FILE, or (when required) training-free gates calibrated on

@@ -38,7 +38,12 @@ int64_t io_read(intptr_t fd, void *buf, size_t n);
 int io_write(intptr_t fd, const void *buf, size_t n);
 /* Size of an open file in bytes, or -1 when unknown. */
 int64_t io_size(intptr_t fd);
-void io_close(intptr_t fd);
+/* Closes a file: 0, or -1 when what was written to it did not all reach it
+ * (a full disk, a file size limit: buffered writes fail here). */
+int io_close(intptr_t fd);
+/* Deletes a regular file (an output left incomplete; never a device such as
+ * /dev/full or a pipe); 0 on success. */
+int io_remove(const char *path);
 /* Hands what was written to stdout/stderr to the reader now: generated
  * text streams piece by piece, progress lines appear as they are made even
  * when stdout is a file or a pipe. */

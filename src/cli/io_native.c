@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* errno as io.h's portable reason (the wasm host reports the same codes) */
@@ -36,7 +37,14 @@ static FILE *io_file(intptr_t fd) {
 intptr_t io_open(const char *path, const char *mode) {
     errno = 0;
     FILE *f = fopen(path, mode[0] == 'w' ? "wb" : "rb");
-    return f ? (intptr_t)f : io_errno(errno);
+    if (!f) return io_errno(errno);
+    /* a directory opens for reading here: say what it is, as wasm's host does */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return IO_ERR_ISDIR;
+    }
+    return (intptr_t)f;
 }
 
 int64_t io_read(intptr_t fd, void *buf, size_t n) {
@@ -73,9 +81,17 @@ int64_t io_size(intptr_t fd) {
     return end;
 }
 
-void io_close(intptr_t fd) {
+int io_close(intptr_t fd) {
     FILE *f = io_file(fd);
-    if (f && fd != IO_STDIN && fd != IO_STDOUT && fd != IO_STDERR) fclose(f);
+    if (!f || fd == IO_STDIN || fd == IO_STDOUT || fd == IO_STDERR) return 0;
+    const int failed = ferror(f);
+    return fclose(f) != 0 || failed ? -1 : 0;
+}
+
+int io_remove(const char *path) {
+    struct stat st; /* a device or a pipe given as the output is not deleted */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    return remove(path) == 0 ? 0 : -1;
 }
 
 double io_now_ms(void) {

@@ -22,13 +22,11 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
     doze_error e;
     int rc = 1;
     intptr_t trace = -1;
+    int trace_failed = 0;
     const char *trace_path = cli_get(a, "--spec-trace");
     doze_speculator *spec = doze_speculator_new(s, &sp, &e);
     if (!spec) return cli_print_error("speculative", &e);
-    if (trace_path && (trace = io_open(trace_path, "w")) < 0) {
-        err_printf("doze: cannot write %s\n", trace_path);
-        goto done;
-    }
+    if (trace_path && (trace = cli_open_write(trace_path)) < 0) goto done;
     if (n_prompt > 1 && doze_session_prefill(s, ids, n_prompt - 1, &e) != DOZE_OK) {
         cli_print_error("prefill", &e);
         goto done;
@@ -55,7 +53,7 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
             int len = snprintf(line, sizeof line, "%d k %d budget %.2f accepted %d compute %.3f rate %.3f draft_ms %.3f verify_ms %.3f\n",
                                pos, r.k, (double)r.draft_budget, r.accepted, (double)r.draft_compute,
                                (double)r.acceptance, r.draft_ms, r.verify_ms);
-            io_write(trace, line, (size_t)len);
+            trace_failed |= io_write(trace, line, (size_t)len) != 0;
         }
         for (int i = 0; i < r.n && pos < steps; i++, pos++) {
             const int next = r.tokens[i];
@@ -81,7 +79,7 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
     }
     rc = 0;
 done:
-    if (trace >= 0) io_close(trace);
+    if (trace >= 0 && cli_close_write(trace, trace_path, rc == 0 && !trace_failed)) rc = 1;
     doze_speculator_free(spec);
     return rc;
 }

@@ -349,7 +349,9 @@ doze_status doze_gates_calibrate(doze_model *m, const int32_t *tokens, int n,
     const doze_model_info *c = &m->info;
     doze_gates_params params = p ? *p : doze_gates_default_params();
     if (params.protect_layers < 0 || params.protect_tokens < 0 || !(params.ridge >= 0.0f))
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "gate params out of range");
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "gate params out of range (protected layers %d and tokens %d must be >= 0, ridge %g >= 0)",
+                         params.protect_layers, params.protect_tokens, (double)params.ridge);
     int skip = 0;
     doze_status win = calib_window(&params, c, &n, &skip, "calibration", err);
     if (win != DOZE_OK) return win;

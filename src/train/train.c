@@ -355,6 +355,32 @@ static void widen_ld(float *dst, int ld, const doze_matrix *w) {
     for (int r = 0; r < w->rows; r++) model_dequantize_row(w, r, dst + (size_t)r * ld);
 }
 
+/* The first rule the parameters break (what the error names), or NULL. */
+static const char *train_params_problem(const doze_train_params *p, int context_length) {
+    if (!(p->budget > 0.0f && p->budget <= 1.0f)) return "the budget must be in (0, 1]";
+    if (p->context < 2 || p->context > 4096 || p->context > context_length)
+        return "the context must be in [2, min(4096, the model's context)]";
+    if (p->batch < 1 || p->batch > 1024) return "the batch must be in [1, 1024]";
+    if (p->total_steps < 1) return "the steps must be >= 1";
+    if (!(p->lr > 0.0f)) return "the gates' learning rate must be > 0";
+    if (!(p->tau_start > 0.0f) || !(p->tau_end > 0.0f)) return "the temperatures must be > 0";
+    if (!(p->compute_weight >= 0.0f)) return "the compute weight must be >= 0";
+    if (!(p->weight_decay >= 0.0f)) return "the weight decay must be >= 0";
+    if (!(p->noise_end >= 0.0f && p->noise_end <= 1.0f)) return "the noise end must be in [0, 1]";
+    if (!(p->balance_loss >= 0.0f)) return "the balance loss must be >= 0";
+    if (p->task_loss != DOZE_LOSS_KL && p->task_loss != DOZE_LOSS_CE) return "the loss must be KL or CE";
+    if (p->joint && !(p->weight_lr > 0.0f)) return "the weights' learning rate must be > 0";
+    if (p->joint && !(p->weight_clip >= 0.0f)) return "the weights' clip must be >= 0";
+    if (p->joint && !(p->weight_lr_min >= 0.0f)) return "the weights' minimum rate must be >= 0";
+    if (p->joint && p->weight_warmup < 0) return "the weights' warm-up must be >= 0 steps";
+    if (p->budget_lo != 0.0f &&
+        !(p->budget_lo > 0.0f && p->budget_lo <= p->budget_hi && p->budget_hi <= 1.0f))
+        return "the budget range must be 0 < lo <= hi <= 1";
+    if (p->budget_lo != 0.0f && !(p->dense_fraction >= 0.0f && p->dense_fraction < 1.0f))
+        return "the dense fraction must be in [0, 1)";
+    return NULL;
+}
+
 static void widen(float *dst, const doze_matrix *w) { widen_ld(dst, w->cols, w); }
 
 doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_params *p,
@@ -379,22 +405,10 @@ doze_status doze_trainer_new(doze_model *m, doze_gates *g, const doze_train_para
     if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->dim != c->dim ||
         (g->n_blocks != 0 && g->n_blocks != m->n_ffn_blocks))
         return doze_fail(err, DOZE_ERR_BAD_SHAPE, "gates do not fit this model");
-    if (!(prm.budget > 0.0f && prm.budget <= 1.0f) || prm.context < 2 || prm.context > 4096 ||
-        prm.context > c->context_length || prm.batch < 1 || prm.batch > 1024 || !(prm.lr > 0.0f) ||
-        !(prm.tau_start > 0.0f) || !(prm.tau_end > 0.0f) || prm.total_steps < 1 ||
-        !(prm.compute_weight >= 0.0f) || !(prm.weight_decay >= 0.0f) ||
-        !(prm.noise_end >= 0.0f && prm.noise_end <= 1.0f) || !(prm.balance_loss >= 0.0f) ||
-        (prm.task_loss != DOZE_LOSS_KL && prm.task_loss != DOZE_LOSS_CE) ||
-        (prm.joint && (!(prm.weight_lr > 0.0f) || !(prm.weight_clip >= 0.0f) ||
-                       !(prm.weight_lr_min >= 0.0f) || prm.weight_warmup < 0)) ||
-        (prm.budget_lo != 0.0f && !(prm.budget_lo > 0.0f && prm.budget_lo <= prm.budget_hi &&
-                                    prm.budget_hi <= 1.0f && prm.dense_fraction >= 0.0f &&
-                                    prm.dense_fraction < 1.0f)))
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
-                         "train params out of range (budget %g in (0,1], context %d in [2, min(4096, %d)], "
-                         "batch %d in [1, 1024], lr, tau > 0, loss KL or CE, budget range "
-                         "0 < lo <= hi <= 1, dense fraction in [0, 1))",
-                         (double)prm.budget, prm.context, c->context_length, prm.batch);
+    const char *bad = train_params_problem(&prm, c->context_length);
+    if (bad)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "train params out of range: %s (budget %g, context %d, batch %d, "
+                         "steps %d)", bad, (double)prm.budget, prm.context, prm.batch, prm.total_steps);
     if (prm.lora_rank < 0 || (prm.lora_rank > 0 && !prm.joint))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "low-rank adapters (rank %d) need joint training and a rank >= 1", prm.lora_rank);

@@ -297,7 +297,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "generate %s --repeat-penalty 0", model);
     expect_usage(cmd, "generate", "repeat_penalty 0 must be > 0");
     snprintf(cmd, sizeof cmd, "generate %s --repeat-last-n -2", model);
-    expect_usage(cmd, "generate", "--repeat-last-n must be -1, 0 or more");
+    expect_usage(cmd, "generate", "--repeat-last-n must be -1 or in 0..1073741824");
 
     /* files: the reason, as the OS gives it */
     snprintf(cmd, sizeof cmd, "generate %s/none.gguf", dir);

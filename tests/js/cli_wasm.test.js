@@ -5,6 +5,7 @@
 // reproduced in wasm (pairs exact, logits within 1e-4 relative).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../js/src/index.js';
@@ -156,6 +157,41 @@ test('errors are reported the same way: exit code and message', () => {
   assert.equal(w.status, 1);
   assert.match(n.stderr, /BAD_MAGIC/);
   assert.equal(n.stderr, w.stderr);
+});
+
+// An output that cannot be written is an error (exit 1, a message naming
+// it) and no incomplete file is left: a full device, a run that fails after
+// opening its outputs, a file size limit (natively SIGXFSZ is ignored so the
+// write fails instead of killing the process). Numbers past an int and
+// options that do nothing in the mode asked are usage errors.
+test('failed writes: exit 1, the incomplete outputs deleted; out-of-range numbers refused', () => {
+  const model = join(root, 'models', 'doze-stories.gguf');
+  for (const which of ['native', 'wasm']) {
+    const full = run(which, ['generate', model, '--prompt', 'Once', '--steps', '5', '--logits', '/dev/full']);
+    assert.equal(full.status, 1, `${which}: ${full.stderr}`);
+    assert.match(full.stderr, /cannot write \/dev\/full/);
+    const trace = join(dir, `${which}-t.txt`), logits = join(dir, `${which}-l.bin`);
+    // the prompt does not fit 3 positions: the run fails after opening both
+    const early = run(which, ['generate', model, '--prompt', 'Once upon a time there was', '--steps', '3',
+      '--trace', trace, '--logits', logits]);
+    assert.equal(early.status, 1);
+    assert.ok(!existsSync(trace) && !existsSync(logits), `${which}: the failed run left its outputs`);
+    const limited = join(dir, `${which}-limited.bin`);
+    const cmd = which === 'native' ? nativeCli : `${JSON.stringify(process.execPath)} ${JSON.stringify(join(root, 'js', 'cli.js'))}`;
+    const r = spawnSync('sh', ['-c', `ulimit -f 100; ${cmd} generate ${model} --prompt Once --steps 200 --no-stop --logits ${limited} > /dev/null`],
+      { encoding: 'utf8' });
+    assert.equal(r.status, 1, `${which}: ${r.stderr}`);
+    assert.match(r.stderr, /incomplete file is deleted/);
+    assert.ok(!existsSync(limited), `${which}: the cut file was left`);
+    for (const args of [['init', '-o', join(dir, 'x.gguf'), '--experts', '4294967297'],
+      ['generate', model, '--steps', '2147483648'], ['generate', model, '--steps', ' 10'],
+      ['generate', model, '--draft-k', '3'], ['generate', model, '--speculative', '--logits', logits],
+      ['train', model, '-o', join(dir, 'y.gguf'), '--gates-lr', '0.1'],
+      ['finetune', model, model, '--budget-range', '0.4:1x', '-o', join(dir, 'z.gguf')]]) {
+      const u = run(which, args);
+      assert.equal(u.status, 2, `${which} ${args.join(' ')}: ${u.stderr}`);
+    }
+  }
 });
 
 function compareRun(name, trace, logits, vocab) {
