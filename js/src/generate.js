@@ -6,12 +6,12 @@ import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
 import { PieceDecoder, StopText } from './text.js';
 import { speculativeOption, speculativeTokens } from './speculate.js';
-import { bool, checkOptions, func, int, invalid, num, oneOf, seed, seedHalves, signal } from './options.js';
+import { bool, checkOptions, func, int, invalid, isInt32, num, oneOf, seed, seedHalves, signal } from './options.js';
 
 const PREFILL_PASS = 64; // prompt tokens per doze_session_prefill call (abort checked between)
 
 const stopValue = (v, where) => {
-  const ok = (x) => typeof x === 'string' || (Number.isInteger(x) && x >= 0);
+  const ok = (x) => typeof x === 'string' || (isInt32(x) && x >= 0);
   if (!(ok(v) || (Array.isArray(v) && v.every(ok)))) {
     throw invalid(`${where} must be a string, a token id, or an array of them`);
   }

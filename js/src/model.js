@@ -8,7 +8,7 @@ import { Gates, calibrate, finetune, checkCalibrateOptions, checkFinetuneOptions
 import { checkJointOptions, finetuneJoint } from './joint.js';
 import { Session } from './session.js';
 import { PieceDecoder } from './text.js';
-import { bool, checkOptions, invalid, tokenIds } from './options.js';
+import { bool, checkOptions, invalid, isInt32, tokenIds } from './options.js';
 import { API } from './api.js';
 
 /** The C type table's name of a ggml type id ('q4_k', 'bf16', ...). */
@@ -162,6 +162,9 @@ export class Model {
     const g = new Gates(this, ptr, (x) => {
       this.#allGates.delete(x);
       if (this.#gates === x) this.#gates = null;
+      // before they are freed: no C session may keep them, also one in the
+      // middle of a prefill or a speculative step (it goes on dense)
+      for (const s of this.#sessions) s._dropGates(x);
     });
     this.#allGates.add(g);
     if (activate) this.gates = g;
@@ -237,9 +240,10 @@ export class Model {
   tokenize(text, options) {
     const { bos = true, parseSpecial = false } = checkOptions('tokenize', options, TOKENIZE_OPTIONS);
     const flags = (bos ? 1 : 0) | (parseSpecial ? 2 : 0); // DOZE_TOKENIZE_ADD_SPECIAL | _PARSE_SPECIAL
+    if (typeof text !== 'string') throw invalid(`tokenize: the text must be a string, got ${typeof text}`);
     const m = this._alive();
     const rt = this.#rt;
-    const bytes = new TextEncoder().encode(String(text));
+    const bytes = new TextEncoder().encode(text);
     const tp = rt.doze.writeBytes(bytes);
     const nOut = rt.doze.malloc(4);
     let ids = 0;
@@ -281,7 +285,8 @@ export class Model {
   /** A token's text as the vocabulary stores it (control tokens included), or null. */
   tokenText(id) {
     const m = this._alive();
-    const p = this.#rt.x.doze_wasm_token_text(m, id | 0) >>> 0;
+    if (!isInt32(id)) return null; // not a token id (id | 0 would wrap 2^32 + 5 to 5)
+    const p = this.#rt.x.doze_wasm_token_text(m, id) >>> 0;
     return p ? this.#rt.doze.readString(p) : null;
   }
 

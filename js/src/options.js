@@ -21,10 +21,21 @@ const show = (v) => {
  * passed through only where `nullable` says so.
  */
 
-/** An integer in [min, max] (Infinity allowed as max when `infinite`). */
+/** A whole number the C side takes as an int32 (larger ones would wrap). */
+export const isInt32 = (x) => Number.isInteger(x) && x >= -(2 ** 31) && x <= 2 ** 31 - 1;
+
+/**
+ * An integer in [min, max] (Infinity allowed as max when `infinite`); a max
+ * left open is 2^31 - 1, since the value goes to wasm as an int32 (2^32 + 1
+ * would arrive as 1).
+ */
 export function int(min = -Infinity, max = Infinity, { infinite = false } = {}) {
+  const cap = infinite ? Infinity : 2 ** 31 - 1;
   return (v, where) => {
     if (infinite && v === Infinity) return v;
+    if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max && v > cap) {
+      throw invalid(`${where} must be at most ${cap}, got ${show(v)}`);
+    }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
       const range = max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`;
       throw invalid(`${where} must be an integer ${range}${infinite ? ' (or Infinity)' : ''}, got ${show(v)}`);
@@ -48,9 +59,10 @@ export function num(lo = -Infinity, hi = Infinity, { loOpen = false, hiOpen = fa
   };
 }
 
-/** A budget b in (0, 1]. */
+/** A budget b in (0, 1], also as the float32 the runtime holds (1e-46 would be 0 there). */
 export const budget = (v, where) => {
-  if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw invalid(`${where} must be a number in (0, 1], got ${show(v)}`);
+  if (typeof v !== 'number' || !(v > 0 && v <= 1) || !(Math.fround(v) > 0))
+    throw invalid(`${where} must be a number in (0, 1], got ${show(v)}`);
   return v;
 };
 
@@ -151,6 +163,6 @@ export const tokenIds = (v, where) => {
       a = null;
     }
   }
-  if (!a || !a.every((x) => Number.isInteger(x))) throw invalid(`${where} must be an array of integer token ids, got ${show(v)}`);
+  if (!a || !a.every(isInt32)) throw invalid(`${where} must be an array of integer token ids, got ${show(v)}`);
   return v;
 };

@@ -5,7 +5,7 @@
 
 import { DozeError } from './errors.js';
 import { yieldToEventLoop } from './runtime.js';
-import { nodeModule, workerExecArgv } from './node.js';
+import { newNodeWorker, nodeModule } from './node.js';
 
 const isNode = typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
 const START_TIMEOUT_MS = 30000;
@@ -51,7 +51,7 @@ export function warnFallback(reason) {
 async function spawn(url, onMessage, onError) {
   if (isNode) {
     const { Worker } = await nodeModule('node:worker_threads');
-    const w = new Worker(url, { execArgv: workerExecArgv() });
+    const w = newNodeWorker(Worker, url);
     live++;
     w.once('exit', () => live--);
     w.on('message', onMessage);

@@ -5,7 +5,7 @@ import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
 import { BudgetState } from './budget.js';
 import { API } from './api.js';
-import { checkOptions, any, budget as budgetOption, signal as signalOption, invalid } from './options.js';
+import { checkOptions, any, budget as budgetOption, signal as signalOption, invalid, isInt32 } from './options.js';
 import { checkGenerateOptions, generateTokens } from './generate.js';
 import { collect } from './text.js';
 
@@ -89,6 +89,15 @@ export class SessionCore {
       rt.check(rt.x.doze_session_set_budget(s, budget, rt.err), 'budget');
       this.cBudget = budget;
     }
+  }
+  // Gates g are about to be freed: the C session lets go of them (dense).
+  dropGates(g) {
+    if (this.cGates !== g || !this.ptr) return;
+    const rt = this.rt;
+    rt.check(rt.x.doze_session_set_budget(this.ptr, 1, rt.err), 'budget');
+    this.cBudget = 1;
+    rt.check(rt.x.doze_session_set_gates(this.ptr, 0, rt.err), 'gates');
+    this.cGates = null;
   }
   // Before a normal step: calibrates first when the budget needs gates the
   // model does not have yet; returns the budget the step will use.
@@ -175,6 +184,11 @@ export class Session {
   constructor(model, ptr, onDispose) {
     this.#core = new SessionCore(model, ptr);
     this.#onDispose = onDispose;
+  }
+
+  /** @internal Gates g are about to be freed (Gates#dispose). */
+  _dropGates(g) {
+    this.#core.dropGates(g);
   }
 
   /** Positions used so far (tokens in the KV cache). */
@@ -270,7 +284,7 @@ export class Session {
     const info = c.model.info;
     let p = 0;
     try {
-      if (!Number.isInteger(token)) throw invalid('step: the token must be an integer id');
+      if (!isInt32(token)) throw invalid('step: the token must be an integer id');
       if (experts != null && !info.experts) throw invalid('step: experts are for a mixture of experts; this model is dense');
       if (!forced) {
         await c.prepare();

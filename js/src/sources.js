@@ -102,23 +102,41 @@ function readerSource(stream, total, signal) {
   };
 }
 
-function iterableSource(iterable, total) {
+function iterableSource(iterable, total, signal) {
   const it = iterable[Symbol.asyncIterator] ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
+  // A stalled iterator's pending next() never settles by itself: an abort
+  // ends the wait (the iterator is then closed by the loader).
+  let onAbort = null;
+  const aborted = signal
+    ? new Promise((_, reject) => {
+        onAbort = () => reject(abortError('loading the model', signal));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      })
+    : null;
+  if (aborted) aborted.catch(() => {});
   return {
     total,
     inMemory: false,
     async next() {
       for (;;) {
-        const { done, value } = await it.next();
+        const { done, value } = await (aborted ? Promise.race([it.next(), aborted]) : it.next());
         if (done) return null;
-        const u8 = value instanceof Uint8Array ? value : new Uint8Array(value.buffer ?? value, value.byteOffset ?? 0, value.byteLength);
+        let u8;
+        if (value instanceof Uint8Array) u8 = value;
+        else if (ArrayBuffer.isView(value)) u8 = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+        else if (value instanceof ArrayBuffer) u8 = new Uint8Array(value);
+        else throw new DozeError('INVALID_ARGUMENT', `the model's iterable gave ${value === null ? 'null' : `a ${typeof value}`}, not bytes`);
         if (u8.byteLength) return u8;
       }
     },
     async close() {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
       if (typeof it.return === 'function') {
+        // Not awaited: an async generator stalled inside an await answers
+        // return() only once that await settles, which may be never.
         try {
-          await it.return();
+          Promise.resolve(it.return()).catch(() => {});
         } catch {
           /* fine */
         }
@@ -230,7 +248,7 @@ export async function openSource(source, { signal, totalBytes } = {}) {
     return readerSource(source, hint, signal);
   }
   if (typeof source.getReader === 'function') return readerSource(source, hint, signal);
-  if (typeof source[Symbol.asyncIterator] === 'function') return iterableSource(source, hint);
+  if (typeof source[Symbol.asyncIterator] === 'function') return iterableSource(source, hint, signal);
   throw new DozeError(
     'INVALID_ARGUMENT',
     'loadModel: source must be a URL, a file path (Node), an ArrayBuffer or typed array, a Blob, a Response or a ReadableStream',

@@ -87,7 +87,7 @@ export async function* speculativeTokens(core, o, ctx) {
   let keep = -1; // the position of the last token handed out: the session keeps what precedes it
   const totals = { steps: 0, drafted: 0, accepted: 0, draftMs: 0, verifyMs: 0 };
   try {
-    outer: for (;;) {
+    outer: while (count < maxTokens) {
       const P = core.position; // where `token` goes
       const t0 = now();
       rt.check(rt.x.doze_wasm_speculative_step(sp, sampler, token, buf, buf + 36, buf + 48, rt.err), 'generate');

@@ -24,7 +24,7 @@ import { hasRelaxedSimd, hasWasmSimd } from './wasm.js';
 import { API } from './api.js';
 import { checkOptions, bool, any } from './options.js';
 import { LOAD_OPTIONS } from './load.js';
-import { nodeModule, workerExecArgv } from './node.js';
+import { newNodeWorker, nodeModule } from './node.js';
 
 // The cache is the origin's, the same from any thread: these run here.
 export { listCachedModels, deleteCachedModel } from './cache.js';
@@ -36,10 +36,7 @@ const isNode =
 async function spawn(workerUrl) {
   if (isNode) {
     const { Worker } = await nodeModule('node:worker_threads');
-    const options = { execArgv: workerExecArgv() };
-    const w = workerUrl
-      ? new Worker(new URL(workerUrl), options)
-      : new Worker(new URL('./worker-thread.js', import.meta.url), options);
+    const w = newNodeWorker(Worker, workerUrl ? new URL(workerUrl) : new URL('./worker-thread.js', import.meta.url));
     return {
       post: (m, t) => w.postMessage(m, t),
       onMessage: (fn) => w.on('message', fn),
@@ -183,8 +180,12 @@ class Rpc {
     }
   }
   terminate() {
-    this.pending.clear();
     this.dead = this.dead || new DozeError('STATE', 'the model has been disposed');
+    // what was in flight rejects as a main-thread model's calls do at dispose()
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(this.dead);
+    }
     return this.w.terminate();
   }
 }

@@ -337,6 +337,15 @@ test('abort during load (a slow stream) and during generation; the module stays 
   const stalled = new ReadableStream({ start(c) { c.enqueue(mainBytes.slice(0, 5000)); } });
   setTimeout(() => ac2.abort(), 50);
   await assert.rejects(loadModel(stalled, { signal: ac2.signal }), (e) => e.code === 'ABORTED');
+  // a stalled async iterable (a generator waiting forever inside an await)
+  const acIt = new AbortController();
+  async function* stalledGen() {
+    yield mainBytes.slice(0, 5000);
+    await new Promise(() => {});
+  }
+  setTimeout(() => acIt.abort(), 50);
+  await assert.rejects(loadModel(stalledGen(), { signal: acIt.signal }), (e) => e.code === 'ABORTED');
+  assert.equal(await heapUsed(), base, 'heap at baseline after the aborted iterable');
   // already aborted
   await assert.rejects(loadModel(mainPath, { signal: AbortSignal.abort() }), (e) => e.name === 'AbortError');
   assert.equal(await heapUsed(), base);

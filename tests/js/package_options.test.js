@@ -182,3 +182,30 @@ test('an abandoned generator (next() once, never finished) is freed at model.dis
   await assert.rejects(g1.next(), (e) => e.code === 'STATE');
   console.log('# 3 abandoned generators: heap back at its baseline after dispose');
 });
+
+// Numbers reach wasm as int32 / float32: what would wrap or round to
+// something else there is refused here (2^32 + 5 once ran as token 5,
+// batch 2^32 + 1 as batch 1, a budget of 1e-46 became 0 after the setter
+// took it).
+test('values that would wrap or round at the wasm boundary are refused', async () => {
+  const m = await loadModel(path, { threads: 1 });
+  const W = 2 ** 32;
+  try {
+    const s = m.createSession();
+    await invalid(s.step(W + 5), /step: the token must be an integer id/);
+    await invalid(Promise.resolve().then(() => m.detokenize([W + 5])), /detokenize: ids must be an array of integer token ids/);
+    assert.equal(m.tokenText(W + 5), null);
+    assert.notEqual(m.tokenText(5), null);
+    await invalid(m.finetuneGates(LONG, { steps: 1, batch: W + 1 }), /finetuneGates: batch must be at most 2147483647, got 4294967297/);
+    await invalid(m.generate('x', { repeatLastN: W }).next(), /repeatLastN must be at most 2147483647/);
+    await invalid(Promise.resolve().then(() => { m.budget = 1e-46; }), /budget must be a number in \(0, 1\], got 1e-46/);
+    // maxTokens 0 yields nothing, speculative or not
+    for (const speculative of [false, { k: 2, timed: false }]) {
+      const items = [];
+      for await (const t of m.generate('The quick', { maxTokens: 0, speculative })) items.push(t);
+      assert.deepEqual(items, [], `speculative ${JSON.stringify(speculative)}`);
+    }
+  } finally {
+    m.dispose();
+  }
+});

@@ -100,3 +100,22 @@ test('worker: abort during load, errors with codes, disposed model', async () =>
   await w.dispose();
   await assert.rejects(w.tokenize('x'), (e) => e instanceof worker.DozeError);
 });
+
+// dispose() ends what is in flight as on the main thread: each pending call
+// rejects with STATE (it once waited forever on a terminated worker).
+test('worker: dispose rejects the calls in flight with STATE', async () => {
+  const settle = (p) =>
+    Promise.race([p.then(() => 'resolved', (e) => e.code), new Promise((r) => setTimeout(() => r('hung'), 10000))]);
+  let m = await worker.loadModel(path, { threads: 1 });
+  const p = m.complete(PROMPT, { maxTokens: 100000, ignoreEos: true });
+  p.catch(() => {});
+  await new Promise((r) => setTimeout(r, 50));
+  await m.dispose();
+  assert.equal(await settle(p), 'STATE');
+  m = await worker.loadModel(path, { threads: 1 });
+  const g = (async () => {
+    let n = 0;
+    for await (const t of m.generate(PROMPT, { maxTokens: 200, ignoreEos: true })) if (++n === 3) m.dispose();
+  })();
+  assert.equal(await settle(g), 'STATE');
+});

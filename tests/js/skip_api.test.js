@@ -296,3 +296,30 @@ test('perplexity under a budget reports the mean compute, close to b', async () 
     }
   }
 });
+
+// Gates freed while a generation runs on them (between two prefill passes,
+// between speculative steps): the C session lets go of them first, so the
+// run goes on dense (or, speculative, stops with STATE) and reads no freed
+// memory; everything freed leaves the heap as it was.
+test('gates disposed in the middle of a prefill or a speculative run', async () => {
+  const h0 = await heapUsed();
+  const m = await loadModel(initPath, { threads: 1 });
+  const gates = await m.calibrateGates({ text: TEXT });
+  m.budget = 0.5;
+  setImmediate(() => gates.dispose()); // the prompt is prefilled in several passes: it lands between two
+  const text = await m.complete(TEXT.slice(0, 400), { maxTokens: 8, temperature: 0 });
+  assert.equal(typeof text, 'string');
+  assert.equal(m.gates, null);
+  const g2 = await m.calibrateGates({ text: TEXT });
+  let n = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const t of m.generate(PROMPT, { maxTokens: 40, speculative: true, temperature: 0, ignoreEos: true }))
+        if (++n === 2) g2.dispose();
+    })(),
+    (e) => e instanceof DozeError && e.code === 'STATE',
+  );
+  assert.equal(await m.complete(PROMPT, { maxTokens: 4, temperature: 0 }).then((s) => typeof s), 'string');
+  m.dispose();
+  assert.equal(await heapUsed(), h0);
+});

@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasRelaxedSimd, loadModel } from '../../js/src/index.js';
@@ -106,11 +107,17 @@ const m = await loadModel(${JSON.stringify(path)}, { threads: 3 });
 let n = 0;
 for await (const t of m.generate('Once upon a time', { maxTokens: 4, temperature: 0 })) n++;
 console.log('threads', m.info.threads, 'tokens', n);`;
-  const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60000 });
-  assert.equal(r.signal, null, `still running after ${Date.now() - t0} ms: the workers kept it alive`);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /threads 3 tokens 4/);
+  // as a script file, and as -e text (whose --input-type a worker must not
+  // get), with options Node refuses in a worker's explicit list
+  const file = join(dir, 'undisposed.mjs');
+  writeFileSync(file, script);
+  for (const argv of [['--max-old-space-size=512', file], ['--expose-gc', '--input-type=module', '-e', script]]) {
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 60000 });
+    assert.equal(r.signal, null, `${argv[0]}: still running after ${Date.now() - t0} ms: the workers kept it alive`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /threads 3 tokens 4/);
+  }
 });
 
 // More than 1 thread runs doze-mt.wasm or, by simd, its relaxed twin
