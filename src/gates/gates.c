@@ -311,6 +311,19 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
     if (!st && (version < 1 || version > GATES_FILE_VERSION))
         st = doze_fail(err, DOZE_ERR_UNSUPPORTED_VERSION, "gate file version %lld (this reads 1 to %d)",
                        (long long)version, GATES_FILE_VERSION);
+    /* which model first: advice about the block size is for this model's own file */
+    if (!st) st = expect_u32(&h, "doze.gates.model.dim", c->dim, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.block_count", c->n_layers, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.head_count", c->n_heads, err);
+    if (!st) st = expect_u32(&h, "doze.gates.model.vocab_size", c->vocab_size, err);
+    if (!st) {
+        int64_t fp = 0;
+        st = gguf_get_int(&h, "doze.gates.model.fingerprint", &fp, err);
+        if (!st && (uint32_t)fp != gates_model_fingerprint(m))
+            st = doze_fail(err, DOZE_ERR_BAD_FORMAT,
+                           "gate file belongs to another model (fingerprint %08x, this model %08x)",
+                           (unsigned)fp, (unsigned)gates_model_fingerprint(m));
+    }
     if (!st && version >= 2) {
         int64_t fb = 0;
         st = gguf_get_int(&h, "doze.gates.ffn_block", &fb, err);
@@ -331,18 +344,6 @@ doze_status doze_gates_load(const doze_model *m, const void *bytes, size_t n, do
                            "gate file version 2 with FFN block gates: its block gates read the layer's "
                            "input, this version's read the FFN's input (after attention); make the gate "
                            "file again (doze gates / doze finetune)");
-    }
-    if (!st) st = expect_u32(&h, "doze.gates.model.dim", c->dim, err);
-    if (!st) st = expect_u32(&h, "doze.gates.model.block_count", c->n_layers, err);
-    if (!st) st = expect_u32(&h, "doze.gates.model.head_count", c->n_heads, err);
-    if (!st) st = expect_u32(&h, "doze.gates.model.vocab_size", c->vocab_size, err);
-    if (!st) {
-        int64_t fp = 0;
-        st = gguf_get_int(&h, "doze.gates.model.fingerprint", &fp, err);
-        if (!st && (uint32_t)fp != gates_model_fingerprint(m))
-            st = doze_fail(err, DOZE_ERR_BAD_FORMAT,
-                           "gate file belongs to another model (fingerprint %08x, this model %08x)",
-                           (unsigned)fp, (unsigned)gates_model_fingerprint(m));
     }
     if (!st) {
         g = gates_alloc(c->n_layers, c->n_heads, (int)n_blocks, c->dim);

@@ -260,7 +260,10 @@ doze_status pool_new(int n_threads, doze_pool **out, doze_error *err) {
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "threads must be 1 .. %d (got %d)", DOZE_MAX_THREADS,
                          n_threads);
     if (!POOL_THREADS && n_threads > 1)
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "this build has no threads (asked for %d)", n_threads);
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                         "this build runs on one thread (asked for %d): the native CLI and the package's "
+                         "threaded builds take more",
+                         n_threads);
     doze_pool *p = calloc(1, sizeof *p);
     if (!p) return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "no memory for a thread pool");
     p->n = n_threads;
