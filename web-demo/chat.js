@@ -215,8 +215,10 @@ export async function mountChat({ model, source }) {
       let prompt = renderChat(meta.template, messages, {
         addGenerationPrompt: true, bosToken: meta.bosToken, eosToken: meta.eosToken,
       });
-      // the tokenizer adds BOS itself
-      if (meta.bosToken && prompt.startsWith(meta.bosToken)) prompt = prompt.slice(meta.bosToken.length);
+      // where the tokenizer adds BOS itself, not twice (SmolLM2's adds none: its
+      // BOS text <|im_start|> stays)
+      const addsBos = (await model.tokenize('', { bos: true })).length > 0;
+      if (addsBos && meta.bosToken && prompt.startsWith(meta.bosToken)) prompt = prompt.slice(meta.bosToken.length);
       const seed = field('seed', undefined);
       const it = model.generate(prompt, {
         maxTokens: field('max-tokens', 120),

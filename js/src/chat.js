@@ -81,8 +81,9 @@ function singleTokenId(model, text) {
 
 /**
  * The prompt model.chat() feeds for `messages`: the model's template
- * rendered with add_generation_prompt, without a leading BOS text (the
- * tokenizer adds BOS itself, as llama.cpp does, so it is not doubled).
+ * rendered with add_generation_prompt, without a leading BOS text where the
+ * tokenizer adds BOS itself (so it is not doubled), as llama.cpp does; a
+ * vocabulary that adds none (SmolLM2, whose BOS is `<|im_start|>`) keeps it.
  * @returns {{prompt: string, template: string, stop: Array<string|number>}}
  */
 export function chatPrompt(model, messages, options = {}) {
@@ -96,7 +97,8 @@ export function chatPrompt(model, messages, options = {}) {
   const bosToken = bosId >= 0 ? model.tokenText(bosId) ?? '' : '';
   const eosToken = eosId >= 0 ? model.tokenText(eosId) ?? '' : '';
   let prompt = renderChat(tmpl, messages, { ...templateContext, addGenerationPrompt, bosToken, eosToken });
-  if (bosToken && prompt.startsWith(bosToken)) prompt = prompt.slice(bosToken.length);
+  const addsBos = model.tokenize('', { bos: true }).length > 0;
+  if (addsBos && bosToken && prompt.startsWith(bosToken)) prompt = prompt.slice(bosToken.length);
   const eot = endOfTurnStrings(tmpl);
   const ids = eot.map((s) => singleTokenId(model, s)).filter((id) => id != null);
   return { prompt, template: tmpl, stop: [...eot, ...ids] };

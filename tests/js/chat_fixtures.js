@@ -1,8 +1,29 @@
-// Fixtures of the chat tests: a GGUF file given one more string key (e.g. a
-// model given a tokenizer.chat_template).
+// Fixtures of the chat tests: a GGUF file given one more string or bool key
+// (e.g. a model given a tokenizer.chat_template).
 
 /** The GGUF file with one more string key (the data section re-aligned). */
 export function withStringKey(bytes, key, value) {
+  const v = new TextEncoder().encode(value);
+  const payload = new Uint8Array(8 + v.length);
+  new DataView(payload.buffer).setBigUint64(0, BigInt(v.length), true);
+  payload.set(v, 8);
+  return withKey(bytes, key, 8, payload);
+}
+
+/** The GGUF file with a bool key set (its value changed where the file has it, else added). */
+export function withBoolKey(bytes, key, value) {
+  try {
+    return withKey(bytes, key, 7, Uint8Array.of(value ? 1 : 0));
+  } catch (e) {
+    if (!e.at) throw e;
+    const out = bytes.slice();
+    out[e.at] = value ? 1 : 0;
+    return out;
+  }
+}
+
+/** The GGUF file with one more key of GGUF type `type`, its value's bytes `payload`. */
+function withKey(bytes, key, type, payload) {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dec = new TextDecoder();
   let o = 24;
@@ -30,7 +51,11 @@ export function withStringKey(bytes, key, value) {
     const k = str();
     const type = dv.getUint32(o, true);
     o += 4;
-    if (k === key) throw new Error(`the file has ${key} already`);
+    if (k === key) {
+      const e = new Error(`the file has ${key} already`);
+      if (type === 7) e.at = o; // a bool's value byte, for withBoolKey
+      throw e;
+    }
     if (k === 'general.alignment') alignment = dv.getUint32(o, true);
     skip(type);
   }
@@ -42,16 +67,13 @@ export function withStringKey(bytes, key, value) {
   }
   const infoEnd = o;
   const dataStart = Math.ceil(infoEnd / alignment) * alignment;
-  const enc = new TextEncoder();
-  const k = enc.encode(key);
-  const v = enc.encode(value);
-  const kv = new Uint8Array(8 + k.length + 4 + 8 + v.length);
+  const k = new TextEncoder().encode(key);
+  const kv = new Uint8Array(8 + k.length + 4 + payload.length);
   const kdv = new DataView(kv.buffer);
   kdv.setBigUint64(0, BigInt(k.length), true);
   kv.set(k, 8);
-  kdv.setUint32(8 + k.length, 8, true);
-  kdv.setBigUint64(12 + k.length, BigInt(v.length), true);
-  kv.set(v, 20 + k.length);
+  kdv.setUint32(8 + k.length, type, true);
+  kv.set(payload, 12 + k.length);
   const headLen = infoEnd + kv.length;
   const newDataStart = Math.ceil(headLen / alignment) * alignment;
   const out = new Uint8Array(newDataStart + (bytes.length - dataStart));

@@ -14,7 +14,7 @@ import { getLlama } from 'node-llama-cpp';
 import { chatPrompt, endOfTurnStrings, renderChat } from '../../js/src/chat.js';
 import { loadModel } from '../../js/src/index.js';
 import { instantiateDoze } from '../../js/src/wasm.js';
-import { withStringKey } from './chat_fixtures.js';
+import { withBoolKey, withStringKey } from './chat_fixtures.js';
 import { root, run } from './helpers.js';
 
 // ---- the templates, as published in each model's tokenizer_config.json ----
@@ -345,6 +345,31 @@ test("the C renderer of doze chat equals llama.cpp's rendering of the real templ
   const phi4 = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '<|im_sep|>' + message['content'] + '<|im_end|>'}}{% endfor %}";
   assert.match(cRender(phi4, CONVERSATIONS.user, true).error, /Phi-4/);
   doze.free(err);
+});
+
+// A template that writes bos_token first (SmolLM2's BOS text is
+// <|im_start|>): where the tokenizer adds BOS the text is dropped so it is
+// not doubled; where the vocabulary adds none (add_bos_token false) it stays,
+// or the first turn would lose its opening token. llama.cpp does the same.
+test('chatPrompt drops a leading BOS text only where the tokenizer adds BOS', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const T = "{{ bos_token }}{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n' }}{% endfor %}";
+  const withTemplate = withStringKey(plain, 'tokenizer.chat_template', T);
+  const adds = await loadModel(withTemplate, { threads: 1 });
+  const none = await loadModel(withBoolKey(withTemplate, 'tokenizer.ggml.add_bos_token', false), { threads: 1 });
+  try {
+    const messages = [{ role: 'user', content: 'Hi' }];
+    assert.equal(chatPrompt(adds, messages).prompt, 'user: Hi\n');
+    assert.equal(chatPrompt(none, messages).prompt, '<s>user: Hi\n');
+    for (const m of [adds, none]) {
+      const ids = m.tokenize(chatPrompt(m, messages).prompt, { parseSpecial: true });
+      assert.equal(ids[0], m.info.bosId, 'the prompt starts with BOS, once');
+      assert.notEqual(ids[1], m.info.bosId);
+    }
+  } finally {
+    adds.dispose();
+    none.dispose();
+  }
 });
 
 // ---- model.chat() on the default model ----
