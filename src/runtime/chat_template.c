@@ -52,6 +52,21 @@ chat_family chat_template_detect(const char *t, const char **what) {
     if (!t || !*t) return CHAT_UNKNOWN;
     for (int i = 1; i < CHAT_FAMILY_COUNT_; i++)
         if (strcmp(t, family_names[i]) == 0) return (chat_family)i;
+    /* llama.cpp's other family names, refused by name (a name is not a
+     * template text: "mistral-v3" must not fall to the "mistral" prefix test) */
+    static const char *const other_names[][2] = {
+        {"mistral-v1", "Mistral v1"}, {"mistral-v3", "Mistral v3"}, {"mistral-v3-tekken", "Mistral v3 Tekken"},
+        {"mistral-v7", "Mistral v7"}, {"mistral-v7-tekken", "Mistral v7 Tekken"}, {"phi4", "Phi-4"},
+        {"falcon3", "Falcon 3"}, {"zephyr", "Zephyr"}, {"monarch", "Monarch"}, {"orion", "Orion"},
+        {"openchat", "OpenChat"}, {"vicuna", "Vicuna"}, {"vicuna-orca", "Vicuna Orca"},
+        {"deepseek", "DeepSeek Coder"}, {"deepseek2", "DeepSeek 2"}, {"deepseek3", "DeepSeek 3 / R1"},
+        {"command-r", "Command-R"}, {"chatglm3", "ChatGLM 3"}, {"chatglm4", "ChatGLM 4"}, {"glmedge", "GLM-Edge"},
+        {"granite", "Granite"}, {"llama4", "Llama 4"}, {"smolvlm", "SmolVLM"}};
+    for (size_t i = 0; i < sizeof other_names / sizeof other_names[0]; i++)
+        if (strcmp(t, other_names[i][0]) == 0) {
+            if (what) *what = other_names[i][1];
+            return CHAT_UNKNOWN;
+        }
     if (has(t, "<|im_start|>")) {
         if (has(t, "<|im_sep|>")) w = "Phi-4";
         else if (has(t, "<end_of_utterance>")) w = "SmolVLM";
@@ -87,6 +102,8 @@ chat_family chat_template_detect(const char *t, const char **what) {
         w = "DeepSeek Coder";
     } else if (has(t, "<|START_OF_TURN_TOKEN|>") && has(t, "<|USER_TOKEN|>")) {
         w = "Command-R";
+    } else if (has(t, "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>") && has(t, "<\xef\xbd\x9c" "User\xef\xbd\x9c>")) {
+        w = "DeepSeek 3 / R1"; /* <｜Assistant｜>, <｜User｜> (fullwidth bars) */
     } else if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>")) {
         f = CHAT_LLAMA3;
     } else if (has(t, "<|header_start|>") && has(t, "<|header_end|>")) {

@@ -86,6 +86,16 @@ static void test_detect(void) {
     CHECK(chat_template_detect(phi4, &what) == CHAT_UNKNOWN && what && strcmp(what, "Phi-4") == 0);
     CHECK(chat_template_detect(mistral_v7, &what) == CHAT_UNKNOWN && what && strcmp(what, "Mistral v7") == 0);
     CHECK(chat_template_detect("{{ messages }}", &what) == CHAT_UNKNOWN && what == NULL);
+    /* llama.cpp's names of families not rendered here are refused by name, not
+     * taken for their prefix ("mistral-v3" is not the "mistral" text test) */
+    CHECK(chat_template_detect("mistral-v3", &what) == CHAT_UNKNOWN && what && strcmp(what, "Mistral v3") == 0);
+    CHECK(chat_template_detect("mistral-v7-tekken", &what) == CHAT_UNKNOWN && what &&
+          strcmp(what, "Mistral v7 Tekken") == 0);
+    CHECK(chat_template_detect("deepseek3", &what) == CHAT_UNKNOWN && what && strcmp(what, "DeepSeek 3 / R1") == 0);
+    const char *r1 = "{% for message in messages %}{% if message['role'] == 'user' %}{{'<\xef\xbd\x9c" "User"
+                     "\xef\xbd\x9c>' + message['content']}}{% endif %}{% endfor %}{% if add_generation_prompt %}"
+                     "{{'<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>'}}{% endif %}";
+    CHECK(chat_template_detect(r1, &what) == CHAT_UNKNOWN && what && strcmp(what, "DeepSeek 3 / R1") == 0);
     CHECK(chat_template_detect("", &what) == CHAT_UNKNOWN && chat_template_detect(NULL, &what) == CHAT_UNKNOWN);
     /* llama.cpp's names stand for themselves */
     CHECK(chat_template_detect("chatml", NULL) == CHAT_CHATML);
