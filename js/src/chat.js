@@ -73,10 +73,48 @@ export function endOfTurnStrings(template) {
   return END_OF_TURN.filter((s) => template.includes(s));
 }
 
-/** The id of a text that the vocabulary has as one control token, or null. */
-function singleTokenId(model, text) {
-  const ids = model.tokenize(text, { bos: false, ...PARSE_SPECIAL });
-  return ids.length === 1 ? ids[0] : null;
+/**
+ * What a chat prompt needs of the model, as steps that yield each of the
+ * model's answers: the model itself answers at once (runSync), doze-lm/
+ * worker's proxy with promises (runAsync); one reading for both.
+ */
+function* promptFacts(q, template) {
+  const tmpl = template ?? (yield q.metadata('tokenizer.chat_template'));
+  if (typeof tmpl !== 'string' || !tmpl) {
+    throw new DozeError('MISSING', 'chat: the model has no chat template (tokenizer.chat_template); pass { template }');
+  }
+  const { bosId, eosId } = q.info;
+  const bosToken = bosId >= 0 ? ((yield q.tokenText(bosId)) ?? '') : '';
+  const eosToken = eosId >= 0 ? ((yield q.tokenText(eosId)) ?? '') : '';
+  // where the tokenizer adds BOS itself, a leading BOS text would double it
+  const addsBos = (yield q.tokenize('', { bos: true })).length > 0;
+  const eot = endOfTurnStrings(tmpl);
+  const eotIds = [];
+  for (const s of eot) {
+    // the id of a text that the vocabulary has as one control token
+    const ids = yield q.tokenize(s, { bos: false, ...PARSE_SPECIAL });
+    if (ids.length === 1) eotIds.push(ids[0]);
+  }
+  return { tmpl, bosToken, eosToken, addsBos, eot, eotIds };
+}
+
+function runSync(steps) {
+  let r = steps.next();
+  while (!r.done) r = steps.next(r.value);
+  return r.value;
+}
+
+async function runAsync(steps) {
+  let r = steps.next();
+  while (!r.done) r = steps.next(await r.value);
+  return r.value;
+}
+
+function promptOf(f, messages, { addGenerationPrompt = true, templateContext = {} }) {
+  const { tmpl, bosToken, eosToken } = f;
+  let prompt = renderChat(tmpl, messages, { ...templateContext, addGenerationPrompt, bosToken, eosToken });
+  if (f.addsBos && bosToken && prompt.startsWith(bosToken)) prompt = prompt.slice(bosToken.length);
+  return { prompt, template: tmpl, stop: [...f.eot, ...f.eotIds] };
 }
 
 /**
@@ -88,20 +126,13 @@ function singleTokenId(model, text) {
  */
 export function chatPrompt(model, messages, options = {}) {
   checkMessages('chat', messages);
-  const { template, addGenerationPrompt = true, templateContext = {} } = options;
-  const tmpl = template ?? model.metadata('tokenizer.chat_template');
-  if (typeof tmpl !== 'string' || !tmpl) {
-    throw new DozeError('MISSING', 'chat: the model has no chat template (tokenizer.chat_template); pass { template }');
-  }
-  const { bosId, eosId } = model.info;
-  const bosToken = bosId >= 0 ? model.tokenText(bosId) ?? '' : '';
-  const eosToken = eosId >= 0 ? model.tokenText(eosId) ?? '' : '';
-  let prompt = renderChat(tmpl, messages, { ...templateContext, addGenerationPrompt, bosToken, eosToken });
-  const addsBos = model.tokenize('', { bos: true }).length > 0;
-  if (addsBos && bosToken && prompt.startsWith(bosToken)) prompt = prompt.slice(bosToken.length);
-  const eot = endOfTurnStrings(tmpl);
-  const ids = eot.map((s) => singleTokenId(model, s)).filter((id) => id != null);
-  return { prompt, template: tmpl, stop: [...eot, ...ids] };
+  return promptOf(runSync(promptFacts(model, options.template)), messages, options);
+}
+
+/** The same as chatPrompt for a model whose methods return promises (doze-lm/worker). */
+export async function chatPromptAsync(model, messages, options = {}) {
+  checkMessages('chat', messages);
+  return promptOf(await runAsync(promptFacts(model, options.template)), messages, options);
 }
 
 /**
@@ -111,7 +142,7 @@ export function chatPrompt(model, messages, options = {}) {
  * maxTokens. Options: those of generate, plus `template` (instead of the
  * model's tokenizer.chat_template), `addGenerationPrompt` (default true) and
  * `templateContext` (extra template variables, e.g. { enable_thinking: false }).
- * @param {import('../index.js').Model} model
+ * @param {import('../index.js').Model} model  or doze-lm/worker's model
  * @param {Array<{role: string, content: string}>} messages
  * @param {object} [options]
  */
@@ -124,7 +155,9 @@ export async function* chat(model, messages, options = {}) {
   if (templateContext != null && (typeof templateContext !== 'object' || Array.isArray(templateContext))) {
     throw invalid('chat: templateContext must be an object of template variables');
   }
-  const p = chatPrompt(model, messages, { template, addGenerationPrompt, templateContext });
+  // rendered where this module runs: for doze-lm/worker's proxy that is the
+  // page, whose import map resolves @huggingface/jinja (a worker has none)
+  const p = await chatPromptAsync(model, messages, { template, addGenerationPrompt, templateContext });
   const extra = stop == null ? [] : Array.isArray(stop) ? stop : [stop];
   return yield* model.generate(p.prompt, { ...generateOptions, ...PARSE_SPECIAL, stop: [...p.stop, ...extra] });
 }

@@ -40,11 +40,20 @@ export function liveWorkers() {
 }
 
 let warned = false;
+let warnVia = null;
 /** One console warning per process/page for a fallback to one thread. */
 export function warnFallback(reason) {
+  if (warnVia) return warnVia(reason);
   if (warned) return;
   warned = true;
   console.warn(`doze-lm: running on 1 thread: ${reason}`);
+}
+/**
+ * Inside doze-lm/worker's worker: fallback warnings go to fn (which hands
+ * them to the page), so that the page warns once however many workers.
+ */
+export function sendFallbackWarnings(fn) {
+  warnVia = fn;
 }
 
 /** A worker running url, its messages to onMessage(data), its errors to onError(e). */

@@ -7,8 +7,11 @@
 //   { id, op: 'call', ref, name, args }        a method of a registered object
 //   { id, op: 'set', ref, name, value }        a setter
 //   { op: 'abort', target: id }                aborts a request's signal
+//   { op: 'shutdown' }                         frees the model (its thread pool's
+//                                              workers end), then answers 'shutdown'
 // Worker -> main: { id, type: 'result' | 'error' | 'item' | 'event', value |
-// error, cb, states }. Objects (Model, Session, Gates) travel as
+// error, cb, states }; { type: 'warn', reason } (a fallback to one thread:
+// the page warns once). Objects (Model, Session, Gates) travel as
 // { $ref, cls, values } and are registered here under their id; `states`
 // carries the current getter values of every registered object.
 // In arguments: { $ref } is a registered object, { $cb: name } a callback
@@ -19,6 +22,7 @@ import { loadModel, Model, Session, Gates } from './index.js';
 import { serializeError, DozeError } from './errors.js';
 import { API } from './api.js';
 import { nodeModule } from './node.js';
+import { sendFallbackWarnings } from './pool.js';
 
 const isNode =
   typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
@@ -138,6 +142,16 @@ function listen() {
       if (c) c.abort(msg.reason);
       return;
     }
+    if (msg.op === 'shutdown') {
+      // terminating this worker alone would leave the model's pool workers
+      // (nested workers) running in a browser, each holding the memory
+      try {
+        model?.dispose();
+      } finally {
+        port.post({ type: 'shutdown' });
+      }
+      return;
+    }
     const { id, op } = msg;
     const controller = new AbortController();
     controllers.set(id, controller);
@@ -158,5 +172,6 @@ function listen() {
 
 portReady.then((p) => {
   port = p;
+  sendFallbackWarnings((reason) => port.post({ type: 'warn', reason }));
   listen();
 });

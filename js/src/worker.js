@@ -25,6 +25,7 @@ import { API } from './api.js';
 import { checkOptions, bool, any } from './options.js';
 import { LOAD_OPTIONS } from './load.js';
 import { newNodeWorker, nodeModule } from './node.js';
+import { warnFallback } from './pool.js';
 
 // The cache is the origin's, the same from any thread: these run here.
 export { listCachedModels, deleteCachedModel } from './cache.js';
@@ -66,6 +67,8 @@ async function spawn(workerUrl) {
   };
 }
 
+const SHUTDOWN_WAIT_MS = 2000; // how long dispose() waits for the worker to free its model
+
 /** One worker: requests and replies, the proxies of its objects and their cached getter values. */
 class Rpc {
   constructor(w) {
@@ -83,6 +86,8 @@ class Rpc {
     w.onError((e) => this.#fail(e));
   }
   #onMessage(m) {
+    if (m && m.type === 'warn') return warnFallback(m.reason);
+    if (m && m.type === 'shutdown') return this.shutdownDone?.();
     if (m && m.type === 'ready') {
       if (this.pending.size === 0) this.w.unref(); // idle: do not keep Node alive
       return this.readyResolve();
@@ -179,12 +184,23 @@ class Rpc {
       this.w.post({ op: 'abort', target: id });
     }
   }
-  terminate() {
+  async terminate() {
+    const wasDead = this.dead;
     this.dead = this.dead || new DozeError('STATE', 'the model has been disposed');
     // what was in flight rejects as a main-thread model's calls do at dispose()
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       p.reject(this.dead);
+    }
+    if (!wasDead) {
+      // the model freed in the worker first (its pool's workers end), then the worker
+      const done = new Promise((resolve) => (this.shutdownDone = resolve));
+      try {
+        this.w.post({ op: 'shutdown' });
+        await Promise.race([done, new Promise((r) => setTimeout(r, SHUTDOWN_WAIT_MS))]);
+      } catch {
+        /* the worker is gone already */
+      }
     }
     return this.w.terminate();
   }
@@ -254,6 +270,9 @@ async function* stream(rpc, msg, callbacks, signal) {
   );
   try {
     for (;;) {
+      // the worker runs ahead of the consumer: once aborted, what it sent
+      // since is not handed out (the main-thread entry stops at once too)
+      if (signal && signal.aborted) throw abortError('generation', signal);
       if (queue.length) {
         yield queue.shift();
         continue;
@@ -325,6 +344,13 @@ function proxyClass(name, after = {}) {
 
 /** A model living in a worker: the members of Model (see api.js for getters and setters). */
 export const WorkerModel = proxyClass('Model', { dispose: (m) => m[RPC].terminate() });
+// chat() renders its template here, in the page (where an import map or a
+// bundler resolves @huggingface/jinja; a worker sees no import map), and
+// generates in the worker.
+WorkerModel.prototype.chat = async function* chat(messages, options) {
+  const { chat: chatOn } = await import('./chat.js');
+  return yield* chatOn(this, messages, options);
+};
 /** A session in the worker: the members of Session. */
 export const WorkerSession = proxyClass('Session');
 /** Gates held by the worker: the members of Gates. */

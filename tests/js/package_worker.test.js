@@ -119,3 +119,28 @@ test('worker: dispose rejects the calls in flight with STATE', async () => {
   })();
   assert.equal(await settle(g), 'STATE');
 });
+
+// chat() on the worker's model renders the template in the calling thread
+// (a page's import map does not reach a worker) and generates in the worker:
+// the same reply as the main thread's model.
+test('worker: chat gives the main thread\'s reply', async () => {
+  const template = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const messages = [{ role: 'user', content: 'Tell me a story.' }];
+  const opts = { template, maxTokens: 12, temperature: 0 };
+  const reply = async (m) => {
+    let text = '';
+    for await (const t of m.chat(messages, opts)) text += t.text;
+    return text;
+  };
+  const d = await direct.loadModel(path, { threads: 1 });
+  const w = await worker.loadModel(path, { threads: 1 });
+  try {
+    const expected = await reply(d);
+    assert.ok(expected.length > 0);
+    assert.equal(await reply(w), expected);
+    await assert.rejects(reply(w).then(() => w.chat(messages, { template: '{% if %}' }).next()), (e) => e.code === 'BAD_FORMAT');
+  } finally {
+    d.dispose();
+    await w.dispose();
+  }
+});
