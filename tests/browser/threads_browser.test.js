@@ -1,5 +1,6 @@
 // Threads in Chromium: a page that is not cross-origin isolated asks for 2
-// threads and gets 1, with one console warning and the same tokens; the same
+// threads and gets 1, with one console warning (also when doze-lm/worker
+// models ask too) and the same tokens; the same
 // page served with COOP/COEP runs on 2 threads (workers on
 // doze-mt-relaxed.wasm: Chromium has relaxed SIMD) with the same tokens as 1
 // thread (doze-relaxed.wasm) and as the strict threaded build, and dispose
@@ -29,7 +30,28 @@ window.runDoze = async (modelUrl) => {
   const two = await gen(2);
   const twoAgain = await gen(2);
   const twoStrict = await gen(2, 'strict');
-  return { one, two, twoAgain, twoStrict, isolated: globalThis.crossOriginIsolated };
+  // doze-lm/worker on 2 threads, twice: an abort after the 3rd token hands
+  // out no more (the worker runs ahead), and the fallback warns once per page
+  const W = await import('/js/src/worker.js');
+  const inWorker = async () => {
+    const m = await W.loadModel(modelUrl, { threads: 2 });
+    const threads = (await m.info).threads;
+    const ac = new AbortController();
+    const ids = [];
+    let code = null;
+    try {
+      for await (const t of m.generate('Once upon a time', { temperature: 0, maxTokens: 200, ignoreEos: true, signal: ac.signal })) {
+        ids.push(t.id);
+        if (ids.length === 3) ac.abort();
+      }
+    } catch (e) {
+      code = e.code;
+    }
+    await m.dispose();
+    return { threads, ids, code };
+  };
+  const worker = [await inWorker(), await inWorker()];
+  return { one, two, twoAgain, twoStrict, worker, isolated: globalThis.crossOriginIsolated };
 };
 window.dozeReady = true;
 </script>`;
@@ -68,6 +90,11 @@ for (const [isolated, noRelaxedMt] of [[false, false], [true, false], [true, tru
         assert.equal(r.one.simd, 'relaxed');
         assert.equal(r.two.simd, noRelaxedMt ? 'strict' : 'relaxed');
         assert.equal(r.twoStrict.simd, 'strict');
+        for (const w of r.worker) {
+          assert.equal(w.threads, isolated ? 2 : 1);
+          assert.deepEqual(w.ids, r.one.ids.slice(0, 3), 'the worker stops at the abort');
+          assert.equal(w.code, 'ABORTED');
+        }
         const fallbacks = warnings.filter((w) => w.includes('running on 1 thread'));
         if (isolated) {
           assert.equal(r.two.threads, 2);
