@@ -143,8 +143,11 @@ int cmd_convert(int argc, char **argv) {
             if (dot && dot != name) *dot = '\0';
             if (convert_llama2c(ckpt, cn, tok, tn, type, name, &b, &e) == DOZE_OK)
                 rc = write_builder(&b, out);
-            else
-                rc = cli_print_error(ckpt_path, &e);
+            else {
+                char what[512]; /* the message says which of the two files */
+                snprintf(what, sizeof what, "convert llama2c %s %s", ckpt_path, tok_path);
+                rc = cli_print_error(what, &e);
+            }
         }
         free(ckpt);
         free(tok);

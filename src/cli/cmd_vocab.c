@@ -95,6 +95,11 @@ int cmd_vocab(int argc, char **argv) {
     size_t n = 0;
     char *text = (char *)cli_read_file(text_path, &n);
     if (!text) return 1;
+    if (n == 0) {
+        free(text);
+        err_printf("doze: vocab: %s is empty: there is nothing to learn pieces from\n", text_path);
+        return 1;
+    }
     doze_error e;
     vocab_spec v;
     membuf file = {NULL, 0, 0};
@@ -110,6 +115,8 @@ int cmd_vocab(int argc, char **argv) {
         return cli_print_error("vocab", &e);
     }
     double ms = io_now_ms() - t0;
+    if (v.n < size) /* a short text runs out of pairs to merge */
+        err_printf("doze: vocab: the text gave %d pieces, fewer than the %lld asked\n", v.n, size);
     if (vocab_write(&v, mem_write, &file, &e) != DOZE_OK) {
         cli_print_error("vocab", &e);
         goto done;

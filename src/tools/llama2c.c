@@ -42,13 +42,13 @@ static doze_status import_tokenizer(const uint8_t *tok, size_t tok_n, int vocab,
         goto done;
     }
     if (tok_n < 4) {
-        st = doze_fail(err, DOZE_ERR_TRUNCATED, "tokenizer.bin: %zu bytes, no header", tok_n);
+        st = doze_fail(err, DOZE_ERR_TRUNCATED, "the tokenizer file: %zu bytes, no header", tok_n);
         goto done;
     }
     size_t at = 4;
     for (int i = 0; i < vocab; i++) {
         if (tok_n - at < 8) {
-            st = doze_fail(err, DOZE_ERR_TRUNCATED, "tokenizer.bin: ends at token %d of %d", i, vocab);
+            st = doze_fail(err, DOZE_ERR_TRUNCATED, "the tokenizer file: ends at token %d of %d", i, vocab);
             goto done;
         }
         memcpy(&scores[i], tok + at, 4);
@@ -56,7 +56,7 @@ static doze_status import_tokenizer(const uint8_t *tok, size_t tok_n, int vocab,
         at += 8;
         if (len < 0 || (size_t)len > tok_n - at) {
             st = doze_fail(err, len < 0 ? DOZE_ERR_BAD_FORMAT : DOZE_ERR_TRUNCATED,
-                           "tokenizer.bin: token %d has length %d with %zu bytes left", i, len,
+                           "the tokenizer file: token %d has length %d with %zu bytes left", i, len,
                            tok_n - at);
             goto done;
         }
@@ -64,7 +64,7 @@ static doze_status import_tokenizer(const uint8_t *tok, size_t tok_n, int vocab,
         for (int32_t j = 0; j < len; j++) spaces += tok[at + (size_t)j] == ' ';
         /* each space grows to 3 bytes: keep the size within size_t (wasm32) */
         if ((size_t)len > (SIZE_MAX - 1) / 3) {
-            st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "tokenizer.bin: token %d is too long (%d bytes)",
+            st = doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "the tokenizer file: token %d is too long (%d bytes)",
                            i, len);
             goto done;
         }
