@@ -52,7 +52,8 @@ function readerSource(stream, total, signal) {
   }
   // A byte stream's source may close() without respond(0) to a pending BYOB
   // read (which then never settles): reader.closed tells us it ended.
-  const ended = byob ? reader.closed.then(() => ({ done: true, value: undefined })) : null;
+  const ENDED = { done: true, value: undefined };
+  const ended = byob ? reader.closed.then(() => ENDED) : null;
   if (ended) ended.catch(() => {});
   let closed = false;
   // A pending read on a stalled stream must end when the load is aborted.
@@ -66,7 +67,13 @@ function readerSource(stream, total, signal) {
     async next() {
       if (byob) {
         for (;;) {
-          const { done, value } = await Promise.race([reader.read(new Uint8Array(byob, 0, byob.byteLength)), ended]);
+          const read = reader.read(new Uint8Array(byob, 0, byob.byteLength));
+          let r = await Promise.race([read, ended]);
+          // closed may settle before the last read's answer (a stream made
+          // from bytes in memory closes at once): that answer still counts,
+          // and only a read left pending past a macrotask is given up
+          if (r === ENDED) r = await Promise.race([read, new Promise((res) => setTimeout(() => res(ENDED), 0))]);
+          const { done, value } = r;
           if (value) byob = value.buffer; // the buffer comes back (transferred)
           if (done) return null;
           if (value.byteLength) return value; // consumed before the next read
