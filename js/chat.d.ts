@@ -1,5 +1,6 @@
 // Types of doze-lm/chat (js/src/chat.js): chat templates rendered with @huggingface/jinja.
 import type { GenerateOptions, GenerateResult, Model, Token } from './index.js';
+import type { Model as WorkerModel } from './worker.js';
 
 export interface ChatMessage {
   /** 'system', 'user', 'assistant' (or any role the template knows). */
@@ -29,14 +30,14 @@ export interface ChatOptions extends GenerateOptions {
 /** The texts that end an assistant turn in the common template families. */
 export const END_OF_TURN: readonly string[];
 /** Renders a chat template as llama.cpp and transformers do. BAD_FORMAT when the template does not parse or fails. */
-export function renderChat(template: string, messages: ChatMessage[], options?: RenderChatOptions): string;
+export function renderChat(template: string, messages: readonly ChatMessage[], options?: RenderChatOptions): string;
 /** The END_OF_TURN texts a template writes. */
 export function endOfTurnStrings(template: string): string[];
 /** The prompt chat() feeds (no leading BOS text: the tokenizer adds BOS) and its stops. */
 export function chatPrompt(
   model: Model,
-  messages: ChatMessage[],
+  messages: readonly ChatMessage[],
   options?: Pick<ChatOptions, 'template' | 'addGenerationPrompt' | 'templateContext'>,
 ): { prompt: string; template: string; stop: Array<string | number> };
 /** model.chat(messages, options) as a function. MISSING when the model has no template and none is given. */
-export function chat(model: Model, messages: ChatMessage[], options?: ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
+export function chat(model: Model | WorkerModel, messages: readonly ChatMessage[], options?: ChatOptions): AsyncGenerator<Token, GenerateResult, void>;

@@ -15,8 +15,9 @@ export type DozeErrorCode =
 
 /** Every error Doze throws on purpose. Aborts: name 'AbortError', code 'ABORTED'. */
 export class DozeError extends Error {
-  constructor(code: DozeErrorCode | string, message: string, options?: { cause?: unknown });
-  readonly code: DozeErrorCode | string;
+  constructor(code: DozeErrorCode, message: string, options?: { cause?: unknown });
+  /** One of DozeErrorCode: `switch (e.code)` is checked against the list. */
+  readonly code: DozeErrorCode;
   /** 'AbortError' for code ABORTED, else 'DozeError'. */
   name: string;
 }
@@ -190,7 +191,7 @@ export interface GenerateOptions {
   /** Sampler seed (xorshift64*, as the CLI's --seed); default random. */
   seed?: number | bigint;
   /** Stop strings (cut from the output) and/or token ids (not output). */
-  stop?: string | number | Array<string | number>;
+  stop?: string | number | ReadonlyArray<string | number>;
   /** Aborts the generation: the iterator throws an AbortError (code ABORTED). */
   signal?: AbortSignal;
   /** Prepend BOS to the prompt (default: when the context is empty). */
@@ -584,7 +585,7 @@ export class Model {
    * template (tokenizer.chat_template, via @huggingface/jinja), from an empty
    * context; stops at an end-of-generation token and the template's end-of-turn text.
    */
-  chat(messages: import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
+  chat(messages: readonly import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
   /** Streams a continuation of `prompt` from an empty context. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Token, GenerateResult, void>;
   complete(prompt: string, options?: CompleteOptions): Promise<string>;

@@ -384,6 +384,23 @@ function portable(source, transfer) {
   if (source instanceof ArrayBuffer) {
     return { source, transfer: transfer ? [source] : [] };
   }
+  if (source != null && typeof source[Symbol.asyncIterator] === 'function' && typeof ReadableStream !== 'undefined' &&
+      !ArrayBuffer.isView(source)) {
+    // an async iterable (a generator, a Node Readable) cannot be posted: its
+    // chunks go over as a stream, read on demand
+    const it = source[Symbol.asyncIterator]();
+    const stream = new ReadableStream({
+      async pull(c) {
+        const { done, value } = await it.next();
+        if (done) c.close();
+        else c.enqueue(value);
+      },
+      cancel() {
+        if (typeof it.return === 'function') Promise.resolve(it.return()).catch(() => {});
+      },
+    });
+    return { source: stream, transfer: [stream] };
+  }
   if (ArrayBuffer.isView(source)) {
     const whole = source.byteOffset === 0 && source.byteLength === source.buffer.byteLength;
     return { source, transfer: transfer && whole ? [source.buffer] : [] };

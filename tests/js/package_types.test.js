@@ -101,3 +101,36 @@ test('every code example of README.md and js/README.md type-checks with tsc --st
   assert.deepEqual(r.errors, [], `tsc --strict:\n${r.errors.join('\n')}`);
   console.log(`# ${r.checked} code blocks of README.md and js/README.md type-check with tsc --strict`);
 });
+
+// What users write: a switch over DozeError codes is checked against the
+// list (a misspelt code is an error), readonly stop lists and `as const`
+// messages are taken, and doze-lm/chat's chat() takes a worker's model.
+test('error codes narrow; readonly stops and messages; chat() on a worker model', { skip: noTsc }, () => {
+  const block = (code) => ['```ts', ...code, '```', ''];
+  const md = [
+    '# y', '',
+    ...block([
+      "import { DozeError, loadModel } from 'doze-lm';",
+      "import { END_OF_TURN, chat } from 'doze-lm/chat';",
+      "import { loadModel as loadInWorker } from 'doze-lm/worker';",
+      "const m = await loadModel('m.gguf');",
+      "const messages = [{ role: 'user', content: 'Hi' }] as const;",
+      "for await (const t of m.generate('x', { stop: END_OF_TURN })) void t;",
+      "for await (const t of m.chat(messages, { stop: ['\\n'] as const })) void t;",
+      "const w = await loadInWorker('m.gguf');",
+      'for await (const t of chat(w, messages)) void t;',
+      'try { m.budget = 2; } catch (e) {',
+      "  if (e instanceof DozeError) { const c: 'INVALID_ARGUMENT' | 'STATE' | string = e.code; void c; }",
+      '}',
+    ]),
+    ...block([
+      "import { DozeError } from 'doze-lm';",
+      'declare const e: DozeError;',
+      "switch (e.code) { case 'INVALID_ARGUMNT': break; }",
+    ]),
+  ].join('\n');
+  const r = typecheck([{ name: 'U.md', text: md }]);
+  assert.equal(r.checked, 2);
+  assert.equal(r.errors.length, 1, r.errors.join('\n'));
+  assert.match(r.errors[0], /^U\.md:21: error TS2678: Type '"INVALID_ARGUMNT"' is not comparable/);
+});

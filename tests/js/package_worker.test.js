@@ -144,3 +144,21 @@ test('worker: chat gives the main thread\'s reply', async () => {
     await w.dispose();
   }
 });
+
+// An async iterable (a generator, a Node Readable) cannot be posted to a
+// worker: it goes over as a stream read on demand.
+test('worker: loads from an async generator and a Node Readable', async () => {
+  const bytes = readFileSync(path);
+  async function* chunks() {
+    for (let i = 0; i < bytes.length; i += 100000) yield bytes.subarray(i, i + 100000);
+  }
+  const { createReadStream } = await import('node:fs');
+  const d = await direct.loadModel(path, { threads: 1 });
+  const expected = await d.complete(PROMPT, { maxTokens: 6, temperature: 0 });
+  d.dispose();
+  for (const source of [chunks(), createReadStream(path)]) {
+    const w = await worker.loadModel(source, { threads: 1 });
+    assert.equal(await w.complete(PROMPT, { maxTokens: 6, temperature: 0 }), expected);
+    await w.dispose();
+  }
+});
