@@ -23,7 +23,7 @@ test('npm pack: the wasm, types, worker, CLI and the default model; nothing else
   const [info] = JSON.parse(npm(['pack', '--dry-run', '--json', '--ignore-scripts'], js));
   const files = new Map(info.files.map((f) => [f.path, f.size]));
   const required = [
-    'package.json', 'README.md', 'cli.js', 'index.d.ts', 'worker.d.ts', 'models.d.ts', 'chat.d.ts',
+    'package.json', 'README.md', 'cli.js', 'index.d.ts', 'worker.d.ts', 'models.d.ts', 'chat.d.ts', 'wasm.d.ts',
     'dist/doze.wasm', 'dist/doze-relaxed.wasm', 'dist/doze-mt.wasm', 'dist/doze-mt-relaxed.wasm', 'src/pool.js', 'src/pool-worker.js', 'src/index.js', 'src/worker.js', 'src/worker-thread.js', 'src/wasm.js', 'src/models.js',
     'src/chat.js', 'src/cache.js', 'src/node.js',
     'models/doze-stories.gguf', 'models/doze-stories.gates.gguf', 'models/doze-stories.gates.ppl.json',

@@ -62,7 +62,7 @@ function typecheck(docs) {
     compilerOptions: {
       strict: true, noEmit: true, allowJs: true, checkJs: true, skipLibCheck: false,
       module: 'esnext', target: 'es2022', moduleResolution: 'bundler', lib: ['es2022', 'dom', 'dom.iterable'], types: [],
-      paths: { 'doze-lm': [join(root, 'js/index.d.ts')], 'doze-lm/worker': [join(root, 'js/worker.d.ts')], 'doze-lm/models': [join(root, 'js/models.d.ts')], 'doze-lm/chat': [join(root, 'js/chat.d.ts')] },
+      paths: { 'doze-lm': [join(root, 'js/index.d.ts')], 'doze-lm/worker': [join(root, 'js/worker.d.ts')], 'doze-lm/models': [join(root, 'js/models.d.ts')], 'doze-lm/chat': [join(root, 'js/chat.d.ts')], 'doze-lm/wasm': [join(root, 'js/wasm.d.ts')] },
     },
     files: ['node-shim.d.ts', join(root, 'js/index.d.ts'), join(root, 'js/worker.d.ts'), ...files],
   }));
@@ -119,6 +119,11 @@ test('error codes narrow; readonly stops and messages; chat() on a worker model'
       "for await (const t of m.chat(messages, { stop: ['\\n'] as const })) void t;",
       "const w = await loadInWorker('m.gguf');",
       'for await (const t of chat(w, messages)) void t;',
+      "import { instantiateDoze, hasRelaxedSimd } from 'doze-lm/wasm';",
+      "const rt = await instantiateDoze({ simd: hasRelaxedSimd() ? 'relaxed' : 'strict' });",
+      "const exit: number = rt.callMain(['--version']) + rt.HEAPU8.length;",
+      "rt.free(rt.writeString('x'));",
+      'void exit;',
       'try { m.budget = 2; } catch (e) {',
       "  if (e instanceof DozeError) { const c: 'INVALID_ARGUMENT' | 'STATE' | string = e.code; void c; }",
       '}',
@@ -132,5 +137,5 @@ test('error codes narrow; readonly stops and messages; chat() on a worker model'
   const r = typecheck([{ name: 'U.md', text: md }]);
   assert.equal(r.checked, 2);
   assert.equal(r.errors.length, 1, r.errors.join('\n'));
-  assert.match(r.errors[0], /^U\.md:21: error TS2678: Type '"INVALID_ARGUMNT"' is not comparable/);
+  assert.match(r.errors[0], /^U\.md:26: error TS2678: Type '"INVALID_ARGUMNT"' is not comparable/);
 });
