@@ -582,8 +582,10 @@ export class Model {
   tokenText(id: number): string | null;
   /**
    * Streams the assistant's reply to `messages` rendered with the model's chat
-   * template (tokenizer.chat_template, via @huggingface/jinja), from an empty
-   * context; stops at an end-of-generation token and the template's end-of-turn text.
+   * template (tokenizer.chat_template, via @huggingface/jinja), as from an
+   * empty context, on the KV cache of the last chat where the conversation
+   * extends it (only the new tokens run: result.promptTokens); stops at an
+   * end-of-generation token and the template's end-of-turn text.
    */
   chat(messages: readonly import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;
   /** Streams a continuation of `prompt` from an empty context. */

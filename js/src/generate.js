@@ -162,7 +162,8 @@ export async function* generateTokens(core, prompt, o) {
     const position0 = core.position;
     const empty = position0 === 0 && core.pending < 0;
     const withBos = bos ?? empty;
-    const promptIds = model.tokenize(prompt ?? '', { bos: withBos, parseSpecial });
+    // o.promptIds: the prompt already as ids (model.chat's run over a kept cache)
+    const promptIds = o.promptIds ?? model.tokenize(prompt ?? '', { bos: withBos, parseSpecial });
     let feed = core.pending >= 0 ? [core.pending, ...promptIds] : [...promptIds];
     if (feed.length === 0) {
       throw invalid('generate: empty prompt and the model has no BOS token');

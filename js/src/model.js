@@ -77,6 +77,8 @@ export class Model {
   #sessions = new Set();
   #shared = null; // the session behind model.generate / complete / perplexity
   #sharedBusy = false;
+  #chatSession = null; // model.chat's session: its KV cache is kept from one chat to the next
+  #chatBusy = false;
   #budget = new BudgetState();
   #gates = null; // the active Gates (null: none)
   #gatesChosen = false; // gates set explicitly (a Gates object or null): no auto calibration
@@ -296,6 +298,23 @@ export class Model {
     return yield* chat(this, messages, options);
   }
 
+  /**
+   * @internal chat()'s generation of its rendered prompt: on a session kept
+   * from one chat to the next, so a conversation that extends the previous
+   * one runs only its new tokens (a chat running already: a fresh session).
+   */
+  async *_chatRun(prompt, options) {
+    this._alive();
+    if (this.#chatBusy) return yield* this.generate(prompt, options);
+    this.#chatBusy = true;
+    try {
+      if (!this.#chatSession) this.#chatSession = this.createSession();
+      return yield* this.#chatSession._continue(prompt, options);
+    } finally {
+      this.#chatBusy = false;
+    }
+  }
+
   detokenize(ids) {
     tokenIds(ids, 'detokenize: ids');
     const m = this._alive();
@@ -380,6 +399,7 @@ export class Model {
     for (const r of [...this.#finetunes]) r.free();
     for (const g of [...this.#allGates]) g.dispose();
     this.#shared = null;
+    this.#chatSession = null;
     this.#rt.x.doze_model_free(this.#ptr); // stops the pool: its workers leave their loop
     this.#ptr = 0;
     if (this.#pool) this.#pool.stop();

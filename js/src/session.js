@@ -262,6 +262,33 @@ export class Session {
     return yield* generateTokens(this.#core, prompt, o);
   }
 
+  /**
+   * @internal model.chat's run: `prompt` tokenized as a generation from an
+   * empty context would be, then only what this session does not hold
+   * already runs: the positions after the longest common prefix with the
+   * tokens it holds (a conversation that extends the last one re-runs
+   * nothing of it). Dense, the reply is the one from an empty context (a
+   * batch gives the bits of its tokens run one by one).
+   */
+  async *_continue(prompt, options) {
+    const o = checkGenerateOptions('chat', prompt, options);
+    const c = this.#core;
+    c.model._alive();
+    if (c.busy) throw new DozeError('STATE', 'chat: this session is generating');
+    const ids = c.model.tokenize(prompt, { bos: o.bos ?? true, parseSpecial: o.parseSpecial ?? false });
+    const held = c.pending >= 0 ? [...c.tokens, c.pending] : c.tokens;
+    let keep = 0;
+    const most = Math.min(held.length, ids.length - 1); // at least one token runs
+    while (keep < most && held[keep] === ids[keep]) keep++;
+    if (keep <= c.tokens.length) {
+      if (keep < c.tokens.length || c.pending >= 0) c.truncate(keep);
+      c.pending = -1;
+    }
+    // a kept pending token is fed first by generateTokens itself
+    const rest = ids.slice(keep <= c.tokens.length ? keep : c.tokens.length + 1);
+    return yield* generateTokens(c, null, { ...o, promptIds: rest, bos: keep === 0 ? o.bos : false });
+  }
+
   /** The whole continuation as one string (see generate()). */
   async complete(prompt, options) {
     const { onToken, ...rest } = checkGenerateOptions('complete', prompt, options, true);

@@ -112,22 +112,25 @@ function readerSource(stream, total, signal) {
 function iterableSource(iterable, total, signal) {
   const it = iterable[Symbol.asyncIterator] ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
   // A stalled iterator's pending next() never settles by itself: an abort
-  // ends the wait (the iterator is then closed by the loader).
-  let onAbort = null;
-  const aborted = signal
-    ? new Promise((_, reject) => {
-        onAbort = () => reject(abortError('loading the model', signal));
-        if (signal.aborted) onAbort();
-        else signal.addEventListener('abort', onAbort, { once: true });
-      })
-    : null;
-  if (aborted) aborted.catch(() => {});
+  // ends the wait (the iterator is then closed by the loader). One abort
+  // promise per read, its listener removed after: a race against a promise
+  // that never settles would keep every chunk it was raced with alive.
+  const nextOrAbort = () => {
+    if (!signal) return it.next();
+    if (signal.aborted) return Promise.reject(abortError('loading the model', signal));
+    let onAbort;
+    const aborted = new Promise((_, reject) => {
+      onAbort = () => reject(abortError('loading the model', signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    return Promise.race([it.next(), aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+  };
   return {
     total,
     inMemory: false,
     async next() {
       for (;;) {
-        const { done, value } = await (aborted ? Promise.race([it.next(), aborted]) : it.next());
+        const { done, value } = await nextOrAbort();
         if (done) return null;
         let u8;
         if (value instanceof Uint8Array) u8 = value;
@@ -138,7 +141,6 @@ function iterableSource(iterable, total, signal) {
       }
     },
     async close() {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
       if (typeof it.return === 'function') {
         // Not awaited: an async generator stalled inside an await answers
         // return() only once that await settles, which may be never.

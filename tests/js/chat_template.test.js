@@ -457,3 +457,49 @@ test('doze chat runs the same conversation natively and in wasm (piped stdin, gr
   assert.equal(cached[0], 0);
   assert.ok(cached[1] > 16, native.stderr);
 });
+
+// model.chat keeps its session's KV cache: a conversation that extends the
+// previous one (its reply included) runs only its new tokens, and the reply
+// is the one a model that never chatted gives (dense: a batch has the bits
+// of its tokens run one by one).
+test('model.chat runs only the new turn of a conversation it has seen; the same replies', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
+  const kept = await loadModel(bytes, { threads: 1 });
+  const opts = { maxTokens: 16, temperature: 0 };
+  const run = async (m, messages) => {
+    const it = m.chat(messages, opts);
+    let r;
+    let text = '';
+    while (!(r = await it.next()).done) text += r.value.text;
+    return { text, promptTokens: r.value.promptTokens };
+  };
+  try {
+    const messages = [SYS, { role: 'user', content: 'Tell me a story about a fox.' }];
+    const first = await run(kept, messages);
+    const full1 = kept.tokenize(chatPrompt(kept, messages).prompt, { parseSpecial: true }).length;
+    assert.equal(first.promptTokens, full1, 'the first chat runs its whole prompt');
+    let reply = first.text;
+    for (const next of ['And then?', 'What did the fox eat?']) {
+      messages.push({ role: 'assistant', content: reply }, { role: 'user', content: next });
+      const full = kept.tokenize(chatPrompt(kept, messages).prompt, { parseSpecial: true }).length;
+      const got = await run(kept, messages);
+      const fresh = await loadModel(bytes, { threads: 1 });
+      try {
+        const want = await run(fresh, messages);
+        assert.equal(got.text, want.text, 'the reply of a model that never chatted');
+        assert.equal(want.promptTokens, full);
+      } finally {
+        fresh.dispose();
+      }
+      assert.ok(got.promptTokens < full / 2, `ran ${got.promptTokens} of ${full} prompt tokens`);
+      reply = got.text;
+    }
+    // another conversation: the common prefix is the system turn at most
+    const other = await run(kept, [{ role: 'user', content: 'Hello there.' }]);
+    assert.ok(other.text.length > 0);
+  } finally {
+    kept.dispose();
+  }
+});
