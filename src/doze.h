@@ -229,7 +229,10 @@ doze_status doze_vocab_token_to_piece(const doze_vocab *v, int prev, int token, 
                                       size_t cap, size_t *len, doze_error *err);
 int doze_vocab_is_eog(const doze_vocab *v, int token);
 
-/* ---- session: KV cache + scratch ------------------------------------------------ */
+/* ---- session: KV cache + scratch ------------------------------------------------
+ * Lifetimes: a model must outlive every handle made on it (sessions,
+ * gates in use, speculators, trainers, fine-tuning runs); free those first,
+ * in any order, then the model. A session must outlive its speculator. */
 
 doze_session *doze_session_new(doze_model *m, doze_error *err);
 void doze_session_free(doze_session *s);
@@ -621,6 +624,8 @@ doze_sampler_params doze_sampler_default_params(void);
 doze_status doze_sampler_params_check(const doze_sampler_params *p, doze_error *err);
 doze_sampler *doze_sampler_new(const doze_sampler_params *p, int vocab_size, doze_error *err);
 void doze_sampler_free(doze_sampler *s);
+/* The sampled token id, or -1 without a sampler or logits. logits: the
+ * sampler's vocab_size values. */
 int doze_sampler_sample(doze_sampler *s, const float *logits);
 /* Adds a token of the context to the history the penalties look at;
  * TOKEN_RANGE when it is not in the vocabulary. */

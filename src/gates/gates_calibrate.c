@@ -335,8 +335,12 @@ static doze_status fit_experts(doze_gates *g, const calib_data *d, doze_error *e
  * skipped (at least BOS), and at least 8 left to fit on. */
 static doze_status calib_window(const doze_gates_params *gp, const doze_model_info *c, int *n, int *skip, const char *what,
                                 doze_error *err) {
+    if (*n < 0) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "%s: %d tokens", what, *n);
     if (*n > c->context_length) *n = c->context_length;
     *skip = gp->protect_tokens < 1 ? 1 : gp->protect_tokens;
+    if (*skip > c->context_length) /* never more than the window it is cut from (and no overflow below) */
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "%s: %d protected tokens, the context holds %d", what,
+                         *skip, c->context_length);
     if (*n - *skip < 8)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "%s needs at least %d tokens, got %d", what, *skip + 8, *n);
     return DOZE_OK;

@@ -448,6 +448,7 @@ const char *doze_type_name(int type) {
 }
 
 int doze_type_from_name(const char *name) {
+    if (!name) return -1;
     for (int i = 0; i < N_TYPE_SLOTS; i++)
         if (type_table[i].name && strcmp(type_table[i].name, name) == 0) return type_table[i].type;
     return -1;

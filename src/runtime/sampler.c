@@ -131,6 +131,7 @@ void doze_sampler_free(doze_sampler *s) {
 }
 
 doze_status doze_sampler_accept(doze_sampler *s, int token, doze_error *err) {
+    if (!s) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no sampler");
     if (token < 0 || token >= s->vocab_size)
         return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "sampler: token %d is not in the vocabulary (0..%d)", token,
                          s->vocab_size - 1);
@@ -263,6 +264,7 @@ static int prepare(doze_sampler *s, const float *logits, int *kept_out) {
 }
 
 int doze_sampler_sample(doze_sampler *s, const float *logits) {
+    if (!s || !logits) return -1;
     const int n = s->vocab_size;
     if (sampler_greedy(s)) {
         if (s->logits && s->n_history > 0) logits = apply_penalties(s, logits);
@@ -279,6 +281,8 @@ int doze_sampler_sample(doze_sampler *s, const float *logits) {
 }
 
 /* ---- for speculative sampling (sampler.h) ---------------------------------------- */
+
+int sampler_vocab_size(const doze_sampler *s) { return s->vocab_size; }
 
 int sampler_greedy(const doze_sampler *s) { return s->params.temperature == 0.0f || s->params.top_k == 1; }
 

@@ -6,6 +6,8 @@
 
 #include "doze.h"
 
+/* The vocabulary size the sampler was made for. */
+int sampler_vocab_size(const doze_sampler *s);
 /* 1 when the sampler takes the argmax (temperature 0 or top_k 1). */
 int sampler_greedy(const doze_sampler *s);
 /* The argmax of logits (vocab_size), ties to the lowest id, as greedy sampling. */

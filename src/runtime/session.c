@@ -132,6 +132,12 @@ doze_status doze_session_set_gates(doze_session *s, const doze_gates *g, doze_er
                          "(%d x %d x %d, dim %d)",
                          g->n_layers, g->n_heads, g->n_blocks, g->dim, c->n_layers, c->n_heads,
                          s->model->n_ffn_blocks, c->dim);
+    /* gates made on or for a model know it (calibrated, loaded, retuned): another
+     * model of the same shape, or this one after its FFN was reordered, is
+     * refused here as doze_gates_load refuses its file */
+    if (g && g->fingerprint && g->fingerprint != gates_model_fingerprint(s->model))
+        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "the gates belong to another model (fingerprint %08x, this model %08x)",
+                         (unsigned)g->fingerprint, (unsigned)gates_model_fingerprint(s->model));
     s->gates = g;
     s->lambda_adj = 0.0f;
     return DOZE_OK;

@@ -301,6 +301,9 @@ doze_status doze_speculative_step(doze_speculator *sp, doze_sampler *smp, int to
     const doze_model_info *c = &session_model(s)->info;
     if (token < 0 || token >= c->vocab_size)
         return doze_fail(err, DOZE_ERR_TOKEN_RANGE, "token id %d is out of range [0, %d)", token, c->vocab_size);
+    if (sampler_vocab_size(smp) != c->vocab_size) /* it reads and writes vocab_size values per draft */
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "the sampler is for %d tokens, the model has %d",
+                         sampler_vocab_size(smp), c->vocab_size);
     const int pos = doze_session_pos(s);
     if (pos >= c->context_length)
         return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "context of %d positions is full", c->context_length);

@@ -22,6 +22,7 @@
  * order and a doze.ffn_order key (a hash of the order), which the gate-file
  * fingerprint includes: gates made for one order are refused on another. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -255,8 +256,18 @@ static doze_status check_file(const gguf_header *h, size_t n, int n_layers, int 
     if (h->data_offset + h->data_size > n)
         return doze_fail(err, DOZE_ERR_TRUNCATED, "file has %zu bytes, its tensors need %llu", n,
                          (unsigned long long)(h->data_offset + h->data_size));
-    doze_status st = gguf_get_int(h, "llama.block_count", &layers, err);
-    if (st == DOZE_OK) st = gguf_get_int(h, "llama.feed_forward_length", &hid, err);
+    /* the keys under the file's own architecture (qwen2.block_count, ...) */
+    const gguf_string *arch = NULL;
+    doze_status st = gguf_get_string(h, "general.architecture", &arch, err);
+    char key[96];
+    if (st == DOZE_OK) {
+        snprintf(key, sizeof key, "%.64s.block_count", arch->data);
+        st = gguf_get_int(h, key, &layers, err);
+    }
+    if (st == DOZE_OK) {
+        snprintf(key, sizeof key, "%.64s.feed_forward_length", arch->data);
+        st = gguf_get_int(h, key, &hid, err);
+    }
     if (st == DOZE_OK && (layers != n_layers || hid != hidden_dim))
         st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "the order is for %d layers of %d channels, the file has %lld of %lld",
                        n_layers, hidden_dim, (long long)layers, (long long)hid);

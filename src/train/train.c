@@ -357,6 +357,11 @@ static void widen_ld(float *dst, int ld, const doze_matrix *w) {
 
 /* The first rule the parameters break (what the error names), or NULL. */
 static const char *train_params_problem(const doze_train_params *p, int context_length) {
+    const float rates[] = {p->lr,           p->tau_start, p->tau_end,       p->compute_weight, p->weight_decay,
+                           p->dual_rate,    p->weight_lr, p->weight_lr_min, p->weight_clip,    p->balance_loss,
+                           p->weight_anchor, p->noise_end};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
+        if (!isfinite(rates[i])) return "every rate, weight and temperature must be finite";
     if (!(p->budget > 0.0f && p->budget <= 1.0f)) return "the budget must be in (0, 1]";
     if (p->context < 2 || p->context > 4096 || p->context > context_length)
         return "the context must be in [2, min(4096, the model's context)]";

@@ -278,11 +278,12 @@ static doze_status check_params(const doze_full_params *p, doze_error *err) {
         !(p->lr > 0.0f) || !(p->min_lr >= 0.0f) || !(p->weight_decay >= 0.0f) ||
         !(p->beta1 >= 0.0f && p->beta1 < 1.0f) || !(p->beta2 >= 0.0f && p->beta2 < 1.0f) ||
         !(p->eps > 0.0f) || !(p->grad_clip >= 0.0f) || !(p->init_std > 0.0f) || p->threads < 0 ||
-        !(p->balance_loss >= 0.0f))
+        !(p->balance_loss >= 0.0f) || !isfinite(p->lr) || !isfinite(p->min_lr) || !isfinite(p->weight_decay) ||
+        !isfinite(p->eps) || !isfinite(p->grad_clip) || !isfinite(p->init_std) || !isfinite(p->balance_loss))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                          "training params out of range (context %d in [2, 8192], batch %d in [1, 4096], "
                          "steps %d >= 1, warm-up >= 0, lr > 0, min lr >= 0, betas in [0, 1), eps > 0, "
-                         "clip >= 0, balance loss >= 0)",
+                         "clip >= 0, balance loss >= 0, all finite)",
                          p->context, p->batch, p->total_steps);
     /* a mixture: at least two experts (one is a dense FFN), k of them per token */
     if (p->n_experts != 0 && (p->n_experts < 2 || p->n_experts > 256))

@@ -161,6 +161,19 @@ static void check_type(int type, int32_t *tokens) {
     CHECK(doze_ffn_order_write(f.data, f.len / 2, perm, NL, HID, mem_write, &bad, &e) != DOZE_OK);
     CHECK(bad.len == 0);
     free(bad.data);
+    /* a qwen3 file: its keys are qwen3.*, not llama.* (it was MISSING) */
+    {
+        doze_init_params qp = {D, HID, NL, NH, NKV, V, 128, 24, type, "qwen3", 0, 0, 0.0f, 0, 0};
+        mem_buf q = fixture_from_params(&qp);
+        mem_buf qo = {NULL, 0, 0};
+        CHECK(q.data != NULL);
+        if (q.data) {
+            CHECK_MSG(doze_ffn_order_write(q.data, q.len, perm, NL, HID, mem_write, &qo, &e) == DOZE_OK, "%s", e.message);
+            CHECK(qo.len > 0);
+        }
+        free(q.data);
+        free(qo.data);
+    }
     free(perm);
     free(perm2);
     doze_model_free(m);

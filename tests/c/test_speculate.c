@@ -455,6 +455,38 @@ static void check_stories(void) {
     doze_model_free(m);
 }
 
+/* Misuse the API must refuse, not run on: a sampler made for another
+ * vocabulary size (its draft distributions are vocab_size long: it wrote
+ * past the speculator's buffer), a NULL sampler; gates of another model of
+ * the same shape on a session (its file would be refused too). */
+static void check_misuse(doze_model *m, doze_gates *g, doze_model *other) {
+    doze_error e;
+    const int V = doze_model_get_info(m)->vocab_size;
+    doze_session *s = doze_session_new(m, &e);
+    CHECK(doze_session_set_gates(s, g, &e) == DOZE_OK);
+    doze_spec_params sp = doze_spec_default_params();
+    sp.k = 4;
+    doze_speculator *spec = doze_speculator_new(s, &sp, &e);
+    doze_sampler_params smp = doze_sampler_default_params();
+    smp.temperature = 1.0f;
+    doze_sampler *wide = doze_sampler_new(&smp, 4 * V, &e);
+    doze_spec_result r;
+    CHECK(spec && wide);
+    CHECK(doze_speculative_step(spec, wide, 1, &r, &e) == DOZE_ERR_INVALID_ARGUMENT);
+    CHECK_MSG(strstr(e.message, "sampler is for") != NULL, "%s", e.message);
+    CHECK(doze_sampler_accept(NULL, 1, &e) == DOZE_ERR_INVALID_ARGUMENT);
+    CHECK(doze_sampler_sample(NULL, doze_session_logits(s)) == -1 && doze_sampler_sample(wide, NULL) == -1);
+    CHECK(doze_type_from_name(NULL) == -1);
+    doze_sampler_free(wide);
+    doze_speculator_free(spec);
+    doze_session_free(s);
+    /* the same shape, other weights: refused by its fingerprint */
+    doze_session *so = doze_session_new(other, &e);
+    CHECK(doze_session_set_gates(so, g, &e) == DOZE_ERR_BAD_FORMAT);
+    CHECK_MSG(strstr(e.message, "another model") != NULL, "%s", e.message);
+    doze_session_free(so);
+}
+
 int main(void) {
     static const int types[3] = {DOZE_TYPE_F32, DOZE_TYPE_Q8_0, DOZE_TYPE_F16};
     for (int t = 0; t < 3; t++) {
@@ -468,6 +500,14 @@ int main(void) {
         check_truncate(m, label);
         doze_gates *g = own_gates(m, 128, 3);
         CHECK(g != NULL);
+        if (t == 0 && g) {
+            mem_buf fo = fixture_gguf(64, 128, 3, 4, 2, 300, 128, 99, types[t]);
+            doze_model *other = fo.data ? load(&fo, 128) : NULL;
+            free(fo.data);
+            CHECK(other != NULL);
+            if (other) check_misuse(m, g, other);
+            doze_model_free(other);
+        }
         const int32_t prompt[4] = {1, 17, 99, 250};
         doze_spec_params sp = doze_spec_default_params();
         sp.k = 3;

@@ -82,6 +82,21 @@ static void check_trainer(const char *arch, int head_dim, const int HID, const i
     p.budget = 0.5f;
     p.compute_weight = 5.0f;
     doze_trainer *t = NULL;
+    /* a rate, weight or temperature that is not finite is refused, not
+     * trained on (it returned OK and wrote NaN gates) */
+    {
+        doze_train_params bad = p;
+        bad.lr = INFINITY;
+        CHECK(doze_trainer_new(m, g, &bad, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && t == NULL);
+        CHECK_MSG(strstr(e.message, "finite") != NULL, "%s", e.message);
+        bad = p;
+        bad.dual_rate = NAN;
+        CHECK(doze_trainer_new(m, g, &bad, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && t == NULL);
+        bad = p;
+        bad.total_steps = 0;
+        CHECK(doze_trainer_new(m, g, &bad, &t, &e) == DOZE_ERR_INVALID_ARGUMENT);
+        CHECK_MSG(strstr(e.message, "steps must be >= 1") != NULL, "%s", e.message);
+    }
     CHECK(doze_trainer_new(m, g, &p, &t, &e) == DOZE_OK);
     int32_t tokens[B * T];
     for (int i = 0; i < B * T; i++) tokens[i] = i % T == 0 ? 1 : 3 + (int)(uni() * (V - 3));

@@ -92,6 +92,9 @@ static void gradient_check(const mem_buf *vocab, int tied) {
     p.threads = 1;
     doze_full_trainer *t = NULL;
     doze_error e;
+    doze_full_params inf = p; /* not finite: refused, not trained into NaN weights */
+    inf.lr = INFINITY;
+    CHECK(doze_full_trainer_new(&inf, vocab->data, vocab->len, &t, &e) == DOZE_ERR_INVALID_ARGUMENT && t == NULL);
     CHECK(doze_full_trainer_new(&p, vocab->data, vocab->len, &t, &e) == DOZE_OK);
     if (!t) return;
     const int V = doze_full_trainer_vocab_size(t);
