@@ -99,6 +99,12 @@ int cli_close_write(intptr_t fd, const char *path, int ok) {
     return 1;
 }
 
+void cli_discard_write(intptr_t fd, const char *path) {
+    if (fd < 0) return;
+    io_close(fd);
+    io_remove(path);
+}
+
 uint8_t *cli_read_file(const char *path, size_t *n) {
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {

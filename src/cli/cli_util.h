@@ -23,6 +23,9 @@ intptr_t cli_open_write(const char *path);
  * one is expected; returns 0 when the file is complete, else 1 (after a
  * line on stderr saying the file was not written). */
 int cli_close_write(intptr_t fd, const char *path, int ok);
+/* Closes and deletes (a regular file) an output of a run that failed for
+ * another reason, already reported: no message. */
+void cli_discard_write(intptr_t fd, const char *path);
 /* Reads a whole file; NULL (with a message and the reason on stderr) on failure. */
 uint8_t *cli_read_file(const char *path, size_t *n);
 /* Streams a GGUF file into a model; NULL (message printed) on failure. */

@@ -303,6 +303,10 @@ int cmd_generate(int argc, char **argv) {
     int generated = 0;
     int token = ids[0];
     int pos0 = 0;
+    /* every later token is printed after its predecessor; the first is
+     * printed here unless it is the BOS the tokenizer added (a vocabulary that
+     * adds none, as Qwen's, starts with the prompt's first word) */
+    if (ids[0] != info->bos_id && cli_print_piece(m, -1, ids[0])) goto done;
     /* The prompt in one batched prefill when nothing per step is
      * asked for and the run is dense */
     if (n_prompt > 1 && o.trace < 0 && o.logits < 0 && o.masks < 0 && !gating) {
@@ -363,9 +367,16 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
 done:
     /* a run that failed leaves none of them behind, half written */
-    if (o.trace >= 0 && cli_close_write(o.trace, trace_path, rc == 0 && !o.failed)) rc = 1;
-    if (o.logits >= 0 && cli_close_write(o.logits, logits_path, rc == 0 && !o.failed)) rc = 1;
-    if (o.masks >= 0 && cli_close_write(o.masks, masks_path, rc == 0 && !o.failed)) rc = 1;
+    {
+        const intptr_t fds[3] = {o.trace, o.logits, o.masks};
+        const char *paths[3] = {trace_path, logits_path, masks_path};
+        const int failed_before = rc != 0 && !o.failed; /* reported already: the outputs go quietly */
+        for (int i = 0; i < 3; i++) {
+            if (fds[i] < 0) continue;
+            if (failed_before) cli_discard_write(fds[i], paths[i]);
+            else if (cli_close_write(fds[i], paths[i], !o.failed)) rc = 1;
+        }
+    }
     doze_gates_free(gates);
     doze_sampler_free(smp);
     doze_session_free(s);

@@ -108,9 +108,37 @@ void model_plan_free(doze_model_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
+/* Tensors the file has and the runtime would not use although they change
+ * the model: layers past block_count, biases the llama body has no place
+ * for. Refused, not ignored into other logits (llama.cpp refuses the first
+ * and runs the second). */
+static doze_status check_unused_tensors(const gguf_header *h, const doze_model_info *info, doze_error *err) {
+    static const char *const unsupported[] = {"attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
+                                              "attn_norm.bias", "ffn_norm.bias"};
+    for (uint64_t i = 0; i < h->n_tensors; i++) {
+        const char *name = h->tensors[i].name.data;
+        if (strncmp(name, "blk.", 4) != 0) continue;
+        char *end = NULL;
+        const long l = strtol(name + 4, &end, 10);
+        if (end == name + 4 || *end != '.') continue;
+        if (l >= info->n_layers)
+            return doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s: the file has %d layers (block_count)", name,
+                             info->n_layers);
+        for (size_t k = 0; k < sizeof unsupported / sizeof unsupported[0]; k++)
+            if (strcmp(end + 1, unsupported[k]) == 0)
+                return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
+                                 "tensor %s is not supported: Doze's layer has no %s (the model would run "
+                                 "without it)",
+                                 name, unsupported[k]);
+    }
+    return DOZE_OK;
+}
+
 doze_status model_plan(const gguf_header *h, const doze_model_info *info, doze_model_plan *plan,
                        doze_error *err) {
     memset(plan, 0, sizeof *plan);
+    doze_status unused = check_unused_tensors(h, info, err);
+    if (unused != DOZE_OK) return unused;
     int n = arch_tensor_specs(info, NULL, 0);
     tensor_spec *specs = malloc((size_t)n * sizeof *specs);
     plan->slots = calloc((size_t)n, sizeof *plan->slots);
@@ -473,7 +501,10 @@ doze_status model_assemble(doze_model *m, const gguf_header *h, const doze_model
     doze_status st = model_meta_from_gguf(h, &m->meta, &m->meta_bytes, err);
     if (st != DOZE_OK) return st;
     st = tokenizer_from_gguf(h, &m->tok, err);
-    if (st == DOZE_ERR_MISSING) {
+    /* no vocabulary at all: a model without a tokenizer (ids in, ids out);
+     * one that is there but incomplete (a BPE vocabulary without merges) is
+     * an error, not a silent loss of the tokenizer */
+    if (st == DOZE_ERR_MISSING && !gguf_find_kv(h, "tokenizer.ggml.model") && !gguf_find_kv(h, "tokenizer.ggml.tokens")) {
         m->tok = NULL;
         doze_error_clear(err);
     } else if (st != DOZE_OK) {

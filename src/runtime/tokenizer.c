@@ -140,7 +140,9 @@ void tokenizer_free(doze_tokenizer *t) {
     free(t);
 }
 
-/* Optional special-token id: -1 when absent, BAD_FORMAT when out of range. */
+/* Optional special-token id: -1 when absent, and -1 when out of range (as
+ * llama.cpp, which warns and goes on: published files carry e.g. an
+ * unknown_token_id of -1 or 2^32 - 1 for "none"). */
 static doze_status get_special_id(const gguf_header *h, const char *key, int n_vocab, int *out,
                                   doze_error *err) {
     int64_t v = -1;
@@ -151,10 +153,8 @@ static doze_status get_special_id(const gguf_header *h, const char *key, int n_v
         return DOZE_OK;
     }
     if (st != DOZE_OK) return st;
-    if (v < 0 || v >= n_vocab)
-        return doze_fail(err, DOZE_ERR_BAD_FORMAT, "%s = %lld is outside the vocabulary (0..%d)",
-                         key, (long long)v, n_vocab - 1);
-    *out = (int)v;
+    (void)key;
+    *out = v < 0 || v >= n_vocab ? -1 : (int)v;
     return DOZE_OK;
 }
 
@@ -317,7 +317,13 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     const void *scores_data = NULL, *types_data = NULL;
     st = get_optional_array(h, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, n, &scores_data, err);
     if (st != DOZE_OK) return st;
-    st = get_optional_array(h, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, n, &types_data, err);
+    /* i32 as gguf-py writes it; u32 as some converters do (the same bits
+     * for the small type codes) */
+    const gguf_kv *types_kv = gguf_find_kv(h, "tokenizer.ggml.token_type");
+    const int types_u32 = types_kv && types_kv->value.type == GGUF_TYPE_ARRAY &&
+                          types_kv->value.v.arr.type == GGUF_TYPE_UINT32;
+    st = get_optional_array(h, "tokenizer.ggml.token_type", types_u32 ? GGUF_TYPE_UINT32 : GGUF_TYPE_INT32, n,
+                            &types_data, err);
     if (st != DOZE_OK) return st;
     const float *scores = (const float *)scores_data;
     const int32_t *types = (const int32_t *)types_data;

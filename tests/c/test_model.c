@@ -199,7 +199,66 @@ static void check_rounded_inputs(void) {
     }
 }
 
+/* A random llama model with extra metadata or tensors, in memory. */
+static mem_buf fixture_with(void (*extra)(gguf_builder *b)) {
+    doze_init_params p = {32, 64, 2, 4, 2, 300, 64, 5, DOZE_TYPE_F32, NULL, 0, 0, 0.0f, 0, 0};
+    mem_buf out = {NULL, 0, 0};
+    gguf_builder b;
+    doze_error e;
+    if (gguf_builder_init(&b, &e) != DOZE_OK) return out;
+    if (convert_init_random(&p, &b, &e) == DOZE_OK) {
+        extra(&b);
+        if (gguf_writer_write(b.w, mem_write, &out, &e) != DOZE_OK) {
+            free(out.data);
+            out.data = NULL;
+        }
+    }
+    gguf_builder_free(&b);
+    return out;
+}
+static void add_attn_output_bias(gguf_builder *b) {
+    float v[32] = {0};
+    const uint64_t ne[1] = {32};
+    doze_error e;
+    gguf_builder_add_f32(b, "blk.1.attn_output.bias", 1, ne, v, DOZE_TYPE_F32, &e);
+}
+static void add_layer_past_count(gguf_builder *b) {
+    float v[32] = {0};
+    const uint64_t ne[1] = {32};
+    doze_error e;
+    gguf_builder_add_f32(b, "blk.2.attn_norm.weight", 1, ne, v, DOZE_TYPE_F32, &e);
+}
+static void add_odd_special_ids(gguf_builder *b) {
+    doze_error e;
+    gguf_writer_set_u32(b->w, "tokenizer.ggml.unknown_token_id", 0xffffffffu, &e);
+    gguf_writer_set_i32(b->w, "tokenizer.ggml.eot_token_id", -1, &e);
+}
+
+/* What hub files carry and the runtime must not get wrong: tensors that
+ * would change the model and that it does not run are refused (a bias on
+ * the attention output, a layer past block_count), not ignored into other
+ * logits; special-token ids of "none" (-1, 2^32 - 1) are read as absent, as
+ * llama.cpp does. */
+static void check_file_variants(void) {
+    doze_model_params mp = doze_model_default_params();
+    doze_error e;
+    doze_model *m = NULL;
+    mem_buf f = fixture_with(add_attn_output_bias);
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, &mp, &m, &e) == DOZE_ERR_UNSUPPORTED_TYPE && !m);
+    CHECK_MSG(strstr(e.message, "blk.1.attn_output.bias") != NULL, "%s", e.message);
+    free(f.data);
+    f = fixture_with(add_layer_past_count);
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, &mp, &m, &e) == DOZE_ERR_BAD_SHAPE && !m);
+    CHECK_MSG(strstr(e.message, "blk.2.attn_norm.weight") != NULL, "%s", e.message);
+    free(f.data);
+    f = fixture_with(add_odd_special_ids);
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, &mp, &m, &e) == DOZE_OK);
+    free(f.data);
+    doze_model_free(m);
+}
+
 int main(void) {
+    check_file_variants();
     const shape shapes[] = {
         {64, 160, 2, 4, 4, 300},   /* multi-head attention */
         {96, 250, 3, 6, 2, 400},   /* GQA, hidden not a multiple of 4 or 32 */
