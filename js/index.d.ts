@@ -584,7 +584,8 @@ export class Model {
    * Streams the assistant's reply to `messages` rendered with the model's chat
    * template (tokenizer.chat_template, via @huggingface/jinja), as from an
    * empty context, on the KV cache of the last chat where the conversation
-   * extends it (only the new tokens run: result.promptTokens); stops at an
+   * extends it and no generate/complete/perplexity ran since (only the new
+   * tokens run: result.promptTokens); stops at an
    * end-of-generation token and the template's end-of-turn text.
    */
   chat(messages: readonly import('./chat.js').ChatMessage[], options?: import('./chat.js').ChatOptions): AsyncGenerator<Token, GenerateResult, void>;

@@ -137,8 +137,8 @@ export async function chatPromptAsync(model, messages, options = {}) {
 
 /**
  * Streams the assistant's reply to `messages`, like Model#generate (same
- * items, same result), as from an empty context (the model's own chat session
- * keeps its KV cache: Model#_chatRun). Stops at the vocabulary's
+ * items, same result), as from an empty context (on the model's shared
+ * session left as the last chat left it: Model#_chatRun). Stops at the vocabulary's
  * EOS, at the template family's end-of-turn text or token, at `stop`, or at
  * maxTokens. Options: those of generate, plus `template` (instead of the
  * model's tokenizer.chat_template), `addGenerationPrompt` (default true) and
@@ -161,7 +161,7 @@ export async function* chat(model, messages, options = {}) {
   const p = await chatPromptAsync(model, messages, { template, addGenerationPrompt, templateContext });
   const extra = stop == null ? [] : Array.isArray(stop) ? stop : [stop];
   const o = { ...generateOptions, ...PARSE_SPECIAL, stop: [...p.stop, ...extra] };
-  // the model's own chat session keeps its KV cache between chats; a
+  // the model's shared session keeps its KV cache from the last chat; a
   // worker's proxy generates afresh
   if (typeof model._chatRun === 'function') return yield* model._chatRun(p.prompt, o);
   return yield* model.generate(p.prompt, o);

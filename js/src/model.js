@@ -77,8 +77,6 @@ export class Model {
   #sessions = new Set();
   #shared = null; // the session behind model.generate / complete / perplexity
   #sharedBusy = false;
-  #chatSession = null; // model.chat's session: its KV cache is kept from one chat to the next
-  #chatBusy = false;
   #budget = new BudgetState();
   #gates = null; // the active Gates (null: none)
   #gatesChosen = false; // gates set explicitly (a Gates object or null): no auto calibration
@@ -299,19 +297,17 @@ export class Model {
   }
 
   /**
-   * @internal chat()'s generation of its rendered prompt: on a session kept
-   * from one chat to the next, so a conversation that extends the previous
-   * one runs only its new tokens (a chat running already: a fresh session).
+   * @internal chat()'s generation of its rendered prompt, on the model's
+   * shared session as it was left (not reset): a conversation that extends
+   * the previous chat runs only its new tokens. No second KV cache: a
+   * generate() in between resets it, and the next chat runs whole.
    */
   async *_chatRun(prompt, options) {
-    this._alive();
-    if (this.#chatBusy) return yield* this.generate(prompt, options);
-    this.#chatBusy = true;
+    const { session, release } = this.#acquire({ keep: true });
     try {
-      if (!this.#chatSession) this.#chatSession = this.createSession();
-      return yield* this.#chatSession._continue(prompt, options);
+      return yield* session._continue(prompt, options);
     } finally {
-      this.#chatBusy = false;
+      release();
     }
   }
 
@@ -345,12 +341,12 @@ export class Model {
 
   // The model-level calls run from a fresh context each time, on a cached
   // session (or a temporary one while that is busy).
-  #acquire() {
+  #acquire({ keep = false } = {}) {
     this._alive();
     if (!this.#sharedBusy) {
       if (!this.#shared) this.#shared = this.createSession();
       this.#sharedBusy = true;
-      this.#shared.reset();
+      if (!keep) this.#shared.reset();
       return { session: this.#shared, release: () => (this.#sharedBusy = false) };
     }
     const s = this.createSession();
@@ -399,7 +395,6 @@ export class Model {
     for (const r of [...this.#finetunes]) r.free();
     for (const g of [...this.#allGates]) g.dispose();
     this.#shared = null;
-    this.#chatSession = null;
     this.#rt.x.doze_model_free(this.#ptr); // stops the pool: its workers leave their loop
     this.#ptr = 0;
     if (this.#pool) this.#pool.stop();

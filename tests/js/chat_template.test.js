@@ -496,6 +496,14 @@ test('model.chat runs only the new turn of a conversation it has seen; the same 
       assert.ok(got.promptTokens < full / 2, `ran ${got.promptTokens} of ${full} prompt tokens`);
       reply = got.text;
     }
+    // a generate in between starts the shared session afresh: the next chat runs whole
+    const short = [{ role: 'user', content: 'Hi.' }];
+    const r1 = await run(kept, short);
+    await kept.complete('Once', { maxTokens: 2, temperature: 0 });
+    short.push({ role: 'assistant', content: r1.text }, { role: 'user', content: 'More.' });
+    const whole = kept.tokenize(chatPrompt(kept, short).prompt, { parseSpecial: true }).length;
+    const after = (await run(kept, short)).promptTokens; // all but a shared BOS
+    assert.ok(after >= whole - 1, `ran ${after} of ${whole}: the earlier chat was not kept`);
     // another conversation: the common prefix is the system turn at most
     const other = await run(kept, [{ role: 'user', content: 'Hello there.' }]);
     assert.ok(other.text.length > 0);
