@@ -280,13 +280,13 @@ export class Session {
     let keep = 0;
     const most = Math.min(held.length, ids.length - 1); // at least one token runs
     while (keep < most && held[keep] === ids[keep]) keep++;
+    // keep > tokens.length: the pending token matched too, and generateTokens
+    // feeds it first; otherwise the cache goes back to the common prefix
     if (keep <= c.tokens.length) {
-      if (keep < c.tokens.length || c.pending >= 0) c.truncate(keep);
+      if (keep < c.tokens.length) c.truncate(keep);
       c.pending = -1;
     }
-    // a kept pending token is fed first by generateTokens itself
-    const rest = ids.slice(keep <= c.tokens.length ? keep : c.tokens.length + 1);
-    return yield* generateTokens(c, null, { ...o, promptIds: rest, bos: keep === 0 ? o.bos : false });
+    return yield* generateTokens(c, null, { ...o, promptIds: ids.slice(keep), bos: keep === 0 ? o.bos : false });
   }
 
   /** The whole continuation as one string (see generate()). */

@@ -38,6 +38,14 @@ function memorySource(u8) {
   };
 }
 
+/** A chunk of a stream or an iterable as bytes; INVALID_ARGUMENT when it is not bytes. */
+function chunkBytes(value, what) {
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new DozeError('INVALID_ARGUMENT', `${what} gave ${value === null ? 'null' : `a ${typeof value}`}, not bytes`);
+}
+
 function readerSource(stream, total, signal) {
   // Byte streams (fetch bodies, Blob.stream(), type: 'bytes') are read into
   // one reused buffer (a BYOB reader): no garbage chunk per read, so memory
@@ -83,11 +91,7 @@ function readerSource(stream, total, signal) {
         const { done, value } = await reader.read();
         if (done) return null;
         if (value == null) continue;
-        let u8;
-        if (value instanceof Uint8Array) u8 = value;
-        else if (ArrayBuffer.isView(value)) u8 = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-        else if (value instanceof ArrayBuffer) u8 = new Uint8Array(value);
-        else throw new DozeError('INVALID_ARGUMENT', `the model stream gave a ${typeof value}, not bytes`);
+        const u8 = chunkBytes(value, 'the model stream');
         if (u8.byteLength) return u8;
       }
     },
@@ -132,11 +136,7 @@ function iterableSource(iterable, total, signal) {
       for (;;) {
         const { done, value } = await nextOrAbort();
         if (done) return null;
-        let u8;
-        if (value instanceof Uint8Array) u8 = value;
-        else if (ArrayBuffer.isView(value)) u8 = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-        else if (value instanceof ArrayBuffer) u8 = new Uint8Array(value);
-        else throw new DozeError('INVALID_ARGUMENT', `the model's iterable gave ${value === null ? 'null' : `a ${typeof value}`}, not bytes`);
+        const u8 = chunkBytes(value, "the model's iterable");
         if (u8.byteLength) return u8;
       }
     },

@@ -124,6 +124,25 @@ int arch_rotated_by_rope(const char *name) {
     return 0;
 }
 
+int arch_layer_of(const char *name, const char **rest) {
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    const char *p = name + 4;
+    int l = 0, digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 6) l = l * 10 + (*p++ - '0'), digits++;
+    if (!digits || *p != '.') return -1;
+    if (rest) *rest = p + 1;
+    return l;
+}
+
+doze_status arch_get_int(const gguf_header *h, const char *name, int64_t *out, doze_error *err) {
+    const gguf_string *arch = NULL;
+    doze_status st = gguf_get_string(h, "general.architecture", &arch, err);
+    if (st != DOZE_OK) return st;
+    char key[128];
+    snprintf(key, sizeof key, "%.64s.%s", arch->data, name);
+    return gguf_get_int(h, key, out, err);
+}
+
 /* reads the integer key PREFIX.name into *out, range-checked; def < 0: required */
 static doze_status get_dim(const gguf_header *h, const char *arch, const char *name, int64_t def, int64_t lo,
                            int64_t hi, int *out, doze_error *err) {

@@ -60,4 +60,12 @@ void arch_adjacent_to_neox(uint8_t *data, uint64_t n_rows, uint64_t row_bytes, i
  * head: q and k, their biases and their norms. */
 int arch_rotated_by_rope(const char *tensor_name);
 
+/* The layer of a tensor named "blk.N.rest" (*rest: "rest"), or -1 for any
+ * other name. */
+int arch_layer_of(const char *tensor_name, const char **rest);
+
+/* The integer key "ARCH.name" of the file's own architecture
+ * (general.architecture), e.g. name "block_count" -> qwen2.block_count. */
+doze_status arch_get_int(const gguf_header *h, const char *name, int64_t *out, doze_error *err);
+
 #endif

@@ -116,16 +116,14 @@ static doze_status check_unused_tensors(const gguf_header *h, const doze_model_i
     static const char *const unsupported[] = {"attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
                                               "attn_norm.bias", "ffn_norm.bias"};
     for (uint64_t i = 0; i < h->n_tensors; i++) {
-        const char *name = h->tensors[i].name.data;
-        if (strncmp(name, "blk.", 4) != 0) continue;
-        char *end = NULL;
-        const long l = strtol(name + 4, &end, 10);
-        if (end == name + 4 || *end != '.') continue;
+        const char *name = h->tensors[i].name.data, *rest = NULL;
+        const int l = arch_layer_of(name, &rest);
+        if (l < 0) continue;
         if (l >= info->n_layers)
             return doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s: the file has %d layers (block_count)", name,
                              info->n_layers);
         for (size_t k = 0; k < sizeof unsupported / sizeof unsupported[0]; k++)
-            if (strcmp(end + 1, unsupported[k]) == 0)
+            if (strcmp(rest, unsupported[k]) == 0)
                 return doze_fail(err, DOZE_ERR_UNSUPPORTED_TYPE,
                                  "tensor %s is not supported: Doze's layer has no %s (the model would run "
                                  "without it)",

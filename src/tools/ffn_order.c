@@ -22,7 +22,6 @@
  * order and a doze.ffn_order key (a hash of the order), which the gate-file
  * fingerprint includes: gates made for one order are refused on another. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +29,7 @@
 #include "error.h"
 #include "gguf.h"
 #include "types.h"
+#include "arch.h"
 #include "model.h"
 #include "session.h"
 
@@ -227,15 +227,12 @@ static uint32_t order_hash(uint32_t prev, const int32_t *perm, size_t n) {
 /* which FFN tensor of which layer a name is: 0 gate, 1 up, 2 down; -1 none */
 static int ffn_tensor(const char *name, int *layer) {
     static const char *const kinds[3] = {"ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
-    unsigned l = 0;
-    int used = 0;
-    if (strncmp(name, "blk.", 4) != 0) return -1;
-    const char *p = name + 4;
-    while (*p >= '0' && *p <= '9' && used < 6) l = l * 10u + (unsigned)(*p++ - '0'), used++;
-    if (!used || *p != '.') return -1;
+    const char *rest = NULL;
+    const int l = arch_layer_of(name, &rest);
+    if (l < 0) return -1;
     for (int k = 0; k < 3; k++)
-        if (strcmp(p + 1, kinds[k]) == 0) {
-            *layer = (int)l;
+        if (strcmp(rest, kinds[k]) == 0) {
+            *layer = l;
             return k;
         }
     return -1;
@@ -257,17 +254,8 @@ static doze_status check_file(const gguf_header *h, size_t n, int n_layers, int 
         return doze_fail(err, DOZE_ERR_TRUNCATED, "file has %zu bytes, its tensors need %llu", n,
                          (unsigned long long)(h->data_offset + h->data_size));
     /* the keys under the file's own architecture (qwen2.block_count, ...) */
-    const gguf_string *arch = NULL;
-    doze_status st = gguf_get_string(h, "general.architecture", &arch, err);
-    char key[96];
-    if (st == DOZE_OK) {
-        snprintf(key, sizeof key, "%.64s.block_count", arch->data);
-        st = gguf_get_int(h, key, &layers, err);
-    }
-    if (st == DOZE_OK) {
-        snprintf(key, sizeof key, "%.64s.feed_forward_length", arch->data);
-        st = gguf_get_int(h, key, &hid, err);
-    }
+    doze_status st = arch_get_int(h, "block_count", &layers, err);
+    if (st == DOZE_OK) st = arch_get_int(h, "feed_forward_length", &hid, err);
     if (st == DOZE_OK && (layers != n_layers || hid != hidden_dim))
         st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "the order is for %d layers of %d channels, the file has %lld of %lld",
                        n_layers, hidden_dim, (long long)layers, (long long)hid);
