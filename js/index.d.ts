@@ -514,6 +514,12 @@ export interface GenerateResult {
   speculation: SpeculativeSummary | null;
 }
 
+/**
+ * Perplexity of a text from an empty context, cut to the context length.
+ * Dense, the text runs in batched passes (the logits of single steps, bit
+ * for bit); under a budget with gates, token by token, so the budget's
+ * feedback follows every token as in generation.
+ */
 export interface Perplexity {
   perplexity: number;
   /** Mean negative log-likelihood (nats). */

@@ -306,6 +306,19 @@ const uint8_t *doze_session_expert_mask(const doze_session *s);
  * the last step spent. 1 for a dense step. */
 float doze_session_compute(const doze_session *s);
 
+/* Scores a text: runs tokens[0..n) at the next n positions and writes, for
+ * each t, nll[t] = -log p(next[t] | the context through tokens[t]) (natural
+ * log, in double from the float logits) and, when compute is not NULL,
+ * compute[t], token t's achieved compute ratio. For a text's own
+ * likelihood pass next = tokens + 1 and one token fewer. A session whose
+ * gates decide (a budget below 1) runs the tokens one step at a time, so the
+ * budget's feedback follows every token as in generation; a dense session
+ * runs them in batches as doze_session_prefill does, with the logits of
+ * single steps bit for bit, several times faster. Afterwards the last
+ * token's logits, mask and compute are available, as after a step. */
+doze_status doze_session_score(doze_session *s, const int32_t *tokens, const int32_t *next, int n, double *nll,
+                               float *compute, doze_error *err);
+
 /* Budget b in (0, 1]: the fraction of the dense per-token layer compute the
  * gates may spend; 1 is dense. May change between steps. */
 doze_status doze_session_set_budget(doze_session *s, float budget, doze_error *err);

@@ -9,6 +9,11 @@ import { checkOptions, any, budget as budgetOption, signal as signalOption, inva
 import { checkGenerateOptions, generateTokens } from './generate.js';
 import { collect } from './text.js';
 
+// perplexity(): tokens per doze_session_score call (the event loop and abort
+// are checked between calls); steps under a budget take longer per token
+const SCORE_PASS = 64;
+const SCORE_PASS_GATED = 16;
+
 /** A step's mask: which layers ran, which heads of each (row-major (layers, heads)), which FFN blocks of each (row-major (layers, ffnBlocks)) and, on a mixture of experts, which experts of each (row-major (layers, experts)). */
 function readMask(rt, s, info) {
   const L = info.layers;
@@ -366,30 +371,41 @@ export class Session {
       const rt = c.rt;
       let ids = c.model.tokenize(text, { bos: true });
       if (ids.length > info.contextLength) ids = ids.subarray(0, info.contextLength);
-      let sum = 0;
-      let computeSum = 0;
-      const n = info.vocabSize;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        c.apply(b);
-        c.step(ids[i]);
-        computeSum += rt.x.doze_session_compute(c.ptr);
-        const l = c.logits();
-        // -log softmax(l)[target] in double, as src/cli/cmd_ppl.c does it
-        let max = l[0];
-        for (let j = 1; j < n; j++) if (l[j] > max) max = l[j];
-        let s = 0;
-        for (let j = 0; j < n; j++) s += Math.exp(Math.fround(l[j] - max));
-        sum += Math.log(s) - Math.fround(l[ids[i + 1]] - max);
-        if (i % 16 === 15) {
-          await yieldToEventLoop();
-          c.alive();
-          if (signal && signal.aborted) throw abortError('perplexity', signal);
-        }
-      }
       const tokens = Math.max(0, ids.length - 1);
       if (tokens === 0) throw invalid('perplexity: the text gives no token to score');
-      const nll = sum / tokens;
-      return { perplexity: Math.exp(nll), nll, tokens, compute: computeSum / tokens, budget: b };
+      // doze_session_score: dense, batched passes with the logits of single
+      // steps; under a budget, steps, so the budget's feedback follows each token
+      const pass = Math.min(c.model.gates && b < 1 ? SCORE_PASS_GATED : SCORE_PASS, tokens);
+      const buf = rt.doze.malloc(pass * 20); // nll (pass) f64, compute (pass) f32, tokens, next (pass) i32
+      try {
+        let sum = 0;
+        let computeSum = 0;
+        for (let i = 0; i < tokens; i += pass) {
+          const k = Math.min(pass, tokens - i);
+          const mem = rt.x.memory.buffer;
+          new Int32Array(mem, buf + pass * 12, k).set(ids.subarray(i, i + k));
+          new Int32Array(mem, buf + pass * 16, k).set(ids.subarray(i + 1, i + k + 1));
+          c.apply(b);
+          const scored = rt.x.doze_session_score(c.ptr, buf + pass * 12, buf + pass * 16, k, buf, buf + pass * 8, rt.err);
+          rt.check(scored, 'perplexity');
+          c.ran(...ids.subarray(i, i + k));
+          const nlls = new Float64Array(rt.x.memory.buffer, buf, k);
+          const comp = new Float32Array(rt.x.memory.buffer, buf + pass * 8, k);
+          for (let j = 0; j < k; j++) {
+            sum += nlls[j];
+            computeSum += comp[j];
+          }
+          if (i + k < tokens) {
+            await yieldToEventLoop();
+            c.alive();
+            if (signal && signal.aborted) throw abortError('perplexity', signal);
+          }
+        }
+        const nll = sum / tokens;
+        return { perplexity: Math.exp(nll), nll, tokens, compute: computeSum / tokens, budget: b };
+      } finally {
+        rt.doze.free(buf);
+      }
     } finally {
       c.busy = false;
     }

@@ -18,16 +18,6 @@ static const char separator[] = "<|endoftext|>";
  * that starts with a space keeps it): 48,657 tokens on tinystories-dev. */
 static int is_space(char c) { return c == '\n' || c == '\r'; }
 
-/* -log softmax(logits)[target], in double */
-static double nll_of(const float *logits, int n, int target) {
-    float max = logits[0];
-    for (int i = 1; i < n; i++)
-        if (logits[i] > max) max = logits[i];
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)(logits[i] - max));
-    return log(sum) - (double)(logits[target] - max);
-}
-
 typedef struct {
     double nll;
     double compute; /* sum of the steps' compute ratios (a mixture: of the file's top-k) */
@@ -59,17 +49,31 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
     const doze_model_info *info = doze_model_get_info(m);
     if (n > info->context_length) n = info->context_length;
     doze_session_reset(s);
-    for (int i = 0; i + 1 < n; i++) {
-        st = doze_session_step(s, (*ids)[i], e);
-        if (st != DOZE_OK) return st;
-        t->nll += nll_of(doze_session_logits(s), info->vocab_size, (*ids)[i + 1]);
+    if (n < 2) {
+        t->stories++;
+        return DOZE_OK;
+    }
+    const uint8_t *moe = doze_session_expert_mask(s);
+    double *nll = malloc((size_t)(n - 1) * (sizeof(double) + sizeof(float)));
+    if (!nll) {
+        e->code = DOZE_ERR_OUT_OF_MEMORY;
+        strcpy(e->message, "out of memory");
+        return DOZE_ERR_OUT_OF_MEMORY;
+    }
+    float *comp = (float *)(nll + (n - 1));
+    /* a mixture's expert counts are read after every step, so it scores a token at a time */
+    if (!moe) st = doze_session_score(s, *ids, *ids + 1, n - 1, nll, comp, e);
+    for (int i = 0; st == DOZE_OK && i + 1 < n; i++) {
+        if (moe) st = doze_session_score(s, *ids + i, *ids + i + 1, 1, nll + i, comp + i, e);
+        if (st != DOZE_OK) break;
+        t->nll += nll[i];
         char piece[DOZE_MAX_PIECE];
         size_t plen = 0;
         if (doze_token_to_piece(m, (*ids)[i], (*ids)[i + 1], piece, sizeof piece, &plen, e) == DOZE_OK)
             t->bytes += (long long)plen;
-        double c = doze_session_compute(s);
-        const uint8_t *on = doze_session_expert_mask(s);
-        if (on) {
+        double c = comp[i];
+        if (moe) {
+            const uint8_t *on = doze_session_expert_mask(s);
             /* compute in units of the file's own top-k, also when another k runs */
             c *= cost_dense(&t->used, i + 1) / cost_dense(&t->file, i + 1);
             for (int l = 0; l < info->n_layers; l++) {
@@ -82,6 +86,8 @@ static doze_status score_story(doze_model *m, doze_session *s, const char *text,
         t->compute += c;
         t->tokens++;
     }
+    free(nll);
+    if (st != DOZE_OK) return st;
     t->stories++;
     return DOZE_OK;
 }

@@ -4,6 +4,7 @@
  * are the layer body (layer.c) over chunks of tokens, so a chunk, a prompt
  * and a sequence give exactly the bits of the same tokens stepped one by
  * one under the same masks. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,9 @@
 /* ... under gates: the price of compute is fixed within a pass, and the
  * budget's feedback moves it between passes, so gated passes are shorter */
 #define GATED_CHUNK 16
+/* tokens whose logits a scoring pass holds at once: the classifier's tiles
+ * are read once for them, and (rows, vocab) floats stay a few MB */
+#define SCORE_ROWS 16
 
 void batch_masks_copy(const doze_model *m, const doze_mask *src, int t0, int n, batch_masks *dst) {
     const doze_model_info *c = &m->info;
@@ -192,6 +196,90 @@ doze_status session_verify(doze_session *s, const int32_t *tokens, int n, float 
         memcpy(logits + (size_t)(t0 + k - 1) * c->vocab_size, doze_session_logits(s),
                (size_t)c->vocab_size * sizeof(float));
     }
+    free(b.block);
+    return DOZE_OK;
+}
+
+/* ---- scoring: every token's likelihood of the next --------------------------------------- */
+
+/* -log softmax(logits)[target], in double */
+static double nll_of(const float *logits, int n, int target) {
+    float max = logits[0];
+    for (int i = 1; i < n; i++)
+        if (logits[i] > max) max = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)(logits[i] - max));
+    return log(sum) - (double)(logits[target] - max);
+}
+
+typedef struct {
+    const float *logits; /* (rows, vocab) */
+    const int32_t *next; /* (rows) */
+    double *nll;         /* (rows) */
+    int vocab;
+} nll_rows;
+
+static void nll_row(void *args, int t) {
+    const nll_rows *a = args;
+    a->nll[t] = nll_of(a->logits + (size_t)t * (size_t)a->vocab, a->vocab, a->next[t]);
+}
+
+/* n tokens one step each: the gates decide, and the budget's feedback moves, per token */
+static doze_status score_steps(doze_session *s, const int32_t *tokens, const int32_t *next, int n, double *nll,
+                               float *compute, doze_error *err) {
+    const int vocab = session_model(s)->info.vocab_size;
+    for (int t = 0; t < n; t++) {
+        doze_status st = session_step(s, tokens[t], NULL, NULL, err);
+        if (st) return st;
+        nll[t] = nll_of(doze_session_logits(s), vocab, next[t]);
+        if (compute) compute[t] = doze_session_compute(s);
+    }
+    return DOZE_OK;
+}
+
+doze_status doze_session_score(doze_session *s, const int32_t *tokens, const int32_t *next, int n, double *nll,
+                               float *compute, doze_error *err) {
+    if (!s || n < 0 || (n > 0 && (!tokens || !next || !nll)))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no session, tokens, next tokens or nll");
+    if (n == 0) return DOZE_OK;
+    doze_model *m = session_model(s);
+    const doze_model_info *c = &m->info;
+    doze_status st = check_tokens(m, tokens, n, err);
+    if (!st) st = check_tokens(m, next, n, err);
+    if (st) return st;
+    if (n > c->context_length - doze_session_pos(s))
+        return doze_fail(err, DOZE_ERR_CONTEXT_FULL, "a text of %d tokens does not fit: %d of %d positions left", n,
+                         c->context_length - doze_session_pos(s), c->context_length);
+    if (session_gated(s)) return score_steps(s, tokens, next, n, nll, compute, err);
+
+    const int chunk = n < FORWARD_CHUNK ? n : FORWARD_CHUNK, dim = c->dim, vocab = c->vocab_size;
+    chunk_buffers b;
+    st = chunk_buffers_new(m, chunk, c->context_length, &b, err);
+    if (st) return st;
+    float *logits = malloc((size_t)SCORE_ROWS * (size_t)vocab * sizeof(float)); /* (SCORE_ROWS, vocab) */
+    if (!logits) {
+        free(b.block);
+        return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "out of memory for the logits of %d tokens", SCORE_ROWS);
+    }
+    for (int t0 = 0; t0 < n; t0 += chunk) {
+        const int k = n - t0 < chunk ? n - t0 : chunk;
+        for (int t = 0; t < k; t++) model_embed(m, tokens[t0 + t], b.x + (size_t)t * dim); /* x(k, dim) */
+        session_run(s, k, b.x, &b.mk, 0, &b.ls, NULL); /* dense: every unit on */
+        /* b.x holds the k final streams; the last one's logits are the session's */
+        for (int r0 = 0; r0 + 1 < k; r0 += SCORE_ROWS) {
+            const int rows = k - 1 - r0 < SCORE_ROWS ? k - 1 - r0 : SCORE_ROWS;
+            for (int r = 0; r < rows; r++)
+                m->kern->rmsnorm(b.ls.xn + (size_t)r * dim, b.x + (size_t)(r0 + r) * dim, m->output_norm, dim,
+                                 c->norm_eps);
+            model_matmul(m, logits, vocab, &m->output, b.ls.xn, dim, rows, b.ls.mm); /* (rows, vocab) */
+            nll_rows a = {logits, next + t0 + r0, nll + t0 + r0, vocab};
+            model_for_tokens(m, rows, vocab, nll_row, &a);
+        }
+        nll[t0 + k - 1] = nll_of(doze_session_logits(s), vocab, next[t0 + k - 1]);
+    }
+    if (compute)
+        for (int t = 0; t < n; t++) compute[t] = 1.0f;
+    free(logits);
     free(b.block);
     return DOZE_OK;
 }

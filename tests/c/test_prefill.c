@@ -3,8 +3,9 @@
  * random models (GQA, head sizes that do and do not fit q blocks, prompts
  * longer than a prefill chunk), with SIMD and reference kernels; the same
  * under random forced masks (skipped layers, heads, FFN blocks); a prefill
- * under gates and a budget; and Q4_0's greedy run of stories260K against
- * llama2.c's (../shared). */
+ * under gates and a budget; scoring a text (doze_session_score) against
+ * the likelihoods single steps give; and Q4_0's greedy run of stories260K
+ * against llama2.c's (../shared). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +23,79 @@ static int argmax(const float *l, int n) {
     for (int i = 1; i < n; i++)
         if (l[i] > l[b]) b = i;
     return b;
+}
+
+/* -log softmax(l)[target] in double: the test's own, to compare scores with */
+static double step_nll(const float *l, int n, int target) {
+    float max = l[0];
+    for (int i = 1; i < n; i++)
+        if (l[i] > max) max = l[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)(l[i] - max));
+    return log(sum) - (double)(l[target] - max);
+}
+
+/* n random tokens below vocab from a seed */
+static void random_tokens(int32_t *t, int n, int vocab, uint64_t r) {
+    for (int i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((r >> 33) % (uint64_t)vocab);
+    }
+}
+
+/* Scores of a text (in two calls, after a prefilled start) against the
+ * likelihoods of the same tokens stepped: bit for bit, the last logits too;
+ * then bad tokens and a text past the context are refused with the session
+ * as it was. */
+static void check_score(const char *label, const mem_buf *f, int n) {
+    doze_error e;
+    doze_model *m = NULL;
+    CHECK(doze_model_load_memory(f->data, f->len, NULL, &m, &e) == DOZE_OK);
+    if (!m) return;
+    const doze_model_info *c = doze_model_get_info(m);
+    int32_t *toks = malloc((size_t)(n + 1) * sizeof *toks);
+    double *want = malloc((size_t)n * sizeof *want), *got = malloc((size_t)n * sizeof *got);
+    float *compute = malloc((size_t)n * sizeof *compute);
+    random_tokens(toks, n + 1, c->vocab_size, 99);
+    doze_session *a = doze_session_new(m, &e), *b = doze_session_new(m, &e);
+    for (int i = 0; i < n; i++) {
+        CHECK(doze_session_step(a, toks[i], &e) == DOZE_OK);
+        want[i] = step_nll(doze_session_logits(a), c->vocab_size, toks[i + 1]);
+    }
+    const int start = 3, first = n / 2;
+    for (int i = 0; i < start; i++) got[i] = want[i];
+    CHECK(doze_session_prefill(b, toks, start, &e) == DOZE_OK);
+    CHECK_MSG(doze_session_score(b, toks + start, toks + start + 1, first - start, got + start, compute + start, &e) ==
+                  DOZE_OK, "%s: %s", label, e.message);
+    CHECK(doze_session_score(b, toks + first, toks + first + 1, n - first, got + first, compute + first, &e) ==
+          DOZE_OK);
+    int same = 0, ones = 0;
+    for (int i = 0; i < n; i++) same += memcmp(&want[i], &got[i], sizeof got[i]) == 0;
+    for (int i = start; i < n; i++) ones += compute[i] == 1.0f;
+    printf("%s: score of %d tokens: %d of %d likelihoods equal the steps' bit for bit\n", label, n, same, n);
+    CHECK(same == n);
+    CHECK(ones == n - start);
+    CHECK(doze_session_pos(b) == n);
+    CHECK(memcmp(doze_session_logits(a), doze_session_logits(b), (size_t)c->vocab_size * 4) == 0);
+
+    int32_t bad[2] = {0, c->vocab_size};
+    CHECK(doze_session_score(b, bad, bad + 1, 1, got, NULL, &e) == DOZE_ERR_TOKEN_RANGE);
+    int32_t *zeros = calloc((size_t)c->context_length, sizeof *zeros);
+    double *nll = malloc((size_t)c->context_length * sizeof *nll);
+    CHECK(doze_session_score(b, zeros, zeros, c->context_length - n + 1, nll, NULL, &e) == DOZE_ERR_CONTEXT_FULL);
+    free(zeros);
+    free(nll);
+    CHECK(doze_session_score(b, toks, NULL, 1, got, NULL, &e) == DOZE_ERR_INVALID_ARGUMENT);
+    CHECK(doze_session_pos(b) == n);
+    CHECK(memcmp(doze_session_logits(a), doze_session_logits(b), (size_t)c->vocab_size * 4) == 0);
+    CHECK(doze_session_score(b, toks, toks, 0, NULL, NULL, &e) == DOZE_OK);
+    free(toks);
+    free(want);
+    free(got);
+    free(compute);
+    doze_session_free(a);
+    doze_session_free(b);
+    doze_model_free(m);
 }
 
 /* prompt of n tokens prefilled vs stepped, then `cont` greedy steps on both */
@@ -150,11 +224,7 @@ static void check_gated(const mem_buf *f) {
     const doze_model_info *c = doze_model_get_info(m);
     enum { N = 150 };
     int32_t toks[N];
-    uint64_t r = 5;
-    for (int i = 0; i < N; i++) {
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        toks[i] = (int32_t)((r >> 33) % (uint64_t)c->vocab_size);
-    }
+    random_tokens(toks, N, c->vocab_size, 5);
     doze_gates_params gp = doze_gates_default_params();
     doze_gates *g = NULL;
     CHECK(doze_gates_calibrate(m, toks, N, &gp, &g, &e) == DOZE_OK);
@@ -180,6 +250,25 @@ static void check_gated(const mem_buf *f) {
         for (int i = 0; i < N; i++) skipped_steps += !kb->valid[(size_t)l * c->context_length + i];
     printf("gated prefill at b = 0.5: %ld of %d layer positions skipped (stepped: %ld)\n", skipped, N * c->n_layers,
            skipped_steps);
+    /* scored under the budget: the steps' likelihoods and compute, token by token */
+    {
+        double want[N - 1], got[N - 1];
+        float want_c[N - 1], got_c[N - 1];
+        doze_session_reset(b);
+        for (int i = 0; i + 1 < N; i++) {
+            CHECK(doze_session_step(b, toks[i], &e) == DOZE_OK);
+            want[i] = step_nll(doze_session_logits(b), c->vocab_size, toks[i + 1]);
+            want_c[i] = doze_session_compute(b);
+        }
+        doze_session_reset(a);
+        CHECK(doze_session_score(a, toks, toks + 1, N - 1, got, got_c, &e) == DOZE_OK);
+        double mean = 0;
+        for (int i = 0; i + 1 < N; i++) mean += got_c[i] / (N - 1);
+        printf("gated score at b = 0.5: mean compute %.4f\n", mean);
+        CHECK(memcmp(want, got, sizeof got) == 0);
+        CHECK(memcmp(want_c, got_c, sizeof got_c) == 0);
+        CHECK(mean < 0.8);
+    }
     CHECK(skipped > 0);
     CHECK(skipped_steps > 0);
     doze_session_free(a);
@@ -260,6 +349,7 @@ int main(void) {
                 snprintf(label, sizeof label, "%s dim %d", doze_type_name(types[t]), shapes[sh].dim);
                 check_masked(label, &f, sh ? 70 : 37);
                 if (sh == 0 && t == 0) check_gated(&f);
+                check_score(label, &f, sh ? 140 : 37);
             }
             if (sh == 0) {
                 char label[96];

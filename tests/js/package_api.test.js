@@ -188,6 +188,38 @@ test('perplexity equals `doze ppl` on a single story', async () => {
   }
 });
 
+test('perplexity over several scoring passes equals the likelihoods of single steps; abort stops it between passes', async () => {
+  const m = await loadModel(mainPath);
+  try {
+    const text = 'Once upon a time, there was a little dog named Max. Max liked to run in the park. '.repeat(6);
+    const ids = m.tokenize(text, { bos: true }).subarray(0, m.info.contextLength);
+    assert.ok(ids.length > 130, `${ids.length} tokens: more than two passes of 64`);
+    const s = m.createSession();
+    let sum = 0;
+    for (let i = 0; i + 1 < ids.length; i++) {
+      const { logits } = await s.step(ids[i]);
+      let max = -Infinity;
+      for (const v of logits) if (v > max) max = v;
+      let z = 0;
+      for (const v of logits) z += Math.exp(Math.fround(v - max));
+      sum += Math.log(z) - Math.fround(logits[ids[i + 1]] - max);
+    }
+    s.dispose();
+    const r = await m.perplexity(text);
+    assert.equal(r.tokens, ids.length - 1);
+    // the same logits; only JS's and wasm's exp/log may differ in the last bits
+    assert.ok(Math.abs(r.nll - sum / r.tokens) <= 1e-12, `${r.nll} vs ${sum / r.tokens}`);
+    assert.equal(r.compute, 1);
+    const ac = new AbortController();
+    const aborted = m.perplexity(text, { signal: ac.signal });
+    ac.abort();
+    await assert.rejects(aborted, (e) => e.code === 'ABORTED');
+    assert.deepEqual(await m.perplexity(text), r, 'the next perplexity is whole');
+  } finally {
+    m.dispose();
+  }
+});
+
 test('text pieces concatenate to valid UTF-8 when characters span tokens', async () => {
   // In the init model every character outside its word list is byte tokens.
   const m = await loadModel(initPath);
