@@ -511,3 +511,53 @@ test('model.chat runs only the new turn of a conversation it has seen; the same 
     kept.dispose();
   }
 });
+
+// A conversation that outgrows the context, on the kept cache of the last
+// chat: truncate and keepLast cut the whole rendered conversation as they
+// cut it from an empty context (not only the part after the cached prefix,
+// which kept the cache and cut the new turn instead, or refused a keepLast
+// that fits), and the CONTEXT_FULL of a conversation that does not fit
+// counts the whole conversation against the whole context, not the new
+// tokens against the positions the cached prefix left. The next chat works.
+test('model.chat cuts a conversation past the context as from an empty context; CONTEXT_FULL counts all of it', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
+  const ctx = 96;
+  const kept = await loadModel(bytes, { threads: 1, contextLength: ctx });
+  const fresh = await loadModel(bytes, { threads: 1, contextLength: ctx });
+  const run = async (m, messages, opts) => {
+    const it = m.chat(messages, { temperature: 0, ...opts });
+    let r;
+    let text = '';
+    while (!(r = await it.next()).done) text += r.value.text;
+    return { text, promptTokens: r.value.promptTokens };
+  };
+  try {
+    const messages = [{ role: 'user', content: 'Tell me a story about a fox.' }];
+    const first = await run(kept, messages, { maxTokens: 30 });
+    messages.push({ role: 'assistant', content: first.text }, { role: 'user', content: 'What did the fox do then? Tell me more.' });
+    const whole = kept.tokenize(chatPrompt(kept, messages).prompt, { parseSpecial: true }).length;
+    assert.ok(whole > ctx, `the conversation (${whole} tokens) outgrows the context (${ctx})`);
+    await assert.rejects(run(kept, messages, { maxTokens: 8 }), (e) => {
+      assert.equal(e.code, 'CONTEXT_FULL');
+      assert.match(e.message, new RegExp(`^chat: the prompt is ${whole} tokens .* ${ctx} of ${ctx} positions`), e.message);
+      return true;
+    });
+    for (const cut of [{ keepLast: 40 }, { truncate: 'start' }]) {
+      // the first conversation again in the kept cache, then the long one
+      await run(kept, messages.slice(0, 1), { maxTokens: 30 });
+      const got = await run(kept, messages, { maxTokens: 8, ...cut });
+      const want = await run(fresh, messages, { maxTokens: 8, ...cut });
+      assert.equal(got.text, want.text, `${JSON.stringify(cut)}: the reply of an empty context`);
+      assert.ok(got.promptTokens <= want.promptTokens, `${JSON.stringify(cut)}: ran ${got.promptTokens}, fresh ${want.promptTokens}`);
+      if (cut.keepLast) assert.equal(want.promptTokens, 40);
+    }
+    // the model goes on chatting
+    const after = await run(kept, [{ role: 'user', content: 'Hi.' }], { maxTokens: 4 });
+    assert.equal(after.text, (await run(fresh, [{ role: 'user', content: 'Hi.' }], { maxTokens: 4 })).text);
+  } finally {
+    kept.dispose();
+    fresh.dispose();
+  }
+});
