@@ -8,14 +8,14 @@
 // model.chat() is run on the default model given a ChatML template.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getLlama } from 'node-llama-cpp';
 import { chatPrompt, endOfTurnStrings, renderChat } from '../../js/src/chat.js';
 import { loadModel } from '../../js/src/index.js';
 import { instantiateDoze } from '../../js/src/wasm.js';
-import { withBoolKey, withStringKey } from './chat_fixtures.js';
-import { root, run } from './helpers.js';
+import { withBoolKey, withStringKey, withUint32 } from './chat_fixtures.js';
+import { root, run, scratch } from './helpers.js';
 
 // ---- the templates, as published in each model's tokenizer_config.json ----
 
@@ -559,5 +559,44 @@ test('model.chat cuts a conversation past the context as from an empty context; 
   } finally {
     kept.dispose();
     fresh.dispose();
+  }
+});
+
+// A model that ends its turn at once: its vocabulary's EOS made the token the
+// greedy reply starts with. `doze chat` shows an empty reply, counts it as 0
+// tokens (the end-of-turn token was counted as one, at some 20,000 tok/s)
+// and says what ended each reply (end of turn, --steps, the context), as
+// model.chat's result does with its reason; natively and in wasm.
+test('doze chat: a reply that ends at once is 0 tokens, and each reply says what ended it', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const m = await loadModel(plain, { threads: 1 });
+  let first;
+  try {
+    first = (await m.chat([{ role: 'user', content: 'Hi.' }], { template: CHATML, maxTokens: 1, temperature: 0 }).next()).value.id;
+  } finally {
+    m.dispose();
+  }
+  const path = join(scratch(), 'eot-at-once.gguf');
+  writeFileSync(path, withUint32(plain, 'tokenizer.ggml.eos_token_id', first));
+  const e = await loadModel(readFileSync(path), { threads: 1 });
+  try {
+    const it = e.chat([{ role: 'user', content: 'Hi.' }], { template: CHATML, maxTokens: 8, temperature: 0 });
+    const r = await it.next();
+    assert.equal(r.done, true);
+    assert.equal(r.value.reason, 'eos');
+    assert.equal(r.value.tokens, 0);
+  } finally {
+    e.dispose();
+  }
+  const args = ['chat', path, '--template', 'chatml', '--steps', '6', '--temp', '0'];
+  for (const which of ['native', 'wasm']) {
+    const out = run(which, args, { input: Buffer.from('Hi.\nTell me about a cat.\n') });
+    assert.equal(out.status, 0, out.stderr);
+    const ends = [...out.stderr.toString().matchAll(/reply (\d+) tokens.*; ended by (.*)/g)].map((x) => [Number(x[1]), x[2]]);
+    assert.deepEqual(ends[0], [0, 'end of turn'], `${which}: ${out.stderr}`);
+    assert.equal(ends.length, 2, `${which}: ${out.stderr}`);
+    assert.ok(ends[1][1] === '--steps' ? ends[1][0] === 6 : ends[1][1] === 'end of turn', `${which}: ${out.stderr}`);
+    assert.equal(out.stdout.toString().split('\n')[0], '', `${which}: the first reply is empty`);
   }
 });
