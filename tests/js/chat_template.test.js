@@ -426,6 +426,10 @@ test('model.chat() renders the GGUF template, streams like generate and refuses 
     await assert.rejects(async () => {
       for await (const t of model.chat([{ role: 'user', content: 3 }])) void t;
     }, { code: 'INVALID_ARGUMENT' });
+    // no messages: refused (it generated from the bare generation prompt to the end of the context)
+    await assert.rejects(async () => {
+      for await (const t of model.chat([])) void t;
+    }, { code: 'INVALID_ARGUMENT', message: /messages is empty/ });
     // the chat's own options are checked like generate's
     for (const [bad, what] of [[{ addGenerationPrompt: 'yes' }, /addGenerationPrompt/], [{ templateContext: 'x' }, /templateContext/],
       [{ template: 42 }, /template/], [{ maxTokens: -1 }, /maxTokens/]]) {
