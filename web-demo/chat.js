@@ -204,13 +204,14 @@ export async function mountChat({ model, source }) {
     if (!text || ac) return;
     $('chat-input').value = '';
     messages.push({ role: 'user', content: text });
-    bubble('user', text);
+    const asked = bubble('user', text);
     const out = bubble('assistant', '');
     out.setAttribute('aria-busy', 'true');
     ac = new AbortController();
     $('chat-send').disabled = true;
     $('chat-stop').disabled = false;
     let reply = '';
+    let failed = false;
     try {
       let prompt = renderChat(meta.template, messages, {
         addGenerationPrompt: true, bosToken: meta.bosToken, eosToken: meta.eosToken,
@@ -236,11 +237,21 @@ export async function mountChat({ model, source }) {
       }
     } catch (err) {
       if (err?.name !== 'AbortError') {
+        // A turn that failed (the conversation outgrew the context, the
+        // template raised) leaves the conversation: kept, it failed every
+        // later message the same way until Clear.
+        failed = true;
+        asked.classList.add('error');
         out.classList.add('error');
-        out.textContent = `${reply}\n[${err?.message ?? err}]`;
+        const why = err?.code === 'CONTEXT_FULL'
+          ? `the conversation no longer fits the model's context (${model.info?.contextLength ?? '?'} positions); `
+            + 'this message was left out: send a shorter one, or Clear to start over'
+          : `${err?.message ?? err}; this message was left out of the conversation`;
+        out.textContent = `${reply}${reply ? '\n' : ''}[${why}]`;
       }
     } finally {
-      messages.push({ role: 'assistant', content: reply });
+      if (failed) messages.pop();
+      else messages.push({ role: 'assistant', content: reply });
       out.removeAttribute('aria-busy');
       ac = null;
       $('chat-send').disabled = false;

@@ -158,6 +158,10 @@ export async function* chat(model, messages, options = {}) {
   }
   // rendered where this module runs: for doze-lm/worker's proxy that is the
   // page, whose import map resolves @huggingface/jinja (a worker has none)
+  // a reply to no message at all is a caller's slip: the template renders
+  // little or nothing, and the model ran on from it to maxTokens (by
+  // default to the end of the context)
+  if (Array.isArray(messages) && messages.length === 0) throw invalid('chat: messages is empty (give at least one { role, content })');
   const p = await chatPromptAsync(model, messages, { template, addGenerationPrompt, templateContext });
   const extra = stop == null ? [] : Array.isArray(stop) ? stop : [stop];
   const o = { ...generateOptions, ...PARSE_SPECIAL, stop: [...p.stop, ...extra] };

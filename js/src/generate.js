@@ -60,13 +60,14 @@ export function checkGenerateOptions(call, prompt, options, withOnToken = false)
 }
 
 /**
- * The prompt ids to feed, after the context check: a prompt that does not
+ * The prompt ids to feed, after the context check (`call` names the method
+ * in its message): a prompt that does not
  * fit the free positions is an error naming both numbers, unless `keepLast`
  * (keep its last N tokens) or `truncate: 'start'` (drop its start so that it
  * fits with room for min(maxTokens, half the free positions) tokens) says
  * what to drop. A BOS in front stays in front.
  */
-function fitPrompt(feed, free, context, hasBos, o) {
+export function fitPrompt(feed, free, context, hasBos, o, call = 'generate') {
   let keep = feed.length;
   if (o.keepLast != null) keep = Math.min(keep, o.keepLast);
   else if (o.truncate === 'start' && feed.length > free) {
@@ -80,7 +81,7 @@ function fitPrompt(feed, free, context, hasBos, o) {
   if (feed.length > free) {
     const used = hasBos ? ' (BOS included)' : '';
     throw new DozeError('CONTEXT_FULL',
-      `generate: the prompt is ${feed.length} tokens${used} but the context has ${free} of ${context} positions free` +
+      `${call}: the prompt is ${feed.length} tokens${used} but the context has ${free} of ${context} positions free` +
       " (use truncate: 'start' or keepLast to keep the prompt's end)");
   }
   return feed;

@@ -6,7 +6,7 @@ import { now, yieldToEventLoop } from './runtime.js';
 import { BudgetState } from './budget.js';
 import { API } from './api.js';
 import { checkOptions, any, budget as budgetOption, signal as signalOption, invalid, isInt32 } from './options.js';
-import { checkGenerateOptions, generateTokens } from './generate.js';
+import { checkGenerateOptions, fitPrompt, generateTokens } from './generate.js';
 import { collect } from './text.js';
 
 // perplexity(): tokens per doze_session_score call (the event loop and abort
@@ -280,7 +280,19 @@ export class Session {
     const c = this.#core;
     c.model._alive();
     if (c.busy) throw new DozeError('STATE', 'chat: this session is generating');
-    const ids = c.model.tokenize(prompt, { bos: o.bos ?? true, parseSpecial: o.parseSpecial ?? false });
+    const info = c.model.info;
+    const bos = o.bos ?? true;
+    // The whole rendered conversation is fitted to the whole context first,
+    // as generate() fits it from an empty context (truncate / keepLast cut
+    // its start; CONTEXT_FULL counts all of it); only then is the cache
+    // matched. Fitting only the part after the cached prefix would keep the
+    // prefix and cut the new turn instead, or refuse a keepLast that fits.
+    let ids = c.model.tokenize(prompt, { bos, parseSpecial: o.parseSpecial ?? false });
+    const hasBos = bos && info.bosId >= 0 && ids[0] === info.bosId;
+    ids = fitPrompt(Array.from(ids), info.contextLength, info.contextLength, hasBos, o, 'chat');
+    const rest = { ...o }; // applied: not again to the part after the prefix
+    delete rest.truncate;
+    delete rest.keepLast;
     const held = c.pending >= 0 ? [...c.tokens, c.pending] : c.tokens;
     let keep = 0;
     const most = Math.min(held.length, ids.length - 1); // at least one token runs
@@ -291,7 +303,7 @@ export class Session {
       if (keep < c.tokens.length) c.truncate(keep);
       c.pending = -1;
     }
-    return yield* generateTokens(c, null, { ...o, promptIds: ids.slice(keep), bos: keep === 0 ? o.bos : false });
+    return yield* generateTokens(c, null, { ...rest, promptIds: ids.slice(keep), bos: keep === 0 ? o.bos : false });
   }
 
   /** The whole continuation as one string (see generate()). */

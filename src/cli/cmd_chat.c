@@ -5,11 +5,13 @@
  * new rendering starts with them, and the reply is sampled and streamed to
  * stdout until an end-of-turn token, the family's end-of-turn text, or
  * --steps tokens. "/exit" or the end of stdin ends the conversation. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat_template.h"
+#include "unicode.h"
 #include "cli_util.h"
 #include "commands.h"
 
@@ -61,10 +63,28 @@ static int conv_add(conversation *c, const char *role, const char *text, size_t 
         c->owned = o;
         c->cap = cap;
     }
-    char *copy = malloc(len + 1);
+    /* Valid UTF-8 only, each invalid byte written as U+FFFD (as JS's
+     * TextDecoder reads it): the conversation is tokenized again every turn,
+     * and the tokenizer refuses invalid UTF-8. A reply cut by --steps or the
+     * context in the middle of a character, or a model's stray byte tokens,
+     * would otherwise end the chat at the next turn. */
+    if (len > (SIZE_MAX - 1) / 3) return -1;
+    char *copy = malloc(3 * len + 1);
     if (!copy) return -1;
-    memcpy(copy, text, len);
-    copy[len] = '\0';
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t l = unicode_utf8_len((const unsigned char *)text, len, i);
+        if (l == 0) {
+            memcpy(copy + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(copy + o, text + i, l);
+            o += l;
+            i += l;
+        }
+    }
+    copy[o] = '\0';
     c->owned[c->n] = copy;
     c->msgs[c->n].role = role;
     c->msgs[c->n].content = copy;
@@ -139,10 +159,12 @@ typedef struct {
 static int feed(chat_state *c, const int32_t *ids, int n, int gating, int *kept, doze_error *e) {
     int keep = 0;
     while (keep < c->n_hist && keep < n && c->hist[keep] == ids[keep]) keep++;
-    if (keep < c->n_hist || keep == n) { /* diverged, or nothing new to run */
-        doze_session_reset(c->s);
-        keep = 0;
-    }
+    /* at least the last token runs: its logits start the reply */
+    if (keep >= n) keep = n > 0 ? n - 1 : 0;
+    /* Diverged (the reply's tokens re-render differently, e.g. a run of
+     * newlines or the end-of-turn text spelled in pieces merge into other
+     * tokens): back to the common prefix, not to an empty cache. */
+    if (keep < c->n_hist && doze_session_truncate(c->s, keep, e) != DOZE_OK) return -1;
     c->n_hist = keep;
     *kept = keep;
     int ctx = doze_model_get_info(c->m)->context_length;
@@ -164,18 +186,23 @@ static int feed(chat_state *c, const int32_t *ids, int n, int gating, int *kept,
 }
 
 /* Samples and streams one reply; *reply (malloc'd) gets its text without
- * the end-of-turn text. Returns the number of tokens generated, -1 on error. */
+ * the end-of-turn text, *ended says what ended it. Returns the number of
+ * tokens of the reply (an end-of-turn token is not one), -1 on error. */
 static int reply_turn(chat_state *c, int max_steps, const char *eot, char **reply, size_t *reply_len,
-                      double *compute, doze_error *e) {
+                      double *compute, const char **ended, doze_error *e) {
     const doze_model_info *info = doze_model_get_info(c->m);
     char *r = NULL;
     size_t rn = 0, rcap = 0, shown = 0;
     int generated = 0, prev = c->n_hist ? c->hist[c->n_hist - 1] : -1, stopped = 0, stepped = 0;
     double compute_sum = 0;
+    *ended = "--steps";
     while (generated < max_steps && !stopped) {
         int next = doze_sampler_sample(c->smp, doze_session_logits(c->s));
+        if (ends_turn(c->m, next)) {
+            *ended = "end of turn";
+            break;
+        }
         generated++;
-        if (ends_turn(c->m, next)) break;
         char piece[DOZE_MAX_PIECE];
         size_t plen = 0;
         if (doze_token_to_piece(c->m, prev, next, piece, sizeof piece, &plen, e) != DOZE_OK) goto fail;
@@ -203,9 +230,13 @@ static int reply_turn(chat_state *c, int max_steps, const char *eot, char **repl
             rn = (size_t)(at - r);
             r[rn] = '\0';
             stopped = 1;
+            *ended = "end of turn";
         }
         /* the token joins the KV cache so that the next turn starts from it */
-        if (c->n_hist >= info->context_length) break;
+        if (c->n_hist >= info->context_length) {
+            if (!stopped) *ended = "the context is full";
+            break;
+        }
         if (doze_session_step(c->s, next, e) != DOZE_OK) goto fail;
         c->hist[c->n_hist++] = next;
         compute_sum += doze_session_compute(c->s);
@@ -331,7 +362,8 @@ int cmd_chat(int argc, char **argv) {
         double t1 = io_now_ms();
         char *reply = NULL;
         size_t reply_len = 0;
-        int generated = reply_turn(&c, (int)steps, eot, &reply, &reply_len, &compute, &e);
+        const char *ended = "";
+        int generated = reply_turn(&c, (int)steps, eot, &reply, &reply_len, &compute, &ended, &e);
         if (generated < 0) {
             cli_print_error("chat", &e);
             goto done;
@@ -344,8 +376,8 @@ int cmd_chat(int argc, char **argv) {
             goto done;
         }
         err_printf("doze: prompt %d tokens (%d from the cache) in %.0f ms; reply %d tokens, %.1f tok/s, "
-                   "compute %.3f of dense\n", n, kept, t1 - t0, generated,
-                   generated * 1000.0 / (t2 - t1 + 1e-9), compute);
+                   "compute %.3f of dense; ended by %s\n", n, kept, t1 - t0, generated,
+                   generated * 1000.0 / (t2 - t1 + 1e-9), compute, ended);
     }
     rc = 0;
 done:

@@ -26,6 +26,7 @@
 #include "error.h"
 
 #include "tokenizer_impl.h"
+#include "unicode.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -36,39 +37,11 @@ static void *alloc_array(size_t n, size_t size) {
     return malloc(bytes ? bytes : 1);
 }
 
-/* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
- * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n, size_t i) {
-    unsigned char c = s[i];
-    if (c < 0x80) return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;      /* overlong */
-        else if (c == 0xED) hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;      /* overlong */
-        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n - i < need) return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-    for (size_t k = 2; k < need; k++)
-        if ((s[i + k] & 0xC0) != 0x80) return 0;
-    return need;
-}
-
 /* Offset of the first invalid byte, or SIZE_MAX when all of s is valid. */
 static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t l = utf8_seq_len(s, n, i);
+        size_t l = unicode_utf8_len(s, n, i);
         if (l == 0) return i;
         i += l;
     }
@@ -628,7 +601,7 @@ static doze_status spm_encode_fragment(const doze_tokenizer *t, const char *text
     /* one symbol per UTF-8 character (the escaped text is valid UTF-8) */
     int n_syms = 0;
     for (size_t i = 0; i < esc_len;) {
-        size_t l = utf8_seq_len((const unsigned char *)esc, esc_len, i);
+        size_t l = unicode_utf8_len((const unsigned char *)esc, esc_len, i);
         if (l == 0) l = 1; /* cannot happen after validation */
         symbol *s = &syms[n_syms];
         s->start = (int32_t)i;

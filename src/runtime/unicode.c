@@ -75,3 +75,31 @@ int unicode_encode(uint32_t cp, char *buf) {
     b[3] = (unsigned char)(0x80 | (cp & 0x3F));
     return 4;
 }
+
+/* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
+ * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i) {
+    unsigned char c = s[i];
+    if (c < 0x80) return 1;
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;      /* overlong */
+        else if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;      /* overlong */
+        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n - i < need) return 0;
+    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+    for (size_t k = 2; k < need; k++)
+        if ((s[i + k] & 0xC0) != 0x80) return 0;
+    return need;
+}

@@ -45,5 +45,9 @@ uint32_t unicode_tolower(uint32_t cp);
 size_t unicode_decode(const char *s, size_t n, uint32_t *cps);
 /* Writes the UTF-8 of cp into buf (4 bytes of room); returns its length. */
 int unicode_encode(uint32_t cp, char *buf);
+/* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
+ * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i);
 
 #endif

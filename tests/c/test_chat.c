@@ -302,6 +302,32 @@ static void test_cli(void) {
     CHECK(es && count(es, "reply ") == 1);
     free(es);
 
+    /* Sampled hot (temperature 1.5, no top-k/top-p), replies cut by --steps
+     * hold what greedy ones never do: a character cut in the middle (its
+     * first bytes only) and token sequences the tokenizer would not make.
+     * The reply is re-rendered into the next turn's prompt: the partial
+     * character made the tokenizer refuse it (BAD_UTF8, the chat ended), and
+     * a reply that re-tokenizes differently threw the whole KV cache away
+     * (0 from the cache) where the turns before it are still a common prefix.
+     * Every seed: two turns, the second keeping at least the first prompt. */
+    for (int seed = 1; seed <= 8; seed++) {
+        snprintf(cmd, sizeof cmd,
+                 "printf 'Tell me a story.\\nMore.\\n' | %s chat %s --steps 12 --temp 1.5 --top-k 0 --top-p 1 "
+                 "--seed %d > %s 2> %s",
+                 DOZE_CLI, chatml, seed, out, err);
+        int status = system(cmd);
+        es = slurp(err);
+        CHECK_MSG(status == 0 && es && count(es, "reply ") == 2, "seed %d: stderr:\n%s", seed, es ? es : "");
+        const char *p1 = es ? strstr(es, "doze: prompt ") : NULL;
+        const char *p2 = p1 ? strstr(p1 + 1, "doze: prompt ") : NULL;
+        int n1 = 0, k1 = 0, n2 = 0, k2 = 0;
+        CHECK_MSG(p1 && p2 && sscanf(p1, "doze: prompt %d tokens (%d from", &n1, &k1) == 2 &&
+                      sscanf(p2, "doze: prompt %d tokens (%d from", &n2, &k2) == 2 && k2 >= n1 && k2 < n2,
+                  "seed %d: the second turn should keep the first prompt's %d tokens; stderr:\n%s", seed, n1,
+                  es ? es : "");
+        free(es);
+    }
+
     /* a template Doze does not render natively is named; no template is said */
     snprintf(cmd, sizeof cmd, "printf 'Hello\\n' | %s chat %s > %s 2> %s", DOZE_CLI, mistral, out, err);
     CHECK(system(cmd) != 0);

@@ -70,6 +70,33 @@ test('a model with a chat template gets a chat panel that answers two turns', { 
   await page.close();
 });
 
+// A turn that fails (here: the conversation outgrows a 64-position context)
+// shows why and leaves the conversation: it stayed in it, with an empty
+// reply, and failed every later message the same way until Clear.
+test('a chat turn past the context fails with a reason and the next message is answered', { skip: skipReason }, async () => {
+  const page = await open('?model=models/chat.gguf');
+  await page.waitForSelector('#chat-section', { timeout: 15000 });
+  await page.evaluate(() => { document.getElementById('ctx-len').value = '64'; });
+  await page.fill('#model-url', 'models/chat.gguf');
+  await page.click('#load-url');
+  await page.waitForFunction(() => /64 positions/.test(document.getElementById('model-info').textContent), null, { timeout: 30000 });
+  await page.waitForSelector('#chat-section', { timeout: 15000 });
+  await page.fill('#max-tokens', '8');
+  await page.fill('#temperature', '0');
+  const long = 'Tell me a long story about a little bird who flew over the hills and the rivers and the big green trees to find her friends.';
+  await page.fill('#chat-input', long);
+  await page.click('#chat-send');
+  await page.waitForFunction(() => document.querySelectorAll('#chat-log li.error').length === 2 && !document.getElementById('chat-send').disabled, null, { timeout: 30000 });
+  assert.match(await page.textContent('#chat-log li.chat-assistant'), /no longer fits the model's context \(64 positions\)/);
+  await page.fill('#chat-input', 'Hi.');
+  await page.click('#chat-send');
+  await page.waitForFunction(() => document.getElementById('chat-section').dataset.turns === '1', null, { timeout: 30000 });
+  const log = await page.$$eval('#chat-log li', (lis) => lis.map((li) => ({ role: li.dataset.role, error: li.classList.contains('error'), text: li.textContent })));
+  assert.deepEqual(log.map((l) => [l.role, l.error]), [['user', true], ['assistant', true], ['user', false], ['assistant', false]]);
+  assert.ok(log[3].text.trim().length > 0, JSON.stringify(log));
+  await page.close();
+});
+
 test('a model without a chat template gets no chat panel', { skip: skipReason }, async () => {
   const page = await open('?model=models/plain.gguf');
   await page.waitForFunction(() => /^Ready/.test(document.getElementById('model-status').textContent), null, { timeout: 30000 });

@@ -1,5 +1,5 @@
 // Fixtures of the chat tests: a GGUF file given one more string or bool key
-// (e.g. a model given a tokenizer.chat_template).
+// (e.g. a model given a tokenizer.chat_template), or a uint32 key changed.
 
 /** The GGUF file with one more string key (the data section re-aligned). */
 export function withStringKey(bytes, key, value) {
@@ -8,6 +8,22 @@ export function withStringKey(bytes, key, value) {
   new DataView(payload.buffer).setBigUint64(0, BigInt(v.length), true);
   payload.set(v, 8);
   return withKey(bytes, key, 8, payload);
+}
+
+/** The GGUF file with the uint32 value of `key` replaced (in place: same size). */
+export function withUint32(bytes, key, value) {
+  const out = new Uint8Array(bytes);
+  const k = new TextEncoder().encode(key);
+  for (let o = 24; o + 8 + k.length + 8 <= out.length; o++) {
+    if (out[o + 8] !== k[0]) continue;
+    const dv = new DataView(out.buffer, o);
+    if (Number(dv.getBigUint64(0, true)) !== k.length) continue;
+    if (!k.every((c, i) => out[o + 8 + i] === c)) continue;
+    if (dv.getUint32(8 + k.length, true) !== 4) throw new Error(`${key} is not a uint32`);
+    dv.setUint32(12 + k.length, value, true);
+    return out;
+  }
+  throw new Error(`no key ${key}`);
 }
 
 /** The GGUF file with a bool key set (its value changed where the file has it, else added). */

@@ -8,14 +8,14 @@
 // model.chat() is run on the default model given a ChatML template.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getLlama } from 'node-llama-cpp';
 import { chatPrompt, endOfTurnStrings, renderChat } from '../../js/src/chat.js';
 import { loadModel } from '../../js/src/index.js';
 import { instantiateDoze } from '../../js/src/wasm.js';
-import { withBoolKey, withStringKey } from './chat_fixtures.js';
-import { root, run } from './helpers.js';
+import { withBoolKey, withStringKey, withUint32 } from './chat_fixtures.js';
+import { root, run, scratch } from './helpers.js';
 
 // ---- the templates, as published in each model's tokenizer_config.json ----
 
@@ -426,6 +426,10 @@ test('model.chat() renders the GGUF template, streams like generate and refuses 
     await assert.rejects(async () => {
       for await (const t of model.chat([{ role: 'user', content: 3 }])) void t;
     }, { code: 'INVALID_ARGUMENT' });
+    // no messages: refused (it generated from the bare generation prompt to the end of the context)
+    await assert.rejects(async () => {
+      for await (const t of model.chat([])) void t;
+    }, { code: 'INVALID_ARGUMENT', message: /messages is empty/ });
     // the chat's own options are checked like generate's
     for (const [bad, what] of [[{ addGenerationPrompt: 'yes' }, /addGenerationPrompt/], [{ templateContext: 'x' }, /templateContext/],
       [{ template: 42 }, /template/], [{ maxTokens: -1 }, /maxTokens/]]) {
@@ -509,5 +513,94 @@ test('model.chat runs only the new turn of a conversation it has seen; the same 
     assert.ok(other.text.length > 0);
   } finally {
     kept.dispose();
+  }
+});
+
+// A conversation that outgrows the context, on the kept cache of the last
+// chat: truncate and keepLast cut the whole rendered conversation as they
+// cut it from an empty context (not only the part after the cached prefix,
+// which kept the cache and cut the new turn instead, or refused a keepLast
+// that fits), and the CONTEXT_FULL of a conversation that does not fit
+// counts the whole conversation against the whole context, not the new
+// tokens against the positions the cached prefix left. The next chat works.
+test('model.chat cuts a conversation past the context as from an empty context; CONTEXT_FULL counts all of it', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
+  const ctx = 96;
+  const kept = await loadModel(bytes, { threads: 1, contextLength: ctx });
+  const fresh = await loadModel(bytes, { threads: 1, contextLength: ctx });
+  const run = async (m, messages, opts) => {
+    const it = m.chat(messages, { temperature: 0, ...opts });
+    let r;
+    let text = '';
+    while (!(r = await it.next()).done) text += r.value.text;
+    return { text, promptTokens: r.value.promptTokens };
+  };
+  try {
+    const messages = [{ role: 'user', content: 'Tell me a story about a fox.' }];
+    const first = await run(kept, messages, { maxTokens: 30 });
+    messages.push({ role: 'assistant', content: first.text }, { role: 'user', content: 'What did the fox do then? Tell me more.' });
+    const whole = kept.tokenize(chatPrompt(kept, messages).prompt, { parseSpecial: true }).length;
+    assert.ok(whole > ctx, `the conversation (${whole} tokens) outgrows the context (${ctx})`);
+    await assert.rejects(run(kept, messages, { maxTokens: 8 }), (e) => {
+      assert.equal(e.code, 'CONTEXT_FULL');
+      assert.match(e.message, new RegExp(`^chat: the prompt is ${whole} tokens .* ${ctx} of ${ctx} positions`), e.message);
+      return true;
+    });
+    for (const cut of [{ keepLast: 40 }, { truncate: 'start' }]) {
+      // the first conversation again in the kept cache, then the long one
+      await run(kept, messages.slice(0, 1), { maxTokens: 30 });
+      const got = await run(kept, messages, { maxTokens: 8, ...cut });
+      const want = await run(fresh, messages, { maxTokens: 8, ...cut });
+      assert.equal(got.text, want.text, `${JSON.stringify(cut)}: the reply of an empty context`);
+      assert.ok(got.promptTokens <= want.promptTokens, `${JSON.stringify(cut)}: ran ${got.promptTokens}, fresh ${want.promptTokens}`);
+      if (cut.keepLast) assert.equal(want.promptTokens, 40);
+    }
+    // the model goes on chatting
+    const after = await run(kept, [{ role: 'user', content: 'Hi.' }], { maxTokens: 4 });
+    assert.equal(after.text, (await run(fresh, [{ role: 'user', content: 'Hi.' }], { maxTokens: 4 })).text);
+  } finally {
+    kept.dispose();
+    fresh.dispose();
+  }
+});
+
+// A model that ends its turn at once: its vocabulary's EOS made the token the
+// greedy reply starts with. `doze chat` shows an empty reply, counts it as 0
+// tokens (the end-of-turn token was counted as one, at some 20,000 tok/s)
+// and says what ended each reply (end of turn, --steps, the context), as
+// model.chat's result does with its reason; natively and in wasm.
+test('doze chat: a reply that ends at once is 0 tokens, and each reply says what ended it', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const m = await loadModel(plain, { threads: 1 });
+  let first;
+  try {
+    first = (await m.chat([{ role: 'user', content: 'Hi.' }], { template: CHATML, maxTokens: 1, temperature: 0 }).next()).value.id;
+  } finally {
+    m.dispose();
+  }
+  const path = join(scratch(), 'eot-at-once.gguf');
+  writeFileSync(path, withUint32(plain, 'tokenizer.ggml.eos_token_id', first));
+  const e = await loadModel(readFileSync(path), { threads: 1 });
+  try {
+    const it = e.chat([{ role: 'user', content: 'Hi.' }], { template: CHATML, maxTokens: 8, temperature: 0 });
+    const r = await it.next();
+    assert.equal(r.done, true);
+    assert.equal(r.value.reason, 'eos');
+    assert.equal(r.value.tokens, 0);
+  } finally {
+    e.dispose();
+  }
+  const args = ['chat', path, '--template', 'chatml', '--steps', '6', '--temp', '0'];
+  for (const which of ['native', 'wasm']) {
+    const out = run(which, args, { input: Buffer.from('Hi.\nTell me about a cat.\n') });
+    assert.equal(out.status, 0, out.stderr);
+    const ends = [...out.stderr.toString().matchAll(/reply (\d+) tokens.*; ended by (.*)/g)].map((x) => [Number(x[1]), x[2]]);
+    assert.deepEqual(ends[0], [0, 'end of turn'], `${which}: ${out.stderr}`);
+    assert.equal(ends.length, 2, `${which}: ${out.stderr}`);
+    assert.ok(ends[1][1] === '--steps' ? ends[1][0] === 6 : ends[1][1] === 'end of turn', `${which}: ${out.stderr}`);
+    assert.equal(out.stdout.toString().split('\n')[0], '', `${which}: the first reply is empty`);
   }
 });

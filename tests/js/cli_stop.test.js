@@ -7,23 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
+import { withUint32 } from './chat_fixtures.js';
 import { readPairs, root, run, scratch } from './helpers.js';
-
-/** The GGUF file with the uint32 value of `key` replaced (in place: same size). */
-function withUint32(bytes, key, value) {
-  const out = new Uint8Array(bytes);
-  const k = new TextEncoder().encode(key);
-  for (let o = 24; o + 8 + k.length + 8 <= out.length; o++) {
-    if (out[o + 8] !== k[0]) continue;
-    const dv = new DataView(out.buffer, o);
-    if (Number(dv.getBigUint64(0, true)) !== k.length) continue;
-    if (!k.every((c, i) => out[o + 8 + i] === c)) continue;
-    assert.equal(dv.getUint32(8 + k.length, true), 4, `${key} is not a uint32`);
-    dv.setUint32(12 + k.length, value, true);
-    return out;
-  }
-  throw new Error(`no key ${key}`);
-}
 
 test('generate stops at a sampled end-of-generation token, dense and speculative, natively and in wasm', () => {
   const dir = scratch();
