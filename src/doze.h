@@ -569,7 +569,11 @@ void doze_speculator_free(doze_speculator *sp);
  * 1..k+1 tokens drawn by smp (greedy or sampling, as its params say) into
  * r, and leaves the session holding token and the accepted drafts, its
  * logits the dense ones the last emitted token was drawn from. Near the
- * end of the context k shrinks (to 0: one dense step). */
+ * end of the context k shrinks (to 0: one dense step). smp's penalties
+ * (doze_sampler_params) apply as in a dense run: each drafted or emitted
+ * token's distribution sees the tokens before it; the step leaves smp's
+ * history as it found it, and the caller hands it the emitted tokens
+ * (doze_sampler_accept), as after doze_sampler_sample. */
 doze_status doze_speculative_step(doze_speculator *sp, doze_sampler *smp, int token, doze_spec_result *r,
                                   doze_error *err);
 /* (vocab_size) dense logits emitted token i (0 <= i < r->n) of the last

@@ -36,6 +36,9 @@ struct doze_sampler {
     int32_t *counts;        /* (vocab_size) occurrences in the history; all zero between calls */
     int32_t *history;       /* (repeat_last_n) ring of the last accepted tokens */
     int n_history, history_at;
+    /* sampler_mark's copy of the history (penalties only), for speculation */
+    int32_t *saved;         /* (repeat_last_n) */
+    int saved_n, saved_at;
 };
 
 doze_sampler_params doze_sampler_default_params(void) {
@@ -107,7 +110,8 @@ doze_sampler *doze_sampler_new(const doze_sampler_params *p, int vocab_size, doz
         s->logits = malloc((size_t)vocab_size * sizeof *s->logits);
         s->counts = calloc((size_t)vocab_size, sizeof *s->counts);
         s->history = malloc((size_t)params.repeat_last_n * sizeof *s->history);
-        ok = s->logits && s->counts && s->history;
+        s->saved = malloc((size_t)params.repeat_last_n * sizeof *s->saved);
+        ok = s->logits && s->counts && s->history && s->saved;
     }
     if (!ok) {
         doze_sampler_free(s);
@@ -127,6 +131,7 @@ void doze_sampler_free(doze_sampler *s) {
     free(s->logits);
     free(s->counts);
     free(s->history);
+    free(s->saved);
     free(s);
 }
 
@@ -306,6 +311,22 @@ void sampler_distribution(doze_sampler *s, const float *logits, float *dist) {
     }
     memset(dist, 0, (size_t)n * sizeof *dist);
     for (int i = 0; i < kept; i++) dist[s->candidates[i].id] = s->probs[i];
+}
+
+void sampler_mark(doze_sampler *s) {
+    if (!s->history) return;
+    memcpy(s->saved, s->history, (size_t)s->n_history * sizeof *s->saved);
+    s->saved_n = s->n_history;
+    s->saved_at = s->history_at;
+}
+
+void sampler_rewind(doze_sampler *s) {
+    if (!s->history) return;
+    /* the ring holds its first n_history slots until it is full; the mark's
+     * slots are restored, later ones do not count (n_history) */
+    memcpy(s->history, s->saved, (size_t)s->saved_n * sizeof *s->history);
+    s->n_history = s->saved_n;
+    s->history_at = s->saved_at;
 }
 
 float sampler_uniform(doze_sampler *s) { return rng_f32(&s->rng); }
