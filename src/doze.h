@@ -596,7 +596,8 @@ const float *doze_speculator_logits(const doze_speculator *sp, int i);
  *   4. min-p: of those, the tokens whose probability is at least min_p times
  *      the largest one's (logit >= max + log(min_p));
  *   5. temperature: softmax(logit / T) over what is left, and one seeded
- *      draw. T = 0 (or top_k = 1) is greedy: the largest penalized logit.
+ *      draw. T = 0 (or top_k = 1) is greedy: the largest penalized logit;
+ *      so is a T > 0 so small that logit / T overflows a float (its limit).
  * Only temperature and the draw run when nothing else is on, in vocabulary
  * order, as they always have (same seed, same tokens as before).
  *

@@ -11,7 +11,9 @@
  * in candidate order, then normalized), one draw u, and the first candidate
  * whose cumulative probability exceeds u. Candidates are the whole
  * vocabulary in id order when no filter is on, otherwise the survivors by
- * falling logit (ties by lower id). Every step is plain float arithmetic
+ * falling logit (ties by lower id). A temperature so small that logit / T
+ * overflows (max scaled logit not finite) draws the largest logit, the
+ * limit T -> 0, as greedy does. Every step is plain float arithmetic
  * and doze_expf (no libm), so native and wasm builds pick the same ids. */
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +248,12 @@ static int prepare(doze_sampler *s, const float *logits, int *kept_out) {
         float max = logits[0] * inv_t;
         for (int i = 1; i < n; i++)
             if (logits[i] * inv_t > max) max = logits[i] * inv_t;
+        if (!is_finite(max)) { /* T so small that logit / T overflows: its limit, greedy */
+            memset(s->probs, 0, (size_t)n * sizeof *s->probs);
+            s->probs[argmax(logits, n)] = 1.0f;
+            *kept_out = n;
+            return 0;
+        }
         float sum = 0.0f;
         for (int i = 0; i < n; i++) {
             s->probs[i] = doze_expf(logits[i] * inv_t - max);
@@ -258,6 +266,11 @@ static int prepare(doze_sampler *s, const float *logits, int *kept_out) {
     const int kept = filter(s, logits);
     const prob_index *c = s->candidates;
     const float max = c[0].p * inv_t; /* sorted: the first is the largest */
+    if (!is_finite(max)) { /* as above: the largest (lowest id among ties) alone */
+        s->probs[0] = 1.0f;
+        *kept_out = 1;
+        return 1;
+    }
     float sum = 0.0f;
     for (int i = 0; i < kept; i++) {
         s->probs[i] = doze_expf(c[i].p * inv_t - max);
