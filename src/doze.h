@@ -582,7 +582,11 @@ void doze_speculator_free(doze_speculator *sp);
  * 1..k+1 tokens drawn by smp (greedy or sampling, as its params say) into
  * r, and leaves the session holding token and the accepted drafts, its
  * logits the dense ones the last emitted token was drawn from. Near the
- * end of the context k shrinks (to 0: one dense step). */
+ * end of the context k shrinks (to 0: one dense step). smp's penalties
+ * (doze_sampler_params) apply as in a dense run: each drafted or emitted
+ * token's distribution sees the tokens before it; the step leaves smp's
+ * history as it found it, and the caller hands it the emitted tokens
+ * (doze_sampler_accept), as after doze_sampler_sample. */
 doze_status doze_speculative_step(doze_speculator *sp, doze_sampler *smp, int token, doze_spec_result *r,
                                   doze_error *err);
 /* (vocab_size) dense logits emitted token i (0 <= i < r->n) of the last
@@ -605,7 +609,8 @@ const float *doze_speculator_logits(const doze_speculator *sp, int i);
  *   4. min-p: of those, the tokens whose probability is at least min_p times
  *      the largest one's (logit >= max + log(min_p));
  *   5. temperature: softmax(logit / T) over what is left, and one seeded
- *      draw. T = 0 (or top_k = 1) is greedy: the largest penalized logit.
+ *      draw. T = 0 (or top_k = 1) is greedy: the largest penalized logit;
+ *      so is a T > 0 so small that logit / T overflows a float (its limit).
  * Only temperature and the draw run when nothing else is on, in vocabulary
  * order, as they always have (same seed, same tokens as before).
  *

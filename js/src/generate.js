@@ -49,13 +49,6 @@ export function checkGenerateOptions(call, prompt, options, withOnToken = false)
   if (o.speculative && o.onPromptStep) {
     throw invalid(`${call}: onPromptStep is not available with speculative (the prompt runs densely in batches)`);
   }
-  // The draft and the verify sample from fixed distributions; penalties that
-  // move with each accepted token would break the accept/reject rule.
-  const penalized = ['repeatPenalty', 'frequencyPenalty', 'presencePenalty'].filter(
-    (k) => o[k] !== undefined && o[k] !== (k === 'repeatPenalty' ? 1 : 0));
-  if (o.speculative && penalized.length) {
-    throw invalid(`${call}: ${penalized[0]} is not available with speculative`);
-  }
   return o;
 }
 
@@ -189,7 +182,7 @@ export async function* generateTokens(core, prompt, o) {
 
     const promptT0 = now();
     if (o.speculative) {
-      const ctx = { feed, sampler, piece, stopText, stopIds, sig, promptT0, prefill, own: (f) => owned.push(f) };
+      const ctx = { feed, sampler, penalties, piece, stopText, stopIds, sig, promptT0, prefill, own: (f) => owned.push(f) };
       return yield* speculativeTokens(core, o, ctx);
     }
     // The prompt, unobserved (no onPromptStep): all but its last token in

@@ -3,7 +3,8 @@
 // them, and the cache is rolled back past what the whole model refused
 // (doze_speculative_step in src/runtime/speculate.c). The output is the
 // dense model's: greedy, the same tokens and logits; sampled, the dense
-// distribution.
+// distribution; with the penalties too (each drafted and emitted token's
+// distribution sees the tokens before it).
 
 import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
@@ -47,7 +48,7 @@ function denseMask(info) {
  * abandoned generator). Returns the GenerateResult.
  */
 export async function* speculativeTokens(core, o, ctx) {
-  const { feed, sampler, piece, stopText, stopIds, sig, promptT0 } = ctx;
+  const { feed, sampler, penalties, piece, stopText, stopIds, sig, promptT0 } = ctx;
   const spec = o.speculative;
   const model = core.model;
   const rt = model._rt;
@@ -124,6 +125,9 @@ export async function* speculativeTokens(core, o, ctx) {
       for (let j = 0; j < n; j++) {
         const next = ids[j];
         const position = P + 1 + j; // where `next` would go
+        // the penalties' history, as after a plain step's sample (the step
+        // itself leaves it as it found it)
+        if (penalties) rt.check(rt.x.doze_wasm_sampler_accept(sampler, next, rt.err), 'generate');
         core.pending = next;
         keep = position;
         if (stopIds.has(next) || (!ignoreEos && (next === info.bosId || rt.x.doze_token_is_eog(model._alive(), next)))) {

@@ -57,6 +57,11 @@ int cli_speculative_generate(const cli_args *a, doze_model *m, doze_session *s, 
         }
         for (int i = 0; i < r.n && pos < steps; i++, pos++) {
             const int next = r.tokens[i];
+            /* the penalties' history, as after a plain step's sample */
+            if (doze_sampler_accept(smp, next, &e) != DOZE_OK) {
+                cli_print_error("sample", &e);
+                goto done;
+            }
             generated++;
             if (n_steps > 1) after_first++;
             if (cli_ends_generation(m, next, 1, no_stop)) {

@@ -11,7 +11,9 @@
  * in candidate order, then normalized), one draw u, and the first candidate
  * whose cumulative probability exceeds u. Candidates are the whole
  * vocabulary in id order when no filter is on, otherwise the survivors by
- * falling logit (ties by lower id). Every step is plain float arithmetic
+ * falling logit (ties by lower id). A temperature so small that logit / T
+ * overflows (max scaled logit not finite) draws the largest logit, the
+ * limit T -> 0, as greedy does. Every step is plain float arithmetic
  * and doze_expf (no libm), so native and wasm builds pick the same ids. */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,9 @@ struct doze_sampler {
     int32_t *counts;        /* (vocab_size) occurrences in the history; all zero between calls */
     int32_t *history;       /* (repeat_last_n) ring of the last accepted tokens */
     int n_history, history_at;
+    /* sampler_mark's copy of the history (penalties only), for speculation */
+    int32_t *saved;         /* (repeat_last_n) */
+    int saved_n, saved_at;
 };
 
 doze_sampler_params doze_sampler_default_params(void) {
@@ -107,7 +112,8 @@ doze_sampler *doze_sampler_new(const doze_sampler_params *p, int vocab_size, doz
         s->logits = malloc((size_t)vocab_size * sizeof *s->logits);
         s->counts = calloc((size_t)vocab_size, sizeof *s->counts);
         s->history = malloc((size_t)params.repeat_last_n * sizeof *s->history);
-        ok = s->logits && s->counts && s->history;
+        s->saved = malloc((size_t)params.repeat_last_n * sizeof *s->saved);
+        ok = s->logits && s->counts && s->history && s->saved;
     }
     if (!ok) {
         doze_sampler_free(s);
@@ -127,6 +133,7 @@ void doze_sampler_free(doze_sampler *s) {
     free(s->logits);
     free(s->counts);
     free(s->history);
+    free(s->saved);
     free(s);
 }
 
@@ -241,6 +248,12 @@ static int prepare(doze_sampler *s, const float *logits, int *kept_out) {
         float max = logits[0] * inv_t;
         for (int i = 1; i < n; i++)
             if (logits[i] * inv_t > max) max = logits[i] * inv_t;
+        if (!is_finite(max)) { /* T so small that logit / T overflows: its limit, greedy */
+            memset(s->probs, 0, (size_t)n * sizeof *s->probs);
+            s->probs[argmax(logits, n)] = 1.0f;
+            *kept_out = n;
+            return 0;
+        }
         float sum = 0.0f;
         for (int i = 0; i < n; i++) {
             s->probs[i] = doze_expf(logits[i] * inv_t - max);
@@ -253,6 +266,11 @@ static int prepare(doze_sampler *s, const float *logits, int *kept_out) {
     const int kept = filter(s, logits);
     const prob_index *c = s->candidates;
     const float max = c[0].p * inv_t; /* sorted: the first is the largest */
+    if (!is_finite(max)) { /* as above: the largest (lowest id among ties) alone */
+        s->probs[0] = 1.0f;
+        *kept_out = 1;
+        return 1;
+    }
     float sum = 0.0f;
     for (int i = 0; i < kept; i++) {
         s->probs[i] = doze_expf(c[i].p * inv_t - max);
@@ -306,6 +324,22 @@ void sampler_distribution(doze_sampler *s, const float *logits, float *dist) {
     }
     memset(dist, 0, (size_t)n * sizeof *dist);
     for (int i = 0; i < kept; i++) dist[s->candidates[i].id] = s->probs[i];
+}
+
+void sampler_mark(doze_sampler *s) {
+    if (!s->history) return;
+    memcpy(s->saved, s->history, (size_t)s->n_history * sizeof *s->saved);
+    s->saved_n = s->n_history;
+    s->saved_at = s->history_at;
+}
+
+void sampler_rewind(doze_sampler *s) {
+    if (!s->history) return;
+    /* the ring holds its first n_history slots until it is full; the mark's
+     * slots are restored, later ones do not count (n_history) */
+    memcpy(s->history, s->saved, (size_t)s->saved_n * sizeof *s->history);
+    s->n_history = s->saved_n;
+    s->history_at = s->saved_at;
 }
 
 float sampler_uniform(doze_sampler *s) { return rng_f32(&s->rng); }

@@ -16,6 +16,13 @@ int sampler_argmax(const doze_sampler *s, const float *logits);
  * for these logits (temperature, top-k, top-p; 0 outside what they keep;
  * one-hot when greedy). Draws nothing. */
 void sampler_distribution(doze_sampler *s, const float *logits, float *dist);
+/* The penalties' history at a point (sampler_mark) and back to it
+ * (sampler_rewind): speculation hands the drafted tokens to
+ * doze_sampler_accept while it drafts and judges, so that each position's
+ * distribution sees the tokens before it, then rewinds; the caller accepts
+ * what was emitted, as after doze_sampler_sample. No-ops without penalties. */
+void sampler_mark(doze_sampler *s);
+void sampler_rewind(doze_sampler *s);
 /* A uniform float in [0, 1) from the sampler's RNG. */
 float sampler_uniform(doze_sampler *s);
 /* One draw from nonnegative weights(vocab_size) summing to total. */

@@ -14,7 +14,9 @@
  *   keep:   positions P .. P + accepted (the verify's dense K/V), forget the
  *           rest, so the cache is the one dense steps would have built.
  * Sampled tokens then follow the dense distribution exactly (the standard
- * speculative-sampling argument); greedy ones are the dense argmaxes. */
+ * speculative-sampling argument); greedy ones are the dense argmaxes. The
+ * sampler's penalties (a function of the tokens before a position) see
+ * d_1 .. d_{i-1} for q_i and p_i, as a dense run would. */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 
 #include "speculate.h"
@@ -240,13 +242,15 @@ static doze_status draft(doze_speculator *sp, doze_sampler *smp, int k, double *
         const float *lg = doze_session_logits(sp->s);
         if (greedy) {
             sp->seq[i + 1] = sampler_argmax(smp, lg);
-            continue;
+        } else {
+            float *q = sp->q + (size_t)i * sp->vocab;
+            sampler_distribution(smp, lg, q);
+            float total = 0.0f;
+            for (int v = 0; v < sp->vocab; v++) total += q[v];
+            sp->seq[i + 1] = sampler_draw(smp, q, total);
         }
-        float *q = sp->q + (size_t)i * sp->vocab;
-        sampler_distribution(smp, lg, q);
-        float total = 0.0f;
-        for (int v = 0; v < sp->vocab; v++) total += q[v];
-        sp->seq[i + 1] = sampler_draw(smp, q, total);
+        /* the penalties of the next draft see this one (rewound after the draft) */
+        doze_sampler_accept(smp, sp->seq[i + 1], NULL);
     }
     return DOZE_OK;
 }
@@ -287,6 +291,8 @@ static int judge(doze_speculator *sp, doze_sampler *smp, int k, doze_spec_result
         }
         r->tokens[i - 1] = d;
         r->flags[i - 1] = DOZE_SPEC_DRAFTED | DOZE_SPEC_ACCEPTED;
+        /* p_{i+1}'s penalties see d_i, as a dense run's would (rewound after the judging) */
+        doze_sampler_accept(smp, d, NULL);
     }
     /* every draft passed: the whole model's own next token */
     r->tokens[k] = doze_sampler_sample(smp, sp->logits + (size_t)k * V);
@@ -327,7 +333,12 @@ doze_status doze_speculative_step(doze_speculator *sp, doze_sampler *smp, int to
     sp->seq[0] = token;
     double compute = 0.0;
     const double t0 = sp->p.timed ? now_ms() : 0.0;
+    /* The penalties are a function of the tokens before each position: the
+     * draft and the judging hand the drafts to the sampler's history as
+     * they go, and both start from (and end on) the history as given. */
+    sampler_mark(smp);
     st = draft(sp, smp, k, &compute, err);
+    sampler_rewind(smp);
     const double t1 = sp->p.timed ? now_ms() : 0.0;
     doze_session_set_budget(s, budget0, NULL);
     /* verify: the drafted positions again, densely, in one batch */
@@ -339,6 +350,7 @@ doze_status doze_speculative_step(doze_speculator *sp, doze_sampler *smp, int to
         return st;
     }
     const int accepted = judge(sp, smp, k, r);
+    sampler_rewind(smp); /* the caller accepts what was emitted, as after doze_sampler_sample */
     /* keep token and the accepted drafts: the verify's dense K/V */
     if (accepted < k) {
         doze_session_truncate(s, pos + accepted + 1, NULL);

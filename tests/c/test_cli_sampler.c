@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "doze.h"
+#include "sampler.h"
 #include "test_util.h"
 
 static doze_sampler *make(doze_sampler_params p, int vocab) {
@@ -224,7 +225,44 @@ static void defaults_unchanged(void) {
     doze_sampler_free(s);
 }
 
+/* A positive temperature so small that logit / T overflows a float (any T
+ * below 1/FLT_MAX, or logits of 50 and more at T = 1e-37) samples its limit
+ * T -> 0: the largest logit, in every path (whole vocabulary, filtered,
+ * speculation's distribution). Before, the scaled logits were +-inf (NaN
+ * for a logit of 0), the softmax NaN, and the draw fell through to the last
+ * candidate: the least likely token. */
+static void tiny_temperature(void) {
+    static const struct {
+        float t, l[4];
+    } cases[] = {
+        {1e-39f, {1.0f, 3.0f, 2.0f, -1.0f}},    /* 1/T is inf */
+        {1e-39f, {0.0f, 3.0f, 2.0f, -1.0f}},    /* 0 * inf is NaN */
+        {1e-37f, {50.0f, 60.0f, 55.0f, -1.0f}}, /* 1/T finite, the products overflow */
+        {1e-39f, {-5.0f, -1.0f, -2.0f, -3.0f}}, /* every scaled logit -inf */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int filtered = 0; filtered < 3; filtered++) {
+            doze_sampler_params p = doze_sampler_default_params();
+            p.temperature = cases[c].t;
+            p.seed = 5 + c;
+            if (filtered == 1) p.top_k = 3;
+            if (filtered == 2) p.min_p = 0.5f;
+            doze_sampler *s = make(p, 4);
+            int wrong = 0;
+            for (int d = 0; d < 50; d++) wrong += doze_sampler_sample(s, cases[c].l) != 1;
+            float dist[4];
+            sampler_distribution(s, cases[c].l, dist);
+            CHECK_MSG(wrong == 0, "T %g case %zu filter %d: %d of 50 draws not the largest logit", (double)p.temperature,
+                      c, filtered, wrong);
+            CHECK_MSG(dist[1] == 1.0f && dist[0] == 0.0f && dist[2] == 0.0f && dist[3] == 0.0f,
+                      "T %g case %zu filter %d: the distribution is not the argmax's", (double)p.temperature, c,
+                      filtered);
+            doze_sampler_free(s);
+        }
+}
+
 int main(void) {
+    tiny_temperature();
     penalties();
     order();
     errors();

@@ -2,14 +2,15 @@
 // dense greedy (tokens, and the logits each token was drawn from) on a
 // random init model, the default model and stories260K; sampled output
 // following the dense distribution (a chi-square test over a fixed seed
-// set, with a control that shows the test can fail); KV rollback with
+// set, with a control that shows the test can fail); greedy with the
+// penalties, through the package and the CLI; KV rollback with
 // Session#truncate; the option checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../js/src/index.js';
-import { root, sharedSkip } from './helpers.js';
+import { root, run as cliRun, sharedSkip } from './helpers.js';
 import { calibText, dir, skipInitModel, storiesModel } from './skip_fixtures.js';
 
 const PROMPT = 'Once upon a time';
@@ -49,8 +50,8 @@ const sameBits = (a, b) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.
  * Greedy speculative generation vs dense greedy: the same ids, and each
  * emitted token's logits (from the verify) the same bits as dense stepping.
  */
-async function checkGreedy(m, speculative, maxTokens) {
-  const opts = { temperature: 0, maxTokens, ignoreEos: true };
+async function checkGreedy(m, speculative, maxTokens, extra = {}) {
+  const opts = { temperature: 0, maxTokens, ignoreEos: true, ...extra };
   const dense = await run(m.generate(PROMPT, opts));
   const logits = [];
   m._testSpecLogits = (j, l) => logits.push(l);
@@ -108,6 +109,40 @@ test('greedy speculative = dense greedy: the default model with its gates (draft
     assert.ok(fixed.sum.accepted > 0.3 * fixed.sum.drafted, `accepted ${fixed.sum.accepted} of ${fixed.sum.drafted}`);
     assert.ok(fixed.spec.tokens.some((t) => t.accepted) && fixed.spec.tokens.some((t) => !t.drafted));
     await checkGreedy(m, true, 120);
+  } finally {
+    m.dispose();
+  }
+});
+
+// The penalties are a function of the tokens before a position: drafted
+// and verified tokens must see the drafts before them, and the emitted ones
+// join the history, as in a dense run. (They were refused here, and the
+// CLI's --speculative ran them against the step's starting history only:
+// its text left dense greedy's, "I'm sorry, I'm sorry, I'm sorry" where the
+// penalty forbids it.)
+const PENALTIES = { repeatPenalty: 1.5, frequencyPenalty: 0.3, presencePenalty: 0.2, repeatLastN: 32 };
+const PENALTY_FLAGS = ['--repeat-penalty', '1.5', '--frequency-penalty', '0.3', '--presence-penalty', '0.2',
+  '--repeat-last-n', '32'];
+
+test('greedy speculative with penalties = dense greedy with penalties: the default model, and the CLI (native and wasm)', async () => {
+  const m = await loadModel(defaultPath);
+  try {
+    await m.loadGates(readFileSync(defaultGates));
+    const plain = await run(m.generate(PROMPT, { temperature: 0, maxTokens: 120, ignoreEos: true }));
+    const fixed = await checkGreedy(m, { k: 4, draftBudget: 0.5 }, 120, PENALTIES);
+    assert.notDeepEqual(fixed.dense.tokens.map((t) => t.id), plain.tokens.map((t) => t.id), 'the penalties act');
+    assert.ok(fixed.sum.accepted > 0.2 * fixed.sum.drafted, `accepted ${fixed.sum.accepted} of ${fixed.sum.drafted}`);
+    await checkGreedy(m, true, 120, PENALTIES);
+    // the CLI: --speculative prints the dense text, natively and in wasm
+    const base = ['generate', defaultPath, '--prompt', PROMPT, '--temp', '0', '--steps', '120', '--no-stop',
+      '--gates', defaultGates, ...PENALTY_FLAGS];
+    const dense = cliRun('native', base);
+    assert.equal(dense.status, 0, dense.stderr);
+    for (const where of ['native', 'wasm']) {
+      const r = cliRun(where, [...base, '--speculative', '--draft-k', '4', '--draft-budget', '0.5']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.toString(), dense.stdout.toString(), `${where} --speculative with penalties`);
+    }
   } finally {
     m.dispose();
   }
