@@ -176,7 +176,7 @@ export interface GenerateOptions {
   temperature?: number;
   /** Keep the k most probable tokens (0 = off, the default). */
   topK?: number;
-  /** Nucleus sampling mass in (0, 1] (1 = off, the default). */
+  /** Nucleus sampling mass in [0, 1] (1 = off, the default; 0 keeps the most likely token alone, as in llama.cpp). */
   topP?: number;
   /** Drop tokens whose probability is below minP times the top token's, in [0, 1] (0 = off, the default). */
   minP?: number;

@@ -627,7 +627,7 @@ typedef struct doze_sampler doze_sampler;
 typedef struct {
     float temperature;       /* 0: greedy (argmax); >= 0 */
     int top_k;               /* 0: off; >= 0 */
-    float top_p;             /* 1: off; in (0, 1] */
+    float top_p;             /* 1: off; in [0, 1] (0: the most likely token alone) */
     uint64_t seed;
     float min_p;             /* 0: off; in [0, 1] */
     float repeat_penalty;    /* 1: off; > 0 */

@@ -22,7 +22,7 @@ export const GENERATE_OPTIONS = {
   maxTokens: int(0, Infinity, { infinite: true }),
   temperature: num(0),
   topK: int(0),
-  topP: num(0, 1, { loOpen: true }),
+  topP: num(0, 1),
   minP: num(0, 1),
   repeatPenalty: num(0, Infinity, { loOpen: true }),
   repeatLastN: int(-1),

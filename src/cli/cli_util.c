@@ -278,6 +278,17 @@ int cli_ffn_block_option(const cli_args *a, doze_model_params *mp) {
     return 0;
 }
 
+int cli_penalty_options(const cli_args *a, int context, doze_sampler_params *sp) {
+    sp->min_p = (float)cli_get_float(a, "--min-p", sp->min_p);
+    sp->repeat_penalty = (float)cli_get_float(a, "--repeat-penalty", sp->repeat_penalty);
+    long long last_n = cli_get_int(a, "--repeat-last-n", sp->repeat_last_n);
+    if (last_n < -1 || last_n > (1 << 30)) return cli_usage_error(a, "--repeat-last-n must be -1 or in 0..%d", 1 << 30);
+    sp->repeat_last_n = last_n == -1 ? context : (int)last_n;
+    sp->frequency_penalty = (float)cli_get_float(a, "--frequency-penalty", sp->frequency_penalty);
+    sp->presence_penalty = (float)cli_get_float(a, "--presence-penalty", sp->presence_penalty);
+    return 0;
+}
+
 int cli_threads_option(const cli_args *a, doze_model_params *mp) {
     long long t = cli_get_int(a, "--threads", 1);
     if (t < 1 || t > 64) return cli_usage_error(a, "--threads must be in 1..64");

@@ -31,6 +31,7 @@ static const cli_option chat_options[] = {
     {"--temp", CLI_FLOAT, "T", "temperature (default 0.8; 0: greedy)", NULL, 0},
     {"--top-p", CLI_FLOAT, "P", "nucleus sampling (default 0.95)", NULL, 0},
     {"--top-k", CLI_INT, "K", "sample among the K most likely tokens (default 40)", NULL, 0},
+    CLI_PENALTY_OPTIONS,
     {"--seed", CLI_SEED, "S", "sampling seed (default 42)", NULL, 0},
     CLI_BUDGET_OPTION,
     CLI_GATE_OPTIONS,
@@ -196,8 +197,14 @@ static int reply_turn(chat_state *c, int max_steps, const char *eot, char **repl
     int generated = 0, prev = c->n_hist ? c->hist[c->n_hist - 1] : -1, stopped = 0, stepped = 0;
     double compute_sum = 0;
     *ended = "--steps";
+    /* the penalties look back over the conversation in the KV cache (the
+     * rendered turns, the template's tokens included), as over a prompt */
+    doze_sampler_reset(c->smp);
+    for (int i = 0; i < c->n_hist; i++)
+        if (doze_sampler_accept(c->smp, c->hist[i], e) != DOZE_OK) goto fail;
     while (generated < max_steps && !stopped) {
         int next = doze_sampler_sample(c->smp, doze_session_logits(c->s));
+        if (doze_sampler_accept(c->smp, next, e) != DOZE_OK) goto fail;
         if (ends_turn(c->m, next)) {
             *ended = "end of turn";
             break;
@@ -268,6 +275,8 @@ int cmd_chat(int argc, char **argv) {
     sp.top_p = (float)cli_get_float(&a, "--top-p", 0.95);
     sp.top_k = (int)cli_get_int(&a, "--top-k", 40);
     sp.seed = (uint64_t)cli_get_int(&a, "--seed", 42);
+    /* checked now; a window of -1 (the whole context) is set once the model is loaded */
+    if (cli_penalty_options(&a, 1, &sp)) return 2;
     double budget = cli_get_float(&a, "--budget", 1.0);
     if (steps < 1 || ctx < 0) return cli_usage_error(&a, "--steps must be >= 1 and --ctx >= 0");
     if (!(budget > 0.0 && budget <= 1.0)) return cli_usage_error(&a, "--budget must be in (0, 1]");
@@ -281,6 +290,7 @@ int cmd_chat(int argc, char **argv) {
     doze_model *m = cli_load_model(path, &mp);
     if (!m) return 1;
     const doze_model_info *info = doze_model_get_info(m);
+    if (cli_get_int(&a, "--repeat-last-n", 0) == -1) sp.repeat_last_n = info->context_length;
 
     int rc = 1;
     doze_error e = {0, ""};

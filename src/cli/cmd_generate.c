@@ -82,15 +82,7 @@ static const cli_option generate_options[] = {
     {"--temp", CLI_FLOAT, "T", "temperature (default 1; 0: greedy)", NULL, 0},
     {"--top-k", CLI_INT, "K", "sample among the K most likely tokens (default 0: off)", NULL, 0},
     {"--top-p", CLI_FLOAT, "P", "nucleus: the most likely tokens up to mass P (default 1: off)", NULL, 0},
-    {"--min-p", CLI_FLOAT, "P", "drop tokens below P times the top token's probability\n(default 0: off)",
-     NULL, 0},
-    {"--repeat-penalty", CLI_FLOAT, "R", "divide the logit (> 0; multiply if <= 0) of tokens seen in\n"
-                                         "the last --repeat-last-n tokens by R (default 1: off)", NULL, 0},
-    {"--repeat-last-n", CLI_INT, "N", "tokens the penalties look back over (default 64; 0: off;\n"
-                                      "-1: the whole context)", NULL, 0},
-    {"--frequency-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F per occurrence (default 0)",
-     NULL, 0},
-    {"--presence-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F once (default 0)", NULL, 0},
+    CLI_PENALTY_OPTIONS,
     {"--seed", CLI_SEED, "S", "sampling seed (default 42)", NULL, 0},
     {"--no-stop", CLI_FLAG, NULL, "keep going past a BOS token", NULL, 0},
     {"--trace", CLI_STRING, "FILE", "write 'input next' token ids per step", NULL, 0},
@@ -128,13 +120,7 @@ static int sampler_options(const cli_args *a, int context, doze_sampler_params *
     if (top_k < 0 || top_k > (1 << 30)) return cli_usage_error(a, "--top-k must be in 0..%d (0: off)", 1 << 30);
     sp->top_k = (int)top_k;
     sp->top_p = (float)cli_get_float(a, "--top-p", sp->top_p);
-    sp->min_p = (float)cli_get_float(a, "--min-p", sp->min_p);
-    sp->repeat_penalty = (float)cli_get_float(a, "--repeat-penalty", sp->repeat_penalty);
-    long long last_n = cli_get_int(a, "--repeat-last-n", sp->repeat_last_n);
-    if (last_n < -1 || last_n > (1 << 30)) return cli_usage_error(a, "--repeat-last-n must be -1 or in 0..%d", 1 << 30);
-    sp->repeat_last_n = last_n == -1 ? context : (int)last_n;
-    sp->frequency_penalty = (float)cli_get_float(a, "--frequency-penalty", sp->frequency_penalty);
-    sp->presence_penalty = (float)cli_get_float(a, "--presence-penalty", sp->presence_penalty);
+    if (cli_penalty_options(a, context, sp)) return 2;
     sp->seed = (uint64_t)cli_get_int(a, "--seed", (long long)sp->seed);
     doze_error e;
     if (doze_sampler_params_check(sp, &e) != DOZE_OK) return cli_usage_error(a, "%s", e.message);

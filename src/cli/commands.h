@@ -44,6 +44,20 @@ int cli_experts_used_option(const cli_args *a, doze_model_params *mp);
                                   "gate files are bound to it)", NULL, 0}
 /* --ffn-block into mp->ffn_block (the loader checks it against the model) */
 int cli_ffn_block_option(const cli_args *a, doze_model_params *mp);
+/* min-p and the penalties, the same in every command that samples */
+#define CLI_PENALTY_OPTIONS                                                                           \
+    {"--min-p", CLI_FLOAT, "P", "drop tokens below P times the top token's probability\n(default 0: off)", \
+     NULL, 0},                                                                                         \
+    {"--repeat-penalty", CLI_FLOAT, "R", "divide the logit (> 0; multiply if <= 0) of tokens seen in\n"  \
+                                         "the last --repeat-last-n tokens by R (default 1: off)", NULL, 0}, \
+    {"--repeat-last-n", CLI_INT, "N", "tokens the penalties look back over (default 64; 0: off;\n"       \
+                                      "-1: the whole context)", NULL, 0},                               \
+    {"--frequency-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F per occurrence (default 0)", \
+     NULL, 0},                                                                                         \
+    {"--presence-penalty", CLI_FLOAT, "F", "lower a seen token's logit by F once (default 0)", NULL, 0}
+/* CLI_PENALTY_OPTIONS into sp (a window of -1 is `context`); 2 (usage
+ * error printed) when one is out of range, else 0 */
+int cli_penalty_options(const cli_args *a, int context, doze_sampler_params *sp);
 #define CLI_BUDGET_OPTION                                                                             \
     {"--budget", CLI_FLOAT, "B", "fraction of the dense layer compute to spend, in (0, 1] (default 1:\n"  \
                                  "dense); below 1 the gates decide what dozes", NULL, 0}

@@ -68,8 +68,9 @@ doze_status doze_sampler_params_check(const doze_sampler_params *p, doze_error *
                          (double)p->temperature);
     if (p->top_k < 0)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "sampler: top_k %d must be >= 0 (0: off)", p->top_k);
-    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "sampler: top_p %g must be in (0, 1] (1: off)",
+    /* 0 keeps the most likely token alone, as llama.cpp reads it */
+    if (!(p->top_p >= 0.0f && p->top_p <= 1.0f))
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "sampler: top_p %g must be in [0, 1] (1: off)",
                          (double)p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "sampler: min_p %g must be in [0, 1] (0: off)",

@@ -468,7 +468,12 @@ int main(void) {
         doze_sampler *tp = doze_sampler_new(&p, V, &e);
         for (int i = 0; i < 200; i++) CHECK(doze_sampler_sample(tp, logits) == top);
         doze_sampler_free(tp);
-        p.top_p = 0;
+        p.top_p = 0; /* llama.cpp's reading: the most likely token alone */
+        tp = doze_sampler_new(&p, V, &e);
+        CHECK(tp != NULL);
+        for (int i = 0; tp && i < 200; i++) CHECK(doze_sampler_sample(tp, logits) == top);
+        doze_sampler_free(tp);
+        p.top_p = -0.1f;
         CHECK(doze_sampler_new(&p, V, &e) == NULL && e.code == DOZE_ERR_INVALID_ARGUMENT);
     }
     check_rounded_inputs();

@@ -604,3 +604,28 @@ test('doze chat: a reply that ends at once is 0 tokens, and each reply says what
     assert.equal(out.stdout.toString().split('\n')[0], '', `${which}: the first reply is empty`);
   }
 });
+
+test('doze chat applies min-p and the penalties over the conversation as model.chat does', async () => {
+  const path = join(root, 'models', 'doze-stories.gguf');
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const turn = 'Tell me about a cat.';
+  const base = ['chat', path, '--template', 'chatml', '--steps', '40', '--temp', '0'];
+  const flags = ['--repeat-penalty', '1.6', '--frequency-penalty', '0.4', '--repeat-last-n', '-1', '--min-p', '0.05'];
+  const cli = (extra) => {
+    const out = run('native', [...base, ...extra], { input: Buffer.from(`${turn}\n`) });
+    assert.equal(out.status, 0, out.stderr);
+    return out.stdout.toString().replace(/\n$/, '');
+  };
+  const penalised = cli(flags);
+  const plain = cli([]);
+  const m = await loadModel(path, { threads: 1 });
+  try {
+    let text = '';
+    const opts = { template: CHATML, temperature: 0, maxTokens: 40, repeatPenalty: 1.6, frequencyPenalty: 0.4, repeatLastN: -1, minP: 0.05 };
+    for await (const t of m.chat([{ role: 'user', content: turn }], opts)) text += t.text;
+    assert.equal(penalised, text);
+  } finally {
+    m.dispose();
+  }
+  assert.notEqual(penalised, plain, 'the penalties change the greedy reply');
+});

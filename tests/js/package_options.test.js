@@ -68,7 +68,7 @@ test('generate / complete / perplexity / step / tokenize / gates options are che
       await invalid(m.generate('x', { maxTokens: v }).next(), /^generate: maxTokens must be an integer >= 0 \(or Infinity\), got /);
     }
     await invalid(m.generate('x', { temperature: -0.5 }).next(), /generate: temperature must be a finite number >= 0, got -0.5/);
-    await invalid(m.generate('x', { topP: 0 }).next(), /generate: topP must be a finite number in \(0, 1\], got 0/);
+    await invalid(m.generate('x', { topP: -0.1 }).next(), /generate: topP must be a finite number in \[0, 1\], got -0.1/);
     await invalid(m.generate('x', { topP: 1.2 }).next(), /topP/);
     await invalid(m.generate('x', { topK: -3 }).next(), /topK must be an integer >= 0/);
     await invalid(m.generate('x', { seed: -1 }).next(), /seed must be/);

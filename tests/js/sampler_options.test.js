@@ -34,6 +34,8 @@ const RUNS = [
     '--repeat-last-n', '-1', '--frequency-penalty', '0.2', '--presence-penalty', '-0.1', '--seed', '31'],
   js: { temperature: 1, topK: 40, topP: 0.95, minP: 0.02, repeatPenalty: 1.3, repeatLastN: -1,
     frequencyPenalty: 0.2, presencePenalty: -0.1, seed: 31 } },
+  // top-p 0 keeps the most likely token alone (llama.cpp's reading): greedy at any temperature
+  { cli: ['--temp', '1.5', '--top-p', '0', '--seed', '4'], js: { temperature: 1.5, topP: 0, seed: 4 }, greedy: true },
 ];
 
 async function collect(gen) {
@@ -65,7 +67,8 @@ for (const [name, make] of [['init', softModel], ['stories260K', () => storiesMo
         assert.deepEqual(got, want, `main thread: ${r.cli.join(' ')}`);
         assert.ok(got.length >= 10, 'generated something');
         assert.deepEqual(await collect(w.generate(PROMPT, opts)), want, `worker: ${r.cli.join(' ')}`);
-        if (got.join() !== plain.slice(0, got.length).join()) differ++;
+        if (r.greedy) assert.deepEqual(got, plain.slice(0, got.length), `${r.cli.join(' ')} is greedy`);
+        else if (got.join() !== plain.slice(0, got.length).join()) differ++;
       }
       // the options act: the penalised greedy runs leave the plain greedy path
       assert.ok(differ >= 2, `${differ} runs differ from plain greedy`);
