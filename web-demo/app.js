@@ -193,6 +193,7 @@ function onProgress({ loaded, total, phase, fromCache }) {
 }
 
 async function stopEverything() {
+  window.dispatchEvent(new Event('doze-stop')); // chat.js: a streaming reply stops too
   if (state.generating) state.generating.ac.abort();
   if (state.finetuning) state.finetuning.ac.abort();
   if (state.loading) state.loading.ac.abort();

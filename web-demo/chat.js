@@ -1,127 +1,15 @@
 // The demo's chat mode: when the loaded model's GGUF has a chat template
 // (tokenizer.chat_template), a "Chat" panel appears under Generate. Each
-// message renders the conversation with the template (doze-lm/chat, i.e.
-// @huggingface/jinja) and streams the reply through model.generate in the
-// worker, stopping at EOS and the template's end-of-turn text; the budget
-// slider applies as it does to Generate.
+// message streams the reply through model.chat: the template renders in the
+// page (doze-lm/chat, i.e. @huggingface/jinja), the model runs in the worker
+// and keeps the last conversation's KV cache, so a turn runs only its new
+// tokens; replies stop at EOS and the template's end-of-turn text, and the
+// budget slider applies as it does to Generate.
 //
 // The page's app.js announces each loaded model with a 'doze-model' event
-// ({ model, source, name }); the template and the BOS/EOS texts are read
-// here from the start of the file itself (the worker's model exposes no
-// metadata), streaming only as far as the metadata goes.
+// ({ model, source, name }).
 
-import { renderChat, endOfTurnStrings } from 'doze-lm/chat';
-
-// ---- the GGUF metadata a chat needs -----------------------------------------
-
-const SCALAR = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-const MAX_TOKENS_KEPT = 1 << 19; // vocabularies larger than this give no BOS/EOS texts
-
-/** The model's copy in doze-lm's browser cache (the `cache` option keeps it under this documented name), or null. */
-async function cachedCopy(url) {
-  try {
-    if (typeof caches === 'undefined') return null;
-    const c = await caches.open('doze-lm-models');
-    return (await c.match(new URL(url, location.href).href)) || null;
-  } catch {
-    return null;
-  }
-}
-
-/** A byte source read in order: pull(n) resolves to n more bytes (fewer at the end). */
-function byteReader(source) {
-  let reader;
-  if (typeof Blob !== 'undefined' && source instanceof Blob) reader = source.stream().getReader();
-  let buf = new Uint8Array(0);
-  let pos = 0;
-  let done = false;
-  return {
-    async need(n) {
-      if (!reader) {
-        const res = (await cachedCopy(source)) || (await fetch(source));
-        if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
-        reader = res.body.getReader();
-      }
-      while (buf.length - pos < n && !done) {
-        const r = await reader.read();
-        if (r.done) done = true;
-        else {
-          const rest = buf.subarray(pos);
-          const next = new Uint8Array(rest.length + r.value.length);
-          next.set(rest);
-          next.set(r.value, rest.length);
-          buf = next;
-          pos = 0;
-        }
-      }
-      if (buf.length - pos < n) throw new Error('the file ended inside its metadata');
-    },
-    async take(n) {
-      await this.need(n);
-      const out = buf.subarray(pos, pos + n);
-      pos += n;
-      return out;
-    },
-    cancel() {
-      if (reader) reader.cancel().catch(() => {});
-    },
-  };
-}
-
-/**
- * Reads a GGUF file's metadata up to the tensor table: the chat template,
- * BOS/EOS ids and (for vocabularies up to MAX_TOKENS_KEPT) the token texts.
- * @returns {Promise<{template: string|null, bosToken: string, eosToken: string}>}
- */
-export async function readChatMetadata(source) {
-  const r = byteReader(source);
-  const dec = new TextDecoder();
-  const u32 = async () => new DataView((await r.take(4)).slice().buffer).getUint32(0, true);
-  const u64 = async () => Number(new DataView((await r.take(8)).slice().buffer).getBigUint64(0, true));
-  const str = async () => dec.decode(await r.take(await u64()));
-  const found = { template: null, bos: -1, eos: -1, tokens: null };
-  const int = async (type) => {
-    const b = (await r.take(SCALAR[type])).slice();
-    const dv = new DataView(b.buffer);
-    return [dv.getUint8(0), dv.getInt8(0), dv.getUint16(0, true), dv.getInt16(0, true), dv.getUint32(0, true),
-      dv.getInt32(0, true)][type] ?? (type === 10 || type === 11 ? Number(dv.getBigUint64(0, true)) : -1);
-  };
-  const skip = async (type) => {
-    if (type === 8) await r.take(await u64());
-    else if (type === 9) {
-      const et = await u32();
-      const n = await u64();
-      if (SCALAR[et]) await r.take(SCALAR[et] * n);
-      else for (let i = 0; i < n; i++) await skip(et);
-    } else if (SCALAR[type]) await r.take(SCALAR[type]);
-    else throw new Error(`unknown metadata type ${type}`);
-  };
-  try {
-    if (dec.decode(await r.take(4)) !== 'GGUF') throw new Error('not a GGUF file');
-    await u32(); // version
-    await u64(); // tensors
-    const nKv = await u64();
-    for (let i = 0; i < nKv; i++) {
-      const key = await str();
-      const type = await u32();
-      if (key === 'tokenizer.chat_template' && type === 8) found.template = await str();
-      else if (key === 'tokenizer.ggml.bos_token_id' && SCALAR[type]) found.bos = await int(type);
-      else if (key === 'tokenizer.ggml.eos_token_id' && SCALAR[type]) found.eos = await int(type);
-      else if (key === 'tokenizer.ggml.tokens' && type === 9) {
-        const et = await u32();
-        const n = await u64();
-        if (et === 8 && n <= MAX_TOKENS_KEPT) {
-          found.tokens = new Array(n);
-          for (let k = 0; k < n; k++) found.tokens[k] = await str();
-        } else for (let k = 0; k < n; k++) await skip(et);
-      } else await skip(type);
-    }
-  } finally {
-    r.cancel();
-  }
-  const text = (id) => (found.tokens && id >= 0 && id < found.tokens.length ? found.tokens[id] : '');
-  return { template: found.template, bosToken: text(found.bos), eosToken: text(found.eos) };
-}
+import { endOfTurnStrings } from 'doze-lm/chat';
 
 // ---- the panel ---------------------------------------------------------------
 
@@ -151,16 +39,16 @@ function field(id, fallback) {
 }
 
 /** Shows the chat panel for `model` when its file has a chat template; removes it otherwise. */
-export async function mountChat({ model, source }) {
+export async function mountChat({ model }) {
   document.getElementById('chat-section')?.remove();
-  if (!model || !source) return null;
-  let meta;
+  if (!model) return null;
+  let template;
   try {
-    meta = await readChatMetadata(source);
+    template = await model.metadata('tokenizer.chat_template');
   } catch {
-    return null; // no chat mode for a file whose metadata cannot be read again
+    return null; // the model went away meanwhile
   }
-  if (!meta.template) return null;
+  if (!template) return null;
   if (!document.getElementById('chat-style')) {
     const style = document.createElement('style');
     style.id = 'chat-style';
@@ -176,7 +64,7 @@ export async function mountChat({ model, source }) {
   if (anchor) anchor.after(section);
   else document.querySelector('main')?.append(section);
   const $ = (id) => section.querySelector(`#${id}`);
-  const stops = endOfTurnStrings(meta.template);
+  const stops = endOfTurnStrings(template);
   $('chat-help').textContent =
     `This model has a chat template; turns end at ${stops.length ? stops.join(' ') : 'EOS'}. ` +
     'The sampling fields and the budget of Generate apply.';
@@ -208,33 +96,32 @@ export async function mountChat({ model, source }) {
     const out = bubble('assistant', '');
     out.setAttribute('aria-busy', 'true');
     ac = new AbortController();
+    streaming = ac;
     $('chat-send').disabled = true;
     $('chat-stop').disabled = false;
     let reply = '';
     let failed = false;
     try {
-      let prompt = renderChat(meta.template, messages, {
-        addGenerationPrompt: true, bosToken: meta.bosToken, eosToken: meta.eosToken,
-      });
-      // where the tokenizer adds BOS itself, not twice (SmolLM2's adds none: its
-      // BOS text <|im_start|> stays)
-      const addsBos = (await model.tokenize('', { bos: true })).length > 0;
-      if (addsBos && meta.bosToken && prompt.startsWith(meta.bosToken)) prompt = prompt.slice(meta.bosToken.length);
+      // model.chat renders the file's template here in the page and keeps the
+      // last conversation's KV cache in the worker: a turn runs only its new tokens
       const seed = field('seed', undefined);
-      const it = model.generate(prompt, {
+      const it = model.chat(messages, {
         maxTokens: field('max-tokens', 120),
         temperature: field('temperature', 0.8),
         topK: field('top-k', 0),
         topP: field('top-p', 1),
         ...(seed === undefined ? {} : { seed }),
-        stop: stops,
-        parseSpecial: true,
         signal: ac.signal,
       });
-      for await (const t of it) {
-        reply += t.text;
+      let r;
+      while (!(r = await it.next()).done) {
+        reply += r.value.text;
         out.textContent = reply;
       }
+      const cut = { length: 'the reply reached Max tokens', context: 'the conversation filled the context' }[r.value.reason];
+      out.dataset.reason = r.value.reason;
+      out.dataset.promptTokens = String(r.value.promptTokens);
+      if (cut) out.textContent = `${reply}${reply ? '\n' : ''}[${cut}]`;
     } catch (err) {
       if (err?.name !== 'AbortError') {
         // A turn that failed (the conversation outgrew the context, the
@@ -262,6 +149,11 @@ export async function mountChat({ model, source }) {
   section.dataset.turns = '0';
   return section;
 }
+
+// the reply streaming in the panel: a new model loading (app.js's
+// stopEverything) ends it with the rest
+let streaming = null;
+window.addEventListener('doze-stop', () => streaming?.abort());
 
 window.addEventListener('doze-model', (e) => {
   mountChat(e.detail || {}).catch(() => {});

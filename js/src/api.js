@@ -52,6 +52,9 @@ export const API = {
     createSession: call,
     generate: stream,
     chat: stream,
+    // internal: chat()'s run over the kept KV cache (model.js), so that
+    // doze-lm/worker's chat, rendered in the page, keeps it in the worker too
+    _chatRun: stream,
     complete: call,
     perplexity: call,
     heapUsed: call,

@@ -58,8 +58,15 @@ test('a model with a chat template gets a chat panel that answers two turns', { 
     await page.click('#chat-send');
     await page.waitForFunction((n) => document.getElementById('chat-section').dataset.turns === String(n), i + 1, { timeout: 30000 });
   }
-  const log = await page.$$eval('#chat-log li', (lis) => lis.map((li) => ({ role: li.dataset.role, text: li.textContent })));
+  const log = await page.$$eval('#chat-log li', (lis) => lis.map((li) => ({ role: li.dataset.role, text: li.textContent, reason: li.dataset.reason, prompt: Number(li.dataset.promptTokens) })));
   assert.deepEqual(log.map((l) => l.role), ['user', 'assistant', 'user', 'assistant']);
+  // each reply says how it ended: 12 tokens reach Max tokens unless EOS came first
+  for (const a of [log[1], log[3]]) {
+    assert.ok(a.reason === 'eos' || a.reason === 'stop' || (a.reason === 'length' && a.text.endsWith('[the reply reached Max tokens]')), JSON.stringify(a));
+  }
+  // the second turn runs on the worker's kept cache: fewer tokens than the
+  // first turn's prompt and reply together (the rendering of both turns is more)
+  assert.ok(log[3].prompt > 0 && log[3].prompt < log[1].prompt + 12, JSON.stringify(log));
   assert.equal(log[0].text, 'Tell me a story about a bird.');
   assert.ok(log[1].text.trim().length > 0 && log[3].text.trim().length > 0, JSON.stringify(log));
   assert.equal(await page.$$eval('#chat-log .error', (x) => x.length), 0);

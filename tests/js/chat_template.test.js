@@ -629,3 +629,34 @@ test('doze chat applies min-p and the penalties over the conversation as model.c
   }
   assert.notEqual(penalised, plain, 'the penalties change the greedy reply');
 });
+
+// doze-lm/worker's chat renders in the page and runs in the worker over the
+// worker model's kept cache, as model.chat does on the main thread
+test('doze-lm/worker: chat keeps the KV cache in the worker; the main thread\'s replies', async () => {
+  const { loadModel: loadWorker } = await import('../../js/src/worker.js');
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
+  const w = await loadWorker(bytes, { threads: 1 });
+  const d = await loadModel(bytes, { threads: 1 });
+  const turn = async (m, messages) => {
+    const it = m.chat(messages, { maxTokens: 12, temperature: 0 });
+    let r;
+    let text = '';
+    while (!(r = await it.next()).done) text += r.value.text;
+    return { text, promptTokens: r.value.promptTokens };
+  };
+  try {
+    const messages = [{ role: 'user', content: 'Tell me a story about a fox.' }];
+    const a1 = await turn(w, messages);
+    assert.deepEqual(a1, await turn(d, messages));
+    messages.push({ role: 'assistant', content: a1.text }, { role: 'user', content: 'And then?' });
+    const full = d.tokenize(chatPrompt(d, messages).prompt, { parseSpecial: true }).length;
+    const a2 = await turn(w, messages);
+    assert.equal(a2.text, (await turn(d, messages)).text);
+    assert.ok(a2.promptTokens < full / 2, `the worker ran ${a2.promptTokens} of ${full} prompt tokens`);
+  } finally {
+    d.dispose();
+    await w.dispose();
+  }
+});
