@@ -153,7 +153,14 @@ static const char *closest_option(const cli_command *c, const char *name, size_t
 static int check_value(const cli_command *c, const cli_option *o, const char *v) {
     char *end = NULL;
     errno = 0;
-    if (o->kind == CLI_INT || o->kind == CLI_SEED) {
+    if (o->kind == CLI_SEED && v[0] != '-') {
+        /* a seed is 64 bits: 0..2^64-1 (JS takes the same range); negative ones
+         * stand for their two's complement, as they always did */
+        (void)strtoull(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || isspace((unsigned char)*v))
+            return usage_error(c, "%s expects a whole number, got \"%s\"", o->name, v);
+        if (errno == ERANGE) return usage_error(c, "%s: %s is out of range (0..2^64-1)", o->name, v);
+    } else if (o->kind == CLI_INT || o->kind == CLI_SEED) {
         long long x = strtoll(v, &end, 10);
         if (*v == '\0' || *end != '\0' || isspace((unsigned char)*v))
             return usage_error(c, "%s expects a whole number, got \"%s\"", o->name, v);
@@ -300,6 +307,15 @@ int cli_has(const cli_args *a, const char *name) { return cli_get(a, name) != NU
 long long cli_get_int(const cli_args *a, const char *name, long long def) {
     const char *v = cli_get(a, name);
     return v ? strtoll(v, NULL, 10) : def;
+}
+
+uint64_t cli_seed_value(const char *v) {
+    return v[0] == '-' ? (uint64_t)strtoll(v, NULL, 10) : (uint64_t)strtoull(v, NULL, 10);
+}
+
+uint64_t cli_get_seed(const cli_args *a, const char *name, uint64_t def) {
+    const char *v = cli_get(a, name);
+    return v ? cli_seed_value(v) : def;
 }
 
 double cli_get_float(const cli_args *a, const char *name, double def) {

@@ -9,6 +9,7 @@
 #define DOZE_CLI_OPTIONS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     CLI_FLAG,   /* no value: present or not */
@@ -64,6 +65,9 @@ const char *cli_get(const cli_args *a, const char *name);
 int cli_has(const cli_args *a, const char *name);
 /* Typed values (validated by cli_parse), or def when absent. */
 long long cli_get_int(const cli_args *a, const char *name, long long def);
+/* A CLI_SEED: 0..2^64-1, or a negative number as its two's complement. */
+uint64_t cli_get_seed(const cli_args *a, const char *name, uint64_t def);
+uint64_t cli_seed_value(const char *v); /* a CLI_SEED value cli_parse checked */
 double cli_get_float(const cli_args *a, const char *name, double def);
 /* The i-th positional argument, or NULL. */
 const char *cli_pos(const cli_args *a, int i);

@@ -274,7 +274,7 @@ int cmd_chat(int argc, char **argv) {
     sp.temperature = (float)cli_get_float(&a, "--temp", 0.8);
     sp.top_p = (float)cli_get_float(&a, "--top-p", 0.95);
     sp.top_k = (int)cli_get_int(&a, "--top-k", 40);
-    sp.seed = (uint64_t)cli_get_int(&a, "--seed", 42);
+    sp.seed = cli_get_seed(&a, "--seed", 42);
     /* checked now; a window of -1 (the whole context) is set once the model is loaded */
     if (cli_penalty_options(&a, 1, &sp)) return 2;
     double budget = cli_get_float(&a, "--budget", 1.0);

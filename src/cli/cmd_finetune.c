@@ -102,7 +102,7 @@ int cmd_finetune(int argc, char **argv) {
     tp.context = (int)cli_get_int(&a, "--ctx", tp.context);
     tp.batch = (int)cli_get_int(&a, "--batch", tp.batch);
     tp.lr = (float)cli_get_float(&a, "--lr", tp.lr);
-    tp.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)tp.seed);
+    tp.seed = cli_get_seed(&a, "--seed", tp.seed);
     tp.compute_weight = (float)cli_get_float(&a, "--compute-weight", tp.compute_weight);
     tp.dual_rate = (float)cli_get_float(&a, "--dual-rate", tp.dual_rate);
     tp.ffn_gates = !cli_has(&a, "--no-ffn-gates");

@@ -74,7 +74,7 @@ doze_gates *cli_gates(const cli_args *a, doze_model *m, int required, int quiet)
     doze_gates *g = NULL;
     doze_gates_params gp = doze_gates_default_params();
     const char *seed = table_value(a, "--random-gates"), *protect = table_value(a, "--protect-layers");
-    if (seed) gp.random_seed = (uint64_t)strtoll(seed, NULL, 10);
+    if (seed) gp.random_seed = cli_seed_value(seed);
     if (protect) gp.protect_layers = (int)strtol(protect, NULL, 10);
     gp.ffn_gates = table_value(a, "--no-ffn-gates") == NULL;
     if (doze_gates_calibrate(m, ids, n, &gp, &g, &e) != DOZE_OK) cli_print_error("gates", &e);

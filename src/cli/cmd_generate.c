@@ -121,7 +121,7 @@ static int sampler_options(const cli_args *a, int context, doze_sampler_params *
     sp->top_k = (int)top_k;
     sp->top_p = (float)cli_get_float(a, "--top-p", sp->top_p);
     if (cli_penalty_options(a, context, sp)) return 2;
-    sp->seed = (uint64_t)cli_get_int(a, "--seed", (long long)sp->seed);
+    sp->seed = cli_get_seed(a, "--seed", sp->seed);
     doze_error e;
     if (doze_sampler_params_check(sp, &e) != DOZE_OK) return cli_usage_error(a, "%s", e.message);
     return 0;

@@ -73,7 +73,7 @@ int cmd_init(int argc, char **argv) {
     p.n_kv_heads = (int)cli_get_int(&a, "--kv-heads", p.n_heads);
     p.vocab_size = (int)cli_get_int(&a, "--vocab", 512);
     p.context_length = (int)cli_get_int(&a, "--ctx", 256);
-    p.seed = (uint64_t)cli_get_int(&a, "--seed", 1);
+    p.seed = cli_get_seed(&a, "--seed", 1);
     p.type = parse_type(&a, DOZE_TYPE_F32);
     p.arch = cli_get(&a, "--arch");
     p.head_dim = (int)cli_get_int(&a, "--head-dim", 0);

@@ -52,7 +52,7 @@ int cmd_order(int argc, char **argv) {
     p.max_tokens = (int)cli_get_int(&a, "--tokens", p.max_tokens);
     p.keep = (float)cli_get_float(&a, "--keep", p.keep);
     p.tries_per_channel = (int)cli_get_int(&a, "--tries", p.tries_per_channel);
-    p.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)p.seed);
+    p.seed = cli_get_seed(&a, "--seed", p.seed);
     doze_model_params mp = doze_model_default_params();
     if (cli_ffn_block_option(&a, &mp)) return 2;
     size_t n = 0;

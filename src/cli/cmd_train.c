@@ -278,7 +278,7 @@ int cmd_train(int argc, char **argv) {
     p.warmup_steps = (int)cli_get_int(&a, "--warmup", p.total_steps < 1000 ? p.total_steps / 10 : 100);
     p.weight_decay = (float)cli_get_float(&a, "--wd", p.weight_decay);
     p.grad_clip = (float)cli_get_float(&a, "--clip", p.grad_clip);
-    p.seed = (uint64_t)cli_get_int(&a, "--seed", (long long)p.seed);
+    p.seed = cli_get_seed(&a, "--seed", p.seed);
     p.threads = (int)cli_get_int(&a, "--threads", 0);
     p.tied = !cli_has(&a, "--untied");
     p.n_experts = (int)cli_get_int(&a, "--experts", 0);

@@ -139,6 +139,8 @@ for (const [name, getPath, skip] of [['init', () => initPath, false], ['stories2
         { cli: ['--temp', '0.9', '--top-p', '0.9', '--seed', '123'], js: { temperature: 0.9, topP: 0.9, seed: 123 } },
         { cli: ['--temp', '1.2', '--top-k', '20', '--seed', '5'], js: { temperature: 1.2, topK: 20, seed: 5 } },
         { cli: ['--temp', '1', '--seed', '77', '--no-stop'], js: { temperature: 1, seed: 77, ignoreEos: true } },
+        // seeds are 64 bits on both sides (the CLI took at most 2^63 - 1)
+        { cli: ['--temp', '1', '--seed', '18446744073709551557'], js: { temperature: 1, seed: 18446744073709551557n } },
       ];
       const steps = 100;
       for (const r of runs) {
@@ -163,7 +165,7 @@ for (const [name, getPath, skip] of [['init', () => initPath, false], ['stories2
       }
       const complete = await m.complete(PROMPT, { temperature: 0, maxTokens: 20 });
       assert.equal(complete, m.detokenize([m.tokenize(PROMPT).at(-1), ...(await greedyIds(m, PROMPT, 20))]).slice(m.detokenize([m.tokenize(PROMPT).at(-1)]).length));
-      console.log(`# ${name}: greedy + 3 sampled runs equal the CLI; greedy: ${JSON.stringify(complete)}`);
+      console.log(`# ${name}: greedy + 4 sampled runs equal the CLI; greedy: ${JSON.stringify(complete)}`);
     } finally {
       m.dispose();
     }
