@@ -287,7 +287,7 @@ int main(void) {
     CHECK_MSG(!has(r.err, "top_p") && !has(r.err, "top_k"), "%s", r.err);
     done(&r);
     snprintf(cmd, sizeof cmd, "generate %s --top-p 1.5", model);
-    expect_usage(cmd, "generate", "top_p 1.5 must be in (0, 1]");
+    expect_usage(cmd, "generate", "top_p 1.5 must be in [0, 1]");
     r = run(cmd);
     *strchr(r.err, '\n') = '\0';
     CHECK_MSG(!has(r.err, "temperature") && !has(r.err, "top_k"), "%s", r.err);
