@@ -8,10 +8,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../web-demo/serve.js';
 import { ARGS, CHROMIUM, playwright, skipReason } from '../browser/chromium.js';
-import { withStringKey } from './chat_fixtures.js';
+import { CHATML, withStringKey } from './chat_fixtures.js';
 import { root, scratch } from './helpers.js';
 
-const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 let dir;
 let server;

@@ -100,3 +100,6 @@ function withKey(bytes, key, type, payload) {
   out.set(bytes.subarray(dataStart), newDataStart);
   return out;
 }
+
+/** A ChatML template (the default model has none): the tests add it to a file or pass it as `template`. */
+export const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

@@ -14,7 +14,7 @@ import { getLlama } from 'node-llama-cpp';
 import { chatPrompt, endOfTurnStrings, renderChat } from '../../js/src/chat.js';
 import { loadModel } from '../../js/src/index.js';
 import { instantiateDoze } from '../../js/src/wasm.js';
-import { withBoolKey, withStringKey, withUint32 } from './chat_fixtures.js';
+import { CHATML, withBoolKey, withStringKey, withUint32 } from './chat_fixtures.js';
 import { root, run, scratch } from './helpers.js';
 
 // ---- the templates, as published in each model's tokenizer_config.json ----
@@ -376,7 +376,6 @@ test('chatPrompt drops a leading BOS text only where the tokenizer adds BOS', as
 
 test('model.chat() renders the GGUF template, streams like generate and refuses a model without one', async () => {
   const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
-  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
   const model = await loadModel(withStringKey(plain, 'tokenizer.chat_template', CHATML), { contextLength: 256 });
   const bare = await loadModel(plain, { contextLength: 64 });
   try {
@@ -468,7 +467,6 @@ test('doze chat runs the same conversation natively and in wasm (piped stdin, gr
 // of its tokens run one by one).
 test('model.chat runs only the new turn of a conversation it has seen; the same replies', async () => {
   const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
-  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
   const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
   const kept = await loadModel(bytes, { threads: 1 });
   const opts = { maxTokens: 16, temperature: 0 };
@@ -525,7 +523,6 @@ test('model.chat runs only the new turn of a conversation it has seen; the same 
 // tokens against the positions the cached prefix left. The next chat works.
 test('model.chat cuts a conversation past the context as from an empty context; CONTEXT_FULL counts all of it', async () => {
   const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
-  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
   const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
   const ctx = 96;
   const kept = await loadModel(bytes, { threads: 1, contextLength: ctx });
@@ -573,7 +570,6 @@ test('model.chat cuts a conversation past the context as from an empty context; 
 // model.chat's result does with its reason; natively and in wasm.
 test('doze chat: a reply that ends at once is 0 tokens, and each reply says what ended it', async () => {
   const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
-  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
   const m = await loadModel(plain, { threads: 1 });
   let first;
   try {
@@ -607,7 +603,6 @@ test('doze chat: a reply that ends at once is 0 tokens, and each reply says what
 
 test('doze chat applies min-p and the penalties over the conversation as model.chat does', async () => {
   const path = join(root, 'models', 'doze-stories.gguf');
-  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
   const turn = 'Tell me about a cat.';
   const base = ['chat', path, '--template', 'chatml', '--steps', '40', '--temp', '0'];
   const flags = ['--repeat-penalty', '1.6', '--frequency-penalty', '0.4', '--repeat-last-n', '-1', '--min-p', '0.05'];
@@ -635,7 +630,6 @@ test('doze chat applies min-p and the penalties over the conversation as model.c
 test('doze-lm/worker: chat keeps the KV cache in the worker; the main thread\'s replies', async () => {
   const { loadModel: loadWorker } = await import('../../js/src/worker.js');
   const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
-  const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
   const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
   const w = await loadWorker(bytes, { threads: 1 });
   const d = await loadModel(bytes, { threads: 1 });
