@@ -12,6 +12,7 @@
 #include "chat_template.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "unicode.h"
 
 /* The rendered prompt holds the template's control tokens (<|im_start|>,
  * <|eot_id|>, ...): it is tokenized with BOS/EOS added as the vocabulary
@@ -70,6 +71,40 @@ static int conv_add(conversation *c, const char *role, const char *text, size_t 
     c->msgs[c->n].content = copy;
     c->n++;
     return 0;
+}
+
+/* A copy of s[0..n) (malloc'd, NUL-terminated) with each invalid UTF-8
+ * unit replaced by U+FFFD, as the JS package's TextDecoder gives a reply:
+ * a reply cut by --steps inside a character, or sampled bytes that are no
+ * character, must not make the next turn's rendering untokenizable (the
+ * tokenizer refuses invalid UTF-8, which ended the chat). NULL when out of
+ * memory. */
+static char *utf8_repaired(const char *s, size_t n, size_t *out_n) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t bad = 0, cap = 1;
+    for (size_t i = 0; i < n;) { /* size: every bad unit (>= 1 byte) becomes 3 bytes */
+        size_t l = unicode_utf8_len(u, n, i, &bad);
+        cap += l ? l : 3;
+        i += l ? l : bad;
+    }
+    char *o = malloc(cap);
+    if (!o) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = unicode_utf8_len(u, n, i, &bad);
+        if (l) {
+            memcpy(o + k, s + i, l);
+            k += l;
+            i += l;
+        } else {
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i += bad;
+        }
+    }
+    o[k] = '\0';
+    *out_n = k;
+    return o;
 }
 
 static void conv_free(conversation *c) {
@@ -303,6 +338,13 @@ int cmd_chat(int argc, char **argv) {
         }
         if (got == 0 || strcmp(line, "/exit") == 0) break;
         if (line_len == 0) continue;
+        /* a line that is not UTF-8 (a Latin-1 terminal) cannot be tokenized:
+         * said and skipped, the conversation goes on */
+        size_t bad_at = unicode_utf8_first_invalid((const unsigned char *)line, line_len);
+        if (bad_at != SIZE_MAX) {
+            err_printf("doze: the line is not valid UTF-8 (byte %zu); it was not sent\n", bad_at);
+            continue;
+        }
         if (conv_add(&conv, "user", line, line_len) != 0) {
             err_printf("doze: out of memory\n");
             goto done;
@@ -337,7 +379,10 @@ int cmd_chat(int argc, char **argv) {
             goto done;
         }
         double t2 = io_now_ms();
-        int added = conv_add(&conv, "assistant", reply ? reply : "", reply_len);
+        size_t fixed_len = 0;
+        char *fixed = utf8_repaired(reply ? reply : "", reply_len, &fixed_len);
+        int added = fixed ? conv_add(&conv, "assistant", fixed, fixed_len) : -1;
+        free(fixed);
         free(reply);
         if (added != 0) {
             err_printf("doze: out of memory\n");

@@ -26,6 +26,7 @@
 #include "error.h"
 
 #include "tokenizer_impl.h"
+#include "unicode.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -34,45 +35,6 @@ static void *alloc_array(size_t n, size_t size) {
     if (size != 0 && n > SIZE_MAX / size) return NULL;
     size_t bytes = n * size;
     return malloc(bytes ? bytes : 1);
-}
-
-/* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
- * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n, size_t i) {
-    unsigned char c = s[i];
-    if (c < 0x80) return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;      /* overlong */
-        else if (c == 0xED) hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;      /* overlong */
-        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n - i < need) return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-    for (size_t k = 2; k < need; k++)
-        if ((s[i + k] & 0xC0) != 0x80) return 0;
-    return need;
-}
-
-/* Offset of the first invalid byte, or SIZE_MAX when all of s is valid. */
-static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        size_t l = utf8_seq_len(s, n, i);
-        if (l == 0) return i;
-        i += l;
-    }
-    return SIZE_MAX;
 }
 
 static uint32_t hash_bytes(const char *s, size_t n) { return tok_hash(2166136261u, s, n); }
@@ -383,7 +345,7 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
                              "token %d: piece of %llu bytes decodes to more than %d bytes", i,
                              (unsigned long long)p->len, DOZE_MAX_PIECE);
         if (type != DOZE_TOKEN_BYTE) {
-            size_t bad = utf8_first_invalid((const unsigned char *)p->data, (size_t)p->len);
+            size_t bad = unicode_utf8_first_invalid((const unsigned char *)p->data, (size_t)p->len);
             if (bad != SIZE_MAX)
                 return doze_fail(err, DOZE_ERR_BAD_UTF8,
                                  "token %d: piece is not valid UTF-8 (byte %zu)", i, bad);
@@ -652,7 +614,7 @@ static doze_status spm_encode_fragment(const doze_tokenizer *t, const char *text
     /* one symbol per UTF-8 character (the escaped text is valid UTF-8) */
     int n_syms = 0;
     for (size_t i = 0; i < esc_len;) {
-        size_t l = utf8_seq_len((const unsigned char *)esc, esc_len, i);
+        size_t l = unicode_utf8_len((const unsigned char *)esc, esc_len, i, NULL);
         if (l == 0) l = 1; /* cannot happen after validation */
         symbol *s = &syms[n_syms];
         s->start = (int32_t)i;
@@ -810,7 +772,7 @@ doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t l
     if (n_out) *n_out = 0;
     if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_encode: invalid arguments");
-    size_t bad = utf8_first_invalid((const unsigned char *)text, len);
+    size_t bad = unicode_utf8_first_invalid((const unsigned char *)text, len);
     if (bad != SIZE_MAX)
         return doze_fail(err, DOZE_ERR_BAD_UTF8, "invalid UTF-8 in the text at byte offset %zu",
                          bad);

@@ -75,3 +75,43 @@ int unicode_encode(uint32_t cp, char *buf) {
     b[3] = (unsigned char)(0x80 | (cp & 0x3F));
     return 4;
 }
+
+size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i, size_t *bad) {
+    unsigned char c = s[i];
+    if (bad) *bad = 1;
+    if (c < 0x80) return 1;
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;      /* overlong */
+        else if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;      /* overlong */
+        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    size_t k = 1; /* bytes that still fit a sequence */
+    while (k < need && i + k < n) {
+        unsigned char b = s[i + k];
+        if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) break;
+        k++;
+    }
+    if (k == need) return need;
+    if (bad) *bad = k;
+    return 0;
+}
+
+size_t unicode_utf8_first_invalid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t l = unicode_utf8_len(s, n, i, NULL);
+        if (l == 0) return i;
+        i += l;
+    }
+    return SIZE_MAX;
+}

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "gguf.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 #define U2581 "\xE2\x96\x81"
 
@@ -259,6 +260,23 @@ static void test_synthetic(void) {
                           strstr(err.message, want) != NULL,
                       "case %zu: %s '%s'", i, doze_status_name(st), err.message);
         }
+    }
+    /* the units a repair replaces by one U+FFFD each, as TextDecoder does:
+     * a sequence cut short is one unit, a byte that starts none is one */
+    {
+        static const struct {
+            const char *s;
+            size_t len, bad;
+        } units[] = {{"\xE2\x96", 2, 2}, {"\xF0\x9F\x98x", 4, 3}, {"\xC0\x80", 2, 1},
+                     {"\xED\xA0\x80", 3, 1}, {"\x80", 1, 1}, {"\xF4\x90", 2, 1}, {"\xE2x", 2, 1}};
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            size_t bad = 0;
+            CHECK_MSG(unicode_utf8_len((const unsigned char *)units[i].s, units[i].len, 0, &bad) == 0 &&
+                          bad == units[i].bad,
+                      "unit %zu: %zu bytes", i, bad);
+        }
+        size_t bad = 0;
+        CHECK(unicode_utf8_len((const unsigned char *)"\xE2\x96\x81", 3, 0, &bad) == 3);
     }
     {
         int n;
