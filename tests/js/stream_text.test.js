@@ -3,7 +3,7 @@
 // byte tokens come out whole), text held back for a possible stop string is
 // not lost when a stop id or EOS ends the generation, and detokenize()
 // gives back what tokenize() was given, for SentencePiece with or without
-// BOS, as llama.cpp's detokenize does.
+// BOS, as llama.cpp's detokenize does, and a leading U+FEFF too.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -61,6 +61,29 @@ test('a stop id after text held back for a stop string: the held text comes out,
     assert.equal(spec.result.text, before);
   } finally {
     m.dispose();
+  }
+});
+
+test('a leading U+FEFF is text: detokenize and tokenText keep it', async () => {
+  // TextDecoder's default eats a BOM at the start of what it decodes
+  const m = await loadModel(readFileSync(storiesPath));
+  try {
+    for (const text of ['\uFEFFHello', '\uFEFF', 'a\uFEFFb']) {
+      for (const bos of [true, false]) assert.equal(m.detokenize(m.tokenize(text, { bos })), text, JSON.stringify(text));
+    }
+  } finally {
+    m.dispose();
+  }
+  if (vocabSkip) return;
+  const v = await loadModel(modelWithVocabulary(spmVocab));
+  try {
+    const ids = Array.from(v.tokenize('\uFEFFx', { bos: false }));
+    const bom = ids.find((id) => v.tokenText(id)?.includes('\uFEFF'));
+    assert.ok(bom !== undefined, `no token reads as U+FEFF in ${ids.map((id) => JSON.stringify(v.tokenText(id))).join(' ')}`);
+    assert.equal(v.tokenText(bom), '\uFEFF');
+    assert.equal(v.detokenize(ids), '\uFEFFx');
+  } finally {
+    v.dispose();
   }
 });
 
