@@ -199,7 +199,10 @@ enum {
  * by tokenizer.ggml.pre, merges by rank); special tokens as flags say (user-
  * defined tokens always match, as in llama.cpp). Writes up to cap ids;
  * *n_out gets the count needed (call again with a larger buffer if
- * *n_out > cap). */
+ * *n_out > cap). Text that is not valid UTF-8 is refused with
+ * DOZE_ERR_BAD_UTF8 naming the first bad byte's offset (llama.cpp would
+ * read it as U+FFFD or bytes; repair it first where that is wanted). NUL
+ * bytes inside len are text. */
 doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int flags,
                           int32_t *out, int cap, int *n_out, doze_error *err);
 /* 1 if generation should stop at this token: EOS, EOT, EOM and the other
