@@ -581,6 +581,11 @@ export class Model {
   /** Token ids, BOS first unless { bos: false }. */
   /** parseSpecial: control tokens written in the text (<|im_start|>, ...) are single tokens. */
   tokenize(text: string, options?: { bos?: boolean; parseSpecial?: boolean }): Int32Array;
+  /**
+   * The text of `ids` (control and unknown tokens give none). SentencePiece's
+   * dummy leading space is dropped at the start and after BOS, so
+   * detokenize(tokenize(text, { bos })) is `text` with or without BOS.
+   */
   detokenize(ids: ArrayLike<number>): string;
   /** A string-valued GGUF metadata key ('general.name', 'tokenizer.chat_template', ...), or null. */
   metadata(key: string): string | null;

@@ -199,17 +199,24 @@ enum {
  * by tokenizer.ggml.pre, merges by rank); special tokens as flags say (user-
  * defined tokens always match, as in llama.cpp). Writes up to cap ids;
  * *n_out gets the count needed (call again with a larger buffer if
- * *n_out > cap). */
+ * *n_out > cap). Text that is not valid UTF-8 is refused with
+ * DOZE_ERR_BAD_UTF8 naming the first bad byte's offset (llama.cpp would
+ * read it as U+FFFD or bytes; repair it first where that is wanted). NUL
+ * bytes inside len are text. */
 doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int flags,
                           int32_t *out, int cap, int *n_out, doze_error *err);
 /* 1 if generation should stop at this token: EOS, EOT, EOM and the other
  * end-of-turn tokens llama.cpp recognizes (<|im_end|>, <|eot_id|>,
  * <|endoftext|>, <end_of_turn>, ...); 0 otherwise (or out of range). */
 int doze_token_is_eog(const doze_model *m, int token);
-/* The bytes token `token` decodes to after `prev` (-1 if none): the leading
- * space of a piece following BOS is dropped, <0xNN> tokens give their byte,
- * control tokens give nothing. Writes up to cap bytes into buf and the
- * piece's length into *len (a piece is at most DOZE_MAX_PIECE bytes). */
+/* The bytes token `token` decodes to after `prev` (-1: the start of the
+ * text): where a SentencePiece vocabulary adds a dummy leading space
+ * (tokenizer.ggml.add_space_prefix), the leading space of a piece at the start
+ * or following BOS is dropped (so tokenized text decodes back, with or
+ * without BOS); <0xNN> tokens give their byte; control and unknown tokens give
+ * nothing; user-defined tokens give their text. Writes up to cap bytes into
+ * buf and the piece's length into *len (a piece is at most DOZE_MAX_PIECE
+ * bytes). */
 #define DOZE_MAX_PIECE 1024
 doze_status doze_token_to_piece(const doze_model *m, int prev, int token, char *buf, size_t cap,
                                 size_t *len, doze_error *err);

@@ -102,7 +102,7 @@ export async function calibrate(model, rt, o) {
     ids = Int32Array.from(tokens);
   } else if (text != null) {
     const bytes = truncateUtf8(new TextEncoder().encode(text), CALIB_MAX_TEXT_BYTES);
-    ids = model.tokenize(new TextDecoder().decode(bytes), { bos: true });
+    ids = model.tokenize(new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes), { bos: true });
     ids = ids.subarray(0, Math.min(ids.length, model.info.contextLength, CALIB_MAX_TOKENS));
   } else {
     ids = await selfGenerated(model, rt, sig);

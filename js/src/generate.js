@@ -217,6 +217,7 @@ export async function* generateTokens(core, prompt, o) {
     let count = 0;
     let emitted = '';
     let reason = 'length';
+    let endToken = false; // ended by a token not output (EOS, BOS, a stop id)
     const limit = maxTokens;
     while (count < limit) {
       const t0 = now();
@@ -227,6 +228,7 @@ export async function* generateTokens(core, prompt, o) {
       const position = core.position; // where `next` would go
       if (stopIds.has(next) || (!ignoreEos && (next === info.bosId || rt.x.doze_token_is_eog(model._alive(), next)))) {
         reason = stopIds.has(next) ? 'stop' : 'eos';
+        endToken = true;
         break;
       }
       count++;
@@ -256,8 +258,11 @@ export async function* generateTokens(core, prompt, o) {
       core.step(next);
       core.pending = -1;
     }
-    if (reason === 'eos' || (reason === 'stop' && stopText.held)) {
-      const tail = (reason === 'eos' ? stopText.held : '') + piece.flush();
+    if (endToken) {
+      // Text held back (a possible start of a stop string, the start of a
+      // character) is the text's: nothing more comes to complete it. A stop
+      // string that matched instead ends the text where it starts.
+      const tail = stopText.held + piece.flush();
       if (tail) {
         emitted += tail;
         // Text held back until the end: it comes with the step that ended

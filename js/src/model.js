@@ -267,7 +267,6 @@ export class Model {
     }
   }
 
-  /** The text of token ids, as the CLI prints them. */
   /** A string-valued key of the model's GGUF metadata, or null. */
   metadata(key) {
     if (typeof key !== 'string') throw invalid('metadata: the key must be a string');
@@ -311,6 +310,10 @@ export class Model {
     }
   }
 
+  /**
+   * The text of token ids, as the CLI prints them: the first id opens the
+   * text (SentencePiece's dummy leading space goes, as after BOS).
+   */
   detokenize(ids) {
     tokenIds(ids, 'detokenize: ids');
     const m = this._alive();

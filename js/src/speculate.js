@@ -85,6 +85,7 @@ export async function* speculativeTokens(core, o, ctx) {
   let count = 0;
   let emitted = '';
   let reason = 'length';
+  let endToken = false; // ended by a token not output (EOS, BOS, a stop id)
   let keep = -1; // the position of the last token handed out: the session keeps what precedes it
   const totals = { steps: 0, drafted: 0, accepted: 0, draftMs: 0, verifyMs: 0 };
   try {
@@ -132,6 +133,7 @@ export async function* speculativeTokens(core, o, ctx) {
         keep = position;
         if (stopIds.has(next) || (!ignoreEos && (next === info.bosId || rt.x.doze_token_is_eog(model._alive(), next)))) {
           reason = stopIds.has(next) ? 'stop' : 'eos';
+          endToken = true;
           break outer;
         }
         count++;
@@ -167,8 +169,9 @@ export async function* speculativeTokens(core, o, ctx) {
       core.alive();
       if (sig && sig.aborted) throw abortError('generation', sig);
     }
-    if (reason === 'eos' || (reason === 'stop' && stopText.held)) {
-      const tail = (reason === 'eos' ? stopText.held : '') + piece.flush();
+    if (endToken) {
+      // as generate.js: what was held back is the text's
+      const tail = stopText.held + piece.flush();
       if (tail) {
         emitted += tail;
         yield {

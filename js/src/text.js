@@ -11,7 +11,10 @@ export class PieceDecoder {
     this.model = model;
     this.buf = rt.doze.malloc(MAX_PIECE + 8);
     this.len = this.buf + MAX_PIECE;
-    this.decoder = new TextDecoder('utf-8');
+    // ignoreBOM: a U+FEFF at the start is text (the default decoder eats
+    // it: detokenize('\uFEFF...') lost it, and so did a stream whose first
+    // piece began with one)
+    this.decoder = new TextDecoder('utf-8', { ignoreBOM: true });
   }
   bytes(prev, id) {
     const { rt } = this;

@@ -168,7 +168,7 @@ async function chooseWasm(wasm, simd, threaded) {
 
 // Line-buffers UTF-8 bytes into console.log / console.error (browsers).
 function consoleSink(log) {
-  const dec = new TextDecoder();
+  const dec = new TextDecoder('utf-8', { ignoreBOM: true }); // a leading U+FEFF is output
   let pending = '';
   return {
     write(bytes) {
@@ -353,7 +353,9 @@ export async function instantiateDoze({ wasm, host, simd = 'auto', threaded = fa
   const u8 = () => new Uint8Array(mem().buffer);
   const dv = () => new DataView(mem().buffer);
   const encoder = new TextEncoder();
-  const decoder = new TextDecoder();
+  // ignoreBOM: strings read back (token texts, metadata) keep a leading
+  // U+FEFF (SentencePiece vocabularies have a token that is just U+FEFF)
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 
   const view = (ptr, len) => new Uint8Array(mem().buffer, ptr >>> 0, len >>> 0);
 

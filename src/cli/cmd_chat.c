@@ -14,6 +14,7 @@
 #include "unicode.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "unicode.h"
 
 /* The rendered prompt holds the template's control tokens (<|im_start|>,
  * <|eot_id|>, ...): it is tokenized with BOS/EOS added as the vocabulary
@@ -53,6 +54,40 @@ typedef struct {
     size_t n, cap;
 } conversation;
 
+/* A copy of s[0..n) (malloc'd, NUL-terminated) with each invalid UTF-8
+ * unit replaced by U+FFFD, as the JS package's TextDecoder gives a reply:
+ * a reply cut by --steps inside a character, or sampled bytes that are no
+ * character, must not make the next turn's rendering untokenizable (the
+ * tokenizer refuses invalid UTF-8, which ended the chat). NULL when out of
+ * memory. */
+static char *utf8_repaired(const char *s, size_t n, size_t *out_n) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t bad = 0, cap = 1;
+    for (size_t i = 0; i < n;) { /* size: every bad unit (>= 1 byte) becomes 3 bytes */
+        size_t l = unicode_utf8_len(u, n, i, &bad);
+        cap += l ? l : 3;
+        i += l ? l : bad;
+    }
+    char *o = malloc(cap);
+    if (!o) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = unicode_utf8_len(u, n, i, &bad);
+        if (l) {
+            memcpy(o + k, s + i, l);
+            k += l;
+            i += l;
+        } else {
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i += bad;
+        }
+    }
+    o[k] = '\0';
+    *out_n = k;
+    return o;
+}
+
 static int conv_add(conversation *c, const char *role, const char *text, size_t len) {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
@@ -64,28 +99,11 @@ static int conv_add(conversation *c, const char *role, const char *text, size_t 
         c->owned = o;
         c->cap = cap;
     }
-    /* Valid UTF-8 only, each invalid byte written as U+FFFD (as JS's
-     * TextDecoder reads it): the conversation is tokenized again every turn,
-     * and the tokenizer refuses invalid UTF-8. A reply cut by --steps or the
-     * context in the middle of a character, or a model's stray byte tokens,
-     * would otherwise end the chat at the next turn. */
-    if (len > (SIZE_MAX - 1) / 3) return -1;
-    char *copy = malloc(3 * len + 1);
+    /* Valid UTF-8 only (the conversation is tokenized again every turn,
+     * and the tokenizer refuses invalid UTF-8): see utf8_repaired */
+    size_t copy_len = 0;
+    char *copy = utf8_repaired(text, len, &copy_len);
     if (!copy) return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        size_t l = unicode_utf8_len((const unsigned char *)text, len, i);
-        if (l == 0) {
-            memcpy(copy + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(copy + o, text + i, l);
-            o += l;
-            i += l;
-        }
-    }
-    copy[o] = '\0';
     c->owned[c->n] = copy;
     c->msgs[c->n].role = role;
     c->msgs[c->n].content = copy;
@@ -344,6 +362,13 @@ int cmd_chat(int argc, char **argv) {
         }
         if (got == 0 || strcmp(line, "/exit") == 0) break;
         if (line_len == 0) continue;
+        /* a line that is not UTF-8 (a Latin-1 terminal) cannot be tokenized:
+         * said and skipped, the conversation goes on */
+        size_t bad_at = unicode_utf8_first_invalid((const unsigned char *)line, line_len);
+        if (bad_at != SIZE_MAX) {
+            err_printf("doze: the line is not valid UTF-8 (byte %zu); it was not sent\n", bad_at);
+            continue;
+        }
         if (conv_add(&conv, "user", line, line_len) != 0) {
             err_printf("doze: out of memory\n");
             goto done;
@@ -379,7 +404,7 @@ int cmd_chat(int argc, char **argv) {
             goto done;
         }
         double t2 = io_now_ms();
-        int added = conv_add(&conv, "assistant", reply ? reply : "", reply_len);
+        int added = conv_add(&conv, "assistant", reply ? reply : "", reply_len); /* repaired there */
         free(reply);
         if (added != 0) {
             err_printf("doze: out of memory\n");

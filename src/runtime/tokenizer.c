@@ -37,17 +37,6 @@ static void *alloc_array(size_t n, size_t size) {
     return malloc(bytes ? bytes : 1);
 }
 
-/* Offset of the first invalid byte, or SIZE_MAX when all of s is valid. */
-static size_t utf8_first_invalid(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        size_t l = unicode_utf8_len(s, n, i);
-        if (l == 0) return i;
-        i += l;
-    }
-    return SIZE_MAX;
-}
-
 static uint32_t hash_bytes(const char *s, size_t n) { return tok_hash(2166136261u, s, n); }
 
 int tok_lookup(const doze_tokenizer *t, const char *s, size_t n) {
@@ -113,21 +102,20 @@ void tokenizer_free(doze_tokenizer *t) {
     free(t);
 }
 
-/* Optional special-token id: -1 when absent, and -1 when out of range (as
- * llama.cpp, which warns and goes on: published files carry e.g. an
- * unknown_token_id of -1 or 2^32 - 1 for "none"). */
+/* Optional special-token id: *out (-1 or what an earlier key gave) is kept
+ * when the key is absent or out of range (as llama.cpp, which warns and goes
+ * on: published files carry e.g. an unknown_token_id of -1 or 2^32 - 1 for
+ * "none"). */
 static doze_status get_special_id(const gguf_header *h, const char *key, int n_vocab, int *out,
                                   doze_error *err) {
     int64_t v = -1;
     doze_status st = gguf_get_int(h, key, &v, err);
     if (st == DOZE_ERR_MISSING) {
         doze_error_clear(err);
-        *out = -1;
         return DOZE_OK;
     }
     if (st != DOZE_OK) return st;
-    (void)key;
-    *out = v < 0 || v >= n_vocab ? -1 : (int)v;
+    if (v >= 0 && v < n_vocab) *out = (int)v;
     return DOZE_OK;
 }
 
@@ -184,7 +172,7 @@ static int find_by_text(const doze_tokenizer *t, const char *const *names, size_
  * ids, the FIM pad/repo/file-separator tokens, and every token whose text is
  * one of the usual end-of-turn markers. Those marker tokens count as control
  * tokens whatever their type says (llama.cpp overrides the type). */
-static void find_eog(doze_tokenizer *t, int fim_pad, int fim_rep, int fim_sep) {
+static void find_eog(doze_tokenizer *t, int fim_pad, int fim_rep, int fim_sep, const int fim[3]) {
     static const char *const eot_names[] = {
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
         "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of"
@@ -200,12 +188,29 @@ static void find_eog(doze_tokenizer *t, int fim_pad, int fim_rep, int fim_sep) {
                                             "<REPO>", "<reponame>"};
     static const char *const sep_names[] = {"<|file_sep|>"};
     static const char *const eom_names[] = {"<|eom_id|>"};
+    /* the fill-in-the-middle markers: not end-of-generation, but control
+     * tokens (so never matched in user text) even where a file types them
+     * user-defined, as deepseek-coder's does */
+    static const char *const fim_names[3][8] = {
+        {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>",
+         "<PRE>", "\xE2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"},
+        {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>",
+         "<SUF>", "\xE2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"},
+        {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>",
+         "<MID>", "\xE2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"}};
 #define NAMES(a) a, sizeof(a) / sizeof(a[0])
     if (t->eot < 0) t->eot = find_by_text(t, NAMES(eot_names));
     if (t->eom < 0) t->eom = find_by_text(t, NAMES(eom_names));
     if (fim_pad < 0) fim_pad = find_by_text(t, NAMES(pad_names));
     if (fim_rep < 0) fim_rep = find_by_text(t, NAMES(rep_names));
     if (fim_sep < 0) fim_sep = find_by_text(t, NAMES(sep_names));
+    /* llama.cpp makes a FIM marker control only when it found it by its text
+     * (an id given by the file's key is taken as typed) */
+    for (int k = 0; k < 3; k++) {
+        if (fim[k] >= 0) continue;
+        int id = find_by_text(t, fim_names[k], sizeof fim_names[k] / sizeof fim_names[k][0]);
+        if (id >= 0) t->attr[id] |= TOK_ATTR_CONTROL;
+    }
     int ids[] = {t->eot, t->eom, fim_pad, fim_rep, fim_sep};
     for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
         if (ids[k] < 0) continue;
@@ -302,12 +307,19 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     const int32_t *types = (const int32_t *)types_data;
 
     int bos = -1, eos = -1, unk = -1, eot = -1, eom = -1, fim_pad = -1, fim_rep = -1, fim_sep = -1;
+    int fim[3] = {-1, -1, -1}; /* prefix, suffix, middle */
+    /* the deprecated prefix/suffix/middle keys come after the fim_* ones and
+     * win where both are present, as in llama.cpp */
     static const char *const id_keys[] = {
         "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
         "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.eot_token_id",
         "tokenizer.ggml.eom_token_id", "tokenizer.ggml.fim_pad_token_id",
-        "tokenizer.ggml.fim_rep_token_id", "tokenizer.ggml.fim_sep_token_id"};
-    int *id_out[] = {&bos, &eos, &unk, &eot, &eom, &fim_pad, &fim_rep, &fim_sep};
+        "tokenizer.ggml.fim_rep_token_id", "tokenizer.ggml.fim_sep_token_id",
+        "tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id",
+        "tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.prefix_token_id",
+        "tokenizer.ggml.suffix_token_id", "tokenizer.ggml.middle_token_id"};
+    int *id_out[] = {&bos, &eos, &unk, &eot, &eom, &fim_pad, &fim_rep, &fim_sep,
+                     &fim[0], &fim[1], &fim[2], &fim[0], &fim[1], &fim[2]};
     for (size_t k = 0; k < sizeof id_keys / sizeof id_keys[0]; k++)
         if ((st = get_special_id(h, id_keys[k], n_vocab, id_out[k], err)) != DOZE_OK) return st;
 
@@ -333,7 +345,7 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
                              "token %d: piece of %llu bytes decodes to more than %d bytes", i,
                              (unsigned long long)p->len, DOZE_MAX_PIECE);
         if (type != DOZE_TOKEN_BYTE) {
-            size_t bad = utf8_first_invalid((const unsigned char *)p->data, (size_t)p->len);
+            size_t bad = unicode_utf8_first_invalid((const unsigned char *)p->data, (size_t)p->len);
             if (bad != SIZE_MAX)
                 return doze_fail(err, DOZE_ERR_BAD_UTF8,
                                  "token %d: piece is not valid UTF-8 (byte %zu)", i, bad);
@@ -404,7 +416,7 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
     for (uint32_t i = 0; i < table_size; i++) t->table[i] = -1;
     for (int i = 0; i < n_vocab; i++) table_insert(t, i);
 
-    find_eog(t, fim_pad, fim_rep, fim_sep);
+    find_eog(t, fim_pad, fim_rep, fim_sep, fim);
 
     /* Phi-3's files: llama.cpp strips the white space after its special
      * tokens (the model was trained that way), chosen by the model's name */
@@ -436,8 +448,9 @@ doze_status tokenizer_from_gguf(const gguf_header *h, doze_tokenizer **out, doze
         }
     }
 
-    /* byte-level BPE pieces decode to their bytes: checked once built */
-    for (int i = 0; kind == TOK_KIND_BPE && i < n_vocab; i++) {
+    /* byte-level BPE pieces decode to their bytes, user-defined pieces to
+     * their text as written: checked once built */
+    for (int i = 0; i < n_vocab; i++) {
         size_t dl = 0;
         if (tokenizer_decode(t, -1, i, NULL, 0, &dl, err) != DOZE_OK || dl > DOZE_MAX_PIECE) {
             tokenizer_free(t);
@@ -601,7 +614,7 @@ static doze_status spm_encode_fragment(const doze_tokenizer *t, const char *text
     /* one symbol per UTF-8 character (the escaped text is valid UTF-8) */
     int n_syms = 0;
     for (size_t i = 0; i < esc_len;) {
-        size_t l = unicode_utf8_len((const unsigned char *)esc, esc_len, i);
+        size_t l = unicode_utf8_len((const unsigned char *)esc, esc_len, i, NULL);
         if (l == 0) l = 1; /* cannot happen after validation */
         symbol *s = &syms[n_syms];
         s->start = (int32_t)i;
@@ -759,7 +772,7 @@ doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t l
     if (n_out) *n_out = 0;
     if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_encode: invalid arguments");
-    size_t bad = utf8_first_invalid((const unsigned char *)text, len);
+    size_t bad = unicode_utf8_first_invalid((const unsigned char *)text, len);
     if (bad != SIZE_MAX)
         return doze_fail(err, DOZE_ERR_BAD_UTF8, "invalid UTF-8 in the text at byte offset %zu",
                          bad);
@@ -817,14 +830,12 @@ doze_status tokenizer_decode(const doze_tokenizer *t, int prev, int token, char 
     size_t n = 0;
     int type = t->type[token];
     uint16_t attr = t->attr[token];
-    if (attr & TOK_ATTR_CONTROL) {
-        /* nothing */
+    if (attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)) {
+        /* nothing, as llama.cpp: a sampled <unk> is not text */
     } else if (t->kind == TOK_KIND_BPE && type != DOZE_TOKEN_BYTE) {
         const char *p = t->text + t->offset[token];
         size_t plen = t->len[token];
-        if (attr & TOK_ATTR_UNKNOWN) {
-            /* nothing, as llama.cpp */
-        } else if (attr & TOK_ATTR_NORMAL) {
+        if (attr & TOK_ATTR_NORMAL) {
             n = bpe_decode_piece(t, p, plen, buf, cap);
         } else {
             /* user-defined and other tokens: their text as it is */
@@ -835,10 +846,21 @@ doze_status tokenizer_decode(const doze_tokenizer *t, int prev, int token, char 
     } else if (type == DOZE_TOKEN_BYTE && t->byte_value[token] >= 0) {
         if (cap > 0) buf[0] = (char)t->byte_value[token];
         n = 1;
+    } else if (attr & TOK_ATTR_USER_DEFINED) {
+        /* a user-defined token is its text as written (no U+2581 unescaping),
+         * as in llama.cpp */
+        const char *p = t->text + t->offset[token];
+        n = t->len[token];
+        for (size_t i = 0; i < n && i < cap; i++) buf[i] = p[i];
     } else {
         const char *p = t->text + t->offset[token];
         size_t plen = t->len[token];
-        int drop_space = t->bos >= 0 && prev == t->bos;
+        /* the dummy space the encoder puts at the start of the text (and
+         * after BOS, which starts a text) is not the text's: the piece that
+         * opens a text gives it back, so that decoding what tokenize() made
+         * returns the text with or without BOS. A vocabulary without the
+         * prefix (add_space_prefix false) keeps every space. */
+        int drop_space = t->add_space_prefix && (prev == -1 || (t->bos >= 0 && prev == t->bos));
         for (size_t i = 0; i < plen;) {
             char c;
             size_t step;

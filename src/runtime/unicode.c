@@ -76,11 +76,9 @@ int unicode_encode(uint32_t cp, char *buf) {
     return 4;
 }
 
-/* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
- * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF). */
-size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i) {
+size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i, size_t *bad) {
     unsigned char c = s[i];
+    if (bad) *bad = 1;
     if (c < 0x80) return 1;
     size_t need;
     unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
@@ -97,9 +95,23 @@ size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i) {
     } else {
         return 0;
     }
-    if (n - i < need) return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-    for (size_t k = 2; k < need; k++)
-        if ((s[i + k] & 0xC0) != 0x80) return 0;
-    return need;
+    size_t k = 1; /* bytes that still fit a sequence */
+    while (k < need && i + k < n) {
+        unsigned char b = s[i + k];
+        if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) break;
+        k++;
+    }
+    if (k == need) return need;
+    if (bad) *bad = k;
+    return 0;
+}
+
+size_t unicode_utf8_first_invalid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t l = unicode_utf8_len(s, n, i, NULL);
+        if (l == 0) return i;
+        i += l;
+    }
+    return SIZE_MAX;
 }

@@ -46,8 +46,13 @@ size_t unicode_decode(const char *s, size_t n, uint32_t *cps);
 /* Writes the UTF-8 of cp into buf (4 bytes of room); returns its length. */
 int unicode_encode(uint32_t cp, char *buf);
 /* Length of the valid UTF-8 sequence starting at s[i] (s has n bytes), or 0
- * when the bytes there are not valid UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF). */
-size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i);
+ * when the bytes there are not one (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). Then *bad (when not NULL) gets the
+ * bytes of the maximal subpart there (at least 1): the start of a sequence
+ * cut short counts as one bad unit, as the WHATWG decoder (TextDecoder)
+ * replaces it by one U+FFFD. */
+size_t unicode_utf8_len(const unsigned char *s, size_t n, size_t i, size_t *bad);
+/* Offset of the first byte of s that is not valid UTF-8, or SIZE_MAX. */
+size_t unicode_utf8_first_invalid(const unsigned char *s, size_t n);
 
 #endif

@@ -55,7 +55,7 @@ static char *decode_ids(const doze_tokenizer *t, const int32_t *ids, int n, size
 }
 
 /* Runs one vocabulary's .inp/.out vectors; returns 0 when the files are absent. */
-static int run_vectors(const char *rel, int is_bpe) {
+static int run_vectors(const char *rel) {
     char path[512], inp_path[600], out_path[600];
     test_shared_path(path, sizeof path, rel);
     snprintf(inp_path, sizeof inp_path, "%s.inp", path);
@@ -115,8 +115,10 @@ static int run_vectors(const char *rel, int is_bpe) {
             for (int i = 0; i < n_want; i++) fprintf(stderr, " %d", want[i]);
             fprintf(stderr, " (%s)\n", e.message);
         }
-        if (ok && is_bpe) {
-            /* byte-level BPE decodes back to the exact text */
+        if (ok) {
+            /* decodes back to the exact text: byte-level BPE, and
+             * SentencePiece without BOS too (the dummy space at the start
+             * is the encoder's) */
             size_t dl = 0;
             char *d = decode_ids(t, got, n_got, &dl);
             if (d && dl == len && memcmp(d, p, len) == 0) round++;
@@ -125,10 +127,10 @@ static int run_vectors(const char *rel, int is_bpe) {
         }
         p = q + sep_n;
     }
-    printf("%s: %d/%d vectors match llama.cpp%s", rel, same, cases, is_bpe ? "" : "\n");
-    if (is_bpe) printf(", %d decode back to the text\n", round);
+    printf("%s: %d/%d vectors match llama.cpp, %d decode back to the text\n", rel, same, cases,
+           round);
     CHECK(cases > 20 && same == cases);
-    if (is_bpe) CHECK(round == cases);
+    CHECK(round == cases);
     tokenizer_free(t);
     free(inp);
     free(outs);
@@ -255,25 +257,45 @@ static void test_specials(void) {
                   DOZE_OK &&
               got == 2 && ids[0] == 32013 && ids[1] == 17535);
         CHECK(doze_vocab_is_eog(v, 32014));
+        /* its fill-in-the-middle markers are typed user-defined in the file;
+         * llama.cpp makes them control by their text, so user text that
+         * spells them stays text (they were matched as the marker ids,
+         * control tokens smuggled in through plain text) and decoding
+         * prints nothing for them. The ids are llama.cpp's. */
+        static const char fim[] = "a<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>b<\xEF\xBD\x9C"
+                                  "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>c<\xEF\xBD\x9C" "fim\xE2\x96\x81"
+                                  "end\xEF\xBD\x9C>";
+        static const int32_t fim_text[] = {64,  27,  169, 121, 237, 69,  308, 11028, 210, 946,   169,
+                                           121, 237, 29,  65,  27,  169, 121, 237,   69,  308,   11028,
+                                           210, 19496, 169, 121, 237, 29, 66,  27,    169, 121,   237,
+                                           69,  308, 11028, 210, 408, 169, 121, 237,   29};
+        static const int32_t fim_special[] = {64, 32016, 65, 32015, 66, 32017};
+        int32_t many[64];
+        CHECK(doze_vocab_tokenize(v, fim, strlen(fim), 0, many, 64, &got, &e) == DOZE_OK &&
+              ids_are(many, got, fim_text, 42));
+        CHECK(doze_vocab_tokenize(v, fim, strlen(fim), DOZE_TOKENIZE_PARSE_SPECIAL, many, 64, &got,
+                                  &e) == DOZE_OK &&
+              ids_are(many, got, fim_special, 6));
+        char piece[DOZE_MAX_PIECE];
+        size_t len = 1;
+        for (int id = 32015; id <= 32017; id++)
+            CHECK(doze_vocab_token_to_piece(v, 64, id, piece, sizeof piece, &len, &e) == DOZE_OK &&
+                  len == 0);
+        CHECK(!doze_vocab_is_eog(v, 32016));
         doze_vocab_free(v);
     }
     free(bytes);
 }
 
 int main(void) {
-    static const struct {
-        const char *rel;
-        int bpe;
-    } vocabs[] = {
-        {"models/ggml-vocab-llama-spm.gguf", 0},        {"models/vocab/ggml-vocab-phi-3.gguf", 0},
-        {"models/vocab/ggml-vocab-deepseek-coder.gguf", 1},
-        {"models/vocab/ggml-vocab-deepseek-llm.gguf", 1}, {"models/vocab/ggml-vocab-falcon.gguf", 1},
-        {"models/vocab/ggml-vocab-mpt.gguf", 1},        {"models/vocab/ggml-vocab-refact.gguf", 1},
-        {"models/vocab/ggml-vocab-starcoder.gguf", 1},
+    static const char *const vocabs[] = {
+        "models/ggml-vocab-llama-spm.gguf",           "models/vocab/ggml-vocab-phi-3.gguf",
+        "models/vocab/ggml-vocab-deepseek-coder.gguf", "models/vocab/ggml-vocab-deepseek-llm.gguf",
+        "models/vocab/ggml-vocab-falcon.gguf",        "models/vocab/ggml-vocab-mpt.gguf",
+        "models/vocab/ggml-vocab-refact.gguf",        "models/vocab/ggml-vocab-starcoder.gguf",
     };
     int ran = 0;
-    for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++)
-        ran += run_vectors(vocabs[i].rel, vocabs[i].bpe);
+    for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) ran += run_vectors(vocabs[i]);
     if (!ran) {
         printf("SKIP: ../shared/models is absent\n");
         return TEST_SKIP;

@@ -461,6 +461,27 @@ test('doze chat runs the same conversation natively and in wasm (piped stdin, gr
   assert.ok(cached[1] > 16, native.stderr);
 });
 
+// A reply that is not valid UTF-8 (cut by --steps inside a character, or
+// sampled bytes that are no character) went back into the next turn's
+// rendering, which the tokenizer refused: the chat ended (exit 1) at the
+// user's next line. So did a line typed in a Latin-1 terminal. The model
+// here (doze init's byte-token vocabulary, sampled hot) replies in raw bytes.
+test('doze chat goes on after a reply or a line that is not valid UTF-8', () => {
+  const model = join(scratch(), 'bytes.gguf');
+  const made = run('native', ['init', '--dim', '64', '--hidden', '160', '--layers', '2', '--heads', '4', '--vocab', '300',
+    '--ctx', '1024', '--seed', '7', '-o', model]);
+  assert.equal(made.status, 0, made.stderr);
+  const args = ['chat', model, '--template', 'chatml', '--steps', '20', '--temp', '50', '--top-k', '0', '--top-p', '1', '--seed', '1'];
+  const input = Buffer.concat([Buffer.from('Hi\nJ'), Buffer.from([0xe9]), Buffer.from('r\u00f4me\nMore\nAgain\n')]);
+  const native = run('native', args, { input });
+  assert.equal(native.status, 0, native.stderr);
+  assert.equal((native.stderr.match(/reply \d+ tokens/g) || []).length, 3, native.stderr);
+  assert.match(native.stderr, /the line is not valid UTF-8 \(byte 1\); it was not sent/);
+  const wasm = run('wasm', args, { input });
+  assert.equal(wasm.status, 0, wasm.stderr);
+  assert.ok(wasm.stdout.equals(native.stdout), 'the same bytes natively and in wasm');
+});
+
 // model.chat keeps its session's KV cache: a conversation that extends the
 // previous one (its reply included) runs only its new tokens, and the reply
 // is the one a model that never chatted gives (dense: a batch has the bits
