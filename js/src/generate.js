@@ -160,7 +160,7 @@ export async function* generateTokens(core, prompt, o) {
     const promptIds = o.promptIds ?? model.tokenize(prompt ?? '', { bos: withBos, parseSpecial });
     let feed = core.pending >= 0 ? [core.pending, ...promptIds] : [...promptIds];
     if (feed.length === 0) {
-      throw invalid('generate: empty prompt and the model has no BOS token');
+      throw invalid(`generate: the prompt is empty and ${info.bosId < 0 ? 'the model has no BOS token' : 'this vocabulary adds no BOS token'}: there is nothing to continue from`);
     }
     const hasBos = withBos && core.pending < 0 && info.bosId >= 0 && feed[0] === info.bosId;
     feed = fitPrompt(feed, info.contextLength - position0, info.contextLength, hasBos, o);

@@ -246,7 +246,8 @@ int cmd_generate(int argc, char **argv) {
     ids = prompt_tokens(&a, m, &n_prompt);
     if (!ids) goto done;
     if (n_prompt < 1) {
-        err_printf("doze: the model has no BOS token and the prompt is empty\n");
+        err_printf("doze: the prompt is empty and %s: there is nothing to continue from\n",
+                   doze_model_get_info(m)->bos_id < 0 ? "the model has no BOS token" : "this vocabulary adds no BOS token");
         goto done;
     }
     if (n_prompt > steps) { /* not silently cut: the user says which tokens to keep */

@@ -6,7 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel, heapUsed, getRuntime, DozeError } from '../../js/src/index.js';
-import { scratch } from './helpers.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { withBoolKey } from './chat_fixtures.js';
+import { root, scratch } from './helpers.js';
 import { initModel } from './package_fixtures.js';
 
 const dir = scratch();
@@ -205,6 +208,19 @@ test('values that would wrap or round at the wasm boundary are refused', async (
       for await (const t of m.generate('The quick', { maxTokens: 0, speculative })) items.push(t);
       assert.deepEqual(items, [], `speculative ${JSON.stringify(speculative)}`);
     }
+  } finally {
+    m.dispose();
+  }
+});
+
+test('an empty prompt where the vocabulary adds no BOS says so (the model has a BOS id)', async () => {
+  const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
+  const m = await loadModel(withBoolKey(plain, 'tokenizer.ggml.add_bos_token', false));
+  try {
+    assert.ok(m.info.bosId >= 0);
+    await assert.rejects(m.complete('', { maxTokens: 2 }),
+      (e) => e.code === 'INVALID_ARGUMENT' && /the prompt is empty and this vocabulary adds no BOS token/.test(e.message));
+    assert.ok((await m.complete('Once', { maxTokens: 2, temperature: 0 })).length > 0, 'a prompt runs');
   } finally {
     m.dispose();
   }
