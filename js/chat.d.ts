@@ -33,11 +33,11 @@ export const END_OF_TURN: readonly string[];
 export function renderChat(template: string, messages: readonly ChatMessage[], options?: RenderChatOptions): string;
 /** The END_OF_TURN texts a template writes. */
 export function endOfTurnStrings(template: string): string[];
-/** The prompt chat() feeds (no leading BOS text: the tokenizer adds BOS) and its stops. */
+/** The prompt chat() feeds (no leading BOS text: the tokenizer adds BOS), its stops, and the messages' contents in it (tokenize's `literal`: control tokens a user wrote stay text). */
 export function chatPrompt(
   model: Model,
   messages: readonly ChatMessage[],
   options?: Pick<ChatOptions, 'template' | 'addGenerationPrompt' | 'templateContext'>,
-): { prompt: string; template: string; stop: Array<string | number> };
+): { prompt: string; template: string; stop: Array<string | number>; literal: Array<[number, number]> };
 /** model.chat(messages, options) as a function. MISSING when the model has no template and none is given. */
 export function chat(model: Model | WorkerModel, messages: readonly ChatMessage[], options?: ChatOptions): AsyncGenerator<Token, GenerateResult, void>;

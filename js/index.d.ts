@@ -198,6 +198,8 @@ export interface GenerateOptions {
   bos?: boolean;
   /** Control tokens written in the prompt (<|im_start|>, ...) are single tokens (default false: text). */
   parseSpecial?: boolean;
+  /** With parseSpecial: [start, end) index ranges of the prompt where control tokens stay text (e.g. what a user typed). */
+  literal?: ReadonlyArray<readonly [number, number]>;
   /** Do not stop when BOS or an end-of-generation token (EOS, <|eot_id|>, <|im_end|>, ...) is sampled (the CLI's --no-stop). */
   ignoreEos?: boolean;
   /** Called after each prompt token's forward step (its mask, compute, budget and time). */
@@ -579,8 +581,12 @@ export class Model {
   readonly info: ModelInfo;
   readonly disposed: boolean;
   /** Token ids, BOS first unless { bos: false }. */
-  /** parseSpecial: control tokens written in the text (<|im_start|>, ...) are single tokens. */
-  tokenize(text: string, options?: { bos?: boolean; parseSpecial?: boolean }): Int32Array;
+  /**
+   * parseSpecial: control tokens written in the text (<|im_start|>, ...) are
+   * single tokens, except inside the `literal` [start, end) index ranges
+   * (String#slice indices), where they stay text.
+   */
+  tokenize(text: string, options?: { bos?: boolean; parseSpecial?: boolean; literal?: ReadonlyArray<readonly [number, number]> }): Int32Array;
   /**
    * The text of `ids` (control and unknown tokens give none). SentencePiece's
    * dummy leading space is dropped at the start and after BOS, so

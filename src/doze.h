@@ -205,6 +205,14 @@ enum {
  * bytes inside len are text. */
 doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int flags,
                           int32_t *out, int cap, int *n_out, doze_error *err);
+/* doze_tokenize where, with DOZE_TOKENIZE_PARSE_SPECIAL, control tokens are
+ * matched only outside n_literal byte ranges of the text: literal holds
+ * (n_literal, 2) [start, end) offsets. For a rendered chat whose messages'
+ * contents are the ranges: the template's own <|im_start|> ... are tokens,
+ * while a user who types <|im_start|> gets text, not a new turn. Elsewhere
+ * the ids are doze_tokenize's. */
+doze_status doze_tokenize_literal(const doze_model *m, const char *text, size_t len, int flags, const size_t *literal,
+                                  int n_literal, int32_t *out, int cap, int *n_out, doze_error *err);
 /* 1 if generation should stop at this token: EOS, EOT, EOM and the other
  * end-of-turn tokens llama.cpp recognizes (<|im_end|>, <|eot_id|>,
  * <|endoftext|>, <end_of_turn>, ...); 0 otherwise (or out of range). */

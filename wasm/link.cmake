@@ -46,7 +46,7 @@ set(_doze_link_options
 '_doze_session_compute','_doze_session_set_budget','_doze_session_get_budget',\
 '_doze_session_set_gates','_doze_gates_free',\
 '_doze_finetune_finish','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\
-'_doze_session_truncate','_doze_session_score','_doze_speculator_free','_doze_speculator_logits']"
+'_doze_session_truncate','_doze_session_score','_doze_tokenize_literal','_doze_speculator_free','_doze_speculator_logits']"
   "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
 
 set_target_properties(doze_wasm PROPERTIES

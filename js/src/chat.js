@@ -21,8 +21,33 @@ export const END_OF_TURN = Object.freeze(['<|im_end|>', '<|eot_id|>', '<end_of_t
 // The prompt holds the template's control tokens (<|im_start|>, <|eot_id|>,
 // ...): it must be tokenized with control tokens matched as single tokens.
 // This is the one place that asks for it, as the option the tokenizer and
-// generate take (a vocabulary without those tokens reads them as text).
+// generate take (a vocabulary without those tokens reads them as text). The
+// messages' contents are `literal` ranges (promptOf): a user who types
+// <|im_start|> gets text, not a turn of their own.
 const PARSE_SPECIAL = Object.freeze({ parseSpecial: true });
+
+/**
+ * Where each message's content sits in the rendered prompt, in order: the
+ * content as it is, else trimmed (Llama 3's and Gemma's templates trim).
+ * Contents a template rewrites otherwise are not found, and a content
+ * holding no control-token text needs no range.
+ */
+function contentRanges(prompt, messages) {
+  const ranges = [];
+  let from = 0;
+  for (const { content } of messages) {
+    if (typeof content !== 'string' || content.length === 0) continue;
+    for (const c of [content, content.trim()]) {
+      const at = c.length ? prompt.indexOf(c, from) : -1;
+      if (at >= 0) {
+        ranges.push([at, at + c.length]);
+        from = at + c.length;
+        break;
+      }
+    }
+  }
+  return ranges;
+}
 
 const invalid = (msg) => new DozeError('INVALID_ARGUMENT', msg);
 
@@ -114,7 +139,7 @@ function promptOf(f, messages, { addGenerationPrompt = true, templateContext = {
   const { tmpl, bosToken, eosToken } = f;
   let prompt = renderChat(tmpl, messages, { ...templateContext, addGenerationPrompt, bosToken, eosToken });
   if (f.addsBos && bosToken && prompt.startsWith(bosToken)) prompt = prompt.slice(bosToken.length);
-  return { prompt, template: tmpl, stop: [...f.eot, ...f.eotIds] };
+  return { prompt, template: tmpl, stop: [...f.eot, ...f.eotIds], literal: contentRanges(prompt, messages) };
 }
 
 /**
@@ -122,7 +147,9 @@ function promptOf(f, messages, { addGenerationPrompt = true, templateContext = {
  * rendered with add_generation_prompt, without a leading BOS text where the
  * tokenizer adds BOS itself (so it is not doubled), as llama.cpp does; a
  * vocabulary that adds none (SmolLM2, whose BOS is `<|im_start|>`) keeps it.
- * @returns {{prompt: string, template: string, stop: Array<string|number>}}
+ * `literal`: the messages' contents in the prompt, to tokenize with control
+ * tokens matched only outside them (tokenize's / generate's `literal`).
+ * @returns {{prompt: string, template: string, stop: Array<string|number>, literal: Array<[number, number]>}}
  */
 export function chatPrompt(model, messages, options = {}) {
   checkMessages('chat', messages);
@@ -164,7 +191,7 @@ export async function* chat(model, messages, options = {}) {
   if (Array.isArray(messages) && messages.length === 0) throw invalid('chat: messages is empty (give at least one { role, content })');
   const p = await chatPromptAsync(model, messages, { template, addGenerationPrompt, templateContext });
   const extra = stop == null ? [] : Array.isArray(stop) ? stop : [stop];
-  const o = { ...generateOptions, ...PARSE_SPECIAL, stop: [...p.stop, ...extra] };
+  const o = { ...generateOptions, ...PARSE_SPECIAL, literal: p.literal, stop: [...p.stop, ...extra] };
   // the model's shared session keeps its KV cache from the last chat; a
   // worker's proxy generates afresh
   if (typeof model._chatRun === 'function') return yield* model._chatRun(p.prompt, o);

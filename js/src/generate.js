@@ -6,7 +6,7 @@ import { DozeError, abortError } from './errors.js';
 import { now, yieldToEventLoop } from './runtime.js';
 import { PieceDecoder, StopText } from './text.js';
 import { speculativeOption, speculativeTokens } from './speculate.js';
-import { bool, checkOptions, func, int, invalid, isInt32, num, oneOf, seed, seedHalves, signal } from './options.js';
+import { bool, checkOptions, func, int, invalid, isInt32, literalRanges, num, oneOf, seed, seedHalves, signal } from './options.js';
 
 const PREFILL_PASS = 64; // prompt tokens per doze_session_prefill call (abort checked between)
 
@@ -33,6 +33,7 @@ export const GENERATE_OPTIONS = {
   signal,
   bos: bool,
   parseSpecial: bool,
+  literal: literalRanges,
   ignoreEos: bool,
   onPromptStep: func,
   truncate: oneOf('start'),
@@ -127,6 +128,7 @@ export async function* generateTokens(core, prompt, o) {
     signal: sig,
     bos,
     parseSpecial = false,
+    literal,
     ignoreEos = false,
     onPromptStep,
   } = o;
@@ -157,7 +159,7 @@ export async function* generateTokens(core, prompt, o) {
     const empty = position0 === 0 && core.pending < 0;
     const withBos = bos ?? empty;
     // o.promptIds: the prompt already as ids (model.chat's run over a kept cache)
-    const promptIds = o.promptIds ?? model.tokenize(prompt ?? '', { bos: withBos, parseSpecial });
+    const promptIds = o.promptIds ?? model.tokenize(prompt ?? '', { bos: withBos, parseSpecial, literal });
     let feed = core.pending >= 0 ? [core.pending, ...promptIds] : [...promptIds];
     if (feed.length === 0) {
       throw invalid(`generate: the prompt is empty and ${info.bosId < 0 ? 'the model has no BOS token' : 'this vocabulary adds no BOS token'}: there is nothing to continue from`);

@@ -8,7 +8,7 @@ import { Gates, calibrate, finetune, checkCalibrateOptions, checkFinetuneOptions
 import { checkJointOptions, finetuneJoint } from './joint.js';
 import { Session } from './session.js';
 import { PieceDecoder } from './text.js';
-import { bool, checkOptions, invalid, isInt32, tokenIds } from './options.js';
+import { bool, checkOptions, invalid, isInt32, literalBytes, literalRanges, tokenIds } from './options.js';
 import { API } from './api.js';
 
 /** The C type table's name of a ggml type id ('q4_k', 'bf16', ...). */
@@ -68,7 +68,7 @@ function readInfo(rt, m) {
 }
 
 const ACTIVATE_OPTIONS = { activate: bool };
-const TOKENIZE_OPTIONS = { bos: bool, parseSpecial: bool };
+const TOKENIZE_OPTIONS = { bos: bool, parseSpecial: bool, literal: literalRanges };
 
 /** A loaded model. Free its wasm memory with dispose(). */
 export class Model {
@@ -238,25 +238,30 @@ export class Model {
 
   /** Token ids of `text`, BOS first unless `bos: false`. */
   tokenize(text, options) {
-    const { bos = true, parseSpecial = false } = checkOptions('tokenize', options, TOKENIZE_OPTIONS);
+    const { bos = true, parseSpecial = false, literal = [] } = checkOptions('tokenize', options, TOKENIZE_OPTIONS);
     const flags = (bos ? 1 : 0) | (parseSpecial ? 2 : 0); // DOZE_TOKENIZE_ADD_SPECIAL | _PARSE_SPECIAL
     if (typeof text !== 'string') throw invalid(`tokenize: the text must be a string, got ${typeof text}`);
+    const lit = literalBytes(text, literal, 'tokenize: literal'); // (ranges, 2) byte offsets
     const m = this._alive();
     const rt = this.#rt;
     const bytes = new TextEncoder().encode(text);
     const tp = rt.doze.writeBytes(bytes);
     const nOut = rt.doze.malloc(4);
+    const lp = lit.length ? rt.doze.malloc(lit.length * 4) : 0;
     let ids = 0;
     try {
+      if (lp) new Uint32Array(rt.x.memory.buffer, lp, lit.length).set(lit);
+      const encode = (cap) => rt.check(
+        rt.x.doze_tokenize_literal(m, tp, bytes.length, flags, lp, lit.length / 2, ids, cap, nOut, rt.err), 'tokenize');
       let cap = bytes.length + 2;
       ids = rt.doze.malloc(cap * 4);
-      rt.check(rt.x.doze_tokenize(m, tp, bytes.length, flags, ids, cap, nOut, rt.err), 'tokenize');
+      encode(cap);
       let n = rt.doze.view.getInt32(nOut, true);
       if (n > cap) {
         rt.doze.free(ids);
         cap = n;
         ids = rt.doze.malloc(cap * 4);
-        rt.check(rt.x.doze_tokenize(m, tp, bytes.length, flags, ids, cap, nOut, rt.err), 'tokenize');
+        encode(cap);
         n = rt.doze.view.getInt32(nOut, true);
       }
       return new Int32Array(rt.x.memory.buffer, ids, n).slice();
@@ -264,6 +269,7 @@ export class Model {
       rt.doze.free(ids);
       rt.doze.free(nOut);
       rt.doze.free(tp);
+      if (lp) rt.doze.free(lp);
     }
   }
 

@@ -95,6 +95,49 @@ export const seed = (v, where) => {
   return v;
 };
 
+/**
+ * Ranges of a text where control tokens stay text (tokenize / generate's
+ * `literal`): an array of [start, end) pairs of string indices (UTF-16 code
+ * units, as String#slice takes them), 0 <= start <= end. Checked against the
+ * text's length where it is tokenized (literalBytes).
+ */
+export const literalRanges = (v, where) => {
+  const ok = Array.isArray(v) && v.every((r) => Array.isArray(r) && r.length === 2
+    && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] >= 0 && r[0] <= r[1]);
+  if (!ok) throw invalid(`${where} must be an array of [start, end] index pairs with 0 <= start <= end, got ${show(v)}`);
+  return v;
+};
+
+/**
+ * `literal` ranges of `text` as UTF-8 byte offsets, flattened [s0, e0, s1,
+ * e1, ...] (doze_tokenize_literal's form), walking the text once.
+ */
+export function literalBytes(text, ranges, where) {
+  const marks = new Map();
+  for (const [s, e] of ranges) {
+    if (e > text.length) throw invalid(`${where}: the range [${s}, ${e}] ends past the text (${text.length} characters)`);
+    marks.set(s, 0);
+    marks.set(e, 0);
+  }
+  const wanted = [...marks.keys()].sort((a, b) => a - b);
+  let bytes = 0;
+  let k = 0;
+  for (let i = 0; i <= text.length && k < wanted.length; i++) {
+    while (k < wanted.length && wanted[k] === i) marks.set(wanted[k++], bytes);
+    if (i === text.length) break;
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // a surrogate pair: one 4-byte character (an index inside it counts as its start)
+      i++;
+      while (k < wanted.length && wanted[k] === i) marks.set(wanted[k++], bytes);
+      bytes += 4;
+    } else bytes += 3; // the BMP beyond, and a lone surrogate (U+FFFD, 3 bytes)
+  }
+  return ranges.flatMap(([s, e]) => [marks.get(s), marks.get(e)]);
+}
+
 /** One of the listed values. */
 export function oneOf(...values) {
   return (v, where) => {

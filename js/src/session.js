@@ -287,7 +287,7 @@ export class Session {
     // its start; CONTEXT_FULL counts all of it); only then is the cache
     // matched. Fitting only the part after the cached prefix would keep the
     // prefix and cut the new turn instead, or refuse a keepLast that fits.
-    let ids = c.model.tokenize(prompt, { bos, parseSpecial: o.parseSpecial ?? false });
+    let ids = c.model.tokenize(prompt, { bos, parseSpecial: o.parseSpecial ?? false, literal: o.literal });
     const hasBos = bos && info.bosId >= 0 && ids[0] === info.bosId;
     ids = fitPrompt(Array.from(ids), info.contextLength, info.contextLength, hasBos, o, 'chat');
     const rest = { ...o }; // applied: not again to the part after the prefix

@@ -230,15 +230,20 @@ int cli_write_fn(void *ctx, const void *bytes, size_t n) {
 }
 
 int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int flags, int *n, doze_error *e) {
+    return cli_encode_literal(m, text, len, flags, NULL, 0, n, e);
+}
+
+int32_t *cli_encode_literal(const doze_model *m, const char *text, size_t len, int flags, const size_t *literal,
+                            int n_literal, int *n, doze_error *e) {
     int need = 0;
-    if (doze_tokenize(m, text, len, flags, NULL, 0, &need, e) != DOZE_OK) return NULL;
+    if (doze_tokenize_literal(m, text, len, flags, literal, n_literal, NULL, 0, &need, e) != DOZE_OK) return NULL;
     int32_t *ids = malloc((size_t)(need > 0 ? need : 1) * sizeof *ids);
     if (!ids) {
         e->code = DOZE_ERR_OUT_OF_MEMORY;
         strcpy(e->message, "out of memory");
         return NULL;
     }
-    if (doze_tokenize(m, text, len, flags, ids, need, n, e) != DOZE_OK) {
+    if (doze_tokenize_literal(m, text, len, flags, literal, n_literal, ids, need, n, e) != DOZE_OK) {
         free(ids);
         return NULL;
     }

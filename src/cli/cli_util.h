@@ -34,6 +34,10 @@ doze_model *cli_load_model(const char *path, const doze_model_params *p);
 /* Encodes text with the model's tokenizer into a fresh array (*n ids);
  * flags as doze_tokenize's (DOZE_TOKENIZE_*); NULL with e set on failure. */
 int32_t *cli_encode(const doze_model *m, const char *text, size_t len, int flags, int *n, doze_error *e);
+/* cli_encode with control tokens matched only outside the n_literal [start,
+ * end) byte ranges (doze_tokenize_literal) */
+int32_t *cli_encode_literal(const doze_model *m, const char *text, size_t len, int flags, const size_t *literal,
+                            int n_literal, int *n, doze_error *e);
 /* Reads only the tokenizer of a GGUF file (its header: a vocabulary-only
  * file works); NULL (message printed) on failure. */
 doze_vocab *cli_load_vocab(const char *path);

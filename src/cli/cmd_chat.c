@@ -376,12 +376,17 @@ int cmd_chat(int argc, char **argv) {
         free(prompt);
         prompt = NULL;
         size_t plen = 0;
-        if (chat_template_render(fam, conv.msgs, conv.n, 1, &prompt, &plen, &e) != DOZE_OK) {
+        /* the messages' contents are literal: control tokens a user types stay text */
+        size_t *lit = NULL, n_lit = 0;
+        if (chat_template_render_literal(fam, conv.msgs, conv.n, 1, &prompt, &plen, &lit, &n_lit, &e) != DOZE_OK) {
             cli_print_error("chat template", &e);
             goto done;
         }
         int n = 0;
-        int32_t *ids = cli_encode(m, prompt, plen, CHAT_TOKENIZE_FLAGS, &n, &e);
+        int32_t *ids = n_lit <= (size_t)INT32_MAX
+                           ? cli_encode_literal(m, prompt, plen, CHAT_TOKENIZE_FLAGS, lit, (int)n_lit, &n, &e)
+                           : NULL;
+        free(lit);
         if (!ids) {
             cli_print_error("tokenize", &e);
             goto done;

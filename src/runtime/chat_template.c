@@ -120,6 +120,9 @@ chat_family chat_template_detect(const char *t, const char **what) {
 typedef struct {
     doze_byte_buffer b;
     int failed;
+    size_t *lit; /* (n_lit, 2) [start, end) of the messages' contents, when wanted */
+    size_t n_lit, cap_lit;
+    int want_lit;
 } sbuf;
 
 static void put_n(sbuf *s, const char *p, size_t n) {
@@ -137,6 +140,31 @@ static void put_trimmed(sbuf *s, const char *p) {
     put_n(s, p + a, e - a);
 }
 
+/* [start, the end so far) holds a message's content: text, not control tokens */
+static void mark_content(sbuf *s, size_t start) {
+    if (!s->want_lit || s->failed || s->b.len == start) return;
+    if (s->n_lit == s->cap_lit) {
+        size_t cap = s->cap_lit ? 2 * s->cap_lit : 8;
+        size_t *p = realloc(s->lit, cap * 2 * sizeof *p);
+        if (!p) {
+            s->failed = 1;
+            return;
+        }
+        s->lit = p;
+        s->cap_lit = cap;
+    }
+    s->lit[2 * s->n_lit] = start;
+    s->lit[2 * s->n_lit + 1] = s->b.len;
+    s->n_lit++;
+}
+
+static void put_content(sbuf *s, const char *p, int trimmed) {
+    size_t at = s->b.len;
+    if (trimmed) put_trimmed(s, p);
+    else put(s, p);
+    mark_content(s, at);
+}
+
 static void render_llama2(sbuf *s, chat_family f, const chat_message *msgs, size_t n) {
     int sys = f != CHAT_LLAMA2, bos_inside = f == CHAT_LLAMA2_SYS_BOS, strip = f == CHAT_LLAMA2_SYS_STRIP;
     int inside_turn = 1; /* the first "[INST] " follows the BOS the tokenizer adds */
@@ -149,13 +177,13 @@ static void render_llama2(sbuf *s, chat_family f, const chat_message *msgs, size
         }
         if (strcmp(role, "system") == 0) {
             if (sys) put(s, "<<SYS>>\n");
-            strip ? put_trimmed(s, msgs[i].content) : put(s, msgs[i].content);
+            put_content(s, msgs[i].content, strip);
             put(s, sys ? "\n<</SYS>>\n\n" : "\n");
         } else if (strcmp(role, "user") == 0) {
-            strip ? put_trimmed(s, msgs[i].content) : put(s, msgs[i].content);
+            put_content(s, msgs[i].content, strip);
             put(s, " [/INST]");
         } else {
-            strip ? put_trimmed(s, msgs[i].content) : put(s, msgs[i].content);
+            put_content(s, msgs[i].content, strip);
             put(s, "</s>");
             inside_turn = 0;
         }
@@ -165,7 +193,7 @@ static void render_llama2(sbuf *s, chat_family f, const chat_message *msgs, size
 static void render_gemma(sbuf *s, const chat_message *msgs, size_t n, int add_gen) {
     /* Gemma has no system turn: system messages (trimmed, concatenated) open
      * the next user turn */
-    sbuf sys = {{NULL, 0, 0}, 0};
+    sbuf sys = {{NULL, 0, 0}, 0, NULL, 0, 0, 0};
     for (size_t i = 0; i < n; i++) {
         const char *role = msgs[i].role;
         if (strcmp(role, "system") == 0) {
@@ -177,11 +205,13 @@ static void render_gemma(sbuf *s, const chat_message *msgs, size_t n, int add_ge
         put(s, model ? "model" : role);
         put(s, "\n");
         if (sys.b.len && !model) {
+            size_t at = s->b.len;
             put_n(s, (const char *)sys.b.data, sys.b.len);
+            mark_content(s, at);
             put(s, "\n\n");
             sys.b.len = 0;
         }
-        put_trimmed(s, msgs[i].content);
+        put_content(s, msgs[i].content, 1);
         put(s, "<end_of_turn>\n");
     }
     if (sys.failed) s->failed = 1;
@@ -192,9 +222,19 @@ static void render_gemma(sbuf *s, const chat_message *msgs, size_t n, int add_ge
 doze_status chat_template_render(chat_family f, const chat_message *msgs, size_t n,
                                  int add_generation_prompt, char **out, size_t *out_len,
                                  doze_error *err) {
+    return chat_template_render_literal(f, msgs, n, add_generation_prompt, out, out_len, NULL, NULL, err);
+}
+
+doze_status chat_template_render_literal(chat_family f, const chat_message *msgs, size_t n,
+                                         int add_generation_prompt, char **out, size_t *out_len,
+                                         size_t **literal, size_t *n_literal, doze_error *err) {
     if (!out) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "chat template: no output pointer");
     *out = NULL;
     if (out_len) *out_len = 0;
+    if (literal) *literal = NULL;
+    if (n_literal) *n_literal = 0;
+    if (!literal != !n_literal)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "chat template: literal ranges need both pointers");
     if (f <= CHAT_UNKNOWN || f >= CHAT_FAMILY_COUNT_)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "chat template: unknown family %d", (int)f);
     if (n && !msgs) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "chat template: no messages");
@@ -202,14 +242,14 @@ doze_status chat_template_render(chat_family f, const chat_message *msgs, size_t
         if (!msgs[i].role || !msgs[i].content)
             return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "chat template: message %zu has no %s", i,
                              msgs[i].role ? "content" : "role");
-    sbuf s = {{NULL, 0, 0}, 0};
+    sbuf s = {{NULL, 0, 0}, 0, NULL, 0, 0, literal != NULL};
     switch (f) {
     case CHAT_CHATML:
         for (size_t i = 0; i < n; i++) {
             put(&s, "<|im_start|>");
             put(&s, msgs[i].role);
             put(&s, "\n");
-            put(&s, msgs[i].content);
+            put_content(&s, msgs[i].content, 0);
             put(&s, "<|im_end|>\n");
         }
         if (add_generation_prompt) put(&s, "<|im_start|>assistant\n");
@@ -219,7 +259,7 @@ doze_status chat_template_render(chat_family f, const chat_message *msgs, size_t
             put(&s, "<|start_header_id|>");
             put(&s, msgs[i].role);
             put(&s, "<|end_header_id|>\n\n");
-            put_trimmed(&s, msgs[i].content);
+            put_content(&s, msgs[i].content, 1);
             put(&s, "<|eot_id|>");
         }
         if (add_generation_prompt) put(&s, "<|start_header_id|>assistant<|end_header_id|>\n\n");
@@ -238,7 +278,7 @@ doze_status chat_template_render(chat_family f, const chat_message *msgs, size_t
             put(&s, "<|");
             put(&s, msgs[i].role);
             put(&s, "|>\n");
-            put(&s, msgs[i].content);
+            put_content(&s, msgs[i].content, 0);
             put(&s, "<|end|>\n");
         }
         if (add_generation_prompt) put(&s, "<|assistant|>\n");
@@ -249,10 +289,15 @@ doze_status chat_template_render(chat_family f, const chat_message *msgs, size_t
     put_n(&s, "", 1); /* the terminator */
     if (s.failed) {
         free(s.b.data);
+        free(s.lit);
         return doze_fail(err, DOZE_ERR_OUT_OF_MEMORY, "chat template: out of memory rendering %zu messages", n);
     }
     *out = (char *)s.b.data;
     if (out_len) *out_len = s.b.len - 1;
+    if (literal) {
+        *literal = s.lit;
+        *n_literal = s.n_lit;
+    }
     return DOZE_OK;
 }
 

@@ -60,6 +60,13 @@ doze_status chat_template_render(chat_family f, const chat_message *msgs, size_t
                                  int add_generation_prompt, char **out, size_t *out_len,
                                  doze_error *err);
 
+/* chat_template_render, and where each message's content sits in *out:
+ * *literal (malloc'd, the caller frees) gets *n_literal [start, end) byte
+ * pairs, for doze_tokenize_literal (control tokens a user typed stay text). */
+doze_status chat_template_render_literal(chat_family f, const chat_message *msgs, size_t n,
+                                         int add_generation_prompt, char **out, size_t *out_len,
+                                         size_t **literal, size_t *n_literal, doze_error *err);
+
 /* chat_template_detect + chat_template_render; an unknown template is
  * UNSUPPORTED_TYPE with a message naming what it looks like. */
 doze_status chat_template_apply(const char *tmpl, const chat_message *msgs, size_t n,

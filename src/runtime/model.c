@@ -821,6 +821,13 @@ doze_status doze_tokenize(const doze_model *m, const char *text, size_t len, int
     return tokenizer_encode(m->tok, text ? text : "", len, flags, out, cap, n_out, err);
 }
 
+doze_status doze_tokenize_literal(const doze_model *m, const char *text, size_t len, int flags, const size_t *literal,
+                                  int n_literal, int32_t *out, int cap, int *n_out, doze_error *err) {
+    if (!m || (!text && len)) return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no model or text");
+    if (!m->tok) return doze_fail(err, DOZE_ERR_MISSING, "the model has no tokenizer");
+    return tokenizer_encode_literal(m->tok, text ? text : "", len, flags, literal, n_literal, out, cap, n_out, err);
+}
+
 int doze_token_is_eog(const doze_model *m, int token) {
     return m && m->tok ? tokenizer_is_eog(m->tok, token) : 0;
 }

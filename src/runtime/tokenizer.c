@@ -691,12 +691,21 @@ static size_t find_bytes(const char *s, size_t n, const char *needle, size_t m) 
     return SIZE_MAX;
 }
 
+/* Whether [at, at + m) overlaps one of the n literal byte ranges
+ * (literal: (n, 2) [start, end) pairs) */
+static int in_literal(const size_t *literal, int n, size_t at, size_t m) {
+    for (int i = 0; i < n; i++)
+        if (at < literal[2 * i + 1] && literal[2 * i] < at + m) return 1;
+    return 0;
+}
+
 /* Splits the text at special tokens as llama.cpp does: each special token,
  * longest first, cuts every raw stretch at each of its occurrences. Control
- * and unknown tokens only when parse_special; user-defined tokens always.
- * Tokens marked lstrip/rstrip eat the white space beside them. */
-static doze_status partition(const doze_tokenizer *t, const char *text, size_t len,
-                             int parse_special, fragment_list *out, doze_error *err) {
+ * and unknown tokens only when parse_special, and not where they overlap a
+ * literal range; user-defined tokens always. Tokens marked lstrip/rstrip eat
+ * the white space beside them. */
+static doze_status partition(const doze_tokenizer *t, const char *text, size_t len, int parse_special,
+                             const size_t *literal, int n_literal, fragment_list *out, doze_error *err) {
     fragment_list cur = {0}, next = {0};
     doze_status st = DOZE_OK;
     if (!frag_push(&cur, 0, len, -1)) goto oom;
@@ -719,6 +728,7 @@ static doze_status partition(const doze_tokenizer *t, const char *text, size_t l
             unsigned v = (unsigned)(unsigned char)piece[0] << 8 | (unsigned char)piece[1];
             if (!(pairs[v >> 3] & (1u << (v & 7)))) continue;
         }
+        const int guarded = n_literal > 0 && (a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN));
         int changed = 0;
         next.n = 0;
         for (size_t f = 0; f < cur.n; f++) {
@@ -727,13 +737,19 @@ static doze_status partition(const doze_tokenizer *t, const char *text, size_t l
                 if (!frag_push(&next, fr.start, fr.len, fr.token)) goto oom_pairs;
                 continue;
             }
-            size_t base = fr.start, rest = fr.len;
+            size_t base = fr.start, rest = fr.len, from = 0; /* search [base + from, base + rest) */
             for (;;) {
-                size_t at = find_bytes(text + base, rest, piece, m);
+                size_t at = find_bytes(text + base + from, rest - from, piece, m);
                 if (at == SIZE_MAX) {
                     if (rest > 0 && !frag_push(&next, base, rest, -1)) goto oom_pairs;
                     break;
                 }
+                at += from;
+                if (guarded && in_literal(literal, n_literal, base + at, m)) {
+                    from = at + 1; /* text here: look further on in the same stretch */
+                    continue;
+                }
+                from = 0;
                 changed = 1;
                 size_t left = at;
                 if (a & TOK_ATTR_LSTRIP)
@@ -769,9 +785,21 @@ oom:
 
 doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t len, int flags,
                              int32_t *out, int cap, int *n_out, doze_error *err) {
+    return tokenizer_encode_literal(t, text, len, flags, NULL, 0, out, cap, n_out, err);
+}
+
+doze_status tokenizer_encode_literal(const doze_tokenizer *t, const char *text, size_t len, int flags,
+                                     const size_t *literal, int n_literal, int32_t *out, int cap, int *n_out,
+                                     doze_error *err) {
     if (n_out) *n_out = 0;
-    if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out))
+    if (!t || !n_out || (len > 0 && !text) || cap < 0 || (cap > 0 && !out) || n_literal < 0 ||
+        (n_literal > 0 && !literal))
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "tokenizer_encode: invalid arguments");
+    for (int i = 0; i < n_literal; i++)
+        if (literal[2 * i] > literal[2 * i + 1] || literal[2 * i + 1] > len)
+            return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
+                             "literal range %d [%zu, %zu) is not within the text's %zu bytes", i, literal[2 * i],
+                             literal[2 * i + 1], len);
     size_t bad = unicode_utf8_first_invalid((const unsigned char *)text, len);
     if (bad != SIZE_MAX)
         return doze_fail(err, DOZE_ERR_BAD_UTF8, "invalid UTF-8 in the text at byte offset %zu",
@@ -789,7 +817,7 @@ doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t l
     doze_status st = DOZE_OK;
     if (len > 0) {
         fragment_list frags = {0};
-        st = partition(t, text, len, parse_special, &frags, err);
+        st = partition(t, text, len, parse_special, literal, n_literal, &frags, err);
         int prev_special = 1; /* SentencePiece's dummy space: at the start and after a special */
         for (size_t f = 0; st == DOZE_OK && f < frags.n; f++) {
             const fragment *fr = &frags.items[f];

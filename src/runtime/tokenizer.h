@@ -51,6 +51,11 @@ int tokenizer_unk(const doze_tokenizer *t);
  * into *n_out. */
 doze_status tokenizer_encode(const doze_tokenizer *t, const char *text, size_t len, int flags,
                              int32_t *out, int cap, int *n_out, doze_error *err);
+/* tokenizer_encode where control tokens stay text inside the n_literal byte
+ * ranges literal[2i] .. literal[2i + 1] (doze_tokenize_literal) */
+doze_status tokenizer_encode_literal(const doze_tokenizer *t, const char *text, size_t len, int flags,
+                                     const size_t *literal, int n_literal, int32_t *out, int cap, int *n_out,
+                                     doze_error *err);
 
 /* 1 if the token ends generation (EOS, EOT, EOM and llama.cpp's other
  * end-of-turn tokens such as <|im_end|>, <|eot_id|>, <end_of_turn>). */

@@ -72,6 +72,40 @@ static void check_render(chat_family f, int add_gen, const char *want) {
     free(out);
 }
 
+/* Every family's rendering with the contents' ranges: the same text as
+ * without them, and each range holds its message's content (trimmed where
+ * the family trims; Gemma's system text opens the next user turn). */
+static void check_literal(chat_family f) {
+    char *plain = NULL, *out = NULL;
+    size_t *lit = NULL, n_lit = 0, len = 0;
+    doze_error e;
+    CHECK(chat_template_render(f, conversation, N_CONV, 1, &plain, NULL, &e) == DOZE_OK);
+    CHECK(chat_template_render_literal(f, conversation, N_CONV, 1, &out, &len, &lit, &n_lit, &e) == DOZE_OK);
+    CHECK(out && plain && strcmp(out, plain) == 0);
+    CHECK_MSG(n_lit == N_CONV, "%s: %zu ranges for %zu messages", chat_family_name(f), n_lit, (size_t)N_CONV);
+    for (size_t i = 0; out && i < n_lit; i++) {
+        CHECK(lit[2 * i] < lit[2 * i + 1] && lit[2 * i + 1] <= len && (i == 0 || lit[2 * i] >= lit[2 * i - 1]));
+        /* the range's text is one message's content, trimmed */
+        int found = 0;
+        for (size_t k = 0; k < N_CONV; k++) {
+            const char *c = conversation[k].content;
+            size_t a = 0, z = strlen(c);
+            while (a < z && strchr(" \t\n", c[a])) a++;
+            while (z > a && strchr(" \t\n", c[z - 1])) z--;
+            size_t n = lit[2 * i + 1] - lit[2 * i];
+            found |= (n == strlen(c) && memcmp(out + lit[2 * i], c, n) == 0) ||
+                     (n == z - a && memcmp(out + lit[2 * i], c + a, n) == 0);
+        }
+        CHECK_MSG(found, "%s: range %zu is \"%.*s\"", chat_family_name(f), i, (int)(lit[2 * i + 1] - lit[2 * i]),
+                  out + lit[2 * i]);
+    }
+    CHECK(chat_template_render_literal(f, conversation, N_CONV, 1, &out, &len, &lit, NULL, &e) ==
+          DOZE_ERR_INVALID_ARGUMENT);
+    free(plain);
+    free(out);
+    free(lit);
+}
+
 static void test_detect(void) {
     const char *what = "x";
     CHECK(chat_template_detect(qwen25, &what) == CHAT_CHATML && what == NULL);
@@ -355,6 +389,7 @@ static void test_cli(void) {
 int main(void) {
     test_detect();
     test_render();
+    for (int f = CHAT_UNKNOWN + 1; f < CHAT_FAMILY_COUNT_; f++) check_literal((chat_family)f);
     test_cli();
     return test_finish("test_chat");
 }

@@ -287,6 +287,44 @@ static void test_specials(void) {
     free(bytes);
 }
 
+/* Control tokens inside literal ranges stay text (a chat's message
+ * contents): the ids are the special parse up to the range and the plain
+ * tokenization of the stretch the range sits in; outside ranges nothing
+ * changes; a range past the text is refused. */
+static void test_literal_ranges(void) {
+    doze_tokenizer *t = load_tok("models/vocab/ggml-vocab-falcon.gguf", NULL);
+    if (!t) return;
+    doze_error e = {0};
+    const char *s = "A <|endoftext|> B <|endoftext|> C";
+    const size_t len = strlen(s), second = (size_t)(strstr(s + 4, "<|endoftext|>") - s);
+    int32_t want[64], tail[64], got[64];
+    int nw = 0, nt = 0, ng = 0;
+    CHECK(tokenizer_encode(t, s, second - 3, DOZE_TOKENIZE_PARSE_SPECIAL, want, 64, &nw, &e) == DOZE_OK);
+    CHECK(want[nw - 1] == 11); /* "A <|endoftext|>": the control token */
+    CHECK(tokenizer_encode(t, s + second - 3, len - (second - 3), 0, tail, 64, &nt, &e) == DOZE_OK);
+    memcpy(want + nw, tail, (size_t)nt * sizeof *tail);
+    nw += nt;
+    /* the whole second marker, and a range that only overlaps it */
+    const size_t ranges[2][2] = {{second - 2, second + 13}, {second + 3, second + 4}};
+    for (int r = 0; r < 2; r++) {
+        CHECK(tokenizer_encode_literal(t, s, len, DOZE_TOKENIZE_PARSE_SPECIAL, ranges[r], 1, got, 64, &ng, &e) ==
+              DOZE_OK);
+        CHECK_MSG(ids_are(got, ng, want, nw), "range %d: the second marker is not text", r);
+    }
+    /* a range over plain text changes nothing */
+    int32_t all[64];
+    int na = 0;
+    const size_t plain_range[2] = {0, 2};
+    CHECK(tokenizer_encode(t, s, len, DOZE_TOKENIZE_PARSE_SPECIAL, all, 64, &na, &e) == DOZE_OK);
+    CHECK(tokenizer_encode_literal(t, s, len, DOZE_TOKENIZE_PARSE_SPECIAL, plain_range, 1, got, 64, &ng, &e) ==
+              DOZE_OK &&
+          ids_are(got, ng, all, na));
+    const size_t past[2] = {3, len + 1};
+    CHECK(tokenizer_encode_literal(t, s, len, DOZE_TOKENIZE_PARSE_SPECIAL, past, 1, got, 64, &ng, &e) ==
+          DOZE_ERR_INVALID_ARGUMENT);
+    tokenizer_free(t);
+}
+
 int main(void) {
     static const char *const vocabs[] = {
         "models/ggml-vocab-llama-spm.gguf",           "models/vocab/ggml-vocab-phi-3.gguf",
@@ -301,6 +339,7 @@ int main(void) {
         return TEST_SKIP;
     }
     test_specials();
+    test_literal_ranges();
     if (test_failures) fprintf(stderr, "%d failures\n", test_failures);
     return test_failures ? 1 : 0;
 }

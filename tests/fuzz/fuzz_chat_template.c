@@ -64,9 +64,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(out);
     } else {
         for (int f = CHAT_CHATML; f < CHAT_FAMILY_COUNT_; f++) {
-            doze_status st = chat_template_render((chat_family)f, msgs, n, add_gen, &out, &len, &e);
+            size_t *lit = NULL, n_lit = 0;
+            doze_status st = chat_template_render_literal((chat_family)f, msgs, n, add_gen, &out, &len, &lit, &n_lit,
+                                                          &e);
             if (st != DOZE_OK && st != DOZE_ERR_OUT_OF_MEMORY) abort();
             if (st == DOZE_OK && (!out || out[len] != '\0')) abort();
+            /* the contents' ranges: in order, inside the text, at most one per message */
+            if (st == DOZE_OK && n_lit > n) abort();
+            for (size_t i = 0; st == DOZE_OK && i < n_lit; i++)
+                if (lit[2 * i] >= lit[2 * i + 1] || lit[2 * i + 1] > len || (i && lit[2 * i] < lit[2 * i - 1]))
+                    abort();
+            free(lit);
             free(out);
             out = NULL;
         }

@@ -141,6 +141,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             free(ids);
         }
+        if (st == DOZE_OK && text_n > 0) {
+            /* a literal range from the text's own bytes: the ids stay in the
+             * vocabulary, and a range covering everything is the plain parse */
+            size_t lit[2] = {(unsigned char)text[0] % (text_n + 1), text_n};
+            int n_lit = 0, n_plain = 0;
+            int32_t *a = malloc((size_t)(need > 0 ? need : 1) * 2 * sizeof *a);
+            if (a && tokenizer_encode_literal(t, text, text_n, tf, lit, 1, a, need * 2, &n_lit, &e) == DOZE_OK)
+                for (int i = 0; i < n_lit && i < need * 2; i++)
+                    if (a[i] < 0 || a[i] >= nt) __builtin_trap();
+            const size_t whole[2] = {0, text_n};
+            int32_t *b = malloc((size_t)(need > 0 ? need : 1) * 2 * sizeof *b);
+            if (a && b && tokenizer_encode_literal(t, text, text_n, tf, whole, 1, a, need * 2, &n_lit, &e) == DOZE_OK &&
+                tokenizer_encode(t, text, text_n, tf & ~DOZE_TOKENIZE_PARSE_SPECIAL, b, need * 2, &n_plain, &e) ==
+                    DOZE_OK &&
+                (n_lit != n_plain || (n_lit <= need * 2 && memcmp(a, b, (size_t)n_lit * sizeof *a) != 0)))
+                __builtin_trap();
+            free(a);
+            free(b);
+        }
         tokenizer_free(t);
     }
 out:
