@@ -486,8 +486,9 @@ doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *token
 
 /* A whole fine-tuning run over a text, as `doze finetune` and the JS
  * finetuneGates run it: the text is split into stories at lines
- * "<|endoftext|>", each encoded with BOS; every step draws `batch` stories
- * (seeded) and trains on the first `context` tokens from each story's start.
+ * "<|endoftext|>", each encoded as the vocabulary says (from BOS where it adds
+ * one; byte-level BPE files such as Qwen2.5's usually add none); every step
+ * draws `batch` stories (seeded) and trains on the first `context` tokens from each story's start.
  * With init NULL the run starts from training-free gates calibrated on the
  * text's first 512 tokens; otherwise from a copy of init. */
 typedef struct doze_finetune doze_finetune;
