@@ -105,6 +105,33 @@ void cli_discard_write(intptr_t fd, const char *path) {
     io_remove(path);
 }
 
+int cli_write_files(int n, const char *const *paths, const void *const *bytes, const size_t *len) {
+    enum { MAX_FILES = 4 };
+    intptr_t fd[MAX_FILES];
+    if (n < 1 || n > MAX_FILES) return 1;
+    int opened = 0;
+    while (opened < n && (fd[opened] = cli_open_write(paths[opened])) >= 0) opened++;
+    if (opened < n) { /* one cannot be written: none is */
+        for (int i = 0; i < opened; i++) cli_discard_write(fd[i], paths[i]);
+        if (n > 1) err_printf("doze: nothing written (the run's %d files go together)\n", n);
+        return 1;
+    }
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        if (!ok) {
+            cli_discard_write(fd[i], paths[i]);
+            continue;
+        }
+        /* a failed write or close deletes file i and prints why */
+        if (cli_close_write(fd[i], paths[i], io_write(fd[i], bytes[i], len[i]) == 0) != 0) {
+            ok = 0;
+            for (int j = 0; j < i; j++) io_remove(paths[j]); /* complete, but alone */
+        }
+    }
+    if (!ok && n > 1) err_printf("doze: nothing written (the run's %d files go together)\n", n);
+    return ok ? 0 : 1;
+}
+
 uint8_t *cli_read_file(const char *path, size_t *n) {
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {

@@ -171,7 +171,7 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
         gates_out = gates_path;
     }
     doze_error e;
-    doze_byte_buffer init = {NULL, 0, 0}, trained = {NULL, 0, 0};
+    doze_byte_buffer init = {NULL, 0, 0}, trained = {NULL, 0, 0}, gates = {NULL, 0, 0};
     doze_model *m = NULL, *m2 = NULL;
     doze_finetune *f = NULL;
     char *text = NULL;
@@ -220,15 +220,18 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
         cli_print_error(out, &e);
         goto done;
     }
-    intptr_t fd = cli_open_write(out);
-    if (fd < 0) goto done;
-    if (cli_close_write(fd, out, cli_write_fn(&fd, trained.data, trained.len) == 0)) goto done;
-    fd = cli_open_write(gates_out);
-    if (fd < 0) goto done;
-    rc = doze_gates_save(doze_finetune_gates(f), cli_write_fn, &fd, &e) == DOZE_OK ? 0 : cli_print_error(gates_out, &e);
-    rc = cli_close_write(fd, gates_out, rc == 0);
+    if (doze_gates_save(doze_finetune_gates(f), doze_byte_buffer_write, &gates, &e) != DOZE_OK) {
+        cli_print_error(gates_out, &e);
+        goto done;
+    }
+    /* the model and its gates, both or neither */
+    const char *paths[2] = {out, gates_out};
+    const void *bytes[2] = {trained.data, gates.data};
+    const size_t lens[2] = {trained.len, gates.len};
+    rc = cli_write_files(2, paths, bytes, lens);
     if (!rc) out_printf("wrote %s and its gates %s\n", out, gates_out);
 done:
+    free(gates.data);
     doze_finetune_free(f);
     doze_model_free(m2);
     doze_model_free(m);

@@ -408,6 +408,58 @@ int main(void) {
         done(&plain);
     }
 
+    /* Runs that write a model and its gate file write both or neither: a
+     * model without its gates (the gate file's path unwritable, or the model
+     * not all written) used to be left behind with exit 1, looking like a
+     * result. finetune --joint and train --gates. */
+    {
+        char story_text[320], model_out[320], gates_out[320], vocab[320], big[4096];
+        snprintf(story_text, sizeof story_text, "%s/stories.txt", dir);
+        char *s = malloc(20000);
+        s[0] = '\0';
+        for (int i = 0; i < 60; i++)
+            strcat(s, i % 2 ? "the dog ran to the park and the cat sat on the mat.\n<|endoftext|>\n"
+                            : "a cat had a ball and a dog had a big red ball too.\n<|endoftext|>\n");
+        write_file(story_text, s);
+        free(s);
+        snprintf(model_out, sizeof model_out, "%s/joint.gguf", dir);
+        snprintf(gates_out, sizeof gates_out, "%s/joint.gates.gguf", dir);
+        const char *ft = "--steps 1 --ctx 16 --batch 2 --quiet --joint";
+        snprintf(big, sizeof big, "finetune %s %s %s --model-out %s -o %s/no/such/dir/g.gguf", model, story_text, ft,
+                 model_out, dir);
+        r = run(big);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write") && has(r.err, "nothing written"), "%s", r.err);
+        CHECK_MSG(access(model_out, F_OK) != 0, "finetune --joint left %s without its gates", model_out);
+        done(&r);
+        if (access("/dev/full", W_OK) == 0) { /* the model not all written: its gates go too */
+            snprintf(big, sizeof big, "finetune %s %s %s --model-out /dev/full -o %s", model, story_text, ft, gates_out);
+            r = run(big);
+            CHECK_MSG(r.status == 1 && has(r.err, "/dev/full"), "%s", r.err);
+            CHECK_MSG(access(gates_out, F_OK) != 0, "finetune --joint left %s without its model", gates_out);
+            done(&r);
+        }
+        snprintf(big, sizeof big, "finetune %s %s %s --model-out %s -o %s", model, story_text, ft, model_out, gates_out);
+        r = run(big);
+        CHECK_MSG(r.status == 0 && access(model_out, F_OK) == 0 && access(gates_out, F_OK) == 0, "%s", r.err);
+        done(&r);
+        snprintf(big, sizeof big, "gates %s --calib %s -o %s/no/such/dir/g.gguf", model, story_text, dir);
+        r = run(big);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write"), "%s", r.err);
+        done(&r);
+        remove(model_out);
+        snprintf(vocab, sizeof vocab, "%s/v.gguf", dir);
+        snprintf(big, sizeof big, "vocab %s --size 300 -o %s", story_text, vocab);
+        r = run(big);
+        CHECK_MSG(r.status == 0, "%s", r.err);
+        done(&r);
+        snprintf(big, sizeof big, "train %s --vocab %s --dim 16 --layers 1 --heads 2 --ctx 16 --batch 2 --steps 1 "
+                 "--gates -o %s --gates-out %s/no/such/dir/g.gguf", story_text, vocab, model_out, dir);
+        r = run(big);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write"), "%s", r.err);
+        CHECK_MSG(access(model_out, F_OK) != 0, "train --gates left %s without its gates", model_out);
+        done(&r);
+    }
+
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     return test_finish("test_cli");
