@@ -110,7 +110,10 @@ int cmd_finetune(int argc, char **argv) {
     tp.lora_rank = (int)cli_get_int(&a, "--lora", tp.lora_rank);
     tp.noise_end = (float)cli_get_float(&a, "--noise-end", tp.noise_end);
     tp.balance_loss = (float)cli_get_float(&a, "--balance-loss", tp.balance_loss);
-    if (cli_has(&a, "--balance-loss") && !tp.joint) return cli_usage_error(&a, "--balance-loss goes with --joint");
+    /* the weights' options would do nothing without --joint: say so, do not ignore them */
+    static const char *const joint_only[] = {"--balance-loss", "--weight-lr", "--weight-lr-min", "--weight-warmup"};
+    for (size_t i = 0; i < sizeof joint_only / sizeof joint_only[0]; i++)
+        if (cli_has(&a, joint_only[i]) && !tp.joint) return cli_usage_error(&a, "%s goes with --joint", joint_only[i]);
     const char *loss = cli_get(&a, "--loss");
     if (loss && strcmp(loss, "ce") == 0) tp.task_loss = DOZE_LOSS_CE;
     const char *range = cli_get(&a, "--budget-range");

@@ -255,6 +255,15 @@ int main(void) {
                   strstr(r.out, "\"tokens\":24"),
               "bench --speculative: %d %s %s", r.status, r.out, r.err);
     done(&r);
+    /* the weights' options without --joint were silently ignored (a gates-only run) */
+    static const char *const joint_only[] = {"--weight-lr 1e-3", "--weight-lr-min 1e-5", "--weight-warmup 10",
+                                             "--balance-loss 0.1"};
+    for (size_t i = 0; i < sizeof joint_only / sizeof joint_only[0]; i++) {
+        char want[64];
+        snprintf(cmd, sizeof cmd, "finetune %s %s %s -o %s/x.gguf", model, text, joint_only[i], dir);
+        snprintf(want, sizeof want, "%.*s goes with --joint", (int)strcspn(joint_only[i], " "), joint_only[i]);
+        expect_usage(cmd, "finetune", want);
+    }
     snprintf(cmd, sizeof cmd, "train %s -o %s/x.gguf", text, dir);
     expect_usage(cmd, "train", "missing --vocab VOCAB");
     snprintf(cmd, sizeof cmd, "train %s --vocab v --schedule exp -o %s/x.gguf", text, dir);
