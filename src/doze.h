@@ -503,6 +503,10 @@ doze_status doze_finetune_finish(doze_finetune *f, doze_error *err);
 doze_status doze_finetune_write_model(doze_finetune *f, const void *file, size_t n,
                                       int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
                                       doze_error *err);
+/* Joint: what doze_finetune_write_model would refuse about `file` itself
+ * (not a GGUF, truncated, not the model being trained), from its header:
+ * call it before the steps, so that a wrong file fails before the run. */
+doze_status doze_finetune_check_model(doze_finetune *f, const void *file, size_t n, doze_error *err);
 /* Joint: instead of doze_finetune_finish, retunes the gates' budget table on
  * the text with the fine-tuned model (loaded from what
  * doze_finetune_write_model wrote) and makes them that model's gates. */

@@ -45,7 +45,7 @@ set(_doze_link_options
 '_doze_session_prefill_masked','_doze_session_ffn_mask','_doze_session_expert_mask',\
 '_doze_session_compute','_doze_session_set_budget','_doze_session_get_budget',\
 '_doze_session_set_gates','_doze_gates_free',\
-'_doze_finetune_finish','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\
+'_doze_finetune_finish','_doze_finetune_check_model','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\
 '_doze_session_truncate','_doze_session_score','_doze_speculator_free','_doze_speculator_logits']"
   "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
 

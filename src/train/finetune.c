@@ -182,6 +182,12 @@ doze_status doze_finetune_write_model(doze_finetune *f, const void *file, size_t
     return trainer_write_model(f->t, file, n, fn, ctx, err);
 }
 
+doze_status doze_finetune_check_model(doze_finetune *f, const void *file, size_t n, doze_error *err) {
+    if (!f || !f->t || !file)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no fine-tune in progress or file");
+    return trainer_check_model(f->t, file, n, err);
+}
+
 doze_status doze_finetune_finish_joint(doze_finetune *f, doze_model *trained, doze_error *err) {
     if (!f || !f->g || !trained) return doze_fail(err, DOZE_ERR_STATE, "no gates or model to finish");
     const doze_model_info *a = &f->m->info, *b = &trained->info;
