@@ -123,6 +123,9 @@ int cmd_finetune(int argc, char **argv) {
     if (cli_has(&a, "--dense-fraction") && !range) /* one budget has no dense windows: say so, do not ignore it */
         return cli_usage_error(&a, "--dense-fraction goes with --budget-range (one budget with dense windows: "
                                    "--budget-range B:B)");
+    if (cli_has(&a, "--no-ffn-gates") && cli_has(&a, "--gates")) /* it shapes the gates made, not given ones */
+        return cli_usage_error(&a, "--no-ffn-gates shapes the training-free gates a run starts from: not with "
+                                   "--gates (make INIT with doze gates --no-ffn-gates)");
     const char *model_out = cli_get(&a, "--model-out");
     if (tp.joint != (model_out != NULL)) return cli_usage_error(&a, "--joint and --model-out go together");
     int quiet = cli_has(&a, "--quiet");

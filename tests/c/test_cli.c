@@ -264,6 +264,16 @@ int main(void) {
         snprintf(want, sizeof want, "%.*s goes with --joint", (int)strcspn(joint_only[i], " "), joint_only[i]);
         expect_usage(cmd, "finetune", want);
     }
+    /* --no-ffn-gates with --gates was ignored: the given file's FFN rows trained all the same */
+    {
+        char big[2048];
+        snprintf(big, sizeof big, "gates %s -o %s/g.gguf", model, dir);
+        result g = run(big);
+        CHECK_MSG(g.status == 0, "%s", g.err);
+        done(&g);
+        snprintf(big, sizeof big, "finetune %s %s --ctx 16 --batch 1 --steps 1 --gates %s/g.gguf --no-ffn-gates -o %s/x.gguf", model, text, dir, dir);
+        expect_usage(big, "finetune", "--no-ffn-gates shapes the training-free gates a run starts from");
+    }
     snprintf(cmd, sizeof cmd, "train %s -o %s/x.gguf", text, dir);
     expect_usage(cmd, "train", "missing --vocab VOCAB");
     snprintf(cmd, sizeof cmd, "train %s --vocab v --schedule exp -o %s/x.gguf", text, dir);
