@@ -11,7 +11,7 @@ set(DOZE_WASM_STACK_SIZE 1048576 CACHE STRING "wasm shadow stack, bytes")
 # even ones declared with import_module("env") (as io_host.c does). A JS
 # library naming them (bodies unused: we ship no Emscripten JS) makes them
 # plain env imports while every other undefined symbol stays a link error.
-set(DOZE_WASM_HOST_IMPORTS host_open host_read host_write host_size host_close host_remove host_now)
+set(DOZE_WASM_HOST_IMPORTS host_open host_read host_write host_size host_close host_remove host_rename host_now)
 set(_doze_lib "mergeInto(LibraryManager.library, {\n")
 foreach(fn ${DOZE_WASM_HOST_IMPORTS})
   string(APPEND _doze_lib "  ${fn}: function() { throw new Error('${fn}: provided by js/src/wasm.js'); },\n")

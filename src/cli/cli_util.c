@@ -132,6 +132,23 @@ int cli_write_files(int n, const char *const *paths, const void *const *bytes, c
     return ok ? 0 : 1;
 }
 
+int cli_write_replace(const char *path, const void *bytes, size_t n) {
+    char tmp[4096];
+    const int len = snprintf(tmp, sizeof tmp, "%s.partial", path);
+    intptr_t fd = len > 0 && (size_t)len < sizeof tmp ? io_open(tmp, "w") : -1;
+    if (fd >= 0) {
+        if (cli_close_write(fd, tmp, io_write(fd, bytes, n) == 0) != 0) {
+            err_printf("doze: %s is left as it was\n", path);
+            return 1;
+        }
+        if (io_rename(tmp, path) == 0) return 0;
+        io_remove(tmp);
+    }
+    const char *const paths[1] = {path};
+    const void *const data[1] = {bytes};
+    return cli_write_files(1, paths, data, &n);
+}
+
 uint8_t *cli_read_file(const char *path, size_t *n) {
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {

@@ -64,13 +64,19 @@ static int encode_text(const char *path, const doze_tokenizer *tok, stream_ctx *
     return 0;
 }
 
+/* The model or a checkpoint, saved over the previous one: serialized first,
+ * then written beside it and renamed over it, so that a save that fails (a
+ * full disk at step 9,000) keeps the checkpoint a run can resume from. */
 static int save(const doze_full_trainer *t, const char *path, const char *name, int type, int with_state) {
-    intptr_t fd = cli_open_write(path);
-    if (fd < 0) return 1;
+    doze_byte_buffer b = {NULL, 0, 0};
     doze_error e;
-    doze_status st = doze_full_trainer_save(t, name, type, with_state, cli_write_fn, &fd, &e);
-    if (st != DOZE_OK) cli_print_error(path, &e);
-    return cli_close_write(fd, path, st == DOZE_OK);
+    if (doze_full_trainer_save(t, name, type, with_state, doze_byte_buffer_write, &b, &e) != DOZE_OK) {
+        free(b.data);
+        return cli_print_error(path, &e);
+    }
+    const int rc = cli_write_replace(path, b.data, b.len);
+    free(b.data);
+    return rc;
 }
 
 static const char *const schedules[] = {"cosine", "linear", NULL};

@@ -474,8 +474,43 @@ int main(void) {
         snprintf(big, sizeof big, "train %s --vocab %s --dim 16 --layers 1 --heads 2 --ctx 16 --batch 2 --steps 1 "
                  "--gates -o %s --gates-out %s/no/such/dir/g.gguf", story_text, vocab, model_out, dir);
         r = run(big);
-        CHECK_MSG(r.status == 1 && has(r.err, "cannot write"), "%s", r.err);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write") && has(r.err, "nothing written"), "%s", r.err);
         CHECK_MSG(access(model_out, F_OK) != 0, "train --gates left %s without its gates", model_out);
+        done(&r);
+
+        /* A checkpoint save that fails (here a file size limit, as a full disk
+         * would) keeps the previous checkpoint: the file was opened for
+         * writing (emptied) and, incomplete, deleted, so the run's resume
+         * point was lost with the save. */
+        char ckpt[320];
+        snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+        snprintf(big, sizeof big, "train %s --vocab %s --dim 32 --layers 2 --heads 2 --ctx 16 --batch 2 --steps 2 "
+                 "--ckpt %s -o %s", story_text, vocab, ckpt, model_out);
+        r = run(big);
+        CHECK_MSG(r.status == 0, "%s", r.err);
+        done(&r);
+        size_t n0 = 0;
+        unsigned char *before = test_read_file(ckpt, &n0);
+        CHECK(before && n0 > 8192);
+        /* at most half the checkpoint fits (ulimit -f counts 512- or 1024-byte blocks) */
+        snprintf(big, sizeof big, "sh -c 'trap \"\" XFSZ; ulimit -f %zu; %s train %s --resume %s --steps 4 --ckpt %s -o %s' "
+                 "> %s/out.txt 2> %s/err.txt", n0 / 4096, DOZE_CLI, story_text, ckpt, ckpt, model_out, dir, dir);
+        const int status = system(big);
+        char errs[320];
+        snprintf(errs, sizeof errs, "%s/err.txt", dir);
+        char *err = slurp(errs, NULL);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1 && has(err, "cannot write"), "%d: %s", status, err);
+        size_t n1 = 0;
+        unsigned char *after = test_read_file(ckpt, &n1);
+        CHECK_MSG(after && n1 == n0 && memcmp(before, after, n0) == 0,
+                  "the failed save did not keep the checkpoint (%zu bytes, was %zu): %s", n1, n0, err);
+        free(err);
+        free(before);
+        free(after);
+        /* and it still resumes */
+        snprintf(big, sizeof big, "train %s --resume %s --steps 3 --ckpt %s -o %s", story_text, ckpt, ckpt, model_out);
+        r = run(big);
+        CHECK_MSG(r.status == 0, "%s", r.err);
         done(&r);
     }
 
