@@ -128,6 +128,8 @@ int cmd_finetune(int argc, char **argv) {
                                    "--gates (make INIT with doze gates --no-ffn-gates)");
     const char *model_out = cli_get(&a, "--model-out");
     if (tp.joint != (model_out != NULL)) return cli_usage_error(&a, "--joint and --model-out go together");
+    if (model_out && strcmp(model_out, out) == 0) /* the second file would overwrite the first */
+        return cli_usage_error(&a, "-o (the gates) and --model-out (the model) name the same file");
     int quiet = cli_has(&a, "--quiet");
     if (cli_get_int(&a, "--steps", 1) < 1 || cli_get_int(&a, "--steps", 1) > (1 << 30))
         return cli_usage_error(&a, "--steps must be in 1..%d", 1 << 30);

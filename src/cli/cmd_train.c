@@ -176,6 +176,8 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
         snprintf(gates_path, sizeof gates_path, "%.*s.gates.gguf", (int)(n - (size_t)cut), out);
         gates_out = gates_path;
     }
+    if (strcmp(gates_out, out) == 0) /* the second file would overwrite the first */
+        return cli_usage_error(a, "-o (the model) and --gates-out (its gates) name the same file");
     doze_error e;
     doze_byte_buffer init = {NULL, 0, 0}, trained = {NULL, 0, 0}, gates = {NULL, 0, 0};
     doze_model *m = NULL, *m2 = NULL;

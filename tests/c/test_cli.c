@@ -274,6 +274,13 @@ int main(void) {
         snprintf(big, sizeof big, "finetune %s %s --ctx 16 --batch 1 --steps 1 --gates %s/g.gguf --no-ffn-gates -o %s/x.gguf", model, text, dir, dir);
         expect_usage(big, "finetune", "--no-ffn-gates shapes the training-free gates a run starts from");
     }
+    /* one path for both outputs: the model was written over the gates (exit 0, the gates lost) */
+    {
+        char big[2048];
+        snprintf(big, sizeof big, "finetune %s %s --ctx 16 --batch 1 --steps 1 --joint --model-out %s/same.gguf "
+                 "-o %s/same.gguf", model, text, dir, dir);
+        expect_usage(big, "finetune", "-o (the gates) and --model-out (the model) name the same file");
+    }
     snprintf(cmd, sizeof cmd, "train %s -o %s/x.gguf", text, dir);
     expect_usage(cmd, "train", "missing --vocab VOCAB");
     snprintf(cmd, sizeof cmd, "train %s --vocab v --schedule exp -o %s/x.gguf", text, dir);
@@ -477,6 +484,9 @@ int main(void) {
         CHECK_MSG(r.status == 1 && has(r.err, "cannot write") && has(r.err, "nothing written"), "%s", r.err);
         CHECK_MSG(access(model_out, F_OK) != 0, "train --gates left %s without its gates", model_out);
         done(&r);
+        snprintf(big, sizeof big, "train %s --vocab %s --dim 16 --layers 1 --heads 2 --ctx 16 --batch 2 --steps 1 "
+                 "--gates -o %s --gates-out %s", story_text, vocab, model_out, model_out);
+        expect_usage(big, "train", "-o (the model) and --gates-out (its gates) name the same file");
 
         /* A checkpoint save that fails (here a file size limit, as a full disk
          * would) keeps the previous checkpoint: the file was opened for
