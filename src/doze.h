@@ -501,8 +501,9 @@ doze_status doze_gates_retune(doze_model *m, doze_gates *g, const int32_t *token
 
 /* A whole fine-tuning run over a text, as `doze finetune` and the JS
  * finetuneGates run it: the text is split into stories at lines
- * "<|endoftext|>", each encoded with BOS; every step draws `batch` stories
- * (seeded) and trains on the first `context` tokens from each story's start.
+ * "<|endoftext|>", each encoded as the vocabulary says (from BOS where it adds
+ * one; byte-level BPE files such as Qwen2.5's usually add none); every step
+ * draws `batch` stories (seeded) and trains on the first `context` tokens from each story's start.
  * With init NULL the run starts from training-free gates calibrated on the
  * text's first 512 tokens; otherwise from a copy of init. */
 typedef struct doze_finetune doze_finetune;
@@ -517,6 +518,10 @@ doze_status doze_finetune_finish(doze_finetune *f, doze_error *err);
 doze_status doze_finetune_write_model(doze_finetune *f, const void *file, size_t n,
                                       int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
                                       doze_error *err);
+/* Joint: what doze_finetune_write_model would refuse about `file` itself
+ * (not a GGUF, truncated, not the model being trained), from its header:
+ * call it before the steps, so that a wrong file fails before the run. */
+doze_status doze_finetune_check_model(doze_finetune *f, const void *file, size_t n, doze_error *err);
 /* Joint: instead of doze_finetune_finish, retunes the gates' budget table on
  * the text with the fine-tuned model (loaded from what
  * doze_finetune_write_model wrote) and makes them that model's gates. */

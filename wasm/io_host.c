@@ -23,6 +23,8 @@ DOZE_HOST_IMPORT(host_size) double host_size(int32_t fd);
 DOZE_HOST_IMPORT(host_close) int32_t host_close(int32_t fd);
 /* Deletes a file; 0 on success, -1 on failure. */
 DOZE_HOST_IMPORT(host_remove) int32_t host_remove(const char *path, uint32_t path_len);
+/* Renames a file over another; 0 on success, -1 when it cannot. */
+DOZE_HOST_IMPORT(host_rename) int32_t host_rename(const char *from, uint32_t from_len, const char *to, uint32_t to_len);
 /* Monotonic milliseconds. */
 DOZE_HOST_IMPORT(host_now) double host_now(void);
 
@@ -81,6 +83,11 @@ int io_close(intptr_t fd) {
 int io_remove(const char *path) {
     if (!path) return -1;
     return host_remove(path, (uint32_t)strlen(path)) == 0 ? 0 : -1;
+}
+
+int io_rename(const char *from, const char *to) {
+    if (!from || !to) return -1;
+    return host_rename(from, (uint32_t)strlen(from), to, (uint32_t)strlen(to)) == 0 ? 0 : -1;
 }
 
 /* the host writes stdout and stderr as they come: nothing is held here */

@@ -11,7 +11,7 @@ set(DOZE_WASM_STACK_SIZE 1048576 CACHE STRING "wasm shadow stack, bytes")
 # even ones declared with import_module("env") (as io_host.c does). A JS
 # library naming them (bodies unused: we ship no Emscripten JS) makes them
 # plain env imports while every other undefined symbol stays a link error.
-set(DOZE_WASM_HOST_IMPORTS host_open host_read host_write host_size host_close host_remove host_now)
+set(DOZE_WASM_HOST_IMPORTS host_open host_read host_write host_size host_close host_remove host_rename host_now)
 set(_doze_lib "mergeInto(LibraryManager.library, {\n")
 foreach(fn ${DOZE_WASM_HOST_IMPORTS})
   string(APPEND _doze_lib "  ${fn}: function() { throw new Error('${fn}: provided by js/src/wasm.js'); },\n")
@@ -45,7 +45,7 @@ set(_doze_link_options
 '_doze_session_prefill_masked','_doze_session_ffn_mask','_doze_session_expert_mask',\
 '_doze_session_compute','_doze_session_set_budget','_doze_session_get_budget',\
 '_doze_session_set_gates','_doze_gates_free',\
-'_doze_finetune_finish','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\
+'_doze_finetune_finish','_doze_finetune_check_model','_doze_finetune_take_gates','_doze_finetune_tokens','_doze_finetune_free',\
 '_doze_session_truncate','_doze_session_score','_doze_tokenize_literal','_doze_speculator_free','_doze_speculator_logits']"
   "SHELL:--js-library ${DOZE_WASM_HOST_LIBRARY}")
 

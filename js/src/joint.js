@@ -11,6 +11,8 @@ import { bool, checkOptions, func, int, invalid, num, oneOf, seedHalves } from '
 
 const bytesOption = (v, where) => {
   if (!(v instanceof ArrayBuffer || ArrayBuffer.isView(v))) throw invalid(`${where} must be the bytes of the model's GGUF file`);
+  // a buffer transferred away (to a worker, or to loadModel's) reads as 0 bytes
+  if (v.byteLength === 0) throw invalid(`${where} is empty (a detached buffer? pass a copy to loadModel: source.slice(0))`);
   return v;
 };
 
@@ -135,6 +137,13 @@ export async function finetuneJoint(model, rt, text, o, track, untrack) {
       rt.doze.free(tp);
     }
     if (!f) throw rt.error('finetune');
+    // the file the new model is written from, checked before the steps: a
+    // wrong or empty `source` (another model's file, a detached buffer)
+    // fails now, not after the whole run
+    file = rt.doze.writeBytes(source);
+    rt.check(rt.x.doze_finetune_check_model(f, file, source.byteLength, rt.err), 'finetune');
+    rt.doze.free(file);
+    file = 0;
     await runSteps(model, rt, () => f, p, 'finetune', onProgress, sig);
     const out = rt.doze.malloc(8 * 8);
     try {

@@ -2,7 +2,7 @@
 // our own glue: no Emscripten JS. Works in Node >= 18 and browsers.
 //
 // The module imports:
-//   env.host_open/host_read/host_write/host_size/host_close/host_remove/host_now
+//   env.host_open/host_read/host_write/host_size/host_close/host_remove/host_rename/host_now
 //       the CLI's I/O (wasm/io_host.c implements src/cli/io.h with them)
 //   env.emscripten_notify_memory_growth
 //       called after memory.grow; our views are rebuilt on every use anyway
@@ -201,6 +201,7 @@ function browserHost() {
     size: () => -1,
     close: () => {},
     remove: () => -1,
+    rename: () => -1,
     stdout: (bytes) => out.write(bytes),
     stderr: (bytes) => err.write(bytes),
     flush() {
@@ -288,6 +289,16 @@ async function nodeHost() {
       if (!fs.statSync(path).isFile()) return -1; // never a device or a pipe
       fs.unlinkSync(path);
     },
+    rename(from, to) {
+      let target = null;
+      try {
+        target = fs.statSync(to);
+      } catch {
+        /* a new name */
+      }
+      if (target && !target.isFile()) return -1; // never over a device or a pipe
+      fs.renameSync(from, to);
+    },
     stdout: (bytes) => writeAll(1, bytes),
     stderr: (bytes) => writeAll(2, bytes),
     // Blocking read of the process's stdin (doze chat); EAGAIN on a
@@ -328,7 +339,9 @@ async function nodeHost() {
  *       stdout/stderr by default
  *     size(handle) -> bytes or -1;  close(handle) -> -1 (or a throw) when the
  *       file could not be closed;  remove(path) -> -1 (or a throw) when it
- *       could not be deleted (only regular files are);  now() -> milliseconds
+ *       could not be deleted (only regular files are);  rename(from, to) -> -1 (or
+ *       a throw) when it could not replace `to` (the CLI then writes `to`
+ *       directly);  now() -> milliseconds
  *     stdout(bytes), stderr(bytes): where handles 1 and 2 go
  *     flush(): called at the end of callMain
  *   The Uint8Array views point into wasm memory: valid only during the call.
@@ -405,6 +418,15 @@ export async function instantiateDoze({ wasm, host, simd = 'auto', threaded = fa
       try {
         const path = decoder.decode(view(pathPtr, pathLen).slice());
         return h.remove(path) === -1 ? -1 : 0;
+      } catch {
+        return -1;
+      }
+    },
+    host_rename(fromPtr, fromLen, toPtr, toLen) {
+      try {
+        const from = decoder.decode(view(fromPtr, fromLen).slice());
+        const to = decoder.decode(view(toPtr, toLen).slice());
+        return typeof h.rename === 'function' && h.rename(from, to) !== -1 ? 0 : -1;
       } catch {
         return -1;
       }

@@ -97,11 +97,27 @@ class Rpc {
     const value = this.decode(m.value); // first: it may introduce the objects the states are about
     this.#apply(m.states);
     if (!p) return;
-    if (m.type === 'item') p.onItem?.(value);
-    else if (m.type === 'event') p.callbacks?.[m.cb]?.(value);
-    else {
+    if (m.type === 'item') {
+      if (!p.thrown) p.onItem?.(value);
+    } else if (m.type === 'event') {
+      // A callback that throws ends its call as on the main thread (where
+      // the error rejects the call and the run is freed): the request is
+      // aborted in the worker and rejects with that error once the worker
+      // has let go of it; later events are not delivered. Thrown here, it
+      // would escape as an uncaught exception while the worker ran on.
+      const cb = p.callbacks?.[m.cb];
+      if (cb && !p.thrown) {
+        try {
+          cb(value);
+        } catch (e) {
+          p.thrown = { error: e };
+          this.abort(m.id, `${m.cb} threw`);
+        }
+      }
+    } else {
       this.#settle(m.id);
-      if (m.type === 'result') p.resolve(value);
+      if (p.thrown) p.reject(p.thrown.error);
+      else if (m.type === 'result') p.resolve(value);
       else p.reject(deserializeError(m.error));
     }
   }
@@ -224,10 +240,12 @@ function marshal(args) {
   const out = args.map((a) => {
     if (a == null || typeof a !== 'object' || a[REF] || Object.getPrototypeOf(a) !== Object.prototype) return one(a);
     const o = {};
+    let hasCallback = false;
     for (const [k, v] of Object.entries(a)) {
       if (typeof v === 'function') {
         callbacks[k] = v;
         o[k] = { $cb: k };
+        hasCallback = true;
       } else if (k === 'signal' && v != null) {
         signal = v;
         o[k] = { $signal: true };
@@ -235,6 +253,9 @@ function marshal(args) {
         o[k] = one(v);
       }
     }
+    // the request's own signal, so that a callback that throws can stop the
+    // call in the worker (every call taking callbacks takes a signal)
+    if (hasCallback && o.signal == null) o.signal = { $signal: true };
     return o;
   });
   return { args: out, callbacks, signal };

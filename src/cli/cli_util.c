@@ -105,6 +105,50 @@ void cli_discard_write(intptr_t fd, const char *path) {
     io_remove(path);
 }
 
+int cli_write_files(int n, const char *const *paths, const void *const *bytes, const size_t *len) {
+    enum { MAX_FILES = 4 };
+    intptr_t fd[MAX_FILES];
+    if (n < 1 || n > MAX_FILES) return 1;
+    int opened = 0;
+    while (opened < n && (fd[opened] = cli_open_write(paths[opened])) >= 0) opened++;
+    if (opened < n) { /* one cannot be written: none is */
+        for (int i = 0; i < opened; i++) cli_discard_write(fd[i], paths[i]);
+        if (n > 1) err_printf("doze: nothing written (the run's %d files go together)\n", n);
+        return 1;
+    }
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        if (!ok) {
+            cli_discard_write(fd[i], paths[i]);
+            continue;
+        }
+        /* a failed write or close deletes file i and prints why */
+        if (cli_close_write(fd[i], paths[i], io_write(fd[i], bytes[i], len[i]) == 0) != 0) {
+            ok = 0;
+            for (int j = 0; j < i; j++) io_remove(paths[j]); /* complete, but alone */
+        }
+    }
+    if (!ok && n > 1) err_printf("doze: nothing written (the run's %d files go together)\n", n);
+    return ok ? 0 : 1;
+}
+
+int cli_write_replace(const char *path, const void *bytes, size_t n) {
+    char tmp[4096];
+    const int len = snprintf(tmp, sizeof tmp, "%s.partial", path);
+    intptr_t fd = len > 0 && (size_t)len < sizeof tmp ? io_open(tmp, "w") : -1;
+    if (fd >= 0) {
+        if (cli_close_write(fd, tmp, io_write(fd, bytes, n) == 0) != 0) {
+            err_printf("doze: %s is left as it was\n", path);
+            return 1;
+        }
+        if (io_rename(tmp, path) == 0) return 0;
+        io_remove(tmp);
+    }
+    const char *const paths[1] = {path};
+    const void *const data[1] = {bytes};
+    return cli_write_files(1, paths, data, &n);
+}
+
 uint8_t *cli_read_file(const char *path, size_t *n) {
     intptr_t fd = io_open(path, "r");
     if (fd < 0) {

@@ -26,6 +26,17 @@ int cli_close_write(intptr_t fd, const char *path, int ok);
 /* Closes and deletes (a regular file) an output of a run that failed for
  * another reason, already reported: no message. */
 void cli_discard_write(intptr_t fd, const char *path);
+/* Writes the outputs of one run, n files (paths[i] gets bytes[i], len[i]),
+ * all or none: every file is opened before any is written, and when one
+ * cannot be opened or written every file this call made is deleted (a
+ * model without its gate file is not a result). 0, or 1 after the message. */
+int cli_write_files(int n, const char *const *paths, const void *const *bytes, const size_t *len);
+/* Writes a file that replaces one worth keeping (a training checkpoint, the
+ * run's resume point): into PATH.partial first, renamed over path once
+ * complete, so that a write that fails (a full disk) leaves the old file
+ * whole; where no file beside path can be made or renamed (a device, a host
+ * without rename), path is written directly. 0, or 1 after the message. */
+int cli_write_replace(const char *path, const void *bytes, size_t n);
 /* Reads a whole file; NULL (with a message and the reason on stderr) on failure. */
 uint8_t *cli_read_file(const char *path, size_t *n);
 /* Streams a GGUF file into a model; NULL (message printed) on failure. */

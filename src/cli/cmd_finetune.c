@@ -10,23 +10,21 @@
 #include "cli_util.h"
 #include "commands.h"
 
-static int file_write(void *ctx, const void *bytes, size_t n) { return cli_write_fn(ctx, bytes, n); }
-
-/* joint: writes the fine-tuned model, loads it, retunes the gates on it */
+/* joint: writes the fine-tuned model into *model (written to a file with
+ * its gates, later), loads it, retunes the gates on it */
 static int finish_joint(doze_finetune *f, const char *path, const char *model_out,
-                        const doze_model_params *mp) {
+                        const doze_model_params *mp, doze_byte_buffer *model) {
     size_t n = 0;
     void *file = cli_read_file(path, &n);
     if (!file) return 1;
-    doze_byte_buffer buf = {NULL, 0, 0};
     doze_model *trained = NULL;
     doze_error e;
     int rc = 1;
-    if (doze_finetune_write_model(f, file, n, doze_byte_buffer_write, &buf, &e) != DOZE_OK) {
+    if (doze_finetune_write_model(f, file, n, doze_byte_buffer_write, model, &e) != DOZE_OK) {
         cli_print_error(model_out, &e);
         goto done;
     }
-    if (doze_model_load_memory(buf.data, buf.len, mp, &trained, &e) != DOZE_OK) {
+    if (doze_model_load_memory(model->data, model->len, mp, &trained, &e) != DOZE_OK) {
         cli_print_error("the fine-tuned model", &e);
         goto done;
     }
@@ -34,12 +32,9 @@ static int finish_joint(doze_finetune *f, const char *path, const char *model_ou
         cli_print_error("retune", &e);
         goto done;
     }
-    intptr_t fd = cli_open_write(model_out);
-    if (fd < 0) goto done;
-    rc = cli_close_write(fd, model_out, cli_write_fn(&fd, buf.data, buf.len) == 0);
+    rc = 0;
 done:
     doze_model_free(trained);
-    free(buf.data);
     free(file);
     return rc;
 }
@@ -115,7 +110,10 @@ int cmd_finetune(int argc, char **argv) {
     tp.lora_rank = (int)cli_get_int(&a, "--lora", tp.lora_rank);
     tp.noise_end = (float)cli_get_float(&a, "--noise-end", tp.noise_end);
     tp.balance_loss = (float)cli_get_float(&a, "--balance-loss", tp.balance_loss);
-    if (cli_has(&a, "--balance-loss") && !tp.joint) return cli_usage_error(&a, "--balance-loss goes with --joint");
+    /* the weights' options would do nothing without --joint: say so, do not ignore them */
+    static const char *const joint_only[] = {"--balance-loss", "--weight-lr", "--weight-lr-min", "--weight-warmup"};
+    for (size_t i = 0; i < sizeof joint_only / sizeof joint_only[0]; i++)
+        if (cli_has(&a, joint_only[i]) && !tp.joint) return cli_usage_error(&a, "%s goes with --joint", joint_only[i]);
     const char *loss = cli_get(&a, "--loss");
     if (loss && strcmp(loss, "ce") == 0) tp.task_loss = DOZE_LOSS_CE;
     const char *range = cli_get(&a, "--budget-range");
@@ -125,8 +123,13 @@ int cmd_finetune(int argc, char **argv) {
     if (cli_has(&a, "--dense-fraction") && !range) /* one budget has no dense windows: say so, do not ignore it */
         return cli_usage_error(&a, "--dense-fraction goes with --budget-range (one budget with dense windows: "
                                    "--budget-range B:B)");
+    if (cli_has(&a, "--no-ffn-gates") && cli_has(&a, "--gates")) /* it shapes the gates made, not given ones */
+        return cli_usage_error(&a, "--no-ffn-gates shapes the training-free gates a run starts from: not with "
+                                   "--gates (make INIT with doze gates --no-ffn-gates)");
     const char *model_out = cli_get(&a, "--model-out");
     if (tp.joint != (model_out != NULL)) return cli_usage_error(&a, "--joint and --model-out go together");
+    if (model_out && strcmp(model_out, out) == 0) /* the second file would overwrite the first */
+        return cli_usage_error(&a, "-o (the gates) and --model-out (the model) name the same file");
     int quiet = cli_has(&a, "--quiet");
     if (cli_get_int(&a, "--steps", 1) < 1 || cli_get_int(&a, "--steps", 1) > (1 << 30))
         return cli_usage_error(&a, "--steps must be in 1..%d", 1 << 30);
@@ -141,6 +144,7 @@ int cmd_finetune(int argc, char **argv) {
     int rc = 1;
     doze_gates *init = NULL;
     doze_finetune *f = NULL;
+    doze_byte_buffer model_file = {NULL, 0, 0}, gates_file = {NULL, 0, 0};
     if (!text) goto done;
     if (cli_has(&a, "--gates") && !(init = cli_gates(&a, m, 0, quiet))) goto done;
     double t0 = io_now_ms();
@@ -171,16 +175,23 @@ int cmd_finetune(int argc, char **argv) {
                tp.batch * tp.context, total_ms / 1000.0,
                (double)tp.total_steps * tp.batch * tp.context * 1000.0 / total_ms);
     if (tp.joint) {
-        if (finish_joint(f, path, model_out, &mp) != 0) goto done;
+        if (finish_joint(f, path, model_out, &mp, &model_file) != 0) goto done;
     } else if (doze_finetune_finish(f, &e) != DOZE_OK) {
         cli_print_error("retune", &e);
         goto done;
     }
-    intptr_t fd = cli_open_write(out);
-    if (fd < 0) goto done;
-    rc = doze_gates_save(doze_finetune_gates(f), file_write, &fd, &e) == DOZE_OK ? 0 : cli_print_error(out, &e);
-    rc = cli_close_write(fd, out, rc == 0);
+    if (doze_gates_save(doze_finetune_gates(f), doze_byte_buffer_write, &gates_file, &e) != DOZE_OK) {
+        cli_print_error(out, &e);
+        goto done;
+    }
+    /* joint: the model and its gates, both or neither */
+    const char *paths[2] = {out, model_out};
+    const void *bytes[2] = {gates_file.data, model_file.data};
+    const size_t lens[2] = {gates_file.len, model_file.len};
+    rc = cli_write_files(tp.joint ? 2 : 1, paths, bytes, lens);
 done:
+    free(model_file.data);
+    free(gates_file.data);
     doze_finetune_free(f);
     doze_gates_free(init);
     free(text);

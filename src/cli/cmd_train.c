@@ -64,13 +64,19 @@ static int encode_text(const char *path, const doze_tokenizer *tok, stream_ctx *
     return 0;
 }
 
+/* The model or a checkpoint, saved over the previous one: serialized first,
+ * then written beside it and renamed over it, so that a save that fails (a
+ * full disk at step 9,000) keeps the checkpoint a run can resume from. */
 static int save(const doze_full_trainer *t, const char *path, const char *name, int type, int with_state) {
-    intptr_t fd = cli_open_write(path);
-    if (fd < 0) return 1;
+    doze_byte_buffer b = {NULL, 0, 0};
     doze_error e;
-    doze_status st = doze_full_trainer_save(t, name, type, with_state, cli_write_fn, &fd, &e);
-    if (st != DOZE_OK) cli_print_error(path, &e);
-    return cli_close_write(fd, path, st == DOZE_OK);
+    if (doze_full_trainer_save(t, name, type, with_state, doze_byte_buffer_write, &b, &e) != DOZE_OK) {
+        free(b.data);
+        return cli_print_error(path, &e);
+    }
+    const int rc = cli_write_replace(path, b.data, b.len);
+    free(b.data);
+    return rc;
 }
 
 static const char *const schedules[] = {"cosine", "linear", NULL};
@@ -170,8 +176,10 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
         snprintf(gates_path, sizeof gates_path, "%.*s.gates.gguf", (int)(n - (size_t)cut), out);
         gates_out = gates_path;
     }
+    if (strcmp(gates_out, out) == 0) /* the second file would overwrite the first */
+        return cli_usage_error(a, "-o (the model) and --gates-out (its gates) name the same file");
     doze_error e;
-    doze_byte_buffer init = {NULL, 0, 0}, trained = {NULL, 0, 0};
+    doze_byte_buffer init = {NULL, 0, 0}, trained = {NULL, 0, 0}, gates = {NULL, 0, 0};
     doze_model *m = NULL, *m2 = NULL;
     doze_finetune *f = NULL;
     char *text = NULL;
@@ -220,15 +228,18 @@ static int train_with_gates(const cli_args *a, doze_full_trainer *t, const char 
         cli_print_error(out, &e);
         goto done;
     }
-    intptr_t fd = cli_open_write(out);
-    if (fd < 0) goto done;
-    if (cli_close_write(fd, out, cli_write_fn(&fd, trained.data, trained.len) == 0)) goto done;
-    fd = cli_open_write(gates_out);
-    if (fd < 0) goto done;
-    rc = doze_gates_save(doze_finetune_gates(f), cli_write_fn, &fd, &e) == DOZE_OK ? 0 : cli_print_error(gates_out, &e);
-    rc = cli_close_write(fd, gates_out, rc == 0);
+    if (doze_gates_save(doze_finetune_gates(f), doze_byte_buffer_write, &gates, &e) != DOZE_OK) {
+        cli_print_error(gates_out, &e);
+        goto done;
+    }
+    /* the model and its gates, both or neither */
+    const char *paths[2] = {out, gates_out};
+    const void *bytes[2] = {trained.data, gates.data};
+    const size_t lens[2] = {trained.len, gates.len};
+    rc = cli_write_files(2, paths, bytes, lens);
     if (!rc) out_printf("wrote %s and its gates %s\n", out, gates_out);
 done:
+    free(gates.data);
     doze_finetune_free(f);
     doze_model_free(m2);
     doze_model_free(m);

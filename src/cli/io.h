@@ -44,6 +44,10 @@ int io_close(intptr_t fd);
 /* Deletes a regular file (an output left incomplete; never a device such as
  * /dev/full or a pipe); 0 on success. */
 int io_remove(const char *path);
+/* Renames a file over another (replacing it at once where the host can:
+ * rename(2) natively), only over a regular file or a new name, never a
+ * device or a pipe; 0 on success, -1 when it does not. */
+int io_rename(const char *from, const char *to);
 /* Hands what was written to stdout/stderr to the reader now: generated
  * text streams piece by piece, progress lines appear as they are made even
  * when stdout is a file or a pipe. */

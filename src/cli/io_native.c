@@ -94,6 +94,12 @@ int io_remove(const char *path) {
     return remove(path) == 0 ? 0 : -1;
 }
 
+int io_rename(const char *from, const char *to) {
+    struct stat st; /* never over a device or a pipe (root may rename over /dev/full) */
+    if (stat(to, &st) == 0 && !S_ISREG(st.st_mode)) return -1;
+    return rename(from, to) == 0 ? 0 : -1;
+}
+
 double io_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

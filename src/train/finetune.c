@@ -7,6 +7,7 @@
 #include "error.h"
 #include "gates.h"
 #include "model.h"
+#include "tokenizer.h"
 #include "train.h"
 
 struct doze_finetune {
@@ -20,6 +21,7 @@ struct doze_finetune {
     int n_starts;
     int32_t *batch; /* (batch, context) */
     uint64_t rng;
+    int bos;        /* the id each window opens with, or -1: the vocabulary adds no BOS */
 };
 
 static const char separator[] = "<|endoftext|>";
@@ -117,6 +119,9 @@ doze_status doze_finetune_new(doze_model *m, const doze_gates *init, const doze_
     f->p = p ? *p : doze_train_default_params();
     f->rng = f->p.seed * 0x9E3779B97F4A7C15ull + 7;
     doze_status st = encode_stories(f, text, len, err);
+    /* each story was encoded as the vocabulary says: from BOS when it adds
+     * one (then the first token of any story is BOS), else from its text */
+    f->bos = f->n_starts > 0 && m->tok && tokenizer_add_bos(m->tok) ? f->ids[f->starts[0]] : -1;
     if (st == DOZE_OK && (f->n_starts == 0 || f->n_ids < f->p.context))
         st = doze_fail(err, DOZE_ERR_INVALID_ARGUMENT,
                        "the text has %d tokens, fewer than one window of %d", f->n_ids, f->p.context);
@@ -153,7 +158,10 @@ doze_status doze_finetune_step(doze_finetune *f, doze_train_stats *stats, doze_e
         int at = f->starts[s];
         if (at + T > f->n_ids) at = f->n_ids - T;
         memcpy(f->batch + (size_t)b * T, f->ids + at, (size_t)T * sizeof *f->batch);
-        f->batch[(size_t)b * T] = f->ids[f->starts[0]]; /* every window opens with BOS */
+        /* every window opens with BOS where the vocabulary adds one (a window
+         * moved back from the text's end starts inside a story); without BOS
+         * a window keeps its own first token, not the text's */
+        if (f->bos >= 0) f->batch[(size_t)b * T] = f->bos;
     }
     return doze_trainer_step(f->t, f->batch, stats, err);
 }
@@ -172,6 +180,12 @@ doze_status doze_finetune_write_model(doze_finetune *f, const void *file, size_t
     if (!f || !f->t || !file || !fn)
         return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no fine-tune in progress, file or output");
     return trainer_write_model(f->t, file, n, fn, ctx, err);
+}
+
+doze_status doze_finetune_check_model(doze_finetune *f, const void *file, size_t n, doze_error *err) {
+    if (!f || !f->t || !file)
+        return doze_fail(err, DOZE_ERR_INVALID_ARGUMENT, "no fine-tune in progress or file");
+    return trainer_check_model(f->t, file, n, err);
 }
 
 doze_status doze_finetune_finish_joint(doze_finetune *f, doze_model *trained, doze_error *err) {

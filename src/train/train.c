@@ -584,6 +584,11 @@ void trainer_expert_masks(const doze_trainer *t, int all, uint8_t *expert_on) {
 float *trainer_grad_bias(doze_trainer *t) { return t->db; }
 joint_weights *trainer_joint(doze_trainer *t) { return t->jw; }
 
+doze_status trainer_check_model(const doze_trainer *t, const void *file, size_t n, doze_error *err) {
+    if (!t->jw) return doze_fail(err, DOZE_ERR_STATE, "only joint training changes the model");
+    return joint_check_file(t->jw, file, n, err);
+}
+
 doze_status trainer_write_model(const doze_trainer *t, const void *file, size_t n,
                                 int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
                                 doze_error *err) {

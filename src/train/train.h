@@ -41,6 +41,8 @@ float *trainer_grad_router(doze_trainer *t); /* (n_layers, 1 + n_heads + n_block
 float *trainer_grad_bias(doze_trainer *t);   /* (n_layers, 1 + n_heads + n_blocks) */
 /* joint training's weights (NULL when only the gates learn) */
 struct joint_weights *trainer_joint(doze_trainer *t);
+/* joint: whether trainer_write_model can write from `file` (its header checked) */
+doze_status trainer_check_model(const doze_trainer *t, const void *file, size_t n, doze_error *err);
 /* joint: the model file (the GGUF m was loaded from) with the trained weights */
 doze_status trainer_write_model(const doze_trainer *t, const void *file, size_t n,
                                 int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,

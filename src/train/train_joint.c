@@ -373,6 +373,30 @@ double joint_adam_step(joint_weights *j, float lr, float weight_decay, float anc
     return norm;
 }
 
+doze_status joint_check_file(const joint_weights *j, const void *file, size_t n, doze_error *err) {
+    gguf_header h;
+    doze_status st = gguf_parse_header(file, n, &h, err);
+    if (st != DOZE_OK) return st;
+    if (h.data_offset + h.data_size > n) st = doze_fail(err, DOZE_ERR_TRUNCATED, "the model file is truncated");
+    int found = 0;
+    for (uint64_t i = 0; i < h.n_tensors && st == DOZE_OK; i++) { /* joint_write's rules */
+        const gguf_tensor *t = &h.tensors[i];
+        const joint_tensor *x = NULL;
+        for (int k = 0; k < j->n_tensors && !x; k++)
+            if (strcmp(j->tensors[k].name, t->name.data) == 0) x = &j->tensors[k];
+        if (!x) continue;
+        if (t->ne[0] != (uint64_t)x->cols || t->ne[1] != (uint64_t)x->rows || t->ne[2] != (uint64_t)x->planes ||
+            t->ne[3] != 1)
+            st = doze_fail(err, DOZE_ERR_BAD_SHAPE, "tensor %s of the file is not the trained model's shape", x->name);
+        found++;
+    }
+    if (st == DOZE_OK && found != j->n_tensors)
+        st = doze_fail(err, DOZE_ERR_MISSING, "the file lacks %d of the trained tensors: not the model trained",
+                       j->n_tensors - found);
+    gguf_header_free(&h);
+    return st;
+}
+
 doze_status joint_write(const joint_weights *j, const void *file, size_t n,
                         int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
                         doze_error *err) {

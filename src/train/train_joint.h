@@ -99,5 +99,9 @@ int joint_lora_span(const joint_weights *j, int k, const float **a, const float 
 doze_status joint_write(const joint_weights *j, const void *file, size_t n,
                         int (*fn)(void *ctx, const void *bytes, size_t len), void *ctx,
                         doze_error *err);
+/* What joint_write would refuse about `file` itself (not a GGUF, truncated,
+ * a trained tensor missing or of another shape), found from its header
+ * alone: a run checks the file before its steps, not after them. */
+doze_status joint_check_file(const joint_weights *j, const void *file, size_t n, doze_error *err);
 
 #endif

@@ -255,6 +255,32 @@ int main(void) {
                   strstr(r.out, "\"tokens\":24"),
               "bench --speculative: %d %s %s", r.status, r.out, r.err);
     done(&r);
+    /* the weights' options without --joint were silently ignored (a gates-only run) */
+    static const char *const joint_only[] = {"--weight-lr 1e-3", "--weight-lr-min 1e-5", "--weight-warmup 10",
+                                             "--balance-loss 0.1"};
+    for (size_t i = 0; i < sizeof joint_only / sizeof joint_only[0]; i++) {
+        char want[64];
+        snprintf(cmd, sizeof cmd, "finetune %s %s %s -o %s/x.gguf", model, text, joint_only[i], dir);
+        snprintf(want, sizeof want, "%.*s goes with --joint", (int)strcspn(joint_only[i], " "), joint_only[i]);
+        expect_usage(cmd, "finetune", want);
+    }
+    /* --no-ffn-gates with --gates was ignored: the given file's FFN rows trained all the same */
+    {
+        char big[2048];
+        snprintf(big, sizeof big, "gates %s -o %s/g.gguf", model, dir);
+        result g = run(big);
+        CHECK_MSG(g.status == 0, "%s", g.err);
+        done(&g);
+        snprintf(big, sizeof big, "finetune %s %s --ctx 16 --batch 1 --steps 1 --gates %s/g.gguf --no-ffn-gates -o %s/x.gguf", model, text, dir, dir);
+        expect_usage(big, "finetune", "--no-ffn-gates shapes the training-free gates a run starts from");
+    }
+    /* one path for both outputs: the model was written over the gates (exit 0, the gates lost) */
+    {
+        char big[2048];
+        snprintf(big, sizeof big, "finetune %s %s --ctx 16 --batch 1 --steps 1 --joint --model-out %s/same.gguf "
+                 "-o %s/same.gguf", model, text, dir, dir);
+        expect_usage(big, "finetune", "-o (the gates) and --model-out (the model) name the same file");
+    }
     snprintf(cmd, sizeof cmd, "train %s -o %s/x.gguf", text, dir);
     expect_usage(cmd, "train", "missing --vocab VOCAB");
     snprintf(cmd, sizeof cmd, "train %s --vocab v --schedule exp -o %s/x.gguf", text, dir);
@@ -406,6 +432,96 @@ int main(void) {
         CHECK(off.status == 0 && strcmp(off.out, plain.out) == 0);
         done(&off);
         done(&plain);
+    }
+
+    /* Runs that write a model and its gate file write both or neither: a
+     * model without its gates (the gate file's path unwritable, or the model
+     * not all written) used to be left behind with exit 1, looking like a
+     * result. finetune --joint and train --gates. */
+    {
+        char story_text[320], model_out[320], gates_out[320], vocab[320], big[4096];
+        snprintf(story_text, sizeof story_text, "%s/stories.txt", dir);
+        char *s = malloc(20000);
+        s[0] = '\0';
+        for (int i = 0; i < 60; i++)
+            strcat(s, i % 2 ? "the dog ran to the park and the cat sat on the mat.\n<|endoftext|>\n"
+                            : "a cat had a ball and a dog had a big red ball too.\n<|endoftext|>\n");
+        write_file(story_text, s);
+        free(s);
+        snprintf(model_out, sizeof model_out, "%s/joint.gguf", dir);
+        snprintf(gates_out, sizeof gates_out, "%s/joint.gates.gguf", dir);
+        const char *ft = "--steps 1 --ctx 16 --batch 2 --quiet --joint";
+        snprintf(big, sizeof big, "finetune %s %s %s --model-out %s -o %s/no/such/dir/g.gguf", model, story_text, ft,
+                 model_out, dir);
+        r = run(big);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write") && has(r.err, "nothing written"), "%s", r.err);
+        CHECK_MSG(access(model_out, F_OK) != 0, "finetune --joint left %s without its gates", model_out);
+        done(&r);
+        if (access("/dev/full", W_OK) == 0) { /* the model not all written: its gates go too */
+            snprintf(big, sizeof big, "finetune %s %s %s --model-out /dev/full -o %s", model, story_text, ft, gates_out);
+            r = run(big);
+            CHECK_MSG(r.status == 1 && has(r.err, "/dev/full"), "%s", r.err);
+            CHECK_MSG(access(gates_out, F_OK) != 0, "finetune --joint left %s without its model", gates_out);
+            done(&r);
+        }
+        snprintf(big, sizeof big, "finetune %s %s %s --model-out %s -o %s", model, story_text, ft, model_out, gates_out);
+        r = run(big);
+        CHECK_MSG(r.status == 0 && access(model_out, F_OK) == 0 && access(gates_out, F_OK) == 0, "%s", r.err);
+        done(&r);
+        snprintf(big, sizeof big, "gates %s --calib %s -o %s/no/such/dir/g.gguf", model, story_text, dir);
+        r = run(big);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write"), "%s", r.err);
+        done(&r);
+        remove(model_out);
+        snprintf(vocab, sizeof vocab, "%s/v.gguf", dir);
+        snprintf(big, sizeof big, "vocab %s --size 300 -o %s", story_text, vocab);
+        r = run(big);
+        CHECK_MSG(r.status == 0, "%s", r.err);
+        done(&r);
+        snprintf(big, sizeof big, "train %s --vocab %s --dim 16 --layers 1 --heads 2 --ctx 16 --batch 2 --steps 1 "
+                 "--gates -o %s --gates-out %s/no/such/dir/g.gguf", story_text, vocab, model_out, dir);
+        r = run(big);
+        CHECK_MSG(r.status == 1 && has(r.err, "cannot write") && has(r.err, "nothing written"), "%s", r.err);
+        CHECK_MSG(access(model_out, F_OK) != 0, "train --gates left %s without its gates", model_out);
+        done(&r);
+        snprintf(big, sizeof big, "train %s --vocab %s --dim 16 --layers 1 --heads 2 --ctx 16 --batch 2 --steps 1 "
+                 "--gates -o %s --gates-out %s", story_text, vocab, model_out, model_out);
+        expect_usage(big, "train", "-o (the model) and --gates-out (its gates) name the same file");
+
+        /* A checkpoint save that fails (here a file size limit, as a full disk
+         * would) keeps the previous checkpoint: the file was opened for
+         * writing (emptied) and, incomplete, deleted, so the run's resume
+         * point was lost with the save. */
+        char ckpt[320];
+        snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+        snprintf(big, sizeof big, "train %s --vocab %s --dim 32 --layers 2 --heads 2 --ctx 16 --batch 2 --steps 2 "
+                 "--ckpt %s -o %s", story_text, vocab, ckpt, model_out);
+        r = run(big);
+        CHECK_MSG(r.status == 0, "%s", r.err);
+        done(&r);
+        size_t n0 = 0;
+        unsigned char *before = test_read_file(ckpt, &n0);
+        CHECK(before && n0 > 8192);
+        /* at most half the checkpoint fits (ulimit -f counts 512- or 1024-byte blocks) */
+        snprintf(big, sizeof big, "sh -c 'trap \"\" XFSZ; ulimit -f %zu; %s train %s --resume %s --steps 4 --ckpt %s -o %s' "
+                 "> %s/out.txt 2> %s/err.txt", n0 / 4096, DOZE_CLI, story_text, ckpt, ckpt, model_out, dir, dir);
+        const int status = system(big);
+        char errs[320];
+        snprintf(errs, sizeof errs, "%s/err.txt", dir);
+        char *err = slurp(errs, NULL);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1 && has(err, "cannot write"), "%d: %s", status, err);
+        size_t n1 = 0;
+        unsigned char *after = test_read_file(ckpt, &n1);
+        CHECK_MSG(after && n1 == n0 && memcmp(before, after, n0) == 0,
+                  "the failed save did not keep the checkpoint (%zu bytes, was %zu): %s", n1, n0, err);
+        free(err);
+        free(before);
+        free(after);
+        /* and it still resumes */
+        snprintf(big, sizeof big, "train %s --resume %s --steps 3 --ckpt %s -o %s", story_text, ckpt, ckpt, model_out);
+        r = run(big);
+        CHECK_MSG(r.status == 0, "%s", r.err);
+        done(&r);
     }
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -7,6 +7,7 @@
  * gates, used through the inference path, give the whole-sequence forward's
  * logits. */
 #include <stdint.h>
+#include <string.h>
 
 #include "gates.h"
 #include "train.h"
@@ -229,11 +230,84 @@ static void check_trainer(const char *arch, int head_dim, const int HID, const i
     free(f.data);
 }
 
+/* A vocabulary that adds no BOS (tokenizer.ggml.add_bos_token false, as in
+ * Qwen2.5's and SmolLM2's files): doze_finetune's windows are the stories'
+ * own tokens. Each window used to have its first token replaced by the
+ * text's first token (meant as BOS, but without BOS the first story's first
+ * token), so a text "A | B B B ..." trained exactly as "A | A' A' A' ...",
+ * A' being B with A's first token: the same gates, byte for byte. */
+static mem_buf gates_bytes(const doze_gates *g) {
+    mem_buf out = {NULL, 0, 0};
+    doze_error e;
+    CHECK(doze_gates_save(g, mem_write, &out, &e) == DOZE_OK);
+    return out;
+}
+
+static void test_finetune_without_bos(void) {
+    const doze_init_params ip = {16, 40, 2, 4, 2, 300, 64, 5, DOZE_TYPE_F32, NULL, 0, 0, 0.0f, 0, 0};
+    mem_buf f = {NULL, 0, 0};
+    gguf_builder b;
+    doze_error e;
+    CHECK(gguf_builder_init(&b, &e) == DOZE_OK);
+    CHECK(convert_init_random(&ip, &b, &e) == DOZE_OK);
+    CHECK(gguf_writer_set_bool(b.w, "tokenizer.ggml.add_bos_token", 0, &e) == DOZE_OK);
+    CHECK(gguf_writer_write(b.w, mem_write, &f, &e) == DOZE_OK);
+    gguf_builder_free(&b);
+    doze_model *m = NULL;
+    CHECK(f.data && doze_model_load_memory(f.data, f.len, NULL, &m, &e) == DOZE_OK);
+    if (!m) {
+        free(f.data);
+        return;
+    }
+    /* A and B differ in their first token only; A' is B from A's first token */
+    const char *story_a = "a the cat sat on the mat and the dog ran to the park with a ball";
+    const char *story_b = "c the cat sat on the mat and the dog ran to the park with a ball";
+    int32_t ta[256], tb[256];
+    int na = 0, nb = 0;
+    CHECK(doze_tokenize(m, story_a, strlen(story_a), DOZE_TOKENIZE_ADD_SPECIAL, ta, 256, &na, &e) == DOZE_OK);
+    CHECK(doze_tokenize(m, story_b, strlen(story_b), DOZE_TOKENIZE_ADD_SPECIAL, tb, 256, &nb, &e) == DOZE_OK);
+    CHECK(na == nb && na >= 16 && ta[0] != tb[0] && memcmp(ta + 1, tb + 1, (size_t)(na - 1) * sizeof *ta) == 0);
+    char text_ab[4096] = "", text_aa[4096] = "";
+    for (int i = 0; i < 12; i++) {
+        const char *next = i == 0 ? story_a : story_b;
+        strcat(text_ab, next), strcat(text_ab, "\n<|endoftext|>\n");
+        strcat(text_aa, story_a), strcat(text_aa, "\n<|endoftext|>\n"); /* A' = A here: they differ in token 0 only */
+    }
+    doze_train_params p = doze_train_default_params();
+    p.context = 16;
+    p.batch = 4;
+    p.total_steps = 3;
+    doze_gates *init = NULL;
+    doze_gates_params gp = doze_gates_default_params();
+    CHECK(doze_gates_calibrate(m, ta, na, &gp, &init, &e) == DOZE_OK);
+    doze_finetune *fa = NULL, *fb = NULL;
+    CHECK(doze_finetune_new(m, init, &p, text_ab, strlen(text_ab), &fa, &e) == DOZE_OK);
+    CHECK(doze_finetune_new(m, init, &p, text_aa, strlen(text_aa), &fb, &e) == DOZE_OK);
+    for (int s = 0; fa && fb && s < p.total_steps; s++) {
+        doze_train_stats st;
+        CHECK(doze_finetune_step(fa, &st, &e) == DOZE_OK);
+        CHECK(doze_finetune_step(fb, &st, &e) == DOZE_OK);
+    }
+    if (fa && fb) { /* the routers before any retune: what the windows taught them */
+        mem_buf ga = gates_bytes(doze_finetune_gates(fa)), gb = gates_bytes(doze_finetune_gates(fb));
+        const int same = ga.len == gb.len && memcmp(ga.data, gb.data, ga.len) == 0;
+        printf("no BOS: training on A|B...B %s training on A|A...A\n", same ? "EQUALS" : "differs from");
+        CHECK(!same);
+        free(ga.data), free(gb.data);
+    }
+    doze_finetune_free(fa);
+    doze_finetune_free(fb);
+    doze_gates_free(init);
+    doze_model_free(m);
+    free(f.data);
+}
+
 int main(void) {
     test_matmuls();
     check_trainer("llama", 0, 40, 16, 3);  /* a small f32 FFN: blocks of 16, 16 and 8 */
     check_trainer("llama", 0, 264, 32, 9); /* 8 * 32 channels and more: 8 blocks of 32 and one of 8 */
     check_trainer("qwen2", 0, 40, 16, 3);  /* Q/K/V biases, NeoX RoPE */
     check_trainer("qwen3", 8, 40, 16, 3);  /* q/k norms, NeoX RoPE, heads of 8 (4 x 8 != 16) */
+    test_finetune_without_bos();
     return test_finish("test_train");
 }

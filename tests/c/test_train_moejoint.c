@@ -327,6 +327,12 @@ static void finetune_check(void) {
         free(f.data);
         return;
     }
+    /* the file to write from, checked before the steps: this model's file
+     * passes; not a GGUF, cut short, or its header alone do not */
+    CHECK(doze_finetune_check_model(ft, f.data, f.len, &e) == DOZE_OK);
+    CHECK(doze_finetune_check_model(ft, text, len, &e) == DOZE_ERR_BAD_MAGIC);
+    CHECK(doze_finetune_check_model(ft, f.data, f.len - 64, &e) == DOZE_ERR_TRUNCATED);
+    CHECK(doze_finetune_check_model(ft, f.data, 64, &e) != DOZE_OK);
     const doze_gates *g = doze_finetune_gates(ft);
     CHECK(g->n_experts == E && g->expert_bias);
     float eb0[FL * E];

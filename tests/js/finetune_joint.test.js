@@ -78,6 +78,35 @@ test('finetune (joint) = `doze finetune --joint` byte for byte, full and --lora;
   }
 });
 
+// `source` is checked before the steps: a wrong file used to be found only
+// when the model was written, after the whole run (400 steps by default).
+test('finetune: a source that is not this model\'s file fails before the first step', async () => {
+  const m = await loadModel(initPath);
+  const otherPath = join(dir, 'fj-other.gguf');
+  const r = run('native', ['init', '--dim', '32', '--hidden', '64', '--layers', '2', '--heads', '2', '--vocab', '300',
+    '--ctx', '64', '--seed', '4', '-o', otherPath]);
+  assert.equal(r.status, 0, r.stderr);
+  try {
+    const base = await heapUsed();
+    const cases = [
+      ['another model', new Uint8Array(readFileSync(otherPath)), 'BAD_SHAPE'],
+      ['not a GGUF', new Uint8Array(4096), 'BAD_MAGIC'],
+      ['a detached buffer', (() => { const b = source.slice().buffer; structuredClone(b, { transfer: [b] }); return b; })(), 'INVALID_ARGUMENT'],
+      ['no bytes', new Uint8Array(0), 'INVALID_ARGUMENT'],
+      ['this model cut short', source.subarray(0, source.length - 100), 'TRUNCATED'],
+    ];
+    for (const [what, bad, code] of cases) {
+      let steps = 0;
+      await assert.rejects(m.finetune(TEXT, { ...O, steps: 400, source: bad, onProgress: () => steps++ }),
+        (e) => e.code === code, what);
+      assert.equal(steps, 0, `${what}: refused before any step`);
+    }
+    assert.equal(await heapUsed(), base, 'nothing left behind');
+  } finally {
+    m.dispose();
+  }
+});
+
 test('finetune: abort after 2 steps rejects with ABORTED, frees the run (heap back to baseline), the model as it was', async () => {
   const m = await loadModel(initPath);
   try {

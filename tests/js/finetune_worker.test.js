@@ -94,3 +94,37 @@ test('worker: a cancel after 2 steps rejects with ABORTED, frees the run in the 
     await w.dispose();
   }
 });
+
+// A callback that throws: on the main thread the call rejects with that error
+// and the run is freed. Through the worker it used to escape as an uncaught
+// exception in the main thread (which ends a Node process) while the worker
+// trained on to the last step and activated the gates; now the run is
+// aborted in the worker and the call rejects with the callback's error.
+test('worker: an onStep / onProgress that throws rejects the call with its error and stops the run in the worker', async () => {
+  const w = await worker.loadModel(initPath);
+  const uncaught = [];
+  const onUncaught = (e) => uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  try {
+    const base = await w.heapUsed();
+    const boom = new Error('boom');
+    let calls = 0;
+    await assert.rejects(w.finetuneGates(TEXT, { ...O, steps: 400, onStep: (s) => {
+      calls++;
+      if (s.step === 2) throw boom;
+    } }), (e) => e === boom);
+    assert.equal(calls, 2, 'no onStep after the one that threw');
+    assert.equal(w.gates, null, 'the run did not finish: no gates made or activated');
+    assert.equal(await w.heapUsed(), base, 'the run is freed in the worker');
+    const source = new Uint8Array(readFileSync(initPath));
+    await assert.rejects(w.finetune(TEXT, { ...O, steps: 400, source, onProgress: () => {
+      throw new RangeError('stop');
+    } }), RangeError);
+    assert.equal(await w.heapUsed(), base);
+    assert.ok(await w.complete('Once upon a time', { maxTokens: 5, temperature: 0 }), 'the model still generates');
+    assert.deepEqual(uncaught, [], 'nothing escaped as an uncaught exception');
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    await w.dispose();
+  }
+});
