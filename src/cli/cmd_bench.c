@@ -574,6 +574,7 @@ int cmd_bench(int argc, char **argv) {
     cli_args a;
     int prc = cli_parse(&cmd_bench_spec, argc, argv, &a);
     if (prc >= 0) return prc;
+    if (cli_gate_options_check(&a)) return 2;
     const char *path = cli_pos(&a, 0);
     long long steps = cli_get_int(&a, "--steps", 16), rounds = cli_get_int(&a, "--rounds", 5);
     int json = cli_has(&a, "--json");

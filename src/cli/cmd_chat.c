@@ -283,6 +283,7 @@ int cmd_chat(int argc, char **argv) {
     cli_args a;
     int prc = cli_parse(&cmd_chat_spec, argc, argv, &a);
     if (prc >= 0) return prc;
+    if (cli_gate_options_check(&a)) return 2;
     const char *path = cli_pos(&a, 0);
     const char *system = cli_get(&a, "--system");
     const char *tmpl_opt = cli_get(&a, "--template");

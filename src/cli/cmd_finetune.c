@@ -58,7 +58,8 @@ static const cli_option finetune_options[] = {
     {"--quiet", CLI_FLAG, NULL, "print only the last step", NULL, 0},
     {"--joint", CLI_FLAG, NULL, "the model's weights learn with its gates (needs --model-out)", NULL, 0},
     {"--model-out", CLI_STRING, "MODEL.gguf", "--joint: where the fine-tuned model goes", NULL, 0},
-    {"--loss", CLI_STRING, "L", "--joint: kl (distillation from the dense model, default) or ce", finetune_losses, 0},
+    {"--loss", CLI_STRING, "L", "kl (distillation from the dense model, default) or ce (the text's next\n"
+                                "tokens), for gates alone and for --joint", finetune_losses, 0},
     {"--weight-lr", CLI_FLOAT, "LR", "--joint: the weights' learning rate (default 5e-4)", NULL, 0},
     {"--weight-lr-min", CLI_FLOAT, "LR", "--joint: the weights' rate decays to this along a cosine (default: constant)", NULL, 0},
     {"--weight-warmup", CLI_INT, "N", "--joint: steps of linear warm-up of the weights' rate (default 0)", NULL, 0},

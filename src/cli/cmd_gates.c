@@ -49,6 +49,17 @@ static const char *table_value(const cli_args *a, const char *name) {
     return NULL;
 }
 
+int cli_gate_options_check(const cli_args *a) {
+    static const char *const calibration[] = {"--calib", "--no-ffn-gates", "--protect-layers", "--random-gates"};
+    if (!table_value(a, "--gates")) return 0;
+    for (size_t i = 0; i < sizeof calibration / sizeof calibration[0]; i++)
+        if (table_value(a, calibration[i]))
+            return cli_usage_error(a, "%s shapes the training-free gates made when no --gates FILE is given: "
+                                      "not with --gates (make the file with doze gates %s)",
+                                   calibration[i], calibration[i]);
+    return 0;
+}
+
 doze_gates *cli_gates(const cli_args *a, doze_model *m, int required, int quiet) {
     doze_error e;
     const char *path = table_value(a, "--gates");

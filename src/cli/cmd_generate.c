@@ -190,6 +190,7 @@ int cmd_generate(int argc, char **argv) {
     cli_args a;
     int prc = cli_parse(&cmd_generate_spec, argc, argv, &a);
     if (prc >= 0) return prc;
+    if (cli_gate_options_check(&a)) return 2;
     const char *path = cli_pos(&a, 0);
     long long steps = cli_get_int(&a, "--steps", 256);
     long long ctx = cli_get_int(&a, "--ctx", 0);

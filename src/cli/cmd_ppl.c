@@ -114,6 +114,7 @@ int cmd_ppl(int argc, char **argv) {
     cli_args a;
     int prc = cli_parse(&cmd_ppl_spec, argc, argv, &a);
     if (prc >= 0) return prc;
+    if (cli_gate_options_check(&a)) return 2;
     const char *path = cli_pos(&a, 0);
     const char *text_path = cli_pos(&a, 1);
     long long ctx = cli_get_int(&a, "--ctx", 0);

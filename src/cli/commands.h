@@ -74,6 +74,10 @@ int cli_penalty_options(const cli_args *a, int context, doze_sampler_params *sp)
 /* --gates FILE, or (when required) training-free gates calibrated on
  * --calib TEXT or on self-generated text; NULL with a message on failure. */
 doze_gates *cli_gates(const cli_args *a, doze_model *m, int required, int quiet);
+/* 2 (usage error printed) when --gates FILE comes with an option that only
+ * shapes calibrated gates (--calib, --no-ffn-gates, ...), which would do
+ * nothing; else 0 */
+int cli_gate_options_check(const cli_args *a);
 /* One --masks line: "pos token compute layers heads/heads/..." */
 /* bytes a mask line of m needs */
 size_t cli_mask_line_size(const doze_model *m);

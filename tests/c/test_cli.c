@@ -273,6 +273,15 @@ int main(void) {
         done(&g);
         snprintf(big, sizeof big, "finetune %s %s --ctx 16 --batch 1 --steps 1 --gates %s/g.gguf --no-ffn-gates -o %s/x.gguf", model, text, dir, dir);
         expect_usage(big, "finetune", "--no-ffn-gates shapes the training-free gates a run starts from");
+        /* the same in the commands that calibrate gates when none are given (it did nothing) */
+        static const char *const calibration[] = {"--no-ffn-gates", "--calib x.txt", "--protect-layers 2",
+                                                  "--random-gates 3"};
+        for (size_t i = 0; i < sizeof calibration / sizeof calibration[0]; i++) {
+            snprintf(big, sizeof big, "ppl %s %s --gates %s/g.gguf %s", model, text, dir, calibration[i]);
+            expect_usage(big, "ppl", "shapes the training-free gates made when no --gates FILE is given");
+            snprintf(big, sizeof big, "generate %s --steps 4 --gates %s/g.gguf %s", model, dir, calibration[i]);
+            expect_usage(big, "generate", "not with --gates");
+        }
     }
     /* one path for both outputs: the model was written over the gates (exit 0, the gates lost) */
     {

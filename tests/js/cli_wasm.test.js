@@ -75,7 +75,7 @@ test('usage errors, --help and --version are the same natively and in wasm', () 
     [['generate', '--help'], 0, /^usage: doze generate MODEL/],
     [['ppl', model, 'x.txt', '--budgte', '0.5'], 2, /unknown option --budgte \(did you mean --budget\?\)/],
     [['generate', model, '--steps'], 2, /--steps needs a value/],
-    [['generate', model, '--top-p', '2'], 2, /top_p 2 must be in \(0, 1\]/],
+    [['generate', model, '--top-p', '2'], 2, /top_p 2 must be in \[0, 1\]/],
     [['generate', join(dir, 'absent.gguf')], 1, /No such file or directory \(ENOENT\)/],
     [['generate', model, '--prompt', 'hello world '.repeat(40), '--steps', '32'], 1,
       /the prompt has \d+ tokens but the context holds 32/],
