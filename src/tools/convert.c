@@ -59,6 +59,32 @@ int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uin
     return ne[0] % DOZE_QK8_0 == 0 ? fb : DOZE_TYPE_F16;
 }
 
+/* llama.cpp's llama_ftype of a conversion target: what general.file_type
+ * says of a file (llama.cpp prints it as the model's type, hub tools list
+ * files by it). A single K-quant is the label llama-quantize --pure gives
+ * it (q4_k: Q4_K_S); -1 for a target without one. */
+int convert_file_type(int target) {
+    switch (target) {
+    case DOZE_TYPE_F32: return 0;
+    case DOZE_TYPE_F16: return 1;
+    case DOZE_TYPE_Q4_0: return 2;
+    case DOZE_TYPE_Q4_1: return 3;
+    case DOZE_TYPE_Q8_0: return 7;
+    case DOZE_TYPE_Q5_0: return 8;
+    case DOZE_TYPE_Q5_1: return 9;
+    case DOZE_TYPE_Q2_K: return 10;
+    case DOZE_TYPE_Q3_K: return 11;
+    case DOZE_TYPE_Q4_K: return 14;
+    case DOZE_CONVERT_Q4_K_M: return 15;
+    case DOZE_TYPE_Q5_K: return 16;
+    case DOZE_TYPE_Q6_K: return 18;
+    case DOZE_TYPE_IQ4_NL: return 25;
+    case DOZE_TYPE_IQ4_XS: return 30;
+    case DOZE_TYPE_BF16: return 32;
+    default: return -1;
+    }
+}
+
 doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,
                            doze_error *err) {
     gguf_header h;
@@ -80,6 +106,13 @@ doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder
         return st;
     }
     st = gguf_writer_copy_kvs(out->w, &h, err);
+    /* The copied general.file_type is the source's (a hub F16 file says 1,
+     * MOSTLY_F16): left so, a Q4_K_M file would call itself F16 to llama.cpp
+     * and to hub tools. Set the target's, and the quantization version
+     * llama.cpp's quantizer writes (GGML_QNT_VERSION 2) with it. */
+    const int ftype = convert_file_type(type);
+    if (st == DOZE_OK && ftype >= 0) st = gguf_writer_set_u32(out->w, "general.file_type", (uint32_t)ftype, err);
+    if (st == DOZE_OK) st = gguf_writer_set_u32(out->w, "general.quantization_version", 2u, err);
     /* what the mixes need to know of the model: its layers, a classifier */
     int n_layers = 0, tied = 1;
     for (uint64_t i = 0; i < h.n_tensors; i++) {

@@ -70,7 +70,13 @@ int convert_type_from_name(const char *name);
 int convert_tensor_type(int target, const char *name, uint32_t n_dims, const uint64_t *ne, int n_layers,
                         int tied);
 
-/* A parsed GGUF file held in memory -> the same model with matrices in `type`. */
+/* llama.cpp's llama_ftype for a conversion target (general.file_type:
+ * f16 1, q8_0 7, q4_k_m 15, a single K-quant its _S label ...); -1 if none. */
+int convert_file_type(int target);
+
+/* A parsed GGUF file held in memory -> the same model with matrices in
+ * `type`; general.file_type is set to the target's (convert_file_type) and
+ * general.quantization_version to 2, as llama.cpp's quantizer writes them. */
 doze_status convert_retype(const uint8_t *file, size_t n, int type, gguf_builder *out,
                            doze_error *err);
 

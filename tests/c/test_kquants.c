@@ -584,11 +584,48 @@ static void test_fallback_mix(void) {
     free(f32.data);
 }
 
+/* A converted file says what it now is: general.file_type is the target's
+ * llama_ftype, not the source's copied along with the other keys (a hub F16
+ * file says 1, and its Q4_K_M conversion called itself F16 to llama.cpp and
+ * to hub tools), and general.quantization_version is llama.cpp's 2. */
+static int file_type_of(const mem_buf *f, int64_t *ftype, int64_t *qversion) {
+    gguf_header h;
+    doze_error e;
+    if (gguf_parse_header(f->data, f->len, &h, &e) != DOZE_OK) return -1;
+    const int ok = gguf_get_int(&h, "general.file_type", ftype, &e) == DOZE_OK &&
+                   gguf_get_int(&h, "general.quantization_version", qversion, &e) == DOZE_OK;
+    gguf_header_free(&h);
+    return ok ? 0 : -1;
+}
+
+static void test_convert_file_type(void) {
+    mem_buf f32 = fixture_gguf(256, 512, 2, 4, 2, 300, 64, 5, DOZE_TYPE_F32);
+    CHECK(f32.data != NULL);
+    if (!f32.data) return;
+    mem_buf f16 = retype(&f32, DOZE_TYPE_F16);
+    int64_t ft = -1, qv = -1;
+    CHECK(f16.data && file_type_of(&f16, &ft, &qv) == 0 && ft == 1 && qv == 2);
+    static const struct {
+        int target, ftype;
+    } cases[] = {{DOZE_CONVERT_Q4_K_M, 15}, {DOZE_TYPE_Q8_0, 7}, {DOZE_TYPE_Q6_K, 18}, {DOZE_TYPE_F32, 0}};
+    for (size_t c = 0; f16.data && c < sizeof cases / sizeof cases[0]; c++) {
+        mem_buf q = retype(&f16, cases[c].target); /* from the file labelled F16 */
+        ft = qv = -1;
+        CHECK_MSG(q.data && file_type_of(&q, &ft, &qv) == 0 && ft == cases[c].ftype && qv == 2,
+                  "target %d: general.file_type %lld (want %d), quantization_version %lld", cases[c].target,
+                  (long long)ft, cases[c].ftype, (long long)qv);
+        free(q.data);
+    }
+    free(f16.data);
+    free(f32.data);
+}
+
 int main(void) {
     test_dequantize_by_hand();
     test_quantize_error();
     test_products();
     test_models();
     test_fallback_mix();
+    test_convert_file_type();
     return test_finish("test_kquants");
 }

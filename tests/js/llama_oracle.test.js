@@ -135,3 +135,33 @@ test('llama.cpp oracle: every architecture x type, 48 greedy steps, natively and
     for (const r of rows) t.diagnostic(`${r.arch} ${r.type}: max|dp| native ${fmt(r.native)} wasm ${fmt(r.wasm)}; near-tie flips ${r.flips}/${r.flipsW}; F32 model ${fmt(r.quant)}; top p ${r.maxP.toFixed(3)}`);
     assert.deepEqual(failures, []);
   });
+
+// The oracle itself on a vocabulary larger than the models above (hub models
+// have 49k-152k tokens): llamaRun's distributions are the whole vocabulary's.
+// It sized them 512 (node-llama-cpp has no model.tokens.vocabSize), so ids
+// past 512 were dropped and compare() gave NaN (scripts/oracle-steps.mjs, which
+// docs/exactness.md has users run on their models, threw).
+test('llama.cpp oracle: a 1,000-token vocabulary is compared whole', { timeout: 120_000 }, async () => {
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const dir = scratch();
+  try {
+    const path = join(dir, 'v1000.gguf');
+    const init = run('native', ['init', '-o', path, '--dim', '64', '--hidden', '128', '--layers', '1', '--heads', '2',
+      '--vocab', '1000', '--ctx', '64', '--seed', '5', '--embd-scale', '0.4', '--untied', '--type', 'f32']);
+    assert.equal(init.status, 0, init.stderr);
+    const model = await loadModel(readFileSync(path));
+    try {
+      const promptIds = Array.from(model.tokenize(PROMPT, { bos: true }));
+      const ref = await llamaRun(llama, path, promptIds, { steps: 6 });
+      assert.equal(ref[0].p.length, 1000);
+      const ps = await wasmRun(model, promptIds, ref.map((r) => r.id), 6);
+      const c = compare(ref, ps, 1e-4);
+      assert.ok(c.maxDp <= 1e-4, `max |dp| ${c.maxDp}`);
+      assert.deepEqual(c.bad, []);
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    await llama.dispose();
+  }
+});

@@ -24,10 +24,11 @@ export const argmax = (p) => p.reduce((b, v, i) => (v > p[b] ? i : b), 0);
 
 /**
  * llama.cpp: the prompt ids, then `steps` greedy tokens and their full
- * distributions; `batch` is its batch size.
+ * distributions (`vocab` values each: by default the size of the
+ * distribution llama.cpp returns); `batch` is its batch size.
  */
 export async function llamaRun(llama, path, promptIds,
-  { steps = STEPS, batch = Number(process.env.DOZE_ORACLE_BATCH ?? 128) } = {}) {
+  { steps = STEPS, batch = Number(process.env.DOZE_ORACLE_BATCH ?? 128), vocab = null } = {}) {
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
   // F32 KV cache and no flash attention: llama.cpp's defaults round keys and
   // values to F16, which would be llama.cpp's error, not Doze's.
@@ -40,10 +41,19 @@ export async function llamaRun(llama, path, promptIds,
   try {
     const seq = ctx.getSequence();
     const out = [];
-    const V = model.tokens.vocabSize ?? 512;
+    // The vocabulary's size is that of the distribution llama.cpp returns
+    // (every token). node-llama-cpp's model.tokens has no vocabSize: the
+    // fallback of 512 fitted only the tests' 512-token models, and cut any
+    // larger vocabulary's distribution (ids >= 512 dropped: NaN in compare,
+    // a TypeError in scripts/oracle-steps.mjs).
+    let V = vocab;
     for await (const r of seq.evaluateWithMetadata([...promptIds], { probabilities: true }, { temperature: 0 })) {
+      if (V == null) for (const id of r.probabilities.keys()) V = Math.max(V ?? 0, id + 1);
       const p = new Float64Array(V);
-      for (const [id, v] of r.probabilities) p[id] = v;
+      for (const [id, v] of r.probabilities) {
+        if (!(id < V)) throw new Error(`llama.cpp gave token ${id}, past the vocabulary of ${V}`);
+        p[id] = v;
+      }
       out.push({ id: r.token, p });
       if (out.length >= steps) break;
     }
@@ -99,6 +109,8 @@ export function compare(ref, ps, tol) {
   const bad = [];
   for (let t = 0; t < ref.length; t++) {
     const p = ps[t];
+    // distributions of different lengths would compare as NaN, not fail
+    if (p.length !== ref[t].p.length) throw new Error(`step ${t}: ${p.length} probabilities against llama.cpp's ${ref[t].p.length}`);
     const a = argmax(p);
     if (a !== ref[t].id) {
       flips++;
