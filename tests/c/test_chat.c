@@ -99,11 +99,13 @@ static void check_literal(chat_family f) {
         CHECK_MSG(found, "%s: range %zu is \"%.*s\"", chat_family_name(f), i, (int)(lit[2 * i + 1] - lit[2 * i]),
                   out + lit[2 * i]);
     }
-    CHECK(chat_template_render_literal(f, conversation, N_CONV, 1, &out, &len, &lit, NULL, &e) ==
-          DOZE_ERR_INVALID_ARGUMENT);
     free(plain);
     free(out);
     free(lit);
+    out = NULL;
+    CHECK(chat_template_render_literal(f, conversation, N_CONV, 1, &out, &len, &lit, NULL, &e) ==
+              DOZE_ERR_INVALID_ARGUMENT &&
+          out == NULL);
 }
 
 static void test_detect(void) {
