@@ -1,5 +1,6 @@
 // Fixtures of the chat tests: a GGUF file given one more string or bool key
 // (e.g. a model given a tokenizer.chat_template), or a uint32 key changed.
+import { ggufEntry, ggufLayout, ggufRebuild } from './gguf_fixtures.js';
 
 /** The GGUF file with one more string key (the data section re-aligned). */
 export function withStringKey(bytes, key, value) {
@@ -40,65 +41,14 @@ export function withBoolKey(bytes, key, value) {
 
 /** The GGUF file with one more key of GGUF type `type`, its value's bytes `payload`. */
 function withKey(bytes, key, type, payload) {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const dec = new TextDecoder();
-  let o = 24;
-  let alignment = 32;
-  const str = () => {
-    const n = Number(dv.getBigUint64(o, true));
-    const s = dec.decode(bytes.subarray(o + 8, o + 8 + n));
-    o += 8 + n;
-    return s;
-  };
-  const SIZES = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-  const skip = (type) => {
-    if (type === 8) str();
-    else if (type === 9) {
-      const et = dv.getUint32(o, true);
-      const n = Number(dv.getBigUint64(o + 4, true));
-      o += 12;
-      if (SIZES[et]) o += SIZES[et] * n;
-      else for (let i = 0; i < n; i++) skip(et);
-    } else o += SIZES[type];
-  };
-  const nTensors = Number(dv.getBigUint64(8, true));
-  const nKv = Number(dv.getBigUint64(16, true));
-  for (let i = 0; i < nKv; i++) {
-    const k = str();
-    const type = dv.getUint32(o, true);
-    o += 4;
-    if (k === key) {
-      const e = new Error(`the file has ${key} already`);
-      if (type === 7) e.at = o; // a bool's value byte, for withBoolKey
-      throw e;
-    }
-    if (k === 'general.alignment') alignment = dv.getUint32(o, true);
-    skip(type);
+  const l = ggufLayout(bytes);
+  const had = l.kvs.find((k) => k.key === key);
+  if (had) {
+    const e = new Error(`the file has ${key} already`);
+    if (had.type === 7) e.at = had.valueAt; // a bool's value byte, for withBoolKey
+    throw e;
   }
-  const kvEnd = o;
-  for (let i = 0; i < nTensors; i++) {
-    str();
-    const nd = dv.getUint32(o, true);
-    o += 4 + 8 * nd + 4 + 8;
-  }
-  const infoEnd = o;
-  const dataStart = Math.ceil(infoEnd / alignment) * alignment;
-  const k = new TextEncoder().encode(key);
-  const kv = new Uint8Array(8 + k.length + 4 + payload.length);
-  const kdv = new DataView(kv.buffer);
-  kdv.setBigUint64(0, BigInt(k.length), true);
-  kv.set(k, 8);
-  kdv.setUint32(8 + k.length, type, true);
-  kv.set(payload, 12 + k.length);
-  const headLen = infoEnd + kv.length;
-  const newDataStart = Math.ceil(headLen / alignment) * alignment;
-  const out = new Uint8Array(newDataStart + (bytes.length - dataStart));
-  out.set(bytes.subarray(0, kvEnd), 0);
-  out.set(kv, kvEnd);
-  out.set(bytes.subarray(kvEnd, infoEnd), kvEnd + kv.length);
-  new DataView(out.buffer).setBigUint64(16, BigInt(nKv + 1), true);
-  out.set(bytes.subarray(dataStart), newDataStart);
-  return out;
+  return ggufRebuild(bytes, l, [...l.kvs.map((k) => k.bytes), ggufEntry(key, type, payload)]);
 }
 
 /** A ChatML template (the default model has none): the tests add it to a file or pass it as `template`. */
