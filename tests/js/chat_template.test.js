@@ -18,6 +18,15 @@ import { CHATML, withBoolKey, withStringKey, withUint32 } from './chat_fixtures.
 import { root, run, scratch } from './helpers.js';
 import { modelWithVocabulary } from './vocab_fixtures.js';
 
+/** One chat turn, greedy unless opts say otherwise: its text and the prompt tokens it ran. */
+async function chatTurn(m, messages, opts) {
+  const it = m.chat(messages, { temperature: 0, ...opts });
+  let r;
+  let text = '';
+  while (!(r = await it.next()).done) text += r.value.text;
+  return { text, promptTokens: r.value.promptTokens };
+}
+
 // ---- the templates, as published in each model's tokenizer_config.json ----
 
 // Qwen/Qwen2.5-0.5B-Instruct (ChatML with a default system prompt and tools)
@@ -491,14 +500,7 @@ test('model.chat runs only the new turn of a conversation it has seen; the same 
   const plain = readFileSync(join(root, 'models', 'doze-stories.gguf'));
   const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
   const kept = await loadModel(bytes, { threads: 1 });
-  const opts = { maxTokens: 16, temperature: 0 };
-  const run = async (m, messages) => {
-    const it = m.chat(messages, opts);
-    let r;
-    let text = '';
-    while (!(r = await it.next()).done) text += r.value.text;
-    return { text, promptTokens: r.value.promptTokens };
-  };
+  const run = (m, messages) => chatTurn(m, messages, { maxTokens: 16 });
   try {
     const messages = [SYS, { role: 'user', content: 'Tell me a story about a fox.' }];
     const first = await run(kept, messages);
@@ -549,13 +551,7 @@ test('model.chat cuts a conversation past the context as from an empty context; 
   const ctx = 96;
   const kept = await loadModel(bytes, { threads: 1, contextLength: ctx });
   const fresh = await loadModel(bytes, { threads: 1, contextLength: ctx });
-  const run = async (m, messages, opts) => {
-    const it = m.chat(messages, { temperature: 0, ...opts });
-    let r;
-    let text = '';
-    while (!(r = await it.next()).done) text += r.value.text;
-    return { text, promptTokens: r.value.promptTokens };
-  };
+  const run = chatTurn;
   try {
     const messages = [{ role: 'user', content: 'Tell me a story about a fox.' }];
     const first = await run(kept, messages, { maxTokens: 30 });
@@ -655,13 +651,7 @@ test('doze-lm/worker: chat keeps the KV cache in the worker; the main thread\'s 
   const bytes = withStringKey(plain, 'tokenizer.chat_template', CHATML);
   const w = await loadWorker(bytes, { threads: 1 });
   const d = await loadModel(bytes, { threads: 1 });
-  const turn = async (m, messages) => {
-    const it = m.chat(messages, { maxTokens: 12, temperature: 0 });
-    let r;
-    let text = '';
-    while (!(r = await it.next()).done) text += r.value.text;
-    return { text, promptTokens: r.value.promptTokens };
-  };
+  const turn = (m, messages) => chatTurn(m, messages, { maxTokens: 12 });
   try {
     const messages = [{ role: 'user', content: 'Tell me a story about a fox.' }];
     const a1 = await turn(w, messages);
