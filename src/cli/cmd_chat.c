@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "chat_template.h"
-#include "unicode.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "unicode.h"
@@ -384,9 +383,8 @@ int cmd_chat(int argc, char **argv) {
             goto done;
         }
         int n = 0;
-        int32_t *ids = n_lit <= (size_t)INT32_MAX
-                           ? cli_encode_literal(m, prompt, plen, CHAT_TOKENIZE_FLAGS, lit, (int)n_lit, &n, &e)
-                           : NULL;
+        /* one range per message at most: conv.n fits an int like the cache's tokens */
+        int32_t *ids = cli_encode_literal(m, prompt, plen, CHAT_TOKENIZE_FLAGS, lit, (int)n_lit, &n, &e);
         free(lit);
         if (!ids) {
             cli_print_error("tokenize", &e);
